@@ -1,0 +1,1 @@
+"""The ``wb`` command line (typer). Heavy modules are imported inside the commands."""

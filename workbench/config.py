@@ -1,0 +1,137 @@
+"""``wb.toml``: the workspace configuration, parsed with ``tomllib`` into typed dataclasses.
+
+Unknown sections or keys are errors (a typo must not be silently ignored).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from workbench.errors import UsageError
+
+MODES = ("dense", "colbert", "sparse", "bm25")
+
+DEFAULT_TOML = """\
+# wb workspace configuration. Every role accepts a built-in name (see `wb models`),
+# a Hugging Face id or a local folder.
+[models]
+dense = "all-MiniLM-L6-v2"   # bi-encoder; its token states also give zero-shot ColBERT
+colbert = "zero-shot"        # "zero-shot" = MaxSim over the dense model's token states, or a trained head
+sparse = "splade-tiny"       # SPLADE / masked-LM model
+reranker = "maxsim"          # "maxsim" (zero-shot), "llm" (SmolLM2 yes/no), or a cross-encoder folder
+
+[index]
+chunk_tokens = 256
+chunk_overlap = 32
+
+[fusion]
+method = "weighted"          # "weighted" (normalised score sum) or "rrf"
+normalization = "min-max"
+depth = 100                  # candidates taken from each mode before fusion
+
+[fusion.weights]
+dense = 1.0
+colbert = 1.0
+sparse = 1.0
+bm25 = 1.0
+
+[rerank]
+depth = 50
+"""
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    dense: str = "all-MiniLM-L6-v2"
+    colbert: str = "zero-shot"
+    sparse: str = "splade-tiny"
+    reranker: str = "maxsim"
+    dense_query_template: str | None = None
+    dense_document_template: str | None = None
+    dense_pooling: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    chunk_tokens: int = 256
+    chunk_overlap: int = 32
+    sparse_step: float = 0.02
+    colbert_exact_max_tokens: int = 400_000
+    colbert_candidates: int = 200
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    method: str = "weighted"
+    normalization: str = "min-max"
+    depth: int = 100
+    rrf_k: int = 60
+    weights: dict[str, float] = field(default_factory=lambda: {m: 1.0 for m in MODES})
+
+
+@dataclass(frozen=True)
+class RerankConfig:
+    depth: int = 50
+    interpolation: float = 0.0  # final = (1-a) * reranker + a * first-stage (both min-max normalised)
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+
+    def with_models(self, overrides: dict[str, str]) -> "WorkspaceConfig":
+        """A copy with some roles replaced (``--model dense=runs/NAME``)."""
+        from dataclasses import replace
+
+        for role in overrides:
+            if role not in ("dense", "colbert", "sparse", "reranker"):
+                raise UsageError(f"unknown model role '{role}' (roles: dense, colbert, sparse, reranker)")
+        return replace(self, models=replace(self.models, **overrides))
+
+
+def _build(cls, data: dict, section: str):
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise UsageError(f"wb.toml: unknown key(s) in [{section}]: {', '.join(sorted(unknown))}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise UsageError(f"wb.toml: bad [{section}]: {exc}") from exc
+
+
+def parse_config(text: str) -> WorkspaceConfig:
+    """Parse ``wb.toml`` text; missing sections take defaults."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"wb.toml is not valid TOML: {exc}") from exc
+    unknown = set(raw) - {"models", "index", "fusion", "rerank"}
+    if unknown:
+        raise UsageError(f"wb.toml: unknown section(s): {', '.join(sorted(unknown))}")
+    fusion_raw = dict(raw.get("fusion", {}))
+    weights = {m: 1.0 for m in MODES}
+    for mode, value in dict(fusion_raw.pop("weights", {})).items():
+        if mode not in MODES:
+            raise UsageError(f"wb.toml: unknown mode '{mode}' in [fusion.weights] (modes: {', '.join(MODES)})")
+        weights[mode] = float(value)
+    fusion = _build(FusionConfig, {**fusion_raw, "weights": weights}, "fusion")
+    if fusion.method not in ("weighted", "rrf"):
+        raise UsageError(f"wb.toml: [fusion] method must be 'weighted' or 'rrf', not '{fusion.method}'")
+    return WorkspaceConfig(
+        models=_build(ModelsConfig, raw.get("models", {}), "models"),
+        index=_build(IndexConfig, raw.get("index", {}), "index"),
+        fusion=fusion,
+        rerank=_build(RerankConfig, raw.get("rerank", {}), "rerank"),
+    )
+
+
+def load_config(path: Path) -> WorkspaceConfig:
+    if not path.exists():
+        return WorkspaceConfig()
+    return parse_config(path.read_text())

@@ -1,0 +1,128 @@
+"""Dense and ColBERT token vectors from ONE forward pass of a transformer.
+
+``DenseEncoder.encode`` returns, for every input, the pooled sentence vector (mean, CLS or
+last-token pooling, L2-normalised when the model says so) and, when asked, the L2-normalised
+last-layer token vectors used for zero-shot MaxSim (ColBERT) scoring. Optionally a trained
+ColBERT projection head maps token states to a smaller dimension.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from workbench.encoders.batching import length_sorted_batches
+from workbench.encoders.device import pick_device, quiet_transformers, pick_dtype
+from workbench.encoders.layout import ModelLayout, read_layout
+from workbench.errors import ModelError
+
+
+@dataclass
+class DenseOutput:
+    """``dense[i]`` is input i's pooled vector; ``tokens[i]`` its [n_tokens, d] float16 matrix."""
+
+    dense: np.ndarray
+    tokens: list[np.ndarray] | None
+
+
+class DenseEncoder:
+    """A Hugging Face encoder or decoder used as a bi-encoder and a zero-shot ColBERT model.
+
+    Inputs are already-rendered strings (templates are applied by the caller). Truncation is at
+    ``max_length`` tokens. For decoder models the EOS token is appended and the last token pooled.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        device: str | None = None,
+        max_length: int | None = None,
+        pooling: str | None = None,
+        colbert_head: str | None = None,
+        max_batch_tokens: int = 16384,
+    ) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        quiet_transformers()
+
+        self.layout: ModelLayout = read_layout(path)
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(self.device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load dense model '{path}': {str(exc).splitlines()[0]}") from exc
+        self.pooling = pooling or self.layout.pooling
+        self.normalize = self.layout.normalize
+        self.max_length = int(max_length or self.layout.max_length)
+        self.max_batch_tokens = max_batch_tokens
+        self.is_decoder = self.layout.kind == "causal-lm"
+        if self.is_decoder and self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.colbert_projection = None
+        if colbert_head:
+            state = torch.load(colbert_head, map_location="cpu", weights_only=True)
+            weight = state["weight"]
+            proj = torch.nn.Linear(weight.shape[1], weight.shape[0], bias="bias" in state)
+            proj.load_state_dict(state)
+            self.colbert_projection = proj.to(self.device, self.dtype).eval()
+        self.dim = int(self.model.config.hidden_size)
+        self.colbert_dim = (
+            int(self.colbert_projection.out_features) if self.colbert_projection is not None else self.dim
+        )
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text, truncated to ``max_length`` (with EOS for decoders)."""
+        if self.is_decoder:
+            enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_length - 1)
+            eos = self.tokenizer.eos_token_id
+            return [ids + [eos] for ids in enc["input_ids"]]
+        enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_length)
+        return list(enc["input_ids"])
+
+    def encode(self, texts: list[str], *, tokens: bool = False, max_batch: int = 256) -> DenseOutput:
+        """Encode ``texts``; order of outputs follows the inputs."""
+        import torch
+
+        n = len(texts)
+        dense = np.zeros((n, self.dim), dtype=np.float32)
+        token_out: list[np.ndarray | None] = [None] * n
+        if n == 0:
+            return DenseOutput(dense, [] if tokens else None)
+        ids = self.tokenize(texts)
+        pad_id = self.tokenizer.pad_token_id or 0
+        lengths = [len(x) for x in ids]
+        with torch.inference_mode():
+            for batch in length_sorted_batches(lengths, max_tokens=self.max_batch_tokens, max_batch=max_batch):
+                width = max(lengths[i] for i in batch)
+                input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    input_ids[row, : lengths[i]] = torch.tensor(ids[i])
+                    mask[row, : lengths[i]] = 1
+                input_ids = input_ids.to(self.device)
+                mask = mask.to(self.device)
+                hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                pooled = self._pool(hidden, mask)
+                if self.normalize:
+                    pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+                dense[batch] = pooled.float().cpu().numpy()
+                if tokens:
+                    tok = hidden if self.colbert_projection is None else self.colbert_projection(hidden)
+                    tok = torch.nn.functional.normalize(tok.float(), dim=-1).to(torch.float16).cpu().numpy()
+                    for row, i in enumerate(batch):
+                        token_out[i] = tok[row, : lengths[i]]
+        return DenseOutput(dense, token_out if tokens else None)  # type: ignore[arg-type]
+
+    def _pool(self, hidden, mask):
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        if self.pooling == "last":
+            last = mask.sum(dim=1) - 1
+            return hidden[range(hidden.shape[0]), last]
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)

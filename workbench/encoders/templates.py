@@ -1,0 +1,76 @@
+"""Prompt templates and named instruction presets.
+
+A template is a ``str.format`` pattern over ``{text}`` and, for queries, ``{instruction}``.
+Instructions are applied to queries only; documents always use the document template that the
+index was built with (recorded in the index settings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workbench.errors import UsageError
+
+INSTRUCTION_PRESETS: dict[str, str] = {
+    "none": "",
+    "scifact": "Given a scientific claim, retrieve documents that support or refute the claim",
+    "python-docs": "Given a question about Python, retrieve the documentation section that answers it",
+    "qa": "Given a question, retrieve passages that answer the question",
+    "web": "Given a web search query, retrieve relevant passages that answer the query",
+    "duplicate": "Retrieve passages that are semantically equivalent to the given text",
+}
+
+
+@dataclass(frozen=True)
+class PromptTemplates:
+    """How a model wants its inputs written.
+
+    ``query`` may use ``{instruction}`` and ``{text}``; ``document`` uses ``{text}`` only.
+    ``instruction_format`` renders a non-empty instruction before it enters ``{instruction}``
+    (for plain bi-encoders it becomes a prefix followed by a space; LLM embedders put it in a
+    ``Instruct: ...`` line).
+    """
+
+    query: str = "{instruction}{text}"
+    document: str = "{text}"
+    instruction_format: str = "{instruction}: "
+
+    def render_query(self, text: str, instruction: str = "") -> str:
+        rendered = self.instruction_format.format(instruction=instruction) if instruction else ""
+        return self.query.format(instruction=rendered, text=text)
+
+    def render_document(self, text: str) -> str:
+        return self.document.format(text=text)
+
+
+PLAIN = PromptTemplates()
+E5 = PromptTemplates(query="query: {instruction}{text}", document="passage: {text}")
+LLM_EMBEDDER = PromptTemplates(
+    query="{instruction}Query: {text}", document="{text}", instruction_format="Instruct: {instruction}\n"
+)
+
+
+def resolve_instruction(value: str | None) -> str:
+    """Turn ``--instruction`` (a preset name, free text, or None) into the instruction text.
+
+    A value that names a preset gives the preset's text; any other value is used verbatim.
+    A trailing colon is dropped (templates add their own separator).
+    """
+    if not value:
+        return ""
+    if value in INSTRUCTION_PRESETS:
+        return INSTRUCTION_PRESETS[value]
+    text = value.strip()
+    if not text:
+        raise UsageError("the instruction is empty")
+    return text.rstrip(":").rstrip()
+
+
+def templates_for(model_name: str, kind: str) -> PromptTemplates:
+    """Pick default templates from a model's name and layout kind (``causal-lm`` → LLM style)."""
+    low = model_name.lower()
+    if kind == "causal-lm":
+        return LLM_EMBEDDER
+    if "e5" in low.split("/")[-1]:
+        return E5
+    return PLAIN

@@ -1,0 +1,1 @@
+"""Incremental, crash-safe indexing of sources into the workspace stores."""

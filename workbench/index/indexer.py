@@ -1,0 +1,252 @@
+"""``wb index PATH``: read, chunk, encode once, write LanceDB + Tantivy, record in the manifest.
+
+Guarantees (see ``store.manifest`` for the write protocol):
+- an unchanged document is never re-encoded; a changed one is replaced; a deleted one disappears
+  from every store;
+- a run killed at any moment, followed by a re-run, leaves both stores complete, consistent with
+  each other and free of duplicates;
+- if the configured models differ from the ones that built the index, the index is rebuilt.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from workbench.config import WorkspaceConfig
+from workbench.errors import InputError
+from workbench.index.settings import IndexSettings, settings_from_config, settings_from_dict
+from workbench.ingest.chunking import Chunker, ChunkingSettings, chunk_input_text
+from workbench.store.keys import chunk_key
+from workbench.store.manifest import DocRecord, Manifest
+from workbench.types import Chunk, SkippedFile, SourceDocument
+from workbench.workspace import Workspace
+
+
+@dataclass
+class IndexSummary:
+    """What one ``wb index`` run did."""
+
+    root: str
+    files_seen: int = 0
+    docs_indexed: int = 0
+    docs_unchanged: int = 0
+    docs_removed: int = 0
+    chunks_written: int = 0
+    skipped: list[SkippedFile] = field(default_factory=list)
+    seconds: float = 0.0
+    total_docs: int = 0
+    total_chunks: int = 0
+    rebuilt: str = ""
+
+    def line(self) -> str:
+        reasons: dict[str, int] = {}
+        for s in self.skipped:
+            key = s.reason.split(":")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+        skipped = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none"
+        return (
+            f"indexed {self.docs_indexed} docs ({self.chunks_written} chunks), {self.docs_unchanged} unchanged, "
+            f"{self.docs_removed} removed, skipped: {skipped}; workspace holds {self.total_docs} docs / "
+            f"{self.total_chunks} chunks; {self.seconds:.1f} s"
+        )
+
+
+ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+class Indexer:
+    """Indexes one root into a workspace. Hold no other writer on the workspace meanwhile."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        config: WorkspaceConfig | None = None,
+        *,
+        progress: ProgressFn | None = None,
+        batch_chunks: int = 256,
+        device: str | None = None,
+    ) -> None:
+        self.workspace = workspace
+        self.config = config or workspace.config()
+        self.progress = progress or (lambda phase, done, total: None)
+        self.batch_chunks = batch_chunks
+        self.device = device
+
+    def run(self, root: Path) -> IndexSummary:
+        from workbench.encoders.bundle import EncoderBundle
+        from workbench.ingest.readers import iter_sources
+        from workbench.store.lance_store import LanceChunkStore
+        from workbench.store.tantivy_store import TantivyChunkStore
+
+        started = time.perf_counter()
+        root = Path(root)
+        if not root.exists():
+            raise InputError(f"no such file or folder: {root}")
+        source = str(root.resolve())
+        summary = IndexSummary(root=source)
+        settings = settings_from_config(self.config)
+
+        docs: list[SourceDocument] = []
+        for item in iter_sources(root):
+            if isinstance(item, SkippedFile):
+                summary.skipped.append(item)
+            else:
+                docs.append(item)
+        summary.files_seen = len(docs) + len(summary.skipped)
+
+        self.workspace.ensure()
+        with self.workspace.write_lock():
+            manifest = Manifest(self.workspace.manifest_path)
+            try:
+                lance = LanceChunkStore(self.workspace.lance_dir)
+                tantivy_store = TantivyChunkStore(self.workspace.tantivy_dir, settings.sparse_step)
+                bundle = EncoderBundle(settings, device=self.device)
+                summary.rebuilt = self._prepare(manifest, lance, tantivy_store, settings, bundle)
+                self._recover(manifest, lance, tantivy_store)
+
+                known = manifest.hashes()
+                seen = {d.doc_id for d in docs}
+                removed = [d for d in manifest.hashes(source) if d not in seen]
+                todo = [d for d in docs if known.get(d.doc_id) != d.content_hash]
+                summary.docs_unchanged = len(docs) - len(todo)
+                if removed:
+                    manifest.begin(removed)
+                    lance.delete_docs(removed)
+                    tantivy_store.delete_docs(removed)
+                    tantivy_store.commit()
+                    manifest.finish(source, [], removed)
+                    summary.docs_removed = len(removed)
+                if todo:
+                    self._index_docs(todo, known, source, manifest, lance, tantivy_store, bundle, summary)
+                if removed or todo:
+                    from workbench.store import token_cache
+
+                    self.progress("compacting", 0, 0)
+                    lance.compact()
+                    tantivy_store.garbage_collect()
+                    token_cache.build(self.workspace.root / "token_cache", lance.table, lance.table.version)
+                summary.total_docs = manifest.count_docs()
+                summary.total_chunks = manifest.count_chunks()
+            finally:
+                manifest.close()
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    # -- steps ------------------------------------------------------------------
+    def _prepare(self, manifest, lance, tantivy_store, settings: IndexSettings, bundle) -> str:
+        """Create the stores, or rebuild them if the recorded settings differ. Returns why it rebuilt."""
+        recorded = manifest.get_meta("settings")
+        reason = ""
+        if recorded is not None:
+            diffs = settings_from_dict(recorded).differences(settings)
+            if diffs:
+                reason = f"settings changed ({', '.join(diffs)}): rebuilding the index"
+        if recorded is None or reason or not lance.exists():
+            manifest.reset()
+            dense = bundle.dense
+            lance.create(dense.dim, dense.colbert_dim)
+            shutil.rmtree(self.workspace.tantivy_dir, ignore_errors=True)
+            tantivy_store.create_if_missing()
+            manifest.set_meta("settings", settings.to_dict())
+        else:
+            tantivy_store.create_if_missing()
+        return reason
+
+    def _recover(self, manifest, lance, tantivy_store) -> None:
+        """Undo a killed run's partial batch: delete its documents everywhere."""
+        pending = manifest.pending()
+        if pending:
+            lance.delete_docs(pending)
+            tantivy_store.delete_docs(pending)
+            tantivy_store.commit()
+            manifest.abandon(pending)
+
+    def _index_docs(self, todo, known, source, manifest, lance, tantivy_store, bundle, summary) -> None:
+        s = bundle.settings
+        chunker = Chunker(bundle.dense.tokenizer, ChunkingSettings(s.chunk_tokens, s.chunk_overlap))
+        self.progress("chunking", 0, len(todo))
+        per_doc = chunker.chunk_many(todo)
+        total = sum(len(c) for c in per_doc)
+        done = 0
+        self.progress("encoding", 0, total)
+        batch_docs: list[SourceDocument] = []
+        batch_chunks: list[list[Chunk]] = []
+        for doc, chunks in zip(todo, per_doc):
+            batch_docs.append(doc)
+            batch_chunks.append(chunks)
+            if sum(len(c) for c in batch_chunks) >= self.batch_chunks:
+                done += self._write_batch(batch_docs, batch_chunks, known, source, manifest, lance, tantivy_store, bundle)
+                self.progress("encoding", done, total)
+                batch_docs, batch_chunks = [], []
+        if batch_docs:
+            done += self._write_batch(batch_docs, batch_chunks, known, source, manifest, lance, tantivy_store, bundle)
+            self.progress("encoding", done, total)
+        summary.docs_indexed = len(todo)
+        summary.chunks_written = done
+
+    def _write_batch(self, docs, per_doc, known, source, manifest, lance, tantivy_store, bundle) -> int:
+        chunks = [c for cs in per_doc for c in cs]
+        texts = [chunk_input_text(c) for c in chunks]
+        templates = bundle.settings.templates
+        dense_out = bundle.dense.encode([templates.render_document(t) for t in texts], tokens=True)
+        sparse_out = bundle.sparse.encode(texts)
+        keys = [chunk_key(c.chunk_id) for c in chunks]
+        table = _arrow_batch(chunks, keys, dense_out.dense, dense_out.tokens, sparse_out)
+
+        doc_ids = [d.doc_id for d in docs]
+        replaced = [d for d in doc_ids if d in known]
+        manifest.begin(doc_ids)
+        if replaced:
+            lance.delete_docs(replaced)
+            tantivy_store.delete_docs(replaced)
+        if chunks:
+            lance.add(table)
+            tantivy_store.add(
+                keys, [c.doc_id for c in chunks], texts, [(v.ids, v.weights) for v in sparse_out]
+            )
+        tantivy_store.commit()
+        records = [
+            DocRecord(d.doc_id, d.content_hash, d.path, d.title, len(cs)) for d, cs in zip(docs, per_doc)
+        ]
+        manifest.finish(source, records, [])
+        return len(chunks)
+
+
+def _arrow_batch(chunks: list[Chunk], keys, dense: np.ndarray, tokens, sparse) -> pa.Table:
+    dim = dense.shape[1]
+    vector = pa.FixedSizeListArray.from_arrays(pa.array(dense.reshape(-1), pa.float32()), dim)
+    cdim = tokens[0].shape[1] if tokens else dim
+    lengths = np.array([t.shape[0] for t in tokens], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    flat = np.concatenate(tokens).reshape(-1) if tokens else np.zeros(0, np.float16)
+    inner = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float16()), cdim)
+    colbert = pa.ListArray.from_arrays(pa.array(offsets), inner)
+    sp_lengths = np.array([len(v.ids) for v in sparse], dtype=np.int32)
+    sp_offsets = pa.array(np.concatenate([[0], np.cumsum(sp_lengths)]).astype(np.int32))
+    sp_ids = np.concatenate([v.ids for v in sparse]) if sparse else np.zeros(0, np.int32)
+    sp_w = np.concatenate([v.weights for v in sparse]) if sparse else np.zeros(0, np.float32)
+    return pa.table(
+        {
+            "chunk_key": pa.array(keys, pa.int64()),
+            "chunk_id": [c.chunk_id for c in chunks],
+            "doc_id": [c.doc_id for c in chunks],
+            "ordinal": pa.array([c.ordinal for c in chunks], pa.int32()),
+            "path": [c.path for c in chunks],
+            "title": [c.title for c in chunks],
+            "text": [c.text for c in chunks],
+            "char_start": pa.array([c.char_start for c in chunks], pa.int32()),
+            "char_end": pa.array([c.char_end for c in chunks], pa.int32()),
+            "n_tokens": pa.array(lengths, pa.int32()),
+            "vector": vector,
+            "colbert": colbert,
+            "sparse_ids": pa.ListArray.from_arrays(sp_offsets, pa.array(sp_ids, pa.int32())),
+            "sparse_weights": pa.ListArray.from_arrays(sp_offsets, pa.array(sp_w, pa.float32())),
+        }
+    )

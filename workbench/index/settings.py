@@ -1,0 +1,74 @@
+"""The index settings recorded with an index: which models and templates built it.
+
+A query must encode with the same models and document template the index was built with; a
+mismatch is a WorkspaceError telling the user to re-index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from workbench.config import WorkspaceConfig
+from workbench.encoders.layout import read_layout
+from workbench.encoders.templates import PromptTemplates, templates_for
+from workbench.models.registry import fingerprint, resolve_role
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    dense_name: str
+    dense_path: str
+    dense_fingerprint: str
+    colbert_name: str
+    colbert_fingerprint: str
+    sparse_name: str
+    sparse_path: str
+    sparse_fingerprint: str
+    query_template: str
+    document_template: str
+    instruction_format: str
+    chunk_tokens: int
+    chunk_overlap: int
+    sparse_step: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def templates(self) -> PromptTemplates:
+        return PromptTemplates(self.query_template, self.document_template, self.instruction_format)
+
+    def differences(self, other: "IndexSettings") -> list[str]:
+        """Names of the settings that differ (paths excluded: a moved cache is not a change)."""
+        skip = {"dense_path", "sparse_path"}
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [k for k in mine if k not in skip and mine[k] != theirs.get(k)]
+
+
+def settings_from_config(config: WorkspaceConfig) -> IndexSettings:
+    """Resolve the configured models (ModelError if a built-in is not installed)."""
+    dense = resolve_role("dense", config.models)
+    colbert = resolve_role("colbert", config.models)
+    sparse = resolve_role("sparse", config.models)
+    layout = read_layout(dense.path)
+    templates = templates_for(dense.name, layout.kind)
+    return IndexSettings(
+        dense_name=dense.name,
+        dense_path=dense.path,
+        dense_fingerprint=fingerprint(dense.path),
+        colbert_name=colbert.name,
+        colbert_fingerprint=fingerprint(colbert.path),
+        sparse_name=sparse.name,
+        sparse_path=sparse.path,
+        sparse_fingerprint=fingerprint(sparse.path),
+        query_template=config.models.dense_query_template or templates.query,
+        document_template=config.models.dense_document_template or templates.document,
+        instruction_format=templates.instruction_format,
+        chunk_tokens=config.index.chunk_tokens,
+        chunk_overlap=config.index.chunk_overlap,
+        sparse_step=config.index.sparse_step,
+    )
+
+
+def settings_from_dict(data: dict) -> IndexSettings:
+    return IndexSettings(**data)

@@ -1,0 +1,686 @@
+"""Read documents from disk: plain text, Markdown, reStructuredText, HTML, PDF and BEIR corpora.
+
+Entry points
+------------
+``iter_sources(root, max_file_bytes=20_000_000)``
+    Yields ``SourceDocument`` for every document read and ``SkippedFile`` for every
+    file refused, in a deterministic order. Never raises for a bad file; raises
+    ``InputError`` only when ``root`` does not exist (or is neither a file nor a folder).
+
+``count_candidate_files(root)``
+    How many items ``iter_sources`` will try (files, or lines of a BEIR corpus), for a
+    progress bar. Cheap: it walks the tree and counts lines, it parses nothing.
+
+What ``root`` can be
+--------------------
+* a folder containing ``corpus.jsonl`` at its top: a BEIR dataset. Only
+  ``corpus.jsonl`` is read (queries and qrels are not documents); ``doc_id`` is the
+  row's ``_id`` exactly, so BEIR qrels match.
+* any other folder: walked recursively, entries sorted by name at every level.
+  Hidden names (starting with ``.``, e.g. a ``.wb`` workspace) and files with
+  unsupported extensions are skipped silently. Supported: ``.txt .md .markdown .rst
+  .html .htm .pdf`` (case-insensitive) and files named exactly ``corpus.jsonl``. A
+  ``corpus.jsonl`` below the top is read as a BEIR corpus whose ids are prefixed
+  with its folder (``"sub/dir/<_id>"``) so that two datasets cannot collide.
+  Symlinks to files are followed (the document keeps the link's path); symlinks to
+  folders are followed unless they lead back to a folder on the current path
+  (``"symlink loop"``) or to a folder already walked (``"already read as <rel>"``).
+* a single supported file: read on its own, ``doc_id`` is its file name. A single
+  file ending in ``.jsonl`` (whatever its name) is read as a BEIR corpus; a single
+  file of another type yields ``SkippedFile(path, "unsupported file type .ext")``.
+
+Records
+-------
+For files: ``doc_id`` is the path relative to ``root`` in posix form; ``path`` is the
+absolute path (symlinks not resolved); ``title`` is the first Markdown level-1
+heading (``# X``, a setext ``X\\n===`` heading, or a front-matter ``title:``), the
+reStructuredText title (a line underlined with ``=``, ``-``, ``~``, ...), the HTML
+``<title>`` or first ``<h1>``, or the PDF metadata title, else the file stem (always
+the stem for ``.txt``). ``text`` is:
+
+* ``.txt .md .markdown .rst``: the file's text exactly as decoded (strict UTF-8, a
+  leading BOM dropped, line endings untouched), so character offsets point into it;
+* HTML: the visible text of the main content (``<main>``, else ``[role=main]``, else
+  the only ``<article>``, else ``<body>``), with script/style/nav/header/footer and
+  similar removed, whitespace collapsed, block elements separated by ``"\\n"``
+  (list items, rows, ``<br>``, ``<div>``) or ``"\\n\\n"`` (paragraphs, headings, ...);
+* PDF: the pypdf text of every page, pages joined with ``"\\n\\n"``.
+
+``content_hash`` is ``sha256((title + "\\x00" + text).encode("utf-8")).hexdigest()``.
+
+Skip reasons (``SkippedFile.reason``)
+-------------------------------------
+``"empty"`` (0 bytes, or only whitespace after extraction), ``"binary"`` (NUL byte in
+the first 8 KiB of a text-type file), ``"invalid UTF-8"``, ``"unreadable: <strerror>"``,
+``"too large (<size> > <limit> limit)"``, ``"unparseable PDF: <reason>"``,
+``"no text in PDF"``, ``"symlink loop"``, ``"broken symlink"``, ``"not a regular
+file"``, ``"already read as <rel>"``. For BEIR rows the path is ``"<corpus path>:<line>"``
+and the reasons are ``"malformed JSON: <msg>"``, ``"missing _id"``, ``"missing
+text"``, ``"duplicate _id <id>"``, ``"invalid UTF-8"`` and ``"empty"`` (empty title
+and empty text; a row with a title and empty text is kept).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import InputError, UsageError
+from workbench.types import SkippedFile, SourceDocument
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "BEIR_CORPUS_NAME",
+    "iter_sources",
+    "count_candidate_files",
+    "content_hash",
+]
+
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst"})
+HTML_SUFFIXES = frozenset({".html", ".htm"})
+PDF_SUFFIXES = frozenset({".pdf"})
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
+BEIR_CORPUS_NAME = "corpus.jsonl"
+
+_BINARY_SNIFF_BYTES = 8192
+_Item = SourceDocument | SkippedFile
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def content_hash(title: str, text: str) -> str:
+    """The ``content_hash`` of a document: sha256 hex of ``title + "\\x00" + text`` in UTF-8."""
+    return hashlib.sha256((title + "\x00" + text).encode("utf-8")).hexdigest()
+
+
+def iter_sources(root: Path | str, *, max_file_bytes: int = 20_000_000) -> Iterator[_Item]:
+    """Yield every document under ``root`` (see the module docstring for the full contract).
+
+    ``root`` is checked at call time, not at the first ``next()``: a missing root raises
+    ``InputError("no such file or folder: <root>")`` right away. Files larger than
+    ``max_file_bytes`` are skipped as ``"too large (...)"`` (a BEIR corpus file is never
+    size-limited: it is streamed line by line). Every other problem is reported as a
+    ``SkippedFile``; iteration never raises for a bad file.
+    """
+    if max_file_bytes <= 0:
+        raise UsageError(f"max_file_bytes must be positive, got {max_file_bytes}")
+    root = _check_root(root)
+    return _iter_sources(root, max_file_bytes)
+
+
+def count_candidate_files(root: Path | str) -> int:
+    """Number of items ``iter_sources(root)`` will try, for a progress bar.
+
+    For a folder: the files (and refused entries such as loops or broken links) that
+    the walk reaches, plus, for a nested ``corpus.jsonl``, its line count. For a BEIR
+    corpus: its number of lines (blank lines included, so it can exceed the number of
+    records by the number of blank lines). No file is opened except corpus files,
+    which are only scanned for newlines. Raises ``InputError`` for a missing root.
+    """
+    root = _check_root(root)
+    corpus = _top_level_corpus(root)
+    if corpus is not None:
+        return _count_lines(corpus)
+    if root.is_file():
+        return 1
+    total = 0
+    for kind, path, _rel, _extra in _walk(root):
+        total += _count_lines(Path(path)) if kind == "beir" else 1
+    return total
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def _check_root(root: Path | str) -> Path:
+    root = Path(root).expanduser().absolute()
+    if not root.exists():
+        raise InputError(f"no such file or folder: {root}")
+    if not (root.is_dir() or root.is_file()):
+        raise InputError(f"not a regular file or folder: {root}")
+    return root
+
+
+def _top_level_corpus(root: Path) -> Path | None:
+    """The BEIR corpus file that ``root`` designates, or None for a plain folder/file."""
+    if root.is_dir():
+        corpus = root / BEIR_CORPUS_NAME
+        return corpus if corpus.is_file() else None
+    if root.suffix.lower() == ".jsonl":
+        return root
+    return None
+
+
+def _iter_sources(root: Path, max_file_bytes: int) -> Iterator[_Item]:
+    corpus = _top_level_corpus(root)
+    if corpus is not None:
+        yield from _read_beir(corpus, id_prefix="")
+        return
+    if root.is_file():
+        suffix = root.suffix.lower()
+        if suffix not in SUPPORTED_SUFFIXES:
+            yield SkippedFile(str(root), f"unsupported file type {suffix or '(no extension)'}")
+            return
+        try:
+            size = root.stat().st_size
+        except OSError as exc:
+            yield SkippedFile(str(root), _unreadable(exc))
+            return
+        yield _read_file(root, root.name, size, max_file_bytes)
+        return
+    for kind, path, rel, extra in _walk(root):
+        if kind == "skip":
+            yield SkippedFile(path, extra)
+        elif kind == "beir":
+            yield from _read_beir(Path(path), id_prefix=rel)
+        else:
+            yield _read_file(Path(path), rel, extra, max_file_bytes)
+
+
+# --------------------------------------------------------------------------- folder walk
+
+
+def _walk(root: Path) -> Iterator[tuple[str, str, str, Any]]:
+    """Depth-first, name-sorted walk of ``root``.
+
+    Yields ``(kind, abs_path, rel, extra)`` where kind is ``"doc"`` (extra = size in
+    bytes), ``"beir"`` (a nested ``corpus.jsonl``; rel = its folder, used as id prefix;
+    extra unused) or ``"skip"`` (extra = reason). Only entries that ``iter_sources``
+    reports on are yielded; hidden and unsupported names are dropped here.
+    """
+    visited: dict[str, str] = {}
+    # Stack items: ("dir", path, rel, ancestors) or a finished tuple to yield.
+    stack: list[tuple[Any, ...]] = [("dir", str(root), "", frozenset())]
+    while stack:
+        item = stack.pop()
+        if item[0] != "dir":
+            yield item  # type: ignore[misc]
+            continue
+        _, dir_path, dir_rel, ancestors = item
+        real = os.path.realpath(dir_path)
+        if real in ancestors:
+            yield ("skip", dir_path, dir_rel, "symlink loop")
+            continue
+        if real in visited:
+            yield ("skip", dir_path, dir_rel, f"already read as {visited[real] or '.'}")
+            continue
+        visited[real] = dir_rel
+        try:
+            with os.scandir(dir_path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield ("skip", dir_path, dir_rel, _unreadable(exc))
+            continue
+        children: list[tuple[Any, ...]] = []
+        inner_ancestors = ancestors | {real}
+        for entry in entries:
+            child = _classify(entry, dir_rel, inner_ancestors)
+            if child is not None:
+                children.append(child)
+        stack.extend(reversed(children))
+
+
+def _is_candidate_name(name: str) -> bool:
+    if name == BEIR_CORPUS_NAME:
+        return True
+    return os.path.splitext(name)[1].lower() in SUPPORTED_SUFFIXES
+
+
+def _classify(entry: os.DirEntry[str], dir_rel: str, ancestors: frozenset[str]) -> tuple[Any, ...] | None:
+    name = entry.name
+    if name.startswith("."):
+        return None
+    rel = f"{dir_rel}/{name}" if dir_rel else name
+    path = entry.path
+    try:
+        is_link = entry.is_symlink()
+    except OSError:
+        is_link = False
+    candidate = _is_candidate_name(name)
+    if not is_link:
+        # d_type tells dir/file without a stat call; stat only candidate files.
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                return ("dir", path, rel, ancestors)
+        except OSError as exc:
+            return ("skip", path, rel, _unreadable(exc))
+        if not candidate:
+            return None
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if is_link and (candidate or not os.path.splitext(name)[1]):
+            return ("skip", path, rel, "broken symlink")
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return ("skip", path, rel, "symlink loop")
+        return ("skip", path, rel, _unreadable(exc))
+    if stat.S_ISDIR(st.st_mode):
+        return ("dir", path, rel, ancestors)
+    if not candidate:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return ("skip", path, rel, "not a regular file")
+    if name == BEIR_CORPUS_NAME:
+        return ("beir", path, dir_rel, None)
+    return ("doc", path, rel, st.st_size)
+
+
+# --------------------------------------------------------------------------- single files
+
+
+def _unreadable(exc: OSError) -> str:
+    return f"unreadable: {exc.strerror or exc}"
+
+
+def _fmt_size(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f} MB"
+    if n >= 1_000:
+        return f"{n / 1_000:.1f} KB"
+    return f"{n} bytes"
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"too large ({_fmt_size(size)} > {_fmt_size(limit)} limit)"
+
+
+def _read_file(path: Path, doc_id: str, size: int, max_file_bytes: int) -> _Item:
+    spath = str(path)
+    if size > max_file_bytes:
+        return SkippedFile(spath, _too_large(size, max_file_bytes))
+    if size == 0:
+        return SkippedFile(spath, "empty")
+    suffix = path.suffix.lower()
+    if suffix in PDF_SUFFIXES:
+        return _read_pdf(path, doc_id, max_file_bytes)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(max_file_bytes + 1)
+    except OSError as exc:
+        return SkippedFile(spath, _unreadable(exc))
+    if len(data) > max_file_bytes:  # grew since stat
+        return SkippedFile(spath, _too_large(len(data), max_file_bytes))
+    if not data:
+        return SkippedFile(spath, "empty")
+    if b"\x00" in data[:_BINARY_SNIFF_BYTES]:
+        return SkippedFile(spath, "binary")
+    try:
+        raw = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return SkippedFile(spath, "invalid UTF-8")
+    stem = path.stem
+    if suffix in HTML_SUFFIXES:
+        title, text = _extract_html(raw)
+        title = title or stem
+    else:
+        text = raw
+        if suffix in (".md", ".markdown"):
+            title = _markdown_title(raw) or stem
+        elif suffix == ".rst":
+            title = _rst_title(raw) or stem
+        else:
+            title = stem
+    if not text.strip():
+        return SkippedFile(spath, "empty")
+    return SourceDocument(doc_id=doc_id, path=spath, title=title, text=text, content_hash=content_hash(title, text))
+
+
+# --------------------------------------------------------------------------- titles
+
+_FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_ATX_H1_RE = re.compile(r"^ {0,3}#[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+_SETEXT_H1_RE = re.compile(r"^ {0,3}=+[ \t]*$")
+_FRONT_TITLE_RE = re.compile(r"""^title:[ \t]*(.*?)[ \t]*$""")
+_RST_ADORN_RE = re.compile(r"""^([=\-~^"'`*+#:._])\1+[ \t]*$""")
+_TITLE_SCAN_LINES = 2000
+
+
+def _markdown_title(text: str) -> str | None:
+    """Front-matter ``title:``, else the first level-1 heading (ATX ``# X`` or setext ``X\\n===``).
+
+    Headings inside fenced code blocks are ignored; only the first 2000 lines are scanned.
+    """
+    lines = text.splitlines()[:_TITLE_SCAN_LINES]
+    start = 0
+    if lines and lines[0].strip() == "---":
+        for i in range(1, len(lines)):
+            if lines[i].strip() in ("---", "..."):
+                for fm in lines[1:i]:
+                    m = _FRONT_TITLE_RE.match(fm)
+                    if m and m.group(1).strip("\"' "):
+                        return m.group(1).strip().strip("\"'").strip()
+                start = i + 1
+                break
+    fence: str | None = None
+    prev = ""
+    for line in lines[start:]:
+        m = _FENCE_RE.match(line)
+        if fence is not None:
+            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence):
+                fence = None
+            prev = ""
+            continue
+        if m:
+            fence = m.group(1)
+            prev = ""
+            continue
+        m = _ATX_H1_RE.match(line)
+        if m and m.group(1).strip():
+            return m.group(1).strip()
+        if _SETEXT_H1_RE.match(line) and prev.strip() and not prev.lstrip().startswith(("#", ">", "-", "*")):
+            return prev.strip()
+        prev = line
+    return None
+
+
+def _rst_title(text: str) -> str | None:
+    """The first line followed by an adornment line (``===``, ``---``, ``~~~``, ...) at least as long.
+
+    An over-and-underlined title (``====\\nTitle\\n====``) is found the same way. An
+    underline shorter than the title is accepted from 3 characters on (docutils warns
+    but accepts it).
+    """
+    lines = text.splitlines()[:_TITLE_SCAN_LINES]
+    for i in range(len(lines) - 1):
+        title = lines[i].strip()
+        if not title or _RST_ADORN_RE.match(title):
+            continue
+        overlined = i > 0 and _RST_ADORN_RE.match(lines[i - 1].rstrip()) is not None
+        if lines[i][:1].isspace() and not overlined:  # indented text is a block quote, not a title
+            continue
+        under = lines[i + 1].rstrip()
+        if _RST_ADORN_RE.match(under) and len(under) >= max(2, min(len(title), 3)):
+            return title
+    return None
+
+
+# --------------------------------------------------------------------------- HTML
+
+_DROP_TAGS = (
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "nav",
+    "header",
+    "footer",
+    "head",
+    "svg",
+    "iframe",
+    "object",
+    "canvas",
+)
+# Boundary strength: 2 -> blank line between blocks, 1 -> single newline.
+_BLOCK_BREAK = {
+    **{t: 2 for t in ("p", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "ul", "ol", "dl", "table",
+                      "section", "article", "main", "aside", "figure", "hr", "form", "fieldset", "address",
+                      "details", "body", "html")},
+    **{t: 1 for t in ("div", "li", "dt", "dd", "tr", "br", "figcaption", "caption", "summary", "thead",
+                      "tbody", "tfoot", "option", "legend", "center")},
+}
+
+
+def _collapse(s: str) -> str:
+    return " ".join(s.split())
+
+
+def _extract_html(raw: str) -> tuple[str, str]:
+    """Return ``(title, visible text)`` of an HTML document; title may be ``""``."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(raw, "lxml")
+    container = soup.find("main") or soup.find(attrs={"role": "main"})
+    if container is None:
+        articles = soup.find_all("article", limit=2)
+        container = articles[0] if len(articles) == 1 else (soup.body or soup)
+    title = ""
+    if soup.title is not None:
+        title = _collapse(soup.title.get_text())
+    if not title:
+        h1 = container.find("h1") or soup.find("h1")
+        if h1 is not None:
+            title = _collapse(h1.get_text())
+    for tag in container.find_all(_DROP_TAGS):
+        tag.decompose()
+    for tag in container.find_all(attrs={"hidden": True}):
+        tag.decompose()
+    return title, _visible_text(container)
+
+
+def _visible_text(container: Any) -> str:
+    from bs4.element import (
+        CData,
+        Comment,
+        Declaration,
+        Doctype,
+        NavigableString,
+        ProcessingInstruction,
+        Script,
+        Stylesheet,
+        Tag,
+        TemplateString,
+    )
+
+    skip_strings = (Comment, Declaration, Doctype, ProcessingInstruction, Script, Stylesheet, TemplateString)
+    blocks: list[str] = []
+    seps: list[int] = []
+    buf: list[str] = []
+    pending = 0
+
+    def flush() -> None:
+        nonlocal pending
+        text = _collapse("".join(buf))
+        buf.clear()
+        if text:
+            blocks.append(text)
+            seps.append(pending)
+            pending = 0
+
+    def emit_raw(text: str) -> None:
+        nonlocal pending
+        text = text.strip("\r\n")
+        if text.strip():
+            blocks.append(text.rstrip())
+            seps.append(pending)
+            pending = 0
+
+    def brk(strength: int) -> None:
+        nonlocal pending
+        flush()
+        pending = max(pending, strength)
+
+    # Iterative walk: (node, closing) pairs; closing entries mark the end of a block tag.
+    stack: list[tuple[Any, bool]] = [(container, False)]
+    while stack:
+        node, closing = stack.pop()
+        if closing:
+            brk(_BLOCK_BREAK[node.name])
+            continue
+        if isinstance(node, NavigableString):
+            if isinstance(node, CData) or not isinstance(node, skip_strings):
+                buf.append(str(node))
+            continue
+        if not isinstance(node, Tag):
+            continue
+        name = node.name
+        strength = _BLOCK_BREAK.get(name)
+        if name == "pre":
+            brk(2)
+            emit_raw(node.get_text())
+            brk(2)
+            continue
+        if name in ("td", "th"):
+            buf.append(" ")
+        if strength is None:
+            stack.extend((child, False) for child in reversed(node.contents))
+            continue
+        brk(strength)
+        if name in ("br", "hr"):
+            continue
+        stack.append((node, True))
+        stack.extend((child, False) for child in reversed(node.contents))
+    flush()
+    out: list[str] = []
+    for i, (sep, block) in enumerate(zip(seps, blocks)):
+        if i:
+            out.append("\n\n" if sep >= 2 else "\n")
+        out.append(block)
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- PDF
+
+
+def _short(exc: BaseException, limit: int = 80) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
+
+
+def _read_pdf(path: Path, doc_id: str, max_file_bytes: int) -> _Item:
+    spath = str(path)
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        return SkippedFile(spath, _unreadable(exc))
+    with fh:
+        try:
+            from pypdf import PdfReader
+
+            reader = PdfReader(fh)
+            if reader.is_encrypted:
+                try:
+                    ok = reader.decrypt("")
+                except Exception:  # noqa: BLE001 - pypdf raises many types
+                    ok = 0
+                if not ok:
+                    return SkippedFile(spath, "unparseable PDF: encrypted")
+            pages = [page.extract_text() or "" for page in reader.pages]
+        except OSError as exc:
+            return SkippedFile(spath, _unreadable(exc))
+        except Exception as exc:  # noqa: BLE001 - pypdf raises many types
+            return SkippedFile(spath, f"unparseable PDF: {_short(exc)}")
+        title = ""
+        try:
+            meta = reader.metadata
+            if meta is not None and isinstance(meta.title, str):
+                title = _collapse(meta.title)
+        except Exception:  # noqa: BLE001 - broken metadata is not fatal
+            title = ""
+    text = "\n\n".join(pages)
+    if not text.strip():
+        return SkippedFile(spath, "no text in PDF")
+    title = title or path.stem
+    return SourceDocument(doc_id=doc_id, path=spath, title=title, text=text, content_hash=content_hash(title, text))
+
+
+# --------------------------------------------------------------------------- BEIR
+
+_SURROGATES_RE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(s: str) -> str:
+    """Replace lone surrogates (possible in JSON ``\\ud800`` escapes) so the text encodes as UTF-8."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATES_RE.sub("\ufffd", s)
+    return s
+
+
+def _read_beir(corpus: Path, *, id_prefix: str) -> Iterator[_Item]:
+    """Stream a BEIR ``corpus.jsonl``: one ``{"_id", "title"?, "text"}`` object per line.
+
+    ``doc_id`` is ``_id`` (an integer ``_id`` becomes its decimal string), prefixed with
+    ``id_prefix + "/"`` when the corpus sits below the walked root. Blank lines are ignored.
+    """
+    spath = str(corpus)
+    seen: set[str] = set()
+    try:
+        fh = open(corpus, "rb")
+    except OSError as exc:
+        yield SkippedFile(spath, _unreadable(exc))
+        return
+    with fh:
+        lineno = 0
+        while True:
+            try:
+                line = fh.readline()
+            except OSError as exc:
+                yield SkippedFile(spath, _unreadable(exc))
+                return
+            if not line:
+                return
+            lineno += 1
+            if not line.strip():
+                continue
+            where = f"{spath}:{lineno}"
+            try:
+                row = json.loads(line)
+            except UnicodeDecodeError:
+                yield SkippedFile(where, "invalid UTF-8")
+                continue
+            except json.JSONDecodeError as exc:
+                yield SkippedFile(where, f"malformed JSON: {exc.msg} at column {exc.colno}")
+                continue
+            except ValueError as exc:
+                yield SkippedFile(where, f"malformed JSON: {_short(exc)}")
+                continue
+            if not isinstance(row, dict):
+                yield SkippedFile(where, f"malformed JSON: expected an object, got {type(row).__name__}")
+                continue
+            raw_id = row.get("_id")
+            if raw_id is None or raw_id == "":
+                yield SkippedFile(where, "missing _id")
+                continue
+            if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+                raw_id = str(raw_id)
+            if not isinstance(raw_id, str):
+                yield SkippedFile(where, "malformed JSON: _id is not a string")
+                continue
+            text = row.get("text")
+            if text is None:
+                yield SkippedFile(where, "missing text")
+                continue
+            title = row.get("title")
+            if title is None:
+                title = ""
+            if not isinstance(text, str) or not isinstance(title, str):
+                field = "text" if not isinstance(text, str) else "title"
+                yield SkippedFile(where, f"malformed JSON: {field} is not a string")
+                continue
+            if raw_id in seen:
+                yield SkippedFile(where, f"duplicate _id {raw_id}")
+                continue
+            seen.add(raw_id)
+            if not text.strip() and not title.strip():
+                yield SkippedFile(where, "empty")
+                continue
+            text, title = _clean(text), _clean(title)
+            doc_id = f"{id_prefix}/{raw_id}" if id_prefix else raw_id
+            yield SourceDocument(
+                doc_id=doc_id, path=spath, title=title, text=text, content_hash=content_hash(title, text)
+            )
+
+
+def _count_lines(path: Path) -> int:
+    """Number of lines in ``path`` (a last line without newline counts); 1 if unreadable (one skip)."""
+    n = 0
+    last = b"\n"
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                n += block.count(b"\n")
+                last = block[-1:]
+    except OSError:
+        return 1
+    return n + (0 if last == b"\n" else 1)

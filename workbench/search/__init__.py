@@ -1,0 +1,1 @@
+"""Query pipelines: per-mode retrieval, fusion, reranking, and the Searcher that runs them."""

@@ -1,0 +1,348 @@
+"""The Searcher: one open workspace, its encoders, and every query pipeline.
+
+Contract:
+- opening checks that the workspace holds an index built with the configured models
+  (WorkspaceError otherwise) and loads nothing heavy; encoders load on first need;
+- ``search`` answers one query; ``search_many`` answers many with one encoder pass per model;
+- results are documents (max over their chunks) by default, or chunks with ``unit="chunk"``;
+- every hit carries each mode's score and rank that contributed (within that mode's top ``depth``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from workbench.config import WorkspaceConfig
+from workbench.encoders.templates import resolve_instruction
+from workbench.errors import UsageError, WorkspaceError
+from workbench.index.settings import settings_from_config, settings_from_dict
+from workbench.models.registry import model_labels
+from workbench.search.fusion import fuse, min_max
+from workbench.search.maxsim import maxsim_tensor
+from workbench.search.pipelines import Pipeline, parse_pipeline
+from workbench.search.results import QueryResult, make_snippet
+from workbench.types import Hit
+from workbench.workspace import Workspace
+
+
+@dataclass
+class EncodedQuery:
+    text: str
+    dense: np.ndarray | None = None
+    tokens: np.ndarray | None = None
+    sparse_ids: np.ndarray | None = None
+    sparse_weights: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Searcher:
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        config: WorkspaceConfig | None = None,
+        device: str | None = None,
+        check_models: bool = True,
+    ) -> None:
+        from workbench.encoders.bundle import EncoderBundle
+        from workbench.store.lance_store import LanceChunkStore
+        from workbench.store.manifest import Manifest
+        from workbench.store.tantivy_store import TantivyChunkStore
+
+        workspace.require()
+        self.workspace = workspace
+        self.config = config or workspace.config()
+        manifest = Manifest(workspace.manifest_path)
+        try:
+            recorded = manifest.get_meta("settings")
+            n_docs = manifest.count_docs()
+        finally:
+            manifest.close()
+        if recorded is None or n_docs == 0:
+            raise WorkspaceError(f"workspace {workspace.root} is empty: run `wb index PATH` first")
+        self.settings = settings_from_dict(recorded)
+        if check_models:
+            diffs = self.settings.differences(settings_from_config(self.config))
+            diffs = [d for d in diffs if d not in ("chunk_tokens", "chunk_overlap", "sparse_step")]
+            if diffs:
+                raise WorkspaceError(
+                    f"workspace {workspace.root} was built with other models ({', '.join(diffs)} differ): "
+                    "re-run `wb index PATH`"
+                )
+        self.bundle = EncoderBundle(self.settings, device=device)
+        self.lance = LanceChunkStore(workspace.lance_dir)
+        self.tantivy = TantivyChunkStore(workspace.tantivy_dir, self.settings.sparse_step)
+        self._catalog = None
+        self._all_tokens = None
+        self._reranker = None
+        self.models = model_labels(self.config.models)
+
+    # -- lazily loaded state ------------------------------------------------------
+    @property
+    def catalog(self):
+        if self._catalog is None:
+            from workbench.search.catalog import Catalog
+
+            self._catalog = Catalog.load(self.lance.table)
+        return self._catalog
+
+    @property
+    def tokens(self):
+        """The memory-mapped ColBERT token matrix, and catalog row -> token-matrix row."""
+        if self._all_tokens is None:
+            from workbench.store import token_cache
+
+            table = self.lance.table
+            matrix = token_cache.load(self.workspace.root / "token_cache", table, table.version)
+            rows_of = matrix.rows_of()
+            mapping = np.array([rows_of[int(k)] for k in self.catalog.keys.tolist()], dtype=np.int64)
+            self._all_tokens = (matrix, mapping)
+        return self._all_tokens
+
+    def _exact_colbert(self) -> bool:
+        return int(self.catalog.token_counts.sum()) <= self.config.index.colbert_exact_max_tokens
+
+    def maxsim_rows(self, query_tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Exact MaxSim of a query against the given catalog rows."""
+        import torch
+
+        matrix, mapping = self.tokens
+        docs, lengths = matrix.tensor(mapping[rows])
+        return maxsim_tensor(torch.from_numpy(query_tokens), docs, lengths)
+
+    # -- encoding ---------------------------------------------------------------------
+    def encode_queries(self, texts: list[str], modes: set[str], instruction: str = "") -> list[EncodedQuery]:
+        out = [EncodedQuery(t) for t in texts]
+        if modes & {"dense", "colbert"}:
+            t0 = time.perf_counter()
+            rendered = [self.settings.templates.render_query(t, instruction) for t in texts]
+            enc = self.bundle.dense.encode(rendered, tokens="colbert" in modes)
+            ms = (time.perf_counter() - t0) * 1000 / max(1, len(texts))
+            for i, q in enumerate(out):
+                q.dense = enc.dense[i]
+                q.tokens = enc.tokens[i].astype(np.float32) if enc.tokens is not None else None
+                q.timings["encode_dense"] = ms
+        if "sparse" in modes:
+            t0 = time.perf_counter()
+            vecs = self.bundle.sparse.encode(texts)
+            ms = (time.perf_counter() - t0) * 1000 / max(1, len(texts))
+            for q, v in zip(out, vecs):
+                q.sparse_ids, q.sparse_weights = v.ids, v.weights
+                q.timings["encode_sparse"] = ms
+        return out
+
+    # -- retrieval per mode (chunk rows, best first) ----------------------------------
+    def _rows(self, keys: np.ndarray) -> np.ndarray:
+        row_of = self.catalog.row_of
+        return np.array([row_of.get(int(k), -1) for k in keys], dtype=np.int64)
+
+    def _mode_dense(self, q: EncodedQuery, depth: int):
+        keys, sims = self.lance.dense_search(q.dense, depth)
+        return self._rows(keys), sims
+
+    def _mode_bm25(self, q: EncodedQuery, depth: int):
+        keys, scores = self.tantivy.bm25_search(q.text, depth)
+        return self._rows(keys), scores
+
+    def _mode_sparse(self, q: EncodedQuery, depth: int):
+        keys, scores = self.tantivy.sparse_search(q.sparse_ids, q.sparse_weights, depth)
+        return self._rows(keys), scores
+
+    def _mode_colbert(self, q: EncodedQuery, depth: int, candidates: np.ndarray | None):
+        if self._exact_colbert():
+            import torch
+
+            matrix, mapping = self.tokens
+            scores_tm = maxsim_tensor(torch.from_numpy(q.tokens), matrix.full_tensor(), matrix.lengths)
+            scores = scores_tm[mapping]
+            top = np.argsort(-scores)[:depth]
+            return top.astype(np.int64), scores[top]
+        if candidates is None or len(candidates) == 0:
+            candidates, _ = self._mode_dense(q, self.config.index.colbert_candidates)
+        candidates = np.unique(candidates[candidates >= 0])
+        scores = self.maxsim_rows(q.tokens, candidates)
+        order = np.argsort(-scores)[:depth]
+        return candidates[order], scores[order]
+
+    def run_modes(self, q: EncodedQuery, modes: tuple[str, ...], depth: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for mode in ("dense", "sparse", "bm25"):
+            if mode in modes:
+                t0 = time.perf_counter()
+                rows, scores = getattr(self, f"_mode_{mode}")(q, depth)
+                keep = rows >= 0
+                lists[mode] = (rows[keep], scores[keep])
+                q.timings[mode] = (time.perf_counter() - t0) * 1000
+        if "colbert" in modes:
+            t0 = time.perf_counter()
+            cand = None
+            if len(lists) and not self._exact_colbert():
+                extra = []
+                if "dense" not in lists:
+                    extra.append(self._mode_dense(q, self.config.index.colbert_candidates)[0])
+                cand = np.concatenate([r for r, _ in lists.values()] + extra)
+            lists["colbert"] = self._mode_colbert(q, depth, cand)
+            q.timings["colbert"] = (time.perf_counter() - t0) * 1000
+        return lists
+
+    # -- assembling -------------------------------------------------------------------
+    def _by_unit(self, rows: np.ndarray, scores: np.ndarray, unit: str) -> dict[str, tuple[float, int]]:
+        """id -> (score, best chunk row); documents take their best chunk."""
+        cat = self.catalog
+        out: dict[str, tuple[float, int]] = {}
+        for row, score in zip(rows.tolist(), scores.tolist()):
+            key = cat.doc_ids[row] if unit == "doc" else cat.chunk_ids[row]
+            if key not in out:  # lists are best-first
+                out[key] = (float(score), row)
+        return out
+
+    def search(
+        self,
+        text: str,
+        *,
+        pipeline: str = "hybrid",
+        k: int = 10,
+        instruction: str | None = None,
+        unit: str = "doc",
+        rerank_depth: int | None = None,
+    ) -> QueryResult:
+        return self.search_many([text], pipeline=pipeline, k=k, instruction=instruction, unit=unit,
+                                rerank_depth=rerank_depth)[0]
+
+    def search_many(
+        self,
+        texts: list[str],
+        *,
+        pipeline: str = "hybrid",
+        k: int = 10,
+        instruction: str | None = None,
+        unit: str = "doc",
+        rerank_depth: int | None = None,
+        progress=None,
+    ) -> list[QueryResult]:
+        if k < 1:
+            raise UsageError("-k must be at least 1")
+        if unit not in ("doc", "chunk"):
+            raise UsageError("unit must be 'doc' or 'chunk'")
+        pipe = parse_pipeline(pipeline)
+        instr = resolve_instruction(instruction)
+        started = time.perf_counter()
+        encoded = self.encode_queries(texts, set(pipe.modes), instr)
+        results = []
+        for i, q in enumerate(encoded):
+            t0 = time.perf_counter()
+            results.append(self._answer(q, pipe, k, instr, unit, rerank_depth))
+            results[-1].timings_ms["total"] = (time.perf_counter() - t0) * 1000 + sum(
+                v for key, v in q.timings.items() if key.startswith("encode")
+            )
+            if progress:
+                progress(i + 1, len(encoded))
+        _ = started
+        return results
+
+    def _answer(self, q: EncodedQuery, pipe: Pipeline, k: int, instr: str, unit: str, rerank_depth) -> QueryResult:
+        fusion = self.config.fusion
+        depth = max(fusion.depth, k)
+        depth_for_rerank = rerank_depth or self.config.rerank.depth
+        if pipe.rerank:
+            depth = max(depth, depth_for_rerank)
+        lists = self.run_modes(q, pipe.modes, depth)
+        per_mode = {m: self._by_unit(rows, scores, unit) for m, (rows, scores) in lists.items()}
+        t0 = time.perf_counter()
+        if len(per_mode) == 1:
+            (mode, entries), = per_mode.items()
+            fused = {key: s for key, (s, _row) in entries.items()}
+        else:
+            runs = {m: {key: s for key, (s, _r) in e.items()} for m, e in per_mode.items()}
+            fused = fuse(runs, fusion.weights, fusion.method, fusion.rrf_k)
+        q.timings["fusion"] = (time.perf_counter() - t0) * 1000
+        ranking = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+        best_row: dict[str, int] = {}
+        for m in per_mode.values():
+            for key, (score, row) in m.items():
+                prev = best_row.get(key)
+                if prev is None:
+                    best_row[key] = row
+        if pipe.rerank:
+            ranking = self._rerank(q, ranking, best_row, depth_for_rerank, unit, lists)
+        hits = []
+        ranks = {m: {key: r for r, key in enumerate(e, start=1)} for m, e in per_mode.items()}
+        cat = self.catalog
+        for rank, (key, score) in enumerate(ranking[:k], start=1):
+            row = best_row[key]
+            hits.append(
+                Hit(
+                    rank=rank,
+                    doc_id=cat.doc_ids[row],
+                    chunk_id=cat.chunk_ids[row],
+                    path=cat.paths[row],
+                    title=cat.titles[row],
+                    score=float(score),
+                    scores={m: per_mode[m][key][0] for m in per_mode if key in per_mode[m]},
+                    ranks={m: ranks[m][key] for m in per_mode if key in ranks[m]},
+                    snippet=make_snippet(cat.texts[row], q.text),
+                )
+            )
+        return QueryResult(
+            query=q.text,
+            instruction=instr,
+            pipeline=pipe.name,
+            models=self.models,
+            results=hits,
+            timings_ms=dict(q.timings),
+            unit=unit,
+        )
+
+    # -- reranking --------------------------------------------------------------------
+    def _rerank(self, q, ranking, best_row, depth, unit, lists):
+        t0 = time.perf_counter()
+        head = ranking[:depth]
+        tail = ranking[depth:]
+        if not head:
+            return ranking
+        kind = self.config.models.reranker
+        if kind == "maxsim":
+            if q.tokens is None:
+                q.tokens = self.encode_queries([q.text], {"colbert"})[0].tokens
+            cat = self.catalog
+            # score every chunk of the head documents that any mode retrieved
+            rows_by_key: dict[str, set[int]] = {key: {best_row[key]} for key, _ in head}
+            for rows, _scores in lists.values():
+                for row in rows.tolist():
+                    key = cat.doc_ids[row] if unit == "doc" else cat.chunk_ids[row]
+                    if key in rows_by_key:
+                        rows_by_key[key].add(row)
+            flat_rows = np.array(sorted({r for rs in rows_by_key.values() for r in rs}), dtype=np.int64)
+            scores = dict(zip(flat_rows.tolist(), self.maxsim_rows(q.tokens, flat_rows).tolist()))
+            rerank_scores = {key: max(scores[r] for r in rows) for key, rows in rows_by_key.items()}
+        else:
+            reranker = self.reranker
+            cat = self.catalog
+            passages = [cat.texts[best_row[key]] for key, _ in head]
+            titles = [cat.titles[best_row[key]] for key, _ in head]
+            values = reranker.score(q.text, [f"{t} {p}".strip() for t, p in zip(titles, passages)])
+            rerank_scores = {key: float(v) for (key, _), v in zip(head, values)}
+        a = self.config.rerank.interpolation
+        if a > 0:
+            first = min_max(dict(head))
+            second = min_max(rerank_scores)
+            final = {key: (1 - a) * second[key] + a * first[key] for key, _ in head}
+        else:
+            final = rerank_scores
+        q.timings["rerank"] = (time.perf_counter() - t0) * 1000
+        reranked = sorted(final.items(), key=lambda kv: (-kv[1], kv[0]))
+        return reranked + tail
+
+    @property
+    def reranker(self):
+        if self._reranker is None:
+            from workbench.encoders.rerankers import load_reranker
+            from workbench.models.registry import resolve_role
+
+            self._reranker = load_reranker(resolve_role("reranker", self.config.models), device=self.bundle.device)
+        return self._reranker
+
+

@@ -1,0 +1,145 @@
+"""LanceDB table of chunks: metadata, dense vector, ColBERT multivector and sparse vector per row.
+
+Contract:
+- one row per chunk, keyed by ``chunk_key`` (see ``keys.chunk_key``) and grouped by ``doc_id``;
+- ``add`` appends a batch atomically (a killed ``add`` leaves the previous version);
+- ``delete_docs`` removes every row of the given documents;
+- ``compact`` merges small fragments and removes old versions and orphan temp files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from workbench.errors import IndexingError, WorkspaceError
+
+TABLE = "chunks"
+META_COLUMNS = [
+    "chunk_key", "chunk_id", "doc_id", "ordinal", "path", "title", "text", "char_start", "char_end",
+]
+
+
+def chunk_schema(dense_dim: int, colbert_dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("chunk_key", pa.int64()),
+            ("chunk_id", pa.string()),
+            ("doc_id", pa.string()),
+            ("ordinal", pa.int32()),
+            ("path", pa.string()),
+            ("title", pa.string()),
+            ("text", pa.string()),
+            ("char_start", pa.int32()),
+            ("char_end", pa.int32()),
+            ("n_tokens", pa.int32()),
+            ("vector", pa.list_(pa.float32(), dense_dim)),
+            ("colbert", pa.list_(pa.list_(pa.float16(), colbert_dim))),
+            ("sparse_ids", pa.list_(pa.int32())),
+            ("sparse_weights", pa.list_(pa.float32())),
+        ]
+    )
+
+
+def _sql_list(values: list[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+class LanceChunkStore:
+    """The ``chunks`` table in a LanceDB folder."""
+
+    def __init__(self, folder: Path) -> None:
+        import lancedb
+
+        self.folder = folder
+        self.db = lancedb.connect(str(folder), read_consistency_interval=timedelta(0))
+        self._table = None
+
+    @property
+    def table(self):
+        if self._table is None:
+            try:
+                self._table = self.db.open_table(TABLE)
+            except (FileNotFoundError, ValueError) as exc:
+                raise WorkspaceError("the workspace has no LanceDB table yet: run `wb index PATH` first") from exc
+        return self._table
+
+    def exists(self) -> bool:
+        return TABLE in self.db.table_names()
+
+    def create(self, dense_dim: int, colbert_dim: int) -> None:
+        """Create the empty table (replacing any previous one)."""
+        self._table = self.db.create_table(TABLE, schema=chunk_schema(dense_dim, colbert_dim), mode="overwrite")
+
+    def add(self, batch: pa.Table) -> None:
+        try:
+            self.table.add(batch)
+        except Exception as exc:  # lance raises OSError/RuntimeError/ValueError
+            raise IndexingError(f"LanceDB add failed: {exc}") from exc
+
+    def delete_docs(self, doc_ids: list[str]) -> None:
+        for start in range(0, len(doc_ids), 500):
+            part = doc_ids[start : start + 500]
+            self.table.delete(f"doc_id IN ({_sql_list(part)})")
+
+    def count(self) -> int:
+        return self.table.count_rows() if self.exists() else 0
+
+    def doc_ids(self) -> set[str]:
+        return set(self.table.to_lance().to_table(columns=["doc_id"]).column("doc_id").to_pylist())
+
+    def read_columns(self, columns: list[str]) -> pa.Table:
+        """All rows, only ``columns``, in scan order (offset i = row i for ``take``)."""
+        return self.table.to_lance().to_table(columns=columns)
+
+    def take_colbert(self, offsets: list[int]) -> list[np.ndarray]:
+        """Token matrices ([n_tokens, d] float16) of the rows at scan ``offsets``, in that order."""
+        if not offsets:
+            return []
+        col = self.table.to_lance().take(offsets, columns=["colbert"]).column("colbert")
+        return split_multivectors(col)
+
+    def dense_search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows by cosine similarity: (chunk_keys, similarities)."""
+        res = (
+            self.table.search(query.astype(np.float32), vector_column_name="vector")
+            .distance_type("cosine")
+            .select(["chunk_key", "_distance"])
+            .limit(k)
+            .to_arrow()
+        )
+        keys = res.column("chunk_key").to_numpy()
+        sims = 1.0 - res.column("_distance").to_numpy()
+        return keys, sims
+
+    def compact(self) -> None:
+        """Merge fragments, drop old versions and remove orphan temp files from killed writes."""
+        if not self.exists():
+            return
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.table.optimize(cleanup_older_than=timedelta(0))
+        except Exception:  # optimisation is best effort; data stays correct without it
+            pass
+        for tmp in (self.folder / f"{TABLE}.lance" / "data").glob(".tmp*"):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+
+
+def split_multivectors(column) -> list[np.ndarray]:
+    """A (chunked) list<fixed_size_list<float16, d>> column as one [n_i, d] array per row."""
+    lists = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    inner = lists.values
+    dim = inner.type.list_size
+    flat = inner.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+    bounds = lists.offsets.to_numpy()
+    return [flat[bounds[i] : bounds[i + 1]] for i in range(len(lists))]

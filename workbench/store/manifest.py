@@ -1,0 +1,120 @@
+"""The SQLite manifest: which documents are completely indexed, and the intent log of writes.
+
+Protocol that keeps LanceDB and Tantivy consistent across crashes (``kill -9`` at any point):
+
+1. Before a batch touches the stores, its doc ids are written to ``pending`` (committed).
+2. The batch is deleted-then-added in LanceDB and in Tantivy (Tantivy committed).
+3. In one SQLite transaction the ``docs`` rows are upserted/removed and ``pending`` is cleared.
+
+On the next start, any ``pending`` doc ids are deleted from both stores and from ``docs``: the
+stores then hold exactly the documents listed in ``docs``, each once. Re-running the indexer
+re-encodes those documents because they are no longer in ``docs``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DocRecord:
+    doc_id: str
+    content_hash: str
+    path: str
+    title: str
+    n_chunks: int
+
+
+class Manifest:
+    """A small SQLite database in the workspace (``manifest.sqlite``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS docs (
+                doc_id TEXT PRIMARY KEY, content_hash TEXT NOT NULL, path TEXT NOT NULL,
+                title TEXT NOT NULL, n_chunks INTEGER NOT NULL, source TEXT NOT NULL,
+                indexed_at REAL NOT NULL);
+            CREATE INDEX IF NOT EXISTS docs_source ON docs(source);
+            CREATE TABLE IF NOT EXISTS pending (doc_id TEXT PRIMARY KEY);
+            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            """
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+    # documents ----------------------------------------------------------------
+    def hashes(self, source: str | None = None) -> dict[str, str]:
+        """doc_id -> content_hash of the complete documents (of one source root, if given)."""
+        if source is None:
+            rows = self.db.execute("SELECT doc_id, content_hash FROM docs")
+        else:
+            rows = self.db.execute("SELECT doc_id, content_hash FROM docs WHERE source = ?", (source,))
+        return dict(rows.fetchall())
+
+    def count_docs(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
+
+    def count_chunks(self) -> int:
+        return self.db.execute("SELECT COALESCE(SUM(n_chunks), 0) FROM docs").fetchone()[0]
+
+    def sources(self) -> list[tuple[str, int, int, float]]:
+        """(source root, documents, chunks, last indexed time) per indexed root."""
+        return self.db.execute(
+            "SELECT source, COUNT(*), SUM(n_chunks), MAX(indexed_at) FROM docs GROUP BY source ORDER BY source"
+        ).fetchall()
+
+    # intent log -----------------------------------------------------------------
+    def pending(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT doc_id FROM pending").fetchall()]
+
+    def begin(self, doc_ids: list[str]) -> None:
+        """Record that the stores are about to change for ``doc_ids`` (durable before any write)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR IGNORE INTO pending(doc_id) VALUES (?)", [(d,) for d in doc_ids])
+
+    def finish(self, source: str, written: list[DocRecord], removed: list[str]) -> None:
+        """Atomically mark ``written`` complete, forget ``removed`` and clear the intent log."""
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM docs WHERE doc_id = ?", [(d,) for d in removed])
+            self.db.executemany(
+                "INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(r.doc_id, r.content_hash, r.path, r.title, r.n_chunks, source, now) for r in written],
+            )
+            self.db.execute("DELETE FROM pending")
+
+    def abandon(self, doc_ids: list[str]) -> None:
+        """Forget ``doc_ids`` as documents and clear the intent log (after a recovery deleted them)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM docs WHERE doc_id = ?", [(d,) for d in doc_ids])
+            self.db.execute("DELETE FROM pending")
+
+    def reset(self) -> None:
+        """Forget every document (the stores are being rebuilt from scratch)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM docs")
+            self.db.execute("DELETE FROM pending")
+
+    # settings -----------------------------------------------------------------
+    def get_meta(self, key: str):
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_meta(self, key: str, value) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, sort_keys=True)))

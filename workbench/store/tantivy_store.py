@@ -1,0 +1,139 @@
+"""Tantivy index of chunks: BM25 over title + text (English stemmer) and bit-plane sparse postings.
+
+Contract:
+- one Tantivy document per chunk with ``chunk_key`` (fast i64), ``doc_id`` (raw, for deletes),
+  ``bm25`` (en_stem text) and ``sparse`` (bit-plane tokens, see ``sparse_quant``);
+- one writer at a time (the workspace lock guarantees it); ``commit`` makes a batch durable, and a
+  killed writer loses only uncommitted documents;
+- searches return (chunk_keys, scores) arrays, best first.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from workbench.errors import IndexingError, WorkspaceError
+from workbench.store.sparse_quant import BITS, bitplane_clauses, bitplane_tokens
+
+_QUERY_SYNTAX = re.compile(r'[+\-&|!(){}\[\]^"~*?:\\/<>=\']')
+
+
+def _schema():
+    import tantivy
+
+    builder = tantivy.SchemaBuilder()
+    builder.add_integer_field("chunk_key", stored=True, indexed=True, fast=True)
+    builder.add_text_field("doc_id", stored=False, tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("bm25", stored=False, tokenizer_name="en_stem", index_option="position")
+    builder.add_text_field("sparse", stored=False, tokenizer_name="whitespace", index_option="basic")
+    return builder.build()
+
+
+class TantivyChunkStore:
+    """BM25 and learned-sparse postings for the workspace's chunks."""
+
+    def __init__(self, folder: Path, sparse_step: float) -> None:
+        self.folder = folder
+        self.sparse_step = sparse_step
+        self._index = None
+        self._writer = None
+
+    @property
+    def index(self):
+        if self._index is None:
+            import tantivy
+
+            if not (self.folder / "meta.json").exists():
+                raise WorkspaceError("the workspace has no Tantivy index yet: run `wb index PATH` first")
+            self._index = tantivy.Index(_schema(), path=str(self.folder), reuse=True)
+        return self._index
+
+    def create_if_missing(self) -> None:
+        import tantivy
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._index = tantivy.Index(_schema(), path=str(self.folder), reuse=True)
+
+    # writing -----------------------------------------------------------------
+    @property
+    def writer(self):
+        if self._writer is None:
+            try:
+                self._writer = self.index.writer(heap_size=64_000_000, num_threads=1)
+            except ValueError as exc:
+                raise IndexingError(f"the Tantivy index is locked by another writer: {exc}") from exc
+        return self._writer
+
+    def add(self, keys: list[int], doc_ids: list[str], texts: list[str], sparse: list[tuple]) -> None:
+        """Queue chunk documents; ``sparse[i]`` is (ids, weights) arrays. Call ``commit`` after."""
+        import tantivy
+
+        for key, doc_id, text, (ids, weights) in zip(keys, doc_ids, texts, sparse):
+            doc = tantivy.Document()
+            doc.add_integer("chunk_key", key)
+            doc.add_text("doc_id", doc_id)
+            doc.add_text("bm25", text)
+            doc.add_text("sparse", bitplane_tokens(ids, weights, self.sparse_step))
+            self.writer.add_document(doc)
+
+    def delete_docs(self, doc_ids: list[str]) -> None:
+        for doc_id in doc_ids:
+            self.writer.delete_documents_by_term("doc_id", doc_id)
+
+    def commit(self) -> None:
+        if self._writer is not None:
+            self._writer.commit()
+            self._writer.wait_merging_threads()
+            self._writer = None
+            self.index.reload()
+
+    def garbage_collect(self) -> None:
+        try:
+            w = self.writer
+            w.garbage_collect_files()
+            self._writer = None
+        except IndexingError:
+            pass
+
+    # reading -----------------------------------------------------------------
+    def count(self) -> int:
+        self.index.reload()
+        return self.index.searcher().num_docs
+
+    def _run(self, query, k: int) -> tuple[np.ndarray, np.ndarray]:
+        searcher = self.index.searcher()
+        hits = searcher.search(query, limit=k, count=False).hits
+        if not hits:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        addrs = [addr for _, addr in hits]
+        keys = np.asarray(searcher.fast_field_values("chunk_key", addrs), dtype=np.int64)
+        scores = np.asarray([s for s, _ in hits], dtype=np.float32)
+        return keys, scores
+
+    def bm25_search(self, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 (k1 1.2, b 0.75) over the stemmed title + text; query syntax characters are ignored."""
+        cleaned = _QUERY_SYNTAX.sub(" ", text)
+        if not cleaned.split():
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        query, _errors = self.index.parse_query_lenient(cleaned, ["bm25"])
+        return self._run(query, k)
+
+    def sparse_search(self, ids: np.ndarray, weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by the quantized sparse dot product (exact up to the quantization step)."""
+        import tantivy
+
+        clauses = bitplane_clauses(ids, weights, self.sparse_step, BITS)
+        if not clauses:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        schema = self.index.schema
+        subqueries = [
+            (
+                tantivy.Occur.Should,
+                tantivy.Query.const_score_query(tantivy.Query.term_query(schema, "sparse", token), score),
+            )
+            for token, score in clauses
+        ]
+        return self._run(tantivy.Query.boolean_query(subqueries), k)

@@ -1,0 +1,77 @@
+"""The workspace folder: config, stores, manifest, runs, and the single-writer lock.
+
+Resolution order: ``--workspace`` option, then ``$WB_WORKSPACE``, then ``./.wb``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.config import DEFAULT_TOML, WorkspaceConfig, load_config
+from workbench.errors import WorkspaceError
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def resolve(cls, path: str | Path | None = None) -> "Workspace":
+        chosen = path or os.environ.get("WB_WORKSPACE") or ".wb"
+        return cls(Path(chosen).expanduser().absolute())
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "wb.toml"
+
+    @property
+    def lance_dir(self) -> Path:
+        return self.root / "lance"
+
+    @property
+    def tantivy_dir(self) -> Path:
+        return self.root / "tantivy"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.sqlite"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def exists(self) -> bool:
+        return self.manifest_path.exists()
+
+    def ensure(self) -> None:
+        """Create the folder and a default ``wb.toml`` if absent."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.config_path.exists():
+            self.config_path.write_text(DEFAULT_TOML)
+
+    def config(self) -> WorkspaceConfig:
+        return load_config(self.config_path)
+
+    def require(self) -> None:
+        """Raise a one-line WorkspaceError unless the workspace holds an index."""
+        if not self.exists():
+            raise WorkspaceError(f"no index in workspace {self.root}: run `wb index PATH` first")
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Exclusive lock for writers (indexing). A second writer gets a WorkspaceError at once."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.root / "write.lock", "a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise WorkspaceError(f"another `wb index` is writing workspace {self.root}") from exc
+            yield
+        finally:
+            handle.close()
