@@ -69,7 +69,9 @@ class LanceChunkStore:
         return self._table
 
     def exists(self) -> bool:
-        return TABLE in self.db.table_names()
+        listing = self.db.list_tables()
+        names = getattr(listing, "tables", listing)
+        return TABLE in names
 
     def create(self, dense_dim: int, colbert_dim: int) -> None:
         """Create the empty table (replacing any previous one)."""
@@ -90,18 +92,11 @@ class LanceChunkStore:
         return self.table.count_rows() if self.exists() else 0
 
     def doc_ids(self) -> set[str]:
-        return set(self.table.to_lance().to_table(columns=["doc_id"]).column("doc_id").to_pylist())
+        return set(self.read_columns(["doc_id"]).column("doc_id").to_pylist())
 
     def read_columns(self, columns: list[str]) -> pa.Table:
-        """All rows, only ``columns``, in scan order (offset i = row i for ``take``)."""
-        return self.table.to_lance().to_table(columns=columns)
-
-    def take_colbert(self, offsets: list[int]) -> list[np.ndarray]:
-        """Token matrices ([n_tokens, d] float16) of the rows at scan ``offsets``, in that order."""
-        if not offsets:
-            return []
-        col = self.table.to_lance().take(offsets, columns=["colbert"]).column("colbert")
-        return split_multivectors(col)
+        """All rows, only ``columns``."""
+        return self.table.search().select(columns).limit(None).to_arrow()
 
     def dense_search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows by cosine similarity: (chunk_keys, similarities)."""

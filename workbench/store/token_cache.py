@@ -37,9 +37,14 @@ class TokenMatrix:
         return torch.from_numpy(stacked).view(torch.bfloat16), self.lengths[chunk_rows]
 
     def full_tensor(self):
+        """All tokens as one bf16 tensor (a read-only view of the memory map: never write to it)."""
+        import warnings
+
         import torch
 
-        return torch.from_numpy(np.asarray(self.bits)).view(torch.bfloat16)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch warns that the memmap is read-only
+            return torch.from_numpy(np.asarray(self.bits)).view(torch.bfloat16)
 
 
 def _names(folder: Path, version: int) -> tuple[Path, Path]:
@@ -65,7 +70,7 @@ def build(folder: Path, table, version: int) -> None:
             flat = inner.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
             offs = col.offsets.to_numpy()
             flat = flat[offs[0] : offs[-1]]
-            bf = torch.from_numpy(np.ascontiguousarray(flat, dtype=np.float16)).to(torch.bfloat16)
+            bf = torch.from_numpy(np.array(flat, dtype=np.float16)).to(torch.bfloat16)
             out.write(bf.view(torch.int16).numpy().tobytes())
             keys.append(batch.column("chunk_key").to_numpy())
             lengths.append(np.diff(offs).astype(np.int64))

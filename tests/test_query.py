@@ -1,0 +1,186 @@
+"""Query pipelines, the --json schema, and exactness of the sparse and ColBERT scorers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from workbench.search.maxsim import maxsim_numpy
+
+PIPELINES = ["dense", "colbert", "sparse", "bm25", "hybrid", "hybrid+rerank", "bm25+rerank"]
+QUERIES = [
+    "itertools.groupby",
+    "remove a directory and everything in it",
+    "get a random element from a list",
+    "pause the program for a few seconds",
+    "cache the results of a function call",
+    "run a function on many inputs in parallel",
+]
+
+
+def wb(*args: str, workspace=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if workspace is not None:
+        env["WB_WORKSPACE"] = str(workspace)
+    return subprocess.run([sys.executable, "-m", "workbench.cli.main", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_every_pipeline_answers_and_ranks(small_searcher, pipeline):
+    res = small_searcher.search("remove a directory and everything in it", pipeline=pipeline, k=5)
+    assert res.pipeline == pipeline
+    assert 1 <= len(res.results) <= 5
+    assert [h.rank for h in res.results] == list(range(1, len(res.results) + 1))
+    scores = [h.score for h in res.results]
+    assert scores == sorted(scores, reverse=True)
+    assert len({h.doc_id for h in res.results}) == len(res.results)  # documents, not chunks
+
+
+def test_meaning_and_keyword_queries_find_their_documents(small_searcher):
+    top = lambda q, p: small_searcher.search(q, pipeline=p, k=3).results[0].doc_id  # noqa: E731
+    assert top("itertools.groupby", "bm25") == "itertools/groupby.md"
+    assert top("pause the program for a few seconds", "dense") == "time/sleep.md"
+    top3 = [h.doc_id for h in small_searcher.search("remove a directory and everything in it", k=3).results]
+    assert "shutil/rmtree.md" in top3
+    assert top("itertools.groupby", "hybrid") == "itertools/groupby.md"
+
+
+def test_hybrid_hits_carry_every_mode_rank(small_searcher):
+    res = small_searcher.search("itertools.groupby", pipeline="hybrid", k=3)
+    first = res.results[0]
+    assert set(first.ranks) == {"dense", "colbert", "sparse", "bm25"}
+    assert set(first.scores) == set(first.ranks)
+
+
+def test_chunk_unit_returns_chunks(small_searcher):
+    res = small_searcher.search("groupby key function", pipeline="bm25", k=5, unit="chunk")
+    ids = [h.chunk_id for h in res.results]
+    assert len(ids) == len(set(ids))
+    assert all("#" in i for i in ids)
+
+
+def test_search_many_equals_search(small_searcher):
+    many = small_searcher.search_many(QUERIES[:3], pipeline="hybrid", k=5)
+    for q, res in zip(QUERIES[:3], many):
+        single = small_searcher.search(q, pipeline="hybrid", k=5)
+        assert [h.doc_id for h in res.results] == [h.doc_id for h in single.results]
+
+
+def test_instruction_reaches_the_query_only(small_searcher):
+    res = small_searcher.search("groupby", pipeline="dense", instruction="python-docs", k=3)
+    assert res.instruction.startswith("Given a question about Python")
+    rendered = small_searcher.settings.templates.render_query("groupby", res.instruction)
+    assert rendered == f"{res.instruction}: groupby"
+    plain = small_searcher.search("groupby", pipeline="dense", k=3)
+    assert plain.results[0].score != res.results[0].score  # the prefix changed the query vector
+
+
+def test_sparse_search_matches_brute_force_dot_product(small_searcher):
+    """Tantivy bit-plane scoring ranks like the exact float dot product (top-10 overlap >= 0.99)."""
+    s = small_searcher
+    table = s.lance.read_columns(["chunk_key", "sparse_ids", "sparse_weights"])
+    keys = table.column("chunk_key").to_numpy()
+    ids = table.column("sparse_ids").to_pylist()
+    weights = table.column("sparse_weights").to_pylist()
+    overlaps = []
+    for q in s.encode_queries(QUERIES, {"sparse"}):
+        qv = dict(zip(q.sparse_ids.tolist(), q.sparse_weights.tolist()))
+        exact = np.array([sum(qv.get(t, 0.0) * w for t, w in zip(i, ws)) for i, ws in zip(ids, weights)])
+        brute = set(keys[np.argsort(-exact)[:10]].tolist())
+        got, _ = s.tantivy.sparse_search(q.sparse_ids, q.sparse_weights, 10)
+        overlaps.append(len(brute & set(got.tolist())) / 10)
+    assert np.mean(overlaps) >= 0.99
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_colbert_matches_brute_force_maxsim(small_workspace, exact):
+    """Both the exact path and the candidate path rank like brute-force float32 MaxSim."""
+    from workbench.search.searcher import Searcher
+
+    ws, _ = small_workspace
+    searcher = Searcher(ws)
+    if not exact:
+        cfg = searcher.config
+        searcher.config = replace(cfg, index=replace(cfg.index, colbert_exact_max_tokens=0))
+    assert searcher._exact_colbert() is exact
+    matrix, mapping = searcher.tokens
+    docs = [np.asarray(matrix.bits[matrix.starts[r]: matrix.starts[r] + matrix.lengths[r]]) for r in mapping]
+    import torch
+
+    docs = [torch.from_numpy(d).view(torch.bfloat16).float().numpy() for d in docs]
+    overlaps = []
+    for q in searcher.encode_queries(QUERIES, {"dense", "colbert", "sparse", "bm25"}):
+        brute = np.argsort(-maxsim_numpy(q.tokens, docs))[:10]
+        lists = searcher.run_modes(q, ("dense", "colbert", "sparse", "bm25"), 100)
+        rows, _ = lists["colbert"]
+        overlaps.append(len(set(brute.tolist()) & set(rows[:10].tolist())) / 10)
+    assert np.mean(overlaps) >= 0.99
+
+
+def test_fusion_equals_ranx():
+    from ranx import Run, fuse
+
+    from workbench.search.fusion import reciprocal_rank, weighted_sum
+
+    runs = {
+        "a": {"d1": 3.0, "d2": 2.0, "d3": 0.5},
+        "b": {"d2": 10.0, "d4": 4.0, "d1": 1.0},
+    }
+    ranx_runs = [Run({"q": runs["a"]}), Run({"q": runs["b"]})]
+    wsum = fuse(ranx_runs, norm="min-max", method="wsum", params={"weights": [0.7, 0.3]})
+    ours = weighted_sum(runs, {"a": 0.7, "b": 0.3})
+    for doc, value in wsum.to_dict()["q"].items():
+        assert ours[doc] == pytest.approx(value, abs=1e-6)
+    rrf = fuse(ranx_runs, norm=None, method="rrf", params={"k": 60})
+    ours_rrf = reciprocal_rank(runs, {"a": 1.0, "b": 1.0}, k=60)
+    for doc, value in rrf.to_dict()["q"].items():
+        assert ours_rrf[doc] == pytest.approx(value, abs=1e-9)
+
+
+def test_json_schema_is_pinned(small_workspace):
+    ws, _ = small_workspace
+    proc = wb("query", "itertools.groupby", "--json", "-k", "3", "--pipeline", "hybrid+rerank", workspace=ws.root)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)  # stdout holds exactly one JSON object
+    assert set(data) == {"query", "instruction", "pipeline", "models", "unit", "results", "timings_ms"}
+    assert data["pipeline"] == "hybrid+rerank" and data["query"] == "itertools.groupby"
+    assert set(data["models"]) == {"dense", "colbert", "sparse", "reranker"}
+    assert "zero-shot" in data["models"]["colbert"] and "zero-shot" in data["models"]["reranker"]
+    hit = data["results"][0]
+    assert set(hit) == {"rank", "doc_id", "chunk_id", "path", "title", "score", "scores", "ranks", "snippet"}
+    assert isinstance(hit["rank"], int) and isinstance(hit["score"], float)
+    assert set(hit["ranks"]) <= {"dense", "colbert", "sparse", "bm25"}
+    assert {"total", "encode_dense", "fusion", "rerank"} <= set(data["timings_ms"])
+
+
+def test_query_on_missing_workspace_is_one_line_exit_2(tmp_path):
+    proc = wb("query", "anything", "--json", workspace=tmp_path / "nowhere")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and "wb index" in proc.stderr
+
+
+def test_index_missing_path_is_one_line_exit_2(tmp_path):
+    proc = wb("index", str(tmp_path / "missing"), workspace=tmp_path / "ws")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"wb: error: no such file or folder: {tmp_path / 'missing'}"
+
+
+def test_unknown_pipeline_is_one_line_exit_2(small_workspace):
+    ws, _ = small_workspace
+    proc = wb("query", "x", "--pipeline", "nope", workspace=ws.root)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_query_with_other_models_is_refused(small_workspace, tmp_path):
+    ws, _ = small_workspace
+    proc = wb("query", "x", "--model", "sparse=all-MiniLM-L6-v2", workspace=ws.root)
+    assert proc.returncode == 2
+    assert "built with other models" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
