@@ -60,6 +60,7 @@ class IndexConfig:
     sparse_step: float = 0.02
     colbert_exact_max_tokens: int = 400_000
     colbert_candidates: int = 200
+    dense_exact_max_rows: int = 200_000
 
 
 @dataclass(frozen=True)

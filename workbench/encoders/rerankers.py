@@ -31,10 +31,15 @@ if TYPE_CHECKING:
 
 DEFAULT_INSTRUCTION = (
     "Judge whether the Passage is relevant to the Query and answers it. "
-    "Answer only 'yes' or 'no'."
+    "Answer only 'Yes' or 'No'."
 )
-"""The LLM judge's instruction (system turn of the chat template, or the first line of the plain
-prompt)."""
+"""The LLM judge's instruction: the system turn of a chat template (first line of a plain prompt)."""
+
+DEFAULT_QUESTION = "Does the Passage answer the Query? Answer only 'Yes' or 'No'."
+"""The closing line of the user turn, right before the answer cue (never truncated)."""
+
+DEFAULT_ANSWERS = ("Yes", "No")
+"""The positive and negative answer words (see ``LLMYesNoReranker`` for why capitalised)."""
 
 # Placeholders used to render a chat template once and splice every pair into it.
 _Q_SLOT = "\x00wbQUERY\x00"
@@ -226,29 +231,34 @@ class LLMYesNoReranker:
     """A causal LM asked, for each pair, whether the passage answers the query (pointwise).
 
     Prompt: with the tokenizer's chat template, a system turn holding ``instruction`` (folded
-    into the user turn when the template refuses a system role) and a user turn
-    ``"Query: {q}\\nPassage: {p}"``, rendered with ``add_generation_prompt=True`` so the prompt
-    ends where the assistant's answer starts. Without a chat template:
-    ``"{instruction}\\nQuery: {q}\\nPassage: {p}\\nAnswer:"``. Query and passage are stripped of
-    surrounding whitespace. ``render(q, p)`` returns the exact prompt text that is tokenized.
+    into the user turn when the template refuses a system role) and the user turn
+    ``"Query: {q}\\nPassage: {p}\\n{question}"``, rendered with ``add_generation_prompt=True``
+    so the prompt ends where the assistant's answer starts. Without a chat template:
+    ``"{instruction}\\nQuery: {q}\\nPassage: {p}\\n{question}\\nAnswer:"``. Query and passage
+    are stripped of surrounding whitespace. ``render(q, p)`` returns the exact prompt text that
+    is tokenized (before truncation).
 
-    Score: ``logit(yes) - logit(no)`` at the prompt's last position (the next-token log-odds of
-    "yes" against "no"). Answer tokens: when the prompt ends in whitespace (chat templates end
-    in ``"...assistant\\n"``) the bare words ``"yes"``/``"no"`` are tried first, else the
-    space-prefixed ``" yes"``/``" no"`` (what follows ``"Answer:"``); the first variant that
-    is a single token for both words is used (``answer_tokens`` holds the choice). For
-    SmolLM2 that is "yes"=10407, "no"=4607.
+    Score: ``logit(yes) - logit(no)`` at the prompt's last position, i.e. the next-token
+    log-odds of the positive against the negative answer word (``answers``). Token choice:
+    when the prompt ends in whitespace (chat templates end in ``"...assistant\\n"``) the bare
+    words are tried first, else the space-prefixed ones (what follows ``"Answer:"``); the first
+    variant that is a single token for both words is used (``answer_tokens`` holds the ids).
+    The default words are ``"Yes"``/``"No"`` (as FlagEmbedding's LLM rerankers use): SmolLM2's
+    own next-token choice after this prompt is "No"/"Yes", capitalised, and on easy pairs the
+    lowercase "yes"/"no" logits ordered relevant/irrelevant passages worse. For SmolLM2 the ids
+    are "Yes"=10539, "No"=5230.
 
     Truncation: prompts are cut to ``max_length`` tokens by shortening the passage only (at a
     token boundary, then re-rendered and re-tokenized, so the ids are exactly those of the
     rendered prompt). The query is shortened only if the passage is gone and it is still too
-    long; the instruction and the answer cue are never cut (a prompt whose fixed part alone
-    exceeds ``max_length`` is kept whole).
+    long; the instruction, question and answer cue are never cut (a prompt whose fixed part
+    alone exceeds ``max_length`` is kept whole).
 
     Batching: length-sorted, right-padded; the last real position of each row is gathered, so
-    padding cannot reach it (causal attention). Only the two answer rows of the output
-    embedding are applied, in float32, to that one hidden state per pair (no full-vocabulary
-    projection). ``cutoff_layer`` is reserved for layer-wise early exit and must be None.
+    padding cannot reach it (causal attention, positions unchanged). Only the two answer rows
+    of the output embedding are applied, in float32, to that one hidden state per pair (no
+    full-vocabulary projection); ``final_logit_softcapping``/``logit_scale`` configs are honoured.
+    ``cutoff_layer`` is reserved for layer-wise early exit and must be None for now.
     """
 
     def __init__(
@@ -257,6 +267,8 @@ class LLMYesNoReranker:
         device: str | None = None,
         max_length: int = 512,
         instruction: str = DEFAULT_INSTRUCTION,
+        question: str = DEFAULT_QUESTION,
+        answers: tuple[str, str] = DEFAULT_ANSWERS,
         batch_tokens: int = 8192,
         max_batch: int = 64,
         cutoff_layer: int | None = None,
@@ -271,6 +283,8 @@ class LLMYesNoReranker:
         self.path = str(path)
         self.cutoff_layer = cutoff_layer
         self.instruction = instruction
+        self.question = question
+        self.answers = answers
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device)
         try:
@@ -305,8 +319,8 @@ class LLMYesNoReranker:
     def _template_pieces(self) -> tuple[str, str, str]:
         """(before query, between query and passage, after passage) of the rendered prompt."""
         if not self._chat:
-            return f"{self.instruction}\nQuery: ", "\nPassage: ", "\nAnswer:"
-        user = f"Query: {_Q_SLOT}\nPassage: {_P_SLOT}"
+            return f"{self.instruction}\nQuery: ", "\nPassage: ", f"\n{self.question}\nAnswer:"
+        user = f"Query: {_Q_SLOT}\nPassage: {_P_SLOT}\n{self.question}"
         attempts = [
             [{"role": "system", "content": self.instruction}, {"role": "user", "content": user}],
             [{"role": "user", "content": f"{self.instruction}\n{user}"}],
@@ -332,7 +346,8 @@ class LLMYesNoReranker:
 
     def _pick_answer_tokens(self) -> tuple[int, int]:
         tail = self._pieces[2]
-        variants = [("yes", "no"), (" yes", " no")]
+        yes_word, no_word = (w.strip() for w in self.answers)
+        variants = [(yes_word, no_word), (f" {yes_word}", f" {no_word}")]
         if not tail[-1:].isspace():
             variants.reverse()
         for yes, no in variants:
@@ -340,7 +355,7 @@ class LLMYesNoReranker:
             n = self.tokenizer.encode(no, add_special_tokens=False)
             if len(y) == 1 and len(n) == 1:
                 return int(y[0]), int(n[0])
-        raise ModelError(f"cannot use '{self.path}' as an LLM reranker: 'yes'/'no' are not single tokens")
+        raise ModelError(f"cannot use '{self.path}' as an LLM reranker: '{yes_word}'/'{no_word}' are not single tokens")
 
     def _encode(self, texts: list[str], offsets: bool):
         return self.tokenizer(
@@ -489,6 +504,8 @@ def _hub_architectures(name: str) -> tuple[str, ...]:
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
+    "DEFAULT_QUESTION",
+    "DEFAULT_ANSWERS",
     "Reranker",
     "CrossEncoderReranker",
     "LLMYesNoReranker",

@@ -126,12 +126,10 @@ class Indexer:
                 if todo:
                     self._index_docs(todo, known, source, manifest, lance, tantivy_store, bundle, summary)
                 if removed or todo:
-                    from workbench.store import token_cache
-
                     self.progress("compacting", 0, 0)
                     lance.compact()
                     tantivy_store.garbage_collect()
-                    token_cache.build(self.workspace.root / "token_cache", lance.table, lance.table.version)
+                self._publish_snapshot(manifest, lance)
                 summary.total_docs = manifest.count_docs()
                 summary.total_chunks = manifest.count_chunks()
             finally:
@@ -140,6 +138,18 @@ class Indexer:
         return summary
 
     # -- steps ------------------------------------------------------------------
+    def _publish_snapshot(self, manifest, lance) -> None:
+        """Build the read snapshot of the current table version and record it (see store.snapshot)."""
+        from workbench.store import snapshot
+
+        version = lance.table.version
+        folder = self.workspace.root / "snapshot"
+        if manifest.get_meta("snapshot_version") == version and (folder / f"v{version}").exists():
+            return
+        self.progress("snapshot", 0, 0)
+        snapshot.build(folder, lance.table, version)
+        manifest.set_meta("snapshot_version", version)
+
     def _prepare(self, manifest, lance, tantivy_store, settings: IndexSettings, bundle) -> str:
         """Create the stores, or rebuild them if the recorded settings differ. Returns why it rebuilt."""
         recorded = manifest.get_meta("settings")

@@ -28,9 +28,8 @@ class Catalog:
         return len(self.chunk_ids)
 
     @classmethod
-    def load(cls, lance_table) -> "Catalog":
-        cols = ["chunk_key", "chunk_id", "doc_id", "path", "title", "text", "char_start", "char_end", "n_tokens"]
-        table = lance_table.search().select(cols).limit(None).to_arrow()
+    def from_arrow(cls, table) -> "Catalog":
+        """From a table with the snapshot's catalog columns (row i = catalog row i)."""
         token_counts = table.column("n_tokens").to_numpy()
         keys = table.column("chunk_key").to_numpy()
         return cls(

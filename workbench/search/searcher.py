@@ -48,7 +48,6 @@ class Searcher:
         check_models: bool = True,
     ) -> None:
         from workbench.encoders.bundle import EncoderBundle
-        from workbench.store.lance_store import LanceChunkStore
         from workbench.store.manifest import Manifest
         from workbench.store.tantivy_store import TantivyChunkStore
 
@@ -59,6 +58,7 @@ class Searcher:
         try:
             recorded = manifest.get_meta("settings")
             n_docs = manifest.count_docs()
+            self._snapshot_version = manifest.get_meta("snapshot_version")
         finally:
             manifest.close()
         if recorded is None or n_docs == 0:
@@ -73,33 +73,60 @@ class Searcher:
                     "re-run `wb index PATH`"
                 )
         self.bundle = EncoderBundle(self.settings, device=device)
-        self.lance = LanceChunkStore(workspace.lance_dir)
+        self._lance = None
         self.tantivy = TantivyChunkStore(workspace.tantivy_dir, self.settings.sparse_step)
         self._catalog = None
         self._all_tokens = None
         self._reranker = None
+        self._snapshot = None
         self.models = model_labels(self.config.models)
 
     # -- lazily loaded state ------------------------------------------------------
+    @property
+    def lance(self):
+        """The LanceDB store (opened only when needed: the query path reads the snapshot)."""
+        if self._lance is None:
+            from workbench.store.lance_store import LanceChunkStore
+
+            self._lance = LanceChunkStore(self.workspace.lance_dir)
+        return self._lance
+
+    @property
+    def snapshot(self):
+        """The read snapshot of the indexed version (rebuilt from LanceDB if it is missing)."""
+        if self._snapshot is None:
+            from workbench.store import snapshot
+
+            folder = self.workspace.root / "snapshot"
+            snap = snapshot.load(folder, self._snapshot_version) if self._snapshot_version is not None else None
+            if snap is None:  # an index written before snapshots, or a run killed before publishing
+                from workbench.store.manifest import Manifest
+
+                version = self.lance.table.version
+                snapshot.build(folder, self.lance.table, version)
+                manifest = Manifest(self.workspace.manifest_path)
+                try:
+                    manifest.set_meta("snapshot_version", version)
+                finally:
+                    manifest.close()
+                snap = snapshot.load(folder, version)
+            self._snapshot = snap
+        return self._snapshot
+
     @property
     def catalog(self):
         if self._catalog is None:
             from workbench.search.catalog import Catalog
 
-            self._catalog = Catalog.load(self.lance.table)
+            self._catalog = Catalog.from_arrow(self.snapshot.catalog_table)
         return self._catalog
 
     @property
     def tokens(self):
         """The memory-mapped ColBERT token matrix, and catalog row -> token-matrix row."""
         if self._all_tokens is None:
-            from workbench.store import token_cache
-
-            table = self.lance.table
-            matrix = token_cache.load(self.workspace.root / "token_cache", table, table.version)
-            rows_of = matrix.rows_of()
-            mapping = np.array([rows_of[int(k)] for k in self.catalog.keys.tolist()], dtype=np.int64)
-            self._all_tokens = (matrix, mapping)
+            matrix = self.snapshot.tokens
+            self._all_tokens = (matrix, np.arange(len(matrix.keys), dtype=np.int64))
         return self._all_tokens
 
     def _exact_colbert(self) -> bool:
@@ -140,8 +167,15 @@ class Searcher:
         return np.array([row_of.get(int(k), -1) for k in keys], dtype=np.int64)
 
     def _mode_dense(self, q: EncodedQuery, depth: int):
-        keys, sims = self.lance.dense_search(q.dense, depth)
-        return self._rows(keys), sims
+        """Exact cosine over the snapshot's vectors; LanceDB's index above ``dense_exact_max_rows``."""
+        if self.catalog.size > self.config.index.dense_exact_max_rows:
+            keys, sims = self.lance.dense_search(q.dense, depth)
+            return self._rows(keys), sims
+        sims = np.asarray(self.snapshot.dense) @ q.dense.astype(np.float32)
+        depth = min(depth, len(sims))
+        top = np.argpartition(-sims, depth - 1)[:depth] if depth < len(sims) else np.arange(len(sims))
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return top.astype(np.int64), sims[top]
 
     def _mode_bm25(self, q: EncodedQuery, depth: int):
         keys, scores = self.tantivy.bm25_search(q.text, depth)

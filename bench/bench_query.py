@@ -1,0 +1,126 @@
+"""Query latency per pipeline (warm, in-process, one query at a time) and cold `wb query` time;
+plus top-10 exactness of the sparse and ColBERT scorers against brute force.
+
+    python bench/bench_query.py -w WORKSPACE_WITH_SCIFACT [--queries 300] [--exact-queries 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import SCIFACT, write_result  # noqa: E402
+
+PIPELINES = ["bm25", "sparse", "dense", "colbert", "hybrid", "hybrid+rerank"]
+
+
+def test_queries(limit: int) -> list[str]:
+    ids = set()
+    with open(SCIFACT / "qrels" / "test.tsv") as f:
+        next(f)
+        for line in f:
+            ids.add(line.split("\t")[0])
+    out = []
+    with open(SCIFACT / "queries.jsonl") as f:
+        for line in f:
+            q = json.loads(line)
+            if q["_id"] in ids:
+                out.append(q["text"])
+    return out[:limit]
+
+
+def pct(values: list[float], p: float) -> float:
+    return float(np.percentile(np.array(values), p))
+
+
+def exactness(searcher, queries: list[str]) -> dict:
+    import torch
+
+    from workbench.search.maxsim import maxsim_tensor
+
+    matrix, mapping = searcher.tokens
+    table = searcher.lance.read_columns(["chunk_key", "sparse_ids", "sparse_weights"])
+    keys = table.column("chunk_key").to_numpy()
+    sp_ids = table.column("sparse_ids").to_pylist()
+    sp_w = table.column("sparse_weights").to_pylist()
+    col_overlap, sp_overlap = [], []
+    full = matrix.full_tensor()
+    for q in searcher.encode_queries(queries, {"dense", "colbert", "sparse", "bm25"}):
+        brute_scores = maxsim_tensor(torch.from_numpy(q.tokens), full, matrix.lengths)[mapping]
+        brute = set(np.argsort(-brute_scores)[:10].tolist())
+        rows, _ = searcher.run_modes(q, ("dense", "colbert", "sparse", "bm25"), 100)["colbert"]
+        col_overlap.append(len(brute & set(rows[:10].tolist())) / 10)
+        qv = dict(zip(q.sparse_ids.tolist(), q.sparse_weights.tolist()))
+        exact = np.array([sum(qv.get(t, 0.0) * w for t, w in zip(i, ws)) for i, ws in zip(sp_ids, sp_w)])
+        brute_sp = set(keys[np.argsort(-exact)[:10]].tolist())
+        got, _ = searcher.tantivy.sparse_search(q.sparse_ids, q.sparse_weights, 10)
+        sp_overlap.append(len(brute_sp & set(got.tolist())) / 10)
+    return {
+        "queries": len(queries),
+        "colbert_top10_overlap_hybrid_candidates": float(np.mean(col_overlap)),
+        "sparse_top10_overlap": float(np.mean(sp_overlap)),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-w", "--workspace", required=True)
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--exact-queries", type=int, default=50)
+    ap.add_argument("--pipelines", default=",".join(PIPELINES))
+    args = ap.parse_args()
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    ws = Workspace.resolve(args.workspace)
+    searcher = Searcher(ws)
+    queries = test_queries(args.queries)
+    searcher.search(queries[0], pipeline="hybrid+rerank")  # load models, catalog, token cache
+    latency = {}
+    for pipeline in args.pipelines.split(","):
+        times = []
+        for q in queries:
+            t0 = time.perf_counter()
+            searcher.search(q, pipeline=pipeline, k=10)
+            times.append((time.perf_counter() - t0) * 1000)
+        latency[pipeline] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95), "mean_ms": statistics.mean(times)}
+        print(pipeline, latency[pipeline], file=sys.stderr)
+
+    cold = []
+    env = dict(os.environ, WB_WORKSPACE=str(ws.root))
+    for _ in range(3):
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "workbench.cli.main", "query", queries[1], "--json"],
+                              env=env, capture_output=True, text=True)
+        cold.append(time.perf_counter() - t0)
+        assert proc.returncode == 0, proc.stderr
+    cold_bm25 = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "workbench.cli.main", "query", queries[1], "--json", "-p", "bm25"],
+                       env=env, capture_output=True, text=True)
+        cold_bm25.append(time.perf_counter() - t0)
+    result = {
+        "workspace": str(ws.root),
+        "chunks": searcher.catalog.size,
+        "queries": len(queries),
+        "latency_warm_in_process": latency,
+        "cold_wb_query_json_seconds": {"hybrid_median": statistics.median(cold), "bm25_median": statistics.median(cold_bm25)},
+        "goals": {"hybrid_p50_ms": 50, "cold_seconds": 3},
+        "exactness": exactness(searcher, queries[: args.exact_queries]),
+    }
+    write_result("query", result)
+
+
+if __name__ == "__main__":
+    main()
