@@ -1,0 +1,110 @@
+"""Encoders reproduce their reference implementations; chunks map back into their documents."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLE, require_models
+from workbench.encoders.batching import length_sorted_batches
+
+TEXTS = [
+    "Return consecutive keys and groups from the iterable.",
+    "shutil.rmtree deletes an entire directory tree; path must point to a directory.",
+    "A very short one.",
+    (SAMPLE / "itertools" / "groupby.md").read_text()[:3000],
+]
+
+
+def test_length_sorted_batches_cover_every_input_once():
+    lengths = [5, 300, 12, 12, 256, 1, 90]
+    batches = list(length_sorted_batches(lengths, max_tokens=400, max_batch=3))
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) <= 3
+        assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 400
+
+
+def test_dense_equals_sentence_transformers(monkeypatch):
+    require_models()
+    monkeypatch.setenv("WB_DTYPE", "float32")
+    from sentence_transformers import SentenceTransformer
+
+    from workbench.encoders.dense import DenseEncoder
+    from workbench.models.cache import resolve_model_path
+
+    path = resolve_model_path("all-MiniLM-L6-v2")
+    ours = DenseEncoder(path).encode(TEXTS, tokens=True)
+    ref = SentenceTransformer(path, device="cpu").encode(TEXTS)
+    np.testing.assert_allclose(ours.dense, ref, atol=1e-5)
+    # token vectors: one per input token, unit length, from the same pass
+    assert [t.shape[0] for t in ours.tokens][2] == len(DenseEncoder(path).tokenize([TEXTS[2]])[0])
+    norms = np.linalg.norm(ours.tokens[0].astype(np.float32), axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=2e-3)
+
+
+def test_dense_bf16_stays_close_to_fp32(monkeypatch):
+    require_models()
+    from workbench.encoders.dense import DenseEncoder
+    from workbench.models.cache import resolve_model_path
+
+    path = resolve_model_path("all-MiniLM-L6-v2")
+    monkeypatch.setenv("WB_DTYPE", "float32")
+    full = DenseEncoder(path).encode(TEXTS).dense
+    monkeypatch.setenv("WB_DTYPE", "bfloat16")
+    half = DenseEncoder(path).encode(TEXTS).dense
+    assert float((full * half).sum(1).min()) > 0.999
+
+
+def test_sparse_equals_plain_splade():
+    require_models()
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from workbench.encoders.sparse import SparseEncoder
+    from workbench.models.cache import resolve_model_path
+
+    path = resolve_model_path("splade-tiny")
+    ours = SparseEncoder(path).encode(TEXTS)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForMaskedLM.from_pretrained(path).eval()
+    with torch.inference_mode():
+        batch = tok(TEXTS, padding=True, truncation=True, max_length=256, return_tensors="pt")
+        logits = model(**batch).logits
+        ref = (torch.log1p(torch.relu(logits)) * batch["attention_mask"].unsqueeze(-1)).amax(dim=1).numpy()
+    for i, vec in enumerate(ours):
+        dense = np.zeros(ref.shape[1], dtype=np.float32)
+        dense[vec.ids] = vec.weights
+        np.testing.assert_allclose(dense, ref[i], atol=1e-4)
+        assert set(vec.ids.tolist()) == set(np.nonzero(ref[i] > 0)[0].tolist())
+
+
+def test_chunks_point_into_their_document_and_overlap():
+    require_models()
+    from transformers import AutoTokenizer
+
+    from workbench.ingest.chunking import Chunker, ChunkingSettings
+    from workbench.ingest.readers import iter_sources
+    from workbench.models.cache import resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+    docs = [d for d in iter_sources(SAMPLE / "itertools") if hasattr(d, "text")]
+    chunker = Chunker(tok, ChunkingSettings(max_tokens=64, overlap=16))
+    for doc, chunks in zip(docs, chunker.chunk_many(docs)):
+        assert chunks, doc.doc_id
+        assert [c.ordinal for c in chunks] == list(range(len(chunks)))
+        for c in chunks:
+            assert doc.text[c.char_start : c.char_end] == c.text
+            n = len(tok(f"{c.title} {c.text}")["input_ids"])
+            assert n <= 64 + 2, (doc.doc_id, n)  # window budget holds (re-tokenising may merge at edges)
+        for a, b in zip(chunks, chunks[1:]):
+            assert b.char_start < a.char_end  # consecutive windows overlap
+        assert chunks[-1].char_end == len(doc.text.rstrip()) or chunks[-1].char_end <= len(doc.text)
+
+
+@pytest.mark.parametrize("value,expected", [(None, ""), ("scifact", "Given a scientific claim"), ("Find code:", "Find code")])
+def test_instruction_presets_and_free_text(value, expected):
+    from workbench.encoders.templates import resolve_instruction
+
+    assert resolve_instruction(value).startswith(expected)

@@ -1,0 +1,118 @@
+"""Small pieces shared by the screens: theme-aware colours, rank movement, number formatting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workbench.config import MODES
+
+PIPELINES = ["hybrid", "hybrid+rerank", "dense", "colbert", "sparse", "bm25",
+             "dense+rerank", "colbert+rerank", "sparse+rerank", "bm25+rerank"]
+MODE_SHORT = {"dense": "D", "colbert": "C", "sparse": "S", "bm25": "B"}
+
+
+@dataclass(frozen=True)
+class Palette:
+    """Concrete colours for Rich text, taken from the current theme's readable text colours.
+
+    Textual derives ``text-success`` etc. for contrast against the theme's background, so the
+    same code reads well on dark and light themes. Rebuild it when the theme changes.
+    """
+
+    up: str
+    down: str
+    new: str
+    accent: str
+    primary: str
+    warning: str
+    highlight_bg: str
+    chunk_bg: str
+
+    @classmethod
+    def of(cls, app) -> "Palette":
+        v = app.get_css_variables()
+
+        def c(name: str, fallback: str) -> str:
+            value = v.get(name, fallback)
+            if not value.startswith("#"):
+                return fallback
+            return value[:7]
+
+        return cls(
+            up=c("text-success", "green"),
+            down=c("text-error", "red"),
+            new=c("text-accent", "yellow"),
+            accent=c("text-accent", "yellow"),
+            primary=c("text-primary", "blue"),
+            warning=c("text-warning", "yellow"),
+            highlight_bg=c("warning", "yellow"),
+            chunk_bg=c("panel", "grey23"),
+        )
+
+
+def hit_key(hit, unit: str = "doc") -> str:
+    return hit.chunk_id if unit == "chunk" else hit.doc_id
+
+
+def movements(left: list, right: list, unit: str = "doc") -> tuple[list[str], list]:
+    """Marks for each right-column hit against the left column, and the left hits that dropped out.
+
+    A mark is ``↑n`` (moved up n places), ``↓n``, ``=`` (same rank) or ``new`` (absent on the left).
+    """
+    left_rank = {hit_key(h, unit): h.rank for h in left}
+    marks = []
+    for h in right:
+        before = left_rank.get(hit_key(h, unit))
+        if before is None:
+            marks.append("new")
+        elif before > h.rank:
+            marks.append(f"↑{before - h.rank}")
+        elif before < h.rank:
+            marks.append(f"↓{h.rank - before}")
+        else:
+            marks.append("=")
+    right_keys = {hit_key(h, unit) for h in right}
+    dropped = [h for h in left if hit_key(h, unit) not in right_keys]
+    return marks, dropped
+
+
+def fmt_score(x: float | None) -> str:
+    if x is None:
+        return "–"
+    a = abs(x)
+    if a >= 100:
+        return f"{x:.0f}"
+    if a >= 10:
+        return f"{x:.1f}"
+    if a >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+def mode_line(hit) -> str:
+    """``dense #1 0.489 · colbert #1 4.30 · ...`` for the modes that found the hit."""
+    parts = []
+    for mode in MODES:
+        if mode in hit.ranks:
+            parts.append(f"{mode} #{hit.ranks[mode]} {fmt_score(hit.scores.get(mode))}")
+        else:
+            parts.append(f"{mode} –")
+    return " · ".join(parts)
+
+
+def ago(seconds: float) -> str:
+    """A coarse, human age: ``just now``, ``5 min ago``, ``3 h ago``, ``2 d ago``."""
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} d ago"
+
+
+def short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    if width <= 1:
+        return text[:width]
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,251 @@
+"""The TUI's only door into the engine: thread-safe calls that workers make, plain data back.
+
+``Engine`` caches one ``Searcher`` per (workspace, configuration) and serialises the calls that
+use its models (lazy model loading is not thread-safe). Indexing runs without that lock, so
+queries keep answering from the previous index while a folder is indexed; ``invalidate`` drops the
+cached Searcher once the index has changed (its encoders are handed to the new one when the
+models are the same, so nothing is loaded twice).
+
+Every method raises only ``WbError`` (other exceptions are wrapped), so the UI shows ``str(exc)``.
+Tests substitute an object with the same methods (see ``tests/test_tui.py``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.errors import WbError
+
+
+class EngineError(WbError):
+    """An unexpected library failure, reported as one line."""
+
+
+@dataclass
+class SourceInfo:
+    root: str
+    docs: int
+    chunks: int
+    indexed_at: float
+
+
+@dataclass
+class CorpusInfo:
+    """What the Corpus screen shows about a workspace."""
+
+    root: str
+    exists: bool  # the workspace holds a manifest (something was indexed once)
+    docs: int = 0
+    chunks: int = 0
+    sources: list[SourceInfo] = field(default_factory=list)
+    models: dict[str, str] = field(default_factory=dict)  # role -> label ("zero-shot" where it applies)
+    configured: dict[str, str] = field(default_factory=dict)  # role -> name in wb.toml
+    chunk_tokens: int = 0
+    chunk_overlap: int = 0
+    last_indexed: float | None = None
+    error: str = ""  # e.g. a wb.toml that does not parse
+
+
+@dataclass
+class DocumentRow:
+    doc_id: str
+    title: str
+    chunks: int
+
+
+@dataclass
+class Preview:
+    """Everything the preview shows for one (query, hit)."""
+
+    document: object  # explain.DocumentView
+    words: list[str]
+    sparse: object | None  # explain.SparseExplanation
+    colbert: object | None  # explain.ColbertExplanation
+    errors: list[str] = field(default_factory=list)
+
+
+def _wrap(exc: Exception) -> WbError:
+    if isinstance(exc, WbError):
+        return exc
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return EngineError(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+
+
+class Engine:
+    def __init__(self, device: str | None = None) -> None:
+        self.device = device
+        self._lock = threading.Lock()  # guards the cache
+        self._searchers: dict[tuple[str, str], object] = {}
+        self._use: dict[tuple[str, str], threading.RLock] = {}
+        self._retired: dict[str, object] = {}  # root -> a dropped Searcher whose encoders can be reused
+
+    # -- workspace -------------------------------------------------------------------
+    @staticmethod
+    def workspace(root: str | Path):
+        from workbench.workspace import Workspace
+
+        return Workspace.resolve(root)
+
+    def info(self, root: str | Path) -> CorpusInfo:
+        from workbench.models.registry import ROLES, model_labels
+
+        ws = self.workspace(root)
+        info = CorpusInfo(root=str(ws.root), exists=ws.exists())
+        try:
+            cfg = ws.config()
+            info.models = model_labels(cfg.models)
+            info.configured = {role: getattr(cfg.models, role) for role in ROLES}
+            info.chunk_tokens, info.chunk_overlap = cfg.index.chunk_tokens, cfg.index.chunk_overlap
+        except WbError as exc:
+            info.error = str(exc)
+        if not info.exists:
+            return info
+        try:
+            from workbench.store.manifest import Manifest
+
+            manifest = Manifest(ws.manifest_path)
+            try:
+                info.docs = manifest.count_docs()
+                info.chunks = manifest.count_chunks()
+                info.sources = [SourceInfo(s, int(d), int(c or 0), float(t or 0)) for s, d, c, t in manifest.sources()]
+            finally:
+                manifest.close()
+        except Exception as exc:  # a locked or damaged manifest: show it, do not crash
+            info.error = str(_wrap(exc))
+        if info.sources:
+            info.last_indexed = max(s.indexed_at for s in info.sources)
+        return info
+
+    # -- searchers -------------------------------------------------------------------
+    def _key(self, root: str | Path):
+        ws = self.workspace(root)
+        cfg = ws.config()
+        return (str(ws.root), repr(cfg)), ws, cfg
+
+    def searcher(self, root: str | Path):
+        """The cached Searcher of ``root`` (opened now if needed; loads no model)."""
+        try:
+            key, ws, cfg = self._key(root)
+            with self._lock:
+                found = self._searchers.get(key)
+                if found is not None:
+                    return found
+            from workbench.search.searcher import Searcher
+
+            searcher = Searcher(ws, config=cfg, device=self.device)
+            with self._lock:
+                old = self._retired.pop(key[0], None)
+                if old is not None and getattr(old, "settings", None) == searcher.settings:
+                    searcher.bundle = old.bundle  # same models: keep the loaded encoders
+                self._searchers.setdefault(key, searcher)
+                self._use.setdefault(key, threading.RLock())
+                return self._searchers[key]
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    def _using(self, root):
+        searcher = self.searcher(root)
+        key, _ws, _cfg = self._key(root)
+        with self._lock:
+            lock = self._use.setdefault(key, threading.RLock())
+        return searcher, lock
+
+    def invalidate(self, root: str | Path) -> None:
+        """Forget the Searchers of ``root`` (its index changed)."""
+        name = str(self.workspace(root).root)
+        with self._lock:
+            for key in [k for k in self._searchers if k[0] == name]:
+                self._retired[name] = self._searchers.pop(key)
+
+    def warm(self, root: str | Path, pipelines: list[str]) -> float:
+        """Load every model the pipelines need with a throw-away query; returns seconds."""
+        t0 = time.perf_counter()
+        searcher, lock = self._using(root)
+        try:
+            with lock:
+                for pipeline in pipelines:
+                    searcher.search("warm up", pipeline=pipeline, k=1)
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        return time.perf_counter() - t0
+
+    def search(self, root, text: str, *, pipeline: str, k: int = 10, instruction: str | None = None,
+               unit: str = "doc"):
+        searcher, lock = self._using(root)
+        try:
+            with lock:
+                return searcher.search(text, pipeline=pipeline, k=k, instruction=instruction, unit=unit)
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    def rendered_query(self, root, text: str, instruction: str | None) -> str:
+        """The exact string the dense/ColBERT encoder receives."""
+        from workbench.search.explain import rendered_query
+
+        try:
+            return rendered_query(self.searcher(root), text, instruction)
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    def documents(self, root, limit: int = 5000) -> list[DocumentRow]:
+        searcher, _lock = self._using(root)
+        try:
+            cat = searcher.catalog
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        rows: dict[str, DocumentRow] = {}
+        for doc_id, title in zip(cat.doc_ids, cat.titles):
+            row = rows.get(doc_id)
+            if row is None:
+                if len(rows) >= limit:
+                    continue
+                rows[doc_id] = DocumentRow(doc_id, title, 1)
+            else:
+                row.chunks += 1
+        return sorted(rows.values(), key=lambda r: r.doc_id)
+
+    def preview(self, root, query: str, chunk_id: str, instruction: str | None) -> Preview:
+        from workbench.search import explain
+
+        searcher, lock = self._using(root)
+        try:
+            with lock:
+                doc = explain.document_view(searcher.catalog, chunk_id)
+        except KeyError as exc:
+            raise EngineError(f"chunk {chunk_id} is no longer in the index") from exc
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        out = Preview(document=doc, words=explain.query_words(query), sparse=None, colbert=None)
+        with lock:
+            try:
+                out.sparse = explain.sparse_explanation(searcher, query, chunk_id)
+            except Exception as exc:
+                out.errors.append(f"sparse: {_wrap(exc)}")
+            try:
+                out.colbert = explain.colbert_matches(searcher, query, chunk_id, instruction)
+            except Exception as exc:
+                out.errors.append(f"colbert: {_wrap(exc)}")
+        return out
+
+    # -- indexing --------------------------------------------------------------------
+    def index(self, root, folder: str | Path, progress: Callable[[str, int, int], None]):
+        """Index ``folder`` into ``root`` (creating the workspace); returns the IndexSummary."""
+        from workbench.errors import InputError
+        from workbench.index.indexer import Indexer
+
+        path = Path(folder).expanduser()
+        if not path.exists():
+            raise InputError(f"no such file or folder: {folder}")
+        ws = self.workspace(root)
+        try:
+            ws.ensure()
+            summary = Indexer(ws, ws.config(), progress=progress, device=self.device).run(path)
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        finally:
+            self.invalidate(root)
+        return summary

@@ -1,0 +1,76 @@
+"""What the workbench remembers between launches, as JSON in ``~/.config/wb/tui.json``.
+
+``$WB_TUI_STATE`` names another file (tests use it); ``$XDG_CONFIG_HOME`` moves the default.
+A missing, unreadable or malformed file gives the defaults; unknown keys are ignored, so an older
+or newer state file never stops the app from starting. Saving never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+
+def state_path() -> Path:
+    override = os.environ.get("WB_TUI_STATE")
+    if override:
+        return Path(override).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "wb" / "tui.json"
+
+
+@dataclass
+class TuiState:
+    workspace: str | None = None
+    left_pipeline: str = "hybrid"
+    right_pipeline: str = "hybrid+rerank"
+    instruction: str = "none"  # a preset name, or "custom" (then ``custom_instruction`` is used)
+    custom_instruction: str = ""
+    query: str = ""
+    k: int = 10
+    unit: str = "doc"
+    tab: str = "search"
+    eval_dataset: str = ""
+    eval_pipelines: str = "hybrid,hybrid+rerank"
+    theme: str | None = None
+
+    @property
+    def instruction_value(self) -> str | None:
+        """What the engine's ``instruction=`` takes: a preset name, free text, or None."""
+        if self.instruction == "custom":
+            return self.custom_instruction.strip() or None
+        return None if self.instruction in ("", "none") else self.instruction
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "TuiState":
+        path = path or state_path()
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return cls()
+        if not isinstance(raw, dict):
+            return cls()
+        state = cls()
+        for f in fields(cls):
+            if f.name in raw:
+                value = raw[f.name]
+                default = getattr(state, f.name)
+                if default is None or value is None or isinstance(value, type(default)):
+                    setattr(state, f.name, value)
+        if state.unit not in ("doc", "chunk"):
+            state.unit = "doc"
+        if not isinstance(state.k, int) or not 1 <= state.k <= 200:
+            state.k = 10
+        return state
+
+    def save(self, path: Path | None = None) -> None:
+        path = path or state_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError:
+            pass
