@@ -1,0 +1,212 @@
+"""One result column of the Search screen: a pipeline picker, the ranked hits, the selected hit's
+per-mode detail, and (in the right column) movement against the left column and what dropped out."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Select, Static
+
+from workbench.config import MODES
+from workbench.tui.common import MODE_SHORT, PIPELINES, Palette, fmt_score, mode_line, short
+
+
+class ResultColumn(Vertical):
+    """Results of one pipeline. ``compare=True`` adds the movement column and the dropped list."""
+
+    class PipelineChanged(Message):
+        def __init__(self, column: "ResultColumn", pipeline: str) -> None:
+            super().__init__()
+            self.column = column
+            self.pipeline = pipeline
+
+    class Open(Message):
+        """Enter on a hit: open its preview."""
+
+        def __init__(self, column: "ResultColumn", index: int) -> None:
+            super().__init__()
+            self.column = column
+            self.index = index
+
+    def __init__(self, side: str, pipeline: str, *, compare: bool = False) -> None:
+        super().__init__(id=f"{side}-column", classes="result-column")
+        self.side = side
+        self.pipeline = pipeline if pipeline in PIPELINES else "hybrid"
+        self.compare = compare
+        self.result = None  # QueryResult shown
+        self.shown_key: tuple | None = None  # (workspace, query, instruction, pipeline, k, unit) shown
+        self.marks: list[str] = []
+        self.dropped: list = []
+        self.message = "type a query"
+        self._busy = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="column-head"):
+            yield Select([(p, p) for p in PIPELINES], value=self.pipeline, allow_blank=False, compact=True,
+                         id=f"{self.side}-pipeline", classes="pipeline-select",
+                         tooltip=f"{self.side} pipeline")
+            yield Static("", id=f"{self.side}-status", classes="column-status")
+        table = DataTable(id=f"{self.side}-table", cursor_type="row", zebra_stripes=True, classes="results")
+        yield table
+        yield Static("", id=f"{self.side}-detail", classes="detail")
+        if self.compare:
+            yield Static("", id=f"{self.side}-dropped", classes="dropped")
+
+    def on_mount(self) -> None:
+        self._render()
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one(DataTable)
+
+    # -- state -------------------------------------------------------------------------
+    def set_pipeline(self, pipeline: str) -> None:
+        """Change the pipeline (as if picked); posts PipelineChanged."""
+        self.query_one(Select).value = pipeline
+
+    @on(Select.Changed)
+    def _picked(self, event: Select.Changed) -> None:
+        event.stop()
+        value = str(event.value)
+        if value != self.pipeline:
+            self.pipeline = value
+            self.post_message(self.PipelineChanged(self, value))
+
+    def set_busy(self, busy: bool) -> None:
+        self._busy = busy
+        self._render_status()
+
+    def show(self, result, key: tuple, marks: list[str] | None = None, dropped: list | None = None) -> None:
+        self.result = result
+        self.shown_key = key
+        self.marks = marks or []
+        self.dropped = dropped or []
+        self._busy = False
+        self._render()
+
+    def set_movement(self, marks: list[str], dropped: list) -> None:
+        self.marks, self.dropped = marks, dropped
+        self._render()
+
+    def clear(self, message: str = "type a query") -> None:
+        self.result, self.shown_key, self.marks, self.dropped = None, None, [], []
+        self.message = message
+        self._busy = False
+        self._render()
+
+    @property
+    def hits(self) -> list:
+        return list(self.result.results) if self.result is not None else []
+
+    def selected_index(self) -> int | None:
+        if not self.hits:
+            return None
+        row = self.table.cursor_row
+        return row if 0 <= row < len(self.hits) else None
+
+    # -- rendering ---------------------------------------------------------------------
+    def _palette(self) -> Palette:
+        return Palette.of(self.app)
+
+    def _render_status(self) -> None:
+        status = self.query_one(f"#{self.side}-status", Static)
+        if self._busy:
+            status.update(Text("searching…", style="italic"))
+        elif self.result is None:
+            status.update(Text(""))
+        else:
+            ms = self.result.timings_ms.get("total")
+            n = len(self.result.results)
+            status.update(Text(f"{n} hits" + (f" · {ms:.0f} ms" if ms is not None else ""), style="dim"))
+
+    def _render(self) -> None:
+        if not self.is_mounted:
+            return
+        pal = self._palette()
+        table = self.table
+        cursor = table.cursor_row
+        table.clear(columns=True)
+        width = max(30, (self.size.width or 48) - 2)
+        wide = width >= 70
+        mode_cols = [m for m in MODES]
+        fixed = 4 + 7 + 3 * len(mode_cols) + (5 if self.compare else 0) + 2 * (4 + len(mode_cols))
+        title_w = max(12, width - fixed)
+        table.add_column("#", key="rank", width=3)
+        if self.compare:
+            table.add_column("move", key="move", width=4)
+        table.add_column("document", key="doc", width=title_w)
+        table.add_column("score", key="score", width=6)
+        for m in mode_cols:
+            table.add_column(MODE_SHORT[m], key=m, width=3)
+        for i, hit in enumerate(self.hits):
+            title = hit.title or hit.doc_id
+            if self.result.unit == "chunk":
+                title = f"{title} #{hit.chunk_id.rsplit('#', 1)[-1]}"
+            doc = Text(short(title, title_w))
+            if wide and title_w - len(doc.plain) > 6:
+                doc.append("  " + short(hit.doc_id, title_w - len(doc.plain) - 2), style="dim")
+            cells = [Text(str(hit.rank), style="bold")]
+            if self.compare:
+                mark = self.marks[i] if i < len(self.marks) else ""
+                style = {"↑": f"bold {pal.up}", "↓": f"bold {pal.down}", "n": f"bold {pal.new}"}.get(mark[:1], "dim")
+                cells.append(Text(mark, style=style))
+            cells.append(doc)
+            cells.append(Text(fmt_score(hit.score), style=pal.primary))
+            for m in mode_cols:
+                r = hit.ranks.get(m)
+                cells.append(Text(str(r), style="bold" if r == 1 else "") if r is not None else Text("·", style="dim"))
+            table.add_row(*cells, key=str(i))
+        if self.hits:
+            table.move_cursor(row=min(max(cursor, 0), len(self.hits) - 1), animate=False)
+        self._render_status()
+        self._render_detail()
+        if self.compare:
+            self._render_dropped(pal)
+
+    def _render_detail(self) -> None:
+        detail = self.query_one(f"#{self.side}-detail", Static)
+        if self.result is None:
+            detail.update(Text(self.message, style="dim italic"))
+            return
+        if not self.hits:
+            detail.update(Text("no results", style="dim italic"))
+            return
+        i = self.selected_index()
+        hit = self.hits[i if i is not None else 0]
+        text = Text()
+        text.append(mode_line(hit), style="dim")
+        text.append("\n")
+        text.append(hit.snippet)
+        detail.update(text)
+
+    def _render_dropped(self, pal: Palette) -> None:
+        box = self.query_one(f"#{self.side}-dropped", Static)
+        if self.result is None or not self.dropped:
+            box.update(Text(""))
+            box.display = False
+            return
+        box.display = True
+        text = Text("dropped: ", style=f"bold {pal.down}")
+        for j, hit in enumerate(self.dropped):
+            if j:
+                text.append(" · ", style="dim")
+            text.append(short(hit.title or hit.doc_id, 28))
+            text.append(f" (was #{hit.rank})", style="dim")
+        box.update(text)
+
+    def on_resize(self) -> None:
+        self._render()
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._render_detail()
+
+    @on(DataTable.RowSelected)
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if self.hits:
+            self.post_message(self.Open(self, event.cursor_row))
