@@ -89,15 +89,16 @@ def fmt_score(x: float | None) -> str:
     return f"{x:.3f}"
 
 
-def mode_line(hit) -> str:
-    """``dense #1 0.489 · colbert #1 4.30 · ...`` for the modes that found the hit."""
+def mode_line(hit, compact: bool = False) -> str:
+    """``dense #1 0.489 · colbert #1 4.30 · ...`` (``D#1 0.489  C#1 4.30 ...`` when compact)."""
     parts = []
     for mode in MODES:
+        name = MODE_SHORT[mode] if compact else mode + " "
         if mode in hit.ranks:
-            parts.append(f"{mode} #{hit.ranks[mode]} {fmt_score(hit.scores.get(mode))}")
+            parts.append(f"{name}#{hit.ranks[mode]} {fmt_score(hit.scores.get(mode))}")
         else:
-            parts.append(f"{mode} –")
-    return " · ".join(parts)
+            parts.append(f"{name}–")
+    return ("  " if compact else " · ").join(parts)
 
 
 def ago(seconds: float) -> str:

@@ -49,14 +49,15 @@ class ResultColumn(Vertical):
                          id=f"{self.side}-pipeline", classes="pipeline-select",
                          tooltip=f"{self.side} pipeline")
             yield Static("", id=f"{self.side}-status", classes="column-status")
-        table = DataTable(id=f"{self.side}-table", cursor_type="row", zebra_stripes=True, classes="results")
+        table = DataTable(id=f"{self.side}-table", cursor_type="row", zebra_stripes=True, classes="results",
+                          cell_padding=0)
         yield table
         yield Static("", id=f"{self.side}-detail", classes="detail")
         if self.compare:
             yield Static("", id=f"{self.side}-dropped", classes="dropped")
 
     def on_mount(self) -> None:
-        self._render()
+        self.redraw()
 
     @property
     def table(self) -> DataTable:
@@ -85,17 +86,17 @@ class ResultColumn(Vertical):
         self.marks = marks or []
         self.dropped = dropped or []
         self._busy = False
-        self._render()
+        self.redraw()
 
     def set_movement(self, marks: list[str], dropped: list) -> None:
         self.marks, self.dropped = marks, dropped
-        self._render()
+        self.redraw()
 
     def clear(self, message: str = "type a query") -> None:
         self.result, self.shown_key, self.marks, self.dropped = None, None, [], []
         self.message = message
         self._busy = False
-        self._render()
+        self.redraw()
 
     @property
     def hits(self) -> list:
@@ -122,7 +123,7 @@ class ResultColumn(Vertical):
             n = len(self.result.results)
             status.update(Text(f"{n} hits" + (f" · {ms:.0f} ms" if ms is not None else ""), style="dim"))
 
-    def _render(self) -> None:
+    def redraw(self) -> None:
         if not self.is_mounted:
             return
         pal = self._palette()
@@ -131,33 +132,34 @@ class ResultColumn(Vertical):
         table.clear(columns=True)
         width = max(30, (self.size.width or 48) - 2)
         wide = width >= 70
-        mode_cols = [m for m in MODES]
-        fixed = 4 + 7 + 3 * len(mode_cols) + (5 if self.compare else 0) + 2 * (4 + len(mode_cols))
+        mode_cols = list(MODES)
+        fixed = 3 + (5 if self.compare else 0) + 7 + 3 * len(mode_cols) + 2
         title_w = max(12, width - fixed)
-        table.add_column("#", key="rank", width=3)
+        table.add_column(" # ", key="rank", width=3)
         if self.compare:
-            table.add_column("move", key="move", width=4)
-        table.add_column("document", key="doc", width=title_w)
-        table.add_column("score", key="score", width=6)
+            table.add_column("move ", key="move", width=5)
+        table.add_column(" document", key="doc", width=title_w)
+        table.add_column(" score ", key="score", width=7)
         for m in mode_cols:
-            table.add_column(MODE_SHORT[m], key=m, width=3)
+            table.add_column(f"{MODE_SHORT[m]:>3}", key=m, width=3)
         for i, hit in enumerate(self.hits):
             title = hit.title or hit.doc_id
             if self.result.unit == "chunk":
                 title = f"{title} #{hit.chunk_id.rsplit('#', 1)[-1]}"
-            doc = Text(short(title, title_w))
+            doc = Text(" " + short(title, title_w - 1))
             if wide and title_w - len(doc.plain) > 6:
                 doc.append("  " + short(hit.doc_id, title_w - len(doc.plain) - 2), style="dim")
-            cells = [Text(str(hit.rank), style="bold")]
+            cells = [Text(f"{hit.rank:>2} ", style="bold")]
             if self.compare:
                 mark = self.marks[i] if i < len(self.marks) else ""
                 style = {"↑": f"bold {pal.up}", "↓": f"bold {pal.down}", "n": f"bold {pal.new}"}.get(mark[:1], "dim")
-                cells.append(Text(mark, style=style))
+                cells.append(Text(f"{mark:^5}", style=style))
             cells.append(doc)
-            cells.append(Text(fmt_score(hit.score), style=pal.primary))
+            cells.append(Text(f"{fmt_score(hit.score):>6} ", style=pal.primary))
             for m in mode_cols:
                 r = hit.ranks.get(m)
-                cells.append(Text(str(r), style="bold" if r == 1 else "") if r is not None else Text("·", style="dim"))
+                cells.append(Text(f"{r:>3}", style="bold" if r == 1 else "") if r is not None
+                             else Text(f"{'·':>3}", style="dim"))
             table.add_row(*cells, key=str(i))
         if self.hits:
             table.move_cursor(row=min(max(cursor, 0), len(self.hits) - 1), animate=False)
@@ -177,7 +179,7 @@ class ResultColumn(Vertical):
         i = self.selected_index()
         hit = self.hits[i if i is not None else 0]
         text = Text()
-        text.append(mode_line(hit), style="dim")
+        text.append(mode_line(hit, compact=self.size.width < 72), style="dim")
         text.append("\n")
         text.append(hit.snippet)
         detail.update(text)
@@ -198,7 +200,7 @@ class ResultColumn(Vertical):
         box.update(text)
 
     def on_resize(self) -> None:
-        self._render()
+        self.redraw()
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

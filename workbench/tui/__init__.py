@@ -1,0 +1,1 @@
+"""The Textual workbench: ``wb`` with no arguments (see ``app.run_app``)."""

@@ -1,0 +1,308 @@
+"""``wb`` with no arguments: the workbench TUI (Corpus, Search, Evaluate, Runs).
+
+Nothing blocks the event loop: opening the index, loading models (warmed with a throw-away query),
+indexing, queries and evaluation all run in workers; errors become notifications. What the user
+picked (workspace, pipelines, instruction, query, dataset) persists in ``TuiState``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Input, TabbedContent, TabPane
+
+from workbench.errors import WbError
+from workbench.tui.commands import WbCommands
+from workbench.tui.corpus import CorpusPane
+from workbench.tui.evaluate import EvalPane
+from workbench.tui.runs import RunsPane
+from workbench.tui.search import SearchPane
+from workbench.tui.state import TuiState
+
+TABS = ("corpus", "search", "evaluate", "runs")
+
+
+class WbApp(App):
+    CSS_PATH = "wb.tcss"
+    TITLE = "wb"
+    COMMANDS = App.COMMANDS | {WbCommands}
+    BINDINGS = [
+        Binding("1", "show_tab('corpus')", "Corpus", show=False, tooltip="Corpus: workspace, models, indexing"),
+        Binding("2", "show_tab('search')", "Search", show=False, tooltip="Search: two pipelines side by side"),
+        Binding("3", "show_tab('evaluate')", "Evaluate", show=False, tooltip="Evaluate: wb eval on a BEIR dataset"),
+        Binding("4", "show_tab('runs')", "Runs", show=False, tooltip="Runs: training runs"),
+        Binding("question_mark", "help", "Keys", tooltip="Show every key"),
+        Binding("f1", "help", "Keys", show=False, tooltip="Show every key (works inside text boxes too)"),
+        Binding("q", "quit", "Quit", show=False, tooltip="Quit (ctrl+q works everywhere)"),
+    ]
+
+    def __init__(self, workspace: str | None = None, *, engine=None, state_path: Path | None = None,
+                 warm: bool = True) -> None:
+        from workbench.workspace import Workspace
+
+        super().__init__()
+        if engine is None:
+            from workbench.tui.engine import Engine
+
+            engine = Engine()
+        self.engine = engine
+        self.state_path = state_path
+        self.state = TuiState.load(state_path)
+        chosen = workspace or os.environ.get("WB_WORKSPACE") or self.state.workspace
+        self.workspace_root: Path = Workspace.resolve(chosen).root
+        self.state.workspace = str(self.workspace_root)
+        self.warm = warm
+        self.searcher_ready = False
+        self.workspace_ready = False
+        self.workspace_problem = ""
+        self.models_ready = False
+        self._first_open = True
+
+    # -- layout ------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False, icon="≡")
+        tab = self.state.tab if self.state.tab in TABS else "search"
+        with TabbedContent(initial=tab, id="tabs"):
+            with TabPane("1 Corpus", id="corpus"):
+                yield CorpusPane()
+            with TabPane("2 Search", id="search"):
+                yield SearchPane()
+            with TabPane("3 Evaluate", id="evaluate"):
+                yield EvalPane()
+            with TabPane("4 Runs", id="runs"):
+                yield RunsPane()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.state.theme and self.state.theme in self.available_themes:
+            self.theme = self.state.theme
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self._update_subtitle()
+        self._focus_tab(self.state.tab)
+        self.open_workspace()
+
+    @property
+    def search(self) -> SearchPane:
+        return self.query_one(SearchPane)
+
+    @property
+    def corpus(self) -> CorpusPane:
+        return self.query_one(CorpusPane)
+
+    @property
+    def evaluate(self) -> EvalPane:
+        return self.query_one(EvalPane)
+
+    def _update_subtitle(self) -> None:
+        status = ("models ready" if self.models_ready else "loading models…") if self.workspace_ready else (
+            "no index" if not self.searcher_ready else "")
+        home = str(Path.home())
+        root = str(self.workspace_root)
+        shown = "~" + root[len(home):] if root.startswith(home + os.sep) else root
+        self.sub_title = f"{shown} · {status}" if status else shown
+
+    def save_state(self) -> None:
+        self.state.save(self.state_path)
+
+    # -- workspace ---------------------------------------------------------------------
+    def set_workspace(self, path: str) -> None:
+        from workbench.workspace import Workspace
+
+        root = Workspace.resolve(path).root
+        if root == self.workspace_root:
+            self.open_workspace()
+            return
+        self.workspace_root = root
+        self.state.workspace = str(root)
+        self.save_state()
+        self.query_one(RunsPane).refresh_runs()
+        self.open_workspace()
+
+    def index_changed(self) -> None:
+        """The index of the current workspace changed: reopen it and rerun the query."""
+        self.open_workspace(rerun=True)
+
+    def open_workspace(self, rerun: bool = False) -> None:
+        self.searcher_ready = self.workspace_ready = self.models_ready = False
+        self.workspace_problem = ""
+        self._update_subtitle()
+        self._open_worker(str(self.workspace_root), rerun)
+
+    @work(thread=True, exclusive=True, group="open", name="open workspace")
+    def _open_worker(self, root: str, rerun: bool) -> None:
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        engine = self.engine
+        try:
+            info = engine.info(root)
+        except WbError as exc:
+            self.call_from_thread(self._open_failed, root, str(exc))
+            return
+        if worker.is_cancelled:
+            return
+        self.call_from_thread(self.corpus.show_info, info)
+        if not info.exists:
+            self.call_from_thread(self._open_failed, root,
+                                  f"no index in workspace {root}: add a folder on the Corpus screen (1)", True)
+            return
+        try:
+            engine.searcher(root)
+        except WbError as exc:
+            self.call_from_thread(self._open_failed, root, str(exc))
+            return
+        if worker.is_cancelled:
+            return
+        self.call_from_thread(self._opened, root, rerun)
+        try:
+            docs = engine.documents(root)
+            if not worker.is_cancelled:
+                self.call_from_thread(self.corpus.show_documents, docs)
+        except WbError as exc:
+            self.call_from_thread(self.notify, str(exc), severity="warning")
+        if not self.warm or worker.is_cancelled:
+            self.call_from_thread(self._models_ready, root, None)
+            return
+        try:
+            seconds = engine.warm(root, [self.state.left_pipeline, self.state.right_pipeline])
+        except WbError as exc:
+            self.call_from_thread(self._open_failed, root, str(exc))
+            return
+        if not worker.is_cancelled:
+            self.call_from_thread(self._models_ready, root, seconds)
+
+    def _open_failed(self, root: str, message: str, missing: bool = False) -> None:
+        if root != str(self.workspace_root):
+            return
+        self.workspace_ready = False
+        self.workspace_problem = message
+        self._update_subtitle()
+        self.notify(message, title="no index" if missing else "workspace", severity="warning" if missing else "error",
+                    timeout=10)
+        if missing and self._first_open and self.state.tab == "search":
+            self.action_show_tab("corpus")
+        self._first_open = False
+        if self.search.is_mounted:
+            self.search.run_search()
+
+    def _opened(self, root: str, rerun: bool) -> None:
+        if root != str(self.workspace_root):
+            return
+        self.searcher_ready = self.workspace_ready = True
+        self._first_open = False
+        self._update_subtitle()
+        search = self.search
+        search.update_rendered()
+        if rerun:
+            for c in search.columns:
+                c.shown_key = None
+        search.run_search()
+
+    def _models_ready(self, root: str, seconds: float | None) -> None:
+        if root != str(self.workspace_root):
+            return
+        self.models_ready = True
+        self._update_subtitle()
+
+    # -- screens -----------------------------------------------------------------------
+    def action_show_tab(self, tab: str) -> None:
+        if tab not in TABS:
+            return
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.query_one(TabbedContent).active = tab
+        self.state.tab = tab
+        self._focus_tab(tab)
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        tab = event.pane.id or "search"
+        if tab != self.state.tab:
+            self.state.tab = tab
+            self.save_state()
+
+    def _focus_tab(self, tab: str) -> None:
+        def focus() -> None:
+            if tab == "search":
+                search = self.search
+                if search.left.result is not None and search.left.hits:
+                    search.left.table.focus()
+                else:
+                    self.query_one("#query", Input).focus()
+            elif tab == "corpus":
+                corpus = self.corpus
+                if corpus.info is not None and corpus.info.exists:
+                    self.query_one("#documents", DataTable).focus()
+                else:
+                    self.query_one("#folder", Input).focus()
+            elif tab == "evaluate":
+                if self.evaluate.report:
+                    self.query_one("#per-query", DataTable).focus()
+                else:
+                    self.query_one("#dataset", Input).focus()
+
+        self.call_after_refresh(focus)
+
+    def action_help(self) -> None:
+        from workbench.tui.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    # -- helpers used by the command palette and the Evaluate screen -------------------
+    def search_call(self, method: str, *args) -> None:
+        self.action_show_tab("search")
+        getattr(self.search, method)(*args)
+
+    def set_pipelines(self, left: str | None = None, right: str | None = None) -> None:
+        self.action_show_tab("search")
+        self.search.set_pipelines(left, right)
+
+    def set_instruction(self, value: str) -> None:
+        self.action_show_tab("search")
+        self.search.set_instruction(value)
+
+    def action_add_folder(self) -> None:
+        self.action_show_tab("corpus")
+        self.call_after_refresh(self.corpus.action_add_folder)
+
+    def action_edit_workspace(self) -> None:
+        self.action_show_tab("corpus")
+        self.call_after_refresh(self.corpus.action_edit_workspace)
+
+    def action_run_eval(self) -> None:
+        self.action_show_tab("evaluate")
+        self.evaluate.action_run()
+
+    def jump_to_search(self, query: str, left: str | None = None, right: str | None = None) -> None:
+        """Open ``query`` in Search, with the given pipelines when they are known ones."""
+        self.action_show_tab("search")
+        search = self.search
+        search.set_pipelines(left, right)
+        search.set_query(query)
+        self.call_after_refresh(search.left.table.focus)
+
+    # -- theme and exit ----------------------------------------------------------------
+    def _theme_changed(self, theme) -> None:
+        self.state.theme = theme.name
+        self.save_state()
+        if self.search.is_mounted:
+            self.search.refresh_theme()
+        if self.evaluate.is_mounted and self.evaluate.report:
+            self.evaluate.show_report(self.evaluate.report)
+
+    def on_unmount(self) -> None:
+        self.save_state()
+
+
+def run_app(workspace: str | None = None) -> None:
+    """Open the workbench on ``workspace`` (else $WB_WORKSPACE, else the last one, else ./.wb)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("LANCE_LOG", "error")
+    WbApp(workspace).run()

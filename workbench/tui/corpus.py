@@ -1,0 +1,255 @@
+"""The Corpus screen: the workspace, its models per role, its indexed folders and documents, and
+adding a folder with a live progress bar (phase, rate, ETA, skipped files with reasons).
+
+Indexing runs in a thread worker and holds only the workspace's write lock, so searching the
+previous index keeps working meanwhile; when it finishes the app reopens the index.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, DataTable, Input, ProgressBar, Static
+
+from workbench.errors import WbError
+from workbench.tui.common import Palette, ago, short
+
+ROLE_NAMES = {"dense": "dense", "colbert": "colbert", "sparse": "sparse", "reranker": "reranker"}
+
+
+class CorpusPane(Vertical):
+    BINDINGS = [
+        Binding("a", "add_folder", "Add folder", tooltip="Type a folder to index"),
+        Binding("w", "edit_workspace", "Workspace", tooltip="Open another workspace"),
+        Binding("e", "reindex", "Re-index", tooltip="Re-index every folder of the workspace (incremental)"),
+        Binding("f5", "reload", "Reload", show=False, tooltip="Reload the workspace information"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="corpus-pane")
+        self.info = None
+        self._enc_t0: float | None = None
+        self._enc_done0 = 0
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="ws-row", classes="form-row"):
+            yield Static("workspace", classes="row-label")
+            yield Input(id="workspace-path", compact=True, placeholder="workspace folder (holds wb.toml and the index)")
+            yield Button("Open", id="open-ws", compact=True)
+        with Horizontal(id="corpus-body"):
+            with Vertical(id="corpus-left"):
+                with Horizontal(id="corpus-top"):
+                    yield Static("", id="corpus-models")
+                    yield Static("", id="corpus-stats")
+                yield DataTable(id="sources", cursor_type="row", zebra_stripes=True)
+                with Horizontal(id="add-row", classes="form-row"):
+                    yield Static("add folder", classes="row-label")
+                    yield Input(id="folder", compact=True, placeholder="folder, file or BEIR corpus.jsonl to index")
+                    yield Button("Index", id="index-btn", compact=True, variant="primary")
+                with Vertical(id="index-progress"):
+                    yield Static("", id="index-phase")
+                    yield ProgressBar(id="index-bar", show_eta=False)
+                    yield Static("", id="index-rate")
+                yield DataTable(id="skipped", cursor_type="row", zebra_stripes=True)
+            yield DataTable(id="documents", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#sources", DataTable).add_columns("folder", "docs", "chunks", "indexed")
+        self.query_one("#documents", DataTable).add_columns("document", "title", "chunks")
+        self.query_one("#skipped", DataTable).add_columns("skipped file", "reason")
+        self.query_one("#index-progress").display = False
+        self.query_one("#skipped").display = False
+        self.query_one("#sources").border_title = "indexed folders"
+        self.query_one("#documents").border_title = "documents"
+        self.query_one("#skipped").border_title = "skipped files"
+        self.query_one("#workspace-path", Input).value = str(self.app.workspace_root)
+
+    # -- showing the workspace ---------------------------------------------------------
+    def show_info(self, info) -> None:
+        self.info = info
+        pal = Palette.of(self.app)
+        box = self.query_one("#workspace-path", Input)
+        if not box.has_focus:
+            box.value = info.root
+        models = Text()
+        models.append("models\n", style="bold")
+        for role in ("dense", "colbert", "sparse", "reranker"):
+            label = info.models.get(role, "?")
+            models.append(f"{ROLE_NAMES[role]:<9}", style="dim")
+            if "zero-shot" in label:
+                base = label.replace(" (zero-shot)", "")
+                models.append(short(base, 34))
+                models.append(" zero-shot", style=f"bold {pal.accent}")
+            else:
+                models.append(short(label, 44))
+            models.append("\n")
+        self.query_one("#corpus-models", Static).update(models)
+        stats = Text()
+        if info.error:
+            stats.append(info.error + "\n", style=f"bold {pal.down}")
+        if not info.exists:
+            stats.append("nothing indexed yet\n", style="bold")
+            stats.append("press a, type a folder, Enter", style="dim")
+        else:
+            stats.append(f"{info.docs:,}", style="bold")
+            stats.append(" documents\n", style="dim")
+            stats.append(f"{info.chunks:,}", style="bold")
+            stats.append(" chunks\n", style="dim")
+            stats.append(f"{len(info.sources)}", style="bold")
+            stats.append(" folders\n", style="dim")
+            if info.last_indexed:
+                stats.append("indexed ", style="dim")
+                stats.append(self._when(info.last_indexed))
+                stats.append("\n")
+        if info.chunk_tokens:
+            stats.append(f"chunks of {info.chunk_tokens} tokens, {info.chunk_overlap} overlap", style="dim")
+        self.query_one("#corpus-stats", Static).update(stats)
+        table = self.query_one("#sources", DataTable)
+        table.clear()
+        for s in info.sources:
+            table.add_row(short(s.root, 60), f"{s.docs:,}", f"{s.chunks:,}", self._when(s.indexed_at))
+        if not info.exists:
+            self.show_documents([])
+
+    @staticmethod
+    def _when(t: float) -> str:
+        return ago(time.time() - t)
+
+    def show_documents(self, rows) -> None:
+        table = self.query_one("#documents", DataTable)
+        table.clear()
+        for r in rows:
+            table.add_row(short(r.doc_id, 40), short(r.title, 40), str(r.chunks))
+        table.border_title = f"documents ({len(rows):,})" if rows else "documents"
+
+    # -- actions -----------------------------------------------------------------------
+    def action_add_folder(self) -> None:
+        self.query_one("#folder", Input).focus()
+
+    def action_edit_workspace(self) -> None:
+        self.query_one("#workspace-path", Input).focus()
+
+    def action_reload(self) -> None:
+        self.app.open_workspace()
+
+    def action_reindex(self) -> None:
+        if self.info is None or not self.info.sources:
+            self.app.notify("nothing indexed yet: add a folder first", severity="warning")
+            return
+        self.start_index([s.root for s in self.info.sources])
+
+    @on(Input.Submitted, "#workspace-path")
+    @on(Button.Pressed, "#open-ws")
+    def _open_workspace(self) -> None:
+        path = self.query_one("#workspace-path", Input).value.strip()
+        if path:
+            self.app.set_workspace(path)
+
+    @on(Input.Submitted, "#folder")
+    @on(Button.Pressed, "#index-btn")
+    def _index_clicked(self) -> None:
+        folder = self.query_one("#folder", Input).value.strip()
+        if not folder:
+            self.app.notify("type a folder to index first", severity="warning")
+            self.query_one("#folder", Input).focus()
+            return
+        self.start_index([folder])
+
+    # -- indexing ----------------------------------------------------------------------
+    @property
+    def indexing(self) -> bool:
+        return any(w.group == "index" and not w.is_finished for w in self.workers)
+
+    def start_index(self, folders: list[str]) -> None:
+        """Index each folder in turn, in the background."""
+        from pathlib import Path
+
+        if self.indexing:
+            self.app.notify("an indexing run is already going", severity="warning")
+            return
+        paths = [Path(f).expanduser() for f in folders]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            self.app.notify(f"no such file or folder: {missing[0]}", title="cannot index", severity="error")
+            return
+        self.query_one("#index-progress").display = True
+        self.query_one("#skipped").display = False
+        self.query_one("#index-rate", Static).update("")
+        self.query_one("#index-bar", ProgressBar).update(total=None, progress=0)
+        self._index_worker(str(self.app.workspace_root), [str(p) for p in paths])
+
+    @work(thread=True, exclusive=True, group="index", name="index")
+    def _index_worker(self, root: str, folders: list[str]) -> None:
+        def progress(phase: str, done: int, total: int) -> None:
+            self.app.call_from_thread(self._progress, phase, done, total)
+
+        summaries = []
+        for folder in folders:
+            self.app.call_from_thread(self._starting, folder)
+            try:
+                summaries.append(self.app.engine.index(root, folder, progress))
+            except WbError as exc:
+                self.app.call_from_thread(self._failed, str(exc))
+                return
+        self.app.call_from_thread(self._finished, summaries)
+
+    def _starting(self, folder: str) -> None:
+        self._enc_t0 = None
+        self.query_one("#index-phase", Static).update(Text(f"indexing {short(folder, 70)}", style="bold"))
+
+    def _progress(self, phase: str, done: int, total: int) -> None:
+        bar = self.query_one("#index-bar", ProgressBar)
+        now = time.monotonic()
+        rate_line = ""
+        if phase == "encoding":
+            if self._enc_t0 is None:
+                self._enc_t0, self._enc_done0 = now, done
+            bar.update(total=max(total, 1), progress=done)
+            elapsed = now - self._enc_t0
+            rate = (done - self._enc_done0) / elapsed if elapsed > 0 and done > self._enc_done0 else 0.0
+            if rate > 0:
+                eta = (total - done) / rate
+                rate_line = f"{done:,} / {total:,} chunks · {rate:.1f} chunks/s · ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+            else:
+                rate_line = f"{done:,} / {total:,} chunks"
+        elif phase == "chunking":
+            bar.update(total=None)
+            rate_line = f"{total:,} documents to encode"
+        else:
+            bar.update(total=None)
+        self.query_one("#index-phase", Static).update(Text(phase, style="bold"))
+        if rate_line:
+            self.query_one("#index-rate", Static).update(Text(rate_line, style="dim"))
+
+    def _failed(self, message: str) -> None:
+        self.query_one("#index-phase", Static).update(Text("indexing failed", style="bold"))
+        self.query_one("#index-rate", Static).update(Text(message))
+        self.app.notify(message, title="indexing failed", severity="error", timeout=10)
+        self.app.index_changed()
+
+    def _finished(self, summaries: list) -> None:
+        bar = self.query_one("#index-bar", ProgressBar)
+        bar.update(total=1, progress=1)
+        self.query_one("#index-phase", Static).update(Text("done", style="bold"))
+        self.query_one("#index-rate", Static).update(Text("\n".join(s.line() for s in summaries), style="dim"))
+        skipped_files = [f for s in summaries for f in s.skipped]
+        skipped = self.query_one("#skipped", DataTable)
+        skipped.clear()
+        for f in skipped_files[:2000]:
+            skipped.add_row(short(f.path, 60), f.reason)
+        skipped.display = bool(skipped_files)
+        skipped.border_title = f"skipped files ({len(skipped_files)})"
+        for s in summaries:
+            if s.rebuilt:
+                self.app.notify(s.rebuilt, severity="warning", timeout=8)
+        docs = sum(s.docs_indexed for s in summaries)
+        chunks = sum(s.chunks_written for s in summaries)
+        unchanged = sum(s.docs_unchanged for s in summaries)
+        self.app.notify(f"indexed {docs} documents ({chunks} chunks), {unchanged} unchanged, "
+                        f"{len(skipped_files)} skipped", title="index updated", timeout=6)
+        self.app.index_changed()

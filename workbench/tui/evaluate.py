@@ -1,0 +1,330 @@
+"""The Evaluate screen: run ``wb eval DATASET --pipeline a,b --json`` in the background, show the
+metrics table with deltas against the baseline and significance, and the per-query differences;
+Enter on a query opens it in Search with the baseline on the left and that pipeline on the right.
+
+``wb eval --json`` prints one object on stdout (see ``show_report``); its stderr carries progress
+lines, shown as they arrive. A failing command becomes a notification with its last stderr line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, DataTable, Input, ProgressBar, Static
+
+from workbench.errors import WbError
+from workbench.tui.common import Palette, short
+
+METRIC_LABELS = {"ndcg@10": "nDCG@10", "mrr@10": "MRR@10", "recall@100": "R@100", "map@100": "MAP@100"}
+SORTS = ["|Δ|", "Δ ascending", "Δ descending"]
+
+
+def significance(p: float | None) -> str:
+    if p is None:
+        return ""
+    return "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def eval_command(dataset: str, pipelines: str, workspace: str | None) -> list[str]:
+    cmd = [sys.executable, "-m", "workbench.cli.main", "eval", dataset, "--pipeline", pipelines, "--json"]
+    if workspace:
+        cmd += ["-w", workspace]
+    return cmd
+
+
+class EvalPane(Vertical):
+    BINDINGS = [
+        Binding("e", "run", "Run eval", tooltip="Run wb eval on the dataset and pipelines"),
+        Binding("s", "stop", "Stop", tooltip="Stop the running evaluation"),
+        Binding("d", "focus_dataset", "Dataset", tooltip="Type the BEIR dataset folder"),
+        Binding("o", "sort", "Sort queries", tooltip="Order per-query rows by |Δ|, Δ ascending, Δ descending"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="eval-pane")
+        self.report: dict | None = None
+        self._per_query: list[dict] = []
+        self._sort = 0
+        self._proc = None
+        self._rows: list[dict] = []
+
+    def compose(self) -> ComposeResult:
+        state = self.app.state
+        with Horizontal(classes="form-row"):
+            yield Static("dataset", classes="row-label")
+            yield Input(value=state.eval_dataset, compact=True, id="dataset",
+                        placeholder="BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv")
+        with Horizontal(classes="form-row"):
+            yield Static("pipelines", classes="row-label")
+            yield Input(value=state.eval_pipelines, compact=True, id="eval-pipelines",
+                        placeholder="comma-separated, the first is the baseline")
+            yield Button("Run", id="eval-run", compact=True, variant="primary")
+            yield Button("Stop", id="eval-stop", compact=True, disabled=True)
+        with Vertical(id="eval-progress"):
+            yield Static("", id="eval-status")
+            yield ProgressBar(id="eval-bar", show_eta=False)
+        yield DataTable(id="eval-table", cursor_type="row")
+        yield Static("", id="eval-note")
+        yield DataTable(id="per-query", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#eval-progress").display = False
+        self.query_one("#eval-table").border_title = "pipelines"
+        self.query_one("#per-query").border_title = "per query (Enter opens it in Search)"
+        self.query_one("#eval-status", Static).update(
+            Text("pick a BEIR dataset folder and pipelines, then Run (e)", style="dim"))
+        self.show_report(None)
+
+    # -- actions -----------------------------------------------------------------------
+    def action_focus_dataset(self) -> None:
+        self.query_one("#dataset", Input).focus()
+
+    @on(Input.Changed, "#dataset")
+    def _dataset_changed(self, event: Input.Changed) -> None:
+        self.app.state.eval_dataset = event.value
+
+    @on(Input.Changed, "#eval-pipelines")
+    def _pipelines_changed(self, event: Input.Changed) -> None:
+        self.app.state.eval_pipelines = event.value
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#eval-run")
+    def action_run(self) -> None:
+        from workbench.search.pipelines import parse_pipelines
+
+        dataset = self.query_one("#dataset", Input).value.strip()
+        pipelines = self.query_one("#eval-pipelines", Input).value.strip()
+        if not dataset:
+            self.app.notify("type a BEIR dataset folder first", severity="warning")
+            self.action_focus_dataset()
+            return
+        if not Path(dataset).expanduser().exists():
+            self.app.notify(f"no such dataset folder: {dataset}", title="cannot evaluate", severity="error")
+            return
+        try:
+            names = [p.name for p in parse_pipelines(pipelines)]
+        except WbError as exc:
+            self.app.notify(str(exc), title="cannot evaluate", severity="error")
+            return
+        if any(w.group == "eval" and not w.is_finished for w in self.workers):
+            self.app.notify("an evaluation is already running", severity="warning")
+            return
+        self.app.save_state()
+        cmd = eval_command(str(Path(dataset).expanduser()), ",".join(names), str(self.app.workspace_root))
+        self.query_one("#eval-progress").display = True
+        self.query_one("#eval-bar", ProgressBar).update(total=None, progress=0)
+        self.query_one("#eval-status", Static).update(Text("starting wb eval…", style="italic"))
+        self.query_one("#eval-stop", Button).disabled = False
+        self.query_one("#eval-run", Button).disabled = True
+        self._eval_worker(cmd)
+
+    @on(Button.Pressed, "#eval-stop")
+    def action_stop(self) -> None:
+        stopped = self.workers.cancel_group(self, "eval")
+        if stopped:
+            self.app.notify("evaluation stopped", timeout=3)
+
+    def action_sort(self) -> None:
+        self._sort = (self._sort + 1) % len(SORTS)
+        self._render_per_query()
+        self.app.notify(f"queries ordered by {SORTS[self._sort]}", timeout=2)
+
+    # -- running -----------------------------------------------------------------------
+    @work(exclusive=True, group="eval", name="eval")
+    async def _eval_worker(self, cmd: list[str]) -> None:
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        last_err: list[str] = []
+        proc = None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL, env=env)
+            self._proc = proc
+
+            async def read_err() -> None:
+                assert proc.stderr is not None
+                async for raw in proc.stderr:
+                    line = raw.decode(errors="replace").strip()
+                    if line:
+                        last_err.append(line)
+                        del last_err[:-20]
+                        self._progress_line(line)
+
+            err_task = asyncio.create_task(read_err())
+            out = await proc.stdout.read()  # type: ignore[union-attr]
+            await err_task
+            rc = await proc.wait()
+        except asyncio.CancelledError:
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            self._done(Text("stopped", style="italic"))
+            raise
+        except OSError as exc:
+            self._done(Text(f"cannot start wb eval: {exc}"))
+            self.app.notify(f"cannot start wb eval: {exc}", title="evaluation failed", severity="error")
+            return
+        finally:
+            self._proc = None
+        if rc != 0:
+            reason = last_err[-1] if last_err else f"exit code {rc}"
+            self._done(Text(f"wb eval failed: {reason}"))
+            self.app.notify(reason, title=f"wb eval failed (exit {rc})", severity="error", timeout=10)
+            return
+        try:
+            report = json.loads(out.decode(errors="replace").strip().splitlines()[-1])
+            if not isinstance(report, dict):
+                raise ValueError("not an object")
+        except (ValueError, IndexError) as exc:
+            self._done(Text("wb eval printed no JSON report"))
+            self.app.notify(f"wb eval printed no JSON report ({exc})", title="evaluation failed", severity="error")
+            return
+        self._done(Text(f"done in {report.get('wall_seconds', 0):.1f} s", style="dim"))
+        self.show_report(report)
+
+    def _progress_line(self, line: str) -> None:
+        status = self.query_one("#eval-status", Static)
+        bar = self.query_one("#eval-bar", ProgressBar)
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict) and "done" in obj and "total" in obj:
+            bar.update(total=max(int(obj["total"] or 0), 1), progress=int(obj["done"] or 0))
+            label = obj.get("phase") or obj.get("pipeline") or "running"
+            status.update(Text(f"{label} {obj['done']}/{obj['total']}"))
+        else:
+            status.update(Text(short(line, 200)))
+
+    def _done(self, message: Text) -> None:
+        self.query_one("#eval-bar", ProgressBar).update(total=1, progress=1)
+        self.query_one("#eval-status", Static).update(message)
+        self.query_one("#eval-stop", Button).disabled = True
+        self.query_one("#eval-run", Button).disabled = False
+
+    # -- the report --------------------------------------------------------------------
+    def show_report(self, report: dict | None) -> None:
+        """Render a ``wb eval --json`` object (or clear the tables for None)."""
+        self.report = report
+        pal = Palette.of(self.app)
+        table = self.query_one("#eval-table", DataTable)
+        table.clear(columns=True)
+        note = self.query_one("#eval-note", Static)
+        if not report:
+            note.update("")
+            self._per_query = []
+            self._render_per_query()
+            return
+        pipelines = report.get("pipelines") or []
+        metrics: list[str] = []
+        for p in pipelines:
+            for m in (p.get("metrics") or {}):
+                if m not in metrics:
+                    metrics.append(m)
+        table.add_column("pipeline", key="pipeline", width=16)
+        for m in metrics:
+            table.add_column(Text(METRIC_LABELS.get(m, m), justify="right"), key=m, width=14)
+        table.add_column(Text("W/L/T", justify="right"), key="wlt", width=11)
+        table.add_column(Text("time", justify="right"), key="time", width=7)
+        baseline = report.get("baseline")
+        for p in pipelines:
+            name = str(p.get("name", "?"))
+            is_base = name == baseline
+            cells = [Text(name + ("\nbaseline" if is_base else ""), style="bold" if is_base else "")]
+            deltas = p.get("delta") or {}
+            pvalues = p.get("p_value") or {}
+            for m in metrics:
+                value = (p.get("metrics") or {}).get(m)
+                cell = Text(justify="right")
+                cell.append("–" if value is None else f"{value:.4f}", style="bold")
+                d, pv = deltas.get(m), pvalues.get(m)
+                if d is not None:
+                    colour = pal.up if d > 0 else pal.down if d < 0 else ""
+                    cell.append(f"\n{d:+.4f}", style=f"{colour}")
+                    stars = significance(pv)
+                    cell.append(f" {stars or ' '}", style=f"bold {colour}" if stars else "dim")
+                    if pv is not None:
+                        cell.append(f"\np={pv:.3f}", style="dim")
+                cells.append(cell)
+            if is_base:
+                cells.append(Text("", justify="right"))
+            else:
+                cells.append(Text(f"{p.get('wins', 0)}/{p.get('losses', 0)}/{p.get('ties', 0)}", justify="right"))
+            secs = p.get("seconds")
+            cells.append(Text("" if secs is None else f"{secs:.1f}s", justify="right", style="dim"))
+            table.add_row(*cells, height=3, key=name)
+        parts = [f"{report.get('dataset', '?')}"]
+        if report.get("split"):
+            parts.append(f"split {report['split']}")
+        if report.get("queries") is not None:
+            parts.append(f"{report['queries']} queries")
+        if report.get("depth") is not None:
+            parts.append(f"depth {report['depth']}")
+        if baseline:
+            parts.append(f"baseline {baseline}")
+        test = report.get("test")
+        parts.append(f"{test or 'paired'} test: * p<0.05, ** p<0.01")
+        note.update(Text(" · ".join(parts), style="dim"))
+        self._per_query = [q for q in (report.get("per_query") or []) if isinstance(q, dict)]
+        self._render_per_query()
+
+    def _render_per_query(self) -> None:
+        pal = Palette.of(self.app)
+        table = self.query_one("#per-query", DataTable)
+        table.clear(columns=True)
+        width = max(40, (self.size.width or 100) - 50)
+        table.add_column("pipeline", key="pipeline", width=14)
+        table.add_column("id", key="id", width=8)
+        table.add_column("query", key="query", width=width)
+        table.add_column(Text("base", justify="right"), key="base", width=7)
+        table.add_column(Text("value", justify="right"), key="value", width=7)
+        table.add_column(Text("Δ", justify="right"), key="delta", width=8)
+        rows = list(self._per_query)
+        d = lambda q: float(q.get("delta") or 0.0)  # noqa: E731
+        if self._sort == 0:
+            rows.sort(key=lambda q: -abs(d(q)))
+        elif self._sort == 1:
+            rows.sort(key=d)
+        else:
+            rows.sort(key=lambda q: -d(q))
+        self._rows = rows[:1000]
+        for i, q in enumerate(self._rows):
+            delta = d(q)
+            colour = pal.up if delta > 0 else pal.down if delta < 0 else "dim"
+            table.add_row(
+                short(str(q.get("pipeline", "")), 14),
+                short(str(q.get("query_id", "")), 8),
+                short(str(q.get("query", "")), width),
+                Text(_num(q.get("baseline")), justify="right", style="dim"),
+                Text(_num(q.get("value")), justify="right"),
+                Text(f"{delta:+.3f}", justify="right", style=colour),
+                key=str(i),
+            )
+
+    @on(DataTable.RowSelected, "#per-query")
+    def _query_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        i = event.cursor_row
+        if not (0 <= i < len(self._rows)):
+            return
+        row = self._rows[i]
+        baseline = (self.report or {}).get("baseline")
+        self.app.jump_to_search(str(row.get("query", "")), left=baseline, right=row.get("pipeline"))
+
+    def on_resize(self) -> None:
+        if self._per_query:
+            self._render_per_query()
+
+
+def _num(x) -> str:
+    return "–" if x is None else f"{float(x):.3f}"

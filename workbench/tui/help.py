@@ -1,0 +1,82 @@
+"""The ``?`` screen: every key of every screen, read from the bindings themselves (never stale)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+# Keys that belong to Textual's own widgets, listed so that `?` really shows every key.
+WIDGET_KEYS = [
+    ("Everywhere", [
+        ("tab / shift+tab", "move focus between boxes, tables and buttons"),
+        ("ctrl+p", "command palette: switch screen, pipeline, instruction, theme…"),
+        ("ctrl+q", "quit"),
+        ("escape", "leave a text box (then single-letter keys work)"),
+    ]),
+    ("Tables and lists", [
+        ("↑ ↓ PgUp PgDn Home End", "move the cursor"),
+        ("enter", "open: a result's preview; an evaluated query in Search"),
+    ]),
+    ("Pickers", [
+        ("enter / space", "open a pipeline or instruction picker, enter chooses"),
+    ]),
+]
+
+
+def _section(app, title: str, bindings) -> list[tuple[str, str]]:
+    rows = []
+    for b in bindings:
+        if isinstance(b, tuple):
+            b = Binding(*b)
+        keys = " / ".join(app.get_key_display(Binding(k.strip(), b.action)) for k in b.key.split(","))
+        rows.append((keys, b.tooltip or b.description or b.action))
+    return rows
+
+
+def key_sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
+    from workbench.tui.corpus import CorpusPane
+    from workbench.tui.evaluate import EvalPane
+    from workbench.tui.preview import PreviewScreen
+    from workbench.tui.runs import RunsPane
+    from workbench.tui.search import SearchPane
+
+    sections = [("Global", _section(app, "Global", type(app).BINDINGS))]
+    sections.append(("Search (2)", _section(app, "Search", SearchPane.BINDINGS)))
+    sections.append(("Preview", _section(app, "Preview", PreviewScreen.BINDINGS)))
+    sections.append(("Corpus (1)", _section(app, "Corpus", CorpusPane.BINDINGS)))
+    sections.append(("Evaluate (3)", _section(app, "Evaluate", EvalPane.BINDINGS)))
+    if RunsPane.BINDINGS:
+        sections.append(("Runs (4)", _section(app, "Runs", RunsPane.BINDINGS)))
+    sections.extend(WIDGET_KEYS)
+    return sections
+
+
+class HelpScreen(ModalScreen):
+    BINDINGS = [
+        Binding("escape", "dismiss", "Close"),
+        Binding("question_mark", "dismiss", "Close", show=False),
+        Binding("q", "dismiss", "Close", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help"):
+            yield Static(id="help-body")
+
+    def on_mount(self) -> None:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(justify="right", style="bold", no_wrap=True)
+        table.add_column()
+        for title, rows in key_sections(self.app):
+            table.add_row("", "")
+            table.add_row(Text(title, style="bold underline"), "")
+            for keys, what in rows:
+                table.add_row(keys, what)
+        table.add_row("", "")
+        table.add_row("", Text("esc closes this screen", style="dim"))
+        self.query_one("#help-body", Static).update(table)
+        self.query_one("#help").border_title = "Keys"

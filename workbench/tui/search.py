@@ -1,0 +1,335 @@
+"""The Search screen: a query box, an instruction picker that shows the exact encoder input, and two
+result columns (each with its own pipeline) where the right one shows movement against the left.
+
+Queries run in one exclusive thread worker: a newer query cancels the older one, whose results
+are then never shown. Only the columns whose (query, instruction, pipeline, k, unit) changed are
+recomputed, so switching one column's pipeline leaves the other alone.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
+from textual.widgets import DataTable, Input, Select, Static
+from textual.worker import get_current_worker
+
+from workbench.encoders.templates import INSTRUCTION_PRESETS, PLAIN, resolve_instruction
+from workbench.errors import WbError
+from workbench.tui.common import PIPELINES, movements
+from workbench.tui.results import ResultColumn
+
+DEBOUNCE_S = 0.45
+
+
+class SearchPane(Vertical):
+    BINDINGS = [
+        Binding("slash", "focus_query", "Query", tooltip="Focus the query box"),
+        Binding("escape", "focus_results", "Results", show=False, tooltip="Leave the query box for the results"),
+        Binding("down", "focus_results", "Results", show=False),
+        Binding("l", "cycle('left')", "Left pipeline", tooltip="Next pipeline in the left column"),
+        Binding("r", "cycle('right')", "Right pipeline", tooltip="Next pipeline in the right column"),
+        Binding("x", "swap", "Swap", tooltip="Swap the two pipelines"),
+        Binding("i", "focus_instruction", "Instruction", tooltip="Pick an instruction preset"),
+        Binding("u", "toggle_unit", "Doc/chunk", tooltip="Rank documents or chunks"),
+        Binding("plus", "more", "More hits", show=False, tooltip="Ten more results per column"),
+        Binding("minus", "fewer", "Fewer hits", show=False, tooltip="Ten fewer results per column"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="search-pane")
+        self._timer: Timer | None = None
+
+    # -- layout ------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        state = self.app.state
+        yield Input(value=state.query, placeholder="Search the workspace…  (Enter searches, typing searches after a pause)",
+                    id="query")
+        with Horizontal(id="instruction-row"):
+            yield Static("instruction", classes="row-label")
+            options = [(name, name) for name in INSTRUCTION_PRESETS] + [("custom…", "custom")]
+            value = state.instruction if state.instruction in dict(options).values() else "none"
+            yield Select(options, value=value, allow_blank=False, compact=True, id="instruction")
+            yield Input(value=state.custom_instruction, compact=True, id="instruction-text",
+                        placeholder="free-text instruction (applied to dense & ColBERT query encodings)")
+        yield Static("", id="rendered")
+        with Horizontal(id="columns"):
+            yield ResultColumn("left", state.left_pipeline)
+            yield ResultColumn("right", state.right_pipeline, compare=True)
+
+    def on_mount(self) -> None:
+        self._update_instruction_placeholder()
+        self.update_rendered()
+
+    @property
+    def left(self) -> ResultColumn:
+        return self.query_one("#left-column", ResultColumn)
+
+    @property
+    def right(self) -> ResultColumn:
+        return self.query_one("#right-column", ResultColumn)
+
+    @property
+    def columns(self) -> list[ResultColumn]:
+        return [self.left, self.right]
+
+    # -- the exact encoder input ---------------------------------------------------------
+    def update_rendered(self) -> None:
+        state = self.app.state
+        label = self.query_one("#rendered", Static)
+        text = self.query_one("#query", Input).value
+        try:
+            instr = resolve_instruction(state.instruction_value)
+        except WbError as exc:
+            label.update(Text(str(exc), style="italic"))
+            return
+        rendered = None
+        if self.app.searcher_ready:
+            try:
+                rendered = self.app.engine.rendered_query(self.app.workspace_root, text, state.instruction_value)
+            except WbError:
+                rendered = None
+        note = ""
+        if rendered is None:
+            rendered = PLAIN.render_query(text, instr)
+            note = "  (default template until the index opens)"
+        out = Text()
+        out.append("encoder input: ", style="bold")
+        out.append('"', style="dim")
+        if instr and rendered.find(text) > 0:
+            cut = rendered.rfind(text) if text else len(rendered)
+            out.append(rendered[:cut], style="italic")
+            out.append(rendered[cut:])
+        else:
+            out.append(rendered)
+        out.append('"', style="dim")
+        out.append("  (dense, colbert; sparse & bm25 get the query alone)" + note, style="dim")
+        label.update(out)
+
+    def _update_instruction_placeholder(self) -> None:
+        state = self.app.state
+        box = self.query_one("#instruction-text", Input)
+        if state.instruction not in ("custom", "none"):
+            box.placeholder = INSTRUCTION_PRESETS.get(state.instruction, "")
+        else:
+            box.placeholder = "free-text instruction (applied to dense & ColBERT query encodings)"
+
+    # -- events ------------------------------------------------------------------------
+    @on(Input.Changed, "#query")
+    def _query_changed(self, event: Input.Changed) -> None:
+        self.app.state.query = event.value
+        self.update_rendered()
+        self.request_search()
+
+    @on(Input.Submitted, "#query")
+    def _query_submitted(self, event: Input.Submitted) -> None:
+        self.request_search(immediate=True)
+        self.app.save_state()
+
+    @on(Select.Changed, "#instruction")
+    def _instruction_picked(self, event: Select.Changed) -> None:
+        state = self.app.state
+        value = str(event.value)
+        if value == state.instruction:
+            return
+        state.instruction = value
+        if value != "custom":
+            box = self.query_one("#instruction-text", Input)
+            with box.prevent(Input.Changed):
+                box.value = ""
+        self._update_instruction_placeholder()
+        self.update_rendered()
+        self.app.save_state()
+        self.request_search(immediate=True)
+
+    @on(Input.Changed, "#instruction-text")
+    def _instruction_typed(self, event: Input.Changed) -> None:
+        state = self.app.state
+        state.custom_instruction = event.value
+        if event.value.strip() and state.instruction != "custom":
+            state.instruction = "custom"
+            sel = self.query_one("#instruction", Select)
+            with sel.prevent(Select.Changed):
+                sel.value = "custom"
+            self._update_instruction_placeholder()
+        self.update_rendered()
+        self.request_search()
+
+    @on(Input.Submitted, "#instruction-text")
+    def _instruction_submitted(self, event: Input.Submitted) -> None:
+        self.app.save_state()
+        self.request_search(immediate=True)
+
+    @on(ResultColumn.PipelineChanged)
+    def _pipeline_changed(self, event: ResultColumn.PipelineChanged) -> None:
+        state = self.app.state
+        if event.column.side == "left":
+            state.left_pipeline = event.pipeline
+        else:
+            state.right_pipeline = event.pipeline
+        self.app.save_state()
+        self.request_search(immediate=True)
+
+    @on(ResultColumn.Open)
+    def _open(self, event: ResultColumn.Open) -> None:
+        self.open_preview(event.column, event.index)
+
+    # -- actions -----------------------------------------------------------------------
+    def action_focus_query(self) -> None:
+        self.query_one("#query", Input).focus()
+
+    def action_focus_results(self) -> None:
+        self.left.table.focus()
+
+    def action_focus_instruction(self) -> None:
+        self.query_one("#instruction", Select).focus()
+
+    def action_cycle(self, side: str) -> None:
+        column = self.left if side == "left" else self.right
+        i = PIPELINES.index(column.pipeline) if column.pipeline in PIPELINES else -1
+        column.set_pipeline(PIPELINES[(i + 1) % len(PIPELINES)])
+
+    def set_pipelines(self, left: str | None = None, right: str | None = None) -> None:
+        if left in PIPELINES:
+            self.left.set_pipeline(left)
+        if right in PIPELINES:
+            self.right.set_pipeline(right)
+
+    def action_swap(self) -> None:
+        a, b = self.left.pipeline, self.right.pipeline
+        self.set_pipelines(b, a)
+
+    def action_toggle_unit(self) -> None:
+        state = self.app.state
+        state.unit = "chunk" if state.unit == "doc" else "doc"
+        self.app.notify(f"ranking {'chunks' if state.unit == 'chunk' else 'documents'}", timeout=2)
+        self.app.save_state()
+        self.request_search(immediate=True)
+
+    def set_k(self, k: int) -> None:
+        self.app.state.k = max(5, min(100, k))
+        self.app.save_state()
+        self.request_search(immediate=True)
+
+    def action_more(self) -> None:
+        self.set_k(self.app.state.k + 10)
+
+    def action_fewer(self) -> None:
+        self.set_k(self.app.state.k - 10)
+
+    def set_query(self, text: str, *, run: bool = True) -> None:
+        box = self.query_one("#query", Input)
+        with box.prevent(Input.Changed):
+            box.value = text
+        self.app.state.query = text
+        self.update_rendered()
+        if run:
+            self.request_search(immediate=True)
+
+    def set_instruction(self, value: str) -> None:
+        """A preset name or free text."""
+        if value in INSTRUCTION_PRESETS:
+            self.query_one("#instruction", Select).value = value
+        else:
+            self.query_one("#instruction-text", Input).value = value
+
+    # -- running queries ---------------------------------------------------------------
+    def wanted_key(self, column: ResultColumn) -> tuple:
+        s = self.app.state
+        return (str(self.app.workspace_root), s.query.strip(), s.instruction_value or "", column.pipeline, s.k, s.unit)
+
+    def request_search(self, immediate: bool = False) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if immediate:
+            self.run_search()
+        else:
+            self._timer = self.set_timer(DEBOUNCE_S, self.run_search)
+
+    def run_search(self, force: bool = False) -> None:
+        """Start a query for every column whose shown results are stale (cancels a running one)."""
+        self._timer = None
+        text = self.app.state.query.strip()
+        if not text:
+            self.workers.cancel_group(self, "query")
+            for c in self.columns:
+                c.clear()
+            return
+        if not self.app.workspace_ready:
+            for c in self.columns:
+                c.clear(self.app.workspace_problem or "no index yet: add a folder on the Corpus screen (1)")
+            return
+        jobs = [(c.side, self.wanted_key(c)) for c in self.columns if force or c.shown_key != self.wanted_key(c)]
+        if not jobs:
+            return
+        for side, _ in jobs:
+            (self.left if side == "left" else self.right).set_busy(True)
+        self._query_worker(jobs)
+
+    @work(thread=True, exclusive=True, group="query", name="query")
+    def _query_worker(self, jobs: list[tuple[str, tuple]]) -> None:
+        worker = get_current_worker()
+        engine = self.app.engine
+        for side, key in jobs:
+            if worker.is_cancelled:
+                return
+            root, text, instruction, pipeline, k, unit = key
+            try:
+                result = engine.search(root, text, pipeline=pipeline, k=k, instruction=instruction or None, unit=unit)
+            except WbError as exc:
+                if not worker.is_cancelled:
+                    self.app.call_from_thread(self._failed, side, str(exc))
+                return
+            if worker.is_cancelled:
+                return
+            self.app.call_from_thread(self._deliver, side, key, result, worker)
+
+    def _deliver(self, side: str, key: tuple, result, worker) -> None:
+        if worker.is_cancelled:
+            return
+        column = self.left if side == "left" else self.right
+        column.show(result, key)
+        self._update_movement()
+
+    def _failed(self, side: str, message: str) -> None:
+        for c in self.columns:
+            c.set_busy(False)
+        self.app.notify(message, title="query failed", severity="error", timeout=8)
+
+    def _update_movement(self) -> None:
+        left, right = self.left, self.right
+        if left.result is None or right.result is None or left.shown_key is None or right.shown_key is None:
+            right.set_movement([], [])
+            return
+        same = left.shown_key[:3] == right.shown_key[:3] and left.shown_key[4:] == right.shown_key[4:]
+        if not same:
+            right.set_movement([], [])
+            return
+        marks, dropped = movements(left.hits, right.hits, self.app.state.unit)
+        right.set_movement(marks, dropped)
+
+    # -- preview -----------------------------------------------------------------------
+    def open_preview(self, column: ResultColumn, index: int) -> None:
+        from workbench.tui.preview import PreviewScreen
+
+        if column.result is None or not (0 <= index < len(column.hits)):
+            return
+        key = column.shown_key
+        self.app.push_screen(
+            PreviewScreen(column.hits, index, query=column.result.query, instruction=key[2] or None,
+                          pipeline=column.pipeline, root=key[0])
+        )
+
+    def refresh_theme(self) -> None:
+        for c in self.columns:
+            c.redraw()
+
+    def focused_column(self) -> ResultColumn:
+        focused = self.app.focused
+        if isinstance(focused, DataTable) and focused.id == "right-table":
+            return self.right
+        return self.left
