@@ -40,7 +40,7 @@ PAIRS = [
     ("how to sleep in python", LONG),
     ("x", "time.sleep(secs) suspends execution of the calling thread for the given number of seconds."),
     ("a much longer query about copying directory trees recursively with shutil", "copytree"),
-    ("what is a heap", "heapq implements the heap queue algorithm, also known as the priority queue algorithm."),
+    ("what is a heap", "heapq implements the heap queue algorithm, also known as the priority queue."),
     ("how to sleep in python", "Sleep."),
 ]
 
@@ -213,7 +213,8 @@ def test_llm_truncates_only_the_passage(llm_dir):
     assert text.endswith(tail) and "Query: how to sleep in python\nPassage: word0 alpha" in text
     # the ids are exactly those of a rendered prompt, so the hand computation still agrees
     cut = text[text.index("Passage: ") + len("Passage: ") : text.index("\n" + reranker.question)]
-    assert ids[0] == tok(reranker.render("how to sleep in python", cut), add_special_tokens=False)["input_ids"]
+    rendered = reranker.render("how to sleep in python", cut)
+    assert ids[0] == tok(rendered, add_special_tokens=False)["input_ids"]
     pairs = [("how to sleep in python", LONG), ("what is a heap", "no")]
     scores = reranker.score_pairs(pairs)
     hand = _hand_scores(llm_dir, reranker, [("how to sleep in python", cut), ("what is a heap", "no")])
@@ -253,7 +254,8 @@ def test_llm_role_and_reserved_cutoff(llm_dir):
 
 # -- load_reranker errors -----------------------------------------------------------------
 def test_unknown_architecture_is_a_model_error(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["FooBarModel"], "model_type": "bert"}))
+    config = {"architectures": ["FooBarModel"], "model_type": "bert"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelError) as info:
         load_reranker(role_for(tmp_path))
     assert "FooBarModel" in str(info.value) and "\n" not in str(info.value)
@@ -294,8 +296,8 @@ EASY = [
 def test_smollm2_judge_easy_pairs_report(monkeypatch):
     """SmolLM2-135M-Instruct, default dtype: finite scores; ordering and pairs/s are printed.
 
-    Observed (bf16 and float32, 2 CPU cores): relevant > irrelevant on all 3 pairs, by small
-    margins (0.1-0.7 logits): a 135M model is a weak judge; the order is reported, not asserted.
+    Observed (bf16, 2 busy CPU cores): relevant > irrelevant on all 3 pairs, by 0.4-0.7 logits
+    (e.g. -2.20 vs -2.79); a 135M model is a weak judge, so the order is printed, not asserted.
     """
     if not is_installed(LLM_NAME):
         pytest.skip(f"{LLM_NAME} is not installed (run `wb models install`)")

@@ -206,6 +206,87 @@ def models_install(
         typer.echo(f"{r.name}: {r.status} ({r.seconds:.1f} s) -> {r.path}")
 
 
+# ---------------------------------------------------------------------------------------------
+# wb eval (workbench/eval): BEIR evaluation, comparison, TREC runs, fusion/rerank tuning
+# ---------------------------------------------------------------------------------------------
+@app.command("eval")
+def eval_cmd(
+    dataset: Annotated[str, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) or FlagEmbedding eval folder.")],
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Comma-separated pipelines; the first is the baseline.")] = "bm25,dense,colbert,sparse,hybrid",
+    split: Annotated[Optional[str], typer.Option("--split", help="Qrels split (default test; train with --tune).")] = None,
+    depth: Annotated[int, typer.Option("--depth", help="Documents retrieved per query.")] = 100,
+    rerank_depth: Annotated[Optional[int], typer.Option("--rerank-depth", help="How many first-stage results +rerank pipelines rerank (default from wb.toml).")] = None,
+    per_query: Annotated[bool, typer.Option("--per-query", help="List the queries with the largest nDCG@10 gains and losses.")] = False,
+    top: Annotated[Optional[int], typer.Option("--top", help="How many gains and losses --per-query lists per pipeline (default 10; implies --per-query).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (progress as JSON lines on stderr).")] = False,
+    run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Write a TREC run file per pipeline into this folder.")] = None,
+    tune: Annotated[bool, typer.Option("--tune", help="Choose fusion and rerank settings on the split (default train) instead of evaluating.")] = False,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N evaluated queries (quick checks).")] = None,
+    workspace: Annotated[Optional[str], typer.Option("--workspace", "-w", help="Workspace for the dataset's index (default: its own, under $WB_EVAL_CACHE or ~/.cache/wb/eval; $WB_WORKSPACE is not used).")] = None,
+    model: ModelOpt = None,
+) -> None:
+    """Evaluate pipelines on a dataset: nDCG@10, MRR@10, R@100, MAP@100, deltas and paired t-tests."""
+    import time as _time
+
+    from workbench.eval.dataset import load_dataset
+
+    from workbench.search.pipelines import parse_pipelines
+
+    started = _time.perf_counter()
+    for name, value, least in (("--top", top, 1), ("--rerank-depth", rerank_depth, 1), ("--depth", depth, 10)):
+        if value is not None and value < least:
+            raise UsageError(f"{name} must be at least {least}")
+    overrides = _parse_model_overrides(model)
+    pipes = [] if tune else parse_pipelines(pipeline)
+    data = load_dataset(dataset, split or ("train" if tune else "test"))
+    if limit is not None:
+        if limit < 1:
+            raise UsageError("--limit must be at least 1")
+        from workbench.eval.dataset import first_queries
+
+        data = first_queries(data, limit)
+    err = _err_console()
+
+    def progress(event: dict) -> None:
+        if json_out:
+            print(json.dumps(event), file=sys.stderr, flush=True)
+        elif event.get("message"):
+            err.print(f"[dim]{event['message']}[/dim]", highlight=False)
+        elif event.get("done") in (0, event.get("total")) or event.get("total", 0) <= 0:
+            total = f" {event['done']}/{event['total']}" if event.get("total") else ""
+            err.print(f"[dim]{event['phase']}{total}[/dim]", highlight=False)
+
+    from workbench.eval import runner
+
+    ws, cfg = runner.resolve_workspace_and_config(data, workspace, overrides)
+    if tune:
+        from workbench.eval import tune as tuning
+
+        outcome = tuning.tune(data, ws, cfg, progress=progress, rerankers=(cfg.models.reranker,))
+        if json_out:
+            sys.stdout.write(json.dumps(outcome, ensure_ascii=False) + "\n")
+        else:
+            typer.echo(tuning.summary(outcome))
+        return
+    systems = runner.make_systems([p.name for p in pipes], cfg, rerank_depth)
+    result = runner.evaluate(data, systems, depth=depth, workspace=ws, progress=progress)
+    result.wall_seconds = _time.perf_counter() - started
+    changes = runner.per_query_changes(data, result.systems, top or 10) if (per_query or top) else None
+    if run_dir:
+        from workbench.eval.report import write_run_files
+
+        for path in write_run_files(result, Path(run_dir)):
+            progress({"phase": f"wrote {path}", "done": 1, "total": 1, "message": f"wrote {path}"})
+    from workbench.eval import report
+
+    if json_out:
+        sys.stdout.write(json.dumps(report.to_json(result, changes), ensure_ascii=False) + "\n")
+    else:
+        from rich.console import Console
+
+        report.render_table(result, Console(), changes)
+
+
 def main() -> None:
     """Console entry point: run the app, map WbError to one line and its exit code."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -213,6 +294,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("LANCE_LOG", "error")
+    os.environ.setdefault("LANCEDB_LOG", "error")
     try:
         app(standalone_mode=False)
     except WbError as exc:

@@ -81,6 +81,35 @@ def _pad_batch(ids: list[list[int]], rows: list[int], pad_id: int, extra: list[l
     return input_ids, mask, other
 
 
+def _batches(lengths: list[int], *, max_tokens: int, max_batch: int, device) -> list[list[int]]:
+    """``length_sorted_batches``, with each batch split further on CPU where padding would grow.
+
+    On a GPU one large batch is what keeps the device busy, so batches are used as they come.
+    On CPU a GEMM over ~1k tokens already runs at full speed, so a batch is cut wherever the
+    next row would be shorter than ``0.9 x`` the batch width, once the part before the cut holds
+    at least ``_CPU_MIN_TOKENS`` padded tokens: padding stays under ~10% without tiny batches.
+    """
+    out: list[list[int]] = []
+    for batch in length_sorted_batches(lengths, max_tokens=max_tokens, max_batch=max_batch):
+        if device.type != "cpu":
+            out.append(batch)
+            continue
+        part: list[int] = []
+        width = 0
+        for i in batch:
+            if part and lengths[i] < 0.9 * width and width * len(part) >= _CPU_MIN_TOKENS:
+                out.append(part)
+                part = []
+            if not part:
+                width = lengths[i]
+            part.append(i)
+        out.append(part)
+    return out
+
+
+_CPU_MIN_TOKENS = 1024
+
+
 class CrossEncoderReranker:
     """A ``*ForSequenceClassification`` cross-encoder (BERT, RoBERTa, ModernBERT, Qwen... heads).
 
@@ -188,7 +217,8 @@ class CrossEncoderReranker:
         ids, types = self.tokenize(pairs)
         lengths = [len(x) for x in ids]
         with torch.inference_mode():
-            for rows in length_sorted_batches(lengths, max_tokens=self.batch_tokens, max_batch=self.max_batch):
+            batches = _batches(lengths, max_tokens=self.batch_tokens, max_batch=self.max_batch, device=self.device)
+            for rows in batches:
                 input_ids, mask, token_types = _pad_batch(ids, rows, self.pad_id, types)
                 inputs = {
                     "input_ids": torch.from_numpy(input_ids).to(self.device),
@@ -221,7 +251,9 @@ def _float32_head(model) -> None:
 
     def _upcast(_module, args, kwargs):
         args = tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
-        kwargs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in kwargs.items()}
+        kwargs = {
+            k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in kwargs.items()
+        }
         return args, kwargs
 
     head.register_forward_pre_hook(_upcast, with_kwargs=True)
@@ -328,7 +360,9 @@ class LLMYesNoReranker:
         last_error: Exception | None = None
         for messages in attempts:
             try:
-                text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                text = self.tokenizer.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=True
+                )
             except Exception as exc:  # noqa: BLE001 - e.g. "system role not supported"
                 last_error = exc
                 continue
@@ -355,7 +389,9 @@ class LLMYesNoReranker:
             n = self.tokenizer.encode(no, add_special_tokens=False)
             if len(y) == 1 and len(n) == 1:
                 return int(y[0]), int(n[0])
-        raise ModelError(f"cannot use '{self.path}' as an LLM reranker: '{yes_word}'/'{no_word}' are not single tokens")
+        raise ModelError(
+            f"cannot use '{self.path}' as an LLM reranker: '{yes_word}'/'{no_word}' are not single tokens"
+        )
 
     def _encode(self, texts: list[str], offsets: bool):
         return self.tokenizer(
@@ -406,7 +442,8 @@ class LLMYesNoReranker:
         ids = self.tokenize(pairs)
         lengths = [len(x) for x in ids]
         with torch.inference_mode():
-            for rows in length_sorted_batches(lengths, max_tokens=self.batch_tokens, max_batch=self.max_batch):
+            batches = _batches(lengths, max_tokens=self.batch_tokens, max_batch=self.max_batch, device=self.device)
+            for rows in batches:
                 input_ids, mask, _ = _pad_batch(ids, rows, self.pad_id)
                 last = torch.as_tensor([lengths[i] - 1 for i in rows], device=self.device)
                 hidden = self._last_hidden(
@@ -424,7 +461,8 @@ class LLMYesNoReranker:
         """
         import torch
 
-        hidden = self.model.base_model(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
+        decoder = self.model.base_model
+        hidden = decoder(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
     def _answer_logits(self, hidden):

@@ -232,6 +232,33 @@ class Searcher:
             q.timings["colbert"] = (time.perf_counter() - t0) * 1000
         return lists
 
+    def mode_runs(
+        self,
+        texts: list[str],
+        *,
+        modes: tuple[str, ...] = ("dense", "colbert", "sparse", "bm25"),
+        depths: tuple[int, ...] = (100,),
+        instruction: str | None = None,
+        unit: str = "doc",
+        progress=None,
+    ) -> dict[int, list[dict[str, dict[str, float]]]]:
+        """Read-only, for tuning fusion (workbench/eval/tune.py): each mode's own ranked list, as
+        ``_answer`` would fuse it with the first-stage depth ``d``, for every ``d`` in ``depths``.
+
+        Returns ``{d: [per query: {mode: {id: score} best first}]}``; the queries are encoded once.
+        """
+        instr = resolve_instruction(instruction)
+        encoded = self.encode_queries(list(texts), set(modes), instr)
+        out: dict[int, list[dict[str, dict[str, float]]]] = {d: [] for d in depths}
+        for i, q in enumerate(encoded):
+            for d in depths:
+                lists = self.run_modes(q, modes, d)
+                out[d].append({m: {key: s for key, (s, _r) in self._by_unit(rows, scores, unit).items()}
+                               for m, (rows, scores) in lists.items()})
+            if progress:
+                progress(i + 1, len(encoded))
+        return out
+
     # -- assembling -------------------------------------------------------------------
     def _by_unit(self, rows: np.ndarray, scores: np.ndarray, unit: str) -> dict[str, tuple[float, int]]:
         """id -> (score, best chunk row); documents take their best chunk."""

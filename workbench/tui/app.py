@@ -38,6 +38,8 @@ class WbApp(App):
         Binding("question_mark", "help", "Keys", tooltip="Show every key"),
         Binding("f1", "help", "Keys", show=False, tooltip="Show every key (works inside text boxes too)"),
         Binding("q", "quit", "Quit", show=False, tooltip="Quit (ctrl+q works everywhere)"),
+        Binding("escape", "leave_input", "Leave box", show=False,
+                tooltip="Leave a text box for the screen's table (then single-letter keys work)"),
     ]
 
     def __init__(self, workspace: str | None = None, *, engine=None, state_path: Path | None = None,
@@ -247,6 +249,15 @@ class WbApp(App):
 
         self.call_after_refresh(focus)
 
+    def action_leave_input(self) -> None:
+        if isinstance(self.focused, Input):
+            tab = self.state.tab
+            target = {"search": "#left-table", "corpus": "#documents", "evaluate": "#per-query"}.get(tab)
+            if target:
+                self.query_one(target).focus()
+            else:
+                self.set_focus(None)
+
     def action_help(self) -> None:
         from workbench.tui.help import HelpScreen
 
@@ -278,8 +289,16 @@ class WbApp(App):
         self.action_show_tab("evaluate")
         self.evaluate.action_run()
 
-    def jump_to_search(self, query: str, left: str | None = None, right: str | None = None) -> None:
-        """Open ``query`` in Search, with the given pipelines when they are known ones."""
+    def jump_to_search(self, query: str, left: str | None = None, right: str | None = None,
+                       workspace: str | None = None) -> None:
+        """Open ``query`` in Search, with the given pipelines when they are known ones (and in
+        ``workspace``, the one an evaluation indexed its dataset into, when given)."""
+        if workspace:
+            from workbench.workspace import Workspace
+
+            if Workspace.resolve(workspace).root != self.workspace_root:
+                self.set_workspace(workspace)
+                self.notify(f"opened the evaluation's workspace {workspace}", timeout=5)
         self.action_show_tab("search")
         search = self.search
         search.set_pipelines(left, right)
@@ -299,10 +318,68 @@ class WbApp(App):
         self.save_state()
 
 
+def native_log_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wb" / "tui-stderr.log"
+
+
+class _NativeStderrToLog:
+    """Keep native libraries' writes to fd 2 (Rust/C++ loggers) off the screen while the app runs.
+
+    Textual draws on ``sys.__stderr__``: it gets a duplicate of the terminal's fd, and fd 2 itself
+    is pointed at a log file; both are restored on exit.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.active = False
+
+    def __enter__(self):
+        import sys
+
+        try:
+            if not os.isatty(2):
+                return self
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.path, "a", buffering=1)
+            self._saved_fd = os.dup(2)
+            self._screen = os.fdopen(os.dup(2), "w", buffering=1, encoding=getattr(sys.__stderr__, "encoding", None)
+                                     or "utf-8", errors="replace")
+            self._saved_stderr = sys.__stderr__
+            os.dup2(self._log.fileno(), 2)
+            sys.__stderr__ = self._screen
+            self.active = True
+        except OSError:
+            self.active = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import sys
+
+        if not self.active:
+            return
+        try:
+            self._screen.flush()
+        except OSError:
+            pass
+        os.dup2(self._saved_fd, 2)
+        os.close(self._saved_fd)
+        sys.__stderr__ = self._saved_stderr
+        self._screen.close()
+        self._log.close()
+
+
 def run_app(workspace: str | None = None) -> None:
     """Open the workbench on ``workspace`` (else $WB_WORKSPACE, else the last one, else ./.wb)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("LANCE_LOG", "error")
-    WbApp(workspace).run()
+    os.environ.setdefault("LANCEDB_LOG", "error")  # lancedb's Rust logger (LANCE_LOG does not reach it)
+    app = WbApp(workspace)
+    with _NativeStderrToLog(native_log_path()):
+        app.run()
+    if app.return_code:
+        import sys
+
+        print(f"wb: the workbench stopped with an error (native log: {native_log_path()})", file=sys.stderr)

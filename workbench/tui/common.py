@@ -117,3 +117,8 @@ def short(text: str, width: int) -> str:
     if width <= 1:
         return text[:width]
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def short_path(path: str, width: int) -> str:
+    """Keep a path's end (its most telling part): ``…/corpus/shutil/rmtree.md``."""
+    return path if len(path) <= width else "…" + path[-(width - 1):]

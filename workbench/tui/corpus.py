@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 
 from workbench.errors import WbError
-from workbench.tui.common import Palette, ago, short
+from workbench.tui.common import Palette, ago, short, short_path
 
 ROLE_NAMES = {"dense": "dense", "colbert": "colbert", "sparse": "sparse", "reranker": "reranker"}
 
@@ -33,6 +33,7 @@ class CorpusPane(Vertical):
     def __init__(self) -> None:
         super().__init__(id="corpus-pane")
         self.info = None
+        self._documents: list = []
         self._enc_t0: float | None = None
         self._enc_done0 = 0
 
@@ -41,26 +42,25 @@ class CorpusPane(Vertical):
             yield Static("workspace", classes="row-label")
             yield Input(id="workspace-path", compact=True, placeholder="workspace folder (holds wb.toml and the index)")
             yield Button("Open", id="open-ws", compact=True)
+        with Horizontal(id="corpus-top"):
+            yield Static("", id="corpus-models")
+            yield Static("", id="corpus-stats")
+        with Horizontal(id="add-row", classes="form-row"):
+            yield Static("add folder", classes="row-label")
+            yield Input(id="folder", compact=True, placeholder="folder, file or BEIR corpus.jsonl to index, then Enter")
+            yield Button("Index", id="index-btn", compact=True)
+        with Vertical(id="index-progress"):
+            with Horizontal(id="index-line"):
+                yield Static("", id="index-phase")
+                yield ProgressBar(id="index-bar", show_eta=False)
+            yield Static("", id="index-rate")
         with Horizontal(id="corpus-body"):
             with Vertical(id="corpus-left"):
-                with Horizontal(id="corpus-top"):
-                    yield Static("", id="corpus-models")
-                    yield Static("", id="corpus-stats")
                 yield DataTable(id="sources", cursor_type="row", zebra_stripes=True)
-                with Horizontal(id="add-row", classes="form-row"):
-                    yield Static("add folder", classes="row-label")
-                    yield Input(id="folder", compact=True, placeholder="folder, file or BEIR corpus.jsonl to index")
-                    yield Button("Index", id="index-btn", compact=True, variant="primary")
-                with Vertical(id="index-progress"):
-                    yield Static("", id="index-phase")
-                    yield ProgressBar(id="index-bar", show_eta=False)
-                    yield Static("", id="index-rate")
                 yield DataTable(id="skipped", cursor_type="row", zebra_stripes=True)
             yield DataTable(id="documents", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
-        self.query_one("#sources", DataTable).add_columns("folder", "docs", "chunks", "indexed")
-        self.query_one("#documents", DataTable).add_columns("document", "title", "chunks")
         self.query_one("#skipped", DataTable).add_columns("skipped file", "reason")
         self.query_one("#index-progress").display = False
         self.query_one("#skipped").display = False
@@ -77,55 +77,88 @@ class CorpusPane(Vertical):
         if not box.has_focus:
             box.value = info.root
         models = Text()
-        models.append("models\n", style="bold")
-        for role in ("dense", "colbert", "sparse", "reranker"):
+        for i, role in enumerate(("dense", "colbert", "sparse", "reranker")):
             label = info.models.get(role, "?")
+            if i:
+                models.append("\n")
             models.append(f"{ROLE_NAMES[role]:<9}", style="dim")
             if "zero-shot" in label:
                 base = label.replace(" (zero-shot)", "")
-                models.append(short(base, 34))
+                models.append(short(base, 40))
                 models.append(" zero-shot", style=f"bold {pal.accent}")
             else:
-                models.append(short(label, 44))
-            models.append("\n")
+                models.append(short(label, 50))
         self.query_one("#corpus-models", Static).update(models)
+        self.query_one("#corpus-models").border_title = "models"
         stats = Text()
         if info.error:
             stats.append(info.error + "\n", style=f"bold {pal.down}")
         if not info.exists:
             stats.append("nothing indexed yet\n", style="bold")
-            stats.append("press a, type a folder, Enter", style="dim")
+            stats.append("add a folder below (a)\n", style="dim")
         else:
             stats.append(f"{info.docs:,}", style="bold")
-            stats.append(" documents\n", style="dim")
+            stats.append(" docs · ", style="dim")
             stats.append(f"{info.chunks:,}", style="bold")
             stats.append(" chunks\n", style="dim")
             stats.append(f"{len(info.sources)}", style="bold")
-            stats.append(" folders\n", style="dim")
+            stats.append(" folder" + ("s" if len(info.sources) != 1 else "") + "\n", style="dim")
             if info.last_indexed:
                 stats.append("indexed ", style="dim")
                 stats.append(self._when(info.last_indexed))
                 stats.append("\n")
         if info.chunk_tokens:
-            stats.append(f"chunks of {info.chunk_tokens} tokens, {info.chunk_overlap} overlap", style="dim")
+            stats.append(f"chunks: {info.chunk_tokens} tokens, {info.chunk_overlap} overlap", style="dim")
         self.query_one("#corpus-stats", Static).update(stats)
-        table = self.query_one("#sources", DataTable)
-        table.clear()
-        for s in info.sources:
-            table.add_row(short(s.root, 60), f"{s.docs:,}", f"{s.chunks:,}", self._when(s.indexed_at))
+        self.query_one("#corpus-stats").border_title = "index"
+        self._render_sources()
         if not info.exists:
             self.show_documents([])
+
+    def _render_sources(self) -> None:
+        table = self.query_one("#sources", DataTable)
+        table.clear(columns=True)
+        width = max(30, table.size.width - 3 if table.size.width else 46)
+        folder_w = max(10, width - 6 - 7 - 10 - 8)
+        table.add_column("folder", key="folder", width=folder_w)
+        table.add_column(f"{'docs':>6}", key="docs", width=6)
+        table.add_column(f"{'chunks':>7}", key="chunks", width=7)
+        table.add_column("indexed", key="indexed", width=10)
+        for s in self.info.sources if self.info else []:
+            table.add_row(short_path(s.root, folder_w), f"{s.docs:>6,}", f"{s.chunks:>7,}", self._when(s.indexed_at))
 
     @staticmethod
     def _when(t: float) -> str:
         return ago(time.time() - t)
 
     def show_documents(self, rows) -> None:
+        self._documents = list(rows)
+        self._render_documents()
+
+    def _render_documents(self) -> None:
+        rows = self._documents
         table = self.query_one("#documents", DataTable)
-        table.clear()
+        table.clear(columns=True)
+        width = max(20, table.size.width - 3 if table.size.width else 40)
+        wide = width >= 60
+        id_w = min(max([len(r.doc_id) for r in rows] + [8]), width - 8 if not wide else width // 2)
+        table.add_column("document", key="doc", width=id_w)
+        if wide:
+            table.add_column("title", key="title", width=max(10, width - id_w - 10))
+        table.add_column("chunks", key="chunks", width=6)
         for r in rows:
-            table.add_row(short(r.doc_id, 40), short(r.title, 40), str(r.chunks))
+            cells = [short(r.doc_id, id_w)]
+            if wide:
+                cells.append(Text(short(r.title, width - id_w - 10), style="dim"))
+            cells.append(f"{r.chunks:>6}")
+            table.add_row(*cells)
         table.border_title = f"documents ({len(rows):,})" if rows else "documents"
+
+    def on_resize(self) -> None:
+        if self._documents:
+            self._render_documents()
+        if self.info is not None:
+            self._render_sources()
 
     # -- actions -----------------------------------------------------------------------
     def action_add_folder(self) -> None:
@@ -200,7 +233,7 @@ class CorpusPane(Vertical):
 
     def _starting(self, folder: str) -> None:
         self._enc_t0 = None
-        self.query_one("#index-phase", Static).update(Text(f"indexing {short(folder, 70)}", style="bold"))
+        self.query_one("#index-phase", Static).update(Text(f"indexing {short_path(folder, 50)}", style="bold"))
 
     def _progress(self, phase: str, done: int, total: int) -> None:
         bar = self.query_one("#index-bar", ProgressBar)
@@ -241,7 +274,7 @@ class CorpusPane(Vertical):
         skipped = self.query_one("#skipped", DataTable)
         skipped.clear()
         for f in skipped_files[:2000]:
-            skipped.add_row(short(f.path, 60), f.reason)
+            skipped.add_row(short_path(f.path, 48), f.reason)
         skipped.display = bool(skipped_files)
         skipped.border_title = f"skipped files ({len(skipped_files)})"
         for s in summaries:

@@ -3,7 +3,10 @@ metrics table with deltas against the baseline and significance, and the per-que
 Enter on a query opens it in Search with the baseline on the left and that pipeline on the right.
 
 ``wb eval --json`` prints one object on stdout (see ``show_report``); its stderr carries progress
-lines, shown as they arrive. A failing command becomes a notification with its last stderr line.
+lines (JSON ``{"phase", "done", "total"}`` or plain text), shown as they arrive. A failing command
+becomes a notification with its last stderr line. No ``-w`` is passed: ``wb eval`` indexes the
+dataset into its own cached workspace (never the user's), which the report names; jumping to a
+query opens that workspace in Search.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from workbench.tui.common import Palette, short
 
 METRIC_LABELS = {"ndcg@10": "nDCG@10", "mrr@10": "MRR@10", "recall@100": "R@100", "map@100": "MAP@100"}
 SORTS = ["|Δ|", "Δ ascending", "Δ descending"]
+PER_QUERY_TOP = 25  # largest gains and losses per pipeline that wb eval reports
 
 
 def significance(p: float | None) -> str:
@@ -35,7 +39,8 @@ def significance(p: float | None) -> str:
 
 
 def eval_command(dataset: str, pipelines: str, workspace: str | None) -> list[str]:
-    cmd = [sys.executable, "-m", "workbench.cli.main", "eval", dataset, "--pipeline", pipelines, "--json"]
+    cmd = [sys.executable, "-m", "workbench.cli.main", "eval", dataset, "--pipeline", pipelines, "--json",
+           "--per-query", "--top", str(PER_QUERY_TOP)]
     if workspace:
         cmd += ["-w", workspace]
     return cmd
@@ -72,7 +77,7 @@ class EvalPane(Vertical):
         with Vertical(id="eval-progress"):
             yield Static("", id="eval-status")
             yield ProgressBar(id="eval-bar", show_eta=False)
-        yield DataTable(id="eval-table", cursor_type="row")
+        yield DataTable(id="eval-table", cursor_type="none")
         yield Static("", id="eval-note")
         yield DataTable(id="per-query", cursor_type="row", zebra_stripes=True)
 
@@ -119,7 +124,7 @@ class EvalPane(Vertical):
             self.app.notify("an evaluation is already running", severity="warning")
             return
         self.app.save_state()
-        cmd = eval_command(str(Path(dataset).expanduser()), ",".join(names), str(self.app.workspace_root))
+        cmd = eval_command(str(Path(dataset).expanduser()), ",".join(names), None)
         self.query_one("#eval-progress").display = True
         self.query_one("#eval-bar", ProgressBar).update(total=None, progress=0)
         self.query_one("#eval-status", Static).update(Text("starting wb eval…", style="italic"))
@@ -202,7 +207,10 @@ class EvalPane(Vertical):
         if isinstance(obj, dict) and "done" in obj and "total" in obj:
             bar.update(total=max(int(obj["total"] or 0), 1), progress=int(obj["done"] or 0))
             label = obj.get("phase") or obj.get("pipeline") or "running"
-            status.update(Text(f"{label} {obj['done']}/{obj['total']}"))
+            line = f"{label} {obj['done']}/{obj['total']}"
+            if obj.get("message"):
+                line += f" · {obj['message']}"
+            status.update(Text(short(line, 200)))
         else:
             status.update(Text(short(line, 200)))
 
@@ -231,49 +239,51 @@ class EvalPane(Vertical):
             for m in (p.get("metrics") or {}):
                 if m not in metrics:
                     metrics.append(m)
-        table.add_column("pipeline", key="pipeline", width=16)
+        table.add_column("pipeline", key="pipeline", width=14)
         for m in metrics:
-            table.add_column(Text(METRIC_LABELS.get(m, m), justify="right"), key=m, width=14)
-        table.add_column(Text("W/L/T", justify="right"), key="wlt", width=11)
-        table.add_column(Text("time", justify="right"), key="time", width=7)
+            table.add_column(f"{METRIC_LABELS.get(m, m):>12}", key=m, width=12)
+        table.add_column(f"{'W/L/T':>8}", key="wlt", width=8)
+        table.add_column(f"{'time':>6}", key="time", width=6)
         baseline = report.get("baseline")
         for p in pipelines:
             name = str(p.get("name", "?"))
             is_base = name == baseline
-            cells = [Text(name + ("\nbaseline" if is_base else ""), style="bold" if is_base else "")]
+            cells = [Text(short(name, 14) + ("\nbaseline" if is_base else ""), style="bold" if is_base else "")]
             deltas = p.get("delta") or {}
             pvalues = p.get("p_value") or {}
             for m in metrics:
                 value = (p.get("metrics") or {}).get(m)
-                cell = Text(justify="right")
-                cell.append("–" if value is None else f"{value:.4f}", style="bold")
+                cell = Text()
+                cell.append(f"{'–' if value is None else f'{value:.4f}':>10}  ", style="bold")
                 d, pv = deltas.get(m), pvalues.get(m)
                 if d is not None:
-                    colour = pal.up if d > 0 else pal.down if d < 0 else ""
-                    cell.append(f"\n{d:+.4f}", style=f"{colour}")
+                    colour = pal.up if d > 0 else pal.down if d < 0 else "dim"
                     stars = significance(pv)
-                    cell.append(f" {stars or ' '}", style=f"bold {colour}" if stars else "dim")
+                    cell.append(f"\n{d:>+10.4f}", style=colour)
+                    cell.append(f"{stars:<2}", style=f"bold {colour}")
                     if pv is not None:
-                        cell.append(f"\np={pv:.3f}", style="dim")
+                        cell.append(f"\n{'p=' + format(pv, '.3f'):>10}  ", style="dim")
                 cells.append(cell)
             if is_base:
-                cells.append(Text("", justify="right"))
+                cells.append(Text(""))
             else:
-                cells.append(Text(f"{p.get('wins', 0)}/{p.get('losses', 0)}/{p.get('ties', 0)}", justify="right"))
+                cells.append(Text(f"{p.get('wins', 0)}/{p.get('losses', 0)}/{p.get('ties', 0)}".rjust(8)))
             secs = p.get("seconds")
-            cells.append(Text("" if secs is None else f"{secs:.1f}s", justify="right", style="dim"))
+            cells.append(Text("" if secs is None else f"{secs:.1f}s".rjust(6), style="dim"))
             table.add_row(*cells, height=3, key=name)
         parts = [f"{report.get('dataset', '?')}"]
         if report.get("split"):
-            parts.append(f"split {report['split']}")
+            parts.append(str(report["split"]))
         if report.get("queries") is not None:
             parts.append(f"{report['queries']} queries")
         if report.get("depth") is not None:
             parts.append(f"depth {report['depth']}")
         if baseline:
             parts.append(f"baseline {baseline}")
-        test = report.get("test")
-        parts.append(f"{test or 'paired'} test: * p<0.05, ** p<0.01")
+        parts.append(f"{report.get('test') or 'paired test'}: * p<.05 ** p<.01")
+        workspace = report_workspace(report)
+        if workspace:
+            parts.append(f"workspace {workspace}")
         note.update(Text(" · ".join(parts), style="dim"))
         self._per_query = [q for q in (report.get("per_query") or []) if isinstance(q, dict)]
         self._render_per_query()
@@ -282,13 +292,13 @@ class EvalPane(Vertical):
         pal = Palette.of(self.app)
         table = self.query_one("#per-query", DataTable)
         table.clear(columns=True)
-        width = max(40, (self.size.width or 100) - 50)
+        width = max(20, (self.size.width or 100) - 62)
         table.add_column("pipeline", key="pipeline", width=14)
         table.add_column("id", key="id", width=8)
         table.add_column("query", key="query", width=width)
-        table.add_column(Text("base", justify="right"), key="base", width=7)
-        table.add_column(Text("value", justify="right"), key="value", width=7)
-        table.add_column(Text("Δ", justify="right"), key="delta", width=8)
+        table.add_column(f"{'base':>6}", key="base", width=6)
+        table.add_column(f"{'value':>6}", key="value", width=6)
+        table.add_column(f"{'Δ':>7}", key="delta", width=7)
         rows = list(self._per_query)
         d = lambda q: float(q.get("delta") or 0.0)  # noqa: E731
         if self._sort == 0:
@@ -305,9 +315,9 @@ class EvalPane(Vertical):
                 short(str(q.get("pipeline", "")), 14),
                 short(str(q.get("query_id", "")), 8),
                 short(str(q.get("query", "")), width),
-                Text(_num(q.get("baseline")), justify="right", style="dim"),
-                Text(_num(q.get("value")), justify="right"),
-                Text(f"{delta:+.3f}", justify="right", style=colour),
+                Text(_num(q.get("baseline")).rjust(6), style="dim"),
+                Text(_num(q.get("value")).rjust(6)),
+                Text(f"{delta:+.3f}".rjust(7), style=colour),
                 key=str(i),
             )
 
@@ -318,12 +328,21 @@ class EvalPane(Vertical):
         if not (0 <= i < len(self._rows)):
             return
         row = self._rows[i]
-        baseline = (self.report or {}).get("baseline")
-        self.app.jump_to_search(str(row.get("query", "")), left=baseline, right=row.get("pipeline"))
+        report = self.report or {}
+        self.app.jump_to_search(str(row.get("query", "")), left=report.get("baseline"), right=row.get("pipeline"),
+                                workspace=report_workspace(report))
 
     def on_resize(self) -> None:
         if self._per_query:
             self._render_per_query()
+
+
+def report_workspace(report: dict) -> str | None:
+    """The workspace the evaluation searched (``workspace``, or the first of ``workspaces``)."""
+    ws = report.get("workspace") or report.get("workspaces")
+    if isinstance(ws, list):
+        ws = ws[0] if len(ws) == 1 else None  # several indexes (several model sets): no single one
+    return str(ws) if ws else None
 
 
 def _num(x) -> str:

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 # Keys that belong to Textual's own widgets, listed so that `?` really shows every key.
 WIDGET_KEYS = [
@@ -16,7 +16,6 @@ WIDGET_KEYS = [
         ("tab / shift+tab", "move focus between boxes, tables and buttons"),
         ("ctrl+p", "command palette: switch screen, pipeline, instruction, theme…"),
         ("ctrl+q", "quit"),
-        ("escape", "leave a text box (then single-letter keys work)"),
     ]),
     ("Tables and lists", [
         ("↑ ↓ PgUp PgDn Home End", "move the cursor"),
@@ -28,14 +27,18 @@ WIDGET_KEYS = [
 ]
 
 
-def _section(app, title: str, bindings) -> list[tuple[str, str]]:
-    rows = []
+def _section(app, bindings) -> list[tuple[str, str]]:
+    """(keys, what) rows; bindings that run the same action share a row."""
+    rows: dict[str, tuple[list[str], str]] = {}
     for b in bindings:
         if isinstance(b, tuple):
             b = Binding(*b)
-        keys = " / ".join(app.get_key_display(Binding(k.strip(), b.action)) for k in b.key.split(","))
-        rows.append((keys, b.tooltip or b.description or b.action))
-    return rows
+        keys = [app.get_key_display(Binding(k.strip(), b.action)) for k in b.key.split(",")]
+        if b.action in rows:
+            rows[b.action][0].extend(keys)
+        else:
+            rows[b.action] = (keys, b.tooltip or b.description or b.action)
+    return [(" / ".join(keys), what) for keys, what in rows.values()]
 
 
 def key_sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -45,13 +48,13 @@ def key_sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
     from workbench.tui.runs import RunsPane
     from workbench.tui.search import SearchPane
 
-    sections = [("Global", _section(app, "Global", type(app).BINDINGS))]
-    sections.append(("Search (2)", _section(app, "Search", SearchPane.BINDINGS)))
-    sections.append(("Preview", _section(app, "Preview", PreviewScreen.BINDINGS)))
-    sections.append(("Corpus (1)", _section(app, "Corpus", CorpusPane.BINDINGS)))
-    sections.append(("Evaluate (3)", _section(app, "Evaluate", EvalPane.BINDINGS)))
+    sections = [("Global", _section(app, type(app).BINDINGS))]
+    sections.append(("Search (2)", _section(app, SearchPane.BINDINGS)))
+    sections.append(("Preview", _section(app, PreviewScreen.BINDINGS)))
+    sections.append(("Corpus (1)", _section(app, CorpusPane.BINDINGS)))
+    sections.append(("Evaluate (3)", _section(app, EvalPane.BINDINGS)))
     if RunsPane.BINDINGS:
-        sections.append(("Runs (4)", _section(app, "Runs", RunsPane.BINDINGS)))
+        sections.append(("Runs (4)", _section(app, RunsPane.BINDINGS)))
     sections.extend(WIDGET_KEYS)
     return sections
 
@@ -66,10 +69,11 @@ class HelpScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help"):
             yield Static(id="help-body")
+        yield Footer()
 
     def on_mount(self) -> None:
-        table = Table.grid(padding=(0, 2))
-        table.add_column(justify="right", style="bold", no_wrap=True)
+        table = Table.grid(padding=(0, 2), expand=False)
+        table.add_column(style="bold", no_wrap=True, min_width=14, max_width=26)
         table.add_column()
         for title, rows in key_sections(self.app):
             table.add_row("", "")

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from workbench.errors import WbError
@@ -55,8 +55,8 @@ class PreviewScreen(ModalScreen):
                 with VerticalScroll(id="preview-side"):
                     yield Static("", id="preview-sparse")
                     yield Static("", id="preview-colbert")
-            yield Static(Text("esc close · n / p next / previous hit · tab switches pane · scroll with ↑ ↓ PgUp PgDn",
-                              style="dim"), id="preview-keys")
+            yield Static(Text("tab switches pane · ↑ ↓ PgUp PgDn scroll", style="dim"), id="preview-keys")
+        yield Footer()
 
     def on_mount(self) -> None:
         self._show_header()
@@ -170,8 +170,8 @@ class PreviewScreen(ModalScreen):
             out.append("unavailable\n", style="dim")
             return out
         out.append(f"dot product with this chunk {fmt_score(sp.score)}\n", style="dim")
-        out.append("query terms ", style="dim")
-        out.append("(expansions in colour)\n", style=f"italic {pal.primary}")
+        out.append("query terms, ", style="dim")
+        out.append("expansions\n", style=f"italic {pal.primary}")
         for t in sp.terms[:16]:
             style = "" if t.literal else f"italic {pal.primary}"
             out.append(f"  {short(t.term, 16):<16}", style=style)
@@ -184,7 +184,7 @@ class PreviewScreen(ModalScreen):
         for t in shared[:12]:
             style = "" if t.literal else f"italic {pal.primary}"
             out.append(f"  {short(t.term, 16):<16}", style=style)
-            out.append(f" {t.weight:4.2f}×{t.doc_weight:4.2f} = {t.contribution:5.2f}\n", style="dim")
+            out.append(f" {t.weight:4.2f}×{t.doc_weight:4.2f}={t.contribution:5.2f}\n", style="dim")
         return out
 
     def _colbert_text(self, preview, pal: Palette) -> Text:

@@ -42,6 +42,7 @@ class ResultColumn(Vertical):
         self.dropped: list = []
         self.message = "type a query"
         self._busy = False
+        self._loading = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="column-head"):
@@ -76,8 +77,9 @@ class ResultColumn(Vertical):
             self.pipeline = value
             self.post_message(self.PipelineChanged(self, value))
 
-    def set_busy(self, busy: bool) -> None:
+    def set_busy(self, busy: bool, loading: bool = False) -> None:
         self._busy = busy
+        self._loading = loading
         self._render_status()
 
     def show(self, result, key: tuple, marks: list[str] | None = None, dropped: list | None = None) -> None:
@@ -115,7 +117,7 @@ class ResultColumn(Vertical):
     def _render_status(self) -> None:
         status = self.query_one(f"#{self.side}-status", Static)
         if self._busy:
-            status.update(Text("searching…", style="italic"))
+            status.update(Text("loading models…" if self._loading else "searching…", style="italic"))
         elif self.result is None:
             status.update(Text(""))
         else:
@@ -130,10 +132,10 @@ class ResultColumn(Vertical):
         table = self.table
         cursor = table.cursor_row
         table.clear(columns=True)
-        width = max(30, (self.size.width or 48) - 2)
+        width = max(30, self.size.width or 48)
         wide = width >= 70
         mode_cols = list(MODES)
-        fixed = 3 + (5 if self.compare else 0) + 7 + 3 * len(mode_cols) + 2
+        fixed = 3 + (5 if self.compare else 0) + 7 + 3 * len(mode_cols) + 2  # + scrollbar and slack
         title_w = max(12, width - fixed)
         table.add_column(" # ", key="rank", width=3)
         if self.compare:

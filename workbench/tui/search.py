@@ -106,7 +106,7 @@ class SearchPane(Vertical):
         else:
             out.append(rendered)
         out.append('"', style="dim")
-        out.append("  (dense, colbert; sparse & bm25 get the query alone)" + note, style="dim")
+        out.append("  dense+colbert; sparse & bm25 get the bare query" + note, style="dim")
         label.update(out)
 
     def _update_instruction_placeholder(self) -> None:
@@ -237,9 +237,19 @@ class SearchPane(Vertical):
             self.query_one("#instruction-text", Input).value = value
 
     # -- running queries ---------------------------------------------------------------
+    def effective_k(self) -> int:
+        """The chosen k, raised to fill a tall terminal's result tables (at most 50)."""
+        rows = self.left.table.size.height - 1 if self.left.is_mounted else 0
+        return max(self.app.state.k, min(50, rows))
+
     def wanted_key(self, column: ResultColumn) -> tuple:
         s = self.app.state
-        return (str(self.app.workspace_root), s.query.strip(), s.instruction_value or "", column.pipeline, s.k, s.unit)
+        return (str(self.app.workspace_root), s.query.strip(), s.instruction_value or "", column.pipeline,
+                self.effective_k(), s.unit)
+
+    def on_resize(self) -> None:
+        if self.app.state.query.strip() and any(c.shown_key is not None for c in self.columns):
+            self.request_search()
 
     def request_search(self, immediate: bool = False) -> None:
         if self._timer is not None:
@@ -261,13 +271,14 @@ class SearchPane(Vertical):
             return
         if not self.app.workspace_ready:
             for c in self.columns:
-                c.clear(self.app.workspace_problem or "no index yet: add a folder on the Corpus screen (1)")
+                c.clear(self.app.workspace_problem or "opening the index… (the query runs when it is open)")
             return
         jobs = [(c.side, self.wanted_key(c)) for c in self.columns if force or c.shown_key != self.wanted_key(c)]
         if not jobs:
             return
+        self.app.save_state()
         for side, _ in jobs:
-            (self.left if side == "left" else self.right).set_busy(True)
+            (self.left if side == "left" else self.right).set_busy(True, loading=not self.app.models_ready)
         self._query_worker(jobs)
 
     @work(thread=True, exclusive=True, group="query", name="query")

@@ -1,0 +1,312 @@
+"""``wb eval``: a tiny BEIR dataset built from real prose, run through the CLI entry point.
+
+The reference metrics below are computed by hand from the TREC run files (trec_eval's formulas
+for binary relevance), independently of ranx.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLE, require_models
+
+DOCS = [
+    "itertools/groupby.md", "itertools/islice.md", "shutil/rmtree.md", "shutil/copytree.md",
+    "random/functions-for-sequences.md", "time/sleep.md", "heapq/overview.md", "json/encoders-and-decoders.md",
+    "tempfile/temporarydirectory.md", "functools/lru_cache.md", "multiprocessing/introduction.md",
+    "bisect/overview.md", "copy/overview.md", "gzip/overview.md", "hashlib/overview.md", "secrets/overview.md",
+    "textwrap/overview.md", "csv/reader-objects.md", "csv/writer-objects.md", "pathlib/path.unlink.md",
+    "pathlib/path.rename.md", "sqlite3/tutorial.md", "statistics/median_grouped.md", "subprocess/run.md",
+]
+QUERIES = {
+    "q1": ("itertools.groupby", {"itertools-groupby": 1}),
+    "q2": ("remove a directory tree and everything in it", {"shutil-rmtree": 1}),
+    "q3": ("pause the program for a few seconds", {"time-sleep": 1}),
+    "q4": ("cache the results of an expensive function call", {"functools-lru_cache": 1}),
+    "q5": ("compress a file with gzip", {"gzip-overview": 2}),
+    "q6": ("generate a secure random token for a password reset", {"secrets-overview": 1, "random-functions-for-sequences": 1}),
+    "q7": ("read rows from a CSV file", {"csv-reader-objects": 1, "csv-writer-objects": 0}),
+}
+TEXT_CHARS = 900
+METRICS = ("ndcg@10", "mrr@10", "recall@100", "map@100")
+
+
+def doc_id(name: str) -> str:
+    return name.removesuffix(".md").replace("/", "-")
+
+
+def make_dataset(root: Path, *, queries=QUERIES, extra_qrels: list[str] = (), split: str = "test") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "corpus.jsonl", "w") as fh:
+        for name in DOCS:
+            lines = (SAMPLE / name).read_text().splitlines()
+            title = lines[0].lstrip("# ").strip()
+            text = "\n".join(lines[1:]).strip()[:TEXT_CHARS]  # short documents keep the test fast
+            fh.write(json.dumps({"_id": doc_id(name), "title": title, "text": text}) + "\n")
+    with open(root / "queries.jsonl", "w") as fh:
+        for qid, (text, _rel) in queries.items():
+            fh.write(json.dumps({"_id": qid, "text": text}) + "\n")
+        fh.write(json.dumps({"_id": "q-unjudged", "text": "how do I parse a date"}) + "\n")
+    (root / "qrels").mkdir(exist_ok=True)
+    rows = ["query-id\tcorpus-id\tscore"]
+    rows += [f"{qid}\t{d}\t{s}" for qid, (_t, rel) in queries.items() for d, s in rel.items()]
+    rows += list(extra_qrels)
+    (root / "qrels" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def wb(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    """Run ``wb ARGS`` in-process through the console entry point (WbError -> exit code)."""
+    from workbench.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["wb", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_trec(path: Path) -> dict[str, list[tuple[str, int, float]]]:
+    run: dict[str, list[tuple[str, int, float]]] = {}
+    for line in path.read_text().splitlines():
+        qid, q0, doc, rank, score, tag = line.split()
+        assert q0 == "Q0" and tag
+        run.setdefault(qid, []).append((doc, int(rank), float(score)))
+    for rows in run.values():
+        assert [r for _d, r, _s in rows] == list(range(1, len(rows) + 1))
+        scores = [s for _d, _r, s in rows]
+        assert scores == sorted(scores, reverse=True)
+    return run
+
+
+def reference_metrics(ranked: list[str], relevant: set[str]) -> dict[str, float]:
+    """trec_eval-style binary-relevance metrics of one ranked list."""
+    dcg = sum(1 / math.log2(i + 2) for i, d in enumerate(ranked[:10]) if d in relevant)
+    idcg = sum(1 / math.log2(i + 2) for i in range(min(10, len(relevant))))
+    rr = next((1 / (i + 1) for i, d in enumerate(ranked[:10]) if d in relevant), 0.0)
+    hits, ap = 0, 0.0
+    for i, d in enumerate(ranked[:100]):
+        if d in relevant:
+            hits += 1
+            ap += hits / (i + 1)
+    return {"ndcg@10": dcg / idcg, "mrr@10": rr, "recall@100": len(set(ranked[:100]) & relevant) / len(relevant),
+            "map@100": ap / len(relevant)}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    require_models()
+    return make_dataset(tmp_path_factory.mktemp("eval") / "tinydocs")
+
+
+@pytest.fixture(scope="module")
+def first_run(dataset, tmp_path_factory):
+    """One full eval through the eval cache (set by $WB_EVAL_CACHE), then a second one."""
+    cache = tmp_path_factory.mktemp("cache")
+    runs = tmp_path_factory.mktemp("runs")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WB_EVAL_CACHE", str(cache))
+    results = []
+    try:  # capsys is function-scoped: capture by hand
+        for extra in (["--run-dir", str(runs), "--per-query"], []):
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                from workbench.cli.main import main
+
+                mp.setattr(sys, "argv", ["wb", "eval", str(dataset), "--pipeline", "bm25,dense,hybrid", "--json", *extra])
+                try:
+                    main()
+                    code = 0
+                except SystemExit as exc:
+                    code = exc.code
+            results.append((code, out.getvalue(), err.getvalue()))
+    finally:
+        mp.undo()
+    return results, cache, runs
+
+
+def test_json_schema_and_values(first_run, dataset):
+    (code, out, err), _second = first_run[0]
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 1  # exactly one JSON object on stdout; progress went to stderr
+    report = json.loads(lines[0])
+    assert {"dataset", "split", "queries", "depth", "baseline", "wall_seconds", "test", "pipelines", "per_query"} <= set(report)
+    assert report["dataset"] == "tinydocs" and report["split"] == "test" and report["depth"] == 100
+    assert report["queries"] == len(QUERIES)  # the unjudged query is not evaluated
+    assert report["baseline"] == "bm25" and report["test"] == "paired t-test"
+    assert [p["name"] for p in report["pipelines"]] == ["bm25", "dense", "hybrid"]
+    base, *others = report["pipelines"]
+    assert base["delta"] is None and base["p_value"] is None and base["wins"] is None
+    for p in report["pipelines"]:
+        assert set(p["metrics"]) == set(METRICS)
+        assert all(0.0 <= v <= 1.0 for v in p["metrics"].values())
+        assert p["seconds"] >= 0
+    for p in others:
+        assert set(p["delta"]) == set(METRICS) and set(p["p_value"]) == set(METRICS)
+        for m in METRICS:
+            assert p["delta"][m] == pytest.approx(p["metrics"][m] - base["metrics"][m], abs=2e-6)
+            assert p["p_value"][m] is None or 0.0 <= p["p_value"][m] <= 1.0
+        assert p["wins"] + p["losses"] + p["ties"] == len(QUERIES)
+    for row in report["per_query"]:
+        assert set(row) == {"pipeline", "query_id", "query", "baseline", "value", "delta"}
+        assert row["pipeline"] in ("dense", "hybrid") and row["delta"] != 0
+        assert row["delta"] == pytest.approx(row["value"] - row["baseline"], abs=2e-6)
+    # progress lines on stderr are JSON objects
+    assert all("phase" in json.loads(line) for line in err.strip().splitlines() if line.startswith("{"))
+
+
+def test_metrics_equal_a_hand_computation_from_the_run_files(first_run):
+    (_code, out, _err), _ = first_run[0]
+    report = json.loads(out)
+    runs_dir = first_run[2]
+    relevant = {q: {d for d, s in rel.items() if s > 0} for q, (_t, rel) in QUERIES.items()}
+    for p in report["pipelines"]:
+        path = runs_dir / (p["name"].replace("+", "_") + ".trec")
+        run = read_trec(path)
+        assert set(run) == set(QUERIES)  # every evaluated query, nothing else
+        per_query = {q: reference_metrics([d for d, _r, _s in run[q]], relevant[q]) for q in QUERIES}
+        for m in METRICS:
+            expected = sum(v[m] for v in per_query.values()) / len(QUERIES)
+            assert p["metrics"][m] == pytest.approx(expected, abs=1e-6), (p["name"], m)
+    # a query whose only relevant document bm25 ranks first
+    bm25 = read_trec(runs_dir / "bm25.trec")
+    assert bm25["q1"][0][0] == "itertools-groupby"
+
+
+def test_second_run_reuses_the_cached_index(first_run, dataset):
+    results, cache, _ = first_run
+    first, second = (json.loads(out) for _c, out, _e in results)
+    assert results[1][0] == 0
+    expected = cache / f"tinydocs-{hashlib.sha1(str(dataset / 'corpus.jsonl').encode()).hexdigest()[:8]}"
+    assert first["workspace"] == str(expected) == second["workspace"]
+    assert first["docs_indexed"] == len(DOCS)
+    assert second["docs_indexed"] == 0  # nothing re-encoded
+    assert [p["metrics"] for p in first["pipelines"]] == [p["metrics"] for p in second["pipelines"]]
+    assert "per_query" not in second
+
+
+def test_table_output(first_run, dataset, capsys, monkeypatch):
+    cache = first_run[1]
+    monkeypatch.setenv("WB_EVAL_CACHE", str(cache))
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25,hybrid", "--top", "2")
+    assert code == 0, err
+    assert "nDCG@10" in out and "hybrid" in out and "W/L/T" in out and "paired t-test" in out
+
+
+def test_flagembedding_folder_gives_the_same_figures(first_run, dataset, tmp_path, capsys, monkeypatch):
+    cache = first_run[1]
+    flag = tmp_path / "flag"
+    flag.mkdir()
+    with open(flag / "corpus.jsonl", "w") as fh:
+        for line in (dataset / "corpus.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            fh.write(json.dumps({"id": row["_id"], "title": row["title"], "text": row["text"]}) + "\n")
+    with open(flag / "test_queries.jsonl", "w") as fh:
+        for qid, (text, _rel) in QUERIES.items():
+            fh.write(json.dumps({"id": qid, "text": text}) + "\n")
+    with open(flag / "test_qrels.jsonl", "w") as fh:
+        for qid, (_t, rel) in QUERIES.items():
+            for d, s in rel.items():
+                fh.write(json.dumps({"qid": qid, "docid": d, "relevance": s}) + "\n")
+    ws = Path(json.loads(first_run[0][0][1])["workspace"])
+    code, out, err = wb(capsys, monkeypatch, "eval", str(flag), "-p", "bm25", "--json", "-w", str(ws))
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["format"] == "flagembedding" and report["docs_indexed"] == 0
+    beir = json.loads(first_run[0][0][1])["pipelines"][0]["metrics"]
+    assert report["pipelines"][0]["metrics"] == beir
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no-qrels", "missing qrels/test.tsv"),
+        ("unknown-doc", "not in corpus.jsonl"),
+        ("unknown-query", "not in queries.jsonl"),
+        ("empty-split", "is empty"),
+        ("no-relevant", "is empty"),
+        ("not-a-folder", "no such dataset folder"),
+        ("bad-pipeline", "unknown pipeline"),
+    ],
+)
+def test_bad_datasets_exit_2_with_one_line(case, message, tmp_path, capsys, monkeypatch):
+    root = tmp_path / "ds"
+    args = ["-p", "bm25"]
+    if case == "no-qrels":
+        make_dataset(root, split="train")
+    elif case == "unknown-doc":
+        make_dataset(root, extra_qrels=["q1\tno-such-doc\t1", "q2\talso-missing\t0"])
+    elif case == "unknown-query":
+        make_dataset(root, extra_qrels=["q-missing\titertools-groupby\t1"])
+    elif case == "empty-split":
+        make_dataset(root, queries={})
+    elif case == "no-relevant":
+        make_dataset(root, queries={"q1": ("itertools.groupby", {"itertools-groupby": 0})})
+    elif case == "not-a-folder":
+        root = tmp_path / "nowhere"
+    else:
+        make_dataset(root)
+        args = ["-p", "bm25,reranked"]
+    monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "cache"))
+    code, out, err = wb(capsys, monkeypatch, "eval", str(root), *args, "--json")
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wb: error:") and message in lines[0], err
+    if case == "no-qrels":
+        assert "splits present: train" in lines[0]
+    if case == "unknown-doc":
+        assert "2 document(s)" in lines[0] and "'no-such-doc'" in lines[0]
+    assert not (tmp_path / "cache").exists()  # refused before any index was built
+
+
+def test_tuning_scan_and_rerank_replay_match_the_query_path(first_run, dataset):
+    """The fusion grid scan and the rerank replay in workbench.eval.tune reproduce the searcher."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from workbench.config import MODES, FusionConfig
+    from workbench.eval import tune
+    from workbench.eval.dataset import load_dataset
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    data = load_dataset(dataset, "test")
+    ws = Workspace(Path(json.loads(first_run[0][0][1])["workspace"]))
+    searcher = Searcher(ws)
+    qids = data.query_ids
+    lists = searcher.mode_runs([data.queries[q] for q in qids], depths=(100,))[100]
+    queries = [tune._Query(lst, data.qrels[q]) for q, lst in zip(qids, lists)]
+    weights = np.array([[1.0, 1.0, 1.0, 1.0], [0.5, 2.0, 0.0, 1.0], [0.0, 0.0, 0.0, 1.0]])
+    for method in ("weighted", "rrf"):
+        scanned = tune.scan(queries, method, weights, 20)
+        for row, value in zip(weights, scanned):
+            fusion = FusionConfig(method=method, rrf_k=20, weights=dict(zip(MODES, row)))
+            exact = tune._ranx_ndcg(data, tune._fused_run(qids, lists, fusion))
+            assert value == pytest.approx(exact, abs=1e-9), (method, row)
+    # the searcher's own hybrid equals the fused lists
+    hybrid = tune._searcher_run(searcher, data, "hybrid")
+    fused = tune._fused_run(qids, lists, searcher.config.fusion)
+    assert {q: list(r) for q, r in hybrid.items()} == {q: list(r) for q, r in fused.items()}
+    # rerank replay at depth 5, interpolation 0.5 == the searcher's hybrid+rerank
+    searcher.config = replace(searcher.config, rerank=replace(searcher.config.rerank, interpolation=0.0))
+    raw = tune._searcher_run(searcher, data, "hybrid+rerank", rerank_depth=20)
+    searcher.config = replace(searcher.config, rerank=replace(searcher.config.rerank, interpolation=0.5))
+    real = tune._searcher_run(searcher, data, "hybrid+rerank", rerank_depth=5)
+    replayed = tune.replay_rerank(hybrid, {q: dict(list(raw[q].items())[:20]) for q in qids}, 5, 0.5)
+    for q in qids:
+        assert list(real[q])[:10] == list(replayed[q])[:10]
+        assert [real[q][d] for d in list(real[q])[:5]] == pytest.approx([replayed[q][d] for d in list(replayed[q])[:5]])

@@ -1,0 +1,511 @@
+"""The workbench TUI: Pilot tests of each screen's main path against a real small index, behaviour
+tests with a deterministic fake engine, the engine-side explanations, and a real-terminal check
+in tmux (skipped when tmux is missing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("textual")  # the GPU image has no textual: these tests do not apply there
+
+from tui_fake import FakeEngine, run_query, settle
+from workbench.search import explain
+from workbench.tui.app import WbApp
+from workbench.tui.common import movements
+from workbench.tui.preview import PreviewScreen
+from workbench.tui.state import TuiState
+
+REPO = Path(__file__).resolve().parents[1]
+QUERY = "remove a directory and everything in it"
+
+
+@pytest.fixture(autouse=True)
+def tui_state(tmp_path, monkeypatch):
+    """Each test gets its own state file (never the user's ~/.config/wb/tui.json)."""
+    path = tmp_path / "tui.json"
+    monkeypatch.setenv("WB_TUI_STATE", str(path))
+    monkeypatch.delenv("WB_WORKSPACE", raising=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tui_engine():
+    """One real engine for the session: models load once, Searchers are cached per workspace."""
+    from workbench.tui.engine import Engine
+
+    return Engine()
+
+
+def record_notifications(app) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
+    original = app.notify
+
+    def notify(message, *args, **kwargs):
+        seen.append((str(message), kwargs.get("severity", "information")))
+        return original(message, *args, **kwargs)
+
+    app.notify = notify
+    return seen
+
+
+# ---------------------------------------------------------------------------------------
+# Real index: the main path of each screen
+# ---------------------------------------------------------------------------------------
+async def test_search_two_columns_movement_pipeline_switch_and_preview(small_workspace, tui_engine, tui_state):
+    ws, _ = small_workspace
+    app = WbApp(str(ws.root), engine=tui_engine)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        assert app.workspace_ready and app.models_ready
+        app.action_show_tab("search")
+        await run_query(pilot, QUERY)
+        left, right = app.search.left, app.search.right
+        assert left.result.pipeline == "hybrid" and right.result.pipeline == "hybrid+rerank"
+        assert "shutil/rmtree.md" in [h.doc_id for h in left.hits[:3]]
+        assert left.table.row_count == len(left.hits) > 0 and right.table.row_count == len(right.hits) > 0
+        # each row carries every mode's rank; the right column carries movement marks
+        assert set(left.hits[0].ranks) == {"dense", "colbert", "sparse", "bm25"}
+        assert len(right.marks) == len(right.hits)
+        assert all(re.fullmatch(r"=|new|↑\d+|↓\d+", m) for m in right.marks)
+        marks, dropped = movements(left.hits, right.hits)
+        assert right.marks == marks and right.dropped == dropped
+
+        # switching the left pipeline reruns the left column only
+        right_before = right.result
+        await pilot.press("escape")  # leave the query box: letter keys are commands now
+        await pilot.press("l")
+        await settle(pilot)
+        assert left.pipeline == "hybrid+rerank" and left.result.pipeline == "hybrid+rerank"
+        assert right.result is right_before
+        assert right.marks == ["="] * len(right.hits)  # same pipeline both sides: no movement
+        assert json.loads(tui_state.read_text())["left_pipeline"] == "hybrid+rerank"
+
+        # a pipeline picked in the right column's Select
+        right.set_pipeline("bm25")
+        await settle(pilot)
+        assert right.result.pipeline == "bm25"
+        assert set(right.hits[0].ranks) == {"bm25"}
+
+        # Enter on a result opens its preview with the ColBERT and sparse explanations
+        left.table.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, PreviewScreen)
+        preview = screen.preview
+        assert preview is not None and not preview.errors
+        doc = preview.document
+        assert doc.doc_id == left.hits[0].doc_id
+        assert doc.text[doc.chunk_start:doc.chunk_end].strip()
+        assert any(m.part == "query" for m in preview.colbert.matches)
+        assert preview.sparse.terms and preview.sparse.shared
+        shown = screen.query_one("#preview-colbert").render()
+        assert "MaxSim" in str(shown)
+        await pilot.press("n")
+        await settle(pilot)
+        assert screen.index == 1 and screen.preview.document.doc_id == left.hits[1].doc_id
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, PreviewScreen)
+
+
+async def test_instruction_preset_shows_the_exact_encoder_input(small_workspace, tui_engine):
+    ws, _ = small_workspace
+    app = WbApp(str(ws.root), engine=tui_engine, warm=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "remove a directory")
+        app.search.set_instruction("python-docs")
+        await settle(pilot)
+        expected = tui_engine.searcher(ws.root).settings.templates.render_query(
+            "remove a directory",
+            "Given a question about Python, retrieve the documentation section that answers it")
+        assert expected in str(app.query_one("#rendered").render())
+        assert app.search.left.result.instruction.startswith("Given a question about Python")
+        # free text switches the picker to "custom"
+        app.query_one("#instruction-text").value = "Find the function that does it"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.state.instruction == "custom"
+        assert app.search.left.result.instruction == "Find the function that does it"
+        assert "Find the function that does it: remove a directory" in str(app.query_one("#rendered").render())
+
+
+class GatedEngine:
+    """The real engine, except that indexing waits for ``gate`` (to observe the UI meanwhile)."""
+
+    def __init__(self, engine) -> None:
+        import threading
+
+        self._engine = engine
+        self.gate = threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def index(self, root, folder, progress):
+        progress("chunking", 0, 1)
+        assert self.gate.wait(60)
+        return self._engine.index(root, folder, progress)
+
+
+async def test_corpus_screen_indexes_a_folder_in_the_background(tmp_path, tui_engine):
+    from conftest import copy_small_corpus
+
+    corpus = copy_small_corpus(tmp_path / "corpus", ["time/sleep.md", "heapq/overview.md", "shutil/rmtree.md"])
+    (corpus / "blob.txt").write_bytes(b"\x00\x01\x02binary")  # skipped: binary
+    ws = tmp_path / "ws"
+    engine = GatedEngine(tui_engine)
+    app = WbApp(str(ws), engine=engine, warm=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        seen = record_notifications(app)
+        await settle(pilot)
+        # no index yet: a notification, and the Corpus screen is shown
+        assert app.query_one("#tabs").active == "corpus"
+        assert any("no index" in m for m, _ in seen)
+        app.query_one("#folder").value = str(corpus)
+        app.query_one("#folder").focus()
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        # indexing runs in a worker: the progress shows and the rest of the UI keeps answering
+        assert app.corpus.indexing
+        assert app.query_one("#index-progress").display
+        await pilot.press("escape", "2")
+        await pilot.pause()
+        assert app.query_one("#tabs").active == "search"
+        engine.gate.set()
+        await settle(pilot)
+        info = app.corpus.info
+        assert info.exists and info.docs == 3
+        assert app.query_one("#documents").row_count == 3
+        assert app.query_one("#sources").row_count == 1
+        skipped = app.query_one("#skipped")
+        assert skipped.display and skipped.row_count == 1  # the binary file, with its reason
+        path, reason = skipped.get_row_at(0)
+        assert "blob.txt" in str(path) and reason == "binary"
+        assert any("indexed 3 documents" in m for m, _ in seen)
+        await run_query(pilot, "sleep for a few seconds")
+        assert app.search.left.hits[0].doc_id == "time/sleep.md"
+
+
+async def test_errors_are_notifications_never_crashes(tmp_path, tui_engine):
+    app = WbApp(str(tmp_path / "missing-ws"), engine=tui_engine, warm=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        seen = record_notifications(app)
+        await settle(pilot)
+        assert any("no index in workspace" in m for m, _ in seen)
+        # a query without an index explains itself in the columns
+        await run_query(pilot, "anything")
+        assert "no index" in str(app.query_one("#left-detail").render())
+        # a folder that does not exist
+        app.action_show_tab("corpus")
+        app.query_one("#folder").value = str(tmp_path / "nope")
+        app.query_one("#folder").focus()
+        await pilot.pause()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert ("no such file or folder: " + str(tmp_path / "nope"), "error") in seen
+        # wb eval on a folder that is no BEIR dataset: the command fails, a notification says why
+        app.action_show_tab("evaluate")
+        data = tmp_path / "not-beir"
+        data.mkdir()
+        app.query_one("#dataset").value = str(data)
+        app.evaluate.action_run()
+        await settle(pilot)
+        assert any(sev == "error" for m, sev in seen if m not in ("no such file or folder: " + str(tmp_path / "nope"),))
+        assert "failed" in str(app.query_one("#eval-status").render())
+        assert app.is_running
+
+
+async def test_a_missing_model_is_a_notification(small_workspace, tmp_path, tui_engine):
+    ws, _ = small_workspace
+    copy = tmp_path / "ws-copy"
+    shutil.copytree(ws.root, copy)
+    toml = (copy / "wb.toml").read_text().replace('dense = "all-MiniLM-L6-v2"', 'dense = "no-such-model"')
+    (copy / "wb.toml").write_text(toml)
+    app = WbApp(str(copy), engine=tui_engine, warm=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        seen = record_notifications(app)
+        await settle(pilot)
+        errors = [m for m, sev in seen if sev == "error"]
+        assert errors and not app.workspace_ready
+        await run_query(pilot, "anything")
+        assert errors[0] in str(app.query_one("#left-detail").render())
+        assert app.is_running
+
+
+# ---------------------------------------------------------------------------------------
+# Deterministic behaviour with the fake engine
+# ---------------------------------------------------------------------------------------
+async def test_superseded_query_is_cancelled():
+    engine = FakeEngine(delay=0.3)
+    app = WbApp(FakeEngine.root, engine=engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        search = app.search
+        search.set_query("first query")
+        await pilot.pause(0.05)
+        search.set_query("second query")
+        await settle(pilot)
+        assert search.left.result.query == "second query"
+        assert search.right.result.query == "second query"
+        # the first worker was cancelled after its current call: it never ran its second column
+        assert ("first query", "hybrid+rerank") not in engine.calls
+        assert engine.calls[-2:] == [("second query", "hybrid"), ("second query", "hybrid+rerank")]
+
+
+async def test_typing_is_debounced_and_stays_responsive():
+    engine = FakeEngine(delay=0.2)
+    app = WbApp(FakeEngine.root, engine=engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.query_one("#query").focus()
+        t0 = time.monotonic()
+        await pilot.press(*"directory")
+        assert time.monotonic() - t0 < 5
+        await settle(pilot)
+        assert app.query_one("#query").value == "directory"
+        queried = {text for text, _ in engine.calls}
+        assert queried == {"directory"}  # one search after the pause, not one per key
+
+
+async def test_state_persists_between_launches(tui_state):
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "remove a directory")
+        app.set_pipelines(left="bm25", right="dense")
+        app.set_instruction("qa")
+        await settle(pilot)
+    saved = TuiState.load(tui_state)
+    assert (saved.left_pipeline, saved.right_pipeline, saved.instruction) == ("bm25", "dense", "qa")
+    assert saved.workspace == FakeEngine.root and saved.query == "remove a directory"
+    app = WbApp(None, engine=FakeEngine())  # no workspace given: the last one
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert str(app.workspace_root) == FakeEngine.root
+        assert app.search.left.pipeline == "bm25" and app.search.right.pipeline == "dense"
+        assert app.query_one("#instruction").value == "qa"
+        assert app.search.left.result.query == "remove a directory"  # the last query reruns
+
+
+def test_state_file_damage_gives_defaults(tui_state):
+    tui_state.write_text("{not json")
+    assert TuiState.load(tui_state) == TuiState()
+    tui_state.write_text(json.dumps({"left_pipeline": 3, "k": -1, "unknown": True, "unit": "x"}))
+    s = TuiState.load(tui_state)
+    assert (s.left_pipeline, s.k, s.unit) == ("hybrid", 10, "doc")
+
+
+def test_movements_marks_and_dropped():
+    from workbench.types import Hit
+
+    def hits(ids):
+        return [Hit(r, d, d + "#0", d, d, 1.0 / r) for r, d in enumerate(ids, start=1)]
+
+    marks, dropped = movements(hits(["a", "b", "c", "d"]), hits(["c", "a", "e", "d"]))
+    assert marks == ["↑2", "↓1", "new", "="]
+    assert [h.doc_id for h in dropped] == ["b"]
+
+
+async def test_help_lists_every_key():
+    from workbench.tui.corpus import CorpusPane
+    from workbench.tui.evaluate import EvalPane
+    from workbench.tui.help import HelpScreen, key_sections
+    from workbench.tui.search import SearchPane
+
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.search.left.table.focus()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        listed = " ".join(keys for _, rows in key_sections(app) for keys, _ in rows)
+        for cls in (WbApp, SearchPane, CorpusPane, EvalPane, PreviewScreen):
+            for b in cls.BINDINGS:
+                assert app.get_key_display(b) in listed, (cls.__name__, b.key)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_command_palette_switches_pipeline():
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "directory")
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Right pipeline: bm25")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.search.right.pipeline == "bm25"
+        assert app.search.right.result.pipeline == "bm25"
+
+
+async def test_keys_switch_screens_and_swap():
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "directory")
+        await pilot.press("escape", "x")
+        await settle(pilot)
+        assert (app.search.left.pipeline, app.search.right.pipeline) == ("hybrid+rerank", "hybrid")
+        for key, tab in (("1", "corpus"), ("3", "evaluate"), ("4", "runs"), ("2", "search")):
+            app.set_focus(None)
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.query_one("#tabs").active == tab
+
+
+EVAL_REPORT = {
+    "dataset": "scifact-mini", "split": "test", "queries": 3, "depth": 100, "baseline": "hybrid",
+    "wall_seconds": 12.5, "test": "paired t-test", "workspaces": ["/demo/eval-ws"],
+    "pipelines": [
+        {"name": "hybrid", "metrics": {"ndcg@10": 0.61, "mrr@10": 0.58, "recall@100": 0.9, "map@100": 0.55},
+         "seconds": 3.2, "delta": None, "p_value": None, "wins": 0, "losses": 0, "ties": 0},
+        {"name": "hybrid+rerank", "metrics": {"ndcg@10": 0.66, "mrr@10": 0.6, "recall@100": 0.9, "map@100": 0.59},
+         "seconds": 4.1, "delta": {"ndcg@10": 0.05, "mrr@10": 0.02, "recall@100": 0.0, "map@100": 0.04},
+         "p_value": {"ndcg@10": 0.004, "mrr@10": 0.2, "recall@100": 1.0, "map@100": 0.03},
+         "wins": 2, "losses": 1, "ties": 0},
+    ],
+    "per_query": [
+        {"pipeline": "hybrid+rerank", "query_id": "q1", "query": "remove a directory", "baseline": 0.5,
+         "value": 0.9, "delta": 0.4},
+        {"pipeline": "hybrid+rerank", "query_id": "q2", "query": "sleep a while", "baseline": 0.8,
+         "value": 0.6, "delta": -0.2},
+        {"pipeline": "hybrid+rerank", "query_id": "q3", "query": "copy a tree", "baseline": 0.7,
+         "value": 0.75, "delta": 0.05},
+    ],
+}
+
+
+async def test_eval_table_and_jump_to_search():
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("evaluate")
+        app.evaluate.show_report(EVAL_REPORT)
+        await pilot.pause()
+        table = app.query_one("#eval-table")
+        assert table.row_count == 2
+        cell = str(table.get_cell("hybrid+rerank", "ndcg@10"))
+        assert "0.6600" in cell and "+0.0500" in cell and "**" in cell and "p=0.004" in cell
+        assert str(table.get_cell("hybrid+rerank", "wlt")).strip() == "2/1/0"
+        per_query = app.query_one("#per-query")
+        assert per_query.row_count == 3
+        assert "remove a directory" in str(per_query.get_row_at(0)[2])  # largest |Δ| first
+        per_query.focus()
+        per_query.move_cursor(row=1)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.query_one("#tabs").active == "search"
+        assert str(app.workspace_root) == "/demo/eval-ws"  # the workspace wb eval indexed into
+        assert app.query_one("#query").value == "sleep a while"
+        assert (app.search.left.pipeline, app.search.right.pipeline) == ("hybrid", "hybrid+rerank")
+        assert app.search.right.result.query == "sleep a while"
+
+
+@pytest.mark.slow
+async def test_evaluate_runs_the_real_wb_eval(tmp_path, monkeypatch, tui_engine):
+    """End to end: the Evaluate screen runs `wb eval` (a subprocess) on a tiny BEIR folder."""
+    from conftest import SAMPLE
+
+    monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "eval-cache"))
+    data = tmp_path / "tiny-beir"
+    (data / "qrels").mkdir(parents=True)
+    docs = ["shutil/rmtree.md", "time/sleep.md", "itertools/groupby.md", "heapq/overview.md"]
+    (data / "corpus.jsonl").write_text("".join(
+        json.dumps({"_id": d, "title": "", "text": (SAMPLE / d).read_text()}) + "\n" for d in docs))
+    queries = {"q1": ("remove a directory and everything in it", docs[0]),
+               "q2": ("pause the program for a few seconds", docs[1])}
+    (data / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, (t, _) in queries.items()))
+    (data / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, (_, d) in queries.items()))
+    app = WbApp(str(tmp_path / "ws"), engine=tui_engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        await settle(pilot)
+        app.action_show_tab("evaluate")
+        app.query_one("#dataset").value = str(data)
+        app.query_one("#eval-pipelines").value = "bm25,hybrid"
+        app.evaluate.action_run()
+        await settle(pilot, timeout=500)
+        assert not [m for m, sev in seen if sev == "error" and "no index" not in m]
+        report = app.evaluate.report
+        assert report and [p["name"] for p in report["pipelines"]] == ["bm25", "hybrid"]
+        assert app.query_one("#eval-table").row_count == 2
+        assert "done" in str(app.query_one("#eval-status").render())
+
+
+@pytest.mark.parametrize("size", [(100, 30), (200, 60)])
+async def test_layout_fits(size):
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "remove a directory")
+        for column in (app.search.left, app.search.right):
+            table = column.table
+            assert column.region.width >= size[0] // 2 - 4
+            assert table.virtual_size.width <= table.size.width  # no sideways scrolling
+            assert table.row_count == 10  # all the fake engine has
+        assert app.search.right.query_one(".dropped").display  # left hits missing on the right
+        assert "dropped" in str(app.search.right.query_one(".dropped").render())
+
+
+# ---------------------------------------------------------------------------------------
+# Engine-side explanations (workbench/search/explain.py)
+# ---------------------------------------------------------------------------------------
+def test_explain_document_view_and_terms(small_searcher):
+    hit = small_searcher.search(QUERY, k=3).results[0]
+    cat = small_searcher.catalog
+    view = explain.document_view(cat, hit.chunk_id)
+    row = explain.catalog_row(cat, hit.chunk_id)
+    assert view.text[view.chunk_start:view.chunk_end] == cat.texts[row]
+    for other in [i for i, d in enumerate(cat.doc_ids) if d == view.doc_id]:  # every chunk fits its offsets
+        assert view.text[int(cat.char_start[other]):int(cat.char_end[other])] == cat.texts[other]
+    assert explain.query_words("How do I remove a directory tree?") == ["remove", "directory", "tree"]
+    spans = explain.find_terms("Remove the tree: rmtree() removes trees", ["remove", "tree", "rmtree"])
+    assert [t for _, _, t in spans] == ["remove", "tree", "rmtree", "remove", "tree"]
+
+
+def test_explain_colbert_and_sparse_match_the_scores(small_searcher):
+    res = small_searcher.search("itertools.groupby", pipeline="hybrid", k=2, unit="chunk")
+    hit = res.results[0]  # chunk hits: every mode's score is this chunk's
+    cb = explain.colbert_matches(small_searcher, "itertools.groupby", hit.chunk_id)
+    assert cb.score == pytest.approx(hit.scores["colbert"], rel=0.02)  # MaxSim = Σ best cosine
+    parts = {m.part for m in cb.matches}
+    assert "query" in parts and "special" in parts
+    text = small_searcher.catalog.texts[explain.catalog_row(small_searcher.catalog, hit.chunk_id)]
+    spans = [m for m in cb.matches if m.doc_span]
+    assert spans and all(0 <= m.doc_span[0] < m.doc_span[1] <= len(text) for m in spans)
+    sp = explain.sparse_explanation(small_searcher, "itertools.groupby", hit.chunk_id)
+    assert sp.score == pytest.approx(hit.scores["sparse"], rel=0.05)
+    assert any(t.literal for t in sp.terms) and sp.expansions
+    with_instr = explain.colbert_matches(small_searcher, "itertools.groupby", hit.chunk_id, "python-docs")
+    assert any(m.part == "instruction" for m in with_instr.matches)
+    assert with_instr.rendered_query.endswith("itertools.groupby")
+
+
+# ---------------------------------------------------------------------------------------
+# A real terminal: tmux
+# ---------------------------------------------------------------------------------------
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_real_terminal_in_tmux(small_workspace, tmp_path):
+    ws, _ = small_workspace
+    script = REPO / "bench" / "tui_tmux_check.sh"
+    env = dict(os.environ, WB_TUI_STATE=str(tmp_path / "state.json"), PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(script), str(ws.root)], env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "both columns found" in proc.stdout

@@ -1,0 +1,283 @@
+"""Batches drawn from one task at a time, with a resumable, seeded schedule.
+
+In-batch negatives only make sense when the other examples of a batch come from the same
+task (a code query is not a useful negative for a medical one, and some tasks are trained
+with a different loss), so :class:`TaskBatchSampler` makes every batch single-task and picks
+which task each batch comes from.
+
+How an epoch is built (all of it a pure function of ``seed``, ``epoch`` and the examples):
+
+1. Each task's examples are shuffled (``Random(f"{seed}|{epoch}|{task}|{pass}")``) and cut
+   into batches of ``batch_size`` (see "duplicates" below); this is one *pass* over the task.
+2. The epoch has ``batches_per_epoch`` batches (default: the total over tasks of one pass).
+   ``proportional`` with the default length uses every task's pass exactly once (each example
+   once per epoch, p_t ∝ n_t). Otherwise task t gets p_t · M batches, p_t ∝ 1 (``uniform``),
+   n_t^(1/T) (``temperature``) or n_t (``proportional`` with an explicit length); fractional
+   parts are given out at random in proportion to their size, so the expected count is exactly
+   p_t · M. A task that needs more batches than one pass starts a new pass (new shuffle); a
+   task that needs fewer leaves the rest of its pass unseen this epoch.
+3. The task of each batch is a seeded shuffle of those counts.
+
+Duplicates: two examples in one batch where a positive of one is a positive or a hard
+negative of the other give a false negative (the loss pushes the query away from a passage
+that is relevant to it). When ``avoid_duplicates`` is on (the default), a batch is filled
+greedily in shuffled order, skipping examples that would clash with what the batch already
+holds; skipped ones wait for the next batch. When no clash-free example is left to fill a
+batch, it is topped up with clashing ones rather than left short, so batches keep their size
+and the clash is only where it cannot be avoided (``stats["batches_with_duplicates"]``).
+
+With ``drop_last`` a task's last short batch is dropped, and a task with fewer than
+``batch_size`` examples is left out entirely (an error if that leaves nothing).
+
+Resume: ``state_dict()`` is ``{epoch, position, ...}``, the epoch and the number of batches of
+it already handed out; ``load_state_dict`` makes the next ``iter()`` continue with exactly the
+next batch. Iterating to the end of an epoch moves on to the next epoch. A DataLoader with
+workers pulls indices ahead of the training loop, so a trainer should save the position it
+has *consumed* (``{"epoch": e, "position": steps_done_in_epoch}``) rather than the sampler's.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from workbench.errors import InputError, TrainingError, UsageError
+
+from .example import TrainingExample
+
+__all__ = ["TaskBatchSampler", "SAMPLING"]
+
+SAMPLING = ("proportional", "uniform", "temperature")
+
+
+class TaskBatchSampler:
+    """Yield lists of example indices, each list from a single task (see the module docstring).
+
+    Args:
+        examples: the training examples (their ``task``, ``positives`` and ``negatives`` are used).
+        batch_size: examples per batch.
+        sampling: ``"proportional"`` (p_t ∝ n_t), ``"uniform"`` (p_t = 1/K) or
+            ``"temperature"`` (p_t ∝ n_t^(1/temperature)).
+        temperature: T for ``"temperature"``; T = 1 is proportional, large T tends to uniform.
+        seed: the whole schedule is a function of the seed and the epoch.
+        drop_last: drop each task's last short batch.
+        avoid_duplicates: keep examples whose positives clash out of the same batch when possible.
+        batches_per_epoch: the epoch length; default: the batches in one pass over every task.
+    """
+
+    def __init__(
+        self,
+        examples: Sequence[TrainingExample],
+        batch_size: int,
+        *,
+        sampling: str = "proportional",
+        temperature: float = 2.0,
+        seed: int = 0,
+        drop_last: bool = False,
+        avoid_duplicates: bool = True,
+        batches_per_epoch: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+        if sampling not in SAMPLING:
+            raise UsageError(f"unknown sampling {sampling!r}: expected one of {', '.join(SAMPLING)}")
+        if sampling == "temperature" and not temperature > 0:
+            raise UsageError(f"temperature must be > 0, got {temperature}")
+        if batches_per_epoch is not None and batches_per_epoch < 1:
+            raise UsageError(f"batches_per_epoch must be at least 1, got {batches_per_epoch}")
+        if len(examples) == 0:
+            raise InputError("no training examples to batch")
+        self.examples = examples
+        self.batch_size = batch_size
+        self.sampling = sampling
+        self.temperature = float(temperature)
+        self.seed = seed
+        self.drop_last = drop_last
+        self.avoid_duplicates = avoid_duplicates
+        self.batches_per_epoch = batches_per_epoch
+
+        by_task: dict[str, list[int]] = {}
+        for i, example in enumerate(examples):
+            by_task.setdefault(example.task, []).append(i)
+        self.task_sizes = {task: len(by_task[task]) for task in sorted(by_task)}
+        self._by_task = {task: by_task[task] for task in sorted(by_task)}
+        usable = [t for t, n in self.task_sizes.items() if n >= batch_size or not drop_last]
+        if not usable:
+            raise InputError(
+                f"every task has fewer than batch_size={batch_size} examples and drop_last is on: "
+                + ", ".join(f"{t} ({n})" for t, n in self.task_sizes.items())
+            )
+        self.tasks = usable
+        self.epoch = 0
+        self.position = 0
+        self.stats: dict[str, int] = {"batches_with_duplicates": 0}
+        self._cache: tuple[int, list[list[int]]] | None = None
+
+    # ------------------------------------------------------------------ schedule
+
+    def task_probabilities(self) -> dict[str, float]:
+        """p_t for every usable task under the chosen sampling."""
+        sizes = [self.task_sizes[t] for t in self.tasks]
+        if self.sampling == "uniform":
+            weights = [1.0] * len(sizes)
+        elif self.sampling == "temperature":
+            weights = [n ** (1.0 / self.temperature) for n in sizes]
+        else:
+            weights = [float(n) for n in sizes]
+        total = sum(weights)
+        return {t: w / total for t, w in zip(self.tasks, weights)}
+
+    def _chunk(self, order: list[int]) -> list[list[int]]:
+        size = self.batch_size
+        if not self.avoid_duplicates:
+            batches = [order[i : i + size] for i in range(0, len(order), size)]
+        else:
+            examples = self.examples
+            remaining = dict.fromkeys(order)
+            batches = []
+            while remaining:
+                batch: list[int] = []
+                positives: set[str] = set()
+                texts: set[str] = set()
+                for idx in remaining:
+                    ex = examples[idx]
+                    if any(p in texts for p in ex.positives) or any(
+                        t in positives for t in (*ex.positives, *ex.negatives)
+                    ):
+                        continue
+                    batch.append(idx)
+                    positives.update(ex.positives)
+                    texts.update(ex.positives)
+                    texts.update(ex.negatives)
+                    if len(batch) == size:
+                        break
+                if len(batch) < size and len(batch) < len(remaining):
+                    chosen = set(batch)  # no clash-free example left: top up rather than go short
+                    for idx in remaining:
+                        if idx not in chosen:
+                            batch.append(idx)
+                            if len(batch) == size:
+                                break
+                    self.stats["batches_with_duplicates"] += 1
+                for idx in batch:
+                    del remaining[idx]
+                batches.append(batch)
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == size]
+        return batches
+
+    def _pass(self, task: str, epoch: int, number: int) -> list[list[int]]:
+        order = list(self._by_task[task])
+        random.Random(f"{self.seed}|{epoch}|{task}|{number}").shuffle(order)
+        return self._chunk(order)
+
+    def _counts(self, first_passes: dict[str, list[list[int]]], rng: random.Random) -> dict[str, int]:
+        if self.sampling == "proportional" and self.batches_per_epoch is None:
+            return {t: len(first_passes[t]) for t in self.tasks}
+        total = self.batches_per_epoch or sum(len(b) for b in first_passes.values())
+        probs = self.task_probabilities()
+        exact = {t: probs[t] * total for t in self.tasks}
+        counts = {t: math.floor(v) for t, v in exact.items()}
+        fractions = {t: exact[t] - counts[t] for t in self.tasks if exact[t] - counts[t] > 1e-12}
+        for _ in range(total - sum(counts.values())):
+            if not fractions:
+                break
+            names = list(fractions)
+            pick = rng.choices(names, weights=[fractions[t] for t in names])[0]
+            counts[pick] += 1
+            del fractions[pick]
+        return counts
+
+    def epoch_batches(self, epoch: int | None = None) -> list[list[int]]:
+        """Every batch of an epoch (default: the current one), in order."""
+        epoch = self.epoch if epoch is None else epoch
+        if self._cache is not None and self._cache[0] == epoch:
+            return self._cache[1]
+        self.stats["batches_with_duplicates"] = 0
+        first = {t: self._pass(t, epoch, 0) for t in self.tasks}
+        rng = random.Random(f"{self.seed}|{epoch}|schedule")
+        counts = self._counts(first, rng)
+        streams: dict[str, list[list[int]]] = {}
+        for task, count in counts.items():
+            stream = list(first[task])
+            number = 1
+            while len(stream) < count and first[task]:
+                stream.extend(self._pass(task, epoch, number))
+                number += 1
+            streams[task] = stream[:count]
+        sequence = [t for t in self.tasks for _ in range(len(streams[t]))]
+        rng.shuffle(sequence)
+        cursor = dict.fromkeys(self.tasks, 0)
+        batches = []
+        for task in sequence:
+            batches.append(streams[task][cursor[task]])
+            cursor[task] += 1
+        if not batches:
+            raise InputError(f"no batch of size {self.batch_size} can be formed from the examples")
+        self._cache = (epoch, batches)
+        return batches
+
+    # ------------------------------------------------------------------ iteration
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self.epoch_batches(self.epoch)
+        while self.position < len(batches):
+            batch = batches[self.position]
+            self.position += 1
+            yield list(batch)
+        self.epoch += 1
+        self.position = 0
+
+    def __len__(self) -> int:
+        """Batches in the current epoch (all of them, not only those left)."""
+        return len(self.epoch_batches(self.epoch))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its first batch (a no-op when it is already the current epoch)."""
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.position = 0
+
+    # ------------------------------------------------------------------ resume
+
+    def _fingerprint(self) -> dict[str, Any]:
+        return {
+            "batch_size": self.batch_size,
+            "sampling": self.sampling,
+            "temperature": self.temperature,
+            "drop_last": self.drop_last,
+            "avoid_duplicates": self.avoid_duplicates,
+            "batches_per_epoch": self.batches_per_epoch,
+            "task_sizes": dict(self.task_sizes),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"epoch", "position", "seed", "config"}``: enough to continue exactly."""
+        return {
+            "epoch": self.epoch,
+            "position": self.position,
+            "seed": self.seed,
+            "config": self._fingerprint(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`; raises TrainingError when the data or settings differ."""
+        try:
+            epoch, position = int(state["epoch"]), int(state["position"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TrainingError(f"cannot resume the batch sampler: bad state {state!r}") from exc
+        if "seed" in state and state["seed"] != self.seed:
+            raise TrainingError(f"cannot resume the batch sampler: seed {state['seed']} != {self.seed}")
+        config = state.get("config")
+        if config is not None and config != self._fingerprint():
+            changed = sorted(k for k in config.keys() | self._fingerprint().keys()
+                             if config.get(k) != self._fingerprint().get(k))
+            raise TrainingError(
+                "cannot resume the batch sampler: the data or settings changed since the checkpoint "
+                f"({', '.join(changed)})"
+            )
+        if epoch < 0 or position < 0:
+            raise TrainingError(f"cannot resume the batch sampler: negative epoch/position in {state!r}")
+        self.epoch, self.position = epoch, position

@@ -1,0 +1,67 @@
+"""Retrieval losses, one per module, all ``nn.Module`` s returning a scalar tensor.
+
+Two input conventions:
+
+* embeddings: :class:`InfoNCELoss` ``(q [B,d], p [B,d], negatives [B,N,d] | None)``;
+* scores: the multi-positive family (:class:`JointLHLoss`, :class:`SumMargLHLoss`,
+  :class:`LSEPairLoss`, :class:`Rand1LHLoss`) takes ``(scores [B,C], positive_mask [B,C])``
+  with scores already divided by the temperature; :class:`KLDistillationLoss` takes
+  ``(student_scores [B,C], teacher_scores [B,C])`` before temperature.
+
+``LOSSES`` maps the registry name to the class; ``build_loss(name, **kwargs)`` builds one and
+raises UsageError for an unknown name. Every loss has a ``config`` dict (name + settings).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workbench.errors import UsageError
+
+from ._base import RetrievalLoss, check_scores_and_mask
+from .infonce import InfoNCELoss, gather_rows
+from .joint_lh import JointLHLoss
+from .kl_distill import KLDistillationLoss
+from .lse_pair import LSEPairLoss
+from .rand1_lh import Rand1LHLoss
+from .sum_marg_lh import SumMargLHLoss
+
+LOSSES: dict[str, type[RetrievalLoss]] = {
+    "infonce": InfoNCELoss,
+    "jointlh": JointLHLoss,
+    "summarglh": SumMargLHLoss,
+    "lsepair": LSEPairLoss,
+    "rand1lh": Rand1LHLoss,
+    "kl": KLDistillationLoss,
+}
+
+#: losses that take ``(scores, positive_mask)``
+MULTI_POSITIVE = ("jointlh", "summarglh", "lsepair", "rand1lh")
+
+
+def build_loss(name: str, **kwargs: Any) -> RetrievalLoss:
+    """``LOSSES[name](**kwargs)``; UsageError naming the known losses when ``name`` is unknown."""
+    key = name.strip().lower().replace("-", "").replace("_", "")
+    cls = LOSSES.get(key)
+    if cls is None:
+        raise UsageError(f"unknown loss {name!r}: expected one of {', '.join(LOSSES)}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise UsageError(f"bad settings for loss {name!r}: {exc}") from exc
+
+
+__all__ = [
+    "LOSSES",
+    "MULTI_POSITIVE",
+    "InfoNCELoss",
+    "JointLHLoss",
+    "KLDistillationLoss",
+    "LSEPairLoss",
+    "Rand1LHLoss",
+    "RetrievalLoss",
+    "SumMargLHLoss",
+    "build_loss",
+    "check_scores_and_mask",
+    "gather_rows",
+]

@@ -1,0 +1,156 @@
+"""A training run is a folder: resolved config, status, event log, text log, checkpoints, model.
+
+    <workspace>/runs/<name>/
+      config.json        the resolved configuration (all a resume or a detached child needs)
+      status.json        state, pid, step/total, last loss, best metric, error (atomic writes)
+      events.jsonl       one JSON object per logged step / evaluation / lifecycle event
+      log.txt            the child's stdout and stderr
+      stop               present when a stop was requested
+      checkpoints/step-N/  accelerate state (model, optimizer, scheduler, RNG) + sampler.json
+      model/             the final model, sentence-transformers / Hugging Face layout
+
+States: ``queued`` → ``running`` → ``finished`` | ``stopped`` | ``failed``; a run whose pid is gone
+while it says ``running`` is reported as ``died``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.errors import UsageError
+
+TERMINAL = ("finished", "stopped", "failed", "died")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / "events.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.txt"
+
+    @property
+    def stop_path(self) -> Path:
+        return self.path / "stop"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    def read_config(self) -> dict:
+        return json.loads(self.config_path.read_text())
+
+    def status(self) -> dict:
+        try:
+            data = json.loads(self.status_path.read_text())
+        except (OSError, ValueError):
+            return {"state": "unknown"}
+        if data.get("state") == "running" and not _alive(data.get("pid")):
+            data["state"] = "died"
+        return data
+
+    def write_status(self, **fields) -> None:
+        current = {}
+        try:
+            current = json.loads(self.status_path.read_text())
+        except (OSError, ValueError):
+            pass
+        current.update(fields, updated=time.time())
+        tmp = self.status_path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(current))
+        os.replace(tmp, self.status_path)
+
+    def append_event(self, event: dict) -> None:
+        with open(self.events_path, "a") as f:
+            f.write(json.dumps(event) + "\n")
+            f.flush()
+
+    def events(self) -> list[dict]:
+        if not self.events_path.exists():
+            return []
+        out = []
+        for line in self.events_path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a kill
+        return out
+
+    def latest_checkpoint(self) -> Path | None:
+        if not self.checkpoints.exists():
+            return None
+        done = [p for p in self.checkpoints.iterdir() if p.name.startswith("step-") and (p / "sampler.json").exists()]
+        return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def _alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def runs_dir(workspace_root: Path) -> Path:
+    return workspace_root / "runs"
+
+
+def list_runs(workspace_root: Path) -> list[RunFolder]:
+    folder = runs_dir(workspace_root)
+    if not folder.exists():
+        return []
+    runs = [RunFolder(p) for p in folder.iterdir() if (p / "config.json").exists()]
+    return sorted(runs, key=lambda r: r.config_path.stat().st_mtime)
+
+
+def get_run(workspace_root: Path, name: str) -> RunFolder:
+    run = RunFolder(runs_dir(workspace_root) / name)
+    if not run.exists():
+        raise UsageError(f"no run named '{name}' in {runs_dir(workspace_root)}")
+    return run
+
+
+def new_run(workspace_root: Path, name: str, config_json: str) -> RunFolder:
+    run = RunFolder(runs_dir(workspace_root) / name)
+    if run.exists():
+        raise UsageError(f"a run named '{name}' exists already: pick another --out, or --resume {name}")
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.config_path.write_text(config_json)
+    run.write_status(state="queued", step=0, total_steps=None, pid=None)
+    return run

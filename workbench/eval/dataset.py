@@ -1,0 +1,263 @@
+"""Load and validate an evaluation dataset folder: BEIR format or FlagEmbedding's local format.
+
+BEIR (``--split test`` reads ``qrels/test.tsv``)::
+
+    corpus.jsonl      {"_id", "title"?, "text"} per line
+    queries.jsonl     {"_id", "text"} per line
+    qrels/<split>.tsv query-id <TAB> corpus-id <TAB> score   (a header line is optional)
+
+FlagEmbedding (``FlagEmbedding.abc.evaluation`` local data)::
+
+    corpus.jsonl              {"id" (or "_id"), "title"?, "text"} per line
+    <split>_queries.jsonl     {"id", "text"} per line
+    <split>_qrels.jsonl       {"qid", "docid", "relevance"} per line
+
+Rules (every violation is an ``InputError``, exit 2, with one line naming the file):
+- a judgement with score > 0 is relevant; 0 or less is not;
+- only queries with at least one relevant document in the split are evaluated;
+- qrels that name a document absent from the corpus or a query absent from the queries file are
+  refused, with how many and a few examples;
+- a split with no judgements, or none relevant, is refused.
+
+A FlagEmbedding corpus (``"id"`` instead of ``"_id"``) cannot be read by ``wb index`` as it is;
+``beir_corpus_for_index`` writes a BEIR copy into the workspace (rewritten only when it changed).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.errors import InputError
+
+EXAMPLES = 3
+
+
+@dataclass
+class EvalDataset:
+    name: str  # the folder's name
+    root: Path  # absolute folder
+    split: str
+    format: str  # "beir" or "flagembedding"
+    corpus_path: Path  # the dataset's corpus.jsonl
+    queries: dict[str, str]  # evaluated queries only: id -> text, in qrels order
+    qrels: dict[str, dict[str, int]]  # evaluated queries only: id -> {doc id: relevance > 0}
+    qrels_path: Path
+    corpus_size: int = 0
+    judged_queries: int = 0  # queries named in the split's qrels (with or without a relevant doc)
+    corpus_id_field: str = "_id"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def query_ids(self) -> list[str]:
+        return list(self.queries)
+
+
+def _examples(items) -> str:
+    items = list(items)
+    shown = ", ".join(repr(x) for x in items[:EXAMPLES])
+    return shown + (", …" if len(items) > EXAMPLES else "")
+
+
+def _read_jsonl(path: Path, id_fields: tuple[str, ...], what: str, need_text: bool):
+    """Yield (id, row) of a JSON-lines file; malformed lines are an InputError naming the line."""
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with handle:
+        try:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise InputError(f"{path}:{number}: malformed JSON ({exc.msg})") from exc
+                if not isinstance(row, dict):
+                    raise InputError(f"{path}:{number}: a {what} line must be a JSON object")
+                raw = next((row[f] for f in id_fields if row.get(f) not in (None, "")), None)
+                if raw is None:
+                    raise InputError(f"{path}:{number}: {what} has no {' or '.join(repr(f) for f in id_fields)}")
+                if need_text and not isinstance(row.get("text"), str):
+                    raise InputError(f"{path}:{number}: {what} {raw!r} has no \"text\"")
+                yield str(raw), row
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
+
+
+def _corpus_ids(path: Path) -> tuple[set[str], str]:
+    ids: set[str] = set()
+    id_field = "_id"
+    for doc_id, row in _read_jsonl(path, ("_id", "id"), "document", need_text=False):
+        if row.get("_id") in (None, ""):
+            id_field = "id"
+        ids.add(doc_id)
+    return ids, id_field
+
+
+def _queries(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for qid, row in _read_jsonl(path, ("_id", "id"), "query", need_text=True):
+        out[qid] = row["text"]
+    return out
+
+
+def _qrels_tsv(path: Path) -> list[tuple[str, str, int]]:
+    rows: list[tuple[str, str, int]] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        parts = line.rstrip("\r\n").split("\t")
+        if len(parts) == 4:  # TREC qrels: qid iteration docid relevance
+            parts = [parts[0], parts[2], parts[3]]
+        if len(parts) != 3:
+            raise InputError(f"{path}:{number}: expected 'query-id<TAB>corpus-id<TAB>score', got {line[:80]!r}")
+        try:
+            score = int(float(parts[2]))
+        except ValueError:
+            if number == 1 or not rows:  # the header line
+                continue
+            raise InputError(f"{path}:{number}: score {parts[2]!r} is not a number") from None
+        rows.append((parts[0].strip(), parts[1].strip(), score))
+    return rows
+
+
+def _qrels_jsonl(path: Path) -> list[tuple[str, str, int]]:
+    rows: list[tuple[str, str, int]] = []
+    for qid, row in _read_jsonl(path, ("qid", "query-id", "query_id"), "judgement", need_text=False):
+        doc = next((row[f] for f in ("docid", "corpus-id", "doc_id") if row.get(f) not in (None, "")), None)
+        if doc is None:
+            raise InputError(f"{path}: judgement for query {qid!r} has no \"docid\"")
+        try:
+            score = int(float(row.get("relevance", row.get("score", 1))))
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: judgement ({qid!r}, {doc!r}) has a non-numeric relevance") from None
+        rows.append((qid, str(doc), score))
+    return rows
+
+
+def _available_splits(root: Path, fmt: str) -> list[str]:
+    if fmt == "beir":
+        folder = root / "qrels"
+        return sorted(p.stem for p in folder.glob("*.tsv")) if folder.is_dir() else []
+    return sorted(p.name[: -len("_qrels.jsonl")] for p in root.glob("*_qrels.jsonl"))
+
+
+def detect_format(root: Path, split: str) -> str:
+    if (root / "queries.jsonl").exists() or (root / "qrels").is_dir():
+        return "beir"
+    if (root / f"{split}_qrels.jsonl").exists() or (root / f"{split}_queries.jsonl").exists() or any(
+        root.glob("*_qrels.jsonl")
+    ):
+        return "flagembedding"
+    return "beir"  # report the BEIR files as missing
+
+
+def load_dataset(path: str | Path, split: str = "test") -> EvalDataset:
+    """Read and check a dataset folder; see the module docstring for the formats and rules."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise InputError(f"no such dataset folder: {path}")
+    if not root.is_dir():
+        raise InputError(f"a dataset is a folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), not a file: {path}")
+    root = root.absolute()
+    if not split or "/" in split or split.startswith("."):
+        raise InputError(f"bad split name {split!r}")
+    fmt = detect_format(root, split)
+    corpus = root / "corpus.jsonl"
+    if fmt == "beir":
+        queries_path, qrels_path = root / "queries.jsonl", root / "qrels" / f"{split}.tsv"
+    else:
+        queries_path, qrels_path = root / f"{split}_queries.jsonl", root / f"{split}_qrels.jsonl"
+    missing = [p for p in (corpus, queries_path, qrels_path) if not p.is_file()]
+    if missing:
+        names = ", ".join(str(p.relative_to(root)) for p in missing)
+        splits = [s for s in _available_splits(root, fmt) if s != split]
+        hint = f" (splits present: {', '.join(splits)})" if splits and qrels_path in missing else ""
+        raise InputError(f"dataset {root} is missing {names}{hint}")
+
+    rows = _qrels_tsv(qrels_path) if fmt == "beir" else _qrels_jsonl(qrels_path)
+    if not rows:
+        raise InputError(f"split '{split}' is empty: {qrels_path} holds no judgements")
+    doc_ids, id_field = _corpus_ids(corpus)
+    if not doc_ids:
+        raise InputError(f"{corpus} holds no documents")
+    all_queries = _queries(queries_path)
+    unknown_docs = sorted({d for _q, d, _s in rows if d not in doc_ids})
+    unknown_queries = sorted({q for q, _d, _s in rows if q not in all_queries})
+    problems = []
+    if unknown_docs:
+        problems.append(f"{len(unknown_docs)} document(s) not in corpus.jsonl ({_examples(unknown_docs)})")
+    if unknown_queries:
+        problems.append(
+            f"{len(unknown_queries)} quer{'y' if len(unknown_queries) == 1 else 'ies'} not in "
+            f"{queries_path.name} ({_examples(unknown_queries)})"
+        )
+    if problems:
+        raise InputError(f"{qrels_path} names {' and '.join(problems)}")
+
+    qrels: dict[str, dict[str, int]] = {}
+    judged: list[str] = []
+    for qid, doc, score in rows:
+        if qid not in qrels and qid not in judged:
+            judged.append(qid)
+        if score > 0:
+            qrels.setdefault(qid, {})[doc] = max(score, qrels.get(qid, {}).get(doc, 0))
+    if not qrels:
+        raise InputError(f"split '{split}' is empty: no judgement in {qrels_path} has a score above 0")
+    order = [q for q in judged if q in qrels]
+    dataset = EvalDataset(
+        name=root.name,
+        root=root,
+        split=split,
+        format=fmt,
+        corpus_path=corpus,
+        queries={q: all_queries[q] for q in order},
+        qrels={q: qrels[q] for q in order},
+        qrels_path=qrels_path,
+        corpus_size=len(doc_ids),
+        judged_queries=len(judged),
+        corpus_id_field=id_field,
+    )
+    empty = [q for q in order if not all_queries[q].strip()]
+    if empty:
+        raise InputError(f"{queries_path}: {len(empty)} evaluated quer{'y has' if len(empty) == 1 else 'ies have'} "
+                         f"empty text ({_examples(empty)})")
+    if len(judged) > len(order):
+        dataset.notes.append(f"{len(judged) - len(order)} judged queries have no relevant document and are not evaluated")
+    return dataset
+
+
+def first_queries(dataset: EvalDataset, n: int) -> EvalDataset:
+    """The same dataset restricted to its first ``n`` evaluated queries."""
+    from dataclasses import replace
+
+    keep = dataset.query_ids[:n]
+    return replace(dataset, queries={q: dataset.queries[q] for q in keep}, qrels={q: dataset.qrels[q] for q in keep})
+
+
+def beir_corpus_for_index(dataset: EvalDataset, folder: Path) -> Path:
+    """The file to give ``wb index``: the dataset's own corpus.jsonl when its rows carry ``_id``,
+    else a BEIR copy (``id`` renamed ``_id``) written under ``folder`` only when its content changed."""
+    if dataset.corpus_id_field == "_id":
+        return dataset.corpus_path
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "corpus.jsonl"
+    lines = []
+    for doc_id, row in _read_jsonl(dataset.corpus_path, ("_id", "id"), "document", need_text=False):
+        out = {"_id": doc_id, "title": row.get("title") or "", "text": row.get("text") or ""}
+        lines.append(json.dumps(out, ensure_ascii=False))
+    content = "\n".join(lines) + "\n"
+    if not target.exists() or target.read_text(encoding="utf-8") != content:
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(content, encoding="utf-8")
+        tmp.replace(target)
+    return target

@@ -1,0 +1,308 @@
+"""Run retrieval systems over an evaluation dataset and score them with ranx.
+
+A *system* is ``(label, pipeline, config)``: a pipeline name as ``wb query`` takes it, run with a
+workspace configuration (models, fusion, rerank). Systems with the same models share one index;
+the first system is the baseline of every comparison.
+
+Metrics (ranx 0.3, binary relevance = qrels score > 0, ``depth`` documents retrieved per query):
+``ndcg@10``, ``mrr@10``, ``recall@100`` and ``map@100`` (average precision over the top 100,
+divided by all relevant documents, as trec_eval's ``map_cut_100`` and BEIR's ``MAP@100``). With
+``depth`` below 100 the @100 metrics only see ``depth`` documents.
+
+Depth is in documents: a single-mode pipeline is asked for ``OVERFETCH x depth`` chunks and cut
+to ``depth`` documents (its ranking does not depend on k). A fused pipeline is run with
+``k = depth`` exactly as ``wb query`` runs it (its candidate depth is ``max(fusion.depth, k)``
+chunks per mode), so it may return slightly fewer than ``depth`` documents.
+
+Runs are scored by rank, not by the searcher's scores (``rank_scores``): ties and the two score
+scales of a reranked list (reranked head, first-stage tail) would otherwise reorder documents.
+
+Comparison: a paired two-sided Student's t-test on per-query values (``ranx.compare``,
+``stat_test="student"``; deterministic, so no seed is involved) for every metric, and per-query
+nDCG@10 wins/losses/ties against the baseline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from workbench.config import ModelsConfig, WorkspaceConfig
+from workbench.errors import UsageError
+from workbench.eval.dataset import EvalDataset, beir_corpus_for_index
+from workbench.workspace import Workspace
+
+METRICS = ("ndcg@10", "mrr@10", "recall@100", "map@100")
+WIN_METRIC = "ndcg@10"
+OVERFETCH = 4  # single-mode pipelines: chunks fetched per wanted document (see run_system)
+STAT_TEST = "paired t-test"  # ranx stat_test="student": two-sided paired Student's t-test
+
+Progress = Callable[[dict], None]  # {"phase": str, "done": int, "total": int, ...}
+
+
+@dataclass(frozen=True)
+class System:
+    label: str  # unique name in the report (the pipeline name unless two systems share it)
+    pipeline: str
+    config: WorkspaceConfig
+    rerank_depth: int | None = None  # None: the config's [rerank] depth
+
+
+@dataclass
+class SystemResult:
+    label: str
+    pipeline: str
+    run: dict[str, dict[str, float]]  # query id -> {doc id: score}, best first
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> query id -> value
+    delta: dict[str, float] | None = None
+    p_value: dict[str, float | None] | None = None
+    wins: int | None = None
+    losses: int | None = None
+    ties: int | None = None
+
+
+@dataclass
+class EvalResult:
+    dataset: EvalDataset
+    depth: int
+    systems: list[SystemResult]
+    wall_seconds: float = 0.0
+    index_seconds: float = 0.0
+    load_seconds: float = 0.0
+    docs_indexed: int = 0
+    workspaces: list[str] = field(default_factory=list)
+    test: str = STAT_TEST
+
+    @property
+    def baseline(self) -> SystemResult:
+        return self.systems[0]
+
+
+# -- workspaces and indexing ------------------------------------------------------------
+def cache_root() -> Path:
+    return Path(os.environ.get("WB_EVAL_CACHE") or Path.home() / ".cache" / "wb" / "eval").expanduser()
+
+
+def index_models(models: ModelsConfig) -> ModelsConfig:
+    """The part of the models that the index depends on (the reranker is not)."""
+    return replace(models, reranker=ModelsConfig().reranker)
+
+
+def default_workspace(dataset: EvalDataset, models: ModelsConfig) -> Workspace:
+    """``<cache>/<folder>-<sha1(corpus path)[:8]>``, plus ``-<sha1(models)[:8]>`` when the models
+    are not the defaults (so base and fine-tuned models keep an index each)."""
+    name = f"{dataset.name}-{hashlib.sha1(str(dataset.corpus_path).encode()).hexdigest()[:8]}"
+    models = index_models(models)
+    if models != ModelsConfig():
+        name += "-" + hashlib.sha1(repr(models).encode()).hexdigest()[:8]
+    return Workspace(cache_root() / name)
+
+
+def index_dataset(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, progress: Progress | None = None):
+    """Bring the workspace's index up to date with the dataset's corpus (incremental: an unchanged
+    corpus encodes nothing). Returns the IndexSummary."""
+    from workbench.index.indexer import Indexer
+
+    ws.ensure()
+    corpus = beir_corpus_for_index(dataset, ws.root / "eval-corpus")
+
+    def on_progress(phase: str, done: int, total: int) -> None:
+        if progress:
+            progress({"phase": f"indexing: {phase}", "done": done, "total": total})
+
+    return Indexer(ws, config, progress=on_progress).run(corpus)
+
+
+# -- running ------------------------------------------------------------------------------
+def _warm(searcher, pipelines: list[str]) -> None:
+    """Load what the pipelines need before timing them (encoders, catalog, snapshot, reranker)."""
+    from workbench.search.pipelines import parse_pipeline
+
+    modes: set[str] = set()
+    rerank = False
+    for name in pipelines:
+        pipe = parse_pipeline(name)
+        modes |= set(pipe.modes)
+        rerank |= pipe.rerank
+    _ = searcher.catalog, searcher.snapshot
+    if modes & {"dense", "colbert"} or (rerank and searcher.config.models.reranker == "maxsim"):
+        _ = searcher.bundle.dense
+    if "sparse" in modes:
+        _ = searcher.bundle.sparse
+    if rerank and searcher.config.models.reranker != "maxsim":
+        _ = searcher.reranker
+
+
+def run_system(searcher, system: System, dataset: EvalDataset, depth: int, progress: Progress | None = None) -> SystemResult:
+    qids = dataset.query_ids
+    texts = [dataset.queries[q] for q in qids]
+
+    def on_progress(done: int, total: int) -> None:
+        if progress and (done == total or done % 25 == 0):
+            progress({"phase": f"querying: {system.label}", "pipeline": system.label, "done": done, "total": total})
+
+    from workbench.search.pipelines import parse_pipeline
+
+    # The searcher's per-mode depth counts chunks, so k=depth gives fewer than ``depth`` documents
+    # when documents have several chunks. A single-mode ranking is prefix-stable in k, so fetch
+    # more and cut to ``depth`` documents. A fused ranking is not (its candidate depth is
+    # max(fusion.depth, k)), so it is run exactly as ``wb query -k depth`` runs it.
+    single = len(parse_pipeline(system.pipeline).modes) == 1
+    fetch = depth * OVERFETCH if single else depth
+    t0 = time.perf_counter()
+    results = searcher.search_many(texts, pipeline=system.pipeline, k=fetch, unit="doc", progress=on_progress,
+                                   rerank_depth=system.rerank_depth)
+    seconds = time.perf_counter() - t0
+    run: dict[str, dict[str, float]] = {}
+    for qid, res in zip(qids, results):
+        run[qid] = {h.doc_id: float(h.score) for h in res.results[:depth]}  # insertion order = rank order
+    return SystemResult(system.label, system.pipeline, run, seconds)
+
+
+def rank_scores(ranking: dict[str, float]) -> dict[str, float]:
+    """``{doc: n - i}`` in the given (rank) order: strictly decreasing, so every tool that sorts by
+    score (ranx, trec_eval) sees exactly our ranking. The searcher's own scores can tie, and after
+    ``+rerank`` the reranked head and the first-stage tail are on different scales."""
+    n = len(ranking)
+    return {doc: float(n - i) for i, doc in enumerate(ranking)}
+
+
+def score_systems(dataset: EvalDataset, results: list[SystemResult]) -> None:
+    """Fill metrics, per-query values, deltas, p-values and wins/losses/ties (ranx)."""
+    from ranx import Qrels, Run, compare
+
+    qrels = Qrels({q: dict(d) for q, d in dataset.qrels.items()})
+    runs = []
+    for r in results:
+        # every evaluated query present, scored by rank (see rank_scores)
+        runs.append(Run({q: rank_scores(r.run.get(q, {})) for q in dataset.qrels}, name=r.label))
+    report = compare(qrels, runs, list(METRICS), stat_test="student", make_comparable=False)
+    base = results[0]
+    for r, run in zip(results, runs):
+        r.metrics = {m: float(report.results[r.label][m]) for m in METRICS}
+        r.per_query = {m: {q: float(v) for q, v in run.scores[m].items()} for m in METRICS}
+    for r in results[1:]:
+        r.delta = {m: r.metrics[m] - base.metrics[m] for m in METRICS}
+        pair = report.comparisons[base.label, r.label]
+        r.p_value = {}
+        for m in METRICS:
+            p = float(pair[m]["p_value"])
+            if math.isnan(p):  # no per-query difference at all (t undefined): no evidence of a change
+                same = all(base.per_query[m][q] == r.per_query[m][q] for q in dataset.qrels)
+                p = 1.0 if same else None
+            r.p_value[m] = p
+        wtl = report.win_tie_loss[(r.label, base.label)][WIN_METRIC]
+        r.wins, r.ties, r.losses = int(wtl["W"]), int(wtl["T"]), int(wtl["L"])
+
+
+def per_query_changes(dataset: EvalDataset, results: list[SystemResult], n: int = 10) -> list[dict]:
+    """The ``n`` largest nDCG@10 gains and ``n`` largest losses of each system against the baseline."""
+    base = results[0].per_query[WIN_METRIC]
+    out: list[dict] = []
+    for r in results[1:]:
+        values = r.per_query[WIN_METRIC]
+        rows = [
+            {"pipeline": r.label, "query_id": q, "query": dataset.queries[q], "baseline": base[q],
+             "value": values[q], "delta": values[q] - base[q]}
+            for q in dataset.qrels
+        ]
+        gains = sorted((x for x in rows if x["delta"] > 0), key=lambda x: (-x["delta"], x["query_id"]))[:n]
+        losses = sorted((x for x in rows if x["delta"] < 0), key=lambda x: (x["delta"], x["query_id"]))[:n]
+        out.extend(gains + losses)
+    return out
+
+
+def make_systems(pipelines: list[str], config: WorkspaceConfig, rerank_depth: int | None = None) -> list[System]:
+    from workbench.search.pipelines import parse_pipeline
+
+    systems: list[System] = []
+    seen: set[str] = set()
+    for name in pipelines:
+        pipe = parse_pipeline(name)
+        if pipe.name in seen:
+            raise UsageError(f"pipeline '{pipe.name}' is given twice")
+        seen.add(pipe.name)
+        systems.append(System(pipe.name, pipe.name, config, rerank_depth))
+    if not systems:
+        raise UsageError("no pipeline given")
+    return systems
+
+
+def evaluate(
+    dataset: EvalDataset,
+    systems: list[System],
+    *,
+    depth: int = 100,
+    workspace: Workspace | None = None,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Index (incrementally), run every system, score them. ``workspace`` None = the eval cache."""
+    from workbench.search.searcher import Searcher
+
+    if depth < 10:
+        raise UsageError("--depth must be at least 10 (nDCG@10 and MRR@10 need 10 results)")
+    labels = [s.label for s in systems]
+    if len(set(labels)) != len(labels):
+        raise UsageError("two systems share a label")
+    started = time.perf_counter()
+    result = EvalResult(dataset=dataset, depth=depth, systems=[])
+    # one index per distinct model set
+    groups: dict[ModelsConfig, list[System]] = {}
+    for s in systems:
+        groups.setdefault(index_models(s.config.models), []).append(s)
+    if workspace is not None and len(groups) > 1:
+        raise UsageError("systems with different models need an index each: leave out --workspace")
+    by_label: dict[str, SystemResult] = {}
+    for models, members in groups.items():
+        ws = workspace or default_workspace(dataset, models)
+        result.workspaces.append(str(ws.root))
+        t0 = time.perf_counter()
+        summary = index_dataset(dataset, ws, members[0].config, progress)
+        result.index_seconds += time.perf_counter() - t0
+        result.docs_indexed += summary.docs_indexed
+        if progress:
+            progress({"phase": "index ready", "done": 1, "total": 1, "message": summary.line()})
+        searchers: dict[int, Searcher] = {}
+        for s in members:
+            t0 = time.perf_counter()
+            key = id(s.config)
+            if key not in searchers:
+                searchers[key] = Searcher(ws, config=s.config)
+            searcher = searchers[key]
+            _warm(searcher, [s.pipeline])
+            result.load_seconds += time.perf_counter() - t0
+            by_label[s.label] = run_system(searcher, s, dataset, depth, progress)
+    result.systems = [by_label[s.label] for s in systems]
+    if progress:
+        progress({"phase": "scoring", "done": 0, "total": 1})
+    score_systems(dataset, result.systems)
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+def with_overrides(config: WorkspaceConfig, overrides: dict[str, str]) -> WorkspaceConfig:
+    return config.with_models(overrides) if overrides else config
+
+
+def resolve_workspace_and_config(dataset: EvalDataset, workspace: str | None, overrides: dict[str, str]):
+    """``-w`` given: that workspace and its wb.toml. Otherwise the eval cache with the current
+    built-in defaults (its wb.toml is rewritten from them, so ``wb query -w`` there agrees)."""
+    if workspace:
+        ws = Workspace.resolve(workspace)
+        return ws, with_overrides(ws.config(), overrides)
+    config = with_overrides(WorkspaceConfig(), overrides)
+    ws = default_workspace(dataset, config.models)
+    from workbench.config import DEFAULT_TOML
+
+    ws.root.mkdir(parents=True, exist_ok=True)
+    if not ws.config_path.exists() or ws.config_path.read_text() != DEFAULT_TOML:
+        ws.config_path.write_text(DEFAULT_TOML)
+    return ws, config
+

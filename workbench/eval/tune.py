@@ -1,0 +1,297 @@
+"""Choose the fusion and rerank defaults on a training split: ``wb eval DATASET --tune``.
+
+Never run this on the split you report (the CLI uses ``--split train`` by default with ``--tune``).
+
+Fusion
+    Every mode's own doc-level list is computed once per first-stage depth (``Searcher.mode_runs``,
+    the same lists ``hybrid`` fuses). The grid: method ``weighted`` (min-max, the only
+    normalisation the searcher implements) or ``rrf`` with k in ``RRF_KS``; each mode's weight in
+    ``WEIGHTS`` (weight vectors equal up to scale rank identically and are searched once); depth in
+    ``DEPTHS``. Depths stay >= 100: the searcher fuses ``max(fusion.depth, k)`` candidates, so with
+    ``wb eval``'s k = 100 a smaller fusion depth would not be what is measured.
+    The grid is scanned with a vectorised nDCG@10 (numpy), then the best ``RESCORE`` settings are
+    fused again with ``workbench.search.fusion.fuse`` (the query path's own code) and scored with
+    ranx; the best ranx nDCG@10 wins. Finally the winner is run through ``Searcher.search_many``
+    ("hybrid", k = 100) and scored with ranx, as a check that the emulation matched.
+
+Rerank
+    With the chosen fusion, one ``hybrid`` run gives first-stage scores and one ``hybrid+rerank`` run
+    at depth 100 without interpolation gives the reranker's score for each of the top 100
+    documents (a document's reranker score does not depend on the rerank depth). Every (depth,
+    interpolation) in ``RERANK_DEPTHS`` x ``INTERPOLATIONS`` is then replayed exactly as
+    ``Searcher._rerank`` combines them and scored with ranx.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from workbench.config import MODES, FusionConfig, WorkspaceConfig
+from workbench.eval.dataset import EvalDataset
+from workbench.eval.runner import rank_scores
+from workbench.workspace import Workspace
+
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
+RRF_KS = (10, 20, 40, 60, 100)
+DEPTHS = (100, 200)
+RERANK_DEPTHS = (20, 50, 100)
+INTERPOLATIONS = (0.0, 0.25, 0.5, 0.75)
+RESCORE = 15
+
+
+def weight_grid() -> np.ndarray:
+    """Distinct weight vectors (up to scale) over MODES, as rows; of equivalent vectors the one
+    nearest to all-ones is kept (``0.25, 0.25, 0.25, 0.25`` is written ``1, 1, 1, 1``)."""
+    best: dict[tuple[float, ...], tuple[float, ...]] = {}
+    for combo in itertools.product(WEIGHTS, repeat=len(MODES)):
+        top = max(combo)
+        if top == 0:
+            continue
+        key = tuple(round(w / top, 6) for w in combo)
+        cost = sum(abs(w - 1.0) for w in combo if w > 0)
+        if key not in best or cost < sum(abs(w - 1.0) for w in best[key] if w > 0):
+            best[key] = combo
+    return np.array(sorted(best.values()), dtype=np.float64)
+
+
+# -- vectorised scan ---------------------------------------------------------------------------
+class _Query:
+    """One query's fused-candidate matrix: ids in key order, per-mode min-max values and ranks."""
+
+    def __init__(self, lists: dict[str, dict[str, float]], relevant: dict[str, int]) -> None:
+        ids = sorted({k for scores in lists.values() for k in scores})
+        pos = {k: i for i, k in enumerate(ids)}
+        n = len(ids)
+        self.norm = np.zeros((n, len(MODES)))
+        self.rank = np.full((n, len(MODES)), np.inf)
+        for j, mode in enumerate(MODES):
+            scores = lists.get(mode, {})
+            if not scores:
+                continue
+            lo, hi = min(scores.values()), max(scores.values())
+            for k, v in scores.items():
+                self.norm[pos[k], j] = 1.0 if hi == lo else (v - lo) / (hi - lo)
+            ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+            for r, (k, _v) in enumerate(ordered, start=1):
+                self.rank[pos[k], j] = r
+        self.rel = np.array([1.0 if relevant.get(k, 0) > 0 else 0.0 for k in ids])
+        m = min(10, sum(1 for v in relevant.values() if v > 0))
+        self.idcg = float(np.sum(1.0 / np.log2(np.arange(2, m + 2)))) if m else 0.0
+
+    def ndcg10(self, fused: np.ndarray) -> np.ndarray:
+        """nDCG@10 of each column of ``fused`` (n x C), ties broken by id as ``fuse`` sorts them."""
+        if self.idcg == 0 or fused.shape[0] == 0:
+            return np.zeros(fused.shape[1])
+        order = np.argsort(-fused, axis=0, kind="stable")[:10]
+        discounts = 1.0 / np.log2(np.arange(2, order.shape[0] + 2))
+        return (self.rel[order] * discounts[:, None]).sum(axis=0) / self.idcg
+
+
+def scan(queries: list[_Query], method: str, weights: np.ndarray, rrf_k: int = 60) -> np.ndarray:
+    """Mean nDCG@10 of every weight row (vectorised over the grid)."""
+    total = np.zeros(len(weights))
+    for q in queries:
+        basis = q.norm if method == "weighted" else np.where(np.isinf(q.rank), 0.0, 1.0 / (rrf_k + q.rank))
+        total += q.ndcg10(basis @ weights.T)
+    return total / max(1, len(queries))
+
+
+# -- exact scoring with the query path's code and ranx -------------------------------------------
+def _ranx_ndcg(dataset: EvalDataset, run: dict[str, dict[str, float]]) -> float:
+    from ranx import Qrels, Run, evaluate
+
+    qrels = Qrels({q: dict(d) for q, d in dataset.qrels.items()})
+    return float(evaluate(qrels, Run({q: rank_scores(run.get(q, {})) for q in dataset.qrels}), "ndcg@10"))
+
+
+def _ranx_metrics(dataset: EvalDataset, run: dict[str, dict[str, float]]) -> dict[str, float]:
+    from ranx import Qrels, Run, evaluate
+
+    from workbench.eval.runner import METRICS
+
+    qrels = Qrels({q: dict(d) for q, d in dataset.qrels.items()})
+    out = evaluate(qrels, Run({q: rank_scores(run.get(q, {})) for q in dataset.qrels}), list(METRICS))
+    return {m: round(float(v), 6) for m, v in out.items()}
+
+
+def _fused_run(qids, per_query_lists, fusion: FusionConfig, k: int = 100) -> dict[str, dict[str, float]]:
+    from workbench.search.fusion import fuse
+
+    run = {}
+    for qid, lists in zip(qids, per_query_lists):
+        fused = fuse(lists, fusion.weights, fusion.method, fusion.rrf_k)
+        ranking = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        run[qid] = dict(ranking)
+    return run
+
+
+def _searcher_run(searcher, dataset: EvalDataset, pipeline: str, k: int = 100, rerank_depth=None):
+    qids = dataset.query_ids
+    res = searcher.search_many([dataset.queries[q] for q in qids], pipeline=pipeline, k=k, unit="doc",
+                               rerank_depth=rerank_depth)
+    return {q: {h.doc_id: float(h.score) for h in r.results} for q, r in zip(qids, res)}
+
+
+def replay_rerank(first: dict[str, dict[str, float]], rerank_scores: dict[str, dict[str, float]],
+                  depth: int, a: float) -> dict[str, dict[str, float]]:
+    """``Searcher._rerank`` replayed: rerank the top ``depth`` of ``first`` with the given scores."""
+    from workbench.search.fusion import min_max
+
+    out = {}
+    for qid, ranking in first.items():
+        items = list(ranking.items())
+        head, tail = items[:depth], items[depth:]
+        scores = {key: rerank_scores[qid][key] for key, _ in head}
+        if a > 0:
+            f, s = min_max(dict(head)), min_max(scores)
+            final = {key: (1 - a) * s[key] + a * f[key] for key, _ in head}
+        else:
+            final = scores
+        out[qid] = dict(sorted(final.items(), key=lambda kv: (-kv[1], kv[0])) + tail)
+    return out
+
+
+def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progress=None,
+         rerankers: tuple[str, ...] = ("maxsim",), limit: int | None = None) -> dict:
+    """Tune fusion (and rerank for each reranker in ``rerankers``) on ``dataset``'s split."""
+    from workbench.eval.runner import index_dataset
+    from workbench.search.searcher import Searcher
+
+    started = time.perf_counter()
+    emit = progress or (lambda event: None)
+    summary = index_dataset(dataset, ws, config, progress)
+    emit({"phase": "index ready", "done": 1, "total": 1, "message": summary.line()})
+    if limit:
+        from workbench.eval.dataset import first_queries
+
+        dataset = first_queries(dataset, limit)
+    qids = dataset.query_ids
+    texts = [dataset.queries[q] for q in qids]
+    searcher = Searcher(ws, config=config)
+
+    t0 = time.perf_counter()
+    per_depth = searcher.mode_runs(
+        texts, modes=MODES, depths=DEPTHS,
+        progress=lambda d, n: emit({"phase": "mode lists", "done": d, "total": n}) if d % 50 == 0 or d == n else None)
+    lists_seconds = time.perf_counter() - t0
+
+    # single modes as fused (their own lists; ColBERT here re-scores the other modes' candidates)
+    singles = {
+        m: _ranx_ndcg(dataset, {q: dict(sorted(lists.get(m, {}).items(), key=lambda kv: (-kv[1], kv[0])))
+                                for q, lists in zip(qids, per_depth[DEPTHS[0]])})
+        for m in MODES
+    }
+
+    grid = weight_grid()
+    candidates = []  # (numpy ndcg, method, rrf_k, depth, weights)
+    for depth in DEPTHS:
+        queries = [_Query(lists, dataset.qrels[q]) for q, lists in zip(qids, per_depth[depth])]
+        for method, ks in (("weighted", (60,)), ("rrf", RRF_KS)):
+            for k in ks:
+                emit({"phase": f"fusion grid {method} k={k} depth={depth}", "done": 0, "total": 0})
+                values = scan(queries, method, grid, k)
+                for i in np.argsort(-values)[:RESCORE]:
+                    candidates.append((float(values[i]), method, k, depth, tuple(float(w) for w in grid[i])))
+    candidates.sort(key=lambda c: -c[0])
+    rescored = []
+    for ndcg_np, method, k, depth, weights in candidates[:RESCORE]:
+        fusion = FusionConfig(method=method, depth=depth, rrf_k=k, weights=dict(zip(MODES, weights)),
+                              normalization="min-max")
+        value = _ranx_ndcg(dataset, _fused_run(qids, per_depth[depth], fusion))
+        rescored.append({"ndcg@10": round(value, 6), "scan_ndcg@10": round(ndcg_np, 6), "method": method,
+                         "rrf_k": k, "depth": depth, "weights": dict(zip(MODES, weights))})
+    # best ranx value; on a tie prefer the smaller depth, then fewer modes switched off
+    rescored.sort(key=lambda r: (-r["ndcg@10"], r["depth"], -sum(1 for w in r["weights"].values() if w > 0)))
+    best = rescored[0]
+    rrf_k = best["rrf_k"] if best["method"] == "rrf" else config.fusion.rrf_k
+    chosen = FusionConfig(method=best["method"], normalization="min-max", depth=best["depth"], rrf_k=rrf_k,
+                          weights=dict(best["weights"]))
+
+    # reference points on train: the current config's fusion and untuned settings
+    reference = {}
+    for name, fusion in (
+        ("configured", config.fusion),
+        ("weighted, all weights 1", FusionConfig(method="weighted", depth=100)),
+        ("rrf k=60, all weights 1", FusionConfig(method="rrf", depth=100, rrf_k=60)),
+    ):
+        d = fusion.depth if fusion.depth in per_depth else None
+        if d is not None:
+            reference[name] = round(_ranx_ndcg(dataset, _fused_run(qids, per_depth[d], fusion)), 6)
+
+    tuned_config = replace(config, fusion=chosen)
+    searcher.config = tuned_config
+    emit({"phase": "checking hybrid with the chosen fusion", "done": 0, "total": 0})
+    t0 = time.perf_counter()
+    hybrid_run = _searcher_run(searcher, dataset, "hybrid")
+    hybrid_seconds = time.perf_counter() - t0
+    hybrid_metrics = _ranx_metrics(dataset, hybrid_run)
+
+    reranks = {}
+    for reranker in rerankers:
+        emit({"phase": f"rerank grid ({reranker})", "done": 0, "total": 0})
+        rcfg = replace(tuned_config, models=replace(tuned_config.models, reranker=reranker),
+                       rerank=replace(tuned_config.rerank, interpolation=0.0))
+        if reranker in ("maxsim", config.models.reranker):
+            rsearcher = searcher  # MaxSim needs no model of its own; the configured one is loaded once
+            rsearcher.config = rcfg
+        else:
+            rsearcher = Searcher(ws, config=rcfg)
+        t0 = time.perf_counter()
+        reranked = _searcher_run(rsearcher, dataset, "hybrid+rerank", rerank_depth=max(RERANK_DEPTHS))
+        rerank_seconds = time.perf_counter() - t0
+        top = max(RERANK_DEPTHS)
+        raw = {q: dict(list(reranked[q].items())[:top]) for q in qids}
+        grid_rows = []
+        for depth, a in itertools.product(RERANK_DEPTHS, INTERPOLATIONS):
+            value = _ranx_ndcg(dataset, replay_rerank(hybrid_run, raw, depth, a))
+            grid_rows.append({"depth": depth, "interpolation": a, "ndcg@10": round(value, 6)})
+        grid_rows.sort(key=lambda r: (-r["ndcg@10"], r["depth"]))
+        reranks[reranker] = {"grid": grid_rows, "best": grid_rows[0], "seconds_at_depth_100": round(rerank_seconds, 1)}
+        searcher.config = tuned_config
+
+    return {
+        "dataset": dataset.name,
+        "split": dataset.split,
+        "queries": len(qids),
+        "chosen": {
+            "fusion": {"method": chosen.method, "normalization": chosen.normalization, "depth": chosen.depth,
+                       "rrf_k": chosen.rrf_k, "weights": chosen.weights},
+            "rerank": {r: {"depth": v["best"]["depth"], "interpolation": v["best"]["interpolation"]}
+                       for r, v in reranks.items()},
+        },
+        "train": {
+            "single_modes_ndcg@10": {m: round(v, 6) for m, v in singles.items()},
+            "fusion_reference_ndcg@10": reference,
+            "fusion_top": rescored,
+            "hybrid_checked": hybrid_metrics,
+            "hybrid_check_matches_scan": abs(hybrid_metrics["ndcg@10"] - best["ndcg@10"]) < 1e-6,
+            "rerank": reranks,
+        },
+        "grid": {"weights": list(WEIGHTS), "rrf_k": list(RRF_KS), "depths": list(DEPTHS),
+                 "rerank_depths": list(RERANK_DEPTHS), "interpolations": list(INTERPOLATIONS),
+                 "weight_vectors": int(len(grid))},
+        "seconds": {"mode_lists": round(lists_seconds, 1), "hybrid_check": round(hybrid_seconds, 1),
+                    "total": round(time.perf_counter() - started, 1)},
+    }
+
+
+def summary(outcome: dict) -> str:
+    c = outcome["chosen"]
+    t = outcome["train"]
+    f = c["fusion"]
+    lines = [
+        f"tuned on {outcome['dataset']} {outcome['split']} ({outcome['queries']} queries)",
+        f"fusion: method={f['method']} depth={f['depth']} rrf_k={f['rrf_k']} weights={f['weights']}",
+        f"  train nDCG@10 {100 * t['hybrid_checked']['ndcg@10']:.2f} (checked through the searcher); "
+        f"reference {', '.join(f'{k}: {100 * v:.2f}' for k, v in t['fusion_reference_ndcg@10'].items())}",
+        f"  single modes: {', '.join(f'{k} {100 * v:.2f}' for k, v in t['single_modes_ndcg@10'].items())}",
+    ]
+    for r, v in t["rerank"].items():
+        b = v["best"]
+        lines.append(f"rerank ({r}): depth={b['depth']} interpolation={b['interpolation']} "
+                     f"train nDCG@10 {100 * b['ndcg@10']:.2f}")
+    return "\n".join(lines)
