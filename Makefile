@@ -34,7 +34,7 @@ test-all: models
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 bench: models
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py $(if $(WS),-w $(WS),)
 
 clean:
 	rm -rf $(VENV) $(DEMO_WS) .pytest_cache

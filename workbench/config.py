@@ -26,19 +26,23 @@ reranker = "maxsim"          # "maxsim" (zero-shot), "llm" (SmolLM2 yes/no), or 
 chunk_tokens = 256
 chunk_overlap = 32
 
+# [fusion] and [rerank] defaults were chosen on SciFact's train split (809 queries, nDCG@10) with
+# `wb eval DATASET --tune`; see bench/results/fusion_tuning.json.
 [fusion]
 method = "weighted"          # "weighted" (normalised score sum) or "rrf"
 normalization = "min-max"
 depth = 100                  # candidates taken from each mode before fusion
+rrf_k = 60                   # used by method = "rrf"
 
 [fusion.weights]
 dense = 1.0
-colbert = 1.0
+colbert = 1.5
 sparse = 1.0
 bm25 = 1.0
 
 [rerank]
-depth = 50
+depth = 50                   # first-stage results the +rerank pipelines rerank
+interpolation = 0.75         # final = (1-a) * reranker + a * first stage (both min-max normalised)
 """
 
 
@@ -69,13 +73,13 @@ class FusionConfig:
     normalization: str = "min-max"
     depth: int = 100
     rrf_k: int = 60
-    weights: dict[str, float] = field(default_factory=lambda: {m: 1.0 for m in MODES})
+    weights: dict[str, float] = field(default_factory=lambda: {"dense": 1.0, "colbert": 1.5, "sparse": 1.0, "bm25": 1.0})
 
 
 @dataclass(frozen=True)
 class RerankConfig:
     depth: int = 50
-    interpolation: float = 0.0  # final = (1-a) * reranker + a * first-stage (both min-max normalised)
+    interpolation: float = 0.75  # final = (1-a) * reranker + a * first-stage (both min-max normalised)
 
 
 @dataclass(frozen=True)

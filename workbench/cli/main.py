@@ -262,7 +262,11 @@ def eval_cmd(
     if tune:
         from workbench.eval import tune as tuning
 
-        outcome = tuning.tune(data, ws, cfg, progress=progress, rerankers=(cfg.models.reranker,))
+        depths = tuning.RERANK_DEPTHS
+        if rerank_depth is not None:  # --tune --rerank-depth N: only rerank depths up to N (slow rerankers)
+            depths = tuple(d for d in depths if d <= rerank_depth) or (rerank_depth,)
+        outcome = tuning.tune(data, ws, cfg, progress=progress, rerankers=(cfg.models.reranker,),
+                              rerank_depths=depths)
         if json_out:
             sys.stdout.write(json.dumps(outcome, ensure_ascii=False) + "\n")
         else:

@@ -156,7 +156,8 @@ def replay_rerank(first: dict[str, dict[str, float]], rerank_scores: dict[str, d
 
 
 def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progress=None,
-         rerankers: tuple[str, ...] = ("maxsim",), limit: int | None = None) -> dict:
+         rerankers: tuple[str, ...] = ("maxsim",), rerank_depths: tuple[int, ...] = RERANK_DEPTHS,
+         limit: int | None = None) -> dict:
     """Tune fusion (and rerank for each reranker in ``rerankers``) on ``dataset``'s split."""
     from workbench.eval.runner import index_dataset
     from workbench.search.searcher import Searcher
@@ -232,26 +233,9 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
 
     reranks = {}
     for reranker in rerankers:
-        emit({"phase": f"rerank grid ({reranker})", "done": 0, "total": 0})
-        rcfg = replace(tuned_config, models=replace(tuned_config.models, reranker=reranker),
-                       rerank=replace(tuned_config.rerank, interpolation=0.0))
-        if reranker in ("maxsim", config.models.reranker):
-            rsearcher = searcher  # MaxSim needs no model of its own; the configured one is loaded once
-            rsearcher.config = rcfg
-        else:
-            rsearcher = Searcher(ws, config=rcfg)
-        t0 = time.perf_counter()
-        reranked = _searcher_run(rsearcher, dataset, "hybrid+rerank", rerank_depth=max(RERANK_DEPTHS))
-        rerank_seconds = time.perf_counter() - t0
-        top = max(RERANK_DEPTHS)
-        raw = {q: dict(list(reranked[q].items())[:top]) for q in qids}
-        grid_rows = []
-        for depth, a in itertools.product(RERANK_DEPTHS, INTERPOLATIONS):
-            value = _ranx_ndcg(dataset, replay_rerank(hybrid_run, raw, depth, a))
-            grid_rows.append({"depth": depth, "interpolation": a, "ndcg@10": round(value, 6)})
-        grid_rows.sort(key=lambda r: (-r["ndcg@10"], r["depth"]))
-        reranks[reranker] = {"grid": grid_rows, "best": grid_rows[0], "seconds_at_depth_100": round(rerank_seconds, 1)}
         searcher.config = tuned_config
+        reranks[reranker] = tune_rerank(dataset, ws, tuned_config, reranker, depths=rerank_depths,
+                                        searcher=searcher, first_stage=hybrid_run, progress=progress)
 
     return {
         "dataset": dataset.name,
@@ -272,11 +256,50 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
             "rerank": reranks,
         },
         "grid": {"weights": list(WEIGHTS), "rrf_k": list(RRF_KS), "depths": list(DEPTHS),
-                 "rerank_depths": list(RERANK_DEPTHS), "interpolations": list(INTERPOLATIONS),
+                 "rerank_depths": list(rerank_depths), "interpolations": list(INTERPOLATIONS),
                  "weight_vectors": int(len(grid))},
         "seconds": {"mode_lists": round(lists_seconds, 1), "hybrid_check": round(hybrid_seconds, 1),
                     "total": round(time.perf_counter() - started, 1)},
     }
+
+
+def tune_rerank(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, reranker: str, *,
+                depths: tuple[int, ...] = RERANK_DEPTHS, interpolations: tuple[float, ...] = INTERPOLATIONS,
+                searcher=None, first_stage=None, progress=None) -> dict:
+    """Rerank depth x interpolation grid for ``reranker`` over ``config``'s fusion (see module doc).
+
+    The reranker scores the top ``max(depths)`` once; every setting is replayed from those scores.
+    """
+    from workbench.search.searcher import Searcher
+
+    emit = progress or (lambda event: None)
+    rcfg = replace(config, models=replace(config.models, reranker=reranker),
+                   rerank=replace(config.rerank, interpolation=0.0))
+    if searcher is None or (reranker != "maxsim" and reranker != searcher.config.models.reranker):
+        searcher = Searcher(ws, config=rcfg)
+    previous = searcher.config
+    if first_stage is None:
+        searcher.config = config
+        emit({"phase": "first stage (hybrid)", "done": 0, "total": 0})
+        first_stage = _searcher_run(searcher, dataset, "hybrid")
+    searcher.config = rcfg
+    top = max(depths)
+    emit({"phase": f"rerank grid ({reranker}, scoring the top {top})", "done": 0, "total": 0})
+    t0 = time.perf_counter()
+    try:
+        reranked = _searcher_run(searcher, dataset, "hybrid+rerank", rerank_depth=top)
+    finally:
+        searcher.config = previous
+    seconds = time.perf_counter() - t0
+    qids = dataset.query_ids
+    raw = {q: dict(list(reranked[q].items())[:top]) for q in qids}
+    rows = []
+    for depth, a in itertools.product(depths, interpolations):
+        value = _ranx_ndcg(dataset, replay_rerank(first_stage, raw, depth, a))
+        rows.append({"depth": depth, "interpolation": a, "ndcg@10": round(value, 6)})
+    rows.sort(key=lambda r: (-r["ndcg@10"], r["depth"]))
+    return {"grid": rows, "best": rows[0], "first_stage_ndcg@10": round(_ranx_ndcg(dataset, first_stage), 6),
+            "queries": len(qids), "seconds_scoring_top": round(seconds, 1), "top": top}
 
 
 def summary(outcome: dict) -> str:
@@ -293,5 +316,5 @@ def summary(outcome: dict) -> str:
     for r, v in t["rerank"].items():
         b = v["best"]
         lines.append(f"rerank ({r}): depth={b['depth']} interpolation={b['interpolation']} "
-                     f"train nDCG@10 {100 * b['ndcg@10']:.2f}")
+                     f"train nDCG@10 {100 * b['ndcg@10']:.2f} (hybrid alone {100 * v['first_stage_ndcg@10']:.2f})")
     return "\n".join(lines)

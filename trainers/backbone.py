@@ -1,0 +1,232 @@
+"""The trainable encoder: load a base model (encoder or decoder LLM), pool with gradients, save.
+
+* Encoders (BERT-like): mean or CLS pooling (``auto``: what the base's sentence-transformers
+  files say, else mean).
+* Decoder LLMs (``*ForCausalLM`` bases): loaded as the bare transformer (no LM head), EOS
+  appended to every input, pad = EOS, last-token pooling (as :class:`workbench.encoders.dense.DenseEncoder`).
+* LoRA: peft ``LoraConfig(target_modules="all-linear", task_type=FEATURE_EXTRACTION)``.
+
+:func:`save_final` writes a folder :class:`~workbench.encoders.dense.DenseEncoder` reads right:
+
+* base with ``modules.json`` (sentence-transformers): its module files are copied (modules.json,
+  sentence_bert_config.json, 1_Pooling/, 2_Normalize/, ...) and the weights + tokenizer are
+  saved at the root;
+* any other encoder: the weights + tokenizer, plus minimal sentence-transformers files written
+  from the training pooling/normalize (so ``read_layout`` and sentence-transformers agree);
+* a decoder: a plain Hugging Face folder whose ``config.json`` keeps the base's
+  ``*ForCausalLM`` architecture name (``read_layout`` then says causal-lm / last / normalized).
+
+Every folder also gets ``wb_model.json`` ``{"pooling", "normalize", "kind", "base"}``. With LoRA
+the adapter is saved under ``adapter/`` and the merged weights at the root.
+
+Imports torch / transformers / peft inside functions only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from workbench.encoders.layout import read_layout
+from workbench.errors import ModelError, UsageError
+
+__all__ = ["encode", "is_decoder_config", "load_backbone", "save_final", "tokenize"]
+
+POOLINGS = ("auto", "mean", "cls", "last")
+_ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+
+
+def is_decoder_config(config: Any) -> bool:
+    archs = " ".join(getattr(config, "architectures", None) or ())
+    return "ForCausalLM" in archs or bool(getattr(config, "is_decoder", False) and "Bert" not in archs)
+
+
+def load_backbone(
+    base: str,
+    pooling: str = "auto",
+    lora: bool = False,
+    lora_r: int = 16,
+    lora_alpha: int = 32,
+    lora_dropout: float = 0.05,
+    gradient_checkpointing: bool = False,
+):
+    """Load ``base`` for training; return ``(model, tokenizer, pooling, normalize, kind)``.
+
+    ``kind`` is ``"encoder"`` or ``"decoder"``. Raises ModelError when the base cannot be loaded.
+    """
+    if pooling not in POOLINGS:
+        raise UsageError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    try:
+        hf_config = AutoConfig.from_pretrained(base)
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model = AutoModel.from_pretrained(base, dtype="float32")
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load base model '{base}': {str(exc).splitlines()[0]}") from exc
+    decoder = is_decoder_config(hf_config)
+    kind = "decoder" if decoder else "encoder"
+    layout = read_layout(base) if Path(base).is_dir() else None
+    if decoder:
+        if tokenizer.eos_token_id is None:
+            raise ModelError(f"decoder base '{base}' has no EOS token: cannot pool the last token")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        chosen = "last" if pooling == "auto" else pooling
+        normalize = True
+    else:
+        if pooling != "auto":
+            chosen = pooling
+        elif layout is not None and layout.kind == "sentence-transformers":
+            chosen = layout.pooling
+        else:
+            chosen = "mean"
+        normalize = layout.normalize if layout is not None and layout.kind == "sentence-transformers" else True
+    # remember where the model came from (save_final needs the base's architectures)
+    model._wb_base_architectures = list(getattr(hf_config, "architectures", None) or [])  # type: ignore[attr-defined]
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+    if lora:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        peft_config = LoraConfig(
+            task_type=TaskType.FEATURE_EXTRACTION,
+            r=lora_r,
+            lora_alpha=lora_alpha,
+            lora_dropout=lora_dropout,
+            target_modules="all-linear",
+        )
+        archs = model._wb_base_architectures  # type: ignore[attr-defined]
+        model = get_peft_model(model, peft_config)
+        model._wb_base_architectures = archs  # type: ignore[attr-defined]
+    return model, tokenizer, chosen, normalize, kind
+
+
+def _is_decoder_tokenizer(tokenizer, pooling: str) -> bool:
+    return pooling == "last"
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int, pooling: str) -> dict:
+    """Padded ``input_ids`` / ``attention_mask`` tensors (right padding; EOS appended for last pooling)."""
+    import torch
+
+    if pooling == "last":
+        enc = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max(1, max_length - 1))
+        eos = tokenizer.eos_token_id
+        ids = [list(x) + [eos] for x in enc["input_ids"]]
+    else:
+        enc = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max_length)
+        ids = [list(x) for x in enc["input_ids"]]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, x in enumerate(ids):
+        input_ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
+        mask[row, : len(x)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask}
+
+
+def pool(hidden, mask, pooling: str):
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "last":
+        last = mask.sum(dim=1) - 1
+        return hidden[range(hidden.shape[0]), last]
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+
+def encode(model, tokenizer, texts: list[str], max_length: int, pooling: str, normalize: bool, *,
+           device=None, return_tokens: bool = False):
+    """``[B, d]`` pooled embeddings of ``texts``, with gradients when the model is in train mode.
+
+    ``return_tokens=True`` returns ``(embeddings, n_tokens)`` (non-padding tokens, for throughput).
+    """
+    import torch.nn.functional as F
+
+    batch = tokenize(tokenizer, texts, max_length, pooling)
+    if device is None:
+        device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    hidden = model(**batch).last_hidden_state
+    pooled = pool(hidden, batch["attention_mask"], pooling)
+    if normalize:
+        pooled = F.normalize(pooled.float(), dim=-1)
+    if return_tokens:
+        return pooled, int(batch["attention_mask"].sum())
+    return pooled
+
+
+def _write_st_files(out: Path, dim: int, pooling: str, normalize: bool, max_length: int) -> None:
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (out / "2_Normalize").mkdir(exist_ok=True)
+    (out / "modules.json").write_text(json.dumps(modules, indent=2))
+    (out / "1_Pooling").mkdir(exist_ok=True)
+    (out / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": dim,
+        "pooling_mode_cls_token": pooling == "cls",
+        "pooling_mode_mean_tokens": pooling == "mean",
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+        "pooling_mode_lasttoken": pooling == "last",
+    }, indent=2))
+    (out / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": max_length, "do_lower_case": False}, indent=2)
+    )
+
+
+def save_final(model, tokenizer, base: str, out_dir: str | Path, *, pooling: str = "mean",
+               normalize: bool = True, kind: str = "encoder", max_length: int = 512) -> Path:
+    """Save the trained model in a folder the workbench can use (see the module docstring)."""
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    archs = list(getattr(model, "_wb_base_architectures", None) or [])
+    if hasattr(model, "merge_and_unload"):  # a peft model: adapter first, then merged weights
+        model.save_pretrained(str(tmp / "adapter"))
+        model = model.merge_and_unload()
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    tokenizer.save_pretrained(str(tmp))
+    base_dir = Path(base)
+    if kind == "decoder":
+        if archs:  # keep *ForCausalLM so read_layout says causal-lm / last-token pooling
+            cfg_path = tmp / "config.json"
+            cfg = json.loads(cfg_path.read_text())
+            cfg["architectures"] = archs
+            cfg_path.write_text(json.dumps(cfg, indent=2))
+    elif base_dir.is_dir() and (base_dir / "modules.json").exists():
+        for name in _ST_FILES:
+            if (base_dir / name).exists():
+                shutil.copy(base_dir / name, tmp / name)
+        try:
+            modules = json.loads((base_dir / "modules.json").read_text())
+        except ValueError:
+            modules = []
+        for module in modules:
+            sub = module.get("path") or ""
+            if sub and (base_dir / sub).is_dir():
+                shutil.copytree(base_dir / sub, tmp / sub, dirs_exist_ok=True)
+            elif sub and str(module.get("type", "")).endswith("Normalize"):
+                (tmp / sub).mkdir(exist_ok=True)
+    else:
+        dim = int(getattr(model.config, "hidden_size", 0) or 0)
+        _write_st_files(tmp, dim, pooling, normalize, max_length)
+    (tmp / "wb_model.json").write_text(json.dumps(
+        {"pooling": pooling, "normalize": bool(normalize), "kind": kind, "base": str(base)}, indent=2
+    ))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
