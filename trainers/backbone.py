@@ -106,10 +106,6 @@ def load_backbone(
     return model, tokenizer, chosen, normalize, kind
 
 
-def _is_decoder_tokenizer(tokenizer, pooling: str) -> bool:
-    return pooling == "last"
-
-
 def tokenize(tokenizer, texts: list[str], max_length: int, pooling: str) -> dict:
     """Padded ``input_ids`` / ``attention_mask`` tensors (right padding; EOS appended for last pooling)."""
     import torch
@@ -149,6 +145,9 @@ def encode(model, tokenizer, texts: list[str], max_length: int, pooling: str, no
     """
     import torch.nn.functional as F
 
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(limit, int) and limit > 0:
+        max_length = min(max_length, limit)
     batch = tokenize(tokenizer, texts, max_length, pooling)
     if device is None:
         device = next(model.parameters()).device

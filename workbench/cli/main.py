@@ -57,7 +57,22 @@ def _workspace(path: str | None):
 
 def _config(ws, overrides: dict[str, str]):
     cfg = ws.config()
-    return cfg.with_models(overrides) if overrides else cfg
+    return cfg.with_models(_run_model_overrides(ws, overrides)) if overrides else cfg
+
+
+def _run_model_overrides(ws, overrides: dict[str, str]) -> dict[str, str]:
+    """``ROLE=runs/NAME`` -> the absolute ``<workspace>/runs/NAME/model`` folder of a finished run."""
+    out = dict(overrides)
+    for role, name in overrides.items():
+        if name.startswith("runs/") and len(name) > 5:
+            run_name = name[5:].strip("/")
+            model_dir = ws.root / "runs" / run_name / "model"
+            if not model_dir.is_dir():
+                if (ws.root / "runs" / run_name / "config.json").exists():
+                    raise UsageError(f"run '{run_name}' has no model yet (it is not finished): see `wb runs`")
+                raise UsageError(f"no run named '{run_name}' in {ws.root / 'runs'}")
+            out[role] = str(model_dir)
+    return out
 
 
 @app.callback(invoke_without_command=True)
@@ -289,6 +304,245 @@ def eval_cmd(
         from rich.console import Console
 
         report.render_table(result, Console(), changes)
+
+
+# ---------------------------------------------------------------------------------------------
+# wb train / wb runs / wb mine (trainers/, workbench/mine.py): fine-tuning runs and hard negatives
+# ---------------------------------------------------------------------------------------------
+train_app = typer.Typer(help="Fine-tune models; each run is a folder under <workspace>/runs/NAME.")
+app.add_typer(train_app, name="train")
+runs_app = typer.Typer(help="List training runs; `wb runs stop NAME` stops one.", invoke_without_command=True)
+app.add_typer(runs_app, name="runs")
+
+
+def _resolve_base(base: str, ws) -> str:
+    from workbench.models.cache import resolve_model_path
+
+    if base == "dense":
+        base = ws.config().models.dense
+    if base.startswith("runs/"):
+        return _run_model_overrides(ws, {"dense": base})["dense"]
+    return resolve_model_path(base)
+
+
+def _spawn_run(run, resume: bool) -> int:
+    """Start ``python -m trainers.cli run RUN_DIR`` in its own session; its output goes to the run log."""
+    import subprocess
+
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])  # the checkout holding workbench/ and trainers/
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    for key, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+        env.setdefault(key, value)
+    cmd = [sys.executable, "-m", "trainers.cli", "run", str(run.path)] + (["--resume"] if resume else [])
+    with open(run.log_path, "a") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env, cwd=str(run.path))
+    run.write_status(state="running", pid=proc.pid)
+    return proc.pid
+
+
+def _run_training(run, resume: bool, detach: bool) -> None:
+    if detach:
+        pid = _spawn_run(run, resume)
+        typer.echo(run.name)
+        _err_console().print(f"[dim]run {run.name} started in the background (pid {pid}); log {run.log_path}; "
+                             f"`wb runs` to watch, `wb runs stop {run.name}` to stop[/dim]", highlight=False)
+        return
+    from workbench.errors import TrainingError
+    from trainers.embedder import train_embedder
+
+    try:
+        status = train_embedder(run, resume=resume)
+    except WbError:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        raise TrainingError(f"run {run.name} failed: {type(exc).__name__}: {exc} (details in {run.status_path})") from exc
+    state = status.get("state")
+    if state == "stopped":
+        typer.echo(f"run {run.name} stopped at step {status.get('step')}: `wb train resume {run.name}` continues it")
+    else:
+        typer.echo(f"run {run.name} {state}: model in {run.model_dir}")
+
+
+@train_app.command("embedder")
+def train_embedder_cmd(
+    data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl, BEIR folder, sentence-transformers file, or 'unsupervised'.")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
+    corpus: Annotated[Optional[str], typer.Option("--corpus", help="Passages for --data unsupervised (BEIR corpus.jsonl or folder).")] = None,
+    lora: Annotated[Optional[bool], typer.Option("--lora/--no-lora", help="Train LoRA adapters (merged into the final model).")] = None,
+    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="infonce, jointlh, summarglh, lsepair, rand1lh.")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature")] = None,
+    negatives: Annotated[Optional[int], typer.Option("--negatives", help="Hard negatives per query.")] = None,
+    instruction: Annotated[Optional[str], typer.Option("--instruction", help="Query instruction (preset name or text) for rows without a prompt.")] = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")] = None,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any EmbedderConfig key (options given here win).")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")] = False,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Fine-tune a bi-encoder (encoder or decoder LLM, optionally LoRA) with a contrastive loss."""
+    if resume:
+        return train_resume_cmd(resume, detach=detach, workspace=workspace)
+    from trainers.config import EmbedderConfig, read_toml
+    from trainers.runs import new_run
+    from workbench.encoders.templates import resolve_instruction
+
+    ws = _workspace(workspace)
+    values: dict = read_toml(config) if config else {}
+    given = {
+        "data": data, "base": base, "name": out, "corpus": corpus, "lora": lora, "epochs": epochs,
+        "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "loss": loss, "temperature": temperature,
+        "negatives_per_query": negatives, "instruction": instruction, "eval_data": eval_data,
+        "eval_every": eval_every, "save_every": save_every,
+    }
+    values.update({k: v for k, v in given.items() if v is not None})
+    for key, flag in (("data", "--data"), ("base", "--base"), ("name", "--out")):
+        if not values.get(key):
+            raise UsageError(f"{flag} is required (or set `{key}` in --config)")
+    name = str(values["name"])
+    if not name or "/" in name or name.startswith("."):
+        raise UsageError(f"bad run name '{name}': use a plain folder name")
+    values["base"] = _resolve_base(str(values["base"]), ws)
+    for key in ("data", "corpus", "eval_data"):
+        if values.get(key) and values[key] != "unsupervised":
+            path = Path(str(values[key])).expanduser()
+            if not path.exists():
+                from workbench.errors import InputError
+
+                raise InputError(f"--{key.replace('_', '-')}: no such file or folder: {values[key]}")
+            values[key] = str(path.absolute())
+    if values.get("instruction"):
+        values["instruction"] = resolve_instruction(values["instruction"])
+    try:
+        cfg = EmbedderConfig.from_dict(values)
+    except TypeError as exc:
+        raise UsageError(f"bad training options: {exc}") from exc
+    ws.root.mkdir(parents=True, exist_ok=True)
+    run = new_run(ws.root, name, cfg.to_json())
+    _run_training(run, resume=False, detach=detach)
+
+
+@train_app.command("resume")
+def train_resume_cmd(
+    name: Annotated[str, typer.Argument(help="The run to continue.")],
+    detach: Annotated[bool, typer.Option("--detach", help="Continue in the background.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Continue a stopped (or died) run from its latest checkpoint."""
+    from trainers.runs import get_run
+
+    ws = _workspace(workspace)
+    run = get_run(ws.root, name)
+    state = run.status().get("state")
+    if state == "running":
+        raise UsageError(f"run '{name}' is running (pid {run.status().get('pid')}): `wb runs stop {name}` first")
+    if state == "finished":
+        raise UsageError(f"run '{name}' has finished: its model is in {run.model_dir}")
+    _run_training(run, resume=True, detach=detach)
+
+
+def _fmt_metric(value) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+
+@runs_app.callback()
+def runs_list(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per run on stdout.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """List the training runs: name, state, step/total, last loss, best metric."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from trainers.runs import list_runs
+
+    ws = _workspace(workspace)
+    runs = list_runs(ws.root)
+    if json_out:
+        for run in runs:
+            print(json.dumps({"name": run.name, **run.status()}))
+        return
+    if not runs:
+        typer.echo(f"no training runs in {ws.root / 'runs'}")
+        return
+    typer.echo(f"{'name':<24} {'state':<9} {'step':>11} {'loss':>8} {'best':>8}")
+    for run in runs:
+        s = run.status()
+        step = f"{s.get('step') or 0}/{s.get('total_steps') or '?'}"
+        typer.echo(f"{run.name:<24} {s.get('state', '?'):<9} {step:>11} {_fmt_metric(s.get('loss')):>8} "
+                   f"{_fmt_metric(s.get('best_metric')):>8}")
+
+
+@runs_app.command("stop")
+def runs_stop(
+    name: Annotated[str, typer.Argument(help="The run to stop.")],
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for it to checkpoint and stop.")] = 60.0,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Ask a run to stop: it checkpoints at the end of its current step (resume later)."""
+    import signal
+    import time as _time
+
+    from trainers.runs import TERMINAL, get_run
+
+    ws = _workspace(workspace)
+    run = get_run(ws.root, name)
+    status = run.status()
+    if status.get("state") in TERMINAL:
+        typer.echo(f"run {name} is already {status.get('state')}")
+        return
+    run.stop_path.touch()
+    pid = status.get("pid")
+    if pid:
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+        except (ProcessLookupError, PermissionError, ValueError):
+            pass
+    deadline = _time.monotonic() + wait
+    while _time.monotonic() < deadline:
+        state = run.status().get("state")
+        if state in TERMINAL:
+            typer.echo(f"run {name} {state} at step {run.status().get('step')}")
+            return
+        _time.sleep(0.5)
+    from workbench.errors import TrainingError
+
+    raise TrainingError(f"run {name} did not stop within {wait:.0f} s (it stops at the end of its current step)")
+
+
+@app.command("mine")
+def mine_cmd(
+    data: Annotated[str, typer.Option("--data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv).")],
+    out: Annotated[str, typer.Option("--out", help="FlagEmbedding jsonl to write.")],
+    split: Annotated[str, typer.Option("--split", help="Qrels split whose queries are mined.")] = "train",
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Pipeline that retrieves the candidates.")] = "dense",
+    rank_range: Annotated[str, typer.Option("--range", help="Ranks START-END the negatives are drawn from.")] = "10-100",
+    negatives: Annotated[int, typer.Option("--negatives", help="Negatives per query.")] = 7,
+    margin: Annotated[float, typer.Option("--margin", help="Drop candidates scoring >= MARGIN x the lowest retrieved positive.")] = 0.95,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    workspace: WorkspaceOpt = None,
+    model: ModelOpt = None,
+) -> None:
+    """Mine hard negatives for a BEIR split from the workspace's index (no corpus re-encoding)."""
+    from workbench.mine import mine_negatives, parse_range
+
+    lo_hi = parse_range(rank_range)
+    ws = _workspace(workspace)
+    ws.require()
+    cfg = _config(ws, _parse_model_overrides(model))
+    summary = mine_negatives(ws, data, out, split=split, pipeline=pipeline, rank_range=lo_hi,
+                             negatives=negatives, margin=margin, seed=seed, config=cfg)
+    typer.echo(summary.line())
 
 
 def main() -> None:

@@ -205,10 +205,9 @@ def load_dataset(path: str | Path, split: str = "test") -> EvalDataset:
         raise InputError(f"{qrels_path} names {' and '.join(problems)}")
 
     qrels: dict[str, dict[str, int]] = {}
-    judged: list[str] = []
+    judged: dict[str, None] = {}  # judged query ids, in file order
     for qid, doc, score in rows:
-        if qid not in qrels and qid not in judged:
-            judged.append(qid)
+        judged.setdefault(qid, None)
         if score > 0:
             qrels.setdefault(qid, {})[doc] = max(score, qrels.get(qid, {}).get(doc, 0))
     if not qrels:

@@ -1,0 +1,216 @@
+"""Training runs end to end on a tiny random BERT: foreground, stop/resume, crash, CLI, detach, mining."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import require_models
+
+pytest.importorskip("accelerate")
+pytest.importorskip("peft")
+
+
+def _wb(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    from workbench.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["wb", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A random 2-layer, 32-wide BertModel with the splade-tiny tokenizer, and 24 FlagEmbedding rows."""
+    require_models()
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from workbench.models.cache import resolve_model_path
+
+    root = tmp_path_factory.mktemp("tiny")
+    base = root / "base"
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("splade-tiny"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    data = root / "train.jsonl"
+    topics = ["cats", "rivers", "engines", "bread", "stars", "chess"]
+    with open(data, "w") as fh:
+        for i in range(24):
+            t = topics[i % len(topics)]
+            fh.write(json.dumps({
+                "query": f"question {i} about {t}",
+                "pos": [f"a passage about {t} number {i}"],
+                "neg": [f"a text about {topics[(i + 1) % 6]} {i}", f"notes on {topics[(i + 2) % 6]}"],
+                "prompt": "",
+            }) + "\n")
+    return base, data
+
+
+def _new(root: Path, name: str, base: Path, data: Path, **options):
+    from trainers.config import EmbedderConfig
+    from trainers.runs import new_run
+
+    settings = dict(batch_size=4, max_steps=6, lr=1e-3, warmup_ratio=0.0, save_every=100)
+    settings.update(options)
+    config = EmbedderConfig(data=str(data), base=str(base), name=name, **settings)
+    return new_run(root, name, config.to_json())
+
+
+def _losses(run) -> list[float]:
+    return [e["loss"] for e in run.events() if e["event"] == "step"]
+
+
+def test_foreground_run_finishes_with_a_loadable_model(tiny, tmp_path):
+    from trainers.embedder import train_embedder
+    from workbench.encoders.dense import DenseEncoder
+
+    base, data = tiny
+    run = _new(tmp_path, "fg", base, data)
+    status = train_embedder(run)
+    assert status["state"] == "finished" and status["step"] == 6 and status["total_steps"] == 6
+    steps = [e for e in run.events() if e["event"] == "step"]
+    assert [e["step"] for e in steps] == list(range(1, 7))
+    for e in steps:
+        assert {"epoch", "loss", "lr", "examples_per_s", "tokens_per_s", "gpu_mem_gb"} <= set(e)
+    losses = _losses(run)
+    assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2  # decreasing-ish
+    assert run.events()[-1]["event"] == "finished"
+    meta = json.loads((run.model_dir / "wb_model.json").read_text())
+    assert meta["pooling"] == "mean" and meta["normalize"] is True
+    encoder = DenseEncoder(str(run.model_dir), device="cpu")
+    assert encoder.layout.pooling == "mean" and encoder.normalize
+    out = encoder.encode(["a passage about cats", "chess"])
+    assert out.dense.shape == (2, 32)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_resume_after_stop_reproduces_the_uninterrupted_loss_curve(tiny, tmp_path, lora):
+    from trainers.embedder import train_embedder
+
+    base, data = tiny
+    a = _new(tmp_path, "a", base, data, max_steps=8, lora=lora, negatives_per_query=1)
+    assert train_embedder(a)["state"] == "finished"
+
+    b = _new(tmp_path, "b", base, data, max_steps=8, lora=lora, negatives_per_query=1)
+
+    def stop_at_4(step, run):
+        if step == 4:
+            run.stop_path.touch()
+
+    status = train_embedder(b, on_step=stop_at_4)
+    assert status["state"] == "stopped" and status["step"] == 4
+    assert b.latest_checkpoint().name == "step-4"
+    assert not b.model_dir.exists()
+    status = train_embedder(b, resume=True)
+    assert status["state"] == "finished" and status["step"] == 8
+    assert [e["step"] for e in b.events() if e["event"] == "step"] == list(range(1, 9))
+    assert _losses(b) == pytest.approx(_losses(a), rel=1e-4)
+    if lora:
+        assert (b.model_dir / "adapter" / "adapter_config.json").exists()
+
+
+def test_a_crash_marks_the_run_failed(tiny, tmp_path):
+    from trainers.embedder import train_embedder
+    from workbench.errors import ModelError
+
+    _base, data = tiny
+    run = _new(tmp_path, "bad", tmp_path / "no-such-model", data)
+    with pytest.raises(ModelError):
+        train_embedder(run)
+    status = run.status()
+    assert status["state"] == "failed"
+    assert "no-such-model" in status["error"]
+
+
+def test_cli_foreground_then_runs_lists_it_and_model_override(tiny, tmp_path, capsys, monkeypatch):
+    base, data = tiny
+    ws = tmp_path / "ws"
+    code, out, err = _wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(base),
+                         "--out", "cli1", "--max-steps", "2", "--batch-size", "4", "-w", str(ws))
+    assert code == 0, err
+    assert "finished" in out
+    code, out, err = _wb(capsys, monkeypatch, "runs", "-w", str(ws))
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if line.startswith("cli1"))
+    assert "finished" in line and "2/2" in line
+    # a second run of the same name is refused
+    code, _out, err = _wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(base),
+                          "--out", "cli1", "-w", str(ws))
+    assert code == 2 and "exists already" in err
+    # --model dense=runs/NAME resolves to the run's model folder
+    from workbench.cli.main import _run_model_overrides
+    from workbench.errors import UsageError
+    from workbench.workspace import Workspace
+
+    resolved = _run_model_overrides(Workspace(ws), {"dense": "runs/cli1"})
+    assert resolved["dense"] == str(ws / "runs" / "cli1" / "model")
+    with pytest.raises(UsageError):
+        _run_model_overrides(Workspace(ws), {"dense": "runs/nope"})
+
+
+def test_detached_run_finishes(tiny, tmp_path, capsys, monkeypatch):
+    from trainers.runs import TERMINAL, get_run
+
+    base, data = tiny
+    ws = tmp_path / "ws"
+    code, out, err = _wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(base),
+                         "--out", "bg", "--max-steps", "3", "--batch-size", "4", "--detach", "-w", str(ws))
+    assert code == 0, err
+    assert out.strip() == "bg"
+    run = get_run(ws, "bg")
+    deadline = time.monotonic() + 80
+    while run.status().get("state") not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert run.status()["state"] == "finished", run.log_path.read_text()[-2000:]
+    code, out, err = _wb(capsys, monkeypatch, "runs", "-w", str(ws))
+    assert any(line.startswith("bg") and "finished" in line for line in out.splitlines())
+
+
+def test_mine_writes_negatives_without_positives(tmp_path, capsys, monkeypatch):
+    require_models()
+    from test_eval import QUERIES, make_dataset
+
+    from workbench.index.indexer import Indexer
+    from workbench.workspace import Workspace
+
+    dataset = make_dataset(tmp_path / "tinydocs", split="train")
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(dataset / "corpus.jsonl")
+    out = tmp_path / "mined.jsonl"
+    code, stdout, err = _wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root),
+                            "--pipeline", "bm25", "--out", str(out), "--range", "2-20", "--negatives", "3")
+    assert code == 0, err
+    assert "wrote" in stdout
+    corpus = {}
+    for line in (dataset / "corpus.jsonl").read_text().splitlines():
+        obj = json.loads(line)
+        corpus[obj["_id"]] = (obj["title"] + " " + obj["text"]).strip()
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == len(QUERIES)
+    by_query = {text: rel for text, rel in QUERIES.values()}
+    for row in rows:
+        assert set(row) == {"query", "pos", "neg", "prompt"}
+        positives = {corpus[d] for d, s in by_query[row["query"]].items() if s > 0}
+        assert set(row["pos"]) == positives
+        assert len(row["neg"]) <= 3
+        assert not set(row["neg"]) & positives
+    # a query can lose every candidate to the false-negative margin; most keep some
+    assert sum(1 for row in rows if row["neg"]) >= len(rows) - 2
+    # bad split: one clear line, exit 2
+    code, _out, err = _wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root),
+                          "--out", str(tmp_path / "x.jsonl"), "--split", "dev")
+    assert code == 2 and "dev" in err

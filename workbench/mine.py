@@ -1,0 +1,144 @@
+"""``wb mine``: hard negatives for a BEIR training split, from the workspace's own index.
+
+For every judged query of the split, the workspace is searched (``Searcher.search_many``, which
+uses the embeddings stored in the index: the corpus is never re-encoded) for the top
+``range_end`` documents. Then:
+
+1. the query's positives (qrels score > 0) are dropped;
+2. when a positive was retrieved, candidates scoring >= ``margin`` x the lowest retrieved
+   positive's score are dropped as likely false negatives (unlabelled relevant documents);
+3. ``negatives`` documents are drawn at random (seeded per query) from the candidates ranked
+   ``range_start``..``range_end`` and listed in rank order.
+
+The output is FlagEmbedding JSON Lines, ``{"query", "pos": [text], "neg": [text], "prompt": ""}``,
+with document text = title + " " + text from the dataset's ``corpus.jsonl``. The workspace must
+index that corpus (``wb index DATASET/corpus.jsonl``) so that hit ids are corpus ids.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.errors import InputError, UsageError
+
+__all__ = ["MineSummary", "mine_negatives", "parse_range"]
+
+
+@dataclass
+class MineSummary:
+    queries: int = 0
+    written: int = 0
+    without_negatives: int = 0
+    false_negatives_dropped: int = 0
+    unknown_hits: int = 0
+    out: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"wrote {self.written} examples to {self.out} ({self.queries} queries; "
+                f"{self.without_negatives} without negatives; {self.false_negatives_dropped} likely false "
+                f"negatives dropped)")
+
+
+def parse_range(value: str) -> tuple[int, int]:
+    """``"10-100"`` -> (10, 100): 1-based ranks, inclusive."""
+    try:
+        lo, hi = (int(x) for x in value.split("-", 1))
+    except ValueError:
+        raise UsageError(f"--range takes START-END ranks (e.g. 10-100), not '{value}'") from None
+    if not 1 <= lo <= hi:
+        raise UsageError(f"--range needs 1 <= START <= END, got {value}")
+    return lo, hi
+
+
+def _corpus_texts(path: Path) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise InputError(f"{path}:{lineno}: not JSON ({exc})") from exc
+            doc_id = obj.get("_id", obj.get("id"))
+            if doc_id is None:
+                continue
+            text = (str(obj.get("title") or "") + " " + str(obj.get("text") or "")).strip()
+            texts[str(doc_id)] = text
+    return texts
+
+
+def mine_negatives(
+    workspace,
+    data: str | Path,
+    out: str | Path,
+    *,
+    split: str = "train",
+    pipeline: str = "dense",
+    rank_range: tuple[int, int] = (10, 100),
+    negatives: int = 7,
+    margin: float = 0.95,
+    seed: int = 0,
+    config=None,
+    progress=None,
+) -> MineSummary:
+    """Mine hard negatives (see the module docstring); return the counts."""
+    from workbench.eval.dataset import load_dataset
+    from workbench.search.searcher import Searcher
+
+    if negatives < 1:
+        raise UsageError("--negatives must be at least 1")
+    if not 0 < margin <= 1.5:
+        raise UsageError(f"--margin must be in (0, 1.5], got {margin}")
+    lo, hi = rank_range
+    dataset = load_dataset(data, split)
+    corpus = _corpus_texts(dataset.corpus_path)
+    qids = list(dataset.queries)
+    searcher = Searcher(workspace, config=config)
+    results = searcher.search_many([dataset.queries[q] for q in qids], pipeline=pipeline, k=hi, unit="doc",
+                                   progress=progress)
+    summary = MineSummary(queries=len(qids), out=str(out))
+    total_hits = 0
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".partial")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for qid, result in zip(qids, results):
+            positives = {d for d, s in dataset.qrels[qid].items() if s > 0}
+            pos_texts = [corpus[d] for d in positives if corpus.get(d)]
+            if not pos_texts:
+                continue
+            hits = result.results
+            total_hits += len(hits)
+            summary.unknown_hits += sum(1 for h in hits if h.doc_id not in corpus)
+            pos_scores = [h.score for h in hits if h.doc_id in positives]
+            threshold = margin * min(pos_scores) if pos_scores else None
+            candidates = []
+            for rank, hit in enumerate(hits, 1):
+                if hit.doc_id in positives or hit.doc_id not in corpus or not corpus[hit.doc_id]:
+                    continue
+                if threshold is not None and hit.score >= threshold:
+                    summary.false_negatives_dropped += 1
+                    continue
+                if lo <= rank <= hi:
+                    candidates.append(hit.doc_id)
+            rng = random.Random(f"{seed}|{qid}")
+            picked = set(rng.sample(candidates, min(negatives, len(candidates))))
+            neg = [corpus[d] for d in candidates if d in picked]
+            if not neg:
+                summary.without_negatives += 1
+            fh.write(json.dumps({"query": dataset.queries[qid], "pos": sorted(pos_texts), "neg": neg,
+                                 "prompt": ""}, ensure_ascii=False) + "\n")
+            summary.written += 1
+    if total_hits and summary.unknown_hits == total_hits:
+        tmp.unlink(missing_ok=True)
+        raise InputError(
+            f"no search hit is a document of {dataset.corpus_path}: index it into the workspace first "
+            f"(wb index {dataset.corpus_path} -w {workspace.root})"
+        )
+    tmp.replace(out_path)
+    return summary
