@@ -63,7 +63,7 @@ class IndexConfig:
     chunk_overlap: int = 32
     sparse_step: float = 0.02
     colbert_exact_max_tokens: int = 400_000
-    colbert_candidates: int = 200
+    colbert_candidates: int = 300
     dense_exact_max_rows: int = 200_000
 
 

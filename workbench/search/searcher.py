@@ -205,7 +205,9 @@ class Searcher:
             top = np.argsort(-scores)[:depth]
             return top.astype(np.int64), scores[top]
         if candidates is None or len(candidates) == 0:
-            candidates, _ = self._mode_dense(q, self.config.index.colbert_candidates)
+            dense_rows, _ = self._mode_dense(q, self.config.index.colbert_candidates)
+            bm25_rows, _ = self._mode_bm25(q, depth)
+            candidates = np.concatenate([dense_rows, bm25_rows[bm25_rows >= 0]])
         candidates = np.unique(candidates[candidates >= 0])
         scores = self.maxsim_rows(q.tokens, candidates)
         order = np.argsort(-scores)[:depth]
@@ -224,9 +226,8 @@ class Searcher:
             t0 = time.perf_counter()
             cand = None
             if len(lists) and not self._exact_colbert():
-                extra = []
-                if "dense" not in lists:
-                    extra.append(self._mode_dense(q, self.config.index.colbert_candidates)[0])
+                # the other modes' lists, widened by the dense top-N (same model, nearly free)
+                extra = [self._mode_dense(q, self.config.index.colbert_candidates)[0]]
                 cand = np.concatenate([r for r, _ in lists.values()] + extra)
             lists["colbert"] = self._mode_colbert(q, depth, cand)
             q.timings["colbert"] = (time.perf_counter() - t0) * 1000
