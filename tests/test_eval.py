@@ -310,3 +310,23 @@ def test_tuning_scan_and_rerank_replay_match_the_query_path(first_run, dataset):
     for q in qids:
         assert list(real[q])[:10] == list(replayed[q])[:10]
         assert [real[q][d] for d in list(real[q])[:5]] == pytest.approx([replayed[q][d] for d in list(replayed[q])[:5]])
+
+
+def test_a_workspace_holding_other_documents_is_refused(dataset, tmp_path, capsys, monkeypatch):
+    """-w pointing at a workspace of other documents: exit 2, and nothing is added to it."""
+    from conftest import copy_small_corpus
+
+    from workbench.index.indexer import Indexer
+    from workbench.store.manifest import Manifest
+    from workbench.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(copy_small_corpus(tmp_path / "docs", ["time/sleep.md"]))
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25", "-w", str(ws.root))
+    assert code == 2 and "holds 1 document(s) that are not in" in err and "'time/sleep.md'" in err
+    manifest = Manifest(ws.manifest_path)
+    try:
+        assert manifest.count_docs() == 1
+    finally:
+        manifest.close()

@@ -48,6 +48,7 @@ class EvalDataset:
     judged_queries: int = 0  # queries named in the split's qrels (with or without a relevant doc)
     corpus_id_field: str = "_id"
     notes: list[str] = field(default_factory=list)
+    corpus_ids: frozenset[str] = frozenset()
 
     @property
     def query_ids(self) -> list[str]:
@@ -225,6 +226,7 @@ def load_dataset(path: str | Path, split: str = "test") -> EvalDataset:
         corpus_size=len(doc_ids),
         judged_queries=len(judged),
         corpus_id_field=id_field,
+        corpus_ids=frozenset(doc_ids),
     )
     empty = [q for q in order if not all_queries[q].strip()]
     if empty:

@@ -110,14 +110,39 @@ def index_dataset(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, 
     corpus encodes nothing). Returns the IndexSummary."""
     from workbench.index.indexer import Indexer
 
+    copy_folder = ws.root / "eval-corpus"
+    check_foreign_documents(dataset, ws, [dataset.corpus_path, copy_folder / "corpus.jsonl"])
+    corpus = beir_corpus_for_index(dataset, copy_folder)
     ws.ensure()
-    corpus = beir_corpus_for_index(dataset, ws.root / "eval-corpus")
 
     def on_progress(phase: str, done: int, total: int) -> None:
         if progress:
             progress({"phase": f"indexing: {phase}", "done": done, "total": total})
 
     return Indexer(ws, config, progress=on_progress).run(corpus)
+
+
+def check_foreign_documents(dataset: EvalDataset, ws: Workspace, corpora: list[Path]) -> None:
+    """Refuse a workspace that holds documents of another corpus: they would be searched too (and
+    indexing the dataset there would add its documents to that workspace)."""
+    if not ws.exists():
+        return
+    from workbench.store.manifest import Manifest
+
+    manifest = Manifest(ws.manifest_path)
+    try:
+        ours = {d for c in corpora for d in manifest.hashes(str(Path(c).resolve()))}
+        foreign = sorted(d for d in manifest.hashes() if d not in dataset.corpus_ids and d not in ours)
+    finally:
+        manifest.close()
+    if foreign:
+        from workbench.errors import WorkspaceError
+
+        shown = ", ".join(repr(d) for d in foreign[:3]) + (", …" if len(foreign) > 3 else "")
+        raise WorkspaceError(
+            f"workspace {ws.root} holds {len(foreign)} document(s) that are not in {dataset.corpus_path} "
+            f"({shown}); evaluate in a workspace of its own (leave out -w)"
+        )
 
 
 # -- running ------------------------------------------------------------------------------
