@@ -216,8 +216,8 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
     reference = {}
     for name, fusion in (
         ("configured", config.fusion),
-        ("weighted, all weights 1", FusionConfig(method="weighted", depth=100)),
-        ("rrf k=60, all weights 1", FusionConfig(method="rrf", depth=100, rrf_k=60)),
+        ("weighted, all weights 1", FusionConfig(method="weighted", depth=100, weights=dict.fromkeys(MODES, 1.0))),
+        ("rrf k=60, all weights 1", FusionConfig(method="rrf", depth=100, rrf_k=60, weights=dict.fromkeys(MODES, 1.0))),
     ):
         d = fusion.depth if fusion.depth in per_depth else None
         if d is not None:
