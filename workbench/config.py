@@ -120,7 +120,7 @@ def parse_config(text: str) -> WorkspaceConfig:
     if unknown:
         raise UsageError(f"wb.toml: unknown section(s): {', '.join(sorted(unknown))}")
     fusion_raw = dict(raw.get("fusion", {}))
-    weights = {m: 1.0 for m in MODES}
+    weights = dict(FusionConfig().weights)  # the tuned defaults; wb.toml overrides per mode
     for mode, value in dict(fusion_raw.pop("weights", {})).items():
         if mode not in MODES:
             raise UsageError(f"wb.toml: unknown mode '{mode}' in [fusion.weights] (modes: {', '.join(MODES)})")

@@ -408,6 +408,9 @@ class Searcher:
             final = rerank_scores
         q.timings["rerank"] = (time.perf_counter() - t0) * 1000
         reranked = sorted(final.items(), key=lambda kv: (-kv[1], kv[0]))
+        # keep the tail below the reranked head on the same (descending) scale
+        floor = min(final.values()) if final else 0.0
+        tail = [(key, floor - (i + 1) * 1e-6) for i, (key, _) in enumerate(tail)]
         return reranked + tail
 
     @property
