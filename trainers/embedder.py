@@ -95,19 +95,9 @@ def _read_passages(corpus: str | None) -> list[str]:
         path = path / "corpus.jsonl"
     if not path.is_file():
         raise InputError(f"no corpus for unsupervised training: {path}")
-    passages = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                raise InputError(f"{path}:{lineno}: not JSON ({exc})") from exc
-            text = (str(obj.get("title") or "") + " " + str(obj.get("text") or "")).strip()
-            if text:
-                passages.append(text)
-    return passages
+    from workbench.ingest.readers import corpus_passages
+
+    return [text for text in corpus_passages(path).values() if text]
 
 
 def _examples(cfg: EmbedderConfig):

@@ -54,24 +54,6 @@ def parse_range(value: str) -> tuple[int, int]:
     return lo, hi
 
 
-def _corpus_texts(path: Path) -> dict[str, str]:
-    texts: dict[str, str] = {}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                raise InputError(f"{path}:{lineno}: not JSON ({exc})") from exc
-            doc_id = obj.get("_id", obj.get("id"))
-            if doc_id is None:
-                continue
-            text = (str(obj.get("title") or "") + " " + str(obj.get("text") or "")).strip()
-            texts[str(doc_id)] = text
-    return texts
-
-
 def mine_negatives(
     workspace,
     data: str | Path,
@@ -96,7 +78,9 @@ def mine_negatives(
         raise UsageError(f"--margin must be in (0, 1.5], got {margin}")
     lo, hi = rank_range
     dataset = load_dataset(data, split)
-    corpus = _corpus_texts(dataset.corpus_path)
+    from workbench.ingest.readers import corpus_passages
+
+    corpus = corpus_passages(dataset.corpus_path)
     qids = list(dataset.queries)
     searcher = Searcher(workspace, config=config)
     results = searcher.search_many([dataset.queries[q] for q in qids], pipeline=pipeline, k=hi, unit="doc",

@@ -116,6 +116,22 @@ def iter_sources(root: Path | str, *, max_file_bytes: int = 20_000_000) -> Itera
     return _iter_sources(root, max_file_bytes)
 
 
+def corpus_passages(path: Path | str) -> dict[str, str]:
+    """doc_id -> ``"title text"`` of a BEIR corpus (file or folder), for training and mining.
+
+    Reads through ``iter_sources``; a malformed row is an InputError naming it (training data must
+    not be silently thinned), while empty rows are skipped.
+    """
+    out: dict[str, str] = {}
+    for item in iter_sources(path):
+        if isinstance(item, SkippedFile):
+            if item.reason.startswith(("malformed", "missing")):
+                raise InputError(f"{item.path}: {item.reason}")
+            continue
+        out[item.doc_id] = f"{item.title} {item.text}".strip()
+    return out
+
+
 def count_candidate_files(root: Path | str) -> int:
     """Number of items ``iter_sources(root)`` will try, for a progress bar.
 
