@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -179,8 +180,18 @@ def test_unknown_pipeline_is_one_line_exit_2(small_workspace):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_query_with_other_models_is_refused(small_workspace, tmp_path):
+def test_query_with_models_not_indexed_yet_says_how_to_build_them(small_workspace, tmp_path):
     ws, _ = small_workspace
     proc = wb("query", "x", "--model", "sparse=all-MiniLM-L6-v2", workspace=ws.root)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "wb index --model sparse=all-MiniLM-L6-v2" in proc.stderr
+
+
+def test_workspace_config_naming_other_models_than_its_index_is_refused(small_workspace, tmp_path):
+    ws, _ = small_workspace
+    other = tmp_path / "ws"
+    shutil.copytree(ws.root, other)
+    (other / "wb.toml").write_text((other / "wb.toml").read_text().replace('sparse = "splade-tiny"', 'sparse = "all-MiniLM-L6-v2"'))
+    proc = wb("query", "x", workspace=other)
     assert proc.returncode == 2
     assert "built with other models" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

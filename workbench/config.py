@@ -5,6 +5,7 @@ Unknown sections or keys are errors (a typo must not be silently ignored).
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -140,3 +141,33 @@ def load_config(path: Path) -> WorkspaceConfig:
     if not path.exists():
         return WorkspaceConfig()
     return parse_config(path.read_text())
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)  # JSON string escapes are valid TOML basic strings
+
+
+def render_config(config: WorkspaceConfig, header: str = "") -> str:
+    """``config`` as ``wb.toml`` text that :func:`parse_config` reads back to an equal config
+    (keys whose value is None are left out: they mean "the model's own default")."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for section in ("models", "index", "fusion", "rerank"):
+        obj = getattr(config, section)
+        lines.append(f"\n[{section}]")
+        nested: dict[str, dict] = {}
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if value is None:
+                continue
+            if isinstance(value, dict):
+                nested[f.name] = value
+                continue
+            lines.append(f"{f.name} = {_toml_value(value)}")
+        for name, table in nested.items():
+            lines.append(f"\n[{section}.{name}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+    return "\n".join(lines).lstrip("\n") + "\n"

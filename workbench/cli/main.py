@@ -55,24 +55,26 @@ def _workspace(path: str | None):
     return Workspace.resolve(path)
 
 
-def _config(ws, overrides: dict[str, str]):
-    cfg = ws.config()
-    return cfg.with_models(_run_model_overrides(ws, overrides)) if overrides else cfg
+def _serving(ws, model: list[str] | None, flags_hint: str = ""):
+    """The workspace + config that serve ``--model`` overrides (a variant index when they change the
+    indexed models; see workbench/variants.py). Errors in one line when that variant is not built."""
+    from workbench.variants import is_stale, require_variant, serving
+
+    overrides = _parse_model_overrides(model)
+    serve = serving(ws, overrides)
+    if serve.is_variant:
+        flags = " ".join(f"--model {r}={n}" for r, n in overrides.items())
+        require_variant(ws, serve, (flags_hint + " " + flags).strip())
+        if is_stale(ws, serve):
+            _err_console().print(f"[yellow]the {serve.label} index is older than the workspace's documents: "
+                                 f"`wb index {flags}` brings it up to date[/yellow]", highlight=False)
+    return serve
 
 
 def _run_model_overrides(ws, overrides: dict[str, str]) -> dict[str, str]:
-    """``ROLE=runs/NAME`` -> the absolute ``<workspace>/runs/NAME/model`` folder of a finished run."""
-    out = dict(overrides)
-    for role, name in overrides.items():
-        if name.startswith("runs/") and len(name) > 5:
-            run_name = name[5:].strip("/")
-            model_dir = ws.root / "runs" / run_name / "model"
-            if not model_dir.is_dir():
-                if (ws.root / "runs" / run_name / "config.json").exists():
-                    raise UsageError(f"run '{run_name}' has no model yet (it is not finished): see `wb runs`")
-                raise UsageError(f"no run named '{run_name}' in {ws.root / 'runs'}")
-            out[role] = str(model_dir)
-    return out
+    from workbench.variants import resolve_model_overrides
+
+    return resolve_model_overrides(ws, overrides)
 
 
 @app.callback(invoke_without_command=True)
@@ -89,21 +91,41 @@ def root(ctx: typer.Context, workspace: WorkspaceOpt = None) -> None:
 
 @app.command("index")
 def index_cmd(
-    path: Annotated[str, typer.Argument(help="Folder, file or BEIR corpus.jsonl to index.")],
+    path: Annotated[Optional[str], typer.Argument(help="Folder, file or BEIR corpus.jsonl to index (default: every folder the workspace already indexes).")] = None,
     workspace: WorkspaceOpt = None,
     model: ModelOpt = None,
     progress_json: Annotated[bool, typer.Option("--progress-json", help="Progress as JSON lines on stdout.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Index PATH into the workspace (incremental: unchanged documents are not re-encoded)."""
-    from workbench.errors import InputError
+    """Index PATH into the workspace (incremental: unchanged documents are not re-encoded).
 
-    root_path = Path(path)
-    if not root_path.exists():
-        raise InputError(f"no such file or folder: {path}")
+    With --model ROLE=NAME the documents go into a model variant beside the workspace's own index
+    (so base and fine-tuned models stay comparable); without PATH, every indexed folder is refreshed."""
+    from workbench.errors import InputError
+    from workbench.variants import parent_roots, serving, write_variant_config
+
     ws = _workspace(workspace)
+    if path is not None:
+        roots = [Path(path)]
+        if not roots[0].exists():
+            raise InputError(f"no such file or folder: {path}")
+    else:
+        roots = parent_roots(ws)
+        if not roots:
+            raise UsageError(f"workspace {ws.root} indexes no folder yet: give a PATH (`wb index PATH`)")
+        gone = [r for r in roots if not r.exists()]
+        if gone:
+            raise InputError(f"indexed folder no longer exists: {gone[0]} (index the others by name)")
     ws.ensure()
-    cfg = _config(ws, _parse_model_overrides(model))
+    serve = serving(ws, _parse_model_overrides(model))
+    if serve.is_variant:
+        write_variant_config(serve)
+    target, cfg = serve.workspace, serve.config
+    for root_path in roots:
+        _index_one(target, cfg, root_path, progress_json, json_out)
+
+
+def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool) -> None:
     from workbench.index.indexer import Indexer
 
     if progress_json:
@@ -164,7 +186,8 @@ def query_cmd(
     """Search the workspace."""
     ws = _workspace(workspace)
     ws.require()
-    cfg = _config(ws, _parse_model_overrides(model))
+    serve = _serving(ws, model)
+    ws, cfg = serve.workspace, serve.config
     if fusion is not None:
         if fusion not in ("rrf", "weighted"):
             raise UsageError(f"--fusion must be 'rrf' or 'weighted', not '{fusion}'")
@@ -239,6 +262,7 @@ def eval_cmd(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N evaluated queries (quick checks).")] = None,
     workspace: Annotated[Optional[str], typer.Option("--workspace", "-w", help="Workspace for the dataset's index (default: its own, under $WB_EVAL_CACHE or ~/.cache/wb/eval; $WB_WORKSPACE is not used).")] = None,
     model: ModelOpt = None,
+    compare: Annotated[Optional[list[str]], typer.Option("--compare", help="ROLE=NAME (repeatable): run every pipeline again with these models (e.g. dense=runs/NAME) and compare in one table.")] = None,
 ) -> None:
     """Evaluate pipelines on a dataset: nDCG@10, MRR@10, R@100, MAP@100, deltas and paired t-tests."""
     import time as _time
@@ -251,7 +275,12 @@ def eval_cmd(
     for name, value, least in (("--top", top, 1), ("--rerank-depth", rerank_depth, 1), ("--depth", depth, 10)):
         if value is not None and value < least:
             raise UsageError(f"{name} must be at least {least}")
-    overrides = _parse_model_overrides(model)
+    from workbench.eval import runner
+
+    overrides = runner.resolve_run_names(workspace, _parse_model_overrides(model))
+    compare_overrides = runner.resolve_run_names(workspace, _parse_model_overrides(compare))
+    if compare_overrides and tune:
+        raise UsageError("--compare and --tune do not go together: tune one model set at a time")
     pipes = [] if tune else parse_pipelines(pipeline)
     data = load_dataset(dataset, split or ("train" if tune else "test"))
     if limit is not None:
@@ -271,8 +300,6 @@ def eval_cmd(
             total = f" {event['done']}/{event['total']}" if event.get("total") else ""
             err.print(f"[dim]{event['phase']}{total}[/dim]", highlight=False)
 
-    from workbench.eval import runner
-
     ws, cfg = runner.resolve_workspace_and_config(data, workspace, overrides)
     if tune:
         from workbench.eval import tune as tuning
@@ -287,8 +314,11 @@ def eval_cmd(
         else:
             typer.echo(tuning.summary(outcome))
         return
-    systems = runner.make_systems([p.name for p in pipes], cfg, rerank_depth)
-    result = runner.evaluate(data, systems, depth=depth, workspace=ws, progress=progress)
+    other = cfg.with_models(compare_overrides) if compare_overrides else None
+    systems = runner.make_systems([p.name for p in pipes], cfg, rerank_depth, compare=other)
+    # without -w every model set gets its own eval-cache workspace; with -w the base models use it
+    # and other model sets its variants (as `wb query --model` does)
+    result = runner.evaluate(data, systems, depth=depth, workspace=ws if workspace else None, progress=progress)
     result.wall_seconds = _time.perf_counter() - started
     changes = runner.per_query_changes(data, result.systems, top or 10) if (per_query or top) else None
     if run_dir:
@@ -539,7 +569,8 @@ def mine_cmd(
     lo_hi = parse_range(rank_range)
     ws = _workspace(workspace)
     ws.require()
-    cfg = _config(ws, _parse_model_overrides(model))
+    serve = _serving(ws, model)
+    ws, cfg = serve.workspace, serve.config
     summary = mine_negatives(ws, data, out, split=split, pipeline=pipeline, rank_range=lo_hi,
                              negatives=negatives, margin=margin, seed=seed, config=cfg)
     typer.echo(summary.line())

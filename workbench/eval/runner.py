@@ -35,6 +35,7 @@ from pathlib import Path
 from workbench.config import ModelsConfig, WorkspaceConfig
 from workbench.errors import UsageError
 from workbench.eval.dataset import EvalDataset, beir_corpus_for_index
+from workbench.variants import index_models, short_model_name, variant_label, variant_workspace
 from workbench.workspace import Workspace
 
 METRICS = ("ndcg@10", "mrr@10", "recall@100", "map@100")
@@ -88,11 +89,6 @@ class EvalResult:
 # -- workspaces and indexing ------------------------------------------------------------
 def cache_root() -> Path:
     return Path(os.environ.get("WB_EVAL_CACHE") or Path.home() / ".cache" / "wb" / "eval").expanduser()
-
-
-def index_models(models: ModelsConfig) -> ModelsConfig:
-    """The part of the models that the index depends on (the reranker is not)."""
-    return replace(models, reranker=ModelsConfig().reranker)
 
 
 def default_workspace(dataset: EvalDataset, models: ModelsConfig) -> Workspace:
@@ -244,7 +240,10 @@ def per_query_changes(dataset: EvalDataset, results: list[SystemResult], n: int 
     return out
 
 
-def make_systems(pipelines: list[str], config: WorkspaceConfig, rerank_depth: int | None = None) -> list[System]:
+def make_systems(pipelines: list[str], config: WorkspaceConfig, rerank_depth: int | None = None,
+                 compare: WorkspaceConfig | None = None) -> list[System]:
+    """One system per pipeline with ``config``; with ``compare`` (other models, e.g. a fine-tune)
+    each pipeline once more with those models, labelled ``PIPELINE@MODEL``."""
     from workbench.search.pipelines import parse_pipeline
 
     systems: list[System] = []
@@ -257,7 +256,20 @@ def make_systems(pipelines: list[str], config: WorkspaceConfig, rerank_depth: in
         systems.append(System(pipe.name, pipe.name, config, rerank_depth))
     if not systems:
         raise UsageError("no pipeline given")
+    if compare is not None:
+        label = compare_label(config.models, compare.models)
+        if not label:
+            raise UsageError("--compare names the same models the baseline uses")
+        systems += [System(f"{s.pipeline}@{label}", s.pipeline, compare, rerank_depth) for s in list(systems)]
     return systems
+
+
+def compare_label(base: ModelsConfig, other: ModelsConfig) -> str:
+    """A short name for the models that differ: the run name or folder name of each."""
+    parts = variant_label(base, other).split(",") if variant_label(base, other) else []
+    if other.reranker != base.reranker:
+        parts.append(f"reranker={short_model_name(other.reranker)}")
+    return "+".join(p.split("=", 1)[1] for p in parts)
 
 
 def evaluate(
@@ -282,11 +294,21 @@ def evaluate(
     groups: dict[ModelsConfig, list[System]] = {}
     for s in systems:
         groups.setdefault(index_models(s.config.models), []).append(s)
-    if workspace is not None and len(groups) > 1:
-        raise UsageError("systems with different models need an index each: leave out --workspace")
+    base_models = index_models(workspace.config().models) if workspace is not None else None
     by_label: dict[str, SystemResult] = {}
     for models, members in groups.items():
-        ws = workspace or default_workspace(dataset, models)
+        if workspace is None:
+            ws = default_workspace(dataset, models)
+            _write_cache_config(ws, members[0].config)
+        elif models == base_models:
+            ws = workspace
+        else:  # another model set beside a given workspace: its variant (as `wb query --model` uses)
+            ws = variant_workspace(workspace, members[0].config.models)
+            ws.root.mkdir(parents=True, exist_ok=True)
+            if not ws.config_path.exists():
+                from workbench.config import render_config
+
+                ws.config_path.write_text(render_config(members[0].config, "model variant written by wb eval"))
         result.workspaces.append(str(ws.root))
         t0 = time.perf_counter()
         summary = index_dataset(dataset, ws, members[0].config, progress)
@@ -312,22 +334,40 @@ def evaluate(
     return result
 
 
+def resolve_run_names(workspace: str | None, overrides: dict[str, str]) -> dict[str, str]:
+    """``ROLE=runs/NAME`` -> that run's model folder, runs looked up in ``-w`` or else the current
+    workspace (``$WB_WORKSPACE`` or ``./.wb``): where ``wb train`` put them."""
+    if not any(v.startswith("runs/") for v in overrides.values()):
+        return dict(overrides)
+    from workbench.variants import resolve_model_overrides
+
+    return resolve_model_overrides(Workspace.resolve(workspace), overrides)
+
+
 def with_overrides(config: WorkspaceConfig, overrides: dict[str, str]) -> WorkspaceConfig:
     return config.with_models(overrides) if overrides else config
 
 
 def resolve_workspace_and_config(dataset: EvalDataset, workspace: str | None, overrides: dict[str, str]):
     """``-w`` given: that workspace and its wb.toml. Otherwise the eval cache with the current
-    built-in defaults (its wb.toml is rewritten from them, so ``wb query -w`` there agrees)."""
+    built-in defaults (its wb.toml is rewritten from them, so ``wb query -w`` there agrees).
+    ``runs/NAME`` in ``overrides`` must already be resolved (:func:`resolve_run_names`)."""
     if workspace:
         ws = Workspace.resolve(workspace)
         return ws, with_overrides(ws.config(), overrides)
     config = with_overrides(WorkspaceConfig(), overrides)
     ws = default_workspace(dataset, config.models)
-    from workbench.config import DEFAULT_TOML
-
-    ws.root.mkdir(parents=True, exist_ok=True)
-    if not ws.config_path.exists() or ws.config_path.read_text() != DEFAULT_TOML:
-        ws.config_path.write_text(DEFAULT_TOML)
+    _write_cache_config(ws, config)
     return ws, config
+
+
+def _write_cache_config(ws: Workspace, config: WorkspaceConfig) -> None:
+    """An eval-cache workspace's wb.toml states the config it is evaluated with (the built-in
+    defaults text when the models are the defaults), so ``wb query -w`` there agrees."""
+    from workbench.config import DEFAULT_TOML, render_config
+
+    text = DEFAULT_TOML if config == WorkspaceConfig() else render_config(config, "eval cache workspace, written by wb eval")
+    ws.root.mkdir(parents=True, exist_ok=True)
+    if not ws.config_path.exists() or ws.config_path.read_text() != text:
+        ws.config_path.write_text(text)
 

@@ -1,0 +1,128 @@
+"""Model variants: ``--model ROLE=NAME`` indexes beside the workspace's own index, never over it.
+
+The "fine-tune" here is a run folder whose model is a byte copy of the base model: a variant built
+with it must rank exactly as the base does, while living in its own stores, and ``wb eval
+--compare`` must put both in one table.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import pytest
+
+from conftest import copy_small_corpus, require_models
+from test_eval import make_dataset
+
+DOCS = ["itertools/groupby.md", "shutil/rmtree.md", "time/sleep.md", "functools/lru_cache.md",
+        "heapq/overview.md", "json/encoders-and-decoders.md"]
+
+
+def wb(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    from workbench.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["wb", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def ws_with_run(tmp_path):
+    """A workspace indexing six documents, plus a finished run whose model is a copy of the base."""
+    require_models()
+    from workbench.index.indexer import Indexer
+    from workbench.models.cache import resolve_model_path
+    from workbench.workspace import Workspace
+
+    corpus = copy_small_corpus(tmp_path / "corpus", DOCS)
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    run = ws.runs_dir / "ft"
+    shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), run / "model")
+    (run / "config.json").write_text("{}")
+    return ws, corpus
+
+
+def test_variant_is_built_beside_the_base_and_ranks_like_it(ws_with_run, capsys, monkeypatch):
+    ws, corpus = ws_with_run
+    from workbench.store.manifest import Manifest
+
+    def snapshot_version():
+        m = Manifest(ws.manifest_path)
+        try:
+            return m.get_meta("snapshot_version"), m.count_docs()
+        finally:
+            m.close()
+
+    base_version = snapshot_version()
+    q = "remove a directory tree"
+    code, out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
+    assert code == 2 and "wb index --model dense=runs/ft" in err
+
+    code, out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", "dense=runs/ft")
+    assert code == 0, err
+    variants = list((ws.root / "variants").iterdir())
+    assert len(variants) == 1 and variants[0].name.startswith("dense-ft-")
+
+    for pipeline in ("dense", "colbert", "hybrid"):
+        code, base_out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "-p", pipeline, "--json")
+        assert code == 0, err
+        code, ft_out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "-p", pipeline, "--json",
+                               "--model", "dense=runs/ft")
+        assert code == 0, err
+        base, ft = json.loads(base_out), json.loads(ft_out)
+        assert ft["models"]["dense"].endswith("ft/model") and not base["models"]["dense"].endswith("ft/model")
+        assert [r["doc_id"] for r in ft["results"]] == [r["doc_id"] for r in base["results"]]
+        assert [r["score"] for r in ft["results"]] == pytest.approx([r["score"] for r in base["results"]], abs=1e-3)
+    # the base index was not touched: same snapshot, same documents, same configured models
+    assert snapshot_version() == base_version and base_version[1] == len(DOCS)
+    assert 'dense = "all-MiniLM-L6-v2"' in ws.config_path.read_text()
+
+    # a document changed in the parent: the variant says it is stale until re-indexed
+    (corpus / DOCS[0]).write_text((corpus / DOCS[0]).read_text() + "\nAn added line.\n")
+    code, _, _ = wb(capsys, monkeypatch, "index", "-w", str(ws.root))
+    assert code == 0
+    code, out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
+    assert code == 0 and "older than the workspace" in err
+    code, out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", "dense=runs/ft")
+    assert code == 0
+    code, out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
+    assert code == 0 and "older than the workspace" not in err
+
+
+def test_unknown_or_unfinished_runs_are_one_line_errors(ws_with_run, capsys, monkeypatch):
+    ws, _ = ws_with_run
+    code, _, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", "dense=runs/nope")
+    assert code == 2 and "no run named 'nope'" in err and len(err.strip().splitlines()) == 1
+    (ws.runs_dir / "half").mkdir()
+    (ws.runs_dir / "half" / "config.json").write_text("{}")
+    code, _, err = wb(capsys, monkeypatch, "query", "x", "-w", str(ws.root), "--model", "dense=runs/half")
+    assert code == 2 and "not finished" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_compare_puts_base_and_fine_tune_in_one_table(ws_with_run, tmp_path, capsys, monkeypatch):
+    ws, _ = ws_with_run
+    data = make_dataset(tmp_path / "tiny")
+    eval_ws = tmp_path / "evalws"
+    run = eval_ws / "runs" / "ft"
+    run.mkdir(parents=True)
+    shutil.copytree(ws.runs_dir / "ft" / "model", run / "model")
+    code, out, err = wb(capsys, monkeypatch, "eval", str(data), "-w", str(eval_ws), "-p", "bm25,dense",
+                        "--compare", "dense=runs/ft", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    labels = [p["name"] for p in report["pipelines"]]
+    assert labels == ["bm25", "dense", "bm25@ft", "dense@ft"]
+    by = {lab: p for lab, p in zip(labels, report["pipelines"])}
+    # same weights: identical figures; the fine-tune's index is a variant of the -w workspace
+    assert by["dense@ft"]["metrics"]["ndcg@10"] == pytest.approx(by["dense"]["metrics"]["ndcg@10"], abs=1e-6)
+    assert by["bm25@ft"]["metrics"]["ndcg@10"] == pytest.approx(by["bm25"]["metrics"]["ndcg@10"], abs=1e-9)
+    assert len(list((eval_ws / "variants").iterdir())) == 1

@@ -1,0 +1,153 @@
+"""Model variants of a workspace: the same documents indexed with other models, side by side.
+
+``--model dense=runs/NAME`` (or any folder / Hugging Face id) must not rebuild the workspace's own
+index: the base model stays queryable so base and fine-tune can be compared. A variant is a complete
+workspace of its own under ``<workspace>/variants/<label>-<hash>/`` whose config is the parent's
+``wb.toml`` with some roles replaced; ``wb index --model ...`` builds it from the parent's source
+roots, ``wb query --model ...``, ``wb eval --model/--compare`` and the TUI read it.
+
+Contract:
+- :func:`resolve_model_overrides` turns ``runs/NAME`` into that run's final model folder and rejects
+  unfinished or unknown runs with a one-line UsageError.
+- :func:`serving` returns the workspace that serves a set of overrides and the config to use there:
+  the parent itself when the overrides leave the indexed models unchanged (e.g. only ``reranker``).
+- :func:`build_variant` indexes the parent's roots (or given ones) into the variant, incrementally.
+- :func:`is_stale` says whether the parent's documents changed since the variant was indexed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from workbench.config import ModelsConfig, WorkspaceConfig, render_config
+from workbench.errors import UsageError, WorkspaceError
+from workbench.workspace import Workspace
+
+INDEX_ROLES = ("dense", "colbert", "sparse")
+
+
+def resolve_model_overrides(ws: Workspace, overrides: dict[str, str]) -> dict[str, str]:
+    """``ROLE=runs/NAME`` -> the absolute ``<workspace>/runs/NAME/model`` folder of a finished run;
+    other values unchanged."""
+    out = dict(overrides)
+    for role, name in overrides.items():
+        if name.startswith("runs/") and len(name) > 5:
+            run_name = name[5:].strip("/")
+            model_dir = ws.runs_dir / run_name / "model"
+            if not model_dir.is_dir():
+                if (ws.runs_dir / run_name / "config.json").exists():
+                    raise UsageError(f"run '{run_name}' has no model yet (it is not finished): see `wb runs`")
+                raise UsageError(f"no run named '{run_name}' in {ws.runs_dir}")
+            out[role] = str(model_dir)
+    return out
+
+
+def index_models(models: ModelsConfig) -> ModelsConfig:
+    """The part of the models an index depends on (the reranker is not)."""
+    return replace(models, reranker=ModelsConfig().reranker)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Where a query with some model overrides is answered."""
+
+    workspace: Workspace
+    config: WorkspaceConfig
+    is_variant: bool
+    label: str  # "" for the workspace itself, else e.g. "dense=minilm-ft"
+
+
+def short_model_name(value: str) -> str:
+    """``.../runs/NAME/model`` -> NAME; a folder -> its name; a hub id -> its last part."""
+    path = Path(value)
+    if path.name == "model" and path.parent.parent.name == "runs":
+        return path.parent.name  # runs/NAME/model -> NAME
+    return path.name or value
+
+
+def variant_label(base: ModelsConfig, models: ModelsConfig) -> str:
+    parts = [f"{role}={short_model_name(getattr(models, role))}" for role in INDEX_ROLES
+             if getattr(models, role) != getattr(base, role)]
+    for key in ("dense_query_template", "dense_document_template", "dense_pooling"):
+        if getattr(models, key) != getattr(base, key):
+            parts.append(f"{key}={getattr(models, key)}")
+    return ",".join(parts)
+
+
+def variant_workspace(ws: Workspace, models: ModelsConfig) -> Workspace:
+    key = hashlib.sha1(repr(index_models(models)).encode()).hexdigest()[:8]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", variant_label(ws.config().models, models)).strip("-")[:60]
+    return Workspace(ws.root / "variants" / f"{slug or 'variant'}-{key}")
+
+
+def serving(ws: Workspace, overrides: dict[str, str]) -> Serving:
+    """The workspace and config that answer queries with ``overrides`` (``runs/NAME`` resolved)."""
+    base = ws.config()
+    if not overrides:
+        return Serving(ws, base, False, "")
+    config = base.with_models(resolve_model_overrides(ws, overrides))
+    if index_models(config.models) == index_models(base.models):
+        return Serving(ws, config, False, "")
+    vws = variant_workspace(ws, config.models)
+    return Serving(vws, config, True, variant_label(base.models, config.models))
+
+
+def require_variant(ws: Workspace, serve: Serving, flags: str) -> None:
+    """One-line error when the variant has not been indexed yet."""
+    if serve.is_variant and not serve.workspace.exists():
+        raise WorkspaceError(f"no index with {serve.label} yet: run `wb index {flags}` first "
+                             f"(re-encodes the workspace's documents with that model)")
+
+
+def write_variant_config(serve: Serving) -> None:
+    serve.workspace.root.mkdir(parents=True, exist_ok=True)
+    text = render_config(serve.config, f"model variant of {serve.workspace.root.parent.parent} ({serve.label});\n"
+                                       "written by wb; the parent's wb.toml plus the --model overrides")
+    if not serve.workspace.config_path.exists() or serve.workspace.config_path.read_text() != text:
+        serve.workspace.config_path.write_text(text)
+
+
+def parent_roots(ws: Workspace) -> list[Path]:
+    """The source roots indexed into ``ws`` (from its manifest)."""
+    from workbench.store.manifest import Manifest
+
+    if not ws.exists():
+        return []
+    manifest = Manifest(ws.manifest_path)
+    try:
+        return [Path(row[0]) for row in manifest.sources()]
+    finally:
+        manifest.close()
+
+
+def build_variant(ws: Workspace, serve: Serving, roots: list[Path] | None = None,
+                  progress: Callable[[str, int, int], None] | None = None, device: str | None = None) -> list:
+    """Index ``roots`` (default: every root of the parent) into the variant; returns IndexSummary list."""
+    from workbench.index.indexer import Indexer
+
+    roots = roots if roots is not None else parent_roots(ws)
+    if not roots:
+        raise WorkspaceError(f"workspace {ws.root} has no indexed folders to re-encode: give a PATH")
+    missing = [str(r) for r in roots if not r.exists()]
+    if missing:
+        raise WorkspaceError(f"indexed folder no longer exists: {missing[0]}")
+    write_variant_config(serve)
+    return [Indexer(serve.workspace, serve.config, progress=progress, device=device).run(r) for r in roots]
+
+
+def is_stale(ws: Workspace, serve: Serving) -> bool:
+    """True when the parent's documents differ from the variant's (someone re-indexed the parent)."""
+    from workbench.store.manifest import Manifest
+
+    if not serve.is_variant or not serve.workspace.exists() or not ws.exists():
+        return False
+    a, b = Manifest(ws.manifest_path), Manifest(serve.workspace.manifest_path)
+    try:
+        return a.hashes() != b.hashes()
+    finally:
+        a.close()
+        b.close()
