@@ -2,7 +2,8 @@
 
     python -m trainers.cli run RUN_DIR [--resume]
 
-Reads ``RUN_DIR/config.json`` and trains (see :func:`trainers.embedder.train_embedder`). Exit
+Reads ``RUN_DIR/config.json`` and trains with the trainer its ``trainer`` key names (embedder,
+reranker, colbert; see :func:`trainers.loop.train_run`). Exit
 status 0 when the run finished or stopped, 1 when it failed (``status.json`` says why, and the
 traceback is in the log), 2 for a bad command line.
 """
@@ -33,10 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     if not run.exists():
         print(f"trainers: error: no run config in {run.path}", file=sys.stderr)
         return 2
-    from .embedder import train_embedder
+    from .loop import train_run
 
     try:
-        status = train_embedder(run, resume=args.resume)
+        status = train_run(run, resume=args.resume)
     except KeyboardInterrupt:
         return 130
     except Exception:

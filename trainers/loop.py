@@ -1,0 +1,357 @@
+"""The model-independent training loop: ``run_training(run, trainer, resume=False)``.
+
+Every trainer (:mod:`trainers.embedder`, :mod:`trainers.reranker`, :mod:`trainers.colbert`)
+supplies a :class:`Trainer`: its examples, the model it trains, ``compute_loss`` for one
+micro-batch, an optional evaluation and ``save_final``. This module does the rest, the same way
+for all of them:
+
+* status ``running`` with pid/step/total/loss, one ``step`` event per ``log_every`` steps
+  (epoch, loss, lr, examples/s, tokens/s, GPU memory), ``on_step`` callback (tests);
+* one *step* is one optimizer step: ``grad_accum`` micro-batches of ``batch_size`` examples
+  from :class:`~trainers.data.TaskBatchSampler`; the random draws of micro-batch ``m`` of step
+  ``s`` come from ``Random(f"{seed}|{s}|{m}")``, so a resumed run makes the same draws;
+* AdamW over the trainable parameters, linear schedule with warmup, accelerate (mixed precision);
+* a checkpoint every ``save_every`` steps (``accelerator.save_state`` then ``sampler.json`` written
+  last; the newest ``KEEP_CHECKPOINTS`` are kept);
+* a stop (the run's ``stop`` file, SIGTERM, or a first Ctrl-C) checkpoints and ends ``stopped``;
+  a second Ctrl-C aborts without a checkpoint;
+* evaluation every ``eval_every`` steps and at the end when ``eval_data`` is set: ``eval`` events
+  with the trainer's metric, ``best_metric`` / ``last_metric`` in the status;
+* the end calls ``trainer.save_final`` into ``run.model_dir`` and ends ``finished``; any exception
+  ends ``failed`` with the last 20 traceback lines in ``error`` and is re-raised.
+
+Resume restores the model, optimizer, scheduler and RNG states (accelerate) and the sampler
+position and step (``sampler.json``), so the loss curve continues as if never interrupted.
+
+The config object only needs the shared fields: ``name seed batch_size grad_accum epochs
+max_steps lr weight_decay warmup_ratio mixed_precision save_every log_every eval_data eval_every
+task_sampling``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from workbench.errors import UsageError
+
+from .runs import RunFolder
+
+__all__ = ["KEEP_CHECKPOINTS", "StopFlag", "Trainer", "log", "mixed_precision", "run_training"]
+
+KEEP_CHECKPOINTS = 2
+
+
+class Trainer:
+    """What one kind of training supplies to :func:`run_training` (subclass it).
+
+    Call order: ``examples()``, ``build()`` (after the seed is set), then per micro-batch
+    ``compute_loss(model, examples, rng, device, accelerator)`` with the prepared (wrapped) model;
+    ``evaluate(model, device)`` and ``save_final(model, out_dir)`` get the unwrapped model.
+    """
+
+    #: the name of the metric ``evaluate`` returns (``eval`` events and the status)
+    metric_name = "ndcg@10"
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+
+    def examples(self) -> Sequence:
+        """The training examples (``TrainingExample`` s; a ``report`` attribute is logged)."""
+        raise NotImplementedError
+
+    def build(self):
+        """Build and return the trainable ``nn.Module`` (its trainable parameters are optimized)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Extra fields for the status and the ``started`` event (e.g. kind, pooling)."""
+        return {}
+
+    def compute_loss(self, model, examples: list, rng: random.Random, device, accelerator) -> tuple[Any, int]:
+        """``(scalar loss tensor, tokens processed)`` for one micro-batch of examples."""
+        raise NotImplementedError
+
+    def evaluate(self, model, device) -> float | None:
+        """The metric on ``cfg.eval_data`` (None: skipped)."""
+        return None
+
+    def save_final(self, model, out_dir: Path) -> None:
+        """Write the final model folder (called on the main process only)."""
+        raise NotImplementedError
+
+
+class StopFlag:
+    def __init__(self) -> None:
+        self.requested = False
+        self.why = ""
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except (ValueError, OSError):
+                pass
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            try:
+                signal.signal(sig, handler)  # type: ignore[arg-type]
+            except (ValueError, OSError, TypeError):
+                pass
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.requested:
+            raise KeyboardInterrupt  # a second Ctrl-C: give up at once
+        self.requested = True
+        self.why = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        if signum == signal.SIGINT:
+            print("stopping after this step (Ctrl-C again to abort without a checkpoint)", file=sys.stderr, flush=True)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def mixed_precision(value: str) -> str:
+    import torch
+
+    if value == "auto":
+        return "bf16" if torch.cuda.is_available() else "no"
+    if value not in ("no", "bf16", "fp16"):
+        raise UsageError(f"mixed_precision must be auto, no, bf16 or fp16, not {value!r}")
+    return value
+
+
+def run_training(
+    run: RunFolder,
+    trainer: Trainer,
+    resume: bool = False,
+    *,
+    on_step: Callable[[int, RunFolder], None] | None = None,
+) -> dict:
+    """Train (or resume) the run with ``trainer``; return its final status dict."""
+    stop = StopFlag()
+    stop.install()
+    flushed = False
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            # denormal floats (LoRA updates near zero) make CPU matmuls 3-5x slower
+            flushed = torch.set_flush_denormal(True)
+        return _train(run, trainer, resume, stop, on_step)
+    except KeyboardInterrupt:
+        run.write_status(state="stopped", error="aborted by a second Ctrl-C (no checkpoint)")
+        run.append_event({"event": "stopped", "time": time.time(), "checkpoint": None})
+        raise
+    except BaseException as exc:
+        lines = traceback.format_exc().splitlines()[-20:]
+        run.write_status(state="failed", error="\n".join(lines), message=f"{type(exc).__name__}: {exc}")
+        run.append_event({"event": "failed", "time": time.time(), "error": f"{type(exc).__name__}: {exc}"})
+        raise
+    finally:
+        stop.restore()
+        if flushed:
+            import torch
+
+            torch.set_flush_denormal(False)
+
+
+def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_step) -> dict:
+    run.write_status(state="running", pid=os.getpid(), error=None)
+    if run.stop_path.exists():
+        run.stop_path.unlink()
+    cfg = trainer.cfg
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    from .data import TaskBatchSampler
+
+    set_seed(cfg.seed)
+    examples = trainer.examples()
+    report = getattr(examples, "report", None)
+    if report is not None:
+        log(report.summary())
+    sampler = TaskBatchSampler(examples, cfg.batch_size, sampling=cfg.task_sampling, seed=cfg.seed)
+    per_epoch = len(sampler)
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch / cfg.grad_accum))
+
+    model = trainer.build()
+    described = trainer.describe()
+    accelerator = Accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
+                              gradient_accumulation_steps=cfg.grad_accum)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    model.train()
+    device = accelerator.device
+
+    step, last_loss = 0, None
+    status = run.status()
+    best = status.get("best_metric") if resume else None
+    checkpoint = run.latest_checkpoint() if resume else None
+    if resume and checkpoint is None:
+        log("no complete checkpoint to resume from: starting from step 0")
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / "sampler.json").read_text())
+        sampler.load_state_dict(state["sampler"])
+        step, last_loss = int(state["step"]), state.get("loss")
+        run.append_event({"event": "resumed", "step": step, "checkpoint": checkpoint.name, "time": time.time()})
+        log(f"resumed from {checkpoint.name}")
+    run.write_status(state="running", pid=os.getpid(), step=step, total_steps=total, loss=last_loss,
+                     best_metric=best, **described)
+    if step == 0:
+        run.append_event({"event": "started", "total_steps": total, "examples": len(examples),
+                          "batches_per_epoch": per_epoch, **described,
+                          "device": str(device), "time": time.time()})
+    what = ", ".join(f"{k} {v}" for k, v in described.items())
+    log(f"training {cfg.name}: {len(examples)} examples, {per_epoch} batches/epoch, {total} steps"
+        f"{', ' + what if what else ''} on {device}")
+
+    def batches():
+        while True:
+            yield from sampler
+
+    stream = batches()
+
+    def save_checkpoint(at_step: int, loss_value) -> Path:
+        folder = run.checkpoints / f"step-{at_step}"
+        if folder.exists():
+            shutil.rmtree(folder)
+        accelerator.save_state(str(folder))
+        if accelerator.is_main_process:
+            (folder / "sampler.json").write_text(json.dumps(
+                {"sampler": sampler.state_dict(), "step": at_step, "loss": loss_value, "seed": cfg.seed}
+            ))  # written last: RunFolder.latest_checkpoint only takes folders that have it
+            done = sorted((p for p in run.checkpoints.iterdir() if p.name.startswith("step-")),
+                          key=lambda p: int(p.name.split("-")[1]))
+            for old in done[:-KEEP_CHECKPOINTS]:
+                shutil.rmtree(old, ignore_errors=True)
+            run.append_event({"event": "checkpoint", "step": at_step, "path": str(folder), "time": time.time()})
+        return folder
+
+    def stop_requested() -> bool:
+        if run.stop_path.exists() and not stop.requested:
+            stop.requested, stop.why = True, "stop file"
+        return stop.requested
+
+    while step < total:
+        if stop_requested():
+            break
+        t0 = time.perf_counter()
+        micro_losses, n_examples, n_tokens = [], 0, 0
+        for micro in range(cfg.grad_accum):
+            idx = next(stream)
+            exs = [examples[i] for i in idx]
+            rng = random.Random(f"{cfg.seed}|{step}|{micro}")
+            with accelerator.accumulate(model):
+                loss, tokens = trainer.compute_loss(model, exs, rng, device, accelerator)
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            micro_losses.append(float(loss.detach()))
+            n_examples += len(exs)
+            n_tokens += tokens
+        step += 1
+        last_loss = sum(micro_losses) / len(micro_losses)
+        if not math.isfinite(last_loss):
+            raise FloatingPointError(f"loss is {last_loss} at step {step}: lower the learning rate")
+        elapsed = max(time.perf_counter() - t0, 1e-9)
+        if step % max(1, cfg.log_every) == 0 or step == total:
+            event = {
+                "event": "step",
+                "step": step,
+                "epoch": round(sampler.epoch + sampler.position / max(1, per_epoch), 4),
+                "loss": last_loss,
+                "lr": scheduler.get_last_lr()[0],
+                "examples_per_s": n_examples / elapsed,
+                "tokens_per_s": n_tokens / elapsed,
+                "gpu_mem_gb": (torch.cuda.max_memory_allocated() / 2**30) if torch.cuda.is_available() else 0.0,
+                "time": time.time(),
+            }
+            run.append_event(event)
+            run.write_status(state="running", step=step, total_steps=total, loss=last_loss)
+            log(f"step {step}/{total} loss {last_loss:.4f} lr {event['lr']:.2e} "
+                f"{event['examples_per_s']:.1f} ex/s")
+        if on_step is not None:
+            on_step(step, run)
+        if cfg.eval_data and cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == total):
+            metric = trainer.evaluate(accelerator.unwrap_model(model), device)
+            if metric is not None:
+                run.append_event({"event": "eval", "step": step, trainer.metric_name: metric, "time": time.time()})
+                if best is None or metric > best:
+                    best = metric
+                run.write_status(best_metric=best, last_metric=metric)
+        if step < total and cfg.save_every > 0 and step % cfg.save_every == 0:
+            save_checkpoint(step, last_loss)
+        if stop_requested() and step < total:
+            break
+
+    if step < total:  # stopped
+        folder = save_checkpoint(step, last_loss)
+        run.write_status(state="stopped", step=step, total_steps=total, loss=last_loss, pid=None)
+        run.append_event({"event": "stopped", "step": step, "why": stop.why, "checkpoint": folder.name,
+                          "time": time.time()})
+        log(f"stopped at step {step} ({stop.why}); resume with `wb train resume {run.name}`")
+        return run.status()
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        trainer.save_final(accelerator.unwrap_model(model), run.model_dir)
+        run.append_event({"event": "finished", "step": step, "model": str(run.model_dir), "time": time.time()})
+        run.write_status(state="finished", step=step, total_steps=total, loss=last_loss, pid=None,
+                         model=str(run.model_dir))
+        log(f"finished: model in {run.model_dir}")
+    return run.status()
+
+
+def trainer_for(run: RunFolder) -> Trainer:
+    """The :class:`Trainer` that ``run``'s ``config.json`` names (its ``trainer`` key; default embedder)."""
+    config = run.read_config()
+    kind = config.get("trainer", "embedder")
+    if kind == "embedder":
+        from .embedder import EmbedderTrainer
+        from .config import EmbedderConfig
+
+        return EmbedderTrainer(EmbedderConfig.from_dict(config))
+    if kind == "reranker":
+        from .config import RerankerConfig
+        from .reranker import RerankerTrainer
+
+        return RerankerTrainer(RerankerConfig.from_dict(config))
+    if kind == "colbert":
+        from .colbert import ColbertTrainer
+        from .config import ColbertConfig
+
+        return ColbertTrainer(ColbertConfig.from_dict(config))
+    raise UsageError(f"run {run.name}: unknown trainer {kind!r} in its config.json (embedder, reranker, colbert)")
+
+
+def train_run(run: RunFolder, resume: bool = False, *, on_step=None) -> dict:
+    """Train ``run`` with the trainer its config names (a bad config marks the run failed)."""
+    try:
+        trainer = trainer_for(run)
+    except BaseException as exc:
+        run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}", message=f"{type(exc).__name__}: {exc}")
+        raise
+    return run_training(run, trainer, resume, on_step=on_step)
