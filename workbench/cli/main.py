@@ -380,10 +380,10 @@ def _run_training(run, resume: bool, detach: bool) -> None:
                              f"`wb runs` to watch, `wb runs stop {run.name}` to stop[/dim]", highlight=False)
         return
     from workbench.errors import TrainingError
-    from trainers.embedder import train_embedder
+    from trainers.loop import train_run
 
     try:
-        status = train_embedder(run, resume=resume)
+        status = train_run(run, resume=resume)
     except WbError:
         raise
     except KeyboardInterrupt:
