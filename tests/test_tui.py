@@ -322,6 +322,7 @@ async def test_help_lists_every_key():
     from workbench.tui.corpus import CorpusPane
     from workbench.tui.evaluate import EvalPane
     from workbench.tui.help import HelpScreen, key_sections
+    from workbench.tui.runs import LaunchScreen, RunsPane
     from workbench.tui.search import SearchPane
 
     app = WbApp(FakeEngine.root, engine=FakeEngine())
@@ -332,7 +333,7 @@ async def test_help_lists_every_key():
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         listed = " ".join(keys for _, rows in key_sections(app) for keys, _ in rows)
-        for cls in (WbApp, SearchPane, CorpusPane, EvalPane, PreviewScreen):
+        for cls in (WbApp, SearchPane, CorpusPane, EvalPane, PreviewScreen, RunsPane, LaunchScreen):
             for b in cls.BINDINGS:
                 assert app.get_key_display(b) in listed, (cls.__name__, b.key)
         await pilot.press("escape")
@@ -509,3 +510,220 @@ def test_real_terminal_in_tmux(small_workspace, tmp_path):
     proc = subprocess.run(["bash", str(script), str(ws.root)], env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "both columns found" in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# The Runs screen: run folders written as the trainer writes them (no training)
+# ---------------------------------------------------------------------------------------
+async def open_runs(pilot) -> None:
+    await settle(pilot)
+    pilot.app.action_show_tab("runs")
+    await pilot.pause(0.2)
+    pilot.app.query_one("#runs-table").focus()
+    await pilot.pause()
+
+
+async def test_runs_are_listed_followed_live_and_stopped(tmp_path):
+    from tui_fake import fake_run
+
+    ws = tmp_path / "ws"
+    fake_run(ws, "ft-1", "finished", steps=30, total=30, eval_every=10)
+    time.sleep(0.02)
+    sleeper = subprocess.Popen(["sleep", "60"])  # stands in for the training process (pid in status.json)
+    try:
+        running = fake_run(ws, "ft-2", "running", steps=20, total=100, pid=sleeper.pid)
+        app = WbApp(str(ws), engine=FakeEngine())
+        async with app.run_test(size=(120, 36)) as pilot:
+            seen = record_notifications(app)
+            await open_runs(pilot)
+            pane = app.runs
+            table = app.query_one("#runs-table")
+            assert [str(k.value) for k in table.rows] == ["ft-2", "ft-1"]  # newest first
+            assert str(table.get_cell("ft-2", "state")) == "running"
+            assert str(table.get_cell("ft-1", "state")) == "finished"
+            assert str(table.get_cell("ft-2", "step")).strip() == "20/100"
+            assert str(table.get_cell("ft-2", "loss")).strip() == f"{running.status()['loss']:.4f}"
+            assert str(table.get_cell("ft-1", "best")).strip() == "0.5300"
+            assert pane.selected == "ft-2"
+            assert len(app.query_one("#loss-spark").data) == 20
+            assert "step 20/100" in str(app.query_one("#run-log").render())
+
+            # a step appended on disk shows after the refresh interval (read incrementally)
+            offset = pane._tails["ft-2"].offset
+            running.append_event({"event": "step", "step": 21, "loss": 0.123, "lr": 1e-5, "examples_per_s": 50.0,
+                                  "gpu_mem_gb": 0.0, "time": 1_700_000_100.0})
+            running.write_status(step=21, loss=0.123)
+            with open(running.log_path, "a") as f:
+                f.write("step 21/100 loss 0.1230\n")
+            await pilot.pause(1.5)
+            assert str(table.get_cell("ft-2", "step")).strip() == "21/100"
+            assert str(table.get_cell("ft-2", "loss")).strip() == "0.1230"
+            spark = app.query_one("#loss-spark").data
+            assert len(spark) == 21 and spark[-1] == 0.123
+            assert pane._tails["ft-2"].offset > offset
+            assert "0.1230" in str(app.query_one("#loss-label").render())
+            assert "step 21/100 loss 0.1230" in str(app.query_one("#run-log").render())
+
+            # the finished run: its evaluations
+            await pilot.press("down")
+            await pilot.pause()
+            assert pane.selected == "ft-1"
+            evals = str(app.query_one("#run-evals").render())
+            assert "0.5300" in evals and "best" in evals
+
+            # s: the stop file and SIGTERM, as `wb runs stop` does; a worker waits for the end
+            await pilot.press("up", "s")
+            await settle(pilot)
+            assert running.stop_path.exists()
+            assert sleeper.wait(timeout=10) == -15  # SIGTERM
+            await settle(pilot)
+            assert any("ft-2 died" in m for m, _ in seen)  # it never wrote a final status
+            await pilot.pause(1.2)
+            assert str(table.get_cell("ft-2", "state")) == "died"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+class FakeSpawner:
+    """Stands in for `wb train ... --detach`: records the argv, creates the run folder as the CLI would."""
+
+    def __init__(self, ws: Path) -> None:
+        self.ws = ws
+        self.calls: list[list[str]] = []
+
+    async def __call__(self, argv):
+        from tui_fake import fake_run
+
+        self.calls.append(list(argv))
+        if argv[3:5] == ["train", "embedder"]:
+            name = argv[argv.index("--out") + 1]
+            fake_run(self.ws, name, "running", steps=0, pid=os.getpid())
+            return 0, name + "\n", f"run {name} started in the background\n"
+        return 0, "", ""
+
+
+async def test_launch_form_errors_and_spawns_wb_train(tmp_path):
+    from workbench.tui.runs import LaunchScreen
+
+    ws = tmp_path / "ws"
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"query": "q", "pos": ["p"], "neg": ["n"]}) + "\n")
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_runs(pilot)
+        assert "No training runs" in str(app.query_one("#run-summary").render())
+        await pilot.press("n")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, LaunchScreen)
+        assert form.query_one("#launch-name").value == "ft-1"  # a suggested name
+
+        # a data path that does not exist: the real `wb train embedder` refuses it in one line
+        form.query_one("#launch-data").value = str(tmp_path / "missing.jsonl")
+        await pilot.click("#launch-go")
+        await settle(pilot, timeout=180)
+        assert app.screen is form
+        assert form.error.startswith("--data: no such file or folder:") and "\n" not in form.error
+        assert not (ws / "runs" / "ft-1" / "config.json").exists()
+
+        # a bad number is caught in the form, before anything runs
+        spawner = FakeSpawner(ws)
+        form.spawner = spawner
+        form.query_one("#launch-data").value = str(data)
+        form.query_one("#launch-epochs").value = "two"
+        await pilot.click("#launch-go")
+        await settle(pilot)
+        assert form.error == "epochs: 'two' is not a number" and not spawner.calls
+
+        # valid values: `wb train embedder ... --detach -w WORKSPACE`, and the new run is listed
+        form.query_one("#launch-epochs").value = "2"
+        form.query_one("#launch-lr").value = "1e-5"
+        form.query_one("#launch-negatives").value = "3"
+        form.query_one("#launch-loss").value = "jointlh"
+        form.query_one("#launch-lora").value = True
+        form.query_one("#launch-name").value = "mine"
+        await pilot.click("#launch-go")
+        await settle(pilot)
+        assert spawner.calls == [[sys.executable, "-m", "workbench.cli.main", "train", "embedder",
+                                  "--data", str(data), "--base", "dense", "--lora", "--epochs", "2",
+                                  "--batch-size", "32", "--lr", "1e-5", "--negatives", "3", "--loss", "jointlh",
+                                  "--eval-every", "0", "--out", "mine", "--detach", "-w", str(ws)]]
+        assert not isinstance(app.screen, LaunchScreen)
+        assert app.runs.selected == "mine"
+        assert str(app.query_one("#runs-table").get_cell("mine", "state")) == "running"
+
+
+async def test_resume_and_evaluate_keys(tmp_path):
+    from tui_fake import fake_run
+    from workbench.tui.evaluate import eval_command
+
+    ws = tmp_path / "ws"
+    fake_run(ws, "done", "finished", steps=10, total=10, eval_every=5)
+    (ws / "runs" / "done" / "model").mkdir()
+    time.sleep(0.02)
+    fake_run(ws, "half", "stopped", steps=5, total=10)
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        await open_runs(pilot)
+        spawner = FakeSpawner(ws)
+        app.runs.spawner = spawner
+        assert app.runs.selected == "half"
+        await pilot.press("c")  # not finished: no model to compare
+        await pilot.pause()
+        assert any("has no model until it finishes" in m for m, _ in seen)
+        await pilot.press("R")
+        await settle(pilot)
+        assert spawner.calls == [[sys.executable, "-m", "workbench.cli.main", "train", "resume", "half",
+                                  "--detach", "-w", str(ws)]]
+        # e on the finished run: the Evaluate form compares base and fine-tune
+        await pilot.press("down", "e")
+        await pilot.pause()
+        assert app.query_one("#tabs").active == "evaluate"
+        assert app.query_one("#dataset").value == "/data/beir"  # the run's eval data
+        assert app.query_one("#eval-compare").value == "dense=runs/done"
+        compare = app.evaluate._compare_models()
+        assert compare == [f"dense={ws / 'runs' / 'done' / 'model'}"]
+        cmd = eval_command("/data/beir", "dense,hybrid", None, compare)
+        assert cmd[cmd.index("--compare") + 1] == compare[0] and "-w" not in cmd
+
+
+async def test_compare_builds_the_variant_and_searches_both_columns(small_workspace, tmp_path, tui_engine):
+    """c on a finished run whose model is a copy of the base: its index is built beside the
+    workspace's, and Search shows the base on the left and the fine-tune on the right (same ranking)."""
+    from tui_fake import fake_run
+    from workbench.models.cache import resolve_model_path
+
+    ws, _ = small_workspace
+    copy = tmp_path / "ws"
+    shutil.copytree(ws.root, copy, ignore=shutil.ignore_patterns("runs", "variants"))
+    fake_run(copy, "ft", "finished", steps=10, total=10)
+    shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), copy / "runs" / "ft" / "model")
+    app = WbApp(str(copy), engine=tui_engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        await settle(pilot)
+        app.search.set_query(QUERY, run=False)
+        await open_runs(pilot)
+        await pilot.press("c")
+        await pilot.pause()
+        assert app.query_one("#runs-progress").display  # building, in a worker
+        await settle(pilot, timeout=600)
+        assert not [m for m, sev in seen if sev == "error"], seen
+        variants = list((copy / "variants").iterdir())
+        assert len(variants) == 1 and variants[0].name.startswith("dense-ft-")
+        assert app.query_one("#tabs").active == "search"
+        left, right = app.search.left, app.search.right
+        assert left.root is None and right.root == str(variants[0])
+        assert right.shown_key[0] == str(variants[0]) and left.shown_key[0] == str(copy)
+        assert left.pipeline == right.pipeline
+        assert "ft:ft" in str(app.query_one("#right-model").render())
+        assert left.hits and [h.doc_id for h in right.hits] == [h.doc_id for h in left.hits]
+        assert right.marks == ["="] * len(right.hits)  # movement is shown across the two indexes
+        # b: both columns back on the workspace's own models
+        left.table.focus()
+        await pilot.press("b")
+        await settle(pilot)
+        assert right.root is None and right.shown_key[0] == str(copy)
+        assert not app.query_one("#right-model").display

@@ -103,3 +103,31 @@ def test_help(snap_compare):
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=(100, 30), run_before=run)
+
+
+def test_runs(snap_compare, tmp_path, monkeypatch):
+    """The Runs screen on three fake run folders (running, failed, finished with evaluations); the
+    runs live in a temporary folder but the header keeps showing the fake workspace."""
+    import os
+    import time
+
+    from tui_fake import fake_run
+    from workbench.tui.runs import RunsPane
+
+    fake_run(tmp_path, "ft-1", "finished", steps=80, total=80, eval_every=20)
+    time.sleep(0.02)
+    fake_run(tmp_path, "ft-2", "failed", steps=12, error='Traceback (most recent call last):\n  File "embedder.py", '
+             'line 3, in _train\nRuntimeError: CUDA out of memory')
+    time.sleep(0.02)
+    fake_run(tmp_path, "ft-3", "running", steps=40, total=200, pid=os.getpid())
+    monkeypatch.setattr(RunsPane, "root", property(lambda self: tmp_path))
+
+    async def run(pilot):
+        await settle(pilot)
+        pilot.app.action_show_tab("runs")
+        await pilot.pause(0.3)
+        pilot.app.query_one("#runs-table").focus()
+        await pilot.press("down", "down")
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=run)

@@ -153,3 +153,47 @@ async def run_query(pilot, text: str) -> None:
     await pilot.pause()
     await pilot.press("enter")
     await settle(pilot)
+
+
+# -- Training runs on disk, written the way the trainer writes them (no training) -----------
+def fake_run(workspace_root, name: str, state: str, *, steps: int = 0, total: int = 100, pid=None,
+             eval_every: int = 0, error: str | None = None, base: str = "/models/all-MiniLM-L6-v2",
+             data: str = "/data/train.jsonl", t0: float = 1_700_000_000.0):
+    """A run folder with ``steps`` step events (a falling loss), evaluations every ``eval_every``
+    steps, a log, and ``status.json`` saying ``state``."""
+    import json
+    from pathlib import Path
+
+    from trainers.runs import RunFolder
+
+    run = RunFolder(Path(workspace_root) / "runs" / name)
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.config_path.write_text(json.dumps({
+        "trainer": "embedder", "data": data, "base": base, "name": name, "loss": "infonce", "lr": 3e-5,
+        "batch_size": 32, "negatives_per_query": 1, "lora": False, "eval_data": "/data/beir" if eval_every else None,
+        "eval_every": eval_every}))
+    run.append_event({"event": "started", "total_steps": total, "examples": 3200, "device": "cpu", "time": t0})
+    log = [f"training {name}: 3200 examples, 100 batches/epoch, {total} steps, encoder (mean pooling) on cpu"]
+    best = None
+    for step in range(1, steps + 1):
+        loss = 2.0 / (1 + 0.05 * step) + 0.05 * ((step * 7) % 5) / 5
+        run.append_event({"event": "step", "step": step, "epoch": step / 100, "loss": loss,
+                          "lr": 3e-5 * min(1.0, step / 10), "examples_per_s": 100 + (step * 13) % 40,
+                          "gpu_mem_gb": 0.0, "time": t0 + 2.0 * step})
+        log.append(f"step {step}/{total} loss {loss:.4f}")
+        if eval_every and step % eval_every == 0:
+            metric = 0.5 + 0.01 * step / eval_every
+            best = metric if best is None else max(best, metric)
+            run.append_event({"event": "eval", "step": step, "ndcg@10": metric, "time": t0 + 2.0 * step})
+    run.log_path.write_text("\n".join(log) + "\n")
+    fields = {"state": state, "step": steps, "total_steps": total, "pid": pid,
+              "loss": (2.0 / (1 + 0.05 * steps) + 0.05 * ((steps * 7) % 5) / 5) if steps else None}
+    if best is not None:
+        fields["best_metric"] = best
+    if error:
+        fields.update(error=error, message=error.splitlines()[-1])
+        run.append_event({"event": "failed", "error": error.splitlines()[-1], "time": t0 + 2.0 * steps + 1})
+    if state == "finished":
+        run.append_event({"event": "finished", "step": steps, "time": t0 + 2.0 * steps + 1})
+    run.write_status(**fields)
+    return run

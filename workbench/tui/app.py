@@ -99,6 +99,10 @@ class WbApp(App):
     def evaluate(self) -> EvalPane:
         return self.query_one(EvalPane)
 
+    @property
+    def runs(self) -> RunsPane:
+        return self.query_one(RunsPane)
+
     def _update_subtitle(self) -> None:
         status = ("models ready" if self.models_ready else "loading models…") if self.workspace_ready else (
             "no index" if not self.searcher_ready else "")
@@ -121,6 +125,8 @@ class WbApp(App):
         self.workspace_root = root
         self.state.workspace = str(root)
         self.save_state()
+        for column in self.search.columns:  # a fine-tune's index belongs to the previous workspace
+            column.set_models(None, "")
         self.query_one(RunsPane).refresh_runs()
         self.open_workspace()
 
@@ -226,6 +232,8 @@ class WbApp(App):
         if tab != self.state.tab:
             self.state.tab = tab
             self.save_state()
+        if tab == "runs":
+            self.runs.refresh_runs()
 
     def _focus_tab(self, tab: str) -> None:
         def focus() -> None:
@@ -246,13 +254,16 @@ class WbApp(App):
                     self.query_one("#per-query", DataTable).focus()
                 else:
                     self.query_one("#dataset", Input).focus()
+            elif tab == "runs":
+                self.query_one("#runs-table", DataTable).focus()
 
         self.call_after_refresh(focus)
 
     def action_leave_input(self) -> None:
         if isinstance(self.focused, Input):
             tab = self.state.tab
-            target = {"search": "#left-table", "corpus": "#documents", "evaluate": "#per-query"}.get(tab)
+            target = {"search": "#left-table", "corpus": "#documents", "evaluate": "#per-query",
+                      "runs": "#runs-table"}.get(tab)
             if target:
                 self.query_one(target).focus()
             else:

@@ -249,3 +249,45 @@ class Engine:
         finally:
             self.invalidate(root)
         return summary
+
+    # -- model variants (a fine-tuned model's index beside the workspace's own) -------
+    def variant(self, root, overrides: dict[str, str]) -> "VariantInfo":
+        """Where ``root`` is served with ``overrides`` (e.g. ``{"dense": "runs/NAME"}``), and whether
+        that index is built and up to date. UsageError for an unknown or unfinished run."""
+        from workbench import variants
+
+        ws = self.workspace(root)
+        try:
+            serve = variants.serving(ws, overrides)
+            built = serve.workspace.exists()
+            stale = built and variants.is_stale(ws, serve)
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        return VariantInfo(str(serve.workspace.root), serve.label, serve.is_variant, built, stale)
+
+    def build_variant(self, root, overrides: dict[str, str], progress: Callable[[str, int, int], None]) -> str:
+        """Index the parent's documents with ``overrides`` into the variant (incrementally); returns
+        the variant's root."""
+        from workbench import variants
+
+        ws = self.workspace(root)
+        try:
+            serve = variants.serving(ws, overrides)
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        try:
+            variants.build_variant(ws, serve, progress=progress, device=self.device)
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        finally:
+            self.invalidate(serve.workspace.root)  # a Searcher opened on it before is out of date
+        return str(serve.workspace.root)
+
+
+@dataclass
+class VariantInfo:
+    root: str  # the workspace that answers queries with the overrides
+    label: str  # e.g. "dense=ft1" ("" when the overrides change nothing that is indexed)
+    is_variant: bool
+    built: bool
+    stale: bool

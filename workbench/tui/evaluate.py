@@ -38,12 +38,28 @@ def significance(p: float | None) -> str:
     return "**" if p < 0.01 else "*" if p < 0.05 else ""
 
 
-def eval_command(dataset: str, pipelines: str, workspace: str | None) -> list[str]:
+def eval_command(dataset: str, pipelines: str, workspace: str | None, compare: list[str] | None = None) -> list[str]:
+    """``compare``: ``ROLE=NAME`` items (``wb eval --compare``): every pipeline again with those models."""
     cmd = [sys.executable, "-m", "workbench.cli.main", "eval", dataset, "--pipeline", pipelines, "--json",
            "--per-query", "--top", str(PER_QUERY_TOP)]
+    for item in compare or []:
+        cmd += ["--compare", item]
     if workspace:
         cmd += ["-w", workspace]
     return cmd
+
+
+def parse_compare(text: str) -> dict[str, str]:
+    """``dense=runs/ft1, reranker=X`` -> {role: name}; UsageError for an item without ``=``."""
+    from workbench.errors import UsageError
+
+    out: dict[str, str] = {}
+    for item in text.replace(",", " ").split():
+        role, sep, name = item.partition("=")
+        if not sep or not role or not name:
+            raise UsageError(f"compare takes ROLE=NAME items (e.g. dense=runs/ft1), not '{item}'")
+        out[role] = name
+    return out
 
 
 class EvalPane(Vertical):
@@ -74,6 +90,10 @@ class EvalPane(Vertical):
                         placeholder="comma-separated, the first is the baseline")
             yield Button("Run", id="eval-run", compact=True, variant="primary")
             yield Button("Stop", id="eval-stop", compact=True, disabled=True)
+        with Horizontal(classes="form-row"):
+            yield Static("compare", classes="row-label")
+            yield Input(value="", compact=True, id="eval-compare",
+                        placeholder="optional ROLE=NAME: run every pipeline again with that model (e.g. dense=runs/ft1)")
         with Vertical(id="eval-progress"):
             yield Static("", id="eval-status")
             yield ProgressBar(id="eval-bar", show_eta=False)
@@ -120,17 +140,44 @@ class EvalPane(Vertical):
         except WbError as exc:
             self.app.notify(str(exc), title="cannot evaluate", severity="error")
             return
+        try:
+            compare = self._compare_models()
+        except WbError as exc:
+            self.app.notify(str(exc), title="cannot evaluate", severity="error")
+            return
         if any(w.group == "eval" and not w.is_finished for w in self.workers):
             self.app.notify("an evaluation is already running", severity="warning")
             return
         self.app.save_state()
-        cmd = eval_command(str(Path(dataset).expanduser()), ",".join(names), None)
+        cmd = eval_command(str(Path(dataset).expanduser()), ",".join(names), None, compare)
         self.query_one("#eval-progress").display = True
         self.query_one("#eval-bar", ProgressBar).update(total=None, progress=0)
         self.query_one("#eval-status", Static).update(Text("starting wb eval…", style="italic"))
         self.query_one("#eval-stop", Button).disabled = False
         self.query_one("#eval-run", Button).disabled = True
         self._eval_worker(cmd)
+
+    def _compare_models(self) -> list[str]:
+        """The compare box as ``--compare`` values; ``runs/NAME`` becomes that run's model folder in the
+        current workspace (no ``-w`` is passed: the dataset is indexed into wb eval's own cache)."""
+        from workbench.variants import resolve_model_overrides
+        from workbench.workspace import Workspace
+
+        overrides = parse_compare(self.query_one("#eval-compare", Input).value)
+        resolved = resolve_model_overrides(Workspace(Path(self.app.workspace_root)), overrides)
+        return [f"{role}={name}" for role, name in resolved.items()]
+
+    def prefill(self, dataset: str | None = None, pipelines: str | None = None, compare: str | None = None) -> None:
+        """Fill the form (e.g. from the Runs screen: base vs fine-tune); Run (e) starts it."""
+        if dataset is not None:
+            self.query_one("#dataset", Input).value = dataset
+        if pipelines is not None:
+            self.query_one("#eval-pipelines", Input).value = pipelines
+        if compare is not None:
+            self.query_one("#eval-compare", Input).value = compare
+        self.query_one("#eval-status", Static).update(Text(
+            "compare " + compare + ": Run (e) evaluates every pipeline with the base and with that model"
+            if compare else "pick a BEIR dataset folder and pipelines, then Run (e)", style="dim"))
 
     @on(Button.Pressed, "#eval-stop")
     def action_stop(self) -> None:

@@ -45,7 +45,7 @@ def key_sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
     from workbench.tui.corpus import CorpusPane
     from workbench.tui.evaluate import EvalPane
     from workbench.tui.preview import PreviewScreen
-    from workbench.tui.runs import RunsPane
+    from workbench.tui.runs import LaunchScreen, RunsPane
     from workbench.tui.search import SearchPane
 
     sections = [("Global", _section(app, type(app).BINDINGS))]
@@ -53,8 +53,8 @@ def key_sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
     sections.append(("Preview", _section(app, PreviewScreen.BINDINGS)))
     sections.append(("Corpus (1)", _section(app, CorpusPane.BINDINGS)))
     sections.append(("Evaluate (3)", _section(app, EvalPane.BINDINGS)))
-    if RunsPane.BINDINGS:
-        sections.append(("Runs (4)", _section(app, RunsPane.BINDINGS)))
+    sections.append(("Runs (4)", _section(app, RunsPane.BINDINGS)))
+    sections.append(("New run form", _section(app, LaunchScreen.BINDINGS)))
     sections.extend(WIDGET_KEYS)
     return sections
 

@@ -36,6 +36,8 @@ class ResultColumn(Vertical):
         self.side = side
         self.pipeline = pipeline if pipeline in PIPELINES else "hybrid"
         self.compare = compare
+        self.root: str | None = None  # a workspace of its own (a fine-tune's variant index); None: the app's
+        self.model_label = ""  # shown in the header when set, e.g. "dense · ft:NAME"
         self.result = None  # QueryResult shown
         self.shown_key: tuple | None = None  # (workspace, query, instruction, pipeline, k, unit) shown
         self.marks: list[str] = []
@@ -49,6 +51,7 @@ class ResultColumn(Vertical):
             yield Select([(p, p) for p in PIPELINES], value=self.pipeline, allow_blank=False, compact=True,
                          id=f"{self.side}-pipeline", classes="pipeline-select",
                          tooltip=f"{self.side} pipeline")
+            yield Static("", id=f"{self.side}-model", classes="column-model")
             yield Static("", id=f"{self.side}-status", classes="column-status")
         table = DataTable(id=f"{self.side}-table", cursor_type="row", zebra_stripes=True, classes="results",
                           cell_padding=0)
@@ -58,6 +61,7 @@ class ResultColumn(Vertical):
             yield Static("", id=f"{self.side}-dropped", classes="dropped")
 
     def on_mount(self) -> None:
+        self._render_model()
         self.redraw()
 
     @property
@@ -76,6 +80,19 @@ class ResultColumn(Vertical):
         if value != self.pipeline:
             self.pipeline = value
             self.post_message(self.PipelineChanged(self, value))
+
+    def set_models(self, root: str | None, label: str = "") -> None:
+        """Answer from workspace ``root`` (None: the app's workspace), labelled ``label`` in the header."""
+        self.root = root
+        self.model_label = label
+        self._render_model()
+
+    def _render_model(self) -> None:
+        if not self.is_mounted:
+            return
+        box = self.query_one(f"#{self.side}-model", Static)
+        box.update(Text(self.model_label, style="bold"))
+        box.display = bool(self.model_label)
 
     def set_busy(self, busy: bool, loading: bool = False) -> None:
         self._busy = busy

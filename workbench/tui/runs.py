@@ -1,44 +1,929 @@
-"""The Runs screen: training runs of the workspace. A placeholder until the training issue lands.
+"""The Runs screen: the workspace's training runs (``<workspace>/runs/*``), followed live.
 
-The training issue fills this pane: list ``<workspace>/runs/*`` with their state (from each run's
-``events.jsonl``), a live loss curve for the running one, and "use this model" to query with it.
-Keep the class name and id: the app mounts ``RunsPane`` in the ``runs`` tab and binds key 4 to it.
+The list shows each run's state, step/total, last loss and best evaluation metric from its
+``status.json``; the selected run shows its loss, learning rate and throughput over the steps
+(Sparklines fed from ``events.jsonl``, read incrementally: only the bytes appended since the last
+refresh), its evaluation events, GPU memory (the events' peak, plus ``nvidia-smi`` when the run is
+on a GPU and the tool is on PATH), the tail of ``log.txt``, and the error of a failed run. A one
+second timer refreshes it while the tab is shown; nothing here imports torch.
+
+Keys: ``n`` opens the launch form (it runs ``wb train embedder ... --detach -w WORKSPACE`` and shows
+the command's one-line error when it fails), ``s`` stops a run as ``wb runs stop`` does (the stop
+file plus SIGTERM; a worker waits for it), ``R`` runs ``wb train resume NAME --detach``, ``c``
+opens Search with the base model on the left and the fine-tune on the right (building the
+fine-tune's variant index first, in a worker, when it is missing or older than the workspace), and
+``e`` fills the Evaluate form to compare base and fine-tune (``wb eval --compare dense=runs/NAME``).
+
+Commands run through ``RunsPane.spawner`` (``argv -> (exit code, stdout, stderr)``), which tests
+replace to check the argv without training.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import mean
 
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Vertical
-from textual.widgets import Static
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, DataTable, Footer, Input, ProgressBar, Select, Sparkline, Static
+
+from trainers.runs import TERMINAL, RunFolder, list_runs, runs_dir
+from workbench.errors import UsageError, WbError
+from workbench.tui.common import Palette, short
+
+REFRESH_S = 1.0
+LOG_LINES = 15
+GPU_EVERY_S = 5.0
+TRAINERS = ["embedder"]  # `wb train TRAINER`: the form grows with the trainers
+LOSSES = ["infonce", "jointlh", "summarglh", "lsepair", "rand1lh"]
+COMPARE_PIPELINES = {"dense": "dense,hybrid", "reranker": "hybrid+rerank"}
+ROLE_OF_TRAINER = {"embedder": "dense", "reranker": "reranker"}  # the model role a run's trainer makes
+COLUMNS = [("name", "name", 16), ("state", "state", 8), (Text("step", justify="right"), "step", 9),
+           (Text("loss", justify="right"), "loss", 7), (Text("best", justify="right"), "best", 7),
+           ("base model", "base", 18), ("data", "data", 14)]  # fits 100 columns
+
+Spawner = Callable[[list[str]], Awaitable[tuple[int, str, str]]]
 
 
+async def spawn(argv: list[str]) -> tuple[int, str, str]:
+    """Run ``argv`` to completion (``wb ... --detach`` returns once the run is started)."""
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE,
+                                                    stdin=asyncio.subprocess.DEVNULL, env=env)
+    except OSError as exc:
+        return 127, "", f"cannot start {argv[0]}: {exc}"
+    try:
+        out, err = await proc.communicate()
+    except asyncio.CancelledError:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def wb_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "workbench.cli.main", *args]
+
+
+def error_line(rc: int, err: str) -> str:
+    """The last line a failed ``wb`` printed, without its ``wb: error:`` prefix."""
+    lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
+    line = lines[-1] if lines else f"exit code {rc}"
+    return re.sub(r"^wb: (error|internal error): ", "", line)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a run folder without blocking: status, appended events, the log's tail
+# ---------------------------------------------------------------------------------------------
+class EventTail:
+    """``events.jsonl`` read incrementally: each ``poll`` parses only what was appended since."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.reset()
+
+    def reset(self) -> None:
+        self.offset = 0
+        self.partial = b""
+        self.steps: list[int] = []
+        self.loss: list[float] = []
+        self.lr: list[float] = []
+        self.eps: list[float] = []
+        self.times: list[float] = []
+        self.gpu_gb = 0.0
+        self.epoch: float | None = None
+        self.evals: list[tuple[int, str, float]] = []  # (step, metric name, value)
+        self.started: dict = {}
+        self.last: dict = {}  # the last lifecycle event (started, resumed, stopped, failed, finished)
+
+    def poll(self) -> bool:
+        """Read what was appended; True when something new was parsed."""
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return False
+        if size < self.offset:  # rewritten from scratch
+            self.reset()
+        if size == self.offset:
+            return False
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(size - self.offset)
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()  # an unfinished last line waits for its end
+        changed = False
+        for raw in lines:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue  # a line cut by a kill
+            if isinstance(event, dict):
+                self._add(event)
+                changed = True
+        return changed
+
+    def _add(self, e: dict) -> None:
+        kind = e.get("event")
+        if kind == "step":
+            try:
+                step, loss = int(e["step"]), float(e["loss"])
+            except (KeyError, TypeError, ValueError):
+                return
+            if self.steps and step <= self.steps[-1]:  # resumed from an earlier checkpoint: redo those steps
+                keep = next((i for i, s in enumerate(self.steps) if s >= step), len(self.steps))
+                for series in (self.steps, self.loss, self.lr, self.eps, self.times):
+                    del series[keep:]
+            self.steps.append(step)
+            self.loss.append(loss)
+            self.lr.append(float(e.get("lr") or 0.0))
+            self.eps.append(float(e.get("examples_per_s") or 0.0))
+            self.times.append(float(e.get("time") or 0.0))
+            self.gpu_gb = max(self.gpu_gb, float(e.get("gpu_mem_gb") or 0.0))
+            if e.get("epoch") is not None:
+                self.epoch = float(e["epoch"])
+        elif kind == "eval":
+            for key, value in e.items():
+                if key not in ("event", "step", "time") and isinstance(value, (int, float)):
+                    self.evals.append((int(e.get("step") or 0), key, float(value)))
+        else:
+            if kind == "started":
+                self.started = e
+            self.last = e
+
+    def seconds_per_step(self) -> float | None:
+        """Mean wall time of the recent steps (for the ETA)."""
+        n = min(len(self.times), 20)
+        if n < 2 or self.steps[-1] == self.steps[-n]:
+            return None
+        return max(0.0, (self.times[-1] - self.times[-n]) / (self.steps[-1] - self.steps[-n]))
+
+
+def tail_lines(path: Path, n: int = LOG_LINES, max_bytes: int = 32768) -> list[str]:
+    """The last ``n`` lines of a text file (a progress bar's carriage returns keep its last state)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return []
+    lines = data.decode(errors="replace").splitlines()
+    if size > max_bytes and lines:
+        lines = lines[1:]  # the first one is cut
+    out = [ln.rsplit("\r", 1)[-1].rstrip() for ln in lines]
+    return [ln for ln in out if ln][-n:]
+
+
+def gpu_now() -> str | None:
+    """``nvidia-smi``'s utilisation and memory of each GPU, one line (None without the tool)."""
+    import subprocess
+
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=index,utilization.gpu,memory.used,memory.total",
+                              "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    parts = []
+    for line in out.stdout.strip().splitlines():
+        try:
+            i, util, used, total = [x.strip() for x in line.split(",")]
+            parts.append(f"GPU{i} {util}% · {float(used) / 1024:.1f}/{float(total) / 1024:.1f} GB")
+        except ValueError:
+            continue
+    return "  ".join(parts) or None
+
+
+@dataclass
+class RunRow:
+    name: str
+    status: dict
+    config: dict = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        return str(self.status.get("state") or "unknown")
+
+    @property
+    def has_model(self) -> bool:
+        return self.state == "finished"
+
+    @property
+    def role(self) -> str:
+        return ROLE_OF_TRAINER.get(str(self.config.get("trainer") or "embedder"), "dense")
+
+
+def _num(value, fmt: str = ".4f") -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) else "–"
+
+
+def _model_name(value: str) -> str:
+    from workbench.variants import short_model_name
+
+    return short_model_name(value) if value else "?"
+
+
+def suggest_name(root: Path, prefix: str = "ft") -> str:
+    """``ft-1``, ``ft-2``, …: the first name no run folder has."""
+    folder = runs_dir(root)
+    i = 1
+    while (folder / f"{prefix}-{i}").exists():
+        i += 1
+    return f"{prefix}-{i}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The launch form
+# ---------------------------------------------------------------------------------------------
+def train_command(values: dict, workspace: str) -> list[str]:
+    """``wb train TRAINER ... --detach -w WORKSPACE`` for the form's (validated) values."""
+    args = ["train", values.get("trainer", "embedder"), "--data", values["data"]]
+    if values.get("corpus"):
+        args += ["--corpus", values["corpus"]]
+    args += ["--base", values.get("base") or "dense", "--lora" if values.get("lora") else "--no-lora"]
+    for key, flag in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("lr", "--lr"),
+                      ("negatives", "--negatives"), ("loss", "--loss"), ("eval_data", "--eval-data"),
+                      ("eval_every", "--eval-every")):
+        if values.get(key) not in (None, ""):
+            args += [flag, str(values[key])]
+    args += ["--out", values["name"], "--detach", "-w", workspace]
+    return wb_command(*args)
+
+
+class LaunchScreen(ModalScreen):
+    """The form that starts a training run; dismissed with the new run's name (or None)."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", tooltip="Close the form without starting a run"),
+        Binding("ctrl+s", "launch", "Launch", tooltip="Start the run (Enter in any box does too)"),
+    ]
+
+    def __init__(self, workspace: Path, spawner: Spawner) -> None:
+        super().__init__()
+        self.workspace = Path(workspace)
+        self.spawner = spawner
+        self.error = ""
+
+    def compose(self) -> ComposeResult:
+        def row(label: str, *widgets):
+            return Horizontal(Static(label, classes="row-label"), *widgets, classes="form-row")
+
+        with VerticalScroll(id="launch"):
+            yield Static(Text("New training run", style="bold"), id="launch-title")
+            yield row("trainer", Select([(t, t) for t in TRAINERS], value="embedder", allow_blank=False,
+                                        compact=True, id="launch-trainer"),
+                      Static("loss", classes="row-label inline-label"),
+                      Select([(x, x) for x in LOSSES], value="infonce", allow_blank=False, compact=True,
+                             id="launch-loss"))
+            yield row("data", Input(compact=True, id="launch-data",
+                                    placeholder="FlagEmbedding jsonl, BEIR folder, sentence-transformers file, or unsupervised"))
+            yield row("corpus", Input(compact=True, id="launch-corpus",
+                                      placeholder="passages for data 'unsupervised' (BEIR corpus.jsonl or folder)"))
+            yield row("base model", Input("dense", compact=True, id="launch-base",
+                                          placeholder="dense = the workspace's dense model; a name, folder or runs/NAME"),
+                      Checkbox("LoRA", False, compact=True, id="launch-lora"))
+            yield row("epochs", Input("1", compact=True, id="launch-epochs", classes="short"),
+                      Static("batch size", classes="row-label inline-label"),
+                      Input("32", compact=True, id="launch-batch", classes="short"),
+                      Static("lr", classes="row-label inline-label"),
+                      Input("3e-5", compact=True, id="launch-lr", classes="short"))
+            yield row("negatives", Input("1", compact=True, id="launch-negatives", classes="short",
+                                         tooltip="hard negatives per query"),
+                      Static("eval every", classes="row-label inline-label"),
+                      Input("0", compact=True, id="launch-eval-every", classes="short",
+                            tooltip="evaluate on the eval data every N steps (0: never)"))
+            yield row("eval data", Input(compact=True, id="launch-eval-data",
+                                         placeholder="optional BEIR folder evaluated during training (nDCG@10)"))
+            yield row("run name", Input(suggest_name(self.workspace), compact=True, id="launch-name"))
+            yield Static(Text("device: chosen by the trainer (the GPU when there is one) · hard negatives come from "
+                              "the data (wb mine makes them)", style="dim"), id="launch-note")
+            yield Static("", id="launch-error")
+            with Horizontal(id="launch-buttons"):
+                yield Button("Launch", id="launch-go", variant="primary", compact=True)
+                yield Button("Cancel", id="launch-cancel", compact=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#launch").border_title = "wb train (runs in the background)"
+        self.query_one("#launch-data", Input).focus()
+
+    def values(self) -> dict:
+        """The form's values, checked; UsageError names the first bad one."""
+        get = lambda wid: self.query_one(f"#launch-{wid}", Input).value.strip()  # noqa: E731
+        v: dict = {
+            "trainer": str(self.query_one("#launch-trainer", Select).value),
+            "loss": str(self.query_one("#launch-loss", Select).value),
+            "data": get("data"), "corpus": get("corpus"), "base": get("base") or "dense",
+            "lora": self.query_one("#launch-lora", Checkbox).value, "eval_data": get("eval-data"),
+            "name": get("name"),
+        }
+        if not v["data"]:
+            raise UsageError("data: give a training file or folder, or 'unsupervised'")
+        if v["data"] == "unsupervised" and not v["corpus"]:
+            raise UsageError("corpus: data 'unsupervised' needs passages (a BEIR corpus.jsonl or folder)")
+        for key, wid, kind, least in (("epochs", "epochs", float, 0.0), ("batch_size", "batch", int, 1),
+                                      ("lr", "lr", float, 0.0), ("negatives", "negatives", int, 0),
+                                      ("eval_every", "eval-every", int, 0)):
+            text = get(wid)
+            label = wid.replace("-", " ").replace("batch", "batch size")
+            try:
+                value = kind(text)
+            except ValueError:
+                raise UsageError(f"{label}: '{text}' is not a{'n integer' if kind is int else ' number'}") from None
+            if value < least or (kind is float and value <= 0):
+                raise UsageError(f"{label}: {text} is too small")
+            v[key] = text
+        name = v["name"]
+        if not name or "/" in name or name.startswith(".") or name != name.strip() or " " in name:
+            raise UsageError(f"run name: '{name}' is not a plain folder name")
+        if (runs_dir(self.workspace) / name).exists():
+            raise UsageError(f"run name: a run named '{name}' exists already")
+        return v
+
+    def show_error(self, message: str) -> None:
+        self.error = message
+        self.query_one("#launch-error", Static).update(Text(message, style=f"bold {Palette.of(self.app).down}"))
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#launch-go")
+    def action_launch(self) -> None:
+        if any(w.group == "launch" and not w.is_finished for w in self.workers):
+            return
+        try:
+            values = self.values()
+        except WbError as exc:
+            self.show_error(str(exc))
+            return
+        self._launch_worker(train_command(values, str(self.workspace)), values["name"])
+
+    @work(exclusive=True, group="launch", name="launch run")
+    async def _launch_worker(self, argv: list[str], name: str) -> None:
+        go = self.query_one("#launch-go", Button)
+        go.disabled = True
+        self.query_one("#launch-error", Static).update(Text("starting wb train…", style="italic"))
+        rc, out, err = await self.spawner(argv)
+        go.disabled = False
+        if rc != 0:
+            self.show_error(error_line(rc, err))
+            return
+        printed = [ln.strip() for ln in out.splitlines() if ln.strip()]
+        self.dismiss(printed[-1] if printed else name)
+
+    @on(Button.Pressed, "#launch-cancel")
+    def action_cancel(self) -> None:
+        self.workers.cancel_group(self, "launch")
+        self.dismiss(None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pane
+# ---------------------------------------------------------------------------------------------
 class RunsPane(Vertical):
-    BINDINGS: list = []
+    BINDINGS = [
+        Binding("n", "new_run", "New run", tooltip="Open the form that starts a training run (wb train … --detach)"),
+        Binding("s", "stop", "Stop", tooltip="Stop the selected run: it checkpoints, R resumes it (wb runs stop)"),
+        Binding("R", "resume", "Resume", tooltip="Resume the selected stopped run (wb train resume NAME --detach)"),
+        Binding("c", "compare", "Compare in Search",
+                tooltip="Search with the base model (left) and the finished run's model (right); "
+                        "indexes the workspace with it first when needed"),
+        Binding("e", "evaluate", "Evaluate",
+                tooltip="Fill the Evaluate form: base vs the finished run's model (wb eval --compare)"),
+    ]
 
     def __init__(self) -> None:
         super().__init__(id="runs-pane")
+        self.spawner: Spawner = spawn
+        self.rows: list[RunRow] = []
+        self.selected: str | None = None
+        self._configs: dict[str, tuple[float, dict]] = {}
+        self._tails: dict[str, EventTail] = {}
+        self._log_key: tuple | None = None
+        self._gpu_line: str | None = None
+        self._gpu_at = 0.0
+        self._shown: dict[str, object] = {}
+        self._charted: tuple | None = None
+        self._root_seen: Path | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="runs-body")
+        with Horizontal(id="runs-head"):
+            yield Static("", id="runs-title")
+            yield Button("New run", id="runs-new", compact=True, variant="primary")
+        with Vertical(id="runs-progress"):
+            yield Static("", id="runs-progress-line")
+            yield ProgressBar(id="runs-bar", show_eta=False)
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="run-detail"):
+            with Vertical(id="run-charts"):
+                yield Static("", id="run-summary")
+                with Horizontal(id="loss-row", classes="chart-row"):
+                    yield Static("", id="loss-label", classes="chart-label")
+                    yield Sparkline([], id="loss-spark", summary_function=mean)
+                with Horizontal(classes="chart-row thin"):
+                    yield Static("", id="lr-label", classes="chart-label")
+                    yield Sparkline([], id="lr-spark", summary_function=mean)
+                with Horizontal(classes="chart-row thin"):
+                    yield Static("", id="eps-label", classes="chart-label")
+                    yield Sparkline([], id="eps-spark", summary_function=mean)
+                yield Static("", id="run-gpu")
+            with Vertical(id="run-side"):
+                yield Static("", id="run-error")
+                yield Static("", id="run-evals")
+                yield Static("", id="run-log")
 
     def on_mount(self) -> None:
-        self.refresh_runs()
+        table = self.query_one("#runs-table", DataTable)
+        for label, key, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
+        table.border_title = "training runs"
+        self.query_one("#runs-progress").display = False
+        self.query_one("#run-error").display = False
+        self.query_one("#run-evals").border_title = "evaluations"
+        self.query_one("#run-log").border_title = "log.txt"
+        self.query_one("#run-error").border_title = "failed"
+        self.call_after_refresh(self.refresh_runs)
+        self.set_interval(REFRESH_S, self._tick)
+
+    # -- reading -----------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return Path(self.app.workspace_root)
+
+    def _config(self, run: RunFolder) -> dict:
+        try:
+            mtime = run.config_path.stat().st_mtime
+        except OSError:
+            return {}
+        cached = self._configs.get(run.name)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        try:
+            config = run.read_config()
+        except (OSError, ValueError):
+            config = {}
+        self._configs[run.name] = (mtime, config if isinstance(config, dict) else {})
+        return self._configs[run.name][1]
+
+    def run_folder(self, name: str) -> RunFolder:
+        return RunFolder(runs_dir(self.root) / name)
+
+    def _tick(self) -> None:
+        if self.app.state.tab == "runs" or isinstance(self.app.screen, LaunchScreen):
+            self.refresh_runs()
 
     def refresh_runs(self) -> None:
-        root = Path(self.app.workspace_root) / "runs"
+        """Re-read every run's status and the selected run's new events and log lines."""
+        if not self.is_mounted:
+            return
+        if self.root != self._root_seen:  # another workspace: its runs may reuse these names
+            self._root_seen = self.root
+            self._configs.clear()
+            self._tails.clear()
+            self._log_key = self._charted = None
+        try:
+            runs = list(reversed(list_runs(self.root)))  # newest first
+        except OSError:  # a run folder removed while listing: the next tick lists again
+            return
+        self.rows = [RunRow(r.name, r.status(), self._config(r)) for r in runs]
+        self._fill_table()
+        title = Text()
+        n = len(self.rows)
+        running = sum(r.state == "running" for r in self.rows)
+        title.append(f"{n} training run{'s' if n != 1 else ''}" if n else "no training runs yet", style="bold")
+        if running:
+            title.append(f" · {running} running", style="bold")
+        title.append("  (followed live; n starts one)", style="dim")
+        self._update("#runs-title", title)
+        self._render_detail()
+
+    def _fill_table(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        pal = Palette.of(self.app)
+        names = [r.name for r in self.rows]
+        current = [str(k.value) for k in table.rows]
+        cells = {r.name: self._cells(r, pal) for r in self.rows}
+        if names != current:
+            keep = self.selected
+            table.clear()
+            for r in self.rows:
+                table.add_row(*cells[r.name].values(), key=r.name)
+            if keep in names:
+                table.move_cursor(row=names.index(keep), animate=False)
+            elif names:
+                table.move_cursor(row=0, animate=False)
+            self.selected = names[table.cursor_row] if names and 0 <= table.cursor_row < len(names) else None
+            return
+        for name, row in cells.items():
+            for col, value in row.items():
+                shown = table.get_cell(name, col)
+                if not isinstance(shown, Text) or (shown.plain, shown.style) != (value.plain, value.style):
+                    table.update_cell(name, col, value)
+
+    def _cells(self, r: RunRow, pal: Palette) -> dict[str, Text]:
+        s = r.status
+        colour = {"running": f"bold {pal.primary}", "finished": f"bold {pal.up}", "stopped": pal.warning,
+                  "failed": f"bold {pal.down}", "died": f"bold {pal.down}"}.get(r.state, "dim")
+        step = f"{s.get('step') or 0}/{s.get('total_steps') or '?'}"
+        w = {key: width for _, key, width in COLUMNS}
+        return {
+            "name": Text(short(r.name, w["name"])),
+            "state": Text(r.state, style=colour),
+            "step": Text(step, justify="right"),
+            "loss": Text(_num(s.get("loss")), justify="right"),
+            "best": Text(_num(s.get("best_metric")), justify="right"),
+            "base": Text(short(_model_name(str(r.config.get("base") or "")), w["base"]), style="dim"),
+            "data": Text(short(Path(str(r.config.get("data") or "?")).name, w["data"]), style="dim"),
+        }
+
+    def _update(self, selector: str, content) -> None:
+        """Update a Static only when what it shows changed (the timer calls this every second)."""
+        key = str(content) if not isinstance(content, Text) else (content.plain, repr(content.spans))
+        if self._shown.get(selector) != key:
+            self._shown[selector] = key
+            self.query_one(selector, Static).update(content)
+
+    def selected_row(self) -> RunRow | None:
+        return next((r for r in self.rows if r.name == self.selected), None)
+
+    # -- the selected run --------------------------------------------------------------
+    def _render_detail(self) -> None:
+        row = self.selected_row()
+        charts = self.query_one("#run-charts")
+        side = self.query_one("#run-side")
+        if row is None:
+            charts.border_title = ""
+            self._update("#run-summary", Text(
+                f"No training runs in {runs_dir(self.root)}.\n\nn opens the form that starts one "
+                "(wb train embedder … --detach); it appears here and is followed live." if not self.rows
+                else "select a run", style="dim"))
+            for wid in ("#loss-label", "#lr-label", "#eps-label", "#run-gpu", "#run-evals", "#run-log"):
+                self._update(wid, "")
+            for wid in ("#loss-spark", "#lr-spark", "#eps-spark"):
+                self.query_one(wid, Sparkline).data = []
+            self._charted = None
+            self.query_one("#run-error").display = False
+            side.display = False
+            return
+        side.display = True
+        run = self.run_folder(row.name)
+        tail = self._tails.get(row.name)
+        if tail is None:
+            tail = self._tails[row.name] = EventTail(run.events_path)
+        changed = tail.poll()
+        pal = Palette.of(self.app)
+        charts.border_title = f"{row.name} · {row.state}"
+        self._render_summary(row, tail, pal)
+        if changed or self._charted != (row.name, tail.offset):
+            self._charted = (row.name, tail.offset)
+            self._render_charts(tail)
+        self._render_gpu(row, tail)
+        self._render_evals(tail, row, pal)
+        self._render_error(row, pal)
+        self._render_log(run)
+
+    def _render_summary(self, row: RunRow, tail: EventTail, pal: Palette) -> None:
+        s, c = row.status, row.config
+        step, total = int(s.get("step") or 0), s.get("total_steps")
         text = Text()
-        text.append("Training runs\n\n", style="bold")
-        text.append("Fine-tuning retrievers and rerankers arrives with the training issue: this screen will list\n"
-                    "the workspace's runs, follow the running one live, and let you query with a trained model.\n\n",
-                    style="dim")
-        runs = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-        if runs:
-            text.append(f"{len(runs)} run folder(s) in {root}:\n", style="dim")
-            for name in runs[:50]:
-                text.append(f"  {name}\n")
+        text.append(f"step {step}/{total or '?'}", style="bold")
+        if total:
+            text.append(f" ({100 * step / max(int(total), 1):.0f}%)")
+        if tail.epoch is not None:
+            text.append(f" · epoch {tail.epoch:.2f}")
+        per_step = tail.seconds_per_step()
+        if row.state == "running" and per_step and total:
+            left = per_step * max(int(total) - step, 0)
+            text.append(f" · ~{_duration(left)} left", style=pal.accent)
+        elif row.state == "stopped":
+            text.append(" · stopped: R resumes from its checkpoint", style=pal.warning)
+        elif row.state == "died":
+            text.append(" · the process is gone without a final status: R resumes from its last checkpoint",
+                        style=pal.down)
+        elif row.state == "finished":
+            text.append(" · c: compare in Search · e: evaluate", style=pal.up)
+        text.append("\n")
+        parts = [f"base {_model_name(str(c.get('base') or ''))}"]
+        data = str(c.get("data") or "?")
+        parts.append("data " + (f"unsupervised ({Path(str(c.get('corpus') or '?')).name})"
+                                if data == "unsupervised" else Path(data).name))
+        parts.append(str(c.get("loss") or "?"))
+        if c.get("lora"):
+            parts.append("LoRA")
+        parts.append(f"batch {c.get('batch_size', '?')} · lr {c.get('lr', '?')}")
+        for key, label in (("negatives_per_query", "negatives"), ("group_size", "group")):
+            if c.get(key) is not None:
+                parts.append(f"{label} {c[key]}")
+        device = tail.started.get("device")
+        if device:
+            parts.append(f"device {device}")
+        text.append(" · ".join(parts), style="dim")
+        self._update("#run-summary", text)
+
+    def _render_charts(self, tail: EventTail) -> None:
+        if tail.steps:
+            first, last = tail.steps[0], tail.steps[-1]
+            loss = Text()
+            loss.append("loss ", style="bold")
+            loss.append(f"{tail.loss[-1]:.4f}\n")
+            loss.append(f"min {min(tail.loss):.4f}\nsteps {first}–{last}", style="dim")
+            self._update("#loss-label", loss)
+            self._update("#lr-label", Text.assemble(("lr ", "bold"), f"{tail.lr[-1]:.2e}"))
+            self._update("#eps-label", Text.assemble(("examples/s ", "bold"), f"{tail.eps[-1]:.1f}"))
         else:
-            text.append(f"no runs in {root}\n", style="dim")
-        self.query_one("#runs-body", Static).update(text)
+            self._update("#loss-label", Text("loss\nno steps logged yet", style="dim"))
+            self._update("#lr-label", Text("lr", style="dim"))
+            self._update("#eps-label", Text("examples/s", style="dim"))
+        self.query_one("#loss-spark", Sparkline).data = list(tail.loss)
+        self.query_one("#lr-spark", Sparkline).data = list(tail.lr)
+        self.query_one("#eps-spark", Sparkline).data = list(tail.eps)
+
+    def _render_gpu(self, row: RunRow, tail: EventTail) -> None:
+        device = str(tail.started.get("device") or "")
+        on_gpu = device.startswith("cuda") or tail.gpu_gb > 0
+        if row.state == "running" and on_gpu and time.monotonic() - self._gpu_at >= GPU_EVERY_S \
+                and shutil.which("nvidia-smi"):
+            self._gpu_at = time.monotonic()
+            self._gpu_worker()
+        text = Text()
+        if not on_gpu:
+            text.append(f"no GPU ({device} run)" if device else "no GPU", style="dim")
+        else:
+            text.append("GPU ", style="bold")
+            if tail.gpu_gb > 0:
+                text.append(f"peak {tail.gpu_gb:.1f} GB allocated by the run")
+            if row.state == "running" and self._gpu_line:
+                text.append(f"  now: {self._gpu_line}", style="dim")
+        self._update("#run-gpu", text)
+
+    @work(thread=True, exclusive=True, group="gpu", name="nvidia-smi")
+    def _gpu_worker(self) -> None:
+        line = gpu_now()
+        self.app.call_from_thread(self._gpu_done, line)
+
+    def _gpu_done(self, line: str | None) -> None:
+        self._gpu_line = line
+        row = self.selected_row()
+        if row is not None and row.name in self._tails:
+            self._render_gpu(row, self._tails[row.name])
+
+    def _render_evals(self, tail: EventTail, row: RunRow, pal: Palette) -> None:
+        box = self.query_one("#run-evals", Static)
+        if not tail.evals:
+            has_eval = row.config.get("eval_data") and int(row.config.get("eval_every") or 0) > 0
+            box.display = bool(has_eval)
+            self._update("#run-evals", Text("no evaluation yet", style="dim"))
+            return
+        box.display = True
+        best = max(v for _, _, v in tail.evals)
+        text = Text()
+        for i, (step, metric, value) in enumerate(tail.evals[-5:]):
+            if i:
+                text.append("\n")
+            text.append(f"step {step:>6}  {metric} ")
+            text.append(f"{value:.4f}", style=f"bold {pal.up}" if value == best else "")
+            if value == best:
+                text.append("  best", style=pal.up)
+        self._update("#run-evals", text)
+
+    def _render_error(self, row: RunRow, pal: Palette) -> None:
+        box = self.query_one("#run-error", Static)
+        error = row.status.get("error") if row.state in ("failed", "stopped", "died") else None
+        if not error and row.state != "failed":
+            box.display = False
+            return
+        box.display = True
+        text = Text()
+        message = row.status.get("message")
+        if message:
+            text.append(str(message) + "\n", style=f"bold {pal.down}")
+        lines = str(error or "").splitlines()[-8:]
+        text.append("\n".join(lines) if lines else "no error recorded: see the log", style="dim")
+        box.border_title = "failed" if row.state == "failed" else row.state
+        self._update("#run-error", text)
+
+    def _render_log(self, run: RunFolder) -> None:
+        try:
+            st = run.log_path.stat()
+            key = (run.name, st.st_size, st.st_mtime)
+        except OSError:
+            key = (run.name, None, None)
+        box = self.query_one("#run-log", Static)
+        n = min(LOG_LINES, box.content_size.height) if box.content_size.height > 0 else LOG_LINES
+        key = (*key, n)
+        if key == self._log_key:
+            return
+        self._log_key = key
+        lines = tail_lines(run.log_path, n) if key[1] is not None else []  # the newest that fit
+        self._update("#run-log", Text("\n".join(lines)) if lines else Text("nothing logged yet", style="dim"))
+
+    # -- events ------------------------------------------------------------------------
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._render_detail)  # the log shows as many lines as fit
+
+    @on(DataTable.RowHighlighted, "#runs-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        name = str(event.row_key.value) if event.row_key is not None else None
+        if name != self.selected:
+            self.selected = name
+            self._render_detail()
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+
+    def select(self, name: str) -> None:
+        """Put the cursor on run ``name`` (after a refresh, so a new run is listed)."""
+        self.selected = name
+        self.refresh_runs()
+        names = [r.name for r in self.rows]
+        if name in names:
+            self.query_one("#runs-table", DataTable).move_cursor(row=names.index(name), animate=False)
+
+    def _need(self, finished: bool = False) -> RunRow | None:
+        row = self.selected_row()
+        if row is None:
+            self.app.notify("no run selected" if self.rows else "no training runs yet: n starts one",
+                            severity="warning")
+            return None
+        if finished and not row.has_model:
+            self.app.notify(f"run {row.name} is {row.state}: it has no model until it finishes",
+                            severity="warning")
+            return None
+        return row
+
+    # -- actions: launch, stop, resume -------------------------------------------------
+    @on(Button.Pressed, "#runs-new")
+    def action_new_run(self) -> None:
+        def launched(name: str | None) -> None:
+            if name:
+                self.select(name)
+                self.app.notify(f"run {name} started in the background", timeout=5)
+            self.query_one("#runs-table").focus()
+
+        self.app.push_screen(LaunchScreen(self.root, self.spawner), launched)
+
+    def action_stop(self) -> None:
+        row = self._need()
+        if row is None:
+            return
+        if row.state in TERMINAL:
+            self.app.notify(f"run {row.name} is already {row.state}", timeout=4)
+            return
+        self.app.notify(f"stopping {row.name}: it checkpoints at the end of its current step", timeout=4)
+        self._stop_worker(row.name)
+
+    @work(thread=True, group="stop", name="stop run")
+    def _stop_worker(self, name: str, wait: float = 60.0) -> None:
+        """What ``wb runs stop NAME`` does: the stop file, SIGTERM, then wait for a final state."""
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        run = self.run_folder(name)
+        status = run.status()
+        run.stop_path.touch()
+        pid = status.get("pid")
+        if pid:
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except (ProcessLookupError, PermissionError, ValueError):
+                pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and not worker.is_cancelled:
+            status = run.status()
+            if status.get("state") in TERMINAL:
+                self.app.call_from_thread(self.app.notify, f"run {name} {status.get('state')} at step "
+                                                           f"{status.get('step')}", timeout=5)
+                self.app.call_from_thread(self.refresh_runs)
+                return
+            time.sleep(0.25)
+        if not worker.is_cancelled:
+            self.app.call_from_thread(self.app.notify, f"run {name} did not stop within {wait:.0f} s (it stops at "
+                                                       "the end of its current step)", severity="warning")
+
+    def action_resume(self) -> None:
+        row = self._need()
+        if row is None:
+            return
+        if row.state in ("running", "queued"):
+            self.app.notify(f"run {row.name} is {row.state}: s stops it first", severity="warning")
+            return
+        if row.state == "finished":
+            self.app.notify(f"run {row.name} has finished: its model is in runs/{row.name}/model", timeout=5)
+            return
+        self._resume_worker(wb_command("train", "resume", row.name, "--detach", "-w", str(self.root)), row.name)
+
+    @work(group="resume", name="resume run")
+    async def _resume_worker(self, argv: list[str], name: str) -> None:
+        rc, _out, err = await self.spawner(argv)
+        if rc != 0:
+            self.app.notify(error_line(rc, err), title=f"cannot resume {name}", severity="error", timeout=10)
+            return
+        self.app.notify(f"run {name} resumed in the background", timeout=5)
+        self.refresh_runs()
+
+    # -- actions: compare with the base ------------------------------------------------
+    def action_compare(self) -> None:
+        row = self._need(finished=True)
+        if row is None:
+            return
+        if row.role != "dense":
+            self.app.notify(f"run {row.name} trains the {row.role}: e compares it in Evaluate "
+                            f"(Search compares fine-tuned dense models)", severity="warning", timeout=6)
+            return
+        if not hasattr(self.app.engine, "variant"):
+            self.app.notify("this engine cannot build model variants", severity="error")
+            return
+        if any(w.group == "variant" and not w.is_finished for w in self.workers):
+            self.app.notify("a fine-tune's index is being built already", severity="warning")
+            return
+        self._show_progress(f"checking the index of {row.name}…", None, 0)
+        self._variant_worker(str(self.root), row.name)
+
+    @work(thread=True, exclusive=True, group="variant", name="variant index")
+    def _variant_worker(self, root: str, name: str) -> None:
+        engine = self.app.engine
+        overrides = {"dense": f"runs/{name}"}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            self.app.call_from_thread(self._show_progress, f"indexing the workspace with {name}: {phase}",
+                                      total, done)
+
+        try:
+            info = engine.variant(root, overrides)
+            if not info.built or info.stale:
+                self.app.call_from_thread(self._show_progress, f"indexing the workspace with {name}…", None, 0)
+                engine.build_variant(root, overrides, progress)
+        except WbError as exc:
+            self.app.call_from_thread(self._variant_failed, name, str(exc))
+            return
+        self.app.call_from_thread(self._variant_ready, root, name, info.root)
+
+    def _show_progress(self, line: str, total: int | None, done: int) -> None:
+        self.query_one("#runs-progress").display = True
+        self._update("#runs-progress-line", Text(short(line, 200), style="italic"))
+        self.query_one("#runs-bar", ProgressBar).update(total=None if total is None else max(total, 1), progress=done)
+
+    def _hide_progress(self) -> None:
+        self.query_one("#runs-progress").display = False
+
+    def _variant_failed(self, name: str, message: str) -> None:
+        self._hide_progress()
+        self.app.notify(message, title=f"cannot index with {name}", severity="error", timeout=10)
+
+    def _variant_ready(self, root: str, name: str, variant_root: str) -> None:
+        self._hide_progress()
+        if root != str(self.root):
+            return  # the workspace changed meanwhile
+        app = self.app
+        app.action_show_tab("search")
+        search = app.search
+        search.set_pipelines(right=search.left.pipeline)  # the same pipeline: only the model differs
+        search.set_models(left=(None, "dense · base"), right=(variant_root, f"dense · ft:{name}"))
+        app.notify(f"left: the workspace's models · right: {name}; l/r change pipelines, b goes back",
+                   timeout=6)
+
+    def action_evaluate(self) -> None:
+        row = self._need(finished=True)
+        if row is None:
+            return
+        app = self.app
+        dataset = str(row.config.get("eval_data") or "") or None  # the embedder's is a BEIR folder
+        if dataset and row.role != "dense" and not Path(dataset).is_dir():
+            dataset = None
+        app.action_show_tab("evaluate")
+        app.evaluate.prefill(dataset=dataset, pipelines=COMPARE_PIPELINES.get(row.role, "dense,hybrid"),
+                             compare=f"{row.role}=runs/{row.name}")
+        app.call_after_refresh(lambda: app.query_one("#eval-run" if dataset or app.state.eval_dataset
+                                                     else "#dataset").focus())
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

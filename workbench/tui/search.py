@@ -37,6 +37,8 @@ class SearchPane(Vertical):
         Binding("u", "toggle_unit", "Doc/chunk", tooltip="Rank documents or chunks"),
         Binding("plus", "more", "More hits", show=False, tooltip="Ten more results per column"),
         Binding("minus", "fewer", "Fewer hits", show=False, tooltip="Ten fewer results per column"),
+        Binding("b", "base_models", "Base models", show=False,
+                tooltip="Both columns back on the workspace's own models (after comparing a fine-tune)"),
     ]
 
     def __init__(self) -> None:
@@ -198,6 +200,18 @@ class SearchPane(Vertical):
         if right in PIPELINES:
             self.right.set_pipeline(right)
 
+    def set_models(self, left: tuple[str | None, str] = (None, ""), right: tuple[str | None, str] = (None, "")) -> None:
+        """Per-column workspace roots and header labels: ``(root or None, label)`` for each side
+        (a fine-tune's variant index on one side, the workspace's own on the other)."""
+        self.left.set_models(*left)
+        self.right.set_models(*right)
+        self.request_search(immediate=True)
+
+    def action_base_models(self) -> None:
+        if any(c.root or c.model_label for c in self.columns):
+            self.set_models()
+            self.app.notify("both columns use the workspace's own models", timeout=3)
+
     def action_swap(self) -> None:
         a, b = self.left.pipeline, self.right.pipeline
         self.set_pipelines(b, a)
@@ -244,7 +258,7 @@ class SearchPane(Vertical):
 
     def wanted_key(self, column: ResultColumn) -> tuple:
         s = self.app.state
-        return (str(self.app.workspace_root), s.query.strip(), s.instruction_value or "", column.pipeline,
+        return (column.root or str(self.app.workspace_root), s.query.strip(), s.instruction_value or "", column.pipeline,
                 self.effective_k(), s.unit)
 
     def on_resize(self) -> None:
@@ -316,7 +330,8 @@ class SearchPane(Vertical):
         if left.result is None or right.result is None or left.shown_key is None or right.shown_key is None:
             right.set_movement([], [])
             return
-        same = left.shown_key[:3] == right.shown_key[:3] and left.shown_key[4:] == right.shown_key[4:]
+        # same query, instruction, k and unit (the workspace may differ: base vs fine-tune)
+        same = left.shown_key[1:3] == right.shown_key[1:3] and left.shown_key[4:] == right.shown_key[4:]
         if not same:
             right.set_movement([], [])
             return
