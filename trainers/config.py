@@ -66,6 +66,95 @@ class EmbedderConfig:
         return cls(**data)
 
 
+def _from_dict(cls, data: dict):
+    data = {k: v for k, v in data.items() if k != "trainer"}
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise UsageError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    return cls(**data)
+
+
+@dataclass
+class RerankerConfig:
+    """Fine-tuning a cross-encoder reranker on groups (query, positive, hard negatives)."""
+
+    data: str  # FlagEmbedding jsonl (as `wb mine` writes) | BEIR folder | sentence-transformers file
+    base: str  # resolved model folder or Hugging Face id (a BERT-like encoder or a cross-encoder)
+    name: str
+    split: str = "train"
+    loss: str = "listwise"  # listwise | pairwise | pointwise
+    group_size: int = 8  # 1 positive + group_size - 1 negatives per query
+    epochs: float = 1.0
+    max_steps: int = 0
+    batch_size: int = 8  # groups per micro-batch
+    grad_accum: int = 1
+    lr: float = 3e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 256  # query + passage tokens
+    instruction: str = ""  # unused by cross-encoders; kept so readers' prompts are accepted
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "auto"
+    seed: int = 42
+    save_every: int = 100
+    log_every: int = 1
+    eval_data: str | None = None  # FlagEmbedding jsonl of held-out groups: MRR of the positive
+    eval_every: int = 0
+    task_sampling: str = "proportional"
+
+    def to_json(self) -> str:
+        return json.dumps({"trainer": "reranker", **asdict(self)}, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RerankerConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class ColbertConfig:
+    """Training a ColBERT head (encoder + linear projection, MaxSim) with a contrastive loss."""
+
+    data: str
+    base: str
+    name: str
+    split: str = "train"
+    dim: int = 128  # projection size (no bias)
+    loss: str = "infonce"  # infonce (in-batch + hard negatives over MaxSim scores); + kl with teacher scores
+    temperature: float = 1.0  # MaxSim sums over query tokens are already on a wide scale
+    kl_weight: float = 0.0  # > 0: add KL distillation from the examples' teacher scores
+    negatives_per_query: int = 1
+    epochs: float = 1.0
+    max_steps: int = 0
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 3e-5
+    head_lr: float = 1e-4  # the projection is a fresh layer: a larger learning rate
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    query_max_length: int = 32
+    passage_max_length: int = 256
+    query_marker: str = "[Q] "
+    document_marker: str = "[D] "
+    instruction: str = ""
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "auto"
+    seed: int = 42
+    save_every: int = 100
+    log_every: int = 1
+    eval_data: str | None = None  # a BEIR folder: nDCG@10 of exact MaxSim
+    eval_split: str = "test"
+    eval_every: int = 0
+    task_sampling: str = "proportional"
+
+    def to_json(self) -> str:
+        return json.dumps({"trainer": "colbert", **asdict(self)}, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ColbertConfig":
+        return _from_dict(cls, data)
+
+
 def read_toml(path: str | Path) -> dict:
     """Options from a run.toml (flat keys, or under [train])."""
     try:

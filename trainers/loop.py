@@ -78,6 +78,11 @@ class Trainer:
         """Extra fields for the status and the ``started`` event (e.g. kind, pooling)."""
         return {}
 
+    def param_groups(self, model) -> list:
+        """What the optimizer trains: the trainable parameters, or AdamW parameter groups (dicts
+        with their own ``lr``) when parts of the model need another learning rate."""
+        return [p for p in model.parameters() if p.requires_grad]
+
     def compute_loss(self, model, examples: list, rng: random.Random, device, accelerator) -> tuple[Any, int]:
         """``(scalar loss tensor, tokens processed)`` for one micro-batch of examples."""
         raise NotImplementedError
@@ -197,8 +202,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
     described = trainer.describe()
     accelerator = Accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
                               gradient_accumulation_steps=cfg.grad_accum)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(trainer.param_groups(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()

@@ -10,6 +10,10 @@ Two input conventions:
 
 ``LOSSES`` maps the registry name to the class; ``build_loss(name, **kwargs)`` builds one and
 raises UsageError for an unknown name. Every loss has a ``config`` dict (name + settings).
+
+Reranker losses (cross-encoder groups): ``(scores [B, G], candidate_mask [B, G] | None)`` with each
+group's positive in column 0: :class:`ListwiseCELoss`, :class:`RankNetLoss` (pairwise),
+:class:`PointwiseBCELoss`; ``RERANK_LOSSES`` / ``build_rerank_loss(name)``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from ._base import RetrievalLoss, check_scores_and_mask
 from .infonce import InfoNCELoss, gather_rows
 from .joint_lh import JointLHLoss
 from .kl_distill import KLDistillationLoss
+from .listwise_ce import ListwiseCELoss
 from .lse_pair import LSEPairLoss
+from .pointwise_bce import PointwiseBCELoss
+from .ranknet import RankNetLoss
 from .rand1_lh import Rand1LHLoss
 from .sum_marg_lh import SumMargLHLoss
 
@@ -50,10 +57,35 @@ def build_loss(name: str, **kwargs: Any) -> RetrievalLoss:
     except TypeError as exc:
         raise UsageError(f"bad settings for loss {name!r}: {exc}") from exc
 
+RERANK_LOSSES: dict[str, type[RetrievalLoss]] = {
+    "listwise": ListwiseCELoss,
+    "pairwise": RankNetLoss,
+    "pointwise": PointwiseBCELoss,
+}
+_RERANK_ALIASES = {"ranknet": "pairwise", "bce": "pointwise", "softmax": "listwise", "ce": "listwise"}
+
+
+def build_rerank_loss(name: str, **kwargs: Any) -> RetrievalLoss:
+    """``RERANK_LOSSES[name](**kwargs)`` (aliases: ranknet, bce, softmax); UsageError when unknown."""
+    key = name.strip().lower().replace("-", "").replace("_", "")
+    key = _RERANK_ALIASES.get(key, key)
+    cls = RERANK_LOSSES.get(key)
+    if cls is None:
+        raise UsageError(f"unknown reranker loss {name!r}: expected one of {', '.join(RERANK_LOSSES)}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise UsageError(f"bad settings for loss {name!r}: {exc}") from exc
+
 
 __all__ = [
     "LOSSES",
     "MULTI_POSITIVE",
+    "RERANK_LOSSES",
+    "ListwiseCELoss",
+    "PointwiseBCELoss",
+    "RankNetLoss",
+    "build_rerank_loss",
     "InfoNCELoss",
     "JointLHLoss",
     "KLDistillationLoss",

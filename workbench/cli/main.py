@@ -462,6 +462,115 @@ def train_embedder_cmd(
     _run_training(run, resume=False, detach=detach)
 
 
+def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach: bool) -> None:
+    """Validate resolved options, write the run folder, train (foreground or detached)."""
+    for key, flag in (("data", "--data"), ("base", "--base"), ("name", "--out")):
+        if not values.get(key):
+            raise UsageError(f"{flag} is required (or set `{key}` in --config)")
+    name = str(values["name"])
+    if not name or "/" in name or name.startswith("."):
+        raise UsageError(f"bad run name '{name}': use a plain folder name")
+    values["base"] = _resolve_base(str(values["base"]), ws)
+    for key in path_keys:
+        if values.get(key):
+            path = Path(str(values[key])).expanduser()
+            if not path.exists():
+                from workbench.errors import InputError
+
+                raise InputError(f"--{key.replace('_', '-')}: no such file or folder: {values[key]}")
+            values[key] = str(path.absolute())
+    try:
+        cfg = config_cls.from_dict(values)
+    except TypeError as exc:
+        raise UsageError(f"bad training options: {exc}") from exc
+    from trainers.runs import new_run
+
+    ws.root.mkdir(parents=True, exist_ok=True)
+    run = new_run(ws.root, name, cfg.to_json())
+    _run_training(run, resume=False, detach=detach)
+
+
+@train_app.command("reranker")
+def train_reranker_cmd(
+    data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id; a BERT-like encoder gets a new one-logit head.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="listwise (softmax CE over the group), pairwise (RankNet) or pointwise (BCE).")] = None,
+    group_size: Annotated[Optional[int], typer.Option("--group-size", help="Passages per query: 1 positive + N-1 hard negatives.")] = None,
+    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Groups per step.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Tokens of query + passage.")] = None,
+    mixed_precision: Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")] = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="FlagEmbedding jsonl of held-out groups (MRR of the positive).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")] = None,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any RerankerConfig key (options given here win).")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")] = False,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Fine-tune a cross-encoder reranker (use it with --model reranker=runs/NAME and a +rerank pipeline)."""
+    if resume:
+        return train_resume_cmd(resume, detach=detach, workspace=workspace)
+    from trainers.config import RerankerConfig, read_toml
+
+    ws = _workspace(workspace)
+    values: dict = read_toml(config) if config else {}
+    given = {
+        "data": data, "base": base, "name": out, "loss": loss, "group_size": group_size, "epochs": epochs,
+        "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "max_length": max_length,
+        "mixed_precision": mixed_precision, "eval_data": eval_data, "eval_every": eval_every,
+        "save_every": save_every,
+    }
+    values.update({k: v for k, v in given.items() if v is not None})
+    _start_run(ws, RerankerConfig, values, ("data", "eval_data"), detach)
+
+
+@train_app.command("colbert")
+def train_colbert_cmd(
+    data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id (a BERT-like encoder).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
+    dim: Annotated[Optional[int], typer.Option("--dim", help="Token vector size (the projection's outputs).")] = None,
+    negatives: Annotated[Optional[int], typer.Option("--negatives", help="Hard negatives per query (besides in-batch ones).")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Divides the MaxSim scores in the softmax.")] = None,
+    kl_weight: Annotated[Optional[float], typer.Option("--kl-weight", help="Weight of KL distillation from the data's teacher scores (0: off).")] = None,
+    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Encoder learning rate.")] = None,
+    head_lr: Annotated[Optional[float], typer.Option("--head-lr", help="Projection learning rate.")] = None,
+    query_max_length: Annotated[Optional[int], typer.Option("--query-max-length")] = None,
+    passage_max_length: Annotated[Optional[int], typer.Option("--passage-max-length")] = None,
+    mixed_precision: Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")] = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10 of exact MaxSim; slow on CPU).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")] = None,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any ColbertConfig key (options given here win).")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")] = False,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Train a ColBERT model (encoder + 128-d head, MaxSim); use it with --model colbert=runs/NAME."""
+    if resume:
+        return train_resume_cmd(resume, detach=detach, workspace=workspace)
+    from trainers.config import ColbertConfig, read_toml
+
+    ws = _workspace(workspace)
+    values: dict = read_toml(config) if config else {}
+    given = {
+        "data": data, "base": base, "name": out, "dim": dim, "negatives_per_query": negatives,
+        "temperature": temperature, "kl_weight": kl_weight, "epochs": epochs, "max_steps": max_steps,
+        "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "query_max_length": query_max_length,
+        "passage_max_length": passage_max_length, "mixed_precision": mixed_precision,
+        "eval_data": eval_data, "eval_every": eval_every, "save_every": save_every,
+    }
+    values.update({k: v for k, v in given.items() if v is not None})
+    _start_run(ws, ColbertConfig, values, ("data", "eval_data"), detach)
+
+
 @train_app.command("resume")
 def train_resume_cmd(
     name: Annotated[str, typer.Argument(help="The run to continue.")],

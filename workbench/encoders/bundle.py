@@ -12,22 +12,50 @@ class EncoderBundle:
         self.settings = settings
         self.device = device
         self._dense = None
+        self._colbert = None
         self._sparse = None
+
+    def _colbert_path(self) -> str | None:
+        """The colbert role's folder (None for zero-shot MaxSim over the dense model's tokens)."""
+        s = self.settings
+        if s.colbert_name == "zero-shot":
+            return None
+        from workbench.models.cache import resolve_model_path
+
+        return resolve_model_path(s.colbert_name)
 
     @property
     def dense(self):
         if self._dense is None:
+            from workbench.encoders.colbert import is_colbert_folder
             from workbench.encoders.dense import DenseEncoder
 
             s = self.settings
             head = None
-            if s.colbert_name != "zero-shot":
-                from workbench.models.cache import resolve_model_path
+            path = self._colbert_path()
+            if path is not None and not is_colbert_folder(path):  # a projection over the dense tokens
                 from pathlib import Path
 
-                head = str(Path(resolve_model_path(s.colbert_name)) / "colbert_head.pt")
+                head = str(Path(path) / "colbert_head.pt")
             self._dense = DenseEncoder(s.dense_path, device=self.device, colbert_head=head)
         return self._dense
+
+    @property
+    def colbert(self):
+        """A trained ColBERT model (its own encoder, ``ColbertEncoder``), or None when the ColBERT
+        vectors come from the dense model's forward pass (zero-shot, or a projection head)."""
+        if self._colbert is None:
+            from workbench.encoders.colbert import ColbertEncoder, is_colbert_folder
+
+            path = self._colbert_path()
+            self._colbert = ColbertEncoder(path, device=self.device) if is_colbert_folder(path) else False
+        return self._colbert or None
+
+    @property
+    def colbert_dim(self) -> int:
+        """Width of the stored ColBERT vectors."""
+        trained = self.colbert
+        return trained.dim if trained is not None else self.dense.colbert_dim
 
     @property
     def sparse(self):

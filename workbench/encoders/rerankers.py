@@ -110,6 +110,42 @@ def _batches(lengths: list[int], *, max_tokens: int, max_batch: int, device) -> 
 _CPU_MIN_TOKENS = 1024
 
 
+def cap_queries(tokenizer, queries: list[str], max_length: int) -> dict[str, str]:
+    """query -> query cut to at most ``max_length // 2`` tokens (only the long ones change)."""
+    unique = list(dict.fromkeys(queries))
+    cap = max(1, max_length // 2)
+    fast = bool(getattr(tokenizer, "is_fast", False))
+    enc = tokenizer(unique, add_special_tokens=False, return_offsets_mapping=fast)
+    out = {}
+    for k, q in enumerate(unique):
+        ids = enc["input_ids"][k]
+        if len(ids) <= cap:
+            out[q] = q
+        elif fast:
+            out[q] = q[: enc["offset_mapping"][k][cap - 1][1]]
+        else:
+            out[q] = q[: max(1, len(q) * cap // len(ids))]
+    return out
+
+
+def tokenize_pairs(tokenizer, pairs: list[tuple[str, str]], max_length: int,
+                   uses_token_types: bool) -> tuple[list[list[int]], list[list[int]] | None]:
+    """A cross-encoder's token ids (and token type ids) per ``(query, passage)`` pair: the query cut
+    to half of ``max_length`` tokens, then the passage truncated (``only_second``). The trainer
+    (``trainers.reranker``) tokenizes with this too, so training and serving see the same inputs."""
+    capped = cap_queries(tokenizer, [q for q, _ in pairs], max_length)
+    enc = tokenizer(
+        [capped[q] for q, _ in pairs],
+        [p for _, p in pairs],
+        truncation="only_second",
+        max_length=max_length,
+        return_attention_mask=False,
+        return_token_type_ids=uses_token_types,
+    )
+    types = enc["token_type_ids"] if uses_token_types else None
+    return enc["input_ids"], types
+
+
 class CrossEncoderReranker:
     """A ``*ForSequenceClassification`` cross-encoder (BERT, RoBERTa, ModernBERT, Qwen... heads).
 
@@ -173,34 +209,11 @@ class CrossEncoderReranker:
     # -- tokenization -------------------------------------------------------------------
     def _cap_queries(self, queries: list[str]) -> dict[str, str]:
         """query -> query cut to at most ``max_length // 2`` tokens (only the long ones change)."""
-        unique = list(dict.fromkeys(queries))
-        cap = max(1, self.max_length // 2)
-        fast = bool(getattr(self.tokenizer, "is_fast", False))
-        enc = self.tokenizer(unique, add_special_tokens=False, return_offsets_mapping=fast)
-        out = {}
-        for k, q in enumerate(unique):
-            ids = enc["input_ids"][k]
-            if len(ids) <= cap:
-                out[q] = q
-            elif fast:
-                out[q] = q[: enc["offset_mapping"][k][cap - 1][1]]
-            else:
-                out[q] = q[: max(1, len(q) * cap // len(ids))]
-        return out
+        return cap_queries(self.tokenizer, queries, self.max_length)
 
     def tokenize(self, pairs: list[tuple[str, str]]) -> tuple[list[list[int]], list[list[int]] | None]:
         """Token ids (and token type ids when the model uses them) per pair, truncated."""
-        capped = self._cap_queries([q for q, _ in pairs])
-        enc = self.tokenizer(
-            [capped[q] for q, _ in pairs],
-            [p for _, p in pairs],
-            truncation="only_second",
-            max_length=self.max_length,
-            return_attention_mask=False,
-            return_token_type_ids=self.uses_token_types,
-        )
-        types = enc["token_type_ids"] if self.uses_token_types else None
-        return enc["input_ids"], types
+        return tokenize_pairs(self.tokenizer, pairs, self.max_length, self.uses_token_types)
 
     # -- scoring ------------------------------------------------------------------------
     def score(self, query: str, passages: list[str]) -> np.ndarray:

@@ -161,7 +161,7 @@ class Indexer:
         if recorded is None or reason or not lance.exists():
             manifest.reset()
             dense = bundle.dense
-            lance.create(dense.dim, dense.colbert_dim)
+            lance.create(dense.dim, bundle.colbert_dim)
             shutil.rmtree(self.workspace.tantivy_dir, ignore_errors=True)
             tantivy_store.create_if_missing()
             manifest.set_meta("settings", settings.to_dict())
@@ -205,10 +205,12 @@ class Indexer:
         chunks = [c for cs in per_doc for c in cs]
         texts = [chunk_input_text(c) for c in chunks]
         templates = bundle.settings.templates
-        dense_out = bundle.dense.encode([templates.render_document(t) for t in texts], tokens=True)
+        trained_colbert = bundle.colbert  # None: ColBERT vectors from the dense forward pass
+        dense_out = bundle.dense.encode([templates.render_document(t) for t in texts], tokens=trained_colbert is None)
+        tokens = dense_out.tokens if trained_colbert is None else trained_colbert.encode_documents(texts)
         sparse_out = bundle.sparse.encode(texts)
         keys = [chunk_key(c.chunk_id) for c in chunks]
-        table = _arrow_batch(chunks, keys, dense_out.dense, dense_out.tokens, sparse_out)
+        table = _arrow_batch(chunks, keys, dense_out.dense, tokens, sparse_out)
 
         doc_ids = [d.doc_id for d in docs]
         replaced = [d for d in doc_ids if d in known]

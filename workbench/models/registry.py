@@ -51,16 +51,26 @@ def resolve_role(role: str, models: ModelsConfig, *, check_installed: bool = Tru
     if role == "colbert":
         if name == ZERO_SHOT_COLBERT:
             return RoleModel(role, name, None, f"maxsim over {models.dense} tokens (zero-shot)", True)
-        return RoleModel(role, name, resolve(name), name, False)
+        return RoleModel(role, name, resolve(name), f"{_short(name)} (trained ColBERT)", False)
     if role == "reranker":
         if name == MAXSIM_RERANKER:
+            if models.colbert != ZERO_SHOT_COLBERT:  # MaxSim over the index's trained ColBERT vectors
+                return RoleModel(role, name, None, f"maxsim over {_short(models.colbert)} (trained ColBERT)", False)
             return RoleModel(role, name, None, f"maxsim over {models.dense} tokens (zero-shot)", True)
         if name == LLM_RERANKER:
             return RoleModel(
                 role, name, resolve(LLM_RERANKER_MODEL), f"{LLM_RERANKER_MODEL} yes/no (zero-shot)", True
             )
-        return RoleModel(role, name, resolve(name), name, False)
+        return RoleModel(role, name, resolve(name), _short(name), False)
     raise ValueError(role)
+
+
+def _short(value: str) -> str:
+    """``.../runs/NAME/model`` -> ``runs/NAME``; other values unchanged."""
+    path = Path(value)
+    if path.name == "model" and path.parent.parent.name == "runs":
+        return f"runs/{path.parent.name}"
+    return value
 
 
 def model_labels(models: ModelsConfig) -> dict[str, str]:

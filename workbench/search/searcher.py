@@ -147,12 +147,20 @@ class Searcher:
             self._timed_load("load_dense", lambda: self.bundle.dense, out)
             t0 = time.perf_counter()
             rendered = [self.settings.templates.render_query(t, instruction) for t in texts]
-            enc = self.bundle.dense.encode(rendered, tokens="colbert" in modes)
+            trained = self.bundle.colbert if "colbert" in modes else None  # a trained ColBERT: own encoder
+            enc = self.bundle.dense.encode(rendered, tokens="colbert" in modes and trained is None)
             ms = (time.perf_counter() - t0) * 1000 / max(1, len(texts))
             for i, q in enumerate(out):
                 q.dense = enc.dense[i]
                 q.tokens = enc.tokens[i].astype(np.float32) if enc.tokens is not None else None
                 q.timings["encode_dense"] = ms
+            if trained is not None:  # raw query text: ColBERT models take no prompt template
+                t0 = time.perf_counter()
+                vecs = trained.encode_queries(list(texts))
+                ms = (time.perf_counter() - t0) * 1000 / max(1, len(texts))
+                for q, v in zip(out, vecs):
+                    q.tokens = v.astype(np.float32)
+                    q.timings["encode_colbert"] = ms
         if "sparse" in modes:
             self._timed_load("load_sparse", lambda: self.bundle.sparse, out)
             t0 = time.perf_counter()

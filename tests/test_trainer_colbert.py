@@ -1,0 +1,142 @@
+"""ColBERT runs on a tiny random BERT: trains, the served vectors equal the trained ones, and
+`wb train colbert` -> `wb index --model colbert=runs/NAME` -> `wb query --model ...` end to end."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import copy_small_corpus, require_models
+
+pytest.importorskip("accelerate")
+
+TOPICS = ["cats", "rivers", "engines", "bread", "stars", "chess"]
+
+
+def _wb(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    from workbench.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["wb", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A random 2-layer, 32-wide BertModel with the MiniLM tokenizer, and 24 rows with 3 negatives."""
+    require_models()
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from workbench.models.cache import resolve_model_path
+
+    root = tmp_path_factory.mktemp("tiny_cb")
+    base = root / "base"
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    data = root / "train.jsonl"
+    with open(data, "w") as fh:
+        for i in range(24):
+            t = TOPICS[i % 6]
+            fh.write(json.dumps({
+                "query": f"{t} question {i}",
+                "pos": [f"the answer: {t} {i}"],
+                "neg": [f"unrelated notes, {TOPICS[(i + k) % 6]} {i}" for k in (1, 2, 3)],
+                "prompt": "",
+            }) + "\n")
+    return base, data
+
+
+def test_colbert_trains_and_serves_the_trained_vectors(tiny, tmp_path, monkeypatch):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from trainers.config import ColbertConfig
+    from trainers.loop import train_run
+    from trainers.runs import new_run
+    from workbench.encoders.colbert import COLBERT_HEAD, ColbertEncoder
+
+    base, data = tiny
+    cfg = ColbertConfig(data=str(data), base=str(base), name="cb", batch_size=4, max_steps=16, lr=1e-2,
+                        head_lr=1e-2, warmup_ratio=0.0, save_every=100, dim=16, passage_max_length=64)
+    run = new_run(tmp_path, "cb", cfg.to_json())
+    status = train_run(run)
+    assert status["state"] == "finished" and status["step"] == 16
+    losses = [e["loss"] for e in run.events() if e["event"] == "step"]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    meta = json.loads((run.model_dir / "wb_colbert.json").read_text())
+    assert meta["dim"] == 16 and meta["query_marker_id"] != meta["document_marker_id"]
+
+    monkeypatch.setenv("WB_DTYPE", "float32")
+    enc = ColbertEncoder(str(run.model_dir), device="cpu")
+    assert enc.dim == 16
+    q = enc.encode_queries(["cats question 0"])[0]
+    docs = enc.encode_documents(["the answer: cats 0", "unrelated notes, chess 0"])
+    assert q.shape == (6, 16)  # [CLS] [Q] cats question 0 [SEP]
+    assert np.allclose(np.linalg.norm(q.astype(np.float32), axis=1), 1.0, atol=1e-2)
+    scores = [float((q.astype(np.float32) @ d.astype(np.float32).T).max(axis=1).sum()) for d in docs]
+    assert scores[0] > scores[1]
+    # the served vectors are the trained model's: encoder + projection + normalisation, by hand
+    tok = AutoTokenizer.from_pretrained(run.model_dir)
+    model = AutoModel.from_pretrained(run.model_dir).eval()
+    weight = torch.load(run.model_dir / COLBERT_HEAD)["weight"]
+    ids = tok("cats question 0")["input_ids"]
+    ids = [ids[0], meta["query_marker_id"], *ids[1:]]
+    with torch.no_grad():
+        hidden = model(input_ids=torch.tensor([ids])).last_hidden_state[0]
+    expected = torch.nn.functional.normalize(hidden @ weight.T, dim=-1).numpy()
+    assert np.allclose(q.astype(np.float32), expected, atol=2e-3)
+
+
+def test_cli_train_index_and_query_a_colbert_variant(tiny, tmp_path, capsys, monkeypatch):
+    from workbench.index.indexer import Indexer
+    from workbench.workspace import Workspace
+
+    base, data = tiny
+    corpus = copy_small_corpus(tmp_path / "corpus", ["itertools/groupby.md", "time/sleep.md", "heapq/overview.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    code, out, err = _wb(capsys, monkeypatch, "train", "colbert", "--data", str(data), "--base", str(base),
+                         "--out", "cb1", "--max-steps", "2", "--batch-size", "4", "--dim", "16",
+                         "--passage-max-length", "64", "-w", str(ws.root))
+    assert code == 0, err
+    assert json.loads((ws.runs_dir / "cb1" / "config.json").read_text())["trainer"] == "colbert"
+    # querying before the variant is indexed: one clear line
+    code, _out, err = _wb(capsys, monkeypatch, "query", "sleep", "-p", "colbert", "--model", "colbert=runs/cb1",
+                          "-w", str(ws.root))
+    assert code != 0 and "wb index" in err
+    code, out, err = _wb(capsys, monkeypatch, "index", "--model", "colbert=runs/cb1", "-w", str(ws.root))
+    assert code == 0, err
+    code, out, err = _wb(capsys, monkeypatch, "query", "pause the program for a while", "-p", "colbert",
+                         "--model", "colbert=runs/cb1", "-w", str(ws.root), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["models"]["colbert"] == "runs/cb1 (trained ColBERT)"
+    assert "zero-shot" not in result["models"]["colbert"]
+    assert len(result["results"]) == 3 and "encode_colbert" in result["timings_ms"]
+    # the variant stores 16-d token vectors; the workspace's own index keeps MiniLM's 384-d ones
+    from workbench.search.searcher import Searcher
+    from workbench.variants import serving
+
+    serve = serving(ws, {"colbert": "runs/cb1"})
+    searcher = Searcher(serve.workspace, config=serve.config)
+    q = searcher.encode_queries(["sleep"], {"colbert"})[0]
+    assert q.tokens.shape[1] == 16
+    assert searcher.snapshot.tokens.bits.shape[1] == 16
+    base_searcher = Searcher(ws)
+    assert base_searcher.snapshot.tokens.bits.shape[1] == 384
+    hybrid = base_searcher.search("pause the program", pipeline="hybrid", k=3)
+    assert hybrid.models["colbert"].endswith("(zero-shot)")

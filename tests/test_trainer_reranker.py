@@ -1,0 +1,146 @@
+"""Cross-encoder reranker runs on a tiny random BERT: trains, serves through load_reranker, resumes,
+and the CLI (`wb train reranker`, `wb query -p ...+rerank --model reranker=...`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import require_models
+
+pytest.importorskip("accelerate")
+
+TOPICS = ["cats", "rivers", "engines", "bread", "stars", "chess"]
+
+
+def _wb(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    from workbench.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["wb", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A random 2-layer, 32-wide BertModel with the MiniLM tokenizer, and 24 groups with 3 negatives."""
+    require_models()
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from workbench.models.cache import resolve_model_path
+
+    root = tmp_path_factory.mktemp("tiny_rr")
+    base = root / "base"
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    data = root / "train.jsonl"
+    with open(data, "w") as fh:
+        for i in range(24):
+            t = TOPICS[i % 6]
+            fh.write(json.dumps({
+                "query": f"{t} question {i}",
+                "pos": [f"the answer: {t} {i}"],
+                "neg": [f"unrelated notes, {TOPICS[(i + k) % 6]} {i}" for k in (1, 2, 3)],
+                "prompt": "",
+            }) + "\n")
+    return base, data
+
+
+def _new(root: Path, name: str, base: Path, data: Path, **options):
+    from trainers.config import RerankerConfig
+    from trainers.runs import new_run
+
+    settings = dict(batch_size=4, max_steps=12, lr=1e-2, warmup_ratio=0.0, save_every=100, group_size=4,
+                    max_length=64)
+    settings.update(options)
+    config = RerankerConfig(data=str(data), base=str(base), name=name, **settings)
+    return new_run(root, name, config.to_json())
+
+
+def _losses(run) -> list[float]:
+    return [e["loss"] for e in run.events() if e["event"] == "step"]
+
+
+@pytest.mark.parametrize("loss", ["listwise", "pairwise", "pointwise"])
+def test_reranker_trains_and_serves(tiny, tmp_path, loss):
+    from trainers.loop import train_run
+    from workbench.encoders.rerankers import CrossEncoderReranker, load_reranker
+    from workbench.models.registry import RoleModel
+
+    base, data = tiny
+    run = _new(tmp_path, "rr", base, data, loss=loss, max_steps=14, eval_data=str(data), eval_every=100)
+    status = train_run(run)
+    assert status["state"] == "finished" and status["step"] == status["total_steps"]
+    losses = _losses(run)
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    if loss != "listwise":
+        return
+    # the final eval on the training groups: the positive mostly ranks first
+    evals = [e for e in run.events() if e["event"] == "eval"]
+    assert evals and evals[-1]["mrr"] > 0.9
+    meta = json.loads((run.model_dir / "wb_model.json").read_text())
+    assert meta["kind"] == "cross-encoder"
+    reranker = load_reranker(RoleModel("reranker", str(run.model_dir), str(run.model_dir), "rr", False), device="cpu")
+    assert isinstance(reranker, CrossEncoderReranker) and reranker.num_labels == 1
+    scores = reranker.score("cats question 0", ["the answer: cats 0", "unrelated notes, chess 0"])
+    assert scores.shape == (2,) and scores[0] > scores[1]
+
+
+def test_resume_after_stop_reproduces_the_loss_curve(tiny, tmp_path):
+    from trainers.loop import train_run
+
+    base, data = tiny
+    a = _new(tmp_path, "a", base, data, max_steps=8)
+    assert train_run(a)["state"] == "finished"
+    b = _new(tmp_path, "b", base, data, max_steps=8)
+
+    def stop_at_3(step, run):
+        if step == 3:
+            run.stop_path.touch()
+
+    status = train_run(b, on_step=stop_at_3)
+    assert status["state"] == "stopped" and status["step"] == 3
+    assert not b.model_dir.exists()
+    status = train_run(b, resume=True)
+    assert status["state"] == "finished" and status["step"] == 8
+    assert [e["step"] for e in b.events() if e["event"] == "step"] == list(range(1, 9))
+    assert _losses(b) == pytest.approx(_losses(a), rel=1e-4)
+
+
+def test_cli_train_then_rerank_with_the_run(tiny, tmp_path, capsys, monkeypatch, small_workspace):
+    base, data = tiny
+    ws_dir = tmp_path / "ws"
+    code, out, err = _wb(capsys, monkeypatch, "train", "reranker", "--data", str(data), "--base", str(base),
+                         "--out", "ce1", "--max-steps", "2", "--batch-size", "4", "--group-size", "3",
+                         "--loss", "pairwise", "-w", str(ws_dir))
+    assert code == 0, err
+    assert "finished" in out
+    config = json.loads((ws_dir / "runs" / "ce1" / "config.json").read_text())
+    assert config["trainer"] == "reranker" and config["group_size"] == 3 and config["loss"] == "pairwise"
+    code, out, err = _wb(capsys, monkeypatch, "runs", "-w", str(ws_dir))
+    assert any(line.startswith("ce1") and "finished" in line and "2/2" in line for line in out.splitlines())
+    code, _out, err = _wb(capsys, monkeypatch, "train", "reranker", "--data", str(data), "--base", str(base),
+                          "--out", "ce2", "--loss", "lambdarank", "-w", str(ws_dir))
+    assert code == 2 and "lambdarank" in err
+    # the trained folder reranks a real workspace's hybrid results
+    ws, _corpus = small_workspace
+    model = ws_dir / "runs" / "ce1" / "model"
+    code, out, err = _wb(capsys, monkeypatch, "query", "group consecutive items", "-w", str(ws.root),
+                         "-p", "hybrid+rerank", "--model", f"reranker={model}", "--json", "-k", "5")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["models"]["reranker"].endswith("model") or "ce1" in result["models"]["reranker"]
+    assert len(result["results"]) == 5 and "rerank" in result["timings_ms"]

@@ -1,0 +1,263 @@
+"""Train a ColBERT model inside a run folder: ``train_colbert(run, resume=False)``.
+
+Model (:class:`ColbertModel`): the base encoder (BERT-like; the workspace's dense model by
+default) and a linear projection of its last-layer token states to ``dim`` (128) without bias,
+initialised with orthonormal rows (a random projection that keeps the base's token geometry,
+so training starts near the zero-shot MaxSim over the base's tokens). Queries get the query
+marker and documents the document marker after ``[CLS]`` (``[unused0]`` / ``[unused1]`` when the
+vocabulary has them, as ColBERT); every token vector is L2-normalised; the score of a query and
+a document is MaxSim: :math:`s(q, d) = \\sum_{i \\in q} \\max_{j \\in d} q_i \\cdot d_j`.
+Inputs are built with :mod:`workbench.encoders.colbert` (``colbert_ids``), the serving code.
+
+Loss, per micro-batch of B examples (one positive drawn per example, plus
+``negatives_per_query`` hard negatives each when every example has some): the score matrix
+``S [B, B + B·N]`` of every query against every positive and hard negative of the batch,
+divided by ``temperature``, and a softmax cross entropy whose target is the query's own positive
+(:class:`~trainers.losses.JointLHLoss` with a one-hot mask: InfoNCE over a score matrix).
+With ``kl_weight > 0`` and teacher scores in the data (``pos_scores`` / ``neg_scores``), add
+``kl_weight`` x :class:`~trainers.losses.KLDistillationLoss` between the student's and the
+teacher's scores over each query's own group (positive + its negatives).
+
+The projection (a fresh layer) trains with ``head_lr``, the encoder with ``lr``.
+
+The final folder: the fine-tuned encoder (Hugging Face layout + tokenizer), ``colbert_head.pt``,
+``wb_colbert.json`` (markers, lengths, dim) and ``wb_model.json``. ``wb index --model
+colbert=runs/NAME`` builds a variant index with its vectors; ``wb query/eval --model`` or
+``--compare colbert=runs/NAME`` use it. Evaluation (``eval_data``: a BEIR folder) is nDCG@10 of
+exact MaxSim over the whole corpus (slow on CPU: every passage is encoded).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from workbench.errors import ModelError, UsageError
+
+from .config import ColbertConfig
+from .loop import Trainer, log, run_training
+from .runs import RunFolder
+
+__all__ = ["ColbertModel", "ColbertTrainer", "maxsim_matrix", "train_colbert"]
+
+
+def _torch_module():
+    import torch
+
+    return torch
+
+
+def maxsim_matrix(q, q_mask, d, d_mask):
+    """``[Bq, Bd]`` MaxSim scores: ``q [Bq, Lq, h]`` and ``d [Bd, Ld, h]`` normalised vectors,
+    masks 1 at real tokens. Padding document tokens never win a max; padding query tokens add 0."""
+    torch = _torch_module()
+    sim = torch.einsum("qih,djh->qdij", q, d)
+    sim = sim.masked_fill(~d_mask.bool()[None, :, None, :], -1e4)
+    best = sim.max(dim=-1).values  # [Bq, Bd, Lq]
+    return (best * q_mask.to(best.dtype)[:, None, :]).sum(dim=-1)
+
+
+def ColbertModel(encoder, dim: int):  # noqa: N802 - a factory returning an nn.Module
+    """``encoder`` + ``projection`` (Linear hidden -> dim, no bias, orthonormal rows)."""
+    torch = _torch_module()
+
+    class _Colbert(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+            hidden = int(encoder.config.hidden_size)
+            self.projection = torch.nn.Linear(hidden, dim, bias=False)
+            torch.nn.init.orthogonal_(self.projection.weight)
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return torch.nn.functional.normalize(self.projection(hidden).float(), dim=-1)
+
+    return _Colbert()
+
+
+class ColbertTrainer(Trainer):
+    """ColBERT's parts of the loop (see the module docstring)."""
+
+    def __init__(self, cfg: ColbertConfig) -> None:
+        super().__init__(cfg)
+        if cfg.dim < 1:
+            raise UsageError(f"dim must be positive, not {cfg.dim}")
+        if cfg.loss.strip().lower() not in ("infonce", "contrastive"):
+            raise UsageError(f"the ColBERT trainer's loss is 'infonce' (+ kl_weight for distillation), not {cfg.loss!r}")
+
+    def examples(self):
+        from .data import read_examples
+
+        examples = read_examples(self.cfg.data, split=self.cfg.split, instruction=None)
+        if self.cfg.kl_weight > 0 and not all(ex.has_scores for ex in examples):
+            raise UsageError("kl_weight > 0 needs teacher scores (pos_scores / neg_scores) on every example")
+        return examples
+
+    def build(self):
+        from transformers import AutoModel, AutoTokenizer
+
+        from .losses import JointLHLoss, KLDistillationLoss
+
+        cfg = self.cfg
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(cfg.base)
+            encoder = AutoModel.from_pretrained(cfg.base, dtype="float32")
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
+        if getattr(encoder.config, "is_decoder", False) or "ForCausalLM" in " ".join(encoder.config.architectures or ()):
+            raise ModelError("the ColBERT trainer needs a BERT-like encoder base, not a decoder")
+        if cfg.gradient_checkpointing:
+            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        vocab = self.tokenizer.get_vocab()
+        self.q_marker, self.d_marker = self._marker(vocab, "[unused0]", cfg.query_marker), self._marker(
+            vocab, "[unused1]", cfg.document_marker)
+        limit = int(getattr(encoder.config, "max_position_embeddings", 512) or 512)
+        self.q_len = min(cfg.query_max_length, limit)
+        self.d_len = min(cfg.passage_max_length, limit)
+        self.pad_id = int(self.tokenizer.pad_token_id or 0)
+        self.contrastive = JointLHLoss()
+        self.kl = KLDistillationLoss(temperature=cfg.temperature) if cfg.kl_weight > 0 else None
+        return ColbertModel(encoder, cfg.dim)
+
+    def _marker(self, vocab: dict, preferred: str, text: str) -> int:
+        if preferred in vocab:
+            return int(vocab[preferred])
+        ids = self.tokenizer(text.strip(), add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ModelError(f"cannot make a marker token from {text!r}")
+        return int(ids[0])
+
+    def describe(self) -> dict:
+        return {"kind": "colbert", "dim": self.cfg.dim}
+
+    def param_groups(self, model) -> list:
+        head = [p for p in model.projection.parameters() if p.requires_grad]
+        body = [p for p in model.encoder.parameters() if p.requires_grad]
+        return [{"params": body, "lr": self.cfg.lr}, {"params": head, "lr": self.cfg.head_lr}]
+
+    def _ids(self, texts: list[str], marker: int, max_length: int) -> list[list[int]]:
+        from workbench.encoders.colbert import colbert_ids
+
+        raw = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        return [colbert_ids(list(ids), marker, max_length) for ids in raw]
+
+    def _batch(self, ids: list[list[int]], device):
+        import torch
+
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for r, x in enumerate(ids):
+            input_ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[r, : len(x)] = 1
+        return input_ids.to(device), mask.to(device)
+
+    def encode(self, model, texts: list[str], query: bool, device):
+        ids = self._ids(texts, self.q_marker if query else self.d_marker, self.q_len if query else self.d_len)
+        input_ids, mask = self._batch(ids, device)
+        return model(input_ids, mask), mask
+
+    def compute_loss(self, model, exs, rng: random.Random, device, accelerator):
+        import torch
+
+        cfg = self.cfg
+        n_neg = cfg.negatives_per_query
+        use_neg = n_neg > 0 and all(ex.negatives for ex in exs)
+        pos_idx = [rng.randrange(len(ex.positives)) for ex in exs]
+        passages = [ex.positives[i] for ex, i in zip(exs, pos_idx)]
+        neg_idx: list[list[int]] = []
+        if use_neg:
+            for ex in exs:
+                k = len(ex.negatives)
+                picks = rng.sample(range(k), n_neg) if k >= n_neg else rng.choices(range(k), k=n_neg)
+                neg_idx.append(picks)
+                passages.extend(ex.negatives[j] for j in picks)
+        with accelerator.autocast():
+            q, q_mask = self.encode(model, [ex.query for ex in exs], True, device)
+            d, d_mask = self.encode(model, passages, False, device)
+        scores = maxsim_matrix(q.float(), q_mask, d.float(), d_mask)  # [B, B + B*N]
+        b = len(exs)
+        target = torch.zeros_like(scores, dtype=torch.bool)
+        target[torch.arange(b), torch.arange(b)] = True
+        loss = self.contrastive(scores / cfg.temperature, target)
+        if self.kl is not None and use_neg:
+            own = [[i] + [b + i * n_neg + j for j in range(n_neg)] for i in range(b)]
+            student = torch.stack([scores[i, cols] for i, cols in enumerate(own)])
+            teacher = torch.tensor(
+                [[ex.positive_scores[pi]] + [ex.negative_scores[j] for j in picks]
+                 for ex, pi, picks in zip(exs, pos_idx, neg_idx)], dtype=student.dtype, device=student.device)
+            loss = loss + cfg.kl_weight * self.kl(student, teacher)
+        return loss, int(q_mask.sum() + d_mask.sum())
+
+    def evaluate(self, model, device) -> float | None:
+        try:
+            from ranx import Qrels, Run, evaluate
+        except ImportError:
+            log("eval skipped: ranx is not installed")
+            return None
+        import torch
+
+        from .embedder import load_beir_eval
+
+        corpus, queries, qrels = load_beir_eval(self.cfg.eval_data, self.cfg.eval_split)
+        if not queries:
+            return None
+        doc_ids = list(corpus)
+        was_training = model.training
+        model.eval()
+        run: dict[str, dict[str, float]] = {}
+        try:
+            with torch.no_grad():
+                qids = list(queries)
+                q, q_mask = self.encode(model, [queries[i] for i in qids], True, device)
+                scores = torch.zeros((len(qids), len(doc_ids)))
+                for s in range(0, len(doc_ids), 32):
+                    d, d_mask = self.encode(model, [corpus[i] for i in doc_ids[s : s + 32]], False, device)
+                    scores[:, s : s + d.shape[0]] = maxsim_matrix(q, q_mask, d, d_mask).cpu()
+                top = torch.topk(scores, k=min(100, len(doc_ids)), dim=1)
+        finally:
+            model.train(was_training)
+        for qid, vals, idx in zip(qids, top.values, top.indices):
+            run[qid] = {doc_ids[j]: float(v) for v, j in zip(vals.tolist(), idx.tolist())}
+        value = float(evaluate(Qrels(qrels), Run(run), "ndcg@10"))
+        log(f"eval ndcg@10 {value:.4f}")
+        return value
+
+    def save_final(self, model, out_dir: Path) -> None:
+        import torch
+
+        from workbench.encoders.colbert import COLBERT_HEAD, COLBERT_META
+
+        out = Path(out_dir)
+        tmp = out.with_name(out.name + ".partial")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        model.encoder.save_pretrained(str(tmp), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(tmp))
+        torch.save({"weight": model.projection.weight.detach().float().cpu().contiguous()}, tmp / COLBERT_HEAD)
+        (tmp / COLBERT_META).write_text(json.dumps({
+            "dim": self.cfg.dim, "query_marker_id": self.q_marker, "document_marker_id": self.d_marker,
+            "query_max_length": self.q_len, "document_max_length": self.d_len, "query_augmentation": False,
+            "mask_token_id": self.tokenizer.mask_token_id,
+        }, indent=2))
+        (tmp / "wb_model.json").write_text(json.dumps({"kind": "colbert", "base": str(self.cfg.base),
+                                                        "dim": self.cfg.dim}, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+
+
+def train_colbert(run: RunFolder, resume: bool = False, *,
+                  on_step: Callable[[int, RunFolder], None] | None = None) -> dict:
+    """Train (or resume) a ColBERT run; return its final status dict."""
+    try:
+        trainer = ColbertTrainer(ColbertConfig.from_dict(run.read_config()))
+    except BaseException as exc:
+        run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}", message=f"{type(exc).__name__}: {exc}")
+        raise
+    return run_training(run, trainer, resume, on_step=on_step)

@@ -1,0 +1,216 @@
+"""Fine-tune a cross-encoder reranker inside a run folder: ``train_reranker(run, resume=False)``.
+
+Model: ``AutoModelForSequenceClassification(base, num_labels=1)``. The base may be any BERT-like
+encoder (the workspace's dense model by default; the classification head then starts random) or
+a cross-encoder already. Each pair is tokenized exactly as the serving
+:class:`~workbench.encoders.rerankers.CrossEncoderReranker` does (query cut to half of
+``max_length`` tokens, passage truncated, ``tokenize_pairs``), so the logit trained is the score
+served.
+
+Groups: per example one positive (drawn at random) first, then ``group_size - 1`` of its hard
+negatives (drawn without replacement). An example with too few hard negatives is topped up with
+the positives of the other examples of the micro-batch (in-batch negatives); what is still missing
+is padding, masked out of the loss. The draws come from the loop's per-step ``Random``, so a
+resumed run makes the same ones.
+
+Losses (``trainers.losses``): ``listwise`` (softmax cross entropy over the group, the default),
+``pairwise`` (RankNet), ``pointwise`` (binary cross entropy).
+
+The final folder (``run.model_dir``) is a plain Hugging Face ``*ForSequenceClassification``
+folder (config, weights, tokenizer) plus ``wb_model.json`` ``{"kind": "cross-encoder", ...}``;
+``wb query -p hybrid+rerank --model reranker=runs/NAME`` serves it (``load_reranker``).
+
+The run protocol (status, events, checkpoints, stop, exact resume) is :mod:`trainers.loop`.
+Evaluation (``eval_data``: a FlagEmbedding jsonl of held-out groups) reports the mean reciprocal
+rank of the best positive among each query's positives and negatives (``mrr``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from workbench.errors import InputError, ModelError
+
+from .config import RerankerConfig
+from .loop import Trainer, log, run_training
+from .runs import RunFolder
+
+__all__ = ["RerankerTrainer", "build_groups", "train_reranker"]
+
+
+def build_groups(examples: list, group_size: int, rng: random.Random) -> tuple[list[list[str]], list[list[bool]]]:
+    """Per example ``group_size`` passages (positive first) and a real/padding mask (module docstring)."""
+    want = group_size - 1
+    chosen_pos = [rng.choice(list(ex.positives)) for ex in examples]
+    groups, masks = [], []
+    for i, ex in enumerate(examples):
+        negatives = list(ex.negatives)
+        negs = rng.sample(negatives, want) if len(negatives) >= want else negatives[:]
+        if len(negs) < want:  # in-batch: the other examples' positives, not this one's own
+            own = set(ex.positives)
+            others = [p for j, p in enumerate(chosen_pos) if j != i and p not in own and p not in negs]
+            others = list(dict.fromkeys(others))
+            rng.shuffle(others)
+            negs += others[: want - len(negs)]
+        real = 1 + len(negs)
+        groups.append([chosen_pos[i], *negs] + [chosen_pos[i]] * (group_size - real))
+        masks.append([True] * real + [False] * (group_size - real))
+    return groups, masks
+
+
+class RerankerTrainer(Trainer):
+    """The cross-encoder's parts of the loop (see the module docstring)."""
+
+    metric_name = "mrr"
+
+    def __init__(self, cfg: RerankerConfig) -> None:
+        super().__init__(cfg)
+        from .losses import build_rerank_loss
+
+        if cfg.group_size < 2:
+            from workbench.errors import UsageError
+
+            raise UsageError(f"group_size must be at least 2 (a positive and a negative), not {cfg.group_size}")
+        self.loss_fn = build_rerank_loss(cfg.loss)
+
+    def examples(self):
+        from .data import read_examples
+
+        return read_examples(self.cfg.data, split=self.cfg.split, instruction=self.cfg.instruction or None)
+
+    def build(self):
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+        cfg = self.cfg
+        try:
+            hf_config = AutoConfig.from_pretrained(cfg.base)
+            self.tokenizer = AutoTokenizer.from_pretrained(cfg.base)
+            archs = " ".join(getattr(hf_config, "architectures", None) or ())
+            if "ForSequenceClassification" in archs and int(getattr(hf_config, "num_labels", 1)) != 1:
+                raise ModelError(f"base '{cfg.base}' is a classifier with {hf_config.num_labels} labels: "
+                                 "the reranker trainer needs one logit (num_labels=1) or a plain encoder")
+            model = AutoModelForSequenceClassification.from_pretrained(cfg.base, num_labels=1, dtype="float32")
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        if getattr(model.config, "pad_token_id", None) is None:
+            model.config.pad_token_id = self.tokenizer.pad_token_id
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        limit = getattr(model.config, "max_position_embeddings", None) or cfg.max_length
+        if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+            limit -= 2
+        self.max_length = int(min(cfg.max_length, limit))
+        self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
+        self.kind = "cross-encoder" if "ForSequenceClassification" in archs else "encoder+new head"
+        return model
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "loss_name": self.loss_fn.name, "group_size": self.cfg.group_size}
+
+    def _batch(self, pairs: list[tuple[str, str]], device):
+        import torch
+
+        from workbench.encoders.rerankers import tokenize_pairs
+
+        ids, types = tokenize_pairs(self.tokenizer, pairs, self.max_length, self.uses_token_types)
+        width = max(len(x) for x in ids)
+        pad = int(self.tokenizer.pad_token_id or 0)
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        token_types = torch.zeros((len(ids), width), dtype=torch.long) if types is not None else None
+        for r, x in enumerate(ids):
+            input_ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[r, : len(x)] = 1
+            if token_types is not None:
+                token_types[r, : len(x)] = torch.tensor(types[r], dtype=torch.long)
+        batch = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+        if token_types is not None:
+            batch["token_type_ids"] = token_types.to(device)
+        return batch
+
+    def compute_loss(self, model, exs, rng, device, accelerator):
+        import torch
+
+        groups, masks = build_groups(exs, self.cfg.group_size, rng)
+        width = len(groups[0])
+        pairs = [(ex.query, passage) for ex, group in zip(exs, groups) for passage in group]
+        batch = self._batch(pairs, device)
+        with accelerator.autocast():
+            logits = model(**batch).logits
+        scores = logits.float().reshape(len(exs), width)
+        mask = torch.tensor(masks, dtype=torch.bool, device=scores.device)
+        return self.loss_fn(scores, mask), int(batch["attention_mask"].sum())
+
+    def score_pairs(self, model, pairs: list[tuple[str, str]], device, batch_pairs: int = 32) -> list[float]:
+        import torch
+
+        out: list[float] = []
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for i in range(0, len(pairs), batch_pairs):
+                    logits = model(**self._batch(pairs[i : i + batch_pairs], device)).logits
+                    out.extend(logits.float()[:, 0].tolist())
+        finally:
+            model.train(was_training)
+        return out
+
+    def evaluate(self, model, device) -> float | None:
+        """Mean reciprocal rank of the best positive among each held-out query's candidates."""
+        from .data import read_examples
+
+        path = Path(self.cfg.eval_data)
+        if not path.exists():
+            raise InputError(f"eval data not found: {path}")
+        examples = [ex for ex in read_examples(str(path)) if ex.negatives]
+        if not examples:
+            log(f"eval skipped: no example with negatives in {path}")
+            return None
+        pairs, spans = [], []
+        for ex in examples:
+            cands = list(ex.positives) + list(ex.negatives)
+            spans.append((len(pairs), len(ex.positives), len(cands)))
+            pairs.extend((ex.query, c) for c in cands)
+        scores = self.score_pairs(model, pairs, device)
+        total = 0.0
+        for start, n_pos, n in spans:
+            s = scores[start : start + n]
+            best = max(s[:n_pos])
+            total += 1.0 / (1 + sum(1 for v in s[n_pos:] if v >= best))  # ties count against
+        value = total / len(spans)
+        log(f"eval mrr {value:.4f} ({len(spans)} queries)")
+        return value
+
+    def save_final(self, model, out_dir: Path) -> None:
+        out = Path(out_dir)
+        tmp = out.with_name(out.name + ".partial")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(tmp))
+        (tmp / "wb_model.json").write_text(json.dumps({
+            "kind": "cross-encoder", "base": str(self.cfg.base), "loss": self.loss_fn.name,
+            "group_size": self.cfg.group_size, "max_length": self.max_length,
+        }, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+
+
+def train_reranker(run: RunFolder, resume: bool = False, *,
+                   on_step: Callable[[int, RunFolder], None] | None = None) -> dict:
+    """Train (or resume) a reranker run; return its final status dict."""
+    try:
+        trainer = RerankerTrainer(RerankerConfig.from_dict(run.read_config()))
+    except BaseException as exc:
+        run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}", message=f"{type(exc).__name__}: {exc}")
+        raise
+    return run_training(run, trainer, resume, on_step=on_step)
