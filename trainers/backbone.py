@@ -84,6 +84,12 @@ def load_backbone(
         else:
             chosen = "mean"
         normalize = layout.normalize if layout is not None and layout.kind == "sentence-transformers" else True
+    # the pooler head (BERT's tanh dense over [CLS]) is never used: we pool last_hidden_state. Frozen,
+    # it keeps its weights and is saved as is, and data-parallel training sees no unused parameters.
+    pooler = getattr(model, "pooler", None)
+    if pooler is not None:
+        for param in pooler.parameters():
+            param.requires_grad_(False)
     # remember where the model came from (save_final needs the base's architectures)
     model._wb_base_architectures = list(getattr(hf_config, "architectures", None) or [])  # type: ignore[attr-defined]
     if gradient_checkpointing:

@@ -181,7 +181,7 @@ class EmbedderTrainer(Trainer):
         else:
             b = len(exs)
             negatives = d[b:].reshape(b, n_neg, -1) if use_neg else None
-            loss = self.loss_fn(q, d[:b], negatives)
+            loss = self.loss_fn(q, d[:b], negatives, gather_across_devices=cfg.cross_device_negatives)
         return loss, q_tok + d_tok
 
     def evaluate(self, model, device):

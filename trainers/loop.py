@@ -178,9 +178,10 @@ def run_training(
 
 
 def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_step) -> dict:
+    if int(os.environ.get("RANK", "0")) != 0:  # data-parallel ranks > 0 write no run files
+        run = _SilentRun(run)
     run.write_status(state="running", pid=os.getpid(), error=None)
-    if run.stop_path.exists():
-        run.stop_path.unlink()
+    run.stop_path.unlink(missing_ok=True)
     cfg = trainer.cfg
     import torch
     from accelerate import Accelerator
@@ -196,15 +197,26 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         log(report.summary())
     sampler = TaskBatchSampler(examples, cfg.batch_size, sampling=cfg.task_sampling, seed=cfg.seed)
     per_epoch = len(sampler)
-    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch / cfg.grad_accum))
+    # several CPU processes (torchrun / accelerate launch without GPUs) need cpu=True to form a
+    # gloo process group; with GPUs accelerate picks NCCL by itself
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
+                              gradient_accumulation_steps=cfg.grad_accum, cpu=multi_cpu)
+    # Data parallel (accelerate launch / torchrun): every rank walks the same seeded sampler and
+    # takes every world-th batch, so ranks see different single-task batches, the sampler state in
+    # a checkpoint is the same on every rank, and one optimizer step covers `world` batches.
+    world, rank = accelerator.num_processes, accelerator.process_index
+    main = accelerator.is_main_process
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch / world / cfg.grad_accum))
 
     model = trainer.build()
     described = trainer.describe()
-    accelerator = Accelerator(mixed_precision=mixed_precision(cfg.mixed_precision),
-                              gradient_accumulation_steps=cfg.grad_accum)
     optimizer = torch.optim.AdamW(trainer.param_groups(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # the scheduler is not prepared (a prepared one steps once per process per step); it is only
+    # registered so that checkpoints hold it
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
     model.train()
     device = accelerator.device
 
@@ -256,6 +268,10 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
     def stop_requested() -> bool:
         if run.stop_path.exists() and not stop.requested:
             stop.requested, stop.why = True, "stop file"
+        if world > 1:  # every rank must stop at the same step (or the others hang in a collective)
+            flag = accelerator.reduce(torch.tensor([1.0 if stop.requested else 0.0], device=accelerator.device), "max")
+            if float(flag.item()) > 0 and not stop.requested:
+                stop.requested, stop.why = True, "another rank stopped"
         return stop.requested
 
     while step < total:
@@ -264,14 +280,18 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         t0 = time.perf_counter()
         micro_losses, n_examples, n_tokens = [], 0, 0
         for micro in range(cfg.grad_accum):
-            idx = next(stream)
+            for r in range(world):
+                batch_idx = next(stream)
+                if r == rank:
+                    idx = batch_idx
             exs = [examples[i] for i in idx]
             rng = random.Random(f"{cfg.seed}|{step}|{micro}")
             with accelerator.accumulate(model):
                 loss, tokens = trainer.compute_loss(model, exs, rng, device, accelerator)
                 accelerator.backward(loss)
                 optimizer.step()
-                scheduler.step()
+                if accelerator.sync_gradients:  # once per optimizer step, also under accumulation
+                    scheduler.step()
                 optimizer.zero_grad()
             micro_losses.append(float(loss.detach()))
             n_examples += len(exs)
@@ -293,13 +313,18 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
                 "gpu_mem_gb": (torch.cuda.max_memory_allocated() / 2**30) if torch.cuda.is_available() else 0.0,
                 "time": time.time(),
             }
-            run.append_event(event)
-            run.write_status(state="running", step=step, total_steps=total, loss=last_loss)
-            log(f"step {step}/{total} loss {last_loss:.4f} lr {event['lr']:.2e} "
-                f"{event['examples_per_s']:.1f} ex/s")
+            if world > 1:
+                event["processes"] = world
+                event["examples_per_s"] *= world  # every rank trains as many examples a step
+                event["tokens_per_s"] *= world
+            if main:
+                run.append_event(event)
+                run.write_status(state="running", step=step, total_steps=total, loss=last_loss)
+                log(f"step {step}/{total} loss {last_loss:.4f} lr {event['lr']:.2e} "
+                    f"{event['examples_per_s']:.1f} ex/s")
         if on_step is not None:
             on_step(step, run)
-        if cfg.eval_data and cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == total):
+        if main and cfg.eval_data and cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == total):
             metric = trainer.evaluate(accelerator.unwrap_model(model), device)
             if metric is not None:
                 run.append_event({"event": "eval", "step": step, trainer.metric_name: metric, "time": time.time()})
@@ -313,6 +338,8 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
 
     if step < total:  # stopped
         folder = save_checkpoint(step, last_loss)
+        if not main:
+            return run.status()
         run.write_status(state="stopped", step=step, total_steps=total, loss=last_loss, pid=None)
         run.append_event({"event": "stopped", "step": step, "why": stop.why, "checkpoint": folder.name,
                           "time": time.time()})
@@ -327,6 +354,23 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
                          model=str(run.model_dir))
         log(f"finished: model in {run.model_dir}")
     return run.status()
+
+
+class _SilentRun:
+    """A rank > 0's view of the run folder: reads pass through, status and event writes are dropped
+    (rank 0 writes them; checkpoints are written through accelerate by every rank)."""
+
+    def __init__(self, run: RunFolder) -> None:
+        self._run = run
+
+    def __getattr__(self, name):
+        return getattr(self._run, name)
+
+    def write_status(self, **fields) -> None:
+        pass
+
+    def append_event(self, event: dict) -> None:
+        pass
 
 
 def trainer_for(run: RunFolder) -> Trainer:

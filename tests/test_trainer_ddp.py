@@ -1,0 +1,61 @@
+"""Data-parallel training through torchrun on CPU (gloo): two ranks, one run folder.
+
+What a multi-GPU user relies on, checked with two CPU processes (accelerate forms the process
+group; GPUs would use NCCL the same way): the run finishes with one model; rank 0 alone writes
+status and events; one optimizer step covers both ranks' batches (an epoch takes half the steps);
+rank 0 trains exactly the batch a single process would; and InfoNCE's cross-device negatives add
+the other rank's passages to every query's candidates (a strictly larger first loss).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_trainer_runs import _losses, _new, tiny  # noqa: F401  (module fixture: random 2-layer BERT + 24 rows)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(run_dir: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "trainers.cli", "run", str(run_dir)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_two_ranks_train_one_run(tiny, tmp_path):  # noqa: F811
+    from trainers.embedder import train_embedder
+
+    base, data = tiny
+    options = dict(max_steps=0, epochs=1.0, batch_size=4, negatives_per_query=1)
+    single = _new(tmp_path / "a", "single", base, data, **options)
+    train_embedder(single)
+
+    ddp = _new(tmp_path / "b", "ddp", base, data, **options)
+    proc = _torchrun(ddp.path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ddp.status()["state"] == "finished" and (ddp.model_dir / "config.json").exists()
+    events = ddp.events()
+    steps = [e for e in events if e["event"] == "step"]
+    # 24 examples in batches of 4 = 6 batches an epoch; two ranks -> 3 optimizer steps, logged once each
+    assert [e["step"] for e in steps] == [1, 2, 3] and all(e["processes"] == 2 for e in steps)
+    assert [e["event"] for e in events].count("started") == 1 and [e["event"] for e in events].count("finished") == 1
+    assert len(_losses(single)) == 6
+    # more candidates (the other rank's 8 passages) -> a larger loss for the same batch and weights
+    assert steps[0]["loss"] > _losses(single)[0] + 0.05
+
+    local = _new(tmp_path / "c", "local", base, data, cross_device_negatives=False, **options)
+    proc = _torchrun(local.path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # without gathering, rank 0's first step is exactly the single process's first step
+    assert _losses(local)[0] == pytest.approx(_losses(single)[0], abs=1e-5)
