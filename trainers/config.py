@@ -34,6 +34,7 @@ class EmbedderConfig:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     negatives_per_query: int = 1
+    cross_device_negatives: bool = True  # under data parallel: every rank's passages are negatives (InfoNCE)
     query_max_length: int = 64
     passage_max_length: int = 256
     pooling: str = "auto"  # auto | mean | cls | last
