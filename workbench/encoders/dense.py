@@ -44,25 +44,35 @@ class DenseEncoder:
         max_batch_tokens: int = 16384,
     ) -> None:
         import torch
-        from transformers import AutoModel, AutoTokenizer
 
-        quiet_transformers()
-
+        self.path = path
         self.layout: ModelLayout = read_layout(path)
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModel.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load dense model '{path}': {str(exc).splitlines()[0]}") from exc
         self.pooling = pooling or self.layout.pooling
         self.normalize = self.layout.normalize
         self.max_length = int(max_length or self.layout.max_length)
         self.max_batch_tokens = max_batch_tokens
         self.is_decoder = self.layout.kind == "causal-lm"
-        if self.is_decoder and self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._tokenizer = None
+        self._lean_tokenizer = None
+        self.model = None
+        if not self.is_decoder:
+            # BERT checkpoints run without importing transformers (lean_bert.py; WB_LEAN=0 disables)
+            from workbench.encoders.lean_bert import load_lean_bert, load_lean_tokenizer
+
+            self.model = load_lean_bert(path, dtype=self.dtype, device=self.device)
+            if self.model is not None:
+                self._lean_tokenizer = load_lean_tokenizer(path, self.max_length)
+        if self.model is None or self._lean_tokenizer is None:
+            self._load_tokenizer()
+        if self.model is None:
+            from transformers import AutoModel
+
+            try:
+                self.model = AutoModel.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"cannot load dense model '{path}': {str(exc).splitlines()[0]}") from exc
         self.colbert_projection = None
         if colbert_head:
             state = torch.load(colbert_head, map_location="cpu", weights_only=True)
@@ -75,8 +85,29 @@ class DenseEncoder:
             int(self.colbert_projection.out_features) if self.colbert_projection is not None else self.dim
         )
 
+    @property
+    def tokenizer(self):
+        """The transformers tokenizer (loaded on first use when the lean tokenizer serves encoding)."""
+        if self._tokenizer is None:
+            self._load_tokenizer()
+        return self._tokenizer
+
+    def _load_tokenizer(self) -> None:
+        from transformers import AutoTokenizer
+
+        quiet_transformers()
+        try:
+            tok = AutoTokenizer.from_pretrained(self.path)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load dense model '{self.path}': {str(exc).splitlines()[0]}") from exc
+        if self.is_decoder and tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        self._tokenizer = tok
+
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Token ids per text, truncated to ``max_length`` (with EOS for decoders)."""
+        if self._lean_tokenizer is not None:
+            return self._lean_tokenizer.ids(texts)
         if self.is_decoder:
             enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_length - 1)
             eos = self.tokenizer.eos_token_id
@@ -94,7 +125,8 @@ class DenseEncoder:
         if n == 0:
             return DenseOutput(dense, [] if tokens else None)
         ids = self.tokenize(texts)
-        pad_id = self.tokenizer.pad_token_id or 0
+        lean_tok = self._lean_tokenizer
+        pad_id = (lean_tok.pad_token_id if lean_tok is not None else self.tokenizer.pad_token_id) or 0
         lengths = [len(x) for x in ids]
         with torch.inference_mode():
             for batch in length_sorted_batches(lengths, max_tokens=self.max_batch_tokens, max_batch=max_batch):

@@ -6,6 +6,7 @@ embeddings keep a cosine of >= 0.9999 to fp32 ones. ``WB_DTYPE=float32`` forces 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -40,6 +41,46 @@ def pick_dtype(device):
     if device.type == "cuda" or cpu_has_bf16():
         return torch.bfloat16
     return torch.float32
+
+
+def query_threads() -> int | None:
+    """Intra-op CPU threads for query-time work, or None to keep torch's default.
+
+    A query is a few small ops; with more threads than idle cores every op waits at its barrier for
+    a thread the scheduler gave to another process. On the 2-core machine with a training job running
+    that made one MiniLM query forward ~480 ms instead of ~8 ms on one thread. So queries use the
+    cores that are idle (1-minute load average), at least one. ``WB_QUERY_THREADS=N`` forces N;
+    ``WB_QUERY_THREADS=0`` keeps torch's default.
+    """
+    forced = os.environ.get("WB_QUERY_THREADS", "").strip()
+    if forced.isdigit():
+        return int(forced) or None
+    try:
+        load = os.getloadavg()[0]
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return None
+    return max(1, int(cpus - load + 0.5))
+
+
+@contextlib.contextmanager
+def query_thread_limit(active: bool = True):
+    """Run the block with at most ``query_threads()`` torch threads (restored afterwards)."""
+    if not active:
+        yield
+        return
+    import torch
+
+    wanted, before = query_threads(), torch.get_num_threads()
+    forced = bool(os.environ.get("WB_QUERY_THREADS", "").strip())
+    if wanted is None or wanted == before or (wanted > before and not forced):
+        yield
+        return
+    torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def quiet_transformers() -> None:

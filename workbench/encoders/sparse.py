@@ -47,16 +47,26 @@ class SparseEncoder:
         candidate_margin: float = 1.0,
     ) -> None:
         import torch
-        from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-        quiet_transformers()
+        from workbench.encoders.lean_bert import load_lean_bert, load_lean_tokenizer
 
+        self.path = path
         self.device = pick_device(device)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForMaskedLM.from_pretrained(path).to(self.device).eval()
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load sparse model '{path}': {str(exc).splitlines()[0]}") from exc
+        self._tokenizer = None
+        self._lean_tokenizer = None
+        # BERT masked-LM checkpoints run without importing transformers (lean_bert.py; WB_LEAN=0 disables)
+        self.model = load_lean_bert(path, mlm=True, device=self.device)
+        if self.model is not None:
+            self._lean_tokenizer = load_lean_tokenizer(path, max_length)
+        if self.model is None or self._lean_tokenizer is None:
+            self._load_tokenizer()
+        if self.model is None:
+            from transformers import AutoModelForMaskedLM
+
+            try:
+                self.model = AutoModelForMaskedLM.from_pretrained(path).to(self.device).eval()
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"cannot load sparse model '{path}': {str(exc).splitlines()[0]}") from exc
         self.max_length = max_length
         self.min_weight = min_weight
         self.max_batch_tokens = max_batch_tokens
@@ -74,10 +84,26 @@ class SparseEncoder:
         self.margin = candidate_margin
         self._id_to_token = None
 
+    @property
+    def tokenizer(self):
+        """The transformers tokenizer (loaded on first use when the lean tokenizer serves encoding)."""
+        if self._tokenizer is None:
+            self._load_tokenizer()
+        return self._tokenizer
+
+    def _load_tokenizer(self) -> None:
+        from transformers import AutoTokenizer
+
+        quiet_transformers()
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.path)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load sparse model '{self.path}': {str(exc).splitlines()[0]}") from exc
+
     def term(self, term_id: int) -> str:
         """The vocabulary string of ``term_id`` (for display: expansion terms in previews)."""
         if self._id_to_token is None:
-            vocab = self.tokenizer.get_vocab()
+            vocab = (self._lean_tokenizer or self.tokenizer).get_vocab()
             self._id_to_token = {i: t for t, i in vocab.items()}
         return self._id_to_token.get(int(term_id), f"[{term_id}]")
 
@@ -87,9 +113,13 @@ class SparseEncoder:
         out: list[SparseVector | None] = [None] * len(texts)
         if not texts:
             return []
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        lean_tok = self._lean_tokenizer
+        if lean_tok is not None:
+            ids, pad_id = lean_tok.ids(texts), lean_tok.pad_token_id or 0
+        else:
+            ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+            pad_id = self.tokenizer.pad_token_id or 0
         lengths = [len(x) for x in ids]
-        pad_id = self.tokenizer.pad_token_id or 0
         with torch.inference_mode():
             for batch in length_sorted_batches(lengths, max_tokens=self.max_batch_tokens, max_batch=max_batch):
                 width = max(lengths[i] for i in batch)

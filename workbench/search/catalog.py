@@ -30,8 +30,8 @@ class Catalog:
     @classmethod
     def from_arrow(cls, table) -> "Catalog":
         """From a table with the snapshot's catalog columns (row i = catalog row i)."""
-        token_counts = table.column("n_tokens").to_numpy()
-        keys = table.column("chunk_key").to_numpy()
+        token_counts = _numbers(table.column("n_tokens"))
+        keys = _numbers(table.column("chunk_key"))
         return cls(
             keys=keys,
             chunk_ids=table.column("chunk_id").to_pylist(),
@@ -39,8 +39,22 @@ class Catalog:
             paths=table.column("path").to_pylist(),
             titles=table.column("title").to_pylist(),
             texts=table.column("text").to_pylist(),
-            char_start=table.column("char_start").to_numpy(),
-            char_end=table.column("char_end").to_numpy(),
+            char_start=_numbers(table.column("char_start")),
+            char_end=_numbers(table.column("char_end")),
             token_counts=np.asarray(token_counts, dtype=np.int64),
             row_of={int(k): i for i, k in enumerate(keys.tolist())},
         )
+
+
+def _numbers(column) -> np.ndarray:
+    """A fixed-width integer/float column as a numpy array, read from its buffers.
+
+    ``to_numpy()`` would import pandas (about 0.2 s of a cold ``wb query``) for the same result.
+    """
+    import pyarrow as pa
+
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if arr.null_count or not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
+        return arr.to_numpy(zero_copy_only=False)
+    dtype = np.dtype(arr.type.to_pandas_dtype())
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * dtype.itemsize)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from workbench.config import WorkspaceConfig
+from workbench.encoders.device import query_thread_limit
 from workbench.encoders.templates import resolve_instruction
 from workbench.errors import UsageError, WorkspaceError
 from workbench.index.settings import settings_from_config, settings_from_dict
@@ -310,18 +311,21 @@ class Searcher:
         pipe = parse_pipeline(pipeline)
         instr = resolve_instruction(instruction)
         started = time.perf_counter()
-        encoded = self.encode_queries(texts, set(pipe.modes), instr)
-        if encoded:
-            self._timed_load("load_index", lambda: (self.catalog, self.snapshot.dense), encoded)
-        results = []
-        for i, q in enumerate(encoded):
-            t0 = time.perf_counter()
-            results.append(self._answer(q, pipe, k, instr, unit, rerank_depth))
-            results[-1].timings_ms["total"] = (time.perf_counter() - t0) * 1000 + sum(
-                v for key, v in q.timings.items() if key.startswith(("encode", "load"))
-            )
-            if progress:
-                progress(i + 1, len(encoded))
+        # model work at query time runs on the idle cores only (see device.query_threads); bm25 alone
+        # imports no torch
+        with query_thread_limit(bool(set(pipe.modes) - {"bm25"}) or pipe.rerank):
+            encoded = self.encode_queries(texts, set(pipe.modes), instr)
+            if encoded:
+                self._timed_load("load_index", lambda: (self.catalog, self.snapshot.dense), encoded)
+            results = []
+            for i, q in enumerate(encoded):
+                t0 = time.perf_counter()
+                results.append(self._answer(q, pipe, k, instr, unit, rerank_depth))
+                results[-1].timings_ms["total"] = (time.perf_counter() - t0) * 1000 + sum(
+                    v for key, v in q.timings.items() if key.startswith(("encode", "load"))
+                )
+                if progress:
+                    progress(i + 1, len(encoded))
         _ = started
         return results
 

@@ -1,0 +1,473 @@
+"""A lean BERT: the encoder forward, the MLM head and the tokenizer without importing ``transformers``.
+
+Importing transformers and its modeling modules costs about 3 s of a cold ``wb query`` (issue #2);
+our defaults (all-MiniLM-L6-v2, SPLADE-tiny) are plain BERT checkpoints whose inference forward is
+a few dozen lines. ``load_lean_bert`` reads ``config.json`` and the weights (``model.safetensors``,
+else ``pytorch_model.bin``) straight into the modules below; ``load_lean_tokenizer`` rebuilds the
+tokenizer ``AutoTokenizer`` would give (transformers 5 ``BertTokenizer``) from ``tokenizer.json``
+with the ``tokenizers`` library.
+
+Contract: both return None whenever the folder is not something they reproduce exactly (another
+``model_type``, relative position embeddings, another activation, a decoder, sharded or missing
+weights, missing keys, added tokens or tokenizer options we do not replicate); callers then load
+through transformers as before. Outputs equal transformers' (fp32: within 1e-5, tested in
+tests/test_lean_bert.py). Inference only: no dropout, no gradients. ``WB_LEAN=0`` disables it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_INT_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+               "max_position_embeddings", "type_vocab_size")
+
+
+def lean_enabled() -> bool:
+    """False when ``WB_LEAN`` is 0/false/no/off (load through transformers, for A/B comparisons)."""
+    return os.environ.get("WB_LEAN", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def lean_config(path: str | os.PathLike) -> SimpleNamespace | None:
+    """The config of a BERT checkpoint this module runs exactly, else None."""
+    raw = _read_json(Path(path) / "config.json")
+    if raw.get("model_type") != "bert":
+        return None
+    if (raw.get("position_embedding_type") or "absolute") != "absolute":
+        return None
+    if raw.get("hidden_act", "gelu") != "gelu":
+        return None
+    if raw.get("is_decoder") or raw.get("add_cross_attention"):
+        return None
+    cfg = {"type_vocab_size": 2, "layer_norm_eps": 1e-12, "tie_word_embeddings": True, **raw}
+    if not all(isinstance(cfg.get(k), int) and cfg[k] > 0 for k in _INT_FIELDS):
+        return None
+    if cfg["hidden_size"] % cfg["num_attention_heads"]:
+        return None
+    return SimpleNamespace(**cfg)
+
+
+# -- modules ---------------------------------------------------------------------------------------------
+# Built straight from the checkpoint's tensors (no random init, no meta device: both cost time and the
+# latter imports torch._dynamo). Attribute names follow transformers' BertModel, so ``state_dict()``
+# keys are the checkpoint's.
+
+
+class _Output:
+    """What the call sites read: ``.last_hidden_state`` (and ``.logits`` for the MLM head)."""
+
+    __slots__ = ("last_hidden_state", "logits")
+
+    def __init__(self, last_hidden_state, logits=None) -> None:
+        self.last_hidden_state = last_hidden_state
+        self.logits = logits
+
+
+class _Missing(KeyError):
+    """A tensor the module needs is absent or has the wrong shape."""
+
+
+class _Tensors:
+    """Checkpoint tensors by name, cast to one dtype on the way out; shapes are checked."""
+
+    def __init__(self, tensors: dict, dtype) -> None:
+        self.tensors = tensors
+        self.dtype = dtype
+
+    def param(self, key: str, shape: tuple[int, ...], cast: bool = True) -> nn.Parameter:
+        t = self.tensors.get(key)
+        if t is None or tuple(t.shape) != tuple(shape) or not t.is_floating_point():
+            raise _Missing(key)
+        if cast and self.dtype is not None:
+            t = t.to(self.dtype)
+        return nn.Parameter(t, requires_grad=False)
+
+
+class _Linear(nn.Module):
+    def __init__(self, w: _Tensors, prefix: str, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.weight = w.param(prefix + "weight", (d_out, d_in))
+        self.bias = w.param(prefix + "bias", (d_out,))
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+
+class _LayerNorm(nn.Module):
+    def __init__(self, w: _Tensors, prefix: str, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = w.param(prefix + "weight", (dim,))
+        self.bias = w.param(prefix + "bias", (dim,))
+        self.eps = float(eps)
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+
+
+class _Embedding(nn.Module):
+    def __init__(self, w: _Tensors, prefix: str, n: int, dim: int, cast: bool = True) -> None:
+        super().__init__()
+        self.weight = w.param(prefix + "weight", (n, dim), cast)
+
+
+class _Embeddings(nn.Module):
+    def __init__(self, cfg, w: _Tensors, p: str, cast_words: bool = True) -> None:
+        super().__init__()
+        h = cfg.hidden_size
+        # Without an MLM head the word matrix is only looked up: it stays in the checkpoint's dtype (and
+        # memory-mapped, untouched but for the rows used) and the rows are cast, which gives the same bits
+        # as casting the matrix and costs nothing at load.
+        self.word_embeddings = _Embedding(w, p + "word_embeddings.", cfg.vocab_size, h, cast_words)
+        self.dtype = w.dtype
+        self.position_embeddings = _Embedding(w, p + "position_embeddings.", cfg.max_position_embeddings, h)
+        self.token_type_embeddings = _Embedding(w, p + "token_type_embeddings.", cfg.type_vocab_size, h)
+        self.LayerNorm = _LayerNorm(w, p + "LayerNorm.", h, cfg.layer_norm_eps)
+
+    def forward(self, input_ids):
+        length = input_ids.shape[1]
+        # same order of additions as transformers: word + token type (all 0), then + position
+        words = F.embedding(input_ids, self.word_embeddings.weight)
+        if self.dtype is not None:
+            words = words.to(self.dtype)
+        x = words + self.token_type_embeddings.weight[0]
+        x = x + self.position_embeddings.weight[:length]
+        return self.LayerNorm(x)
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, cfg, w: _Tensors, p: str) -> None:
+        super().__init__()
+        h = cfg.hidden_size
+        self.query = _Linear(w, p + "query.", h, h)
+        self.key = _Linear(w, p + "key.", h, h)
+        self.value = _Linear(w, p + "value.", h, h)
+
+
+class _DenseNorm(nn.Module):
+    """``LayerNorm(dense(x) + residual)``: BertSelfOutput and BertOutput."""
+
+    def __init__(self, cfg, w: _Tensors, p: str, d_in: int) -> None:
+        super().__init__()
+        self.dense = _Linear(w, p + "dense.", d_in, cfg.hidden_size)
+        self.LayerNorm = _LayerNorm(w, p + "LayerNorm.", cfg.hidden_size, cfg.layer_norm_eps)
+
+    def forward(self, x, residual):
+        return self.LayerNorm(self.dense(x) + residual)
+
+
+class _Attention(nn.Module):
+    def __init__(self, cfg, w: _Tensors, p: str) -> None:
+        super().__init__()
+        self.self = _SelfAttention(cfg, w, p + "self.")
+        self.output = _DenseNorm(cfg, w, p + "output.", cfg.hidden_size)
+
+
+class _Intermediate(nn.Module):
+    def __init__(self, cfg, w: _Tensors, p: str) -> None:
+        super().__init__()
+        self.dense = _Linear(w, p + "dense.", cfg.hidden_size, cfg.intermediate_size)
+
+
+class _Layer(nn.Module):
+    def __init__(self, cfg, w: _Tensors, p: str) -> None:
+        super().__init__()
+        self.heads = cfg.num_attention_heads
+        self.head_dim = cfg.hidden_size // cfg.num_attention_heads
+        self.attention = _Attention(cfg, w, p + "attention.")
+        self.intermediate = _Intermediate(cfg, w, p + "intermediate.")
+        self.output = _DenseNorm(cfg, w, p + "output.", cfg.intermediate_size)
+
+    def forward(self, x, mask):
+        b, n, _ = x.shape
+        att = self.attention.self
+        shape = (b, n, self.heads, self.head_dim)
+        q = att.query(x).view(shape).transpose(1, 2)
+        k = att.key(x).view(shape).transpose(1, 2)
+        v = att.value(x).view(shape).transpose(1, 2)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, scale=self.head_dim**-0.5)
+        a = a.transpose(1, 2).reshape(b, n, -1)
+        x = self.attention.output(a, x)
+        h = F.gelu(self.intermediate.dense(x))  # BERT's "gelu" is the exact (erf) GELU
+        return self.output(h, x)
+
+
+class _Encoder(nn.Module):
+    def __init__(self, cfg, w: _Tensors, p: str) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(_Layer(cfg, w, f"{p}layer.{i}.") for i in range(cfg.num_hidden_layers))
+
+
+class LeanBertModel(nn.Module):
+    """BERT's encoder: ``model(input_ids=..., attention_mask=...).last_hidden_state`` (no pooler)."""
+
+    def __init__(self, cfg, w: _Tensors, prefix: str = "", cast_words: bool = False) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embeddings = _Embeddings(cfg, w, prefix + "embeddings.", cast_words)
+        self.encoder = _Encoder(cfg, w, prefix + "encoder.")
+
+    def forward(self, input_ids, attention_mask=None, **_ignored) -> _Output:
+        x = self.embeddings(input_ids)
+        mask = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            n = input_ids.shape[1]
+            # [B, 1, Q, K] boolean, True = attend (what transformers hands SDPA)
+            mask = attention_mask.bool()[:, None, None, :].expand(-1, 1, n, -1)
+        for layer in self.encoder.layer:
+            x = layer(x, mask)
+        return _Output(x)
+
+
+class _Transform(nn.Module):
+    def __init__(self, cfg, w: _Tensors, p: str) -> None:
+        super().__init__()
+        self.dense = _Linear(w, p + "dense.", cfg.hidden_size, cfg.hidden_size)
+        self.LayerNorm = _LayerNorm(w, p + "LayerNorm.", cfg.hidden_size, cfg.layer_norm_eps)
+
+    def forward(self, x):
+        return self.LayerNorm(F.gelu(self.dense(x)))
+
+
+class _Decoder(nn.Module):
+    """The vocabulary projection; its weight is the word-embedding matrix (tied) and its bias the head's."""
+
+    def __init__(self, weight: nn.Parameter, bias: nn.Parameter) -> None:
+        super().__init__()
+        self.weight = weight
+        self.bias = bias
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+
+class _Predictions(nn.Module):
+    def __init__(self, cfg, w: _Tensors, p: str, word_embeddings: nn.Parameter) -> None:
+        super().__init__()
+        self.transform = _Transform(cfg, w, p + "transform.")
+        bias_key = p + "bias" if p + "bias" in w.tensors else p + "decoder.bias"
+        self.bias = w.param(bias_key, (cfg.vocab_size,))
+        self.decoder = _Decoder(word_embeddings, self.bias)
+
+
+class _MLMHead(nn.Module):
+    def __init__(self, cfg, w: _Tensors, word_embeddings: nn.Parameter) -> None:
+        super().__init__()
+        self.predictions = _Predictions(cfg, w, "cls.predictions.", word_embeddings)
+
+
+class LeanBertForMaskedLM(nn.Module):
+    """``bert`` + ``cls.predictions`` (decoder tied to the word embeddings), as BertForMaskedLM."""
+
+    def __init__(self, cfg, w: _Tensors) -> None:
+        super().__init__()
+        self.config = cfg
+        self.bert = LeanBertModel(cfg, w, "bert.", cast_words=True)  # the matrix is also the decoder
+        self.cls = _MLMHead(cfg, w, self.bert.embeddings.word_embeddings.weight)
+
+    def get_output_embeddings(self):
+        return self.cls.predictions.decoder
+
+    def forward(self, input_ids, attention_mask=None, **_ignored) -> _Output:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        p = self.cls.predictions
+        return _Output(hidden, p.decoder(p.transform(hidden)))
+
+
+# -- loading -------------------------------------------------------------------------------------------
+
+
+def _read_weights(folder: Path) -> dict | None:
+    """Every tensor of a single-file checkpoint (safetensors preferred, as transformers does)."""
+    try:
+        if (folder / "model.safetensors").is_file():
+            from safetensors.torch import load_file
+
+            return load_file(str(folder / "model.safetensors"))
+        if (folder / "pytorch_model.bin").is_file():
+            state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+            return state if isinstance(state, dict) else None
+    except Exception:  # unreadable or unsafe: transformers gives the proper error
+        return None
+    return None
+
+
+def _fix_key(key: str) -> str:
+    # old TF-era checkpoints name LayerNorm parameters gamma/beta (transformers renames them too)
+    if key.endswith("LayerNorm.gamma"):
+        return key[: -len("gamma")] + "weight"
+    if key.endswith("LayerNorm.beta"):
+        return key[: -len("beta")] + "bias"
+    return key
+
+
+def _normalise_keys(state: dict, mlm: bool) -> dict:
+    """Keys as the lean module names them: encoder under ``bert.`` for the MLM model, bare otherwise."""
+    state = {_fix_key(k): v for k, v in state.items()}
+    prefixed = any(k.startswith("bert.") for k in state)
+    out = {}
+    for k, v in state.items():
+        if k.startswith("cls."):
+            out[k] = v
+        elif prefixed:
+            if k.startswith("bert."):
+                out[k if mlm else k[len("bert."):]] = v
+        else:
+            out["bert." + k if mlm else k] = v
+    return out
+
+
+def load_lean_bert(path: str | os.PathLike, *, mlm: bool = False, dtype=None, device=None):
+    """A ``LeanBertModel`` (or ``LeanBertForMaskedLM`` with ``mlm``) in eval mode, or None.
+
+    ``dtype`` None keeps the checkpoint's dtype (what transformers 5 does without ``dtype``).
+    """
+    if not lean_enabled():
+        return None
+    folder = Path(path)
+    cfg = lean_config(folder)
+    if cfg is None or (mlm and not cfg.tie_word_embeddings):
+        return None
+    state = _read_weights(folder)
+    if state is None:
+        return None
+    tensors = _Tensors(_normalise_keys(state, mlm), dtype)
+    try:
+        model = LeanBertForMaskedLM(cfg, tensors) if mlm else LeanBertModel(cfg, tensors)
+    except _Missing:
+        return None
+    model.eval()
+    if device is not None and torch.device(device).type != "cpu":
+        model.to(device)
+    return model
+
+
+# -- tokenizer -------------------------------------------------------------------------------------------
+
+_SPECIALS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+             "mask_token": "[MASK]"}
+# tokenizer_config.json keys that change encoding in ways not replicated here
+_UNSUPPORTED_TRUE = ("split_special_tokens", "add_prefix_space", "add_bos_token", "add_eos_token")
+
+
+def _token_text(value) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return value["content"]
+    return None
+
+
+class LeanTokenizer:
+    """``ids(texts)`` equals ``AutoTokenizer(path)(texts, truncation=True, max_length=...)["input_ids"]``."""
+
+    def __init__(self, tokenizer, specials: dict[str, str], max_length: int) -> None:
+        self._tok = tokenizer
+        self.max_length = max_length
+        self.pad_token = specials["pad_token"]
+        self.pad_token_id = tokenizer.token_to_id(self.pad_token)
+
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=True)]
+
+    def get_vocab(self) -> dict[str, int]:
+        return self._tok.get_vocab(with_added_tokens=True)
+
+
+def load_lean_tokenizer(path: str | os.PathLike, max_length: int) -> LeanTokenizer | None:
+    """The BERT WordPiece tokenizer transformers 5 builds for ``path``, or None if not sure."""
+    if not lean_enabled():
+        return None
+    folder = Path(path)
+    if not (folder / "tokenizer.json").is_file():
+        return None
+    tcfg = _read_json(folder / "tokenizer_config.json")
+    cls_name = tcfg.get("tokenizer_class")
+    if cls_name not in (None, "BertTokenizer", "BertTokenizerFast"):
+        return None
+    if cls_name is None and _read_json(folder / "config.json").get("model_type") != "bert":
+        return None
+    if any(tcfg.get(k) for k in _UNSUPPORTED_TRUE) or tcfg.get("never_split"):
+        return None
+    if tcfg.get("do_basic_tokenize") is False:
+        return None
+    if tcfg.get("additional_special_tokens") or tcfg.get("extra_special_tokens"):
+        return None
+    side = tcfg.get("truncation_side", "right")
+    if side not in ("right", "left"):
+        return None
+    smap = _read_json(folder / "special_tokens_map.json")
+    if smap.get("additional_special_tokens"):
+        return None
+    specials = {}
+    for key, default in _SPECIALS.items():
+        a, b = _token_text(tcfg.get(key)), _token_text(smap.get(key))
+        if (key in tcfg and a is None) or (key in smap and b is None) or (a and b and a != b):
+            return None
+        specials[key] = a or b or default
+    try:
+        raw = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    model = raw.get("model") or {}
+    if (model.get("type") != "WordPiece" or model.get("unk_token") != specials["unk_token"]
+            or model.get("continuing_subword_prefix", "##") != "##"
+            or model.get("max_input_chars_per_word", 100) != 100):
+        return None
+    named = set(specials.values())
+    declared = list(raw.get("added_tokens") or [])
+    declared += [dict(v, id=int(k)) for k, v in (tcfg.get("added_tokens_decoder") or {}).items() if isinstance(v, dict)]
+    vocab = model.get("vocab") or {}
+    for tok in declared:
+        if (tok.get("content") not in named or not tok.get("special", False) or tok.get("normalized", False)
+                or tok.get("lstrip") or tok.get("rstrip") or tok.get("single_word")
+                or vocab.get(tok.get("content")) != tok.get("id")):
+            return None
+    if any(vocab.get(t) is None for t in named):
+        return None
+
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+
+    try:
+        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    except Exception:
+        return None
+    # what transformers 5's BertTokenizer builds around the tokenizer.json vocabulary
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True,
+        handle_chinese_chars=bool(tcfg.get("tokenize_chinese_chars", True)),
+        strip_accents=tcfg.get("strip_accents"),
+        lowercase=bool(tcfg.get("do_lower_case", True)),
+    )
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls, sep = specials["cls_token"], specials["sep_token"]
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0",
+        pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])],
+    )
+    for t in named:  # the named special tokens are matched in raw text, as transformers adds them
+        if tok.token_to_id(t) is None:
+            return None
+    missing = [t for t in named if t not in {d.get("content") for d in raw.get("added_tokens") or []}]
+    if missing:
+        from tokenizers import AddedToken
+
+        tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in sorted(missing)])
+    tok.no_padding()
+    tok.enable_truncation(int(max_length), stride=0, strategy="longest_first", direction=side)
+    tok.encode_special_tokens = False
+    return LeanTokenizer(tok, specials, int(max_length))
