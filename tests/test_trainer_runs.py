@@ -214,3 +214,52 @@ def test_mine_writes_negatives_without_positives(tmp_path, capsys, monkeypatch):
     code, _out, err = _wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root),
                           "--out", str(tmp_path / "x.jsonl"), "--split", "dev")
     assert code == 2 and "dev" in err
+
+
+def test_mine_with_a_teacher_writes_its_scores_and_distillation_trains_on_them(tiny, tmp_path, capsys, monkeypatch):
+    """`wb mine --teacher` scores every written passage with the reranker; `--loss kl` then trains a
+    student towards those scores (lower KL), and rows without scores are refused in one line."""
+    require_models()
+    from test_eval import make_dataset
+
+    from trainers.embedder import train_embedder
+    from workbench.encoders.rerankers import load_reranker
+    from workbench.index.indexer import Indexer
+    from workbench.models.registry import resolve_role
+    from workbench.workspace import Workspace
+
+    dataset = make_dataset(tmp_path / "tinydocs", split="train")
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(dataset / "corpus.jsonl")
+    out = tmp_path / "mined.jsonl"
+    code, _stdout, err = _wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root), "--pipeline",
+                             "bm25", "--out", str(out), "--range", "2-20", "--negatives", "2", "--teacher", "llm",
+                             "--margin", "1.5")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    from dataclasses import replace
+
+    teacher = load_reranker(resolve_role("reranker", replace(ws.config().models, reranker="llm")))
+    for i, row in enumerate(rows):
+        assert len(row["pos_scores"]) == len(row["pos"]) and len(row["neg_scores"]) == len(row["neg"])
+        if i >= 2:
+            continue  # re-scoring two rows shows the scores are the teacher's
+        expected = teacher.score(row["query"], row["pos"] + row["neg"])
+        assert row["pos_scores"] + row["neg_scores"] == pytest.approx(expected.tolist(), abs=1e-4)
+
+    base, _ = tiny
+    kept = tmp_path / "with_scores.jsonl"
+    kept.write_text("".join(json.dumps(r) + "\n" for r in rows if r["neg"]))
+    run = _new(tmp_path, "kl", base, kept, loss="kl", negatives_per_query=2, batch_size=3, max_steps=8, lr=1e-3,
+               temperature=0.05, teacher_temperature=0.1)
+    train_embedder(run)
+    losses = _losses(run)
+    assert run.status()["state"] == "finished"
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+
+    bare = tmp_path / "bare.jsonl"
+    bare.write_text("".join(json.dumps({k: r[k] for k in ("query", "pos", "neg")}) + "\n" for r in rows))
+    code, _out, err = _wb(capsys, monkeypatch, "train", "embedder", "-w", str(tmp_path / "ws2"), "--data", str(bare),
+                          "--base", str(base), "--out", "nokl", "--distill", "0.5")
+    assert code == 2 and "teacher scores" in err and len(err.strip().splitlines()) == 1

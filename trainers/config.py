@@ -35,6 +35,8 @@ class EmbedderConfig:
     weight_decay: float = 0.01
     negatives_per_query: int = 1
     cross_device_negatives: bool = True  # under data parallel: every rank's passages are negatives (InfoNCE)
+    distill_weight: float = 0.0  # > 0: add w * KL(teacher || student) over (positive, negatives); needs pos/neg_scores
+    teacher_temperature: float = 1.0  # the teacher scores are divided by this before the softmax
     query_max_length: int = 64
     passage_max_length: int = 256
     pooling: str = "auto"  # auto | mean | cls | last

@@ -15,7 +15,10 @@ The run protocol (status, events, checkpoints, stop, exact resume, eval hook) is
 
 Supported losses: ``infonce`` (q, p, negatives) and the multi-positive family (``jointlh``,
 ``summarglh``, ``lsepair``, ``rand1lh``: scores over every positive and hard negative of the batch,
-mask = the example's own positives). ``kl`` needs teacher scores and is not wired in yet.
+mask = the example's own positives). Distillation: ``distill_weight`` w > 0 adds
+``w * KL(teacher || student)`` over each query's (positive, hard negatives), the teacher being the
+rows' ``pos_scores``/``neg_scores`` (``wb mine --teacher``) and the student the cosine scores divided
+by ``temperature``; ``loss = "kl"`` trains on the distillation term alone.
 """
 
 from __future__ import annotations
@@ -107,9 +110,15 @@ def load_beir_eval(folder: str, split: str) -> tuple[dict[str, str], dict[str, s
 
 
 def _pick_negatives(ex, n: int, rng: random.Random) -> list[str]:
+    return [ex.negatives[i] for i in _pick_negative_indices(ex, n, rng)]
+
+
+def _pick_negative_indices(ex, n: int, rng: random.Random) -> list[int]:
+    """``n`` negative indices, without replacement when there are enough (the same draws as
+    sampling the texts themselves, so runs made before this helper replay identically)."""
     if len(ex.negatives) >= n:
-        return rng.sample(list(ex.negatives), n)
-    return rng.choices(list(ex.negatives), k=n)
+        return rng.sample(range(len(ex.negatives)), n)
+    return rng.choices(range(len(ex.negatives)), k=n)
 
 
 class EmbedderTrainer(Trainer):
@@ -118,12 +127,26 @@ class EmbedderTrainer(Trainer):
     def __init__(self, cfg: EmbedderConfig) -> None:
         super().__init__(cfg)
         loss_key = cfg.loss.strip().lower().replace("-", "").replace("_", "")
-        if loss_key == "kl":
-            raise UsageError("loss 'kl' needs teacher scores and is not wired into the embedder trainer yet")
-        self.loss_key = loss_key
+        # loss "kl": distillation only; distill_weight > 0: contrastive + w * KL
+        self.distill_only = loss_key == "kl"
+        self.distill_weight = 1.0 if self.distill_only and cfg.distill_weight <= 0 else cfg.distill_weight
+        if self.distill_weight < 0:
+            raise UsageError(f"distill_weight must be >= 0, not {cfg.distill_weight}")
+        self.loss_key = "infonce" if self.distill_only else loss_key
+        if self.distill_weight > 0 and cfg.negatives_per_query < 1:
+            raise UsageError("distillation scores a query's positive against its hard negatives: "
+                             "set negatives_per_query >= 1")
 
     def examples(self):
-        return _examples(self.cfg)
+        examples = _examples(self.cfg)
+        if self.distill_weight > 0:
+            lacking = sum(1 for ex in examples if not ex.negatives or ex.positive_scores is None
+                          or ex.negative_scores is None)
+            if lacking:
+                raise UsageError(f"distillation needs teacher scores (pos_scores and neg_scores) and negatives in "
+                                 f"every row; {lacking} of {len(examples)} examples lack them: write them with "
+                                 "`wb mine --teacher reranker` (or runs/NAME of a trained reranker)")
+        return examples
 
     def build(self):
         from .backbone import load_backbone
@@ -131,7 +154,13 @@ class EmbedderTrainer(Trainer):
 
         cfg = self.cfg
         self.multi = self.loss_key in MULTI_POSITIVE
-        self.loss_fn = build_loss(cfg.loss) if self.multi else build_loss(cfg.loss, temperature=cfg.temperature)
+        if self.distill_weight > 0 and self.multi:
+            raise UsageError("distillation goes with the infonce loss (one positive a query), not with "
+                             f"'{cfg.loss}'")
+        self.kl_fn = (build_loss("kl", temperature=cfg.temperature, teacher_temperature=cfg.teacher_temperature)
+                      if self.distill_weight > 0 else None)
+        self.loss_fn = (build_loss(self.loss_key) if self.multi
+                        else build_loss(self.loss_key, temperature=cfg.temperature))
         model, self.tokenizer, self.pooling, self.normalize, self.kind = load_backbone(
             cfg.base, cfg.pooling, cfg.lora, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.gradient_checkpointing
         )
@@ -160,10 +189,13 @@ class EmbedderTrainer(Trainer):
                 for ex in exs:
                     passages.extend(_pick_negatives(ex, n_neg, rng))
         else:
-            passages = [rng.choice(list(ex.positives)) for ex in exs]
+            pos_idx = [rng.randrange(len(ex.positives)) for ex in exs]  # the draws of rng.choice
+            passages = [ex.positives[i] for ex, i in zip(exs, pos_idx)]
+            neg_idx = []
             if use_neg:
                 for ex in exs:
-                    passages.extend(_pick_negatives(ex, n_neg, rng))
+                    neg_idx.append(_pick_negative_indices(ex, n_neg, rng))
+                    passages.extend(ex.negatives[j] for j in neg_idx[-1])
         with accelerator.autocast():
             q, q_tok = encode(model, tokenizer, queries, cfg.query_max_length, pooling, normalize,
                               device=device, return_tokens=True)
@@ -181,7 +213,20 @@ class EmbedderTrainer(Trainer):
         else:
             b = len(exs)
             negatives = d[b:].reshape(b, n_neg, -1) if use_neg else None
-            loss = self.loss_fn(q, d[:b], negatives, gather_across_devices=cfg.cross_device_negatives)
+            if self.distill_only:
+                loss = q.new_zeros(())
+            else:
+                loss = self.loss_fn(q, d[:b], negatives, gather_across_devices=cfg.cross_device_negatives)
+            if self.kl_fn is not None:
+                # student: cosine of each query with its own positive and hard negatives; teacher: the
+                # mined scores of the same passages
+                qn = torch.nn.functional.normalize(q, dim=-1)
+                cand = torch.cat([d[:b].unsqueeze(1), negatives], dim=1)
+                student = torch.einsum("bd,bcd->bc", qn, torch.nn.functional.normalize(cand, dim=-1))
+                teacher = torch.tensor([[ex.positive_scores[i]] + [ex.negative_scores[j] for j in js]
+                                        for ex, i, js in zip(exs, pos_idx, neg_idx)],
+                                       dtype=student.dtype, device=student.device)
+                loss = loss + self.distill_weight * self.kl_fn(student, teacher)
         return loss, q_tok + d_tok
 
     def evaluate(self, model, device):

@@ -67,8 +67,13 @@ def mine_negatives(
     seed: int = 0,
     config=None,
     progress=None,
+    teacher: str | None = None,
 ) -> MineSummary:
-    """Mine hard negatives (see the module docstring); return the counts."""
+    """Mine hard negatives (see the module docstring); return the counts.
+
+    ``teacher`` (a reranker model: "reranker" = the configured one, or a name/folder) adds
+    ``pos_scores``/``neg_scores``: its score for each written positive and negative, the teacher
+    signal of KL distillation (``wb train embedder --distill``)."""
     from workbench.eval.dataset import load_dataset
     from workbench.search.searcher import Searcher
 
@@ -83,6 +88,18 @@ def mine_negatives(
     corpus = corpus_passages(dataset.corpus_path)
     qids = list(dataset.queries)
     searcher = Searcher(workspace, config=config)
+    scorer = None
+    if teacher:
+        from dataclasses import replace as _replace
+
+        from workbench.encoders.rerankers import load_reranker
+        from workbench.models.registry import resolve_role
+
+        models = searcher.config.models if teacher == "reranker" else _replace(searcher.config.models, reranker=teacher)
+        if models.reranker == "maxsim":
+            raise UsageError("--teacher needs a reranker model (a cross-encoder, 'llm' or runs/NAME of a trained "
+                             "reranker): 'maxsim' is the zero-shot stand-in")
+        scorer = load_reranker(resolve_role("reranker", models), device=searcher.bundle.device)
     results = searcher.search_many([dataset.queries[q] for q in qids], pipeline=pipeline, k=hi, unit="doc",
                                    progress=progress)
     summary = MineSummary(queries=len(qids), out=str(out))
@@ -115,8 +132,12 @@ def mine_negatives(
             neg = [corpus[d] for d in candidates if d in picked]
             if not neg:
                 summary.without_negatives += 1
-            fh.write(json.dumps({"query": dataset.queries[qid], "pos": sorted(pos_texts), "neg": neg,
-                                 "prompt": ""}, ensure_ascii=False) + "\n")
+            row = {"query": dataset.queries[qid], "pos": sorted(pos_texts), "neg": neg, "prompt": ""}
+            if scorer is not None:
+                scores = scorer.score(dataset.queries[qid], row["pos"] + neg)
+                row["pos_scores"] = [round(float(x), 5) for x in scores[: len(row["pos"])]]
+                row["neg_scores"] = [round(float(x), 5) for x in scores[len(row["pos"]):]]
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             summary.written += 1
     if total_hits and summary.unknown_hits == total_hits:
         tmp.unlink(missing_ok=True)

@@ -411,6 +411,7 @@ def train_embedder_cmd(
     loss: Annotated[Optional[str], typer.Option("--loss", help="infonce, jointlh, summarglh, lsepair, rand1lh.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature")] = None,
     negatives: Annotated[Optional[int], typer.Option("--negatives", help="Hard negatives per query.")] = None,
+    distill: Annotated[Optional[float], typer.Option("--distill", help="Weight of KL distillation from the data's teacher scores (pos_scores/neg_scores, e.g. from `wb mine --teacher`); 0 = off. --loss kl distills only.")] = None,
     instruction: Annotated[Optional[str], typer.Option("--instruction", help="Query instruction (preset name or text) for rows without a prompt.")] = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10).")] = None,
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")] = None,
@@ -432,7 +433,7 @@ def train_embedder_cmd(
     given = {
         "data": data, "base": base, "name": out, "corpus": corpus, "lora": lora, "epochs": epochs,
         "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "loss": loss, "temperature": temperature,
-        "negatives_per_query": negatives, "instruction": instruction, "eval_data": eval_data,
+        "negatives_per_query": negatives, "distill_weight": distill, "instruction": instruction, "eval_data": eval_data,
         "eval_every": eval_every, "save_every": save_every,
     }
     values.update({k: v for k, v in given.items() if v is not None})
@@ -669,6 +670,7 @@ def mine_cmd(
     negatives: Annotated[int, typer.Option("--negatives", help="Negatives per query.")] = 7,
     margin: Annotated[float, typer.Option("--margin", help="Drop candidates scoring >= MARGIN x the lowest retrieved positive.")] = 0.95,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Also write teacher scores (pos_scores/neg_scores) from a reranker: 'reranker' (the configured one), runs/NAME, a folder or name.")] = None,
     workspace: WorkspaceOpt = None,
     model: ModelOpt = None,
 ) -> None:
@@ -680,8 +682,10 @@ def mine_cmd(
     ws.require()
     serve = _serving(ws, model)
     ws, cfg = serve.workspace, serve.config
+    if teacher and teacher != "reranker":
+        teacher = _run_model_overrides(_workspace(workspace), {"reranker": teacher})["reranker"]
     summary = mine_negatives(ws, data, out, split=split, pipeline=pipeline, rank_range=lo_hi,
-                             negatives=negatives, margin=margin, seed=seed, config=cfg)
+                             negatives=negatives, margin=margin, seed=seed, config=cfg, teacher=teacher)
     typer.echo(summary.line())
 
 
