@@ -68,3 +68,31 @@ def test_two_ranks_train_one_run(tiny, tmp_path):  # noqa: F811
     assert proc.returncode == 0, proc.stderr[-3000:]
     # without gathering, rank 0's first step is exactly the single process's first step
     assert _losses(local)[0] == pytest.approx(_losses(single)[0], abs=1e-5)
+
+
+def test_a_detached_run_goes_data_parallel_through_the_launcher_variable(tiny, tmp_path, monkeypatch):  # noqa: F811
+    """`WB_TRAIN_LAUNCHER="torchrun --nproc_per_node 2" wb train embedder ... --detach` is how a user
+    starts a multi-GPU run; here with two CPU ranks."""
+    import time
+
+
+    from trainers.runs import get_run
+
+    base, data = tiny
+    launcher = (f"{sys.executable} -m torch.distributed.run --nproc_per_node 2 --master_addr 127.0.0.1 "
+                f"--master_port {_free_port()}")
+    monkeypatch.setenv("WB_TRAIN_LAUNCHER", launcher)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    ws = tmp_path / "ws"
+
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli.main", "train", "embedder", "-w", str(ws), "--data",
+                           str(data), "--base", str(base), "--out", "par", "--batch-size", "4", "--max-steps", "2",
+                           "--detach"], capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    run = get_run(ws, "par")
+    deadline = time.time() + 240
+    while run.status().get("state") not in ("finished", "failed") and time.time() < deadline:
+        time.sleep(1)
+    assert run.status().get("state") == "finished", run.log_path.read_text()[-2000:]
+    steps = [e for e in run.events() if e["event"] == "step"]
+    assert [e["step"] for e in steps] == [1, 2] and all(e["processes"] == 2 for e in steps)

@@ -357,6 +357,7 @@ def _resolve_base(base: str, ws) -> str:
 
 def _spawn_run(run, resume: bool) -> int:
     """Start ``python -m trainers.cli run RUN_DIR`` in its own session; its output goes to the run log."""
+    import shlex
     import subprocess
 
     env = dict(os.environ)
@@ -364,7 +365,10 @@ def _spawn_run(run, resume: bool) -> int:
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     for key, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
         env.setdefault(key, value)
-    cmd = [sys.executable, "-m", "trainers.cli", "run", str(run.path)] + (["--resume"] if resume else [])
+    # $WB_TRAIN_LAUNCHER (e.g. "accelerate launch --num_processes 8" or "torchrun --nproc_per_node 8")
+    # runs the same module data-parallel; default: one process
+    launcher = shlex.split(os.environ.get("WB_TRAIN_LAUNCHER", "")) or [sys.executable]
+    cmd = launcher + ["-m", "trainers.cli", "run", str(run.path)] + (["--resume"] if resume else [])
     with open(run.log_path, "a") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=env, cwd=str(run.path))
@@ -502,6 +506,7 @@ def train_reranker_cmd(
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Groups per step.")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    head_lr: Annotated[Optional[float], typer.Option("--head-lr", help="Learning rate of a new classification head (+ pooler).")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Tokens of query + passage.")] = None,
     mixed_precision: Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")] = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="FlagEmbedding jsonl of held-out groups (MRR of the positive).")] = None,
@@ -521,7 +526,7 @@ def train_reranker_cmd(
     values: dict = read_toml(config) if config else {}
     given = {
         "data": data, "base": base, "name": out, "loss": loss, "group_size": group_size, "epochs": epochs,
-        "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "max_length": max_length,
+        "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "max_length": max_length,
         "mixed_precision": mixed_precision, "eval_data": eval_data, "eval_every": eval_every,
         "save_every": save_every,
     }
