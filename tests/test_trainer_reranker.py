@@ -63,7 +63,7 @@ def _new(root: Path, name: str, base: Path, data: Path, **options):
     from trainers.config import RerankerConfig
     from trainers.runs import new_run
 
-    settings = dict(batch_size=4, max_steps=12, lr=1e-2, warmup_ratio=0.0, save_every=100, group_size=4,
+    settings = dict(batch_size=4, max_steps=12, lr=1e-2, head_lr=1e-2, warmup_ratio=0.0, save_every=100, group_size=4,
                     max_length=64)
     settings.update(options)
     config = RerankerConfig(data=str(data), base=str(base), name=name, **settings)

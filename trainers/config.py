@@ -93,6 +93,7 @@ class RerankerConfig:
     batch_size: int = 8  # groups per micro-batch
     grad_accum: int = 1
     lr: float = 3e-5
+    head_lr: float = 1e-3  # a new classification head (and the pooler) train faster; a cross-encoder base: lr
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     max_length: int = 256  # query + passage tokens
@@ -155,6 +156,47 @@ class ColbertConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ColbertConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class SpladeConfig:
+    """Fine-tuning a SPLADE model (masked-LM head, log1p(relu), max pooling) with FLOPS regularisation."""
+
+    data: str
+    base: str  # a *ForMaskedLM folder or id (the workspace's sparse model by default)
+    name: str
+    split: str = "train"
+    temperature: float = 1.0  # divides the sparse dot products in the softmax
+    negatives_per_query: int = 1
+    lambda_q: float = 3e-4  # FLOPS weight on the queries' vectors
+    lambda_d: float = 1e-4  # FLOPS weight on the documents' vectors
+    flops_warmup_ratio: float = 0.3  # the lambdas grow quadratically over this share of the steps
+    epochs: float = 1.0
+    max_steps: int = 0
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    query_max_length: int = 64
+    passage_max_length: int = 256
+    instruction: str = ""
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "auto"
+    seed: int = 42
+    save_every: int = 100
+    log_every: int = 1
+    eval_data: str | None = None  # a BEIR folder: nDCG@10 of the exact sparse dot product
+    eval_split: str = "test"
+    eval_every: int = 0
+    task_sampling: str = "proportional"
+
+    def to_json(self) -> str:
+        return json.dumps({"trainer": "splade", **asdict(self)}, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SpladeConfig":
         return _from_dict(cls, data)
 
 

@@ -65,6 +65,8 @@ class Trainer:
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
+        self.current_step = 0  # set by the loop before each compute_loss (0-based optimizer step)
+        self.total_steps = 0
 
     def examples(self) -> Sequence:
         """The training examples (``TrainingExample`` s; a ``report`` attribute is logged)."""
@@ -90,6 +92,10 @@ class Trainer:
     def evaluate(self, model, device) -> float | None:
         """The metric on ``cfg.eval_data`` (None: skipped)."""
         return None
+
+    def step_metrics(self) -> dict:
+        """Extra fields of the ``step`` event (e.g. SPLADE's average non-zero terms)."""
+        return {}
 
     def save_final(self, model, out_dir: Path) -> None:
         """Write the final model folder (called on the main process only)."""
@@ -286,6 +292,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
                     idx = batch_idx
             exs = [examples[i] for i in idx]
             rng = random.Random(f"{cfg.seed}|{step}|{micro}")
+            trainer.current_step, trainer.total_steps = step, total
             with accelerator.accumulate(model):
                 loss, tokens = trainer.compute_loss(model, exs, rng, device, accelerator)
                 accelerator.backward(loss)
@@ -312,6 +319,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
                 "tokens_per_s": n_tokens / elapsed,
                 "gpu_mem_gb": (torch.cuda.max_memory_allocated() / 2**30) if torch.cuda.is_available() else 0.0,
                 "time": time.time(),
+                **trainer.step_metrics(),
             }
             if world > 1:
                 event["processes"] = world
@@ -392,7 +400,12 @@ def trainer_for(run: RunFolder) -> Trainer:
         from .config import ColbertConfig
 
         return ColbertTrainer(ColbertConfig.from_dict(config))
-    raise UsageError(f"run {run.name}: unknown trainer {kind!r} in its config.json (embedder, reranker, colbert)")
+    if kind == "splade":
+        from .config import SpladeConfig
+        from .splade import SpladeTrainer
+
+        return SpladeTrainer(SpladeConfig.from_dict(config))
+    raise UsageError(f"run {run.name}: unknown trainer {kind!r} in its config.json (embedder, reranker, colbert, splade)")
 
 
 def train_run(run: RunFolder, resume: bool = False, *, on_step=None) -> dict:

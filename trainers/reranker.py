@@ -13,6 +13,8 @@ the positives of the other examples of the micro-batch (in-batch negatives); wha
 is padding, masked out of the loss. The draws come from the loop's per-step ``Random``, so a
 resumed run makes the same ones.
 
+A new head (the base is a plain encoder) trains with ``head_lr`` (1e-3), the encoder with ``lr``.
+
 Losses (``trainers.losses``): ``listwise`` (softmax cross entropy over the group, the default),
 ``pairwise`` (RankNet), ``pointwise`` (binary cross entropy).
 
@@ -112,6 +114,18 @@ class RerankerTrainer(Trainer):
 
     def describe(self) -> dict:
         return {"kind": self.kind, "loss_name": self.loss_fn.name, "group_size": self.cfg.group_size}
+
+    def param_groups(self, model) -> list:
+        """A new head (classifier + pooler) trains with ``head_lr``, the encoder with ``lr``: the head
+        starts with tiny random weights, and at an encoder's learning rate its logits stay near 0
+        (the loss sits at log(group size)) for hundreds of steps."""
+        if self.kind == "cross-encoder":
+            return [p for p in model.parameters() if p.requires_grad]
+        head, body = [], []
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                (head if name.split(".")[0] in ("classifier", "score") or ".pooler." in f".{name}" else body).append(param)
+        return [{"params": body, "lr": self.cfg.lr}, {"params": head, "lr": self.cfg.head_lr}]
 
     def _batch(self, pairs: list[tuple[str, str]], device):
         import torch

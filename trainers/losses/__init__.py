@@ -14,6 +14,8 @@ raises UsageError for an unknown name. Every loss has a ``config`` dict (name + 
 Reranker losses (cross-encoder groups): ``(scores [B, G], candidate_mask [B, G] | None)`` with each
 group's positive in column 0: :class:`ListwiseCELoss`, :class:`RankNetLoss` (pairwise),
 :class:`PointwiseBCELoss`; ``RERANK_LOSSES`` / ``build_rerank_loss(name)``.
+
+:class:`FlopsRegularizer` (SPLADE's sparsity term) takes ``weights [B, V]``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from workbench.errors import UsageError
 
 from ._base import RetrievalLoss, check_scores_and_mask
 from .infonce import InfoNCELoss, gather_rows
+from .flops import FlopsRegularizer
 from .joint_lh import JointLHLoss
 from .kl_distill import KLDistillationLoss
 from .listwise_ce import ListwiseCELoss
@@ -82,6 +85,7 @@ __all__ = [
     "LOSSES",
     "MULTI_POSITIVE",
     "RERANK_LOSSES",
+    "FlopsRegularizer",
     "ListwiseCELoss",
     "PointwiseBCELoss",
     "RankNetLoss",

@@ -5,6 +5,7 @@ Every WbError becomes one line on stderr and its exit code; nothing prints a tra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -376,6 +377,33 @@ def _spawn_run(run, resume: bool) -> int:
     return proc.pid
 
 
+class _Tee:
+    def __init__(self, stream, path: Path) -> None:
+        self.stream, self.file = stream, open(path, "a", encoding="utf-8")
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+        self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def _tee_stdout(path: Path):
+    tee = _Tee(sys.stdout, path)
+    sys.stdout = tee
+    try:
+        yield
+    finally:
+        sys.stdout = tee.stream
+        tee.file.close()
+
+
 def _run_training(run, resume: bool, detach: bool) -> None:
     if detach:
         pid = _spawn_run(run, resume)
@@ -387,7 +415,8 @@ def _run_training(run, resume: bool, detach: bool) -> None:
     from trainers.loop import train_run
 
     try:
-        status = train_run(run, resume=resume)
+        with _tee_stdout(run.log_path):  # a foreground run's log also lands in log.txt (wb runs, the TUI)
+            status = train_run(run, resume=resume)
     except WbError:
         raise
     except KeyboardInterrupt:
@@ -575,6 +604,47 @@ def train_colbert_cmd(
     }
     values.update({k: v for k, v in given.items() if v is not None})
     _start_run(ws, ColbertConfig, values, ("data", "eval_data"), detach)
+
+
+@train_app.command("splade")
+def train_splade_cmd(
+    data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", help="'sparse' (the workspace's sparse model), a built-in name, a folder, runs/NAME or a HF id (a masked LM).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
+    negatives: Annotated[Optional[int], typer.Option("--negatives", help="Hard negatives per query (besides in-batch ones).")] = None,
+    lambda_q: Annotated[Optional[float], typer.Option("--lambda-q", help="FLOPS weight on query vectors.")] = None,
+    lambda_d: Annotated[Optional[float], typer.Option("--lambda-d", help="FLOPS weight on document vectors.")] = None,
+    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    passage_max_length: Annotated[Optional[int], typer.Option("--passage-max-length")] = None,
+    mixed_precision: Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")] = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")] = None,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any SpladeConfig key (options given here win).")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")] = False,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Fine-tune a SPLADE model (contrastive + FLOPS); use it with --model sparse=runs/NAME."""
+    if resume:
+        return train_resume_cmd(resume, detach=detach, workspace=workspace)
+    from trainers.config import SpladeConfig, read_toml
+
+    ws = _workspace(workspace)
+    values: dict = read_toml(config) if config else {}
+    given = {
+        "data": data, "base": base, "name": out, "negatives_per_query": negatives, "lambda_q": lambda_q,
+        "lambda_d": lambda_d, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
+        "passage_max_length": passage_max_length, "mixed_precision": mixed_precision,
+        "eval_data": eval_data, "eval_every": eval_every, "save_every": save_every,
+    }
+    values.update({k: v for k, v in given.items() if v is not None})
+    if values.get("base") == "sparse":
+        values["base"] = ws.config().models.sparse
+    _start_run(ws, SpladeConfig, values, ("data", "eval_data"), detach)
 
 
 @train_app.command("resume")

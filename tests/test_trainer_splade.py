@@ -1,0 +1,114 @@
+"""SPLADE runs on a tiny random BertForMaskedLM: FLOPS by hand, trains with non-zero counts in the
+events, and the saved folder serves through SparseEncoder with the trained weights."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import require_models
+
+pytest.importorskip("accelerate")
+
+TOPICS = ["cats", "rivers", "engines", "bread", "stars", "chess"]
+
+
+def test_flops_matches_hand_computation():
+    from trainers.losses import FlopsRegularizer
+
+    w = torch.tensor([[0.0, 1.0, 2.0], [3.0, 0.0, 2.0]], dtype=torch.float64)
+    expected = (1.5 ** 2) + (0.5 ** 2) + (2.0 ** 2)
+    assert FlopsRegularizer()(w).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_splade_vectors_are_max_pooled_log1p_relu():
+    from trainers.splade import splade_vectors
+
+    logits = torch.tensor([[[1.0, -2.0], [3.0, -1.0], [9.0, 9.0]]])  # the last token is padding
+    mask = torch.tensor([[1, 1, 0]])
+    got = splade_vectors(logits, mask)
+    assert torch.allclose(got, torch.tensor([[np.log1p(3.0), 0.0]], dtype=got.dtype))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    require_models()
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    from workbench.models.cache import resolve_model_path
+
+    root = tmp_path_factory.mktemp("tiny_splade")
+    base = root / "base"
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertForMaskedLM(config).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    data = root / "train.jsonl"
+    with open(data, "w") as fh:
+        for i in range(24):
+            t = TOPICS[i % 6]
+            fh.write(json.dumps({
+                "query": f"{t} question {i}",
+                "pos": [f"the answer: {t} {i}"],
+                "neg": [f"unrelated notes, {TOPICS[(i + k) % 6]} {i}" for k in (1, 2, 3)],
+                "prompt": "",
+            }) + "\n")
+    return base, data
+
+
+def test_splade_trains_reports_nonzeros_and_serves(tiny, tmp_path, monkeypatch):
+    from trainers.config import SpladeConfig
+    from trainers.loop import train_run
+    from trainers.runs import new_run
+    from workbench.encoders.sparse import SparseEncoder
+
+    base, data = tiny
+    cfg = SpladeConfig(data=str(data), base=str(base), name="sp", batch_size=4, max_steps=14, lr=5e-3,
+                       warmup_ratio=0.0, save_every=100, passage_max_length=64, lambda_q=1e-3, lambda_d=1e-3)
+    run = new_run(tmp_path, "sp", cfg.to_json())
+    status = train_run(run)
+    assert status["state"] == "finished"
+    steps = [e for e in run.events() if e["event"] == "step"]
+    assert all({"q_nnz", "d_nnz", "flops_q", "flops_d"} <= set(e) for e in steps)
+    assert all(e["q_nnz"] > 0 and e["d_nnz"] > 0 for e in steps)
+    ranking = [e["ranking_loss"] for e in steps]
+    assert sum(ranking[-3:]) / 3 < sum(ranking[:3]) / 3
+    assert json.loads((run.model_dir / "wb_model.json").read_text())["kind"] == "splade"
+
+    # SparseEncoder serves the trained weights: log1p(relu(max logit)) by hand
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    enc = SparseEncoder(str(run.model_dir), device="cpu")
+    vec = enc.encode(["the answer: cats 0"])[0].as_dict()
+    tok = AutoTokenizer.from_pretrained(run.model_dir)
+    model = AutoModelForMaskedLM.from_pretrained(run.model_dir).eval()
+    with torch.no_grad():
+        logits = model(**tok(["the answer: cats 0"], return_tensors="pt")).logits[0]
+    expected = torch.log1p(torch.relu(logits.max(dim=0).values))
+    ids = torch.nonzero(expected > 0).flatten().tolist()
+    assert set(vec) == set(ids)
+    assert np.allclose([vec[i] for i in ids], expected[ids].numpy(), atol=1e-4)
+
+
+def test_cli_train_splade(tiny, tmp_path, capsys, monkeypatch):
+    from workbench.cli.main import main
+
+    base, data = tiny
+    ws = tmp_path / "ws"
+    monkeypatch.setattr(sys, "argv", ["wb", "train", "splade", "--data", str(data), "--base", str(base),
+                                      "--out", "sp1", "--max-steps", "2", "--batch-size", "4", "-w", str(ws)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "finished" in out
+    assert json.loads((ws / "runs" / "sp1" / "config.json").read_text())["trainer"] == "splade"

@@ -1,0 +1,197 @@
+"""Fine-tune a SPLADE model inside a run folder: ``train_splade(run, resume=False)``.
+
+Model: a masked-LM (``AutoModelForMaskedLM``; the workspace's sparse model, SPLADE-tiny, by
+default). A text's vector is SPLADE's max pooling over its non-padding tokens t:
+:math:`w_v = \\max_t \\log(1 + \\mathrm{relu}(\\mathrm{logit}_{t,v}))`, the same function
+:class:`~workbench.encoders.sparse.SparseEncoder` serves (it computes
+``log1p(relu(max_t logit))``, equal because log1p∘relu is monotonic). Queries and documents are
+the raw texts (no template), truncated to ``query_max_length`` / ``passage_max_length``.
+
+Loss per micro-batch of B examples (one positive each, ``negatives_per_query`` hard negatives
+when every example has some): the dot products ``S [B, B + B·N]`` of every query with every
+positive and hard negative of the batch, divided by ``temperature``, and a softmax cross entropy
+whose target is the query's own positive (:class:`~trainers.losses.JointLHLoss` with a one-hot
+mask), plus FLOPS regularisation (:class:`~trainers.losses.FlopsRegularizer`) on the queries'
+and the documents' vectors separately: ``λq(t)·FLOPS(Q) + λd(t)·FLOPS(D)``, each λ growing
+quadratically from 0 to its value over the first ``flops_warmup_ratio`` of the steps (as SPLADE).
+Every ``step`` event reports the average non-zero terms of the batch's queries and documents
+(``q_nnz``, ``d_nnz``) and the FLOPS terms.
+
+The final folder is a plain ``*ForMaskedLM`` folder + ``wb_model.json``: ``wb index --model
+sparse=runs/NAME`` builds a variant index with it. Evaluation (``eval_data``: a BEIR folder) is
+nDCG@10 of the exact sparse dot product over the corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from workbench.errors import ModelError, UsageError
+
+from .config import SpladeConfig
+from .loop import Trainer, log, run_training
+from .runs import RunFolder
+
+__all__ = ["SpladeTrainer", "splade_vectors", "train_splade"]
+
+
+def splade_vectors(logits, mask):
+    """``[B, V]`` SPLADE weights from MLM ``logits [B, L, V]`` and ``mask [B, L]`` (1 = real token)."""
+    import torch
+
+    masked = logits.masked_fill(~mask.bool()[:, :, None], torch.finfo(logits.dtype).min)
+    return torch.log1p(torch.relu(masked.max(dim=1).values))
+
+
+class SpladeTrainer(Trainer):
+    """SPLADE's parts of the loop (see the module docstring)."""
+
+    def __init__(self, cfg: SpladeConfig) -> None:
+        super().__init__(cfg)
+        if cfg.lambda_q < 0 or cfg.lambda_d < 0:
+            raise UsageError("lambda_q and lambda_d must be >= 0")
+        self._last: dict = {}
+
+    def examples(self):
+        from .data import read_examples
+
+        return read_examples(self.cfg.data, split=self.cfg.split, instruction=None)
+
+    def build(self):
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        from .losses import FlopsRegularizer, JointLHLoss
+
+        cfg = self.cfg
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(cfg.base)
+            model = AutoModelForMaskedLM.from_pretrained(cfg.base, dtype="float32")
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load masked-LM base '{cfg.base}': {str(exc).splitlines()[0]}") from exc
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        limit = int(getattr(model.config, "max_position_embeddings", 512) or 512)
+        self.q_len, self.d_len = min(cfg.query_max_length, limit), min(cfg.passage_max_length, limit)
+        self.pad_id = int(self.tokenizer.pad_token_id or 0)
+        self.contrastive = JointLHLoss()
+        self.flops = FlopsRegularizer()
+        return model
+
+    def describe(self) -> dict:
+        return {"kind": "splade"}
+
+    def encode(self, model, texts: list[str], max_length: int, device):
+        import torch
+
+        ids = self.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for r, x in enumerate(ids):
+            input_ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[r, : len(x)] = 1
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        logits = model(input_ids=input_ids, attention_mask=mask).logits
+        return splade_vectors(logits.float(), mask), int(mask.sum())
+
+    def _lambda(self, value: float) -> float:
+        warm = self.cfg.flops_warmup_ratio * max(1, self.total_steps)
+        if warm <= 0:
+            return value
+        return value * min(1.0, (self.current_step + 1) / warm) ** 2
+
+    def compute_loss(self, model, exs, rng: random.Random, device, accelerator):
+        import torch
+
+        cfg = self.cfg
+        n_neg = cfg.negatives_per_query
+        use_neg = n_neg > 0 and all(ex.negatives for ex in exs)
+        passages = [rng.choice(list(ex.positives)) for ex in exs]
+        if use_neg:
+            for ex in exs:
+                negs = list(ex.negatives)
+                passages.extend(rng.sample(negs, n_neg) if len(negs) >= n_neg else rng.choices(negs, k=n_neg))
+        with accelerator.autocast():
+            q, q_tok = self.encode(model, [ex.query for ex in exs], self.q_len, device)
+            d, d_tok = self.encode(model, passages, self.d_len, device)
+        q, d = q.float(), d.float()
+        scores = q @ d.T
+        b = len(exs)
+        target = torch.zeros_like(scores, dtype=torch.bool)
+        target[torch.arange(b), torch.arange(b)] = True
+        ranking = self.contrastive(scores / cfg.temperature, target)
+        flops_q, flops_d = self.flops(q), self.flops(d)
+        loss = ranking + self._lambda(cfg.lambda_q) * flops_q + self._lambda(cfg.lambda_d) * flops_d
+        self._last = {
+            "q_nnz": float((q > 0).sum(dim=1).float().mean()),
+            "d_nnz": float((d > 0).sum(dim=1).float().mean()),
+            "flops_q": float(flops_q.detach()),
+            "flops_d": float(flops_d.detach()),
+            "ranking_loss": float(ranking.detach()),
+        }
+        return loss, q_tok + d_tok
+
+    def step_metrics(self) -> dict:
+        return dict(self._last)
+
+    def evaluate(self, model, device) -> float | None:
+        try:
+            from ranx import Qrels, Run, evaluate
+        except ImportError:
+            log("eval skipped: ranx is not installed")
+            return None
+        import torch
+
+        from .embedder import load_beir_eval
+
+        corpus, queries, qrels = load_beir_eval(self.cfg.eval_data, self.cfg.eval_split)
+        if not queries:
+            return None
+        doc_ids, qids = list(corpus), list(queries)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                q = torch.cat([self.encode(model, [queries[i] for i in qids[s : s + 64]], self.q_len, device)[0].cpu()
+                               for s in range(0, len(qids), 64)])
+                scores = torch.zeros((len(qids), len(doc_ids)))
+                for s in range(0, len(doc_ids), 32):
+                    d, _ = self.encode(model, [corpus[i] for i in doc_ids[s : s + 32]], self.d_len, device)
+                    scores[:, s : s + d.shape[0]] = q @ d.cpu().T
+                top = torch.topk(scores, k=min(100, len(doc_ids)), dim=1)
+        finally:
+            model.train(was_training)
+        run = {qid: {doc_ids[j]: float(v) for v, j in zip(vals.tolist(), idx.tolist())}
+               for qid, vals, idx in zip(qids, top.values, top.indices)}
+        value = float(evaluate(Qrels(qrels), Run(run), "ndcg@10"))
+        log(f"eval ndcg@10 {value:.4f}")
+        return value
+
+    def save_final(self, model, out_dir: Path) -> None:
+        out = Path(out_dir)
+        tmp = out.with_name(out.name + ".partial")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(tmp))
+        (tmp / "wb_model.json").write_text(json.dumps({"kind": "splade", "base": str(self.cfg.base),
+                                                        "max_length": self.d_len}, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+
+
+def train_splade(run: RunFolder, resume: bool = False, *,
+                 on_step: Callable[[int, RunFolder], None] | None = None) -> dict:
+    """Train (or resume) a SPLADE run; return its final status dict."""
+    try:
+        trainer = SpladeTrainer(SpladeConfig.from_dict(run.read_config()))
+    except BaseException as exc:
+        run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}", message=f"{type(exc).__name__}: {exc}")
+        raise
+    return run_training(run, trainer, resume, on_step=on_step)
