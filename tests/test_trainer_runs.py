@@ -142,6 +142,8 @@ def test_cli_foreground_then_runs_lists_it_and_model_override(tiny, tmp_path, ca
                          "--out", "cli1", "--max-steps", "2", "--batch-size", "4", "-w", str(ws))
     assert code == 0, err
     assert "finished" in out
+    log_text = (ws / "runs" / "cli1" / "log.txt").read_text()  # the foreground log is kept too
+    assert "step 2/2" in log_text and "finished" in log_text
     code, out, err = _wb(capsys, monkeypatch, "runs", "-w", str(ws))
     assert code == 0, err
     line = next(line for line in out.splitlines() if line.startswith("cli1"))
