@@ -144,3 +144,14 @@ def test_cli_train_then_rerank_with_the_run(tiny, tmp_path, capsys, monkeypatch,
     result = json.loads(out)
     assert result["models"]["reranker"].endswith("model") or "ce1" in result["models"]["reranker"]
     assert len(result["results"]) == 5 and "rerank" in result["timings_ms"]
+    # --rerank-interpolation 0: the order is the reranker's alone
+    code, out, err = _wb(capsys, monkeypatch, "query", "group consecutive items", "-w", str(ws.root),
+                         "-p", "hybrid+rerank", "--model", f"reranker={model}", "--json", "-k", "5",
+                         "--rerank-interpolation", "0")
+    assert code == 0, err
+    alone = json.loads(out)["results"]
+    scores = [r["score"] for r in alone]
+    assert scores == sorted(scores, reverse=True)
+    code, _out, err = _wb(capsys, monkeypatch, "query", "x", "-w", str(ws.root), "-p", "hybrid+rerank",
+                          "--rerank-interpolation", "1.5")
+    assert code == 2 and "between 0 and 1" in err

@@ -72,6 +72,17 @@ def _serving(ws, model: list[str] | None, flags_hint: str = ""):
     return serve
 
 
+def _with_interpolation(cfg, value: float | None):
+    """``cfg`` with ``[rerank] interpolation`` replaced (``--rerank-interpolation``)."""
+    if value is None:
+        return cfg
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"--rerank-interpolation must be between 0 and 1, not {value}")
+    from dataclasses import replace
+
+    return replace(cfg, rerank=replace(cfg.rerank, interpolation=float(value)))
+
+
 def _run_model_overrides(ws, overrides: dict[str, str]) -> dict[str, str]:
     from workbench.variants import resolve_model_overrides
 
@@ -179,6 +190,7 @@ def query_cmd(
     instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help="Preset name or free text, applied to the query only.")] = None,
     fusion: Annotated[Optional[str], typer.Option("--fusion", help="rrf or weighted (default from wb.toml).")] = None,
     rerank_depth: Annotated[Optional[int], typer.Option("--rerank-depth", help="How many first-stage results to rerank.")] = None,
+    rerank_interpolation: Annotated[Optional[float], typer.Option("--rerank-interpolation", help="final = (1-a) * reranker + a * first stage, a in [0, 1] (default from wb.toml).")] = None,
     unit: Annotated[str, typer.Option("--unit", help="doc (max over chunks) or chunk.")] = "doc",
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     workspace: WorkspaceOpt = None,
@@ -195,6 +207,7 @@ def query_cmd(
         from dataclasses import replace
 
         cfg = replace(cfg, fusion=replace(cfg.fusion, method=fusion))
+    cfg = _with_interpolation(cfg, rerank_interpolation)
     from workbench.search.pipelines import parse_pipeline
 
     parse_pipeline(pipeline)
@@ -255,6 +268,7 @@ def eval_cmd(
     split: Annotated[Optional[str], typer.Option("--split", help="Qrels split (default test; train with --tune).")] = None,
     depth: Annotated[int, typer.Option("--depth", help="Documents retrieved per query.")] = 100,
     rerank_depth: Annotated[Optional[int], typer.Option("--rerank-depth", help="How many first-stage results +rerank pipelines rerank (default from wb.toml).")] = None,
+    rerank_interpolation: Annotated[Optional[float], typer.Option("--rerank-interpolation", help="Interpolation a of +rerank pipelines, final = (1-a) * reranker + a * first stage (default from wb.toml).")] = None,
     per_query: Annotated[bool, typer.Option("--per-query", help="List the queries with the largest nDCG@10 gains and losses.")] = False,
     top: Annotated[Optional[int], typer.Option("--top", help="How many gains and losses --per-query lists per pipeline (default 10; implies --per-query).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (progress as JSON lines on stderr).")] = False,
@@ -302,6 +316,7 @@ def eval_cmd(
             err.print(f"[dim]{event['phase']}{total}[/dim]", highlight=False)
 
     ws, cfg = runner.resolve_workspace_and_config(data, workspace, overrides)
+    cfg = _with_interpolation(cfg, rerank_interpolation)
     if tune:
         from workbench.eval import tune as tuning
 
