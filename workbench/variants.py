@@ -11,7 +11,9 @@ Contract:
   unfinished or unknown runs with a one-line UsageError.
 - :func:`serving` returns the workspace that serves a set of overrides and the config to use there:
   the parent itself when the overrides leave the indexed models unchanged (e.g. only ``reranker``).
-- :func:`build_variant` indexes the parent's roots (or given ones) into the variant, incrementally.
+- :func:`build_variant` indexes the parent's roots (or given ones) into the variant, incrementally,
+  with the parent as donor: the modes whose model the overrides leave unchanged are copied from the
+  parent's index, not encoded (``index.reuse``).
 - :func:`is_stale` says whether the parent's documents changed since the variant was indexed.
 """
 
@@ -136,7 +138,7 @@ def build_variant(ws: Workspace, serve: Serving, roots: list[Path] | None = None
     if missing:
         raise WorkspaceError(f"indexed folder no longer exists: {missing[0]}")
     write_variant_config(serve)
-    return [Indexer(serve.workspace, serve.config, progress=progress, device=device).run(r) for r in roots]
+    return [Indexer(serve.workspace, serve.config, progress=progress, device=device, donor=ws).run(r) for r in roots]
 
 
 def is_stale(ws: Workspace, serve: Serving) -> bool:

@@ -133,18 +133,19 @@ def index_cmd(
     if serve.is_variant:
         write_variant_config(serve)
     target, cfg = serve.workspace, serve.config
+    donor = ws if serve.is_variant else None  # unchanged modes are copied from the parent's index
     for root_path in roots:
-        _index_one(target, cfg, root_path, progress_json, json_out)
+        _index_one(target, cfg, root_path, progress_json, json_out, donor)
 
 
-def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool) -> None:
+def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, donor=None) -> None:
     from workbench.index.indexer import Indexer
 
     if progress_json:
         def progress(phase: str, done: int, total: int) -> None:
             print(json.dumps({"phase": phase, "done": done, "total": total}), flush=True)
 
-        summary = Indexer(ws, cfg, progress=progress).run(root_path)
+        summary = Indexer(ws, cfg, progress=progress, donor=donor).run(root_path)
     elif sys.stderr.isatty():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, TaskProgressColumn
 
@@ -163,9 +164,9 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool) ->
                 bar.update(task, description=phase, completed=done, total=total,
                            rate=f"{rate:.1f} chunks/s" if phase == "encoding" else "")
 
-            summary = Indexer(ws, cfg, progress=progress).run(root_path)
+            summary = Indexer(ws, cfg, progress=progress, donor=donor).run(root_path)
     else:
-        summary = Indexer(ws, cfg).run(root_path)
+        summary = Indexer(ws, cfg, donor=donor).run(root_path)
     if summary.rebuilt:
         _err_console().print(f"[yellow]{summary.rebuilt}[/yellow]")
     if json_out:

@@ -6,7 +6,8 @@ from workbench.index.settings import IndexSettings
 
 
 class EncoderBundle:
-    """Dense(+ColBERT) and sparse encoders for one ``IndexSettings``; each loads on first use."""
+    """Dense(+ColBERT) and sparse encoders for one ``IndexSettings``; each loads on first use (an
+    encoder whose vectors the indexer reuses from a donor index is never loaded)."""
 
     def __init__(self, settings: IndexSettings, device: str | None = None) -> None:
         self.settings = settings
@@ -14,6 +15,8 @@ class EncoderBundle:
         self._dense = None
         self._colbert = None
         self._sparse = None
+        self._chunk_tokenizer = None
+        self._trained_colbert: bool | None = None
 
     def _colbert_path(self) -> str | None:
         """The colbert role's folder (None for zero-shot MaxSim over the dense model's tokens)."""
@@ -50,6 +53,35 @@ class EncoderBundle:
             path = self._colbert_path()
             self._colbert = ColbertEncoder(path, device=self.device) if is_colbert_folder(path) else False
         return self._colbert or None
+
+    @property
+    def colbert_is_trained(self) -> bool:
+        """Whether ColBERT vectors come from a trained ColBERT folder (own encoder), without loading it."""
+        if self._trained_colbert is None:
+            from workbench.encoders.colbert import is_colbert_folder
+
+            self._trained_colbert = is_colbert_folder(self._colbert_path())
+        return self._trained_colbert
+
+    @property
+    def chunk_tokenizer(self):
+        """The dense model's tokenizer, which cuts chunks; loads only the tokenizer when the dense
+        encoder itself is not needed (its vectors reused from a donor index)."""
+        if self._dense is not None:
+            return self._dense.tokenizer
+        if self._chunk_tokenizer is None:
+            from transformers import AutoTokenizer
+
+            from workbench.encoders.device import quiet_transformers
+            from workbench.errors import ModelError
+
+            quiet_transformers()
+            try:
+                self._chunk_tokenizer = AutoTokenizer.from_pretrained(self.settings.dense_path)
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"cannot load dense model '{self.settings.dense_path}': "
+                                 f"{str(exc).splitlines()[0]}") from exc
+        return self._chunk_tokenizer
 
     @property
     def colbert_dim(self) -> int:

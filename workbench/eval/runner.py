@@ -101,9 +101,11 @@ def default_workspace(dataset: EvalDataset, models: ModelsConfig) -> Workspace:
     return Workspace(cache_root() / name)
 
 
-def index_dataset(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, progress: Progress | None = None):
+def index_dataset(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, progress: Progress | None = None,
+                  donor: Workspace | None = None):
     """Bring the workspace's index up to date with the dataset's corpus (incremental: an unchanged
-    corpus encodes nothing). Returns the IndexSummary."""
+    corpus encodes nothing). ``donor``: a variant's parent, whose vectors of unchanged modes are
+    copied instead of encoded. Returns the IndexSummary."""
     from workbench.index.indexer import Indexer
 
     copy_folder = ws.root / "eval-corpus"
@@ -115,7 +117,7 @@ def index_dataset(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, 
         if progress:
             progress({"phase": f"indexing: {phase}", "done": done, "total": total})
 
-    return Indexer(ws, config, progress=on_progress).run(corpus)
+    return Indexer(ws, config, progress=on_progress, donor=donor).run(corpus)
 
 
 def check_foreign_documents(dataset: EvalDataset, ws: Workspace, corpora: list[Path]) -> None:
@@ -311,7 +313,8 @@ def evaluate(
                 ws.config_path.write_text(render_config(members[0].config, "model variant written by wb eval"))
         result.workspaces.append(str(ws.root))
         t0 = time.perf_counter()
-        summary = index_dataset(dataset, ws, members[0].config, progress)
+        donor = workspace if workspace is not None and ws != workspace else None
+        summary = index_dataset(dataset, ws, members[0].config, progress, donor=donor)
         result.index_seconds += time.perf_counter() - t0
         result.docs_indexed += summary.docs_indexed
         if progress:

@@ -5,7 +5,10 @@ Guarantees (see ``store.manifest`` for the write protocol):
   from every store;
 - a run killed at any moment, followed by a re-run, leaves both stores complete, consistent with
   each other and free of duplicates;
-- if the configured models differ from the ones that built the index, the index is rebuilt.
+- if the configured models differ from the ones that built the index, the index is rebuilt;
+- with a ``donor`` (a model variant's parent workspace) the modes whose encoder is unchanged are
+  copied from the donor's table for chunks it holds byte-identically, and only the changed modes are
+  encoded (``index.reuse``); the write protocol is the same, only where vectors come from differs.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from workbench.config import WorkspaceConfig
-from workbench.errors import InputError
+from workbench.errors import IndexingError, InputError
 from workbench.index.settings import IndexSettings, settings_from_config, settings_from_dict
 from workbench.ingest.chunking import Chunker, ChunkingSettings, chunk_input_text
 from workbench.store.keys import chunk_key
@@ -44,6 +47,8 @@ class IndexSummary:
     total_docs: int = 0
     total_chunks: int = 0
     rebuilt: str = ""
+    reused: int = 0  # chunks whose unchanged modes were copied from the donor index
+    reused_modes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         reasons: dict[str, int] = {}
@@ -51,8 +56,13 @@ class IndexSummary:
             key = s.reason.split(":")[0]
             reasons[key] = reasons.get(key, 0) + 1
         skipped = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none"
+        reused = ""
+        if self.reused:
+            reused = f"; {', '.join(self.reused_modes)} reused from the parent"
+            if self.reused < self.chunks_written:
+                reused += f" for {self.reused}"
         return (
-            f"indexed {self.docs_indexed} docs ({self.chunks_written} chunks), {self.docs_unchanged} unchanged, "
+            f"indexed {self.docs_indexed} docs ({self.chunks_written} chunks{reused}), {self.docs_unchanged} unchanged, "
             f"{self.docs_removed} removed, skipped: {skipped}; workspace holds {self.total_docs} docs / "
             f"{self.total_chunks} chunks; {self.seconds:.1f} s"
         )
@@ -72,8 +82,13 @@ class Indexer:
         progress: ProgressFn | None = None,
         batch_chunks: int = 256,
         device: str | None = None,
+        donor: Workspace | None = None,
     ) -> None:
+        """``donor``: an index of the same documents (a variant's parent) whose vectors of the modes
+        with unchanged encoders are reused instead of encoded (``WB_REUSE=0`` turns this off)."""
         self.workspace = workspace
+        self.donor = donor
+        self._donor = None  # the opened index.reuse.Donor during run(), when it has reusable modes
         self.config = config or workspace.config()
         self.progress = progress or (lambda phase, done, total: None)
         self.batch_chunks = batch_chunks
@@ -108,6 +123,12 @@ class Indexer:
                 lance = LanceChunkStore(self.workspace.lance_dir)
                 tantivy_store = TantivyChunkStore(self.workspace.tantivy_dir, settings.sparse_step)
                 bundle = EncoderBundle(settings, device=self.device)
+                donor = None
+                if self.donor is not None and Path(self.donor.root).resolve() != Path(self.workspace.root).resolve():
+                    from workbench.index.reuse import Donor
+
+                    donor = Donor(self.donor, settings)
+                self._donor = donor if donor is not None and donor.modes else None
                 summary.rebuilt = self._prepare(manifest, lance, tantivy_store, settings, bundle)
                 self._recover(manifest, lance, tantivy_store)
 
@@ -160,8 +181,10 @@ class Indexer:
                 reason = f"settings changed ({', '.join(diffs)}): rebuilding the index"
         if recorded is None or reason or not lance.exists():
             manifest.reset()
-            dense = bundle.dense
-            lance.create(dense.dim, bundle.colbert_dim)
+            donor = self._donor
+            dense_dim = donor.dense_dim if donor and "dense" in donor.modes else bundle.dense.dim
+            colbert_dim = donor.colbert_dim if donor and "colbert" in donor.modes else bundle.colbert_dim
+            lance.create(dense_dim, colbert_dim)
             shutil.rmtree(self.workspace.tantivy_dir, ignore_errors=True)
             tantivy_store.create_if_missing()
             manifest.set_meta("settings", settings.to_dict())
@@ -180,7 +203,7 @@ class Indexer:
 
     def _index_docs(self, todo, known, source, manifest, lance, tantivy_store, bundle, summary) -> None:
         s = bundle.settings
-        chunker = Chunker(bundle.dense.tokenizer, ChunkingSettings(s.chunk_tokens, s.chunk_overlap))
+        chunker = Chunker(bundle.chunk_tokenizer, ChunkingSettings(s.chunk_tokens, s.chunk_overlap))
         self.progress("chunking", 0, len(todo))
         per_doc = chunker.chunk_many(todo)
         total = sum(len(c) for c in per_doc)
@@ -192,25 +215,23 @@ class Indexer:
             batch_docs.append(doc)
             batch_chunks.append(chunks)
             if sum(len(c) for c in batch_chunks) >= self.batch_chunks:
-                done += self._write_batch(batch_docs, batch_chunks, known, source, manifest, lance, tantivy_store, bundle)
+                done += self._write_batch(batch_docs, batch_chunks, known, source, manifest, lance, tantivy_store, bundle,
+                                          summary)
                 self.progress("encoding", done, total)
                 batch_docs, batch_chunks = [], []
         if batch_docs:
-            done += self._write_batch(batch_docs, batch_chunks, known, source, manifest, lance, tantivy_store, bundle)
+            done += self._write_batch(batch_docs, batch_chunks, known, source, manifest, lance, tantivy_store, bundle,
+                                      summary)
             self.progress("encoding", done, total)
         summary.docs_indexed = len(todo)
         summary.chunks_written = done
 
-    def _write_batch(self, docs, per_doc, known, source, manifest, lance, tantivy_store, bundle) -> int:
+    def _write_batch(self, docs, per_doc, known, source, manifest, lance, tantivy_store, bundle, summary) -> int:
         chunks = [c for cs in per_doc for c in cs]
         texts = [chunk_input_text(c) for c in chunks]
-        templates = bundle.settings.templates
-        trained_colbert = bundle.colbert  # None: ColBERT vectors from the dense forward pass
-        dense_out = bundle.dense.encode([templates.render_document(t) for t in texts], tokens=trained_colbert is None)
-        tokens = dense_out.tokens if trained_colbert is None else trained_colbert.encode_documents(texts)
-        sparse_out = bundle.sparse.encode(texts)
         keys = [chunk_key(c.chunk_id) for c in chunks]
-        table = _arrow_batch(chunks, keys, dense_out.dense, tokens, sparse_out)
+        dense, tokens, sparse_out = self._vectors(chunks, texts, keys, bundle, summary)
+        table = _arrow_batch(chunks, keys, dense, tokens, sparse_out)
 
         doc_ids = [d.doc_id for d in docs]
         replaced = [d for d in doc_ids if d in known]
@@ -229,6 +250,56 @@ class Indexer:
         ]
         manifest.finish(source, records, [])
         return len(chunks)
+
+    def _vectors(self, chunks, texts, keys, bundle, summary):
+        """Dense vectors, ColBERT token matrices and sparse vectors of ``chunks``: the unchanged modes
+        of chunks the donor holds byte-identically are copied from it, everything else is encoded
+        (an encoder nobody needs is never loaded)."""
+        n = len(chunks)
+        donor = self._donor
+        reused = donor.fetch(chunks, keys) if donor is not None else None
+        modes = set(donor.modes) if reused is not None else set()
+        hit = set(reused.rows) if reused is not None else set()
+        need = {m: [i for i in range(n) if m not in modes or i not in hit] for m in ("dense", "colbert", "sparse")}
+        trained = bundle.colbert_is_trained  # else ColBERT vectors come from the dense forward pass
+        dense: np.ndarray | None = None
+        tokens: list = [None] * n
+        sparse: list = [None] * n
+        pass_rows = sorted(set(need["dense"]) | (set() if trained else set(need["colbert"])))
+        if pass_rows:
+            templates = bundle.settings.templates
+            out = bundle.dense.encode([templates.render_document(texts[i]) for i in pass_rows],
+                                      tokens=not trained and bool(need["colbert"]))
+            dense = np.zeros((n, out.dense.shape[1]), dtype=np.float32)
+            dense[pass_rows] = out.dense
+            if out.tokens is not None:
+                for j, i in enumerate(pass_rows):
+                    tokens[i] = out.tokens[j]
+        if trained and need["colbert"]:
+            encoded = bundle.colbert.encode_documents([texts[i] for i in need["colbert"]])
+            for j, i in enumerate(need["colbert"]):
+                tokens[i] = encoded[j]
+        if need["sparse"]:
+            encoded = bundle.sparse.encode([texts[i] for i in need["sparse"]])
+            for j, i in enumerate(need["sparse"]):
+                sparse[i] = encoded[j]
+        if reused is not None:
+            if reused.dense is not None:
+                if dense is None:
+                    dense = np.zeros((n, reused.dense.shape[1]), dtype=np.float32)
+                dense[reused.rows] = reused.dense
+            for name, target in (("tokens", tokens), ("sparse", sparse)):
+                values = getattr(reused, name)
+                if values is not None:
+                    for j, i in enumerate(reused.rows):
+                        target[i] = values[j]
+            summary.reused += len(reused.rows)
+            summary.reused_modes = [m for m in ("dense", "colbert", "sparse") if m in modes]
+        if dense is None:  # a batch of documents without chunks: nothing is written
+            dense = np.zeros((0, 1), dtype=np.float32)
+        if any(t is None for t in tokens) or any(v is None for v in sparse):
+            raise IndexingError("internal error: a chunk got no ColBERT or sparse vector")
+        return dense, tokens, sparse
 
 
 def _arrow_batch(chunks: list[Chunk], keys, dense: np.ndarray, tokens, sparse) -> pa.Table:
