@@ -140,3 +140,32 @@ def test_cli_train_index_and_query_a_colbert_variant(tiny, tmp_path, capsys, mon
     assert base_searcher.snapshot.tokens.bits.shape[1] == 384
     hybrid = base_searcher.search("pause the program", pipeline="hybrid", k=3)
     assert hybrid.models["colbert"].endswith("(zero-shot)")
+
+
+@pytest.mark.parametrize("init", ["identity", "pca", "orthogonal"])
+def test_projection_init(tiny, init):
+    """identity keeps the base's normalised token states exactly; pca and orthogonal give orthonormal rows;
+    a bad choice or an identity with dim != hidden is one UsageError."""
+    import torch
+
+    from trainers.colbert import ColbertTrainer
+    from trainers.config import ColbertConfig
+    from workbench.errors import UsageError
+
+    base, data = tiny
+    dim = 32 if init == "identity" else 16  # the tiny encoder is 32 wide
+    trainer = ColbertTrainer(ColbertConfig(data=str(data), base=str(base), name="p", dim=dim, projection_init=init))
+    trainer.examples()
+    model = trainer.build()
+    weight = model.projection.weight.detach()
+    assert torch.allclose(weight @ weight.T, torch.eye(dim), atol=1e-4)
+    if init == "identity":
+        ids = torch.tensor([[101, 2061, 2003, 102]])
+        mask = torch.ones_like(ids)
+        with torch.no_grad():
+            hidden = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            assert torch.allclose(model(ids, mask), torch.nn.functional.normalize(hidden, dim=-1), atol=1e-5)
+        with pytest.raises(UsageError, match="hidden size"):
+            ColbertTrainer(ColbertConfig(data=str(data), base=str(base), name="p", dim=16, projection_init="identity")).build()
+    with pytest.raises(UsageError, match="projection_init"):
+        ColbertTrainer(ColbertConfig(data=str(data), base=str(base), name="p", dim=16, projection_init="random")).build()

@@ -2,8 +2,14 @@
 
 Model (:class:`ColbertModel`): the base encoder (BERT-like; the workspace's dense model by
 default) and a linear projection of its last-layer token states to ``dim`` (128) without bias,
-initialised with orthonormal rows (a random projection that keeps the base's token geometry,
-so training starts near the zero-shot MaxSim over the base's tokens). Queries get the query
+initialised with random orthonormal rows (``projection_init = "orthogonal"``: a random projection
+keeps the base's token geometry, so training starts near the zero-shot MaxSim over its tokens) or
+with the top principal directions of the base's normalised token states (``"pca"``), or, when
+``dim`` equals the hidden size, with the identity (``"identity"``: the untrained model's token
+vectors are the base's normalised token states, exactly the zero-shot MaxSim's). Measured on
+60 held-out SciFact train queries (MRR of the positive among 1 + 7 mined negatives): zero-shot
+384-d 0.882, orthogonal 128-d 0.874, PCA 128-d 0.860 (the top directions are the shared, least
+discriminative ones), hence the default. Queries get the query
 marker and documents the document marker after ``[CLS]`` (``[unused0]`` / ``[unused1]`` when the
 vocabulary has them, as ColBERT); every token vector is L2-normalised; the score of a query and
 a document is MaxSim: :math:`s(q, d) = \\sum_{i \\in q} \\max_{j \\in d} q_i \\cdot d_j`.
@@ -61,7 +67,7 @@ def maxsim_matrix(q, q_mask, d, d_mask):
 
 
 def ColbertModel(encoder, dim: int):  # noqa: N802 - a factory returning an nn.Module
-    """``encoder`` + ``projection`` (Linear hidden -> dim, no bias, orthonormal rows)."""
+    """``encoder`` + ``projection`` (Linear hidden -> dim, no bias, random orthonormal rows)."""
     torch = _torch_module()
 
     class _Colbert(torch.nn.Module):
@@ -95,7 +101,41 @@ class ColbertTrainer(Trainer):
         examples = read_examples(self.cfg.data, split=self.cfg.split, instruction=None)
         if self.cfg.kl_weight > 0 and not all(ex.has_scores for ex in examples):
             raise UsageError("kl_weight > 0 needs teacher scores (pos_scores / neg_scores) on every example")
+        self._examples = examples
         return examples
+
+    def _pca_projection(self, model) -> None:
+        """Set the projection to the top ``dim`` eigenvectors of the second-moment matrix of the
+        base's L2-normalised token states (the first ``pca_passages`` training positives and their
+        queries, with markers): the 128-d dot products then keep as much of the zero-shot MaxSim
+        geometry as a linear map can, and training starts near the zero-shot model."""
+        import torch
+
+        exs = list(getattr(self, "_examples", []))[: self.cfg.pca_passages]
+        if not exs:
+            return
+        hidden = int(model.encoder.config.hidden_size)
+        moment = torch.zeros((hidden, hidden), dtype=torch.float64)
+        count = 0
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(exs), 16):
+                    part = exs[start : start + 16]
+                    for texts, query in (([ex.query for ex in part], True), ([ex.positives[0] for ex in part], False)):
+                        ids = self._ids(texts, self.q_marker if query else self.d_marker, self.q_len if query else self.d_len)
+                        input_ids, mask = self._batch(ids, torch.device("cpu"))
+                        states = model.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                        rows = torch.nn.functional.normalize(states[mask.bool()].double(), dim=-1)
+                        moment += rows.T @ rows
+                        count += rows.shape[0]
+        finally:
+            model.train(was_training)
+        _values, vectors = torch.linalg.eigh(moment / max(1, count))  # ascending
+        top = vectors[:, -self.cfg.dim :].flip(1).T.contiguous()  # [dim, hidden], orthonormal rows
+        model.projection.weight.data.copy_(top.to(model.projection.weight.dtype))
+        log(f"projection initialised from the top {self.cfg.dim} principal directions of {count} token states")
 
     def build(self):
         from transformers import AutoModel, AutoTokenizer
@@ -121,7 +161,23 @@ class ColbertTrainer(Trainer):
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.contrastive = JointLHLoss()
         self.kl = KLDistillationLoss(temperature=cfg.temperature) if cfg.kl_weight > 0 else None
-        return ColbertModel(encoder, cfg.dim)
+        model = ColbertModel(encoder, cfg.dim)
+        if cfg.projection_init == "pca":
+            if cfg.dim > int(encoder.config.hidden_size):
+                raise UsageError(f"dim {cfg.dim} is larger than the encoder's {encoder.config.hidden_size}: "
+                                 "use projection_init = 'orthogonal'")
+            self._pca_projection(model)
+        elif cfg.projection_init == "identity":
+            hidden = int(encoder.config.hidden_size)
+            if cfg.dim != hidden:
+                raise UsageError(f"projection_init 'identity' needs dim = the encoder's hidden size ({hidden}), not {cfg.dim}")
+            import torch
+
+            with torch.no_grad():
+                model.projection.weight.copy_(torch.eye(hidden, dtype=model.projection.weight.dtype))
+        elif cfg.projection_init != "orthogonal":
+            raise UsageError(f"projection_init must be 'orthogonal', 'pca' or 'identity', not {cfg.projection_init!r}")
+        return model
 
     def _marker(self, vocab: dict, preferred: str, text: str) -> int:
         if preferred in vocab:

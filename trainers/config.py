@@ -124,6 +124,8 @@ class ColbertConfig:
     name: str
     split: str = "train"
     dim: int = 128  # projection size (no bias)
+    projection_init: str = "orthogonal"  # orthogonal (random orthonormal rows) | pca (top principal directions) | identity (dim = hidden)
+    pca_passages: int = 256  # training passages (+ their queries) whose token states give the PCA
     loss: str = "infonce"  # infonce (in-batch + hard negatives over MaxSim scores); + kl with teacher scores
     temperature: float = 1.0  # MaxSim sums over query tokens are already on a wide scale
     kl_weight: float = 0.0  # > 0: add KL distillation from the examples' teacher scores
@@ -197,6 +199,48 @@ class SpladeConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SpladeConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class LayerwiseConfig:
+    """A layer-wise cross-encoder: one score head per layer, self-distilled from the last (trainers/layerwise.py)."""
+
+    data: str  # as RerankerConfig
+    base: str  # a BERT-like encoder (AutoModel); the workspace's dense model by default
+    name: str
+    split: str = "train"
+    layers: list[int] | None = None  # layers that get a head (1-based: after l layers); None = 2..last
+    distill_weight: float = 1.0  # w in sum_l CE_l + w * sum_{l < last} KL(last || l)
+    distill_temperature: float = 1.0  # divides both score vectors of the KL
+    default_cutoff: int = 0  # served layer; 0 = chosen from eval_data (smallest within cutoff_keep) else the last
+    cutoff_keep: float = 0.98  # share of the last layer's eval MRR the chosen default cutoff must keep
+    loss: str = "listwise"  # per-layer loss: listwise | pairwise | pointwise
+    group_size: int = 8
+    epochs: float = 1.0
+    max_steps: int = 0
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 3e-5
+    head_lr: float = 1e-3  # the new per-layer heads
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 256
+    instruction: str = ""
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "auto"
+    seed: int = 42
+    save_every: int = 100
+    log_every: int = 1
+    eval_data: str | None = None  # FlagEmbedding jsonl of held-out groups: MRR at every scored layer
+    eval_every: int = 0
+    task_sampling: str = "proportional"
+
+    def to_json(self) -> str:
+        return json.dumps({"trainer": "layerwise", **asdict(self)}, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LayerwiseConfig":
         return _from_dict(cls, data)
 
 

@@ -585,6 +585,7 @@ def train_colbert_cmd(
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id (a BERT-like encoder).")] = None,
     out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
     dim: Annotated[Optional[int], typer.Option("--dim", help="Token vector size (the projection's outputs).")] = None,
+    projection_init: Annotated[Optional[str], typer.Option("--projection-init", help="orthogonal (random orthonormal rows), pca (top principal directions of the base's tokens) or identity (dim = hidden size: starts at the zero-shot MaxSim).")] = None,
     negatives: Annotated[Optional[int], typer.Option("--negatives", help="Hard negatives per query (besides in-batch ones).")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Divides the MaxSim scores in the softmax.")] = None,
     kl_weight: Annotated[Optional[float], typer.Option("--kl-weight", help="Weight of KL distillation from the data's teacher scores (0: off).")] = None,
@@ -612,7 +613,8 @@ def train_colbert_cmd(
     ws = _workspace(workspace)
     values: dict = read_toml(config) if config else {}
     given = {
-        "data": data, "base": base, "name": out, "dim": dim, "negatives_per_query": negatives,
+        "data": data, "base": base, "name": out, "dim": dim, "projection_init": projection_init,
+        "negatives_per_query": negatives,
         "temperature": temperature, "kl_weight": kl_weight, "epochs": epochs, "max_steps": max_steps,
         "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "query_max_length": query_max_length,
         "passage_max_length": passage_max_length, "mixed_precision": mixed_precision,
