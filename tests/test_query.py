@@ -195,3 +195,23 @@ def test_workspace_config_naming_other_models_than_its_index_is_refused(small_wo
     proc = wb("query", "x", workspace=other)
     assert proc.returncode == 2
     assert "built with other models" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("pipeline", ["bm25", "dense", "hybrid"])
+def test_k_documents_even_when_the_fusion_depth_holds_fewer(small_workspace, pipeline):
+    """Depth counts chunks; a user asking for k documents gets k when the corpus has them."""
+    from workbench.search.searcher import Searcher
+
+    ws, _ = small_workspace
+    cfg = ws.config()
+    shallow = replace(cfg, fusion=replace(cfg.fusion, depth=3))
+    searcher = Searcher(ws, config=shallow)
+    n_docs = len(set(searcher.catalog.doc_ids))
+    assert searcher.catalog.size > n_docs  # some documents have several chunks
+    deep = Searcher(ws, config=replace(cfg, fusion=replace(cfg.fusion, depth=searcher.catalog.size)))
+    reachable = [h.doc_id for h in deep.search("iterator functions", pipeline=pipeline, k=n_docs).results]
+    assert len(reachable) >= n_docs - 1  # bm25 cannot reach a document without a query term
+    ids = [h.doc_id for h in searcher.search("iterator functions", pipeline=pipeline, k=n_docs).results]
+    assert len(ids) == len(set(ids)) == len(reachable)
+    if pipeline != "hybrid":  # single modes are exact: the same documents in the same order
+        assert ids == reachable

@@ -337,6 +337,15 @@ class Searcher:
             depth = max(depth, depth_for_rerank)
         lists = self.run_modes(q, pipe.modes, depth)
         per_mode = {m: self._by_unit(rows, scores, unit) for m, (rows, scores) in lists.items()}
+        # depth counts chunks: documents of many chunks can leave a mode with fewer than k
+        # documents; widen until every mode has k (or has retrieved every chunk it can)
+        while depth < self.catalog.size and any(
+            len(per_mode[m]) < k and len(lists[m][0]) >= depth for m in per_mode
+        ):
+            depth = min(self.catalog.size, depth * 2)
+            q.timings = {key: v for key, v in q.timings.items() if key.startswith(("encode", "load"))}
+            lists = self.run_modes(q, pipe.modes, depth)
+            per_mode = {m: self._by_unit(rows, scores, unit) for m, (rows, scores) in lists.items()}
         t0 = time.perf_counter()
         if len(per_mode) == 1:
             (mode, entries), = per_mode.items()
