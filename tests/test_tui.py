@@ -646,12 +646,279 @@ async def test_launch_form_errors_and_spawns_wb_train(tmp_path):
         await pilot.click("#launch-go")
         await settle(pilot)
         assert spawner.calls == [[sys.executable, "-m", "workbench.cli.main", "train", "embedder",
-                                  "--data", str(data), "--base", "dense", "--lora", "--epochs", "2",
-                                  "--batch-size", "32", "--lr", "1e-5", "--negatives", "3", "--loss", "jointlh",
+                                  "--data", str(data), "--base", "dense", "--lora", "--loss", "jointlh",
+                                  "--negatives", "3", "--epochs", "2", "--batch-size", "32", "--lr", "1e-5",
                                   "--eval-every", "0", "--out", "mine", "--detach", "-w", str(ws)]]
         assert not isinstance(app.screen, LaunchScreen)
         assert app.runs.selected == "mine"
         assert str(app.query_one("#runs-table").get_cell("mine", "state")) == "running"
+
+
+def tiny_bert(folder: Path, *, head: bool = False) -> Path:
+    """A random 2-layer, 32-wide BERT with the real MiniLM tokenizer (``head``: a one-logit
+    BertForSequenceClassification, i.e. a cross-encoder reranker)."""
+    from conftest import require_models
+
+    require_models()
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
+
+    from workbench.models.cache import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=1)
+    (BertForSequenceClassification if head else BertModel)(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def select_options(select) -> list[str]:
+    """The values a Select offers (the form's Selects have no blank entry)."""
+    return [str(value) for _label, value in select._options]
+
+
+async def test_launch_form_offers_each_cli_trainer_with_its_fields(tmp_path, monkeypatch):
+    """The trainer comes first; only trainers `wb train` has are offered; the fields (and their
+    defaults, the trainer config's) follow the trainer; values the user changed carry over."""
+    import typer
+
+    from trainers.config import RerankerConfig
+    from workbench.cli.main import app as cli_app
+    from workbench.tui import launch
+    from workbench.tui.launch import TRAINERS, Field, LaunchScreen, TrainerSpec
+
+    cli = set(typer.main.get_command(cli_app).commands["train"].commands)
+    # an entry for a trainer the CLI does not have (yet) is not offered
+    monkeypatch.setitem(TRAINERS, "future", TrainerSpec("future", "no-such-trainer", ("dense",), "not in the CLI",
+                                                         "NoConfig", ((Field("data", "--data", "data"),),), "dense"))
+    ws = tmp_path / "ws"
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(120, 44)) as pilot:
+        await open_runs(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, LaunchScreen)
+        offered = select_options(form.query_one("#launch-trainer"))
+        assert offered[0] == "embedder" and {"embedder", "reranker", "colbert", "splade"} <= set(offered)
+        assert "future" not in offered
+        assert {TRAINERS[k].command for k in offered} <= cli
+        assert [k for k in TRAINERS if TRAINERS[k].command in cli and k != "future"] == offered
+        device = str(form.query_one("#launch-device").render())
+        assert device.split()[0] in ("cpu", "cuda", "mps") and "automatically" in device
+
+        # embedder: its losses, negatives and LoRA; no reranker fields
+        assert select_options(form.query_one("#launch-loss"))[:2] == ["infonce", "jointlh"]
+        assert form.query_one("#launch-negatives").value == "1"
+        assert form.query_one("#launch-lora").value is False
+        assert not form.query("#launch-group-size")
+        form.query_one("#launch-data").value = str(tmp_path / "train.jsonl")
+        form.query_one("#launch-epochs").value = "3"  # changed: kept across trainers
+
+        async def pick(kind: str) -> None:
+            form.query_one("#launch-trainer").value = kind
+            await settle(pilot)
+            assert form.spec.kind == kind
+
+        await pick("reranker")
+        assert select_options(form.query_one("#launch-loss")) == ["listwise", "pairwise", "pointwise"]
+        assert form.query_one("#launch-loss").value == "listwise"
+        assert form.query_one("#launch-group-size").value == str(RerankerConfig.group_size) == "8"
+        assert form.query_one("#launch-batch-size").value == "8"  # the reranker's default, not the embedder's 32
+        assert form.query_one("#launch-epochs").value == "3"
+        assert form.query_one("#launch-data").value == str(tmp_path / "train.jsonl")
+        assert not form.query("#launch-lora") and not form.query("#launch-negatives")
+        assert "reranker" in str(form.query_one("#launch-about").render())
+        # a bad group size is caught in the form, in one line
+        form.query_one("#launch-group-size").value = "1"
+        await pilot.click("#launch-go")
+        await settle(pilot)
+        assert form.error == "group size: 1 is too small"
+
+        await pick("colbert")
+        assert form.query_one("#launch-dim").value == "128" and form.query_one("#launch-negatives").value == "1"
+        assert not form.query("#launch-group-size") and not form.query("#launch-loss")
+        assert form.error == ""
+
+        await pick("splade")
+        assert form.query_one("#launch-base").value == "sparse"
+        assert (form.query_one("#launch-lambda-q").value, form.query_one("#launch-lambda-d").value) == ("3e-4", "1e-4")
+        assert form.query_one("#launch-lr").value == "5e-5"
+        form.query_one("#launch-lambda-d").value = "0"  # FLOPS weights may be 0 (off)
+        spec = form.spec
+        argv = form.command()
+        assert argv[3:5] == ["train", "splade"] and argv[argv.index("--lambda-d") + 1] == "0"
+        assert argv[argv.index("--epochs") + 1] == "3"
+        assert launch.trainer_spec("splade").roles == ("sparse",) and spec.eval_pipelines == "sparse,hybrid"
+
+        # two quick picks: the form ends on the last one's fields
+        form.query_one("#launch-trainer").value = "reranker"
+        form.query_one("#launch-trainer").value = "colbert"
+        await settle(pilot)
+        assert form.spec.kind == "colbert" and form.query("#launch-dim") and not form.query("#launch-lambda-q")
+        assert not form.query("#launch-group-size")
+
+
+async def test_launch_reranker_form_starts_wb_train_reranker(tmp_path):
+    """Submitting the reranker form runs the real `wb train reranker ... --detach`: the run's
+    config.json says trainer "reranker" with the typed values; the run is listed, and `e` on it
+    when it has finished fills Evaluate with hybrid,hybrid+rerank and --compare reranker=runs/NAME."""
+    from trainers.runs import TERMINAL, RunFolder
+    from workbench.tui.launch import LaunchScreen
+
+    base = tiny_bert(tmp_path / "tiny")
+    data = tmp_path / "groups.jsonl"
+    with open(data, "w") as fh:
+        for i, topic in enumerate(["cats", "rivers", "engines", "bread"]):
+            fh.write(json.dumps({"query": f"{topic} question {i}", "pos": [f"the answer: {topic} {i}"],
+                                 "neg": [f"unrelated notes {j}" for j in range(3)]}) + "\n")
+    ws = tmp_path / "ws"
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(120, 44)) as pilot:
+        await open_runs(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        form = app.screen
+        form.query_one("#launch-trainer").value = "reranker"
+        await settle(pilot)
+        form.query_one("#launch-data").value = str(data)
+        form.query_one("#launch-base").value = str(base)
+        form.query_one("#launch-loss").value = "pairwise"
+        form.query_one("#launch-group-size").value = "3"
+        form.query_one("#launch-max-length").value = "64"
+        form.query_one("#launch-batch-size").value = "2"
+        form.query_one("#launch-lr").value = "1e-4"
+        form.query_one("#launch-name").value = "rr"
+        await pilot.click("#launch-go")
+        await settle(pilot, timeout=180)
+        assert not isinstance(app.screen, LaunchScreen), form.error
+        run = RunFolder(ws / "runs" / "rr")
+        config = run.read_config()
+        assert config["trainer"] == "reranker"
+        assert (config["loss"], config["group_size"], config["max_length"], config["batch_size"], config["lr"]) == \
+            ("pairwise", 3, 64, 2, 1e-4)
+        assert config["data"] == str(data) and config["base"] == str(base) and config["epochs"] == 1.0
+        assert app.runs.selected == "rr"
+        deadline = time.monotonic() + 240  # 2 steps of a tiny model; mostly the imports
+        while run.status().get("state") not in TERMINAL and time.monotonic() < deadline:
+            await pilot.pause(0.5)
+        assert run.status().get("state") == "finished", run.status()
+        await pilot.pause(1.2)
+        await pilot.press("e")
+        await pilot.pause()
+        assert app.query_one("#tabs").active == "evaluate"
+        assert app.query_one("#eval-pipelines").value == "hybrid,hybrid+rerank"
+        assert app.query_one("#eval-compare").value == "reranker=runs/rr"
+        assert app.evaluate._compare_models() == [f"reranker={ws / 'runs' / 'rr' / 'model'}"]
+
+
+class VariantFakeEngine(FakeEngine):
+    """The fake engine plus the variant calls `c` makes (records the overrides; builds nothing)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.variant_root = root
+        self.variant_calls: list[tuple[str, dict]] = []
+
+    def variant(self, root, overrides):
+        from workbench.tui.engine import VariantInfo
+
+        self.variant_calls.append(("variant", dict(overrides)))
+        return VariantInfo(str(self.variant_root), "x", True, False, False)
+
+    def build_variant(self, root, overrides, progress):
+        self.variant_calls.append(("build", dict(overrides)))
+        return str(self.variant_root)
+
+
+@pytest.mark.parametrize("trainer, role, left, right, pipelines", [
+    ("embedder", "dense", "hybrid", "hybrid", "dense,hybrid"),
+    ("colbert", "colbert", "hybrid", "hybrid", "colbert,hybrid"),
+    ("splade", "sparse", "hybrid", "hybrid", "sparse,hybrid"),
+    ("reranker", "reranker", "hybrid", "hybrid+rerank", "hybrid,hybrid+rerank"),
+    ("joint", "dense+colbert+sparse", "hybrid", "hybrid", "dense,colbert,sparse,hybrid"),
+])
+async def test_compare_and_evaluate_use_the_role_the_trainer_fills(tmp_path, trainer, role, left, right, pipelines):
+    """c: Search with the base models left and the run's model in its role right (a variant index
+    for dense/colbert/sparse; for a reranker the same index, hybrid vs hybrid+rerank with
+    reranker=runs/NAME); e: Evaluate with that role's --compare and the trainer's pipelines."""
+    from tui_fake import fake_run
+
+    ws = tmp_path / "ws"
+    fake_run(ws, "ft", "finished", steps=10, total=10, trainer=trainer)
+    (ws / "runs" / "ft" / "model").mkdir()
+    engine = VariantFakeEngine(tmp_path / "variant")
+    app = WbApp(str(ws), engine=engine)
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        app.search.set_query(QUERY, run=False)
+        await open_runs(pilot)
+        assert trainer in str(app.query_one("#run-summary").render())
+        await pilot.press("c")
+        await settle(pilot)
+        assert not [m for m, sev in seen if sev in ("error", "warning")], seen
+        assert app.query_one("#tabs").active == "search"
+        search = app.search
+        assert (search.left.pipeline, search.right.pipeline) == (left, right)
+        assert search.left.root is None and not search.left.models
+        assert f"{role} · ft:ft" in str(app.query_one("#right-model").render())
+        if role == "reranker":  # no index to build: the workspace's own, reranked by the run's model
+            assert engine.variant_calls == []
+            assert search.right.root is None and search.right.models == {"reranker": "runs/ft"}
+            assert ("hybrid+rerank", {"reranker": "runs/ft"}) in engine.overrides
+            assert "base models" in str(app.query_one("#left-model").render())
+        else:
+            overrides = {r: "runs/ft" for r in role.split("+")}  # a joint model fills three roles
+            assert engine.variant_calls == [("variant", overrides), ("build", overrides)]
+            assert search.right.root == str(tmp_path / "variant") and not search.right.models
+            assert engine.overrides == []
+        assert search.left.hits and search.right.hits
+
+        app.action_show_tab("runs")
+        await pilot.pause(0.2)
+        app.query_one("#runs-table").focus()
+        await pilot.press("e")
+        await pilot.pause()
+        assert app.query_one("#tabs").active == "evaluate"
+        assert app.query_one("#eval-pipelines").value == pipelines
+        assert app.query_one("#eval-compare").value == ", ".join(f"{r}=runs/ft" for r in role.split("+"))
+
+
+async def test_compare_a_trained_reranker_in_search(small_workspace, tmp_path, tui_engine):
+    """c on a finished reranker run (a random one-logit cross-encoder): no variant index is built;
+    the right column is hybrid+rerank reranked by that model, exactly as the Searcher serves
+    --model reranker=runs/NAME; the left column stays the workspace's own hybrid."""
+    from tui_fake import fake_run
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    ws, _ = small_workspace
+    copy = tmp_path / "ws"
+    shutil.copytree(ws.root, copy, ignore=shutil.ignore_patterns("runs", "variants"))
+    fake_run(copy, "rr", "finished", steps=10, total=10, trainer="reranker")
+    tiny_bert(copy / "runs" / "rr" / "model", head=True)
+    app = WbApp(str(copy), engine=tui_engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        await settle(pilot)
+        app.search.set_query(QUERY, run=False)
+        await open_runs(pilot)
+        await pilot.press("c")
+        await settle(pilot, timeout=300)
+        assert not [m for m, sev in seen if sev == "error"], seen
+        assert not (copy / "variants").exists()
+        left, right = app.search.left, app.search.right
+        assert (left.pipeline, right.pipeline) == ("hybrid", "hybrid+rerank")
+        assert right.result.models["reranker"] == "runs/rr" and left.result.models["reranker"].startswith("maxsim")
+        cws = Workspace(copy)
+        expected = Searcher(cws, config=cws.config().with_models({"reranker": str(copy / "runs" / "rr" / "model")}))
+        want = expected.search(QUERY, pipeline="hybrid+rerank", k=len(right.hits))
+        assert [h.doc_id for h in right.hits] == [h.doc_id for h in want.results]
+        plain = tui_engine.search(copy, QUERY, pipeline="hybrid", k=len(left.hits))
+        assert [h.doc_id for h in left.hits] == [h.doc_id for h in plain.results]
+        assert right.marks  # base hybrid vs reranked: movement shown across the columns
 
 
 async def test_resume_and_evaluate_keys(tmp_path):

@@ -131,3 +131,27 @@ def test_runs(snap_compare, tmp_path, monkeypatch):
         await pilot.pause(0.3)
 
     assert snap_compare(make_app(), terminal_size=(100, 30), run_before=run)
+
+
+def test_launch_form(snap_compare, tmp_path, monkeypatch):
+    """The launch form with the reranker trainer picked (its fields and defaults); the device line
+    is pinned to the CPU so the picture does not depend on the machine."""
+    from workbench.tui import launch
+    from workbench.tui.runs import RunsPane
+
+    monkeypatch.setattr(launch, "auto_device", lambda: "cpu")
+    monkeypatch.setattr(RunsPane, "root", property(lambda self: tmp_path))
+
+    async def run(pilot):
+        await settle(pilot)
+        pilot.app.action_show_tab("runs")
+        await pilot.pause(0.3)
+        pilot.app.query_one("#runs-table").focus()
+        await pilot.press("n")
+        await settle(pilot)
+        pilot.app.screen.query_one("#launch-trainer").value = "reranker"
+        await settle(pilot)
+        pilot.app.screen.query_one("#launch-data").focus()
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(), terminal_size=(100, 30), run_before=run)

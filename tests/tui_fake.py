@@ -56,6 +56,7 @@ class FakeEngine:
         self.delay = delay
         self.indexed = indexed
         self.calls: list[tuple[str, str]] = []
+        self.overrides: list[tuple[str, dict]] = []  # (pipeline, role overrides) of searches that had some
         self.lock = threading.Lock()
 
     def info(self, root):
@@ -93,9 +94,11 @@ class FakeEngine:
 
         return PLAIN.render_query(text, resolve_instruction(instruction))
 
-    def search(self, root, text, *, pipeline, k=10, instruction=None, unit="doc"):
+    def search(self, root, text, *, pipeline, k=10, instruction=None, unit="doc", models=None):
         with self.lock:
             self.calls.append((text, pipeline))
+            if models:
+                self.overrides.append((pipeline, dict(models)))
         if self.delay:
             time.sleep(self.delay)
         hits = []
@@ -158,9 +161,9 @@ async def run_query(pilot, text: str) -> None:
 # -- Training runs on disk, written the way the trainer writes them (no training) -----------
 def fake_run(workspace_root, name: str, state: str, *, steps: int = 0, total: int = 100, pid=None,
              eval_every: int = 0, error: str | None = None, base: str = "/models/all-MiniLM-L6-v2",
-             data: str = "/data/train.jsonl", t0: float = 1_700_000_000.0):
-    """A run folder with ``steps`` step events (a falling loss), evaluations every ``eval_every``
-    steps, a log, and ``status.json`` saying ``state``."""
+             data: str = "/data/train.jsonl", t0: float = 1_700_000_000.0, trainer: str = "embedder"):
+    """A run folder of ``trainer`` with ``steps`` step events (a falling loss), evaluations every
+    ``eval_every`` steps, a log, and ``status.json`` saying ``state``."""
     import json
     from pathlib import Path
 
@@ -169,7 +172,7 @@ def fake_run(workspace_root, name: str, state: str, *, steps: int = 0, total: in
     run = RunFolder(Path(workspace_root) / "runs" / name)
     run.path.mkdir(parents=True, exist_ok=True)
     run.config_path.write_text(json.dumps({
-        "trainer": "embedder", "data": data, "base": base, "name": name, "loss": "infonce", "lr": 3e-5,
+        "trainer": trainer, "data": data, "base": base, "name": name, "loss": "infonce", "lr": 3e-5,
         "batch_size": 32, "negatives_per_query": 1, "lora": False, "eval_data": "/data/beir" if eval_every else None,
         "eval_every": eval_every}))
     run.append_event({"event": "started", "total_steps": total, "examples": 3200, "device": "cpu", "time": t0})

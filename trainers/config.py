@@ -11,6 +11,12 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from workbench.encoders.yesno_prompt import (
+    DEFAULT_ANSWERS,
+    DEFAULT_INSTRUCTION,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_QUESTION,
+)
 from workbench.errors import UsageError
 
 
@@ -113,6 +119,53 @@ class RerankerConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "RerankerConfig":
         return _from_dict(cls, data)
+
+
+@dataclass
+class LlmRerankerConfig:
+    """Fine-tuning a causal LM as a yes/no reranker: score = logit(yes) - logit(no) after the prompt."""
+
+    data: str  # FlagEmbedding jsonl (as `wb mine` writes) | BEIR folder | sentence-transformers file
+    base: str  # a *ForCausalLM folder or HF id (the built-in smollm2-135m-instruct by default)
+    name: str
+    split: str = "train"
+    loss: str = "listwise"  # listwise | pairwise | pointwise (over the yes/no logit differences)
+    group_size: int = 8  # 1 positive + group_size - 1 negatives per query
+    epochs: float = 1.0
+    max_steps: int = 0
+    batch_size: int = 4  # groups per micro-batch (batch_size * group_size prompts)
+    grad_accum: int = 1
+    lr: float = 1e-4  # LoRA; a full fine-tune (lora = false) wants ~1e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = DEFAULT_MAX_LENGTH  # prompt tokens; only the passage is cut (as served)
+    instruction: str = DEFAULT_INSTRUCTION  # the system turn (as LLMYesNoReranker serves it)
+    question: str = DEFAULT_QUESTION  # the closing line of the user turn
+    answers: tuple[str, str] = DEFAULT_ANSWERS  # positive and negative answer words (one token each)
+    lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "auto"
+    seed: int = 42
+    save_every: int = 100
+    log_every: int = 1
+    eval_data: str | None = None  # FlagEmbedding jsonl of held-out groups: MRR of the positive
+    eval_every: int = 0
+    task_sampling: str = "proportional"
+
+    def to_json(self) -> str:
+        return json.dumps({"trainer": "llm-reranker", **asdict(self)}, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LlmRerankerConfig":
+        cfg = _from_dict(cls, data)
+        answers = cfg.answers
+        if isinstance(answers, str) or len(answers) != 2 or not all(isinstance(a, str) and a.strip() for a in answers):
+            raise UsageError(f"answers must be two words (positive, negative), not {answers!r}")
+        cfg.answers = (answers[0], answers[1])
+        return cfg
 
 
 @dataclass
@@ -241,6 +294,57 @@ class LayerwiseConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LayerwiseConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass
+class JointConfig:
+    """BGE-M3-style joint training: one encoder, dense + sparse + ColBERT heads, self-distillation
+    from their ensemble (trainers/joint.py)."""
+
+    data: str
+    base: str  # a BERT-like encoder (the workspace's dense model by default) or a joint run's folder
+    name: str
+    split: str = "train"
+    pooling: str = "auto"  # dense pooling: auto (the base's sentence-transformers pooling, else mean) | mean | cls
+    dense_weight: float = 1.0  # a: the dense InfoNCE term (and its self-distillation term)
+    sparse_weight: float = 0.1  # b: the sparse terms (BGE-M3: 0.1)
+    colbert_weight: float = 1.0  # c: the ColBERT terms
+    distill_weight: float = 1.0  # w in L = sum_m k_m (CE_m + w KL(ensemble || m)); 0 = no self-distillation
+    ensemble_dense: float = 1.0  # the ensemble (teacher) score: e_d S_dense + e_s S_sparse + e_c S_colbert
+    ensemble_sparse: float = 0.3
+    ensemble_colbert: float = 1.0
+    temperature: float = 0.05  # divides every mode's scores (and the ensemble's) in the softmaxes
+    colbert_dim: int = 0  # ColBERT vector size; 0 = the encoder's hidden size (orthogonal init = zero-shot MaxSim)
+    negatives_per_query: int = 1
+    sparse_bias_init: float = 0.5  # the sparse head's bias at start: every token starts with a positive weight
+    sparse_min_terms: float = 1.0  # collapse guard: below this mean of non-zero query terms, add the penalty; 0 = off
+    sparse_guard_weight: float = 1.0  # weight of the guard's penalty mean(relu(0.1 - pre-activation))
+    epochs: float = 1.0
+    max_steps: int = 0
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 3e-5  # the encoder
+    head_lr: float = 1e-4  # the sparse and ColBERT heads (fresh layers)
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    query_max_length: int = 64
+    passage_max_length: int = 256
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "auto"
+    seed: int = 42
+    save_every: int = 100
+    log_every: int = 1
+    eval_data: str | None = None  # a BEIR folder: nDCG@10 of each mode and of the ensemble (the metric)
+    eval_split: str = "test"
+    eval_every: int = 0
+    task_sampling: str = "proportional"
+
+    def to_json(self) -> str:
+        return json.dumps({"trainer": "joint", **asdict(self)}, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "JointConfig":
         return _from_dict(cls, data)
 
 

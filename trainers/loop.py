@@ -97,6 +97,10 @@ class Trainer:
         """Extra fields of the ``step`` event (e.g. SPLADE's average non-zero terms)."""
         return {}
 
+    def eval_details(self) -> dict:
+        """Extra fields of the ``eval`` event, read right after ``evaluate`` (e.g. per-mode metrics)."""
+        return {}
+
     def save_final(self, model, out_dir: Path) -> None:
         """Write the final model folder (called on the main process only)."""
         raise NotImplementedError
@@ -335,7 +339,8 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         if main and cfg.eval_data and cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == total):
             metric = trainer.evaluate(accelerator.unwrap_model(model), device)
             if metric is not None:
-                run.append_event({"event": "eval", "step": step, trainer.metric_name: metric, "time": time.time()})
+                run.append_event({"event": "eval", "step": step, trainer.metric_name: metric,
+                                  **trainer.eval_details(), "time": time.time()})
                 if best is None or metric > best:
                     best = metric
                 run.write_status(best_metric=best, last_metric=metric)
@@ -405,7 +410,22 @@ def trainer_for(run: RunFolder) -> Trainer:
         from .splade import SpladeTrainer
 
         return SpladeTrainer(SpladeConfig.from_dict(config))
-    raise UsageError(f"run {run.name}: unknown trainer {kind!r} in its config.json (embedder, reranker, colbert, splade)")
+    if kind == "llm-reranker":
+        from .config import LlmRerankerConfig
+        from .llm_reranker import LlmRerankerTrainer
+
+        return LlmRerankerTrainer(LlmRerankerConfig.from_dict(config))
+    if kind == "layerwise":
+        from .config import LayerwiseConfig
+        from .layerwise import LayerwiseTrainer
+
+        return LayerwiseTrainer(LayerwiseConfig.from_dict(config))
+    if kind == "joint":
+        from .config import JointConfig
+        from .joint import JointTrainer
+
+        return JointTrainer(JointConfig.from_dict(config))
+    raise UsageError(f"run {run.name}: unknown trainer {kind!r} in its config.json (embedder, reranker, colbert, splade, layerwise, llm-reranker, joint)")
 
 
 def train_run(run: RunFolder, resume: bool = False, *, on_step=None) -> dict:

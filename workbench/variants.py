@@ -34,17 +34,21 @@ INDEX_ROLES = ("dense", "colbert", "sparse")
 
 def resolve_model_overrides(ws: Workspace, overrides: dict[str, str]) -> dict[str, str]:
     """``ROLE=runs/NAME`` -> the absolute ``<workspace>/runs/NAME/model`` folder of a finished run;
-    other values unchanged."""
+    ``runs/NAME@L`` (a layer-wise reranker served at layer L) -> ``<...>/model@L``; other values
+    unchanged."""
     out = dict(overrides)
     for role, name in overrides.items():
         if name.startswith("runs/") and len(name) > 5:
-            run_name = name[5:].strip("/")
+            run_name, suffix = name[5:].strip("/"), ""
+            cut = re.fullmatch(r"(.+)@(\d+)", run_name)
+            if cut and not (ws.runs_dir / run_name).exists():
+                run_name, suffix = cut.group(1), f"@{cut.group(2)}"
             model_dir = ws.runs_dir / run_name / "model"
             if not model_dir.is_dir():
                 if (ws.runs_dir / run_name / "config.json").exists():
                     raise UsageError(f"run '{run_name}' has no model yet (it is not finished): see `wb runs`")
                 raise UsageError(f"no run named '{run_name}' in {ws.runs_dir}")
-            out[role] = str(model_dir)
+            out[role] = str(model_dir) + suffix
     return out
 
 
@@ -64,10 +68,11 @@ class Serving:
 
 
 def short_model_name(value: str) -> str:
-    """``.../runs/NAME/model`` -> NAME; a folder -> its name; a hub id -> its last part."""
+    """``.../runs/NAME/model`` -> NAME (``.../model@L`` -> NAME@L); a folder -> its name; a hub id -> its last part."""
     path = Path(value)
-    if path.name == "model" and path.parent.parent.name == "runs":
-        return path.parent.name  # runs/NAME/model -> NAME
+    cut = re.fullmatch(r"model(@\d+)", path.name)
+    if (path.name == "model" or cut) and path.parent.parent.name == "runs":
+        return path.parent.name + (cut.group(1) if cut else "")  # runs/NAME/model -> NAME
     return path.name or value
 
 

@@ -30,7 +30,7 @@ WorkspaceOpt = Annotated[
 ]
 ModelOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--model", "-m", help="Override a role for this command: ROLE=NAME (e.g. dense=runs/ft1)."),
+    typer.Option("--model", "-m", help="Override a role for this command: ROLE=NAME (e.g. dense=runs/ft1; joint=runs/J fills dense, sparse and colbert)."),
 ]
 
 
@@ -41,12 +41,21 @@ def _err_console():
 
 
 def _parse_model_overrides(values: list[str] | None) -> dict[str, str]:
+    """``ROLE=NAME`` flags -> {role: name}; ``joint=NAME`` (a `wb train joint` model) fills dense,
+    sparse and colbert at once (a role also given on its own keeps its own value)."""
     out: dict[str, str] = {}
+    joint = None
     for value in values or []:
         role, sep, name = value.partition("=")
         if not sep or not name:
             raise UsageError(f"--model takes ROLE=NAME, not '{value}'")
+        if role.strip() == "joint":
+            joint = name.strip()
+            continue
         out[role.strip()] = name.strip()
+    if joint is not None:
+        for role in ("dense", "sparse", "colbert"):
+            out.setdefault(role, joint)
     return out
 
 
@@ -579,6 +588,51 @@ def train_reranker_cmd(
     _start_run(ws, RerankerConfig, values, ("data", "eval_data"), detach)
 
 
+@train_app.command("llm-reranker")
+def train_llm_reranker_cmd(
+    data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", help="A causal LM: 'llm' (the built-in smollm2-135m-instruct, default), a built-in name, a folder, runs/NAME or a HF id.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
+    lora: Annotated[Optional[bool], typer.Option("--lora/--no-lora", help="Train LoRA adapters on every linear projection (default) and merge them into the final model.")] = None,
+    lora_r: Annotated[Optional[int], typer.Option("--lora-r", help="LoRA rank (alpha = 2 x rank unless set in --config).")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="listwise (softmax CE over the group), pairwise (RankNet) or pointwise (BCE on P(yes)).")] = None,
+    group_size: Annotated[Optional[int], typer.Option("--group-size", help="Passages per query: 1 positive + N-1 hard negatives.")] = None,
+    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Groups per step.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Prompt tokens (only the passage is cut, as served).")] = None,
+    mixed_precision: Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")] = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="FlagEmbedding jsonl of held-out groups (MRR of the positive).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")] = None,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any LlmRerankerConfig key (instruction, question, answers, lora_alpha, ...; options given here win).")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")] = False,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Fine-tune a causal LM as a yes/no reranker (score = logit(Yes) - logit(No)); use it with --model reranker=runs/NAME."""
+    if resume:
+        return train_resume_cmd(resume, detach=detach, workspace=workspace)
+    from trainers.config import LlmRerankerConfig, read_toml
+    from workbench.models.registry import LLM_RERANKER, LLM_RERANKER_MODEL
+
+    ws = _workspace(workspace)
+    values: dict = read_toml(config) if config else {}
+    given = {
+        "data": data, "base": base, "name": out, "lora": lora, "lora_r": lora_r, "loss": loss,
+        "group_size": group_size, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
+        "max_length": max_length, "mixed_precision": mixed_precision, "eval_data": eval_data,
+        "eval_every": eval_every, "save_every": save_every,
+    }
+    values.update({k: v for k, v in given.items() if v is not None})
+    if lora_r is not None and "lora_alpha" not in values:
+        values["lora_alpha"] = 2 * lora_r
+    if values.get("base", LLM_RERANKER) == LLM_RERANKER:
+        values["base"] = LLM_RERANKER_MODEL
+    _start_run(ws, LlmRerankerConfig, values, ("data", "eval_data"), detach)
+
+
 @train_app.command("colbert")
 def train_colbert_cmd(
     data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
@@ -663,6 +717,102 @@ def train_splade_cmd(
     if values.get("base") == "sparse":
         values["base"] = ws.config().models.sparse
     _start_run(ws, SpladeConfig, values, ("data", "eval_data"), detach)
+
+
+@train_app.command("layerwise")
+def train_layerwise_cmd(
+    data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id (a BERT-like encoder).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
+    layers: Annotated[Optional[str], typer.Option("--layers", help="Layers that get a score head, e.g. 2,4,6 (default: 2 to the last).")] = None,
+    distill_weight: Annotated[Optional[float], typer.Option("--distill-weight", help="Weight of KL(last layer || layer l) self-distillation (0: off).")] = None,
+    distill_temperature: Annotated[Optional[float], typer.Option("--distill-temperature", help="Divides both score vectors of the KL.")] = None,
+    default_cutoff: Annotated[Optional[int], typer.Option("--default-cutoff", help="Layer served by default (0: the smallest within 98%% of the last layer's eval MRR, else the last).")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="Per-layer loss: listwise, pairwise or pointwise.")] = None,
+    group_size: Annotated[Optional[int], typer.Option("--group-size", help="Passages per query: 1 positive + N-1 hard negatives.")] = None,
+    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Groups per step.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    head_lr: Annotated[Optional[float], typer.Option("--head-lr", help="Learning rate of the per-layer heads.")] = None,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Tokens of query + passage.")] = None,
+    mixed_precision: Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")] = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="FlagEmbedding jsonl of held-out groups (MRR at every layer; picks the default cutoff).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: only at the end, for the cutoff).")] = None,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any LayerwiseConfig key (options given here win).")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")] = False,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Train a layer-wise cross-encoder (a score head per layer, self-distilled from the last); serve it
+    with --model reranker=runs/NAME (its default cutoff) or reranker=runs/NAME@L (exit after layer L)."""
+    if resume:
+        return train_resume_cmd(resume, detach=detach, workspace=workspace)
+    from trainers.config import LayerwiseConfig, read_toml
+    from trainers.layerwise import parse_layers
+
+    ws = _workspace(workspace)
+    values: dict = read_toml(config) if config else {}
+    given = {
+        "data": data, "base": base, "name": out, "layers": layers, "distill_weight": distill_weight,
+        "distill_temperature": distill_temperature, "default_cutoff": default_cutoff, "loss": loss,
+        "group_size": group_size, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
+        "head_lr": head_lr, "max_length": max_length, "mixed_precision": mixed_precision,
+        "eval_data": eval_data, "eval_every": eval_every, "save_every": save_every,
+    }
+    values.update({k: v for k, v in given.items() if v is not None})
+    values["layers"] = parse_layers(values.get("layers"))
+    _start_run(ws, LayerwiseConfig, values, ("data", "eval_data"), detach)
+
+
+@train_app.command("joint")
+def train_joint_cmd(
+    data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model, the default), a built-in name, a folder, runs/NAME (a joint run continues with its heads) or a HF id (a BERT-like encoder).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
+    dense_weight: Annotated[Optional[float], typer.Option("--dense-weight", help="a in L = a*dense + b*sparse + c*colbert.")] = None,
+    sparse_weight: Annotated[Optional[float], typer.Option("--sparse-weight", help="b (BGE-M3: 0.1).")] = None,
+    colbert_weight: Annotated[Optional[float], typer.Option("--colbert-weight", help="c.")] = None,
+    distill_weight: Annotated[Optional[float], typer.Option("--distill-weight", help="Weight of self-distillation KL(ensemble || mode) into each mode (0: off).")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Divides every mode's scores in the softmaxes.")] = None,
+    colbert_dim: Annotated[Optional[int], typer.Option("--colbert-dim", help="ColBERT vector size (0: the encoder's hidden size, starting at zero-shot MaxSim).")] = None,
+    negatives: Annotated[Optional[int], typer.Option("--negatives", help="Hard negatives per query (besides in-batch ones).")] = None,
+    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Encoder learning rate.")] = None,
+    head_lr: Annotated[Optional[float], typer.Option("--head-lr", help="Sparse and ColBERT heads' learning rate.")] = None,
+    query_max_length: Annotated[Optional[int], typer.Option("--query-max-length")] = None,
+    passage_max_length: Annotated[Optional[int], typer.Option("--passage-max-length")] = None,
+    mixed_precision: Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")] = None,
+    eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10 of each mode and of the ensemble; slow on CPU).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")] = None,
+    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any JointConfig key (options given here win).")] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")] = False,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Train one encoder with dense, sparse and ColBERT heads together (BGE-M3 style, self-distilled);
+    use it with --model joint=runs/NAME (or dense=/sparse=/colbert=runs/NAME)."""
+    if resume:
+        return train_resume_cmd(resume, detach=detach, workspace=workspace)
+    from trainers.config import JointConfig, read_toml
+
+    ws = _workspace(workspace)
+    values: dict = read_toml(config) if config else {}
+    given = {
+        "data": data, "base": base, "name": out, "dense_weight": dense_weight, "sparse_weight": sparse_weight,
+        "colbert_weight": colbert_weight, "distill_weight": distill_weight, "temperature": temperature,
+        "colbert_dim": colbert_dim, "negatives_per_query": negatives, "epochs": epochs, "max_steps": max_steps,
+        "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "query_max_length": query_max_length,
+        "passage_max_length": passage_max_length, "mixed_precision": mixed_precision,
+        "eval_data": eval_data, "eval_every": eval_every, "save_every": save_every,
+    }
+    values.update({k: v for k, v in given.items() if v is not None})
+    values.setdefault("base", "dense")  # the workspace's dense model
+    _start_run(ws, JointConfig, values, ("data", "eval_data"), detach)
 
 
 @train_app.command("resume")

@@ -17,6 +17,7 @@ class EncoderBundle:
         self._sparse = None
         self._chunk_tokenizer = None
         self._trained_colbert: bool | None = None
+        self._joints: dict = {}  # folder -> JointEncoder: the roles a joint model fills share one
 
     def _colbert_path(self) -> str | None:
         """The colbert role's folder (None for zero-shot MaxSim over the dense model's tokens)."""
@@ -27,16 +28,36 @@ class EncoderBundle:
 
         return resolve_model_path(s.colbert_name)
 
+    def _joint(self, path: str | None):
+        """The joint (dense + sparse + ColBERT) model in ``path``, shared by every role it fills (one
+        forward pass for all of them), or None when ``path`` is not a joint folder."""
+        from workbench.encoders.joint import JointEncoder, is_joint_folder
+
+        if not is_joint_folder(path):
+            return None
+        from pathlib import Path
+
+        key = str(Path(path).resolve())
+        if key not in self._joints:
+            self._joints[key] = JointEncoder(str(path), device=self.device)
+        return self._joints[key]
+
     @property
     def dense(self):
         if self._dense is None:
             from workbench.encoders.colbert import is_colbert_folder
             from workbench.encoders.dense import DenseEncoder
+            from workbench.encoders.joint import is_joint_folder
 
             s = self.settings
+            joint = self._joint(s.dense_path)
+            if joint is not None:
+                self._dense = joint.dense_view()
+                return self._dense
             head = None
             path = self._colbert_path()
-            if path is not None and not is_colbert_folder(path):  # a projection over the dense tokens
+            if path is not None and not is_colbert_folder(path) and not is_joint_folder(path):
+                # a projection over the dense tokens
                 from pathlib import Path
 
                 head = str(Path(path) / "colbert_head.pt")
@@ -51,7 +72,11 @@ class EncoderBundle:
             from workbench.encoders.colbert import ColbertEncoder, is_colbert_folder
 
             path = self._colbert_path()
-            self._colbert = ColbertEncoder(path, device=self.device) if is_colbert_folder(path) else False
+            joint = self._joint(path)
+            if joint is not None:
+                self._colbert = joint.colbert_view()
+            else:
+                self._colbert = ColbertEncoder(path, device=self.device) if is_colbert_folder(path) else False
         return self._colbert or None
 
     @property
@@ -59,8 +84,10 @@ class EncoderBundle:
         """Whether ColBERT vectors come from a trained ColBERT folder (own encoder), without loading it."""
         if self._trained_colbert is None:
             from workbench.encoders.colbert import is_colbert_folder
+            from workbench.encoders.joint import is_joint_folder
 
-            self._trained_colbert = is_colbert_folder(self._colbert_path())
+            path = self._colbert_path()
+            self._trained_colbert = is_colbert_folder(path) or is_joint_folder(path)
         return self._trained_colbert
 
     @property
@@ -94,5 +121,7 @@ class EncoderBundle:
         if self._sparse is None:
             from workbench.encoders.sparse import SparseEncoder
 
-            self._sparse = SparseEncoder(self.settings.sparse_path, device=self.device)
+            joint = self._joint(self.settings.sparse_path)
+            self._sparse = (joint.sparse_view() if joint is not None
+                            else SparseEncoder(self.settings.sparse_path, device=self.device))
         return self._sparse

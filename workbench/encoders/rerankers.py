@@ -24,27 +24,20 @@ import numpy as np
 
 from workbench.encoders.batching import length_sorted_batches
 from workbench.encoders.device import pick_device, pick_dtype, quiet_transformers
+from workbench.encoders.yesno_prompt import (  # shared with trainers/llm_reranker.py
+    DEFAULT_ANSWERS,
+    DEFAULT_INSTRUCTION,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_QUESTION,
+    YesNoPrompt,
+    answer_logits,
+    last_hidden,
+    read_llm_reranker_meta,
+)
 from workbench.errors import ModelError
 
 if TYPE_CHECKING:
     from workbench.models.registry import RoleModel
-
-DEFAULT_INSTRUCTION = (
-    "Judge whether the Passage is relevant to the Query and answers it. "
-    "Answer only 'Yes' or 'No'."
-)
-"""The LLM judge's instruction: the system turn of a chat template (first line of a plain prompt)."""
-
-DEFAULT_QUESTION = "Does the Passage answer the Query? Answer only 'Yes' or 'No'."
-"""The closing line of the user turn, right before the answer cue (never truncated)."""
-
-DEFAULT_ANSWERS = ("Yes", "No")
-"""The positive and negative answer words (see ``LLMYesNoReranker`` for why capitalised)."""
-
-# Placeholders used to render a chat template once and splice every pair into it.
-_Q_SLOT = "\x00wbQUERY\x00"
-_P_SLOT = "\x00wbPASSAGE\x00"
-
 
 @runtime_checkable
 class Reranker(Protocol):
@@ -304,16 +297,22 @@ class LLMYesNoReranker:
     of the output embedding are applied, in float32, to that one hidden state per pair (no
     full-vocabulary projection); ``final_logit_softcapping``/``logit_scale`` configs are honoured.
     ``cutoff_layer`` is reserved for layer-wise early exit and must be None for now.
+
+    The prompt and the score are :mod:`workbench.encoders.yesno_prompt` (``YesNoPrompt``,
+    ``last_hidden``, ``answer_logits``), the code the trainer (``wb train llm-reranker``) uses.
+    ``instruction``/``question``/``answers``/``max_length`` left as None come from the folder's
+    ``wb_model.json`` when a trained run wrote one (so serving prompts equal training prompts),
+    else from the ``DEFAULT_*`` values; values given here win.
     """
 
     def __init__(
         self,
         path: str,
         device: str | None = None,
-        max_length: int = 512,
-        instruction: str = DEFAULT_INSTRUCTION,
-        question: str = DEFAULT_QUESTION,
-        answers: tuple[str, str] = DEFAULT_ANSWERS,
+        max_length: int | None = None,
+        instruction: str | None = None,
+        question: str | None = None,
+        answers: tuple[str, str] | None = None,
         batch_tokens: int = 8192,
         max_batch: int = 64,
         cutoff_layer: int | None = None,
@@ -327,9 +326,7 @@ class LLMYesNoReranker:
         self.name = str(path)
         self.path = str(path)
         self.cutoff_layer = cutoff_layer
-        self.instruction = instruction
-        self.question = question
-        self.answers = answers
+        saved = read_llm_reranker_meta(path)  # {} unless a `wb train llm-reranker` folder
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device)
         try:
@@ -338,7 +335,6 @@ class LLMYesNoReranker:
         except Exception as exc:  # noqa: BLE001 - every loader failure becomes one line
             raise ModelError(f"cannot load LLM reranker '{path}': {_one_line(exc)}") from exc
         self.model = model.to(self.device).eval()
-        self.max_length = int(max_length)
         self.batch_tokens = int(batch_tokens)
         self.max_batch = int(max_batch)
         pad = self.tokenizer.pad_token_id
@@ -346,9 +342,20 @@ class LLMYesNoReranker:
             pad = self.tokenizer.eos_token_id
         self.pad_id = int(pad or 0)
 
-        self._chat = bool(getattr(self.tokenizer, "chat_template", None))
-        self._pieces = self._template_pieces()
-        self.answer_tokens = self._pick_answer_tokens()
+        self.prompt = YesNoPrompt(
+            self.tokenizer,
+            instruction=instruction if instruction is not None else saved.get("instruction", DEFAULT_INSTRUCTION),
+            question=question if question is not None else saved.get("question", DEFAULT_QUESTION),
+            answers=tuple(answers if answers is not None else saved.get("answers", DEFAULT_ANSWERS)),
+            max_length=int(max_length if max_length is not None else saved.get("max_length", DEFAULT_MAX_LENGTH)),
+            name=self.path,
+        )
+        self.instruction, self.question, self.answers = (
+            self.prompt.instruction, self.prompt.question, self.prompt.answers
+        )
+        self._chat = self.prompt.chat
+        self._pieces = self.prompt.pieces
+        self.answer_tokens = self.prompt.answer_tokens
         out_emb = self.model.get_output_embeddings()
         if out_emb is None or not hasattr(out_emb, "weight"):
             raise ModelError(f"cannot use '{path}' as an LLM reranker: it has no output embedding")
@@ -360,85 +367,22 @@ class LLMYesNoReranker:
         self._softcap = getattr(config, "final_logit_softcapping", None)
         self._logit_scale = getattr(config, "logit_scale", None)
 
-    # -- prompt -------------------------------------------------------------------------
-    def _template_pieces(self) -> tuple[str, str, str]:
-        """(before query, between query and passage, after passage) of the rendered prompt."""
-        if not self._chat:
-            return f"{self.instruction}\nQuery: ", "\nPassage: ", f"\n{self.question}\nAnswer:"
-        user = f"Query: {_Q_SLOT}\nPassage: {_P_SLOT}\n{self.question}"
-        attempts = [
-            [{"role": "system", "content": self.instruction}, {"role": "user", "content": user}],
-            [{"role": "user", "content": f"{self.instruction}\n{user}"}],
-        ]
-        last_error: Exception | None = None
-        for messages in attempts:
-            try:
-                text = self.tokenizer.apply_chat_template(
-                    messages, tokenize=False, add_generation_prompt=True
-                )
-            except Exception as exc:  # noqa: BLE001 - e.g. "system role not supported"
-                last_error = exc
-                continue
-            if isinstance(text, str) and text.count(_Q_SLOT) == 1 and text.count(_P_SLOT) == 1:
-                head, rest = text.split(_Q_SLOT)
-                mid, tail = rest.split(_P_SLOT)
-                return head, mid, tail
-        reason = _one_line(last_error) if last_error else "it does not keep the message text verbatim"
-        raise ModelError(f"cannot use the chat template of '{self.path}': {reason}")
+    # -- prompt (workbench.encoders.yesno_prompt.YesNoPrompt) ----------------------------
+    @property
+    def max_length(self) -> int:
+        return self.prompt.max_length
+
+    @max_length.setter
+    def max_length(self, value: int) -> None:
+        self.prompt.max_length = int(value)
 
     def render(self, query: str, passage: str) -> str:
         """The prompt text for one pair (before truncation)."""
-        head, mid, tail = self._pieces
-        return f"{head}{query.strip()}{mid}{passage.strip()}{tail}"
-
-    def _pick_answer_tokens(self) -> tuple[int, int]:
-        tail = self._pieces[2]
-        yes_word, no_word = (w.strip() for w in self.answers)
-        variants = [(yes_word, no_word), (f" {yes_word}", f" {no_word}")]
-        if not tail[-1:].isspace():
-            variants.reverse()
-        for yes, no in variants:
-            y = self.tokenizer.encode(yes, add_special_tokens=False)
-            n = self.tokenizer.encode(no, add_special_tokens=False)
-            if len(y) == 1 and len(n) == 1:
-                return int(y[0]), int(n[0])
-        raise ModelError(
-            f"cannot use '{self.path}' as an LLM reranker: '{yes_word}'/'{no_word}' are not single tokens"
-        )
-
-    def _encode(self, texts: list[str], offsets: bool):
-        return self.tokenizer(
-            texts,
-            add_special_tokens=not self._chat,
-            return_attention_mask=False,
-            return_offsets_mapping=offsets,
-        )
+        return self.prompt.render(query, passage)
 
     def tokenize(self, pairs: list[tuple[str, str]]) -> list[list[int]]:
         """Token ids of each pair's prompt, cut to ``max_length`` as the class docstring says."""
-        pairs = [(q.strip(), p.strip()) for q, p in pairs]
-        ids = list(self._encode([self.render(q, p) for q, p in pairs], False)["input_ids"])
-        for i, n in enumerate(len(x) for x in ids):
-            if n > self.max_length:
-                ids[i] = self._fit(*pairs[i])
-        return ids
-
-    def _fit(self, query: str, passage: str) -> list[int]:
-        """Shorten the passage (then the query) until the prompt fits ``max_length`` tokens."""
-        fast = bool(getattr(self.tokenizer, "is_fast", False))
-        head, mid, _ = self._pieces
-        while True:
-            enc = self._encode([self.render(query, passage)], fast)
-            ids = enc["input_ids"][0]
-            excess = len(ids) - self.max_length
-            if excess <= 0 or (not passage and not query):
-                return list(ids)
-            q_start = len(head)
-            p_start = q_start + len(query) + len(mid)
-            if passage:
-                passage = _drop_tail_tokens(passage, p_start, excess, enc, fast)
-            else:
-                query = _drop_tail_tokens(query, q_start, excess, enc, fast)
+        return self.prompt.tokenize(pairs)
 
     # -- scoring ------------------------------------------------------------------------
     def score(self, query: str, passages: list[str]) -> np.ndarray:
@@ -472,34 +416,11 @@ class LLMYesNoReranker:
         This is the hook for layer-wise early exit: with a ``cutoff_layer`` it would stop the
         decoder after that layer and apply the final norm to that layer's state.
         """
-        import torch
-
-        decoder = self.model.base_model
-        hidden = decoder(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return last_hidden(self.model, input_ids, mask, last)
 
     def _answer_logits(self, hidden):
         """[B, 2] float32 next-token logits of (yes, no) from [B, H] final hidden states."""
-        import torch
-
-        logits = torch.nn.functional.linear(hidden.float(), self._answer_weight, self._answer_bias)
-        if self._logit_scale:
-            logits = logits * float(self._logit_scale)
-        if self._softcap:
-            logits = torch.tanh(logits / self._softcap) * self._softcap
-        return logits
-
-
-def _drop_tail_tokens(text: str, start: int, excess: int, enc, fast: bool) -> str:
-    """``text`` (found at char ``start`` of the encoded prompt) without its last ``excess`` tokens."""
-    if not fast:
-        # No offsets: shrink by a character share, at least one character per excess token.
-        return text[: max(0, len(text) - max(excess, len(text) * excess // max(1, len(enc["input_ids"][0]))))]
-    end = start + len(text)
-    spans = [s for s, e in enc["offset_mapping"][0] if e > s and start <= s < end]
-    if len(spans) <= excess:
-        return ""
-    return text[: spans[len(spans) - excess] - start].rstrip()
+        return answer_logits(hidden, self._answer_weight, self._answer_bias, self._logit_scale, self._softcap)
 
 
 def load_reranker(role: RoleModel, device: str | None = None) -> Reranker:
@@ -509,6 +430,8 @@ def load_reranker(role: RoleModel, device: str | None = None) -> Reranker:
     * a folder whose config lists a ``*ForSequenceClassification`` architecture ->
       ``CrossEncoderReranker``;
     * a causal-LM folder (``*ForCausalLM``) -> ``LLMYesNoReranker``;
+    * a folder whose ``wb_model.json`` kind is ``layerwise-reranker`` (``wb train layerwise``) ->
+      ``LayerwiseReranker`` at its default cutoff, or at layer L for ``FOLDER@L``;
     * a Hugging Face id is judged by its config (from the local HF cache or the hub);
     * anything else (no path, e.g. ``maxsim``, which the searcher handles itself; an unknown
       architecture) -> ``ModelError``.
@@ -523,6 +446,13 @@ def load_reranker(role: RoleModel, device: str | None = None) -> Reranker:
     path = str(role.path)
     if role.name == LLM_RERANKER:
         return LLMYesNoReranker(path, device=device)
+    from workbench.encoders.layerwise import LayerwiseReranker, is_layerwise, split_cutoff
+
+    folder, cutoff = split_cutoff(path)  # ".../model@L": a layer-wise run served at layer L
+    if is_layerwise(folder):
+        return LayerwiseReranker(folder, device=device, cutoff=cutoff)
+    if cutoff is not None:
+        raise ModelError(f"'{role.name}': @{cutoff} (a cutoff layer) needs a layer-wise reranker (`wb train layerwise`)")
     if Path(path).is_dir():
         layout = read_layout(path)
         archs = layout.architectures

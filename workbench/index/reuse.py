@@ -10,9 +10,9 @@ Contract:
   reusable when the chunking settings are equal (``chunk_tokens``, ``chunk_overlap``) and the mode's
   encoder is identical: same model (name and fingerprint, or equal fingerprints and byte-identical
   folders) and, for the modes fed by the dense forward pass (dense, zero-shot ColBERT, a projection
-  head), the same document template. A trained ColBERT folder sees raw chunk text: only its own model
-  counts. Sparse sees raw chunk text: only the sparse model counts (``sparse_step`` quantizes at write
-  time, from the stored float weights). BM25 is text and is always rebuilt.
+  head), the same document template. A trained ColBERT folder (or a joint model filling the colbert
+  role) sees raw chunk text: only its own model counts. Sparse sees raw chunk text: only the sparse
+  model counts (``sparse_step`` quantizes at write time, from the stored float weights). BM25 is text and is always rebuilt.
 - :meth:`Donor.fetch` returns a chunk's vectors only when the donor holds a row with the same chunk key
   whose title and text are byte-identical (the encoders see exactly ``title + text``); any other chunk
   (a document edited since the parent was indexed, windows cut by another tokenizer) is encoded.
@@ -94,7 +94,10 @@ def reusable_modes(donor: IndexSettings, target: IndexSettings) -> list[str]:
         colbert_model = _same_model(donor.colbert_name, _colbert_path(donor.colbert_name), donor.colbert_fingerprint,
                                     target.colbert_name, _colbert_path(target.colbert_name),
                                     target.colbert_fingerprint)
-    trained = is_colbert_folder(_colbert_path(target.colbert_name))
+    from workbench.encoders.joint import is_joint_folder
+
+    target_colbert = _colbert_path(target.colbert_name)
+    trained = is_colbert_folder(target_colbert) or is_joint_folder(target_colbert)  # own encoder, raw text
     colbert = colbert_model and (trained or dense)  # zero-shot / projection head: over the dense tokens
     sparse = _same_model(donor.sparse_name, donor.sparse_path, donor.sparse_fingerprint,
                          target.sparse_name, target.sparse_path, target.sparse_fingerprint)

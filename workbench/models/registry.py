@@ -3,9 +3,12 @@
 Roles:
 - ``dense``: a bi-encoder. Its last-layer token states double as zero-shot ColBERT vectors.
 - ``colbert``: ``zero-shot`` (MaxSim over the dense model's token states) or a trained head folder.
+- A joint model folder (``wb train joint``) may fill dense, sparse and colbert at once; labelled
+  ``runs/NAME (trained joint)`` in each role it fills.
 - ``sparse``: a SPLADE / masked-LM model.
 - ``reranker``: ``maxsim`` (zero-shot late interaction over the dense model's token states),
-  ``llm`` (SmolLM2-135M-Instruct pointwise yes/no, zero-shot), or a cross-encoder folder/id.
+  ``llm`` (SmolLM2-135M-Instruct pointwise yes/no, zero-shot), or a cross-encoder folder/id, or a
+  causal-LM folder (``wb train llm-reranker`` runs are labelled ``runs/NAME (trained LLM yes/no)``).
 """
 
 from __future__ import annotations
@@ -44,32 +47,50 @@ def resolve_role(role: str, models: ModelsConfig, *, check_installed: bool = Tru
     """Resolve one role of ``models`` (raises ModelError for an uninstalled built-in)."""
     resolve = _resolve if check_installed else (lambda n: n)
     name = getattr(models, role)
-    if role == "dense":
-        return RoleModel(role, name, resolve(name), name, False)
-    if role == "sparse":
-        return RoleModel(role, name, resolve(name), name, False)
+    if role in ("dense", "sparse"):
+        path = resolve(name)
+        return RoleModel(role, name, path, _joint_label(name, path) or name, False)
     if role == "colbert":
         if name == ZERO_SHOT_COLBERT:
             return RoleModel(role, name, None, f"maxsim over {models.dense} tokens (zero-shot)", True)
-        return RoleModel(role, name, resolve(name), f"{_short(name)} (trained ColBERT)", False)
+        path = resolve(name)
+        return RoleModel(role, name, path, _joint_label(name, path) or f"{_short(name)} (trained ColBERT)", False)
     if role == "reranker":
         if name == MAXSIM_RERANKER:
             if models.colbert != ZERO_SHOT_COLBERT:  # MaxSim over the index's trained ColBERT vectors
-                return RoleModel(role, name, None, f"maxsim over {_short(models.colbert)} (trained ColBERT)", False)
+                trained = _joint_label(models.colbert, models.colbert) or f"{_short(models.colbert)} (trained ColBERT)"
+                return RoleModel(role, name, None, f"maxsim over {trained}", False)
             return RoleModel(role, name, None, f"maxsim over {models.dense} tokens (zero-shot)", True)
         if name == LLM_RERANKER:
             return RoleModel(
                 role, name, resolve(LLM_RERANKER_MODEL), f"{LLM_RERANKER_MODEL} yes/no (zero-shot)", True
             )
-        return RoleModel(role, name, resolve(name), _short(name), False)
+        return RoleModel(role, name, resolve(name), _reranker_label(name), False)
     raise ValueError(role)
 
 
+def _joint_label(name: str, path: str | None) -> str | None:
+    """``runs/NAME (trained joint)`` when the folder is a joint model (``trainers.joint``: one encoder
+    with dense, sparse and ColBERT heads), else None."""
+    from workbench.encoders.joint import is_joint_folder
+
+    return f"{_short(name)} (trained joint)" if is_joint_folder(path) or is_joint_folder(name) else None
+
+
+def _reranker_label(name: str) -> str:
+    """``_short(name)``, plus " (trained LLM yes/no)" for a `wb train llm-reranker` folder (its wb_model.json)."""
+    from workbench.encoders.yesno_prompt import read_llm_reranker_meta
+
+    label = _short(name)
+    return f"{label} (trained LLM yes/no)" if read_llm_reranker_meta(name) else label
+
+
 def _short(value: str) -> str:
-    """``.../runs/NAME/model`` -> ``runs/NAME``; other values unchanged."""
+    """``.../runs/NAME/model`` -> ``runs/NAME`` (``.../model@L`` -> ``runs/NAME@L``); other values unchanged."""
     path = Path(value)
-    if path.name == "model" and path.parent.parent.name == "runs":
-        return f"runs/{path.parent.name}"
+    cutoff = path.name[len("model"):] if path.name.startswith("model@") and path.name[6:].isdigit() else ""
+    if (path.name == "model" or cutoff) and path.parent.parent.name == "runs":
+        return f"runs/{path.parent.name}{cutoff}"
     return value
 
 

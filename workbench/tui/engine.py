@@ -80,7 +80,7 @@ class Engine:
         self.device = device
         self._lock = threading.Lock()  # guards the cache
         self._searchers: dict[tuple[str, str], object] = {}
-        self._use: dict[tuple[str, str], threading.RLock] = {}
+        self._use: dict[str, threading.RLock] = {}  # one per index root
         self._retired: dict[str, object] = {}  # root -> a dropped Searcher whose encoders can be reused
 
     # -- workspace -------------------------------------------------------------------
@@ -121,15 +121,20 @@ class Engine:
         return info
 
     # -- searchers -------------------------------------------------------------------
-    def _key(self, root: str | Path):
+    def _key(self, root: str | Path, models: dict[str, str] | None = None):
         ws = self.workspace(root)
         cfg = ws.config()
+        if models:  # role overrides that leave the index as it is (e.g. reranker=runs/NAME)
+            from workbench.variants import resolve_model_overrides
+
+            cfg = cfg.with_models(resolve_model_overrides(ws, models))
         return (str(ws.root), repr(cfg)), ws, cfg
 
-    def searcher(self, root: str | Path):
-        """The cached Searcher of ``root`` (opened now if needed; loads no model)."""
+    def searcher(self, root: str | Path, models: dict[str, str] | None = None):
+        """The cached Searcher of ``root`` (opened now if needed; loads no model); ``models``: role
+        overrides served from the same index (``runs/NAME`` resolved), cached apart."""
         try:
-            key, ws, cfg = self._key(root)
+            key, ws, cfg = self._key(root, models)
             with self._lock:
                 found = self._searchers.get(key)
                 if found is not None:
@@ -139,19 +144,21 @@ class Engine:
             searcher = Searcher(ws, config=cfg, device=self.device)
             with self._lock:
                 old = self._retired.pop(key[0], None)
+                if old is None:  # another Searcher of this index (other reranker): share its encoders
+                    old = next((s for k, s in self._searchers.items() if k[0] == key[0]), None)
                 if old is not None and getattr(old, "settings", None) == searcher.settings:
                     searcher.bundle = old.bundle  # same models: keep the loaded encoders
                 self._searchers.setdefault(key, searcher)
-                self._use.setdefault(key, threading.RLock())
+                self._use.setdefault(key[0], threading.RLock())
                 return self._searchers[key]
         except Exception as exc:
             raise _wrap(exc) from exc
 
-    def _using(self, root):
-        searcher = self.searcher(root)
-        key, _ws, _cfg = self._key(root)
-        with self._lock:
-            lock = self._use.setdefault(key, threading.RLock())
+    def _using(self, root, models: dict[str, str] | None = None):
+        searcher = self.searcher(root, models)
+        key, _ws, _cfg = self._key(root, models)
+        with self._lock:  # one lock per index: its Searchers may share encoders
+            lock = self._use.setdefault(key[0], threading.RLock())
         return searcher, lock
 
     def invalidate(self, root: str | Path) -> None:
@@ -174,8 +181,8 @@ class Engine:
         return time.perf_counter() - t0
 
     def search(self, root, text: str, *, pipeline: str, k: int = 10, instruction: str | None = None,
-               unit: str = "doc"):
-        searcher, lock = self._using(root)
+               unit: str = "doc", models: dict[str, str] | None = None):
+        searcher, lock = self._using(root, models)
         try:
             with lock:
                 return searcher.search(text, pipeline=pipeline, k=k, instruction=instruction, unit=unit)

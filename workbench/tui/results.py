@@ -37,9 +37,10 @@ class ResultColumn(Vertical):
         self.pipeline = pipeline if pipeline in PIPELINES else "hybrid"
         self.compare = compare
         self.root: str | None = None  # a workspace of its own (a fine-tune's variant index); None: the app's
+        self.models: dict[str, str] = {}  # role overrides the engine applies (e.g. reranker=runs/NAME)
         self.model_label = ""  # shown in the header when set, e.g. "dense · ft:NAME"
         self.result = None  # QueryResult shown
-        self.shown_key: tuple | None = None  # (workspace, query, instruction, pipeline, k, unit) shown
+        self.shown_key: tuple | None = None  # (workspace, query, instruction, pipeline, k, unit, models) shown
         self.marks: list[str] = []
         self.dropped: list = []
         self.message = "type a query"
@@ -81,9 +82,11 @@ class ResultColumn(Vertical):
             self.pipeline = value
             self.post_message(self.PipelineChanged(self, value))
 
-    def set_models(self, root: str | None, label: str = "") -> None:
-        """Answer from workspace ``root`` (None: the app's workspace), labelled ``label`` in the header."""
+    def set_models(self, root: str | None, label: str = "", models: dict[str, str] | None = None) -> None:
+        """Answer from workspace ``root`` (None: the app's workspace) with the role overrides ``models``
+        (models no index depends on, e.g. ``{"reranker": "runs/NAME"}``), labelled ``label``."""
         self.root = root
+        self.models = dict(models or {})
         self.model_label = label
         self._render_model()
 

@@ -7,12 +7,16 @@ refresh), its evaluation events, GPU memory (the events' peak, plus ``nvidia-smi
 on a GPU and the tool is on PATH), the tail of ``log.txt``, and the error of a failed run. A one
 second timer refreshes it while the tab is shown; nothing here imports torch.
 
-Keys: ``n`` opens the launch form (it runs ``wb train embedder ... --detach -w WORKSPACE`` and shows
-the command's one-line error when it fails), ``s`` stops a run as ``wb runs stop`` does (the stop
+Keys: ``n`` opens the launch form (``workbench/tui/launch.py``: the trainer first, then its
+fields, all from one table; it runs ``wb train TRAINER ... --detach -w WORKSPACE`` and shows the
+command's one-line error when it fails), ``s`` stops a run as ``wb runs stop`` does (the stop
 file plus SIGTERM; a worker waits for it), ``R`` runs ``wb train resume NAME --detach``, ``c``
-opens Search with the base model on the left and the fine-tune on the right (building the
-fine-tune's variant index first, in a worker, when it is missing or older than the workspace), and
-``e`` fills the Evaluate form to compare base and fine-tune (``wb eval --compare dense=runs/NAME``).
+opens Search with the base models on the left and the fine-tune in the role its trainer fills on
+the right (``dense=``, ``colbert=``, ``sparse=runs/NAME``: the fine-tune's variant index, built
+first in a worker when it is missing or older than the workspace; ``reranker=runs/NAME``: no new
+index, ``hybrid`` on the left and ``hybrid+rerank`` with the run's reranker on the right), and
+``e`` fills the Evaluate form to compare base and fine-tune (``wb eval --compare ROLE=runs/NAME``
+with the trainer's pipelines, e.g. ``hybrid,hybrid+rerank`` for a reranker).
 
 Commands run through ``RunsPane.spawner`` (``argv -> (exit code, stdout, stderr)``), which tests
 replace to check the argv without training.
@@ -20,15 +24,11 @@ replace to check the argv without training.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import re
 import shutil
 import signal
-import sys
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
@@ -37,58 +37,33 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, DataTable, Footer, Input, ProgressBar, Select, Sparkline, Static
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, DataTable, ProgressBar, Sparkline, Static
 
 from trainers.runs import TERMINAL, RunFolder, list_runs, runs_dir
-from workbench.errors import UsageError, WbError
+from workbench.errors import WbError
 from workbench.tui.common import Palette, short
+from workbench.tui.launch import (  # noqa: F401  (spawn, error_line, suggest_name: re-exported for callers)
+    LaunchScreen,
+    Spawner,
+    TrainerSpec,
+    compare_overrides,
+    compare_pipelines,
+    error_line,
+    pipeline_uses,
+    spawn,
+    suggest_name,
+    trainer_spec,
+    wb_command,
+)
+from workbench.variants import INDEX_ROLES
 
 REFRESH_S = 1.0
 LOG_LINES = 15
 GPU_EVERY_S = 5.0
-TRAINERS = ["embedder"]  # `wb train TRAINER`: the form grows with the trainers
-LOSSES = ["infonce", "jointlh", "summarglh", "lsepair", "rand1lh"]
-COMPARE_PIPELINES = {"dense": "dense,hybrid", "reranker": "hybrid+rerank"}
-ROLE_OF_TRAINER = {"embedder": "dense", "reranker": "reranker"}  # the model role a run's trainer makes
 COLUMNS = [("name", "name", 16), ("state", "state", 8), (Text("step", justify="right"), "step", 9),
            (Text("loss", justify="right"), "loss", 7), (Text("best", justify="right"), "best", 7),
            ("base model", "base", 18), ("data", "data", 14)]  # fits 100 columns
-
-Spawner = Callable[[list[str]], Awaitable[tuple[int, str, str]]]
-
-
-async def spawn(argv: list[str]) -> tuple[int, str, str]:
-    """Run ``argv`` to completion (``wb ... --detach`` returns once the run is started)."""
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    try:
-        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE,
-                                                    stdin=asyncio.subprocess.DEVNULL, env=env)
-    except OSError as exc:
-        return 127, "", f"cannot start {argv[0]}: {exc}"
-    try:
-        out, err = await proc.communicate()
-    except asyncio.CancelledError:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        raise
-    return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
-
-
-def wb_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "workbench.cli.main", *args]
-
-
-def error_line(rc: int, err: str) -> str:
-    """The last line a failed ``wb`` printed, without its ``wb: error:`` prefix."""
-    lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
-    line = lines[-1] if lines else f"exit code {rc}"
-    return re.sub(r"^wb: (error|internal error): ", "", line)
-
 
 # ---------------------------------------------------------------------------------------------
 # Reading a run folder without blocking: status, appended events, the log's tail
@@ -233,8 +208,13 @@ class RunRow:
         return self.state == "finished"
 
     @property
-    def role(self) -> str:
-        return ROLE_OF_TRAINER.get(str(self.config.get("trainer") or "embedder"), "dense")
+    def trainer(self) -> str:
+        return str(self.config.get("trainer") or "embedder")
+
+    @property
+    def spec(self) -> TrainerSpec | None:
+        """The launch table's entry for this run's trainer (None: a trainer the table does not know)."""
+        return trainer_spec(self.trainer)
 
 
 def _num(value, fmt: str = ".4f") -> str:
@@ -247,158 +227,6 @@ def _model_name(value: str) -> str:
     return short_model_name(value) if value else "?"
 
 
-def suggest_name(root: Path, prefix: str = "ft") -> str:
-    """``ft-1``, ``ft-2``, …: the first name no run folder has."""
-    folder = runs_dir(root)
-    i = 1
-    while (folder / f"{prefix}-{i}").exists():
-        i += 1
-    return f"{prefix}-{i}"
-
-
-# ---------------------------------------------------------------------------------------------
-# The launch form
-# ---------------------------------------------------------------------------------------------
-def train_command(values: dict, workspace: str) -> list[str]:
-    """``wb train TRAINER ... --detach -w WORKSPACE`` for the form's (validated) values."""
-    args = ["train", values.get("trainer", "embedder"), "--data", values["data"]]
-    if values.get("corpus"):
-        args += ["--corpus", values["corpus"]]
-    args += ["--base", values.get("base") or "dense", "--lora" if values.get("lora") else "--no-lora"]
-    for key, flag in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("lr", "--lr"),
-                      ("negatives", "--negatives"), ("loss", "--loss"), ("eval_data", "--eval-data"),
-                      ("eval_every", "--eval-every")):
-        if values.get(key) not in (None, ""):
-            args += [flag, str(values[key])]
-    args += ["--out", values["name"], "--detach", "-w", workspace]
-    return wb_command(*args)
-
-
-class LaunchScreen(ModalScreen):
-    """The form that starts a training run; dismissed with the new run's name (or None)."""
-
-    BINDINGS = [
-        Binding("escape", "cancel", "Cancel", tooltip="Close the form without starting a run"),
-        Binding("ctrl+s", "launch", "Launch", tooltip="Start the run (Enter in any box does too)"),
-    ]
-
-    def __init__(self, workspace: Path, spawner: Spawner) -> None:
-        super().__init__()
-        self.workspace = Path(workspace)
-        self.spawner = spawner
-        self.error = ""
-
-    def compose(self) -> ComposeResult:
-        def row(label: str, *widgets):
-            return Horizontal(Static(label, classes="row-label"), *widgets, classes="form-row")
-
-        with VerticalScroll(id="launch"):
-            yield Static(Text("New training run", style="bold"), id="launch-title")
-            yield row("trainer", Select([(t, t) for t in TRAINERS], value="embedder", allow_blank=False,
-                                        compact=True, id="launch-trainer"),
-                      Static("loss", classes="row-label inline-label"),
-                      Select([(x, x) for x in LOSSES], value="infonce", allow_blank=False, compact=True,
-                             id="launch-loss"))
-            yield row("data", Input(compact=True, id="launch-data",
-                                    placeholder="FlagEmbedding jsonl, BEIR folder, sentence-transformers file, or unsupervised"))
-            yield row("corpus", Input(compact=True, id="launch-corpus",
-                                      placeholder="passages for data 'unsupervised' (BEIR corpus.jsonl or folder)"))
-            yield row("base model", Input("dense", compact=True, id="launch-base",
-                                          placeholder="dense = the workspace's dense model; a name, folder or runs/NAME"),
-                      Checkbox("LoRA", False, compact=True, id="launch-lora"))
-            yield row("epochs", Input("1", compact=True, id="launch-epochs", classes="short"),
-                      Static("batch size", classes="row-label inline-label"),
-                      Input("32", compact=True, id="launch-batch", classes="short"),
-                      Static("lr", classes="row-label inline-label"),
-                      Input("3e-5", compact=True, id="launch-lr", classes="short"))
-            yield row("negatives", Input("1", compact=True, id="launch-negatives", classes="short",
-                                         tooltip="hard negatives per query"),
-                      Static("eval every", classes="row-label inline-label"),
-                      Input("0", compact=True, id="launch-eval-every", classes="short",
-                            tooltip="evaluate on the eval data every N steps (0: never)"))
-            yield row("eval data", Input(compact=True, id="launch-eval-data",
-                                         placeholder="optional BEIR folder evaluated during training (nDCG@10)"))
-            yield row("run name", Input(suggest_name(self.workspace), compact=True, id="launch-name"))
-            yield Static(Text("device: chosen by the trainer (the GPU when there is one) · hard negatives come from "
-                              "the data (wb mine makes them)", style="dim"), id="launch-note")
-            yield Static("", id="launch-error")
-            with Horizontal(id="launch-buttons"):
-                yield Button("Launch", id="launch-go", variant="primary", compact=True)
-                yield Button("Cancel", id="launch-cancel", compact=True)
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.query_one("#launch").border_title = "wb train (runs in the background)"
-        self.query_one("#launch-data", Input).focus()
-
-    def values(self) -> dict:
-        """The form's values, checked; UsageError names the first bad one."""
-        get = lambda wid: self.query_one(f"#launch-{wid}", Input).value.strip()  # noqa: E731
-        v: dict = {
-            "trainer": str(self.query_one("#launch-trainer", Select).value),
-            "loss": str(self.query_one("#launch-loss", Select).value),
-            "data": get("data"), "corpus": get("corpus"), "base": get("base") or "dense",
-            "lora": self.query_one("#launch-lora", Checkbox).value, "eval_data": get("eval-data"),
-            "name": get("name"),
-        }
-        if not v["data"]:
-            raise UsageError("data: give a training file or folder, or 'unsupervised'")
-        if v["data"] == "unsupervised" and not v["corpus"]:
-            raise UsageError("corpus: data 'unsupervised' needs passages (a BEIR corpus.jsonl or folder)")
-        for key, wid, kind, least in (("epochs", "epochs", float, 0.0), ("batch_size", "batch", int, 1),
-                                      ("lr", "lr", float, 0.0), ("negatives", "negatives", int, 0),
-                                      ("eval_every", "eval-every", int, 0)):
-            text = get(wid)
-            label = wid.replace("-", " ").replace("batch", "batch size")
-            try:
-                value = kind(text)
-            except ValueError:
-                raise UsageError(f"{label}: '{text}' is not a{'n integer' if kind is int else ' number'}") from None
-            if value < least or (kind is float and value <= 0):
-                raise UsageError(f"{label}: {text} is too small")
-            v[key] = text
-        name = v["name"]
-        if not name or "/" in name or name.startswith(".") or name != name.strip() or " " in name:
-            raise UsageError(f"run name: '{name}' is not a plain folder name")
-        if (runs_dir(self.workspace) / name).exists():
-            raise UsageError(f"run name: a run named '{name}' exists already")
-        return v
-
-    def show_error(self, message: str) -> None:
-        self.error = message
-        self.query_one("#launch-error", Static).update(Text(message, style=f"bold {Palette.of(self.app).down}"))
-
-    @on(Input.Submitted)
-    @on(Button.Pressed, "#launch-go")
-    def action_launch(self) -> None:
-        if any(w.group == "launch" and not w.is_finished for w in self.workers):
-            return
-        try:
-            values = self.values()
-        except WbError as exc:
-            self.show_error(str(exc))
-            return
-        self._launch_worker(train_command(values, str(self.workspace)), values["name"])
-
-    @work(exclusive=True, group="launch", name="launch run")
-    async def _launch_worker(self, argv: list[str], name: str) -> None:
-        go = self.query_one("#launch-go", Button)
-        go.disabled = True
-        self.query_one("#launch-error", Static).update(Text("starting wb train…", style="italic"))
-        rc, out, err = await self.spawner(argv)
-        go.disabled = False
-        if rc != 0:
-            self.show_error(error_line(rc, err))
-            return
-        printed = [ln.strip() for ln in out.splitlines() if ln.strip()]
-        self.dismiss(printed[-1] if printed else name)
-
-    @on(Button.Pressed, "#launch-cancel")
-    def action_cancel(self) -> None:
-        self.workers.cancel_group(self, "launch")
-        self.dismiss(None)
-
-
 # ---------------------------------------------------------------------------------------------
 # The pane
 # ---------------------------------------------------------------------------------------------
@@ -408,8 +236,8 @@ class RunsPane(Vertical):
         Binding("s", "stop", "Stop", tooltip="Stop the selected run: it checkpoints, R resumes it (wb runs stop)"),
         Binding("R", "resume", "Resume", tooltip="Resume the selected stopped run (wb train resume NAME --detach)"),
         Binding("c", "compare", "Compare in Search",
-                tooltip="Search with the base model (left) and the finished run's model (right); "
-                        "indexes the workspace with it first when needed"),
+                tooltip="Search with the base models (left) and the finished run's model in its role (right; "
+                        "a reranker: hybrid vs hybrid+rerank); indexes the workspace with it first when needed"),
         Binding("e", "evaluate", "Evaluate",
                 tooltip="Fill the Evaluate form: base vs the finished run's model (wb eval --compare)"),
     ]
@@ -577,7 +405,7 @@ class RunsPane(Vertical):
             charts.border_title = ""
             self._update("#run-summary", Text(
                 f"No training runs in {runs_dir(self.root)}.\n\nn opens the form that starts one "
-                "(wb train embedder … --detach); it appears here and is followed live." if not self.rows
+                "(wb train TRAINER … --detach); it appears here and is followed live." if not self.rows
                 else "select a run", style="dim"))
             for wid in ("#loss-label", "#lr-label", "#eps-label", "#run-gpu", "#run-evals", "#run-log"):
                 self._update(wid, "")
@@ -625,11 +453,12 @@ class RunsPane(Vertical):
         elif row.state == "finished":
             text.append(" · c: compare in Search · e: evaluate", style=pal.up)
         text.append("\n")
-        parts = [f"base {_model_name(str(c.get('base') or ''))}"]
+        parts = [row.trainer, f"base {_model_name(str(c.get('base') or ''))}"]
         data = str(c.get("data") or "?")
         parts.append("data " + (f"unsupervised ({Path(str(c.get('corpus') or '?')).name})"
                                 if data == "unsupervised" else Path(data).name))
-        parts.append(str(c.get("loss") or "?"))
+        if c.get("loss"):
+            parts.append(str(c["loss"]))
         if c.get("lora"):
             parts.append("LoRA")
         parts.append(f"batch {c.get('batch_size', '?')} · lr {c.get('lr', '?')}")
@@ -784,7 +613,13 @@ class RunsPane(Vertical):
                 self.app.notify(f"run {name} started in the background", timeout=5)
             self.query_one("#runs-table").focus()
 
-        self.app.push_screen(LaunchScreen(self.root, self.spawner), launched)
+        try:
+            form = LaunchScreen(self.root, self.spawner)
+        except Exception as exc:  # the CLI's train commands could not be read (a broken install)
+            self.app.notify(f"{type(exc).__name__}: {exc}" if not isinstance(exc, WbError) else str(exc),
+                            title="cannot open the launch form", severity="error", timeout=10)
+            return
+        self.app.push_screen(form, launched)
 
     def action_stop(self) -> None:
         row = self._need()
@@ -846,13 +681,23 @@ class RunsPane(Vertical):
         self.refresh_runs()
 
     # -- actions: compare with the base ------------------------------------------------
+    def _spec_of(self, row: RunRow) -> TrainerSpec | None:
+        spec = row.spec
+        if spec is None:
+            self.app.notify(f"run {row.name} was made by trainer '{row.trainer}', which this screen does not "
+                            "know: compare it with wb eval --compare ROLE=runs/NAME", severity="warning", timeout=8)
+        return spec
+
     def action_compare(self) -> None:
         row = self._need(finished=True)
         if row is None:
             return
-        if row.role != "dense":
-            self.app.notify(f"run {row.name} trains the {row.role}: e compares it in Evaluate "
-                            f"(Search compares fine-tuned dense models)", severity="warning", timeout=6)
+        spec = self._spec_of(row)
+        if spec is None:
+            return
+        overrides = compare_overrides(spec, row.name)
+        if not any(role in INDEX_ROLES for role in overrides):  # a reranker: the same index, reranked
+            self._show_compare(str(self.root), row.name, spec, None)
             return
         if not hasattr(self.app.engine, "variant"):
             self.app.notify("this engine cannot build model variants", severity="error")
@@ -861,12 +706,11 @@ class RunsPane(Vertical):
             self.app.notify("a fine-tune's index is being built already", severity="warning")
             return
         self._show_progress(f"checking the index of {row.name}…", None, 0)
-        self._variant_worker(str(self.root), row.name)
+        self._variant_worker(str(self.root), row.name, spec, overrides)
 
     @work(thread=True, exclusive=True, group="variant", name="variant index")
-    def _variant_worker(self, root: str, name: str) -> None:
+    def _variant_worker(self, root: str, name: str, spec: TrainerSpec, overrides: dict[str, str]) -> None:
         engine = self.app.engine
-        overrides = {"dense": f"runs/{name}"}
 
         def progress(phase: str, done: int, total: int) -> None:
             self.app.call_from_thread(self._show_progress, f"indexing the workspace with {name}: {phase}",
@@ -880,7 +724,7 @@ class RunsPane(Vertical):
         except WbError as exc:
             self.app.call_from_thread(self._variant_failed, name, str(exc))
             return
-        self.app.call_from_thread(self._variant_ready, root, name, info.root)
+        self.app.call_from_thread(self._variant_ready, root, name, spec, info.root)
 
     def _show_progress(self, line: str, total: int | None, done: int) -> None:
         self.query_one("#runs-progress").display = True
@@ -894,29 +738,46 @@ class RunsPane(Vertical):
         self._hide_progress()
         self.app.notify(message, title=f"cannot index with {name}", severity="error", timeout=10)
 
-    def _variant_ready(self, root: str, name: str, variant_root: str) -> None:
+    def _variant_ready(self, root: str, name: str, spec: TrainerSpec, variant_root: str) -> None:
         self._hide_progress()
         if root != str(self.root):
             return  # the workspace changed meanwhile
+        self._show_compare(root, name, spec, variant_root)
+
+    def _show_compare(self, root: str, name: str, spec: TrainerSpec, variant_root: str | None) -> None:
+        """Search: the workspace's models on the left; on the right the run's model in its roles (a
+        variant index, or for a reranker the same index with ``--model reranker=runs/NAME``)."""
         app = self.app
         app.action_show_tab("search")
         search = app.search
-        search.set_pipelines(right=search.left.pipeline)  # the same pipeline: only the model differs
-        search.set_models(left=(None, "dense · base"), right=(variant_root, f"dense · ft:{name}"))
-        app.notify(f"left: the workspace's models · right: {name}; l/r change pipelines, b goes back",
-                   timeout=6)
+        left, right = compare_pipelines(spec, search.left.pipeline)
+        search.set_pipelines(left, right)
+        roles = "+".join(spec.roles)
+        uses = pipeline_uses(left, spec.roles)
+        base_label = f"{roles} · base" if uses else "base models"
+        if variant_root is not None:
+            right_side = (variant_root, f"{roles} · ft:{name}")
+        else:
+            right_side = (None, f"{roles} · ft:{name}", compare_overrides(spec, name))
+        search.set_models(left=(None, base_label), right=right_side)
+        app.notify(f"left: {left} with the workspace's models · right: {right} with {name}; "
+                   "l/r change pipelines, b goes back", timeout=6)
 
     def action_evaluate(self) -> None:
         row = self._need(finished=True)
         if row is None:
             return
+        spec = self._spec_of(row)
+        if spec is None:
+            return
         app = self.app
-        dataset = str(row.config.get("eval_data") or "") or None  # the embedder's is a BEIR folder
-        if dataset and row.role != "dense" and not Path(dataset).is_dir():
+        dataset = str(row.config.get("eval_data") or "") or None  # a BEIR folder for retrievers
+        if dataset and not spec.eval_is_beir and not Path(dataset).is_dir():
             dataset = None
         app.action_show_tab("evaluate")
-        app.evaluate.prefill(dataset=dataset, pipelines=COMPARE_PIPELINES.get(row.role, "dense,hybrid"),
-                             compare=f"{row.role}=runs/{row.name}")
+        app.evaluate.prefill(dataset=dataset, pipelines=spec.eval_pipelines,
+                             compare=", ".join(f"{role}={value}" for role, value in
+                                               compare_overrides(spec, row.name).items()))
         app.call_after_refresh(lambda: app.query_one("#eval-run" if dataset or app.state.eval_dataset
                                                      else "#dataset").focus())
 

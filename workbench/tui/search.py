@@ -200,15 +200,16 @@ class SearchPane(Vertical):
         if right in PIPELINES:
             self.right.set_pipeline(right)
 
-    def set_models(self, left: tuple[str | None, str] = (None, ""), right: tuple[str | None, str] = (None, "")) -> None:
-        """Per-column workspace roots and header labels: ``(root or None, label)`` for each side
-        (a fine-tune's variant index on one side, the workspace's own on the other)."""
+    def set_models(self, left: tuple = (None, ""), right: tuple = (None, "")) -> None:
+        """Per-column workspace roots and header labels: ``(root or None, label)`` or ``(root or None,
+        label, {role: model})`` for each side (a fine-tune's variant index, or a fine-tuned reranker,
+        on one side, the workspace's own models on the other)."""
         self.left.set_models(*left)
         self.right.set_models(*right)
         self.request_search(immediate=True)
 
     def action_base_models(self) -> None:
-        if any(c.root or c.model_label for c in self.columns):
+        if any(c.root or c.model_label or c.models for c in self.columns):
             self.set_models()
             self.app.notify("both columns use the workspace's own models", timeout=3)
 
@@ -259,7 +260,7 @@ class SearchPane(Vertical):
     def wanted_key(self, column: ResultColumn) -> tuple:
         s = self.app.state
         return (column.root or str(self.app.workspace_root), s.query.strip(), s.instruction_value or "", column.pipeline,
-                self.effective_k(), s.unit)
+                self.effective_k(), s.unit, tuple(sorted(column.models.items())))
 
     def on_resize(self) -> None:
         if self.app.state.query.strip() and any(c.shown_key is not None for c in self.columns):
@@ -302,9 +303,11 @@ class SearchPane(Vertical):
         for side, key in jobs:
             if worker.is_cancelled:
                 return
-            root, text, instruction, pipeline, k, unit = key
+            root, text, instruction, pipeline, k, unit, models = key
+            extra = {"models": dict(models)} if models else {}  # role overrides (engines without them: none)
             try:
-                result = engine.search(root, text, pipeline=pipeline, k=k, instruction=instruction or None, unit=unit)
+                result = engine.search(root, text, pipeline=pipeline, k=k, instruction=instruction or None, unit=unit,
+                                       **extra)
             except WbError as exc:
                 if not worker.is_cancelled:
                     self.app.call_from_thread(self._failed, side, str(exc))
@@ -331,7 +334,7 @@ class SearchPane(Vertical):
             right.set_movement([], [])
             return
         # same query, instruction, k and unit (the workspace may differ: base vs fine-tune)
-        same = left.shown_key[1:3] == right.shown_key[1:3] and left.shown_key[4:] == right.shown_key[4:]
+        same = left.shown_key[1:3] == right.shown_key[1:3] and left.shown_key[4:6] == right.shown_key[4:6]
         if not same:
             right.set_movement([], [])
             return

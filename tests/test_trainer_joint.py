@@ -1,0 +1,308 @@
+"""Joint (BGE-M3-style) runs on a tiny random BERT: dense + sparse + ColBERT heads train together, the
+self-distillation KL by hand, the sparse-collapse guard, exact resume, and the saved folder served:
+`wb train joint` -> `wb index --model joint=runs/NAME` -> queries in every mode, with the trainer's
+own vectors and labels that say "trained (joint)"."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import copy_small_corpus, require_models
+
+pytest.importorskip("accelerate")
+
+TOPICS = ["cats", "rivers", "engines", "bread", "stars", "chess"]
+
+
+def _wb(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    from workbench.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["wb", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_self_distillation_is_the_kl_from_the_ensemble_by_hand():
+    from trainers.joint import ensemble_scores, self_distillation
+
+    scores = {
+        "dense": torch.tensor([[0.9, 0.1, -0.2], [0.3, 0.8, 0.0]], dtype=torch.float64, requires_grad=True),
+        "sparse": torch.tensor([[2.0, 0.0, 0.5], [0.0, 1.0, 0.0]], dtype=torch.float64, requires_grad=True),
+        "colbert": torch.tensor([[0.7, 0.4, 0.2], [0.5, 0.6, 0.1]], dtype=torch.float64, requires_grad=True),
+    }
+    weights = {"dense": 1.0, "sparse": 0.3, "colbert": 1.0}
+    tau = 0.5
+    teacher = ensemble_scores(scores, weights)
+    got = self_distillation(scores, teacher, tau)
+
+    def softmax(row):
+        e = [math.exp(x) for x in row]
+        return [x / sum(e) for x in e]
+
+    plain = {m: s.detach().tolist() for m, s in scores.items()}
+    ens = [[plain["dense"][i][j] + 0.3 * plain["sparse"][i][j] + plain["colbert"][i][j] for j in range(3)]
+           for i in range(2)]
+    for mode in ("dense", "sparse", "colbert"):
+        kl = 0.0
+        for i in range(2):
+            p = softmax([x / tau for x in ens[i]])
+            q = softmax([x / tau for x in plain[mode][i]])
+            kl += sum(pj * (math.log(pj) - math.log(qj)) for pj, qj in zip(p, q))
+        assert got[mode].item() == pytest.approx(kl / 2, rel=1e-10)
+    # the teacher is detached: the KL of a mode sends gradient into that mode's scores only
+    got["dense"].backward()
+    assert scores["sparse"].grad is None and scores["colbert"].grad is None
+    assert scores["dense"].grad.abs().sum() > 0
+
+
+def test_sparse_terms_are_max_over_occurrences_without_special_tokens():
+    from workbench.encoders.joint import sparse_matrix, token_weights
+
+    # [CLS]=101 7 9 7 [SEP]=102 [PAD]=0; the head maps the 1-d state straight to its pre-activation
+    ids = torch.tensor([[101, 7, 9, 7, 102, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0]])
+    hidden = torch.tensor([[[5.0], [0.5], [-1.0], [2.0], [4.0], [9.0]]])
+    head = torch.nn.Linear(1, 1)
+    with torch.no_grad():
+        head.weight.fill_(1.0)
+        head.bias.zero_()
+    pre, w = token_weights(hidden, ids, mask, head, [0, 101, 102])
+    assert pre.tolist() == [[5.0, 0.5, -1.0, 2.0, 4.0, 9.0]]
+    assert w.tolist() == [[0.0, 0.5, 0.0, 2.0, 0.0, 0.0]]  # relu; special and padding dropped
+    terms = sparse_matrix(ids, w, 120)
+    assert terms[0, 7].item() == 2.0 and terms[0, 9].item() == 0.0
+    assert int((terms > 0).sum()) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A random 2-layer, 32-wide BertModel with the MiniLM tokenizer, and 24 rows with 3 negatives."""
+    require_models()
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from workbench.models.cache import resolve_model_path
+
+    root = tmp_path_factory.mktemp("tiny_joint")
+    base = root / "base"
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    data = root / "train.jsonl"
+    with open(data, "w") as fh:
+        for i in range(24):
+            t = TOPICS[i % 6]
+            fh.write(json.dumps({
+                "query": f"{t} question {i}",
+                "pos": [f"the answer: {t} {i}"],
+                "neg": [f"unrelated notes, {TOPICS[(i + k) % 6]} {i}" for k in (1, 2, 3)],
+                "prompt": "",
+            }) + "\n")
+    return base, data
+
+
+def _config(base, data, name, **kw):
+    from trainers.config import JointConfig
+
+    values = dict(batch_size=4, max_steps=12, lr=1e-2, head_lr=1e-2, warmup_ratio=0.0, save_every=100,
+                  passage_max_length=64)
+    values.update(kw)
+    return JointConfig(data=str(data), base=str(base), name=name, **values)
+
+
+def _steps(run):
+    return [e for e in run.events() if e["event"] == "step"]
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+def test_joint_trains_every_mode_and_saves_a_joint_folder(tiny, tmp_path):
+    from trainers.loop import train_run
+    from trainers.runs import new_run
+    from workbench.encoders.joint import COLBERT_HEAD, SPARSE_HEAD, read_joint_meta
+    from workbench.encoders.layout import read_layout
+
+    base, data = tiny
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text("".join(
+        json.dumps({"_id": f"d{i}", "title": "", "text": f"the answer: {t} {i}"}) + "\n" for i, t in enumerate(TOPICS)))
+    (beir / "queries.jsonl").write_text("".join(
+        json.dumps({"_id": f"q{i}", "text": f"{t} question {i}"}) + "\n" for i, t in enumerate(TOPICS)))
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"q{i}\td{i}\t1\n" for i in range(len(TOPICS))))
+    run = new_run(tmp_path, "j", _config(base, data, "j", max_steps=12, eval_data=str(beir), eval_every=12).to_json())
+    status = train_run(run)
+    assert status["state"] == "finished" and status["kind"] == "joint"
+    evals = [e for e in run.events() if e["event"] == "eval"]
+    assert len(evals) == 1 and status["best_metric"] == evals[0]["ndcg@10"] == evals[0]["ndcg@10_fused"]
+    assert all(0.0 <= evals[0][f"ndcg@10_{m}"] <= 1.0 for m in ("dense", "sparse", "colbert"))
+    steps = _steps(run)
+    assert len(steps) == 12
+    for key in ("loss", "dense_loss", "sparse_loss", "colbert_loss"):
+        values = [e[key] for e in steps]
+        assert _mean(values[-3:]) < _mean(values[:3]), (key, values)
+    assert all(e["q_nnz"] > 0 and e["d_nnz"] > 0 and e["sparse_guard"] == 0 for e in steps)
+    assert all({"kl_dense", "kl_sparse", "kl_colbert"} <= set(e) for e in steps)
+    meta = read_joint_meta(run.model_dir)
+    assert meta["kind"] == "joint" and meta["colbert_dim"] == 32 and meta["pooling"] == "mean"
+    assert {101, 102, 0} <= set(meta["special_ids"])
+    assert (run.model_dir / SPARSE_HEAD).is_file() and (run.model_dir / COLBERT_HEAD).is_file()
+    # the encoder is a sentence-transformers folder: `--model dense=runs/NAME` reads it as an embedder
+    layout = read_layout(str(run.model_dir))
+    assert layout.kind == "sentence-transformers" and layout.pooling == "mean" and layout.normalize
+
+
+def test_sparse_collapse_guard_revives_a_dead_head(tiny, tmp_path):
+    """A head whose bias starts at -3 is dead (every token weight 0): without the guard it stays dead
+    (no gradient reaches a relu that passes none), with it the terms come back."""
+    from trainers.loop import train_run
+    from trainers.runs import new_run
+
+    base, data = tiny
+    off = new_run(tmp_path, "off", _config(base, data, "off", max_steps=5, sparse_bias_init=-3.0,
+                                           sparse_min_terms=0.0).to_json())
+    assert train_run(off)["state"] == "finished"
+    steps = _steps(off)
+    assert all(e["q_nnz"] == 0 and e["d_nnz"] == 0 and e["sparse_guard"] == 0 for e in steps)
+    assert all(e["sparse_loss"] == pytest.approx(math.log(8), rel=1e-5) for e in steps)  # uniform over 8
+    head = torch.load(off.model_dir / "sparse_linear.pt")
+    assert float(head["bias"]) < -2.9
+
+    on = new_run(tmp_path, "on", _config(base, data, "on", max_steps=5, sparse_bias_init=-3.0).to_json())
+    assert train_run(on)["state"] == "finished"
+    steps = _steps(on)
+    assert steps[0]["q_nnz"] == 0 and steps[0]["sparse_guard"] == 1
+    assert steps[-1]["q_nnz"] > 0 and steps[-1]["d_nnz"] > 0
+    assert _mean([e["sparse_loss"] for e in steps[-2:]]) < math.log(8) - 0.1
+
+
+def test_resume_after_stop_reproduces_the_loss_curve(tiny, tmp_path):
+    from trainers.loop import train_run
+    from trainers.runs import new_run
+
+    base, data = tiny
+    a = new_run(tmp_path, "a", _config(base, data, "a", max_steps=6).to_json())
+    assert train_run(a)["state"] == "finished"
+    b = new_run(tmp_path, "b", _config(base, data, "b", max_steps=6).to_json())
+
+    def stop_at_3(step, run):
+        if step == 3:
+            run.stop_path.touch()
+
+    status = train_run(b, on_step=stop_at_3)
+    assert status["state"] == "stopped" and status["step"] == 3
+    status = train_run(b, resume=True)
+    assert status["state"] == "finished" and status["step"] == 6
+    assert [e["step"] for e in _steps(b)] == list(range(1, 7))
+    for key in ("loss", "dense_loss", "sparse_loss", "colbert_loss", "q_nnz"):
+        assert [e[key] for e in _steps(b)] == pytest.approx([e[key] for e in _steps(a)], rel=1e-4, abs=1e-6)
+
+
+def test_cli_train_index_and_query_a_joint_variant(tiny, tmp_path, capsys, monkeypatch):
+    from trainers.config import JointConfig
+    from trainers.joint import JointTrainer
+    from workbench.index.indexer import Indexer
+    from workbench.search.searcher import Searcher
+    from workbench.variants import serving
+    from workbench.workspace import Workspace
+
+    monkeypatch.setenv("WB_DTYPE", "float32")
+    base, data = tiny
+    corpus = copy_small_corpus(tmp_path / "corpus", ["itertools/groupby.md", "time/sleep.md", "heapq/overview.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    code, out, err = _wb(capsys, monkeypatch, "train", "joint", "--data", str(data), "--base", str(base),
+                         "--out", "j1", "--max-steps", "2", "--batch-size", "4", "--passage-max-length", "64",
+                         "-w", str(ws.root))
+    assert code == 0, err
+    assert json.loads((ws.runs_dir / "j1" / "config.json").read_text())["trainer"] == "joint"
+    code, _out, err = _wb(capsys, monkeypatch, "query", "sleep", "--model", "joint=runs/j1", "-w", str(ws.root))
+    assert code != 0 and "wb index" in err
+
+    # only the modes whose model changed are encoded: ColBERT and sparse from the joint model, dense copied
+    code, out, err = _wb(capsys, monkeypatch, "index", "--model", "colbert=runs/j1", "--model", "sparse=runs/j1",
+                         "-w", str(ws.root), "--json")
+    assert code == 0, err
+    assert json.loads(out)["reused_modes"] == ["dense"]
+    # all three roles from the joint model: nothing to copy
+    code, out, err = _wb(capsys, monkeypatch, "index", "--model", "joint=runs/j1", "-w", str(ws.root), "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["reused_modes"] == [] and summary["chunks_written"] > 0
+
+    for pipeline in ("dense", "sparse", "colbert", "hybrid"):
+        code, out, err = _wb(capsys, monkeypatch, "query", "pause the program for a while", "-p", pipeline,
+                             "--model", "joint=runs/j1", "-w", str(ws.root), "--json")
+        assert code == 0, (pipeline, err)
+        result = json.loads(out)
+        assert len(result["results"]) == 3, pipeline
+        for role in ("dense", "sparse", "colbert"):
+            assert result["models"][role] == "runs/j1 (trained joint)"
+        assert "zero-shot" not in json.dumps(result["models"])
+        if pipeline == "hybrid":
+            fused = {mode for r in result["results"] for mode in r["scores"]}
+            assert fused == {"dense", "sparse", "colbert", "bm25"}
+
+    # the served query vectors are the trainer's own encoding of the query, from ONE encoder pass
+    serve = serving(ws, {role: "runs/j1" for role in ("dense", "sparse", "colbert")})
+    searcher = Searcher(serve.workspace, config=serve.config)
+    encoder = searcher.bundle.dense.model
+    calls = []
+    hook = encoder.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        q = searcher.encode_queries(["pause the program for a while"], {"dense", "sparse", "colbert"})[0]
+    finally:
+        hook.remove()
+    assert len(calls) == 1
+    assert searcher.snapshot.tokens.bits.shape[1] == 32
+    trainer = JointTrainer(JointConfig(data=str(data), base=str(ws.runs_dir / "j1" / "model"), name="x",
+                                       passage_max_length=64))
+    model = trainer.build().eval()
+    with torch.no_grad():
+        mine = trainer.encode(model, ["pause the program for a while"], trainer.q_len, torch.device("cpu"))
+    assert np.allclose(q.dense, mine.dense[0].numpy(), atol=1e-5)
+    expected_ids = torch.nonzero(mine.sparse[0] > 0).flatten()
+    assert q.sparse_ids.tolist() == expected_ids.tolist() and len(expected_ids) > 0
+    assert np.allclose(q.sparse_weights, mine.sparse[0, expected_ids].numpy(), atol=1e-5)
+    assert np.allclose(q.tokens, mine.colbert[0].numpy(), atol=2e-3)
+    # the workspace's own index is untouched and still zero-shot
+    base_result = Searcher(ws).search("pause the program", pipeline="hybrid", k=3)
+    assert base_result.models["colbert"].endswith("(zero-shot)")
+
+
+def test_colbert_head_starts_at_the_zero_shot_maxsim(tiny):
+    """colbert_dim = hidden size with an orthogonal weight and zero bias: the token vectors' dot
+    products (hence MaxSim) equal the zero-shot ones over the base's normalised token states."""
+    from trainers.joint import JointTrainer
+
+    base, data = tiny
+    trainer = JointTrainer(_config(base, data, "z"))
+    model = trainer.build().eval()
+    texts = ["cats question 0", "the answer: cats 0 and more words"]
+    with torch.no_grad():
+        enc = trainer.encode(model, texts, 64, torch.device("cpu"))
+        ids = trainer.tokenizer(texts, padding=True, return_tensors="pt")
+        hidden = model.encoder(**ids).last_hidden_state
+    zero_shot = torch.nn.functional.normalize(hidden, dim=-1)
+    q, d = enc.colbert[0, :5], enc.colbert[1, :10]
+    assert enc.colbert.shape[-1] == 32
+    assert torch.allclose(q @ d.T, zero_shot[0, :5] @ zero_shot[1, :10].T, atol=1e-5)
+    # and the sparse head starts alive (bias 0.5): at least 2 of the query's 3 terms weigh > 0
+    assert (enc.sparse[0] > 0).sum() >= 2
