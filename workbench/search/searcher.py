@@ -22,7 +22,7 @@ from workbench.errors import UsageError, WorkspaceError
 from workbench.index.settings import settings_from_config, settings_from_dict
 from workbench.models.registry import model_labels
 from workbench.search.fusion import fuse, min_max
-from workbench.search.maxsim import maxsim_tensor
+from workbench.search.maxsim import CandidateScorer, maxsim_tensor
 from workbench.search.pipelines import Pipeline, parse_pipeline
 from workbench.search.results import QueryResult, make_snippet
 from workbench.types import Hit
@@ -78,6 +78,7 @@ class Searcher:
         self.tantivy = TantivyChunkStore(workspace.tantivy_dir, self.settings.sparse_step)
         self._catalog = None
         self._all_tokens = None
+        self._scorer: CandidateScorer | None = None
         self._reranker = None
         self._snapshot = None
         self.models = model_labels(self.config.models)
@@ -138,8 +139,9 @@ class Searcher:
         import torch
 
         matrix, mapping = self.tokens
-        docs, lengths = matrix.tensor(mapping[rows])
-        return maxsim_tensor(torch.from_numpy(query_tokens), docs, lengths)
+        if self._scorer is None:
+            self._scorer = CandidateScorer(matrix.bits, matrix.starts, matrix.lengths)
+        return self._scorer.score(torch.from_numpy(query_tokens), mapping[rows], threads=torch.get_num_threads())
 
     # -- encoding ---------------------------------------------------------------------
     def encode_queries(self, texts: list[str], modes: set[str], instruction: str = "") -> list[EncodedQuery]:
