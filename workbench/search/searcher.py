@@ -339,11 +339,11 @@ class Searcher:
             depth = max(depth, depth_for_rerank)
         lists = self.run_modes(q, pipe.modes, depth)
         per_mode = {m: self._by_unit(rows, scores, unit) for m, (rows, scores) in lists.items()}
-        # depth counts chunks: documents of many chunks can leave a mode with fewer than k
-        # documents; widen until every mode has k (or has retrieved every chunk it can)
-        while depth < self.catalog.size and any(
-            len(per_mode[m]) < k and len(lists[m][0]) >= depth for m in per_mode
-        ):
+        # depth counts chunks: documents of many chunks can leave fewer than k documents in all
+        # the lists together; only then widen (until k, or until no mode has more to give), so a
+        # ranking that already holds k documents is fused from exactly the configured depth
+        while (depth < self.catalog.size and len(set().union(*per_mode.values())) < k
+               and any(len(rows) >= depth for rows, _ in lists.values())):
             depth = min(self.catalog.size, depth * 2)
             q.timings = {key: v for key, v in q.timings.items() if key.startswith(("encode", "load"))}
             lists = self.run_modes(q, pipe.modes, depth)
