@@ -237,8 +237,9 @@ class Searcher:
             t0 = time.perf_counter()
             cand = None
             if len(lists) and not self._exact_colbert():
-                # the other modes' lists, widened by the dense top-N (same model, nearly free)
-                extra = [self._mode_dense(q, self.config.index.colbert_candidates)[0]]
+                # the other modes' lists (optionally widened by the dense top-N): ColBERT scores them exactly
+                extra_n = self.config.index.hybrid_colbert_extra
+                extra = [self._mode_dense(q, extra_n)[0]] if extra_n > 0 else []
                 cand = np.concatenate([r for r, _ in lists.values()] + extra)
             lists["colbert"] = self._mode_colbert(q, depth, cand)
             q.timings["colbert"] = (time.perf_counter() - t0) * 1000
