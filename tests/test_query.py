@@ -240,3 +240,20 @@ def test_candidate_scorer_equals_brute_force_on_ragged_chunks():
         assert got.shape == (len(rows),)
         assert np.allclose(got, ref, atol=0.03), np.abs(got - ref).max()
     assert scorer.score(q, np.array([], dtype=np.int64)).shape == (0,)
+
+
+def test_fusing_a_chosen_set_of_modes(small_searcher):
+    """`dense+bm25` fuses exactly those two modes; the order of the names does not matter; a bad
+    combination is one UsageError."""
+    from workbench.errors import UsageError
+
+    two = small_searcher.search("itertools.groupby", pipeline="dense+bm25", k=5)
+    assert two.results and all(set(h.scores) <= {"dense", "bm25"} for h in two.results)
+    assert any(set(h.scores) == {"dense", "bm25"} for h in two.results)
+    swapped = small_searcher.search("itertools.groupby", pipeline="bm25+dense", k=5)
+    assert [h.doc_id for h in swapped.results] == [h.doc_id for h in two.results]
+    three = small_searcher.search("run a function on many inputs in parallel", pipeline="colbert+sparse+rerank", k=3)
+    assert all(set(h.scores) <= {"colbert", "sparse"} for h in three.results) and "rerank" in three.timings_ms
+    for bad in ("dense+dense", "hybrid+dense", "dense+"):
+        with pytest.raises(UsageError, match="unknown pipeline"):
+            small_searcher.search("x", pipeline=bad)

@@ -1,4 +1,6 @@
-"""Pipeline names: ``dense``, ``colbert``, ``sparse``, ``bm25``, ``hybrid``, each optionally ``+rerank``."""
+"""Pipeline names: ``dense``, ``colbert``, ``sparse``, ``bm25``, ``hybrid`` (all four fused), or
+modes joined by ``+`` to fuse just those (``dense+bm25``, ``dense+sparse+colbert``); each optionally
+followed by ``+rerank``."""
 
 from __future__ import annotations
 
@@ -18,12 +20,21 @@ class Pipeline:
 
 
 def parse_pipeline(name: str) -> Pipeline:
-    base, _, suffix = name.strip().partition("+")
-    if base not in BASES or suffix not in ("", "rerank"):
-        raise UsageError(
-            f"unknown pipeline '{name}': use one of {', '.join(BASES)}, optionally with +rerank"
-        )
-    return Pipeline(name.strip(), BASES[base], suffix == "rerank")
+    """``Pipeline`` for a name (UsageError, one line, for anything else). Modes keep the canonical
+    order of ``MODES`` whatever order the name gives them in."""
+    text = name.strip()
+    parts = [p.strip() for p in text.split("+")]
+    rerank = len(parts) > 1 and parts[-1] == "rerank"
+    if rerank:
+        parts = parts[:-1]
+    if len(parts) == 1 and parts[0] in BASES:
+        return Pipeline(text, BASES[parts[0]], rerank)
+    if len(parts) > 1 and all(p in MODES for p in parts) and len(set(parts)) == len(parts):
+        return Pipeline(text, tuple(m for m in MODES if m in parts), rerank)
+    raise UsageError(
+        f"unknown pipeline '{name}': use one of {', '.join(BASES)}, or modes joined by + "
+        "(e.g. dense+bm25), optionally with +rerank"
+    )
 
 
 def parse_pipelines(spec: str) -> list[Pipeline]:

@@ -238,7 +238,8 @@ class Searcher:
             cand = None
             if len(lists) and not self._exact_colbert():
                 # the other modes' lists (optionally widened by the dense top-N): ColBERT scores them exactly
-                extra_n = self.config.index.hybrid_colbert_extra
+                # without dense among them (e.g. colbert+bm25) the dense top-N widens them as for colbert alone
+                extra_n = self.config.index.hybrid_colbert_extra if "dense" in lists else self.config.index.colbert_candidates
                 extra = [self._mode_dense(q, extra_n)[0]] if extra_n > 0 else []
                 cand = np.concatenate([r for r, _ in lists.values()] + extra)
             lists["colbert"] = self._mode_colbert(q, depth, cand)
