@@ -77,6 +77,37 @@ def exactness(searcher, queries: list[str]) -> dict:
     }
 
 
+def scorer_ratio(searcher, queries: list[str]) -> dict:
+    """The ColBERT candidate stage against its baseline in the same process, alternating per query:
+    CandidateScorer (padded bf16 buffer, one matmul, masked max) vs the ragged gather + float32
+    reduceat it replaced, on each query's hybrid candidates (and on those widened by the dense top-300)."""
+    import torch
+
+    from workbench.search.maxsim import maxsim_tensor
+
+    matrix, mapping = searcher.tokens
+
+    def ragged(tokens, rows):
+        docs, lengths = matrix.tensor(mapping[rows])
+        return maxsim_tensor(torch.from_numpy(tokens), docs, lengths)
+
+    out = {}
+    for label, extra in (("hybrid_candidates", 0), ("widened_dense_top300", 300)):
+        ours, base, sizes = [], [], []
+        for q in searcher.encode_queries(queries, {"dense", "colbert", "sparse"}):
+            lists = searcher.run_modes(q, ("dense", "sparse", "bm25"), 100)
+            rows = [r for r, _ in lists.values()] + ([searcher._mode_dense(q, extra)[0]] if extra else [])
+            rows = np.unique(np.concatenate(rows))
+            sizes.append(len(rows))
+            for fn, sink in ((searcher.maxsim_rows, ours), (ragged, base)):
+                t0 = time.perf_counter()
+                fn(q.tokens, rows)
+                sink.append((time.perf_counter() - t0) * 1000)
+        out[label] = {"chunks_mean": float(np.mean(sizes)), "ours_p50_ms": pct(ours, 50),
+                      "ragged_gather_p50_ms": pct(base, 50), "ratio_time": pct(ours, 50) / pct(base, 50)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-w", "--workspace", required=True)
@@ -123,6 +154,7 @@ def main() -> None:
         "cold_wb_query_json_seconds": {"hybrid_median": statistics.median(cold), "bm25_median": statistics.median(cold_bm25)},
         "goals": {"hybrid_p50_ms": 50, "cold_seconds": 3},
         "exactness": exactness(searcher, queries[: args.exact_queries]),
+        "colbert_stage_vs_ragged_gather": scorer_ratio(searcher, queries[: args.exact_queries]),
     }
     write_result("query", result)
 

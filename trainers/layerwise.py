@@ -1,0 +1,297 @@
+r"""A layer-wise cross-encoder reranker with self-distillation, for early exit at serving time.
+
+Model (:func:`LayerwiseModel`): a BERT-like encoder (``AutoModel``; the workspace's dense model
+by default) and one linear head ``hidden -> 1`` per scored layer ``l`` (``cfg.layers``, 1-based:
+the state after ``l`` transformer layers; default every layer from 2 to the last), applied to
+that layer's ``[CLS]`` state: :math:`s^{(l)} = w_l \cdot h_l[\mathrm{CLS}] + b_l` with
+``h_l = hidden_states[l]`` (``hidden_states[0]`` is the embedding output). Pairs are tokenized
+with :func:`workbench.encoders.rerankers.tokenize_pairs`, as the serving
+:class:`~workbench.encoders.layerwise.LayerwiseReranker` does.
+
+Groups: as :mod:`trainers.reranker` (:func:`~trainers.reranker.build_groups`: one positive in
+column 0, ``group_size - 1`` hard negatives, topped up in-batch, padding masked).
+
+Loss (:func:`layerwise_loss`), with :math:`s^{(l)}_i` the scores of group ``i`` at layer ``l``,
+:math:`L^*` the deepest scored layer (the teacher), ``w = distill_weight``, ``T = distill_temperature``:
+
+.. math::
+    \mathcal{L} = \sum_{l} \mathrm{CE}\big(s^{(l)}\big)
+      + w \sum_{l < L^*} \frac{1}{B}\sum_i \mathrm{KL}\Big(
+        \operatorname{softmax}\big(\operatorname{sg}(s^{(L^*)}_i)/T\big) \,\Big\|\,
+        \operatorname{softmax}\big(s^{(l)}_i/T\big)\Big)
+
+where CE is the configured reranker loss (``listwise``: softmax cross entropy with the positive
+as target, :class:`~trainers.losses.ListwiseCELoss`), KL is
+:class:`~trainers.losses.KLDistillationLoss` over each group's real candidates, and sg stops the
+gradient: the last layer learns from the labels only, every earlier layer from the labels and
+from the last layer's ranking (self-distillation, as BGE's layer-wise rerankers).
+
+The heads train with ``head_lr``, the encoder with ``lr``. The ``step`` events carry each layer's
+CE (``loss_layer{l}``, averaged over the step's micro-batches).
+
+Evaluation (``eval_data``: FlagEmbedding jsonl of held-out groups): MRR of the best positive at
+every scored layer (the metric reported is the deepest layer's). The final folder: the encoder
+(weights + tokenizer), ``layerwise_heads.safetensors`` and ``wb_model.json`` ``{"kind":
+"layerwise-reranker", "layers", "default_cutoff", "max_length", ...}``. ``default_cutoff``:
+``cfg.default_cutoff`` when set; else, with ``eval_data``, the smallest scored layer whose MRR is
+at least ``cutoff_keep`` (0.98) of the deepest layer's; else the deepest layer.
+``bench/bench_layerwise.py`` measures nDCG@10 and latency per cutoff on a BEIR test split and
+can write its choice into ``wb_model.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from workbench.errors import InputError, ModelError, UsageError
+
+from .config import LayerwiseConfig
+from .loop import log, run_training
+from .reranker import RerankerTrainer, build_groups
+from .runs import RunFolder
+
+__all__ = ["LayerwiseModel", "LayerwiseTrainer", "layerwise_loss", "parse_layers", "train_layerwise"]
+
+
+def parse_layers(value) -> list[int] | None:
+    """``None``/``""`` -> None; ``"2,4,6"`` or ``[2, 4, 6]`` -> sorted unique ints (UsageError otherwise)."""
+    if value is None or value == "" or value == []:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        layers = sorted({int(str(x).strip()) for x in items if str(x).strip()})
+    except ValueError as exc:
+        raise UsageError(f"layers must be comma-separated layer numbers, not {value!r}") from exc
+    return layers or None
+
+
+def layerwise_loss(scores, mask, loss_fn, kl_fn, distill_weight: float):
+    """The module docstring's loss for ``scores [B, G, K]`` (K scored layers, the deepest last) and
+    ``mask [B, G]`` (False at padding). Returns ``(total, [loss at each layer])`` (tensors)."""
+    per_layer = [loss_fn(scores[:, :, k], mask) for k in range(scores.shape[2])]
+    total = sum(per_layer)
+    if distill_weight > 0 and scores.shape[2] > 1:
+        teacher = scores[:, :, -1].detach()
+        for k in range(scores.shape[2] - 1):
+            total = total + distill_weight * kl_fn(scores[:, :, k], teacher, mask)
+    return total, per_layer
+
+
+def LayerwiseModel(encoder, layers: list[int]):  # noqa: N802 - a factory returning an nn.Module
+    """``encoder`` + ``heads[str(l)]`` (Linear hidden -> 1) per layer; ``forward`` -> float32 ``[N, len(layers)]``."""
+    import torch
+
+    class _Layerwise(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+            self.layers = list(layers)
+            hidden = int(encoder.config.hidden_size)
+            self.heads = torch.nn.ModuleDict({str(l): torch.nn.Linear(hidden, 1) for l in self.layers})
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                inputs["token_type_ids"] = token_type_ids
+            states = self.encoder(**inputs, output_hidden_states=True).hidden_states
+            return torch.cat([self.heads[str(l)](states[l][:, 0]).float() for l in self.layers], dim=1)
+
+    return _Layerwise()
+
+
+class LayerwiseTrainer(RerankerTrainer):
+    """The layer-wise reranker's parts of the loop (see the module docstring); data, groups and
+    pair batches as :class:`~trainers.reranker.RerankerTrainer`."""
+
+    metric_name = "mrr"
+
+    def __init__(self, cfg: LayerwiseConfig) -> None:
+        super().__init__(cfg)
+        from .losses import KLDistillationLoss
+
+        if cfg.distill_weight < 0:
+            raise UsageError(f"distill_weight must be >= 0, not {cfg.distill_weight}")
+        if not 0 < cfg.cutoff_keep <= 1:
+            raise UsageError(f"cutoff_keep must be in (0, 1], not {cfg.cutoff_keep}")
+        self.kl_fn = KLDistillationLoss(temperature=cfg.distill_temperature, teacher_temperature=cfg.distill_temperature)
+        self.requested_layers = parse_layers(cfg.layers)
+        self._layer_losses: list[list[float]] = []
+        self._losses_step = -1
+        self._eval_by_layer: dict[int, float] | None = None
+        self._eval_step = -1  # the 0-based step of the last evaluate()
+
+    def build(self):
+        from transformers import AutoModel, AutoTokenizer
+
+        cfg = self.cfg
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(cfg.base)
+            encoder = AutoModel.from_pretrained(cfg.base, dtype="float32")
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
+        archs = " ".join(getattr(encoder.config, "architectures", None) or ())
+        if getattr(encoder.config, "is_decoder", False) or "ForCausalLM" in archs:
+            raise ModelError("the layer-wise reranker trainer needs a BERT-like encoder base, not a decoder")
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        n_layers = int(encoder.config.num_hidden_layers)
+        layers = self.requested_layers or (list(range(2, n_layers + 1)) if n_layers >= 2 else [n_layers])
+        bad = [l for l in layers if not 1 <= l <= n_layers]
+        if bad:
+            raise UsageError(f"layers {bad} out of range: '{cfg.base}' has layers 1..{n_layers}")
+        if cfg.default_cutoff and cfg.default_cutoff not in layers:
+            raise UsageError(f"default_cutoff {cfg.default_cutoff} is not a scored layer ({layers})")
+        self.layers = layers
+        self.n_layers = n_layers
+        pooler = getattr(encoder, "pooler", None)
+        if pooler is not None:  # unused (the heads read [CLS] states): frozen, so no rank waits for its grads
+            for param in pooler.parameters():
+                param.requires_grad_(False)
+        if cfg.gradient_checkpointing:
+            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        limit = getattr(encoder.config, "max_position_embeddings", None) or cfg.max_length
+        if getattr(encoder.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+            limit -= 2
+        self.max_length = int(min(cfg.max_length, limit))
+        self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
+        self.kind = "layerwise-reranker"
+        return LayerwiseModel(encoder, layers)
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "loss_name": self.loss_fn.name, "group_size": self.cfg.group_size,
+                "layers": list(self.layers), "distill_weight": self.cfg.distill_weight}
+
+    def param_groups(self, model) -> list:
+        head = [p for p in model.heads.parameters() if p.requires_grad]
+        body = [p for p in model.encoder.parameters() if p.requires_grad]
+        return [{"params": body, "lr": self.cfg.lr}, {"params": head, "lr": self.cfg.head_lr}]
+
+    def compute_loss(self, model, exs, rng, device, accelerator):
+        import torch
+
+        groups, masks = build_groups(exs, self.cfg.group_size, rng)
+        width = len(groups[0])
+        pairs = [(ex.query, passage) for ex, group in zip(exs, groups) for passage in group]
+        batch = self._batch(pairs, device)
+        with accelerator.autocast():
+            scores = model(**batch)  # [B * G, K]
+        scores = scores.float().reshape(len(exs), width, -1)
+        mask = torch.tensor(masks, dtype=torch.bool, device=scores.device)
+        total, per_layer = layerwise_loss(scores, mask, self.loss_fn, self.kl_fn, self.cfg.distill_weight)
+        if self._losses_step != self.current_step:
+            self._losses_step, self._layer_losses = self.current_step, []
+        self._layer_losses.append([float(x.detach()) for x in per_layer])
+        return total, int(batch["attention_mask"].sum())
+
+    def step_metrics(self) -> dict:
+        if not self._layer_losses:
+            return {}
+        n = len(self._layer_losses)
+        return {f"loss_layer{l}": sum(row[k] for row in self._layer_losses) / n for k, l in enumerate(self.layers)}
+
+    def score_layers(self, model, pairs: list[tuple[str, str]], device, batch_pairs: int = 32) -> list[list[float]]:
+        """Per pair, the scores at every scored layer (``self.layers`` order)."""
+        import torch
+
+        out: list[list[float]] = []
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for i in range(0, len(pairs), batch_pairs):
+                    out.extend(model(**self._batch(pairs[i : i + batch_pairs], device)).float().tolist())
+        finally:
+            model.train(was_training)
+        return out
+
+    def layer_mrr(self, model, device) -> dict[int, float] | None:
+        """MRR of the best positive among each held-out query's candidates, at every scored layer."""
+        from .data import read_examples
+
+        path = Path(self.cfg.eval_data)
+        if not path.exists():
+            raise InputError(f"eval data not found: {path}")
+        examples = [ex for ex in read_examples(str(path)) if ex.negatives]
+        if not examples:
+            log(f"eval skipped: no example with negatives in {path}")
+            return None
+        pairs, spans = [], []
+        for ex in examples:
+            cands = list(ex.positives) + list(ex.negatives)
+            spans.append((len(pairs), len(ex.positives), len(cands)))
+            pairs.extend((ex.query, c) for c in cands)
+        scores = self.score_layers(model, pairs, device)
+        result = {}
+        for k, layer in enumerate(self.layers):
+            total = 0.0
+            for start, n_pos, n in spans:
+                s = [row[k] for row in scores[start : start + n]]
+                best = max(s[:n_pos])
+                total += 1.0 / (1 + sum(1 for v in s[n_pos:] if v >= best))  # ties count against
+            result[layer] = total / len(spans)
+        log("eval mrr by layer " + ", ".join(f"{l}: {v:.4f}" for l, v in result.items()) + f" ({len(spans)} queries)")
+        return result
+
+    def evaluate(self, model, device) -> float | None:
+        by_layer = self.layer_mrr(model, device)
+        self._eval_by_layer = by_layer
+        self._eval_step = self.current_step
+        return None if by_layer is None else by_layer[self.layers[-1]]
+
+    def choose_cutoff(self, by_layer: dict[int, float] | None) -> int:
+        """``cfg.default_cutoff``; else the smallest layer within ``cutoff_keep`` of the deepest one's MRR."""
+        if self.cfg.default_cutoff:
+            return int(self.cfg.default_cutoff)
+        if not by_layer:
+            return self.layers[-1]
+        full = by_layer[self.layers[-1]]
+        return next(l for l in self.layers if by_layer[l] >= self.cfg.cutoff_keep * full)
+
+    def save_final(self, model, out_dir: Path) -> None:
+        from safetensors.torch import save_file
+
+        from workbench.encoders.layerwise import HEADS_FILE, LAYERWISE_KIND, META_FILE
+
+        by_layer = None
+        if self.cfg.eval_data and not self.cfg.default_cutoff:
+            fresh = self._eval_by_layer is not None and self._eval_step == self.total_steps - 1
+            by_layer = self._eval_by_layer if fresh else self.layer_mrr(model, next(model.parameters()).device)
+        cutoff = self.choose_cutoff(by_layer)
+        out = Path(out_dir)
+        tmp = out.with_name(out.name + ".partial")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        model.encoder.save_pretrained(str(tmp), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(tmp))
+        tensors = {}
+        for layer in self.layers:
+            head = model.heads[str(layer)]
+            tensors[f"{layer}.weight"] = head.weight.detach().float().cpu().contiguous()
+            tensors[f"{layer}.bias"] = head.bias.detach().float().cpu().contiguous()
+        save_file(tensors, str(tmp / HEADS_FILE))
+        (tmp / META_FILE).write_text(json.dumps({
+            "kind": LAYERWISE_KIND, "base": str(self.cfg.base), "layers": list(self.layers),
+            "default_cutoff": cutoff, "num_hidden_layers": self.n_layers, "max_length": self.max_length,
+            "loss": self.loss_fn.name, "group_size": self.cfg.group_size,
+            "distill_weight": self.cfg.distill_weight, "distill_temperature": self.cfg.distill_temperature,
+            "eval_mrr_by_layer": {str(l): v for l, v in by_layer.items()} if by_layer else None,
+        }, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+        log(f"default cutoff layer {cutoff} of {self.layers}")
+
+
+def train_layerwise(run: RunFolder, resume: bool = False, *,
+                    on_step: Callable[[int, RunFolder], None] | None = None) -> dict:
+    """Train (or resume) a layer-wise reranker run; return its final status dict."""
+    try:
+        trainer = LayerwiseTrainer(LayerwiseConfig.from_dict(run.read_config()))
+    except BaseException as exc:
+        run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}", message=f"{type(exc).__name__}: {exc}")
+        raise
+    return run_training(run, trainer, resume, on_step=on_step)

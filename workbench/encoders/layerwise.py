@@ -1,0 +1,252 @@
+"""Serving a layer-wise cross-encoder with early exit: ``LayerwiseReranker(path, cutoff=L)``.
+
+A layer-wise reranker run (``wb train layerwise``, :mod:`trainers.layerwise`) saves a folder with
+
+* the fine-tuned encoder (Hugging Face layout: config, weights, tokenizer),
+* ``layerwise_heads.safetensors``: one linear head per scored layer ``l``, tensors ``"{l}.weight"``
+  ``[1, hidden]`` and ``"{l}.bias"`` ``[1]`` (float32), applied to the ``[CLS]`` state after ``l``
+  transformer layers (``hidden_states[l][:, 0]``; ``hidden_states[0]`` is the embedding output),
+* ``wb_model.json`` ``{"kind": "layerwise-reranker", "layers": [...], "default_cutoff": L,
+  "max_length": N, ...}``.
+
+Serving at cutoff ``L`` keeps only the first ``L`` layers of the encoder (the layer list is cut,
+so the later layers never run and latency drops with ``L``) and scores each pair with head ``L``:
+``score = w_L · h_L[CLS] + b_L``. The score therefore equals what a full forward with
+``output_hidden_states=True`` gives at layer ``L`` through head ``L`` (tested).
+
+Choosing the cutoff: the run's ``default_cutoff`` unless one is given; ``--model
+reranker=runs/NAME@L`` (or a folder path ``.../model@L``, also in ``wb.toml``'s
+``[models] reranker``) serves at layer ``L``. ``load_reranker`` in
+:mod:`workbench.encoders.rerankers` recognises the folder by its ``wb_model.json``.
+
+Same contract as :class:`~workbench.encoders.rerankers.CrossEncoderReranker` (the ``Reranker``
+protocol): pairs are tokenized with ``tokenize_pairs`` (as in training), length-sorted and packed
+into token-budgeted batches; the encoder runs in ``pick_dtype`` (bf16 on CUDA and bf16 CPUs), the
+head in float32.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from workbench.encoders.device import pick_device, pick_dtype, quiet_transformers
+from workbench.errors import ModelError
+
+LAYERWISE_KIND = "layerwise-reranker"
+HEADS_FILE = "layerwise_heads.safetensors"
+META_FILE = "wb_model.json"
+
+# where BERT-like encoders keep their transformer layers (BERT/RoBERTa/ELECTRA, DistilBERT, others)
+_LAYER_PATHS = ("encoder.layer", "transformer.layer", "encoder.layers", "layers", "layer")
+
+
+@dataclass(frozen=True)
+class LayerwiseMeta:
+    """What ``wb_model.json`` of a layer-wise run says: scored layers, the default cutoff, lengths."""
+
+    path: str
+    layers: tuple[int, ...]
+    default_cutoff: int
+    max_length: int
+    num_hidden_layers: int
+
+
+def split_cutoff(path: str) -> tuple[str, int | None]:
+    """``".../model@3"`` -> ``(".../model", 3)`` when the part before ``@`` is a folder; else ``(path, None)``."""
+    if Path(path).is_dir():
+        return path, None
+    match = re.fullmatch(r"(.+)@(\d+)", str(path))
+    if match and Path(match.group(1)).is_dir():
+        return match.group(1), int(match.group(2))
+    return path, None
+
+
+def is_layerwise(path: str) -> bool:
+    """True when ``path`` is a folder whose ``wb_model.json`` says ``kind: layerwise-reranker``."""
+    meta_path = Path(path) / META_FILE
+    if not meta_path.is_file():
+        return False
+    try:
+        return json.loads(meta_path.read_text()).get("kind") == LAYERWISE_KIND
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def read_layerwise_meta(path: str) -> LayerwiseMeta:
+    """The folder's ``wb_model.json`` as :class:`LayerwiseMeta` (ModelError when it is not one)."""
+    try:
+        raw = json.loads((Path(path) / META_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"'{path}' is not a layer-wise reranker folder (no readable {META_FILE})") from exc
+    if raw.get("kind") != LAYERWISE_KIND or not raw.get("layers"):
+        raise ModelError(f"'{path}' is not a layer-wise reranker folder ({META_FILE} kind {raw.get('kind')!r})")
+    layers = tuple(sorted(int(x) for x in raw["layers"]))
+    return LayerwiseMeta(
+        path=str(path),
+        layers=layers,
+        default_cutoff=int(raw.get("default_cutoff") or layers[-1]),
+        max_length=int(raw.get("max_length") or 512),
+        num_hidden_layers=int(raw.get("num_hidden_layers") or layers[-1]),
+    )
+
+
+def find_layer_list(encoder):
+    """``(parent module, attribute name, ModuleList)`` holding the encoder's transformer layers.
+
+    The list is the ``nn.ModuleList`` at one of the usual places whose length is the config's
+    ``num_hidden_layers``; ModelError when there is none (the architecture cannot exit early here).
+    """
+    import torch
+
+    want = int(getattr(encoder.config, "num_hidden_layers", 0) or 0)
+    for dotted in _LAYER_PATHS:
+        parent = encoder
+        *head, last = dotted.split(".")
+        try:
+            for part in head:
+                parent = getattr(parent, part)
+            layers = getattr(parent, last)
+        except AttributeError:
+            continue
+        if isinstance(layers, torch.nn.ModuleList) and len(layers) == want:
+            return parent, last, layers
+    raise ModelError(f"cannot find the {want} transformer layers of {type(encoder).__name__} "
+                     "to cut them for early exit")
+
+
+def truncate_layers(encoder, keep: int):
+    """Keep only the first ``keep`` transformer layers of ``encoder`` (in place); return the new list."""
+    import torch
+
+    parent, name, layers = find_layer_list(encoder)
+    if not 1 <= keep <= len(layers):
+        raise ModelError(f"cannot keep {keep} of {len(layers)} layers")
+    kept = torch.nn.ModuleList(list(layers)[:keep])
+    setattr(parent, name, kept)
+    return kept
+
+
+def load_heads(path: str, layers) -> dict[int, tuple]:
+    """``{layer: (weight [1, hidden], bias [1])}`` float32 tensors from ``layerwise_heads.safetensors``."""
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(Path(path) / HEADS_FILE))
+    except Exception as exc:  # noqa: BLE001 - a missing or broken file is one line
+        raise ModelError(f"cannot read {HEADS_FILE} in '{path}': {str(exc).splitlines()[0] if str(exc) else exc}") from exc
+    out = {}
+    for layer in layers:
+        try:
+            out[int(layer)] = (tensors[f"{layer}.weight"].float(), tensors[f"{layer}.bias"].float())
+        except KeyError as exc:
+            raise ModelError(f"{HEADS_FILE} in '{path}' has no head for layer {layer}") from exc
+    return out
+
+
+class LayerwiseReranker:
+    """A layer-wise cross-encoder served at one cutoff layer (see the module docstring).
+
+    ``cutoff`` None: the run's ``default_cutoff``. It must be one of the scored layers
+    (ModelError otherwise). ``layers_run`` is the number of transformer layers each forward runs
+    (= ``cutoff``). ``name`` is ``"{path}@{cutoff}"``.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        device: str | None = None,
+        cutoff: int | None = None,
+        max_length: int | None = None,
+        batch_tokens: int = 16384,
+        max_batch: int = 256,
+    ) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        quiet_transformers()
+        meta = read_layerwise_meta(path)
+        cutoff = meta.default_cutoff if cutoff is None else int(cutoff)
+        if cutoff not in meta.layers:
+            shown = ", ".join(str(x) for x in meta.layers)
+            raise ModelError(f"layer-wise reranker '{path}' has heads at layers {shown}; cutoff {cutoff} is not one of them")
+        self.meta = meta
+        self.path = str(path)
+        self.cutoff = cutoff
+        self.name = f"{path}@{cutoff}"
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(self.device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            encoder = AutoModel.from_pretrained(path, dtype=self.dtype)
+        except Exception as exc:  # noqa: BLE001 - every loader failure becomes one line
+            text = str(exc).strip()
+            raise ModelError(f"cannot load layer-wise reranker '{path}': {text.splitlines()[0] if text else type(exc).__name__}") from exc
+        self.layers_run = len(truncate_layers(encoder, cutoff))
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # unused: the head reads the [CLS] state
+        self.model = encoder.to(self.device).eval()
+        weight, bias = load_heads(path, [cutoff])[cutoff]
+        self._weight, self._bias = weight.to(self.device), bias.to(self.device)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self.pad_id = int(self.tokenizer.pad_token_id or 0)
+        max_pos = int(getattr(encoder.config, "max_position_embeddings", None) or meta.max_length)
+        if getattr(encoder.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+            max_pos -= 2
+        self.max_length = int(min(max_length or meta.max_length, max_pos))
+        self.batch_tokens = int(batch_tokens)
+        self.max_batch = int(max_batch)
+        self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
+
+    def tokenize(self, pairs: list[tuple[str, str]]):
+        """Token ids (and token type ids) per pair, exactly as the trainer tokenizes them."""
+        from workbench.encoders.rerankers import tokenize_pairs
+
+        return tokenize_pairs(self.tokenizer, pairs, self.max_length, self.uses_token_types)
+
+    def score(self, query: str, passages: list[str]) -> np.ndarray:
+        """float32 [len(passages)], input order: head ``cutoff`` on the [CLS] state after ``cutoff`` layers."""
+        return self.score_pairs([(query, p) for p in passages])
+
+    def score_pairs(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """float32 [len(pairs)], input order."""
+        import torch
+
+        from workbench.encoders.rerankers import _batches, _pad_batch
+
+        out = np.zeros(len(pairs), dtype=np.float32)
+        if not pairs:
+            return out
+        ids, types = self.tokenize(pairs)
+        lengths = [len(x) for x in ids]
+        with torch.inference_mode():
+            for rows in _batches(lengths, max_tokens=self.batch_tokens, max_batch=self.max_batch, device=self.device):
+                input_ids, mask, token_types = _pad_batch(ids, rows, self.pad_id, types)
+                inputs = {
+                    "input_ids": torch.from_numpy(input_ids).to(self.device),
+                    "attention_mask": torch.from_numpy(mask).to(self.device),
+                }
+                if token_types is not None:
+                    inputs["token_type_ids"] = torch.from_numpy(token_types).to(self.device)
+                states = self.model(**inputs, output_hidden_states=True).hidden_states
+                cls = states[self.cutoff][:, 0].float()
+                out[rows] = torch.nn.functional.linear(cls, self._weight, self._bias)[:, 0].cpu().numpy()
+        return out
+
+
+__all__ = [
+    "HEADS_FILE",
+    "LAYERWISE_KIND",
+    "LayerwiseMeta",
+    "LayerwiseReranker",
+    "find_layer_list",
+    "is_layerwise",
+    "load_heads",
+    "read_layerwise_meta",
+    "split_cutoff",
+    "truncate_layers",
+]
