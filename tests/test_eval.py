@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SAMPLE, require_models
+from tiny_models import run_wb as wb
 
 DOCS = [
     "itertools/groupby.md", "itertools/islice.md", "shutil/rmtree.md", "shutil/copytree.md",
@@ -61,20 +62,6 @@ def make_dataset(root: Path, *, queries=QUERIES, extra_qrels: list[str] = (), sp
     rows += list(extra_qrels)
     (root / "qrels" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
     return root
-
-
-def wb(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    """Run ``wb ARGS`` in-process through the console entry point (WbError -> exit code)."""
-    from workbench.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["wb", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def read_trec(path: Path) -> dict[str, list[tuple[str, int, float]]]:

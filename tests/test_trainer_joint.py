@@ -7,30 +7,15 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import copy_small_corpus, require_models
+from tiny_models import TOPICS, run_wb, tiny_bert, topic_groups
 
 pytest.importorskip("accelerate")
-
-TOPICS = ["cats", "rivers", "engines", "bread", "stars", "chess"]
-
-
-def _wb(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    from workbench.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["wb", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_self_distillation_is_the_kl_from_the_ensemble_by_hand():
@@ -89,28 +74,10 @@ def test_sparse_terms_are_max_over_occurrences_without_special_tokens():
 def tiny(tmp_path_factory):
     """A random 2-layer, 32-wide BertModel with the MiniLM tokenizer, and 24 rows with 3 negatives."""
     require_models()
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from workbench.models.cache import resolve_model_path
-
     root = tmp_path_factory.mktemp("tiny_joint")
     base = root / "base"
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    BertModel(config).save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    data = root / "train.jsonl"
-    with open(data, "w") as fh:
-        for i in range(24):
-            t = TOPICS[i % 6]
-            fh.write(json.dumps({
-                "query": f"{t} question {i}",
-                "pos": [f"the answer: {t} {i}"],
-                "neg": [f"unrelated notes, {TOPICS[(i + k) % 6]} {i}" for k in (1, 2, 3)],
-                "prompt": "",
-            }) + "\n")
+    tiny_bert(base)
+    data = topic_groups(root / "train.jsonl", 24, 3)
     return base, data
 
 
@@ -228,28 +195,28 @@ def test_cli_train_index_and_query_a_joint_variant(tiny, tmp_path, capsys, monke
     ws = Workspace(tmp_path / "ws")
     ws.ensure()
     Indexer(ws).run(corpus)
-    code, out, err = _wb(capsys, monkeypatch, "train", "joint", "--data", str(data), "--base", str(base),
-                         "--out", "j1", "--max-steps", "2", "--batch-size", "4", "--passage-max-length", "64",
-                         "-w", str(ws.root))
+    code, out, err = run_wb(capsys, monkeypatch, "train", "joint", "--data", str(data), "--base", str(base),
+                            "--out", "j1", "--max-steps", "2", "--batch-size", "4", "--passage-max-length", "64",
+                            "-w", str(ws.root))
     assert code == 0, err
     assert json.loads((ws.runs_dir / "j1" / "config.json").read_text())["trainer"] == "joint"
-    code, _out, err = _wb(capsys, monkeypatch, "query", "sleep", "--model", "joint=runs/j1", "-w", str(ws.root))
+    code, _out, err = run_wb(capsys, monkeypatch, "query", "sleep", "--model", "joint=runs/j1", "-w", str(ws.root))
     assert code != 0 and "wb index" in err
 
     # only the modes whose model changed are encoded: ColBERT and sparse from the joint model, dense copied
-    code, out, err = _wb(capsys, monkeypatch, "index", "--model", "colbert=runs/j1", "--model", "sparse=runs/j1",
-                         "-w", str(ws.root), "--json")
+    code, out, err = run_wb(capsys, monkeypatch, "index", "--model", "colbert=runs/j1", "--model", "sparse=runs/j1",
+                            "-w", str(ws.root), "--json")
     assert code == 0, err
     assert json.loads(out)["reused_modes"] == ["dense"]
     # all three roles from the joint model: nothing to copy
-    code, out, err = _wb(capsys, monkeypatch, "index", "--model", "joint=runs/j1", "-w", str(ws.root), "--json")
+    code, out, err = run_wb(capsys, monkeypatch, "index", "--model", "joint=runs/j1", "-w", str(ws.root), "--json")
     assert code == 0, err
     summary = json.loads(out)
     assert summary["reused_modes"] == [] and summary["chunks_written"] > 0
 
     for pipeline in ("dense", "sparse", "colbert", "hybrid"):
-        code, out, err = _wb(capsys, monkeypatch, "query", "pause the program for a while", "-p", pipeline,
-                             "--model", "joint=runs/j1", "-w", str(ws.root), "--json")
+        code, out, err = run_wb(capsys, monkeypatch, "query", "pause the program for a while", "-p", pipeline,
+                                "--model", "joint=runs/j1", "-w", str(ws.root), "--json")
         assert code == 0, (pipeline, err)
         result = json.loads(out)
         assert len(result["results"]) == 3, pipeline

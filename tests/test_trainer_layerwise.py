@@ -13,53 +13,21 @@ from pathlib import Path
 import pytest
 
 from conftest import require_models
+from tiny_models import run_wb, tiny_bert, topic_groups
 
 pytest.importorskip("accelerate")
 
-TOPICS = ["cats", "rivers", "engines", "bread", "stars", "chess"]
 N_LAYERS = 4
-
-
-def _wb(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    from workbench.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["wb", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A random 4-layer, 32-wide BertModel with the MiniLM tokenizer, and 24 groups with 3 negatives."""
     require_models()
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from workbench.models.cache import resolve_model_path
-
     root = tmp_path_factory.mktemp("tiny_lw")
     base = root / "base"
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=N_LAYERS,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    BertModel(config).save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    data = root / "train.jsonl"
-    with open(data, "w") as fh:
-        for i in range(24):
-            t = TOPICS[i % 6]
-            fh.write(json.dumps({
-                "query": f"{t} question {i}",
-                "pos": [f"the answer: {t} {i}"],
-                "neg": [f"unrelated notes, {TOPICS[(i + k) % 6]} {i}" for k in (1, 2, 3)],
-                "prompt": "",
-            }) + "\n")
+    tiny_bert(base, layers=N_LAYERS)
+    data = topic_groups(root / "train.jsonl", 24, 3)
     return base, data
 
 
@@ -262,9 +230,9 @@ def test_cli_train_then_rerank_at_a_cutoff(tiny, tmp_path, capsys, monkeypatch, 
 
     base, data = tiny
     ws_dir = tmp_path / "ws"
-    code, out, err = _wb(capsys, monkeypatch, "train", "layerwise", "--data", str(data), "--base", str(base),
-                         "--out", "lw1", "--layers", "2,4", "--max-steps", "2", "--batch-size", "4",
-                         "--group-size", "3", "--distill-weight", "0.5", "-w", str(ws_dir))
+    code, out, err = run_wb(capsys, monkeypatch, "train", "layerwise", "--data", str(data), "--base", str(base),
+                            "--out", "lw1", "--layers", "2,4", "--max-steps", "2", "--batch-size", "4",
+                            "--group-size", "3", "--distill-weight", "0.5", "-w", str(ws_dir))
     assert code == 0, err
     assert "finished" in out
     config = json.loads((ws_dir / "runs" / "lw1" / "config.json").read_text())
@@ -275,25 +243,25 @@ def test_cli_train_then_rerank_at_a_cutoff(tiny, tmp_path, capsys, monkeypatch, 
     resolved = resolve_model_overrides(Workspace(ws_dir), {"reranker": "runs/lw1@2"})
     assert resolved["reranker"] == f"{model}@2"
     # bad input: one line, exit 2
-    code, _out, err = _wb(capsys, monkeypatch, "train", "layerwise", "--data", str(data), "--base", str(base),
-                          "--out", "lw2", "--layers", "2,9", "--max-steps", "1", "-w", str(ws_dir))
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "layerwise", "--data", str(data), "--base", str(base),
+                             "--out", "lw2", "--layers", "2,9", "--max-steps", "1", "-w", str(ws_dir))
     assert code == 2 and "out of range" in err and "Traceback" not in err
-    code, _out, err = _wb(capsys, monkeypatch, "train", "layerwise", "--data", str(data), "--base", str(base),
-                          "--out", "lw3", "--layers", "two", "-w", str(ws_dir))
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "layerwise", "--data", str(data), "--base", str(base),
+                             "--out", "lw3", "--layers", "two", "-w", str(ws_dir))
     assert code == 2 and "layers" in err and "Traceback" not in err
-    code, _out, err = _wb(capsys, monkeypatch, "train", "layerwise", "--data", str(tmp_path / "missing.jsonl"),
-                          "--base", str(base), "--out", "lw4", "-w", str(ws_dir))
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "layerwise", "--data", str(tmp_path / "missing.jsonl"),
+                             "--base", str(base), "--out", "lw4", "-w", str(ws_dir))
     assert code == 2 and "missing.jsonl" in err
     # the trained folder, cut at layer 2, reranks a real workspace's hybrid results
     ws, _corpus = small_workspace
-    code, out, err = _wb(capsys, monkeypatch, "query", "group consecutive items", "-w", str(ws.root),
-                         "-p", "hybrid+rerank", "--model", f"reranker={model}@2", "--json", "-k", "5")
+    code, out, err = run_wb(capsys, monkeypatch, "query", "group consecutive items", "-w", str(ws.root),
+                            "-p", "hybrid+rerank", "--model", f"reranker={model}@2", "--json", "-k", "5")
     assert code == 0, err
     result = json.loads(out)
     assert result["models"]["reranker"] == "runs/lw1@2"
     assert len(result["results"]) == 5 and "rerank" in result["timings_ms"]
-    code, _out, err = _wb(capsys, monkeypatch, "query", "group consecutive items", "-w", str(ws.root),
-                          "-p", "hybrid+rerank", "--model", f"reranker={model}@3")
+    code, _out, err = run_wb(capsys, monkeypatch, "query", "group consecutive items", "-w", str(ws.root),
+                             "-p", "hybrid+rerank", "--model", f"reranker={model}@3")
     assert code == 2 and "cutoff 3 is not one of them" in err
 
 

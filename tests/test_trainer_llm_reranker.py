@@ -6,17 +6,17 @@ curve, and the CLI runs end to end (bad input: exit 2, one line)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tiny_models import run_wb, topic_groups
+
 pytest.importorskip("accelerate")
 pytest.importorskip("peft")
 
 LLM_NAME = "smollm2-135m-instruct"
-TOPICS = ["cats", "rivers", "engines", "bread", "stars", "chess"]
 LONG = " ".join(f"word{i} alpha beta gamma" for i in range(60))  # cut to max_length (96 tokens)
 PAIRS = [
     ("cats question 0", "the answer: cats 0"),
@@ -30,19 +30,6 @@ INSTRUCTION = "Decide whether the Passage answers the Query. Say Yes or No."
 @pytest.fixture(autouse=True)
 def float32(monkeypatch):
     monkeypatch.setenv("WB_DTYPE", "float32")  # served in float32, so scores agree to 1e-4
-
-
-def _wb(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    from workbench.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["wb", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +56,7 @@ def tiny(tmp_path_factory):
     )
     LlamaForCausalLM(config).save_pretrained(base)
     tokenizer.save_pretrained(base)
-    data = root / "train.jsonl"
-    with open(data, "w") as fh:
-        for i in range(24):
-            t = TOPICS[i % 6]
-            fh.write(json.dumps({
-                "query": f"{t} question {i}",
-                "pos": [f"the answer: {t} {i}"],
-                "neg": [f"unrelated notes, {TOPICS[(i + k) % 6]} {i}" for k in (1, 2, 3)],
-                "prompt": "",
-            }) + "\n")
+    data = topic_groups(root / "train.jsonl", 24, 3)
     return base, data
 
 
@@ -163,31 +141,31 @@ def test_resume_after_stop_reproduces_the_loss_curve(tiny, tmp_path):
 def test_cli_trains_then_reranks_labelled_as_trained(tiny, tmp_path, capsys, monkeypatch, small_workspace):
     base, data = tiny
     ws_dir = tmp_path / "ws"
-    code, out, err = _wb(capsys, monkeypatch, "train", "llm-reranker", "--data", str(data), "--base", str(base),
-                         "--out", "l1", "--max-steps", "2", "--batch-size", "2", "--group-size", "3",
-                         "--loss", "pairwise", "--max-length", "96", "--lora-r", "4", "-w", str(ws_dir))
+    code, out, err = run_wb(capsys, monkeypatch, "train", "llm-reranker", "--data", str(data), "--base", str(base),
+                            "--out", "l1", "--max-steps", "2", "--batch-size", "2", "--group-size", "3",
+                            "--loss", "pairwise", "--max-length", "96", "--lora-r", "4", "-w", str(ws_dir))
     assert code == 0, err
     assert "finished" in out
     config = json.loads((ws_dir / "runs" / "l1" / "config.json").read_text())
     assert config["trainer"] == "llm-reranker" and config["lora"] is True and config["lora_r"] == 4
     assert config["group_size"] == 3 and config["loss"] == "pairwise" and config["max_length"] == 96
-    code, out, err = _wb(capsys, monkeypatch, "runs", "-w", str(ws_dir))
+    code, out, err = run_wb(capsys, monkeypatch, "runs", "-w", str(ws_dir))
     assert any(line.startswith("l1") and "finished" in line and "2/2" in line for line in out.splitlines())
     # bad input: exit 2 and one line, no traceback
-    code, _out, err = _wb(capsys, monkeypatch, "train", "llm-reranker", "--data", str(tmp_path / "nope.jsonl"),
-                          "--base", str(base), "--out", "l2", "-w", str(ws_dir))
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "llm-reranker", "--data", str(tmp_path / "nope.jsonl"),
+                             "--base", str(base), "--out", "l2", "-w", str(ws_dir))
     assert code == 2 and "nope.jsonl" in err and len(err.strip().splitlines()) == 1
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "q"}\n')
-    code, _out, err = _wb(capsys, monkeypatch, "train", "llm-reranker", "--data", str(bad), "--base", str(base),
-                          "--out", "l3", "--max-steps", "1", "-w", str(ws_dir))
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "llm-reranker", "--data", str(bad), "--base", str(base),
+                             "--out", "l3", "--max-steps", "1", "-w", str(ws_dir))
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     # the trained folder reranks a real workspace's hybrid results, labelled as trained (not zero-shot)
     ws, _corpus = small_workspace
     model = ws_dir / "runs" / "l1" / "model"
-    code, out, err = _wb(capsys, monkeypatch, "query", "group consecutive items", "-w", str(ws.root),
-                         "-p", "hybrid+rerank", "--model", f"reranker={model}", "--json", "-k", "3",
-                         "--rerank-depth", "5")
+    code, out, err = run_wb(capsys, monkeypatch, "query", "group consecutive items", "-w", str(ws.root),
+                            "-p", "hybrid+rerank", "--model", f"reranker={model}", "--json", "-k", "3",
+                            "--rerank-depth", "5")
     assert code == 0, err
     result = json.loads(out)
     label = result["models"]["reranker"]

@@ -4,58 +4,24 @@ and the CLI (`wb train reranker`, `wb query -p ...+rerank --model reranker=...`)
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import require_models
+from tiny_models import run_wb, tiny_bert, topic_groups
 
 pytest.importorskip("accelerate")
-
-TOPICS = ["cats", "rivers", "engines", "bread", "stars", "chess"]
-
-
-def _wb(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    from workbench.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["wb", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A random 2-layer, 32-wide BertModel with the MiniLM tokenizer, and 24 groups with 3 negatives."""
     require_models()
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from workbench.models.cache import resolve_model_path
-
     root = tmp_path_factory.mktemp("tiny_rr")
     base = root / "base"
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    BertModel(config).save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    data = root / "train.jsonl"
-    with open(data, "w") as fh:
-        for i in range(24):
-            t = TOPICS[i % 6]
-            fh.write(json.dumps({
-                "query": f"{t} question {i}",
-                "pos": [f"the answer: {t} {i}"],
-                "neg": [f"unrelated notes, {TOPICS[(i + k) % 6]} {i}" for k in (1, 2, 3)],
-                "prompt": "",
-            }) + "\n")
+    tiny_bert(base)
+    data = topic_groups(root / "train.jsonl", 24, 3)
     return base, data
 
 
@@ -123,35 +89,35 @@ def test_resume_after_stop_reproduces_the_loss_curve(tiny, tmp_path):
 def test_cli_train_then_rerank_with_the_run(tiny, tmp_path, capsys, monkeypatch, small_workspace):
     base, data = tiny
     ws_dir = tmp_path / "ws"
-    code, out, err = _wb(capsys, monkeypatch, "train", "reranker", "--data", str(data), "--base", str(base),
-                         "--out", "ce1", "--max-steps", "2", "--batch-size", "4", "--group-size", "3",
-                         "--loss", "pairwise", "-w", str(ws_dir))
+    code, out, err = run_wb(capsys, monkeypatch, "train", "reranker", "--data", str(data), "--base", str(base),
+                            "--out", "ce1", "--max-steps", "2", "--batch-size", "4", "--group-size", "3",
+                            "--loss", "pairwise", "-w", str(ws_dir))
     assert code == 0, err
     assert "finished" in out
     config = json.loads((ws_dir / "runs" / "ce1" / "config.json").read_text())
     assert config["trainer"] == "reranker" and config["group_size"] == 3 and config["loss"] == "pairwise"
-    code, out, err = _wb(capsys, monkeypatch, "runs", "-w", str(ws_dir))
+    code, out, err = run_wb(capsys, monkeypatch, "runs", "-w", str(ws_dir))
     assert any(line.startswith("ce1") and "finished" in line and "2/2" in line for line in out.splitlines())
-    code, _out, err = _wb(capsys, monkeypatch, "train", "reranker", "--data", str(data), "--base", str(base),
-                          "--out", "ce2", "--loss", "lambdarank", "-w", str(ws_dir))
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "reranker", "--data", str(data), "--base", str(base),
+                             "--out", "ce2", "--loss", "lambdarank", "-w", str(ws_dir))
     assert code == 2 and "lambdarank" in err
     # the trained folder reranks a real workspace's hybrid results
     ws, _corpus = small_workspace
     model = ws_dir / "runs" / "ce1" / "model"
-    code, out, err = _wb(capsys, monkeypatch, "query", "group consecutive items", "-w", str(ws.root),
-                         "-p", "hybrid+rerank", "--model", f"reranker={model}", "--json", "-k", "5")
+    code, out, err = run_wb(capsys, monkeypatch, "query", "group consecutive items", "-w", str(ws.root),
+                            "-p", "hybrid+rerank", "--model", f"reranker={model}", "--json", "-k", "5")
     assert code == 0, err
     result = json.loads(out)
     assert result["models"]["reranker"].endswith("model") or "ce1" in result["models"]["reranker"]
     assert len(result["results"]) == 5 and "rerank" in result["timings_ms"]
     # --rerank-interpolation 0: the order is the reranker's alone
-    code, out, err = _wb(capsys, monkeypatch, "query", "group consecutive items", "-w", str(ws.root),
-                         "-p", "hybrid+rerank", "--model", f"reranker={model}", "--json", "-k", "5",
-                         "--rerank-interpolation", "0")
+    code, out, err = run_wb(capsys, monkeypatch, "query", "group consecutive items", "-w", str(ws.root),
+                            "-p", "hybrid+rerank", "--model", f"reranker={model}", "--json", "-k", "5",
+                            "--rerank-interpolation", "0")
     assert code == 0, err
     alone = json.loads(out)["results"]
     scores = [r["score"] for r in alone]
     assert scores == sorted(scores, reverse=True)
-    code, _out, err = _wb(capsys, monkeypatch, "query", "x", "-w", str(ws.root), "-p", "hybrid+rerank",
-                          "--rerank-interpolation", "1.5")
+    code, _out, err = run_wb(capsys, monkeypatch, "query", "x", "-w", str(ws.root), "-p", "hybrid+rerank",
+                             "--rerank-interpolation", "1.5")
     assert code == 2 and "between 0 and 1" in err

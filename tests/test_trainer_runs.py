@@ -3,59 +3,26 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import require_models
+from tiny_models import run_wb, tiny_bert, topic_groups
 
 pytest.importorskip("accelerate")
 pytest.importorskip("peft")
-
-
-def _wb(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    from workbench.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["wb", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A random 2-layer, 32-wide BertModel with the splade-tiny tokenizer, and 24 FlagEmbedding rows."""
     require_models()
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from workbench.models.cache import resolve_model_path
-
     root = tmp_path_factory.mktemp("tiny")
     base = root / "base"
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("splade-tiny"))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    BertModel(config).save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    data = root / "train.jsonl"
-    topics = ["cats", "rivers", "engines", "bread", "stars", "chess"]
-    with open(data, "w") as fh:
-        for i in range(24):
-            t = topics[i % len(topics)]
-            fh.write(json.dumps({
-                "query": f"question {i} about {t}",
-                "pos": [f"a passage about {t} number {i}"],
-                "neg": [f"a text about {topics[(i + 1) % 6]} {i}", f"notes on {topics[(i + 2) % 6]}"],
-                "prompt": "",
-            }) + "\n")
+    tiny_bert(base, tokenizer="splade-tiny")
+    data = topic_groups(root / "train.jsonl", 24, 2, phrasing="passage")
     return base, data
 
 
@@ -138,19 +105,19 @@ def test_a_crash_marks_the_run_failed(tiny, tmp_path):
 def test_cli_foreground_then_runs_lists_it_and_model_override(tiny, tmp_path, capsys, monkeypatch):
     base, data = tiny
     ws = tmp_path / "ws"
-    code, out, err = _wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(base),
-                         "--out", "cli1", "--max-steps", "2", "--batch-size", "4", "-w", str(ws))
+    code, out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(base),
+                            "--out", "cli1", "--max-steps", "2", "--batch-size", "4", "-w", str(ws))
     assert code == 0, err
     assert "finished" in out
     log_text = (ws / "runs" / "cli1" / "log.txt").read_text()  # the foreground log is kept too
     assert "step 2/2" in log_text and "finished" in log_text
-    code, out, err = _wb(capsys, monkeypatch, "runs", "-w", str(ws))
+    code, out, err = run_wb(capsys, monkeypatch, "runs", "-w", str(ws))
     assert code == 0, err
     line = next(line for line in out.splitlines() if line.startswith("cli1"))
     assert "finished" in line and "2/2" in line
     # a second run of the same name is refused
-    code, _out, err = _wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(base),
-                          "--out", "cli1", "-w", str(ws))
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(base),
+                             "--out", "cli1", "-w", str(ws))
     assert code == 2 and "exists already" in err
     # --model dense=runs/NAME resolves to the run's model folder
     from workbench.cli.main import _run_model_overrides
@@ -168,8 +135,8 @@ def test_detached_run_finishes(tiny, tmp_path, capsys, monkeypatch):
 
     base, data = tiny
     ws = tmp_path / "ws"
-    code, out, err = _wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(base),
-                         "--out", "bg", "--max-steps", "3", "--batch-size", "4", "--detach", "-w", str(ws))
+    code, out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(base),
+                            "--out", "bg", "--max-steps", "3", "--batch-size", "4", "--detach", "-w", str(ws))
     assert code == 0, err
     assert out.strip() == "bg"
     run = get_run(ws, "bg")
@@ -177,7 +144,7 @@ def test_detached_run_finishes(tiny, tmp_path, capsys, monkeypatch):
     while run.status().get("state") not in TERMINAL and time.monotonic() < deadline:
         time.sleep(0.5)
     assert run.status()["state"] == "finished", run.log_path.read_text()[-2000:]
-    code, out, err = _wb(capsys, monkeypatch, "runs", "-w", str(ws))
+    code, out, err = run_wb(capsys, monkeypatch, "runs", "-w", str(ws))
     assert any(line.startswith("bg") and "finished" in line for line in out.splitlines())
 
 
@@ -193,8 +160,8 @@ def test_mine_writes_negatives_without_positives(tmp_path, capsys, monkeypatch):
     ws.ensure()
     Indexer(ws).run(dataset / "corpus.jsonl")
     out = tmp_path / "mined.jsonl"
-    code, stdout, err = _wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root),
-                            "--pipeline", "bm25", "--out", str(out), "--range", "2-20", "--negatives", "3")
+    code, stdout, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root),
+                               "--pipeline", "bm25", "--out", str(out), "--range", "2-20", "--negatives", "3")
     assert code == 0, err
     assert "wrote" in stdout
     corpus = {}
@@ -213,8 +180,8 @@ def test_mine_writes_negatives_without_positives(tmp_path, capsys, monkeypatch):
     # a query can lose every candidate to the false-negative margin; most keep some
     assert sum(1 for row in rows if row["neg"]) >= len(rows) - 2
     # bad split: one clear line, exit 2
-    code, _out, err = _wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root),
-                          "--out", str(tmp_path / "x.jsonl"), "--split", "dev")
+    code, _out, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root),
+                             "--out", str(tmp_path / "x.jsonl"), "--split", "dev")
     assert code == 2 and "dev" in err
 
 
@@ -235,9 +202,9 @@ def test_mine_with_a_teacher_writes_its_scores_and_distillation_trains_on_them(t
     ws.ensure()
     Indexer(ws).run(dataset / "corpus.jsonl")
     out = tmp_path / "mined.jsonl"
-    code, _stdout, err = _wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root), "--pipeline",
-                             "bm25", "--out", str(out), "--range", "2-20", "--negatives", "2", "--teacher", "llm",
-                             "--margin", "1.5")
+    code, _stdout, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root), "--pipeline",
+                                "bm25", "--out", str(out), "--range", "2-20", "--negatives", "2", "--teacher", "llm",
+                                "--margin", "1.5")
     assert code == 0, err
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     from dataclasses import replace
@@ -262,6 +229,6 @@ def test_mine_with_a_teacher_writes_its_scores_and_distillation_trains_on_them(t
 
     bare = tmp_path / "bare.jsonl"
     bare.write_text("".join(json.dumps({k: r[k] for k in ("query", "pos", "neg")}) + "\n" for r in rows))
-    code, _out, err = _wb(capsys, monkeypatch, "train", "embedder", "-w", str(tmp_path / "ws2"), "--data", str(bare),
-                          "--base", str(base), "--out", "nokl", "--distill", "0.5")
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "-w", str(tmp_path / "ws2"), "--data", str(bare),
+                             "--base", str(base), "--out", "nokl", "--distill", "0.5")
     assert code == 2 and "teacher scores" in err and len(err.strip().splitlines()) == 1

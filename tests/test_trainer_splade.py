@@ -4,17 +4,15 @@ events, and the saved folder serves through SparseEncoder with the trained weigh
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 from conftest import require_models
+from tiny_models import run_wb, tiny_bert, topic_groups
 
 pytest.importorskip("accelerate")
-
-TOPICS = ["cats", "rivers", "engines", "bread", "stars", "chess"]
 
 
 def test_flops_matches_hand_computation():
@@ -37,28 +35,10 @@ def test_splade_vectors_are_max_pooled_log1p_relu():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     require_models()
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
-
-    from workbench.models.cache import resolve_model_path
-
     root = tmp_path_factory.mktemp("tiny_splade")
     base = root / "base"
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    BertForMaskedLM(config).save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    data = root / "train.jsonl"
-    with open(data, "w") as fh:
-        for i in range(24):
-            t = TOPICS[i % 6]
-            fh.write(json.dumps({
-                "query": f"{t} question {i}",
-                "pos": [f"the answer: {t} {i}"],
-                "neg": [f"unrelated notes, {TOPICS[(i + k) % 6]} {i}" for k in (1, 2, 3)],
-                "prompt": "",
-            }) + "\n")
+    tiny_bert(base, masked_lm=True)
+    data = topic_groups(root / "train.jsonl", 24, 3)
     return base, data
 
 
@@ -97,18 +77,10 @@ def test_splade_trains_reports_nonzeros_and_serves(tiny, tmp_path, monkeypatch):
 
 
 def test_cli_train_splade(tiny, tmp_path, capsys, monkeypatch):
-    from workbench.cli.main import main
-
     base, data = tiny
     ws = tmp_path / "ws"
-    monkeypatch.setattr(sys, "argv", ["wb", "train", "splade", "--data", str(data), "--base", str(base),
-                                      "--out", "sp1", "--max-steps", "2", "--batch-size", "4", "-w", str(ws)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
+    code, out, err = run_wb(capsys, monkeypatch, "train", "splade", "--data", str(data), "--base", str(base),
+                            "--out", "sp1", "--max-steps", "2", "--batch-size", "4", "-w", str(ws))
     assert code == 0, err
     assert "finished" in out
     assert json.loads((ws / "runs" / "sp1" / "config.json").read_text())["trainer"] == "splade"

@@ -9,28 +9,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import pytest
 
 from conftest import copy_small_corpus, require_models
+from tiny_models import run_wb as wb
 from test_eval import make_dataset
 
 DOCS = ["itertools/groupby.md", "shutil/rmtree.md", "time/sleep.md", "functools/lru_cache.md",
         "heapq/overview.md", "json/encoders-and-decoders.md"]
-
-
-def wb(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    from workbench.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["wb", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture()

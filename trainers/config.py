@@ -10,6 +10,7 @@ import json
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 from workbench.encoders.yesno_prompt import (
     DEFAULT_ANSWERS,
@@ -20,9 +21,39 @@ from workbench.encoders.yesno_prompt import (
 from workbench.errors import UsageError
 
 
+def _from_dict(cls, data: dict):
+    """``cls(**data)`` without the ``trainer`` key; a key that is not one of ``cls``'s fields: UsageError.
+    Fields missing from ``data`` take their defaults (a config.json from an older version still loads)."""
+    data = {k: v for k, v in data.items() if k != "trainer"}
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise UsageError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    return cls(**data)
+
+
+class RunConfig:
+    """What every run config shares: ``TRAINER``, the ``trainer`` key of its config.json (the key
+    ``trainers.loop.trainer_for`` dispatches on), ``to_json`` and ``from_dict``. A mixin, not a dataclass:
+    it adds no fields, so each config's field order and defaults are its own."""
+
+    TRAINER: ClassVar[str]
+
+    def to_json(self) -> str:
+        """The run's config.json: ``{"trainer": TRAINER, <every field>}``."""
+        return json.dumps({"trainer": self.TRAINER, **asdict(self)}, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """The config from a config.json / TOML / CLI dict (see :func:`_from_dict`)."""
+        return _from_dict(cls, data)
+
+
 @dataclass
-class EmbedderConfig:
+class EmbedderConfig(RunConfig):
     """Fine-tuning a bi-encoder (encoder or decoder LLM) with a contrastive loss."""
+
+    TRAINER: ClassVar[str] = "embedder"
 
     data: str  # FlagEmbedding jsonl | BEIR folder | sentence-transformers pairs | "unsupervised"
     base: str  # resolved model folder or Hugging Face id
@@ -62,31 +93,12 @@ class EmbedderConfig:
     eval_every: int = 0
     task_sampling: str = "proportional"
 
-    def to_json(self) -> str:
-        return json.dumps({"trainer": "embedder", **asdict(self)}, indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "EmbedderConfig":
-        data = {k: v for k, v in data.items() if k != "trainer"}
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise UsageError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
-
-
-def _from_dict(cls, data: dict):
-    data = {k: v for k, v in data.items() if k != "trainer"}
-    known = {f.name for f in fields(cls)}
-    unknown = set(data) - known
-    if unknown:
-        raise UsageError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-    return cls(**data)
-
 
 @dataclass
-class RerankerConfig:
+class RerankerConfig(RunConfig):
     """Fine-tuning a cross-encoder reranker on groups (query, positive, hard negatives)."""
+
+    TRAINER: ClassVar[str] = "reranker"
 
     data: str  # FlagEmbedding jsonl (as `wb mine` writes) | BEIR folder | sentence-transformers file
     base: str  # resolved model folder or Hugging Face id (a BERT-like encoder or a cross-encoder)
@@ -113,17 +125,12 @@ class RerankerConfig:
     eval_every: int = 0
     task_sampling: str = "proportional"
 
-    def to_json(self) -> str:
-        return json.dumps({"trainer": "reranker", **asdict(self)}, indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "RerankerConfig":
-        return _from_dict(cls, data)
-
 
 @dataclass
-class LlmRerankerConfig:
+class LlmRerankerConfig(RunConfig):
     """Fine-tuning a causal LM as a yes/no reranker: score = logit(yes) - logit(no) after the prompt."""
+
+    TRAINER: ClassVar[str] = "llm-reranker"
 
     data: str  # FlagEmbedding jsonl (as `wb mine` writes) | BEIR folder | sentence-transformers file
     base: str  # a *ForCausalLM folder or HF id (the built-in smollm2-135m-instruct by default)
@@ -155,9 +162,6 @@ class LlmRerankerConfig:
     eval_every: int = 0
     task_sampling: str = "proportional"
 
-    def to_json(self) -> str:
-        return json.dumps({"trainer": "llm-reranker", **asdict(self)}, indent=2)
-
     @classmethod
     def from_dict(cls, data: dict) -> "LlmRerankerConfig":
         cfg = _from_dict(cls, data)
@@ -169,8 +173,10 @@ class LlmRerankerConfig:
 
 
 @dataclass
-class ColbertConfig:
+class ColbertConfig(RunConfig):
     """Training a ColBERT head (encoder + linear projection, MaxSim) with a contrastive loss."""
+
+    TRAINER: ClassVar[str] = "colbert"
 
     data: str
     base: str
@@ -206,17 +212,12 @@ class ColbertConfig:
     eval_every: int = 0
     task_sampling: str = "proportional"
 
-    def to_json(self) -> str:
-        return json.dumps({"trainer": "colbert", **asdict(self)}, indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ColbertConfig":
-        return _from_dict(cls, data)
-
 
 @dataclass
-class SpladeConfig:
+class SpladeConfig(RunConfig):
     """Fine-tuning a SPLADE model (masked-LM head, log1p(relu), max pooling) with FLOPS regularisation."""
+
+    TRAINER: ClassVar[str] = "splade"
 
     data: str
     base: str  # a *ForMaskedLM folder or id (the workspace's sparse model by default)
@@ -247,17 +248,12 @@ class SpladeConfig:
     eval_every: int = 0
     task_sampling: str = "proportional"
 
-    def to_json(self) -> str:
-        return json.dumps({"trainer": "splade", **asdict(self)}, indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SpladeConfig":
-        return _from_dict(cls, data)
-
 
 @dataclass
-class LayerwiseConfig:
+class LayerwiseConfig(RunConfig):
     """A layer-wise cross-encoder: one score head per layer, self-distilled from the last (trainers/layerwise.py)."""
+
+    TRAINER: ClassVar[str] = "layerwise"
 
     data: str  # as RerankerConfig
     base: str  # a BERT-like encoder (AutoModel); the workspace's dense model by default
@@ -289,18 +285,13 @@ class LayerwiseConfig:
     eval_every: int = 0
     task_sampling: str = "proportional"
 
-    def to_json(self) -> str:
-        return json.dumps({"trainer": "layerwise", **asdict(self)}, indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "LayerwiseConfig":
-        return _from_dict(cls, data)
-
 
 @dataclass
-class JointConfig:
+class JointConfig(RunConfig):
     """BGE-M3-style joint training: one encoder, dense + sparse + ColBERT heads, self-distillation
     from their ensemble (trainers/joint.py)."""
+
+    TRAINER: ClassVar[str] = "joint"
 
     data: str
     base: str  # a BERT-like encoder (the workspace's dense model by default) or a joint run's folder
@@ -339,13 +330,6 @@ class JointConfig:
     eval_split: str = "test"
     eval_every: int = 0
     task_sampling: str = "proportional"
-
-    def to_json(self) -> str:
-        return json.dumps({"trainer": "joint", **asdict(self)}, indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "JointConfig":
-        return _from_dict(cls, data)
 
 
 def read_toml(path: str | Path) -> dict:

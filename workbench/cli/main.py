@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -455,74 +455,104 @@ def _run_training(run, resume: bool, detach: bool) -> None:
         typer.echo(f"run {run.name} {state}: model in {run.model_dir}")
 
 
+# Options that several `wb train <kind>` commands share: declared once, so their flags and help agree.
+OutOpt = Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")]
+EpochsOpt = Annotated[Optional[float], typer.Option("--epochs")]
+MaxStepsOpt = Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")]
+BatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size")]
+GroupBatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Groups per step.")]
+LrOpt = Annotated[Optional[float], typer.Option("--lr")]
+EncoderLrOpt = Annotated[Optional[float], typer.Option("--lr", help="Encoder learning rate.")]
+GroupSizeOpt = Annotated[
+    Optional[int], typer.Option("--group-size", help="Passages per query: 1 positive + N-1 hard negatives.")
+]
+NegativesOpt = Annotated[
+    Optional[int], typer.Option("--negatives", help="Hard negatives per query (besides in-batch ones).")
+]
+QueryMaxLengthOpt = Annotated[Optional[int], typer.Option("--query-max-length")]
+PassageMaxLengthOpt = Annotated[Optional[int], typer.Option("--passage-max-length")]
+MixedPrecisionOpt = Annotated[
+    Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")
+]
+EvalEveryOpt = Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")]
+SaveEveryOpt = Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")]
+DetachOpt = Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")]
+ResumeOpt = Annotated[
+    Optional[str],
+    typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`)."),
+]
+
+
 @train_app.command("embedder")
 def train_embedder_cmd(
     data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl, BEIR folder, sentence-transformers file, or 'unsupervised'.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id.")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
+    out: OutOpt = None,
     corpus: Annotated[Optional[str], typer.Option("--corpus", help="Passages for --data unsupervised (BEIR corpus.jsonl or folder).")] = None,
     lora: Annotated[Optional[bool], typer.Option("--lora/--no-lora", help="Train LoRA adapters (merged into the final model).")] = None,
-    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    epochs: EpochsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="infonce, jointlh, summarglh, lsepair, rand1lh.")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature")] = None,
     negatives: Annotated[Optional[int], typer.Option("--negatives", help="Hard negatives per query.")] = None,
     distill: Annotated[Optional[float], typer.Option("--distill", help="Weight of KL distillation from the data's teacher scores (pos_scores/neg_scores, e.g. from `wb mine --teacher`); 0 = off. --loss kl distills only.")] = None,
     instruction: Annotated[Optional[str], typer.Option("--instruction", help="Query instruction (preset name or text) for rows without a prompt.")] = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10).")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")] = None,
-    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    eval_every: EvalEveryOpt = None,
+    save_every: SaveEveryOpt = None,
     config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any EmbedderConfig key (options given here win).")] = None,
-    detach: Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")] = False,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`).")] = None,
+    detach: DetachOpt = False,
+    resume: ResumeOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Fine-tune a bi-encoder (encoder or decoder LLM, optionally LoRA) with a contrastive loss."""
-    if resume:
-        return train_resume_cmd(resume, detach=detach, workspace=workspace)
-    from trainers.config import EmbedderConfig, read_toml
-    from trainers.runs import new_run
-    from workbench.encoders.templates import resolve_instruction
+    from trainers.config import EmbedderConfig
 
-    ws = _workspace(workspace)
-    values: dict = read_toml(config) if config else {}
+    def resolve(values: dict) -> None:
+        from workbench.encoders.templates import resolve_instruction
+
+        if values.get("instruction"):
+            values["instruction"] = resolve_instruction(values["instruction"])
+
     given = {
         "data": data, "base": base, "name": out, "corpus": corpus, "lora": lora, "epochs": epochs,
         "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "loss": loss, "temperature": temperature,
         "negatives_per_query": negatives, "distill_weight": distill, "instruction": instruction, "eval_data": eval_data,
         "eval_every": eval_every, "save_every": save_every,
     }
+    _train_cmd(EmbedderConfig, given, config=config, detach=detach, resume=resume, workspace=workspace,
+               path_keys=("data", "corpus", "eval_data"), literal=("unsupervised",), finish=resolve)
+
+
+def _train_cmd(config_cls, given: dict, *, config: Optional[str], detach: bool, resume: Optional[str],
+               workspace: Optional[str], adjust: Optional[Callable[[dict, object], None]] = None,
+               path_keys: tuple[str, ...] = ("data", "eval_data"), literal: tuple[str, ...] = (),
+               finish: Optional[Callable[[dict], None]] = None) -> None:
+    """The body every `wb train <kind>` command shares. ``--resume NAME``: continue that run (as `wb train
+    resume NAME`). Else the options are --config's (a run.toml, any ``config_cls`` key) overlaid with
+    ``given``, the command line's (None: not given); ``adjust(values, ws)`` then sets the trainer's own
+    defaults, and :func:`_start_run` validates, writes the run folder and trains."""
+    if resume:
+        return train_resume_cmd(resume, detach=detach, workspace=workspace)
+    from trainers.config import read_toml
+
+    ws = _workspace(workspace)
+    values: dict = read_toml(config) if config else {}
     values.update({k: v for k, v in given.items() if v is not None})
-    for key, flag in (("data", "--data"), ("base", "--base"), ("name", "--out")):
-        if not values.get(key):
-            raise UsageError(f"{flag} is required (or set `{key}` in --config)")
-    name = str(values["name"])
-    if not name or "/" in name or name.startswith("."):
-        raise UsageError(f"bad run name '{name}': use a plain folder name")
-    values["base"] = _resolve_base(str(values["base"]), ws)
-    for key in ("data", "corpus", "eval_data"):
-        if values.get(key) and values[key] != "unsupervised":
-            path = Path(str(values[key])).expanduser()
-            if not path.exists():
-                from workbench.errors import InputError
-
-                raise InputError(f"--{key.replace('_', '-')}: no such file or folder: {values[key]}")
-            values[key] = str(path.absolute())
-    if values.get("instruction"):
-        values["instruction"] = resolve_instruction(values["instruction"])
-    try:
-        cfg = EmbedderConfig.from_dict(values)
-    except TypeError as exc:
-        raise UsageError(f"bad training options: {exc}") from exc
-    ws.root.mkdir(parents=True, exist_ok=True)
-    run = new_run(ws.root, name, cfg.to_json())
-    _run_training(run, resume=False, detach=detach)
+    if adjust is not None:
+        adjust(values, ws)
+    _start_run(ws, config_cls, values, path_keys, detach, literal=literal, finish=finish)
 
 
-def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach: bool) -> None:
-    """Validate resolved options, write the run folder, train (foreground or detached)."""
+def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach: bool, *,
+               literal: tuple[str, ...] = (), finish: Optional[Callable[[dict], None]] = None) -> None:
+    """Validate resolved options, write the run folder, train (foreground or detached).
+
+    ``path_keys``: options naming a file or folder, made absolute (a missing one: InputError), but for a
+    value in ``literal`` (``--data unsupervised``); ``finish(values)`` runs last, before ``config_cls``
+    is built from them."""
     for key, flag in (("data", "--data"), ("base", "--base"), ("name", "--out")):
         if not values.get(key):
             raise UsageError(f"{flag} is required (or set `{key}` in --config)")
@@ -531,13 +561,15 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
         raise UsageError(f"bad run name '{name}': use a plain folder name")
     values["base"] = _resolve_base(str(values["base"]), ws)
     for key in path_keys:
-        if values.get(key):
+        if values.get(key) and values[key] not in literal:
             path = Path(str(values[key])).expanduser()
             if not path.exists():
                 from workbench.errors import InputError
 
                 raise InputError(f"--{key.replace('_', '-')}: no such file or folder: {values[key]}")
             values[key] = str(path.absolute())
+    if finish is not None:
+        finish(values)
     try:
         cfg = config_cls.from_dict(values)
     except TypeError as exc:
@@ -553,119 +585,110 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
 def train_reranker_cmd(
     data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id; a BERT-like encoder gets a new one-logit head.")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
+    out: OutOpt = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="listwise (softmax CE over the group), pairwise (RankNet) or pointwise (BCE).")] = None,
-    group_size: Annotated[Optional[int], typer.Option("--group-size", help="Passages per query: 1 positive + N-1 hard negatives.")] = None,
-    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Groups per step.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    group_size: GroupSizeOpt = None,
+    epochs: EpochsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    batch_size: GroupBatchSizeOpt = None,
+    lr: LrOpt = None,
     head_lr: Annotated[Optional[float], typer.Option("--head-lr", help="Learning rate of a new classification head (+ pooler).")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Tokens of query + passage.")] = None,
-    mixed_precision: Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")] = None,
+    mixed_precision: MixedPrecisionOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="FlagEmbedding jsonl of held-out groups (MRR of the positive).")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")] = None,
-    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    eval_every: EvalEveryOpt = None,
+    save_every: SaveEveryOpt = None,
     config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any RerankerConfig key (options given here win).")] = None,
-    detach: Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")] = False,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`).")] = None,
+    detach: DetachOpt = False,
+    resume: ResumeOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Fine-tune a cross-encoder reranker (use it with --model reranker=runs/NAME and a +rerank pipeline)."""
-    if resume:
-        return train_resume_cmd(resume, detach=detach, workspace=workspace)
-    from trainers.config import RerankerConfig, read_toml
+    from trainers.config import RerankerConfig
 
-    ws = _workspace(workspace)
-    values: dict = read_toml(config) if config else {}
     given = {
         "data": data, "base": base, "name": out, "loss": loss, "group_size": group_size, "epochs": epochs,
         "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "max_length": max_length,
         "mixed_precision": mixed_precision, "eval_data": eval_data, "eval_every": eval_every,
         "save_every": save_every,
     }
-    values.update({k: v for k, v in given.items() if v is not None})
-    _start_run(ws, RerankerConfig, values, ("data", "eval_data"), detach)
+    _train_cmd(RerankerConfig, given, config=config, detach=detach, resume=resume, workspace=workspace)
 
 
 @train_app.command("llm-reranker")
 def train_llm_reranker_cmd(
     data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="A causal LM: 'llm' (the built-in smollm2-135m-instruct, default), a built-in name, a folder, runs/NAME or a HF id.")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
+    out: OutOpt = None,
     lora: Annotated[Optional[bool], typer.Option("--lora/--no-lora", help="Train LoRA adapters on every linear projection (default) and merge them into the final model.")] = None,
     lora_r: Annotated[Optional[int], typer.Option("--lora-r", help="LoRA rank (alpha = 2 x rank unless set in --config).")] = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="listwise (softmax CE over the group), pairwise (RankNet) or pointwise (BCE on P(yes)).")] = None,
-    group_size: Annotated[Optional[int], typer.Option("--group-size", help="Passages per query: 1 positive + N-1 hard negatives.")] = None,
-    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Groups per step.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    group_size: GroupSizeOpt = None,
+    epochs: EpochsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    batch_size: GroupBatchSizeOpt = None,
+    lr: LrOpt = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Prompt tokens (only the passage is cut, as served).")] = None,
-    mixed_precision: Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")] = None,
+    mixed_precision: MixedPrecisionOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="FlagEmbedding jsonl of held-out groups (MRR of the positive).")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")] = None,
-    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    eval_every: EvalEveryOpt = None,
+    save_every: SaveEveryOpt = None,
     config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any LlmRerankerConfig key (instruction, question, answers, lora_alpha, ...; options given here win).")] = None,
-    detach: Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")] = False,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`).")] = None,
+    detach: DetachOpt = False,
+    resume: ResumeOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Fine-tune a causal LM as a yes/no reranker (score = logit(Yes) - logit(No)); use it with --model reranker=runs/NAME."""
-    if resume:
-        return train_resume_cmd(resume, detach=detach, workspace=workspace)
-    from trainers.config import LlmRerankerConfig, read_toml
-    from workbench.models.registry import LLM_RERANKER, LLM_RERANKER_MODEL
+    from trainers.config import LlmRerankerConfig
 
-    ws = _workspace(workspace)
-    values: dict = read_toml(config) if config else {}
     given = {
         "data": data, "base": base, "name": out, "lora": lora, "lora_r": lora_r, "loss": loss,
         "group_size": group_size, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
         "max_length": max_length, "mixed_precision": mixed_precision, "eval_data": eval_data,
         "eval_every": eval_every, "save_every": save_every,
     }
-    values.update({k: v for k, v in given.items() if v is not None})
-    if lora_r is not None and "lora_alpha" not in values:
-        values["lora_alpha"] = 2 * lora_r
-    if values.get("base", LLM_RERANKER) == LLM_RERANKER:
-        values["base"] = LLM_RERANKER_MODEL
-    _start_run(ws, LlmRerankerConfig, values, ("data", "eval_data"), detach)
+
+    def adjust(values: dict, _ws) -> None:
+        from workbench.models.registry import LLM_RERANKER, LLM_RERANKER_MODEL
+
+        if lora_r is not None and "lora_alpha" not in values:
+            values["lora_alpha"] = 2 * lora_r
+        if values.get("base", LLM_RERANKER) == LLM_RERANKER:
+            values["base"] = LLM_RERANKER_MODEL
+
+    _train_cmd(LlmRerankerConfig, given, config=config, detach=detach, resume=resume, workspace=workspace,
+               adjust=adjust)
 
 
 @train_app.command("colbert")
 def train_colbert_cmd(
     data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id (a BERT-like encoder).")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
+    out: OutOpt = None,
     dim: Annotated[Optional[int], typer.Option("--dim", help="Token vector size (the projection's outputs).")] = None,
     projection_init: Annotated[Optional[str], typer.Option("--projection-init", help="orthogonal (random orthonormal rows), pca (top principal directions of the base's tokens) or identity (dim = hidden size: starts at the zero-shot MaxSim).")] = None,
-    negatives: Annotated[Optional[int], typer.Option("--negatives", help="Hard negatives per query (besides in-batch ones).")] = None,
+    negatives: NegativesOpt = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Divides the MaxSim scores in the softmax.")] = None,
     kl_weight: Annotated[Optional[float], typer.Option("--kl-weight", help="Weight of KL distillation from the data's teacher scores (0: off).")] = None,
-    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Encoder learning rate.")] = None,
+    epochs: EpochsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lr: EncoderLrOpt = None,
     head_lr: Annotated[Optional[float], typer.Option("--head-lr", help="Projection learning rate.")] = None,
-    query_max_length: Annotated[Optional[int], typer.Option("--query-max-length")] = None,
-    passage_max_length: Annotated[Optional[int], typer.Option("--passage-max-length")] = None,
-    mixed_precision: Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")] = None,
+    query_max_length: QueryMaxLengthOpt = None,
+    passage_max_length: PassageMaxLengthOpt = None,
+    mixed_precision: MixedPrecisionOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10 of exact MaxSim; slow on CPU).")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")] = None,
-    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    eval_every: EvalEveryOpt = None,
+    save_every: SaveEveryOpt = None,
     config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any ColbertConfig key (options given here win).")] = None,
-    detach: Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")] = False,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`).")] = None,
+    detach: DetachOpt = False,
+    resume: ResumeOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Train a ColBERT model (encoder + 128-d head, MaxSim); use it with --model colbert=runs/NAME."""
-    if resume:
-        return train_resume_cmd(resume, detach=detach, workspace=workspace)
-    from trainers.config import ColbertConfig, read_toml
+    from trainers.config import ColbertConfig
 
-    ws = _workspace(workspace)
-    values: dict = read_toml(config) if config else {}
     given = {
         "data": data, "base": base, "name": out, "dim": dim, "projection_init": projection_init,
         "negatives_per_query": negatives,
@@ -674,86 +697,79 @@ def train_colbert_cmd(
         "passage_max_length": passage_max_length, "mixed_precision": mixed_precision,
         "eval_data": eval_data, "eval_every": eval_every, "save_every": save_every,
     }
-    values.update({k: v for k, v in given.items() if v is not None})
-    _start_run(ws, ColbertConfig, values, ("data", "eval_data"), detach)
+    _train_cmd(ColbertConfig, given, config=config, detach=detach, resume=resume, workspace=workspace)
 
 
 @train_app.command("splade")
 def train_splade_cmd(
     data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'sparse' (the workspace's sparse model), a built-in name, a folder, runs/NAME or a HF id (a masked LM).")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
-    negatives: Annotated[Optional[int], typer.Option("--negatives", help="Hard negatives per query (besides in-batch ones).")] = None,
+    out: OutOpt = None,
+    negatives: NegativesOpt = None,
     lambda_q: Annotated[Optional[float], typer.Option("--lambda-q", help="FLOPS weight on query vectors.")] = None,
     lambda_d: Annotated[Optional[float], typer.Option("--lambda-d", help="FLOPS weight on document vectors.")] = None,
-    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
-    passage_max_length: Annotated[Optional[int], typer.Option("--passage-max-length")] = None,
-    mixed_precision: Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")] = None,
+    epochs: EpochsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lr: LrOpt = None,
+    passage_max_length: PassageMaxLengthOpt = None,
+    mixed_precision: MixedPrecisionOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10).")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")] = None,
-    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    eval_every: EvalEveryOpt = None,
+    save_every: SaveEveryOpt = None,
     config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any SpladeConfig key (options given here win).")] = None,
-    detach: Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")] = False,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`).")] = None,
+    detach: DetachOpt = False,
+    resume: ResumeOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Fine-tune a SPLADE model (contrastive + FLOPS); use it with --model sparse=runs/NAME."""
-    if resume:
-        return train_resume_cmd(resume, detach=detach, workspace=workspace)
-    from trainers.config import SpladeConfig, read_toml
+    from trainers.config import SpladeConfig
 
-    ws = _workspace(workspace)
-    values: dict = read_toml(config) if config else {}
     given = {
         "data": data, "base": base, "name": out, "negatives_per_query": negatives, "lambda_q": lambda_q,
         "lambda_d": lambda_d, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
         "passage_max_length": passage_max_length, "mixed_precision": mixed_precision,
         "eval_data": eval_data, "eval_every": eval_every, "save_every": save_every,
     }
-    values.update({k: v for k, v in given.items() if v is not None})
-    if values.get("base") == "sparse":
-        values["base"] = ws.config().models.sparse
-    _start_run(ws, SpladeConfig, values, ("data", "eval_data"), detach)
+
+    def adjust(values: dict, ws) -> None:
+        if values.get("base") == "sparse":
+            values["base"] = ws.config().models.sparse
+
+    _train_cmd(SpladeConfig, given, config=config, detach=detach, resume=resume, workspace=workspace,
+               adjust=adjust)
 
 
 @train_app.command("layerwise")
 def train_layerwise_cmd(
     data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id (a BERT-like encoder).")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
+    out: OutOpt = None,
     layers: Annotated[Optional[str], typer.Option("--layers", help="Layers that get a score head, e.g. 2,4,6 (default: 2 to the last).")] = None,
     distill_weight: Annotated[Optional[float], typer.Option("--distill-weight", help="Weight of KL(last layer || layer l) self-distillation (0: off).")] = None,
     distill_temperature: Annotated[Optional[float], typer.Option("--distill-temperature", help="Divides both score vectors of the KL.")] = None,
     default_cutoff: Annotated[Optional[int], typer.Option("--default-cutoff", help="Layer served by default (0: the smallest within 98%% of the last layer's eval MRR, else the last).")] = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="Per-layer loss: listwise, pairwise or pointwise.")] = None,
-    group_size: Annotated[Optional[int], typer.Option("--group-size", help="Passages per query: 1 positive + N-1 hard negatives.")] = None,
-    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Groups per step.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+    group_size: GroupSizeOpt = None,
+    epochs: EpochsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    batch_size: GroupBatchSizeOpt = None,
+    lr: LrOpt = None,
     head_lr: Annotated[Optional[float], typer.Option("--head-lr", help="Learning rate of the per-layer heads.")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Tokens of query + passage.")] = None,
-    mixed_precision: Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")] = None,
+    mixed_precision: MixedPrecisionOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="FlagEmbedding jsonl of held-out groups (MRR at every layer; picks the default cutoff).")] = None,
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: only at the end, for the cutoff).")] = None,
-    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    save_every: SaveEveryOpt = None,
     config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any LayerwiseConfig key (options given here win).")] = None,
-    detach: Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")] = False,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`).")] = None,
+    detach: DetachOpt = False,
+    resume: ResumeOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Train a layer-wise cross-encoder (a score head per layer, self-distilled from the last); serve it
     with --model reranker=runs/NAME (its default cutoff) or reranker=runs/NAME@L (exit after layer L)."""
-    if resume:
-        return train_resume_cmd(resume, detach=detach, workspace=workspace)
-    from trainers.config import LayerwiseConfig, read_toml
-    from trainers.layerwise import parse_layers
+    from trainers.config import LayerwiseConfig
 
-    ws = _workspace(workspace)
-    values: dict = read_toml(config) if config else {}
     given = {
         "data": data, "base": base, "name": out, "layers": layers, "distill_weight": distill_weight,
         "distill_temperature": distill_temperature, "default_cutoff": default_cutoff, "loss": loss,
@@ -761,47 +777,48 @@ def train_layerwise_cmd(
         "head_lr": head_lr, "max_length": max_length, "mixed_precision": mixed_precision,
         "eval_data": eval_data, "eval_every": eval_every, "save_every": save_every,
     }
-    values.update({k: v for k, v in given.items() if v is not None})
-    values["layers"] = parse_layers(values.get("layers"))
-    _start_run(ws, LayerwiseConfig, values, ("data", "eval_data"), detach)
+
+    def adjust(values: dict, _ws) -> None:
+        from trainers.layerwise import parse_layers
+
+        values["layers"] = parse_layers(values.get("layers"))
+
+    _train_cmd(LayerwiseConfig, given, config=config, detach=detach, resume=resume, workspace=workspace,
+               adjust=adjust)
 
 
 @train_app.command("joint")
 def train_joint_cmd(
     data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model, the default), a built-in name, a folder, runs/NAME (a joint run continues with its heads) or a HF id (a BERT-like encoder).")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")] = None,
+    out: OutOpt = None,
     dense_weight: Annotated[Optional[float], typer.Option("--dense-weight", help="a in L = a*dense + b*sparse + c*colbert.")] = None,
     sparse_weight: Annotated[Optional[float], typer.Option("--sparse-weight", help="b (BGE-M3: 0.1).")] = None,
     colbert_weight: Annotated[Optional[float], typer.Option("--colbert-weight", help="c.")] = None,
     distill_weight: Annotated[Optional[float], typer.Option("--distill-weight", help="Weight of self-distillation KL(ensemble || mode) into each mode (0: off).")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature", help="Divides every mode's scores in the softmaxes.")] = None,
     colbert_dim: Annotated[Optional[int], typer.Option("--colbert-dim", help="ColBERT vector size (0: the encoder's hidden size, starting at zero-shot MaxSim).")] = None,
-    negatives: Annotated[Optional[int], typer.Option("--negatives", help="Hard negatives per query (besides in-batch ones).")] = None,
-    epochs: Annotated[Optional[float], typer.Option("--epochs")] = None,
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Encoder learning rate.")] = None,
+    negatives: NegativesOpt = None,
+    epochs: EpochsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    batch_size: BatchSizeOpt = None,
+    lr: EncoderLrOpt = None,
     head_lr: Annotated[Optional[float], typer.Option("--head-lr", help="Sparse and ColBERT heads' learning rate.")] = None,
-    query_max_length: Annotated[Optional[int], typer.Option("--query-max-length")] = None,
-    passage_max_length: Annotated[Optional[int], typer.Option("--passage-max-length")] = None,
-    mixed_precision: Annotated[Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")] = None,
+    query_max_length: QueryMaxLengthOpt = None,
+    passage_max_length: PassageMaxLengthOpt = None,
+    mixed_precision: MixedPrecisionOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10 of each mode and of the ensemble; slow on CPU).")] = None,
-    eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")] = None,
-    save_every: Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")] = None,
+    eval_every: EvalEveryOpt = None,
+    save_every: SaveEveryOpt = None,
     config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any JointConfig key (options given here win).")] = None,
-    detach: Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")] = False,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue the run NAME from its latest checkpoint (same as `wb train resume NAME`).")] = None,
+    detach: DetachOpt = False,
+    resume: ResumeOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Train one encoder with dense, sparse and ColBERT heads together (BGE-M3 style, self-distilled);
     use it with --model joint=runs/NAME (or dense=/sparse=/colbert=runs/NAME)."""
-    if resume:
-        return train_resume_cmd(resume, detach=detach, workspace=workspace)
-    from trainers.config import JointConfig, read_toml
+    from trainers.config import JointConfig
 
-    ws = _workspace(workspace)
-    values: dict = read_toml(config) if config else {}
     given = {
         "data": data, "base": base, "name": out, "dense_weight": dense_weight, "sparse_weight": sparse_weight,
         "colbert_weight": colbert_weight, "distill_weight": distill_weight, "temperature": temperature,
@@ -810,9 +827,12 @@ def train_joint_cmd(
         "passage_max_length": passage_max_length, "mixed_precision": mixed_precision,
         "eval_data": eval_data, "eval_every": eval_every, "save_every": save_every,
     }
-    values.update({k: v for k, v in given.items() if v is not None})
-    values.setdefault("base", "dense")  # the workspace's dense model
-    _start_run(ws, JointConfig, values, ("data", "eval_data"), detach)
+
+    def adjust(values: dict, _ws) -> None:
+        values.setdefault("base", "dense")  # the workspace's dense model
+
+    _train_cmd(JointConfig, given, config=config, detach=detach, resume=resume, workspace=workspace,
+               adjust=adjust)
 
 
 @train_app.command("resume")

@@ -1,0 +1,70 @@
+"""Shared builders for the trainer tests: a tiny random BERT with a real tokenizer, a tiny FlagEmbedding
+jsonl of topic groups, and ``run_wb`` (the ``wb`` console entry point in-process).
+
+Imported by the tests as ``conftest`` is (``from tiny_models import tiny_bert``); the builders are plain
+functions so each test module keeps its own module-scoped fixture and its own sizes and seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+TOPICS = ["cats", "rivers", "engines", "bread", "stars", "chess"]
+
+
+def run_wb(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    """Run ``wb ARGS`` in-process through the console entry point; returns (exit code, stdout, stderr)."""
+    from workbench.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["wb", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tiny_bert(dest: Path, *, layers: int = 2, tokenizer: str = "all-MiniLM-L6-v2", masked_lm: bool = False,
+              seed: int = 0) -> Path:
+    """Save a random ``layers``-layer, 32-wide BERT (2 heads, 64 intermediate, 128 positions) with the
+    installed model ``tokenizer``'s tokenizer into ``dest``; a BertForMaskedLM when ``masked_lm``, else a
+    BertModel. The weights are drawn right after ``torch.manual_seed(seed)``, so they are reproducible."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertModel
+
+    from workbench.models.cache import resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer))
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    (BertForMaskedLM if masked_lm else BertModel)(config).save_pretrained(dest)
+    tok.save_pretrained(dest)
+    return dest
+
+
+def topic_groups(path: Path, n: int = 24, negatives: int = 3, *, phrasing: str = "answer") -> Path:
+    """Write ``n`` FlagEmbedding rows ({"query", "pos", "neg", "prompt"}), row i about TOPICS[i % 6].
+
+    ``phrasing="answer"``: query "{t} question {i}", positive "the answer: {t} {i}", negatives
+    "unrelated notes, {other topic} {i}" for the next ``negatives`` topics.
+    ``phrasing="passage"``: query "question {i} about {t}", positive "a passage about {t} number {i}",
+    negatives "a text about {next topic} {i}", then "notes on {topic after}" (at most 2).
+    """
+    with open(path, "w") as fh:
+        for i in range(n):
+            t = TOPICS[i % 6]
+            if phrasing == "answer":
+                query, pos = f"{t} question {i}", f"the answer: {t} {i}"
+                neg = [f"unrelated notes, {TOPICS[(i + k) % 6]} {i}" for k in range(1, negatives + 1)]
+            elif phrasing == "passage":
+                query, pos = f"question {i} about {t}", f"a passage about {t} number {i}"
+                neg = [f"a text about {TOPICS[(i + 1) % 6]} {i}", f"notes on {TOPICS[(i + 2) % 6]}"][:negatives]
+            else:
+                raise ValueError(f"unknown phrasing {phrasing!r}")
+            fh.write(json.dumps({"query": query, "pos": [pos], "neg": neg, "prompt": ""}) + "\n")
+    return path
