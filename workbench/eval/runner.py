@@ -271,7 +271,8 @@ def compare_label(base: ModelsConfig, other: ModelsConfig) -> str:
     parts = variant_label(base, other).split(",") if variant_label(base, other) else []
     if other.reranker != base.reranker:
         parts.append(f"reranker={short_model_name(other.reranker)}")
-    return "+".join(p.split("=", 1)[1] for p in parts)
+    names = [p.split("=", 1)[1] for p in parts]
+    return "+".join(dict.fromkeys(names))  # one model filling several roles (a joint run) is named once
 
 
 def evaluate(
