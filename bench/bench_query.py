@@ -72,7 +72,7 @@ def exactness(searcher, queries: list[str]) -> dict:
         "colbert_top10_overlap": float(np.mean(col_overlap)),
         "colbert_top10_overlap_hybrid_candidates": float(np.mean(col_hybrid)),
         "note": "colbert alone scores the dense top-300 + BM25 top-100 exactly; inside hybrid it scores the "
-                "other modes' top-100 (index.hybrid_colbert_extra = 0), so its own list is not the global top",
+                "other modes' top-100 + the dense top-150 (index.hybrid_colbert_extra), so its own list is not the global top",
         "sparse_top10_overlap": float(np.mean(sp_overlap)),
     }
 
