@@ -46,11 +46,11 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from workbench.errors import InputError, ModelError, UsageError
+from workbench.errors import ModelError, UsageError
 
 from .config import LayerwiseConfig
 from .loop import log, run_training
-from .reranker import RerankerTrainer, build_groups
+from .reranker import RerankerTrainer, build_groups, eval_groups, group_mrr
 from .runs import RunFolder
 
 __all__ = ["LayerwiseModel", "LayerwiseTrainer", "layerwise_loss", "parse_layers", "train_layerwise"]
@@ -209,29 +209,12 @@ class LayerwiseTrainer(RerankerTrainer):
 
     def layer_mrr(self, model, device) -> dict[int, float] | None:
         """MRR of the best positive among each held-out query's candidates, at every scored layer."""
-        from .data import read_examples
-
-        path = Path(self.cfg.eval_data)
-        if not path.exists():
-            raise InputError(f"eval data not found: {path}")
-        examples = [ex for ex in read_examples(str(path)) if ex.negatives]
-        if not examples:
-            log(f"eval skipped: no example with negatives in {path}")
+        groups = eval_groups(self.cfg.eval_data)
+        if groups is None:
             return None
-        pairs, spans = [], []
-        for ex in examples:
-            cands = list(ex.positives) + list(ex.negatives)
-            spans.append((len(pairs), len(ex.positives), len(cands)))
-            pairs.extend((ex.query, c) for c in cands)
+        pairs, spans = groups
         scores = self.score_layers(model, pairs, device)
-        result = {}
-        for k, layer in enumerate(self.layers):
-            total = 0.0
-            for start, n_pos, n in spans:
-                s = [row[k] for row in scores[start : start + n]]
-                best = max(s[:n_pos])
-                total += 1.0 / (1 + sum(1 for v in s[n_pos:] if v >= best))  # ties count against
-            result[layer] = total / len(spans)
+        result = {layer: group_mrr([row[k] for row in scores], spans) for k, layer in enumerate(self.layers)}
         log("eval mrr by layer " + ", ".join(f"{l}: {v:.4f}" for l, v in result.items()) + f" ({len(spans)} queries)")
         return result
 

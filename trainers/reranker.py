@@ -41,7 +41,7 @@ from .config import RerankerConfig
 from .loop import Trainer, log, run_training
 from .runs import RunFolder
 
-__all__ = ["RerankerTrainer", "build_groups", "train_reranker"]
+__all__ = ["RerankerTrainer", "build_groups", "eval_groups", "group_mrr", "train_reranker"]
 
 
 def build_groups(examples: list, group_size: int, rng: random.Random) -> tuple[list[list[str]], list[list[bool]]]:
@@ -62,6 +62,36 @@ def build_groups(examples: list, group_size: int, rng: random.Random) -> tuple[l
         groups.append([chosen_pos[i], *negs] + [chosen_pos[i]] * (group_size - real))
         masks.append([True] * real + [False] * (group_size - real))
     return groups, masks
+
+
+def eval_groups(eval_data: str) -> tuple[list[tuple[str, str]], list[tuple[int, int, int]]] | None:
+    """The held-out (query, candidate) pairs of ``eval_data`` (examples with negatives; positives
+    first) and per query ``(first pair, positives, candidates)``; None (logged) when none has negatives."""
+    from .data import read_examples
+
+    path = Path(eval_data)
+    if not path.exists():
+        raise InputError(f"eval data not found: {path}")
+    examples = [ex for ex in read_examples(str(path)) if ex.negatives]
+    if not examples:
+        log(f"eval skipped: no example with negatives in {path}")
+        return None
+    pairs, spans = [], []
+    for ex in examples:
+        cands = list(ex.positives) + list(ex.negatives)
+        spans.append((len(pairs), len(ex.positives), len(cands)))
+        pairs.extend((ex.query, c) for c in cands)
+    return pairs, spans
+
+
+def group_mrr(scores, spans: list[tuple[int, int, int]]) -> float:
+    """Mean over queries of 1 / rank of the best-scored positive among its candidates (ties count against)."""
+    total = 0.0
+    for start, n_pos, n in spans:
+        s = scores[start : start + n]
+        best = max(s[:n_pos])
+        total += 1.0 / (1 + sum(1 for v in s[n_pos:] if v >= best))
+    return total / len(spans)
 
 
 class RerankerTrainer(Trainer):
@@ -178,27 +208,11 @@ class RerankerTrainer(Trainer):
 
     def evaluate(self, model, device) -> float | None:
         """Mean reciprocal rank of the best positive among each held-out query's candidates."""
-        from .data import read_examples
-
-        path = Path(self.cfg.eval_data)
-        if not path.exists():
-            raise InputError(f"eval data not found: {path}")
-        examples = [ex for ex in read_examples(str(path)) if ex.negatives]
-        if not examples:
-            log(f"eval skipped: no example with negatives in {path}")
+        groups = eval_groups(self.cfg.eval_data)
+        if groups is None:
             return None
-        pairs, spans = [], []
-        for ex in examples:
-            cands = list(ex.positives) + list(ex.negatives)
-            spans.append((len(pairs), len(ex.positives), len(cands)))
-            pairs.extend((ex.query, c) for c in cands)
-        scores = self.score_pairs(model, pairs, device)
-        total = 0.0
-        for start, n_pos, n in spans:
-            s = scores[start : start + n]
-            best = max(s[:n_pos])
-            total += 1.0 / (1 + sum(1 for v in s[n_pos:] if v >= best))  # ties count against
-        value = total / len(spans)
+        pairs, spans = groups
+        value = group_mrr(self.score_pairs(model, pairs, device), spans)
         log(f"eval mrr {value:.4f} ({len(spans)} queries)")
         return value
 
