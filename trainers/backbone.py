@@ -32,6 +32,8 @@ from typing import Any
 from workbench.encoders.layout import read_layout
 from workbench.errors import ModelError, UsageError
 
+from .runs import staged_folder
+
 __all__ = ["encode", "is_decoder_config", "load_backbone", "save_final", "tokenize"]
 
 POOLINGS = ("auto", "mean", "cls", "last")
@@ -193,45 +195,38 @@ def _write_st_files(out: Path, dim: int, pooling: str, normalize: bool, max_leng
 def save_final(model, tokenizer, base: str, out_dir: str | Path, *, pooling: str = "mean",
                normalize: bool = True, kind: str = "encoder", max_length: int = 512) -> Path:
     """Save the trained model in a folder the workbench can use (see the module docstring)."""
-    out = Path(out_dir)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    archs = list(getattr(model, "_wb_base_architectures", None) or [])
-    if hasattr(model, "merge_and_unload"):  # a peft model: adapter first, then merged weights
-        model.save_pretrained(str(tmp / "adapter"))
-        model = model.merge_and_unload()
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
-    base_dir = Path(base)
-    if kind == "decoder":
-        if archs:  # keep *ForCausalLM so read_layout says causal-lm / last-token pooling
-            cfg_path = tmp / "config.json"
-            cfg = json.loads(cfg_path.read_text())
-            cfg["architectures"] = archs
-            cfg_path.write_text(json.dumps(cfg, indent=2))
-    elif base_dir.is_dir() and (base_dir / "modules.json").exists():
-        for name in _ST_FILES:
-            if (base_dir / name).exists():
-                shutil.copy(base_dir / name, tmp / name)
-        try:
-            modules = json.loads((base_dir / "modules.json").read_text())
-        except ValueError:
-            modules = []
-        for module in modules:
-            sub = module.get("path") or ""
-            if sub and (base_dir / sub).is_dir():
-                shutil.copytree(base_dir / sub, tmp / sub, dirs_exist_ok=True)
-            elif sub and str(module.get("type", "")).endswith("Normalize"):
-                (tmp / sub).mkdir(exist_ok=True)
-    else:
-        dim = int(getattr(model.config, "hidden_size", 0) or 0)
-        _write_st_files(tmp, dim, pooling, normalize, max_length)
-    (tmp / "wb_model.json").write_text(json.dumps(
-        {"pooling": pooling, "normalize": bool(normalize), "kind": kind, "base": str(base)}, indent=2
-    ))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+    with staged_folder(out_dir) as tmp:
+        archs = list(getattr(model, "_wb_base_architectures", None) or [])
+        if hasattr(model, "merge_and_unload"):  # a peft model: adapter first, then merged weights
+            model.save_pretrained(str(tmp / "adapter"))
+            model = model.merge_and_unload()
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        base_dir = Path(base)
+        if kind == "decoder":
+            if archs:  # keep *ForCausalLM so read_layout says causal-lm / last-token pooling
+                cfg_path = tmp / "config.json"
+                cfg = json.loads(cfg_path.read_text())
+                cfg["architectures"] = archs
+                cfg_path.write_text(json.dumps(cfg, indent=2))
+        elif base_dir.is_dir() and (base_dir / "modules.json").exists():
+            for name in _ST_FILES:
+                if (base_dir / name).exists():
+                    shutil.copy(base_dir / name, tmp / name)
+            try:
+                modules = json.loads((base_dir / "modules.json").read_text())
+            except ValueError:
+                modules = []
+            for module in modules:
+                sub = module.get("path") or ""
+                if sub and (base_dir / sub).is_dir():
+                    shutil.copytree(base_dir / sub, tmp / sub, dirs_exist_ok=True)
+                elif sub and str(module.get("type", "")).endswith("Normalize"):
+                    (tmp / sub).mkdir(exist_ok=True)
+        else:
+            dim = int(getattr(model.config, "hidden_size", 0) or 0)
+            _write_st_files(tmp, dim, pooling, normalize, max_length)
+        (tmp / "wb_model.json").write_text(json.dumps(
+            {"pooling": pooling, "normalize": bool(normalize), "kind": kind, "base": str(base)}, indent=2
+        ))
+    return Path(out_dir)

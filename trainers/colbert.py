@@ -1,4 +1,4 @@
-"""Train a ColBERT model inside a run folder: ``train_colbert(run, resume=False)``.
+"""Train a ColBERT model inside a run folder: ``trainers.loop.train_run(run)``.
 
 Model (:class:`ColbertModel`): the base encoder (BERT-like; the workspace's dense model by
 default) and a linear projection of its last-layer token states to ``dim`` (128) without bias,
@@ -37,17 +37,15 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
-from typing import Callable
 
 from workbench.errors import ModelError, UsageError
 
 from .config import ColbertConfig
-from .loop import Trainer, log, run_training
-from .runs import RunFolder
+from .loop import Trainer, log
+from .runs import staged_folder
 
-__all__ = ["ColbertModel", "ColbertTrainer", "maxsim_matrix", "train_colbert"]
+__all__ = ["ColbertModel", "ColbertTrainer", "maxsim_matrix"]
 
 
 def _torch_module():
@@ -288,32 +286,14 @@ class ColbertTrainer(Trainer):
 
         from workbench.encoders.colbert import COLBERT_HEAD, COLBERT_META
 
-        out = Path(out_dir)
-        tmp = out.with_name(out.name + ".partial")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        model.encoder.save_pretrained(str(tmp), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(tmp))
-        torch.save({"weight": model.projection.weight.detach().float().cpu().contiguous()}, tmp / COLBERT_HEAD)
-        (tmp / COLBERT_META).write_text(json.dumps({
-            "dim": self.cfg.dim, "query_marker_id": self.q_marker, "document_marker_id": self.d_marker,
-            "query_max_length": self.q_len, "document_max_length": self.d_len, "query_augmentation": False,
-            "mask_token_id": self.tokenizer.mask_token_id,
-        }, indent=2))
-        (tmp / "wb_model.json").write_text(json.dumps({"kind": "colbert", "base": str(self.cfg.base),
-                                                        "dim": self.cfg.dim}, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-
-
-def train_colbert(run: RunFolder, resume: bool = False, *,
-                  on_step: Callable[[int, RunFolder], None] | None = None) -> dict:
-    """Train (or resume) a ColBERT run; return its final status dict."""
-    try:
-        trainer = ColbertTrainer(ColbertConfig.from_dict(run.read_config()))
-    except BaseException as exc:
-        run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}", message=f"{type(exc).__name__}: {exc}")
-        raise
-    return run_training(run, trainer, resume, on_step=on_step)
+        with staged_folder(out_dir) as tmp:
+            model.encoder.save_pretrained(str(tmp), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(tmp))
+            torch.save({"weight": model.projection.weight.detach().float().cpu().contiguous()}, tmp / COLBERT_HEAD)
+            (tmp / COLBERT_META).write_text(json.dumps({
+                "dim": self.cfg.dim, "query_marker_id": self.q_marker, "document_marker_id": self.d_marker,
+                "query_max_length": self.q_len, "document_max_length": self.d_len, "query_augmentation": False,
+                "mask_token_id": self.tokenizer.mask_token_id,
+            }, indent=2))
+            (tmp / "wb_model.json").write_text(json.dumps({"kind": "colbert", "base": str(self.cfg.base),
+                                                            "dim": self.cfg.dim}, indent=2))

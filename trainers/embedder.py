@@ -31,7 +31,7 @@ from typing import Callable
 from workbench.errors import InputError, UsageError
 
 from .config import EmbedderConfig
-from .loop import KEEP_CHECKPOINTS, Trainer, log as _log, run_training
+from .loop import KEEP_CHECKPOINTS, Trainer, log as _log, train_run
 from .runs import RunFolder
 
 __all__ = ["EmbedderTrainer", "train_embedder", "load_beir_eval", "KEEP_CHECKPOINTS"]
@@ -245,13 +245,9 @@ def train_embedder(
     *,
     on_step: Callable[[int, RunFolder], None] | None = None,
 ) -> dict:
-    """Train (or resume) the run; return its final status dict. See the module docstring."""
-    try:
-        trainer = EmbedderTrainer(EmbedderConfig.from_dict(run.read_config()))
-    except BaseException as exc:
-        run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}", message=f"{type(exc).__name__}: {exc}")
-        raise
-    return run_training(run, trainer, resume, on_step=on_step)
+    """Train (or resume) the run; return its final status dict. See the module docstring.
+    (:func:`trainers.loop.train_run`, which serves every trainer, under this trainer's name.)"""
+    return train_run(run, resume, on_step=on_step)
 
 
 def _evaluate(model, tokenizer, cfg: EmbedderConfig, templates, pooling, normalize, device) -> float | None:

@@ -60,18 +60,15 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
-from typing import Callable
 
 from workbench.errors import ModelError, UsageError
 
 from .config import JointConfig
-from .loop import Trainer, log, run_training
-from .runs import RunFolder
+from .loop import Trainer, log
+from .runs import staged_folder
 
-__all__ = ["GUARD_MARGIN", "JointModel", "JointTrainer", "MODES", "ensemble_scores", "self_distillation",
-           "train_joint"]
+__all__ = ["GUARD_MARGIN", "JointModel", "JointTrainer", "MODES", "ensemble_scores", "self_distillation"]
 
 MODES = ("dense", "sparse", "colbert")
 GUARD_MARGIN = 0.1  # the guard pushes dead pre-activations up to this
@@ -329,34 +326,17 @@ class JointTrainer(Trainer):
         from .backbone import _write_st_files
         from .backbone import save_final as save_encoder
 
-        out = Path(out_dir)
-        tmp = out.with_name(out.name + ".joint-partial")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        save_encoder(model.encoder, self.tokenizer, self.cfg.base, tmp, pooling=self.pooling,
-                     normalize=self.normalize, kind="encoder", max_length=self.d_len)
-        layout = read_layout(str(tmp))
-        if (layout.pooling, layout.normalize) != (self.pooling, self.normalize):  # --pooling over an ST base
-            _write_st_files(tmp, int(model.encoder.config.hidden_size), self.pooling, self.normalize, layout.max_length)
-        for name, layer in ((SPARSE_HEAD, model.sparse_linear), (COLBERT_HEAD, model.colbert_linear)):
-            torch.save({k: v.detach().float().cpu().contiguous() for k, v in layer.state_dict().items()}, tmp / name)
-        (tmp / "wb_model.json").write_text(json.dumps({
-            "kind": JOINT_KIND, "base": str(self.cfg.base), "pooling": self.pooling, "normalize": bool(self.normalize),
-            "colbert_dim": self.colbert_dim, "special_ids": self.special_ids, "vocab_size": self.vocab_size,
-            "query_max_length": self.q_len, "passage_max_length": self.d_len, "temperature": self.cfg.temperature,
-            "ensemble": dict(self.ensemble),
-        }, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-
-
-def train_joint(run: RunFolder, resume: bool = False, *,
-                on_step: Callable[[int, RunFolder], None] | None = None) -> dict:
-    """Train (or resume) a joint run; return its final status dict."""
-    try:
-        trainer = JointTrainer(JointConfig.from_dict(run.read_config()))
-    except BaseException as exc:
-        run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}", message=f"{type(exc).__name__}: {exc}")
-        raise
-    return run_training(run, trainer, resume, on_step=on_step)
+        with staged_folder(out_dir) as tmp:
+            save_encoder(model.encoder, self.tokenizer, self.cfg.base, tmp, pooling=self.pooling,
+                         normalize=self.normalize, kind="encoder", max_length=self.d_len)
+            layout = read_layout(str(tmp))
+            if (layout.pooling, layout.normalize) != (self.pooling, self.normalize):  # --pooling over an ST base
+                _write_st_files(tmp, int(model.encoder.config.hidden_size), self.pooling, self.normalize, layout.max_length)
+            for name, layer in ((SPARSE_HEAD, model.sparse_linear), (COLBERT_HEAD, model.colbert_linear)):
+                torch.save({k: v.detach().float().cpu().contiguous() for k, v in layer.state_dict().items()}, tmp / name)
+            (tmp / "wb_model.json").write_text(json.dumps({
+                "kind": JOINT_KIND, "base": str(self.cfg.base), "pooling": self.pooling, "normalize": bool(self.normalize),
+                "colbert_dim": self.colbert_dim, "special_ids": self.special_ids, "vocab_size": self.vocab_size,
+                "query_max_length": self.q_len, "passage_max_length": self.d_len, "temperature": self.cfg.temperature,
+                "ensemble": dict(self.ensemble),
+            }, indent=2))

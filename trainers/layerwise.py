@@ -42,18 +42,16 @@ can write its choice into ``wb_model.json``.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
-from typing import Callable
 
 from workbench.errors import ModelError, UsageError
 
 from .config import LayerwiseConfig
-from .loop import log, run_training
+from .loop import log
 from .reranker import RerankerTrainer, build_groups, eval_groups, group_mrr
-from .runs import RunFolder
+from .runs import staged_folder
 
-__all__ = ["LayerwiseModel", "LayerwiseTrainer", "layerwise_loss", "parse_layers", "train_layerwise"]
+__all__ = ["LayerwiseModel", "LayerwiseTrainer", "layerwise_loss", "parse_layers"]
 
 
 def parse_layers(value) -> list[int] | None:
@@ -243,38 +241,20 @@ class LayerwiseTrainer(RerankerTrainer):
             fresh = self._eval_by_layer is not None and self._eval_step == self.total_steps - 1
             by_layer = self._eval_by_layer if fresh else self.layer_mrr(model, next(model.parameters()).device)
         cutoff = self.choose_cutoff(by_layer)
-        out = Path(out_dir)
-        tmp = out.with_name(out.name + ".partial")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        model.encoder.save_pretrained(str(tmp), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(tmp))
-        tensors = {}
-        for layer in self.layers:
-            head = model.heads[str(layer)]
-            tensors[f"{layer}.weight"] = head.weight.detach().float().cpu().contiguous()
-            tensors[f"{layer}.bias"] = head.bias.detach().float().cpu().contiguous()
-        save_file(tensors, str(tmp / HEADS_FILE))
-        (tmp / META_FILE).write_text(json.dumps({
-            "kind": LAYERWISE_KIND, "base": str(self.cfg.base), "layers": list(self.layers),
-            "default_cutoff": cutoff, "num_hidden_layers": self.n_layers, "max_length": self.max_length,
-            "loss": self.loss_fn.name, "group_size": self.cfg.group_size,
-            "distill_weight": self.cfg.distill_weight, "distill_temperature": self.cfg.distill_temperature,
-            "eval_mrr_by_layer": {str(l): v for l, v in by_layer.items()} if by_layer else None,
-        }, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        with staged_folder(out_dir) as tmp:
+            model.encoder.save_pretrained(str(tmp), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(tmp))
+            tensors = {}
+            for layer in self.layers:
+                head = model.heads[str(layer)]
+                tensors[f"{layer}.weight"] = head.weight.detach().float().cpu().contiguous()
+                tensors[f"{layer}.bias"] = head.bias.detach().float().cpu().contiguous()
+            save_file(tensors, str(tmp / HEADS_FILE))
+            (tmp / META_FILE).write_text(json.dumps({
+                "kind": LAYERWISE_KIND, "base": str(self.cfg.base), "layers": list(self.layers),
+                "default_cutoff": cutoff, "num_hidden_layers": self.n_layers, "max_length": self.max_length,
+                "loss": self.loss_fn.name, "group_size": self.cfg.group_size,
+                "distill_weight": self.cfg.distill_weight, "distill_temperature": self.cfg.distill_temperature,
+                "eval_mrr_by_layer": {str(l): v for l, v in by_layer.items()} if by_layer else None,
+            }, indent=2))
         log(f"default cutoff layer {cutoff} of {self.layers}")
-
-
-def train_layerwise(run: RunFolder, resume: bool = False, *,
-                    on_step: Callable[[int, RunFolder], None] | None = None) -> dict:
-    """Train (or resume) a layer-wise reranker run; return its final status dict."""
-    try:
-        trainer = LayerwiseTrainer(LayerwiseConfig.from_dict(run.read_config()))
-    except BaseException as exc:
-        run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}", message=f"{type(exc).__name__}: {exc}")
-        raise
-    return run_training(run, trainer, resume, on_step=on_step)

@@ -1,4 +1,4 @@
-"""Fine-tune a causal LM as a yes/no reranker inside a run folder: ``train_llm_reranker(run, resume=False)``.
+"""Fine-tune a causal LM as a yes/no reranker inside a run folder: ``trainers.loop.train_run(run)``.
 
 Score (trained and served alike): ``s(q, p) = logit(yes) - logit(no)``, the next-token log-odds of
 the positive against the negative answer word at the last position of the prompt
@@ -38,19 +38,16 @@ a FlagEmbedding jsonl of held-out groups) reports the MRR of the best positive (
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
-from typing import Callable
 
 from workbench.encoders.yesno_prompt import LLM_RERANKER_KIND, YesNoPrompt
 from workbench.errors import ModelError
 
 from .config import LlmRerankerConfig
-from .loop import run_training
 from .reranker import RerankerTrainer, build_groups
-from .runs import RunFolder
+from .runs import staged_folder
 
-__all__ = ["LlmRerankerTrainer", "make_scorer", "train_llm_reranker"]
+__all__ = ["LlmRerankerTrainer", "make_scorer"]
 
 
 def make_scorer(lm, answer_tokens: tuple[int, int]):
@@ -194,41 +191,23 @@ class LlmRerankerTrainer(RerankerTrainer):
     def save_final(self, model, out_dir: Path) -> None:
         """Merged ``*ForCausalLM`` folder + ``adapter/`` (LoRA) + ``wb_model.json`` (module docstring)."""
         cfg = self.cfg
-        out = Path(out_dir)
-        tmp = out.with_name(out.name + ".partial")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        lm = model.lm
-        if hasattr(lm, "merge_and_unload"):  # peft: the adapter first, then the merged weights
-            lm.save_pretrained(str(tmp / "adapter"))
-            lm = lm.merge_and_unload()
-            model.lm = lm  # the scorer keeps scoring, now with the merged model
-        lm.save_pretrained(str(tmp), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(tmp))
-        if self.base_architectures:  # keep the base's *ForCausalLM name (read_layout -> causal-lm)
-            cfg_path = tmp / "config.json"
-            hf = json.loads(cfg_path.read_text())
-            hf["architectures"] = self.base_architectures
-            cfg_path.write_text(json.dumps(hf, indent=2))
-        (tmp / "wb_model.json").write_text(json.dumps({
-            "kind": LLM_RERANKER_KIND, "base": str(cfg.base), "instruction": self.prompt.instruction,
-            "question": self.prompt.question, "answers": list(self.prompt.answers),
-            "answer_tokens": list(self.prompt.answer_tokens), "max_length": self.prompt.max_length,
-            "loss": self.loss_fn.name, "group_size": cfg.group_size, "lora": bool(cfg.lora),
-            "lora_r": cfg.lora_r if cfg.lora else None,
-        }, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-
-
-def train_llm_reranker(run: RunFolder, resume: bool = False, *,
-                       on_step: Callable[[int, RunFolder], None] | None = None) -> dict:
-    """Train (or resume) an LLM reranker run; return its final status dict."""
-    try:
-        trainer = LlmRerankerTrainer(LlmRerankerConfig.from_dict(run.read_config()))
-    except BaseException as exc:
-        run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}", message=f"{type(exc).__name__}: {exc}")
-        raise
-    return run_training(run, trainer, resume, on_step=on_step)
+        with staged_folder(out_dir) as tmp:
+            lm = model.lm
+            if hasattr(lm, "merge_and_unload"):  # peft: the adapter first, then the merged weights
+                lm.save_pretrained(str(tmp / "adapter"))
+                lm = lm.merge_and_unload()
+                model.lm = lm  # the scorer keeps scoring, now with the merged model
+            lm.save_pretrained(str(tmp), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(tmp))
+            if self.base_architectures:  # keep the base's *ForCausalLM name (read_layout -> causal-lm)
+                cfg_path = tmp / "config.json"
+                hf = json.loads(cfg_path.read_text())
+                hf["architectures"] = self.base_architectures
+                cfg_path.write_text(json.dumps(hf, indent=2))
+            (tmp / "wb_model.json").write_text(json.dumps({
+                "kind": LLM_RERANKER_KIND, "base": str(cfg.base), "instruction": self.prompt.instruction,
+                "question": self.prompt.question, "answers": list(self.prompt.answers),
+                "answer_tokens": list(self.prompt.answer_tokens), "max_length": self.prompt.max_length,
+                "loss": self.loss_fn.name, "group_size": cfg.group_size, "lora": bool(cfg.lora),
+                "lora_r": cfg.lora_r if cfg.lora else None,
+            }, indent=2))

@@ -386,46 +386,30 @@ class _SilentRun:
         pass
 
 
+#: config.json's ``trainer`` key -> (module, Trainer class, config class), imported on use
+TRAINERS: dict[str, tuple[str, str, str]] = {
+    "embedder": ("trainers.embedder", "EmbedderTrainer", "EmbedderConfig"),
+    "reranker": ("trainers.reranker", "RerankerTrainer", "RerankerConfig"),
+    "colbert": ("trainers.colbert", "ColbertTrainer", "ColbertConfig"),
+    "splade": ("trainers.splade", "SpladeTrainer", "SpladeConfig"),
+    "llm-reranker": ("trainers.llm_reranker", "LlmRerankerTrainer", "LlmRerankerConfig"),
+    "layerwise": ("trainers.layerwise", "LayerwiseTrainer", "LayerwiseConfig"),
+    "joint": ("trainers.joint", "JointTrainer", "JointConfig"),
+}
+
+
 def trainer_for(run: RunFolder) -> Trainer:
     """The :class:`Trainer` that ``run``'s ``config.json`` names (its ``trainer`` key; default embedder)."""
+    import importlib
+
+    from . import config as configs
+
     config = run.read_config()
     kind = config.get("trainer", "embedder")
-    if kind == "embedder":
-        from .embedder import EmbedderTrainer
-        from .config import EmbedderConfig
-
-        return EmbedderTrainer(EmbedderConfig.from_dict(config))
-    if kind == "reranker":
-        from .config import RerankerConfig
-        from .reranker import RerankerTrainer
-
-        return RerankerTrainer(RerankerConfig.from_dict(config))
-    if kind == "colbert":
-        from .colbert import ColbertTrainer
-        from .config import ColbertConfig
-
-        return ColbertTrainer(ColbertConfig.from_dict(config))
-    if kind == "splade":
-        from .config import SpladeConfig
-        from .splade import SpladeTrainer
-
-        return SpladeTrainer(SpladeConfig.from_dict(config))
-    if kind == "llm-reranker":
-        from .config import LlmRerankerConfig
-        from .llm_reranker import LlmRerankerTrainer
-
-        return LlmRerankerTrainer(LlmRerankerConfig.from_dict(config))
-    if kind == "layerwise":
-        from .config import LayerwiseConfig
-        from .layerwise import LayerwiseTrainer
-
-        return LayerwiseTrainer(LayerwiseConfig.from_dict(config))
-    if kind == "joint":
-        from .config import JointConfig
-        from .joint import JointTrainer
-
-        return JointTrainer(JointConfig.from_dict(config))
-    raise UsageError(f"run {run.name}: unknown trainer {kind!r} in its config.json (embedder, reranker, colbert, splade, layerwise, llm-reranker, joint)")
+    if kind not in TRAINERS:
+        raise UsageError(f"run {run.name}: unknown trainer {kind!r} in its config.json ({', '.join(TRAINERS)})")
+    module, trainer_cls, config_cls = TRAINERS[kind]
+    return getattr(importlib.import_module(module), trainer_cls)(getattr(configs, config_cls).from_dict(config))
 
 
 def train_run(run: RunFolder, resume: bool = False, *, on_step=None) -> dict:

@@ -1,4 +1,4 @@
-"""Fine-tune a cross-encoder reranker inside a run folder: ``train_reranker(run, resume=False)``.
+"""Fine-tune a cross-encoder reranker inside a run folder: ``trainers.loop.train_run(run)``.
 
 Model: ``AutoModelForSequenceClassification(base, num_labels=1)``. The base may be any BERT-like
 encoder (the workspace's dense model by default; the classification head then starts random) or
@@ -31,17 +31,15 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
-from typing import Callable
 
 from workbench.errors import InputError, ModelError
 
 from .config import RerankerConfig
-from .loop import Trainer, log, run_training
-from .runs import RunFolder
+from .loop import Trainer, log
+from .runs import staged_folder
 
-__all__ = ["RerankerTrainer", "build_groups", "eval_groups", "group_mrr", "train_reranker"]
+__all__ = ["RerankerTrainer", "build_groups", "eval_groups", "group_mrr"]
 
 
 def build_groups(examples: list, group_size: int, rng: random.Random) -> tuple[list[list[str]], list[list[bool]]]:
@@ -217,28 +215,10 @@ class RerankerTrainer(Trainer):
         return value
 
     def save_final(self, model, out_dir: Path) -> None:
-        out = Path(out_dir)
-        tmp = out.with_name(out.name + ".partial")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(tmp))
-        (tmp / "wb_model.json").write_text(json.dumps({
-            "kind": "cross-encoder", "base": str(self.cfg.base), "loss": self.loss_fn.name,
-            "group_size": self.cfg.group_size, "max_length": self.max_length,
-        }, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-
-
-def train_reranker(run: RunFolder, resume: bool = False, *,
-                   on_step: Callable[[int, RunFolder], None] | None = None) -> dict:
-    """Train (or resume) a reranker run; return its final status dict."""
-    try:
-        trainer = RerankerTrainer(RerankerConfig.from_dict(run.read_config()))
-    except BaseException as exc:
-        run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}", message=f"{type(exc).__name__}: {exc}")
-        raise
-    return run_training(run, trainer, resume, on_step=on_step)
+        with staged_folder(out_dir) as tmp:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(tmp))
+            (tmp / "wb_model.json").write_text(json.dumps({
+                "kind": "cross-encoder", "base": str(self.cfg.base), "loss": self.loss_fn.name,
+                "group_size": self.cfg.group_size, "max_length": self.max_length,
+            }, indent=2))

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from workbench.errors import UsageError
 
@@ -154,3 +157,19 @@ def new_run(workspace_root: Path, name: str, config_json: str) -> RunFolder:
     run.config_path.write_text(config_json)
     run.write_status(state="queued", step=0, total_steps=None, pid=None)
     return run
+
+
+@contextmanager
+def staged_folder(out_dir: str | Path) -> Iterator[Path]:
+    """Write a folder whole or not at all: yields an empty ``<out>.partial`` folder (a stale one from a
+    killed run is removed first); when the block ends without an exception it replaces ``out``. A
+    reader of ``out`` never sees a half-written model."""
+    out = Path(out_dir)
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    yield tmp
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)

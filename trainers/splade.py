@@ -1,4 +1,4 @@
-"""Fine-tune a SPLADE model inside a run folder: ``train_splade(run, resume=False)``.
+"""Fine-tune a SPLADE model inside a run folder: ``trainers.loop.train_run(run)``.
 
 Model: a masked-LM (``AutoModelForMaskedLM``; the workspace's sparse model, SPLADE-tiny, by
 default). A text's vector is SPLADE's max pooling over its non-padding tokens t:
@@ -26,17 +26,15 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
-from typing import Callable
 
 from workbench.errors import ModelError, UsageError
 
 from .config import SpladeConfig
-from .loop import Trainer, log, run_training
-from .runs import RunFolder
+from .loop import Trainer, log
+from .runs import staged_folder
 
-__all__ = ["SpladeTrainer", "splade_vectors", "train_splade"]
+__all__ = ["SpladeTrainer", "splade_vectors"]
 
 
 def splade_vectors(logits, mask):
@@ -172,26 +170,8 @@ class SpladeTrainer(Trainer):
         return value
 
     def save_final(self, model, out_dir: Path) -> None:
-        out = Path(out_dir)
-        tmp = out.with_name(out.name + ".partial")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        self.tokenizer.save_pretrained(str(tmp))
-        (tmp / "wb_model.json").write_text(json.dumps({"kind": "splade", "base": str(self.cfg.base),
-                                                        "max_length": self.d_len}, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-
-
-def train_splade(run: RunFolder, resume: bool = False, *,
-                 on_step: Callable[[int, RunFolder], None] | None = None) -> dict:
-    """Train (or resume) a SPLADE run; return its final status dict."""
-    try:
-        trainer = SpladeTrainer(SpladeConfig.from_dict(run.read_config()))
-    except BaseException as exc:
-        run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}", message=f"{type(exc).__name__}: {exc}")
-        raise
-    return run_training(run, trainer, resume, on_step=on_step)
+        with staged_folder(out_dir) as tmp:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(tmp))
+            (tmp / "wb_model.json").write_text(json.dumps({"kind": "splade", "base": str(self.cfg.base),
+                                                            "max_length": self.d_len}, indent=2))

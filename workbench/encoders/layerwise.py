@@ -216,26 +216,13 @@ class LayerwiseReranker:
         """float32 [len(pairs)], input order."""
         import torch
 
-        from workbench.encoders.rerankers import _batches, _pad_batch
+        from workbench.encoders.rerankers import score_pair_batches
 
-        out = np.zeros(len(pairs), dtype=np.float32)
-        if not pairs:
-            return out
-        ids, types = self.tokenize(pairs)
-        lengths = [len(x) for x in ids]
-        with torch.inference_mode():
-            for rows in _batches(lengths, max_tokens=self.batch_tokens, max_batch=self.max_batch, device=self.device):
-                input_ids, mask, token_types = _pad_batch(ids, rows, self.pad_id, types)
-                inputs = {
-                    "input_ids": torch.from_numpy(input_ids).to(self.device),
-                    "attention_mask": torch.from_numpy(mask).to(self.device),
-                }
-                if token_types is not None:
-                    inputs["token_type_ids"] = torch.from_numpy(token_types).to(self.device)
-                states = self.model(**inputs, output_hidden_states=True).hidden_states
-                cls = states[self.cutoff][:, 0].float()
-                out[rows] = torch.nn.functional.linear(cls, self._weight, self._bias)[:, 0].cpu().numpy()
-        return out
+        def forward(inputs):
+            states = self.model(**inputs, output_hidden_states=True).hidden_states
+            return torch.nn.functional.linear(states[self.cutoff][:, 0].float(), self._weight, self._bias)[:, 0]
+
+        return score_pair_batches(self, pairs, forward)
 
 
 __all__ = [

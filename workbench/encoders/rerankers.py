@@ -225,30 +225,35 @@ class CrossEncoderReranker:
 
     def score_pairs(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """float32 [len(pairs)], input order."""
-        import torch
 
-        out = np.zeros(len(pairs), dtype=np.float32)
-        if not pairs:
-            return out
-        ids, types = self.tokenize(pairs)
-        lengths = [len(x) for x in ids]
-        with torch.inference_mode():
-            batches = _batches(lengths, max_tokens=self.batch_tokens, max_batch=self.max_batch, device=self.device)
-            for rows in batches:
-                input_ids, mask, token_types = _pad_batch(ids, rows, self.pad_id, types)
-                inputs = {
-                    "input_ids": torch.from_numpy(input_ids).to(self.device),
-                    "attention_mask": torch.from_numpy(mask).to(self.device),
-                }
-                if token_types is not None:
-                    inputs["token_type_ids"] = torch.from_numpy(token_types).to(self.device)
-                logits = self.model(**inputs).logits.float()
-                if self.num_labels == 1:
-                    values = logits[:, 0]
-                else:
-                    values = logits[:, 1] - logits[:, 0]
-                out[rows] = values.cpu().numpy()
+        def forward(inputs):
+            logits = self.model(**inputs).logits.float()
+            return logits[:, 0] if self.num_labels == 1 else logits[:, 1] - logits[:, 0]
+
+        return score_pair_batches(self, pairs, forward)
+
+
+def score_pair_batches(reranker, pairs: list[tuple[str, str]], forward) -> np.ndarray:
+    """float32 [len(pairs)] in input order: ``reranker.tokenize(pairs)`` -> ``(ids, token types)``,
+    length-sorted padded batches (``reranker.batch_tokens / max_batch / pad_id / device``), and
+    ``forward(inputs) -> [rows]`` tensor of scores for each batch (under ``inference_mode``)."""
+    import torch
+
+    out = np.zeros(len(pairs), dtype=np.float32)
+    if not pairs:
         return out
+    ids, types = reranker.tokenize(pairs)
+    lengths = [len(x) for x in ids]
+    device = reranker.device
+    with torch.inference_mode():
+        for rows in _batches(lengths, max_tokens=reranker.batch_tokens, max_batch=reranker.max_batch, device=device):
+            input_ids, mask, token_types = _pad_batch(ids, rows, reranker.pad_id, types)
+            inputs = {"input_ids": torch.from_numpy(input_ids).to(device),
+                      "attention_mask": torch.from_numpy(mask).to(device)}
+            if token_types is not None:
+                inputs["token_type_ids"] = torch.from_numpy(token_types).to(device)
+            out[rows] = forward(inputs).float().cpu().numpy()
+    return out
 
 
 def _float32_head(model) -> None:
