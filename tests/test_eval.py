@@ -317,3 +317,22 @@ def test_a_workspace_holding_other_documents_is_refused(dataset, tmp_path, capsy
         assert manifest.count_docs() == 1
     finally:
         manifest.close()
+
+
+def test_tune_fuses_only_the_modes_of_the_given_pipeline(first_run, dataset, capsys, monkeypatch):
+    """``wb eval --tune -p dense+bm25``: the chosen weights leave the other modes out, the check run
+    is that pipeline and matches the scan, and no rerank is tuned; two pipelines are refused."""
+    monkeypatch.setenv("WB_EVAL_CACHE", str(first_run[1]))
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "--tune", "--split", "test",
+                        "-p", "dense+bm25", "--json")
+    assert code == 0, err
+    outcome = json.loads(out)
+    assert outcome["pipeline"] == "dense+bm25"
+    weights = outcome["chosen"]["fusion"]["weights"]
+    assert weights["colbert"] == 0 and weights["sparse"] == 0 and weights["dense"] + weights["bm25"] > 0
+    assert set(outcome["train"]["single_modes_ndcg@10"]) == {"dense", "bm25"}
+    assert outcome["train"]["hybrid_check_matches_scan"]
+    assert outcome["chosen"]["rerank"] == {}
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "--tune", "--split", "test",
+                        "-p", "dense,bm25", "--json")
+    assert code == 2 and out == "" and "--tune takes one pipeline" in err

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from workbench.errors import ModelError, UsageError
 
+from .backbone import fast_attention
 from .config import ColbertConfig
 from .loop import Trainer, log
 from .runs import staged_folder
@@ -143,7 +144,7 @@ class ColbertTrainer(Trainer):
         cfg = self.cfg
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(cfg.base)
-            encoder = AutoModel.from_pretrained(cfg.base, dtype="float32")
+            encoder = AutoModel.from_pretrained(cfg.base, dtype="float32", **fast_attention(cfg.base))
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
         if getattr(encoder.config, "is_decoder", False) or "ForCausalLM" in " ".join(encoder.config.architectures or ()):

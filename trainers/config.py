@@ -84,7 +84,7 @@ class EmbedderConfig(RunConfig):
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     gradient_checkpointing: bool = False
-    mixed_precision: str = "auto"  # auto (bf16 on GPU, none on CPU) | bf16 | fp16 | no
+    mixed_precision: str = "auto"  # auto (bf16 on GPU or a bf16-capable CPU, else none) | bf16 | fp16 | no
     seed: int = 42
     save_every: int = 100
     log_every: int = 1

@@ -46,6 +46,7 @@ from pathlib import Path
 
 from workbench.errors import ModelError, UsageError
 
+from .backbone import fast_attention
 from .config import LayerwiseConfig
 from .loop import log
 from .reranker import RerankerTrainer, build_groups, eval_groups, group_mrr
@@ -127,7 +128,7 @@ class LayerwiseTrainer(RerankerTrainer):
         cfg = self.cfg
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(cfg.base)
-            encoder = AutoModel.from_pretrained(cfg.base, dtype="float32")
+            encoder = AutoModel.from_pretrained(cfg.base, dtype="float32", **fast_attention(cfg.base))
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
         archs = " ".join(getattr(encoder.config, "architectures", None) or ())

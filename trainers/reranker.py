@@ -35,6 +35,7 @@ from pathlib import Path
 
 from workbench.errors import InputError, ModelError
 
+from .backbone import fast_attention
 from .config import RerankerConfig
 from .loop import Trainer, log
 from .runs import staged_folder
@@ -123,7 +124,8 @@ class RerankerTrainer(Trainer):
             if "ForSequenceClassification" in archs and int(getattr(hf_config, "num_labels", 1)) != 1:
                 raise ModelError(f"base '{cfg.base}' is a classifier with {hf_config.num_labels} labels: "
                                  "the reranker trainer needs one logit (num_labels=1) or a plain encoder")
-            model = AutoModelForSequenceClassification.from_pretrained(cfg.base, num_labels=1, dtype="float32")
+            model = AutoModelForSequenceClassification.from_pretrained(
+                cfg.base, num_labels=1, dtype="float32", **fast_attention(cfg.base))
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
         if self.tokenizer.pad_token_id is None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from workbench.errors import ModelError, UsageError
 
+from .backbone import fast_attention
 from .config import SpladeConfig
 from .loop import Trainer, log
 from .runs import staged_folder
@@ -67,7 +68,7 @@ class SpladeTrainer(Trainer):
         cfg = self.cfg
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(cfg.base)
-            model = AutoModelForMaskedLM.from_pretrained(cfg.base, dtype="float32")
+            model = AutoModelForMaskedLM.from_pretrained(cfg.base, dtype="float32", **fast_attention(cfg.base))
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load masked-LM base '{cfg.base}': {str(exc).splitlines()[0]}") from exc
         if cfg.gradient_checkpointing:

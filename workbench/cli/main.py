@@ -271,10 +271,13 @@ def models_install(
 # ---------------------------------------------------------------------------------------------
 # wb eval (workbench/eval): BEIR evaluation, comparison, TREC runs, fusion/rerank tuning
 # ---------------------------------------------------------------------------------------------
+DEFAULT_EVAL_PIPELINES = "bm25,dense,colbert,sparse,hybrid"
+
+
 @app.command("eval")
 def eval_cmd(
     dataset: Annotated[str, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) or FlagEmbedding eval folder.")],
-    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Comma-separated pipelines; the first is the baseline.")] = "bm25,dense,colbert,sparse,hybrid",
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Comma-separated pipelines; the first is the baseline. With --tune: one pipeline, the modes to fuse (and +rerank to tune reranking).")] = DEFAULT_EVAL_PIPELINES,
     split: Annotated[Optional[str], typer.Option("--split", help="Qrels split (default test; train with --tune).")] = None,
     depth: Annotated[int, typer.Option("--depth", help="Documents retrieved per query.")] = 100,
     rerank_depth: Annotated[Optional[int], typer.Option("--rerank-depth", help="How many first-stage results +rerank pipelines rerank (default from wb.toml).")] = None,
@@ -306,7 +309,12 @@ def eval_cmd(
     compare_overrides = runner.resolve_run_names(workspace, _parse_model_overrides(compare))
     if compare_overrides and tune:
         raise UsageError("--compare and --tune do not go together: tune one model set at a time")
-    pipes = [] if tune else parse_pipelines(pipeline)
+    pipes = parse_pipelines(pipeline)
+    tune_modes, tune_rerank = None, True
+    if tune and pipeline != DEFAULT_EVAL_PIPELINES:  # --tune -p dense+sparse+colbert: fuse only those
+        if len(pipes) != 1:
+            raise UsageError("--tune takes one pipeline (the modes to fuse, e.g. -p dense+sparse+colbert)")
+        tune_modes, tune_rerank = pipes[0].modes, pipes[0].rerank
     data = load_dataset(dataset, split or ("train" if tune else "test"))
     if limit is not None:
         if limit < 1:
@@ -333,8 +341,9 @@ def eval_cmd(
         depths = tuning.RERANK_DEPTHS
         if rerank_depth is not None:  # --tune --rerank-depth N: only rerank depths up to N (slow rerankers)
             depths = tuple(d for d in depths if d <= rerank_depth) or (rerank_depth,)
-        outcome = tuning.tune(data, ws, cfg, progress=progress, rerankers=(cfg.models.reranker,),
-                              rerank_depths=depths)
+        outcome = tuning.tune(data, ws, cfg, progress=progress,
+                              rerankers=(cfg.models.reranker,) if tune_rerank else (),
+                              rerank_depths=depths, **({"modes": tune_modes} if tune_modes else {}))
         if json_out:
             sys.stdout.write(json.dumps(outcome, ensure_ascii=False) + "\n")
         else:
@@ -472,7 +481,7 @@ NegativesOpt = Annotated[
 QueryMaxLengthOpt = Annotated[Optional[int], typer.Option("--query-max-length")]
 PassageMaxLengthOpt = Annotated[Optional[int], typer.Option("--passage-max-length")]
 MixedPrecisionOpt = Annotated[
-    Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU), no, bf16, fp16.")
+    Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU or a CPU with native bf16), no, bf16, fp16.")
 ]
 EvalEveryOpt = Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")]
 SaveEveryOpt = Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")]

@@ -157,8 +157,15 @@ def replay_rerank(first: dict[str, dict[str, float]], rerank_scores: dict[str, d
 
 def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progress=None,
          rerankers: tuple[str, ...] = ("maxsim",), rerank_depths: tuple[int, ...] = RERANK_DEPTHS,
-         limit: int | None = None) -> dict:
-    """Tune fusion (and rerank for each reranker in ``rerankers``) on ``dataset``'s split."""
+         limit: int | None = None, modes: tuple[str, ...] = MODES) -> dict:
+    """Tune fusion (and rerank for each reranker in ``rerankers``) on ``dataset``'s split.
+
+    ``modes``: the modes the fusion may use (``wb eval --tune -p dense+sparse+colbert``); the others
+    get weight 0 and their lists are not computed. The check run is the pipeline of those modes."""
+    modes = tuple(m for m in MODES if m in modes)
+    if not modes:
+        raise ValueError("tune needs at least one mode")
+    pipeline = "hybrid" if modes == MODES else "+".join(modes)
     from workbench.eval.runner import index_dataset
     from workbench.search.searcher import Searcher
 
@@ -176,7 +183,7 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
 
     t0 = time.perf_counter()
     per_depth = searcher.mode_runs(
-        texts, modes=MODES, depths=DEPTHS,
+        texts, modes=modes, depths=DEPTHS,
         progress=lambda d, n: emit({"phase": "mode lists", "done": d, "total": n}) if d % 50 == 0 or d == n else None)
     lists_seconds = time.perf_counter() - t0
 
@@ -184,10 +191,13 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
     singles = {
         m: _ranx_ndcg(dataset, {q: dict(sorted(lists.get(m, {}).items(), key=lambda kv: (-kv[1], kv[0])))
                                 for q, lists in zip(qids, per_depth[DEPTHS[0]])})
-        for m in MODES
+        for m in modes
     }
 
     grid = weight_grid()
+    off = [j for j, m in enumerate(MODES) if m not in modes]
+    if off:
+        grid = grid[(grid[:, off] == 0).all(axis=1)]
     candidates = []  # (numpy ndcg, method, rrf_k, depth, weights)
     for depth in DEPTHS:
         queries = [_Query(lists, dataset.qrels[q]) for q, lists in zip(qids, per_depth[depth])]
@@ -216,8 +226,8 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
     reference = {}
     for name, fusion in (
         ("configured", config.fusion),
-        ("weighted, all weights 1", FusionConfig(method="weighted", depth=100, weights=dict.fromkeys(MODES, 1.0))),
-        ("rrf k=60, all weights 1", FusionConfig(method="rrf", depth=100, rrf_k=60, weights=dict.fromkeys(MODES, 1.0))),
+        ("weighted, all weights 1", FusionConfig(method="weighted", depth=100, weights=dict.fromkeys(modes, 1.0))),
+        ("rrf k=60, all weights 1", FusionConfig(method="rrf", depth=100, rrf_k=60, weights=dict.fromkeys(modes, 1.0))),
     ):
         d = fusion.depth if fusion.depth in per_depth else None
         if d is not None:
@@ -225,9 +235,9 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
 
     tuned_config = replace(config, fusion=chosen)
     searcher.config = tuned_config
-    emit({"phase": "checking hybrid with the chosen fusion", "done": 0, "total": 0})
+    emit({"phase": f"checking {pipeline} with the chosen fusion", "done": 0, "total": 0})
     t0 = time.perf_counter()
-    hybrid_run = _searcher_run(searcher, dataset, "hybrid")
+    hybrid_run = _searcher_run(searcher, dataset, pipeline)
     hybrid_seconds = time.perf_counter() - t0
     hybrid_metrics = _ranx_metrics(dataset, hybrid_run)
 
@@ -235,12 +245,14 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
     for reranker in rerankers:
         searcher.config = tuned_config
         reranks[reranker] = tune_rerank(dataset, ws, tuned_config, reranker, depths=rerank_depths,
-                                        searcher=searcher, first_stage=hybrid_run, progress=progress)
+                                        searcher=searcher, first_stage=hybrid_run, progress=progress,
+                                        pipeline=pipeline)
 
     return {
         "dataset": dataset.name,
         "split": dataset.split,
         "queries": len(qids),
+        "pipeline": pipeline,
         "chosen": {
             "fusion": {"method": chosen.method, "normalization": chosen.normalization, "depth": chosen.depth,
                        "rrf_k": chosen.rrf_k, "weights": chosen.weights},
@@ -265,8 +277,9 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
 
 def tune_rerank(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, reranker: str, *,
                 depths: tuple[int, ...] = RERANK_DEPTHS, interpolations: tuple[float, ...] = INTERPOLATIONS,
-                searcher=None, first_stage=None, progress=None) -> dict:
-    """Rerank depth x interpolation grid for ``reranker`` over ``config``'s fusion (see module doc).
+                searcher=None, first_stage=None, progress=None, pipeline: str = "hybrid") -> dict:
+    """Rerank depth x interpolation grid for ``reranker`` over ``config``'s fusion of ``pipeline``'s
+    modes (see module doc).
 
     The reranker scores the top ``max(depths)`` once; every setting is replayed from those scores.
     """
@@ -280,14 +293,14 @@ def tune_rerank(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, re
     previous = searcher.config
     if first_stage is None:
         searcher.config = config
-        emit({"phase": "first stage (hybrid)", "done": 0, "total": 0})
-        first_stage = _searcher_run(searcher, dataset, "hybrid")
+        emit({"phase": f"first stage ({pipeline})", "done": 0, "total": 0})
+        first_stage = _searcher_run(searcher, dataset, pipeline)
     searcher.config = rcfg
     top = max(depths)
     emit({"phase": f"rerank grid ({reranker}, scoring the top {top})", "done": 0, "total": 0})
     t0 = time.perf_counter()
     try:
-        reranked = _searcher_run(searcher, dataset, "hybrid+rerank", rerank_depth=top)
+        reranked = _searcher_run(searcher, dataset, f"{pipeline}+rerank", rerank_depth=top)
     finally:
         searcher.config = previous
     seconds = time.perf_counter() - t0
@@ -309,7 +322,8 @@ def summary(outcome: dict) -> str:
     lines = [
         f"tuned on {outcome['dataset']} {outcome['split']} ({outcome['queries']} queries)",
         f"fusion: method={f['method']} depth={f['depth']} rrf_k={f['rrf_k']} weights={f['weights']}",
-        f"  train nDCG@10 {100 * t['hybrid_checked']['ndcg@10']:.2f} (checked through the searcher); "
+        f"  train nDCG@10 {100 * t['hybrid_checked']['ndcg@10']:.2f} ({outcome.get('pipeline', 'hybrid')}, "
+        "checked through the searcher); "
         f"reference {', '.join(f'{k}: {100 * v:.2f}' for k, v in t['fusion_reference_ndcg@10'].items())}",
         f"  single modes: {', '.join(f'{k} {100 * v:.2f}' for k, v in t['single_modes_ndcg@10'].items())}",
     ]
