@@ -83,9 +83,6 @@ PAGES: list[Page] = [
         "module-multiprocessing.connection", "authentication-keys", "logging",
         "programming-guidelines", "examples", "module-multiprocessing.dummy",
     )),
-    Page("threading.html", "threading", "threading"),
-    Page("asyncio-task.html", "asyncio", "asyncio", root_slug="coroutines-and-tasks"),
-    Page("asyncio-queue.html", "asyncio", "asyncio", root_slug="queues"),
     Page("subprocess.html", "subprocess", "subprocess", drop=(
         "windows-popen-helpers", "notes", "replacing-the-os-spawn-family",
         "replacing-os-popen-os-popen2-os-popen3", "replacing-functions-from-the-popen2-module",
@@ -117,10 +114,6 @@ PAGES: list[Page] = [
         "Connection.set_authorizer", "Connection.set_progress_handler",
         "Connection.create_window_function", "enable_callback_tracebacks",
     )),
-    Page("datetime.html", "datetime", "datetime", drop=(
-        "tzinfo-objects", "technical-detail", "constants", "common-properties", "time-objects",
-        "examples-of-usage-datetime",
-    )),
     Page("time.html", "time", "time", drop=("clock-id-constants", "timezone-constants"),
          drop_entries=("tzset", "pthread_getcpuclockid", "clock_settime", "clock_settime_ns")),
     Page("random.html", "random", "random"),
@@ -128,23 +121,6 @@ PAGES: list[Page] = [
     Page("math.html", "math", "math"),
     Page("heapq.html", "heapq", "heapq"),
     Page("bisect.html", "bisect", "bisect"),
-    Page("logging.html", "logging", "logging", drop=(
-        "filter-objects", "logrecord-objects", "loggeradapter-objects", "thread-safety",
-        "module-level-attributes", "integration-with-the-warnings-module",
-    ), drop_entries=("setLogRecordFactory", "getLogRecordFactory", "makeLogRecord", "setLoggerClass",
-                     "getLoggerClass", "Logger.findCaller", "Logger.makeRecord", "Logger.handle")),
-    Page("argparse.html", "argparse", "argparse", drop=(
-        "quick-links-for-add-argument", "prefix-chars", "fromfile-prefix-chars",
-        "argument-default", "allow-abbrev", "conflict-handler", "exit-on-error",
-        "action-classes", "argument-abbreviations-prefix-matching", "beyond-sys-argv",
-        "parser-defaults", "printing-help", "partial-parsing", "customizing-file-parsing",
-        "exiting-methods", "intermixed-parsing", "upgrading-optparse-code", "formatter-class",
-        "filetype-objects", "parents", "usage", "epilog", "add-help", "description",
-    )),
-    Page("unittest.html", "unittest", "unittest", drop=(
-        "re-using-old-test-code", "deprecated-aliases", "grouping-tests",
-        "loading-and-running-tests", "signal-handling", "command-line-interface",
-    ), drop_entries=("IsolatedAsyncioTestCase",)),
     Page("contextlib.html", "contextlib", "contextlib", drop=(
         "single-use-reusable-and-reentrant-context-managers",
         "catching-exceptions-from-enter-methods", "cleaning-up-in-an-enter-implementation",
@@ -154,13 +130,6 @@ PAGES: list[Page] = [
     )),
     Page("enum.html", "enum", "enum", drop=("supported-sunder-names",),
          drop_entries=("EnumCheck", "FlagBoundary")),
-    Page("typing.html", "typing", "typing", drop=(
-        "relevant-peps", "building-generic-types", "other-special-directives",
-        "generic-concrete-collections", "abstract-base-classes", "protocols",
-        "introspection-helpers", "constant", "deprecation-timeline-of-major-features",
-    ), drop_entries=("dataclass_transform", "TypeGuard", "assert_type", "assert_never", "reveal_type",
-                     "type_check_only", "Concatenate", "no_type_check_decorator", "get_overloads",
-                     "clear_overloads", "LiteralString", "Required", "NotRequired")),
     Page("string.html", "string", "string", drop=("custom-string-formatting",)),
     Page("textwrap.html", "textwrap", "textwrap"),
     Page("difflib.html", "difflib", "difflib", drop=("a-command-line-interface-to-difflib",),
@@ -186,10 +155,6 @@ PAGES: list[Page] = [
     Page("array.html", "array", "array"),
     Page("queue.html", "queue", "queue"),
     Page("sched.html", "sched", "sched"),
-    Page("urllib.parse.html", "urllib.parse", "urllib.parse", drop=(
-        "parsing-ascii-encoded-bytes",
-    )),
-    Page("http.client.html", "http.client", "http.client", drop=("httpmessage-objects",)),
     Page("socket.html", "socket", "socket", drop=(
         "socket-families", "exceptions", "constants", "other-functions", "socket-objects",
         "notes-on-socket-timeouts",

@@ -757,7 +757,7 @@ def train_layerwise_cmd(
     layers: Annotated[Optional[str], typer.Option("--layers", help="Layers that get a score head, e.g. 2,4,6 (default: 2 to the last).")] = None,
     distill_weight: Annotated[Optional[float], typer.Option("--distill-weight", help="Weight of KL(last layer || layer l) self-distillation (0: off).")] = None,
     distill_temperature: Annotated[Optional[float], typer.Option("--distill-temperature", help="Divides both score vectors of the KL.")] = None,
-    default_cutoff: Annotated[Optional[int], typer.Option("--default-cutoff", help="Layer served by default (0: the smallest within 98%% of the last layer's eval MRR, else the last).")] = None,
+    default_cutoff: Annotated[Optional[int], typer.Option("--default-cutoff", help="Layer served by default (0: the smallest within 98% of the last layer's eval MRR, else the last).")] = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="Per-layer loss: listwise, pairwise or pointwise.")] = None,
     group_size: GroupSizeOpt = None,
     epochs: EpochsOpt = None,
