@@ -113,3 +113,36 @@ def test_eval_compare_puts_base_and_fine_tune_in_one_table(ws_with_run, tmp_path
     assert by["dense@ft"]["metrics"]["ndcg@10"] == pytest.approx(by["dense"]["metrics"]["ndcg@10"], abs=1e-6)
     assert by["bm25@ft"]["metrics"]["ndcg@10"] == pytest.approx(by["bm25"]["metrics"]["ndcg@10"], abs=1e-9)
     assert len(list((eval_ws / "variants").iterdir())) == 1
+
+
+def test_tune_with_other_models_tunes_their_variant_and_leaves_the_base_index_alone(
+        ws_with_run, tmp_path, capsys, monkeypatch):
+    """``wb eval -w WS --tune -m dense=runs/ft``: the fine-tune's fusion is tuned on a variant of WS;
+    WS's own index (its models, snapshot and vectors) is not re-encoded with the other model."""
+    from workbench.store.manifest import Manifest
+
+    ws, _ = ws_with_run
+    data = make_dataset(tmp_path / "tiny")
+    eval_ws = tmp_path / "evalws"
+    code, out, err = wb(capsys, monkeypatch, "eval", str(data), "-w", str(eval_ws), "-p", "dense", "--json")
+    assert code == 0, err
+
+    def state():
+        m = Manifest(eval_ws / "manifest.sqlite")
+        try:
+            return m.get_meta("snapshot_version"), m.count_docs()
+        finally:
+            m.close()
+
+    before = state()
+    run = eval_ws / "runs" / "ft"
+    run.mkdir(parents=True)
+    shutil.copytree(ws.runs_dir / "ft" / "model", run / "model")
+    code, out, err = wb(capsys, monkeypatch, "eval", str(data), "-w", str(eval_ws), "--tune", "--split", "test",
+                        "-p", "dense+bm25", "-m", "dense=runs/ft", "--json")
+    assert code == 0, err
+    outcome = json.loads(out)
+    variants = list((eval_ws / "variants").iterdir())
+    assert len(variants) == 1 and outcome["workspace"] == str(variants[0])
+    assert state() == before
+    assert outcome["train"]["hybrid_check_matches_scan"]

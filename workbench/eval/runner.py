@@ -101,6 +101,23 @@ def default_workspace(dataset: EvalDataset, models: ModelsConfig) -> Workspace:
     return Workspace(cache_root() / name)
 
 
+def workspace_for(workspace: Workspace, config: WorkspaceConfig) -> tuple[Workspace, Workspace | None]:
+    """Where ``config``'s index lives beside a given workspace: ``(workspace, None)`` when the
+    indexed models are the workspace's own, else ``(its variant, workspace)`` (as ``wb query
+    --model`` reads it; created with a wb.toml stating ``config``), the second being the donor whose
+    vectors of unchanged modes are copied. A workspace's own index is never re-encoded with other
+    models."""
+    if index_models(config.models) == index_models(workspace.config().models):
+        return workspace, None
+    ws = variant_workspace(workspace, config.models)
+    ws.root.mkdir(parents=True, exist_ok=True)
+    if not ws.config_path.exists():
+        from workbench.config import render_config
+
+        ws.config_path.write_text(render_config(config, "model variant written by wb eval"))
+    return ws, workspace
+
+
 def index_dataset(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, progress: Progress | None = None,
                   donor: Workspace | None = None):
     """Bring the workspace's index up to date with the dataset's corpus (incremental: an unchanged
@@ -297,24 +314,15 @@ def evaluate(
     groups: dict[ModelsConfig, list[System]] = {}
     for s in systems:
         groups.setdefault(index_models(s.config.models), []).append(s)
-    base_models = index_models(workspace.config().models) if workspace is not None else None
     by_label: dict[str, SystemResult] = {}
     for models, members in groups.items():
         if workspace is None:
-            ws = default_workspace(dataset, models)
+            ws, donor = default_workspace(dataset, models), None
             _write_cache_config(ws, members[0].config)
-        elif models == base_models:
-            ws = workspace
-        else:  # another model set beside a given workspace: its variant (as `wb query --model` uses)
-            ws = variant_workspace(workspace, members[0].config.models)
-            ws.root.mkdir(parents=True, exist_ok=True)
-            if not ws.config_path.exists():
-                from workbench.config import render_config
-
-                ws.config_path.write_text(render_config(members[0].config, "model variant written by wb eval"))
+        else:
+            ws, donor = workspace_for(workspace, members[0].config)
         result.workspaces.append(str(ws.root))
         t0 = time.perf_counter()
-        donor = workspace if workspace is not None and ws != workspace else None
         summary = index_dataset(dataset, ws, members[0].config, progress, donor=donor)
         result.index_seconds += time.perf_counter() - t0
         result.docs_indexed += summary.docs_indexed

@@ -166,12 +166,13 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
     if not modes:
         raise ValueError("tune needs at least one mode")
     pipeline = "hybrid" if modes == MODES else "+".join(modes)
-    from workbench.eval.runner import index_dataset
+    from workbench.eval.runner import index_dataset, workspace_for
     from workbench.search.searcher import Searcher
 
     started = time.perf_counter()
     emit = progress or (lambda event: None)
-    summary = index_dataset(dataset, ws, config, progress)
+    ws, donor = workspace_for(ws, config)  # other models than ws's own: tune on its variant
+    summary = index_dataset(dataset, ws, config, progress, donor=donor)
     emit({"phase": "index ready", "done": 1, "total": 1, "message": summary.line()})
     if limit:
         from workbench.eval.dataset import first_queries
@@ -251,6 +252,7 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
     return {
         "dataset": dataset.name,
         "split": dataset.split,
+        "workspace": str(ws.root),
         "queries": len(qids),
         "pipeline": pipeline,
         "chosen": {
@@ -283,9 +285,11 @@ def tune_rerank(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, re
 
     The reranker scores the top ``max(depths)`` once; every setting is replayed from those scores.
     """
+    from workbench.eval.runner import workspace_for
     from workbench.search.searcher import Searcher
 
     emit = progress or (lambda event: None)
+    ws, _donor = workspace_for(ws, config)  # other index models than ws's own: their variant
     rcfg = replace(config, models=replace(config.models, reranker=reranker),
                    rerank=replace(config.rerank, interpolation=0.0))
     if searcher is None or (reranker != "maxsim" and reranker != searcher.config.models.reranker):
