@@ -343,7 +343,7 @@ def eval_cmd(
             depths = tuple(d for d in depths if d <= rerank_depth) or (rerank_depth,)
         outcome = tuning.tune(data, ws, cfg, progress=progress,
                               rerankers=(cfg.models.reranker,) if tune_rerank else (),
-                              rerank_depths=depths, **({"modes": tune_modes} if tune_modes else {}))
+                              rerank_depths=depths, modes=tune_modes)
         if json_out:
             sys.stdout.write(json.dumps(outcome, ensure_ascii=False) + "\n")
         else:

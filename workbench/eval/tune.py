@@ -157,12 +157,13 @@ def replay_rerank(first: dict[str, dict[str, float]], rerank_scores: dict[str, d
 
 def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progress=None,
          rerankers: tuple[str, ...] = ("maxsim",), rerank_depths: tuple[int, ...] = RERANK_DEPTHS,
-         limit: int | None = None, modes: tuple[str, ...] = MODES) -> dict:
+         limit: int | None = None, modes: tuple[str, ...] | None = None) -> dict:
     """Tune fusion (and rerank for each reranker in ``rerankers``) on ``dataset``'s split.
 
-    ``modes``: the modes the fusion may use (``wb eval --tune -p dense+sparse+colbert``); the others
-    get weight 0 and their lists are not computed. The check run is the pipeline of those modes."""
-    modes = tuple(m for m in MODES if m in modes)
+    ``modes``: the modes the fusion may use (``wb eval --tune -p dense+sparse+colbert``; None: all);
+    the others get weight 0 and their lists are not computed. The check run is the pipeline of
+    those modes."""
+    modes = tuple(m for m in MODES if modes is None or m in modes)
     if not modes:
         raise ValueError("tune needs at least one mode")
     pipeline = "hybrid" if modes == MODES else "+".join(modes)
