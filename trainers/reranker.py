@@ -125,7 +125,7 @@ class RerankerTrainer(Trainer):
                 raise ModelError(f"base '{cfg.base}' is a classifier with {hf_config.num_labels} labels: "
                                  "the reranker trainer needs one logit (num_labels=1) or a plain encoder")
             model = AutoModelForSequenceClassification.from_pretrained(
-                cfg.base, num_labels=1, dtype="float32", **fast_attention(cfg.base))
+                cfg.base, num_labels=1, dtype="float32", **fast_attention(hf_config))
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
         if self.tokenizer.pad_token_id is None:
