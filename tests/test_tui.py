@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("textual")  # the GPU image has no textual: these tests do not apply there
 
-from tui_fake import FakeEngine, run_query, settle
+from tui_fake import FakeEngine, run_query, settle, wait_until
 from workbench.search import explain
 from workbench.tui.app import WbApp
 from workbench.tui.common import movements
@@ -555,8 +555,9 @@ async def test_runs_are_listed_followed_live_and_stopped(tmp_path):
             running.write_status(step=21, loss=0.123)
             with open(running.log_path, "a") as f:
                 f.write("step 21/100 loss 0.1230\n")
-            await pilot.pause(1.5)
-            assert str(table.get_cell("ft-2", "step")).strip() == "21/100"
+            await wait_until(pilot, lambda: str(table.get_cell("ft-2", "step")).strip() == "21/100"
+                             and "step 21/100 loss 0.1230" in str(app.query_one("#run-log").render()),
+                             what="the appended step in the table and the log")
             assert str(table.get_cell("ft-2", "loss")).strip() == "0.1230"
             spark = app.query_one("#loss-spark").data
             assert len(spark) == 21 and spark[-1] == 0.123
@@ -576,10 +577,9 @@ async def test_runs_are_listed_followed_live_and_stopped(tmp_path):
             await settle(pilot)
             assert running.stop_path.exists()
             assert sleeper.wait(timeout=10) == -15  # SIGTERM
-            await settle(pilot)
-            assert any("ft-2 died" in m for m, _ in seen)  # it never wrote a final status
-            await pilot.pause(1.2)
-            assert str(table.get_cell("ft-2", "state")) == "died"
+            await wait_until(pilot, lambda: any("ft-2 died" in m for m, _ in seen),  # it never wrote a final status
+                             what="the 'died' notification")
+            await wait_until(pilot, lambda: str(table.get_cell("ft-2", "state")) == "died", what="state 'died' in the table")
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -805,7 +805,8 @@ async def test_launch_reranker_form_starts_wb_train_reranker(tmp_path):
         while run.status().get("state") not in TERMINAL and time.monotonic() < deadline:
             await pilot.pause(0.5)
         assert run.status().get("state") == "finished", run.status()
-        await pilot.pause(1.2)
+        table = app.query_one("#runs-table")
+        await wait_until(pilot, lambda: str(table.get_cell("rr", "state")) == "finished", what="the run shown finished")
         await pilot.press("e")
         await pilot.pause()
         assert app.query_one("#tabs").active == "evaluate"

@@ -149,6 +149,17 @@ async def settle(pilot, timeout: float = 120.0) -> None:
     raise AssertionError("workers did not finish: " + ", ".join(w.name for w in app.workers if not w.is_finished))
 
 
+async def wait_until(pilot, predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    """Let the app run until ``predicate()`` is true (polled every 50 ms); AssertionError after ``timeout`` s.
+
+    For what a timer or a file watcher brings in: a fixed pause is a race on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await pilot.pause(0.05)
+
+
 async def run_query(pilot, text: str) -> None:
     box = pilot.app.query_one("#query")
     box.focus()
