@@ -232,3 +232,36 @@ def test_mine_with_a_teacher_writes_its_scores_and_distillation_trains_on_them(t
     code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "-w", str(tmp_path / "ws2"), "--data", str(bare),
                              "--base", str(base), "--out", "nokl", "--distill", "0.5")
     assert code == 2 and "teacher scores" in err and len(err.strip().splitlines()) == 1
+
+
+def test_runs_stop_waits_for_a_slow_step_and_says_so_when_it_does_not_end(tmp_path, capsys, monkeypatch):
+    """A stop lands at the end of a step: the default wait covers two of the run's own steps, and a
+    run that outlives the wait gets a one-line error (exit 1), with its stop request left in place."""
+    import signal
+    import subprocess
+    import sys
+
+    from tui_fake import fake_run
+
+    ws = tmp_path / "ws"
+    ignores_term = subprocess.Popen([sys.executable, "-c",
+                                     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
+    try:
+        run = fake_run(ws, "slow", "running", steps=6, total=100, pid=ignores_term.pid)
+        assert run.step_seconds() == 2.0 and run.stop_wait_seconds() == 60.0  # fake steps are 2 s apart
+        for step, t in ((7, 1_700_000_200.0), (8, 1_700_000_400.0), (9, 1_700_000_600.0), (10, 1_700_000_800.0)):
+            run.append_event({"event": "step", "step": step, "loss": 1.0, "time": t})
+        assert run.step_seconds() == 200.0  # the median of the last five gaps: 2, 188, 200, 200, 200
+        assert run.stop_wait_seconds() == 430.0
+        time.sleep(0.3)  # let the child install its handler
+        code, _out, err = run_wb(capsys, monkeypatch, "runs", "stop", "slow", "--wait", "1", "-w", str(ws))
+        assert code == 1
+        assert err.strip().count("\n") == 0 and "did not stop within 1 s" in err and "--wait" in err
+        assert run.stop_path.exists() and ignores_term.poll() is None
+        ignores_term.send_signal(signal.SIGKILL)
+        ignores_term.wait()
+        code, out, err = run_wb(capsys, monkeypatch, "runs", "stop", "slow", "-w", str(ws))
+        assert code == 0 and "already died" in out
+    finally:
+        ignores_term.kill()
+        ignores_term.wait()

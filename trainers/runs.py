@@ -107,6 +107,19 @@ class RunFolder:
                 continue  # a line cut by a kill
         return out
 
+    def step_seconds(self, last: int = 5) -> float | None:
+        """The median wall time of the run's last ``last`` steps (from its ``step`` events), or None
+        before it has two timed steps. A stop lands at the end of a step, so this sizes a stop's wait."""
+        times = [float(e["time"]) for e in self.events() if e.get("event") == "step" and "time" in e]
+        gaps = sorted(b - a for a, b in zip(times[-last - 1 : -1], times[-last:]) if b >= a)
+        return gaps[len(gaps) // 2] if gaps else None
+
+    def stop_wait_seconds(self, floor: float = 60.0) -> float:
+        """How long ``wb runs stop`` waits by default: ``floor`` or, when a step takes longer, two
+        steps and a checkpoint's margin (``2 * step_seconds + 30``)."""
+        step = self.step_seconds()
+        return max(floor, 2 * step + 30) if step else floor
+
     def latest_checkpoint(self) -> Path | None:
         if not self.checkpoints.exists():
             return None

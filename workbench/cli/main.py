@@ -898,7 +898,8 @@ def runs_list(
 @runs_app.command("stop")
 def runs_stop(
     name: Annotated[str, typer.Argument(help="The run to stop.")],
-    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for it to checkpoint and stop.")] = 60.0,
+    wait: Annotated[Optional[float], typer.Option(
+        "--wait", help="Seconds to wait for it to checkpoint and stop (default: 60, or two of its steps when they are longer).")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Ask a run to stop: it checkpoints at the end of its current step (resume later)."""
@@ -920,6 +921,8 @@ def runs_stop(
             os.kill(int(pid), signal.SIGTERM)
         except (ProcessLookupError, PermissionError, ValueError):
             pass
+    if wait is None:
+        wait = run.stop_wait_seconds()
     deadline = _time.monotonic() + wait
     while _time.monotonic() < deadline:
         state = run.status().get("state")
@@ -929,7 +932,8 @@ def runs_stop(
         _time.sleep(0.5)
     from workbench.errors import TrainingError
 
-    raise TrainingError(f"run {name} did not stop within {wait:.0f} s (it stops at the end of its current step)")
+    raise TrainingError(f"run {name} did not stop within {wait:.0f} s (asked to: it stops at the end of its current step; "
+                        f"`wb runs stop {name} --wait SECONDS` waits longer)")
 
 
 @app.command("mine")
