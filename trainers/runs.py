@@ -120,6 +120,19 @@ class RunFolder:
         step = self.step_seconds()
         return max(floor, 2 * step + 30) if step else floor
 
+    def request_stop(self) -> None:
+        """Ask the run to stop: the stop file (read at the end of each step) and SIGTERM to its
+        process when it has one. Returns at once; the run checkpoints and ends in its own time."""
+        import signal
+
+        self.stop_path.touch()
+        pid = self.status().get("pid")
+        if pid:
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except (ProcessLookupError, PermissionError, ValueError):
+                pass
+
     def latest_checkpoint(self) -> Path | None:
         if not self.checkpoints.exists():
             return None

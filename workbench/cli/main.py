@@ -903,7 +903,6 @@ def runs_stop(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Ask a run to stop: it checkpoints at the end of its current step (resume later)."""
-    import signal
     import time as _time
 
     from trainers.runs import TERMINAL, get_run
@@ -914,13 +913,7 @@ def runs_stop(
     if status.get("state") in TERMINAL:
         typer.echo(f"run {name} is already {status.get('state')}")
         return
-    run.stop_path.touch()
-    pid = status.get("pid")
-    if pid:
-        try:
-            os.kill(int(pid), signal.SIGTERM)
-        except (ProcessLookupError, PermissionError, ValueError):
-            pass
+    run.request_stop()
     if wait is None:
         wait = run.stop_wait_seconds()
     deadline = _time.monotonic() + wait

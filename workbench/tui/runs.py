@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -632,20 +631,15 @@ class RunsPane(Vertical):
         self._stop_worker(row.name)
 
     @work(thread=True, group="stop", name="stop run")
-    def _stop_worker(self, name: str, wait: float = 60.0) -> None:
-        """What ``wb runs stop NAME`` does: the stop file, SIGTERM, then wait for a final state."""
+    def _stop_worker(self, name: str) -> None:
+        """What ``wb runs stop NAME`` does: the stop file, SIGTERM, then wait for a final state
+        (as long as the CLI's default: ``RunFolder.stop_wait_seconds``)."""
         from textual.worker import get_current_worker
 
         worker = get_current_worker()
         run = self.run_folder(name)
-        status = run.status()
-        run.stop_path.touch()
-        pid = status.get("pid")
-        if pid:
-            try:
-                os.kill(int(pid), signal.SIGTERM)
-            except (ProcessLookupError, PermissionError, ValueError):
-                pass
+        run.request_stop()
+        wait = run.stop_wait_seconds()
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and not worker.is_cancelled:
             status = run.status()
