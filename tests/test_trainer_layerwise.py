@@ -177,6 +177,55 @@ def test_served_scores_equal_the_full_forward_at_that_layer(trained, monkeypatch
     assert scores.tolist() == pytest.approx(alone, abs=1e-4)
 
 
+def test_a_cross_encoder_base_starts_every_head_as_its_classifier(tiny, tmp_path, monkeypatch):
+    """From a trained cross-encoder (BertForSequenceClassification, one logit) the last layer's head
+    scores exactly as the cross-encoder at step 0; after training, serving a pooled head at any
+    cutoff equals the trainer's own forward."""
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    from trainers.config import LayerwiseConfig
+    from trainers.layerwise import LayerwiseTrainer
+    from trainers.loop import train_run
+    from workbench.encoders.layerwise import LayerwiseReranker, load_heads
+
+    base, data = tiny
+    torch.manual_seed(3)
+    cross = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=1).eval()
+    with torch.no_grad():  # a "trained" classifier: weights large enough that scores spread out
+        cross.classifier.weight.normal_(0.0, 1.0)
+        cross.bert.pooler.dense.weight.normal_(0.0, 0.5)
+    ce_dir = tmp_path / "ce"
+    cross.save_pretrained(str(ce_dir))
+    AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(ce_dir))
+
+    trainer = LayerwiseTrainer(LayerwiseConfig(data=str(data), base=str(ce_dir), name="x", max_length=64))
+    model = trainer.build().eval()
+    assert model.pooled and trainer.head_init == "cross-encoder"
+    batch = trainer._batch(PAIRS, "cpu")
+    with torch.no_grad():
+        expected = cross(**batch).logits[:, 0]
+        scores = model(**batch)
+    assert scores[:, -1].tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+    assert scores[:, 0].tolist() != pytest.approx(expected.tolist(), abs=1e-2)  # layer 2's state differs
+    groups = trainer.param_groups(model)
+    assert [g["lr"] for g in groups] == [trainer.cfg.lr, trainer.cfg.lr]  # copied heads are trained weights
+
+    run = _new(tmp_path, "lw-ce", ce_dir, data, max_steps=4, lr=1e-3)
+    assert train_run(run)["state"] == "finished"
+    meta = json.loads((run.model_dir / "wb_model.json").read_text())
+    assert meta["head"] == "pooled" and meta["heads_from"] == "cross-encoder"
+    heads = load_heads(str(run.model_dir), [2, 3, 4])
+    assert heads[2].pool_weight.shape == (32, 32) and heads[4].out_weight.shape == (1, 32)
+    monkeypatch.setenv("WB_DTYPE", "float32")
+    encoder = AutoModel.from_pretrained(str(run.model_dir), dtype=torch.float32).eval()
+    with torch.no_grad():
+        states = encoder(**batch, output_hidden_states=True).hidden_states
+    for cutoff in (2, 3, 4):
+        served = LayerwiseReranker(str(run.model_dir), device="cpu", cutoff=cutoff).score_pairs(PAIRS)
+        assert served.tolist() == pytest.approx(heads[cutoff](states[cutoff][:, 0]).tolist(), abs=1e-4)
+
+
 def test_load_reranker_dispatch_and_cutoff_errors(trained, monkeypatch):
     from workbench.encoders.layerwise import LayerwiseReranker
     from workbench.encoders.rerankers import load_reranker

@@ -4,7 +4,12 @@ Model (:func:`LayerwiseModel`): a BERT-like encoder (``AutoModel``; the workspac
 by default) and one linear head ``hidden -> 1`` per scored layer ``l`` (``cfg.layers``, 1-based:
 the state after ``l`` transformer layers; default every layer from 2 to the last), applied to
 that layer's ``[CLS]`` state: :math:`s^{(l)} = w_l \cdot h_l[\mathrm{CLS}] + b_l` with
-``h_l = hidden_states[l]`` (``hidden_states[0]`` is the embedding output). Pairs are tokenized
+``h_l = hidden_states[l]`` (``hidden_states[0]`` is the embedding output). When the base is a
+trained cross-encoder (a one-logit ``*ForSequenceClassification``, e.g. ``runs/NAME`` of ``wb
+train reranker``), every head is instead its classifier, pooler included,
+:math:`s^{(l)} = w_l \cdot \tanh(P_l h_l[\mathrm{CLS}] + p_l) + b_l`, started as a copy of it: the
+last layer starts out scoring exactly as the cross-encoder, and the run teaches the earlier layers
+to exit early (:func:`classifier_head`). Pairs are tokenized
 with :func:`workbench.encoders.rerankers.tokenize_pairs`, as the serving
 :class:`~workbench.encoders.layerwise.LayerwiseReranker` does.
 
@@ -26,7 +31,8 @@ as target, :class:`~trainers.losses.ListwiseCELoss`), KL is
 gradient: the last layer learns from the labels only, every earlier layer from the labels and
 from the last layer's ranking (self-distillation, as BGE's layer-wise rerankers).
 
-The heads train with ``head_lr``, the encoder with ``lr``. The ``step`` events carry each layer's
+Fresh heads train with ``head_lr``; the encoder, and heads copied from a cross-encoder, with
+``lr``. The ``step`` events carry each layer's
 CE (``loss_layer{l}``, averaged over the step's micro-batches).
 
 Evaluation (``eval_data``: FlagEmbedding jsonl of held-out groups): MRR of the best positive at
@@ -79,17 +85,53 @@ def layerwise_loss(scores, mask, loss_fn, kl_fn, distill_weight: float):
     return total, per_layer
 
 
-def LayerwiseModel(encoder, layers: list[int]):  # noqa: N802 - a factory returning an nn.Module
-    """``encoder`` + ``heads[str(l)]`` (Linear hidden -> 1) per layer; ``forward`` -> float32 ``[N, len(layers)]``."""
+def classifier_head(model):
+    """``(pool, out)`` Linear layers of a one-logit sequence classifier whose score is
+    ``out(tanh(pool(h[CLS])))`` (BERT: ``pooler.dense`` + ``classifier``; RoBERTa-like:
+    ``classifier.dense`` + ``classifier.out_proj``), or None for any other head shape."""
     import torch
+
+    classifier = getattr(model, "classifier", None)
+    pooler = getattr(model.base_model, "pooler", None)
+    dense = getattr(pooler, "dense", None)
+    activation = getattr(pooler, "activation", None)
+    if isinstance(classifier, torch.nn.Linear) and isinstance(dense, torch.nn.Linear) and isinstance(activation, torch.nn.Tanh):
+        return dense, classifier
+    dense, out = getattr(classifier, "dense", None), getattr(classifier, "out_proj", None)
+    if isinstance(dense, torch.nn.Linear) and isinstance(out, torch.nn.Linear) and type(classifier).__name__.startswith(("Roberta", "XLMRoberta", "Camembert")):
+        return dense, out
+    return None
+
+
+def LayerwiseModel(encoder, layers: list[int], init_head=None):  # noqa: N802 - a factory returning an nn.Module
+    """``encoder`` + ``heads[str(l)]`` per layer; ``forward`` -> float32 ``[N, len(layers)]``.
+
+    Without ``init_head`` every head is a fresh ``Linear(hidden, 1)`` on the layer's [CLS] state.
+    With ``init_head = (pool, out)`` (:func:`classifier_head` of a trained cross-encoder) every head
+    is ``out(tanh(pool(h)))`` starting as a copy of that classifier, so the last layer scores
+    exactly as the cross-encoder did and the earlier ones start from its head."""
+    import copy
+
+    import torch
+
+    class _PooledHead(torch.nn.Module):
+        def __init__(self, pool, out) -> None:
+            super().__init__()
+            self.pool, self.out = copy.deepcopy(pool), copy.deepcopy(out)
+
+        def forward(self, states):
+            return self.out(torch.tanh(self.pool(states)))
 
     class _Layerwise(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.encoder = encoder
             self.layers = list(layers)
+            self.pooled = init_head is not None
             hidden = int(encoder.config.hidden_size)
-            self.heads = torch.nn.ModuleDict({str(l): torch.nn.Linear(hidden, 1) for l in self.layers})
+            self.heads = torch.nn.ModuleDict({
+                str(l): _PooledHead(*init_head) if init_head is not None else torch.nn.Linear(hidden, 1)
+                for l in self.layers})
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
             inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -123,12 +165,21 @@ class LayerwiseTrainer(RerankerTrainer):
         self._eval_step = -1  # the 0-based step of the last evaluate()
 
     def build(self):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
         cfg = self.cfg
+        init_head = None
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(cfg.base)
-            encoder = AutoModel.from_pretrained(cfg.base, dtype="float32", **fast_attention(cfg.base))
+            hf_config = AutoConfig.from_pretrained(cfg.base)
+            archs = " ".join(getattr(hf_config, "architectures", None) or ())
+            if "ForSequenceClassification" in archs and int(getattr(hf_config, "num_labels", 1)) == 1:
+                classifier = AutoModelForSequenceClassification.from_pretrained(
+                    cfg.base, dtype="float32", **fast_attention(hf_config))
+                init_head = classifier_head(classifier)
+                encoder = classifier.base_model
+            else:
+                encoder = AutoModel.from_pretrained(cfg.base, dtype="float32", **fast_attention(hf_config))
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
         archs = " ".join(getattr(encoder.config, "architectures", None) or ())
@@ -157,16 +208,22 @@ class LayerwiseTrainer(RerankerTrainer):
         self.max_length = int(min(cfg.max_length, limit))
         self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
         self.kind = "layerwise-reranker"
-        return LayerwiseModel(encoder, layers)
+        self.head_init = "cross-encoder" if init_head is not None else "new"
+        if init_head is None and "ForSequenceClassification" in archs:
+            log("the base's classifier head has an unknown shape: the per-layer heads start fresh")
+        return LayerwiseModel(encoder, layers, init_head)
 
     def describe(self) -> dict:
         return {"kind": self.kind, "loss_name": self.loss_fn.name, "group_size": self.cfg.group_size,
-                "layers": list(self.layers), "distill_weight": self.cfg.distill_weight}
+                "layers": list(self.layers), "heads_from": self.head_init, "distill_weight": self.cfg.distill_weight}
 
     def param_groups(self, model) -> list:
+        """Fresh heads train with ``head_lr``; heads copied from a cross-encoder base's classifier are
+        trained weights already and train with the encoder's ``lr`` (as the reranker trainer does)."""
         head = [p for p in model.heads.parameters() if p.requires_grad]
         body = [p for p in model.encoder.parameters() if p.requires_grad]
-        return [{"params": body, "lr": self.cfg.lr}, {"params": head, "lr": self.cfg.head_lr}]
+        head_lr = self.cfg.lr if model.pooled else self.cfg.head_lr
+        return [{"params": body, "lr": self.cfg.lr}, {"params": head, "lr": head_lr}]
 
     def compute_loss(self, model, exs, rng, device, accelerator):
         import torch
@@ -248,11 +305,14 @@ class LayerwiseTrainer(RerankerTrainer):
             tensors = {}
             for layer in self.layers:
                 head = model.heads[str(layer)]
-                tensors[f"{layer}.weight"] = head.weight.detach().float().cpu().contiguous()
-                tensors[f"{layer}.bias"] = head.bias.detach().float().cpu().contiguous()
+                parts = {"": head.out, "pool.": head.pool} if model.pooled else {"": head}
+                for prefix, linear in parts.items():
+                    tensors[f"{layer}.{prefix}weight"] = linear.weight.detach().float().cpu().contiguous()
+                    tensors[f"{layer}.{prefix}bias"] = linear.bias.detach().float().cpu().contiguous()
             save_file(tensors, str(tmp / HEADS_FILE))
             (tmp / META_FILE).write_text(json.dumps({
                 "kind": LAYERWISE_KIND, "base": str(self.cfg.base), "layers": list(self.layers),
+                "head": "pooled" if model.pooled else "linear", "heads_from": self.head_init,
                 "default_cutoff": cutoff, "num_hidden_layers": self.n_layers, "max_length": self.max_length,
                 "loss": self.loss_fn.name, "group_size": self.cfg.group_size,
                 "distill_weight": self.cfg.distill_weight, "distill_temperature": self.cfg.distill_temperature,

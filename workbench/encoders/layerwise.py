@@ -3,16 +3,19 @@
 A layer-wise reranker run (``wb train layerwise``, :mod:`trainers.layerwise`) saves a folder with
 
 * the fine-tuned encoder (Hugging Face layout: config, weights, tokenizer),
-* ``layerwise_heads.safetensors``: one linear head per scored layer ``l``, tensors ``"{l}.weight"``
+* ``layerwise_heads.safetensors``: one head per scored layer ``l``, tensors ``"{l}.weight"``
   ``[1, hidden]`` and ``"{l}.bias"`` ``[1]`` (float32), applied to the ``[CLS]`` state after ``l``
-  transformer layers (``hidden_states[l][:, 0]``; ``hidden_states[0]`` is the embedding output),
+  transformer layers (``hidden_states[l][:, 0]``; ``hidden_states[0]`` is the embedding output);
+  a pooled head (trained from a cross-encoder base, whose pooler + classifier it started as) also
+  has ``"{l}.pool.weight"`` ``[hidden, hidden]`` and ``"{l}.pool.bias"``, applied first with tanh,
 * ``wb_model.json`` ``{"kind": "layerwise-reranker", "layers": [...], "default_cutoff": L,
   "max_length": N, ...}``.
 
 Serving at cutoff ``L`` keeps only the first ``L`` layers of the encoder (the layer list is cut,
 so the later layers never run and latency drops with ``L``) and scores each pair with head ``L``:
-``score = w_L · h_L[CLS] + b_L``. The score therefore equals what a full forward with
-``output_hidden_states=True`` gives at layer ``L`` through head ``L`` (tested).
+``score = w_L · h_L[CLS] + b_L`` (pooled: ``w_L · tanh(P_L h_L[CLS] + p_L) + b_L``). The score
+therefore equals what a full forward with ``output_hidden_states=True`` gives at layer ``L``
+through head ``L`` (tested).
 
 Choosing the cutoff: the run's ``default_cutoff`` unless one is given; ``--model
 reranker=runs/NAME@L`` (or a folder path ``.../model@L``, also in ``wb.toml``'s
@@ -131,8 +134,34 @@ def truncate_layers(encoder, keep: int):
     return kept
 
 
-def load_heads(path: str, layers) -> dict[int, tuple]:
-    """``{layer: (weight [1, hidden], bias [1])}`` float32 tensors from ``layerwise_heads.safetensors``."""
+@dataclass(frozen=True)
+class LayerHead:
+    """One layer's score head (float32 tensors): ``out_weight · x + out_bias`` on the [CLS] state
+    ``x``, or on ``tanh(pool_weight · x + pool_bias)`` when the head is pooled (heads started from a
+    cross-encoder's pooler + classifier)."""
+
+    out_weight: object  # torch.Tensor [1, hidden]
+    out_bias: object  # torch.Tensor [1]
+    pool_weight: object | None = None  # torch.Tensor [hidden, hidden]
+    pool_bias: object | None = None  # torch.Tensor [hidden]
+
+    def to(self, device) -> "LayerHead":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return LayerHead(move(self.out_weight), move(self.out_bias), move(self.pool_weight), move(self.pool_bias))
+
+    def __call__(self, states):
+        """float32 ``[N]`` scores for ``states [N, hidden]``."""
+        import torch
+
+        x = states.float()
+        if self.pool_weight is not None:
+            x = torch.tanh(torch.nn.functional.linear(x, self.pool_weight, self.pool_bias))
+        return torch.nn.functional.linear(x, self.out_weight, self.out_bias)[:, 0]
+
+
+def load_heads(path: str, layers) -> dict[int, LayerHead]:
+    """``{layer: LayerHead}`` from ``layerwise_heads.safetensors``: ``"{l}.weight"`` / ``"{l}.bias"``,
+    plus ``"{l}.pool.weight"`` / ``"{l}.pool.bias"`` for a pooled head."""
     from safetensors.torch import load_file
 
     try:
@@ -142,7 +171,9 @@ def load_heads(path: str, layers) -> dict[int, tuple]:
     out = {}
     for layer in layers:
         try:
-            out[int(layer)] = (tensors[f"{layer}.weight"].float(), tensors[f"{layer}.bias"].float())
+            pool = (tensors[f"{layer}.pool.weight"].float(), tensors[f"{layer}.pool.bias"].float()) \
+                if f"{layer}.pool.weight" in tensors else (None, None)
+            out[int(layer)] = LayerHead(tensors[f"{layer}.weight"].float(), tensors[f"{layer}.bias"].float(), *pool)
         except KeyError as exc:
             raise ModelError(f"{HEADS_FILE} in '{path}' has no head for layer {layer}") from exc
     return out
@@ -189,8 +220,7 @@ class LayerwiseReranker:
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # unused: the head reads the [CLS] state
         self.model = encoder.to(self.device).eval()
-        weight, bias = load_heads(path, [cutoff])[cutoff]
-        self._weight, self._bias = weight.to(self.device), bias.to(self.device)
+        self._head = load_heads(path, [cutoff])[cutoff].to(self.device)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
@@ -220,7 +250,7 @@ class LayerwiseReranker:
 
         def forward(inputs):
             states = self.model(**inputs, output_hidden_states=True).hidden_states
-            return torch.nn.functional.linear(states[self.cutoff][:, 0].float(), self._weight, self._bias)[:, 0]
+            return self._head(states[self.cutoff][:, 0])
 
         return score_pair_batches(self, pairs, forward)
 
@@ -228,6 +258,7 @@ class LayerwiseReranker:
 __all__ = [
     "HEADS_FILE",
     "LAYERWISE_KIND",
+    "LayerHead",
     "LayerwiseMeta",
     "LayerwiseReranker",
     "find_layer_list",
