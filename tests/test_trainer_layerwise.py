@@ -209,7 +209,10 @@ def test_a_cross_encoder_base_starts_every_head_as_its_classifier(tiny, tmp_path
     assert scores[:, -1].tolist() == pytest.approx(expected.tolist(), abs=1e-5)
     assert scores[:, 0].tolist() != pytest.approx(expected.tolist(), abs=1e-2)  # layer 2's state differs
     groups = trainer.param_groups(model)
-    assert [g["lr"] for g in groups] == [trainer.cfg.lr, trainer.cfg.lr]  # copied heads are trained weights
+    assert [g["lr"] for g in groups] == [trainer.cfg.lr, trainer.cfg.head_lr]
+    last_head = set(map(id, model.heads["4"].parameters()))
+    assert last_head <= set(map(id, groups[0]["params"]))  # the copied classifier on its own layer: the encoder's lr
+    assert not last_head & set(map(id, groups[1]["params"])) and len(groups[1]["params"]) == 4 * 2  # layers 2, 3
 
     run = _new(tmp_path, "lw-ce", ce_dir, data, max_steps=4, lr=1e-3)
     assert train_run(run)["state"] == "finished"

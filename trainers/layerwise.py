@@ -31,8 +31,8 @@ as target, :class:`~trainers.losses.ListwiseCELoss`), KL is
 gradient: the last layer learns from the labels only, every earlier layer from the labels and
 from the last layer's ranking (self-distillation, as BGE's layer-wise rerankers).
 
-Fresh heads train with ``head_lr``; the encoder, and heads copied from a cross-encoder, with
-``lr``. The ``step`` events carry each layer's
+The heads train with ``head_lr``, the encoder with ``lr``; so does the last layer's head when it
+is a copy of a cross-encoder base's classifier. The ``step`` events carry each layer's
 CE (``loss_layer{l}``, averaged over the step's micro-batches).
 
 Evaluation (``eval_data``: FlagEmbedding jsonl of held-out groups): MRR of the best positive at
@@ -218,12 +218,18 @@ class LayerwiseTrainer(RerankerTrainer):
                 "layers": list(self.layers), "heads_from": self.head_init, "distill_weight": self.cfg.distill_weight}
 
     def param_groups(self, model) -> list:
-        """Fresh heads train with ``head_lr``; heads copied from a cross-encoder base's classifier are
-        trained weights already and train with the encoder's ``lr`` (as the reranker trainer does)."""
-        head = [p for p in model.heads.parameters() if p.requires_grad]
+        """The encoder trains with ``lr``, the heads with ``head_lr``, except the last layer's head
+        when it was copied from a cross-encoder base: that one is the base's trained classifier on
+        the very states it was trained on, so it trains with ``lr`` (as the reranker trainer trains
+        a cross-encoder's head). The earlier copies score other layers' states and must adapt."""
+        last = str(self.layers[-1])
+        slow = [p for name, head in model.heads.items() if model.pooled and name == last for p in head.parameters()]
+        fast = [p for name, head in model.heads.items() if not (model.pooled and name == last) for p in head.parameters()]
         body = [p for p in model.encoder.parameters() if p.requires_grad]
-        head_lr = self.cfg.lr if model.pooled else self.cfg.head_lr
-        return [{"params": body, "lr": self.cfg.lr}, {"params": head, "lr": head_lr}]
+        groups = [{"params": body + slow, "lr": self.cfg.lr}]
+        if fast:
+            groups.append({"params": fast, "lr": self.cfg.head_lr})
+        return groups
 
     def compute_loss(self, model, exs, rng, device, accelerator):
         import torch
