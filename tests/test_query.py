@@ -257,3 +257,105 @@ def test_fusing_a_chosen_set_of_modes(small_searcher):
     for bad in ("dense+dense", "hybrid+dense", "dense+"):
         with pytest.raises(UsageError, match="unknown pipeline"):
             small_searcher.search("x", pipeline=bad)
+
+
+def test_snapshot_sparse_dot_equals_brute_force():
+    """The snapshot's CSR sparse vectors score any rows as the plain dict dot product does."""
+    from workbench.store.snapshot import SparseMatrix, _save_sparse
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in rng.integers(0, 12, size=40):
+        ids = rng.choice(60, size=int(n), replace=False).astype(np.int32)
+        rows.append((ids, rng.random(int(n)).astype(np.float32)))
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sparse.npz"
+        _save_sparse(path, [(np.array([len(i) for i, _ in rows]), np.concatenate([i for i, _ in rows]),
+                             np.concatenate([w for _, w in rows]))])
+        with np.load(path) as a:
+            matrix = SparseMatrix(a["indptr"], a["ids"], a["weights"])
+    q_ids = rng.choice(60, size=15, replace=False)
+    q_w = rng.random(15).astype(np.float32)
+    q = dict(zip(q_ids.tolist(), q_w.tolist()))
+    pick = np.array([5, 0, 39, 5, 17, 22], dtype=np.int64)  # any order, repeats allowed
+    brute = [sum(q.get(int(t), 0.0) * float(w) for t, w in zip(*rows[r])) for r in pick]
+    assert matrix.dot(pick, q_ids, q_w).tolist() == pytest.approx(brute, abs=1e-5)
+    assert matrix.dot(np.zeros(0, np.int64), q_ids, q_w).shape == (0,)
+
+
+def test_complete_fusion_scores_every_candidate_in_every_mode(small_workspace):
+    """[fusion] complete = true: each fused candidate gets its exact dense, sparse and ColBERT score
+    (not only where it made that mode's top depth), and the ranking is the min-max weighted sum of
+    those exact scores, recomputed here by brute force from LanceDB's stored vectors."""
+    import torch
+
+    from workbench.search.searcher import Searcher
+
+    ws, _ = small_workspace
+    cfg = ws.config()
+    shallow = replace(cfg, fusion=replace(cfg.fusion, depth=4, complete=True))
+    searcher = Searcher(ws, config=shallow)
+    table = searcher.lance.read_columns(["chunk_key", "vector", "sparse_ids", "sparse_weights"])
+    row_of = searcher.catalog.row_of
+    rows = [row_of[int(k)] for k in table.column("chunk_key").to_numpy()]
+    vectors = dict(zip(rows, np.asarray(table.column("vector").to_pylist(), dtype=np.float32)))
+    sparse = dict(zip(rows, zip(table.column("sparse_ids").to_pylist(), table.column("sparse_weights").to_pylist())))
+    matrix, mapping = searcher.tokens
+    modes = ("dense", "sparse", "colbert")
+    q = searcher.encode_queries(["iterator functions"], set(modes))[0]
+    plain = Searcher(ws, config=replace(cfg, fusion=replace(cfg.fusion, depth=4))).run_modes(q, modes, 4)
+    lists = searcher.run_modes(q, modes, 4)
+    union = set().union(*(set(r.tolist()) for r, _ in plain.values()))
+    assert max(len(r) for r, _ in plain.values()) == 4 < len(union)  # the plain lists miss candidates
+    qv = dict(zip(q.sparse_ids.tolist(), q.sparse_weights.tolist()))
+    for mode, (got_rows, got_scores) in lists.items():
+        assert set(got_rows.tolist()) == union, mode
+        assert list(got_scores) == sorted(got_scores, reverse=True)
+        for row, score in zip(got_rows.tolist(), got_scores.tolist()):
+            if mode == "dense":
+                expected = float(vectors[row] @ q.dense)
+            elif mode == "sparse":
+                expected = sum(qv.get(t, 0.0) * w for t, w in zip(*sparse[row]))
+            else:
+                r = mapping[row]
+                doc = torch.from_numpy(np.asarray(matrix.bits[matrix.starts[r]: matrix.starts[r] + matrix.lengths[r]]))
+                expected = float(maxsim_numpy(q.tokens, [doc.view(torch.bfloat16).float().numpy()])[0])
+            assert score == pytest.approx(expected, rel=2e-2, abs=2e-3), (mode, row)
+    # the answer: documents fused from those complete lists, every hit scored in every mode
+    result = searcher.search("iterator functions", pipeline="dense+sparse+colbert", k=3)  # depth stays 4
+    assert all(set(h.scores) == set(modes) for h in result.results)
+    cat = searcher.catalog
+    per_doc = {m: {} for m in modes}
+    for m, (r, sc) in lists.items():
+        for row, score in zip(r.tolist(), sc.tolist()):
+            per_doc[m].setdefault(cat.doc_ids[row], score)
+    from workbench.search.fusion import weighted_sum
+
+    fused = weighted_sum(per_doc, shallow.fusion.weights)
+    expected = sorted(fused, key=lambda d: (-fused[d], d))[:3]
+    assert [h.doc_id for h in result.results] == expected
+
+
+def test_a_snapshot_without_sparse_vectors_gets_them_from_lancedb(small_workspace, tmp_path):
+    """Snapshots written before sparse.npz existed: complete fusion adds the file (from LanceDB,
+    written aside and renamed in) instead of failing or scoring the sparse mode as zero."""
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    ws, _ = small_workspace
+    shutil.copytree(ws.root, tmp_path / "ws")
+    old = Workspace(tmp_path / "ws")
+    (sparse_file,) = (old.root / "snapshot").glob("v*/sparse.npz")
+    sparse_file.unlink()
+    cfg = old.config()
+    searcher = Searcher(old, config=replace(cfg, fusion=replace(cfg.fusion, complete=True)))
+    assert searcher.snapshot.sparse is None
+    hits = searcher.search("iterator functions", pipeline="dense+sparse", k=3).results
+    assert sparse_file.exists() and not list(sparse_file.parent.glob("sparse.tmp*"))
+    assert all(set(h.scores) == {"dense", "sparse"} for h in hits)
+    fresh = Searcher(ws, config=replace(cfg, fusion=replace(cfg.fusion, complete=True)))
+    assert [h.doc_id for h in fresh.search("iterator functions", pipeline="dense+sparse", k=3).results] == \
+        [h.doc_id for h in hits]

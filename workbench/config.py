@@ -34,6 +34,7 @@ method = "weighted"          # "weighted" (normalised score sum) or "rrf"
 normalization = "min-max"
 depth = 100                  # candidates taken from each mode before fusion
 rrf_k = 60                   # used by method = "rrf"
+complete = false             # true: score every candidate in every mode (dense, sparse, colbert) before fusing
 
 [fusion.weights]
 dense = 1.0
@@ -78,6 +79,9 @@ class FusionConfig:
     normalization: str = "min-max"
     depth: int = 100
     rrf_k: int = 60
+    # score every fused candidate exactly in each of dense, sparse and ColBERT (not only those in
+    # that mode's own top `depth`): a joint model's modes fused as BGE-M3 fuses them
+    complete: bool = False
     weights: dict[str, float] = field(default_factory=lambda: {"dense": 1.0, "colbert": 1.5, "sparse": 1.0, "bm25": 1.0})
 
 

@@ -212,8 +212,8 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
     candidates.sort(key=lambda c: -c[0])
     rescored = []
     for ndcg_np, method, k, depth, weights in candidates[:RESCORE]:
-        fusion = FusionConfig(method=method, depth=depth, rrf_k=k, weights=dict(zip(MODES, weights)),
-                              normalization="min-max")
+        fusion = replace(config.fusion, method=method, depth=depth, rrf_k=k, weights=dict(zip(MODES, weights)),
+                         normalization="min-max")
         value = _ranx_ndcg(dataset, _fused_run(qids, per_depth[depth], fusion))
         rescored.append({"ndcg@10": round(value, 6), "scan_ndcg@10": round(ndcg_np, 6), "method": method,
                          "rrf_k": k, "depth": depth, "weights": dict(zip(MODES, weights))})
@@ -221,15 +221,16 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
     rescored.sort(key=lambda r: (-r["ndcg@10"], r["depth"], -sum(1 for w in r["weights"].values() if w > 0)))
     best = rescored[0]
     rrf_k = best["rrf_k"] if best["method"] == "rrf" else config.fusion.rrf_k
-    chosen = FusionConfig(method=best["method"], normalization="min-max", depth=best["depth"], rrf_k=rrf_k,
-                          weights=dict(best["weights"]))
+    # the lists were scored as config.fusion.complete says: the choice keeps that setting
+    chosen = replace(config.fusion, method=best["method"], normalization="min-max", depth=best["depth"], rrf_k=rrf_k,
+                     weights=dict(best["weights"]))
 
     # reference points on train: the current config's fusion and untuned settings
     reference = {}
     for name, fusion in (
         ("configured", config.fusion),
-        ("weighted, all weights 1", FusionConfig(method="weighted", depth=100, weights=dict.fromkeys(modes, 1.0))),
-        ("rrf k=60, all weights 1", FusionConfig(method="rrf", depth=100, rrf_k=60, weights=dict.fromkeys(modes, 1.0))),
+        ("weighted, all weights 1", replace(config.fusion, method="weighted", depth=100, weights=dict.fromkeys(modes, 1.0))),
+        ("rrf k=60, all weights 1", replace(config.fusion, method="rrf", depth=100, rrf_k=60, weights=dict.fromkeys(modes, 1.0))),
     ):
         d = fusion.depth if fusion.depth in per_depth else None
         if d is not None:
@@ -258,7 +259,7 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
         "pipeline": pipeline,
         "chosen": {
             "fusion": {"method": chosen.method, "normalization": chosen.normalization, "depth": chosen.depth,
-                       "rrf_k": chosen.rrf_k, "weights": chosen.weights},
+                       "rrf_k": chosen.rrf_k, "complete": chosen.complete, "weights": chosen.weights},
             "rerank": {r: {"depth": v["best"]["depth"], "interpolation": v["best"]["interpolation"]}
                        for r, v in reranks.items()},
         },

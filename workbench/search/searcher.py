@@ -244,7 +244,45 @@ class Searcher:
                 cand = np.concatenate([r for r, _ in lists.values()] + extra)
             lists["colbert"] = self._mode_colbert(q, depth, cand)
             q.timings["colbert"] = (time.perf_counter() - t0) * 1000
+        if self.config.fusion.complete and len(lists) > 1:
+            t0 = time.perf_counter()
+            lists = self.complete_lists(q, lists)
+            q.timings["complete"] = (time.perf_counter() - t0) * 1000
         return lists
+
+    @property
+    def sparse_vectors(self):
+        """The snapshot's learned-sparse vectors (added to a snapshot written before it had them)."""
+        snap = self.snapshot
+        if snap.sparse is None:
+            from workbench.store import snapshot
+
+            snapshot.add_sparse(self.workspace.root / "snapshot", snap.version, self.lance.table)
+            self._snapshot = snap = snapshot.load(self.workspace.root / "snapshot", snap.version)
+        return snap.sparse
+
+    def complete_lists(self, q: EncodedQuery, lists: dict[str, tuple[np.ndarray, np.ndarray]]):
+        """``[fusion] complete``: every candidate of any list, scored exactly in dense, sparse and
+        ColBERT (whichever of them the pipeline runs), so fusion never has to stand a missing score
+        in for one; BM25 keeps its own list. Each completed list is best first."""
+        union = np.unique(np.concatenate([rows for rows, _ in lists.values()]))
+        out = dict(lists)
+        for mode, (rows, scores) in lists.items():
+            if mode == "dense":
+                full = np.asarray(self.snapshot.dense)[union] @ q.dense.astype(np.float32)
+            elif mode == "sparse":
+                full = self.sparse_vectors.dot(union, q.sparse_ids, q.sparse_weights)
+            elif mode == "colbert":
+                known = dict(zip(rows.tolist(), scores.tolist()))
+                missing = np.array([r for r in union.tolist() if r not in known], dtype=np.int64)
+                if len(missing):
+                    known.update(zip(missing.tolist(), self.maxsim_rows(q.tokens, missing).tolist()))
+                full = np.array([known[r] for r in union.tolist()], dtype=np.float32)
+            else:
+                continue
+            order = np.argsort(-np.asarray(full, dtype=np.float64), kind="stable")
+            out[mode] = (union[order], np.asarray(full, dtype=np.float32)[order])
+        return out
 
     def mode_runs(
         self,

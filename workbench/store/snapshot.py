@@ -8,7 +8,9 @@ over 100 ms. After each indexing run the table is written once into
 - ``catalog.arrow``: chunk metadata (Arrow IPC, memory-mapped);
 - ``dense.npy``: the dense vectors, float32 [N, D];
 - ``tokens.bin`` + ``tokens.npz``: the ColBERT token vectors as one bf16 matrix (raw int16 bits),
-  with each chunk's key, first row and length.
+  with each chunk's key, first row and length;
+- ``sparse.npz``: the learned-sparse vectors (CSR), for scoring any candidate exactly in that mode
+  (``[fusion] complete``; Tantivy only ranks its own top-N).
 
 A snapshot is built in a temporary folder and renamed into place, then its version is recorded in
 the manifest; readers open exactly the recorded version, so they never see half a snapshot. A
@@ -61,11 +63,44 @@ CATALOG_COLUMNS = [
 
 
 @dataclass
+class SparseMatrix:
+    """Every chunk's learned-sparse vector, CSR: row ``r``'s term ids are
+    ``ids[indptr[r]:indptr[r + 1]]`` (ascending) with ``weights`` alongside (float32)."""
+
+    indptr: np.ndarray  # int64 [N + 1]
+    ids: np.ndarray  # int32 [nnz]
+    weights: np.ndarray  # float32 [nnz]
+
+    def dot(self, rows: np.ndarray, query_ids: np.ndarray, query_weights: np.ndarray) -> np.ndarray:
+        """float32 ``[len(rows)]``: each row's vector dotted with the query's (exact, float weights)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.zeros(len(rows), dtype=np.float32)
+        if len(rows) == 0 or len(query_ids) == 0:
+            return out
+        order = np.argsort(query_ids, kind="stable")
+        q_ids = np.asarray(query_ids, dtype=np.int64)[order]
+        q_w = np.asarray(query_weights, dtype=np.float32)[order]
+        starts, ends = self.indptr[rows], self.indptr[rows + 1]
+        lengths = ends - starts
+        if int(lengths.sum()) == 0:
+            return out
+        # every entry of the selected rows, flattened, and the row each came from
+        flat = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(int(lengths.sum()))
+        owner = np.repeat(np.arange(len(rows)), lengths)
+        doc_ids = self.ids[flat].astype(np.int64)
+        at = np.minimum(np.searchsorted(q_ids, doc_ids), len(q_ids) - 1)
+        hit = q_ids[at] == doc_ids
+        np.add.at(out, owner[hit], self.weights[flat][hit] * q_w[at[hit]])
+        return out
+
+
+@dataclass
 class Snapshot:
     version: int
     catalog_table: object  # pyarrow.Table
     dense: np.ndarray  # [N, D] float32, same row order as catalog_table
     tokens: TokenMatrix  # rows in the same order as catalog_table
+    sparse: SparseMatrix | None = None  # rows in the same order; None in a snapshot written before it had one
 
 
 def build(folder: Path, table, version: int) -> Path:
@@ -87,10 +122,12 @@ def build(folder: Path, table, version: int) -> Path:
     lengths: list[np.ndarray] = []
     metas = []
     dense_parts = []
+    sparse_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     dim = None
     with open(tmp / "tokens.bin", "wb") as out:
         reader = (
-            table.search().select(CATALOG_COLUMNS + ["vector", "colbert"]).limit(None).to_batches(1024)
+            table.search().select(CATALOG_COLUMNS + ["vector", "colbert", "sparse_ids", "sparse_weights"])
+            .limit(None).to_batches(1024)
         )
         for batch in reader:
             batch = pa.Table.from_batches([batch])
@@ -107,6 +144,7 @@ def build(folder: Path, table, version: int) -> Path:
             vec = batch.column("vector").combine_chunks()
             dense_parts.append(vec.values.to_numpy(zero_copy_only=False).reshape(len(vec), -1))
             metas.append(batch.select(CATALOG_COLUMNS))
+            sparse_parts.append(_sparse_arrays(batch))
         out.flush()
         os.fsync(out.fileno())
     all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
@@ -118,6 +156,7 @@ def build(folder: Path, table, version: int) -> Path:
         lengths=all_lengths,
         dim=np.array([dim or 0]),
     )
+    _save_sparse(tmp / "sparse.npz", sparse_parts)
     dense = np.concatenate(dense_parts).astype(np.float32) if dense_parts else np.zeros((0, 1), np.float32)
     np.save(tmp / "dense.npy", dense)
     catalog = pa.concat_tables(metas) if metas else table.schema.empty_table().select(CATALOG_COLUMNS)
@@ -131,6 +170,53 @@ def build(folder: Path, table, version: int) -> Path:
         if old.name != final.name:
             shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
     return final
+
+
+def _sparse_arrays(batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row lengths, ids, weights) of a batch's ``sparse_ids`` / ``sparse_weights`` list columns."""
+    ids = batch.column("sparse_ids").combine_chunks()
+    weights = batch.column("sparse_weights").combine_chunks()
+    offs = ids.offsets.to_numpy()
+    flat_ids = ids.values.to_numpy(zero_copy_only=False)[offs[0] : offs[-1]].astype(np.int32)
+    w_offs = weights.offsets.to_numpy()
+    flat_w = weights.values.to_numpy(zero_copy_only=False)[w_offs[0] : w_offs[-1]].astype(np.float32)
+    return np.diff(offs).astype(np.int64), flat_ids, flat_w
+
+
+def _save_sparse(path: Path, parts) -> None:
+    """Write ``sparse.npz`` (CSR, each row's ids sorted) from ``_sparse_arrays`` parts."""
+    lengths = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+    ids = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
+    weights = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0, np.float32)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    order = np.lexsort((ids, owner))  # rows stay in order; ids ascend within each row
+    with open(path, "wb") as handle:
+        np.savez(handle, indptr=indptr, ids=ids[order], weights=weights[order])
+
+
+def add_sparse(folder: Path, version: int, table) -> None:
+    """Give a snapshot written before ``sparse.npz`` existed its sparse vectors, from ``table``
+    (the LanceDB chunk table at ``version``, same row order), written aside and renamed in."""
+    path = folder / f"v{version}"
+    if (path / "sparse.npz").exists():
+        return
+    import pyarrow as pa
+
+    parts = []
+    reader = table.search().select(["chunk_key", "sparse_ids", "sparse_weights"]).limit(None).to_batches(1024)
+    keys = []
+    for batch in reader:
+        batch = pa.Table.from_batches([batch])
+        keys.append(batch.column("chunk_key").to_numpy())
+        parts.append(_sparse_arrays(batch))
+    expected = np.load(path / "tokens.npz")["keys"]
+    got = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    if not np.array_equal(got, expected):
+        raise RuntimeError("the chunk table's rows no longer match the snapshot's")
+    tmp = path / f"sparse.tmp{os.getpid()}.npz"
+    _save_sparse(tmp, parts)
+    os.replace(tmp, path / "sparse.npz")
 
 
 def load(folder: Path, version: int) -> Snapshot | None:
@@ -150,4 +236,8 @@ def load(folder: Path, version: int) -> Snapshot | None:
     tokens = TokenMatrix(idx["keys"], idx["starts"], idx["lengths"], bits)
     catalog = feather.read_table(path / "catalog.arrow", memory_map=True)
     dense = np.load(path / "dense.npy", mmap_mode="r")
-    return Snapshot(version, catalog, dense, tokens)
+    sparse = None
+    if (path / "sparse.npz").exists():
+        with np.load(path / "sparse.npz") as arrays:
+            sparse = SparseMatrix(arrays["indptr"], arrays["ids"], arrays["weights"])
+    return Snapshot(version, catalog, dense, tokens, sparse)
