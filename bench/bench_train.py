@@ -110,9 +110,13 @@ def run_st(model: str, pairs, args, work: Path) -> dict:
         st = SentenceTransformer(model)
         st.max_seq_length = args.passage_len
     if args.lora:
-        from peft import LoraConfig
+        from peft import LoraConfig, get_peft_model
 
-        st.add_adapter(LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear"))
+        lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")
+        try:
+            st.add_adapter(lora)
+        except ValueError:  # transformers' integration wants a newer peft than the registry has: same LoRA, by hand
+            st[0].auto_model = get_peft_model(st[0].auto_model, lora)
     data = Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [b for _, b in pairs]})
     targs = SentenceTransformerTrainingArguments(
         output_dir=str(work / "st"), num_train_epochs=1, per_device_train_batch_size=args.batch,
