@@ -184,7 +184,8 @@ class LayerwiseReranker:
 
     ``cutoff`` None: the run's ``default_cutoff``. It must be one of the scored layers
     (ModelError otherwise). ``layers_run`` is the number of transformer layers each forward runs
-    (= ``cutoff``). ``name`` is ``"{path}@{cutoff}"``.
+    (= ``cutoff``). ``name`` is ``"{path}@{cutoff}"``. ``batch_tokens`` None: the device's default
+    (:func:`~workbench.encoders.rerankers.default_batch_tokens`).
     """
 
     def __init__(
@@ -193,7 +194,7 @@ class LayerwiseReranker:
         device: str | None = None,
         cutoff: int | None = None,
         max_length: int | None = None,
-        batch_tokens: int = 16384,
+        batch_tokens: int | None = None,
         max_batch: int = 256,
     ) -> None:
         from transformers import AutoModel, AutoTokenizer
@@ -228,7 +229,9 @@ class LayerwiseReranker:
         if getattr(encoder.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
             max_pos -= 2
         self.max_length = int(min(max_length or meta.max_length, max_pos))
-        self.batch_tokens = int(batch_tokens)
+        from workbench.encoders.rerankers import default_batch_tokens
+
+        self.batch_tokens = int(batch_tokens) if batch_tokens else default_batch_tokens(self.device)
         self.max_batch = int(max_batch)
         self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
 

@@ -74,6 +74,18 @@ def _pad_batch(ids: list[list[int]], rows: list[int], pad_id: int, extra: list[l
     return input_ids, mask, other
 
 
+# padded tokens a pair-scoring forward pass holds by default: large batches keep a GPU busy; on CPU
+# smaller ones run faster (cache-resident activations): MiniLM cross-encoder, bf16, 400 SciFact
+# pairs of ~250 tokens on 2 cores: 78 pairs/s at 16384, 101 at 8192, 107 at 4096 (ST bf16: 95)
+GPU_BATCH_TOKENS = 16384
+CPU_BATCH_TOKENS = 4096
+
+
+def default_batch_tokens(device) -> int:
+    """``GPU_BATCH_TOKENS`` on an accelerator, ``CPU_BATCH_TOKENS`` on CPU."""
+    return CPU_BATCH_TOKENS if device.type == "cpu" else GPU_BATCH_TOKENS
+
+
 def _batches(lengths: list[int], *, max_tokens: int, max_batch: int, device) -> list[list[int]]:
     """``length_sorted_batches``, with each batch split further on CPU where padding costs more
     than another forward pass.
@@ -162,7 +174,8 @@ class CrossEncoderReranker:
     The transformer runs in ``pick_dtype`` (bf16 on CUDA and on CPUs with native bf16,
     ``WB_DTYPE`` overrides); the classification head (``classifier``/``score`` module) runs in
     float32 so scores do not collapse onto the coarse bf16 grid and tie.
-    ``batch_tokens`` bounds the padded size (rows x width) of one forward pass.
+    ``batch_tokens`` bounds the padded size (rows x width) of one forward pass (None:
+    :func:`default_batch_tokens` for the device).
     """
 
     def __init__(
@@ -170,7 +183,7 @@ class CrossEncoderReranker:
         path: str,
         device: str | None = None,
         max_length: int = 512,
-        batch_tokens: int = 16384,
+        batch_tokens: int | None = None,
         max_batch: int = 256,
     ) -> None:
         import torch
@@ -205,7 +218,7 @@ class CrossEncoderReranker:
         if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
             max_pos -= 2
         self.max_length = int(min(max_length, max_pos))
-        self.batch_tokens = int(batch_tokens)
+        self.batch_tokens = int(batch_tokens) if batch_tokens else default_batch_tokens(self.device)
         self.max_batch = int(max_batch)
         self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
 
