@@ -213,7 +213,9 @@ def add_sparse(folder: Path, version: int, table) -> None:
     expected = np.load(path / "tokens.npz")["keys"]
     got = np.concatenate(keys) if keys else np.zeros(0, np.int64)
     if not np.array_equal(got, expected):
-        raise RuntimeError("the chunk table's rows no longer match the snapshot's")
+        from workbench.errors import WorkspaceError
+
+        raise WorkspaceError("the read snapshot no longer matches the chunk table: run `wb index` again to rebuild it")
     tmp = path / f"sparse.tmp{os.getpid()}.npz"
     _save_sparse(tmp, parts)
     os.replace(tmp, path / "sparse.npz")
