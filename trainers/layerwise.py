@@ -182,7 +182,6 @@ class LayerwiseTrainer(RerankerTrainer):
                 encoder = AutoModel.from_pretrained(cfg.base, dtype="float32", **fast_attention(hf_config))
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
-        archs = " ".join(getattr(encoder.config, "architectures", None) or ())
         if getattr(encoder.config, "is_decoder", False) or "ForCausalLM" in archs:
             raise ModelError("the layer-wise reranker trainer needs a BERT-like encoder base, not a decoder")
         if self.tokenizer.pad_token_id is None:
@@ -222,14 +221,12 @@ class LayerwiseTrainer(RerankerTrainer):
         when it was copied from a cross-encoder base: that one is the base's trained classifier on
         the very states it was trained on, so it trains with ``lr`` (as the reranker trainer trains
         a cross-encoder's head). The earlier copies score other layers' states and must adapt."""
-        last = str(self.layers[-1])
-        slow = [p for name, head in model.heads.items() if model.pooled and name == last for p in head.parameters()]
-        fast = [p for name, head in model.heads.items() if not (model.pooled and name == last) for p in head.parameters()]
-        body = [p for p in model.encoder.parameters() if p.requires_grad]
-        groups = [{"params": body + slow, "lr": self.cfg.lr}]
-        if fast:
-            groups.append({"params": fast, "lr": self.cfg.head_lr})
-        return groups
+        slow = [p for p in model.encoder.parameters() if p.requires_grad]
+        fast = []
+        for name, head in model.heads.items():
+            copied_last = model.pooled and name == str(self.layers[-1])
+            (slow if copied_last else fast).extend(head.parameters())
+        return [{"params": slow, "lr": self.cfg.lr}] + ([{"params": fast, "lr": self.cfg.head_lr}] if fast else [])
 
     def compute_loss(self, model, exs, rng, device, accelerator):
         import torch

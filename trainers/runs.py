@@ -120,6 +120,17 @@ class RunFolder:
         step = self.step_seconds()
         return max(floor, 2 * step + 30) if step else floor
 
+    def wait_terminal(self, timeout: float, poll: float = 0.5, cancelled=lambda: False) -> dict | None:
+        """Poll ``status()`` until the run is in a terminal state (returns that status), ``timeout``
+        seconds pass or ``cancelled()`` says so (returns None)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not cancelled():
+            status = self.status()
+            if status.get("state") in TERMINAL:
+                return status
+            time.sleep(poll)
+        return None
+
     def request_stop(self) -> None:
         """Ask the run to stop: the stop file (read at the end of each step) and SIGTERM to its
         process when it has one. Returns at once; the run checkpoints and ends in its own time."""

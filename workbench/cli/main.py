@@ -903,8 +903,6 @@ def runs_stop(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Ask a run to stop: it checkpoints at the end of its current step (resume later)."""
-    import time as _time
-
     from trainers.runs import TERMINAL, get_run
 
     ws = _workspace(workspace)
@@ -916,13 +914,10 @@ def runs_stop(
     run.request_stop()
     if wait is None:
         wait = run.stop_wait_seconds()
-    deadline = _time.monotonic() + wait
-    while _time.monotonic() < deadline:
-        state = run.status().get("state")
-        if state in TERMINAL:
-            typer.echo(f"run {name} {state} at step {run.status().get('step')}")
-            return
-        _time.sleep(0.5)
+    final = run.wait_terminal(wait)
+    if final is not None:
+        typer.echo(f"run {name} {final.get('state')} at step {final.get('step')}")
+        return
     from workbench.errors import TrainingError
 
     raise TrainingError(f"run {name} did not stop within {wait:.0f} s (asked to: it stops at the end of its current step; "

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.encoders.device import pick_device, pick_dtype, quiet_transformers
+from workbench.encoders.rerankers import default_batch_tokens, score_pair_batches, tokenize_pairs
 from workbench.errors import ModelError
 
 LAYERWISE_KIND = "layerwise-reranker"
@@ -229,16 +230,12 @@ class LayerwiseReranker:
         if getattr(encoder.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
             max_pos -= 2
         self.max_length = int(min(max_length or meta.max_length, max_pos))
-        from workbench.encoders.rerankers import default_batch_tokens
-
         self.batch_tokens = int(batch_tokens) if batch_tokens else default_batch_tokens(self.device)
         self.max_batch = int(max_batch)
         self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
 
     def tokenize(self, pairs: list[tuple[str, str]]):
         """Token ids (and token type ids) per pair, exactly as the trainer tokenizes them."""
-        from workbench.encoders.rerankers import tokenize_pairs
-
         return tokenize_pairs(self.tokenizer, pairs, self.max_length, self.uses_token_types)
 
     def score(self, query: str, passages: list[str]) -> np.ndarray:
@@ -247,9 +244,6 @@ class LayerwiseReranker:
 
     def score_pairs(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """float32 [len(pairs)], input order."""
-        import torch
-
-        from workbench.encoders.rerankers import score_pair_batches
 
         def forward(inputs):
             states = self.model(**inputs, output_hidden_states=True).hidden_states

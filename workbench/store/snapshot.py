@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.errors import WorkspaceError
+
 
 @dataclass
 class TokenMatrix:
@@ -213,8 +215,6 @@ def add_sparse(folder: Path, version: int, table) -> None:
     expected = np.load(path / "tokens.npz")["keys"]
     got = np.concatenate(keys) if keys else np.zeros(0, np.int64)
     if not np.array_equal(got, expected):
-        from workbench.errors import WorkspaceError
-
         raise WorkspaceError("the read snapshot no longer matches the chunk table: run `wb index` again to rebuild it")
     tmp = path / f"sparse.tmp{os.getpid()}.npz"
     _save_sparse(tmp, parts)

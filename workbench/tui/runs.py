@@ -640,16 +640,12 @@ class RunsPane(Vertical):
         run = self.run_folder(name)
         run.request_stop()
         wait = run.stop_wait_seconds()
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and not worker.is_cancelled:
-            status = run.status()
-            if status.get("state") in TERMINAL:
-                self.app.call_from_thread(self.app.notify, f"run {name} {status.get('state')} at step "
-                                                           f"{status.get('step')}", timeout=5)
-                self.app.call_from_thread(self.refresh_runs)
-                return
-            time.sleep(0.25)
-        if not worker.is_cancelled:
+        status = run.wait_terminal(wait, poll=0.25, cancelled=lambda: worker.is_cancelled)
+        if status is not None:
+            self.app.call_from_thread(self.app.notify, f"run {name} {status.get('state')} at step "
+                                                       f"{status.get('step')}", timeout=5)
+            self.app.call_from_thread(self.refresh_runs)
+        elif not worker.is_cancelled:
             self.app.call_from_thread(self.app.notify, f"run {name} did not stop within {wait:.0f} s (it stops at "
                                                        "the end of its current step)", severity="warning")
 
