@@ -185,6 +185,53 @@ def test_mine_writes_negatives_without_positives(tmp_path, capsys, monkeypatch):
     assert code == 2 and "dev" in err
 
 
+def test_mine_pseudo_titles_pairs_each_title_with_its_text_and_never_leaks_the_title(tmp_path, capsys, monkeypatch):
+    """`wb mine --pseudo titles` needs no queries or qrels: every titled document's title becomes a
+    query whose one positive is that document's text without its title; negatives are other
+    documents, also without titles, so neither side can be matched by copying the title."""
+    require_models()
+    from test_eval import make_dataset
+
+    from workbench.index.indexer import Indexer
+    from workbench.workspace import Workspace
+
+    dataset = make_dataset(tmp_path / "tinydocs", split="train")
+    (dataset / "queries.jsonl").unlink()  # a bare corpus is enough
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(dataset / "corpus.jsonl")
+    out = tmp_path / "titles.jsonl"
+    code, stdout, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root), "--pseudo",
+                               "titles", "-p", "dense+bm25", "--out", str(out), "--range", "2-10", "--negatives", "3")
+    assert code == 0, err
+    docs = [json.loads(line) for line in (dataset / "corpus.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert f"wrote {len(docs)} examples" in stdout and len(rows) == len(docs)
+    text_of_title = {d["title"]: d["text"].strip() for d in docs}
+    texts = set(text_of_title.values())
+    for row in rows:
+        assert row["pos"] == [text_of_title[row["query"]]]
+        assert row["neg"] and set(row["neg"]) <= texts and row["pos"][0] not in row["neg"]
+    code, _out, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root), "--pseudo",
+                             "nope", "--out", str(tmp_path / "x.jsonl"))
+    assert code == 2 and "titles, conclusions" in err and "Traceback" not in err
+
+
+def test_conclusion_pseudo_queries_cut_the_closing_sentence_out_of_the_positive():
+    from workbench.pseudo_queries import make_pseudo_queries, split_sentences
+
+    text = ("Background matters here. We measured the thing in 40 mice. Results were clear in all groups. "
+            "CONCLUSIONS: Inhibiting the kinase reduces tumour growth in mice with the mutation.")
+    short = "One sentence. Two sentences. Three."
+    made = make_pseudo_queries("conclusions", [("d1", "Kinase study", text), ("d2", "T", short),
+                                               ("d3", "T", text.rsplit("CONCLUSIONS", 1)[0] + "It works.")])
+    assert [q.doc_id for q in made] == ["d1"]  # d2: three sentences; d3: a closing sentence of two words
+    q = made[0]
+    assert q.text == "Inhibiting the kinase reduces tumour growth in mice with the mutation."
+    assert q.positive == "Kinase study " + " ".join(split_sentences(text)[:-1])
+    assert q.text not in q.positive and q.query_id == "c:d1"
+
+
 def test_mine_with_a_teacher_writes_its_scores_and_distillation_trains_on_them(tiny, tmp_path, capsys, monkeypatch):
     """`wb mine --teacher` scores every written passage with the reranker; `--loss kl` then trains a
     student towards those scores (lower KL), and rows without scores are refused in one line."""

@@ -13,6 +13,11 @@ uses the embeddings stored in the index: the corpus is never re-encoded) for the
 The output is FlagEmbedding JSON Lines, ``{"query", "pos": [text], "neg": [text], "prompt": ""}``,
 with document text = title + " " + text from the dataset's ``corpus.jsonl``. The workspace must
 index that corpus (``wb index DATASET/corpus.jsonl``) so that hit ids are corpus ids.
+
+With ``pseudo`` (``titles`` or ``conclusions``, see ``workbench.pseudo_queries``) the queries are
+made from the corpus itself (no queries or qrels are read: ``DATA`` may be a BEIR folder or its
+``corpus.jsonl``); each query's one positive is its source document minus the query's words, and
+negatives are written as that kind says.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 from workbench.errors import InputError, UsageError
 
-__all__ = ["MineSummary", "mine_negatives", "parse_range"]
+__all__ = ["MineSummary", "MineTarget", "mine_negatives", "parse_range"]
 
 
 @dataclass
@@ -68,13 +74,13 @@ def mine_negatives(
     config=None,
     progress=None,
     teacher: str | None = None,
+    pseudo: str | None = None,
 ) -> MineSummary:
     """Mine hard negatives (see the module docstring); return the counts.
 
     ``teacher`` (a reranker model: "reranker" = the configured one, or a name/folder) adds
     ``pos_scores``/``neg_scores``: its score for each written positive and negative, the teacher
     signal of KL distillation (``wb train embedder --distill``)."""
-    from workbench.eval.dataset import load_dataset
     from workbench.search.searcher import Searcher
 
     if negatives < 1:
@@ -82,11 +88,7 @@ def mine_negatives(
     if not 0 < margin <= 1.5:
         raise UsageError(f"--margin must be in (0, 1.5], got {margin}")
     lo, hi = rank_range
-    dataset = load_dataset(data, split)
-    from workbench.ingest.readers import corpus_passages
-
-    corpus = corpus_passages(dataset.corpus_path)
-    qids = list(dataset.queries)
+    targets, corpus_path, neg_text = _targets(data, split, pseudo)
     searcher = Searcher(workspace, config=config)
     scorer = None
     if teacher:
@@ -100,41 +102,40 @@ def mine_negatives(
             raise UsageError("--teacher needs a reranker model (a cross-encoder, 'llm' or runs/NAME of a trained "
                              "reranker): 'maxsim' is the zero-shot stand-in")
         scorer = load_reranker(resolve_role("reranker", models), device=searcher.bundle.device)
-    results = searcher.search_many([dataset.queries[q] for q in qids], pipeline=pipeline, k=hi, unit="doc",
+    results = searcher.search_many([t.query for t in targets], pipeline=pipeline, k=hi, unit="doc",
                                    progress=progress)
-    summary = MineSummary(queries=len(qids), out=str(out))
+    summary = MineSummary(queries=len(targets), out=str(out))
     total_hits = 0
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".partial")
     with open(tmp, "w", encoding="utf-8") as fh:
-        for qid, result in zip(qids, results):
-            positives = {d for d, s in dataset.qrels[qid].items() if s > 0}
-            pos_texts = [corpus[d] for d in positives if corpus.get(d)]
+        for target, result in zip(targets, results):
+            positives, pos_texts = target.positive_ids, target.positive_texts
             if not pos_texts:
                 continue
             hits = result.results
             total_hits += len(hits)
-            summary.unknown_hits += sum(1 for h in hits if h.doc_id not in corpus)
+            summary.unknown_hits += sum(1 for h in hits if neg_text(h.doc_id) is None)
             pos_scores = [h.score for h in hits if h.doc_id in positives]
             threshold = margin * min(pos_scores) if pos_scores else None
             candidates = []
             for rank, hit in enumerate(hits, 1):
-                if hit.doc_id in positives or hit.doc_id not in corpus or not corpus[hit.doc_id]:
+                if hit.doc_id in positives or not neg_text(hit.doc_id):
                     continue
                 if threshold is not None and hit.score >= threshold:
                     summary.false_negatives_dropped += 1
                     continue
                 if lo <= rank <= hi:
                     candidates.append(hit.doc_id)
-            rng = random.Random(f"{seed}|{qid}")
+            rng = random.Random(f"{seed}|{target.query_id}")
             picked = set(rng.sample(candidates, min(negatives, len(candidates))))
-            neg = [corpus[d] for d in candidates if d in picked]
+            neg = [neg_text(d) for d in candidates if d in picked]
             if not neg:
                 summary.without_negatives += 1
-            row = {"query": dataset.queries[qid], "pos": sorted(pos_texts), "neg": neg, "prompt": ""}
+            row = {"query": target.query, "pos": sorted(pos_texts), "neg": neg, "prompt": ""}
             if scorer is not None:
-                scores = scorer.score(dataset.queries[qid], row["pos"] + neg)
+                scores = scorer.score(target.query, row["pos"] + neg)
                 row["pos_scores"] = [round(float(x), 5) for x in scores[: len(row["pos"])]]
                 row["neg_scores"] = [round(float(x), 5) for x in scores[len(row["pos"]):]]
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -142,8 +143,48 @@ def mine_negatives(
     if total_hits and summary.unknown_hits == total_hits:
         tmp.unlink(missing_ok=True)
         raise InputError(
-            f"no search hit is a document of {dataset.corpus_path}: index it into the workspace first "
-            f"(wb index {dataset.corpus_path} -w {workspace.root})"
+            f"no search hit is a document of {corpus_path}: index it into the workspace first "
+            f"(wb index {corpus_path} -w {workspace.root})"
         )
     tmp.replace(out_path)
     return summary
+
+
+@dataclass(frozen=True)
+class MineTarget:
+    """One query to mine for: its id (seeds the draw), text, positive doc ids and positive texts."""
+
+    query_id: str
+    query: str
+    positive_ids: frozenset[str]
+    positive_texts: tuple[str, ...]
+
+
+def _targets(data: str | Path, split: str, pseudo: str | None
+             ) -> tuple[list[MineTarget], Path, Callable[[str], str | None]]:
+    """The queries to mine, the corpus file, and doc id -> negative text (None: not in the corpus)."""
+    from workbench.ingest.readers import corpus_documents
+
+    if pseudo is None:
+        from workbench.eval.dataset import load_dataset
+
+        dataset = load_dataset(data, split)
+        corpus_path = dataset.corpus_path
+        docs = corpus_documents(corpus_path)
+        passages = {d: f"{t} {x}".strip() for d, (t, x) in docs.items()}
+        targets = []
+        for qid, text in dataset.queries.items():
+            positives = frozenset(d for d, s in dataset.qrels[qid].items() if s > 0)
+            targets.append(MineTarget(qid, text, positives, tuple(passages[d] for d in positives if passages.get(d))))
+        return targets, corpus_path, passages.get
+    from workbench.pseudo_queries import make_pseudo_queries, negative_text
+
+    root = Path(data)
+    corpus_path = root / "corpus.jsonl" if root.is_dir() else root
+    docs = corpus_documents(corpus_path)
+    made = make_pseudo_queries(pseudo, ((d, t, x) for d, (t, x) in docs.items()))
+    if not made:
+        raise InputError(f"{corpus_path}: no document gives a '{pseudo}' pseudo-query (see wb mine --help)")
+    negs = {d: negative_text(pseudo, t, x) for d, (t, x) in docs.items()}
+    targets = [MineTarget(q.query_id, q.text, frozenset({q.doc_id}), (q.positive,)) for q in made]
+    return targets, corpus_path, negs.get

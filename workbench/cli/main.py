@@ -935,10 +935,12 @@ def mine_cmd(
     margin: Annotated[float, typer.Option("--margin", help="Drop candidates scoring >= MARGIN x the lowest retrieved positive.")] = 0.95,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="Also write teacher scores (pos_scores/neg_scores) from a reranker: 'reranker' (the configured one), runs/NAME, a folder or name.")] = None,
+    pseudo: Annotated[Optional[str], typer.Option("--pseudo", help="Make the queries from the corpus instead of reading a split: 'titles' (title -> its text) or 'conclusions' (last sentence -> the rest); the positive never contains the query's words.")] = None,
     workspace: WorkspaceOpt = None,
     model: ModelOpt = None,
 ) -> None:
-    """Mine hard negatives for a BEIR split from the workspace's index (no corpus re-encoding)."""
+    """Mine hard negatives for a BEIR split (or for pseudo-queries made from the corpus) from the
+    workspace's index (no corpus re-encoding)."""
     from workbench.mine import mine_negatives, parse_range
 
     lo_hi = parse_range(rank_range)
@@ -949,7 +951,8 @@ def mine_cmd(
     if teacher and teacher != "reranker":
         teacher = _run_model_overrides(_workspace(workspace), {"reranker": teacher})["reranker"]
     summary = mine_negatives(ws, data, out, split=split, pipeline=pipeline, rank_range=lo_hi,
-                             negatives=negatives, margin=margin, seed=seed, config=cfg, teacher=teacher)
+                             negatives=negatives, margin=margin, seed=seed, config=cfg, teacher=teacher,
+                             pseudo=pseudo)
     typer.echo(summary.line())
 
 

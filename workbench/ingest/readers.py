@@ -81,6 +81,8 @@ __all__ = [
     "iter_sources",
     "count_candidate_files",
     "content_hash",
+    "corpus_documents",
+    "corpus_passages",
 ]
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst"})
@@ -116,20 +118,25 @@ def iter_sources(root: Path | str, *, max_file_bytes: int = 20_000_000) -> Itera
     return _iter_sources(root, max_file_bytes)
 
 
-def corpus_passages(path: Path | str) -> dict[str, str]:
-    """doc_id -> ``"title text"`` of a BEIR corpus (file or folder), for training and mining.
+def corpus_documents(path: Path | str) -> dict[str, tuple[str, str]]:
+    """doc_id -> ``(title, text)`` of a BEIR corpus (file or folder), for training and mining.
 
     Reads through ``iter_sources``; a malformed row is an InputError naming it (training data must
     not be silently thinned), while empty rows are skipped.
     """
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, str]] = {}
     for item in iter_sources(path):
         if isinstance(item, SkippedFile):
             if item.reason.startswith(("malformed", "missing")):
                 raise InputError(f"{item.path}: {item.reason}")
             continue
-        out[item.doc_id] = f"{item.title} {item.text}".strip()
+        out[item.doc_id] = (item.title, item.text)
     return out
+
+
+def corpus_passages(path: Path | str) -> dict[str, str]:
+    """doc_id -> ``"title text"`` of a BEIR corpus (``corpus_documents``'s rows joined)."""
+    return {doc_id: f"{title} {text}".strip() for doc_id, (title, text) in corpus_documents(path).items()}
 
 
 def count_candidate_files(root: Path | str) -> int:
