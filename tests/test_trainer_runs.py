@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import require_models
@@ -87,6 +88,32 @@ def test_resume_after_stop_reproduces_the_uninterrupted_loss_curve(tiny, tmp_pat
     assert _losses(b) == pytest.approx(_losses(a), rel=1e-4)
     if lora:
         assert (b.model_dir / "adapter" / "adapter_config.json").exists()
+
+
+def test_finish_now_saves_the_model_at_that_step_and_ends_finished(tiny, tmp_path):
+    """`wb runs stop --finish` (early stop): the run ends `finished` at the step it was asked at, with
+    a model that loads and encodes, the same loss curve up to there, and no stop file left."""
+    from trainers.embedder import train_embedder
+    from workbench.encoders.dense import DenseEncoder
+
+    base, data = tiny
+    a = _new(tmp_path, "a", base, data, max_steps=6, negatives_per_query=1)
+    train_embedder(a)
+    b = _new(tmp_path, "b", base, data, max_steps=6, negatives_per_query=1)
+
+    def finish_at_3(step, run):
+        if step == 3:
+            run.request_stop(finish=True)  # the stop file says "finish", then SIGTERM to this process
+
+    status = train_embedder(b, on_step=finish_at_3)
+    assert status["state"] == "finished" and status["step"] == 3 and status["total_steps"] == 6
+    last = b.events()[-1]
+    assert last["event"] == "finished" and last["early"] is True and last["step"] == 3
+    assert _losses(b) == pytest.approx(_losses(a)[:3], rel=1e-4)
+    assert not b.stop_path.exists()
+    out = DenseEncoder(str(b.model_dir), device="cpu").encode(["a passage about cats"])
+    base_out = DenseEncoder(str(a.model_dir), device="cpu").encode(["a passage about cats"])
+    assert out.dense.shape == base_out.dense.shape and not np.allclose(out.dense, base_out.dense)
 
 
 def test_a_crash_marks_the_run_failed(tiny, tmp_path):

@@ -14,7 +14,9 @@ for all of them:
 * a checkpoint every ``save_every`` steps (``accelerator.save_state`` then ``sampler.json`` written
   last; the newest ``KEEP_CHECKPOINTS`` are kept);
 * a stop (the run's ``stop`` file, SIGTERM, or a first Ctrl-C) checkpoints and ends ``stopped``;
-  a second Ctrl-C aborts without a checkpoint;
+  a second Ctrl-C aborts without a checkpoint; a stop file that reads ``finish`` (``wb runs stop
+  --finish``) ends the run early as ``finished`` instead: the model as it is at that step is saved
+  (evaluated first when ``eval_data`` is set), the ``finished`` event says ``"early": true``;
 * evaluation every ``eval_every`` steps and at the end when ``eval_data`` is set: ``eval`` events
   with the trainer's metric, ``best_metric`` / ``last_metric`` in the status;
 * the end calls ``trainer.save_final`` into ``run.model_dir`` and ends ``finished``; any exception
@@ -45,7 +47,7 @@ from typing import Any, Callable, Sequence
 
 from workbench.errors import UsageError
 
-from .runs import RunFolder
+from .runs import FINISH, RunFolder
 
 __all__ = ["KEEP_CHECKPOINTS", "StopFlag", "Trainer", "log", "mixed_precision", "run_training"]
 
@@ -304,6 +306,12 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
                 stop.requested, stop.why = True, "another rank stopped"
         return stop.requested
 
+    def finish_requested() -> bool:
+        try:
+            return run.stop_path.read_text().strip() == FINISH
+        except OSError:
+            return False
+
     while step < total:
         if stop_requested():
             break
@@ -369,7 +377,15 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         if stop_requested() and step < total:
             break
 
-    if step < total:  # stopped
+    early = step < total and finish_requested()
+    if early and main and cfg.eval_data and cfg.eval_every > 0 and step % cfg.eval_every != 0:
+        metric = trainer.evaluate(accelerator.unwrap_model(model), device)
+        if metric is not None:
+            run.append_event({"event": "eval", "step": step, trainer.metric_name: metric,
+                              **trainer.eval_details(), "time": time.time()})
+            best = metric if best is None or metric > best else best
+            run.write_status(best_metric=best, last_metric=metric)
+    if step < total and not early:  # stopped
         folder = save_checkpoint(step, last_loss)
         if not main:
             return run.status()
@@ -382,10 +398,13 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         trainer.save_final(accelerator.unwrap_model(model), run.model_dir)
-        run.append_event({"event": "finished", "step": step, "model": str(run.model_dir), "time": time.time()})
+        run.append_event({"event": "finished", "step": step, "model": str(run.model_dir), "time": time.time(),
+                          **({"early": True} if early else {})})
         run.write_status(state="finished", step=step, total_steps=total, loss=last_loss, pid=None,
                          model=str(run.model_dir))
-        log(f"finished: model in {run.model_dir}")
+        run.stop_path.unlink(missing_ok=True)
+        log(f"finished early at step {step} of {total} (asked to): model in {run.model_dir}" if early
+            else f"finished: model in {run.model_dir}")
     return run.status()
 
 

@@ -27,6 +27,7 @@ from typing import Iterator
 from workbench.errors import UsageError
 
 TERMINAL = ("finished", "stopped", "failed", "died")
+FINISH = "finish"  # the stop file's text that asks for an early finish instead of a stop
 
 
 @dataclass(frozen=True)
@@ -131,12 +132,13 @@ class RunFolder:
             time.sleep(poll)
         return None
 
-    def request_stop(self) -> None:
+    def request_stop(self, finish: bool = False) -> None:
         """Ask the run to stop: the stop file (read at the end of each step) and SIGTERM to its
-        process when it has one. Returns at once; the run checkpoints and ends in its own time."""
+        process when it has one. Returns at once; the run checkpoints and ends ``stopped`` in its
+        own time or, with ``finish``, saves its model as it is and ends ``finished`` (early stop)."""
         import signal
 
-        self.stop_path.touch()
+        self.stop_path.write_text(FINISH + "\n" if finish else "")
         pid = self.status().get("pid")
         if pid:
             try:

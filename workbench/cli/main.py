@@ -900,9 +900,12 @@ def runs_stop(
     name: Annotated[str, typer.Argument(help="The run to stop.")],
     wait: Annotated[Optional[float], typer.Option(
         "--wait", help="Seconds to wait for it to checkpoint and stop (default: 60, or two of its steps when they are longer).")] = None,
+    finish: Annotated[bool, typer.Option(
+        "--finish", help="Early stop: save the model as it is at the end of this step and end the run finished (no resume).")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Ask a run to stop: it checkpoints at the end of its current step (resume later)."""
+    """Ask a run to stop: it checkpoints at the end of its current step (resume later), or with
+    --finish saves its model there and ends finished."""
     from trainers.runs import TERMINAL, get_run
 
     ws = _workspace(workspace)
@@ -911,12 +914,13 @@ def runs_stop(
     if status.get("state") in TERMINAL:
         typer.echo(f"run {name} is already {status.get('state')}")
         return
-    run.request_stop()
+    run.request_stop(finish=finish)
     if wait is None:
         wait = run.stop_wait_seconds()
     final = run.wait_terminal(wait)
     if final is not None:
-        typer.echo(f"run {name} {final.get('state')} at step {final.get('step')}")
+        where = f": model in {final['model']}" if final.get("state") == "finished" and final.get("model") else ""
+        typer.echo(f"run {name} {final.get('state')} at step {final.get('step')}{where}")
         return
     from workbench.errors import TrainingError
 

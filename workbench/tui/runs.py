@@ -233,6 +233,9 @@ class RunsPane(Vertical):
     BINDINGS = [
         Binding("n", "new_run", "New run", tooltip="Open the form that starts a training run (wb train … --detach)"),
         Binding("s", "stop", "Stop", tooltip="Stop the selected run: it checkpoints, R resumes it (wb runs stop)"),
+        Binding("f", "finish", "Finish now",
+                tooltip="Early stop: the selected run saves its model at the end of this step and ends finished "
+                        "(wb runs stop --finish)"),
         Binding("R", "resume", "Resume", tooltip="Resume the selected stopped run (wb train resume NAME --detach)"),
         Binding("c", "compare", "Compare in Search",
                 tooltip="Search with the base models (left) and the finished run's model in its role (right; "
@@ -630,15 +633,25 @@ class RunsPane(Vertical):
         self.app.notify(f"stopping {row.name}: it checkpoints at the end of its current step", timeout=4)
         self._stop_worker(row.name)
 
+    def action_finish(self) -> None:
+        row = self._need()
+        if row is None:
+            return
+        if row.state in TERMINAL:
+            self.app.notify(f"run {row.name} is already {row.state}", timeout=4)
+            return
+        self.app.notify(f"finishing {row.name}: it saves its model at the end of its current step", timeout=4)
+        self._stop_worker(row.name, finish=True)
+
     @work(thread=True, group="stop", name="stop run")
-    def _stop_worker(self, name: str) -> None:
-        """What ``wb runs stop NAME`` does: the stop file, SIGTERM, then wait for a final state
-        (as long as the CLI's default: ``RunFolder.stop_wait_seconds``)."""
+    def _stop_worker(self, name: str, finish: bool = False) -> None:
+        """What ``wb runs stop NAME [--finish]`` does: the stop file, SIGTERM, then wait for a final
+        state (as long as the CLI's default: ``RunFolder.stop_wait_seconds``)."""
         from textual.worker import get_current_worker
 
         worker = get_current_worker()
         run = self.run_folder(name)
-        run.request_stop()
+        run.request_stop(finish=finish)
         wait = run.stop_wait_seconds()
         status = run.wait_terminal(wait, poll=0.25, cancelled=lambda: worker.is_cancelled)
         if status is not None:
