@@ -585,6 +585,31 @@ async def test_runs_are_listed_followed_live_and_stopped(tmp_path):
         sleeper.wait()
 
 
+async def test_runs_f_asks_the_selected_run_to_finish_now(tmp_path):
+    """`f` is `wb runs stop --finish`: the stop file reads `finish` and the run's process gets SIGTERM."""
+    from tui_fake import fake_run
+
+    from trainers.runs import FINISH
+
+    ws = tmp_path / "ws"
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        running = fake_run(ws, "ft-3", "running", steps=5, total=50, pid=sleeper.pid)
+        app = WbApp(str(ws), engine=FakeEngine())
+        async with app.run_test(size=(120, 36)) as pilot:
+            seen = record_notifications(app)
+            await open_runs(pilot)
+            assert app.runs.selected == "ft-3"
+            await pilot.press("f")
+            await settle(pilot)
+            assert running.stop_path.read_text().strip() == FINISH
+            assert sleeper.wait(timeout=10) == -15
+            assert any("finishing ft-3" in m for m, _ in seen)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 class FakeSpawner:
     """Stands in for `wb train ... --detach`: records the argv, creates the run folder as the CLI would."""
 

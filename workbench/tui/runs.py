@@ -624,24 +624,23 @@ class RunsPane(Vertical):
         self.app.push_screen(form, launched)
 
     def action_stop(self) -> None:
-        row = self._need()
-        if row is None:
-            return
-        if row.state in TERMINAL:
-            self.app.notify(f"run {row.name} is already {row.state}", timeout=4)
-            return
-        self.app.notify(f"stopping {row.name}: it checkpoints at the end of its current step", timeout=4)
-        self._stop_worker(row.name)
+        self._ask_to_stop(finish=False)
 
     def action_finish(self) -> None:
+        self._ask_to_stop(finish=True)
+
+    def _ask_to_stop(self, finish: bool) -> None:
+        """``s`` (checkpoint and stop) or ``f`` (save the model now and end finished) on the selected run."""
         row = self._need()
         if row is None:
             return
         if row.state in TERMINAL:
             self.app.notify(f"run {row.name} is already {row.state}", timeout=4)
             return
-        self.app.notify(f"finishing {row.name}: it saves its model at the end of its current step", timeout=4)
-        self._stop_worker(row.name, finish=True)
+        what = "saves its model" if finish else "checkpoints"
+        verb = "finishing" if finish else "stopping"
+        self.app.notify(f"{verb} {row.name}: it {what} at the end of its current step", timeout=4)
+        self._stop_worker(row.name, finish=finish)
 
     @work(thread=True, group="stop", name="stop run")
     def _stop_worker(self, name: str, finish: bool = False) -> None:
