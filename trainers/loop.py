@@ -312,6 +312,17 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         except OSError:
             return False
 
+    def evaluate_now(best):
+        """Evaluate the model at ``step``: an ``eval`` event, the status's best/last metric; the new best."""
+        metric = trainer.evaluate(accelerator.unwrap_model(model), device)
+        if metric is None:
+            return best
+        run.append_event({"event": "eval", "step": step, trainer.metric_name: metric,
+                          **trainer.eval_details(), "time": time.time()})
+        best = metric if best is None or metric > best else best
+        run.write_status(best_metric=best, last_metric=metric)
+        return best
+
     while step < total:
         if stop_requested():
             break
@@ -365,13 +376,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         if on_step is not None:
             on_step(step, run)
         if main and cfg.eval_data and cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == total):
-            metric = trainer.evaluate(accelerator.unwrap_model(model), device)
-            if metric is not None:
-                run.append_event({"event": "eval", "step": step, trainer.metric_name: metric,
-                                  **trainer.eval_details(), "time": time.time()})
-                if best is None or metric > best:
-                    best = metric
-                run.write_status(best_metric=best, last_metric=metric)
+            best = evaluate_now(best)
         if step < total and cfg.save_every > 0 and step % cfg.save_every == 0:
             save_checkpoint(step, last_loss)
         if stop_requested() and step < total:
@@ -379,12 +384,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
 
     early = step < total and finish_requested()
     if early and main and cfg.eval_data and cfg.eval_every > 0 and step % cfg.eval_every != 0:
-        metric = trainer.evaluate(accelerator.unwrap_model(model), device)
-        if metric is not None:
-            run.append_event({"event": "eval", "step": step, trainer.metric_name: metric,
-                              **trainer.eval_details(), "time": time.time()})
-            best = metric if best is None or metric > best else best
-            run.write_status(best_metric=best, last_metric=metric)
+        best = evaluate_now(best)
     if step < total and not early:  # stopped
         folder = save_checkpoint(step, last_loss)
         if not main:
