@@ -1,0 +1,87 @@
+"""nDCG@10 of a reranker over a first stage at every interpolation a, with a paired t-test per query.
+
+    python bench/rerank_interpolation.py runs/ce4 -w WS --data ../shared/eval/scifact --split test \
+        [--depth 50] [--limit N] [--keep held_out.jsonl] --out result.json
+
+The reranker scores the first stage's top ``depth`` once; each a in 0..0.875 is replayed from those
+scores (``workbench.eval.tune.replay_rerank``, the searcher's own min-max interpolation), so choosing
+a on held-out queries (``--keep``: only the queries of a FlagEmbedding jsonl) and reporting it on
+test costs one scoring each. Not a speed benchmark: ``pairs_per_s`` includes the query encoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+INTERPOLATIONS = (0.0, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("reranker")
+    ap.add_argument("-w", "--workspace", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--pipeline", default="hybrid")
+    ap.add_argument("--depth", type=int, default=50)
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--keep", help="evaluate only the queries of this FlagEmbedding jsonl")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    from ranx import Qrels, Run, evaluate
+    from scipy.stats import ttest_rel
+
+    from workbench.eval import runner, tune
+    from workbench.eval.dataset import first_queries, load_dataset
+    from workbench.search.searcher import Searcher
+
+    data = load_dataset(args.data, args.split)
+    if args.limit:
+        data = first_queries(data, args.limit)
+    if args.keep:
+        keep = {json.loads(line)["query"] for line in open(args.keep, encoding="utf-8")}
+        ids = [q for q, text in data.queries.items() if text in keep]
+        data = dataclasses.replace(data, queries={q: data.queries[q] for q in ids}, qrels={q: data.qrels[q] for q in ids})
+    overrides = runner.resolve_run_names(args.workspace, {"reranker": args.reranker})
+    ws, cfg = runner.resolve_workspace_and_config(data, args.workspace, overrides)
+    ws, _ = runner.workspace_for(ws, cfg)
+    searcher = Searcher(ws, config=cfg)
+    first = tune._searcher_run(searcher, data, args.pipeline)
+    searcher.config = dataclasses.replace(cfg, rerank=dataclasses.replace(cfg.rerank, interpolation=0.0))
+    t0 = time.perf_counter()
+    reranked = tune._searcher_run(searcher, data, f"{args.pipeline}+rerank", rerank_depth=args.depth)
+    seconds = time.perf_counter() - t0
+    raw = {q: dict(list(reranked[q].items())[: args.depth]) for q in data.query_ids}
+    qrels = Qrels({q: dict(d) for q, d in data.qrels.items()})
+
+    def per_query(run: dict) -> list[float]:
+        ranx_run = Run({q: tune.rank_scores(run.get(q, {})) for q in data.qrels})
+        return [float(x) for x in evaluate(qrels, ranx_run, "ndcg@10", return_mean=False)]
+
+    base = per_query(first)
+    out = {"reranker": args.reranker, "split": args.split, "queries": len(base), "depth": args.depth,
+           "seconds_scoring": round(seconds, 1), "pairs_per_s": round(len(base) * args.depth / seconds, 1),
+           f"{args.pipeline}_ndcg@10": sum(base) / len(base), "grid": []}
+    for a in INTERPOLATIONS:
+        values = per_query(tune.replay_rerank(first, raw, args.depth, a))
+        out["grid"].append({
+            "interpolation": a, "ndcg@10": sum(values) / len(values), "delta": (sum(values) - sum(base)) / len(values),
+            "p": float(ttest_rel(values, base).pvalue),
+            "won": sum(v > b + 1e-9 for v, b in zip(values, base)), "lost": sum(v < b - 1e-9 for v, b in zip(values, base)),
+        })
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    for row in out["grid"]:
+        print(f"a={row['interpolation']:<5} nDCG@10 {100 * row['ndcg@10']:.2f}  {100 * row['delta']:+.2f}  p={row['p']:.3f}")
+    print(f"{args.pipeline} {100 * sum(base) / len(base):.2f}; {out['pairs_per_s']} pairs/s")
+
+
+if __name__ == "__main__":
+    main()
