@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from pathlib import Path
 
 from workbench.errors import InputError, UsageError
@@ -163,22 +163,22 @@ class MineTarget:
 def _targets(data: str | Path, split: str, pseudo: str | None
              ) -> tuple[list[MineTarget], Path, Callable[[str], str | None]]:
     """The queries to mine, the corpus file, and doc id -> negative text (None: not in the corpus)."""
-    from workbench.ingest.readers import corpus_documents
+    from workbench.ingest.readers import corpus_documents, corpus_passages
 
     if pseudo is None:
         from workbench.eval.dataset import load_dataset
 
         dataset = load_dataset(data, split)
         corpus_path = dataset.corpus_path
-        docs = corpus_documents(corpus_path)
-        passages = {d: f"{t} {x}".strip() for d, (t, x) in docs.items()}
+        passages = corpus_passages(corpus_path)
         targets = []
         for qid, text in dataset.queries.items():
             positives = frozenset(d for d, s in dataset.qrels[qid].items() if s > 0)
             targets.append(MineTarget(qid, text, positives, tuple(passages[d] for d in positives if passages.get(d))))
         return targets, corpus_path, passages.get
-    from workbench.pseudo_queries import make_pseudo_queries, negative_text
+    from workbench.pseudo_queries import check_kind, make_pseudo_queries, negative_text
 
+    check_kind(pseudo)  # before reading the corpus
     root = Path(data)
     corpus_path = root / "corpus.jsonl" if root.is_dir() else root
     docs = corpus_documents(corpus_path)

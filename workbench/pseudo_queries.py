@@ -26,7 +26,7 @@ from typing import Iterable
 
 from workbench.errors import UsageError
 
-__all__ = ["KINDS", "PseudoQuery", "make_pseudo_queries", "split_sentences"]
+__all__ = ["KINDS", "PseudoQuery", "check_kind", "make_pseudo_queries", "negative_text", "split_sentences"]
 
 KINDS = ("titles", "conclusions")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
@@ -69,12 +69,17 @@ def _conclusion_query(doc_id: str, title: str, text: str) -> PseudoQuery | None:
     return PseudoQuery(f"c:{doc_id}", last, doc_id, positive)
 
 
+def check_kind(kind: str) -> None:
+    """UsageError (one line) unless ``kind`` is one of ``KINDS``."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown --pseudo kind '{kind}': use one of {', '.join(KINDS)}")
+
+
 def make_pseudo_queries(kind: str, documents: Iterable[tuple[str, str, str]]) -> list[PseudoQuery]:
     """Pseudo-queries of ``kind`` for ``(doc_id, title, text)`` documents, in document order;
     documents the kind cannot use are skipped (module docstring). UsageError for an unknown kind."""
-    make = {"titles": _title_query, "conclusions": _conclusion_query}.get(kind)
-    if make is None:
-        raise UsageError(f"unknown --pseudo kind '{kind}': use one of {', '.join(KINDS)}")
+    check_kind(kind)
+    make = {"titles": _title_query, "conclusions": _conclusion_query}[kind]
     return [q for q in (make(*doc) for doc in documents) if q is not None]
 
 
