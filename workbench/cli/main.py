@@ -376,7 +376,7 @@ def eval_cmd(
 # ---------------------------------------------------------------------------------------------
 train_app = typer.Typer(help="Fine-tune models; each run is a folder under <workspace>/runs/NAME.")
 app.add_typer(train_app, name="train")
-runs_app = typer.Typer(help="List training runs; `wb runs stop NAME` stops one.", invoke_without_command=True)
+runs_app = typer.Typer(help="List training runs; `wb runs stop NAME` stops one, `wb runs soup NAME A B` averages finished ones.", invoke_without_command=True)
 app.add_typer(runs_app, name="runs")
 
 
@@ -926,6 +926,37 @@ def runs_stop(
 
     raise TrainingError(f"run {name} did not stop within {wait:.0f} s (asked to: it stops at the end of its current step; "
                         f"`wb runs stop {name} --wait SECONDS` waits longer)")
+
+
+@runs_app.command("soup")
+def runs_soup(
+    name: Annotated[str, typer.Argument(help="Name of the new run that holds the averaged model.")],
+    models: Annotated[list[str], typer.Argument(help="Two or more finished runs (NAME or runs/NAME) or model folders, fine-tuned from one starting point.")],
+    weights: Annotated[Optional[str], typer.Option("--weights", help="Comma-separated weight per model (normalised; default uniform).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Average the weights of several fine-tuned models into one (a model soup): a finished run
+    usable as --model ROLE=runs/NAME."""
+    from pathlib import Path
+
+    from trainers.runs import runs_dir
+    from trainers.soup import soup_run
+
+    ws = _workspace(workspace)
+    folders = []
+    for item in models:
+        if item.startswith("runs/") or (not Path(item).exists() and (runs_dir(ws.root) / item).exists()):
+            run_name = item[5:] if item.startswith("runs/") else item
+            folders.append(Path(_run_model_overrides(ws, {"m": f"runs/{run_name}"})["m"]))
+        else:
+            folders.append(Path(item))
+    mix = None
+    if weights:
+        try:
+            mix = [float(w) for w in weights.split(",")]
+        except ValueError:
+            raise UsageError(f"--weights takes numbers separated by commas, not '{weights}'") from None
+    typer.echo(soup_run(ws.root, name, folders, mix).line())
 
 
 @app.command("mine")

@@ -1,0 +1,114 @@
+"""Model soups (`wb runs soup`): two cross-encoders fine-tuned from one tiny random BERT are averaged
+into a finished run whose weights are their mean (checked tensor by tensor), which serves as a
+reranker, and bad ingredients are refused in one line without leaving a run behind."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import require_models
+from tiny_models import run_wb, tiny_bert, topic_groups
+
+pytest.importorskip("accelerate")
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """A workspace with two finished cross-encoder runs (seeds 1 and 2) from one tiny base, and a
+    ColBERT-kind folder made by relabelling a copy."""
+    require_models()
+    from trainers.config import RerankerConfig
+    from trainers.loop import train_run
+    from trainers.runs import new_run
+
+    root = tmp_path_factory.mktemp("soup")
+    base = tiny_bert(root / "base")
+    data = topic_groups(root / "train.jsonl", 16, 3)
+    ws = root / "ws"
+    for name, seed in (("a", 1), ("b", 2)):
+        config = RerankerConfig(data=str(data), base=str(base), name=name, batch_size=4, max_steps=8, lr=1e-2,
+                                head_lr=1e-2, warmup_ratio=0.0, save_every=100, group_size=4, max_length=64, seed=seed)
+        assert train_run(new_run(ws, name, config.to_json()))["state"] == "finished"
+    return ws
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_soup_is_the_mean_of_its_ingredients_and_serves(two_runs, capsys, monkeypatch):
+    from workbench.encoders.rerankers import CrossEncoderReranker, load_reranker
+    from workbench.models.registry import RoleModel
+
+    ws = two_runs
+    code, out, err = run_wb(capsys, monkeypatch, "runs", "soup", "s", "a", "runs/b", "-w", str(ws))
+    assert code == 0, err
+    assert "soup of a x0.5, b x0.5" in out
+    a, b, s = (_weights(ws / "runs" / n / "model") for n in ("a", "b", "s"))
+    assert s.keys() == a.keys()
+    moved = 0
+    for key, value in s.items():
+        if value.is_floating_point():
+            assert value == pytest.approx((a[key] + b[key]) / 2, abs=1e-6), key
+            moved += not bool((a[key] == b[key]).all())
+        else:
+            assert bool((value == a[key]).all()), key
+    assert moved > 0  # the two seeds trained to different weights, so the mean is a third model
+
+    run_dir = ws / "runs" / "s"
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "finished" and status["kind"] == "cross-encoder"
+    meta = json.loads((run_dir / "model" / "wb_model.json").read_text())
+    assert meta["kind"] == "cross-encoder" and meta["soup"]["weights"] == [0.5, 0.5]
+    code, out, _err = run_wb(capsys, monkeypatch, "runs", "-w", str(ws))
+    assert any(line.startswith("s ") and "finished" in line for line in out.splitlines())
+
+    reranker = load_reranker(RoleModel("reranker", str(run_dir / "model"), str(run_dir / "model"), "s", False),
+                             device="cpu")
+    assert isinstance(reranker, CrossEncoderReranker)
+    scores = reranker.score("cats question 0", ["the answer: cats 0", "unrelated notes, chess 0"])
+    assert scores.shape == (2,) and scores[0] > scores[1]
+
+    # weights 3:1 lean to the first model
+    code, out, err = run_wb(capsys, monkeypatch, "runs", "soup", "s31", "a", "b", "--weights", "3,1", "-w", str(ws))
+    assert code == 0, err
+    s31 = _weights(ws / "runs" / "s31" / "model")
+    key = next(k for k in a if a[k].is_floating_point() and not bool((a[k] == b[k]).all()))
+    assert s31[key] == pytest.approx(0.75 * a[key] + 0.25 * b[key], abs=1e-6)
+
+
+def test_soup_refuses_what_cannot_be_averaged(two_runs, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    ws = two_runs
+    other = tmp_path / "other"
+    shutil.copytree(ws / "runs" / "a" / "model", other)
+    meta = json.loads((other / "wb_model.json").read_text())
+    (other / "wb_model.json").write_text(json.dumps({**meta, "kind": "colbert"}))
+    wider = tiny_bert(tmp_path / "wider", layers=3)
+
+    cases = [
+        (["one", "a"], "at least two"),
+        (["k1", "a", str(other)], "one kind"),
+        (["k2", "a", "runs/nope"], "no run named 'nope'"),
+        (["k3", "a", "b", "--weights", "1,x"], "--weights"),
+        (["k4", "a", "b", "--weights", "1,1,1"], "3 weights for 2 models"),
+        (["a", "a", "b"], "exists already"),
+    ]
+    for args, message in cases:
+        code, _out, err = run_wb(capsys, monkeypatch, "runs", "soup", *args, "-w", str(ws))
+        assert code == 2 and message in err and "Traceback" not in err, (args, err)
+        assert len(err.strip().splitlines()) == 1
+    # a model of another shape: refused, and no half-made run is left
+    (wider / "wb_model.json").write_text((ws / "runs" / "a" / "model" / "wb_model.json").read_text())
+    from transformers import BertForSequenceClassification
+
+    BertForSequenceClassification.from_pretrained(str(wider), num_labels=1).save_pretrained(str(wider))
+    code, _out, err = run_wb(capsys, monkeypatch, "runs", "soup", "k5", "a", str(wider), "-w", str(ws))
+    assert code == 2 and ("hold different tensors" in err or "shape" in err), err
+    for name in ("one", "k1", "k2", "k3", "k4", "k5"):
+        assert not (ws / "runs" / name).exists(), name

@@ -1,0 +1,194 @@
+"""Model soups: one model whose weights are the (weighted) average of several fine-tuned models.
+
+Wortsman et al. 2022 ("Model soups"): models fine-tuned from one shared starting point (the same
+pretrained weights *and* the same freshly initialised head) sit in one basin of the loss, so the
+average of their weights is a single model that usually scores like their ensemble, at the cost of
+one model. ``wb runs soup OUT A B ...`` makes one from finished runs.
+
+Contract of :func:`make_soup`:
+- every ingredient is a model folder of the same kind (``wb_model.json``'s ``kind``) with the same
+  weight files (``*.safetensors`` and ``*.pt`` state dicts at its top level), the same tensor names
+  and shapes; otherwise :class:`~workbench.errors.UsageError` names the first difference;
+- floating-point tensors are averaged with ``weights`` (normalised to sum to 1); other tensors
+  (integer buffers such as position ids) must be equal and are copied;
+- everything else (config, tokenizer) is copied from the first ingredient; a LoRA ``adapter/`` folder
+  is not (the merged weights at the top level are what is averaged); ``wb_model.json`` gains
+  ``"soup": {"ingredients": [...], "weights": [...]}``;
+- the folder is written whole or not at all (:func:`trainers.runs.staged_folder`).
+Averaging models that did not start from one point (two independently initialised heads) gives a
+poor model: nothing here can detect that, so the folder records the ingredients for the user to judge.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.errors import UsageError
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt")
+SKIPPED = ("adapter",)  # a peft adapter is one ingredient's, not the soup's
+
+
+@dataclass(frozen=True)
+class SoupSummary:
+    """What :func:`make_soup` wrote."""
+
+    out: Path
+    ingredients: tuple[str, ...]
+    weights: tuple[float, ...]
+    tensors: int
+    parameters: int
+
+    def line(self) -> str:
+        parts = ", ".join(f"{Path(i).parent.name if Path(i).name == 'model' else Path(i).name} x{w:.3g}"
+                          for i, w in zip(self.ingredients, self.weights))
+        return f"soup of {parts}: {self.tensors} tensors, {self.parameters:,} parameters averaged -> {self.out}"
+
+
+def _weight_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+
+
+def _load(path: Path) -> dict:
+    import torch
+
+    if path.name.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UsageError(f"{path} is not a state dict of tensors: it cannot be averaged")
+    return state
+
+
+def _save(state: dict, path: Path) -> None:
+    import torch
+
+    if path.name.endswith(".safetensors"):
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"format": "pt"})
+    else:
+        torch.save(state, str(path))
+
+
+def _kind(folder: Path) -> str | None:
+    meta = folder / "wb_model.json"
+    if not meta.exists():
+        return None
+    try:
+        return json.loads(meta.read_text()).get("kind")
+    except ValueError:
+        raise UsageError(f"{meta} is not valid JSON") from None
+
+
+def normalised_weights(count: int, weights: list[float] | None) -> list[float]:
+    """``weights`` scaled to sum to 1 (uniform when None); one per ingredient, none negative."""
+    if weights is None:
+        return [1.0 / count] * count
+    if len(weights) != count:
+        raise UsageError(f"{len(weights)} weights for {count} models: give one weight per model")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise UsageError(f"soup weights must be >= 0 and not all 0, not {weights}")
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def check_ingredients(folders: list[Path]) -> list[str]:
+    """The weight files every ingredient has; :class:`UsageError` when they cannot be averaged."""
+    if len(folders) < 2:
+        raise UsageError("a soup needs at least two models")
+    for folder in folders:
+        if not folder.is_dir():
+            raise UsageError(f"no model folder at {folder}")
+    files = _weight_files(folders[0])
+    if not files:
+        raise UsageError(f"{folders[0]} has no weight files (*.safetensors, *.pt)")
+    kind = _kind(folders[0])
+    for folder in folders[1:]:
+        if _kind(folder) != kind:
+            raise UsageError(f"{folder} is a {_kind(folder) or 'plain'} model and {folders[0]} a {kind or 'plain'} one: "
+                             "only models of one kind can be averaged")
+        if _weight_files(folder) != files:
+            raise UsageError(f"{folder} has weight files {_weight_files(folder)}, {folders[0]} has {files}")
+    return files
+
+
+def make_soup(folders: list[Path], out: Path, weights: list[float] | None = None) -> SoupSummary:
+    """Average the models in ``folders`` into the model folder ``out`` (module docstring)."""
+    import torch
+
+    from trainers.runs import staged_folder
+
+    folders = [Path(f) for f in folders]
+    files = check_ingredients(folders)
+    mix = normalised_weights(len(folders), weights)
+    averaged: dict[str, dict] = {}
+    tensors = parameters = 0
+    for name in files:
+        states = [_load(folder / name) for folder in folders]
+        first = states[0]
+        for folder, state in zip(folders[1:], states[1:]):
+            if state.keys() != first.keys():
+                missing = sorted(set(first) ^ set(state))[:3]
+                raise UsageError(f"{folder / name} and {folders[0] / name} hold different tensors (e.g. {missing})")
+            for key, value in state.items():
+                if value.shape != first[key].shape:
+                    raise UsageError(f"{key} in {folder / name} has shape {tuple(value.shape)}, "
+                                     f"{tuple(first[key].shape)} in {folders[0] / name}")
+        soup = {}
+        for key, value in first.items():
+            if value.is_floating_point():
+                acc = sum(w * state[key].to(torch.float32) for w, state in zip(mix, states))
+                soup[key] = acc.to(value.dtype)
+                tensors += 1
+                parameters += value.numel()
+            else:
+                if not all(torch.equal(state[key], value) for state in states[1:]):
+                    raise UsageError(f"{key} (a {value.dtype} tensor) differs between the models: it cannot be averaged")
+                soup[key] = value.clone()
+        averaged[name] = soup
+
+    with staged_folder(out) as tmp:
+        for item in folders[0].iterdir():
+            if item.name in files or item.name in SKIPPED:
+                continue
+            if item.is_dir():
+                shutil.copytree(item, tmp / item.name)
+            else:
+                shutil.copy2(item, tmp / item.name)
+        for name, state in averaged.items():
+            _save(state, tmp / name)
+        meta_path = tmp / "wb_model.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta["soup"] = {"ingredients": [str(f) for f in folders], "weights": mix}
+        meta_path.write_text(json.dumps(meta, indent=2))
+    return SoupSummary(out=Path(out), ingredients=tuple(str(f) for f in folders), weights=tuple(mix),
+                       tensors=tensors, parameters=parameters)
+
+
+def soup_run(workspace_root: Path, name: str, folders: list[Path], weights: list[float] | None = None) -> SoupSummary:
+    """A finished run ``runs/<name>`` whose ``model/`` is the soup of ``folders``: usable as
+    ``--model ROLE=runs/<name>`` like any trained run. Nothing is left behind when it fails."""
+    from trainers.runs import RunFolder, new_run, runs_dir
+
+    run = RunFolder(runs_dir(Path(workspace_root)) / name)
+    if run.path.exists():
+        raise UsageError(f"'{run.path}' exists already: pick another name for the soup")
+    try:
+        summary = make_soup(folders, run.model_dir, weights)
+        config = {"trainer": "soup", "name": name, "ingredients": list(summary.ingredients),
+                  "weights": list(summary.weights)}
+        new_run(Path(workspace_root), name, json.dumps(config, indent=2))
+    except BaseException:
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise
+    kind = _kind(run.model_dir)
+    run.append_event({"event": "finished", "soup": config})
+    run.write_status(state="finished", step=0, total_steps=0, model=str(run.model_dir),
+                     **({"kind": kind} if kind else {}))
+    return summary
