@@ -41,7 +41,6 @@ def main() -> None:
 
     from workbench.eval import runner, tune
     from workbench.eval.dataset import first_queries, load_dataset
-    from workbench.search.searcher import Searcher
 
     data = load_dataset(args.data, args.split)
     if args.limit:
@@ -52,14 +51,8 @@ def main() -> None:
         data = dataclasses.replace(data, queries={q: data.queries[q] for q in ids}, qrels={q: data.qrels[q] for q in ids})
     overrides = runner.resolve_run_names(args.workspace, {"reranker": args.reranker})
     ws, cfg = runner.resolve_workspace_and_config(data, args.workspace, overrides)
-    ws, _ = runner.workspace_for(ws, cfg)
-    searcher = Searcher(ws, config=cfg)
-    first = tune._searcher_run(searcher, data, args.pipeline)
-    searcher.config = dataclasses.replace(cfg, rerank=dataclasses.replace(cfg.rerank, interpolation=0.0))
-    t0 = time.perf_counter()
-    reranked = tune._searcher_run(searcher, data, f"{args.pipeline}+rerank", rerank_depth=args.depth)
-    seconds = time.perf_counter() - t0
-    raw = {q: dict(list(reranked[q].items())[: args.depth]) for q in data.query_ids}
+    scoring = tune.score_rerank_top(data, ws, cfg, cfg.models.reranker, args.depth, pipeline=args.pipeline)
+    first, raw, seconds = scoring.first_stage, scoring.reranker_scores, scoring.seconds
     qrels = Qrels({q: dict(d) for q, d in data.qrels.items()})
 
     def per_query(run: dict) -> list[float]:

@@ -285,14 +285,14 @@ def test_tuning_scan_and_rerank_replay_match_the_query_path(first_run, dataset):
             exact = tune._ranx_ndcg(data, tune._fused_run(qids, lists, fusion))
             assert value == pytest.approx(exact, abs=1e-9), (method, row)
     # the searcher's own hybrid equals the fused lists
-    hybrid = tune._searcher_run(searcher, data, "hybrid")
+    hybrid = tune.searcher_run(searcher, data, "hybrid")
     fused = tune._fused_run(qids, lists, searcher.config.fusion)
     assert {q: list(r) for q, r in hybrid.items()} == {q: list(r) for q, r in fused.items()}
     # rerank replay at depth 5, interpolation 0.5 == the searcher's hybrid+rerank
     searcher.config = replace(searcher.config, rerank=replace(searcher.config.rerank, interpolation=0.0))
-    raw = tune._searcher_run(searcher, data, "hybrid+rerank", rerank_depth=20)
+    raw = tune.searcher_run(searcher, data, "hybrid+rerank", rerank_depth=20)
     searcher.config = replace(searcher.config, rerank=replace(searcher.config.rerank, interpolation=0.5))
-    real = tune._searcher_run(searcher, data, "hybrid+rerank", rerank_depth=5)
+    real = tune.searcher_run(searcher, data, "hybrid+rerank", rerank_depth=5)
     replayed = tune.replay_rerank(hybrid, {q: dict(list(raw[q].items())[:20]) for q in qids}, 5, 0.5)
     for q in qids:
         assert list(real[q])[:10] == list(replayed[q])[:10]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -129,7 +129,9 @@ def _fused_run(qids, per_query_lists, fusion: FusionConfig, k: int = 100) -> dic
     return run
 
 
-def _searcher_run(searcher, dataset: EvalDataset, pipeline: str, k: int = 100, rerank_depth=None):
+def searcher_run(searcher, dataset: EvalDataset, pipeline: str, k: int = 100, rerank_depth=None):
+    """``{query id: {doc id: score}}`` of ``searcher`` answering every query of ``dataset`` with
+    ``pipeline`` at ``k`` documents, best first (the query path's own code, doc-level)."""
     qids = dataset.query_ids
     res = searcher.search_many([dataset.queries[q] for q in qids], pipeline=pipeline, k=k, unit="doc",
                                rerank_depth=rerank_depth)
@@ -240,7 +242,7 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
     searcher.config = tuned_config
     emit({"phase": f"checking {pipeline} with the chosen fusion", "done": 0, "total": 0})
     t0 = time.perf_counter()
-    hybrid_run = _searcher_run(searcher, dataset, pipeline)
+    hybrid_run = searcher_run(searcher, dataset, pipeline)
     hybrid_seconds = time.perf_counter() - t0
     hybrid_metrics = _ranx_metrics(dataset, hybrid_run)
 
@@ -279,14 +281,22 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
     }
 
 
-def tune_rerank(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, reranker: str, *,
-                depths: tuple[int, ...] = RERANK_DEPTHS, interpolations: tuple[float, ...] = INTERPOLATIONS,
-                searcher=None, first_stage=None, progress=None, pipeline: str = "hybrid") -> dict:
-    """Rerank depth x interpolation grid for ``reranker`` over ``config``'s fusion of ``pipeline``'s
-    modes (see module doc).
+@dataclass(frozen=True)
+class RerankScoring:
+    """One scoring of a first stage's top documents by a reranker, to replay at any depth <= ``top``
+    and any interpolation (:func:`replay_rerank`)."""
 
-    The reranker scores the top ``max(depths)`` once; every setting is replayed from those scores.
-    """
+    first_stage: dict[str, dict[str, float]]  # query id -> {doc id: first-stage score}, best first
+    reranker_scores: dict[str, dict[str, float]]  # query id -> {doc id: reranker score} for its top ``top``
+    top: int
+    seconds: float  # wall time of the scoring (query encoding included)
+
+
+def score_rerank_top(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, reranker: str, top: int, *,
+                     searcher=None, first_stage=None, progress=None, pipeline: str = "hybrid") -> RerankScoring:
+    """``reranker``'s score for each of the top ``top`` documents of ``config``'s ``pipeline`` on
+    every query of ``dataset`` (a document's reranker score does not depend on the rerank depth).
+    ``first_stage`` (a :func:`searcher_run` of ``pipeline``) is computed when not given."""
     from workbench.eval.runner import workspace_for
     from workbench.search.searcher import Searcher
 
@@ -300,25 +310,36 @@ def tune_rerank(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, re
     if first_stage is None:
         searcher.config = config
         emit({"phase": f"first stage ({pipeline})", "done": 0, "total": 0})
-        first_stage = _searcher_run(searcher, dataset, pipeline)
+        first_stage = searcher_run(searcher, dataset, pipeline)
     searcher.config = rcfg
-    top = max(depths)
     emit({"phase": f"rerank grid ({reranker}, scoring the top {top})", "done": 0, "total": 0})
     t0 = time.perf_counter()
     try:
-        reranked = _searcher_run(searcher, dataset, f"{pipeline}+rerank", rerank_depth=top)
+        reranked = searcher_run(searcher, dataset, f"{pipeline}+rerank", rerank_depth=top)
     finally:
         searcher.config = previous
     seconds = time.perf_counter() - t0
-    qids = dataset.query_ids
-    raw = {q: dict(list(reranked[q].items())[:top]) for q in qids}
+    raw = {q: dict(list(reranked[q].items())[:top]) for q in dataset.query_ids}
+    return RerankScoring(first_stage=first_stage, reranker_scores=raw, top=top, seconds=seconds)
+
+
+def tune_rerank(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, reranker: str, *,
+                depths: tuple[int, ...] = RERANK_DEPTHS, interpolations: tuple[float, ...] = INTERPOLATIONS,
+                searcher=None, first_stage=None, progress=None, pipeline: str = "hybrid") -> dict:
+    """Rerank depth x interpolation grid for ``reranker`` over ``config``'s fusion of ``pipeline``'s
+    modes (see module doc).
+
+    The reranker scores the top ``max(depths)`` once; every setting is replayed from those scores.
+    """
+    scoring = score_rerank_top(dataset, ws, config, reranker, max(depths), searcher=searcher,
+                               first_stage=first_stage, progress=progress, pipeline=pipeline)
     rows = []
     for depth, a in itertools.product(depths, interpolations):
-        value = _ranx_ndcg(dataset, replay_rerank(first_stage, raw, depth, a))
+        value = _ranx_ndcg(dataset, replay_rerank(scoring.first_stage, scoring.reranker_scores, depth, a))
         rows.append({"depth": depth, "interpolation": a, "ndcg@10": round(value, 6)})
     rows.sort(key=lambda r: (-r["ndcg@10"], r["depth"]))
-    return {"grid": rows, "best": rows[0], "first_stage_ndcg@10": round(_ranx_ndcg(dataset, first_stage), 6),
-            "queries": len(qids), "seconds_scoring_top": round(seconds, 1), "top": top}
+    return {"grid": rows, "best": rows[0], "first_stage_ndcg@10": round(_ranx_ndcg(dataset, scoring.first_stage), 6),
+            "queries": len(dataset.query_ids), "seconds_scoring_top": round(scoring.seconds, 1), "top": scoring.top}
 
 
 def summary(outcome: dict) -> str:
