@@ -64,6 +64,14 @@ def test_soup_is_the_mean_of_its_ingredients_and_serves(two_runs, capsys, monkey
     assert status["state"] == "finished" and status["kind"] == "cross-encoder"
     meta = json.loads((run_dir / "model" / "wb_model.json").read_text())
     assert meta["kind"] == "cross-encoder" and meta["soup"]["weights"] == [0.5, 0.5]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["trainer"] == "soup" and config["ingredient_trainer"] == "reranker"
+    # the Runs screen treats it as a reranker run (compare / evaluate in the reranker role)
+    from workbench.tui.runs import RunRow, soup_line
+
+    row = RunRow("s", status, config)
+    assert row.trainer == "reranker" and row.spec is not None and row.has_model
+    assert soup_line(config) == "soup of a ×0.5 + b ×0.5 (reranker)"
     code, out, _err = run_wb(capsys, monkeypatch, "runs", "-w", str(ws))
     assert any(line.startswith("s ") and "finished" in line for line in out.splitlines())
 

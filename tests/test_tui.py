@@ -865,15 +865,19 @@ class VariantFakeEngine(FakeEngine):
     ("splade", "sparse", "hybrid", "hybrid", "sparse,hybrid"),
     ("reranker", "reranker", "hybrid", "hybrid+rerank", "hybrid,hybrid+rerank"),
     ("joint", "dense+colbert+sparse", "hybrid", "hybrid", "dense,colbert,sparse,hybrid"),
+    ("soup", "reranker", "hybrid", "hybrid+rerank", "hybrid,hybrid+rerank"),  # `wb runs soup` of rerankers
 ])
 async def test_compare_and_evaluate_use_the_role_the_trainer_fills(tmp_path, trainer, role, left, right, pipelines):
     """c: Search with the base models left and the run's model in its role right (a variant index
     for dense/colbert/sparse; for a reranker the same index, hybrid vs hybrid+rerank with
-    reranker=runs/NAME); e: Evaluate with that role's --compare and the trainer's pipelines."""
+    reranker=runs/NAME); e: Evaluate with that role's --compare and the trainer's pipelines. A soup
+    fills the role of its ingredients' trainer."""
     from tui_fake import fake_run
 
     ws = tmp_path / "ws"
-    fake_run(ws, "ft", "finished", steps=10, total=10, trainer=trainer)
+    soup = {"ingredients": ["/ws/runs/a/model", "/ws/runs/b/model"], "weights": [0.5, 0.5],
+            "ingredient_trainer": "reranker"} if trainer == "soup" else None
+    fake_run(ws, "ft", "finished", steps=10, total=10, trainer=trainer, config=soup)
     (ws / "runs" / "ft" / "model").mkdir()
     engine = VariantFakeEngine(tmp_path / "variant")
     app = WbApp(str(ws), engine=engine)

@@ -172,9 +172,10 @@ async def run_query(pilot, text: str) -> None:
 # -- Training runs on disk, written the way the trainer writes them (no training) -----------
 def fake_run(workspace_root, name: str, state: str, *, steps: int = 0, total: int = 100, pid=None,
              eval_every: int = 0, error: str | None = None, base: str = "/models/all-MiniLM-L6-v2",
-             data: str = "/data/train.jsonl", t0: float = 1_700_000_000.0, trainer: str = "embedder"):
+             data: str = "/data/train.jsonl", t0: float = 1_700_000_000.0, trainer: str = "embedder",
+             config: dict | None = None):
     """A run folder of ``trainer`` with ``steps`` step events (a falling loss), evaluations every
-    ``eval_every`` steps, a log, and ``status.json`` saying ``state``."""
+    ``eval_every`` steps, a log, and ``status.json`` saying ``state``; ``config`` adds to config.json."""
     import json
     from pathlib import Path
 
@@ -185,7 +186,7 @@ def fake_run(workspace_root, name: str, state: str, *, steps: int = 0, total: in
     run.config_path.write_text(json.dumps({
         "trainer": trainer, "data": data, "base": base, "name": name, "loss": "infonce", "lr": 3e-5,
         "batch_size": 32, "negatives_per_query": 1, "lora": False, "eval_data": "/data/beir" if eval_every else None,
-        "eval_every": eval_every}))
+        "eval_every": eval_every, **(config or {})}))
     run.append_event({"event": "started", "total_steps": total, "examples": 3200, "device": "cpu", "time": t0})
     log = [f"training {name}: 3200 examples, 100 batches/epoch, {total} steps, encoder (mean pooling) on cpu"]
     best = None

@@ -171,6 +171,21 @@ def make_soup(folders: list[Path], out: Path, weights: list[float] | None = None
                        tensors=tensors, parameters=parameters)
 
 
+def ingredient_trainer(folders: list[Path]) -> str | None:
+    """The ``trainer`` of the runs whose ``model/`` folders ``folders`` are, when they are all runs
+    made by one trainer; else None."""
+    trainers = set()
+    for folder in folders:
+        config = Path(folder).parent / "config.json"
+        if Path(folder).name != "model" or not config.exists():
+            return None
+        try:
+            trainers.add(json.loads(config.read_text()).get("trainer"))
+        except ValueError:
+            return None
+    return trainers.pop() if len(trainers) == 1 else None
+
+
 def soup_run(workspace_root: Path, name: str, folders: list[Path], weights: list[float] | None = None) -> SoupSummary:
     """A finished run ``runs/<name>`` whose ``model/`` is the soup of ``folders``: usable as
     ``--model ROLE=runs/<name>`` like any trained run. Nothing is left behind when it fails."""
@@ -183,6 +198,9 @@ def soup_run(workspace_root: Path, name: str, folders: list[Path], weights: list
         summary = make_soup(folders, run.model_dir, weights)
         config = {"trainer": "soup", "name": name, "ingredients": list(summary.ingredients),
                   "weights": list(summary.weights)}
+        made_by = ingredient_trainer(folders)
+        if made_by:
+            config["ingredient_trainer"] = made_by  # the soup serves in the role its ingredients' trainer fills
         new_run(Path(workspace_root), name, json.dumps(config, indent=2))
     except BaseException:
         shutil.rmtree(run.path, ignore_errors=True)

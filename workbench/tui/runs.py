@@ -208,7 +208,11 @@ class RunRow:
 
     @property
     def trainer(self) -> str:
-        return str(self.config.get("trainer") or "embedder")
+        """The trainer whose role this run's model fills (a soup: its ingredients')."""
+        trainer = str(self.config.get("trainer") or "embedder")
+        if trainer == "soup":
+            return str(self.config.get("ingredient_trainer") or trainer)
+        return trainer
 
     @property
     def spec(self) -> TrainerSpec | None:
@@ -218,6 +222,14 @@ class RunRow:
 
 def _num(value, fmt: str = ".4f") -> str:
     return format(value, fmt) if isinstance(value, (int, float)) else "–"
+
+
+def soup_line(config: dict) -> str:
+    """``soup of ce4 ×0.5 + ce5 ×0.5 (reranker)`` for a `wb runs soup` run's config."""
+    names = [_model_name(str(i)) for i in config.get("ingredients") or []]
+    mix = " + ".join(f"{n} ×{w:.2g}" for n, w in zip(names, config.get("weights") or []))
+    made_by = config.get("ingredient_trainer")
+    return f"soup of {mix}" + (f" ({made_by})" if made_by else "")
 
 
 def _model_name(value: str) -> str:
@@ -455,6 +467,9 @@ class RunsPane(Vertical):
         elif row.state == "finished":
             text.append(" · c: compare in Search · e: evaluate", style=pal.up)
         text.append("\n")
+        if c.get("trainer") == "soup":
+            self._update("#run-summary", text.append(soup_line(c), style="dim"))
+            return
         parts = [row.trainer, f"base {_model_name(str(c.get('base') or ''))}"]
         data = str(c.get("data") or "?")
         parts.append("data " + (f"unsupervised ({Path(str(c.get('corpus') or '?')).name})"
