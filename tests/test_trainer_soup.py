@@ -106,6 +106,7 @@ def test_soup_refuses_what_cannot_be_averaged(two_runs, tmp_path, capsys, monkey
         (["k3", "a", "b", "--weights", "1,x"], "--weights"),
         (["k4", "a", "b", "--weights", "1,1,1"], "3 weights for 2 models"),
         (["a", "a", "b"], "exists already"),
+        (["../up", "a", "b"], "bad run name"),
     ]
     for args, message in cases:
         code, _out, err = run_wb(capsys, monkeypatch, "runs", "soup", *args, "-w", str(ws))

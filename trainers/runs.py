@@ -188,6 +188,14 @@ def get_run(workspace_root: Path, name: str) -> RunFolder:
     return run
 
 
+def check_run_name(name: str) -> str:
+    """``name`` when it can be a run's folder under ``runs/`` (no path separator, not hidden), else
+    :class:`UsageError`."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise UsageError(f"bad run name '{name}': use a plain folder name")
+    return name
+
+
 def new_run(workspace_root: Path, name: str, config_json: str) -> RunFolder:
     run = RunFolder(runs_dir(workspace_root) / name)
     if run.exists():

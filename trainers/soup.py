@@ -189,9 +189,9 @@ def ingredient_trainer(folders: list[Path]) -> str | None:
 def soup_run(workspace_root: Path, name: str, folders: list[Path], weights: list[float] | None = None) -> SoupSummary:
     """A finished run ``runs/<name>`` whose ``model/`` is the soup of ``folders``: usable as
     ``--model ROLE=runs/<name>`` like any trained run. Nothing is left behind when it fails."""
-    from trainers.runs import RunFolder, new_run, runs_dir
+    from trainers.runs import RunFolder, check_run_name, new_run, runs_dir
 
-    run = RunFolder(runs_dir(Path(workspace_root)) / name)
+    run = RunFolder(runs_dir(Path(workspace_root)) / check_run_name(name))
     if run.path.exists():
         raise UsageError(f"'{run.path}' exists already: pick another name for the soup")
     try:

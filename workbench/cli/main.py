@@ -565,9 +565,9 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
     for key, flag in (("data", "--data"), ("base", "--base"), ("name", "--out")):
         if not values.get(key):
             raise UsageError(f"{flag} is required (or set `{key}` in --config)")
-    name = str(values["name"])
-    if not name or "/" in name or name.startswith("."):
-        raise UsageError(f"bad run name '{name}': use a plain folder name")
+    from trainers.runs import check_run_name
+
+    name = check_run_name(str(values["name"]))
     values["base"] = _resolve_base(str(values["base"]), ws)
     for key in path_keys:
         if values.get(key) and values[key] not in literal:
