@@ -47,7 +47,7 @@ def test_soup_is_the_mean_of_its_ingredients_and_serves(two_runs, capsys, monkey
     ws = two_runs
     code, out, err = run_wb(capsys, monkeypatch, "runs", "soup", "s", "a", "runs/b", "-w", str(ws))
     assert code == 0, err
-    assert "soup of a x0.5, b x0.5" in out
+    assert "soup of a ×0.5 + b ×0.5" in out
     a, b, s = (_weights(ws / "runs" / n / "model") for n in ("a", "b", "s"))
     assert s.keys() == a.keys()
     moved = 0

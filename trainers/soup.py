@@ -43,9 +43,15 @@ class SoupSummary:
     parameters: int
 
     def line(self) -> str:
-        parts = ", ".join(f"{Path(i).parent.name if Path(i).name == 'model' else Path(i).name} x{w:.3g}"
-                          for i, w in zip(self.ingredients, self.weights))
-        return f"soup of {parts}: {self.tensors} tensors, {self.parameters:,} parameters averaged -> {self.out}"
+        return (f"{describe(self.ingredients, self.weights)}: {self.tensors} tensors, "
+                f"{self.parameters:,} parameters averaged -> {self.out}")
+
+
+def describe(ingredients, weights) -> str:
+    """``soup of a ×0.5 + b ×0.5``: runs by name (``.../runs/a/model`` -> ``a``), folders by theirs."""
+    from workbench.variants import short_model_name
+
+    return "soup of " + " + ".join(f"{short_model_name(str(i))} ×{w:.3g}" for i, w in zip(ingredients, weights))
 
 
 def _weight_files(folder: Path) -> list[str]:

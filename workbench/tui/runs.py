@@ -226,10 +226,10 @@ def _num(value, fmt: str = ".4f") -> str:
 
 def soup_line(config: dict) -> str:
     """``soup of ce4 ×0.5 + ce5 ×0.5 (reranker)`` for a `wb runs soup` run's config."""
-    names = [_model_name(str(i)) for i in config.get("ingredients") or []]
-    mix = " + ".join(f"{n} ×{w:.2g}" for n, w in zip(names, config.get("weights") or []))
+    from trainers.soup import describe
+
     made_by = config.get("ingredient_trainer")
-    return f"soup of {mix}" + (f" ({made_by})" if made_by else "")
+    return describe(config.get("ingredients") or [], config.get("weights") or []) + (f" ({made_by})" if made_by else "")
 
 
 def _model_name(value: str) -> str:
