@@ -274,6 +274,7 @@ def _gather_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             result["grads"] = (q.grad.clone(), p.grad.clone(), n.grad.clone())
         result[f"loss_{with_grad}"] = loss.item()
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.distributed.barrier()  # neither rank tears gloo down while the other is still talking to it
     torch.distributed.destroy_process_group()
 
 

@@ -668,6 +668,7 @@ async def test_launch_form_errors_and_spawns_wb_train(tmp_path):
         form.query_one("#launch-loss").value = "jointlh"
         form.query_one("#launch-lora").value = True
         form.query_one("#launch-name").value = "mine"
+        await pilot.pause()  # let the form lay out the new values before clicking where the button is
         await pilot.click("#launch-go")
         await settle(pilot)
         assert spawner.calls == [[sys.executable, "-m", "workbench.cli.main", "train", "embedder",
