@@ -948,8 +948,10 @@ def runs_soup(
         if item.startswith("runs/") or (not Path(item).exists() and (runs_dir(ws.root) / item).exists()):
             run_name = item[5:] if item.startswith("runs/") else item
             folders.append(Path(_run_model_overrides(ws, {"m": f"runs/{run_name}"})["m"]))
-        else:
+        elif Path(item).is_dir():
             folders.append(Path(item))
+        else:
+            raise UsageError(f"'{item}' is neither a run in {runs_dir(ws.root)} nor a model folder")
     mix = None
     if weights:
         try:
