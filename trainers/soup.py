@@ -180,13 +180,15 @@ def make_soup(folders: list[Path], out: Path, weights: list[float] | None = None
 def ingredient_trainer(folders: list[Path]) -> str | None:
     """The ``trainer`` of the runs whose ``model/`` folders ``folders`` are, when they are all runs
     made by one trainer; else None."""
+    from trainers.runs import RunFolder
+
     trainers = set()
-    for folder in folders:
-        config = Path(folder).parent / "config.json"
-        if Path(folder).name != "model" or not config.exists():
+    for folder in map(Path, folders):
+        run = RunFolder(folder.parent)
+        if folder.name != "model" or not run.exists():
             return None
         try:
-            trainers.add(json.loads(config.read_text()).get("trainer"))
+            trainers.add(run.read_config().get("trainer"))
         except ValueError:
             return None
     return trainers.pop() if len(trainers) == 1 else None

@@ -946,8 +946,8 @@ def runs_soup(
     folders = []
     for item in models:
         if item.startswith("runs/") or (not Path(item).exists() and (runs_dir(ws.root) / item).exists()):
-            run_name = item[5:] if item.startswith("runs/") else item
-            folders.append(Path(_run_model_overrides(ws, {"m": f"runs/{run_name}"})["m"]))
+            ref = item if item.startswith("runs/") else f"runs/{item}"
+            folders.append(Path(_run_model_overrides(ws, {"m": ref})["m"]))
         elif Path(item).is_dir():
             folders.append(Path(item))
         else:
