@@ -8,7 +8,6 @@ same chunk texts — all in one run.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile

@@ -6,7 +6,8 @@
 The reranker scores the first stage's top ``depth`` once; each a in 0..0.875 is replayed from those
 scores (``workbench.eval.tune.replay_rerank``, the searcher's own min-max interpolation), so choosing
 a on held-out queries (``--keep``: only the queries of a FlagEmbedding jsonl) and reporting it on
-test costs one scoring each. Not a speed benchmark: ``pairs_per_s`` includes the query encoding.
+test costs one scoring each. ``residual_grid``: the top reordered by reranker logit + w x the first
+stage's min-max score instead (the sum ``wb train reranker --residual w`` trains). Not a speed benchmark: ``pairs_per_s`` includes the query encoding.
 """
 
 from __future__ import annotations
@@ -15,12 +16,27 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 INTERPOLATIONS = (0.0, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
+RESIDUAL_WEIGHTS = (2.0, 4.0, 8.0, 16.0)  # final = reranker logit + w * min-max(first stage): the residual loss's sum
+
+
+def replay_residual(first: dict, raw: dict, depth: int, w: float) -> dict:
+    """The top ``depth`` reordered by reranker score + ``w`` x the first stage's min-max score (the
+    sum a ``--residual`` cross-encoder was trained on); the rest of ``first`` kept below."""
+    from workbench.search.fusion import min_max
+
+    out = {}
+    for qid, ranking in first.items():
+        items = list(ranking.items())
+        head, tail = items[:depth], items[depth:]
+        prior = min_max(dict(head))
+        final = {key: raw[qid][key] + w * prior[key] for key, _ in head}
+        out[qid] = dict(sorted(final.items(), key=lambda kv: (-kv[1], kv[0])) + tail)
+    return out
 
 
 def main() -> None:
@@ -34,6 +50,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--keep", help="evaluate only the queries of this FlagEmbedding jsonl")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--dump", help="also write the first stage's and the reranker's raw scores to this json")
     args = ap.parse_args()
 
     from ranx import Qrels, Run, evaluate
@@ -70,9 +87,19 @@ def main() -> None:
             "p": float(ttest_rel(values, base).pvalue),
             "won": sum(v > b + 1e-9 for v, b in zip(values, base)), "lost": sum(v < b - 1e-9 for v, b in zip(values, base)),
         })
+    out["residual_grid"] = []
+    for w in RESIDUAL_WEIGHTS:
+        values = per_query(replay_residual(first, raw, args.depth, w))
+        out["residual_grid"].append({"w": w, "ndcg@10": sum(values) / len(values),
+                                     "delta": (sum(values) - sum(base)) / len(values),
+                                     "p": float(ttest_rel(values, base).pvalue)})
     Path(args.out).write_text(json.dumps(out, indent=1))
+    if args.dump:
+        Path(args.dump).write_text(json.dumps({"first_stage": first, "reranker": raw}))
     for row in out["grid"]:
         print(f"a={row['interpolation']:<5} nDCG@10 {100 * row['ndcg@10']:.2f}  {100 * row['delta']:+.2f}  p={row['p']:.3f}")
+    for row in out["residual_grid"]:
+        print(f"logit + {row['w']:g} x first: nDCG@10 {100 * row['ndcg@10']:.2f}  {100 * row['delta']:+.2f}  p={row['p']:.3f}")
     print(f"{args.pipeline} {100 * sum(base) / len(base):.2f}; {out['pairs_per_s']} pairs/s")
 
 

@@ -193,7 +193,6 @@ def test_table_output(first_run, dataset, capsys, monkeypatch):
 
 
 def test_flagembedding_folder_gives_the_same_figures(first_run, dataset, tmp_path, capsys, monkeypatch):
-    cache = first_run[1]
     flag = tmp_path / "flag"
     flag.mkdir()
     with open(flag / "corpus.jsonl", "w") as fh:

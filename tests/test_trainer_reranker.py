@@ -121,3 +121,53 @@ def test_cli_train_then_rerank_with_the_run(tiny, tmp_path, capsys, monkeypatch,
     code, _out, err = run_wb(capsys, monkeypatch, "query", "x", "-w", str(ws.root), "-p", "hybrid+rerank",
                              "--rerank-interpolation", "1.5")
     assert code == 2 and "between 0 and 1" in err
+
+
+def test_groups_carry_each_drawn_passage_score_and_draw_the_same_passages_without_scores():
+    """Scores travel with the passage drawn (positive first; in-batch negatives and padding 0), and a
+    file's scores never change which passages a seed draws."""
+    import random
+
+    from trainers.data.example import TrainingExample
+    from trainers.reranker import build_groups
+
+    scored = [TrainingExample(f"q{i}", (f"p{i}a", f"p{i}b"), tuple(f"n{i}{k}" for k in range(5 - i)),
+                              positive_scores=(0.9, 0.8), negative_scores=tuple(k / 10 for k in range(5 - i)))
+              for i in range(4)]
+    bare = [TrainingExample(ex.query, ex.positives, ex.negatives) for ex in scored]
+    drawn = build_groups(scored, 5, random.Random(3))
+    assert drawn.passages == build_groups(bare, 5, random.Random(3)).passages
+    for ex, group, mask, scores in zip(scored, drawn.passages, drawn.masks, drawn.scores):
+        own = {**dict(zip(ex.positives, ex.positive_scores)), **dict(zip(ex.negatives, ex.negative_scores))}
+        for passage, real, score in zip(group, mask, scores):
+            expected = own.get(passage, 0.0) if real else 0.0  # another query's positive: 0
+            assert score == expected
+    assert drawn.masks[3].count(False) == 0 and drawn.scores[3][-1] == 0.0  # q3: 2 own + 2 in-batch negatives
+    assert all(s == [0.0] * 5 for s in build_groups(bare, 5, random.Random(3)).scores)
+
+
+def test_residual_training_ranks_logit_plus_the_first_stage_score(tiny, tmp_path, capsys, monkeypatch):
+    """With --residual w the loss sees logit + w * score: groups the first stage already orders
+    start near zero loss (little to learn), reversed ones start high; data without scores is refused."""
+    from trainers.loop import train_run
+
+    base, data = tiny
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+
+    def with_scores(path: Path, pos: float, neg: float) -> Path:
+        path.write_text("".join(json.dumps({**r, "pos_scores": [pos], "neg_scores": [neg] * len(r["neg"])}) + "\n"
+                                for r in rows))
+        return path
+
+    first_losses = {}
+    for name, path, w in (("plain", data, 0.0), ("agrees", with_scores(tmp_path / "a.jsonl", 1.0, 0.0), 20.0),
+                          ("disagrees", with_scores(tmp_path / "d.jsonl", 0.0, 1.0), 20.0)):
+        run = _new(tmp_path, name, base, path, residual=w, max_steps=1, lr=1e-6, head_lr=1e-6)
+        assert train_run(run)["state"] == "finished"
+        first_losses[name] = _losses(run)[0]
+    assert first_losses["agrees"] < 1e-3 < first_losses["plain"] < first_losses["disagrees"]
+    assert first_losses["disagrees"] > 15  # the positive starts 20 behind every negative
+    capsys.readouterr()  # the runs' own loading bars
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "reranker", "--data", str(data), "--base", str(base),
+                             "--out", "res", "--residual", "2", "-w", str(tmp_path / "ws"))
+    assert code == 2 and "--first-stage-scores" in err and len(err.strip().splitlines()) == 1

@@ -308,6 +308,47 @@ def test_mine_with_a_teacher_writes_its_scores_and_distillation_trains_on_them(t
     assert code == 2 and "teacher scores" in err and len(err.strip().splitlines()) == 1
 
 
+def test_mine_first_stage_scores_are_the_pipelines_own_min_max_over_the_retrieved_top(tmp_path, capsys, monkeypatch):
+    """`wb mine --first-stage-scores` writes each candidate's pipeline score, min-max normalised over
+    the query's retrieved top END (what a reranker's interpolation sees; a positive not retrieved: 0),
+    checked against a direct search; with --teacher too it is refused in one line."""
+    require_models()
+    from test_eval import make_dataset
+
+    from workbench.eval.dataset import load_dataset
+    from workbench.index.indexer import Indexer
+    from workbench.search.fusion import min_max
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    dataset = make_dataset(tmp_path / "tinydocs", split="train")
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(dataset / "corpus.jsonl")
+    out = tmp_path / "mined.jsonl"
+    code, _stdout, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root), "-p", "bm25",
+                                "--out", str(out), "--range", "1-6", "--negatives", "3", "--first-stage-scores")
+    assert code == 0, err
+    data = load_dataset(dataset, "train")
+    id_of = {}
+    for line in (dataset / "corpus.jsonl").read_text().splitlines():
+        obj = json.loads(line)
+        id_of[(obj["title"] + " " + obj["text"]).strip()] = obj["_id"]
+    query_ids = {text: qid for qid, text in data.queries.items()}
+    searcher = Searcher(ws)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and sum(len(r["neg"]) for r in rows) > 0
+    for row in rows:
+        hits = searcher.search(row["query"], pipeline="bm25", k=6, unit="doc").results
+        expected = min_max({h.doc_id: h.score for h in hits})
+        assert row["neg_scores"] == pytest.approx([expected[id_of[t]] for t in row["neg"]], abs=1e-5)
+        assert row["pos_scores"] == pytest.approx([expected.get(id_of[t], 0.0) for t in row["pos"]], abs=1e-5)
+        assert {id_of[t] for t in row["pos"]} == {d for d, s in data.qrels[query_ids[row["query"]]].items() if s > 0}
+    code, _out, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root), "--out",
+                             str(tmp_path / "x.jsonl"), "--first-stage-scores", "--teacher", "llm")
+    assert code == 2 and "choose one" in err and len(err.strip().splitlines()) == 1
+
+
 def test_runs_stop_waits_for_a_slow_step_and_says_so_when_it_does_not_end(tmp_path, capsys, monkeypatch):
     """A stop lands at the end of a step: the default wait covers two of the run's own steps, and a
     run that outlives the wait gets a one-line error (exit 1), with its stop request left in place."""

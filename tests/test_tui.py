@@ -524,13 +524,12 @@ async def open_runs(pilot) -> None:
 
 
 async def test_runs_are_listed_followed_live_and_stopped(tmp_path):
-    from tui_fake import fake_run
+    from tui_fake import fake_run, training_process
 
     ws = tmp_path / "ws"
     fake_run(ws, "ft-1", "finished", steps=30, total=30, eval_every=10)
     time.sleep(0.02)
-    sleeper = subprocess.Popen(["sleep", "60"])  # stands in for the training process (pid in status.json)
-    try:
+    with training_process() as sleeper:  # stands in for the training process (pid in status.json)
         running = fake_run(ws, "ft-2", "running", steps=20, total=100, pid=sleeper.pid)
         app = WbApp(str(ws), engine=FakeEngine())
         async with app.run_test(size=(120, 36)) as pilot:
@@ -580,20 +579,16 @@ async def test_runs_are_listed_followed_live_and_stopped(tmp_path):
             await wait_until(pilot, lambda: any("ft-2 died" in m for m, _ in seen),  # it never wrote a final status
                              what="the 'died' notification")
             await wait_until(pilot, lambda: str(table.get_cell("ft-2", "state")) == "died", what="state 'died' in the table")
-    finally:
-        sleeper.kill()
-        sleeper.wait()
 
 
 async def test_runs_f_asks_the_selected_run_to_finish_now(tmp_path):
     """`f` is `wb runs stop --finish`: the stop file reads `finish` and the run's process gets SIGTERM."""
-    from tui_fake import fake_run
+    from tui_fake import fake_run, training_process
 
     from trainers.runs import FINISH
 
     ws = tmp_path / "ws"
-    sleeper = subprocess.Popen(["sleep", "60"])
-    try:
+    with training_process() as sleeper:  # stands in for the training process (pid in status.json)
         running = fake_run(ws, "ft-3", "running", steps=5, total=50, pid=sleeper.pid)
         app = WbApp(str(ws), engine=FakeEngine())
         async with app.run_test(size=(120, 36)) as pilot:
@@ -605,9 +600,6 @@ async def test_runs_f_asks_the_selected_run_to_finish_now(tmp_path):
             assert running.stop_path.read_text().strip() == FINISH
             assert sleeper.wait(timeout=10) == -15
             assert any("finishing ft-3" in m for m, _ in seen)
-    finally:
-        sleeper.kill()
-        sleeper.wait()
 
 
 class FakeSpawner:

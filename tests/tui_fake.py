@@ -6,8 +6,10 @@ and by behaviour tests that need control over timing (a slow engine for cancella
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
+from contextlib import contextmanager
 
 from workbench.errors import WorkspaceError
 from workbench.search.explain import (
@@ -170,6 +172,17 @@ async def run_query(pilot, text: str) -> None:
 
 
 # -- Training runs on disk, written the way the trainer writes them (no training) -----------
+@contextmanager
+def training_process():
+    """A live process standing in for a run's trainer (its pid goes in status.json); killed on exit."""
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def fake_run(workspace_root, name: str, state: str, *, steps: int = 0, total: int = 100, pid=None,
              eval_every: int = 0, error: str | None = None, base: str = "/models/all-MiniLM-L6-v2",
              data: str = "/data/train.jsonl", t0: float = 1_700_000_000.0, trainer: str = "embedder",

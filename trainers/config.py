@@ -105,6 +105,7 @@ class RerankerConfig(RunConfig):
     name: str
     split: str = "train"
     loss: str = "listwise"  # listwise | pairwise | pointwise
+    residual: float = 0.0  # w > 0: the loss ranks logit + w * the data's first-stage score (wb mine --first-stage-scores)
     group_size: int = 8  # 1 positive + group_size - 1 negatives per query
     epochs: float = 1.0
     max_steps: int = 0

@@ -231,7 +231,8 @@ class LayerwiseTrainer(RerankerTrainer):
     def compute_loss(self, model, exs, rng, device, accelerator):
         import torch
 
-        groups, masks = build_groups(exs, self.cfg.group_size, rng)
+        drawn = build_groups(exs, self.cfg.group_size, rng)
+        groups, masks = drawn.passages, drawn.masks
         width = len(groups[0])
         pairs = [(ex.query, passage) for ex, group in zip(exs, groups) for passage in group]
         batch = self._batch(pairs, device)

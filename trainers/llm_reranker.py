@@ -160,7 +160,8 @@ class LlmRerankerTrainer(RerankerTrainer):
     def compute_loss(self, model, exs, rng, device, accelerator):
         import torch
 
-        groups, masks = build_groups(exs, self.cfg.group_size, rng)
+        drawn = build_groups(exs, self.cfg.group_size, rng)
+        groups, masks = drawn.passages, drawn.masks
         width = len(groups[0])
         real = [(ex.query, passage) for ex, group, m in zip(exs, groups, masks)
                 for passage, keep in zip(group, m) if keep]

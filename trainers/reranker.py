@@ -18,6 +18,13 @@ A new head (the base is a plain encoder) trains with ``head_lr`` (1e-3), the enc
 Losses (``trainers.losses``): ``listwise`` (softmax cross entropy over the group, the default),
 ``pairwise`` (RankNet), ``pointwise`` (binary cross entropy).
 
+Residual training (``residual`` = w > 0, after CLEAR, Gao et al. 2021): the loss ranks ``logit +
+w * s`` where s is each passage's first-stage score from the data (``wb mine --first-stage-scores``:
+min-max over the retrieved top; in-batch negatives 0). Groups the first stage already orders well
+give little gradient, so the cross-encoder learns what the first stage misses: the complement that
+serving's interpolation ``a * first stage + (1 - a) * reranker`` adds to it. The logit saved and
+served is the cross-encoder's alone.
+
 The final folder (``run.model_dir``) is a plain Hugging Face ``*ForSequenceClassification``
 folder (config, weights, tokenizer) plus ``wb_model.json`` ``{"kind": "cross-encoder", ...}``;
 ``wb query -p hybrid+rerank --model reranker=runs/NAME`` serves it (``load_reranker``).
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import InputError, ModelError
@@ -40,27 +48,47 @@ from .config import RerankerConfig
 from .loop import Trainer, log
 from .runs import staged_folder
 
-__all__ = ["RerankerTrainer", "build_groups", "eval_groups", "group_mrr"]
+__all__ = ["Groups", "RerankerTrainer", "build_groups", "eval_groups", "group_mrr"]
 
 
-def build_groups(examples: list, group_size: int, rng: random.Random) -> tuple[list[list[str]], list[list[bool]]]:
-    """Per example ``group_size`` passages (positive first) and a real/padding mask (module docstring)."""
+@dataclass(frozen=True)
+class Groups:
+    """One micro-batch's groups: ``passages[i]`` (positive first), ``masks[i]`` (real / padding) and
+    ``scores[i]``: each passage's score from the example (``positive_scores``/``negative_scores``;
+    0.0 for in-batch negatives and padding, and for every passage of an example without scores)."""
+
+    passages: list[list[str]]
+    masks: list[list[bool]]
+    scores: list[list[float]]
+
+
+def build_groups(examples: list, group_size: int, rng: random.Random) -> Groups:
+    """Per example ``group_size`` passages (positive first), a real/padding mask and their scores
+    (module docstring). The draws are by position, so the texts drawn do not depend on scores."""
     want = group_size - 1
-    chosen_pos = [rng.choice(list(ex.positives)) for ex in examples]
-    groups, masks = [], []
+    chosen = [rng.choice(range(len(ex.positives))) for ex in examples]  # the same draw as choice(positives)
+    chosen_pos = [ex.positives[i] for ex, i in zip(examples, chosen)]
+    groups, masks, scores = [], [], []
     for i, ex in enumerate(examples):
-        negatives = list(ex.negatives)
-        negs = rng.sample(negatives, want) if len(negatives) >= want else negatives[:]
+        n_neg = len(ex.negatives)
+        picks = rng.sample(range(n_neg), want) if n_neg >= want else list(range(n_neg))
+        negs = [ex.negatives[j] for j in picks]
+        pos_score = ex.positive_scores[chosen[i]] if ex.positive_scores else 0.0
+        neg_scores = [ex.negative_scores[j] for j in picks] if ex.negative_scores else [0.0] * len(picks)
         if len(negs) < want:  # in-batch: the other examples' positives, not this one's own
             own = set(ex.positives)
             others = [p for j, p in enumerate(chosen_pos) if j != i and p not in own and p not in negs]
             others = list(dict.fromkeys(others))
             rng.shuffle(others)
-            negs += others[: want - len(negs)]
+            extra = others[: want - len(negs)]
+            negs += extra
+            neg_scores += [0.0] * len(extra)
         real = 1 + len(negs)
-        groups.append([chosen_pos[i], *negs] + [chosen_pos[i]] * (group_size - real))
-        masks.append([True] * real + [False] * (group_size - real))
-    return groups, masks
+        pad = group_size - real
+        groups.append([chosen_pos[i], *negs] + [chosen_pos[i]] * pad)
+        masks.append([True] * real + [False] * pad)
+        scores.append([pos_score, *neg_scores] + [0.0] * pad)
+    return Groups(groups, masks, scores)
 
 
 def eval_groups(eval_data: str) -> tuple[list[tuple[str, str]], list[tuple[int, int, int]]] | None:
@@ -102,6 +130,10 @@ class RerankerTrainer(Trainer):
         super().__init__(cfg)
         from .losses import build_rerank_loss
 
+        if cfg.residual < 0:
+            from workbench.errors import UsageError
+
+            raise UsageError(f"residual must be >= 0 (0 = off), not {cfg.residual}")
         if cfg.group_size < 2:
             from workbench.errors import UsageError
 
@@ -111,7 +143,11 @@ class RerankerTrainer(Trainer):
     def examples(self):
         from .data import read_examples
 
-        return read_examples(self.cfg.data, split=self.cfg.split, instruction=self.cfg.instruction or None)
+        examples = read_examples(self.cfg.data, split=self.cfg.split, instruction=self.cfg.instruction or None)
+        if self.cfg.residual and not all(ex.has_scores for ex in examples):
+            raise InputError(f"--residual needs every example's first-stage scores (pos_scores/neg_scores): "
+                             f"mine {self.cfg.data} with `wb mine --first-stage-scores`")
+        return examples
 
     def build(self):
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
@@ -181,14 +217,16 @@ class RerankerTrainer(Trainer):
     def compute_loss(self, model, exs, rng, device, accelerator):
         import torch
 
-        groups, masks = build_groups(exs, self.cfg.group_size, rng)
-        width = len(groups[0])
-        pairs = [(ex.query, passage) for ex, group in zip(exs, groups) for passage in group]
+        drawn = build_groups(exs, self.cfg.group_size, rng)
+        width = len(drawn.passages[0])
+        pairs = [(ex.query, passage) for ex, group in zip(exs, drawn.passages) for passage in group]
         batch = self._batch(pairs, device)
         with accelerator.autocast():
             logits = model(**batch).logits
         scores = logits.float().reshape(len(exs), width)
-        mask = torch.tensor(masks, dtype=torch.bool, device=scores.device)
+        mask = torch.tensor(drawn.masks, dtype=torch.bool, device=scores.device)
+        if self.cfg.residual:  # the loss ranks logit + w * first-stage score: learn what the first stage misses
+            scores = scores + self.cfg.residual * torch.tensor(drawn.scores, dtype=scores.dtype, device=scores.device)
         return self.loss_fn(scores, mask), int(batch["attention_mask"].sum())
 
     def score_pairs(self, model, pairs: list[tuple[str, str]], device, batch_pairs: int = 32) -> list[float]:
@@ -222,5 +260,5 @@ class RerankerTrainer(Trainer):
             self.tokenizer.save_pretrained(str(tmp))
             (tmp / "wb_model.json").write_text(json.dumps({
                 "kind": "cross-encoder", "base": str(self.cfg.base), "loss": self.loss_fn.name,
-                "group_size": self.cfg.group_size, "max_length": self.max_length,
+                "group_size": self.cfg.group_size, "max_length": self.max_length, "residual": self.cfg.residual,
             }, indent=2))

@@ -11,7 +11,11 @@ uses the embeddings stored in the index: the corpus is never re-encoded) for the
    ``range_start``..``range_end`` and listed in rank order.
 
 The output is FlagEmbedding JSON Lines, ``{"query", "pos": [text], "neg": [text], "prompt": ""}``,
-with document text = title + " " + text from the dataset's ``corpus.jsonl``. The workspace must
+with document text = title + " " + text from the dataset's ``corpus.jsonl``. Optional scores per
+candidate (``pos_scores``/``neg_scores``): a reranker's (``teacher``: the signal of KL distillation)
+or the first stage's own (``first_stage_scores``: min-max normalised over the query's retrieved top
+``range_end``, as a reranker's interpolation sees them; a positive not retrieved scores 0), the
+prior of a residual reranker (``wb train reranker --residual``). The workspace must
 index that corpus (``wb index DATASET/corpus.jsonl``) so that hit ids are corpus ids.
 
 With ``pseudo`` (``titles`` or ``conclusions``, see ``workbench.pseudo_queries``) the queries are
@@ -75,16 +79,20 @@ def mine_negatives(
     progress=None,
     teacher: str | None = None,
     pseudo: str | None = None,
+    first_stage_scores: bool = False,
 ) -> MineSummary:
     """Mine hard negatives (see the module docstring); return the counts.
 
     ``teacher`` (a reranker model: "reranker" = the configured one, or a name/folder) adds
     ``pos_scores``/``neg_scores``: its score for each written positive and negative, the teacher
     signal of KL distillation (``wb train embedder --distill``)."""
+    from workbench.search.fusion import min_max
     from workbench.search.searcher import Searcher
 
     if negatives < 1:
         raise UsageError("--negatives must be at least 1")
+    if teacher and first_stage_scores:
+        raise UsageError("--teacher and --first-stage-scores both write pos_scores/neg_scores: choose one")
     if not 0 < margin <= 1.5:
         raise UsageError(f"--margin must be in (0, 1.5], got {margin}")
     lo, hi = rank_range
@@ -111,8 +119,9 @@ def mine_negatives(
     tmp = out_path.with_name(out_path.name + ".partial")
     with open(tmp, "w", encoding="utf-8") as fh:
         for target, result in zip(targets, results):
-            positives, pos_texts = target.positive_ids, target.positive_texts
-            if not pos_texts:
+            positives = target.positive_ids
+            pos_pairs = sorted(target.positive_texts, key=lambda pair: pair[1])
+            if not pos_pairs:
                 continue
             hits = result.results
             total_hits += len(hits)
@@ -133,11 +142,15 @@ def mine_negatives(
             neg = [neg_text(d) for d in candidates if d in picked]
             if not neg:
                 summary.without_negatives += 1
-            row = {"query": target.query, "pos": sorted(pos_texts), "neg": neg, "prompt": ""}
+            row = {"query": target.query, "pos": [text for _, text in pos_pairs], "neg": neg, "prompt": ""}
             if scorer is not None:
                 scores = scorer.score(target.query, row["pos"] + neg)
                 row["pos_scores"] = [round(float(x), 5) for x in scores[: len(row["pos"])]]
                 row["neg_scores"] = [round(float(x), 5) for x in scores[len(row["pos"]):]]
+            elif first_stage_scores:
+                prior = min_max({h.doc_id: h.score for h in hits})
+                row["pos_scores"] = [round(prior.get(d, 0.0), 5) for d, _ in pos_pairs]
+                row["neg_scores"] = [round(prior[d], 5) for d in candidates if d in picked]
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             summary.written += 1
     if total_hits and summary.unknown_hits == total_hits:
@@ -152,12 +165,13 @@ def mine_negatives(
 
 @dataclass(frozen=True)
 class MineTarget:
-    """One query to mine for: its id (seeds the draw), text, positive doc ids and positive texts."""
+    """One query to mine for: its id (seeds the draw), text, positive doc ids and the (doc id, text)
+    of each positive that has a text."""
 
     query_id: str
     query: str
     positive_ids: frozenset[str]
-    positive_texts: tuple[str, ...]
+    positive_texts: tuple[tuple[str, str], ...]
 
 
 def _targets(data: str | Path, split: str, pseudo: str | None
@@ -174,7 +188,7 @@ def _targets(data: str | Path, split: str, pseudo: str | None
         targets = []
         for qid, text in dataset.queries.items():
             positives = frozenset(d for d, s in dataset.qrels[qid].items() if s > 0)
-            targets.append(MineTarget(qid, text, positives, tuple(passages[d] for d in positives if passages.get(d))))
+            targets.append(MineTarget(qid, text, positives, tuple((d, passages[d]) for d in positives if passages.get(d))))
         return targets, corpus_path, passages.get
     from workbench.pseudo_queries import check_kind, make_pseudo_queries, negative_text
 
@@ -186,5 +200,5 @@ def _targets(data: str | Path, split: str, pseudo: str | None
     if not made:
         raise InputError(f"{corpus_path}: no document gives a '{pseudo}' pseudo-query (see wb mine --help)")
     negs = {d: negative_text(pseudo, t, x) for d, (t, x) in docs.items()}
-    targets = [MineTarget(q.query_id, q.text, frozenset({q.doc_id}), (q.positive,)) for q in made]
+    targets = [MineTarget(q.query_id, q.text, frozenset({q.doc_id}), ((q.doc_id, q.positive),)) for q in made]
     return targets, corpus_path, negs.get

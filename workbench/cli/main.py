@@ -603,6 +603,7 @@ def train_reranker_cmd(
     lr: LrOpt = None,
     head_lr: Annotated[Optional[float], typer.Option("--head-lr", help="Learning rate of a new classification head (+ pooler).")] = None,
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Tokens of query + passage.")] = None,
+    residual: Annotated[Optional[float], typer.Option("--residual", help="Train as a complement to the first stage: the loss ranks logit + W x the data's first-stage score (`wb mine --first-stage-scores`); 0 = off.")] = None,
     mixed_precision: MixedPrecisionOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="FlagEmbedding jsonl of held-out groups (MRR of the positive).")] = None,
     eval_every: EvalEveryOpt = None,
@@ -618,7 +619,7 @@ def train_reranker_cmd(
     given = {
         "data": data, "base": base, "name": out, "loss": loss, "group_size": group_size, "epochs": epochs,
         "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "max_length": max_length,
-        "mixed_precision": mixed_precision, "eval_data": eval_data, "eval_every": eval_every,
+        "residual": residual, "mixed_precision": mixed_precision, "eval_data": eval_data, "eval_every": eval_every,
         "save_every": save_every,
     }
     _train_cmd(RerankerConfig, given, config=config, detach=detach, resume=resume, workspace=workspace)
@@ -972,6 +973,7 @@ def mine_cmd(
     margin: Annotated[float, typer.Option("--margin", help="Drop candidates scoring >= MARGIN x the lowest retrieved positive.")] = 0.95,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="Also write teacher scores (pos_scores/neg_scores) from a reranker: 'reranker' (the configured one), runs/NAME, a folder or name.")] = None,
+    first_stage_scores: Annotated[bool, typer.Option("--first-stage-scores", help="Also write the pipeline's own scores (pos_scores/neg_scores, min-max over the top END), the prior of `wb train reranker --residual`.")] = False,
     pseudo: Annotated[Optional[str], typer.Option("--pseudo", help="Make the queries from the corpus instead of reading a split: 'titles' (title -> its text) or 'conclusions' (last sentence -> the rest); the positive never contains the query's words.")] = None,
     workspace: WorkspaceOpt = None,
     model: ModelOpt = None,
@@ -989,7 +991,7 @@ def mine_cmd(
         teacher = _run_model_overrides(_workspace(workspace), {"reranker": teacher})["reranker"]
     summary = mine_negatives(ws, data, out, split=split, pipeline=pipeline, rank_range=lo_hi,
                              negatives=negatives, margin=margin, seed=seed, config=cfg, teacher=teacher,
-                             pseudo=pseudo)
+                             pseudo=pseudo, first_stage_scores=first_stage_scores)
     typer.echo(summary.line())
 
 
