@@ -34,7 +34,7 @@ from pathlib import Path
 
 from workbench.errors import InputError, UsageError
 
-__all__ = ["MineSummary", "MineTarget", "mine_negatives", "parse_range"]
+__all__ = ["MineSource", "MineSummary", "MineTarget", "mine_negatives", "parse_range"]
 
 
 @dataclass
@@ -96,7 +96,8 @@ def mine_negatives(
     if not 0 < margin <= 1.5:
         raise UsageError(f"--margin must be in (0, 1.5], got {margin}")
     lo, hi = rank_range
-    targets, corpus_path, neg_text = _targets(data, split, pseudo)
+    source = _mine_source(data, split, pseudo)
+    targets, corpus_path, neg_text = source.targets, source.corpus_path, source.negative_text
     searcher = Searcher(workspace, config=config)
     scorer = None
     if teacher:
@@ -174,9 +175,18 @@ class MineTarget:
     positive_texts: tuple[tuple[str, str], ...]
 
 
-def _targets(data: str | Path, split: str, pseudo: str | None
-             ) -> tuple[list[MineTarget], Path, Callable[[str], str | None]]:
-    """The queries to mine, the corpus file, and doc id -> negative text (None: not in the corpus)."""
+@dataclass(frozen=True)
+class MineSource:
+    """What a mining run reads: its queries, the corpus file, and doc id -> the text written for it
+    as a negative (None: not in the corpus)."""
+
+    targets: list[MineTarget]
+    corpus_path: Path
+    negative_text: Callable[[str], str | None]
+
+
+def _mine_source(data: str | Path, split: str, pseudo: str | None) -> MineSource:
+    """The queries to mine (a split's, or pseudo-queries made from the corpus) and their corpus."""
     from workbench.ingest.readers import corpus_documents, corpus_passages
 
     if pseudo is None:
@@ -189,7 +199,7 @@ def _targets(data: str | Path, split: str, pseudo: str | None
         for qid, text in dataset.queries.items():
             positives = frozenset(d for d, s in dataset.qrels[qid].items() if s > 0)
             targets.append(MineTarget(qid, text, positives, tuple((d, passages[d]) for d in positives if passages.get(d))))
-        return targets, corpus_path, passages.get
+        return MineSource(targets, corpus_path, passages.get)
     from workbench.pseudo_queries import check_kind, make_pseudo_queries, negative_text
 
     check_kind(pseudo)  # before reading the corpus
@@ -201,4 +211,4 @@ def _targets(data: str | Path, split: str, pseudo: str | None
         raise InputError(f"{corpus_path}: no document gives a '{pseudo}' pseudo-query (see wb mine --help)")
     negs = {d: negative_text(pseudo, t, x) for d, (t, x) in docs.items()}
     targets = [MineTarget(q.query_id, q.text, frozenset({q.doc_id}), ((q.doc_id, q.positive),)) for q in made]
-    return targets, corpus_path, negs.get
+    return MineSource(targets, corpus_path, negs.get)

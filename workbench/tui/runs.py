@@ -224,6 +224,28 @@ def _num(value, fmt: str = ".4f") -> str:
     return format(value, fmt) if isinstance(value, (int, float)) else "–"
 
 
+def config_line(trainer: str, c: dict, device: str | None) -> str:
+    """``reranker · base ce-t · data hn.jsonl · listwise · batch 4 · lr 4e-05 · group 8 · device cpu``:
+    what a (non-soup) run trains, from its config.json."""
+    parts = [trainer, f"base {_model_name(str(c.get('base') or ''))}"]
+    data = str(c.get("data") or "?")
+    parts.append("data " + (f"unsupervised ({Path(str(c.get('corpus') or '?')).name})"
+                            if data == "unsupervised" else Path(data).name))
+    if c.get("loss"):
+        parts.append(str(c["loss"]))
+    if c.get("residual"):
+        parts.append(f"residual {c['residual']:g}")
+    if c.get("lora"):
+        parts.append("LoRA")
+    parts.append(f"batch {c.get('batch_size', '?')} · lr {c.get('lr', '?')}")
+    for key, label in (("negatives_per_query", "negatives"), ("group_size", "group")):
+        if c.get(key) is not None:
+            parts.append(f"{label} {c[key]}")
+    if device:
+        parts.append(f"device {device}")
+    return " · ".join(parts)
+
+
 def soup_line(config: dict) -> str:
     """``soup of ce4 ×0.5 + ce5 ×0.5 (reranker)`` for a `wb runs soup` run's config."""
     from trainers.soup import describe
@@ -467,25 +489,8 @@ class RunsPane(Vertical):
         elif row.state == "finished":
             text.append(" · c: compare in Search · e: evaluate", style=pal.up)
         text.append("\n")
-        if c.get("trainer") == "soup":
-            self._update("#run-summary", text.append(soup_line(c), style="dim"))
-            return
-        parts = [row.trainer, f"base {_model_name(str(c.get('base') or ''))}"]
-        data = str(c.get("data") or "?")
-        parts.append("data " + (f"unsupervised ({Path(str(c.get('corpus') or '?')).name})"
-                                if data == "unsupervised" else Path(data).name))
-        if c.get("loss"):
-            parts.append(str(c["loss"]))
-        if c.get("lora"):
-            parts.append("LoRA")
-        parts.append(f"batch {c.get('batch_size', '?')} · lr {c.get('lr', '?')}")
-        for key, label in (("negatives_per_query", "negatives"), ("group_size", "group")):
-            if c.get(key) is not None:
-                parts.append(f"{label} {c[key]}")
-        device = tail.started.get("device")
-        if device:
-            parts.append(f"device {device}")
-        text.append(" · ".join(parts), style="dim")
+        line = soup_line(c) if c.get("trainer") == "soup" else config_line(row.trainer, c, tail.started.get("device"))
+        text.append(line, style="dim")
         self._update("#run-summary", text)
 
     def _render_charts(self, tail: EventTail) -> None:
