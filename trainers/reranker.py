@@ -130,10 +130,12 @@ class RerankerTrainer(Trainer):
         super().__init__(cfg)
         from .losses import build_rerank_loss
 
-        if cfg.residual < 0:
+        # the layer-wise and LLM rerankers share this class; only the cross-encoder's config has it
+        self.residual = float(getattr(cfg, "residual", 0.0))
+        if self.residual < 0:
             from workbench.errors import UsageError
 
-            raise UsageError(f"residual must be >= 0 (0 = off), not {cfg.residual}")
+            raise UsageError(f"residual must be >= 0 (0 = off), not {self.residual}")
         if cfg.group_size < 2:
             from workbench.errors import UsageError
 
@@ -144,7 +146,7 @@ class RerankerTrainer(Trainer):
         from .data import read_examples
 
         examples = read_examples(self.cfg.data, split=self.cfg.split, instruction=self.cfg.instruction or None)
-        if self.cfg.residual and not all(ex.has_scores for ex in examples):
+        if self.residual and not all(ex.has_scores for ex in examples):
             raise InputError(f"--residual needs every example's first-stage scores (pos_scores/neg_scores): "
                              f"mine {self.cfg.data} with `wb mine --first-stage-scores`")
         return examples
@@ -225,8 +227,8 @@ class RerankerTrainer(Trainer):
             logits = model(**batch).logits
         scores = logits.float().reshape(len(exs), width)
         mask = torch.tensor(drawn.masks, dtype=torch.bool, device=scores.device)
-        if self.cfg.residual:  # the loss ranks logit + w * first-stage score: learn what the first stage misses
-            scores = scores + self.cfg.residual * torch.tensor(drawn.scores, dtype=scores.dtype, device=scores.device)
+        if self.residual:  # the loss ranks logit + w * first-stage score: learn what the first stage misses
+            scores = scores + self.residual * torch.tensor(drawn.scores, dtype=scores.dtype, device=scores.device)
         return self.loss_fn(scores, mask), int(batch["attention_mask"].sum())
 
     def score_pairs(self, model, pairs: list[tuple[str, str]], device, batch_pairs: int = 32) -> list[float]:
@@ -260,5 +262,5 @@ class RerankerTrainer(Trainer):
             self.tokenizer.save_pretrained(str(tmp))
             (tmp / "wb_model.json").write_text(json.dumps({
                 "kind": "cross-encoder", "base": str(self.cfg.base), "loss": self.loss_fn.name,
-                "group_size": self.cfg.group_size, "max_length": self.max_length, "residual": self.cfg.residual,
+                "group_size": self.cfg.group_size, "max_length": self.max_length, "residual": self.residual,
             }, indent=2))
