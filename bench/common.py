@@ -47,3 +47,41 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
+
+
+def rerank_eval_parser(doc: str):
+    """The arguments of the reranker-quality benches: RERANKER -w WS --data DIR [--split test]
+    [--pipeline hybrid] [--depth 50] [--limit N] [--keep held_out.jsonl] --out F.json."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("reranker")
+    ap.add_argument("-w", "--workspace", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--pipeline", default="hybrid")
+    ap.add_argument("--depth", type=int, default=50)
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--keep", help="evaluate only the queries of this FlagEmbedding jsonl")
+    ap.add_argument("--out", required=True)
+    return ap
+
+
+def rerank_eval_setup(args):
+    """``(dataset, workspace, config)``: the split's queries (the first ``--limit``; only those of
+    ``--keep``'s rows), and the workspace and config that serve ``args.reranker`` (runs/NAME resolved)."""
+    import dataclasses
+
+    from workbench.eval import runner
+    from workbench.eval.dataset import first_queries, load_dataset
+
+    data = load_dataset(args.data, args.split)
+    if args.limit:
+        data = first_queries(data, args.limit)
+    if args.keep:
+        keep = {json.loads(line)["query"] for line in open(args.keep, encoding="utf-8")}
+        ids = [q for q, text in data.queries.items() if text in keep]
+        data = dataclasses.replace(data, queries={q: data.queries[q] for q in ids}, qrels={q: data.qrels[q] for q in ids})
+    overrides = runner.resolve_run_names(args.workspace, {"reranker": args.reranker})
+    ws, cfg = runner.resolve_workspace_and_config(data, args.workspace, overrides)
+    return data, ws, cfg

@@ -12,13 +12,14 @@ stage's min-max score instead (the sum ``wb train reranker --residual w`` trains
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import rerank_eval_parser, rerank_eval_setup  # noqa: E402
 
 INTERPOLATIONS = (0.0, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
 RESIDUAL_WEIGHTS = (2.0, 4.0, 8.0, 16.0)  # final = reranker logit + w * min-max(first stage): the residual loss's sum
@@ -40,34 +41,16 @@ def replay_residual(first: dict, raw: dict, depth: int, w: float) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("reranker")
-    ap.add_argument("-w", "--workspace", required=True)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--pipeline", default="hybrid")
-    ap.add_argument("--depth", type=int, default=50)
-    ap.add_argument("--limit", type=int, default=0)
-    ap.add_argument("--keep", help="evaluate only the queries of this FlagEmbedding jsonl")
-    ap.add_argument("--out", required=True)
+    ap = rerank_eval_parser(__doc__)
     ap.add_argument("--dump", help="also write the first stage's and the reranker's raw scores to this json")
     args = ap.parse_args()
 
     from ranx import Qrels, Run, evaluate
     from scipy.stats import ttest_rel
 
-    from workbench.eval import runner, tune
-    from workbench.eval.dataset import first_queries, load_dataset
+    from workbench.eval import tune
 
-    data = load_dataset(args.data, args.split)
-    if args.limit:
-        data = first_queries(data, args.limit)
-    if args.keep:
-        keep = {json.loads(line)["query"] for line in open(args.keep, encoding="utf-8")}
-        ids = [q for q, text in data.queries.items() if text in keep]
-        data = dataclasses.replace(data, queries={q: data.queries[q] for q in ids}, qrels={q: data.qrels[q] for q in ids})
-    overrides = runner.resolve_run_names(args.workspace, {"reranker": args.reranker})
-    ws, cfg = runner.resolve_workspace_and_config(data, args.workspace, overrides)
+    data, ws, cfg = rerank_eval_setup(args)
     scoring = tune.score_rerank_top(data, ws, cfg, cfg.models.reranker, args.depth, pipeline=args.pipeline)
     first, raw, seconds = scoring.first_stage, scoring.reranker_scores, scoring.seconds
     qrels = Qrels({q: dict(d) for q, d in data.qrels.items()})

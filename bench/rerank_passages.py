@@ -13,8 +13,6 @@ from those scores. Not a speed benchmark.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -23,41 +21,26 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import rerank_eval_parser, rerank_eval_setup  # noqa: E402
 
 INTERPOLATIONS = (0.0, 0.25, 0.375, 0.5, 0.625, 0.75)
 CHOICES = ("best", "max", "first", "mean")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("reranker")
-    ap.add_argument("-w", "--workspace", required=True)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--pipeline", default="hybrid")
-    ap.add_argument("--depth", type=int, default=50)
-    ap.add_argument("--limit", type=int, default=0)
-    ap.add_argument("--keep", help="evaluate only the queries of this FlagEmbedding jsonl")
-    ap.add_argument("--out", required=True)
+    ap = rerank_eval_parser(__doc__)
     args = ap.parse_args()
 
     from ranx import Qrels, Run, evaluate
 
     from workbench.encoders.rerankers import load_reranker
-    from workbench.eval import runner, tune
-    from workbench.eval.dataset import first_queries, load_dataset
+    from workbench.eval import tune
     from workbench.models.registry import resolve_role
     from workbench.search.searcher import Searcher
 
-    data = load_dataset(args.data, args.split)
-    if args.limit:
-        data = first_queries(data, args.limit)
-    if args.keep:
-        keep = {json.loads(line)["query"] for line in open(args.keep, encoding="utf-8")}
-        ids = [q for q, text in data.queries.items() if text in keep]
-        data = dataclasses.replace(data, queries={q: data.queries[q] for q in ids}, qrels={q: data.qrels[q] for q in ids})
-    overrides = runner.resolve_run_names(args.workspace, {"reranker": args.reranker})
-    ws, cfg = runner.resolve_workspace_and_config(data, args.workspace, overrides)
+    data, ws, cfg = rerank_eval_setup(args)
     searcher = Searcher(ws, config=cfg)
     catalog = searcher.catalog
     rows_of: dict[str, list[int]] = defaultdict(list)

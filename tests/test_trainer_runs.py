@@ -175,9 +175,10 @@ def test_detached_run_finishes(tiny, tmp_path, capsys, monkeypatch):
     assert any(line.startswith("bg") and "finished" in line for line in out.splitlines())
 
 
-def test_mine_writes_negatives_without_positives(tmp_path, capsys, monkeypatch):
+def indexed_tinydocs(tmp_path: Path):
+    """test_eval's tiny BEIR folder (train split) and a workspace that indexes its corpus."""
     require_models()
-    from test_eval import QUERIES, make_dataset
+    from test_eval import make_dataset
 
     from workbench.index.indexer import Indexer
     from workbench.workspace import Workspace
@@ -186,6 +187,13 @@ def test_mine_writes_negatives_without_positives(tmp_path, capsys, monkeypatch):
     ws = Workspace(tmp_path / "ws")
     ws.ensure()
     Indexer(ws).run(dataset / "corpus.jsonl")
+    return dataset, ws
+
+
+def test_mine_writes_negatives_without_positives(tmp_path, capsys, monkeypatch):
+    from test_eval import QUERIES
+
+    dataset, ws = indexed_tinydocs(tmp_path)
     out = tmp_path / "mined.jsonl"
     code, stdout, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root),
                                "--pipeline", "bm25", "--out", str(out), "--range", "2-20", "--negatives", "3")
@@ -216,17 +224,8 @@ def test_mine_pseudo_titles_pairs_each_title_with_its_text_and_never_leaks_the_t
     """`wb mine --pseudo titles` needs no queries or qrels: every titled document's title becomes a
     query whose one positive is that document's text without its title; negatives are other
     documents, also without titles, so neither side can be matched by copying the title."""
-    require_models()
-    from test_eval import make_dataset
-
-    from workbench.index.indexer import Indexer
-    from workbench.workspace import Workspace
-
-    dataset = make_dataset(tmp_path / "tinydocs", split="train")
+    dataset, ws = indexed_tinydocs(tmp_path)
     (dataset / "queries.jsonl").unlink()  # a bare corpus is enough
-    ws = Workspace(tmp_path / "ws")
-    ws.ensure()
-    Indexer(ws).run(dataset / "corpus.jsonl")
     out = tmp_path / "titles.jsonl"
     code, stdout, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root), "--pseudo",
                                "titles", "-p", "dense+bm25", "--out", str(out), "--range", "2-10", "--negatives", "3")
@@ -262,19 +261,11 @@ def test_conclusion_pseudo_queries_cut_the_closing_sentence_out_of_the_positive(
 def test_mine_with_a_teacher_writes_its_scores_and_distillation_trains_on_them(tiny, tmp_path, capsys, monkeypatch):
     """`wb mine --teacher` scores every written passage with the reranker; `--loss kl` then trains a
     student towards those scores (lower KL), and rows without scores are refused in one line."""
-    require_models()
-    from test_eval import make_dataset
-
     from trainers.embedder import train_embedder
     from workbench.encoders.rerankers import load_reranker
-    from workbench.index.indexer import Indexer
     from workbench.models.registry import resolve_role
-    from workbench.workspace import Workspace
 
-    dataset = make_dataset(tmp_path / "tinydocs", split="train")
-    ws = Workspace(tmp_path / "ws")
-    ws.ensure()
-    Indexer(ws).run(dataset / "corpus.jsonl")
+    dataset, ws = indexed_tinydocs(tmp_path)
     out = tmp_path / "mined.jsonl"
     code, _stdout, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root), "--pipeline",
                                 "bm25", "--out", str(out), "--range", "2-20", "--negatives", "2", "--teacher", "llm",
@@ -312,19 +303,11 @@ def test_mine_first_stage_scores_are_the_pipelines_own_min_max_over_the_retrieve
     """`wb mine --first-stage-scores` writes each candidate's pipeline score, min-max normalised over
     the query's retrieved top END (what a reranker's interpolation sees; a positive not retrieved: 0),
     checked against a direct search; with --teacher too it is refused in one line."""
-    require_models()
-    from test_eval import make_dataset
-
     from workbench.eval.dataset import load_dataset
-    from workbench.index.indexer import Indexer
     from workbench.search.fusion import min_max
     from workbench.search.searcher import Searcher
-    from workbench.workspace import Workspace
 
-    dataset = make_dataset(tmp_path / "tinydocs", split="train")
-    ws = Workspace(tmp_path / "ws")
-    ws.ensure()
-    Indexer(ws).run(dataset / "corpus.jsonl")
+    dataset, ws = indexed_tinydocs(tmp_path)
     out = tmp_path / "mined.jsonl"
     code, _stdout, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root), "-p", "bm25",
                                 "--out", str(out), "--range", "1-6", "--negatives", "3", "--first-stage-scores")
