@@ -171,3 +171,7 @@ def test_residual_training_ranks_logit_plus_the_first_stage_score(tiny, tmp_path
     code, _out, err = run_wb(capsys, monkeypatch, "train", "reranker", "--data", str(data), "--base", str(base),
                              "--out", "res", "--residual", "2", "-w", str(tmp_path / "ws"))
     assert code == 2 and "--first-stage-scores" in err and len(err.strip().splitlines()) == 1
+    logits = with_scores(tmp_path / "logits.jsonl", 7.5, -3.0)  # a teacher's logits, not first-stage scores
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "reranker", "--data", str(logits), "--base", str(base),
+                             "--out", "res2", "--residual", "2", "-w", str(tmp_path / "ws"))
+    assert code == 2 and "[0, 1]" in err and "7.5" in err and len(err.strip().splitlines()) == 1

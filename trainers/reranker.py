@@ -146,9 +146,15 @@ class RerankerTrainer(Trainer):
         from .data import read_examples
 
         examples = read_examples(self.cfg.data, split=self.cfg.split, instruction=self.cfg.instruction or None)
-        if self.residual and not all(ex.has_scores for ex in examples):
-            raise InputError(f"--residual needs every example's first-stage scores (pos_scores/neg_scores): "
-                             f"mine {self.cfg.data} with `wb mine --first-stage-scores`")
+        if self.residual:
+            if not all(ex.has_scores for ex in examples):
+                raise InputError(f"--residual needs every example's first-stage scores (pos_scores/neg_scores): "
+                                 f"mine {self.cfg.data} with `wb mine --first-stage-scores`")
+            outside = [s for ex in examples for s in (*ex.positive_scores, *(ex.negative_scores or ())) if not 0 <= s <= 1]
+            if outside:  # e.g. a reranker's logits from `wb mine --teacher`
+                raise InputError(f"--residual reads pos_scores/neg_scores as min-max first-stage scores in [0, 1], but "
+                                 f"{self.cfg.data} has {len(outside)} outside it (e.g. {outside[0]:g}): mine it with "
+                                 "`wb mine --first-stage-scores`")
         return examples
 
     def build(self):
