@@ -41,7 +41,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.errors import InputError, ModelError
+from workbench.errors import InputError, ModelError, UsageError
 
 from .backbone import fast_attention
 from .config import RerankerConfig
@@ -133,12 +133,8 @@ class RerankerTrainer(Trainer):
         # the layer-wise and LLM rerankers share this class; only the cross-encoder's config has it
         self.residual = float(getattr(cfg, "residual", 0.0))
         if self.residual < 0:
-            from workbench.errors import UsageError
-
             raise UsageError(f"residual must be >= 0 (0 = off), not {self.residual}")
         if cfg.group_size < 2:
-            from workbench.errors import UsageError
-
             raise UsageError(f"group_size must be at least 2 (a positive and a negative), not {cfg.group_size}")
         self.loss_fn = build_rerank_loss(cfg.loss)
 
