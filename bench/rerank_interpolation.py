@@ -7,7 +7,8 @@ The reranker scores the first stage's top ``depth`` once; each a in 0..0.875 is 
 scores (``workbench.eval.tune.replay_rerank``, the searcher's own min-max interpolation), so choosing
 a on held-out queries (``--keep``: only the queries of a FlagEmbedding jsonl) and reporting it on
 test costs one scoring each. ``residual_grid``: the top reordered by reranker logit + w x the first
-stage's min-max score instead (the sum ``wb train reranker --residual w`` trains). Not a speed benchmark: ``pairs_per_s`` includes the query encoding.
+stage's min-max score instead (the sum ``wb train reranker --residual w`` trains); ``zscore_grid`` /
+``rrf_grid``: the interpolation after z-scores or reciprocal ranks instead of min-max. Not a speed benchmark: ``pairs_per_s`` includes the query encoding.
 """
 
 from __future__ import annotations
@@ -36,6 +37,29 @@ def replay_residual(first: dict, raw: dict, depth: int, w: float) -> dict:
         head, tail = items[:depth], items[depth:]
         prior = min_max(dict(head))
         final = {key: raw[qid][key] + w * prior[key] for key, _ in head}
+        out[qid] = dict(sorted(final.items(), key=lambda kv: (-kv[1], kv[0])) + tail)
+    return out
+
+
+def replay_normalised(first: dict, raw: dict, depth: int, a: float, how: str) -> dict:
+    """The top ``depth`` reordered by a x first stage + (1 - a) x reranker after ``how``: "zscore"
+    (each list standardised per query) or "rrf" (1 / (10 + rank) of each list); the rest kept below."""
+    import statistics
+
+    def zscore(scores: dict) -> dict:
+        mean, sd = statistics.fmean(scores.values()), statistics.pstdev(scores.values()) or 1.0
+        return {k: (v - mean) / sd for k, v in scores.items()}
+
+    def reciprocal_rank(scores: dict) -> dict:
+        return {k: 1.0 / (10 + i) for i, (k, _) in enumerate(sorted(scores.items(), key=lambda kv: -kv[1]), 1)}
+
+    norm = zscore if how == "zscore" else reciprocal_rank
+    out = {}
+    for qid, ranking in first.items():
+        items = list(ranking.items())
+        head, tail = items[:depth], items[depth:]
+        f, s = norm(dict(head)), norm({key: raw[qid][key] for key, _ in head})
+        final = {key: a * f[key] + (1 - a) * s[key] for key, _ in head}
         out[qid] = dict(sorted(final.items(), key=lambda kv: (-kv[1], kv[0])) + tail)
     return out
 
@@ -76,6 +100,12 @@ def main() -> None:
         out["residual_grid"].append({"w": w, "ndcg@10": sum(values) / len(values),
                                      "delta": (sum(values) - sum(base)) / len(values),
                                      "p": float(ttest_rel(values, base).pvalue)})
+    for how in ("zscore", "rrf"):
+        out[f"{how}_grid"] = []
+        for a in INTERPOLATIONS[1:-1]:
+            values = per_query(replay_normalised(first, raw, args.depth, a, how))
+            out[f"{how}_grid"].append({"interpolation": a, "ndcg@10": sum(values) / len(values),
+                                       "delta": (sum(values) - sum(base)) / len(values)})
     Path(args.out).write_text(json.dumps(out, indent=1))
     if args.dump:
         Path(args.dump).write_text(json.dumps({"first_stage": first, "reranker": raw}))
@@ -83,6 +113,8 @@ def main() -> None:
         print(f"a={row['interpolation']:<5} nDCG@10 {100 * row['ndcg@10']:.2f}  {100 * row['delta']:+.2f}  p={row['p']:.3f}")
     for row in out["residual_grid"]:
         print(f"logit + {row['w']:g} x first: nDCG@10 {100 * row['ndcg@10']:.2f}  {100 * row['delta']:+.2f}  p={row['p']:.3f}")
+    for how in ("zscore", "rrf"):
+        print(f"{how}: " + "  ".join(f"a={r['interpolation']} {100 * r['ndcg@10']:.2f}" for r in out[f"{how}_grid"]))
     print(f"{args.pipeline} {100 * sum(base) / len(base):.2f}; {out['pairs_per_s']} pairs/s")
 
 
