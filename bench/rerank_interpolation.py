@@ -26,24 +26,30 @@ INTERPOLATIONS = (0.0, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
 RESIDUAL_WEIGHTS = (2.0, 4.0, 8.0, 16.0)  # final = reranker logit + w * min-max(first stage): the residual loss's sum
 
 
-def replay_residual(first: dict, raw: dict, depth: int, w: float) -> dict:
-    """The top ``depth`` reordered by reranker score + ``w`` x the first stage's min-max score (the
-    sum a ``--residual`` cross-encoder was trained on); the rest of ``first`` kept below."""
-    from workbench.search.fusion import min_max
-
+def _reorder(first: dict, depth: int, final_of) -> dict:
+    """Each query's top ``depth`` of ``first`` reordered by ``final_of(qid, head scores)``; the rest
+    of ``first`` kept below (the shape of ``workbench.eval.tune.replay_rerank``)."""
     out = {}
     for qid, ranking in first.items():
         items = list(ranking.items())
         head, tail = items[:depth], items[depth:]
-        prior = min_max(dict(head))
-        final = {key: raw[qid][key] + w * prior[key] for key, _ in head}
+        final = final_of(qid, dict(head))
         out[qid] = dict(sorted(final.items(), key=lambda kv: (-kv[1], kv[0])) + tail)
     return out
 
 
+def replay_residual(first: dict, raw: dict, depth: int, w: float) -> dict:
+    """The top ``depth`` reordered by reranker score + ``w`` x the first stage's min-max score (the
+    sum a ``--residual`` cross-encoder was trained on)."""
+    from workbench.search.fusion import min_max
+
+    return _reorder(first, depth, lambda qid, head: {key: raw[qid][key] + w * prior
+                                                     for key, prior in min_max(head).items()})
+
+
 def replay_normalised(first: dict, raw: dict, depth: int, a: float, how: str) -> dict:
     """The top ``depth`` reordered by a x first stage + (1 - a) x reranker after ``how``: "zscore"
-    (each list standardised per query) or "rrf" (1 / (10 + rank) of each list); the rest kept below."""
+    (each list standardised per query) or "rrf" (1 / (10 + rank) of each list)."""
     import statistics
 
     def zscore(scores: dict) -> dict:
@@ -54,14 +60,12 @@ def replay_normalised(first: dict, raw: dict, depth: int, a: float, how: str) ->
         return {k: 1.0 / (10 + i) for i, (k, _) in enumerate(sorted(scores.items(), key=lambda kv: -kv[1]), 1)}
 
     norm = zscore if how == "zscore" else reciprocal_rank
-    out = {}
-    for qid, ranking in first.items():
-        items = list(ranking.items())
-        head, tail = items[:depth], items[depth:]
-        f, s = norm(dict(head)), norm({key: raw[qid][key] for key, _ in head})
-        final = {key: a * f[key] + (1 - a) * s[key] for key, _ in head}
-        out[qid] = dict(sorted(final.items(), key=lambda kv: (-kv[1], kv[0])) + tail)
-    return out
+
+    def final_of(qid: str, head: dict) -> dict:
+        f, s = norm(head), norm({key: raw[qid][key] for key in head})
+        return {key: a * f[key] + (1 - a) * s[key] for key in head}
+
+    return _reorder(first, depth, final_of)
 
 
 def main() -> None:
