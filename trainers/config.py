@@ -126,6 +126,13 @@ class RerankerConfig(RunConfig):
     eval_every: int = 0
     task_sampling: str = "proportional"
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "RerankerConfig":
+        cfg = _from_dict(cls, data)
+        if cfg.residual < 0:
+            raise UsageError(f"residual must be >= 0 (0 = off), not {cfg.residual}")
+        return cfg
+
 
 @dataclass
 class LlmRerankerConfig(RunConfig):

@@ -131,9 +131,8 @@ class RerankerTrainer(Trainer):
         from .losses import build_rerank_loss
 
         # the layer-wise and LLM rerankers share this class; only the cross-encoder's config has it
+        # (validated by RerankerConfig.from_dict)
         self.residual = float(getattr(cfg, "residual", 0.0))
-        if self.residual < 0:
-            raise UsageError(f"residual must be >= 0 (0 = off), not {self.residual}")
         if cfg.group_size < 2:
             raise UsageError(f"group_size must be at least 2 (a positive and a negative), not {cfg.group_size}")
         self.loss_fn = build_rerank_loss(cfg.loss)

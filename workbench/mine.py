@@ -140,7 +140,8 @@ def mine_negatives(
                     candidates.append(hit.doc_id)
             rng = random.Random(f"{seed}|{target.query_id}")
             picked = set(rng.sample(candidates, min(negatives, len(candidates))))
-            neg = [neg_text(d) for d in candidates if d in picked]
+            neg_ids = [d for d in candidates if d in picked]  # in rank order
+            neg = [neg_text(d) for d in neg_ids]
             if not neg:
                 summary.without_negatives += 1
             row = {"query": target.query, "pos": [text for _, text in pos_pairs], "neg": neg, "prompt": ""}
@@ -151,7 +152,7 @@ def mine_negatives(
             elif first_stage_scores:
                 prior = min_max({h.doc_id: h.score for h in hits})
                 row["pos_scores"] = [round(prior.get(d, 0.0), 5) for d, _ in pos_pairs]
-                row["neg_scores"] = [round(prior[d], 5) for d in candidates if d in picked]
+                row["neg_scores"] = [round(prior[d], 5) for d in neg_ids]
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             summary.written += 1
     if total_hits and summary.unknown_hits == total_hits:
