@@ -9,10 +9,20 @@ Guarantees (see ``store.manifest`` for the write protocol):
 - with a ``donor`` (a model variant's parent workspace) the modes whose encoder is unchanged are
   copied from the donor's table for chunks it holds byte-identically, and only the changed modes are
   encoded (``index.reuse``); the write protocol is the same, only where vectors come from differs.
+
+Roots never overlap, so a document is never indexed twice nor silently replaced by another root's:
+- a document id is its path relative to the indexed root (BEIR: its ``_id``); when a document of this
+  root has the id of another root's document with other content, the run is refused before anything
+  is written (the same id with the same content is the same document and stays as it is)
+  (``InputError`` naming the id and both roots: index their common parent, or use another workspace);
+- a path inside an indexed root that the root's walk reads refreshes that root instead;
+- a root that contains indexed roots takes them over: their documents move to it (re-encoded only
+  where their id or file changed, e.g. ``groupby.md`` of ``corpus/itertools`` → ``itertools/groupby.md``).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -49,6 +59,7 @@ class IndexSummary:
     rebuilt: str = ""
     reused: int = 0  # chunks whose unchanged modes were copied from the donor index
     reused_modes: list[str] = field(default_factory=list)
+    note: str = ""  # how the roots changed: a covering root refreshed instead, indexed roots taken over
 
     def line(self) -> str:
         reasons: dict[str, int] = {}
@@ -61,8 +72,9 @@ class IndexSummary:
             reused = f"; {', '.join(self.reused_modes)} reused from the parent"
             if self.reused < self.chunks_written:
                 reused += f" for {self.reused}"
+        note = f"{self.note}; " if self.note else ""
         return (
-            f"indexed {self.docs_indexed} docs ({self.chunks_written} chunks{reused}), {self.docs_unchanged} unchanged, "
+            f"{note}indexed {self.docs_indexed} docs ({self.chunks_written} chunks{reused}), {self.docs_unchanged} unchanged, "
             f"{self.docs_removed} removed, skipped: {skipped}; workspace holds {self.total_docs} docs / "
             f"{self.total_chunks} chunks; {self.seconds:.1f} s"
         )
@@ -104,15 +116,26 @@ class Indexer:
         root = Path(root)
         if not root.exists():
             raise InputError(f"no such file or folder: {root}")
+        asked = root.resolve()
+        covering = self._covering_root(asked)
+        note = ""
+        if covering is not None:
+            note = f"{asked} is inside the indexed folder {covering}: refreshed that folder"
+            root = covering
         source = str(root.resolve())
-        summary = IndexSummary(root=source)
+        summary = IndexSummary(root=source, note=note)
         settings = settings_from_config(self.config)
 
         docs: list[SourceDocument] = []
+        first_path: dict[str, str] = {}
         for item in iter_sources(root):
             if isinstance(item, SkippedFile):
                 summary.skipped.append(item)
+            elif item.doc_id in first_path:  # e.g. a nested corpus.jsonl _id equal to a file's path
+                reason = f"duplicate id {item.doc_id} (also {first_path[item.doc_id]})"
+                summary.skipped.append(SkippedFile(item.path, reason))
             else:
+                first_path[item.doc_id] = item.path
                 docs.append(item)
         summary.files_seen = len(docs) + len(summary.skipped)
 
@@ -120,6 +143,10 @@ class Indexer:
         with self.workspace.write_lock():
             manifest = Manifest(self.workspace.manifest_path)
             try:
+                recorded = manifest.get_meta("settings")
+                # A rebuild forgets every document, so only an index that is kept can clash.
+                kept = recorded is not None and not _rebuild_reason(recorded, settings)
+                covered = _claim(manifest, source, docs) if kept else []
                 lance = LanceChunkStore(self.workspace.lance_dir)
                 tantivy_store = TantivyChunkStore(self.workspace.tantivy_dir, settings.sparse_step)
                 bundle = EncoderBundle(settings, device=self.device)
@@ -131,6 +158,11 @@ class Indexer:
                 self._donor = donor if donor is not None and donor.modes else None
                 summary.rebuilt = self._prepare(manifest, lance, tantivy_store, settings, bundle)
                 self._recover(manifest, lance, tantivy_store)
+                if covered:
+                    taken = self._take_over(manifest, source, covered, docs, lance, tantivy_store)
+                    plural = "s" if len(covered) > 1 else ""
+                    took = f"took over the indexed folder{plural} {', '.join(covered)} ({taken} docs)"
+                    summary.note = f"{summary.note}; {took}" if summary.note else took
 
                 known = manifest.hashes()
                 seen = {d.doc_id for d in docs}
@@ -146,7 +178,7 @@ class Indexer:
                     summary.docs_removed = len(removed)
                 if todo:
                     self._index_docs(todo, known, source, manifest, lance, tantivy_store, bundle, summary)
-                if removed or todo:
+                if removed or todo or covered:
                     self.progress("compacting", 0, 0)
                     lance.compact()
                     tantivy_store.garbage_collect()
@@ -157,6 +189,39 @@ class Indexer:
                 manifest.close()
         summary.seconds = time.perf_counter() - started
         return summary
+
+    def _covering_root(self, path: Path) -> Path | None:
+        """The outermost indexed root whose walk reads ``path`` (then indexing ``path`` refreshes it)."""
+        from workbench.ingest.readers import reads
+
+        if not self.workspace.manifest_path.exists():
+            return None
+        manifest = Manifest(self.workspace.manifest_path)
+        try:
+            roots = [Path(s) for s, *_ in manifest.sources()]
+        finally:
+            manifest.close()
+        covering = [r for r in roots if reads(r, path)]
+        return min(covering, key=lambda r: len(r.parts)) if covering else None
+
+    def _take_over(self, manifest: Manifest, source: str, covered: list[str], docs: list[SourceDocument],
+                   lance, tantivy_store) -> int:
+        """Move the documents of the ``covered`` roots to ``source``: one this root reads under the
+        same id from the same file with the same content just changes owner; the others are deleted
+        from every store (this run indexes them under their new ids). Returns how many moved."""
+        new = {d.doc_id: (d.content_hash, d.path) for d in docs}
+        records = {doc_id: rec for root in covered for doc_id, rec in manifest.records(root).items()}
+        same = [d for d, rec in records.items() if new.get(d) == rec]
+        if same:
+            manifest.adopt(source, same)
+        stale = [d for d in records if new.get(d) != records[d]]
+        if stale:
+            manifest.begin(stale)
+            lance.delete_docs(stale)
+            tantivy_store.delete_docs(stale)
+            tantivy_store.commit()
+            manifest.finish(source, [], stale)
+        return len(records)
 
     # -- steps ------------------------------------------------------------------
     def _publish_snapshot(self, manifest, lance) -> None:
@@ -174,11 +239,7 @@ class Indexer:
     def _prepare(self, manifest, lance, tantivy_store, settings: IndexSettings, bundle) -> str:
         """Create the stores, or rebuild them if the recorded settings differ. Returns why it rebuilt."""
         recorded = manifest.get_meta("settings")
-        reason = ""
-        if recorded is not None:
-            diffs = settings_from_dict(recorded).differences(settings)
-            if diffs:
-                reason = f"settings changed ({', '.join(diffs)}): rebuilding the index"
+        reason = _rebuild_reason(recorded, settings) if recorded is not None else ""
         if recorded is None or reason or not lance.exists():
             manifest.reset()
             donor = self._donor
@@ -300,6 +361,39 @@ class Indexer:
         if any(t is None for t in tokens) or any(v is None for v in sparse):
             raise IndexingError("internal error: a chunk got no ColBERT or sparse vector")
         return dense, tokens, sparse
+
+
+def _rebuild_reason(recorded: dict, settings: IndexSettings) -> str:
+    """Why an index built with the ``recorded`` settings is rebuilt for ``settings`` ("" when it is kept)."""
+    diffs = settings_from_dict(recorded).differences(settings)
+    return f"settings changed ({', '.join(diffs)}): rebuilding the index" if diffs else ""
+
+
+def _claim(manifest: Manifest, source: str, docs: list[SourceDocument]) -> list[str]:
+    """The indexed roots that root ``source`` takes over (its walk reads them), after checking that
+    none of ``docs`` has the id of another root's document: InputError naming the first such id, both
+    roots and what to do instead (read-only: nothing is written before this passes)."""
+    from workbench.ingest.readers import reads
+
+    here = Path(source)
+    covered = [s for s, *_ in manifest.sources() if s != source and reads(here, Path(s))]
+    owners, known = manifest.owners(source), manifest.hashes()
+    # the same id with the same content is the same document (e.g. one corpus in two formats): kept
+    # as it is; the same id with other content would replace another root's document
+    clashes = [(d.doc_id, owner) for d in docs
+               if (owner := owners.get(d.doc_id)) is not None and owner not in covered
+               and known.get(d.doc_id) != d.content_hash]
+    if not clashes:
+        return covered
+    doc_id, other = clashes[0]
+    more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+    parent = Path(os.path.commonpath([source, other]))
+    fix = "index it into another workspace (-w)"
+    sensible = parent not in (here, Path(other), Path(parent.anchor), Path.home())  # never suggest `/` or ~
+    if sensible and reads(parent, here) and reads(parent, Path(other)):
+        fix = f"index their common folder instead (`wb index {parent}`, ids then start with the subfolder), or {fix}"
+    raise InputError(f"document id {doc_id!r}{more} of {source} is already taken by a document of {other}: "
+                     f"indexing would replace it; {fix}")
 
 
 def _arrow_batch(chunks: list[Chunk], keys, dense: np.ndarray, tokens, sparse) -> pa.Table:

@@ -79,6 +79,7 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "BEIR_CORPUS_NAME",
     "iter_sources",
+    "reads",
     "count_candidate_files",
     "content_hash",
     "corpus_documents",
@@ -116,6 +117,24 @@ def iter_sources(root: Path | str, *, max_file_bytes: int = 20_000_000) -> Itera
         raise UsageError(f"max_file_bytes must be positive, got {max_file_bytes}")
     root = _check_root(root)
     return _iter_sources(root, max_file_bytes)
+
+
+def reads(root: Path, path: Path) -> bool:
+    """Whether ``iter_sources(root)`` reads ``path``, a file or folder strictly inside ``root``.
+
+    Both are absolute, resolved paths (compared by their parts, not re-resolved). True when the walk
+    of ``root`` reaches ``path``: no hidden name on the way, a file with a supported name, any folder.
+    A BEIR folder (``corpus.jsonl`` at its top) reads only that file; a file root reads nothing else.
+    A ``path`` that no longer exists counts as read when its name could be (its documents are gone
+    either way). Used to keep indexed roots from overlapping (``index.indexer``).
+    """
+    if path == root or not path.is_relative_to(root) or not root.is_dir():
+        return False
+    if _top_level_corpus(root) is not None:
+        return path == root / BEIR_CORPUS_NAME
+    if any(part.startswith(".") for part in path.relative_to(root).parts):
+        return False
+    return path.is_dir() or _is_candidate_name(path.name) or (not path.exists() and not path.suffix)
 
 
 def corpus_documents(path: Path | str) -> dict[str, tuple[str, str]]:

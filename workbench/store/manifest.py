@@ -61,6 +61,22 @@ class Manifest:
             rows = self.db.execute("SELECT doc_id, content_hash FROM docs WHERE source = ?", (source,))
         return dict(rows.fetchall())
 
+    def records(self, source: str) -> dict[str, tuple[str, str]]:
+        """doc_id -> (content_hash, path) of the complete documents of one source root."""
+        rows = self.db.execute("SELECT doc_id, content_hash, path FROM docs WHERE source = ?", (source,))
+        return {doc_id: (h, path) for doc_id, h, path in rows.fetchall()}
+
+    def owners(self, exclude: str) -> dict[str, str]:
+        """doc_id -> source root of the documents of every root but ``exclude``."""
+        rows = self.db.execute("SELECT doc_id, source FROM docs WHERE source != ?", (exclude,))
+        return dict(rows.fetchall())
+
+    def adopt(self, source: str, doc_ids: list[str]) -> None:
+        """Move ``doc_ids`` to ``source`` (another root now reads the same documents; stores unchanged)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("UPDATE docs SET source = ? WHERE doc_id = ?", [(source, d) for d in doc_ids])
+
     def count_docs(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
 

@@ -5,12 +5,15 @@ Contract:
   ``bm25`` (en_stem text) and ``sparse`` (bit-plane tokens, see ``sparse_quant``);
 - one writer at a time (the workspace lock guarantees it); ``commit`` makes a batch durable, and a
   killed writer loses only uncommitted documents;
-- searches return (chunk_keys, scores) arrays, best first.
+- searches return (chunk_keys, scores) arrays, best first;
+- a BM25 query is a disjunction of its terms: a token the tokenizer splits (``itertools.groupby``,
+  ``snake_case``, ``x2.5``) counts as its separate terms, never as a phrase.
 """
 
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,27 @@ from workbench.errors import IndexingError, WorkspaceError
 from workbench.store.sparse_quant import BITS, bitplane_clauses, bitplane_tokens
 
 _QUERY_SYNTAX = re.compile(r'[+\-&|!(){}\[\]^"~*?:\\/<>=\']')
+
+
+@cache
+def _splitter():
+    """Tantivy's ``simple`` tokenizer: the splitting ``en_stem`` does before lowercasing and stemming."""
+    import tantivy
+
+    return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).build()
+
+
+def bm25_query_text(text: str) -> str:
+    """``text`` as the query parser should see it: syntax characters dropped and every word split
+    where the ``en_stem`` tokenizer splits it, so ``itertools.groupby`` reads ``itertools groupby``.
+
+    The parser turns a word that tokenizes into several terms into a phrase query (``heapq.heappush``
+    would match only that exact sequence); split first, each part is an ordinary OR'ed term. The text
+    is lowercased (``en_stem`` lowercases too, so scores are unchanged), so ``AND``, ``OR`` and ``NOT``
+    are words, not operators.
+    """
+    cleaned = _QUERY_SYNTAX.sub(" ", text.lower())
+    return " ".join(_splitter().analyze(cleaned)) if cleaned.strip() else ""
 
 
 def _schema():
@@ -114,9 +138,10 @@ class TantivyChunkStore:
         return keys, scores
 
     def bm25_search(self, text: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """BM25 (k1 1.2, b 0.75) over the stemmed title + text; query syntax characters are ignored."""
-        cleaned = _QUERY_SYNTAX.sub(" ", text)
-        if not cleaned.split():
+        """BM25 (k1 1.2, b 0.75) over the stemmed title + text: every term OR'ed (``bm25_query_text``:
+        query syntax characters are ignored, punctuation-joined words count as their parts)."""
+        cleaned = bm25_query_text(text)
+        if not cleaned:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         query, _errors = self.index.parse_query_lenient(cleaned, ["bm25"])
         return self._run(query, k)

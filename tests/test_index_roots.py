@@ -1,0 +1,159 @@
+"""Indexed roots never overlap: no document silently replaces another root's, none is indexed twice.
+
+Real LanceDB + Tantivy + manifest in temporary folders, the built-in models.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLE, copy_small_corpus, require_models
+from test_index_consistency import assert_consistent, store_state
+from tiny_models import run_wb
+from workbench.errors import InputError
+from workbench.index.indexer import Indexer
+from workbench.store.manifest import Manifest
+from workbench.workspace import Workspace
+
+
+def _sources(ws: Workspace) -> dict[str, set[str]]:
+    """Indexed root -> its document ids, from the manifest."""
+    manifest = Manifest(ws.manifest_path)
+    try:
+        return {src: set(manifest.hashes(src)) for src, *_ in manifest.sources()}
+    finally:
+        manifest.close()
+
+
+def _bm25(ws: Workspace, query: str) -> list[str]:
+    from workbench.search.searcher import Searcher
+
+    return [h.doc_id for h in Searcher(ws).search(query, pipeline="bm25", k=10).results]
+
+
+@pytest.fixture()
+def siblings(tmp_path):
+    """The reported layout: two folders, each with an ``overview.md``."""
+    require_models()
+    (tmp_path / "c" / "a").mkdir(parents=True)
+    (tmp_path / "c" / "b").mkdir()
+    (tmp_path / "c" / "a" / "overview.md").write_text("aardvark notes\n")
+    (tmp_path / "c" / "b" / "overview.md").write_text("zebra notes\n")
+    (tmp_path / "c" / "b" / "other.md").write_text("okapi notes\n")
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    return ws, tmp_path / "c"
+
+
+def test_same_id_from_another_folder_is_refused_before_anything_is_written(siblings, capsys, monkeypatch):
+    ws, c = siblings
+    Indexer(ws).run(c / "a")
+    before = store_state(ws)
+
+    with pytest.raises(InputError) as info:
+        Indexer(ws).run(c / "b")
+    message = str(info.value)
+    assert "'overview.md'" in message and str(c / "a") in message and str(c / "b") in message
+    assert f"wb index {c}" in message and "another workspace" in message and "\n" not in message
+
+    assert store_state(ws) == before  # nothing written, not even b's other.md
+    assert _sources(ws) == {str(c / "a"): {"overview.md"}}
+    assert _bm25(ws, "aardvark") == ["overview.md"]
+
+    # The command line: one `wb: error:` line, exit code 2, no traceback.
+    code, out, err = run_wb(capsys, monkeypatch, "index", str(c / "b"), "-w", str(ws.root))
+    assert code == 2
+    assert err.strip().startswith("wb: error: document id 'overview.md'") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_the_common_parent_takes_over_both_folders_under_unique_ids(siblings):
+    ws, c = siblings
+    Indexer(ws).run(c / "a")
+    summary = Indexer(ws).run(c)
+    assert str(c / "a") in summary.note and summary.docs_indexed == 3
+    assert _sources(ws) == {str(c): {"a/overview.md", "b/overview.md", "b/other.md"}}
+    assert_consistent(store_state(ws))
+    assert _bm25(ws, "aardvark") == ["a/overview.md"]
+    assert _bm25(ws, "zebra") == ["b/overview.md"]
+
+    again = Indexer(ws).run(c)
+    assert again.docs_indexed == 0 and again.docs_unchanged == 3 and again.note == ""
+
+
+def test_a_subfolder_of_an_indexed_folder_refreshes_that_folder(tmp_path):
+    require_models()
+    corpus = copy_small_corpus(tmp_path / "corpus", ["itertools/groupby.md", "shutil/rmtree.md", "time/sleep.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    ids = {"itertools/groupby.md", "shutil/rmtree.md", "time/sleep.md"}
+
+    summary = Indexer(ws).run(corpus / "itertools")
+    assert summary.root == str(corpus) and "refreshed" in summary.note and str(corpus / "itertools") in summary.line()
+    assert summary.docs_indexed == 0 and summary.docs_unchanged == 3
+    assert _sources(ws) == {str(corpus): ids}  # no second `groupby.md`
+
+    (corpus / "itertools" / "groupby.md").write_text("# itertools — groupby\n\nThe quokka groups items.\n")
+    summary = Indexer(ws).run(corpus / "itertools" / "groupby.md")  # a single file inside: the same
+    assert summary.docs_indexed == 1 and summary.docs_unchanged == 2
+    assert _sources(ws) == {str(corpus): ids}
+    assert_consistent(store_state(ws))
+    assert _bm25(ws, "quokka") == ["itertools/groupby.md"]
+
+
+def test_a_parent_of_indexed_roots_takes_them_over_without_duplicates(tmp_path):
+    """A file and a subfolder indexed on their own, then their folder: each document once, under
+    the folder's ids; a document whose id and file do not change is not re-encoded."""
+    require_models()
+    corpus = copy_small_corpus(tmp_path / "corpus", ["itertools/groupby.md", "itertools/islice.md", "time/sleep.md"])
+    shutil.copy(SAMPLE / "heapq" / "overview.md", corpus / "heapq.md")
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus / "itertools")
+    Indexer(ws).run(corpus / "heapq.md")
+    assert _sources(ws) == {str(corpus / "itertools"): {"groupby.md", "islice.md"},
+                            str(corpus / "heapq.md"): {"heapq.md"}}
+
+    summary = Indexer(ws).run(corpus)
+    ids = {"itertools/groupby.md", "itertools/islice.md", "time/sleep.md", "heapq.md"}
+    assert _sources(ws) == {str(corpus): ids}
+    assert summary.docs_indexed == 3 and summary.docs_unchanged == 1  # heapq.md: same id, same file
+    assert "took over" in summary.note
+    state = store_state(ws)
+    assert_consistent(state)
+    assert state["lance_docs"] == ids
+
+
+def test_two_documents_of_one_folder_with_one_id_index_once(tmp_path):
+    """A nested BEIR corpus whose ``_id`` equals a file's path: the second is skipped, not written twice."""
+    require_models()
+    folder = copy_small_corpus(tmp_path / "docs", ["time/sleep.md"])
+    (folder / "time" / "corpus.jsonl").write_text(json.dumps({"_id": "sleep.md", "text": "A nap."}) + "\n")
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    summary = Indexer(ws).run(folder)
+    assert summary.docs_indexed == 1
+    also = folder / "time" / "corpus.jsonl"
+    assert [s.reason for s in summary.skipped] == [f"duplicate id time/sleep.md (also {also})"]
+    assert_consistent(store_state(ws))
+
+
+def test_reads_follows_the_walk(tmp_path):
+    from workbench.ingest.readers import reads
+
+    root = tmp_path / "r"
+    (root / "sub").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    (root / "sub" / "a.md").write_text("x")
+    (root / "data.jsonl").write_text("{}\n")
+    assert reads(root, root / "sub") and reads(root, root / "sub" / "a.md")
+    assert not reads(root, root) and not reads(root / "sub", root)
+    assert not reads(root, root / ".hidden") and not reads(root, root / "data.jsonl")  # the walk skips them
+    assert reads(root, root / "gone")  # a root deleted since: its documents are gone either way
+    (root / "corpus.jsonl").write_text("{}\n")  # now a BEIR folder: only its corpus.jsonl is read
+    assert reads(root, root / "corpus.jsonl") and not reads(root, root / "sub")
