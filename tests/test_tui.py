@@ -279,8 +279,13 @@ async def test_typing_is_debounced_and_stays_responsive():
         assert queried == {"directory"}  # one search after the pause, not one per key
 
 
-async def test_state_persists_between_launches(tui_state):
-    app = WbApp(FakeEngine.root, engine=FakeEngine())
+async def test_state_persists_between_launches(tui_state, tmp_path, monkeypatch):
+    ws = tmp_path / "ws"  # the remembered workspace is reopened only while its folder exists
+    ws.mkdir()
+    elsewhere = tmp_path / "elsewhere"  # a current folder without ./.wb
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    app = WbApp(str(ws), engine=FakeEngine())
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await run_query(pilot, "remove a directory")
@@ -289,14 +294,93 @@ async def test_state_persists_between_launches(tui_state):
         await settle(pilot)
     saved = TuiState.load(tui_state)
     assert (saved.left_pipeline, saved.right_pipeline, saved.instruction) == ("bm25", "dense", "qa")
-    assert saved.workspace == FakeEngine.root and saved.query == "remove a directory"
+    assert saved.workspace == str(ws) and saved.query == "remove a directory"
     app = WbApp(None, engine=FakeEngine())  # no workspace given: the last one
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        assert str(app.workspace_root) == FakeEngine.root
+        assert app.workspace_root == ws
         assert app.search.left.pipeline == "bm25" and app.search.right.pipeline == "dense"
         assert app.query_one("#instruction").value == "qa"
         assert app.search.left.result.query == "remove a directory"  # the last query reruns
+
+
+def remember_workspace(state_file: Path, workspace: Path) -> None:
+    TuiState(workspace=str(workspace)).save(state_file)
+
+
+async def test_a_deleted_remembered_workspace_is_never_opened(tui_state, tmp_path, monkeypatch):
+    """The user's report: the state file remembered a temporary directory that no longer exists."""
+    gone = tmp_path / "tmp68vyelm7" / "ws"
+    remember_workspace(tui_state, gone)
+    here = tmp_path / "project"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    app = WbApp(None, engine=FakeEngine(indexed=False))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert app.workspace_root == here / ".wb"  # the default, not the deleted folder
+        assert "tmp68vyelm7" not in app.sub_title and "project/.wb" in app.sub_title
+    assert not gone.exists()
+    assert TuiState.load(tui_state).workspace == str(here / ".wb")  # the stale path is forgotten
+
+
+async def test_local_wb_folder_wins_over_the_remembered_workspace(tui_state, tmp_path, monkeypatch):
+    remembered = tmp_path / "remembered-ws"
+    remembered.mkdir()
+    remember_workspace(tui_state, remembered)
+    here = tmp_path / "project"
+    (here / ".wb").mkdir(parents=True)
+    monkeypatch.chdir(here)
+    app = WbApp(None, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert app.workspace_root == here / ".wb" and "project/.wb" in app.sub_title
+    # without ./.wb in the current folder, the remembered one (it still exists) opens
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    remember_workspace(tui_state, remembered)
+    app = WbApp(None, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert app.workspace_root == remembered
+
+
+async def test_explicit_workspace_wins(tui_state, tmp_path, monkeypatch):
+    remembered = tmp_path / "remembered-ws"
+    remembered.mkdir()
+    remember_workspace(tui_state, remembered)
+    here = tmp_path / "project"
+    (here / ".wb").mkdir(parents=True)
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("WB_WORKSPACE", str(tmp_path / "from-env"))
+    chosen = tmp_path / "chosen"  # need not exist yet: the user asked for it
+    app = WbApp(str(chosen), engine=FakeEngine(indexed=False))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert app.workspace_root == chosen and "chosen" in app.sub_title
+
+
+def test_initial_workspace_precedence(tmp_path, monkeypatch):
+    """--workspace > $WB_WORKSPACE > ./.wb if it exists > the remembered folder if it exists > ./.wb."""
+    from workbench.tui.state import initial_workspace
+
+    here, remembered = tmp_path / "here", tmp_path / "remembered"
+    here.mkdir()
+    gone = str(tmp_path / "gone")
+    assert initial_workspace(None, gone, cwd=here) == here / ".wb"
+    assert initial_workspace(None, str(remembered), cwd=here) == here / ".wb"  # not created yet
+    remembered.mkdir()
+    assert initial_workspace(None, str(remembered), cwd=here) == remembered
+    assert initial_workspace("", str(remembered), cwd=here) == remembered  # empty counts as not given
+    (here / ".wb").mkdir()
+    assert initial_workspace(None, str(remembered), cwd=here) == here / ".wb"
+    monkeypatch.setenv("WB_WORKSPACE", "env-ws")  # relative: to the current folder, as the CLI does
+    assert initial_workspace(None, str(remembered), cwd=here) == here / "env-ws"
+    assert initial_workspace("explicit", str(remembered), cwd=here) == here / "explicit"
+    assert initial_workspace(str(tmp_path / "x"), None, cwd=here) == tmp_path / "x"
+    monkeypatch.setenv("WB_WORKSPACE", "")
+    assert initial_workspace(None, None, cwd=here) == here / ".wb"
 
 
 def test_state_file_damage_gives_defaults(tui_state):

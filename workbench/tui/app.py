@@ -3,6 +3,10 @@
 Nothing blocks the event loop: opening the index, loading models (warmed with a throw-away query),
 indexing, queries and evaluation all run in workers; errors become notifications. What the user
 picked (workspace, pipelines, instruction, query, dataset) persists in ``TuiState``.
+
+The workspace opened at launch: ``--workspace``/``-w``, else ``$WB_WORKSPACE``, else ``./.wb`` when it
+exists here, else the remembered one if its folder still exists, else ``./.wb``
+(``workbench.tui.state.initial_workspace``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from workbench.tui.corpus import CorpusPane
 from workbench.tui.evaluate import EvalPane
 from workbench.tui.runs import RunsPane
 from workbench.tui.search import SearchPane
-from workbench.tui.state import TuiState
+from workbench.tui.state import TuiState, initial_workspace
 
 TABS = ("corpus", "search", "evaluate", "runs")
 
@@ -44,8 +48,6 @@ class WbApp(App):
 
     def __init__(self, workspace: str | None = None, *, engine=None, state_path: Path | None = None,
                  warm: bool = True) -> None:
-        from workbench.workspace import Workspace
-
         super().__init__()
         if engine is None:
             from workbench.tui.engine import Engine
@@ -54,8 +56,7 @@ class WbApp(App):
         self.engine = engine
         self.state_path = state_path
         self.state = TuiState.load(state_path)
-        chosen = workspace or os.environ.get("WB_WORKSPACE") or self.state.workspace
-        self.workspace_root: Path = Workspace.resolve(chosen).root
+        self.workspace_root: Path = initial_workspace(workspace, self.state.workspace)
         self.state.workspace = str(self.workspace_root)
         self.warm = warm
         self.searcher_ready = False
@@ -381,7 +382,8 @@ class _NativeStderrToLog:
 
 
 def run_app(workspace: str | None = None) -> None:
-    """Open the workbench on ``workspace`` (else $WB_WORKSPACE, else the last one, else ./.wb)."""
+    """Open the workbench on ``workspace`` (else $WB_WORKSPACE, else ./.wb when it exists here, else the
+    last one if its folder still exists, else ./.wb: see ``initial_workspace``)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -3,6 +3,17 @@
 ``$WB_TUI_STATE`` names another file (tests use it); ``$XDG_CONFIG_HOME`` moves the default.
 A missing, unreadable or malformed file gives the defaults; unknown keys are ignored, so an older
 or newer state file never stops the app from starting. Saving never raises.
+
+Which workspace the TUI opens (``initial_workspace``), first match wins:
+
+1. ``wb --workspace DIR`` / ``wb -w DIR``;
+2. ``$WB_WORKSPACE``;
+3. ``./.wb`` when that folder exists in the current folder;
+4. the remembered workspace (``workspace`` in the state file), only if that folder still exists: a
+   deleted one (a temporary directory, say) is never opened;
+5. ``./.wb`` (shown as "no index" until a folder is indexed).
+
+The CLI commands use 1, 2 and 5 only (``Workspace.resolve``); the TUI adds 3 and 4.
 """
 
 from __future__ import annotations
@@ -19,6 +30,36 @@ def state_path() -> Path:
         return Path(override).expanduser()
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "wb" / "tui.json"
+
+
+def _absolute(path: str | Path, cwd: Path | None) -> Path:
+    """``path`` as ``Workspace.resolve`` makes it (``~`` expanded, relative to ``cwd``, not normalised)."""
+    path = Path(path).expanduser()
+    if path.is_absolute():
+        return path
+    return Path(cwd) / path if cwd is not None else path.absolute()
+
+
+def initial_workspace(explicit: str | Path | None = None, remembered: str | None = None,
+                      cwd: Path | None = None) -> Path:
+    """The workspace folder the TUI opens at launch (the order is in this module's docstring).
+
+    ``explicit`` is ``--workspace``/``-w``; ``remembered`` the state file's ``workspace``; ``cwd`` the
+    current folder (default: the process's). Empty strings count as not given, as ``Workspace.resolve``
+    treats them."""
+    if explicit:
+        return _absolute(explicit, cwd)
+    env = os.environ.get("WB_WORKSPACE")
+    if env:
+        return _absolute(env, cwd)
+    local = _absolute(".wb", cwd)
+    if local.is_dir():
+        return local
+    if remembered:
+        previous = _absolute(remembered, cwd)
+        if previous.is_dir():
+            return previous
+    return local
 
 
 @dataclass
