@@ -8,7 +8,8 @@ import platform
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# $WB_BENCH_RESULTS: write results elsewhere (a smoke run must not replace the measured files)
+RESULTS = Path(os.environ.get("WB_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 SCIFACT = Path(os.environ.get("WB_SCIFACT", Path(__file__).resolve().parents[2] / "shared" / "eval" / "scifact"))
 
 

@@ -14,7 +14,7 @@ if compgen -G "$WHL/*.whl" > /dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHL"/*.whl || exit 1
     export PYTHONPATH=/tmp/site:$PWD
 else
-    export PYTHONPATH=$PWD
+    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
 export WB_MODEL_CACHE=$PWD/.device/models WB_SCIFACT=$PWD/.device/scifact \
        WB_SMOLLM2_TOKENIZER=$PWD/.device/smollm2-tok PYTHONUNBUFFERED=1 \
@@ -28,10 +28,11 @@ step() {  # name, command...: run it, log it, copy every new GPU result out
     "$@" > "$OUT/$name.log" 2>&1; local rc=$?
     tail -n 40 "$OUT/$name.log"
     echo "== $name: rc $rc in $((SECONDS - t0)) s"
-    cp bench/results/*-gpu.json "$OUT/" 2>/dev/null || true
+    cp "${WB_BENCH_RESULTS:-bench/results}"/*-gpu.json "$OUT/" 2>/dev/null || true
 }
 # SMOKE=1: tiny sizes, on any machine (checks the plumbing, not the speed)
-if [ "${SMOKE:-0}" = 1 ]; then N=(64 64 1 128 32 64 16 cpu); else N=(4096 2000 3 5183 128 2048 64 cuda); fi
+if [ "${SMOKE:-0}" = 1 ]; then N=(64 64 1 128 32 64 16 cpu); export WB_BENCH_RESULTS=$OUT/smoke-results
+else N=(4096 2000 3 5183 128 2048 64 cuda); fi
 step encode python3 bench/bench_encode.py --n "${N[0]}" --dense "$MINILM" --sparse none
 step rerank python3 bench/bench_rerank.py --n "${N[1]}" --rounds "${N[2]}" --max-length 256 --device "${N[7]}"
 step train python3 bench/bench_train.py --n "${N[3]}" --batch "${N[4]}" --model "$MINILM"
