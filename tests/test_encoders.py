@@ -108,3 +108,12 @@ def test_instruction_presets_and_free_text(value, expected):
     from workbench.encoders.templates import resolve_instruction
 
     assert resolve_instruction(value).startswith(expected)
+
+
+@pytest.mark.parametrize("value", ["scifcat", "nosuchpreset:", "  qa2  "])
+def test_a_single_word_that_is_no_preset_is_refused_naming_the_presets(value):
+    from workbench.encoders.templates import resolve_instruction
+    from workbench.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown instruction preset.*scifact, python-docs"):
+        resolve_instruction(value)

@@ -93,9 +93,31 @@ def test_local_folder_resolves_to_absolute_path(tmp_path, monkeypatch):
     assert resolve_model_path("mymodel") == str((tmp_path / "mymodel").resolve())
 
 
-def test_other_names_pass_through_as_hub_ids(empty_cache):
+def test_other_names_pass_through_as_hub_ids_when_the_hub_is_online(empty_cache, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     assert resolve_model_path("BAAI/bge-small-en-v1.5") == "BAAI/bge-small-en-v1.5"
-    assert resolve_model_path("/no/such/folder") == "/no/such/folder"
+
+
+def test_offline_a_hub_id_must_be_in_the_hub_cache(empty_cache, monkeypatch, tmp_path):
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelError, match="no built-in model, local folder or cached Hugging Face model named "
+                                         "'BAAI/bge-small-en-v1.5' .*all-MiniLM-L6-v2"):
+        resolve_model_path("BAAI/bge-small-en-v1.5")
+    snapshot = tmp_path / "hub" / "models--BAAI--bge-small-en-v1.5" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    assert resolve_model_path("BAAI/bge-small-en-v1.5") == "BAAI/bge-small-en-v1.5"
+
+
+@pytest.mark.parametrize("path", ["/no/such/folder", "./missing-model", "~/no-such-model-folder"])
+def test_a_path_that_is_no_folder_is_refused(empty_cache, path):
+    with pytest.raises(ModelError, match="no such model folder"):
+        resolve_model_path(path)
 
 
 def test_unknown_name_raises_before_download(empty_cache, monkeypatch):

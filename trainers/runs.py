@@ -196,8 +196,20 @@ def check_run_name(name: str) -> str:
     return name
 
 
+def failed_before_training(run: RunFolder) -> bool:
+    """True for a run that failed before its first step and saved nothing (bad data, a base that
+    would not load): its folder holds no work to lose, so its name may be taken again."""
+    status = run.status()
+    return (status.get("state") == "failed" and not status.get("step") and run.latest_checkpoint() is None
+            and not run.model_dir.exists())
+
+
 def new_run(workspace_root: Path, name: str, config_json: str) -> RunFolder:
+    """A new run folder ``runs/NAME`` in state ``queued``. A name already taken is refused, except by a
+    run that failed before training (:func:`failed_before_training`), which is replaced."""
     run = RunFolder(runs_dir(workspace_root) / name)
+    if run.exists() and failed_before_training(run):
+        shutil.rmtree(run.path)
     if run.exists():
         raise UsageError(f"a run named '{name}' exists already: pick another --out, or --resume {name}")
     run.path.mkdir(parents=True, exist_ok=True)

@@ -108,11 +108,39 @@ class WorkspaceConfig:
         return replace(self, models=replace(self.models, **overrides))
 
 
+_TYPE_CHECKS = {  # a field's annotation (a string: postponed annotations) -> (check, what the user must write)
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str | None": (lambda v: isinstance(v, str), "a string"),
+}
+
+# (section, key) -> (lowest allowed value, highest or None): values outside are refused in one line
+_RANGES = {
+    ("index", "chunk_tokens"): (16, None), ("index", "chunk_overlap"): (0, None),
+    ("index", "sparse_step"): (1e-6, None), ("index", "colbert_exact_max_tokens"): (0, None),
+    ("index", "colbert_candidates"): (1, None), ("index", "hybrid_colbert_extra"): (0, None),
+    ("index", "dense_exact_max_rows"): (0, None),
+    ("fusion", "depth"): (1, None), ("fusion", "rrf_k"): (1, None),
+    ("rerank", "depth"): (1, None), ("rerank", "interpolation"): (0.0, 1.0),
+}
+
+
 def _build(cls, data: dict, section: str):
-    known = {f.name for f in fields(cls)}
-    unknown = set(data) - known
+    """``cls(**data)`` after checking every key is known, of its field's type and in its range."""
+    by_name = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(by_name)
     if unknown:
         raise UsageError(f"wb.toml: unknown key(s) in [{section}]: {', '.join(sorted(unknown))}")
+    for key, value in data.items():
+        check = _TYPE_CHECKS.get(str(by_name[key].type))
+        if check and not check[0](value):
+            raise UsageError(f"wb.toml: [{section}] {key} must be {check[1]}, not {value!r}")
+        lo, hi = _RANGES.get((section, key), (None, None))
+        if lo is not None and (value < lo or (hi is not None and value > hi)):
+            bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise UsageError(f"wb.toml: [{section}] {key} must be {bound}, not {value!r}")
     try:
         return cls(**data)
     except TypeError as exc:
@@ -133,13 +161,24 @@ def parse_config(text: str) -> WorkspaceConfig:
     for mode, value in dict(fusion_raw.pop("weights", {})).items():
         if mode not in MODES:
             raise UsageError(f"wb.toml: unknown mode '{mode}' in [fusion.weights] (modes: {', '.join(MODES)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise UsageError(f"wb.toml: [fusion.weights] {mode} must be a number >= 0, not {value!r}")
         weights[mode] = float(value)
+    if not any(weights.values()):
+        raise UsageError("wb.toml: [fusion.weights] are all 0: at least one mode needs a positive weight")
     fusion = _build(FusionConfig, {**fusion_raw, "weights": weights}, "fusion")
     if fusion.method not in ("weighted", "rrf"):
         raise UsageError(f"wb.toml: [fusion] method must be 'weighted' or 'rrf', not '{fusion.method}'")
+    if fusion.normalization != "min-max":
+        raise UsageError(f"wb.toml: [fusion] normalization must be 'min-max' (the only one implemented), "
+                         f"not '{fusion.normalization}'")
+    index = _build(IndexConfig, raw.get("index", {}), "index")
+    if index.chunk_overlap >= index.chunk_tokens:
+        raise UsageError(f"wb.toml: [index] chunk_overlap ({index.chunk_overlap}) must be smaller than "
+                         f"chunk_tokens ({index.chunk_tokens})")
     return WorkspaceConfig(
         models=_build(ModelsConfig, raw.get("models", {}), "models"),
-        index=_build(IndexConfig, raw.get("index", {}), "index"),
+        index=index,
         fusion=fusion,
         rerank=_build(RerankConfig, raw.get("rerank", {}), "rerank"),
     )

@@ -558,7 +558,7 @@ class _Reader:
         if not self.skip_malformed:
             detail = f" ({problem.detail})" if problem.detail else ""
             raise InputError(
-                f"{where}: {problem.reason}{detail}; fix the row or pass skip_malformed=True to skip bad rows"
+                f"{where}: {problem.reason}{detail}; fix or delete the row"
             )
         self.report.skip(problem.reason, where, malformed=True)
 

@@ -18,6 +18,7 @@ from workbench.errors import UsageError, WbError
 
 app = typer.Typer(
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=False,
     pretty_exceptions_enable=False,
     help="wb: the retrieval workbench. Index a corpus three ways, query it, compare pipelines, train models.",
@@ -26,7 +27,7 @@ models_app = typer.Typer(help="List and install models for each role.", invoke_w
 app.add_typer(models_app, name="models")
 
 WorkspaceOpt = Annotated[
-    Optional[str], typer.Option("--workspace", "-w", help="Workspace folder (default $WB_WORKSPACE or ./.wb).")
+    Optional[str], typer.Option("--workspace", "-w", help="Workspace folder (default $WB_WORKSPACE or ./.wb; the bare `wb` TUI may reopen the last one, see README).")
 ]
 ModelOpt = Annotated[
     Optional[list[str]],
@@ -35,9 +36,9 @@ ModelOpt = Annotated[
 
 
 def _err_console():
-    from rich.console import Console
+    from workbench.cli.output import make_console
 
-    return Console(stderr=True)
+    return make_console(stderr=True)
 
 
 def _parse_model_overrides(values: list[str] | None) -> dict[str, str]:
@@ -99,8 +100,18 @@ def _run_model_overrides(ws, overrides: dict[str, str]) -> dict[str, str]:
 
 
 @app.callback(invoke_without_command=True)
-def root(ctx: typer.Context, workspace: WorkspaceOpt = None) -> None:
+def root(ctx: typer.Context, workspace: WorkspaceOpt = None,
+         version: Annotated[bool, typer.Option("--version", help="Print wb's version and exit.")] = False) -> None:
     """Without a command, open the workbench TUI."""
+    if version:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as package_version
+
+        try:
+            typer.echo(f"wb {package_version('wb')}")
+        except PackageNotFoundError:
+            typer.echo("wb (not installed as a package)")
+        raise typer.Exit(0)
     if ctx.invoked_subcommand is None:
         try:
             from workbench.tui.app import run_app
@@ -178,11 +189,13 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
         summary = Indexer(ws, cfg, donor=donor).run(root_path)
     if summary.rebuilt:
         _err_console().print(f"[yellow]{summary.rebuilt}[/yellow]")
-    if json_out:
+    if json_out or progress_json:  # --progress-json: stdout stays JSON lines, the summary included
         from dataclasses import asdict
 
         data = asdict(summary)
         data["skipped"] = [{"path": s.path, "reason": s.reason} for s in summary.skipped]
+        if progress_json:
+            data = {"phase": "done", **data}
         print(json.dumps(data))
     else:
         for s in summary.skipped[:20]:
@@ -229,11 +242,9 @@ def query_cmd(
     if json_out:
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
     else:
-        from rich.console import Console
+        from workbench.cli.output import make_console, render_result
 
-        from workbench.cli.output import render_result
-
-        render_result(result, Console())
+        render_result(result, make_console())
 
 
 @models_app.callback()
@@ -366,9 +377,9 @@ def eval_cmd(
     if json_out:
         sys.stdout.write(json.dumps(report.to_json(result, changes), ensure_ascii=False) + "\n")
     else:
-        from rich.console import Console
+        from workbench.cli.output import make_console
 
-        report.render_table(result, Console(), changes)
+        report.render_table(result, make_console(), changes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -544,6 +555,10 @@ def _train_cmd(config_cls, given: dict, *, config: Optional[str], detach: bool, 
     ``given``, the command line's (None: not given); ``adjust(values, ws)`` then sets the trainer's own
     defaults, and :func:`_start_run` validates, writes the run folder and trains."""
     if resume:
+        ignored = [k for k, v in given.items() if v is not None] + (["config"] if config else [])
+        if ignored:
+            raise UsageError(f"--resume {resume} continues the run with its own config.json, so the options "
+                             f"given ({', '.join(ignored)}) would be ignored: drop them, or start a new run with --out")
         return train_resume_cmd(resume, detach=detach, workspace=workspace)
     from trainers.config import read_toml
 
@@ -892,8 +907,13 @@ def runs_list(
     for run in runs:
         s = run.status()
         step = f"{s.get('step') or 0}/{s.get('total_steps') or '?'}"
+        if s.get("state") == "finished" and not s.get("step") and not s.get("total_steps"):
+            step = "-"  # made without training steps (a soup)
         typer.echo(f"{run.name:<24} {s.get('state', '?'):<9} {step:>11} {_fmt_metric(s.get('loss')):>8} "
                    f"{_fmt_metric(s.get('best_metric')):>8}")
+        if s.get("state") == "failed" and s.get("message"):
+            reason = " ".join(str(s["message"]).split())
+            typer.echo(f"  {reason[:160]}{'…' if len(reason) > 160 else ''}")
 
 
 @runs_app.command("stop")
@@ -1004,27 +1024,29 @@ def main() -> None:
     os.environ.setdefault("LANCE_LOG", "error")
     os.environ.setdefault("LANCEDB_LOG", "error")
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False: typer raises usage errors instead of printing its own box, and
+        # returns the exit code of typer.Exit (130 for Ctrl-C) instead of calling sys.exit.
+        code = app(standalone_mode=False)
     except WbError as exc:
         print(f"wb: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        print("wb: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as exc:  # click usage errors and anything unexpected: one line, no traceback
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            print(f"wb: error: {exc.format_message()}", file=sys.stderr)
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
+        code = 130
+    except typer.Abort:  # Ctrl-D at a prompt
+        code = 130
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.TyperException as exc:  # usage errors: typer >= 0.29 carries its own click
+        print(f"wb: error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except Exception as exc:  # anything unexpected: one line, no traceback
         if os.environ.get("WB_DEBUG"):
             raise
         print(f"wb: internal error: {type(exc).__name__}: {exc} (set WB_DEBUG=1 for the traceback)", file=sys.stderr)
         sys.exit(1)
+    if code == 130:
+        print("wb: interrupted", file=sys.stderr)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,38 @@ from __future__ import annotations
 from workbench.search.results import QueryResult
 
 MODE_ABBREV = {"dense": "D", "colbert": "C", "sparse": "S", "bm25": "B"}
+PIPED_WIDTH = 200  # columns when stdout/stderr is not a terminal (rich's default, 80, breaks lines for grep)
+
+
+def make_console(stderr: bool = False):
+    """A rich Console for the CLI. On a terminal: its width; piped: no hard wrapping of printed lines
+    and tables laid out at ``PIPED_WIDTH`` columns (``$COLUMNS`` wins), so each result stays one line."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else PIPED_WIDTH
+    return Console(stderr=stderr, width=width, soft_wrap=True)
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 result``, ``2 results`` (``many`` for irregular plurals)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def _roles_used(pipeline_name: str) -> set[str]:
+    """The model roles a pipeline runs (its modes; bm25 has no model; +rerank adds the reranker)."""
+    from workbench.search.pipelines import parse_pipeline
+
+    try:
+        pipeline = parse_pipeline(pipeline_name)
+    except Exception:  # an unexpected name: show every role rather than fail to render
+        return {"dense", "colbert", "sparse", "reranker"}
+    return set(pipeline.modes) | ({"reranker"} if pipeline.rerank else set())
 
 
 def render_result(result: QueryResult, console) -> None:
@@ -12,19 +44,20 @@ def render_result(result: QueryResult, console) -> None:
 
     header = Text()
     header.append(f"{result.pipeline}", style="bold cyan")
-    header.append(f"  {len(result.results)} results for ", style="dim")
+    header.append(f"  {plural(len(result.results), 'result')} for ", style="dim")
     header.append(result.query, style="bold")
     if result.instruction:
         header.append(f"\n  instruction: {result.instruction}", style="dim")
     console.print(header)
-    zero = [f"{role}: {label}" for role, label in result.models.items() if "zero-shot" in label]
+    used = _roles_used(result.pipeline)
+    zero = [f"{role}: {label}" for role, label in result.models.items() if "zero-shot" in label and role in used]
     for line in zero:
         console.print(f"  [dim]{line}[/dim]")
     for hit in result.results:
         line = Text()
         line.append(f"{hit.rank:>3}. ", style="bold")
         line.append(hit.title or hit.doc_id, style="bold green")
-        line.append(f"  [{hit.doc_id}]", style="dim")
+        line.append(f"  [{hit.chunk_id if result.unit == 'chunk' else hit.doc_id}]", style="dim")
         line.append(f"  {hit.score:.4f}", style="yellow")
         console.print(line)
         ranks = "  ".join(
@@ -33,6 +66,6 @@ def render_result(result: QueryResult, console) -> None:
         )
         if ranks:
             console.print(f"      [magenta]{ranks}[/magenta]")
-        console.print(f"      {hit.snippet}", highlight=False, soft_wrap=False, overflow="ellipsis")
+        console.print(Text(f"      {hit.snippet}"), highlight=False)  # Text: brackets in a snippet are not markup
     timings = ", ".join(f"{k} {v:.0f}ms" for k, v in result.timings_ms.items())
     console.print(f"[dim]{timings}[/dim]")

@@ -53,8 +53,10 @@ LLM_EMBEDDER = PromptTemplates(
 def resolve_instruction(value: str | None) -> str:
     """Turn ``--instruction`` (a preset name, free text, or None) into the instruction text.
 
-    A value that names a preset gives the preset's text; any other value is used verbatim.
-    A trailing colon is dropped (templates add their own separator).
+    A value that names a preset gives the preset's text; any other value of two or more words is
+    used verbatim. A single word that is not a preset is refused (UsageError): it is a mistyped
+    preset far more often than an instruction. A trailing colon is dropped (templates add their own
+    separator).
     """
     if not value:
         return ""
@@ -63,6 +65,9 @@ def resolve_instruction(value: str | None) -> str:
     text = value.strip()
     if not text:
         raise UsageError("the instruction is empty")
+    if len(text.rstrip(":").split()) == 1:
+        raise UsageError(f"unknown instruction preset '{text}' (presets: {', '.join(INSTRUCTION_PRESETS)}); "
+                         "a free-text instruction has more than one word")
     return text.rstrip(":").rstrip()
 
 

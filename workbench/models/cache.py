@@ -140,7 +140,10 @@ def resolve_model_path(name_or_path: str, cache: Path | None = None) -> str:
       to run ``wb models install`` (built-in names win over a same-named folder in the working
       directory; write ``./name`` for the folder);
     * an existing local folder -> its absolute path;
-    * anything else -> returned unchanged, taken as a Hugging Face id (the loader reports failure).
+    * something written as a path (``/``, ``./``, ``../``, ``~`` first) that is no folder -> ``ModelError``;
+    * anything else -> returned unchanged, taken as a Hugging Face id; with the hub offline
+      (``HF_HUB_OFFLINE=1``, as `wb` runs) an id missing from the Hugging Face cache -> ``ModelError``
+      naming the built-ins, instead of the hub client's connection error.
     """
     if name_or_path in BUILTIN_MODELS:
         if not is_installed(name_or_path, cache):
@@ -151,7 +154,28 @@ def resolve_model_path(name_or_path: str, cache: Path | None = None) -> str:
     local = Path(name_or_path).expanduser()
     if local.is_dir():
         return str(local.resolve())
+    folder, at, layer = name_or_path.rpartition("@")
+    if at and layer.isdigit() and Path(folder).expanduser().is_dir():
+        return name_or_path  # a layer-wise reranker served at cutoff layer L (``FOLDER@L``): its loader reads it
+    if name_or_path.startswith(("/", "./", "../", "~")) or local.is_file():
+        raise ModelError(f"no such model folder: {name_or_path}")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") and not _in_hf_cache(name_or_path):
+        raise ModelError(f"no built-in model, local folder or cached Hugging Face model named '{name_or_path}' "
+                         f"(built-ins: {', '.join(BUILTIN_MODELS)}; the hub is offline; see `wb models`)")
     return name_or_path
+
+
+def _in_hf_cache(repo_id: str) -> bool:
+    """Whether the Hugging Face cache holds a snapshot of ``repo_id`` (its config.json)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # no hub client: let the loader decide
+        return True
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # not a valid repo id at all
+        return False
+    return isinstance(found, str)
 
 
 __all__ = [

@@ -44,5 +44,8 @@ def make_snippet(text: str, query: str, width: int = 240) -> str:
     positions = [low.find(w.lower()) for w in _WORD.findall(query)]
     positions = [p for p in positions if p >= 0]
     start = max(0, min(positions) - width // 4) if positions else 0
+    if start > 0:  # begin at a word: skip the partial word the window cut into
+        space = flat.find(" ", start - 1, min(positions) if positions else start + width)
+        start = space + 1 if space >= 0 else start
     piece = flat[start : start + width]
     return ("…" if start > 0 else "") + piece + ("…" if start + width < len(flat) else "")

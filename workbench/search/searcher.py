@@ -332,6 +332,10 @@ class Searcher:
         unit: str = "doc",
         rerank_depth: int | None = None,
     ) -> QueryResult:
+        """One query's answer; an empty or blank ``text`` is refused (UsageError), not answered with
+        whatever the modes return for nothing."""
+        if not text.strip():
+            raise UsageError("the query is empty")
         return self.search_many([text], pipeline=pipeline, k=k, instruction=instruction, unit=unit,
                                 rerank_depth=rerank_depth)[0]
 
@@ -348,6 +352,8 @@ class Searcher:
     ) -> list[QueryResult]:
         if k < 1:
             raise UsageError("-k must be at least 1")
+        if rerank_depth is not None and rerank_depth < 1:
+            raise UsageError("--rerank-depth must be at least 1")
         if unit not in ("doc", "chunk"):
             raise UsageError("unit must be 'doc' or 'chunk'")
         pipe = parse_pipeline(pipeline)

@@ -1,0 +1,132 @@
+"""The command line's contract with users and scripts: usage mistakes and bad settings are one line on
+stderr with exit 2, Ctrl-C is exit 130 with one line, machine-readable output stays machine-readable,
+and a run that failed before training does not hold its name hostage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import copy_small_corpus, require_models
+
+
+def wb(*args: str, workspace=None, **popen) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if workspace is not None:
+        env["WB_WORKSPACE"] = str(workspace)
+    return subprocess.run([sys.executable, "-m", "workbench.cli.main", *args], env=env,
+                          capture_output=True, text=True, timeout=300, **popen)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wb: error: "), proc.stderr
+    assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args,says", [
+    (["query", "x", "--bogus"], "No such option: --bogus"),
+    (["query"], "Missing argument 'text'"),
+    (["nosuchcommand"], "No such command 'nosuchcommand'"),
+    (["query", "x", "-k", "abc"], "Invalid value for '-k'"),
+])
+def test_usage_mistakes_are_one_line_exit_2(tmp_path, args, says):
+    assert says in one_line_error(wb(*args, workspace=tmp_path / "ws"))
+
+
+def test_help_has_a_short_flag_and_version_prints_the_package_version():
+    short, long = wb("-h"), wb("--help")
+    assert short.returncode == 0 and short.stdout == long.stdout and "query" in short.stdout
+    from importlib.metadata import version
+
+    proc = wb("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"wb {version('wb')}"
+
+
+@pytest.mark.parametrize("toml,says", [
+    ('[fusion]\ndepth = "lots"\n', "[fusion] depth must be an integer, not 'lots'"),
+    ("[fusion.weights]\ncolbert = -3\n", "[fusion.weights] colbert must be a number >= 0"),
+    ("[rerank]\ninterpolation = 2\n", "[rerank] interpolation must be between 0.0 and 1.0"),
+    ("[index]\nchunk_overlap = 300\n", "chunk_overlap (300) must be smaller than chunk_tokens (256)"),
+])
+def test_a_wrong_value_in_wb_toml_names_the_key(small_workspace, tmp_path, toml, says):
+    ws, _ = small_workspace
+    shutil.copytree(ws.root, tmp_path / "ws")
+    config = tmp_path / "ws" / "wb.toml"
+    header = toml.splitlines()[0]
+    kept, skipping = [], False
+    for line in config.read_text().splitlines():  # drop that section (its keys take defaults), then add ours
+        if line.startswith("["):
+            skipping = line.split("#")[0].strip() == header
+        if not skipping:
+            kept.append(line)
+    config.write_text("\n".join(kept) + "\n" + toml)
+    assert says in one_line_error(wb("query", "x", workspace=tmp_path / "ws"))
+
+
+@pytest.mark.parametrize("args,says", [
+    (["", "-p", "bm25"], "the query is empty"),
+    (["x", "-p", "hybrid+rerank", "--rerank-depth", "0"], "--rerank-depth must be at least 1"),
+    (["x", "-p", "dense", "--instruction", "scifcat"], "unknown instruction preset 'scifcat'"),
+])
+def test_queries_that_cannot_mean_anything_are_refused(small_workspace, args, says):
+    ws, _ = small_workspace
+    assert says in one_line_error(wb("query", *args, workspace=ws.root))
+
+
+def test_piped_results_keep_one_line_each_and_say_result_in_the_singular(small_workspace):
+    ws, _ = small_workspace
+    proc = wb("query", "remove a directory and everything in it", "-p", "bm25", "-k", "1", workspace=ws.root)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "1 result for remove a directory and everything in it" in lines[0]
+    assert len(lines) == 5  # header, hit, its ranks, its snippet, timings: nothing wrapped at 80 columns
+    assert "colbert:" not in proc.stdout and "reranker:" not in proc.stdout  # bm25 runs neither model
+
+
+def test_ctrl_c_while_indexing_is_exit_130_with_one_line_and_the_rerun_completes(tmp_path):
+    require_models()
+    corpus = copy_small_corpus(tmp_path / "corpus")
+    env = dict(os.environ, WB_WORKSPACE=str(tmp_path / "ws"))
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli.main", "index", str(corpus), "--progress-json"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # interrupt once encoding has begun
+        if json.loads(line)["phase"] == "encoding":
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "wb: interrupted" and "Traceback" not in err
+    again = wb("index", str(corpus), "--progress-json", workspace=tmp_path / "ws")
+    assert again.returncode == 0, again.stderr
+    rows = [json.loads(line) for line in again.stdout.splitlines()]  # every stdout line is JSON
+    assert rows[-1]["phase"] == "done" and rows[-1]["total_docs"] == len(list(corpus.rglob("*.md")))
+
+
+def test_a_run_that_failed_on_its_data_gives_its_name_back(tmp_path):
+    from tiny_models import tiny_bert
+
+    base = tiny_bert(tmp_path / "base")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n{not json\n')
+    args = ["train", "reranker", "--data", str(bad), "--base", str(base), "--out", "ce", "--max-steps", "1"]
+    failed = wb(*args, workspace=tmp_path / "ws")
+    assert "bad.jsonl:2" in one_line_error(failed) and "fix or delete the row" in failed.stderr
+    listing = wb("runs", workspace=tmp_path / "ws")
+    assert "failed" in listing.stdout and "bad.jsonl:2" in listing.stdout  # the reason, not just the state
+    resumed = wb("train", "reranker", "--resume", "ce", "--data", str(bad), workspace=tmp_path / "ws")
+    assert "options given (data) would be ignored" in one_line_error(resumed)
+    shutil.copy(bad, tmp_path / "good.jsonl")
+    (tmp_path / "good.jsonl").write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n' * 4)
+    args[args.index(str(bad))] = str(tmp_path / "good.jsonl")
+    retried = wb(*args, workspace=tmp_path / "ws")
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads((tmp_path / "ws" / "runs" / "ce" / "status.json").read_text())["state"] == "finished"
