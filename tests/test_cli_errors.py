@@ -130,3 +130,12 @@ def test_a_run_that_failed_on_its_data_gives_its_name_back(tmp_path):
     retried = wb(*args, workspace=tmp_path / "ws")
     assert retried.returncode == 0, retried.stderr
     assert json.loads((tmp_path / "ws" / "runs" / "ce" / "status.json").read_text())["state"] == "finished"
+
+
+def test_a_new_folder_or_file_with_nothing_to_index_says_why(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert "nothing to index in" in one_line_error(wb("index", str(tmp_path / "empty"), workspace=tmp_path / "ws"))
+    (tmp_path / "blob.txt").write_bytes(b"\x00\x01\x02binary")
+    says = one_line_error(wb("index", str(tmp_path / "blob.txt"), workspace=tmp_path / "ws"))
+    assert says == f"wb: error: cannot index {tmp_path / 'blob.txt'}: binary"
+    assert not (tmp_path / "ws" / "manifest.sqlite").exists()  # nothing was indexed

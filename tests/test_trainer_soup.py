@@ -104,6 +104,7 @@ def test_soup_refuses_what_cannot_be_averaged(two_runs, tmp_path, capsys, monkey
         (["k1", "a", str(other)], "one kind"),
         (["k2", "a", "runs/nope"], "no run named 'nope'"),
         (["k6", "a", "nope"], "'nope' is neither a run"),
+        (["k7", "a", "runs/a"], "is named twice"),
         (["k3", "a", "b", "--weights", "1,x"], "--weights"),
         (["k4", "a", "b", "--weights", "1,1,1"], "3 weights for 2 models"),
         (["a", "a", "b"], "exists already"),
@@ -120,5 +121,5 @@ def test_soup_refuses_what_cannot_be_averaged(two_runs, tmp_path, capsys, monkey
     BertForSequenceClassification.from_pretrained(str(wider), num_labels=1).save_pretrained(str(wider))
     code, _out, err = run_wb(capsys, monkeypatch, "runs", "soup", "k5", "a", str(wider), "-w", str(ws))
     assert code == 2 and ("hold different tensors" in err or "shape" in err), err
-    for name in ("one", "k1", "k2", "k3", "k4", "k5", "k6"):
+    for name in ("one", "k1", "k2", "k3", "k4", "k5", "k6", "k7"):
         assert not (ws / "runs" / name).exists(), name

@@ -111,6 +111,11 @@ def check_ingredients(folders: list[Path]) -> list[str]:
     for folder in folders:
         if not folder.is_dir():
             raise UsageError(f"no model folder at {folder}")
+    seen: set[Path] = set()
+    for folder in folders:
+        if folder.resolve() in seen:
+            raise UsageError(f"{folder} is named twice: name each model once (--weights gives one more weight)")
+        seen.add(folder.resolve())
     files = _weight_files(folders[0])
     if not files:
         raise UsageError(f"{folders[0]} has no weight files (*.safetensors, *.pt)")

@@ -223,7 +223,11 @@ def score_systems(dataset: EvalDataset, results: list[SystemResult]) -> None:
     for r in results:
         # every evaluated query present, scored by rank (see rank_scores)
         runs.append(Run({q: rank_scores(r.run.get(q, {})) for q in dataset.qrels}, name=r.label))
-    report = compare(qrels, runs, list(METRICS), stat_test="student", make_comparable=False)
+    import warnings
+
+    with warnings.catch_warnings():  # identical per-query values give scipy a 0/0: p is nan, handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report = compare(qrels, runs, list(METRICS), stat_test="student", make_comparable=False)
     base = results[0]
     for r, run in zip(results, runs):
         r.metrics = {m: float(report.results[r.label][m]) for m in METRICS}

@@ -138,6 +138,8 @@ class Indexer:
                 first_path[item.doc_id] = item.path
                 docs.append(item)
         summary.files_seen = len(docs) + len(summary.skipped)
+        if not docs and covering is None and Path(source) not in self._indexed_roots():
+            _refuse_empty(root, summary.skipped)  # a new root that yields nothing: say why, write nothing
 
         self.workspace.ensure()
         with self.workspace.write_lock():
@@ -190,18 +192,21 @@ class Indexer:
         summary.seconds = time.perf_counter() - started
         return summary
 
+    def _indexed_roots(self) -> list[Path]:
+        """The roots whose documents the manifest holds (none before the first index)."""
+        if not self.workspace.manifest_path.exists():
+            return []
+        manifest = Manifest(self.workspace.manifest_path)
+        try:
+            return [Path(s) for s, *_ in manifest.sources()]
+        finally:
+            manifest.close()
+
     def _covering_root(self, path: Path) -> Path | None:
         """The outermost indexed root whose walk reads ``path`` (then indexing ``path`` refreshes it)."""
         from workbench.ingest.readers import reads
 
-        if not self.workspace.manifest_path.exists():
-            return None
-        manifest = Manifest(self.workspace.manifest_path)
-        try:
-            roots = [Path(s) for s, *_ in manifest.sources()]
-        finally:
-            manifest.close()
-        covering = [r for r in roots if reads(r, path)]
+        covering = [r for r in self._indexed_roots() if reads(r, path)]
         return min(covering, key=lambda r: len(r.parts)) if covering else None
 
     def _take_over(self, manifest: Manifest, source: str, covered: list[str], docs: list[SourceDocument],
@@ -267,6 +272,7 @@ class Indexer:
         chunker = Chunker(bundle.chunk_tokenizer, ChunkingSettings(s.chunk_tokens, s.chunk_overlap))
         self.progress("chunking", 0, len(todo))
         per_doc = chunker.chunk_many(todo)
+        self.progress("chunking", len(todo), len(todo))
         total = sum(len(c) for c in per_doc)
         done = 0
         self.progress("encoding", 0, total)
@@ -361,6 +367,19 @@ class Indexer:
         if any(t is None for t in tokens) or any(v is None for v in sparse):
             raise IndexingError("internal error: a chunk got no ColBERT or sparse vector")
         return dense, tokens, sparse
+
+
+def _refuse_empty(root: Path, skipped: list[SkippedFile]) -> None:
+    """InputError for a new root with no document: the file's skip reason, or what a folder lacks."""
+    if root.is_file():
+        reason = skipped[0].reason if skipped else "not a supported file"
+        raise InputError(f"cannot index {root}: {reason}")
+    why = ""
+    if skipped:
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        why = f"; skipped {Path(skipped[0].path).name}: {skipped[0].reason}{more}"
+    raise InputError(f"nothing to index in {root}: no readable .txt .md .rst .html .pdf file or BEIR "
+                     f"corpus.jsonl{why}")
 
 
 def _rebuild_reason(recorded: dict, settings: IndexSettings) -> str:

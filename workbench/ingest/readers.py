@@ -596,8 +596,11 @@ def _read_pdf(path: Path, doc_id: str, max_file_bytes: int) -> _Item:
         return SkippedFile(spath, _unreadable(exc))
     with fh:
         try:
+            import logging
+
             from pypdf import PdfReader
 
+            logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings are the skip reason, not stderr lines
             reader = PdfReader(fh)
             if reader.is_encrypted:
                 try:
