@@ -146,3 +146,31 @@ def test_tune_with_other_models_tunes_their_variant_and_leaves_the_base_index_al
     assert len(variants) == 1 and outcome["workspace"] == str(variants[0])
     assert state() == before
     assert outcome["train"]["hybrid_check_matches_scan"]
+
+
+def test_remove_drops_a_deleted_folder_from_the_index_and_its_variants(ws_with_run, tmp_path, capsys, monkeypatch):
+    ws, corpus = ws_with_run
+    extra = copy_small_corpus(tmp_path / "extra", ["random/functions-for-sequences.md", "tempfile/temporarydirectory.md"])
+    code, _out, err = wb(capsys, monkeypatch, "index", str(extra), "-w", str(ws.root))
+    assert code == 0, err
+    code, _out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", "dense=runs/ft")
+    assert code == 0, err  # the variant indexes both folders
+    shutil.rmtree(extra)
+    code, _out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root))
+    assert code == 2 and f"wb index --remove {extra.resolve()}" in err
+
+    code, out, err = wb(capsys, monkeypatch, "index", "--remove", str(extra), "-w", str(ws.root), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["docs_removed"] == 2 and report["total_docs"] == len(DOCS)
+    assert [v["docs_removed"] for v in report["variants"]] == [2]
+    for model in ([], ["--model", "dense=runs/ft"]):  # neither index finds the removed documents
+        code, out, err = wb(capsys, monkeypatch, "query", "temporary directory", "-p", "bm25", "-k", "20",
+                            "-w", str(ws.root), *model, "--json")
+        assert code == 0, err
+        found = {hit["doc_id"] for hit in json.loads(out)["results"]}
+        assert found and not found & {"random/functions-for-sequences.md", "tempfile/temporarydirectory.md"}
+    code, _out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root))  # the refresh works again
+    assert code == 0, err
+    code, _out, err = wb(capsys, monkeypatch, "index", "--remove", str(extra), "-w", str(ws.root))
+    assert code == 2 and "is not an indexed folder" in err and len(err.strip().splitlines()) == 1

@@ -128,6 +128,7 @@ def index_cmd(
     model: ModelOpt = None,
     progress_json: Annotated[bool, typer.Option("--progress-json", help="Progress as JSON lines on stdout.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Drop the indexed folder PATH (it need not exist any more) from the index and its model variants.")] = False,
 ) -> None:
     """Index PATH into the workspace (incremental: unchanged documents are not re-encoded).
 
@@ -137,6 +138,10 @@ def index_cmd(
     from workbench.variants import parent_roots, serving, write_variant_config
 
     ws = _workspace(workspace)
+    if remove:
+        if path is None or model:
+            raise UsageError("--remove takes the indexed folder as PATH and no --model (variants follow their parent)")
+        return _remove_root(ws, Path(path), json_out)
     if path is not None:
         roots = [Path(path)]
         if not roots[0].exists():
@@ -147,7 +152,8 @@ def index_cmd(
             raise UsageError(f"workspace {ws.root} indexes no folder yet: give a PATH (`wb index PATH`)")
         gone = [r for r in roots if not r.exists()]
         if gone:
-            raise InputError(f"indexed folder no longer exists: {gone[0]} (index the others by name)")
+            raise InputError(f"indexed folder no longer exists: {gone[0]} (drop it: `wb index --remove {gone[0]}`, "
+                             "or index the others by name)")
     ws.ensure()
     serve = serving(ws, _parse_model_overrides(model))
     if serve.is_variant:
@@ -156,6 +162,33 @@ def index_cmd(
     donor = ws if serve.is_variant else None  # unchanged modes are copied from the parent's index
     for root_path in roots:
         _index_one(target, cfg, root_path, progress_json, json_out, donor)
+
+
+def _remove_root(ws, root: Path, json_out: bool) -> None:
+    """``wb index --remove PATH``: the root's documents leave the workspace and every variant of it."""
+    from dataclasses import asdict
+
+    from workbench.errors import InputError
+    from workbench.index.indexer import Indexer
+    from workbench.workspace import Workspace
+
+    ws.require()
+    summary = Indexer(ws).remove(root)
+    variants = []
+    for manifest in sorted((ws.root / "variants").glob("*/manifest.sqlite")):
+        variant = Workspace(manifest.parent)
+        try:
+            done = Indexer(variant, variant.config()).remove(Path(summary.root))
+        except InputError:  # this variant never indexed that folder
+            continue
+        variants.append({"variant": variant.root.name, "docs_removed": done.docs_removed})
+    if json_out:
+        print(json.dumps({**asdict(summary), "skipped": [], "variants": variants}))
+        return
+    typer.echo(f"removed {summary.docs_removed} docs of {summary.root}; workspace holds {summary.total_docs} docs / "
+               f"{summary.total_chunks} chunks")
+    for v in variants:
+        typer.echo(f"  and {v['docs_removed']} from the variant {v['variant']}")
 
 
 def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, donor=None) -> None:

@@ -192,6 +192,47 @@ class Indexer:
         summary.seconds = time.perf_counter() - started
         return summary
 
+    def remove(self, root: Path) -> IndexSummary:
+        """Drop the indexed root ``root`` (which need not exist any more): its documents leave every
+        store under the same write protocol as a run (intent logged, then LanceDB and Tantivy, then
+        the manifest), so a killed removal is completed by the next run. InputError when ``root`` is
+        not an indexed root of this workspace."""
+        from workbench.store.lance_store import LanceChunkStore
+        from workbench.store.tantivy_store import TantivyChunkStore
+
+        started = time.perf_counter()
+        source = str(Path(root).expanduser().resolve())
+        roots = [str(r) for r in self._indexed_roots()]
+        if source not in roots:
+            listed = ", ".join(roots) if roots else "none"
+            raise InputError(f"{source} is not an indexed folder of {self.workspace.root} (indexed: {listed})")
+        summary = IndexSummary(root=source)
+        with self.workspace.write_lock():
+            manifest = Manifest(self.workspace.manifest_path)
+            try:
+                settings = settings_from_dict(manifest.get_meta("settings"))
+                lance = LanceChunkStore(self.workspace.lance_dir)
+                tantivy_store = TantivyChunkStore(self.workspace.tantivy_dir, settings.sparse_step)
+                self._recover(manifest, lance, tantivy_store)
+                removed = list(manifest.hashes(source))
+                manifest.begin(removed)
+                lance.delete_docs(removed)
+                tantivy_store.delete_docs(removed)
+                tantivy_store.commit()
+                manifest.finish(source, [], removed)
+                summary.docs_removed = len(removed)
+                self.progress("compacting", 0, 0)
+                lance.compact()
+                tantivy_store.garbage_collect()
+                self._publish_snapshot(manifest, lance)
+                summary.total_docs = manifest.count_docs()
+                summary.total_chunks = manifest.count_chunks()
+            finally:
+                manifest.close()
+        summary.note = f"removed the indexed folder {source}"
+        summary.seconds = time.perf_counter() - started
+        return summary
+
     def _indexed_roots(self) -> list[Path]:
         """The roots whose documents the manifest holds (none before the first index)."""
         if not self.workspace.manifest_path.exists():
