@@ -139,3 +139,16 @@ def test_a_new_folder_or_file_with_nothing_to_index_says_why(tmp_path):
     says = one_line_error(wb("index", str(tmp_path / "blob.txt"), workspace=tmp_path / "ws"))
     assert says == f"wb: error: cannot index {tmp_path / 'blob.txt'}: binary"
     assert not (tmp_path / "ws" / "manifest.sqlite").exists()  # nothing was indexed
+
+
+def test_a_query_during_the_first_index_says_it_is_being_indexed(tmp_path):
+    from workbench.store.manifest import Manifest
+    from workbench.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Manifest(ws.manifest_path).close()  # what the first `wb index` has written before its first batch
+    with ws.write_lock():
+        says = one_line_error(wb("query", "x", workspace=ws.root))
+    assert "is being indexed and holds no documents yet" in says
+    assert "is empty" in one_line_error(wb("query", "x", workspace=ws.root))  # no writer: plainly empty

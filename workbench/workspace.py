@@ -62,6 +62,19 @@ class Workspace:
         if not self.exists():
             raise WorkspaceError(f"no index in workspace {self.root}: run `wb index PATH` first")
 
+    def being_written(self) -> bool:
+        """Whether a writer (`wb index`) holds the write lock now (a probe; takes no lock)."""
+        path = self.root / "write.lock"
+        if not path.exists():
+            return False
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
     @contextmanager
     def write_lock(self) -> Iterator[None]:
         """Exclusive lock for writers (indexing). A second writer gets a WorkspaceError at once."""

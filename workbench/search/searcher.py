@@ -63,6 +63,9 @@ class Searcher:
         finally:
             manifest.close()
         if recorded is None or n_docs == 0:
+            if workspace.being_written():
+                raise WorkspaceError(f"workspace {workspace.root} is being indexed and holds no documents yet: "
+                                     "query again when `wb index` has finished")
             raise WorkspaceError(f"workspace {workspace.root} is empty: run `wb index PATH` first")
         self.settings = settings_from_dict(recorded)
         if check_models:
