@@ -120,6 +120,9 @@ def test_a_run_that_failed_on_its_data_gives_its_name_back(tmp_path):
     args = ["train", "reranker", "--data", str(bad), "--base", str(base), "--out", "ce", "--max-steps", "1"]
     failed = wb(*args, workspace=tmp_path / "ws")
     assert "bad.jsonl:2" in one_line_error(failed) and "fix or delete the row" in failed.stderr
+    status = json.loads((tmp_path / "ws" / "runs" / "ce" / "status.json").read_text())
+    assert status["state"] == "failed" and status["error"] == status["message"]  # one line, no traceback
+    assert "bad.jsonl:2" in status["message"] and "\n" not in status["error"]
     listing = wb("runs", workspace=tmp_path / "ws")
     assert "failed" in listing.stdout and "bad.jsonl:2" in listing.stdout  # the reason, not just the state
     resumed = wb("train", "reranker", "--resume", "ce", "--data", str(bad), workspace=tmp_path / "ws")

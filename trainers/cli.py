@@ -5,7 +5,8 @@
 Reads ``RUN_DIR/config.json`` and trains with the trainer its ``trainer`` key names (embedder,
 reranker, colbert; see :func:`trainers.loop.train_run`). Exit
 status 0 when the run finished or stopped, 1 when it failed (``status.json`` says why, and the
-traceback is in the log), 2 for a bad command line.
+traceback is in the log), 2 for a bad command line or when the run's data or options are wrong (a
+WbError: one line in the log, no traceback).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     args = parser.parse_args(argv)
 
+    from workbench.errors import WbError
+
     from .runs import RunFolder
 
     run = RunFolder(Path(args.run_dir).absolute())
@@ -40,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         status = train_run(run, resume=args.resume)
     except KeyboardInterrupt:
         return 130
+    except WbError as exc:  # bad data or options: one line in the log, no traceback
+        print(f"trainers: error: {exc}", file=sys.stderr, flush=True)
+        return 2
     except Exception:
         import traceback
 

@@ -45,7 +45,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from workbench.errors import UsageError
+from workbench.errors import UsageError, WbError
 
 from .runs import FINISH, RunFolder
 
@@ -195,6 +195,10 @@ def run_training(
         run.append_event({"event": "stopped", "time": time.time(), "checkpoint": None})
         raise
     except BaseException as exc:
+        if isinstance(exc, WbError):  # the user's data or options: the one line says it all
+            run.write_status(state="failed", error=str(exc), message=str(exc))
+            run.append_event({"event": "failed", "time": time.time(), "error": str(exc)})
+            raise
         lines = traceback.format_exc().splitlines()[-20:]
         run.write_status(state="failed", error="\n".join(lines), message=f"{type(exc).__name__}: {exc}")
         run.append_event({"event": "failed", "time": time.time(), "error": f"{type(exc).__name__}: {exc}"})
@@ -456,6 +460,7 @@ def train_run(run: RunFolder, resume: bool = False, *, on_step=None) -> dict:
     try:
         trainer = trainer_for(run)
     except BaseException as exc:
-        run.write_status(state="failed", error=f"{type(exc).__name__}: {exc}", message=f"{type(exc).__name__}: {exc}")
+        line = str(exc) if isinstance(exc, WbError) else f"{type(exc).__name__}: {exc}"
+        run.write_status(state="failed", error=line, message=line)
         raise
     return run_training(run, trainer, resume, on_step=on_step)
