@@ -1108,3 +1108,296 @@ async def test_compare_builds_the_variant_and_searches_both_columns(small_worksp
         await settle(pilot)
         assert right.root is None and right.shown_key[0] == str(copy)
         assert not app.query_one("#right-model").display
+
+
+# ---------------------------------------------------------------------------------------
+# Review fixes: focus and screen keys, eval rows in Search, small labels and forms
+# ---------------------------------------------------------------------------------------
+async def test_screen_keys_never_type_into_a_text_box(tmp_path, tui_state):
+    """1-4 never land in a text box with its text selected (the next key would replace it); Enter in
+    the one-shot boxes (workspace, add folder) and Escape in any box leave it; a mistyped
+    pipelines value is not remembered."""
+    from textual.widgets import Input
+
+    dataset = tmp_path / "beir"
+    dataset.mkdir()
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        app.query_one("#dataset").value = str(dataset)
+        app.query_one("#folder").value = str(tmp_path / "docs")
+        await run_query(pilot, "directory 2")
+        await pilot.press("escape")
+        for key, tab in (("1", "corpus"), ("3", "evaluate"), ("2", "search"), ("3", "evaluate"),
+                         ("1", "corpus"), ("4", "runs"), ("2", "search")):
+            await pilot.press(key)
+            await pilot.pause(0.1)
+            assert app.query_one("#tabs").active == tab, key
+            assert not isinstance(app.focused, Input), (key, app.focused)
+        assert app.query_one("#dataset").value == str(dataset)
+        assert app.query_one("#folder").value == str(tmp_path / "docs")
+        assert app.query_one("#query").value == "directory 2"  # digits in the query box are typing
+
+        # Enter in the workspace box opens it and leaves the box: the next key is a screen key
+        await pilot.press("1", "w")
+        await pilot.pause()
+        assert app.focused is app.query_one("#workspace-path")
+        other = tmp_path / "ws2"
+        app.query_one("#workspace-path").value = str(other)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert str(app.workspace_root) == str(other)
+        assert not isinstance(app.focused, Input)
+        await pilot.press("3")
+        await pilot.pause(0.1)
+        assert app.query_one("#tabs").active == "evaluate"
+        assert app.query_one("#workspace-path").value == str(other)
+
+        # Enter in the add-folder box (here a missing folder: an error) leaves the box too
+        await pilot.press("1", "a")
+        await pilot.pause()
+        assert app.focused is app.query_one("#folder")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert not isinstance(app.focused, Input)
+        await pilot.press("2")
+        await pilot.pause(0.1)
+        assert app.query_one("#tabs").active == "search"
+
+        # Escape leaves every box of the screens
+        for tab, box in (("corpus", "#folder"), ("corpus", "#workspace-path"), ("evaluate", "#dataset"),
+                         ("evaluate", "#eval-pipelines"), ("evaluate", "#eval-compare"), ("search", "#query"),
+                         ("search", "#instruction-text")):
+            app.action_show_tab(tab)
+            await pilot.pause(0.1)
+            app.query_one(box).focus()
+            await pilot.pause()
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.focused, Input), box
+
+        # a half-typed pipelines value is not what the app remembers
+        app.query_one("#eval-pipelines").value = "d"
+        await pilot.pause()
+        assert app.state.eval_pipelines == "hybrid,hybrid+rerank"
+        app.query_one("#eval-pipelines").value = "bm25,dense"
+        await pilot.pause()
+        assert app.state.eval_pipelines == "bm25,dense"
+    assert json.loads(tui_state.read_text())["eval_pipelines"] == "bm25,dense"
+
+
+COMPARE_REPORT = {
+    "dataset": "scifact-mini", "split": "test", "queries": 2, "depth": 100, "baseline": "hybrid",
+    "wall_seconds": 9.0, "test": "paired t-test", "workspace": ["/demo/eval-base", "/demo/eval-ft"],
+    "pipelines": [
+        {"name": "hybrid", "metrics": {"ndcg@10": 0.6}, "seconds": 1.0, "delta": None, "p_value": None},
+        {"name": "hybrid@ft-1", "metrics": {"ndcg@10": 0.7}, "seconds": 1.0, "delta": {"ndcg@10": 0.1},
+         "p_value": {"ndcg@10": 0.04}, "wins": 1, "losses": 0, "ties": 1},
+    ],
+    "per_query": [
+        {"pipeline": "hybrid@ft-1", "query_id": "q5", "query": "remove a directory", "baseline": 0.5,
+         "value": 0.9, "delta": 0.4},
+    ],
+}
+
+
+async def _open_row(pilot, report, compare=None, row=0):
+    app = pilot.app
+    app.action_show_tab("evaluate")
+    app.evaluate.show_report(report, compare)
+    await pilot.pause()
+    table = app.query_one("#per-query")
+    table.focus()
+    table.move_cursor(row=row)
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+async def test_a_compare_eval_row_opens_both_model_sets_in_search():
+    """Enter on a `PIPELINE@MODEL` row of a --compare eval: Search in the baseline's workspace, the
+    baseline left with the base models, that pipeline right with the compared models (their own
+    index, the report's second workspace), and no instruction (wb eval uses none)."""
+    engine = FakeEngine()
+    app = WbApp(FakeEngine.root, engine=engine)
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        await settle(pilot)
+        app.search.set_instruction("python-docs")
+        await settle(pilot)
+        assert app.state.instruction_value == "python-docs"
+        await _open_row(pilot, COMPARE_REPORT, {"dense": "/ws/runs/ft-1/model"})
+        assert not [m for m, sev in seen if sev in ("error", "warning")], seen
+        search = app.search
+        assert app.query_one("#tabs").active == "search"
+        assert str(app.workspace_root) == "/demo/eval-base"
+        assert (search.left.pipeline, search.right.pipeline) == ("hybrid", "hybrid")
+        assert search.left.root is None and not search.left.models
+        assert search.right.root == "/demo/eval-ft" and not search.right.models
+        assert "ft-1" in str(app.query_one("#right-model").render())
+        # the instruction is the eval's (none), in the state and the picker
+        assert app.state.instruction_value is None and app.query_one("#instruction").value == "none"
+        assert search.left.shown_key[:3] == ("/demo/eval-base", "remove a directory", "")
+        assert search.right.shown_key[:3] == ("/demo/eval-ft", "remove a directory", "")
+        last = {root: (pipeline, instruction) for root, _q, pipeline, instruction, _m in engine.searches}
+        assert last["/demo/eval-ft"] == ("hybrid", None) and last["/demo/eval-base"] == ("hybrid", None)
+        assert app.focused is search.left.table
+        assert "b" in app.screen.active_bindings  # back to the base models is offered in the footer
+
+        # a plain row of another eval: both columns back on the workspace's own models
+        await _open_row(pilot, EVAL_REPORT)
+        assert str(app.workspace_root) == "/demo/eval-ws"
+        assert all(c.root is None and not c.models and not c.model_label for c in search.columns)
+
+
+async def test_a_reranker_compare_eval_row_reranks_with_the_compared_model(tmp_path, monkeypatch):
+    """A reranker --compare keeps one index: the right column gets the reranker the evaluation ran
+    with (the compare box when Run was pressed) as a role override; a report whose compared models
+    are unknown says so instead of showing the wrong models."""
+    from workbench.tui import evaluate
+
+    engine = FakeEngine()
+    app = WbApp(FakeEngine.root, engine=engine)
+    report = {**COMPARE_REPORT, "workspace": "/demo/eval-base", "baseline": "hybrid",
+              "per_query": [{"pipeline": "hybrid+rerank@ft-2", "query_id": "q1", "query": "copy a tree",
+                             "baseline": 0.2, "value": 0.8, "delta": 0.6}]}
+    commands = []
+
+    def fake_eval_command(dataset, pipelines, workspace, compare=None):  # prints the report, as wb eval --json
+        commands.append(compare)
+        return [sys.executable, "-c", f"print({json.dumps(json.dumps(report))})"]
+
+    monkeypatch.setattr(evaluate, "eval_command", fake_eval_command)
+    (tmp_path / "beir").mkdir()
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        await settle(pilot)
+        app.action_show_tab("evaluate")
+        app.query_one("#dataset").value = str(tmp_path / "beir")
+        app.query_one("#eval-pipelines").value = "hybrid,hybrid+rerank"
+        app.query_one("#eval-compare").value = "reranker=/ws/runs/ft-2/model"
+        app.evaluate.action_run()
+        await settle(pilot)
+        app.query_one("#eval-compare").value = ""  # edited after the run: the report keeps its models
+        assert commands == [["reranker=/ws/runs/ft-2/model"]] and app.evaluate.report == report
+        table = app.query_one("#per-query")
+        table.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        search = app.search
+        assert app.query_one("#tabs").active == "search"
+        assert (search.left.pipeline, search.right.pipeline) == ("hybrid", "hybrid+rerank")
+        assert search.right.root is None and search.right.models == {"reranker": "/ws/runs/ft-2/model"}
+        assert ("hybrid+rerank", {"reranker": "/ws/runs/ft-2/model"}) in engine.overrides
+
+        # the same report without the --compare models (not run from this screen): a clear warning
+        app.search.set_models(run=False)
+        await _open_row(pilot, report, None)
+        assert app.query_one("#tabs").active == "evaluate"
+        assert any("ft-2" in m and sev == "warning" for m, sev in seen), seen
+
+
+async def test_small_labels_hit_count_chunk_header_and_cleared_instruction():
+    from textual.widgets._data_table import ColumnKey
+
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "directory")
+        left = app.search.left
+        one = left.result
+        one.results[:] = one.results[:1]
+        left.show(one, left.shown_key)
+        assert str(app.query_one("#left-status").render()).startswith("1 hit ·")
+        assert str(left.table.columns[ColumnKey("doc")].label).strip() == "document"
+        await pilot.press("escape", "u")
+        await settle(pilot)
+        assert left.result.unit == "chunk"
+        assert str(left.table.columns[ColumnKey("doc")].label).strip() == "chunk"
+
+        # clearing the free-text instruction: the picker says none again
+        box = app.query_one("#instruction-text")
+        box.value = "find the function"
+        await pilot.pause()
+        assert app.query_one("#instruction").value == "custom"
+        box.value = ""
+        await settle(pilot)
+        assert app.state.instruction_value is None
+        assert app.query_one("#instruction").value == "none"
+        assert app.state.instruction == "none"
+
+
+async def test_launch_form_max_steps_and_an_error_that_goes_once_fixed(tmp_path):
+    """max steps is offered for every trainer whose `wb train` subcommand has --max-steps; a field's
+    error goes away once the field is filled."""
+    from workbench.tui.launch import LaunchScreen, available_trainers, cli_train_options
+
+    ws = tmp_path / "ws"
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(120, 44)) as pilot:
+        await open_runs(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, LaunchScreen)
+        await pilot.click("#launch-go")
+        await settle(pilot)
+        assert form.error == "data: give a value"
+        form.query_one("#launch-data").value = str(tmp_path / "train.jsonl")
+        await pilot.pause()
+        assert form.error == ""
+        assert str(form.query_one("#launch-error").render()) == ""
+        form.query_one("#launch-epochs").value = "x"
+        await pilot.click("#launch-go")
+        await settle(pilot)
+        assert form.error == "epochs: 'x' is not a number"
+        form.query_one("#launch-epochs").value = "-1"
+        await pilot.pause()
+        assert form.error == "epochs: -1 is too small"  # the next problem replaces it
+        form.query_one("#launch-epochs").value = "1"
+        await pilot.pause()
+        assert form.error == ""
+
+        with_option = [s.kind for s in available_trainers() if "--max-steps" in cli_train_options()[s.command]]
+        assert "embedder" in with_option
+        for kind in with_option:
+            form.query_one("#launch-trainer").value = kind
+            await settle(pilot)
+            assert form.spec.kind == kind and form.query("#launch-max-steps"), kind
+        form.query_one("#launch-max-steps").value = "50"
+        argv = form.command()
+        assert argv[argv.index("--max-steps") + 1] == "50"
+        form.query_one("#launch-max-steps").value = ""
+        assert "--max-steps" not in form.command()  # empty: from the epochs (the trainer's default)
+
+
+async def test_switching_workspace_clears_the_corpus_screens_last_indexing(tmp_path):
+    """A failed indexing run stops its bar; another workspace shows nothing of the previous
+    workspace's last indexing run (summary line, skipped files)."""
+    from types import SimpleNamespace
+
+    from textual.widgets import ProgressBar
+
+    (tmp_path / "docs").mkdir()
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("corpus")
+        corpus = app.corpus
+        corpus.start_index([str(tmp_path / "docs")])  # the fake engine's index fails
+        await settle(pilot)
+        assert "indexing failed" in str(app.query_one("#index-phase").render())
+        bar = app.query_one("#index-bar", ProgressBar)
+        assert bar.total is not None or not bar.display  # no indeterminate animation left running
+        assert not bar.display
+
+        skipped = SimpleNamespace(path="/demo/corpus/big.bin", reason="binary")
+        summary = SimpleNamespace(line=lambda: "indexed 3 docs", skipped=[skipped], rebuilt="", docs_indexed=3,
+                                  chunks_written=5, docs_unchanged=0)
+        corpus._finished([summary])
+        await settle(pilot)
+        assert app.query_one("#index-progress").display and app.query_one("#skipped").display
+        app.set_workspace(str(tmp_path / "other"))
+        await settle(pilot)
+        assert not app.query_one("#index-progress").display
+        assert not app.query_one("#skipped").display and app.query_one("#skipped").row_count == 0
+        assert "indexed 3 docs" not in str(app.query_one("#index-rate").render())

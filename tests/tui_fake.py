@@ -59,6 +59,7 @@ class FakeEngine:
         self.indexed = indexed
         self.calls: list[tuple[str, str]] = []
         self.overrides: list[tuple[str, dict]] = []  # (pipeline, role overrides) of searches that had some
+        self.searches: list[tuple[str, str, str, str | None, dict]] = []  # (root, query, pipeline, instruction, models)
         self.lock = threading.Lock()
 
     def info(self, root):
@@ -99,6 +100,7 @@ class FakeEngine:
     def search(self, root, text, *, pipeline, k=10, instruction=None, unit="doc", models=None):
         with self.lock:
             self.calls.append((text, pipeline))
+            self.searches.append((str(root), text, pipeline, instruction, dict(models or {})))
             if models:
                 self.overrides.append((pipeline, dict(models)))
         if self.delay:

@@ -17,7 +17,7 @@ from pathlib import Path
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input, TabbedContent, TabPane
+from textual.widgets import Button, DataTable, Footer, Header, Input, TabbedContent, TabPane
 
 from workbench.errors import WbError
 from workbench.tui.commands import WbCommands
@@ -128,6 +128,8 @@ class WbApp(App):
         self.save_state()
         for column in self.search.columns:  # a fine-tune's index belongs to the previous workspace
             column.set_models(None, "")
+        self.search.refresh_bindings()
+        self.corpus.workspace_changed()
         self.query_one(RunsPane).refresh_runs()
         self.open_workspace()
 
@@ -223,6 +225,11 @@ class WbApp(App):
             return
         while len(self.screen_stack) > 1:
             self.pop_screen()
+        focused = self.focused
+        if focused is not None and self.query_one(f"#{tab}", TabPane) not in focused.ancestors:
+            # Let go of the old screen's widget first: hidden, it would hand focus to a sibling there,
+            # and TabbedContent shows the tab of whatever has focus (the old screen again).
+            self.set_focus(None)
         self.query_one(TabbedContent).active = tab
         self.state.tab = tab
         self._focus_tab(tab)
@@ -237,24 +244,30 @@ class WbApp(App):
             self.runs.refresh_runs()
 
     def _focus_tab(self, tab: str) -> None:
+        """Focus the shown screen's table (or button), never a text box with text in it: a text box
+        selects its text when focused, and the next key (``2``, ``w``) would replace it. Only an empty
+        Search query box gets focus (typing there is what the user came for)."""
+        before = self.focused
+
         def focus() -> None:
+            now = self.focused
+            if now is not None and now is not before and self.query_one(f"#{tab}", TabPane) in now.ancestors:
+                return  # something in the screen was focused meanwhile (a key such as `a` after `1`)
             if tab == "search":
                 search = self.search
-                if search.left.result is not None and search.left.hits:
+                query = self.query_one("#query", Input)
+                if (search.left.result is not None and search.left.hits) or query.value:
                     search.left.table.focus()
                 else:
-                    self.query_one("#query", Input).focus()
+                    query.focus()
             elif tab == "corpus":
-                corpus = self.corpus
-                if corpus.info is not None and corpus.info.exists:
-                    self.query_one("#documents", DataTable).focus()
-                else:
-                    self.query_one("#folder", Input).focus()
+                self.query_one("#documents", DataTable).focus()
             elif tab == "evaluate":
-                if self.evaluate.report:
+                run = self.query_one("#eval-run", Button)
+                if self.evaluate.report or run.disabled:
                     self.query_one("#per-query", DataTable).focus()
                 else:
-                    self.query_one("#dataset", Input).focus()
+                    run.focus()
             elif tab == "runs":
                 self.query_one("#runs-table", DataTable).focus()
 
@@ -302,9 +315,13 @@ class WbApp(App):
         self.evaluate.action_run()
 
     def jump_to_search(self, query: str, left: str | None = None, right: str | None = None,
-                       workspace: str | None = None) -> None:
+                       workspace: str | None = None, right_models: tuple | None = None,
+                       instruction: str | None = None) -> None:
         """Open ``query`` in Search, with the given pipelines when they are known ones (and in
-        ``workspace``, the one an evaluation indexed its dataset into, when given)."""
+        ``workspace``, the one an evaluation indexed its dataset into, when given), the instruction
+        ``instruction`` (None: none, as ``wb eval`` searches), and the right column on ``right_models``
+        (``(root or None, label[, {role: model}])``: a ``--compare`` system's models; None: both
+        columns on the workspace's own models)."""
         if workspace:
             from workbench.workspace import Workspace
 
@@ -314,6 +331,11 @@ class WbApp(App):
         self.action_show_tab("search")
         search = self.search
         search.set_pipelines(left, right)
+        if right_models is not None:
+            search.set_models(left=(None, "base models"), right=right_models, run=False)
+        elif any(c.root or c.model_label or c.models for c in search.columns):
+            search.set_models(run=False)
+        search.set_instruction(instruction, run=False)
         search.set_query(query)
         self.call_after_refresh(search.left.table.focus)
 
@@ -324,7 +346,7 @@ class WbApp(App):
         if self.search.is_mounted:
             self.search.refresh_theme()
         if self.evaluate.is_mounted and self.evaluate.report:
-            self.evaluate.show_report(self.evaluate.report)
+            self.evaluate.show_report(self.evaluate.report, self.evaluate.compare)
 
     def on_unmount(self) -> None:
         self.save_state()

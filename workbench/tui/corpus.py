@@ -181,6 +181,7 @@ class CorpusPane(Vertical):
     def _open_workspace(self) -> None:
         path = self.query_one("#workspace-path", Input).value.strip()
         if path:
+            self.leave_boxes()  # a one-shot box: the screen keys (1-4, a, w) work again
             self.app.set_workspace(path)
 
     @on(Input.Submitted, "#folder")
@@ -191,7 +192,27 @@ class CorpusPane(Vertical):
             self.app.notify("type a folder to index first", severity="warning")
             self.query_one("#folder", Input).focus()
             return
+        self.leave_boxes()
         self.start_index([folder])
+
+    def leave_boxes(self) -> None:
+        """Focus the documents table (after Enter in the workspace or add-folder box)."""
+        self.query_one("#documents", DataTable).focus()
+
+    def workspace_changed(self) -> None:
+        """Another workspace was opened: drop what belonged to the previous one (the last indexing
+        run's summary and skipped files; a run still going keeps its progress shown)."""
+        box = self.query_one("#workspace-path", Input)
+        if not box.has_focus:
+            box.value = str(self.app.workspace_root)
+        if self.indexing:
+            return
+        self.query_one("#index-progress").display = False
+        self.query_one("#index-phase", Static).update("")
+        self.query_one("#index-rate", Static).update("")
+        skipped = self.query_one("#skipped", DataTable)
+        skipped.clear()
+        skipped.display = False
 
     # -- indexing ----------------------------------------------------------------------
     @property
@@ -211,6 +232,7 @@ class CorpusPane(Vertical):
             self.app.notify(f"no such file or folder: {missing[0]}", title="cannot index", severity="error")
             return
         self.query_one("#index-progress").display = True
+        self.query_one("#index-bar").display = True
         self.query_one("#skipped").display = False
         self.query_one("#index-rate", Static).update("")
         self.query_one("#index-bar", ProgressBar).update(total=None, progress=0)
@@ -260,6 +282,9 @@ class CorpusPane(Vertical):
             self.query_one("#index-rate", Static).update(Text(rate_line, style="dim"))
 
     def _failed(self, message: str) -> None:
+        bar = self.query_one("#index-bar", ProgressBar)
+        bar.update(total=1, progress=0)  # an indeterminate bar would keep animating
+        bar.display = False
         self.query_one("#index-phase", Static).update(Text("indexing failed", style="bold"))
         self.query_one("#index-rate", Static).update(Text(message))
         self.app.notify(message, title="indexing failed", severity="error", timeout=10)

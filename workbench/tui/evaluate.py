@@ -6,7 +6,10 @@ Enter on a query opens it in Search with the baseline on the left and that pipel
 lines (JSON ``{"phase", "done", "total"}`` or plain text), shown as they arrive. A failing command
 becomes a notification with its last stderr line. No ``-w`` is passed: ``wb eval`` indexes the
 dataset into its own cached workspace (never the user's), which the report names; jumping to a
-query opens that workspace in Search.
+query opens that workspace in Search, with no instruction (``wb eval`` uses none). A ``--compare``
+system's row (``PIPELINE@MODEL``) opens the baseline on the left and PIPELINE with the compared
+models on the right (their own index, the report's second workspace, or for a reranker the role
+override on the same index: ``search_target``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
@@ -73,6 +77,7 @@ class EvalPane(Vertical):
     def __init__(self) -> None:
         super().__init__(id="eval-pane")
         self.report: dict | None = None
+        self.compare: dict[str, str] = {}  # the --compare models of the report shown
         self._per_query: list[dict] = []
         self._sort = 0
         self._proc = None
@@ -113,17 +118,32 @@ class EvalPane(Vertical):
     def action_focus_dataset(self) -> None:
         self.query_one("#dataset", Input).focus()
 
+    # What is remembered is a usable value only (a half-typed or mistyped one is not saved).
     @on(Input.Changed, "#dataset")
     def _dataset_changed(self, event: Input.Changed) -> None:
-        self.app.state.eval_dataset = event.value
+        value = event.value.strip()
+        if not value or Path(value).expanduser().is_dir():
+            self.app.state.eval_dataset = event.value
 
     @on(Input.Changed, "#eval-pipelines")
     def _pipelines_changed(self, event: Input.Changed) -> None:
+        from workbench.search.pipelines import parse_pipelines
+
+        try:
+            parse_pipelines(event.value.strip())
+        except WbError:
+            return
         self.app.state.eval_pipelines = event.value
 
     @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if self.action_run():
+            self.query_one("#per-query", DataTable).focus()  # leave the box: the screen keys work again
+
     @on(Button.Pressed, "#eval-run")
-    def action_run(self) -> None:
+    def action_run(self) -> bool:
+        """Start ``wb eval`` with the form's values; False when it could not start."""
         from workbench.search.pipelines import parse_pipelines
 
         dataset = self.query_one("#dataset", Input).value.strip()
@@ -131,23 +151,25 @@ class EvalPane(Vertical):
         if not dataset:
             self.app.notify("type a BEIR dataset folder first", severity="warning")
             self.action_focus_dataset()
-            return
+            return False
         if not Path(dataset).expanduser().exists():
             self.app.notify(f"no such dataset folder: {dataset}", title="cannot evaluate", severity="error")
-            return
+            return False
         try:
             names = [p.name for p in parse_pipelines(pipelines)]
         except WbError as exc:
             self.app.notify(str(exc), title="cannot evaluate", severity="error")
-            return
+            return False
         try:
             compare = self._compare_models()
         except WbError as exc:
             self.app.notify(str(exc), title="cannot evaluate", severity="error")
-            return
+            return False
         if any(w.group == "eval" and not w.is_finished for w in self.workers):
             self.app.notify("an evaluation is already running", severity="warning")
-            return
+            return False
+        self.app.state.eval_dataset = dataset
+        self.app.state.eval_pipelines = pipelines
         self.app.save_state()
         cmd = eval_command(str(Path(dataset).expanduser()), ",".join(names), None, compare)
         self.query_one("#eval-progress").display = True
@@ -155,7 +177,8 @@ class EvalPane(Vertical):
         self.query_one("#eval-status", Static).update(Text("starting wb eval…", style="italic"))
         self.query_one("#eval-stop", Button).disabled = False
         self.query_one("#eval-run", Button).disabled = True
-        self._eval_worker(cmd)
+        self._eval_worker(cmd, dict(item.split("=", 1) for item in compare))
+        return True
 
     def _compare_models(self) -> list[str]:
         """The compare box as ``--compare`` values; ``runs/NAME`` becomes that run's model folder in the
@@ -192,7 +215,7 @@ class EvalPane(Vertical):
 
     # -- running -----------------------------------------------------------------------
     @work(exclusive=True, group="eval", name="eval")
-    async def _eval_worker(self, cmd: list[str]) -> None:
+    async def _eval_worker(self, cmd: list[str], compare: dict[str, str] | None = None) -> None:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         last_err: list[str] = []
@@ -242,7 +265,7 @@ class EvalPane(Vertical):
             self.app.notify(f"wb eval printed no JSON report ({exc})", title="evaluation failed", severity="error")
             return
         self._done(Text(f"done in {report.get('wall_seconds', 0):.1f} s", style="dim"))
-        self.show_report(report)
+        self.show_report(report, compare)
 
     def _progress_line(self, line: str) -> None:
         status = self.query_one("#eval-status", Static)
@@ -268,9 +291,12 @@ class EvalPane(Vertical):
         self.query_one("#eval-run", Button).disabled = False
 
     # -- the report --------------------------------------------------------------------
-    def show_report(self, report: dict | None) -> None:
-        """Render a ``wb eval --json`` object (or clear the tables for None)."""
+    def show_report(self, report: dict | None, compare: dict[str, str] | None = None) -> None:
+        """Render a ``wb eval --json`` object (or clear the tables for None); ``compare``: the
+        ``--compare`` models it ran with ({role: model}), which Enter on a ``PIPELINE@MODEL`` row
+        applies to Search's right column."""
         self.report = report
+        self.compare = dict(compare or {})
         pal = Palette.of(self.app)
         table = self.query_one("#eval-table", DataTable)
         table.clear(columns=True)
@@ -375,9 +401,13 @@ class EvalPane(Vertical):
         if not (0 <= i < len(self._rows)):
             return
         row = self._rows[i]
-        report = self.report or {}
-        self.app.jump_to_search(str(row.get("query", "")), left=report.get("baseline"), right=row.get("pipeline"),
-                                workspace=report_workspace(report))
+        target = search_target(self.report or {}, str(row.get("pipeline", "")), self.compare)
+        if target.problem:
+            self.app.notify(target.problem, title="cannot show this row in Search", severity="warning", timeout=10)
+            return
+        self.app.jump_to_search(str(row.get("query", "")), left=target.left, right=target.right,
+                                workspace=target.workspace, right_models=target.right_models,
+                                instruction=target.instruction)
 
     def on_resize(self) -> None:
         if self._per_query:
@@ -390,6 +420,63 @@ def report_workspace(report: dict) -> str | None:
     if isinstance(ws, list):
         ws = ws[0] if len(ws) == 1 else None  # several indexes (several model sets): no single one
     return str(ws) if ws else None
+
+
+def report_workspaces(report: dict) -> list[str]:
+    """Every workspace the evaluation searched, in wb eval's order: the baseline models' first, then
+    the ``--compare`` models' (a second index only when those models change what is indexed)."""
+    ws = report.get("workspace") or report.get("workspaces")
+    if isinstance(ws, list):
+        return [str(w) for w in ws if w]
+    return [str(ws)] if ws else []
+
+
+@dataclass
+class SearchTarget:
+    """How Search shows one per-query row: the pipelines, the workspace, the right column's models
+    (``(root or None, label, {role: model})``, None: the workspace's own) and the instruction; or
+    ``problem``, why it cannot."""
+
+    left: str | None = None
+    right: str | None = None
+    workspace: str | None = None
+    right_models: tuple | None = None
+    instruction: str | None = None
+    problem: str = ""
+
+
+def search_target(report: dict, system: str, compare: dict[str, str] | None = None) -> SearchTarget:
+    """Where Enter on a per-query row of ``system`` (a pipeline, or ``PIPELINE@MODEL`` for a
+    ``--compare`` system) takes Search: the baseline on the left in the baseline's workspace, that
+    pipeline on the right with the compared models (their own index, the report's second workspace,
+    when they change what is indexed; else ``compare``'s role overrides on the same index), and the
+    instruction the evaluation used (``wb eval`` uses none unless the report names one)."""
+    from workbench.tui.common import PIPELINES
+    from workbench.variants import INDEX_ROLES
+
+    workspaces = report_workspaces(report)
+    baseline = str(report.get("baseline") or "")
+    pipeline, at, label = system.partition("@")
+    target = SearchTarget(left=baseline or None, right=pipeline or None,
+                          workspace=workspaces[0] if workspaces else None,
+                          instruction=report.get("instruction") or None)
+    for name in (baseline, pipeline):
+        if name and name not in PIPELINES:
+            target.problem = f"Search has no pipeline '{name}' (it offers {', '.join(PIPELINES)})"
+            return target
+    if not at:
+        return target
+    compare = dict(compare or {})
+    others = {role: model for role, model in compare.items() if role not in INDEX_ROLES}
+    shown = f"{'+'.join(compare)} · {label}" if compare else label  # e.g. "dense · ft-1"
+    if len(workspaces) >= 2:  # the compared models have an index of their own (its wb.toml names them)
+        target.right_models = (workspaces[1], shown, others)
+    elif len(workspaces) == 1 and compare and not any(role in INDEX_ROLES for role in compare):
+        target.right_models = (None, shown, compare)  # e.g. a reranker: the same index, other role models
+    else:
+        target.problem = (f"{system}: this report does not say which models '{label}' stands for (run the "
+                          "evaluation again from this screen to open its rows in Search)")
+    return target
 
 
 def _num(x) -> str:

@@ -165,7 +165,9 @@ EVAL_EVERY = Field("eval_every", "--eval-every", "eval every", "int",
                    help="evaluate on the eval data every N steps (0: never)")
 NEGATIVES = Field("negatives", "--negatives", "negatives", "int", config_key="negatives_per_query",
                   help="hard negatives per query (from the data: wb mine makes them)")
-SCHEDULE = (EPOCHS, BATCH, LR)
+MAX_STEPS = Field("max_steps", "--max-steps", "max steps", "int", "",
+                  help="optimizer steps, overriding the epochs (empty or 0: from the epochs)")
+SCHEDULE = (EPOCHS, BATCH, LR, MAX_STEPS)
 TRAIN_DATA = "FlagEmbedding jsonl (wb mine writes one), BEIR folder or sentence-transformers file"
 BEIR_EVAL = Field("eval_data", "--eval-data", "eval data", "path",
                   help="optional BEIR folder evaluated during training (nDCG@10)")
@@ -468,6 +470,7 @@ class LaunchScreen(ModalScreen):
         kinds = [s.kind for s in self.trainers]
         self.spec = self.trainers[kinds.index(trainer)] if trainer in kinds else self.trainers[0]
         self._switching = False
+        self._checked = False  # the error shown is a field's (checked again as fields change)
 
     # -- building ----------------------------------------------------------------------
     @staticmethod
@@ -610,8 +613,9 @@ class LaunchScreen(ModalScreen):
         v = self.values()
         return train_command(self.spec, v, v["name"], str(self.workspace))
 
-    def show_error(self, message: str) -> None:
+    def show_error(self, message: str, checked: bool = False) -> None:
         self.error = message
+        self._checked = checked and bool(message)
         self.query_one("#launch-error", Static).update(
             Text(message, style=f"bold {Palette.of(self.app).down}") if message else "")
 
@@ -624,9 +628,24 @@ class LaunchScreen(ModalScreen):
         try:
             argv = self.command()
         except WbError as exc:
-            self.show_error(str(exc))
+            self.show_error(str(exc), checked=True)
             return
         self._launch_worker(argv, argv[argv.index("--out") + 1])
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    @on(Checkbox.Changed)
+    def _field_changed(self, event) -> None:
+        """A field's error is checked again as the fields change: gone once the value is right (or
+        replaced by the next field's); a failed command's line stays until the next launch."""
+        if not self._checked or self._switching:
+            return
+        try:
+            self.values()
+        except WbError as exc:
+            self.show_error(str(exc), checked=True)
+            return
+        self.show_error("")
 
     @work(exclusive=True, group="launch", name="launch run")
     async def _launch_worker(self, argv: list[str], name: str) -> None:

@@ -143,7 +143,8 @@ class ResultColumn(Vertical):
         else:
             ms = self.result.timings_ms.get("total")
             n = len(self.result.results)
-            status.update(Text(f"{n} hits" + (f" · {ms:.0f} ms" if ms is not None else ""), style="dim"))
+            status.update(Text(f"{n} hit{'' if n == 1 else 's'}" + (f" · {ms:.0f} ms" if ms is not None else ""),
+                               style="dim"))
 
     def redraw(self) -> None:
         if not self.is_mounted:
@@ -160,7 +161,8 @@ class ResultColumn(Vertical):
         table.add_column(" # ", key="rank", width=3)
         if self.compare:
             table.add_column("move ", key="move", width=5)
-        table.add_column(" document", key="doc", width=title_w)
+        unit = self.result.unit if self.result is not None else getattr(self.app.state, "unit", "doc")
+        table.add_column(" chunk" if unit == "chunk" else " document", key="doc", width=title_w)
         table.add_column(" score ", key="score", width=7)
         for m in mode_cols:
             table.add_column(f"{MODE_SHORT[m]:>3}", key=m, width=3)

@@ -37,7 +37,7 @@ class SearchPane(Vertical):
         Binding("u", "toggle_unit", "Doc/chunk", tooltip="Rank documents or chunks"),
         Binding("plus", "more", "More hits", show=False, tooltip="Ten more results per column"),
         Binding("minus", "fewer", "Fewer hits", show=False, tooltip="Ten fewer results per column"),
-        Binding("b", "base_models", "Base models", show=False,
+        Binding("b", "base_models", "Base models",
                 tooltip="Both columns back on the workspace's own models (after comparing a fine-tune)"),
     ]
 
@@ -151,11 +151,14 @@ class SearchPane(Vertical):
     def _instruction_typed(self, event: Input.Changed) -> None:
         state = self.app.state
         state.custom_instruction = event.value
-        if event.value.strip() and state.instruction != "custom":
-            state.instruction = "custom"
+        typed = bool(event.value.strip())
+        # typing makes it a custom instruction; clearing the box leaves none (and the picker says so)
+        wanted = "custom" if typed else "none" if state.instruction == "custom" else state.instruction
+        if wanted != state.instruction:
+            state.instruction = wanted
             sel = self.query_one("#instruction", Select)
             with sel.prevent(Select.Changed):
-                sel.value = "custom"
+                sel.value = state.instruction
             self._update_instruction_placeholder()
         self.update_rendered()
         self.request_search()
@@ -200,16 +203,28 @@ class SearchPane(Vertical):
         if right in PIPELINES:
             self.right.set_pipeline(right)
 
-    def set_models(self, left: tuple = (None, ""), right: tuple = (None, "")) -> None:
+    def set_models(self, left: tuple = (None, ""), right: tuple = (None, ""), run: bool = True) -> None:
         """Per-column workspace roots and header labels: ``(root or None, label)`` or ``(root or None,
         label, {role: model})`` for each side (a fine-tune's variant index, or a fine-tuned reranker,
         on one side, the workspace's own models on the other)."""
         self.left.set_models(*left)
         self.right.set_models(*right)
-        self.request_search(immediate=True)
+        self.refresh_bindings()  # b (back to the base models) is shown only while comparing
+        if run:
+            self.request_search(immediate=True)
+
+    @property
+    def comparing(self) -> bool:
+        """A column answers with other models than the workspace's own."""
+        return any(c.root or c.model_label or c.models for c in self.columns)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "base_models":
+            return self.comparing
+        return True
 
     def action_base_models(self) -> None:
-        if any(c.root or c.model_label or c.models for c in self.columns):
+        if self.comparing:
             self.set_models()
             self.app.notify("both columns use the workspace's own models", timeout=3)
 
@@ -244,12 +259,31 @@ class SearchPane(Vertical):
         if run:
             self.request_search(immediate=True)
 
-    def set_instruction(self, value: str) -> None:
-        """A preset name or free text."""
-        if value in INSTRUCTION_PRESETS:
-            self.query_one("#instruction", Select).value = value
+    def set_instruction(self, value: str | None, *, run: bool = True) -> None:
+        """A preset name, free text, or None / "" / "none" for no instruction (applied at once: the
+        next query uses it)."""
+        state = self.app.state
+        value = (value or "").strip()
+        if value in ("", "none"):
+            name, custom = "none", ""
+        elif value in INSTRUCTION_PRESETS:
+            name, custom = value, ""
         else:
-            self.query_one("#instruction-text", Input).value = value
+            name, custom = "custom", value
+        if (state.instruction, state.custom_instruction) == (name, custom):
+            return
+        state.instruction, state.custom_instruction = name, custom
+        sel = self.query_one("#instruction", Select)
+        with sel.prevent(Select.Changed):
+            sel.value = name
+        box = self.query_one("#instruction-text", Input)
+        with box.prevent(Input.Changed):
+            box.value = custom
+        self._update_instruction_placeholder()
+        self.update_rendered()
+        self.app.save_state()
+        if run:
+            self.request_search(immediate=True)
 
     # -- running queries ---------------------------------------------------------------
     def effective_k(self) -> int:
