@@ -155,3 +155,25 @@ def test_a_query_during_the_first_index_says_it_is_being_indexed(tmp_path):
         says = one_line_error(wb("query", "x", workspace=ws.root))
     assert "is being indexed and holds no documents yet" in says
     assert "is empty" in one_line_error(wb("query", "x", workspace=ws.root))  # no writer: plainly empty
+
+
+def test_ctrl_c_during_foreground_training_checkpoints_and_exits_130(tmp_path):
+    import time
+
+    from tiny_models import tiny_bert, topic_groups
+
+    base = tiny_bert(tmp_path / "base")
+    data = topic_groups(tmp_path / "groups.jsonl", n=48)
+    env = dict(os.environ, WB_WORKSPACE=str(tmp_path / "ws"))
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli.main", "train", "reranker", "--data", str(data),
+                             "--base", str(base), "--out", "ce", "--batch-size", "1", "--epochs", "50"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events = tmp_path / "ws" / "runs" / "ce" / "events.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (events.exists() and '"step"' in events.read_text()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-500:]
+    assert "stopped at step" in out and err.strip().splitlines()[-1] == "wb: interrupted"
+    assert json.loads((tmp_path / "ws" / "runs" / "ce" / "status.json").read_text())["state"] == "stopped"

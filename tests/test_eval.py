@@ -136,6 +136,10 @@ def test_json_schema_and_values(first_run, dataset):
     assert [p["name"] for p in report["pipelines"]] == ["bm25", "dense", "hybrid"]
     base, *others = report["pipelines"]
     assert base["delta"] is None and base["p_value"] is None and base["wins"] is None
+    # which models ran, per pipeline, labelled as `wb query --json` labels them (bm25 runs none)
+    assert base["models"] == {} and set(others[0]["models"]) == {"dense"}
+    assert set(others[1]["models"]) == {"dense", "colbert", "sparse"}
+    assert "zero-shot" in others[1]["models"]["colbert"]
     for p in report["pipelines"]:
         assert set(p["metrics"]) == set(METRICS)
         assert all(0.0 <= v <= 1.0 for v in p["metrics"].values())

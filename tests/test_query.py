@@ -191,7 +191,10 @@ def test_workspace_config_naming_other_models_than_its_index_is_refused(small_wo
     ws, _ = small_workspace
     other = tmp_path / "ws"
     shutil.copytree(ws.root, other)
-    (other / "wb.toml").write_text((other / "wb.toml").read_text().replace('sparse = "splade-tiny"', 'sparse = "all-MiniLM-L6-v2"'))
+    from workbench.models.cache import resolve_model_path
+
+    splade = shutil.copytree(resolve_model_path("splade-tiny"), tmp_path / "my-splade")  # another sparse model
+    (other / "wb.toml").write_text((other / "wb.toml").read_text().replace('sparse = "splade-tiny"', f'sparse = "{splade}"'))
     proc = wb("query", "x", workspace=other)
     assert proc.returncode == 2
     assert "built with other models" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -85,6 +85,7 @@ def test_resume_after_stop_reproduces_the_uninterrupted_loss_curve(tiny, tmp_pat
     status = train_embedder(b, resume=True)
     assert status["state"] == "finished" and status["step"] == 8
     assert [e["step"] for e in b.events() if e["event"] == "step"] == list(range(1, 9))
+    assert b.model_dir.exists() and not b.checkpoints.exists()  # finished: its checkpoints are pruned
     assert _losses(b) == pytest.approx(_losses(a), rel=1e-4)
     if lora:
         assert (b.model_dir / "adapter" / "adapter_config.json").exists()
@@ -359,7 +360,7 @@ def test_runs_stop_waits_for_a_slow_step_and_says_so_when_it_does_not_end(tmp_pa
         ignores_term.send_signal(signal.SIGKILL)
         ignores_term.wait()
         code, out, err = run_wb(capsys, monkeypatch, "runs", "stop", "slow", "-w", str(ws))
-        assert code == 0 and "already died" in out
+        assert code == 0 and "has died already" in out
     finally:
         ignores_term.kill()
         ignores_term.wait()

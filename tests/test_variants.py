@@ -66,7 +66,7 @@ def test_variant_is_built_beside_the_base_and_ranks_like_it(ws_with_run, capsys,
                                "--model", "dense=runs/ft")
         assert code == 0, err
         base, ft = json.loads(base_out), json.loads(ft_out)
-        assert ft["models"]["dense"].endswith("ft/model") and not base["models"]["dense"].endswith("ft/model")
+        assert ft["models"]["dense"] == "runs/ft" and base["models"]["dense"] == "all-MiniLM-L6-v2"
         assert [r["doc_id"] for r in ft["results"]] == [r["doc_id"] for r in base["results"]]
         assert [r["score"] for r in ft["results"]] == pytest.approx([r["score"] for r in base["results"]], abs=1e-3)
     # the base index was not touched: same snapshot, same documents, same configured models
@@ -174,3 +174,13 @@ def test_remove_drops_a_deleted_folder_from_the_index_and_its_variants(ws_with_r
     assert code == 0, err
     code, _out, err = wb(capsys, monkeypatch, "index", "--remove", str(extra), "-w", str(ws.root))
     assert code == 2 and "is not an indexed folder" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("role,says", [("sparse", "not a masked-LM (SPLADE) model (BertModel)"),
+                                       ("colbert", "not a trained ColBERT folder")])
+def test_a_model_that_cannot_fill_its_role_is_refused_before_any_folder_is_written(ws_with_run, role, says,
+                                                                                   capsys, monkeypatch):
+    ws, _corpus = ws_with_run  # runs/ft is a bi-encoder: no MLM head, no ColBERT head
+    code, _out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", f"{role}=runs/ft")
+    assert code == 2 and f"runs/ft cannot fill the {role} role: it is {says}" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (ws.root / "variants").exists()

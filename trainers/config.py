@@ -25,11 +25,45 @@ def _from_dict(cls, data: dict):
     """``cls(**data)`` without the ``trainer`` key; a key that is not one of ``cls``'s fields: UsageError.
     Fields missing from ``data`` take their defaults (a config.json from an older version still loads)."""
     data = {k: v for k, v in data.items() if k != "trainer"}
-    known = {f.name for f in fields(cls)}
-    unknown = set(data) - known
+    by_name = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(by_name)
     if unknown:
         raise UsageError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    for key, value in data.items():
+        _check_option(key, value, str(by_name[key].type))
     return cls(**data)
+
+
+_KINDS = {  # a field's annotation -> (accepts, what to write); None values pass where the type allows them
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+}
+# option -> (lowest, inclusive?): a value below is refused before the run folder exists
+_LOWEST = {
+    "lr": (0.0, False), "head_lr": (0.0, False), "epochs": (0.0, False), "temperature": (0.0, False),
+    "teacher_temperature": (0.0, False), "batch_size": (1, True), "grad_accum": (1, True),
+    "group_size": (2, True), "max_steps": (0, True), "save_every": (0, True), "eval_every": (0, True),
+    "log_every": (1, True), "warmup_ratio": (0.0, True), "weight_decay": (0.0, True),
+    "negatives_per_query": (0, True), "distill_weight": (0.0, True), "max_length": (8, True),
+    "query_max_length": (4, True), "passage_max_length": (8, True),
+}
+
+
+def _check_option(key: str, value, annotation: str) -> None:
+    """UsageError naming ``key`` when ``value`` is not of its field's type or below its lowest value."""
+    optional = annotation.endswith("| None")
+    if value is None and optional:
+        return
+    kind = _KINDS.get(annotation.removesuffix(" | None").strip())
+    if kind and not kind[0](value):
+        raise UsageError(f"training option {key} must be {kind[1]}, not {value!r}")
+    if key in _LOWEST and isinstance(value, (int, float)) and not isinstance(value, bool):
+        lowest, inclusive = _LOWEST[key]
+        if value < lowest or (value == lowest and not inclusive):
+            raise UsageError(f"training option {key} must be {'at least' if inclusive else 'more than'} {lowest}, "
+                             f"not {value!r}")
 
 
 class RunConfig:

@@ -17,7 +17,8 @@ for all of them:
   a second Ctrl-C aborts without a checkpoint; a stop file that reads ``finish`` (``wb runs stop
   --finish``) ends the run early as ``finished`` instead: the model as it is at that step is saved
   (evaluated first when ``eval_data`` is set), the ``finished`` event says ``"early": true``;
-* evaluation every ``eval_every`` steps and at the end when ``eval_data`` is set: ``eval`` events
+* evaluation every ``eval_every`` steps and at the end (only at the end when ``eval_every`` is 0) when
+  ``eval_data`` is set: ``eval`` events
   with the trainer's metric, ``best_metric`` / ``last_metric`` in the status;
 * the end calls ``trainer.save_final`` into ``run.model_dir`` and ends ``finished``; any exception
   ends ``failed`` with the last 20 traceback lines in ``error`` and is re-raised.
@@ -379,7 +380,8 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
                     f"{event['examples_per_s']:.1f} ex/s")
         if on_step is not None:
             on_step(step, run)
-        if main and cfg.eval_data and cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == total):
+        # eval_every 0 with eval data: once, at the end
+        if main and cfg.eval_data and ((cfg.eval_every > 0 and step % cfg.eval_every == 0) or step == total):
             best = evaluate_now(best)
         if step < total and cfg.save_every > 0 and step % cfg.save_every == 0:
             save_checkpoint(step, last_loss)
@@ -387,7 +389,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
             break
 
     early = step < total and finish_requested()
-    if early and main and cfg.eval_data and cfg.eval_every > 0 and step % cfg.eval_every != 0:
+    if early and main and cfg.eval_data and (cfg.eval_every == 0 or step % cfg.eval_every != 0):
         best = evaluate_now(best)
     if step < total and not early:  # stopped
         folder = save_checkpoint(step, last_loss)
@@ -407,6 +409,9 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         run.write_status(state="finished", step=step, total_steps=total, loss=last_loss, pid=None,
                          model=str(run.model_dir))
         run.stop_path.unlink(missing_ok=True)
+        # a finished run is never resumed: its checkpoints (weights + optimizer state, ~3x the model
+        # each) would only fill the disk
+        shutil.rmtree(run.checkpoints, ignore_errors=True)
         log(f"finished early at step {step} of {total} (asked to): model in {run.model_dir}" if early
             else f"finished: model in {run.model_dir}")
     return run.status()

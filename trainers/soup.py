@@ -122,8 +122,8 @@ def check_ingredients(folders: list[Path]) -> list[str]:
     kind = _kind(folders[0])
     for folder in folders[1:]:
         if _kind(folder) != kind:
-            raise UsageError(f"{folder} is a {_kind(folder) or 'plain'} model and {folders[0]} a {kind or 'plain'} one: "
-                             "only models of one kind can be averaged")
+            raise UsageError(f"{folder} is a model of kind '{_kind(folder) or 'plain'}' and {folders[0]} of kind "
+                             f"'{kind or 'plain'}': only models of one kind can be averaged")
         if _weight_files(folder) != files:
             raise UsageError(f"{folder} has weight files {_weight_files(folder)}, {folders[0]} has {files}")
     return files

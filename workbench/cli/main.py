@@ -41,19 +41,24 @@ def _err_console():
     return make_console(stderr=True)
 
 
-def _parse_model_overrides(values: list[str] | None) -> dict[str, str]:
+def _parse_model_overrides(values: list[str] | None, flag: str = "--model") -> dict[str, str]:
     """``ROLE=NAME`` flags -> {role: name}; ``joint=NAME`` (a `wb train joint` model) fills dense,
-    sparse and colbert at once (a role also given on its own keeps its own value)."""
+    sparse and colbert at once (a role also given on its own keeps its own value). A role given twice
+    is refused: the flags name one set of models, not several."""
     out: dict[str, str] = {}
     joint = None
     for value in values or []:
         role, sep, name = value.partition("=")
         if not sep or not name:
-            raise UsageError(f"--model takes ROLE=NAME, not '{value}'")
-        if role.strip() == "joint":
+            raise UsageError(f"{flag} takes ROLE=NAME, not '{value}'")
+        role = role.strip()
+        if role in out or (role == "joint" and joint is not None):
+            raise UsageError(f"{flag} names the {role} role twice: they describe one set of models "
+                             "(compare several fine-tunes with one `wb eval` each, or a soup)")
+        if role == "joint":
             joint = name.strip()
             continue
-        out[role.strip()] = name.strip()
+        out[role] = name.strip()
     if joint is not None:
         for role in ("dense", "sparse", "colbert"):
             out.setdefault(role, joint)
@@ -156,6 +161,10 @@ def index_cmd(
                              "or index the others by name)")
     ws.ensure()
     serve = serving(ws, _parse_model_overrides(model))
+    from workbench.models.registry import resolve_role
+
+    for role in ("dense", "colbert", "sparse"):  # each model resolves and fits its role before a folder is written
+        resolve_role(role, serve.config.models)
     if serve.is_variant:
         write_variant_config(serve)
     target, cfg = serve.workspace, serve.config
@@ -344,13 +353,15 @@ def eval_cmd(
     from workbench.search.pipelines import parse_pipelines
 
     started = _time.perf_counter()
+    if run_dir and Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise UsageError(f"--run-dir {run_dir} is a file: give a folder for the run files")
     for name, value, least in (("--top", top, 1), ("--rerank-depth", rerank_depth, 1), ("--depth", depth, 10)):
         if value is not None and value < least:
             raise UsageError(f"{name} must be at least {least}")
     from workbench.eval import runner
 
     overrides = runner.resolve_run_names(workspace, _parse_model_overrides(model))
-    compare_overrides = runner.resolve_run_names(workspace, _parse_model_overrides(compare))
+    compare_overrides = runner.resolve_run_names(workspace, _parse_model_overrides(compare, "--compare"))
     if compare_overrides and tune:
         raise UsageError("--compare and --tune do not go together: tune one model set at a time")
     pipes = parse_pipelines(pipeline)
@@ -504,6 +515,9 @@ def _run_training(run, resume: bool, detach: bool) -> None:
     state = status.get("state")
     if state == "stopped":
         typer.echo(f"run {run.name} stopped at step {status.get('step')}: `wb train resume {run.name}` continues it")
+        stops = [e for e in run.events() if e.get("event") == "stopped"]
+        if stops and stops[-1].get("why") == "Ctrl-C":
+            raise typer.Exit(130)  # interrupted here (a `wb runs stop` from elsewhere ends 0)
     else:
         typer.echo(f"run {run.name} {state}: model in {run.model_dir}")
 
@@ -527,7 +541,7 @@ PassageMaxLengthOpt = Annotated[Optional[int], typer.Option("--passage-max-lengt
 MixedPrecisionOpt = Annotated[
     Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU or a CPU with native bf16), no, bf16, fp16.")
 ]
-EvalEveryOpt = Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: never).")]
+EvalEveryOpt = Annotated[Optional[int], typer.Option("--eval-every", help="With --eval-data: evaluate every N steps and at the end (0: only at the end).")]
 SaveEveryOpt = Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")]
 DetachOpt = Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")]
 ResumeOpt = Annotated[
@@ -761,7 +775,7 @@ def train_colbert_cmd(
 @train_app.command("splade")
 def train_splade_cmd(
     data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
-    base: Annotated[Optional[str], typer.Option("--base", help="'sparse' (the workspace's sparse model), a built-in name, a folder, runs/NAME or a HF id (a masked LM).")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", help="'sparse' (the workspace's sparse model, the default), a built-in name, a folder, runs/NAME or a HF id (a masked LM).")] = None,
     out: OutOpt = None,
     negatives: NegativesOpt = None,
     lambda_q: Annotated[Optional[float], typer.Option("--lambda-q", help="FLOPS weight on query vectors.")] = None,
@@ -791,7 +805,7 @@ def train_splade_cmd(
     }
 
     def adjust(values: dict, ws) -> None:
-        if values.get("base") == "sparse":
+        if values.get("base", "sparse") == "sparse":  # the default: the workspace's sparse model
             values["base"] = ws.config().models.sparse
 
     _train_cmd(SpladeConfig, given, config=config, detach=detach, resume=resume, workspace=workspace,
@@ -966,7 +980,9 @@ def runs_stop(
     run = get_run(ws.root, name)
     status = run.status()
     if status.get("state") in TERMINAL:
-        typer.echo(f"run {name} is already {status.get('state')}")
+        state = status.get("state")
+        typer.echo(f"run {name} has {state} already" if state in ("finished", "failed", "died")
+                   else f"run {name} is {state} already")
         return
     run.request_stop(finish=finish)
     if wait is None:

@@ -38,6 +38,7 @@ def to_json(result: EvalResult, per_query: list[dict] | None = None) -> dict:
                 "wins": r.wins,
                 "losses": r.losses,
                 "ties": r.ties,
+                "models": r.models,
             }
             for r in result.systems
         ],

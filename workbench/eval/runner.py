@@ -67,6 +67,7 @@ class SystemResult:
     wins: int | None = None
     losses: int | None = None
     ties: int | None = None
+    models: dict[str, str] = field(default_factory=dict)  # role -> label, for the roles the pipeline runs
 
 
 @dataclass
@@ -203,7 +204,17 @@ def run_system(searcher, system: System, dataset: EvalDataset, depth: int, progr
     run: dict[str, dict[str, float]] = {}
     for qid, res in zip(qids, results):
         run[qid] = {h.doc_id: float(h.score) for h in res.results[:depth]}  # insertion order = rank order
-    return SystemResult(system.label, system.pipeline, run, seconds)
+    return SystemResult(system.label, system.pipeline, run, seconds, models=_labels(system))
+
+
+def _labels(system: System) -> dict[str, str]:
+    """The model labels ("zero-shot" where it applies) of the roles ``system``'s pipeline runs."""
+    from workbench.models.registry import model_labels
+    from workbench.search.pipelines import parse_pipeline
+
+    pipe = parse_pipeline(system.pipeline)
+    used = set(pipe.modes) | ({"reranker"} if pipe.rerank else set())
+    return {role: label for role, label in model_labels(system.config.models).items() if role in used}
 
 
 def rank_scores(ranking: dict[str, float]) -> dict[str, float]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.config import ModelsConfig
+from workbench.errors import ModelError
 
 ROLES = ("dense", "colbert", "sparse", "reranker")
 ZERO_SHOT_COLBERT = "zero-shot"
@@ -49,11 +50,15 @@ def resolve_role(role: str, models: ModelsConfig, *, check_installed: bool = Tru
     name = getattr(models, role)
     if role in ("dense", "sparse"):
         path = resolve(name)
-        return RoleModel(role, name, path, _joint_label(name, path) or name, False)
+        if check_installed:
+            check_model_kind(role, name, path)
+        return RoleModel(role, name, path, _joint_label(name, path) or _short(name), False)
     if role == "colbert":
         if name == ZERO_SHOT_COLBERT:
             return RoleModel(role, name, None, f"maxsim over {models.dense} tokens (zero-shot)", True)
         path = resolve(name)
+        if check_installed:
+            check_model_kind(role, name, path)
         return RoleModel(role, name, path, _joint_label(name, path) or f"{_short(name)} (trained ColBERT)", False)
     if role == "reranker":
         if name == MAXSIM_RERANKER:
@@ -67,6 +72,34 @@ def resolve_role(role: str, models: ModelsConfig, *, check_installed: bool = Tru
             )
         return RoleModel(role, name, resolve(name), _reranker_label(name), False)
     raise ValueError(role)
+
+
+def check_model_kind(role: str, name: str, path: str) -> None:
+    """ModelError when the local folder ``path`` cannot fill ``role``: colbert needs a trained ColBERT
+    (or joint) folder, sparse a masked-LM (or joint) model, dense anything but a cross-encoder. A hub id
+    or a folder without config.json is left to the loader."""
+    import json
+
+    from workbench.encoders.colbert import is_colbert_folder
+    from workbench.encoders.joint import is_joint_folder
+
+    folder = Path(path)
+    if is_joint_folder(folder) or not (folder / "config.json").is_file():
+        return
+    try:
+        archs = json.loads((folder / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError):
+        return
+    shown = _short(name)
+    if role == "colbert" and not is_colbert_folder(folder):
+        raise ModelError(f"{shown} cannot fill the colbert role: it is not a trained ColBERT folder "
+                         "(`wb train colbert` makes one; `zero-shot` uses the dense model's token states)")
+    if role == "sparse" and not any(a.endswith("ForMaskedLM") for a in archs):
+        kind = archs[0] if archs else "no masked-LM head"
+        raise ModelError(f"{shown} cannot fill the sparse role: it is not a masked-LM (SPLADE) model ({kind})")
+    if role == "dense" and any(a.endswith("ForSequenceClassification") for a in archs):
+        raise ModelError(f"{shown} cannot fill the dense role: it is a cross-encoder ({archs[0]}); "
+                         "use it as reranker=")
 
 
 def _joint_label(name: str, path: str | None) -> str | None:
