@@ -607,6 +607,18 @@ async def open_runs(pilot) -> None:
     await pilot.pause()
 
 
+async def open_launch_form(pilot):
+    """The Runs screen, then `n`: the launch form (asserted to be one)."""
+    from workbench.tui.launch import LaunchScreen
+
+    await open_runs(pilot)
+    await pilot.press("n")
+    await settle(pilot)
+    form = pilot.app.screen
+    assert isinstance(form, LaunchScreen)
+    return form
+
+
 async def test_runs_are_listed_followed_live_and_stopped(tmp_path):
     from tui_fake import fake_run, training_process
 
@@ -789,7 +801,7 @@ async def test_launch_form_offers_each_cli_trainer_with_its_fields(tmp_path, mon
     from trainers.config import RerankerConfig
     from workbench.cli.main import app as cli_app
     from workbench.tui import launch
-    from workbench.tui.launch import TRAINERS, Field, LaunchScreen, TrainerSpec
+    from workbench.tui.launch import TRAINERS, Field, TrainerSpec
 
     cli = set(typer.main.get_command(cli_app).commands["train"].commands)
     # an entry for a trainer the CLI does not have (yet) is not offered
@@ -798,11 +810,7 @@ async def test_launch_form_offers_each_cli_trainer_with_its_fields(tmp_path, mon
     ws = tmp_path / "ws"
     app = WbApp(str(ws), engine=FakeEngine())
     async with app.run_test(size=(120, 44)) as pilot:
-        await open_runs(pilot)
-        await pilot.press("n")
-        await settle(pilot)
-        form = app.screen
-        assert isinstance(form, LaunchScreen)
+        form = await open_launch_form(pilot)
         offered = select_options(form.query_one("#launch-trainer"))
         assert offered[0] == "embedder" and {"embedder", "reranker", "colbert", "splade"} <= set(offered)
         assert "future" not in offered
@@ -879,10 +887,7 @@ async def test_launch_reranker_form_starts_wb_train_reranker(tmp_path):
     ws = tmp_path / "ws"
     app = WbApp(str(ws), engine=FakeEngine())
     async with app.run_test(size=(120, 44)) as pilot:
-        await open_runs(pilot)
-        await pilot.press("n")
-        await settle(pilot)
-        form = app.screen
+        form = await open_launch_form(pilot)
         form.query_one("#launch-trainer").value = "reranker"
         await settle(pilot)
         form.query_one("#launch-data").value = str(data)
@@ -1329,16 +1334,12 @@ async def test_small_labels_hit_count_chunk_header_and_cleared_instruction():
 async def test_launch_form_max_steps_and_an_error_that_goes_once_fixed(tmp_path):
     """max steps is offered for every trainer whose `wb train` subcommand has --max-steps; a field's
     error goes away once the field is filled."""
-    from workbench.tui.launch import LaunchScreen, available_trainers, cli_train_options
+    from workbench.tui.launch import available_trainers, cli_train_options
 
     ws = tmp_path / "ws"
     app = WbApp(str(ws), engine=FakeEngine())
     async with app.run_test(size=(120, 44)) as pilot:
-        await open_runs(pilot)
-        await pilot.press("n")
-        await settle(pilot)
-        form = app.screen
-        assert isinstance(form, LaunchScreen)
+        form = await open_launch_form(pilot)
         await pilot.click("#launch-go")
         await settle(pilot)
         assert form.error == "data: give a value"

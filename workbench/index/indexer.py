@@ -172,11 +172,7 @@ class Indexer:
                 todo = [d for d in docs if known.get(d.doc_id) != d.content_hash]
                 summary.docs_unchanged = len(docs) - len(todo)
                 if removed:
-                    manifest.begin(removed)
-                    lance.delete_docs(removed)
-                    tantivy_store.delete_docs(removed)
-                    tantivy_store.commit()
-                    manifest.finish(source, [], removed)
+                    _delete_docs(removed, source, manifest, lance, tantivy_store)
                     summary.docs_removed = len(removed)
                 if todo:
                     self._index_docs(todo, known, source, manifest, lance, tantivy_store, bundle, summary)
@@ -215,11 +211,7 @@ class Indexer:
                 tantivy_store = TantivyChunkStore(self.workspace.tantivy_dir, settings.sparse_step)
                 self._recover(manifest, lance, tantivy_store)
                 removed = list(manifest.hashes(source))
-                manifest.begin(removed)
-                lance.delete_docs(removed)
-                tantivy_store.delete_docs(removed)
-                tantivy_store.commit()
-                manifest.finish(source, [], removed)
+                _delete_docs(removed, source, manifest, lance, tantivy_store)
                 summary.docs_removed = len(removed)
                 self.progress("compacting", 0, 0)
                 lance.compact()
@@ -262,11 +254,7 @@ class Indexer:
             manifest.adopt(source, same)
         stale = [d for d in records if new.get(d) != records[d]]
         if stale:
-            manifest.begin(stale)
-            lance.delete_docs(stale)
-            tantivy_store.delete_docs(stale)
-            tantivy_store.commit()
-            manifest.finish(source, [], stale)
+            _delete_docs(stale, source, manifest, lance, tantivy_store)
         return len(records)
 
     # -- steps ------------------------------------------------------------------
@@ -408,6 +396,16 @@ class Indexer:
         if any(t is None for t in tokens) or any(v is None for v in sparse):
             raise IndexingError("internal error: a chunk got no ColBERT or sparse vector")
         return dense, tokens, sparse
+
+
+def _delete_docs(doc_ids: list[str], source: str, manifest: Manifest, lance, tantivy_store) -> None:
+    """Delete ``doc_ids`` from every store by the write protocol: intent logged, LanceDB and Tantivy
+    deletes (committed), then the manifest forgets them and clears the intent in one transaction."""
+    manifest.begin(doc_ids)
+    lance.delete_docs(doc_ids)
+    tantivy_store.delete_docs(doc_ids)
+    tantivy_store.commit()
+    manifest.finish(source, [], doc_ids)
 
 
 def _refuse_empty(root: Path, skipped: list[SkippedFile]) -> None:
