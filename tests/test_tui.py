@@ -324,13 +324,19 @@ async def test_a_deleted_remembered_workspace_is_never_opened(tui_state, tmp_pat
     assert TuiState.load(tui_state).workspace == str(here / ".wb")  # the stale path is forgotten
 
 
-async def test_local_wb_folder_wins_over_the_remembered_workspace(tui_state, tmp_path, monkeypatch):
+def remembered_and_local_wb(tui_state, tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """A remembered workspace that exists, and a current folder ``project`` holding ``.wb``."""
     remembered = tmp_path / "remembered-ws"
     remembered.mkdir()
     remember_workspace(tui_state, remembered)
     here = tmp_path / "project"
     (here / ".wb").mkdir(parents=True)
     monkeypatch.chdir(here)
+    return remembered, here
+
+
+async def test_local_wb_folder_wins_over_the_remembered_workspace(tui_state, tmp_path, monkeypatch):
+    remembered, here = remembered_and_local_wb(tui_state, tmp_path, monkeypatch)
     app = WbApp(None, engine=FakeEngine())
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
@@ -347,12 +353,7 @@ async def test_local_wb_folder_wins_over_the_remembered_workspace(tui_state, tmp
 
 
 async def test_explicit_workspace_wins(tui_state, tmp_path, monkeypatch):
-    remembered = tmp_path / "remembered-ws"
-    remembered.mkdir()
-    remember_workspace(tui_state, remembered)
-    here = tmp_path / "project"
-    (here / ".wb").mkdir(parents=True)
-    monkeypatch.chdir(here)
+    remembered, here = remembered_and_local_wb(tui_state, tmp_path, monkeypatch)
     monkeypatch.setenv("WB_WORKSPACE", str(tmp_path / "from-env"))
     chosen = tmp_path / "chosen"  # need not exist yet: the user asked for it
     app = WbApp(str(chosen), engine=FakeEngine(indexed=False))

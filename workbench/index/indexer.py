@@ -176,13 +176,7 @@ class Indexer:
                     summary.docs_removed = len(removed)
                 if todo:
                     self._index_docs(todo, known, source, manifest, lance, tantivy_store, bundle, summary)
-                if removed or todo or covered:
-                    self.progress("compacting", 0, 0)
-                    lance.compact()
-                    tantivy_store.garbage_collect()
-                self._publish_snapshot(manifest, lance)
-                summary.total_docs = manifest.count_docs()
-                summary.total_chunks = manifest.count_chunks()
+                self._settle(manifest, lance, tantivy_store, summary, changed=bool(removed or todo or covered))
             finally:
                 manifest.close()
         summary.seconds = time.perf_counter() - started
@@ -213,17 +207,23 @@ class Indexer:
                 removed = list(manifest.hashes(source))
                 _delete_docs(removed, source, manifest, lance, tantivy_store)
                 summary.docs_removed = len(removed)
-                self.progress("compacting", 0, 0)
-                lance.compact()
-                tantivy_store.garbage_collect()
-                self._publish_snapshot(manifest, lance)
-                summary.total_docs = manifest.count_docs()
-                summary.total_chunks = manifest.count_chunks()
+                self._settle(manifest, lance, tantivy_store, summary, changed=True)
             finally:
                 manifest.close()
         summary.note = f"removed the indexed folder {source}"
         summary.seconds = time.perf_counter() - started
         return summary
+
+    def _settle(self, manifest, lance, tantivy_store, summary: IndexSummary, *, changed: bool) -> None:
+        """The end of every write: compaction and garbage collection when something ``changed``, the
+        read snapshot published, the workspace's totals in ``summary``."""
+        if changed:
+            self.progress("compacting", 0, 0)
+            lance.compact()
+            tantivy_store.garbage_collect()
+        self._publish_snapshot(manifest, lance)
+        summary.total_docs = manifest.count_docs()
+        summary.total_chunks = manifest.count_chunks()
 
     def _indexed_roots(self) -> list[Path]:
         """The roots whose documents the manifest holds (none before the first index)."""
