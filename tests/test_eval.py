@@ -339,3 +339,13 @@ def test_tune_fuses_only_the_modes_of_the_given_pipeline(first_run, dataset, cap
     code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "--tune", "--split", "test",
                         "-p", "dense,bm25", "--json")
     assert code == 2 and out == "" and "--tune takes one pipeline" in err
+    # the human summary ends with the chosen settings as wb.toml lines that parse to them
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "--tune", "--split", "test", "-p", "dense+bm25")
+    assert code == 0, err
+    from workbench.config import parse_config
+
+    snippet = out[out.index("[fusion]"):]
+    assert "nothing was saved" in out and "test nDCG@10" in out
+    parsed = parse_config(snippet)
+    assert parsed.fusion.weights == {m: float(w) for m, w in weights.items()}
+    assert parsed.fusion.method == outcome["chosen"]["fusion"]["method"]

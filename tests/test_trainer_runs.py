@@ -273,6 +273,8 @@ def test_mine_with_a_teacher_writes_its_scores_and_distillation_trains_on_them(t
                                 "--margin", "1.5")
     assert code == 0, err
     rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # piped, progress is a line per tenth of each phase on stderr (a long teacher run shows it is alive)
+    assert f"retrieving {len(rows)}/{len(rows)}" in err and f"scoring with the teacher {len(rows)}/{len(rows)}" in err
     from dataclasses import replace
 
     teacher = load_reranker(resolve_role("reranker", replace(ws.config().models, reranker="llm")))

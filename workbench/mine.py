@@ -85,7 +85,8 @@ def mine_negatives(
 
     ``teacher`` (a reranker model: "reranker" = the configured one, or a name/folder) adds
     ``pos_scores``/``neg_scores``: its score for each written positive and negative, the teacher
-    signal of KL distillation (``wb train embedder --distill``)."""
+    signal of KL distillation (``wb train embedder --distill``). ``progress(phase, done, total)``
+    is called as the queries are retrieved ("retrieving") and, with a teacher, scored ("scoring")."""
     from workbench.search.fusion import min_max
     from workbench.search.searcher import Searcher
 
@@ -111,15 +112,18 @@ def mine_negatives(
             raise UsageError("--teacher needs a reranker model (a cross-encoder, 'llm' or runs/NAME of a trained "
                              "reranker): 'maxsim' is the zero-shot stand-in")
         scorer = load_reranker(resolve_role("reranker", models), device=searcher.bundle.device)
+    report = progress or (lambda phase, done, total: None)
     results = searcher.search_many([t.query for t in targets], pipeline=pipeline, k=hi, unit="doc",
-                                   progress=progress)
+                                   progress=lambda done, total: report("retrieving", done, total))
     summary = MineSummary(queries=len(targets), out=str(out))
     total_hits = 0
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".partial")
     with open(tmp, "w", encoding="utf-8") as fh:
-        for target, result in zip(targets, results):
+        for i, (target, result) in enumerate(zip(targets, results), 1):
+            if scorer is not None:
+                report("scoring with the teacher", i, len(targets))
             positives = target.positive_ids
             pos_pairs = sorted(target.positive_texts, key=lambda pair: pair[1])
             if not pos_pairs:

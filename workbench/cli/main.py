@@ -396,6 +396,9 @@ def eval_cmd(
         depths = tuning.RERANK_DEPTHS
         if rerank_depth is not None:  # --tune --rerank-depth N: only rerank depths up to N (slow rerankers)
             depths = tuple(d for d in depths if d <= rerank_depth) or (rerank_depth,)
+        if data.split == "test":
+            _err_console().print("[yellow]tuning on the test split: figures you then report on it will be "
+                                 "optimistic (tune on train, report on test)[/yellow]", highlight=False)
         outcome = tuning.tune(data, ws, cfg, progress=progress,
                               rerankers=(cfg.models.reranker,) if tune_rerank else (),
                               rerank_depths=depths, modes=tune_modes)
@@ -1058,10 +1061,31 @@ def mine_cmd(
     ws, cfg = serve.workspace, serve.config
     if teacher and teacher != "reranker":
         teacher = _run_model_overrides(_workspace(workspace), {"reranker": teacher})["reranker"]
-    summary = mine_negatives(ws, data, out, split=split, pipeline=pipeline, rank_range=lo_hi,
-                             negatives=negatives, margin=margin, seed=seed, config=cfg, teacher=teacher,
-                             pseudo=pseudo, first_stage_scores=first_stage_scores)
+    with _progress_bar() as progress:
+        summary = mine_negatives(ws, data, out, split=split, pipeline=pipeline, rank_range=lo_hi,
+                                 negatives=negatives, margin=margin, seed=seed, config=cfg, teacher=teacher,
+                                 pseudo=pseudo, first_stage_scores=first_stage_scores, progress=progress)
     typer.echo(summary.line())
+
+
+@contextlib.contextmanager
+def _progress_bar():
+    """A ``progress(phase, done, total)`` callback: a transient bar on a terminal's stderr, else a
+    line on stderr at each tenth of a phase (so a piped or logged run still shows it is alive)."""
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=_err_console(), transient=True) as bar:
+            task = bar.add_task("", total=None)
+            yield lambda phase, done, total: bar.update(task, description=phase, completed=done, total=total)
+        return
+
+    def line(phase: str, done: int, total: int) -> None:
+        if total and (done == total or done % max(1, total // 10) == 0):
+            print(f"{phase} {done}/{total}", file=sys.stderr, flush=True)
+
+    yield line
 
 
 def main() -> None:

@@ -346,10 +346,11 @@ def summary(outcome: dict) -> str:
     c = outcome["chosen"]
     t = outcome["train"]
     f = c["fusion"]
+    split = outcome["split"]
     lines = [
-        f"tuned on {outcome['dataset']} {outcome['split']} ({outcome['queries']} queries)",
+        f"tuned on {outcome['dataset']} {split} ({outcome['queries']} queries)",
         f"fusion: method={f['method']} depth={f['depth']} rrf_k={f['rrf_k']} weights={f['weights']}",
-        f"  train nDCG@10 {100 * t['hybrid_checked']['ndcg@10']:.2f} ({outcome.get('pipeline', 'hybrid')}, "
+        f"  {split} nDCG@10 {100 * t['hybrid_checked']['ndcg@10']:.2f} ({outcome.get('pipeline', 'hybrid')}, "
         "checked through the searcher); "
         f"reference {', '.join(f'{k}: {100 * v:.2f}' for k, v in t['fusion_reference_ndcg@10'].items())}",
         f"  single modes: {', '.join(f'{k} {100 * v:.2f}' for k, v in t['single_modes_ndcg@10'].items())}",
@@ -357,5 +358,20 @@ def summary(outcome: dict) -> str:
     for r, v in t["rerank"].items():
         b = v["best"]
         lines.append(f"rerank ({r}): depth={b['depth']} interpolation={b['interpolation']} "
-                     f"train nDCG@10 {100 * b['ndcg@10']:.2f} (hybrid alone {100 * v['first_stage_ndcg@10']:.2f})")
+                     f"{split} nDCG@10 {100 * b['ndcg@10']:.2f} (hybrid alone {100 * v['first_stage_ndcg@10']:.2f})")
+    return "\n".join(lines) + "\n" + toml_snippet(outcome)
+
+
+def toml_snippet(outcome: dict) -> str:
+    """The chosen settings as wb.toml lines to paste (``--tune`` writes nothing itself); a mode the
+    tuning left out (``-p`` with fewer modes) has weight 0, as in the tuned pipeline."""
+    f = outcome["chosen"]["fusion"]
+    lines = ["# nothing was saved; to use these settings, put them in the workspace's wb.toml:",
+             "[fusion]", f'method = "{f["method"]}"', f"depth = {f['depth']}", f"rrf_k = {f['rrf_k']}",
+             "[fusion.weights]"]
+    lines += [f"{mode} = {float(w):g}" for mode, w in f["weights"].items()]
+    for r, v in outcome["train"]["rerank"].items():
+        b = v["best"]
+        lines += [f"[rerank]  # for reranker = {r!r}", f"depth = {b['depth']}", f"interpolation = {b['interpolation']:g}"]
+        break  # one [rerank] table: the first reranker tuned
     return "\n".join(lines)
