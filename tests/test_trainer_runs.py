@@ -366,3 +366,19 @@ def test_runs_stop_waits_for_a_slow_step_and_says_so_when_it_does_not_end(tmp_pa
     finally:
         ignores_term.kill()
         ignores_term.wait()
+
+
+def test_a_stop_right_after_a_periodic_checkpoint_reuses_it(tiny, tmp_path):
+    from trainers.embedder import train_embedder
+
+    base, data = tiny
+    run = _new(tmp_path, "c", base, data, max_steps=8, save_every=2)
+
+    def stop_at_4(step, run):
+        if step == 4:
+            run.stop_path.touch()
+
+    assert train_embedder(run, on_step=stop_at_4)["state"] == "stopped"
+    saved = [e["step"] for e in run.events() if e["event"] == "checkpoint"]
+    assert saved == [2, 4]  # step 4 written once, not again by the stop
+    assert run.latest_checkpoint().name == "step-4"

@@ -286,7 +286,11 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
 
     stream = batches()
 
+    saved: dict[int, Path] = {}  # step -> its checkpoint written by this process (a stop right after a save reuses it)
+
     def save_checkpoint(at_step: int, loss_value) -> Path:
+        if at_step in saved:
+            return saved[at_step]
         folder = run.checkpoints / f"step-{at_step}"
         if folder.exists():
             shutil.rmtree(folder)
@@ -300,6 +304,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
             for old in done[:-KEEP_CHECKPOINTS]:
                 shutil.rmtree(old, ignore_errors=True)
             run.append_event({"event": "checkpoint", "step": at_step, "path": str(folder), "time": time.time()})
+        saved[at_step] = folder
         return folder
 
     def stop_requested() -> bool:

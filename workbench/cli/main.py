@@ -528,7 +528,7 @@ def _run_training(run, resume: bool, detach: bool) -> None:
 # Options that several `wb train <kind>` commands share: declared once, so their flags and help agree.
 OutOpt = Annotated[Optional[str], typer.Option("--out", help="Run name (folder under <workspace>/runs).")]
 EpochsOpt = Annotated[Optional[float], typer.Option("--epochs")]
-MaxStepsOpt = Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")]
+MaxStepsOpt = Annotated[Optional[int], typer.Option("--max-steps", help="Optimizer steps (overrides --epochs; 0: from --epochs).")]
 BatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size")]
 GroupBatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Groups per step.")]
 LrOpt = Annotated[Optional[float], typer.Option("--lr")]
