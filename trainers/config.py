@@ -18,6 +18,7 @@ from workbench.encoders.yesno_prompt import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_QUESTION,
 )
+from workbench.config import type_mismatch
 from workbench.errors import UsageError
 
 
@@ -34,12 +35,6 @@ def _from_dict(cls, data: dict):
     return cls(**data)
 
 
-_KINDS = {  # a field's annotation -> (accepts, what to write); None values pass where the type allows them
-    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
-    "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "str": (lambda v: isinstance(v, str), "a string"),
-}
 # option -> (lowest, inclusive?): a value below is refused before the run folder exists
 _LOWEST = {
     "lr": (0.0, False), "head_lr": (0.0, False), "epochs": (0.0, False), "temperature": (0.0, False),
@@ -53,12 +48,9 @@ _LOWEST = {
 
 def _check_option(key: str, value, annotation: str) -> None:
     """UsageError naming ``key`` when ``value`` is not of its field's type or below its lowest value."""
-    optional = annotation.endswith("| None")
-    if value is None and optional:
-        return
-    kind = _KINDS.get(annotation.removesuffix(" | None").strip())
-    if kind and not kind[0](value):
-        raise UsageError(f"training option {key} must be {kind[1]}, not {value!r}")
+    wanted = type_mismatch(value, annotation)
+    if wanted:
+        raise UsageError(f"training option {key} must be {wanted}, not {value!r}")
     if key in _LOWEST and isinstance(value, (int, float)) and not isinstance(value, bool):
         lowest, inclusive = _LOWEST[key]
         if value < lowest or (value == lowest and not inclusive):

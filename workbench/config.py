@@ -113,8 +113,20 @@ _TYPE_CHECKS = {  # a field's annotation (a string: postponed annotations) -> (c
     "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "str": (lambda v: isinstance(v, str), "a string"),
-    "str | None": (lambda v: isinstance(v, str), "a string"),
 }
+
+
+def type_mismatch(value, annotation: str) -> str | None:
+    """What ``value`` should have been ("an integer", "a number", ...) when it does not fit a dataclass
+    field annotated ``annotation`` (``X | None`` also takes None), else None. Shared by wb.toml and
+    the training options (trainers/config.py)."""
+    if annotation.endswith("| None"):
+        if value is None:
+            return None
+        annotation = annotation.removesuffix("| None").strip()
+    check = _TYPE_CHECKS.get(annotation)
+    return check[1] if check and not check[0](value) else None
+
 
 # (section, key) -> (lowest allowed value, highest or None): values outside are refused in one line
 _RANGES = {
@@ -134,9 +146,9 @@ def _build(cls, data: dict, section: str):
     if unknown:
         raise UsageError(f"wb.toml: unknown key(s) in [{section}]: {', '.join(sorted(unknown))}")
     for key, value in data.items():
-        check = _TYPE_CHECKS.get(str(by_name[key].type))
-        if check and not check[0](value):
-            raise UsageError(f"wb.toml: [{section}] {key} must be {check[1]}, not {value!r}")
+        wanted = type_mismatch(value, str(by_name[key].type))
+        if wanted:
+            raise UsageError(f"wb.toml: [{section}] {key} must be {wanted}, not {value!r}")
         lo, hi = _RANGES.get((section, key), (None, None))
         if lo is not None and (value < lo or (hi is not None and value > hi)):
             bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"

@@ -110,7 +110,18 @@ def require_variant(ws: Workspace, serve: Serving, flags: str) -> None:
                              f"(re-encodes the workspace's documents with that model)")
 
 
+def variant_workspaces(ws: Workspace) -> list[Workspace]:
+    """The variants of ``ws`` that hold an index (``<ws>/variants/<label>-<hash>/``)."""
+    return [Workspace(m.parent) for m in sorted((ws.root / "variants").glob("*/manifest.sqlite"))]
+
+
 def write_variant_config(serve: Serving) -> None:
+    """Write the variant's wb.toml (its folder created), after checking every role's model resolves and
+    can fill its role (ModelError: no folder is written for a variant that could never be built)."""
+    from workbench.models.registry import resolve_role
+
+    for role in ("dense", "colbert", "sparse"):
+        resolve_role(role, serve.config.models)
     serve.workspace.root.mkdir(parents=True, exist_ok=True)
     text = render_config(serve.config, f"model variant of {serve.workspace.root.parent.parent} ({serve.label});\n"
                                        "written by wb; the parent's wb.toml plus the --model overrides")

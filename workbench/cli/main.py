@@ -161,10 +161,6 @@ def index_cmd(
                              "or index the others by name)")
     ws.ensure()
     serve = serving(ws, _parse_model_overrides(model))
-    from workbench.models.registry import resolve_role
-
-    for role in ("dense", "colbert", "sparse"):  # each model resolves and fits its role before a folder is written
-        resolve_role(role, serve.config.models)
     if serve.is_variant:
         write_variant_config(serve)
     target, cfg = serve.workspace, serve.config
@@ -179,13 +175,12 @@ def _remove_root(ws, root: Path, json_out: bool) -> None:
 
     from workbench.errors import InputError
     from workbench.index.indexer import Indexer
-    from workbench.workspace import Workspace
+    from workbench.variants import variant_workspaces
 
     ws.require()
     summary = Indexer(ws).remove(root)
     variants = []
-    for manifest in sorted((ws.root / "variants").glob("*/manifest.sqlite")):
-        variant = Workspace(manifest.parent)
+    for variant in variant_workspaces(ws):
         try:
             done = Indexer(variant, variant.config()).remove(Path(summary.root))
         except InputError:  # this variant never indexed that folder
@@ -208,27 +203,9 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
             print(json.dumps({"phase": phase, "done": done, "total": total}), flush=True)
 
         summary = Indexer(ws, cfg, progress=progress, donor=donor).run(root_path)
-    elif sys.stderr.isatty():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, TaskProgressColumn
-
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=_err_console(), transient=True,
-        ) as bar:
-            task = bar.add_task("reading", total=None, rate="")
-            import time as _t
-            t0 = [_t.perf_counter(), 0]
-
-            def progress(phase: str, done: int, total: int) -> None:
-                if phase == "encoding" and done == 0:
-                    t0[0] = _t.perf_counter()
-                rate = done / max(1e-9, _t.perf_counter() - t0[0]) if done else 0
-                bar.update(task, description=phase, completed=done, total=total,
-                           rate=f"{rate:.1f} chunks/s" if phase == "encoding" else "")
-
+    else:  # a bar on a terminal (with the encoding rate); nothing when piped, as `wb index` always did
+        with _progress_bar(rate_of=("encoding", "chunks/s"), piped_lines=False) as progress:
             summary = Indexer(ws, cfg, progress=progress, donor=donor).run(root_path)
-    else:
-        summary = Indexer(ws, cfg, donor=donor).run(root_path)
     if summary.rebuilt:
         _err_console().print(f"[yellow]{summary.rebuilt}[/yellow]")
     if json_out or progress_json:  # --progress-json: stdout stays JSON lines, the summary included
@@ -1069,16 +1046,35 @@ def mine_cmd(
 
 
 @contextlib.contextmanager
-def _progress_bar():
-    """A ``progress(phase, done, total)`` callback: a transient bar on a terminal's stderr, else a
-    line on stderr at each tenth of a phase (so a piped or logged run still shows it is alive)."""
+def _progress_bar(rate_of: tuple[str, str] | None = None, piped_lines: bool = True):
+    """A ``progress(phase, done, total)`` callback for the engine's long loops: a transient bar on a
+    terminal's stderr (``rate_of = (phase, unit)`` adds that phase's rate, e.g. encoding chunks/s);
+    piped, a line on stderr at each tenth of a phase (so a logged run shows it is alive), or None
+    with ``piped_lines=False``."""
     if sys.stderr.isatty():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        import time
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=_err_console(), transient=True) as bar:
-            task = bar.add_task("", total=None)
-            yield lambda phase, done, total: bar.update(task, description=phase, completed=done, total=total)
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                                   TimeRemainingColumn)
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                      TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=_err_console(),
+                      transient=True) as bar:
+            task = bar.add_task("", total=None, rate="")
+            started = [time.perf_counter()]
+
+            def update(phase: str, done: int, total: int) -> None:
+                rate = ""
+                if rate_of and phase == rate_of[0]:
+                    if done == 0:
+                        started[0] = time.perf_counter()
+                    rate = f"{done / max(1e-9, time.perf_counter() - started[0]):.1f} {rate_of[1]}" if done else ""
+                bar.update(task, description=phase, completed=done, total=total, rate=rate)
+
+            yield update
+        return
+    if not piped_lines:
+        yield None
         return
 
     def line(phase: str, done: int, total: int) -> None:

@@ -28,17 +28,6 @@ def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
-def _roles_used(pipeline_name: str) -> set[str]:
-    """The model roles a pipeline runs (its modes; bm25 has no model; +rerank adds the reranker)."""
-    from workbench.search.pipelines import parse_pipeline
-
-    try:
-        pipeline = parse_pipeline(pipeline_name)
-    except Exception:  # an unexpected name: show every role rather than fail to render
-        return {"dense", "colbert", "sparse", "reranker"}
-    return set(pipeline.modes) | ({"reranker"} if pipeline.rerank else set())
-
-
 def render_result(result: QueryResult, console) -> None:
     from rich.text import Text
 
@@ -49,7 +38,9 @@ def render_result(result: QueryResult, console) -> None:
     if result.instruction:
         header.append(f"\n  instruction: {result.instruction}", style="dim")
     console.print(header)
-    used = _roles_used(result.pipeline)
+    from workbench.search.pipelines import parse_pipeline
+
+    used = parse_pipeline(result.pipeline).roles
     zero = [f"{role}: {label}" for role, label in result.models.items() if "zero-shot" in label and role in used]
     for line in zero:
         console.print(f"  [dim]{line}[/dim]")

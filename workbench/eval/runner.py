@@ -212,8 +212,7 @@ def _labels(system: System) -> dict[str, str]:
     from workbench.models.registry import model_labels
     from workbench.search.pipelines import parse_pipeline
 
-    pipe = parse_pipeline(system.pipeline)
-    used = set(pipe.modes) | ({"reranker"} if pipe.rerank else set())
+    used = parse_pipeline(system.pipeline).roles
     return {role: label for role, label in model_labels(system.config.models).items() if role in used}
 
 

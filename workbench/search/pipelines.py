@@ -18,6 +18,12 @@ class Pipeline:
     modes: tuple[str, ...]
     rerank: bool
 
+    @property
+    def roles(self) -> set[str]:
+        """The roles this pipeline runs: its modes and, with +rerank, the reranker (bm25 is a mode
+        without a model, so no model role matches it)."""
+        return set(self.modes) | ({"reranker"} if self.rerank else set())
+
 
 def parse_pipeline(name: str) -> Pipeline:
     """``Pipeline`` for a name (UsageError, one line, for anything else). Modes keep the canonical
