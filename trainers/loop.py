@@ -141,6 +141,11 @@ class StopFlag:
             print("stopping after this step (Ctrl-C again to abort without a checkpoint)", file=sys.stderr, flush=True)
 
 
+def failure_line(exc: BaseException) -> str:
+    """A failed run's one-line reason: a WbError's own message, else ``Type: message``."""
+    return str(exc) if isinstance(exc, WbError) else f"{type(exc).__name__}: {exc}"
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -196,13 +201,11 @@ def run_training(
         run.append_event({"event": "stopped", "time": time.time(), "checkpoint": None})
         raise
     except BaseException as exc:
-        if isinstance(exc, WbError):  # the user's data or options: the one line says it all
-            run.write_status(state="failed", error=str(exc), message=str(exc))
-            run.append_event({"event": "failed", "time": time.time(), "error": str(exc)})
-            raise
-        lines = traceback.format_exc().splitlines()[-20:]
-        run.write_status(state="failed", error="\n".join(lines), message=f"{type(exc).__name__}: {exc}")
-        run.append_event({"event": "failed", "time": time.time(), "error": f"{type(exc).__name__}: {exc}"})
+        message = failure_line(exc)
+        # the user's data or options (WbError): the one line says it all; else the traceback's end
+        error = message if isinstance(exc, WbError) else "\n".join(traceback.format_exc().splitlines()[-20:])
+        run.write_status(state="failed", error=error, message=message)
+        run.append_event({"event": "failed", "time": time.time(), "error": message})
         raise
     finally:
         stop.restore()
@@ -470,7 +473,6 @@ def train_run(run: RunFolder, resume: bool = False, *, on_step=None) -> dict:
     try:
         trainer = trainer_for(run)
     except BaseException as exc:
-        line = str(exc) if isinstance(exc, WbError) else f"{type(exc).__name__}: {exc}"
-        run.write_status(state="failed", error=line, message=line)
+        run.write_status(state="failed", error=failure_line(exc), message=failure_line(exc))
         raise
     return run_training(run, trainer, resume, on_step=on_step)

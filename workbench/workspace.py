@@ -63,7 +63,8 @@ class Workspace:
             raise WorkspaceError(f"no index in workspace {self.root}: run `wb index PATH` first")
 
     def being_written(self) -> bool:
-        """Whether a writer (`wb index`) holds the write lock now (a probe; takes no lock)."""
+        """Whether a writer (`wb index`) holds the write lock now: a non-blocking shared lock is tried
+        and, when it is granted, released at once (no writer is ever kept waiting)."""
         path = self.root / "write.lock"
         if not path.exists():
             return False

@@ -13,8 +13,8 @@ Guarantees (see ``store.manifest`` for the write protocol):
 Roots never overlap, so a document is never indexed twice nor silently replaced by another root's:
 - a document id is its path relative to the indexed root (BEIR: its ``_id``); when a document of this
   root has the id of another root's document with other content, the run is refused before anything
-  is written (the same id with the same content is the same document and stays as it is)
-  (``InputError`` naming the id and both roots: index their common parent, or use another workspace);
+  is written (``InputError`` naming the id and both roots: index their common parent, or use another
+  workspace); the same id with the same content is the same document and stays as it is;
 - a path inside an indexed root that the root's walk reads refreshes that root instead;
 - a root that contains indexed roots takes them over: their documents move to it (re-encoded only
   where their id or file changed, e.g. ``groupby.md`` of ``corpus/itertools`` → ``itertools/groupby.md``).
@@ -117,7 +117,8 @@ class Indexer:
         if not root.exists():
             raise InputError(f"no such file or folder: {root}")
         asked = root.resolve()
-        covering = self._covering_root(asked)
+        indexed = self._indexed_roots()
+        covering = _covering_root(indexed, asked)
         note = ""
         if covering is not None:
             note = f"{asked} is inside the indexed folder {covering}: refreshed that folder"
@@ -138,7 +139,7 @@ class Indexer:
                 first_path[item.doc_id] = item.path
                 docs.append(item)
         summary.files_seen = len(docs) + len(summary.skipped)
-        if not docs and covering is None and Path(source) not in self._indexed_roots():
+        if not docs and covering is None and Path(source) not in indexed:
             _refuse_empty(root, summary.skipped)  # a new root that yields nothing: say why, write nothing
 
         self.workspace.ensure()
@@ -235,12 +236,6 @@ class Indexer:
         finally:
             manifest.close()
 
-    def _covering_root(self, path: Path) -> Path | None:
-        """The outermost indexed root whose walk reads ``path`` (then indexing ``path`` refreshes it)."""
-        from workbench.ingest.readers import reads
-
-        covering = [r for r in self._indexed_roots() if reads(r, path)]
-        return min(covering, key=lambda r: len(r.parts)) if covering else None
 
     def _take_over(self, manifest: Manifest, source: str, covered: list[str], docs: list[SourceDocument],
                    lance, tantivy_store) -> int:
@@ -396,6 +391,14 @@ class Indexer:
         if any(t is None for t in tokens) or any(v is None for v in sparse):
             raise IndexingError("internal error: a chunk got no ColBERT or sparse vector")
         return dense, tokens, sparse
+
+
+def _covering_root(indexed: list[Path], path: Path) -> Path | None:
+    """The outermost of the ``indexed`` roots whose walk reads ``path`` (indexing ``path`` refreshes it)."""
+    from workbench.ingest.readers import reads
+
+    covering = [r for r in indexed if reads(r, path)]
+    return min(covering, key=lambda r: len(r.parts)) if covering else None
 
 
 def _delete_docs(doc_ids: list[str], source: str, manifest: Manifest, lance, tantivy_store) -> None:
