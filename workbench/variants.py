@@ -32,6 +32,30 @@ from workbench.workspace import Workspace
 INDEX_ROLES = ("dense", "colbert", "sparse")
 
 
+def parse_model_overrides(values: list[str] | None, flag: str = "--model") -> dict[str, str]:
+    """``ROLE=NAME`` flags -> {role: name}; ``joint=NAME`` (a `wb train joint` model) fills dense,
+    sparse and colbert at once (a role also given on its own keeps its own value). A role given twice
+    is refused: the flags name one set of models, not several."""
+    out: dict[str, str] = {}
+    joint = None
+    for value in values or []:
+        role, sep, name = value.partition("=")
+        if not sep or not name:
+            raise UsageError(f"{flag} takes ROLE=NAME, not '{value}'")
+        role = role.strip()
+        if role in out or (role == "joint" and joint is not None):
+            raise UsageError(f"{flag} names the {role} role twice: they describe one set of models "
+                             "(compare several fine-tunes with one `wb eval` each, or a soup)")
+        if role == "joint":
+            joint = name.strip()
+            continue
+        out[role] = name.strip()
+    if joint is not None:
+        for role in ("dense", "sparse", "colbert"):
+            out.setdefault(role, joint)
+    return out
+
+
 def resolve_model_overrides(ws: Workspace, overrides: dict[str, str]) -> dict[str, str]:
     """``ROLE=runs/NAME`` -> the absolute ``<workspace>/runs/NAME/model`` folder of a finished run;
     ``runs/NAME@L`` (a layer-wise reranker served at layer L) -> ``<...>/model@L``; other values

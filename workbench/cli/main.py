@@ -42,27 +42,9 @@ def _err_console():
 
 
 def _parse_model_overrides(values: list[str] | None, flag: str = "--model") -> dict[str, str]:
-    """``ROLE=NAME`` flags -> {role: name}; ``joint=NAME`` (a `wb train joint` model) fills dense,
-    sparse and colbert at once (a role also given on its own keeps its own value). A role given twice
-    is refused: the flags name one set of models, not several."""
-    out: dict[str, str] = {}
-    joint = None
-    for value in values or []:
-        role, sep, name = value.partition("=")
-        if not sep or not name:
-            raise UsageError(f"{flag} takes ROLE=NAME, not '{value}'")
-        role = role.strip()
-        if role in out or (role == "joint" and joint is not None):
-            raise UsageError(f"{flag} names the {role} role twice: they describe one set of models "
-                             "(compare several fine-tunes with one `wb eval` each, or a soup)")
-        if role == "joint":
-            joint = name.strip()
-            continue
-        out[role] = name.strip()
-    if joint is not None:
-        for role in ("dense", "sparse", "colbert"):
-            out.setdefault(role, joint)
-    return out
+    from workbench.variants import parse_model_overrides
+
+    return parse_model_overrides(values, flag)
 
 
 def _workspace(path: str | None):

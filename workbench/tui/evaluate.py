@@ -54,16 +54,11 @@ def eval_command(dataset: str, pipelines: str, workspace: str | None, compare: l
 
 
 def parse_compare(text: str) -> dict[str, str]:
-    """``dense=runs/ft1, reranker=X`` -> {role: name}; UsageError for an item without ``=``."""
-    from workbench.errors import UsageError
+    """``dense=runs/ft1, reranker=X`` -> {role: name}, read as `wb eval --compare` reads its values
+    (``variants.parse_model_overrides``: ``joint=`` fills three roles; UsageError for a bad item)."""
+    from workbench.variants import parse_model_overrides
 
-    out: dict[str, str] = {}
-    for item in text.replace(",", " ").split():
-        role, sep, name = item.partition("=")
-        if not sep or not role or not name:
-            raise UsageError(f"compare takes ROLE=NAME items (e.g. dense=runs/ft1), not '{item}'")
-        out[role] = name
-    return out
+    return parse_model_overrides(text.replace(",", " ").split(), "compare")
 
 
 class EvalPane(Vertical):
