@@ -177,3 +177,23 @@ def test_ctrl_c_during_foreground_training_checkpoints_and_exits_130(tmp_path):
     assert proc.returncode == 130, err[-500:]
     assert "stopped at step" in out and err.strip().splitlines()[-1] == "wb: interrupted"
     assert json.loads((tmp_path / "ws" / "runs" / "ce" / "status.json").read_text())["state"] == "stopped"
+
+
+@pytest.mark.parametrize("kind", ["embedder", "reranker", "colbert"])
+def test_train_help_shows_the_defaults_a_run_uses(kind, monkeypatch):
+    """The options default to "not given" (a run.toml may fill them); the help still shows the
+    trainer config's real defaults, and a flag shows no value type."""
+    from dataclasses import fields
+
+    from trainers import config as configs
+
+    cls = next(c for c in vars(configs).values() if isinstance(c, type) and c.__dict__.get("TRAINER") == kind)
+    defaults = {f.name: f.default for f in fields(cls)}
+    monkeypatch.setenv("COLUMNS", "250")  # one line per option
+    proc = wb("train", kind, "--help")
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[1]: line for line in proc.stdout.splitlines() if line.startswith("│ --")}
+    assert f"[default: {defaults['lr']:g}]" in lines["--lr"]
+    assert f"[default: {defaults['batch_size']}]" in lines["--batch-size"]
+    assert "[default: " not in lines["--base"]  # the workspace's dense model: no fixed default
+    assert "<bool>" not in lines["--detach"]

@@ -23,6 +23,7 @@ from trainers.data import (
     independent_cropping,
     inverse_cloze,
     iter_examples,
+    read_datasets,
     read_examples,
 )
 from workbench.errors import InputError, TrainingError, UsageError
@@ -447,6 +448,60 @@ def make_examples(sizes: dict[str, int]) -> list[TrainingExample]:
         for task, n in sizes.items()
         for i in range(n)
     ]
+
+
+def test_several_datasets_keep_their_own_task_instruction_and_split(tmp_path):
+    nli = write_jsonl(tmp_path / "nli.jsonl", [{"query": f"n{i}", "pos": [f"p{i}"]} for i in range(5)])
+    qa = write_jsonl(tmp_path / "qa.jsonl", [{"query": f"q{i}", "pos": [f"a{i}"], "prompt": "Own prompt: "}
+                                             for i in range(3)])
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    write_jsonl(beir / "corpus.jsonl", [{"_id": "d1", "title": "", "text": "doc one"},
+                                         {"_id": "d2", "title": "", "text": "doc two"}])
+    write_jsonl(beir / "queries.jsonl", [{"_id": "1", "text": "first"}, {"_id": "2", "text": "second"}])
+    (beir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n2\td2\t1\n")
+    examples = read_datasets(
+        [str(nli), {"path": str(qa), "task": "answers", "instruction": "Unused: "},
+         {"path": str(beir), "split": "dev", "instruction": "Find: "}],
+        split="train", instruction="Run default: ")
+    assert [e.task for e in examples] == ["nli"] * 5 + ["answers"] * 3 + ["beir"]
+    assert {e.instruction for e in examples[:5]} == {"Run default: "}  # the run's, for rows without a prompt
+    assert {e.instruction for e in examples[5:8]} == {"Own prompt: "}  # a row's prompt wins
+    assert examples[8].query == "second" and examples[8].instruction == "Find: "  # the dataset's split
+    summary = examples.report.summary()
+    assert "nli.jsonl: flagembedding: read 5, kept 5" in summary and "tasks: nli (5), answers (3), beir (1)" in summary
+    batches = list(TaskBatchSampler(examples, 4, seed=0))  # every batch is one dataset's
+    assert all(len({examples[i].task for i in batch}) == 1 for batch in batches)
+    one = read_datasets(str(nli))  # one dataset: exactly read_examples
+    assert [e.query for e in one] == [e.query for e in read_examples(nli)] and one.report.kept == 5
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ([], "non-empty list"),
+        ([{"task": "x"}], "data #1 has no 'path'"),
+        (["a.jsonl", {"path": "b.jsonl", "prompt": "x"}], r"data #2: unknown key\(s\) prompt"),
+        ([{"path": "b.jsonl", "split": 3}], "data #1: split must be text"),
+        (["unsupervised", "b.jsonl"], "cannot be one of several"),
+    ],
+)
+def test_bad_dataset_lists_are_one_line_usage_errors(tmp_path, data, message):
+    from trainers.config import EmbedderConfig
+
+    with pytest.raises(UsageError, match=message):
+        if data and data[0] == "unsupervised":
+            write_jsonl(tmp_path / "b.jsonl", [{"query": "q", "pos": ["p"]}])
+            read_datasets(["unsupervised", str(tmp_path / "b.jsonl")])
+        else:
+            EmbedderConfig.from_dict({"data": data, "base": "b", "name": "n"})
+
+
+def test_a_dataset_without_examples_is_named(tmp_path):
+    good = write_jsonl(tmp_path / "good.jsonl", [{"query": "q", "pos": ["p"]}])
+    empty = write_jsonl(tmp_path / "empty.jsonl", [])
+    with pytest.raises(InputError, match="no usable training examples in .*empty.jsonl"):
+        read_datasets([str(good), str(empty)])
 
 
 def test_batches_are_single_task_and_cover_every_example_once():

@@ -98,7 +98,7 @@ def _mean(values):
     return sum(values) / len(values)
 
 
-def test_joint_trains_every_mode_and_saves_a_joint_folder(tiny, tmp_path):
+def test_joint_trains_every_mode_and_saves_a_joint_folder(tiny, tmp_path, capsys, monkeypatch):
     from trainers.loop import train_run
     from trainers.runs import new_run
     from workbench.encoders.joint import COLBERT_HEAD, SPARSE_HEAD, read_joint_meta
@@ -118,6 +118,10 @@ def test_joint_trains_every_mode_and_saves_a_joint_folder(tiny, tmp_path):
     assert status["state"] == "finished" and status["kind"] == "joint"
     evals = [e for e in run.events() if e["event"] == "eval"]
     assert len(evals) == 1 and status["best_metric"] == evals[0]["ndcg@10"] == evals[0]["ndcg@10_fused"]
+    assert status["metric"] == "ndcg@10" and status["best_step"] == 12
+    code, out, err = run_wb(capsys, monkeypatch, "runs", "-w", str(tmp_path))  # `wb runs` names the metric
+    assert code == 0, err
+    assert f"{status['best_metric']:.4f} (ndcg@10, step 12)" in next(line for line in out.splitlines() if line.startswith("j "))
     assert all(0.0 <= evals[0][f"ndcg@10_{m}"] <= 1.0 for m in ("dense", "sparse", "colbert"))
     steps = _steps(run)
     assert len(steps) == 12

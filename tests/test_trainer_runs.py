@@ -53,6 +53,8 @@ def test_foreground_run_finishes_with_a_loadable_model(tiny, tmp_path):
     assert [e["step"] for e in steps] == list(range(1, 7))
     for e in steps:
         assert {"epoch", "loss", "lr", "examples_per_s", "tokens_per_s", "gpu_mem_gb"} <= set(e)
+    # the lr logged is the one the step used: no warm-up, linear decay over 6 steps from 1e-3
+    assert [e["lr"] for e in steps] == pytest.approx([1e-3 * (6 - i) / 6 for i in range(6)])
     losses = _losses(run)
     assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2  # decreasing-ish
     assert run.events()[-1]["event"] == "finished"
@@ -156,6 +158,40 @@ def test_cli_foreground_then_runs_lists_it_and_model_override(tiny, tmp_path, ca
     assert resolved["dense"] == str(ws / "runs" / "cli1" / "model")
     with pytest.raises(UsageError):
         _run_model_overrides(Workspace(ws), {"dense": "runs/nope"})
+
+
+def test_several_datasets_train_one_task_each_from_the_cli_and_a_run_toml(tiny, tmp_path, capsys, monkeypatch):
+    base, data = tiny
+    second = topic_groups(tmp_path / "second.jsonl", 8, 1, phrasing="answer")
+    ws = tmp_path / "ws"
+    code, out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--data", str(second),
+                            "--base", str(base), "--out", "mt", "--max-steps", "3", "--batch-size", "4", "-w", str(ws))
+    assert code == 0, err
+    config = json.loads((ws / "runs" / "mt" / "config.json").read_text())
+    assert config["data"] == [str(data), str(second)]
+    log_text = (ws / "runs" / "mt" / "log.txt").read_text()
+    assert "tasks: train (24), second (8)" in log_text and "finished" in log_text
+    # run.toml: [[data]] tables, relative paths, a per-dataset instruction preset
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text(
+        f'base = "{base}"\nmax_steps = 2\nbatch_size = 4\n'
+        '[[data]]\npath = "second.jsonl"\ninstruction = "scifact"\ntask = "claims"\n'
+        f'[[data]]\npath = "{data}"\n')
+    code, out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--config", "run.toml", "--out", "mt2",
+                            "-w", str(ws))
+    assert code == 0, err
+    from workbench.encoders.templates import resolve_instruction
+
+    first = json.loads((ws / "runs" / "mt2" / "config.json").read_text())["data"][0]
+    assert first == {"path": str(second), "instruction": resolve_instruction("scifact"), "task": "claims"}
+    assert "tasks: claims (8), train (24)" in (ws / "runs" / "mt2" / "log.txt").read_text()
+    # a missing second dataset is refused before the run folder exists
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--data", "nope.jsonl",
+                             "--base", str(base), "--out", "mt3", "-w", str(ws))
+    assert code == 2 and "--data: no such file or folder: nope.jsonl" in err and not (ws / "runs" / "mt3").exists()
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--task-sampling", "even",
+                             "--base", str(base), "--out", "mt3", "-w", str(ws))
+    assert code == 2 and "task_sampling must be one of proportional, uniform, temperature" in err
 
 
 def test_detached_run_finishes(tiny, tmp_path, capsys, monkeypatch):

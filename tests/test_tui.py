@@ -769,6 +769,22 @@ async def test_launch_form_errors_and_spawns_wb_train(tmp_path):
         assert str(app.query_one("#runs-table").get_cell("mine", "state")) == "running"
 
 
+def test_launch_form_several_data_paths_make_a_multi_task_run(tmp_path):
+    """Comma-separated paths in the data box: one --data each (a multi-task run), listed joined by '+'."""
+    from workbench.tui.launch import check_values, shown_fields, train_command, trainer_spec
+    from workbench.tui.runs import config_line, data_label
+
+    spec = trainer_spec("embedder")
+    raw = {f.key: "" for row in shown_fields(spec) for f in row}
+    values = check_values(spec, {**raw, "data": "claims.jsonl, qa.jsonl,", "base": "dense"})
+    argv = train_command(spec, values, "mt", str(tmp_path))
+    assert argv[argv.index("--data"):argv.index("--data") + 4] == ["--data", "claims.jsonl", "--data", "qa.jsonl"]
+    assert argv.count("--data") == 2
+    data = ["/d/claims.jsonl", {"path": "/d/qa.jsonl", "instruction": "Find: "}]
+    assert data_label(data) == "claims.jsonl + qa.jsonl"
+    assert "data claims.jsonl + qa.jsonl" in config_line("embedder", {"base": "/m/minilm", "data": data}, None)
+
+
 def tiny_bert(folder: Path, *, head: bool = False) -> Path:
     """A random 2-layer, 32-wide BERT with the real MiniLM tokenizer (``head``: a one-logit
     BertForSequenceClassification, i.e. a cross-encoder reranker)."""

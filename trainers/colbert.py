@@ -95,9 +95,9 @@ class ColbertTrainer(Trainer):
             raise UsageError(f"the ColBERT trainer's loss is 'infonce' (+ kl_weight for distillation), not {cfg.loss!r}")
 
     def examples(self):
-        from .data import read_examples
+        from .data import read_datasets
 
-        examples = read_examples(self.cfg.data, split=self.cfg.split, instruction=None)
+        examples = read_datasets(self.cfg.data, split=self.cfg.split, instruction=None)
         if self.cfg.kl_weight > 0 and not all(ex.has_scores for ex in examples):
             raise UsageError("kl_weight > 0 needs teacher scores (pos_scores / neg_scores) on every example")
         self._examples = examples

@@ -18,6 +18,7 @@ from workbench.encoders.yesno_prompt import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_QUESTION,
 )
+from trainers.data.batching import SAMPLING
 from workbench.config import type_mismatch
 from workbench.errors import UsageError
 
@@ -32,6 +33,13 @@ def _from_dict(cls, data: dict):
         raise UsageError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     for key, value in data.items():
         _check_option(key, value, str(by_name[key].type))
+    if data.get("task_sampling", "proportional") not in SAMPLING:
+        raise UsageError(f"training option task_sampling must be one of {', '.join(SAMPLING)}, "
+                         f"not {data['task_sampling']!r}")
+    if "data" in data:
+        from trainers.data.datasets import dataset_specs
+
+        dataset_specs(data["data"])  # a path or a list of datasets (UsageError naming what is wrong)
     return cls(**data)
 
 
@@ -81,7 +89,7 @@ class EmbedderConfig(RunConfig):
 
     TRAINER: ClassVar[str] = "embedder"
 
-    data: str  # FlagEmbedding jsonl | BEIR folder | sentence-transformers pairs | "unsupervised"
+    data: str | list  # FlagEmbedding jsonl | BEIR folder | sentence-transformers pairs | "unsupervised"
     base: str  # resolved model folder or Hugging Face id
     name: str  # run name (folder under <workspace>/runs)
     split: str = "train"
@@ -126,7 +134,7 @@ class RerankerConfig(RunConfig):
 
     TRAINER: ClassVar[str] = "reranker"
 
-    data: str  # FlagEmbedding jsonl (as `wb mine` writes) | BEIR folder | sentence-transformers file
+    data: str | list  # FlagEmbedding jsonl (as `wb mine` writes) | BEIR folder | sentence-transformers file
     base: str  # resolved model folder or Hugging Face id (a BERT-like encoder or a cross-encoder)
     name: str
     split: str = "train"
@@ -166,7 +174,7 @@ class LlmRerankerConfig(RunConfig):
 
     TRAINER: ClassVar[str] = "llm-reranker"
 
-    data: str  # FlagEmbedding jsonl (as `wb mine` writes) | BEIR folder | sentence-transformers file
+    data: str | list  # FlagEmbedding jsonl (as `wb mine` writes) | BEIR folder | sentence-transformers file
     base: str  # a *ForCausalLM folder or HF id (the built-in smollm2-135m-instruct by default)
     name: str
     split: str = "train"
@@ -212,7 +220,7 @@ class ColbertConfig(RunConfig):
 
     TRAINER: ClassVar[str] = "colbert"
 
-    data: str
+    data: str | list
     base: str
     name: str
     split: str = "train"
@@ -253,7 +261,7 @@ class SpladeConfig(RunConfig):
 
     TRAINER: ClassVar[str] = "splade"
 
-    data: str
+    data: str | list
     base: str  # a *ForMaskedLM folder or id (the workspace's sparse model by default)
     name: str
     split: str = "train"
@@ -289,7 +297,7 @@ class LayerwiseConfig(RunConfig):
 
     TRAINER: ClassVar[str] = "layerwise"
 
-    data: str  # as RerankerConfig
+    data: str | list  # as RerankerConfig
     base: str  # a BERT-like encoder (AutoModel); the workspace's dense model by default
     name: str
     split: str = "train"
@@ -327,7 +335,7 @@ class JointConfig(RunConfig):
 
     TRAINER: ClassVar[str] = "joint"
 
-    data: str
+    data: str | list
     base: str  # a BERT-like encoder (the workspace's dense model by default) or a joint run's folder
     name: str
     split: str = "train"

@@ -54,7 +54,7 @@ def _read_passages(corpus: str | None) -> list[str]:
 
 
 def _examples(cfg: EmbedderConfig):
-    from .data import independent_cropping, inverse_cloze, read_examples
+    from .data import independent_cropping, inverse_cloze, read_datasets
 
     if cfg.data == "unsupervised":
         passages = _read_passages(cfg.corpus)
@@ -63,7 +63,7 @@ def _examples(cfg: EmbedderConfig):
         if cfg.unsupervised != "cropping":
             raise UsageError(f"unsupervised must be 'cropping' or 'ict', not {cfg.unsupervised!r}")
         return independent_cropping(passages, seed=cfg.seed, instruction=cfg.instruction)
-    return read_examples(cfg.data, split=cfg.split, instruction=cfg.instruction or None)
+    return read_datasets(cfg.data, split=cfg.split, instruction=cfg.instruction or None)
 
 
 def _templates(cfg: EmbedderConfig, kind: str):

@@ -154,9 +154,9 @@ class JointTrainer(Trainer):
         self._eval: dict = {}
 
     def examples(self):
-        from .data import read_examples
+        from .data import read_datasets
 
-        return read_examples(self.cfg.data, split=self.cfg.split, instruction=None)
+        return read_datasets(self.cfg.data, split=self.cfg.split, instruction=None)
 
     def build(self):
         import torch

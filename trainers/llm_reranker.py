@@ -93,10 +93,10 @@ class LlmRerankerTrainer(RerankerTrainer):
         self.prompt: YesNoPrompt | None = None
 
     def examples(self):
-        from .data import read_examples
+        from .data import read_datasets
 
         # the instruction is the judge's system turn, not a query prefix: readers get none
-        return read_examples(self.cfg.data, split=self.cfg.split)
+        return read_datasets(self.cfg.data, split=self.cfg.split)
 
     def build(self):
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer

@@ -332,14 +332,17 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
             return best
         run.append_event({"event": "eval", "step": step, trainer.metric_name: metric,
                           **trainer.eval_details(), "time": time.time()})
-        best = metric if best is None or metric > best else best
-        run.write_status(best_metric=best, last_metric=metric)
+        improved = best is None or metric > best
+        best = metric if improved else best
+        run.write_status(best_metric=best, last_metric=metric, metric=trainer.metric_name,
+                         **({"best_step": step} if improved else {}))
         return best
 
     while step < total:
         if stop_requested():
             break
         t0 = time.perf_counter()
+        step_lr = scheduler.get_last_lr()[0]  # the rate this step's update uses (the scheduler moves after it)
         micro_losses, n_examples, n_tokens = [], 0, 0
         for micro in range(cfg.grad_accum):
             for r in range(world):
@@ -370,7 +373,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
                 "step": step,
                 "epoch": round(sampler.epoch + sampler.position / max(1, per_epoch), 4),
                 "loss": last_loss,
-                "lr": scheduler.get_last_lr()[0],
+                "lr": step_lr,
                 "examples_per_s": n_examples / elapsed,
                 "tokens_per_s": n_tokens / elapsed,
                 "gpu_mem_gb": (torch.cuda.max_memory_allocated() / 2**30) if torch.cuda.is_available() else 0.0,

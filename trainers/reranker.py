@@ -138,9 +138,9 @@ class RerankerTrainer(Trainer):
         self.loss_fn = build_rerank_loss(cfg.loss)
 
     def examples(self):
-        from .data import read_examples
+        from .data import read_datasets
 
-        examples = read_examples(self.cfg.data, split=self.cfg.split, instruction=self.cfg.instruction or None)
+        examples = read_datasets(self.cfg.data, split=self.cfg.split, instruction=self.cfg.instruction or None)
         if self.residual:
             if not all(ex.has_scores for ex in examples):
                 raise InputError(f"--residual needs every example's first-stage scores (pos_scores/neg_scores): "

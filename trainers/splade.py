@@ -56,9 +56,9 @@ class SpladeTrainer(Trainer):
         self._last: dict = {}
 
     def examples(self):
-        from .data import read_examples
+        from .data import read_datasets
 
-        return read_examples(self.cfg.data, split=self.cfg.split, instruction=None)
+        return read_datasets(self.cfg.data, split=self.cfg.split, instruction=None)
 
     def build(self):
         from transformers import AutoModelForMaskedLM, AutoTokenizer

@@ -12,6 +12,7 @@ Pure Python (no torch needed)::
 from __future__ import annotations
 
 from .batching import SAMPLING, TaskBatchSampler
+from .datasets import DatasetSpec, dataset_specs, read_datasets
 from .example import TrainingExample
 from .readers import FORMATS, ExampleList, ReadReport, detect_format, iter_examples, read_examples
 from .unsupervised import independent_cropping, inverse_cloze, split_sentences
@@ -19,14 +20,17 @@ from .unsupervised import independent_cropping, inverse_cloze, split_sentences
 __all__ = [
     "FORMATS",
     "SAMPLING",
+    "DatasetSpec",
     "ExampleList",
     "ReadReport",
     "TaskBatchSampler",
     "TrainingExample",
+    "dataset_specs",
     "detect_format",
     "independent_cropping",
     "inverse_cloze",
     "iter_examples",
+    "read_datasets",
     "read_examples",
     "split_sentences",
 ]

@@ -514,7 +514,7 @@ ResumeOpt = Annotated[
 
 @train_app.command("embedder")
 def train_embedder_cmd(
-    data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl, BEIR folder, sentence-transformers file, or 'unsupervised'.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help="Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in --config, see the README). FlagEmbedding jsonl, BEIR folder, sentence-transformers file, or 'unsupervised'.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id.")] = None,
     out: OutOpt = None,
     corpus: Annotated[Optional[str], typer.Option("--corpus", help="Passages for --data unsupervised (BEIR corpus.jsonl or folder).")] = None,
@@ -528,6 +528,7 @@ def train_embedder_cmd(
     negatives: Annotated[Optional[int], typer.Option("--negatives", help="Hard negatives per query.")] = None,
     distill: Annotated[Optional[float], typer.Option("--distill", help="Weight of KL distillation from the data's teacher scores (pos_scores/neg_scores, e.g. from `wb mine --teacher`); 0 = off. --loss kl distills only.")] = None,
     instruction: Annotated[Optional[str], typer.Option("--instruction", help="Query instruction (preset name or text) for rows without a prompt.")] = None,
+    task_sampling: Annotated[Optional[str], typer.Option("--task-sampling", help="With several datasets: which task the next batch comes from: proportional (to its size), uniform, or temperature (size^(1/2)).")] = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10).")] = None,
     eval_every: EvalEveryOpt = None,
     save_every: SaveEveryOpt = None,
@@ -544,12 +545,16 @@ def train_embedder_cmd(
 
         if values.get("instruction"):
             values["instruction"] = resolve_instruction(values["instruction"])
+        if isinstance(values.get("data"), list):  # [[data]] tables: each instruction may be a preset too
+            values["data"] = [{**item, "instruction": resolve_instruction(item["instruction"])}
+                              if isinstance(item, dict) and item.get("instruction") else item
+                              for item in values["data"]]
 
     given = {
         "data": data, "base": base, "name": out, "corpus": corpus, "lora": lora, "epochs": epochs,
         "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "loss": loss, "temperature": temperature,
         "negatives_per_query": negatives, "distill_weight": distill, "instruction": instruction, "eval_data": eval_data,
-        "eval_every": eval_every, "save_every": save_every,
+        "eval_every": eval_every, "save_every": save_every, "task_sampling": task_sampling,
     }
     _train_cmd(EmbedderConfig, given, config=config, detach=detach, resume=resume, workspace=workspace,
                path_keys=("data", "corpus", "eval_data"), literal=("unsupervised",), finish=resolve)
@@ -573,10 +578,24 @@ def _train_cmd(config_cls, given: dict, *, config: Optional[str], detach: bool, 
 
     ws = _workspace(workspace)
     values: dict = read_toml(config) if config else {}
+    if given.get("data"):  # --data given once: a path; several times: a multi-task list
+        given = {**given, "data": given["data"][0] if len(given["data"]) == 1 else list(given["data"])}
     values.update({k: v for k, v in given.items() if v is not None})
     if adjust is not None:
         adjust(values, ws)
     _start_run(ws, config_cls, values, path_keys, detach, literal=literal, finish=finish)
+
+
+def _existing_path(key: str, given, literal: tuple[str, ...]) -> str:
+    """``given`` as an absolute path (a value in ``literal`` as it is); InputError when it does not exist."""
+    if given in literal:
+        return given
+    path = Path(str(given)).expanduser()
+    if not path.exists():
+        from workbench.errors import InputError
+
+        raise InputError(f"--{key.replace('_', '-')}: no such file or folder: {given}")
+    return str(path.absolute())
 
 
 def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach: bool, *,
@@ -593,14 +612,13 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
 
     name = check_run_name(str(values["name"]))
     values["base"] = _resolve_base(str(values["base"]), ws)
+    from trainers.data.datasets import dataset_specs, with_paths
+
+    if values.get("data") is not None and not isinstance(values["data"], str):
+        dataset_specs(values["data"])  # a list of datasets: its shape is checked before its paths
     for key in path_keys:
         if values.get(key) and values[key] not in literal:
-            path = Path(str(values[key])).expanduser()
-            if not path.exists():
-                from workbench.errors import InputError
-
-                raise InputError(f"--{key.replace('_', '-')}: no such file or folder: {values[key]}")
-            values[key] = str(path.absolute())
+            values[key] = with_paths(values[key], lambda given, key=key: _existing_path(key, given, literal))
     if finish is not None:
         finish(values)
     try:
@@ -616,7 +634,7 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
 
 @train_app.command("reranker")
 def train_reranker_cmd(
-    data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help="Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in --config, see the README). FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id; a BERT-like encoder gets a new one-logit head.")] = None,
     out: OutOpt = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="listwise (softmax CE over the group), pairwise (RankNet) or pointwise (BCE).")] = None,
@@ -651,7 +669,7 @@ def train_reranker_cmd(
 
 @train_app.command("llm-reranker")
 def train_llm_reranker_cmd(
-    data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help="Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in --config, see the README). FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="A causal LM: 'llm' (the built-in smollm2-135m-instruct, default), a built-in name, a folder, runs/NAME or a HF id.")] = None,
     out: OutOpt = None,
     lora: Annotated[Optional[bool], typer.Option("--lora/--no-lora", help="Train LoRA adapters on every linear projection (default) and merge them into the final model.")] = None,
@@ -696,7 +714,7 @@ def train_llm_reranker_cmd(
 
 @train_app.command("colbert")
 def train_colbert_cmd(
-    data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help="Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in --config, see the README). FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id (a BERT-like encoder).")] = None,
     out: OutOpt = None,
     dim: Annotated[Optional[int], typer.Option("--dim", help="Token vector size (the projection's outputs).")] = None,
@@ -736,7 +754,7 @@ def train_colbert_cmd(
 
 @train_app.command("splade")
 def train_splade_cmd(
-    data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help="Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in --config, see the README). FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'sparse' (the workspace's sparse model, the default), a built-in name, a folder, runs/NAME or a HF id (a masked LM).")] = None,
     out: OutOpt = None,
     negatives: NegativesOpt = None,
@@ -776,7 +794,7 @@ def train_splade_cmd(
 
 @train_app.command("layerwise")
 def train_layerwise_cmd(
-    data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help="Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in --config, see the README). FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id (a BERT-like encoder).")] = None,
     out: OutOpt = None,
     layers: Annotated[Optional[str], typer.Option("--layers", help="Layers that get a score head, e.g. 2,4,6 (default: 2 to the last).")] = None,
@@ -823,7 +841,7 @@ def train_layerwise_cmd(
 
 @train_app.command("joint")
 def train_joint_cmd(
-    data: Annotated[Optional[str], typer.Option("--data", help="FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help="Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in --config, see the README). FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model, the default), a built-in name, a folder, runs/NAME (a joint run continues with its heads) or a HF id (a BERT-like encoder).")] = None,
     out: OutOpt = None,
     dense_weight: Annotated[Optional[float], typer.Option("--dense-weight", help="a in L = a*dense + b*sparse + c*colbert.")] = None,
@@ -912,14 +930,16 @@ def runs_list(
     if not runs:
         typer.echo(f"no training runs in {ws.root / 'runs'}")
         return
-    typer.echo(f"{'name':<24} {'state':<9} {'step':>11} {'loss':>8} {'best':>8}")
+    typer.echo(f"{'name':<24} {'state':<9} {'step':>11} {'loss':>8}  best (metric, at step)")
     for run in runs:
         s = run.status()
         step = f"{s.get('step') or 0}/{s.get('total_steps') or '?'}"
         if s.get("state") == "finished" and not s.get("step") and not s.get("total_steps"):
             step = "-"  # made without training steps (a soup)
-        typer.echo(f"{run.name:<24} {s.get('state', '?'):<9} {step:>11} {_fmt_metric(s.get('loss')):>8} "
-                   f"{_fmt_metric(s.get('best_metric')):>8}")
+        best = _fmt_metric(s.get("best_metric"))
+        if s.get("metric") and best != "-":  # the runs' metrics differ (nDCG@10, a reranker's MRR)
+            best += f" ({s['metric']}" + (f", step {s['best_step']})" if s.get("best_step") else ")")
+        typer.echo(f"{run.name:<24} {s.get('state', '?'):<9} {step:>11} {_fmt_metric(s.get('loss')):>8}  {best}")
         if s.get("state") == "failed" and s.get("message"):
             reason = " ".join(str(s["message"]).split())
             typer.echo(f"  {reason[:160]}{'…' if len(reason) > 160 else ''}")
@@ -1078,7 +1098,12 @@ def main() -> None:
     try:
         # standalone_mode=False: typer raises usage errors instead of printing its own box, and
         # returns the exit code of typer.Exit (130 for Ctrl-C) instead of calling sys.exit.
-        code = app(standalone_mode=False)
+        command = typer.main.get_command(app)
+        if {"--help", "-h"} & set(sys.argv[1:]):
+            from workbench.cli.help_text import polish_help
+
+            polish_help(command)
+        code = command(standalone_mode=False)
     except WbError as exc:
         print(f"wb: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

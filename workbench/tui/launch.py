@@ -151,7 +151,8 @@ class TrainerSpec:
 
 
 def _data(help_text: str) -> Field:
-    return Field("data", "--data", "data", "path", "", help=help_text, required=True)
+    return Field("data", "--data", "data", "path", "", required=True,
+                 help=help_text + "; several, comma-separated: a multi-task run (one task each)")
 
 
 def _base(default: str, help_text: str) -> Field:
@@ -397,6 +398,10 @@ def train_command(spec: TrainerSpec, values: dict, name: str, workspace: str) ->
         if f.kind == "bool":
             negative = "--no-" + f.flag[2:]
             args.append(f.flag if value else negative)
+        elif f.key == "data" and "," in str(value):  # several datasets: a multi-task run
+            for part in (p.strip() for p in str(value).split(",")):
+                if part:
+                    args += [f.flag, part]
         elif value not in (None, ""):
             args += [f.flag, str(value)]
     return wb_command(*args, "--out", name, "--detach", "-w", workspace)

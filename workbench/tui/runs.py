@@ -224,13 +224,19 @@ def _num(value, fmt: str = ".4f") -> str:
     return format(value, fmt) if isinstance(value, (int, float)) else "–"
 
 
+def data_label(data) -> str:
+    """A run's ``data`` for a narrow column: the file or folder name; several datasets joined by ``+``."""
+    items = data if isinstance(data, list) else [data]
+    return " + ".join(Path(str(item.get("path") if isinstance(item, dict) else item)).name for item in items)
+
+
 def config_line(trainer: str, c: dict, device: str | None) -> str:
     """``reranker · base ce-t · data hn.jsonl · listwise · batch 4 · lr 4e-05 · group 8 · device cpu``:
     what a (non-soup) run trains, from its config.json."""
     parts = [trainer, f"base {_model_name(str(c.get('base') or ''))}"]
-    data = str(c.get("data") or "?")
+    data = c.get("data") or "?"
     parts.append("data " + (f"unsupervised ({Path(str(c.get('corpus') or '?')).name})"
-                            if data == "unsupervised" else Path(data).name))
+                            if data == "unsupervised" else data_label(data)))
     if c.get("loss"):
         parts.append(str(c["loss"]))
     if c.get("residual"):
@@ -419,7 +425,7 @@ class RunsPane(Vertical):
             "loss": Text(_num(s.get("loss")), justify="right"),
             "best": Text(_num(s.get("best_metric")), justify="right"),
             "base": Text(short(_model_name(str(r.config.get("base") or "")), w["base"]), style="dim"),
-            "data": Text(short(Path(str(r.config.get("data") or "?")).name, w["data"]), style="dim"),
+            "data": Text(short(data_label(r.config.get("data") or "?"), w["data"]), style="dim"),
         }
 
     def _update(self, selector: str, content) -> None:
