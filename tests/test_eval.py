@@ -135,7 +135,8 @@ def test_json_schema_and_values(first_run, dataset):
     assert report["baseline"] == "bm25" and report["test"] == "paired t-test"
     assert [p["name"] for p in report["pipelines"]] == ["bm25", "dense", "hybrid"]
     base, *others = report["pipelines"]
-    assert base["delta"] is None and base["p_value"] is None and base["wins"] is None
+    assert base["delta"] is None and base["p_value"] is None and base["wins"] is None and base["baseline"] is None
+    assert [p["baseline"] for p in report["pipelines"][1:]] == ["bm25", "bm25"]
     # which models ran, per pipeline, labelled as `wb query --json` labels them (bm25 runs none)
     assert base["models"] == {} and set(others[0]["models"]) == {"dense"}
     assert set(others[1]["models"]) == {"dense", "colbert", "sparse"}
@@ -151,8 +152,8 @@ def test_json_schema_and_values(first_run, dataset):
             assert p["p_value"][m] is None or 0.0 <= p["p_value"][m] <= 1.0
         assert p["wins"] + p["losses"] + p["ties"] == len(QUERIES)
     for row in report["per_query"]:
-        assert set(row) == {"pipeline", "query_id", "query", "baseline", "value", "delta"}
-        assert row["pipeline"] in ("dense", "hybrid") and row["delta"] != 0
+        assert set(row) == {"pipeline", "vs", "query_id", "query", "baseline", "value", "delta"}
+        assert row["pipeline"] in ("dense", "hybrid") and row["vs"] == "bm25" and row["delta"] != 0
         assert row["delta"] == pytest.approx(row["value"] - row["baseline"], abs=2e-6)
     # progress lines on stderr are JSON objects
     assert all("phase" in json.loads(line) for line in err.strip().splitlines() if line.startswith("{"))

@@ -119,6 +119,71 @@ def test_finish_now_saves_the_model_at_that_step_and_ends_finished(tiny, tmp_pat
     assert out.dense.shape == base_out.dense.shape and not np.allclose(out.dense, base_out.dense)
 
 
+def test_finish_on_a_stopped_run_saves_its_checkpoint_model(tiny, tmp_path, capsys, monkeypatch):
+    """`wb runs stop NAME --finish` on a run that is stopped already: the model of its last checkpoint,
+    the very weights an early stop at that step gives, and the run ends finished (early)."""
+    from trainers.embedder import train_embedder
+    from workbench.encoders.dense import DenseEncoder
+
+    base, data = tiny
+    early = _new(tmp_path, "early", base, data, max_steps=6, negatives_per_query=1)
+    train_embedder(early, on_step=lambda step, run: step == 3 and run.request_stop(finish=True))
+    stopped = _new(tmp_path, "stopped", base, data, max_steps=6, negatives_per_query=1)
+    status = train_embedder(stopped, on_step=lambda step, run: step == 3 and run.request_stop())
+    assert status["state"] == "stopped" and status["step"] == 3 and not stopped.model_dir.exists()
+    code, out, err = run_wb(capsys, monkeypatch, "runs", "stop", "stopped", "--finish", "-w", str(tmp_path))
+    assert code == 0, err
+    assert f"run stopped finished: model in {stopped.model_dir}" in out
+    final = stopped.status()
+    assert final["state"] == "finished" and final["step"] == 3 and stopped.events()[-1]["early"] is True
+    assert len([e for e in stopped.events() if e["event"] == "step"]) == 3  # no step trained after the stop
+    texts = ["a passage about cats", "question 4 about dogs"]
+    assert np.allclose(DenseEncoder(str(stopped.model_dir), device="cpu").encode(texts).dense,
+                       DenseEncoder(str(early.model_dir), device="cpu").encode(texts).dense, atol=1e-5)
+    # a run with no checkpoint has nothing to finish from: one line, the run as it was
+    fresh = _new(tmp_path, "fresh", base, data)
+    fresh.write_status(state="stopped", step=0)
+    code, _out, err = run_wb(capsys, monkeypatch, "runs", "stop", "fresh", "--finish", "-w", str(tmp_path))
+    assert code == 2 and "has no checkpoint to take its model from" in err and fresh.status()["state"] == "stopped"
+
+
+def _topic_beir(folder: Path) -> Path:
+    """A BEIR folder (test split) of topic_groups' passages: query i about topic t -> its passage."""
+    from tiny_models import TOPICS
+
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(
+        {"_id": f"d{i}", "title": "", "text": f"a passage about {TOPICS[i % 6]} number {i}"}) + "\n" for i in range(12)))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(
+        {"_id": f"q{i}", "text": f"question {i} about {TOPICS[i % 6]}"}) + "\n" for i in range(12)))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(12)))
+    return folder
+
+
+def test_keep_best_saves_the_best_evaluated_step_not_the_last(tiny, tmp_path):
+    """keep_best: the run's model is the weights of the step with the best eval metric, so
+    re-evaluating the saved model gives that metric, not the last evaluation's."""
+    from trainers.config import EmbedderConfig
+    from trainers.embedder import EmbedderTrainer, train_embedder
+    from workbench.errors import UsageError
+
+    base, data = tiny
+    beir = _topic_beir(tmp_path / "beir")
+    run = _new(tmp_path, "best", base, data, max_steps=8, lr=2e-2, eval_data=str(beir), eval_every=1, keep_best=True)
+    status = train_embedder(run)
+    evals = {e["step"]: e["ndcg@10"] for e in run.events() if e["event"] == "eval"}
+    best_step = max(evals, key=lambda s: (evals[s], -s))
+    assert status["best_step"] == best_step == status["model_step"]
+    assert evals[best_step] > evals[8], evals  # the setup's premise: the last step is not the best
+    assert not run.best_weights_path.exists()
+    cfg = EmbedderConfig.from_dict({**run.read_config(), "base": str(run.model_dir)})
+    trainer = EmbedderTrainer(cfg)
+    model = trainer.build()
+    assert trainer.evaluate(model, "cpu") == pytest.approx(evals[best_step], abs=1e-6)
+    with pytest.raises(UsageError, match="keep_best needs eval_data"):
+        EmbedderConfig.from_dict({"data": str(data), "base": str(base), "name": "x", "keep_best": True})
+
+
 def test_a_crash_marks_the_run_failed(tiny, tmp_path):
     from trainers.embedder import train_embedder
     from workbench.errors import ModelError

@@ -304,6 +304,34 @@ async def test_state_persists_between_launches(tui_state, tmp_path, monkeypatch)
         assert app.search.left.result.query == "remove a directory"  # the last query reruns
 
 
+async def test_search_shows_any_fusion_and_adds_it_to_the_column_menu(tui_state, tmp_path):
+    """A fusion the menus do not list (an eval's `-p dense+bm25` row, a remembered one) is run and
+    offered in that column's menu; a name wb cannot run is ignored."""
+    from workbench.tui.evaluate import search_target
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    engine = FakeEngine()
+    app = WbApp(str(ws), engine=engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "remove a directory")
+        right_before = app.search.right.pipeline
+        app.set_pipelines(left="dense+bm25", right="nonsense+bm25")
+        await settle(pilot)
+        left = app.search.left
+        assert left.pipeline == "dense+bm25" and app.search.right.pipeline == right_before
+        assert ("remove a directory", "dense+bm25") in engine.calls
+        assert left.result.pipeline == "dense+bm25"
+        assert select_options(left.query_one("#left-pipeline"))[-1] == "dense+bm25"
+        assert select_options(app.search.right.query_one("#right-pipeline"))[-1] == "bm25+rerank"
+    assert TuiState.load(tui_state).left_pipeline == "dense+bm25"
+    report = {"baseline": "dense+bm25", "workspace": str(ws),
+              "pipelines": [{"name": "dense+bm25"}, {"name": "dense+bm25+rerank", "baseline": "dense+bm25"}]}
+    target = search_target(report, "dense+bm25+rerank")
+    assert (target.left, target.right, target.problem) == ("dense+bm25", "dense+bm25+rerank", "")
+
+
 def remember_workspace(state_file: Path, workspace: Path) -> None:
     TuiState(workspace=str(workspace)).save(state_file)
 
@@ -783,6 +811,20 @@ def test_launch_form_several_data_paths_make_a_multi_task_run(tmp_path):
     data = ["/d/claims.jsonl", {"path": "/d/qa.jsonl", "instruction": "Find: "}]
     assert data_label(data) == "claims.jsonl + qa.jsonl"
     assert "data claims.jsonl + qa.jsonl" in config_line("embedder", {"base": "/m/minilm", "data": data}, None)
+
+
+def test_an_eval_compare_row_opens_its_own_pipeline_on_the_base_models_on_the_left():
+    from workbench.tui.evaluate import search_target
+
+    report = {"baseline": "bm25", "workspace": "/ws", "pipelines": [
+        {"name": "bm25", "baseline": None}, {"name": "hybrid", "baseline": "bm25"},
+        {"name": "bm25@ft", "baseline": "bm25"}, {"name": "hybrid@ft", "baseline": "hybrid"}]}
+    target = search_target(report, "hybrid@ft", {"reranker": "/runs/ft/model"})
+    assert (target.left, target.right, target.problem) == ("hybrid", "hybrid", "")
+    assert target.right_models == (None, "reranker · ft", {"reranker": "/runs/ft/model"})
+    assert (search_target(report, "hybrid").left, search_target(report, "hybrid").right) == ("bm25", "hybrid")
+    old = {"baseline": "bm25", "workspace": "/ws", "pipelines": [{"name": "bm25"}, {"name": "dense@ft"}]}
+    assert search_target(old, "dense@ft").left == "bm25"  # a report from before per-row baselines
 
 
 def tiny_bert(folder: Path, *, head: bool = False) -> Path:

@@ -103,7 +103,7 @@ def test_eval_compare_puts_base_and_fine_tune_in_one_table(ws_with_run, tmp_path
     run.mkdir(parents=True)
     shutil.copytree(ws.runs_dir / "ft" / "model", run / "model")
     code, out, err = wb(capsys, monkeypatch, "eval", str(data), "-w", str(eval_ws), "-p", "bm25,dense",
-                        "--compare", "dense=runs/ft", "--json")
+                        "--compare", "dense=runs/ft", "--json", "--per-query")
     assert code == 0, err
     report = json.loads(out)
     labels = [p["name"] for p in report["pipelines"]]
@@ -112,6 +112,14 @@ def test_eval_compare_puts_base_and_fine_tune_in_one_table(ws_with_run, tmp_path
     # same weights: identical figures; the fine-tune's index is a variant of the -w workspace
     assert by["dense@ft"]["metrics"]["ndcg@10"] == pytest.approx(by["dense"]["metrics"]["ndcg@10"], abs=1e-6)
     assert by["bm25@ft"]["metrics"]["ndcg@10"] == pytest.approx(by["bm25"]["metrics"]["ndcg@10"], abs=1e-9)
+    # each fine-tuned pipeline is compared with the same pipeline on the base models, not with the first
+    assert [by[lab]["baseline"] for lab in labels] == [None, "bm25", "bm25", "dense"]
+    gap = by["dense"]["metrics"]["ndcg@10"] - by["bm25"]["metrics"]["ndcg@10"]
+    assert by["dense"]["delta"]["ndcg@10"] == pytest.approx(gap, abs=1e-6)
+    assert by["dense@ft"]["delta"]["ndcg@10"] == pytest.approx(0.0, abs=1e-6)
+    assert by["dense@ft"]["wins"] == by["dense@ft"]["losses"] == 0
+    assert {(row["pipeline"], row["vs"]) for row in report["per_query"]} <= {
+        ("dense", "bm25"), ("bm25@ft", "bm25"), ("dense@ft", "dense")}
     assert len(list((eval_ws / "variants").iterdir())) == 1
 
 

@@ -36,6 +36,8 @@ def _from_dict(cls, data: dict):
     if data.get("task_sampling", "proportional") not in SAMPLING:
         raise UsageError(f"training option task_sampling must be one of {', '.join(SAMPLING)}, "
                          f"not {data['task_sampling']!r}")
+    if data.get("keep_best") and not data.get("eval_data"):
+        raise UsageError("keep_best needs eval_data (the best model is the best-evaluated one)")
     if "data" in data:
         from trainers.data.datasets import dataset_specs
 
@@ -125,6 +127,7 @@ class EmbedderConfig(RunConfig):
     eval_data: str | None = None  # a BEIR folder evaluated during training
     eval_split: str = "test"
     eval_every: int = 0
+    keep_best: bool = False  # with eval data: the model kept is the best-evaluated one, not the last
     task_sampling: str = "proportional"
 
 
@@ -158,6 +161,7 @@ class RerankerConfig(RunConfig):
     log_every: int = 1
     eval_data: str | None = None  # FlagEmbedding jsonl of held-out groups: MRR of the positive
     eval_every: int = 0
+    keep_best: bool = False  # with eval data: the model kept is the best-evaluated one, not the last
     task_sampling: str = "proportional"
 
     @classmethod
@@ -202,6 +206,7 @@ class LlmRerankerConfig(RunConfig):
     log_every: int = 1
     eval_data: str | None = None  # FlagEmbedding jsonl of held-out groups: MRR of the positive
     eval_every: int = 0
+    keep_best: bool = False  # with eval data: the model kept is the best-evaluated one, not the last
     task_sampling: str = "proportional"
 
     @classmethod
@@ -252,6 +257,7 @@ class ColbertConfig(RunConfig):
     eval_data: str | None = None  # a BEIR folder: nDCG@10 of exact MaxSim
     eval_split: str = "test"
     eval_every: int = 0
+    keep_best: bool = False  # with eval data: the model kept is the best-evaluated one, not the last
     task_sampling: str = "proportional"
 
 
@@ -288,6 +294,7 @@ class SpladeConfig(RunConfig):
     eval_data: str | None = None  # a BEIR folder: nDCG@10 of the exact sparse dot product
     eval_split: str = "test"
     eval_every: int = 0
+    keep_best: bool = False  # with eval data: the model kept is the best-evaluated one, not the last
     task_sampling: str = "proportional"
 
 
@@ -325,6 +332,7 @@ class LayerwiseConfig(RunConfig):
     log_every: int = 1
     eval_data: str | None = None  # FlagEmbedding jsonl of held-out groups: MRR at every scored layer
     eval_every: int = 0
+    keep_best: bool = False  # with eval data: the model kept is the best-evaluated one, not the last
     task_sampling: str = "proportional"
 
 
@@ -371,6 +379,7 @@ class JointConfig(RunConfig):
     eval_data: str | None = None  # a BEIR folder: nDCG@10 of each mode and of the ensemble (the metric)
     eval_split: str = "test"
     eval_every: int = 0
+    keep_best: bool = False  # with eval data: the model kept is the best-evaluated one, not the last
     task_sampling: str = "proportional"
 
 

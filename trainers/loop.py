@@ -184,8 +184,10 @@ def run_training(
     resume: bool = False,
     *,
     on_step: Callable[[int, RunFolder], None] | None = None,
+    finish_now: bool = False,
 ) -> dict:
-    """Train (or resume) the run with ``trainer``; return its final status dict."""
+    """Train (or resume) the run with ``trainer``; return its final status dict. ``finish_now`` (with
+    ``resume``): train no further, save the checkpoint's model and end the run finished early."""
     stop = StopFlag()
     stop.install()
     flushed = False
@@ -195,7 +197,7 @@ def run_training(
         if not torch.cuda.is_available():
             # denormal floats (LoRA updates near zero) make CPU matmuls 3-5x slower
             flushed = torch.set_flush_denormal(True)
-        return _train(run, trainer, resume, stop, on_step)
+        return _train(run, trainer, resume, stop, on_step, finish_now)
     except KeyboardInterrupt:
         run.write_status(state="stopped", error="aborted by a second Ctrl-C (no checkpoint)")
         run.append_event({"event": "stopped", "time": time.time(), "checkpoint": None})
@@ -215,7 +217,7 @@ def run_training(
             torch.set_flush_denormal(False)
 
 
-def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_step) -> dict:
+def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_step, finish_now: bool = False) -> dict:
     if int(os.environ.get("RANK", "0")) != 0:  # data-parallel ranks > 0 write no run files
         run = _SilentRun(run)
     run.write_status(state="running", pid=os.getpid(), error=None)
@@ -334,11 +336,13 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
                           **trainer.eval_details(), "time": time.time()})
         improved = best is None or metric > best
         best = metric if improved else best
+        if improved and cfg.keep_best:
+            _save_weights(accelerator.unwrap_model(model), run.best_weights_path)
         run.write_status(best_metric=best, last_metric=metric, metric=trainer.metric_name,
                          **({"best_step": step} if improved else {}))
         return best
 
-    while step < total:
+    while step < total and not finish_now:
         if stop_requested():
             break
         t0 = time.perf_counter()
@@ -399,7 +403,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         if stop_requested() and step < total:
             break
 
-    early = step < total and finish_requested()
+    early = step < total and (finish_now or finish_requested())
     if early and main and cfg.eval_data and (cfg.eval_every == 0 or step % cfg.eval_every != 0):
         best = evaluate_now(best)
     if step < total and not early:  # stopped
@@ -414,18 +418,34 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        trainer.save_final(accelerator.unwrap_model(model), run.model_dir)
+        final, kept = accelerator.unwrap_model(model), step
+        if cfg.keep_best and run.best_weights_path.exists():  # the best-evaluated step's weights, not the last
+            final.load_state_dict(torch.load(run.best_weights_path, map_location="cpu", weights_only=True))
+            kept = int(run.status().get("best_step") or step)
+        trainer.save_final(final, run.model_dir)
         run.append_event({"event": "finished", "step": step, "model": str(run.model_dir), "time": time.time(),
-                          **({"early": True} if early else {})})
+                          "model_step": kept, **({"early": True} if early else {})})
         run.write_status(state="finished", step=step, total_steps=total, loss=last_loss, pid=None,
-                         model=str(run.model_dir))
+                         model=str(run.model_dir), model_step=kept)
         run.stop_path.unlink(missing_ok=True)
+        run.best_weights_path.unlink(missing_ok=True)
         # a finished run is never resumed: its checkpoints (weights + optimizer state, ~3x the model
         # each) would only fill the disk
         shutil.rmtree(run.checkpoints, ignore_errors=True)
         log(f"finished early at step {step} of {total} (asked to): model in {run.model_dir}" if early
             else f"finished: model in {run.model_dir}")
+        if kept != step:
+            log(f"the model is step {kept}'s, the best {trainer.metric_name} ({run.status().get('best_metric'):.4f})")
     return run.status()
+
+
+def _save_weights(model, path: Path) -> None:
+    """``model``'s state dict on CPU into ``path``, whole or not at all (written beside it, then renamed)."""
+    import torch
+
+    tmp = path.with_name(path.name + ".partial")
+    torch.save({k: v.detach().to("cpu") for k, v in model.state_dict().items()}, tmp)
+    os.replace(tmp, path)
 
 
 class _SilentRun:
@@ -471,11 +491,15 @@ def trainer_for(run: RunFolder) -> Trainer:
     return getattr(importlib.import_module(module), trainer_cls)(getattr(configs, config_cls).from_dict(config))
 
 
-def train_run(run: RunFolder, resume: bool = False, *, on_step=None) -> dict:
-    """Train ``run`` with the trainer its config names (a bad config marks the run failed)."""
+def train_run(run: RunFolder, resume: bool = False, *, on_step=None, finish_now: bool = False) -> dict:
+    """Train ``run`` with the trainer its config names (a bad config marks the run failed);
+    ``finish_now``: see :func:`run_training`; UsageError when the run has no checkpoint to finish from."""
+    if finish_now and (not resume or run.latest_checkpoint() is None):
+        raise UsageError(f"run {run.name} has no checkpoint to take its model from: resume it with "
+                         f"`wb train resume {run.name}` instead")
     try:
         trainer = trainer_for(run)
     except BaseException as exc:
         run.write_status(state="failed", error=failure_line(exc), message=failure_line(exc))
         raise
-    return run_training(run, trainer, resume, on_step=on_step)
+    return run_training(run, trainer, resume, on_step=on_step, finish_now=finish_now)

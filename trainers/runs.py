@@ -7,7 +7,8 @@
       log.txt            the child's stdout and stderr
       stop               present when a stop was requested
       checkpoints/step-N/  accelerate state (model, optimizer, scheduler, RNG) + sampler.json
-      model/             the final model, sentence-transformers / Hugging Face layout
+      best-weights.pt    keep_best only, until the run finishes: the best-evaluated step's weights
+      model/             the final model (keep_best: the best step's), sentence-transformers / HF layout
 
 States: ``queued`` → ``running`` → ``finished`` | ``stopped`` | ``failed``; a run whose pid is gone
 while it says ``running`` is reported as ``died``.
@@ -65,6 +66,10 @@ class RunFolder:
     @property
     def model_dir(self) -> Path:
         return self.path / "model"
+
+    @property
+    def best_weights_path(self) -> Path:
+        return self.path / "best-weights.pt"
 
     def exists(self) -> bool:
         return self.config_path.exists()

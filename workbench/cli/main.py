@@ -455,7 +455,9 @@ def _tee_stdout(path: Path):
         tee.file.close()
 
 
-def _run_training(run, resume: bool, detach: bool) -> None:
+def _run_training(run, resume: bool, detach: bool, finish_now: bool = False) -> None:
+    """Train ``run`` in the foreground (its log teed into log.txt) or detached; ``finish_now``: see
+    ``trainers.loop.run_training`` (foreground only)."""
     if detach:
         pid = _spawn_run(run, resume)
         typer.echo(run.name)
@@ -467,7 +469,7 @@ def _run_training(run, resume: bool, detach: bool) -> None:
 
     try:
         with _tee_stdout(run.log_path):  # a foreground run's log also lands in log.txt (wb runs, the TUI)
-            status = train_run(run, resume=resume)
+            status = train_run(run, resume=resume, finish_now=finish_now)
     except WbError:
         raise
     except KeyboardInterrupt:
@@ -504,6 +506,7 @@ MixedPrecisionOpt = Annotated[
     Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU or a CPU with native bf16), no, bf16, fp16.")
 ]
 EvalEveryOpt = Annotated[Optional[int], typer.Option("--eval-every", help="With --eval-data: evaluate every N steps and at the end (0: only at the end).")]
+KeepBestOpt = Annotated[Optional[bool], typer.Option("--keep-best/--keep-last", help="With --eval-data and --eval-every: the run's model is the best-evaluated step's (--keep-best) or the last step's.")]
 SaveEveryOpt = Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")]
 DetachOpt = Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")]
 ResumeOpt = Annotated[
@@ -531,6 +534,7 @@ def train_embedder_cmd(
     task_sampling: Annotated[Optional[str], typer.Option("--task-sampling", help="With several datasets: which task the next batch comes from: proportional (to its size), uniform, or temperature (size^(1/2)).")] = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10).")] = None,
     eval_every: EvalEveryOpt = None,
+    keep_best: KeepBestOpt = None,
     save_every: SaveEveryOpt = None,
     config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any EmbedderConfig key (options given here win).")] = None,
     detach: DetachOpt = False,
@@ -554,7 +558,7 @@ def train_embedder_cmd(
         "data": data, "base": base, "name": out, "corpus": corpus, "lora": lora, "epochs": epochs,
         "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "loss": loss, "temperature": temperature,
         "negatives_per_query": negatives, "distill_weight": distill, "instruction": instruction, "eval_data": eval_data,
-        "eval_every": eval_every, "save_every": save_every, "task_sampling": task_sampling,
+        "eval_every": eval_every, "keep_best": keep_best, "save_every": save_every, "task_sampling": task_sampling,
     }
     _train_cmd(EmbedderConfig, given, config=config, detach=detach, resume=resume, workspace=workspace,
                path_keys=("data", "corpus", "eval_data"), literal=("unsupervised",), finish=resolve)
@@ -649,6 +653,7 @@ def train_reranker_cmd(
     mixed_precision: MixedPrecisionOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="FlagEmbedding jsonl of held-out groups (MRR of the positive).")] = None,
     eval_every: EvalEveryOpt = None,
+    keep_best: KeepBestOpt = None,
     save_every: SaveEveryOpt = None,
     config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any RerankerConfig key (options given here win).")] = None,
     detach: DetachOpt = False,
@@ -661,7 +666,7 @@ def train_reranker_cmd(
     given = {
         "data": data, "base": base, "name": out, "loss": loss, "group_size": group_size, "epochs": epochs,
         "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "max_length": max_length,
-        "residual": residual, "mixed_precision": mixed_precision, "eval_data": eval_data, "eval_every": eval_every,
+        "residual": residual, "mixed_precision": mixed_precision, "eval_data": eval_data, "eval_every": eval_every, "keep_best": keep_best,
         "save_every": save_every,
     }
     _train_cmd(RerankerConfig, given, config=config, detach=detach, resume=resume, workspace=workspace)
@@ -684,6 +689,7 @@ def train_llm_reranker_cmd(
     mixed_precision: MixedPrecisionOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="FlagEmbedding jsonl of held-out groups (MRR of the positive).")] = None,
     eval_every: EvalEveryOpt = None,
+    keep_best: KeepBestOpt = None,
     save_every: SaveEveryOpt = None,
     config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any LlmRerankerConfig key (instruction, question, answers, lora_alpha, ...; options given here win).")] = None,
     detach: DetachOpt = False,
@@ -697,7 +703,7 @@ def train_llm_reranker_cmd(
         "data": data, "base": base, "name": out, "lora": lora, "lora_r": lora_r, "loss": loss,
         "group_size": group_size, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
         "max_length": max_length, "mixed_precision": mixed_precision, "eval_data": eval_data,
-        "eval_every": eval_every, "save_every": save_every,
+        "eval_every": eval_every, "keep_best": keep_best, "save_every": save_every,
     }
 
     def adjust(values: dict, _ws) -> None:
@@ -732,6 +738,7 @@ def train_colbert_cmd(
     mixed_precision: MixedPrecisionOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10 of exact MaxSim; slow on CPU).")] = None,
     eval_every: EvalEveryOpt = None,
+    keep_best: KeepBestOpt = None,
     save_every: SaveEveryOpt = None,
     config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any ColbertConfig key (options given here win).")] = None,
     detach: DetachOpt = False,
@@ -747,7 +754,7 @@ def train_colbert_cmd(
         "temperature": temperature, "kl_weight": kl_weight, "epochs": epochs, "max_steps": max_steps,
         "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "query_max_length": query_max_length,
         "passage_max_length": passage_max_length, "mixed_precision": mixed_precision,
-        "eval_data": eval_data, "eval_every": eval_every, "save_every": save_every,
+        "eval_data": eval_data, "eval_every": eval_every, "keep_best": keep_best, "save_every": save_every,
     }
     _train_cmd(ColbertConfig, given, config=config, detach=detach, resume=resume, workspace=workspace)
 
@@ -768,6 +775,7 @@ def train_splade_cmd(
     mixed_precision: MixedPrecisionOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10).")] = None,
     eval_every: EvalEveryOpt = None,
+    keep_best: KeepBestOpt = None,
     save_every: SaveEveryOpt = None,
     config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any SpladeConfig key (options given here win).")] = None,
     detach: DetachOpt = False,
@@ -781,7 +789,7 @@ def train_splade_cmd(
         "data": data, "base": base, "name": out, "negatives_per_query": negatives, "lambda_q": lambda_q,
         "lambda_d": lambda_d, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
         "passage_max_length": passage_max_length, "mixed_precision": mixed_precision,
-        "eval_data": eval_data, "eval_every": eval_every, "save_every": save_every,
+        "eval_data": eval_data, "eval_every": eval_every, "keep_best": keep_best, "save_every": save_every,
     }
 
     def adjust(values: dict, ws) -> None:
@@ -812,6 +820,7 @@ def train_layerwise_cmd(
     mixed_precision: MixedPrecisionOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="FlagEmbedding jsonl of held-out groups (MRR at every layer; picks the default cutoff).")] = None,
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", help="Evaluate every N steps (0: only at the end, for the cutoff).")] = None,
+    keep_best: KeepBestOpt = None,
     save_every: SaveEveryOpt = None,
     config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any LayerwiseConfig key (options given here win).")] = None,
     detach: DetachOpt = False,
@@ -827,7 +836,7 @@ def train_layerwise_cmd(
         "distill_temperature": distill_temperature, "default_cutoff": default_cutoff, "loss": loss,
         "group_size": group_size, "epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
         "head_lr": head_lr, "max_length": max_length, "mixed_precision": mixed_precision,
-        "eval_data": eval_data, "eval_every": eval_every, "save_every": save_every,
+        "eval_data": eval_data, "eval_every": eval_every, "keep_best": keep_best, "save_every": save_every,
     }
 
     def adjust(values: dict, _ws) -> None:
@@ -861,6 +870,7 @@ def train_joint_cmd(
     mixed_precision: MixedPrecisionOpt = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10 of each mode and of the ensemble; slow on CPU).")] = None,
     eval_every: EvalEveryOpt = None,
+    keep_best: KeepBestOpt = None,
     save_every: SaveEveryOpt = None,
     config: Annotated[Optional[str], typer.Option("--config", help="run.toml with any JointConfig key (options given here win).")] = None,
     detach: DetachOpt = False,
@@ -877,7 +887,7 @@ def train_joint_cmd(
         "colbert_dim": colbert_dim, "negatives_per_query": negatives, "epochs": epochs, "max_steps": max_steps,
         "batch_size": batch_size, "lr": lr, "head_lr": head_lr, "query_max_length": query_max_length,
         "passage_max_length": passage_max_length, "mixed_precision": mixed_precision,
-        "eval_data": eval_data, "eval_every": eval_every, "save_every": save_every,
+        "eval_data": eval_data, "eval_every": eval_every, "keep_best": keep_best, "save_every": save_every,
     }
 
     def adjust(values: dict, _ws) -> None:
@@ -951,16 +961,20 @@ def runs_stop(
     wait: Annotated[Optional[float], typer.Option(
         "--wait", help="Seconds to wait for it to checkpoint and stop (default: 60, or two of its steps when they are longer).")] = None,
     finish: Annotated[bool, typer.Option(
-        "--finish", help="Early stop: save the model as it is at the end of this step and end the run finished (no resume).")] = False,
+        "--finish", help="Early stop: save the model as it is at the end of this step and end the run finished (no resume); on a stopped run, the model of its last checkpoint.")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Ask a run to stop: it checkpoints at the end of its current step (resume later), or with
-    --finish saves its model there and ends finished."""
+    --finish saves its model there and ends finished. --finish on a stopped (or died) run saves the
+    model of its last checkpoint, here and now."""
     from trainers.runs import TERMINAL, get_run
 
     ws = _workspace(workspace)
     run = get_run(ws.root, name)
     status = run.status()
+    if finish and status.get("state") in ("stopped", "died"):
+        _run_training(run, resume=True, detach=False, finish_now=True)
+        return
     if status.get("state") in TERMINAL:
         state = status.get("state")
         typer.echo(f"run {name} has {state} already" if state in ("finished", "failed", "died")

@@ -39,6 +39,7 @@ def to_json(result: EvalResult, per_query: list[dict] | None = None) -> dict:
                 "losses": r.losses,
                 "ties": r.ties,
                 "models": r.models,
+                "baseline": r.baseline,  # what delta/p_value/W-L-T are against (None: this is the baseline)
             }
             for r in result.systems
         ],
@@ -69,16 +70,19 @@ def render_table(result: EvalResult, console, per_query: list[dict] | None = Non
     from rich.text import Text
 
     ds = result.dataset
-    title = (f"{ds.name} · {ds.split} · {len(ds.qrels)} queries · depth {result.depth} · "
-             f"baseline {result.baseline.label}")
+    title = f"{ds.name} · {ds.split} · {len(ds.qrels)} queries · depth {result.depth} · baseline {result.baseline.label}"
     table = Table(title=title, title_justify="left", header_style="bold")
     table.add_column("pipeline", no_wrap=True)
     for m in METRICS:
         table.add_column(LABELS[m], justify="right", no_wrap=True)
     table.add_column("W/L/T", justify="right", no_wrap=True)
     table.add_column("time", justify="right", no_wrap=True)
+    own_baselines = any(r.baseline not in (None, result.baseline.label) for r in result.systems)
+    against = "the pipeline named under each row's name" if own_baselines else result.baseline.label
     for r in result.systems:
         cells = [Text(r.label, style="bold" if r.delta is None else "")]
+        if own_baselines and r.baseline:
+            cells[0].append(f"\nvs {r.baseline}", style="dim")
         for m in METRICS:
             cell = Text(f"{100 * r.metrics[m]:.2f}")
             if r.delta is not None:
@@ -92,7 +96,7 @@ def render_table(result: EvalResult, console, per_query: list[dict] | None = Non
     console.print(table)
     console.print(
         Text(
-            f"Δ vs {result.baseline.label} ×100; {result.test} (ranx, two-sided): * p<0.05 ** p<0.01; "
+            f"Δ vs {against} ×100; {result.test} (ranx, two-sided): * p<0.05 ** p<0.01; "
             f"W/L/T = queries won/lost/tied on {LABELS[WIN_METRIC]}. MAP@100 = trec_eval map_cut_100.\n"
             f"wall {result.wall_seconds:.1f} s (index check {result.index_seconds:.1f} s, "
             f"{result.docs_indexed} docs encoded; model/index load {result.load_seconds:.1f} s) · "
@@ -103,14 +107,16 @@ def render_table(result: EvalResult, console, per_query: list[dict] | None = Non
     for note in ds.notes:
         console.print(Text(note, style="dim"))
     if per_query:
-        pq = Table(title=f"largest per-query {LABELS[WIN_METRIC]} changes vs {result.baseline.label}",
+        pq = Table(title=f"largest per-query {LABELS[WIN_METRIC]} changes "
+                         + ("(pipeline vs its baseline)" if own_baselines else f"vs {against}"),
                    title_justify="left", header_style="bold")
         for col, just in (("pipeline", "left"), ("query id", "left"), ("query", "left"),
                           ("base", "right"), ("value", "right"), ("Δ", "right")):
             pq.add_column(col, justify=just, overflow="fold" if col == "query" else "ellipsis")
         for row in per_query:
             d = row["delta"]
-            pq.add_row(row["pipeline"], row["query_id"], _short(row["query"], 70), f"{100 * row['baseline']:.1f}",
+            name = f"{row['pipeline']} vs {row['vs']}" if own_baselines else row["pipeline"]
+            pq.add_row(name, row["query_id"], _short(row["query"], 70), f"{100 * row['baseline']:.1f}",
                        f"{100 * row['value']:.1f}", Text(f"{100 * d:+.1f}", style="green" if d > 0 else "red"))
         console.print(pq)
 

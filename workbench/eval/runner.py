@@ -2,7 +2,8 @@
 
 A *system* is ``(label, pipeline, config)``: a pipeline name as ``wb query`` takes it, run with a
 workspace configuration (models, fusion, rerank). Systems with the same models share one index;
-the first system is the baseline of every comparison.
+each system is compared with its ``baseline`` system: the first system's plain pipelines with the
+first, a ``--compare`` system (``PIPELINE@MODEL``) with the same pipeline on the base models.
 
 Metrics (ranx 0.3, binary relevance = qrels score > 0, ``depth`` documents retrieved per query):
 ``ndcg@10``, ``mrr@10``, ``recall@100`` and ``map@100`` (average precision over the top 100,
@@ -19,7 +20,7 @@ scales of a reranked list (reranked head, first-stage tail) would otherwise reor
 
 Comparison: a paired two-sided Student's t-test on per-query values (``ranx.compare``,
 ``stat_test="student"``; deterministic, so no seed is involved) for every metric, and per-query
-nDCG@10 wins/losses/ties against the baseline.
+nDCG@10 wins/losses/ties against each system's baseline.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class System:
     pipeline: str
     config: WorkspaceConfig
     rerank_depth: int | None = None  # None: the config's [rerank] depth
+    baseline: str | None = None  # the label of the system this one is compared with (None: the first system)
 
 
 @dataclass
@@ -68,6 +70,7 @@ class SystemResult:
     losses: int | None = None
     ties: int | None = None
     models: dict[str, str] = field(default_factory=dict)  # role -> label, for the roles the pipeline runs
+    baseline: str | None = None  # the label of the system the delta, p-values and W/L/T are against
 
 
 @dataclass
@@ -204,7 +207,7 @@ def run_system(searcher, system: System, dataset: EvalDataset, depth: int, progr
     run: dict[str, dict[str, float]] = {}
     for qid, res in zip(qids, results):
         run[qid] = {h.doc_id: float(h.score) for h in res.results[:depth]}  # insertion order = rank order
-    return SystemResult(system.label, system.pipeline, run, seconds, models=_labels(system))
+    return SystemResult(system.label, system.pipeline, run, seconds, models=_labels(system), baseline=system.baseline)
 
 
 def _labels(system: System) -> dict[str, str]:
@@ -238,11 +241,12 @@ def score_systems(dataset: EvalDataset, results: list[SystemResult]) -> None:
     with warnings.catch_warnings():  # identical per-query values give scipy a 0/0: p is nan, handled below
         warnings.simplefilter("ignore", RuntimeWarning)
         report = compare(qrels, runs, list(METRICS), stat_test="student", make_comparable=False)
-    base = results[0]
     for r, run in zip(results, runs):
         r.metrics = {m: float(report.results[r.label][m]) for m in METRICS}
         r.per_query = {m: {q: float(v) for q, v in run.scores[m].items()} for m in METRICS}
     for r in results[1:]:
+        base = baseline_of(r, results)
+        r.baseline = base.label
         r.delta = {m: r.metrics[m] - base.metrics[m] for m in METRICS}
         pair = report.comparisons[base.label, r.label]
         r.p_value = {}
@@ -256,15 +260,22 @@ def score_systems(dataset: EvalDataset, results: list[SystemResult]) -> None:
         r.wins, r.ties, r.losses = int(wtl["W"]), int(wtl["T"]), int(wtl["L"])
 
 
+def baseline_of(result: SystemResult, results: list[SystemResult]) -> SystemResult:
+    """The system ``result`` is compared with: the one labelled ``result.baseline``, else the first."""
+    return next((r for r in results if r.label == result.baseline), results[0])
+
+
 def per_query_changes(dataset: EvalDataset, results: list[SystemResult], n: int = 10) -> list[dict]:
-    """The ``n`` largest nDCG@10 gains and ``n`` largest losses of each system against the baseline."""
-    base = results[0].per_query[WIN_METRIC]
+    """The ``n`` largest nDCG@10 gains and ``n`` largest losses of each system against its baseline
+    (``vs``: that baseline's label; ``baseline``: its value)."""
     out: list[dict] = []
     for r in results[1:]:
+        base_result = baseline_of(r, results)
+        base = base_result.per_query[WIN_METRIC]
         values = r.per_query[WIN_METRIC]
         rows = [
-            {"pipeline": r.label, "query_id": q, "query": dataset.queries[q], "baseline": base[q],
-             "value": values[q], "delta": values[q] - base[q]}
+            {"pipeline": r.label, "vs": base_result.label, "query_id": q, "query": dataset.queries[q],
+             "baseline": base[q], "value": values[q], "delta": values[q] - base[q]}
             for q in dataset.qrels
         ]
         gains = sorted((x for x in rows if x["delta"] > 0), key=lambda x: (-x["delta"], x["query_id"]))[:n]
@@ -275,8 +286,9 @@ def per_query_changes(dataset: EvalDataset, results: list[SystemResult], n: int 
 
 def make_systems(pipelines: list[str], config: WorkspaceConfig, rerank_depth: int | None = None,
                  compare: WorkspaceConfig | None = None) -> list[System]:
-    """One system per pipeline with ``config``; with ``compare`` (other models, e.g. a fine-tune)
-    each pipeline once more with those models, labelled ``PIPELINE@MODEL``."""
+    """One system per pipeline with ``config`` (compared with the first); with ``compare`` (other
+    models, e.g. a fine-tune) each pipeline once more with those models, labelled ``PIPELINE@MODEL``
+    and compared with the same pipeline on ``config``'s models."""
     from workbench.search.pipelines import parse_pipeline
 
     systems: list[System] = []
@@ -293,7 +305,8 @@ def make_systems(pipelines: list[str], config: WorkspaceConfig, rerank_depth: in
         label = compare_label(config.models, compare.models)
         if not label:
             raise UsageError("--compare names the same models the baseline uses")
-        systems += [System(f"{s.pipeline}@{label}", s.pipeline, compare, rerank_depth) for s in list(systems)]
+        systems += [System(f"{s.pipeline}@{label}", s.pipeline, compare, rerank_depth, baseline=s.label)
+                    for s in list(systems)]
     return systems
 
 

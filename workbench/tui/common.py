@@ -11,6 +11,24 @@ PIPELINES = ["hybrid", "hybrid+rerank", "dense", "colbert", "sparse", "bm25",
 MODE_SHORT = {"dense": "D", "colbert": "C", "sparse": "S", "bm25": "B"}
 
 
+def known_pipeline(name: str | None) -> bool:
+    """Whether ``name`` is a pipeline wb runs: one of :data:`PIPELINES` (what Search's menus offer)
+    or any other fusion ``wb query`` takes (``dense+bm25``, ``sparse+colbert+rerank``), which a
+    column adds to its menu when it is asked to show one."""
+    if not name:
+        return False
+    if name in PIPELINES:
+        return True
+    from workbench.errors import UsageError
+    from workbench.search.pipelines import parse_pipeline
+
+    try:
+        parse_pipeline(name)
+    except UsageError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Palette:
     """Concrete colours for Rich text, taken from the current theme's readable text colours.

@@ -316,7 +316,9 @@ class EvalPane(Vertical):
         for p in pipelines:
             name = str(p.get("name", "?"))
             is_base = name == baseline
-            cells = [Text(short(name, 14) + ("\nbaseline" if is_base else ""), style="bold" if is_base else "")]
+            own = p.get("baseline")  # a --compare row is compared with its own pipeline on the base models
+            under = "\nbaseline" if is_base else (f"\nvs {short(str(own), 11)}" if own and own != baseline else "")
+            cells = [Text(short(name, 14) + under, style="bold" if is_base else "")]
             deltas = p.get("delta") or {}
             pvalues = p.get("p_value") or {}
             for m in metrics:
@@ -442,22 +444,24 @@ class SearchTarget:
 
 def search_target(report: dict, system: str, compare: dict[str, str] | None = None) -> SearchTarget:
     """Where Enter on a per-query row of ``system`` (a pipeline, or ``PIPELINE@MODEL`` for a
-    ``--compare`` system) takes Search: the baseline on the left in the baseline's workspace, that
+    ``--compare`` system) takes Search: the row's baseline (for ``PIPELINE@MODEL``, PIPELINE on the
+    base models; else the report's first pipeline) on the left in the base workspace, that
     pipeline on the right with the compared models (their own index, the report's second workspace,
     when they change what is indexed; else ``compare``'s role overrides on the same index), and the
     instruction the evaluation used (``wb eval`` uses none unless the report names one)."""
-    from workbench.tui.common import PIPELINES
+    from workbench.tui.common import known_pipeline
     from workbench.variants import INDEX_ROLES
 
     workspaces = report_workspaces(report)
-    baseline = str(report.get("baseline") or "")
+    row = next((p for p in report.get("pipelines") or [] if isinstance(p, dict) and p.get("name") == system), {})
+    baseline = str(row.get("baseline") or report.get("baseline") or "")  # the row's own baseline
     pipeline, at, label = system.partition("@")
     target = SearchTarget(left=baseline or None, right=pipeline or None,
                           workspace=workspaces[0] if workspaces else None,
                           instruction=report.get("instruction") or None)
     for name in (baseline, pipeline):
-        if name and name not in PIPELINES:
-            target.problem = f"Search has no pipeline '{name}' (it offers {', '.join(PIPELINES)})"
+        if name and not known_pipeline(name):
+            target.problem = f"Search cannot run the pipeline '{name}'"
             return target
     if not at:
         return target

@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Select, Static
 
 from workbench.config import MODES
-from workbench.tui.common import MODE_SHORT, PIPELINES, Palette, fmt_score, mode_line, short
+from workbench.tui.common import MODE_SHORT, PIPELINES, Palette, fmt_score, known_pipeline, mode_line, short
 
 
 class ResultColumn(Vertical):
@@ -34,7 +34,7 @@ class ResultColumn(Vertical):
     def __init__(self, side: str, pipeline: str, *, compare: bool = False) -> None:
         super().__init__(id=f"{side}-column", classes="result-column")
         self.side = side
-        self.pipeline = pipeline if pipeline in PIPELINES else "hybrid"
+        self.pipeline = pipeline if known_pipeline(pipeline) else "hybrid"
         self.compare = compare
         self.root: str | None = None  # a workspace of its own (a fine-tune's variant index); None: the app's
         self.models: dict[str, str] = {}  # role overrides the engine applies (e.g. reranker=runs/NAME)
@@ -49,7 +49,7 @@ class ResultColumn(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="column-head"):
-            yield Select([(p, p) for p in PIPELINES], value=self.pipeline, allow_blank=False, compact=True,
+            yield Select(self._menu(self.pipeline), value=self.pipeline, allow_blank=False, compact=True,
                          id=f"{self.side}-pipeline", classes="pipeline-select",
                          tooltip=f"{self.side} pipeline")
             yield Static("", id=f"{self.side}-model", classes="column-model")
@@ -70,9 +70,18 @@ class ResultColumn(Vertical):
         return self.query_one(DataTable)
 
     # -- state -------------------------------------------------------------------------
+    @staticmethod
+    def _menu(pipeline: str) -> list[tuple[str, str]]:
+        """The pipeline menu: :data:`PIPELINES`, and ``pipeline`` after them when it is another fusion."""
+        return [(p, p) for p in PIPELINES + ([] if pipeline in PIPELINES else [pipeline])]
+
     def set_pipeline(self, pipeline: str) -> None:
-        """Change the pipeline (as if picked); posts PipelineChanged."""
-        self.query_one(Select).value = pipeline
+        """Change the pipeline (as if picked); posts PipelineChanged. A fusion the menu does not offer
+        (``dense+bm25``) is added to it."""
+        select = self.query_one(Select)
+        if pipeline not in PIPELINES and pipeline not in [value for _label, value in select._options]:
+            select.set_options(self._menu(pipeline))
+        select.value = pipeline
 
     @on(Select.Changed)
     def _picked(self, event: Select.Changed) -> None:

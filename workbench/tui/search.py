@@ -19,7 +19,7 @@ from textual.worker import get_current_worker
 
 from workbench.encoders.templates import INSTRUCTION_PRESETS, PLAIN, resolve_instruction
 from workbench.errors import WbError
-from workbench.tui.common import PIPELINES, movements
+from workbench.tui.common import PIPELINES, known_pipeline, movements
 from workbench.tui.results import ResultColumn
 
 DEBOUNCE_S = 0.45
@@ -198,9 +198,9 @@ class SearchPane(Vertical):
         column.set_pipeline(PIPELINES[(i + 1) % len(PIPELINES)])
 
     def set_pipelines(self, left: str | None = None, right: str | None = None) -> None:
-        if left in PIPELINES:
+        if known_pipeline(left):
             self.left.set_pipeline(left)
-        if right in PIPELINES:
+        if known_pipeline(right):
             self.right.set_pipeline(right)
 
     def set_models(self, left: tuple = (None, ""), right: tuple = (None, ""), run: bool = True) -> None:
