@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +157,53 @@ def test_reads_follows_the_walk(tmp_path):
     assert reads(root, root / "gone")  # a root deleted since: its documents are gone either way
     (root / "corpus.jsonl").write_text("{}\n")  # now a BEIR folder: only its corpus.jsonl is read
     assert reads(root, root / "corpus.jsonl") and not reads(root, root / "sub")
+
+
+def _change_chunking(ws: Workspace, tokens: int) -> None:
+    import re
+
+    ws.config_path.write_text(re.sub(r"chunk_tokens = \d+", f"chunk_tokens = {tokens}", ws.config_path.read_text()))
+
+
+def test_a_settings_rebuild_indexes_the_other_folders_again(tmp_path, monkeypatch):
+    """A settings change rebuilds the stores from scratch; the other indexed folders are indexed
+    again in the same run (one that is gone is dropped and said so), and when that run is cut off,
+    the next run, whatever folder it is given, finishes them."""
+    require_models()
+    a = copy_small_corpus(tmp_path / "a", ["itertools/groupby.md", "time/sleep.md"])
+    b = copy_small_corpus(tmp_path / "b", ["shutil/rmtree.md", "heapq/overview.md"])
+    c = copy_small_corpus(tmp_path / "c", ["json/encoders-and-decoders.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    for root in (a, b, c):
+        Indexer(ws).run(root)
+    shutil.rmtree(c)
+    _change_chunking(ws, 128)
+    summary = Indexer(ws).run(a)
+    assert summary.rebuilt.startswith("settings changed")
+    assert f"re-indexed {b} (2 docs)" in summary.note and f"not re-indexed {c}" in summary.note
+    assert summary.docs_indexed == 4 and summary.total_docs == 4
+    assert _sources(ws) == {str(a): {"itertools/groupby.md", "time/sleep.md"},
+                            str(b): {"shutil/rmtree.md", "heapq/overview.md"}}
+    assert_consistent(store_state(ws))
+    assert "shutil/rmtree.md" in _bm25(ws, "rmtree")  # the other folder is searchable again
+
+    # cut off after the rebuilt folder, before the other one: the next run (of any folder) finishes it
+    _change_chunking(ws, 96)
+    real = Indexer._run_root
+
+    def interrupted(self, root):
+        if Path(root) == b:
+            raise KeyboardInterrupt
+        return real(self, root)
+
+    monkeypatch.setattr(Indexer, "_run_root", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Indexer(ws).run(a)
+    assert set(_sources(ws)) == {str(a)}
+    monkeypatch.setattr(Indexer, "_run_root", real)
+    summary = Indexer(ws).run(a)
+    assert not summary.rebuilt and summary.docs_indexed == 2 and f"re-indexed {b}" in summary.note
+    assert set(_sources(ws)) == {str(a), str(b)}
+    assert_consistent(store_state(ws))
+    assert Indexer(ws).run(a).note == ""  # nothing left to re-index

@@ -53,6 +53,7 @@ def test_foreground_run_finishes_with_a_loadable_model(tiny, tmp_path):
     assert [e["step"] for e in steps] == list(range(1, 7))
     for e in steps:
         assert {"epoch", "loss", "lr", "examples_per_s", "tokens_per_s", "gpu_mem_gb"} <= set(e)
+        assert "task" not in e  # one task: nothing to tell apart
     # the lr logged is the one the step used: no warm-up, linear decay over 6 steps from 1e-3
     assert [e["lr"] for e in steps] == pytest.approx([1e-3 * (6 - i) / 6 for i in range(6)])
     losses = _losses(run)
@@ -236,6 +237,10 @@ def test_several_datasets_train_one_task_each_from_the_cli_and_a_run_toml(tiny, 
     assert config["data"] == [str(data), str(second)]
     log_text = (ws / "runs" / "mt" / "log.txt").read_text()
     assert "tasks: train (24), second (8)" in log_text and "finished" in log_text
+    from trainers.runs import RunFolder
+
+    steps = [e for e in RunFolder(ws / "runs" / "mt").events() if e["event"] == "step"]
+    assert len(steps) == 3 and all(e["task"] in ("train", "second") for e in steps)  # each step's task
     # run.toml: [[data]] tables, relative paths, a per-dataset instruction preset
     monkeypatch.chdir(tmp_path)
     (tmp_path / "run.toml").write_text(

@@ -234,7 +234,8 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
     examples = trainer.examples()
     report = getattr(examples, "report", None)
     if report is not None:
-        log(report.summary())
+        for line in report.summary().splitlines():  # several datasets: one line each, then the tasks
+            log(line)
     sampler = TaskBatchSampler(examples, cfg.batch_size, sampling=cfg.task_sampling, seed=cfg.seed)
     per_epoch = len(sampler)
     # several CPU processes (torchrun / accelerate launch without GPUs) need cpu=True to form a
@@ -347,13 +348,14 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
             break
         t0 = time.perf_counter()
         step_lr = scheduler.get_last_lr()[0]  # the rate this step's update uses (the scheduler moves after it)
-        micro_losses, n_examples, n_tokens = [], 0, 0
+        micro_losses, n_examples, n_tokens, step_tasks = [], 0, 0, set()
         for micro in range(cfg.grad_accum):
             for r in range(world):
                 batch_idx = next(stream)
                 if r == rank:
                     idx = batch_idx
             exs = [examples[i] for i in idx]
+            step_tasks.add(exs[0].task)  # a batch is one task's (TaskBatchSampler)
             rng = random.Random(f"{cfg.seed}|{step}|{micro}")
             trainer.current_step, trainer.total_steps = step, total
             with accelerator.accumulate(model):
@@ -384,6 +386,8 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
                 "time": time.time(),
                 **trainer.step_metrics(),
             }
+            if len(sampler.tasks) > 1:  # multi-task: which task(s) this step's batches came from
+                event["task"] = "+".join(sorted(step_tasks))
             if world > 1:
                 event["processes"] = world
                 event["examples_per_s"] *= world  # every rank trains as many examples a step
@@ -392,7 +396,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
                 run.append_event(event)
                 run.write_status(state="running", step=step, total_steps=total, loss=last_loss)
                 log(f"step {step}/{total} loss {last_loss:.4f} lr {event['lr']:.2e} "
-                    f"{event['examples_per_s']:.1f} ex/s")
+                    f"{event['examples_per_s']:.1f} ex/s" + (f" ({event['task']})" if "task" in event else ""))
         if on_step is not None:
             on_step(step, run)
         # eval_every 0 with eval data: once, at the end

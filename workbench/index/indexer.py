@@ -84,7 +84,8 @@ ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 class Indexer:
-    """Indexes one root into a workspace. Hold no other writer on the workspace meanwhile."""
+    """Indexes one root into a workspace (after a settings rebuild, the other indexed roots too).
+    Hold no other writer on the workspace meanwhile."""
 
     def __init__(
         self,
@@ -107,6 +108,49 @@ class Indexer:
         self.device = device
 
     def run(self, root: Path) -> IndexSummary:
+        """Index ``root`` (a folder or file; a folder inside an indexed root refreshes that root).
+
+        When the settings changed, the stores are rebuilt and the other indexed roots are indexed
+        again in the same call (a root that is gone, or now holds nothing, is dropped and said so in
+        the note). Those roots are recorded with the rebuild, so a killed run leaves them to the
+        next run, whatever root it is given."""
+        summary = self._run_root(Path(root))
+        while True:
+            left = self._roots_to_reindex()
+            if not left:
+                return summary
+            other = Path(left[0])
+            try:
+                extra = self._run_root(other)
+            except InputError as exc:  # gone, or nothing to index any more
+                self._drop_reindex(str(other))
+                summary.note = _join(summary.note, f"not re-indexed {other}: {exc}")
+                continue
+            summary.note = _join(summary.note, f"re-indexed {other} ({extra.docs_indexed} docs) with the new settings")
+            summary.docs_indexed += extra.docs_indexed
+            summary.chunks_written += extra.chunks_written
+            summary.skipped += extra.skipped
+            summary.total_docs, summary.total_chunks = extra.total_docs, extra.total_chunks
+            summary.seconds += extra.seconds
+
+    def _roots_to_reindex(self) -> list[str]:
+        if not self.workspace.manifest_path.exists():
+            return []
+        manifest = Manifest(self.workspace.manifest_path)
+        try:
+            return manifest.roots_to_reindex()
+        finally:
+            manifest.close()
+
+    def _drop_reindex(self, root: str) -> None:
+        with self.workspace.write_lock():
+            manifest = Manifest(self.workspace.manifest_path)
+            try:
+                manifest.reindexed(root)
+            finally:
+                manifest.close()
+
+    def _run_root(self, root: Path) -> IndexSummary:
         from workbench.encoders.bundle import EncoderBundle
         from workbench.ingest.readers import iter_sources
         from workbench.store.lance_store import LanceChunkStore
@@ -178,6 +222,7 @@ class Indexer:
                 if todo:
                     self._index_docs(todo, known, source, manifest, lance, tantivy_store, bundle, summary)
                 self._settle(manifest, lance, tantivy_store, summary, changed=bool(removed or todo or covered))
+                manifest.reindexed(source)
             finally:
                 manifest.close()
         summary.seconds = time.perf_counter() - started
@@ -194,6 +239,9 @@ class Indexer:
         started = time.perf_counter()
         source = str(Path(root).expanduser().resolve())
         roots = [str(r) for r in self._indexed_roots()]
+        if source not in roots and source in self._roots_to_reindex():  # forgotten by a rebuild already
+            self._drop_reindex(source)
+            return IndexSummary(root=source, note=f"removed the indexed folder {source}")
         if source not in roots:
             listed = ", ".join(roots) if roots else "none"
             raise InputError(f"{source} is not an indexed folder of {self.workspace.root} (indexed: {listed})")
@@ -270,7 +318,7 @@ class Indexer:
         recorded = manifest.get_meta("settings")
         reason = _rebuild_reason(recorded, settings) if recorded is not None else ""
         if recorded is None or reason or not lance.exists():
-            manifest.reset()
+            manifest.reset(reindex=[s for s, *_ in manifest.sources()])  # indexed again by run()
             donor = self._donor
             dense_dim = donor.dense_dim if donor and "dense" in donor.modes else bundle.dense.dim
             colbert_dim = donor.colbert_dim if donor and "colbert" in donor.modes else bundle.colbert_dim
@@ -422,6 +470,10 @@ def _refuse_empty(root: Path, skipped: list[SkippedFile]) -> None:
         why = f"; skipped {Path(skipped[0].path).name}: {skipped[0].reason}{more}"
     raise InputError(f"nothing to index in {root}: no readable .txt .md .rst .html .pdf file or BEIR "
                      f"corpus.jsonl{why}")
+
+
+def _join(note: str, more: str) -> str:
+    return f"{note}; {more}" if note else more
 
 
 def _rebuild_reason(recorded: dict, settings: IndexSettings) -> str:

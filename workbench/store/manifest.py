@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+REINDEX_KEY = "reindex_roots"  # meta: the roots a settings rebuild forgot, still to be indexed again
+
 
 @dataclass(frozen=True)
 class DocRecord:
@@ -118,12 +120,25 @@ class Manifest:
             self.db.executemany("DELETE FROM docs WHERE doc_id = ?", [(d,) for d in doc_ids])
             self.db.execute("DELETE FROM pending")
 
-    def reset(self) -> None:
-        """Forget every document (the stores are being rebuilt from scratch)."""
+    def reset(self, reindex: list[str] = ()) -> None:
+        """Forget every document (the stores are being rebuilt from scratch). ``reindex``: the roots
+        that were indexed, recorded in the same transaction as :meth:`roots_to_reindex`."""
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM docs")
             self.db.execute("DELETE FROM pending")
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                            (REINDEX_KEY, json.dumps(sorted(reindex))))
+
+    def roots_to_reindex(self) -> list[str]:
+        """The roots a rebuild forgot that have not been indexed again yet."""
+        return list(self.get_meta(REINDEX_KEY) or [])
+
+    def reindexed(self, root: str) -> None:
+        """``root`` and every root inside it are indexed again (or dropped): no longer to re-index."""
+        prefix = root.rstrip("/") + "/"
+        left = [r for r in self.roots_to_reindex() if r != root and not r.startswith(prefix)]
+        self.set_meta(REINDEX_KEY, left)
 
     # settings -----------------------------------------------------------------
     def get_meta(self, key: str):
