@@ -791,7 +791,7 @@ async def test_launch_form_errors_and_spawns_wb_train(tmp_path):
         assert spawner.calls == [[sys.executable, "-m", "workbench.cli.main", "train", "embedder",
                                   "--data", str(data), "--base", "dense", "--lora", "--loss", "jointlh",
                                   "--negatives", "3", "--epochs", "2", "--batch-size", "32", "--lr", "1e-5",
-                                  "--eval-every", "0", "--out", "mine", "--detach", "-w", str(ws)]]
+                                  "--eval-every", "0", "--no-keep-best", "--out", "mine", "--detach", "-w", str(ws)]]
         assert not isinstance(app.screen, LaunchScreen)
         assert app.runs.selected == "mine"
         assert str(app.query_one("#runs-table").get_cell("mine", "state")) == "running"

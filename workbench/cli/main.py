@@ -506,7 +506,7 @@ MixedPrecisionOpt = Annotated[
     Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU or a CPU with native bf16), no, bf16, fp16.")
 ]
 EvalEveryOpt = Annotated[Optional[int], typer.Option("--eval-every", help="With --eval-data: evaluate every N steps and at the end (0: only at the end).")]
-KeepBestOpt = Annotated[Optional[bool], typer.Option("--keep-best/--keep-last", help="With --eval-data and --eval-every: the run's model is the best-evaluated step's (--keep-best) or the last step's.")]
+KeepBestOpt = Annotated[Optional[bool], typer.Option("--keep-best/--no-keep-best", help="With --eval-data and --eval-every: the run's model is the best-evaluated step's, not the last step's.")]
 SaveEveryOpt = Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")]
 DetachOpt = Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")]
 ResumeOpt = Annotated[

@@ -163,7 +163,9 @@ EPOCHS = Field("epochs", "--epochs", "epochs", "float")
 BATCH = Field("batch_size", "--batch-size", "batch size", "int", least=1)
 LR = Field("lr", "--lr", "lr", "float")
 EVAL_EVERY = Field("eval_every", "--eval-every", "eval every", "int",
-                   help="evaluate on the eval data every N steps (0: never)")
+                   help="evaluate on the eval data every N steps (0: only at the end)")
+KEEP_BEST = Field("keep_best", "--keep-best", "keep best", "bool",
+                  help="with eval data: the model kept is the best-evaluated step's, not the last")
 NEGATIVES = Field("negatives", "--negatives", "negatives", "int", config_key="negatives_per_query",
                   help="hard negatives per query (from the data: wb mine makes them)")
 MAX_STEPS = Field("max_steps", "--max-steps", "max steps", "int", "",
@@ -197,7 +199,7 @@ TRAINERS: dict[str, TrainerSpec] = {s.kind: s for s in (
             (Field("loss", "--loss", "loss", "choice", choices=("infonce", "jointlh", "summarglh", "lsepair",
                                                                 "rand1lh")), NEGATIVES),
             SCHEDULE,
-            (BEIR_EVAL, EVAL_EVERY),
+            (BEIR_EVAL, EVAL_EVERY, KEEP_BEST),
         ),
         eval_pipelines="dense,hybrid", check=_unsupervised_needs_corpus),
     TrainerSpec(
@@ -209,7 +211,7 @@ TRAINERS: dict[str, TrainerSpec] = {s.kind: s for s in (
             (RERANK_LOSS, GROUP_SIZE,
              Field("max_length", "--max-length", "max length", "int", least=8, help="tokens of query + passage")),
             SCHEDULE,
-            (GROUP_EVAL, EVAL_EVERY),
+            (GROUP_EVAL, EVAL_EVERY, KEEP_BEST),
         ),
         eval_pipelines="hybrid,hybrid+rerank", search=("hybrid", "hybrid+rerank"), eval_is_beir=False),
     TrainerSpec(
@@ -220,7 +222,7 @@ TRAINERS: dict[str, TrainerSpec] = {s.kind: s for s in (
             (Field("dim", "--dim", "dim", "int", least=8, help="token vector size (the projection's outputs)"),
              NEGATIVES, Field("head_lr", "--head-lr", "head lr", "float", help="the projection's learning rate")),
             SCHEDULE,
-            (BEIR_EVAL, EVAL_EVERY),
+            (BEIR_EVAL, EVAL_EVERY, KEEP_BEST),
         ),
         eval_pipelines="colbert,hybrid"),
     TrainerSpec(
@@ -234,7 +236,7 @@ TRAINERS: dict[str, TrainerSpec] = {s.kind: s for s in (
                    help="FLOPS weight on the document vectors (sparser documents)"),
              NEGATIVES),
             SCHEDULE,
-            (BEIR_EVAL, EVAL_EVERY),
+            (BEIR_EVAL, EVAL_EVERY, KEEP_BEST),
         ),
         eval_pipelines="sparse,hybrid"),
     TrainerSpec(
@@ -245,7 +247,7 @@ TRAINERS: dict[str, TrainerSpec] = {s.kind: s for s in (
             (_base("llm", "llm = the built-in SmolLM2-135M-Instruct; a causal LM name, folder or runs/NAME"), LORA),
             (RERANK_LOSS, GROUP_SIZE, Field("lora_r", "--lora-r", "LoRA r", "int", least=1, help="LoRA rank")),
             SCHEDULE,
-            (GROUP_EVAL, EVAL_EVERY),
+            (GROUP_EVAL, EVAL_EVERY, KEEP_BEST),
         ),
         eval_pipelines="hybrid,hybrid+rerank", search=("hybrid", "hybrid+rerank"), eval_is_beir=False),
     TrainerSpec(
@@ -261,7 +263,7 @@ TRAINERS: dict[str, TrainerSpec] = {s.kind: s for s in (
                    help="weight of the self-distillation KL(last layer || layer l); 0: off"),
              Field("head_lr", "--head-lr", "head lr", "float", help="learning rate of the per-layer heads")),
             SCHEDULE,
-            (GROUP_EVAL, EVAL_EVERY),
+            (GROUP_EVAL, EVAL_EVERY, KEEP_BEST),
         ),
         eval_pipelines="hybrid,hybrid+rerank", search=("hybrid", "hybrid+rerank"), eval_is_beir=False),
     TrainerSpec(
@@ -279,7 +281,7 @@ TRAINERS: dict[str, TrainerSpec] = {s.kind: s for s in (
                    help="ColBERT vector size (0: the encoder's hidden size)"),
              NEGATIVES),
             SCHEDULE,
-            (BEIR_EVAL, EVAL_EVERY),
+            (BEIR_EVAL, EVAL_EVERY, KEEP_BEST),
         ),
         eval_pipelines="dense,colbert,sparse,hybrid"),
 )}
