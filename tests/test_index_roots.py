@@ -165,7 +165,7 @@ def _change_chunking(ws: Workspace, tokens: int) -> None:
     ws.config_path.write_text(re.sub(r"chunk_tokens = \d+", f"chunk_tokens = {tokens}", ws.config_path.read_text()))
 
 
-def test_a_settings_rebuild_indexes_the_other_folders_again(tmp_path, monkeypatch):
+def test_a_settings_rebuild_indexes_the_other_folders_again(tmp_path, monkeypatch, capsys):
     """A settings change rebuilds the stores from scratch; the other indexed folders are indexed
     again in the same run (one that is gone is dropped and said so), and when that run is cut off,
     the next run, whatever folder it is given, finishes them."""
@@ -181,12 +181,19 @@ def test_a_settings_rebuild_indexes_the_other_folders_again(tmp_path, monkeypatc
     _change_chunking(ws, 128)
     summary = Indexer(ws).run(a)
     assert summary.rebuilt.startswith("settings changed")
-    assert f"re-indexed {b} (2 docs)" in summary.note and f"not re-indexed {c}" in summary.note
+    assert f"re-indexed {b} (2 docs)" in summary.note
+    assert f"{c} is missing, so its documents are out of the rebuilt index" in summary.note
     assert summary.docs_indexed == 4 and summary.total_docs == 4
     assert _sources(ws) == {str(a): {"itertools/groupby.md", "time/sleep.md"},
                             str(b): {"shutil/rmtree.md", "heapq/overview.md"}}
     assert_consistent(store_state(ws))
     assert "shutil/rmtree.md" in _bm25(ws, "rmtree")  # the other folder is searchable again
+    # the missing folder is not forgotten: restored, the next run indexes it; or it is removed
+    from workbench.variants import parent_roots, roots_to_reindex
+
+    assert roots_to_reindex(ws) == [str(c)] and c in parent_roots(ws)
+    Indexer(ws).remove(c)
+    assert roots_to_reindex(ws) == [] and c not in parent_roots(ws)
 
     # cut off after the rebuilt folder, before the other one: the next run (of any folder) finishes it
     _change_chunking(ws, 96)
@@ -202,8 +209,11 @@ def test_a_settings_rebuild_indexes_the_other_folders_again(tmp_path, monkeypatc
         Indexer(ws).run(a)
     assert set(_sources(ws)) == {str(a)}
     monkeypatch.setattr(Indexer, "_run_root", real)
-    summary = Indexer(ws).run(a)
-    assert not summary.rebuilt and summary.docs_indexed == 2 and f"re-indexed {b}" in summary.note
+    # queries say what happened; `wb index` without PATH finishes the rebuild
+    code, _out, err = run_wb(capsys, monkeypatch, "query", "rmtree", "-w", str(ws.root), "--pipeline", "bm25")
+    assert code == 0 and f"{b} is not indexed again yet: `wb index` finishes it" in err
+    code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws.root))
+    assert code == 0, err
     assert set(_sources(ws)) == {str(a), str(b)}
     assert_consistent(store_state(ws))
     assert Indexer(ws).run(a).note == ""  # nothing left to re-index

@@ -472,6 +472,11 @@ def test_several_datasets_keep_their_own_task_instruction_and_split(tmp_path):
     assert "nli.jsonl: flagembedding: read 5, kept 5" in summary and "tasks: nli (5), answers (3), beir (1)" in summary
     batches = list(TaskBatchSampler(examples, 4, seed=0))  # every batch is one dataset's
     assert all(len({examples[i].task for i in batch}) == 1 for batch in batches)
+    again = tmp_path / "again"
+    again.mkdir()
+    twin = write_jsonl(again / "nli.jsonl", [{"query": "t", "pos": ["p"]}])
+    twins = read_datasets([str(nli), str(twin)])  # one file name twice: two tasks, not one
+    assert [e.task for e in twins] == ["nli"] * 5 + ["nli-2"]
     one = read_datasets(str(nli))  # one dataset: exactly read_examples
     assert [e.query for e in one] == [e.query for e in read_examples(nli)] and one.report.kept == 5
 

@@ -134,7 +134,8 @@ def test_finish_on_a_stopped_run_saves_its_checkpoint_model(tiny, tmp_path, caps
     assert status["state"] == "stopped" and status["step"] == 3 and not stopped.model_dir.exists()
     code, out, err = run_wb(capsys, monkeypatch, "runs", "stop", "stopped", "--finish", "-w", str(tmp_path))
     assert code == 0, err
-    assert f"run stopped finished: model in {stopped.model_dir}" in out
+    assert f"run stopped finished with the model of its last complete checkpoint, step 3 of 6: model in " \
+           f"{stopped.model_dir}" in out
     final = stopped.status()
     assert final["state"] == "finished" and final["step"] == 3 and stopped.events()[-1]["early"] is True
     assert len([e for e in stopped.events() if e["event"] == "step"]) == 3  # no step trained after the stop
@@ -181,8 +182,38 @@ def test_keep_best_saves_the_best_evaluated_step_not_the_last(tiny, tmp_path):
     trainer = EmbedderTrainer(cfg)
     model = trainer.build()
     assert trainer.evaluate(model, "cpu") == pytest.approx(evals[best_step], abs=1e-6)
-    with pytest.raises(UsageError, match="keep_best needs eval_data"):
+    with pytest.raises(UsageError, match="--keep-best needs --eval-data"):
         EmbedderConfig.from_dict({"data": str(data), "base": str(base), "name": "x", "keep_best": True})
+    with pytest.raises(UsageError, match="--keep-best needs --eval-every N"):
+        EmbedderConfig.from_dict({"data": str(data), "base": str(base), "name": "x", "keep_best": True,
+                                  "eval_data": str(beir)})
+
+
+def test_wrong_eval_data_is_refused_before_training_and_a_failing_eval_never_costs_the_run(
+        tiny, tmp_path, capsys, monkeypatch):
+    from trainers.embedder import train_embedder
+
+    base, data = tiny
+    ws = tmp_path / "ws"
+    beir = _topic_beir(tmp_path / "beir")
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(base),
+                             "--out", "e1", "--eval-data", str(data), "-w", str(ws))
+    assert code == 2 and "is not a BEIR folder with a test split" in err and not (ws / "runs" / "e1").exists()
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "reranker", "--data", str(data), "--base", str(base),
+                             "--out", "r1", "--eval-data", str(beir), "-w", str(ws))
+    assert code == 2 and "is a folder" in err and not (ws / "runs" / "r1").exists()
+    # the eval data breaks during the run: that evaluation is logged as failed, the run still finishes
+    run = _new(tmp_path, "brittle", base, data, max_steps=4, eval_data=str(beir), eval_every=2)
+
+    def break_eval_data(step, _run):
+        if step == 1:
+            (beir / "qrels" / "test.tsv").unlink()
+
+    status = train_embedder(run, on_step=break_eval_data)
+    assert status["state"] == "finished" and run.model_dir.is_dir()
+    failed = [e for e in run.events() if e["event"] == "eval_failed"]
+    assert [e["step"] for e in failed] == [2, 4] and "qrels/test.tsv" in failed[0]["error"]
+    assert "missing" in status["eval_error"]
 
 
 def test_a_crash_marks_the_run_failed(tiny, tmp_path):
@@ -241,13 +272,14 @@ def test_several_datasets_train_one_task_each_from_the_cli_and_a_run_toml(tiny, 
 
     steps = [e for e in RunFolder(ws / "runs" / "mt").events() if e["event"] == "step"]
     assert len(steps) == 3 and all(e["task"] in ("train", "second") for e in steps)  # each step's task
-    # run.toml: [[data]] tables, relative paths, a per-dataset instruction preset
-    monkeypatch.chdir(tmp_path)
+    # run.toml: [[data]] tables, paths relative to the file (not to where wb runs), an instruction preset
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     (tmp_path / "run.toml").write_text(
         f'base = "{base}"\nmax_steps = 2\nbatch_size = 4\n'
         '[[data]]\npath = "second.jsonl"\ninstruction = "scifact"\ntask = "claims"\n'
         f'[[data]]\npath = "{data}"\n')
-    code, out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--config", "run.toml", "--out", "mt2",
+    code, out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--config", "../run.toml", "--out", "mt2",
                             "-w", str(ws))
     assert code == 0, err
     from workbench.encoders.templates import resolve_instruction

@@ -37,7 +37,11 @@ def _from_dict(cls, data: dict):
         raise UsageError(f"training option task_sampling must be one of {', '.join(SAMPLING)}, "
                          f"not {data['task_sampling']!r}")
     if data.get("keep_best") and not data.get("eval_data"):
-        raise UsageError("keep_best needs eval_data (the best model is the best-evaluated one)")
+        raise UsageError("--keep-best needs --eval-data (keep_best needs eval_data): the best model is the "
+                         "best-evaluated one")
+    if data.get("keep_best") and not data.get("eval_every"):
+        raise UsageError("--keep-best needs --eval-every N (keep_best needs eval_every): evaluated only at the "
+                         "end, the best model is the last one")
     if "data" in data:
         from trainers.data.datasets import dataset_specs
 
@@ -74,6 +78,15 @@ class RunConfig:
     it adds no fields, so each config's field order and defaults are its own."""
 
     TRAINER: ClassVar[str]
+    #: what eval_data must be (trainers.data.eval_data): a BEIR folder, or held-out groups for rerankers
+    EVAL_FORMAT: ClassVar[str] = "beir"
+
+    def check_eval_data(self) -> None:
+        """InputError when ``eval_data`` is set but is not this trainer's eval format (checked before
+        the run folder is written, and again before the first step)."""
+        from trainers.data.eval_data import check_eval_data
+
+        check_eval_data(getattr(self, "eval_data", None), self.EVAL_FORMAT, getattr(self, "eval_split", "test"))
 
     def to_json(self) -> str:
         """The run's config.json: ``{"trainer": TRAINER, <every field>}``."""
@@ -136,6 +149,7 @@ class RerankerConfig(RunConfig):
     """Fine-tuning a cross-encoder reranker on groups (query, positive, hard negatives)."""
 
     TRAINER: ClassVar[str] = "reranker"
+    EVAL_FORMAT: ClassVar[str] = "groups"
 
     data: str | list  # FlagEmbedding jsonl (as `wb mine` writes) | BEIR folder | sentence-transformers file
     base: str  # resolved model folder or Hugging Face id (a BERT-like encoder or a cross-encoder)
@@ -177,6 +191,7 @@ class LlmRerankerConfig(RunConfig):
     """Fine-tuning a causal LM as a yes/no reranker: score = logit(yes) - logit(no) after the prompt."""
 
     TRAINER: ClassVar[str] = "llm-reranker"
+    EVAL_FORMAT: ClassVar[str] = "groups"
 
     data: str | list  # FlagEmbedding jsonl (as `wb mine` writes) | BEIR folder | sentence-transformers file
     base: str  # a *ForCausalLM folder or HF id (the built-in smollm2-135m-instruct by default)
@@ -303,6 +318,7 @@ class LayerwiseConfig(RunConfig):
     """A layer-wise cross-encoder: one score head per layer, self-distilled from the last (trainers/layerwise.py)."""
 
     TRAINER: ClassVar[str] = "layerwise"
+    EVAL_FORMAT: ClassVar[str] = "groups"
 
     data: str | list  # as RerankerConfig
     base: str  # a BERT-like encoder (AutoModel); the workspace's dense model by default

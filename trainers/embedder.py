@@ -76,11 +76,9 @@ def _templates(cfg: EmbedderConfig, kind: str):
 
 def load_beir_eval(folder: str, split: str) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
     """(corpus id -> title + text, query id -> text, qrels) of a BEIR folder, judged queries only."""
-    root = Path(folder)
-    paths = root / "corpus.jsonl", root / "queries.jsonl", root / "qrels" / f"{split}.tsv"
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise InputError(f"eval data {folder} is missing {', '.join(missing)}")
+    from .data.eval_data import beir_files
+
+    paths = beir_files(folder, split)
     corpus: dict[str, str] = {}
     for line in paths[0].read_text(encoding="utf-8").splitlines():
         if line.strip():

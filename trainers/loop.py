@@ -232,6 +232,8 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
 
     set_seed(cfg.seed)
     examples = trainer.examples()
+    if hasattr(cfg, "check_eval_data"):
+        cfg.check_eval_data()  # before the first step: a wrong eval_data must not end a finished training
     report = getattr(examples, "report", None)
     if report is not None:
         for line in report.summary().splitlines():  # several datasets: one line each, then the tasks
@@ -284,7 +286,8 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
                           "device": str(device), "time": time.time()})
     what = ", ".join(f"{k} {v}" for k, v in described.items())
     log(f"training {cfg.name}: {len(examples)} examples, {per_epoch} batches/epoch, {total} steps"
-        f"{', ' + what if what else ''} on {device}")
+        f"{', ' + what if what else ''} on {device}, {'fp32' if precision == 'no' else precision}"
+        + (f", task sampling {cfg.task_sampling}" if len(sampler.tasks) > 1 else ""))
 
     def batches():
         while True:
@@ -329,8 +332,17 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
             return False
 
     def evaluate_now(best):
-        """Evaluate the model at ``step``: an ``eval`` event, the status's best/last metric; the new best."""
-        metric = trainer.evaluate(accelerator.unwrap_model(model), device)
+        """Evaluate the model at ``step``: an ``eval`` event, the status's best/last metric; the new best.
+        An evaluation that fails is logged (``eval_failed``) and training goes on: it never costs the run."""
+        try:
+            metric = trainer.evaluate(accelerator.unwrap_model(model), device)
+        except Exception as exc:  # noqa: BLE001 - the run and its model matter more than one evaluation
+            message = failure_line(exc)
+            log(f"eval failed at step {step}: {message}")
+            run.append_event({"event": "eval_failed", "step": step, "error": message, "time": time.time()})
+            run.write_status(eval_error=message)
+            model.train()
+            return best
         if metric is None:
             return best
         run.append_event({"event": "eval", "step": step, trainer.metric_name: metric,

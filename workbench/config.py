@@ -104,7 +104,8 @@ class WorkspaceConfig:
 
         for role in overrides:
             if role not in ("dense", "colbert", "sparse", "reranker"):
-                raise UsageError(f"unknown model role '{role}' (roles: dense, colbert, sparse, reranker)")
+                raise UsageError(f"unknown model role '{role}' (roles: dense, colbert, sparse, reranker; "
+                                 "joint=NAME fills dense, colbert and sparse from one joint model)")
         return replace(self, models=replace(self.models, **overrides))
 
 

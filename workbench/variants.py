@@ -154,14 +154,30 @@ def write_variant_config(serve: Serving) -> None:
 
 
 def parent_roots(ws: Workspace) -> list[Path]:
-    """The source roots indexed into ``ws`` (from its manifest)."""
+    """The source roots indexed into ``ws`` (from its manifest), with those a settings rebuild left to
+    be indexed again (see :func:`roots_to_reindex`)."""
     from workbench.store.manifest import Manifest
 
     if not ws.exists():
         return []
     manifest = Manifest(ws.manifest_path)
     try:
-        return [Path(row[0]) for row in manifest.sources()]
+        roots = [row[0] for row in manifest.sources()]
+        return [Path(r) for r in sorted(set(roots) | set(manifest.roots_to_reindex()))]
+    finally:
+        manifest.close()
+
+
+def roots_to_reindex(ws: Workspace) -> list[str]:
+    """The roots of ``ws`` whose documents a settings rebuild dropped and that are not indexed again
+    yet (an interrupted `wb index`; `wb index` without PATH finishes them)."""
+    from workbench.store.manifest import Manifest
+
+    if not ws.manifest_path.exists():
+        return []
+    manifest = Manifest(ws.manifest_path)
+    try:
+        return manifest.roots_to_reindex()
     finally:
         manifest.close()
 

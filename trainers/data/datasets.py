@@ -2,7 +2,8 @@
 
 A run's ``data`` is one path (a file or BEIR folder) or a list of datasets, each a path or a table
 ``{path, task, instruction, split}`` (run.toml ``[[data]]``; ``wb train ... --data A --data B``).
-Each dataset keeps its own task (default: its rows' ``type``, else its file or folder name) and its
+Each dataset keeps its own task (default: its rows' ``type``, else its file or folder name; a
+default already taken by an earlier dataset gets ``-N``, N the dataset's number) and its
 own instruction (default: its rows' ``prompt``, else the run's ``instruction``), so
 :class:`~trainers.data.TaskBatchSampler` draws every batch from one dataset's task and in-batch
 negatives stay meaningful.
@@ -10,7 +11,7 @@ negatives stay meaningful.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from workbench.errors import UsageError
@@ -62,7 +63,9 @@ def with_paths(data: str | list, resolve) -> str | list:
     """``data`` with every dataset's path replaced by ``resolve(path)`` (tables keep their other keys)."""
     if isinstance(data, str):
         return resolve(data)
-    return [resolve(item) if isinstance(item, str) else {**item, "path": resolve(item["path"])}
+    return [resolve(item) if isinstance(item, str)
+            else {**item, "path": resolve(item["path"])} if isinstance(item, dict) and isinstance(item.get("path"), str)
+            else item  # not a dataset: dataset_specs says so
             for item in data]
 
 
@@ -92,13 +95,17 @@ def read_datasets(data: str | list, *, split: str = "train", instruction: str | 
         return read_examples(specs[0].path, split=split, instruction=instruction)
     examples: list = []
     reports: list[ReadReport] = []
-    for spec in specs:
+    for number, spec in enumerate(specs, 1):
         if spec.path == "unsupervised":
             raise UsageError("data 'unsupervised' is a run of its own; it cannot be one of several datasets")
         part = read_examples(spec.path, split=spec.split or split, task=spec.task,
                              instruction=spec.instruction or instruction)
-        examples.extend(part)
         reports.append(part.report)
+        taken = {ex.task for ex in examples}
+        if spec.task is None and any(ex.task in taken for ex in part):
+            # two files of one name (a/train.jsonl, b/train.jsonl): kept apart, not merged into one task
+            part = [replace(ex, task=f"{ex.task}-{number}") for ex in part]
+        examples.extend(part)
     tasks: dict[str, int] = {}
     for example in examples:
         tasks[example.task] = tasks.get(example.task, 0) + 1

@@ -60,6 +60,13 @@ def _serving(ws, model: list[str] | None, flags_hint: str = ""):
 
     overrides = _parse_model_overrides(model)
     serve = serving(ws, overrides)
+    from workbench.variants import roots_to_reindex
+
+    pending = roots_to_reindex(serve.workspace)
+    if pending:
+        _err_console().print(f"[yellow]a settings change rebuilt this index and {', '.join(pending)} "
+                             f"{'is' if len(pending) == 1 else 'are'} not indexed again yet: `wb index` "
+                             "finishes it[/yellow]", highlight=False)
     if serve.is_variant:
         flags = " ".join(f"--model {r}={n}" for r, n in overrides.items())
         require_variant(ws, serve, (flags_hint + " " + flags).strip())
@@ -289,7 +296,7 @@ DEFAULT_EVAL_PIPELINES = "bm25,dense,colbert,sparse,hybrid"
 @app.command("eval")
 def eval_cmd(
     dataset: Annotated[str, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) or FlagEmbedding eval folder.")],
-    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Comma-separated pipelines; the first is the baseline. With --tune: one pipeline, the modes to fuse (and +rerank to tune reranking).")] = DEFAULT_EVAL_PIPELINES,
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Comma-separated pipelines; the first is the baseline (a --compare row's is its own pipeline on the base models). With --tune: one pipeline, the modes to fuse (and +rerank to tune reranking).")] = DEFAULT_EVAL_PIPELINES,
     split: Annotated[Optional[str], typer.Option("--split", help="Qrels split (default test; train with --tune).")] = None,
     depth: Annotated[int, typer.Option("--depth", help="Documents retrieved per query.")] = 100,
     rerank_depth: Annotated[Optional[int], typer.Option("--rerank-depth", help="How many first-stage results +rerank pipelines rerank (default from wb.toml).")] = None,
@@ -482,6 +489,9 @@ def _run_training(run, resume: bool, detach: bool, finish_now: bool = False) -> 
         stops = [e for e in run.events() if e.get("event") == "stopped"]
         if stops and stops[-1].get("why") == "Ctrl-C":
             raise typer.Exit(130)  # interrupted here (a `wb runs stop` from elsewhere ends 0)
+    elif finish_now:
+        typer.echo(f"run {run.name} {state} with the model of its last complete checkpoint, step "
+                   f"{status.get('step')} of {status.get('total_steps')}: model in {run.model_dir}")
     else:
         typer.echo(f"run {run.name} {state}: model in {run.model_dir}")
 
@@ -531,6 +541,7 @@ def train_embedder_cmd(
     negatives: Annotated[Optional[int], typer.Option("--negatives", help="Hard negatives per query.")] = None,
     distill: Annotated[Optional[float], typer.Option("--distill", help="Weight of KL distillation from the data's teacher scores (pos_scores/neg_scores, e.g. from `wb mine --teacher`); 0 = off. --loss kl distills only.")] = None,
     instruction: Annotated[Optional[str], typer.Option("--instruction", help="Query instruction (preset name or text) for rows without a prompt.")] = None,
+    mixed_precision: MixedPrecisionOpt = None,
     task_sampling: Annotated[Optional[str], typer.Option("--task-sampling", help="With several datasets: which task the next batch comes from: proportional (to its size), uniform, or temperature (size^(1/2)).")] = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10).")] = None,
     eval_every: EvalEveryOpt = None,
@@ -559,6 +570,7 @@ def train_embedder_cmd(
         "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "loss": loss, "temperature": temperature,
         "negatives_per_query": negatives, "distill_weight": distill, "instruction": instruction, "eval_data": eval_data,
         "eval_every": eval_every, "keep_best": keep_best, "save_every": save_every, "task_sampling": task_sampling,
+        "mixed_precision": mixed_precision,
     }
     _train_cmd(EmbedderConfig, given, config=config, detach=detach, resume=resume, workspace=workspace,
                path_keys=("data", "corpus", "eval_data"), literal=("unsupervised",), finish=resolve)
@@ -582,6 +594,14 @@ def _train_cmd(config_cls, given: dict, *, config: Optional[str], detach: bool, 
 
     ws = _workspace(workspace)
     values: dict = read_toml(config) if config else {}
+    if config:  # a run.toml's relative paths are relative to the file, wherever `wb train` runs
+        from trainers.data.datasets import with_paths
+
+        here = Path(os.path.normpath(Path(config).expanduser().absolute())).parent
+        for key in path_keys:
+            if isinstance(values.get(key), (str, list)) and values[key]:
+                values[key] = with_paths(values[key], lambda p: p if p in literal or Path(p).expanduser().is_absolute()
+                                         else os.path.normpath(here / p))
     if given.get("data"):  # --data given once: a path; several times: a multi-task list
         given = {**given, "data": given["data"][0] if len(given["data"]) == 1 else list(given["data"])}
     values.update({k: v for k, v in given.items() if v is not None})
@@ -629,6 +649,7 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
         cfg = config_cls.from_dict(values)
     except TypeError as exc:
         raise UsageError(f"bad training options: {exc}") from exc
+    cfg.check_eval_data()  # a wrong --eval-data fails now, not after the training it would end
     from trainers.runs import new_run
 
     ws.root.mkdir(parents=True, exist_ok=True)
@@ -965,14 +986,14 @@ def runs_stop(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Ask a run to stop: it checkpoints at the end of its current step (resume later), or with
-    --finish saves its model there and ends finished. --finish on a stopped (or died) run saves the
-    model of its last checkpoint, here and now."""
+    --finish saves its model there and ends finished. --finish on a stopped run (or one that died or
+    failed) saves the model of its last complete checkpoint, here and now."""
     from trainers.runs import TERMINAL, get_run
 
     ws = _workspace(workspace)
     run = get_run(ws.root, name)
     status = run.status()
-    if finish and status.get("state") in ("stopped", "died"):
+    if finish and status.get("state") in ("stopped", "died", "failed"):
         _run_training(run, resume=True, detach=False, finish_now=True)
         return
     if status.get("state") in TERMINAL:

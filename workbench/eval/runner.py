@@ -287,8 +287,8 @@ def per_query_changes(dataset: EvalDataset, results: list[SystemResult], n: int 
 def make_systems(pipelines: list[str], config: WorkspaceConfig, rerank_depth: int | None = None,
                  compare: WorkspaceConfig | None = None) -> list[System]:
     """One system per pipeline with ``config`` (compared with the first); with ``compare`` (other
-    models, e.g. a fine-tune) each pipeline once more with those models, labelled ``PIPELINE@MODEL``
-    and compared with the same pipeline on ``config``'s models."""
+    models, e.g. a fine-tune) each pipeline that runs one of the changed models once more with those
+    models, labelled ``PIPELINE@MODEL`` and compared with the same pipeline on ``config``'s models."""
     from workbench.search.pipelines import parse_pipeline
 
     systems: list[System] = []
@@ -305,8 +305,15 @@ def make_systems(pipelines: list[str], config: WorkspaceConfig, rerank_depth: in
         label = compare_label(config.models, compare.models)
         if not label:
             raise UsageError("--compare names the same models the baseline uses")
-        systems += [System(f"{s.pipeline}@{label}", s.pipeline, compare, rerank_depth, baseline=s.label)
-                    for s in list(systems)]
+        compared = [System(f"{s.pipeline}@{label}", s.pipeline, compare, rerank_depth, baseline=s.label)
+                    for s in systems]
+        # a pipeline that runs none of the changed models (bm25 beside a dense fine-tune) would only
+        # repeat its own row: it is run once
+        compared = [c for c, s in zip(compared, systems) if _labels(c) != _labels(s)]
+        if not compared:
+            raise UsageError(f"--compare changes no model that {', '.join(s.pipeline for s in systems)} "
+                             "runs: add a pipeline that uses it (a reranker needs a +rerank pipeline)")
+        systems += compared
     return systems
 
 

@@ -111,18 +111,19 @@ class Indexer:
         """Index ``root`` (a folder or file; a folder inside an indexed root refreshes that root).
 
         When the settings changed, the stores are rebuilt and the other indexed roots are indexed
-        again in the same call (a root that is gone, or now holds nothing, is dropped and said so in
-        the note). Those roots are recorded with the rebuild, so a killed run leaves them to the
-        next run, whatever root it is given."""
+        again in the same call (one that now holds nothing is dropped, one that is missing stays to
+        be re-indexed; both are said in the note). Those roots are recorded with the rebuild, so a
+        killed run leaves them to the next run, whatever root it is given."""
         summary = self._run_root(Path(root))
-        while True:
-            left = self._roots_to_reindex()
-            if not left:
-                return summary
-            other = Path(left[0])
+        for left in self._roots_to_reindex():
+            other = Path(left)
+            if not other.exists():  # an unmounted drive, a moved folder: kept to re-index, said loudly
+                summary.note = _join(summary.note, f"{other} is missing, so its documents are out of the rebuilt "
+                                                   f"index: restore it and run `wb index`, or `wb index --remove {other}`")
+                continue
             try:
                 extra = self._run_root(other)
-            except InputError as exc:  # gone, or nothing to index any more
+            except InputError as exc:  # nothing to index there any more
                 self._drop_reindex(str(other))
                 summary.note = _join(summary.note, f"not re-indexed {other}: {exc}")
                 continue
@@ -132,6 +133,7 @@ class Indexer:
             summary.skipped += extra.skipped
             summary.total_docs, summary.total_chunks = extra.total_docs, extra.total_chunks
             summary.seconds += extra.seconds
+        return summary
 
     def _roots_to_reindex(self) -> list[str]:
         if not self.workspace.manifest_path.exists():

@@ -60,9 +60,13 @@ class Searcher:
             recorded = manifest.get_meta("settings")
             n_docs = manifest.count_docs()
             self._snapshot_version = manifest.get_meta("snapshot_version")
+            pending = manifest.roots_to_reindex()
         finally:
             manifest.close()
         if recorded is None or n_docs == 0:
+            if pending and not workspace.being_written():
+                raise WorkspaceError(f"workspace {workspace.root} holds no documents: a rebuild after a settings "
+                                     "change was interrupted; `wb index` finishes it")
             if workspace.being_written():
                 raise WorkspaceError(f"workspace {workspace.root} is being indexed and holds no documents yet: "
                                      "query again when `wb index` has finished")
