@@ -196,4 +196,4 @@ def test_train_help_shows_the_defaults_a_run_uses(kind, monkeypatch):
     assert f"[default: {defaults['lr']:g}]" in lines["--lr"]
     assert f"[default: {defaults['batch_size']}]" in lines["--batch-size"]
     assert "[default: " not in lines["--base"]  # the workspace's dense model: no fixed default
-    assert "<bool>" not in lines["--detach"]
+    assert "<bool>" not in lines["--detach"] and "<bool>" not in lines["--help"]

@@ -4,7 +4,7 @@
   run.toml can fill them; their real defaults live in ``trainers/config.py``.
   :func:`polish_help` appends those to each option's help (``[default: 3e-05]``), so the help never
   disagrees with what a run uses.
-- Flags (``--detach``, ``--json``) show no ``<bool>`` value: they take none.
+- Flags (``--detach``, ``--json``, ``-h``) show no ``<bool>`` value: they take none.
 
 Applied only when help is asked for; the commands themselves never read what it sets.
 """
@@ -23,6 +23,7 @@ def polish_help(root) -> None:
         for param in command.params:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
+        command.get_help_option = _flag_without_type(command.get_help_option)  # -h/--help too
     train = getattr(root, "commands", {}).get("train")
     if train is not None:
         _train_defaults(train)
@@ -57,6 +58,16 @@ def _shown(param, value) -> str | None:
     if value is None or value == "":
         return None
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _flag_without_type(get_help_option):
+    def wrapped(ctx):
+        option = get_help_option(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    return wrapped
 
 
 def _walk(command):
