@@ -171,15 +171,9 @@ def parent_roots(ws: Workspace) -> list[Path]:
 def roots_to_reindex(ws: Workspace) -> list[str]:
     """The roots of ``ws`` whose documents a settings rebuild dropped and that are not indexed again
     yet (an interrupted `wb index`; `wb index` without PATH finishes them)."""
-    from workbench.store.manifest import Manifest
+    from workbench.store.manifest import read_roots_to_reindex
 
-    if not ws.manifest_path.exists():
-        return []
-    manifest = Manifest(ws.manifest_path)
-    try:
-        return manifest.roots_to_reindex()
-    finally:
-        manifest.close()
+    return read_roots_to_reindex(ws.manifest_path)
 
 
 def build_variant(ws: Workspace, serve: Serving, roots: list[Path] | None = None,

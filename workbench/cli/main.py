@@ -516,6 +516,9 @@ MixedPrecisionOpt = Annotated[
     Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU or a CPU with native bf16), no, bf16, fp16.")
 ]
 EvalEveryOpt = Annotated[Optional[int], typer.Option("--eval-every", help="With --eval-data: evaluate every N steps and at the end (0: only at the end).")]
+# the --data help every trainer shares before its own formats
+MULTI_DATA = ("Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in "
+              "--config, see the README). ")
 KeepBestOpt = Annotated[Optional[bool], typer.Option("--keep-best/--no-keep-best", help="With --eval-data and --eval-every: the run's model is the best-evaluated step's, not the last step's.")]
 SaveEveryOpt = Annotated[Optional[int], typer.Option("--save-every", help="Checkpoint every N steps.")]
 DetachOpt = Annotated[bool, typer.Option("--detach", help="Train in the background; print the run name and return.")]
@@ -527,7 +530,7 @@ ResumeOpt = Annotated[
 
 @train_app.command("embedder")
 def train_embedder_cmd(
-    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help="Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in --config, see the README). FlagEmbedding jsonl, BEIR folder, sentence-transformers file, or 'unsupervised'.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help=MULTI_DATA + "FlagEmbedding jsonl, BEIR folder, sentence-transformers file, or 'unsupervised'.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id.")] = None,
     out: OutOpt = None,
     corpus: Annotated[Optional[str], typer.Option("--corpus", help="Passages for --data unsupervised (BEIR corpus.jsonl or folder).")] = None,
@@ -659,7 +662,7 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
 
 @train_app.command("reranker")
 def train_reranker_cmd(
-    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help="Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in --config, see the README). FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help=MULTI_DATA + "FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id; a BERT-like encoder gets a new one-logit head.")] = None,
     out: OutOpt = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="listwise (softmax CE over the group), pairwise (RankNet) or pointwise (BCE).")] = None,
@@ -695,7 +698,7 @@ def train_reranker_cmd(
 
 @train_app.command("llm-reranker")
 def train_llm_reranker_cmd(
-    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help="Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in --config, see the README). FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help=MULTI_DATA + "FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="A causal LM: 'llm' (the built-in smollm2-135m-instruct, default), a built-in name, a folder, runs/NAME or a HF id.")] = None,
     out: OutOpt = None,
     lora: Annotated[Optional[bool], typer.Option("--lora/--no-lora", help="Train LoRA adapters on every linear projection (default) and merge them into the final model.")] = None,
@@ -741,7 +744,7 @@ def train_llm_reranker_cmd(
 
 @train_app.command("colbert")
 def train_colbert_cmd(
-    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help="Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in --config, see the README). FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help=MULTI_DATA + "FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id (a BERT-like encoder).")] = None,
     out: OutOpt = None,
     dim: Annotated[Optional[int], typer.Option("--dim", help="Token vector size (the projection's outputs).")] = None,
@@ -782,7 +785,7 @@ def train_colbert_cmd(
 
 @train_app.command("splade")
 def train_splade_cmd(
-    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help="Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in --config, see the README). FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help=MULTI_DATA + "FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'sparse' (the workspace's sparse model, the default), a built-in name, a folder, runs/NAME or a HF id (a masked LM).")] = None,
     out: OutOpt = None,
     negatives: NegativesOpt = None,
@@ -823,7 +826,7 @@ def train_splade_cmd(
 
 @train_app.command("layerwise")
 def train_layerwise_cmd(
-    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help="Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in --config, see the README). FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help=MULTI_DATA + "FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id (a BERT-like encoder).")] = None,
     out: OutOpt = None,
     layers: Annotated[Optional[str], typer.Option("--layers", help="Layers that get a score head, e.g. 2,4,6 (default: 2 to the last).")] = None,
@@ -871,7 +874,7 @@ def train_layerwise_cmd(
 
 @train_app.command("joint")
 def train_joint_cmd(
-    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help="Repeat for a multi-task run (one task per dataset; per-dataset instructions: a data list in --config, see the README). FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
+    data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help=MULTI_DATA + "FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model, the default), a built-in name, a folder, runs/NAME (a joint run continues with its heads) or a HF id (a BERT-like encoder).")] = None,
     out: OutOpt = None,
     dense_weight: Annotated[Optional[float], typer.Option("--dense-weight", help="a in L = a*dense + b*sparse + c*colbert.")] = None,

@@ -37,7 +37,7 @@ from workbench.errors import IndexingError, InputError
 from workbench.index.settings import IndexSettings, settings_from_config, settings_from_dict
 from workbench.ingest.chunking import Chunker, ChunkingSettings, chunk_input_text
 from workbench.store.keys import chunk_key
-from workbench.store.manifest import DocRecord, Manifest
+from workbench.store.manifest import DocRecord, Manifest, read_roots_to_reindex
 from workbench.types import Chunk, SkippedFile, SourceDocument
 from workbench.workspace import Workspace
 
@@ -136,13 +136,7 @@ class Indexer:
         return summary
 
     def _roots_to_reindex(self) -> list[str]:
-        if not self.workspace.manifest_path.exists():
-            return []
-        manifest = Manifest(self.workspace.manifest_path)
-        try:
-            return manifest.roots_to_reindex()
-        finally:
-            manifest.close()
+        return read_roots_to_reindex(self.workspace.manifest_path)
 
     def _drop_reindex(self, root: str) -> None:
         with self.workspace.write_lock():

@@ -22,6 +22,17 @@ from pathlib import Path
 REINDEX_KEY = "reindex_roots"  # meta: the roots a settings rebuild forgot, still to be indexed again
 
 
+def read_roots_to_reindex(manifest_path: Path) -> list[str]:
+    """:meth:`Manifest.roots_to_reindex` of the manifest at ``manifest_path`` (none when it does not exist)."""
+    if not Path(manifest_path).exists():
+        return []
+    manifest = Manifest(manifest_path)
+    try:
+        return manifest.roots_to_reindex()
+    finally:
+        manifest.close()
+
+
 @dataclass(frozen=True)
 class DocRecord:
     doc_id: str
