@@ -232,8 +232,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
 
     set_seed(cfg.seed)
     examples = trainer.examples()
-    if hasattr(cfg, "check_eval_data"):
-        cfg.check_eval_data()  # before the first step: a wrong eval_data must not end a finished training
+    cfg.check_eval_data()  # before the first step: a wrong eval_data must not end a finished training
     report = getattr(examples, "report", None)
     if report is not None:
         for line in report.summary().splitlines():  # several datasets: one line each, then the tasks

@@ -226,8 +226,12 @@ def _num(value, fmt: str = ".4f") -> str:
 
 def data_label(data) -> str:
     """A run's ``data`` for a narrow column: the file or folder name; several datasets joined by ``+``."""
-    items = data if isinstance(data, list) else [data]
-    return " + ".join(Path(str(item.get("path") if isinstance(item, dict) else item)).name for item in items)
+    from trainers.data.datasets import dataset_specs
+
+    try:
+        return " + ".join(Path(spec.path).name for spec in dataset_specs(data))
+    except WbError:  # a hand-edited config.json: shown as it is, never a crash of the list
+        return str(data)
 
 
 def config_line(trainer: str, c: dict, device: str | None) -> str:
