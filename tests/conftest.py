@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,29 @@ def small_searcher(small_workspace):
 
     ws, _ = small_workspace
     return Searcher(ws)
+
+
+PARENT_DOCS = ["itertools/groupby.md", "shutil/rmtree.md", "time/sleep.md", "functools/lru_cache.md",
+               "heapq/overview.md", "json/encoders-and-decoders.md"]
+
+
+@pytest.fixture()
+def parent(tmp_path):
+    """A workspace indexing six documents, and a finished run whose model is MiniLM copied with new
+    file times (other fingerprint, identical weights)."""
+    require_models()
+    from workbench.index.indexer import Indexer
+    from workbench.models.cache import resolve_model_path
+    from workbench.workspace import Workspace
+
+    corpus = copy_small_corpus(tmp_path / "corpus", PARENT_DOCS)
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    model = ws.runs_dir / "ft" / "model"
+    shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), model, copy_function=shutil.copyfile)
+    stamp = time.time() - 3600
+    for f in model.rglob("*"):
+        os.utime(f, (stamp, stamp))
+    (ws.runs_dir / "ft" / "config.json").write_text("{}")
+    return ws, corpus

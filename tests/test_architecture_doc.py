@@ -27,3 +27,12 @@ def test_every_path_the_page_names_exists():
     assert named, "the page names no module path"
     missing = sorted(p for p in named if not (ROOT / p).exists())
     assert not missing, f"docs/ARCHITECTURE.md names paths that do not exist: {missing}"
+
+
+def test_every_file_name_the_page_lists_exists():
+    """Bare names in the module tree (``    snapshot.py   ...``) name real files too."""
+    text = PAGE.read_text(encoding="utf-8")
+    listed = set(re.findall(r"(?m)^\s+(\w+\.py)\b", text))
+    assert listed, "the page lists no module"
+    known = {p.name for d in ("workbench", "trainers", "bench", "tests") for p in (ROOT / d).rglob("*.py")}
+    assert not sorted(listed - known), f"docs/ARCHITECTURE.md lists files that do not exist: {sorted(listed - known)}"

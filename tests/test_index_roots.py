@@ -166,9 +166,10 @@ def _change_chunking(ws: Workspace, tokens: int) -> None:
 
 
 def test_a_settings_rebuild_indexes_the_other_folders_again(tmp_path, monkeypatch, capsys):
-    """A settings change rebuilds the stores from scratch; the other indexed folders are indexed
-    again in the same run (one that is gone is dropped and said so), and when that run is cut off,
-    the next run, whatever folder it is given, finishes them."""
+    """A settings change rebuilds the stores from scratch (beside the live index, swapped in when
+    complete); the other indexed folders are indexed again in the same run (one that is gone stays
+    to be re-indexed and is said so), and when that run is cut off, the old index stays whole and
+    the next run, whatever folder it is given, finishes the rebuild."""
     require_models()
     a = copy_small_corpus(tmp_path / "a", ["itertools/groupby.md", "time/sleep.md"])
     b = copy_small_corpus(tmp_path / "b", ["shutil/rmtree.md", "heapq/overview.md"])
@@ -195,8 +196,10 @@ def test_a_settings_rebuild_indexes_the_other_folders_again(tmp_path, monkeypatc
     Indexer(ws).remove(c)
     assert roots_to_reindex(ws) == [] and c not in parent_roots(ws)
 
-    # cut off after the rebuilt folder, before the other one: the next run (of any folder) finishes it
+    # cut off after the rebuilt folder, before the other one: the old index stays whole and answers
+    # queries (with the models that built it); the next run (of any folder, or none) finishes it
     _change_chunking(ws, 96)
+    before = store_state(ws)
     real = Indexer._run_root
 
     def interrupted(self, root):
@@ -207,13 +210,18 @@ def test_a_settings_rebuild_indexes_the_other_folders_again(tmp_path, monkeypatc
     monkeypatch.setattr(Indexer, "_run_root", interrupted)
     with pytest.raises(KeyboardInterrupt):
         Indexer(ws).run(a)
-    assert set(_sources(ws)) == {str(a)}
+    assert store_state(ws) == before and set(_sources(ws)) == {str(a), str(b)}
     monkeypatch.setattr(Indexer, "_run_root", real)
-    # queries say what happened; `wb index` without PATH finishes the rebuild
-    code, _out, err = run_wb(capsys, monkeypatch, "query", "rmtree", "-w", str(ws.root), "--pipeline", "bm25")
-    assert code == 0 and f"{b} is not indexed again yet: `wb index` finishes it" in err
+    code, out, err = run_wb(capsys, monkeypatch, "query", "rmtree", "-w", str(ws.root), "--pipeline", "bm25", "--json")
+    assert code == 0 and "cut off (`wb index` finishes it): the old index answers meanwhile" in err
+    assert "shutil/rmtree.md" in [h["doc_id"] for h in json.loads(out)["results"]]
     code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws.root))
     assert code == 0, err
-    assert set(_sources(ws)) == {str(a), str(b)}
+    assert set(_sources(ws)) == {str(a), str(b)} and not (ws.root / "rebuild").exists()
     assert_consistent(store_state(ws))
+    manifest = Manifest(ws.manifest_path)
+    try:
+        assert manifest.get_meta("settings")["chunk_tokens"] == 96
+    finally:
+        manifest.close()
     assert Indexer(ws).run(a).note == ""  # nothing left to re-index

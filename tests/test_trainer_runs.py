@@ -132,10 +132,11 @@ def test_finish_on_a_stopped_run_saves_its_checkpoint_model(tiny, tmp_path, caps
     stopped = _new(tmp_path, "stopped", base, data, max_steps=6, negatives_per_query=1)
     status = train_embedder(stopped, on_step=lambda step, run: step == 3 and run.request_stop())
     assert status["state"] == "stopped" and status["step"] == 3 and not stopped.model_dir.exists()
+    capsys.readouterr()  # the two runs' own lines above
     code, out, err = run_wb(capsys, monkeypatch, "runs", "stop", "stopped", "--finish", "-w", str(tmp_path))
     assert code == 0, err
-    assert f"run stopped finished with the model of its last complete checkpoint, step 3 of 6: model in " \
-           f"{stopped.model_dir}" in out
+    assert out.strip() == f"run stopped finished with the model of its last complete checkpoint, step 3 of 6: " \
+                          f"model in {stopped.model_dir}"  # only the outcome: the resume's lines go to the log
     final = stopped.status()
     assert final["state"] == "finished" and final["step"] == 3 and stopped.events()[-1]["early"] is True
     assert len([e for e in stopped.events() if e["event"] == "step"]) == 3  # no step trained after the stop

@@ -8,43 +8,15 @@ loaded, while a document edited since the parent was indexed is encoded in full.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from conftest import copy_small_corpus, require_models
-
-DOCS = ["itertools/groupby.md", "shutil/rmtree.md", "time/sleep.md", "functools/lru_cache.md",
-        "heapq/overview.md", "json/encoders-and-decoders.md"]
-
-
-@pytest.fixture()
-def parent(tmp_path):
-    """A workspace indexing six documents, and a finished run whose model is MiniLM copied with new
-    file times (other fingerprint, identical weights)."""
-    require_models()
-    from workbench.index.indexer import Indexer
-    from workbench.models.cache import resolve_model_path
-    from workbench.workspace import Workspace
-
-    corpus = copy_small_corpus(tmp_path / "corpus", DOCS)
-    ws = Workspace(tmp_path / "ws")
-    ws.ensure()
-    Indexer(ws).run(corpus)
-    model = ws.runs_dir / "ft" / "model"
-    shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), model, copy_function=shutil.copyfile)
-    stamp = time.time() - 3600
-    for f in model.rglob("*"):
-        os.utime(f, (stamp, stamp))
-    (ws.runs_dir / "ft" / "config.json").write_text("{}")
-    return ws, corpus
-
+from conftest import PARENT_DOCS
 
 def rows(ws) -> dict:
     """chunk_key -> row (text, dense vector, ColBERT matrix, sparse ids/weights)."""
@@ -330,7 +302,7 @@ def test_kill_9_inside_a_reusing_variant_build_then_rerun_is_consistent(parent, 
     assert "sparse reused from the parent" in final.stdout
     state = store_state(serve.workspace)
     assert_consistent(state)
-    assert state["manifest_docs"] == set(DOCS)
+    assert state["manifest_docs"] == set(PARENT_DOCS)
     base, var = rows(ws), rows(serve.workspace)
     assert set(base) == set(var)
     for key, row in var.items():

@@ -120,6 +120,7 @@ def test_eval_compare_puts_base_and_fine_tune_in_one_table(ws_with_run, tmp_path
     assert {(row["pipeline"], row["vs"]) for row in report["per_query"]} <= {
         ("dense", "bm25"), ("dense@ft", "dense")}
     assert len(list((eval_ws / "variants").iterdir())) == 1
+    assert by["dense@ft"]["models"] == {"dense": "runs/ft"}  # named as its run, not by its folder
     code, _out, err = wb(capsys, monkeypatch, "eval", str(data), "-w", str(eval_ws), "-p", "bm25,dense",
                          "--compare", "reranker=runs/ft")
     assert code == 2 and "--compare changes no model that bm25, dense runs" in err
@@ -194,3 +195,15 @@ def test_a_model_that_cannot_fill_its_role_is_refused_before_any_folder_is_writt
     code, _out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", f"{role}=runs/ft")
     assert code == 2 and f"runs/ft cannot fill the {role} role: it is {says}" in err, err
     assert len(err.strip().splitlines()) == 1 and not (ws.root / "variants").exists()
+
+
+def test_a_fine_tuned_dense_model_is_named_as_its_run_in_every_label(tmp_path):
+    """The zero-shot ColBERT and MaxSim reranker over a fine-tuned dense model name the run, as the
+    dense label does, not the model's absolute folder."""
+    from workbench.config import WorkspaceConfig
+    from workbench.models.registry import model_labels
+
+    folder = str(tmp_path / "ws" / "runs" / "ft" / "model")
+    labels = model_labels(WorkspaceConfig().with_models({"dense": folder}).models)
+    assert labels["dense"] == "runs/ft"
+    assert labels["colbert"] == labels["reranker"] == "maxsim over runs/ft tokens (zero-shot)"

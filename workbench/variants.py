@@ -155,15 +155,17 @@ def write_variant_config(serve: Serving) -> None:
 
 def parent_roots(ws: Workspace) -> list[Path]:
     """The source roots indexed into ``ws`` (from its manifest), with those a settings rebuild left to
-    be indexed again (see :func:`roots_to_reindex`)."""
+    be indexed again (see :func:`roots_to_reindex`) and those a staged rebuild covers."""
     from workbench.store.manifest import Manifest
+
+    from workbench.index.rebuild import staged_roots
 
     if not ws.exists():
         return []
     manifest = Manifest(ws.manifest_path)
     try:
         roots = [row[0] for row in manifest.sources()]
-        return [Path(r) for r in sorted(set(roots) | set(manifest.roots_to_reindex()))]
+        return [Path(r) for r in sorted(set(roots) | set(manifest.roots_to_reindex()) | set(staged_roots(ws)))]
     finally:
         manifest.close()
 

@@ -38,6 +38,10 @@ class Workspace:
         return self.root / "tantivy"
 
     @property
+    def snapshot_dir(self) -> Path:
+        return self.root / "snapshot"
+
+    @property
     def manifest_path(self) -> Path:
         return self.root / "manifest.sqlite"
 

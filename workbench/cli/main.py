@@ -63,6 +63,7 @@ def _serving(ws, model: list[str] | None, flags_hint: str = ""):
     from workbench.variants import roots_to_reindex
 
     pending = roots_to_reindex(serve.workspace)
+    _say_rebuild(serve.workspace)
     if pending:
         _err_console().print(f"[yellow]a settings change rebuilt this index and {', '.join(pending)} "
                              f"{'is' if len(pending) == 1 else 'are'} not indexed again yet: `wb index` "
@@ -74,6 +75,21 @@ def _serving(ws, model: list[str] | None, flags_hint: str = ""):
             _err_console().print(f"[yellow]the {serve.label} index is older than the workspace's documents: "
                                  f"`wb index {flags}` brings it up to date[/yellow]", highlight=False)
     return serve
+
+
+def _say_rebuild(ws) -> None:
+    """A yellow line while a settings rebuild is under way beside the live index (or was cut off)."""
+    from workbench.index import rebuild
+
+    if not rebuild.in_progress(ws):
+        return
+    done, total = rebuild.progress_of(ws)
+    if ws.being_written():
+        state = f"is being rebuilt with the changed settings ({done} of {total} folders so far)"
+    else:
+        state = "has a rebuild with the changed settings that was cut off (`wb index` finishes it)"
+    _err_console().print(f"[yellow]this index {state}: the old index answers meanwhile, with the models "
+                         "that built it[/yellow]", highlight=False)
 
 
 def _with_interpolation(cfg, value: float | None):
@@ -436,12 +452,14 @@ def _spawn_run(run, resume: bool) -> int:
 
 
 class _Tee:
-    def __init__(self, stream, path: Path) -> None:
-        self.stream, self.file = stream, open(path, "a", encoding="utf-8")
+    """stdout written to ``path`` too (``echo=False``: to ``path`` only)."""
+
+    def __init__(self, stream, path: Path, echo: bool = True) -> None:
+        self.stream, self.file, self.echo = stream, open(path, "a", encoding="utf-8"), echo
 
     def write(self, text: str) -> int:
         self.file.write(text)
-        return self.stream.write(text)
+        return self.stream.write(text) if self.echo else len(text)
 
     def flush(self) -> None:
         self.file.flush()
@@ -452,8 +470,8 @@ class _Tee:
 
 
 @contextlib.contextmanager
-def _tee_stdout(path: Path):
-    tee = _Tee(sys.stdout, path)
+def _tee_stdout(path: Path, echo: bool = True):
+    tee = _Tee(sys.stdout, path, echo)
     sys.stdout = tee
     try:
         yield
@@ -475,7 +493,9 @@ def _run_training(run, resume: bool, detach: bool, finish_now: bool = False) -> 
     from trainers.loop import train_run
 
     try:
-        with _tee_stdout(run.log_path):  # a foreground run's log also lands in log.txt (wb runs, the TUI)
+        # a foreground run's log also lands in log.txt (wb runs, the TUI); --finish of a stopped run
+        # says only its outcome here (its resume reads the data again: those lines go to the log)
+        with _tee_stdout(run.log_path, echo=not finish_now):
             status = train_run(run, resume=resume, finish_now=finish_now)
     except WbError:
         raise

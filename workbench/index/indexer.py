@@ -37,7 +37,7 @@ from workbench.errors import IndexingError, InputError
 from workbench.index.settings import IndexSettings, settings_from_config, settings_from_dict
 from workbench.ingest.chunking import Chunker, ChunkingSettings, chunk_input_text
 from workbench.store.keys import chunk_key
-from workbench.store.manifest import DocRecord, Manifest, read_roots_to_reindex
+from workbench.store.manifest import REINDEX_KEY, DocRecord, Manifest, read_roots_to_reindex
 from workbench.types import Chunk, SkippedFile, SourceDocument
 from workbench.workspace import Workspace
 
@@ -59,6 +59,7 @@ class IndexSummary:
     rebuilt: str = ""
     reused: int = 0  # chunks whose unchanged modes were copied from the donor index
     reused_modes: list[str] = field(default_factory=list)
+    reused_from: str = "the parent"  # where reused vectors came from (a rebuild: "the old index")
     note: str = ""  # how the roots changed: a covering root refreshed instead, indexed roots taken over
 
     def line(self) -> str:
@@ -69,7 +70,7 @@ class IndexSummary:
         skipped = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none"
         reused = ""
         if self.reused:
-            reused = f"; {', '.join(self.reused_modes)} reused from the parent"
+            reused = f"; {', '.join(self.reused_modes)} reused from {self.reused_from}"
             if self.reused < self.chunks_written:
                 reused += f" for {self.reused}"
         note = f"{self.note}; " if self.note else ""
@@ -113,7 +114,20 @@ class Indexer:
         When the settings changed, the stores are rebuilt and the other indexed roots are indexed
         again in the same call (one that now holds nothing is dropped, one that is missing stays to
         be re-indexed; both are said in the note). Those roots are recorded with the rebuild, so a
-        killed run leaves them to the next run, whatever root it is given."""
+        killed run leaves them to the next run, whatever root it is given.
+
+        A rebuild of an index that holds documents is built beside it and swapped in when complete
+        (``index.rebuild``): queries keep the old index meanwhile, unchanged modes are copied from it."""
+        from workbench.index import rebuild
+
+        rebuild.settle(self.workspace)
+        if self.donor is None:  # a variant (which has a donor already) is rebuilt in place
+            reason = self._live_rebuild_reason()
+            if reason:
+                return self._staged_rebuild(Path(root), reason)
+            if rebuild.in_progress(self.workspace):  # wb.toml is back to what the live index holds
+                with self.workspace.write_lock():
+                    shutil.rmtree(rebuild.staging_workspace(self.workspace).root, ignore_errors=True)
         summary = self._run_root(Path(root))
         for left in self._roots_to_reindex():
             other = Path(left)
@@ -133,6 +147,75 @@ class Indexer:
             summary.skipped += extra.skipped
             summary.total_docs, summary.total_chunks = extra.total_docs, extra.total_chunks
             summary.seconds += extra.seconds
+        return summary
+
+    def _live_rebuild_reason(self) -> str:
+        """Why the live index (one that holds documents) must be rebuilt for this config ("" if not)."""
+        if not self.workspace.manifest_path.exists() or not self.workspace.lance_dir.exists():
+            return ""
+        manifest = Manifest(self.workspace.manifest_path)
+        try:
+            recorded = manifest.get_meta("settings")
+            holds = manifest.count_docs() > 0
+        finally:
+            manifest.close()
+        if recorded is None or not holds:
+            return ""
+        return _rebuild_reason(recorded, settings_from_config(self.config))
+
+    def _staged_rebuild(self, root: Path, reason: str) -> IndexSummary:
+        """Index ``root`` and every other root of the live index into the staging workspace (the live
+        index is the donor of unchanged modes), then swap it in. A root that is missing stays to be
+        re-indexed; one that yields nothing any more is dropped; both are said in the note."""
+        from workbench.index import rebuild
+
+        started = time.perf_counter()
+        if not root.exists():
+            raise InputError(f"no such file or folder: {root}")
+        indexed = self._indexed_roots()
+        asked = str(_covering_root(indexed, root.resolve()) or root.resolve())
+        others = [str(r) for r in indexed] + self._roots_to_reindex()
+        summary = IndexSummary(root=asked, reused_from="the old index",
+                               rebuilt=reason.replace("rebuilding the index", "rebuilt the index beside the old one"))
+        with self.workspace.write_lock():
+            staging = rebuild.stage(self.workspace, [asked] + others)
+            inner = Indexer(staging, self.config, progress=self.progress, batch_chunks=self.batch_chunks,
+                            device=self.device, donor=self.workspace)
+            missing = []
+            for left in rebuild.staged_roots(self.workspace):
+                if not Path(left).exists():
+                    missing.append(left)
+                    summary.note = _join(summary.note, f"{left} is missing, so its documents are out of the rebuilt "
+                                                       f"index: restore it and run `wb index`, or `wb index --remove {left}`")
+                    continue
+                try:
+                    part = inner._run_root(Path(left))
+                except InputError as exc:  # nothing to index there (any more)
+                    rebuild.forget_root(self.workspace, left)
+                    if left == asked:
+                        raise
+                    summary.note = _join(summary.note, f"not re-indexed {left}: {exc}")
+                    continue
+                if left == asked:
+                    summary.note = _join(part.note, summary.note)
+                    summary.files_seen, summary.docs_unchanged = part.files_seen, part.docs_unchanged
+                    summary.skipped += part.skipped
+                else:
+                    summary.note = _join(summary.note, f"re-indexed {left} ({part.docs_indexed} docs) with the new settings")
+                summary.docs_indexed += part.docs_indexed
+                summary.chunks_written += part.chunks_written
+                summary.reused += part.reused
+                summary.reused_modes = [m for m in ("dense", "colbert", "sparse")
+                                        if m in summary.reused_modes or m in part.reused_modes]
+                summary.total_docs, summary.total_chunks = part.total_docs, part.total_chunks
+            manifest = Manifest(staging.manifest_path)
+            try:
+                manifest.set_meta(REINDEX_KEY, missing)  # after the swap: the live index's roots to re-index
+            finally:
+                manifest.close()
+            self.progress("swapping", 0, 0)
+            rebuild.swap(self.workspace)
+        summary.seconds = time.perf_counter() - started
         return summary
 
     def _roots_to_reindex(self) -> list[str]:
@@ -232,8 +315,20 @@ class Indexer:
         from workbench.store.lance_store import LanceChunkStore
         from workbench.store.tantivy_store import TantivyChunkStore
 
+        from workbench.index import rebuild
+
         started = time.perf_counter()
         source = str(Path(root).expanduser().resolve())
+        rebuild.settle(self.workspace)
+        if self.donor is None and rebuild.in_progress(self.workspace):  # the staged rebuild drops it too
+            staged = rebuild.staged_roots(self.workspace)
+            with self.workspace.write_lock():
+                rebuild.forget_root(self.workspace, source)
+                staging = rebuild.staging_workspace(self.workspace)
+                if source in [str(r) for r in Indexer(staging)._indexed_roots()]:
+                    Indexer(staging, self.config).remove(Path(source))
+            if source in staged and source not in [str(r) for r in self._indexed_roots()]:
+                return IndexSummary(root=source, note=f"removed the indexed folder {source}")
         roots = [str(r) for r in self._indexed_roots()]
         if source not in roots and source in self._roots_to_reindex():  # forgotten by a rebuild already
             self._drop_reindex(source)
@@ -302,7 +397,7 @@ class Indexer:
         from workbench.store import snapshot
 
         version = lance.table.version
-        folder = self.workspace.root / "snapshot"
+        folder = self.workspace.snapshot_dir
         if manifest.get_meta("snapshot_version") == version and (folder / f"v{version}").exists():
             return
         self.progress("snapshot", 0, 0)

@@ -55,7 +55,7 @@ def resolve_role(role: str, models: ModelsConfig, *, check_installed: bool = Tru
         return RoleModel(role, name, path, _joint_label(name, path) or _short(name), False)
     if role == "colbert":
         if name == ZERO_SHOT_COLBERT:
-            return RoleModel(role, name, None, f"maxsim over {models.dense} tokens (zero-shot)", True)
+            return RoleModel(role, name, None, f"maxsim over {_short(models.dense)} tokens (zero-shot)", True)
         path = resolve(name)
         if check_installed:
             check_model_kind(role, name, path)
@@ -65,7 +65,7 @@ def resolve_role(role: str, models: ModelsConfig, *, check_installed: bool = Tru
             if models.colbert != ZERO_SHOT_COLBERT:  # MaxSim over the index's trained ColBERT vectors
                 trained = _joint_label(models.colbert, models.colbert) or f"{_short(models.colbert)} (trained ColBERT)"
                 return RoleModel(role, name, None, f"maxsim over {trained}", False)
-            return RoleModel(role, name, None, f"maxsim over {models.dense} tokens (zero-shot)", True)
+            return RoleModel(role, name, None, f"maxsim over {_short(models.dense)} tokens (zero-shot)", True)
         if name == LLM_RERANKER:
             return RoleModel(
                 role, name, resolve(LLM_RERANKER_MODEL), f"{LLM_RERANKER_MODEL} yes/no (zero-shot)", True

@@ -52,6 +52,9 @@ class Searcher:
         from workbench.store.manifest import Manifest
         from workbench.store.tantivy_store import TantivyChunkStore
 
+        from workbench.index import rebuild
+
+        rebuild.settle(workspace)
         workspace.require()
         self.workspace = workspace
         self.config = config or workspace.config()
@@ -75,7 +78,9 @@ class Searcher:
         if check_models:
             diffs = self.settings.differences(settings_from_config(self.config))
             diffs = [d for d in diffs if d not in ("chunk_tokens", "chunk_overlap", "sparse_step")]
-            if diffs:
+            # while a rebuild with the new settings is under way (or was cut off), the old index
+            # answers with the models that built it (the CLI says so)
+            if diffs and not rebuild.in_progress(workspace):
                 raise WorkspaceError(
                     f"workspace {workspace.root} was built with other models ({', '.join(diffs)} differ): "
                     "re-run `wb index PATH`"
@@ -106,7 +111,7 @@ class Searcher:
         if self._snapshot is None:
             from workbench.store import snapshot
 
-            folder = self.workspace.root / "snapshot"
+            folder = self.workspace.snapshot_dir
             snap = snapshot.load(folder, self._snapshot_version) if self._snapshot_version is not None else None
             if snap is None:  # an index written before snapshots, or a run killed before publishing
                 from workbench.store.manifest import Manifest
@@ -264,8 +269,8 @@ class Searcher:
         if snap.sparse is None:
             from workbench.store import snapshot
 
-            snapshot.add_sparse(self.workspace.root / "snapshot", snap.version, self.lance.table)
-            self._snapshot = snap = snapshot.load(self.workspace.root / "snapshot", snap.version)
+            snapshot.add_sparse(self.workspace.snapshot_dir, snap.version, self.lance.table)
+            self._snapshot = snap = snapshot.load(self.workspace.snapshot_dir, snap.version)
         return snap.sparse
 
     def complete_lists(self, q: EncodedQuery, lists: dict[str, tuple[np.ndarray, np.ndarray]]):

@@ -1,0 +1,158 @@
+"""A settings change is rebuilt beside the live index and swapped in whole.
+
+While the rebuild runs (or after it was cut off) the old index answers queries; the modes whose
+model did not change are copied from it; a swap cut off at any step is finished by whoever comes
+next, and ends in the new index. Real LanceDB + Tantivy + manifest in temporary folders.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import copy_small_corpus, require_models
+from test_index_consistency import assert_consistent, store_state
+from test_variant_reuse import Spy, rows
+from tiny_models import run_wb
+from workbench.index import rebuild
+from workbench.index.indexer import Indexer
+from workbench.search.searcher import Searcher
+from workbench.store.manifest import Manifest
+from workbench.workspace import Workspace
+
+
+def _recorded(ws: Workspace) -> dict:
+    manifest = Manifest(ws.manifest_path)
+    try:
+        return manifest.get_meta("settings")
+    finally:
+        manifest.close()
+
+
+def _set(ws: Workspace, key: str, value: str) -> None:
+    ws.config_path.write_text(re.sub(rf"(?m)^{key} = \S+", f"{key} = {value}", ws.config_path.read_text(), count=1))
+
+
+def _dense_ids(ws: Workspace, query: str) -> list[str]:
+    return [h.chunk_id for h in Searcher(ws).search(query, pipeline="dense", k=5).results]
+
+
+def test_a_model_change_is_built_beside_the_live_index_and_reuses_its_unchanged_modes(parent, monkeypatch):
+    ws, corpus = parent
+    before, old_rows, old_hits = store_state(ws), rows(ws), _dense_ids(ws, "remove a directory tree")
+    _set(ws, "dense", json.dumps(str(ws.runs_dir / "ft" / "model")))  # the same weights, another model
+    spy = Spy(monkeypatch, forbid_sparse=True)
+    seen_meanwhile = []
+
+    def progress(phase, done, total):
+        if phase == "encoding" and not seen_meanwhile:  # mid-rebuild: the live index is untouched
+            seen_meanwhile.append((store_state(ws), _dense_ids(ws, "remove a directory tree")))
+
+    summary = Indexer(ws, progress=progress).run(corpus)
+    assert seen_meanwhile and seen_meanwhile[0] == (before, old_hits)
+    assert summary.rebuilt.startswith("settings changed (dense") and "beside the old one" in summary.rebuilt
+    assert summary.reused_modes == ["sparse"] and summary.reused == summary.chunks_written
+    assert "sparse reused from the old index" in summary.line()
+    assert spy.sparse_loaded == 0 and spy.dense_texts  # dense (and zero-shot ColBERT) encoded again
+
+    assert _recorded(ws)["dense_name"] == str(ws.runs_dir / "ft" / "model")
+    assert not (ws.root / rebuild.STAGING).exists() and not (ws.root / rebuild.SWAP_MARK).exists()
+    state = store_state(ws)
+    assert_consistent(state) and state["manifest_docs"] == before["manifest_docs"]
+    new_rows = rows(ws)
+    assert set(new_rows) == set(old_rows)
+    for key, row in new_rows.items():
+        old = old_rows[key]
+        assert np.array_equal(row["sparse_ids"], old["sparse_ids"])  # copied, bit for bit
+        assert np.array_equal(row["sparse_weights"], old["sparse_weights"])
+        np.testing.assert_allclose(row["vector"], old["vector"], atol=1e-5)  # same weights, encoded anew
+    assert _dense_ids(ws, "remove a directory tree") == old_hits
+
+
+@pytest.fixture()
+def staged(tmp_path, monkeypatch):
+    """A workspace of two folders whose chunking changed, rebuilt into the staging folder but not
+    swapped in yet (the swap patched out)."""
+    require_models()
+    a = copy_small_corpus(tmp_path / "a", ["itertools/groupby.md", "time/sleep.md"])
+    b = copy_small_corpus(tmp_path / "b", ["shutil/rmtree.md", "heapq/overview.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    for root in (a, b):
+        Indexer(ws).run(root)
+    _set(ws, "chunk_tokens", "128")
+    with monkeypatch.context() as patch:
+        patch.setattr(rebuild, "swap", lambda ws: None)
+        Indexer(ws).run(a)
+    assert rebuild.in_progress(ws) and _recorded(ws)["chunk_tokens"] != 128
+    return ws, a, b
+
+
+def test_a_swap_cut_off_at_any_step_ends_in_the_new_index(staged, tmp_path, monkeypatch):
+    ws, a, b = staged
+    real_replace = rebuild.os.replace
+    steps = 0
+    for cut in range(1, 30):
+        copy = Workspace(tmp_path / f"ws-{cut}")
+        shutil.copytree(ws.root, copy.root)
+        calls = []
+
+        def replace(src, dst, cut=cut, calls=calls):
+            calls.append(src)
+            if len(calls) == cut:
+                raise KeyboardInterrupt
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(rebuild.os, "replace", replace)
+        try:
+            rebuild.swap(copy)
+            finished = True
+        except KeyboardInterrupt:
+            finished = False
+        monkeypatch.setattr(rebuild.os, "replace", real_replace)
+        if not finished:
+            assert (copy.root / rebuild.SWAP_MARK).exists() or cut == 1
+        # the next reader finishes the swap (or, cut before the mark, finds the old index whole)
+        hits = [h.doc_id for h in Searcher(copy).search("rmtree", pipeline="bm25", k=5).results]
+        assert "shutil/rmtree.md" in hits
+        assert not (copy.root / rebuild.SWAP_MARK).exists() and not (copy.root / rebuild.RETIRED).exists()
+        state = store_state(copy)
+        assert_consistent(state)
+        if cut == 1:  # cut before the swap began: still staged, the old index answers
+            assert rebuild.in_progress(copy) and _recorded(copy)["chunk_tokens"] != 128
+            continue
+        assert _recorded(copy)["chunk_tokens"] == 128 and not rebuild.in_progress(copy)
+        assert set(state["manifest_docs"]) == {"itertools/groupby.md", "time/sleep.md", "shutil/rmtree.md",
+                                               "heapq/overview.md"}
+        steps = cut
+        if finished:
+            break
+    assert finished and steps >= 8  # every rename of the swap was cut once
+
+
+def test_going_back_to_the_old_settings_discards_the_staged_rebuild(staged):
+    ws, a, b = staged
+    before = store_state(ws)
+    _set(ws, "chunk_tokens", str(_recorded(ws)["chunk_tokens"]))
+    summary = Indexer(ws).run(a)
+    assert summary.rebuilt == "" and summary.docs_unchanged == 2 and summary.docs_indexed == 0
+    assert not (ws.root / rebuild.STAGING).exists() and store_state(ws) == before
+
+
+def test_a_cut_off_rebuild_is_finished_by_wb_index_and_follows_a_removal(staged, capsys, monkeypatch):
+    ws, a, b = staged
+    code, _out, err = run_wb(capsys, monkeypatch, "query", "groupby", "-w", str(ws.root), "--pipeline", "bm25")
+    assert code == 0 and "rebuild with the changed settings that was cut off" in err
+    code, out, err = run_wb(capsys, monkeypatch, "index", "--remove", str(b), "-w", str(ws.root))
+    assert code == 0, err
+    assert rebuild.staged_roots(ws) == [str(a)]
+    code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws.root))
+    assert code == 0, err
+    assert not rebuild.in_progress(ws) and _recorded(ws)["chunk_tokens"] == 128
+    state = store_state(ws)
+    assert_consistent(state)
+    assert set(state["manifest_docs"]) == {"itertools/groupby.md", "time/sleep.md"}

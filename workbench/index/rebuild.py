@@ -1,0 +1,181 @@
+"""A settings rebuild built beside the live index and swapped in when complete.
+
+When ``wb.toml`` changes what the index holds (a model, the chunking), every document is indexed
+again. That happens in ``<workspace>/rebuild/``, a workspace of its own, while the live index keeps
+answering queries with the settings it was built with; the modes whose encoder did not change are
+copied from the live index (``index.reuse``: e.g. a new sparse model re-encodes only sparse).
+
+Contract:
+- The staging folder holds the new stores and manifest, plus the list of roots the rebuild covers
+  (:func:`staged_roots`, recorded before any of them is indexed). A killed rebuild leaves it there;
+  the next ``wb index`` (any PATH, or none) continues it, incrementally.
+- :func:`swap` replaces the live stores (``manifest.sqlite``, ``lance/``, ``tantivy/``, ``snapshot/``)
+  by the staged ones under the workspace's write lock. It first writes ``swap.json``; while that file
+  exists the swap is rolled forward by whoever comes next (:func:`settle`: the next writer, or a
+  reader that can take the write lock), so a kill at any point of the swap ends in the new index,
+  never in a mix. Readers that find a swap under way wait for it (it takes milliseconds).
+- ``wb.toml``, ``runs/`` and ``variants/`` are never moved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+from workbench.errors import WorkspaceError
+from workbench.workspace import Workspace
+
+STAGING = "rebuild"
+SWAP_MARK = "swap.json"
+RETIRED = "rebuild.old"  # where the replaced stores go until they are deleted
+STAGED_ROOTS_KEY = "staged_roots"
+# what a swap moves; the live manifest leaves with its write-ahead log (so that the staged one, which
+# is checkpointed into a single file first, never meets an old log)
+STORES = ("lance", "tantivy", "snapshot")  # Workspace.lance_dir, .tantivy_dir, .snapshot_dir
+MANIFEST_FILES = ("manifest.sqlite-wal", "manifest.sqlite-shm", "manifest.sqlite")
+
+
+def staging_workspace(ws: Workspace) -> Workspace:
+    return Workspace(ws.root / STAGING)
+
+
+def in_progress(ws: Workspace) -> bool:
+    """Whether a settings rebuild of ``ws`` has begun and is not swapped in yet (running or killed)."""
+    return staging_workspace(ws).exists() and not (ws.root / SWAP_MARK).exists()
+
+
+def _read_staging(ws: Workspace) -> tuple[list[str], set[str]]:
+    """(the roots the staged rebuild covers, those that hold documents so far); read without
+    ``Manifest`` (which switches the journal mode) so that a reader never changes the staged file."""
+    path = staging_workspace(ws).manifest_path
+    if not path.exists():
+        return [], set()
+    db = sqlite3.connect(str(path), timeout=30)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (STAGED_ROOTS_KEY,)).fetchone()
+        done = {r[0] for r in db.execute("SELECT DISTINCT source FROM docs")}
+    except sqlite3.OperationalError:  # created a moment ago, tables not there yet
+        return [], set()
+    finally:
+        db.close()
+    return (list(json.loads(row[0])) if row else []), done
+
+
+def staged_roots(ws: Workspace) -> list[str]:
+    """The roots the staged rebuild of ``ws`` covers, in the order they are indexed ([] when none)."""
+    return _read_staging(ws)[0]
+
+
+def progress_of(ws: Workspace) -> tuple[int, int]:
+    """(roots of the staged rebuild that hold documents so far, roots it covers)."""
+    roots, done = _read_staging(ws)
+    return sum(1 for r in roots if r in done), len(roots)
+
+
+def stage(ws: Workspace, roots: list[str]) -> Workspace:
+    """Create (or continue) the staging workspace of ``ws`` and add ``roots`` to the roots it covers
+    (durably, before any is indexed). Call under ``ws``'s write lock. Returns the staging workspace."""
+    from workbench.store.manifest import Manifest
+
+    staging = staging_workspace(ws)
+    staging.root.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(staging.manifest_path)
+    try:
+        known = list(manifest.get_meta(STAGED_ROOTS_KEY) or [])
+        manifest.set_meta(STAGED_ROOTS_KEY, list(dict.fromkeys(known + list(roots))))
+    finally:
+        manifest.close()
+    return staging
+
+
+def forget_root(ws: Workspace, root: str) -> None:
+    """Drop ``root`` (and the roots inside it) from the staged rebuild's roots (``wb index --remove``)."""
+    from workbench.store.manifest import Manifest
+
+    staging = staging_workspace(ws)
+    if not staging.exists():
+        return
+    prefix = root.rstrip("/") + "/"
+    manifest = Manifest(staging.manifest_path)
+    try:
+        roots = manifest.get_meta(STAGED_ROOTS_KEY) or []
+        manifest.set_meta(STAGED_ROOTS_KEY, [r for r in roots if r != root and not r.startswith(prefix)])
+    finally:
+        manifest.close()
+
+
+def swap(ws: Workspace) -> None:
+    """Put the staged stores in place of the live ones (call under ``ws``'s write lock, with every
+    manifest connection of both closed). Crash-safe: see the module docstring."""
+    _checkpoint(staging_workspace(ws).manifest_path)
+    mark = ws.root / SWAP_MARK
+    tmp = mark.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"started": time.time()}))
+    os.replace(tmp, mark)
+    _roll_forward(ws)
+
+
+def settle(ws: Workspace, wait_s: float = 30.0) -> None:
+    """Make sure no swap is half done before ``ws`` is read: finish a killed one (when the write lock
+    can be had) or wait for a running one. WorkspaceError if it is still under way after ``wait_s``."""
+    mark = ws.root / SWAP_MARK
+    if not mark.exists():
+        return
+    deadline = time.monotonic() + wait_s
+    while mark.exists():
+        try:
+            with ws.write_lock():
+                if mark.exists():
+                    _roll_forward(ws)
+            return
+        except WorkspaceError:  # the writer is swapping now: it takes milliseconds
+            if time.monotonic() > deadline:
+                raise WorkspaceError(f"workspace {ws.root} is swapping in a rebuilt index: try again") from None
+            time.sleep(0.02)
+
+
+def _roll_forward(ws: Workspace) -> None:
+    """Idempotent: each store still in the staging folder replaces the live one (which is moved to
+    ``rebuild.old/`` first); then the leftovers are deleted and the mark removed, last."""
+    staging, retired = ws.root / STAGING, ws.root / RETIRED
+    retired.mkdir(exist_ok=True)
+    for name in STORES:
+        _replace(ws.root / name, staging / name, retired / name)
+    if (staging / "manifest.sqlite").exists():
+        for name in MANIFEST_FILES:  # the live manifest and its side files out, all of them first
+            if (ws.root / name).exists():
+                _move(ws.root / name, retired / name)
+        os.replace(staging / "manifest.sqlite", ws.root / "manifest.sqlite")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(retired, ignore_errors=True)
+    (ws.root / SWAP_MARK).unlink(missing_ok=True)
+
+
+def _checkpoint(manifest_path: Path) -> None:
+    """Fold the manifest's write-ahead log into the database file, which then stands alone."""
+    db = sqlite3.connect(str(manifest_path), timeout=30)
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        db.close()
+
+
+def _replace(live: Path, staged: Path, retired: Path) -> None:
+    if not staged.exists():  # moved already (or the staging never had it)
+        return
+    if live.exists():
+        _move(live, retired)
+    os.replace(staged, live)
+
+
+def _move(src: Path, dest: Path) -> None:
+    if dest.is_dir():
+        shutil.rmtree(dest)
+    elif dest.exists():
+        dest.unlink()
+    os.replace(src, dest)
