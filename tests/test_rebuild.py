@@ -41,7 +41,7 @@ def _dense_ids(ws: Workspace, query: str) -> list[str]:
     return [h.chunk_id for h in Searcher(ws).search(query, pipeline="dense", k=5).results]
 
 
-def test_a_model_change_is_built_beside_the_live_index_and_reuses_its_unchanged_modes(parent, monkeypatch):
+def test_a_model_change_is_built_beside_the_live_index_and_reuses_its_unchanged_modes(parent, monkeypatch, capsys):
     ws, corpus = parent
     before, old_rows, old_hits = store_state(ws), rows(ws), _dense_ids(ws, "remove a directory tree")
     _set(ws, "dense", json.dumps(str(ws.runs_dir / "ft" / "model")))  # the same weights, another model
@@ -51,9 +51,14 @@ def test_a_model_change_is_built_beside_the_live_index_and_reuses_its_unchanged_
     def progress(phase, done, total):
         if phase == "encoding" and not seen_meanwhile:  # mid-rebuild: the live index is untouched
             seen_meanwhile.append((store_state(ws), _dense_ids(ws, "remove a directory tree")))
+            code, out, err = run_wb(capsys, monkeypatch, "query", "rmtree", "-w", str(ws.root), "--pipeline", "dense")
+            seen_meanwhile.append((code, re.sub(r"\s+", " ", err)))
 
     summary = Indexer(ws, progress=progress).run(corpus)
     assert seen_meanwhile and seen_meanwhile[0] == (before, old_hits)
+    code, err = seen_meanwhile[1]
+    assert code == 0 and re.search(r"this index is being rebuilt with the changed settings \(\d+ documents so far\): "
+                                   r"the old index answers meanwhile", err), err
     assert summary.rebuilt.startswith("settings changed (dense") and "beside the old one" in summary.rebuilt
     assert summary.reused_modes == ["sparse"] and summary.reused == summary.chunks_written
     assert "sparse reused from the old index" in summary.line()
@@ -156,3 +161,48 @@ def test_a_cut_off_rebuild_is_finished_by_wb_index_and_follows_a_removal(staged,
     state = store_state(ws)
     assert_consistent(state)
     assert set(state["manifest_docs"]) == {"itertools/groupby.md", "time/sleep.md"}
+
+
+KILLER = """
+import os, signal, sys
+from pathlib import Path
+from workbench.index.indexer import Indexer
+from workbench.store import lance_store
+from workbench.workspace import Workspace
+
+ws, corpus = Workspace(Path(sys.argv[1])), Path(sys.argv[2])
+original, calls = lance_store.LanceChunkStore.add, {"n": 0}
+
+def add(self, *a, **kw):
+    calls["n"] += 1
+    if calls["n"] == 2:  # inside the staged rebuild's second batch: the first one is complete
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, *a, **kw)
+
+lance_store.LanceChunkStore.add = add
+Indexer(ws, batch_chunks=8).run(corpus)
+"""
+
+
+def test_kill_9_inside_a_rebuild_leaves_the_old_index_whole_and_wb_index_finishes_it(parent):
+    import subprocess
+    import signal
+    import sys
+
+    ws, corpus = parent
+    before, old_rows = store_state(ws), rows(ws)
+    _set(ws, "dense", json.dumps(str(ws.runs_dir / "ft" / "model")))
+    killed = subprocess.run([sys.executable, "-c", KILLER, str(ws.root), str(corpus)], capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-500:]
+    assert rebuild.in_progress(ws) and 0 < rebuild.staged_docs(ws) < len(before["manifest_docs"])  # cut off
+    assert store_state(ws) == before  # the live index is untouched and answers
+    assert "shutil/rmtree.md" in [h.doc_id for h in Searcher(ws).search("rmtree", pipeline="bm25", k=5).results]
+    cmd = [sys.executable, "-m", "workbench.cli.main", "index", "-w", str(ws.root)]
+    final = subprocess.run(cmd, capture_output=True, timeout=300, text=True)
+    assert final.returncode == 0, final.stderr[-500:]
+    assert "sparse reused from the old index" in final.stdout
+    assert not rebuild.in_progress(ws) and _recorded(ws)["dense_name"] == str(ws.runs_dir / "ft" / "model")
+    state = store_state(ws)
+    assert_consistent(state) and state["manifest_docs"] == before["manifest_docs"]
+    for key, row in rows(ws).items():
+        assert np.array_equal(row["sparse_weights"], old_rows[key]["sparse_weights"])

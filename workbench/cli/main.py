@@ -83,9 +83,8 @@ def _say_rebuild(ws) -> None:
 
     if not rebuild.in_progress(ws):
         return
-    done, total = rebuild.progress_of(ws)
     if ws.being_written():
-        state = f"is being rebuilt with the changed settings ({done} of {total} folders so far)"
+        state = f"is being rebuilt with the changed settings ({rebuild.staged_docs(ws)} documents so far)"
     else:
         state = "has a rebuild with the changed settings that was cut off (`wb index` finishes it)"
     _err_console().print(f"[yellow]this index {state}: the old index answers meanwhile, with the models "

@@ -48,21 +48,21 @@ def in_progress(ws: Workspace) -> bool:
     return staging_workspace(ws).exists() and not (ws.root / SWAP_MARK).exists()
 
 
-def _read_staging(ws: Workspace) -> tuple[list[str], set[str]]:
-    """(the roots the staged rebuild covers, those that hold documents so far); read without
+def _read_staging(ws: Workspace) -> tuple[list[str], int]:
+    """(the roots the staged rebuild covers, the documents it holds so far); read without
     ``Manifest`` (which switches the journal mode) so that a reader never changes the staged file."""
     path = staging_workspace(ws).manifest_path
     if not path.exists():
-        return [], set()
+        return [], 0
     db = sqlite3.connect(str(path), timeout=30)
     try:
         row = db.execute("SELECT value FROM meta WHERE key = ?", (STAGED_ROOTS_KEY,)).fetchone()
-        done = {r[0] for r in db.execute("SELECT DISTINCT source FROM docs")}
+        docs = db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
     except sqlite3.OperationalError:  # created a moment ago, tables not there yet
-        return [], set()
+        return [], 0
     finally:
         db.close()
-    return (list(json.loads(row[0])) if row else []), done
+    return (list(json.loads(row[0])) if row else []), docs
 
 
 def staged_roots(ws: Workspace) -> list[str]:
@@ -70,10 +70,9 @@ def staged_roots(ws: Workspace) -> list[str]:
     return _read_staging(ws)[0]
 
 
-def progress_of(ws: Workspace) -> tuple[int, int]:
-    """(roots of the staged rebuild that hold documents so far, roots it covers)."""
-    roots, done = _read_staging(ws)
-    return sum(1 for r in roots if r in done), len(roots)
+def staged_docs(ws: Workspace) -> int:
+    """How many documents the staged rebuild of ``ws`` holds so far."""
+    return _read_staging(ws)[1]
 
 
 def stage(ws: Workspace, roots: list[str]) -> Workspace:
