@@ -78,6 +78,10 @@ def test_sparse_equals_plain_splade():
         dense[vec.ids] = vec.weights
         np.testing.assert_allclose(dense, ref[i], atol=1e-4)
         assert set(vec.ids.tolist()) == set(np.nonzero(ref[i] > 0)[0].tolist())
+    # blocks of a few rows and vocabulary slices that do not divide it: the very same vectors
+    tiled = SparseEncoder(path, rows_per_slice=8, vocab_slice=777).encode(TEXTS)
+    for a, b in zip(ours, tiled):
+        assert np.array_equal(a.ids, b.ids) and np.array_equal(a.weights, b.weights)
 
 
 def test_chunks_point_into_their_document_and_overlap():
