@@ -206,3 +206,24 @@ def test_kill_9_inside_a_rebuild_leaves_the_old_index_whole_and_wb_index_finishe
     assert_consistent(state) and state["manifest_docs"] == before["manifest_docs"]
     for key, row in rows(ws).items():
         assert np.array_equal(row["sparse_weights"], old_rows[key]["sparse_weights"])
+
+
+def test_a_new_folder_that_would_replace_another_folders_documents_is_refused_before_a_rebuild(tmp_path):
+    """With the settings changed, a new folder whose ids another folder holds with other content is
+    refused as always, before anything is staged: the other folder's documents are never dropped."""
+    from workbench.errors import InputError
+
+    require_models()
+    for name, text in (("a", "aardvark notes\n"), ("b", "zebra notes\n")):
+        (tmp_path / "c" / name).mkdir(parents=True)
+        (tmp_path / "c" / name / "overview.md").write_text(text)
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(tmp_path / "c" / "a")
+    before = store_state(ws)
+    _set(ws, "chunk_tokens", "128")
+    with pytest.raises(InputError, match="'overview.md'"):
+        Indexer(ws).run(tmp_path / "c" / "b")
+    assert store_state(ws) == before and not (ws.root / rebuild.STAGING).exists()
+    summary = Indexer(ws).run(tmp_path / "c" / "a")  # the rebuild itself goes ahead
+    assert summary.rebuilt and store_state(ws)["manifest_docs"] == {"overview.md"}

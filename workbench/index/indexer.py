@@ -175,6 +175,12 @@ class Indexer:
         indexed = self._indexed_roots()
         asked = str(_covering_root(indexed, root.resolve()) or root.resolve())
         others = [str(r) for r in indexed] + self._roots_to_reindex()
+        if asked not in others:  # a new root: refused before anything is staged if it would replace
+            manifest = Manifest(self.workspace.manifest_path)  # another root's documents (as always)
+            try:
+                _claim(manifest, asked, _read_root(Path(asked))[0])
+            finally:
+                manifest.close()
         summary = IndexSummary(root=asked, reused_from="the old index",
                                rebuilt=reason.replace("rebuilding the index", "rebuilt the index beside the old one"))
         with self.workspace.write_lock():
@@ -231,7 +237,6 @@ class Indexer:
 
     def _run_root(self, root: Path) -> IndexSummary:
         from workbench.encoders.bundle import EncoderBundle
-        from workbench.ingest.readers import iter_sources
         from workbench.store.lance_store import LanceChunkStore
         from workbench.store.tantivy_store import TantivyChunkStore
 
@@ -250,17 +255,8 @@ class Indexer:
         summary = IndexSummary(root=source, note=note)
         settings = settings_from_config(self.config)
 
-        docs: list[SourceDocument] = []
-        first_path: dict[str, str] = {}
-        for item in iter_sources(root):
-            if isinstance(item, SkippedFile):
-                summary.skipped.append(item)
-            elif item.doc_id in first_path:  # e.g. a nested corpus.jsonl _id equal to a file's path
-                reason = f"duplicate id {item.doc_id} (also {first_path[item.doc_id]})"
-                summary.skipped.append(SkippedFile(item.path, reason))
-            else:
-                first_path[item.doc_id] = item.path
-                docs.append(item)
+        docs, skipped = _read_root(root)
+        summary.skipped += skipped
         summary.files_seen = len(docs) + len(summary.skipped)
         if not docs and covering is None and Path(source) not in indexed:
             _refuse_empty(root, summary.skipped)  # a new root that yields nothing: say why, write nothing
@@ -530,6 +526,25 @@ class Indexer:
         if any(t is None for t in tokens) or any(v is None for v in sparse):
             raise IndexingError("internal error: a chunk got no ColBERT or sparse vector")
         return dense, tokens, sparse
+
+
+def _read_root(root: Path) -> tuple[list[SourceDocument], list[SkippedFile]]:
+    """The documents of ``root`` (each id once: a later one with an id seen already is skipped, e.g.
+    a nested corpus.jsonl ``_id`` equal to a file's path) and the files skipped, with reasons."""
+    from workbench.ingest.readers import iter_sources
+
+    docs: list[SourceDocument] = []
+    skipped: list[SkippedFile] = []
+    first_path: dict[str, str] = {}
+    for item in iter_sources(root):
+        if isinstance(item, SkippedFile):
+            skipped.append(item)
+        elif item.doc_id in first_path:
+            skipped.append(SkippedFile(item.path, f"duplicate id {item.doc_id} (also {first_path[item.doc_id]})"))
+        else:
+            first_path[item.doc_id] = item.path
+            docs.append(item)
+    return docs, skipped
 
 
 def _covering_root(indexed: list[Path], path: Path) -> Path | None:
