@@ -332,6 +332,30 @@ async def test_search_shows_any_fusion_and_adds_it_to_the_column_menu(tui_state,
     assert (target.left, target.right, target.problem) == ("dense+bm25", "dense+bm25+rerank", "")
 
 
+async def test_plus_and_minus_change_the_results_per_column_and_say_so(tui_state, tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "remove a directory")
+        await pilot.press("escape")  # leave the query box: + and - are commands now
+        seen = record_notifications(app)
+        k = app.state.k
+        await pilot.press("plus")
+        await settle(pilot)
+        assert app.state.k == k + 10 and (f"top {k + 10} results per column", "information") in seen
+        for _ in range(12):
+            await pilot.press("plus")
+        await settle(pilot)
+        assert app.state.k == 100 and seen[-1][0] == "100 results per column is the most"
+        for _ in range(12):
+            await pilot.press("minus")
+        await settle(pilot)
+        assert app.state.k == 5 and seen[-1][0] == "5 results per column is the fewest"
+    assert TuiState.load(tui_state).k == 5
+
+
 def remember_workspace(state_file: Path, workspace: Path) -> None:
     TuiState(workspace=str(workspace)).save(state_file)
 

@@ -240,7 +240,14 @@ class SearchPane(Vertical):
         self.request_search(immediate=True)
 
     def set_k(self, k: int) -> None:
-        self.app.state.k = max(5, min(100, k))
+        """Results per column, 5 to 100; said in a notification (the table may be taller than k)."""
+        state = self.app.state
+        new = max(5, min(100, k))
+        if new == state.k:
+            self.app.notify(f"{new} results per column is the {'most' if k > new else 'fewest'}", timeout=2)
+            return
+        state.k = new
+        self.app.notify(f"top {new} results per column", timeout=2)
         self.app.save_state()
         self.request_search(immediate=True)
 
