@@ -158,6 +158,33 @@ class GatedEngine:
         return self._engine.index(root, folder, progress)
 
 
+def test_the_engine_sees_an_index_changed_by_another_wb_index(tmp_path, tui_engine):
+    """`wb index` in another terminal (a new document, then a settings rebuild swapped in): the
+    TUI's next search answers from the new index, with the encoders it had loaded."""
+    import re
+
+    from conftest import copy_small_corpus
+    from workbench.index.indexer import Indexer
+    from workbench.workspace import Workspace
+
+    corpus = copy_small_corpus(tmp_path / "corpus", ["time/sleep.md", "heapq/overview.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    hits = tui_engine.search(ws.root, "remove a directory tree", pipeline="bm25")
+    assert "shutil/rmtree.md" not in [h.doc_id for h in hits.results]
+    bundle = tui_engine.searcher(ws.root).bundle
+    copy_small_corpus(corpus, ["shutil/rmtree.md"])
+    Indexer(ws).run(corpus)  # as another process would
+    hits = tui_engine.search(ws.root, "remove a directory tree", pipeline="bm25")
+    assert hits.results[0].doc_id == "shutil/rmtree.md"
+    assert tui_engine.searcher(ws.root).bundle is bundle  # same models: nothing loaded again
+    ws.config_path.write_text(re.sub(r"chunk_tokens = \d+", "chunk_tokens = 96", ws.config_path.read_text()))
+    Indexer(ws).run(corpus)
+    assert tui_engine.searcher(ws.root).settings.chunk_tokens == 96
+    assert tui_engine.search(ws.root, "remove a directory tree", pipeline="bm25").results[0].doc_id == "shutil/rmtree.md"
+
+
 async def test_corpus_screen_indexes_a_folder_in_the_background(tmp_path, tui_engine):
     from conftest import copy_small_corpus
 

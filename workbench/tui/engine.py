@@ -4,7 +4,9 @@
 use its models (lazy model loading is not thread-safe). Indexing runs without that lock, so
 queries keep answering from the previous index while a folder is indexed; ``invalidate`` drops the
 cached Searcher once the index has changed (its encoders are handed to the new one when the
-models are the same, so nothing is loaded twice).
+models are the same, so nothing is loaded twice). A change made elsewhere (`wb index` in another
+terminal, a rebuild swapped in) is noticed at the next call: the cached Searcher is reopened when
+the manifest or its snapshot version differs from the one it opened.
 
 Every method raises only ``WbError`` (other exceptions are wrapped), so the UI shows ``str(exc)``.
 Tests substitute an object with the same methods (see ``tests/test_tui.py``).
@@ -19,6 +21,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.errors import WbError
+
+
+def _index_stamp(ws) -> tuple | None:
+    """What changes whenever ``ws``'s index does: the manifest file (a rebuild swaps in another) and
+    the snapshot version it records (every indexing run publishes one). None when unreadable."""
+    import os
+    import sqlite3
+
+    try:
+        inode = os.stat(ws.manifest_path).st_ino
+        db = sqlite3.connect(str(ws.manifest_path), timeout=5)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'snapshot_version'").fetchone()
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error):
+        return None
+    return inode, row[0] if row else None
 
 
 class EngineError(WbError):
@@ -82,6 +102,7 @@ class Engine:
         self._searchers: dict[tuple[str, str], object] = {}
         self._use: dict[str, threading.RLock] = {}  # one per index root
         self._retired: dict[str, object] = {}  # root -> a dropped Searcher whose encoders can be reused
+        self._stamps: dict[tuple[str, str], tuple | None] = {}  # the index each cached Searcher opened
 
     # -- workspace -------------------------------------------------------------------
     @staticmethod
@@ -135,14 +156,19 @@ class Engine:
         overrides served from the same index (``runs/NAME`` resolved), cached apart."""
         try:
             key, ws, cfg = self._key(root, models)
+            stamp = _index_stamp(ws)
             with self._lock:
                 found = self._searchers.get(key)
-                if found is not None:
+                if found is not None and self._stamps.get(key) == stamp:
                     return found
+                if found is not None:  # another `wb index` changed the index (or swapped in a rebuild)
+                    for other in [k for k in self._searchers if k[0] == key[0]]:
+                        self._retired[key[0]] = self._searchers.pop(other)
             from workbench.search.searcher import Searcher
 
             searcher = Searcher(ws, config=cfg, device=self.device)
             with self._lock:
+                self._stamps[key] = stamp
                 old = self._retired.pop(key[0], None)
                 if old is None:  # another Searcher of this index (other reranker): share its encoders
                     old = next((s for k, s in self._searchers.items() if k[0] == key[0]), None)
