@@ -209,8 +209,9 @@ def test_kill_9_inside_a_rebuild_leaves_the_old_index_whole_and_wb_index_finishe
 
 
 def test_a_new_folder_that_would_replace_another_folders_documents_is_refused_before_a_rebuild(tmp_path):
-    """With the settings changed, a new folder whose ids another folder holds with other content is
-    refused as always, before anything is staged: the other folder's documents are never dropped."""
+    """With the settings changed, a new folder whose ids another folder holds with other content (or
+    one with nothing to index) is refused as always, before anything is staged: the other folder's
+    documents are never dropped."""
     from workbench.errors import InputError
 
     require_models()
@@ -225,5 +226,9 @@ def test_a_new_folder_that_would_replace_another_folders_documents_is_refused_be
     with pytest.raises(InputError, match="'overview.md'"):
         Indexer(ws).run(tmp_path / "c" / "b")
     assert store_state(ws) == before and not (ws.root / rebuild.STAGING).exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="nothing to index"):
+        Indexer(ws).run(tmp_path / "empty")
+    assert not (ws.root / rebuild.STAGING).exists()
     summary = Indexer(ws).run(tmp_path / "c" / "a")  # the rebuild itself goes ahead
     assert summary.rebuilt and store_state(ws)["manifest_docs"] == {"overview.md"}

@@ -175,10 +175,13 @@ class Indexer:
         indexed = self._indexed_roots()
         asked = str(_covering_root(indexed, root.resolve()) or root.resolve())
         others = [str(r) for r in indexed] + self._roots_to_reindex()
-        if asked not in others:  # a new root: refused before anything is staged if it would replace
-            manifest = Manifest(self.workspace.manifest_path)  # another root's documents (as always)
+        if asked not in others:  # a new root is refused before anything is staged if it holds
+            docs, skipped = _read_root(Path(asked))  # nothing, or would replace another root's documents
+            if not docs:
+                _refuse_empty(Path(asked), skipped)
+            manifest = Manifest(self.workspace.manifest_path)
             try:
-                _claim(manifest, asked, _read_root(Path(asked))[0])
+                _claim(manifest, asked, docs)
             finally:
                 manifest.close()
         summary = IndexSummary(root=asked, reused_from="the old index",
