@@ -167,9 +167,10 @@ def _change_chunking(ws: Workspace, tokens: int) -> None:
 
 def test_a_settings_rebuild_indexes_the_other_folders_again(tmp_path, monkeypatch, capsys):
     """A settings change rebuilds the stores from scratch (beside the live index, swapped in when
-    complete); the other indexed folders are indexed again in the same run (one that is gone stays
-    to be re-indexed and is said so), and when that run is cut off, the old index stays whole and
-    the next run, whatever folder it is given, finishes the rebuild."""
+    complete); the other indexed folders are indexed again in the same run. One that is gone holds
+    the swap back (the old index keeps answering with every folder) until it is back or removed.
+    When that run is cut off, the old index stays whole and the next run, whatever folder it is
+    given, finishes the rebuild."""
     require_models()
     a = copy_small_corpus(tmp_path / "a", ["itertools/groupby.md", "time/sleep.md"])
     b = copy_small_corpus(tmp_path / "b", ["shutil/rmtree.md", "heapq/overview.md"])
@@ -178,23 +179,34 @@ def test_a_settings_rebuild_indexes_the_other_folders_again(tmp_path, monkeypatc
     ws.ensure()
     for root in (a, b, c):
         Indexer(ws).run(root)
-    shutil.rmtree(c)
+    before = store_state(ws)
+    shutil.move(c, tmp_path / "c-away")
     _change_chunking(ws, 128)
     summary = Indexer(ws).run(a)
-    assert summary.rebuilt.startswith("settings changed")
+    assert summary.rebuilt == "settings changed (chunk_tokens): the rebuild is not finished"
     assert f"re-indexed {b} (2 docs)" in summary.note
-    assert f"{c} is missing, so its documents are out of the rebuilt index" in summary.note
-    assert summary.docs_indexed == 4 and summary.total_docs == 4
-    assert _sources(ws) == {str(a): {"itertools/groupby.md", "time/sleep.md"},
-                            str(b): {"shutil/rmtree.md", "heapq/overview.md"}}
+    assert f"{c} is missing: the rebuild waits for it (the old index answers meanwhile, with every folder)" in summary.note
+    assert summary.docs_indexed == 4 and summary.total_docs == 5  # the index that answers: all three folders
+    assert store_state(ws) == before and "json/encoders-and-decoders.md" in _bm25(ws, "JSONEncoder")
+    code, _out, err = run_wb(capsys, monkeypatch, "query", "rmtree", "-w", str(ws.root), "--pipeline", "bm25")
+    assert code == 0 and "cut off (`wb index` finishes it)" in " ".join(err.split())
+    # back: the next run finishes the rebuild with it (the other folders are not encoded again)
+    shutil.move(tmp_path / "c-away", c)
+    summary = Indexer(ws).run(a)
+    assert summary.docs_indexed == 1 and summary.docs_unchanged == 4 and summary.total_docs == 5
+    assert set(_sources(ws)) == {str(a), str(b), str(c)}
     assert_consistent(store_state(ws))
-    assert "shutil/rmtree.md" in _bm25(ws, "rmtree")  # the other folder is searchable again
-    # the missing folder is not forgotten: restored, the next run indexes it; or it is removed
-    from workbench.variants import parent_roots, roots_to_reindex
-
-    assert roots_to_reindex(ws) == [str(c)] and c in parent_roots(ws)
+    # gone for good: `--remove` drops it from the index and from the rebuild, which then finishes
+    shutil.move(c, tmp_path / "c-away")
+    _change_chunking(ws, 112)
+    assert Indexer(ws).run(b).rebuilt.endswith("the rebuild is not finished")
     Indexer(ws).remove(c)
-    assert roots_to_reindex(ws) == [] and c not in parent_roots(ws)
+    summary = Indexer(ws).run(b)
+    assert summary.rebuilt.endswith("rebuilt the index beside the old one") and summary.total_docs == 4
+    assert set(_sources(ws)) == {str(a), str(b)}
+    from workbench.variants import parent_roots
+
+    assert c not in parent_roots(ws)
 
     # cut off after the rebuilt folder, before the other one: the old index stays whole and answers
     # queries (with the models that built it); the next run (of any folder, or none) finishes it

@@ -187,7 +187,15 @@ def test_query_with_models_not_indexed_yet_says_how_to_build_them(small_workspac
     assert "wb index --model sparse=all-MiniLM-L6-v2" in proc.stderr
 
 
-def test_workspace_config_naming_other_models_than_its_index_is_refused(small_workspace, tmp_path):
+def test_workspace_config_naming_other_models_than_its_index_is_answered_by_the_index_and_said(
+        small_workspace, tmp_path):
+    """wb.toml edited to name another sparse model, not re-indexed yet: `wb query` answers from the
+    index with the models that built it, and says so (labels included); what builds on the index
+    (mining, tuning) refuses it."""
+    from workbench.errors import WorkspaceError
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
     ws, _ = small_workspace
     other = tmp_path / "ws"
     shutil.copytree(ws.root, other)
@@ -195,9 +203,16 @@ def test_workspace_config_naming_other_models_than_its_index_is_refused(small_wo
 
     splade = shutil.copytree(resolve_model_path("splade-tiny"), tmp_path / "my-splade")  # another sparse model
     (other / "wb.toml").write_text((other / "wb.toml").read_text().replace('sparse = "splade-tiny"', f'sparse = "{splade}"'))
-    proc = wb("query", "x", workspace=other)
-    assert proc.returncode == 2
-    assert "built with other models" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = wb("query", "remove a directory", "-p", "sparse", "--json", workspace=other)
+    assert proc.returncode == 0, proc.stderr
+    note = " ".join(proc.stderr.split())
+    assert ("wb.toml changed this index's settings (sparse) and no rebuild has begun: the old index answers "
+            "meanwhile, with the models that built it; `wb index` rebuilds it") in note
+    answer = json.loads(proc.stdout)
+    assert answer["models"]["sparse"] == "splade-tiny"  # the model that answered
+    assert "no rebuild has begun" in answer["note"]  # scripts see it too
+    with pytest.raises(WorkspaceError, match=r"built with other models \(sparse differ\)"):
+        Searcher(Workspace(other))
 
 
 @pytest.mark.parametrize("pipeline", ["bm25", "dense", "hybrid"])

@@ -38,7 +38,8 @@ def _set(ws: Workspace, key: str, value: str) -> None:
 
 
 def _dense_ids(ws: Workspace, query: str) -> list[str]:
-    return [h.chunk_id for h in Searcher(ws).search(query, pipeline="dense", k=5).results]
+    """The dense top 5 as `wb query` and the TUI see it (the index answers, even with other models)."""
+    return [h.chunk_id for h in Searcher(ws, serve_stale=True).search(query, pipeline="dense", k=5).results]
 
 
 def test_a_model_change_is_built_beside_the_live_index_and_reuses_its_unchanged_modes(parent, monkeypatch, capsys):
@@ -151,16 +152,40 @@ def test_going_back_to_the_old_settings_discards_the_staged_rebuild(staged):
 def test_a_cut_off_rebuild_is_finished_by_wb_index_and_follows_a_removal(staged, capsys, monkeypatch):
     ws, a, b = staged
     code, _out, err = run_wb(capsys, monkeypatch, "query", "groupby", "-w", str(ws.root), "--pipeline", "bm25")
-    assert code == 0 and "rebuild with the changed settings that was cut off" in err
+    assert code == 0 and "a rebuild of this index with the changed settings was cut off" in err
     code, out, err = run_wb(capsys, monkeypatch, "index", "--remove", str(b), "-w", str(ws.root))
     assert code == 0, err
     assert rebuild.staged_roots(ws) == [str(a)]
-    code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws.root))
+    code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--json")
     assert code == 0, err
+    assert "rebuilding the index beside the old one, which answers queries meanwhile" in " ".join(err.split())
+    summary = json.loads(out)  # one summary: the rebuild covered every folder in its one run
+    assert summary["rebuilt"].endswith("rebuilt the index beside the old one") and summary["total_docs"] == 2
     assert not rebuild.in_progress(ws) and _recorded(ws)["chunk_tokens"] == 128
     state = store_state(ws)
     assert_consistent(state)
     assert set(state["manifest_docs"]) == {"itertools/groupby.md", "time/sleep.md"}
+
+
+def test_a_folder_of_a_cut_off_rebuild_only_can_be_removed_and_a_missing_one_is_waited_for(
+        staged, tmp_path, capsys, monkeypatch):
+    ws, a, b = staged
+    before = store_state(ws)
+    new = copy_small_corpus(tmp_path / "new", ["functools/lru_cache.md"])
+    with monkeypatch.context() as patch:  # the new folder joins the rebuild, which is cut off before its swap
+        patch.setattr(rebuild, "swap", lambda ws: None)
+        Indexer(ws).run(new)
+    assert str(new) in rebuild.staged_roots(ws) and store_state(ws) == before
+    code, out, err = run_wb(capsys, monkeypatch, "index", "--remove", str(new), "-w", str(ws.root))
+    assert code == 0, err
+    assert out.strip().startswith(f"removed 1 docs of {new}; workspace holds 4 docs /")  # the index that answers
+    assert str(new) not in rebuild.staged_roots(ws) and store_state(ws) == before
+    # a folder gone meanwhile: bare `wb index` goes on with the others, and the swap waits for it
+    shutil.move(b, tmp_path / "b-away")
+    code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws.root))
+    assert code == 0, err
+    assert f"{b} is missing: the rebuild waits for it" in " ".join(out.split())
+    assert rebuild.in_progress(ws) and store_state(ws) == before
 
 
 KILLER = """
@@ -196,7 +221,8 @@ def test_kill_9_inside_a_rebuild_leaves_the_old_index_whole_and_wb_index_finishe
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-500:]
     assert rebuild.in_progress(ws) and 0 < rebuild.staged_docs(ws) < len(before["manifest_docs"])  # cut off
     assert store_state(ws) == before  # the live index is untouched and answers
-    assert "shutil/rmtree.md" in [h.doc_id for h in Searcher(ws).search("rmtree", pipeline="bm25", k=5).results]
+    answer = Searcher(ws, serve_stale=True).search("rmtree", pipeline="bm25", k=5)
+    assert "shutil/rmtree.md" in [h.doc_id for h in answer.results]
     cmd = [sys.executable, "-m", "workbench.cli.main", "index", "-w", str(ws.root)]
     final = subprocess.run(cmd, capture_output=True, timeout=300, text=True)
     assert final.returncode == 0, final.stderr[-500:]

@@ -185,6 +185,42 @@ def test_the_engine_sees_an_index_changed_by_another_wb_index(tmp_path, tui_engi
     assert tui_engine.search(ws.root, "remove a directory tree", pipeline="bm25").results[0].doc_id == "shutil/rmtree.md"
 
 
+async def test_an_edited_wb_toml_is_said_and_the_index_keeps_answering(tmp_path, tui_engine):
+    """wb.toml names another sparse model and other chunking, no `wb index` yet: the Corpus screen
+    shows what the index holds (its chunking and models) and says a rebuild is due; Search answers
+    from the index and says so once."""
+    import shutil as sh
+
+    from conftest import copy_small_corpus
+    from workbench.index.indexer import Indexer
+    from workbench.models.cache import resolve_model_path
+    from workbench.workspace import Workspace
+
+    corpus = copy_small_corpus(tmp_path / "corpus", ["time/sleep.md", "shutil/rmtree.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    splade = sh.copytree(resolve_model_path("splade-tiny"), tmp_path / "my-splade")
+    text = ws.config_path.read_text().replace('sparse = "splade-tiny"', f'sparse = "{splade}"')
+    ws.config_path.write_text(text.replace("chunk_tokens = 256", "chunk_tokens = 128"))
+    app = WbApp(str(ws.root), engine=tui_engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        await settle(pilot)
+        app.action_show_tab("corpus")
+        await settle(pilot)
+        stats = " ".join(str(app.query_one("#corpus-stats").render()).split())
+        assert "chunks: 256 tokens" in stats  # what the index holds, not wb.toml's 128
+        assert "wb.toml changed this index's settings (sparse, chunk_tokens) and no rebuild has begun" in stats
+        assert "splade-tiny" in str(app.query_one("#corpus-models").render())  # the model that answers
+        app.action_show_tab("search")
+        await run_query(pilot, "remove a directory tree")
+        await run_query(pilot, "remove a directory")
+        assert "shutil/rmtree.md" in [h.doc_id for h in app.search.left.hits]
+        notes = [m for m, sev in seen if "no rebuild has begun" in m]
+        assert len(notes) == 1 and ("`wb index` rebuilds it" in notes[0])
+
+
 async def test_corpus_screen_indexes_a_folder_in_the_background(tmp_path, tui_engine):
     from conftest import copy_small_corpus
 

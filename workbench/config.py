@@ -186,8 +186,8 @@ def parse_config(text: str) -> WorkspaceConfig:
         raise UsageError(f"wb.toml: [fusion] normalization must be 'min-max' (the only one implemented), "
                          f"not '{fusion.normalization}'")
     index = _build(IndexConfig, raw.get("index", {}), "index")
-    if index.chunk_overlap >= index.chunk_tokens:
-        raise UsageError(f"wb.toml: [index] chunk_overlap ({index.chunk_overlap}) must be smaller than "
+    if index.chunk_overlap >= index.chunk_tokens // 2:  # windows advance by chunk_tokens - overlap
+        raise UsageError(f"wb.toml: [index] chunk_overlap ({index.chunk_overlap}) must be less than half of "
                          f"chunk_tokens ({index.chunk_tokens})")
     return WorkspaceConfig(
         models=_build(ModelsConfig, raw.get("models", {}), "models"),

@@ -63,7 +63,6 @@ def _serving(ws, model: list[str] | None, flags_hint: str = ""):
     from workbench.variants import roots_to_reindex
 
     pending = roots_to_reindex(serve.workspace)
-    _say_rebuild(serve.workspace)
     if pending:
         _err_console().print(f"[yellow]a settings change rebuilt this index and {', '.join(pending)} "
                              f"{'is' if len(pending) == 1 else 'are'} not indexed again yet: `wb index` "
@@ -75,20 +74,6 @@ def _serving(ws, model: list[str] | None, flags_hint: str = ""):
             _err_console().print(f"[yellow]the {serve.label} index is older than the workspace's documents: "
                                  f"`wb index {flags}` brings it up to date[/yellow]", highlight=False)
     return serve
-
-
-def _say_rebuild(ws) -> None:
-    """A yellow line while a settings rebuild is under way beside the live index (or was cut off)."""
-    from workbench.index import rebuild
-
-    if not rebuild.in_progress(ws):
-        return
-    if ws.being_written():
-        state = f"is being rebuilt with the changed settings ({rebuild.staged_docs(ws)} documents so far)"
-    else:
-        state = "has a rebuild with the changed settings that was cut off (`wb index` finishes it)"
-    _err_console().print(f"[yellow]this index {state}: the old index answers meanwhile, with the models "
-                         "that built it[/yellow]", highlight=False)
 
 
 def _with_interpolation(cfg, value: float | None):
@@ -156,13 +141,18 @@ def index_cmd(
         if not roots[0].exists():
             raise InputError(f"no such file or folder: {path}")
     else:
+        from workbench.index import rebuild
+
         roots = parent_roots(ws)
         if not roots:
             raise UsageError(f"workspace {ws.root} indexes no folder yet: give a PATH (`wb index PATH`)")
         gone = [r for r in roots if not r.exists()]
-        if gone:
+        if gone and (model or not rebuild.in_progress(ws)):  # a staged rebuild says what it waits for
             raise InputError(f"indexed folder no longer exists: {gone[0]} (drop it: `wb index --remove {gone[0]}`, "
                              "or index the others by name)")
+        roots = [r for r in roots if r.exists()]
+        if not roots:
+            raise InputError(f"none of the indexed folders exists any more: {', '.join(map(str, gone))}")
     ws.ensure()
     serve = serving(ws, _parse_model_overrides(model))
     if serve.is_variant:
@@ -170,7 +160,8 @@ def index_cmd(
     target, cfg = serve.workspace, serve.config
     donor = ws if serve.is_variant else None  # unchanged modes are copied from the parent's index
     for root_path in roots:
-        _index_one(target, cfg, root_path, progress_json, json_out, donor)
+        if _index_one(target, cfg, root_path, progress_json, json_out, donor).rebuilt:
+            break  # a settings rebuild indexes every folder of the workspace in its one run
 
 
 def _remove_root(ws, root: Path, json_out: bool) -> None:
@@ -199,17 +190,29 @@ def _remove_root(ws, root: Path, json_out: bool) -> None:
         typer.echo(f"  and {v['docs_removed']} from the variant {v['variant']}")
 
 
-def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, donor=None) -> None:
+def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, donor=None):
+    """Index one root and print its summary; returns the IndexSummary."""
+    from workbench.index import rebuild
     from workbench.index.indexer import Indexer
 
-    if progress_json:
-        def progress(phase: str, done: int, total: int) -> None:
-            print(json.dumps({"phase": phase, "done": done, "total": total}), flush=True)
+    reason = Indexer(ws, cfg, donor=donor).rebuild_reason() if donor is None else ""
+    if reason:  # said first: the run re-encodes every folder, and queries go on meanwhile
+        _err_console().print(f"[yellow]{reason} beside the old one, which answers queries meanwhile[/yellow]",
+                             highlight=False)
+    try:
+        if progress_json:
+            def progress(phase: str, done: int, total: int) -> None:
+                print(json.dumps({"phase": phase, "done": done, "total": total}), flush=True)
 
-        summary = Indexer(ws, cfg, progress=progress, donor=donor).run(root_path)
-    else:  # a bar on a terminal (with the encoding rate); nothing when piped, as `wb index` always did
-        with _progress_bar(rate_of=("encoding", "chunks/s"), piped_lines=False) as progress:
             summary = Indexer(ws, cfg, progress=progress, donor=donor).run(root_path)
+        else:  # a bar on a terminal (with the encoding rate); nothing when piped, as `wb index` always did
+            with _progress_bar(rate_of=("encoding", "chunks/s"), piped_lines=False) as progress:
+                summary = Indexer(ws, cfg, progress=progress, donor=donor).run(root_path)
+    except KeyboardInterrupt:
+        if rebuild.in_progress(ws):
+            _err_console().print("[yellow]the rebuild is kept, and the old index answers meanwhile: `wb index` "
+                                 "continues it[/yellow]", highlight=False)
+        raise
     if summary.rebuilt:
         _err_console().print(f"[yellow]{summary.rebuilt}[/yellow]")
     if json_out or progress_json:  # --progress-json: stdout stays JSON lines, the summary included
@@ -226,6 +229,7 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
         if len(summary.skipped) > 20:
             _err_console().print(f"[dim]… and {len(summary.skipped) - 20} more skipped[/dim]")
         typer.echo(summary.line())
+    return summary
 
 
 @app.command("query")
@@ -259,7 +263,9 @@ def query_cmd(
     parse_pipeline(pipeline)
     from workbench.search.searcher import Searcher
 
-    searcher = Searcher(ws, config=cfg)
+    searcher = Searcher(ws, config=cfg, serve_stale=True)  # an edited wb.toml does not stop searching
+    if searcher.serving_note:
+        _err_console().print(f"[yellow]{searcher.serving_note}[/yellow]", highlight=False)
     result = searcher.search(text, pipeline=pipeline, k=k, instruction=instruction, unit=unit,
                              rerank_depth=rerank_depth)
     if json_out:

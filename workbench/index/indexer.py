@@ -37,7 +37,7 @@ from workbench.errors import IndexingError, InputError
 from workbench.index.settings import IndexSettings, settings_from_config, settings_from_dict
 from workbench.ingest.chunking import Chunker, ChunkingSettings, chunk_input_text
 from workbench.store.keys import chunk_key
-from workbench.store.manifest import REINDEX_KEY, DocRecord, Manifest, read_roots_to_reindex
+from workbench.store.manifest import DocRecord, Manifest, read_roots_to_reindex
 from workbench.types import Chunk, SkippedFile, SourceDocument
 from workbench.workspace import Workspace
 
@@ -122,13 +122,17 @@ class Indexer:
 
         rebuild.settle(self.workspace)
         if self.donor is None:  # a variant (which has a donor already) is rebuilt in place
-            reason = self._live_rebuild_reason()
+            reason = self.rebuild_reason()
             if reason:
                 return self._staged_rebuild(Path(root), reason)
+            discarded = ""
             if rebuild.in_progress(self.workspace):  # wb.toml is back to what the live index holds
                 with self.workspace.write_lock():
                     shutil.rmtree(rebuild.staging_workspace(self.workspace).root, ignore_errors=True)
+                discarded = "discarded the rebuild that was cut off: wb.toml is back to this index's settings"
         summary = self._run_root(Path(root))
+        if self.donor is None and discarded:
+            summary.note = _join(discarded, summary.note)
         for left in self._roots_to_reindex():
             other = Path(left)
             if not other.exists():  # an unmounted drive, a moved folder: kept to re-index, said loudly
@@ -149,8 +153,9 @@ class Indexer:
             summary.seconds += extra.seconds
         return summary
 
-    def _live_rebuild_reason(self) -> str:
-        """Why the live index (one that holds documents) must be rebuilt for this config ("" if not)."""
+    def rebuild_reason(self) -> str:
+        """Why the live index (one that holds documents) must be rebuilt for this config ("" if not):
+        a run then builds the new index beside it (``index.rebuild``)."""
         if not self.workspace.manifest_path.exists() or not self.workspace.lance_dir.exists():
             return ""
         manifest = Manifest(self.workspace.manifest_path)
@@ -187,15 +192,13 @@ class Indexer:
         summary = IndexSummary(root=asked, reused_from="the old index",
                                rebuilt=reason.replace("rebuilding the index", "rebuilt the index beside the old one"))
         with self.workspace.write_lock():
-            staging = rebuild.stage(self.workspace, [asked] + others)
+            staging = rebuild.stage(self.workspace, [asked] + others, self.config)
             inner = Indexer(staging, self.config, progress=self.progress, batch_chunks=self.batch_chunks,
                             device=self.device, donor=self.workspace)
             missing = []
             for left in rebuild.staged_roots(self.workspace):
                 if not Path(left).exists():
                     missing.append(left)
-                    summary.note = _join(summary.note, f"{left} is missing, so its documents are out of the rebuilt "
-                                                       f"index: restore it and run `wb index`, or `wb index --remove {left}`")
                     continue
                 try:
                     part = inner._run_root(Path(left))
@@ -207,25 +210,36 @@ class Indexer:
                     continue
                 if left == asked:
                     summary.note = _join(part.note, summary.note)
-                    summary.files_seen, summary.docs_unchanged = part.files_seen, part.docs_unchanged
-                    summary.skipped += part.skipped
                 else:
                     summary.note = _join(summary.note, f"re-indexed {left} ({part.docs_indexed} docs) with the new settings")
+                summary.files_seen += part.files_seen
+                summary.docs_unchanged += part.docs_unchanged  # indexed by an earlier, cut-off run of this rebuild
+                summary.skipped += part.skipped
                 summary.docs_indexed += part.docs_indexed
                 summary.chunks_written += part.chunks_written
                 summary.reused += part.reused
                 summary.reused_modes = [m for m in ("dense", "colbert", "sparse")
                                         if m in summary.reused_modes or m in part.reused_modes]
                 summary.total_docs, summary.total_chunks = part.total_docs, part.total_chunks
-            manifest = Manifest(staging.manifest_path)
-            try:
-                manifest.set_meta(REINDEX_KEY, missing)  # after the swap: the live index's roots to re-index
-            finally:
-                manifest.close()
-            self.progress("swapping", 0, 0)
-            rebuild.swap(self.workspace)
+            if missing:  # the old index keeps answering with every folder until they are back or removed
+                gone = ", ".join(missing)
+                summary.note = _join(summary.note, f"{gone} {'is' if len(missing) == 1 else 'are'} missing: the rebuild "
+                                                   "waits for it (the old index answers meanwhile, with every folder); "
+                                                   f"restore it and run `wb index`, or `wb index --remove {missing[0]}`")
+                summary.rebuilt = reason.replace("rebuilding the index", "the rebuild is not finished")
+                summary.total_docs, summary.total_chunks = self._live_totals()
+            else:
+                self.progress("swapping", 0, 0)
+                rebuild.swap(self.workspace)
         summary.seconds = time.perf_counter() - started
         return summary
+
+    def _live_totals(self) -> tuple[int, int]:
+        manifest = Manifest(self.workspace.manifest_path)
+        try:
+            return manifest.count_docs(), manifest.count_chunks()
+        finally:
+            manifest.close()
 
     def _roots_to_reindex(self) -> list[str]:
         return read_roots_to_reindex(self.workspace.manifest_path)
@@ -320,14 +334,18 @@ class Indexer:
         source = str(Path(root).expanduser().resolve())
         rebuild.settle(self.workspace)
         if self.donor is None and rebuild.in_progress(self.workspace):  # the staged rebuild drops it too
-            staged = rebuild.staged_roots(self.workspace)
+            staged, from_staging = rebuild.staged_roots(self.workspace), 0
             with self.workspace.write_lock():
                 rebuild.forget_root(self.workspace, source)
                 staging = rebuild.staging_workspace(self.workspace)
                 if source in [str(r) for r in Indexer(staging)._indexed_roots()]:
-                    Indexer(staging, self.config).remove(Path(source))
+                    from_staging = Indexer(staging, self.config).remove(Path(source)).docs_removed
             if source in staged and source not in [str(r) for r in self._indexed_roots()]:
-                return IndexSummary(root=source, note=f"removed the indexed folder {source}")
+                total_docs, total_chunks = self._live_totals()
+                return IndexSummary(root=source, docs_removed=from_staging, total_docs=total_docs,
+                                    total_chunks=total_chunks, seconds=time.perf_counter() - started,
+                                    note=f"removed {source} from the rebuild under way (the index that answers "
+                                         "never held it); `wb index` finishes the rebuild")
         roots = [str(r) for r in self._indexed_roots()]
         if source not in roots and source in self._roots_to_reindex():  # forgotten by a rebuild already
             self._drop_reindex(source)
@@ -587,8 +605,10 @@ def _join(note: str, more: str) -> str:
 
 def _rebuild_reason(recorded: dict, settings: IndexSettings) -> str:
     """Why an index built with the ``recorded`` settings is rebuilt for ``settings`` ("" when it is kept)."""
+    from workbench.index.rebuild import described
+
     diffs = settings_from_dict(recorded).differences(settings)
-    return f"settings changed ({', '.join(diffs)}): rebuilding the index" if diffs else ""
+    return f"settings changed ({described(diffs)}): rebuilding the index" if diffs else ""
 
 
 def _claim(manifest: Manifest, source: str, docs: list[SourceDocument]) -> list[str]:

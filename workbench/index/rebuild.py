@@ -26,6 +26,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from workbench.config import WorkspaceConfig
 from workbench.errors import WorkspaceError
 from workbench.workspace import Workspace
 
@@ -75,13 +76,46 @@ def staged_docs(ws: Workspace) -> int:
     return _read_staging(ws)[1]
 
 
-def stage(ws: Workspace, roots: list[str]) -> Workspace:
-    """Create (or continue) the staging workspace of ``ws`` and add ``roots`` to the roots it covers
-    (durably, before any is indexed). Call under ``ws``'s write lock. Returns the staging workspace."""
+# IndexSettings.differences names -> what a user calls them
+_SETTING_NAMES = {"dense_name": "dense", "dense_fingerprint": "dense", "colbert_name": "colbert",
+                  "colbert_fingerprint": "colbert", "sparse_name": "sparse", "sparse_fingerprint": "sparse",
+                  "query_template": "templates", "document_template": "templates", "instruction_format": "templates",
+                  "chunk_tokens": "chunk_tokens", "chunk_overlap": "chunk_overlap", "sparse_step": "sparse_step"}
+CHUNK_SETTINGS = ("chunk_tokens", "chunk_overlap", "sparse_step")  # the index answers queries as it is
+
+
+def described(diffs: list[str]) -> str:
+    """``["dense_name", "dense_fingerprint", "chunk_tokens"]`` -> ``"dense, chunk_tokens"``."""
+    return ", ".join(dict.fromkeys(_SETTING_NAMES.get(d, d) for d in diffs))
+
+
+def state_note(ws: Workspace, diffs: list[str]) -> str:
+    """One line on why the index that answers is not what ``wb.toml`` asks for (``diffs``: the
+    IndexSettings names that differ; "" when none): a rebuild under way, one that was cut off, or
+    none begun yet. Said by `wb query` and the TUI, which keep answering from the old index."""
+    if not diffs:
+        return ""
+    models = [d for d in diffs if d not in CHUNK_SETTINGS]
+    answers = "the old index answers meanwhile" + (", with the models that built it" if models else "")
+    if in_progress(ws):
+        if ws.being_written():
+            return f"this index is being rebuilt with the changed settings ({staged_docs(ws)} documents so far): {answers}"
+        return f"a rebuild of this index with the changed settings was cut off (`wb index` finishes it): {answers}"
+    return (f"wb.toml changed this index's settings ({described(diffs)}) and no rebuild has begun: "
+            f"{answers}; `wb index` rebuilds it")
+
+
+def stage(ws: Workspace, roots: list[str], config: WorkspaceConfig) -> Workspace:
+    """Create (or continue) the staging workspace of ``ws`` for ``config`` (its wb.toml, for whoever
+    looks) and add ``roots`` to the roots it covers (durably, before any is indexed). Call under
+    ``ws``'s write lock. Returns the staging workspace."""
+    from workbench.config import render_config
     from workbench.store.manifest import Manifest
 
     staging = staging_workspace(ws)
     staging.root.mkdir(parents=True, exist_ok=True)
+    staging.config_path.write_text(render_config(config, f"the settings rebuild of {ws.root} under way "
+                                                         "(written by wb; edit the workspace's own wb.toml)"))
     manifest = Manifest(staging.manifest_path)
     try:
         known = list(manifest.get_meta(STAGED_ROOTS_KEY) or [])

@@ -19,9 +19,11 @@ class QueryResult:
     results: list[Hit]
     timings_ms: dict[str, float] = field(default_factory=dict)
     unit: str = "doc"
+    note: str = ""  # the index answers with other settings than wb.toml's: why (Searcher.serving_note)
 
     def to_json(self) -> dict:
         return {
+            **({"note": self.note} if self.note else {}),
             "query": self.query,
             "instruction": self.instruction,
             "pipeline": self.pipeline,

@@ -11,7 +11,7 @@ Contract:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -47,12 +47,15 @@ class Searcher:
         config: WorkspaceConfig | None = None,
         device: str | None = None,
         check_models: bool = True,
+        serve_stale: bool = False,
     ) -> None:
+        """``check_models``: refuse (WorkspaceError) an index built with other models than ``config``
+        names, unless ``serve_stale``: then the index answers with the models that built it and
+        ``serving_note`` says so (`wb query`, the TUI: an edited wb.toml must not stop searching)."""
         from workbench.encoders.bundle import EncoderBundle
+        from workbench.index import rebuild
         from workbench.store.manifest import Manifest
         from workbench.store.tantivy_store import TantivyChunkStore
-
-        from workbench.index import rebuild
 
         rebuild.settle(workspace)
         workspace.require()
@@ -75,16 +78,19 @@ class Searcher:
                                      "query again when `wb index` has finished")
             raise WorkspaceError(f"workspace {workspace.root} is empty: run `wb index PATH` first")
         self.settings = settings_from_dict(recorded)
+        self.serving_note = ""  # why the index answers with other settings than wb.toml's ("": it does not)
+        served = self.config.models
         if check_models:
             diffs = self.settings.differences(settings_from_config(self.config))
-            diffs = [d for d in diffs if d not in ("chunk_tokens", "chunk_overlap", "sparse_step")]
-            # while a rebuild with the new settings is under way (or was cut off), the old index
-            # answers with the models that built it (the CLI says so)
-            if diffs and not rebuild.in_progress(workspace):
-                raise WorkspaceError(
-                    f"workspace {workspace.root} was built with other models ({', '.join(diffs)} differ): "
-                    "re-run `wb index PATH`"
-                )
+            models = [d for d in diffs if d not in rebuild.CHUNK_SETTINGS]
+            if models and not serve_stale:
+                under_way = " (a rebuild with them is staged: `wb index` finishes it)" if rebuild.in_progress(workspace) else ""
+                raise WorkspaceError(f"workspace {workspace.root} was built with other models "
+                                     f"({rebuild.described(models)} differ){under_way}: re-run `wb index PATH`")
+            self.serving_note = rebuild.state_note(workspace, diffs)
+            if models:  # the labels name the models that answer: the index's own
+                served = replace(served, dense=self.settings.dense_name, colbert=self.settings.colbert_name,
+                                 sparse=self.settings.sparse_name)
         self.bundle = EncoderBundle(self.settings, device=device)
         self._lance = None
         self.tantivy = TantivyChunkStore(workspace.tantivy_dir, self.settings.sparse_step)
@@ -93,7 +99,7 @@ class Searcher:
         self._scorer: CandidateScorer | None = None
         self._reranker = None
         self._snapshot = None
-        self.models = model_labels(self.config.models)
+        self.models = model_labels(served)
 
     # -- lazily loaded state ------------------------------------------------------
     @property
@@ -449,6 +455,7 @@ class Searcher:
             results=hits,
             timings_ms=dict(q.timings),
             unit=unit,
+            note=self.serving_note,
         )
 
     # -- reranking --------------------------------------------------------------------

@@ -109,6 +109,10 @@ class CorpusPane(Vertical):
                 stats.append("\n")
         if info.chunk_tokens:
             stats.append(f"chunks: {info.chunk_tokens} tokens, {info.chunk_overlap} overlap", style="dim")
+        for folder in info.pending:
+            stats.append(f"\nnot indexed again yet: {folder} (`wb index` finishes it)", style=f"bold {pal.down}")
+        if info.note:
+            stats.append(f"\n{info.note}", style=f"bold {pal.accent}")
         self.query_one("#corpus-stats", Static).update(stats)
         self.query_one("#corpus-stats").border_title = "index"
         self._render_sources()

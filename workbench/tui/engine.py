@@ -68,6 +68,8 @@ class CorpusInfo:
     chunk_overlap: int = 0
     last_indexed: float | None = None
     error: str = ""  # e.g. a wb.toml that does not parse
+    note: str = ""  # the index answers with other settings than wb.toml's: why (rebuild.state_note)
+    pending: list[str] = field(default_factory=list)  # folders a settings rebuild has still to index
 
 
 @dataclass
@@ -133,13 +135,35 @@ class Engine:
                 info.docs = manifest.count_docs()
                 info.chunks = manifest.count_chunks()
                 info.sources = [SourceInfo(s, int(d), int(c or 0), float(t or 0)) for s, d, c, t in manifest.sources()]
+                info.pending = manifest.roots_to_reindex()
+                recorded = manifest.get_meta("settings")
             finally:
                 manifest.close()
+            if recorded is not None and not info.error:  # what the index that answers was built with
+                self._describe_index(ws, cfg, recorded, info)
         except Exception as exc:  # a locked or damaged manifest: show it, do not crash
             info.error = str(_wrap(exc))
         if info.sources:
             info.last_indexed = max(s.indexed_at for s in info.sources)
         return info
+
+    @staticmethod
+    def _describe_index(ws, cfg, recorded: dict, info: CorpusInfo) -> None:
+        """``info``'s chunking and model labels from the index's recorded settings, and a note when
+        wb.toml asks for others (the index answers as it is until `wb index` rebuilds it)."""
+        from dataclasses import replace
+
+        from workbench.index import rebuild
+        from workbench.index.settings import settings_from_config, settings_from_dict
+        from workbench.models.registry import model_labels
+
+        built = settings_from_dict(recorded)
+        info.chunk_tokens, info.chunk_overlap = built.chunk_tokens, built.chunk_overlap
+        diffs = built.differences(settings_from_config(cfg))
+        info.note = rebuild.state_note(ws, diffs)
+        if any(d not in rebuild.CHUNK_SETTINGS for d in diffs):
+            info.models = model_labels(replace(cfg.models, dense=built.dense_name, colbert=built.colbert_name,
+                                               sparse=built.sparse_name))
 
     # -- searchers -------------------------------------------------------------------
     def _key(self, root: str | Path, models: dict[str, str] | None = None):
@@ -166,7 +190,7 @@ class Engine:
                         self._retired[key[0]] = self._searchers.pop(other)
             from workbench.search.searcher import Searcher
 
-            searcher = Searcher(ws, config=cfg, device=self.device)
+            searcher = Searcher(ws, config=cfg, device=self.device, serve_stale=True)  # notes say why
             with self._lock:
                 self._stamps[key] = stamp
                 old = self._retired.pop(key[0], None)

@@ -44,6 +44,7 @@ class SearchPane(Vertical):
     def __init__(self) -> None:
         super().__init__(id="search-pane")
         self._timer: Timer | None = None
+        self._said_note = ""  # the last index note notified (see _deliver)
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -363,6 +364,10 @@ class SearchPane(Vertical):
         column = self.left if side == "left" else self.right
         column.show(result, key)
         self._update_movement()
+        note = getattr(result, "note", "")
+        if note and note != self._said_note:  # once, not at every keystroke's search
+            self._said_note = note
+            self.app.notify(note, title="index", severity="warning", timeout=10)
 
     def _failed(self, side: str, message: str) -> None:
         for c in self.columns:
