@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import copy_small_corpus, require_models
+from conftest import SAMPLE, require_models
 
 
 def wb(*args: str, workspace=None, **popen) -> subprocess.CompletedProcess:
@@ -95,7 +95,11 @@ def test_piped_results_keep_one_line_each_and_say_result_in_the_singular(small_w
 
 def test_ctrl_c_while_indexing_is_exit_130_with_one_line_and_the_rerun_completes(tmp_path):
     require_models()
-    corpus = copy_small_corpus(tmp_path / "corpus")
+    # enough text (~250 chunks) that encoding outlasts the signal's way to the process, even on a
+    # loaded machine (the small corpus could be indexed completely before the SIGINT arrived)
+    corpus = tmp_path / "corpus"
+    for folder in ("collections", "re", "pathlib"):
+        shutil.copytree(SAMPLE / folder, corpus / folder)
     env = dict(os.environ, WB_WORKSPACE=str(tmp_path / "ws"))
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli.main", "index", str(corpus), "--progress-json"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
