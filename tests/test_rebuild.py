@@ -186,6 +186,10 @@ def test_a_folder_of_a_cut_off_rebuild_only_can_be_removed_and_a_missing_one_is_
     assert code == 0, err
     assert f"{b} is missing: the rebuild waits for it" in " ".join(out.split())
     assert rebuild.in_progress(ws) and store_state(ws) == before
+    # and before any rebuild began: bare `wb index` starts it with the folders there are
+    shutil.rmtree(ws.root / rebuild.STAGING)
+    code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws.root))
+    assert code == 0 and f"{b} is missing: the rebuild waits for it" in " ".join(out.split()), err
 
 
 KILLER = """

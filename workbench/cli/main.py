@@ -141,13 +141,11 @@ def index_cmd(
         if not roots[0].exists():
             raise InputError(f"no such file or folder: {path}")
     else:
-        from workbench.index import rebuild
-
         roots = parent_roots(ws)
         if not roots:
             raise UsageError(f"workspace {ws.root} indexes no folder yet: give a PATH (`wb index PATH`)")
         gone = [r for r in roots if not r.exists()]
-        if gone and (model or not rebuild.in_progress(ws)):  # a staged rebuild says what it waits for
+        if gone and (model or not _rebuild_due(ws)):  # a settings rebuild says what it waits for
             raise InputError(f"indexed folder no longer exists: {gone[0]} (drop it: `wb index --remove {gone[0]}`, "
                              "or index the others by name)")
         roots = [r for r in roots if r.exists()]
@@ -162,6 +160,14 @@ def index_cmd(
     for root_path in roots:
         if _index_one(target, cfg, root_path, progress_json, json_out, donor).rebuilt:
             break  # a settings rebuild indexes every folder of the workspace in its one run
+
+
+def _rebuild_due(ws) -> bool:
+    """Whether `wb index` on ``ws`` rebuilds it (settings changed) or continues a staged rebuild."""
+    from workbench.index import rebuild
+    from workbench.index.indexer import Indexer
+
+    return rebuild.in_progress(ws) or bool(Indexer(ws).rebuild_reason())
 
 
 def _remove_root(ws, root: Path, json_out: bool) -> None:

@@ -100,6 +100,10 @@ def state_note(ws: Workspace, diffs: list[str]) -> str:
     if in_progress(ws):
         if ws.being_written():
             return f"this index is being rebuilt with the changed settings ({staged_docs(ws)} documents so far): {answers}"
+        missing = [r for r in staged_roots(ws) if not Path(r).exists()]
+        if missing:
+            return (f"a rebuild of this index with the changed settings waits for {missing[0]}, which is missing "
+                    f"(restore it and run `wb index`, or `wb index --remove {missing[0]}`): {answers}")
         return f"a rebuild of this index with the changed settings was cut off (`wb index` finishes it): {answers}"
     return (f"wb.toml changed this index's settings ({described(diffs)}) and no rebuild has begun: "
             f"{answers}; `wb index` rebuilds it")

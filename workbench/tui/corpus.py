@@ -45,6 +45,7 @@ class CorpusPane(Vertical):
         with Horizontal(id="corpus-top"):
             yield Static("", id="corpus-models")
             yield Static("", id="corpus-stats")
+        yield Static("", id="corpus-note")  # a rebuild due, under way or cut off; folders still to index
         with Horizontal(id="add-row", classes="form-row"):
             yield Static("add folder", classes="row-label")
             yield Input(id="folder", compact=True, placeholder="folder, file or BEIR corpus.jsonl to index, then Enter")
@@ -109,11 +110,14 @@ class CorpusPane(Vertical):
                 stats.append("\n")
         if info.chunk_tokens:
             stats.append(f"chunks: {info.chunk_tokens} tokens, {info.chunk_overlap} overlap", style="dim")
-        for folder in info.pending:
-            stats.append(f"\nnot indexed again yet: {folder} (`wb index` finishes it)", style=f"bold {pal.down}")
-        if info.note:
-            stats.append(f"\n{info.note}", style=f"bold {pal.accent}")
         self.query_one("#corpus-stats", Static).update(stats)
+        note = Text()
+        for folder in info.pending:
+            note.append(f"not indexed again yet: {folder} (`wb index` finishes it)\n", style=f"bold {pal.down}")
+        if info.note:
+            note.append(info.note, style=f"bold {pal.accent}")
+        self.query_one("#corpus-note", Static).update(note)
+        self.query_one("#corpus-note").display = bool(info.note or info.pending)
         self.query_one("#corpus-stats").border_title = "index"
         self._render_sources()
         if not info.exists:
