@@ -140,6 +140,18 @@ def test_a_swap_cut_off_at_any_step_ends_in_the_new_index(staged, tmp_path, monk
     assert finished and steps >= 8  # every rename of the swap was cut once
 
 
+def test_a_store_the_staging_lacks_never_outlasts_the_swap(staged):
+    """The read snapshot is derived: were the staging without one, the old index's snapshot must not
+    be read against the new manifest (the reader rebuilds it from the new LanceDB table)."""
+    ws, a, b = staged
+    shutil.rmtree(ws.root / rebuild.STAGING / "snapshot")
+    rebuild.swap(ws)
+    searcher = Searcher(ws)
+    assert searcher.settings.chunk_tokens == 128
+    assert len(searcher.catalog.doc_ids) == store_state(ws)["manifest_chunks"]  # the new chunks, not the old
+    assert "shutil/rmtree.md" in [h.doc_id for h in searcher.search("rmtree", pipeline="dense", k=5).results]
+
+
 def test_going_back_to_the_old_settings_discards_the_staged_rebuild(staged):
     ws, a, b = staged
     before = store_state(ws)

@@ -180,9 +180,9 @@ def _roll_forward(ws: Workspace) -> None:
     ``rebuild.old/`` first); then the leftovers are deleted and the mark removed, last."""
     staging, retired = ws.root / STAGING, ws.root / RETIRED
     retired.mkdir(exist_ok=True)
-    for name in STORES:
-        _replace(ws.root / name, staging / name, retired / name)
-    if (staging / "manifest.sqlite").exists():
+    if (staging / "manifest.sqlite").exists():  # not swapped yet: no live store may outlast it (a
+        for name in STORES:                       # snapshot the staging lacks is rebuilt by readers)
+            _replace(ws.root / name, staging / name, retired / name)
         for name in MANIFEST_FILES:  # the live manifest and its side files out, all of them first
             if (ws.root / name).exists():
                 _move(ws.root / name, retired / name)
@@ -203,11 +203,14 @@ def _checkpoint(manifest_path: Path) -> None:
 
 
 def _replace(live: Path, staged: Path, retired: Path) -> None:
-    if not staged.exists():  # moved already (or the staging never had it)
-        return
-    if live.exists():
+    """``staged`` in place of ``live`` (retired); once ``staged`` is moved, a repeat does nothing,
+    and a store the staging never had leaves the live one retired all the same."""
+    if staged.exists():
+        if live.exists():
+            _move(live, retired)
+        os.replace(staged, live)
+    elif live.exists() and not retired.exists():  # (once retired, ``live`` is the staged one)
         _move(live, retired)
-    os.replace(staged, live)
 
 
 def _move(src: Path, dest: Path) -> None:
