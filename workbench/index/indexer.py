@@ -131,7 +131,8 @@ class Indexer:
                     shutil.rmtree(rebuild.staging_workspace(self.workspace).root, ignore_errors=True)
                 discarded = "discarded the rebuild that was cut off: wb.toml is back to this index's settings"
             elif rebuild.staging_workspace(self.workspace).root.exists():  # cut off before it held a manifest
-                shutil.rmtree(rebuild.staging_workspace(self.workspace).root, ignore_errors=True)
+                with self.workspace.write_lock():
+                    shutil.rmtree(rebuild.staging_workspace(self.workspace).root, ignore_errors=True)
         summary = self._run_root(Path(root))
         if self.donor is None and discarded:
             summary.note = _join(discarded, summary.note)
