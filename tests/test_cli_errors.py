@@ -202,3 +202,33 @@ def test_train_help_shows_the_defaults_a_run_uses(kind, monkeypatch):
     assert f"[default: {defaults['batch_size']}]" in lines["--batch-size"]
     assert "[default: " not in lines["--base"]  # the workspace's dense model: no fixed default
     assert "<bool>" not in lines["--detach"] and "<bool>" not in lines["--help"]
+
+
+def test_the_workspace_given_before_the_command_is_the_commands(small_workspace, tmp_path):
+    """`wb -w WS query ...` reads WS, as `wb query ... -w WS` does (it went to ./.wb); the command's
+    own -w still wins."""
+    ws, _ = small_workspace
+    env = {k: v for k, v in os.environ.items() if k != "WB_WORKSPACE"}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "workbench.cli.main", *args], env=env, cwd=tmp_path,
+                                       capture_output=True, text=True, timeout=300)
+    before = run("-w", str(ws.root), "query", "rmtree", "-p", "bm25", "--json")
+    assert before.returncode == 0, before.stderr
+    assert json.loads(before.stdout)["results"][0]["doc_id"] == "shutil/rmtree.md"
+    other = run("-w", str(ws.root), "query", "rmtree", "-p", "bm25", "-w", str(tmp_path / "nowhere"))
+    assert other.returncode == 2 and str(tmp_path / "nowhere") in other.stderr
+    assert not (tmp_path / ".wb").exists()
+
+
+def test_chunks_longer_than_the_dense_model_reads_are_refused_before_anything_is_written(tmp_path):
+    """`chunk_tokens = 100000` would leave most of every chunk out of dense, ColBERT and sparse."""
+    require_models()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("a note about aardvarks\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    from workbench.config import DEFAULT_TOML
+
+    (ws / "wb.toml").write_text(DEFAULT_TOML.replace("chunk_tokens = 256", "chunk_tokens = 100000"))
+    says = one_line_error(wb("index", str(tmp_path / "docs"), workspace=ws))
+    assert "[index] chunk_tokens (100000) is more than the dense model reads (256 tokens)" in says
+    assert not (ws / "manifest.sqlite").exists()

@@ -223,6 +223,32 @@ async def test_an_edited_wb_toml_is_said_and_the_index_keeps_answering(tmp_path,
         assert len(notes) == 1 and ("`wb index` rebuilds it" in notes[0])
 
 
+async def test_reindex_after_a_settings_change_rebuilds_once_and_says_so_first(tmp_path, tui_engine):
+    from conftest import copy_small_corpus
+    from workbench.index.indexer import Indexer
+    from workbench.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    for name, docs in (("a", ["time/sleep.md"]), ("b", ["shutil/rmtree.md"])):
+        Indexer(ws).run(copy_small_corpus(tmp_path / name, docs))
+    ws.config_path.write_text(ws.config_path.read_text().replace("chunk_tokens = 256", "chunk_tokens = 128"))
+    app = WbApp(str(ws.root), engine=tui_engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        await settle(pilot)
+        app.action_show_tab("corpus")
+        await settle(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        said = [m for m, _ in seen]
+        first = next(i for i, m in enumerate(said) if "rebuilding the index beside the old one" in m)
+        done = next(i for i, m in enumerate(said) if "rebuilt the index beside the old one" in m)
+        assert first < done
+        assert len(str(app.query_one("#index-rate").render()).strip().splitlines()) == 1  # one run, one summary
+        assert tui_engine.info(ws.root).chunk_tokens == 128 and not tui_engine.info(ws.root).note
+
+
 async def test_corpus_screen_indexes_a_folder_in_the_background(tmp_path, tui_engine):
     from conftest import copy_small_corpus
 
@@ -419,6 +445,24 @@ async def test_plus_and_minus_change_the_results_per_column_and_say_so(tui_state
         await settle(pilot)
         assert app.state.k == 5 and seen[-1][0] == "5 results per column is the fewest"
     assert TuiState.load(tui_state).k == 5
+
+
+async def test_q_quits_only_when_pressed_twice(tui_state, tmp_path):
+    """A query typed where the results table has focus must not end the session at its first q."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "remove a directory")
+        await pilot.press("escape")
+        seen = record_notifications(app)
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.is_running and seen[-1][0] == "press q again to quit"
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
 
 
 def remember_workspace(state_file: Path, workspace: Path) -> None:

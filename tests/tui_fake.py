@@ -136,6 +136,9 @@ class FakeEngine:
     def index(self, root, folder, progress):
         raise WorkspaceError("the fake engine does not index")
 
+    def rebuild_reason(self, root) -> str:
+        return ""
+
 
 # -- Pilot helpers shared by the TUI tests -------------------------------------------------
 async def settle(pilot, timeout: float = 120.0) -> None:

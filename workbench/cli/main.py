@@ -106,6 +106,9 @@ def root(ctx: typer.Context, workspace: WorkspaceOpt = None,
         except PackageNotFoundError:
             typer.echo("wb (not installed as a package)")
         raise typer.Exit(0)
+    if ctx.invoked_subcommand is not None and workspace is not None:
+        # `wb -w WS index ...`: the command's own -w (if given) still wins; WB_WORKSPACE is its default
+        os.environ["WB_WORKSPACE"] = workspace
     if ctx.invoked_subcommand is None:
         try:
             from workbench.tui.app import run_app

@@ -123,5 +123,6 @@ class EncoderBundle:
 
             joint = self._joint(self.settings.sparse_path)
             self._sparse = (joint.sparse_view() if joint is not None
-                            else SparseEncoder(self.settings.sparse_path, device=self.device))
+                            else SparseEncoder(self.settings.sparse_path, device=self.device,
+                                               max_length=max(256, self.settings.chunk_tokens + 2)))
         return self._sparse

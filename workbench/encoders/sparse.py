@@ -59,7 +59,8 @@ class SparseEncoder:
         self._lean_tokenizer = None
         # BERT masked-LM checkpoints run without importing transformers (lean_bert.py; WB_LEAN=0 disables)
         self.model = load_lean_bert(path, mlm=True, device=self.device)
-        if self.model is not None:
+        if self.model is not None:  # never past the model's positions (a chunk is cut there, as by truncation)
+            max_length = min(max_length, int(getattr(self.model.config, "max_position_embeddings", max_length)))
             self._lean_tokenizer = load_lean_tokenizer(path, max_length)
         if self.model is None or self._lean_tokenizer is None:
             self._load_tokenizer()
@@ -70,7 +71,7 @@ class SparseEncoder:
                 self.model = AutoModelForMaskedLM.from_pretrained(path).to(self.device).eval()
             except (OSError, ValueError) as exc:
                 raise ModelError(f"cannot load sparse model '{path}': {str(exc).splitlines()[0]}") from exc
-        self.max_length = max_length
+        self.max_length = min(max_length, int(getattr(self.model.config, "max_position_embeddings", max_length)))
         self.min_weight = min_weight
         self.max_batch_tokens = max_batch_tokens
         self.rows_per_slice = rows_per_slice

@@ -361,7 +361,8 @@ def evaluate(
         result.index_seconds += time.perf_counter() - t0
         result.docs_indexed += summary.docs_indexed
         if progress:
-            progress({"phase": "index ready", "done": 1, "total": 1, "message": summary.line()})
+            line = f"{summary.rebuilt}: {summary.line()}" if summary.rebuilt else summary.line()
+            progress({"phase": "index ready", "done": 1, "total": 1, "message": line})
         searchers: dict[int, Searcher] = {}
         for s in members:
             t0 = time.perf_counter()

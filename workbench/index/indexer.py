@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from workbench.config import WorkspaceConfig
-from workbench.errors import IndexingError, InputError
+from workbench.errors import IndexingError, InputError, UsageError
 from workbench.index.settings import IndexSettings, settings_from_config, settings_from_dict
 from workbench.ingest.chunking import Chunker, ChunkingSettings, chunk_input_text
 from workbench.store.keys import chunk_key
@@ -120,12 +120,15 @@ class Indexer:
         (``index.rebuild``): queries keep the old index meanwhile, unchanged modes are copied from it."""
         from workbench.index import rebuild
 
+        window = _window_problem(settings_from_config(self.config))
+        if window and self.donor is None:  # the workspace's own chunking: the user can change it
+            raise UsageError(f"wb.toml: [index] {window}; use at most the model's length")
         rebuild.settle(self.workspace)
+        discarded = ""
         if self.donor is None:  # a variant (which has a donor already) is rebuilt in place
             reason = self.rebuild_reason()
             if reason:
                 return self._staged_rebuild(Path(root), reason)
-            discarded = ""
             if rebuild.in_progress(self.workspace):  # wb.toml is back to what the live index holds
                 with self.workspace.write_lock():
                     shutil.rmtree(rebuild.staging_workspace(self.workspace).root, ignore_errors=True)
@@ -134,8 +137,10 @@ class Indexer:
                 with self.workspace.write_lock():
                     shutil.rmtree(rebuild.staging_workspace(self.workspace).root, ignore_errors=True)
         summary = self._run_root(Path(root))
-        if self.donor is None and discarded:
+        if discarded:
             summary.note = _join(discarded, summary.note)
+        if window:  # a variant's model reads less than the parent's chunks: said, not refused
+            summary.note = _join(summary.note, f"this model's {window}")
         for left in self._roots_to_reindex():
             other = Path(left)
             if not other.exists():  # an unmounted drive, a moved folder: kept to re-index, said loudly
@@ -552,6 +557,21 @@ class Indexer:
         return dense, tokens, sparse
 
 
+def _window_problem(settings: IndexSettings) -> str:
+    """What is wrong when a chunk is longer than the dense model reads ("" when nothing): the rest of
+    every chunk would be left out of dense, ColBERT and sparse (bm25 alone would see it)."""
+    from workbench.encoders.layout import read_layout
+
+    try:
+        limit = read_layout(settings.dense_path).max_length
+    except Exception:  # a hub id or an odd folder: the encoder says what it can
+        return ""
+    if limit and settings.chunk_tokens > limit:
+        return (f"chunk_tokens ({settings.chunk_tokens}) is more than the dense model reads ({limit} tokens): "
+                "the rest of each chunk is left out of every mode but bm25")
+    return ""
+
+
 def _read_root(root: Path) -> tuple[list[SourceDocument], list[SkippedFile]]:
     """The documents of ``root`` (each id once: a later one with an id seen already is skipped, e.g.
     a nested corpus.jsonl ``_id`` equal to a file's path) and the files skipped, with reasons."""
@@ -603,7 +623,8 @@ def _refuse_empty(root: Path, skipped: list[SkippedFile]) -> None:
 
 
 def _join(note: str, more: str) -> str:
-    return f"{note}; {more}" if note else more
+    """Two notes in one ("; " between them only when both say something)."""
+    return f"{note}; {more}" if note and more else note or more
 
 
 def _rebuild_reason(recorded: dict, settings: IndexSettings) -> str:

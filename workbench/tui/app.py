@@ -12,6 +12,7 @@ exists here, else the remembered one if its folder still exists, else ``./.wb``
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from textual import on, work
@@ -41,7 +42,8 @@ class WbApp(App):
         Binding("4", "show_tab('runs')", "Runs", show=False, tooltip="Runs: training runs"),
         Binding("question_mark", "help", "Keys", tooltip="Show every key"),
         Binding("f1", "help", "Keys", show=False, tooltip="Show every key (works inside text boxes too)"),
-        Binding("q", "quit", "Quit", show=False, tooltip="Quit (ctrl+q works everywhere)"),
+        Binding("q", "quit_twice", "Quit", show=False,
+                tooltip="Quit: q twice (a q typed where a query was meant does not end the session); ctrl+q at once"),
         Binding("escape", "leave_input", "Leave box", show=False,
                 tooltip="Leave a text box for the screen's table (then single-letter keys work)"),
     ]
@@ -59,6 +61,7 @@ class WbApp(App):
         self.workspace_root: Path = initial_workspace(workspace, self.state.workspace)
         self.state.workspace = str(self.workspace_root)
         self.warm = warm
+        self._q_pressed_at = float("-inf")  # see action_quit_twice
         self.searcher_ready = False
         self.workspace_ready = False
         self.workspace_problem = ""
@@ -220,6 +223,15 @@ class WbApp(App):
         self._update_subtitle()
 
     # -- screens -----------------------------------------------------------------------
+    def action_quit_twice(self) -> None:
+        """``q`` quits when pressed again within two seconds (ctrl+q quits at once)."""
+        now = time.monotonic()
+        if now - self._q_pressed_at < 2.0:
+            self.exit()
+            return
+        self._q_pressed_at = now
+        self.notify("press q again to quit", timeout=2)
+
     def action_show_tab(self, tab: str) -> None:
         if tab not in TABS:
             return

@@ -248,17 +248,39 @@ class CorpusPane(Vertical):
 
     @work(thread=True, exclusive=True, group="index", name="index")
     def _index_worker(self, root: str, folders: list[str]) -> None:
+        engine = self.app.engine
+        try:
+            reason = engine.rebuild_reason(root)
+        except WbError as exc:
+            self.app.call_from_thread(self._failed, str(exc))
+            return
+        if reason:  # said first: every folder is encoded again, and the old index answers meanwhile
+            self.app.call_from_thread(self.app.notify, f"{reason} beside the old one, which answers queries "
+                                      "meanwhile", title="rebuilding", severity="warning", timeout=10)
+        shown = False
+
         def progress(phase: str, done: int, total: int) -> None:
+            nonlocal shown
+            if reason and phase == "encoding" and not shown:  # the Corpus note: "being rebuilt"
+                shown = True
+                try:
+                    info = engine.info(root)
+                except WbError:
+                    info = None
+                if info is not None:
+                    self.app.call_from_thread(self.show_info, info)
             self.app.call_from_thread(self._progress, phase, done, total)
 
         summaries = []
         for folder in folders:
             self.app.call_from_thread(self._starting, folder)
             try:
-                summaries.append(self.app.engine.index(root, folder, progress))
+                summaries.append(engine.index(root, folder, progress))
             except WbError as exc:
                 self.app.call_from_thread(self._failed, str(exc))
                 return
+            if summaries[-1].rebuilt:
+                break  # a settings rebuild indexes every folder of the workspace in its one run
         self.app.call_from_thread(self._finished, summaries)
 
     def _starting(self, folder: str) -> None:

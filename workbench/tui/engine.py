@@ -307,6 +307,17 @@ class Engine:
             self.invalidate(root)
         return summary
 
+    def rebuild_reason(self, root) -> str:
+        """Why indexing into ``root`` now rebuilds its index ("" when it does not): wb.toml changed
+        what the index holds. The rebuild happens beside the index, which answers meanwhile."""
+        from workbench.index.indexer import Indexer
+
+        ws = self.workspace(root)
+        try:
+            return Indexer(ws, ws.config()).rebuild_reason() if ws.exists() else ""
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
     # -- model variants (a fine-tuned model's index beside the workspace's own) -------
     def variant(self, root, overrides: dict[str, str]) -> "VariantInfo":
         """Where ``root`` is served with ``overrides`` (e.g. ``{"dense": "runs/NAME"}``), and whether
