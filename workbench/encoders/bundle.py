@@ -122,7 +122,8 @@ class EncoderBundle:
             from workbench.encoders.sparse import SparseEncoder
 
             joint = self._joint(self.settings.sparse_path)
+            # it reads a whole chunk (as many tokens as the dense model: chunk_tokens), at least 256
             self._sparse = (joint.sparse_view() if joint is not None
                             else SparseEncoder(self.settings.sparse_path, device=self.device,
-                                               max_length=max(256, self.settings.chunk_tokens + 2)))
+                                               max_length=max(256, self.settings.chunk_tokens)))
         return self._sparse
