@@ -58,9 +58,9 @@ if [ -z "$header" ] || [ -z "$first" ] || [ "$moves" -lt 3 ]; then
   exit 1
 fi
 
-# leave the query box, quit with q: the app must exit cleanly
+# leave the query box, quit with q (pressed twice): the app must exit cleanly
 tmux send-keys -t "$SESSION" Escape
 sleep 0.3
-tmux send-keys -t "$SESSION" q
+tmux send-keys -t "$SESSION" q q  # q twice: one q alone only asks
 wait_for "wb-exited-0" 30
 echo "both columns found (left hybrid, right hybrid+rerank with $moves movement marks); clean exit"

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import SAMPLE, require_models
+from conftest import copy_small_corpus, require_models
 
 
 def wb(*args: str, workspace=None, **popen) -> subprocess.CompletedProcess:
@@ -95,14 +95,13 @@ def test_piped_results_keep_one_line_each_and_say_result_in_the_singular(small_w
 
 def test_ctrl_c_while_indexing_is_exit_130_with_one_line_and_the_rerun_completes(tmp_path):
     require_models()
-    # enough text (~250 chunks) that encoding outlasts the signal's way to the process, even on a
-    # loaded machine (the small corpus could be indexed completely before the SIGINT arrived)
-    corpus = tmp_path / "corpus"
-    for folder in ("collections", "re", "pathlib"):
-        shutil.copytree(SAMPLE / folder, corpus / folder)
+    corpus = copy_small_corpus(tmp_path / "corpus")
     env = dict(os.environ, WB_WORKSPACE=str(tmp_path / "ws"))
+    # as from a terminal: SIGINT not ignored (a suite started with `&` from a script hands its
+    # children SIGINT ignored, and Python then never raises KeyboardInterrupt)
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli.main", "index", str(corpus), "--progress-json"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:  # interrupt once encoding has begun
         if json.loads(line)["phase"] == "encoding":
             proc.send_signal(signal.SIGINT)
