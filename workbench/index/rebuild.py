@@ -8,7 +8,11 @@ copied from the live index (``index.reuse``: e.g. a new sparse model re-encodes 
 Contract:
 - The staging folder holds the new stores and manifest, plus the list of roots the rebuild covers
   (:func:`staged_roots`, recorded before any of them is indexed). A killed rebuild leaves it there;
-  the next ``wb index`` (any PATH, or none) continues it, incrementally.
+  the next ``wb index`` (any PATH, or none) continues it, incrementally. A covered root that is
+  missing holds the swap back (the live index keeps its documents searchable) until it is restored
+  or removed (:func:`forget_root`, from ``wb index --remove``).
+- Until the swap, readers answer from the live index; :func:`state_note` says why it is not what
+  ``wb.toml`` asks for (a rebuild due, running, cut off, or waiting for a folder).
 - :func:`swap` replaces the live stores (``manifest.sqlite``, ``lance/``, ``tantivy/``, ``snapshot/``)
   by the staged ones under the workspace's write lock. It first writes ``swap.json``; while that file
   exists the swap is rolled forward by whoever comes next (:func:`settle`: the next writer, or a
