@@ -423,14 +423,23 @@ async def test_search_shows_any_fusion_and_adds_it_to_the_column_menu(tui_state,
     assert (target.left, target.right, target.problem) == ("dense+bm25", "dense+bm25+rerank", "")
 
 
+def fake_app(tmp_path) -> WbApp:
+    """The app over the fake engine, in a fresh (empty) workspace folder."""
+    (tmp_path / "ws").mkdir()
+    return WbApp(str(tmp_path / "ws"), engine=FakeEngine())
+
+
+async def with_results_table(pilot) -> None:
+    """A query answered, and the query box left: letter keys are commands now."""
+    await settle(pilot)
+    await run_query(pilot, "remove a directory")
+    await pilot.press("escape")
+
+
 async def test_plus_and_minus_change_the_results_per_column_and_say_so(tui_state, tmp_path):
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    app = WbApp(str(ws), engine=FakeEngine())
+    app = fake_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot)
-        await run_query(pilot, "remove a directory")
-        await pilot.press("escape")  # leave the query box: + and - are commands now
+        await with_results_table(pilot)
         seen = record_notifications(app)
         k = app.state.k
         await pilot.press("plus")
@@ -449,13 +458,9 @@ async def test_plus_and_minus_change_the_results_per_column_and_say_so(tui_state
 
 async def test_q_quits_only_when_pressed_twice(tui_state, tmp_path):
     """A query typed where the results table has focus must not end the session at its first q."""
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    app = WbApp(str(ws), engine=FakeEngine())
+    app = fake_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot)
-        await run_query(pilot, "remove a directory")
-        await pilot.press("escape")
+        await with_results_table(pilot)
         seen = record_notifications(app)
         await pilot.press("q")
         await pilot.pause()

@@ -54,20 +54,11 @@ def in_progress(ws: Workspace) -> bool:
 
 
 def _read_staging(ws: Workspace) -> tuple[list[str], int]:
-    """(the roots the staged rebuild covers, the documents it holds so far); read without
-    ``Manifest`` (which switches the journal mode) so that a reader never changes the staged file."""
-    path = staging_workspace(ws).manifest_path
-    if not path.exists():
-        return [], 0
-    db = sqlite3.connect(str(path), timeout=30)
-    try:
-        row = db.execute("SELECT value FROM meta WHERE key = ?", (STAGED_ROOTS_KEY,)).fetchone()
-        docs = db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
-    except sqlite3.OperationalError:  # created a moment ago, tables not there yet
-        return [], 0
-    finally:
-        db.close()
-    return (list(json.loads(row[0])) if row else []), docs
+    """(the roots the staged rebuild covers, the documents it holds so far)."""
+    from workbench.store.manifest import peek
+
+    roots, docs = peek(staging_workspace(ws).manifest_path, STAGED_ROOTS_KEY)
+    return list(roots or []), docs
 
 
 def staged_roots(ws: Workspace) -> list[str]:

@@ -38,6 +38,13 @@ class IndexSettings:
     def templates(self) -> PromptTemplates:
         return PromptTemplates(self.query_template, self.document_template, self.instruction_format)
 
+    def models_of(self, models):
+        """``models`` (a ModelsConfig) with the index roles this index was built with (for labels:
+        the models that answer when wb.toml names others)."""
+        from dataclasses import replace
+
+        return replace(models, dense=self.dense_name, colbert=self.colbert_name, sparse=self.sparse_name)
+
     def differences(self, other: "IndexSettings") -> list[str]:
         """Names of the settings that differ (paths excluded: a moved cache is not a change)."""
         skip = {"dense_path", "sparse_path"}

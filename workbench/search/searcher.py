@@ -11,7 +11,7 @@ Contract:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -89,8 +89,7 @@ class Searcher:
                                      f"({rebuild.described(models)} differ){under_way}: re-run `wb index PATH`")
             self.serving_note = rebuild.state_note(workspace, diffs)
             if models:  # the labels name the models that answer: the index's own
-                served = replace(served, dense=self.settings.dense_name, colbert=self.settings.colbert_name,
-                                 sparse=self.settings.sparse_name)
+                served = self.settings.models_of(served)
         self.bundle = EncoderBundle(self.settings, device=device)
         self._lance = None
         self.tantivy = TantivyChunkStore(workspace.tantivy_dir, self.settings.sparse_step)

@@ -22,6 +22,24 @@ from pathlib import Path
 REINDEX_KEY = "reindex_roots"  # meta: the roots a settings rebuild forgot, still to be indexed again
 
 
+def peek(manifest_path: Path, key: str):
+    """(meta ``key``'s value or None, the number of documents) of the manifest at ``manifest_path``,
+    read with a plain connection: unlike :class:`Manifest` it never switches the journal mode, so a
+    reader leaves the file as it found it (a staged rebuild's manifest, checkpointed for its swap).
+    (None, 0) when the file or its tables do not exist yet."""
+    if not Path(manifest_path).exists():
+        return None, 0
+    db = sqlite3.connect(str(manifest_path), timeout=30)
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        docs = db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
+    except sqlite3.OperationalError:  # created a moment ago, tables not there yet
+        return None, 0
+    finally:
+        db.close()
+    return (json.loads(row[0]) if row else None), docs
+
+
 def read_roots_to_reindex(manifest_path: Path) -> list[str]:
     """:meth:`Manifest.roots_to_reindex` of the manifest at ``manifest_path`` (none when it does not exist)."""
     if not Path(manifest_path).exists():

@@ -29,16 +29,12 @@ def _index_stamp(ws) -> tuple | None:
     import os
     import sqlite3
 
+    from workbench.store.manifest import peek
+
     try:
-        inode = os.stat(ws.manifest_path).st_ino
-        db = sqlite3.connect(str(ws.manifest_path), timeout=5)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key = 'snapshot_version'").fetchone()
-        finally:
-            db.close()
+        return os.stat(ws.manifest_path).st_ino, peek(ws.manifest_path, "snapshot_version")[0]
     except (OSError, sqlite3.Error):
         return None
-    return inode, row[0] if row else None
 
 
 class EngineError(WbError):
@@ -151,8 +147,6 @@ class Engine:
     def _describe_index(ws, cfg, recorded: dict, info: CorpusInfo) -> None:
         """``info``'s chunking and model labels from the index's recorded settings, and a note when
         wb.toml asks for others (the index answers as it is until `wb index` rebuilds it)."""
-        from dataclasses import replace
-
         from workbench.index import rebuild
         from workbench.index.settings import settings_from_config, settings_from_dict
         from workbench.models.registry import model_labels
@@ -162,8 +156,7 @@ class Engine:
         diffs = built.differences(settings_from_config(cfg))
         info.note = rebuild.state_note(ws, diffs)
         if any(d not in rebuild.CHUNK_SETTINGS for d in diffs):
-            info.models = model_labels(replace(cfg.models, dense=built.dense_name, colbert=built.colbert_name,
-                                               sparse=built.sparse_name))
+            info.models = model_labels(built.models_of(cfg.models))
 
     # -- searchers -------------------------------------------------------------------
     def _key(self, root: str | Path, models: dict[str, str] | None = None):
