@@ -185,6 +185,13 @@ def test_the_engine_sees_an_index_changed_by_another_wb_index(tmp_path, tui_engi
     assert tui_engine.search(ws.root, "remove a directory tree", pipeline="bm25").results[0].doc_id == "shutil/rmtree.md"
 
 
+async def open_corpus_tab(pilot) -> None:
+    """The app opened (its workspace read), then the Corpus tab shown."""
+    await settle(pilot)
+    pilot.app.action_show_tab("corpus")
+    await settle(pilot)
+
+
 async def test_an_edited_wb_toml_is_said_and_the_index_keeps_answering(tmp_path, tui_engine):
     """wb.toml names another sparse model and other chunking, no `wb index` yet: the Corpus screen
     shows what the index holds (its chunking and models) and says a rebuild is due; Search answers
@@ -206,9 +213,7 @@ async def test_an_edited_wb_toml_is_said_and_the_index_keeps_answering(tmp_path,
     app = WbApp(str(ws.root), engine=tui_engine, warm=False)
     async with app.run_test(size=(120, 36)) as pilot:
         seen = record_notifications(app)
-        await settle(pilot)
-        app.action_show_tab("corpus")
-        await settle(pilot)
+        await open_corpus_tab(pilot)
         stats = " ".join(str(app.query_one("#corpus-stats").render()).split())
         assert "chunks: 256 tokens" in stats  # what the index holds, not wb.toml's 128
         note = app.query_one("#corpus-note")
@@ -236,9 +241,7 @@ async def test_reindex_after_a_settings_change_rebuilds_once_and_says_so_first(t
     app = WbApp(str(ws.root), engine=tui_engine, warm=False)
     async with app.run_test(size=(120, 36)) as pilot:
         seen = record_notifications(app)
-        await settle(pilot)
-        app.action_show_tab("corpus")
-        await settle(pilot)
+        await open_corpus_tab(pilot)
         await pilot.press("e")
         await settle(pilot)
         said = [m for m, _ in seen]
