@@ -62,6 +62,14 @@ class IndexSummary:
     reused_from: str = "the parent"  # where reused vectors came from (a rebuild: "the old index")
     note: str = ""  # how the roots changed: a covering root refreshed instead, indexed roots taken over
 
+    def add_written(self, part: "IndexSummary") -> None:
+        """Count in what another root's run of the same call wrote (its documents, chunks and skipped
+        files); the workspace's totals become that run's, the later one."""
+        self.docs_indexed += part.docs_indexed
+        self.chunks_written += part.chunks_written
+        self.skipped += part.skipped
+        self.total_docs, self.total_chunks = part.total_docs, part.total_chunks
+
     def line(self) -> str:
         reasons: dict[str, int] = {}
         for s in self.skipped:
@@ -129,13 +137,12 @@ class Indexer:
             reason = self.rebuild_reason()
             if reason:
                 return self._staged_rebuild(Path(root), reason)
-            if rebuild.in_progress(self.workspace):  # wb.toml is back to what the live index holds
+            staging = rebuild.staging_workspace(self.workspace).root
+            if staging.exists():  # wb.toml is back to what the live index holds (or it never held a manifest)
+                if rebuild.in_progress(self.workspace):
+                    discarded = "discarded the rebuild that was cut off: wb.toml is back to this index's settings"
                 with self.workspace.write_lock():
-                    shutil.rmtree(rebuild.staging_workspace(self.workspace).root, ignore_errors=True)
-                discarded = "discarded the rebuild that was cut off: wb.toml is back to this index's settings"
-            elif rebuild.staging_workspace(self.workspace).root.exists():  # cut off before it held a manifest
-                with self.workspace.write_lock():
-                    shutil.rmtree(rebuild.staging_workspace(self.workspace).root, ignore_errors=True)
+                    shutil.rmtree(staging, ignore_errors=True)
         summary = self._run_root(Path(root))
         if discarded:
             summary.note = _join(discarded, summary.note)
@@ -154,10 +161,7 @@ class Indexer:
                 summary.note = _join(summary.note, f"not re-indexed {other}: {exc}")
                 continue
             summary.note = _join(summary.note, f"re-indexed {other} ({extra.docs_indexed} docs) with the new settings")
-            summary.docs_indexed += extra.docs_indexed
-            summary.chunks_written += extra.chunks_written
-            summary.skipped += extra.skipped
-            summary.total_docs, summary.total_chunks = extra.total_docs, extra.total_chunks
+            summary.add_written(extra)
             summary.seconds += extra.seconds
         return summary
 
@@ -220,15 +224,12 @@ class Indexer:
                     summary.note = _join(part.note, summary.note)
                 else:
                     summary.note = _join(summary.note, f"re-indexed {left} ({part.docs_indexed} docs) with the new settings")
+                summary.add_written(part)
                 summary.files_seen += part.files_seen
                 summary.docs_unchanged += part.docs_unchanged  # indexed by an earlier, cut-off run of this rebuild
-                summary.skipped += part.skipped
-                summary.docs_indexed += part.docs_indexed
-                summary.chunks_written += part.chunks_written
                 summary.reused += part.reused
                 summary.reused_modes = [m for m in ("dense", "colbert", "sparse")
                                         if m in summary.reused_modes or m in part.reused_modes]
-                summary.total_docs, summary.total_chunks = part.total_docs, part.total_chunks
             if missing:  # the old index keeps answering with every folder until they are back or removed
                 gone = ", ".join(missing)
                 summary.note = _join(summary.note, f"{gone} {'is' if len(missing) == 1 else 'are'} missing: the rebuild "
