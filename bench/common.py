@@ -16,8 +16,18 @@ SCIFACT = Path(os.environ.get("WB_SCIFACT", Path(__file__).resolve().parents[2] 
 def machine() -> dict:
     import torch
 
+    from workbench.encoders.device import cpu_has_bf16
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpus": os.cpu_count(), "gpu": gpu, "python": platform.python_version(), "torch": torch.__version__}
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_native_bf16": cpu_has_bf16(), "gpu": gpu, "python": platform.python_version(),
+            "torch": torch.__version__}
 
 
 def scifact_texts(limit: int | None = None) -> list[str]:

@@ -57,8 +57,12 @@ def test_dense_bf16_stays_close_to_fp32(monkeypatch):
     assert float((full * half).sum(1).min()) > 0.999
 
 
-def test_sparse_equals_plain_splade():
+@pytest.mark.parametrize("candidate_dtype", ["bfloat16", "float32"])
+def test_sparse_equals_plain_splade(candidate_dtype, monkeypatch):
+    """Full-precision SPLADE whichever dtype the candidate projection runs in (bf16 where the CPU has
+    it, float32 where bf16 is emulated: both are forced here through WB_DTYPE)."""
     require_models()
+    monkeypatch.setenv("WB_DTYPE", candidate_dtype)
     import torch
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -66,7 +70,9 @@ def test_sparse_equals_plain_splade():
     from workbench.models.cache import resolve_model_path
 
     path = resolve_model_path("splade-tiny")
-    ours = SparseEncoder(path).encode(TEXTS)
+    encoder = SparseEncoder(path)
+    assert str(encoder._fast_dtype) == f"torch.{candidate_dtype}"
+    ours = encoder.encode(TEXTS)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForMaskedLM.from_pretrained(path).eval()
     with torch.inference_mode():

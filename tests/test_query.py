@@ -235,12 +235,18 @@ def test_k_documents_even_when_the_fusion_depth_holds_fewer(small_workspace, pip
         assert ids == reachable
 
 
-def test_candidate_scorer_equals_brute_force_on_ragged_chunks():
+@pytest.mark.parametrize("matmul_dtype", ["bfloat16", "float32"])
+def test_candidate_scorer_equals_brute_force_on_ragged_chunks(matmul_dtype, monkeypatch):
     """The padded-buffer MaxSim equals float32 brute force for chunks of different lengths, in any
-    order, reused buffers included (a longer call then a shorter one), with 1 and 2 copy threads."""
+    order, reused buffers included (a longer call then a shorter one), with 1 and 2 copy threads;
+    in bf16 (products rounded to bf16) and in float32 (the bf16 bits widened: exact), as on a CPU
+    with or without native bf16. The whole-matrix MaxSim agrees."""
     import torch
 
-    from workbench.search.maxsim import CandidateScorer
+    from workbench.search.maxsim import CandidateScorer, maxsim_tensor
+
+    monkeypatch.setenv("WB_DTYPE", matmul_dtype)
+    atol = 0.03 if matmul_dtype == "bfloat16" else 1e-5
 
     rng = np.random.default_rng(3)
     lengths = rng.integers(1, 40, size=300)
@@ -256,8 +262,11 @@ def test_candidate_scorer_equals_brute_force_on_ragged_chunks():
         got = scorer.score(q, rows, threads=threads)
         ref = maxsim_numpy(q.numpy(), [exact[starts[r] : starts[r] + lengths[r]] for r in rows])
         assert got.shape == (len(rows),)
-        assert np.allclose(got, ref, atol=0.03), np.abs(got - ref).max()
+        assert np.allclose(got, ref, atol=atol), np.abs(got - ref).max()
     assert scorer.score(q, np.array([], dtype=np.int64)).shape == (0,)
+    whole = maxsim_tensor(q, bf16, lengths, block_tokens=1000)  # blocks of whole chunks
+    ref = maxsim_numpy(q.numpy(), [exact[starts[r] : starts[r] + lengths[r]] for r in range(300)])
+    assert np.allclose(whole, ref, atol=atol), np.abs(whole - ref).max()
 
 
 def test_fusing_a_chosen_set_of_modes(small_searcher):

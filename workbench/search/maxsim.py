@@ -2,7 +2,9 @@
 
 score(q, d) = sum over query tokens i of max over document tokens j of <q_i, d_j>, both sides
 L2-normalised. Which documents get scored is the caller's choice; each one is scored exactly
-(bf16 products accumulated in fp32, as the stored vectors are bf16).
+(bf16 products accumulated in fp32, as the stored vectors are bf16). On a CPU without native bf16
+(``device.pick_dtype`` gives float32) the stored bf16 values are widened to fp32 first: the same
+products (a bf16 x bf16 product is exact in fp32), a matmul 2-3x faster there than emulated bf16.
 """
 
 from __future__ import annotations
@@ -18,17 +20,35 @@ def _segment_max_sum(sims: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(sims, starts, axis=1).sum(axis=0)
 
 
+def _cpu_matmul_dtype():
+    import torch
+
+    from workbench.encoders.device import pick_dtype
+
+    return pick_dtype(torch.device("cpu"))
+
+
+def _bf16():
+    import torch
+
+    return torch.bfloat16
+
+
 def maxsim_tensor(query_tokens, docs, lengths: np.ndarray, block_tokens: int = 262_144) -> np.ndarray:
     """MaxSim of one query ([nq, d] tensor) against documents stacked in ``docs`` ([T, d] tensor).
 
-    ``lengths[j]`` is document j's token count (all > 0). Returns float32 [n_docs].
+    ``lengths[j]`` is document j's token count (all > 0). Returns float32 [n_docs]. bf16 ``docs``
+    are multiplied in bf16 where the CPU has it, else a block at a time widened to fp32.
     """
     import torch
 
     n_docs = len(lengths)
     if n_docs == 0:
         return np.zeros(0, dtype=np.float32)
-    q = query_tokens.to(docs.dtype)
+    widen = docs.dtype == torch.bfloat16 and _cpu_matmul_dtype() != torch.bfloat16
+    if widen:
+        block_tokens = min(block_tokens, 32_768)  # 50 MB of fp32 a block at d=384
+    q = query_tokens.to(torch.float32 if widen else docs.dtype)
     out = np.zeros(n_docs, dtype=np.float32)
     ends = np.cumsum(lengths)
     doc, lo = 0, 0
@@ -37,7 +57,11 @@ def maxsim_tensor(query_tokens, docs, lengths: np.ndarray, block_tokens: int = 2
         last = max(last, doc + 1)
         hi = int(ends[last - 1])
         with torch.inference_mode():
-            sims = torch.matmul(q, docs[lo:hi].T).float().numpy()
+            block = docs[lo:hi]
+            if widen:  # the bf16 bits moved up 16: exact fp32, ~6x faster than torch's .float()
+                wide = np.left_shift(block.view(torch.int16).numpy(), 16, dtype=np.int32)
+                block = torch.from_numpy(wide.view(np.float32))
+            sims = torch.matmul(q, block.T).float().numpy()
         out[doc:last] = _segment_max_sum(sims, lengths[doc:last])
         doc, lo = last, hi
     return out
@@ -52,7 +76,8 @@ class CandidateScorer:
 
     How: the chunks' rows are copied into a reused ``[n, L, d]`` buffer (L = the longest chunk's
     length; a shorter chunk's padding rows repeat its first row, so the max over L needs no mask;
-    copies split over ``threads`` threads, numpy releases the GIL), one 2-D bf16 matmul gives the
+    copies split over ``threads`` threads, numpy releases the GIL), one 2-D bf16 matmul (fp32 on a
+    CPU without native bf16: the buffer's bits widened into a second reused buffer) gives the
     ``[n, L, nq]`` similarities, and a float32 max over L then a sum over the query tokens give the
     scores. Against gathering into one ragged ``[T, d]`` tensor and reducing segments with numpy's
     reduceat, the reduction is a plain strided max; the reused buffer skips page faults on tens of
@@ -64,6 +89,8 @@ class CandidateScorer:
         self.starts = np.asarray(starts, dtype=np.int64)
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self._buffer = np.zeros((0,), dtype=np.int16)
+        self._wide = np.zeros((0,), dtype=np.int32)  # fp32 bit patterns, where bf16 is emulated
+        self._widen = _cpu_matmul_dtype() != _bf16()
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -83,7 +110,7 @@ class CandidateScorer:
             return np.zeros(0, dtype=np.float32)
         lengths = self.lengths[rows]
         n, width, dim = len(rows), int(lengths.max()), int(self.bits.shape[1])
-        q = torch.as_tensor(query_tokens).to(torch.bfloat16)
+        q = torch.as_tensor(query_tokens).to(torch.float32 if self._widen else torch.bfloat16)
         with self._lock:
             need = n * width * dim
             if self._buffer.size < need:
@@ -97,9 +124,16 @@ class CandidateScorer:
                 list(self._pool.map(lambda b: self._copy(*args, int(b[0]), int(b[1])), zip(bounds[:-1], bounds[1:])))
             else:
                 self._copy(*args, 0, n)
-            docs = torch.from_numpy(self._buffer[:need].reshape(n * width, dim)).view(torch.bfloat16)
+            if self._widen:
+                if self._wide.size < need:
+                    self._wide = np.empty(need, dtype=np.int32)
+                # bf16 -> fp32 is the 16 bits moved up: exact, and ~6x faster than torch's .float()
+                np.left_shift(self._buffer[:need], 16, out=self._wide[:need], dtype=np.int32)
+                docs = torch.from_numpy(self._wide[:need].view(np.float32).reshape(n * width, dim))
+            else:
+                docs = torch.from_numpy(self._buffer[:need].reshape(n * width, dim)).view(torch.bfloat16)
             with torch.inference_mode():
-                # one 2-D bf16 matmul, then the max in float32 (bf16 reductions are ~10x slower on CPU)
+                # one 2-D matmul, then the max in float32 (bf16 reductions are ~10x slower on CPU)
                 sims = torch.mm(docs, q.T).float().view(n, width, -1)  # [n, L, nq]
                 return sims.amax(dim=1).sum(dim=1).numpy()
 
