@@ -444,10 +444,16 @@ async def test_plus_and_minus_change_the_results_per_column_and_say_so(tui_state
     async with app.run_test(size=(100, 30)) as pilot:
         await with_results_table(pilot)
         seen = record_notifications(app)
-        k = app.state.k
-        await pilot.press("plus")
+        k = app.search.effective_k()  # as many as the table shows, until + or - is pressed
+        assert app.state.k is None and k == max(10, min(50, app.search.left.table.size.height - 1))
+        await pilot.press("minus")
         await settle(pilot)
-        assert app.state.k == k + 10 and (f"top {k + 10} results per column", "information") in seen
+        fewer = max(5, k - 10)
+        assert app.state.k == fewer and (f"top {fewer} results per column", "information") in seen
+        assert len(app.search.left.hits) == fewer  # what is said is what is shown
+        await pilot.press("plus", "plus")
+        await settle(pilot)
+        assert app.state.k == fewer + 20 and (f"top {fewer + 20} results per column", "information") in seen
         for _ in range(12):
             await pilot.press("plus")
         await settle(pilot)
@@ -558,7 +564,7 @@ def test_state_file_damage_gives_defaults(tui_state):
     assert TuiState.load(tui_state) == TuiState()
     tui_state.write_text(json.dumps({"left_pipeline": 3, "k": -1, "unknown": True, "unit": "x"}))
     s = TuiState.load(tui_state)
-    assert (s.left_pipeline, s.k, s.unit) == ("hybrid", 10, "doc")
+    assert (s.left_pipeline, s.k, s.unit) == ("hybrid", None, "doc")
 
 
 def test_movements_marks_and_dropped():
@@ -666,7 +672,10 @@ async def test_eval_table_and_jump_to_search():
         await pilot.press("enter")
         await settle(pilot)
         assert app.query_one("#tabs").active == "search"
-        assert str(app.workspace_root) == "/demo/eval-ws"  # the workspace wb eval indexed into
+        # both columns answer from the index wb eval built; the app stays on (and remembers) its own
+        assert [c.root for c in app.search.columns] == ["/demo/eval-ws", "/demo/eval-ws"]
+        assert str(app.workspace_root) == FakeEngine.root and app.state.workspace == FakeEngine.root
+        assert "b" in app.screen.active_bindings  # back to the workspace's own index
         assert app.query_one("#query").value == "sleep a while"
         assert (app.search.left.pipeline, app.search.right.pipeline) == ("hybrid", "hybrid+rerank")
         assert app.search.right.result.query == "sleep a while"
@@ -1307,6 +1316,26 @@ async def test_compare_builds_the_variant_and_searches_both_columns(small_worksp
         assert "ft:ft" in str(app.query_one("#right-model").render())
         assert left.hits and [h.doc_id for h in right.hits] == [h.doc_id for h in left.hits]
         assert right.marks == ["="] * len(right.hits)  # movement is shown across the two indexes
+
+        # the workspace gets a new folder (as the Corpus screen indexes it): the fine-tune's index is
+        # brought up to date before the right column is searched again, never left stale
+        from workbench import variants
+        from workbench.index.indexer import Indexer
+        from workbench.workspace import Workspace
+
+        extra = tmp_path / "extra"
+        extra.mkdir()
+        (extra / "wombat.md").write_text("# Wombatizer\n\nThe wombatizer digs burrows under the garden.\n")
+        Indexer(Workspace(copy)).run(extra)
+        serve = variants.serving(Workspace(copy), {"dense": "runs/ft"})
+        assert variants.is_stale(Workspace(copy), serve)
+        app.index_changed()
+        await settle(pilot, timeout=600)
+        assert not variants.is_stale(Workspace(copy), serve)
+        app.search.set_query("wombatizer burrows")
+        await settle(pilot)
+        assert left.hits[0].doc_id == right.hits[0].doc_id == "wombat.md"
+        assert right.root == str(serve.workspace.root)
         # b: both columns back on the workspace's own models
         left.table.focus()
         await pilot.press("b")
@@ -1419,8 +1448,8 @@ async def _open_row(pilot, report, compare=None, row=0):
 
 
 async def test_a_compare_eval_row_opens_both_model_sets_in_search():
-    """Enter on a `PIPELINE@MODEL` row of a --compare eval: Search in the baseline's workspace, the
-    baseline left with the base models, that pipeline right with the compared models (their own
+    """Enter on a `PIPELINE@MODEL` row of a --compare eval: Search on the baseline's index (the app
+    stays on its own workspace), the baseline left with the base models, that pipeline right with the compared models (their own
     index, the report's second workspace), and no instruction (wb eval uses none)."""
     engine = FakeEngine()
     app = WbApp(FakeEngine.root, engine=engine)
@@ -1434,9 +1463,9 @@ async def test_a_compare_eval_row_opens_both_model_sets_in_search():
         assert not [m for m, sev in seen if sev in ("error", "warning")], seen
         search = app.search
         assert app.query_one("#tabs").active == "search"
-        assert str(app.workspace_root) == "/demo/eval-base"
+        assert str(app.workspace_root) == FakeEngine.root
         assert (search.left.pipeline, search.right.pipeline) == ("hybrid", "hybrid")
-        assert search.left.root is None and not search.left.models
+        assert search.left.root == "/demo/eval-base" and not search.left.models
         assert search.right.root == "/demo/eval-ft" and not search.right.models
         assert "ft-1" in str(app.query_one("#right-model").render())
         # the instruction is the eval's (none), in the state and the picker
@@ -1448,10 +1477,15 @@ async def test_a_compare_eval_row_opens_both_model_sets_in_search():
         assert app.focused is search.left.table
         assert "b" in app.screen.active_bindings  # back to the base models is offered in the footer
 
-        # a plain row of another eval: both columns back on the workspace's own models
+        # a plain row of another eval: both columns on that evaluation's index, its own models
         await _open_row(pilot, EVAL_REPORT)
-        assert str(app.workspace_root) == "/demo/eval-ws"
+        assert str(app.workspace_root) == FakeEngine.root
+        assert all(c.root == "/demo/eval-ws" and not c.models for c in search.columns)
+        # b: both columns back on the workspace's own index and models
+        await pilot.press("b")
+        await settle(pilot)
         assert all(c.root is None and not c.models and not c.model_label for c in search.columns)
+        assert search.left.shown_key[0] == FakeEngine.root
 
 
 async def test_a_reranker_compare_eval_row_reranks_with_the_compared_model(tmp_path, monkeypatch):
@@ -1491,7 +1525,7 @@ async def test_a_reranker_compare_eval_row_reranks_with_the_compared_model(tmp_p
         search = app.search
         assert app.query_one("#tabs").active == "search"
         assert (search.left.pipeline, search.right.pipeline) == ("hybrid", "hybrid+rerank")
-        assert search.right.root is None and search.right.models == {"reranker": "/ws/runs/ft-2/model"}
+        assert search.right.root == "/demo/eval-base" and search.right.models == {"reranker": "/ws/runs/ft-2/model"}
         assert ("hybrid+rerank", {"reranker": "/ws/runs/ft-2/model"}) in engine.overrides
 
         # the same report without the --compare models (not run from this screen): a clear warning

@@ -79,10 +79,11 @@ def test_variant_is_built_beside_the_base_and_ranks_like_it(ws_with_run, capsys,
     assert code == 0
     code, out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
     assert code == 0 and "older than the workspace" in err
+    assert "older than the workspace" in json.loads(out)["note"]  # a script sees it too
     code, out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", "dense=runs/ft")
     assert code == 0
     code, out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
-    assert code == 0 and "older than the workspace" not in err
+    assert code == 0 and "older than the workspace" not in err and "note" not in json.loads(out)
 
 
 def test_unknown_or_unfinished_runs_are_one_line_errors(ws_with_run, capsys, monkeypatch):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from workbench.config import ModelsConfig, WorkspaceConfig, render_config
@@ -89,6 +89,7 @@ class Serving:
     config: WorkspaceConfig
     is_variant: bool
     label: str  # "" for the workspace itself, else e.g. "dense=minilm-ft"
+    notes: list[str] = field(default_factory=list)  # what the user should know about that index (the CLI fills it)
 
 
 def short_model_name(value: str) -> str:

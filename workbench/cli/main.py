@@ -55,25 +55,29 @@ def _workspace(path: str | None):
 
 def _serving(ws, model: list[str] | None, flags_hint: str = ""):
     """The workspace + config that serve ``--model`` overrides (a variant index when they change the
-    indexed models; see workbench/variants.py). Errors in one line when that variant is not built."""
-    from workbench.variants import is_stale, require_variant, serving
+    indexed models; see workbench/variants.py). Errors in one line when that variant is not built.
+    What the user should know about that index (a rebuild not finished, a variant older than the
+    workspace's documents) is printed on stderr and kept in ``serve.notes`` (``wb query --json``'s note)."""
+    from workbench.variants import is_stale, require_variant, roots_to_reindex, serving
 
     overrides = _parse_model_overrides(model)
     serve = serving(ws, overrides)
-    from workbench.variants import roots_to_reindex
-
+    notes = []
     pending = roots_to_reindex(serve.workspace)
     if pending:
-        _err_console().print(f"[yellow]a settings change rebuilt this index and {', '.join(pending)} "
-                             f"{'is' if len(pending) == 1 else 'are'} not indexed again yet: `wb index` "
-                             "finishes it[/yellow]", highlight=False)
+        notes.append(f"a settings change rebuilt this index and {', '.join(pending)} "
+                     f"{'is' if len(pending) == 1 else 'are'} not indexed again yet: `wb index` finishes it")
     if serve.is_variant:
         flags = " ".join(f"--model {r}={n}" for r, n in overrides.items())
         require_variant(ws, serve, (flags_hint + " " + flags).strip())
         if is_stale(ws, serve):
-            _err_console().print(f"[yellow]the {serve.label} index is older than the workspace's documents: "
-                                 f"`wb index {flags}` brings it up to date[/yellow]", highlight=False)
-    return serve
+            notes.append(f"the {serve.label} index is older than the workspace's documents: "
+                         f"`wb index {flags}` brings it up to date")
+    for note in notes:
+        _err_console().print(f"[yellow]{note}[/yellow]", highlight=False)
+    from dataclasses import replace
+
+    return replace(serve, notes=notes)
 
 
 def _with_interpolation(cfg, value: float | None):
@@ -277,6 +281,7 @@ def query_cmd(
         _err_console().print(f"[yellow]{searcher.serving_note}[/yellow]", highlight=False)
     result = searcher.search(text, pipeline=pipeline, k=k, instruction=instruction, unit=unit,
                              rerank_depth=rerank_depth)
+    result.note = "; ".join(n for n in (*serve.notes, result.note) if n)
     if json_out:
         sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
     else:

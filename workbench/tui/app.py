@@ -137,7 +137,9 @@ class WbApp(App):
         self.open_workspace()
 
     def index_changed(self) -> None:
-        """The index of the current workspace changed: reopen it and rerun the query."""
+        """The index of the current workspace changed: reopen it and rerun the query (a column on a
+        fine-tune's variant index first brings that index up to date)."""
+        self.search.refresh_variants()
         self.open_workspace(rerun=True)
 
     def open_workspace(self, rerun: bool = False) -> None:
@@ -333,17 +335,29 @@ class WbApp(App):
         ``workspace``, the one an evaluation indexed its dataset into, when given), the instruction
         ``instruction`` (None: none, as ``wb eval`` searches), and the right column on ``right_models``
         (``(root or None, label[, {role: model}])``: a ``--compare`` system's models; None: both
-        columns on the workspace's own models)."""
+        columns on the workspace's own models).
+
+        An evaluation's own index is opened in the Search columns only: the app stays on (and
+        remembers) the user's workspace, so Corpus, Runs and Evaluate go on working on it, and
+        ``b`` in Search returns both columns to it."""
+        visiting = None
         if workspace:
             from workbench.workspace import Workspace
 
             if Workspace.resolve(workspace).root != self.workspace_root:
-                self.set_workspace(workspace)
-                self.notify(f"opened the evaluation's workspace {workspace}", timeout=5)
+                visiting = str(Workspace.resolve(workspace).root)
         self.action_show_tab("search")
         search = self.search
         search.set_pipelines(left, right)
-        if right_models is not None:
+        if visiting:
+            base = (visiting, "evaluation's index")
+            if right_models is None:
+                right_models = base
+            elif right_models[0] is None:  # other role models over the same (evaluation's) index
+                right_models = (visiting, *right_models[1:])
+            search.set_models(left=base, right=right_models, run=False)
+            self.notify("Search shows the evaluation's index (b: back to this workspace's)", timeout=6)
+        elif right_models is not None:
             search.set_models(left=(None, "base models"), right=right_models, run=False)
         elif any(c.root or c.model_label or c.models for c in search.columns):
             search.set_models(run=False)

@@ -29,7 +29,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 
 from workbench.errors import WbError
-from workbench.tui.common import Palette, short
+from workbench.tui.common import Palette, focus_now, short
 
 METRIC_LABELS = {"ndcg@10": "nDCG@10", "mrr@10": "MRR@10", "recall@100": "R@100", "map@100": "MAP@100"}
 SORTS = ["|Δ|", "Δ ascending", "Δ descending"]
@@ -111,7 +111,7 @@ class EvalPane(Vertical):
 
     # -- actions -----------------------------------------------------------------------
     def action_focus_dataset(self) -> None:
-        self.query_one("#dataset", Input).focus()
+        focus_now(self.query_one("#dataset", Input))
 
     # What is remembered is a usable value only (a half-typed or mistyped one is not saved).
     @on(Input.Changed, "#dataset")

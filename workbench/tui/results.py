@@ -39,6 +39,7 @@ class ResultColumn(Vertical):
         self.root: str | None = None  # a workspace of its own (a fine-tune's variant index); None: the app's
         self.models: dict[str, str] = {}  # role overrides the engine applies (e.g. reranker=runs/NAME)
         self.model_label = ""  # shown in the header when set, e.g. "dense · ft:NAME"
+        self.variant: tuple[str, dict[str, str]] | None = None  # (workspace, overrides) ``root`` is the variant of
         self.result = None  # QueryResult shown
         self.shown_key: tuple | None = None  # (workspace, query, instruction, pipeline, k, unit, models) shown
         self.marks: list[str] = []
@@ -93,7 +94,9 @@ class ResultColumn(Vertical):
 
     def set_models(self, root: str | None, label: str = "", models: dict[str, str] | None = None) -> None:
         """Answer from workspace ``root`` (None: the app's workspace) with the role overrides ``models``
-        (models no index depends on, e.g. ``{"reranker": "runs/NAME"}``), labelled ``label``."""
+        (models no index depends on, e.g. ``{"reranker": "runs/NAME"}``), labelled ``label``. Forgets
+        ``variant`` (set it after this call when ``root`` is a fine-tune's variant index)."""
+        self.variant = None
         self.root = root
         self.models = dict(models or {})
         self.model_label = label
@@ -107,16 +110,23 @@ class ResultColumn(Vertical):
         box.display = bool(self.model_label)
 
     def set_busy(self, busy: bool, loading: bool = False) -> None:
+        """While busy the hits shown are the previous query's: dimmed, and no movement is marked."""
         self._busy = busy
         self._loading = loading
+        if self.is_mounted:
+            self.table.set_class(busy and self.result is not None, "stale")
         self._render_status()
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
 
     def show(self, result, key: tuple, marks: list[str] | None = None, dropped: list | None = None) -> None:
         self.result = result
         self.shown_key = key
         self.marks = marks or []
         self.dropped = dropped or []
-        self._busy = False
+        self.set_busy(False)
         self.redraw()
 
     def set_movement(self, marks: list[str], dropped: list) -> None:
@@ -126,7 +136,7 @@ class ResultColumn(Vertical):
     def clear(self, message: str = "type a query") -> None:
         self.result, self.shown_key, self.marks, self.dropped = None, None, [], []
         self.message = message
-        self._busy = False
+        self.set_busy(False)
         self.redraw()
 
     @property
@@ -177,8 +187,9 @@ class ResultColumn(Vertical):
             table.add_column(f"{MODE_SHORT[m]:>3}", key=m, width=3)
         for i, hit in enumerate(self.hits):
             title = hit.title or hit.doc_id
-            if self.result.unit == "chunk":
-                title = f"{title} #{hit.chunk_id.rsplit('#', 1)[-1]}"
+            if self.result.unit == "chunk":  # the chunk number survives a short column: the title is cut
+                number = f" #{hit.chunk_id.rsplit('#', 1)[-1]}"
+                title = short(title, max(4, title_w - 1 - len(number))) + number
             doc = Text(" " + short(title, title_w - 1))
             if wide and title_w - len(doc.plain) > 6:
                 doc.append("  " + short(hit.doc_id, title_w - len(doc.plain) - 2), style="dim")
@@ -228,7 +239,10 @@ class ResultColumn(Vertical):
         for j, hit in enumerate(self.dropped):
             if j:
                 text.append(" · ", style="dim")
-            text.append(short(hit.title or hit.doc_id, 28))
+            name = short(hit.title or hit.doc_id, 28 if self.result.unit != "chunk" else 22)
+            if self.result.unit == "chunk":
+                name += f" #{hit.chunk_id.rsplit('#', 1)[-1]}"
+            text.append(name)
             text.append(f" (was #{hit.rank})", style="dim")
         box.update(text)
 

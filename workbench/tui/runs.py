@@ -791,7 +791,10 @@ class RunsPane(Vertical):
             right_side = (variant_root, f"{roles} · ft:{name}")
         else:
             right_side = (None, f"{roles} · ft:{name}", compare_overrides(spec, name))
-        search.set_models(left=(None, base_label), right=right_side)
+        search.set_models(left=(None, base_label), right=right_side, run=False)
+        if variant_root is not None:  # kept up to date when the workspace is re-indexed (SearchScreen.refresh_variants)
+            search.right.variant = (root, compare_overrides(spec, name))
+        search.request_search(immediate=True)
         app.notify(f"left: {left} with the workspace's models · right: {right} with {name}; "
                    "l/r change pipelines, b goes back", timeout=6)
 

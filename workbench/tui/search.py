@@ -19,7 +19,7 @@ from textual.worker import get_current_worker
 
 from workbench.encoders.templates import INSTRUCTION_PRESETS, PLAIN, resolve_instruction
 from workbench.errors import WbError
-from workbench.tui.common import PIPELINES, known_pipeline, movements
+from workbench.tui.common import PIPELINES, focus_now, known_pipeline, movements
 from workbench.tui.results import ResultColumn
 
 DEBOUNCE_S = 0.45
@@ -45,6 +45,7 @@ class SearchPane(Vertical):
         super().__init__(id="search-pane")
         self._timer: Timer | None = None
         self._said_note = ""  # the last index note notified (see _deliver)
+        self._refreshing: set[str] = set()  # sides whose variant index is being brought up to date
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -129,8 +130,10 @@ class SearchPane(Vertical):
 
     @on(Input.Submitted, "#query")
     def _query_submitted(self, event: Input.Submitted) -> None:
+        """Enter runs the query and leaves the box for the results (the screen keys work again; / returns)."""
         self.request_search(immediate=True)
         self.app.save_state()
+        focus_now(self.left.table)
 
     @on(Select.Changed, "#instruction")
     def _instruction_picked(self, event: Select.Changed) -> None:
@@ -185,13 +188,13 @@ class SearchPane(Vertical):
 
     # -- actions -----------------------------------------------------------------------
     def action_focus_query(self) -> None:
-        self.query_one("#query", Input).focus()
+        focus_now(self.query_one("#query", Input))
 
     def action_focus_results(self) -> None:
         self.left.table.focus()
 
     def action_focus_instruction(self) -> None:
-        self.query_one("#instruction", Select).focus()
+        focus_now(self.query_one("#instruction", Select))
 
     def action_cycle(self, side: str) -> None:
         column = self.left if side == "left" else self.right
@@ -241,10 +244,11 @@ class SearchPane(Vertical):
         self.request_search(immediate=True)
 
     def set_k(self, k: int) -> None:
-        """Results per column, 5 to 100; said in a notification (the table may be taller than k)."""
+        """Results per column, 5 to 100 (from now on exactly that many, whatever the table's height);
+        said in a notification."""
         state = self.app.state
         new = max(5, min(100, k))
-        if new == state.k:
+        if new == self.effective_k():
             self.app.notify(f"{new} results per column is the {'most' if k > new else 'fewest'}", timeout=2)
             return
         state.k = new
@@ -253,10 +257,10 @@ class SearchPane(Vertical):
         self.request_search(immediate=True)
 
     def action_more(self) -> None:
-        self.set_k(self.app.state.k + 10)
+        self.set_k(self.effective_k() + 10)
 
     def action_fewer(self) -> None:
-        self.set_k(self.app.state.k - 10)
+        self.set_k(self.effective_k() - 10)
 
     def set_query(self, text: str, *, run: bool = True) -> None:
         box = self.query_one("#query", Input)
@@ -293,11 +297,47 @@ class SearchPane(Vertical):
         if run:
             self.request_search(immediate=True)
 
+    def refresh_variants(self) -> None:
+        """The workspace was re-indexed: a column on a fine-tune's variant index (Runs ``c``) brings
+        that index up to date (incrementally: only what changed is encoded) before it is searched
+        again, so the two columns never rank different versions of the documents."""
+        root = str(self.app.workspace_root)
+        jobs = [(c.side, c.root, c.variant[1]) for c in self.columns if c.variant and c.variant[0] == root]
+        if not jobs or not hasattr(self.app.engine, "build_variant"):
+            return
+        for side, _variant_root, _overrides in jobs:
+            self._refreshing.add(side)
+            column = self.left if side == "left" else self.right
+            column.clear(f"bringing the {column.model_label or 'fine-tune'} index up to date…")
+        self._variant_refresh_worker(root, jobs)
+
+    @work(thread=True, exclusive=True, group="variant-refresh", name="variant refresh")
+    def _variant_refresh_worker(self, root: str, jobs: list[tuple[str, str, dict[str, str]]]) -> None:
+        engine = self.app.engine
+        problem = ""
+        for _side, _variant_root, overrides in jobs:
+            try:
+                info = engine.variant(root, overrides)
+                if not info.built or info.stale:
+                    engine.build_variant(root, overrides, lambda *_: None)
+            except WbError as exc:
+                problem = str(exc)
+                break
+        self.app.call_from_thread(self._variants_refreshed, [side for side, *_ in jobs], problem)
+
+    def _variants_refreshed(self, sides: list[str], problem: str) -> None:
+        self._refreshing.difference_update(sides)
+        if problem:
+            self.app.notify(problem, title="cannot update the fine-tune's index", severity="error", timeout=10)
+        self.run_search(force=True)
+
     # -- running queries ---------------------------------------------------------------
     def effective_k(self) -> int:
-        """The chosen k, raised to fill a tall terminal's result tables (at most 50)."""
+        """The k chosen with +/-, else as many as the result table shows (10 to 50)."""
+        if self.app.state.k is not None:
+            return self.app.state.k
         rows = self.left.table.size.height - 1 if self.left.is_mounted else 0
-        return max(self.app.state.k, min(50, rows))
+        return max(10, min(50, rows))
 
     def wanted_key(self, column: ResultColumn) -> tuple:
         s = self.app.state
@@ -330,7 +370,8 @@ class SearchPane(Vertical):
             for c in self.columns:
                 c.clear(self.app.workspace_problem or "opening the index… (the query runs when it is open)")
             return
-        jobs = [(c.side, self.wanted_key(c)) for c in self.columns if force or c.shown_key != self.wanted_key(c)]
+        jobs = [(c.side, self.wanted_key(c)) for c in self.columns
+                if c.side not in self._refreshing and (force or c.shown_key != self.wanted_key(c))]
         if not jobs:
             return
         self.app.save_state()
@@ -376,7 +417,8 @@ class SearchPane(Vertical):
 
     def _update_movement(self) -> None:
         left, right = self.left, self.right
-        if left.result is None or right.result is None or left.shown_key is None or right.shown_key is None:
+        if (left.result is None or right.result is None or left.shown_key is None or right.shown_key is None
+                or left.busy or right.busy):  # one side still shows the previous query's hits
             right.set_movement([], [])
             return
         # same query, instruction, k and unit (the workspace may differ: base vs fine-tune)

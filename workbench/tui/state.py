@@ -70,7 +70,7 @@ class TuiState:
     instruction: str = "none"  # a preset name, or "custom" (then ``custom_instruction`` is used)
     custom_instruction: str = ""
     query: str = ""
-    k: int = 10
+    k: int | None = None  # results per column; None: as many as the table shows (10 to 50)
     unit: str = "doc"
     tab: str = "search"
     eval_dataset: str = ""
@@ -102,8 +102,8 @@ class TuiState:
                     setattr(state, f.name, value)
         if state.unit not in ("doc", "chunk"):
             state.unit = "doc"
-        if not isinstance(state.k, int) or not 1 <= state.k <= 200:
-            state.k = 10
+        if state.k is not None and (not isinstance(state.k, int) or not 1 <= state.k <= 200):
+            state.k = None
         return state
 
     def save(self, path: Path | None = None) -> None:
