@@ -71,6 +71,18 @@ def test_same_id_from_another_folder_is_refused_before_anything_is_written(sibli
     assert len(err.strip().splitlines()) == 1
 
 
+def test_an_identical_file_in_another_folder_is_refused_too(siblings):
+    """Two doc folders with the same LICENSE.md: refused up front as well (it was accepted as one
+    document, and an edit of either copy, or removing the first folder, then broke the other)."""
+    ws, c = siblings
+    (c / "b" / "overview.md").write_text("aardvark notes\n")  # the very same file as a's
+    Indexer(ws).run(c / "a")
+    before = store_state(ws)
+    with pytest.raises(InputError, match="'overview.md' of .* is already taken"):
+        Indexer(ws).run(c / "b")
+    assert store_state(ws) == before and _sources(ws) == {str(c / "a"): {"overview.md"}}
+
+
 def test_the_common_parent_takes_over_both_folders_under_unique_ids(siblings):
     ws, c = siblings
     Indexer(ws).run(c / "a")

@@ -124,6 +124,18 @@ def test_walk_is_sorted_recursive_and_ignores_hidden_and_unsupported(tmp_path: P
         assert Path(item.path).is_absolute()
 
 
+def test_a_workspace_inside_the_folder_is_never_read(tmp_path: Path) -> None:
+    """`wb index p -w p/ws`: the workspace's run logs and model cards are not documents (every
+    training run rewrote them, so the folder re-indexed itself); it is named as skipped."""
+    _write(tmp_path / "docs" / "owls.md", "# Owls\nowls hoot")
+    _write(tmp_path / "ws" / "wb.toml", "[models]\n")
+    _write(tmp_path / "ws" / "runs" / "r1" / "log.txt", "step 1 loss 0.5")
+    _write(tmp_path / "ws" / "runs" / "r1" / "model" / "README.md", "# card")
+    docs, skips = _run(tmp_path)
+    assert list(docs) == ["docs/owls.md"]
+    assert list(skips) == [str(tmp_path / "ws")] and "wb workspace" in skips[str(tmp_path / "ws")]
+
+
 def test_symlink_loop_is_reported_and_walk_terminates(tmp_path: Path) -> None:
     _write(tmp_path / "a" / "doc.md", "# Doc\ntext")
     os.symlink("..", tmp_path / "a" / "loop")

@@ -85,6 +85,16 @@ def test_variant_is_built_beside_the_base_and_ranks_like_it(ws_with_run, capsys,
     code, out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
     assert code == 0 and "older than the workspace" not in err and "note" not in json.loads(out)
 
+    # the run is trained again under the same name: its index no longer matches its model, and is
+    # refused (not answered with the new weights against the old vectors) until indexed again
+    (ws.root / "runs" / "ft" / "model" / "retrained.txt").write_text("new weights\n")
+    code, out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
+    assert code == 2 and out == "" and "changed on disk" in err and "wb index --model dense=runs/ft" in err
+    code, out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", "dense=runs/ft")
+    assert code == 0, err
+    code, out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
+    assert code == 0 and "note" not in json.loads(out), err
+
 
 def test_unknown_or_unfinished_runs_are_one_line_errors(ws_with_run, capsys, monkeypatch):
     ws, _ = ws_with_run

@@ -644,12 +644,11 @@ def _claim(manifest: Manifest, source: str, docs: list[SourceDocument]) -> list[
 
     here = Path(source)
     covered = [s for s, *_ in manifest.sources() if s != source and reads(here, Path(s))]
-    owners, known = manifest.owners(source), manifest.hashes()
-    # the same id with the same content is the same document (e.g. one corpus in two formats): kept
-    # as it is; the same id with other content would replace another root's document
+    owners = manifest.owners(source)
+    # also when the contents are the same today (two doc folders with one LICENSE.md): one id can
+    # belong to one root only, or an edit of either copy, or removing the other root, breaks it
     clashes = [(d.doc_id, owner) for d in docs
-               if (owner := owners.get(d.doc_id)) is not None and owner not in covered
-               and known.get(d.doc_id) != d.content_hash]
+               if (owner := owners.get(d.doc_id)) is not None and owner not in covered]
     if not clashes:
         return covered
     doc_id, other = clashes[0]
@@ -660,7 +659,7 @@ def _claim(manifest: Manifest, source: str, docs: list[SourceDocument]) -> list[
     if sensible and reads(parent, here) and reads(parent, Path(other)):
         fix = f"index their common folder instead (`wb index {parent}`, ids then start with the subfolder), or {fix}"
     raise InputError(f"document id {doc_id!r}{more} of {source} is already taken by a document of {other}: "
-                     f"indexing would replace it; {fix}")
+                     f"one id names one document; {fix}")
 
 
 def _arrow_batch(chunks: list[Chunk], keys, dense: np.ndarray, tokens, sparse) -> pa.Table:

@@ -18,7 +18,8 @@ What ``root`` can be
   row's ``_id`` exactly, so BEIR qrels match.
 * any other folder: walked recursively, entries sorted by name at every level.
   Hidden names (starting with ``.``, e.g. a ``.wb`` workspace) and files with
-  unsupported extensions are skipped silently. Supported: ``.txt .md .markdown .rst
+  unsupported extensions are skipped silently; a folder holding a ``wb.toml`` (a
+  workspace with another name) is skipped with that reason. Supported: ``.txt .md .markdown .rst
   .html .htm .pdf`` (case-insensitive) and files named exactly ``corpus.jsonl``. A
   ``corpus.jsonl`` below the top is read as a BEIR corpus whose ids are prefixed
   with its folder (``"sub/dir/<_id>"``) so that two datasets cannot collide.
@@ -230,6 +231,9 @@ def _iter_sources(root: Path, max_file_bytes: int) -> Iterator[_Item]:
 # --------------------------------------------------------------------------- folder walk
 
 
+WORKSPACE_MARKER = "wb.toml"  # a folder holding it is a wb workspace: never read as documents
+
+
 def _walk(root: Path) -> Iterator[tuple[str, str, str, Any]]:
     """Depth-first, name-sorted walk of ``root``.
 
@@ -255,6 +259,9 @@ def _walk(root: Path) -> Iterator[tuple[str, str, str, Any]]:
             yield ("skip", dir_path, dir_rel, f"already read as {visited[real] or '.'}")
             continue
         visited[real] = dir_rel
+        if dir_rel and os.path.isfile(os.path.join(dir_path, WORKSPACE_MARKER)):
+            yield ("skip", dir_path, dir_rel, "a wb workspace (its index, runs and logs are not documents)")
+            continue
         try:
             with os.scandir(dir_path) as it:
                 entries = sorted(it, key=lambda e: e.name)

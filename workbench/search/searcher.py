@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from workbench.encoders.device import query_thread_limit
 from workbench.encoders.templates import resolve_instruction
 from workbench.errors import UsageError, WorkspaceError
 from workbench.index.settings import settings_from_config, settings_from_dict
-from workbench.models.registry import model_labels
+from workbench.models.registry import fingerprint, model_labels
 from workbench.search.fusion import fuse, min_max
 from workbench.search.maxsim import CandidateScorer, maxsim_tensor
 from workbench.search.pipelines import Pipeline, parse_pipeline
@@ -37,6 +38,26 @@ class EncodedQuery:
     sparse_ids: np.ndarray | None = None
     sparse_weights: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def _require_building_models(workspace: Workspace, settings) -> None:
+    """WorkspaceError when a model an index was built with has changed on disk since (a run trained
+    again under the same name, an overwritten folder): its queries would be encoded by other weights
+    than its documents, so the index cannot answer until it is indexed again with it."""
+
+    for role, path, recorded in (("dense", settings.dense_path, settings.dense_fingerprint),
+                                 ("colbert", settings.colbert_name, settings.colbert_fingerprint),
+                                 ("sparse", settings.sparse_path, settings.sparse_fingerprint)):
+        if not path or not Path(path).is_dir() and role == "colbert":
+            continue  # the zero-shot ColBERT stand-in is the dense model's
+        if fingerprint(path) == recorded:
+            continue
+        run = Path(path)
+        flag = f"runs/{run.parent.name}" if run.name == "model" and run.parent.parent.name == "runs" else path
+        again = (f"`wb index --model {role}={flag}`" if workspace.root.parent.name == "variants"
+                 else "`wb index`")
+        raise WorkspaceError(f"the {role} model this index was built with has changed on disk since ({path}): "
+                             f"its documents would not match the queries; {again} indexes them again with it")
 
 
 class Searcher:
@@ -87,6 +108,8 @@ class Searcher:
                 under_way = " (a rebuild with them is staged: `wb index` finishes it)" if rebuild.in_progress(workspace) else ""
                 raise WorkspaceError(f"workspace {workspace.root} was built with other models "
                                      f"({rebuild.described(models)} differ){under_way}: re-run `wb index PATH`")
+            if models:  # the old index can answer only while the models that built it are still there
+                _require_building_models(workspace, self.settings)
             self.serving_note = rebuild.state_note(workspace, diffs)
             if models:  # the labels name the models that answer: the index's own
                 served = self.settings.models_of(served)

@@ -316,12 +316,14 @@ class Engine:
         """Where ``root`` is served with ``overrides`` (e.g. ``{"dense": "runs/NAME"}``), and whether
         that index is built and up to date. UsageError for an unknown or unfinished run."""
         from workbench import variants
+        from workbench.index.indexer import Indexer
 
         ws = self.workspace(root)
         try:
             serve = variants.serving(ws, overrides)
             built = serve.workspace.exists()
-            stale = built and variants.is_stale(ws, serve)
+            # stale: the parent's documents changed, or the model was trained again under its name
+            stale = built and (variants.is_stale(ws, serve) or bool(Indexer(serve.workspace, serve.config).rebuild_reason()))
         except Exception as exc:
             raise _wrap(exc) from exc
         return VariantInfo(str(serve.workspace.root), serve.label, serve.is_variant, built, stale)
