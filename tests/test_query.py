@@ -386,3 +386,25 @@ def test_a_snapshot_without_sparse_vectors_gets_them_from_lancedb(small_workspac
     fresh = Searcher(ws, config=replace(cfg, fusion=replace(cfg.fusion, complete=True)))
     assert [h.doc_id for h in fresh.search("iterator functions", pipeline="dense+sparse", k=3).results] == \
         [h.doc_id for h in hits]
+
+
+def test_equal_scores_keep_the_modes_own_order(tmp_path):
+    """Two documents with the same text score the same under BM25: the result list keeps BM25's
+    own order (each hit's bm25 rank is its rank), as for every single-mode pipeline."""
+    from workbench.index.indexer import Indexer
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    text = "# Apples\n\nApples and pears grow in the orchard behind the mill.\n"
+    for folder, name in (("first", "z.md"), ("second", "a.md")):  # z.md is indexed before a.md
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_text(text)
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(tmp_path / "first")
+    Indexer(ws).run(tmp_path / "second")
+    searcher = Searcher(ws)
+    for pipeline in ("bm25", "dense", "sparse", "colbert"):
+        hits = searcher.search("apples orchard", pipeline=pipeline, k=2).results
+        assert hits[0].score == pytest.approx(hits[1].score, abs=1e-6), pipeline
+        assert [h.ranks[pipeline] for h in hits] == [1, 2], (pipeline, [(h.doc_id, h.ranks) for h in hits])

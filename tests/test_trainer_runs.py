@@ -67,6 +67,21 @@ def test_foreground_run_finishes_with_a_loadable_model(tiny, tmp_path):
     assert out.dense.shape == (2, 32)
 
 
+def test_more_negatives_asked_than_any_row_has_trains_on_the_ones_there_are(tiny, tmp_path, capsys):
+    """negatives_per_query 50 over rows of 2: said in the log, and the run is the 2-negative run
+    (each negative once, not drawn 25 times over)."""
+    from trainers.embedder import train_embedder
+
+    base, data = tiny
+    most = max(len(json.loads(line)["neg"]) for line in data.read_text().splitlines())
+    asked = _new(tmp_path, "asked", base, data, max_steps=3, negatives_per_query=50)
+    assert train_embedder(asked)["state"] == "finished"
+    assert f"negatives_per_query 50 is more than any example has ({most}): using {most}" in capsys.readouterr().out
+    exact = _new(tmp_path, "exact", base, data, max_steps=3, negatives_per_query=most)
+    assert train_embedder(exact)["state"] == "finished"
+    assert _losses(asked) == pytest.approx(_losses(exact), abs=1e-6)
+
+
 @pytest.mark.parametrize("lora", [False, True])
 def test_resume_after_stop_reproduces_the_uninterrupted_loss_curve(tiny, tmp_path, lora):
     from trainers.embedder import train_embedder

@@ -146,6 +146,18 @@ def failure_line(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, WbError) else f"{type(exc).__name__}: {exc}"
 
 
+def _cap_negatives(cfg, examples) -> None:
+    """``negatives_per_query`` above what any example holds is lowered to that most, and said:
+    drawing 50 from rows of 7 repeated each negative ~7 times (a distorted loss, memory for 50)."""
+    wanted = getattr(cfg, "negatives_per_query", 0)
+    if not wanted or wanted <= 1:
+        return
+    most = max((len(getattr(ex, "negatives", None) or ()) for ex in examples), default=0)
+    if 0 < most < wanted:
+        log(f"negatives_per_query {wanted} is more than any example has ({most}): using {most}")
+        cfg.negatives_per_query = most
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -232,6 +244,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
 
     set_seed(cfg.seed)
     examples = trainer.examples()
+    _cap_negatives(cfg, examples)
     cfg.check_eval_data()  # before the first step: a wrong eval_data must not end a finished training
     report = getattr(examples, "report", None)
     if report is not None:

@@ -442,7 +442,10 @@ class Searcher:
             runs = {m: {key: s for key, (s, _r) in e.items()} for m, e in per_mode.items()}
             fused = fuse(runs, fusion.weights, fusion.method, fusion.rrf_k)
         q.timings["fusion"] = (time.perf_counter() - t0) * 1000
-        ranking = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+        ranks = {m: {key: r for r, key in enumerate(e, start=1)} for m, e in per_mode.items()}
+        # equal fused scores keep the modes' own order (a bm25-only tie stays in bm25's order), then ids
+        best_rank = {key: min(r[key] for r in ranks.values() if key in r) for key in fused}
+        ranking = sorted(fused.items(), key=lambda kv: (-kv[1], best_rank[kv[0]], kv[0]))
         best_row: dict[str, int] = {}
         for m in per_mode.values():
             for key, (score, row) in m.items():
@@ -452,7 +455,6 @@ class Searcher:
         if pipe.rerank:
             ranking = self._rerank(q, ranking, best_row, depth_for_rerank, unit, lists)
         hits = []
-        ranks = {m: {key: r for r, key in enumerate(e, start=1)} for m, e in per_mode.items()}
         cat = self.catalog
         for rank, (key, score) in enumerate(ranking[:k], start=1):
             row = best_row[key]
