@@ -250,3 +250,21 @@ def test_a_settings_rebuild_indexes_the_other_folders_again(tmp_path, monkeypatc
     finally:
         manifest.close()
     assert Indexer(ws).run(a).note == ""  # nothing left to re-index
+
+
+def test_bare_index_json_is_one_object_for_all_folders(tmp_path, capsys, monkeypatch):
+    """`wb index --json` without PATH refreshes every folder and prints one JSON object (it printed
+    one object a folder, which no JSON parser reads as one document)."""
+    require_models()
+    for name in ("x", "y"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.md").write_text(f"# {name}\n\nnotes about {name}\n")
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(tmp_path / "x")
+    Indexer(ws).run(tmp_path / "y")
+    code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert [f["root"] for f in report["folders"]] == [str(tmp_path / "x"), str(tmp_path / "y")]
+    assert all(f["docs_unchanged"] == 1 and f["docs_indexed"] == 0 for f in report["folders"])

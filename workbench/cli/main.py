@@ -128,7 +128,7 @@ def index_cmd(
     workspace: WorkspaceOpt = None,
     model: ModelOpt = None,
     progress_json: Annotated[bool, typer.Option("--progress-json", help="Progress as JSON lines on stdout.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object (without PATH: {\"folders\": [one summary a folder]}).")] = False,
     remove: Annotated[bool, typer.Option("--remove", help="Drop the indexed folder PATH (it need not exist any more) from the index and its model variants.")] = False,
 ) -> None:
     """Index PATH into the workspace (incremental: unchanged documents are not re-encoded).
@@ -164,9 +164,12 @@ def index_cmd(
         write_variant_config(serve)
     target, cfg = serve.workspace, serve.config
     donor = ws if serve.is_variant else None  # unchanged modes are copied from the parent's index
+    collected: list[dict] | None = [] if json_out and path is None else None
     for root_path in roots:
-        if _index_one(target, cfg, root_path, progress_json, json_out, donor).rebuilt:
+        if _index_one(target, cfg, root_path, progress_json, json_out, donor, collected).rebuilt:
             break  # a settings rebuild indexes every folder of the workspace in its one run
+    if collected is not None:  # every folder refreshed: one JSON object, as --json promises
+        print(json.dumps({"folders": collected}))
 
 
 def _rebuild_due(ws) -> bool:
@@ -203,8 +206,10 @@ def _remove_root(ws, root: Path, json_out: bool) -> None:
         typer.echo(f"  and {v['docs_removed']} from the variant {v['variant']}")
 
 
-def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, donor=None):
-    """Index one root and print its summary; returns the IndexSummary."""
+def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, donor=None,
+               collected: list[dict] | None = None):
+    """Index one root and print its summary (with --json into ``collected`` when given: the caller
+    prints them together); returns the IndexSummary."""
     from workbench.index import rebuild
     from workbench.index.indexer import Indexer
 
@@ -235,7 +240,10 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
         data["skipped"] = [{"path": s.path, "reason": s.reason} for s in summary.skipped]
         if progress_json:
             data = {"phase": "done", **data}
-        print(json.dumps(data))
+        if collected is not None and not progress_json:
+            collected.append(data)
+        else:
+            print(json.dumps(data))
     else:
         for s in summary.skipped[:20]:
             _err_console().print(f"[dim]skipped {s.path}: {s.reason}[/dim]", highlight=False)
@@ -1172,6 +1180,10 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" / "Writing model shards" bars
     os.environ.setdefault("LANCE_LOG", "error")
     os.environ.setdefault("LANCEDB_LOG", "error")
+    import warnings
+
+    # ranx's numba kernels warn on their own uint64 -> int64 casts (a line on stderr at each `wb eval`)
+    warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64")
     try:
         # standalone_mode=False: typer raises usage errors instead of printing its own box, and
         # returns the exit code of typer.Exit (130 for Ctrl-C) instead of calling sys.exit.
