@@ -93,7 +93,7 @@ def test_piped_results_keep_one_line_each_and_say_result_in_the_singular(small_w
     assert "colbert:" not in proc.stdout and "reranker:" not in proc.stdout  # bm25 runs neither model
 
 
-def test_ctrl_c_while_indexing_is_exit_130_with_one_line_and_the_rerun_completes(tmp_path):
+def test_ctrl_c_while_indexing_is_exit_130_says_what_is_kept_and_the_rerun_completes(tmp_path):
     require_models()
     corpus = copy_small_corpus(tmp_path / "corpus")
     env = dict(os.environ, WB_WORKSPACE=str(tmp_path / "ws"))
@@ -109,6 +109,7 @@ def test_ctrl_c_while_indexing_is_exit_130_with_one_line_and_the_rerun_completes
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert err.strip().splitlines()[-1] == "wb: interrupted" and "Traceback" not in err
+    assert "indexing cut off: every document written so far is kept" in err and f"wb index {corpus}" in err
     again = wb("index", str(corpus), "--progress-json", workspace=tmp_path / "ws")
     assert again.returncode == 0, again.stderr
     rows = [json.loads(line) for line in again.stdout.splitlines()]  # every stdout line is JSON

@@ -268,3 +268,35 @@ def test_bare_index_json_is_one_object_for_all_folders(tmp_path, capsys, monkeyp
     report = json.loads(out)
     assert [f["root"] for f in report["folders"]] == [str(tmp_path / "x"), str(tmp_path / "y")]
     assert all(f["docs_unchanged"] == 1 and f["docs_indexed"] == 0 for f in report["folders"])
+
+
+def test_a_cut_off_run_is_said_by_queries_until_the_next_run_finishes_it(tmp_path, capsys, monkeypatch):
+    """Ctrl-C or a kill in the middle of `wb index`: what was written stays (complete documents),
+    and every query says the index lacks documents until `wb index` of that folder has ended."""
+    require_models()
+    from workbench.search.searcher import Searcher
+
+    corpus = copy_small_corpus(tmp_path / "corpus", ["itertools/groupby.md", "shutil/rmtree.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    assert Searcher(ws).serving_note == ""
+    (corpus / "time").mkdir()
+    shutil.copy(SAMPLE / "time" / "sleep.md", corpus / "time" / "sleep.md")
+
+    def cut(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    real = Indexer._index_docs
+    monkeypatch.setattr(Indexer, "_index_docs", cut)
+    with pytest.raises(KeyboardInterrupt):
+        Indexer(ws).run(corpus)
+    monkeypatch.setattr(Indexer, "_index_docs", real)
+    note = Searcher(ws).serving_note
+    assert f"the indexing run of {corpus} was cut off" in note and f"`wb index {corpus}` continues it" in note
+    code, out, err = run_wb(capsys, monkeypatch, "query", "sleep", "-w", str(ws.root), "-p", "bm25", "--json")
+    assert code == 0 and "was cut off" in json.loads(out)["note"]
+
+    summary = Indexer(ws).run(corpus)
+    assert "continued the run that was cut off" in summary.note and summary.docs_indexed == 1
+    assert Searcher(ws).serving_note == ""

@@ -230,6 +230,9 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
         if rebuild.in_progress(ws):
             _err_console().print("[yellow]the rebuild is kept, and the old index answers meanwhile: `wb index` "
                                  "continues it[/yellow]", highlight=False)
+        else:
+            _err_console().print(f"[yellow]indexing cut off: every document written so far is kept (queries say the "
+                                 f"index is partial); `wb index {root_path}` continues it[/yellow]", highlight=False)
         raise
     if summary.rebuilt:
         _err_console().print(f"[yellow]{summary.rebuilt}[/yellow]")

@@ -35,6 +35,7 @@ import pyarrow as pa
 from workbench.config import WorkspaceConfig
 from workbench.errors import IndexingError, InputError, UsageError
 from workbench.index.settings import IndexSettings, settings_from_config, settings_from_dict
+from workbench.index.unfinished import UNFINISHED_RUN
 from workbench.ingest.chunking import Chunker, ChunkingSettings, chunk_input_text
 from workbench.store.keys import chunk_key
 from workbench.store.manifest import DocRecord, Manifest, read_roots_to_reindex
@@ -312,6 +313,9 @@ class Indexer:
                     took = f"took over the indexed folder{plural} {', '.join(covered)} ({taken} docs)"
                     summary.note = f"{summary.note}; {took}" if summary.note else took
 
+                unfinished = dict(manifest.get_meta(UNFINISHED_RUN) or {})  # root -> documents it set out to index
+                if source in unfinished:
+                    summary.note = _join(summary.note, "continued the run that was cut off")
                 known = manifest.hashes()
                 seen = {d.doc_id for d in docs}
                 removed = [d for d in manifest.hashes(source) if d not in seen]
@@ -320,10 +324,14 @@ class Indexer:
                 if removed:
                     _delete_docs(removed, source, manifest, lance, tantivy_store)
                     summary.docs_removed = len(removed)
-                if todo:
+                if todo:  # marked until the run ends: a query meanwhile, or after a kill, says it is partial
+                    manifest.set_meta(UNFINISHED_RUN, {**unfinished, source: len(todo)})
                     self._index_docs(todo, known, source, manifest, lance, tantivy_store, bundle, summary)
                 self._settle(manifest, lance, tantivy_store, summary, changed=bool(removed or todo or covered))
                 manifest.reindexed(source)
+                if todo or source in unfinished:
+                    unfinished.pop(source, None)
+                    manifest.set_meta(UNFINISHED_RUN, unfinished or None)
             finally:
                 manifest.close()
         summary.seconds = time.perf_counter() - started

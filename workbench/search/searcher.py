@@ -20,6 +20,7 @@ from workbench.config import WorkspaceConfig
 from workbench.encoders.device import query_thread_limit
 from workbench.encoders.templates import resolve_instruction
 from workbench.errors import UsageError, WorkspaceError
+from workbench.index.unfinished import UNFINISHED_RUN, unfinished_note
 from workbench.index.settings import settings_from_config, settings_from_dict
 from workbench.models.registry import fingerprint, model_labels
 from workbench.search.fusion import fuse, min_max
@@ -88,6 +89,7 @@ class Searcher:
             n_docs = manifest.count_docs()
             self._snapshot_version = manifest.get_meta("snapshot_version")
             pending = manifest.roots_to_reindex()
+            unfinished = manifest.get_meta(UNFINISHED_RUN)
         finally:
             manifest.close()
         if recorded is None or n_docs == 0:
@@ -113,6 +115,8 @@ class Searcher:
             self.serving_note = rebuild.state_note(workspace, diffs)
             if models:  # the labels name the models that answer: the index's own
                 served = self.settings.models_of(served)
+        partial = unfinished_note(workspace, unfinished)  # an indexing run that has not ended
+        self.serving_note = "; ".join(n for n in (self.serving_note, partial) if n)
         self.bundle = EncoderBundle(self.settings, device=device)
         self._lance = None
         self.tantivy = TantivyChunkStore(workspace.tantivy_dir, self.settings.sparse_step)

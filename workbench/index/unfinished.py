@@ -1,0 +1,26 @@
+"""Indexing runs that have not ended, as the manifest records them, and what a query says of them.
+
+`wb index` marks a root in the manifest's ``UNFINISHED_RUN`` meta ({root: documents it set out to
+index}) before it encodes anything and clears the mark when the run has ended. Every write stays
+crash-safe (complete documents only), but until the mark is cleared the index lacks some of that
+root's documents: a query says so (running now, or cut off by Ctrl-C or a kill), and the next run
+of the root says it continued it. Light on purpose: the query path imports it.
+"""
+
+from __future__ import annotations
+
+UNFINISHED_RUN = "unfinished_runs"  # manifest meta: {root: documents to index} of runs that have not ended
+
+
+def unfinished_note(workspace, unfinished: dict | None) -> str:
+    """What a query of ``workspace`` should say when an indexing run of it has not ended
+    (``unfinished``: the manifest's UNFINISHED_RUN): running now, or cut off (Ctrl-C, kill). ""
+    when none."""
+    if not unfinished:
+        return ""
+    first = sorted(unfinished)[0]
+    root = first + (f" (and {len(unfinished) - 1} more folders)" if len(unfinished) > 1 else "")
+    if workspace.being_written():
+        return f"`wb index` of {root} is running: documents it has not reached yet are missing"
+    again = f"`wb index {first}`" if len(unfinished) == 1 else "`wb index`"
+    return f"the indexing run of {root} was cut off before its end: some of its documents are missing; {again} continues it"
