@@ -350,3 +350,16 @@ def test_tune_fuses_only_the_modes_of_the_given_pipeline(first_run, dataset, cap
     parsed = parse_config(snippet)
     assert parsed.fusion.weights == {m: float(w) for m, w in weights.items()}
     assert parsed.fusion.method == outcome["chosen"]["fusion"]["method"]
+
+
+def test_tune_snippet_marks_the_modes_it_did_not_tune():
+    """`wb eval --tune -p dense+bm25` prints colbert/sparse at 0 (hybrid then is the tuned pipeline)
+    and says so on those lines, so pasting it never switches modes off unknowingly."""
+    from workbench.eval.tune import toml_snippet
+
+    outcome = {"chosen": {"fusion": {"method": "weighted", "depth": 100, "rrf_k": 60,
+                                     "weights": {"dense": 0.6, "colbert": 0.0, "sparse": 0.0, "bm25": 0.4}}},
+               "train": {"single_modes_ndcg@10": {"dense": 0.6, "bm25": 0.66}, "rerank": {}}}
+    lines = dict(line.split(" = ", 1) for line in toml_snippet(outcome).splitlines() if " = " in line)
+    assert lines["dense"] == "0.6" and lines["bm25"] == "0.4"
+    assert lines["colbert"].startswith("0  # not tuned") and lines["sparse"].startswith("0  # not tuned")

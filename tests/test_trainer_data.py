@@ -663,3 +663,21 @@ def test_trainers_imports_without_heavy_dependencies():
         "trainers.losses.kl_distill",
     ):
         assert module in result.stdout
+
+
+def test_a_mistyped_loss_is_refused_with_the_options_not_at_the_first_step():
+    """`--loss foo` is refused where the other options are (before a run folder exists, so a
+    detached run never reports "started" first); the names accepted are the loss registries'."""
+    from trainers.config import LOSS_NAMES, ColbertConfig, EmbedderConfig, LayerwiseConfig, RerankerConfig
+    from trainers.losses import LOSSES, RERANK_LOSSES
+    from trainers.losses import _RERANK_ALIASES as aliases
+    from workbench.errors import UsageError
+
+    assert set(LOSS_NAMES["retrieval"]) == set(LOSSES)
+    assert set(LOSS_NAMES["rerank"]) == set(RERANK_LOSSES) | set(aliases)
+    base = {"data": "train.jsonl", "base": "dense", "name": "r"}
+    for cls, good in ((EmbedderConfig, "Sum-Marg-LH"), (RerankerConfig, "ranknet"), (LayerwiseConfig, "listwise"),
+                      (ColbertConfig, "infonce")):
+        assert cls.from_dict({**base, "loss": good}).loss == good
+        with pytest.raises(UsageError, match=f"unknown loss 'foo' for the {cls.TRAINER} trainer"):
+            cls.from_dict({**base, "loss": "foo"})

@@ -23,6 +23,19 @@ from workbench.config import type_mismatch
 from workbench.errors import UsageError
 
 
+#: the loss names each kind of trainer accepts (checked before a run folder exists, so a detached
+#: run never "starts" with a mistyped loss); trainers.losses' registries, tested to agree
+LOSS_NAMES: dict[str, tuple[str, ...]] = {
+    "retrieval": ("infonce", "jointlh", "summarglh", "lsepair", "rand1lh", "kl"),
+    "rerank": ("listwise", "pairwise", "pointwise", "ranknet", "bce", "softmax", "ce"),
+    "colbert": ("infonce", "contrastive"),
+}
+
+
+def _loss_key(name: str) -> str:
+    return name.strip().lower().replace("-", "").replace("_", "")
+
+
 def _from_dict(cls, data: dict):
     """``cls(**data)`` without the ``trainer`` key; a key that is not one of ``cls``'s fields: UsageError.
     Fields missing from ``data`` take their defaults (a config.json from an older version still loads)."""
@@ -33,6 +46,10 @@ def _from_dict(cls, data: dict):
         raise UsageError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     for key, value in data.items():
         _check_option(key, value, str(by_name[key].type))
+    names = LOSS_NAMES.get(getattr(cls, "LOSS_KIND", ""), ())
+    if "loss" in data and names and _loss_key(str(data["loss"])) not in names:
+        raise UsageError(f"unknown loss {data['loss']!r} for the {cls.TRAINER} trainer: expected one of "
+                         f"{', '.join(names)}")
     if data.get("task_sampling", "proportional") not in SAMPLING:
         raise UsageError(f"training option task_sampling must be one of {', '.join(SAMPLING)}, "
                          f"not {data['task_sampling']!r}")
@@ -103,6 +120,7 @@ class EmbedderConfig(RunConfig):
     """Fine-tuning a bi-encoder (encoder or decoder LLM) with a contrastive loss."""
 
     TRAINER: ClassVar[str] = "embedder"
+    LOSS_KIND: ClassVar[str] = "retrieval"
 
     data: str | list  # FlagEmbedding jsonl | BEIR folder | sentence-transformers pairs | "unsupervised"
     base: str  # resolved model folder or Hugging Face id
@@ -149,6 +167,7 @@ class RerankerConfig(RunConfig):
     """Fine-tuning a cross-encoder reranker on groups (query, positive, hard negatives)."""
 
     TRAINER: ClassVar[str] = "reranker"
+    LOSS_KIND: ClassVar[str] = "rerank"
     EVAL_FORMAT: ClassVar[str] = "groups"
 
     data: str | list  # FlagEmbedding jsonl (as `wb mine` writes) | BEIR folder | sentence-transformers file
@@ -191,6 +210,7 @@ class LlmRerankerConfig(RunConfig):
     """Fine-tuning a causal LM as a yes/no reranker: score = logit(yes) - logit(no) after the prompt."""
 
     TRAINER: ClassVar[str] = "llm-reranker"
+    LOSS_KIND: ClassVar[str] = "rerank"
     EVAL_FORMAT: ClassVar[str] = "groups"
 
     data: str | list  # FlagEmbedding jsonl (as `wb mine` writes) | BEIR folder | sentence-transformers file
@@ -239,6 +259,7 @@ class ColbertConfig(RunConfig):
     """Training a ColBERT head (encoder + linear projection, MaxSim) with a contrastive loss."""
 
     TRAINER: ClassVar[str] = "colbert"
+    LOSS_KIND: ClassVar[str] = "colbert"
 
     data: str | list
     base: str
@@ -318,6 +339,7 @@ class LayerwiseConfig(RunConfig):
     """A layer-wise cross-encoder: one score head per layer, self-distilled from the last (trainers/layerwise.py)."""
 
     TRAINER: ClassVar[str] = "layerwise"
+    LOSS_KIND: ClassVar[str] = "rerank"
     EVAL_FORMAT: ClassVar[str] = "groups"
 
     data: str | list  # as RerankerConfig

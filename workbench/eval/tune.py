@@ -369,7 +369,10 @@ def toml_snippet(outcome: dict) -> str:
     lines = ["# nothing was saved; to use these settings, put them in the workspace's wb.toml:",
              "[fusion]", f'method = "{f["method"]}"', f"depth = {f['depth']}", f"rrf_k = {f['rrf_k']}",
              "[fusion.weights]"]
-    lines += [f"{mode} = {float(w):g}" for mode, w in f["weights"].items()]
+    tuned = set(outcome.get("train", {}).get("single_modes_ndcg@10", {})) or set(f["weights"])
+    for mode, w in f["weights"].items():
+        left_out = "  # not tuned: 0 makes hybrid the pipeline tuned; drop the line to keep it in hybrid"
+        lines.append(f"{mode} = {float(w):g}" + (left_out if mode not in tuned else ""))
     for r, v in outcome["train"]["rerank"].items():
         b = v["best"]
         lines += [f"[rerank]  # for reranker = {r!r}", f"depth = {b['depth']}", f"interpolation = {b['interpolation']:g}"]
