@@ -173,7 +173,9 @@ def test_a_cut_off_rebuild_is_finished_by_wb_index_and_follows_a_removal(staged,
     code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--json")
     assert code == 0, err
     assert "rebuilding the index beside the old one, which answers queries meanwhile" in " ".join(err.split())
-    summary = json.loads(out)  # one summary: the rebuild covered every folder in its one run
+    folders = json.loads(out)["folders"]
+    assert len(folders) == 1  # one summary: the rebuild covered every folder in its one run
+    summary = folders[0]
     assert summary["rebuilt"].endswith("rebuilt the index beside the old one") and summary["total_docs"] == 2
     assert not rebuild.in_progress(ws) and _recorded(ws)["chunk_tokens"] == 128
     state = store_state(ws)

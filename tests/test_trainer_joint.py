@@ -211,11 +211,11 @@ def test_cli_train_index_and_query_a_joint_variant(tiny, tmp_path, capsys, monke
     code, out, err = run_wb(capsys, monkeypatch, "index", "--model", "colbert=runs/j1", "--model", "sparse=runs/j1",
                             "-w", str(ws.root), "--json")
     assert code == 0, err
-    assert json.loads(out)["reused_modes"] == ["dense"]
+    assert [f["reused_modes"] for f in json.loads(out)["folders"]] == [["dense"]]
     # all three roles from the joint model: nothing to copy
     code, out, err = run_wb(capsys, monkeypatch, "index", "--model", "joint=runs/j1", "-w", str(ws.root), "--json")
     assert code == 0, err
-    summary = json.loads(out)
+    summary, = json.loads(out)["folders"]
     assert summary["reused_modes"] == [] and summary["chunks_written"] > 0
 
     for pipeline in ("dense", "sparse", "colbert", "hybrid"):

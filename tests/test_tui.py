@@ -615,6 +615,14 @@ async def test_command_palette_switches_pipeline():
         assert app.search.right.result.pipeline == "bm25"
 
 
+async def test_the_palette_offers_wb_keys_not_textuals_docked_keys_panel():
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Keys" not in titles and "Quit" in titles  # Textual's other commands stay
+
+
 async def test_keys_switch_screens_and_swap():
     app = WbApp(FakeEngine.root, engine=FakeEngine())
     async with app.run_test(size=(100, 30)) as pilot:
@@ -1636,3 +1644,13 @@ async def test_switching_workspace_clears_the_corpus_screens_last_indexing(tmp_p
         assert not app.query_one("#index-progress").display
         assert not app.query_one("#skipped").display and app.query_one("#skipped").row_count == 0
         assert "indexed 3 docs" not in str(app.query_one("#index-rate").render())
+
+
+def test_the_run_log_keeps_the_newest_lines_that_fit_when_long_ones_wrap():
+    from workbench.tui.runs import _newest_that_fit
+
+    lines = ["step 1", "step 2", "finished: model in " + "/very/long/path" * 8, "done"]
+    assert _newest_that_fit(lines, 10, 200) == lines  # everything fits on one row each
+    kept = _newest_that_fit(lines, 6, 40)  # the path needs 5 rows of 40 (words wrap): with "done" the box is full
+    assert kept == lines[2:]
+    assert _newest_that_fit(lines, 1, 40) == ["done"] and _newest_that_fit(["x" * 500], 2, 40) == ["x" * 500]

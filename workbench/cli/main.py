@@ -353,7 +353,7 @@ def eval_cmd(
     run_dir: Annotated[Optional[str], typer.Option("--run-dir", help="Write a TREC run file per pipeline into this folder.")] = None,
     tune: Annotated[bool, typer.Option("--tune", help="Choose fusion and rerank settings on the split (default train) instead of evaluating.")] = False,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N evaluated queries (quick checks).")] = None,
-    workspace: Annotated[Optional[str], typer.Option("--workspace", "-w", help="Workspace for the dataset's index (default: its own, under $WB_EVAL_CACHE or ~/.cache/wb/eval; $WB_WORKSPACE is not used).")] = None,
+    workspace: Annotated[Optional[str], typer.Option("--workspace", "-w", help="Workspace for the dataset's index (default: its own, under $WB_EVAL_CACHE or $XDG_CACHE_HOME/wb/eval (~/.cache/wb/eval); $WB_WORKSPACE is not used).")] = None,
     model: ModelOpt = None,
     compare: Annotated[Optional[list[str]], typer.Option("--compare", help="ROLE=NAME (repeatable): run every pipeline again with these models (e.g. dense=runs/NAME) and compare in one table.")] = None,
 ) -> None:

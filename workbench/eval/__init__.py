@@ -10,7 +10,7 @@ Command line::
                     [--model ROLE=NAME ...] [--per-query [N]] [--json] [--run-dir DIR]
 
 The dataset's corpus is indexed into its own workspace (``-w``, else
-``$WB_EVAL_CACHE`` or ``~/.cache/wb/eval``, folder ``<dataset>-<sha1(corpus path)[:8]>``); the
+``$WB_EVAL_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/wb/eval``, folder ``<dataset>-<sha1(corpus path)[:8]>``); the
 index is incremental, so a second run encodes nothing and an interrupted run is simply rerun.
 Bad datasets (missing files, qrels naming unknown documents or queries, empty split) exit 2
 with one line on stderr.

@@ -92,7 +92,8 @@ class EvalResult:
 
 # -- workspaces and indexing ------------------------------------------------------------
 def cache_root() -> Path:
-    return Path(os.environ.get("WB_EVAL_CACHE") or Path.home() / ".cache" / "wb" / "eval").expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(os.environ.get("WB_EVAL_CACHE") or Path(cache) / "wb" / "eval").expanduser()
 
 
 def default_workspace(dataset: EvalDataset, models: ModelsConfig) -> Workspace:

@@ -644,6 +644,11 @@ def _rebuild_reason(recorded: dict, settings: IndexSettings) -> str:
     return f"settings changed ({described(diffs)}): rebuilding the index" if diffs else ""
 
 
+def _is_beir_source(root: Path) -> bool:
+    """A BEIR corpus root: a ``.jsonl`` file, or a folder with ``corpus.jsonl`` at its top."""
+    return root.suffix == ".jsonl" or (root / "corpus.jsonl").is_file()
+
+
 def _claim(manifest: Manifest, source: str, docs: list[SourceDocument]) -> list[str]:
     """The indexed roots that root ``source`` takes over (its walk reads them), after checking that
     none of ``docs`` has the id of another root's document: InputError naming the first such id, both
@@ -652,11 +657,16 @@ def _claim(manifest: Manifest, source: str, docs: list[SourceDocument]) -> list[
 
     here = Path(source)
     covered = [s for s, *_ in manifest.sources() if s != source and reads(here, Path(s))]
-    owners = manifest.owners(source)
-    # also when the contents are the same today (two doc folders with one LICENSE.md): one id can
-    # belong to one root only, or an edit of either copy, or removing the other root, breaks it
+    owners, known = manifest.owners(source), manifest.hashes()
+    # Two BEIR corpora name documents by dataset ids: the same id with the same content is the same
+    # document (one corpus in two formats, as `wb eval` of a FlagEmbedding folder writes it) and is
+    # kept as it is. Folder ids are relative paths, alike by chance: one belongs to one root only,
+    # even for an identical file (two doc folders with one LICENSE.md), or an edit of either copy,
+    # or removing the other root, would break it.
+    shared = _is_beir_source(Path(source))
     clashes = [(d.doc_id, owner) for d in docs
-               if (owner := owners.get(d.doc_id)) is not None and owner not in covered]
+               if (owner := owners.get(d.doc_id)) is not None and owner not in covered
+               and not (shared and _is_beir_source(Path(owner)) and known.get(d.doc_id) == d.content_hash)]
     if not clashes:
         return covered
     doc_id, other = clashes[0]

@@ -377,6 +377,13 @@ class WbApp(App):
     def on_unmount(self) -> None:
         self.save_state()
 
+    def get_system_commands(self, screen):
+        """Textual's palette commands without its own "Keys" panel (wb's "Show keys", ``?``, is the one
+        that lists wb's keys; Textual's docked beside the results and Esc did not close it)."""
+        for command in super().get_system_commands(screen):
+            if command.title != "Keys":
+                yield command
+
 
 def native_log_path() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")

@@ -11,13 +11,6 @@ PIPELINES = ["hybrid", "hybrid+rerank", "dense", "colbert", "sparse", "bm25",
 MODE_SHORT = {"dense": "D", "colbert": "C", "sparse": "S", "bm25": "B"}
 
 
-def focus_now(widget) -> None:
-    """Focus ``widget`` before the next key is handled. ``Widget.focus`` defers the change until the
-    events already queued are handled, so keys typed in the same burst as the key that moved the
-    focus (a paste, fast typing: ``/`` then ``zebra``) ran as screen bindings instead of typing."""
-    widget.screen.set_focus(widget)
-
-
 def known_pipeline(name: str | None) -> bool:
     """Whether ``name`` is a pipeline wb runs: one of :data:`PIPELINES` (what Search's menus offer)
     or any other fusion ``wb query`` takes (``dense+bm25``, ``sparse+colbert+rerank``), which a

@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 
 from workbench.errors import WbError
-from workbench.tui.common import Palette, ago, focus_now, short, short_path
+from workbench.tui.common import Palette, ago, short, short_path
 
 ROLE_NAMES = {"dense": "dense", "colbert": "colbert", "sparse": "sparse", "reranker": "reranker"}
 
@@ -170,10 +170,10 @@ class CorpusPane(Vertical):
 
     # -- actions -----------------------------------------------------------------------
     def action_add_folder(self) -> None:
-        focus_now(self.query_one("#folder", Input))
+        self.query_one("#folder", Input).focus()
 
     def action_edit_workspace(self) -> None:
-        focus_now(self.query_one("#workspace-path", Input))
+        self.query_one("#workspace-path", Input).focus()
 
     def action_reload(self) -> None:
         self.app.open_workspace()

@@ -29,7 +29,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 
 from workbench.errors import WbError
-from workbench.tui.common import Palette, focus_now, short
+from workbench.tui.common import Palette, short
 
 METRIC_LABELS = {"ndcg@10": "nDCG@10", "mrr@10": "MRR@10", "recall@100": "R@100", "map@100": "MAP@100"}
 SORTS = ["|Δ|", "Δ ascending", "Δ descending"]
@@ -111,7 +111,7 @@ class EvalPane(Vertical):
 
     # -- actions -----------------------------------------------------------------------
     def action_focus_dataset(self) -> None:
-        focus_now(self.query_one("#dataset", Input))
+        self.query_one("#dataset", Input).focus()
 
     # What is remembered is a usable value only (a half-typed or mistyped one is not saved).
     @on(Input.Changed, "#dataset")
@@ -259,7 +259,7 @@ class EvalPane(Vertical):
             self._done(Text("wb eval printed no JSON report"))
             self.app.notify(f"wb eval printed no JSON report ({exc})", title="evaluation failed", severity="error")
             return
-        self._done(Text(f"done in {report.get('wall_seconds', 0):.1f} s", style="dim"))
+        self._done(Text(f"done in {report.get('wall_seconds', 0):.1f} s", style="dim"), finished=True)
         self.show_report(report, compare)
 
     def _progress_line(self, line: str) -> None:
@@ -279,8 +279,10 @@ class EvalPane(Vertical):
         else:
             status.update(Text(short(line, 200)))
 
-    def _done(self, message: Text) -> None:
-        self.query_one("#eval-bar", ProgressBar).update(total=1, progress=1)
+    def _done(self, message: Text, finished: bool = False) -> None:
+        """The run ended: a full bar only when it ``finished`` (stopped or failed: empty); the last
+        report stays shown until a new one replaces it."""
+        self.query_one("#eval-bar", ProgressBar).update(total=1, progress=1 if finished else 0)
         self.query_one("#eval-status", Static).update(message)
         self.query_one("#eval-stop", Button).disabled = True
         self.query_one("#eval-run", Button).disabled = False

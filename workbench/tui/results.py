@@ -174,7 +174,9 @@ class ResultColumn(Vertical):
         table.clear(columns=True)
         width = max(30, self.size.width or 48)
         wide = width >= 70
-        mode_cols = list(MODES)
+        # a narrow column (80 columns split in two) keeps the titles readable: the per-mode ranks
+        # move to the detail line below the table, which shows them for the selected hit
+        mode_cols = list(MODES) if width >= 44 else []
         fixed = 3 + (5 if self.compare else 0) + 7 + 3 * len(mode_cols) + 2  # + scrollbar and slack
         title_w = max(12, width - fixed)
         table.add_column(" # ", key="rank", width=3)

@@ -593,11 +593,13 @@ class RunsPane(Vertical):
             key = (run.name, None, None)
         box = self.query_one("#run-log", Static)
         n = min(LOG_LINES, box.content_size.height) if box.content_size.height > 0 else LOG_LINES
-        key = (*key, n)
+        width = box.content_size.width
+        key = (*key, n, width)
         if key == self._log_key:
             return
         self._log_key = key
-        lines = tail_lines(run.log_path, n) if key[1] is not None else []  # the newest that fit
+        lines = tail_lines(run.log_path, n) if key[1] is not None else []
+        lines = _newest_that_fit(lines, n, width)  # long lines wrap (a model's path is read whole)
         self._update("#run-log", Text("\n".join(lines)) if lines else Text("nothing logged yet", style="dim"))
 
     # -- events ------------------------------------------------------------------------
@@ -823,3 +825,19 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _newest_that_fit(lines: list[str], rows: int, width: int) -> list[str]:
+    """The newest of ``lines`` that fit ``rows`` rows of ``width`` columns when each wraps at words
+    (oldest first); the newest line always, even when it alone is taller."""
+    if width <= 0:
+        return lines[-rows:]
+    kept: list[str] = []
+    left = rows
+    for line in reversed(lines):
+        need = max(1, -(-len(line) // max(1, width - 8)))  # slack: wrapping breaks at words
+        if kept and need > left:
+            break
+        kept.append(line)
+        left -= need
+    return kept[::-1]

@@ -19,7 +19,7 @@ from textual.worker import get_current_worker
 
 from workbench.encoders.templates import INSTRUCTION_PRESETS, PLAIN, resolve_instruction
 from workbench.errors import WbError
-from workbench.tui.common import PIPELINES, focus_now, known_pipeline, movements
+from workbench.tui.common import PIPELINES, known_pipeline, movements
 from workbench.tui.results import ResultColumn
 
 DEBOUNCE_S = 0.45
@@ -133,7 +133,7 @@ class SearchPane(Vertical):
         """Enter runs the query and leaves the box for the results (the screen keys work again; / returns)."""
         self.request_search(immediate=True)
         self.app.save_state()
-        focus_now(self.left.table)
+        self.left.table.focus()
 
     @on(Select.Changed, "#instruction")
     def _instruction_picked(self, event: Select.Changed) -> None:
@@ -188,13 +188,13 @@ class SearchPane(Vertical):
 
     # -- actions -----------------------------------------------------------------------
     def action_focus_query(self) -> None:
-        focus_now(self.query_one("#query", Input))
+        self.query_one("#query", Input).focus()
 
     def action_focus_results(self) -> None:
         self.left.table.focus()
 
     def action_focus_instruction(self) -> None:
-        focus_now(self.query_one("#instruction", Select))
+        self.query_one("#instruction", Select).focus()
 
     def action_cycle(self, side: str) -> None:
         column = self.left if side == "left" else self.right
