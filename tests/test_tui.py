@@ -623,6 +623,29 @@ async def test_the_palette_offers_wb_keys_not_textuals_docked_keys_panel():
         assert "Keys" not in titles and "Quit" in titles  # Textual's other commands stay
 
 
+async def test_keys_typed_right_after_slash_go_into_the_query_box():
+    """/ then a word in one burst (fast typing, tmux send-keys): the App reads every key before the
+    results table handles the first; the word must be typed into the box, not run as keys there
+    ('r' cycled the right pipeline)."""
+    from textual import events
+
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "directory")
+        await pilot.press("escape")
+        await settle(pilot)
+        right = app.search.right.pipeline
+        assert app.focused is app.search.left.table
+        app.post_message(events.Key("slash", "/"))
+        for ch in "zebra":
+            app.post_message(events.Key(ch, ch))
+        await settle(pilot)
+        assert app.query_one("#query").value == "zebra" and app.search.right.pipeline == right
+        await pilot.press("slash")  # inside the box "/" is a character
+        assert app.query_one("#query").value == "zebra/"
+
+
 async def test_keys_switch_screens_and_swap():
     app = WbApp(FakeEngine.root, engine=FakeEngine())
     async with app.run_test(size=(100, 30)) as pilot:

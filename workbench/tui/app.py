@@ -18,7 +18,7 @@ from pathlib import Path
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import Button, DataTable, Footer, Header, Input, TabbedContent, TabPane
+from textual.widgets import Button, DataTable, Footer, Header, Input, Select, TabbedContent, TabPane
 
 from workbench.errors import WbError
 from workbench.tui.commands import WbCommands
@@ -46,6 +46,10 @@ class WbApp(App):
                 tooltip="Quit: q twice (a q typed where a query was meant does not end the session); ctrl+q at once"),
         Binding("escape", "leave_input", "Leave box", show=False,
                 tooltip="Leave a text box for the screen's table (then single-letter keys work)"),
+        # priority: run as the App reads the key, so the keys typed right after it (fast typing, a
+        # burst) are forwarded to the query box; a plain binding ran only once the results table got
+        # to the key, and the table had been handed the next keys already ('r' cycled a pipeline)
+        Binding("slash", "type_query", "Query", show=False, priority=True, tooltip="Focus the query box"),
     ]
 
     def __init__(self, workspace: str | None = None, *, engine=None, state_path: Path | None = None,
@@ -286,6 +290,14 @@ class WbApp(App):
                 self.query_one("#runs-table", DataTable).focus()
 
         self.call_after_refresh(focus)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "type_query":  # "/" typed inside a text box is a character, and only Search has the box
+            return self.state.tab == "search" and not isinstance(self.focused, (Input, Select))
+        return True
+
+    def action_type_query(self) -> None:
+        self.screen.set_focus(self.query_one("#query", Input))  # now: the next keys are forwarded to it
 
     def action_leave_input(self) -> None:
         if isinstance(self.focused, Input):
