@@ -49,7 +49,7 @@ class WbApp(App):
         # priority: run as the App reads the key, so the keys typed right after it (fast typing, a
         # burst) are forwarded to the query box; a plain binding ran only once the results table got
         # to the key, and the table had been handed the next keys already ('r' cycled a pipeline)
-        Binding("slash", "type_query", "Query", show=False, priority=True, tooltip="Focus the query box"),
+        Binding("slash", "type_query", "Query", priority=True, tooltip="Focus the query box"),
     ]
 
     def __init__(self, workspace: str | None = None, *, engine=None, state_path: Path | None = None,

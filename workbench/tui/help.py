@@ -48,7 +48,8 @@ def key_sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
     from workbench.tui.runs import LaunchScreen, RunsPane
     from workbench.tui.search import SearchPane
 
-    sections = [("Global", _section(app, type(app).BINDINGS))]
+    # the App's "/" only makes the Search pane's "/" run at once (see WbApp.BINDINGS): listed there
+    sections = [("Global", _section(app, [b for b in type(app).BINDINGS if b.action != "type_query"]))]
     sections.append(("Search (2)", _section(app, SearchPane.BINDINGS)))
     sections.append(("Preview", _section(app, PreviewScreen.BINDINGS)))
     sections.append(("Corpus (1)", _section(app, CorpusPane.BINDINGS)))
