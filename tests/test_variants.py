@@ -69,6 +69,15 @@ def test_variant_is_built_beside_the_base_and_ranks_like_it(ws_with_run, capsys,
         assert ft["models"]["dense"] == "runs/ft" and base["models"]["dense"] == "all-MiniLM-L6-v2"
         assert [r["doc_id"] for r in ft["results"]] == [r["doc_id"] for r in base["results"]]
         assert [r["score"] for r in ft["results"]] == pytest.approx([r["score"] for r in base["results"]], abs=1e-3)
+    # the run's model folder given as a relative path is the same model, so the same variant index
+    monkeypatch.chdir(ws.root.parent)
+    code, by_path, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "-p", "dense", "--json",
+                            "--model", f"dense={ws.root.name}/runs/ft/model")
+    assert code == 0, err
+    code, by_run, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "-p", "dense", "--json",
+                           "--model", "dense=runs/ft")
+    assert [r["doc_id"] for r in json.loads(by_path)["results"]] == [r["doc_id"] for r in json.loads(by_run)["results"]]
+    assert len(list((ws.root / "variants").iterdir())) == 1
     # the base index was not touched: same snapshot, same documents, same configured models
     assert snapshot_version() == base_version and base_version[1] == len(DOCS)
     assert 'dense = "all-MiniLM-L6-v2"' in ws.config_path.read_text()

@@ -59,7 +59,8 @@ def parse_model_overrides(values: list[str] | None, flag: str = "--model") -> di
 def resolve_model_overrides(ws: Workspace, overrides: dict[str, str]) -> dict[str, str]:
     """``ROLE=runs/NAME`` -> the absolute ``<workspace>/runs/NAME/model`` folder of a finished run;
     ``runs/NAME@L`` (a layer-wise reranker served at layer L) -> ``<...>/model@L``; other values
-    unchanged."""
+    unchanged, except that a local folder is made absolute (``wssf/runs/ft1/model`` and ``runs/ft1``
+    name the same model, so the same variant index)."""
     out = dict(overrides)
     for role, name in overrides.items():
         if name.startswith("runs/") and len(name) > 5:
@@ -72,7 +73,9 @@ def resolve_model_overrides(ws: Workspace, overrides: dict[str, str]) -> dict[st
                 if (ws.runs_dir / run_name / "config.json").exists():
                     raise UsageError(f"run '{run_name}' has no model yet (it is not finished): see `wb runs`")
                 raise UsageError(f"no run named '{run_name}' in {ws.runs_dir}")
-            out[role] = str(model_dir) + suffix
+            out[role] = str(model_dir.resolve()) + suffix
+        elif Path(name).expanduser().is_dir():  # a folder, however it is spelled, is one model (one variant)
+            out[role] = str(Path(name).expanduser().resolve())
     return out
 
 
