@@ -422,3 +422,16 @@ def test_content_hash_tracks_title_and_text(tmp_path: Path) -> None:
     (h3,) = (d.content_hash for d in iter_sources(tmp_path))
     assert h3 not in (h1, h2)
     assert content_hash("a", "b") != content_hash("ab", "")  # the separator matters
+
+
+def test_utf16_with_a_bom_and_html_in_its_declared_charset_are_read(tmp_path: Path) -> None:
+    """A UTF-16 text file with its BOM is text (it was "binary": it holds NUL bytes), and an HTML
+    page that says <meta charset="iso-8859-1"> is read in it; undeclared non-UTF-8 stays refused."""
+    _write(tmp_path / "utf16.txt", "\ufeffcafé au lait\n".encode("utf-16-le"))
+    _write(tmp_path / "latin.html", b'<html><head><meta charset="iso-8859-1"><title>Caf\xe9</title></head>'
+                                    b"<body><p>caf\xe9 espresso</p></body></html>")
+    _write(tmp_path / "lying.html", b"<html><body><p>caf\xe9</p></body></html>")
+    docs, skips = _run(tmp_path)
+    assert docs["utf16.txt"].text == "café au lait\n"
+    assert docs["latin.html"].title == "Café" and "café espresso" in docs["latin.html"].text
+    assert skips == {str(tmp_path / "lying.html"): "invalid UTF-8"}

@@ -40,7 +40,9 @@ reStructuredText title (a line underlined with ``=``, ``-``, ``~``, ...), the HT
 the stem for ``.txt``). ``text`` is:
 
 * ``.txt .md .markdown .rst``: the file's text exactly as decoded (strict UTF-8, a
-  leading BOM dropped, line endings untouched), so character offsets point into it;
+  leading BOM dropped, or UTF-16 with its BOM; line endings untouched), so character
+  offsets point into it (an HTML file that is not UTF-8 is read in the charset its
+  ``<meta>`` declares);
 * HTML: the visible text of the main content (``<main>``, else ``[role=main]``, else
   the only ``<article>``, else ``<body>``), with script/style/nav/header/footer and
   similar removed, whitespace collapsed, block elements separated by ``"\\n"``
@@ -52,7 +54,8 @@ the stem for ``.txt``). ``text`` is:
 Skip reasons (``SkippedFile.reason``)
 -------------------------------------
 ``"empty"`` (0 bytes, or only whitespace after extraction), ``"binary"`` (NUL byte in
-the first 8 KiB of a text-type file), ``"invalid UTF-8"``, ``"unreadable: <strerror>"``,
+the first 8 KiB of a text-type file without a UTF-16 BOM), ``"invalid UTF-8"`` (for
+HTML: also not its declared charset, said), ``"unreadable: <strerror>"``,
 ``"too large (<size> > <limit> limit)"``, ``"unparseable PDF: <reason>"``,
 ``"no text in PDF"``, ``"symlink loop"``, ``"broken symlink"``, ``"not a regular
 file"``, ``"already read as <rel>"``. For BEIR rows the path is ``"<corpus path>:<line>"``
@@ -343,6 +346,36 @@ def _too_large(size: int, limit: int) -> str:
     return f"too large ({_fmt_size(size)} > {_fmt_size(limit)} limit)"
 
 
+_CHARSET_RE = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+
+
+def _decode(data: bytes, suffix: str) -> tuple[str | None, str]:
+    """The text of a file's bytes, or None and the skip reason: UTF-16 with a byte-order mark;
+    else ``"binary"`` for a NUL byte early on; UTF-8 (a BOM dropped); an HTML file that is not
+    UTF-8 in the charset its ``<meta>`` declares."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return data.decode("utf-16"), ""
+        except UnicodeDecodeError:
+            return None, "invalid UTF-16"
+    if b"\x00" in data[:_BINARY_SNIFF_BYTES]:
+        return None, "binary"
+    try:
+        return data.decode("utf-8-sig"), ""
+    except UnicodeDecodeError:
+        pass
+    declared = _CHARSET_RE.search(data[:4096]) if suffix in HTML_SUFFIXES else None
+    if declared is None:
+        return None, "invalid UTF-8"
+    charset = declared.group(1).decode("ascii", "replace")
+    try:
+        return data.decode(charset), ""
+    except LookupError:
+        return None, f"invalid UTF-8, and its declared charset {charset!r} is unknown"
+    except UnicodeDecodeError:
+        return None, f"neither UTF-8 nor its declared charset {charset!r}"
+
+
 def _read_file(path: Path, doc_id: str, size: int, max_file_bytes: int) -> _Item:
     spath = str(path)
     if size > max_file_bytes:
@@ -361,12 +394,9 @@ def _read_file(path: Path, doc_id: str, size: int, max_file_bytes: int) -> _Item
         return SkippedFile(spath, _too_large(len(data), max_file_bytes))
     if not data:
         return SkippedFile(spath, "empty")
-    if b"\x00" in data[:_BINARY_SNIFF_BYTES]:
-        return SkippedFile(spath, "binary")
-    try:
-        raw = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return SkippedFile(spath, "invalid UTF-8")
+    raw, problem = _decode(data, suffix)
+    if raw is None:
+        return SkippedFile(spath, problem)
     stem = path.stem
     if suffix in HTML_SUFFIXES:
         title, text = _extract_html(raw)
