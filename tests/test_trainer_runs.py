@@ -536,3 +536,19 @@ def test_a_stop_right_after_a_periodic_checkpoint_reuses_it(tiny, tmp_path):
     saved = [e["step"] for e in run.events() if e["event"] == "checkpoint"]
     assert saved == [2, 4]  # step 4 written once, not again by the stop
     assert run.latest_checkpoint().name == "step-4"
+
+
+def test_data_that_is_no_training_data_is_refused_before_the_run_exists(tmp_path, capsys, monkeypatch):
+    """A BEIR queries.jsonl or a plain folder of documents given as --data: one line, exit 2, and no
+    run folder (a detached run used to say it started, then failed)."""
+    require_models()
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text('{"_id": "1", "text": "a query"}\n')
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\ntext\n")
+    for data, says in ((queries, "cannot tell the format"), (docs, "not a BEIR dataset")):
+        code, out, err = run_wb(capsys, monkeypatch, "train", "embedder", "-w", str(tmp_path / "ws"), "--data",
+                                str(data), "--base", "dense", "--out", "e1", "--max-steps", "1", "--detach")
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "ws" / "runs").exists()

@@ -703,6 +703,11 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
     except TypeError as exc:
         raise UsageError(f"bad training options: {exc}") from exc
     cfg.check_eval_data()  # a wrong --eval-data fails now, not after the training it would end
+    from trainers.data.readers import detect_format
+
+    for spec in dataset_specs(cfg.data):  # a file that is no training data (queries.jsonl, a plain folder)
+        if spec.path not in literal:     # fails now, not after a detached run said it started
+            detect_format(spec.path)
     from trainers.runs import new_run
 
     ws.root.mkdir(parents=True, exist_ok=True)
