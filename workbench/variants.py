@@ -138,6 +138,11 @@ def require_variant(ws: Workspace, serve: Serving, flags: str) -> None:
                              f"(re-encodes the workspace's documents with that model)")
 
 
+def is_variant(ws: Workspace) -> bool:
+    """Whether ``ws`` is a model variant of another workspace (``<parent>/variants/<label>-<hash>/``)."""
+    return ws.root.parent.name == "variants"
+
+
 def variant_workspaces(ws: Workspace) -> list[Workspace]:
     """The variants of ``ws`` that hold an index (``<ws>/variants/<label>-<hash>/``)."""
     return [Workspace(m.parent) for m in sorted((ws.root / "variants").glob("*/manifest.sqlite"))]

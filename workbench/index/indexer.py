@@ -644,16 +644,11 @@ def _rebuild_reason(recorded: dict, settings: IndexSettings) -> str:
     return f"settings changed ({described(diffs)}): rebuilding the index" if diffs else ""
 
 
-def _is_beir_source(root: Path) -> bool:
-    """A BEIR corpus root: a ``.jsonl`` file, or a folder with ``corpus.jsonl`` at its top."""
-    return root.suffix == ".jsonl" or (root / "corpus.jsonl").is_file()
-
-
 def _claim(manifest: Manifest, source: str, docs: list[SourceDocument]) -> list[str]:
     """The indexed roots that root ``source`` takes over (its walk reads them), after checking that
     none of ``docs`` has the id of another root's document: InputError naming the first such id, both
     roots and what to do instead (read-only: nothing is written before this passes)."""
-    from workbench.ingest.readers import reads
+    from workbench.ingest.readers import is_beir_corpus, reads
 
     here = Path(source)
     covered = [s for s, *_ in manifest.sources() if s != source and reads(here, Path(s))]
@@ -663,10 +658,10 @@ def _claim(manifest: Manifest, source: str, docs: list[SourceDocument]) -> list[
     # kept as it is. Folder ids are relative paths, alike by chance: one belongs to one root only,
     # even for an identical file (two doc folders with one LICENSE.md), or an edit of either copy,
     # or removing the other root, would break it.
-    shared = _is_beir_source(Path(source))
+    shared = is_beir_corpus(Path(source))
     clashes = [(d.doc_id, owner) for d in docs
                if (owner := owners.get(d.doc_id)) is not None and owner not in covered
-               and not (shared and _is_beir_source(Path(owner)) and known.get(d.doc_id) == d.content_hash)]
+               and not (shared and is_beir_corpus(Path(owner)) and known.get(d.doc_id) == d.content_hash)]
     if not clashes:
         return covered
     doc_id, other = clashes[0]

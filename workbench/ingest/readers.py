@@ -195,6 +195,11 @@ def _check_root(root: Path | str) -> Path:
     return root
 
 
+def is_beir_corpus(root: Path) -> bool:
+    """Whether ``root`` is read as a BEIR corpus (a ``.jsonl`` file, or a folder with ``corpus.jsonl``)."""
+    return _top_level_corpus(root) is not None
+
+
 def _top_level_corpus(root: Path) -> Path | None:
     """The BEIR corpus file that ``root`` designates, or None for a plain folder/file."""
     if root.is_dir():

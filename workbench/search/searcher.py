@@ -45,7 +45,6 @@ def _require_building_models(workspace: Workspace, settings) -> None:
     """WorkspaceError when a model an index was built with has changed on disk since (a run trained
     again under the same name, an overwritten folder): its queries would be encoded by other weights
     than its documents, so the index cannot answer until it is indexed again with it."""
-
     for role, path, recorded in (("dense", settings.dense_path, settings.dense_fingerprint),
                                  ("colbert", settings.colbert_name, settings.colbert_fingerprint),
                                  ("sparse", settings.sparse_path, settings.sparse_fingerprint)):
@@ -53,10 +52,11 @@ def _require_building_models(workspace: Workspace, settings) -> None:
             continue  # the zero-shot ColBERT stand-in is the dense model's
         if fingerprint(path) == recorded:
             continue
+        from workbench.variants import is_variant, short_model_name
+
         run = Path(path)
-        flag = f"runs/{run.parent.name}" if run.name == "model" and run.parent.parent.name == "runs" else path
-        again = (f"`wb index --model {role}={flag}`" if workspace.root.parent.name == "variants"
-                 else "`wb index`")
+        flag = f"runs/{short_model_name(path)}" if run.parent.parent.name == "runs" else path
+        again = f"`wb index --model {role}={flag}`" if is_variant(workspace) else "`wb index`"
         raise WorkspaceError(f"the {role} model this index was built with has changed on disk since ({path}): "
                              f"its documents would not match the queries; {again} indexes them again with it")
 

@@ -302,20 +302,20 @@ class SearchPane(Vertical):
         that index up to date (incrementally: only what changed is encoded) before it is searched
         again, so the two columns never rank different versions of the documents."""
         root = str(self.app.workspace_root)
-        jobs = [(c.side, c.root, c.variant[1]) for c in self.columns if c.variant and c.variant[0] == root]
+        jobs = [(c.side, c.variant[1]) for c in self.columns if c.variant and c.variant[0] == root]
         if not jobs or not hasattr(self.app.engine, "build_variant"):
             return
-        for side, _variant_root, _overrides in jobs:
+        for side, _overrides in jobs:
             self._refreshing.add(side)
             column = self.left if side == "left" else self.right
             column.clear(f"bringing the {column.model_label or 'fine-tune'} index up to date…")
         self._variant_refresh_worker(root, jobs)
 
     @work(thread=True, exclusive=True, group="variant-refresh", name="variant refresh")
-    def _variant_refresh_worker(self, root: str, jobs: list[tuple[str, str, dict[str, str]]]) -> None:
+    def _variant_refresh_worker(self, root: str, jobs: list[tuple[str, dict[str, str]]]) -> None:
         engine = self.app.engine
         problem = ""
-        for _side, _variant_root, overrides in jobs:
+        for _side, overrides in jobs:
             try:
                 info = engine.variant(root, overrides)
                 if not info.built or info.stale:
@@ -323,7 +323,7 @@ class SearchPane(Vertical):
             except WbError as exc:
                 problem = str(exc)
                 break
-        self.app.call_from_thread(self._variants_refreshed, [side for side, *_ in jobs], problem)
+        self.app.call_from_thread(self._variants_refreshed, [side for side, _ in jobs], problem)
 
     def _variants_refreshed(self, sides: list[str], problem: str) -> None:
         self._refreshing.difference_update(sides)
