@@ -77,7 +77,7 @@ class CandidateScorer:
     How: the chunks' rows are copied into a reused ``[n, L, d]`` buffer (L = the longest chunk's
     length; a shorter chunk's padding rows repeat its first row, so the max over L needs no mask;
     copies split over ``threads`` threads, numpy releases the GIL), one 2-D bf16 matmul (fp32 on a
-    CPU without native bf16: the buffer's bits widened into a second reused buffer) gives the
+    CPU without native bf16: each row's bits widened as it is copied into an int32 buffer) gives the
     ``[n, L, nq]`` similarities, and a float32 max over L then a sum over the query tokens give the
     scores. Against gathering into one ragged ``[T, d]`` tensor and reducing segments with numpy's
     reduceat, the reduction is a plain strided max; the reused buffer skips page faults on tens of
@@ -96,11 +96,15 @@ class CandidateScorer:
 
     def _copy(self, view: np.ndarray, rows: list[int], starts: list[int], lengths: list[int], lo: int, hi: int) -> None:
         bits = self.bits
+        widen = view.dtype == np.int32  # fp32 bit patterns: each bf16 row widened as it is copied
         for i in range(lo, hi):
             a, n = starts[i], lengths[i]
-            view[i, :n] = bits[a : a + n]
+            if widen:
+                _widened(bits[a : a + n], view[i, :n])
+            else:
+                view[i, :n] = bits[a : a + n]
             if n < view.shape[1]:  # padding repeats a real row: the max over the chunk is unchanged
-                view[i, n:] = bits[a]
+                view[i, n:] = view[i, 0]
 
     def score(self, query_tokens, rows: np.ndarray, threads: int = 1) -> np.ndarray:
         import torch
@@ -113,9 +117,14 @@ class CandidateScorer:
         q = torch.as_tensor(query_tokens).to(torch.float32 if self._widen else torch.bfloat16)
         with self._lock:
             need = n * width * dim
-            if self._buffer.size < need:
-                self._buffer = np.empty(need, dtype=np.int16)
-            view = self._buffer[:need].reshape(n, width, dim)
+            if self._widen:  # int32 buffer of fp32 bit patterns
+                if self._wide.size < need:
+                    self._wide = np.empty(need, dtype=np.int32)
+                view = self._wide[:need].reshape(n, width, dim)
+            else:
+                if self._buffer.size < need:
+                    self._buffer = np.empty(need, dtype=np.int16)
+                view = self._buffer[:need].reshape(n, width, dim)
             args = (view, rows.tolist(), self.starts[rows].tolist(), lengths.tolist())
             if threads > 1 and n >= 64:
                 if self._pool is None:
@@ -124,12 +133,8 @@ class CandidateScorer:
                 list(self._pool.map(lambda b: self._copy(*args, int(b[0]), int(b[1])), zip(bounds[:-1], bounds[1:])))
             else:
                 self._copy(*args, 0, n)
-            if self._widen:
-                if self._wide.size < need:
-                    self._wide = np.empty(need, dtype=np.int32)
-                docs = torch.from_numpy(_widened(self._buffer[:need], self._wide[:need]).reshape(n * width, dim))
-            else:
-                docs = torch.from_numpy(self._buffer[:need].reshape(n * width, dim)).view(torch.bfloat16)
+            flat = view.reshape(n * width, dim)
+            docs = torch.from_numpy(flat.view(np.float32)) if self._widen else torch.from_numpy(flat).view(torch.bfloat16)
             with torch.inference_mode():
                 # one 2-D matmul, then the max in float32 (bf16 reductions are ~10x slower on CPU)
                 sims = torch.mm(docs, q.T).float().view(n, width, -1)  # [n, L, nq]
