@@ -250,6 +250,7 @@ class WbApp(App):
             self.set_focus(None)
         self.query_one(TabbedContent).active = tab
         self.state.tab = tab
+        self.refresh_bindings()  # the footer's "/" depends on the tab (check_action)
         self._focus_tab(tab)
 
     @on(TabbedContent.TabActivated)
@@ -258,6 +259,7 @@ class WbApp(App):
         if tab != self.state.tab:
             self.state.tab = tab
             self.save_state()
+            self.refresh_bindings()
         if tab == "runs":
             self.runs.refresh_runs()
 
