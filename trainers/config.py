@@ -32,7 +32,8 @@ LOSS_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _loss_key(name: str) -> str:
+def loss_key(name: str) -> str:
+    """A loss name as the registries key it: ``Sum-Marg_LH`` -> ``summarglh``."""
     return name.strip().lower().replace("-", "").replace("_", "")
 
 
@@ -47,7 +48,7 @@ def _from_dict(cls, data: dict):
     for key, value in data.items():
         _check_option(key, value, str(by_name[key].type))
     names = LOSS_NAMES.get(getattr(cls, "LOSS_KIND", ""), ())
-    if "loss" in data and names and _loss_key(str(data["loss"])) not in names:
+    if "loss" in data and names and loss_key(str(data["loss"])) not in names:
         raise UsageError(f"unknown loss {data['loss']!r} for the {cls.TRAINER} trainer: expected one of "
                          f"{', '.join(names)}")
     if data.get("task_sampling", "proportional") not in SAMPLING:

@@ -30,7 +30,7 @@ from typing import Callable
 
 from workbench.errors import InputError, UsageError
 
-from .config import EmbedderConfig
+from .config import EmbedderConfig, loss_key
 from .loop import KEEP_CHECKPOINTS, Trainer, log as _log, train_run
 from .runs import RunFolder
 
@@ -124,13 +124,13 @@ class EmbedderTrainer(Trainer):
 
     def __init__(self, cfg: EmbedderConfig) -> None:
         super().__init__(cfg)
-        loss_key = cfg.loss.strip().lower().replace("-", "").replace("_", "")
+        key = loss_key(cfg.loss)
         # loss "kl": distillation only; distill_weight > 0: contrastive + w * KL
-        self.distill_only = loss_key == "kl"
+        self.distill_only = key == "kl"
         self.distill_weight = 1.0 if self.distill_only and cfg.distill_weight <= 0 else cfg.distill_weight
         if self.distill_weight < 0:
             raise UsageError(f"distill_weight must be >= 0, not {cfg.distill_weight}")
-        self.loss_key = "infonce" if self.distill_only else loss_key
+        self.loss_key = "infonce" if self.distill_only else key
         if self.distill_weight > 0 and cfg.negatives_per_query < 1:
             raise UsageError("distillation scores a query's positive against its hard negatives: "
                              "set negatives_per_query >= 1")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainers.config import loss_key
 from workbench.errors import UsageError
 
 from ._base import RetrievalLoss, check_scores_and_mask
@@ -51,7 +52,7 @@ MULTI_POSITIVE = ("jointlh", "summarglh", "lsepair", "rand1lh")
 
 def build_loss(name: str, **kwargs: Any) -> RetrievalLoss:
     """``LOSSES[name](**kwargs)``; UsageError naming the known losses when ``name`` is unknown."""
-    key = name.strip().lower().replace("-", "").replace("_", "")
+    key = loss_key(name)
     cls = LOSSES.get(key)
     if cls is None:
         raise UsageError(f"unknown loss {name!r}: expected one of {', '.join(LOSSES)}")
@@ -70,7 +71,7 @@ _RERANK_ALIASES = {"ranknet": "pairwise", "bce": "pointwise", "softmax": "listwi
 
 def build_rerank_loss(name: str, **kwargs: Any) -> RetrievalLoss:
     """``RERANK_LOSSES[name](**kwargs)`` (aliases: ranknet, bce, softmax); UsageError when unknown."""
-    key = name.strip().lower().replace("-", "").replace("_", "")
+    key = loss_key(name)
     key = _RERANK_ALIASES.get(key, key)
     cls = RERANK_LOSSES.get(key)
     if cls is None:

@@ -190,7 +190,7 @@ class ResultColumn(Vertical):
         for i, hit in enumerate(self.hits):
             title = hit.title or hit.doc_id
             if self.result.unit == "chunk":  # the chunk number survives a short column: the title is cut
-                number = f" #{hit.chunk_id.rsplit('#', 1)[-1]}"
+                number = f" {_chunk_number(hit)}"
                 title = short(title, max(4, title_w - 1 - len(number))) + number
             doc = Text(" " + short(title, title_w - 1))
             if wide and title_w - len(doc.plain) > 6:
@@ -243,7 +243,7 @@ class ResultColumn(Vertical):
                 text.append(" · ", style="dim")
             name = short(hit.title or hit.doc_id, 28 if self.result.unit != "chunk" else 22)
             if self.result.unit == "chunk":
-                name += f" #{hit.chunk_id.rsplit('#', 1)[-1]}"
+                name += f" {_chunk_number(hit)}"
             text.append(name)
             text.append(f" (was #{hit.rank})", style="dim")
         box.update(text)
@@ -261,3 +261,8 @@ class ResultColumn(Vertical):
         event.stop()
         if self.hits:
             self.post_message(self.Open(self, event.cursor_row))
+
+
+def _chunk_number(hit) -> str:
+    """``#N`` of a chunk hit (its chunk id is ``<doc id>#N``)."""
+    return "#" + hit.chunk_id.rsplit("#", 1)[-1]
