@@ -7,6 +7,7 @@ token ids equal AutoTokenizer's. The query path of a BERT workspace never import
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -342,7 +343,62 @@ def test_query_threads_follow_idle_cores(monkeypatch):
     monkeypatch.setenv("WB_QUERY_THREADS", "0")
     assert device.query_threads() is None
     monkeypatch.delenv("WB_QUERY_THREADS")
+    monkeypatch.setattr(device, "runnable_elsewhere", lambda: None)  # the load average alone
     monkeypatch.setattr(device.os, "getloadavg", lambda: (50.0, 0.0, 0.0))
     assert device.query_threads() == 1  # every core busy: one thread
     monkeypatch.setattr(device.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert device.query_threads() == len(os.sched_getaffinity(0))
+    # the average still counts a process that has just ended; nothing runnable elsewhere now wins
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (50.0, 0.0, 0.0))
+    monkeypatch.setattr(device, "runnable_elsewhere", lambda: 0)
+    assert device.query_threads() == len(os.sched_getaffinity(0))
+
+
+def test_own_queries_do_not_count_as_busy_cores(monkeypatch):
+    """A loop of queries (wb eval) raises the load average itself; that load is not another
+    process's, so it must not cut the next queries to one thread."""
+    import time
+
+    from workbench.encoders import device
+
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("WB_QUERY_THREADS", raising=False)
+    monkeypatch.setattr(device, "runnable_elsewhere", lambda: None)
+    monkeypatch.setattr(device, "_own_load", {"ema": 0.0, "at": 0.0})
+    assert device.own_query_load() == 0.0
+    now = time.monotonic()
+    device._count_own_load(now - 120.0, now, cpus)  # two minutes of queries on every core
+    own = device.own_query_load(now)
+    assert cpus * 0.85 < own <= cpus  # 1 - e^-2 of the way to the threads used
+    assert device.own_query_load(now + 60.0) == pytest.approx(own / math.e)  # then it decays
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (own, 0.0, 0.0))  # all of it ours
+    monkeypatch.setattr(device.time, "monotonic", lambda: now)
+    assert device.query_threads() == cpus
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (own + cpus, 0.0, 0.0))  # and as much from others
+    assert device.query_threads() == 1
+    # a block adds its threads x duration
+    monkeypatch.undo()
+    monkeypatch.setenv("WB_QUERY_THREADS", "1")
+    monkeypatch.setattr(device, "_own_load", {"ema": 0.0, "at": 0.0})
+    with device.query_thread_limit():
+        time.sleep(0.3)
+    assert device.own_query_load() == pytest.approx(1 - math.exp(-0.3 / 60), rel=0.2)
+
+
+def test_numpy_blas_runs_on_one_thread_inside_query_blocks():
+    """numpy's OpenBLAS and torch's OpenMP pools both spin on 2 cores: query blocks keep BLAS on one
+    thread and give it back its threads afterwards."""
+    import numpy as np  # noqa: F401  (loads the BLAS)
+    from threadpoolctl import threadpool_info
+
+    from workbench.encoders import device
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "numpy has no BLAS threadpoolctl can see"
+    with device.query_thread_limit():
+        assert blas_threads() == [1] * len(before)
+    assert blas_threads() == before
+    assert isinstance(device.runnable_elsewhere(), int) and device.runnable_elsewhere() >= 0
