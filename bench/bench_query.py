@@ -72,7 +72,7 @@ def exactness(searcher, queries: list[str]) -> dict:
         "colbert_top10_overlap": float(np.mean(col_overlap)),
         "colbert_top10_overlap_hybrid_candidates": float(np.mean(col_hybrid)),
         "note": "colbert alone scores the dense top-300 + BM25 top-100 exactly; inside hybrid it scores the "
-                "other modes' top-100 + the dense top-150 (index.hybrid_colbert_extra), so its own list is not the global top",
+                "other modes' top-50 each (index.hybrid_colbert_depth), so its own list is not the global top",
         "sparse_top10_overlap": float(np.mean(sp_overlap)),
     }
 
@@ -96,7 +96,8 @@ def scorer_ratio(searcher, queries: list[str]) -> dict:
         ours, base, sizes = [], [], []
         for q in searcher.encode_queries(queries, {"dense", "colbert", "sparse"}):
             lists = searcher.run_modes(q, ("dense", "sparse", "bm25"), 100)
-            rows = [r for r, _ in lists.values()] + ([searcher._mode_dense(q, extra)[0]] if extra else [])
+            head = searcher.config.index.hybrid_colbert_depth or None
+            rows = [r[:head] for r, _ in lists.values()] + ([searcher._mode_dense(q, extra)[0]] if extra else [])
             rows = np.unique(np.concatenate(rows))
             sizes.append(len(rows))
             for fn, sink in ((searcher.maxsim_rows, ours), (ragged, base)):
@@ -106,6 +107,39 @@ def scorer_ratio(searcher, queries: list[str]) -> dict:
         out[label] = {"chunks_mean": float(np.mean(sizes)), "ours_p50_ms": pct(ours, 50),
                       "ragged_gather_p50_ms": pct(base, 50), "ratio_time": pct(ours, 50) / pct(base, 50)}
     return out
+
+
+def ablations(searcher, queries: list[str]) -> dict:
+    """Hybrid p50 with this version's query-time choices against what they replaced, in this
+    process: ColBERT scoring the other lists' top ``hybrid_colbert_depth`` each (vs their whole
+    lists + the dense top-150, the earlier default), and numpy's BLAS on one thread inside query
+    blocks (vs left at its own thread count beside torch's; the dense product runs in torch now, so
+    this only guards). Each variant answers every query in turn, in the order A B C C B A (a
+    variant's spinning threads outlive its query, so alternating per query would mix them)."""
+    import contextlib
+    from dataclasses import replace
+
+    from workbench.encoders import device
+
+    ours_cfg = searcher.config
+    wide_cfg = replace(ours_cfg, index=replace(ours_cfg.index, hybrid_colbert_depth=0, hybrid_colbert_extra=150))
+    one_blas = device._one_blas_thread
+    variants = {"ours": (ours_cfg, one_blas), "whole_lists_plus_dense150": (wide_cfg, one_blas),
+                "blas_unlimited": (ours_cfg, contextlib.nullcontext)}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    try:
+        for name in list(variants) + list(reversed(variants)):
+            searcher.config, device._one_blas_thread = variants[name]
+            for q in queries:
+                t0 = time.perf_counter()
+                searcher.search(q, pipeline="hybrid", k=10)
+                times[name].append((time.perf_counter() - t0) * 1000)
+    finally:
+        searcher.config, device._one_blas_thread = ours_cfg, one_blas
+    p50 = {k: pct(v, 50) for k, v in times.items()}
+    return {"hybrid_p50_ms": p50, "queries": len(queries), "order": "A B C C B A, every query each time",
+            "ratio_time_vs_whole_lists": p50["ours"] / p50["whole_lists_plus_dense150"],
+            "ratio_time_vs_blas_unlimited": p50["ours"] / p50["blas_unlimited"]}
 
 
 def main() -> None:
@@ -155,6 +189,7 @@ def main() -> None:
         "goals": {"hybrid_p50_ms": 50, "cold_seconds": 3},
         "exactness": exactness(searcher, queries[: args.exact_queries]),
         "colbert_stage_vs_ragged_gather": scorer_ratio(searcher, queries[: args.exact_queries]),
+        "hybrid_ablations": ablations(searcher, queries[: args.exact_queries * 2]),
     }
     write_result("query", result)
 

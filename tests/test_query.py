@@ -125,6 +125,37 @@ def test_colbert_matches_brute_force_maxsim(small_workspace, exact):
     assert np.mean(overlaps) >= 0.99
 
 
+
+def test_colbert_inside_a_fusion_scores_the_other_lists_heads_exactly(small_workspace):
+    """Above the exact threshold, ColBERT inside hybrid scores the union of the other modes' top
+    ``hybrid_colbert_depth`` each: every one of them, each exactly (brute-force MaxSim), no other."""
+    import torch
+
+    from workbench.search.searcher import Searcher
+
+    ws, _ = small_workspace
+    searcher = Searcher(ws)
+    cfg = searcher.config
+    matrix, mapping = searcher.tokens
+    docs = [torch.from_numpy(np.asarray(matrix.bits[matrix.starts[r]: matrix.starts[r] + matrix.lengths[r]]))
+            .view(torch.bfloat16).float().numpy() for r in mapping]
+    modes = ("dense", "colbert", "sparse", "bm25")
+    sizes = {}
+    for head in (5, 20, 0):
+        searcher.config = replace(cfg, index=replace(cfg.index, colbert_exact_max_tokens=0, hybrid_colbert_depth=head,
+                                                     hybrid_colbert_extra=0))
+        q = searcher.encode_queries([QUERIES[0]], set(modes))[0]
+        lists = searcher.run_modes(q, modes, 100)
+        heads = [rows[: head or None] for mode, (rows, _) in lists.items() if mode != "colbert"]
+        union = set(np.concatenate(heads).tolist())
+        rows, scores = lists["colbert"]
+        assert set(rows.tolist()) <= union and len(rows) == min(len(union), 100)  # its own list: 100 deep
+        brute = maxsim_numpy(q.tokens, [docs[r] for r in rows])
+        np.testing.assert_allclose(scores, brute, rtol=1e-4, atol=1e-4)
+        assert list(scores) == sorted(scores, reverse=True)
+        sizes[head] = len(union)
+    assert sizes[5] < sizes[20] < sizes[0]
+
 def test_fusion_equals_ranx():
     from ranx import Run, fuse
 

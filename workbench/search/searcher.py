@@ -125,6 +125,7 @@ class Searcher:
         self._scorer: CandidateScorer | None = None
         self._reranker = None
         self._snapshot = None
+        self._dense_view = None  # (the snapshot it views, its dense matrix as a torch tensor)
         self.models = model_labels(served)
 
     # -- lazily loaded state ------------------------------------------------------
@@ -158,6 +159,30 @@ class Searcher:
                 snap = snapshot.load(folder, version)
             self._snapshot = snap
         return self._snapshot
+
+    def _dense_tensor(self):
+        """The snapshot's dense matrix as a torch view (no copy): query-time products go through
+        torch's thread pool, never numpy's BLAS, whose spinning workers would take a core from it."""
+        snap = self.snapshot
+        if self._dense_view is None or self._dense_view[0] is not snap:
+            import warnings
+
+            import torch
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # torch warns that the memmap is read-only
+                self._dense_view = (snap, torch.from_numpy(np.asarray(snap.dense, dtype=np.float32)))
+        return self._dense_view[1]
+
+    def _dense_scores(self, q: EncodedQuery, rows: np.ndarray | None = None) -> np.ndarray:
+        """Cosine of the query's pooled vector with every chunk (``rows``: with those), float32."""
+        import torch
+
+        matrix = self._dense_tensor()
+        if rows is not None:
+            matrix = matrix[torch.from_numpy(np.asarray(rows, dtype=np.int64))]
+        with torch.inference_mode():
+            return torch.mv(matrix, torch.from_numpy(np.ascontiguousarray(q.dense, dtype=np.float32))).numpy()
 
     @property
     def catalog(self):
@@ -236,7 +261,7 @@ class Searcher:
         if self.catalog.size > self.config.index.dense_exact_max_rows:
             keys, sims = self.lance.dense_search(q.dense, depth)
             return self._rows(keys), sims
-        sims = np.asarray(self.snapshot.dense) @ q.dense.astype(np.float32)
+        sims = self._dense_scores(q)
         depth = min(depth, len(sims))
         top = np.argpartition(-sims, depth - 1)[:depth] if depth < len(sims) else np.arange(len(sims))
         top = top[np.argsort(-sims[top], kind="stable")]
@@ -281,11 +306,14 @@ class Searcher:
             t0 = time.perf_counter()
             cand = None
             if len(lists) and not self._exact_colbert():
-                # the other modes' lists (optionally widened by the dense top-N): ColBERT scores them exactly
-                # without dense among them (e.g. colbert+bm25) the dense top-N widens them as for colbert alone
-                extra_n = self.config.index.hybrid_colbert_extra if "dense" in lists else self.config.index.colbert_candidates
+                # the other modes' top-N each (optionally widened by the dense top-N): ColBERT scores them
+                # exactly; without dense among them (e.g. colbert+bm25) the dense top-N widens them as for
+                # colbert alone
+                index = self.config.index
+                extra_n = index.hybrid_colbert_extra if "dense" in lists else index.colbert_candidates
                 extra = [self._mode_dense(q, extra_n)[0]] if extra_n > 0 else []
-                cand = np.concatenate([r for r, _ in lists.values()] + extra)
+                head = index.hybrid_colbert_depth or None
+                cand = np.concatenate([r[:head] for r, _ in lists.values()] + extra)
             lists["colbert"] = self._mode_colbert(q, depth, cand)
             q.timings["colbert"] = (time.perf_counter() - t0) * 1000
         if self.config.fusion.complete and len(lists) > 1:
@@ -313,7 +341,7 @@ class Searcher:
         out = dict(lists)
         for mode, (rows, scores) in lists.items():
             if mode == "dense":
-                full = np.asarray(self.snapshot.dense)[union] @ q.dense.astype(np.float32)
+                full = self._dense_scores(q, union)
             elif mode == "sparse":
                 full = self.sparse_vectors.dot(union, q.sparse_ids, q.sparse_weights)
             elif mode == "colbert":
@@ -408,7 +436,7 @@ class Searcher:
         with query_thread_limit(bool(set(pipe.modes) - {"bm25"}) or pipe.rerank):
             encoded = self.encode_queries(texts, set(pipe.modes), instr)
             if encoded:
-                self._timed_load("load_index", lambda: (self.catalog, self.snapshot.dense), encoded)
+                self._timed_load("load_index", lambda: (self.catalog, self._dense_tensor()), encoded)
             results = []
             for i, q in enumerate(encoded):
                 t0 = time.perf_counter()
