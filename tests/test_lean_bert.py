@@ -402,3 +402,22 @@ def test_numpy_blas_runs_on_one_thread_inside_query_blocks():
         assert blas_threads() == [1] * len(before)
     assert blas_threads() == before
     assert isinstance(device.runnable_elsewhere(), int) and device.runnable_elsewhere() >= 0
+
+
+def test_bm25_query_never_imports_torch(small_workspace):
+    """`wb query -p bm25` answers in a fraction of a second because it loads no model: torch's import
+    alone takes ~2 s on the 2-core machine."""
+    ws, _ = small_workspace
+    code = (
+        "import sys, json\n"
+        "from workbench.search.searcher import Searcher\n"
+        "from pathlib import Path\nfrom workbench.workspace import Workspace\n"
+        f"s = Searcher(Workspace(Path({str(ws.root)!r})))\n"
+        "r = s.search('itertools.groupby', pipeline='bm25', k=3)\n"
+        "print(json.dumps({'hits': len(r.results), 'torch': 'torch' in sys.modules}))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"hits": 3, "torch": False}

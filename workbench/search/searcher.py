@@ -436,7 +436,7 @@ class Searcher:
         with query_thread_limit(bool(set(pipe.modes) - {"bm25"}) or pipe.rerank):
             encoded = self.encode_queries(texts, set(pipe.modes), instr)
             if encoded:
-                self._timed_load("load_index", lambda: (self.catalog, self._dense_tensor()), encoded)
+                self._timed_load("load_index", lambda: (self.catalog, self.snapshot.dense), encoded)
             results = []
             for i, q in enumerate(encoded):
                 t0 = time.perf_counter()
