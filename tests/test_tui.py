@@ -292,6 +292,34 @@ async def test_corpus_screen_indexes_a_folder_in_the_background(tmp_path, tui_en
         assert app.search.left.hits[0].doc_id == "time/sleep.md"
 
 
+
+async def test_corpus_ages_follow_the_clock_and_keep_the_cursor(small_workspace, tui_engine, monkeypatch):
+    """"indexed just now" is not frozen: the ages are redrawn as time passes, without rebuilding
+    the folders' table (its cursor stays where the user left it)."""
+    from workbench.tui import corpus as corpus_mod
+
+    ws, _ = small_workspace
+    app = WbApp(str(ws.root), engine=tui_engine, warm=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        pane = app.corpus
+        src = pane.info.sources[0]
+        table = app.query_one("#sources")
+        age = lambda: str(table.get_cell(src.root, "indexed"))  # noqa: E731
+        stats = lambda: str(app.query_one("#corpus-stats").render())  # noqa: E731
+        now = src.indexed_at + 5 * 60
+        monkeypatch.setattr(corpus_mod.time, "time", lambda: now)
+        pane._tick_ages()
+        await pilot.pause()
+        assert age() == "5 min ago" and "indexed 5 min ago" in stats()
+        table.move_cursor(row=0)
+        now = src.indexed_at + 3 * 3600
+        pane._tick_ages()
+        await pilot.pause()
+        assert age() == "3 h ago" and "indexed 3 h ago" in stats()
+        assert table.cursor_row == 0 and table.row_count == len(pane.info.sources)
+        assert corpus_mod.AGE_TICK_S <= 60  # the timer redraws them at least once a minute
+
 async def test_errors_are_notifications_never_crashes(tmp_path, tui_engine):
     app = WbApp(str(tmp_path / "missing-ws"), engine=tui_engine, warm=False)
     async with app.run_test(size=(100, 30)) as pilot:

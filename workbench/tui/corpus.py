@@ -15,10 +15,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, ProgressBar, Static
+from textual.widgets.data_table import CellDoesNotExist
 
 from workbench.errors import WbError
 from workbench.tui.common import Palette, ago, short, short_path
 
+AGE_TICK_S = 30.0  # how often the "indexed 3 min ago" ages are redrawn
 ROLE_NAMES = {"dense": "dense", "colbert": "colbert", "sparse": "sparse", "reranker": "reranker"}
 
 
@@ -69,6 +71,7 @@ class CorpusPane(Vertical):
         self.query_one("#documents").border_title = "documents"
         self.query_one("#skipped").border_title = "skipped files"
         self.query_one("#workspace-path", Input).value = str(self.app.workspace_root)
+        self.set_interval(AGE_TICK_S, self._tick_ages)
 
     # -- showing the workspace ---------------------------------------------------------
     def show_info(self, info) -> None:
@@ -91,6 +94,20 @@ class CorpusPane(Vertical):
                 models.append(short(label, 50))
         self.query_one("#corpus-models", Static).update(models)
         self.query_one("#corpus-models").border_title = "models"
+        self._render_stats()
+        note = Text()
+        for folder in info.pending:
+            note.append(f"not indexed again yet: {folder} (`wb index` finishes it)\n", style=f"bold {pal.down}")
+        if info.note:
+            note.append(info.note, style=f"bold {pal.accent}")
+        self.query_one("#corpus-note", Static).update(note)
+        self.query_one("#corpus-note").display = bool(info.note or info.pending)
+        self._render_sources()
+        if not info.exists:
+            self.show_documents([])
+
+    def _render_stats(self) -> None:
+        info, pal = self.info, Palette.of(self.app)
         stats = Text()
         if info.error:
             stats.append(info.error + "\n", style=f"bold {pal.down}")
@@ -111,17 +128,20 @@ class CorpusPane(Vertical):
         if info.chunk_tokens:
             stats.append(f"chunks: {info.chunk_tokens} tokens, {info.chunk_overlap} overlap", style="dim")
         self.query_one("#corpus-stats", Static).update(stats)
-        note = Text()
-        for folder in info.pending:
-            note.append(f"not indexed again yet: {folder} (`wb index` finishes it)\n", style=f"bold {pal.down}")
-        if info.note:
-            note.append(info.note, style=f"bold {pal.accent}")
-        self.query_one("#corpus-note", Static).update(note)
-        self.query_one("#corpus-note").display = bool(info.note or info.pending)
         self.query_one("#corpus-stats").border_title = "index"
-        self._render_sources()
-        if not info.exists:
-            self.show_documents([])
+
+    def _tick_ages(self) -> None:
+        """Ages ("3 min ago") follow the clock while the app runs; the folders' cursor stays put."""
+        info = self.info
+        if info is None or not info.exists:
+            return
+        self._render_stats()
+        table = self.query_one("#sources", DataTable)
+        for src in info.sources:
+            try:
+                table.update_cell(src.root, "indexed", self._when(src.indexed_at))
+            except (KeyError, CellDoesNotExist):  # the table is being rebuilt
+                pass
 
     def _render_sources(self) -> None:
         table = self.query_one("#sources", DataTable)
@@ -133,7 +153,8 @@ class CorpusPane(Vertical):
         table.add_column(f"{'chunks':>7}", key="chunks", width=7)
         table.add_column("indexed", key="indexed", width=10)
         for s in self.info.sources if self.info else []:
-            table.add_row(short_path(s.root, folder_w), f"{s.docs:>6,}", f"{s.chunks:>7,}", self._when(s.indexed_at))
+            table.add_row(short_path(s.root, folder_w), f"{s.docs:>6,}", f"{s.chunks:>7,}", self._when(s.indexed_at),
+                          key=s.root)
 
     @staticmethod
     def _when(t: float) -> str:
