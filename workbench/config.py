@@ -38,7 +38,7 @@ complete = false             # true: score every candidate in every mode (dense,
 
 [fusion.weights]
 dense = 1.0
-colbert = 1.5
+colbert = 2.0
 sparse = 1.0
 bm25 = 1.0
 
@@ -85,7 +85,7 @@ class FusionConfig:
     # score every fused candidate exactly in each of dense, sparse and ColBERT (not only those in
     # that mode's own top `depth`): a joint model's modes fused as BGE-M3 fuses them
     complete: bool = False
-    weights: dict[str, float] = field(default_factory=lambda: {"dense": 1.0, "colbert": 1.5, "sparse": 1.0, "bm25": 1.0})
+    weights: dict[str, float] = field(default_factory=lambda: {"dense": 1.0, "colbert": 2.0, "sparse": 1.0, "bm25": 1.0})
 
 
 @dataclass(frozen=True)
