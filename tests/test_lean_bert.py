@@ -306,26 +306,33 @@ def test_lowercase_setting_comes_from_tokenizer_config(tmp_path):
 # -- the query path ------------------------------------------------------------------------------------
 
 
-def test_query_path_never_imports_transformers(small_workspace):
-    ws, _ = small_workspace
+def _query_in_a_fresh_process(ws, pipeline: str, query: str, report: str, env: dict | None = None) -> dict:
+    """Open ``ws`` in a new interpreter, answer one query, and return the JSON that the Python
+    expression ``report`` (over ``s``, the searcher, ``r``, the result, and ``sys``) prints."""
     code = (
         "import sys, json\n"
         "from workbench.search.searcher import Searcher\n"
         "from pathlib import Path\nfrom workbench.workspace import Workspace\n"
         f"s = Searcher(Workspace(Path({str(ws.root)!r})))\n"
-        "r = s.search('group consecutive items by key', pipeline='hybrid+rerank', k=3)\n"
-        "from workbench.encoders.lean_bert import LeanBertModel, LeanBertForMaskedLM\n"
-        "assert isinstance(s.bundle.dense.model, LeanBertModel)\n"
-        "assert isinstance(s.bundle.sparse.model, LeanBertForMaskedLM)\n"
-        "print(json.dumps({'hits': len(r.results), 'heavy': sorted(m for m in ('transformers', 'lancedb', 'pandas') "
-        "if m in sys.modules)}))\n"
+        f"r = s.search({query!r}, pipeline={pipeline!r}, k=3)\n"
+        f"print(json.dumps({report}))\n"
     )
+    proc = subprocess.run([sys.executable, "-c", code], env=env or dict(os.environ, PYTHONPATH=str(REPO)),
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_query_path_never_imports_transformers(small_workspace):
+    ws, _ = small_workspace
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("WB_LEAN", None)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = _query_in_a_fresh_process(
+        ws, "hybrid+rerank", "group consecutive items by key",
+        "{'hits': len(r.results), 'heavy': sorted(m for m in ('transformers', 'lancedb', 'pandas') if m in sys.modules),"
+        " 'lean': [type(s.bundle.dense.model).__name__, type(s.bundle.sparse.model).__name__]}", env)
     assert out["hits"] > 0
+    assert out["lean"] == ["LeanBertModel", "LeanBertForMaskedLM"]
     assert out["heavy"] == []
 
 
@@ -388,7 +395,6 @@ def test_own_queries_do_not_count_as_busy_cores(monkeypatch):
 def test_numpy_blas_runs_on_one_thread_inside_query_blocks():
     """numpy's OpenBLAS and torch's OpenMP pools both spin on 2 cores: query blocks keep BLAS on one
     thread and give it back its threads afterwards."""
-    import numpy as np  # noqa: F401  (loads the BLAS)
     from threadpoolctl import threadpool_info
 
     from workbench.encoders import device
@@ -408,16 +414,6 @@ def test_bm25_query_never_imports_torch(small_workspace):
     """`wb query -p bm25` answers in a fraction of a second because it loads no model: torch's import
     alone takes ~2 s on the 2-core machine."""
     ws, _ = small_workspace
-    code = (
-        "import sys, json\n"
-        "from workbench.search.searcher import Searcher\n"
-        "from pathlib import Path\nfrom workbench.workspace import Workspace\n"
-        f"s = Searcher(Workspace(Path({str(ws.root)!r})))\n"
-        "r = s.search('itertools.groupby', pipeline='bm25', k=3)\n"
-        "print(json.dumps({'hits': len(r.results), 'torch': 'torch' in sys.modules}))\n"
-    )
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = _query_in_a_fresh_process(ws, "bm25", "itertools.groupby",
+                                    "{'hits': len(r.results), 'torch': 'torch' in sys.modules}")
     assert out == {"hits": 3, "torch": False}

@@ -152,8 +152,9 @@ def _one_blas_thread():
     Its worker threads spin-wait after each call, and torch's OpenMP workers spin too: with both
     pools at 2 threads on 2 cores, each waits for cores the other holds. Measured on SciFact (AVX2
     EPYC, 2 cores): hybrid p50 133 ms with both at 2 threads, 61 ms with BLAS at 1 (the MiniLM query
-    forward 36 -> 12 ms, the ColBERT stage 67 -> 34 ms). Query-time numpy products are small
-    (a matrix-vector product over the corpus' dense vectors).
+    forward 36 -> 12 ms, the ColBERT stage 67 -> 34 ms). The query path's own products now run in
+    torch (``Searcher._dense_scores``); this keeps any numpy product inside a query block from
+    waking BLAS's workers.
     """
     controller = _blas_controller()
     if controller is None or not controller.select(user_api="blas").lib_controllers:
