@@ -300,7 +300,10 @@ def test_tuning_scan_and_rerank_replay_match_the_query_path(first_run, dataset):
     replayed = tune.replay_rerank(hybrid, {q: dict(list(raw[q].items())[:20]) for q in qids}, 5, 0.5)
     for q in qids:
         assert list(real[q])[:10] == list(replayed[q])[:10]
-        assert [real[q][d] for d in list(real[q])[:5]] == pytest.approx([replayed[q][d] for d in list(replayed[q])[:5]])
+        # fp32 MaxSim over batches of 5 and 20 chunks sums in another order (GEMM blocking, thread
+        # count): ~1e-7 relative, which min-max scaling makes up to ~4e-6 on a score near 0
+        assert [real[q][d] for d in list(real[q])[:5]] == pytest.approx(
+            [replayed[q][d] for d in list(replayed[q])[:5]], rel=1e-5, abs=1e-7)
 
 
 def test_a_workspace_holding_other_documents_is_refused(dataset, tmp_path, capsys, monkeypatch):
