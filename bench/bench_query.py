@@ -96,9 +96,9 @@ def scorer_ratio(searcher, queries: list[str]) -> dict:
         ours, base, sizes = [], [], []
         for q in searcher.encode_queries(queries, {"dense", "colbert", "sparse"}):
             lists = searcher.run_modes(q, ("dense", "sparse", "bm25"), 100)
-            head = searcher.config.index.hybrid_colbert_depth or None
-            rows = [r[:head] for r, _ in lists.values()] + ([searcher._mode_dense(q, extra)[0]] if extra else [])
-            rows = np.unique(np.concatenate(rows))
+            rows = searcher.fusion_colbert_candidates(q, lists)
+            if extra:
+                rows = np.unique(np.concatenate([rows, searcher._mode_dense(q, extra)[0]]))
             sizes.append(len(rows))
             for fn, sink in ((searcher.maxsim_rows, ours), (ragged, base)):
                 t0 = time.perf_counter()

@@ -306,14 +306,7 @@ class Searcher:
             t0 = time.perf_counter()
             cand = None
             if len(lists) and not self._exact_colbert():
-                # the other modes' top-N each (optionally widened by the dense top-N): ColBERT scores them
-                # exactly; without dense among them (e.g. colbert+bm25) the dense top-N widens them as for
-                # colbert alone
-                index = self.config.index
-                extra_n = index.hybrid_colbert_extra if "dense" in lists else index.colbert_candidates
-                extra = [self._mode_dense(q, extra_n)[0]] if extra_n > 0 else []
-                head = index.hybrid_colbert_depth or None
-                cand = np.concatenate([r[:head] for r, _ in lists.values()] + extra)
+                cand = self.fusion_colbert_candidates(q, lists)
             lists["colbert"] = self._mode_colbert(q, depth, cand)
             q.timings["colbert"] = (time.perf_counter() - t0) * 1000
         if self.config.fusion.complete and len(lists) > 1:
@@ -321,6 +314,18 @@ class Searcher:
             lists = self.complete_lists(q, lists)
             q.timings["complete"] = (time.perf_counter() - t0) * 1000
         return lists
+
+    def fusion_colbert_candidates(self, q: EncodedQuery, lists: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """The chunk rows ColBERT scores exactly inside a fused pipeline: the other modes' top
+        ``hybrid_colbert_depth`` each (0: whole lists), widened by the dense top
+        ``hybrid_colbert_extra`` (without dense among them, e.g. colbert+bm25, by the dense top
+        ``colbert_candidates`` as for colbert alone). Unique, ascending."""
+        index = self.config.index
+        extra_n = index.hybrid_colbert_extra if "dense" in lists else index.colbert_candidates
+        extra = [self._mode_dense(q, extra_n)[0]] if extra_n > 0 else []
+        head = index.hybrid_colbert_depth or None
+        cand = np.concatenate([rows[:head] for rows, _ in lists.values()] + extra)
+        return np.unique(cand[cand >= 0])
 
     @property
     def sparse_vectors(self):
