@@ -306,14 +306,16 @@ def test_lowercase_setting_comes_from_tokenizer_config(tmp_path):
 # -- the query path ------------------------------------------------------------------------------------
 
 
-def _query_in_a_fresh_process(ws, pipeline: str, query: str, report: str, env: dict | None = None) -> dict:
-    """Open ``ws`` in a new interpreter, answer one query, and return the JSON that the Python
-    expression ``report`` (over ``s``, the searcher, ``r``, the result, and ``sys``) prints."""
+def _query_in_a_fresh_process(ws, pipeline: str, query: str, report: str, env: dict | None = None,
+                              backend: str = "torch") -> dict:
+    """Open ``ws`` in a new interpreter (a Searcher with ``backend``), answer one query, and return the
+    JSON that the Python expression ``report`` (over ``s``, the searcher, ``r``, the result, and
+    ``sys``) prints."""
     code = (
         "import sys, json\n"
         "from workbench.search.searcher import Searcher\n"
         "from pathlib import Path\nfrom workbench.workspace import Workspace\n"
-        f"s = Searcher(Workspace(Path({str(ws.root)!r})))\n"
+        f"s = Searcher(Workspace(Path({str(ws.root)!r})), backend={backend!r})\n"
         f"r = s.search({query!r}, pipeline={pipeline!r}, k=3)\n"
         f"print(json.dumps({report}))\n"
     )

@@ -284,10 +284,12 @@ def query_cmd(
     cfg = _with_interpolation(cfg, rerank_interpolation)
     from workbench.search.pipelines import parse_pipeline
 
-    parse_pipeline(pipeline)
-    from workbench.search.searcher import Searcher
+    pipe = parse_pipeline(pipeline)
+    from workbench.search.searcher import Searcher, one_shot_backend
 
-    searcher = Searcher(ws, config=cfg, serve_stale=True)  # an edited wb.toml does not stop searching
+    backend = one_shot_backend(pipe, cfg.models.reranker)
+    # an edited wb.toml does not stop searching
+    searcher = Searcher(ws, config=cfg, serve_stale=True, backend=backend)
     if searcher.serving_note:
         _err_console().print(f"[yellow]{searcher.serving_note}[/yellow]", highlight=False)
     result = searcher.search(text, pipeline=pipeline, k=k, instruction=instruction, unit=unit,

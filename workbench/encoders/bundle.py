@@ -7,11 +7,16 @@ from workbench.index.settings import IndexSettings
 
 class EncoderBundle:
     """Dense(+ColBERT) and sparse encoders for one ``IndexSettings``; each loads on first use (an
-    encoder whose vectors the indexer reuses from a donor index is never loaded)."""
+    encoder whose vectors the indexer reuses from a donor index is never loaded).
 
-    def __init__(self, settings: IndexSettings, device: str | None = None) -> None:
+    ``numpy_queries``: the dense and sparse roles are served by the numpy encoders
+    (``numpy_bert``: no torch import) where they reproduce the model, else by the torch ones; for a
+    one-shot query, never for indexing (they run one text at a time)."""
+
+    def __init__(self, settings: IndexSettings, device: str | None = None, numpy_queries: bool = False) -> None:
         self.settings = settings
         self.device = device
+        self.numpy_queries = numpy_queries
         self._dense = None
         self._colbert = None
         self._sparse = None
@@ -56,6 +61,12 @@ class EncoderBundle:
                 return self._dense
             head = None
             path = self._colbert_path()
+            if self.numpy_queries and path is None:  # zero-shot ColBERT: the dense model's own tokens
+                from workbench.encoders.numpy_bert import NumpyDenseEncoder
+
+                self._dense = NumpyDenseEncoder.load(s.dense_path)
+                if self._dense is not None:
+                    return self._dense
             if path is not None and not is_colbert_folder(path) and not is_joint_folder(path):
                 # a projection over the dense tokens
                 from pathlib import Path
@@ -123,7 +134,13 @@ class EncoderBundle:
 
             joint = self._joint(self.settings.sparse_path)
             # it reads a whole chunk (as many tokens as the dense model: chunk_tokens), at least 256
+            length = max(256, self.settings.chunk_tokens)
+            if joint is None and self.numpy_queries:
+                from workbench.encoders.numpy_bert import NumpySparseEncoder
+
+                self._sparse = NumpySparseEncoder.load(self.settings.sparse_path, max_length=length)
+                if self._sparse is not None:
+                    return self._sparse
             self._sparse = (joint.sparse_view() if joint is not None
-                            else SparseEncoder(self.settings.sparse_path, device=self.device,
-                                               max_length=max(256, self.settings.chunk_tokens)))
+                            else SparseEncoder(self.settings.sparse_path, device=self.device, max_length=length))
         return self._sparse

@@ -146,6 +146,14 @@ def _blas_controller():
     return ThreadpoolController()
 
 
+def _blas_threads(n: int | None):
+    """numpy's BLAS (OpenBLAS) on ``n`` threads for the block (None: unchanged)."""
+    controller = _blas_controller() if n is not None else None
+    if controller is None or not controller.select(user_api="blas").lib_controllers:
+        return contextlib.nullcontext()
+    return controller.limit(limits=n, user_api="blas")
+
+
 def _one_blas_thread():
     """numpy's BLAS (OpenBLAS) on one thread for the block.
 
@@ -156,18 +164,28 @@ def _one_blas_thread():
     torch (``Searcher._dense_scores``); this keeps any numpy product inside a query block from
     waking BLAS's workers.
     """
-    controller = _blas_controller()
-    if controller is None or not controller.select(user_api="blas").lib_controllers:
-        return contextlib.nullcontext()
-    return controller.limit(limits=1, user_api="blas")
+    return _blas_threads(1)
 
 
 @contextlib.contextmanager
-def query_thread_limit(active: bool = True):
+def query_thread_limit(active: bool = True, backend: str = "torch"):
     """Run the block with at most ``query_threads()`` torch threads and numpy's BLAS on one thread
-    (both restored afterwards); the block's threads x duration count as this process's own load."""
+    (both restored afterwards); the block's threads x duration count as this process's own load.
+
+    ``backend="numpy"`` (a query that runs in numpy and never imports torch): numpy's BLAS gets the
+    ``query_threads()`` instead, and torch is not touched.
+    """
     if not active:
         yield
+        return
+    if backend == "numpy":
+        wanted = query_threads()
+        start = time.monotonic()
+        try:
+            with _blas_threads(wanted):
+                yield
+        finally:
+            _count_own_load(start, time.monotonic(), wanted or os.cpu_count() or 1)
         return
     import torch
 

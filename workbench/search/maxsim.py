@@ -5,6 +5,9 @@ L2-normalised. Which documents get scored is the caller's choice; each one is sc
 (bf16 products accumulated in fp32, as the stored vectors are bf16). On a CPU without native bf16
 (``device.pick_dtype`` gives float32) the stored bf16 values are widened to fp32 first: the same
 products (a bf16 x bf16 product is exact in fp32), a matmul 2-3x faster there than emulated bf16.
+
+Two backends: torch (the default; bf16 matmuls where the CPU or GPU has them) and numpy (always
+widened to fp32; a one-shot query that never imports torch: ``Searcher(backend="numpy")``).
 """
 
 from __future__ import annotations
@@ -67,6 +70,27 @@ def maxsim_tensor(query_tokens, docs, lengths: np.ndarray, block_tokens: int = 2
     return out
 
 
+def maxsim_bits(query_tokens: np.ndarray, bits: np.ndarray, lengths: np.ndarray, block_tokens: int = 32_768) -> np.ndarray:
+    """``maxsim_tensor`` in numpy: one query ([nq, d] float32) against every document of a token
+    matrix stored as bf16 bits (``bits`` [T, d] int16, documents consecutive, ``lengths`` > 0),
+    a block of rows at a time widened to fp32. Returns float32 [n_docs]."""
+    n_docs = len(lengths)
+    out = np.zeros(n_docs, dtype=np.float32)
+    if n_docs == 0:
+        return out
+    q = np.ascontiguousarray(query_tokens, dtype=np.float32)
+    bits = np.asarray(bits)
+    ends = np.cumsum(lengths)
+    doc, lo = 0, 0
+    while doc < n_docs:
+        last = max(int(np.searchsorted(ends, lo + block_tokens, side="right")), doc + 1)
+        hi = int(ends[last - 1])
+        sims = q @ _widened(bits[lo:hi]).T  # [nq, rows]
+        out[doc:last] = _segment_max_sum(sims, lengths[doc:last])
+        doc, lo = last, hi
+    return out
+
+
 class CandidateScorer:
     """Exact MaxSim of a query against chosen chunks of a token matrix stored as raw bf16 bits.
 
@@ -82,15 +106,17 @@ class CandidateScorer:
     scores. Against gathering into one ragged ``[T, d]`` tensor and reducing segments with numpy's
     reduceat, the reduction is a plain strided max; the reused buffer skips page faults on tens of
     MB per query. Calls on one instance are serialised by a lock (the buffer is shared).
+    ``backend="numpy"``: widened to fp32 and multiplied by numpy, never importing torch.
     """
 
-    def __init__(self, bits: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:
+    def __init__(self, bits: np.ndarray, starts: np.ndarray, lengths: np.ndarray, backend: str = "torch") -> None:
         self.bits = np.asarray(bits)  # a plain view: slicing a np.memmap subclass costs ~3 us a slice
         self.starts = np.asarray(starts, dtype=np.int64)
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self._buffer = np.zeros((0,), dtype=np.int16)
         self._wide = np.zeros((0,), dtype=np.int32)  # fp32 bit patterns, where bf16 is emulated
-        self._widen = str(_cpu_matmul_dtype()) != "torch.bfloat16"
+        self._numpy = backend == "numpy"
+        self._widen = self._numpy or str(_cpu_matmul_dtype()) != "torch.bfloat16"
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -107,14 +133,18 @@ class CandidateScorer:
                 view[i, n:] = view[i, 0]
 
     def score(self, query_tokens, rows: np.ndarray, threads: int = 1) -> np.ndarray:
-        import torch
-
+        """float32 [len(rows)]; ``query_tokens`` a [nq, d] array (a tensor with the torch backend)."""
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) == 0:
             return np.zeros(0, dtype=np.float32)
         lengths = self.lengths[rows]
         n, width, dim = len(rows), int(lengths.max()), int(self.bits.shape[1])
-        q = torch.as_tensor(query_tokens).to(torch.float32 if self._widen else torch.bfloat16)
+        if self._numpy:
+            q = np.ascontiguousarray(query_tokens, dtype=np.float32)
+        else:
+            import torch
+
+            q = torch.as_tensor(query_tokens).to(torch.float32 if self._widen else torch.bfloat16)
         with self._lock:
             need = n * width * dim
             if self._widen:  # int32 buffer of fp32 bit patterns
@@ -134,6 +164,10 @@ class CandidateScorer:
             else:
                 self._copy(*args, 0, n)
             flat = view.reshape(n * width, dim)
+            if self._numpy:
+                return (flat.view(np.float32) @ q.T).reshape(n, width, -1).max(axis=1).sum(axis=1, dtype=np.float32)
+            import torch
+
             docs = torch.from_numpy(flat.view(np.float32)) if self._widen else torch.from_numpy(flat).view(torch.bfloat16)
             with torch.inference_mode():
                 # one 2-D matmul, then the max in float32 (bf16 reductions are ~10x slower on CPU)

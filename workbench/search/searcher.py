@@ -24,7 +24,7 @@ from workbench.index.unfinished import UNFINISHED_RUN, unfinished_note
 from workbench.index.settings import settings_from_config, settings_from_dict
 from workbench.models.registry import fingerprint, model_labels
 from workbench.search.fusion import fuse, min_max
-from workbench.search.maxsim import CandidateScorer, maxsim_tensor
+from workbench.search.maxsim import CandidateScorer, maxsim_bits, maxsim_tensor
 from workbench.search.pipelines import Pipeline, parse_pipeline
 from workbench.search.results import QueryResult, make_snippet
 from workbench.types import Hit
@@ -61,6 +61,19 @@ def _require_building_models(workspace: Workspace, settings) -> None:
                              f"its documents would not match the queries; {again} indexes them again with it")
 
 
+def one_shot_backend(pipe: Pipeline, reranker: str) -> str:
+    """The backend for a process that answers one query and exits (`wb query`): numpy, which skips
+    importing torch (1.4-1.8 s of 2.5 on the 2-core machine), unless a model reranker will import it
+    anyway (then torch serves the whole query: its thread pool and numpy's BLAS must not both spin).
+    ``WB_QUERY_BACKEND=torch|numpy`` decides instead."""
+    import os
+
+    forced = os.environ.get("WB_QUERY_BACKEND", "").strip().lower()
+    if forced in ("torch", "numpy"):
+        return forced
+    return "torch" if pipe.rerank and reranker != "maxsim" else "numpy"
+
+
 class Searcher:
     def __init__(
         self,
@@ -70,10 +83,20 @@ class Searcher:
         device: str | None = None,
         check_models: bool = True,
         serve_stale: bool = False,
+        backend: str = "torch",
     ) -> None:
         """``check_models``: refuse (WorkspaceError) an index built with other models than ``config``
         names, unless ``serve_stale``: then the index answers with the models that built it and
-        ``serving_note`` says so (`wb query`, the TUI: an edited wb.toml must not stop searching)."""
+        ``serving_note`` says so (`wb query`, the TUI: an edited wb.toml must not stop searching).
+
+        ``backend``: ``"torch"`` (default: batched encoding, bf16 where the hardware has it) or
+        ``"numpy"`` for a one-shot query: encoders (where ``numpy_bert`` reproduces the models), dense
+        products and MaxSim run in numpy, so a query of the default models never imports torch
+        (importing it is most of a cold ``wb query``). Same results up to fp32 summation order. A
+        cross-encoder reranker still runs in torch."""
+        if backend not in ("torch", "numpy"):
+            raise UsageError(f"unknown query backend '{backend}' (torch or numpy)")
+        self.backend = backend
         from workbench.encoders.bundle import EncoderBundle
         from workbench.index import rebuild
         from workbench.store.manifest import Manifest
@@ -117,7 +140,7 @@ class Searcher:
                 served = self.settings.models_of(served)
         partial = unfinished_note(workspace, unfinished)  # an indexing run that has not ended
         self.serving_note = "; ".join(n for n in (self.serving_note, partial) if n)
-        self.bundle = EncoderBundle(self.settings, device=device)
+        self.bundle = EncoderBundle(self.settings, device=device, numpy_queries=backend == "numpy")
         self._lance = None
         self.tantivy = TantivyChunkStore(workspace.tantivy_dir, self.settings.sparse_step)
         self._catalog = None
@@ -176,6 +199,11 @@ class Searcher:
 
     def _dense_scores(self, q: EncodedQuery, rows: np.ndarray | None = None) -> np.ndarray:
         """Cosine of the query's pooled vector with every chunk (``rows``: with those), float32."""
+        if self.backend == "numpy":
+            matrix = np.asarray(self.snapshot.dense)
+            if rows is not None:
+                matrix = matrix[np.asarray(rows, dtype=np.int64)]
+            return matrix @ np.ascontiguousarray(q.dense, dtype=np.float32)
         import torch
 
         matrix = self._dense_tensor()
@@ -205,11 +233,13 @@ class Searcher:
 
     def maxsim_rows(self, query_tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Exact MaxSim of a query against the given catalog rows."""
-        import torch
-
         matrix, mapping = self.tokens
         if self._scorer is None:
-            self._scorer = CandidateScorer(matrix.bits, matrix.starts, matrix.lengths)
+            self._scorer = CandidateScorer(matrix.bits, matrix.starts, matrix.lengths, backend=self.backend)
+        if self.backend == "numpy":
+            return self._scorer.score(query_tokens, mapping[rows])
+        import torch
+
         return self._scorer.score(torch.from_numpy(query_tokens), mapping[rows], threads=torch.get_num_threads())
 
     # -- encoding ---------------------------------------------------------------------
@@ -277,10 +307,13 @@ class Searcher:
 
     def _mode_colbert(self, q: EncodedQuery, depth: int, candidates: np.ndarray | None):
         if self._exact_colbert():
-            import torch
-
             matrix, mapping = self.tokens
-            scores_tm = maxsim_tensor(torch.from_numpy(q.tokens), matrix.full_tensor(), matrix.lengths)
+            if self.backend == "numpy":
+                scores_tm = maxsim_bits(q.tokens, matrix.bits, matrix.lengths)
+            else:
+                import torch
+
+                scores_tm = maxsim_tensor(torch.from_numpy(q.tokens), matrix.full_tensor(), matrix.lengths)
             scores = scores_tm[mapping]
             top = np.argsort(-scores)[:depth]
             return top.astype(np.int64), scores[top]
@@ -438,7 +471,7 @@ class Searcher:
         started = time.perf_counter()
         # model work at query time runs on the idle cores only (see device.query_threads); bm25 alone
         # imports no torch
-        with query_thread_limit(bool(set(pipe.modes) - {"bm25"}) or pipe.rerank):
+        with query_thread_limit(bool(set(pipe.modes) - {"bm25"}) or pipe.rerank, backend=self.backend):
             encoded = self.encode_queries(texts, set(pipe.modes), instr)
             if encoded:
                 self._timed_load("load_index", lambda: (self.catalog, self.snapshot.dense), encoded)

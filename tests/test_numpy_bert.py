@@ -1,0 +1,203 @@
+"""The numpy query backend (workbench/encoders/numpy_bert.py, ``Searcher(backend="numpy")``) answers as
+the torch one does, refuses what it does not reproduce, and keeps torch out of a one-shot `wb query`.
+
+The torch encoders are the reference (fp32: WB_DTYPE=float32); the numpy path sums in another order,
+so vectors agree within 1e-5 and rankings agree except where two scores are within that of a tie.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from test_lean_bert import UNICODE, _path, _query_in_a_fresh_process, _real_texts
+from tiny_models import tiny_bert
+
+
+@pytest.fixture(autouse=True)
+def _fp32(monkeypatch):
+    monkeypatch.setenv("WB_DTYPE", "float32")
+    monkeypatch.delenv("WB_LEAN", raising=False)
+
+
+def test_erf_and_gelu_match_the_exact_functions():
+    import torch
+
+    from workbench.encoders.numpy_bert import erf, gelu
+
+    x = np.linspace(-9, 9, 40_001, dtype=np.float32)
+    exact = np.array([math.erf(float(v)) for v in x])
+    assert float(np.abs(erf(x) - exact).max()) < 1e-6
+    ref = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
+    assert float(np.abs(gelu(x) - ref).max()) < 5e-6
+
+
+def test_dense_encoder_equals_torch_on_minilm():
+    from workbench.encoders.dense import DenseEncoder
+    from workbench.encoders.numpy_bert import NumpyDenseEncoder
+
+    path = _path("all-MiniLM-L6-v2")
+    texts = _real_texts()[:20] + UNICODE
+    mine = NumpyDenseEncoder.load(path)
+    ref = DenseEncoder(path)
+    assert mine is not None and mine.dim == ref.dim == 384 and mine.max_length == ref.max_length
+    a, b = mine.encode(texts, tokens=True), ref.encode(texts, tokens=True)
+    np.testing.assert_allclose(a.dense, b.dense, atol=1e-5, rtol=0)
+    for x, y in zip(a.tokens, b.tokens):
+        assert x.dtype == np.float16 and x.shape == y.shape
+        np.testing.assert_allclose(x.astype(np.float32), y.astype(np.float32), atol=1e-3, rtol=0)
+    assert mine.tokenize(texts) == ref.tokenize(texts)
+    assert mine.encode(texts[:3]).tokens is None
+
+
+def test_sparse_encoder_equals_torch_on_splade():
+    from workbench.encoders.numpy_bert import NumpySparseEncoder
+    from workbench.encoders.sparse import SparseEncoder
+
+    path = _path("splade-tiny")
+    texts = _real_texts()[:20] + UNICODE
+    mine, ref = NumpySparseEncoder.load(path), SparseEncoder(path)
+    assert mine is not None
+    for x, y in zip(mine.encode(texts), ref.encode(texts)):
+        a, b = x.as_dict(), y.as_dict()
+        # a term on the edge (max logit within rounding of 0) may be in one and not the other
+        for term in set(a) ^ set(b):
+            assert max(a.get(term, 0.0), b.get(term, 0.0)) < 1e-4
+        both = sorted(set(a) & set(b))
+        assert len(both) >= 0.99 * max(len(a), len(b))
+        np.testing.assert_allclose([a[t] for t in both], [b[t] for t in both], atol=2e-5, rtol=0)
+    assert mine.term(2003) == ref.term(2003)
+
+
+def test_random_bert_with_cls_pooling_equals_torch(tmp_path):
+    """Another shape than MiniLM (2 heads of 16, 128 positions), CLS pooling, unnormalised."""
+    from workbench.encoders.dense import DenseEncoder
+    from workbench.encoders.numpy_bert import NumpyDenseEncoder
+
+    folder = tiny_bert(tmp_path / "m", layers=3, seed=4)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True,
+                                                                   "pooling_mode_mean_tokens": False}))
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    texts = _real_texts()[:8]
+    mine, ref = NumpyDenseEncoder.load(str(folder)), DenseEncoder(str(folder))
+    assert mine is not None and mine.pooling == ref.pooling == "cls" and mine.normalize == ref.normalize
+    np.testing.assert_allclose(mine.encode(texts).dense, ref.encode(texts).dense, atol=1e-5, rtol=1e-5)
+
+
+def test_what_it_does_not_reproduce_goes_to_torch(tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from workbench.encoders.numpy_bert import NumpyDenseEncoder, NumpySparseEncoder
+
+    folder = Path(shutil.copytree(_path("splade-tiny"), tmp_path / "m"))
+    state = load_file(str(folder / "model.safetensors"))
+    assert NumpySparseEncoder.load(str(folder)) is not None
+    # bf16 weights: numpy has no bf16
+    save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()},
+              str(folder / "model.safetensors"))
+    assert NumpySparseEncoder.load(str(folder)) is None
+    # a tensor missing
+    save_file({k: v for k, v in state.items() if k != "cls.predictions.transform.dense.weight"},
+              str(folder / "model.safetensors"))
+    assert NumpySparseEncoder.load(str(folder)) is None
+    # only a pickled checkpoint (reading it needs torch)
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    assert NumpySparseEncoder.load(str(folder)) is None
+    # a damaged file
+    (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    assert NumpySparseEncoder.load(str(folder)) is None
+    # a decoder, and the switch that turns every lean path off
+    from transformers import GPT2Config, GPT2Model
+
+    GPT2Model(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=64, n_positions=32)).save_pretrained(tmp_path / "g")
+    assert NumpyDenseEncoder.load(str(tmp_path / "g")) is None
+    monkeypatch.setenv("WB_LEAN", "0")
+    assert NumpyDenseEncoder.load(_path("all-MiniLM-L6-v2")) is None
+
+
+def test_maxsim_bits_equals_brute_force():
+    import torch
+
+    from workbench.search.maxsim import CandidateScorer, maxsim_bits, maxsim_numpy
+
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(1, 40, size=60)
+    tokens = rng.standard_normal((int(lengths.sum()), 24)).astype(np.float32)
+    bits = torch.from_numpy(tokens).to(torch.bfloat16).view(torch.int16).numpy()
+    stored = torch.from_numpy(bits).view(torch.bfloat16).float().numpy()  # what the matrix holds
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    docs = [stored[a : a + n] for a, n in zip(starts, lengths)]
+    q = rng.standard_normal((7, 24)).astype(np.float32)
+    brute = maxsim_numpy(q, docs)
+    np.testing.assert_allclose(maxsim_bits(q, bits, lengths, block_tokens=100), brute, rtol=1e-5, atol=1e-4)
+    rows = np.array([5, 0, 59, 17, 17])
+    scorer = CandidateScorer(bits, starts, lengths, backend="numpy")
+    np.testing.assert_allclose(scorer.score(q, rows), brute[rows], rtol=1e-5, atol=1e-4)
+
+
+def _same_ranking(a, b, tol: float = 1e-4) -> None:
+    """Equal hits in equal order, except that two hits whose scores are within ``tol`` may swap."""
+    assert len(a.results) == len(b.results)
+    for x, y in zip(a.results, b.results):
+        assert x.score == pytest.approx(y.score, abs=tol)
+        if x.doc_id != y.doc_id:
+            other = {h.doc_id: h.score for h in b.results}
+            assert x.doc_id in other and abs(other[x.doc_id] - x.score) < tol
+        else:
+            assert x.ranks == y.ranks
+
+
+@pytest.mark.parametrize("exact_colbert", [True, False])
+def test_numpy_backend_answers_as_torch(small_workspace, exact_colbert):
+    from workbench.search.searcher import Searcher
+
+    ws, _ = small_workspace
+    config = ws.config()
+    if not exact_colbert:  # ColBERT scores candidates (CandidateScorer), as on a large corpus
+        config = replace(config, index=replace(config.index, colbert_exact_max_tokens=0))
+    torch_side = Searcher(ws, config=config)
+    numpy_side = Searcher(ws, config=config, backend="numpy")
+    assert numpy_side._exact_colbert() is exact_colbert
+    queries = ["group consecutive items by key", "itertools.groupby", "run a function on many inputs in parallel",
+               "remove a directory tree"]
+    for pipeline in ("dense", "colbert", "sparse", "bm25", "hybrid", "dense+bm25", "hybrid+rerank"):
+        for text in queries:
+            _same_ranking(numpy_side.search(text, pipeline=pipeline), torch_side.search(text, pipeline=pipeline))
+    assert type(numpy_side.bundle.dense).__name__ == "NumpyDenseEncoder"
+    assert type(numpy_side.bundle.sparse).__name__ == "NumpySparseEncoder"
+
+
+def test_one_shot_query_never_imports_torch(small_workspace):
+    ws, _ = small_workspace
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    report = "{'ids': [h.doc_id for h in r.results], 'torch': 'torch' in sys.modules}"
+    mine = _query_in_a_fresh_process(ws, "hybrid", "run a function on many inputs in parallel", report, env,
+                                     backend="numpy")
+    ref = _query_in_a_fresh_process(ws, "hybrid", "run a function on many inputs in parallel", report, env)
+    assert mine == {"ids": ref["ids"], "torch": False}
+    assert ref["torch"] is True
+
+
+def test_wb_query_picks_numpy_unless_a_model_reranks(monkeypatch):
+    from workbench.search.pipelines import parse_pipeline
+    from workbench.search.searcher import one_shot_backend
+
+    monkeypatch.delenv("WB_QUERY_BACKEND", raising=False)
+    assert one_shot_backend(parse_pipeline("hybrid"), "cross-encoder") == "numpy"
+    assert one_shot_backend(parse_pipeline("hybrid+rerank"), "maxsim") == "numpy"
+    assert one_shot_backend(parse_pipeline("hybrid+rerank"), "cross-encoder") == "torch"
+    monkeypatch.setenv("WB_QUERY_BACKEND", "torch")
+    assert one_shot_backend(parse_pipeline("hybrid"), "cross-encoder") == "torch"

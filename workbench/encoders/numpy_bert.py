@@ -1,0 +1,298 @@
+"""BERT inference in numpy: a one-shot query encoded without importing torch.
+
+Importing torch costs 1.4-1.8 s of a cold ``wb query`` on the 2-core machine, more than the rest of
+the process together (issue #2's goal: cold <= 3 s). A query is one short text; its forward through
+MiniLM (6 layers, 384 wide) or SPLADE-tiny is ~0.4 GFLOP, which numpy's BLAS does in a few ms. So a
+one-shot query (``Searcher(backend="numpy")``, what ``wb query`` uses) runs the same checkpoints
+here, from ``model.safetensors`` read as numpy arrays.
+
+Contract: ``NumpyDenseEncoder.load`` / ``NumpySparseEncoder.load`` return None for anything this
+module does not reproduce (what ``bert_files.lean_config`` refuses, no safetensors file, weights in
+bf16, a missing tensor, a ColBERT projection head, a decoder); the caller then uses the torch
+encoders. Outputs equal the torch encoders' in fp32 up to summation order (pooled vectors within
+1e-5, SPLADE weights within 1e-4: tested in tests/test_numpy_bert.py). Each text runs alone
+(queries are few and short): no padding, no attention mask. Inference only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from workbench.encoders.bert_files import lean_config, lean_enabled, load_lean_tokenizer, normalise_keys
+
+# erf as a rational function on [-4, 4] (Eigen's float erf: within 5e-7 of math.erf; |erf| = 1 in
+# fp32 beyond 4), so GELU needs no scipy (whose import costs more than this whole query path)
+_ERF_P = tuple(np.float32(c) for c in (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
+                                       -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
+                                       -1.60960333262415e-02))
+_ERF_Q = tuple(np.float32(c) for c in (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
+                                       -7.37332916720468e-03, -1.42647390514189e-02))
+_SQRT_HALF = np.float32(math.sqrt(0.5))
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function of a float32 array (float32)."""
+    x = np.clip(x, -4.0, 4.0)
+    x2 = x * x
+    p = np.full_like(x, _ERF_P[0])
+    for c in _ERF_P[1:]:
+        p = p * x2 + c
+    q = np.full_like(x, _ERF_Q[0])
+    for c in _ERF_Q[1:]:
+        q = q * x2 + c
+    return x * p / q
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """BERT's "gelu": the exact (erf) GELU, ``x/2 * (1 + erf(x/sqrt 2))``."""
+    return 0.5 * x * (1.0 + erf(x * _SQRT_HALF))
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(axis=-1, keepdims=True)
+    centred = x - mean
+    var = (centred * centred).mean(axis=-1, keepdims=True)
+    return centred / np.sqrt(var + np.float32(eps)) * weight + bias
+
+
+class _Missing(KeyError):
+    """A tensor the forward needs is absent, not float32, or has the wrong shape."""
+
+
+def _take(state: dict, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    t = state.get(key)
+    if t is None or t.dtype != np.dtype("<f4") or tuple(t.shape) != shape:
+        raise _Missing(key)
+    return t
+
+
+_SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+                       "I8": "i1", "U8": "u1", "BOOL": "?"}  # the format is little-endian
+
+
+def _read_state(folder: Path) -> dict | None:
+    """The tensors of ``model.safetensors`` as read-only numpy views of the memory-mapped file (no
+    copy: pages are read when a forward touches them, so the 47 MB word matrix of MiniLM costs only
+    the rows a query looks up), or None (no such file, or not readable as one). Tensors of a dtype
+    numpy lacks (bf16) are left out; ``_take`` then refuses the model.
+
+    The layout (the safetensors format): an 8-byte little-endian header size, a JSON header of
+    ``name -> {dtype, shape, data_offsets}``, then the data; offsets count from the data's start.
+    """
+    import json
+    import struct
+
+    path = folder / "model.safetensors"
+    if not path.is_file():
+        return None
+    try:
+        raw = np.memmap(path, dtype=np.uint8, mode="r")
+        size = struct.unpack("<Q", raw[:8].tobytes())[0]
+        header = json.loads(raw[8 : 8 + size].tobytes())
+        data = raw[8 + size :]
+        state = {}
+        for name, info in header.items():
+            dtype = _SAFETENSORS_DTYPES.get(info.get("dtype")) if isinstance(info, dict) else None
+            if name == "__metadata__" or dtype is None:
+                continue
+            start, end = (int(v) for v in info["data_offsets"])
+            state[name] = np.asarray(data[start:end]).view(dtype).reshape(tuple(info["shape"]))
+        return state
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return None
+
+
+class _Layer:
+    """One transformer block; weights are transposed views (``x @ W.T``), Q, K and V one matrix."""
+
+    def __init__(self, cfg, state: dict, p: str) -> None:
+        h, inter = cfg.hidden_size, cfg.intermediate_size
+        a = p + "attention."
+        qkv = [_take(state, f"{a}self.{n}.weight", (h, h)) for n in ("query", "key", "value")]
+        self.qkv_w = np.concatenate(qkv, axis=0).T  # [h, 3h], a transposed view: BLAS reads it as stored
+        self.qkv_b = np.concatenate([_take(state, f"{a}self.{n}.bias", (h,)) for n in ("query", "key", "value")])
+        self.out_w = _take(state, a + "output.dense.weight", (h, h)).T
+        self.out_b = _take(state, a + "output.dense.bias", (h,))
+        self.ln1 = (_take(state, a + "output.LayerNorm.weight", (h,)), _take(state, a + "output.LayerNorm.bias", (h,)))
+        self.in_w = _take(state, p + "intermediate.dense.weight", (inter, h)).T
+        self.in_b = _take(state, p + "intermediate.dense.bias", (inter,))
+        self.down_w = _take(state, p + "output.dense.weight", (h, inter)).T
+        self.down_b = _take(state, p + "output.dense.bias", (h,))
+        self.ln2 = (_take(state, p + "output.LayerNorm.weight", (h,)), _take(state, p + "output.LayerNorm.bias", (h,)))
+        self.heads = cfg.num_attention_heads
+        self.head_dim = h // self.heads
+        self.scale = np.float32(self.head_dim ** -0.5)
+        self.eps = float(cfg.layer_norm_eps)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        n, h = x.shape
+        qkv = (x @ self.qkv_w + self.qkv_b).reshape(n, 3, self.heads, self.head_dim).transpose(1, 2, 0, 3)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # [heads, n, head_dim]
+        scores = (q @ k.transpose(0, 2, 1)) * self.scale
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        scores /= scores.sum(axis=-1, keepdims=True)
+        att = (scores @ v).transpose(1, 0, 2).reshape(n, h)
+        x = layer_norm(att @ self.out_w + self.out_b + x, *self.ln1, self.eps)
+        inner = gelu(x @ self.in_w + self.in_b)
+        return layer_norm(inner @ self.down_w + self.down_b + x, *self.ln2, self.eps)
+
+
+class NumpyBert:
+    """BERT's encoder (no pooler): ``forward(ids)`` gives one text's last hidden states [n, hidden]."""
+
+    def __init__(self, cfg, state: dict, prefix: str = "") -> None:
+        h = cfg.hidden_size
+        e = prefix + "embeddings."
+        self.config = cfg
+        self.word = _take(state, e + "word_embeddings.weight", (cfg.vocab_size, h))
+        self.position = _take(state, e + "position_embeddings.weight", (cfg.max_position_embeddings, h))
+        self.token_type = _take(state, e + "token_type_embeddings.weight", (cfg.type_vocab_size, h))
+        self.ln = (_take(state, e + "LayerNorm.weight", (h,)), _take(state, e + "LayerNorm.bias", (h,)))
+        self.eps = float(cfg.layer_norm_eps)
+        self.layers = [_Layer(cfg, state, f"{prefix}encoder.layer.{i}.") for i in range(cfg.num_hidden_layers)]
+
+    def forward(self, ids: list[int]) -> np.ndarray:
+        idx = np.asarray(ids, dtype=np.int64)
+        # transformers' order of additions: word + token type (all 0), then + position
+        x = self.word[idx] + self.token_type[0]
+        x = layer_norm(x + self.position[: len(idx)], *self.ln, self.eps)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def _load_bert(path: str | os.PathLike, mlm: bool):
+    """(config, state, NumpyBert) for a folder this module runs, else None."""
+    if not lean_enabled():
+        return None
+    folder = Path(path)
+    cfg = lean_config(folder)
+    if cfg is None or (mlm and not cfg.tie_word_embeddings):
+        return None
+    state = _read_state(folder)
+    if state is None:
+        return None
+    state = normalise_keys(state, mlm)
+    try:
+        return cfg, state, NumpyBert(cfg, state, "bert." if mlm else "")
+    except _Missing:
+        return None
+
+
+class NumpyDenseEncoder:
+    """``DenseEncoder``'s query API (``encode``, ``tokenize``, ``dim``, ``colbert_dim``) for a BERT
+    bi-encoder with mean or CLS pooling and zero-shot ColBERT tokens (no projection head)."""
+
+    def __init__(self, path: str, bert: NumpyBert, tokenizer, pooling: str, normalize: bool, max_length: int) -> None:
+        self.path = path
+        self.bert = bert
+        self._lean_tokenizer = tokenizer
+        self.pooling = pooling
+        self.normalize = normalize
+        self.max_length = max_length
+        self.dim = int(bert.config.hidden_size)
+        self.colbert_dim = self.dim
+        self.is_decoder = False
+
+    @classmethod
+    def load(cls, path: str, *, max_length: int | None = None) -> NumpyDenseEncoder | None:
+        """The numpy encoder for ``path``, or None where the torch ``DenseEncoder`` must serve it."""
+        from workbench.encoders.layout import read_layout
+
+        layout = read_layout(path)
+        if layout.kind == "causal-lm" or layout.pooling not in ("mean", "cls"):
+            return None
+        loaded = _load_bert(path, mlm=False)
+        if loaded is None:
+            return None
+        length = int(max_length or layout.max_length)
+        tokenizer = load_lean_tokenizer(path, length)
+        if tokenizer is None:
+            return None
+        return cls(path, loaded[2], tokenizer, layout.pooling, layout.normalize, length)
+
+    @property
+    def tokenizer(self):
+        return self._lean_tokenizer
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        return self._lean_tokenizer.ids(texts)
+
+    def encode(self, texts: list[str], *, tokens: bool = False, max_batch: int = 256):
+        """As ``DenseEncoder.encode``: pooled vectors [n, dim] float32 and, with ``tokens``, each
+        text's L2-normalised token vectors as float16."""
+        from workbench.encoders.dense import DenseOutput
+
+        dense = np.zeros((len(texts), self.dim), dtype=np.float32)
+        token_out: list[np.ndarray] = []
+        for i, ids in enumerate(self.tokenize(texts)):
+            hidden = self.bert.forward(ids)
+            pooled = hidden[0] if self.pooling == "cls" else hidden.mean(axis=0)
+            if self.normalize:
+                pooled = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+            dense[i] = pooled
+            if tokens:
+                norms = np.maximum(np.linalg.norm(hidden, axis=1, keepdims=True), np.float32(1e-12))
+                token_out.append((hidden / norms).astype(np.float16))
+        return DenseOutput(dense, token_out if tokens else None)
+
+
+class NumpySparseEncoder:
+    """``SparseEncoder``'s query API (``encode``, ``term``) for a BERT masked-LM SPLADE model: for each
+    text ``w[v] = log1p(relu(max_t logit[t, v]))``, terms with ``w > min_weight``, all in fp32."""
+
+    def __init__(self, path: str, bert: NumpyBert, state: dict, tokenizer, min_weight: float) -> None:
+        cfg = bert.config
+        h = cfg.hidden_size
+        p = "cls.predictions."
+        self.path = path
+        self.bert = bert
+        self._lean_tokenizer = tokenizer
+        self.min_weight = min_weight
+        self.vocab_size = int(cfg.vocab_size)
+        self.transform_w = _take(state, p + "transform.dense.weight", (h, h)).T
+        self.transform_b = _take(state, p + "transform.dense.bias", (h,))
+        self.transform_ln = (_take(state, p + "transform.LayerNorm.weight", (h,)),
+                             _take(state, p + "transform.LayerNorm.bias", (h,)))
+        bias_key = p + "bias" if p + "bias" in state else p + "decoder.bias"
+        self.decoder_b = _take(state, bias_key, (cfg.vocab_size,))
+        self.decoder_w = bert.word  # tied: [V, h]
+        self.eps = float(cfg.layer_norm_eps)
+        self._id_to_token = None
+
+    @classmethod
+    def load(cls, path: str, *, max_length: int = 256, min_weight: float = 0.0) -> NumpySparseEncoder | None:
+        """The numpy encoder for ``path``, or None where the torch ``SparseEncoder`` must serve it."""
+        loaded = _load_bert(path, mlm=True)
+        if loaded is None:
+            return None
+        cfg, state, bert = loaded
+        tokenizer = load_lean_tokenizer(path, min(max_length, int(cfg.max_position_embeddings)))
+        if tokenizer is None:
+            return None
+        try:
+            return cls(path, bert, state, tokenizer, min_weight)
+        except _Missing:
+            return None
+
+    def term(self, term_id: int) -> str:
+        if self._id_to_token is None:
+            self._id_to_token = {i: t for t, i in self._lean_tokenizer.get_vocab().items()}
+        return self._id_to_token.get(int(term_id), f"[{term_id}]")
+
+    def encode(self, texts: list[str], *, max_batch: int = 256):
+        from workbench.encoders.sparse import SparseVector
+
+        out = []
+        for ids in self._lean_tokenizer.ids(texts):
+            hidden = self.bert.forward(ids)
+            states = layer_norm(gelu(hidden @ self.transform_w + self.transform_b), *self.transform_ln, self.eps)
+            logits = (states @ self.decoder_w.T).max(axis=0) + self.decoder_b
+            weights = np.log1p(np.maximum(logits, 0.0))
+            keep = np.flatnonzero(weights > self.min_weight)
+            out.append(SparseVector(keep.astype(np.int32), weights[keep].astype(np.float32)))
+        return out
