@@ -142,6 +142,29 @@ def ablations(searcher, queries: list[str]) -> dict:
             "ratio_time_vs_blas_unlimited": p50["ours"] / p50["blas_unlimited"]}
 
 
+def warm_backends(searcher, queries: list[str]) -> dict:
+    """Warm hybrid p50 of the numpy backend (what a one-shot `wb query` runs) against the torch one
+    (the TUI, `wb eval`), two Searchers over the same index in this process, order A B B A; and
+    whether they rank alike (top-10 document ids equal)."""
+    from workbench.search.searcher import Searcher
+
+    other = Searcher(searcher.workspace, config=searcher.config, backend="numpy")
+    other.search(queries[0], pipeline="hybrid")
+    sides = {"torch": searcher, "numpy": other}
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    answers: dict[str, list[list[str]]] = {name: [] for name in sides}
+    for name in ("torch", "numpy", "numpy", "torch"):
+        for q in queries:
+            t0 = time.perf_counter()
+            r = sides[name].search(q, pipeline="hybrid", k=10)
+            times[name].append((time.perf_counter() - t0) * 1000)
+            answers[name].append([h.doc_id for h in r.results])
+    same = np.mean([a == b for a, b in zip(answers["numpy"], answers["torch"])])
+    p50 = {k: pct(v, 50) for k, v in times.items()}
+    return {"hybrid_p50_ms": p50, "queries": len(queries), "order": "A B B A",
+            "ratio_time_numpy_vs_torch": p50["numpy"] / p50["torch"], "same_top10_fraction": float(same)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-w", "--workspace", required=True)
@@ -166,14 +189,17 @@ def main() -> None:
         latency[pipeline] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95), "mean_ms": statistics.mean(times)}
         print(pipeline, latency[pipeline], file=sys.stderr)
 
-    cold = []
+    # cold: `wb query` as shipped (the numpy backend) and forced to torch, alternating
+    cold: dict[str, list[float]] = {"numpy": [], "torch": []}
+    for _ in range(4):
+        for backend in cold:
+            env = dict(os.environ, WB_WORKSPACE=str(ws.root), WB_QUERY_BACKEND=backend)
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "workbench.cli.main", "query", queries[1], "--json"],
+                                  env=env, capture_output=True, text=True)
+            cold[backend].append(time.perf_counter() - t0)
+            assert proc.returncode == 0, proc.stderr
     env = dict(os.environ, WB_WORKSPACE=str(ws.root))
-    for _ in range(3):
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "workbench.cli.main", "query", queries[1], "--json"],
-                              env=env, capture_output=True, text=True)
-        cold.append(time.perf_counter() - t0)
-        assert proc.returncode == 0, proc.stderr
     cold_bm25 = []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -185,7 +211,12 @@ def main() -> None:
         "chunks": searcher.catalog.size,
         "queries": len(queries),
         "latency_warm_in_process": latency,
-        "cold_wb_query_json_seconds": {"hybrid_median": statistics.median(cold), "bm25_median": statistics.median(cold_bm25)},
+        "cold_wb_query_json_seconds": {
+            "hybrid_median": statistics.median(cold["numpy"]), "bm25_median": statistics.median(cold_bm25),
+            "hybrid_median_torch_backend": statistics.median(cold["torch"]),
+            "ratio_time_numpy_vs_torch_backend": statistics.median(cold["numpy"]) / statistics.median(cold["torch"]),
+            "note": "wb query uses the numpy backend (no torch import); WB_QUERY_BACKEND=torch forces the torch one"},
+        "warm_backends": warm_backends(searcher, queries[: args.exact_queries * 2]),
         "goals": {"hybrid_p50_ms": 50, "cold_seconds": 3},
         "exactness": exactness(searcher, queries[: args.exact_queries]),
         "colbert_stage_vs_ragged_gather": scorer_ratio(searcher, queries[: args.exact_queries]),

@@ -201,3 +201,23 @@ def test_wb_query_picks_numpy_unless_a_model_reranks(monkeypatch):
     assert one_shot_backend(parse_pipeline("hybrid+rerank"), "cross-encoder") == "torch"
     monkeypatch.setenv("WB_QUERY_BACKEND", "torch")
     assert one_shot_backend(parse_pipeline("hybrid"), "cross-encoder") == "torch"
+
+
+def test_numpy_queries_set_blas_threads_and_leave_torch_alone(monkeypatch):
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from workbench.encoders import device
+
+    def blas_threads() -> set[int]:
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    np.ones((4, 4)) @ np.ones((4, 4))  # numpy's BLAS loaded
+    if not blas_threads():
+        pytest.skip("no BLAS library threadpoolctl can see")
+    monkeypatch.setenv("WB_QUERY_THREADS", "1")
+    torch_before, blas_before = torch.get_num_threads(), blas_threads()
+    with device.query_thread_limit(backend="numpy"):
+        assert blas_threads() == {1}
+        assert torch.get_num_threads() == torch_before
+    assert blas_threads() == blas_before
