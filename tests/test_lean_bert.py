@@ -74,7 +74,7 @@ def _path(name: str) -> str:
 def test_token_ids_equal_autotokenizer(name, max_length):
     from transformers import AutoTokenizer
 
-    from workbench.encoders.lean_bert import load_lean_tokenizer
+    from workbench.encoders.bert_files import load_lean_tokenizer
 
     path = _path(name)
     texts = UNICODE + _real_texts()
@@ -208,7 +208,8 @@ def _edit_json(path: Path, **changes) -> None:
 def test_gpt2_is_not_lean(tmp_path):
     from transformers import GPT2Config, GPT2Model
 
-    from workbench.encoders.lean_bert import load_lean_bert, load_lean_tokenizer
+    from workbench.encoders.bert_files import load_lean_tokenizer
+    from workbench.encoders.lean_bert import load_lean_bert
 
     cfg = GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=64, n_positions=32)
     GPT2Model(cfg).save_pretrained(tmp_path)
@@ -272,7 +273,7 @@ def test_pytorch_bin_checkpoint_loads(tmp_path):
 
 
 def test_tokenizer_options_not_replicated_fall_back(tmp_path, monkeypatch):
-    from workbench.encoders.lean_bert import load_lean_tokenizer
+    from workbench.encoders.bert_files import load_lean_tokenizer
 
     folder = _copy_model("all-MiniLM-L6-v2", tmp_path / "m")
     assert load_lean_tokenizer(folder, 64) is not None
@@ -294,7 +295,7 @@ def test_lowercase_setting_comes_from_tokenizer_config(tmp_path):
     """transformers 5 builds the normalizer from tokenizer_config.json, whatever tokenizer.json says."""
     from transformers import AutoTokenizer
 
-    from workbench.encoders.lean_bert import load_lean_tokenizer
+    from workbench.encoders.bert_files import load_lean_tokenizer
 
     folder = _copy_model("all-MiniLM-L6-v2", tmp_path / "m")
     _edit_json(folder / "tokenizer_config.json", do_lower_case=False, strip_accents=False)

@@ -50,7 +50,6 @@ def lean_config(path: str | os.PathLike) -> SimpleNamespace | None:
     return SimpleNamespace(**cfg)
 
 
-
 def _fix_key(key: str) -> str:
     # old TF-era checkpoints name LayerNorm parameters gamma/beta (transformers renames them too)
     if key.endswith("LayerNorm.gamma"):

@@ -59,7 +59,8 @@ class DenseEncoder:
         self.model = None
         if not self.is_decoder:
             # BERT checkpoints run without importing transformers (lean_bert.py; WB_LEAN=0 disables)
-            from workbench.encoders.lean_bert import load_lean_bert, load_lean_tokenizer
+            from workbench.encoders.bert_files import load_lean_tokenizer
+            from workbench.encoders.lean_bert import load_lean_bert
 
             self.model = load_lean_bert(path, dtype=self.dtype, device=self.device)
             if self.model is not None:

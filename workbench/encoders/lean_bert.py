@@ -1,11 +1,11 @@
-"""A lean BERT: the encoder forward, the MLM head and the tokenizer without importing ``transformers``.
+"""A lean BERT: the encoder forward and the MLM head in torch without importing ``transformers``.
 
 Importing transformers and its modeling modules costs about 3 s of a cold ``wb query`` (issue #2);
 our defaults (all-MiniLM-L6-v2, SPLADE-tiny) are plain BERT checkpoints whose inference forward is
 a few dozen lines. ``load_lean_bert`` reads ``config.json`` and the weights (``model.safetensors``,
-else ``pytorch_model.bin``) straight into the modules below; ``load_lean_tokenizer`` rebuilds the
-tokenizer ``AutoTokenizer`` would give (transformers 5 ``BertTokenizer``) from ``tokenizer.json``
-with the ``tokenizers`` library.
+else ``pytorch_model.bin``) straight into the modules below; ``bert_files.load_lean_tokenizer``
+rebuilds the tokenizer ``AutoTokenizer`` would give (transformers 5 ``BertTokenizer``) from
+``tokenizer.json`` with the ``tokenizers`` library.
 
 Contract: both return None whenever the folder is not something they reproduce exactly (another
 ``model_type``, relative position embeddings, another activation, a decoder, sharded or missing
@@ -23,13 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from workbench.encoders.bert_files import (  # noqa: F401 - re-exported: the tokenizer serves both paths
-    LeanTokenizer,
-    normalise_keys,
-    lean_config,
-    lean_enabled,
-    load_lean_tokenizer,
-)
+from workbench.encoders.bert_files import lean_config, lean_enabled, normalise_keys
 
 
 # -- modules ---------------------------------------------------------------------------------------------

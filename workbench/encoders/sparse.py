@@ -51,7 +51,8 @@ class SparseEncoder:
     ) -> None:
         import torch
 
-        from workbench.encoders.lean_bert import load_lean_bert, load_lean_tokenizer
+        from workbench.encoders.bert_files import load_lean_tokenizer
+        from workbench.encoders.lean_bert import load_lean_bert
 
         self.path = path
         self.device = pick_device(device)
