@@ -104,8 +104,10 @@ def test_what_it_does_not_reproduce_goes_to_torch(tmp_path, monkeypatch):
     folder = Path(shutil.copytree(_path("splade-tiny"), tmp_path / "m"))
     state = load_file(str(folder / "model.safetensors"))
     assert NumpySparseEncoder.load(str(folder)) is not None
-    # bf16 weights: numpy has no bf16
-    save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()},
+    # a tensor in a dtype numpy has not and we do not widen
+    odd = "cls.predictions.transform.dense.bias"
+    assert odd in state
+    save_file({k: v.to(torch.float8_e4m3fn) if k == odd else v for k, v in state.items()},
               str(folder / "model.safetensors"))
     assert NumpySparseEncoder.load(str(folder)) is None
     # a tensor missing
@@ -126,6 +128,29 @@ def test_what_it_does_not_reproduce_goes_to_torch(tmp_path, monkeypatch):
     assert NumpyDenseEncoder.load(str(tmp_path / "g")) is None
     monkeypatch.setenv("WB_LEAN", "0")
     assert NumpyDenseEncoder.load(_path("all-MiniLM-L6-v2")) is None
+
+
+def test_bf16_weights_are_widened_exactly(tmp_path):
+    """A checkpoint saved in bf16 runs in fp32 here, as the torch dense encoder runs it on a CPU in fp32."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from workbench.encoders.dense import DenseEncoder
+    from workbench.encoders.numpy_bert import NumpyDenseEncoder, _read_state
+
+    folder = Path(shutil.copytree(_path("all-MiniLM-L6-v2"), tmp_path / "m"))
+    state = load_file(str(folder / "model.safetensors"))
+    save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()},
+              str(folder / "model.safetensors"))
+    widened = _read_state(folder)
+    for key, value in load_file(str(folder / "model.safetensors")).items():
+        if value.is_floating_point():
+            assert widened[key].dtype == np.float32
+            assert np.array_equal(widened[key], value.float().numpy())
+    texts = _real_texts()[:6]
+    mine, ref = NumpyDenseEncoder.load(str(folder)), DenseEncoder(str(folder))
+    assert mine is not None
+    np.testing.assert_allclose(mine.encode(texts).dense, ref.encode(texts).dense, atol=1e-5, rtol=0)
 
 
 def test_maxsim_bits_equals_brute_force():

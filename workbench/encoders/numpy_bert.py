@@ -7,9 +7,9 @@ one-shot query (``Searcher(backend="numpy")``, what ``wb query`` uses) runs the 
 here, from ``model.safetensors`` read as numpy arrays.
 
 Contract: ``NumpyDenseEncoder.load`` / ``NumpySparseEncoder.load`` return None for anything this
-module does not reproduce (what ``bert_files.lean_config`` refuses, no safetensors file, weights in
-bf16, a missing tensor, a ColBERT projection head, a decoder); the caller then uses the torch
-encoders. Outputs equal the torch encoders' in fp32 up to summation order (pooled vectors within
+module does not reproduce (what ``bert_files.lean_config`` refuses, no safetensors file, a missing
+tensor, a ColBERT projection head, a decoder); the caller then uses the torch encoders. bf16 weights
+are widened to fp32 (exact; the torch dense encoder does the same where it computes in fp32). Outputs equal the torch encoders' in fp32 up to summation order (pooled vectors within
 1e-5, SPLADE weights within 1e-4: tested in tests/test_numpy_bert.py). Each text runs alone
 (queries are few and short): no padding, no attention mask. Inference only.
 """
@@ -77,8 +77,9 @@ _SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I64": "<i8", "
 def _read_state(folder: Path) -> dict | None:
     """The tensors of ``model.safetensors`` as read-only numpy views of the memory-mapped file (no
     copy: pages are read when a forward touches them, so the 47 MB word matrix of MiniLM costs only
-    the rows a query looks up), or None (no such file, or not readable as one). Tensors of a dtype
-    numpy lacks (bf16) are left out; ``_take`` then refuses the model.
+    the rows a query looks up), or None (no such file, or not readable as one). bf16 tensors, which
+    numpy lacks, are widened to float32 (a copy; the 16 bits moved up, exact); tensors of other
+    dtypes numpy lacks are left out, and ``_take`` then refuses the model.
 
     The layout (the safetensors format): an 8-byte little-endian header size, a JSON header of
     ``name -> {dtype, shape, data_offsets}``, then the data; offsets count from the data's start.
@@ -96,11 +97,13 @@ def _read_state(folder: Path) -> dict | None:
         data = raw[8 + size :]
         state = {}
         for name, info in header.items():
-            dtype = _SAFETENSORS_DTYPES.get(info.get("dtype")) if isinstance(info, dict) else None
-            if name == "__metadata__" or dtype is None:
+            kind = info.get("dtype") if isinstance(info, dict) and name != "__metadata__" else None
+            dtype = "<u2" if kind == "BF16" else _SAFETENSORS_DTYPES.get(kind)
+            if dtype is None:
                 continue
             start, end = (int(v) for v in info["data_offsets"])
-            state[name] = np.asarray(data[start:end]).view(dtype).reshape(tuple(info["shape"]))
+            tensor = np.asarray(data[start:end]).view(dtype).reshape(tuple(info["shape"]))
+            state[name] = (tensor.astype("<u4") << 16).view("<f4") if kind == "BF16" else tensor
         return state
     except (OSError, ValueError, KeyError, TypeError, struct.error):
         return None
