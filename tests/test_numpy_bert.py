@@ -167,7 +167,9 @@ def test_maxsim_bits_equals_brute_force():
     docs = [stored[a : a + n] for a, n in zip(starts, lengths)]
     q = rng.standard_normal((7, 24)).astype(np.float32)
     brute = maxsim_numpy(q, docs)
-    np.testing.assert_allclose(maxsim_bits(q, bits, lengths, block_tokens=100), brute, rtol=1e-5, atol=1e-4)
+    for block_tokens, threads in ((100, 1), (100, 2), (1, 2), (10_000, 2)):  # blocks of one document, one block
+        np.testing.assert_allclose(maxsim_bits(q, bits, lengths, block_tokens=block_tokens, threads=threads),
+                                   brute, rtol=1e-5, atol=1e-4)
     rows = np.array([5, 0, 59, 17, 17])
     scorer = CandidateScorer(bits, starts, lengths, backend="numpy")
     np.testing.assert_allclose(scorer.score(q, rows), brute[rows], rtol=1e-5, atol=1e-4)

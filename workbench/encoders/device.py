@@ -146,7 +146,7 @@ def _blas_controller():
     return ThreadpoolController()
 
 
-def _blas_threads(n: int | None):
+def blas_threads(n: int | None):
     """numpy's BLAS (OpenBLAS) on ``n`` threads for the block (None: unchanged)."""
     controller = _blas_controller() if n is not None else None
     if controller is None or not controller.select(user_api="blas").lib_controllers:
@@ -164,7 +164,15 @@ def _one_blas_thread():
     torch (``Searcher._dense_scores``); this keeps any numpy product inside a query block from
     waking BLAS's workers.
     """
-    return _blas_threads(1)
+    return blas_threads(1)
+
+
+_numpy_block = threading.local()
+
+
+def numpy_query_threads() -> int:
+    """The threads a numpy-backend query block on this thread may use (1 outside such a block)."""
+    return getattr(_numpy_block, "threads", None) or 1
 
 
 @contextlib.contextmanager
@@ -180,11 +188,13 @@ def query_thread_limit(active: bool = True, backend: str = "torch"):
         return
     if backend == "numpy":
         wanted = query_threads()
-        start = time.monotonic()
+        start, outer = time.monotonic(), getattr(_numpy_block, "threads", None)
+        _numpy_block.threads = wanted or os.cpu_count() or 1
         try:
-            with _blas_threads(wanted):
+            with blas_threads(wanted):
                 yield
         finally:
+            _numpy_block.threads = outer
             _count_own_load(start, time.monotonic(), wanted or os.cpu_count() or 1)
         return
     import torch

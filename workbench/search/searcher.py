@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.config import WorkspaceConfig
-from workbench.encoders.device import query_thread_limit
+from workbench.encoders.device import numpy_query_threads, query_thread_limit
 from workbench.encoders.templates import resolve_instruction
 from workbench.errors import UsageError, WorkspaceError
 from workbench.index.unfinished import UNFINISHED_RUN, unfinished_note
@@ -237,7 +237,7 @@ class Searcher:
         if self._scorer is None:
             self._scorer = CandidateScorer(matrix.bits, matrix.starts, matrix.lengths, backend=self.backend)
         if self.backend == "numpy":
-            return self._scorer.score(query_tokens, mapping[rows])
+            return self._scorer.score(query_tokens, mapping[rows], threads=numpy_query_threads())
         import torch
 
         return self._scorer.score(torch.from_numpy(query_tokens), mapping[rows], threads=torch.get_num_threads())
@@ -309,7 +309,7 @@ class Searcher:
         if self._exact_colbert():
             matrix, mapping = self.tokens
             if self.backend == "numpy":
-                scores_tm = maxsim_bits(q.tokens, matrix.bits, matrix.lengths)
+                scores_tm = maxsim_bits(q.tokens, matrix.bits, matrix.lengths, threads=numpy_query_threads())
             else:
                 import torch
 
