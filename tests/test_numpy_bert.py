@@ -153,10 +153,10 @@ def test_bf16_weights_are_widened_exactly(tmp_path):
     np.testing.assert_allclose(mine.encode(texts).dense, ref.encode(texts).dense, atol=1e-5, rtol=0)
 
 
-def test_maxsim_bits_equals_brute_force():
+def test_maxsim_bits_and_chunks_equal_brute_force():
     import torch
 
-    from workbench.search.maxsim import CandidateScorer, maxsim_bits, maxsim_numpy
+    from workbench.search.maxsim import CandidateScorer, maxsim_bits, maxsim_chunks, maxsim_numpy
 
     rng = np.random.default_rng(3)
     lengths = rng.integers(1, 40, size=60)
@@ -170,9 +170,17 @@ def test_maxsim_bits_equals_brute_force():
     for block_tokens, threads in ((100, 1), (100, 2), (1, 2), (10_000, 2)):  # blocks of one document, one block
         np.testing.assert_allclose(maxsim_bits(q, bits, lengths, block_tokens=block_tokens, threads=threads),
                                    brute, rtol=1e-5, atol=1e-4)
-    rows = np.array([5, 0, 59, 17, 17])
-    scorer = CandidateScorer(bits, starts, lengths, backend="numpy")
-    np.testing.assert_allclose(scorer.score(q, rows), brute[rows], rtol=1e-5, atol=1e-4)
+    # chosen chunks, scattered and repeated, some back to back (one slice), blocks of one chunk or all
+    rows = np.array([5, 0, 59, 17, 17, 18, 19, 3])
+    for block_tokens in (1, 30, 10_000):
+        for matmul in ("numpy", "torch"):
+            got = maxsim_chunks(q, bits, starts[rows], lengths[rows], block_tokens=block_tokens, matmul=matmul)
+            np.testing.assert_allclose(got, brute[rows], rtol=1e-5, atol=1e-4)
+        got = maxsim_chunks(q, bits, starts[rows], lengths[rows], block_tokens=block_tokens, threads=2)
+        np.testing.assert_allclose(got, brute[rows], rtol=1e-5, atol=1e-4)
+    assert maxsim_chunks(q, bits, starts[:0], lengths[:0]).shape == (0,)
+    scorer = CandidateScorer(bits, starts, lengths)  # the bf16 path's scorer agrees too
+    np.testing.assert_allclose(scorer.score(torch.from_numpy(q), rows), brute[rows], rtol=1e-5, atol=1e-4)
 
 
 def _same_ranking(a, b, tol: float = 1e-4) -> None:

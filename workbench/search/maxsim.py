@@ -6,8 +6,9 @@ L2-normalised. Which documents get scored is the caller's choice; each one is sc
 (``device.pick_dtype`` gives float32) the stored bf16 values are widened to fp32 first: the same
 products (a bf16 x bf16 product is exact in fp32), a matmul 2-3x faster there than emulated bf16.
 
-Two backends: torch (the default; bf16 matmuls where the CPU or GPU has them) and numpy (always
-widened to fp32; a one-shot query that never imports torch: ``Searcher(backend="numpy")``).
+Where the stored bf16 is widened (every CPU without native bf16, and the numpy query backend,
+``Searcher(backend="numpy")``, which never imports torch), ``maxsim_chunks`` scores: blocks of whole
+chunks widened into a reused buffer. Where the CPU multiplies bf16 natively, torch does it in bf16.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def _segment_max_sum(sims: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(sims, starts, axis=1).sum(axis=0)
 
 
-def _cpu_matmul_dtype():
+def cpu_matmul_dtype():
     import torch
 
     from workbench.encoders.device import pick_dtype
@@ -50,7 +51,7 @@ def maxsim_tensor(query_tokens, docs, lengths: np.ndarray, block_tokens: int = 2
     n_docs = len(lengths)
     if n_docs == 0:
         return np.zeros(0, dtype=np.float32)
-    if docs.dtype == torch.bfloat16 and _cpu_matmul_dtype() != torch.bfloat16:
+    if docs.dtype == torch.bfloat16 and cpu_matmul_dtype() != torch.bfloat16:
         return maxsim_bits(query_tokens.float().numpy(), docs.view(torch.int16).numpy(), lengths,
                            threads=threads or torch.get_num_threads())
     q = query_tokens.to(docs.dtype)
@@ -82,41 +83,88 @@ def _block_pool(threads: int) -> ThreadPoolExecutor:
 
 def maxsim_bits(query_tokens: np.ndarray, bits: np.ndarray, lengths: np.ndarray, block_tokens: int = 4_096,
                 threads: int = 1) -> np.ndarray:
-    """Exact MaxSim in numpy of one query ([nq, d] float32) against every document of a token matrix
-    stored as bf16 bits (``bits`` [T, d] int16, documents consecutive, ``lengths`` > 0). Returns
-    float32 [n_docs], equal to ``maxsim_tensor`` (the same fp32 products, summed in another order).
+    """Exact MaxSim of one query ([nq, d] float32) against every document of a token matrix stored
+    as bf16 bits (``bits`` [T, d] int16, documents consecutive, ``lengths`` > 0): float32 [n_docs],
+    equal to ``maxsim_tensor`` (the same fp32 products, summed in another order). The blocks spread
+    over ``threads`` threads (numpy releases the GIL while it widens a block's rows and multiplies),
+    numpy's BLAS held to one thread meanwhile (272k tokens, AVX2 EPYC: 50 ms on 2 threads, 90 on one).
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    starts = np.cumsum(lengths) - lengths
+    return maxsim_chunks(query_tokens, bits, starts, lengths, block_tokens=block_tokens, threads=threads)
 
-    The rows go a block of ~``block_tokens`` at a time (whole documents) through a widened fp32
-    buffer that each thread reuses: 6 MB at d = 384, so the product reads it from cache and no call
-    page-faults fresh memory (widening the whole matrix at once: 1.9 s for 272k tokens; blocks into
-    new arrays: 155 ms; a reused buffer: 112 ms, on 2 threads 50 ms, AVX2 EPYC). Blocks spread over
-    ``threads`` threads (numpy releases the GIL), numpy's BLAS held to one thread meanwhile.
+
+def maxsim_chunks(query_tokens, bits: np.ndarray, starts: np.ndarray, lengths: np.ndarray, *,
+                  block_tokens: int = 4_096, threads: int = 1, matmul: str = "numpy") -> np.ndarray:
+    """Exact MaxSim of one query ([nq, d]) against chunks of a token matrix stored as bf16 bits:
+    chunk ``j`` is ``bits[starts[j] : starts[j] + lengths[j]]`` (``bits`` [T, d] int16, lengths > 0).
+    Returns float32 ``[len(starts)]``: bf16 x bf16 products, exact in fp32, summed in fp32.
+
+    How: the chunks go a block of ~``block_tokens`` tokens at a time (whole chunks, no padding)
+    through an fp32 buffer that each thread reuses: every chunk's rows are widened from bf16 as they
+    are copied in (one slice where the block's chunks lie back to back), one product gives the
+    block's [nq, rows] similarities, and a segment max then a sum give each chunk's score. 6 MB at
+    d = 384: the product reads it from cache, and no call page-faults fresh memory (widening a
+    272k-token matrix at once: 1.9 s; blocks into new arrays: 155 ms; the reused buffer: 112 ms).
+    Against CandidateScorer's padded buffer on SciFact's hybrid candidates (110 chunks): 9.5 vs
+    15 ms; 337 chunks: 23 vs 43 ms (no padding rows to multiply).
+
+    ``threads`` > 1 spreads blocks over a pool with numpy's BLAS on one thread (worth it for long
+    slices: the all-token case; scattered chunks copy under the GIL, so one thread is faster there).
+    On one thread the product runs in ``matmul``: ``"numpy"`` (BLAS at its current thread count)
+    or ``"torch"`` (torch's intra-op threads: the torch backend keeps numpy's BLAS on one thread).
     """
     from workbench.encoders.device import blas_threads
 
-    n_docs = len(lengths)
-    out = np.zeros(n_docs, dtype=np.float32)
-    if n_docs == 0:
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n = len(lengths)
+    out = np.zeros(n, dtype=np.float32)
+    if n == 0:
         return out
     q = np.ascontiguousarray(query_tokens, dtype=np.float32)
-    bits = np.asarray(bits)
-    lengths = np.asarray(lengths, dtype=np.int64)
-    ends = np.cumsum(lengths)
+    bits = np.asarray(bits)  # a plain view: slicing a np.memmap subclass costs ~3 us a slice
     dim = int(bits.shape[1])
+    ends = np.cumsum(lengths)
     capacity = max(block_tokens, int(lengths.max())) * dim
-    blocks, doc, lo = [], 0, 0
-    while doc < n_docs:
-        last = max(int(np.searchsorted(ends, lo + block_tokens, side="right")), doc + 1)
-        blocks.append((doc, last, lo, int(ends[last - 1])))
-        doc, lo = last, int(ends[last - 1])
+    back_to_back = np.concatenate([starts[1:] == starts[:-1] + lengths[:-1], [False]])
+    starts_list, lengths_list = starts.tolist(), lengths.tolist()
+    blocks, first, done = [], 0, 0
+    while first < n:
+        last = max(int(np.searchsorted(ends, done + block_tokens, side="right")), first + 1)
+        blocks.append((first, last))
+        first, done = last, int(ends[last - 1])
+    torch_q = None
+    if matmul == "torch" and not (threads > 1 and len(blocks) > 1):
+        import torch
 
-    def score_block(block: tuple[int, int, int, int]) -> None:
-        first, last, lo, hi = block
+        torch_q = torch.from_numpy(q)
+
+    def score_block(block: tuple[int, int]) -> None:
+        first, last = block
+        total = int(ends[last - 1] - (ends[first - 1] if first else 0))
         buffer = getattr(_block_buffers, "rows", None)
         if buffer is None or buffer.size < capacity:
             buffer = _block_buffers.rows = np.empty(capacity, dtype=np.int32)
-        rows = _widened(bits[lo:hi], buffer[: (hi - lo) * dim].reshape(hi - lo, dim))
-        out[first:last] = _segment_max_sum(q @ rows.T, lengths[first:last])
+        view = buffer[: total * dim].reshape(total, dim)
+        if last - first == 1 or back_to_back[first : last - 1].all():
+            a = starts_list[first]
+            rows = _widened(bits[a : a + total], view)
+        else:
+            offset = 0
+            for j in range(first, last):
+                a, m = starts_list[j], lengths_list[j]
+                _widened(bits[a : a + m], view[offset : offset + m])
+                offset += m
+            rows = view.view(np.float32)
+        if torch_q is not None:
+            import torch
+
+            with torch.inference_mode():
+                sims = torch.mm(torch_q, torch.from_numpy(rows).T).numpy()
+        else:
+            sims = q @ rows.T
+        out[first:last] = _segment_max_sum(sims, lengths[first:last])
 
     if threads > 1 and len(blocks) > 1:
         with blas_threads(1):
@@ -141,18 +189,18 @@ class CandidateScorer:
     ``[n, L, nq]`` similarities, and a float32 max over L then a sum over the query tokens give the
     scores. Against gathering into one ragged ``[T, d]`` tensor and reducing segments with numpy's
     reduceat, the reduction is a plain strided max; the reused buffer skips page faults on tens of
-    MB per query. Calls on one instance are serialised by a lock (the buffer is shared).
-    ``backend="numpy"``: widened to fp32 and multiplied by numpy, never importing torch.
+    MB per query. Calls on one instance are serialised by a lock (the buffer is shared). Where the
+    rows are widened to fp32 (no native bf16), :func:`maxsim_chunks` is faster (no padding) and
+    ``Searcher.maxsim_rows`` uses it; this class serves CPUs that multiply bf16 natively.
     """
 
-    def __init__(self, bits: np.ndarray, starts: np.ndarray, lengths: np.ndarray, backend: str = "torch") -> None:
+    def __init__(self, bits: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:
         self.bits = np.asarray(bits)  # a plain view: slicing a np.memmap subclass costs ~3 us a slice
         self.starts = np.asarray(starts, dtype=np.int64)
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self._buffer = np.zeros((0,), dtype=np.int16)
         self._wide = np.zeros((0,), dtype=np.int32)  # fp32 bit patterns, where bf16 is emulated
-        self._numpy = backend == "numpy"
-        self._widen = self._numpy or str(_cpu_matmul_dtype()) != "torch.bfloat16"
+        self._widen = str(cpu_matmul_dtype()) != "torch.bfloat16"
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -169,18 +217,14 @@ class CandidateScorer:
                 view[i, n:] = view[i, 0]
 
     def score(self, query_tokens, rows: np.ndarray, threads: int = 1) -> np.ndarray:
-        """float32 [len(rows)]; ``query_tokens`` a [nq, d] array (a tensor with the torch backend)."""
+        import torch
+
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) == 0:
             return np.zeros(0, dtype=np.float32)
         lengths = self.lengths[rows]
         n, width, dim = len(rows), int(lengths.max()), int(self.bits.shape[1])
-        if self._numpy:
-            q = np.ascontiguousarray(query_tokens, dtype=np.float32)
-        else:
-            import torch
-
-            q = torch.as_tensor(query_tokens).to(torch.float32 if self._widen else torch.bfloat16)
+        q = torch.as_tensor(query_tokens).to(torch.float32 if self._widen else torch.bfloat16)
         with self._lock:
             need = n * width * dim
             if self._widen:  # int32 buffer of fp32 bit patterns
@@ -200,10 +244,6 @@ class CandidateScorer:
             else:
                 self._copy(*args, 0, n)
             flat = view.reshape(n * width, dim)
-            if self._numpy:
-                return (flat.view(np.float32) @ q.T).reshape(n, width, -1).max(axis=1).sum(axis=1, dtype=np.float32)
-            import torch
-
             docs = torch.from_numpy(flat.view(np.float32)) if self._widen else torch.from_numpy(flat).view(torch.bfloat16)
             with torch.inference_mode():
                 # one 2-D matmul, then the max in float32 (bf16 reductions are ~10x slower on CPU)

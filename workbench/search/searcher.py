@@ -24,7 +24,7 @@ from workbench.index.unfinished import UNFINISHED_RUN, unfinished_note
 from workbench.index.settings import settings_from_config, settings_from_dict
 from workbench.models.registry import fingerprint, model_labels
 from workbench.search.fusion import fuse, min_max
-from workbench.search.maxsim import CandidateScorer, maxsim_bits, maxsim_tensor
+from workbench.search.maxsim import CandidateScorer, cpu_matmul_dtype, maxsim_bits, maxsim_chunks, maxsim_tensor
 from workbench.search.pipelines import Pipeline, parse_pipeline
 from workbench.search.results import QueryResult, make_snippet
 from workbench.types import Hit
@@ -232,15 +232,21 @@ class Searcher:
         return int(self.catalog.token_counts.sum()) <= self.config.index.colbert_exact_max_tokens
 
     def maxsim_rows(self, query_tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Exact MaxSim of a query against the given catalog rows."""
+        """Exact MaxSim of a query against the given catalog rows: ``maxsim_chunks`` where the stored
+        bf16 is widened to fp32 (the numpy backend; CPUs without native bf16), else the bf16
+        ``CandidateScorer``."""
         matrix, mapping = self.tokens
-        if self._scorer is None:
-            self._scorer = CandidateScorer(matrix.bits, matrix.starts, matrix.lengths, backend=self.backend)
+        chunk_rows = mapping[np.asarray(rows, dtype=np.int64)]
         if self.backend == "numpy":
-            return self._scorer.score(query_tokens, mapping[rows], threads=numpy_query_threads())
+            return maxsim_chunks(query_tokens, matrix.bits, matrix.starts[chunk_rows], matrix.lengths[chunk_rows])
         import torch
 
-        return self._scorer.score(torch.from_numpy(query_tokens), mapping[rows], threads=torch.get_num_threads())
+        if cpu_matmul_dtype() != torch.bfloat16:
+            return maxsim_chunks(query_tokens, matrix.bits, matrix.starts[chunk_rows], matrix.lengths[chunk_rows],
+                                 matmul="torch")
+        if self._scorer is None:
+            self._scorer = CandidateScorer(matrix.bits, matrix.starts, matrix.lengths)
+        return self._scorer.score(torch.from_numpy(query_tokens), chunk_rows, threads=torch.get_num_threads())
 
     # -- encoding ---------------------------------------------------------------------
     def encode_queries(self, texts: list[str], modes: set[str], instruction: str = "") -> list[EncodedQuery]:
