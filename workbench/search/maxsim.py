@@ -95,7 +95,7 @@ def maxsim_bits(query_tokens: np.ndarray, bits: np.ndarray, lengths: np.ndarray,
 
 
 def maxsim_chunks(query_tokens, bits: np.ndarray, starts: np.ndarray, lengths: np.ndarray, *,
-                  block_tokens: int = 4_096, threads: int = 1, matmul: str = "numpy") -> np.ndarray:
+                  block_tokens: int = 4_096, threads: int = 1) -> np.ndarray:
     """Exact MaxSim of one query ([nq, d]) against chunks of a token matrix stored as bf16 bits:
     chunk ``j`` is ``bits[starts[j] : starts[j] + lengths[j]]`` (``bits`` [T, d] int16, lengths > 0).
     Returns float32 ``[len(starts)]``: bf16 x bf16 products, exact in fp32, summed in fp32.
@@ -106,13 +106,12 @@ def maxsim_chunks(query_tokens, bits: np.ndarray, starts: np.ndarray, lengths: n
     block's [nq, rows] similarities, and a segment max then a sum give each chunk's score. 6 MB at
     d = 384: the product reads it from cache, and no call page-faults fresh memory (widening a
     272k-token matrix at once: 1.9 s; blocks into new arrays: 155 ms; the reused buffer: 112 ms).
-    Against CandidateScorer's padded buffer on SciFact's hybrid candidates (110 chunks): 9.5 vs
-    15 ms; 337 chunks: 23 vs 43 ms (no padding rows to multiply).
+    Against CandidateScorer's padded buffer on SciFact's hybrid candidates (110 chunks, AVX2 EPYC):
+    about 0.5-0.9x the time, less where chunk lengths differ more (no padding rows to multiply).
 
-    ``threads`` > 1 spreads blocks over a pool with numpy's BLAS on one thread (worth it for long
-    slices: the all-token case; scattered chunks copy under the GIL, so one thread is faster there).
-    On one thread the product runs in ``matmul``: ``"numpy"`` (BLAS at its current thread count)
-    or ``"torch"`` (torch's intra-op threads: the torch backend keeps numpy's BLAS on one thread).
+    ``threads`` > 1 spreads blocks over a pool with numpy's BLAS on one thread; on one thread the
+    products use numpy's BLAS at its current thread count (a numpy-backend query block gives it the
+    query's threads; the torch backend holds it to one and passes torch's count here instead).
     """
     from workbench.encoders.device import blas_threads
 
@@ -134,11 +133,6 @@ def maxsim_chunks(query_tokens, bits: np.ndarray, starts: np.ndarray, lengths: n
         last = max(int(np.searchsorted(ends, done + block_tokens, side="right")), first + 1)
         blocks.append((first, last))
         first, done = last, int(ends[last - 1])
-    torch_q = None
-    if matmul == "torch" and not (threads > 1 and len(blocks) > 1):
-        import torch
-
-        torch_q = torch.from_numpy(q)
 
     def score_block(block: tuple[int, int]) -> None:
         first, last = block
@@ -157,14 +151,7 @@ def maxsim_chunks(query_tokens, bits: np.ndarray, starts: np.ndarray, lengths: n
                 _widened(bits[a : a + m], view[offset : offset + m])
                 offset += m
             rows = view.view(np.float32)
-        if torch_q is not None:
-            import torch
-
-            with torch.inference_mode():
-                sims = torch.mm(torch_q, torch.from_numpy(rows).T).numpy()
-        else:
-            sims = q @ rows.T
-        out[first:last] = _segment_max_sum(sims, lengths[first:last])
+        out[first:last] = _segment_max_sum(q @ rows.T, lengths[first:last])
 
     if threads > 1 and len(blocks) > 1:
         with blas_threads(1):

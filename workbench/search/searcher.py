@@ -241,9 +241,9 @@ class Searcher:
             return maxsim_chunks(query_tokens, matrix.bits, matrix.starts[chunk_rows], matrix.lengths[chunk_rows])
         import torch
 
-        if cpu_matmul_dtype() != torch.bfloat16:
+        if cpu_matmul_dtype() != torch.bfloat16:  # numpy's BLAS is on one thread here: a pool of torch's count
             return maxsim_chunks(query_tokens, matrix.bits, matrix.starts[chunk_rows], matrix.lengths[chunk_rows],
-                                 matmul="torch")
+                                 threads=torch.get_num_threads())
         if self._scorer is None:
             self._scorer = CandidateScorer(matrix.bits, matrix.starts, matrix.lengths)
         return self._scorer.score(torch.from_numpy(query_tokens), chunk_rows, threads=torch.get_num_threads())
