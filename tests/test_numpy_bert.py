@@ -56,6 +56,9 @@ def test_dense_encoder_equals_torch_on_minilm():
         np.testing.assert_allclose(x.astype(np.float32), y.astype(np.float32), atol=1e-3, rtol=0)
     assert mine.tokenize(texts) == ref.tokenize(texts)
     assert mine.encode(texts[:3]).tokens is None
+    # a drop-in for DenseEncoder: the transformers tokenizer (chunking, explanations) on first use
+    assert mine._tokenizer is None
+    assert mine.tokenizer.convert_ids_to_tokens(mine.tokenize(["hello"])[0]) == ["[CLS]", "hello", "[SEP]"]
 
 
 def test_sparse_encoder_equals_torch_on_splade():
@@ -75,6 +78,7 @@ def test_sparse_encoder_equals_torch_on_splade():
         assert len(both) >= 0.99 * max(len(a), len(b))
         np.testing.assert_allclose([a[t] for t in both], [b[t] for t in both], atol=2e-5, rtol=0)
     assert mine.term(2003) == ref.term(2003)
+    assert mine.tokenizer.tokenize("Hello world") == ref.tokenizer.tokenize("Hello world")
 
 
 def test_random_bert_with_cls_pooling_equals_torch(tmp_path):
@@ -254,3 +258,24 @@ def test_numpy_queries_set_blas_threads_and_leave_torch_alone(monkeypatch):
         assert blas_threads() == {1}
         assert torch.get_num_threads() == torch_before
     assert blas_threads() == blas_before
+
+
+def test_explanations_agree_between_backends(small_workspace):
+    """The numpy encoders are drop-ins for the torch ones wherever the engine reads an encoder:
+    the TUI's explanations (SPLADE terms, MaxSim token matches) come out the same."""
+    from workbench.search.explain import colbert_matches, sparse_explanation
+    from workbench.search.searcher import Searcher
+
+    ws, _ = small_workspace
+    torch_side, numpy_side = Searcher(ws), Searcher(ws, backend="numpy")
+    query = "group consecutive items by key"
+    chunk_id = torch_side.search(query, pipeline="hybrid", unit="chunk").results[0].chunk_id
+    a, b = sparse_explanation(numpy_side, query, chunk_id), sparse_explanation(torch_side, query, chunk_id)
+    def clear(e):  # terms away from the zero edge (one may keep a ~1e-7 weight the other drops)
+        return {(t.term, t.literal) for t in e.terms if t.weight > 1e-3}
+
+    assert clear(a) == clear(b) and len(clear(a)) > 3
+    assert a.score == pytest.approx(b.score, abs=1e-4) and a.score > 0
+    x, y = colbert_matches(numpy_side, query, chunk_id), colbert_matches(torch_side, query, chunk_id)
+    assert [(m.query_token, m.doc_token, m.doc_span) for m in x.matches] == \
+        [(m.query_token, m.doc_token, m.doc_span) for m in y.matches]

@@ -168,6 +168,19 @@ class NumpyBert:
         return x
 
 
+def _transformers_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    from workbench.encoders.device import quiet_transformers
+    from workbench.errors import ModelError
+
+    quiet_transformers()
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the tokenizer of '{path}': {str(exc).splitlines()[0]}") from exc
+
+
 def _load_bert(path: str | os.PathLike, mlm: bool):
     """(config, state, NumpyBert) for a folder this module runs, else None."""
     if not lean_enabled():
@@ -194,6 +207,7 @@ class NumpyDenseEncoder:
         self.path = path
         self.bert = bert
         self._lean_tokenizer = tokenizer
+        self._tokenizer = None
         self.pooling = pooling
         self.normalize = normalize
         self.max_length = max_length
@@ -220,7 +234,11 @@ class NumpyDenseEncoder:
 
     @property
     def tokenizer(self):
-        return self._lean_tokenizer
+        """The transformers tokenizer, as ``DenseEncoder.tokenizer`` (chunking, explanations): loaded
+        on first use (it imports transformers; encoding uses the lean tokenizer)."""
+        if self._tokenizer is None:
+            self._tokenizer = _transformers_tokenizer(self.path)
+        return self._tokenizer
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         return self._lean_tokenizer.ids(texts)
@@ -255,6 +273,7 @@ class NumpySparseEncoder:
         self.path = path
         self.bert = bert
         self._lean_tokenizer = tokenizer
+        self._tokenizer = None
         self.min_weight = min_weight
         self.vocab_size = int(cfg.vocab_size)
         self.transform_w = _take(state, p + "transform.dense.weight", (h, h)).T
@@ -281,6 +300,13 @@ class NumpySparseEncoder:
             return cls(path, bert, state, tokenizer, min_weight)
         except _Missing:
             return None
+
+    @property
+    def tokenizer(self):
+        """The transformers tokenizer, as ``SparseEncoder.tokenizer``: loaded on first use."""
+        if self._tokenizer is None:
+            self._tokenizer = _transformers_tokenizer(self.path)
+        return self._tokenizer
 
     def term(self, term_id: int) -> str:
         if self._id_to_token is None:
