@@ -97,6 +97,10 @@ def test_random_bert_with_cls_pooling_equals_torch(tmp_path):
     mine, ref = NumpyDenseEncoder.load(str(folder)), DenseEncoder(str(folder))
     assert mine is not None and mine.pooling == ref.pooling == "cls" and mine.normalize == ref.normalize
     np.testing.assert_allclose(mine.encode(texts).dense, ref.encode(texts).dense, atol=1e-5, rtol=1e-5)
+    # inputs are cut at the model's 128 positions, whatever the layout's max length says
+    long = NumpyDenseEncoder.load(str(folder), max_length=4096)
+    assert long.max_length == 128 and len(long.tokenize(["word " * 500])[0]) == 128
+    assert long.encode(["word " * 500]).dense.shape == (1, 32)
 
 
 def test_what_it_does_not_reproduce_goes_to_torch(tmp_path, monkeypatch):
@@ -197,14 +201,16 @@ def _same_ranking(a, b, tol: float = 1e-4) -> None:
             assert x.ranks == y.ranks
 
 
-@pytest.mark.parametrize("exact_colbert", [True, False])
-def test_numpy_backend_answers_as_torch(small_workspace, exact_colbert):
+@pytest.mark.parametrize("exact_colbert,complete", [(True, False), (False, False), (False, True)])
+def test_numpy_backend_answers_as_torch(small_workspace, exact_colbert, complete):
     from workbench.search.searcher import Searcher
 
     ws, _ = small_workspace
     config = ws.config()
-    if not exact_colbert:  # ColBERT scores candidates (CandidateScorer), as on a large corpus
+    if not exact_colbert:  # ColBERT scores candidates, as on a large corpus
         config = replace(config, index=replace(config.index, colbert_exact_max_tokens=0))
+    if complete:  # every candidate scored exactly in dense, sparse and ColBERT before fusing
+        config = replace(config, fusion=replace(config.fusion, complete=True))
     torch_side = Searcher(ws, config=config)
     numpy_side = Searcher(ws, config=config, backend="numpy")
     assert numpy_side._exact_colbert() is exact_colbert

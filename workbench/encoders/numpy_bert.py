@@ -226,7 +226,8 @@ class NumpyDenseEncoder:
         loaded = _load_bert(path, mlm=False)
         if loaded is None:
             return None
-        length = int(max_length or layout.max_length)
+        # never past the model's positions (a longer input is cut there, as by truncation)
+        length = min(int(max_length or layout.max_length), int(loaded[0].max_position_embeddings))
         tokenizer = load_lean_tokenizer(path, length)
         if tokenizer is None:
             return None
