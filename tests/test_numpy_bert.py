@@ -285,3 +285,83 @@ def test_explanations_agree_between_backends(small_workspace):
     x, y = colbert_matches(numpy_side, query, chunk_id), colbert_matches(torch_side, query, chunk_id)
     assert [(m.query_token, m.doc_token, m.doc_span) for m in x.matches] == \
         [(m.query_token, m.doc_token, m.doc_span) for m in y.matches]
+
+
+# -- projection heads and trained ColBERT folders (torch.save'd heads read without torch) ----------------
+
+
+def test_torch_state_reader_equals_torch_load(tmp_path):
+    import collections
+
+    import torch
+
+    from workbench.encoders.tensor_files import read_torch_state
+
+    state = {"weight": torch.randn(5, 7), "bias": torch.randn(5), "transposed": torch.randn(7, 5).t(),
+             "half": torch.randn(3, 2).half(), "bf16": torch.randn(4, 4).bfloat16(), "ids": torch.arange(6).reshape(2, 3),
+             "scalar": torch.tensor(3.0), "slice": torch.randn(10, 4)[2:5], "empty": torch.zeros(0, 3)}
+    torch.save(state, tmp_path / "h.pt")
+    got = read_torch_state(tmp_path / "h.pt")
+    assert set(got) == set(state)
+    for key, value in state.items():
+        ref = value.float().numpy() if value.dtype == torch.bfloat16 else value.numpy()
+        assert got[key].shape == ref.shape and got[key].dtype == ref.dtype and np.array_equal(got[key], ref), key
+    # anything but tensors in a dict is refused (torch.load gives the answer then), as is a non-zip file
+    torch.save({"w": torch.randn(2), "x": collections.Counter()}, tmp_path / "other.pt")
+    assert read_torch_state(tmp_path / "other.pt") is None
+    (tmp_path / "junk.pt").write_bytes(b"not a zip")
+    assert read_torch_state(tmp_path / "junk.pt") is None
+    assert read_torch_state(tmp_path / "missing.pt") is None
+
+
+def _head(path: Path, dim: int, hidden: int, bias: bool, seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+    layer = torch.nn.Linear(hidden, dim, bias=bias)
+    torch.save({k: v.detach().contiguous() for k, v in layer.state_dict().items()}, path)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_dense_encoder_with_a_projection_head_equals_torch(tmp_path, bias):
+    from workbench.encoders.dense import DenseEncoder
+    from workbench.encoders.numpy_bert import NumpyDenseEncoder
+
+    path = _path("all-MiniLM-L6-v2")
+    _head(tmp_path / "colbert_head.pt", 48, 384, bias, seed=2)
+    texts = _real_texts()[:8]
+    mine = NumpyDenseEncoder.load(path, colbert_head=str(tmp_path / "colbert_head.pt"))
+    ref = DenseEncoder(path, colbert_head=str(tmp_path / "colbert_head.pt"))
+    assert mine is not None and mine.colbert_dim == ref.colbert_dim == 48
+    a, b = mine.encode(texts, tokens=True), ref.encode(texts, tokens=True)
+    np.testing.assert_allclose(a.dense, b.dense, atol=1e-5, rtol=0)
+    for x, y in zip(a.tokens, b.tokens):
+        assert x.shape == y.shape and x.shape[1] == 48
+        np.testing.assert_allclose(x.astype(np.float32), y.astype(np.float32), atol=1e-3, rtol=0)
+    _head(tmp_path / "wide.pt", 48, 100, bias, seed=2)  # a head for another width: the torch path decides
+    assert NumpyDenseEncoder.load(path, colbert_head=str(tmp_path / "wide.pt")) is None
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_trained_colbert_folder_equals_torch(tmp_path, augment):
+    from workbench.encoders.colbert import COLBERT_HEAD, COLBERT_META, ColbertEncoder
+    from workbench.encoders.numpy_bert import NumpyColbertEncoder
+
+    folder = tiny_bert(tmp_path / "colbert", layers=2, seed=5)
+    _head(folder / COLBERT_HEAD, 16, 32, False, seed=6)
+    meta = {"dim": 16, "query_marker_id": 1, "document_marker_id": 2, "query_max_length": 12,
+            "document_max_length": 40, "query_augmentation": augment, "mask_token_id": 103}
+    (folder / COLBERT_META).write_text(json.dumps(meta))
+    mine, ref = NumpyColbertEncoder.load(str(folder)), ColbertEncoder(str(folder))
+    assert mine is not None and mine.dim == ref.dim == 16
+    queries = ["group consecutive items by key", "a query long enough to be cut at twelve tokens by the marker rule"]
+    assert mine.query_ids(queries) == ref.query_ids(queries)
+    docs = _real_texts()[:4]
+    assert mine.document_ids(docs) == ref.document_ids(docs)
+    for x, y in zip(mine.encode_queries(queries) + mine.encode_documents(docs),
+                    ref.encode_queries(queries) + ref.encode_documents(docs)):
+        assert x.dtype == np.float16 and x.shape == y.shape
+        np.testing.assert_allclose(x.astype(np.float32), y.astype(np.float32), atol=2e-3, rtol=0)
+    meta["dim"] = 8  # the head disagrees with the folder's word: the torch encoder raises the error
+    (folder / COLBERT_META).write_text(json.dumps(meta))
+    assert NumpyColbertEncoder.load(str(folder)) is None

@@ -102,6 +102,15 @@ def test_cli_train_index_and_query_a_colbert_variant(tiny, tmp_path, capsys, mon
     q = searcher.encode_queries(["sleep"], {"colbert"})[0]
     assert q.tokens.shape[1] == 16
     assert searcher.snapshot.tokens.bits.shape[1] == 16
+    # `wb query` answered through the numpy backend: the trained ColBERT runs there too, and the
+    # answers are the torch backend's
+    mine = Searcher(serve.workspace, config=serve.config, backend="numpy")
+    for pipeline in ("colbert", "hybrid"):
+        a = mine.search("pause the program for a while", pipeline=pipeline, k=3)
+        b = searcher.search("pause the program for a while", pipeline=pipeline, k=3)
+        assert [h.doc_id for h in a.results] == [h.doc_id for h in b.results]
+        assert [h.score for h in a.results] == pytest.approx([h.score for h in b.results], abs=1e-4)
+    assert type(mine.bundle.colbert).__name__ == "NumpyColbertEncoder"
     base_searcher = Searcher(ws)
     assert base_searcher.snapshot.tokens.bits.shape[1] == 384
     hybrid = base_searcher.search("pause the program", pipeline="hybrid", k=3)

@@ -9,9 +9,9 @@ class EncoderBundle:
     """Dense(+ColBERT) and sparse encoders for one ``IndexSettings``; each loads on first use (an
     encoder whose vectors the indexer reuses from a donor index is never loaded).
 
-    ``numpy_queries``: the dense and sparse roles are served by the numpy encoders
-    (``numpy_bert``: no torch import) where they reproduce the model, else by the torch ones; for a
-    one-shot query, never for indexing (they run one text at a time)."""
+    ``numpy_queries``: the dense, ColBERT and sparse roles are served by the numpy encoders
+    (``numpy_bert``: no torch import) where they reproduce the model (not a joint one), else by the
+    torch ones; for a one-shot query, never for indexing (they run one text at a time)."""
 
     def __init__(self, settings: IndexSettings, device: str | None = None, numpy_queries: bool = False) -> None:
         self.settings = settings
@@ -61,17 +61,17 @@ class EncoderBundle:
                 return self._dense
             head = None
             path = self._colbert_path()
-            if self.numpy_queries and path is None:  # zero-shot ColBERT: the dense model's own tokens
-                from workbench.encoders.numpy_bert import NumpyDenseEncoder
-
-                self._dense = NumpyDenseEncoder.load(s.dense_path)
-                if self._dense is not None:
-                    return self._dense
             if path is not None and not is_colbert_folder(path) and not is_joint_folder(path):
                 # a projection over the dense tokens
                 from pathlib import Path
 
                 head = str(Path(path) / "colbert_head.pt")
+            if self.numpy_queries:
+                from workbench.encoders.numpy_bert import NumpyDenseEncoder
+
+                self._dense = NumpyDenseEncoder.load(s.dense_path, colbert_head=head)
+                if self._dense is not None:
+                    return self._dense
             self._dense = DenseEncoder(s.dense_path, device=self.device, colbert_head=head)
         return self._dense
 
@@ -86,8 +86,15 @@ class EncoderBundle:
             joint = self._joint(path)
             if joint is not None:
                 self._colbert = joint.colbert_view()
+            elif not is_colbert_folder(path):
+                self._colbert = False
             else:
-                self._colbert = ColbertEncoder(path, device=self.device) if is_colbert_folder(path) else False
+                if self.numpy_queries:
+                    from workbench.encoders.numpy_bert import NumpyColbertEncoder
+
+                    self._colbert = NumpyColbertEncoder.load(path)
+                if not self._colbert:
+                    self._colbert = ColbertEncoder(path, device=self.device)
         return self._colbert or None
 
     @property

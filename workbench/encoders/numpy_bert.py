@@ -6,12 +6,15 @@ MiniLM (6 layers, 384 wide) or SPLADE-tiny is ~0.4 GFLOP, which numpy's BLAS doe
 one-shot query (``Searcher(backend="numpy")``, what ``wb query`` uses) runs the same checkpoints
 here, from ``model.safetensors`` read as numpy arrays.
 
-Contract: ``NumpyDenseEncoder.load`` / ``NumpySparseEncoder.load`` return None for anything this
-module does not reproduce (what ``bert_files.lean_config`` refuses, no safetensors file, a missing
-tensor, a ColBERT projection head, a decoder); the caller then uses the torch encoders. bf16 weights
-are widened to fp32 (exact; the torch dense encoder does the same where it computes in fp32). Outputs equal the torch encoders' in fp32 up to summation order (pooled vectors within
-1e-5, SPLADE weights within 1e-4: tested in tests/test_numpy_bert.py). Each text runs alone
-(queries are few and short): no padding, no attention mask. Inference only.
+Contract: ``NumpyDenseEncoder.load`` (optionally with a ColBERT projection head),
+``NumpyColbertEncoder.load`` (a trained ColBERT folder) and ``NumpySparseEncoder.load`` return None
+for anything this module does not reproduce (what ``bert_files.lean_config`` refuses, no
+safetensors file, a missing tensor, a head ``tensor_files`` cannot read, a decoder, a joint model);
+the caller then uses the torch encoders. bf16 weights are widened to fp32 (exact; the torch dense
+encoder does the same where it computes in fp32). Outputs equal the torch encoders' in fp32 up to
+summation order (pooled vectors within 1e-5, SPLADE weights within 2e-5: tested in
+tests/test_numpy_bert.py). Each text runs alone (queries are few and short): no padding, no
+attention mask. Inference only.
 """
 
 from __future__ import annotations
@@ -70,43 +73,13 @@ def _take(state: dict, key: str, shape: tuple[int, ...]) -> np.ndarray:
     return t
 
 
-_SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I64": "<i8", "I32": "<i4", "I16": "<i2",
-                       "I8": "i1", "U8": "u1", "BOOL": "?"}  # the format is little-endian
-
-
 def _read_state(folder: Path) -> dict | None:
-    """The tensors of ``model.safetensors`` as read-only numpy views of the memory-mapped file (no
-    copy: pages are read when a forward touches them, so the 47 MB word matrix of MiniLM costs only
-    the rows a query looks up), or None (no such file, or not readable as one). bf16 tensors, which
-    numpy lacks, are widened to float32 (a copy; the 16 bits moved up, exact); tensors of other
-    dtypes numpy lacks are left out, and ``_take`` then refuses the model.
+    """``model.safetensors`` as numpy views of the memory-mapped file (``tensor_files``): pages are
+    read when a forward touches them, so MiniLM's 47 MB word matrix costs only the rows a query
+    looks up; bf16 is widened to float32."""
+    from workbench.encoders.tensor_files import read_safetensors
 
-    The layout (the safetensors format): an 8-byte little-endian header size, a JSON header of
-    ``name -> {dtype, shape, data_offsets}``, then the data; offsets count from the data's start.
-    """
-    import json
-    import struct
-
-    path = folder / "model.safetensors"
-    if not path.is_file():
-        return None
-    try:
-        raw = np.memmap(path, dtype=np.uint8, mode="r")
-        size = struct.unpack("<Q", raw[:8].tobytes())[0]
-        header = json.loads(raw[8 : 8 + size].tobytes())
-        data = raw[8 + size :]
-        state = {}
-        for name, info in header.items():
-            kind = info.get("dtype") if isinstance(info, dict) and name != "__metadata__" else None
-            dtype = "<u2" if kind == "BF16" else _SAFETENSORS_DTYPES.get(kind)
-            if dtype is None:
-                continue
-            start, end = (int(v) for v in info["data_offsets"])
-            tensor = np.asarray(data[start:end]).view(dtype).reshape(tuple(info["shape"]))
-            state[name] = (tensor.astype("<u4") << 16).view("<f4") if kind == "BF16" else tensor
-        return state
-    except (OSError, ValueError, KeyError, TypeError, struct.error):
-        return None
+    return read_safetensors(folder / "model.safetensors")
 
 
 class _Layer:
@@ -199,11 +172,32 @@ def _load_bert(path: str | os.PathLike, mlm: bool):
         return None
 
 
+def _projection(path: str | os.PathLike, hidden: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """A ``torch.save``d linear head ``{"weight": [dim, hidden], "bias"?: [dim]}`` as float32 arrays."""
+    from workbench.encoders.tensor_files import read_torch_state
+
+    state = read_torch_state(path)
+    if state is None or set(state) - {"weight", "bias"}:
+        return None
+    weight, bias = state.get("weight"), state.get("bias")
+    if weight is None or weight.ndim != 2 or weight.shape[1] != hidden:
+        return None
+    if bias is not None and bias.shape != (weight.shape[0],):
+        return None
+    return weight.astype(np.float32), None if bias is None else bias.astype(np.float32)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
+
+
 class NumpyDenseEncoder:
     """``DenseEncoder``'s query API (``encode``, ``tokenize``, ``dim``, ``colbert_dim``) for a BERT
-    bi-encoder with mean or CLS pooling and zero-shot ColBERT tokens (no projection head)."""
+    bi-encoder with mean or CLS pooling; its ColBERT tokens are the normalised last-layer states
+    (zero-shot) or, with ``colbert_head``, their normalised projection."""
 
-    def __init__(self, path: str, bert: NumpyBert, tokenizer, pooling: str, normalize: bool, max_length: int) -> None:
+    def __init__(self, path: str, bert: NumpyBert, tokenizer, pooling: str, normalize: bool, max_length: int,
+                 projection: tuple[np.ndarray, np.ndarray | None] | None = None) -> None:
         self.path = path
         self.bert = bert
         self._lean_tokenizer = tokenizer
@@ -212,12 +206,15 @@ class NumpyDenseEncoder:
         self.normalize = normalize
         self.max_length = max_length
         self.dim = int(bert.config.hidden_size)
-        self.colbert_dim = self.dim
+        self.projection = projection
+        self.colbert_dim = int(projection[0].shape[0]) if projection is not None else self.dim
         self.is_decoder = False
 
     @classmethod
-    def load(cls, path: str, *, max_length: int | None = None) -> NumpyDenseEncoder | None:
-        """The numpy encoder for ``path``, or None where the torch ``DenseEncoder`` must serve it."""
+    def load(cls, path: str, *, max_length: int | None = None,
+             colbert_head: str | None = None) -> NumpyDenseEncoder | None:
+        """The numpy encoder for ``path`` (``colbert_head``: a projection's ``.pt`` file, as
+        ``DenseEncoder`` takes it), or None where the torch ``DenseEncoder`` must serve it."""
         from workbench.encoders.layout import read_layout
 
         layout = read_layout(path)
@@ -231,7 +228,12 @@ class NumpyDenseEncoder:
         tokenizer = load_lean_tokenizer(path, length)
         if tokenizer is None:
             return None
-        return cls(path, loaded[2], tokenizer, layout.pooling, layout.normalize, length)
+        projection = None
+        if colbert_head is not None:
+            projection = _projection(colbert_head, int(loaded[0].hidden_size))
+            if projection is None:
+                return None
+        return cls(path, loaded[2], tokenizer, layout.pooling, layout.normalize, length, projection)
 
     @property
     def tokenizer(self):
@@ -258,9 +260,74 @@ class NumpyDenseEncoder:
                 pooled = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
             dense[i] = pooled
             if tokens:
-                norms = np.maximum(np.linalg.norm(hidden, axis=1, keepdims=True), np.float32(1e-12))
-                token_out.append((hidden / norms).astype(np.float16))
+                token_out.append(self.token_vectors(hidden))
         return DenseOutput(dense, token_out if tokens else None)
+
+    def token_vectors(self, hidden: np.ndarray) -> np.ndarray:
+        """[n, colbert_dim] float16: the (projected) states, L2-normalised."""
+        if self.projection is not None:
+            weight, bias = self.projection
+            hidden = hidden @ weight.T if bias is None else hidden @ weight.T + bias
+        return _unit_rows(hidden).astype(np.float16)
+
+
+class NumpyColbertEncoder:
+    """``ColbertEncoder``'s API (``encode_queries``, ``encode_documents``, ``dim``) for a trained
+    ColBERT folder over a BERT encoder: ``[CLS] marker body [SEP]`` (query augmentation with
+    ``[MASK]`` when the folder says so), every token's projected, normalised vector (float16)."""
+
+    def __init__(self, path: str, encoder: NumpyDenseEncoder, meta: dict) -> None:
+        limit = int(encoder.bert.config.max_position_embeddings)
+        self.path = path
+        self.encoder = encoder
+        self.meta = meta
+        self.dim = int(encoder.colbert_dim)
+        self.query_max_length = min(int(meta["query_max_length"]), limit)
+        self.document_max_length = min(int(meta["document_max_length"]), limit)
+        self.augment = bool(meta.get("query_augmentation", False))
+        self.mask_id = meta.get("mask_token_id")
+
+    @classmethod
+    def load(cls, path: str) -> NumpyColbertEncoder | None:
+        """The numpy encoder for a trained ColBERT folder, or None where the torch one must serve it
+        (including a folder the torch one refuses: it gives the error)."""
+        from workbench.encoders.colbert import COLBERT_HEAD, read_meta
+        from workbench.errors import ModelError
+
+        try:
+            meta = read_meta(path)
+        except ModelError:
+            return None
+        if bool(meta.get("query_augmentation", False)) and meta.get("mask_token_id") is None:
+            return None
+        # untruncated here (cut by colbert_ids), as the torch ColbertEncoder tokenizes
+        encoder = NumpyDenseEncoder.load(path, max_length=1 << 20, colbert_head=str(Path(path) / COLBERT_HEAD))
+        if encoder is None or encoder.projection is None or encoder.projection[1] is not None:
+            return None
+        if encoder.colbert_dim != int(meta["dim"]):
+            return None
+        return cls(path, encoder, meta)
+
+    def query_ids(self, texts: list[str]) -> list[list[int]]:
+        from workbench.encoders.colbert import augment_query, colbert_ids
+
+        q = int(self.meta["query_marker_id"])
+        out = [colbert_ids(ids, q, self.query_max_length) for ids in self.encoder.tokenize(texts)]
+        if self.augment:
+            out = [augment_query(ids, int(self.mask_id), self.query_max_length) for ids in out]
+        return out
+
+    def document_ids(self, texts: list[str]) -> list[list[int]]:
+        from workbench.encoders.colbert import colbert_ids
+
+        d = int(self.meta["document_marker_id"])
+        return [colbert_ids(ids, d, self.document_max_length) for ids in self.encoder.tokenize(texts)]
+
+    def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
+        return [self.encoder.token_vectors(self.encoder.bert.forward(ids)) for ids in self.query_ids(texts)]
+
+    def encode_documents(self, texts: list[str]) -> list[np.ndarray]:
+        return [self.encoder.token_vectors(self.encoder.bert.forward(ids)) for ids in self.document_ids(texts)]
 
 
 class NumpySparseEncoder:
