@@ -253,6 +253,20 @@ def test_cli_train_index_and_query_a_joint_variant(tiny, tmp_path, capsys, monke
     assert q.sparse_ids.tolist() == expected_ids.tolist() and len(expected_ids) > 0
     assert np.allclose(q.sparse_weights, mine.sparse[0, expected_ids].numpy(), atol=1e-5)
     assert np.allclose(q.tokens, mine.colbert[0].numpy(), atol=2e-3)
+    # `wb query` answers through the numpy backend: the joint model runs there too (one forward, the
+    # same three outputs) and the answers are the torch backend's
+    numpy_side = Searcher(serve.workspace, config=serve.config, backend="numpy")
+    qn = numpy_side.encode_queries(["pause the program for a while"], {"dense", "sparse", "colbert"})[0]
+    assert type(numpy_side.bundle.sparse._joint).__name__ == "NumpyJointEncoder"
+    assert np.allclose(qn.dense, q.dense, atol=1e-5)
+    assert qn.sparse_ids.tolist() == q.sparse_ids.tolist()
+    assert np.allclose(qn.sparse_weights, q.sparse_weights, atol=1e-5)
+    assert np.allclose(qn.tokens, q.tokens, atol=2e-3)
+    for pipeline in ("sparse", "colbert", "hybrid"):
+        a = numpy_side.search("pause the program for a while", pipeline=pipeline, k=3)
+        b = searcher.search("pause the program for a while", pipeline=pipeline, k=3)
+        assert [h.doc_id for h in a.results] == [h.doc_id for h in b.results], pipeline
+        assert [h.score for h in a.results] == pytest.approx([h.score for h in b.results], abs=1e-4)
     # the workspace's own index is untouched and still zero-shot
     base_result = Searcher(ws).search("pause the program", pipeline="hybrid", k=3)
     assert base_result.models["colbert"].endswith("(zero-shot)")

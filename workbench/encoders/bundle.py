@@ -10,8 +10,7 @@ class EncoderBundle:
     encoder whose vectors the indexer reuses from a donor index is never loaded).
 
     ``numpy_queries``: the dense, ColBERT and sparse roles are served by the numpy encoders
-    (``numpy_bert``: no torch import) where they reproduce the model (not a joint one), else by the
-    torch ones; for a one-shot query, never for indexing (they run one text at a time)."""
+    (``numpy_bert``: no torch import) where they reproduce the model, else by the torch ones; for a one-shot query, never for indexing (they run one text at a time)."""
 
     def __init__(self, settings: IndexSettings, device: str | None = None, numpy_queries: bool = False) -> None:
         self.settings = settings
@@ -44,7 +43,12 @@ class EncoderBundle:
 
         key = str(Path(path).resolve())
         if key not in self._joints:
-            self._joints[key] = JointEncoder(str(path), device=self.device)
+            joint = None
+            if self.numpy_queries:
+                from workbench.encoders.numpy_bert import NumpyJointEncoder
+
+                joint = NumpyJointEncoder.load(str(path))
+            self._joints[key] = joint or JointEncoder(str(path), device=self.device)
         return self._joints[key]
 
     @property

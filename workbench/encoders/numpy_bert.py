@@ -7,9 +7,10 @@ one-shot query (``Searcher(backend="numpy")``, what ``wb query`` uses) runs the 
 here, from ``model.safetensors`` read as numpy arrays.
 
 Contract: ``NumpyDenseEncoder.load`` (optionally with a ColBERT projection head),
-``NumpyColbertEncoder.load`` (a trained ColBERT folder) and ``NumpySparseEncoder.load`` return None
-for anything this module does not reproduce (what ``bert_files.lean_config`` refuses, no
-safetensors file, a missing tensor, a head ``tensor_files`` cannot read, a decoder, a joint model);
+``NumpyColbertEncoder.load`` (a trained ColBERT folder), ``NumpyJointEncoder.load`` (a joint folder)
+and ``NumpySparseEncoder.load`` return None for anything this module does not reproduce (what
+``bert_files.lean_config`` refuses, no safetensors file, a missing tensor, a head ``tensor_files``
+cannot read, a decoder);
 the caller then uses the torch encoders. bf16 weights are widened to fp32 (exact; the torch dense
 encoder does the same where it computes in fp32). Outputs equal the torch encoders' in fp32 up to
 summation order (pooled vectors within 1e-5, SPLADE weights within 2e-5: tested in
@@ -393,3 +394,96 @@ class NumpySparseEncoder:
             keep = np.flatnonzero(weights > self.min_weight)
             out.append(SparseVector(keep.astype(np.int32), weights[keep].astype(np.float32)))
         return out
+
+
+class NumpyJointEncoder:
+    """``JointEncoder``'s API for a joint (BGE-M3-style) folder over a BERT encoder: from one forward
+    of each text, the dense vector (the folder's pooling), the sparse terms (``relu`` of the token
+    weight head, 0 at special tokens, max over a term's occurrences) and the ColBERT vectors; its
+    ``dense_view`` / ``colbert_view`` / ``sparse_view`` are joint.py's, over this encoder."""
+
+    def __init__(self, path: str, base: NumpyDenseEncoder, meta: dict, sparse_head, colbert_head) -> None:
+        self.path = path
+        self.meta = meta
+        self.base = base
+        self.sparse_w, self.sparse_b = sparse_head
+        self.colbert_w, self.colbert_b = colbert_head
+        self.colbert_dim = int(self.colbert_w.shape[0])
+        self.special_ids = np.array(sorted(int(i) for i in meta.get("special_ids", [])), dtype=np.int64)
+        self.vocab_size = int(meta.get("vocab_size") or base.bert.config.vocab_size)
+        self._memo: tuple | None = None
+        self._id_to_token = None
+
+    @classmethod
+    def load(cls, path: str) -> NumpyJointEncoder | None:
+        """The numpy encoder for a joint folder, or None where the torch ``JointEncoder`` must serve
+        it (including a folder it refuses: it gives the error)."""
+        from workbench.encoders.joint import COLBERT_HEAD, SPARSE_HEAD, read_joint_meta
+
+        meta = read_joint_meta(path)
+        base = NumpyDenseEncoder.load(path) if meta is not None else None
+        if base is None:
+            return None
+        sparse = _projection(Path(path) / SPARSE_HEAD, base.dim)
+        colbert = _projection(Path(path) / COLBERT_HEAD, base.dim)
+        if sparse is None or colbert is None or sparse[0].shape[0] != 1:
+            return None
+        zero = np.zeros(1, dtype=np.float32)
+        return cls(path, base, meta, (sparse[0], zero if sparse[1] is None else sparse[1]),
+                   (colbert[0], None if colbert[1] is None else colbert[1]))
+
+    @property
+    def tokenizer(self):
+        return self.base.tokenizer
+
+    def term(self, term_id: int) -> str:
+        if self._id_to_token is None:
+            self._id_to_token = {i: t for t, i in self.base._lean_tokenizer.get_vocab().items()}
+        return self._id_to_token.get(int(term_id), f"[{term_id}]")
+
+    def encode(self, texts: list[str], *, hidden_tokens: bool = False, max_batch: int = 256):
+        """All outputs for ``texts`` (input order); the same list asked again is not re-encoded."""
+        from workbench.encoders.joint import JointOutput
+        from workbench.encoders.sparse import SparseVector
+
+        texts = list(texts)
+        memo = self._memo
+        if memo is not None and memo[0] == texts and (memo[1] or not hidden_tokens):
+            return memo[2]
+        base = self.base
+        dense = np.zeros((len(texts), base.dim), dtype=np.float32)
+        colbert, sparse, hidden_out = [], [], [] if hidden_tokens else None
+        for i, ids in enumerate(base.tokenize(texts)):
+            hidden = base.bert.forward(ids)
+            pooled = hidden[0] if base.pooling == "cls" else hidden.mean(axis=0)
+            dense[i] = pooled / max(float(np.linalg.norm(pooled)), 1e-12) if base.normalize else pooled
+            projected = hidden @ self.colbert_w.T
+            colbert.append(_unit_rows(projected if self.colbert_b is None else projected + self.colbert_b)
+                           .astype(np.float16))
+            ids_arr = np.asarray(ids, dtype=np.int64)
+            weights = np.maximum(hidden @ self.sparse_w[0] + self.sparse_b[0], 0.0)
+            weights[np.isin(ids_arr, self.special_ids)] = 0.0
+            terms = np.zeros(self.vocab_size, dtype=np.float32)
+            np.maximum.at(terms, ids_arr, weights.astype(np.float32))
+            nz = np.flatnonzero(terms > 0)
+            sparse.append(SparseVector(nz.astype(np.int32), terms[nz]))
+            if hidden_out is not None:
+                hidden_out.append(_unit_rows(hidden).astype(np.float16))
+        out = JointOutput(dense, colbert, sparse, hidden_out)
+        self._memo = (texts, hidden_tokens, out)
+        return out
+
+    def dense_view(self):
+        from workbench.encoders.joint import _DenseView
+
+        return _DenseView(self)
+
+    def colbert_view(self):
+        from workbench.encoders.joint import _ColbertView
+
+        return _ColbertView(self)
+
+    def sparse_view(self):
+        from workbench.encoders.joint import _SparseView
+
+        return _SparseView(self)
