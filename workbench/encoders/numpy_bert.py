@@ -256,13 +256,16 @@ class NumpyDenseEncoder:
         token_out: list[np.ndarray] = []
         for i, ids in enumerate(self.tokenize(texts)):
             hidden = self.bert.forward(ids)
-            pooled = hidden[0] if self.pooling == "cls" else hidden.mean(axis=0)
-            if self.normalize:
-                pooled = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
-            dense[i] = pooled
+            dense[i] = self.pooled(hidden)
             if tokens:
                 token_out.append(self.token_vectors(hidden))
         return DenseOutput(dense, token_out if tokens else None)
+
+    def pooled(self, hidden: np.ndarray) -> np.ndarray:
+        """One text's sentence vector from its [n, hidden] states (the model's pooling, normalised
+        when the model says so)."""
+        pooled = hidden[0] if self.pooling == "cls" else hidden.mean(axis=0)
+        return pooled / max(float(np.linalg.norm(pooled)), 1e-12) if self.normalize else pooled
 
     def token_vectors(self, hidden: np.ndarray) -> np.ndarray:
         """[n, colbert_dim] float16: the (projected) states, L2-normalised."""
@@ -455,8 +458,7 @@ class NumpyJointEncoder:
         colbert, sparse, hidden_out = [], [], [] if hidden_tokens else None
         for i, ids in enumerate(base.tokenize(texts)):
             hidden = base.bert.forward(ids)
-            pooled = hidden[0] if base.pooling == "cls" else hidden.mean(axis=0)
-            dense[i] = pooled / max(float(np.linalg.norm(pooled)), 1e-12) if base.normalize else pooled
+            dense[i] = base.pooled(hidden)
             projected = hidden @ self.colbert_w.T
             colbert.append(_unit_rows(projected if self.colbert_b is None else projected + self.colbert_b)
                            .astype(np.float16))
