@@ -277,8 +277,12 @@ def test_colbert_head_starts_at_the_zero_shot_maxsim(tiny):
     products (hence MaxSim) equal the zero-shot ones over the base's normalised token states."""
     from trainers.joint import JointTrainer
 
+    from accelerate.utils import set_seed
+
     base, data = tiny
-    trainer = JointTrainer(_config(base, data, "z"))
+    config = _config(base, data, "z")
+    trainer = JointTrainer(config)
+    set_seed(config.seed)  # as a run does before building: the heads' init must not hang on earlier tests
     model = trainer.build().eval()
     texts = ["cats question 0", "the answer: cats 0 and more words"]
     with torch.no_grad():
