@@ -50,6 +50,17 @@ def lean_config(path: str | os.PathLike) -> SimpleNamespace | None:
     return SimpleNamespace(**cfg)
 
 
+def servable_config(path: str | os.PathLike, mlm: bool) -> SimpleNamespace | None:
+    """The config of a folder the lean paths run (``mlm``: as a masked LM, whose decoder must be
+    tied to the word embeddings), or None (also when ``WB_LEAN`` turns them off)."""
+    if not lean_enabled():
+        return None
+    cfg = lean_config(path)
+    if cfg is None or (mlm and not cfg.tie_word_embeddings):
+        return None
+    return cfg
+
+
 def _fix_key(key: str) -> str:
     # old TF-era checkpoints name LayerNorm parameters gamma/beta (transformers renames them too)
     if key.endswith("LayerNorm.gamma"):

@@ -29,7 +29,7 @@ from workbench.encoders.batching import length_sorted_batches
 from workbench.encoders.device import batch_token_budget
 from workbench.errors import ModelError
 
-__all__ = ["ColbertEncoder", "augment_query", "colbert_ids", "is_colbert_folder", "COLBERT_META", "COLBERT_HEAD"]
+__all__ = ["ColbertEncoder", "ColbertIds", "augment_query", "colbert_ids", "is_colbert_folder", "COLBERT_META", "COLBERT_HEAD"]
 
 COLBERT_META = "wb_colbert.json"
 COLBERT_HEAD = "colbert_head.pt"
@@ -64,7 +64,24 @@ def read_meta(path: str | Path) -> dict:
     return meta
 
 
-class ColbertEncoder:
+class ColbertIds:
+    """The token ids a trained ColBERT folder's encoders feed their model (shared by the torch
+    ``ColbertEncoder`` and the numpy one): reads ``meta``, ``encoder.tokenize`` (untruncated
+    ``[CLS] body [SEP]``), ``query_max_length``, ``document_max_length``, ``augment``, ``mask_id``."""
+
+    def query_ids(self, texts: list[str]) -> list[list[int]]:
+        q = int(self.meta["query_marker_id"])
+        out = [colbert_ids(ids, q, self.query_max_length) for ids in self.encoder.tokenize(texts)]
+        if self.augment:
+            out = [augment_query(ids, int(self.mask_id), self.query_max_length) for ids in out]
+        return out
+
+    def document_ids(self, texts: list[str]) -> list[list[int]]:
+        d = int(self.meta["document_marker_id"])
+        return [colbert_ids(ids, d, self.document_max_length) for ids in self.encoder.tokenize(texts)]
+
+
+class ColbertEncoder(ColbertIds):
     """Query and document token vectors of a trained ColBERT folder (see the module docstring)."""
 
     def __init__(self, path: str, *, device: str | None = None, max_batch_tokens: int | None = None) -> None:
@@ -101,17 +118,6 @@ class ColbertEncoder:
         self.pad_id = int((lean.pad_token_id if lean is not None else self.encoder.tokenizer.pad_token_id) or 0)
         if self.augment and self.mask_id is None:
             raise ModelError(f"{COLBERT_META} in '{path}' asks for query augmentation without mask_token_id")
-
-    def query_ids(self, texts: list[str]) -> list[list[int]]:
-        q = int(self.meta["query_marker_id"])
-        out = [colbert_ids(ids, q, self.query_max_length) for ids in self.encoder.tokenize(texts)]
-        if self.augment:
-            out = [augment_query(ids, int(self.mask_id), self.query_max_length) for ids in out]
-        return out
-
-    def document_ids(self, texts: list[str]) -> list[list[int]]:
-        d = int(self.meta["document_marker_id"])
-        return [colbert_ids(ids, d, self.document_max_length) for ids in self.encoder.tokenize(texts)]
 
     def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
         return self._encode(self.query_ids(texts))

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from workbench.encoders.bert_files import lean_config, lean_enabled, normalise_keys
+from workbench.encoders.bert_files import normalise_keys, servable_config
 
 
 # -- modules ---------------------------------------------------------------------------------------------
@@ -275,11 +275,9 @@ def load_lean_bert(path: str | os.PathLike, *, mlm: bool = False, dtype=None, de
 
     ``dtype`` None keeps the checkpoint's dtype (what transformers 5 does without ``dtype``).
     """
-    if not lean_enabled():
-        return None
     folder = Path(path)
-    cfg = lean_config(folder)
-    if cfg is None or (mlm and not cfg.tie_word_embeddings):
+    cfg = servable_config(folder, mlm)
+    if cfg is None:
         return None
     state = _read_weights(folder)
     if state is None:

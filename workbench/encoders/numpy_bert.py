@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.encoders.bert_files import lean_config, lean_enabled, load_lean_tokenizer, normalise_keys
+from workbench.encoders.bert_files import load_lean_tokenizer, normalise_keys, servable_config
+from workbench.encoders.colbert import ColbertIds
 
 # erf as a rational function on [-4, 4] (Eigen's float erf: within 5e-7 of math.erf; |erf| = 1 in
 # fp32 beyond 4), so GELU needs no scipy (whose import costs more than this whole query path)
@@ -157,11 +158,9 @@ def _transformers_tokenizer(path: str):
 
 def _load_bert(path: str | os.PathLike, mlm: bool):
     """(config, state, NumpyBert) for a folder this module runs, else None."""
-    if not lean_enabled():
-        return None
     folder = Path(path)
-    cfg = lean_config(folder)
-    if cfg is None or (mlm and not cfg.tie_word_embeddings):
+    cfg = servable_config(folder, mlm)
+    if cfg is None:
         return None
     state = _read_state(folder)
     if state is None:
@@ -275,7 +274,7 @@ class NumpyDenseEncoder:
         return _unit_rows(hidden).astype(np.float16)
 
 
-class NumpyColbertEncoder:
+class NumpyColbertEncoder(ColbertIds):
     """``ColbertEncoder``'s API (``encode_queries``, ``encode_documents``, ``dim``) for a trained
     ColBERT folder over a BERT encoder: ``[CLS] marker body [SEP]`` (query augmentation with
     ``[MASK]`` when the folder says so), every token's projected, normalised vector (float16)."""
@@ -311,21 +310,6 @@ class NumpyColbertEncoder:
         if encoder.colbert_dim != int(meta["dim"]):
             return None
         return cls(path, encoder, meta)
-
-    def query_ids(self, texts: list[str]) -> list[list[int]]:
-        from workbench.encoders.colbert import augment_query, colbert_ids
-
-        q = int(self.meta["query_marker_id"])
-        out = [colbert_ids(ids, q, self.query_max_length) for ids in self.encoder.tokenize(texts)]
-        if self.augment:
-            out = [augment_query(ids, int(self.mask_id), self.query_max_length) for ids in out]
-        return out
-
-    def document_ids(self, texts: list[str]) -> list[list[int]]:
-        from workbench.encoders.colbert import colbert_ids
-
-        d = int(self.meta["document_marker_id"])
-        return [colbert_ids(ids, d, self.document_max_length) for ids in self.encoder.tokenize(texts)]
 
     def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
         return [self.encoder.token_vectors(self.encoder.bert.forward(ids)) for ids in self.query_ids(texts)]
