@@ -188,14 +188,15 @@ def query_thread_limit(active: bool = True, backend: str = "torch"):
         return
     if backend == "numpy":
         wanted = query_threads()
+        threads = wanted or os.cpu_count() or 1
         start, outer = time.monotonic(), getattr(_numpy_block, "threads", None)
-        _numpy_block.threads = wanted or os.cpu_count() or 1
+        _numpy_block.threads = threads
         try:
             with blas_threads(wanted):
                 yield
         finally:
             _numpy_block.threads = outer
-            _count_own_load(start, time.monotonic(), wanted or os.cpu_count() or 1)
+            _count_own_load(start, time.monotonic(), threads)
         return
     import torch
 

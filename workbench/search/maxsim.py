@@ -178,7 +178,8 @@ class CandidateScorer:
     reduceat, the reduction is a plain strided max; the reused buffer skips page faults on tens of
     MB per query. Calls on one instance are serialised by a lock (the buffer is shared). Where the
     rows are widened to fp32 (no native bf16), :func:`maxsim_chunks` is faster (no padding) and
-    ``Searcher.maxsim_rows`` uses it; this class serves CPUs that multiply bf16 natively.
+    ``Searcher.maxsim_rows`` uses it; this class serves CPUs that multiply bf16 natively, and its
+    widening path stays as bench_query's baseline for that choice on the others.
     """
 
     def __init__(self, bits: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:

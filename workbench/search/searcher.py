@@ -10,6 +10,7 @@ Contract:
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,8 +67,6 @@ def one_shot_backend(pipe: Pipeline, reranker: str) -> str:
     importing torch (1.4-1.8 s of 2.5 on the 2-core machine), unless a model reranker will import it
     anyway (then torch serves the whole query: its thread pool and numpy's BLAS must not both spin).
     ``WB_QUERY_BACKEND=torch|numpy`` decides instead."""
-    import os
-
     forced = os.environ.get("WB_QUERY_BACKEND", "").strip().lower()
     if forced in ("torch", "numpy"):
         return forced
