@@ -70,6 +70,7 @@ def test_cli_train_index_and_query_a_colbert_variant(tiny, tmp_path, capsys, mon
     from workbench.index.indexer import Indexer
     from workbench.workspace import Workspace
 
+    monkeypatch.setenv("WB_DTYPE", "float32")  # both query backends in fp32 (a bf16 CPU would differ)
     base, data = tiny
     corpus = copy_small_corpus(tmp_path / "corpus", ["itertools/groupby.md", "time/sleep.md", "heapq/overview.md"])
     ws = Workspace(tmp_path / "ws")
