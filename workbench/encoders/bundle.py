@@ -119,17 +119,9 @@ class EncoderBundle:
         if self._dense is not None:
             return self._dense.tokenizer
         if self._chunk_tokenizer is None:
-            from transformers import AutoTokenizer
+            from workbench.encoders.device import auto_tokenizer
 
-            from workbench.encoders.device import quiet_transformers
-            from workbench.errors import ModelError
-
-            quiet_transformers()
-            try:
-                self._chunk_tokenizer = AutoTokenizer.from_pretrained(self.settings.dense_path)
-            except (OSError, ValueError) as exc:
-                raise ModelError(f"cannot load dense model '{self.settings.dense_path}': "
-                                 f"{str(exc).splitlines()[0]}") from exc
+            self._chunk_tokenizer = auto_tokenizer(self.settings.dense_path, "dense model")
         return self._chunk_tokenizer
 
     @property

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.encoders.batching import length_sorted_batches
-from workbench.encoders.device import batch_token_budget, pick_device, pick_dtype, quiet_transformers
+from workbench.encoders.device import auto_tokenizer, batch_token_budget, pick_device, pick_dtype
 from workbench.encoders.layout import ModelLayout, read_layout
 from workbench.errors import ModelError
 
@@ -94,13 +94,7 @@ class DenseEncoder:
         return self._tokenizer
 
     def _load_tokenizer(self) -> None:
-        from transformers import AutoTokenizer
-
-        quiet_transformers()
-        try:
-            tok = AutoTokenizer.from_pretrained(self.path)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load dense model '{self.path}': {str(exc).splitlines()[0]}") from exc
+        tok = auto_tokenizer(self.path, "dense model")
         if self.is_decoder and tok.pad_token is None:
             tok.pad_token = tok.eos_token
         self._tokenizer = tok

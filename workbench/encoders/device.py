@@ -215,6 +215,20 @@ def query_thread_limit(active: bool = True, backend: str = "torch"):
         _count_own_load(start, time.monotonic(), wanted if change else before)
 
 
+def auto_tokenizer(path, what: str):
+    """``AutoTokenizer.from_pretrained(path)`` without progress bars; a folder it cannot read is
+    one ModelError line, ``cannot load {what} '{path}': ...`` (``what``: "dense model", ...)."""
+    from transformers import AutoTokenizer
+
+    from workbench.errors import ModelError
+
+    quiet_transformers()
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load {what} '{path}': {str(exc).splitlines()[0]}") from exc
+
+
 def quiet_transformers() -> None:
     """No weight-loading progress bars or advisory warnings on our users' terminals."""
     from transformers.utils import logging as hf_logging

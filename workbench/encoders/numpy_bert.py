@@ -143,19 +143,6 @@ class NumpyBert:
         return x
 
 
-def _transformers_tokenizer(path: str):
-    from transformers import AutoTokenizer
-
-    from workbench.encoders.device import quiet_transformers
-    from workbench.errors import ModelError
-
-    quiet_transformers()
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load the tokenizer of '{path}': {str(exc).splitlines()[0]}") from exc
-
-
 def _load_bert(path: str | os.PathLike, mlm: bool):
     """(config, state, NumpyBert) for a folder this module runs, else None."""
     folder = Path(path)
@@ -208,7 +195,6 @@ class NumpyDenseEncoder:
         self.dim = int(bert.config.hidden_size)
         self.projection = projection
         self.colbert_dim = int(projection[0].shape[0]) if projection is not None else self.dim
-        self.is_decoder = False
 
     @classmethod
     def load(cls, path: str, *, max_length: int | None = None,
@@ -240,7 +226,9 @@ class NumpyDenseEncoder:
         """The transformers tokenizer, as ``DenseEncoder.tokenizer`` (chunking, explanations): loaded
         on first use (it imports transformers; encoding uses the lean tokenizer)."""
         if self._tokenizer is None:
-            self._tokenizer = _transformers_tokenizer(self.path)
+            from workbench.encoders.device import auto_tokenizer
+
+            self._tokenizer = auto_tokenizer(self.path, "dense model")
         return self._tokenizer
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -361,7 +349,9 @@ class NumpySparseEncoder:
     def tokenizer(self):
         """The transformers tokenizer, as ``SparseEncoder.tokenizer``: loaded on first use."""
         if self._tokenizer is None:
-            self._tokenizer = _transformers_tokenizer(self.path)
+            from workbench.encoders.device import auto_tokenizer
+
+            self._tokenizer = auto_tokenizer(self.path, "sparse model")
         return self._tokenizer
 
     def term(self, term_id: int) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.encoders.batching import length_sorted_batches
-from workbench.encoders.device import batch_token_budget, pick_device, pick_dtype, quiet_transformers
+from workbench.encoders.device import auto_tokenizer, batch_token_budget, pick_device, pick_dtype
 from workbench.errors import ModelError
 
 
@@ -102,13 +102,7 @@ class SparseEncoder:
         return self._tokenizer
 
     def _load_tokenizer(self) -> None:
-        from transformers import AutoTokenizer
-
-        quiet_transformers()
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.path)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load sparse model '{self.path}': {str(exc).splitlines()[0]}") from exc
+        self._tokenizer = auto_tokenizer(self.path, "sparse model")
 
     def term(self, term_id: int) -> str:
         """The vocabulary string of ``term_id`` (for display: expansion terms in previews)."""
