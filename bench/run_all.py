@@ -19,8 +19,9 @@ def main() -> None:
     if ws:
         subprocess.run([sys.executable, str(HERE / "bench_query.py"), "-w", ws], check=True)
         subprocess.run([sys.executable, str(HERE / "bench_cold_query.py"), "-w", ws], check=True)
+        subprocess.run([sys.executable, str(HERE / "bench_query_batch.py"), "-w", ws], check=True)
     else:
-        print("bench_query and bench_cold_query need an indexed SciFact workspace: pass -w WS", file=sys.stderr)
+        print("bench_query, bench_cold_query and bench_query_batch need an indexed SciFact workspace: pass -w WS", file=sys.stderr)
 
 
 if __name__ == "__main__":

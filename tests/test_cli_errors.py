@@ -34,7 +34,7 @@ def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
 
 @pytest.mark.parametrize("args,says", [
     (["query", "x", "--bogus"], "No such option: --bogus"),
-    (["query"], "Missing argument 'text'"),
+    (["query"], "give a query text, or --queries FILE"),
     (["nosuchcommand"], "No such command 'nosuchcommand'"),
     (["query", "x", "-k", "abc"], "Invalid value for '-k'"),
 ])

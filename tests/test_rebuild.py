@@ -278,3 +278,15 @@ def test_a_new_folder_that_would_replace_another_folders_documents_is_refused_be
     assert not (ws.root / rebuild.STAGING).exists()
     summary = Indexer(ws).run(tmp_path / "c" / "a")  # the rebuild itself goes ahead
     assert summary.rebuilt and store_state(ws)["manifest_docs"] == {"overview.md"}
+
+
+def test_the_note_of_a_variant_whose_settings_changed_names_the_command_that_rebuilds_it(tmp_path):
+    """A variant is rebuilt by `wb index --model ...` (a bare `wb index` rebuilds the parent only)."""
+    from workbench.index.rebuild import state_note
+    from workbench.workspace import Workspace
+
+    parent, variant = Workspace(tmp_path / "ws"), Workspace(tmp_path / "ws" / "variants" / "dense-ft-1a2b")
+    assert state_note(parent, ["chunk_tokens"]).endswith("`wb index` rebuilds it")
+    note = state_note(variant, ["chunk_tokens"])
+    assert "`wb index --model ROLE=NAME` with this variant's models rebuilds it" in note
+    assert state_note(variant, []) == ""

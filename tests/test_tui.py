@@ -740,6 +740,45 @@ async def test_eval_table_and_jump_to_search():
         assert app.search.right.result.query == "sleep a while"
 
 
+async def test_an_80x24_terminal_shows_both_pipelines_and_per_query_rows():
+    """The smallest usual terminal: the form packs tighter (wb.tcss -short) so that the pipelines
+    table shows a baseline and one other pipeline and the per-query table still lists rows."""
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("evaluate")
+        await pilot.pause()
+        app.evaluate.show_report(EVAL_REPORT)
+        await pilot.pause()
+        pipelines, per_query = app.query_one("#eval-table"), app.query_one("#per-query")
+        assert pipelines.region.height >= 2 + 1 + 2 * 3  # border, header, two pipelines of three lines
+        assert per_query.region.height >= 2 + 1 + 3  # border, header, the report's three queries
+        assert per_query.region.bottom <= app.query_one("#eval-pane").region.bottom
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 40)) as pilot:  # a tall terminal: the form keeps its spacing
+        await settle(pilot)
+        app.action_show_tab("evaluate")
+        await pilot.pause()
+        assert app.query_one("#eval-pipelines").region.y - app.query_one("#dataset").region.y == 2
+
+
+async def test_an_80_column_search_header_keeps_the_query_time_whole():
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "remove a directory")
+        for column in app.search.columns:
+            status = app.query_one(f"#{column.side}-status")
+            shown = str(status.render()).strip()
+            assert shown.endswith(" ms") and "hits" not in shown
+            assert len(shown) <= status.content_size.width  # nothing cut
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(120, 30)) as pilot:  # wide enough for the word
+        await settle(pilot)
+        await run_query(pilot, "remove a directory")
+        assert "10 hits · " in str(app.query_one("#left-status").render())
+
+
 @pytest.mark.slow
 async def test_evaluate_runs_the_real_wb_eval(tmp_path, monkeypatch, tui_engine):
     """End to end: the Evaluate screen runs `wb eval` (a subprocess) on a tiny BEIR folder."""

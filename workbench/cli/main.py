@@ -258,7 +258,7 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
 
 @app.command("query")
 def query_cmd(
-    text: Annotated[str, typer.Argument(help="The query text.")],
+    text: Annotated[Optional[str], typer.Argument(help="The query text (or --queries FILE for many).")] = None,
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="dense|colbert|sparse|bm25|hybrid, optionally +rerank.")] = "hybrid",
     k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
     instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help="Preset name or free text, applied to the query only.")] = None,
@@ -266,11 +266,23 @@ def query_cmd(
     rerank_depth: Annotated[Optional[int], typer.Option("--rerank-depth", help="How many first-stage results to rerank.")] = None,
     rerank_interpolation: Annotated[Optional[float], typer.Option("--rerank-interpolation", help="final = (1-a) * reranker + a * first stage, a in [0, 1] (default from wb.toml).")] = None,
     unit: Annotated[str, typer.Option("--unit", help="doc (max over chunks) or chunk.")] = "doc",
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    queries: Annotated[Optional[str], typer.Option("--queries", help="Answer every query of a file (one a line, or BEIR queries.jsonl; - reads stdin), one model load for all.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (with --queries: one a line, with its query_id).")] = False,
+    trec: Annotated[bool, typer.Option("--trec", help="TREC run lines on stdout: qid Q0 id rank score tag.")] = False,
     workspace: WorkspaceOpt = None,
     model: ModelOpt = None,
 ) -> None:
-    """Search the workspace."""
+    """Search the workspace: one query, or every query of a file (--queries)."""
+    if (text is None) == (queries is None):
+        raise UsageError("give a query text or --queries FILE (not both)" if text is not None
+                         else "give a query text, or --queries FILE for many")
+    if json_out and trec:
+        raise UsageError("--json and --trec are two output formats: choose one")
+    batch = None
+    if queries is not None:
+        from workbench.search.query_file import read_queries
+
+        batch = read_queries(queries)  # before any model loads: a bad file fails at once
     ws = _workspace(workspace)
     ws.require()
     serve = _serving(ws, model)
@@ -292,15 +304,49 @@ def query_cmd(
     searcher = Searcher(ws, config=cfg, serve_stale=True, backend=backend)
     if searcher.serving_note:
         _err_console().print(f"[yellow]{searcher.serving_note}[/yellow]", highlight=False)
-    result = searcher.search(text, pipeline=pipeline, k=k, instruction=instruction, unit=unit,
-                             rerank_depth=rerank_depth)
-    result.note = "; ".join(n for n in (*serve.notes, result.note) if n)
+    options = dict(pipeline=pipeline, k=k, instruction=instruction, unit=unit, rerank_depth=rerank_depth)
+    if batch is None:
+        result = searcher.search(text, **options)
+        result.note = "; ".join(n for n in (*serve.notes, result.note) if n)
+        _write_answers([("1", result)], json_out, trec, batch=False)
+        return
+    for n in serve.notes:
+        _err_console().print(f"[yellow]{n}[/yellow]", highlight=False)
+    try:
+        for start in range(0, len(batch), QUERY_BATCH):  # answers stream out a slice at a time
+            part = batch[start:start + QUERY_BATCH]
+            results = searcher.search_many([q.text for q in part], **options)
+            _write_answers([(q.query_id, r) for q, r in zip(part, results)], json_out, trec, batch=True)
+    except BrokenPipeError:  # `wb query --queries F --json | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush must not fail again
+        raise typer.Exit(141)  # 128 + SIGPIPE, what a shell reports for a command a pipe ended
+
+
+QUERY_BATCH = 32  # queries encoded together by `wb query --queries`, and answers written at once
+
+
+def _write_answers(answers, json_out: bool, trec: bool, batch: bool) -> None:
+    """Write (query id, QueryResult) pairs to stdout: JSON (``batch``: a line each with its
+    ``query_id``), TREC run lines, or the console rendering."""
     if json_out:
-        sys.stdout.write(json.dumps(result.to_json(), ensure_ascii=False) + "\n")
+        for qid, result in answers:
+            row = {"query_id": qid, **result.to_json()} if batch else result.to_json()
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+    elif trec:
+        for qid, result in answers:
+            tag = "wb-" + result.pipeline.replace(" ", "")
+            for hit in result.results:
+                ident = hit.chunk_id if result.unit == "chunk" else hit.doc_id
+                sys.stdout.write(f"{qid} Q0 {ident} {hit.rank} {hit.score:.6f} {tag}\n")
     else:
         from workbench.cli.output import make_console, render_result
 
-        render_result(result, make_console())
+        console = make_console()
+        for qid, result in answers:
+            if batch:
+                console.print(f"[dim]query {qid}[/dim]")
+            render_result(result, console)
+    sys.stdout.flush()
 
 
 @models_app.callback()
@@ -1151,13 +1197,13 @@ def _progress_bar(rate_of: tuple[str, str] | None = None, piped_lines: bool = Tr
     if sys.stderr.isatty():
         import time
 
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+        # a phase of unknown size (total 0: reading files, loading models) pulses, without counts
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
                       TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=_err_console(),
                       transient=True) as bar:
-            task = bar.add_task("", total=None, rate="")
+            task = bar.add_task("starting", total=None, rate="", count="")
             started = [time.perf_counter()]
 
             def update(phase: str, done: int, total: int) -> None:
@@ -1166,7 +1212,8 @@ def _progress_bar(rate_of: tuple[str, str] | None = None, piped_lines: bool = Tr
                     if done == 0:
                         started[0] = time.perf_counter()
                     rate = f"{done / max(1e-9, time.perf_counter() - started[0]):.1f} {rate_of[1]}" if done else ""
-                bar.update(task, description=phase, completed=done, total=total, rate=rate)
+                count = f"{done:,}/{total:,} {100 * done // total:>3}%" if total else ""
+                bar.update(task, description=phase, completed=done, total=total or None, rate=rate, count=count)
 
             yield update
         return

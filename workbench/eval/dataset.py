@@ -69,23 +69,30 @@ def _read_jsonl(path: Path, id_fields: tuple[str, ...], what: str, need_text: bo
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with handle:
         try:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    raise InputError(f"{path}:{number}: malformed JSON ({exc.msg})") from exc
-                if not isinstance(row, dict):
-                    raise InputError(f"{path}:{number}: a {what} line must be a JSON object")
-                raw = next((row[f] for f in id_fields if row.get(f) not in (None, "")), None)
-                if raw is None:
-                    raise InputError(f"{path}:{number}: {what} has no {' or '.join(repr(f) for f in id_fields)}")
-                if need_text and not isinstance(row.get("text"), str):
-                    raise InputError(f"{path}:{number}: {what} {raw!r} has no \"text\"")
-                yield str(raw), row
+            yield from jsonl_rows(handle, str(path), id_fields, what, need_text)
         except UnicodeDecodeError as exc:
             raise InputError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
+
+
+def jsonl_rows(lines, source: str, id_fields: tuple[str, ...], what: str, need_text: bool):
+    """Yield (id, row) for each non-blank line of ``lines`` (JSON objects); ``source`` names them in
+    errors. The id is the first of ``id_fields`` a row has; a malformed line, a line that is not an
+    object, a missing id or (``need_text``) a missing string "text" is an InputError naming the line."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise InputError(f"{source}:{number}: malformed JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise InputError(f"{source}:{number}: a {what} line must be a JSON object")
+        raw = next((row[f] for f in id_fields if row.get(f) not in (None, "")), None)
+        if raw is None:
+            raise InputError(f"{source}:{number}: {what} has no {' or '.join(repr(f) for f in id_fields)}")
+        if need_text and not isinstance(row.get("text"), str):
+            raise InputError(f"{source}:{number}: {what} {raw!r} has no \"text\"")
+        yield str(raw), row
 
 
 def _corpus_ids(path: Path) -> tuple[set[str], str]:

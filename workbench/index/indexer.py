@@ -282,6 +282,7 @@ class Indexer:
         summary = IndexSummary(root=source, note=note)
         settings = settings_from_config(self.config)
 
+        self.progress("reading files", 0, 0)
         docs, skipped = _read_root(root)
         summary.skipped += skipped
         summary.files_seen = len(docs) + len(summary.skipped)
@@ -298,6 +299,7 @@ class Indexer:
                 covered = _claim(manifest, source, docs) if kept else []
                 lance = LanceChunkStore(self.workspace.lance_dir)
                 tantivy_store = TantivyChunkStore(self.workspace.tantivy_dir, settings.sparse_step)
+                self.progress("loading models", 0, 0)
                 bundle = EncoderBundle(settings, device=self.device)
                 donor = None
                 if self.donor is not None and Path(self.donor.root).resolve() != Path(self.workspace.root).resolve():

@@ -100,8 +100,11 @@ def state_note(ws: Workspace, diffs: list[str]) -> str:
             return (f"a rebuild of this index with the changed settings waits for {missing[0]}, which is missing "
                     f"(restore it and run `wb index`, or `wb index --remove {missing[0]}`): {answers}")
         return f"a rebuild of this index with the changed settings was cut off (`wb index` finishes it): {answers}"
+    from workbench.variants import is_variant
+
+    command = "`wb index --model ROLE=NAME` with this variant's models" if is_variant(ws) else "`wb index`"
     return (f"wb.toml changed this index's settings ({described(diffs)}) and no rebuild has begun: "
-            f"{answers}; `wb index` rebuilds it")
+            f"{answers}; {command} rebuilds it")
 
 
 def stage(ws: Workspace, roots: list[str], config: WorkspaceConfig) -> Workspace:

@@ -473,7 +473,6 @@ class Searcher:
             raise UsageError("unit must be 'doc' or 'chunk'")
         pipe = parse_pipeline(pipeline)
         instr = resolve_instruction(instruction)
-        started = time.perf_counter()
         # model work at query time runs on the idle cores only (see device.query_threads); bm25 alone
         # imports no torch
         with query_thread_limit(bool(set(pipe.modes) - {"bm25"}) or pipe.rerank, backend=self.backend):
@@ -489,7 +488,6 @@ class Searcher:
                 )
                 if progress:
                     progress(i + 1, len(encoded))
-        _ = started
         return results
 
     def _answer(self, q: EncodedQuery, pipe: Pipeline, k: int, instr: str, unit: str, rerank_depth) -> QueryResult:

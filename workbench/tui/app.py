@@ -34,6 +34,8 @@ TABS = ("corpus", "search", "evaluate", "runs")
 class WbApp(App):
     CSS_PATH = "wb.tcss"
     TITLE = "wb"
+    # a terminal under 30 lines tags the screen -short: wb.tcss packs the forms tighter there
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
     COMMANDS = App.COMMANDS | {WbCommands}
     BINDINGS = [
         Binding("1", "show_tab('corpus')", "Corpus", show=False, tooltip="Corpus: workspace, models, indexing"),

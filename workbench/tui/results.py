@@ -13,6 +13,8 @@ from textual.widgets import DataTable, Select, Static
 from workbench.config import MODES
 from workbench.tui.common import MODE_SHORT, PIPELINES, Palette, fmt_score, known_pipeline, mode_line, short
 
+NARROW_COLUMN = 44  # a column narrower than this (an 80-column terminal) says "10 · 42 ms", not "10 hits · 42 ms"
+
 
 class ResultColumn(Vertical):
     """Results of one pipeline. ``compare=True`` adds the movement column and the dropped list."""
@@ -162,8 +164,9 @@ class ResultColumn(Vertical):
         else:
             ms = self.result.timings_ms.get("total")
             n = len(self.result.results)
-            status.update(Text(f"{n} hit{'' if n == 1 else 's'}" + (f" · {ms:.0f} ms" if ms is not None else ""),
-                               style="dim"))
+            # a narrow column (80-column terminal) drops the word so that the time stays whole
+            count = f"{n}" if (self.size.width or 48) < NARROW_COLUMN else f"{n} hit{'' if n == 1 else 's'}"
+            status.update(Text(count + (f" · {ms:.0f} ms" if ms is not None else ""), style="dim"))
 
     def redraw(self) -> None:
         if not self.is_mounted:

@@ -1,0 +1,98 @@
+"""`wb query --queries FILE`: many queries, one model load, answers equal to one query at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.test_query import wb
+
+QUERIES = [
+    "remove a directory and everything in it",
+    "pause the program for a few seconds",
+    "cache the results of a function call",
+]
+
+
+def test_a_file_of_queries_answers_each_as_a_single_query_would(small_workspace, tmp_path):
+    ws, _ = small_workspace
+    source = tmp_path / "queries.txt"
+    source.write_text(f"{QUERIES[0]}\n\n  {QUERIES[1]}  \n{QUERIES[2]}\n", encoding="utf-8")
+    proc = wb("query", "--queries", str(source), "--json", "-k", "4", workspace=ws.root)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    # one object a line, in file order, each with the number of its line (the blank line 2 skipped)
+    assert [r["query_id"] for r in rows] == ["1", "3", "4"]
+    assert [r["query"] for r in rows] == QUERIES
+    for row in rows[:2]:
+        single = wb("query", row["query"], "--json", "-k", "4", workspace=ws.root)
+        assert single.returncode == 0, single.stderr
+        alone = json.loads(single.stdout)
+        assert [h["doc_id"] for h in row["results"]] == [h["doc_id"] for h in alone["results"]]
+        assert [h["score"] for h in row["results"]] == pytest.approx([h["score"] for h in alone["results"]], abs=1e-4)
+        assert set(row) == {"query_id", *alone}
+
+
+def test_beir_queries_on_stdin_give_a_trec_run(small_workspace):
+    ws, _ = small_workspace
+    lines = "".join(json.dumps({"_id": f"q{i}", "text": t}) + "\n" for i, t in enumerate(QUERIES))
+    trec = subprocess.run([sys.executable, "-m", "workbench.cli.main", "query", "--queries", "-", "--trec",
+                           "-k", "3", "-p", "bm25"], input=lines, capture_output=True, text=True,
+                          env=_env(ws.root), timeout=300)
+    assert trec.returncode == 0, trec.stderr
+    run = [line.split() for line in trec.stdout.splitlines()]
+    assert all(len(fields) == 6 and fields[1] == "Q0" and fields[5] == "wb-bm25" for fields in run)
+    for i, text in enumerate(QUERIES):
+        mine = [fields for fields in run if fields[0] == f"q{i}"]
+        assert [int(f[3]) for f in mine] == [1, 2, 3]
+        scores = [float(f[4]) for f in mine]
+        assert scores == sorted(scores, reverse=True)
+        alone = json.loads(wb("query", text, "--json", "-k", "3", "-p", "bm25", workspace=ws.root).stdout)
+        assert [f[2] for f in mine] == [h["doc_id"] for h in alone["results"]]
+
+
+def _env(root) -> dict:
+    return {**os.environ, "WB_WORKSPACE": str(root)}
+
+
+def test_a_reader_that_leaves_early_ends_the_batch_quietly(small_workspace, tmp_path):
+    ws, _ = small_workspace
+    source = tmp_path / "many.txt"
+    source.write_text("\n".join(QUERIES * 30) + "\n", encoding="utf-8")  # 90 queries: three slices
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli.main", "query", "--queries", str(source),
+                             "--trec", "-k", "10", "-p", "bm25"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_env(ws.root), text=True)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141
+    assert first.startswith("1 Q0 ")
+    assert err == ""
+
+
+@pytest.mark.parametrize("content,says", [
+    ("\n  \n", "no queries"),
+    ('{"_id": "a", "text": "x"}\n{"_id": "b"\n', ":2: malformed JSON"),
+    ('{"_id": "a", "title": "x"}\n', "query 'a' has no \"text\""),
+])
+def test_a_bad_queries_file_is_one_line_exit_2(tmp_path, content, says):
+    source = tmp_path / "q.jsonl"
+    source.write_text(content, encoding="utf-8")
+    proc = wb("query", "--queries", str(source), workspace=tmp_path / "ws")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and says in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("args,says", [
+    (["x", "--queries", "q.txt"], "not both"),
+    (["--queries", "missing.txt"], "cannot read"),
+    (["x", "--json", "--trec"], "choose one"),
+])
+def test_query_argument_mistakes_are_one_line_exit_2(tmp_path, args, says):
+    proc = wb("query", *args, workspace=tmp_path / "ws")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and says in proc.stderr, proc.stderr
