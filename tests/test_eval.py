@@ -366,3 +366,59 @@ def test_tune_snippet_marks_the_modes_it_did_not_tune():
     lines = dict(line.split(" = ", 1) for line in toml_snippet(outcome).splitlines() if " = " in line)
     assert lines["dense"] == "0.6" and lines["bm25"] == "0.4"
     assert lines["colbert"].startswith("0  # not tuned") and lines["sparse"].startswith("0  # not tuned")
+
+
+def test_a_run_file_is_scored_as_the_pipeline_that_wrote_it(first_run, dataset, tmp_path, capsys, monkeypatch):
+    """`--run NAME=FILE`: a pipeline's own run file, read back, gets that pipeline's figures; a run
+    is ranked by its scores (not its line order), and a query it lacks scores 0."""
+    (_code, out, _err), _ = first_run[0]
+    searched = {p["name"]: p for p in json.loads(out)["pipelines"]}
+    _, cache, runs_dir = first_run
+    monkeypatch.setenv("WB_EVAL_CACHE", str(cache))
+    hybrid = read_trec(runs_dir / "hybrid.trec")
+    lines = (runs_dir / "hybrid.trec").read_text().splitlines()
+    kept = [line for line in lines if not line.startswith("q7 ")][::-1]  # q7 left out, best lines last
+    (tmp_path / "prod.trec").write_text("\n".join(kept + ["q-other Q0 gzip-overview 1 3.5 prod"]) + "\n")
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25", "--json",
+                        "--run", f"dense-file={runs_dir / 'dense.trec'}", "--run", str(tmp_path / "prod.trec"))
+    assert code == 0, err
+    report = json.loads(out)
+    rows = {p["name"]: p for p in report["pipelines"]}
+    assert list(rows) == ["bm25", "dense-file", "prod"]
+    assert rows["dense-file"]["run_file"] == str(runs_dir / "dense.trec") and "run_file" not in rows["bm25"]
+    for key in ("metrics", "delta", "p_value"):
+        for m in METRICS:
+            want, got = searched["dense"][key][m], rows["dense-file"][key][m]
+            assert got == (None if want is None else pytest.approx(want, abs=1e-6)), (key, m)
+    assert [rows["dense-file"][k] for k in ("wins", "losses", "ties")] == [searched["dense"][k] for k in ("wins", "losses", "ties")]
+    relevant = {q: {d for d, s in rel.items() if s > 0} for q, (_t, rel) in QUERIES.items()}
+    per_query = [reference_metrics([d for d, _r, _s in hybrid[q]], relevant[q]) if q != "q7" else dict.fromkeys(METRICS, 0.0)
+                 for q in QUERIES]
+    for m in METRICS:
+        assert rows["prod"]["metrics"][m] == pytest.approx(sum(v[m] for v in per_query) / len(QUERIES), abs=1e-6)
+    notes = [json.loads(line).get("message", "") for line in err.splitlines() if line.startswith("{")]
+    assert any("1 of the 7 evaluated queries are not in prod.trec and score 0" in n for n in notes)
+    assert any("1 query of prod.trec is not evaluated in this split" in n for n in notes)
+
+
+@pytest.mark.parametrize("content,args,says", [
+    ("q1 Q0 a 1 2.0 t\nq2 Q0 b 1 t\n", [], "prod.trec:2: a run line has six fields"),
+    ("q1 Q0 a 1 high t\n", [], "prod.trec:1: the score 'high' is not a number"),
+    ("x9 Q0 a 1 2.0 t\n", [], "none of its queries is an evaluated query"),
+    ("q1 Q0 a 1 2.0 t\n", ["--run", "hybrid=FILE"], "'hybrid' is a pipeline's name"),
+    ("q1 Q0 a 1 2.0 t\n", ["--run", "p=FILE"], "the name 'p' is given twice"),
+    ("q1 Q0 a 1 2.0 t\n", ["--tune"], "--run and --tune do not go together"),
+])
+def test_a_bad_run_file_or_name_is_one_line_exit_2(dataset, tmp_path, capsys, monkeypatch, content, args, says):
+    monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "prod.trec"
+    path.write_text(content)
+    extra = [a.replace("FILE", str(path)) for a in args]
+    if "--run" not in extra:
+        extra = ["--run", f"p={path}", *extra]
+    elif "p=" in extra[1]:
+        extra = ["--run", f"p={path}", *extra]
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25", *extra)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and says in err, err
+    assert not list((tmp_path / "cache").rglob("manifest.sqlite"))  # refused before anything was indexed

@@ -404,6 +404,7 @@ def eval_cmd(
     workspace: Annotated[Optional[str], typer.Option("--workspace", "-w", help="Workspace for the dataset's index (default: its own, under $WB_EVAL_CACHE or $XDG_CACHE_HOME/wb/eval (~/.cache/wb/eval); $WB_WORKSPACE is not used).")] = None,
     model: ModelOpt = None,
     compare: Annotated[Optional[list[str]], typer.Option("--compare", help="ROLE=NAME (repeatable): run every pipeline again with these models (e.g. dense=runs/NAME) and compare in one table.")] = None,
+    run: Annotated[Optional[list[str]], typer.Option("--run", help="NAME=FILE (repeatable): score another system's TREC run file (qid Q0 docid rank score tag) beside the pipelines, compared with the first.")] = None,
 ) -> None:
     """Evaluate pipelines on a dataset: nDCG@10, MRR@10, R@100, MAP@100, deltas and paired t-tests."""
     import time as _time
@@ -424,6 +425,11 @@ def eval_cmd(
     compare_overrides = runner.resolve_run_names(workspace, _parse_model_overrides(compare, "--compare"))
     if compare_overrides and tune:
         raise UsageError("--compare and --tune do not go together: tune one model set at a time")
+    from workbench.eval.external_runs import parse_run_options
+
+    run_sources = parse_run_options(run)
+    if run_sources and tune:
+        raise UsageError("--run and --tune do not go together: --run scores a run file, --tune chooses settings")
     pipes = parse_pipelines(pipeline)
     tune_modes, tune_rerank = None, True
     if tune and pipeline != DEFAULT_EVAL_PIPELINES:  # --tune -p dense+sparse+colbert: fuse only those
@@ -471,7 +477,8 @@ def eval_cmd(
     systems = runner.make_systems([p.name for p in pipes], cfg, rerank_depth, compare=other)
     # without -w every model set gets its own eval-cache workspace; with -w the base models use it
     # and other model sets its variants (as `wb query --model` does)
-    result = runner.evaluate(data, systems, depth=depth, workspace=ws if workspace else None, progress=progress)
+    result = runner.evaluate(data, systems, depth=depth, workspace=ws if workspace else None, progress=progress,
+                             runs=run_sources)
     result.wall_seconds = _time.perf_counter() - started
     changes = runner.per_query_changes(data, result.systems, top or 10) if (per_query or top) else None
     if run_dir:

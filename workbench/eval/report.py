@@ -40,6 +40,7 @@ def to_json(result: EvalResult, per_query: list[dict] | None = None) -> dict:
                 "ties": r.ties,
                 "models": r.models,
                 "baseline": r.baseline,  # what delta/p_value/W-L-T are against (None: this is the baseline)
+                **({"run_file": r.source} if r.source else {}),  # an external run (--run): read, not searched
             }
             for r in result.systems
         ],
@@ -91,7 +92,7 @@ def render_table(result: EvalResult, console, per_query: list[dict] | None = Non
                 cell.append(f"\n{d:+.2f}{_stars(r.p_value.get(m)):<2}", style=colour)
             cells.append(cell)
         cells.append(Text("" if r.wins is None else f"{r.wins}/{r.losses}/{r.ties}"))
-        cells.append(Text(f"{r.seconds:.1f} s", style="dim"))
+        cells.append(Text("run file" if r.source else f"{r.seconds:.1f} s", style="dim"))
         table.add_row(*cells)
     console.print(table)
     console.print(

@@ -15,6 +15,9 @@ to ``depth`` documents (its ranking does not depend on k). A fused pipeline is r
 ``k = depth`` exactly as ``wb query`` runs it (its candidate depth is ``max(fusion.depth, k)``
 chunks per mode), so it may return slightly fewer than ``depth`` documents.
 
+External runs (``wb eval --run NAME=FILE``, ``eval/external_runs.py``) are scored the same way
+after the systems, each compared with the first system.
+
 Runs are scored by rank, not by the searcher's scores (``rank_scores``): ties and the two score
 scales of a reranked list (reranked head, first-stage tail) would otherwise reorder documents.
 
@@ -29,13 +32,14 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.config import ModelsConfig, WorkspaceConfig
 from workbench.errors import UsageError
 from workbench.eval.dataset import EvalDataset, beir_corpus_for_index
+from workbench.eval.external_runs import RunSource
 from workbench.variants import index_models, short_model_name, variant_label, variant_workspace
 from workbench.workspace import Workspace
 
@@ -71,6 +75,7 @@ class SystemResult:
     ties: int | None = None
     models: dict[str, str] = field(default_factory=dict)  # role -> label, for the roles the pipeline runs
     baseline: str | None = None  # the label of the system the delta, p-values and W/L/T are against
+    source: str | None = None  # an external run (`--run`): the file it was read from; None: searched
 
 
 @dataclass
@@ -334,13 +339,17 @@ def evaluate(
     depth: int = 100,
     workspace: Workspace | None = None,
     progress: Progress | None = None,
+    runs: Sequence[RunSource] = (),
 ) -> EvalResult:
-    """Index (incrementally), run every system, score them. ``workspace`` None = the eval cache."""
+    """Index (incrementally), run every system, score them with the external ``runs`` (TREC files,
+    read after the systems, compared with the first system). ``workspace`` None = the eval cache."""
+    from workbench.eval.external_runs import read_run
     from workbench.search.searcher import Searcher
 
     if depth < 10:
         raise UsageError("--depth must be at least 10 (nDCG@10 and MRR@10 need 10 results)")
-    labels = [s.label for s in systems]
+    external = [read_run(r, dataset.query_ids, depth) for r in runs]  # a bad file fails before indexing
+    labels = [s.label for s in systems] + [r.label for r in external]
     if len(set(labels)) != len(labels):
         raise UsageError("two systems share a label")
     started = time.perf_counter()
@@ -375,6 +384,11 @@ def evaluate(
             result.load_seconds += time.perf_counter() - t0
             by_label[s.label] = run_system(searcher, s, dataset, depth, progress)
     result.systems = [by_label[s.label] for s in systems]
+    for ext in external:
+        result.systems.append(SystemResult(ext.label, "run", ext.run, 0.0, source=str(ext.path)))
+        for note in ext.notes:
+            if progress:
+                progress({"phase": "run read", "done": 1, "total": 1, "message": note})
     if progress:
         progress({"phase": "scoring", "done": 0, "total": 1})
     score_systems(dataset, result.systems)

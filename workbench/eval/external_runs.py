@@ -1,0 +1,129 @@
+"""Other systems' rankings for `wb eval --run NAME=FILE`: TREC run files scored beside the pipelines.
+
+A run file holds ``qid Q0 docid rank score tag`` lines (trec_eval's format, whitespace-separated;
+what `wb query --queries --trec`, `wb eval --run-dir`, Pyserini and most toolkits write). Contract:
+
+- a query's documents are ranked by score, highest first; equal scores keep the order of the
+  file's rank column (trec_eval would break them by docno instead); a document listed twice for a
+  query keeps its first line; the first ``depth`` documents count, as for a pipeline;
+- only the split's evaluated queries count: other queries of the file are ignored, and an evaluated
+  query the file does not answer scores 0 (both are said in a note);
+- a file that is unreadable, not UTF-8, has a line without six fields or with a rank or score that
+  is not a number, or answers none of the evaluated queries is an ``InputError`` naming the file
+  (and line); a NAME that is empty, holds ``,`` ``@`` or spaces, or is a pipeline name is a
+  ``UsageError`` (a row of the report must say whether it was searched or read).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.errors import InputError, UsageError
+
+_NAME = re.compile(r"^[^\s,@=]+$")
+
+
+@dataclass(frozen=True)
+class RunSource:
+    """One ``--run`` option: the report's label for it and the file."""
+
+    label: str
+    path: Path
+
+
+@dataclass
+class ExternalRun:
+    """A read run file: ``run`` maps each evaluated query it answers to {doc id: score}, best first."""
+
+    label: str
+    path: Path
+    run: dict[str, dict[str, float]]
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_run_options(values: list[str] | None) -> list[RunSource]:
+    """``["bm25-prod=runs/prod.trec", "other.trec"]`` -> RunSources (a bare path is labelled with its
+    file name without the suffix)."""
+    from workbench.search.pipelines import parse_pipeline
+
+    sources: list[RunSource] = []
+    for value in values or []:
+        label, sep, path = value.partition("=")
+        if not sep:
+            label, path = Path(value).stem, value
+        if not path:
+            raise UsageError(f"--run {value}: give NAME=FILE (a TREC run file)")
+        if not _NAME.match(label):
+            raise UsageError(f"--run {value}: the name '{label}' must be one word without , @ or =")
+        try:
+            parse_pipeline(label)
+        except UsageError:  # not a pipeline name: a good label
+            pass
+        else:
+            raise UsageError(f"--run {value}: '{label}' is a pipeline's name; call the run something else")
+        if any(s.label == label for s in sources):
+            raise UsageError(f"--run: the name '{label}' is given twice")
+        sources.append(RunSource(label, Path(path).expanduser()))
+    return sources
+
+
+def _number(text: str, what: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"{where}: the {what} '{text}' is not a number") from None
+    if not math.isfinite(value):
+        raise InputError(f"{where}: the {what} '{text}' is not a finite number")
+    return value
+
+
+def read_run(source: RunSource, evaluated: list[str], depth: int) -> ExternalRun:
+    """Read ``source`` for the queries ``evaluated`` (contract: module docstring)."""
+    try:
+        text = source.path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{source.path}: not valid UTF-8 ({exc.reason})") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read {source.path}: {exc.strerror or exc}") from exc
+    wanted = set(evaluated)
+    rows: dict[str, list[tuple[float, float, str]]] = {}
+    others: set[str] = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{source.path}:{number}"
+        if len(fields) != 6:
+            raise InputError(f"{where}: a run line has six fields (qid Q0 docid rank score tag), "
+                             f"this one has {len(fields)}")
+        qid, _q0, doc, rank, score, _tag = fields
+        rank_value, score_value = _number(rank, "rank", where), _number(score, "score", where)
+        if qid not in wanted:
+            others.add(qid)
+            continue
+        rows.setdefault(qid, []).append((-score_value, rank_value, doc))
+    if not rows:
+        raise InputError(f"{source.path}: none of its queries is an evaluated query of this split "
+                         f"(it names {len(others)} other{'s' if len(others) != 1 else ''})")
+    run: dict[str, dict[str, float]] = {}
+    for qid in evaluated:
+        if qid not in rows:
+            continue
+        ranked: dict[str, float] = {}
+        for neg_score, _rank, doc in sorted(rows[qid], key=lambda r: (r[0], r[1])):
+            ranked.setdefault(doc, -neg_score)
+            if len(ranked) == depth:
+                break
+        run[qid] = ranked
+    notes = []
+    missing = len(wanted) - len(run)
+    if missing:
+        notes.append(f"run {source.label}: {missing} of the {len(wanted)} evaluated queries are not in "
+                     f"{source.path.name} and score 0")
+    if others:
+        notes.append(f"run {source.label}: {len(others)} quer{'y' if len(others) == 1 else 'ies'} of "
+                     f"{source.path.name} {'is' if len(others) == 1 else 'are'} not evaluated in this split (ignored)")
+    return ExternalRun(source.label, source.path, run, notes)
