@@ -39,7 +39,7 @@ from pathlib import Path
 from workbench.config import ModelsConfig, WorkspaceConfig
 from workbench.errors import UsageError
 from workbench.eval.dataset import EvalDataset, beir_corpus_for_index
-from workbench.eval.external_runs import RunSource
+from workbench.eval.external_runs import RunSource, read_run
 from workbench.variants import index_models, short_model_name, variant_label, variant_workspace
 from workbench.workspace import Workspace
 
@@ -341,9 +341,9 @@ def evaluate(
     progress: Progress | None = None,
     runs: Sequence[RunSource] = (),
 ) -> EvalResult:
-    """Index (incrementally), run every system, score them with the external ``runs`` (TREC files,
-    read after the systems, compared with the first system). ``workspace`` None = the eval cache."""
-    from workbench.eval.external_runs import read_run
+    """Index (incrementally), run every system, score them and the external ``runs`` (TREC files:
+    read first, so a bad one fails before indexing; listed after the systems and compared with the
+    first). ``workspace`` None = the eval cache."""
     from workbench.search.searcher import Searcher
 
     if depth < 10:
