@@ -378,7 +378,8 @@ def test_a_run_file_is_scored_as_the_pipeline_that_wrote_it(first_run, dataset, 
     hybrid = read_trec(runs_dir / "hybrid.trec")
     lines = (runs_dir / "hybrid.trec").read_text().splitlines()
     kept = [line for line in lines if not line.startswith("q7 ")][::-1]  # q7 left out, best lines last
-    (tmp_path / "prod.trec").write_text("\n".join(kept + ["q-other Q0 gzip-overview 1 3.5 prod"]) + "\n")
+    kept.append("q1 Q0 not-a-document 99 -1e9 prod")  # ranked last: outside the corpus, said in a note
+    (tmp_path / "prod.trec").write_text("\ufeff" + "\n".join(kept + ["q-other Q0 gzip-overview 1 3.5 prod"]) + "\n")
     code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25", "--json",
                         "--run", f"dense-file={runs_dir / 'dense.trec'}", "--run", str(tmp_path / "prod.trec"))
     assert code == 0, err
@@ -398,13 +399,15 @@ def test_a_run_file_is_scored_as_the_pipeline_that_wrote_it(first_run, dataset, 
         assert rows["prod"]["metrics"][m] == pytest.approx(sum(v[m] for v in per_query) / len(QUERIES), abs=1e-6)
     notes = [json.loads(line).get("message", "") for line in err.splitlines() if line.startswith("{")]
     assert any("1 of the 7 evaluated queries are not in prod.trec and score 0" in n for n in notes)
-    assert any("1 query of prod.trec is not evaluated in this split" in n for n in notes)
+    assert any("1 query of prod.trec is not among the evaluated ones (ignored)" in n for n in notes)
+    assert any("1 of its" in n and "documents are not in the corpus" in n for n in notes)  # q-other's gzip is, 'x' not
 
 
 @pytest.mark.parametrize("content,args,says", [
     ("q1 Q0 a 1 2.0 t\nq2 Q0 b 1 t\n", [], "prod.trec:2: a run line has six fields"),
     ("q1 Q0 a 1 high t\n", [], "prod.trec:1: the score 'high' is not a number"),
-    ("x9 Q0 a 1 2.0 t\n", [], "none of its queries is an evaluated query"),
+    ("x9 Q0 a 1 2.0 t\n", [], "answers none of the 7 evaluated queries (it names 1 other: 'x9')"),
+    ("q1 Q0 a 1 2.0 t\nq1 Q0 a 2 1.0 t\n", [], "prod.trec:2: document 'a' is listed twice for query 'q1'"),
     ("q1 Q0 a 1 2.0 t\n", ["--run", "hybrid=FILE"], "'hybrid' is a pipeline's name"),
     ("q1 Q0 a 1 2.0 t\n", ["--run", "p=FILE"], "the name 'p' is given twice"),
     ("q1 Q0 a 1 2.0 t\n", ["--tune"], "--run and --tune do not go together"),
@@ -422,3 +425,19 @@ def test_a_bad_run_file_or_name_is_one_line_exit_2(dataset, tmp_path, capsys, mo
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and says in err, err
     assert not list((tmp_path / "cache").rglob("manifest.sqlite"))  # refused before anything was indexed
+
+
+def test_run_files_alone_are_compared_without_indexing(first_run, dataset, tmp_path, capsys, monkeypatch):
+    """`-p '' --run A --run B`: the first run is the baseline and nothing is indexed or searched."""
+    (_code, out, _err), _ = first_run[0]
+    searched = {p["name"]: p["metrics"] for p in json.loads(out)["pipelines"]}
+    runs_dir = first_run[2]
+    monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "cache"))
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "", "--json",
+                        "--run", f"a={runs_dir / 'bm25.trec'}", "--run", f"b={runs_dir / 'hybrid.trec'}")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["baseline"] == "a" and [p["name"] for p in report["pipelines"]] == ["a", "b"]
+    assert report["pipelines"][0]["metrics"] == searched["bm25"] and report["pipelines"][1]["metrics"] == searched["hybrid"]
+    assert report["pipelines"][1]["delta"]["ndcg@10"] == pytest.approx(searched["hybrid"]["ndcg@10"] - searched["bm25"]["ndcg@10"], abs=2e-6)
+    assert not (tmp_path / "cache").exists()

@@ -78,6 +78,9 @@ def test_a_reader_that_leaves_early_ends_the_batch_quietly(small_workspace, tmp_
     ("\n  \n", "no queries"),
     ('{"_id": "a", "text": "x"}\n{"_id": "b"\n', ":2: malformed JSON"),
     ('{"_id": "a", "title": "x"}\n', "query 'a' has no \"text\""),
+    ('{"_id": "a", "text": "x"}\n\n{"_id": "a", "text": "y"}\n', ":3: the query id 'a' is given twice (first on line 1)"),
+    ('{"_id": "a", "text": "  "}\n', ":1: query 'a' has a blank \"text\""),
+    ("query\tkind\nitertools.groupby\tkeyword\n", ":1: a tab in a query line"),
 ])
 def test_a_bad_queries_file_is_one_line_exit_2(tmp_path, content, says):
     source = tmp_path / "q.jsonl"
@@ -96,3 +99,35 @@ def test_query_argument_mistakes_are_one_line_exit_2(tmp_path, args, says):
     proc = wb("query", *args, workspace=tmp_path / "ws")
     assert proc.returncode == 2 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and says in proc.stderr, proc.stderr
+
+
+def test_query_files_as_people_write_them(tmp_path):
+    """A BOM is dropped; a text file whose first query starts with a brace is still text; JSON
+    lines keep their ids and order."""
+    from workbench.search.query_file import read_queries
+
+    jsonl = tmp_path / "q.jsonl"
+    jsonl.write_bytes("\ufeff".encode() + b'{"_id": "a", "text": "heapq"}\r\n{"id": 7, "text": "bisect"}\n')
+    assert [(q.query_id, q.text) for q in read_queries(str(jsonl))] == [("a", "heapq"), ("7", "bisect")]
+    text = tmp_path / "q.txt"
+    text.write_bytes("\ufeff{x for x in y} set comprehension\n\nitertools.groupby\n".encode())
+    assert [(q.query_id, q.text) for q in read_queries(str(text))] == [
+        ("1", "{x for x in y} set comprehension"), ("3", "itertools.groupby")]
+
+
+def test_an_id_a_trec_line_cannot_carry_is_refused_before_any_model_loads(tmp_path):
+    source = tmp_path / "q.jsonl"
+    source.write_text('{"_id": "a b", "text": "heapq"}\n', encoding="utf-8")
+    proc = wb("query", "--queries", str(source), "--trec", workspace=tmp_path / "nowhere")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "the query id 'a b' holds whitespace" in proc.stderr
+
+
+def test_human_output_to_a_reader_that_leaves_ends_quietly_too(small_workspace):
+    ws, _ = small_workspace
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli.main", "query", "remove a directory", "-k", "30",
+                             "-p", "bm25"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(ws.root), text=True)
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141 and err == ""

@@ -259,7 +259,7 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
 @app.command("query")
 def query_cmd(
     text: Annotated[Optional[str], typer.Argument(help="The query text (or --queries FILE for many).")] = None,
-    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="dense|colbert|sparse|bm25|hybrid, optionally +rerank.")] = "hybrid",
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="dense|colbert|sparse|bm25|hybrid or modes joined by + (dense+bm25), optionally +rerank.")] = "hybrid",
     k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
     instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help="Preset name or free text, applied to the query only.")] = None,
     fusion: Annotated[Optional[str], typer.Option("--fusion", help="rrf or weighted (default from wb.toml).")] = None,
@@ -283,6 +283,9 @@ def query_cmd(
         from workbench.search.query_file import read_queries
 
         batch = read_queries(queries)  # before any model loads: a bad file fails at once
+        spaced = next((q.query_id for q in batch if trec and len(q.query_id.split()) != 1), None)
+        if spaced is not None:
+            raise UsageError(f"the query id {spaced!r} holds whitespace, which a TREC run line cannot carry: use --json")
     ws = _workspace(workspace)
     ws.require()
     serve = _serving(ws, model)
@@ -305,19 +308,25 @@ def query_cmd(
     if searcher.serving_note:
         _err_console().print(f"[yellow]{searcher.serving_note}[/yellow]", highlight=False)
     options = dict(pipeline=pipeline, k=k, instruction=instruction, unit=unit, rerank_depth=rerank_depth)
-    if batch is None:
-        result = searcher.search(text, **options)
-        result.note = "; ".join(n for n in (*serve.notes, result.note) if n)
-        _write_answers([("1", result)], json_out, trec, batch=False)
-        return
-    for n in serve.notes:
-        _err_console().print(f"[yellow]{n}[/yellow]", highlight=False)
     try:
-        for start in range(0, len(batch), QUERY_BATCH):  # answers stream out a slice at a time
-            part = batch[start:start + QUERY_BATCH]
-            results = searcher.search_many([q.text for q in part], **options)
-            _write_answers([(q.query_id, r) for q, r in zip(part, results)], json_out, trec, batch=True)
-    except BrokenPipeError:  # `wb query --queries F --json | head`: the reader left; stop quietly
+        if batch is None:
+            result = searcher.search(text, **options)
+            result.note = "; ".join(n for n in (*serve.notes, result.note) if n)
+            _write_answers([("1", result)], json_out, trec, batch=False)
+            return
+        for n in serve.notes:
+            _err_console().print(f"[yellow]{n}[/yellow]", highlight=False)
+        # a bar on a terminal's stderr while the answers go to a file or pipe (on a terminal they
+        # show the progress themselves; a stderr in a log stays quiet)
+        bar = _progress_bar(piped_lines=False) if not sys.stdout.isatty() else contextlib.nullcontext()
+        with bar as progress:
+            for start in range(0, len(batch), QUERY_BATCH):  # answers stream out a slice at a time
+                part = batch[start:start + QUERY_BATCH]
+                results = searcher.search_many([q.text for q in part], **options)
+                _write_answers([(q.query_id, r) for q, r in zip(part, results)], json_out, trec, batch=True)
+                if progress:
+                    progress("querying", start + len(part), len(batch))
+    except BrokenPipeError:  # `wb query ... | head`: the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush must not fail again
         raise typer.Exit(141)  # 128 + SIGPIPE, what a shell reports for a command a pipe ended
 
@@ -337,6 +346,9 @@ def _write_answers(answers, json_out: bool, trec: bool, batch: bool) -> None:
             tag = "wb-" + result.pipeline.replace(" ", "")
             for hit in result.results:
                 ident = hit.chunk_id if result.unit == "chunk" else hit.doc_id
+                if len(ident.split()) != 1:
+                    raise UsageError(f"the document id {ident!r} holds whitespace, which a TREC run line "
+                                     "cannot carry: use --json")
                 sys.stdout.write(f"{qid} Q0 {ident} {hit.rank} {hit.score:.6f} {tag}\n")
     else:
         from workbench.cli.output import make_console, render_result
@@ -404,7 +416,7 @@ def eval_cmd(
     workspace: Annotated[Optional[str], typer.Option("--workspace", "-w", help="Workspace for the dataset's index (default: its own, under $WB_EVAL_CACHE or $XDG_CACHE_HOME/wb/eval (~/.cache/wb/eval); $WB_WORKSPACE is not used).")] = None,
     model: ModelOpt = None,
     compare: Annotated[Optional[list[str]], typer.Option("--compare", help="ROLE=NAME (repeatable): run every pipeline again with these models (e.g. dense=runs/NAME) and compare in one table.")] = None,
-    run: Annotated[Optional[list[str]], typer.Option("--run", help="NAME=FILE (repeatable): score another system's TREC run file (qid Q0 docid rank score tag) beside the pipelines, compared with the first.")] = None,
+    run: Annotated[Optional[list[str]], typer.Option("--run", help="NAME=FILE or FILE (repeatable): score another system's TREC run file (qid Q0 docid rank score tag) beside the pipelines, compared with the first; -p '' scores the runs alone.")] = None,
 ) -> None:
     """Evaluate pipelines on a dataset: nDCG@10, MRR@10, R@100, MAP@100, deltas and paired t-tests."""
     import time as _time
@@ -430,7 +442,8 @@ def eval_cmd(
     run_sources = parse_run_options(run)
     if run_sources and tune:
         raise UsageError("--run and --tune do not go together: --run scores a run file, --tune chooses settings")
-    pipes = parse_pipelines(pipeline)
+    # -p '' with --run: the run files alone, the first is the baseline, nothing is indexed
+    pipes = parse_pipelines(pipeline) if pipeline.strip() or not run_sources else []
     tune_modes, tune_rerank = None, True
     if tune and pipeline != DEFAULT_EVAL_PIPELINES:  # --tune -p dense+sparse+colbert: fuse only those
         if len(pipes) != 1:
@@ -454,6 +467,11 @@ def eval_cmd(
             total = f" {event['done']}/{event['total']}" if event.get("total") else ""
             err.print(f"[dim]{event['phase']}{total}[/dim]", highlight=False)
 
+    if not pipes:
+        result = runner.evaluate(data, [], depth=depth, progress=progress, runs=run_sources)
+        result.wall_seconds = _time.perf_counter() - started
+        _eval_output(result, data, per_query, top, run_dir, json_out, progress)
+        return
     ws, cfg = runner.resolve_workspace_and_config(data, workspace, overrides)
     cfg = _with_interpolation(cfg, rerank_interpolation)
     if tune:
@@ -480,6 +498,13 @@ def eval_cmd(
     result = runner.evaluate(data, systems, depth=depth, workspace=ws if workspace else None, progress=progress,
                              runs=run_sources)
     result.wall_seconds = _time.perf_counter() - started
+    _eval_output(result, data, per_query, top, run_dir, json_out, progress)
+
+
+def _eval_output(result, data, per_query: bool, top: int | None, run_dir: str | None, json_out: bool, progress) -> None:
+    """`wb eval`'s output: the run files (``--run-dir``), then the JSON object or the table."""
+    from workbench.eval import runner
+
     changes = runner.per_query_changes(data, result.systems, top or 10) if (per_query or top) else None
     if run_dir:
         from workbench.eval.report import write_run_files
@@ -1200,7 +1225,8 @@ def _progress_bar(rate_of: tuple[str, str] | None = None, piped_lines: bool = Tr
     """A ``progress(phase, done, total)`` callback for the engine's long loops: a transient bar on a
     terminal's stderr (``rate_of = (phase, unit)`` adds that phase's rate, e.g. encoding chunks/s);
     piped, a line on stderr at each tenth of a phase (so a logged run shows it is alive), or None
-    with ``piped_lines=False``."""
+    with ``piped_lines=False``. Whatever the loop writes to stdout meanwhile goes to stdout (the bar
+    does not capture it), so data written to a file or pipe stays there."""
     if sys.stderr.isatty():
         import time
 
@@ -1209,7 +1235,7 @@ def _progress_bar(rate_of: tuple[str, str] | None = None, piped_lines: bool = Tr
         # a phase of unknown size (total 0: reading files, loading models) pulses, without counts
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
                       TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=_err_console(),
-                      transient=True) as bar:
+                      transient=True, redirect_stdout=False) as bar:
             task = bar.add_task("starting", total=None, rate="", count="")
             started = [time.perf_counter()]
 

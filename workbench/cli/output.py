@@ -16,11 +16,19 @@ def make_console(stderr: bool = False):
 
     from rich.console import Console
 
+    class CliConsole(Console):
+        def on_broken_pipe(self) -> None:
+            """A reader that left (`wb ... | head`): stop quietly with the status a shell gives a
+            command a pipe ended (141 = 128 + SIGPIPE), as the JSON and TREC outputs do (rich: 1)."""
+            self.quiet = True
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())  # the final flush must not fail again
+            raise SystemExit(141)
+
     stream = sys.stderr if stderr else sys.stdout
     if stream.isatty():
-        return Console(stderr=stderr)
+        return CliConsole(stderr=stderr)
     width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else PIPED_WIDTH
-    return Console(stderr=stderr, width=width, soft_wrap=True)
+    return CliConsole(stderr=stderr, width=width, soft_wrap=True)
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

@@ -74,11 +74,12 @@ def _read_jsonl(path: Path, id_fields: tuple[str, ...], what: str, need_text: bo
             raise InputError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
 
 
-def jsonl_rows(lines, source: str, id_fields: tuple[str, ...], what: str, need_text: bool):
-    """Yield (id, row) for each non-blank line of ``lines`` (JSON objects); ``source`` names them in
-    errors. The id is the first of ``id_fields`` a row has; a malformed line, a line that is not an
-    object, a missing id or (``need_text``) a missing string "text" is an InputError naming the line."""
-    for number, line in enumerate(lines, start=1):
+def jsonl_rows(lines, source: str, id_fields: tuple[str, ...], what: str, need_text: bool, first_line: int = 1):
+    """Yield (id, row) for each non-blank line of ``lines`` (JSON objects; the first is line
+    ``first_line`` of ``source``, which names them in errors). The id is the first of ``id_fields`` a
+    row has; a malformed line, a line that is not an object, a missing id or (``need_text``) a
+    missing string "text" is an InputError naming the line."""
+    for number, line in enumerate(lines, start=first_line):
         if not line.strip():
             continue
         try:

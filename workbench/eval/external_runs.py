@@ -4,14 +4,17 @@ A run file holds ``qid Q0 docid rank score tag`` lines (trec_eval's format, whit
 what `wb query --queries --trec`, `wb eval --run-dir`, Pyserini and most toolkits write). Contract:
 
 - a query's documents are ranked by score, highest first; equal scores keep the order of the
-  file's rank column (trec_eval would break them by docno instead); a document listed twice for a
-  query keeps its first line; the first ``depth`` documents count, as for a pipeline;
-- only the split's evaluated queries count: other queries of the file are ignored, and an evaluated
-  query the file does not answer scores 0 (both are said in a note);
-- a file that is unreadable, not UTF-8, has a line without six fields or with a rank or score that
-  is not a number, or answers none of the evaluated queries is an ``InputError`` naming the file
-  (and line); a NAME that is empty, holds ``,`` ``@`` or spaces, or is a pipeline name is a
-  ``UsageError`` (a row of the report must say whether it was searched or read).
+  file's rank column (trec_eval would break them by docno instead); the first ``depth`` documents
+  count, as for a pipeline;
+- only the evaluated queries count (the split's, or the first N with ``--limit``): other queries
+  of the file are ignored, and an evaluated query the file does not answer scores 0; documents
+  that are not in the corpus count as not relevant (each case is said in a note);
+- a file that is unreadable, not UTF-8 (a leading BOM is dropped), has a line without six fields,
+  with a rank or score that is not a number, or a document listed twice for one query, or answers
+  none of the evaluated queries is an ``InputError`` naming the file (and line); a NAME that is
+  empty, holds ``,`` ``@`` ``=`` or spaces, or is a pipeline name is a ``UsageError`` (a row of the
+  report must say whether it was searched or read). ``--run FILE`` alone is named after the file
+  (its name without the suffix).
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def parse_run_options(values: list[str] | None) -> list[RunSource]:
             raise UsageError(f"--run {value}: '{label}' is a pipeline's name; call the run something else")
         if any(s.label == label for s in sources):
             raise UsageError(f"--run: the name '{label}' is given twice")
-        sources.append(RunSource(label, Path(path).expanduser()))
+        sources.append(RunSource(label, Path(path).expanduser().absolute()))
     return sources
 
 
@@ -80,16 +83,18 @@ def _number(text: str, what: str, where: str) -> float:
     return value
 
 
-def read_run(source: RunSource, evaluated: list[str], depth: int) -> ExternalRun:
-    """Read ``source`` for the queries ``evaluated`` (contract: module docstring)."""
+def read_run(source: RunSource, evaluated: list[str], depth: int, corpus_ids: frozenset[str] = frozenset()) -> ExternalRun:
+    """Read ``source`` for the queries ``evaluated`` (contract: module docstring); ``corpus_ids``
+    (when known) for the note on documents outside the corpus."""
     try:
-        text = source.path.read_text(encoding="utf-8")
+        text = source.path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"{source.path}: not valid UTF-8 ({exc.reason})") from exc
     except OSError as exc:
         raise InputError(f"cannot read {source.path}: {exc.strerror or exc}") from exc
     wanted = set(evaluated)
     rows: dict[str, list[tuple[float, float, str]]] = {}
+    first_line: dict[tuple[str, str], int] = {}
     others: set[str] = set()
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
@@ -101,23 +106,24 @@ def read_run(source: RunSource, evaluated: list[str], depth: int) -> ExternalRun
                              f"this one has {len(fields)}")
         qid, _q0, doc, rank, score, _tag = fields
         rank_value, score_value = _number(rank, "rank", where), _number(score, "score", where)
+        if (qid, doc) in first_line:
+            raise InputError(f"{where}: document {doc!r} is listed twice for query {qid!r} "
+                             f"(first on line {first_line[qid, doc]})")
+        first_line[qid, doc] = number
         if qid not in wanted:
             others.add(qid)
             continue
         rows.setdefault(qid, []).append((-score_value, rank_value, doc))
     if not rows:
-        raise InputError(f"{source.path}: none of its queries is an evaluated query of this split "
-                         f"(it names {len(others)} other{'s' if len(others) != 1 else ''})")
+        examples = ", ".join(repr(q) for q in sorted(others)[:3])
+        raise InputError(f"{source.path}: answers none of the {len(wanted)} evaluated queries "
+                         f"(it names {len(others)} other{'s' if len(others) != 1 else ''}"
+                         f"{': ' + examples if examples else ''})")
     run: dict[str, dict[str, float]] = {}
     for qid in evaluated:
-        if qid not in rows:
-            continue
-        ranked: dict[str, float] = {}
-        for neg_score, _rank, doc in sorted(rows[qid], key=lambda r: (r[0], r[1])):
-            ranked.setdefault(doc, -neg_score)
-            if len(ranked) == depth:
-                break
-        run[qid] = ranked
+        if qid in rows:
+            ranked = sorted(rows[qid], key=lambda r: (r[0], r[1]))[:depth]
+            run[qid] = {doc: -neg_score for neg_score, _rank, doc in ranked}
     notes = []
     missing = len(wanted) - len(run)
     if missing:
@@ -125,5 +131,14 @@ def read_run(source: RunSource, evaluated: list[str], depth: int) -> ExternalRun
                      f"{source.path.name} and score 0")
     if others:
         notes.append(f"run {source.label}: {len(others)} quer{'y' if len(others) == 1 else 'ies'} of "
-                     f"{source.path.name} {'is' if len(others) == 1 else 'are'} not evaluated in this split (ignored)")
+                     f"{source.path.name} {'is' if len(others) == 1 else 'are'} not among the evaluated ones (ignored)")
+    if corpus_ids:
+        docs = {doc for ranked in run.values() for doc in ranked}
+        outside = len(docs - corpus_ids)
+        if outside == len(docs):
+            notes.append(f"run {source.label}: none of its {len(docs)} documents is in the corpus (another id "
+                         "scheme? chunk ids?), so it scores 0")
+        elif outside:
+            notes.append(f"run {source.label}: {outside} of its {len(docs)} documents are not in the corpus "
+                         "(they count as not relevant)")
     return ExternalRun(source.label, source.path, run, notes)

@@ -99,9 +99,10 @@ def render_table(result: EvalResult, console, per_query: list[dict] | None = Non
         Text(
             f"Δ vs {against} ×100; {result.test} (ranx, two-sided): * p<0.05 ** p<0.01; "
             f"W/L/T = queries won/lost/tied on {LABELS[WIN_METRIC]}. MAP@100 = trec_eval map_cut_100.\n"
-            f"wall {result.wall_seconds:.1f} s (index check {result.index_seconds:.1f} s, "
-            f"{result.docs_indexed} docs encoded; model/index load {result.load_seconds:.1f} s) · "
-            f"workspace {', '.join(result.workspaces)}",
+            + (f"wall {result.wall_seconds:.1f} s (index check {result.index_seconds:.1f} s, "
+             f"{result.docs_indexed} docs encoded; model/index load {result.load_seconds:.1f} s) · "
+             f"workspace {', '.join(result.workspaces)}" if result.workspaces
+             else f"wall {result.wall_seconds:.1f} s · run files only: nothing searched"),
             style="dim",
         )
     )

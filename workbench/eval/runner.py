@@ -348,7 +348,7 @@ def evaluate(
 
     if depth < 10:
         raise UsageError("--depth must be at least 10 (nDCG@10 and MRR@10 need 10 results)")
-    external = [read_run(r, dataset.query_ids, depth) for r in runs]  # a bad file fails before indexing
+    external = [read_run(r, dataset.query_ids, depth, dataset.corpus_ids) for r in runs]  # a bad file fails before indexing
     labels = [s.label for s in systems] + [r.label for r in external]
     if len(set(labels)) != len(labels):
         raise UsageError("two systems share a label")
@@ -392,6 +392,8 @@ def evaluate(
     if progress:
         progress({"phase": "scoring", "done": 0, "total": 1})
     score_systems(dataset, result.systems)
+    if progress:
+        progress({"phase": "scoring", "done": 1, "total": 1})
     result.wall_seconds = time.perf_counter() - started
     return result
 
