@@ -740,6 +740,28 @@ async def test_eval_table_and_jump_to_search():
         assert app.search.right.result.query == "sleep a while"
 
 
+async def test_run_leaves_the_form_so_the_screen_keys_act_while_it_runs(tmp_path):
+    """Run (its button or e) disables itself: focus goes to the per-query table, not to the next
+    box, where `s` or `o` would have replaced the pipelines."""
+    (tmp_path / "not-beir").mkdir()  # exists, so the run starts (wb eval then refuses it)
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("evaluate")
+        await pilot.pause()
+        app.query_one("#dataset").value = str(tmp_path / "not-beir")
+        app.query_one("#eval-pipelines").value = "bm25,dense"
+        app.query_one("#eval-run").focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.focused is app.query_one("#per-query")
+        await pilot.press("o")
+        await pilot.pause()
+        assert app.query_one("#eval-pipelines").value == "bm25,dense"
+        app.evaluate.action_stop()
+        await pilot.pause()
+
+
 async def test_an_80x24_terminal_shows_both_pipelines_and_per_query_rows():
     """The smallest usual terminal: the form packs tighter (wb.tcss -short) so that the pipelines
     table shows a baseline and one other pipeline and the per-query table still lists rows."""

@@ -171,6 +171,9 @@ class EvalPane(Vertical):
         self.query_one("#eval-bar", ProgressBar).update(total=None, progress=0)
         self.query_one("#eval-status", Static).update(Text("starting wb eval…", style="italic"))
         self.query_one("#eval-stop", Button).disabled = False
+        # the screen's keys (s stops, o sorts) must work while it runs: focus leaves the form first,
+        # else a disabled Run hands it to the next box, which would take them as text
+        self.query_one("#per-query", DataTable).focus()
         self.query_one("#eval-run", Button).disabled = True
         self._eval_worker(cmd, dict(item.split("=", 1) for item in compare))
         return True
