@@ -80,8 +80,10 @@ class PreviewScreen(ModalScreen):
         title.append(f"   {self.pipeline} score {fmt_score(hit.score)}", style=pal.primary)
         self.query_one("#preview-title", Static).update(title)
         meta = Text()
-        meta.append(f"{hit.doc_id} · {hit.chunk_id}", style="dim")
-        meta.append("\n" + mode_line(hit), style="dim")
+        # the mode scores are the document's (each mode's best chunk); the chunk explained below is
+        # the one the results show and the reranker reads, which need not be every mode's best
+        meta.append(f"{hit.doc_id} · explained below: {hit.chunk_id}", style="dim")
+        meta.append("\nbest chunk per mode: " + mode_line(hit), style="dim")
         self.query_one("#preview-meta", Static).update(meta)
         self.query_one("#preview-text", Static).update(Text("computing the explanation…", style="italic dim"))
         self.query_one("#preview-sparse", Static).update("")
