@@ -762,6 +762,22 @@ async def test_run_leaves_the_form_so_the_screen_keys_act_while_it_runs(tmp_path
         await pilot.pause()
 
 
+async def test_a_failed_runs_one_line_error_is_said_once(tmp_path, monkeypatch):
+    from tui_fake import fake_run
+    from workbench.tui.runs import RunsPane
+
+    reason = "/data/beir: qrels/train.tsv not found (splits present: test; choose one with --split)"
+    fake_run(tmp_path, "bad-data", "failed", error=reason)
+    monkeypatch.setattr(RunsPane, "root", property(lambda self: tmp_path))
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("runs")
+        await pilot.pause(0.3)
+        shown = str(app.query_one("#run-error").render())
+        assert shown.count("qrels/train.tsv not found") == 1 and "choose one with --split" in shown
+
+
 async def test_an_80x24_terminal_shows_both_pipelines_and_per_query_rows():
     """The smallest usual terminal: the form packs tighter (wb.tcss -short) so that the pipelines
     table shows a baseline and one other pipeline and the per-query table still lists rows."""

@@ -699,7 +699,7 @@ def _read_beir(reader: _Reader, split: str, task: str, instruction: str) -> Iter
             raise InputError(f"{folder} is not a complete BEIR folder: {needed.name} is missing")
     if not qrels.exists():
         found = sorted(p.stem for p in (folder / "qrels").glob("*.tsv")) if (folder / "qrels").is_dir() else []
-        hint = f" (splits present: {', '.join(found)}; pass split=...)" if found else ""
+        hint = f" (splits present: {', '.join(found)}; choose one with --split)" if found else ""
         raise InputError(f"{folder}: qrels/{split}.tsv not found{hint}")
 
     # 1. qrels (small): query -> [(doc, score)], in file order.

@@ -581,7 +581,11 @@ class RunsPane(Vertical):
         if message:
             text.append(str(message) + "\n", style=f"bold {pal.down}")
         lines = str(error or "").splitlines()[-8:]
-        text.append("\n".join(lines) if lines else "no error recorded: see the log", style="dim")
+        if message and [ln.strip() for ln in lines] == [str(message).strip()]:  # a one-line error (bad data): said once
+            lines = []
+        elif not lines:
+            lines = ["no error recorded: see the log"]
+        text.append("\n".join(lines), style="dim")
         box.border_title = "failed" if row.state == "failed" else row.state
         self._update("#run-error", text)
 
