@@ -476,12 +476,15 @@ async def test_plus_and_minus_change_the_results_per_column_and_say_so(tui_state
         assert app.state.k is None and k == max(10, min(50, app.search.left.table.size.height - 1))
         await pilot.press("minus")
         await settle(pilot)
-        fewer = max(5, k - 10)
+        fewer = (k - 1) // 10 * 10 or 5  # the step below: 5, 10, 20, 30, ...
         assert app.state.k == fewer and (f"top {fewer} results per column", "information") in seen
         assert len(app.search.left.hits) == fewer  # what is said is what is shown
-        await pilot.press("plus", "plus")
+        while app.state.k > 5:
+            await pilot.press("minus")
+            await settle(pilot)
+        await pilot.press("plus", "plus")  # 5 -> 10 -> 20: back to where - came from
         await settle(pilot)
-        assert app.state.k == fewer + 20 and (f"top {fewer + 20} results per column", "information") in seen
+        assert app.state.k == 20 and ("top 10 results per column", "information") in seen
         for _ in range(12):
             await pilot.press("plus")
         await settle(pilot)
@@ -776,6 +779,37 @@ async def test_a_failed_runs_one_line_error_is_said_once(tmp_path, monkeypatch):
         await pilot.pause(0.3)
         shown = str(app.query_one("#run-error").render())
         assert shown.count("qrels/train.tsv not found") == 1 and "choose one with --split" in shown
+
+
+async def test_an_80_column_launch_form_shows_every_schedule_box(tmp_path, monkeypatch):
+    from workbench.tui import launch
+    from workbench.tui.runs import RunsPane
+
+    monkeypatch.setattr(launch, "auto_device", lambda: "cpu")
+    monkeypatch.setattr(RunsPane, "root", property(lambda self: tmp_path))
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("runs")
+        await pilot.pause(0.3)
+        app.query_one("#runs-table").focus()
+        await pilot.press("n")
+        await settle(pilot)
+        form = app.screen.query_one("#launch").content_region
+        for box in ("#launch-epochs", "#launch-batch-size", "#launch-lr", "#launch-max-steps"):
+            region = app.screen.query_one(box).region
+            assert region.width >= 5 and form.x <= region.x and region.right <= form.right, box
+
+
+async def test_an_80x24_search_shows_most_of_the_results(tmp_path):
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "remove a directory")
+        app.search.left.table.focus()
+        await pilot.pause()
+        table = app.search.left.table
+        assert table.region.height - 1 >= 8  # the header, then at least 8 of the 10 hits
 
 
 async def test_an_80x24_terminal_shows_both_pipelines_and_per_query_rows():

@@ -34,8 +34,10 @@ TABS = ("corpus", "search", "evaluate", "runs")
 class WbApp(App):
     CSS_PATH = "wb.tcss"
     TITLE = "wb"
-    # a terminal under 30 lines tags the screen -short: wb.tcss packs the forms tighter there
+    # a terminal under 30 lines tags the screen -short, one under 100 columns -narrow: wb.tcss
+    # packs the forms tighter there (80x24 is the smallest usual terminal)
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     COMMANDS = App.COMMANDS | {WbCommands}
     BINDINGS = [
         Binding("1", "show_tab('corpus')", "Corpus", show=False, tooltip="Corpus: workspace, models, indexing"),

@@ -256,11 +256,12 @@ class SearchPane(Vertical):
         self.app.save_state()
         self.request_search(immediate=True)
 
+    # + and - step through 5, 10, 20, 30, ... 100: from any count to the next step up or down
     def action_more(self) -> None:
-        self.set_k(self.effective_k() + 10)
+        self.set_k((self.effective_k() // 10 + 1) * 10)
 
     def action_fewer(self) -> None:
-        self.set_k(self.effective_k() - 10)
+        self.set_k((self.effective_k() - 1) // 10 * 10 or 5)
 
     def set_query(self, text: str, *, run: bool = True) -> None:
         box = self.query_one("#query", Input)
