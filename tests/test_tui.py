@@ -810,6 +810,10 @@ async def test_an_80x24_search_shows_most_of_the_results(tmp_path):
         await pilot.pause()
         table = app.search.left.table
         assert table.region.height - 1 >= 8  # the header, then at least 8 of the 10 hits
+        await pilot.press("right")  # the arrows move between the columns' hits
+        assert app.focused is app.search.right.table
+        await pilot.press("left")
+        assert app.focused is app.search.left.table
 
 
 async def test_an_80x24_terminal_shows_both_pipelines_and_per_query_rows():
@@ -1367,12 +1371,14 @@ async def test_compare_and_evaluate_use_the_role_the_trainer_fills(tmp_path, tra
             assert engine.overrides == []
         assert search.left.hits and search.right.hits
 
+        app.evaluate.show_report(EVAL_REPORT)  # an earlier evaluation's report, of another form
         app.action_show_tab("runs")
         await pilot.pause(0.2)
         app.query_one("#runs-table").focus()
         await pilot.press("e")
         await pilot.pause()
         assert app.query_one("#tabs").active == "evaluate"
+        assert app.evaluate.report is None and app.query_one("#per-query").row_count == 0
         assert app.query_one("#eval-pipelines").value == pipelines
         assert app.query_one("#eval-compare").value == ", ".join(f"{r}=runs/ft" for r in role.split("+"))
 

@@ -104,7 +104,6 @@ class EvalPane(Vertical):
     def on_mount(self) -> None:
         self.query_one("#eval-progress").display = False
         self.query_one("#eval-table").border_title = "pipelines"
-        self.query_one("#per-query").border_title = "per query (Enter opens it in Search)"
         self.query_one("#eval-status", Static).update(
             Text("pick a BEIR dataset folder and pipelines, then Run (e)", style="dim"))
         self.show_report(None)
@@ -189,7 +188,10 @@ class EvalPane(Vertical):
         return [f"{role}={name}" for role, name in resolved.items()]
 
     def prefill(self, dataset: str | None = None, pipelines: str | None = None, compare: str | None = None) -> None:
-        """Fill the form (e.g. from the Runs screen: base vs fine-tune); Run (e) starts it."""
+        """Fill the form (e.g. from the Runs screen: base vs fine-tune); Run (e) starts it. A report
+        on screen is cleared: it answered another form."""
+        if self.report is not None:
+            self.show_report(None)
         if dataset is not None:
             self.query_one("#dataset", Input).value = dataset
         if pipelines is not None:
@@ -367,6 +369,8 @@ class EvalPane(Vertical):
         pal = Palette.of(self.app)
         table = self.query_one("#per-query", DataTable)
         table.clear(columns=True)
+        metric = "nDCG@10 " if self._per_query else ""
+        table.border_title = f"per query, {metric}by {SORTS[self._sort]} (o: order · Enter: open in Search)"
         width = max(20, (self.size.width or 100) - 62)
         table.add_column("pipeline", key="pipeline", width=14)
         table.add_column("id", key="id", width=8)

@@ -45,12 +45,13 @@ def key_sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
     from workbench.tui.corpus import CorpusPane
     from workbench.tui.evaluate import EvalPane
     from workbench.tui.preview import PreviewScreen
+    from workbench.tui.results import ResultsTable
     from workbench.tui.runs import LaunchScreen, RunsPane
     from workbench.tui.search import SearchPane
 
     # the App's "/" only makes the Search pane's "/" run at once (see WbApp.BINDINGS): listed there
     sections = [("Global", _section(app, [b for b in type(app).BINDINGS if b.action != "type_query"]))]
-    sections.append(("Search (2)", _section(app, SearchPane.BINDINGS)))
+    sections.append(("Search (2)", _section(app, [*SearchPane.BINDINGS, *ResultsTable.BINDINGS])))
     sections.append(("Preview", _section(app, PreviewScreen.BINDINGS)))
     sections.append(("Corpus (1)", _section(app, CorpusPane.BINDINGS)))
     sections.append(("Evaluate (3)", _section(app, EvalPane.BINDINGS)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Select, Static
@@ -14,6 +15,19 @@ from workbench.config import MODES
 from workbench.tui.common import MODE_SHORT, PIPELINES, Palette, fmt_score, known_pipeline, mode_line, short
 
 NARROW_COLUMN = 44  # a column narrower than this (an 80-column terminal) says "10 · 42 ms", not "10 hits · 42 ms"
+
+
+class ResultsTable(DataTable):
+    """One column's hits. ← and → move to the left and the right column (a row cursor has nothing
+    to move sideways, and the hits never need a sideways scroll)."""
+
+    BINDINGS = [
+        Binding("left", "column('left')", "Left column", show=False, tooltip="Move to the left column's hits"),
+        Binding("right", "column('right')", "Right column", show=False, tooltip="Move to the right column's hits"),
+    ]
+
+    def action_column(self, side: str) -> None:
+        self.screen.query_one(f"#{side}-table", DataTable).focus()
 
 
 class ResultColumn(Vertical):
@@ -57,8 +71,8 @@ class ResultColumn(Vertical):
                          tooltip=f"{self.side} pipeline")
             yield Static("", id=f"{self.side}-model", classes="column-model")
             yield Static("", id=f"{self.side}-status", classes="column-status")
-        table = DataTable(id=f"{self.side}-table", cursor_type="row", zebra_stripes=True, classes="results",
-                          cell_padding=0)
+        table = ResultsTable(id=f"{self.side}-table", cursor_type="row", zebra_stripes=True, classes="results",
+                             cell_padding=0)
         yield table
         yield Static("", id=f"{self.side}-detail", classes="detail")
         if self.compare:

@@ -35,8 +35,8 @@ class SearchPane(Vertical):
         Binding("x", "swap", "Swap", tooltip="Swap the two pipelines"),
         Binding("i", "focus_instruction", "Instruction", tooltip="Pick an instruction preset"),
         Binding("u", "toggle_unit", "Doc/chunk", tooltip="Rank documents or chunks"),
-        Binding("plus", "more", "More hits", show=False, tooltip="Ten more results per column"),
-        Binding("minus", "fewer", "Fewer hits", show=False, tooltip="Ten fewer results per column"),
+        Binding("plus", "more", "More hits", show=False, tooltip="More results per column (5, 10, 20, ... 100)"),
+        Binding("minus", "fewer", "Fewer hits", show=False, tooltip="Fewer results per column (down to 5)"),
         Binding("b", "base_models", "Base models",
                 tooltip="Both columns back on the workspace's own models (after comparing a fine-tune)"),
     ]
