@@ -86,10 +86,9 @@ class CorpusPane(Vertical):
             if i:
                 models.append("\n")
             models.append(f"{ROLE_NAMES[role]:<9}", style="dim")
-            if "zero-shot" in label:
-                base = label.replace(" (zero-shot)", "")
-                models.append(short(base, 40))
-                models.append(" zero-shot", style=f"bold {pal.accent}")
+            if "zero-shot" in label:  # said first: a narrow box cuts the label's end, never this
+                models.append("zero-shot ", style=f"bold {pal.accent}")
+                models.append(short(label.replace(" (zero-shot)", ""), 40))
             else:
                 models.append(short(label, 50))
         self.query_one("#corpus-models", Static).update(models)
