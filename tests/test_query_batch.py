@@ -131,3 +131,12 @@ def test_human_output_to_a_reader_that_leaves_ends_quietly_too(small_workspace):
     proc.stdout.close()
     err = proc.stderr.read()
     assert proc.wait(timeout=300) == 141 and err == ""
+
+
+def test_rerank_options_on_a_pipeline_without_rerank_are_said_and_ignored(small_workspace):
+    ws, _ = small_workspace
+    plain = wb("query", "remove a directory", "-p", "bm25", "--json", workspace=ws.root)
+    proc = wb("query", "remove a directory", "-p", "bm25", "--json", "--rerank-depth", "3", workspace=ws.root)
+    assert proc.returncode == 0 and "--rerank-depth applies to +rerank pipelines: ignored for bm25" in proc.stderr
+    strip = lambda out: [(h["doc_id"], h["score"]) for h in json.loads(out)["results"]]  # noqa: E731
+    assert strip(proc.stdout) == strip(plain.stdout)

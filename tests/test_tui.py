@@ -1822,3 +1822,14 @@ def test_the_run_log_keeps_the_newest_lines_that_fit_when_long_ones_wrap():
     kept = _newest_that_fit(lines, 6, 40)  # the path needs 5 rows of 40 (words wrap): with "done" the box is full
     assert kept == lines[2:]
     assert _newest_that_fit(lines, 1, 40) == ["done"] and _newest_that_fit(["x" * 500], 2, 40) == ["x" * 500]
+
+
+def test_a_hits_mode_line_lists_the_modes_its_pipeline_ran():
+    from workbench.tui.common import mode_line
+    from workbench.types import Hit
+
+    hit = Hit(rank=1, doc_id="d", chunk_id="d#0", path="/d", title="d", score=2.5, scores={"bm25": 2.5},
+              ranks={"bm25": 1}, snippet="")
+    assert mode_line(hit, compact=True, pipeline="bm25") == "B#1 2.50"
+    assert mode_line(hit, compact=True, pipeline="dense+bm25") == "D–  B#1 2.50"
+    assert mode_line(hit, compact=True, pipeline="hybrid") == mode_line(hit, compact=True) == "D–  C–  S–  B#1 2.50"

@@ -300,6 +300,12 @@ def query_cmd(
     from workbench.search.pipelines import parse_pipeline
 
     pipe = parse_pipeline(pipeline)
+    unused = [flag for flag, value in (("--rerank-depth", rerank_depth), ("--rerank-interpolation", rerank_interpolation))
+              if value is not None and not pipe.rerank]
+    if unused:  # said, not refused: a script may pass them to every pipeline it loops over
+        _err_console().print(f"[yellow]{' and '.join(unused)} {'apply' if len(unused) > 1 else 'applies'} to "
+                             f"+rerank pipelines: ignored for "
+                             f"{pipe.name}[/yellow]", highlight=False)
     from workbench.search.searcher import Searcher, one_shot_backend
 
     backend = one_shot_backend(pipe, cfg.models.reranker)

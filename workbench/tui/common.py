@@ -107,10 +107,16 @@ def fmt_score(x: float | None) -> str:
     return f"{x:.3f}"
 
 
-def mode_line(hit, compact: bool = False) -> str:
-    """``dense #1 0.489 · colbert #1 4.30 · ...`` (``D#1 0.489  C#1 4.30 ...`` when compact)."""
+def mode_line(hit, compact: bool = False, pipeline: str | None = None) -> str:
+    """``dense #1 0.489 · colbert #1 4.30 · ...`` (``D#1 0.489  C#1 4.30 ...`` when compact): the
+    modes of ``pipeline`` (all four when None), ``–`` for one that did not retrieve the hit."""
+    modes = MODES
+    if pipeline is not None and known_pipeline(pipeline):
+        from workbench.search.pipelines import parse_pipeline
+
+        modes = parse_pipeline(pipeline).modes
     parts = []
-    for mode in MODES:
+    for mode in modes:
         name = MODE_SHORT[mode] if compact else mode + " "
         if mode in hit.ranks:
             parts.append(f"{name}#{hit.ranks[mode]} {fmt_score(hit.scores.get(mode))}")

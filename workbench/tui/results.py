@@ -242,7 +242,7 @@ class ResultColumn(Vertical):
         i = self.selected_index()
         hit = self.hits[i if i is not None else 0]
         text = Text()
-        text.append(mode_line(hit, compact=self.size.width < 72), style="dim")
+        text.append(mode_line(hit, compact=self.size.width < 72, pipeline=self.pipeline), style="dim")
         text.append("\n")
         text.append(hit.snippet)
         detail.update(text)
