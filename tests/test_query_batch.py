@@ -140,3 +140,23 @@ def test_rerank_options_on_a_pipeline_without_rerank_are_said_and_ignored(small_
     assert proc.returncode == 0 and "--rerank-depth applies to +rerank pipelines: ignored for bm25" in proc.stderr
     strip = lambda out: [(h["doc_id"], h["score"]) for h in json.loads(out)["results"]]  # noqa: E731
     assert strip(proc.stdout) == strip(plain.stdout)
+
+
+def test_tsv_query_files_with_a_header_or_in_ms_marco_layout(tmp_path):
+    from conftest import SAMPLE
+    from workbench.errors import InputError
+    from workbench.search.query_file import read_queries
+
+    sample = read_queries(str(SAMPLE.parent / "python-docs.queries.tsv"))  # query, kind, expected_doc_id
+    assert len(sample) == 12 and sample[0].text == "itertools.groupby" and sample[0].query_id == "2"
+    marco = tmp_path / "queries.tsv"
+    marco.write_text("1048585\twhat is paula deen's brother\n\n2\tAndrogen receptor define\n", encoding="utf-8")
+    assert [(q.query_id, q.text) for q in read_queries(str(marco))] == [
+        ("1048585", "what is paula deen's brother"), ("2", "Androgen receptor define")]
+    headed = tmp_path / "headed.tsv"
+    headed.write_text("text\tqid\nheapq\tq9\nbisect\tq9\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"headed.tsv:3: the query id 'q9' is given twice"):
+        read_queries(str(headed))
+    headed.write_text("qid\tquery\nq1\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"headed.tsv:2: no query text in column 2"):
+        read_queries(str(headed))

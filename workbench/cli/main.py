@@ -266,7 +266,7 @@ def query_cmd(
     rerank_depth: Annotated[Optional[int], typer.Option("--rerank-depth", help="How many first-stage results to rerank.")] = None,
     rerank_interpolation: Annotated[Optional[float], typer.Option("--rerank-interpolation", help="final = (1-a) * reranker + a * first stage, a in [0, 1] (default from wb.toml).")] = None,
     unit: Annotated[str, typer.Option("--unit", help="doc (max over chunks) or chunk.")] = "doc",
-    queries: Annotated[Optional[str], typer.Option("--queries", help="Answer every query of a file (one a line, or BEIR queries.jsonl; - reads stdin), one model load for all.")] = None,
+    queries: Annotated[Optional[str], typer.Option("--queries", help="Answer every query of a file (one a line, BEIR queries.jsonl, or a .tsv: id<TAB>text or with a query header; - reads stdin), one model load for all.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (with --queries: one a line, with its query_id).")] = False,
     trec: Annotated[bool, typer.Option("--trec", help="TREC run lines on stdout: qid Q0 id rank score tag.")] = False,
     workspace: WorkspaceOpt = None,

@@ -1,15 +1,22 @@
 """The queries of a batch ``wb query --queries SOURCE``.
 
-Two formats, told apart by the first non-blank line (a JSON object: JSON lines; else text):
+Three formats:
 
-- BEIR ``queries.jsonl``: one ``{"_id" (or "id"), "text"}`` object a line; the id is the object's;
-- plain text: one query a line; the id is the line's number in the file (1-based, blank lines
-  counted), so an answer can be traced back to its line. Blank lines are skipped.
+- BEIR ``queries.jsonl`` (the first non-blank line is a JSON object): one ``{"_id" (or "id"),
+  "text"}`` object a line; the id is the object's;
+- tab-separated (a ``.tsv`` file): with a header naming a ``query`` or ``text`` column (and
+  optionally an ``id``/``qid``/``query_id``/``_id`` column; other columns are ignored), as
+  ``sample_corpora/python-docs.queries.tsv``; without one, ``id<TAB>text`` (MS MARCO's layout);
+- plain text: one query a line.
+
+Without an id column a query's id is its line's number in the file (1-based, blank lines counted),
+so an answer can be traced back to its line. Blank lines are skipped.
 
 ``SOURCE`` ``-`` reads standard input (to its end, before any model loads). A leading UTF-8 BOM is
 dropped. An ``InputError`` names the file (and line) for: an unreadable file, text that is not
-UTF-8, a malformed JSON line, a query without text or with blank text, an id given twice, a text
-line holding a tab (a TSV's columns would be searched as one query), or a source without a query.
+UTF-8, a malformed JSON line, a query without text or with blank text, an id given twice, a TSV
+line without the text column, a plain text line holding a tab (a TSV's columns would be searched
+as one query), or a source without a query.
 """
 
 from __future__ import annotations
@@ -73,13 +80,45 @@ def read_queries(source: str) -> list[QueryLine]:
                 raise InputError(f"{name}:{number}: the query id {qid!r} is given twice (first on line {seen[qid]})")
             seen[qid] = number
             queries.append(QueryLine(qid, row["text"]))
+    elif name.lower().endswith(".tsv"):
+        queries = _tsv_queries(lines, name)
     else:
         for number, line in enumerate(lines, start=1):
             if "\t" in line:
-                raise InputError(f"{name}:{number}: a tab in a query line (a TSV?): give one query a line "
-                                 "(e.g. `cut -f2 FILE`), or BEIR queries.jsonl")
+                raise InputError(f"{name}:{number}: a tab in a query line: a TSV file must be named *.tsv "
+                                 "(id<TAB>text, or a header naming a query column); else one query a line")
             if line.strip():
                 queries.append(QueryLine(str(number), line.strip()))
     if not queries:
         raise InputError(f"{name}: no queries (one a line, or BEIR queries.jsonl)")
+    return queries
+
+
+_TEXT_COLUMNS = ("query", "text")
+_ID_COLUMNS = ("id", "qid", "query_id", "query-id", "_id")
+
+
+def _tsv_queries(lines: list[str], name: str) -> list[QueryLine]:
+    """The queries of a tab-separated file (contract: module docstring)."""
+    numbered = [(n, line.split("\t")) for n, line in enumerate(lines, start=1) if line.strip()]
+    if not numbered:
+        return []
+    header = [h.strip().lower() for h in numbered[0][1]]
+    if any(h in _TEXT_COLUMNS for h in header):
+        text_col = next(header.index(h) for h in _TEXT_COLUMNS if h in header)
+        id_col = next((header.index(h) for h in _ID_COLUMNS if h in header), None)
+        rows = numbered[1:]
+    else:
+        text_col, id_col, rows = 1, 0, numbered
+    queries: list[QueryLine] = []
+    seen: dict[str, int] = {}
+    for number, fields in rows:
+        if len(fields) <= max(text_col, id_col or 0) or not fields[text_col].strip():
+            raise InputError(f"{name}:{number}: no query text in column {text_col + 1} "
+                             f"({'the header names it' if rows is not numbered else 'id<TAB>text'})")
+        qid = fields[id_col].strip() if id_col is not None else str(number)
+        if qid in seen:
+            raise InputError(f"{name}:{number}: the query id {qid!r} is given twice (first on line {seen[qid]})")
+        seen[qid] = number
+        queries.append(QueryLine(qid, fields[text_col].strip()))
     return queries
