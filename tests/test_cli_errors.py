@@ -184,6 +184,26 @@ def test_ctrl_c_during_foreground_training_checkpoints_and_exits_130(tmp_path):
     assert json.loads((tmp_path / "ws" / "runs" / "ce" / "status.json").read_text())["state"] == "stopped"
 
 
+def test_a_foreground_run_whose_console_goes_away_trains_on_into_its_log(tmp_path):
+    """`wb train ... | head -1`: the reader leaving ends the echo, not the run (it had failed on a
+    BrokenPipeError at its next log line, before any checkpoint)."""
+    from tiny_models import tiny_bert, topic_groups
+
+    base = tiny_bert(tmp_path / "base")
+    data = topic_groups(tmp_path / "groups.jsonl", n=24)
+    env = dict(os.environ, WB_WORKSPACE=str(tmp_path / "ws"))
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli.main", "train", "reranker", "--data", str(data),
+                             "--base", str(base), "--out", "ce", "--batch-size", "2", "--max-steps", "6"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0, err[-500:]
+    run = tmp_path / "ws" / "runs" / "ce"
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    assert "step 6/6" in (run / "log.txt").read_text() and (run / "model").is_dir()
+
+
 @pytest.mark.parametrize("kind", ["embedder", "reranker", "colbert"])
 def test_train_help_shows_the_defaults_a_run_uses(kind, monkeypatch):
     """The options default to "not given" (a run.toml may fill them); the help still shows the

@@ -568,18 +568,32 @@ def _spawn_run(run, resume: bool) -> int:
 
 
 class _Tee:
-    """stdout written to ``path`` too (``echo=False``: to ``path`` only)."""
+    """stdout written to ``path`` too (``echo=False``: to ``path`` only). A console that goes away
+    (`wb train ... | head`) ends the echo, never the run: the log file keeps every line."""
 
     def __init__(self, stream, path: Path, echo: bool = True) -> None:
         self.stream, self.file, self.echo = stream, open(path, "a", encoding="utf-8"), echo
 
     def write(self, text: str) -> int:
         self.file.write(text)
-        return self.stream.write(text) if self.echo else len(text)
+        if self.echo:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._reader_left()
+        return len(text)
 
     def flush(self) -> None:
         self.file.flush()
-        self.stream.flush()
+        if self.echo:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._reader_left()
+
+    def _reader_left(self) -> None:
+        self.echo = False
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())  # later writes (the summary) too
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
