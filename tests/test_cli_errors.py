@@ -252,3 +252,29 @@ def test_chunks_longer_than_the_dense_model_reads_are_refused_before_anything_is
     says = one_line_error(wb("index", str(tmp_path / "docs"), workspace=ws))
     assert "[index] chunk_tokens (100000) is more than the dense model reads (256 tokens)" in says
     assert not (ws / "manifest.sqlite").exists()
+
+
+@pytest.mark.parametrize("extra,says", [
+    (["--mixed-precision", "fp8"], "training option mixed_precision (--mixed-precision) must be auto, no, bf16, fp16"),
+    (["--eval-every", "2"], "--eval-every needs --eval-data"),
+    (["--negatives", "-1"], "training option negatives_per_query (--negatives) must be at least 0"),
+])
+def test_a_bad_training_option_is_refused_before_a_detached_run_starts(tmp_path, extra, says):
+    """Refused in one line, exit 2, with no run folder left: never 'started' and then failed."""
+    from tiny_models import tiny_bert, topic_groups
+
+    base = tiny_bert(tmp_path / "base")
+    data = topic_groups(tmp_path / "groups.jsonl", n=8)
+    proc = wb("train", "embedder", "--data", str(data), "--base", str(base), "--out", "x", "--detach", *extra,
+              workspace=tmp_path / "ws")
+    assert proc.returncode == 2 and says in one_line_error(proc), proc.stderr
+    assert not (tmp_path / "ws" / "runs" / "x").exists()
+
+
+def test_resuming_a_run_under_another_trainer_is_refused(tmp_path):
+    from tui_fake import fake_run
+
+    fake_run(tmp_path / "ws", "sv0", "stopped", steps=2, trainer="embedder")
+    proc = wb("train", "reranker", "--resume", "sv0", workspace=tmp_path / "ws")
+    assert proc.returncode == 2
+    assert "run 'sv0' is trained by `wb train embedder`, not `wb train reranker`" in one_line_error(proc)

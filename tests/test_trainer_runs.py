@@ -552,3 +552,19 @@ def test_data_that_is_no_training_data_is_refused_before_the_run_exists(tmp_path
                                 str(data), "--base", "dense", "--out", "e1", "--max-steps", "1", "--detach")
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1
         assert not (tmp_path / "ws" / "runs").exists()
+
+
+def test_a_run_that_cannot_learn_says_so(tiny, tmp_path, capsys, monkeypatch):
+    """One pair and no hard negatives: nothing to rank a positive above (a constant loss), said in
+    the log; with the 24 rows and their negatives, nothing is said."""
+    base, data = tiny
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps({"query": "remove a directory", "pos": ["shutil.rmtree deletes a tree"]}) + "\n")
+    code, out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--data", str(one), "--base", str(base),
+                            "--out", "one", "--max-steps", "1", "-w", str(tmp_path / "ws"))
+    assert code == 0, err
+    assert "1 example at batch size" in out and "the loss stays constant" in out
+    code, out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(base),
+                            "--out", "many", "--max-steps", "1", "--batch-size", "4", "-w", str(tmp_path / "ws"))
+    assert code == 0, err
+    assert "loss stays constant" not in out

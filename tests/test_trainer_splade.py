@@ -84,3 +84,19 @@ def test_cli_train_splade(tiny, tmp_path, capsys, monkeypatch):
     assert code == 0, err
     assert "finished" in out
     assert json.loads((ws / "runs" / "sp1" / "config.json").read_text())["trainer"] == "splade"
+
+
+def test_a_base_without_a_masked_lm_head_is_said(tiny, tmp_path, capsys, monkeypatch):
+    """A bi-encoder (BertModel: no cls.predictions) trains as SPLADE with a random head: said in
+    the log, which a masked-LM base is not."""
+    _base, data = tiny
+    encoder = tiny_bert(tmp_path / "encoder")  # a BertModel
+    ws = tmp_path / "ws"
+    code, out, err = run_wb(capsys, monkeypatch, "train", "splade", "--data", str(data), "--base", str(encoder),
+                            "--out", "sp-enc", "--max-steps", "1", "--batch-size", "4", "-w", str(ws))
+    assert code == 0, err
+    assert "has no masked-LM head" in out
+    code, out, err = run_wb(capsys, monkeypatch, "train", "splade", "--data", str(data), "--base", str(_base),
+                            "--out", "sp-mlm", "--max-steps", "1", "--batch-size", "4", "-w", str(ws))
+    assert code == 0, err
+    assert "masked-LM head" not in out

@@ -78,16 +78,27 @@ _LOWEST = {
 }
 
 
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+_FLAGS = {"name": "--out", "negatives_per_query": "--negatives", "distill_weight": "--distill"}  # the rest: --key-name
+
+
+def option_name(key: str) -> str:
+    """``negatives_per_query`` -> ``negatives_per_query (--negatives)``: a run.toml key and its flag."""
+    return f"{key} ({_FLAGS.get(key, '--' + key.replace('_', '-'))})"
+
+
 def _check_option(key: str, value, annotation: str) -> None:
     """UsageError naming ``key`` when ``value`` is not of its field's type or below its lowest value."""
     wanted = type_mismatch(value, annotation)
     if wanted:
-        raise UsageError(f"training option {key} must be {wanted}, not {value!r}")
+        raise UsageError(f"training option {option_name(key)} must be {wanted}, not {value!r}")
     if key in _LOWEST and isinstance(value, (int, float)) and not isinstance(value, bool):
         lowest, inclusive = _LOWEST[key]
         if value < lowest or (value == lowest and not inclusive):
-            raise UsageError(f"training option {key} must be {'at least' if inclusive else 'more than'} {lowest}, "
-                             f"not {value!r}")
+            raise UsageError(f"training option {option_name(key)} must be {'at least' if inclusive else 'more than'} "
+                             f"{lowest}, not {value!r}")
+    if key == "mixed_precision" and value not in PRECISIONS:  # checked before a detached run starts
+        raise UsageError(f"training option {option_name(key)} must be {', '.join(PRECISIONS)}, not {value!r}")
 
 
 class RunConfig:

@@ -42,7 +42,7 @@ __all__ = ["EmbedderTrainer", "train_embedder", "load_beir_eval", "KEEP_CHECKPOI
 
 def _read_passages(corpus: str | None) -> list[str]:
     if not corpus:
-        raise UsageError("data = 'unsupervised' needs `corpus` (a BEIR corpus.jsonl or its folder)")
+        raise UsageError("--data unsupervised needs --corpus (corpus in a run.toml): a BEIR corpus.jsonl or its folder")
     path = Path(corpus)
     if path.is_dir():
         path = path / "corpus.jsonl"

@@ -158,6 +158,18 @@ def _cap_negatives(cfg, examples) -> None:
         cfg.negatives_per_query = most
 
 
+def _warn_without_negatives(cfg, examples) -> None:
+    """Said, not refused: a contrastive run whose batches can hold one example and no example has
+    a hard negative compares each positive with nothing (a constant loss, no gradient)."""
+    if min(len(examples), getattr(cfg, "batch_size", 2)) > 1:
+        return
+    if any(getattr(ex, "negatives", None) for ex in examples):
+        return
+    log(f"{len(examples)} example{'s' if len(examples) != 1 else ''} at batch size {cfg.batch_size} and no hard "
+        "negatives: a positive has nothing to be ranked above, so the loss stays constant (give more "
+        "examples, a larger --batch-size or mined negatives: wb mine)")
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -171,8 +183,10 @@ def mixed_precision(value: str) -> str:
 
     if value == "auto":
         return "bf16" if torch.cuda.is_available() or cpu_has_bf16() else "no"
-    if value not in ("no", "bf16", "fp16"):
-        raise UsageError(f"mixed_precision must be auto, no, bf16 or fp16, not {value!r}")
+    from .config import PRECISIONS
+
+    if value not in PRECISIONS:
+        raise UsageError(f"mixed_precision must be {', '.join(PRECISIONS)}, not {value!r}")
     return value
 
 
@@ -232,7 +246,7 @@ def run_training(
 def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_step, finish_now: bool = False) -> dict:
     if int(os.environ.get("RANK", "0")) != 0:  # data-parallel ranks > 0 write no run files
         run = _SilentRun(run)
-    run.write_status(state="running", pid=os.getpid(), error=None)
+    run.write_status(state="running", pid=os.getpid(), error=None, message=None)  # an earlier failure is over
     run.stop_path.unlink(missing_ok=True)
     cfg = trainer.cfg
     import torch
@@ -245,6 +259,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
     set_seed(cfg.seed)
     examples = trainer.examples()
     _cap_negatives(cfg, examples)
+    _warn_without_negatives(cfg, examples)
     cfg.check_eval_data()  # before the first step: a wrong eval_data must not end a finished training
     report = getattr(examples, "report", None)
     if report is not None:

@@ -68,9 +68,17 @@ class SpladeTrainer(Trainer):
         cfg = self.cfg
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(cfg.base)
-            model = AutoModelForMaskedLM.from_pretrained(cfg.base, dtype="float32", **fast_attention(cfg.base))
+            model, loading = AutoModelForMaskedLM.from_pretrained(cfg.base, dtype="float32", output_loading_info=True,
+                                                                  **fast_attention(cfg.base))
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load masked-LM base '{cfg.base}': {str(exc).splitlines()[0]}") from exc
+        head = [k for k in loading.get("missing_keys", ()) if k.startswith(("cls.", "lm_head", "vocab_"))]
+        if head:  # e.g. a sentence-transformers bi-encoder: trainable, but said (the head starts random)
+            from .loop import log
+
+            log(f"the base '{cfg.base}' has no masked-LM head ({len(head)} of its weights start random): "
+                "the vocabulary weights are learnt from scratch; a masked-LM checkpoint (splade-tiny, a BERT "
+                "with its MLM head) starts from real term weights")
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         limit = int(getattr(model.config, "max_position_embeddings", 512) or 512)

@@ -660,8 +660,11 @@ GroupSizeOpt = Annotated[
 NegativesOpt = Annotated[
     Optional[int], typer.Option("--negatives", help="Hard negatives per query (besides in-batch ones).")
 ]
-QueryMaxLengthOpt = Annotated[Optional[int], typer.Option("--query-max-length")]
-PassageMaxLengthOpt = Annotated[Optional[int], typer.Option("--passage-max-length")]
+QueryMaxLengthOpt = Annotated[Optional[int], typer.Option(
+    "--query-max-length", help="Query tokens read in training (a trained ColBERT model also serves queries at this length).")]
+PassageMaxLengthOpt = Annotated[Optional[int], typer.Option(
+    "--passage-max-length", help="Passage tokens read in training (a trained ColBERT or joint model also serves at this "
+                                 "length: a longer index chunk is cut to it, so match the index's chunk length).")]
 MixedPrecisionOpt = Annotated[
     Optional[str], typer.Option("--mixed-precision", help="auto (bf16 on GPU or a CPU with native bf16), no, bf16, fp16.")
 ]
@@ -689,7 +692,7 @@ def train_embedder_cmd(
     max_steps: MaxStepsOpt = None,
     batch_size: BatchSizeOpt = None,
     lr: LrOpt = None,
-    loss: Annotated[Optional[str], typer.Option("--loss", help="infonce, jointlh, summarglh, lsepair, rand1lh.")] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="infonce, jointlh, summarglh, lsepair, rand1lh, or kl (distillation from teacher scores: wb mine --teacher).")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature")] = None,
     negatives: Annotated[Optional[int], typer.Option("--negatives", help="Hard negatives per query.")] = None,
     distill: Annotated[Optional[float], typer.Option("--distill", help="Weight of KL distillation from the data's teacher scores (pos_scores/neg_scores, e.g. from `wb mine --teacher`); 0 = off. --loss kl distills only.")] = None,
@@ -742,6 +745,15 @@ def _train_cmd(config_cls, given: dict, *, config: Optional[str], detach: bool, 
         if ignored:
             raise UsageError(f"--resume {resume} continues the run with its own config.json, so the options "
                              f"given ({', '.join(ignored)}) would be ignored: drop them, or start a new run with --out")
+        from trainers.runs import get_run
+
+        try:
+            trainer = get_run(_workspace(workspace).root, resume).read_config().get("trainer")
+        except (OSError, ValueError):  # no readable config.json: `wb train resume` says what is wrong
+            trainer = None
+        if trainer and trainer != config_cls.TRAINER:
+            raise UsageError(f"run '{resume}' is trained by `wb train {trainer}`, not `wb train {config_cls.TRAINER}`: "
+                             f"`wb train resume {resume}` continues it")
         return train_resume_cmd(resume, detach=detach, workspace=workspace)
     from trainers.config import read_toml
 
@@ -803,6 +815,8 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
     except TypeError as exc:
         raise UsageError(f"bad training options: {exc}") from exc
     cfg.check_eval_data()  # a wrong --eval-data fails now, not after the training it would end
+    if getattr(cfg, "eval_every", 0) and not getattr(cfg, "eval_data", None):  # new runs (an old one resumes)
+        raise UsageError("--eval-every needs --eval-data (eval_every needs eval_data): there is nothing to evaluate on")
     from trainers.data.readers import detect_format
 
     for spec in dataset_specs(cfg.data):  # a file that is no training data (queries.jsonl, a plain folder)
