@@ -162,17 +162,23 @@ def test_a_query_during_the_first_index_says_it_is_being_indexed(tmp_path):
     assert "is empty" in one_line_error(wb("query", "x", workspace=ws.root))  # no writer: plainly empty
 
 
-def test_ctrl_c_during_foreground_training_checkpoints_and_exits_130(tmp_path):
-    import time
-
+def _start_tiny_reranker_run(tmp_path, rows: int, *options: str) -> subprocess.Popen:
+    """`wb train reranker` as a subprocess (pipes on stdout and stderr): a random tiny BERT on
+    ``rows`` topic groups, run "ce" in the workspace ``tmp_path/ws``."""
     from tiny_models import tiny_bert, topic_groups
 
     base = tiny_bert(tmp_path / "base")
-    data = topic_groups(tmp_path / "groups.jsonl", n=48)
+    data = topic_groups(tmp_path / "groups.jsonl", n=rows)
     env = dict(os.environ, WB_WORKSPACE=str(tmp_path / "ws"))
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli.main", "train", "reranker", "--data", str(data),
-                             "--base", str(base), "--out", "ce", "--batch-size", "1", "--epochs", "50"],
+    return subprocess.Popen([sys.executable, "-m", "workbench.cli.main", "train", "reranker", "--data", str(data),
+                             "--base", str(base), "--out", "ce", *options],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_ctrl_c_during_foreground_training_checkpoints_and_exits_130(tmp_path):
+    import time
+
+    proc = _start_tiny_reranker_run(tmp_path, 48, "--batch-size", "1", "--epochs", "50")
     events = tmp_path / "ws" / "runs" / "ce" / "events.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (events.exists() and '"step"' in events.read_text()):
@@ -187,14 +193,7 @@ def test_ctrl_c_during_foreground_training_checkpoints_and_exits_130(tmp_path):
 def test_a_foreground_run_whose_console_goes_away_trains_on_into_its_log(tmp_path):
     """`wb train ... | head -1`: the reader leaving ends the echo, not the run (it had failed on a
     BrokenPipeError at its next log line, before any checkpoint)."""
-    from tiny_models import tiny_bert, topic_groups
-
-    base = tiny_bert(tmp_path / "base")
-    data = topic_groups(tmp_path / "groups.jsonl", n=24)
-    env = dict(os.environ, WB_WORKSPACE=str(tmp_path / "ws"))
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli.main", "train", "reranker", "--data", str(data),
-                             "--base", str(base), "--out", "ce", "--batch-size", "2", "--max-steps", "6"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start_tiny_reranker_run(tmp_path, 24, "--batch-size", "2", "--max-steps", "6")
     proc.stdout.readline()
     proc.stdout.close()
     err = proc.stderr.read()
