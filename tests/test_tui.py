@@ -765,40 +765,29 @@ async def test_run_leaves_the_form_so_the_screen_keys_act_while_it_runs(tmp_path
         await pilot.pause()
 
 
-async def test_a_failed_runs_one_line_error_is_said_once(tmp_path, monkeypatch):
+async def test_a_failed_runs_one_line_error_is_said_once(tmp_path):
     from tui_fake import fake_run
-    from workbench.tui.runs import RunsPane
 
+    app = fake_app(tmp_path)
     reason = "/data/beir: qrels/train.tsv not found (splits present: test; choose one with --split)"
-    fake_run(tmp_path, "bad-data", "failed", error=reason)
-    monkeypatch.setattr(RunsPane, "root", property(lambda self: tmp_path))
-    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    fake_run(tmp_path / "ws", "bad-data", "failed", error=reason)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot)
-        app.action_show_tab("runs")
-        await pilot.pause(0.3)
+        await open_runs(pilot)
         shown = str(app.query_one("#run-error").render())
         assert shown.count("qrels/train.tsv not found") == 1 and "choose one with --split" in shown
 
 
 async def test_an_80_column_launch_form_shows_every_schedule_box(tmp_path, monkeypatch):
     from workbench.tui import launch
-    from workbench.tui.runs import RunsPane
 
     monkeypatch.setattr(launch, "auto_device", lambda: "cpu")
-    monkeypatch.setattr(RunsPane, "root", property(lambda self: tmp_path))
-    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    app = fake_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        app.action_show_tab("runs")
-        await pilot.pause(0.3)
-        app.query_one("#runs-table").focus()
-        await pilot.press("n")
-        await settle(pilot)
-        form = app.screen.query_one("#launch").content_region
+        form = await open_launch_form(pilot)
+        area = form.query_one("#launch").content_region
         for box in ("#launch-epochs", "#launch-batch-size", "#launch-lr", "#launch-max-steps"):
-            region = app.screen.query_one(box).region
-            assert region.width >= 5 and form.x <= region.x and region.right <= form.right, box
+            region = form.query_one(box).region
+            assert region.width >= 5 and area.x <= region.x and region.right <= area.right, box
 
 
 async def test_an_80x24_search_shows_most_of_the_results(tmp_path):
