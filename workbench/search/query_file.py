@@ -65,60 +65,61 @@ def read_queries(source: str) -> list[QueryLine]:
     text, name = _read_text(source)
     lines = text.splitlines()
     first = next((line for line in lines if line.strip()), "")
-    queries: list[QueryLine] = []
     if first.lstrip().startswith("{") and _is_json_object(first):
-        from workbench.eval.dataset import jsonl_rows
+        rows = _jsonl_rows(lines, name)
+    elif name.lower().endswith(".tsv"):
+        rows = _tsv_rows(lines, name)
+    else:
+        rows = _text_rows(lines, name)
+    queries: list[QueryLine] = []
+    seen: dict[str, int] = {}
+    for number, qid, query in rows:
+        if qid in seen:
+            raise InputError(f"{name}:{number}: the query id {qid!r} is given twice (first on line {seen[qid]})")
+        seen[qid] = number
+        queries.append(QueryLine(qid, query))
+    if not queries:
+        raise InputError(f"{name}: no queries (one a line, BEIR queries.jsonl, or a .tsv)")
+    return queries
 
-        seen: dict[str, int] = {}
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
+
+# Each format's rows: (line number, query id, query text), blank lines skipped.
+def _jsonl_rows(lines: list[str], name: str):
+    from workbench.eval.dataset import jsonl_rows
+
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
             qid, row = next(jsonl_rows([line], name, ("_id", "id"), "query", True, first_line=number))
             if not row["text"].strip():
                 raise InputError(f"{name}:{number}: query {qid!r} has a blank \"text\"")
-            if qid in seen:
-                raise InputError(f"{name}:{number}: the query id {qid!r} is given twice (first on line {seen[qid]})")
-            seen[qid] = number
-            queries.append(QueryLine(qid, row["text"]))
-    elif name.lower().endswith(".tsv"):
-        queries = _tsv_queries(lines, name)
-    else:
-        for number, line in enumerate(lines, start=1):
-            if "\t" in line:
-                raise InputError(f"{name}:{number}: a tab in a query line: a TSV file must be named *.tsv "
-                                 "(id<TAB>text, or a header naming a query column); else one query a line")
-            if line.strip():
-                queries.append(QueryLine(str(number), line.strip()))
-    if not queries:
-        raise InputError(f"{name}: no queries (one a line, or BEIR queries.jsonl)")
-    return queries
+            yield number, qid, row["text"]
+
+
+def _text_rows(lines: list[str], name: str):
+    for number, line in enumerate(lines, start=1):
+        if "\t" in line:
+            raise InputError(f"{name}:{number}: a tab in a query line: a TSV file must be named *.tsv "
+                             "(id<TAB>text, or a header naming a query column); else one query a line")
+        if line.strip():
+            yield number, str(number), line.strip()
 
 
 _TEXT_COLUMNS = ("query", "text")
 _ID_COLUMNS = ("id", "qid", "query_id", "query-id", "_id")
 
 
-def _tsv_queries(lines: list[str], name: str) -> list[QueryLine]:
-    """The queries of a tab-separated file (contract: module docstring)."""
+def _tsv_rows(lines: list[str], name: str):
     numbered = [(n, line.split("\t")) for n, line in enumerate(lines, start=1) if line.strip()]
     if not numbered:
-        return []
+        return
     header = [h.strip().lower() for h in numbered[0][1]]
     if any(h in _TEXT_COLUMNS for h in header):
         text_col = next(header.index(h) for h in _TEXT_COLUMNS if h in header)
         id_col = next((header.index(h) for h in _ID_COLUMNS if h in header), None)
-        rows = numbered[1:]
+        rows, layout = numbered[1:], "the header names it"
     else:
-        text_col, id_col, rows = 1, 0, numbered
-    queries: list[QueryLine] = []
-    seen: dict[str, int] = {}
+        text_col, id_col, rows, layout = 1, 0, numbered, "id<TAB>text"
     for number, fields in rows:
         if len(fields) <= max(text_col, id_col or 0) or not fields[text_col].strip():
-            raise InputError(f"{name}:{number}: no query text in column {text_col + 1} "
-                             f"({'the header names it' if rows is not numbered else 'id<TAB>text'})")
-        qid = fields[id_col].strip() if id_col is not None else str(number)
-        if qid in seen:
-            raise InputError(f"{name}:{number}: the query id {qid!r} is given twice (first on line {seen[qid]})")
-        seen[qid] = number
-        queries.append(QueryLine(qid, fields[text_col].strip()))
-    return queries
+            raise InputError(f"{name}:{number}: no query text in column {text_col + 1} ({layout})")
+        yield number, (fields[id_col].strip() if id_col is not None else str(number)), fields[text_col].strip()
