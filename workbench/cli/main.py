@@ -303,8 +303,8 @@ def query_cmd(
     unused = [flag for flag, value in (("--rerank-depth", rerank_depth), ("--rerank-interpolation", rerank_interpolation))
               if value is not None and not pipe.rerank]
     if unused:  # said, not refused: a script may pass them to every pipeline it loops over
-        _err_console().print(f"[yellow]{' and '.join(unused)} {'apply' if len(unused) > 1 else 'applies'} to "
-                             f"+rerank pipelines: ignored for "
+        verb = "apply" if len(unused) > 1 else "applies"
+        _err_console().print(f"[yellow]{' and '.join(unused)} {verb} to +rerank pipelines: ignored for "
                              f"{pipe.name}[/yellow]", highlight=False)
     from workbench.search.searcher import Searcher, one_shot_backend
 
@@ -333,8 +333,10 @@ def query_cmd(
                 if progress:
                     progress("querying", start + len(part), len(batch))
     except BrokenPipeError:  # `wb query ... | head`: the reader left; stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush must not fail again
-        raise typer.Exit(141)  # 128 + SIGPIPE, what a shell reports for a command a pipe ended
+        from workbench.cli.output import READER_LEFT, quiet_stream
+
+        quiet_stream(sys.stdout)
+        raise typer.Exit(READER_LEFT)
 
 
 QUERY_BATCH = 32  # queries encoded together by `wb query --queries`, and answers written at once
@@ -592,8 +594,10 @@ class _Tee:
                 self._reader_left()
 
     def _reader_left(self) -> None:
+        from workbench.cli.output import quiet_stream
+
         self.echo = False
-        os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())  # later writes (the summary) too
+        quiet_stream(self.stream)  # later writes (the summary) too
 
     def __getattr__(self, name):
         return getattr(self.stream, name)

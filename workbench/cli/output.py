@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 from workbench.search.results import QueryResult
 
 MODE_ABBREV = {"dense": "D", "colbert": "C", "sparse": "S", "bm25": "B"}
+READER_LEFT = 141  # 128 + SIGPIPE: the status a shell reports for a command a closed pipe ended
 PIPED_WIDTH = 200  # columns when stdout/stderr is not a terminal (rich's default, 80, breaks lines for grep)
+
+
+def quiet_stream(stream) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: a reader that left (`wb ... | head`) gets
+    nothing more, and the interpreter's last flush cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def make_console(stderr: bool = False):
     """A rich Console for the CLI. On a terminal: its width; piped: no hard wrapping of printed lines
     and tables laid out at ``PIPED_WIDTH`` columns (``$COLUMNS`` wins), so each result stays one line."""
-    import os
-    import sys
-
     from rich.console import Console
 
     class CliConsole(Console):
@@ -21,8 +28,8 @@ def make_console(stderr: bool = False):
             """A reader that left (`wb ... | head`): stop quietly with the status a shell gives a
             command a pipe ended (141 = 128 + SIGPIPE), as the JSON and TREC outputs do (rich: 1)."""
             self.quiet = True
-            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())  # the final flush must not fail again
-            raise SystemExit(141)
+            quiet_stream(stream)
+            raise SystemExit(READER_LEFT)
 
     stream = sys.stderr if stderr else sys.stdout
     if stream.isatty():
