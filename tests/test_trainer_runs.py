@@ -568,3 +568,19 @@ def test_a_run_that_cannot_learn_says_so(tiny, tmp_path, capsys, monkeypatch):
                             "--out", "many", "--max-steps", "1", "--batch-size", "4", "-w", str(tmp_path / "ws"))
     assert code == 0, err
     assert "loss stays constant" not in out
+
+
+def test_runs_says_where_a_died_run_resumes(tmp_path, capsys, monkeypatch):
+    """A killed run's step counts past its last checkpoint: `wb runs` says where resume starts."""
+    from tui_fake import fake_run
+
+    died = fake_run(tmp_path, "killed", "died", steps=42, total=400)
+    (died.checkpoints / "step-40").mkdir(parents=True)
+    (died.checkpoints / "step-40" / "sampler.json").write_text("{}")
+    fake_run(tmp_path, "fresh-kill", "died", steps=3, total=400)  # killed before its first checkpoint
+    fake_run(tmp_path, "paused", "stopped", steps=12, total=400)
+    code, out, err = run_wb(capsys, monkeypatch, "runs", "-w", str(tmp_path))
+    assert code == 0, err
+    assert "`wb train resume killed` continues from step 40 (its last checkpoint)" in out
+    assert "`wb train resume fresh-kill` continues from step 0 (no checkpoint yet)" in out
+    assert "resume paused" not in out  # a stop checkpoints where it stops

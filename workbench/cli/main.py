@@ -1150,6 +1150,12 @@ def runs_list(
         if s.get("state") == "failed" and s.get("message"):
             reason = " ".join(str(s["message"]).split())
             typer.echo(f"  {reason[:160]}{'…' if len(reason) > 160 else ''}")
+        if s.get("state") in ("died", "failed"):  # its step counts past its last checkpoint: say where resume starts
+            checkpoint = run.latest_checkpoint()
+            at = int(checkpoint.name.split("-")[1]) if checkpoint else 0
+            if at != (s.get("step") or 0):
+                typer.echo(f"  `wb train resume {run.name}` continues from step {at} "
+                           f"({'its last checkpoint' if checkpoint else 'no checkpoint yet'})")
 
 
 @runs_app.command("stop")
