@@ -79,12 +79,13 @@ _LOWEST = {
 
 
 PRECISIONS = ("auto", "no", "bf16", "fp16")
-_FLAGS = {"name": "--out", "negatives_per_query": "--negatives", "distill_weight": "--distill"}  # the rest: --key-name
+# config field -> `wb train` flag where the names differ (the rest: --key-name)
+FLAG_OF_FIELD = {"name": "--out", "negatives_per_query": "--negatives", "distill_weight": "--distill"}
 
 
 def option_name(key: str) -> str:
     """``negatives_per_query`` -> ``negatives_per_query (--negatives)``: a run.toml key and its flag."""
-    return f"{key} ({_FLAGS.get(key, '--' + key.replace('_', '-'))})"
+    return f"{key} ({FLAG_OF_FIELD.get(key, '--' + key.replace('_', '-'))})"
 
 
 def _check_option(key: str, value, annotation: str) -> None:

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 from dataclasses import MISSING, fields
 
-# option parameter -> config field, where the names differ
-_FIELD_OF = {"out": "name", "negatives": "negatives_per_query", "distill": "distill_weight"}
-
 
 def polish_help(root) -> None:
     """Rewrite the help of ``root`` (the click Group ``typer.main.get_command`` builds) in place."""
@@ -34,8 +31,9 @@ def _train_defaults(train) -> None:
     Options whose default depends on the workspace (``--base``) or that have none are left alone."""
     from rich.markup import escape
 
-    from trainers.config import RunConfig
+    from trainers.config import FLAG_OF_FIELD, RunConfig
 
+    field_of = {flag.removeprefix("--"): key for key, flag in FLAG_OF_FIELD.items()}  # option parameter -> field
     configs = {cls.TRAINER: cls for cls in _subclasses(RunConfig) if "TRAINER" in cls.__dict__}
     for kind, command in train.commands.items():
         cls = configs.get(kind)
@@ -43,7 +41,7 @@ def _train_defaults(train) -> None:
             continue
         defaults = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
         for param in command.params:
-            key = _FIELD_OF.get(param.name, param.name)
+            key = field_of.get(param.name, param.name)
             if key not in defaults or param.name in ("data", "base"):
                 continue
             shown = _shown(param, defaults[key])

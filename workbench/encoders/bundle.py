@@ -10,7 +10,8 @@ class EncoderBundle:
     encoder whose vectors the indexer reuses from a donor index is never loaded).
 
     ``numpy_queries``: the dense, ColBERT and sparse roles are served by the numpy encoders
-    (``numpy_bert``: no torch import) where they reproduce the model, else by the torch ones; for a one-shot query, never for indexing (they run one text at a time)."""
+    (``numpy_bert``: no torch import) where they reproduce the model, else by the torch ones; for a
+    one-shot query, never for indexing (they run one text at a time)."""
 
     def __init__(self, settings: IndexSettings, device: str | None = None, numpy_queries: bool = False) -> None:
         self.settings = settings

@@ -10,9 +10,8 @@ Contract: ``NumpyDenseEncoder.load`` (optionally with a ColBERT projection head)
 ``NumpyColbertEncoder.load`` (a trained ColBERT folder), ``NumpyJointEncoder.load`` (a joint folder)
 and ``NumpySparseEncoder.load`` return None for anything this module does not reproduce (what
 ``bert_files.lean_config`` refuses, no safetensors file, a missing tensor, a head ``tensor_files``
-cannot read, a decoder);
-the caller then uses the torch encoders. bf16 weights are widened to fp32 (exact; the torch dense
-encoder does the same where it computes in fp32). Outputs equal the torch encoders' in fp32 up to
+cannot read, a decoder); the caller then uses the torch encoders. bf16 weights are widened to fp32
+(exact; the torch dense encoder does the same where it computes in fp32). Outputs equal the torch encoders' in fp32 up to
 summation order (pooled vectors within 1e-5, SPLADE weights within 2e-5: tested in
 tests/test_numpy_bert.py). Each text runs alone (queries are few and short): no padding, no
 attention mask. Inference only.
@@ -178,6 +177,25 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
 
 
+def _token_vectors(hidden: np.ndarray, projection: tuple[np.ndarray, np.ndarray | None] | None) -> np.ndarray:
+    """[n, dim] float16 ColBERT vectors: the states (or their ``projection`` (weight, bias)), L2-normalised."""
+    if projection is not None:
+        weight, bias = projection
+        hidden = hidden @ weight.T if bias is None else hidden @ weight.T + bias
+    return _unit_rows(hidden).astype(np.float16)
+
+
+class _VocabTerms:
+    """``term(id)``: a vocabulary entry's string (for display), from ``_lean_tokenizer``'s vocabulary."""
+
+    _id_to_token: dict | None = None
+
+    def term(self, term_id: int) -> str:
+        if self._id_to_token is None:
+            self._id_to_token = {i: t for t, i in self._lean_tokenizer.get_vocab().items()}
+        return self._id_to_token.get(int(term_id), f"[{term_id}]")
+
+
 class NumpyDenseEncoder:
     """``DenseEncoder``'s query API (``encode``, ``tokenize``, ``dim``, ``colbert_dim``) for a BERT
     bi-encoder with mean or CLS pooling; its ColBERT tokens are the normalised last-layer states
@@ -256,10 +274,7 @@ class NumpyDenseEncoder:
 
     def token_vectors(self, hidden: np.ndarray) -> np.ndarray:
         """[n, colbert_dim] float16: the (projected) states, L2-normalised."""
-        if self.projection is not None:
-            weight, bias = self.projection
-            hidden = hidden @ weight.T if bias is None else hidden @ weight.T + bias
-        return _unit_rows(hidden).astype(np.float16)
+        return _token_vectors(hidden, self.projection)
 
 
 class NumpyColbertEncoder(ColbertIds):
@@ -306,7 +321,7 @@ class NumpyColbertEncoder(ColbertIds):
         return [self.encoder.token_vectors(self.encoder.bert.forward(ids)) for ids in self.document_ids(texts)]
 
 
-class NumpySparseEncoder:
+class NumpySparseEncoder(_VocabTerms):
     """``SparseEncoder``'s query API (``encode``, ``term``) for a BERT masked-LM SPLADE model: for each
     text ``w[v] = log1p(relu(max_t logit[t, v]))``, terms with ``w > min_weight``, all in fp32."""
 
@@ -328,7 +343,6 @@ class NumpySparseEncoder:
         self.decoder_b = _take(state, bias_key, (cfg.vocab_size,))
         self.decoder_w = bert.word  # tied: [V, h]
         self.eps = float(cfg.layer_norm_eps)
-        self._id_to_token = None
 
     @classmethod
     def load(cls, path: str, *, max_length: int = 256, min_weight: float = 0.0) -> NumpySparseEncoder | None:
@@ -354,11 +368,6 @@ class NumpySparseEncoder:
             self._tokenizer = auto_tokenizer(self.path, "sparse model")
         return self._tokenizer
 
-    def term(self, term_id: int) -> str:
-        if self._id_to_token is None:
-            self._id_to_token = {i: t for t, i in self._lean_tokenizer.get_vocab().items()}
-        return self._id_to_token.get(int(term_id), f"[{term_id}]")
-
     def encode(self, texts: list[str], *, max_batch: int = 256):
         from workbench.encoders.sparse import SparseVector
 
@@ -373,7 +382,7 @@ class NumpySparseEncoder:
         return out
 
 
-class NumpyJointEncoder:
+class NumpyJointEncoder(_VocabTerms):
     """``JointEncoder``'s API for a joint (BGE-M3-style) folder over a BERT encoder: from one forward
     of each text, the dense vector (the folder's pooling), the sparse terms (``relu`` of the token
     weight head, 0 at special tokens, max over a term's occurrences) and the ColBERT vectors; its
@@ -383,13 +392,13 @@ class NumpyJointEncoder:
         self.path = path
         self.meta = meta
         self.base = base
+        self._lean_tokenizer = base._lean_tokenizer
         self.sparse_w, self.sparse_b = sparse_head
-        self.colbert_w, self.colbert_b = colbert_head
-        self.colbert_dim = int(self.colbert_w.shape[0])
+        self.colbert_head = colbert_head
+        self.colbert_dim = int(colbert_head[0].shape[0])
         self.special_ids = np.array(sorted(int(i) for i in meta.get("special_ids", [])), dtype=np.int64)
         self.vocab_size = int(meta.get("vocab_size") or base.bert.config.vocab_size)
         self._memo: tuple | None = None
-        self._id_to_token = None
 
     @classmethod
     def load(cls, path: str) -> NumpyJointEncoder | None:
@@ -406,17 +415,11 @@ class NumpyJointEncoder:
         if sparse is None or colbert is None or sparse[0].shape[0] != 1:
             return None
         zero = np.zeros(1, dtype=np.float32)
-        return cls(path, base, meta, (sparse[0], zero if sparse[1] is None else sparse[1]),
-                   (colbert[0], None if colbert[1] is None else colbert[1]))
+        return cls(path, base, meta, (sparse[0], zero if sparse[1] is None else sparse[1]), colbert)
 
     @property
     def tokenizer(self):
         return self.base.tokenizer
-
-    def term(self, term_id: int) -> str:
-        if self._id_to_token is None:
-            self._id_to_token = {i: t for t, i in self.base._lean_tokenizer.get_vocab().items()}
-        return self._id_to_token.get(int(term_id), f"[{term_id}]")
 
     def encode(self, texts: list[str], *, hidden_tokens: bool = False, max_batch: int = 256):
         """All outputs for ``texts`` (input order); the same list asked again is not re-encoded."""
@@ -433,9 +436,7 @@ class NumpyJointEncoder:
         for i, ids in enumerate(base.tokenize(texts)):
             hidden = base.bert.forward(ids)
             dense[i] = base.pooled(hidden)
-            projected = hidden @ self.colbert_w.T
-            colbert.append(_unit_rows(projected if self.colbert_b is None else projected + self.colbert_b)
-                           .astype(np.float16))
+            colbert.append(_token_vectors(hidden, self.colbert_head))
             ids_arr = np.asarray(ids, dtype=np.int64)
             weights = np.maximum(hidden @ self.sparse_w[0] + self.sparse_b[0], 0.0)
             weights[np.isin(ids_arr, self.special_ids)] = 0.0

@@ -236,13 +236,13 @@ class Searcher:
         ``CandidateScorer``."""
         matrix, mapping = self.tokens
         chunk_rows = mapping[np.asarray(rows, dtype=np.int64)]
+        chunks = (matrix.bits, matrix.starts[chunk_rows], matrix.lengths[chunk_rows])
         if self.backend == "numpy":
-            return maxsim_chunks(query_tokens, matrix.bits, matrix.starts[chunk_rows], matrix.lengths[chunk_rows])
+            return maxsim_chunks(query_tokens, *chunks)
         import torch
 
         if cpu_matmul_dtype() != torch.bfloat16:  # numpy's BLAS is on one thread here: a pool of torch's count
-            return maxsim_chunks(query_tokens, matrix.bits, matrix.starts[chunk_rows], matrix.lengths[chunk_rows],
-                                 threads=torch.get_num_threads())
+            return maxsim_chunks(query_tokens, *chunks, threads=torch.get_num_threads())
         if self._scorer is None:
             self._scorer = CandidateScorer(matrix.bits, matrix.starts, matrix.lengths)
         return self._scorer.score(torch.from_numpy(query_tokens), chunk_rows, threads=torch.get_num_threads())

@@ -110,11 +110,13 @@ def fmt_score(x: float | None) -> str:
 def mode_line(hit, compact: bool = False, pipeline: str | None = None) -> str:
     """``dense #1 0.489 · colbert #1 4.30 · ...`` (``D#1 0.489  C#1 4.30 ...`` when compact): the
     modes of ``pipeline`` (all four when None), ``–`` for one that did not retrieve the hit."""
-    modes = MODES
-    if pipeline is not None and known_pipeline(pipeline):
-        from workbench.search.pipelines import parse_pipeline
+    from workbench.errors import UsageError
+    from workbench.search.pipelines import parse_pipeline
 
-        modes = parse_pipeline(pipeline).modes
+    try:
+        modes = parse_pipeline(pipeline).modes if pipeline else MODES
+    except UsageError:  # not a pipeline wb runs: every mode
+        modes = MODES
     parts = []
     for mode in modes:
         name = MODE_SHORT[mode] if compact else mode + " "
