@@ -844,6 +844,39 @@ async def test_an_80_column_search_header_keeps_the_query_time_whole():
         assert "10 hits · " in str(app.query_one("#left-status").render())
 
 
+
+async def test_an_80_column_footer_shows_every_key_of_each_tab():
+    """The footer's last key is the help key (the way to every other key): at 80 columns it goes
+    compact and drops the palette key so that nothing is cut; inside a text box, where `?` is
+    typed, it offers F1; a wide terminal keeps the palette key."""
+    from textual.widgets._footer import FooterKey
+
+    def footer_keys(app) -> list:
+        return list(app.screen.query(FooterKey))
+
+    def help_shown(app) -> bool:
+        return any(key.key in ("question_mark", "f1") for key in footer_keys(app))
+
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        for tab in ("corpus", "search", "evaluate", "runs"):
+            app.action_show_tab(tab)
+            app.query_one({"corpus": "#documents", "search": "#left-table", "evaluate": "#per-query",
+                           "runs": "#runs-table"}[tab]).focus()
+            await settle(pilot)
+            await wait_until(pilot, lambda: help_shown(app), what=f"the help key on {tab}")
+            assert "question_mark" in [key.key for key in footer_keys(app)], tab
+            assert all(key.region.width and key.region.right <= 80 for key in footer_keys(app)), tab
+        app.query_one("#query").focus()
+        await wait_until(pilot, lambda: "f1" in [key.key for key in footer_keys(app)], what="F1 in the query box")
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(140, 30)) as pilot:
+        await settle(pilot)
+        await wait_until(pilot, lambda: help_shown(app), what="the footer")
+        assert "ctrl+p" in [key.key for key in footer_keys(app)]
+
+
 @pytest.mark.slow
 async def test_evaluate_runs_the_real_wb_eval(tmp_path, monkeypatch, tui_engine):
     """End to end: the Evaluate screen runs `wb eval` (a subprocess) on a tiny BEIR folder."""

@@ -18,12 +18,13 @@ from pathlib import Path
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import Button, DataTable, Footer, Header, Input, Select, TabbedContent, TabPane
+from textual.widgets import Button, DataTable, Header, Input, Select, TabbedContent, TabPane
 
 from workbench.errors import WbError
 from workbench.tui.commands import WbCommands
 from workbench.tui.corpus import CorpusPane
 from workbench.tui.evaluate import EvalPane
+from workbench.tui.footer import NARROW_TERMINAL, WbFooter
 from workbench.tui.runs import RunsPane
 from workbench.tui.search import SearchPane
 from workbench.tui.state import TuiState, initial_workspace
@@ -37,7 +38,7 @@ class WbApp(App):
     # a terminal under 30 lines tags the screen -short, one under 100 columns -narrow: wb.tcss
     # packs the forms tighter there (80x24 is the smallest usual terminal)
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_TERMINAL, "-wide")]
     COMMANDS = App.COMMANDS | {WbCommands}
     BINDINGS = [
         Binding("1", "show_tab('corpus')", "Corpus", show=False, tooltip="Corpus: workspace, models, indexing"),
@@ -45,7 +46,8 @@ class WbApp(App):
         Binding("3", "show_tab('evaluate')", "Evaluate", show=False, tooltip="Evaluate: wb eval on a BEIR dataset"),
         Binding("4", "show_tab('runs')", "Runs", show=False, tooltip="Runs: training runs"),
         Binding("question_mark", "help", "Keys", tooltip="Show every key"),
-        Binding("f1", "help", "Keys", show=False, tooltip="Show every key (works inside text boxes too)"),
+        # shown: inside a text box `?` is typed, so the footer offers F1 there (outside, the two keys share one entry)
+        Binding("f1", "help", "Keys", tooltip="Show every key (works inside text boxes too)"),
         Binding("q", "quit_twice", "Quit", show=False,
                 tooltip="Quit: q twice (a q typed where a query was meant does not end the session); ctrl+q at once"),
         Binding("escape", "leave_input", "Leave box", show=False,
@@ -89,7 +91,7 @@ class WbApp(App):
                 yield EvalPane()
             with TabPane("4 Runs", id="runs"):
                 yield RunsPane()
-        yield Footer()
+        yield WbFooter()
 
     def on_mount(self) -> None:
         if self.state.theme and self.state.theme in self.available_themes:

@@ -8,7 +8,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
+
+from workbench.tui.footer import WbFooter
 
 # Keys that belong to Textual's own widgets, listed so that `?` really shows every key.
 WIDGET_KEYS = [
@@ -71,7 +73,7 @@ class HelpScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help"):
             yield Static(id="help-body")
-        yield Footer()
+        yield WbFooter()
 
     def on_mount(self) -> None:
         table = Table.grid(padding=(0, 2), expand=False)

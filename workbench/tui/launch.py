@@ -36,11 +36,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Button, Checkbox, Footer, Input, Select, Static
+from textual.widgets import Button, Checkbox, Input, Select, Static
 
 from trainers.runs import runs_dir
 from workbench.errors import UsageError, WbError
 from workbench.tui.common import Palette
+from workbench.tui.footer import WbFooter
 
 Spawner = Callable[[list[str]], Awaitable[tuple[int, str, str]]]
 
@@ -532,7 +533,7 @@ class LaunchScreen(ModalScreen):
             with Horizontal(id="launch-buttons"):
                 yield Button("Launch", id="launch-go", variant="primary", compact=True)
                 yield Button("Cancel", id="launch-cancel", compact=True)
-        yield Footer()
+        yield WbFooter()
 
     def _about(self) -> Text:
         spec = self.spec

@@ -10,11 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from workbench.errors import WbError
 from workbench.tui.common import Palette, fmt_score, mode_line, short
+from workbench.tui.footer import WbFooter
 
 CONTEXT_CHARS = 500
 
@@ -56,7 +57,7 @@ class PreviewScreen(ModalScreen):
                     yield Static("", id="preview-sparse")
                     yield Static("", id="preview-colbert")
             yield Static(Text("tab switches pane · ↑ ↓ PgUp PgDn scroll", style="dim"), id="preview-keys")
-        yield Footer()
+        yield WbFooter()
 
     def on_mount(self) -> None:
         self._show_header()
