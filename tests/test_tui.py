@@ -1198,6 +1198,46 @@ def select_options(select) -> list[str]:
     return [str(value) for _label, value in select._options]
 
 
+async def test_a_closed_launch_form_reopens_as_it_was_left(tmp_path):
+    """Escape (which leaves a text box elsewhere) closes the form: `n` brings back its trainer, its
+    fields and its run name; after a run starts, the next form starts afresh."""
+    from workbench.tui.launch import LaunchScreen
+
+    ws = tmp_path / "ws"
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"query": "q", "pos": ["p"], "neg": ["n"]}) + "\n")
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await open_launch_form(pilot)
+        form.query_one("#launch-trainer").value = "reranker"
+        await settle(pilot)
+        form.query_one("#launch-data").value = str(data)
+        form.query_one("#launch-loss").value = "pairwise"
+        form.query_one("#launch-lr").value = "3e-5"
+        form.query_one("#launch-name").value = "rr-try"
+        form.query_one("#launch-lr").focus()
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, LaunchScreen)
+
+        form = await open_launch_form(pilot)
+        assert form.spec.kind == "reranker" and form.query_one("#launch-trainer").value == "reranker"
+        assert form.query_one("#launch-data").value == str(data)
+        assert (form.query_one("#launch-loss").value, form.query_one("#launch-lr").value) == ("pairwise", "3e-5")
+        assert form.query_one("#launch-group-size").value == "8"  # untouched fields keep their defaults
+        assert form.query_one("#launch-name").value == "rr-try"
+
+        form.query_one("#launch-trainer").value = "embedder"  # an embedder run is what the spawner fakes
+        await settle(pilot)
+        form.spawner = FakeSpawner(ws)
+        await pilot.click("#launch-go")
+        await settle(pilot)
+        assert app.runs.selected == "rr-try"
+        form = await open_launch_form(pilot)
+        assert form.spec.kind == "embedder" and form.query_one("#launch-data").value == ""
+        assert form.query_one("#launch-name").value != "rr-try"
+
+
 async def test_launch_form_offers_each_cli_trainer_with_its_fields(tmp_path, monkeypatch):
     """The trainer comes first; only trainers `wb train` has are offered; the fields (and their
     defaults, the trainer config's) follow the trainer; values the user changed carry over."""

@@ -459,15 +459,27 @@ def auto_device() -> str:
 # ---------------------------------------------------------------------------------------------
 # The form
 # ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FormDraft:
+    """What a closed form held (its trainer, every field as typed, the run name), so that reopening
+    it does not lose a half-filled form: Escape, which leaves a text box elsewhere, closes this one."""
+
+    trainer: str
+    values: dict[str, str | bool]
+    name: str
+
+
 class LaunchScreen(ModalScreen):
-    """The form that starts a training run; dismissed with the new run's name (or None)."""
+    """The form that starts a training run; dismissed with the new run's name (or None, and then
+    :attr:`draft` holds what it showed, for the next form to start from)."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", tooltip="Close the form without starting a run"),
         Binding("ctrl+s", "launch", "Launch", tooltip="Start the run (Enter in any box does too)"),
     ]
 
-    def __init__(self, workspace: Path, spawner: Spawner, trainer: str | None = None) -> None:
+    def __init__(self, workspace: Path, spawner: Spawner, trainer: str | None = None,
+                 draft: FormDraft | None = None) -> None:
         super().__init__()
         self.workspace = Path(workspace)
         self.spawner = spawner
@@ -476,7 +488,11 @@ class LaunchScreen(ModalScreen):
         if not self.trainers:
             raise UsageError("this wb has no `wb train` trainers the form knows")
         kinds = [s.kind for s in self.trainers]
+        if trainer is None and draft is not None:
+            trainer = draft.trainer
         self.spec = self.trainers[kinds.index(trainer)] if trainer in kinds else self.trainers[0]
+        self.start_from = draft if draft is not None and draft.trainer == self.spec.kind else None
+        self.draft: FormDraft | None = None  # set when the form closes without starting a run
         self._switching = False
         self._checked = False  # the error shown is a field's (checked again as fields change)
 
@@ -525,9 +541,11 @@ class LaunchScreen(ModalScreen):
                                    allow_blank=False, compact=True, id="launch-trainer",
                                    tooltip="which model to train: the fields below follow it"),
                             Static(self._about(), id="launch-about"))
-            with Vertical(id="launch-fields"):
-                yield from self._field_rows(self.spec)
-            yield self._row("run name", Input(suggest_name(self.workspace), compact=True, id="launch-name"))
+            kept = self.start_from
+            with Vertical(id="launch-fields"):  # a draft's values win over the defaults (a fresh object never equals them)
+                yield from self._field_rows(self.spec, {k: (object(), v) for k, v in kept.values.items()} if kept else None)
+            name = kept.name if kept and kept.name and not (runs_dir(self.workspace) / kept.name).exists() else ""
+            yield self._row("run name", Input(name or suggest_name(self.workspace), compact=True, id="launch-name"))
             yield self._row("device", Static(Text("detecting…", style="dim"), id="launch-device"))
             yield Static("", id="launch-error")
             with Horizontal(id="launch-buttons"):
@@ -672,4 +690,5 @@ class LaunchScreen(ModalScreen):
     @on(Button.Pressed, "#launch-cancel")
     def action_cancel(self) -> None:
         self.workers.cancel_group(self, "launch")
+        self.draft = FormDraft(self.spec.kind, self.raw_values(), self.query_one("#launch-name", Input).value.strip())
         self.dismiss(None)

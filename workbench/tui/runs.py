@@ -43,6 +43,7 @@ from trainers.runs import TERMINAL, RunFolder, list_runs, runs_dir
 from workbench.errors import WbError
 from workbench.tui.common import Palette, short
 from workbench.tui.launch import (  # noqa: F401  (spawn, error_line, suggest_name: re-exported for callers)
+    FormDraft,
     LaunchScreen,
     Spawner,
     TrainerSpec,
@@ -301,6 +302,7 @@ class RunsPane(Vertical):
         self._shown: dict[str, object] = {}
         self._charted: tuple | None = None
         self._root_seen: Path | None = None
+        self.form_draft: FormDraft | None = None  # what the last form held when it closed without a run
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="runs-head"):
@@ -646,13 +648,16 @@ class RunsPane(Vertical):
     @on(Button.Pressed, "#runs-new")
     def action_new_run(self) -> None:
         def launched(name: str | None) -> None:
+            self.form_draft = form.draft  # None after a launch: the next form starts afresh
             if name:
                 self.select(name)
                 self.app.notify(f"run {name} started in the background", timeout=5)
+            elif form.draft is not None:
+                self.app.notify("form closed: n reopens it as you left it", timeout=4)
             self.query_one("#runs-table").focus()
 
         try:
-            form = LaunchScreen(self.root, self.spawner)
+            form = LaunchScreen(self.root, self.spawner, draft=self.form_draft)
         except Exception as exc:  # the CLI's train commands could not be read (a broken install)
             self.app.notify(f"{type(exc).__name__}: {exc}" if not isinstance(exc, WbError) else str(exc),
                             title="cannot open the launch form", severity="error", timeout=10)
