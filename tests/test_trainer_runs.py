@@ -109,6 +109,31 @@ def test_resume_after_stop_reproduces_the_uninterrupted_loss_curve(tiny, tmp_pat
         assert (b.model_dir / "adapter" / "adapter_config.json").exists()
 
 
+def test_a_resumed_rand1lh_run_draws_the_positives_the_uninterrupted_one_drew(tiny, tmp_path):
+    """Rand1LH samples one positive a query: a run stopped at step 4 and resumed makes the same
+    draws (and so the same losses) as one that ran straight through."""
+    from trainers.embedder import train_embedder
+
+    base, _ = tiny
+    data = topic_groups(tmp_path / "multi.jsonl", 24, 0, phrasing="passage")
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    with open(data, "w") as fh:
+        for i, row in enumerate(rows):
+            row["pos"] = row["pos"] + [f"more notes {i} {p}" for p in row["pos"]] + [f"also {i}"]
+            fh.write(json.dumps(row) + "\n")
+    a = _new(tmp_path, "a", base, data, max_steps=8, loss="rand1lh")
+    assert train_embedder(a)["state"] == "finished"
+    b = _new(tmp_path, "b", base, data, max_steps=8, loss="rand1lh")
+
+    def stop_at_4(step, run):
+        if step == 4:
+            run.stop_path.touch()
+
+    assert train_embedder(b, on_step=stop_at_4)["state"] == "stopped"
+    assert train_embedder(b, resume=True)["state"] == "finished"
+    assert _losses(b) == pytest.approx(_losses(a), rel=1e-4)
+
+
 def test_finish_now_saves_the_model_at_that_step_and_ends_finished(tiny, tmp_path):
     """`wb runs stop --finish` (early stop): the run ends `finished` at the step it was asked at, with
     a model that loads and encodes, the same loss curve up to there, and no stop file left."""

@@ -207,7 +207,12 @@ class EmbedderTrainer(Trainer):
             mask = torch.zeros_like(scores, dtype=torch.bool)
             for j, i in enumerate(owner):
                 mask[i, j] = True
-            loss = self.loss_fn(scores, mask)
+            if hasattr(self.loss_fn, "sample_positives"):  # rand1lh: its draws come from the step's rng,
+                # which the loop restores on resume (the loss's own generator is not checkpointed)
+                draws = torch.Generator(device="cpu").manual_seed(rng.getrandbits(63))
+                loss = self.loss_fn(scores, mask, generator=draws)
+            else:
+                loss = self.loss_fn(scores, mask)
         else:
             b = len(exs)
             negatives = d[b:].reshape(b, n_neg, -1) if use_neg else None
