@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -65,6 +66,45 @@ def test_foreground_run_finishes_with_a_loadable_model(tiny, tmp_path):
     assert encoder.layout.pooling == "mean" and encoder.normalize
     out = encoder.encode(["a passage about cats", "chess"])
     assert out.dense.shape == (2, 32)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_a_model_trained_with_another_pooling_than_its_st_base_serves_that_pooling(tiny, tmp_path, pooling):
+    """A sentence-transformers base (mean pooling in its 1_Pooling) trained with `pooling = "cls"`:
+    the saved folder's layout, which serving reads, says cls (and wb_model.json agrees)."""
+    from trainers.backbone import _write_st_files, load_backbone, save_final
+    from workbench.encoders.layout import read_layout
+
+    base = tmp_path / "st-base"
+    shutil.copytree(tiny[0], base)
+    _write_st_files(base, 32, "mean", True, 128)
+    assert read_layout(str(base)).pooling == "mean"
+    model, tokenizer, used, normalize, kind = load_backbone(str(base), pooling)
+    assert used == pooling
+    out = save_final(model, tokenizer, str(base), tmp_path / "model", pooling=used, normalize=normalize, kind=kind)
+    layout = read_layout(str(out))
+    assert (layout.pooling, layout.normalize) == (pooling, True)
+    assert json.loads((out / "wb_model.json").read_text())["pooling"] == pooling
+
+
+def test_a_runs_query_template_is_served_with_its_model(tiny, tmp_path):
+    """run.toml's query_template is how the queries trained: the index settings of a workspace
+    serving the model use it (a model without one keeps the defaults)."""
+    from dataclasses import replace
+
+    from trainers.embedder import train_embedder
+    from workbench.config import WorkspaceConfig
+    from workbench.index.settings import settings_from_config
+
+    base, data = tiny
+    run = _new(tmp_path, "tpl", base, data, max_steps=1, query_template="search for: {instruction}{text}")
+    assert train_embedder(run)["state"] == "finished"
+    config = WorkspaceConfig()
+    served = settings_from_config(replace(config, models=replace(config.models, dense=str(run.model_dir))))
+    assert served.query_template == "search for: {instruction}{text}"
+    assert served.templates.render_query("cats", "find facts") == "search for: find facts: cats"
+    plain = settings_from_config(replace(config, models=replace(config.models, dense=str(base))))
+    assert plain.query_template == "{instruction}{text}"
 
 
 def test_more_negatives_asked_than_any_row_has_trains_on_the_ones_there_are(tiny, tmp_path, capsys):

@@ -216,8 +216,11 @@ def _write_st_files(out: Path, dim: int, pooling: str, normalize: bool, max_leng
 
 
 def save_final(model, tokenizer, base: str, out_dir: str | Path, *, pooling: str = "mean",
-               normalize: bool = True, kind: str = "encoder", max_length: int = 512) -> Path:
-    """Save the trained model in a folder the workbench can use (see the module docstring)."""
+               normalize: bool = True, kind: str = "encoder", max_length: int = 512, templates=None) -> Path:
+    """Save the trained model in a folder the workbench can use (see the module docstring).
+
+    ``templates`` (the PromptTemplates the queries trained with) go into ``wb_model.json``, which
+    serving reads (:func:`workbench.encoders.templates.templates_for`)."""
     with staged_folder(out_dir) as tmp:
         archs = list(getattr(model, "_wb_base_architectures", None) or [])
         if hasattr(model, "merge_and_unload"):  # a peft model: adapter first, then merged weights
@@ -246,10 +249,19 @@ def save_final(model, tokenizer, base: str, out_dir: str | Path, *, pooling: str
                     shutil.copytree(base_dir / sub, tmp / sub, dirs_exist_ok=True)
                 elif sub and str(module.get("type", "")).endswith("Normalize"):
                     (tmp / sub).mkdir(exist_ok=True)
+            from workbench.encoders.layout import read_layout
+
+            layout = read_layout(str(tmp))
+            if (layout.pooling, layout.normalize) != (pooling, bool(normalize)):  # trained with another
+                # pooling than the base's (--pooling): the served layout is the trained one
+                dim = int(getattr(model.config, "hidden_size", 0) or 0)
+                _write_st_files(tmp, dim, pooling, normalize, layout.max_length)
         else:
             dim = int(getattr(model.config, "hidden_size", 0) or 0)
             _write_st_files(tmp, dim, pooling, normalize, max_length)
-        (tmp / "wb_model.json").write_text(json.dumps(
-            {"pooling": pooling, "normalize": bool(normalize), "kind": kind, "base": str(base)}, indent=2
-        ))
+        meta = {"pooling": pooling, "normalize": bool(normalize), "kind": kind, "base": str(base)}
+        if templates is not None:
+            meta["templates"] = {"query": templates.query, "document": templates.document,
+                                 "instruction_format": templates.instruction_format}
+        (tmp / "wb_model.json").write_text(json.dumps(meta, indent=2))
     return Path(out_dir)

@@ -239,7 +239,8 @@ class EmbedderTrainer(Trainer):
         from .backbone import save_final
 
         save_final(model, self.tokenizer, self.cfg.base, out_dir, pooling=self.pooling,
-                   normalize=self.normalize, kind=self.kind, max_length=self.cfg.passage_max_length)
+                   normalize=self.normalize, kind=self.kind, max_length=self.cfg.passage_max_length,
+                   templates=self.templates)
 
 
 def train_embedder(

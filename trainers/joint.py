@@ -321,17 +321,12 @@ class JointTrainer(Trainer):
         import torch
 
         from workbench.encoders.joint import COLBERT_HEAD, JOINT_KIND, SPARSE_HEAD
-        from workbench.encoders.layout import read_layout
 
-        from .backbone import _write_st_files
         from .backbone import save_final as save_encoder
 
         with staged_folder(out_dir) as tmp:
             save_encoder(model.encoder, self.tokenizer, self.cfg.base, tmp, pooling=self.pooling,
                          normalize=self.normalize, kind="encoder", max_length=self.d_len)
-            layout = read_layout(str(tmp))
-            if (layout.pooling, layout.normalize) != (self.pooling, self.normalize):  # --pooling over an ST base
-                _write_st_files(tmp, int(model.encoder.config.hidden_size), self.pooling, self.normalize, layout.max_length)
             for name, layer in ((SPARSE_HEAD, model.sparse_linear), (COLBERT_HEAD, model.colbert_linear)):
                 torch.save({k: v.detach().float().cpu().contiguous() for k, v in layer.state_dict().items()}, tmp / name)
             (tmp / "wb_model.json").write_text(json.dumps({

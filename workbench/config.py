@@ -56,7 +56,6 @@ class ModelsConfig:
     reranker: str = "maxsim"
     dense_query_template: str | None = None
     dense_document_template: str | None = None
-    dense_pooling: str | None = None
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def short_model_name(value: str) -> str:
 def variant_label(base: ModelsConfig, models: ModelsConfig) -> str:
     parts = [f"{role}={short_model_name(getattr(models, role))}" for role in INDEX_ROLES
              if getattr(models, role) != getattr(base, role)]
-    for key in ("dense_query_template", "dense_document_template", "dense_pooling"):
+    for key in ("dense_query_template", "dense_document_template"):
         if getattr(models, key) != getattr(base, key):
             parts.append(f"{key}={getattr(models, key)}")
     return ",".join(parts)

@@ -71,8 +71,22 @@ def resolve_instruction(value: str | None) -> str:
     return text.rstrip(":").rstrip()
 
 
-def templates_for(model_name: str, kind: str) -> PromptTemplates:
-    """Pick default templates from a model's name and layout kind (``causal-lm`` → LLM style)."""
+def templates_for(model_name: str, kind: str, path: str | None = None) -> PromptTemplates:
+    """The templates a model is served with: those its training recorded (``templates`` in a
+    trained folder's ``wb_model.json``, so a run's custom ``query_template`` is served as it was
+    trained), else defaults picked from its name and layout kind (``causal-lm`` → LLM style)."""
+    if path:
+        import json
+        from pathlib import Path
+
+        meta = Path(path) / "wb_model.json"
+        try:
+            saved = json.loads(meta.read_text()).get("templates") if meta.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            saved = None
+        if isinstance(saved, dict) and all(isinstance(saved.get(k), str) for k in ("query", "document",
+                                                                                     "instruction_format")):
+            return PromptTemplates(saved["query"], saved["document"], saved["instruction_format"])
     low = model_name.lower()
     if kind == "causal-lm":
         return LLM_EMBEDDER
