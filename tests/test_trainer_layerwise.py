@@ -275,6 +275,28 @@ def test_resume_after_stop_reproduces_every_layer(tiny, tmp_path):
     assert meta["layers"] == [1, 4] and meta["default_cutoff"] == 4  # no eval data: the last layer
 
 
+def test_keep_best_records_the_kept_weights_per_layer_mrr(tiny, tmp_path):
+    """With keep_best the saved weights may be an earlier step's than the last: wb_model.json's
+    per-layer MRRs (and so the default cutoff chosen from them) are those weights' own."""
+    from trainers.loop import train_run
+    from trainers.reranker import eval_groups, group_mrr
+    from workbench.encoders.layerwise import LayerwiseReranker
+
+    base, data = tiny
+    held_out = topic_groups(tmp_path / "eval.jsonl", 30, 6, phrasing="passage")
+    run = _new(tmp_path, "best", base, data, lr=3e-2, head_lr=3e-2, eval_data=str(held_out), eval_every=2,
+               keep_best=True)
+    status = train_run(run)
+    assert status["state"] == "finished"
+    assert status["model_step"] < 12  # this run's best evaluation is not its last step's
+    meta = json.loads((run.model_dir / "wb_model.json").read_text())
+    pairs, spans = eval_groups(str(held_out))
+    for layer in meta["layers"]:
+        served = LayerwiseReranker(str(run.model_dir), device="cpu", cutoff=layer)
+        measured = group_mrr(list(served.score_pairs(pairs)), spans)
+        assert meta["eval_mrr_by_layer"][str(layer)] == pytest.approx(measured, abs=1e-3), layer
+
+
 # -- CLI ---------------------------------------------------------------------------------------
 def test_cli_train_then_rerank_at_a_cutoff(tiny, tmp_path, capsys, monkeypatch, small_workspace):
     from workbench.variants import resolve_model_overrides

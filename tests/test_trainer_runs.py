@@ -174,6 +174,33 @@ def test_a_resumed_rand1lh_run_draws_the_positives_the_uninterrupted_one_drew(ti
     assert _losses(b) == pytest.approx(_losses(a), rel=1e-4)
 
 
+def test_a_checkpoint_a_crash_left_half_written_is_never_resumed_and_is_pruned(tiny, tmp_path):
+    """A checkpoint folder without its sampler.json (a kill mid-save) is skipped by resume and removed
+    by the next save; complete checkpoints are written whole (no partial marker left behind)."""
+    from trainers.embedder import train_embedder
+
+    base, data = tiny
+    run = _new(tmp_path, "crash", base, data, max_steps=8, save_every=2, negatives_per_query=1)
+
+    def stop_at(n):
+        def hook(step, r):
+            if step == n:
+                r.stop_path.touch()
+        return hook
+
+    assert train_embedder(run, on_step=stop_at(3))["state"] == "stopped"
+    broken = run.checkpoints / "step-9"
+    broken.mkdir()
+    (broken / "model.safetensors").write_bytes(b"cut off")
+    assert run.latest_checkpoint().name == "step-3"
+    assert train_embedder(run, resume=True, on_step=stop_at(5))["state"] == "stopped"
+    assert [e["step"] for e in run.events() if e["event"] == "step"] == list(range(1, 6))
+    assert not broken.exists()
+    left = sorted(p.name for p in run.checkpoints.iterdir())
+    assert left[-1] == "step-5" and all((run.checkpoints / name / "sampler.json").is_file() for name in left)
+    assert not list(run.checkpoints.rglob("*.partial"))
+
+
 def test_finish_now_saves_the_model_at_that_step_and_ends_finished(tiny, tmp_path):
     """`wb runs stop --finish` (early stop): the run ends `finished` at the step it was asked at, with
     a model that loads and encodes, the same loss curve up to there, and no stop file left."""

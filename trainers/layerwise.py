@@ -161,8 +161,7 @@ class LayerwiseTrainer(RerankerTrainer):
         self.requested_layers = parse_layers(cfg.layers)
         self._layer_losses: list[list[float]] = []
         self._losses_step = -1
-        self._eval_by_layer: dict[int, float] | None = None
-        self._eval_step = -1  # the 0-based step of the last evaluate()
+        self._eval_by_step: dict[int, dict[int, float]] = {}  # step (1-based) -> per-layer MRR evaluated there
 
     def build(self):
         from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
@@ -280,8 +279,8 @@ class LayerwiseTrainer(RerankerTrainer):
 
     def evaluate(self, model, device) -> float | None:
         by_layer = self.layer_mrr(model, device)
-        self._eval_by_layer = by_layer
-        self._eval_step = self.current_step
+        if by_layer is not None:
+            self._eval_by_step[self.current_step + 1] = by_layer
         return None if by_layer is None else by_layer[self.layers[-1]]
 
     def choose_cutoff(self, by_layer: dict[int, float] | None) -> int:
@@ -300,8 +299,8 @@ class LayerwiseTrainer(RerankerTrainer):
 
         by_layer = None
         if self.cfg.eval_data and not self.cfg.default_cutoff:
-            fresh = self._eval_by_layer is not None and self._eval_step == self.total_steps - 1
-            by_layer = self._eval_by_layer if fresh else self.layer_mrr(model, next(model.parameters()).device)
+            # the saved weights' own evaluation (keep_best may save an earlier step's than the last)
+            by_layer = self._eval_by_step.get(self.model_step) or self.layer_mrr(model, next(model.parameters()).device)
         cutoff = self.choose_cutoff(by_layer)
         with staged_folder(out_dir) as tmp:
             model.encoder.save_pretrained(str(tmp), safe_serialization=True)

@@ -37,6 +37,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -70,6 +71,7 @@ class Trainer:
         self.cfg = cfg
         self.current_step = 0  # set by the loop before each compute_loss (0-based optimizer step)
         self.total_steps = 0
+        self.model_step = 0  # set by the loop before save_final: the step (1-based) whose weights it saves
 
     def examples(self) -> Sequence:
         """The training examples (``TrainingExample`` s; a ``report`` attribute is logged)."""
@@ -332,13 +334,16 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
             shutil.rmtree(folder)
         accelerator.save_state(str(folder))
         if accelerator.is_main_process:
-            (folder / "sampler.json").write_text(json.dumps(
+            marker = folder / "sampler.json"  # written last, whole (renamed into place): RunFolder.
+            partial = marker.with_name("sampler.json.partial")  # latest_checkpoint only takes folders that have it
+            partial.write_text(json.dumps(
                 {"sampler": sampler.state_dict(), "step": at_step, "loss": loss_value, "seed": cfg.seed}
-            ))  # written last: RunFolder.latest_checkpoint only takes folders that have it
-            done = sorted((p for p in run.checkpoints.iterdir() if p.name.startswith("step-")),
-                          key=lambda p: int(p.name.split("-")[1]))
-            for old in done[:-KEEP_CHECKPOINTS]:
-                shutil.rmtree(old, ignore_errors=True)
+            ))
+            os.replace(partial, marker)
+            folders = [p for p in run.checkpoints.iterdir() if re.fullmatch(r"step-\d+", p.name)]
+            done = sorted((p for p in folders if (p / "sampler.json").is_file()), key=lambda p: int(p.name.split("-")[1]))
+            for old in done[:-KEEP_CHECKPOINTS] + [p for p in folders if not (p / "sampler.json").is_file()]:
+                shutil.rmtree(old, ignore_errors=True)  # older complete ones, and any a crash left half-written
             run.append_event({"event": "checkpoint", "step": at_step, "path": str(folder), "time": time.time()})
         saved[at_step] = folder
         return folder
@@ -465,6 +470,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         if cfg.keep_best and run.best_weights_path.exists():  # the best-evaluated step's weights, not the last
             final.load_state_dict(torch.load(run.best_weights_path, map_location="cpu", weights_only=True))
             kept = int(run.status().get("best_step") or step)
+        trainer.model_step = kept
         trainer.save_final(final, run.model_dir)
         run.append_event({"event": "finished", "step": step, "model": str(run.model_dir), "time": time.time(),
                           "model_step": kept, **({"early": True} if early else {})})
