@@ -5,7 +5,8 @@ encoder (the workspace's dense model by default; the classification head then st
 a cross-encoder already. Each pair is tokenized exactly as the serving
 :class:`~workbench.encoders.rerankers.CrossEncoderReranker` does (query cut to half of
 ``max_length`` tokens, passage truncated, ``tokenize_pairs``), so the logit trained is the score
-served.
+served. Serving truncates at 512 tokens, not at the ``max_length`` trained with (see
+``CrossEncoderReranker``): the head scores longer passages than it trained on.
 
 Groups: per example one positive (drawn at random) first, then ``group_size - 1`` of its hard
 negatives (drawn without replacement). An example with too few hard negatives is topped up with

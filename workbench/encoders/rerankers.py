@@ -165,7 +165,11 @@ class CrossEncoderReranker:
     """A ``*ForSequenceClassification`` cross-encoder (BERT, RoBERTa, ModernBERT, Qwen... heads).
 
     Each pair is tokenized as ``(query, passage)`` with ``truncation="only_second"`` to
-    ``max_length`` tokens (capped by the model's position embeddings). A query longer than half
+    ``max_length`` tokens (capped by the model's position embeddings). ``max_length`` is 512
+    whatever length a ``wb train reranker`` run trained at (256 by default): a reranker sees whole
+    abstracts, and every cross-encoder figure in the README was measured served this way (a model
+    trained at 512 was no better there). The layer-wise and LLM rerankers, whose latency is the
+    point of their cutoff tables, serve at their trained ``max_length``. A query longer than half
     of ``max_length`` tokens is first cut to half, so the passage always keeps some room and the
     tokenizer never fails on "only_second". Score: the single logit when ``num_labels == 1``;
     ``logit[1] - logit[0]`` (the log-odds of the positive class, equal to the log-softmax
