@@ -224,7 +224,10 @@ def test_flagembedding_folder_gives_the_same_figures(first_run, dataset, tmp_pat
     "case, message",
     [
         ("no-qrels", "missing qrels/test.tsv"),
-        ("unknown-doc", "not in corpus.jsonl"),
+        ("wrong-corpus", "holds none of the 2 documents test.tsv judges relevant"),
+        ("duplicate-query", "query id 'q2' is given twice"),
+        ("bad-row-after-header", "test.tsv:2: score 'x' is not a whole number"),
+        ("fractional-grade", "score '0.5' is not a whole number"),
         ("unknown-query", "not in queries.jsonl"),
         ("empty-split", "is empty"),
         ("no-relevant", "is empty"),
@@ -237,8 +240,20 @@ def test_bad_datasets_exit_2_with_one_line(case, message, tmp_path, capsys, monk
     args = ["-p", "bm25"]
     if case == "no-qrels":
         make_dataset(root, split="train")
-    elif case == "unknown-doc":
-        make_dataset(root, extra_qrels=["q1\tno-such-doc\t1", "q2\talso-missing\t0"])
+    elif case == "wrong-corpus":
+        make_dataset(root, queries={"q1": ("itertools.groupby", {"no-such-doc": 1}),
+                                    "q2": ("sleep", {"also-missing": 2, "time-sleep": 0})})
+    elif case == "duplicate-query":
+        make_dataset(root)
+        with open(root / "queries.jsonl", "a") as fh:
+            fh.write(json.dumps({"_id": "q2", "text": "another text for q2"}) + "\n")
+    elif case == "bad-row-after-header":
+        make_dataset(root)
+        lines = (root / "qrels" / "test.tsv").read_text().splitlines()
+        lines[1] = "q1\titertools-groupby\tx"  # not a second header
+        (root / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n")
+    elif case == "fractional-grade":
+        make_dataset(root, extra_qrels=["q3\tsecrets-overview\t0.5"])
     elif case == "unknown-query":
         make_dataset(root, extra_qrels=["q-missing\titertools-groupby\t1"])
     elif case == "empty-split":
@@ -258,9 +273,31 @@ def test_bad_datasets_exit_2_with_one_line(case, message, tmp_path, capsys, monk
     assert len(lines) == 1 and lines[0].startswith("wb: error:") and message in lines[0], err
     if case == "no-qrels":
         assert "splits present: train" in lines[0]
-    if case == "unknown-doc":
-        assert "2 document(s)" in lines[0] and "'no-such-doc'" in lines[0]
+    if case == "wrong-corpus":
+        assert "'no-such-doc'" in lines[0] and "is it this dataset's corpus?" in lines[0]
     assert not (tmp_path / "cache").exists()  # refused before any index was built
+
+
+def test_qrels_as_trec_and_beir_tools_read_them(tmp_path):
+    """Documents the corpus lacks count as relevant and never retrieved (a note says so); TREC's
+    space-separated qrels, a BOM in the qrels and in queries.jsonl, and graded relevance are read."""
+    from workbench.eval.dataset import load_dataset
+
+    root = make_dataset(tmp_path / "ds", extra_qrels=["q1\tno-such-doc\t1", "q2\talso-missing\t0"])
+    data = load_dataset(root, "test")
+    assert data.qrels["q1"] == {"itertools-groupby": 1, "no-such-doc": 1}  # in recall's denominator
+    assert "also-missing" not in data.qrels["q2"]
+    assert any("judges 2 document(s) not in corpus.jsonl" in n and "1 of them relevant" in n for n in data.notes)
+
+    plain = load_dataset(make_dataset(tmp_path / "plain"), "test")
+    trec = make_dataset(tmp_path / "trec")
+    rows = [f"{q} 0 {d} {s}" for q, (_t, rel) in QUERIES.items() for d, s in rel.items()]
+    (trec / "qrels" / "test.tsv").write_text("\ufeff" + "\n".join(rows) + "\n")
+    queries = (trec / "queries.jsonl").read_text()
+    (trec / "queries.jsonl").write_text("\ufeff" + queries)
+    read = load_dataset(trec, "test")
+    assert read.qrels == plain.qrels and read.queries == plain.queries
+    assert read.qrels["q5"] == {"gzip-overview": 2} and read.notes == plain.notes == []
 
 
 def test_tuning_scan_and_rerank_replay_match_the_query_path(first_run, dataset):
@@ -288,6 +325,17 @@ def test_tuning_scan_and_rerank_replay_match_the_query_path(first_run, dataset):
             fusion = FusionConfig(method=method, rrf_k=20, weights=dict(zip(MODES, row)))
             exact = tune._ranx_ndcg(data, tune._fused_run(qids, lists, fusion))
             assert value == pytest.approx(exact, abs=1e-9), (method, row)
+    # graded qrels (TREC-COVID-like: 2 = relevant, 1 = partly): the scan's nDCG is ranx's graded one
+    graded_qrels = {}
+    for q, lst in zip(qids, lists):
+        pool = sorted({d for scores in lst.values() for d in scores} - set(data.qrels[q]))
+        graded_qrels[q] = {**{d: 2 for d in data.qrels[q]}, **{d: 1 for d in pool[:2]}}
+    graded = replace(data, qrels=graded_qrels)
+    queries = [tune._Query(lst, graded.qrels[q]) for q, lst in zip(qids, lists)]
+    for row, value in zip(weights, tune.scan(queries, "weighted", weights)):
+        fusion = FusionConfig(method="weighted", weights=dict(zip(MODES, row)))
+        exact = tune._ranx_ndcg(graded, tune._fused_run(qids, lists, fusion))
+        assert value == pytest.approx(exact, abs=1e-9), ("graded", row)
     # the searcher's own hybrid equals the fused lists
     hybrid = tune.searcher_run(searcher, data, "hybrid")
     fused = tune._fused_run(qids, lists, searcher.config.fusion)

@@ -332,7 +332,7 @@ def test_cli_train_then_rerank_at_a_cutoff(tiny, tmp_path, capsys, monkeypatch, 
                             "-p", "hybrid+rerank", "--model", f"reranker={model}@2", "--json", "-k", "5")
     assert code == 0, err
     result = json.loads(out)
-    assert result["models"]["reranker"] == "runs/lw1@2"
+    assert result["models"]["reranker"] == "runs/lw1@2 (trained layer-wise)"
     assert len(result["results"]) == 5 and "rerank" in result["timings_ms"]
     code, _out, err = run_wb(capsys, monkeypatch, "query", "group consecutive items", "-w", str(ws.root),
                              "-p", "hybrid+rerank", "--model", f"reranker={model}@3")

@@ -108,7 +108,7 @@ def test_cli_train_then_rerank_with_the_run(tiny, tmp_path, capsys, monkeypatch,
                             "-p", "hybrid+rerank", "--model", f"reranker={model}", "--json", "-k", "5")
     assert code == 0, err
     result = json.loads(out)
-    assert result["models"]["reranker"].endswith("model") or "ce1" in result["models"]["reranker"]
+    assert result["models"]["reranker"] == "runs/ce1 (trained cross-encoder)"
     assert len(result["results"]) == 5 and "rerank" in result["timings_ms"]
     # --rerank-interpolation 0: the order is the reranker's alone
     code, out, err = run_wb(capsys, monkeypatch, "query", "group consecutive items", "-w", str(ws.root),

@@ -1470,7 +1470,7 @@ async def test_compare_a_trained_reranker_in_search(small_workspace, tmp_path, t
         assert not (copy / "variants").exists()
         left, right = app.search.left, app.search.right
         assert (left.pipeline, right.pipeline) == ("hybrid", "hybrid+rerank")
-        assert right.result.models["reranker"] == "runs/rr" and left.result.models["reranker"].startswith("maxsim")
+        assert right.result.models["reranker"] == "runs/rr (trained cross-encoder)" and left.result.models["reranker"].startswith("maxsim")
         cws = Workspace(copy)
         expected = Searcher(cws, config=cws.config().with_models({"reranker": str(copy / "runs" / "rr" / "model")}))
         want = expected.search(QUERY, pipeline="hybrid+rerank", k=len(right.hits))

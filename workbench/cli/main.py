@@ -452,6 +452,15 @@ def eval_cmd(
         raise UsageError("--run and --tune do not go together: --run scores a run file, --tune chooses settings")
     # -p '' with --run: the run files alone, the first is the baseline, nothing is indexed
     pipes = parse_pipelines(pipeline) if pipeline.strip() or not run_sources else []
+    if run_dir and run_sources:  # --run-dir must not write over a run file being evaluated
+        from workbench.eval.report import run_file_name
+
+        written = {(Path(run_dir) / run_file_name(label)).resolve() for label in
+                   [p.name for p in pipes] + [s.label for s in run_sources]}
+        for source in run_sources:
+            if source.path.resolve() in written:
+                raise UsageError(f"--run-dir {run_dir} would write over the run file {source.path} that --run "
+                                 "evaluates: write the run files into another folder")
     tune_modes, tune_rerank = None, True
     if tune and pipeline != DEFAULT_EVAL_PIPELINES:  # --tune -p dense+sparse+colbert: fuse only those
         if len(pipes) != 1:
@@ -475,6 +484,11 @@ def eval_cmd(
             total = f" {event['done']}/{event['total']}" if event.get("total") else ""
             err.print(f"[dim]{event['phase']}{total}[/dim]", highlight=False)
 
+    if "reranker" in overrides and pipes and not any(p.rerank for p in pipes):
+        from workbench.variants import short_model_name
+
+        progress({"phase": "note", "done": 0, "total": 0, "message": f"--model reranker={short_model_name(overrides['reranker'])} "
+                  "is not used: no pipeline reranks (add one with +rerank, e.g. -p hybrid,hybrid+rerank)"})
     if not pipes:
         result = runner.evaluate(data, [], depth=depth, progress=progress, runs=run_sources)
         result.wall_seconds = _time.perf_counter() - started
@@ -522,6 +536,8 @@ def _eval_output(result, data, per_query: bool, top: int | None, run_dir: str | 
     from workbench.eval import report
 
     if json_out:
+        for note in report.notes(result):  # the table prints them under itself
+            progress({"phase": "note", "done": 0, "total": 0, "message": note})
         sys.stdout.write(json.dumps(report.to_json(result, changes), ensure_ascii=False) + "\n")
     else:
         from workbench.cli.output import make_console
@@ -1257,6 +1273,10 @@ def mine_cmd(
     ws, cfg = serve.workspace, serve.config
     if teacher and teacher != "reranker":
         teacher = _run_model_overrides(_workspace(workspace), {"reranker": teacher})["reranker"]
+    if split == "test" and not pseudo:
+        _err_console().print("[yellow]mining the test split: a model trained on these examples has seen the "
+                             "queries it would be measured on (train on train, report on test)[/yellow]",
+                             highlight=False)
     with _progress_bar() as progress:
         summary = mine_negatives(ws, data, out, split=split, pipeline=pipeline, rank_range=lo_hi,
                                  negatives=negatives, margin=margin, seed=seed, config=cfg, teacher=teacher,

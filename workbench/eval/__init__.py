@@ -12,8 +12,8 @@ Command line::
 The dataset's corpus is indexed into its own workspace (``-w``, else
 ``$WB_EVAL_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/wb/eval``, folder ``<dataset>-<sha1(corpus path)[:8]>``); the
 index is incremental, so a second run encodes nothing and an interrupted run is simply rerun.
-Bad datasets (missing files, qrels naming unknown documents or queries, empty split) exit 2
-with one line on stderr.
+Bad datasets (missing files, qrels naming unknown queries, a corpus holding none of the relevant
+documents, a query id given twice, empty split) exit 2 with one line on stderr.
 
 ``--json`` prints exactly one JSON object on stdout (progress goes to stderr as JSON lines
 ``{"phase", "done", "total", ...}``). Metric values are fractions in [0, 1]::
@@ -32,8 +32,15 @@ with one line on stderr.
          "seconds": float,       # querying time of this pipeline (models already loaded)
          "delta":   {metric: float} | null,         # null for the baseline
          "p_value": {metric: float | null} | null,  # null for the baseline
-         "wins": int | null, "losses": int | null, "ties": int | null}   # per-query nDCG@10
+         "wins": int | null, "losses": int | null, "ties": int | null,   # per-query nDCG@10
+         "models": {role: label},                    # the models the pipeline ran ("zero-shot" where it applies)
+         "baseline": str | null,                     # what delta/p_value/W-L-T are against
+         "rerank": {"depth": int, "interpolation": float},   # only for +rerank pipelines
+         "run_file": str}                            # only for --run files (read, not searched)
       ],
+      "notes": [str],            # what the figures' reader should know (also on stderr as
+                                 # {"phase": "note", "message"} lines): documents the corpus lacks,
+                                 # judged queries without a relevant document, a depth under 100
       "per_query": [             # only with --per-query: N largest gains then N largest losses
         {"pipeline": str, "query_id": str, "query": str,
          "baseline": float, "value": float, "delta": float}   # nDCG@10 per query

@@ -4,7 +4,8 @@ BEIR (``--split test`` reads ``qrels/test.tsv``)::
 
     corpus.jsonl      {"_id", "title"?, "text"} per line
     queries.jsonl     {"_id", "text"} per line
-    qrels/<split>.tsv query-id <TAB> corpus-id <TAB> score   (a header line is optional)
+    qrels/<split>.tsv query-id <TAB> corpus-id <TAB> score   (a header line is optional; TREC's
+                      space-separated "qid 0 docid relevance" is read too)
 
 FlagEmbedding (``FlagEmbedding.abc.evaluation`` local data)::
 
@@ -15,8 +16,12 @@ FlagEmbedding (``FlagEmbedding.abc.evaluation`` local data)::
 Rules (every violation is an ``InputError``, exit 2, with one line naming the file):
 - a judgement with score > 0 is relevant; 0 or less is not;
 - only queries with at least one relevant document in the split are evaluated;
-- qrels that name a document absent from the corpus or a query absent from the queries file are
-  refused, with how many and a few examples;
+- qrels that name a query absent from the queries file are refused, with how many and a few
+  examples; documents absent from the corpus are a note and count as relevant documents never
+  retrieved (as trec_eval and BEIR count them), unless the corpus holds none of the relevant ones
+  (then it is refused: the wrong corpus);
+- relevance grades are whole numbers; nDCG takes them as gains, the other metrics count > 0;
+- a query id given twice in the queries file is refused; a UTF-8 BOM is ignored;
 - a split with no judgements, or none relevant, is refused.
 
 A FlagEmbedding corpus (``"id"`` instead of ``"_id"``) cannot be read by ``wb index`` as it is;
@@ -64,7 +69,7 @@ def _examples(items) -> str:
 def _read_jsonl(path: Path, id_fields: tuple[str, ...], what: str, need_text: bool):
     """Yield (id, row) of a JSON-lines file; malformed lines are an InputError naming the line."""
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, encoding="utf-8-sig")  # a BOM (Windows editors) is not part of the first row
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with handle:
@@ -107,34 +112,50 @@ def _corpus_ids(path: Path) -> tuple[set[str], str]:
 
 
 def _queries(path: Path) -> dict[str, str]:
+    """id -> text; a query id given twice is an InputError (which text was meant is unknowable)."""
     out: dict[str, str] = {}
     for qid, row in _read_jsonl(path, ("_id", "id"), "query", need_text=True):
+        if qid in out:
+            raise InputError(f"{path}: query id {qid!r} is given twice")
         out[qid] = row["text"]
     return out
+
+
+def _grade(text: str) -> int:
+    """A qrels relevance grade: a whole number (``2``, ``1.0``, ``-1``); ValueError otherwise."""
+    value = float(text)
+    if not value.is_integer():
+        raise ValueError(text)
+    return int(value)
 
 
 def _qrels_tsv(path: Path) -> list[tuple[str, str, int]]:
     rows: list[tuple[str, str, int]] = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
+    first = True
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        parts = line.rstrip("\r\n").split("\t")
+        header, first = first, False  # only the first line may be a header
+        # BEIR's tab-separated columns; TREC qrels files are often space-separated
+        parts = line.split("\t") if "\t" in line else line.split()
         if len(parts) == 4:  # TREC qrels: qid iteration docid relevance
             parts = [parts[0], parts[2], parts[3]]
         if len(parts) != 3:
-            raise InputError(f"{path}:{number}: expected 'query-id<TAB>corpus-id<TAB>score', got {line[:80]!r}")
+            raise InputError(f"{path}:{number}: expected 'query-id<TAB>corpus-id<TAB>score' "
+                             f"(or TREC's 'qid 0 docid relevance'), got {line[:80]!r}")
         try:
-            score = int(float(parts[2]))
+            score = _grade(parts[2])
         except ValueError:
-            if number == 1 or not rows:  # the header line
+            if header:
                 continue
-            raise InputError(f"{path}:{number}: score {parts[2]!r} is not a number") from None
+            raise InputError(f"{path}:{number}: score {parts[2].strip()!r} is not a whole number "
+                             "(relevance grades are 0, 1, 2, ...)") from None
         rows.append((parts[0].strip(), parts[1].strip(), score))
     return rows
 
@@ -146,9 +167,10 @@ def _qrels_jsonl(path: Path) -> list[tuple[str, str, int]]:
         if doc is None:
             raise InputError(f"{path}: judgement for query {qid!r} has no \"docid\"")
         try:
-            score = int(float(row.get("relevance", row.get("score", 1))))
+            score = _grade(row.get("relevance", row.get("score", 1)))
         except (TypeError, ValueError):
-            raise InputError(f"{path}: judgement ({qid!r}, {doc!r}) has a non-numeric relevance") from None
+            raise InputError(f"{path}: judgement ({qid!r}, {doc!r}) has a relevance that is not a whole "
+                             "number") from None
         rows.append((qid, str(doc), score))
     return rows
 
@@ -202,16 +224,20 @@ def load_dataset(path: str | Path, split: str = "test") -> EvalDataset:
     all_queries = _queries(queries_path)
     unknown_docs = sorted({d for _q, d, _s in rows if d not in doc_ids})
     unknown_queries = sorted({q for q, _d, _s in rows if q not in all_queries})
-    problems = []
-    if unknown_docs:
-        problems.append(f"{len(unknown_docs)} document(s) not in corpus.jsonl ({_examples(unknown_docs)})")
     if unknown_queries:
-        problems.append(
-            f"{len(unknown_queries)} quer{'y' if len(unknown_queries) == 1 else 'ies'} not in "
-            f"{queries_path.name} ({_examples(unknown_queries)})"
-        )
-    if problems:
-        raise InputError(f"{qrels_path} names {' and '.join(problems)}")
+        raise InputError(f"{qrels_path} names {len(unknown_queries)} quer{'y' if len(unknown_queries) == 1 else 'ies'} "
+                         f"not in {queries_path.name} ({_examples(unknown_queries)})")
+    relevant_docs = {d for _q, d, s in rows if s > 0}
+    if relevant_docs and relevant_docs <= set(unknown_docs):
+        raise InputError(f"{corpus.name} holds none of the {len(relevant_docs)} documents {qrels_path.name} judges "
+                         f"relevant ({_examples(sorted(relevant_docs))}): is it this dataset's corpus?")
+    notes = []
+    if unknown_docs:  # as trec_eval and BEIR count them: relevant, and never retrieved
+        missing = sorted(set(unknown_docs) & relevant_docs)
+        notes.append(f"{qrels_path.name} judges {len(unknown_docs)} document(s) not in {corpus.name} "
+                     f"({_examples(unknown_docs)}); "
+                     + (f"{len(missing)} of them relevant, counted as relevant documents never retrieved"
+                        if missing else "none of them relevant, so no metric changes"))
 
     qrels: dict[str, dict[str, int]] = {}
     judged: dict[str, None] = {}  # judged query ids, in file order
@@ -240,6 +266,7 @@ def load_dataset(path: str | Path, split: str = "test") -> EvalDataset:
     if empty:
         raise InputError(f"{queries_path}: {len(empty)} evaluated quer{'y has' if len(empty) == 1 else 'ies have'} "
                          f"empty text ({_examples(empty)})")
+    dataset.notes.extend(notes)
     if len(judged) > len(order):
         dataset.notes.append(f"{len(judged) - len(order)} judged queries have no relevant document and are not evaluated")
     return dataset

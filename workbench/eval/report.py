@@ -41,6 +41,7 @@ def to_json(result: EvalResult, per_query: list[dict] | None = None) -> dict:
                 "models": r.models,
                 "baseline": r.baseline,  # what delta/p_value/W-L-T are against (None: this is the baseline)
                 **({"run_file": r.source} if r.source else {}),  # an external run (--run): read, not searched
+                **({"rerank": r.rerank} if r.rerank else {}),  # +rerank: its depth and interpolation a
             }
             for r in result.systems
         ],
@@ -50,6 +51,7 @@ def to_json(result: EvalResult, per_query: list[dict] | None = None) -> dict:
         "index_seconds": round(result.index_seconds, 3),
         "load_seconds": round(result.load_seconds, 3),
         "docs_indexed": result.docs_indexed,
+        "notes": notes(result),
     }
     if per_query is not None:
         out["per_query"] = [
@@ -57,6 +59,34 @@ def to_json(result: EvalResult, per_query: list[dict] | None = None) -> dict:
             for row in per_query
         ]
     return out
+
+
+def notes(result: EvalResult) -> list[str]:
+    """What the reader of the figures should know: the dataset's notes, and the @100 metrics cut
+    short by a ``depth`` under 100."""
+    out = list(result.dataset.notes)
+    if result.depth < 100:
+        out.append(f"depth {result.depth}: R@100 and MAP@100 only see the top {result.depth} documents")
+    return out
+
+
+def models_line(result: EvalResult) -> str:
+    """``models: dense A · colbert B (zero-shot) · reranker C (trained cross-encoder)``: each role the
+    pipelines ran, with every model that filled it (a --compare row adds its own), and the
+    +rerank settings."""
+    roles: dict[str, list[str]] = {}
+    for r in result.systems:
+        for role, label in r.models.items():
+            if label not in roles.setdefault(role, []):
+                roles[role].append(label)
+    order = ("dense", "colbert", "sparse", "reranker")
+    parts = [f"{role} {' / '.join(roles[role])}" for role in sorted(roles, key=lambda r: order.index(r) if r in order else 9)]
+    reranks = sorted({(r.rerank["depth"], r.rerank["interpolation"]) for r in result.systems if r.rerank})
+    line = "models: " + " · ".join(parts) if parts else ""
+    if reranks:
+        shown = ", ".join(f"top {int(d)} with a = {a:g}" for d, a in reranks)
+        line += ("\n" if line else "") + f"+rerank: {shown} (final = (1-a) × reranker + a × first stage)"
+    return line
 
 
 def _stars(p: float | None) -> str:
@@ -106,7 +136,10 @@ def render_table(result: EvalResult, console, per_query: list[dict] | None = Non
             style="dim",
         )
     )
-    for note in ds.notes:
+    line = models_line(result)
+    if line:
+        console.print(Text(line, style="dim"))
+    for note in notes(result):
         console.print(Text(note, style="dim"))
     if per_query:
         pq = Table(title=f"largest per-query {LABELS[WIN_METRIC]} changes "

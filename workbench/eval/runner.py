@@ -5,15 +5,17 @@ workspace configuration (models, fusion, rerank). Systems with the same models s
 each system is compared with its ``baseline`` system: the first system's plain pipelines with the
 first, a ``--compare`` system (``PIPELINE@MODEL``) with the same pipeline on the base models.
 
-Metrics (ranx 0.3, binary relevance = qrels score > 0, ``depth`` documents retrieved per query):
+Metrics (ranx 0.3, ``depth`` documents retrieved per query; nDCG takes the qrels grade as the gain,
+the others count a grade > 0 as relevant):
 ``ndcg@10``, ``mrr@10``, ``recall@100`` and ``map@100`` (average precision over the top 100,
 divided by all relevant documents, as trec_eval's ``map_cut_100`` and BEIR's ``MAP@100``). With
 ``depth`` below 100 the @100 metrics only see ``depth`` documents.
 
-Depth is in documents: a single-mode pipeline is asked for ``OVERFETCH x depth`` chunks and cut
-to ``depth`` documents (its ranking does not depend on k). A fused pipeline is run with
-``k = depth`` exactly as ``wb query`` runs it (its candidate depth is ``max(fusion.depth, k)``
-chunks per mode), so it may return slightly fewer than ``depth`` documents.
+Depth is in documents: every pipeline is run with ``k = depth`` exactly as ``wb query -k depth``
+runs it (each mode's candidate depth is ``max(fusion.depth, k)`` chunks, widened when those hold
+fewer than ``depth`` documents), so what is measured is what ``wb query`` answers, also where a
+mode's candidates depend on k (ColBERT's BM25 + dense candidates over a large index, approximate
+dense search).
 
 External runs (``wb eval --run NAME=FILE``, ``eval/external_runs.py``) are scored the same way
 after the systems, each compared with the first system.
@@ -45,7 +47,6 @@ from workbench.workspace import Workspace
 
 METRICS = ("ndcg@10", "mrr@10", "recall@100", "map@100")
 WIN_METRIC = "ndcg@10"
-OVERFETCH = 4  # single-mode pipelines: chunks fetched per wanted document (see run_system)
 STAT_TEST = "paired t-test"  # ranx stat_test="student": two-sided paired Student's t-test
 
 Progress = Callable[[dict], None]  # {"phase": str, "done": int, "total": int, ...}
@@ -76,6 +77,7 @@ class SystemResult:
     models: dict[str, str] = field(default_factory=dict)  # role -> label, for the roles the pipeline runs
     baseline: str | None = None  # the label of the system the delta, p-values and W/L/T are against
     source: str | None = None  # an external run (`--run`): the file it was read from; None: searched
+    rerank: dict[str, float] | None = None  # a +rerank pipeline's {"depth": N, "interpolation": a}
 
 
 @dataclass
@@ -198,22 +200,21 @@ def run_system(searcher, system: System, dataset: EvalDataset, depth: int, progr
         if progress and (done == total or done % 25 == 0):
             progress({"phase": f"querying: {system.label}", "pipeline": system.label, "done": done, "total": total})
 
-    from workbench.search.pipelines import parse_pipeline
-
-    # The searcher's per-mode depth counts chunks, so k=depth gives fewer than ``depth`` documents
-    # when documents have several chunks. A single-mode ranking is prefix-stable in k, so fetch
-    # more and cut to ``depth`` documents. A fused ranking is not (its candidate depth is
-    # max(fusion.depth, k)), so it is run exactly as ``wb query -k depth`` runs it.
-    single = len(parse_pipeline(system.pipeline).modes) == 1
-    fetch = depth * OVERFETCH if single else depth
-    t0 = time.perf_counter()
-    results = searcher.search_many(texts, pipeline=system.pipeline, k=fetch, unit="doc", progress=on_progress,
+    t0 = time.perf_counter()  # run as `wb query -k depth` runs it (see the module docstring)
+    results = searcher.search_many(texts, pipeline=system.pipeline, k=depth, unit="doc", progress=on_progress,
                                    rerank_depth=system.rerank_depth)
     seconds = time.perf_counter() - t0
     run: dict[str, dict[str, float]] = {}
     for qid, res in zip(qids, results):
         run[qid] = {h.doc_id: float(h.score) for h in res.results[:depth]}  # insertion order = rank order
-    return SystemResult(system.label, system.pipeline, run, seconds, models=_labels(system), baseline=system.baseline)
+    from workbench.search.pipelines import parse_pipeline
+
+    rerank = None
+    if parse_pipeline(system.pipeline).rerank:
+        rerank = {"depth": system.rerank_depth or system.config.rerank.depth,
+                  "interpolation": system.config.rerank.interpolation}
+    return SystemResult(system.label, system.pipeline, run, seconds, models=_labels(system), baseline=system.baseline,
+                        rerank=rerank)
 
 
 def _labels(system: System) -> dict[str, str]:

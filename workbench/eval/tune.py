@@ -78,17 +78,24 @@ class _Query:
             ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
             for r, (k, _v) in enumerate(ordered, start=1):
                 self.rank[pos[k], j] = r
-        self.rel = np.array([1.0 if relevant.get(k, 0) > 0 else 0.0 for k in ids])
-        m = min(10, sum(1 for v in relevant.values() if v > 0))
-        self.idcg = float(np.sum(1.0 / np.log2(np.arange(2, m + 2)))) if m else 0.0
+        # graded gains as ranx's ndcg takes them (gain = the qrels grade, 0 for a grade <= 0), so
+        # that the scan ranks the grid by the metric the exact rescoring decides on
+        self.rel = np.array([float(max(relevant.get(k, 0), 0)) for k in ids])
+        ideal = sorted((float(v) for v in relevant.values() if v > 0), reverse=True)[:10]
+        self.idcg = float(np.sum(np.array(ideal) / np.log2(np.arange(2, len(ideal) + 2)))) if ideal else 0.0
 
-    def ndcg10(self, fused: np.ndarray) -> np.ndarray:
-        """nDCG@10 of each column of ``fused`` (n x C), ties broken by id as ``fuse`` sorts them."""
+    def ndcg10(self, fused: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """nDCG@10 of each column of ``fused`` (n x C), ties broken by id as ``fuse`` sorts them; a
+        candidate that only zero-weighted modes of a column (``weights``, C x modes) retrieved is
+        not in that column's ranking (``fuse`` skips those modes)."""
         if self.idcg == 0 or fused.shape[0] == 0:
             return np.zeros(fused.shape[1])
+        ranked = (~np.isinf(self.rank)).astype(float) @ (weights != 0).T > 0
+        fused = np.where(ranked, fused, -np.inf)
         order = np.argsort(-fused, axis=0, kind="stable")[:10]
+        gains = self.rel[order] * np.take_along_axis(ranked, order, axis=0)
         discounts = 1.0 / np.log2(np.arange(2, order.shape[0] + 2))
-        return (self.rel[order] * discounts[:, None]).sum(axis=0) / self.idcg
+        return (gains * discounts[:, None]).sum(axis=0) / self.idcg
 
 
 def scan(queries: list[_Query], method: str, weights: np.ndarray, rrf_k: int = 60) -> np.ndarray:
@@ -96,7 +103,7 @@ def scan(queries: list[_Query], method: str, weights: np.ndarray, rrf_k: int = 6
     total = np.zeros(len(weights))
     for q in queries:
         basis = q.norm if method == "weighted" else np.where(np.isinf(q.rank), 0.0, 1.0 / (rrf_k + q.rank))
-        total += q.ndcg10(basis @ weights.T)
+        total += q.ndcg10(basis @ weights.T, weights)
     return total / max(1, len(queries))
 
 

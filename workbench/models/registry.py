@@ -52,7 +52,7 @@ def resolve_role(role: str, models: ModelsConfig, *, check_installed: bool = Tru
         path = resolve(name)
         if check_installed:
             check_model_kind(role, name, path)
-        return RoleModel(role, name, path, _joint_label(name, path) or _short(name), False)
+        return RoleModel(role, name, path, _joint_label(name, path) or _trained_label(name) or _short(name), False)
     if role == "colbert":
         if name == ZERO_SHOT_COLBERT:
             return RoleModel(role, name, None, f"maxsim over {_short(models.dense)} tokens (zero-shot)", True)
@@ -111,11 +111,40 @@ def _joint_label(name: str, path: str | None) -> str | None:
 
 
 def _reranker_label(name: str) -> str:
-    """``_short(name)``, plus " (trained LLM yes/no)" for a `wb train llm-reranker` folder (its wb_model.json)."""
+    """``_short(name)``, plus " (trained LLM yes/no)" for a `wb train llm-reranker` folder (its
+    wb_model.json), or what another run's trainer made (:func:`_trained_label`)."""
     from workbench.encoders.yesno_prompt import read_llm_reranker_meta
 
     label = _short(name)
-    return f"{label} (trained LLM yes/no)" if read_llm_reranker_meta(name) else label
+    if read_llm_reranker_meta(name):
+        return f"{label} (trained LLM yes/no)"
+    return _trained_label(name) or label
+
+
+TRAINED_KINDS = {"embedder": "dense", "reranker": "cross-encoder", "splade": "SPLADE", "layerwise": "layer-wise",
+                 "colbert": "ColBERT", "joint": "joint", "llm-reranker": "LLM yes/no"}
+
+
+def _trained_label(name: str) -> str | None:
+    """``runs/NAME (trained cross-encoder)`` (dense, SPLADE, ...) for the model folder of a run, read
+    from the run's config.json (a soup: its ingredients' trainer); None for anything else."""
+    import json
+
+    short = _short(name)
+    if short == name or not short.startswith("runs/"):
+        return None
+    try:
+        config = json.loads((Path(name).parent / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    trainer = config.get("trainer")
+    soup = trainer == "soup"
+    kind = TRAINED_KINDS.get(config.get("ingredient_trainer") if soup else trainer)
+    if kind is None:
+        return None
+    return f"{short} ({'soup of trained ' + kind + 's' if soup else 'trained ' + kind})"
 
 
 def _short(value: str) -> str:

@@ -1,7 +1,8 @@
 """Score fusion of ranked lists: min-max weighted sum and reciprocal rank fusion.
 
 These are the same formulas as ranx's ``fuse(method="wsum", norm="min-max")`` and
-``fuse(method="rrf")`` (a test checks equality against ranx). They are written out here because
+``fuse(method="rrf")`` (a test checks equality against ranx), except for a list whose scores
+are all equal (:func:`min_max`). They are written out here because
 the query path must stay free of ranx's import and JIT start-up cost (seconds) for a single query.
 """
 
@@ -11,7 +12,9 @@ from collections.abc import Mapping
 
 
 def min_max(scores: Mapping[str, float]) -> dict[str, float]:
-    """Scale to [0, 1]; a list whose scores are all equal maps to 1.0 each (ranx does the same... see test)."""
+    """Scale to [0, 1]; a list whose scores are all equal (a single hit among them) maps to 1.0 each:
+    its hits are that mode's best. ranx's min-max maps such a list to 0.0 (the one difference from
+    ranx; lists of distinct scores are fused exactly as ranx fuses them, tested)."""
     if not scores:
         return {}
     lo, hi = min(scores.values()), max(scores.values())
