@@ -195,6 +195,9 @@ def test_table_output(first_run, dataset, capsys, monkeypatch):
     code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25,hybrid", "--top", "2")
     assert code == 0, err
     assert "nDCG@10" in out and "hybrid" in out and "W/L/T" in out and "paired t-test" in out
+    flat = " ".join(out.split())  # the console wraps long lines
+    assert "models: dense all-MiniLM-L6-v2 · colbert maxsim over all-MiniLM-L6-v2 tokens (zero-shot) · sparse" in flat
+    assert "+rerank:" not in flat and "R@100 and MAP@100 only see" not in flat
 
 
 def test_flagembedding_folder_gives_the_same_figures(first_run, dataset, tmp_path, capsys, monkeypatch):
@@ -459,12 +462,15 @@ def test_a_run_file_is_scored_as_the_pipeline_that_wrote_it(first_run, dataset, 
     ("q1 Q0 a 1 2.0 t\n", ["--run", "hybrid=FILE"], "'hybrid' is a pipeline's name"),
     ("q1 Q0 a 1 2.0 t\n", ["--run", "p=FILE"], "the name 'p' is given twice"),
     ("q1 Q0 a 1 2.0 t\n", ["--tune"], "--run and --tune do not go together"),
+    ("q1 Q0 a 1 2.0 t\n", ["--run-dir", "DIR"], "would write over the run file"),  # DIR/p.trec is the run read
 ])
 def test_a_bad_run_file_or_name_is_one_line_exit_2(dataset, tmp_path, capsys, monkeypatch, content, args, says):
     monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "cache"))
     path = tmp_path / "prod.trec"
     path.write_text(content)
-    extra = [a.replace("FILE", str(path)) for a in args]
+    extra = [a.replace("FILE", str(path)).replace("DIR", str(tmp_path)) for a in args]
+    if "--run-dir" in extra:
+        path = path.rename(tmp_path / "p.trec")
     if "--run" not in extra:
         extra = ["--run", f"p={path}", *extra]
     elif "p=" in extra[1]:
@@ -489,3 +495,10 @@ def test_run_files_alone_are_compared_without_indexing(first_run, dataset, tmp_p
     assert report["pipelines"][0]["metrics"] == searched["bm25"] and report["pipelines"][1]["metrics"] == searched["hybrid"]
     assert report["pipelines"][1]["delta"]["ndcg@10"] == pytest.approx(searched["hybrid"]["ndcg@10"] - searched["bm25"]["ndcg@10"], abs=2e-6)
     assert not (tmp_path / "cache").exists()
+    assert report["notes"] == [] and "rerank" not in report["pipelines"][0]
+    # at a depth under 100 the @100 metrics are cut short: said in the JSON and on stderr
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "", "--json", "--depth", "20",
+                        "--run", f"a={runs_dir / 'bm25.trec'}")
+    said = "depth 20: R@100 and MAP@100 only see the top 20 documents"
+    assert code == 0 and json.loads(out)["notes"] == [said]
+    assert {"phase": "note", "done": 0, "total": 0, "message": said} in [json.loads(line) for line in err.splitlines()]
