@@ -419,6 +419,37 @@ def test_a_snapshot_without_sparse_vectors_gets_them_from_lancedb(small_workspac
         [h.doc_id for h in hits]
 
 
+def test_a_query_rebuilding_a_missing_snapshot_leaves_another_process_build_alone(small_workspace, tmp_path):
+    """The snapshot is gone (a killed run): the next query rebuilds it from LanceDB and clears old
+    snapshot folders, but never the build a live process (a `wb index` publishing) is writing."""
+    import subprocess
+    import sys
+
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    ws, _ = small_workspace
+    shutil.copytree(ws.root, tmp_path / "ws")
+    copy = Workspace(tmp_path / "ws")
+    snap = copy.root / "snapshot"
+    shutil.rmtree(snap)
+    snap.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a build its process left behind when killed
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live, dead = snap / f"tmp-v99-{writer.pid}", snap / f"tmp-v98-{gone.pid}"
+        for folder in (live, dead, snap / "v1"):
+            folder.mkdir()
+            (folder / "part").write_bytes(b"x")
+        hits = Searcher(copy).search("iterator functions", pipeline="dense", k=3).results
+        assert [h.doc_id for h in hits] == [h.doc_id for h in Searcher(ws).search("iterator functions", pipeline="dense", k=3).results]
+        assert (live / "part").exists() and not dead.exists() and not (snap / "v1").exists()
+    finally:
+        writer.kill()
+        writer.wait()
+
+
 def test_equal_scores_keep_the_modes_own_order(tmp_path):
     """Two documents with the same text score the same under BM25: the result list keeps BM25's
     own order (each hit's bm25 rank is its rank), as for every single-mode pipeline."""

@@ -208,9 +208,12 @@ def is_stale(ws: Workspace, serve: Serving) -> bool:
 
     if not serve.is_variant or not serve.workspace.exists() or not ws.exists():
         return False
-    a, b = Manifest(ws.manifest_path), Manifest(serve.workspace.manifest_path)
+    a = Manifest(ws.manifest_path)
     try:
-        return a.hashes() != b.hashes()
+        b = Manifest(serve.workspace.manifest_path)
+        try:
+            return a.hashes() != b.hashes()
+        finally:
+            b.close()
     finally:
         a.close()
-        b.close()

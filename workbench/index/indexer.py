@@ -386,7 +386,7 @@ class Indexer:
                 self._settle(manifest, lance, tantivy_store, summary, changed=True)
             finally:
                 manifest.close()
-        summary.note = f"removed the indexed folder {source}"
+        summary.note = _join(f"removed the indexed folder {source}", summary.note)
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -395,7 +395,7 @@ class Indexer:
         read snapshot published, the workspace's totals in ``summary``."""
         if changed:
             self.progress("compacting", 0, 0)
-            lance.compact()
+            summary.note = _join(summary.note, lance.compact() or "")
             tantivy_store.garbage_collect()
         self._publish_snapshot(manifest, lance)
         summary.total_docs = manifest.count_docs()

@@ -111,23 +111,29 @@ class LanceChunkStore:
         sims = 1.0 - res.column("_distance").to_numpy()
         return keys, sims
 
-    def compact(self) -> None:
-        """Merge fragments, drop old versions and remove orphan temp files from killed writes."""
+    def compact(self) -> str | None:
+        """Merge fragments, drop old versions and remove orphan temp files from killed writes.
+
+        Best effort (the data stays correct without it): a failure (a full disk, say) is returned as
+        one line for the caller to report, since the old versions it would drop stay on disk."""
         if not self.exists():
-            return
+            return None
         import warnings
 
+        failure = None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self.table.optimize(cleanup_older_than=timedelta(0))
-        except Exception:  # optimisation is best effort; data stays correct without it
-            pass
+        except Exception as exc:  # noqa: BLE001 - reported, never fatal
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            failure = f"LanceDB compaction failed, old versions stay on disk until the next index run: {first[:200]}"
         for tmp in (self.folder / f"{TABLE}.lance" / "data").glob(".tmp*"):
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink(missing_ok=True)
+        return failure
 
 
 def split_multivectors(column) -> list[np.ndarray]:

@@ -20,6 +20,7 @@ missing snapshot is rebuilt from LanceDB.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,9 +170,24 @@ def build(folder: Path, table, version: int) -> Path:
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in folder.iterdir():
-        if old.name != final.name:
+        if old.name != final.name and not _building_elsewhere(old.name):
             shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
     return final
+
+
+def _building_elsewhere(name: str) -> bool:
+    """Whether ``name`` is another live process's ``tmp-vN-PID`` build (a query rebuilding a missing
+    snapshot while ``wb index`` publishes one): never removed under it."""
+    match = re.fullmatch(r"tmp-v\d+-(\d+)", name)
+    if not match or int(match.group(1)) == os.getpid():
+        return False
+    try:
+        os.kill(int(match.group(1)), 0)
+    except (ProcessLookupError, OverflowError):  # gone (or never a pid)
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _sparse_arrays(batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
