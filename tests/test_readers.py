@@ -435,3 +435,27 @@ def test_utf16_with_a_bom_and_html_in_its_declared_charset_are_read(tmp_path: Pa
     assert docs["utf16.txt"].text == "café au lait\n"
     assert docs["latin.html"].title == "Café" and "café espresso" in docs["latin.html"].text
     assert skips == {str(tmp_path / "lying.html"): "invalid UTF-8"}
+
+
+def test_names_no_id_can_hold_are_skipped_with_a_reason_and_the_rest_is_read(tmp_path):
+    """A file name that is not UTF-8 (bytes kept as surrogates), one with a newline, and a folder
+    with an undecodable name: skipped, each shown with escaped characters (printable, JSON-safe);
+    the other files are read as usual."""
+    root = os.fsencode(tmp_path)
+    for name in (b"caf\xe9.md", b"new\nline.md", b"dir\xff/inner.md", b"good.md", b"odd\xe9.docx"):
+        path = os.path.join(root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(b"# Title\n\nsome text about apples\n")
+    docs, skips = _run(tmp_path)
+    assert list(docs) == ["good.md"]
+    assert skips == {
+        f"{tmp_path}/caf\\xe9.md": "name not valid UTF-8 (rename it)",
+        f"{tmp_path}/dir\\xff": "name not valid UTF-8 (rename it)",
+        f"{tmp_path}/new\\nline.md": "name with a control character, e.g. a newline (rename it)",
+    }
+    json.dumps(list(skips)).encode("utf-8")  # what `wb index --json` prints
+    with pytest.raises(InputError, match=r"caf\\xe9.md: the path is not valid UTF-8"):  # given as the root
+        _run(Path(os.fsdecode(os.path.join(root, b"caf\xe9.md"))))
+    _docs, single = _run(tmp_path / "new\nline.md")
+    assert list(single.values()) == ["name with a control character, e.g. a newline (rename it)"]

@@ -194,7 +194,7 @@ def test_a_folder_of_a_cut_off_rebuild_only_can_be_removed_and_a_missing_one_is_
     assert str(new) in rebuild.staged_roots(ws) and store_state(ws) == before
     code, out, err = run_wb(capsys, monkeypatch, "index", "--remove", str(new), "-w", str(ws.root))
     assert code == 0, err
-    assert out.strip().startswith(f"removed 1 docs of {new}; workspace holds 4 docs /")  # the index that answers
+    assert out.strip().startswith(f"removed 1 doc of {new}; workspace holds 4 docs /")  # the index that answers
     assert str(new) not in rebuild.staged_roots(ws) and store_state(ws) == before
     # a folder gone meanwhile: bare `wb index` goes on with the others, and the swap waits for it
     shutil.move(b, tmp_path / "b-away")

@@ -200,8 +200,10 @@ def _remove_root(ws, root: Path, json_out: bool) -> None:
     if json_out:
         print(json.dumps({**asdict(summary), "skipped": [], "variants": variants}))
         return
-    typer.echo(f"removed {summary.docs_removed} docs of {summary.root}; workspace holds {summary.total_docs} docs / "
-               f"{summary.total_chunks} chunks")
+    from workbench.index.indexer import count
+
+    typer.echo(f"removed {count(summary.docs_removed, 'doc')} of {summary.root}; workspace holds "
+               f"{count(summary.total_docs, 'doc')} / {count(summary.total_chunks, 'chunk')}")
     for v in variants:
         typer.echo(f"  and {v['docs_removed']} from the variant {v['variant']}")
 

@@ -84,10 +84,15 @@ class IndexSummary:
                 reused += f" for {self.reused}"
         note = f"{self.note}; " if self.note else ""
         return (
-            f"{note}indexed {self.docs_indexed} docs ({self.chunks_written} chunks{reused}), {self.docs_unchanged} unchanged, "
-            f"{self.docs_removed} removed, skipped: {skipped}; workspace holds {self.total_docs} docs / "
-            f"{self.total_chunks} chunks; {self.seconds:.1f} s"
+            f"{note}indexed {count(self.docs_indexed, 'doc')} ({count(self.chunks_written, 'chunk')}{reused}), "
+            f"{self.docs_unchanged} unchanged, {self.docs_removed} removed, skipped: {skipped}; workspace holds "
+            f"{count(self.total_docs, 'doc')} / {count(self.total_chunks, 'chunk')}; {self.seconds:.1f} s"
         )
+
+
+def count(n: int, word: str) -> str:
+    """``1 doc``, ``2 docs``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)

@@ -58,7 +58,8 @@ the first 8 KiB of a text-type file without a UTF-16 BOM), ``"invalid UTF-8"`` (
 HTML: also not its declared charset, said), ``"unreadable: <strerror>"``,
 ``"too large (<size> > <limit> limit)"``, ``"unparseable PDF: <reason>"``,
 ``"no text in PDF"``, ``"symlink loop"``, ``"broken symlink"``, ``"not a regular
-file"``, ``"already read as <rel>"``. For BEIR rows the path is ``"<corpus path>:<line>"``
+file"``, ``"already read as <rel>"``, a name that is not valid UTF-8 or holds a control
+character (a folder so named is skipped whole; the path shown escapes such characters). For BEIR rows the path is ``"<corpus path>:<line>"``
 and the reasons are ``"malformed JSON: <msg>"``, ``"missing _id"``, ``"missing
 text"``, ``"duplicate _id <id>"``, ``"invalid UTF-8"`` and ``"empty"`` (empty title
 and empty text; a row with a title and empty text is kept).
@@ -211,12 +212,19 @@ def _top_level_corpus(root: Path) -> Path | None:
 
 
 def _iter_sources(root: Path, max_file_bytes: int) -> Iterator[_Item]:
+    try:
+        str(root).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{printable_path(str(root))}: the path is not valid UTF-8 (rename it)") from None
     corpus = _top_level_corpus(root)
     if corpus is not None:
         yield from _read_beir(corpus, id_prefix="")
         return
     if root.is_file():
         suffix = root.suffix.lower()
+        if _name_problem(root.name):
+            yield SkippedFile(printable_path(str(root)), _name_problem(root.name))
+            return
         if suffix not in SUPPORTED_SUFFIXES:
             yield SkippedFile(str(root), f"unsupported file type {suffix or '(no extension)'}")
             return
@@ -291,12 +299,39 @@ def _is_candidate_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in SUPPORTED_SUFFIXES
 
 
+def _name_problem(name: str) -> str | None:
+    """Why a file or folder name cannot become (part of) a document id, or None: a name that is not
+    valid UTF-8 (Python keeps its bytes as surrogates, which no store, JSON or terminal takes) or
+    that holds a control character (a newline or tab would split TREC, TSV and console lines)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name not valid UTF-8 (rename it)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "name with a control character, e.g. a newline (rename it)"
+    return None
+
+
+def printable_path(path: str) -> str:
+    """``path`` safe to print and to write as UTF-8: undecodable bytes shown as ``\\xe9``, control
+    characters escaped."""
+    text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if ord(c) >= 32 and ord(c) != 127 else repr(c)[1:-1] for c in text)
+
+
 def _classify(entry: os.DirEntry[str], dir_rel: str, ancestors: frozenset[str]) -> tuple[Any, ...] | None:
     name = entry.name
     if name.startswith("."):
         return None
     rel = f"{dir_rel}/{name}" if dir_rel else name
     path = entry.path
+    problem = _name_problem(name)
+    if problem is not None:
+        try:
+            shown = entry.is_dir() or _is_candidate_name(name)
+        except OSError:
+            shown = _is_candidate_name(name)
+        return ("skip", printable_path(path), printable_path(rel), problem) if shown else None
     try:
         is_link = entry.is_symlink()
     except OSError:
