@@ -37,9 +37,16 @@ def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
     (["query"], "give a query text, or --queries FILE"),
     (["nosuchcommand"], "No such command 'nosuchcommand'"),
     (["query", "x", "-k", "abc"], "Invalid value for '-k'"),
+    (["index", ""], "PATH is empty (an unset shell variable?)"),  # not the current folder
 ])
 def test_usage_mistakes_are_one_line_exit_2(tmp_path, args, says):
     assert says in one_line_error(wb(*args, workspace=tmp_path / "ws"))
+    assert not (tmp_path / "ws").exists()
+
+
+def test_an_empty_workspace_option_is_refused_not_read_as_the_default(tmp_path):
+    proc = wb("index", str(tmp_path), "-w", "", cwd=tmp_path)
+    assert "--workspace is empty" in one_line_error(proc) and not (tmp_path / ".wb").exists()
 
 
 def test_help_has_a_short_flag_and_version_prints_the_package_version():

@@ -50,6 +50,8 @@ def _parse_model_overrides(values: list[str] | None, flag: str = "--model") -> d
 def _workspace(path: str | None):
     from workbench.workspace import Workspace
 
+    if path is not None and not path.strip():  # `-w "$WS"` with WS unset: never ./.wb by accident
+        raise UsageError("--workspace is empty (an unset shell variable?): give a folder, or leave the option out")
     return Workspace.resolve(path)
 
 
@@ -128,7 +130,7 @@ def index_cmd(
     workspace: WorkspaceOpt = None,
     model: ModelOpt = None,
     progress_json: Annotated[bool, typer.Option("--progress-json", help="Progress as JSON lines on stdout.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object (without PATH: {\"folders\": [one summary a folder]}).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object (without PATH: {\"folders\": \\[one summary a folder]}).")] = False,
     remove: Annotated[bool, typer.Option("--remove", help="Drop the indexed folder PATH (it need not exist any more) from the index and its model variants.")] = False,
 ) -> None:
     """Index PATH into the workspace (incremental: unchanged documents are not re-encoded).
@@ -138,6 +140,9 @@ def index_cmd(
     from workbench.errors import InputError
     from workbench.variants import parent_roots, serving, write_variant_config
 
+    if path is not None and not path.strip():  # `wb index "$DOCS"` with DOCS unset: not the current folder
+        raise UsageError("PATH is empty (an unset shell variable?): give a folder, or no PATH to refresh "
+                         "every folder the workspace indexes")
     ws = _workspace(workspace)
     if remove:
         if path is None or model:
