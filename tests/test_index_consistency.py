@@ -95,6 +95,32 @@ def test_changed_file_is_reencoded_and_deleted_file_disappears(fresh):
     )
 
 
+def test_a_document_longer_than_a_batch_reports_progress_inside_it_and_stores_the_same_vectors(fresh, tmp_path):
+    """One long document (many chunks) is encoded a batch at a time: the bar moves inside it, and
+    what is stored equals one pass over all of its chunks."""
+    ws, corpus = fresh
+    events = []
+    sliced = Indexer(ws, batch_chunks=2, progress=lambda phase, done, total: events.append((phase, done, total)))
+    summary = sliced.run(corpus)
+    encoding = [(done, total) for phase, done, total in events if phase == "encoding"]
+    total = summary.chunks_written
+    assert total > 4 and encoding[0] == (0, total) and encoding[-1] == (total, total)
+    assert len({done for done, _ in encoding}) >= total // 2 + 1  # every 2 chunks, not every document
+    assert [done for done, _ in encoding] == sorted(done for done, _ in encoding)
+    whole_ws = Workspace(tmp_path / "whole")
+    whole_ws.ensure()
+    Indexer(whole_ws, batch_chunks=10_000).run(corpus)
+    columns = ["chunk_key", "vector", "colbert", "sparse_ids", "sparse_weights"]
+    a = LanceChunkStore(ws.lance_dir).read_columns(columns).sort_by("chunk_key").to_pydict()
+    b = LanceChunkStore(whole_ws.lance_dir).read_columns(columns).sort_by("chunk_key").to_pydict()
+    assert a["chunk_key"] == b["chunk_key"]
+    np.testing.assert_allclose(np.array(a["vector"]), np.array(b["vector"]), atol=1e-5)
+    assert a["sparse_ids"] == b["sparse_ids"]
+    for x, y in zip(a["colbert"], b["colbert"]):
+        np.testing.assert_allclose(np.array(x, dtype=np.float32), np.array(y, dtype=np.float32), atol=2e-2)
+    assert_consistent(store_state(ws))
+
+
 def _run_index_cli(ws: Workspace, corpus: Path) -> subprocess.Popen:
     env = dict(os.environ, WB_WORKSPACE=str(ws.root))
     return subprocess.Popen(

@@ -487,21 +487,38 @@ class Indexer:
             batch_chunks.append(chunks)
             if sum(len(c) for c in batch_chunks) >= self.batch_chunks:
                 done += self._write_batch(batch_docs, batch_chunks, known, source, manifest, lance, tantivy_store, bundle,
-                                          summary)
+                                          summary, progress_at=(done, total))
                 self.progress("encoding", done, total)
                 batch_docs, batch_chunks = [], []
         if batch_docs:
             done += self._write_batch(batch_docs, batch_chunks, known, source, manifest, lance, tantivy_store, bundle,
-                                      summary)
+                                      summary, progress_at=(done, total))
             self.progress("encoding", done, total)
         summary.docs_indexed = len(todo)
         summary.chunks_written = done
 
-    def _write_batch(self, docs, per_doc, known, source, manifest, lance, tantivy_store, bundle, summary) -> int:
+    def _write_batch(self, docs, per_doc, known, source, manifest, lance, tantivy_store, bundle, summary,
+                     progress_at: tuple[int, int] = (0, 0)) -> int:
+        """Encode and write ``docs`` (their chunks ``per_doc``) as one unit: every store has all of
+        them or, after a kill, none (``_recover``). A batch longer than ``batch_chunks`` (one long
+        document) is encoded ``batch_chunks`` at a time, its progress said after each slice
+        (``progress_at``: chunks done before this batch, and in all)."""
         chunks = [c for cs in per_doc for c in cs]
         texts = [chunk_input_text(c) for c in chunks]
         keys = [chunk_key(c.chunk_id) for c in chunks]
-        dense, tokens, sparse_out = self._vectors(chunks, texts, keys, bundle, summary)
+        step = max(1, self.batch_chunks)
+        parts = []
+        for start in range(0, len(chunks), step):
+            end = start + step
+            parts.append(self._vectors(chunks[start:end], texts[start:end], keys[start:end], bundle, summary))
+            if len(chunks) > step and end < len(chunks):
+                self.progress("encoding", progress_at[0] + end, progress_at[1])
+        if parts:
+            dense = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
+            tokens = [t for p in parts for t in p[1]]
+            sparse_out = [v for p in parts for v in p[2]]
+        else:
+            dense, tokens, sparse_out = np.zeros((0, 1), dtype=np.float32), [], []
         table = _arrow_batch(chunks, keys, dense, tokens, sparse_out)
 
         doc_ids = [d.doc_id for d in docs]
