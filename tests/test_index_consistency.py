@@ -121,6 +121,29 @@ def test_a_document_longer_than_a_batch_reports_progress_inside_it_and_stores_th
     assert_consistent(store_state(ws))
 
 
+def test_excluded_names_and_files_over_the_size_limit_are_not_indexed_and_leave_when_excluded(fresh):
+    """[index] exclude globs match a name (a folder is not walked) or a relative path; max_file_mb
+    skips larger files with a reason. Excluding an indexed file later removes it; nothing rebuilds."""
+    from dataclasses import replace
+
+    ws, corpus = fresh
+    (corpus / "node_modules" / "pkg").mkdir(parents=True)
+    (corpus / "node_modules" / "pkg" / "README.md").write_text("# pkg\n\nvendored readme\n")
+    (corpus / "big.txt").write_text("word " * 3000)  # 15 kB
+    config = ws.config()
+    limited = replace(config, index=replace(config.index, exclude=("node_modules",), max_file_mb=0.01))
+    summary = Indexer(ws, limited).run(corpus)
+    assert summary.docs_indexed == 3
+    assert [(Path(s.path).name, s.reason.split(" (")[0]) for s in summary.skipped] == [("big.txt", "too large")]
+    summary = Indexer(ws, replace(limited, index=replace(limited.index, exclude=("node_modules", "time/*")))).run(corpus)
+    assert summary.docs_removed == 1 and not summary.rebuilt
+    assert store_state(ws)["manifest_docs"] == {"itertools/groupby.md", "shutil/rmtree.md"}
+    summary = Indexer(ws, config).run(corpus)  # no exclusions, the default limit
+    assert summary.docs_indexed == 3 and summary.docs_unchanged == 2 and not summary.rebuilt
+    assert "node_modules/pkg/README.md" in store_state(ws)["manifest_docs"]
+    assert_consistent(store_state(ws))
+
+
 def _run_index_cli(ws: Workspace, corpus: Path) -> subprocess.Popen:
     env = dict(os.environ, WB_WORKSPACE=str(ws.root))
     return subprocess.Popen(

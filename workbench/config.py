@@ -26,6 +26,8 @@ reranker = "maxsim"          # "maxsim" (zero-shot), "llm" (SmolLM2 yes/no), or 
 [index]
 chunk_tokens = 256
 chunk_overlap = 32
+exclude = []                 # names or relative paths not to index, glob patterns: ["node_modules", "drafts/*"]
+max_file_mb = 20.0           # larger files are skipped (said in the summary); a BEIR corpus.jsonl never is
 
 # [fusion] and [rerank] defaults were chosen on SciFact's train split (809 queries, nDCG@10) with
 # `wb eval DATASET --tune`; see bench/results/fusion_tuning.json.
@@ -62,6 +64,10 @@ class ModelsConfig:
 class IndexConfig:
     chunk_tokens: int = 256
     chunk_overlap: int = 32
+    # glob patterns (fnmatch) matched against each file or folder name and its path relative to the
+    # indexed folder: a match is not read (a folder not walked); changing them re-reads, never rebuilds
+    exclude: tuple[str, ...] = ()
+    max_file_mb: float = 20.0
     sparse_step: float = 0.02
     colbert_exact_max_tokens: int = 400_000
     colbert_candidates: int = 300  # the colbert pipeline alone scores the dense top-N + the BM25 top-depth
@@ -116,6 +122,8 @@ _TYPE_CHECKS = {  # a field's annotation (a string: postponed annotations) -> (c
     "float": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "str": (lambda v: isinstance(v, str), "a string"),
+    "tuple[str, ...]": (lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
+                        "a list of strings"),
 }
 
 
@@ -137,7 +145,7 @@ _RANGES = {
     ("index", "sparse_step"): (1e-6, None), ("index", "colbert_exact_max_tokens"): (0, None),
     ("index", "colbert_candidates"): (1, None), ("index", "hybrid_colbert_extra"): (0, None),
     ("index", "hybrid_colbert_depth"): (0, None),
-    ("index", "dense_exact_max_rows"): (0, None),
+    ("index", "dense_exact_max_rows"): (0, None), ("index", "max_file_mb"): (1e-6, None),
     ("fusion", "depth"): (1, None), ("fusion", "rrf_k"): (1, None),
     ("rerank", "depth"): (1, None), ("rerank", "interpolation"): (0.0, 1.0),
 }
@@ -188,7 +196,12 @@ def parse_config(text: str) -> WorkspaceConfig:
     if fusion.normalization != "min-max":
         raise UsageError(f"wb.toml: [fusion] normalization must be 'min-max' (the only one implemented), "
                          f"not '{fusion.normalization}'")
-    index = _build(IndexConfig, raw.get("index", {}), "index")
+    index_raw = dict(raw.get("index", {}))
+    index = _build(IndexConfig, index_raw, "index")
+    if "exclude" in index_raw:
+        from dataclasses import replace
+
+        index = replace(index, exclude=tuple(index.exclude))
     if index.chunk_overlap >= index.chunk_tokens // 2:  # windows advance by chunk_tokens - overlap
         raise UsageError(f"wb.toml: [index] chunk_overlap ({index.chunk_overlap}) must be less than half of "
                          f"chunk_tokens ({index.chunk_tokens})")
@@ -207,6 +220,8 @@ def load_config(path: Path) -> WorkspaceConfig:
 
 
 def _toml_value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from workbench.config import WorkspaceConfig
+from workbench.config import IndexConfig, WorkspaceConfig
 from workbench.errors import IndexingError, InputError, UsageError
 from workbench.index.settings import IndexSettings, settings_from_config, settings_from_dict
 from workbench.index.unfinished import UNFINISHED_RUN
@@ -199,7 +199,7 @@ class Indexer:
         asked = str(_covering_root(indexed, root.resolve()) or root.resolve())
         others = [str(r) for r in indexed] + self._roots_to_reindex()
         if asked not in others:  # a new root is refused before anything is staged if it holds
-            docs, skipped = _read_root(Path(asked))  # nothing, or would replace another root's documents
+            docs, skipped = _read_root(Path(asked), self.config.index)  # nothing, or would replace another root's documents
             if not docs:
                 _refuse_empty(Path(asked), skipped)
             manifest = Manifest(self.workspace.manifest_path)
@@ -288,7 +288,7 @@ class Indexer:
         settings = settings_from_config(self.config)
 
         self.progress("reading files", 0, 0)
-        docs, skipped = _read_root(root)
+        docs, skipped = _read_root(root, self.config.index)
         summary.skipped += skipped
         summary.files_seen = len(docs) + len(summary.skipped)
         if not docs and covering is None and Path(source) not in indexed:
@@ -605,15 +605,16 @@ def _window_problem(settings: IndexSettings) -> str:
     return ""
 
 
-def _read_root(root: Path) -> tuple[list[SourceDocument], list[SkippedFile]]:
+def _read_root(root: Path, index: IndexConfig) -> tuple[list[SourceDocument], list[SkippedFile]]:
     """The documents of ``root`` (each id once: a later one with an id seen already is skipped, e.g.
-    a nested corpus.jsonl ``_id`` equal to a file's path) and the files skipped, with reasons."""
+    a nested corpus.jsonl ``_id`` equal to a file's path) and the files skipped, with reasons;
+    ``index``'s ``exclude`` globs and ``max_file_mb`` apply."""
     from workbench.ingest.readers import iter_sources
 
     docs: list[SourceDocument] = []
     skipped: list[SkippedFile] = []
     first_path: dict[str, str] = {}
-    for item in iter_sources(root):
+    for item in iter_sources(root, max_file_bytes=max(1, int(index.max_file_mb * 1_000_000)), exclude=index.exclude):
         if isinstance(item, SkippedFile):
             skipped.append(item)
         elif item.doc_id in first_path:

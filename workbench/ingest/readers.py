@@ -109,19 +109,21 @@ def content_hash(title: str, text: str) -> str:
     return hashlib.sha256((title + "\x00" + text).encode("utf-8")).hexdigest()
 
 
-def iter_sources(root: Path | str, *, max_file_bytes: int = 20_000_000) -> Iterator[_Item]:
+def iter_sources(root: Path | str, *, max_file_bytes: int = 20_000_000, exclude: tuple[str, ...] = ()) -> Iterator[_Item]:
     """Yield every document under ``root`` (see the module docstring for the full contract).
 
     ``root`` is checked at call time, not at the first ``next()``: a missing root raises
     ``InputError("no such file or folder: <root>")`` right away. Files larger than
     ``max_file_bytes`` are skipped as ``"too large (...)"`` (a BEIR corpus file is never
     size-limited: it is streamed line by line). Every other problem is reported as a
-    ``SkippedFile``; iteration never raises for a bad file.
+    ``SkippedFile``; iteration never raises for a bad file. A file or folder whose name or path
+    relative to ``root`` matches a glob of ``exclude`` (fnmatch, case-sensitive) is left out
+    silently, as hidden names are (a folder is not walked).
     """
     if max_file_bytes <= 0:
         raise UsageError(f"max_file_bytes must be positive, got {max_file_bytes}")
     root = _check_root(root)
-    return _iter_sources(root, max_file_bytes)
+    return _iter_sources(root, max_file_bytes, tuple(exclude))
 
 
 def reads(root: Path, path: Path) -> bool:
@@ -211,7 +213,7 @@ def _top_level_corpus(root: Path) -> Path | None:
     return None
 
 
-def _iter_sources(root: Path, max_file_bytes: int) -> Iterator[_Item]:
+def _iter_sources(root: Path, max_file_bytes: int, exclude: tuple[str, ...] = ()) -> Iterator[_Item]:
     try:
         str(root).encode("utf-8")
     except UnicodeEncodeError:
@@ -235,7 +237,7 @@ def _iter_sources(root: Path, max_file_bytes: int) -> Iterator[_Item]:
             return
         yield _read_file(root, root.name, size, max_file_bytes)
         return
-    for kind, path, rel, extra in _walk(root):
+    for kind, path, rel, extra in _walk(root, exclude):
         if kind == "skip":
             yield SkippedFile(path, extra)
         elif kind == "beir":
@@ -250,7 +252,7 @@ def _iter_sources(root: Path, max_file_bytes: int) -> Iterator[_Item]:
 WORKSPACE_MARKER = "wb.toml"  # a folder holding it is a wb workspace: never read as documents
 
 
-def _walk(root: Path) -> Iterator[tuple[str, str, str, Any]]:
+def _walk(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[tuple[str, str, str, Any]]:
     """Depth-first, name-sorted walk of ``root``.
 
     Yields ``(kind, abs_path, rel, extra)`` where kind is ``"doc"`` (extra = size in
@@ -287,10 +289,19 @@ def _walk(root: Path) -> Iterator[tuple[str, str, str, Any]]:
         children: list[tuple[Any, ...]] = []
         inner_ancestors = ancestors | {real}
         for entry in entries:
+            if exclude and _excluded(entry.name, f"{dir_rel}/{entry.name}" if dir_rel else entry.name, exclude):
+                continue
             child = _classify(entry, dir_rel, inner_ancestors)
             if child is not None:
                 children.append(child)
         stack.extend(reversed(children))
+
+
+def _excluded(name: str, rel: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a glob of ``patterns`` matches the entry's ``name`` or its ``rel`` path (posix)."""
+    from fnmatch import fnmatchcase
+
+    return any(fnmatchcase(name, p) or fnmatchcase(rel, p.rstrip("/")) for p in patterns)
 
 
 def _is_candidate_name(name: str) -> bool:
