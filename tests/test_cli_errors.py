@@ -98,6 +98,14 @@ def test_piped_results_keep_one_line_each_and_say_result_in_the_singular(small_w
     assert "1 result for remove a directory and everything in it" in lines[0]
     assert len(lines) == 5  # header, hit, its ranks, its snippet, timings: nothing wrapped at 80 columns
     assert "colbert:" not in proc.stdout and "reranker:" not in proc.stdout  # bm25 runs neither model
+    # a fusion of two modes lists those two under each hit, never the modes it did not run; an
+    # instruction it does not read is said to be unused
+    proc = wb("query", "remove a directory and everything in it", "-p", "sparse+bm25", "-k", "3", "-i", "qa",
+              workspace=ws.root)
+    assert proc.returncode == 0, proc.stderr
+    ranks = [line.split() for line in proc.stdout.splitlines() if line.strip().startswith(("sparse ", "bm25 "))]
+    assert len(ranks) == 3 and all({w for w in r if not w.startswith("#")} <= {"sparse", "bm25", "-"} for r in ranks)
+    assert "(not used: sparse+bm25 reads the bare query)" in proc.stdout and "fused scores: relative" in proc.stdout
 
 
 def test_ctrl_c_while_indexing_is_exit_130_says_what_is_kept_and_the_rerun_completes(tmp_path):

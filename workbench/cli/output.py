@@ -46,16 +46,20 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 def render_result(result: QueryResult, console) -> None:
     from rich.text import Text
 
+    from workbench.search.pipelines import parse_pipeline
+
+    pipe = parse_pipeline(result.pipeline)
     header = Text()
     header.append(f"{result.pipeline}", style="bold cyan")
     header.append(f"  {plural(len(result.results), 'result')} for ", style="dim")
     header.append(result.query, style="bold")
+    if len(pipe.modes) > 1 or pipe.rerank:  # a fused score ranks this query's hits; it is no absolute match quality
+        header.append("  (fused scores: relative to this query)", style="dim")
     if result.instruction:
-        header.append(f"\n  instruction: {result.instruction}", style="dim")
+        ignored = "" if {"dense", "colbert"} & set(pipe.modes) else f" (not used: {'+'.join(pipe.modes)} reads the bare query)"
+        header.append(f"\n  instruction: {result.instruction}{ignored}", style="dim")
     console.print(header)
-    from workbench.search.pipelines import parse_pipeline
-
-    used = parse_pipeline(result.pipeline).roles
+    used = pipe.roles
     zero = [f"{role}: {label}" for role, label in result.models.items() if "zero-shot" in label and role in used]
     for line in zero:
         console.print(f"  [dim]{line}[/dim]")
@@ -66,9 +70,9 @@ def render_result(result: QueryResult, console) -> None:
         line.append(f"  [{hit.chunk_id if result.unit == 'chunk' else hit.doc_id}]", style="dim")
         line.append(f"  {hit.score:.4f}", style="yellow")
         console.print(line)
-        ranks = "  ".join(
+        ranks = "  ".join(  # the pipeline's modes only: "-" = that mode ran and did not retrieve it
             f"{mode} #{hit.ranks[mode]}" if mode in hit.ranks else f"{mode} -" for mode in MODE_ABBREV
-            if mode in hit.ranks or len(hit.ranks) > 1
+            if mode in pipe.modes and (mode in hit.ranks or len(hit.ranks) > 1)
         )
         if ranks:
             console.print(f"      [magenta]{ranks}[/magenta]")
