@@ -257,6 +257,13 @@ def test_markdown_titles(tmp_path: Path) -> None:
     assert docs["front.md"].title == "From Front Matter"
     assert docs["none.md"].title == "none"
     assert docs["atx.md"].text == (tmp_path / "atx.md").read_text()  # kept as is
+    # front matter leaves the text (no "title:" in chunks, snippets or BM25), every offset kept
+    front = (tmp_path / "front.md").read_text()
+    text = docs["front.md"].text
+    assert len(text) == len(front) and text.index("# Heading") == front.index("# Heading")
+    assert "title" not in text and "---" not in text and text.count("\n") == front.count("\n")
+    _write(tmp_path / "rule.md", "---\nno closing rule, so a plain horizontal rule\n")
+    assert _run(tmp_path)[0]["rule.md"].text.startswith("---\nno closing")
 
 
 def test_rst_titles(tmp_path: Path) -> None:

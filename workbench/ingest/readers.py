@@ -40,8 +40,8 @@ reStructuredText title (a line underlined with ``=``, ``-``, ``~``, ...), the HT
 the stem for ``.txt``). ``text`` is:
 
 * ``.txt .md .markdown .rst``: the file's text exactly as decoded (strict UTF-8, a
-  leading BOM dropped, or UTF-16 with its BOM; line endings untouched), so character
-  offsets point into it (an HTML file that is not UTF-8 is read in the charset its
+  leading BOM dropped, or UTF-16 with its BOM; line endings untouched; a Markdown file's
+  YAML front matter turned into spaces), so character offsets point into it (an HTML file that is not UTF-8 is read in the charset its
   ``<meta>`` declares);
 * HTML: the visible text of the main content (``<main>``, else ``[role=main]``, else
   the only ``<article>``, else ``<body>``), with script/style/nav/header/footer and
@@ -456,6 +456,7 @@ def _read_file(path: Path, doc_id: str, size: int, max_file_bytes: int) -> _Item
         text = raw
         if suffix in (".md", ".markdown"):
             title = _markdown_title(raw) or stem
+            text = _blank_front_matter(raw)
         elif suffix == ".rst":
             title = _rst_title(raw) or stem
         else:
@@ -511,6 +512,25 @@ def _markdown_title(text: str) -> str | None:
             return prev.strip()
         prev = line
     return None
+
+
+def _blank_front_matter(text: str) -> str:
+    """``text`` with a leading YAML front-matter block (``---`` ... ``---``/``...``) turned into
+    spaces, its line breaks kept: its keys stay out of chunks, snippets and BM25, and every
+    character offset still points where it did in the file."""
+    if not text.startswith("---"):
+        return text
+    lines = text.splitlines(keepends=True)
+    if lines[0].strip() != "---":
+        return text
+    end = 0
+    for i, line in enumerate(lines[1:_TITLE_SCAN_LINES], start=1):
+        if line.strip() in ("---", "..."):
+            end = sum(len(x) for x in lines[: i + 1])
+            break
+    if not end:
+        return text
+    return re.sub(r"[^\r\n]", " ", text[:end]) + text[end:]
 
 
 def _rst_title(text: str) -> str | None:
