@@ -44,6 +44,11 @@ def test_usage_mistakes_are_one_line_exit_2(tmp_path, args, says):
     assert not (tmp_path / "ws").exists()
 
 
+def test_bare_wb_without_a_terminal_says_so_instead_of_drawing_the_tui(tmp_path):
+    proc = wb(workspace=tmp_path / "ws", stdin=subprocess.DEVNULL)
+    assert "the workbench TUI needs a terminal" in one_line_error(proc) and "\x1b" not in proc.stdout
+
+
 def test_an_empty_workspace_option_is_refused_not_read_as_the_default(tmp_path):
     proc = wb("index", str(tmp_path), "-w", "", cwd=tmp_path)
     assert "--workspace is empty" in one_line_error(proc) and not (tmp_path / ".wb").exists()

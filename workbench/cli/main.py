@@ -116,6 +116,11 @@ def root(ctx: typer.Context, workspace: WorkspaceOpt = None,
         # `wb -w WS index ...`: the command's own -w (if given) still wins; WB_WORKSPACE is its default
         os.environ["WB_WORKSPACE"] = workspace
     if ctx.invoked_subcommand is None:
+        if workspace is not None:
+            _workspace(workspace)  # an empty -w is refused as by every command
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):  # a script, a pipe, cron: no screen to draw on
+            raise UsageError("the workbench TUI needs a terminal; in scripts use a command (wb index, wb query, "
+                             "wb eval, ...; wb --help lists them)")
         try:
             from workbench.tui.app import run_app
         except ImportError:
