@@ -1025,7 +1025,7 @@ def train_splade_cmd(
                adjust=adjust)
 
 
-@train_app.command("layerwise")
+@train_app.command("layerwise", short_help="Train a layer-wise cross-encoder (a score head per layer) that can exit early: --model reranker=runs/NAME\\[@L].")
 def train_layerwise_cmd(
     data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help=MULTI_DATA + "FlagEmbedding jsonl with hard negatives (as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model), a built-in name, a folder, runs/NAME or a HF id (a BERT-like encoder).")] = None,
@@ -1073,7 +1073,7 @@ def train_layerwise_cmd(
                adjust=adjust)
 
 
-@train_app.command("joint")
+@train_app.command("joint", short_help="Train one encoder with dense, sparse and ColBERT heads (BGE-M3 style): --model joint=runs/NAME.")
 def train_joint_cmd(
     data: Annotated[Optional[list[str]], typer.Option("--data", metavar="PATH", help=MULTI_DATA + "FlagEmbedding jsonl (hard negatives as `wb mine` writes), BEIR folder or sentence-transformers file.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="'dense' (the workspace's dense model, the default), a built-in name, a folder, runs/NAME (a joint run continues with its heads) or a HF id (a BERT-like encoder).")] = None,
@@ -1186,7 +1186,7 @@ def runs_list(
                            f"({'its last checkpoint' if checkpoint else 'no checkpoint yet'})")
 
 
-@runs_app.command("stop")
+@runs_app.command("stop", short_help="Ask a run to stop at the end of its step (it checkpoints), or with --finish save its model and end.")
 def runs_stop(
     name: Annotated[str, typer.Argument(help="The run to stop.")],
     wait: Annotated[Optional[float], typer.Option(
@@ -1225,7 +1225,7 @@ def runs_stop(
                         f"`wb runs stop {name} --wait SECONDS` waits longer)")
 
 
-@runs_app.command("soup")
+@runs_app.command("soup", short_help="Average several fine-tuned models into one finished run (a model soup).")
 def runs_soup(
     name: Annotated[str, typer.Argument(help="Name of the new run that holds the averaged model.")],
     models: Annotated[list[str], typer.Argument(help="Two or more finished runs (NAME or runs/NAME) or model folders, fine-tuned from one starting point.")],
@@ -1258,7 +1258,7 @@ def runs_soup(
     typer.echo(soup_run(ws.root, name, folders, mix).line())
 
 
-@app.command("mine")
+@app.command("mine", short_help="Mine hard negatives for a BEIR split (or pseudo-queries) from the workspace's index.")
 def mine_cmd(
     data: Annotated[str, typer.Option("--data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv).")],
     out: Annotated[str, typer.Option("--out", help="FlagEmbedding jsonl to write.")],
