@@ -85,6 +85,21 @@ def test_a_wrong_value_in_wb_toml_names_the_key(small_workspace, tmp_path, toml,
     assert says in one_line_error(wb("query", "x", workspace=tmp_path / "ws"))
 
 
+def test_a_mistyped_model_in_wb_toml_leaves_the_index_answering_and_says_so(small_workspace, tmp_path):
+    """The README's promise for an edited wb.toml holds for a model name that resolves to nothing:
+    the index answers with the models that built it (a note says why); `wb index` refuses in one line."""
+    ws, _ = small_workspace
+    shutil.copytree(ws.root, tmp_path / "ws")
+    config = tmp_path / "ws" / "wb.toml"
+    config.write_text(config.read_text().replace('dense = "all-MiniLM-L6-v2"', 'dense = "all-MiniLM-L6-v3"', 1))
+    proc = wb("query", "remove a directory", "-p", "dense", "-k", "2", "--json", workspace=tmp_path / "ws")
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert len(answer["results"]) == 2 and answer["models"]["dense"] == "all-MiniLM-L6-v2"
+    assert "'all-MiniLM-L6-v3'" in answer["note"] and "answers with the models that built it" in answer["note"]
+    assert "'all-MiniLM-L6-v3'" in one_line_error(wb("index", workspace=tmp_path / "ws"))
+
+
 @pytest.mark.parametrize("args,says", [
     (["", "-p", "bm25"], "the query is empty"),
     (["x", "-p", "hybrid+rerank", "--rerank-depth", "0"], "--rerank-depth must be at least 1"),

@@ -20,7 +20,7 @@ import numpy as np
 from workbench.config import WorkspaceConfig
 from workbench.encoders.device import numpy_query_threads, query_thread_limit
 from workbench.encoders.templates import resolve_instruction
-from workbench.errors import UsageError, WorkspaceError
+from workbench.errors import ModelError, UsageError, WorkspaceError
 from workbench.index.unfinished import UNFINISHED_RUN, unfinished_note
 from workbench.index.settings import settings_from_config, settings_from_dict
 from workbench.models.registry import fingerprint, model_labels
@@ -126,7 +126,15 @@ class Searcher:
         self.serving_note = ""  # why the index answers with other settings than wb.toml's ("": it does not)
         served = self.config.models
         if check_models:
-            diffs = self.settings.differences(settings_from_config(self.config))
+            try:
+                diffs = self.settings.differences(settings_from_config(self.config))
+            except ModelError as exc:  # wb.toml names a model that is not there (a typo, an uninstalled one)
+                if not serve_stale:
+                    raise
+                _require_building_models(workspace, self.settings)
+                diffs = ["models"]
+                self.serving_note = (f"{exc}: the index answers with the models that built it "
+                                     "(fix wb.toml, or `wb index` to rebuild with what it names)")
             models = [d for d in diffs if d not in rebuild.CHUNK_SETTINGS]
             if models and not serve_stale:
                 under_way = " (a rebuild with them is staged: `wb index` finishes it)" if rebuild.in_progress(workspace) else ""
@@ -134,7 +142,7 @@ class Searcher:
                                      f"({rebuild.described(models)} differ){under_way}: re-run `wb index PATH`")
             if models:  # the old index can answer only while the models that built it are still there
                 _require_building_models(workspace, self.settings)
-            self.serving_note = rebuild.state_note(workspace, diffs)
+            self.serving_note = self.serving_note or rebuild.state_note(workspace, diffs)
             if models:  # the labels name the models that answer: the index's own
                 served = self.settings.models_of(served)
         partial = unfinished_note(workspace, unfinished)  # an indexing run that has not ended
