@@ -495,7 +495,7 @@ def test_run_files_alone_are_compared_without_indexing(first_run, dataset, tmp_p
     assert report["pipelines"][0]["metrics"] == searched["bm25"] and report["pipelines"][1]["metrics"] == searched["hybrid"]
     assert report["pipelines"][1]["delta"]["ndcg@10"] == pytest.approx(searched["hybrid"]["ndcg@10"] - searched["bm25"]["ndcg@10"], abs=2e-6)
     assert not (tmp_path / "cache").exists()
-    assert report["notes"] == [] and "rerank" not in report["pipelines"][0]
+    assert report["notes"] == [] and "rerank" not in report["pipelines"][0] and report["workspace"] is None
     # at a depth under 100 the @100 metrics are cut short: said in the JSON and on stderr
     code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "", "--json", "--depth", "20",
                         "--run", f"a={runs_dir / 'bm25.trec'}")

@@ -45,7 +45,8 @@ documents, a query id given twice, empty split) exit 2 with one line on stderr.
         {"pipeline": str, "query_id": str, "query": str,
          "baseline": float, "value": float, "delta": float}   # nDCG@10 per query
       ],
-      # extra, informative: "dataset_path", "format" ("beir" | "flagembedding"), "workspace",
+      # extra, informative: "dataset_path", "format" ("beir" | "flagembedding"), "workspace" (a path;
+      # [base, variant] with --compare; null when only --run files were scored),
       # "index_seconds", "load_seconds", "docs_indexed" (0 when the index was reused)
     }
 

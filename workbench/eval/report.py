@@ -47,7 +47,8 @@ def to_json(result: EvalResult, per_query: list[dict] | None = None) -> dict:
         ],
         "dataset_path": str(ds.root),
         "format": ds.format,
-        "workspace": result.workspaces[0] if len(result.workspaces) == 1 else result.workspaces,
+        # one workspace: its path; a --compare run's base and variant: both; run files alone: null
+        "workspace": (result.workspaces[0] if len(result.workspaces) == 1 else result.workspaces) or None,
         "index_seconds": round(result.index_seconds, 3),
         "load_seconds": round(result.load_seconds, 3),
         "docs_indexed": result.docs_indexed,
