@@ -312,3 +312,16 @@ def test_resuming_a_run_under_another_trainer_is_refused(tmp_path):
     proc = wb("train", "reranker", "--resume", "sv0", workspace=tmp_path / "ws")
     assert proc.returncode == 2
     assert "run 'sv0' is trained by `wb train embedder`, not `wb train reranker`" in one_line_error(proc)
+
+
+@pytest.mark.parametrize("text,says", [
+    ('index = "x"\n', "index must be a [index] section, not 'x'"),
+    ("fusion = 3\n", "fusion must be a [fusion] section"),
+    ("[fusion]\nweights = 2\n", "[fusion] weights must be a [fusion.weights] section"),
+    ('[models]\ndense_pooling = "cls"\n', "dense_pooling was never used"),
+    ('[index]\nexclude = "node_modules"\n', "[index] exclude must be a list of strings"),
+])
+def test_a_wb_toml_of_the_wrong_shape_is_one_line(tmp_path, text, says):
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "wb.toml").write_text(text)
+    assert says in one_line_error(wb("models", workspace=tmp_path / "ws"))

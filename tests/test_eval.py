@@ -231,6 +231,8 @@ def test_flagembedding_folder_gives_the_same_figures(first_run, dataset, tmp_pat
         ("duplicate-query", "query id 'q2' is given twice"),
         ("bad-row-after-header", "test.tsv:2: score 'x' is not a whole number"),
         ("fractional-grade", "score '0.5' is not a whole number"),
+    ("first-line-fraction", "test.tsv:1: score '0.5' is not a whole number"),  # no header to hide it
+    ("space-in-trec-id", "test.tsv:1: expected 'query-id<TAB>corpus-id<TAB>score'"),
         ("unknown-query", "not in queries.jsonl"),
         ("empty-split", "is empty"),
         ("no-relevant", "is empty"),
@@ -255,6 +257,10 @@ def test_bad_datasets_exit_2_with_one_line(case, message, tmp_path, capsys, monk
         lines = (root / "qrels" / "test.tsv").read_text().splitlines()
         lines[1] = "q1\titertools-groupby\tx"  # not a second header
         (root / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n")
+    elif case in ("first-line-fraction", "space-in-trec-id"):
+        make_dataset(root)
+        first = "q1\titertools-groupby\t0.5" if case == "first-line-fraction" else "q1 my doc 1"
+        (root / "qrels" / "test.tsv").write_text(first + "\nq2\tshutil-rmtree\t1\n")
     elif case == "fractional-grade":
         make_dataset(root, extra_qrels=["q3\tsecrets-overview\t0.5"])
     elif case == "unknown-query":
@@ -300,6 +306,10 @@ def test_qrels_as_trec_and_beir_tools_read_them(tmp_path):
     (trec / "queries.jsonl").write_text("\ufeff" + queries)
     read = load_dataset(trec, "test")
     assert read.qrels == plain.qrels and read.queries == plain.queries
+    tabs = make_dataset(tmp_path / "tabs")  # no header, a stray tab closing each line
+    (tabs / "qrels" / "test.tsv").write_text("".join(f"{q}\t{d}\t{s}\t\n" for q, (_t, rel) in QUERIES.items()
+                                                     for d, s in rel.items()))
+    assert load_dataset(tabs, "test").qrels == plain.qrels
     assert read.qrels["q5"] == {"gzip-overview": 2} and read.notes == plain.notes == []
 
 

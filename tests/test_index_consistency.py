@@ -142,6 +142,21 @@ def test_excluded_names_and_files_over_the_size_limit_are_not_indexed_and_leave_
     assert summary.docs_indexed == 3 and summary.docs_unchanged == 2 and not summary.rebuilt
     assert "node_modules/pkg/README.md" in store_state(ws)["manifest_docs"]
     assert_consistent(store_state(ws))
+    # a gitignore-style "name/" matches that name at any depth; an excluded folder can be indexed as
+    # a folder of its own, and the parent's next run neither claims nor deletes its documents
+    (corpus / "time" / "node_modules").mkdir()
+    (corpus / "time" / "node_modules" / "x.md").write_text("# x\n\nnested vendored file\n")
+    (corpus / "drafts").mkdir()
+    (corpus / "drafts" / "plan.md").write_text("# Plan\n\na draft about caching\n")
+    ignoring = replace(config, index=replace(config.index, exclude=("node_modules/", "./drafts")))
+    summary = Indexer(ws, ignoring).run(corpus)
+    assert summary.docs_removed == 1 and summary.docs_indexed == 0  # node_modules/pkg/README.md left
+    assert not any("node_modules" in d or "drafts" in d for d in store_state(ws)["manifest_docs"])
+    drafts = Indexer(ws, ignoring).run(corpus / "drafts")
+    assert drafts.docs_indexed == 1 and drafts.root == str((corpus / "drafts").resolve())
+    again = Indexer(ws, ignoring).run(corpus)
+    assert again.docs_removed == 0 and "plan.md" in store_state(ws)["manifest_docs"]
+    assert_consistent(store_state(ws))
 
 
 def _run_index_cli(ws: Workspace, corpus: Path) -> subprocess.Popen:

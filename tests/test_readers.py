@@ -449,7 +449,8 @@ def test_names_no_id_can_hold_are_skipped_with_a_reason_and_the_rest_is_read(tmp
     with an undecodable name: skipped, each shown with escaped characters (printable, JSON-safe);
     the other files are read as usual."""
     root = os.fsencode(tmp_path)
-    for name in (b"caf\xe9.md", b"new\nline.md", b"dir\xff/inner.md", b"good.md", b"odd\xe9.docx"):
+    for name in (b"caf\xe9.md", b"new\nline.md", "ls\u2028sep.md".encode(), b"dir\xff/inner.md", b"good.md",
+                 b"odd\xe9.docx"):
         path = os.path.join(root, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as fh:
@@ -460,9 +461,22 @@ def test_names_no_id_can_hold_are_skipped_with_a_reason_and_the_rest_is_read(tmp
         f"{tmp_path}/caf\\xe9.md": "name not valid UTF-8 (rename it)",
         f"{tmp_path}/dir\\xff": "name not valid UTF-8 (rename it)",
         f"{tmp_path}/new\\nline.md": "name with a control character, e.g. a newline (rename it)",
+        f"{tmp_path}/ls\\u2028sep.md": "name with a control character, e.g. a newline (rename it)",
     }
     json.dumps(list(skips)).encode("utf-8")  # what `wb index --json` prints
     with pytest.raises(InputError, match=r"caf\\xe9.md: the path is not valid UTF-8"):  # given as the root
         _run(Path(os.fsdecode(os.path.join(root, b"caf\xe9.md"))))
     _docs, single = _run(tmp_path / "new\nline.md")
     assert list(single.values()) == ["name with a control character, e.g. a newline (rename it)"]
+
+
+def test_exclude_globs_match_names_at_any_depth_and_paths_from_the_root(tmp_path):
+    for rel in ("a.md", "node_modules/x.md", "sub/node_modules/y.md", "drafts/d.md", "sub/drafts/e.md",
+                "site/app.min.html", "notes/keep.md"):
+        _write(tmp_path / rel, "# T\n\ntext\n")
+    docs, _ = _run(tmp_path, exclude=("node_modules/", "./drafts/*", "*.min.html"))
+    assert sorted(docs) == ["a.md", "notes/keep.md", "sub/drafts/e.md"]  # drafts/* is the top drafts only
+    from workbench.ingest.readers import reads
+
+    assert not reads(tmp_path, tmp_path / "sub" / "node_modules" / "y.md", ("node_modules",))
+    assert reads(tmp_path, tmp_path / "sub" / "drafts" / "e.md", ("./drafts/*",))

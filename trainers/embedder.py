@@ -23,7 +23,6 @@ by ``temperature``; ``loss = "kl"`` trains on the distillation term alone.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Callable
@@ -75,33 +74,18 @@ def _templates(cfg: EmbedderConfig, kind: str):
 
 
 def load_beir_eval(folder: str, split: str) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    """(corpus id -> title + text, query id -> text, qrels) of a BEIR folder, judged queries only."""
+    """(corpus id -> title + text, query id -> text, qrels) of a BEIR folder, its evaluated queries
+    only: read and checked exactly as `wb eval` reads it (``workbench.eval.dataset``: TREC qrels, BOMs,
+    graded relevance, documents the corpus lacks), so an in-training figure uses the same judgements."""
+    from workbench.eval.dataset import load_dataset
+    from workbench.ingest.readers import corpus_passages
+
     from .data.eval_data import beir_files
 
-    paths = beir_files(folder, split)
-    corpus: dict[str, str] = {}
-    for line in paths[0].read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            obj = json.loads(line)
-            corpus[str(obj["_id"])] = (str(obj.get("title") or "") + " " + str(obj.get("text") or "")).strip()
-    qrels: dict[str, dict[str, int]] = {}
-    for i, line in enumerate(paths[2].read_text(encoding="utf-8").splitlines()):
-        parts = line.split("\t")
-        if len(parts) < 3 or (i == 0 and parts[0] == "query-id"):
-            continue
-        try:
-            score = int(float(parts[2]))
-        except ValueError:
-            continue
-        if score > 0 and parts[1] in corpus:
-            qrels.setdefault(parts[0], {})[parts[1]] = score
-    queries: dict[str, str] = {}
-    for line in paths[1].read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            obj = json.loads(line)
-            if str(obj["_id"]) in qrels:
-                queries[str(obj["_id"])] = str(obj["text"])
-    return corpus, queries, {q: r for q, r in qrels.items() if q in queries}
+    beir_files(folder, split)  # the missing files named as a run's eval data
+    data = load_dataset(folder, split)
+    corpus = corpus_passages(data.corpus_path)
+    return corpus, dict(data.queries), {q: dict(r) for q, r in data.qrels.items()}
 
 
 # ------------------------------------------------------------------------------ training

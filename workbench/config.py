@@ -180,6 +180,14 @@ def parse_config(text: str) -> WorkspaceConfig:
     unknown = set(raw) - {"models", "index", "fusion", "rerank"}
     if unknown:
         raise UsageError(f"wb.toml: unknown section(s): {', '.join(sorted(unknown))}")
+    for section, value in raw.items():
+        if not isinstance(value, dict):  # `index = "x"`: a key where a [section] belongs
+            raise UsageError(f"wb.toml: {section} must be a [{section}] section, not {value!r}")
+    if "weights" in raw.get("fusion", {}) and not isinstance(raw["fusion"]["weights"], dict):
+        raise UsageError("wb.toml: [fusion] weights must be a [fusion.weights] section")
+    if "dense_pooling" in raw.get("models", {}):
+        raise UsageError("wb.toml: [models] dense_pooling was never used and is no longer read: remove it "
+                         "(a model's pooling comes from its folder)")
     fusion_raw = dict(raw.get("fusion", {}))
     weights = dict(FusionConfig().weights)  # the tuned defaults; wb.toml overrides per mode
     for mode, value in dict(fusion_raw.pop("weights", {})).items():

@@ -121,12 +121,23 @@ def _queries(path: Path) -> dict[str, str]:
     return out
 
 
-def _grade(text: str) -> int:
+def _grade(text) -> int:
     """A qrels relevance grade: a whole number (``2``, ``1.0``, ``-1``); ValueError otherwise."""
-    value = float(text)
+    try:
+        value = float(text)
+    except OverflowError:
+        raise ValueError(text) from None
     if not value.is_integer():
         raise ValueError(text)
     return int(value)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except (ValueError, OverflowError):
+        return False
+    return True
 
 
 def _qrels_tsv(path: Path) -> list[tuple[str, str, int]]:
@@ -141,19 +152,22 @@ def _qrels_tsv(path: Path) -> list[tuple[str, str, int]]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        header, first = first, False  # only the first line may be a header
         # BEIR's tab-separated columns; TREC qrels files are often space-separated
+        line = line.strip()  # a stray tab or space at either end is no column
         parts = line.split("\t") if "\t" in line else line.split()
-        if len(parts) == 4:  # TREC qrels: qid iteration docid relevance
-            parts = [parts[0], parts[2], parts[3]]
+        # only the first line may be a header: one whose last column is no number ("score")
+        if first and not _is_number(parts[-1].strip()):
+            first = False
+            continue
+        first = False
+        if len(parts) == 4 and (parts[1].strip().isdigit() or parts[1].strip() == "Q0"):
+            parts = [parts[0], parts[2], parts[3]]  # TREC qrels: qid iteration docid relevance
         if len(parts) != 3:
             raise InputError(f"{path}:{number}: expected 'query-id<TAB>corpus-id<TAB>score' "
                              f"(or TREC's 'qid 0 docid relevance'), got {line[:80]!r}")
         try:
             score = _grade(parts[2])
         except ValueError:
-            if header:
-                continue
             raise InputError(f"{path}:{number}: score {parts[2].strip()!r} is not a whole number "
                              "(relevance grades are 0, 1, 2, ...)") from None
         rows.append((parts[0].strip(), parts[1].strip(), score))

@@ -196,7 +196,7 @@ class Indexer:
         if not root.exists():
             raise InputError(f"no such file or folder: {root}")
         indexed = self._indexed_roots()
-        asked = str(_covering_root(indexed, root.resolve()) or root.resolve())
+        asked = str(_covering_root(indexed, root.resolve(), self.config.index.exclude) or root.resolve())
         others = [str(r) for r in indexed] + self._roots_to_reindex()
         if asked not in others:  # a new root is refused before anything is staged if it holds
             docs, skipped = _read_root(Path(asked), self.config.index)  # nothing, or would replace another root's documents
@@ -204,7 +204,7 @@ class Indexer:
                 _refuse_empty(Path(asked), skipped)
             manifest = Manifest(self.workspace.manifest_path)
             try:
-                _claim(manifest, asked, docs)
+                _claim(manifest, asked, docs, self.config.index.exclude)
             finally:
                 manifest.close()
         summary = IndexSummary(root=asked, reused_from="the old index",
@@ -278,7 +278,7 @@ class Indexer:
             raise InputError(f"no such file or folder: {root}")
         asked = root.resolve()
         indexed = self._indexed_roots()
-        covering = _covering_root(indexed, asked)
+        covering = _covering_root(indexed, asked, self.config.index.exclude)
         note = ""
         if covering is not None:
             note = f"{asked} is inside the indexed folder {covering}: refreshed that folder"
@@ -301,7 +301,7 @@ class Indexer:
                 recorded = manifest.get_meta("settings")
                 # A rebuild forgets every document, so only an index that is kept can clash.
                 kept = recorded is not None and not _rebuild_reason(recorded, settings)
-                covered = _claim(manifest, source, docs) if kept else []
+                covered = _claim(manifest, source, docs, self.config.index.exclude) if kept else []
                 lance = LanceChunkStore(self.workspace.lance_dir)
                 tantivy_store = TantivyChunkStore(self.workspace.tantivy_dir, settings.sparse_step)
                 self.progress("loading models", 0, 0)
@@ -625,11 +625,12 @@ def _read_root(root: Path, index: IndexConfig) -> tuple[list[SourceDocument], li
     return docs, skipped
 
 
-def _covering_root(indexed: list[Path], path: Path) -> Path | None:
-    """The outermost of the ``indexed`` roots whose walk reads ``path`` (indexing ``path`` refreshes it)."""
+def _covering_root(indexed: list[Path], path: Path, exclude: tuple[str, ...] = ()) -> Path | None:
+    """The outermost of the ``indexed`` roots whose walk reads ``path`` (indexing ``path`` refreshes
+    it); a path ``exclude`` leaves out of a root's walk is not covered by it."""
     from workbench.ingest.readers import reads
 
-    covering = [r for r in indexed if reads(r, path)]
+    covering = [r for r in indexed if reads(r, path, exclude)]
     return min(covering, key=lambda r: len(r.parts)) if covering else None
 
 
@@ -645,14 +646,16 @@ def _delete_docs(doc_ids: list[str], source: str, manifest: Manifest, lance, tan
 
 def _refuse_empty(root: Path, skipped: list[SkippedFile]) -> None:
     """InputError for a new root with no document: the file's skip reason, or what a folder lacks."""
+    from workbench.ingest.readers import printable_path
+
     if root.is_file():
         reason = skipped[0].reason if skipped else "not a supported file"
-        raise InputError(f"cannot index {root}: {reason}")
+        raise InputError(f"cannot index {printable_path(str(root))}: {reason}")
     why = ""
     if skipped:
         more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
         why = f"; skipped {Path(skipped[0].path).name}: {skipped[0].reason}{more}"
-    raise InputError(f"nothing to index in {root}: no readable .txt .md .rst .html .pdf file or BEIR "
+    raise InputError(f"nothing to index in {printable_path(str(root))}: no readable .txt .md .rst .html .pdf file or BEIR "
                      f"corpus.jsonl{why}")
 
 
@@ -669,14 +672,14 @@ def _rebuild_reason(recorded: dict, settings: IndexSettings) -> str:
     return f"settings changed ({described(diffs)}): rebuilding the index" if diffs else ""
 
 
-def _claim(manifest: Manifest, source: str, docs: list[SourceDocument]) -> list[str]:
+def _claim(manifest: Manifest, source: str, docs: list[SourceDocument], exclude: tuple[str, ...] = ()) -> list[str]:
     """The indexed roots that root ``source`` takes over (its walk reads them), after checking that
     none of ``docs`` has the id of another root's document: InputError naming the first such id, both
     roots and what to do instead (read-only: nothing is written before this passes)."""
     from workbench.ingest.readers import is_beir_corpus, reads
 
     here = Path(source)
-    covered = [s for s, *_ in manifest.sources() if s != source and reads(here, Path(s))]
+    covered = [s for s, *_ in manifest.sources() if s != source and reads(here, Path(s), exclude)]
     owners, known = manifest.owners(source), manifest.hashes()
     # Two BEIR corpora name documents by dataset ids: the same id with the same content is the same
     # document (one corpus in two formats, as `wb eval` of a FlagEmbedding folder writes it) and is

@@ -126,20 +126,23 @@ def iter_sources(root: Path | str, *, max_file_bytes: int = 20_000_000, exclude:
     return _iter_sources(root, max_file_bytes, tuple(exclude))
 
 
-def reads(root: Path, path: Path) -> bool:
+def reads(root: Path, path: Path, exclude: tuple[str, ...] = ()) -> bool:
     """Whether ``iter_sources(root)`` reads ``path``, a file or folder strictly inside ``root``.
 
     Both are absolute, resolved paths (compared by their parts, not re-resolved). True when the walk
     of ``root`` reaches ``path``: no hidden name on the way, a file with a supported name, any folder.
     A BEIR folder (``corpus.jsonl`` at its top) reads only that file; a file root reads nothing else.
     A ``path`` that no longer exists counts as read when its name could be (its documents are gone
-    either way). Used to keep indexed roots from overlapping (``index.indexer``).
+    either way). A path ``exclude`` leaves out is not read. Used to keep indexed roots from
+    overlapping (``index.indexer``).
     """
     if path == root or not path.is_relative_to(root) or not root.is_dir():
         return False
     if _top_level_corpus(root) is not None:
         return path == root / BEIR_CORPUS_NAME
     if any(part.startswith(".") for part in path.relative_to(root).parts):
+        return False
+    if exclude and excluded_path(path.relative_to(root).as_posix(), exclude):
         return False
     return path.is_dir() or _is_candidate_name(path.name) or (not path.exists() and not path.suffix)
 
@@ -298,10 +301,24 @@ def _walk(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[tuple[str, str,
 
 
 def _excluded(name: str, rel: str, patterns: tuple[str, ...]) -> bool:
-    """Whether a glob of ``patterns`` matches the entry's ``name`` or its ``rel`` path (posix)."""
+    """Whether a glob of ``patterns`` matches the entry: a pattern without ``/`` (``node_modules``,
+    ``*.min.html``; a trailing ``/`` is dropped) matches its name at any depth, one with ``/``
+    (``drafts/*``, ``./a/b.md``) its path relative to the indexed folder."""
     from fnmatch import fnmatchcase
 
-    return any(fnmatchcase(name, p) or fnmatchcase(rel, p.rstrip("/")) for p in patterns)
+    for pattern in patterns:
+        pattern = pattern.strip().rstrip("/").removeprefix("./")
+        if not pattern:
+            continue
+        if fnmatchcase(rel, pattern) if "/" in pattern else fnmatchcase(name, pattern):
+            return True
+    return False
+
+
+def excluded_path(rel: str, patterns: tuple[str, ...]) -> bool:
+    """Whether the walk leaves out the relative path ``rel`` (posix) or a folder on its way."""
+    parts = rel.split("/")
+    return any(_excluded(parts[i], "/".join(parts[: i + 1]), patterns) for i in range(len(parts)))
 
 
 def _is_candidate_name(name: str) -> bool:
@@ -318,16 +335,21 @@ def _name_problem(name: str) -> str | None:
         name.encode("utf-8")
     except UnicodeEncodeError:
         return "name not valid UTF-8 (rename it)"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if any(_breaks_lines(c) for c in name):
         return "name with a control character, e.g. a newline (rename it)"
     return None
+
+
+def _breaks_lines(c: str) -> bool:
+    """A control character, or one that ``str.splitlines`` breaks a line at (NEL, LS, PS)."""
+    return ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029"
 
 
 def printable_path(path: str) -> str:
     """``path`` safe to print and to write as UTF-8: undecodable bytes shown as ``\\xe9``, control
     characters escaped."""
     text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return "".join(c if ord(c) >= 32 and ord(c) != 127 else repr(c)[1:-1] for c in text)
+    return "".join(repr(c)[1:-1] if _breaks_lines(c) else c for c in text)
 
 
 def _classify(entry: os.DirEntry[str], dir_rel: str, ancestors: frozenset[str]) -> tuple[Any, ...] | None:

@@ -141,7 +141,8 @@ def _trained_label(name: str) -> str | None:
         return None
     trainer = config.get("trainer")
     soup = trainer == "soup"
-    kind = TRAINED_KINDS.get(config.get("ingredient_trainer") if soup else trainer)
+    made_by = config.get("ingredient_trainer") if soup else trainer
+    kind = TRAINED_KINDS.get(made_by) if isinstance(made_by, str) else None
     if kind is None:
         return None
     return f"{short} ({'soup of trained ' + kind + 's' if soup else 'trained ' + kind})"
