@@ -290,24 +290,3 @@ def test_the_note_of_a_variant_whose_settings_changed_names_the_command_that_reb
     note = state_note(variant, ["chunk_tokens"])
     assert "`wb index --model ROLE=NAME` with this variant's models rebuilds it" in note
     assert state_note(variant, []) == ""
-
-
-def test_a_model_named_by_its_folder_instead_of_its_name_is_no_settings_change(tmp_path):
-    """`sparse = "<cache>/splade-tiny"` is the built-in `splade-tiny`: same files, no rebuild; a
-    really different model still is one."""
-    from dataclasses import replace
-
-    from workbench.config import WorkspaceConfig
-    from workbench.index.settings import settings_from_config
-    from workbench.models.cache import resolve_model_path
-
-    require_models()
-    config = WorkspaceConfig()
-    by_name = settings_from_config(config)
-    by_folder = settings_from_config(replace(config, models=replace(config.models, sparse=resolve_model_path("splade-tiny"))))
-    assert by_folder.sparse_name != by_name.sparse_name and by_name.differences(by_folder) == []
-    from tiny_models import tiny_bert
-
-    mlm = tiny_bert(tmp_path / "mlm", tokenizer="splade-tiny", masked_lm=True)
-    other = settings_from_config(replace(config, models=replace(config.models, sparse=str(mlm))))
-    assert by_name.differences(other) == ["sparse_name", "sparse_fingerprint"]

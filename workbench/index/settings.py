@@ -46,13 +46,9 @@ class IndexSettings:
         return replace(models, dense=self.dense_name, colbert=self.colbert_name, sparse=self.sparse_name)
 
     def differences(self, other: "IndexSettings") -> list[str]:
-        """Names of the settings that differ (paths excluded: a moved cache is not a change; nor is a
-        model named another way, a built-in by its folder, when its files are the same)."""
+        """Names of the settings that differ (paths excluded: a moved cache is not a change)."""
         skip = {"dense_path", "sparse_path"}
         mine, theirs = self.to_dict(), other.to_dict()
-        for role in ("dense", "colbert", "sparse"):
-            if mine[f"{role}_fingerprint"] == theirs.get(f"{role}_fingerprint"):
-                skip.add(f"{role}_name")
         return [k for k in mine if k not in skip and mine[k] != theirs.get(k)]
 
 
