@@ -349,7 +349,9 @@ async def test_errors_are_notifications_never_crashes(tmp_path, tui_engine):
         assert app.is_running
 
 
-async def test_a_missing_model_is_a_notification(small_workspace, tmp_path, tui_engine):
+async def test_a_missing_model_in_wb_toml_is_said_and_the_index_keeps_answering(small_workspace, tmp_path, tui_engine):
+    """wb.toml names a model that is not there (a typo): the Corpus screen says so and that the
+    index answers with the models that built it; Search answers (as `wb query` does)."""
     ws, _ = small_workspace
     copy = tmp_path / "ws-copy"
     shutil.copytree(ws.root, copy)
@@ -358,12 +360,14 @@ async def test_a_missing_model_is_a_notification(small_workspace, tmp_path, tui_
     app = WbApp(str(copy), engine=tui_engine, warm=False)
     async with app.run_test(size=(100, 30)) as pilot:
         seen = record_notifications(app)
-        await settle(pilot)
-        errors = [m for m, sev in seen if sev == "error"]
-        assert errors and not app.workspace_ready
-        await run_query(pilot, "anything")
-        assert errors[0] in str(app.query_one("#left-detail").render())
-        assert app.is_running
+        await open_corpus_tab(pilot)
+        note = " ".join(str(app.query_one("#corpus-note").render()).split())
+        assert "'no-such-model'" in note and "the index answers with the models that built it" in note
+        assert "all-MiniLM-L6-v2" in str(app.query_one("#corpus-models").render())  # the model that answers
+        app.action_show_tab("search")
+        await run_query(pilot, "remove a directory")
+        assert app.search.left.result is not None and app.search.left.result.results
+        assert not [m for m, sev in seen if sev == "error"] and app.is_running
 
 
 # ---------------------------------------------------------------------------------------

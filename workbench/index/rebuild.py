@@ -84,6 +84,12 @@ def described(diffs: list[str]) -> str:
     return ", ".join(dict.fromkeys(_SETTING_NAMES.get(d, d) for d in diffs))
 
 
+def unusable_models_note(error: Exception) -> str:
+    """The note when wb.toml names a model that cannot be loaded (a typo, one not installed): the
+    index keeps answering with the models that built it. Said by `wb query` and the TUI."""
+    return f"{error}: the index answers with the models that built it (fix wb.toml, or `wb index` to rebuild with what it names)"
+
+
 def state_note(ws: Workspace, diffs: list[str]) -> str:
     """One line on why the index that answers is not what ``wb.toml`` asks for (``diffs``: the
     IndexSettings names that differ; "" when none): a rebuild under way, one that was cut off, or

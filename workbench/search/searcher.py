@@ -133,8 +133,7 @@ class Searcher:
                     raise
                 _require_building_models(workspace, self.settings)
                 diffs = ["models"]
-                self.serving_note = (f"{exc}: the index answers with the models that built it "
-                                     "(fix wb.toml, or `wb index` to rebuild with what it names)")
+                self.serving_note = rebuild.unusable_models_note(exc)
             models = [d for d in diffs if d not in rebuild.CHUNK_SETTINGS]
             if models and not serve_stale:
                 under_way = " (a rebuild with them is staged: `wb index` finishes it)" if rebuild.in_progress(workspace) else ""

@@ -151,10 +151,15 @@ class Engine:
         from workbench.index.settings import settings_from_config, settings_from_dict
         from workbench.models.registry import model_labels
 
+        from workbench.errors import ModelError
+
         built = settings_from_dict(recorded)
         info.chunk_tokens, info.chunk_overlap = built.chunk_tokens, built.chunk_overlap
-        diffs = built.differences(settings_from_config(cfg))
-        info.note = rebuild.state_note(ws, diffs)
+        try:
+            diffs = built.differences(settings_from_config(cfg))
+            info.note = rebuild.state_note(ws, diffs)
+        except ModelError as exc:  # wb.toml names a model that is not there: the index answers as built
+            diffs, info.note = ["models"], rebuild.unusable_models_note(exc)
         if any(d not in rebuild.CHUNK_SETTINGS for d in diffs):
             info.models = model_labels(built.models_of(cfg.models))
 
