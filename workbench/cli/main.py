@@ -210,10 +210,10 @@ def _remove_root(ws, root: Path, json_out: bool) -> None:
     if json_out:
         print(json.dumps({**asdict(summary), "skipped": [], "variants": variants}))
         return
-    from workbench.index.indexer import count
+    from workbench.text import plural
 
-    typer.echo(f"removed {count(summary.docs_removed, 'doc')} of {summary.root}; workspace holds "
-               f"{count(summary.total_docs, 'doc')} / {count(summary.total_chunks, 'chunk')}")
+    typer.echo(f"removed {plural(summary.docs_removed, 'doc')} of {summary.root}; workspace holds "
+               f"{plural(summary.total_docs, 'doc')} / {plural(summary.total_chunks, 'chunk')}")
     for v in variants:
         typer.echo(f"  and {v['docs_removed']} from the variant {v['variant']}")
 

@@ -6,6 +6,7 @@ import os
 import sys
 
 from workbench.search.results import QueryResult
+from workbench.text import plural
 
 MODE_ABBREV = {"dense": "D", "colbert": "C", "sparse": "S", "bm25": "B"}
 READER_LEFT = 141  # 128 + SIGPIPE: the status a shell reports for a command a closed pipe ended
@@ -36,11 +37,6 @@ def make_console(stderr: bool = False):
         return CliConsole(stderr=stderr)
     width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else PIPED_WIDTH
     return CliConsole(stderr=stderr, width=width, soft_wrap=True)
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``1 result``, ``2 results`` (``many`` for irregular plurals)."""
-    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def render_result(result: QueryResult, console) -> None:

@@ -80,8 +80,9 @@ def models_line(result: EvalResult) -> str:
         for role, label in r.models.items():
             if label not in roles.setdefault(role, []):
                 roles[role].append(label)
-    order = ("dense", "colbert", "sparse", "reranker")
-    parts = [f"{role} {' / '.join(roles[role])}" for role in sorted(roles, key=lambda r: order.index(r) if r in order else 9)]
+    from workbench.models.registry import ROLES
+
+    parts = [f"{role} {' / '.join(roles[role])}" for role in ROLES if role in roles]
     reranks = sorted({(r.rerank["depth"], r.rerank["interpolation"]) for r in result.systems if r.rerank})
     line = "models: " + " · ".join(parts) if parts else ""
     if reranks:

@@ -39,6 +39,7 @@ from workbench.index.unfinished import UNFINISHED_RUN
 from workbench.ingest.chunking import Chunker, ChunkingSettings, chunk_input_text
 from workbench.store.keys import chunk_key
 from workbench.store.manifest import DocRecord, Manifest, read_roots_to_reindex
+from workbench.text import plural
 from workbench.types import Chunk, SkippedFile, SourceDocument
 from workbench.workspace import Workspace
 
@@ -84,15 +85,11 @@ class IndexSummary:
                 reused += f" for {self.reused}"
         note = f"{self.note}; " if self.note else ""
         return (
-            f"{note}indexed {count(self.docs_indexed, 'doc')} ({count(self.chunks_written, 'chunk')}{reused}), "
+            f"{note}indexed {plural(self.docs_indexed, 'doc')} ({plural(self.chunks_written, 'chunk')}{reused}), "
             f"{self.docs_unchanged} unchanged, {self.docs_removed} removed, skipped: {skipped}; workspace holds "
-            f"{count(self.total_docs, 'doc')} / {count(self.total_chunks, 'chunk')}; {self.seconds:.1f} s"
+            f"{plural(self.total_docs, 'doc')} / {plural(self.total_chunks, 'chunk')}; {self.seconds:.1f} s"
         )
 
-
-def count(n: int, word: str) -> str:
-    """``1 doc``, ``2 docs``."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
@@ -316,8 +313,8 @@ class Indexer:
                 self._recover(manifest, lance, tantivy_store)
                 if covered:
                     taken = self._take_over(manifest, source, covered, docs, lance, tantivy_store)
-                    plural = "s" if len(covered) > 1 else ""
-                    took = f"took over the indexed folder{plural} {', '.join(covered)} ({taken} docs)"
+                    many = "s" if len(covered) > 1 else ""
+                    took = f"took over the indexed folder{many} {', '.join(covered)} ({taken} docs)"
                     summary.note = f"{summary.note}; {took}" if summary.note else took
 
                 unfinished = dict(manifest.get_meta(UNFINISHED_RUN) or {})  # root -> documents it set out to index
