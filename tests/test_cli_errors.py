@@ -325,3 +325,19 @@ def test_a_wb_toml_of_the_wrong_shape_is_one_line(tmp_path, text, says):
     (tmp_path / "ws").mkdir()
     (tmp_path / "ws" / "wb.toml").write_text(text)
     assert says in one_line_error(wb("models", workspace=tmp_path / "ws"))
+
+
+def test_wb_models_keeps_its_columns_when_a_role_names_a_folder(tmp_path):
+    """A folder path as a role's model widens the name column (labels stay aligned) and a label equal
+    to the name is not repeated."""
+    from workbench.models.cache import resolve_model_path
+
+    require_models()
+    (tmp_path / "ws").mkdir()
+    folder = resolve_model_path("splade-tiny")
+    (tmp_path / "ws" / "wb.toml").write_text(f'[models]\nsparse = "{folder}"\n')
+    proc = wb("models", workspace=tmp_path / "ws")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()[1:5]}
+    assert rows["sparse"].split() == ["sparse", str(folder)]
+    assert rows["colbert"].index("maxsim over") == rows["reranker"].index("maxsim over") > len(str(folder))

@@ -393,8 +393,11 @@ def models_list(ctx: typer.Context, workspace: WorkspaceOpt = None) -> None:
     cfg = ws.config()
     labels = model_labels(cfg.models)
     typer.echo(f"workspace {ws.root}  (model cache {model_cache_dir()})")
+    names = {role: getattr(cfg.models, role) for role in ROLES}
+    width = max(22, *(len(n) for n in names.values()))  # a folder path widens the column, never shifts it
     for role in ROLES:
-        typer.echo(f"  {role:<9} {getattr(cfg.models, role):<22} {labels[role]}")
+        label = labels[role] if labels[role] != names[role] else ""  # said once when they are the same
+        typer.echo(f"  {role:<9} {names[role]:<{width}} {label}".rstrip())
     typer.echo("built-in weights:")
     for name, spec in BUILTIN_MODELS.items():
         state = "installed" if is_installed(name) else "not installed"
