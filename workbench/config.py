@@ -165,6 +165,7 @@ def _build(cls, data: dict, section: str):
         if lo is not None and (value < lo or (hi is not None and value > hi)):
             bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
             raise UsageError(f"wb.toml: [{section}] {key} must be {bound}, not {value!r}")
+    data = {k: tuple(v) if str(by_name[k].type).startswith("tuple") else v for k, v in data.items()}  # TOML arrays
     try:
         return cls(**data)
     except TypeError as exc:
@@ -204,12 +205,7 @@ def parse_config(text: str) -> WorkspaceConfig:
     if fusion.normalization != "min-max":
         raise UsageError(f"wb.toml: [fusion] normalization must be 'min-max' (the only one implemented), "
                          f"not '{fusion.normalization}'")
-    index_raw = dict(raw.get("index", {}))
-    index = _build(IndexConfig, index_raw, "index")
-    if "exclude" in index_raw:
-        from dataclasses import replace
-
-        index = replace(index, exclude=tuple(index.exclude))
+    index = _build(IndexConfig, raw.get("index", {}), "index")
     if index.chunk_overlap >= index.chunk_tokens // 2:  # windows advance by chunk_tokens - overlap
         raise UsageError(f"wb.toml: [index] chunk_overlap ({index.chunk_overlap}) must be less than half of "
                          f"chunk_tokens ({index.chunk_tokens})")

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+from workbench.encoders.layout import read_json
+
 _INT_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                "max_position_embeddings", "type_vocab_size")
 
@@ -23,17 +25,9 @@ def lean_enabled() -> bool:
     return os.environ.get("WB_LEAN", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def lean_config(path: str | os.PathLike) -> SimpleNamespace | None:
     """The config of a BERT checkpoint this module runs exactly, else None."""
-    raw = _read_json(Path(path) / "config.json")
+    raw = read_json(Path(path) / "config.json")
     if raw.get("model_type") != "bert":
         return None
     if (raw.get("position_embedding_type") or "absolute") != "absolute":
@@ -125,11 +119,11 @@ def load_lean_tokenizer(path: str | os.PathLike, max_length: int) -> LeanTokeniz
     folder = Path(path)
     if not (folder / "tokenizer.json").is_file():
         return None
-    tcfg = _read_json(folder / "tokenizer_config.json")
+    tcfg = read_json(folder / "tokenizer_config.json")
     cls_name = tcfg.get("tokenizer_class")
     if cls_name not in (None, "BertTokenizer", "BertTokenizerFast"):
         return None
-    if cls_name is None and _read_json(folder / "config.json").get("model_type") != "bert":
+    if cls_name is None and read_json(folder / "config.json").get("model_type") != "bert":
         return None
     if any(tcfg.get(k) for k in _UNSUPPORTED_TRUE) or tcfg.get("never_split"):
         return None
@@ -140,7 +134,7 @@ def load_lean_tokenizer(path: str | os.PathLike, max_length: int) -> LeanTokeniz
     side = tcfg.get("truncation_side", "right")
     if side not in ("right", "left"):
         return None
-    smap = _read_json(folder / "special_tokens_map.json")
+    smap = read_json(folder / "special_tokens_map.json")
     if smap.get("additional_special_tokens"):
         return None
     specials = {}

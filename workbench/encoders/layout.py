@@ -26,27 +26,30 @@ class ModelLayout:
     architectures: tuple[str, ...]
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path, kind: type = dict):
+    """The JSON value in ``path`` when it is a ``kind`` (an object by default, ``list`` for
+    ``modules.json``); an empty ``kind`` when the file is missing, unreadable or holds another type."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
+        return kind()
+    return data if isinstance(data, kind) else kind()
 
 
 def read_layout(path: str, default_max_length: int = 512) -> ModelLayout:
     """Inspect ``path`` (a local folder; a hub id gives a plain ``encoder`` guess)."""
     folder = Path(path)
-    config = _read_json(folder / "config.json")
+    config = read_json(folder / "config.json")
     archs = tuple(config.get("architectures") or ())
     arch_text = " ".join(archs)
     max_pos = int(config.get("max_position_embeddings") or default_max_length)
-    modules = _read_json(folder / "modules.json")
-    if isinstance(modules, list) and modules:
-        st_cfg = _read_json(folder / "sentence_bert_config.json")
+    modules = read_json(folder / "modules.json", list)
+    if modules:
+        st_cfg = read_json(folder / "sentence_bert_config.json")
         pooling_dir = next(
             (m.get("path") for m in modules if str(m.get("type", "")).endswith("Pooling")), None
         )
-        pool_cfg = _read_json(folder / pooling_dir / "config.json") if pooling_dir else {}
+        pool_cfg = read_json(folder / pooling_dir / "config.json") if pooling_dir else {}
         if pool_cfg.get("pooling_mode_cls_token"):
             pooling = "cls"
         elif pool_cfg.get("pooling_mode_lasttoken"):

@@ -76,14 +76,11 @@ def templates_for(model_name: str, kind: str, path: str | None = None) -> Prompt
     trained folder's ``wb_model.json``, so a run's custom ``query_template`` is served as it was
     trained), else defaults picked from its name and layout kind (``causal-lm`` → LLM style)."""
     if path:
-        import json
         from pathlib import Path
 
-        meta = Path(path) / "wb_model.json"
-        try:
-            saved = json.loads(meta.read_text()).get("templates") if meta.is_file() else None
-        except (OSError, ValueError, AttributeError):
-            saved = None
+        from workbench.encoders.layout import read_json
+
+        saved = read_json(Path(path) / "wb_model.json").get("templates")
         if isinstance(saved, dict) and all(isinstance(saved.get(k), str) for k in ("query", "document",
                                                                                      "instruction_format")):
             return PromptTemplates(saved["query"], saved["document"], saved["instruction_format"])

@@ -123,7 +123,7 @@ def iter_sources(root: Path | str, *, max_file_bytes: int = 20_000_000, exclude:
     if max_file_bytes <= 0:
         raise UsageError(f"max_file_bytes must be positive, got {max_file_bytes}")
     root = _check_root(root)
-    return _iter_sources(root, max_file_bytes, tuple(exclude))
+    return _iter_sources(root, max_file_bytes, _patterns(exclude))
 
 
 def reads(root: Path, path: Path, exclude: tuple[str, ...] = ()) -> bool:
@@ -142,7 +142,7 @@ def reads(root: Path, path: Path, exclude: tuple[str, ...] = ()) -> bool:
         return path == root / BEIR_CORPUS_NAME
     if any(part.startswith(".") for part in path.relative_to(root).parts):
         return False
-    if exclude and excluded_path(path.relative_to(root).as_posix(), exclude):
+    if exclude and excluded_path(path.relative_to(root).as_posix(), _patterns(exclude)):
         return False
     return path.is_dir() or _is_candidate_name(path.name) or (not path.exists() and not path.suffix)
 
@@ -227,8 +227,9 @@ def _iter_sources(root: Path, max_file_bytes: int, exclude: tuple[str, ...] = ()
         return
     if root.is_file():
         suffix = root.suffix.lower()
-        if _name_problem(root.name):
-            yield SkippedFile(printable_path(str(root)), _name_problem(root.name))
+        problem = _name_problem(root.name)
+        if problem:
+            yield SkippedFile(printable_path(str(root)), problem)
             return
         if suffix not in SUPPORTED_SUFFIXES:
             yield SkippedFile(str(root), f"unsupported file type {suffix or '(no extension)'}")
@@ -261,7 +262,8 @@ def _walk(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[tuple[str, str,
     Yields ``(kind, abs_path, rel, extra)`` where kind is ``"doc"`` (extra = size in
     bytes), ``"beir"`` (a nested ``corpus.jsonl``; rel = its folder, used as id prefix;
     extra unused) or ``"skip"`` (extra = reason). Only entries that ``iter_sources``
-    reports on are yielded; hidden and unsupported names are dropped here.
+    reports on are yielded; hidden and unsupported names, and those the ``exclude`` globs
+    (:func:`_patterns`) match, are dropped here.
     """
     visited: dict[str, str] = {}
     # Stack items: ("dir", path, rel, ancestors) or a finished tuple to yield.
@@ -292,27 +294,26 @@ def _walk(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[tuple[str, str,
         children: list[tuple[Any, ...]] = []
         inner_ancestors = ancestors | {real}
         for entry in entries:
-            if exclude and _excluded(entry.name, f"{dir_rel}/{entry.name}" if dir_rel else entry.name, exclude):
-                continue
-            child = _classify(entry, dir_rel, inner_ancestors)
+            child = _classify(entry, dir_rel, inner_ancestors, exclude)
             if child is not None:
                 children.append(child)
         stack.extend(reversed(children))
 
 
+def _patterns(exclude) -> tuple[str, ...]:
+    """``[index] exclude`` globs as the walk matches them: trimmed, a trailing ``/`` and a leading
+    ``./`` dropped, empty ones left out."""
+    cleaned = (p.strip().rstrip("/").removeprefix("./") for p in exclude)
+    return tuple(p for p in cleaned if p)
+
+
 def _excluded(name: str, rel: str, patterns: tuple[str, ...]) -> bool:
-    """Whether a glob of ``patterns`` matches the entry: a pattern without ``/`` (``node_modules``,
-    ``*.min.html``; a trailing ``/`` is dropped) matches its name at any depth, one with ``/``
-    (``drafts/*``, ``./a/b.md``) its path relative to the indexed folder."""
+    """Whether a glob of ``patterns`` (:func:`_patterns`) matches the entry: one without ``/``
+    (``node_modules``, ``*.min.html``) its name at any depth, one with ``/`` (``drafts/*``) its path
+    relative to the indexed folder."""
     from fnmatch import fnmatchcase
 
-    for pattern in patterns:
-        pattern = pattern.strip().rstrip("/").removeprefix("./")
-        if not pattern:
-            continue
-        if fnmatchcase(rel, pattern) if "/" in pattern else fnmatchcase(name, pattern):
-            return True
-    return False
+    return any(fnmatchcase(rel, p) if "/" in p else fnmatchcase(name, p) for p in patterns)
 
 
 def excluded_path(rel: str, patterns: tuple[str, ...]) -> bool:
@@ -352,11 +353,14 @@ def printable_path(path: str) -> str:
     return "".join(repr(c)[1:-1] if _breaks_lines(c) else c for c in text)
 
 
-def _classify(entry: os.DirEntry[str], dir_rel: str, ancestors: frozenset[str]) -> tuple[Any, ...] | None:
+def _classify(entry: os.DirEntry[str], dir_rel: str, ancestors: frozenset[str],
+              exclude: tuple[str, ...] = ()) -> tuple[Any, ...] | None:
     name = entry.name
     if name.startswith("."):
         return None
     rel = f"{dir_rel}/{name}" if dir_rel else name
+    if exclude and _excluded(name, rel, exclude):
+        return None
     path = entry.path
     problem = _name_problem(name)
     if problem is not None:

@@ -501,18 +501,17 @@ class LaunchScreen(ModalScreen):
     def _row(label: str, *widgets: Widget) -> Horizontal:
         return Horizontal(Static(label, classes="row-label"), *widgets, classes="form-row")
 
-    def _field_rows(self, spec: TrainerSpec, carry: dict | None = None) -> list[Horizontal]:
-        """The widgets of ``spec``'s fields; ``carry`` (key -> (old default, value)) keeps what the
-        user changed in a field of the same key before switching trainers."""
+    def _field_rows(self, spec: TrainerSpec, kept: dict | None = None) -> list[Horizontal]:
+        """The widgets of ``spec``'s fields, each with its default or the value ``kept`` (key ->
+        value: what the user changed before switching trainers, or a closed form's draft) holds for
+        its key (a choice only when it is one of the field's)."""
         rows = []
         for row in shown_fields(spec):
             widgets: list[Widget] = []
             for i, f in enumerate(row):
                 value = field_default(spec, f)
-                if carry and f.key in carry and carry[f.key][1] != carry[f.key][0]:
-                    old = carry[f.key][1]
-                    if f.kind != "choice" or old in f.choices:
-                        value = old
+                if kept and f.key in kept and (f.kind != "choice" or kept[f.key] in f.choices):
+                    value = kept[f.key]
                 tip = field_help(spec, f) or None
                 if f.kind == "bool":
                     widgets.append(Checkbox(f.label, bool(value), compact=True, id=f.widget_id, tooltip=tip))
@@ -542,8 +541,8 @@ class LaunchScreen(ModalScreen):
                                    tooltip="which model to train: the fields below follow it"),
                             Static(self._about(), id="launch-about"))
             kept = self.start_from
-            with Vertical(id="launch-fields"):  # a draft's values win over the defaults (a fresh object never equals them)
-                yield from self._field_rows(self.spec, {k: (object(), v) for k, v in kept.values.items()} if kept else None)
+            with Vertical(id="launch-fields"):  # a draft's values win over the defaults
+                yield from self._field_rows(self.spec, kept.values if kept else None)
             name = kept.name if kept and kept.name and not (runs_dir(self.workspace) / kept.name).exists() else ""
             yield self._row("run name", Input(name or suggest_name(self.workspace), compact=True, id="launch-name"))
             yield self._row("device", Static(Text("detecting…", style="dim"), id="launch-device"))
@@ -596,11 +595,11 @@ class LaunchScreen(ModalScreen):
                     break
                 old = self.spec
                 raw = self.raw_values()
-                carry = {f.key: (field_default(old, f), raw[f.key]) for f in old.fields if f.key in raw}
+                changed = {f.key: raw[f.key] for f in old.fields if f.key in raw and raw[f.key] != field_default(old, f)}
                 box = self.query_one("#launch-fields", Vertical)
                 await box.remove_children()
                 self.spec = new
-                await box.mount_all(self._field_rows(new, carry))
+                await box.mount_all(self._field_rows(new, changed))
                 self.query_one("#launch-about", Static).update(self._about())
                 self.show_error("")
         finally:
