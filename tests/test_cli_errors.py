@@ -178,6 +178,10 @@ def test_a_run_that_failed_on_its_data_gives_its_name_back(tmp_path):
 def test_a_new_folder_or_file_with_nothing_to_index_says_why(tmp_path):
     (tmp_path / "empty").mkdir()
     assert "nothing to index in" in one_line_error(wb("index", str(tmp_path / "empty"), workspace=tmp_path / "ws"))
+    for name in ("a.docx", "b.docx", "c.odt"):  # a folder of documents in formats wb does not read
+        (tmp_path / "empty" / name).write_bytes(b"PK\x03\x04")
+    says = one_line_error(wb("index", str(tmp_path / "empty"), workspace=tmp_path / "ws"))
+    assert says.endswith("; not read (types wb does not read): 2 .docx, 1 .odt")
     (tmp_path / "blob.txt").write_bytes(b"\x00\x01\x02binary")
     says = one_line_error(wb("index", str(tmp_path / "blob.txt"), workspace=tmp_path / "ws"))
     assert says == f"wb: error: cannot index {tmp_path / 'blob.txt'}: binary"

@@ -130,11 +130,17 @@ def test_excluded_names_and_files_over_the_size_limit_are_not_indexed_and_leave_
     (corpus / "node_modules" / "pkg").mkdir(parents=True)
     (corpus / "node_modules" / "pkg" / "README.md").write_text("# pkg\n\nvendored readme\n")
     (corpus / "big.txt").write_text("word " * 3000)  # 15 kB
+    (corpus / "node_modules" / "pkg" / "index.js").write_text("module.exports = {}")
+    for name in ("minutes.docx", "plan.docx", "budget.xlsx"):
+        (corpus / name).write_bytes(b"PK\x03\x04")
     config = ws.config()
     limited = replace(config, index=replace(config.index, exclude=("node_modules",), max_file_mb=0.01))
     summary = Indexer(ws, limited).run(corpus)
     assert summary.docs_indexed == 3
     assert [(Path(s.path).name, s.reason.split(" (")[0]) for s in summary.skipped] == [("big.txt", "too large")]
+    # files of types wb does not read are named in the summary (an excluded folder's are not counted)
+    assert summary.not_read == {".docx": 2, ".xlsx": 1}
+    assert "not read (types wb does not read): 2 .docx, 1 .xlsx;" in summary.line()
     summary = Indexer(ws, replace(limited, index=replace(limited.index, exclude=("node_modules", "time/*")))).run(corpus)
     assert summary.docs_removed == 1 and not summary.rebuilt
     assert store_state(ws)["manifest_docs"] == {"itertools/groupby.md", "shutil/rmtree.md"}

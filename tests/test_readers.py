@@ -124,6 +124,25 @@ def test_walk_is_sorted_recursive_and_ignores_hidden_and_unsupported(tmp_path: P
         assert Path(item.path).is_absolute()
 
 
+def test_files_of_other_types_are_counted_by_extension_when_asked(tmp_path: Path) -> None:
+    """A folder of .docx beside .md files: the walk says how many files of which types it passed
+    over (the summary names them) and yields nothing for them; hidden and excluded files are not
+    counted, nor are folders."""
+    _write(tmp_path / "a.md", "# A\n")
+    _write(tmp_path / "report.docx", b"PK\x03\x04")
+    _write(tmp_path / "sub" / "Notes.DOCX", b"PK\x03\x04")
+    _write(tmp_path / "sub" / "sheet.xlsx", b"PK")
+    _write(tmp_path / "Makefile", "all:")
+    _write(tmp_path / ".hidden.docx", b"PK")
+    _write(tmp_path / "drafts" / "old.docx", b"PK")
+    (tmp_path / "emptydir.docx").mkdir()
+    not_read: dict[str, int] = {}
+    items = list(iter_sources(tmp_path, exclude=("drafts",), not_read=not_read))
+    assert [i.doc_id for i in items] == ["a.md"]
+    assert not_read == {".docx": 2, ".xlsx": 1, "": 1}
+    assert count_candidate_files(tmp_path) == 1  # a.md: files of other types are not tried
+
+
 def test_a_workspace_inside_the_folder_is_never_read(tmp_path: Path) -> None:
     """`wb index p -w p/ws`: the workspace's run logs and model cards are not documents (every
     training run rewrote them, so the folder re-indexed itself); it is named as skipped."""

@@ -55,6 +55,7 @@ class IndexSummary:
     docs_removed: int = 0
     chunks_written: int = 0
     skipped: list[SkippedFile] = field(default_factory=list)
+    not_read: dict[str, int] = field(default_factory=dict)  # files of types wb does not read, by extension ("" none)
     seconds: float = 0.0
     total_docs: int = 0
     total_chunks: int = 0
@@ -70,7 +71,19 @@ class IndexSummary:
         self.docs_indexed += part.docs_indexed
         self.chunks_written += part.chunks_written
         self.skipped += part.skipped
+        for suffix, n in part.not_read.items():
+            self.not_read[suffix] = self.not_read.get(suffix, 0) + n
         self.total_docs, self.total_chunks = part.total_docs, part.total_chunks
+
+    def not_read_text(self, most: int = 4) -> str:
+        """``"not read (types wb does not read): 3 .docx, 1 .xlsx"``, the commonest ``most`` types
+        (then ``"…"``), or ``""`` when the walk passed over none."""
+        if not self.not_read:
+            return ""
+        ranked = sorted(self.not_read.items(), key=lambda kv: (-kv[1], kv[0]))
+        parts = [f"{n} {suffix or '(no extension)'}" for suffix, n in ranked[:most]]
+        more = ", …" if len(ranked) > most else ""
+        return f"not read (types wb does not read): {', '.join(parts)}{more}"
 
     def line(self) -> str:
         reasons: dict[str, int] = {}
@@ -84,9 +97,10 @@ class IndexSummary:
             if self.reused < self.chunks_written:
                 reused += f" for {self.reused}"
         note = f"{self.note}; " if self.note else ""
+        not_read = f"; {self.not_read_text()}" if self.not_read else ""
         return (
             f"{note}indexed {plural(self.docs_indexed, 'doc')} ({plural(self.chunks_written, 'chunk')}{reused}), "
-            f"{self.docs_unchanged} unchanged, {self.docs_removed} removed, skipped: {skipped}; workspace holds "
+            f"{self.docs_unchanged} unchanged, {self.docs_removed} removed, skipped: {skipped}{not_read}; workspace holds "
             f"{plural(self.total_docs, 'doc')} / {plural(self.total_chunks, 'chunk')}; {self.seconds:.1f} s"
         )
 
@@ -196,9 +210,10 @@ class Indexer:
         asked = str(_covering_root(indexed, root.resolve(), self.config.index.exclude) or root.resolve())
         others = [str(r) for r in indexed] + self._roots_to_reindex()
         if asked not in others:  # a new root is refused before anything is staged if it holds
-            docs, skipped = _read_root(Path(asked), self.config.index)  # nothing, or would replace another root's documents
+            not_read: dict[str, int] = {}  # nothing, or would replace another root's documents
+            docs, skipped = _read_root(Path(asked), self.config.index, not_read)
             if not docs:
-                _refuse_empty(Path(asked), skipped)
+                _refuse_empty(Path(asked), skipped, not_read)
             manifest = Manifest(self.workspace.manifest_path)
             try:
                 _claim(manifest, asked, docs, self.config.index.exclude)
@@ -285,11 +300,11 @@ class Indexer:
         settings = settings_from_config(self.config)
 
         self.progress("reading files", 0, 0)
-        docs, skipped = _read_root(root, self.config.index)
+        docs, skipped = _read_root(root, self.config.index, summary.not_read)
         summary.skipped += skipped
         summary.files_seen = len(docs) + len(summary.skipped)
         if not docs and covering is None and Path(source) not in indexed:
-            _refuse_empty(root, summary.skipped)  # a new root that yields nothing: say why, write nothing
+            _refuse_empty(root, summary.skipped, summary.not_read)  # a new root that yields nothing: say why, write nothing
 
         self.workspace.ensure()
         with self.workspace.write_lock():
@@ -602,16 +617,19 @@ def _window_problem(settings: IndexSettings) -> str:
     return ""
 
 
-def _read_root(root: Path, index: IndexConfig) -> tuple[list[SourceDocument], list[SkippedFile]]:
+def _read_root(root: Path, index: IndexConfig,
+               not_read: dict[str, int] | None = None) -> tuple[list[SourceDocument], list[SkippedFile]]:
     """The documents of ``root`` (each id once: a later one with an id seen already is skipped, e.g.
     a nested corpus.jsonl ``_id`` equal to a file's path) and the files skipped, with reasons;
-    ``index``'s ``exclude`` globs and ``max_file_mb`` apply."""
+    ``index``'s ``exclude`` globs and ``max_file_mb`` apply. Files of types wb does not read are
+    counted in ``not_read`` by extension when it is given."""
     from workbench.ingest.readers import iter_sources
 
     docs: list[SourceDocument] = []
     skipped: list[SkippedFile] = []
     first_path: dict[str, str] = {}
-    for item in iter_sources(root, max_file_bytes=max(1, int(index.max_file_mb * 1_000_000)), exclude=index.exclude):
+    for item in iter_sources(root, max_file_bytes=max(1, int(index.max_file_mb * 1_000_000)), exclude=index.exclude,
+                             not_read=not_read):
         if isinstance(item, SkippedFile):
             skipped.append(item)
         elif item.doc_id in first_path:
@@ -641,8 +659,9 @@ def _delete_docs(doc_ids: list[str], source: str, manifest: Manifest, lance, tan
     manifest.finish(source, [], doc_ids)
 
 
-def _refuse_empty(root: Path, skipped: list[SkippedFile]) -> None:
-    """InputError for a new root with no document: the file's skip reason, or what a folder lacks."""
+def _refuse_empty(root: Path, skipped: list[SkippedFile], not_read: dict[str, int] | None = None) -> None:
+    """InputError for a new root with no document: the file's skip reason, or what a folder lacks
+    (and what it holds instead: skipped files, files of other types)."""
     from workbench.ingest.readers import printable_path
 
     if root.is_file():
@@ -652,6 +671,8 @@ def _refuse_empty(root: Path, skipped: list[SkippedFile]) -> None:
     if skipped:
         more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
         why = f"; skipped {Path(skipped[0].path).name}: {skipped[0].reason}{more}"
+    if not_read:
+        why += "; " + IndexSummary(root=str(root), not_read=not_read).not_read_text()
     raise InputError(f"nothing to index in {printable_path(str(root))}: no readable .txt .md .rst .html .pdf file or BEIR "
                      f"corpus.jsonl{why}")
 

@@ -18,7 +18,8 @@ What ``root`` can be
   row's ``_id`` exactly, so BEIR qrels match.
 * any other folder: walked recursively, entries sorted by name at every level.
   Hidden names (starting with ``.``, e.g. a ``.wb`` workspace) and files with
-  unsupported extensions are skipped silently; a folder holding a ``wb.toml`` (a
+  unsupported extensions are skipped silently (the latter counted by extension when asked:
+  ``not_read``); a folder holding a ``wb.toml`` (a
   workspace with another name) is skipped with that reason. Supported: ``.txt .md .markdown .rst
   .html .htm .pdf`` (case-insensitive) and files named exactly ``corpus.jsonl``. A
   ``corpus.jsonl`` below the top is read as a BEIR corpus whose ids are prefixed
@@ -109,7 +110,8 @@ def content_hash(title: str, text: str) -> str:
     return hashlib.sha256((title + "\x00" + text).encode("utf-8")).hexdigest()
 
 
-def iter_sources(root: Path | str, *, max_file_bytes: int = 20_000_000, exclude: tuple[str, ...] = ()) -> Iterator[_Item]:
+def iter_sources(root: Path | str, *, max_file_bytes: int = 20_000_000, exclude: tuple[str, ...] = (),
+                 not_read: dict[str, int] | None = None) -> Iterator[_Item]:
     """Yield every document under ``root`` (see the module docstring for the full contract).
 
     ``root`` is checked at call time, not at the first ``next()``: a missing root raises
@@ -118,12 +120,14 @@ def iter_sources(root: Path | str, *, max_file_bytes: int = 20_000_000, exclude:
     size-limited: it is streamed line by line). Every other problem is reported as a
     ``SkippedFile``; iteration never raises for a bad file. A file or folder whose name or path
     relative to ``root`` matches a glob of ``exclude`` (fnmatch, case-sensitive) is left out
-    silently, as hidden names are (a folder is not walked).
+    silently, as hidden names are (a folder is not walked). Files of a type wb does not read
+    (``.docx``, ``.py``, no extension) yield nothing; when ``not_read`` is given, each is counted
+    in it by its lower-cased extension (``""`` for none) as the walk passes it.
     """
     if max_file_bytes <= 0:
         raise UsageError(f"max_file_bytes must be positive, got {max_file_bytes}")
     root = _check_root(root)
-    return _iter_sources(root, max_file_bytes, _patterns(exclude))
+    return _iter_sources(root, max_file_bytes, _patterns(exclude), not_read)
 
 
 def reads(root: Path, path: Path, exclude: tuple[str, ...] = ()) -> bool:
@@ -185,7 +189,8 @@ def count_candidate_files(root: Path | str) -> int:
         return 1
     total = 0
     for kind, path, _rel, _extra in _walk(root):
-        total += _count_lines(Path(path)) if kind == "beir" else 1
+        if kind != "other":
+            total += _count_lines(Path(path)) if kind == "beir" else 1
     return total
 
 
@@ -216,7 +221,8 @@ def _top_level_corpus(root: Path) -> Path | None:
     return None
 
 
-def _iter_sources(root: Path, max_file_bytes: int, exclude: tuple[str, ...] = ()) -> Iterator[_Item]:
+def _iter_sources(root: Path, max_file_bytes: int, exclude: tuple[str, ...] = (),
+                  not_read: dict[str, int] | None = None) -> Iterator[_Item]:
     try:
         str(root).encode("utf-8")
     except UnicodeEncodeError:
@@ -242,7 +248,10 @@ def _iter_sources(root: Path, max_file_bytes: int, exclude: tuple[str, ...] = ()
         yield _read_file(root, root.name, size, max_file_bytes)
         return
     for kind, path, rel, extra in _walk(root, exclude):
-        if kind == "skip":
+        if kind == "other":
+            if not_read is not None:
+                not_read[extra] = not_read.get(extra, 0) + 1
+        elif kind == "skip":
             yield SkippedFile(path, extra)
         elif kind == "beir":
             yield from _read_beir(Path(path), id_prefix=rel)
@@ -261,9 +270,9 @@ def _walk(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[tuple[str, str,
 
     Yields ``(kind, abs_path, rel, extra)`` where kind is ``"doc"`` (extra = size in
     bytes), ``"beir"`` (a nested ``corpus.jsonl``; rel = its folder, used as id prefix;
-    extra unused) or ``"skip"`` (extra = reason). Only entries that ``iter_sources``
-    reports on are yielded; hidden and unsupported names, and those the ``exclude`` globs
-    (:func:`_patterns`) match, are dropped here.
+    extra unused), ``"skip"`` (extra = reason) or ``"other"`` (a regular file of a type wb
+    does not read; extra = its lower-cased extension, ``""`` for none). Hidden names, and those
+    the ``exclude`` globs (:func:`_patterns`) match, are dropped here.
     """
     visited: dict[str, str] = {}
     # Stack items: ("dir", path, rel, ancestors) or a finished tuple to yield.
@@ -328,6 +337,11 @@ def _is_candidate_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in SUPPORTED_SUFFIXES
 
 
+def _suffix(name: str) -> str:
+    """A file name's extension as counted in ``not_read``: lower-cased, ``""`` for none."""
+    return os.path.splitext(name)[1].lower()
+
+
 def _name_problem(name: str) -> str | None:
     """Why a file or folder name cannot become (part of) a document id, or None: a name that is not
     valid UTF-8 (Python keeps its bytes as surrogates, which no store, JSON or terminal takes) or
@@ -382,7 +396,11 @@ def _classify(entry: os.DirEntry[str], dir_rel: str, ancestors: frozenset[str],
         except OSError as exc:
             return ("skip", path, rel, _unreadable(exc))
         if not candidate:
-            return None
+            try:
+                regular = entry.is_file(follow_symlinks=False)
+            except OSError:
+                regular = False
+            return ("other", path, rel, _suffix(name)) if regular else None
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -396,7 +414,7 @@ def _classify(entry: os.DirEntry[str], dir_rel: str, ancestors: frozenset[str],
     if stat.S_ISDIR(st.st_mode):
         return ("dir", path, rel, ancestors)
     if not candidate:
-        return None
+        return ("other", path, rel, _suffix(name)) if stat.S_ISREG(st.st_mode) else None
     if not stat.S_ISREG(st.st_mode):
         return ("skip", path, rel, "not a regular file")
     if name == BEIR_CORPUS_NAME:
