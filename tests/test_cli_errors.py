@@ -345,3 +345,32 @@ def test_wb_models_keeps_its_columns_when_a_role_names_a_folder(tmp_path):
     rows = {line.split()[0]: line for line in proc.stdout.splitlines()[1:5]}
     assert rows["sparse"].split() == ["sparse", str(folder)]
     assert rows["colbert"].index("maxsim over") == rows["reranker"].index("maxsim over") > len(str(folder))
+
+
+def test_no_help_text_is_cut_at_80_columns():
+    """Every command's --help on an 80-column terminal: rich cuts a word longer than its column
+    with "…" (`dense|colbert|sparse|bm25|hybr…` was the -p help), so help words must wrap."""
+    script = """
+import typer
+from workbench.cli.main import app
+from workbench.cli.help_text import polish_help, _walk
+root = typer.main.get_command(app)
+polish_help(root)
+def paths(command, prefix):
+    yield prefix
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from paths(sub, prefix + [name])
+for path in paths(root, []):
+    print("=== wb " + " ".join(path), flush=True)
+    try:
+        root(path + ["--help"], prog_name="wb", standalone_mode=False)
+    except SystemExit:
+        pass
+"""
+    env = {**os.environ, "COLUMNS": "80", "TERMINAL_WIDTH": "80"}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    sections = proc.stdout.split("=== ")[1:]
+    assert len(sections) > 15  # every command and subcommand was shown
+    cut = {s.splitlines()[0]: [line for line in s.splitlines() if "…" in line] for s in sections}
+    assert {name: lines for name, lines in cut.items() if lines} == {}

@@ -271,7 +271,7 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
 @app.command("query")
 def query_cmd(
     text: Annotated[Optional[str], typer.Argument(help="The query text (or --queries FILE for many).")] = None,
-    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="dense|colbert|sparse|bm25|hybrid or modes joined by + (dense+bm25), optionally +rerank.")] = "hybrid",
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="dense, colbert, sparse, bm25, hybrid, or modes joined by + (dense+bm25); optionally +rerank.")] = "hybrid",
     k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
     instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help="Preset name or free text, applied to the query only.")] = None,
     fusion: Annotated[Optional[str], typer.Option("--fusion", help="rrf or weighted (default from wb.toml).")] = None,
@@ -425,7 +425,7 @@ DEFAULT_EVAL_PIPELINES = "bm25,dense,colbert,sparse,hybrid"
 @app.command("eval")
 def eval_cmd(
     dataset: Annotated[str, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) or FlagEmbedding eval folder.")],
-    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Comma-separated pipelines; the first is the baseline (a --compare row's is its own pipeline on the base models). With --tune: one pipeline, the modes to fuse (and +rerank to tune reranking).")] = DEFAULT_EVAL_PIPELINES,
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Comma-separated pipelines; the first is the baseline (a --compare row's is its own pipeline on the base models). With --tune: one pipeline, the modes to fuse (and +rerank to tune reranking). Default: bm25, dense, colbert, sparse, hybrid.", show_default=False)] = DEFAULT_EVAL_PIPELINES,
     split: Annotated[Optional[str], typer.Option("--split", help="Qrels split (default test; train with --tune).")] = None,
     depth: Annotated[int, typer.Option("--depth", help="Documents retrieved per query.")] = 100,
     rerank_depth: Annotated[Optional[int], typer.Option("--rerank-depth", help="How many first-stage results +rerank pipelines rerank (default from wb.toml).")] = None,
