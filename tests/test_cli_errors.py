@@ -274,6 +274,8 @@ def test_the_workspace_given_before_the_command_is_the_commands(small_workspace,
     assert json.loads(before.stdout)["results"][0]["doc_id"] == "shutil/rmtree.md"
     other = run("-w", str(ws.root), "query", "rmtree", "-p", "bm25", "-w", str(tmp_path / "nowhere"))
     assert other.returncode == 2 and str(tmp_path / "nowhere") in other.stderr
+    unset = run("-w", "", "index", str(tmp_path))  # `wb -w "$WS" index ...` with WS unset: never ./.wb
+    assert unset.returncode == 2 and "--workspace is empty" in unset.stderr
     assert not (tmp_path / ".wb").exists()
 
 

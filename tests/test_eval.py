@@ -380,6 +380,12 @@ def test_a_workspace_holding_other_documents_is_refused(dataset, tmp_path, capsy
     Indexer(ws).run(copy_small_corpus(tmp_path / "docs", ["time/sleep.md"]))
     code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25", "-w", str(ws.root))
     assert code == 2 and "holds 1 document(s) that are not in" in err and "'time/sleep.md'" in err
+    # the -w given before the command is eval's too (it evaluated in the eval cache instead)
+    code, out, err = wb(capsys, monkeypatch, "-w", str(ws.root), "eval", str(dataset), "-p", "bm25")
+    assert code == 2 and "holds 1 document(s) that are not in" in err
+    for args in (("-w", "", "eval", str(dataset)), ("eval", str(dataset), "-w", " ")):  # an unset $WS
+        code, out, err = wb(capsys, monkeypatch, *args, "-p", "bm25")
+        assert code == 2 and "--workspace is empty" in err
     manifest = Manifest(ws.manifest_path)
     try:
         assert manifest.count_docs() == 1

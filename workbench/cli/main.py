@@ -112,12 +112,14 @@ def root(ctx: typer.Context, workspace: WorkspaceOpt = None,
         except PackageNotFoundError:
             typer.echo("wb (not installed as a package)")
         raise typer.Exit(0)
+    if workspace is not None:
+        _workspace(workspace)  # an empty -w is refused as by every command (never ./.wb by accident)
     if ctx.invoked_subcommand is not None and workspace is not None:
         # `wb -w WS index ...`: the command's own -w (if given) still wins; WB_WORKSPACE is its default
+        # (wb eval, which never reads WB_WORKSPACE, takes it from ctx.obj)
         os.environ["WB_WORKSPACE"] = workspace
+        ctx.obj = {"workspace": workspace}
     if ctx.invoked_subcommand is None:
-        if workspace is not None:
-            _workspace(workspace)  # an empty -w is refused as by every command
         if not (sys.stdin.isatty() and sys.stdout.isatty()):  # a script, a pipe, cron: no screen to draw on
             raise UsageError("the workbench TUI needs a terminal; in scripts use a command (wb index, wb query, "
                              "wb eval, ...; wb --help lists them)")
@@ -424,6 +426,7 @@ DEFAULT_EVAL_PIPELINES = "bm25,dense,colbert,sparse,hybrid"
 
 @app.command("eval")
 def eval_cmd(
+    ctx: typer.Context,
     dataset: Annotated[str, typer.Argument(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv) or FlagEmbedding eval folder.")],
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Comma-separated pipelines; the first is the baseline (a --compare row's is its own pipeline on the base models). With --tune: one pipeline, the modes to fuse (and +rerank to tune reranking). Default: bm25, dense, colbert, sparse, hybrid.", show_default=False)] = DEFAULT_EVAL_PIPELINES,
     split: Annotated[Optional[str], typer.Option("--split", help="Qrels split (default test; train with --tune).")] = None,
@@ -456,6 +459,10 @@ def eval_cmd(
             raise UsageError(f"{name} must be at least {least}")
     from workbench.eval import runner
 
+    if workspace is None and isinstance(ctx.obj, dict):  # `wb -w WS eval ...`: the -w before the command
+        workspace = ctx.obj.get("workspace")
+    if workspace is not None:
+        _workspace(workspace)  # `-w ""` is refused, not read as "the eval cache"
     overrides = runner.resolve_run_names(workspace, _parse_model_overrides(model))
     compare_overrides = runner.resolve_run_names(workspace, _parse_model_overrides(compare, "--compare"))
     if compare_overrides and tune:
