@@ -317,6 +317,30 @@ def test_fusing_a_chosen_set_of_modes(small_searcher):
             small_searcher.search("x", pipeline=bad)
 
 
+def test_the_maxsim_reranker_reads_the_instruction_whatever_the_first_stage(small_searcher):
+    """`bm25+rerank -i X`: the MaxSim reranker scores with the instructed query's token vectors,
+    exactly as `colbert -i X` does (it encoded the bare query when colbert was not among the modes,
+    while --json said the instruction applied); bm25 alone says the instruction is not used."""
+    from dataclasses import replace
+
+    searcher = small_searcher
+    saved = searcher.config
+    searcher.config = replace(saved, rerank=replace(saved.rerank, interpolation=0.0))  # the reranker's own score
+    try:
+        query, instr = "sort a list by a key", "Given a question about Python, retrieve the section that answers it"
+        plain = searcher.search(query, pipeline="bm25+rerank", k=5)
+        told = searcher.search(query, pipeline="bm25+rerank", k=5, instruction=instr)
+        colbert = searcher.search(query, pipeline="colbert", k=searcher.catalog.size, instruction=instr)
+    finally:
+        searcher.config = saved
+    by_doc = {h.doc_id: h.score for h in colbert.results}
+    assert told.results and all(abs(h.score - by_doc[h.doc_id]) < 1e-4 for h in told.results)
+    assert [h.score for h in told.results] != [h.score for h in plain.results]
+    assert told.instruction_used and told.to_json()["instruction_used"] is True
+    bm25 = searcher.search(query, pipeline="bm25", k=3, instruction=instr)
+    assert bm25.to_json()["instruction_used"] is False and "instruction_used" not in plain.to_json()
+
+
 def test_snapshot_sparse_dot_equals_brute_force():
     """The snapshot's CSR sparse vectors score any rows as the plain dict dot product does."""
     from workbench.store.snapshot import SparseMatrix, _save_sparse

@@ -52,7 +52,7 @@ def render_result(result: QueryResult, console) -> None:
     if len(pipe.modes) > 1 or pipe.rerank:  # a fused score ranks this query's hits; it is no absolute match quality
         header.append("  (fused scores: relative to this query)", style="dim")
     if result.instruction:
-        ignored = "" if {"dense", "colbert"} & set(pipe.modes) else f" (not used: {'+'.join(pipe.modes)} reads the bare query)"
+        ignored = "" if result.instruction_used else f" (not used: {result.pipeline} reads the bare query)"
         header.append(f"\n  instruction: {result.instruction}{ignored}", style="dim")
     console.print(header)
     used = pipe.roles

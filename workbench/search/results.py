@@ -19,6 +19,7 @@ class QueryResult:
     results: list[Hit]
     timings_ms: dict[str, float] = field(default_factory=dict)
     unit: str = "doc"
+    instruction_used: bool = False  # whether the instruction reached a model that ranks (Searcher.instruction_reaches)
     note: str = ""  # the index answers with other settings than wb.toml's: why (Searcher.serving_note)
 
     def to_json(self) -> dict:
@@ -26,6 +27,7 @@ class QueryResult:
             **({"note": self.note} if self.note else {}),
             "query": self.query,
             "instruction": self.instruction,
+            **({"instruction_used": self.instruction_used} if self.instruction else {}),
             "pipeline": self.pipeline,
             "models": self.models,
             "unit": self.unit,

@@ -483,7 +483,7 @@ class Searcher:
         # model work at query time runs on the idle cores only (see device.query_threads); bm25 alone
         # imports no torch
         with query_thread_limit(bool(set(pipe.modes) - {"bm25"}) or pipe.rerank, backend=self.backend):
-            encoded = self.encode_queries(texts, set(pipe.modes), instr)
+            encoded = self.encode_queries(texts, self._encoded_modes(pipe), instr)
             if encoded:
                 self._timed_load("load_index", lambda: (self.catalog, self.snapshot.dense), encoded)
             results = []
@@ -496,6 +496,21 @@ class Searcher:
                 if progress:
                     progress(i + 1, len(encoded))
         return results
+
+    def _encoded_modes(self, pipe: Pipeline) -> set[str]:
+        """The modes a query of ``pipe`` is encoded for: its own, and ColBERT's token vectors when the
+        MaxSim reranker reranks it (encoded with the instruction, in the same forward pass)."""
+        modes = set(pipe.modes)
+        if pipe.rerank and self.config.models.reranker == "maxsim":
+            modes.add("colbert")
+        return modes
+
+    def instruction_reaches(self, pipe: Pipeline) -> bool:
+        """Whether an instruction changes ``pipe``'s ranking: the dense model reads it (dense, and
+        ColBERT's or the MaxSim reranker's token vectors from the dense model's forward pass); BM25,
+        sparse, a trained ColBERT and a cross-encoder read the bare query."""
+        modes = self._encoded_modes(pipe)
+        return "dense" in modes or ("colbert" in modes and not self.bundle.colbert_is_trained)
 
     def _answer(self, q: EncodedQuery, pipe: Pipeline, k: int, instr: str, unit: str, rerank_depth) -> QueryResult:
         fusion = self.config.fusion
@@ -554,6 +569,7 @@ class Searcher:
         return QueryResult(
             query=q.text,
             instruction=instr,
+            instruction_used=bool(instr) and self.instruction_reaches(pipe),
             pipeline=pipe.name,
             models=self.models,
             results=hits,
@@ -572,7 +588,7 @@ class Searcher:
         kind = self.config.models.reranker
         if kind == "maxsim":
             if q.tokens is None:
-                q.tokens = self.encode_queries([q.text], {"colbert"})[0].tokens
+                raise AssertionError("a MaxSim rerank needs the query's token vectors: encode for _encoded_modes(pipe)")
             cat = self.catalog
             # score every chunk of the head documents that any mode retrieved
             rows_by_key: dict[str, set[int]] = {key: {best_row[key]} for key, _ in head}
