@@ -17,7 +17,7 @@ from conftest import copy_small_corpus, require_models
 
 
 def wb(*args: str, workspace=None, **popen) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+    env = dict(popen.pop("env", os.environ))
     if workspace is not None:
         env["WB_WORKSPACE"] = str(workspace)
     return subprocess.run([sys.executable, "-m", "workbench.cli.main", *args], env=env,
@@ -173,6 +173,15 @@ def test_a_run_that_failed_on_its_data_gives_its_name_back(tmp_path):
     retried = wb(*args, workspace=tmp_path / "ws")
     assert retried.returncode == 0, retried.stderr
     assert json.loads((tmp_path / "ws" / "runs" / "ce" / "status.json").read_text())["state"] == "finished"
+    # a detached run whose launcher cannot start fails in one line and gives its name back too
+    # (it stayed "queued" for ever, its name taken, after an internal FileNotFoundError)
+    args[args.index("ce")] = "ce2"
+    env = dict(os.environ, WB_TRAIN_LAUNCHER="no-such-launcher --flag")
+    unstarted = wb(*args, "--detach", workspace=tmp_path / "ws", env=env)
+    says = one_line_error(unstarted, code=1)
+    assert "could not start no-such-launcher" in says and "$WB_TRAIN_LAUNCHER" in says
+    assert json.loads((tmp_path / "ws" / "runs" / "ce2" / "status.json").read_text())["state"] == "failed"
+    assert wb(*args, workspace=tmp_path / "ws").returncode == 0
 
 
 def test_a_new_folder_or_file_with_nothing_to_index_says_why(tmp_path):

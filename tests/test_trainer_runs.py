@@ -676,3 +676,20 @@ def test_runs_says_where_a_died_run_resumes(tmp_path, capsys, monkeypatch):
     assert "`wb train resume killed` continues from step 40 (its last checkpoint)" in out
     assert "`wb train resume fresh-kill` continues from step 0 (no checkpoint yet)" in out
     assert "resume paused" not in out  # a stop checkpoints where it stops
+
+
+def test_the_launcher_never_overwrites_a_state_its_run_wrote_first(tmp_path):
+    """`wb train --detach`: the launcher marks the run running after Popen returns, but a run that
+    failed (or started) in between wrote its own state then: that state stays (a failure became
+    "died" when the launcher's "running" came last)."""
+    from trainers.runs import new_run
+
+    run = new_run(tmp_path, "r", "{}")
+    before = run.status_updated()
+    time.sleep(0.01)
+    run.write_status(state="failed", error="bad data", message="bad data")  # the run, quicker than its launcher
+    assert not run.write_status(unless_updated_after=before, state="running", pid=12345)
+    assert run.status()["state"] == "failed" and run.status()["pid"] is None
+    assert run.write_status(unless_updated_after=run.status_updated(), state="running", pid=12345)
+    assert run.status()["pid"] == 12345
+    assert json.loads(run.config_path.read_text()) == {} and not list(run.path.glob(".config.json.tmp*"))

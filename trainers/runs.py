@@ -86,16 +86,34 @@ class RunFolder:
             data["state"] = "died"
         return data
 
-    def write_status(self, **fields) -> None:
-        current = {}
+    def write_status(self, *, unless_updated_after: float | None = None, **fields) -> bool:
+        """Merge ``fields`` into status.json (written whole, renamed in). The read-modify-write holds
+        an exclusive lock on ``.status.lock``, so two processes (the launcher and its run) never lose
+        each other's fields. With ``unless_updated_after``, nothing is written when the file was
+        updated after that time (the run has said something itself since). Returns whether it wrote."""
+        import fcntl
+
+        with open(self.path / ".status.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self._raw_status()
+            if unless_updated_after is not None and current.get("updated", 0.0) > unless_updated_after:
+                return False
+            current.update(fields, updated=time.time())
+            tmp = self.status_path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(current))
+            os.replace(tmp, self.status_path)
+            return True
+
+    def _raw_status(self) -> dict:
         try:
-            current = json.loads(self.status_path.read_text())
+            data = json.loads(self.status_path.read_text())
         except (OSError, ValueError):
-            pass
-        current.update(fields, updated=time.time())
-        tmp = self.status_path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(current))
-        os.replace(tmp, self.status_path)
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def status_updated(self) -> float:
+        """When status.json was last written (its ``updated`` field; 0 when there is none)."""
+        return float(self._raw_status().get("updated", 0.0))
 
     def append_event(self, event: dict) -> None:
         with open(self.events_path, "a") as f:
@@ -143,7 +161,7 @@ class RunFolder:
         own time or, with ``finish``, saves its model as it is and ends ``finished`` (early stop)."""
         import signal
 
-        self.stop_path.write_text(FINISH + "\n" if finish else "")
+        _write_whole(self.stop_path, FINISH + "\n" if finish else "")  # never read half-written
         pid = self.status().get("pid")
         if pid:
             try:
@@ -201,6 +219,13 @@ def check_run_name(name: str) -> str:
     return name
 
 
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``path`` through a temporary file renamed over it: a reader sees the old text or the new."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def failed_before_training(run: RunFolder) -> bool:
     """True for a run that failed before its first step and saved nothing (bad data, a base that
     would not load): its folder holds no work to lose, so its name may be taken again."""
@@ -218,7 +243,7 @@ def new_run(workspace_root: Path, name: str, config_json: str) -> RunFolder:
     if run.exists():
         raise UsageError(f"a run named '{name}' exists already: pick another --out, or --resume {name}")
     run.path.mkdir(parents=True, exist_ok=True)
-    run.config_path.write_text(config_json)
+    _write_whole(run.config_path, config_json)  # the run's existence marker: whole or absent
     run.write_status(state="queued", step=0, total_steps=None, pid=None)
     return run
 

@@ -600,10 +600,20 @@ def _spawn_run(run, resume: bool) -> int:
     # runs the same module data-parallel; default: one process
     launcher = shlex.split(os.environ.get("WB_TRAIN_LAUNCHER", "")) or [sys.executable]
     cmd = launcher + ["-m", "trainers.cli", "run", str(run.path)] + (["--resume"] if resume else [])
-    with open(run.log_path, "a") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env, cwd=str(run.path))
-    run.write_status(state="running", pid=proc.pid)
+    before = run.status_updated()
+    try:
+        with open(run.log_path, "a") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, env=env, cwd=str(run.path))
+    except OSError as exc:  # a launcher that is not there: the run failed before training (its name is free)
+        from workbench.errors import TrainingError
+
+        why = f"could not start {launcher[0]}: {exc.strerror or exc}"
+        run.write_status(state="failed", error=why, message=why)
+        hint = " (check $WB_TRAIN_LAUNCHER)" if os.environ.get("WB_TRAIN_LAUNCHER", "").strip() else ""
+        raise TrainingError(f"run {run.name}: {why}{hint}") from None
+    # the run writes its own state as it starts: a failure it wrote already is never overwritten
+    run.write_status(unless_updated_after=before, state="running", pid=proc.pid)
     return proc.pid
 
 
