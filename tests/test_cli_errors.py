@@ -69,6 +69,8 @@ def test_help_has_a_short_flag_and_version_prints_the_package_version():
     ("[rerank]\ninterpolation = 2\n", "[rerank] interpolation must be between 0.0 and 1.0"),
     ("[index]\nchunk_overlap = 300\n", "chunk_overlap (300) must be less than half of chunk_tokens (256)"),
     ("[index]\nchunk_tokens = 64\n", "chunk_overlap (32) must be less than half of chunk_tokens (64)"),
+    ('[models]\ndense_query_template = "query: {instr}{text}"\n',  # was a KeyError at every query
+     "[models] dense_query_template names {instr}: it may use {instruction}, {text} only"),
 ])
 def test_a_wrong_value_in_wb_toml_names_the_key(small_workspace, tmp_path, toml, says):
     ws, _ = small_workspace

@@ -209,12 +209,35 @@ def parse_config(text: str) -> WorkspaceConfig:
     if index.chunk_overlap >= index.chunk_tokens // 2:  # windows advance by chunk_tokens - overlap
         raise UsageError(f"wb.toml: [index] chunk_overlap ({index.chunk_overlap}) must be less than half of "
                          f"chunk_tokens ({index.chunk_tokens})")
+    models = _build(ModelsConfig, raw.get("models", {}), "models")
+    _check_template(models.dense_query_template, "dense_query_template", ("instruction", "text"))
+    _check_template(models.dense_document_template, "dense_document_template", ("text",))
     return WorkspaceConfig(
-        models=_build(ModelsConfig, raw.get("models", {}), "models"),
+        models=models,
         index=index,
         fusion=fusion,
         rerank=_build(RerankConfig, raw.get("rerank", {}), "rerank"),
     )
+
+
+def _check_template(template: str | None, key: str, fields: tuple[str, ...]) -> None:
+    """A ``[models]`` prompt template must hold ``{text}`` and no field but ``fields`` (``{{`` and
+    ``}}`` write braces): a typo fails here, in one line, not at every query."""
+    if template is None:
+        return
+    from string import Formatter
+
+    try:
+        named = {name for _lit, name, _spec, _conv in Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise UsageError(f"wb.toml: [models] {key} is not a valid template ({exc}); write a brace as {{{{ or }}}}") from None
+    allowed = ", ".join("{" + f + "}" for f in fields)
+    unknown = sorted(named - set(fields))
+    if unknown:
+        raise UsageError(f"wb.toml: [models] {key} names {', '.join('{' + n + '}' for n in unknown)}: "
+                         f"it may use {allowed} only")
+    if "text" not in named:
+        raise UsageError(f"wb.toml: [models] {key} must hold {{text}}, where the {'query' if 'instruction' in fields else 'document'} goes")
 
 
 def load_config(path: Path) -> WorkspaceConfig:
