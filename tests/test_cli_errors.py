@@ -114,8 +114,10 @@ def test_queries_that_cannot_mean_anything_are_refused(small_workspace, args, sa
 
 def test_piped_results_keep_one_line_each_and_say_result_in_the_singular(small_workspace):
     ws, _ = small_workspace
-    proc = wb("query", "remove a directory and everything in it", "-p", "bm25", "-k", "1", workspace=ws.root)
+    proc = wb("query", "remove a directory and everything in it", "-p", "bm25", "-k", "1", "-m", "reranker=maxsim",
+              workspace=ws.root)
     assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "--model reranker=... applies to +rerank pipelines: ignored for bm25"
     lines = proc.stdout.splitlines()
     assert "1 result for remove a directory and everything in it" in lines[0]
     assert len(lines) == 5  # header, hit, its ranks, its snippet, timings: nothing wrapped at 80 columns

@@ -38,7 +38,7 @@ def ws_with_run(tmp_path):
     return ws, corpus
 
 
-def test_variant_is_built_beside_the_base_and_ranks_like_it(ws_with_run, capsys, monkeypatch):
+def test_variant_is_built_beside_the_base_and_ranks_like_it(ws_with_run, tmp_path, capsys, monkeypatch):
     ws, corpus = ws_with_run
     from workbench.store.manifest import Manifest
 
@@ -89,6 +89,11 @@ def test_variant_is_built_beside_the_base_and_ranks_like_it(ws_with_run, capsys,
     code, out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
     assert code == 0 and "older than the workspace" in err
     assert "older than the workspace" in json.loads(out)["note"]  # a script sees it too
+    (tmp_path / "qs.txt").write_text(f"{q}\nsleep for a while\n")  # --queries: each answer carries it, said once
+    code, out, err = wb(capsys, monkeypatch, "query", "--queries", str(tmp_path / "qs.txt"), "-w", str(ws.root),
+                        "--model", "dense=runs/ft", "--json")
+    assert code == 0 and err.count("older than the workspace") == 1
+    assert all("older than the workspace" in json.loads(line)["note"] for line in out.splitlines())
     code, out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", "dense=runs/ft")
     assert code == 0
     code, out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "--model", "dense=runs/ft", "--json")

@@ -316,6 +316,8 @@ def query_cmd(
     pipe = parse_pipeline(pipeline)
     unused = [flag for flag, value in (("--rerank-depth", rerank_depth), ("--rerank-interpolation", rerank_interpolation))
               if value is not None and not pipe.rerank]
+    if not pipe.rerank and "reranker" in _parse_model_overrides(model):
+        unused.append("--model reranker=...")
     if unused:  # said, not refused: a script may pass them to every pipeline it loops over
         verb = "apply" if len(unused) > 1 else "applies"
         _err_console().print(f"[yellow]{' and '.join(unused)} {verb} to +rerank pipelines: ignored for "
@@ -334,8 +336,6 @@ def query_cmd(
             result.note = "; ".join(n for n in (*serve.notes, result.note) if n)
             _write_answers([("1", result)], json_out, trec, batch=False)
             return
-        for n in serve.notes:
-            _err_console().print(f"[yellow]{n}[/yellow]", highlight=False)
         # a bar on a terminal's stderr while the answers go to a file or pipe (on a terminal they
         # show the progress themselves; a stderr in a log stays quiet)
         bar = _progress_bar(piped_lines=False) if not sys.stdout.isatty() else contextlib.nullcontext()
@@ -343,6 +343,8 @@ def query_cmd(
             for start in range(0, len(batch), QUERY_BATCH):  # answers stream out a slice at a time
                 part = batch[start:start + QUERY_BATCH]
                 results = searcher.search_many([q.text for q in part], **options)
+                for r in results:  # each answer carries the notes, as a single query's does
+                    r.note = "; ".join(n for n in (*serve.notes, r.note) if n)
                 _write_answers([(q.query_id, r) for q, r in zip(part, results)], json_out, trec, batch=True)
                 if progress:
                     progress("querying", start + len(part), len(batch))
