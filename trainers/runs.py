@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from workbench.errors import UsageError
+from workbench.files import write_whole
 
 TERMINAL = ("finished", "stopped", "failed", "died")
 FINISH = "finish"  # the stop file's text that asks for an early finish instead of a stop
@@ -99,9 +100,7 @@ class RunFolder:
             if unless_updated_after is not None and current.get("updated", 0.0) > unless_updated_after:
                 return False
             current.update(fields, updated=time.time())
-            tmp = self.status_path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(current))
-            os.replace(tmp, self.status_path)
+            write_whole(self.status_path, json.dumps(current))
             return True
 
     def _raw_status(self) -> dict:
@@ -161,7 +160,7 @@ class RunFolder:
         own time or, with ``finish``, saves its model as it is and ends ``finished`` (early stop)."""
         import signal
 
-        _write_whole(self.stop_path, FINISH + "\n" if finish else "")  # never read half-written
+        write_whole(self.stop_path, FINISH + "\n" if finish else "")  # never read half-written
         pid = self.status().get("pid")
         if pid:
             try:
@@ -219,13 +218,6 @@ def check_run_name(name: str) -> str:
     return name
 
 
-def _write_whole(path: Path, text: str) -> None:
-    """Write ``path`` through a temporary file renamed over it: a reader sees the old text or the new."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def failed_before_training(run: RunFolder) -> bool:
     """True for a run that failed before its first step and saved nothing (bad data, a base that
     would not load): its folder holds no work to lose, so its name may be taken again."""
@@ -243,7 +235,7 @@ def new_run(workspace_root: Path, name: str, config_json: str) -> RunFolder:
     if run.exists():
         raise UsageError(f"a run named '{name}' exists already: pick another --out, or --resume {name}")
     run.path.mkdir(parents=True, exist_ok=True)
-    _write_whole(run.config_path, config_json)  # the run's existence marker: whole or absent
+    write_whole(run.config_path, config_json)  # the run's existence marker: whole or absent
     run.write_status(state="queued", step=0, total_steps=None, pid=None)
     return run
 

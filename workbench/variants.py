@@ -159,7 +159,9 @@ def write_variant_config(serve: Serving) -> None:
     text = render_config(serve.config, f"model variant of {serve.workspace.root.parent.parent} ({serve.label});\n"
                                        "written by wb; the parent's wb.toml plus the --model overrides")
     if not serve.workspace.config_path.exists() or serve.workspace.config_path.read_text() != text:
-        serve.workspace.config_path.write_text(text)
+        from workbench.files import write_whole
+
+        write_whole(serve.workspace.config_path, text)
 
 
 def parent_roots(ws: Workspace) -> list[Path]:

@@ -126,7 +126,9 @@ def workspace_for(workspace: Workspace, config: WorkspaceConfig) -> tuple[Worksp
     if not ws.config_path.exists():
         from workbench.config import render_config
 
-        ws.config_path.write_text(render_config(config, "model variant written by wb eval"))
+        from workbench.files import write_whole
+
+        write_whole(ws.config_path, render_config(config, "model variant written by wb eval"))
     return ws, workspace
 
 
@@ -434,5 +436,7 @@ def _write_cache_config(ws: Workspace, config: WorkspaceConfig) -> None:
     text = DEFAULT_TOML if config == WorkspaceConfig() else render_config(config, "eval cache workspace, written by wb eval")
     ws.root.mkdir(parents=True, exist_ok=True)
     if not ws.config_path.exists() or ws.config_path.read_text() != text:
-        ws.config_path.write_text(text)
+        from workbench.files import write_whole
+
+        write_whole(ws.config_path, text)
 
