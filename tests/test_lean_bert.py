@@ -350,6 +350,21 @@ def test_query_threads_follow_idle_cores(monkeypatch):
     with device.query_thread_limit():
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+    # blocks that overlap and end out of order (two TUI workers) leave torch's count as it was
+    torch.set_num_threads(4)
+    try:
+        monkeypatch.setenv("WB_QUERY_THREADS", "2")
+        first = device.query_thread_limit()
+        first.__enter__()
+        monkeypatch.setenv("WB_QUERY_THREADS", "1")
+        second = device.query_thread_limit()
+        second.__enter__()
+        assert torch.get_num_threads() == 1
+        first.__exit__(None, None, None)
+        second.__exit__(None, None, None)
+        assert torch.get_num_threads() == 4  # it was left at 2, the second block's "before"
+    finally:
+        torch.set_num_threads(before)
     monkeypatch.setenv("WB_QUERY_THREADS", "0")
     assert device.query_threads() is None
     monkeypatch.delenv("WB_QUERY_THREADS")

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -461,17 +462,28 @@ def test_a_query_rebuilding_a_missing_snapshot_leaves_another_process_build_alon
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a build its process left behind when killed
     writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    release = threading.Event()
+    builder = threading.Thread(target=release.wait)  # another thread of this process building (the TUI)
+    builder.start()
+    ended = threading.Thread(target=lambda: None)
+    ended.start()
+    ended.join()
     try:
         live, dead = snap / f"tmp-v99-{writer.pid}", snap / f"tmp-v98-{gone.pid}"
-        for folder in (live, dead, snap / "v1"):
+        live_thread = snap / f"tmp-v97-{os.getpid()}-{builder.ident}"
+        dead_thread = snap / f"tmp-v96-{os.getpid()}-{ended.ident}"
+        for folder in (live, dead, live_thread, dead_thread, snap / "v1"):
             folder.mkdir()
             (folder / "part").write_bytes(b"x")
         hits = Searcher(copy).search("iterator functions", pipeline="dense", k=3).results
         assert [h.doc_id for h in hits] == [h.doc_id for h in Searcher(ws).search("iterator functions", pipeline="dense", k=3).results]
         assert (live / "part").exists() and not dead.exists() and not (snap / "v1").exists()
+        assert (live_thread / "part").exists() and not dead_thread.exists()
     finally:
         writer.kill()
         writer.wait()
+        release.set()
+        builder.join()
 
 
 def test_equal_scores_keep_the_modes_own_order(tmp_path):

@@ -200,7 +200,12 @@ def query_thread_limit(active: bool = True, backend: str = "torch"):
         return
     import torch
 
-    wanted, before = query_threads(), torch.get_num_threads()
+    with _torch_blocks_lock:  # blocks may overlap (TUI workers): the first one in records torch's
+        if _torch_blocks["depth"] == 0:  # count, the last one out restores it
+            _torch_blocks["baseline"] = torch.get_num_threads()
+        _torch_blocks["depth"] += 1
+        before = _torch_blocks["baseline"]
+    wanted = query_threads()
     forced = bool(os.environ.get("WB_QUERY_THREADS", "").strip())
     change = not (wanted is None or wanted == before or (wanted > before and not forced))
     if change:
@@ -210,9 +215,15 @@ def query_thread_limit(active: bool = True, backend: str = "torch"):
         with _one_blas_thread():
             yield
     finally:
-        if change:
-            torch.set_num_threads(before)
+        with _torch_blocks_lock:
+            _torch_blocks["depth"] -= 1
+            if _torch_blocks["depth"] == 0 and torch.get_num_threads() != before:
+                torch.set_num_threads(before)
         _count_own_load(start, time.monotonic(), wanted if change else before)
+
+
+_torch_blocks: dict = {"depth": 0, "baseline": None}  # torch query blocks running now, torch's count before them
+_torch_blocks_lock = threading.Lock()
 
 
 def auto_tokenizer(path, what: str):

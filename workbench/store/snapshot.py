@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def build(folder: Path, table, version: int) -> Path:
     final = folder / f"v{version}"
     if (final / "tokens.npz").exists():
         return final
-    tmp = folder / f"tmp-v{version}-{os.getpid()}"
+    tmp = folder / f"tmp-v{version}-{os.getpid()}-{threading.get_ident()}"  # one per builder, threads too
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     keys: list[np.ndarray] = []
@@ -176,11 +177,16 @@ def build(folder: Path, table, version: int) -> Path:
 
 
 def _building_elsewhere(name: str) -> bool:
-    """Whether ``name`` is another live process's ``tmp-vN-PID`` build (a query rebuilding a missing
-    snapshot while ``wb index`` publishes one): never removed under it."""
-    match = re.fullmatch(r"tmp-v\d+-(\d+)", name)
-    if not match or int(match.group(1)) == os.getpid():
+    """Whether ``name`` is another live builder's ``tmp-vN-PID-THREAD`` folder (a query rebuilding a
+    missing snapshot while ``wb index`` publishes one, or another thread of this process, e.g. the
+    TUI's): never removed under it."""
+    match = re.fullmatch(r"tmp-v\d+-(\d+)(?:-(\d+))?", name)
+    if not match:
         return False
+    if int(match.group(1)) == os.getpid():
+        thread = int(match.group(2)) if match.group(2) else None
+        return thread is not None and thread != threading.get_ident() and thread in {
+            t.ident for t in threading.enumerate()}
     try:
         os.kill(int(match.group(1)), 0)
     except (ProcessLookupError, OverflowError):  # gone (or never a pid)

@@ -247,9 +247,10 @@ class Engine:
             raise _wrap(exc) from exc
 
     def documents(self, root, limit: int = 5000) -> list[DocumentRow]:
-        searcher, _lock = self._using(root)
+        searcher, lock = self._using(root)
         try:
-            cat = searcher.catalog
+            with lock:  # the catalog loads lazily: never twice at once with a search of this index
+                cat = searcher.catalog
         except Exception as exc:
             raise _wrap(exc) from exc
         rows: dict[str, DocumentRow] = {}
