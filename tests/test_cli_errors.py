@@ -389,3 +389,19 @@ for path in paths(root, []):
     assert len(sections) > 15  # every command and subcommand was shown
     cut = {s.splitlines()[0]: [line for line in s.splitlines() if "…" in line] for s in sections}
     assert {name: lines for name, lines in cut.items() if lines} == {}
+
+
+def test_a_manifest_that_is_not_a_database_is_one_line(tmp_path):
+    """A workspace whose manifest.sqlite is damaged (a copy cut short): each command says so in one
+    line (it was an internal sqlite3.DatabaseError)."""
+    from workbench.config import DEFAULT_TOML
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "wb.toml").write_text(DEFAULT_TOML)
+    (ws / "manifest.sqlite").write_bytes(b"this is no SQLite file, only some text left by a bad copy\n" * 4)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A\nan aardvark\n")
+    for args in (("query", "aardvark"), ("index", str(tmp_path / "docs"))):
+        says = one_line_error(wb(*args, workspace=ws))
+        assert "manifest.sqlite cannot be read as the workspace's manifest (file is not a database)" in says

@@ -75,7 +75,10 @@ class LanceChunkStore:
 
     def create(self, dense_dim: int, colbert_dim: int) -> None:
         """Create the empty table (replacing any previous one)."""
-        self._table = self.db.create_table(TABLE, schema=chunk_schema(dense_dim, colbert_dim), mode="overwrite")
+        try:
+            self._table = self.db.create_table(TABLE, schema=chunk_schema(dense_dim, colbert_dim), mode="overwrite")
+        except Exception as exc:  # lance raises OSError/RuntimeError/ValueError (a full disk, permissions)
+            raise IndexingError(f"LanceDB could not create its table: {exc}") from exc
 
     def add(self, batch: pa.Table) -> None:
         try:
@@ -86,13 +89,12 @@ class LanceChunkStore:
     def delete_docs(self, doc_ids: list[str]) -> None:
         for start in range(0, len(doc_ids), 500):
             part = doc_ids[start : start + 500]
-            self.table.delete(f"doc_id IN ({_sql_list(part)})")
-
-    def count(self) -> int:
-        return self.table.count_rows() if self.exists() else 0
-
-    def doc_ids(self) -> set[str]:
-        return set(self.read_columns(["doc_id"]).column("doc_id").to_pylist())
+            try:
+                self.table.delete(f"doc_id IN ({_sql_list(part)})")
+            except WorkspaceError:
+                raise
+            except Exception as exc:
+                raise IndexingError(f"LanceDB delete failed: {exc}") from exc
 
     def read_columns(self, columns: list[str]) -> pa.Table:
         """All rows, only ``columns``."""

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from workbench.errors import WorkspaceError
+
 REINDEX_KEY = "reindex_roots"  # meta: the roots a settings rebuild forgot, still to be indexed again
 
 
@@ -66,6 +68,14 @@ class Manifest:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:  # not a database (a copy cut short, another file): one line
+            self.db.close()
+            raise WorkspaceError(f"{path} cannot be read as the workspace's manifest ({exc}); if it is damaged, "
+                                 f"index into a new workspace") from exc
+
+    def _open(self) -> None:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(

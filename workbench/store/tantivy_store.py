@@ -101,16 +101,26 @@ class TantivyChunkStore:
             doc.add_text("doc_id", doc_id)
             doc.add_text("bm25", text)
             doc.add_text("sparse", bitplane_tokens(ids, weights, self.sparse_step))
-            self.writer.add_document(doc)
+            try:
+                self.writer.add_document(doc)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise IndexingError(f"Tantivy add failed: {exc}") from exc
 
     def delete_docs(self, doc_ids: list[str]) -> None:
         for doc_id in doc_ids:
-            self.writer.delete_documents_by_term("doc_id", doc_id)
+            try:
+                self.writer.delete_documents_by_term("doc_id", doc_id)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise IndexingError(f"Tantivy delete failed: {exc}") from exc
 
     def commit(self) -> None:
         if self._writer is not None:
-            self._writer.commit()
-            self._writer.wait_merging_threads()
+            try:
+                self._writer.commit()
+                self._writer.wait_merging_threads()
+            except (OSError, ValueError, RuntimeError) as exc:  # a full disk: nothing committed, said in one line
+                self._writer = None
+                raise IndexingError(f"Tantivy commit failed: {exc}") from exc
             self._writer = None
             self.index.reload()
 
@@ -123,10 +133,6 @@ class TantivyChunkStore:
             pass
 
     # reading -----------------------------------------------------------------
-    def count(self) -> int:
-        self.index.reload()
-        return self.index.searcher().num_docs
-
     def _run(self, query, k: int) -> tuple[np.ndarray, np.ndarray]:
         searcher = self.index.searcher()
         hits = searcher.search(query, limit=k, count=False).hits
