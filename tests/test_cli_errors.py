@@ -38,6 +38,7 @@ def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
     (["nosuchcommand"], "No such command 'nosuchcommand'"),
     (["query", "x", "-k", "abc"], "Invalid value for '-k'"),
     (["index", ""], "PATH is empty (an unset shell variable?)"),  # not the current folder
+    (["runs", "stop", "r1", "--wait", "-5"], "--wait must be 0 or more seconds, not -5"),
 ])
 def test_usage_mistakes_are_one_line_exit_2(tmp_path, args, says):
     assert says in one_line_error(wb(*args, workspace=tmp_path / "ws"))

@@ -518,3 +518,17 @@ def test_run_files_alone_are_compared_without_indexing(first_run, dataset, tmp_p
     said = "depth 20: R@100 and MAP@100 only see the top 20 documents"
     assert code == 0 and json.loads(out)["notes"] == [said]
     assert {"phase": "note", "done": 0, "total": 0, "message": said} in [json.loads(line) for line in err.splitlines()]
+
+
+def test_run_dir_refuses_ids_a_trec_line_cannot_carry_before_indexing(tmp_path, capsys, monkeypatch):
+    """A corpus id with a space: --run-dir would write lines that split into 7 columns; it is
+    refused in one line before anything is indexed (as `wb query --trec` refuses such a query id)."""
+    root = make_dataset(tmp_path / "spaced")
+    rows = (root / "corpus.jsonl").read_text().splitlines()
+    first = json.loads(rows[0])
+    first["_id"] = "doc one"
+    (root / "corpus.jsonl").write_text("\n".join([json.dumps(first), *rows[1:]]) + "\n")
+    code, out, err = wb(capsys, monkeypatch, "eval", str(root), "-p", "bm25", "--run-dir", str(tmp_path / "runs"),
+                        "-w", str(tmp_path / "ws"))
+    assert code == 2 and "--run-dir: the id 'doc one' holds whitespace" in err
+    assert not (tmp_path / "ws").exists() and not (tmp_path / "runs").exists()

@@ -497,6 +497,10 @@ def eval_cmd(
         from workbench.eval.dataset import first_queries
 
         data = first_queries(data, limit)
+    if run_dir:  # a TREC line splits on whitespace: refused before anything is indexed, as wb query --trec does
+        spaced = next((i for i in (*data.queries, *data.corpus_ids) if len(i.split()) != 1), None)
+        if spaced is not None:
+            raise UsageError(f"--run-dir: the id {spaced!r} holds whitespace, which a TREC run line cannot carry")
     err = _err_console()
 
     def progress(event: dict) -> None:
@@ -1222,6 +1226,8 @@ def runs_stop(
     failed) saves the model of its last complete checkpoint, here and now."""
     from trainers.runs import TERMINAL, get_run
 
+    if wait is not None and not wait >= 0:  # 0: ask and return at once
+        raise UsageError(f"--wait must be 0 or more seconds, not {wait:g}")
     ws = _workspace(workspace)
     run = get_run(ws.root, name)
     status = run.status()
