@@ -160,3 +160,17 @@ def test_tsv_query_files_with_a_header_or_in_ms_marco_layout(tmp_path):
     headed.write_text("qid\tquery\nq1\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"headed.tsv:2: no query text in column 2"):
         read_queries(str(headed))
+
+
+@pytest.mark.parametrize("args", [["models"], ["--help"], ["runs"]])
+def test_every_command_meets_a_reader_that_left_with_exit_141(tmp_path, args):
+    """`wb models | head -1`, `wb --help | head`: a closed pipe ends any command quietly with 141, as
+    `wb query` (click and rich ended them with a bare 1, a failure's status)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    try:
+        proc = subprocess.run([sys.executable, "-m", "workbench.cli.main", *args], stdout=write_end,
+                              stderr=subprocess.PIPE, env=_env(tmp_path / "ws"), text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141 and proc.stderr == ""

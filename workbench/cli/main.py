@@ -1365,6 +1365,13 @@ def _progress_bar(rate_of: tuple[str, str] | None = None, piped_lines: bool = Tr
     yield line
 
 
+def _stdout_is_devnull() -> bool:
+    try:
+        return os.path.samestat(os.fstat(1), os.stat(os.devnull))
+    except OSError:
+        return False
+
+
 def main() -> None:
     """Console entry point: run the app, map WbError to one line and its exit code."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -1386,7 +1393,19 @@ def main() -> None:
             from workbench.cli.help_text import polish_help
 
             polish_help(command)
-        code = command(standalone_mode=False)
+        was_devnull = _stdout_is_devnull()
+        try:
+            code = command(standalone_mode=False)
+        except SystemExit as exc:
+            # click (`wb models | head -1`) and rich (`wb --help | head -1`) meet a reader that left
+            # with a quiet exit 1 (click wraps stdout, rich points it at /dev/null): say 141, as
+            # `wb query` does (a shell's SIGPIPE status), so a script tells it from a failure
+            if exc.code == 1 and (type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper"
+                                  or (not was_devnull and _stdout_is_devnull())):
+                from workbench.cli.output import READER_LEFT
+
+                exc.code = READER_LEFT
+            raise
     except WbError as exc:
         print(f"wb: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
