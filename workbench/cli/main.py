@@ -752,7 +752,7 @@ def train_embedder_cmd(
     lr: LrOpt = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="infonce, jointlh, summarglh, lsepair, rand1lh, or kl (distillation from teacher scores: wb mine --teacher).")] = None,
     temperature: Annotated[Optional[float], typer.Option("--temperature")] = None,
-    negatives: Annotated[Optional[int], typer.Option("--negatives", help="Hard negatives per query.")] = None,
+    negatives: NegativesOpt = None,
     distill: Annotated[Optional[float], typer.Option("--distill", help="Weight of KL distillation from the data's teacher scores (pos_scores/neg_scores, e.g. from `wb mine --teacher`); 0 = off. --loss kl distills only.")] = None,
     instruction: Annotated[Optional[str], typer.Option("--instruction", help="Query instruction (preset name or text) for rows without a prompt.")] = None,
     mixed_precision: MixedPrecisionOpt = None,

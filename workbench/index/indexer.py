@@ -12,9 +12,10 @@ Guarantees (see ``store.manifest`` for the write protocol):
 
 Roots never overlap, so a document is never indexed twice nor silently replaced by another root's:
 - a document id is its path relative to the indexed root (BEIR: its ``_id``); when a document of this
-  root has the id of another root's document with other content, the run is refused before anything
-  is written (``InputError`` naming the id and both roots: index their common parent, or use another
-  workspace); the same id with the same content is the same document and stays as it is;
+  root has the id of another root's document, the run is refused before anything is written
+  (``InputError`` naming the id and both roots: index their common parent, or use another
+  workspace), a folder's even for an identical file; two BEIR corpora may share a document of the
+  same id and content, which stays as it is;
 - a path inside an indexed root that the root's walk reads refreshes that root instead;
 - a root that contains indexed roots takes them over: their documents move to it (re-encoded only
   where their id or file changed, e.g. ``groupby.md`` of ``corpus/itertools`` → ``itertools/groupby.md``).
