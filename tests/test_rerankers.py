@@ -245,11 +245,9 @@ def test_llm_plain_prompt_without_chat_template(llm_dir, tmp_path):
     )
 
 
-def test_llm_role_and_reserved_cutoff(llm_dir):
+def test_llm_role_loads_the_yes_no_reranker(llm_dir):
     reranker = load_reranker(RoleModel("reranker", "llm", str(llm_dir), "llm", True))
     assert isinstance(reranker, LLMYesNoReranker)
-    with pytest.raises(ModelError):
-        LLMYesNoReranker(str(llm_dir), cutoff_layer=1)
 
 
 # -- load_reranker errors -----------------------------------------------------------------

@@ -87,9 +87,12 @@ def _kind(folder: Path) -> str | None:
     if not meta.exists():
         return None
     try:
-        return json.loads(meta.read_text()).get("kind")
-    except ValueError:
-        raise UsageError(f"{meta} is not valid JSON") from None
+        data = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        raise UsageError(f"{meta} is not readable JSON") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{meta} is not a JSON object")
+    return data.get("kind")
 
 
 def normalised_weights(count: int, weights: list[float] | None) -> list[float]:

@@ -58,6 +58,8 @@ def read_meta(path: str | Path) -> dict:
         meta = json.loads((Path(path) / COLBERT_META).read_text())
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read {COLBERT_META} in '{path}': {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ModelError(f"{COLBERT_META} in '{path}' is not a JSON object")
     for key in ("dim", "query_marker_id", "document_marker_id", "query_max_length", "document_max_length"):
         if key not in meta:
             raise ModelError(f"{COLBERT_META} in '{path}' lacks '{key}'")

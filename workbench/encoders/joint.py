@@ -33,7 +33,6 @@ time); anything else falls back to transformers.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,11 +54,10 @@ def read_joint_meta(path: str | Path | None) -> dict | None:
     """``wb_model.json`` of a joint folder, or None for anything else (never raises)."""
     if path is None:
         return None
-    try:
-        meta = json.loads((Path(path) / "wb_model.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and meta.get("kind") == JOINT_KIND else None
+    from workbench.encoders.layout import read_json
+
+    meta = read_json(Path(path) / "wb_model.json")
+    return meta if meta.get("kind") == JOINT_KIND else None
 
 
 def is_joint_folder(path: str | Path | None) -> bool:

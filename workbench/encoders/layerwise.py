@@ -72,13 +72,9 @@ def split_cutoff(path: str) -> tuple[str, int | None]:
 
 def is_layerwise(path: str) -> bool:
     """True when ``path`` is a folder whose ``wb_model.json`` says ``kind: layerwise-reranker``."""
-    meta_path = Path(path) / META_FILE
-    if not meta_path.is_file():
-        return False
-    try:
-        return json.loads(meta_path.read_text()).get("kind") == LAYERWISE_KIND
-    except (OSError, ValueError, AttributeError):
-        return False
+    from workbench.encoders.layout import read_json
+
+    return read_json(Path(path) / META_FILE).get("kind") == LAYERWISE_KIND
 
 
 def read_layerwise_meta(path: str) -> LayerwiseMeta:
@@ -87,6 +83,8 @@ def read_layerwise_meta(path: str) -> LayerwiseMeta:
         raw = json.loads((Path(path) / META_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise ModelError(f"'{path}' is not a layer-wise reranker folder (no readable {META_FILE})") from exc
+    if not isinstance(raw, dict):
+        raise ModelError(f"'{path}' is not a layer-wise reranker folder ({META_FILE} is not a JSON object)")
     if raw.get("kind") != LAYERWISE_KIND or not raw.get("layers"):
         raise ModelError(f"'{path}' is not a layer-wise reranker folder ({META_FILE} kind {raw.get('kind')!r})")
     layers = tuple(sorted(int(x) for x in raw["layers"]))

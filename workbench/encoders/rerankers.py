@@ -31,6 +31,7 @@ from workbench.encoders.yesno_prompt import (  # shared with trainers/llm_rerank
     DEFAULT_QUESTION,
     YesNoPrompt,
     answer_logits,
+    answer_rows,
     last_hidden,
     read_llm_reranker_meta,
 )
@@ -227,10 +228,6 @@ class CrossEncoderReranker:
         self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
 
     # -- tokenization -------------------------------------------------------------------
-    def _cap_queries(self, queries: list[str]) -> dict[str, str]:
-        """query -> query cut to at most ``max_length // 2`` tokens (only the long ones change)."""
-        return cap_queries(self.tokenizer, queries, self.max_length)
-
     def tokenize(self, pairs: list[tuple[str, str]]) -> tuple[list[list[int]], list[list[int]] | None]:
         """Token ids (and token type ids when the model uses them) per pair, truncated."""
         return tokenize_pairs(self.tokenizer, pairs, self.max_length, self.uses_token_types)
@@ -328,7 +325,7 @@ class LLMYesNoReranker:
     padding cannot reach it (causal attention, positions unchanged). Only the two answer rows
     of the output embedding are applied, in float32, to that one hidden state per pair (no
     full-vocabulary projection); ``final_logit_softcapping``/``logit_scale`` configs are honoured.
-    ``cutoff_layer`` is reserved for layer-wise early exit and must be None for now.
+    (Layer-wise early exit is the cross-encoder's: ``encoders/layerwise.py``.)
 
     The prompt and the score are :mod:`workbench.encoders.yesno_prompt` (``YesNoPrompt``,
     ``last_hidden``, ``answer_logits``), the code the trainer (``wb train llm-reranker``) uses.
@@ -347,17 +344,12 @@ class LLMYesNoReranker:
         answers: tuple[str, str] | None = None,
         batch_tokens: int = 8192,
         max_batch: int = 64,
-        cutoff_layer: int | None = None,
     ) -> None:
-        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if cutoff_layer is not None:
-            raise ModelError("layer-wise early exit (cutoff_layer) is not supported yet")
         quiet_transformers()
         self.name = str(path)
         self.path = str(path)
-        self.cutoff_layer = cutoff_layer
         saved = read_llm_reranker_meta(path)  # {} unless a `wb train llm-reranker` folder
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device)
@@ -388,13 +380,12 @@ class LLMYesNoReranker:
         self._chat = self.prompt.chat
         self._pieces = self.prompt.pieces
         self.answer_tokens = self.prompt.answer_tokens
-        out_emb = self.model.get_output_embeddings()
-        if out_emb is None or not hasattr(out_emb, "weight"):
-            raise ModelError(f"cannot use '{path}' as an LLM reranker: it has no output embedding")
-        ids = torch.tensor(self.answer_tokens, device=out_emb.weight.device)
-        self._answer_weight = out_emb.weight.detach().index_select(0, ids).float()
-        bias = getattr(out_emb, "bias", None)
-        self._answer_bias = bias.detach().index_select(0, ids).float() if bias is not None else None
+        try:
+            weight, bias = answer_rows(self.model, self.answer_tokens)  # the trainer's rows, without gradient here
+        except ModelError:
+            raise ModelError(f"cannot use '{path}' as an LLM reranker: it has no output embedding") from None
+        self._answer_weight = weight.detach().float()
+        self._answer_bias = bias.detach().float() if bias is not None else None
         config = self.model.config
         self._softcap = getattr(config, "final_logit_softcapping", None)
         self._logit_scale = getattr(config, "logit_scale", None)
@@ -443,11 +434,7 @@ class LLMYesNoReranker:
         return out
 
     def _last_hidden(self, input_ids, mask, last):
-        """[B, H] final-norm hidden state at each row's last real position.
-
-        This is the hook for layer-wise early exit: with a ``cutoff_layer`` it would stop the
-        decoder after that layer and apply the final norm to that layer's state.
-        """
+        """[B, H] final-norm hidden state at each row's last real position."""
         return last_hidden(self.model, input_ids, mask, last)
 
     def _answer_logits(self, hidden):

@@ -19,7 +19,6 @@ torch is imported inside the two scoring functions only.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from workbench.errors import ModelError
@@ -249,10 +248,7 @@ def answer_logits(hidden, weight, bias=None, logit_scale=None, softcap=None):
 
 def read_llm_reranker_meta(path: str | Path) -> dict:
     """``wb_model.json`` of a ``wb train llm-reranker`` folder (``kind == "llm-reranker"``), else ``{}``."""
-    try:
-        meta = json.loads((Path(path) / "wb_model.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(meta, dict) or meta.get("kind") != LLM_RERANKER_KIND:
-        return {}
-    return meta
+    from workbench.encoders.layout import read_json
+
+    meta = read_json(Path(path) / "wb_model.json")
+    return meta if meta.get("kind") == LLM_RERANKER_KIND else {}
