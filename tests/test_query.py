@@ -318,6 +318,16 @@ def test_fusing_a_chosen_set_of_modes(small_searcher):
             small_searcher.search("x", pipeline=bad)
 
 
+def test_a_k_or_depth_beyond_the_index_returns_the_whole_index(small_searcher):
+    """`-k 2147483648` aborted the process in Tantivy (it allocates the limit up front) and 2**70 was
+    an OverflowError: a list is never longer than the index, so such a -k returns every document."""
+    docs = len(set(small_searcher.catalog.doc_ids))
+    matching = [h.doc_id for h in small_searcher.search("heap", pipeline="bm25", k=docs).results]
+    for k in (2**31, 2**70):
+        assert [h.doc_id for h in small_searcher.search("heap", pipeline="bm25", k=k).results] == matching
+        assert len(small_searcher.search("heap", pipeline="hybrid+rerank", k=k, rerank_depth=k).results) == docs
+
+
 def test_the_maxsim_reranker_reads_the_instruction_whatever_the_first_stage(small_searcher):
     """`bm25+rerank -i X`: the MaxSim reranker scores with the instructed query's token vectors,
     exactly as `colbert -i X` does (it encoded the bare query when colbert was not among the modes,

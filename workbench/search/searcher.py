@@ -514,8 +514,10 @@ class Searcher:
 
     def _answer(self, q: EncodedQuery, pipe: Pipeline, k: int, instr: str, unit: str, rerank_depth) -> QueryResult:
         fusion = self.config.fusion
-        depth = max(fusion.depth, k)
-        depth_for_rerank = rerank_depth or self.config.rerank.depth
+        size = max(1, self.catalog.size)  # no list is longer than the index: a huge -k or depth is the whole index
+        k = min(k, size)
+        depth = min(max(fusion.depth, k), size)
+        depth_for_rerank = min(rerank_depth or self.config.rerank.depth, size)
         if pipe.rerank:
             depth = max(depth, depth_for_rerank)
         lists = self.run_modes(q, pipe.modes, depth)

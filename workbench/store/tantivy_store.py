@@ -135,7 +135,9 @@ class TantivyChunkStore:
     # reading -----------------------------------------------------------------
     def _run(self, query, k: int) -> tuple[np.ndarray, np.ndarray]:
         searcher = self.index.searcher()
-        hits = searcher.search(query, limit=k, count=False).hits
+        # never more than the index holds: Tantivy allocates the limit up front (-k 2**31 aborted)
+        limit = max(1, min(int(k), searcher.num_docs))
+        hits = searcher.search(query, limit=limit, count=False).hits
         if not hits:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         addrs = [addr for _, addr in hits]
