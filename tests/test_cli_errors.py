@@ -72,6 +72,7 @@ def test_help_has_a_short_flag_and_version_prints_the_package_version():
     ("[index]\nchunk_tokens = 64\n", "chunk_overlap (32) must be less than half of chunk_tokens (64)"),
     ('[models]\ndense_query_template = "query: {instr}{text}"\n',  # was a KeyError at every query
      "[models] dense_query_template names {instr}: it may use {instruction}, {text} only"),
+    ('[models]\nsparse = ""\n', "[models] sparse is empty"),  # it named the current folder
 ])
 def test_a_wrong_value_in_wb_toml_names_the_key(small_workspace, tmp_path, toml, says):
     ws, _ = small_workspace

@@ -237,3 +237,24 @@ def test_smollm2_conversion_in_session_cache_generates():
                                   add_generation_prompt=True, return_tensors="pt", return_dict=True)
     out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     assert tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def test_a_model_folder_fingerprint_reads_any_file_name_and_changes_with_its_files(tmp_path):
+    """The fingerprint that tells whether an index's model changed: a file name that is not UTF-8
+    (it was an internal UnicodeEncodeError at every query and index) counts by its bytes; hidden
+    files do not count; an edited or added file changes it, the same folder gives the same value."""
+    import os
+
+    from workbench.models.registry import fingerprint
+
+    folder = tmp_path / "model"
+    (folder / "1_Pooling").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "1_Pooling" / "config.json").write_text("{}")
+    os.close(os.open(os.path.join(os.fsencode(folder), b"odd\xffname.bin"), os.O_CREAT | os.O_WRONLY))
+    first = fingerprint(str(folder))
+    assert first == fingerprint(str(folder)) and len(first) == 16
+    (folder / ".lock").write_text("x")
+    assert fingerprint(str(folder)) == first
+    (folder / "extra.txt").write_text("x")
+    assert fingerprint(str(folder)) != first

@@ -210,6 +210,9 @@ def parse_config(text: str) -> WorkspaceConfig:
         raise UsageError(f"wb.toml: [index] chunk_overlap ({index.chunk_overlap}) must be less than half of "
                          f"chunk_tokens ({index.chunk_tokens})")
     models = _build(ModelsConfig, raw.get("models", {}), "models")
+    for role in ("dense", "colbert", "sparse", "reranker"):
+        if not getattr(models, role).strip():  # "" would name the current folder
+            raise UsageError(f"wb.toml: [models] {role} is empty: name a model (`wb models` lists them) or leave the key out")
     _check_template(models.dense_query_template, "dense_query_template", ("instruction", "text"))
     _check_template(models.dense_document_template, "dense_document_template", ("text",))
     return WorkspaceConfig(

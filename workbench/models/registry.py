@@ -14,6 +14,8 @@ Roles:
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,15 +165,36 @@ def model_labels(models: ModelsConfig) -> dict[str, str]:
 
 
 def fingerprint(path: str | None) -> str:
-    """A cheap identity of a model folder: names, sizes and mtimes of its files (or the id itself)."""
+    """A cheap identity of a model folder: names, sizes and mtimes of its files (or the id itself).
+
+    Files with a hidden name are left out, as are entries that cannot be read; names that are not
+    UTF-8 count by their bytes. The walk stops after ``FINGERPRINT_MAX_FILES`` files (a model folder
+    holds a few dozen; a folder named by mistake, e.g. ``/``, must not be walked whole). The files
+    are hashed in path order (by parts), so recorded fingerprints stay valid."""
     if path is None:
         return "none"
     folder = Path(path)
     if not folder.is_dir():
         return f"id:{path}"
+    entries: list[tuple[tuple[str, ...], str]] = []
+    for root, dirs, files in os.walk(folder, onerror=lambda _exc: None):
+        rel_root = Path(root).relative_to(folder)
+        for name in files:
+            if name.startswith("."):
+                continue
+            try:
+                st = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                rel = rel_root / name
+                entries.append((rel.parts, f"{rel}:{st.st_size}:{int(st.st_mtime)}"))
+        if len(entries) >= FINGERPRINT_MAX_FILES:
+            break
     h = hashlib.sha256()
-    for f in sorted(folder.rglob("*")):
-        if f.is_file() and not f.name.startswith("."):
-            st = f.stat()
-            h.update(f"{f.relative_to(folder)}:{st.st_size}:{int(st.st_mtime)}".encode())
+    for _parts, line in sorted(entries):
+        h.update(line.encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:16]
+
+
+FINGERPRINT_MAX_FILES = 10_000
