@@ -42,7 +42,7 @@ def _losses(run) -> list[float]:
     return [e["loss"] for e in run.events() if e["event"] == "step"]
 
 
-def test_foreground_run_finishes_with_a_loadable_model(tiny, tmp_path):
+def test_foreground_run_finishes_with_a_loadable_model(tiny, tmp_path, capsys, monkeypatch):
     from trainers.embedder import train_embedder
     from workbench.encoders.dense import DenseEncoder
 
@@ -66,6 +66,12 @@ def test_foreground_run_finishes_with_a_loadable_model(tiny, tmp_path):
     assert encoder.layout.pooling == "mean" and encoder.normalize
     out = encoder.encode(["a passage about cats", "chess"])
     assert out.dense.shape == (2, 32)
+    # status.json lost: resuming would have trained again from step 0 over the saved model
+    run.status_path.unlink()
+    saved = (run.model_dir / "model.safetensors").stat().st_mtime_ns
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "resume", "fg", "-w", str(tmp_path))
+    assert code == 2 and "no readable status.json but a saved model" in err
+    assert (run.model_dir / "model.safetensors").stat().st_mtime_ns == saved
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])

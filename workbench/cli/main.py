@@ -1164,6 +1164,9 @@ def train_resume_cmd(
         raise UsageError(f"run '{name}' is running (pid {run.status().get('pid')}): `wb runs stop {name}` first")
     if state == "finished":
         raise UsageError(f"run '{name}' has finished: its model is in {run.model_dir}")
+    if state == "unknown" and run.model_dir.is_dir():  # status.json lost: the model says it finished
+        raise UsageError(f"run '{name}' has no readable status.json but a saved model ({run.model_dir}): resuming "
+                         f"would train it again over that model; train a new run with another --out instead")
     _run_training(run, resume=True, detach=detach)
 
 
