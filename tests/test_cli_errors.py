@@ -407,3 +407,14 @@ def test_a_manifest_that_is_not_a_database_is_one_line(tmp_path):
     for args in (("query", "aardvark"), ("index", str(tmp_path / "docs"))):
         says = one_line_error(wb(*args, workspace=ws))
         assert "manifest.sqlite cannot be read as the workspace's manifest (file is not a database)" in says
+
+
+def test_a_workspace_that_is_a_file_is_one_line(tmp_path):
+    """`-w notes.txt`: an internal FileExistsError before; the same for a path inside a file."""
+    (tmp_path / "afile").write_text("hi\n")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A\n")
+    for ws, says in ((tmp_path / "afile", "is a file: give a folder"),
+                     (tmp_path / "afile" / "sub", f"is inside {tmp_path / 'afile'}, which is a file")):
+        for args in (("index", str(tmp_path / "docs")), ("query", "x")):
+            assert says in one_line_error(wb(*args, "-w", str(ws)))

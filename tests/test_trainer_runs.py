@@ -471,6 +471,13 @@ def test_mine_writes_negatives_without_positives(tmp_path, capsys, monkeypatch):
     code, _out, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root),
                              "--out", str(tmp_path / "x.jsonl"), "--split", "dev")
     assert code == 2 and "dev" in err
+    # --out a folder: refused before mining (it mined every query, then failed at the rename and
+    # left `<folder>.partial` beside it)
+    (tmp_path / "outdir").mkdir()
+    code, _out, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root),
+                             "--pipeline", "bm25", "--out", str(tmp_path / "outdir"))
+    assert code == 2 and "is a folder: give the jsonl file to write" in err
+    assert not (tmp_path / "outdir.partial").exists() and not list((tmp_path / "outdir").iterdir())
 
 
 def test_mine_pseudo_titles_pairs_each_title_with_its_text_and_never_leaks_the_title(tmp_path, capsys, monkeypatch):

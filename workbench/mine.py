@@ -92,6 +92,13 @@ def mine_negatives(
 
     if negatives < 1:
         raise UsageError("--negatives must be at least 1")
+    out_path = Path(out)
+    if out_path.is_dir():  # found before mining, not at the rename that ends it
+        raise UsageError(f"--out {out} is a folder: give the jsonl file to write (e.g. {out_path / 'hn.jsonl'})")
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create its folder ({exc.strerror or exc})") from None
     if teacher and first_stage_scores:
         raise UsageError("--teacher and --first-stage-scores both write pos_scores/neg_scores: choose one")
     if not 0 < margin <= 1.5:
@@ -117,8 +124,6 @@ def mine_negatives(
                                    progress=lambda done, total: report("retrieving", done, total))
     summary = MineSummary(queries=len(targets), out=str(out))
     total_hits = 0
-    out_path = Path(out)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".partial")
     with open(tmp, "w", encoding="utf-8") as fh:
         for i, (target, result) in enumerate(zip(targets, results), 1):

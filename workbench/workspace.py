@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.config import DEFAULT_TOML, WorkspaceConfig, load_config
-from workbench.errors import WorkspaceError
+from workbench.errors import UsageError, WorkspaceError
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,14 @@ class Workspace:
     @classmethod
     def resolve(cls, path: str | Path | None = None) -> "Workspace":
         chosen = path or os.environ.get("WB_WORKSPACE") or ".wb"
-        return cls(Path(chosen).expanduser().absolute())
+        root = Path(chosen).expanduser().absolute()
+        for folder in (root, *root.parents):  # the nearest part that exists must be a folder
+            if folder.exists() or folder.is_symlink():
+                if not folder.is_dir():
+                    where = "is a file" if folder == root else f"is inside {folder}, which is a file"
+                    raise UsageError(f"the workspace {root} {where}: give a folder")
+                break
+        return cls(root)
 
     @property
     def config_path(self) -> Path:
