@@ -180,6 +180,27 @@ def test_a_resumed_rand1lh_run_draws_the_positives_the_uninterrupted_one_drew(ti
     assert _losses(b) == pytest.approx(_losses(a), rel=1e-4)
 
 
+def test_a_step_run_again_after_a_kill_is_one_point_of_the_loss_curve(tiny, tmp_path):
+    """Killed after logging step 3 and before its checkpoint: the resume runs step 3 again from the
+    step-2 checkpoint and logs it again; the curve (wb runs show, the TUI) holds each step once."""
+    from trainers.embedder import train_embedder
+
+    base, data = tiny
+    run = _new(tmp_path, "again", base, data, max_steps=4, save_every=2, negatives_per_query=1)
+
+    def stop_at_3(step, r):
+        if step == 3:
+            r.stop_path.touch()
+
+    assert train_embedder(run, on_step=stop_at_3)["state"] == "stopped"
+    shutil.rmtree(run.checkpoints / "step-3")  # as if killed before this checkpoint was written
+    assert run.latest_checkpoint().name == "step-2"
+    assert train_embedder(run, resume=True)["state"] == "finished"
+    logged = [json.loads(line) for line in run.events_path.read_text().splitlines()]
+    assert [e["step"] for e in logged if e["event"] == "step"] == [1, 2, 3, 3, 4]
+    assert [e["step"] for e in run.events() if e["event"] == "step"] == [1, 2, 3, 4]
+
+
 def test_a_checkpoint_a_crash_left_half_written_is_never_resumed_and_is_pruned(tiny, tmp_path):
     """A checkpoint folder without its sampler.json (a kill mid-save) is skipped by resume and removed
     by the next save; complete checkpoints are written whole (no partial marker left behind)."""
