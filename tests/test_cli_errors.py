@@ -200,7 +200,7 @@ def test_a_new_folder_or_file_with_nothing_to_index_says_why(tmp_path):
     (tmp_path / "blob.txt").write_bytes(b"\x00\x01\x02binary")
     says = one_line_error(wb("index", str(tmp_path / "blob.txt"), workspace=tmp_path / "ws"))
     assert says == f"wb: error: cannot index {tmp_path / 'blob.txt'}: binary"
-    assert not (tmp_path / "ws" / "manifest.sqlite").exists()  # nothing was indexed
+    assert not (tmp_path / "ws").exists()  # nothing was indexed, and the new workspace is not left behind
 
 
 def test_a_query_during_the_first_index_says_it_is_being_indexed(tmp_path):

@@ -170,16 +170,22 @@ def index_cmd(
         roots = [r for r in roots if r.exists()]
         if not roots:
             raise InputError(f"none of the indexed folders exists any more: {', '.join(map(str, gone))}")
+    fresh = not ws.root.exists()
     ws.ensure()
-    serve = serving(ws, _parse_model_overrides(model))
-    if serve.is_variant:
-        write_variant_config(serve)
-    target, cfg = serve.workspace, serve.config
-    donor = ws if serve.is_variant else None  # unchanged modes are copied from the parent's index
-    collected: list[dict] | None = [] if json_out and path is None else None
-    for root_path in roots:
-        if _index_one(target, cfg, root_path, progress_json, json_out, donor, collected).rebuilt:
-            break  # a settings rebuild indexes every folder of the workspace in its one run
+    try:
+        serve = serving(ws, _parse_model_overrides(model))
+        if serve.is_variant:
+            write_variant_config(serve)
+        target, cfg = serve.workspace, serve.config
+        donor = ws if serve.is_variant else None  # unchanged modes are copied from the parent's index
+        collected: list[dict] | None = [] if json_out and path is None else None
+        for root_path in roots:
+            if _index_one(target, cfg, root_path, progress_json, json_out, donor, collected).rebuilt:
+                break  # a settings rebuild indexes every folder of the workspace in its one run
+    except BaseException:
+        if fresh:  # a new workspace a refused first run wrote nothing into is not left behind
+            _drop_if_untouched(ws)
+        raise
     if collected is not None:  # every folder refreshed: one JSON object, as --json promises
         print(json.dumps({"folders": collected}))
 
@@ -218,6 +224,18 @@ def _remove_root(ws, root: Path, json_out: bool) -> None:
                f"{plural(summary.total_docs, 'doc')} / {plural(summary.total_chunks, 'chunk')}")
     for v in variants:
         typer.echo(f"  and {v['docs_removed']} from the variant {v['variant']}")
+
+
+def _drop_if_untouched(ws) -> None:
+    """Remove the workspace folder ``wb index`` just created when it holds nothing but what
+    ``Workspace.ensure`` wrote (wb.toml, the lock file)."""
+    import shutil
+
+    try:
+        if {p.name for p in ws.root.iterdir()} <= {"wb.toml", "write.lock"}:
+            shutil.rmtree(ws.root)
+    except OSError:
+        pass
 
 
 def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, donor=None,
