@@ -14,16 +14,17 @@ from __future__ import annotations
 from dataclasses import MISSING, fields
 
 
-def polish_help(root) -> None:
-    """Rewrite the help of ``root`` (the click Group ``typer.main.get_command`` builds) in place."""
+def polish_help(root, train: bool = True) -> None:
+    """Rewrite the help of ``root`` (the click Group ``typer.main.get_command`` builds) in place;
+    the training defaults (which import ``trainers.config``) only when ``train``."""
     for command in _walk(root):
         for param in command.params:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
         command.get_help_option = _flag_without_type(command.get_help_option)  # -h/--help too
-    train = getattr(root, "commands", {}).get("train")
-    if train is not None:
-        _train_defaults(train)
+    commands = getattr(root, "commands", {}).get("train") if train else None
+    if commands is not None:
+        _train_defaults(commands)
 
 
 def _train_defaults(train) -> None:

@@ -1413,7 +1413,7 @@ def main() -> None:
         if {"--help", "-h"} & set(sys.argv[1:]):
             from workbench.cli.help_text import polish_help
 
-            polish_help(command)
+            polish_help(command, train="train" in sys.argv[1:])
         was_devnull = _stdout_is_devnull()
         try:
             code = command(standalone_mode=False)
