@@ -311,7 +311,7 @@ def test_chunks_longer_than_the_dense_model_reads_are_refused_before_anything_is
 
 @pytest.mark.parametrize("extra,says", [
     (["--mixed-precision", "fp8"], "training option mixed_precision (--mixed-precision) must be auto, no, bf16, fp16"),
-    (["--eval-every", "2"], "--eval-every needs --eval-data"),
+    (["--eval-every", "2"], "--eval-every (eval_every) needs --eval-data (eval_data)"),
     (["--negatives", "-1"], "training option negatives_per_query (--negatives) must be at least 0"),
 ])
 def test_a_bad_training_option_is_refused_before_a_detached_run_starts(tmp_path, extra, says):

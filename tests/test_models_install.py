@@ -258,3 +258,17 @@ def test_a_model_folder_fingerprint_reads_any_file_name_and_changes_with_its_fil
     assert fingerprint(str(folder)) == first
     (folder / "extra.txt").write_text("x")
     assert fingerprint(str(folder)) != first
+
+
+@pytest.mark.parametrize("ingredient,label", [("embedder", "soup of trained dense models"),
+                                              ("reranker", "soup of trained cross-encoders"),
+                                              (None, "trained cross-encoder")])
+def test_a_run_is_labelled_by_what_trained_it(tmp_path, ingredient, label):
+    """`runs/s1 (soup of trained dense models)`, never "denses"."""
+    from workbench.models.registry import _trained_label
+
+    model = tmp_path / "runs" / "s1" / "model"
+    model.mkdir(parents=True)
+    config = {"trainer": "soup", "ingredient_trainer": ingredient} if ingredient else {"trainer": "reranker"}
+    (model.parent / "config.json").write_text(json.dumps(config))
+    assert _trained_label(str(model)) == f"runs/s1 ({label})"

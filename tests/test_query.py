@@ -482,13 +482,14 @@ def test_a_query_rebuilding_a_missing_snapshot_leaves_another_process_build_alon
         live, dead = snap / f"tmp-v99-{writer.pid}", snap / f"tmp-v98-{gone.pid}"
         live_thread = snap / f"tmp-v97-{os.getpid()}-{builder.ident}"
         dead_thread = snap / f"tmp-v96-{os.getpid()}-{ended.ident}"
-        for folder in (live, dead, live_thread, dead_thread, snap / "v1"):
+        for folder in (live, dead, live_thread, dead_thread, snap / "v1", snap / "v99999"):
             folder.mkdir()
             (folder / "part").write_bytes(b"x")
         hits = Searcher(copy).search("iterator functions", pipeline="dense", k=3).results
         assert [h.doc_id for h in hits] == [h.doc_id for h in Searcher(ws).search("iterator functions", pipeline="dense", k=3).results]
         assert (live / "part").exists() and not dead.exists() and not (snap / "v1").exists()
         assert (live_thread / "part").exists() and not dead_thread.exists()
+        assert (snap / "v99999" / "part").exists()  # a newer version a `wb index` published meanwhile stays
     finally:
         writer.kill()
         writer.wait()

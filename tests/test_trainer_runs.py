@@ -317,9 +317,9 @@ def test_keep_best_saves_the_best_evaluated_step_not_the_last(tiny, tmp_path):
     trainer = EmbedderTrainer(cfg)
     model = trainer.build()
     assert trainer.evaluate(model, "cpu") == pytest.approx(evals[best_step], abs=1e-6)
-    with pytest.raises(UsageError, match="--keep-best needs --eval-data"):
+    with pytest.raises(UsageError, match=r"--keep-best \(keep_best\) needs --eval-data"):
         EmbedderConfig.from_dict({"data": str(data), "base": str(base), "name": "x", "keep_best": True})
-    with pytest.raises(UsageError, match="--keep-best needs --eval-every N"):
+    with pytest.raises(UsageError, match=r"--keep-best \(keep_best\) needs --eval-every N"):
         EmbedderConfig.from_dict({"data": str(data), "base": str(base), "name": "x", "keep_best": True,
                                   "eval_data": str(beir)})
 

@@ -55,10 +55,10 @@ def _from_dict(cls, data: dict):
         raise UsageError(f"training option task_sampling must be one of {', '.join(SAMPLING)}, "
                          f"not {data['task_sampling']!r}")
     if data.get("keep_best") and not data.get("eval_data"):
-        raise UsageError("--keep-best needs --eval-data (keep_best needs eval_data): the best model is the "
+        raise UsageError("--keep-best (keep_best) needs --eval-data (eval_data): the best model is the "
                          "best-evaluated one")
     if data.get("keep_best") and not data.get("eval_every"):
-        raise UsageError("--keep-best needs --eval-every N (keep_best needs eval_every): evaluated only at the "
+        raise UsageError("--keep-best (keep_best) needs --eval-every N (eval_every): evaluated only at the "
                          "end, the best model is the last one")
     if "data" in data:
         from trainers.data.datasets import dataset_specs

@@ -120,8 +120,9 @@ class RunFolder:
             f.flush()
 
     def events(self) -> list[dict]:
-        """The run's events in order. A step logged again (a run killed after logging a step and
-        before its checkpoint resumes and runs it again) is kept once, where it was logged last."""
+        """The run's events in order. A step (and its evaluation) logged again (a run killed after
+        logging a step and before its checkpoint resumes and runs it again) is kept once, where it
+        was logged last."""
         if not self.events_path.exists():
             return []
         out = []
@@ -132,8 +133,10 @@ class RunFolder:
                 continue  # a line cut by a kill
             if isinstance(event, dict):
                 out.append(event)
-        last = {e["step"]: i for i, e in enumerate(out) if e.get("event") == "step" and "step" in e}
-        return [e for i, e in enumerate(out) if e.get("event") != "step" or last.get(e.get("step"), i) == i]
+        replayed = ("step", "eval")  # what a step logs, again when it runs again
+        last = {(e["event"], e["step"]): i for i, e in enumerate(out) if e.get("event") in replayed and "step" in e}
+        return [e for i, e in enumerate(out)
+                if e.get("event") not in replayed or last.get((e.get("event"), e.get("step")), i) == i]
 
     def step_seconds(self, last: int = 5) -> float | None:
         """The median wall time of the run's last ``last`` steps (from its ``step`` events), or None

@@ -71,7 +71,12 @@ def resolve_model_overrides(ws: Workspace, overrides: dict[str, str]) -> dict[st
             model_dir = ws.runs_dir / run_name / "model"
             if not model_dir.is_dir():
                 if (ws.runs_dir / run_name / "config.json").exists():
-                    raise UsageError(f"run '{run_name}' has no model yet (it is not finished): see `wb runs`")
+                    from trainers.runs import RunFolder
+
+                    state = RunFolder(ws.runs_dir / run_name).status().get("state", "unknown")
+                    why = {"failed": "it failed", "died": "it died", "stopped": "it was stopped",
+                           "running": "it is still training", "queued": "it has not started"}.get(state, "it is not finished")
+                    raise UsageError(f"run '{run_name}' has no model ({why}): see `wb runs`")
                 raise UsageError(f"no run named '{run_name}' in {ws.runs_dir}")
             out[role] = str(model_dir.resolve()) + suffix
         elif Path(name).expanduser().is_dir():  # a folder, however it is spelled, is one model (one variant)
@@ -134,7 +139,7 @@ def serving(ws: Workspace, overrides: dict[str, str]) -> Serving:
 def require_variant(ws: Workspace, serve: Serving, flags: str) -> None:
     """One-line error when the variant has not been indexed yet."""
     if serve.is_variant and not serve.workspace.exists():
-        raise WorkspaceError(f"no index with {serve.label} yet: run `wb index {flags}` first "
+        raise WorkspaceError(f"no index for {flags} yet: run `wb index {flags}` first "
                              f"(re-encodes the workspace's documents with that model)")
 
 

@@ -737,7 +737,7 @@ NegativesOpt = Annotated[
     Optional[int], typer.Option("--negatives", help="Hard negatives per query (besides in-batch ones).")
 ]
 QueryMaxLengthOpt = Annotated[Optional[int], typer.Option(
-    "--query-max-length", help="Query tokens read in training (a trained ColBERT model also serves queries at this length).")]
+    "--query-max-length", help="Query tokens read in training (a ColBERT run also serves queries at this length).")]
 PassageMaxLengthOpt = Annotated[Optional[int], typer.Option(
     "--passage-max-length", help="Passage tokens read in training (a trained ColBERT or joint model also serves at this "
                                  "length: a longer index chunk is cut to it, so match the index's chunk length).")]
@@ -773,6 +773,8 @@ def train_embedder_cmd(
     negatives: NegativesOpt = None,
     distill: Annotated[Optional[float], typer.Option("--distill", help="Weight of KL distillation from the data's teacher scores (pos_scores/neg_scores, e.g. from `wb mine --teacher`); 0 = off. --loss kl distills only.")] = None,
     instruction: Annotated[Optional[str], typer.Option("--instruction", help="Query instruction (preset name or text) for rows without a prompt.")] = None,
+    query_max_length: QueryMaxLengthOpt = None,
+    passage_max_length: Annotated[Optional[int], typer.Option("--passage-max-length", help="Passage tokens read in training.")] = None,
     mixed_precision: MixedPrecisionOpt = None,
     task_sampling: Annotated[Optional[str], typer.Option("--task-sampling", help="With several datasets: which task the next batch comes from: proportional (to its size), uniform, or temperature (size^(1/2)).")] = None,
     eval_data: Annotated[Optional[str], typer.Option("--eval-data", help="BEIR folder evaluated during training (nDCG@10).")] = None,
@@ -802,7 +804,7 @@ def train_embedder_cmd(
         "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "loss": loss, "temperature": temperature,
         "negatives_per_query": negatives, "distill_weight": distill, "instruction": instruction, "eval_data": eval_data,
         "eval_every": eval_every, "keep_best": keep_best, "save_every": save_every, "task_sampling": task_sampling,
-        "mixed_precision": mixed_precision,
+        "mixed_precision": mixed_precision, "query_max_length": query_max_length, "passage_max_length": passage_max_length,
     }
     _train_cmd(EmbedderConfig, given, config=config, detach=detach, resume=resume, workspace=workspace,
                path_keys=("data", "corpus", "eval_data"), literal=("unsupervised",), finish=resolve)
@@ -892,7 +894,7 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
         raise UsageError(f"bad training options: {exc}") from exc
     cfg.check_eval_data()  # a wrong --eval-data fails now, not after the training it would end
     if getattr(cfg, "eval_every", 0) and not getattr(cfg, "eval_data", None):  # new runs (an old one resumes)
-        raise UsageError("--eval-every needs --eval-data (eval_every needs eval_data): there is nothing to evaluate on")
+        raise UsageError("--eval-every (eval_every) needs --eval-data (eval_data): there is nothing to evaluate on")
     from trainers.data.readers import detect_format
 
     for spec in dataset_specs(cfg.data):  # a file that is no training data (queries.jsonl, a plain folder)

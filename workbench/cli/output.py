@@ -56,8 +56,11 @@ def render_result(result: QueryResult, console) -> None:
         header.append(f"\n  instruction: {result.instruction}{ignored}", style="dim")
     console.print(header)
     used = pipe.roles
-    zero = [f"{role}: {label}" for role, label in result.models.items() if "zero-shot" in label and role in used]
-    for line in zero:
+    # the roles that ran with a stand-in or with a model trained here (--model ROLE=runs/NAME): said,
+    # so a glance tells which model answered
+    told = [f"{role}: {label}" for role, label in result.models.items()
+            if role in used and ("zero-shot" in label or "trained" in label)]
+    for line in told:
         console.print(f"  [dim]{line}[/dim]")
     for hit in result.results:
         line = Text()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.encoders.batching import length_sorted_batches
+from workbench.encoders.batching import length_sorted_batches, pad_batch
 from workbench.encoders.device import batch_token_budget
 from workbench.errors import ModelError
 
@@ -139,12 +139,8 @@ class ColbertEncoder(ColbertIds):
         model = self.encoder.model
         with torch.inference_mode():
             for batch in length_sorted_batches(lengths, max_tokens=self.max_batch_tokens, max_batch=max_batch):
-                width = max(lengths[i] for i in batch)
-                input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, i in enumerate(batch):
-                    input_ids[row, : lengths[i]] = torch.tensor(ids[i])
-                    mask[row, : lengths[i]] = 1
+                padded, padded_mask, _ = pad_batch(ids, batch, pad_id)
+                input_ids, mask = torch.from_numpy(padded), torch.from_numpy(padded_mask)
                 hidden = model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
                 tok = self.projection(hidden.to(self.dtype))
                 tok = torch.nn.functional.normalize(tok.float(), dim=-1).to(torch.float16).cpu().numpy()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.encoders.batching import length_sorted_batches
+from workbench.encoders.batching import length_sorted_batches, pad_batch
 from workbench.encoders.device import auto_tokenizer, batch_token_budget, pick_device, pick_dtype
 from workbench.encoders.layout import ModelLayout, read_layout
 from workbench.errors import ModelError
@@ -125,14 +125,9 @@ class DenseEncoder:
         lengths = [len(x) for x in ids]
         with torch.inference_mode():
             for batch in length_sorted_batches(lengths, max_tokens=self.max_batch_tokens, max_batch=max_batch):
-                width = max(lengths[i] for i in batch)
-                input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, i in enumerate(batch):
-                    input_ids[row, : lengths[i]] = torch.tensor(ids[i])
-                    mask[row, : lengths[i]] = 1
-                input_ids = input_ids.to(self.device)
-                mask = mask.to(self.device)
+                padded, padded_mask, _ = pad_batch(ids, batch, pad_id)
+                input_ids = torch.from_numpy(padded).to(self.device)
+                mask = torch.from_numpy(padded_mask).to(self.device)
                 hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
                 pooled = self._pool(hidden, mask)
                 if self.normalize:

@@ -161,7 +161,7 @@ class JointEncoder:
         """All outputs for ``texts`` (input order); the same list asked again is not re-encoded."""
         import torch
 
-        from workbench.encoders.batching import length_sorted_batches
+        from workbench.encoders.batching import length_sorted_batches, pad_batch
         from workbench.encoders.sparse import SparseVector
 
         texts = list(texts)
@@ -181,13 +181,9 @@ class JointEncoder:
             model = self.base.model
             with torch.inference_mode():
                 for batch in length_sorted_batches(lengths, max_tokens=self.max_batch_tokens, max_batch=max_batch):
-                    width = max(lengths[i] for i in batch)
-                    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                    mask = torch.zeros((len(batch), width), dtype=torch.long)
-                    for row, i in enumerate(batch):
-                        input_ids[row, : lengths[i]] = torch.tensor(ids[i])
-                        mask[row, : lengths[i]] = 1
-                    input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+                    padded, padded_mask, _ = pad_batch(ids, batch, pad_id)
+                    input_ids = torch.from_numpy(padded).to(self.device)
+                    mask = torch.from_numpy(padded_mask).to(self.device)
                     hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
                     pooled = self.base._pool(hidden, mask)  # the DenseEncoder's own pooling
                     if self.base.normalize:

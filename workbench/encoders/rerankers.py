@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from workbench.encoders.batching import length_sorted_batches
+from workbench.encoders.batching import length_sorted_batches, pad_batch
 from workbench.encoders.device import pick_device, pick_dtype, quiet_transformers
 from workbench.encoders.yesno_prompt import (  # shared with trainers/llm_reranker.py
     DEFAULT_ANSWERS,
@@ -58,21 +58,6 @@ class Reranker(Protocol):
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _pad_batch(ids: list[list[int]], rows: list[int], pad_id: int, extra: list[list[int]] | None = None):
-    """Right-padded int64 arrays for ``rows`` of ``ids`` (and of ``extra``, padded with 0)."""
-    width = max(len(ids[i]) for i in rows)
-    input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(rows), width), dtype=np.int64)
-    other = np.zeros((len(rows), width), dtype=np.int64) if extra is not None else None
-    for r, i in enumerate(rows):
-        n = len(ids[i])
-        input_ids[r, :n] = ids[i]
-        mask[r, :n] = 1
-        if other is not None:
-            other[r, :n] = extra[i]  # type: ignore[index]
-    return input_ids, mask, other
 
 
 # padded tokens a pair-scoring forward pass holds by default: large batches keep a GPU busy; on CPU
@@ -261,7 +246,7 @@ def score_pair_batches(reranker, pairs: list[tuple[str, str]], forward) -> np.nd
     device = reranker.device
     with torch.inference_mode():
         for rows in _batches(lengths, max_tokens=reranker.batch_tokens, max_batch=reranker.max_batch, device=device):
-            input_ids, mask, token_types = _pad_batch(ids, rows, reranker.pad_id, types)
+            input_ids, mask, token_types = pad_batch(ids, rows, reranker.pad_id, types)
             inputs = {"input_ids": torch.from_numpy(input_ids).to(device),
                       "attention_mask": torch.from_numpy(mask).to(device)}
             if token_types is not None:
@@ -424,7 +409,7 @@ class LLMYesNoReranker:
         with torch.inference_mode():
             batches = _batches(lengths, max_tokens=self.batch_tokens, max_batch=self.max_batch, device=self.device)
             for rows in batches:
-                input_ids, mask, _ = _pad_batch(ids, rows, self.pad_id)
+                input_ids, mask, _ = pad_batch(ids, rows, self.pad_id)
                 last = torch.as_tensor([lengths[i] - 1 for i in rows], device=self.device)
                 hidden = self._last_hidden(
                     torch.from_numpy(input_ids).to(self.device), torch.from_numpy(mask).to(self.device), last

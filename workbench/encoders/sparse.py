@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.encoders.batching import length_sorted_batches
+from workbench.encoders.batching import length_sorted_batches, pad_batch
 from workbench.encoders.device import auto_tokenizer, batch_token_budget, pick_device, pick_dtype
 from workbench.errors import ModelError
 
@@ -126,12 +126,8 @@ class SparseEncoder:
         lengths = [len(x) for x in ids]
         with torch.inference_mode():
             for batch in length_sorted_batches(lengths, max_tokens=self.max_batch_tokens, max_batch=max_batch):
-                width = max(lengths[i] for i in batch)
-                input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.bool)
-                for row, i in enumerate(batch):
-                    input_ids[row, : lengths[i]] = torch.tensor(ids[i])
-                    mask[row, : lengths[i]] = True
+                padded, padded_mask, _ = pad_batch(ids, batch, pad_id)
+                input_ids, mask = torch.from_numpy(padded), torch.from_numpy(padded_mask).bool()
                 hidden = self._base(
                     input_ids=input_ids.to(self.device), attention_mask=mask.long().to(self.device)
                 ).last_hidden_state

@@ -147,7 +147,10 @@ def _trained_label(name: str) -> str | None:
     kind = TRAINED_KINDS.get(made_by) if isinstance(made_by, str) else None
     if kind is None:
         return None
-    return f"{short} ({'soup of trained ' + kind + 's' if soup else 'trained ' + kind})"
+    if not soup:
+        return f"{short} (trained {kind})"
+    noun = f"{kind}s" if kind in ("cross-encoder", "ColBERT") else f"{kind} models"  # never "denses"
+    return f"{short} (soup of trained {noun})"
 
 
 def _short(value: str) -> str:

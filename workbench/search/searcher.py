@@ -181,8 +181,10 @@ class Searcher:
                 version = self.lance.table.version
                 snapshot.build(folder, self.lance.table, version)
                 manifest = Manifest(self.workspace.manifest_path)
-                try:
-                    manifest.set_meta("snapshot_version", version)
+                try:  # a `wb index` that published a newer version meanwhile keeps its pointer
+                    recorded = manifest.get_meta("snapshot_version")
+                    if not isinstance(recorded, int) or recorded <= version:
+                        manifest.set_meta("snapshot_version", version)
                 finally:
                     manifest.close()
                 snap = snapshot.load(folder, version)
@@ -603,6 +605,8 @@ class Searcher:
             scores = dict(zip(flat_rows.tolist(), self.maxsim_rows(q.tokens, flat_rows).tolist()))
             rerank_scores = {key: max(scores[r] for r in rows) for key, rows in rows_by_key.items()}
         else:
+            self._timed_load("load_reranker", lambda: self.reranker, [q])  # a first query's load is no rerank time
+            t0 = time.perf_counter()
             reranker = self.reranker
             cat = self.catalog
             passages = [cat.texts[best_row[key]] for key, _ in head]

@@ -171,7 +171,8 @@ def build(folder: Path, table, version: int) -> Path:
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in folder.iterdir():
-        if old.name != final.name and not _building_elsewhere(old.name):
+        newer = re.fullmatch(r"v(\d+)", old.name) is not None and int(old.name[1:]) > version  # published meanwhile
+        if old.name != final.name and not newer and not _building_elsewhere(old.name):
             shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
     return final
 
