@@ -350,6 +350,12 @@ def test_the_maxsim_reranker_reads_the_instruction_whatever_the_first_stage(smal
     assert told.instruction_used and told.to_json()["instruction_used"] is True
     bm25 = searcher.search(query, pipeline="bm25", k=3, instruction=instr)
     assert bm25.to_json()["instruction_used"] is False and "instruction_used" not in plain.to_json()
+    settings = searcher.settings
+    searcher.settings = replace(settings, query_template="query: {text}")  # a template that drops it
+    try:
+        assert not searcher.search(query, pipeline="dense", k=3, instruction=instr).instruction_used
+    finally:
+        searcher.settings = settings
 
 
 def test_snapshot_sparse_dot_equals_brute_force():

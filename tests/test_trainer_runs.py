@@ -182,7 +182,8 @@ def test_a_resumed_rand1lh_run_draws_the_positives_the_uninterrupted_one_drew(ti
 
 def test_a_step_run_again_after_a_kill_is_one_point_of_the_loss_curve(tiny, tmp_path):
     """Killed after logging step 3 and before its checkpoint: the resume runs step 3 again from the
-    step-2 checkpoint and logs it again; the curve (wb runs show, the TUI) holds each step once."""
+    step-2 checkpoint and logs it again; the run's events (the stop wait's step time, the TUI's curve)
+    hold each step once, as the run went."""
     from trainers.embedder import train_embedder
 
     base, data = tiny
@@ -199,6 +200,12 @@ def test_a_step_run_again_after_a_kill_is_one_point_of_the_loss_curve(tiny, tmp_
     logged = [json.loads(line) for line in run.events_path.read_text().splitlines()]
     assert [e["step"] for e in logged if e["event"] == "step"] == [1, 2, 3, 3, 4]
     assert [e["step"] for e in run.events() if e["event"] == "step"] == [1, 2, 3, 4]
+    # steps of the lost branch that were not run again are gone too (resumed at 5 of 8, stopped at 6)
+    from trainers.runs import drop_replayed
+
+    logged = ([{"event": "step", "step": s} for s in range(1, 9)] + [{"event": "eval", "step": 8}]
+              + [{"event": "resumed"}] + [{"event": "step", "step": s} for s in (5, 6)])
+    assert [e.get("step") for e in drop_replayed(logged) if e["event"] in ("step", "eval")] == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_checkpoint_a_crash_left_half_written_is_never_resumed_and_is_pruned(tiny, tmp_path):
@@ -719,11 +726,10 @@ def test_the_launcher_never_overwrites_a_state_its_run_wrote_first(tmp_path):
     from trainers.runs import new_run
 
     run = new_run(tmp_path, "r", "{}")
-    before = run.status_updated()
-    time.sleep(0.01)
+    before = run.status_seq()
     run.write_status(state="failed", error="bad data", message="bad data")  # the run, quicker than its launcher
-    assert not run.write_status(unless_updated_after=before, state="running", pid=12345)
+    assert not run.write_status(unless_changed_since=before, state="running", pid=12345)
     assert run.status()["state"] == "failed" and run.status()["pid"] is None
-    assert run.write_status(unless_updated_after=run.status_updated(), state="running", pid=12345)
+    assert run.write_status(unless_changed_since=run.status_seq(), state="running", pid=12345)
     assert run.status()["pid"] == 12345
     assert json.loads(run.config_path.read_text()) == {} and not list(run.path.glob(".config.json.tmp*"))

@@ -138,6 +138,16 @@ async def test_instruction_preset_shows_the_exact_encoder_input(small_workspace,
         assert app.state.instruction == "custom"
         assert app.search.left.result.instruction == "Find the function that does it"
         assert "Find the function that does it: remove a directory" in str(app.query_one("#rendered").render())
+        # a one-word instruction is refused as a mistyped preset: the hits left are the previous
+        # query's, dimmed and said so (they stayed as if current)
+        app.query_one("#instruction-text").value = "pythn"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "query failed: previous hits" in str(app.query_one("#left-status").render())
+        assert app.search.left.table.has_class("stale")
+        app.search.set_instruction("none")  # the next query that runs clears it
+        await settle(pilot)
+        assert "query failed" not in str(app.query_one("#left-status").render())
 
 
 class GatedEngine:
@@ -1056,6 +1066,31 @@ async def test_runs_are_listed_followed_live_and_stopped(tmp_path):
             await wait_until(pilot, lambda: str(table.get_cell("ft-2", "state")) == "died", what="state 'died' in the table")
 
 
+async def test_a_run_that_ends_on_its_own_is_said_from_any_tab(tmp_path):
+    """A run followed as running that finishes, or whose process dies, is notified on the Search tab
+    too (the end of a background fine-tune was silent unless the Runs tab was looked at)."""
+    from tui_fake import fake_run, training_process
+
+    ws = tmp_path / "ws"
+    with training_process() as a, training_process() as b:
+        done = fake_run(ws, "ft-a", "running", steps=5, total=10, pid=a.pid)
+        fake_run(ws, "ft-b", "running", steps=3, total=10, pid=b.pid)
+        app = WbApp(str(ws), engine=FakeEngine())
+        async with app.run_test(size=(120, 36)) as pilot:
+            seen = record_notifications(app)
+            await open_runs(pilot)
+            app.action_show_tab("search")
+            await pilot.pause(0.2)
+            done.write_status(state="finished", step=10)
+            b.kill()
+            b.wait()
+            await wait_until(pilot, lambda: any("run ft-a finished" in m for m, _ in seen)
+                             and any("run ft-b died at step 3" in m for m, _ in seen), what="both ends notified")
+            assert app.state.tab == "search"
+            await pilot.pause(1.5)
+            assert sum("run ft-a finished" in m for m, _ in seen) == 1  # said once
+
+
 async def test_runs_f_asks_the_selected_run_to_finish_now(tmp_path):
     """`f` is `wb runs stop --finish`: the stop file reads `finish` and the run's process gets SIGTERM."""
     from tui_fake import fake_run, training_process
@@ -1878,6 +1913,14 @@ async def test_switching_workspace_clears_the_corpus_screens_last_indexing(tmp_p
         assert not app.query_one("#index-progress").display
         assert not app.query_one("#skipped").display and app.query_one("#skipped").row_count == 0
         assert "indexed 3 docs" not in str(app.query_one("#index-rate").render())
+        # a workspace path that is a file: said, and the open workspace stays (it crashed the app)
+        (tmp_path / "notes.txt").write_text("x")
+        seen = []
+        app.notify = lambda message, **kw: seen.append(message)
+        before = app.workspace_root
+        app.set_workspace(str(tmp_path / "notes.txt"))
+        await settle(pilot)
+        assert app.workspace_root == before and any("is a file: give a folder" in m for m in seen)
 
 
 def test_the_run_log_keeps_the_newest_lines_that_fit_when_long_ones_wrap():

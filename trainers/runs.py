@@ -79,27 +79,28 @@ class RunFolder:
         return json.loads(self.config_path.read_text())
 
     def status(self) -> dict:
-        try:
-            data = json.loads(self.status_path.read_text())
-        except (OSError, ValueError):
+        data = self._raw_status()
+        if not data:
             return {"state": "unknown"}
         if data.get("state") == "running" and not _alive(data.get("pid")):
             data["state"] = "died"
         return data
 
-    def write_status(self, *, unless_updated_after: float | None = None, **fields) -> bool:
+    def write_status(self, *, unless_changed_since: int | None = None, **fields) -> bool:
         """Merge ``fields`` into status.json (written whole, renamed in). The read-modify-write holds
         an exclusive lock on ``.status.lock``, so two processes (the launcher and its run) never lose
-        each other's fields. With ``unless_updated_after``, nothing is written when the file was
-        updated after that time (the run has said something itself since). Returns whether it wrote."""
+        each other's fields; each write counts up ``seq``. With ``unless_changed_since`` (a ``seq``
+        read earlier, :meth:`status_seq`), nothing is written when another write came since (the run
+        has said something itself). Returns whether it wrote."""
         import fcntl
 
         with open(self.path / ".status.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             current = self._raw_status()
-            if unless_updated_after is not None and current.get("updated", 0.0) > unless_updated_after:
+            seq = current.get("seq") if isinstance(current.get("seq"), int) else 0
+            if unless_changed_since is not None and seq != unless_changed_since:
                 return False
-            current.update(fields, updated=time.time())
+            current.update(fields, updated=time.time(), seq=seq + 1)
             write_whole(self.status_path, json.dumps(current))
             return True
 
@@ -110,9 +111,10 @@ class RunFolder:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def status_updated(self) -> float:
-        """When status.json was last written (its ``updated`` field; 0 when there is none)."""
-        return float(self._raw_status().get("updated", 0.0))
+    def status_seq(self) -> int:
+        """How many times status.json has been written (its ``seq``; 0 when there is none)."""
+        seq = self._raw_status().get("seq")
+        return seq if isinstance(seq, int) else 0
 
     def append_event(self, event: dict) -> None:
         with open(self.events_path, "a") as f:
@@ -120,9 +122,10 @@ class RunFolder:
             f.flush()
 
     def events(self) -> list[dict]:
-        """The run's events in order. A step (and its evaluation) logged again (a run killed after
-        logging a step and before its checkpoint resumes and runs it again) is kept once, where it
-        was logged last."""
+        """The run's events in order, as the run went: a run killed after logging some steps and
+        before their checkpoint resumes from an earlier one and logs those steps (and evaluations)
+        again; the first logging of every step from there on (a branch the weights no longer hold)
+        is left out, as the TUI's curve leaves it out."""
         if not self.events_path.exists():
             return []
         out = []
@@ -133,10 +136,7 @@ class RunFolder:
                 continue  # a line cut by a kill
             if isinstance(event, dict):
                 out.append(event)
-        replayed = ("step", "eval")  # what a step logs, again when it runs again
-        last = {(e["event"], e["step"]): i for i, e in enumerate(out) if e.get("event") in replayed and "step" in e}
-        return [e for i, e in enumerate(out)
-                if e.get("event") not in replayed or last.get((e.get("event"), e.get("step")), i) == i]
+        return drop_replayed(out)
 
     def step_seconds(self, last: int = 5) -> float | None:
         """The median wall time of the run's last ``last`` steps (from its ``step`` events), or None
@@ -224,6 +224,22 @@ def check_run_name(name: str) -> str:
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise UsageError(f"bad run name '{name}': use a plain folder name")
     return name
+
+
+def drop_replayed(events: list[dict]) -> list[dict]:
+    """``events`` without the steps and evaluations a resume ran again: when a ``step`` event's step
+    is not past the last one kept, every kept step/eval event from that step on is dropped first."""
+    kept: list[dict] = []
+    last_step = None
+    for e in events:
+        if e.get("event") == "step" and isinstance(e.get("step"), int):
+            step = e["step"]
+            if last_step is not None and step <= last_step:
+                kept = [k for k in kept if not (k.get("event") in ("step", "eval")
+                                                and isinstance(k.get("step"), int) and k["step"] >= step)]
+            last_step = step
+        kept.append(e)
+    return kept
 
 
 def failed_before_training(run: RunFolder) -> bool:

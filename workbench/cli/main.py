@@ -228,13 +228,14 @@ def _remove_root(ws, root: Path, json_out: bool) -> None:
 
 def _drop_if_untouched(ws) -> None:
     """Remove the workspace folder ``wb index`` just created when it holds nothing but what
-    ``Workspace.ensure`` wrote (wb.toml, the lock file)."""
+    ``Workspace.ensure`` wrote (wb.toml, the lock file), and no other writer holds it."""
     import shutil
 
     try:
-        if {p.name for p in ws.root.iterdir()} <= {"wb.toml", "write.lock"}:
-            shutil.rmtree(ws.root)
-    except OSError:
+        with ws.write_lock():  # another `wb index` that has just started on it keeps it
+            if {p.name for p in ws.root.iterdir()} <= {"wb.toml", "write.lock"}:
+                shutil.rmtree(ws.root)
+    except (OSError, WbError):
         pass
 
 
@@ -624,9 +625,10 @@ def _spawn_run(run, resume: bool) -> int:
     # runs the same module data-parallel; default: one process
     launcher = shlex.split(os.environ.get("WB_TRAIN_LAUNCHER", "")) or [sys.executable]
     cmd = launcher + ["-m", "trainers.cli", "run", str(run.path)] + (["--resume"] if resume else [])
-    before = run.status_updated()
+    before = run.status_seq()
+    log = open(run.log_path, "a")  # a log that cannot be opened is an error of its own, not the launcher's
     try:
-        with open(run.log_path, "a") as log:
+        with log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, env=env, cwd=str(run.path))
     except OSError as exc:  # a launcher that is not there: the run failed before training (its name is free)
@@ -637,7 +639,7 @@ def _spawn_run(run, resume: bool) -> int:
         hint = " (check $WB_TRAIN_LAUNCHER)" if os.environ.get("WB_TRAIN_LAUNCHER", "").strip() else ""
         raise TrainingError(f"run {run.name}: {why}{hint}") from None
     # the run writes its own state as it starts: a failure it wrote already is never overwritten
-    run.write_status(unless_updated_after=before, state="running", pid=proc.pid)
+    run.write_status(unless_changed_since=before, state="running", pid=proc.pid)
     return proc.pid
 
 

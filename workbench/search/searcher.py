@@ -182,12 +182,16 @@ class Searcher:
                 snapshot.build(folder, self.lance.table, version)
                 manifest = Manifest(self.workspace.manifest_path)
                 try:  # a `wb index` that published a newer version meanwhile keeps its pointer
-                    recorded = manifest.get_meta("snapshot_version")
-                    if not isinstance(recorded, int) or recorded <= version:
-                        manifest.set_meta("snapshot_version", version)
+                    held = manifest.raise_meta("snapshot_version", version)
                 finally:
                     manifest.close()
-                snap = snapshot.load(folder, version)
+                snap = snapshot.load(folder, held) if held != version else None
+                snap = snap or snapshot.load(folder, version)
+                if snap is None:
+                    from workbench.errors import WorkspaceError
+
+                    raise WorkspaceError(f"the index of {self.workspace.root} changed while it was read: "
+                                         "run the query again")
             self._snapshot = snap
         return self._snapshot
 
@@ -490,11 +494,12 @@ class Searcher:
                 self._timed_load("load_index", lambda: (self.catalog, self.snapshot.dense), encoded)
             results = []
             for i, q in enumerate(encoded):
+                # the encoding and loads done before this query's answer (a load inside it, the
+                # reranker's, is in the answer's own wall time already)
+                before = sum(v for key, v in q.timings.items() if key.startswith(("encode", "load")))
                 t0 = time.perf_counter()
                 results.append(self._answer(q, pipe, k, instr, unit, rerank_depth))
-                results[-1].timings_ms["total"] = (time.perf_counter() - t0) * 1000 + sum(
-                    v for key, v in q.timings.items() if key.startswith(("encode", "load"))
-                )
+                results[-1].timings_ms["total"] = (time.perf_counter() - t0) * 1000 + before
                 if progress:
                     progress(i + 1, len(encoded))
         return results
@@ -509,8 +514,13 @@ class Searcher:
 
     def instruction_reaches(self, pipe: Pipeline) -> bool:
         """Whether an instruction changes ``pipe``'s ranking: the dense model reads it (dense, and
-        ColBERT's or the MaxSim reranker's token vectors from the dense model's forward pass); BM25,
-        sparse, a trained ColBERT and a cross-encoder read the bare query."""
+        ColBERT's or the MaxSim reranker's token vectors from the dense model's forward pass) when its
+        query template has ``{instruction}``; BM25, sparse, a trained ColBERT and a cross-encoder read
+        the bare query."""
+        from string import Formatter
+
+        if "instruction" not in {name for _lit, name, _spec, _conv in Formatter().parse(self.settings.templates.query)}:
+            return False  # a query template without {instruction} drops it
         modes = self._encoded_modes(pipe)
         return "dense" in modes or ("colbert" in modes and not self.bundle.colbert_is_trained)
 

@@ -70,6 +70,9 @@ class Manifest:
         self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
         try:
             self._open()
+        except sqlite3.OperationalError as exc:  # locked, a disk error, no permission: the file may be fine
+            self.db.close()
+            raise WorkspaceError(f"cannot open the workspace's manifest {path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:  # not a database (a copy cut short, another file): one line
             self.db.close()
             raise WorkspaceError(f"{path} cannot be read as the workspace's manifest ({exc}); if it is damaged, "
@@ -183,6 +186,18 @@ class Manifest:
     def get_meta(self, key: str):
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def raise_meta(self, key: str, value: int) -> int:
+        """Set the integer ``key`` to ``value`` unless it holds a larger one already, in one
+        transaction (no writer can come between the read and the write); returns the value it holds."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            held = json.loads(row[0]) if row else None
+            if isinstance(held, int) and held > value:
+                return held
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+            return value
 
     def set_meta(self, key: str, value) -> None:
         with self.db:

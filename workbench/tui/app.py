@@ -130,9 +130,15 @@ class WbApp(App):
 
     # -- workspace ---------------------------------------------------------------------
     def set_workspace(self, path: str) -> None:
+        """Open the workspace at ``path``; one that cannot be (a file, inside a file) is said, and the
+        current one stays open."""
         from workbench.workspace import Workspace
 
-        root = Workspace.resolve(path).root
+        try:
+            root = Workspace.resolve(path).root
+        except WbError as exc:
+            self.notify(str(exc), title="workspace", severity="error", timeout=8)
+            return
         if root == self.workspace_root:
             self.open_workspace()
             return

@@ -314,7 +314,11 @@ class EvalPane(Vertical):
             for m in (p.get("metrics") or {}):
                 if m not in metrics:
                     metrics.append(m)
-        table.add_column("pipeline", key="pipeline", width=14)
+        # the whole system name where the screen has room (`hybrid@minilm-ft` is the row that matters)
+        spare = (self.size.width or 100) - 12 * len(metrics) - 8 - 6 - 8
+        longest = max((len(str(p.get("name", "?"))) for p in pipelines), default=14)
+        name_width = max(14, min(longest, spare))
+        table.add_column("pipeline", key="pipeline", width=name_width)
         for m in metrics:
             table.add_column(f"{METRIC_LABELS.get(m, m):>12}", key=m, width=12)
         table.add_column(f"{'W/L/T':>8}", key="wlt", width=8)
@@ -324,8 +328,9 @@ class EvalPane(Vertical):
             name = str(p.get("name", "?"))
             is_base = name == baseline
             own = p.get("baseline")  # a --compare row is compared with its own pipeline on the base models
-            under = "\nbaseline" if is_base else (f"\nvs {short(str(own), 11)}" if own and own != baseline else "")
-            cells = [Text(short(name, 14) + under, style="bold" if is_base else "")]
+            under = ("\nbaseline" if is_base else
+                     (f"\nvs {short(str(own), name_width - 3)}" if own and own != baseline else ""))
+            cells = [Text(short(name, name_width) + under, style="bold" if is_base else "")]
             deltas = p.get("delta") or {}
             pvalues = p.get("p_value") or {}
             for m in metrics:
@@ -371,8 +376,10 @@ class EvalPane(Vertical):
         table.clear(columns=True)
         metric = "nDCG@10 " if self._per_query else ""
         table.border_title = f"per query, {metric}by {SORTS[self._sort]} (o: order · Enter: open in Search)"
-        width = max(20, (self.size.width or 100) - 62)
-        table.add_column("pipeline", key="pipeline", width=14)
+        longest = max((len(str(q.get("pipeline", ""))) for q in self._per_query), default=14)
+        name_width = max(14, min(longest, (self.size.width or 100) - 82))  # the query keeps 20 columns
+        width = max(20, (self.size.width or 100) - 48 - name_width)
+        table.add_column("pipeline", key="pipeline", width=name_width)
         table.add_column("id", key="id", width=8)
         table.add_column("query", key="query", width=width)
         table.add_column(f"{'base':>6}", key="base", width=6)
@@ -391,7 +398,7 @@ class EvalPane(Vertical):
             delta = d(q)
             colour = pal.up if delta > 0 else pal.down if delta < 0 else "dim"
             table.add_row(
-                short(str(q.get("pipeline", "")), 14),
+                short(str(q.get("pipeline", "")), name_width),
                 short(str(q.get("query_id", "")), 8),
                 short(str(q.get("query", "")), width),
                 Text(_num(q.get("baseline")).rjust(6), style="dim"),

@@ -63,6 +63,7 @@ class ResultColumn(Vertical):
         self.message = "type a query"
         self._busy = False
         self._loading = False
+        self._failed = False  # the last query failed: the hits shown are the previous one's
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="column-head"):
@@ -129,8 +130,17 @@ class ResultColumn(Vertical):
         """While busy the hits shown are the previous query's: dimmed, and no movement is marked."""
         self._busy = busy
         self._loading = loading
+        self._failed = False
         if self.is_mounted:
             self.table.set_class(busy and self.result is not None, "stale")
+        self._render_status()
+
+    def set_failed(self) -> None:
+        """The last query failed: the hits still shown are the previous query's, dimmed and said so."""
+        self._busy = self._loading = False
+        self._failed = True
+        if self.is_mounted:
+            self.table.set_class(self.result is not None, "stale")
         self._render_status()
 
     @property
@@ -171,7 +181,10 @@ class ResultColumn(Vertical):
 
     def _render_status(self) -> None:
         status = self.query_one(f"#{self.side}-status", Static)
-        if self._busy:
+        if self._failed:
+            status.update(Text("query failed" + (": previous hits" if self.result is not None else ""),
+                               style="italic"))
+        elif self._busy:
             status.update(Text("loading models…" if self._loading else "searching…", style="italic"))
         elif self.result is None:
             status.update(Text(""))

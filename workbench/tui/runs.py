@@ -123,10 +123,11 @@ class EventTail:
                 step, loss = int(e["step"]), float(e["loss"])
             except (KeyError, TypeError, ValueError):
                 return
-            if self.steps and step <= self.steps[-1]:  # resumed from an earlier checkpoint: redo those steps
-                keep = next((i for i, s in enumerate(self.steps) if s >= step), len(self.steps))
-                for series in (self.steps, self.loss, self.lr, self.eps, self.times):
+            if self.steps and step <= self.steps[-1]:  # resumed from an earlier checkpoint: redo those
+                keep = next((i for i, s in enumerate(self.steps) if s >= step), len(self.steps))  # steps
+                for series in (self.steps, self.loss, self.lr, self.eps, self.times):  # (trainers.runs.drop_replayed)
                     del series[keep:]
+                self.evals = [ev for ev in self.evals if ev[0] < step]
             self.steps.append(step)
             self.loss.append(loss)
             self.lr.append(float(e.get("lr") or 0.0))
@@ -302,6 +303,7 @@ class RunsPane(Vertical):
         self._shown: dict[str, object] = {}
         self._charted: tuple | None = None
         self._root_seen: Path | None = None
+        self._watched: dict[str, str] = {}  # runs seen queued or running: name -> that state
         self.form_draft: FormDraft | None = None  # what the last form held when it closed without a run
 
     def compose(self) -> ComposeResult:
@@ -369,6 +371,28 @@ class RunsPane(Vertical):
     def _tick(self) -> None:
         if self.app.state.tab == "runs" or isinstance(self.app.screen, LaunchScreen):
             self.refresh_runs()
+        elif self._watched:  # elsewhere, only the runs that may end are read (their status.json)
+            self._announce_ends({name: self.run_folder(name).status() for name in self._watched})
+
+    def _announce_ends(self, statuses: dict[str, dict]) -> None:
+        """Notify, from any tab, the runs seen queued or running that have ended since (finished,
+        failed, died; a stop is said by the action that asked for it), and watch the new ones."""
+        for name, status in statuses.items():
+            state = status.get("state")
+            if state in ("queued", "running"):
+                self._watched[name] = state
+                continue
+            if self._watched.pop(name, None) is None:
+                continue
+            if state == "finished":
+                self.app.notify(f"run {name} finished: its model is in runs/{name}/model (c compares it)",
+                                title="training", timeout=8)
+            elif state == "failed":
+                why = status.get("message") or status.get("error") or "see its log"
+                self.app.notify(f"run {name} failed: {why}", title="training", severity="error", timeout=10)
+            elif state == "died":
+                self.app.notify(f"run {name} died at step {status.get('step') or 0} (its process is gone): "
+                                "R resumes it from its last checkpoint", title="training", severity="error", timeout=10)
 
     def refresh_runs(self) -> None:
         """Re-read every run's status and the selected run's new events and log lines."""
@@ -378,12 +402,15 @@ class RunsPane(Vertical):
             self._root_seen = self.root
             self._configs.clear()
             self._tails.clear()
+            self._watched.clear()
             self._log_key = self._charted = None
         try:
             runs = list(reversed(list_runs(self.root)))  # newest first
         except OSError:  # a run folder removed while listing: the next tick lists again
             return
         self.rows = [RunRow(r.name, r.status(), self._config(r)) for r in runs]
+        self._announce_ends({r.name: r.status for r in self.rows if r.name in self._watched
+                             or r.state in ("queued", "running")})
         self._fill_table()
         title = Text()
         n = len(self.rows)
@@ -639,7 +666,8 @@ class RunsPane(Vertical):
                             severity="warning")
             return None
         if finished and not row.has_model:
-            self.app.notify(f"run {row.name} is {row.state}: it has no model until it finishes",
+            verb = "has" if row.state in ("died", "failed") else "is"
+            self.app.notify(f"run {row.name} {verb} {row.state}: it has no model until it finishes",
                             severity="warning")
             return None
         return row
@@ -650,6 +678,7 @@ class RunsPane(Vertical):
         def launched(name: str | None) -> None:
             self.form_draft = form.draft  # None after a launch: the next form starts afresh
             if name:
+                self._watched[name] = "queued"  # its end is said even if it comes before a refresh
                 self.select(name)
                 self.app.notify(f"run {name} started in the background", timeout=5)
             elif form.draft is not None:
@@ -681,6 +710,7 @@ class RunsPane(Vertical):
         what = "saves its model" if finish else "checkpoints"
         verb = "finishing" if finish else "stopping"
         self.app.notify(f"{verb} {row.name}: it {what} at the end of its current step", timeout=4)
+        self._watched.pop(row.name, None)  # the stop's own worker says how it ended
         self._stop_worker(row.name, finish=finish)
 
     @work(thread=True, group="stop", name="stop run")
@@ -720,6 +750,7 @@ class RunsPane(Vertical):
         if rc != 0:
             self.app.notify(error_line(rc, err), title=f"cannot resume {name}", severity="error", timeout=10)
             return
+        self._watched[name] = "queued"
         self.app.notify(f"run {name} resumed in the background", timeout=5)
         self.refresh_runs()
 

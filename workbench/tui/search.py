@@ -413,7 +413,7 @@ class SearchPane(Vertical):
 
     def _failed(self, side: str, message: str) -> None:
         for c in self.columns:
-            c.set_busy(False)
+            c.set_failed()  # its hits, if any, are the previous query's: dimmed and said
         self.app.notify(message, title="query failed", severity="error", timeout=8)
 
     def _update_movement(self) -> None:
