@@ -137,10 +137,20 @@ def load_backbone(
     return model, tokenizer, chosen, normalize, kind
 
 
-def tokenize(tokenizer, texts: list[str], max_length: int, pooling: str) -> dict:
-    """Padded ``input_ids`` / ``attention_mask`` tensors (right padding; EOS appended for last pooling)."""
+def padded(ids: list[list[int]], pad_id: int, extra: list[list[int]] | None = None):
+    """Right-padded torch ``(input_ids, attention_mask, extra)`` (long; ``extra``, e.g. token type
+    ids, padded with 0, None when not given): the encoders' ``pad_batch`` over every row."""
     import torch
 
+    from workbench.encoders.batching import pad_batch
+
+    input_ids, mask, other = pad_batch(ids, range(len(ids)), int(pad_id), extra)
+    return (torch.from_numpy(input_ids), torch.from_numpy(mask),
+            torch.from_numpy(other) if other is not None else None)
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int, pooling: str) -> dict:
+    """Padded ``input_ids`` / ``attention_mask`` tensors (right padding; EOS appended for last pooling)."""
     if pooling == "last":
         enc = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max(1, max_length - 1))
         eos = tokenizer.eos_token_id
@@ -149,12 +159,7 @@ def tokenize(tokenizer, texts: list[str], max_length: int, pooling: str) -> dict
         enc = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max_length)
         ids = [list(x) for x in enc["input_ids"]]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    width = max(len(x) for x in ids)
-    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for row, x in enumerate(ids):
-        input_ids[row, : len(x)] = torch.tensor(x, dtype=torch.long)
-        mask[row, : len(x)] = 1
+    input_ids, mask, _ = padded(ids, pad)
     return {"input_ids": input_ids, "attention_mask": mask}
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from workbench.errors import ModelError, UsageError
 
-from .backbone import fast_attention
+from .backbone import fast_attention, padded
 from .config import ColbertConfig
 from .loop import Trainer, log
 from .runs import staged_folder
@@ -201,14 +201,7 @@ class ColbertTrainer(Trainer):
         return [colbert_ids(list(ids), marker, max_length) for ids in raw]
 
     def _batch(self, ids: list[list[int]], device):
-        import torch
-
-        width = max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for r, x in enumerate(ids):
-            input_ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
-            mask[r, : len(x)] = 1
+        input_ids, mask, _ = padded(ids, self.pad_id)
         return input_ids.to(device), mask.to(device)
 
     def encode(self, model, texts: list[str], query: bool, device):

@@ -43,6 +43,7 @@ from pathlib import Path
 from workbench.encoders.yesno_prompt import LLM_RERANKER_KIND, YesNoPrompt
 from workbench.errors import ModelError
 
+from .backbone import padded
 from .config import LlmRerankerConfig
 from .reranker import RerankerTrainer, build_groups
 from .runs import staged_folder
@@ -148,12 +149,7 @@ class LlmRerankerTrainer(RerankerTrainer):
         import torch
 
         ids = self.prompt.tokenize(pairs)
-        width = max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for r, x in enumerate(ids):
-            input_ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
-            mask[r, : len(x)] = 1
+        input_ids, mask, _ = padded(ids, self.pad_id)
         last = torch.tensor([len(x) - 1 for x in ids], dtype=torch.long)
         return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device), "last": last.to(device)}
 

@@ -44,7 +44,7 @@ from pathlib import Path
 
 from workbench.errors import InputError, ModelError, UsageError
 
-from .backbone import fast_attention
+from .backbone import fast_attention, padded
 from .config import RerankerConfig
 from .loop import Trainer, log
 from .runs import staged_folder
@@ -198,21 +198,10 @@ class RerankerTrainer(Trainer):
         return [{"params": body, "lr": self.cfg.lr}, {"params": head, "lr": self.cfg.head_lr}]
 
     def _batch(self, pairs: list[tuple[str, str]], device):
-        import torch
-
         from workbench.encoders.rerankers import tokenize_pairs
 
         ids, types = tokenize_pairs(self.tokenizer, pairs, self.max_length, self.uses_token_types)
-        width = max(len(x) for x in ids)
-        pad = int(self.tokenizer.pad_token_id or 0)
-        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        token_types = torch.zeros((len(ids), width), dtype=torch.long) if types is not None else None
-        for r, x in enumerate(ids):
-            input_ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
-            mask[r, : len(x)] = 1
-            if token_types is not None:
-                token_types[r, : len(x)] = torch.tensor(types[r], dtype=torch.long)
+        input_ids, mask, token_types = padded(ids, int(self.tokenizer.pad_token_id or 0), types)
         batch = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
         if token_types is not None:
             batch["token_type_ids"] = token_types.to(device)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from workbench.errors import ModelError, UsageError
 
-from .backbone import fast_attention
+from .backbone import fast_attention, padded
 from .config import SpladeConfig
 from .loop import Trainer, log
 from .runs import staged_folder
@@ -92,15 +92,8 @@ class SpladeTrainer(Trainer):
         return {"kind": "splade"}
 
     def encode(self, model, texts: list[str], max_length: int, device):
-        import torch
-
         ids = self.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-        width = max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for r, x in enumerate(ids):
-            input_ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
-            mask[r, : len(x)] = 1
+        input_ids, mask, _ = padded(ids, self.pad_id)
         input_ids, mask = input_ids.to(device), mask.to(device)
         logits = model(input_ids=input_ids, attention_mask=mask).logits
         return splade_vectors(logits.float(), mask), int(mask.sum())

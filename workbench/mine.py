@@ -92,19 +92,19 @@ def mine_negatives(
 
     if negatives < 1:
         raise UsageError("--negatives must be at least 1")
-    out_path = Path(out)
-    if out_path.is_dir():  # found before mining, not at the rename that ends it
-        raise UsageError(f"--out {out} is a folder: give the jsonl file to write (e.g. {out_path / 'hn.jsonl'})")
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {out}: cannot create its folder ({exc.strerror or exc})") from None
     if teacher and first_stage_scores:
         raise UsageError("--teacher and --first-stage-scores both write pos_scores/neg_scores: choose one")
     if not 0 < margin <= 1.5:
         raise UsageError(f"--margin must be in (0, 1.5], got {margin}")
+    out_path = Path(out)
+    if out_path.is_dir():  # found before mining, not at the rename that ends it
+        raise UsageError(f"--out {out} is a folder: give the jsonl file to write (e.g. {out_path / 'hn.jsonl'})")
     lo, hi = rank_range
-    source = _mine_source(data, split, pseudo)
+    source = _mine_source(data, split, pseudo)  # the data is checked before any folder is made
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create its folder ({exc.strerror or exc})") from None
     targets, corpus_path, neg_text = source.targets, source.corpus_path, source.negative_text
     searcher = Searcher(workspace, config=config)
     scorer = None

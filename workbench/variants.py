@@ -75,7 +75,8 @@ def resolve_model_overrides(ws: Workspace, overrides: dict[str, str]) -> dict[st
 
                     state = RunFolder(ws.runs_dir / run_name).status().get("state", "unknown")
                     why = {"failed": "it failed", "died": "it died", "stopped": "it was stopped",
-                           "running": "it is still training", "queued": "it has not started"}.get(state, "it is not finished")
+                           "running": "it is still training", "queued": "it has not started",
+                           "finished": "its model folder is gone"}.get(state, "it is not finished")
                     raise UsageError(f"run '{run_name}' has no model ({why}): see `wb runs`")
                 raise UsageError(f"no run named '{run_name}' in {ws.runs_dir}")
             out[role] = str(model_dir.resolve()) + suffix

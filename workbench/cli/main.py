@@ -517,7 +517,7 @@ def eval_cmd(
 
         data = first_queries(data, limit)
     if run_dir:  # a TREC line splits on whitespace: refused before anything is indexed, as wb query --trec does
-        spaced = next((i for i in (*data.queries, *data.corpus_ids) if len(i.split()) != 1), None)
+        spaced = next((i for i in (*data.queries, *sorted(data.corpus_ids)) if len(i.split()) != 1), None)
         if spaced is not None:
             raise UsageError(f"--run-dir: the id {spaced!r} holds whitespace, which a TREC run line cannot carry")
     err = _err_console()

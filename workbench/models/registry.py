@@ -192,6 +192,8 @@ def fingerprint(path: str | None) -> str:
             if stat.S_ISREG(st.st_mode):
                 rel = rel_root / name
                 entries.append((rel.parts, f"{rel}:{st.st_size}:{int(st.st_mtime)}"))
+                if len(entries) >= FINGERPRINT_MAX_FILES:
+                    break
         if len(entries) >= FINGERPRINT_MAX_FILES:
             break
     h = hashlib.sha256()

@@ -277,7 +277,7 @@ class EvalPane(Vertical):
         if isinstance(obj, dict) and "done" in obj and "total" in obj:
             bar.update(total=max(int(obj["total"] or 0), 1), progress=int(obj["done"] or 0))
             label = obj.get("phase") or obj.get("pipeline") or "running"
-            line = f"{label} {obj['done']}/{obj['total']}"
+            line = f"{label} {obj['done']}/{obj['total']}" if obj["total"] else str(label)  # no "0/0" for a phase of unknown size
             if obj.get("message"):
                 line += f" · {obj['message']}"
             status.update(Text(short(line, 200)))

@@ -123,8 +123,7 @@ class ResultColumn(Vertical):
         if not self.is_mounted:
             return
         box = self.query_one(f"#{self.side}-model", Static)
-        box.update(Text(self.model_label, style="bold"))
-        box.display = bool(self.model_label)
+        box.update(Text(self.model_label, style="bold"))  # shown empty too: it keeps the count at the right edge
 
     def set_busy(self, busy: bool, loading: bool = False) -> None:
         """While busy the hits shown are the previous query's: dimmed, and no movement is marked."""

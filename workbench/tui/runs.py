@@ -485,12 +485,16 @@ class RunsPane(Vertical):
             for wid in ("#loss-label", "#lr-label", "#eps-label", "#run-gpu", "#run-evals", "#run-log"):
                 self._update(wid, "")
             for wid in ("#loss-spark", "#lr-spark", "#eps-spark"):
-                self.query_one(wid, Sparkline).data = []
+                spark = self.query_one(wid, Sparkline)
+                spark.data = []
+                spark.display = False  # an empty sparkline still draws a row of ▁
             self._charted = None
             self.query_one("#run-error").display = False
             side.display = False
             return
         side.display = True
+        for wid in ("#loss-spark", "#lr-spark", "#eps-spark"):
+            self.query_one(wid, Sparkline).display = True
         run = self.run_folder(row.name)
         tail = self._tails.get(row.name)
         if tail is None:
@@ -596,6 +600,11 @@ class RunsPane(Vertical):
             text.append(f"{value:.4f}", style=f"bold {pal.up}" if value == best else "")
             if value == best:
                 text.append("  best", style=pal.up)
+        # these figures are the trainer's (each document whole, cut at the run's length, one model):
+        # not wb eval's (the index's chunks, pipelines), which `e` runs on this model
+        length = row.config.get("passage_max_length") or row.config.get("max_length")
+        cut = f" cut at {length} tokens" if length else ""
+        text.append(f"\nin training, documents whole{cut} (e: wb eval)", style="dim")
         self._update("#run-evals", text)
 
     def _render_error(self, row: RunRow, pal: Palette) -> None:

@@ -50,7 +50,7 @@ class SearchPane(Vertical):
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         state = self.app.state
-        yield Input(value=state.query, placeholder="Search the workspace…  (Enter searches, typing searches after a pause)",
+        yield Input(value=state.query, placeholder="Search the workspace…  (Enter searches; Esc leaves the box: then 1-4 switch screens)",
                     id="query")
         with Horizontal(id="instruction-row"):
             yield Static("instruction", classes="row-label")
