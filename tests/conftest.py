@@ -36,6 +36,14 @@ SMALL_DOCS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _own_tui_state(tmp_path_factory, monkeypatch):
+    """Every test's TUI remembers its state in a file of its own, never the user's
+    ~/.config/wb/tui.json (a test that saved a tab or a query there changed what a later snapshot
+    test drew); a test that wants another file sets WB_TUI_STATE itself."""
+    monkeypatch.setenv("WB_TUI_STATE", str(tmp_path_factory.mktemp("tui-state") / "tui.json"))
+
+
 def copy_small_corpus(dest: Path, names: list[str] = SMALL_DOCS) -> Path:
     for name in names:
         target = dest / name

@@ -194,6 +194,16 @@ def gpu_now() -> str | None:
     return "  ".join(parts) or None
 
 
+class LogBox(Static):
+    """The selected run's log.txt: as many of its newest lines as fit, fitted again whenever the box
+    changes height (the boxes beside it grow and shrink), so its newest line is never the one cut."""
+
+    def on_resize(self) -> None:
+        pane = next((a for a in self.ancestors if isinstance(a, RunsPane)), None)
+        if pane is not None:
+            pane.call_after_refresh(pane._render_detail)
+
+
 @dataclass
 class RunRow:
     name: str
@@ -330,7 +340,7 @@ class RunsPane(Vertical):
             with Vertical(id="run-side"):
                 yield Static("", id="run-error")
                 yield Static("", id="run-evals")
-                yield Static("", id="run-log")
+                yield LogBox("", id="run-log")
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)
@@ -485,16 +495,12 @@ class RunsPane(Vertical):
             for wid in ("#loss-label", "#lr-label", "#eps-label", "#run-gpu", "#run-evals", "#run-log"):
                 self._update(wid, "")
             for wid in ("#loss-spark", "#lr-spark", "#eps-spark"):
-                spark = self.query_one(wid, Sparkline)
-                spark.data = []
-                spark.display = False  # an empty sparkline still draws a row of ▁
+                self.query_one(wid, Sparkline).data = []
             self._charted = None
             self.query_one("#run-error").display = False
             side.display = False
             return
         side.display = True
-        for wid in ("#loss-spark", "#lr-spark", "#eps-spark"):
-            self.query_one(wid, Sparkline).display = True
         run = self.run_folder(row.name)
         tail = self._tails.get(row.name)
         if tail is None:
