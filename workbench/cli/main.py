@@ -625,19 +625,24 @@ def _spawn_run(run, resume: bool) -> int:
     # runs the same module data-parallel; default: one process
     launcher = shlex.split(os.environ.get("WB_TRAIN_LAUNCHER", "")) or [sys.executable]
     cmd = launcher + ["-m", "trainers.cli", "run", str(run.path)] + (["--resume"] if resume else [])
+    from workbench.errors import TrainingError
+
+    def failed(why: str, hint: str = "") -> TrainingError:  # before training: the run's name is free again
+        run.write_status(state="failed", error=why, message=why)
+        return TrainingError(f"run {run.name}: {why}{hint}")
+
     before = run.status_seq()
-    log = open(run.log_path, "a")  # a log that cannot be opened is an error of its own, not the launcher's
+    try:
+        log = open(run.log_path, "a")
+    except OSError as exc:
+        raise failed(f"cannot write its log {run.log_path}: {exc.strerror or exc}") from None
     try:
         with log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, env=env, cwd=str(run.path))
-    except OSError as exc:  # a launcher that is not there: the run failed before training (its name is free)
-        from workbench.errors import TrainingError
-
-        why = f"could not start {launcher[0]}: {exc.strerror or exc}"
-        run.write_status(state="failed", error=why, message=why)
+    except OSError as exc:  # a launcher that is not there
         hint = " (check $WB_TRAIN_LAUNCHER)" if os.environ.get("WB_TRAIN_LAUNCHER", "").strip() else ""
-        raise TrainingError(f"run {run.name}: {why}{hint}") from None
+        raise failed(f"could not start {launcher[0]}: {exc.strerror or exc}", hint) from None
     # the run writes its own state as it starts: a failure it wrote already is never overwritten
     run.write_status(unless_changed_since=before, state="running", pid=proc.pid)
     return proc.pid
