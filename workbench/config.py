@@ -228,10 +228,10 @@ def _check_template(template: str | None, key: str, fields: tuple[str, ...]) -> 
     ``}}`` write braces): a typo fails here, in one line, not at every query."""
     if template is None:
         return
-    from string import Formatter
+    from workbench.encoders.templates import template_fields
 
     try:
-        named = {name for _lit, name, _spec, _conv in Formatter().parse(template) if name is not None}
+        named = template_fields(template)
     except ValueError as exc:
         raise UsageError(f"wb.toml: [models] {key} is not a valid template ({exc}); write a brace as {{{{ or }}}}") from None
     allowed = ", ".join("{" + f + "}" for f in fields)

@@ -43,6 +43,14 @@ class PromptTemplates:
         return self.document.format(text=text)
 
 
+def template_fields(template: str) -> set[str]:
+    """The ``{field}`` names a prompt template uses (``{{`` and ``}}`` are braces); ValueError for a
+    template ``str.format`` cannot read (an unclosed brace)."""
+    from string import Formatter
+
+    return {name for _lit, name, _spec, _conv in Formatter().parse(template) if name is not None}
+
+
 PLAIN = PromptTemplates()
 E5 = PromptTemplates(query="query: {instruction}{text}", document="passage: {text}")
 LLM_EMBEDDER = PromptTemplates(

@@ -517,9 +517,9 @@ class Searcher:
         ColBERT's or the MaxSim reranker's token vectors from the dense model's forward pass) when its
         query template has ``{instruction}``; BM25, sparse, a trained ColBERT and a cross-encoder read
         the bare query."""
-        from string import Formatter
+        from workbench.encoders.templates import template_fields
 
-        if "instruction" not in {name for _lit, name, _spec, _conv in Formatter().parse(self.settings.templates.query)}:
+        if "instruction" not in template_fields(self.settings.templates.query):
             return False  # a query template without {instruction} drops it
         modes = self._encoded_modes(pipe)
         return "dense" in modes or ("colbert" in modes and not self.bundle.colbert_is_trained)
