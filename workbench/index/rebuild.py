@@ -32,6 +32,7 @@ from pathlib import Path
 
 from workbench.config import WorkspaceConfig
 from workbench.errors import WorkspaceError
+from workbench.files import write_whole
 from workbench.workspace import Workspace
 
 STAGING = "rebuild"
@@ -154,9 +155,7 @@ def swap(ws: Workspace) -> None:
     manifest connection of both closed). Crash-safe: see the module docstring."""
     _checkpoint(staging_workspace(ws).manifest_path)
     mark = ws.root / SWAP_MARK
-    tmp = mark.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"started": time.time()}))
-    os.replace(tmp, mark)
+    write_whole(mark, json.dumps({"started": time.time()}))
     _roll_forward(ws)
 
 

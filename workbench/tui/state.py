@@ -23,6 +23,8 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from workbench.files import write_whole
+
 
 def state_path() -> Path:
     override = os.environ.get("WB_TUI_STATE")
@@ -110,8 +112,6 @@ class TuiState:
         path = path or state_path()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
-            os.replace(tmp, path)
+            write_whole(path, json.dumps(asdict(self), indent=2, sort_keys=True))
         except OSError:
             pass
