@@ -20,7 +20,7 @@ pytest.importorskip("textual")  # the GPU image has no textual: these tests do n
 from tui_fake import FakeEngine, run_query, settle, wait_until
 from workbench.search import explain
 from workbench.tui.app import WbApp
-from workbench.tui.common import movements
+from workbench.search.compare import movements
 from workbench.tui.preview import PreviewScreen
 from workbench.tui.state import TuiState
 

@@ -53,6 +53,8 @@ def test_variant_is_built_beside_the_base_and_ranks_like_it(ws_with_run, tmp_pat
     q = "remove a directory tree"
     code, out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
     assert code == 2 and "wb index --model dense=runs/ft" in err
+    code, out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "--compare", "dense=runs/ft")
+    assert code == 2 and "wb index --model dense=runs/ft" in err and out == ""
 
     code, out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", "dense=runs/ft")
     assert code == 0, err
@@ -69,6 +71,14 @@ def test_variant_is_built_beside_the_base_and_ranks_like_it(ws_with_run, tmp_pat
         assert ft["models"]["dense"] == "runs/ft" and base["models"]["dense"] == "all-MiniLM-L6-v2"
         assert [r["doc_id"] for r in ft["results"]] == [r["doc_id"] for r in base["results"]]
         assert [r["score"] for r in ft["results"]] == pytest.approx([r["score"] for r in base["results"]], abs=1e-3)
+    # base and fine-tune side by side on one query (`wb query --compare`): each its own index's answer
+    code, out, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "-p", "dense", "--json",
+                        "--compare", "dense=runs/ft")
+    assert code == 0, err
+    both = json.loads(out)
+    assert both["baseline"]["models"]["dense"] == "all-MiniLM-L6-v2" and both["compared"]["models"]["dense"] == "runs/ft"
+    assert [r["doc_id"] for r in both["compared"]["results"]] == [r["doc_id"] for r in both["baseline"]["results"]]
+    assert [c["mark"] for c in both["changes"]] == ["="] * len(both["changes"]) and both["dropped"] == []
     # the run's model folder given as a relative path is the same model, so the same variant index
     monkeypatch.chdir(ws.root.parent)
     code, by_path, err = wb(capsys, monkeypatch, "query", q, "-w", str(ws.root), "-p", "dense", "--json",

@@ -55,14 +55,14 @@ def _workspace(path: str | None):
     return Workspace.resolve(path)
 
 
-def _serving(ws, model: list[str] | None, flags_hint: str = ""):
-    """The workspace + config that serve ``--model`` overrides (a variant index when they change the
-    indexed models; see workbench/variants.py). Errors in one line when that variant is not built.
-    What the user should know about that index (a rebuild not finished, a variant older than the
-    workspace's documents) is printed on stderr and kept in ``serve.notes`` (``wb query --json``'s note)."""
+def _serving(ws, overrides: dict[str, str], flags_hint: str = ""):
+    """The workspace + config that serve ``--model`` overrides ({role: name}, parsed) (a variant index
+    when they change the indexed models; see workbench/variants.py). Errors in one line when that
+    variant is not built. What the user should know about that index (a rebuild not finished, a
+    variant older than the workspace's documents) is printed on stderr and kept in ``serve.notes``
+    (``wb query --json``'s note)."""
     from workbench.variants import is_stale, require_variant, roots_to_reindex, serving
 
-    overrides = _parse_model_overrides(model)
     serve = serving(ws, overrides)
     notes = []
     pending = roots_to_reindex(serve.workspace)
@@ -292,7 +292,7 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
 @app.command("query")
 def query_cmd(
     text: Annotated[Optional[str], typer.Argument(help="The query text (or --queries FILE for many).")] = None,
-    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="dense, colbert, sparse, bm25, hybrid, or modes joined by + (dense+bm25); optionally +rerank.")] = "hybrid",
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="dense, colbert, sparse, bm25, hybrid, or modes joined by + (dense+bm25); optionally +rerank. Two joined by a comma (hybrid,hybrid+rerank) are compared side by side, the first the baseline.")] = "hybrid",
     k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
     instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help="Preset name or free text, applied to the query only.")] = None,
     fusion: Annotated[Optional[str], typer.Option("--fusion", help="rrf or weighted (default from wb.toml).")] = None,
@@ -302,15 +302,32 @@ def query_cmd(
     queries: Annotated[Optional[str], typer.Option("--queries", help="Answer every query of a file (one a line, BEIR queries.jsonl, or a .tsv: id<TAB>text or with a query header; - reads stdin), one model load for all.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (with --queries: one a line, with its query_id).")] = False,
     trec: Annotated[bool, typer.Option("--trec", help="TREC run lines on stdout: qid Q0 id rank score tag.")] = False,
+    compare: Annotated[Optional[list[str]], typer.Option("--compare", help="ROLE=NAME (repeatable): answer again with these models (e.g. dense=runs/ft1) and show both side by side, rank changes marked.")] = None,
     workspace: WorkspaceOpt = None,
     model: ModelOpt = None,
 ) -> None:
-    """Search the workspace: one query, or every query of a file (--queries)."""
+    """Search the workspace: one query, or every query of a file (--queries); or compare two
+    pipelines (-p A,B) or two sets of models (--compare ROLE=NAME) on the same queries."""
     if (text is None) == (queries is None):
         raise UsageError("give a query text or --queries FILE (not both)" if text is not None
                          else "give a query text, or --queries FILE for many")
     if json_out and trec:
         raise UsageError("--json and --trec are two output formats: choose one")
+    from workbench.search.pipelines import parse_pipelines
+
+    pipes = parse_pipelines(pipeline)
+    base_overrides = _parse_model_overrides(model)
+    compare_overrides = _parse_model_overrides(compare, "--compare")
+    comparing = len(pipes) > 1 or bool(compare_overrides)
+    if len(pipes) > 2:
+        raise UsageError(f"-p takes one pipeline, or two to compare (baseline,compared), not {len(pipes)}: "
+                         "`wb eval -p` scores more")
+    if comparing and trec:
+        raise UsageError("--trec writes one system's run: compare on the terminal or with --json "
+                         "(or write one run per pipeline)")
+    pipe, other = pipes[0], pipes[-1]
+    if len(pipes) == 2 and (pipe.modes, pipe.rerank) == (other.modes, other.rerank) and not compare_overrides:
+        raise UsageError(f"-p {pipeline} names one pipeline twice: nothing to compare")
     batch = None
     if queries is not None:
         from workbench.search.query_file import read_queries
@@ -321,39 +338,63 @@ def query_cmd(
             raise UsageError(f"the query id {spaced!r} holds whitespace, which a TREC run line cannot carry: use --json")
     ws = _workspace(workspace)
     ws.require()
-    serve = _serving(ws, model)
-    ws, cfg = serve.workspace, serve.config
-    if fusion is not None:
-        if fusion not in ("rrf", "weighted"):
-            raise UsageError(f"--fusion must be 'rrf' or 'weighted', not '{fusion}'")
-        from dataclasses import replace
-
-        cfg = replace(cfg, fusion=replace(cfg.fusion, method=fusion))
-    cfg = _with_interpolation(cfg, rerank_interpolation)
-    from workbench.search.pipelines import parse_pipeline
-
-    pipe = parse_pipeline(pipeline)
+    serve = _serving(ws, base_overrides)
+    cfg = _query_config(serve.config, fusion, rerank_interpolation)
+    if compare_overrides:
+        compared_serve = _serving(ws, {**base_overrides, **compare_overrides})
+        compared_cfg = _query_config(compared_serve.config, fusion, rerank_interpolation)
+        _refuse_idle_overrides(compare_overrides, other, compared_cfg)
+    reranks = any(p.rerank for p in pipes)
     unused = [flag for flag, value in (("--rerank-depth", rerank_depth), ("--rerank-interpolation", rerank_interpolation))
-              if value is not None and not pipe.rerank]
-    if not pipe.rerank and "reranker" in _parse_model_overrides(model):
+              if value is not None and not reranks]
+    if not reranks and "reranker" in base_overrides:
         unused.append("--model reranker=...")
     if unused:  # said, not refused: a script may pass them to every pipeline it loops over
         verb = "apply" if len(unused) > 1 else "applies"
         _err_console().print(f"[yellow]{' and '.join(unused)} {verb} to +rerank pipelines: ignored for "
-                             f"{pipe.name}[/yellow]", highlight=False)
+                             f"{pipeline}[/yellow]", highlight=False)
     from workbench.search.searcher import Searcher, one_shot_backend
 
-    backend = one_shot_backend(pipe, cfg.models.reranker)
-    # an edited wb.toml does not stop searching
-    searcher = Searcher(ws, config=cfg, serve_stale=True, backend=backend)
-    if searcher.serving_note:
-        _err_console().print(f"[yellow]{searcher.serving_note}[/yellow]", highlight=False)
-    options = dict(pipeline=pipeline, k=k, instruction=instruction, unit=unit, rerank_depth=rerank_depth)
+    def searcher_for(serve_, cfg_):
+        # one backend for every searcher of the process (torch when any side's reranker imports it)
+        backend = "torch" if any(one_shot_backend(p, cfg_.models.reranker) == "torch" for p in pipes) else "numpy"
+        # an edited wb.toml does not stop searching
+        searcher_ = Searcher(serve_.workspace, config=cfg_, serve_stale=True, backend=backend)
+        if searcher_.serving_note:
+            _err_console().print(f"[yellow]{searcher_.serving_note}[/yellow]", highlight=False)
+        return searcher_
+
+    searcher = searcher_for(serve, cfg)
+    sides = [(searcher, pipe, serve.notes)]
+    if compare_overrides:
+        compared = searcher_for(compared_serve, compared_cfg)
+        if compared_serve.workspace.root == serve.workspace.root:  # one index (a reranker differs): one set of encoders
+            compared.bundle = searcher.bundle
+        sides.append((compared, other, compared_serve.notes))
+    elif comparing:
+        sides.append((searcher, other, serve.notes))
+    options = dict(k=k, instruction=instruction, unit=unit, rerank_depth=rerank_depth)
+    labels = _side_labels(pipe, other, compare) if comparing else None
+
+    def answer(texts: list[str]) -> list:
+        """Each query's QueryResult, or its Comparison when two systems answer."""
+        answers = []
+        for side_searcher, side_pipe, notes in sides:
+            results = side_searcher.search_many(texts, pipeline=side_pipe.name, **options)
+            for r in results:  # each answer carries the notes, as a single query's does
+                r.note = "; ".join(n for n in (*notes, r.note) if n)
+            answers.append(results)
+        if not comparing:
+            return answers[0]
+        from workbench.search.compare import Comparison
+
+        return [Comparison(left, right, labels) for left, right in zip(*answers)]
+
     try:
         if batch is None:
-            result = searcher.search(text, **options)
-            result.note = "; ".join(n for n in (*serve.notes, result.note) if n)
-            _write_answers([("1", result)], json_out, trec, batch=False)
+            if not text.strip():
+                raise UsageError("the query is empty")
+            _write_answers([("1", answer([text])[0])], json_out, trec, batch=False)
             return
         # a bar on a terminal's stderr while the answers go to a file or pipe (on a terminal they
         # show the progress themselves; a stderr in a log stays quiet)
@@ -361,10 +402,8 @@ def query_cmd(
         with bar as progress:
             for start in range(0, len(batch), QUERY_BATCH):  # answers stream out a slice at a time
                 part = batch[start:start + QUERY_BATCH]
-                results = searcher.search_many([q.text for q in part], **options)
-                for r in results:  # each answer carries the notes, as a single query's does
-                    r.note = "; ".join(n for n in (*serve.notes, r.note) if n)
-                _write_answers([(q.query_id, r) for q, r in zip(part, results)], json_out, trec, batch=True)
+                _write_answers(list(zip([q.query_id for q in part], answer([q.text for q in part]))),
+                               json_out, trec, batch=True)
                 if progress:
                     progress("querying", start + len(part), len(batch))
     except BrokenPipeError:  # `wb query ... | head`: the reader left; stop quietly
@@ -374,12 +413,40 @@ def query_cmd(
         raise typer.Exit(READER_LEFT)
 
 
+def _query_config(cfg, fusion: str | None, interpolation: float | None):
+    """``cfg`` with `wb query`'s --fusion and --rerank-interpolation applied."""
+    if fusion is not None:
+        if fusion not in ("rrf", "weighted"):
+            raise UsageError(f"--fusion must be 'rrf' or 'weighted', not '{fusion}'")
+        from dataclasses import replace
+
+        cfg = replace(cfg, fusion=replace(cfg.fusion, method=fusion))
+    return _with_interpolation(cfg, interpolation)
+
+
+def _refuse_idle_overrides(overrides: dict[str, str], pipe, cfg) -> None:
+    """UsageError when none of ``--compare``'s roles takes part in ``pipe`` (the two answers would be
+    the same). The MaxSim reranker reads the ColBERT role's token vectors."""
+    used = set(pipe.roles) | ({"colbert"} if pipe.rerank and cfg.models.reranker == "maxsim" else set())
+    if not set(overrides) & used:
+        roles = ", ".join(sorted(overrides))
+        hint = f"{pipe.name}+rerank" if "reranker" in overrides and not pipe.rerank else "hybrid"
+        raise UsageError(f"--compare {roles}=... changes nothing for {pipe.name}, which runs no {roles} model: "
+                         f"compare a pipeline that does (-p {hint})")
+
+
+def _side_labels(pipe, other, compare: list[str] | None) -> tuple[str, str]:
+    """Column names of a comparison: the pipelines, the compared one with its --compare models."""
+    given = ", ".join(v.strip() for v in compare or [])
+    return pipe.name, other.name + (f" ({given})" if given else "")
+
+
 QUERY_BATCH = 32  # queries encoded together by `wb query --queries`, and answers written at once
 
 
 def _write_answers(answers, json_out: bool, trec: bool, batch: bool) -> None:
-    """Write (query id, QueryResult) pairs to stdout: JSON (``batch``: a line each with its
-    ``query_id``), TREC run lines, or the console rendering."""
+    """Write (query id, QueryResult or Comparison) pairs to stdout: JSON (``batch``: a line each with
+    its ``query_id``), TREC run lines (results only), or the console rendering."""
     if json_out:
         for qid, result in answers:
             row = {"query_id": qid, **result.to_json()} if batch else result.to_json()
@@ -394,13 +461,17 @@ def _write_answers(answers, json_out: bool, trec: bool, batch: bool) -> None:
                                      "cannot carry: use --json")
                 sys.stdout.write(f"{qid} Q0 {ident} {hit.rank} {hit.score:.6f} {tag}\n")
     else:
-        from workbench.cli.output import make_console, render_result
+        from workbench.cli.output import make_console, render_comparison, render_result
+        from workbench.search.compare import Comparison
 
         console = make_console()
         for qid, result in answers:
             if batch:
                 console.print(f"[dim]query {qid}[/dim]")
-            render_result(result, console)
+            if isinstance(result, Comparison):
+                render_comparison(result, console)
+            else:
+                render_result(result, console)
     sys.stdout.flush()
 
 
@@ -1339,7 +1410,7 @@ def mine_cmd(
     lo_hi = parse_range(rank_range)
     ws = _workspace(workspace)
     ws.require()
-    serve = _serving(ws, model)
+    serve = _serving(ws, _parse_model_overrides(model))
     ws, cfg = serve.workspace, serve.config
     if teacher and teacher != "reranker":
         teacher = _run_model_overrides(_workspace(workspace), {"reranker": teacher})["reranker"]

@@ -78,3 +78,75 @@ def render_result(result: QueryResult, console) -> None:
         console.print(Text(f"      {hit.snippet}"), highlight=False)  # Text: brackets in a snippet are not markup
     timings = ", ".join(f"{k} {v:.0f}ms" for k, v in result.timings_ms.items())
     console.print(f"[dim]{timings}[/dim]")
+
+
+def render_comparison(comparison, console) -> None:
+    """Two answers to one query as one table: rank, the baseline's hit, the compared hit and its
+    move against the baseline (↑n, ↓n, =, new); then the baseline hits that left the list."""
+    from rich.table import Table
+    from rich.text import Text
+
+    base, other = comparison.baseline, comparison.compared
+    left_label, right_label = comparison.labels
+    header = Text()
+    header.append(left_label, style="bold cyan")
+    header.append("  vs  ", style="dim")
+    header.append(right_label, style="bold cyan")
+    header.append("  for ", style="dim")
+    header.append(base.query, style="bold")
+    if base.instruction:
+        ignored = [label for label, r in ((left_label, base), (right_label, other)) if not r.instruction_used]
+        header.append(f"\n  instruction: {base.instruction}", style="dim")
+        if ignored:
+            header.append(f" (not used by {' and '.join(ignored)}: it reads the bare query)", style="dim")
+    console.print(header)
+    for label, result in ((left_label, base), (right_label, other)):
+        used = _pipeline_roles(result.pipeline)
+        told = [f"{role}: {name}" for role, name in result.models.items()
+                if role in used and ("zero-shot" in name or "trained" in name)]
+        if told:
+            console.print(f"  [dim]{label}: {'; '.join(told)}[/dim]")
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold",
+                  expand=True)  # the width shared by the two lists (not expanded, rich drops the narrow columns first)
+    width = len(str(max(len(base.results), len(other.results), 1)))
+    table.add_column("#", justify="right", style="bold", width=width, no_wrap=True)
+    table.add_column(left_label, overflow="ellipsis", no_wrap=True, ratio=1)
+    table.add_column(right_label, overflow="ellipsis", no_wrap=True, ratio=1)
+    table.add_column("move", justify="right", width=4, no_wrap=True)
+    styles = {"new": "yellow", "=": "dim"}
+    changes = comparison.changes
+    for i in range(max(len(base.results), len(other.results))):
+        left = _hit_cell(base.results[i], base.unit) if i < len(base.results) else Text("")
+        right, move = Text(""), Text("")
+        if i < len(other.results):
+            right = _hit_cell(other.results[i], other.unit)
+            mark = changes[i].mark
+            move = Text(mark, style=styles.get(mark, "green" if mark.startswith("↑") else "red"))
+        table.add_row(str(i + 1), left, right, move)
+    console.print(table)
+    dropped = comparison.dropped
+    if dropped:
+        names = ", ".join(f"{_clipped(h.title or h.doc_id, 48)} (#{h.rank})" for h in dropped)
+        console.print(Text(f"  left the list: {names}", style="red"), highlight=False)
+    totals = "; ".join(f"{label} {r.timings_ms.get('total', 0):.0f}ms"
+                       for label, r in ((left_label, base), (right_label, other)))
+    console.print(f"[dim]total: {totals}[/dim]", highlight=False)
+
+
+def _pipeline_roles(name: str) -> set[str]:
+    from workbench.search.pipelines import parse_pipeline
+
+    return parse_pipeline(name).roles
+
+
+def _clipped(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _hit_cell(hit, unit: str):
+    from rich.text import Text
+
+    cell = Text()
+    cell.append(hit.title or hit.doc_id, style="green")
+    cell.append(f" [{hit.chunk_id if unit == 'chunk' else hit.doc_id}]", style="dim")
+    return cell

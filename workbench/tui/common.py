@@ -1,4 +1,4 @@
-"""Small pieces shared by the screens: theme-aware colours, rank movement, number formatting."""
+"""Small pieces shared by the screens: theme-aware colours, number formatting, pipeline names."""
 
 from __future__ import annotations
 
@@ -66,32 +66,6 @@ class Palette:
             highlight_bg=c("warning", "yellow"),
             chunk_bg=c("panel", "grey23"),
         )
-
-
-def hit_key(hit, unit: str = "doc") -> str:
-    return hit.chunk_id if unit == "chunk" else hit.doc_id
-
-
-def movements(left: list, right: list, unit: str = "doc") -> tuple[list[str], list]:
-    """Marks for each right-column hit against the left column, and the left hits that dropped out.
-
-    A mark is ``↑n`` (moved up n places), ``↓n``, ``=`` (same rank) or ``new`` (absent on the left).
-    """
-    left_rank = {hit_key(h, unit): h.rank for h in left}
-    marks = []
-    for h in right:
-        before = left_rank.get(hit_key(h, unit))
-        if before is None:
-            marks.append("new")
-        elif before > h.rank:
-            marks.append(f"↑{before - h.rank}")
-        elif before < h.rank:
-            marks.append(f"↓{h.rank - before}")
-        else:
-            marks.append("=")
-    right_keys = {hit_key(h, unit) for h in right}
-    dropped = [h for h in left if hit_key(h, unit) not in right_keys]
-    return marks, dropped
 
 
 def fmt_score(x: float | None) -> str:

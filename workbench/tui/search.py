@@ -19,7 +19,8 @@ from textual.worker import get_current_worker
 
 from workbench.encoders.templates import INSTRUCTION_PRESETS, PLAIN, resolve_instruction
 from workbench.errors import WbError
-from workbench.tui.common import PIPELINES, known_pipeline, movements
+from workbench.search.compare import movements
+from workbench.tui.common import PIPELINES, known_pipeline
 from workbench.tui.results import ResultColumn
 
 DEBOUNCE_S = 0.45
