@@ -148,18 +148,13 @@ def searcher_run(searcher, dataset: EvalDataset, pipeline: str, k: int = 100, re
 def replay_rerank(first: dict[str, dict[str, float]], rerank_scores: dict[str, dict[str, float]],
                   depth: int, a: float) -> dict[str, dict[str, float]]:
     """``Searcher._rerank`` replayed: rerank the top ``depth`` of ``first`` with the given scores."""
-    from workbench.search.fusion import min_max
+    from workbench.search.fusion import interpolate
 
     out = {}
     for qid, ranking in first.items():
         items = list(ranking.items())
         head, tail = items[:depth], items[depth:]
-        scores = {key: rerank_scores[qid][key] for key, _ in head}
-        if a > 0:
-            f, s = min_max(dict(head)), min_max(scores)
-            final = {key: (1 - a) * s[key] + a * f[key] for key, _ in head}
-        else:
-            final = scores
+        final = interpolate(dict(head), rerank_scores[qid], a)
         out[qid] = dict(sorted(final.items(), key=lambda kv: (-kv[1], kv[0])) + tail)
     return out
 

@@ -49,6 +49,15 @@ def reciprocal_rank(runs: Mapping[str, Mapping[str, float]], weights: Mapping[st
     return fused
 
 
+def interpolate(first: Mapping[str, float], rerank: Mapping[str, float], a: float) -> dict[str, float]:
+    """The reranked head's final scores: ``(1 - a) * minmax(rerank) + a * minmax(first)`` over the
+    head's keys (``first``'s); with ``a == 0`` the reranker's own scores (their scale kept)."""
+    if a <= 0:
+        return {key: float(rerank[key]) for key in first}
+    f, s = min_max(first), min_max({key: rerank[key] for key in first})
+    return {key: (1 - a) * s[key] + a * f[key] for key in first}
+
+
 def fuse(runs, weights, method: str = "weighted", rrf_k: int = 60) -> dict[str, float]:
     if method == "rrf":
         return reciprocal_rank(runs, weights, rrf_k)

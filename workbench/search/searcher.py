@@ -24,7 +24,7 @@ from workbench.errors import ModelError, UsageError, WorkspaceError
 from workbench.index.unfinished import UNFINISHED_RUN, unfinished_note
 from workbench.index.settings import settings_from_config, settings_from_dict
 from workbench.models.registry import fingerprint, model_labels
-from workbench.search.fusion import fuse, min_max
+from workbench.search.fusion import fuse, interpolate
 from workbench.search.maxsim import CandidateScorer, cpu_matmul_dtype, maxsim_bits, maxsim_chunks, maxsim_tensor
 from workbench.search.pipelines import Pipeline, parse_pipeline
 from workbench.search.results import QueryResult, make_snippet
@@ -623,13 +623,7 @@ class Searcher:
             titles = [cat.titles[best_row[key]] for key, _ in head]
             values = reranker.score(q.text, [f"{t} {p}".strip() for t, p in zip(titles, passages)])
             rerank_scores = {key: float(v) for (key, _), v in zip(head, values)}
-        a = self.config.rerank.interpolation
-        if a > 0:
-            first = min_max(dict(head))
-            second = min_max(rerank_scores)
-            final = {key: (1 - a) * second[key] + a * first[key] for key, _ in head}
-        else:
-            final = rerank_scores
+        final = interpolate(dict(head), rerank_scores, self.config.rerank.interpolation)
         q.timings["rerank"] = (time.perf_counter() - t0) * 1000
         reranked = sorted(final.items(), key=lambda kv: (-kv[1], kv[0]))
         # keep the tail below the reranked head on the same (descending) scale
