@@ -39,6 +39,7 @@ def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
     (["query", "x", "-k", "abc"], "Invalid value for '-k'"),
     (["index", ""], "PATH is empty (an unset shell variable?)"),  # not the current folder
     (["runs", "stop", "r1", "--wait", "-5"], "--wait must be 0 or more seconds, not -5"),
+    (["query", os.fsdecode(b"caf\xe9")], "the query 'caf\\xe9' is not valid UTF-8 text"),  # latin-1 bytes
 ])
 def test_usage_mistakes_are_one_line_exit_2(tmp_path, args, says):
     assert says in one_line_error(wb(*args, workspace=tmp_path / "ws"))

@@ -166,6 +166,7 @@ def test_tsv_query_files_with_a_header_or_in_ms_marco_layout(tmp_path):
 def test_every_command_meets_a_reader_that_left_with_exit_141(tmp_path, args):
     """`wb models | head -1`, `wb --help | head`: a closed pipe ends any command quietly with 141, as
     `wb query` (click and rich ended them with a bare 1, a failure's status)."""
+    (tmp_path / "ws").mkdir()  # `wb runs` lists a workspace's runs: there is one (without runs)
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the first line
     try:

@@ -28,8 +28,8 @@ def _expected_changes(base: list[str], other: list[str]) -> tuple[list[dict], li
     for rank, doc in enumerate(other, 1):
         was = base.index(doc) + 1 if doc in base else None
         mark = "new" if was is None else "=" if was == rank else f"↑{was - rank}" if was > rank else f"↓{rank - was}"
-        changes.append({"id": doc, "rank": rank, "baseline_rank": was, "mark": mark})
-    dropped = [{"id": doc, "baseline_rank": i} for i, doc in enumerate(base, 1) if doc not in other]
+        changes.append({"doc_id": doc, "rank": rank, "baseline_rank": was, "mark": mark})
+    dropped = [{"doc_id": doc, "baseline_rank": i} for i, doc in enumerate(base, 1) if doc not in other]
     return changes, dropped
 
 
@@ -99,6 +99,9 @@ def test_a_file_of_queries_compares_each(small_workspace, tmp_path):
     (["-p", "bm25,dense,hybrid"], "two to compare"),
     (["-p", "bm25,dense", "--trec"], "--trec writes one system's run"),
     (["--compare", "dense"], "--compare takes ROLE=NAME"),
+    (["-p", "bm25+dense,dense+bm25"], "names one pipeline twice"),  # one pipeline, however it is spelled
+    (["-p", "dense,"], "has an empty pipeline name"),
+    (["-p", "hybrid,,dense"], "has an empty pipeline name"),
 ])
 def test_comparison_mistakes_are_one_line_before_any_model_loads(tmp_path, args, says):
     proc = wb("query", "x", *args, workspace=tmp_path / "nowhere")
@@ -112,3 +115,51 @@ def test_models_the_pipeline_does_not_run_are_refused(small_workspace):
     assert proc.returncode == 2 and "changes nothing for bm25" in proc.stderr
     proc = wb("query", "x", "-p", "hybrid", "--compare", "reranker=maxsim", workspace=ws.root)
     assert proc.returncode == 2 and "-p hybrid+rerank" in proc.stderr
+
+
+def test_an_empty_query_is_refused_before_the_workspace_is_looked_for(tmp_path):
+    proc = wb("query", "  ", "-p", "bm25,dense", workspace=tmp_path / "nowhere")
+    assert proc.returncode == 2 and "the query is empty" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["-p", "hybrid+rerank", "--compare", "reranker=maxsim"],  # the workspace's own reranker
+    ["-p", "dense", "--model", "reranker=maxsim", "--compare", "reranker=maxsim"],
+    ["-p", "dense", "--model", "dense=all-MiniLM-L6-v2", "--compare", "dense=all-MiniLM-L6-v2"],
+])
+def test_comparing_a_system_with_itself_is_refused(small_workspace, args):
+    ws, _ = small_workspace
+    proc = wb("query", "x", *args, workspace=ws.root)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "nothing to compare" in proc.stderr or "changes nothing" in proc.stderr, proc.stderr
+
+
+def test_a_model_without_its_index_names_the_flag_given_and_the_index_to_build(small_workspace, tmp_path):
+    from tiny_models import tiny_bert
+
+    ws, _ = small_workspace
+    dense = tiny_bert(tmp_path / "other-dense")
+    proc = wb("query", "x", "-p", "hybrid+rerank", "--compare", f"dense={dense}", "--compare", "reranker=maxsim",
+              workspace=ws.root)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert f"no index for --compare dense={dense} --compare reranker=maxsim yet" in proc.stderr, proc.stderr
+    assert f"run `wb index --model dense={dense}` first" in proc.stderr  # no reranker: no index holds one
+    proc = wb("query", "x", "--compare", "dense=no-such-model", workspace=ws.root)
+    assert proc.returncode != 0 and "no built-in model, local folder or cached Hugging Face model named " \
+        "'no-such-model'" in proc.stderr, proc.stderr
+
+
+def test_chunks_are_compared_by_chunk_id(small_workspace):
+    ws, _ = small_workspace
+    proc = wb("query", QUERY, "-p", "bm25,dense", "--unit", "chunk", "--json", "-k", "5", workspace=ws.root)
+    assert proc.returncode == 0, proc.stderr
+    both = json.loads(proc.stdout)
+    chunk_ids = [h["chunk_id"] for h in both["compared"]["results"]]
+    assert [c["chunk_id"] for c in both["changes"]] == chunk_ids
+    base = [h["chunk_id"] for h in both["baseline"]["results"]]
+    assert [d["chunk_id"] for d in both["dropped"]] == [c for c in base if c not in chunk_ids]
+    table = wb("query", QUERY, "-p", "bm25,dense", "--unit", "chunk", "-k", "5", workspace=ws.root).stdout
+    rows = [line for line in table.splitlines() if line.strip()[:2].rstrip().isdigit()]
+    for row, left, right in zip(rows, base, chunk_ids):
+        assert f"[{left}]" in row and f"[{right}]" in row

@@ -137,10 +137,17 @@ def serving(ws: Workspace, overrides: dict[str, str]) -> Serving:
     return Serving(vws, config, True, variant_label(base.models, config.models))
 
 
-def require_variant(ws: Workspace, serve: Serving, flags: str) -> None:
-    """One-line error when the variant has not been indexed yet."""
+def require_variant(ws: Workspace, serve: Serving, asked: str, index_flags: str | None = None) -> None:
+    """One-line error when the variant has not been indexed yet: ModelError when one of its models
+    cannot be had at all (indexing would not help), else WorkspaceError naming ``asked`` (the flags
+    as given) and the ``wb index`` (with ``index_flags``, default ``asked``) that builds it."""
     if serve.is_variant and not serve.workspace.exists():
-        raise WorkspaceError(f"no index for {flags} yet: run `wb index {flags}` first "
+        from workbench.models.registry import resolve_role
+
+        for role in ("dense", "colbert", "sparse"):
+            resolve_role(role, serve.config.models)
+        flags = index_flags or asked
+        raise WorkspaceError(f"no index for {asked} yet: run `wb index {flags}` first "
                              f"(re-encodes the workspace's documents with that model)")
 
 
@@ -179,12 +186,9 @@ def parent_roots(ws: Workspace) -> list[Path]:
 
     if not ws.exists():
         return []
-    manifest = Manifest(ws.manifest_path)
-    try:
+    with Manifest(ws.manifest_path) as manifest:
         roots = [row[0] for row in manifest.sources()]
         return [Path(r) for r in sorted(set(roots) | set(manifest.roots_to_reindex()) | set(staged_roots(ws)))]
-    finally:
-        manifest.close()
 
 
 def roots_to_reindex(ws: Workspace) -> list[str]:
@@ -216,12 +220,5 @@ def is_stale(ws: Workspace, serve: Serving) -> bool:
 
     if not serve.is_variant or not serve.workspace.exists() or not ws.exists():
         return False
-    a = Manifest(ws.manifest_path)
-    try:
-        b = Manifest(serve.workspace.manifest_path)
-        try:
-            return a.hashes() != b.hashes()
-        finally:
-            b.close()
-    finally:
-        a.close()
+    with Manifest(ws.manifest_path) as a, Manifest(serve.workspace.manifest_path) as b:
+        return a.hashes() != b.hashes()

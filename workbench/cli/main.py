@@ -14,7 +14,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from workbench.errors import UsageError, WbError
+from workbench.errors import UsageError, WbError, WorkspaceError
 
 app = typer.Typer(
     add_completion=False,
@@ -55,12 +55,13 @@ def _workspace(path: str | None):
     return Workspace.resolve(path)
 
 
-def _serving(ws, overrides: dict[str, str], flags_hint: str = ""):
+def _serving(ws, overrides: dict[str, str], flags_hint: str = "", asked: str = ""):
     """The workspace + config that serve ``--model`` overrides ({role: name}, parsed) (a variant index
     when they change the indexed models; see workbench/variants.py). Errors in one line when that
-    variant is not built. What the user should know about that index (a rebuild not finished, a
-    variant older than the workspace's documents) is printed on stderr and kept in ``serve.notes``
-    (``wb query --json``'s note)."""
+    variant is not built (naming ``asked``, the flags as the user wrote them, when given; the
+    ``wb index`` to run gets ``flags_hint`` and the indexed roles' ``--model`` flags). What the user
+    should know about that index (a rebuild not finished, a variant older than the workspace's
+    documents) is printed on stderr and kept in ``serve.notes`` (``wb query --json``'s note)."""
     from workbench.variants import is_stale, require_variant, roots_to_reindex, serving
 
     serve = serving(ws, overrides)
@@ -70,8 +71,10 @@ def _serving(ws, overrides: dict[str, str], flags_hint: str = ""):
         notes.append(f"a settings change rebuilt this index and {', '.join(pending)} "
                      f"{'is' if len(pending) == 1 else 'are'} not indexed again yet: `wb index` finishes it")
     if serve.is_variant:
-        flags = " ".join(f"--model {r}={n}" for r, n in overrides.items())
-        require_variant(ws, serve, (flags_hint + " " + flags).strip())
+        # the reranker is no part of an index: `wb index --model reranker=...` would build nothing
+        flags = " ".join(f"--model {r}={n}" for r, n in overrides.items() if r != "reranker")
+        index_flags = (flags_hint + " " + flags).strip()
+        require_variant(ws, serve, asked or index_flags, index_flags)
         if is_stale(ws, serve):
             notes.append(f"the {serve.label} index is older than the workspace's documents: "
                          f"`wb index {flags}` brings it up to date")
@@ -178,7 +181,8 @@ def index_cmd(
             write_variant_config(serve)
         target, cfg = serve.workspace, serve.config
         donor = ws if serve.is_variant else None  # unchanged modes are copied from the parent's index
-        collected: list[dict] | None = [] if json_out and path is None else None
+        # --progress-json ends each folder with its summary line ("phase": "done"): no second object
+        collected: list[dict] | None = [] if json_out and path is None and not progress_json else None
         for root_path in roots:
             if _index_one(target, cfg, root_path, progress_json, json_out, donor, collected).rebuilt:
                 break  # a settings rebuild indexes every folder of the workspace in its one run
@@ -200,8 +204,6 @@ def _rebuild_due(ws) -> bool:
 
 def _remove_root(ws, root: Path, json_out: bool) -> None:
     """``wb index --remove PATH``: the root's documents leave the workspace and every variant of it."""
-    from dataclasses import asdict
-
     from workbench.errors import InputError
     from workbench.index.indexer import Indexer
     from workbench.variants import variant_workspaces
@@ -216,7 +218,7 @@ def _remove_root(ws, root: Path, json_out: bool) -> None:
             continue
         variants.append({"variant": variant.root.name, "docs_removed": done.docs_removed})
     if json_out:
-        print(json.dumps({**asdict(summary), "skipped": [], "variants": variants}))
+        print(json.dumps({**summary.to_json(), "variants": variants}))
         return
     from workbench.text import plural
 
@@ -270,10 +272,7 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
     if summary.rebuilt:
         _err_console().print(f"[yellow]{summary.rebuilt}[/yellow]")
     if json_out or progress_json:  # --progress-json: stdout stays JSON lines, the summary included
-        from dataclasses import asdict
-
-        data = asdict(summary)
-        data["skipped"] = [{"path": s.path, "reason": s.reason} for s in summary.skipped]
+        data = summary.to_json()
         if progress_json:
             data = {"phase": "done", **data}
         if collected is not None and not progress_json:
@@ -302,7 +301,7 @@ def query_cmd(
     queries: Annotated[Optional[str], typer.Option("--queries", help="Answer every query of a file (one a line, BEIR queries.jsonl, or a .tsv: id<TAB>text or with a query header; - reads stdin), one model load for all.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (with --queries: one a line, with its query_id).")] = False,
     trec: Annotated[bool, typer.Option("--trec", help="TREC run lines on stdout: qid Q0 id rank score tag.")] = False,
-    compare: Annotated[Optional[list[str]], typer.Option("--compare", help="ROLE=NAME (repeatable): answer again with these models (e.g. dense=runs/ft1) and show both side by side, rank changes marked.")] = None,
+    compare: Annotated[Optional[list[str]], typer.Option("--compare", help="ROLE=NAME (repeatable): answer again with these models (e.g. dense=runs/ft1) and show both side by side, rank changes marked; with -p A,B they apply to B. A dense, sparse or colbert model needs its index first: wb index --model ROLE=NAME.")] = None,
     workspace: WorkspaceOpt = None,
     model: ModelOpt = None,
 ) -> None:
@@ -313,6 +312,10 @@ def query_cmd(
                          else "give a query text, or --queries FILE for many")
     if json_out and trec:
         raise UsageError("--json and --trec are two output formats: choose one")
+    if text is not None and not text.strip():  # before any workspace or model is opened
+        raise UsageError("the query is empty")
+    _refuse_undecodable(text, "the query")
+    _refuse_undecodable(instruction, "the instruction")
     from workbench.search.pipelines import parse_pipelines
 
     pipes = parse_pipelines(pipeline)
@@ -326,7 +329,7 @@ def query_cmd(
         raise UsageError("--trec writes one system's run: compare on the terminal or with --json "
                          "(or write one run per pipeline)")
     pipe, other = pipes[0], pipes[-1]
-    if len(pipes) == 2 and (pipe.modes, pipe.rerank) == (other.modes, other.rerank) and not compare_overrides:
+    if len(pipes) == 2 and pipe == other and not compare_overrides:
         raise UsageError(f"-p {pipeline} names one pipeline twice: nothing to compare")
     batch = None
     if queries is not None:
@@ -338,12 +341,19 @@ def query_cmd(
             raise UsageError(f"the query id {spaced!r} holds whitespace, which a TREC run line cannot carry: use --json")
     ws = _workspace(workspace)
     ws.require()
+    if compare_overrides:  # before any variant is looked for: an idle model is the first thing to say
+        merged = {**base_overrides, **compare_overrides}
+        _refuse_idle_overrides(compare_overrides, other, merged.get("reranker", ws.config().models.reranker))
     serve = _serving(ws, base_overrides)
     cfg = _query_config(serve.config, fusion, rerank_interpolation)
+    compared_cfg = cfg
     if compare_overrides:
-        compared_serve = _serving(ws, {**base_overrides, **compare_overrides})
+        asked = " ".join(f"--compare {v.strip()}" for v in compare)
+        compared_serve = _serving(ws, merged, asked=asked)
         compared_cfg = _query_config(compared_serve.config, fusion, rerank_interpolation)
-        _refuse_idle_overrides(compare_overrides, other, compared_cfg)
+        if pipe == other and _runs_same_models(other, cfg, compared_cfg):
+            raise UsageError(f"--compare {', '.join(v.strip() for v in compare)} names the models {other.name} "
+                             "already runs: nothing to compare")
     reranks = any(p.rerank for p in pipes)
     unused = [flag for flag, value in (("--rerank-depth", rerank_depth), ("--rerank-interpolation", rerank_interpolation))
               if value is not None and not reranks]
@@ -355,9 +365,12 @@ def query_cmd(
                              f"{pipeline}[/yellow]", highlight=False)
     from workbench.search.searcher import Searcher, one_shot_backend
 
+    # one backend for every searcher of the process (torch when any side's reranker imports it): the
+    # two sides share encoders and score alike
+    backend = "torch" if any(one_shot_backend(p, c.models.reranker) == "torch"
+                             for p, c in ((pipe, cfg), (other, compared_cfg))) else "numpy"
+
     def searcher_for(serve_, cfg_):
-        # one backend for every searcher of the process (torch when any side's reranker imports it)
-        backend = "torch" if any(one_shot_backend(p, cfg_.models.reranker) == "torch" for p in pipes) else "numpy"
         # an edited wb.toml does not stop searching
         searcher_ = Searcher(serve_.workspace, config=cfg_, serve_stale=True, backend=backend)
         if searcher_.serving_note:
@@ -374,7 +387,7 @@ def query_cmd(
     elif comparing:
         sides.append((searcher, other, serve.notes))
     options = dict(k=k, instruction=instruction, unit=unit, rerank_depth=rerank_depth)
-    labels = _side_labels(pipe, other, compare) if comparing else None
+    labels = _side_labels(pipe, other, model, compare) if comparing else None
 
     def answer(texts: list[str]) -> list:
         """Each query's QueryResult, or its Comparison when two systems answer."""
@@ -392,8 +405,6 @@ def query_cmd(
 
     try:
         if batch is None:
-            if not text.strip():
-                raise UsageError("the query is empty")
             _write_answers([("1", answer([text])[0])], json_out, trec, batch=False)
             return
         # a bar on a terminal's stderr while the answers go to a file or pipe (on a terminal they
@@ -413,6 +424,19 @@ def query_cmd(
         raise typer.Exit(READER_LEFT)
 
 
+def _refuse_undecodable(value: str | None, what: str) -> None:
+    """UsageError when a text argument is not text in the locale's encoding (Python keeps its bytes
+    as lone surrogates, which no tokenizer or JSON writer takes). Paths are not checked: a file
+    name may be any bytes."""
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(value).decode("utf-8", "backslashreplace")
+        raise UsageError(f"{what} '{shown}' is not valid UTF-8 text") from None
+
+
 def _query_config(cfg, fusion: str | None, interpolation: float | None):
     """``cfg`` with `wb query`'s --fusion and --rerank-interpolation applied."""
     if fusion is not None:
@@ -424,10 +448,11 @@ def _query_config(cfg, fusion: str | None, interpolation: float | None):
     return _with_interpolation(cfg, interpolation)
 
 
-def _refuse_idle_overrides(overrides: dict[str, str], pipe, cfg) -> None:
+def _refuse_idle_overrides(overrides: dict[str, str], pipe, reranker: str) -> None:
     """UsageError when none of ``--compare``'s roles takes part in ``pipe`` (the two answers would be
-    the same). The MaxSim reranker reads the ColBERT role's token vectors."""
-    used = set(pipe.roles) | ({"colbert"} if pipe.rerank and cfg.models.reranker == "maxsim" else set())
+    the same). The MaxSim reranker (``reranker``, the one the compared side runs) reads the ColBERT
+    role's token vectors."""
+    used = _roles_run(pipe, reranker)
     if not set(overrides) & used:
         roles = ", ".join(sorted(overrides))
         hint = f"{pipe.name}+rerank" if "reranker" in overrides and not pipe.rerank else "hybrid"
@@ -435,10 +460,33 @@ def _refuse_idle_overrides(overrides: dict[str, str], pipe, cfg) -> None:
                          f"compare a pipeline that does (-p {hint})")
 
 
-def _side_labels(pipe, other, compare: list[str] | None) -> tuple[str, str]:
-    """Column names of a comparison: the pipelines, the compared one with its --compare models."""
-    given = ", ".join(v.strip() for v in compare or [])
-    return pipe.name, other.name + (f" ({given})" if given else "")
+def _roles_run(pipe, reranker: str) -> set[str]:
+    """The model roles a query of ``pipe`` runs (the MaxSim reranker reads the ColBERT role)."""
+    from workbench.models.registry import MAXSIM_RERANKER
+
+    return set(pipe.roles) | ({"colbert"} if pipe.rerank and reranker == MAXSIM_RERANKER else set())
+
+
+def _runs_same_models(pipe, cfg, other_cfg) -> bool:
+    """Whether ``pipe`` runs the same model in every role under both configs: the two answers would
+    be one."""
+    from workbench.models.registry import ROLES
+
+    roles = (_roles_run(pipe, cfg.models.reranker) | _roles_run(pipe, other_cfg.models.reranker)) & set(ROLES)
+    return all(getattr(cfg.models, r) == getattr(other_cfg.models, r) for r in roles)
+
+
+def _side_labels(pipe, other, model: list[str] | None, compare: list[str] | None) -> tuple[str, str]:
+    """Column names of a comparison: each pipeline with the models it runs that differ from the
+    workspace's (``-m`` for both; the compared side's ``--compare`` replaces a ``-m`` of its role)."""
+    from workbench.variants import parse_model_overrides
+
+    compared_roles = set(parse_model_overrides(compare, "--compare"))
+    base = [v.strip() for v in model or []]
+    kept = [v for v in base if not set(parse_model_overrides([v])) <= compared_roles]
+    given = kept + [v.strip() for v in compare or []]
+    return (pipe.name + (f" ({', '.join(base)})" if base else ""),
+            other.name + (f" ({', '.join(given)})" if given else ""))
 
 
 QUERY_BATCH = 32  # queries encoded together by `wb query --queries`, and answers written at once
@@ -1284,6 +1332,8 @@ def runs_list(
     from trainers.runs import list_runs
 
     ws = _workspace(workspace)
+    if not ws.root.is_dir():  # a mistyped -w lists nothing silently otherwise
+        raise WorkspaceError(f"no workspace at {ws.root}")
     runs = list_runs(ws.root)
     if json_out:
         for run in runs:

@@ -100,12 +100,16 @@ def render_comparison(comparison, console) -> None:
         if ignored:
             header.append(f" (not used by {' and '.join(ignored)}: it reads the bare query)", style="dim")
     console.print(header)
+    told = {}
     for label, result in ((left_label, base), (right_label, other)):
         used = _pipeline_roles(result.pipeline)
-        told = [f"{role}: {name}" for role, name in result.models.items()
-                if role in used and ("zero-shot" in name or "trained" in name)]
-        if told:
-            console.print(f"  [dim]{label}: {'; '.join(told)}[/dim]")
+        told[label] = "; ".join(f"{role}: {name}" for role, name in result.models.items()
+                                if role in used and ("zero-shot" in name or "trained" in name))
+    if len(set(told.values())) == 1:  # both sides run the same labelled models: said once
+        told = {"": next(iter(told.values()))}
+    for label, line in told.items():
+        if line:
+            console.print(Text(f"  {label + ' — ' if label else ''}{line}", style="dim"), highlight=False)
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold",
                   expand=True)  # the width shared by the two lists (not expanded, rich drops the narrow columns first)
     width = len(str(max(len(base.results), len(other.results), 1)))
@@ -126,11 +130,20 @@ def render_comparison(comparison, console) -> None:
     console.print(table)
     dropped = comparison.dropped
     if dropped:
-        names = ", ".join(f"{_clipped(h.title or h.doc_id, 48)} (#{h.rank})" for h in dropped)
+        if base.unit == "chunk":
+            names = ", ".join(f"{h.chunk_id} (#{h.rank})" for h in dropped)
+        else:
+            names = ", ".join(f"{_clipped(h.title or h.doc_id, 48)} (#{h.rank})" for h in dropped)
         console.print(Text(f"  left the list: {names}", style="red"), highlight=False)
-    totals = "; ".join(f"{label} {r.timings_ms.get('total', 0):.0f}ms"
-                       for label, r in ((left_label, base), (right_label, other)))
-    console.print(f"[dim]total: {totals}[/dim]", highlight=False)
+    # the time each side took to answer; model and index loads (a first query's) aside, as the
+    # two sides share what one of them loaded
+    totals = "; ".join(f"{label} {_answer_ms(r):.0f}ms" for label, r in ((left_label, base), (right_label, other)))
+    console.print(f"[dim]answer time (loads aside): {totals}[/dim]", highlight=False)
+
+
+def _answer_ms(result) -> float:
+    timings = result.timings_ms
+    return timings.get("total", 0.0) - sum(v for key, v in timings.items() if key.startswith("load"))
 
 
 def _pipeline_roles(name: str) -> set[str]:
@@ -144,9 +157,15 @@ def _clipped(text: str, width: int) -> str:
 
 
 def _hit_cell(hit, unit: str):
+    """A hit as a table cell: its title and [doc id]; for chunks the [chunk id] first (two chunks of
+    one document share the title, and a narrow column cuts the end)."""
     from rich.text import Text
 
     cell = Text()
+    if unit == "chunk":
+        cell.append(f"[{hit.chunk_id}] ", style="dim")
+        cell.append(hit.title or hit.doc_id, style="green")
+        return cell
     cell.append(hit.title or hit.doc_id, style="green")
-    cell.append(f" [{hit.chunk_id if unit == 'chunk' else hit.doc_id}]", style="dim")
+    cell.append(f" [{hit.doc_id}]", style="dim")
     return cell

@@ -158,12 +158,9 @@ def check_foreign_documents(dataset: EvalDataset, ws: Workspace, corpora: list[P
         return
     from workbench.store.manifest import Manifest
 
-    manifest = Manifest(ws.manifest_path)
-    try:
+    with Manifest(ws.manifest_path) as manifest:
         ours = {d for c in corpora for d in manifest.hashes(str(Path(c).resolve()))}
         foreign = sorted(d for d in manifest.hashes() if d not in dataset.corpus_ids and d not in ours)
-    finally:
-        manifest.close()
     if foreign:
         from workbench.errors import WorkspaceError
 

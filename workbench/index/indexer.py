@@ -76,6 +76,19 @@ class IndexSummary:
             self.not_read[suffix] = self.not_read.get(suffix, 0) + n
         self.total_docs, self.total_chunks = part.total_docs, part.total_chunks
 
+    def to_json(self) -> dict:
+        """The `wb index --json` summary (README): every field, ``skipped`` as {path, reason};
+        ``rebuilt`` (what a settings change rebuilt), ``reused_from`` (no vectors reused) and
+        ``note`` null when there is nothing to say; ``total_*`` what the workspace holds after it."""
+        from dataclasses import asdict
+
+        data = asdict(self)
+        data["skipped"] = [{"path": s.path, "reason": s.reason} for s in self.skipped]
+        data["rebuilt"] = self.rebuilt or None
+        data["reused_from"] = self.reused_from if self.reused else None
+        data["note"] = self.note or None
+        return data
+
     def not_read_text(self, most: int = 4) -> str:
         """``"not read (types wb does not read): 3 .docx, 1 .xlsx"``, the commonest ``most`` types
         (then ``"…"``), or ``""`` when the walk passed over none."""
@@ -188,12 +201,9 @@ class Indexer:
         a run then builds the new index beside it (``index.rebuild``)."""
         if not self.workspace.manifest_path.exists() or not self.workspace.lance_dir.exists():
             return ""
-        manifest = Manifest(self.workspace.manifest_path)
-        try:
+        with Manifest(self.workspace.manifest_path) as manifest:
             recorded = manifest.get_meta("settings")
             holds = manifest.count_docs() > 0
-        finally:
-            manifest.close()
         if recorded is None or not holds:
             return ""
         return _rebuild_reason(recorded, settings_from_config(self.config))
@@ -215,11 +225,8 @@ class Indexer:
             docs, skipped = _read_root(Path(asked), self.config.index, not_read)
             if not docs:
                 _refuse_empty(Path(asked), skipped, not_read)
-            manifest = Manifest(self.workspace.manifest_path)
-            try:
+            with Manifest(self.workspace.manifest_path) as manifest:
                 _claim(manifest, asked, docs, self.config.index.exclude)
-            finally:
-                manifest.close()
         summary = IndexSummary(root=asked, reused_from="the old index",
                                rebuilt=reason.replace("rebuilding the index", "rebuilt the index beside the old one"))
         with self.workspace.write_lock():
@@ -263,22 +270,16 @@ class Indexer:
         return summary
 
     def _live_totals(self) -> tuple[int, int]:
-        manifest = Manifest(self.workspace.manifest_path)
-        try:
+        with Manifest(self.workspace.manifest_path) as manifest:
             return manifest.count_docs(), manifest.count_chunks()
-        finally:
-            manifest.close()
 
     def _roots_to_reindex(self) -> list[str]:
         return read_roots_to_reindex(self.workspace.manifest_path)
 
     def _drop_reindex(self, root: str) -> None:
         with self.workspace.write_lock():
-            manifest = Manifest(self.workspace.manifest_path)
-            try:
+            with Manifest(self.workspace.manifest_path) as manifest:
                 manifest.reindexed(root)
-            finally:
-                manifest.close()
 
     def _run_root(self, root: Path) -> IndexSummary:
         from workbench.encoders.bundle import EncoderBundle
@@ -309,8 +310,7 @@ class Indexer:
 
         self.workspace.ensure()
         with self.workspace.write_lock():
-            manifest = Manifest(self.workspace.manifest_path)
-            try:
+            with Manifest(self.workspace.manifest_path) as manifest:
                 recorded = manifest.get_meta("settings")
                 # A rebuild forgets every document, so only an index that is kept can clash.
                 kept = recorded is not None and not _rebuild_reason(recorded, settings)
@@ -352,8 +352,6 @@ class Indexer:
                 if todo or source in unfinished:
                     unfinished.pop(source, None)
                     manifest.set_meta(UNFINISHED_RUN, unfinished or None)
-            finally:
-                manifest.close()
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -392,8 +390,7 @@ class Indexer:
             raise InputError(f"{source} is not an indexed folder of {self.workspace.root} (indexed: {listed})")
         summary = IndexSummary(root=source)
         with self.workspace.write_lock():
-            manifest = Manifest(self.workspace.manifest_path)
-            try:
+            with Manifest(self.workspace.manifest_path) as manifest:
                 settings = settings_from_dict(manifest.get_meta("settings"))
                 lance = LanceChunkStore(self.workspace.lance_dir)
                 tantivy_store = TantivyChunkStore(self.workspace.tantivy_dir, settings.sparse_step)
@@ -402,8 +399,6 @@ class Indexer:
                 _delete_docs(removed, source, manifest, lance, tantivy_store)
                 summary.docs_removed = len(removed)
                 self._settle(manifest, lance, tantivy_store, summary, changed=True)
-            finally:
-                manifest.close()
         summary.note = _join(f"removed the indexed folder {source}", summary.note)
         summary.seconds = time.perf_counter() - started
         return summary
@@ -423,11 +418,8 @@ class Indexer:
         """The roots whose documents the manifest holds (none before the first index)."""
         if not self.workspace.manifest_path.exists():
             return []
-        manifest = Manifest(self.workspace.manifest_path)
-        try:
+        with Manifest(self.workspace.manifest_path) as manifest:
             return [Path(s) for s, *_ in manifest.sources()]
-        finally:
-            manifest.close()
 
 
     def _take_over(self, manifest: Manifest, source: str, covered: list[str], docs: list[SourceDocument],

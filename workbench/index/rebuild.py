@@ -125,12 +125,9 @@ def stage(ws: Workspace, roots: list[str], config: WorkspaceConfig) -> Workspace
     staging.root.mkdir(parents=True, exist_ok=True)
     staging.config_path.write_text(render_config(config, f"the settings rebuild of {ws.root} under way "
                                                          "(written by wb; edit the workspace's own wb.toml)"))
-    manifest = Manifest(staging.manifest_path)
-    try:
+    with Manifest(staging.manifest_path) as manifest:
         known = list(manifest.get_meta(STAGED_ROOTS_KEY) or [])
         manifest.set_meta(STAGED_ROOTS_KEY, list(dict.fromkeys(known + list(roots))))
-    finally:
-        manifest.close()
     return staging
 
 
@@ -142,12 +139,9 @@ def forget_root(ws: Workspace, root: str) -> None:
     if not staging.exists():
         return
     prefix = root.rstrip("/") + "/"
-    manifest = Manifest(staging.manifest_path)
-    try:
+    with Manifest(staging.manifest_path) as manifest:
         roots = manifest.get_meta(STAGED_ROOTS_KEY) or []
         manifest.set_meta(STAGED_ROOTS_KEY, [r for r in roots if r != root and not r.startswith(prefix)])
-    finally:
-        manifest.close()
 
 
 def swap(ws: Workspace) -> None:

@@ -140,11 +140,8 @@ class Donor:
             return
 
         def recorded():
-            manifest = Manifest(self.workspace.manifest_path)
-            try:
+            with Manifest(self.workspace.manifest_path) as manifest:
                 return manifest.get_meta("settings")
-            finally:
-                manifest.close()
 
         before = recorded()
         store = LanceChunkStore(self.workspace.lance_dir)

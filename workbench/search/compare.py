@@ -10,6 +10,7 @@ new in the compared list's top k, though it may rank lower in the baseline).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from workbench.search.results import QueryResult
 from workbench.types import Hit
@@ -56,28 +57,39 @@ def rank_changes(left: list[Hit], right: list[Hit], unit: str = "doc") -> tuple[
 @dataclass
 class Comparison:
     """One query answered by a baseline and a compared system. ``to_json`` is the documented
-    ``wb query --json`` schema when two systems are compared."""
+    ``wb query --json`` schema when two systems are compared: each change and dropped hit names its
+    document as ``doc_id`` (and its chunk as ``chunk_id`` when ``unit`` is chunk), as hits do."""
 
     baseline: QueryResult
     compared: QueryResult
     labels: tuple[str, str] = ("baseline", "compared")  # what each side is, for people (column names)
 
+    @cached_property
+    def _diff(self) -> tuple[list[RankChange], list[Hit]]:
+        return rank_changes(self.baseline.results, self.compared.results, self.compared.unit)
+
     @property
     def changes(self) -> list[RankChange]:
-        return rank_changes(self.baseline.results, self.compared.results, self.compared.unit)[0]
+        """Each compared hit, in its order, against the baseline."""
+        return self._diff[0]
 
     @property
     def dropped(self) -> list[Hit]:
-        return rank_changes(self.baseline.results, self.compared.results, self.compared.unit)[1]
+        """The baseline hits absent from the compared list, in their baseline order."""
+        return self._diff[1]
 
     def to_json(self) -> dict:
-        unit = self.compared.unit
+        chunks = self.compared.unit == "chunk"
+
+        def ident(hit: Hit) -> dict:
+            return {"doc_id": hit.doc_id, **({"chunk_id": hit.chunk_id} if chunks else {})}
+
         return {
             "query": self.baseline.query,
             "labels": {"baseline": self.labels[0], "compared": self.labels[1]},
             "baseline": self.baseline.to_json(),
             "compared": self.compared.to_json(),
-            "changes": [{"id": c.key, "rank": c.rank, "baseline_rank": c.baseline_rank, "mark": c.mark}
-                        for c in self.changes],
-            "dropped": [{"id": hit_key(h, unit), "baseline_rank": h.rank} for h in self.dropped],
+            "changes": [{**ident(h), "rank": c.rank, "baseline_rank": c.baseline_rank, "mark": c.mark}
+                        for h, c in zip(self.compared.results, self.changes)],
+            "dropped": [{**ident(h), "baseline_rank": h.rank} for h in self.dropped],
         }

@@ -27,16 +27,19 @@ class Pipeline:
 
 def parse_pipeline(name: str) -> Pipeline:
     """``Pipeline`` for a name (UsageError, one line, for anything else). Modes keep the canonical
-    order of ``MODES`` whatever order the name gives them in."""
+    order of ``MODES`` whatever order the name gives them in, and so does the ``name`` (spaces
+    dropped: ``bm25 + dense`` is ``dense+bm25``), so one pipeline has one name in every output."""
     text = name.strip()
     parts = [p.strip() for p in text.split("+")]
     rerank = len(parts) > 1 and parts[-1] == "rerank"
     if rerank:
         parts = parts[:-1]
+    suffix = "+rerank" if rerank else ""
     if len(parts) == 1 and parts[0] in BASES:
-        return Pipeline(text, BASES[parts[0]], rerank)
+        return Pipeline(parts[0] + suffix, BASES[parts[0]], rerank)
     if len(parts) > 1 and all(p in MODES for p in parts) and len(set(parts)) == len(parts):
-        return Pipeline(text, tuple(m for m in MODES if m in parts), rerank)
+        modes = tuple(m for m in MODES if m in parts)
+        return Pipeline("+".join(modes) + suffix, modes, rerank)
     raise UsageError(
         f"unknown pipeline '{name}': use one of {', '.join(BASES)}, or modes joined by + "
         "(e.g. dense+bm25), optionally with +rerank"
@@ -44,7 +47,12 @@ def parse_pipeline(name: str) -> Pipeline:
 
 
 def parse_pipelines(spec: str) -> list[Pipeline]:
-    names = [p for p in (s.strip() for s in spec.split(",")) if p]
-    if not names:
+    """The pipelines of a comma-separated list (``hybrid,hybrid+rerank``); an empty name between or
+    around the commas is refused (a mistyped list, not one pipeline fewer)."""
+    names = [s.strip() for s in spec.split(",")]
+    if not any(names):
         raise UsageError("no pipeline given")
+    if not all(names):
+        raise UsageError(f"'{spec}' has an empty pipeline name: write the pipelines joined by commas, "
+                         "with none left out (hybrid,hybrid+rerank)")
     return [parse_pipeline(n) for n in names]

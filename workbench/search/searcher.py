@@ -105,15 +105,12 @@ class Searcher:
         workspace.require()
         self.workspace = workspace
         self.config = config or workspace.config()
-        manifest = Manifest(workspace.manifest_path)
-        try:
+        with Manifest(workspace.manifest_path) as manifest:
             recorded = manifest.get_meta("settings")
             n_docs = manifest.count_docs()
             self._snapshot_version = manifest.get_meta("snapshot_version")
             pending = manifest.roots_to_reindex()
             unfinished = manifest.get_meta(UNFINISHED_RUN)
-        finally:
-            manifest.close()
         if recorded is None or n_docs == 0:
             if pending and not workspace.being_written():
                 raise WorkspaceError(f"workspace {workspace.root} holds no documents: a rebuild after a settings "
@@ -180,11 +177,9 @@ class Searcher:
 
                 version = self.lance.table.version
                 snapshot.build(folder, self.lance.table, version)
-                manifest = Manifest(self.workspace.manifest_path)
-                try:  # a `wb index` that published a newer version meanwhile keeps its pointer
+                # a `wb index` that published a newer version meanwhile keeps its pointer
+                with Manifest(self.workspace.manifest_path) as manifest:
                     held = manifest.raise_meta("snapshot_version", version)
-                finally:
-                    manifest.close()
                 snap = snapshot.load(folder, held) if held != version else None
                 snap = snap or snapshot.load(folder, version)
                 if snap is None:

@@ -46,11 +46,8 @@ def read_roots_to_reindex(manifest_path: Path) -> list[str]:
     """:meth:`Manifest.roots_to_reindex` of the manifest at ``manifest_path`` (none when it does not exist)."""
     if not Path(manifest_path).exists():
         return []
-    manifest = Manifest(manifest_path)
-    try:
+    with Manifest(manifest_path) as manifest:
         return manifest.roots_to_reindex()
-    finally:
-        manifest.close()
 
 
 @dataclass(frozen=True)
@@ -95,6 +92,12 @@ class Manifest:
 
     def close(self) -> None:
         self.db.close()
+
+    def __enter__(self) -> "Manifest":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # documents ----------------------------------------------------------------
     def hashes(self, source: str | None = None) -> dict[str, str]:

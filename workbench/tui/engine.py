@@ -126,15 +126,12 @@ class Engine:
         try:
             from workbench.store.manifest import Manifest
 
-            manifest = Manifest(ws.manifest_path)
-            try:
+            with Manifest(ws.manifest_path) as manifest:
                 info.docs = manifest.count_docs()
                 info.chunks = manifest.count_chunks()
                 info.sources = [SourceInfo(s, int(d), int(c or 0), float(t or 0)) for s, d, c, t in manifest.sources()]
                 info.pending = manifest.roots_to_reindex()
                 recorded = manifest.get_meta("settings")
-            finally:
-                manifest.close()
             if recorded is not None and not info.error:  # what the index that answers was built with
                 self._describe_index(ws, cfg, recorded, info)
         except Exception as exc:  # a locked or damaged manifest: show it, do not crash
