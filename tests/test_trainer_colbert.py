@@ -110,7 +110,10 @@ def test_cli_train_index_and_query_a_colbert_variant(tiny, tmp_path, capsys, mon
         a = mine.search("pause the program for a while", pipeline=pipeline, k=3)
         b = searcher.search("pause the program for a while", pipeline=pipeline, k=3)
         assert [h.doc_id for h in a.results] == [h.doc_id for h in b.results]
-        assert [h.score for h in a.results] == pytest.approx([h.score for h in b.results], abs=1e-4)
+        # abs 1e-3: hybrid's min-max fusion magnifies the two backends' ~1e-6 differences in summation
+        # order (AVX-512 and AVX2 kernels sum differently), a mode alone stays within 1e-4
+        assert [h.score for h in a.results] == pytest.approx([h.score for h in b.results],
+                                                             abs=1e-4 if pipeline != "hybrid" else 1e-3)
     assert type(mine.bundle.colbert).__name__ == "NumpyColbertEncoder"
     base_searcher = Searcher(ws)
     assert base_searcher.snapshot.tokens.bits.shape[1] == 384

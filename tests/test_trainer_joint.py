@@ -266,7 +266,10 @@ def test_cli_train_index_and_query_a_joint_variant(tiny, tmp_path, capsys, monke
         a = numpy_side.search("pause the program for a while", pipeline=pipeline, k=3)
         b = searcher.search("pause the program for a while", pipeline=pipeline, k=3)
         assert [h.doc_id for h in a.results] == [h.doc_id for h in b.results], pipeline
-        assert [h.score for h in a.results] == pytest.approx([h.score for h in b.results], abs=1e-4)
+        # abs 1e-3: hybrid's min-max fusion magnifies the two backends' ~1e-6 differences in summation
+        # order (AVX-512 and AVX2 kernels sum differently), a mode alone stays within 1e-4
+        assert [h.score for h in a.results] == pytest.approx([h.score for h in b.results],
+                                                             abs=1e-4 if pipeline != "hybrid" else 1e-3)
     # the workspace's own index is untouched and still zero-shot
     base_result = Searcher(ws).search("pause the program", pipeline="hybrid", k=3)
     assert base_result.models["colbert"].endswith("(zero-shot)")

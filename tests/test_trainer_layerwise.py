@@ -275,9 +275,11 @@ def test_resume_after_stop_reproduces_every_layer(tiny, tmp_path):
     assert meta["layers"] == [1, 4] and meta["default_cutoff"] == 4  # no eval data: the last layer
 
 
-def test_keep_best_records_the_kept_weights_per_layer_mrr(tiny, tmp_path):
+def test_keep_best_records_the_kept_weights_per_layer_mrr(tiny, tmp_path, monkeypatch):
     """With keep_best the saved weights may be an earlier step's than the last: wb_model.json's
-    per-layer MRRs (and so the default cutoff chosen from them) are those weights' own."""
+    per-layer MRRs (and so the default cutoff chosen from them) are those weights' own. Served in
+    float32, as they were measured (a CPU with native bf16 serves in bf16)."""
+    monkeypatch.setenv("WB_DTYPE", "float32")
     from trainers.loop import train_run
     from trainers.reranker import eval_groups, group_mrr
     from workbench.encoders.layerwise import LayerwiseReranker

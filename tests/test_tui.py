@@ -830,7 +830,8 @@ async def test_an_80x24_terminal_shows_both_pipelines_and_per_query_rows():
         app.evaluate.show_report(EVAL_REPORT)
         await pilot.pause()
         pipelines, per_query = app.query_one("#eval-table"), app.query_one("#per-query")
-        assert pipelines.region.height >= 2 + 1 + 2 * 3  # border, header, two pipelines of three lines
+        # border, header, the baseline's line, the other's two (value; Δ and stars: p-values on taller screens)
+        assert pipelines.region.height >= 2 + 1 + 1 + 2
         assert per_query.region.height >= 2 + 1 + 3  # border, header, the report's three queries
         assert per_query.region.bottom <= app.query_one("#eval-pane").region.bottom
     app = WbApp(FakeEngine.root, engine=FakeEngine())
@@ -1459,12 +1460,12 @@ async def test_compare_and_evaluate_use_the_role_the_trainer_fills(tmp_path, tra
         search = app.search
         assert (search.left.pipeline, search.right.pipeline) == (left, right)
         assert search.left.root is None and not search.left.models
-        assert f"{role} · ft:ft" in str(app.query_one("#right-model").render())
+        assert f"{role} · ft:ft" in str(app.search.right.border_title or "")
         if role == "reranker":  # no index to build: the workspace's own, reranked by the run's model
             assert engine.variant_calls == []
             assert search.right.root is None and search.right.models == {"reranker": "runs/ft"}
             assert ("hybrid+rerank", {"reranker": "runs/ft"}) in engine.overrides
-            assert "base models" in str(app.query_one("#left-model").render())
+            assert "base models" in str(app.search.left.border_title or "")
         else:
             overrides = {r: "runs/ft" for r in role.split("+")}  # a joint model fills three roles
             assert engine.variant_calls == [("variant", overrides), ("build", overrides)]
@@ -1590,7 +1591,7 @@ async def test_compare_builds_the_variant_and_searches_both_columns(small_worksp
         assert left.root is None and right.root == str(variants[0])
         assert right.shown_key[0] == str(variants[0]) and left.shown_key[0] == str(copy)
         assert left.pipeline == right.pipeline
-        assert "ft:ft" in str(app.query_one("#right-model").render())
+        assert "ft:ft" in str(app.search.right.border_title or "")
         assert left.hits and [h.doc_id for h in right.hits] == [h.doc_id for h in left.hits]
         assert right.marks == ["="] * len(right.hits)  # movement is shown across the two indexes
 
@@ -1618,7 +1619,7 @@ async def test_compare_builds_the_variant_and_searches_both_columns(small_worksp
         await pilot.press("b")
         await settle(pilot)
         assert right.root is None and right.shown_key[0] == str(copy)
-        assert str(app.query_one("#right-model").render()).strip() == ""  # no model label left
+        assert str(app.search.right.border_title or "").strip() == ""  # no model label left
 
 
 # ---------------------------------------------------------------------------------------
@@ -1744,7 +1745,7 @@ async def test_a_compare_eval_row_opens_both_model_sets_in_search():
         assert (search.left.pipeline, search.right.pipeline) == ("hybrid", "hybrid")
         assert search.left.root == "/demo/eval-base" and not search.left.models
         assert search.right.root == "/demo/eval-ft" and not search.right.models
-        assert "ft-1" in str(app.query_one("#right-model").render())
+        assert "ft-1" in str(app.search.right.border_title or "")
         # the instruction is the eval's (none), in the state and the picker
         assert app.state.instruction_value is None and app.query_one("#instruction").value == "none"
         assert search.left.shown_key[:3] == ("/demo/eval-base", "remove a directory", "")
@@ -1942,3 +1943,112 @@ def test_a_hits_mode_line_lists_the_modes_its_pipeline_ran():
     assert mode_line(hit, compact=True, pipeline="bm25") == "B#1 2.50"
     assert mode_line(hit, compact=True, pipeline="dense+bm25") == "D–  B#1 2.50"
     assert mode_line(hit, compact=True, pipeline="hybrid") == mode_line(hit, compact=True) == "D–  C–  S–  B#1 2.50"
+
+
+# --- an 80x24 terminal while comparing --------------------------------------------------
+
+async def test_compared_columns_keep_their_rows_side_by_side_and_the_models_label_whole():
+    """The right column's dropped list does not shorten its table (the left detail grows by as
+    much); the models a column answers with are named in its frame, whole at 80 columns, and the
+    footer still ends with the help key."""
+    from textual.widgets._footer import FooterKey
+
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        label = "reranker · ft:ce-scifact"
+        app.search.set_models(right=(None, label, {"reranker": "runs/ce"}), run=False)
+        await run_query(pilot, QUERY)
+        app.search.left.table.focus()
+        await settle(pilot)
+        left, right = app.search.left, app.search.right
+        assert right.dropped and app.query_one("#right-dropped").display
+        assert left.table.region.height == right.table.region.height
+        assert left.table.region.y == right.table.region.y
+        assert label in str(right.border_title)
+        keys = list(app.screen.query(FooterKey))
+        assert "question_mark" in [k.key for k in keys] and all(k.region.right <= 80 for k in keys)
+
+
+async def test_a_text_box_footer_offers_its_own_keys_not_the_letters_it_types():
+    from textual.widgets._footer import FooterKey
+
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        for tab, box in (("search", "#query"), ("evaluate", "#eval-compare"), ("corpus", "#folder")):
+            app.action_show_tab(tab)
+            app.query_one(box).focus()
+            await wait_until(pilot, lambda: "escape" in [k.key for k in app.screen.query(FooterKey)],
+                             what=f"esc in {box}")
+            keys = [k.key for k in app.screen.query(FooterKey)]
+            assert "f1" in keys and not [k for k in keys if len(k) == 1 or k == "slash"], (tab, keys)
+        app.query_one("#per-query").focus()  # out of the box: the letters are keys again
+        await wait_until(pilot, lambda: "e" in [k.key for k in app.screen.query(FooterKey)], what="e")
+        assert "escape" not in [k.key for k in app.screen.query(FooterKey)]
+
+
+async def test_the_evaluate_table_fits_80x24_and_leaves_the_per_query_rows():
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("evaluate")
+        app.evaluate.show_report(EVAL_REPORT)
+        await settle(pilot)
+        table = app.query_one("#eval-table")
+        assert table.virtual_size.width <= table.scrollable_content_region.width  # W/L/T and time shown
+        assert table.virtual_size.height <= table.scrollable_content_region.height  # every pipeline
+        per_query = app.query_one("#per-query")
+        assert per_query.scrollable_content_region.height - 1 >= len(EVAL_REPORT["per_query"])
+        note = str(app.query_one("#eval-note").render())
+        assert note.startswith("baseline hybrid · paired t-test: * p<.05 ** p<.01")
+        # the Tab order: the compare box, then the buttons (letters typed on are not keys yet)
+        app.query_one("#eval-pipelines").focus()
+        await pilot.press("tab")
+        assert app.focused.id == "eval-compare"
+        await pilot.press("tab")
+        assert app.focused.id == "eval-run"
+
+
+async def test_an_instruction_gives_way_to_the_query_on_a_one_line_encoder_input():
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.search.set_instruction("python-docs")
+        await run_query(pilot, QUERY)
+        await settle(pilot)
+        line = str(app.query_one("#rendered").render())
+        assert f'{QUERY}"' in line and "…" in line.split(QUERY)[0]
+
+
+def test_mode_lines_break_between_modes_and_paths_keep_their_end():
+    from workbench.tui.common import cut_middle, mode_line, short_path
+    from workbench.types import Hit
+
+    hit = Hit(rank=1, doc_id="d", chunk_id="d#0", path="p", title="t", score=1.0,
+              scores={"dense": 1.0, "colbert": 0.5, "sparse": 0.333, "bm25": 0.25},
+              ranks={"dense": 1, "colbert": 2, "sparse": 3, "bm25": 4}, snippet="")
+    whole = mode_line(hit, compact=True)
+    for width in (12, 20, 30, 200):
+        lines = mode_line(hit, compact=True, width=width).split("\n")
+        assert "  ".join(lines) == whole and all(len(line) <= max(width, 9) for line in lines)
+        assert all(part.startswith(("D#", "C#", "S#", "B#")) for line in lines for part in line.split("  "))
+    assert short_path("/demo/corpus/python-docs", 16) == "…/python-docs"
+    assert short_path("/demo/corpus/python-docs", 12) == "python-docs"
+    assert short_path("/a/b", 10) == "/a/b"
+    cut = cut_middle("Represent this query for retrieving scientific claims: ", 20)
+    assert len(cut) == 20 and cut.startswith("Represent") and cut.endswith("claims: ")
+
+
+def test_several_folders_indexed_read_as_one_line():
+    from workbench.index.indexer import IndexSummary
+    from workbench.tui.corpus import summary_line
+
+    a = IndexSummary(root="/a", docs_indexed=3, chunks_written=7, docs_unchanged=1, seconds=1.0,
+                     total_docs=4, total_chunks=9)
+    b = IndexSummary(root="/b", docs_indexed=2, chunks_written=5, docs_removed=1, seconds=2.0,
+                     total_docs=6, total_chunks=14)
+    assert summary_line([a], 0) == a.line()
+    line = summary_line([a, b], 0)
+    assert "\n" not in line and line.startswith("2 folders: indexed 5 docs (12 chunks), 1 unchanged, 1 removed")
+    assert "workspace holds 6 docs / 14 chunks" in line

@@ -98,7 +98,8 @@ def render_comparison(comparison, console) -> None:
         ignored = [label for label, r in ((left_label, base), (right_label, other)) if not r.instruction_used]
         header.append(f"\n  instruction: {base.instruction}", style="dim")
         if ignored:
-            header.append(f" (not used by {' and '.join(ignored)}: it reads the bare query)", style="dim")
+            reads = "they read" if len(ignored) > 1 else "it reads"
+            header.append(f" (not used by {' and '.join(ignored)}: {reads} the bare query)", style="dim")
     console.print(header)
     told = {}
     for label, result in ((left_label, base), (right_label, other)):

@@ -45,13 +45,13 @@ class WbApp(App):
         Binding("2", "show_tab('search')", "Search", show=False, tooltip="Search: two pipelines side by side"),
         Binding("3", "show_tab('evaluate')", "Evaluate", show=False, tooltip="Evaluate: wb eval on a BEIR dataset"),
         Binding("4", "show_tab('runs')", "Runs", show=False, tooltip="Runs: training runs"),
+        Binding("escape", "leave_input", "Leave box",  # shown in a text box only (check_action)
+                tooltip="Leave a text box for the screen's table (then single-letter keys work)"),
         Binding("question_mark", "help", "Keys", tooltip="Show every key"),
         # shown: inside a text box `?` is typed, so the footer offers F1 there (outside, the two keys share one entry)
         Binding("f1", "help", "Keys", tooltip="Show every key (works inside text boxes too)"),
         Binding("q", "quit_twice", "Quit", show=False,
                 tooltip="Quit: q twice (a q typed where a query was meant does not end the session); ctrl+q at once"),
-        Binding("escape", "leave_input", "Leave box", show=False,
-                tooltip="Leave a text box for the screen's table (then single-letter keys work)"),
         # priority: run as the App reads the key, so the keys typed right after it (fast typing, a
         # burst) are forwarded to the query box; a plain binding ran only once the results table got
         # to the key, and the table had been handed the next keys already ('r' cycled a pipeline)
@@ -267,6 +267,8 @@ class WbApp(App):
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if not self.screen_stack:  # a tab switch still queued as the app closes: nothing to update
+            return
         tab = event.pane.id or "search"
         if tab != self.state.tab:
             self.state.tab = tab
@@ -308,6 +310,8 @@ class WbApp(App):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "type_query":  # "/" typed inside a text box is a character, and only Search has the box
             return self.state.tab == "search" and not isinstance(self.focused, (Input, Select))
+        if action == "leave_input":
+            return isinstance(self.focused, Input)
         return True
 
     def action_type_query(self) -> None:

@@ -81,9 +81,10 @@ def fmt_score(x: float | None) -> str:
     return f"{x:.3f}"
 
 
-def mode_line(hit, compact: bool = False, pipeline: str | None = None) -> str:
-    """``dense #1 0.489 · colbert #1 4.30 · ...`` (``D#1 0.489  C#1 4.30 ...`` when compact): the
-    modes of ``pipeline`` (all four when None), ``–`` for one that did not retrieve the hit."""
+def mode_line(hit, compact: bool = False, pipeline: str | None = None, width: int | None = None) -> str:
+    """``dense #1 0.489 · colbert #1 4.30 · ...`` (``D#1 0.489  C#1 4.30 ...`` when compact: Dense,
+    Colbert, Sparse, Bm25): the modes of ``pipeline`` (all four when None), ``–`` for one that did
+    not retrieve the hit. With ``width``, lines break between modes, never inside one."""
     from workbench.errors import UsageError
     from workbench.search.pipelines import parse_pipeline
 
@@ -98,7 +99,16 @@ def mode_line(hit, compact: bool = False, pipeline: str | None = None) -> str:
             parts.append(f"{name}#{hit.ranks[mode]} {fmt_score(hit.scores.get(mode))}")
         else:
             parts.append(f"{name}–")
-    return ("  " if compact else " · ").join(parts)
+    sep = "  " if compact else " · "
+    if width is None:
+        return sep.join(parts)
+    lines = [parts[0]] if parts else []
+    for part in parts[1:]:
+        if len(lines[-1]) + len(sep) + len(part) <= width:
+            lines[-1] += sep + part
+        else:
+            lines.append(part)
+    return "\n".join(lines)
 
 
 def ago(seconds: float) -> str:
@@ -119,6 +129,37 @@ def short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def cut_middle(text: str, width: int) -> str:
+    """``text`` in ``width`` characters, its middle given up (``Represent this … claims: ``): the
+    start says what it is, the end leads into what follows."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
 def short_path(path: str, width: int) -> str:
-    """Keep a path's end (its most telling part): ``…/corpus/shutil/rmtree.md``."""
-    return path if len(path) <= width else "…" + path[-(width - 1):]
+    """Keep a path's end (its most telling part), cut at a folder boundary where one fits:
+    ``…/corpus/shutil/rmtree.md``, then the bare last name (``python-docs``), then its end."""
+    if len(path) <= width:
+        return path
+    parts = path.rstrip("/").split("/")
+    for i in range(1, len(parts)):
+        tail = "…/" + "/".join(parts[i:])
+        if len(tail) <= width:
+            return tail
+    if len(parts[-1]) <= width:
+        return parts[-1]
+    return "…" + path[-(width - 1):]
+
+
+def hides_typed_key(node, action: str) -> bool:
+    """Whether ``action`` is one of ``node``'s bindings to a key a text box takes as a character
+    (a letter, ``+``, ``-``, ``/``) while a text box has the focus: there the key is typed, so the footer
+    does not offer it (the box's own keys, Esc and F1, fit an 80-column footer instead)."""
+    from textual.widgets import Input
+
+    if not isinstance(node.app.focused, Input):
+        return False
+    return any(binding.action.split("(")[0] == action and (len(binding.key) == 1 or binding.key in ("plus", "minus", "slash"))
+               for binding in node.BINDINGS)

@@ -18,7 +18,7 @@ from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 from textual.widgets.data_table import CellDoesNotExist
 
 from workbench.errors import WbError
-from workbench.tui.common import Palette, ago, short, short_path
+from workbench.tui.common import Palette, ago, hides_typed_key, short, short_path
 
 AGE_TICK_S = 30.0  # how often the "indexed 3 min ago" ages are redrawn
 ROLE_NAMES = {"dense": "dense", "colbert": "colbert", "sparse": "sparse", "reranker": "reranker"}
@@ -31,6 +31,9 @@ class CorpusPane(Vertical):
         Binding("e", "reindex", "Re-index", tooltip="Re-index every folder of the workspace (incremental)"),
         Binding("f5", "reload", "Reload", show=False, tooltip="Reload the workspace information"),
     ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not hides_typed_key(self, action)  # in a text box the key is typed: not offered
 
     def __init__(self) -> None:
         super().__init__(id="corpus-pane")
@@ -344,8 +347,8 @@ class CorpusPane(Vertical):
         bar = self.query_one("#index-bar", ProgressBar)
         bar.update(total=1, progress=1)
         self.query_one("#index-phase", Static).update(Text("done", style="bold"))
-        self.query_one("#index-rate", Static).update(Text("\n".join(s.line() for s in summaries), style="dim"))
         skipped_files = [f for s in summaries for f in s.skipped]
+        self.query_one("#index-rate", Static).update(Text(summary_line(summaries, len(skipped_files)), style="dim"))
         skipped = self.query_one("#skipped", DataTable)
         skipped.clear()
         for f in skipped_files[:2000]:
@@ -361,3 +364,22 @@ class CorpusPane(Vertical):
         self.app.notify(f"indexed {docs} documents ({chunks} chunks), {unchanged} unchanged, "
                         f"{len(skipped_files)} skipped", title="index updated", timeout=6)
         self.app.index_changed()
+
+
+def summary_line(summaries: list, skipped: int) -> str:
+    """One line for the indexing run's summaries: a folder's own line, or the sum over several (the
+    line has room for one; the workspace's totals are the last folder's, which came after the rest)."""
+    from workbench.text import plural
+
+    if len(summaries) == 1:
+        return summaries[0].line()
+    if not summaries:
+        return ""
+    docs = sum(s.docs_indexed for s in summaries)
+    chunks = sum(s.chunks_written for s in summaries)
+    unchanged = sum(s.docs_unchanged for s in summaries)
+    removed = sum(s.docs_removed for s in summaries)
+    last = summaries[-1]
+    return (f"{len(summaries)} folders: indexed {plural(docs, 'doc')} ({plural(chunks, 'chunk')}), {unchanged} "
+            f"unchanged, {removed} removed, {skipped} skipped; workspace holds {plural(last.total_docs, 'doc')} / "
+            f"{plural(last.total_chunks, 'chunk')}; {sum(s.seconds for s in summaries):.1f} s")

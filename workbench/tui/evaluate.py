@@ -29,7 +29,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 
 from workbench.errors import WbError
-from workbench.tui.common import Palette, short
+from workbench.tui.common import Palette, hides_typed_key, short
 
 METRIC_LABELS = {"ndcg@10": "nDCG@10", "mrr@10": "MRR@10", "recall@100": "R@100", "map@100": "MAP@100"}
 SORTS = ["|Δ|", "Δ ascending", "Δ descending"]
@@ -66,8 +66,13 @@ class EvalPane(Vertical):
         Binding("e", "run", "Run eval", tooltip="Run wb eval on the dataset and pipelines"),
         Binding("s", "stop", "Stop", tooltip="Stop the running evaluation"),
         Binding("d", "focus_dataset", "Dataset", tooltip="Type the BEIR dataset folder"),
+        Binding("c", "focus_compare", "Compare", show=False,
+                tooltip="Type --compare models: every pipeline again with them (e.g. dense=runs/ft1)"),
         Binding("o", "sort", "Sort queries", tooltip="Order per-query rows by |Δ|, Δ ascending, Δ descending"),
     ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not hides_typed_key(self, action)  # in a text box the key is typed: not offered
 
     def __init__(self) -> None:
         super().__init__(id="eval-pane")
@@ -88,16 +93,17 @@ class EvalPane(Vertical):
             yield Static("pipelines", classes="row-label")
             yield Input(value=state.eval_pipelines, compact=True, id="eval-pipelines",
                         placeholder="comma-separated, the first is the baseline")
-            yield Button("Run", id="eval-run", compact=True, variant="primary")
-            yield Button("Stop", id="eval-stop", compact=True, disabled=True)
         with Horizontal(classes="form-row"):
             yield Static("compare", classes="row-label")
             yield Input(value="", compact=True, id="eval-compare",
-                        placeholder="optional ROLE=NAME: run every pipeline again with that model (e.g. dense=runs/ft1)")
-        with Vertical(id="eval-progress"):
+                        placeholder="optional ROLE=NAME, e.g. dense=runs/ft1")
+            # the buttons come last in Tab order: letters typed on after the last box are not keys
+            yield Button("Run", id="eval-run", compact=True, variant="primary")
+            yield Button("Stop", id="eval-stop", compact=True, disabled=True)
+        with Horizontal(id="eval-progress"):  # one line: what runs, and its bar
             yield Static("", id="eval-status")
             yield ProgressBar(id="eval-bar", show_eta=False)
-        yield DataTable(id="eval-table", cursor_type="none")
+        yield DataTable(id="eval-table", cursor_type="none", cell_padding=0)  # cells space themselves: 80 columns fit
         yield Static("", id="eval-note")
         yield DataTable(id="per-query", cursor_type="row", zebra_stripes=True)
 
@@ -111,6 +117,9 @@ class EvalPane(Vertical):
     # -- actions -----------------------------------------------------------------------
     def action_focus_dataset(self) -> None:
         self.query_one("#dataset", Input).focus()
+
+    def action_focus_compare(self) -> None:
+        self.query_one("#eval-compare", Input).focus()
 
     # What is remembered is a usable value only (a half-typed or mistyped one is not saved).
     @on(Input.Changed, "#dataset")
@@ -314,13 +323,16 @@ class EvalPane(Vertical):
             for m in (p.get("metrics") or {}):
                 if m not in metrics:
                     metrics.append(m)
+        # under 30 lines each pipeline takes two lines (value; Δ and stars), the p-values and the
+        # "baseline" line left to the note below and the stars; otherwise three (value; Δ; p)
+        short_screen = self.screen.has_class("-short")
         # the whole system name where the screen has room (`hybrid@minilm-ft` is the row that matters)
-        spare = (self.size.width or 100) - 12 * len(metrics) - 8 - 6 - 8
+        spare = (self.size.width or 100) - 12 * len(metrics) - 8 - 6 - 3
         longest = max((len(str(p.get("name", "?"))) for p in pipelines), default=14)
-        name_width = max(14, min(longest, spare))
-        table.add_column("pipeline", key="pipeline", width=name_width)
+        name_width = max(14, min(longest + 1, spare))
+        table.add_column(" pipeline", key="pipeline", width=name_width)
         for m in metrics:
-            table.add_column(f"{METRIC_LABELS.get(m, m):>12}", key=m, width=12)
+            table.add_column(f"{METRIC_LABELS.get(m, m):>9}   ", key=m, width=12)
         table.add_column(f"{'W/L/T':>8}", key="wlt", width=8)
         table.add_column(f"{'time':>6}", key="time", width=6)
         baseline = report.get("baseline")
@@ -328,23 +340,26 @@ class EvalPane(Vertical):
             name = str(p.get("name", "?"))
             is_base = name == baseline
             own = p.get("baseline")  # a --compare row is compared with its own pipeline on the base models
-            under = ("\nbaseline" if is_base else
-                     (f"\nvs {short(str(own), name_width - 3)}" if own and own != baseline else ""))
-            cells = [Text(short(name, name_width) + under, style="bold" if is_base else "")]
+            under = "" if short_screen else (
+                "\n baseline" if is_base else
+                (f"\n vs {short(str(own), name_width - 4)}" if own and own != baseline else ""))
+            cells = [Text(" " + short(name, name_width - 1) + under, style="bold" if is_base else "")]
             deltas = p.get("delta") or {}
             pvalues = p.get("p_value") or {}
+            lines = 1 if is_base and short_screen else 2
             for m in metrics:
                 value = (p.get("metrics") or {}).get(m)
                 cell = Text()
-                cell.append(f"{'–' if value is None else f'{value:.4f}':>10}  ", style="bold")
+                cell.append(f"{'–' if value is None else f'{value:.4f}':>9}   ", style="bold")
                 d, pv = deltas.get(m), pvalues.get(m)
                 if d is not None:
                     colour = pal.up if d > 0 else pal.down if d < 0 else "dim"
                     stars = significance(pv)
-                    cell.append(f"\n{d:>+10.4f}", style=colour)
-                    cell.append(f"{stars:<2}", style=f"bold {colour}")
-                    if pv is not None:
-                        cell.append(f"\n{'p=' + format(pv, '.3f'):>10}  ", style="dim")
+                    cell.append(f"\n{d:>+9.4f}", style=colour)
+                    cell.append(f"{stars:<2} ", style=f"bold {colour}")
+                    if pv is not None and not short_screen:
+                        cell.append(f"\n{'p=' + format(pv, '.3f'):>9}   ", style="dim")
+                        lines = 3
                 cells.append(cell)
             if is_base:
                 cells.append(Text(""))
@@ -352,17 +367,15 @@ class EvalPane(Vertical):
                 cells.append(Text(f"{p.get('wins', 0)}/{p.get('losses', 0)}/{p.get('ties', 0)}".rjust(8)))
             secs = p.get("seconds")
             cells.append(Text("" if secs is None else f"{secs:.1f}s".rjust(6), style="dim"))
-            table.add_row(*cells, height=3, key=name)
-        parts = [f"{report.get('dataset', '?')}"]
-        if report.get("split"):
-            parts.append(str(report["split"]))
+            table.add_row(*cells, height=lines, key=name)
+        # what reads the table first (an 80-column line cuts the end): the baseline and the stars
+        parts = [f"baseline {baseline}"] if baseline else []
+        parts.append(f"{report.get('test') or 'paired test'}: * p<.05 ** p<.01")
+        parts.append(" ".join(str(x) for x in (report.get("dataset", "?"), report.get("split")) if x))
         if report.get("queries") is not None:
             parts.append(f"{report['queries']} queries")
         if report.get("depth") is not None:
             parts.append(f"depth {report['depth']}")
-        if baseline:
-            parts.append(f"baseline {baseline}")
-        parts.append(f"{report.get('test') or 'paired test'}: * p<.05 ** p<.01")
         workspace = report_workspace(report)
         if workspace:
             parts.append(f"workspace {workspace}")

@@ -28,6 +28,14 @@ WIDGET_KEYS = [
     ]),
 ]
 
+# What the Search columns' marks mean (not keys, but read beside them).
+SEARCH_MARKS = ("Search columns: what the marks mean", [
+    ("D C S B", "dense, ColBERT, sparse, BM25: the hit's rank (#n) and score in each mode; – it did not retrieve it"),
+    ("↑n ↓n = new", "right column: the hit's move against the left column (new: not in the left list)"),
+    ("dropped #n", "right column: the left column's hits that are not in the right list, #n their left rank"),
+    ("#n (chunks)", "u ranks chunks: #n is the chunk's id in its document, counted from 0 (as in the chunk id doc#n)"),
+])
+
 
 def _section(app, bindings) -> list[tuple[str, str]]:
     """(keys, what) rows; bindings that run the same action share a row."""
@@ -60,6 +68,7 @@ def key_sections(app) -> list[tuple[str, list[tuple[str, str]]]]:
     sections.append(("Runs (4)", _section(app, RunsPane.BINDINGS)))
     sections.append(("New run form", _section(app, LaunchScreen.BINDINGS)))
     sections.extend(WIDGET_KEYS)
+    sections.append(SEARCH_MARKS)
     return sections
 
 

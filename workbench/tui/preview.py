@@ -134,7 +134,7 @@ class PreviewScreen(ModalScreen):
             nl = text.rfind("\n", b, end)
             end = nl if nl > b else end
         out = Text()
-        out.append(f"chunk {doc.chunk_ordinal + 1} of {doc.n_chunks} · characters {a}–{b} of {len(text)}\n\n",
+        out.append(f"chunk #{doc.chunk_ordinal} ({doc.chunk_ordinal + 1} of {doc.n_chunks}) · characters {a}–{b} of {len(text)}\n\n",
                    style="dim italic")
         if start > 0:
             out.append("…", style="dim")

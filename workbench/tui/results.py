@@ -14,6 +14,8 @@ from textual.widgets import DataTable, Select, Static
 from workbench.config import MODES
 from workbench.tui.common import MODE_SHORT, PIPELINES, Palette, fmt_score, known_pipeline, mode_line, short
 
+DETAIL_ROWS = 4  # the selected hit's detail: its frame line, the per-mode ranks, the snippet
+DROPPED_ROWS = 1  # the right column's "dropped:" line, when there is one
 NARROW_COLUMN = 44  # a column narrower than this (an 80-column terminal) says "10 · 42 ms", not "10 hits · 42 ms"
 
 
@@ -70,7 +72,6 @@ class ResultColumn(Vertical):
             yield Select(self._menu(self.pipeline), value=self.pipeline, allow_blank=False, compact=True,
                          id=f"{self.side}-pipeline", classes="pipeline-select",
                          tooltip=f"{self.side} pipeline")
-            yield Static("", id=f"{self.side}-model", classes="column-model")
             yield Static("", id=f"{self.side}-status", classes="column-status")
         table = ResultsTable(id=f"{self.side}-table", cursor_type="row", zebra_stripes=True, classes="results",
                              cell_padding=0)
@@ -120,10 +121,9 @@ class ResultColumn(Vertical):
         self._render_model()
 
     def _render_model(self) -> None:
-        if not self.is_mounted:
-            return
-        box = self.query_one(f"#{self.side}-model", Static)
-        box.update(Text(self.model_label, style="bold"))  # shown empty too: it keeps the count at the right edge
+        """The models label goes in the column's frame: the header row keeps the pipeline menu and
+        the hit count whole, and an 80-column terminal still shows the label (the frame's width)."""
+        self.border_title = Text(f" {self.model_label} ", style="bold") if self.model_label else None
 
     def set_busy(self, busy: bool, loading: bool = False) -> None:
         """While busy the hits shown are the previous query's: dimmed, and no movement is marked."""
@@ -254,7 +254,8 @@ class ResultColumn(Vertical):
         i = self.selected_index()
         hit = self.hits[i if i is not None else 0]
         text = Text()
-        text.append(mode_line(hit, compact=self.size.width < 72, pipeline=self.pipeline), style="dim")
+        width = max(10, self.size.width - 4)  # the frame and the padding
+        text.append(mode_line(hit, compact=self.size.width < 72, pipeline=self.pipeline, width=width), style="dim")
         text.append("\n")
         text.append(hit.snippet)
         detail.update(text)
@@ -266,19 +267,30 @@ class ResultColumn(Vertical):
             box.display = False
             return
         box.display = True
-        text = Text("dropped: ", style=f"bold {pal.down}")
+        text = Text("dropped ", style=f"bold {pal.down}")
         for j, hit in enumerate(self.dropped):
             if j:
                 text.append(" · ", style="dim")
+            text.append(f"#{hit.rank} ", style="dim")  # its rank in the left column
             name = short(hit.title or hit.doc_id, 28 if self.result.unit != "chunk" else 22)
             if self.result.unit == "chunk":
                 name += f" {_chunk_number(hit)}"
             text.append(name)
-            text.append(f" (was #{hit.rank})", style="dim")
         box.update(text)
 
     def on_resize(self) -> None:
         self.redraw()
+
+    def reserve_rows(self, rows: int) -> None:
+        """Give the detail ``rows`` more lines (the other column's dropped list takes as many: the two
+        tables keep the same height, row beside row)."""
+        if self.is_mounted:
+            self.query_one(f"#{self.side}-detail", Static).styles.height = DETAIL_ROWS + rows
+
+    @property
+    def dropped_rows(self) -> int:
+        """Lines the dropped list takes (0 when hidden)."""
+        return DROPPED_ROWS if self.compare and self.result is not None and self.dropped else 0
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:

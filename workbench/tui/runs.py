@@ -41,7 +41,7 @@ from textual.widgets import Button, DataTable, ProgressBar, Sparkline, Static
 
 from trainers.runs import TERMINAL, RunFolder, list_runs, runs_dir
 from workbench.errors import WbError
-from workbench.tui.common import Palette, short
+from workbench.tui.common import Palette, hides_typed_key, short
 from workbench.tui.launch import (  # noqa: F401  (spawn, error_line, suggest_name: re-exported for callers)
     FormDraft,
     LaunchScreen,
@@ -300,6 +300,9 @@ class RunsPane(Vertical):
         Binding("e", "evaluate", "Evaluate",
                 tooltip="Fill the Evaluate form: base vs the finished run's model (wb eval --compare)"),
     ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not hides_typed_key(self, action)  # in a text box the key is typed: not offered
 
     def __init__(self) -> None:
         super().__init__(id="runs-pane")

@@ -20,7 +20,7 @@ from textual.worker import get_current_worker
 from workbench.encoders.templates import INSTRUCTION_PRESETS, PLAIN, resolve_instruction
 from workbench.errors import WbError
 from workbench.search.compare import movements
-from workbench.tui.common import PIPELINES, known_pipeline
+from workbench.tui.common import PIPELINES, cut_middle, hides_typed_key, known_pipeline
 from workbench.tui.results import ResultColumn
 
 DEBOUNCE_S = 0.45
@@ -29,16 +29,16 @@ DEBOUNCE_S = 0.45
 class SearchPane(Vertical):
     BINDINGS = [
         Binding("slash", "focus_query", "Query", tooltip="Focus the query box"),
-        Binding("escape", "focus_results", "Results", show=False, tooltip="Leave the query box for the results"),
+        Binding("escape", "focus_results", "Leave box", tooltip="Leave the query box for the results"),
         Binding("down", "focus_results", "Results", show=False),
-        Binding("l", "cycle('left')", "Left pipeline", tooltip="Next pipeline in the left column"),
-        Binding("r", "cycle('right')", "Right pipeline", tooltip="Next pipeline in the right column"),
+        Binding("l", "cycle('left')", "Left pipe", tooltip="Next pipeline in the left column"),
+        Binding("r", "cycle('right')", "Right pipe", tooltip="Next pipeline in the right column"),
         Binding("x", "swap", "Swap", tooltip="Swap the two pipelines"),
         Binding("i", "focus_instruction", "Instruction", tooltip="Pick an instruction preset"),
         Binding("u", "toggle_unit", "Doc/chunk", tooltip="Rank documents or chunks"),
         Binding("plus", "more", "More hits", show=False, tooltip="More results per column (5, 10, 20, ... 100)"),
         Binding("minus", "fewer", "Fewer hits", show=False, tooltip="Fewer results per column (down to 5)"),
-        Binding("b", "base_models", "Base models",
+        Binding("b", "base_models", "Base",
                 tooltip="Both columns back on the workspace's own models (after comparing a fine-tune)"),
     ]
 
@@ -106,8 +106,12 @@ class SearchPane(Vertical):
         out.append('"', style="dim")
         if instr and rendered.find(text) > 0:
             cut = rendered.rfind(text) if text else len(rendered)
-            out.append(rendered[:cut], style="italic")
-            out.append(rendered[cut:])
+            prefix, query = rendered[:cut], rendered[cut:]
+            if self.screen.has_class("-short"):  # one line: the instruction gives way, never the query
+                room = (label.content_size.width or self.size.width or 80) - len("encoder input: ") - 3 - len(query)
+                prefix = cut_middle(prefix, max(9, room))
+            out.append(prefix, style="italic")
+            out.append(query)
         else:
             out.append(rendered)
         out.append('"', style="dim")
@@ -224,6 +228,10 @@ class SearchPane(Vertical):
         return any(c.root or c.model_label or c.models for c in self.columns)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "focus_results":  # Esc (and ↓) leave the query box or the instruction menu
+            return isinstance(self.app.focused, (Input, Select))
+        if hides_typed_key(self, action):
+            return False
         if action == "base_models":
             return self.comparing
         return True
@@ -347,6 +355,7 @@ class SearchPane(Vertical):
                 self.effective_k(), s.unit, tuple(sorted(column.models.items())))
 
     def on_resize(self) -> None:
+        self.update_rendered()  # the encoder input fits the new width
         if self.app.state.query.strip() and any(c.shown_key is not None for c in self.columns):
             self.request_search()
 
@@ -422,14 +431,17 @@ class SearchPane(Vertical):
         if (left.result is None or right.result is None or left.shown_key is None or right.shown_key is None
                 or left.busy or right.busy):  # one side still shows the previous query's hits
             right.set_movement([], [])
+            left.reserve_rows(0)
             return
         # same query, instruction, k and unit (the workspace may differ: base vs fine-tune)
         same = left.shown_key[1:3] == right.shown_key[1:3] and left.shown_key[4:6] == right.shown_key[4:6]
         if not same:
             right.set_movement([], [])
+            left.reserve_rows(0)
             return
         marks, dropped = movements(left.hits, right.hits, self.app.state.unit)
         right.set_movement(marks, dropped)
+        left.reserve_rows(right.dropped_rows)
 
     # -- preview -----------------------------------------------------------------------
     def open_preview(self, column: ResultColumn, index: int) -> None:
