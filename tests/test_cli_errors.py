@@ -158,23 +158,20 @@ def test_ctrl_c_while_indexing_is_exit_130_says_what_is_kept_and_the_rerun_compl
     assert rows[-1]["phase"] == "done" and rows[-1]["total_docs"] == len(list(corpus.rglob("*.md")))
 
 
-def test_a_run_that_failed_on_its_data_gives_its_name_back(tmp_path):
+def test_a_run_refused_on_its_data_or_failed_to_start_leaves_its_name_free(tmp_path):
+    """Every row of --data is read before the run exists: a malformed one is one line and no run
+    folder. A detached run whose launcher cannot start fails in one line and gives its name back;
+    `wb runs` lists the reason; --resume with options says they would be ignored."""
     from tiny_models import tiny_bert
 
     base = tiny_bert(tmp_path / "base")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n{not json\n')
     args = ["train", "reranker", "--data", str(bad), "--base", str(base), "--out", "ce", "--max-steps", "1"]
-    failed = wb(*args, workspace=tmp_path / "ws")
-    assert "bad.jsonl:2" in one_line_error(failed) and "fix or delete the row" in failed.stderr
-    status = json.loads((tmp_path / "ws" / "runs" / "ce" / "status.json").read_text())
-    assert status["state"] == "failed" and status["error"] == status["message"]  # one line, no traceback
-    assert "bad.jsonl:2" in status["message"] and "\n" not in status["error"]
-    listing = wb("runs", workspace=tmp_path / "ws")
-    assert "failed" in listing.stdout and "bad.jsonl:2" in listing.stdout  # the reason, not just the state
-    resumed = wb("train", "reranker", "--resume", "ce", "--data", str(bad), workspace=tmp_path / "ws")
-    assert "options given (data) would be ignored" in one_line_error(resumed)
-    shutil.copy(bad, tmp_path / "good.jsonl")
+    for detach in ([], ["--detach"]):
+        refused = wb(*args, *detach, workspace=tmp_path / "ws")
+        assert "bad.jsonl:2" in one_line_error(refused) and "fix or delete the row" in refused.stderr
+        assert not (tmp_path / "ws" / "runs" / "ce").exists()
     (tmp_path / "good.jsonl").write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n' * 4)
     args[args.index(str(bad))] = str(tmp_path / "good.jsonl")
     retried = wb(*args, workspace=tmp_path / "ws")
@@ -187,7 +184,12 @@ def test_a_run_that_failed_on_its_data_gives_its_name_back(tmp_path):
     unstarted = wb(*args, "--detach", workspace=tmp_path / "ws", env=env)
     says = one_line_error(unstarted, code=1)
     assert "could not start no-such-launcher" in says and "$WB_TRAIN_LAUNCHER" in says
-    assert json.loads((tmp_path / "ws" / "runs" / "ce2" / "status.json").read_text())["state"] == "failed"
+    status = json.loads((tmp_path / "ws" / "runs" / "ce2" / "status.json").read_text())
+    assert status["state"] == "failed" and status["error"] == status["message"] and "\n" not in status["error"]
+    listing = wb("runs", workspace=tmp_path / "ws")
+    assert "could not start no-such-launcher" in listing.stdout  # the reason, not just the state
+    resumed = wb("train", "reranker", "--resume", "ce2", "--data", str(bad), workspace=tmp_path / "ws")
+    assert "options given (data) would be ignored" in one_line_error(resumed)
     assert wb(*args, workspace=tmp_path / "ws").returncode == 0
 
 

@@ -468,6 +468,8 @@ def test_a_run_file_is_scored_as_the_pipeline_that_wrote_it(first_run, dataset, 
     assert any("1 of the 7 evaluated queries are not in prod.trec and score 0" in n for n in notes)
     assert any("1 query of prod.trec is not among the evaluated ones (ignored)" in n for n in notes)
     assert any("1 of its" in n and "documents are not in the corpus" in n for n in notes)  # q-other's gzip is, 'x' not
+    # the run files' notes are the report's too: a script reading the JSON sees them
+    assert any("1 of the 7 evaluated queries are not in prod.trec and score 0" in n for n in report["notes"])
 
 
 @pytest.mark.parametrize("content,args,says", [
@@ -532,3 +534,34 @@ def test_run_dir_refuses_ids_a_trec_line_cannot_carry_before_indexing(tmp_path, 
                         "-w", str(tmp_path / "ws"))
     assert code == 2 and "--run-dir: the id 'doc one' holds whitespace" in err
     assert not (tmp_path / "ws").exists() and not (tmp_path / "runs").exists()
+
+
+def test_run_dir_refuses_two_systems_written_to_one_file(dataset, tmp_path, capsys, monkeypatch):
+    """`hybrid+rerank` and a run named `hybrid_rerank` map to one file name: refused before any work,
+    not one written over the other."""
+    monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "prod.trec"
+    path.write_text("q1 Q0 itertools-groupby 1 2.0 t\n")
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "hybrid+rerank",
+                        "--run", f"hybrid_rerank={path}", "--run-dir", str(tmp_path / "runs"))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "'hybrid+rerank' and 'hybrid_rerank' would both be written to hybrid_rerank.trec" in err, err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+    code, _out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25", "--split", "")
+    assert code == 2 and "--split is empty" in err, err
+
+
+def test_a_relevant_document_the_indexer_skipped_is_said(tmp_path, capsys, monkeypatch):
+    """A relevant document of corpus.jsonl with no text is skipped by the indexer: no pipeline can
+    find it, and the report says which and for how many queries."""
+    monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "cache"))
+    root = make_dataset(tmp_path / "emptied")
+    lines = (root / "corpus.jsonl").read_text().splitlines()
+    emptied = [json.dumps({"_id": "time-sleep", "title": "", "text": ""}) if json.loads(line)["_id"] == "time-sleep"
+               else line for line in lines]
+    (root / "corpus.jsonl").write_text("\n".join(emptied) + "\n")
+    code, out, err = wb(capsys, monkeypatch, "eval", str(root), "-p", "bm25", "--json")
+    assert code == 0, err
+    notes = json.loads(out)["notes"]
+    assert any("1 relevant document of the corpus is not in the index" in n and "time-sleep" in n
+               and "1 query cannot reach it" in n for n in notes), notes

@@ -300,3 +300,67 @@ def test_a_cut_off_run_is_said_by_queries_until_the_next_run_finishes_it(tmp_pat
     summary = Indexer(ws).run(corpus)
     assert "continued the run that was cut off" in summary.note and summary.docs_indexed == 1
     assert Searcher(ws).serving_note == ""
+
+
+def test_a_run_cut_off_before_its_snapshot_answers_from_what_it_wrote(tmp_path, monkeypatch):
+    """Killed after writing the stores, before publishing the read snapshot (compacting): every
+    mode answers from what was written (a new document found by dense as by BM25, a deleted one
+    gone from both), and the note says the run was cut off."""
+    require_models()
+    from workbench.search.searcher import Searcher
+
+    corpus = copy_small_corpus(tmp_path / "corpus", ["itertools/groupby.md", "shutil/rmtree.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    (corpus / "time").mkdir()
+    shutil.copy(SAMPLE / "time" / "sleep.md", corpus / "time" / "sleep.md")
+    (corpus / "shutil" / "rmtree.md").unlink()
+
+    def cut(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    real = Indexer._publish_snapshot
+    monkeypatch.setattr(Indexer, "_publish_snapshot", cut)
+    with pytest.raises(KeyboardInterrupt):
+        Indexer(ws).run(corpus)
+    monkeypatch.setattr(Indexer, "_publish_snapshot", real)
+    searcher = Searcher(ws)
+    assert "was cut off" in searcher.serving_note
+    for pipeline in ("bm25", "dense", "colbert", "hybrid"):
+        found = [h.doc_id for h in searcher.search("pause the program for a few seconds", pipeline=pipeline, k=5).results]
+        assert "time/sleep.md" in found and "shutil/rmtree.md" not in found, (pipeline, found)
+    hit = searcher.search("pause the program for a few seconds", pipeline="bm25", k=1).results[0]
+    assert "sleep" in hit.snippet.lower()  # the snippet is the matched chunk's own text
+
+
+def test_a_first_run_cut_off_before_any_document_says_so(tmp_path, monkeypatch):
+    require_models()
+    from workbench.errors import WorkspaceError
+    from workbench.search.searcher import Searcher
+
+    corpus = copy_small_corpus(tmp_path / "corpus", ["itertools/groupby.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+
+    def cut(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Indexer, "_index_docs", cut)
+    with pytest.raises(KeyboardInterrupt):
+        Indexer(ws).run(corpus)
+    with pytest.raises(WorkspaceError, match=f"the first indexing run of {corpus} was cut off before it wrote a "
+                                            f"document: `wb index {corpus}` continues it"):
+        Searcher(ws)
+
+
+def test_a_beir_corpus_is_one_file_seen(tmp_path):
+    require_models()
+    corpus = tmp_path / "beir" / "corpus.jsonl"
+    corpus.parent.mkdir()
+    corpus.write_text('{"_id": "a", "title": "A", "text": "alpha beta gamma"}\n'
+                      '{"_id": "b", "title": "B", "text": "delta epsilon"}\nnot json\n')
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    summary = Indexer(ws).run(corpus)
+    assert summary.files_seen == 1 and summary.docs_indexed == 2 and len(summary.skipped) == 1

@@ -18,7 +18,10 @@ QUERIES = [
 ]
 
 
-def test_a_file_of_queries_answers_each_as_a_single_query_would(small_workspace, tmp_path):
+def test_a_file_of_queries_answers_each_as_a_single_query_would(small_workspace, tmp_path, monkeypatch):
+    """In float32: a file is answered through torch (as `wb eval`), a single query through numpy;
+    on a CPU with native bf16 torch would encode in bf16."""
+    monkeypatch.setenv("WB_DTYPE", "float32")
     ws, _ = small_workspace
     source = tmp_path / "queries.txt"
     source.write_text(f"{QUERIES[0]}\n\n  {QUERIES[1]}  \n{QUERIES[2]}\n", encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -252,6 +253,7 @@ def test_finish_now_saves_the_model_at_that_step_and_ends_finished(tiny, tmp_pat
 
     status = train_embedder(b, on_step=finish_at_3)
     assert status["state"] == "finished" and status["step"] == 3 and status["total_steps"] == 6
+    assert status["early"] is True and a.status()["early"] is False  # `wb runs --json` tells them apart
     last = b.events()[-1]
     assert last["event"] == "finished" and last["early"] is True and last["step"] == 3
     assert _losses(b) == pytest.approx(_losses(a)[:3], rel=1e-4)
@@ -289,6 +291,10 @@ def test_finish_on_a_stopped_run_saves_its_checkpoint_model(tiny, tmp_path, caps
     fresh.write_status(state="stopped", step=0)
     code, _out, err = run_wb(capsys, monkeypatch, "runs", "stop", "fresh", "--finish", "-w", str(tmp_path))
     assert code == 2 and "has no checkpoint to take its model from" in err and fresh.status()["state"] == "stopped"
+    (fresh.checkpoints / "step-0").mkdir(parents=True)  # a stop at step 0: the untrained base, checkpointed
+    (fresh.checkpoints / "step-0" / "sampler.json").write_text("{}")
+    code, _out, err = run_wb(capsys, monkeypatch, "runs", "stop", "fresh", "--finish", "-w", str(tmp_path))
+    assert code == 2 and "no step trained" in err and not fresh.model_dir.exists()
 
 
 def _topic_beir(folder: Path) -> Path:
@@ -672,15 +678,21 @@ def test_a_stop_right_after_a_periodic_checkpoint_reuses_it(tiny, tmp_path):
 
 
 def test_data_that_is_no_training_data_is_refused_before_the_run_exists(tmp_path, capsys, monkeypatch):
-    """A BEIR queries.jsonl or a plain folder of documents given as --data: one line, exit 2, and no
-    run folder (a detached run used to say it started, then failed)."""
+    """A BEIR queries.jsonl, a plain folder of documents, a malformed row past the first lines or a
+    row without its positives given as --data: one line, exit 2, and no run folder (a detached run
+    used to say it started, then failed)."""
     require_models()
     queries = tmp_path / "queries.jsonl"
     queries.write_text('{"_id": "1", "text": "a query"}\n')
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# A\n\ntext\n")
-    for data, says in ((queries, "cannot tell the format"), (docs, "not a BEIR dataset")):
+    late = tmp_path / "late.jsonl"  # a good first row: the format is known, the second row is broken
+    late.write_text('{"query": "q", "pos": ["p"]}\n{"query": "q2", "pos": ["p2"\n')
+    nopos = tmp_path / "nopos.jsonl"
+    nopos.write_text('{"query": "q", "neg": ["n"]}\n')
+    for data, says in ((queries, "cannot tell the format"), (docs, "not a BEIR dataset"),
+                       (late, "late.jsonl:2: invalid JSON"), (nopos, "nopos.jsonl:1: missing field 'pos'")):
         code, out, err = run_wb(capsys, monkeypatch, "train", "embedder", "-w", str(tmp_path / "ws"), "--data",
                                 str(data), "--base", "dense", "--out", "e1", "--max-steps", "1", "--detach")
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1
@@ -729,7 +741,24 @@ def test_the_launcher_never_overwrites_a_state_its_run_wrote_first(tmp_path):
     before = run.status_seq()
     run.write_status(state="failed", error="bad data", message="bad data")  # the run, quicker than its launcher
     assert not run.write_status(unless_changed_since=before, state="running", pid=12345)
-    assert run.status()["state"] == "failed" and run.status()["pid"] is None
+    assert run.status()["state"] == "failed" and run.status()["pid"] != 12345
     assert run.write_status(unless_changed_since=run.status_seq(), state="running", pid=12345)
     assert run.status()["pid"] == 12345
     assert json.loads(run.config_path.read_text()) == {} and not list(run.path.glob(".config.json.tmp*"))
+
+
+def test_a_run_whose_creator_died_before_training_is_died_and_frees_its_name(tmp_path):
+    """Killed while starting (torch still importing, a terminal closed): the queued run reads as
+    died, not queued forever, and its name can be taken again."""
+    import subprocess
+
+    from trainers.runs import new_run
+
+    run = new_run(tmp_path, "q1", "{}")
+    assert run.status()["state"] == "queued" and run.status()["pid"] == os.getpid()  # its creator, alive
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    run.write_status(pid=gone.pid)  # as if the creating process had been killed
+    assert run.status()["state"] == "died"
+    again = new_run(tmp_path, "q1", '{"second": true}')
+    assert json.loads(again.config_path.read_text()) == {"second": True}

@@ -645,19 +645,30 @@ async def test_help_lists_every_key():
         assert not isinstance(app.screen, HelpScreen)
 
 
+async def run_palette(pilot, text: str) -> None:
+    """Open the command palette, type ``text`` and run the first command offered."""
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    await pilot.press(*text)
+    await pilot.pause(0.5)
+    await pilot.press("enter")
+    await settle(pilot)
+
+
 async def test_command_palette_switches_pipeline():
     app = WbApp(FakeEngine.root, engine=FakeEngine())
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await run_query(pilot, "directory")
-        await pilot.press("ctrl+p")
-        await pilot.pause()
-        await pilot.press(*"Right pipeline: bm25")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
-        await settle(pilot)
+        await run_palette(pilot, "Right pipeline: bm25")
         assert app.search.right.pipeline == "bm25"
         assert app.search.right.result.pipeline == "bm25"
+        # a fusion the menus do not list, typed: the palette offers it for each column
+        await run_palette(pilot, "left bm25+dense")
+        assert app.search.left.pipeline == "dense+bm25"
+        assert app.search.left.result.pipeline == "dense+bm25"
+        await run_palette(pilot, "right colbert+sparse+rerank")
+        assert app.search.right.pipeline == "colbert+sparse+rerank" and app.search.left.pipeline == "dense+bm25"
 
 
 async def test_the_palette_offers_wb_keys_not_textuals_docked_keys_panel():

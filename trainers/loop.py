@@ -227,14 +227,14 @@ def run_training(
             flushed = torch.set_flush_denormal(True)
         return _train(run, trainer, resume, stop, on_step, finish_now)
     except KeyboardInterrupt:
-        run.write_status(state="stopped", error="aborted by a second Ctrl-C (no checkpoint)")
+        run.write_status(state="stopped", error="aborted by a second Ctrl-C (no checkpoint)", pid=None)
         run.append_event({"event": "stopped", "time": time.time(), "checkpoint": None})
         raise
     except BaseException as exc:
         message = failure_line(exc)
         # the user's data or options (WbError): the one line says it all; else the traceback's end
         error = message if isinstance(exc, WbError) else "\n".join(traceback.format_exc().splitlines()[-20:])
-        run.write_status(state="failed", error=error, message=message)
+        run.write_status(state="failed", error=error, message=message, pid=None)
         run.append_event({"event": "failed", "time": time.time(), "error": message})
         raise
     finally:
@@ -475,7 +475,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         run.append_event({"event": "finished", "step": step, "model": str(run.model_dir), "time": time.time(),
                           "model_step": kept, **({"early": True} if early else {})})
         run.write_status(state="finished", step=step, total_steps=total, loss=last_loss, pid=None,
-                         model=str(run.model_dir), model_step=kept)
+                         model=str(run.model_dir), model_step=kept, early=early)
         run.stop_path.unlink(missing_ok=True)
         run.best_weights_path.unlink(missing_ok=True)
         # a finished run is never resumed: its checkpoints (weights + optimizer state, ~3x the model
@@ -543,12 +543,14 @@ def trainer_for(run: RunFolder) -> Trainer:
 def train_run(run: RunFolder, resume: bool = False, *, on_step=None, finish_now: bool = False) -> dict:
     """Train ``run`` with the trainer its config names (a bad config marks the run failed);
     ``finish_now``: see :func:`run_training`; UsageError when the run has no checkpoint to finish from."""
-    if finish_now and (not resume or run.latest_checkpoint() is None):
-        raise UsageError(f"run {run.name} has no checkpoint to take its model from: resume it with "
-                         f"`wb train resume {run.name}` instead")
+    checkpoint = run.latest_checkpoint() if finish_now else None
+    # a stop at step 0 checkpoints the untrained base: finishing would make it the run's model
+    if finish_now and (not resume or checkpoint is None or checkpoint.name == "step-0"):
+        raise UsageError(f"run {run.name} has no checkpoint to take its model from (no step trained): resume it "
+                         f"with `wb train resume {run.name}` instead")
     try:
         trainer = trainer_for(run)
     except BaseException as exc:
-        run.write_status(state="failed", error=failure_line(exc), message=failure_line(exc))
+        run.write_status(state="failed", error=failure_line(exc), message=failure_line(exc), pid=None)
         raise
     return run_training(run, trainer, resume, on_step=on_step, finish_now=finish_now)

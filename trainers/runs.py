@@ -16,6 +16,7 @@ while it says ``running`` is reported as ``died``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -82,7 +83,9 @@ class RunFolder:
         data = self._raw_status()
         if not data:
             return {"state": "unknown"}
-        if data.get("state") == "running" and not _alive(data.get("pid")):
+        # queued: its creator (the foreground run, or the launcher until its child took over) was
+        # killed before training began
+        if data.get("state") in ("running", "queued") and not _alive(data.get("pid")):
             data["state"] = "died"
         return data
 
@@ -246,7 +249,7 @@ def failed_before_training(run: RunFolder) -> bool:
     """True for a run that failed before its first step and saved nothing (bad data, a base that
     would not load): its folder holds no work to lose, so its name may be taken again."""
     status = run.status()
-    return (status.get("state") == "failed" and not status.get("step") and run.latest_checkpoint() is None
+    return (status.get("state") in ("failed", "died") and not status.get("step") and run.latest_checkpoint() is None
             and not run.model_dir.exists())
 
 
@@ -254,13 +257,18 @@ def new_run(workspace_root: Path, name: str, config_json: str) -> RunFolder:
     """A new run folder ``runs/NAME`` in state ``queued``. A name already taken is refused, except by a
     run that failed before training (:func:`failed_before_training`), which is replaced."""
     run = RunFolder(runs_dir(workspace_root) / name)
-    if run.exists() and failed_before_training(run):
-        shutil.rmtree(run.path)
-    if run.exists():
-        raise UsageError(f"a run named '{name}' exists already: pick another --out, or --resume {name}")
-    run.path.mkdir(parents=True, exist_ok=True)
-    write_whole(run.config_path, config_json)  # the run's existence marker: whole or absent
-    run.write_status(state="queued", step=0, total_steps=None, pid=None)
+    run.path.parent.mkdir(parents=True, exist_ok=True)
+    # one creator at a time: two `wb train --out NAME` started together must not both take the name
+    with open(run.path.parent / ".new-run.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if run.exists() and failed_before_training(run):
+            shutil.rmtree(run.path)
+        if run.exists():
+            raise UsageError(f"a run named '{name}' exists already: pick another --out, or --resume {name}")
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_whole(run.config_path, config_json)  # the run's existence marker: whole or absent
+        # the creating process's pid: killed before training begins, the run reads as died (its name free)
+        run.write_status(state="queued", step=0, total_steps=None, pid=os.getpid())
     return run
 
 

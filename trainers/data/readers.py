@@ -467,7 +467,7 @@ def _st_example(row: Any, cols: _Columns, task: str, instruction: str) -> Traini
 def _keys_format(obj: dict) -> str | None:
     if "positive_passages" in obj:
         return "tevatron"
-    if "pos" in obj:
+    if "pos" in obj or ("neg" in obj and "query" in obj):  # FlagEmbedding's keys, even with its pos missing
         return "flagembedding"
     if _st_columns(list(obj.keys()), keys=True) is not None and any(
         k.strip().lower() in _QUERY_COLUMNS + _POSITIVE_COLUMNS for k in obj

@@ -367,7 +367,7 @@ def query_cmd(
 
     # one backend for every searcher of the process (torch when any side's reranker imports it): the
     # two sides share encoders and score alike
-    backend = "torch" if any(one_shot_backend(p, c.models.reranker) == "torch"
+    backend = "torch" if any(one_shot_backend(p, c.models.reranker, many=batch is not None) == "torch"
                              for p, c in ((pipe, cfg), (other, compared_cfg))) else "numpy"
 
     def searcher_for(serve_, cfg_):
@@ -614,11 +614,11 @@ def eval_cmd(
         raise UsageError("--run and --tune do not go together: --run scores a run file, --tune chooses settings")
     # -p '' with --run: the run files alone, the first is the baseline, nothing is indexed
     pipes = parse_pipelines(pipeline) if pipeline.strip() or not run_sources else []
-    if run_dir and run_sources:  # --run-dir must not write over a run file being evaluated
-        from workbench.eval.report import run_file_name
+    if run_dir:  # one file a system, none written over a run file being evaluated: said before any work
+        from workbench.eval.report import run_file_names
 
-        written = {(Path(run_dir) / run_file_name(label)).resolve() for label in
-                   [p.name for p in pipes] + [s.label for s in run_sources]}
+        names = run_file_names([p.name for p in pipes] + [s.label for s in run_sources])
+        written = {(Path(run_dir) / name).resolve() for name in names.values()}
         for source in run_sources:
             if source.path.resolve() in written:
                 raise UsageError(f"--run-dir {run_dir} would write over the run file {source.path} that --run "
@@ -628,6 +628,8 @@ def eval_cmd(
         if len(pipes) != 1:
             raise UsageError("--tune takes one pipeline (the modes to fuse, e.g. -p dense+sparse+colbert)")
         tune_modes, tune_rerank = pipes[0].modes, pipes[0].rerank
+    if split is not None and not split.strip():  # `--split "$SPLIT"` with SPLIT unset: not test by accident
+        raise UsageError("--split is empty (an unset shell variable?): give a split name, or leave the option out")
     data = load_dataset(dataset, split or ("train" if tune else "test"))
     if limit is not None:
         if limit < 1:
@@ -640,15 +642,21 @@ def eval_cmd(
         if spaced is not None:
             raise UsageError(f"--run-dir: the id {spaced!r} holds whitespace, which a TREC run line cannot carry")
     err = _err_console()
+    tenths: dict[str, int] = {}  # phase -> the last tenth of it said (a long encoding shows it moves)
 
     def progress(event: dict) -> None:
         if json_out:
             print(json.dumps(event), file=sys.stderr, flush=True)
-        elif event.get("message"):
+            return
+        if event.get("message"):
             err.print(f"[dim]{event['message']}[/dim]", highlight=False)
-        elif event.get("done") in (0, event.get("total")) or event.get("total", 0) <= 0:
-            total = f" {event['done']}/{event['total']}" if event.get("total") else ""
-            err.print(f"[dim]{event['phase']}{total}[/dim]", highlight=False)
+            return
+        done, total, phase = event.get("done", 0), event.get("total", 0), event["phase"]
+        if total > 0:  # a counted phase: a line at each tenth of it
+            if tenths.get(phase) == 10 * done // total:
+                return
+            tenths[phase] = 10 * done // total
+        err.print(f"[dim]{phase}{f' {done}/{total}' if total > 0 else ''}[/dim]", highlight=False)
 
     if "reranker" in overrides and pipes and not any(p.rerank for p in pipes):
         from workbench.variants import short_model_name
@@ -747,7 +755,7 @@ def _spawn_run(run, resume: bool) -> int:
     from workbench.errors import TrainingError
 
     def failed(why: str, hint: str = "") -> TrainingError:  # before training: the run's name is free again
-        run.write_status(state="failed", error=why, message=why)
+        run.write_status(state="failed", error=why, message=why, pid=None)
         return TrainingError(f"run {run.name}: {why}{hint}")
 
     before = run.status_seq()
@@ -818,7 +826,8 @@ def _run_training(run, resume: bool, detach: bool, finish_now: bool = False) -> 
     if detach:
         pid = _spawn_run(run, resume)
         typer.echo(run.name)
-        _err_console().print(f"[dim]run {run.name} started in the background (pid {pid}); log {run.log_path}; "
+        _err_console().print(f"[dim]run {run.name} {'resumed' if resume else 'started'} in the background "
+                             f"(pid {pid}); log {run.log_path}; "
                              f"`wb runs` to watch, `wb runs stop {run.name}` to stop[/dim]", highlight=False)
         return
     from workbench.errors import TrainingError
@@ -1021,11 +1030,12 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
     cfg.check_eval_data()  # a wrong --eval-data fails now, not after the training it would end
     if getattr(cfg, "eval_every", 0) and not getattr(cfg, "eval_data", None):  # new runs (an old one resumes)
         raise UsageError("--eval-every (eval_every) needs --eval-data (eval_data): there is nothing to evaluate on")
-    from trainers.data.readers import detect_format
+    if not any(spec.path in literal for spec in dataset_specs(cfg.data)):
+        from trainers.data import read_datasets
 
-    for spec in dataset_specs(cfg.data):  # a file that is no training data (queries.jsonl, a plain folder)
-        if spec.path not in literal:     # fails now, not after a detached run said it started
-            detect_format(spec.path)
+        # every row read now (a malformed line, no usable example: one line, before any run folder
+        # exists), not after a detached run said it started; the run reads them again
+        read_datasets(cfg.data, split=getattr(cfg, "split", "train"))
     from trainers.runs import new_run
 
     ws.root.mkdir(parents=True, exist_ok=True)
@@ -1352,6 +1362,8 @@ def runs_list(
         if s.get("metric") and best != "-":  # the runs' metrics differ (nDCG@10, a reranker's MRR)
             best += f" ({s['metric']}" + (f", step {s['best_step']})" if s.get("best_step") else ")")
         typer.echo(f"{run.name:<24} {s.get('state', '?'):<9} {step:>11} {_fmt_metric(s.get('loss')):>8}  {best}")
+        if s.get("state") == "finished" and s.get("early"):
+            typer.echo(f"  finished early (asked to): the model of step {s.get('model_step', s.get('step'))}")
         if s.get("state") == "failed" and s.get("message"):
             reason = " ".join(str(s["message"]).split())
             typer.echo(f"  {reason[:160]}{'…' if len(reason) > 160 else ''}")
@@ -1449,7 +1461,7 @@ def mine_cmd(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="Also write teacher scores (pos_scores/neg_scores) from a reranker: 'reranker' (the configured one), runs/NAME, a folder or name.")] = None,
     first_stage_scores: Annotated[bool, typer.Option("--first-stage-scores", help="Also write the pipeline's own scores (pos_scores/neg_scores, min-max over the top END), the prior of `wb train reranker --residual`.")] = False,
-    pseudo: Annotated[Optional[str], typer.Option("--pseudo", help="Make the queries from the corpus instead of reading a split: 'titles' (title -> its text) or 'conclusions' (last sentence -> the rest); the positive never contains the query's words.")] = None,
+    pseudo: Annotated[Optional[str], typer.Option("--pseudo", help="Make the queries from the corpus instead of reading a split: 'titles' (title -> its text) or 'conclusions' (last sentence -> the rest); the positive never contains the query itself (its words may recur in the text).")] = None,
     workspace: WorkspaceOpt = None,
     model: ModelOpt = None,
 ) -> None:

@@ -42,7 +42,8 @@ documents, a query id given twice, empty split) exit 2 with one line on stderr.
                                  # {"phase": "note", "message"} lines): documents the corpus lacks,
                                  # judged queries without a relevant document, a depth under 100
       "per_query": [             # only with --per-query: N largest gains then N largest losses
-        {"pipeline": str, "query_id": str, "query": str,
+        {"pipeline": str, "vs": str,   # the pipeline, and the one its delta is against
+         "query_id": str, "query": str,
          "baseline": float, "value": float, "delta": float}   # nDCG@10 per query
       ],
       # extra, informative: "dataset_path", "format" ("beir" | "flagembedding"), "workspace" (a path;

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.errors import InputError
+from workbench.text import plural
 
 EXAMPLES = 3
 
@@ -282,7 +283,9 @@ def load_dataset(path: str | Path, split: str = "test") -> EvalDataset:
                          f"empty text ({_examples(empty)})")
     dataset.notes.extend(notes)
     if len(judged) > len(order):
-        dataset.notes.append(f"{len(judged) - len(order)} judged queries have no relevant document and are not evaluated")
+        n = len(judged) - len(order)
+        dataset.notes.append(f"{plural(n, 'judged query', 'judged queries')} {'has' if n == 1 else 'have'} no relevant "
+                             f"document and {'is' if n == 1 else 'are'} not evaluated")
     return dataset
 
 

@@ -63,9 +63,10 @@ def to_json(result: EvalResult, per_query: list[dict] | None = None) -> dict:
 
 
 def notes(result: EvalResult) -> list[str]:
-    """What the reader of the figures should know: the dataset's notes, and the @100 metrics cut
-    short by a ``depth`` under 100."""
-    out = list(result.dataset.notes)
+    """What the reader of the figures should know: the dataset's notes, what evaluating learnt (a
+    run file's missing queries or foreign documents), and the @100 metrics cut short by a ``depth``
+    under 100."""
+    out = list(result.dataset.notes) + list(result.notes)
     if result.depth < 100:
         out.append(f"depth {result.depth}: R@100 and MAP@100 only see the top {result.depth} documents")
     return out
@@ -168,6 +169,22 @@ def run_file_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", label) + ".trec"
 
 
+def run_file_names(labels: list[str]) -> dict[str, str]:
+    """{label: its run file's name}; UsageError when two labels would share one file (``a:b`` and
+    ``a_b``: the second would write over the first)."""
+    from workbench.errors import UsageError
+
+    names: dict[str, str] = {}
+    for label in labels:
+        name = run_file_name(label)
+        clash = next((other for other, taken in names.items() if taken == name), None)
+        if clash is not None:
+            raise UsageError(f"--run-dir: '{clash}' and '{label}' would both be written to {name}: "
+                             "rename one (--run NAME=FILE)")
+        names[label] = name
+    return names
+
+
 def write_run_files(result: EvalResult, folder: Path) -> list[Path]:
     """One TREC run per system: ``qid Q0 docid rank score tag`` lines, ranks from 1, best first.
 
@@ -177,11 +194,12 @@ def write_run_files(result: EvalResult, folder: Path) -> list[Path]:
     from workbench.eval.runner import rank_scores
 
     folder = Path(folder)
+    names = run_file_names([r.label for r in result.systems])  # checked before any file is written
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for r in result.systems:
         tag = re.sub(r"\s+", "_", r.label)
-        path = folder / run_file_name(r.label)
+        path = folder / names[r.label]
         with open(path, "w", encoding="utf-8") as fh:
             for qid in result.dataset.qrels:
                 for rank, (doc, score) in enumerate(rank_scores(r.run.get(qid, {})).items(), start=1):

@@ -42,6 +42,7 @@ from workbench.config import ModelsConfig, WorkspaceConfig
 from workbench.errors import UsageError
 from workbench.eval.dataset import EvalDataset, beir_corpus_for_index
 from workbench.eval.external_runs import RunSource, read_run
+from workbench.text import plural
 from workbench.variants import index_models, short_model_name, variant_label, variant_workspace
 from workbench.workspace import Workspace
 
@@ -91,6 +92,7 @@ class EvalResult:
     docs_indexed: int = 0
     workspaces: list[str] = field(default_factory=list)
     test: str = STAT_TEST
+    notes: list[str] = field(default_factory=list)  # learnt while evaluating (a run file's gaps, ...)
 
     @property
     def baseline(self) -> SystemResult:
@@ -332,6 +334,24 @@ def compare_label(base: ModelsConfig, other: ModelsConfig) -> str:
     return "+".join(dict.fromkeys(names))  # one model filling several roles (a joint run) is named once
 
 
+def unindexed_relevant_note(dataset: EvalDataset, ws: Workspace) -> str:
+    """What to say when relevant documents of the corpus are not in the index (the indexer skipped
+    them: empty, a duplicate id): their queries cannot reach them, whatever the pipeline. "" when none."""
+    from workbench.store.manifest import Manifest
+
+    relevant = {doc for judged in dataset.qrels.values() for doc, grade in judged.items() if grade > 0}
+    with Manifest(ws.manifest_path) as manifest:
+        indexed = set(manifest.hashes())
+    missing = sorted((relevant & dataset.corpus_ids) - indexed)
+    if not missing:
+        return ""
+    queries = sum(1 for judged in dataset.qrels.values() if any(d in judged and judged[d] > 0 for d in missing))
+    shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
+    return (f"{plural(len(missing), 'relevant document')} of the corpus {'is' if len(missing) == 1 else 'are'} not in "
+            f"the index (skipped when indexing, e.g. empty): {shown}; {plural(queries, 'query', 'queries')} "
+            f"cannot reach {'it' if len(missing) == 1 else 'them'}")
+
+
 def evaluate(
     dataset: EvalDataset,
     systems: list[System],
@@ -369,6 +389,9 @@ def evaluate(
         t0 = time.perf_counter()
         summary = index_dataset(dataset, ws, members[0].config, progress, donor=donor)
         result.index_seconds += time.perf_counter() - t0
+        note = unindexed_relevant_note(dataset, ws)
+        if note and note not in result.notes:
+            result.notes.append(note)
         result.docs_indexed += summary.docs_indexed
         if progress:
             line = f"{summary.rebuilt}: {summary.line()}" if summary.rebuilt else summary.line()
@@ -386,9 +409,7 @@ def evaluate(
     result.systems = [by_label[s.label] for s in systems]
     for ext in external:
         result.systems.append(SystemResult(ext.label, "run", ext.run, 0.0, source=str(ext.path)))
-        for note in ext.notes:
-            if progress:
-                progress({"phase": "run read", "done": 1, "total": 1, "message": note})
+        result.notes.extend(ext.notes)  # with the report's other notes (JSON and under the table)
     if progress:
         progress({"phase": "scoring", "done": 0, "total": 1})
     score_systems(dataset, result.systems)

@@ -123,6 +123,12 @@ class IndexSummary:
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 
 
+def _file_of(skipped_path: str) -> str:
+    """The file a skipped item belongs to: ``corpus.jsonl:3`` (a BEIR line) -> ``corpus.jsonl``."""
+    head, sep, line = skipped_path.rpartition(":")
+    return head if sep and line.isdigit() and not Path(skipped_path).exists() else skipped_path
+
+
 class Indexer:
     """Indexes one root into a workspace (after a settings rebuild, the other indexed roots too).
     Hold no other writer on the workspace meanwhile."""
@@ -304,7 +310,9 @@ class Indexer:
         self.progress("reading files", 0, 0)
         docs, skipped = _read_root(root, self.config.index, summary.not_read)
         summary.skipped += skipped
-        summary.files_seen = len(docs) + len(summary.skipped)
+        # files, not documents: a BEIR corpus.jsonl is one file of many documents (its skipped
+        # lines are named FILE:LINE)
+        summary.files_seen = len({d.path for d in docs} | {_file_of(s.path) for s in summary.skipped})
         if not docs and covering is None and Path(source) not in indexed:
             _refuse_empty(root, summary.skipped, summary.not_read)  # a new root that yields nothing: say why, write nothing
 
@@ -341,15 +349,16 @@ class Indexer:
                 removed = [d for d in manifest.hashes(source) if d not in seen]
                 todo = [d for d in docs if known.get(d.doc_id) != d.content_hash]
                 summary.docs_unchanged = len(docs) - len(todo)
+                if todo or removed:  # marked until the run ends: a query meanwhile, or after a kill, says it is partial
+                    manifest.set_meta(UNFINISHED_RUN, {**unfinished, source: len(todo)})
                 if removed:
                     _delete_docs(removed, source, manifest, lance, tantivy_store)
                     summary.docs_removed = len(removed)
-                if todo:  # marked until the run ends: a query meanwhile, or after a kill, says it is partial
-                    manifest.set_meta(UNFINISHED_RUN, {**unfinished, source: len(todo)})
+                if todo:
                     self._index_docs(todo, known, source, manifest, lance, tantivy_store, bundle, summary)
                 self._settle(manifest, lance, tantivy_store, summary, changed=bool(removed or todo or covered))
                 manifest.reindexed(source)
-                if todo or source in unfinished:
+                if todo or removed or source in unfinished:
                     unfinished.pop(source, None)
                     manifest.set_meta(UNFINISHED_RUN, unfinished or None)
         summary.seconds = time.perf_counter() - started

@@ -23,4 +23,14 @@ def unfinished_note(workspace, unfinished: dict | None) -> str:
     if workspace.being_written():
         return f"`wb index` of {root} is running: documents it has not reached yet are missing"
     again = f"`wb index {first}`" if len(unfinished) == 1 else "`wb index`"
-    return f"the indexing run of {root} was cut off before its end: some of its documents are missing; {again} continues it"
+    return (f"the indexing run of {root} was cut off before its end: documents it had not reached are missing "
+            f"(an edited one answers as it was); {again} continues it")
+
+
+def cut_off_note(workspace, unfinished: dict) -> str:
+    """Why a workspace holds no documents although indexing began: its first run was cut off
+    before writing any (or is writing its first batch now)."""
+    first = sorted(unfinished)[0]
+    if workspace.being_written():
+        return f"`wb index` of {first} is writing its first documents: query again in a moment"
+    return f"the first indexing run of {first} was cut off before it wrote a document: `wb index {first}` continues it"

@@ -21,7 +21,7 @@ from workbench.config import WorkspaceConfig
 from workbench.encoders.device import numpy_query_threads, query_thread_limit
 from workbench.encoders.templates import resolve_instruction
 from workbench.errors import ModelError, UsageError, WorkspaceError
-from workbench.index.unfinished import UNFINISHED_RUN, unfinished_note
+from workbench.index.unfinished import UNFINISHED_RUN, cut_off_note, unfinished_note
 from workbench.index.settings import settings_from_config, settings_from_dict
 from workbench.models.registry import fingerprint, model_labels
 from workbench.search.fusion import fuse, interpolate
@@ -62,15 +62,18 @@ def _require_building_models(workspace: Workspace, settings) -> None:
                              f"its documents would not match the queries; {again} indexes them again with it")
 
 
-def one_shot_backend(pipe: Pipeline, reranker: str) -> str:
+def one_shot_backend(pipe: Pipeline, reranker: str, many: bool = False) -> str:
     """The backend for a process that answers one query and exits (`wb query`): numpy, which skips
     importing torch (1.4-1.8 s of 2.5 on the 2-core machine), unless a model reranker will import it
     anyway (then torch serves the whole query: its thread pool and numpy's BLAS must not both spin).
-    ``WB_QUERY_BACKEND=torch|numpy`` decides instead."""
+    ``many`` (a file of queries, `wb query --queries`): torch, the backend `wb eval` answers with, so
+    that a run written there reads back as eval's own (on a CPU with native bf16, torch encodes in
+    bf16 and numpy in fp32: near-ties can order differently). ``WB_QUERY_BACKEND=torch|numpy``
+    decides instead."""
     forced = os.environ.get("WB_QUERY_BACKEND", "").strip().lower()
     if forced in ("torch", "numpy"):
         return forced
-    return "torch" if pipe.rerank and reranker != "maxsim" else "numpy"
+    return "torch" if many or (pipe.rerank and reranker != "maxsim") else "numpy"
 
 
 class Searcher:
@@ -112,6 +115,8 @@ class Searcher:
             pending = manifest.roots_to_reindex()
             unfinished = manifest.get_meta(UNFINISHED_RUN)
         if recorded is None or n_docs == 0:
+            if unfinished and not pending:
+                raise WorkspaceError(f"workspace {workspace.root} holds no documents yet: {cut_off_note(workspace, unfinished)}")
             if pending and not workspace.being_written():
                 raise WorkspaceError(f"workspace {workspace.root} holds no documents: a rebuild after a settings "
                                      "change was interrupted; `wb index` finishes it")
@@ -143,6 +148,10 @@ class Searcher:
                 served = self.settings.models_of(served)
         partial = unfinished_note(workspace, unfinished)  # an indexing run that has not ended
         self.serving_note = "; ".join(n for n in (self.serving_note, partial) if n)
+        # a run cut off after writing, before it published its read snapshot: the snapshot is read
+        # again from the stores (see ``snapshot``), so the dense and ColBERT answers and the
+        # snippets agree with Tantivy's (a run still writing publishes its own when it ends)
+        self._cut_off = bool(unfinished) and not workspace.being_written()
         self.bundle = EncoderBundle(self.settings, device=device, numpy_queries=backend == "numpy")
         self._lance = None
         self.tantivy = TantivyChunkStore(workspace.tantivy_dir, self.settings.sparse_step)
@@ -172,6 +181,8 @@ class Searcher:
 
             folder = self.workspace.snapshot_dir
             snap = snapshot.load(folder, self._snapshot_version) if self._snapshot_version is not None else None
+            if snap is not None and self._cut_off and self.lance.table.version != self._snapshot_version:
+                snap = None  # the cut-off run wrote past the published snapshot
             if snap is None:  # an index written before snapshots, or a run killed before publishing
                 from workbench.store.manifest import Manifest
 

@@ -29,7 +29,7 @@ class WbCommands(Provider):
             for p in PIPELINES:
                 kwargs = {side: p}
                 out.append((f"{side.capitalize()} pipeline: {p}", partial(app.set_pipelines, **kwargs),
-                            f"show {p} in the {side} column"))
+                            f"show {p} in the {side} column (or type a fusion: dense+bm25)"))
         for name, text in INSTRUCTION_PRESETS.items():
             out.append((f"Instruction: {name}", partial(app.set_instruction, name), text or "no instruction"))
         for k in (5, 10, 20, 50):
@@ -46,3 +46,24 @@ class WbCommands(Provider):
             score = matcher.match(title)
             if score > 0:
                 yield Hit(score, matcher.highlight(title), callback, text=title, help=help_text)
+        for title, callback, help_text in self._fusion_commands(query):  # typed, so ranked first
+            yield Hit(1.0, title, callback, text=title, help=help_text)
+
+    def _fusion_commands(self, query: str) -> list[tuple[str, object, str]]:
+        """A fusion the pipeline menus do not list (``dense+bm25``, ``colbert+sparse+rerank``), typed
+        as the query's last word: a command for each column."""
+        from workbench.errors import UsageError
+        from workbench.search.pipelines import parse_pipeline
+
+        words = query.replace(":", " ").split()
+        if not words or "+" not in words[-1]:
+            return []
+        try:
+            pipe = parse_pipeline(words[-1])
+        except UsageError:
+            return []
+        if pipe.name in PIPELINES:
+            return []
+        return [(f"{side.capitalize()} pipeline: {pipe.name}", partial(self.app.set_pipelines, **{side: pipe.name}),
+                 f"fuse {' + '.join(pipe.modes)}{' then rerank' if pipe.rerank else ''} in the {side} column")
+                for side in sorted(("left", "right"), key=lambda side: side not in query.lower())]  # a named side first
