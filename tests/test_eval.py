@@ -565,3 +565,14 @@ def test_a_relevant_document_the_indexer_skipped_is_said(tmp_path, capsys, monke
     notes = json.loads(out)["notes"]
     assert any("1 relevant document of the corpus is not in the index" in n and "time-sleep" in n
                and "1 query cannot reach it" in n for n in notes), notes
+
+
+def test_a_run_shallower_than_the_depth_is_said(first_run, dataset, tmp_path, capsys, monkeypatch):
+    """A run file with 3 documents a query on a corpus of more: R@100 and MAP@100 see only those."""
+    runs_dir = first_run[2]
+    shallow = tmp_path / "top3.trec"
+    shallow.write_text("".join(line + "\n" for line in (runs_dir / "bm25.trec").read_text().splitlines()
+                               if int(line.split()[3]) <= 3))
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "", "--json", "--run", f"top3={shallow}")
+    assert code == 0, err
+    assert "run top3 lists at most 3 documents a query: R@100 and MAP@100 only see those" in json.loads(out)["notes"]

@@ -116,8 +116,11 @@ def test_joint_trains_every_mode_and_saves_a_joint_folder(tiny, tmp_path, capsys
     run = new_run(tmp_path, "j", _config(base, data, "j", max_steps=12, eval_data=str(beir), eval_every=12).to_json())
     status = train_run(run)
     assert status["state"] == "finished" and status["kind"] == "joint"
-    evals = [e for e in run.events() if e["event"] == "eval"]
+    base_eval = [e for e in run.events() if e["event"] == "eval" and e.get("base")]
+    evals = [e for e in run.events() if e["event"] == "eval" and not e.get("base")]
     assert len(evals) == 1 and status["best_metric"] == evals[0]["ndcg@10"] == evals[0]["ndcg@10_fused"]
+    # the base model measured before the first step: what the run is compared with
+    assert [e["step"] for e in base_eval] == [0] and status["base_metric"] == base_eval[0]["ndcg@10"]
     assert status["metric"] == "ndcg@10" and status["best_step"] == 12
     code, out, err = run_wb(capsys, monkeypatch, "runs", "-w", str(tmp_path))  # `wb runs` names the metric
     assert code == 0, err

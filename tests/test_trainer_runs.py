@@ -321,8 +321,8 @@ def test_keep_best_saves_the_best_evaluated_step_not_the_last(tiny, tmp_path):
     beir = _topic_beir(tmp_path / "beir")
     run = _new(tmp_path, "best", base, data, max_steps=8, lr=2e-2, eval_data=str(beir), eval_every=1, keep_best=True)
     status = train_embedder(run)
-    evals = {e["step"]: e["ndcg@10"] for e in run.events() if e["event"] == "eval"}
-    best_step = max(evals, key=lambda s: (evals[s], -s))
+    evals = {e["step"]: e["ndcg@10"] for e in run.events() if e["event"] == "eval" and not e.get("base")}
+    best_step = max(evals, key=lambda s: (evals[s], -s))  # among trained steps (the base's is step 0's)
     assert status["best_step"] == best_step == status["model_step"]
     assert evals[best_step] > evals[8], evals  # the setup's premise: the last step is not the best
     assert not run.best_weights_path.exists()
@@ -535,6 +535,23 @@ def test_mine_pseudo_titles_pairs_each_title_with_its_text_and_never_leaks_the_t
     code, _out, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root), "--pseudo",
                              "nope", "--out", str(tmp_path / "x.jsonl"))
     assert code == 2 and "titles, conclusions" in err and "Traceback" not in err
+
+
+def test_mine_pseudo_titles_from_a_folder_the_workspace_indexes(small_workspace, tmp_path, capsys, monkeypatch):
+    """No BEIR corpus needed: `--data` the indexed folder of markdown files; the titles are the
+    documents' own (as `wb index` read them) and every row's negatives are other documents."""
+    from workbench.ingest.readers import corpus_documents
+
+    ws, corpus = small_workspace
+    out = tmp_path / "titles.jsonl"
+    code, stdout, err = run_wb(capsys, monkeypatch, "mine", "--data", str(corpus), "-w", str(ws.root), "--pseudo",
+                               "titles", "-p", "bm25", "--out", str(out), "--range", "2-10", "--negatives", "2")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    titles = {title for title, _text in corpus_documents(corpus).values()}
+    assert len(rows) >= 10 and {r["query"] for r in rows} <= titles
+    assert all(r["pos"][0] not in r["neg"] for r in rows)
+    assert sum(bool(r["neg"]) for r in rows) > len(rows) // 2  # a short BM25 list can leave one without
 
 
 def test_conclusion_pseudo_queries_cut_the_closing_sentence_out_of_the_positive():

@@ -387,6 +387,21 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
                          **({"best_step": step} if improved else {}))
         return best
 
+    if main and cfg.eval_data and step == 0 and not finish_now:
+        # the base model's figure first: the yardstick of "did fine-tuning help" (an `eval` event at
+        # step 0 marked base, and the status's base_metric; keep_best chooses among trained steps)
+        try:
+            base_metric = trainer.evaluate(accelerator.unwrap_model(model), device)
+        except Exception as exc:  # noqa: BLE001 - as evaluate_now: an evaluation never costs the run
+            log(f"eval of the base model failed: {failure_line(exc)}")
+            base_metric = None
+        model.train()
+        if base_metric is not None:
+            run.append_event({"event": "eval", "step": 0, "base": True, trainer.metric_name: base_metric,
+                              **trainer.eval_details(), "time": time.time()})
+            run.write_status(base_metric=base_metric, metric=trainer.metric_name)
+            log(f"base model: {trainer.metric_name} {base_metric:.4f}")
+
     while step < total and not finish_now:
         if stop_requested():
             break

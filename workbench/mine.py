@@ -19,9 +19,10 @@ prior of a residual reranker (``wb train reranker --residual``). The workspace m
 index that corpus (``wb index DATASET/corpus.jsonl``) so that hit ids are corpus ids.
 
 With ``pseudo`` (``titles`` or ``conclusions``, see ``workbench.pseudo_queries``) the queries are
-made from the corpus itself (no queries or qrels are read: ``DATA`` may be a BEIR folder or its
-``corpus.jsonl``); each query's one positive is its source document minus the query's words, and
-negatives are written as that kind says.
+made from the corpus itself (no queries or qrels are read: ``DATA`` may be a BEIR folder, its
+``corpus.jsonl``, or a folder of documents the workspace indexes, read as `wb index` reads it); each
+query's one positive is its source document minus the query itself, and negatives are written as
+that kind says.
 """
 
 from __future__ import annotations
@@ -214,7 +215,8 @@ def _mine_source(data: str | Path, split: str, pseudo: str | None) -> MineSource
 
     check_kind(pseudo)  # before reading the corpus
     root = Path(data)
-    corpus_path = root / "corpus.jsonl" if root.is_dir() else root
+    # a BEIR folder's corpus.jsonl, or any folder wb indexes (its documents' ids are the index's)
+    corpus_path = root / "corpus.jsonl" if (root / "corpus.jsonl").is_file() else root
     docs = corpus_documents(corpus_path)
     made = make_pseudo_queries(pseudo, ((d, t, x) for d, (t, x) in docs.items()))
     if not made:

@@ -1361,6 +1361,8 @@ def runs_list(
         best = _fmt_metric(s.get("best_metric"))
         if s.get("metric") and best != "-":  # the runs' metrics differ (nDCG@10, a reranker's MRR)
             best += f" ({s['metric']}" + (f", step {s['best_step']})" if s.get("best_step") else ")")
+        if s.get("base_metric") is not None:  # the base model's, measured before the first step
+            best += f"; base {_fmt_metric(s['base_metric'])}"
         typer.echo(f"{run.name:<24} {s.get('state', '?'):<9} {step:>11} {_fmt_metric(s.get('loss')):>8}  {best}")
         if s.get("state") == "finished" and s.get("early"):
             typer.echo(f"  finished early (asked to): the model of step {s.get('model_step', s.get('step'))}")
@@ -1451,7 +1453,7 @@ def runs_soup(
 
 @app.command("mine", short_help="Mine hard negatives for a BEIR split (or pseudo-queries) from the workspace's index.")
 def mine_cmd(
-    data: Annotated[str, typer.Option("--data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv).")],
+    data: Annotated[str, typer.Option("--data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv); with --pseudo also a folder of documents the workspace indexes.")],
     out: Annotated[str, typer.Option("--out", help="FlagEmbedding jsonl to write.")],
     split: Annotated[str, typer.Option("--split", help="Qrels split whose queries are mined.")] = "train",
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Pipeline that retrieves the candidates.")] = "dense",

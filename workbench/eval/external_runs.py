@@ -129,6 +129,10 @@ def read_run(source: RunSource, evaluated: list[str], depth: int, corpus_ids: fr
     if missing:
         notes.append(f"run {source.label}: {missing} of the {len(wanted)} evaluated queries are not in "
                      f"{source.path.name} and score 0")
+    deepest = max(len(ranked) for ranked in run.values())
+    if deepest < min(depth, 100, len(corpus_ids) or 100):  # the @100 metrics see only what the run lists
+        notes.append(f"run {source.label} lists at most {deepest} documents a query: R@100 and MAP@100 "
+                     f"only see those")
     if others:
         notes.append(f"run {source.label}: {len(others)} quer{'y' if len(others) == 1 else 'ies'} of "
                      f"{source.path.name} {'is' if len(others) == 1 else 'are'} not among the evaluated ones (ignored)")

@@ -139,7 +139,7 @@ class EventTail:
                 self.epoch = float(e["epoch"])
         elif kind == "eval":
             for key, value in e.items():
-                if key not in ("event", "step", "time") and isinstance(value, (int, float)):
+                if key not in ("event", "step", "time", "base") and isinstance(value, (int, float)):
                     self.evals.append((int(e.get("step") or 0), key, float(value)))
         else:
             if kind == "started":
