@@ -1067,6 +1067,7 @@ async def test_runs_are_listed_followed_live_and_stopped(tmp_path):
             assert pane.selected == "ft-1"
             evals = str(app.query_one("#run-evals").render())
             assert "0.5300" in evals and "best" in evals
+            assert "base model   ndcg@10 0.4800" in evals  # what the steps are compared with, kept in view
 
             # s: the stop file and SIGTERM, as `wb runs stop` does; a worker waits for the end
             await pilot.press("up", "s")

@@ -208,6 +208,8 @@ def fake_run(workspace_root, name: str, state: str, *, steps: int = 0, total: in
     run.append_event({"event": "started", "total_steps": total, "examples": 3200, "device": "cpu", "time": t0})
     log = [f"training {name}: 3200 examples, 100 batches/epoch, {total} steps, encoder (mean pooling) on cpu"]
     best = None
+    if eval_every:  # the base model is measured before the first step, as the trainer does
+        run.append_event({"event": "eval", "step": 0, "base": True, "ndcg@10": 0.48, "time": t0})
     for step in range(1, steps + 1):
         loss = 2.0 / (1 + 0.05 * step) + 0.05 * ((step * 7) % 5) / 5
         run.append_event({"event": "step", "step": step, "epoch": step / 100, "loss": loss,
@@ -223,6 +225,8 @@ def fake_run(workspace_root, name: str, state: str, *, steps: int = 0, total: in
               "loss": (2.0 / (1 + 0.05 * steps) + 0.05 * ((steps * 7) % 5) / 5) if steps else None}
     if best is not None:
         fields["best_metric"] = best
+    if eval_every:
+        fields["base_metric"] = 0.48
     if error:
         fields.update(error=error, message=error.splitlines()[-1])
         run.append_event({"event": "failed", "error": error.splitlines()[-1], "time": t0 + 2.0 * steps + 1})

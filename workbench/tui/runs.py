@@ -601,12 +601,15 @@ class RunsPane(Vertical):
             self._update("#run-evals", Text("no evaluation yet", style="dim"))
             return
         box.display = True
-        best = max(v for _, _, v in tail.evals)
+        best = max((v for s, _, v in tail.evals if s > 0), default=None)  # among trained steps
         text = Text()
-        for i, (step, metric, value) in enumerate(tail.evals[-5:]):
+        base = [ev for ev in tail.evals if ev[0] == 0][:2]  # kept in view: what the steps are compared with
+        trained = [ev for ev in tail.evals if ev[0] > 0]
+        for i, (step, metric, value) in enumerate(base + trained[max(0, len(trained) - (5 - len(base))):]):
             if i:
                 text.append("\n")
-            text.append(f"step {step:>6}  {metric} ")
+            # step 0 is the base model's figure, measured before training (the yardstick)
+            text.append(f"{'base model ' if step == 0 else f'step {step:>6}'}  {metric} ")
             text.append(f"{value:.4f}", style=f"bold {pal.up}" if value == best else "")
             if value == best:
                 text.append("  best", style=pal.up)
