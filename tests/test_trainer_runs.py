@@ -60,6 +60,7 @@ def test_foreground_run_finishes_with_a_loadable_model(tiny, tmp_path, capsys, m
     assert [e["lr"] for e in steps] == pytest.approx([1e-3 * (6 - i) / 6 for i in range(6)])
     losses = _losses(run)
     assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2  # decreasing-ish
+    assert status["loss_recent"] == pytest.approx(sum(losses[-20:]) / len(losses[-20:]))  # `wb runs`'s figure
     assert run.events()[-1]["event"] == "finished"
     meta = json.loads((run.model_dir / "wb_model.json").read_text())
     assert meta["pooling"] == "mean" and meta["normalize"] is True

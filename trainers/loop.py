@@ -33,6 +33,7 @@ task_sampling``.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -54,6 +55,7 @@ from .runs import FINISH, RunFolder
 __all__ = ["KEEP_CHECKPOINTS", "StopFlag", "Trainer", "log", "mixed_precision", "run_training"]
 
 KEEP_CHECKPOINTS = 2
+RECENT_STEPS = 20  # status.json's loss_recent: the mean loss of this many last steps (`wb runs`)
 
 
 class Trainer:
@@ -295,6 +297,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
     device = accelerator.device
 
     step, last_loss = 0, None
+    recent_losses: collections.deque = collections.deque(maxlen=RECENT_STEPS)
     status = run.status()
     best = status.get("best_metric") if resume else None
     checkpoint = run.latest_checkpoint() if resume else None
@@ -429,6 +432,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
             n_tokens += tokens
         step += 1
         last_loss = sum(micro_losses) / len(micro_losses)
+        recent_losses.append(last_loss)
         if not math.isfinite(last_loss):
             raise FloatingPointError(f"loss is {last_loss} at step {step}: lower the learning rate")
         elapsed = max(time.perf_counter() - t0, 1e-9)
@@ -453,7 +457,9 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
                 event["tokens_per_s"] *= world
             if main:
                 run.append_event(event)
-                run.write_status(state="running", step=step, total_steps=total, loss=last_loss)
+                # one batch's loss jumps about: the mean of the recent steps is the figure to read
+                run.write_status(state="running", step=step, total_steps=total, loss=last_loss,
+                                 loss_recent=sum(recent_losses) / len(recent_losses))
                 log(f"step {step}/{total} loss {last_loss:.4f} lr {event['lr']:.2e} "
                     f"{event['examples_per_s']:.1f} ex/s" + (f" ({event['task']})" if "task" in event else ""))
         if on_step is not None:

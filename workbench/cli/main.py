@@ -1336,7 +1336,8 @@ def runs_list(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per run on stdout.")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """List the training runs: name, state, step/total, last loss, best metric."""
+    """List the training runs: name, state, step/total, loss (the mean of the last 20 steps), best
+    metric and the base model's."""
     if ctx.invoked_subcommand is not None:
         return
     from trainers.runs import list_runs
@@ -1363,7 +1364,8 @@ def runs_list(
             best += f" ({s['metric']}" + (f", step {s['best_step']})" if s.get("best_step") else ")")
         if s.get("base_metric") is not None:  # the base model's, measured before the first step
             best += f"; base {_fmt_metric(s['base_metric'])}"
-        typer.echo(f"{run.name:<24} {s.get('state', '?'):<9} {step:>11} {_fmt_metric(s.get('loss')):>8}  {best}")
+        loss = s.get("loss_recent", s.get("loss"))  # the mean of its last 20 steps (one batch's jumps about)
+        typer.echo(f"{run.name:<24} {s.get('state', '?'):<9} {step:>11} {_fmt_metric(loss):>8}  {best}")
         if s.get("state") == "finished" and s.get("early"):
             typer.echo(f"  finished early (asked to): the model of step {s.get('model_step', s.get('step'))}")
         if s.get("state") == "failed" and s.get("message"):
