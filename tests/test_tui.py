@@ -2064,3 +2064,48 @@ def test_several_folders_indexed_read_as_one_line():
     line = summary_line([a, b], 0)
     assert "\n" not in line and line.startswith("2 folders: indexed 5 docs (12 chunks), 1 unchanged, 1 removed")
     assert "workspace holds 6 docs / 14 chunks" in line
+
+
+def test_titles_a_narrow_column_would_cut_alike_give_up_their_middle():
+    from types import SimpleNamespace
+
+    from workbench.tui.results import ResultColumn
+    from workbench.types import Hit
+
+    def hit(doc, title):
+        return Hit(rank=1, doc_id=doc, chunk_id=f"{doc}#0", path=doc, title=title, score=1.0)
+
+    hits = [hit("a", "multiprocessing — Introduction"), hit("b", "multiprocessing — Process Pools"),
+            hit("c", "shutil — rmtree")]
+    column = SimpleNamespace(hits=hits, result=SimpleNamespace(unit="doc"))
+    titles = ResultColumn._cell_titles(column, 18)
+    assert titles[2] == "shutil — rmtree"  # it fits: whole
+    assert len(set(titles[:2])) == 2 and titles[0].endswith("uction") and titles[1].endswith("Pools")
+    assert all(len(t) <= 17 for t in titles)
+    column.result.unit = "chunk"  # the chunk number stays whole after the cut title
+    assert all(t.endswith(" #0") and len(t) <= 17 for t in ResultColumn._cell_titles(column, 18))
+
+
+async def test_an_instruction_set_from_elsewhere_keeps_your_own_and_i_opens_the_picker():
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        search = app.search
+        search.set_instruction("find the passage that answers this question")
+        await settle(pilot)
+        search.set_instruction(None)  # as opening an evaluated query does (wb eval ran without one)
+        await settle(pilot)
+        assert app.state.instruction_value is None and app.query_one("#instruction-text").value == ""
+        assert app.state.custom_instruction == "find the passage that answers this question"
+        from textual.widgets import Select
+
+        picker = app.query_one("#instruction", Select)
+        app.search.left.table.focus()
+        await pilot.press("i")
+        await settle(pilot)
+        assert picker.expanded and picker in app.focused.ancestors_with_self  # open: ↑↓ and Enter choose
+        await pilot.press("escape")
+        picker.value = "custom"  # custom… brings the kept text back
+        await settle(pilot)
+        assert app.query_one("#instruction-text").value == "find the passage that answers this question"
+        assert app.state.instruction_value == "find the passage that answers this question"

@@ -295,7 +295,7 @@ def query_cmd(
     k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
     instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help="Preset name or free text, applied to the query only.")] = None,
     fusion: Annotated[Optional[str], typer.Option("--fusion", help="rrf or weighted (default from wb.toml).")] = None,
-    rerank_depth: Annotated[Optional[int], typer.Option("--rerank-depth", help="How many first-stage results to rerank.")] = None,
+    rerank_depth: Annotated[Optional[int], typer.Option("--rerank-depth", help="How many first-stage results +rerank pipelines rerank (default from wb.toml).")] = None,
     rerank_interpolation: Annotated[Optional[float], typer.Option("--rerank-interpolation", help="final = (1-a) * reranker + a * first stage, a in [0, 1] (default from wb.toml).")] = None,
     unit: Annotated[str, typer.Option("--unit", help="doc (max over chunks) or chunk.")] = "doc",
     queries: Annotated[Optional[str], typer.Option("--queries", help="Answer every query of a file (one a line, BEIR queries.jsonl, or a .tsv: id<TAB>text or with a query header; - reads stdin), one model load for all.")] = None,

@@ -118,8 +118,10 @@ class WbApp(App):
         return self.query_one(RunsPane)
 
     def _update_subtitle(self) -> None:
-        status = ("models ready" if self.models_ready else "loading models…") if self.workspace_ready else (
-            "no index" if not self.searcher_ready else "")
+        if self.workspace_ready:
+            status = "models ready" if self.models_ready else "loading models…"
+        else:  # "no index" only once opening it has said so (a problem), never while it opens
+            status = ("no index" if self.workspace_problem else "opening the index…") if not self.searcher_ready else ""
         home = str(Path.home())
         root = str(self.workspace_root)
         shown = "~" + root[len(home):] if root.startswith(home + os.sep) else root

@@ -389,6 +389,9 @@ class EvalPane(Vertical):
         table.clear(columns=True)
         metric = "nDCG@10 " if self._per_query else ""
         table.border_title = f"per query, {metric}by {SORTS[self._sort]} (o: order · Enter: open in Search)"
+        if self.report and len(self.report.get("pipelines") or []) > 1 and not self._per_query:
+            # a report compared pipelines and no query's nDCG@10 moved: said, not an empty table
+            table.border_title = "per query: no query's nDCG@10 differs from the baseline's (ties are not listed)"
         longest = max((len(str(q.get("pipeline", ""))) for q in self._per_query), default=14)
         name_width = max(14, min(longest, (self.size.width or 100) - 82))  # the query keeps 20 columns
         width = max(20, (self.size.width or 100) - 48 - name_width)

@@ -29,10 +29,11 @@ WIDGET_KEYS = [
 ]
 
 # What the Search columns' marks mean (not keys, but read beside them).
-SEARCH_MARKS = ("Search columns: what the marks mean", [
-    ("D C S B", "dense, ColBERT, sparse, BM25: the hit's rank (#n) and score in each mode; – it did not retrieve it"),
+SEARCH_MARKS = ("Search marks", [
+    ("D C S B", "dense, ColBERT, sparse, BM25: the hit's rank (#n) and score in each mode; – or · it did not "
+                "retrieve it"),
     ("↑n ↓n = new", "right column: the hit's move against the left column (new: not in the left list)"),
-    ("dropped #n", "right column: the left column's hits that are not in the right list, #n their left rank"),
+    ("dropped", "right column: the left column's hits that are not in the right list (was n: their left rank)"),
     ("#n (chunks)", "u ranks chunks: #n is the chunk's id in its document, counted from 0 (as in the chunk id doc#n)"),
 ])
 

@@ -157,7 +157,7 @@ def _data(help_text: str) -> Field:
 
 
 def _base(default: str, help_text: str) -> Field:
-    return Field("base", "--base", "base model", "text", default, help=help_text)
+    return Field("base", "--base", "base model", "text", default, help=help_text, required=True)
 
 
 EPOCHS = Field("epochs", "--epochs", "epochs", "float")

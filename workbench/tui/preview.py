@@ -84,7 +84,8 @@ class PreviewScreen(ModalScreen):
         # the mode scores are the document's (each mode's best chunk); the chunk explained below is
         # the one the results show and the reranker reads, which need not be every mode's best
         meta.append(f"{hit.doc_id} · explained below: {hit.chunk_id}", style="dim")
-        meta.append("\nbest chunk per mode: " + mode_line(hit, pipeline=self.pipeline), style="dim")
+        # #n is the document's rank in each mode (its best chunk's score there), not a chunk number
+        meta.append("\nrank and score per mode: " + mode_line(hit, pipeline=self.pipeline), style="dim")
         self.query_one("#preview-meta", Static).update(meta)
         self.query_one("#preview-text", Static).update(Text("computing the explanation…", style="italic dim"))
         self.query_one("#preview-sparse", Static).update("")

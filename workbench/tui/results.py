@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Select, Static
 
 from workbench.config import MODES
-from workbench.tui.common import MODE_SHORT, PIPELINES, Palette, fmt_score, known_pipeline, mode_line, short
+from workbench.tui.common import MODE_SHORT, PIPELINES, Palette, cut_middle, fmt_score, known_pipeline, mode_line, short
 
 DETAIL_ROWS = 4  # the selected hit's detail: its frame line, the per-mode ranks, the snippet
 DROPPED_ROWS = 1  # the right column's "dropped:" line, when there is one
@@ -216,12 +216,9 @@ class ResultColumn(Vertical):
         table.add_column(" score ", key="score", width=7)
         for m in mode_cols:
             table.add_column(f"{MODE_SHORT[m]:>3}", key=m, width=3)
+        titles = self._cell_titles(title_w)
         for i, hit in enumerate(self.hits):
-            title = hit.title or hit.doc_id
-            if self.result.unit == "chunk":  # the chunk number survives a short column: the title is cut
-                number = f" {_chunk_number(hit)}"
-                title = short(title, max(4, title_w - 1 - len(number))) + number
-            doc = Text(" " + short(title, title_w - 1))
+            doc = Text(" " + titles[i])
             if wide and title_w - len(doc.plain) > 6:
                 doc.append("  " + short(hit.doc_id, title_w - len(doc.plain) - 2), style="dim")
             cells = [Text(f"{hit.rank:>2} ", style="bold")]
@@ -242,6 +239,19 @@ class ResultColumn(Vertical):
         self._render_detail()
         if self.compare:
             self._render_dropped(pal)
+
+    def _cell_titles(self, title_w: int) -> list[str]:
+        """Each hit's title cut to the column (with its chunk number when ranking chunks: it survives,
+        the title is cut). Titles that the cut makes identical (``multiprocessing — Introduction``
+        and ``— Pool`` both ``multiprocessing…``) give up their middle instead, so rows stay apart."""
+        chunks = self.result is not None and self.result.unit == "chunk"
+        numbers = [f" {_chunk_number(h)}" if chunks else "" for h in self.hits]
+        names = [" ".join((h.title or h.doc_id).split()) for h in self.hits]
+        widths = [max(4, title_w - 1 - len(n)) for n in numbers]
+        cut = [short(name, w) + n for name, w, n in zip(names, widths, numbers)]
+        clashes = {c for c in cut if cut.count(c) > 1}
+        return [cut_middle(name, w) + n if c in clashes and len(name) > w else c
+                for name, w, n, c in zip(names, widths, numbers, cut)]
 
     def _render_detail(self) -> None:
         detail = self.query_one(f"#{self.side}-detail", Static)
@@ -271,11 +281,11 @@ class ResultColumn(Vertical):
         for j, hit in enumerate(self.dropped):
             if j:
                 text.append(" · ", style="dim")
-            text.append(f"#{hit.rank} ", style="dim")  # its rank in the left column
             name = short(hit.title or hit.doc_id, 28 if self.result.unit != "chunk" else 22)
             if self.result.unit == "chunk":
                 name += f" {_chunk_number(hit)}"
             text.append(name)
+            text.append(f" (was {hit.rank})", style="dim")  # its rank in the left column
         box.update(text)
 
     def on_resize(self) -> None:

@@ -34,7 +34,7 @@ class SearchPane(Vertical):
         Binding("l", "cycle('left')", "Left pipe", tooltip="Next pipeline in the left column"),
         Binding("r", "cycle('right')", "Right pipe", tooltip="Next pipeline in the right column"),
         Binding("x", "swap", "Swap", tooltip="Swap the two pipelines"),
-        Binding("i", "focus_instruction", "Instruction", tooltip="Pick an instruction preset"),
+        Binding("i", "focus_instruction", "Instruction", tooltip="Open the instruction picker (presets, custom…)"),
         Binding("u", "toggle_unit", "Doc/chunk", tooltip="Rank documents or chunks"),
         Binding("plus", "more", "More hits", show=False, tooltip="More results per column (5, 10, 20, ... 100)"),
         Binding("minus", "fewer", "Fewer hits", show=False, tooltip="Fewer results per column (down to 5)"),
@@ -51,15 +51,16 @@ class SearchPane(Vertical):
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         state = self.app.state
-        yield Input(value=state.query, placeholder="Search the workspace…  (Enter searches; Esc leaves the box: then 1-4 switch screens)",
+        yield Input(value=state.query, placeholder="Search the workspace…  (Enter searches, Esc leaves the box)",
                     id="query")
         with Horizontal(id="instruction-row"):
             yield Static("instruction", classes="row-label")
             options = [(name, name) for name in INSTRUCTION_PRESETS] + [("custom…", "custom")]
             value = state.instruction if state.instruction in dict(options).values() else "none"
             yield Select(options, value=value, allow_blank=False, compact=True, id="instruction")
-            yield Input(value=state.custom_instruction, compact=True, id="instruction-text",
-                        placeholder="free-text instruction (applied to dense & ColBERT query encodings)")
+            yield Input(value=state.custom_instruction if state.instruction == "custom" else "", compact=True,
+                        id="instruction-text",
+                        placeholder="your own instruction (dense & ColBERT read it)")
         yield Static("", id="rendered")
         with Horizontal(id="columns"):
             yield ResultColumn("left", state.left_pipeline)
@@ -124,7 +125,7 @@ class SearchPane(Vertical):
         if state.instruction not in ("custom", "none"):
             box.placeholder = INSTRUCTION_PRESETS.get(state.instruction, "")
         else:
-            box.placeholder = "free-text instruction (applied to dense & ColBERT query encodings)"
+            box.placeholder = "your own instruction (dense & ColBERT read it)"
 
     # -- events ------------------------------------------------------------------------
     @on(Input.Changed, "#query")
@@ -147,10 +148,9 @@ class SearchPane(Vertical):
         if value == state.instruction:
             return
         state.instruction = value
-        if value != "custom":
-            box = self.query_one("#instruction-text", Input)
-            with box.prevent(Input.Changed):
-                box.value = ""
+        box = self.query_one("#instruction-text", Input)
+        with box.prevent(Input.Changed):  # custom…: the free text typed before, kept meanwhile
+            box.value = state.custom_instruction if value == "custom" else ""
         self._update_instruction_placeholder()
         self.update_rendered()
         self.app.save_state()
@@ -199,7 +199,10 @@ class SearchPane(Vertical):
         self.left.table.focus()
 
     def action_focus_instruction(self) -> None:
-        self.query_one("#instruction", Select).focus()
+        """``i``: the instruction picker, open (↑↓ and Enter choose; Esc closes it)."""
+        picker = self.query_one("#instruction", Select)
+        picker.focus()
+        picker.expanded = True
 
     def action_cycle(self, side: str) -> None:
         column = self.left if side == "left" else self.right
@@ -283,24 +286,27 @@ class SearchPane(Vertical):
 
     def set_instruction(self, value: str | None, *, run: bool = True) -> None:
         """A preset name, free text, or None / "" / "none" for no instruction (applied at once: the
-        next query uses it)."""
+        next query uses it). A preset or none keeps the free text typed before (``custom…`` in the
+        picker brings it back)."""
         state = self.app.state
         value = (value or "").strip()
         if value in ("", "none"):
-            name, custom = "none", ""
+            name, custom = "none", state.custom_instruction
         elif value in INSTRUCTION_PRESETS:
-            name, custom = value, ""
+            name, custom = value, state.custom_instruction
         else:
             name, custom = "custom", value
         if (state.instruction, state.custom_instruction) == (name, custom):
             return
+        if state.instruction == "custom" and name != "custom" and custom.strip():
+            self.app.notify(f"instruction: {name} (your own is kept: custom… in the picker brings it back)", timeout=6)
         state.instruction, state.custom_instruction = name, custom
         sel = self.query_one("#instruction", Select)
         with sel.prevent(Select.Changed):
             sel.value = name
         box = self.query_one("#instruction-text", Input)
         with box.prevent(Input.Changed):
-            box.value = custom
+            box.value = custom if name == "custom" else ""
         self._update_instruction_placeholder()
         self.update_rendered()
         self.app.save_state()
