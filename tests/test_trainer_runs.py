@@ -780,3 +780,20 @@ def test_a_run_whose_creator_died_before_training_is_died_and_frees_its_name(tmp
     assert run.status()["state"] == "died"
     again = new_run(tmp_path, "q1", '{"second": true}')
     assert json.loads(again.config_path.read_text()) == {"second": True}
+
+
+def test_eval_data_that_asks_training_queries_is_said(tiny, tmp_path, capsys, monkeypatch):
+    """Held-out groups cut from the training file itself: the run trains (it is the user's call)
+    and says its in-training figure will be optimistic; truly held-out groups say nothing."""
+    base, data = tiny
+    args = ["train", "reranker", "--data", str(data), "--base", str(base), "--max-steps", "1", "-w", str(tmp_path)]
+    code, _out, err = run_wb(capsys, monkeypatch, *args, "--out", "same", "--eval-data", str(data))
+    assert code == 0, err
+    rows = len(data.read_text().splitlines())
+    assert f"{rows} of the {rows} evaluation queries are training queries too" in err
+    held_out = tmp_path / "held-out.jsonl"  # the same kind of groups, with queries the run never sees
+    held_out.write_text("".join(json.dumps({**row, "query": "held out: " + row["query"]}) + "\n" for row in
+                                (json.loads(line) for line in data.read_text().splitlines()[:6])))
+    code, _out, err = run_wb(capsys, monkeypatch, *args, "--out", "apart", "--eval-data", str(held_out))
+    assert code == 0, err
+    assert "training queries too" not in err

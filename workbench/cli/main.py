@@ -1035,12 +1035,28 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
 
         # every row read now (a malformed line, no usable example: one line, before any run folder
         # exists), not after a detached run said it started; the run reads them again
-        read_datasets(cfg.data, split=getattr(cfg, "split", "train"))
+        examples = read_datasets(cfg.data, split=getattr(cfg, "split", "train"))
+        _warn_eval_overlap(cfg, {ex.query for ex in examples})
     from trainers.runs import new_run
 
     ws.root.mkdir(parents=True, exist_ok=True)
     run = new_run(ws.root, name, cfg.to_json())
     _run_training(run, resume=False, detach=detach)
+
+
+def _warn_eval_overlap(cfg, train_queries: set[str]) -> None:
+    """Say (not refuse) when the run's --eval-data asks queries it trains on: its in-training figure
+    would be optimistic."""
+    if not getattr(cfg, "eval_data", None):
+        return
+    from trainers.data.eval_data import eval_queries
+
+    asked = eval_queries(cfg.eval_data, cfg.EVAL_FORMAT, getattr(cfg, "eval_split", "test"))
+    shared = asked & train_queries
+    if shared:
+        _err_console().print(f"[yellow]{len(shared)} of the {len(asked)} evaluation queries are training queries too: "
+                             "the figures measured during training will be optimistic (hold them out)[/yellow]",
+                             highlight=False)
 
 
 @train_app.command("reranker")
