@@ -116,6 +116,7 @@ async def test_search_two_columns_movement_pipeline_switch_and_preview(small_wor
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, PreviewScreen)
+        assert left.table.cursor_row == 1  # the hit previewed last is the one selected
 
 
 async def test_instruction_preset_shows_the_exact_encoder_input(small_workspace, tui_engine):

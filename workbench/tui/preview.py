@@ -64,6 +64,11 @@ class PreviewScreen(ModalScreen):
         self.load()
         self.query_one("#preview-doc").focus()
 
+    async def action_dismiss(self, result=None) -> None:
+        """Close, handing back the index of the hit shown last (n/p moved it): the column's cursor
+        goes there."""
+        self.dismiss(self.index)
+
     def action_move(self, step: int) -> None:
         new = self.index + step
         if 0 <= new < len(self.hits):

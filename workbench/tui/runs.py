@@ -499,12 +499,16 @@ class RunsPane(Vertical):
             for wid in ("#loss-label", "#lr-label", "#eps-label", "#run-gpu", "#run-evals", "#run-log"):
                 self._update(wid, "")
             for wid in ("#loss-spark", "#lr-spark", "#eps-spark"):
-                self.query_one(wid, Sparkline).data = []
+                spark = self.query_one(wid, Sparkline)
+                spark.data = []
+                spark.display = False  # an empty chart draws a floor of ▁: nothing to chart
             self._charted = None
             self.query_one("#run-error").display = False
             side.display = False
             return
         side.display = True
+        for wid in ("#loss-spark", "#lr-spark", "#eps-spark"):
+            self.query_one(wid, Sparkline).display = True
         run = self.run_folder(row.name)
         tail = self._tails.get(row.name)
         if tail is None:

@@ -456,9 +456,14 @@ class SearchPane(Vertical):
         if column.result is None or not (0 <= index < len(column.hits)):
             return
         key = column.shown_key
+        def back(last: int | None) -> None:  # the hit previewed last (n/p) is the one selected
+            if last is not None and column.result is not None and 0 <= last < len(column.hits):
+                column.table.move_cursor(row=last, animate=False)
+
         self.app.push_screen(
             PreviewScreen(column.hits, index, query=column.result.query, instruction=key[2] or None,
-                          pipeline=column.pipeline, root=key[0])
+                          pipeline=column.pipeline, root=key[0]),
+            back,
         )
 
     def refresh_theme(self) -> None:
