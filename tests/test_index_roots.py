@@ -270,6 +270,18 @@ def test_bare_index_json_is_one_object_for_all_folders(tmp_path, capsys, monkeyp
     assert all(f["docs_unchanged"] == 1 and f["docs_indexed"] == 0 for f in report["folders"])
 
 
+def _cut_run_at(monkeypatch, step: str, ws, corpus) -> None:
+    """`wb index` of ``corpus`` cut off (Ctrl-C, a kill) as it enters ``Indexer.<step>``; the step is
+    put back afterwards."""
+    def cut(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Indexer, step, cut)
+        with pytest.raises(KeyboardInterrupt):
+            Indexer(ws).run(corpus)
+
+
 def test_a_cut_off_run_is_said_by_queries_until_the_next_run_finishes_it(tmp_path, capsys, monkeypatch):
     """Ctrl-C or a kill in the middle of `wb index`: what was written stays (complete documents),
     and every query says the index lacks documents until `wb index` of that folder has ended."""
@@ -284,14 +296,7 @@ def test_a_cut_off_run_is_said_by_queries_until_the_next_run_finishes_it(tmp_pat
     (corpus / "time").mkdir()
     shutil.copy(SAMPLE / "time" / "sleep.md", corpus / "time" / "sleep.md")
 
-    def cut(*_args, **_kwargs):
-        raise KeyboardInterrupt
-
-    real = Indexer._index_docs
-    monkeypatch.setattr(Indexer, "_index_docs", cut)
-    with pytest.raises(KeyboardInterrupt):
-        Indexer(ws).run(corpus)
-    monkeypatch.setattr(Indexer, "_index_docs", real)
+    _cut_run_at(monkeypatch, "_index_docs", ws, corpus)
     note = Searcher(ws).serving_note
     assert f"the indexing run of {corpus} was cut off" in note and f"`wb index {corpus}` continues it" in note
     code, out, err = run_wb(capsys, monkeypatch, "query", "sleep", "-w", str(ws.root), "-p", "bm25", "--json")
@@ -317,14 +322,7 @@ def test_a_run_cut_off_before_its_snapshot_answers_from_what_it_wrote(tmp_path, 
     shutil.copy(SAMPLE / "time" / "sleep.md", corpus / "time" / "sleep.md")
     (corpus / "shutil" / "rmtree.md").unlink()
 
-    def cut(*_args, **_kwargs):
-        raise KeyboardInterrupt
-
-    real = Indexer._publish_snapshot
-    monkeypatch.setattr(Indexer, "_publish_snapshot", cut)
-    with pytest.raises(KeyboardInterrupt):
-        Indexer(ws).run(corpus)
-    monkeypatch.setattr(Indexer, "_publish_snapshot", real)
+    _cut_run_at(monkeypatch, "_publish_snapshot", ws, corpus)
     searcher = Searcher(ws)
     assert "was cut off" in searcher.serving_note
     for pipeline in ("bm25", "dense", "colbert", "hybrid"):
@@ -343,12 +341,7 @@ def test_a_first_run_cut_off_before_any_document_says_so(tmp_path, monkeypatch):
     ws = Workspace(tmp_path / "ws")
     ws.ensure()
 
-    def cut(*_args, **_kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Indexer, "_index_docs", cut)
-    with pytest.raises(KeyboardInterrupt):
-        Indexer(ws).run(corpus)
+    _cut_run_at(monkeypatch, "_index_docs", ws, corpus)
     with pytest.raises(WorkspaceError, match=f"the first indexing run of {corpus} was cut off before it wrote a "
                                             f"document: `wb index {corpus}` continues it"):
         Searcher(ws)
