@@ -2110,3 +2110,36 @@ async def test_an_instruction_set_from_elsewhere_keeps_your_own_and_i_opens_the_
         await settle(pilot)
         assert app.query_one("#instruction-text").value == "find the passage that answers this question"
         assert app.state.instruction_value == "find the passage that answers this question"
+
+
+async def test_a_query_opened_from_evaluate_marks_its_relevant_documents(tmp_path):
+    """Enter on a per-query row: Search marks the hits the dataset's qrels judge relevant (✓) and
+    counts them per column; another query typed drops the marks."""
+    dataset = tmp_path / "mini"
+    (dataset / "qrels").mkdir(parents=True)
+    (dataset / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq2\ttime/sleep.md\t1\n"
+                                                "q2\tos/walk.md\t0\nq1\tshutil/rmtree.md\t1\n")
+    (dataset / "queries.jsonl").write_text("")
+    report = {**EVAL_REPORT, "dataset_path": str(dataset), "split": "test"}
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("evaluate")
+        app.evaluate.show_report(report)
+        await pilot.pause()
+        per_query = app.query_one("#per-query")
+        per_query.focus()
+        row = next(i for i, r in enumerate(app.evaluate._rows) if r["query_id"] == "q2")
+        per_query.move_cursor(row=row)
+        await pilot.press("enter")
+        await settle(pilot)
+        await wait_until(pilot, lambda: all(c.result is not None for c in app.search.columns), what="both answers")
+        for column in app.search.columns:
+            assert column.relevant == {"time/sleep.md": 1}  # grade 0 is no relevance
+            marked = [str(column.table.get_row_at(i)[0]) for i, h in enumerate(column.hits) if h.doc_id == "time/sleep.md"]
+            unmarked = [str(column.table.get_row_at(i)[0]) for i, h in enumerate(column.hits) if h.doc_id != "time/sleep.md"]
+            assert all(cell.endswith("✓") for cell in marked) and not any(cell.endswith("✓") for cell in unmarked)
+            found = int(any(h.doc_id == "time/sleep.md" for h in column.hits))
+            assert str(app.query_one(f"#{column.side}-status").render()).startswith(f"{found}/1✓")
+        await run_query(pilot, "another query")
+        assert all(c.relevant == {} for c in app.search.columns)

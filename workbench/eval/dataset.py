@@ -207,6 +207,18 @@ def detect_format(root: Path, split: str) -> str:
     return "beir"  # report the BEIR files as missing
 
 
+def judgements(path: str | Path, split: str, query_id: str) -> dict[str, int]:
+    """{doc id: grade > 0} of one query in a dataset's ``split`` (its qrels file only: no corpus or
+    queries read), for marking relevant hits (the TUI's Search, opened from Evaluate)."""
+    root = Path(path).expanduser()
+    fmt = detect_format(root, split)
+    qrels_path = root / "qrels" / f"{split}.tsv" if fmt == "beir" else root / f"{split}_qrels.jsonl"
+    if not qrels_path.is_file():
+        raise InputError(f"dataset {root} has no {split} qrels")
+    rows = _qrels_tsv(qrels_path) if fmt == "beir" else _qrels_jsonl(qrels_path)
+    return {doc: grade for qid, doc, grade in rows if qid == query_id and grade > 0}
+
+
 def load_dataset(path: str | Path, split: str = "test") -> EvalDataset:
     """Read and check a dataset folder; see the module docstring for the formats and rules."""
     root = Path(path).expanduser()

@@ -362,12 +362,13 @@ class WbApp(App):
 
     def jump_to_search(self, query: str, left: str | None = None, right: str | None = None,
                        workspace: str | None = None, right_models: tuple | None = None,
-                       instruction: str | None = None) -> None:
+                       instruction: str | None = None, relevant: dict[str, int] | None = None) -> None:
         """Open ``query`` in Search, with the given pipelines when they are known ones (and in
         ``workspace``, the one an evaluation indexed its dataset into, when given), the instruction
         ``instruction`` (None: none, as ``wb eval`` searches), and the right column on ``right_models``
         (``(root or None, label[, {role: model}])``: a ``--compare`` system's models; None: both
-        columns on the workspace's own models).
+        columns on the workspace's own models). ``relevant`` ({doc id: grade}, the query's qrels):
+        the hits Search marks as relevant while this query is shown.
 
         An evaluation's own index is opened in the Search columns only: the app stays on (and
         remembers) the user's workspace, so Corpus, Runs and Evaluate go on working on it, and
@@ -394,6 +395,7 @@ class WbApp(App):
         elif any(c.root or c.model_label or c.models for c in search.columns):
             search.set_models(run=False)
         search.set_instruction(instruction, run=False)
+        search.set_relevant(query, relevant or {})
         search.set_query(query)
         self.call_after_refresh(search.left.table.focus)
 

@@ -436,7 +436,21 @@ class EvalPane(Vertical):
             return
         self.app.jump_to_search(str(row.get("query", "")), left=target.left, right=target.right,
                                 workspace=target.workspace, right_models=target.right_models,
-                                instruction=target.instruction)
+                                instruction=target.instruction, relevant=self._judgements(row))
+
+    def _judgements(self, row: dict) -> dict[str, int]:
+        """The evaluated query's relevant documents ({doc id: grade}, from the dataset's qrels), which
+        Search marks; none when the dataset cannot be read now (it is said)."""
+        report = self.report or {}
+        if not report.get("dataset_path") or row.get("query_id") is None:
+            return {}
+        from workbench.eval.dataset import judgements
+
+        try:
+            return judgements(report["dataset_path"], str(report.get("split") or "test"), str(row["query_id"]))
+        except WbError as exc:
+            self.app.notify(f"relevant documents not marked: {exc}", severity="warning", timeout=6)
+            return {}
 
     def on_resize(self) -> None:
         if self._per_query:

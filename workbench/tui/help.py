@@ -34,6 +34,8 @@ SEARCH_MARKS = ("Search marks", [
                 "retrieve it"),
     ("↑n ↓n = new", "right column: the hit's move against the left column (new: not in the left list)"),
     ("dropped", "right column: the left column's hits that are not in the right list (was n: their left rank)"),
+    ("✓  n/m✓", "opened from Evaluate: a relevant document of that query (its qrels); the header counts the "
+                "relevant documents a column found of all the query's"),
     ("#n (chunks)", "u ranks chunks: #n is the chunk's id in its document, counted from 0 (as in the chunk id doc#n)"),
 ])
 

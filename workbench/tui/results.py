@@ -62,6 +62,7 @@ class ResultColumn(Vertical):
         self.shown_key: tuple | None = None  # (workspace, query, instruction, pipeline, k, unit, models) shown
         self.marks: list[str] = []
         self.dropped: list = []
+        self.relevant: dict[str, int] = {}  # doc id -> grade: the shown query's judgements (from Evaluate)
         self.message = "type a query"
         self._busy = False
         self._loading = False
@@ -154,6 +155,12 @@ class ResultColumn(Vertical):
         self.set_busy(False)
         self.redraw()
 
+    def set_relevant(self, relevant: dict[str, int]) -> None:
+        """Mark these documents' hits relevant (✓ after the rank; the count in the header)."""
+        if relevant != self.relevant:
+            self.relevant = dict(relevant)
+            self.redraw()
+
     def set_movement(self, marks: list[str], dropped: list) -> None:
         self.marks, self.dropped = marks, dropped
         self.redraw()
@@ -192,7 +199,11 @@ class ResultColumn(Vertical):
             n = len(self.result.results)
             # a narrow column (80-column terminal) drops the word so that the time stays whole
             count = f"{n}" if (self.size.width or 48) < NARROW_COLUMN else f"{n} hit{'' if n == 1 else 's'}"
-            status.update(Text(count + (f" · {ms:.0f} ms" if ms is not None else ""), style="dim"))
+            line = Text(count + (f" · {ms:.0f} ms" if ms is not None else ""), style="dim")
+            if self.relevant:  # how many of the query's relevant documents this column found
+                found = len({h.doc_id for h in self.result.results if self.relevant.get(h.doc_id, 0) > 0})
+                line = Text.assemble((f"{found}/{len(self.relevant)}✓ ", f"bold {self._palette().up}"), line)
+            status.update(line)
 
     def redraw(self) -> None:
         if not self.is_mounted:
@@ -221,7 +232,9 @@ class ResultColumn(Vertical):
             doc = Text(" " + titles[i])
             if wide and title_w - len(doc.plain) > 6:
                 doc.append("  " + short(hit.doc_id, title_w - len(doc.plain) - 2), style="dim")
-            cells = [Text(f"{hit.rank:>2} ", style="bold")]
+            cells = [Text(f"{hit.rank:>2}", style="bold")]
+            # ✓: a relevant document of the evaluated query (its qrels), when Search came from Evaluate
+            cells[0].append("✓" if self.relevant.get(hit.doc_id, 0) > 0 else " ", style=f"bold {pal.up}")
             if self.compare:
                 mark = self.marks[i] if i < len(self.marks) else ""
                 style = {"↑": f"bold {pal.up}", "↓": f"bold {pal.down}", "n": f"bold {pal.new}"}.get(mark[:1], "dim")

@@ -131,6 +131,7 @@ class SearchPane(Vertical):
     @on(Input.Changed, "#query")
     def _query_changed(self, event: Input.Changed) -> None:
         self.app.state.query = event.value
+        self._apply_relevant()  # another query: the evaluated one's judgements no longer apply
         self.update_rendered()
         self.request_search()
 
@@ -275,11 +276,24 @@ class SearchPane(Vertical):
     def action_fewer(self) -> None:
         self.set_k((self.effective_k() - 1) // 10 * 10 or 5)
 
+    def set_relevant(self, query: str, relevant: dict[str, int]) -> None:
+        """Mark ``relevant`` documents ({doc id: grade}: an evaluated query's qrels) in both columns
+        while ``query`` is the query shown; typing another query drops the marks."""
+        self._relevant = (query.strip(), dict(relevant))
+        self._apply_relevant()
+
+    def _apply_relevant(self) -> None:
+        query, relevant = getattr(self, "_relevant", ("", {}))
+        shown = relevant if relevant and self.app.state.query.strip() == query else {}
+        for column in self.columns:
+            column.set_relevant(shown)
+
     def set_query(self, text: str, *, run: bool = True) -> None:
         box = self.query_one("#query", Input)
         with box.prevent(Input.Changed):
             box.value = text
         self.app.state.query = text
+        self._apply_relevant()
         self.update_rendered()
         if run:
             self.request_search(immediate=True)
