@@ -2143,3 +2143,19 @@ async def test_a_query_opened_from_evaluate_marks_its_relevant_documents(tmp_pat
             assert str(app.query_one(f"#{column.side}-status").render()).startswith(f"{found}/1✓")
         await run_query(pilot, "another query")
         assert all(c.relevant == {} for c in app.search.columns)
+
+
+async def test_the_runs_table_shows_the_recent_mean_loss_as_wb_runs_does(tmp_path, monkeypatch):
+    from tui_fake import fake_run
+    from workbench.tui.runs import RunsPane
+
+    run = fake_run(tmp_path, "ft-1", "finished", steps=30, total=30)
+    run.write_status(loss_recent=0.2222)  # the trainer's mean of the last 20 steps
+    monkeypatch.setattr(RunsPane, "root", property(lambda self: tmp_path))
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("runs")
+        table = app.query_one("#runs-table")
+        await wait_until(pilot, lambda: table.row_count == 1, what="the run listed")
+        assert str(table.get_cell("ft-1", "loss")).strip() == "0.2222"

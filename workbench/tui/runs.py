@@ -469,7 +469,8 @@ class RunsPane(Vertical):
             "name": Text(short(r.name, w["name"])),
             "state": Text(r.state, style=colour),
             "step": Text(step, justify="right"),
-            "loss": Text(_num(s.get("loss")), justify="right"),
+            # the mean of its last 20 steps, as `wb runs` (one batch's loss jumps about)
+            "loss": Text(_num(s.get("loss_recent", s.get("loss"))), justify="right"),
             "best": Text(_num(s.get("best_metric")), justify="right"),
             "base": Text(short(_model_name(str(r.config.get("base") or "")), w["base"]), style="dim"),
             "data": Text(short(data_label(r.config.get("data") or "?"), w["data"]), style="dim"),
