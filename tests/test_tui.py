@@ -2061,8 +2061,8 @@ def test_several_folders_indexed_read_as_one_line():
                      total_docs=4, total_chunks=9)
     b = IndexSummary(root="/b", docs_indexed=2, chunks_written=5, docs_removed=1, seconds=2.0,
                      total_docs=6, total_chunks=14)
-    assert summary_line([a], 0) == a.line()
-    line = summary_line([a, b], 0)
+    assert summary_line([a]) == a.line()
+    line = summary_line([a, b])
     assert "\n" not in line and line.startswith("2 folders: indexed 5 docs (12 chunks), 1 unchanged, 1 removed")
     assert "workspace holds 6 docs / 14 chunks" in line
 
@@ -2124,15 +2124,8 @@ async def test_a_query_opened_from_evaluate_marks_its_relevant_documents(tmp_pat
     app = WbApp(FakeEngine.root, engine=FakeEngine())
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        app.action_show_tab("evaluate")
-        app.evaluate.show_report(report)
-        await pilot.pause()
-        per_query = app.query_one("#per-query")
-        per_query.focus()
-        row = next(i for i, r in enumerate(app.evaluate._rows) if r["query_id"] == "q2")
-        per_query.move_cursor(row=row)
-        await pilot.press("enter")
-        await settle(pilot)
+        await _open_row(pilot, report, row=1)  # rows by |Δ|: q1, q2, q3
+        assert app.query_one("#query").value == "sleep a while"  # q2's
         await wait_until(pilot, lambda: all(c.result is not None for c in app.search.columns), what="both answers")
         for column in app.search.columns:
             assert column.relevant == {"time/sleep.md": 1}  # grade 0 is no relevance

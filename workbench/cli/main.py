@@ -452,7 +452,7 @@ def _refuse_idle_overrides(overrides: dict[str, str], pipe, reranker: str) -> No
     """UsageError when none of ``--compare``'s roles takes part in ``pipe`` (the two answers would be
     the same). The MaxSim reranker (``reranker``, the one the compared side runs) reads the ColBERT
     role's token vectors."""
-    used = _roles_run(pipe, reranker)
+    used = pipe.model_roles(reranker)
     if not set(overrides) & used:
         roles = ", ".join(sorted(overrides))
         hint = f"{pipe.name}+rerank" if "reranker" in overrides and not pipe.rerank else "hybrid"
@@ -460,19 +460,12 @@ def _refuse_idle_overrides(overrides: dict[str, str], pipe, reranker: str) -> No
                          f"compare a pipeline that does (-p {hint})")
 
 
-def _roles_run(pipe, reranker: str) -> set[str]:
-    """The model roles a query of ``pipe`` runs (the MaxSim reranker reads the ColBERT role)."""
-    from workbench.models.registry import MAXSIM_RERANKER
-
-    return set(pipe.roles) | ({"colbert"} if pipe.rerank and reranker == MAXSIM_RERANKER else set())
-
-
 def _runs_same_models(pipe, cfg, other_cfg) -> bool:
     """Whether ``pipe`` runs the same model in every role under both configs: the two answers would
     be one."""
     from workbench.models.registry import ROLES
 
-    roles = (_roles_run(pipe, cfg.models.reranker) | _roles_run(pipe, other_cfg.models.reranker)) & set(ROLES)
+    roles = (pipe.model_roles(cfg.models.reranker) | pipe.model_roles(other_cfg.models.reranker)) & set(ROLES)
     return all(getattr(cfg.models, r) == getattr(other_cfg.models, r) for r in roles)
 
 
@@ -642,7 +635,7 @@ def eval_cmd(
         if spaced is not None:
             raise UsageError(f"--run-dir: the id {spaced!r} holds whitespace, which a TREC run line cannot carry")
     err = _err_console()
-    tenths: dict[str, int] = {}  # phase -> the last tenth of it said (a long encoding shows it moves)
+    due = _each_tenth()  # a line at each tenth of a counted phase (a long encoding shows it moves)
 
     def progress(event: dict) -> None:
         if json_out:
@@ -652,10 +645,8 @@ def eval_cmd(
             err.print(f"[dim]{event['message']}[/dim]", highlight=False)
             return
         done, total, phase = event.get("done", 0), event.get("total", 0), event["phase"]
-        if total > 0:  # a counted phase: a line at each tenth of it
-            if tenths.get(phase) == 10 * done // total:
-                return
-            tenths[phase] = 10 * done // total
+        if not due(phase, done, total):
+            return
         err.print(f"[dim]{phase}{f' {done}/{total}' if total > 0 else ''}[/dim]", highlight=False)
 
     if "reranker" in overrides and pipes and not any(p.rerank for p in pipes):
@@ -1541,11 +1532,31 @@ def _progress_bar(rate_of: tuple[str, str] | None = None, piped_lines: bool = Tr
         yield None
         return
 
+    due = _each_tenth()
+
     def line(phase: str, done: int, total: int) -> None:
-        if total and (done == total or done % max(1, total // 10) == 0):
+        if total and due(phase, done, total):
             print(f"{phase} {done}/{total}", file=sys.stderr, flush=True)
 
     yield line
+
+
+def _each_tenth() -> Callable[[str, int, int], bool]:
+    """A filter for logged progress: ``due(phase, done, total)`` is true at a counted phase's first
+    call, at each new tenth of it (whatever steps ``done`` moves by) and at its end; always for a
+    phase without a count (total 0)."""
+    said: dict[str, int] = {}
+
+    def due(phase: str, done: int, total: int) -> bool:
+        if total <= 0:
+            return True
+        tenth = 10 * done // total
+        if said.get(phase) == tenth:
+            return False
+        said[phase] = tenth
+        return True
+
+    return due
 
 
 def _stdout_is_devnull() -> bool:

@@ -207,12 +207,19 @@ def detect_format(root: Path, split: str) -> str:
     return "beir"  # report the BEIR files as missing
 
 
+def _split_files(root: Path, fmt: str, split: str) -> tuple[Path, Path]:
+    """(queries file, qrels file) of ``split`` in a dataset folder of format ``fmt``."""
+    if fmt == "beir":
+        return root / "queries.jsonl", root / "qrels" / f"{split}.tsv"
+    return root / f"{split}_queries.jsonl", root / f"{split}_qrels.jsonl"
+
+
 def judgements(path: str | Path, split: str, query_id: str) -> dict[str, int]:
     """{doc id: grade > 0} of one query in a dataset's ``split`` (its qrels file only: no corpus or
     queries read), for marking relevant hits (the TUI's Search, opened from Evaluate)."""
     root = Path(path).expanduser()
     fmt = detect_format(root, split)
-    qrels_path = root / "qrels" / f"{split}.tsv" if fmt == "beir" else root / f"{split}_qrels.jsonl"
+    _queries_path, qrels_path = _split_files(root, fmt, split)
     if not qrels_path.is_file():
         raise InputError(f"dataset {root} has no {split} qrels")
     rows = _qrels_tsv(qrels_path) if fmt == "beir" else _qrels_jsonl(qrels_path)
@@ -231,10 +238,7 @@ def load_dataset(path: str | Path, split: str = "test") -> EvalDataset:
         raise InputError(f"bad split name {split!r}")
     fmt = detect_format(root, split)
     corpus = root / "corpus.jsonl"
-    if fmt == "beir":
-        queries_path, qrels_path = root / "queries.jsonl", root / "qrels" / f"{split}.tsv"
-    else:
-        queries_path, qrels_path = root / f"{split}_queries.jsonl", root / f"{split}_qrels.jsonl"
+    queries_path, qrels_path = _split_files(root, fmt, split)
     missing = [p for p in (corpus, queries_path, qrels_path) if not p.is_file()]
     if missing:
         names = ", ".join(str(p.relative_to(root)) for p in missing)

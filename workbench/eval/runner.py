@@ -182,10 +182,10 @@ def _warm(searcher, pipelines: list[str]) -> None:
     rerank = False
     for name in pipelines:
         pipe = parse_pipeline(name)
-        modes |= set(pipe.modes)
+        modes |= pipe.encoded_modes(searcher.config.models.reranker)
         rerank |= pipe.rerank
     _ = searcher.catalog, searcher.snapshot
-    if modes & {"dense", "colbert"} or (rerank and searcher.config.models.reranker == "maxsim"):
+    if modes & {"dense", "colbert"}:
         _ = searcher.bundle.dense
     if "sparse" in modes:
         _ = searcher.bundle.sparse

@@ -27,10 +27,8 @@ def unfinished_note(workspace, unfinished: dict | None) -> str:
             f"(an edited one answers as it was); {again} continues it")
 
 
-def cut_off_note(workspace, unfinished: dict) -> str:
-    """Why a workspace holds no documents although indexing began: its first run was cut off
-    before writing any (or is writing its first batch now)."""
+def cut_off_note(unfinished: dict) -> str:
+    """Why a workspace holds no documents although indexing began and no writer holds it now: its
+    first run was cut off before writing any."""
     first = sorted(unfinished)[0]
-    if workspace.being_written():
-        return f"`wb index` of {first} is writing its first documents: query again in a moment"
     return f"the first indexing run of {first} was cut off before it wrote a document: `wb index {first}` continues it"

@@ -24,6 +24,17 @@ class Pipeline:
         without a model, so no model role matches it)."""
         return set(self.modes) | ({"reranker"} if self.rerank else set())
 
+    def encoded_modes(self, reranker: str) -> set[str]:
+        """The modes a query is encoded for: its own, and ColBERT's token vectors when the MaxSim
+        reranker (``reranker`` is ``maxsim``) reranks it (they come from the same forward pass)."""
+        from workbench.models.registry import MAXSIM_RERANKER
+
+        return set(self.modes) | ({"colbert"} if self.rerank and reranker == MAXSIM_RERANKER else set())
+
+    def model_roles(self, reranker: str) -> set[str]:
+        """:attr:`roles`, and the ColBERT role the MaxSim reranker reads."""
+        return self.roles | self.encoded_modes(reranker)
+
 
 def parse_pipeline(name: str) -> Pipeline:
     """``Pipeline`` for a name (UsageError, one line, for anything else). Modes keep the canonical

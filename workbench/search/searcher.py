@@ -115,8 +115,8 @@ class Searcher:
             pending = manifest.roots_to_reindex()
             unfinished = manifest.get_meta(UNFINISHED_RUN)
         if recorded is None or n_docs == 0:
-            if unfinished and not pending:
-                raise WorkspaceError(f"workspace {workspace.root} holds no documents yet: {cut_off_note(workspace, unfinished)}")
+            if unfinished and not pending and not workspace.being_written():
+                raise WorkspaceError(f"workspace {workspace.root} holds no documents yet: {cut_off_note(unfinished)}")
             if pending and not workspace.being_written():
                 raise WorkspaceError(f"workspace {workspace.root} holds no documents: a rebuild after a settings "
                                      "change was interrupted; `wb index` finishes it")
@@ -513,10 +513,7 @@ class Searcher:
     def _encoded_modes(self, pipe: Pipeline) -> set[str]:
         """The modes a query of ``pipe`` is encoded for: its own, and ColBERT's token vectors when the
         MaxSim reranker reranks it (encoded with the instruction, in the same forward pass)."""
-        modes = set(pipe.modes)
-        if pipe.rerank and self.config.models.reranker == "maxsim":
-            modes.add("colbert")
-        return modes
+        return pipe.encoded_modes(self.config.models.reranker)
 
     def instruction_reaches(self, pipe: Pipeline) -> bool:
         """Whether an instruction changes ``pipe``'s ranking: the dense model reads it (dense, and

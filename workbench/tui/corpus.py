@@ -348,7 +348,7 @@ class CorpusPane(Vertical):
         bar.update(total=1, progress=1)
         self.query_one("#index-phase", Static).update(Text("done", style="bold"))
         skipped_files = [f for s in summaries for f in s.skipped]
-        self.query_one("#index-rate", Static).update(Text(summary_line(summaries, len(skipped_files)), style="dim"))
+        self.query_one("#index-rate", Static).update(Text(summary_line(summaries), style="dim"))
         skipped = self.query_one("#skipped", DataTable)
         skipped.clear()
         for f in skipped_files[:2000]:
@@ -366,20 +366,17 @@ class CorpusPane(Vertical):
         self.app.index_changed()
 
 
-def summary_line(summaries: list, skipped: int) -> str:
-    """One line for the indexing run's summaries: a folder's own line, or the sum over several (the
-    line has room for one; the workspace's totals are the last folder's, which came after the rest)."""
-    from workbench.text import plural
+def summary_line(summaries: list) -> str:
+    """One line for the indexing run's summaries: a folder's own line, or the sum over several in
+    the same words (the line has room for one; the workspace's totals are the last folder's)."""
+    from workbench.index.indexer import IndexSummary
 
-    if len(summaries) == 1:
-        return summaries[0].line()
-    if not summaries:
-        return ""
-    docs = sum(s.docs_indexed for s in summaries)
-    chunks = sum(s.chunks_written for s in summaries)
-    unchanged = sum(s.docs_unchanged for s in summaries)
-    removed = sum(s.docs_removed for s in summaries)
-    last = summaries[-1]
-    return (f"{len(summaries)} folders: indexed {plural(docs, 'doc')} ({plural(chunks, 'chunk')}), {unchanged} "
-            f"unchanged, {removed} removed, {skipped} skipped; workspace holds {plural(last.total_docs, 'doc')} / "
-            f"{plural(last.total_chunks, 'chunk')}; {sum(s.seconds for s in summaries):.1f} s")
+    if len(summaries) <= 1:
+        return summaries[0].line() if summaries else ""
+    merged = IndexSummary(root="")
+    for part in summaries:
+        merged.add_written(part)  # documents, chunks, skipped files; the totals of the last
+        merged.docs_unchanged += part.docs_unchanged
+        merged.docs_removed += part.docs_removed
+        merged.seconds += part.seconds
+    return f"{len(summaries)} folders: {merged.line()}"
