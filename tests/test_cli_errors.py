@@ -90,6 +90,33 @@ def test_a_wrong_value_in_wb_toml_names_the_key(small_workspace, tmp_path, toml,
     assert says in one_line_error(wb("query", "x", workspace=tmp_path / "ws"))
 
 
+@pytest.mark.parametrize("toml,says", [
+    ("[rerank]\ninterpolation = nan\n", "[rerank] interpolation must be a finite number, not nan"),
+    ("[fusion.weights]\ncolbert = nan\n", "[fusion.weights] colbert must be a number >= 0, not nan"),
+    ("[fusion.weights]\ncolbert = inf\n", "[fusion.weights] colbert must be a number >= 0, not inf"),
+    ("[index]\nsparse_step = inf\n", "[index] sparse_step must be a finite number, not inf"),
+])
+def test_a_value_that_is_not_a_finite_number_is_refused(toml, says):
+    """nan passes every comparison, so it passed every range check and came out as "score": NaN
+    (not JSON) in `wb query --json`."""
+    from workbench.config import parse_config
+    from workbench.errors import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        parse_config(toml)
+    assert says in str(caught.value)
+
+
+def test_a_wb_toml_that_is_no_utf8_text_or_a_folder_is_one_line(tmp_path):
+    for make, says in ((lambda p: p.write_bytes(b'[fusion]\nmethod = "weighted" # caf\xe9\n'), "is not UTF-8 text"),
+                       (lambda p: p.mkdir(), "is a folder, not a wb.toml file")):
+        ws = tmp_path / f"ws{len(says)}"
+        ws.mkdir()
+        make(ws / "wb.toml")
+        proc = wb("models", workspace=ws)
+        assert proc.returncode == 2 and says in one_line_error(proc), proc.stderr
+
+
 def test_a_mistyped_model_in_wb_toml_leaves_the_index_answering_and_says_so(small_workspace, tmp_path):
     """The README's promise for an edited wb.toml holds for a model name that resolves to nothing:
     the index answers with the models that built it (a note says why); `wb index` refuses in one line."""
@@ -109,6 +136,9 @@ def test_a_mistyped_model_in_wb_toml_leaves_the_index_answering_and_says_so(smal
     (["", "-p", "bm25"], "the query is empty"),
     (["x", "-p", "hybrid+rerank", "--rerank-depth", "0"], "--rerank-depth must be at least 1"),
     (["x", "-p", "dense", "--instruction", "scifcat"], "unknown instruction preset 'scifcat'"),
+    (["x", "--rerank-depth", "0"], "--rerank-depth must be at least 1"),  # not "ignored for hybrid" first
+    (["x", "--compare", "foo=bar"], "unknown model role 'foo'"),  # not "hybrid runs no foo model"
+    (["x", "-m", "dense= "], "--model takes ROLE=NAME, not 'dense= '"),
 ])
 def test_queries_that_cannot_mean_anything_are_refused(small_workspace, args, says):
     ws, _ = small_workspace
@@ -135,6 +165,7 @@ def test_piped_results_keep_one_line_each_and_say_result_in_the_singular(small_w
     assert "(not used: sparse+bm25 reads the bare query)" in proc.stdout and "fused scores: relative" in proc.stdout
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 def test_ctrl_c_while_indexing_is_exit_130_says_what_is_kept_and_the_rerun_completes(tmp_path):
     require_models()
     corpus = copy_small_corpus(tmp_path / "corpus")
@@ -158,6 +189,7 @@ def test_ctrl_c_while_indexing_is_exit_130_says_what_is_kept_and_the_rerun_compl
     assert rows[-1]["phase"] == "done" and rows[-1]["total_docs"] == len(list(corpus.rglob("*.md")))
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 def test_a_run_refused_on_its_data_or_failed_to_start_leaves_its_name_free(tmp_path):
     """Every row of --data is read before the run exists: a malformed one is one line and no run
     folder. A detached run whose launcher cannot start fails in one line and gives its name back;
@@ -232,6 +264,7 @@ def _start_tiny_reranker_run(tmp_path, rows: int, *options: str) -> subprocess.P
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 def test_ctrl_c_during_foreground_training_checkpoints_and_exits_130(tmp_path):
     import time
 
@@ -247,6 +280,7 @@ def test_ctrl_c_during_foreground_training_checkpoints_and_exits_130(tmp_path):
     assert json.loads((tmp_path / "ws" / "runs" / "ce" / "status.json").read_text())["state"] == "stopped"
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 def test_a_foreground_run_whose_console_goes_away_trains_on_into_its_log(tmp_path):
     """`wb train ... | head -1`: the reader leaving ends the echo, not the run (it had failed on a
     BrokenPipeError at its next log line, before any checkpoint)."""

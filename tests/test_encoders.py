@@ -113,7 +113,58 @@ def test_chunks_point_into_their_document_and_overlap():
         assert chunks[-1].char_end == len(doc.text.rstrip()) or chunks[-1].char_end <= len(doc.text)
 
 
-@pytest.mark.parametrize("value,expected", [(None, ""), ("scifact", "Given a scientific claim"), ("Find code:", "Find code")])
+def _minilm_chunker(max_tokens: int, overlap: int):
+    require_models()
+    from transformers import AutoTokenizer
+
+    from workbench.ingest.chunking import Chunker, ChunkingSettings
+    from workbench.models.cache import resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+    return tok, Chunker(tok, ChunkingSettings(max_tokens=max_tokens, overlap=overlap))
+
+
+def test_windows_start_and_end_on_word_boundaries():
+    from workbench.types import SourceDocument
+
+    _, chunker = _minilm_chunker(32, 8)
+    text = " ".join(f"lorem{i} dolor{i}" for i in range(80))  # every word is two or three word pieces
+    words = set(text.split())
+    (chunks,) = chunker.chunk_many([SourceDocument("d", "d.txt", "", text, "h")])
+    assert len(chunks) > 5
+    for c in chunks:
+        assert set(c.text.split()) <= words, c.text  # no window starts or ends inside a word
+    for a, b in zip(chunks, chunks[1:]):
+        assert b.char_start < a.char_end  # and consecutive windows still overlap
+
+
+def test_a_long_title_is_cut_so_every_window_keeps_its_own_text():
+    from workbench.ingest.chunking import chunk_input_text
+    from workbench.types import SourceDocument
+
+    tok, chunker = _minilm_chunker(64, 8)
+    title = " ".join(["lorem"] * 200)
+    text = " ".join(f"filler{i}" for i in range(300))
+    (chunks,) = chunker.chunk_many([SourceDocument("long", "long", title, text, "h")])
+    assert len({c.text for c in chunks}) == len(chunks) > 1
+    for c in chunks:
+        n = len(tok(chunk_input_text(c))["input_ids"])
+        assert n <= 64 + 2, n  # title and text fit the window, so no encoder truncates the text away
+        assert c.title.endswith("…") and len(tok(c.title.rstrip("…"), add_special_tokens=False)["input_ids"]) == 16
+
+
+def test_a_title_only_document_is_one_title_chunk_and_a_wordless_one_none():
+    from workbench.ingest.chunking import chunk_input_text
+    from workbench.types import SourceDocument
+
+    _, chunker = _minilm_chunker(64, 8)
+    titled, wordless = chunker.chunk_many([SourceDocument("t", "c.jsonl", "Xylophone tuning", "", "h"),
+                                           SourceDocument("w", "w.txt", "", "\x01\x02\u200b", "h")])
+    assert [chunk_input_text(c) for c in titled] == ["Xylophone tuning"] and wordless == []
+
+
+@pytest.mark.parametrize("value,expected", [(None, ""), ("scifact", "Given a scientific claim"), ("Find code:", "Find code"),
+                                            (" scifact ", "Given a scientific claim")])
 def test_instruction_presets_and_free_text(value, expected):
     from workbench.encoders.templates import resolve_instruction
 
@@ -126,4 +177,13 @@ def test_a_single_word_that_is_no_preset_is_refused_naming_the_presets(value):
     from workbench.errors import UsageError
 
     with pytest.raises(UsageError, match="unknown instruction preset.*scifact, python-docs"):
+        resolve_instruction(value)
+
+
+@pytest.mark.parametrize("value", [":", "  ", " : "])
+def test_an_instruction_of_nothing_but_a_colon_is_refused_as_empty(value):
+    from workbench.encoders.templates import resolve_instruction
+    from workbench.errors import UsageError
+
+    with pytest.raises(UsageError, match="the instruction is empty"):
         resolve_instruction(value)

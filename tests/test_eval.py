@@ -232,12 +232,14 @@ def test_flagembedding_folder_gives_the_same_figures(first_run, dataset, tmp_pat
         ("bad-row-after-header", "test.tsv:2: score 'x' is not a whole number"),
         ("fractional-grade", "score '0.5' is not a whole number"),
     ("first-line-fraction", "test.tsv:1: score '0.5' is not a whole number"),  # no header to hide it
+    ("first-line-word-score", "test.tsv:1: score 'yes' is not a whole number"),  # numeric ids: no header
     ("space-in-trec-id", "test.tsv:1: expected 'query-id<TAB>corpus-id<TAB>score'"),
         ("unknown-query", "not in queries.jsonl"),
         ("empty-split", "is empty"),
         ("no-relevant", "is empty"),
         ("not-a-folder", "no such dataset folder"),
         ("bad-pipeline", "unknown pipeline"),
+        ("missing-compare-model", "no such model folder: /nonexistent/model"),  # before the baseline is indexed
     ],
 )
 def test_bad_datasets_exit_2_with_one_line(case, message, tmp_path, capsys, monkeypatch):
@@ -257,9 +259,10 @@ def test_bad_datasets_exit_2_with_one_line(case, message, tmp_path, capsys, monk
         lines = (root / "qrels" / "test.tsv").read_text().splitlines()
         lines[1] = "q1\titertools-groupby\tx"  # not a second header
         (root / "qrels" / "test.tsv").write_text("\n".join(lines) + "\n")
-    elif case in ("first-line-fraction", "space-in-trec-id"):
+    elif case in ("first-line-fraction", "space-in-trec-id", "first-line-word-score"):
         make_dataset(root)
-        first = "q1\titertools-groupby\t0.5" if case == "first-line-fraction" else "q1 my doc 1"
+        first = {"first-line-fraction": "q1\titertools-groupby\t0.5", "space-in-trec-id": "q1 my doc 1",
+                 "first-line-word-score": "1\t31715818\tyes"}[case]
         (root / "qrels" / "test.tsv").write_text(first + "\nq2\tshutil-rmtree\t1\n")
     elif case == "fractional-grade":
         make_dataset(root, extra_qrels=["q3\tsecrets-overview\t0.5"])
@@ -271,6 +274,9 @@ def test_bad_datasets_exit_2_with_one_line(case, message, tmp_path, capsys, monk
         make_dataset(root, queries={"q1": ("itertools.groupby", {"itertools-groupby": 0})})
     elif case == "not-a-folder":
         root = tmp_path / "nowhere"
+    elif case == "missing-compare-model":
+        make_dataset(root)
+        args = ["-p", "bm25", "--compare", "dense=/nonexistent/model"]
     else:
         make_dataset(root)
         args = ["-p", "bm25,reranked"]
@@ -576,3 +582,22 @@ def test_a_run_shallower_than_the_depth_is_said(first_run, dataset, tmp_path, ca
     code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "", "--json", "--run", f"top3={shallow}")
     assert code == 0, err
     assert "run top3 lists at most 3 documents a query: R@100 and MAP@100 only see those" in json.loads(out)["notes"]
+
+
+def test_queries_a_system_retrieved_nothing_for_score_zero_even_when_all_are_empty(tmp_path):
+    """A pipeline that finds nothing (BM25 and words no document holds) scores 0 on those queries,
+    and a system that found nothing at all is scored too (ranx builds no run of empty rankings)."""
+    from workbench.eval.dataset import EvalDataset
+    from workbench.eval.runner import SystemResult, score_systems
+
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1, "d3": 1}}
+    data = EvalDataset(name="t", root=tmp_path, split="test", format="beir", corpus_path=tmp_path / "corpus.jsonl",
+                       queries={"q1": "a", "q2": "b"}, qrels=qrels, qrels_path=tmp_path / "qrels.tsv")
+    found = SystemResult("found", "dense", {"q1": {"d9": 2.0, "d1": 1.0}, "q2": {}}, 0.0)
+    nothing = SystemResult("nothing", "bm25", {"q1": {}, "q2": {}}, 0.0)
+    score_systems(data, [found, nothing])
+    expected = {q: reference_metrics(list(found.run[q]), set(qrels[q])) for q in qrels}
+    for metric in ("ndcg@10", "mrr@10", "recall@100", "map@100"):
+        assert found.per_query[metric] == pytest.approx({q: expected[q][metric] for q in qrels})
+        assert nothing.per_query[metric] == {"q1": 0.0, "q2": 0.0} and nothing.metrics[metric] == 0.0
+    assert (nothing.wins, nothing.losses, nothing.ties) == (0, 1, 1)

@@ -176,6 +176,7 @@ def _run_index_cli(ws: Workspace, corpus: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 def test_kill_9_at_any_moment_then_rerun_leaves_consistent_stores(tmp_path):
     """SIGKILL the indexer at several moments (during model load, encoding, writes); re-run; check."""
     require_models()
@@ -244,3 +245,46 @@ def test_second_writer_is_refused(fresh):
     with ws.write_lock():
         with pytest.raises(WorkspaceError, match="another `wb index`"):
             Indexer(ws).run(corpus)
+
+
+def test_title_only_rows_are_findable_and_wordless_ones_are_skipped_by_kind(tmp_path):
+    """A BEIR row with a title and no text is one title chunk every mode can find; a document the
+    tokenizer reads no word in is skipped ("no words to index"), not counted as indexed with 0
+    chunks; the summary counts skip reasons by kind, however many ids they name."""
+    import json
+
+    from workbench.search.searcher import Searcher
+
+    require_models()
+    corpus = tmp_path / "beir"
+    corpus.mkdir()
+    rows = [{"_id": "d1", "title": "Aardvark", "text": "The aardvark eats termites at night."},
+            {"_id": "d2", "title": "Tuning a xylophone", "text": ""},
+            {"_id": "d3", "title": "", "text": "\x01\x02\u200b"}]
+    rows += [{"_id": "d1", "text": f"duplicate {i}"} for i in range(5)]
+    (corpus / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ws = Workspace(tmp_path / "ws")
+    summary = Indexer(ws).run(corpus)
+    assert summary.docs_indexed == 2 and summary.files_seen == 1
+    assert "skipped: 5 duplicate _id, 1 no words to index;" in summary.line()
+    searcher = Searcher(ws)
+    for pipeline in ("bm25", "dense", "sparse"):
+        top = searcher.search("xylophone", pipeline=pipeline).results
+        assert top and top[0].doc_id == "d2", pipeline
+    assert_consistent(store_state(ws))
+    assert store_state(ws)["manifest_docs"] == {"d1", "d2"}
+
+
+def test_a_file_reached_through_a_symlink_keeps_one_id_across_runs(tmp_path):
+    require_models()
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "real.txt").write_text("A solo file about axolotls.\n")
+    (folder / "alias.txt").symlink_to("real.txt")
+    ws = Workspace(tmp_path / "ws")
+    first = Indexer(ws).run(folder / "alias.txt")
+    refresh = Indexer(ws).run(Path(first.root))  # what `wb index` with no path does for this root
+    again = Indexer(ws).run(folder / "alias.txt")
+    assert first.docs_indexed == 1 and refresh.docs_unchanged == 1 and again.docs_unchanged == 1
+    assert refresh.docs_removed == again.docs_removed == 0
+    assert store_state(ws)["manifest_docs"] == {"real.txt"}

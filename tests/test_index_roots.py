@@ -177,6 +177,7 @@ def _change_chunking(ws: Workspace, tokens: int) -> None:
     ws.config_path.write_text(re.sub(r"chunk_tokens = \d+", f"chunk_tokens = {tokens}", ws.config_path.read_text()))
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 def test_a_settings_rebuild_indexes_the_other_folders_again(tmp_path, monkeypatch, capsys):
     """A settings change rebuilds the stores from scratch (beside the live index, swapped in when
     complete); the other indexed folders are indexed again in the same run. One that is gone holds
@@ -357,3 +358,22 @@ def test_a_beir_corpus_is_one_file_seen(tmp_path):
     ws.ensure()
     summary = Indexer(ws).run(corpus)
     assert summary.files_seen == 1 and summary.docs_indexed == 2 and len(summary.skipped) == 1
+
+
+def test_removing_a_beir_corpus_keeps_the_documents_another_corpus_shares(tmp_path):
+    """Two BEIR corpora may share a document (same id and content, recorded once): removing the
+    corpus it was recorded under leaves it findable, as the other corpus's."""
+    require_models()
+    for name, own in (("bA", "only A about gibbons"), ("bB", "only B about siamangs")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "corpus.jsonl").write_text(
+            json.dumps({"_id": "X", "text": "shared doc about tarsiers"}) + "\n"
+            + json.dumps({"_id": f"{name}-1", "text": own}) + "\n")
+    ws = Workspace(tmp_path / "ws")
+    Indexer(ws).run(tmp_path / "bA")
+    assert Indexer(ws).run(tmp_path / "bB").docs_unchanged == 1  # X is A's, kept as it is
+    summary = Indexer(ws).remove(tmp_path / "bA")
+    assert _bm25(ws, "tarsiers") == ["X"] and _bm25(ws, "gibbons") == []
+    assert _sources(ws) == {str((tmp_path / "bB").resolve()): {"X", "bB-1"}}
+    assert summary.docs_removed == 2 and summary.docs_indexed == 1 and "shared with" in summary.note
+    assert_consistent(store_state(ws))

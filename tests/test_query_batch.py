@@ -163,6 +163,9 @@ def test_tsv_query_files_with_a_header_or_in_ms_marco_layout(tmp_path):
     headed.write_text("qid\tquery\nq1\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"headed.tsv:2: no query text in column 2"):
         read_queries(str(headed))
+    marco.write_text("q1\tvitamin D\n\tfolic acid\n", encoding="utf-8")  # a row whose id is blank
+    with pytest.raises(InputError, match=r"queries.tsv:2: no query id in column 1 \(id<TAB>text\)"):
+        read_queries(str(marco))
 
 
 @pytest.mark.parametrize("args", [["models"], ["--help"], ["runs"]])

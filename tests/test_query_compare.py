@@ -62,6 +62,7 @@ def test_the_terminal_shows_one_table_with_the_moves(small_workspace):
         assert any(line.strip().startswith("left the list:") for line in lines)
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 def test_a_reranker_is_compared_on_the_same_index(small_workspace, tmp_path):
     """--compare reranker=CE: the same first stage reranked by another model; the compared side
     is what `--model reranker=CE` gives alone (the two sides share one set of encoders)."""

@@ -175,11 +175,15 @@ def test_broken_symlink_and_followed_file_symlink(tmp_path: Path) -> None:
     target = _write(tmp_path / "real" / "target.md", "# Target\nbody")
     os.symlink(tmp_path / "does-not-exist.md", tmp_path / "broken.md")
     os.symlink(target, tmp_path / "link.md")
+    outside = _write(tmp_path.parent / f"{tmp_path.name}-outside.md", "# Outside\nelsewhere")
+    os.symlink(outside, tmp_path / "out.md")
     docs, skips = _run(tmp_path)
-    assert skips == {str(tmp_path / "broken.md"): "broken symlink"}
-    # The link is followed; the document keeps the link's own path.
-    assert docs["link.md"].path == str(tmp_path / "link.md")
-    assert docs["link.md"].text == docs["real/target.md"].text
+    # The link is followed; the document keeps the link's own path. The file it names is one
+    # document, however many ways the walk reaches it (here the link first: names sort so).
+    assert docs["link.md"].path == str(tmp_path / "link.md") and docs["link.md"].text.endswith("body")
+    assert docs["out.md"].text.endswith("elsewhere")  # a link to a file outside the folder: read as any file
+    assert skips == {str(tmp_path / "broken.md"): "broken symlink",
+                     str(tmp_path / "real" / "target.md"): "already read as link.md"}
 
 
 def test_folder_symlinked_twice_is_read_once(tmp_path: Path) -> None:
@@ -499,3 +503,10 @@ def test_exclude_globs_match_names_at_any_depth_and_paths_from_the_root(tmp_path
 
     assert not reads(tmp_path, tmp_path / "sub" / "node_modules" / "y.md", ("node_modules",))
     assert reads(tmp_path, tmp_path / "sub" / "drafts" / "e.md", ("./drafts/*",))
+
+
+def test_a_row_cut_short_is_reported_at_its_end_column(tmp_path: Path) -> None:
+    row = '{"_id": "d3", "text": "x"'
+    corpus = _write(tmp_path / "corpus.jsonl", json.dumps({"_id": "d1", "text": "a"}) + "\n" + row + "\n")
+    skips = {i.path: i.reason for i in iter_sources(corpus) if isinstance(i, SkippedFile)}
+    assert skips == {f"{corpus}:2": f"malformed JSON: Expecting ',' delimiter at column {len(row) + 1}"}

@@ -229,6 +229,7 @@ Indexer(ws, batch_chunks=8).run(corpus)
 """
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 def test_kill_9_inside_a_rebuild_leaves_the_old_index_whole_and_wb_index_finishes_it(parent):
     import subprocess
     import signal

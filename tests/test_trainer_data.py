@@ -315,6 +315,9 @@ def test_tsv_without_header_reads_columns_by_position(tmp_path):
     assert examples[0].query == 'what is "rust"'  # no quoting in TSV
     assert (examples[1].positives, examples[1].negatives) == (("p2",), ("n2",))
     assert examples[0].task == "triples.train"
+    # without header=False too (what `wb train --data triples.tsv` reads): a first row of
+    # sentences is data, not column names, and is not lost
+    assert [e.query for e in read_examples(path)] == ['what is "rust"', "q2"]
 
 
 def test_unknown_column_names_are_read_by_position(tmp_path):
@@ -681,3 +684,44 @@ def test_a_mistyped_loss_is_refused_with_the_options_not_at_the_first_step():
         assert cls.from_dict({**base, "loss": good}).loss == good
         with pytest.raises(UsageError, match=f"unknown loss 'foo' for the {cls.TRAINER} trainer"):
             cls.from_dict({**base, "loss": "foo"})
+
+
+@pytest.mark.parametrize("body,message", [
+    ('eval_data = 7', "eval_data (--eval-data) must be a string, not 7"),
+    ('instruction = 4', "instruction (--instruction) must be a string, not 4"),
+    ('seed = -1', "seed (--seed) must be at least 0"),
+    ('seed = 5000000000', "seed (--seed) must be at most 4294967295"),
+    ('lora_dropout = 2.0', "lora_dropout must be less than 1.0"),
+    ('temperature = nan', "temperature (--temperature) must be a finite number"),
+    ('query_template = "abc"', "query_template must hold {text}, where the query goes"),
+    ('query_template = "q: {foo} {text}"', "query_template names {foo}: it may use {instruction}, {text} only"),
+    ('lr = 1.0\n[train]\nlr = 2.0', "lr set both in [train] and outside it"),
+    ('[train]\nlr = -5.0', "lr (--lr) must be more than 0.0, not -5.0"),  # keys outside [train] count too
+])
+def test_a_bad_run_toml_is_one_line_before_any_run_folder(tmp_path, capsys, monkeypatch, body, message):
+    from tiny_models import run_wb
+
+    (tmp_path / "d.jsonl").write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n')
+    (tmp_path / "base").mkdir()  # a local folder: the base is resolved before the options are built
+    (tmp_path / "run.toml").write_text(f'data = "d.jsonl"\nbase = "base"\nname = "x"\n{body}\n')
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--config", str(tmp_path / "run.toml"),
+                             "-w", str(tmp_path / "ws"))
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "ws" / "runs" / "x").exists()
+
+
+def test_a_run_toml_that_is_a_folder_and_the_toml_only_options_are_said_as_such(tmp_path, capsys, monkeypatch):
+    import re
+    from dataclasses import fields
+
+    from tiny_models import run_wb
+    from trainers import config as c
+
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--config", str(tmp_path), "-w", str(tmp_path))
+    assert code == 2 and "is a folder: give a run.toml file" in err
+    # option_name names a flag only where `wb train` has one
+    flags = set(re.findall(r"(--[a-z0-9-]+)", (Path(c.__file__).parents[1] / "workbench/cli/main.py").read_text()))
+    without = {f.name for cls in (c.EmbedderConfig, c.RerankerConfig, c.LlmRerankerConfig, c.ColbertConfig,
+                                  c.SpladeConfig, c.LayerwiseConfig, c.JointConfig) for f in fields(cls)
+               if c.FLAG_OF_FIELD.get(f.name, "--" + f.name.replace("_", "-")) not in flags}
+    assert without == c.TOML_ONLY

@@ -42,6 +42,7 @@ def _torchrun(run_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 def test_two_ranks_train_one_run(tiny, tmp_path):  # noqa: F811
     from trainers.embedder import train_embedder
 
@@ -70,6 +71,7 @@ def test_two_ranks_train_one_run(tiny, tmp_path):  # noqa: F811
     assert _losses(local)[0] == pytest.approx(_losses(single)[0], abs=1e-5)
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 def test_a_detached_run_goes_data_parallel_through_the_launcher_variable(tiny, tmp_path, monkeypatch):  # noqa: F811
     """`WB_TRAIN_LAUNCHER="torchrun --nproc_per_node 2" wb train embedder ... --detach` is how a user
     starts a multi-GPU run; here with two CPU ranks."""

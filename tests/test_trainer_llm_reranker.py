@@ -172,3 +172,17 @@ def test_cli_trains_then_reranks_labelled_as_trained(tiny, tmp_path, capsys, mon
     label = result["models"]["reranker"]
     assert "zero-shot" not in label and "trained LLM yes/no" in label
     assert len(result["results"]) == 3 and "rerank" in result["timings_ms"]
+
+
+def test_a_max_length_the_prompt_alone_fills_is_refused_and_so_are_equal_answers(tiny, tmp_path):
+    """Below the prompt's fixed tokens every prompt would be the same (loss ln 2, a constant model):
+    refused in one line; so are two equal answer words (their logit difference is always 0)."""
+    from trainers.config import LlmRerankerConfig
+    from trainers.llm_reranker import LlmRerankerTrainer
+    from workbench.errors import UsageError
+
+    base, data = tiny
+    with pytest.raises(UsageError, match=r"max_length 16 leaves no room .* the prompt alone takes \d+ tokens"):
+        LlmRerankerTrainer(_config(base, data, "short", max_length=16)).build()
+    with pytest.raises(UsageError, match="two different words"):
+        LlmRerankerConfig.from_dict({"data": str(data), "base": str(base), "name": "same", "answers": ["Yes", "Yes"]})

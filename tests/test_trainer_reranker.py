@@ -154,6 +154,28 @@ def test_groups_carry_each_drawn_passage_score_and_draw_the_same_passages_withou
     assert all(s == [0.0] * 5 for s in build_groups(bare, 5, random.Random(3)).scores)
 
 
+def test_pairs_without_negatives_train_even_when_a_query_is_alone_in_its_micro_batch(tiny, tmp_path):
+    """Pairs (no hard negatives) with an odd count: the last micro-batch holds one query, which draws
+    its negative from the data's other passages instead of failing the run mid-way; data with no
+    other passage to draw from is refused before any run starts."""
+    from trainers.loop import train_run
+    from workbench.errors import InputError
+
+    base, _ = tiny
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("query\tpositive\n" + "".join(f"cats question {i}\tthe answer: cats {i}\n" for i in range(5)))
+    run = _new(tmp_path, "pairs", base, pairs, batch_size=2, max_steps=6)
+    status = train_run(run)
+    assert status["state"] == "finished" and status["step"] == 6, status
+    lone = tmp_path / "lone.jsonl"
+    lone.write_text(json.dumps({"query": "q", "pos": ["p"], "neg": []}) + "\n")
+    with pytest.raises(InputError, match="has no negative"):
+        from trainers.reranker import RerankerTrainer
+        from trainers.config import RerankerConfig
+
+        RerankerTrainer(RerankerConfig(data=str(lone), base=str(base), name="lone")).examples()
+
+
 def test_residual_training_ranks_logit_plus_the_first_stage_score(tiny, tmp_path, capsys, monkeypatch):
     """With --residual w the loss sees logit + w * score: groups the first stage already orders
     start near zero loss (little to learn), reversed ones start high; data without scores is refused."""

@@ -153,6 +153,7 @@ def test_resume_after_stop_reproduces_the_uninterrupted_loss_curve(tiny, tmp_pat
     assert [e["step"] for e in b.events() if e["event"] == "step"] == list(range(1, 9))
     assert b.model_dir.exists() and not b.checkpoints.exists()  # finished: its checkpoints are pruned
     assert _losses(b) == pytest.approx(_losses(a), rel=1e-4)
+    assert b.status()["loss_recent"] == pytest.approx(a.status()["loss_recent"], rel=1e-4)  # `wb runs` agrees too
     if lora:
         assert (b.model_dir / "adapter" / "adapter_config.json").exists()
 
@@ -570,6 +571,7 @@ def test_conclusion_pseudo_queries_cut_the_closing_sentence_out_of_the_positive(
     assert q.text not in q.positive and q.query_id == "c:d1"
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 def test_mine_with_a_teacher_writes_its_scores_and_distillation_trains_on_them(tiny, tmp_path, capsys, monkeypatch):
     """`wb mine --teacher` scores every written passage with the reranker; `--loss kl` then trains a
     student towards those scores (lower KL), and rows without scores are refused in one line."""
@@ -797,3 +799,61 @@ def test_eval_data_that_asks_training_queries_is_said(tiny, tmp_path, capsys, mo
     code, _out, err = run_wb(capsys, monkeypatch, *args, "--out", "apart", "--eval-data", str(held_out))
     assert code == 0, err
     assert "training queries too" not in err
+
+
+def test_finish_asked_before_the_first_step_stops_the_run_instead(tiny, tmp_path):
+    """`wb runs stop --finish` before any step: there is no trained model to finish with, so the
+    run stops (resumable), never "finished" with the untrained base as its model."""
+    from trainers.loop import run_training, trainer_for
+    from trainers.runs import FINISH
+
+    base, data = tiny
+    run = _new(tmp_path, "f0", base, data, max_steps=4)
+    trainer = trainer_for(run)
+    build = trainer.build
+
+    def build_then_asked_to_finish():
+        model = build()
+        run.stop_path.write_text(FINISH + "\n")  # `wb runs stop --finish` while the model loads
+        return model
+
+    trainer.build = build_then_asked_to_finish
+    status = run_training(run, trainer)
+    assert status["state"] == "stopped" and status["step"] == 0 and not run.model_dir.exists()
+
+
+def test_a_run_being_trained_is_not_trained_again_at_the_same_time(tiny, tmp_path):
+    from trainers.loop import train_run
+    from trainers.runs import training_lock
+    from workbench.errors import UsageError
+
+    base, data = tiny
+    run = _new(tmp_path, "busy", base, data, max_steps=2)
+    before = run.status()
+    with training_lock(run):  # as a resume in another process holds it
+        with pytest.raises(UsageError, match="being trained by another process"):
+            train_run(run, resume=True)
+    assert run.status() == before  # the other process's status is left alone
+    assert train_run(run)["state"] == "finished"  # free again once that process ends
+
+
+def test_a_pid_reused_by_another_process_is_neither_running_nor_signalled(tmp_path):
+    """A run whose process died and whose pid a later process took: `wb runs` says died, and
+    `wb runs stop` sends that process nothing."""
+    import subprocess
+
+    from trainers.runs import new_run
+
+    run = new_run(tmp_path, "reused", "{}")
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        run.write_status(state="running", pid=other.pid)
+        assert run.status()["state"] == "running"  # the process recorded: alive
+        run.write_status(pid_start=run.status()["pid_start"] - 1)  # as if the pid had been another process's
+        assert run.status()["state"] == "died"
+        run.request_stop()
+        time.sleep(0.2)
+        assert other.poll() is None  # not killed
+    finally:
+        other.kill()
+        other.wait()

@@ -107,6 +107,8 @@ def test_soup_refuses_what_cannot_be_averaged(two_runs, tmp_path, capsys, monkey
         (["k7", "a", "runs/a"], "is named twice"),
         (["k3", "a", "b", "--weights", "1,x"], "--weights"),
         (["k4", "a", "b", "--weights", "1,1,1"], "3 weights for 2 models"),
+        (["k5", "a", "b", "--weights", "nan,1"], "must be finite numbers"),
+        (["k8", "a", "b", "--weights", "inf,1"], "must be finite numbers"),
         (["a", "a", "b"], "exists already"),
         (["../up", "a", "b"], "bad run name"),
     ]

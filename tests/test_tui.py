@@ -1369,6 +1369,7 @@ async def test_launch_form_offers_each_cli_trainer_with_its_fields(tmp_path, mon
         assert not form.query("#launch-group-size")
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 async def test_launch_reranker_form_starts_wb_train_reranker(tmp_path):
     """Submitting the reranker form runs the real `wb train reranker ... --detach`: the run's
     config.json says trainer "reranker" with the typed values; the run is listed, and `e` on it
@@ -1638,6 +1639,7 @@ async def test_compare_builds_the_variant_and_searches_both_columns(small_worksp
 # ---------------------------------------------------------------------------------------
 # Review fixes: focus and screen keys, eval rows in Search, small labels and forms
 # ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 async def test_screen_keys_never_type_into_a_text_box(tmp_path, tui_state):
     """1-4 never land in a text box with its text selected (the next key would replace it); Enter in
     the one-shot boxes (workspace, add folder) and Escape in any box leave it; a mistyped

@@ -7,6 +7,7 @@ detached run needs.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -35,6 +36,16 @@ LOSS_NAMES: dict[str, tuple[str, ...]] = {
 def loss_key(name: str) -> str:
     """A loss name as the registries key it: ``Sum-Marg_LH`` -> ``summarglh``."""
     return name.strip().lower().replace("-", "").replace("_", "")
+
+
+def check_option_types(cls, data: dict) -> None:
+    """UsageError for the first of ``data``'s options (``cls``'s fields; others are left to
+    ``from_dict``) whose value is not of its field's type or out of its range: run before
+    anything reads a value as a path, an instruction or a model name."""
+    by_name = {f.name: f for f in fields(cls)}
+    for key, value in data.items():
+        if key in by_name:
+            _check_option(key, value, str(by_name[key].type))
 
 
 def _from_dict(cls, data: dict):
@@ -75,6 +86,17 @@ _LOWEST = {
     "log_every": (1, True), "warmup_ratio": (0.0, True), "weight_decay": (0.0, True),
     "negatives_per_query": (0, True), "distill_weight": (0.0, True), "max_length": (8, True),
     "query_max_length": (4, True), "passage_max_length": (8, True),
+    "seed": (0, True), "lora_r": (1, True), "lora_alpha": (1, True), "lora_dropout": (0.0, True),
+    "kl_weight": (0.0, True), "lambda_q": (0.0, True), "lambda_d": (0.0, True), "flops_warmup_ratio": (0.0, True),
+    "dim": (1, True), "pca_passages": (1, True), "colbert_dim": (0, True), "distill_temperature": (0.0, False),
+    "cutoff_keep": (0.0, False), "default_cutoff": (0, True), "sparse_min_terms": (0.0, True),
+    "sparse_guard_weight": (0.0, True), "dense_weight": (0.0, True), "sparse_weight": (0.0, True),
+    "colbert_weight": (0.0, True),
+}
+# option -> (highest, inclusive?): a value above is refused too
+_HIGHEST = {
+    "seed": (2**32 - 1, True), "lora_dropout": (1.0, False), "warmup_ratio": (1.0, True),
+    "flops_warmup_ratio": (1.0, True), "cutoff_keep": (1.0, True),
 }
 
 
@@ -83,8 +105,21 @@ PRECISIONS = ("auto", "no", "bf16", "fp16")
 FLAG_OF_FIELD = {"name": "--out", "negatives_per_query": "--negatives", "distill_weight": "--distill"}
 
 
+# options a run.toml sets but `wb train` has no flag for (tests/test_trainer_data.py checks the list)
+TOML_ONLY = frozenset({
+    "answers", "cross_device_negatives", "cutoff_keep", "document_marker", "ensemble_colbert", "ensemble_dense",
+    "ensemble_sparse", "eval_split", "flops_warmup_ratio", "grad_accum", "gradient_checkpointing", "log_every",
+    "lora_alpha", "lora_dropout", "pca_passages", "pooling", "query_marker", "query_template", "question",
+    "sparse_bias_init", "sparse_guard_weight", "sparse_min_terms", "teacher_temperature", "unsupervised",
+    "warmup_ratio", "weight_decay",
+})
+
+
 def option_name(key: str) -> str:
-    """``negatives_per_query`` -> ``negatives_per_query (--negatives)``: a run.toml key and its flag."""
+    """``negatives_per_query`` -> ``negatives_per_query (--negatives)``: a run.toml key and its flag
+    (the key alone when `wb train` has no flag for it)."""
+    if key in TOML_ONLY:
+        return key
     return f"{key} ({FLAG_OF_FIELD.get(key, '--' + key.replace('_', '-'))})"
 
 
@@ -98,6 +133,13 @@ def _check_option(key: str, value, annotation: str) -> None:
         if value < lowest or (value == lowest and not inclusive):
             raise UsageError(f"training option {option_name(key)} must be {'at least' if inclusive else 'more than'} "
                              f"{lowest}, not {value!r}")
+    if key in _HIGHEST and isinstance(value, (int, float)) and not isinstance(value, bool):
+        highest, inclusive = _HIGHEST[key]
+        if value > highest or (value == highest and not inclusive) or value != value:  # NaN too
+            raise UsageError(f"training option {option_name(key)} must be {'at most' if inclusive else 'less than'} "
+                             f"{highest}, not {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"training option {option_name(key)} must be a finite number, not {value!r}")
     if key == "mixed_precision" and value not in PRECISIONS:  # checked before a detached run starts
         raise UsageError(f"training option {option_name(key)} must be {', '.join(PRECISIONS)}, not {value!r}")
 
@@ -173,6 +215,18 @@ class EmbedderConfig(RunConfig):
     eval_every: int = 0
     keep_best: bool = False  # with eval data: the model kept is the best-evaluated one, not the last
     task_sampling: str = "proportional"
+
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EmbedderConfig":
+        cfg = _from_dict(cls, data)
+        if cfg.query_template != "auto":  # trained and served with it (wb_model.json): a typo fails now
+            from workbench.encoders.templates import template_problem
+
+            problem = template_problem(cfg.query_template, ("instruction", "text"))
+            if problem:
+                raise UsageError(f"training option {option_name('query_template')} {problem}")
+        return cfg
 
 
 @dataclass
@@ -263,6 +317,9 @@ class LlmRerankerConfig(RunConfig):
         answers = cfg.answers
         if isinstance(answers, str) or len(answers) != 2 or not all(isinstance(a, str) and a.strip() for a in answers):
             raise UsageError(f"answers must be two words (positive, negative), not {answers!r}")
+        if answers[0].strip() == answers[1].strip():
+            raise UsageError(f"answers must be two different words (positive, negative), not {answers!r}: "
+                             "the score is their logits' difference")
         cfg.answers = (answers[0], answers[1])
         return cfg
 
@@ -435,11 +492,24 @@ class JointConfig(RunConfig):
 
 
 def read_toml(path: str | Path) -> dict:
-    """Options from a run.toml (flat keys, or under [train])."""
+    """Options from a run.toml: flat keys, or under ``[train]`` (then keys outside it, such as
+    ``[[data]]`` tables, count too; a key set in both places is refused)."""
     try:
         raw = tomllib.loads(Path(path).read_text())
     except FileNotFoundError as exc:
         raise UsageError(f"no such config file: {path}") from exc
+    except IsADirectoryError as exc:
+        raise UsageError(f"--config {path} is a folder: give a run.toml file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the config file {path}: {getattr(exc, 'strerror', None) or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from exc
-    return dict(raw.get("train", raw))
+    train = raw.pop("train", None)
+    if train is None:
+        return raw
+    if not isinstance(train, dict):
+        raise UsageError(f"{path}: `train` must be a table ([train]), not {train!r}")
+    both = sorted(set(train) & set(raw))
+    if both:
+        raise UsageError(f"{path}: {', '.join(both)} set both in [train] and outside it: keep one")
+    return {**raw, **train}

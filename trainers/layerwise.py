@@ -230,7 +230,7 @@ class LayerwiseTrainer(RerankerTrainer):
     def compute_loss(self, model, exs, rng, device, accelerator):
         import torch
 
-        drawn = build_groups(exs, self.cfg.group_size, rng)
+        drawn = build_groups(exs, self.cfg.group_size, rng, self.fallback_negatives)
         groups, masks = drawn.passages, drawn.masks
         width = len(groups[0])
         pairs = [(ex.query, passage) for ex, group in zip(exs, groups) for passage in group]

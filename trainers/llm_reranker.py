@@ -41,12 +41,14 @@ import json
 from pathlib import Path
 
 from workbench.encoders.yesno_prompt import LLM_RERANKER_KIND, YesNoPrompt
-from workbench.errors import ModelError
+from workbench.errors import ModelError, UsageError
 
 from .backbone import padded
 from .config import LlmRerankerConfig
-from .reranker import RerankerTrainer, build_groups
+from .reranker import RerankerTrainer, build_groups, negative_pool
 from .runs import staged_folder
+
+MIN_READ_TOKENS = 16  # max_length must leave at least this many tokens for the query and passage
 
 __all__ = ["LlmRerankerTrainer", "make_scorer"]
 
@@ -97,7 +99,9 @@ class LlmRerankerTrainer(RerankerTrainer):
         from .data import read_datasets
 
         # the instruction is the judge's system turn, not a query prefix: readers get none
-        return read_datasets(self.cfg.data, split=self.cfg.split)
+        examples = read_datasets(self.cfg.data, split=self.cfg.split)
+        self.fallback_negatives = negative_pool(examples)
+        return examples
 
     def build(self):
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -120,6 +124,10 @@ class LlmRerankerTrainer(RerankerTrainer):
             raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
         self.prompt = YesNoPrompt(self.tokenizer, instruction=cfg.instruction, question=cfg.question,
                                   answers=tuple(cfg.answers), max_length=cfg.max_length, name=str(cfg.base))
+        fixed = self.prompt.fixed_tokens()
+        if cfg.max_length < fixed + MIN_READ_TOKENS:  # every prompt would be the same: nothing to learn
+            raise UsageError(f"max_length {cfg.max_length} leaves no room for the query and passage: the prompt "
+                             f"alone takes {fixed} tokens; give --max-length {fixed + 128} or more")
         pad = self.tokenizer.pad_token_id
         self.pad_id = int((pad if pad is not None else self.tokenizer.eos_token_id) or 0)  # as served
         self.base_architectures = list(getattr(hf_config, "architectures", None) or [])
@@ -156,7 +164,7 @@ class LlmRerankerTrainer(RerankerTrainer):
     def compute_loss(self, model, exs, rng, device, accelerator):
         import torch
 
-        drawn = build_groups(exs, self.cfg.group_size, rng)
+        drawn = build_groups(exs, self.cfg.group_size, rng, self.fallback_negatives)
         groups, masks = drawn.passages, drawn.masks
         width = len(groups[0])
         real = [(ex.query, passage) for ex, group, m in zip(exs, groups, masks)

@@ -215,11 +215,14 @@ def run_training(
     *,
     on_step: Callable[[int, RunFolder], None] | None = None,
     finish_now: bool = False,
+    stop: StopFlag | None = None,
 ) -> dict:
     """Train (or resume) the run with ``trainer``; return its final status dict. ``finish_now`` (with
-    ``resume``): train no further, save the checkpoint's model and end the run finished early."""
-    stop = StopFlag()
-    stop.install()
+    ``resume``): train no further, save the checkpoint's model and end the run finished early.
+    ``stop``: a flag installed earlier (restored here at the end), else one installed now."""
+    if stop is None:
+        stop = StopFlag()
+        stop.install()
     flushed = False
     try:
         import torch
@@ -308,6 +311,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         state = json.loads((checkpoint / "sampler.json").read_text())
         sampler.load_state_dict(state["sampler"])
         step, last_loss = int(state["step"]), state.get("loss")
+        recent_losses.extend(state.get("recent_losses") or ())  # loss_recent continues as if never stopped
         run.append_event({"event": "resumed", "step": step, "checkpoint": checkpoint.name, "time": time.time()})
         log(f"resumed from {checkpoint.name}")
     run.write_status(state="running", pid=os.getpid(), step=step, total_steps=total, loss=last_loss,
@@ -340,7 +344,8 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
             marker = folder / "sampler.json"  # written last, whole (renamed into place): RunFolder.
             partial = marker.with_name("sampler.json.partial")  # latest_checkpoint only takes folders that have it
             partial.write_text(json.dumps(
-                {"sampler": sampler.state_dict(), "step": at_step, "loss": loss_value, "seed": cfg.seed}
+                {"sampler": sampler.state_dict(), "step": at_step, "loss": loss_value, "seed": cfg.seed,
+                 "recent_losses": list(recent_losses)}
             ))
             os.replace(partial, marker)
             folders = [p for p in run.checkpoints.iterdir() if re.fullmatch(r"step-\d+", p.name)]
@@ -472,7 +477,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         if stop_requested() and step < total:
             break
 
-    early = step < total and (finish_now or finish_requested())
+    early = 0 < step < total and (finish_now or finish_requested())  # at step 0 there is no trained model: stopped
     if early and main and cfg.eval_data and (cfg.eval_every == 0 or step % cfg.eval_every != 0):
         best = evaluate_now(best)
     if step < total and not early:  # stopped
@@ -569,9 +574,15 @@ def train_run(run: RunFolder, resume: bool = False, *, on_step=None, finish_now:
     if finish_now and (not resume or checkpoint is None or checkpoint.name == "step-0"):
         raise UsageError(f"run {run.name} has no checkpoint to take its model from (no step trained): resume it "
                          f"with `wb train resume {run.name}` instead")
-    try:
-        trainer = trainer_for(run)
-    except BaseException as exc:
-        run.write_status(state="failed", error=failure_line(exc), message=failure_line(exc), pid=None)
-        raise
-    return run_training(run, trainer, resume, on_step=on_step, finish_now=finish_now)
+    from .runs import training_lock
+
+    with training_lock(run):
+        stop = StopFlag()  # before the trainer's imports (seconds): a `wb runs stop` meanwhile is a stop, not a kill
+        stop.install()
+        try:
+            trainer = trainer_for(run)
+        except BaseException as exc:
+            stop.restore()
+            run.write_status(state="failed", error=failure_line(exc), message=failure_line(exc), pid=None)
+            raise
+        return run_training(run, trainer, resume, on_step=on_step, finish_now=finish_now, stop=stop)

@@ -11,7 +11,8 @@ served. Serving truncates at 512 tokens, not at the ``max_length`` trained with 
 Groups: per example one positive (drawn at random) first, then ``group_size - 1`` of its hard
 negatives (drawn without replacement). An example with too few hard negatives is topped up with
 the positives of the other examples of the micro-batch (in-batch negatives); what is still missing
-is padding, masked out of the loss. The draws come from the loop's per-step ``Random``, so a
+is padding, masked out of the loss. One left with no negative at all (alone in its micro-batch)
+draws one of the data's other positives (``negative_pool``). The draws come from the loop's per-step ``Random``, so a
 resumed run makes the same ones.
 
 A new head (the base is a plain encoder) trains with ``head_lr`` (1e-3), the encoder with ``lr``.
@@ -49,7 +50,7 @@ from .config import RerankerConfig
 from .loop import Trainer, log
 from .runs import staged_folder
 
-__all__ = ["Groups", "RerankerTrainer", "build_groups", "eval_groups", "group_mrr"]
+__all__ = ["Groups", "RerankerTrainer", "build_groups", "eval_groups", "group_mrr", "negative_pool"]
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,23 @@ class Groups:
     scores: list[list[float]]
 
 
-def build_groups(examples: list, group_size: int, rng: random.Random) -> Groups:
+def negative_pool(examples: list) -> list[str]:
+    """Every positive passage of the training data, once: where an example that has no hard
+    negative and meets no other example in its micro-batch draws one (``build_groups``). InputError
+    (before any run starts) when such an example could draw none: the data holds no other passage."""
+    pool = list(dict.fromkeys(p for ex in examples for p in ex.positives))
+    for ex in examples:
+        if not ex.negatives and not set(pool) - set(ex.positives):
+            raise InputError(f"a reranker needs a negative for every query, and the query {ex.query[:60]!r} has no "
+                             "negative and the data no other passage to draw one from: mine negatives with `wb mine`")
+    return pool
+
+
+def build_groups(examples: list, group_size: int, rng: random.Random, pool: list[str] | None = None) -> Groups:
     """Per example ``group_size`` passages (positive first), a real/padding mask and their scores
-    (module docstring). The draws are by position, so the texts drawn do not depend on scores."""
+    (module docstring). The draws are by position, so the texts drawn do not depend on scores.
+    An example left without any negative (none of its own, no other example in the micro-batch)
+    draws one from ``pool`` (``negative_pool``: the data's positives), so every group ranks something."""
     want = group_size - 1
     chosen = [rng.choice(range(len(ex.positives))) for ex in examples]  # the same draw as choice(positives)
     chosen_pos = [ex.positives[i] for ex, i in zip(examples, chosen)]
@@ -84,6 +99,15 @@ def build_groups(examples: list, group_size: int, rng: random.Random) -> Groups:
             extra = others[: want - len(negs)]
             negs += extra
             neg_scores += [0.0] * len(extra)
+        if not negs and pool:  # alone in its micro-batch, no negatives of its own: one from the data
+            own = set(ex.positives)
+            for _ in range(64):
+                candidate = pool[rng.randrange(len(pool))]
+                if candidate not in own:
+                    negs, neg_scores = [candidate], [0.0]
+                    break
+            else:
+                negs, neg_scores = [p for p in pool if p not in own][:1], [0.0]
         real = 1 + len(negs)
         pad = group_size - real
         groups.append([chosen_pos[i], *negs] + [chosen_pos[i]] * pad)
@@ -137,6 +161,7 @@ class RerankerTrainer(Trainer):
         if cfg.group_size < 2:
             raise UsageError(f"group_size must be at least 2 (a positive and a negative), not {cfg.group_size}")
         self.loss_fn = build_rerank_loss(cfg.loss)
+        self.fallback_negatives: list[str] | None = None  # negative_pool(examples), set by examples()
 
     def examples(self):
         from .data import read_datasets
@@ -151,6 +176,7 @@ class RerankerTrainer(Trainer):
                 raise InputError(f"--residual reads pos_scores/neg_scores as min-max first-stage scores in [0, 1], but "
                                  f"{self.cfg.data} has {len(outside)} outside it (e.g. {outside[0]:g}): mine it with "
                                  "`wb mine --first-stage-scores`")
+        self.fallback_negatives = negative_pool(examples)
         return examples
 
     def build(self):
@@ -210,7 +236,7 @@ class RerankerTrainer(Trainer):
     def compute_loss(self, model, exs, rng, device, accelerator):
         import torch
 
-        drawn = build_groups(exs, self.cfg.group_size, rng)
+        drawn = build_groups(exs, self.cfg.group_size, rng, self.fallback_negatives)
         width = len(drawn.passages[0])
         pairs = [(ex.query, passage) for ex, group in zip(exs, drawn.passages) for passage in group]
         batch = self._batch(pairs, device)

@@ -85,7 +85,7 @@ class RunFolder:
             return {"state": "unknown"}
         # queued: its creator (the foreground run, or the launcher until its child took over) was
         # killed before training began
-        if data.get("state") in ("running", "queued") and not _alive(data.get("pid")):
+        if data.get("state") in ("running", "queued") and not _alive(data.get("pid"), data.get("pid_start")):
             data["state"] = "died"
         return data
 
@@ -103,6 +103,8 @@ class RunFolder:
             seq = current.get("seq") if isinstance(current.get("seq"), int) else 0
             if unless_changed_since is not None and seq != unless_changed_since:
                 return False
+            if "pid" in fields:  # with its start time: a later process given the same pid is not the run's
+                fields["pid_start"] = process_start(fields["pid"]) if fields["pid"] else None
             current.update(fields, updated=time.time(), seq=seq + 1)
             write_whole(self.status_path, json.dumps(current))
             return True
@@ -172,7 +174,8 @@ class RunFolder:
         import signal
 
         write_whole(self.stop_path, FINISH + "\n" if finish else "")  # never read half-written
-        pid = self.status().get("pid")
+        status = self.status()  # a pid that is not the run's process any more (died) is never signalled
+        pid = status.get("pid") if status.get("state") in ("running", "queued") else None
         if pid:
             try:
                 os.kill(int(pid), signal.SIGTERM)
@@ -186,7 +189,20 @@ class RunFolder:
         return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def _alive(pid) -> bool:
+def process_start(pid) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22), or None where
+    /proc cannot say: with the pid it names one process, even after the pid is reused."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()  # after the command name, which may hold spaces
+        return int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid, started: int | None = None) -> bool:
+    """Whether the run's process ``pid`` runs: it exists, is no zombie and, when its start time was
+    recorded (``started``), started then (else the pid was reused by another process)."""
     if not pid:
         return False
     try:
@@ -197,9 +213,32 @@ def _alive(pid) -> bool:
         return True
     try:  # a zombie is not alive
         with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().split()[2] != "Z"
+            if f.read().rpartition(")")[2].split()[0] == "Z":
+                return False
     except OSError:
         return True
+    now = process_start(pid)
+    return started is None or now is None or now == started
+
+
+@contextmanager
+def training_lock(run: "RunFolder") -> Iterator[None]:
+    """Held by the process that trains ``run`` (rank 0 under data parallel) while it does: a second
+    `wb train resume` (or --finish) of the same run is refused (UsageError) instead of training it
+    twice at once. The lock goes with the process, whatever ends it."""
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    fh = open(run.path / ".train.lock", "a")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"run {run.name} is being trained by another process right now: "
+                             f"`wb runs` shows it, `wb runs stop {run.name}` stops it") from None
+        yield
+    finally:
+        fh.close()
 
 
 def runs_dir(workspace_root: Path) -> Path:

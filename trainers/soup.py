@@ -22,6 +22,7 @@ poor model: nothing here can detect that, so the folder records the ingredients 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,8 @@ def normalised_weights(count: int, weights: list[float] | None) -> list[float]:
         return [1.0 / count] * count
     if len(weights) != count:
         raise UsageError(f"{len(weights)} weights for {count} models: give one weight per model")
+    if not all(math.isfinite(w) for w in weights):
+        raise UsageError(f"soup weights must be finite numbers, not {weights}")
     if any(w < 0 for w in weights) or sum(weights) <= 0:
         raise UsageError(f"soup weights must be >= 0 and not all 0, not {weights}")
     total = sum(weights)

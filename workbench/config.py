@@ -6,6 +6,7 @@ Unknown sections or keys are errors (a typo must not be silently ignored).
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -161,6 +162,8 @@ def _build(cls, data: dict, section: str):
         wanted = type_mismatch(value, str(by_name[key].type))
         if wanted:
             raise UsageError(f"wb.toml: [{section}] {key} must be {wanted}, not {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):  # nan passes every range check
+            raise UsageError(f"wb.toml: [{section}] {key} must be a finite number, not {value!r}")
         lo, hi = _RANGES.get((section, key), (None, None))
         if lo is not None and (value < lo or (hi is not None and value > hi)):
             bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
@@ -194,7 +197,7 @@ def parse_config(text: str) -> WorkspaceConfig:
     for mode, value in dict(fusion_raw.pop("weights", {})).items():
         if mode not in MODES:
             raise UsageError(f"wb.toml: unknown mode '{mode}' in [fusion.weights] (modes: {', '.join(MODES)})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise UsageError(f"wb.toml: [fusion.weights] {mode} must be a number >= 0, not {value!r}")
         weights[mode] = float(value)
     if not any(weights.values()):
@@ -228,25 +231,25 @@ def _check_template(template: str | None, key: str, fields: tuple[str, ...]) -> 
     ``}}`` write braces): a typo fails here, in one line, not at every query."""
     if template is None:
         return
-    from workbench.encoders.templates import template_fields
+    from workbench.encoders.templates import template_problem
 
-    try:
-        named = template_fields(template)
-    except ValueError as exc:
-        raise UsageError(f"wb.toml: [models] {key} is not a valid template ({exc}); write a brace as {{{{ or }}}}") from None
-    allowed = ", ".join("{" + f + "}" for f in fields)
-    unknown = sorted(named - set(fields))
-    if unknown:
-        raise UsageError(f"wb.toml: [models] {key} names {', '.join('{' + n + '}' for n in unknown)}: "
-                         f"it may use {allowed} only")
-    if "text" not in named:
-        raise UsageError(f"wb.toml: [models] {key} must hold {{text}}, where the {'query' if 'instruction' in fields else 'document'} goes")
+    problem = template_problem(template, fields)
+    if problem:
+        raise UsageError(f"wb.toml: [models] {key} {problem}")
 
 
 def load_config(path: Path) -> WorkspaceConfig:
     if not path.exists():
         return WorkspaceConfig()
-    return parse_config(path.read_text())
+    try:
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a folder, not a wb.toml file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start}): TOML files are UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse_config(text)
 
 
 def _toml_value(value) -> str:

@@ -40,9 +40,12 @@ def parse_model_overrides(values: list[str] | None, flag: str = "--model") -> di
     joint = None
     for value in values or []:
         role, sep, name = value.partition("=")
-        if not sep or not name:
+        if not sep or not name.strip():
             raise UsageError(f"{flag} takes ROLE=NAME, not '{value}'")
         role = role.strip()
+        if role not in ("dense", "colbert", "sparse", "reranker", "joint"):
+            raise UsageError(f"unknown model role '{role}' (roles: dense, colbert, sparse, reranker; "
+                             "joint=NAME fills dense, colbert and sparse from one joint model)")
         if role in out or (role == "joint" and joint is not None):
             raise UsageError(f"{flag} names the {role} role twice: they describe one set of models "
                              "(compare several fine-tunes with one `wb eval` each, or a soup)")

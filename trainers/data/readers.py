@@ -10,7 +10,8 @@ Supported formats (``format=`` names in brackets):
   example per query: every passage with score > 0 is a positive, judged passages with
   score <= 0 become hard negatives; passage text is ``title + " " + text``.
 * sentence-transformers columns [``sentence-transformers``] in JSON Lines, CSV or TSV (CSV/TSV
-  with a header row unless ``header=False``): ``(anchor, positive[, negative...])``,
+  with a header row unless ``header=False`` or the first row reads as data, a cell with a space
+  or over 40 characters, as in MS MARCO's header-less triples): ``(anchor, positive[, negative...])``,
   ``(query, positive, negative...)`` or ``(sentence1, sentence2[, label|score])``. Rows with a
   label/score column are kept as positive pairs when the label is > 0 and skipped otherwise.
   Unknown column names are read by position (query, positive, negatives...), as
@@ -660,6 +661,8 @@ def _read_delimited(
         if cols is None:
             if isinstance(row, _Malformed):
                 raise InputError(f"{reader.path}:{lineno}: cannot read the first row: {row.reason}")
+            if header and not _header_like(row):  # MS MARCO's triples have none: the first row is data
+                header = False
             names = [c.strip() for c in row] if header else [f"column {i + 1}" for i in range(len(row))]
             width = len(row)
             cols = _st_columns(names, keys=False) if header else _Columns(0, 1, tuple(range(2, width)), None, False)
@@ -688,6 +691,16 @@ def _read_delimited(
             continue
         report.kept += 1
         yield example
+
+
+def _header_like(row: list[str]) -> bool:
+    """Whether a first row reads as column names (``query``, ``positive``, ``negative_1``, any
+    short name without spaces) rather than data (a sentence): a file without a header loses no row."""
+    names = [c.strip().lower() for c in row]
+    known = set(_QUERY_COLUMNS) | set(_POSITIVE_COLUMNS) | set(_LABEL_COLUMNS)
+    if any(n in known or n.startswith("negative") for n in names):
+        return True
+    return all(n and len(n) <= 40 and not any(ch.isspace() for ch in n) for n in names)
 
 
 def _read_beir(reader: _Reader, split: str, task: str, instruction: str) -> Iterator[TrainingExample]:

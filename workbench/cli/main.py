@@ -354,6 +354,8 @@ def query_cmd(
         if pipe == other and _runs_same_models(other, cfg, compared_cfg):
             raise UsageError(f"--compare {', '.join(v.strip() for v in compare)} names the models {other.name} "
                              "already runs: nothing to compare")
+    if rerank_depth is not None and rerank_depth < 1:  # wrong for any pipeline: refused before "ignored" is said
+        raise UsageError("--rerank-depth must be at least 1")
     reranks = any(p.rerank for p in pipes)
     unused = [flag for flag, value in (("--rerank-depth", rerank_depth), ("--rerank-interpolation", rerank_interpolation))
               if value is not None and not reranks]
@@ -600,6 +602,13 @@ def eval_cmd(
     compare_overrides = runner.resolve_run_names(workspace, _parse_model_overrides(compare, "--compare"))
     if compare_overrides and tune:
         raise UsageError("--compare and --tune do not go together: tune one model set at a time")
+    if compare_overrides:  # a compared model that is not there fails now, not after the baseline is indexed and run
+        from workbench.config import WorkspaceConfig
+        from workbench.models.registry import resolve_role
+
+        compared = WorkspaceConfig().with_models({**overrides, **compare_overrides}).models
+        for role in compare_overrides:  # (joint=NAME came as dense, sparse and colbert)
+            resolve_role(role, compared)
     from workbench.eval.external_runs import parse_run_options
 
     run_sources = parse_run_options(run)
@@ -971,6 +980,9 @@ def _train_cmd(config_cls, given: dict, *, config: Optional[str], detach: bool, 
             if isinstance(values.get(key), (str, list)) and values[key]:
                 values[key] = with_paths(values[key], lambda p: p if p in literal or Path(p).expanduser().is_absolute()
                                          else os.path.normpath(here / p))
+        base = values.get("base")  # a name, a HF id, runs/NAME (the workspace's) or a folder beside the file
+        if isinstance(base, str) and not base.startswith("runs/") and (here / base).exists():
+            values["base"] = os.path.normpath(here / base)
     if given.get("data"):  # --data given once: a path; several times: a multi-task list
         given = {**given, "data": given["data"][0] if len(given["data"]) == 1 else list(given["data"])}
     values.update({k: v for k, v in given.items() if v is not None})
@@ -1001,6 +1013,9 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
     for key, flag in (("data", "--data"), ("base", "--base"), ("name", "--out")):
         if not values.get(key):
             raise UsageError(f"{flag} is required (or set `{key}` in --config)")
+    from trainers.config import check_option_types
+
+    check_option_types(config_cls, values)  # a run.toml's `eval_data = 7` fails here, before it is read as a path
     from trainers.runs import check_run_name
 
     name = check_run_name(str(values["name"]))

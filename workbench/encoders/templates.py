@@ -51,6 +51,23 @@ def template_fields(template: str) -> set[str]:
     return {name for _lit, name, _spec, _conv in Formatter().parse(template) if name is not None}
 
 
+def template_problem(template: str, fields: tuple[str, ...]) -> str | None:
+    """What is wrong with a prompt template that may name ``fields`` and must hold ``{text}``
+    (``"is not a valid template (...)"``, ``"names {foo}: ..."``, ``"must hold {text}, ..."``), or
+    None: shared by wb.toml's ``[models]`` templates and a training run's ``query_template``."""
+    try:
+        named = template_fields(template)
+    except ValueError as exc:
+        return f"is not a valid template ({exc}); write a brace as {{{{ or }}}}"
+    unknown = sorted(named - set(fields))
+    if unknown:
+        allowed = ", ".join("{" + f + "}" for f in fields)
+        return f"names {', '.join('{' + n + '}' for n in unknown)}: it may use {allowed} only"
+    if "text" not in named:
+        return f"must hold {{text}}, where the {'query' if 'instruction' in fields else 'document'} goes"
+    return None
+
+
 PLAIN = PromptTemplates()
 E5 = PromptTemplates(query="query: {instruction}{text}", document="passage: {text}")
 LLM_EMBEDDER = PromptTemplates(
@@ -68,10 +85,10 @@ def resolve_instruction(value: str | None) -> str:
     """
     if not value:
         return ""
-    if value in INSTRUCTION_PRESETS:
-        return INSTRUCTION_PRESETS[value]
     text = value.strip()
-    if not text:
+    if text in INSTRUCTION_PRESETS:
+        return INSTRUCTION_PRESETS[text]
+    if not text.rstrip(":").strip():
         raise UsageError("the instruction is empty")
     if len(text.rstrip(":").split()) == 1:
         raise UsageError(f"unknown instruction preset '{text}' (presets: {', '.join(INSTRUCTION_PRESETS)}); "

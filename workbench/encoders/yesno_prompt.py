@@ -132,6 +132,11 @@ class YesNoPrompt:
         head, mid, tail = self.pieces
         return f"{head}{query.strip()}{mid}{passage.strip()}{tail}"
 
+    def fixed_tokens(self) -> int:
+        """Tokens of the prompt with an empty query and passage: what ``max_length`` must exceed
+        for any of them to be read."""
+        return len(self._encode([self.render("", "")], False)["input_ids"][0])
+
     def _pick_answer_tokens(self) -> tuple[int, int]:
         tail = self.pieces[2]
         yes_word, no_word = (w.strip() for w in self.answers)

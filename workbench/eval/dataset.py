@@ -156,8 +156,9 @@ def _qrels_tsv(path: Path) -> list[tuple[str, str, int]]:
         # BEIR's tab-separated columns; TREC qrels files are often space-separated
         line = line.strip()  # a stray tab or space at either end is no column
         parts = line.split("\t") if "\t" in line else line.split()
-        # only the first line may be a header: one whose last column is no number ("score")
-        if first and not _is_number(parts[-1].strip()):
+        # only the first line may be a header: one whose last column is no number ("score") and
+        # none of whose columns is one (`1<TAB>31715818<TAB>yes` is a row with a bad score)
+        if first and not _is_number(parts[-1].strip()) and not any(_is_number(p.strip()) for p in parts):
             first = False
             continue
         first = False

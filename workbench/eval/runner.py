@@ -235,6 +235,9 @@ def rank_scores(ranking: dict[str, float]) -> dict[str, float]:
     return {doc: float(n - i) for i, doc in enumerate(ranking)}
 
 
+NO_RESULT = "\x00wb:no-result"  # stands in for an empty ranking in ranx runs (never a document id)
+
+
 def score_systems(dataset: EvalDataset, results: list[SystemResult]) -> None:
     """Fill metrics, per-query values, deltas, p-values and wins/losses/ties (ranx)."""
     from ranx import Qrels, Run, compare
@@ -243,7 +246,9 @@ def score_systems(dataset: EvalDataset, results: list[SystemResult]) -> None:
     runs = []
     for r in results:
         # every evaluated query present, scored by rank (see rank_scores)
-        runs.append(Run({q: rank_scores(r.run.get(q, {})) for q in dataset.qrels}, name=r.label))
+        # a query with no result at all holds one id no judgement names: every metric 0, as for
+        # an empty list (ranx cannot build a run whose queries all retrieved nothing)
+        runs.append(Run({q: rank_scores(r.run.get(q, {})) or {NO_RESULT: 0.0} for q in dataset.qrels}, name=r.label))
     import warnings
 
     with warnings.catch_warnings():  # identical per-query values give scipy a 0/0: p is nan, handled below

@@ -24,6 +24,7 @@ Roots never overlap, so a document is never indexed twice nor silently replaced 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -102,7 +103,7 @@ class IndexSummary:
     def line(self) -> str:
         reasons: dict[str, int] = {}
         for s in self.skipped:
-            key = s.reason.split(":")[0]
+            key = reason_kind(s.reason)
             reasons[key] = reasons.get(key, 0) + 1
         skipped = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none"
         reused = ""
@@ -121,6 +122,16 @@ class IndexSummary:
 
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+
+# a skip reason's variable tail: ": <detail>", " (<detail>)", or the id / path after these words
+_REASON_DETAIL = re.compile(r"(:| \(|(?<=duplicate _id) |(?<=duplicate id) |(?<=already read) as ).*$")
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a skip reason, without its detail, so a summary counts kinds, not instances:
+    ``"too large (2.5 MB > 1.0 MB limit)"`` -> ``"too large"``, ``"duplicate _id d0"`` ->
+    ``"duplicate _id"``, ``"malformed JSON: ..."`` -> ``"malformed JSON"``."""
+    return _REASON_DETAIL.sub("", reason).strip() or reason
 
 
 def _file_of(skipped_path: str) -> str:
@@ -296,6 +307,8 @@ class Indexer:
         root = Path(root)
         if not root.exists():
             raise InputError(f"no such file or folder: {root}")
+        if root.is_file():  # a file reached through a symlink is indexed (and named) as its target, every run
+            root = root.resolve()
         asked = root.resolve()
         indexed = self._indexed_roots()
         covering = _covering_root(indexed, asked, self.config.index.exclude)
@@ -312,7 +325,9 @@ class Indexer:
         summary.skipped += skipped
         # files, not documents: a BEIR corpus.jsonl is one file of many documents (its skipped
         # lines are named FILE:LINE)
-        summary.files_seen = len({d.path for d in docs} | {_file_of(s.path) for s in summary.skipped})
+        # (a skipped folder, e.g. a symlink loop or a nested workspace, is not a file)
+        summary.files_seen = len({d.path for d in docs}
+                                 | {_file_of(s.path) for s in summary.skipped if not Path(s.path).is_dir()})
         if not docs and covering is None and Path(source) not in indexed:
             _refuse_empty(root, summary.skipped, summary.not_read)  # a new root that yields nothing: say why, write nothing
 
@@ -409,8 +424,30 @@ class Indexer:
                 summary.docs_removed = len(removed)
                 self._settle(manifest, lance, tantivy_store, summary, changed=True)
         summary.note = _join(f"removed the indexed folder {source}", summary.note)
+        self._restore_shared(summary)
         summary.seconds = time.perf_counter() - started
         return summary
+
+    def _restore_shared(self, summary: IndexSummary) -> None:
+        """After a removal: the other indexed BEIR corpora are refreshed, since a document they
+        share with the removed root (same id and content, recorded once, under that root) has just
+        left every store. Only documents that went missing are encoded; when the config asks for a
+        rebuild the refresh is left to the next `wb index`, which rebuilds anyway."""
+        from workbench.ingest.readers import is_beir_corpus
+
+        if summary.docs_removed == 0:
+            return
+        others = [r for r in self._indexed_roots() if r.exists() and is_beir_corpus(r)]
+        if not others or self.rebuild_reason():
+            return
+        for other in others:
+            part = self._run_root(other)
+            summary.docs_indexed += part.docs_indexed
+            summary.chunks_written += part.chunks_written
+            summary.total_docs, summary.total_chunks = part.total_docs, part.total_chunks
+            if part.docs_indexed:
+                summary.note = _join(summary.note, f"{plural(part.docs_indexed, 'document')} it shared with "
+                                                   f"{other} indexed again as that corpus's")
 
     def _settle(self, manifest, lance, tantivy_store, summary: IndexSummary, *, changed: bool) -> None:
         """The end of every write: compaction and garbage collection when something ``changed``, the
@@ -491,6 +528,16 @@ class Indexer:
         self.progress("chunking", 0, len(todo))
         per_doc = chunker.chunk_many(todo)
         self.progress("chunking", len(todo), len(todo))
+        wordless = [d for d, cs in zip(todo, per_doc) if not cs]  # text and title the tokenizer reads nothing in
+        if wordless:
+            for d in wordless:
+                where = d.path if d.path.endswith(d.doc_id) else f"{d.path} (_id {d.doc_id})"
+                summary.skipped.append(SkippedFile(where, "no words to index"))
+            gone = [d.doc_id for d in wordless if d.doc_id in known]  # an indexed document that lost its words
+            if gone:
+                _delete_docs(gone, source, manifest, lance, tantivy_store)
+                summary.docs_removed += len(gone)
+            todo, per_doc = [d for d, cs in zip(todo, per_doc) if cs], [cs for cs in per_doc if cs]
         total = sum(len(c) for c in per_doc)
         done = 0
         self.progress("encoding", 0, total)

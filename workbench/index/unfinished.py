@@ -24,7 +24,7 @@ def unfinished_note(workspace, unfinished: dict | None) -> str:
         return f"`wb index` of {root} is running: documents it has not reached yet are missing"
     again = f"`wb index {first}`" if len(unfinished) == 1 else "`wb index`"
     return (f"the indexing run of {root} was cut off before its end: documents it had not reached are missing "
-            f"(an edited one answers as it was); {again} continues it")
+            f"(an edited one answers as it was, or from some modes not at all); {again} continues it")
 
 
 def cut_off_note(unfinished: dict) -> str:

@@ -2,7 +2,9 @@
 
 Each chunk keeps its character span in the source text, so a preview can show it in place.
 The title is not part of the chunk text; encoders see ``chunk_input_text(chunk)`` (title + text)
-and the window leaves room for the title's tokens.
+and the window leaves room for the title's tokens (a title is cut to a quarter of the window).
+Windows start and end on word boundaries (never between two pieces of one word), unless a word
+has more than ``_MOST_WORD_PIECES`` pieces.
 """
 
 from __future__ import annotations
@@ -36,26 +38,40 @@ class Chunker:
         self._special = tokenizer.num_special_tokens_to_add(pair=False)
 
     def chunk_many(self, docs: list[SourceDocument]) -> list[list[Chunk]]:
-        """Chunks of each document, in order. A document with no tokens yields no chunks."""
+        """Chunks of each document, in order. A document whose text has no tokens but whose title
+        has some yields one chunk of its title alone (a title-only BEIR row stays findable); one
+        with neither yields no chunks. A title longer than a quarter of the window is cut (in the
+        chunks only) so the text always keeps most of the window."""
         if not docs:
             return []
         enc = self.tokenizer(
             [d.text for d in docs], add_special_tokens=False, return_offsets_mapping=True, truncation=False
         )
-        titles = self.tokenizer([d.title for d in docs], add_special_tokens=False)["input_ids"]
-        return [
-            self._windows(doc, enc["offset_mapping"][i], len(titles[i])) for i, doc in enumerate(docs)
-        ]
+        titles = self.tokenizer(
+            [d.title for d in docs], add_special_tokens=False, return_offsets_mapping=True, truncation=False
+        )["offset_mapping"]
+        return [self._windows(doc, enc["offset_mapping"][i], titles[i]) for i, doc in enumerate(docs)]
 
-    def _windows(self, doc: SourceDocument, offsets: list[tuple[int, int]], title_len: int) -> list[Chunk]:
-        budget = self.settings.max_tokens - self._special - title_len
-        budget = max(budget, self.settings.max_tokens // 2)
-        step = budget - self.settings.overlap
+    def _windows(self, doc: SourceDocument, offsets: list[tuple[int, int]],
+                 title_offsets: list[tuple[int, int]]) -> list[Chunk]:
+        title, title_len = doc.title, len(title_offsets)
+        title_cap = max(1, self.settings.max_tokens // 4)
+        if title_len > title_cap:
+            title, title_len = doc.title[: title_offsets[title_cap - 1][1]].rstrip() + "…", title_cap
+        budget = max(1, self.settings.max_tokens - self._special - title_len)
         n = len(offsets)
+        text = doc.text
+        if n == 0:
+            if not title_len:
+                return []
+            return [Chunk(chunk_id=f"{doc.doc_id}#0", doc_id=doc.doc_id, ordinal=0, path=doc.path,
+                          title=title, text="", char_start=0, char_end=0)]
         chunks: list[Chunk] = []
         start = 0
         while start < n:
             end = min(start + budget, n)
+            if end < n:  # end the window before a word the next window starts with, not inside it
+                end = _word_start(text, offsets, end, floor=start + budget // 2)
             c0, c1 = offsets[start][0], offsets[end - 1][1]
             ordinal = len(chunks)
             chunks.append(
@@ -64,13 +80,34 @@ class Chunker:
                     doc_id=doc.doc_id,
                     ordinal=ordinal,
                     path=doc.path,
-                    title=doc.title,
-                    text=doc.text[c0:c1],
+                    title=title,
+                    text=text[c0:c1],
                     char_start=c0,
                     char_end=c1,
                 )
             )
             if end == n:
                 break
-            start += step
+            # the next window overlaps this one by `overlap` tokens, moved back to a word's first token
+            nxt = max(start + 1, end - self.settings.overlap)
+            start = _word_start(text, offsets, nxt, floor=start + 1)
         return chunks
+
+
+_MOST_WORD_PIECES = 8  # a "word" of more pieces (a URL, a long number) may be cut between them
+
+
+def _continues_word(text: str, offsets: list[tuple[int, int]], i: int) -> bool:
+    """Whether token ``i`` continues the word of token ``i - 1`` (no gap, letters or digits on
+    both sides of the boundary: WordPiece's ``##`` pieces, BPE's inner pieces)."""
+    at = offsets[i][0]
+    return i > 0 and 0 < at < len(text) and offsets[i - 1][1] == at and text[at - 1].isalnum() and text[at].isalnum()
+
+
+def _word_start(text: str, offsets: list[tuple[int, int]], i: int, floor: int) -> int:
+    """The first token of the word holding token ``i``, no further back than ``floor`` or
+    ``_MOST_WORD_PIECES`` tokens; ``i`` itself when the word starts earlier than that."""
+    j = i
+    while j > floor and i - j < _MOST_WORD_PIECES and _continues_word(text, offsets, j):
+        j -= 1
+    return j if j == i or not _continues_word(text, offsets, j) else i

@@ -24,7 +24,9 @@ What ``root`` can be
   .html .htm .pdf`` (case-insensitive) and files named exactly ``corpus.jsonl``. A
   ``corpus.jsonl`` below the top is read as a BEIR corpus whose ids are prefixed
   with its folder (``"sub/dir/<_id>"``) so that two datasets cannot collide.
-  Symlinks to files are followed (the document keeps the link's path); symlinks to
+  Symlinks to files are followed (the document keeps the link's path), and a file the
+  walk reaches again (through a link, or a hard link) is ``"already read as <rel>"``, the
+  name met first in sorted order; symlinks to
   folders are followed unless they lead back to a folder on the current path
   (``"symlink loop"``) or to a folder already walked (``"already read as <rel>"``).
 * a single supported file: read on its own, ``doc_id`` is its file name. A single
@@ -275,10 +277,19 @@ def _walk(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[tuple[str, str,
     the ``exclude`` globs (:func:`_patterns`) match, are dropped here.
     """
     visited: dict[str, str] = {}
+    read_files: dict[tuple[int, int], str] = {}  # (device, inode) -> rel: one file reached twice (a symlink) is read once
     # Stack items: ("dir", path, rel, ancestors) or a finished tuple to yield.
     stack: list[tuple[Any, ...]] = [("dir", str(root), "", frozenset())]
     while stack:
         item = stack.pop()
+        if item[0] == "doc":
+            kind, path, rel, (size, file_key) = item
+            if file_key in read_files:
+                yield ("skip", path, rel, f"already read as {read_files[file_key]}")
+            else:
+                read_files[file_key] = rel
+                yield (kind, path, rel, size)
+            continue
         if item[0] != "dir":
             yield item  # type: ignore[misc]
             continue
@@ -419,7 +430,7 @@ def _classify(entry: os.DirEntry[str], dir_rel: str, ancestors: frozenset[str],
         return ("skip", path, rel, "not a regular file")
     if name == BEIR_CORPUS_NAME:
         return ("beir", path, dir_rel, None)
-    return ("doc", path, rel, st.st_size)
+    return ("doc", path, rel, (st.st_size, (st.st_dev, st.st_ino)))  # _walk yields the size alone
 
 
 # --------------------------------------------------------------------------- single files
@@ -822,7 +833,7 @@ def _read_beir(corpus: Path, *, id_prefix: str) -> Iterator[_Item]:
                 continue
             where = f"{spath}:{lineno}"
             try:
-                row = json.loads(line)
+                row = json.loads(line.rstrip(b"\r\n"))  # an error at the line's end gets its column, not 1
             except UnicodeDecodeError:
                 yield SkippedFile(where, "invalid UTF-8")
                 continue

@@ -122,4 +122,6 @@ def _tsv_rows(lines: list[str], name: str):
     for number, fields in rows:
         if len(fields) <= max(text_col, id_col or 0) or not fields[text_col].strip():
             raise InputError(f"{name}:{number}: no query text in column {text_col + 1} ({layout})")
+        if id_col is not None and not fields[id_col].strip():
+            raise InputError(f"{name}:{number}: no query id in column {id_col + 1} ({layout})")
         yield number, (fields[id_col].strip() if id_col is not None else str(number)), fields[text_col].strip()
