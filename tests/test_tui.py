@@ -482,6 +482,7 @@ async def with_results_table(pilot) -> None:
     await pilot.press("escape")
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 async def test_plus_and_minus_change_the_results_per_column_and_say_so(tui_state, tmp_path):
     app = fake_app(tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -656,6 +657,7 @@ async def run_palette(pilot, text: str) -> None:
     await settle(pilot)
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 async def test_command_palette_switches_pipeline():
     app = WbApp(FakeEngine.root, engine=FakeEngine())
     async with app.run_test(size=(100, 30)) as pilot:
@@ -1251,6 +1253,7 @@ def select_options(select) -> list[str]:
     return [str(value) for _label, value in select._options]
 
 
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
 async def test_a_closed_launch_form_reopens_as_it_was_left(tmp_path):
     """Escape (which leaves a text box elsewhere) closes the form: `n` brings back its trainer, its
     fields and its run name; after a run starts, the next form starts afresh."""

@@ -278,8 +278,9 @@ for root in variants.parent_roots(ws):
 """
 
 
-# the default suite kills at one point; the other two run with `make test-all` (-m slow)
-@pytest.mark.parametrize("where", ["lance_add", pytest.param("tantivy_commit", marks=pytest.mark.slow),
+# heavy (22 s a kill point on a 2-core AVX2 machine): `make test-all` and .ci/run run all three
+@pytest.mark.parametrize("where", [pytest.param("lance_add", marks=pytest.mark.slow),
+                                   pytest.param("tantivy_commit", marks=pytest.mark.slow),
                                    pytest.param("manifest_finish", marks=pytest.mark.slow)])
 def test_kill_9_inside_a_reusing_variant_build_then_rerun_is_consistent(parent, where):
     """SIGKILL before LanceDB's add, before Tantivy's commit, or before the manifest records the second
