@@ -56,8 +56,7 @@ def _from_dict(cls, data: dict):
     unknown = set(data) - set(by_name)
     if unknown:
         raise UsageError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-    for key, value in data.items():
-        _check_option(key, value, str(by_name[key].type))
+    check_option_types(cls, data)
     names = LOSS_NAMES.get(getattr(cls, "LOSS_KIND", ""), ())
     if "loss" in data and names and loss_key(str(data["loss"])) not in names:
         raise UsageError(f"unknown loss {data['loss']!r} for the {cls.TRAINER} trainer: expected one of "

@@ -112,10 +112,16 @@ class WorkspaceConfig:
         from dataclasses import replace
 
         for role in overrides:
-            if role not in ("dense", "colbert", "sparse", "reranker"):
-                raise UsageError(f"unknown model role '{role}' (roles: dense, colbert, sparse, reranker; "
-                                 "joint=NAME fills dense, colbert and sparse from one joint model)")
+            check_role(role)
         return replace(self, models=replace(self.models, **overrides))
+
+
+def check_role(role: str, *, joint: bool = False) -> None:
+    """UsageError for a ``ROLE=NAME`` role that is none of the model roles (``joint`` too, where a
+    joint model may fill dense, sparse and colbert at once)."""
+    if role not in ("dense", "colbert", "sparse", "reranker") + (("joint",) if joint else ()):
+        raise UsageError(f"unknown model role '{role}' (roles: dense, colbert, sparse, reranker; "
+                         "joint=NAME fills dense, colbert and sparse from one joint model)")
 
 
 _TYPE_CHECKS = {  # a field's annotation (a string: postponed annotations) -> (check, what the user must write)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from workbench.config import ModelsConfig, WorkspaceConfig, render_config
+from workbench.config import ModelsConfig, WorkspaceConfig, check_role, render_config
 from workbench.errors import UsageError, WorkspaceError
 from workbench.workspace import Workspace
 
@@ -43,9 +43,7 @@ def parse_model_overrides(values: list[str] | None, flag: str = "--model") -> di
         if not sep or not name.strip():
             raise UsageError(f"{flag} takes ROLE=NAME, not '{value}'")
         role = role.strip()
-        if role not in ("dense", "colbert", "sparse", "reranker", "joint"):
-            raise UsageError(f"unknown model role '{role}' (roles: dense, colbert, sparse, reranker; "
-                             "joint=NAME fills dense, colbert and sparse from one joint model)")
+        check_role(role, joint=True)
         if role in out or (role == "joint" and joint is not None):
             raise UsageError(f"{flag} names the {role} role twice: they describe one set of models "
                              "(compare several fine-tunes with one `wb eval` each, or a soup)")
