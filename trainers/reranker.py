@@ -101,13 +101,7 @@ def build_groups(examples: list, group_size: int, rng: random.Random, pool: list
             neg_scores += [0.0] * len(extra)
         if not negs and pool:  # alone in its micro-batch, no negatives of its own: one from the data
             own = set(ex.positives)
-            for _ in range(64):
-                candidate = pool[rng.randrange(len(pool))]
-                if candidate not in own:
-                    negs, neg_scores = [candidate], [0.0]
-                    break
-            else:
-                negs, neg_scores = [p for p in pool if p not in own][:1], [0.0]
+            negs, neg_scores = [rng.choice([p for p in pool if p not in own])], [0.0]  # negative_pool: never empty
         real = 1 + len(negs)
         pad = group_size - real
         groups.append([chosen_pos[i], *negs] + [chosen_pos[i]] * pad)

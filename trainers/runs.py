@@ -189,14 +189,23 @@ class RunFolder:
         return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
+def _proc_stat(pid) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (which may hold spaces): state first, start
+    time at index 19; None where /proc cannot say."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().rpartition(")")[2].split()
+    except (OSError, ValueError):
+        return None
+
+
 def process_start(pid) -> int | None:
     """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22), or None where
     /proc cannot say: with the pid it names one process, even after the pid is reused."""
+    fields = _proc_stat(pid)
     try:
-        with open(f"/proc/{int(pid)}/stat") as f:
-            fields = f.read().rpartition(")")[2].split()  # after the command name, which may hold spaces
-        return int(fields[19])
-    except (OSError, ValueError, IndexError):
+        return int(fields[19]) if fields else None
+    except (ValueError, IndexError):
         return None
 
 
@@ -211,14 +220,12 @@ def _alive(pid, started: int | None = None) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie is not alive
-        with open(f"/proc/{int(pid)}/stat") as f:
-            if f.read().rpartition(")")[2].split()[0] == "Z":
-                return False
-    except OSError:
+    fields = _proc_stat(pid)
+    if not fields:
         return True
-    now = process_start(pid)
-    return started is None or now is None or now == started
+    if fields[0] == "Z":  # a zombie is not alive
+        return False
+    return started is None or len(fields) < 20 or fields[19] == str(started)
 
 
 @contextmanager
