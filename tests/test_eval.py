@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SAMPLE, require_models
+from workbench.errors import UsageError
 from tiny_models import run_wb as wb
 
 DOCS = [
@@ -198,6 +199,19 @@ def test_table_output(first_run, dataset, capsys, monkeypatch):
     flat = " ".join(out.split())  # the console wraps long lines
     assert "models: dense all-MiniLM-L6-v2 · colbert maxsim over all-MiniLM-L6-v2 tokens (zero-shot) · sparse" in flat
     assert "+rerank:" not in flat and "R@100 and MAP@100 only see" not in flat
+
+
+def test_rerank_flags_without_a_rerank_pipeline_are_said_to_be_ignored(first_run, dataset, capsys, monkeypatch):
+    """As wb query says it: --rerank-depth / --rerank-interpolation on pipelines that rerank nothing
+    are named as ignored (a user who forgot +rerank learns why the figures did not move)."""
+    monkeypatch.setenv("WB_EVAL_CACHE", str(first_run[1]))
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25", "--rerank-depth", "5",
+                        "--rerank-interpolation", "0.5")
+    assert code == 0, err
+    assert "--rerank-depth and --rerank-interpolation apply to +rerank pipelines: ignored" in " ".join(err.split())
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25,bm25+rerank", "--rerank-depth", "5")
+    assert code == 0, err
+    assert "ignored" not in err
 
 
 def test_flagembedding_folder_gives_the_same_figures(first_run, dataset, tmp_path, capsys, monkeypatch):
@@ -601,3 +615,15 @@ def test_queries_a_system_retrieved_nothing_for_score_zero_even_when_all_are_emp
         assert found.per_query[metric] == pytest.approx({q: expected[q][metric] for q in qrels})
         assert nothing.per_query[metric] == {"q1": 0.0, "q2": 0.0} and nothing.metrics[metric] == 0.0
     assert (nothing.wins, nothing.losses, nothing.ties) == (0, 1, 1)
+
+
+def test_bare_run_files_written_by_run_dir_get_labels_not_refused(tmp_path):
+    """`wb eval --run-dir runs1` writes bm25.trec, hybrid.trec, ...: reading them back as bare
+    `--run runs1/bm25.trec` labels them by file name, and two folders' files by folder too."""
+    from workbench.eval.external_runs import parse_run_options
+
+    sources = parse_run_options(["runs1/bm25.trec", "runs2/bm25.trec", "runs1/prod.trec", "runs1/hybrid"])
+    assert [s.label for s in sources] == ["bm25.trec", "runs2/bm25.trec", "prod", "runs1/hybrid"]
+    assert sources[1].path == (Path("runs2/bm25.trec")).absolute()
+    with pytest.raises(UsageError, match="'bm25' is a pipeline's name"):  # a NAME given by hand stays strict
+        parse_run_options(["bm25=runs1/bm25.trec"])

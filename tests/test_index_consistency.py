@@ -75,6 +75,37 @@ def test_rerun_on_unchanged_folder_encodes_nothing(fresh):
     assert_consistent(store_state(ws))
 
 
+def test_a_tantivy_index_deleted_or_emptied_by_hand_is_rebuilt_from_lance_without_encoding(fresh):
+    """BM25 and sparse answered nothing forever: the next run saw every document "unchanged" and
+    recreated an empty Tantivy index. Now it is rebuilt from LanceDB's stored text and sparse
+    weights, and scores exactly as before; a half-built leftover of a killed refill is discarded."""
+    import shutil
+
+    from workbench.search.searcher import Searcher
+
+    ws, corpus = fresh
+    Indexer(ws).run(corpus)
+
+    def ranked(pipeline):
+        result = Searcher(ws).search("groupby consecutive keys", pipeline=pipeline, k=10)
+        return [(h.chunk_id, round(h.score, 5)) for h in result.results]
+
+    before = {p: ranked(p) for p in ("bm25", "sparse")}
+    assert before["bm25"] and before["sparse"]
+    for damage in ("deleted", "emptied"):
+        shutil.rmtree(ws.tantivy_dir)
+        if damage == "emptied":
+            TantivyChunkStore(ws.tantivy_dir, 0.02).create_if_missing()
+            (ws.tantivy_dir.with_name("tantivy.refill") / "junk").mkdir(parents=True)  # a killed refill's leftover
+        summary = Indexer(ws).run(corpus)
+        assert summary.docs_indexed == 0 and summary.docs_unchanged == 3  # nothing encoded
+        assert "the Tantivy index was missing or empty: rebuilt it from the LanceDB table" in summary.note
+        assert_consistent(store_state(ws))
+        assert {p: ranked(p) for p in ("bm25", "sparse")} == before
+        assert not ws.tantivy_dir.with_name("tantivy.refill").exists()
+    assert "Tantivy" not in Indexer(ws).run(corpus).note  # an intact index is left alone
+
+
 def test_changed_file_is_reencoded_and_deleted_file_disappears(fresh):
     from workbench.search.searcher import Searcher
 

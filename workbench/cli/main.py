@@ -663,6 +663,11 @@ def eval_cmd(
 
         progress({"phase": "note", "done": 0, "total": 0, "message": f"--model reranker={short_model_name(overrides['reranker'])} "
                   "is not used: no pipeline reranks (add one with +rerank, e.g. -p hybrid,hybrid+rerank)"})
+    unused = [flag for flag, value in (("--rerank-depth", rerank_depth), ("--rerank-interpolation", rerank_interpolation))
+              if value is not None]
+    if unused and pipes and not tune and not any(p.rerank for p in pipes):  # said, as wb query says it
+        progress({"phase": "note", "done": 0, "total": 0, "message": f"{' and '.join(unused)} "
+                  f"{'apply' if len(unused) > 1 else 'applies'} to +rerank pipelines: ignored (no pipeline reranks)"})
     if not pipes:
         result = runner.evaluate(data, [], depth=depth, progress=progress, runs=run_sources)
         result.wall_seconds = _time.perf_counter() - started

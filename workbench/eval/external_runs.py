@@ -14,7 +14,8 @@ what `wb query --queries --trec`, `wb eval --run-dir`, Pyserini and most toolkit
   none of the evaluated queries is an ``InputError`` naming the file (and line); a NAME that is
   empty, holds ``,`` ``@`` ``=`` or spaces, or is a pipeline name is a ``UsageError`` (a row of the
   report must say whether it was searched or read). ``--run FILE`` alone is named after the file
-  (its name without the suffix).
+  (its name without the suffix; with it when that is a pipeline's name or taken, e.g. the
+  ``bm25.trec`` `wb eval --run-dir` wrote; then with its folder's name).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def parse_run_options(values: list[str] | None) -> list[RunSource]:
     for value in values or []:
         label, sep, path = value.partition("=")
         if not sep:
-            label, path = Path(value).stem, value
+            label, path = _file_label(Path(value), {s.label for s in sources}), value
         if not path:
             raise UsageError(f"--run {value}: give NAME=FILE (a TREC run file)")
         if not _NAME.match(label):
@@ -71,6 +72,22 @@ def parse_run_options(values: list[str] | None) -> list[RunSource]:
             raise UsageError(f"--run: the name '{label}' is given twice")
         sources.append(RunSource(label, Path(path).expanduser().absolute()))
     return sources
+
+
+def _file_label(path: Path, taken: set[str]) -> str:
+    """The label of a bare ``--run FILE``: its stem (``prod`` for runs/prod.trec); its file name when
+    the stem is a pipeline's name or taken (``bm25.trec``: the files `wb eval --run-dir` writes are
+    named after pipelines), then its folder and file name (``runs1/bm25.trec``)."""
+    from workbench.search.pipelines import parse_pipeline
+
+    for label in (path.stem, path.name, f"{path.parent.name}/{path.name}"):
+        if label in taken or not _NAME.match(label):
+            continue
+        try:
+            parse_pipeline(label)
+        except UsageError:
+            return label
+    return path.stem  # said by the checks that follow (a name given twice, or a pipeline's)
 
 
 def _number(text: str, what: str, where: str) -> float:

@@ -348,7 +348,9 @@ class Indexer:
 
                     donor = Donor(self.donor, settings)
                 self._donor = donor if donor is not None and donor.modes else None
+                refilled = self._refill_missing_tantivy(manifest, lance, tantivy_store)
                 summary.rebuilt = self._prepare(manifest, lance, tantivy_store, settings, bundle)
+                summary.note = _join(summary.note, refilled)
                 self._recover(manifest, lance, tantivy_store)
                 if covered:
                     taken = self._take_over(manifest, source, covered, docs, lance, tantivy_store)
@@ -418,6 +420,7 @@ class Indexer:
                 settings = settings_from_dict(manifest.get_meta("settings"))
                 lance = LanceChunkStore(self.workspace.lance_dir)
                 tantivy_store = TantivyChunkStore(self.workspace.tantivy_dir, settings.sparse_step)
+                summary.note = self._refill_missing_tantivy(manifest, lance, tantivy_store)
                 self._recover(manifest, lance, tantivy_store)
                 removed = list(manifest.hashes(source))
                 _delete_docs(removed, source, manifest, lance, tantivy_store)
@@ -512,6 +515,41 @@ class Indexer:
         else:
             tantivy_store.create_if_missing()
         return reason
+
+    def _refill_missing_tantivy(self, manifest, lance, tantivy_store) -> str:
+        """A Tantivy index deleted or emptied by hand while the LanceDB table and the manifest hold
+        the documents: rebuilt from the table's stored text and sparse weights, nothing encoded
+        (BM25 and sparse would otherwise answer nothing while every document reads "unchanged").
+        Built in a folder beside and renamed into place, so a kill leaves it missing, never half
+        full, and the next run starts over. Returns what was done ("" when nothing was needed)."""
+        if manifest.get_meta("settings") is None or not manifest.count_chunks() or not lance.exists():
+            return ""
+        if tantivy_store.exists() and tantivy_store.num_docs():
+            return ""
+        from workbench.ingest.chunking import input_text
+        from workbench.store.tantivy_store import TantivyChunkStore
+
+        total = manifest.count_chunks()
+        beside = tantivy_store.folder.with_name(tantivy_store.folder.name + ".refill")
+        shutil.rmtree(beside, ignore_errors=True)
+        fresh = TantivyChunkStore(beside, tantivy_store.sparse_step)
+        fresh.create_if_missing()
+        self.progress("rebuilding the Tantivy index", 0, total)
+        done = 0
+        for batch in lance.iter_columns(["chunk_key", "doc_id", "title", "text", "sparse_ids", "sparse_weights"]):
+            cols = batch.to_pydict()
+            texts = [input_text(t, x) for t, x in zip(cols["title"], cols["text"])]
+            sparse = [(np.asarray(i, np.int32), np.asarray(w, np.float32))
+                      for i, w in zip(cols["sparse_ids"], cols["sparse_weights"])]
+            fresh.add(cols["chunk_key"], cols["doc_id"], texts, sparse)
+            done += batch.num_rows
+            self.progress("rebuilding the Tantivy index", done, total)
+        fresh.commit()
+        fresh.close()
+        shutil.rmtree(tantivy_store.folder, ignore_errors=True)
+        os.replace(beside, tantivy_store.folder)
+        tantivy_store.close()  # reopened on first use, on the folder now in place
+        return f"the Tantivy index was missing or empty: rebuilt it from the LanceDB table ({done} chunks, nothing encoded)"
 
     def _recover(self, manifest, lance, tantivy_store) -> None:
         """Undo a killed run's partial batch: delete its documents everywhere."""

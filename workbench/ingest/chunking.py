@@ -24,7 +24,12 @@ class ChunkingSettings:
 
 def chunk_input_text(chunk: Chunk) -> str:
     """The text every encoder and BM25 sees for a chunk: its document title, then its text."""
-    return f"{chunk.title} {chunk.text}".strip() if chunk.title else chunk.text
+    return input_text(chunk.title, chunk.text)
+
+
+def input_text(title: str, text: str) -> str:
+    """``chunk_input_text`` of a chunk with this (stored) ``title`` and ``text``."""
+    return f"{title} {text}".strip() if title else text
 
 
 class Chunker:

@@ -96,6 +96,10 @@ class LanceChunkStore:
             except Exception as exc:
                 raise IndexingError(f"LanceDB delete failed: {exc}") from exc
 
+    def iter_columns(self, columns: list[str], batch_rows: int = 2048):
+        """All rows, only ``columns``, as record batches of at most ``batch_rows`` (constant memory)."""
+        return self.table.search().select(columns).limit(None).to_batches(batch_rows)
+
     def read_columns(self, columns: list[str]) -> pa.Table:
         """All rows, only ``columns``."""
         return self.table.search().select(columns).limit(None).to_arrow()

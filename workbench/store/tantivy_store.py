@@ -75,6 +75,19 @@ class TantivyChunkStore:
             self._index = tantivy.Index(_schema(), path=str(self.folder), reuse=True)
         return self._index
 
+    def exists(self) -> bool:
+        """Whether the folder holds a Tantivy index (one that may still be empty)."""
+        return (self.folder / "meta.json").exists()
+
+    def num_docs(self) -> int:
+        """How many chunk documents the index holds."""
+        return self.index.searcher().num_docs
+
+    def close(self) -> None:
+        """Forget the open index and writer (uncommitted documents are lost); reopened on next use."""
+        self._writer = None
+        self._index = None
+
     def create_if_missing(self) -> None:
         import tantivy
 
