@@ -396,6 +396,33 @@ def test_snapshot_sparse_dot_equals_brute_force():
     assert matrix.dot(np.zeros(0, np.int64), q_ids, q_w).shape == (0,)
 
 
+@pytest.mark.parametrize("method", ["weighted", "rrf"])
+def test_asking_for_more_results_than_the_fusion_depth_keeps_the_fused_top(small_workspace, method):
+    """-k above [fusion] depth used to fuse deeper lists, so min-max (or the ranks) moved and the
+    top of `-k 30` differed from `-k 3`. Now only each list's first `depth` chunks are fused: the
+    head and its scores are those of a shallow query, brute-forced here from the shallow lists."""
+    from workbench.search.fusion import fuse
+    from workbench.search.searcher import Searcher
+
+    ws, _ = small_workspace
+    cfg = ws.config()
+    searcher = Searcher(ws, config=replace(cfg, fusion=replace(cfg.fusion, depth=4, method=method)))
+    modes = ("dense", "sparse", "bm25")
+    for unit in ("chunk", "doc"):
+        shallow = searcher.search("iterator functions", pipeline="dense+sparse+bm25", k=3, unit=unit).results
+        deep = searcher.search("iterator functions", pipeline="dense+sparse+bm25", k=30, unit=unit).results
+        assert len(deep) > 8  # far deeper than 4 chunks a mode
+        assert [(h.chunk_id, h.score) for h in deep[:3]] == [(h.chunk_id, h.score) for h in shallow]
+        q = searcher.encode_queries(["iterator functions"], set(modes))[0]
+        lists = searcher.run_modes(q, modes, 4)  # exactly what a shallow query fuses
+        runs = {m: {k: s for k, (s, _r) in searcher._by_unit(rows, sc, unit).items()} for m, (rows, sc) in lists.items()}
+        fused = fuse(runs, cfg.fusion.weights, method, cfg.fusion.rrf_k)
+        head = {h.doc_id if unit == "doc" else h.chunk_id: h.score for h in deep if h.score > 0}
+        # every document the shallow query fuses above 0, with its shallow score; the rest score 0
+        assert head == pytest.approx({key: v for key, v in fused.items() if v > 0})
+        assert all(h.score == 0 for h in deep[len(head):])
+
+
 def test_complete_fusion_scores_every_candidate_in_every_mode(small_workspace):
     """[fusion] complete = true: each fused candidate gets its exact dense, sparse and ColBERT score
     (not only where it made that mode's top depth), and the ranking is the min-max weighted sum of

@@ -24,28 +24,40 @@ def min_max(scores: Mapping[str, float]) -> dict[str, float]:
     return {k: (v - lo) / span for k, v in scores.items()}
 
 
-def weighted_sum(runs: Mapping[str, Mapping[str, float]], weights: Mapping[str, float]) -> dict[str, float]:
-    """sum_m w_m * minmax_m(score); an id missing from a run contributes 0 for it."""
+def weighted_sum(runs: Mapping[str, Mapping[str, float]], weights: Mapping[str, float],
+                 head: Mapping[str, int] | None = None) -> dict[str, float]:
+    """sum_m w_m * minmax_m(score); an id missing from a run contributes 0 for it.
+
+    ``head`` (mode -> n; each run ordered best first): only a run's first n entries are fused as
+    above, min-max over them; its deeper entries contribute 0, as if missing. A ranking asked for
+    deeper than the fusion depth (``-k 500``) thus keeps the fused top of a shallower one, its
+    extra documents below."""
     fused: dict[str, float] = {}
     for mode, scores in runs.items():
         w = float(weights.get(mode, 1.0))
         if w == 0.0:
             continue
-        for key, value in min_max(scores).items():
-            fused[key] = fused.get(key, 0.0) + w * value
+        n = head.get(mode) if head else None
+        top = dict(list(scores.items())[:n]) if n is not None and n < len(scores) else scores
+        normalised = min_max(top)
+        for key in scores:
+            fused[key] = fused.get(key, 0.0) + w * normalised.get(key, 0.0)
     return fused
 
 
-def reciprocal_rank(runs: Mapping[str, Mapping[str, float]], weights: Mapping[str, float], k: int = 60) -> dict[str, float]:
-    """sum_m w_m / (k + rank_m), rank 1-based by descending score (ties broken by id order)."""
+def reciprocal_rank(runs: Mapping[str, Mapping[str, float]], weights: Mapping[str, float], k: int = 60,
+                    head: Mapping[str, int] | None = None) -> dict[str, float]:
+    """sum_m w_m / (k + rank_m), rank 1-based by descending score (ties broken by id order); with
+    ``head`` (mode -> n) ranks past a run's n-th contribute 0 (see ``weighted_sum``)."""
     fused: dict[str, float] = {}
     for mode, scores in runs.items():
         w = float(weights.get(mode, 1.0))
         if w == 0.0:
             continue
+        n = head.get(mode) if head else None
         ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
         for rank, (key, _score) in enumerate(ordered, start=1):
-            fused[key] = fused.get(key, 0.0) + w / (k + rank)
+            fused[key] = fused.get(key, 0.0) + (w / (k + rank) if n is None or rank <= n else 0.0)
     return fused
 
 
@@ -58,7 +70,8 @@ def interpolate(first: Mapping[str, float], rerank: Mapping[str, float], a: floa
     return {key: (1 - a) * s[key] + a * f[key] for key in first}
 
 
-def fuse(runs, weights, method: str = "weighted", rrf_k: int = 60) -> dict[str, float]:
+def fuse(runs, weights, method: str = "weighted", rrf_k: int = 60,
+         head: Mapping[str, int] | None = None) -> dict[str, float]:
     if method == "rrf":
-        return reciprocal_rank(runs, weights, rrf_k)
-    return weighted_sum(runs, weights)
+        return reciprocal_rank(runs, weights, rrf_k, head)
+    return weighted_sum(runs, weights, head)

@@ -535,6 +535,7 @@ class Searcher:
         depth_for_rerank = min(rerank_depth or self.config.rerank.depth, size)
         if pipe.rerank:
             depth = max(depth, depth_for_rerank)
+        fused_depth = min(max(fusion.depth, depth_for_rerank if pipe.rerank else 0), size)  # for any k
         lists = self.run_modes(q, pipe.modes, depth)
         per_mode = {m: self._by_unit(rows, scores, unit) for m, (rows, scores) in lists.items()}
         # depth counts chunks: documents of many chunks can leave fewer than k documents in all
@@ -552,7 +553,11 @@ class Searcher:
             fused = {key: s for key, (s, _row) in entries.items()}
         else:
             runs = {m: {key: s for key, (s, _r) in e.items()} for m, e in per_mode.items()}
-            fused = fuse(runs, fusion.weights, fusion.method, fusion.rrf_k)
+            # lists deeper than the fusion depth (a large -k, or widened for documents): only each
+            # list's first fused_depth chunks are fused, so the top never depends on -k
+            head = ({m: len(self._by_unit(rows[:fused_depth], scores[:fused_depth], unit))
+                     for m, (rows, scores) in lists.items()} if depth > fused_depth and not fusion.complete else None)
+            fused = fuse(runs, fusion.weights, fusion.method, fusion.rrf_k, head)
         q.timings["fusion"] = (time.perf_counter() - t0) * 1000
         ranks = {m: {key: r for r, key in enumerate(e, start=1)} for m, e in per_mode.items()}
         # equal fused scores keep the modes' own order (a bm25-only tie stays in bm25's order), then ids
