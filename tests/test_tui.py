@@ -401,6 +401,94 @@ async def test_superseded_query_is_cancelled():
         assert engine.calls[-2:] == [("second query", "hybrid"), ("second query", "hybrid+rerank")]
 
 
+@pytest.mark.parametrize("answered_first", [True, False])
+async def test_returning_to_the_shown_query_mid_search_leaves_no_column_stale(answered_first):
+    """Back to the shown query while the other query runs: the running worker is cancelled, so a
+    column it still owed was left "searching…" forever (left answered first), or the old worker
+    delivered the abandoned query's hits under the box's query (neither answered)."""
+    import time as _time
+
+    class Slow(FakeEngine):
+        def search(self, root, text, *, pipeline, **kw):
+            if text != "remove":
+                _time.sleep(1.0 if pipeline == "hybrid+rerank" else 0.3)
+            return super().search(root, text, pipeline=pipeline, **kw)
+
+    app = WbApp(FakeEngine.root, engine=Slow())
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        search = app.search
+        search.set_query("remove")
+        await settle(pilot)
+        search.set_query("remove dir")
+        if answered_first:
+            await wait_until(pilot, lambda: search.left.result.query == "remove dir", what="the left column")
+        search.set_query("remove")
+        await settle(pilot)
+        await pilot.pause(1.5)  # any abandoned worker has finished by now
+        for column in search.columns:
+            assert column.result.query == "remove" and not column.busy, column.side
+        assert "searching" not in str(app.query_one("#right-status").render())
+        assert search.right.marks  # both sides show one query: movement is marked
+
+
+@pytest.mark.parametrize("failing", ["hybrid", "hybrid+rerank"])
+async def test_one_columns_failure_leaves_the_other_column_searched_and_current(failing):
+    from workbench.errors import ModelError
+
+    class OneSideFails(FakeEngine):
+        def search(self, root, text, *, pipeline, **kw):
+            if pipeline == failing and text == "second":
+                raise ModelError("the reranker cannot be loaded")
+            return super().search(root, text, pipeline=pipeline, **kw)
+
+    app = WbApp(FakeEngine.root, engine=OneSideFails())
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        await settle(pilot)
+        search = app.search
+        search.set_query("first")
+        await settle(pilot)
+        search.set_query("second")
+        await settle(pilot)
+        bad, good = (search.left, search.right) if failing == "hybrid" else (search.right, search.left)
+        assert good.result.query == "second" and not good.table.has_class("stale")
+        assert bad.result.query == "first" and bad.table.has_class("stale")
+        assert "query failed" in str(app.query_one(f"#{bad.side}-status").render())
+        assert "query failed" not in str(app.query_one(f"#{good.side}-status").render())
+        assert ("the reranker cannot be loaded", "error") in seen
+
+
+async def test_a_query_running_when_the_workspace_changes_to_one_without_an_index_is_dropped(tmp_path):
+    import time as _time
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+
+    class Engine(FakeEngine):
+        def info(self, root):
+            info = super().info(root)
+            if Path(root) == second:
+                info.exists = False
+            return info
+
+        def search(self, root, text, **kw):
+            _time.sleep(0.6)
+            return super().search(root, text, **kw)
+
+    app = WbApp(str(first), engine=Engine())
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        app.search.set_query("remove a directory")
+        await pilot.pause(0.2)  # the first workspace's query is running
+        app.set_workspace(second)
+        await settle(pilot)
+        await pilot.pause(1.5)
+        assert not app.workspace_ready
+        assert all(not c.hits for c in app.search.columns)  # not the other workspace's hits
+
+
 async def test_typing_is_debounced_and_stays_responsive():
     engine = FakeEngine(delay=0.2)
     app = WbApp(FakeEngine.root, engine=engine)
@@ -612,6 +700,21 @@ def test_state_file_damage_gives_defaults(tui_state):
     tui_state.write_text(json.dumps({"left_pipeline": 3, "k": -1, "unknown": True, "unit": "x"}))
     s = TuiState.load(tui_state)
     assert (s.left_pipeline, s.k, s.unit) == ("hybrid", None, "doc")
+
+
+@pytest.mark.parametrize("damage", [{"query": None}, {"workspace": 5}, {"eval_dataset": None},
+                                    {"instruction": "custom", "custom_instruction": None}, {"k": True},
+                                    {"theme": ["dark"]}])
+def test_a_state_file_value_of_the_wrong_type_is_its_default(tui_state, damage):
+    """A null or a number where text belongs crashed the app at start (`.strip()` of None)."""
+    tui_state.write_text(json.dumps(damage))
+    loaded, default = TuiState.load(tui_state), TuiState()
+    for key in damage:
+        if key != "instruction":  # (a good value, kept)
+            assert getattr(loaded, key) == getattr(default, key), key
+    assert loaded.instruction_value is None  # what crashed: None.strip()
+    tui_state.write_text(json.dumps({"workspace": None, "k": 20, "theme": "textual-light"}))
+    assert (TuiState.load(tui_state).k, TuiState.load(tui_state).theme) == (20, "textual-light")
 
 
 def test_movements_marks_and_dropped():
@@ -1292,6 +1395,45 @@ async def test_a_closed_launch_form_reopens_as_it_was_left(tmp_path):
         form = await open_launch_form(pilot)
         assert form.spec.kind == "embedder" and form.query_one("#launch-data").value == ""
         assert form.query_one("#launch-name").value != "rr-try"
+
+
+async def test_a_launch_form_left_through_the_palette_also_reopens_as_it_was(tmp_path):
+    """ctrl+p → "Go to Corpus" popped the form without saving its draft: `n` opened an empty one."""
+    app = WbApp(str(tmp_path / "ws"), engine=FakeEngine())
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await open_launch_form(pilot)
+        form.query_one("#launch-data").value = "/data/my-train.jsonl"
+        form.query_one("#launch-lr").value = "5e-5"
+        app.action_show_tab("corpus")  # what the palette's "Go to Corpus" runs
+        await settle(pilot)
+        assert app.state.tab == "corpus" and len(app.screen_stack) == 1
+        form = await open_launch_form(pilot)
+        assert (form.query_one("#launch-data").value, form.query_one("#launch-lr").value) == \
+            ("/data/my-train.jsonl", "5e-5")
+
+
+async def test_a_joint_runs_evaluations_show_its_metric_and_its_best(tmp_path):
+    """A joint run logs each mode's figure beside its ndcg@10: the panel crowded the headline out
+    (step 10 missing) and marked no best (the highest value was a dense one, not shown)."""
+    from tui_fake import fake_run
+
+    ws = tmp_path / "ws"
+    run = fake_run(ws, "joint-1", "finished", steps=20, trainer="joint",
+                   config={"eval_data": "/data/beir", "eval_every": 10})
+    for step, fused, dense in ((0, 0.40, 0.45), (10, 0.50, 0.62), (20, 0.55, 0.58)):
+        run.append_event({"event": "eval", "step": step, "ndcg@10": fused, "ndcg@10_dense": dense,
+                          "ndcg@10_sparse": fused - 0.1, "ndcg@10_fused": fused, "time": 1.0,
+                          **({"base": True} if step == 0 else {})})
+    run.write_status(best_metric=0.55, metric="ndcg@10")
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_runs(pilot)
+        await wait_until(pilot, lambda: "step     20" in str(app.query_one("#run-evals").render()), what="the evals")
+        lines = [ln.split() for ln in str(app.query_one("#run-evals").render()).splitlines()]
+        assert ["base", "model", "ndcg@10", "0.4000"] in lines
+        assert ["step", "10", "ndcg@10", "0.5000"] in lines
+        assert ["step", "20", "ndcg@10", "0.5500", "best"] in lines
+        assert not any(any(w.startswith("ndcg@10_") for w in ln) for ln in lines)
 
 
 async def test_launch_form_offers_each_cli_trainer_with_its_fields(tmp_path, monkeypatch):

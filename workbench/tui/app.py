@@ -256,6 +256,9 @@ class WbApp(App):
         if tab not in TABS:
             return
         while len(self.screen_stack) > 1:
+            draft = getattr(self.screen, "current_draft", None)
+            if draft is not None:  # the launch form left by the palette keeps what was typed, as Escape does
+                self.runs.form_draft = draft()
             self.pop_screen()
         focused = self.focused
         if focused is not None and self.query_one(f"#{tab}", TabPane) not in focused.ancestors:

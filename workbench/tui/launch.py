@@ -686,8 +686,12 @@ class LaunchScreen(ModalScreen):
         printed = [ln.strip() for ln in out.splitlines() if ln.strip()]
         self.dismiss(printed[-1] if printed else name)
 
+    def current_draft(self) -> FormDraft:
+        """What the form holds now (the trainer, every field, the name), to reopen it as it is."""
+        return FormDraft(self.spec.kind, self.raw_values(), self.query_one("#launch-name", Input).value.strip())
+
     @on(Button.Pressed, "#launch-cancel")
     def action_cancel(self) -> None:
         self.workers.cancel_group(self, "launch")
-        self.draft = FormDraft(self.spec.kind, self.raw_values(), self.query_one("#launch-name", Input).value.strip())
+        self.draft = self.current_draft()
         self.dismiss(None)

@@ -606,10 +606,14 @@ class RunsPane(Vertical):
             self._update("#run-evals", Text("no evaluation yet", style="dim"))
             return
         box.display = True
-        best = max((v for s, _, v in tail.evals if s > 0), default=None)  # among trained steps
+        # the run's own metric only: a joint run's evaluations also log each mode's (ndcg@10_dense, ...),
+        # which would crowd the headline out and be taken for its best
+        metric_name = row.status.get("metric")
+        evals = [ev for ev in tail.evals if ev[1] == metric_name] or tail.evals if metric_name else tail.evals
+        best = max((v for s, _, v in evals if s > 0), default=None)  # among trained steps
         text = Text()
-        base = [ev for ev in tail.evals if ev[0] == 0][:2]  # kept in view: what the steps are compared with
-        trained = [ev for ev in tail.evals if ev[0] > 0]
+        base = [ev for ev in evals if ev[0] == 0][:2]  # kept in view: what the steps are compared with
+        trained = [ev for ev in evals if ev[0] > 0]
         for i, (step, metric, value) in enumerate(base + trained[max(0, len(trained) - (5 - len(base))):]):
             if i:
                 text.append("\n")

@@ -397,12 +397,14 @@ class SearchPane(Vertical):
             for c in self.columns:
                 c.clear()
             return
-        if not self.app.workspace_ready:
+        if not self.app.workspace_ready:  # (another workspace's answer on its way is not shown here)
+            self.workers.cancel_group(self, "query")
             for c in self.columns:
                 c.clear(self.app.workspace_problem or "opening the index… (the query runs when it is open)")
             return
+        # a busy column waits for the running worker, which the new one cancels: it is asked again
         jobs = [(c.side, self.wanted_key(c)) for c in self.columns
-                if c.side not in self._refreshing and (force or c.shown_key != self.wanted_key(c))]
+                if c.side not in self._refreshing and (force or c.busy or c.shown_key != self.wanted_key(c))]
         if not jobs:
             return
         self.app.save_state()
@@ -422,10 +424,10 @@ class SearchPane(Vertical):
             try:
                 result = engine.search(root, text, pipeline=pipeline, k=k, instruction=instruction or None, unit=unit,
                                        **extra)
-            except WbError as exc:
+            except WbError as exc:  # this side only: the other column is still searched
                 if not worker.is_cancelled:
-                    self.app.call_from_thread(self._failed, side, str(exc))
-                return
+                    self.app.call_from_thread(self._failed, side, str(exc), worker)
+                continue
             if worker.is_cancelled:
                 return
             self.app.call_from_thread(self._deliver, side, key, result, worker)
@@ -441,9 +443,11 @@ class SearchPane(Vertical):
             self._said_note = note
             self.app.notify(note, title="index", severity="warning", timeout=10)
 
-    def _failed(self, side: str, message: str) -> None:
-        for c in self.columns:
-            c.set_failed()  # its hits, if any, are the previous query's: dimmed and said
+    def _failed(self, side: str, message: str, worker=None) -> None:
+        if worker is not None and worker.is_cancelled:
+            return
+        (self.left if side == "left" else self.right).set_failed()  # its hits, if any, are the previous query's
+        self._update_movement()
         self.app.notify(message, title="query failed", severity="error", timeout=8)
 
     def _update_movement(self) -> None:

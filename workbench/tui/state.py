@@ -64,6 +64,9 @@ def initial_workspace(explicit: str | Path | None = None, remembered: str | None
     return local
 
 
+_MAY_BE_UNSET = {"workspace": str, "k": int, "theme": str}  # the fields whose default is None, and their type
+
+
 @dataclass
 class TuiState:
     workspace: str | None = None
@@ -97,11 +100,18 @@ class TuiState:
             return cls()
         state = cls()
         for f in fields(cls):
-            if f.name in raw:
-                value = raw[f.name]
-                default = getattr(state, f.name)
-                if default is None or value is None or isinstance(value, type(default)):
-                    setattr(state, f.name, value)
+            if f.name not in raw:
+                continue
+            value = raw[f.name]
+            # each field keeps its own type (a null or a number where text belongs would crash the
+            # app at start); only the fields that may be unset take null
+            wanted = _MAY_BE_UNSET.get(f.name) or type(getattr(state, f.name))
+            if value is None:
+                ok = f.name in _MAY_BE_UNSET
+            else:
+                ok = isinstance(value, wanted) and (wanted is bool or not isinstance(value, bool))
+            if ok:
+                setattr(state, f.name, value)
         if state.unit not in ("doc", "chunk"):
             state.unit = "doc"
         if state.k is not None and (not isinstance(state.k, int) or not 1 <= state.k <= 200):
