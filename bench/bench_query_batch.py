@@ -1,7 +1,7 @@
 """`wb query --queries FILE` (one process, one model load) against one `wb query` process a query.
 
 On SciFact's judged test queries: the batch process answers all of them (TREC run on stdout) with
-the default backend (numpy) and with WB_QUERY_BACKEND=torch; the baseline is a fresh `wb query TEXT`
+WB_QUERY_BACKEND=numpy and with WB_QUERY_BACKEND=torch (the batch's own default); the baseline is a fresh `wb query TEXT`
 process for each of the first --singles queries, as a shell loop over a file would run it. After an
 untimed run (the index into the page cache), each backend runs twice, A B B A. Reported:
 wall seconds a query of each (ratio batch / singles), that the batch's top 10 equal the single
@@ -75,7 +75,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "queries.jsonl"
         source.write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
-        backends = {"numpy": {}, "torch": {"WB_QUERY_BACKEND": "torch"}}
+        # both named: `wb query --queries` picks torch by itself now (a batch of queries), numpy by default no more
+        backends = {"numpy": {"WB_QUERY_BACKEND": "numpy"}, "torch": {"WB_QUERY_BACKEND": "torch"}}
         wb(["query", "--queries", str(source), "--trec", *common])  # untimed: the index into the page cache
         walls: dict[str, list[float]] = {name: [] for name in backends}
         batch: dict[str, dict] = {}

@@ -6,9 +6,9 @@ by round (ours, then each baseline setting, then again), each in its best settin
 * ours: length-sorted, token-budgeted batches; bf16 on CUDA and on CPUs with native bf16
   (``pick_dtype``; ``WB_DTYPE`` overrides), float32 head;
 * sentence-transformers: ``predict`` with its default ``batch_size=32`` (it sorts by length too);
-  on CPU in float32 (its default) and, where the CPU has native bf16, also in bf16; on CUDA in fp16
-  and bf16. ``ratio_ours_vs_best_st`` is against the fastest of its settings,
-  ``ratio_ours_vs_st_default`` against its default (float32 on CPU, fp16 on CUDA); each ratio is
+  in float32 (its default: the checkpoint's dtype, no autocast in ``predict``) and, on CUDA or a
+  CPU with native bf16, also in bf16 (and fp16 on CUDA). ``ratio_ours_vs_best_st`` is against the
+  fastest of its settings, ``ratio_ours_vs_st_default`` against its float32 default; each ratio is
   the median over rounds of (their time / our time) in the same round, so a load change on a
   shared machine hits both sides of a ratio alike.
 
@@ -129,9 +129,9 @@ def main() -> None:
     systems: dict[str, object] = {}
     ours = CrossEncoderReranker(model_path, device=str(device), max_length=args.max_length)
     systems["ours"] = ours.score_pairs
-    st_dtypes = {"float32": torch.float32}
+    st_dtypes = {"float32": torch.float32}  # first: sentence-transformers' default (the checkpoint's dtype)
     if device.type == "cuda":
-        st_dtypes = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+        st_dtypes.update(float16=torch.float16, bfloat16=torch.bfloat16)
     elif cpu_has_bf16():
         st_dtypes["bfloat16"] = torch.bfloat16
     for label, dtype in st_dtypes.items():

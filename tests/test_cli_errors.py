@@ -455,3 +455,26 @@ def test_a_workspace_that_is_a_file_is_one_line(tmp_path):
                      (tmp_path / "afile" / "sub", f"is inside {tmp_path / 'afile'}, which is a file")):
         for args in (("index", str(tmp_path / "docs")), ("query", "x")):
             assert says in one_line_error(wb(*args, "-w", str(ws)))
+
+
+def test_paths_and_model_names_with_brackets_are_printed_as_written(tmp_path):
+    """Rich read them as markup: a model folder `.../a[/b]c` crashed `wb query` ("closing tag
+    '[/b]'"), and `[bold]` vanished from a skipped file's name."""
+    import io
+
+    from rich.console import Console
+
+    from workbench.cli import main as cli
+    from workbench.cli.output import render_result
+    from workbench.search.results import QueryResult
+    from workbench.types import Hit
+
+    label = "maxsim over /models/a[/b]c [bold]x tokens (zero-shot)"
+    result = QueryResult(query="q", instruction="", pipeline="colbert", models={"colbert": label},
+                         results=[Hit(1, "d", "d#0", "/p/d", "T", 1.0, {"colbert": 1.0}, {"colbert": 1})])
+    out = io.StringIO()
+    render_result(result, Console(file=out, width=200))
+    assert f"colbert: {label}" in out.getvalue()
+    printed = io.StringIO()
+    Console(file=printed, width=200).print(cli._plain("skipped /c/a[/b]c/[bold]y.txt: empty", style="dim"))
+    assert "skipped /c/a[/b]c/[bold]y.txt: empty" in printed.getvalue()

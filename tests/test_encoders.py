@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -42,6 +44,109 @@ def test_dense_equals_sentence_transformers(monkeypatch):
     assert [t.shape[0] for t in ours.tokens][2] == len(DenseEncoder(path).tokenize([TEXTS[2]])[0])
     norms = np.linalg.norm(ours.tokens[0].astype(np.float32), axis=1)
     np.testing.assert_allclose(norms, 1.0, atol=2e-3)
+
+
+def _st_folder(dest, pooling_config: dict, modules_extra: list | None = None, seq_limit_in_tokenizer=True):
+    """A sentence-transformers 5/6-style folder around a tiny random BERT: modules.json, a Pooling
+    config in the new format, the length limit in tokenizer_config.json (no max_seq_length)."""
+    import json
+
+    from tiny_models import tiny_bert
+
+    tiny_bert(dest)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               *(modules_extra or [])]
+    (dest / "modules.json").write_text(json.dumps(modules))
+    (dest / "1_Pooling").mkdir()
+    (dest / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **pooling_config}))
+    (dest / "sentence_bert_config.json").write_text(json.dumps({"do_lower_case": False}))
+    tok_cfg = json.loads((dest / "tokenizer_config.json").read_text())
+    tok_cfg["model_max_length"] = 16 if seq_limit_in_tokenizer else 1_000_000_000_000_000_019_884_624_838_656
+    (dest / "tokenizer_config.json").write_text(json.dumps(tok_cfg))
+    return dest
+
+
+def test_a_sentence_transformers_6_folder_pools_and_truncates_as_sentence_transformers(tmp_path, monkeypatch):
+    """sentence-transformers 5+ writes {"pooling_mode": "cls"} and keeps the length limit in the
+    tokenizer's config: a CLS model was served mean-pooled at 512 tokens (cosine 0.5-0.7 to ST's)."""
+    require_models()
+    monkeypatch.setenv("WB_DTYPE", "float32")
+    from sentence_transformers import SentenceTransformer
+
+    from workbench.encoders.dense import DenseEncoder
+    from workbench.encoders.numpy_bert import NumpyDenseEncoder
+
+    path = str(_st_folder(tmp_path / "st_cls", {"pooling_mode": "cls"}))
+    ref = SentenceTransformer(path, device="cpu")
+    assert ref.max_seq_length == 16
+    expected = ref.encode(TEXTS)
+    np.testing.assert_allclose(DenseEncoder(path).encode(TEXTS).dense, expected, atol=1e-5)
+    np.testing.assert_allclose(NumpyDenseEncoder.load(path).encode(TEXTS).dense, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("pooling,extra,says", [
+    ({"pooling_mode": "max"}, [], "its pooling (max) is not one wb runs"),
+    ({"pooling_mode_mean_sqrt_len_tokens": True}, [], "its pooling (mean_sqrt_len_tokens) is not one wb runs"),
+    ({"pooling_mode": "mean"}, [{"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}],
+     "its sentence-transformers modules include Dense, which wb does not run"),
+])
+def test_a_folder_needing_what_wb_does_not_run_is_refused_in_one_line(tmp_path, pooling, extra, says):
+    """Max pooling, sqrt-length mean, a Dense projection: served as plain mean pooling before,
+    vectors unlike the model's (or of another width) without a word."""
+    require_models()
+    from workbench.encoders.dense import DenseEncoder
+    from workbench.encoders.numpy_bert import NumpyDenseEncoder
+    from workbench.errors import ModelError
+
+    path = str(_st_folder(tmp_path / "st", pooling, extra))
+    for load in (DenseEncoder, NumpyDenseEncoder.load):
+        with pytest.raises(ModelError, match=re.escape(says)):
+            load(path)
+
+
+@pytest.mark.parametrize("damage", ["no tokenizer", "corrupt weights", "remote code"])
+def test_a_broken_or_code_carrying_model_folder_is_one_model_error(tmp_path, damage):
+    """No tokenizer: transformers built an empty one (every word [UNK], every text alike); corrupt
+    safetensors: "internal error"; a folder with its own modelling code: transformers asked on the
+    terminal whether to run it (trust_remote_code is off: refused, nothing run)."""
+    require_models()
+    import json
+
+    from tiny_models import tiny_bert
+    from workbench.encoders.rerankers import CrossEncoderReranker
+    from workbench.encoders.sparse import SparseEncoder
+    from workbench.errors import ModelError
+
+    for role, masked in (("dense", False), ("sparse", True)):
+        folder = tiny_bert(tmp_path / f"{role}-{damage.replace(' ', '_')}", masked_lm=masked)
+        if damage == "no tokenizer":
+            for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+                (folder / name).unlink(missing_ok=True)
+        elif damage == "corrupt weights":
+            weights = folder / "model.safetensors"
+            weights.write_bytes(weights.read_bytes()[:200])
+        else:
+            marker = tmp_path / "RAN"
+            (folder / "custom_config.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                                     "from transformers import BertConfig as CustomConfig\n")
+            config = json.loads((folder / "config.json").read_text())
+            config.update(model_type="custombert", auto_map={"AutoConfig": "custom_config.CustomConfig",
+                                                              "AutoModel": "custom_config.CustomConfig"})
+            (folder / "config.json").write_text(json.dumps(config))
+        with pytest.raises(ModelError) as err:
+            if role == "dense":
+                from workbench.encoders.dense import DenseEncoder
+
+                DenseEncoder(str(folder)).encode(["a text"])
+            else:
+                SparseEncoder(str(folder)).encode(["a text"])
+        assert "\n" not in str(err.value) and str(folder) in str(err.value)
+        if damage == "remote code":
+            assert not (tmp_path / "RAN").exists()
+    if damage == "no tokenizer":
+        with pytest.raises(ModelError, match="the folder has no tokenizer"):
+            CrossEncoderReranker(str(tmp_path / "dense-no_tokenizer"))
 
 
 def test_dense_bf16_stays_close_to_fp32(monkeypatch):

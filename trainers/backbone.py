@@ -61,7 +61,7 @@ def fast_attention(source) -> dict[str, float]:
         from transformers import AutoConfig
 
         try:
-            hf_config = AutoConfig.from_pretrained(str(source))
+            hf_config = AutoConfig.from_pretrained(str(source), trust_remote_code=False)
         except (OSError, ValueError):
             return {}
     return {key: 0.0 for key in ("attention_probs_dropout_prob", "attention_dropout")
@@ -86,14 +86,16 @@ def load_backbone(
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     try:
-        hf_config = AutoConfig.from_pretrained(base)
-        tokenizer = AutoTokenizer.from_pretrained(base)
-        model = AutoModel.from_pretrained(base, dtype="float32", **fast_attention(hf_config))
+        hf_config = AutoConfig.from_pretrained(base, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
+        model = AutoModel.from_pretrained(base, dtype="float32", **fast_attention(hf_config), trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load base model '{base}': {str(exc).splitlines()[0]}") from exc
     decoder = is_decoder_config(hf_config)
     kind = "decoder" if decoder else "encoder"
     layout = read_layout(base) if Path(base).is_dir() else None
+    if layout is not None:
+        layout.check("base model")
     if decoder:
         if tokenizer.eos_token_id is None:
             raise ModelError(f"decoder base '{base}' has no EOS token: cannot pool the last token")

@@ -143,8 +143,8 @@ class ColbertTrainer(Trainer):
 
         cfg = self.cfg
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(cfg.base)
-            encoder = AutoModel.from_pretrained(cfg.base, dtype="float32", **fast_attention(cfg.base))
+            self.tokenizer = AutoTokenizer.from_pretrained(cfg.base, trust_remote_code=False)
+            encoder = AutoModel.from_pretrained(cfg.base, dtype="float32", **fast_attention(cfg.base), trust_remote_code=False)
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
         if getattr(encoder.config, "is_decoder", False) or "ForCausalLM" in " ".join(encoder.config.architectures or ()):

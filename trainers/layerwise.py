@@ -169,16 +169,16 @@ class LayerwiseTrainer(RerankerTrainer):
         cfg = self.cfg
         init_head = None
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(cfg.base)
-            hf_config = AutoConfig.from_pretrained(cfg.base)
+            self.tokenizer = AutoTokenizer.from_pretrained(cfg.base, trust_remote_code=False)
+            hf_config = AutoConfig.from_pretrained(cfg.base, trust_remote_code=False)
             archs = " ".join(getattr(hf_config, "architectures", None) or ())
             if "ForSequenceClassification" in archs and int(getattr(hf_config, "num_labels", 1)) == 1:
                 classifier = AutoModelForSequenceClassification.from_pretrained(
-                    cfg.base, dtype="float32", **fast_attention(hf_config))
+                    cfg.base, dtype="float32", **fast_attention(hf_config), trust_remote_code=False)
                 init_head = classifier_head(classifier)
                 encoder = classifier.base_model
             else:
-                encoder = AutoModel.from_pretrained(cfg.base, dtype="float32", **fast_attention(hf_config))
+                encoder = AutoModel.from_pretrained(cfg.base, dtype="float32", **fast_attention(hf_config), trust_remote_code=False)
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
         if getattr(encoder.config, "is_decoder", False) or "ForCausalLM" in archs:

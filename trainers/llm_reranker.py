@@ -113,13 +113,13 @@ class LlmRerankerTrainer(RerankerTrainer):
         cfg = self.cfg
         base = resolve_model_path(str(cfg.base))
         try:
-            hf_config = AutoConfig.from_pretrained(base)
+            hf_config = AutoConfig.from_pretrained(base, trust_remote_code=False)
             if not is_decoder_config(hf_config):
                 archs = ", ".join(getattr(hf_config, "architectures", None) or ()) or "no architecture"
                 raise ModelError(f"base '{cfg.base}' is not a causal LM ({archs}): "
                                  "the LLM reranker needs a *ForCausalLM model")
-            self.tokenizer = AutoTokenizer.from_pretrained(base)
-            lm = AutoModelForCausalLM.from_pretrained(base, dtype="float32")
+            self.tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
+            lm = AutoModelForCausalLM.from_pretrained(base, dtype="float32", trust_remote_code=False)
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
         self.prompt = YesNoPrompt(self.tokenizer, instruction=cfg.instruction, question=cfg.question,

@@ -178,14 +178,14 @@ class RerankerTrainer(Trainer):
 
         cfg = self.cfg
         try:
-            hf_config = AutoConfig.from_pretrained(cfg.base)
-            self.tokenizer = AutoTokenizer.from_pretrained(cfg.base)
+            hf_config = AutoConfig.from_pretrained(cfg.base, trust_remote_code=False)
+            self.tokenizer = AutoTokenizer.from_pretrained(cfg.base, trust_remote_code=False)
             archs = " ".join(getattr(hf_config, "architectures", None) or ())
             if "ForSequenceClassification" in archs and int(getattr(hf_config, "num_labels", 1)) != 1:
                 raise ModelError(f"base '{cfg.base}' is a classifier with {hf_config.num_labels} labels: "
                                  "the reranker trainer needs one logit (num_labels=1) or a plain encoder")
             model = AutoModelForSequenceClassification.from_pretrained(
-                cfg.base, num_labels=1, dtype="float32", **fast_attention(hf_config))
+                cfg.base, num_labels=1, dtype="float32", **fast_attention(hf_config), trust_remote_code=False)
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
         if self.tokenizer.pad_token_id is None:

@@ -67,9 +67,9 @@ class SpladeTrainer(Trainer):
 
         cfg = self.cfg
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(cfg.base)
+            self.tokenizer = AutoTokenizer.from_pretrained(cfg.base, trust_remote_code=False)
             model, loading = AutoModelForMaskedLM.from_pretrained(cfg.base, dtype="float32", output_loading_info=True,
-                                                                  **fast_attention(cfg.base))
+                                                                  **fast_attention(cfg.base), trust_remote_code=False)
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load masked-LM base '{cfg.base}': {str(exc).splitlines()[0]}") from exc
         head = [k for k in loading.get("missing_keys", ()) if k.startswith(("cls.", "lm_head", "vocab_"))]

@@ -35,6 +35,14 @@ ModelOpt = Annotated[
 ]
 
 
+def _plain(text: str, style: str = ""):
+    """``text`` as a rich Text in ``style``: what it holds (paths, model names, ids) is printed as
+    written, never read as markup (a folder named ``a[/b]c`` crashed the output)."""
+    from rich.text import Text
+
+    return Text(text, style=style)
+
+
 def _err_console():
     from workbench.cli.output import make_console
 
@@ -79,7 +87,7 @@ def _serving(ws, overrides: dict[str, str], flags_hint: str = "", asked: str = "
             notes.append(f"the {serve.label} index is older than the workspace's documents: "
                          f"`wb index {flags}` brings it up to date")
     for note in notes:
-        _err_console().print(f"[yellow]{note}[/yellow]", highlight=False)
+        _err_console().print(_plain(f"{note}", style="yellow"), highlight=False)
     from dataclasses import replace
 
     return replace(serve, notes=notes)
@@ -250,7 +258,7 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
 
     reason = Indexer(ws, cfg, donor=donor).rebuild_reason() if donor is None else ""
     if reason:  # said first: the run re-encodes every folder, and queries go on meanwhile
-        _err_console().print(f"[yellow]{reason} beside the old one, which answers queries meanwhile[/yellow]",
+        _err_console().print(_plain(f"{reason} beside the old one, which answers queries meanwhile", style="yellow"),
                              highlight=False)
     try:
         if progress_json:
@@ -263,14 +271,14 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
                 summary = Indexer(ws, cfg, progress=progress, donor=donor).run(root_path)
     except KeyboardInterrupt:
         if rebuild.in_progress(ws):
-            _err_console().print("[yellow]the rebuild is kept, and the old index answers meanwhile: `wb index` "
-                                 "continues it[/yellow]", highlight=False)
+            _err_console().print(_plain("the rebuild is kept, and the old index answers meanwhile: `wb index` "
+                                 "continues it", style="yellow"), highlight=False)
         else:
-            _err_console().print(f"[yellow]indexing cut off: every document written so far is kept (queries say the "
-                                 f"index is partial); `wb index {root_path}` continues it[/yellow]", highlight=False)
+            _err_console().print(_plain(f"indexing cut off: every document written so far is kept (queries say the "
+                                 f"index is partial); `wb index {root_path}` continues it", style="yellow"), highlight=False)
         raise
     if summary.rebuilt:
-        _err_console().print(f"[yellow]{summary.rebuilt}[/yellow]")
+        _err_console().print(_plain(f"{summary.rebuilt}", style="yellow"))
     if json_out or progress_json:  # --progress-json: stdout stays JSON lines, the summary included
         data = summary.to_json()
         if progress_json:
@@ -281,9 +289,9 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
             print(json.dumps(data))
     else:
         for s in summary.skipped[:20]:
-            _err_console().print(f"[dim]skipped {s.path}: {s.reason}[/dim]", highlight=False)
+            _err_console().print(_plain(f"skipped {s.path}: {s.reason}", style="dim"), highlight=False)
         if len(summary.skipped) > 20:
-            _err_console().print(f"[dim]… and {len(summary.skipped) - 20} more skipped[/dim]")
+            _err_console().print(_plain(f"… and {len(summary.skipped) - 20} more skipped", style="dim"))
         typer.echo(summary.line())
     return summary
 
@@ -363,8 +371,8 @@ def query_cmd(
         unused.append("--model reranker=...")
     if unused:  # said, not refused: a script may pass them to every pipeline it loops over
         verb = "apply" if len(unused) > 1 else "applies"
-        _err_console().print(f"[yellow]{' and '.join(unused)} {verb} to +rerank pipelines: ignored for "
-                             f"{pipeline}[/yellow]", highlight=False)
+        _err_console().print(_plain(f"{' and '.join(unused)} {verb} to +rerank pipelines: ignored for "
+                             f"{pipeline}", style="yellow"), highlight=False)
     from workbench.search.searcher import Searcher, one_shot_backend
 
     # one backend for every searcher of the process (torch when any side's reranker imports it): the
@@ -376,7 +384,7 @@ def query_cmd(
         # an edited wb.toml does not stop searching
         searcher_ = Searcher(serve_.workspace, config=cfg_, serve_stale=True, backend=backend)
         if searcher_.serving_note:
-            _err_console().print(f"[yellow]{searcher_.serving_note}[/yellow]", highlight=False)
+            _err_console().print(_plain(f"{searcher_.serving_note}", style="yellow"), highlight=False)
         return searcher_
 
     searcher = searcher_for(serve, cfg)
@@ -510,7 +518,7 @@ def _write_answers(answers, json_out: bool, trec: bool, batch: bool) -> None:
         console = make_console()
         for qid, result in answers:
             if batch:
-                console.print(f"[dim]query {qid}[/dim]")
+                console.print(_plain(f"query {qid}", style="dim"))
             if isinstance(result, Comparison):
                 render_comparison(result, console)
             else:
@@ -651,12 +659,12 @@ def eval_cmd(
             print(json.dumps(event), file=sys.stderr, flush=True)
             return
         if event.get("message"):
-            err.print(f"[dim]{event['message']}[/dim]", highlight=False)
+            err.print(_plain(f"{event['message']}", style="dim"), highlight=False)
             return
         done, total, phase = event.get("done", 0), event.get("total", 0), event["phase"]
         if not due(phase, done, total):
             return
-        err.print(f"[dim]{phase}{f' {done}/{total}' if total > 0 else ''}[/dim]", highlight=False)
+        err.print(_plain(f"{phase}{f' {done}/{total}' if total > 0 else ''}", style="dim"), highlight=False)
 
     if "reranker" in overrides and pipes and not any(p.rerank for p in pipes):
         from workbench.variants import short_model_name
@@ -682,8 +690,8 @@ def eval_cmd(
         if rerank_depth is not None:  # --tune --rerank-depth N: only rerank depths up to N (slow rerankers)
             depths = tuple(d for d in depths if d <= rerank_depth) or (rerank_depth,)
         if data.split == "test":
-            _err_console().print("[yellow]tuning on the test split: figures you then report on it will be "
-                                 "optimistic (tune on train, report on test)[/yellow]", highlight=False)
+            _err_console().print(_plain("tuning on the test split: figures you then report on it will be "
+                                 "optimistic (tune on train, report on test)", style="yellow"), highlight=False)
         outcome = tuning.tune(data, ws, cfg, progress=progress,
                               rerankers=(cfg.models.reranker,) if tune_rerank else (),
                               rerank_depths=depths, modes=tune_modes)
@@ -831,9 +839,9 @@ def _run_training(run, resume: bool, detach: bool, finish_now: bool = False) -> 
     if detach:
         pid = _spawn_run(run, resume)
         typer.echo(run.name)
-        _err_console().print(f"[dim]run {run.name} {'resumed' if resume else 'started'} in the background "
+        _err_console().print(_plain(f"run {run.name} {'resumed' if resume else 'started'} in the background "
                              f"(pid {pid}); log {run.log_path}; "
-                             f"`wb runs` to watch, `wb runs stop {run.name}` to stop[/dim]", highlight=False)
+                             f"`wb runs` to watch, `wb runs stop {run.name}` to stop", style="dim"), highlight=False)
         return
     from workbench.errors import TrainingError
     from trainers.loop import train_run
@@ -1065,8 +1073,8 @@ def _warn_eval_overlap(cfg, train_queries: set[str]) -> None:
     asked = eval_queries(cfg.eval_data, cfg.EVAL_FORMAT, getattr(cfg, "eval_split", "test"))
     shared = asked & train_queries
     if shared:
-        _err_console().print(f"[yellow]{len(shared)} of the {len(asked)} evaluation queries are training queries too: "
-                             "the figures measured during training will be optimistic (hold them out)[/yellow]",
+        _err_console().print(_plain(f"{len(shared)} of the {len(asked)} evaluation queries are training queries too: "
+                             "the figures measured during training will be optimistic (hold them out)", style="yellow"),
                              highlight=False)
 
 
@@ -1508,8 +1516,8 @@ def mine_cmd(
     if teacher and teacher != "reranker":
         teacher = _run_model_overrides(_workspace(workspace), {"reranker": teacher})["reranker"]
     if split == "test" and not pseudo:
-        _err_console().print("[yellow]mining the test split: a model trained on these examples has seen the "
-                             "queries it would be measured on (train on train, report on test)[/yellow]",
+        _err_console().print(_plain("mining the test split: a model trained on these examples has seen the "
+                             "queries it would be measured on (train on train, report on test)", style="yellow"),
                              highlight=False)
     with _progress_bar() as progress:
         summary = mine_negatives(ws, data, out, split=split, pipeline=pipeline, rank_range=lo_hi,

@@ -61,7 +61,7 @@ def render_result(result: QueryResult, console) -> None:
     told = [f"{role}: {label}" for role, label in result.models.items()
             if role in used and ("zero-shot" in label or "trained" in label)]
     for line in told:
-        console.print(f"  [dim]{line}[/dim]")
+        console.print(Text(f"  {line}", style="dim"))  # a model path may hold brackets: not markup
     for hit in result.results:
         line = Text()
         line.append(f"{hit.rank:>3}. ", style="bold")

@@ -47,6 +47,7 @@ class DenseEncoder:
 
         self.path = path
         self.layout: ModelLayout = read_layout(path)
+        self.layout.check("dense model")
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device)
         self.pooling = pooling or self.layout.pooling
@@ -71,9 +72,9 @@ class DenseEncoder:
             from transformers import AutoModel
 
             try:
-                self.model = AutoModel.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
-            except (OSError, ValueError) as exc:
-                raise ModelError(f"cannot load dense model '{path}': {str(exc).splitlines()[0]}") from exc
+                self.model = AutoModel.from_pretrained(path, dtype=self.dtype, trust_remote_code=False).to(self.device).eval()
+            except Exception as exc:  # noqa: BLE001 - OSError, ValueError, safetensors' own error: one line
+                raise ModelError(f"cannot load dense model '{path}': {_first_line(exc)}") from exc
         self.colbert_projection = None
         if colbert_head:
             state = torch.load(colbert_head, map_location="cpu", weights_only=True)
@@ -148,3 +149,8 @@ class DenseEncoder:
             return hidden[range(hidden.shape[0]), last]
         m = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

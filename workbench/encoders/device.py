@@ -227,17 +227,35 @@ _torch_blocks_lock = threading.Lock()
 
 
 def auto_tokenizer(path, what: str):
-    """``AutoTokenizer.from_pretrained(path)`` without progress bars; a folder it cannot read is
+    """``AutoTokenizer.from_pretrained(path)`` (no remote code) without progress bars; a folder it cannot read is
     one ModelError line, ``cannot load {what} '{path}': ...`` (``what``: "dense model", ...)."""
     from transformers import AutoTokenizer
 
     from workbench.errors import ModelError
 
+    require_tokenizer(path, what)
     quiet_transformers()
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load {what} '{path}': {str(exc).splitlines()[0]}") from exc
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
+                   "sentencepiece.bpe.model")
+
+
+def require_tokenizer(path, what: str) -> None:
+    """ModelError when the local folder ``path`` holds no tokenizer file: transformers would build
+    an empty tokenizer that reads every word as [UNK] (every text encoded alike), not fail."""
+    from pathlib import Path
+
+    from workbench.errors import ModelError
+
+    folder = Path(path)
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelError(f"cannot load {what} '{path}': the folder has no tokenizer "
+                         f"(none of {', '.join(TOKENIZER_FILES)})")
 
 
 def quiet_transformers() -> None:

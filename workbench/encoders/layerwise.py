@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.encoders.device import pick_device, pick_dtype, quiet_transformers
+from workbench.encoders.device import pick_device, pick_dtype, quiet_transformers, require_tokenizer
 from workbench.encoders.rerankers import default_batch_tokens, score_pair_batches, tokenize_pairs
 from workbench.errors import ModelError
 
@@ -210,9 +210,10 @@ class LayerwiseReranker:
         self.name = f"{path}@{cutoff}"
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device)
+        require_tokenizer(path, "layer-wise reranker")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            encoder = AutoModel.from_pretrained(path, dtype=self.dtype)
+            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+            encoder = AutoModel.from_pretrained(path, dtype=self.dtype, trust_remote_code=False)
         except Exception as exc:  # noqa: BLE001 - every loader failure becomes one line
             text = str(exc).strip()
             raise ModelError(f"cannot load layer-wise reranker '{path}': {text.splitlines()[0] if text else type(exc).__name__}") from exc

@@ -24,6 +24,14 @@ class ModelLayout:
     normalize: bool
     max_length: int
     architectures: tuple[str, ...]
+    problem: str = ""  # why wb cannot run this folder as sentence-transformers does ("" when it can)
+
+    def check(self, what: str) -> None:
+        """ModelError (one line) when the folder needs what wb does not run (``problem``)."""
+        if self.problem:
+            from workbench.errors import ModelError
+
+            raise ModelError(f"cannot use {what} '{self.path}': {self.problem}")
 
 
 def read_json(path: Path, kind: type = dict):
@@ -50,15 +58,20 @@ def read_layout(path: str, default_max_length: int = 512) -> ModelLayout:
             (m.get("path") for m in modules if str(m.get("type", "")).endswith("Pooling")), None
         )
         pool_cfg = read_json(folder / pooling_dir / "config.json") if pooling_dir else {}
-        if pool_cfg.get("pooling_mode_cls_token"):
-            pooling = "cls"
-        elif pool_cfg.get("pooling_mode_lasttoken"):
-            pooling = "last"
-        else:
-            pooling = "mean"
-        normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules)
-        max_length = int(st_cfg.get("max_seq_length") or min(max_pos, default_max_length))
-        return ModelLayout(path, "sentence-transformers", pooling, normalize, max_length, archs)
+        pooling, problem = _pooling(pool_cfg)
+        kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
+        others = [k for k in kinds if k not in _MODULES_RUN]
+        if others and not problem:  # a Dense projection, ...: vectors would differ from the model's
+            problem = (f"its sentence-transformers modules include {', '.join(others)}, which wb does not run "
+                       f"(it runs {', '.join(sorted(_MODULES_RUN))})")
+        normalize = "Normalize" in kinds
+        # the sequence limit: sentence_bert_config's, else the tokenizer's (sentence-transformers 6
+        # keeps it there), never past the model's positions
+        tok_limit = read_json(folder / "tokenizer_config.json").get("model_max_length")
+        limit = st_cfg.get("max_seq_length") or (tok_limit if isinstance(tok_limit, int) and tok_limit < 1_000_000
+                                                 else None)
+        max_length = min(int(limit or default_max_length), max_pos)
+        return ModelLayout(path, "sentence-transformers", pooling, normalize, max_length, archs, problem)
     if "ForCausalLM" in arch_text:
         return ModelLayout(path, "causal-lm", "last", True, min(max_pos, default_max_length), archs)
     if "ForMaskedLM" in arch_text:
@@ -66,3 +79,25 @@ def read_layout(path: str, default_max_length: int = 512) -> ModelLayout:
     if "ForSequenceClassification" in arch_text:
         return ModelLayout(path, "cross-encoder", "cls", False, min(max_pos, default_max_length), archs)
     return ModelLayout(path, "encoder", "mean", True, min(max_pos, default_max_length), archs)
+
+
+_MODULES_RUN = {"Transformer", "Pooling", "Normalize"}  # sentence-transformers modules wb runs as they are
+
+
+def _pooling(pool_cfg: dict) -> tuple[str, str]:
+    """(pooling wb runs, problem) from a sentence-transformers Pooling config: the ``pooling_mode``
+    string of sentence-transformers 5+ or the ``pooling_mode_*`` flags of older ones (no config:
+    mean). Modes wb does not run (max, mean_sqrt_len_tokens, weightedmean, several at once) are the
+    problem, not silently mean."""
+    names = {"cls": "cls", "cls_token": "cls", "lasttoken": "last", "mean": "mean", "mean_tokens": "mean"}
+    mode = pool_cfg.get("pooling_mode")
+    if isinstance(mode, str):
+        modes = [mode]
+    else:
+        modes = [key[len("pooling_mode_"):] for key, on in pool_cfg.items()
+                 if key.startswith("pooling_mode_") and on is True]
+    if not modes:
+        return "mean", ""
+    if len(modes) == 1 and modes[0] in names:
+        return names[modes[0]], ""
+    return "mean", f"its pooling ({' + '.join(modes)}) is not one wb runs (mean, cls or last token)"

@@ -222,6 +222,7 @@ class NumpyDenseEncoder:
         from workbench.encoders.layout import read_layout
 
         layout = read_layout(path)
+        layout.check("dense model")
         if layout.kind == "causal-lm" or layout.pooling not in ("mean", "cls"):
             return None
         loaded = _load_bert(path, mlm=False)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from workbench.encoders.batching import length_sorted_batches, pad_batch
-from workbench.encoders.device import pick_device, pick_dtype, quiet_transformers
+from workbench.encoders.device import pick_device, pick_dtype, quiet_transformers, require_tokenizer
 from workbench.encoders.yesno_prompt import (  # shared with trainers/llm_reranker.py
     DEFAULT_ANSWERS,
     DEFAULT_INSTRUCTION,
@@ -184,9 +184,10 @@ class CrossEncoderReranker:
         self.path = str(path)
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device)
+        require_tokenizer(path, "cross-encoder")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype)
+            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+            model = AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype, trust_remote_code=False)
         except Exception as exc:  # noqa: BLE001 - every loader failure becomes one line
             raise ModelError(f"cannot load cross-encoder '{path}': {_one_line(exc)}") from exc
         num_labels = int(model.config.num_labels)
@@ -338,9 +339,10 @@ class LLMYesNoReranker:
         saved = read_llm_reranker_meta(path)  # {} unless a `wb train llm-reranker` folder
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device)
+        require_tokenizer(path, "LLM reranker")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
+            self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype, trust_remote_code=False)
         except Exception as exc:  # noqa: BLE001 - every loader failure becomes one line
             raise ModelError(f"cannot load LLM reranker '{path}': {_one_line(exc)}") from exc
         self.model = model.to(self.device).eval()
@@ -481,7 +483,7 @@ def _hub_architectures(name: str) -> tuple[str, ...]:
         from transformers import AutoConfig
 
         quiet_transformers()
-        config = AutoConfig.from_pretrained(name)
+        config = AutoConfig.from_pretrained(name, trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"cannot load reranker '{name}': {_one_line(exc)}") from exc
     return tuple(getattr(config, "architectures", None) or ())

@@ -69,9 +69,9 @@ class SparseEncoder:
             from transformers import AutoModelForMaskedLM
 
             try:
-                self.model = AutoModelForMaskedLM.from_pretrained(path).to(self.device).eval()
-            except (OSError, ValueError) as exc:
-                raise ModelError(f"cannot load sparse model '{path}': {str(exc).splitlines()[0]}") from exc
+                self.model = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=False).to(self.device).eval()
+            except Exception as exc:  # noqa: BLE001 - OSError, ValueError, safetensors' own error: one line
+                raise ModelError(f"cannot load sparse model '{path}': {_first_line(exc)}") from exc
         self.max_length = min(max_length, int(getattr(self.model.config, "max_position_embeddings", max_length)))
         self.min_weight = min_weight
         self.max_batch_tokens = max_batch_tokens or batch_token_budget(self.device)
@@ -204,3 +204,8 @@ def _split_mlm(model):
         seq = torch.nn.Sequential(model.lm_head.dense, torch.nn.GELU(), model.lm_head.layer_norm)
         return model.roberta, seq
     raise ModelError(f"unsupported masked-LM layout for SPLADE: {type(model).__name__}")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -58,6 +58,7 @@ def settings_from_config(config: WorkspaceConfig) -> IndexSettings:
     colbert = resolve_role("colbert", config.models)
     sparse = resolve_role("sparse", config.models)
     layout = read_layout(dense.path)
+    layout.check("dense model")
     templates = templates_for(dense.name, layout.kind, dense.path)
     return IndexSettings(
         dense_name=dense.name,

