@@ -540,6 +540,23 @@ def test_run_files_alone_are_compared_without_indexing(first_run, dataset, tmp_p
     said = "depth 20: R@100 and MAP@100 only see the top 20 documents"
     assert code == 0 and json.loads(out)["notes"] == [said]
     assert {"phase": "note", "done": 0, "total": 0, "message": said} in [json.loads(line) for line in err.splitlines()]
+    # models for pipelines that -p '' does not run: refused, not dropped without a word
+    for extra, says in ((["--compare", "dense=all-MiniLM-L6-v2"], "--compare name models"),
+                        (["-m", "sparse=splade-tiny"], "--model name models")):
+        code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "", "--run", f"a={runs_dir / 'bm25.trec'}",
+                            *extra)
+        assert code == 2 and says in err and "-p '' runs none" in err, err
+
+
+@pytest.mark.parametrize("flag", [["--run-dir", "DIR"], ["--depth", "20"], ["--per-query"], ["--top", "3"],
+                                  ["--rerank-interpolation", "0.3"]])
+def test_flags_tune_does_not_use_are_refused_with_it(dataset, tmp_path, capsys, monkeypatch, flag):
+    """--tune chooses settings: these were accepted and silently did nothing (no run files written)."""
+    monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "cache"))
+    extra = [a.replace("DIR", str(tmp_path / "tunedir")) for a in flag]
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "--tune", "-p", "bm25", *extra)
+    assert code == 2 and f"{flag[0]} and --tune do not go together" in err, err
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "tunedir").exists()
 
 
 def test_run_dir_refuses_ids_a_trec_line_cannot_carry_before_indexing(tmp_path, capsys, monkeypatch):

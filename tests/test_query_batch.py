@@ -166,6 +166,17 @@ def test_tsv_query_files_with_a_header_or_in_ms_marco_layout(tmp_path):
     marco.write_text("q1\tvitamin D\n\tfolic acid\n", encoding="utf-8")  # a row whose id is blank
     with pytest.raises(InputError, match=r"queries.tsv:2: no query id in column 1 \(id<TAB>text\)"):
         read_queries(str(marco))
+    # other header names are headers (not searched as a query), a query whose text is a column
+    # name is data (was taken for the header: its line lost, the next ids line numbers), and a
+    # third field in id<TAB>text is said, not dropped
+    for header in ("id\tquestion", "qid\tquery_text", "query_id\tq"):
+        headed.write_text(f"{header}\n1\tfoo bar\n2\tbaz\n", encoding="utf-8")
+        assert [(q.query_id, q.text) for q in read_queries(str(headed))] == [("1", "foo bar"), ("2", "baz")]
+    marco.write_text("q1\tText\nq2\tother\n", encoding="utf-8")
+    assert [(q.query_id, q.text) for q in read_queries(str(marco))] == [("q1", "Text"), ("q2", "other")]
+    marco.write_text("1\tfoo\tbar extra\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"queries.tsv:1: 3 tab-separated fields where id<TAB>text has 2"):
+        read_queries(str(marco))
 
 
 @pytest.mark.parametrize("args", [["models"], ["--help"], ["runs"]])

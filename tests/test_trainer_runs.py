@@ -503,6 +503,18 @@ def test_mine_writes_negatives_without_positives(tmp_path, capsys, monkeypatch):
         assert not set(row["neg"]) & positives
     # a query can lose every candidate to the false-negative margin; most keep some
     assert sum(1 for row in rows if row["neg"]) >= len(rows) - 2
+    # the false negatives said to be dropped are those of the range (2-20) only, recounted by hand
+    from workbench.search.searcher import Searcher
+
+    searcher, expected = Searcher(ws), 0
+    for text, rel in QUERIES.values():
+        hits = searcher.search(text, pipeline="bm25", k=20).results
+        positive_scores = [h.score for h in hits if rel.get(h.doc_id, 0) > 0]
+        if positive_scores:
+            threshold = 0.95 * min(positive_scores)
+            expected += sum(1 for rank, h in enumerate(hits, 1)
+                            if rank >= 2 and rel.get(h.doc_id, 0) <= 0 and h.score >= threshold)
+    assert f"; {expected} likely false negatives dropped" in " ".join(stdout.split())
     # bad split: one clear line, exit 2
     code, _out, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root),
                              "--out", str(tmp_path / "x.jsonl"), "--split", "dev")

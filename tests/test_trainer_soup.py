@@ -88,6 +88,13 @@ def test_soup_is_the_mean_of_its_ingredients_and_serves(two_runs, capsys, monkey
     key = next(k for k in a if a[k].is_floating_point() and not bool((a[k] == b[k]).all()))
     assert s31[key] == pytest.approx(0.75 * a[key] + 0.25 * b[key], abs=1e-6)
 
+    # a soup among the ingredients is a reranker too (it recorded "soup" or nothing, losing its role)
+    for name, ingredients in (("ss", ["s", "s31"]), ("sa", ["s", "a"])):
+        code, out, err = run_wb(capsys, monkeypatch, "runs", "soup", name, *ingredients, "-w", str(ws))
+        assert code == 0, err
+        config = json.loads((ws / "runs" / name / "config.json").read_text())
+        assert config["ingredient_trainer"] == "reranker", name
+
 
 def test_soup_refuses_what_cannot_be_averaged(two_runs, tmp_path, capsys, monkeypatch):
     import shutil

@@ -190,7 +190,7 @@ def make_soup(folders: list[Path], out: Path, weights: list[float] | None = None
 
 def ingredient_trainer(folders: list[Path]) -> str | None:
     """The ``trainer`` of the runs whose ``model/`` folders ``folders`` are, when they are all runs
-    made by one trainer; else None."""
+    made by one trainer (a soup counts as its own ingredients' trainer); else None."""
     from trainers.runs import RunFolder
 
     trainers = set()
@@ -199,9 +199,11 @@ def ingredient_trainer(folders: list[Path]) -> str | None:
         if folder.name != "model" or not run.exists():
             return None
         try:
-            trainers.add(run.read_config().get("trainer"))
+            config = run.read_config()
         except ValueError:
             return None
+        trainer = config.get("trainer")
+        trainers.add(config.get("ingredient_trainer") if trainer == "soup" else trainer)
     return trainers.pop() if len(trainers) == 1 else None
 
 

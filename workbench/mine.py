@@ -5,10 +5,12 @@ uses the embeddings stored in the index: the corpus is never re-encoded) for the
 ``range_end`` documents. Then:
 
 1. the query's positives (qrels score > 0) are dropped;
-2. when a positive was retrieved, candidates scoring >= ``margin`` x the lowest retrieved
-   positive's score are dropped as likely false negatives (unlabelled relevant documents);
-3. ``negatives`` documents are drawn at random (seeded per query) from the candidates ranked
-   ``range_start``..``range_end`` and listed in rank order.
+2. of the candidates ranked ``range_start``..``range_end``, when a positive was retrieved, those
+   scoring >= ``margin`` x the lowest retrieved positive's score (less ``(1 - margin) x |score|``
+   when scores are negative) are dropped as likely false negatives (unlabelled relevant
+   documents), and counted;
+3. ``negatives`` documents are drawn at random (seeded per query) from the candidates left and
+   listed in rank order.
 
 The output is FlagEmbedding JSON Lines, ``{"query", "pos": [text], "neg": [text], "prompt": ""}``,
 with document text = title + " " + text from the dataset's ``corpus.jsonl``. Optional scores per
@@ -138,16 +140,18 @@ def mine_negatives(
             total_hits += len(hits)
             summary.unknown_hits += sum(1 for h in hits if neg_text(h.doc_id) is None)
             pos_scores = [h.score for h in hits if h.doc_id in positives]
-            threshold = margin * min(pos_scores) if pos_scores else None
+            # within (1 - margin) of the lowest-scored positive, below it in absolute terms (margin x
+            # the score, also for scores below 0, where that product would lie above the positive)
+            lowest = min(pos_scores) if pos_scores else None
+            threshold = lowest - (1 - margin) * abs(lowest) if lowest is not None else None
             candidates = []
             for rank, hit in enumerate(hits, 1):
-                if hit.doc_id in positives or not neg_text(hit.doc_id):
-                    continue
+                if not lo <= rank <= hi or hit.doc_id in positives or not neg_text(hit.doc_id):
+                    continue  # (only a document that could be picked counts as a false negative dropped)
                 if threshold is not None and hit.score >= threshold:
                     summary.false_negatives_dropped += 1
                     continue
-                if lo <= rank <= hi:
-                    candidates.append(hit.doc_id)
+                candidates.append(hit.doc_id)
             rng = random.Random(f"{seed}|{target.query_id}")
             picked = set(rng.sample(candidates, min(negatives, len(candidates))))
             neg_ids = [d for d in candidates if d in picked]  # in rank order

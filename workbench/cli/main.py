@@ -610,6 +610,14 @@ def eval_cmd(
     compare_overrides = runner.resolve_run_names(workspace, _parse_model_overrides(compare, "--compare"))
     if compare_overrides and tune:
         raise UsageError("--compare and --tune do not go together: tune one model set at a time")
+    if tune:  # said, not dropped: --tune chooses settings and writes no evaluation
+        # (by name: typer carries its own click, whose ParameterSource is not click's)
+        given = [flag for flag, name in (("--run-dir", "run_dir"), ("--depth", "depth"), ("--per-query", "per_query"),
+                                          ("--top", "top"), ("--rerank-interpolation", "rerank_interpolation"))
+                 if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+        if given:
+            raise UsageError(f"{', '.join(given)} and --tune do not go together: --tune chooses the fusion and "
+                             "rerank settings (it writes no run files or per-query table)")
     if compare_overrides:  # a compared model that is not there fails now, not after the baseline is indexed and run
         from workbench.config import WorkspaceConfig
         from workbench.models.registry import resolve_role
@@ -624,6 +632,9 @@ def eval_cmd(
         raise UsageError("--run and --tune do not go together: --run scores a run file, --tune chooses settings")
     # -p '' with --run: the run files alone, the first is the baseline, nothing is indexed
     pipes = parse_pipelines(pipeline) if pipeline.strip() or not run_sources else []
+    if not pipes and (overrides or compare_overrides):
+        flags = " and ".join(f for f, v in (("--model", overrides), ("--compare", compare_overrides)) if v)
+        raise UsageError(f"{flags} name models for pipelines, and -p '' runs none (it scores the run files alone)")
     if run_dir:  # one file a system, none written over a run file being evaluated: said before any work
         from workbench.eval.report import run_file_names
 
@@ -673,7 +684,7 @@ def eval_cmd(
                   "is not used: no pipeline reranks (add one with +rerank, e.g. -p hybrid,hybrid+rerank)"})
     unused = [flag for flag, value in (("--rerank-depth", rerank_depth), ("--rerank-interpolation", rerank_interpolation))
               if value is not None]
-    if unused and pipes and not tune and not any(p.rerank for p in pipes):  # said, as wb query says it
+    if unused and not tune and not any(p.rerank for p in pipes):  # said, as wb query says it
         progress({"phase": "note", "done": 0, "total": 0, "message": f"{' and '.join(unused)} "
                   f"{'apply' if len(unused) > 1 else 'applies'} to +rerank pipelines: ignored (no pipeline reranks)"})
     if not pipes:

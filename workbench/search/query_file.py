@@ -4,9 +4,11 @@ Three formats:
 
 - BEIR ``queries.jsonl`` (the first non-blank line is a JSON object): one ``{"_id" (or "id"),
   "text"}`` object a line; the id is the object's;
-- tab-separated (a ``.tsv`` file): with a header naming a ``query`` or ``text`` column (and
-  optionally an ``id``/``qid``/``query_id``/``_id`` column; other columns are ignored), as
-  ``sample_corpora/python-docs.queries.tsv``; without one, ``id<TAB>text`` (MS MARCO's layout);
+- tab-separated (a ``.tsv`` file): with a header naming a ``query``/``text``/``question``
+  column (and an ``id``/``qid``/``query_id``/``_id`` column, or the query column first; other
+  columns are ignored), as ``sample_corpora/python-docs.queries.tsv``; ``id<TAB>...`` as a header
+  names the id and the query column; without a header, ``id<TAB>text`` (MS MARCO's layout),
+  exactly two fields a line;
 - plain text: one query a line.
 
 Without an id column a query's id is its line's number in the file (1-based, blank lines counted),
@@ -104,22 +106,39 @@ def _text_rows(lines: list[str], name: str):
             yield number, str(number), line.strip()
 
 
-_TEXT_COLUMNS = ("query", "text")
-_ID_COLUMNS = ("id", "qid", "query_id", "query-id", "_id")
+_TEXT_COLUMNS = ("query", "text", "question", "query_text", "querytext", "query-text")
+_ID_COLUMNS = ("id", "qid", "query_id", "query-id", "queryid", "_id")
+
+
+def _tsv_layout(first: list[str]) -> tuple[int, int | None] | None:
+    """(text column, id column) when the first row is a header, else None (``id<TAB>text``).
+
+    A header names a query column and either an id column too or the query column first
+    (``query<TAB>kind<TAB>...``), or it is ``id<TAB>anything``: so ``q1<TAB>Text``, a query
+    whose text is a column name, stays data, and ``id<TAB>question`` is not searched."""
+    header = [h.strip().lower() for h in first]
+    ids = [i for i, h in enumerate(header) if h in _ID_COLUMNS]
+    texts = [header.index(h) for h in _TEXT_COLUMNS if h in header]
+    if texts and (ids or texts[0] == 0):
+        return texts[0], (ids[0] if ids else None)
+    if ids == [0] and len(header) == 2:
+        return 1, 0
+    return None
 
 
 def _tsv_rows(lines: list[str], name: str):
     numbered = [(n, line.split("\t")) for n, line in enumerate(lines, start=1) if line.strip()]
     if not numbered:
         return
-    header = [h.strip().lower() for h in numbered[0][1]]
-    if any(h in _TEXT_COLUMNS for h in header):
-        text_col = next(header.index(h) for h in _TEXT_COLUMNS if h in header)
-        id_col = next((header.index(h) for h in _ID_COLUMNS if h in header), None)
-        rows, layout = numbered[1:], "the header names it"
+    named = _tsv_layout(numbered[0][1])
+    if named is not None:
+        (text_col, id_col), rows, layout = named, numbered[1:], "the header names it"
     else:
         text_col, id_col, rows, layout = 1, 0, numbered, "id<TAB>text"
     for number, fields in rows:
+        if named is None and len(fields) > 2:  # a tab inside the text, or another layout: not cut silently
+            raise InputError(f"{name}:{number}: {len(fields)} tab-separated fields where id<TAB>text has 2 "
+                             "(a header naming the query column lets other columns be)")
         if len(fields) <= max(text_col, id_col or 0) or not fields[text_col].strip():
             raise InputError(f"{name}:{number}: no query text in column {text_col + 1} ({layout})")
         if id_col is not None and not fields[id_col].strip():
