@@ -292,3 +292,22 @@ def test_an_instruction_of_nothing_but_a_colon_is_refused_as_empty(value):
 
     with pytest.raises(UsageError, match="the instruction is empty"):
         resolve_instruction(value)
+
+
+def test_a_sentence_transformers_config_s_prompts_are_the_templates(tmp_path):
+    """e5/nomic-style folders name their query and document prompts in
+    config_sentence_transformers.json: served with them (only a name with "e5" in it was)."""
+    import json
+
+    from workbench.encoders.templates import PLAIN, templates_for
+
+    folder = tmp_path / "embedder"
+    folder.mkdir()
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": {"search_query": "search_query: ", "search_document": "search_document: ", "clustering": "c: "},
+         "default_prompt_name": None}))
+    t = templates_for("embedder", "sentence-transformers", str(folder))
+    assert t.render_query("vitamin D", "Given a claim") == "search_query: Given a claim: vitamin D"
+    assert t.render_document("a text {with braces}") == "search_document: a text {with braces}"
+    (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": {}}))
+    assert templates_for("embedder", "sentence-transformers", str(folder)) == PLAIN

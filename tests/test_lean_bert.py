@@ -159,6 +159,7 @@ def test_dense_encoder_lean_equals_transformers(monkeypatch):
     assert lean.tokenizer.convert_ids_to_tokens(lean.tokenize(["hello"])[0]) == ["[CLS]", "hello", "[SEP]"]
 
 
+@pytest.mark.slow
 def test_dense_encoder_lean_bf16_matches_transformers_bf16(monkeypatch):
     """Queries encoded by the lean path match an index built through transformers in bf16 too."""
     from workbench.encoders.dense import DenseEncoder

@@ -291,3 +291,25 @@ def test_the_note_of_a_variant_whose_settings_changed_names_the_command_that_reb
     note = state_note(variant, ["chunk_tokens"])
     assert "`wb index --model ROLE=NAME` with this variant's models rebuilds it" in note
     assert state_note(variant, []) == ""
+
+
+def test_a_query_template_change_encodes_queries_anew_and_never_the_documents(tmp_path):
+    """The query template (and the instruction format) shape queries only: changing it in wb.toml
+    re-encoded every document (a settings rebuild). Now queries use it at once and `wb index`
+    records it, encoding nothing."""
+    require_models()
+    corpus = copy_small_corpus(tmp_path / "c", ["itertools/groupby.md", "time/sleep.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    before = _dense_ids(ws, "remove a directory tree")
+    text = ws.config_path.read_text().replace("[models]\n", '[models]\ndense_query_template = "query: {instruction}{text}"\n', 1)
+    ws.config_path.write_text(text)
+    searcher = Searcher(ws)  # not refused as "built with other settings", no note
+    assert searcher.serving_note == ""
+    assert searcher.settings.templates.render_query("sleep", None) == "query: sleep"
+    summary = Indexer(ws).run(corpus)
+    assert summary.rebuilt == "" and summary.docs_indexed == 0 and summary.chunks_written == 0
+    assert _recorded(ws)["query_template"] == "query: {instruction}{text}"
+    assert not (ws.root / rebuild.STAGING).exists()
+    assert len(_dense_ids(ws, "remove a directory tree")) == len(before)

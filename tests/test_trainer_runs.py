@@ -446,6 +446,7 @@ def test_several_datasets_train_one_task_each_from_the_cli_and_a_run_toml(tiny, 
     assert code == 2 and "task_sampling must be one of proportional, uniform, temperature" in err
 
 
+@pytest.mark.slow
 def test_detached_run_finishes(tiny, tmp_path, capsys, monkeypatch):
     from trainers.runs import TERMINAL, get_run
 

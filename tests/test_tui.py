@@ -239,6 +239,7 @@ async def test_an_edited_wb_toml_is_said_and_the_index_keeps_answering(tmp_path,
         assert len(notes) == 1 and ("`wb index` rebuilds it" in notes[0])
 
 
+@pytest.mark.slow
 async def test_reindex_after_a_settings_change_rebuilds_once_and_says_so_first(tmp_path, tui_engine):
     from conftest import copy_small_corpus
     from workbench.index.indexer import Indexer
@@ -977,6 +978,7 @@ async def test_an_80_column_search_header_keeps_the_query_time_whole():
 
 
 
+@pytest.mark.slow
 async def test_an_80_column_footer_shows_every_key_of_each_tab():
     """The footer's last key is the help key (the way to every other key): at 80 columns it goes
     compact and drops the palette key so that nothing is cut; inside a text box, where `?` is
@@ -1094,6 +1096,7 @@ def test_explain_colbert_and_sparse_match_the_scores(small_searcher):
 # A real terminal: tmux
 # ---------------------------------------------------------------------------------------
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.slow
 def test_real_terminal_in_tmux(small_workspace, tmp_path):
     ws, _ = small_workspace
     script = REPO / "bench" / "tui_tmux_check.sh"
@@ -1714,6 +1717,7 @@ async def test_resume_and_evaluate_keys(tmp_path):
         assert cmd[cmd.index("--compare") + 1] == compare[0] and "-w" not in cmd
 
 
+@pytest.mark.slow
 async def test_compare_builds_the_variant_and_searches_both_columns(small_workspace, tmp_path, tui_engine):
     """c on a finished run whose model is a copy of the base: its index is built beside the
     workspace's, and Search shows the base on the left and the fine-tune on the right (same ranking)."""
@@ -1885,6 +1889,7 @@ async def _open_row(pilot, report, compare=None, row=0):
     await settle(pilot)
 
 
+@pytest.mark.slow
 async def test_a_compare_eval_row_opens_both_model_sets_in_search():
     """Enter on a `PIPELINE@MODEL` row of a --compare eval: Search on the baseline's index (the app
     stays on its own workspace), the baseline left with the base models, that pipeline right with the compared models (their own
@@ -2026,6 +2031,17 @@ async def test_launch_form_max_steps_and_an_error_that_goes_once_fixed(tmp_path)
         form.query_one("#launch-epochs").value = "-1"
         await pilot.pause()
         assert form.error == "epochs: -1 is too small"  # the next problem replaces it
+        form.query_one("#launch-epochs").value = "1"
+        for value in ("nan", "inf"):  # they passed every comparison, and the CLI refused them after a spawn
+            form.query_one("#launch-lr").value = value
+            await pilot.pause()
+            assert form.error == f"learning rate: '{value}' is not a finite number" or \
+                form.error.endswith(f"'{value}' is not a finite number"), form.error
+        form.query_one("#launch-lr").value = "3e-5"
+        form.query_one("#launch-name").value = "--help"  # `wb runs stop --help` could never name it
+        await pilot.pause()
+        assert form.error.startswith("run name: '--help' is not a plain folder name"), form.error
+        form.query_one("#launch-name").value = "ft-ok"
         form.query_one("#launch-epochs").value = "1"
         await pilot.pause()
         assert form.error == ""
@@ -2299,3 +2315,18 @@ async def test_the_runs_table_shows_the_recent_mean_loss_as_wb_runs_does(tmp_pat
         table = app.query_one("#runs-table")
         await wait_until(pilot, lambda: table.row_count == 1, what="the run listed")
         assert str(table.get_cell("ft-1", "loss")).strip() == "0.2222"
+
+
+def test_an_event_tail_rereads_a_run_folder_replaced_under_its_name(tmp_path):
+    """A run that failed before training is replaced by a new one of the same name: its events
+    file is another file, longer than the old offset; it was read from that offset (steps lost)."""
+    from workbench.tui.runs import EventTail
+
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps({"event": "step", "step": s, "loss": 1.0}) + "\n" for s in (1, 2)))
+    tail = EventTail(path)
+    assert tail.poll() and tail.steps == [1, 2]
+    replaced = tmp_path / "new.jsonl"
+    replaced.write_text("".join(json.dumps({"event": "step", "step": s, "loss": 0.5}) + "\n" for s in (1, 2, 3, 4)))
+    replaced.replace(path)
+    assert tail.poll() and tail.steps == [1, 2, 3, 4] and tail.loss == [0.5] * 4

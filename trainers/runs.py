@@ -270,8 +270,9 @@ def get_run(workspace_root: Path, name: str) -> RunFolder:
 def check_run_name(name: str) -> str:
     """``name`` when it can be a run's folder under ``runs/`` (no path separator, not hidden), else
     :class:`UsageError`."""
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise UsageError(f"bad run name '{name}': use a plain folder name")
+    if not name or "/" in name or "\\" in name or name.startswith((".", "-")) or name != name.strip():
+        # (a leading "-" reads as an option: `wb runs stop --help` could never name it)
+        raise UsageError(f"bad run name '{name}': use a plain folder name (not starting with '.' or '-')")
     return name
 
 

@@ -99,7 +99,10 @@ def resolve_instruction(value: str | None) -> str:
 def templates_for(model_name: str, kind: str, path: str | None = None) -> PromptTemplates:
     """The templates a model is served with: those its training recorded (``templates`` in a
     trained folder's ``wb_model.json``, so a run's custom ``query_template`` is served as it was
-    trained), else defaults picked from its name and layout kind (``causal-lm`` → LLM style)."""
+    trained), else the query and document prompts of its sentence-transformers config
+    (``config_sentence_transformers.json``: e5's "query: "/"passage: ", nomic's "search_query: "/
+    "search_document: "), else defaults picked from its name and layout kind (``causal-lm`` → LLM
+    style)."""
     if path:
         from pathlib import Path
 
@@ -109,9 +112,34 @@ def templates_for(model_name: str, kind: str, path: str | None = None) -> Prompt
         if isinstance(saved, dict) and all(isinstance(saved.get(k), str) for k in ("query", "document",
                                                                                      "instruction_format")):
             return PromptTemplates(saved["query"], saved["document"], saved["instruction_format"])
+        prompted = _sentence_transformers_prompts(read_json(Path(path) / "config_sentence_transformers.json"))
+        if prompted is not None:
+            return prompted
     low = model_name.lower()
     if kind == "causal-lm":
         return LLM_EMBEDDER
     if "e5" in low.split("/")[-1]:
         return E5
     return PLAIN
+
+
+_QUERY_PROMPTS = ("query", "search_query")
+_DOCUMENT_PROMPTS = ("document", "passage", "search_document", "corpus")
+
+
+def _sentence_transformers_prompts(config: dict) -> PromptTemplates | None:
+    """Templates from a sentence-transformers config's ``prompts`` (None when it names no query or
+    document prompt): each prompt is a literal prefix (its braces escaped), the instruction goes
+    between the query prompt and the text."""
+    prompts = config.get("prompts")
+    if not isinstance(prompts, dict):
+        return None
+    query = next((prompts[k] for k in _QUERY_PROMPTS if isinstance(prompts.get(k), str)), None)
+    document = next((prompts[k] for k in _DOCUMENT_PROMPTS if isinstance(prompts.get(k), str)), None)
+    if not query and not document:
+        return None
+
+    def literal(text: str | None) -> str:
+        return (text or "").replace("{", "{{").replace("}", "}}")
+
+    return PromptTemplates(query=literal(query) + "{instruction}{text}", document=literal(document) + "{text}")

@@ -514,6 +514,8 @@ class Indexer:
             manifest.set_meta("settings", settings.to_dict())
         else:
             tantivy_store.create_if_missing()
+            if recorded != settings.to_dict():  # the query side or a model's path: recorded, nothing re-encoded
+                manifest.set_meta("settings", settings.to_dict())
         return reason
 
     def _refill_missing_tantivy(self, manifest, lance, tantivy_store) -> str:

@@ -46,10 +46,24 @@ class IndexSettings:
         return replace(models, dense=self.dense_name, colbert=self.colbert_name, sparse=self.sparse_name)
 
     def differences(self, other: "IndexSettings") -> list[str]:
-        """Names of the settings that differ (paths excluded: a moved cache is not a change)."""
-        skip = {"dense_path", "sparse_path"}
+        """Names of the settings that differ in what the index holds (paths excluded: a moved cache
+        is not a change; the query side too: no document vector depends on it)."""
+        skip = {"dense_path", "sparse_path", *QUERY_SIDE}
         mine, theirs = self.to_dict(), other.to_dict()
         return [k for k in mine if k not in skip and mine[k] != theirs.get(k)]
+
+    def same_dense_model(self, other: "IndexSettings") -> bool:
+        return (self.dense_name, self.dense_fingerprint) == (other.dense_name, other.dense_fingerprint)
+
+    def with_query_side(self, other: "IndexSettings") -> "IndexSettings":
+        """These settings encoding queries as ``other`` says (its query template and instruction
+        format): what a query uses when wb.toml changes only them, no re-indexing needed."""
+        from dataclasses import replace
+
+        return replace(self, **{k: getattr(other, k) for k in QUERY_SIDE})
+
+
+QUERY_SIDE = ("query_template", "instruction_format")  # how a query is encoded: no document depends on it
 
 
 def settings_from_config(config: WorkspaceConfig) -> IndexSettings:

@@ -129,7 +129,10 @@ class Searcher:
         served = self.config.models
         if check_models:
             try:
-                diffs = self.settings.differences(settings_from_config(self.config))
+                configured = settings_from_config(self.config)
+                diffs = self.settings.differences(configured)
+                if self.settings.same_dense_model(configured):  # wb.toml's query template, at once (no re-index)
+                    self.settings = self.settings.with_query_side(configured)
             except ModelError as exc:  # wb.toml names a model that is not there (a typo, an uninstalled one)
                 if not serve_stale:
                     raise

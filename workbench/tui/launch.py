@@ -21,6 +21,7 @@ imports torch in a worker thread, never on the event loop).
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import sys
@@ -198,7 +199,8 @@ TRAINERS: dict[str, TrainerSpec] = {s.kind: s for s in (
                    help="passages for data 'unsupervised' (BEIR corpus.jsonl or folder)"),),
             (_base("dense", "dense = the workspace's dense model; a name, folder or runs/NAME"), LORA),
             (Field("loss", "--loss", "loss", "choice", choices=("infonce", "jointlh", "summarglh", "lsepair",
-                                                                "rand1lh")), NEGATIVES),
+                                                                "rand1lh", "kl"),
+                   help="kl: distillation from the data's teacher scores alone"), NEGATIVES),
             SCHEDULE,
             (BEIR_EVAL, EVAL_EVERY, KEEP_BEST),
         ),
@@ -379,6 +381,8 @@ def check_values(spec: TrainerSpec, raw: dict[str, str | bool]) -> dict[str, str
                 number = kind(text)
             except ValueError:
                 raise UsageError(f"{f.label}: '{text}' is not a{'n integer' if kind is int else ' number'}") from None
+            if kind is float and not math.isfinite(number):  # nan passes every comparison below
+                raise UsageError(f"{f.label}: '{text}' is not a finite number")
             if number < f.least or (kind is float and f.strict and number <= f.least):
                 raise UsageError(f"{f.label}: {text} is too small")
         elif f.kind == "choice" and f.choices and text not in f.choices:
@@ -627,8 +631,8 @@ class LaunchScreen(ModalScreen):
         """The form's values, checked (UsageError names the first bad one), with ``trainer`` and ``name``."""
         v = check_values(self.spec, self.raw_values())
         name = self.query_one("#launch-name", Input).value.strip()
-        if not name or "/" in name or name.startswith(".") or " " in name:
-            raise UsageError(f"run name: '{name}' is not a plain folder name")
+        if not name or "/" in name or "\\" in name or name.startswith((".", "-")) or " " in name:
+            raise UsageError(f"run name: '{name}' is not a plain folder name (not starting with '.' or '-')")
         if (runs_dir(self.workspace) / name).exists():
             raise UsageError(f"run name: a run named '{name}' exists already")
         return {"trainer": self.spec.kind, **v, "name": name}

@@ -78,6 +78,7 @@ class EventTail:
     def reset(self) -> None:
         self.offset = 0
         self.partial = b""
+        self.identity: tuple[int, int] | None = None  # (device, inode) of the file read
         self.steps: list[int] = []
         self.loss: list[float] = []
         self.lr: list[float] = []
@@ -92,11 +93,14 @@ class EventTail:
     def poll(self) -> bool:
         """Read what was appended; True when something new was parsed."""
         try:
-            size = self.path.stat().st_size
+            st = self.path.stat()
         except OSError:
             return False
-        if size < self.offset:  # rewritten from scratch
+        size, identity = st.st_size, (st.st_dev, st.st_ino)
+        # rewritten from scratch, or another file (a run folder replaced under the same name)
+        if size < self.offset or (self.identity is not None and identity != self.identity):
             self.reset()
+        self.identity = identity
         if size == self.offset:
             return False
         with open(self.path, "rb") as f:
