@@ -3,7 +3,9 @@
 Baselines run in the same process on the same texts:
 - dense: ``SentenceTransformer.encode`` of the same model (it produces no token vectors; we do);
 - sparse: the plain SPLADE recipe (padded batch → MLM logits over every position → masked max).
-Imports nothing from lancedb/tantivy, so it runs on a GPU machine whose image lacks them.
+Each side runs ``--rounds`` times, the order alternating (A B, B A, ...), after an untimed warm-up;
+a ratio is the median over rounds of (baseline time / our time) in the same round. Imports nothing
+from lancedb/tantivy, so it runs on a GPU machine whose image lacks them.
 
     python bench/bench_encode.py [--n 512] [--dense PATH] [--sparse PATH]
 """
@@ -42,6 +44,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=512)
     ap.add_argument("--dense", default=None)
     ap.add_argument("--sparse", default=None, help="SPLADE folder; 'none' skips the sparse comparison")
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds, their order alternating")
     args = ap.parse_args()
     from workbench.encoders.dense import DenseEncoder
     from workbench.encoders.sparse import SparseEncoder
@@ -52,37 +55,49 @@ def main() -> None:
         args.dense = args.dense or resolve_model_path("all-MiniLM-L6-v2")
         args.sparse = args.sparse or resolve_model_path("splade-tiny")
     texts = scifact_texts(args.n)
+    import statistics
 
+    import numpy as np
     from sentence_transformers import SentenceTransformer
 
     st = SentenceTransformer(args.dense)
-    st.encode(texts[:32])
-    with Timer() as t_st:
-        ref = st.encode(texts, batch_size=32)
     ours = DenseEncoder(args.dense)
+    st.encode(texts[:32])  # warm-up, untimed
     ours.encode(texts[:32], tokens=True)
-    with Timer() as t_ours:
-        out = ours.encode(texts, tokens=True)
-    import numpy as np
-
+    # rounds alternate the order (A B, B A, ...): a load change on a shared machine falls on both
+    t_st, t_ours = [], []
+    for r in range(args.rounds):
+        for side in (("st", "ours") if r % 2 == 0 else ("ours", "st")):
+            with Timer() as t:
+                if side == "st":
+                    ref = st.encode(texts, batch_size=32)
+                else:
+                    out = ours.encode(texts, tokens=True)
+            (t_st if side == "st" else t_ours).append(t.seconds)
     cos = float((out.dense * (ref / np.linalg.norm(ref, axis=1, keepdims=True))).sum(1).min())
 
     sparse = None
     if args.sparse != "none":
         sp = SparseEncoder(args.sparse)
         sp.encode(texts[:32])
-        with Timer() as t_sp:
-            vecs = sp.encode(texts)
         plain_splade(args.sparse, texts[:32])
-        with Timer() as t_plain:
-            plain = plain_splade(args.sparse, texts)
+        t_sp, t_plain = [], []
+        for r in range(args.rounds):
+            for side in (("plain", "ours") if r % 2 == 0 else ("ours", "plain")):
+                with Timer() as t:
+                    if side == "plain":
+                        plain = plain_splade(args.sparse, texts)
+                    else:
+                        vecs = sp.encode(texts)
+                (t_plain if side == "plain" else t_sp).append(t.seconds)
         dense_plain = np.zeros(plain.shape, dtype=np.float32)
         for i, v in enumerate(vecs):
             dense_plain[i, v.ids] = v.weights
         sparse = {
-            "ours_passages_per_s": len(texts) / t_sp.seconds,
-            "plain_splade_passages_per_s": len(texts) / t_plain.seconds,
-            "ratio": t_plain.seconds / t_sp.seconds,
+            "ours_passages_per_s": len(texts) / statistics.median(t_sp),
+            "plain_splade_passages_per_s": len(texts) / statistics.median(t_plain),
+            "ratio": statistics.median(a / b for a, b in zip(t_plain, t_sp)),
+            "ratio_per_round": [round(a / b, 3) for a, b in zip(t_plain, t_sp)],
             "max_abs_weight_difference": float(np.abs(dense_plain - plain.float().numpy()).max()),
         }
 
@@ -92,12 +107,15 @@ def main() -> None:
         {
             "texts": n,
             "dense_model": args.dense,
+            "rounds": args.rounds,
             "dense": {
-                "ours_passages_per_s": n / t_ours.seconds,
+                "ours_passages_per_s": n / statistics.median(t_ours),
                 "ours_dtype": str(ours.dtype),
                 "ours_also_produces_colbert_tokens": True,
-                "sentence_transformers_passages_per_s": n / t_st.seconds,
-                "ratio": t_st.seconds / t_ours.seconds,
+                "sentence_transformers_passages_per_s": n / statistics.median(t_st),
+                # the median over rounds of (their time / our time) in the same round
+                "ratio": statistics.median(a / b for a, b in zip(t_st, t_ours)),
+                "ratio_per_round": [round(a / b, 3) for a, b in zip(t_st, t_ours)],
                 "min_cosine_to_st": cos,
             },
             "sparse": sparse,

@@ -115,6 +115,18 @@ def test_cli_train_index_and_query_a_colbert_variant(tiny, tmp_path, capsys, mon
         assert [h.score for h in a.results] == pytest.approx([h.score for h in b.results],
                                                              abs=1e-4 if pipeline != "hybrid" else 1e-3)
     assert type(mine.bundle.colbert).__name__ == "NumpyColbertEncoder"
+    # the TUI preview explains the trained ColBERT's own match (it used the dense model's tokens:
+    # other matches, a score the ranking never saw)
+    from workbench.search.explain import colbert_matches
+
+    top = searcher.search("pause the program for a while", pipeline="colbert", k=1).results[0]
+    explained = colbert_matches(searcher, "pause the program for a while", top.chunk_id)
+    assert explained.score == pytest.approx(top.score, abs=2e-3)
+    assert [m.query_token for m in explained.matches][:2] == ["[CLS]", searcher.bundle.colbert.encoder.tokenizer
+                                                               .convert_ids_to_tokens(json.loads(
+                                                                   (ws.runs_dir / "cb1" / "model" / "wb_colbert.json")
+                                                                   .read_text())["query_marker_id"])]
+    assert [m.part for m in explained.matches if m.query_token == "pause"] == ["query"]
     base_searcher = Searcher(ws)
     assert base_searcher.snapshot.tokens.bits.shape[1] == 384
     hybrid = base_searcher.search("pause the program", pipeline="hybrid", k=3)

@@ -206,22 +206,34 @@ def _offsets(tokenizer, text: str, n: int) -> list[tuple[int, int] | None]:
 
 
 def colbert_matches(searcher, query: str, chunk_id: str, instruction: str | None = None) -> ColbertExplanation:
-    """For each query token, the best-matching chunk token (argmax of the dot products)."""
-    dense = searcher.bundle.dense
+    """For each query token, the best-matching chunk token (argmax of the dot products), from the
+    vectors the colbert mode scores: a trained ColBERT's own (raw query, no template or
+    instruction, its marker tokens), else the dense model's token states (zero-shot)."""
     templates = searcher.settings.templates
-    instr = resolve_instruction(instruction)
-    rendered_q = templates.render_query(query, instr)
     row = catalog_row(searcher.catalog, chunk_id)
     title, chunk_text = searcher.catalog.titles[row], searcher.catalog.texts[row]
     doc_input = _chunk_input(searcher.catalog, row)
-    rendered_d = templates.render_document(doc_input)
-    out = dense.encode([rendered_q, rendered_d], tokens=True)
-    q_tok, d_tok = out.tokens[0].astype(np.float32), out.tokens[1].astype(np.float32)
-    q_ids, d_ids = dense.tokenize([rendered_q, rendered_d])
-    q_names = dense.tokenizer.convert_ids_to_tokens(q_ids)
-    d_names = dense.tokenizer.convert_ids_to_tokens(d_ids)
-    q_offs = _offsets(dense.tokenizer, rendered_q, len(q_ids))
-    d_offs = _offsets(dense.tokenizer, rendered_d, len(d_ids))
+    trained = searcher.bundle.colbert if searcher.bundle.colbert_is_trained else None
+    if trained is not None:
+        instr = ""  # (a trained ColBERT reads the bare query: searcher.encode_queries)
+        rendered_q, rendered_d = query, doc_input
+        q_tok = trained.encode_queries([query])[0].astype(np.float32)
+        d_tok = trained.encode_documents([doc_input])[0].astype(np.float32)
+        tokenizer, q_ids, d_ids, q_offs, d_offs = _trained_colbert_tokens(trained, query, doc_input,
+                                                                          len(q_tok), len(d_tok))
+    else:
+        dense = searcher.bundle.dense
+        instr = resolve_instruction(instruction)
+        rendered_q = templates.render_query(query, instr)
+        rendered_d = templates.render_document(doc_input)
+        out = dense.encode([rendered_q, rendered_d], tokens=True)
+        q_tok, d_tok = out.tokens[0].astype(np.float32), out.tokens[1].astype(np.float32)
+        q_ids, d_ids = dense.tokenize([rendered_q, rendered_d])
+        tokenizer = dense.tokenizer
+        q_offs = _offsets(tokenizer, rendered_q, len(q_ids))
+        d_offs = _offsets(tokenizer, rendered_d, len(d_ids))
+    q_names = tokenizer.convert_ids_to_tokens(q_ids)
+    d_names = tokenizer.convert_ids_to_tokens(d_ids)
     # where the user's query and the chunk text begin inside the rendered strings
     q_text_at = rendered_q.rfind(query) if query else len(rendered_q)
     text_at = rendered_d.find(doc_input) + (len(title) + 1 if title else 0)
@@ -243,6 +255,25 @@ def colbert_matches(searcher, query: str, chunk_id: str, instruction: str | None
             span = (d_off[0] - text_at, min(d_off[1] - text_at, len(chunk_text)))
         matches.append(TokenMatch(q_names[i], i, part, d_names[j], j, float(sims[i, j]), span))
     return ColbertExplanation(matches, rendered_q)
+
+
+def _trained_colbert_tokens(trained, query: str, doc_input: str, n_query: int, n_doc: int):
+    """(tokenizer, query ids, document ids, their character offsets) of a trained ColBERT's inputs:
+    ``[CLS] marker body [SEP]`` (query [MASK]s after) for a ColBERT folder, the plain tokens for
+    a joint model's view; offsets are None for tokens the text does not hold."""
+    if hasattr(trained, "query_ids"):  # ColbertEncoder / NumpyColbertEncoder: a marker after [CLS]
+        tokenizer = trained.encoder.tokenizer
+        q_ids, d_ids = trained.query_ids([query])[0], trained.document_ids([doc_input])[0]
+
+        def offsets(text, n):
+            plain = _offsets(tokenizer, text, n)
+            return ([plain[0], None] + plain[1:])[:n]
+
+        return tokenizer, q_ids, d_ids, offsets(query, n_query), offsets(doc_input, n_doc)
+    tokenizer = trained._joint.tokenizer  # a joint model: queries and documents tokenized alike
+    q_ids = tokenizer(query, truncation=True, max_length=n_query)["input_ids"]
+    d_ids = tokenizer(doc_input, truncation=True, max_length=n_doc)["input_ids"]
+    return tokenizer, q_ids, d_ids, _offsets(tokenizer, query, n_query), _offsets(tokenizer, doc_input, n_doc)
 
 
 def rendered_query(searcher, query: str, instruction: str | None = None) -> str:
