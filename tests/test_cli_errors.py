@@ -399,6 +399,13 @@ def test_wb_models_keeps_its_columns_when_a_role_names_a_folder(tmp_path):
     rows = {line.split()[0]: line for line in proc.stdout.splitlines()[1:5]}
     assert rows["sparse"].split() == ["sparse", str(folder)]
     assert rows["colbert"].index("maxsim over") == rows["reranker"].index("maxsim over") > len(str(folder))
+    # a configured folder that is gone is said on its row (the listing showed it as if usable)
+    (tmp_path / "ws" / "wb.toml").write_text(f'[models]\nsparse = "{tmp_path / "gone"}"\n')
+    proc = wb("models", workspace=tmp_path / "ws")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()[1:5]}
+    assert "not usable:" in rows["sparse"] and str(tmp_path / "gone") in rows["sparse"]
+    assert "not usable" not in rows["dense"]
 
 
 def test_no_help_text_is_cut_at_80_columns():

@@ -540,8 +540,14 @@ def models_list(ctx: typer.Context, workspace: WorkspaceOpt = None) -> None:
     typer.echo(f"workspace {ws.root}  (model cache {model_cache_dir()})")
     names = {role: getattr(cfg.models, role) for role in ROLES}
     width = max(22, *(len(n) for n in names.values()))  # a folder path widens the column, never shifts it
+    from workbench.models.registry import resolve_role
+
     for role in ROLES:
         label = labels[role] if labels[role] != names[role] else ""  # said once when they are the same
+        try:
+            resolve_role(role, cfg.models)
+        except WbError as exc:  # a folder that is gone, a built-in not installed, a hub id not cached
+            label = f"{label}  [not usable: {exc}]".strip()
         typer.echo(f"  {role:<9} {names[role]:<{width}} {label}".rstrip())
     typer.echo("built-in weights:")
     for name, spec in BUILTIN_MODELS.items():

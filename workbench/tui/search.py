@@ -480,7 +480,7 @@ class SearchPane(Vertical):
 
         self.app.push_screen(
             PreviewScreen(column.hits, index, query=column.result.query, instruction=key[2] or None,
-                          pipeline=column.pipeline, root=key[0]),
+                          pipeline=key[3], root=key[0]),  # the shown hits' pipeline (a new one may be searching)
             back,
         )
 
