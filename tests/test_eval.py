@@ -208,7 +208,14 @@ def test_rerank_flags_without_a_rerank_pipeline_are_said_to_be_ignored(first_run
     code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25", "--rerank-depth", "5",
                         "--rerank-interpolation", "0.5")
     assert code == 0, err
-    assert "--rerank-depth and --rerank-interpolation apply to +rerank pipelines: ignored" in " ".join(err.split())
+    said = "--rerank-depth and --rerank-interpolation apply to +rerank pipelines: ignored (no pipeline reranks)"
+    assert said in " ".join(out.split())  # under the table, with the report's other notes
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25", "--rerank-depth", "5",
+                        "--rerank-interpolation", "0.5", "--json")
+    assert code == 0, err
+    assert said in json.loads(out)["notes"]  # and in the JSON's notes, as on stderr
+    assert {"phase": "note", "done": 0, "total": 0, "message": said} in [
+        json.loads(line) for line in err.splitlines() if line.startswith("{")]
     code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25,bm25+rerank", "--rerank-depth", "5")
     assert code == 0, err
     assert "ignored" not in err
@@ -487,7 +494,7 @@ def test_a_run_file_is_scored_as_the_pipeline_that_wrote_it(first_run, dataset, 
     notes = [json.loads(line).get("message", "") for line in err.splitlines() if line.startswith("{")]
     assert any("1 of the 7 evaluated queries are not in prod.trec and score 0" in n for n in notes)
     assert any("1 query of prod.trec is not among the evaluated ones (ignored)" in n for n in notes)
-    assert any("1 of its" in n and "documents are not in the corpus" in n for n in notes)  # q-other's gzip is, 'x' not
+    assert any("1 of its" in n and "documents is not in the corpus" in n for n in notes)  # q-other's gzip is, 'x' not
     # the run files' notes are the report's too: a script reading the JSON sees them
     assert any("1 of the 7 evaluated queries are not in prod.trec and score 0" in n for n in report["notes"])
 

@@ -86,7 +86,7 @@ def test_a_reader_that_leaves_early_ends_the_batch_quietly(small_workspace, tmp_
     ("query\tkind\nitertools.groupby\tkeyword\n", ":1: a tab in a query line"),
 ])
 def test_a_bad_queries_file_is_one_line_exit_2(tmp_path, content, says):
-    source = tmp_path / "q.jsonl"
+    source = tmp_path / ("q.jsonl" if content.startswith("{") else "q.txt")
     source.write_text(content, encoding="utf-8")
     proc = wb("query", "--queries", str(source), workspace=tmp_path / "ws")
     assert proc.returncode == 2 and proc.stdout == ""
@@ -174,6 +174,10 @@ def test_tsv_query_files_with_a_header_or_in_ms_marco_layout(tmp_path):
         assert [(q.query_id, q.text) for q in read_queries(str(headed))] == [("1", "foo bar"), ("2", "baz")]
     marco.write_text("q1\tText\nq2\tother\n", encoding="utf-8")
     assert [(q.query_id, q.text) for q in read_queries(str(marco))] == [("q1", "Text"), ("q2", "other")]
+    broken = tmp_path / "queries.jsonl"  # a .jsonl whose first line is broken was searched as text
+    broken.write_text('{"_id": "a", "text": "x"\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"queries.jsonl:1"):
+        read_queries(str(broken))
     marco.write_text("1\tfoo\tbar extra\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"queries.tsv:1: 3 tab-separated fields where id<TAB>text has 2"):
         read_queries(str(marco))

@@ -392,6 +392,11 @@ def test_cli_foreground_then_runs_lists_it_and_model_override(tiny, tmp_path, ca
     assert code == 0, err
     line = next(line for line in out.splitlines() if line.startswith("cli1"))
     assert "finished" in line and "2/2" in line
+    code, out, err = run_wb(capsys, monkeypatch, "runs", "-w", str(ws), "--json")
+    assert code == 0, err
+    listed = json.loads(out.splitlines()[0])
+    assert listed["name"] == "cli1" and listed["state"] == "finished"
+    assert None not in listed.values() and "error" not in listed and "best_metric" not in listed  # no eval data
     # a second run of the same name is refused
     code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(base),
                              "--out", "cli1", "-w", str(ws))

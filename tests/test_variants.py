@@ -205,9 +205,11 @@ def test_remove_drops_a_deleted_folder_from_the_index_and_its_variants(ws_with_r
     code, _out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root))
     assert code == 2 and f"wb index --remove {extra.resolve()}" in err
 
-    code, out, err = wb(capsys, monkeypatch, "index", "--remove", str(extra), "-w", str(ws.root), "--json")
+    code, out, err = wb(capsys, monkeypatch, "index", "--remove", str(extra), "-w", str(ws.root), "--progress-json")
     assert code == 0, err
-    report = json.loads(out)
+    lines = [json.loads(line) for line in out.splitlines()]  # JSON lines only (it printed a sentence)
+    assert lines and all("phase" in line for line in lines) and lines[-1]["phase"] == "done"
+    report = lines[-1]
     assert report["docs_removed"] == 2 and report["total_docs"] == len(DOCS)
     assert [v["docs_removed"] for v in report["variants"]] == [2]
     for model in ([], ["--model", "dense=runs/ft"]):  # neither index finds the removed documents

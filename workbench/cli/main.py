@@ -165,7 +165,7 @@ def index_cmd(
     if remove:
         if path is None or model:
             raise UsageError("--remove takes the indexed folder as PATH and no --model (variants follow their parent)")
-        return _remove_root(ws, Path(path), json_out)
+        return _remove_root(ws, Path(path), json_out, progress_json)
     if path is not None:
         roots = [Path(path)]
         if not roots[0].exists():
@@ -210,14 +210,20 @@ def _rebuild_due(ws) -> bool:
     return rebuild.in_progress(ws) or bool(Indexer(ws).rebuild_reason())
 
 
-def _remove_root(ws, root: Path, json_out: bool) -> None:
-    """``wb index --remove PATH``: the root's documents leave the workspace and every variant of it."""
+def _remove_root(ws, root: Path, json_out: bool, progress_json: bool = False) -> None:
+    """``wb index --remove PATH``: the root's documents leave the workspace and every variant of it
+    (``--progress-json``: the phases, then the summary as ``{"phase": "done", ...}``, as an index run)."""
     from workbench.errors import InputError
     from workbench.index.indexer import Indexer
     from workbench.variants import variant_workspaces
 
     ws.require()
-    summary = Indexer(ws).remove(root)
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if progress_json:
+            print(json.dumps({"phase": phase, "done": done, "total": total}), flush=True)
+
+    summary = Indexer(ws, progress=progress).remove(root)
     variants = []
     for variant in variant_workspaces(ws):
         try:
@@ -225,8 +231,8 @@ def _remove_root(ws, root: Path, json_out: bool) -> None:
         except InputError:  # this variant never indexed that folder
             continue
         variants.append({"variant": variant.root.name, "docs_removed": done.docs_removed})
-    if json_out:
-        print(json.dumps({**summary.to_json(), "variants": variants}))
+    if json_out or progress_json:
+        print(json.dumps({**({"phase": "done"} if progress_json else {}), **summary.to_json(), "variants": variants}))
         return
     from workbench.text import plural
 
@@ -683,18 +689,23 @@ def eval_cmd(
             return
         err.print(_plain(f"{phase}{f' {done}/{total}' if total > 0 else ''}", style="dim"), highlight=False)
 
+    said: list[str] = []  # the report's notes too (--json's "notes", under the table)
     if "reranker" in overrides and pipes and not any(p.rerank for p in pipes):
         from workbench.variants import short_model_name
 
-        progress({"phase": "note", "done": 0, "total": 0, "message": f"--model reranker={short_model_name(overrides['reranker'])} "
-                  "is not used: no pipeline reranks (add one with +rerank, e.g. -p hybrid,hybrid+rerank)"})
+        said.append(f"--model reranker={short_model_name(overrides['reranker'])} is not used: no pipeline reranks "
+                    "(add one with +rerank, e.g. -p hybrid,hybrid+rerank)")
     unused = [flag for flag, value in (("--rerank-depth", rerank_depth), ("--rerank-interpolation", rerank_interpolation))
               if value is not None]
     if unused and not tune and not any(p.rerank for p in pipes):  # said, as wb query says it
-        progress({"phase": "note", "done": 0, "total": 0, "message": f"{' and '.join(unused)} "
-                  f"{'apply' if len(unused) > 1 else 'applies'} to +rerank pipelines: ignored (no pipeline reranks)"})
+        said.append(f"{' and '.join(unused)} {'apply' if len(unused) > 1 else 'applies'} to +rerank pipelines: "
+                    "ignored (no pipeline reranks)")
+    if tune:
+        for note in said:
+            progress({"phase": "note", "done": 0, "total": 0, "message": note})
     if not pipes:
         result = runner.evaluate(data, [], depth=depth, progress=progress, runs=run_sources)
+        result.notes[:0] = said
         result.wall_seconds = _time.perf_counter() - started
         _eval_output(result, data, per_query, top, run_dir, json_out, progress)
         return
@@ -706,9 +717,9 @@ def eval_cmd(
         depths = tuning.RERANK_DEPTHS
         if rerank_depth is not None:  # --tune --rerank-depth N: only rerank depths up to N (slow rerankers)
             depths = tuple(d for d in depths if d <= rerank_depth) or (rerank_depth,)
-        if data.split == "test":
-            _err_console().print(_plain("tuning on the test split: figures you then report on it will be "
-                                 "optimistic (tune on train, report on test)", style="yellow"), highlight=False)
+        if data.split == "test":  # (a note line among --json's progress lines)
+            progress({"phase": "note", "done": 0, "total": 0, "message": "tuning on the test split: figures you "
+                      "then report on it will be optimistic (tune on train, report on test)"})
         outcome = tuning.tune(data, ws, cfg, progress=progress,
                               rerankers=(cfg.models.reranker,) if tune_rerank else (),
                               rerank_depths=depths, modes=tune_modes)
@@ -723,6 +734,7 @@ def eval_cmd(
     # and other model sets its variants (as `wb query --model` does)
     result = runner.evaluate(data, systems, depth=depth, workspace=ws if workspace else None, progress=progress,
                              runs=run_sources)
+    result.notes[:0] = said
     result.wall_seconds = _time.perf_counter() - started
     _eval_output(result, data, per_query, top, run_dir, json_out, progress)
 
@@ -1399,8 +1411,8 @@ def runs_list(
         raise WorkspaceError(f"no workspace at {ws.root}")
     runs = list_runs(ws.root)
     if json_out:
-        for run in runs:
-            print(json.dumps({"name": run.name, **run.status()}))
+        for run in runs:  # a key the run does not have (yet) is left out, never null
+            print(json.dumps({"name": run.name, **{k: v for k, v in run.status().items() if v is not None}}))
         return
     if not runs:
         typer.echo(f"no training runs in {ws.root / 'runs'}")

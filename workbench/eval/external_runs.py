@@ -160,6 +160,7 @@ def read_run(source: RunSource, evaluated: list[str], depth: int, corpus_ids: fr
             notes.append(f"run {source.label}: none of its {len(docs)} documents is in the corpus (another id "
                          "scheme? chunk ids?), so it scores 0")
         elif outside:
-            notes.append(f"run {source.label}: {outside} of its {len(docs)} documents are not in the corpus "
+            notes.append(f"run {source.label}: {outside} of its {len(docs)} documents {'is' if outside == 1 else 'are'} "
+                         "not in the corpus "
                          "(they count as not relevant)")
     return ExternalRun(source.label, source.path, run, notes)

@@ -355,7 +355,7 @@ class Indexer:
                 if covered:
                     taken = self._take_over(manifest, source, covered, docs, lance, tantivy_store)
                     many = "s" if len(covered) > 1 else ""
-                    took = f"took over the indexed folder{many} {', '.join(covered)} ({taken} docs)"
+                    took = f"took over the indexed folder{many} {', '.join(covered)} ({plural(taken, 'doc')})"
                     summary.note = f"{summary.note}; {took}" if summary.note else took
 
                 unfinished = dict(manifest.get_meta(UNFINISHED_RUN) or {})  # root -> documents it set out to index

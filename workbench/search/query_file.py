@@ -2,7 +2,7 @@
 
 Three formats:
 
-- BEIR ``queries.jsonl`` (the first non-blank line is a JSON object): one ``{"_id" (or "id"),
+- BEIR ``queries.jsonl`` (a ``.jsonl`` file, or the first non-blank line is a JSON object): one ``{"_id" (or "id"),
   "text"}`` object a line; the id is the object's;
 - tab-separated (a ``.tsv`` file): with a header naming a ``query``/``text``/``question``
   column (and an ``id``/``qid``/``query_id``/``_id`` column, or the query column first; other
@@ -67,8 +67,8 @@ def read_queries(source: str) -> list[QueryLine]:
     text, name = _read_text(source)
     lines = text.splitlines()
     first = next((line for line in lines if line.strip()), "")
-    if first.lstrip().startswith("{") and _is_json_object(first):
-        rows = _jsonl_rows(lines, name)
+    if (first.lstrip().startswith("{") and _is_json_object(first)) or name.lower().endswith(".jsonl"):
+        rows = _jsonl_rows(lines, name)  # (a .jsonl whose first line is broken says so, not read as text)
     elif name.lower().endswith(".tsv"):
         rows = _tsv_rows(lines, name)
     else:
