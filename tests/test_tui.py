@@ -1588,12 +1588,13 @@ class VariantFakeEngine(FakeEngine):
         return str(self.variant_root)
 
 
+# colbert, splade, joint: the same flow as the embedder's, another role (slow: CI runs them)
 @pytest.mark.parametrize("trainer, role, left, right, pipelines", [
     ("embedder", "dense", "hybrid", "hybrid", "dense,hybrid"),
-    ("colbert", "colbert", "hybrid", "hybrid", "colbert,hybrid"),
-    ("splade", "sparse", "hybrid", "hybrid", "sparse,hybrid"),
+    pytest.param("colbert", "colbert", "hybrid", "hybrid", "colbert,hybrid", marks=pytest.mark.slow),
+    pytest.param("splade", "sparse", "hybrid", "hybrid", "sparse,hybrid", marks=pytest.mark.slow),
     ("reranker", "reranker", "hybrid", "hybrid+rerank", "hybrid,hybrid+rerank"),
-    ("joint", "dense+colbert+sparse", "hybrid", "hybrid", "dense,colbert,sparse,hybrid"),
+    pytest.param("joint", "dense+colbert+sparse", "hybrid", "hybrid", "dense,colbert,sparse,hybrid", marks=pytest.mark.slow),
     ("soup", "reranker", "hybrid", "hybrid+rerank", "hybrid,hybrid+rerank"),  # `wb runs soup` of rerankers
 ])
 async def test_compare_and_evaluate_use_the_role_the_trainer_fills(tmp_path, trainer, role, left, right, pipelines):
