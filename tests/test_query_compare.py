@@ -82,6 +82,7 @@ def test_a_reranker_is_compared_on_the_same_index(small_workspace, tmp_path):
     assert both["labels"]["compared"] == f"hybrid+rerank (reranker={ce})"
 
 
+@pytest.mark.slow
 def test_a_file_of_queries_compares_each(small_workspace, tmp_path):
     ws, _ = small_workspace
     queries = tmp_path / "q.txt"

@@ -1252,6 +1252,7 @@ class FakeSpawner:
         return 0, "", ""
 
 
+@pytest.mark.slow
 async def test_launch_form_errors_and_spawns_wb_train(tmp_path):
     from workbench.tui.runs import LaunchScreen
 
@@ -1400,6 +1401,7 @@ async def test_a_closed_launch_form_reopens_as_it_was_left(tmp_path):
         assert form.query_one("#launch-name").value != "rr-try"
 
 
+@pytest.mark.slow
 async def test_a_launch_form_left_through_the_palette_also_reopens_as_it_was(tmp_path):
     """ctrl+p → "Go to Corpus" popped the form without saving its draft: `n` opened an empty one."""
     app = WbApp(str(tmp_path / "ws"), engine=FakeEngine())
