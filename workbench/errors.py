@@ -61,7 +61,15 @@ class TrainingError(WbError):
     exit_code = 1
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its class name when it has none): what a loader's
+    error becomes inside one ModelError line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 __all__ = [
+    "first_line",
     "WbError",
     "UsageError",
     "InputError",

@@ -15,7 +15,7 @@ import numpy as np
 from workbench.encoders.batching import length_sorted_batches, pad_batch
 from workbench.encoders.device import auto_tokenizer, batch_token_budget, pick_device, pick_dtype
 from workbench.encoders.layout import ModelLayout, read_layout
-from workbench.errors import ModelError
+from workbench.errors import ModelError, first_line
 
 
 @dataclass
@@ -74,7 +74,7 @@ class DenseEncoder:
             try:
                 self.model = AutoModel.from_pretrained(path, dtype=self.dtype, trust_remote_code=False).to(self.device).eval()
             except Exception as exc:  # noqa: BLE001 - OSError, ValueError, safetensors' own error: one line
-                raise ModelError(f"cannot load dense model '{path}': {_first_line(exc)}") from exc
+                raise ModelError(f"cannot load dense model '{path}': {first_line(exc)}") from exc
         self.colbert_projection = None
         if colbert_head:
             state = torch.load(colbert_head, map_location="cpu", weights_only=True)
@@ -149,8 +149,3 @@ class DenseEncoder:
             return hidden[range(hidden.shape[0]), last]
         m = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -39,7 +39,7 @@ import numpy as np
 
 from workbench.encoders.device import pick_device, pick_dtype, quiet_transformers, require_tokenizer
 from workbench.encoders.rerankers import default_batch_tokens, score_pair_batches, tokenize_pairs
-from workbench.errors import ModelError
+from workbench.errors import ModelError, first_line
 
 LAYERWISE_KIND = "layerwise-reranker"
 HEADS_FILE = "layerwise_heads.safetensors"
@@ -215,8 +215,7 @@ class LayerwiseReranker:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
             encoder = AutoModel.from_pretrained(path, dtype=self.dtype, trust_remote_code=False)
         except Exception as exc:  # noqa: BLE001 - every loader failure becomes one line
-            text = str(exc).strip()
-            raise ModelError(f"cannot load layer-wise reranker '{path}': {text.splitlines()[0] if text else type(exc).__name__}") from exc
+            raise ModelError(f"cannot load layer-wise reranker '{path}': {first_line(exc)}") from exc
         self.layers_run = len(truncate_layers(encoder, cutoff))
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # unused: the head reads the [CLS] state

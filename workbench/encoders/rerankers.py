@@ -35,7 +35,7 @@ from workbench.encoders.yesno_prompt import (  # shared with trainers/llm_rerank
     last_hidden,
     read_llm_reranker_meta,
 )
-from workbench.errors import ModelError
+from workbench.errors import ModelError, first_line
 
 if TYPE_CHECKING:
     from workbench.models.registry import RoleModel
@@ -53,11 +53,6 @@ class Reranker(Protocol):
     def score_pairs(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """float32 [len(pairs)]: one score per pair, in input order (queries may differ)."""
         ...
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # padded tokens a pair-scoring forward pass holds by default: large batches keep a GPU busy; on CPU
@@ -189,7 +184,7 @@ class CrossEncoderReranker:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
             model = AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype, trust_remote_code=False)
         except Exception as exc:  # noqa: BLE001 - every loader failure becomes one line
-            raise ModelError(f"cannot load cross-encoder '{path}': {_one_line(exc)}") from exc
+            raise ModelError(f"cannot load cross-encoder '{path}': {first_line(exc)}") from exc
         num_labels = int(model.config.num_labels)
         if num_labels not in (1, 2):
             raise ModelError(
@@ -344,7 +339,7 @@ class LLMYesNoReranker:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype, trust_remote_code=False)
         except Exception as exc:  # noqa: BLE001 - every loader failure becomes one line
-            raise ModelError(f"cannot load LLM reranker '{path}': {_one_line(exc)}") from exc
+            raise ModelError(f"cannot load LLM reranker '{path}': {first_line(exc)}") from exc
         self.model = model.to(self.device).eval()
         self.batch_tokens = int(batch_tokens)
         self.max_batch = int(max_batch)
@@ -485,7 +480,7 @@ def _hub_architectures(name: str) -> tuple[str, ...]:
         quiet_transformers()
         config = AutoConfig.from_pretrained(name, trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"cannot load reranker '{name}': {_one_line(exc)}") from exc
+        raise ModelError(f"cannot load reranker '{name}': {first_line(exc)}") from exc
     return tuple(getattr(config, "architectures", None) or ())
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from workbench.encoders.batching import length_sorted_batches, pad_batch
 from workbench.encoders.device import auto_tokenizer, batch_token_budget, pick_device, pick_dtype
-from workbench.errors import ModelError
+from workbench.errors import ModelError, first_line
 
 
 @dataclass
@@ -71,7 +71,7 @@ class SparseEncoder:
             try:
                 self.model = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=False).to(self.device).eval()
             except Exception as exc:  # noqa: BLE001 - OSError, ValueError, safetensors' own error: one line
-                raise ModelError(f"cannot load sparse model '{path}': {_first_line(exc)}") from exc
+                raise ModelError(f"cannot load sparse model '{path}': {first_line(exc)}") from exc
         self.max_length = min(max_length, int(getattr(self.model.config, "max_position_embeddings", max_length)))
         self.min_weight = min_weight
         self.max_batch_tokens = max_batch_tokens or batch_token_budget(self.device)
@@ -204,8 +204,3 @@ def _split_mlm(model):
         seq = torch.nn.Sequential(model.lm_head.dense, torch.nn.GELU(), model.lm_head.layer_norm)
         return model.roberta, seq
     raise ModelError(f"unsupported masked-LM layout for SPLADE: {type(model).__name__}")
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.errors import ModelError
+from workbench.errors import ModelError, first_line
 
 __all__ = [
     "DEFAULT_ANSWERS",
@@ -57,11 +57,6 @@ LLM_RERANKER_KIND = "llm-reranker"
 # Placeholders used to render a chat template once and splice every pair into it.
 _Q_SLOT = "\x00wbQUERY\x00"
 _P_SLOT = "\x00wbPASSAGE\x00"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class YesNoPrompt:
@@ -124,7 +119,7 @@ class YesNoPrompt:
                 head, rest = text.split(_Q_SLOT)
                 mid, tail = rest.split(_P_SLOT)
                 return head, mid, tail
-        reason = _one_line(last_error) if last_error else "it does not keep the message text verbatim"
+        reason = first_line(last_error) if last_error else "it does not keep the message text verbatim"
         raise ModelError(f"cannot use the chat template of '{self.name}': {reason}")
 
     def render(self, query: str, passage: str) -> str:

@@ -39,7 +39,7 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Select, Static
 
-from trainers.runs import runs_dir
+from trainers.runs import check_run_name, runs_dir
 from workbench.errors import UsageError, WbError
 from workbench.tui.common import Palette
 from workbench.tui.footer import WbFooter
@@ -631,8 +631,12 @@ class LaunchScreen(ModalScreen):
         """The form's values, checked (UsageError names the first bad one), with ``trainer`` and ``name``."""
         v = check_values(self.spec, self.raw_values())
         name = self.query_one("#launch-name", Input).value.strip()
-        if not name or "/" in name or "\\" in name or name.startswith((".", "-")) or " " in name:
-            raise UsageError(f"run name: '{name}' is not a plain folder name (not starting with '.' or '-')")
+        try:
+            check_run_name(name)  # the CLI's rule, and no space (the form's name goes on a command line)
+            if " " in name:
+                raise UsageError(name)
+        except UsageError:
+            raise UsageError(f"run name: '{name}' is not a plain folder name (not starting with '.' or '-')") from None
         if (runs_dir(self.workspace) / name).exists():
             raise UsageError(f"run name: a run named '{name}' exists already")
         return {"trainer": self.spec.kind, **v, "name": name}
