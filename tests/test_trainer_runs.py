@@ -521,6 +521,13 @@ def test_mine_writes_negatives_without_positives(tmp_path, capsys, monkeypatch):
             expected += sum(1 for rank, h in enumerate(hits, 1)
                             if rank >= 2 and rel.get(h.doc_id, 0) <= 0 and h.score >= threshold)
     assert f"; {expected} likely false negatives dropped" in " ".join(stdout.split())
+    # --out -: the same rows on stdout (no file named "-"), the summary on stderr
+    code, stdout, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root),
+                               "--pipeline", "bm25", "--out", "-", "--range", "2-20", "--negatives", "3")
+    assert code == 0, err
+    assert [json.loads(line) for line in stdout.splitlines()] == rows
+    assert "wrote" in err and "stdout" in err
+    assert not (Path.cwd() / "-").exists() and not (Path.cwd() / "-.partial").exists()
     # bad split: one clear line, exit 2
     code, _out, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root),
                              "--out", str(tmp_path / "x.jsonl"), "--split", "dev")

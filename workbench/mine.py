@@ -29,8 +29,10 @@ that kind says.
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,15 +101,17 @@ def mine_negatives(
         raise UsageError("--teacher and --first-stage-scores both write pos_scores/neg_scores: choose one")
     if not 0 < margin <= 1.5:
         raise UsageError(f"--margin must be in (0, 1.5], got {margin}")
+    to_stdout = str(out) == "-"
     out_path = Path(out)
-    if out_path.is_dir():  # found before mining, not at the rename that ends it
+    if not to_stdout and out_path.is_dir():  # found before mining, not at the rename that ends it
         raise UsageError(f"--out {out} is a folder: give the jsonl file to write (e.g. {out_path / 'hn.jsonl'})")
     lo, hi = rank_range
     source = _mine_source(data, split, pseudo)  # the data is checked before any folder is made
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {out}: cannot create its folder ({exc.strerror or exc})") from None
+    if not to_stdout:
+        try:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out {out}: cannot create its folder ({exc.strerror or exc})") from None
     targets, corpus_path, neg_text = source.targets, source.corpus_path, source.negative_text
     searcher = Searcher(workspace, config=config)
     scorer = None
@@ -125,10 +129,11 @@ def mine_negatives(
     report = progress or (lambda phase, done, total: None)
     results = searcher.search_many([t.query for t in targets], pipeline=pipeline, k=hi, unit="doc",
                                    progress=lambda done, total: report("retrieving", done, total))
-    summary = MineSummary(queries=len(targets), out=str(out))
+    summary = MineSummary(queries=len(targets), out="stdout" if to_stdout else str(out))
     total_hits = 0
     tmp = out_path.with_name(out_path.name + ".partial")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    # stdout gets the rows only once they all are mined and checked (like the file's rename)
+    with (io.StringIO() if to_stdout else open(tmp, "w", encoding="utf-8")) as fh:
         for i, (target, result) in enumerate(zip(targets, results), 1):
             if scorer is not None:
                 report("scoring with the teacher", i, len(targets))
@@ -169,13 +174,19 @@ def mine_negatives(
                 row["neg_scores"] = [round(prior[d], 5) for d in neg_ids]
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             summary.written += 1
+        mined = fh.getvalue() if to_stdout else ""
     if total_hits and summary.unknown_hits == total_hits:
-        tmp.unlink(missing_ok=True)
+        if not to_stdout:
+            tmp.unlink(missing_ok=True)
         raise InputError(
             f"no search hit is a document of {corpus_path}: index it into the workspace first "
             f"(wb index {corpus_path} -w {workspace.root})"
         )
-    tmp.replace(out_path)
+    if to_stdout:
+        sys.stdout.write(mined)
+        sys.stdout.flush()
+    else:
+        tmp.replace(out_path)
     return summary
 
 

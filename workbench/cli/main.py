@@ -1520,7 +1520,7 @@ def runs_soup(
 @app.command("mine", short_help="Mine hard negatives for a BEIR split (or pseudo-queries) from the workspace's index.")
 def mine_cmd(
     data: Annotated[str, typer.Option("--data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv); with --pseudo also a folder of documents the workspace indexes.")],
-    out: Annotated[str, typer.Option("--out", help="FlagEmbedding jsonl to write.")],
+    out: Annotated[str, typer.Option("--out", help="FlagEmbedding jsonl to write ('-': stdout, the summary on stderr).")],
     split: Annotated[str, typer.Option("--split", help="Qrels split whose queries are mined.")] = "train",
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Pipeline that retrieves the candidates.")] = "dense",
     rank_range: Annotated[str, typer.Option("--range", help="Ranks START-END the negatives are drawn from.")] = "10-100",
@@ -1552,7 +1552,7 @@ def mine_cmd(
         summary = mine_negatives(ws, data, out, split=split, pipeline=pipeline, rank_range=lo_hi,
                                  negatives=negatives, margin=margin, seed=seed, config=cfg, teacher=teacher,
                                  pseudo=pseudo, first_stage_scores=first_stage_scores, progress=progress)
-    typer.echo(summary.line())
+    typer.echo(summary.line(), err=out == "-")
 
 
 @contextlib.contextmanager
