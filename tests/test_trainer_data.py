@@ -102,6 +102,23 @@ def test_flagembedding_jsonl(tmp_path):
     assert read_examples(path, task="mine")[2].task == "mine"  # the argument wins
 
 
+def test_a_negative_equal_to_a_positive_of_its_row_is_dropped_with_its_score(tmp_path):
+    """Kept, it is the target itself among the negatives: the loss cannot fall below log 2."""
+    path = write_jsonl(tmp_path / "bge.jsonl", [
+        {"query": "q", "pos": ["p", "p2"], "neg": ["n1", "p2", "n2"], "pos_scores": [1.0, 0.9],
+         "neg_scores": [0.3, 0.9, 0.1]},
+        {"query": "clean", "pos": ["p"], "neg": ["n"]},
+    ])
+    examples = read_examples(path)
+    assert examples[0].negatives == ("n1", "n2") and examples[0].negative_scores == (0.3, 0.1)
+    assert examples[0].positives == ("p", "p2") and examples[1].negatives == ("n",)
+    assert examples.report.warnings == {"hard negatives equal to a positive of their row dropped": 1}
+    assert "hard negatives equal to a positive of their row dropped (1)" in examples.report.summary()
+    st = tmp_path / "triplets.csv"
+    st.write_text("anchor,positive,negative\nq,same passage,same passage\nq2,p,n\n")
+    assert [e.negatives for e in read_examples(st)] == [(), ("n",)]
+
+
 def test_malformed_row_names_file_line_and_reason(tmp_path):
     path = write_jsonl(
         tmp_path / "bad.jsonl",
@@ -611,6 +628,36 @@ def test_duplicate_positives_are_kept_apart_when_possible():
     assert forced.stats["batches_with_duplicates"] == 2
 
 
+def test_rows_of_one_query_are_kept_apart_when_possible():
+    """Rows that repeat a query with another positive (sentence-transformers pairs, a FlagEmbedding
+    file) would make each other's positive an in-batch negative: they go to different batches."""
+    examples = [TrainingExample(f"query {i % 4}", (f"passage {i}",)) for i in range(16)]  # 4 rows a query
+    for seed in range(20):
+        sampler = TaskBatchSampler(examples, 4, seed=seed)
+        for batch in sampler.epoch_batches(0):
+            queries = [examples[i].query for i in batch]
+            assert len(set(queries)) == len(queries), (seed, queries)
+        assert sampler.stats["batches_with_duplicates"] == 0
+
+
+@pytest.mark.parametrize("sampling, length", [("uniform", 2), ("proportional", 2), ("temperature", None)])
+def test_leftover_batches_keep_the_expected_count_of_each_task(sampling, length):
+    """p_t · M is not whole: the leftover batches are given so that a task's mean count over epochs
+    is p_t · M (drawing them one by one without replacement weighted by the fractions was biased:
+    0.79 for an expected 0.9)."""
+    examples = make_examples({"a": 9, "b": 6, "c": 5})
+    sampler = TaskBatchSampler(examples, 1 if length else 4, sampling=sampling, seed=1, batches_per_epoch=length)
+    probs, per_epoch = sampler.task_probabilities(), len(sampler.epoch_batches(0))
+    epochs = 3000
+    counts: Counter[str] = Counter()
+    for epoch in range(epochs):
+        batches = sampler.epoch_batches(epoch)
+        assert len(batches) == per_epoch
+        counts.update(examples[b[0]].task for b in batches)
+    for task, p in probs.items():
+        assert counts[task] / epochs == pytest.approx(p * per_epoch, abs=0.03), (task, counts)
+
+
 def test_sampler_argument_errors():
     examples = make_examples({"a": 3})
     with pytest.raises(UsageError):
@@ -725,3 +772,22 @@ def test_a_run_toml_that_is_a_folder_and_the_toml_only_options_are_said_as_such(
                                   c.SpladeConfig, c.LayerwiseConfig, c.JointConfig) for f in fields(cls)
                if c.FLAG_OF_FIELD.get(f.name, "--" + f.name.replace("_", "-")) not in flags}
     assert without == c.TOML_ONLY
+
+
+def test_a_task_whose_batches_hold_one_example_and_no_negatives_is_said(capsys):
+    """Batches are single-task: a one-example task without hard negatives gives steps of constant
+    loss (no gradient) even when the other tasks are large; the run says which task."""
+    from types import SimpleNamespace
+
+    from trainers.loop import _warn_without_negatives
+
+    cfg = SimpleNamespace(batch_size=4)
+    big = [TrainingExample(f"q{i}", (f"p{i}",), task="big") for i in range(8)]
+    tiny = [TrainingExample("lonely", ("p",), task="tiny1")]
+    _warn_without_negatives(cfg, big + tiny)
+    out = capsys.readouterr().out
+    assert "task tiny1: one example a batch and no hard negatives" in out and "big" not in out
+    _warn_without_negatives(cfg, big + [TrainingExample("lonely", ("p",), ("n",), task="tiny1")])
+    assert capsys.readouterr().out == ""
+    _warn_without_negatives(cfg, tiny)
+    assert "1 example at batch size 4 and no hard negatives" in capsys.readouterr().out

@@ -164,14 +164,25 @@ def _cap_negatives(cfg, examples) -> None:
 
 def _warn_without_negatives(cfg, examples) -> None:
     """Said, not refused: a contrastive run whose batches can hold one example and no example has
-    a hard negative compares each positive with nothing (a constant loss, no gradient)."""
-    if min(len(examples), getattr(cfg, "batch_size", 2)) > 1:
+    a hard negative compares each positive with nothing (a constant loss, no gradient). Checked per
+    task, as batches are single-task: a one-example task among large ones gives such steps too."""
+    batch_size = getattr(cfg, "batch_size", 2)
+    by_task: dict[str, list] = {}
+    for ex in examples:
+        by_task.setdefault(getattr(ex, "task", "default"), []).append(ex)
+    alone = {task: exs for task, exs in by_task.items()
+             if min(len(exs), batch_size) <= 1 and not any(getattr(ex, "negatives", None) for ex in exs)}
+    if not alone:
         return
-    if any(getattr(ex, "negatives", None) for ex in examples):
+    if len(by_task) == 1:
+        n = len(examples)
+        log(f"{n} example{'s' if n != 1 else ''} at batch size {batch_size} and no hard "
+            "negatives: a positive has nothing to be ranked above, so the loss stays constant (give more "
+            "examples, a larger --batch-size or mined negatives: wb mine)")
         return
-    log(f"{len(examples)} example{'s' if len(examples) != 1 else ''} at batch size {cfg.batch_size} and no hard "
-        "negatives: a positive has nothing to be ranked above, so the loss stays constant (give more "
-        "examples, a larger --batch-size or mined negatives: wb mine)")
+    names = ", ".join(sorted(alone))
+    log(f"task{'s' if len(alone) != 1 else ''} {names}: one example a batch and no hard negatives, so "
+        "its steps have a constant loss and no gradient (give it more examples or mined negatives: wb mine)")
 
 
 def log(message: str) -> None:

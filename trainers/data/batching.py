@@ -12,15 +12,17 @@ How an epoch is built (all of it a pure function of ``seed``, ``epoch`` and the 
 2. The epoch has ``batches_per_epoch`` batches (default: the total over tasks of one pass).
    ``proportional`` with the default length uses every task's pass exactly once (each example
    once per epoch, p_t ∝ n_t). Otherwise task t gets p_t · M batches, p_t ∝ 1 (``uniform``),
-   n_t^(1/T) (``temperature``) or n_t (``proportional`` with an explicit length); fractional
-   parts are given out at random in proportion to their size, so the expected count is exactly
-   p_t · M. A task that needs more batches than one pass starts a new pass (new shuffle); a
+   n_t^(1/T) (``temperature``) or n_t (``proportional`` with an explicit length); the batches
+   left over by the whole parts go to tasks by systematic sampling (one uniform draw, the tasks
+   whose cumulative fractional parts it crosses), so each task gets one of them with probability
+   its fractional part and the expected count is exactly p_t · M. A task that needs more batches than one pass starts a new pass (new shuffle); a
    task that needs fewer leaves the rest of its pass unseen this epoch.
 3. The task of each batch is a seeded shuffle of those counts.
 
 Duplicates: two examples in one batch where a positive of one is a positive or a hard
-negative of the other give a false negative (the loss pushes the query away from a passage
-that is relevant to it). When ``avoid_duplicates`` is on (the default), a batch is filled
+negative of the other, or that share their query (rows of one query with different positives,
+as sentence-transformers pairs and FlagEmbedding files give several positives), give a false
+negative (the loss pushes the query away from a passage that is relevant to it). When ``avoid_duplicates`` is on (the default), a batch is filled
 greedily in shuffled order, skipping examples that would clash with what the batch already
 holds; skipped ones wait for the next batch. When no clash-free example is left to fill a
 batch, it is topped up with clashing ones rather than left short, so batches keep their size
@@ -141,13 +143,15 @@ class TaskBatchSampler:
                 batch: list[int] = []
                 positives: set[str] = set()
                 texts: set[str] = set()
+                queries: set[str] = set()
                 for idx in remaining:
                     ex = examples[idx]
-                    if any(p in texts for p in ex.positives) or any(
+                    if ex.query in queries or any(p in texts for p in ex.positives) or any(
                         t in positives for t in (*ex.positives, *ex.negatives)
                     ):
                         continue
                     batch.append(idx)
+                    queries.add(ex.query)
                     positives.update(ex.positives)
                     texts.update(ex.positives)
                     texts.update(ex.negatives)
@@ -180,14 +184,20 @@ class TaskBatchSampler:
         probs = self.task_probabilities()
         exact = {t: probs[t] * total for t in self.tasks}
         counts = {t: math.floor(v) for t, v in exact.items()}
-        fractions = {t: exact[t] - counts[t] for t in self.tasks if exact[t] - counts[t] > 1e-12}
-        for _ in range(total - sum(counts.values())):
-            if not fractions:
-                break
-            names = list(fractions)
-            pick = rng.choices(names, weights=[fractions[t] for t in names])[0]
-            counts[pick] += 1
-            del fractions[pick]
+        left = total - sum(counts.values())
+        if left <= 0:
+            return counts
+        # systematic sampling: points u, u+1, ... over the cumulative fractional parts (each < 1,
+        # so no task is hit twice); task t is hit with probability exactly its fractional part
+        point, cumulative = rng.random(), 0.0
+        for t in self.tasks:
+            cumulative += exact[t] - counts[t]
+            while left and point < cumulative:
+                counts[t] += 1
+                point += 1.0
+                left -= 1
+        if left:  # rounding: the last point fell past the sum of the parts
+            counts[self.tasks[-1]] += left
         return counts
 
     def epoch_batches(self, epoch: int | None = None) -> list[list[int]]:

@@ -826,13 +826,30 @@ def iter_examples(
     if fmt == "beir":
         if not path.is_dir():
             raise InputError(f"{path}: a BEIR dataset is a folder (corpus.jsonl, queries.jsonl, qrels/)")
-        yield from _read_beir(reader, split, task or default_task, default_instruction)
+        rows = _read_beir(reader, split, task or default_task, default_instruction)
     elif path.is_dir():
         raise InputError(f"{path} is a folder; the {fmt} format is a file")
     elif fmt == "sentence-transformers" and _inner_suffix(path) in _DELIMITED:
-        yield from _read_delimited(reader, task or default_task, default_instruction, header)
+        rows = _read_delimited(reader, task or default_task, default_instruction, header)
     else:
-        yield from _read_json_format(reader, fmt, task, default_task, default_instruction)
+        rows = _read_json_format(reader, fmt, task, default_task, default_instruction)
+    for example in rows:
+        yield _without_positive_negatives(example, report)
+
+
+def _without_positive_negatives(example: TrainingExample, report: ReadReport) -> TrainingExample:
+    """``example`` less the hard negatives that equal one of its own positives (with their scores),
+    counted in ``report``: such a negative is the target itself, so the loss could not fall below
+    log 2 and would push the query away from a passage it is pulled to."""
+    if not any(n in example.positives for n in example.negatives):
+        return example
+    from dataclasses import replace
+
+    keep = [i for i, n in enumerate(example.negatives) if n not in example.positives]
+    report.warn("hard negatives equal to a positive of their row dropped")
+    scores = example.negative_scores
+    return replace(example, negatives=tuple(example.negatives[i] for i in keep),
+                   negative_scores=None if scores is None else tuple(scores[i] for i in keep))
 
 
 def read_examples(
