@@ -271,6 +271,49 @@ def test_bare_index_json_is_one_object_for_all_folders(tmp_path, capsys, monkeyp
     assert all(f["docs_unchanged"] == 1 and f["docs_indexed"] == 0 for f in report["folders"])
 
 
+def test_a_folder_emptied_for_a_while_stays_indexed_until_removed(tmp_path, capsys, monkeypatch):
+    """A folder whose files are all moved away for one `wb index` is still an indexed folder: the
+    next bare `wb index` reads it again (it was forgotten for good: its roots came from its
+    documents), a model variant indexes it as its parent does, and `--remove` drops it."""
+    require_models()
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "a" / "a.txt").write_text("alpha apples\n")
+    (tmp_path / "b" / "b.txt").write_text("beta bananas\n")
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(tmp_path / "a")
+    Indexer(ws).run(tmp_path / "b")
+    (tmp_path / "b" / "b.txt").rename(tmp_path / "b.away")
+    code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--json")
+    assert code == 0, err
+    assert [(f["root"], f["docs_removed"]) for f in json.loads(out)["folders"]] == [
+        (str(tmp_path / "a"), 0), (str(tmp_path / "b"), 1)]
+    assert _sources(ws) == {str(tmp_path / "a"): {"a.txt"}, str(tmp_path / "b"): set()}
+    from workbench.models.cache import resolve_model_path
+
+    sparse = tmp_path / "splade-copy"  # another folder: a variant beside the workspace's index
+    shutil.copytree(resolve_model_path("splade-tiny"), sparse, copy_function=shutil.copyfile)
+    code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", f"sparse={sparse}", "--json")
+    assert code == 0, err  # the variant indexes the empty folder as its parent does (a new empty one is refused)
+    assert [f["root"] for f in json.loads(out)["folders"]] == [str(tmp_path / "a"), str(tmp_path / "b")]
+
+    (tmp_path / "b.away").rename(tmp_path / "b" / "b.txt")
+    (tmp_path / "b" / "c.txt").write_text("gamma grapes\n")
+    code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--json")
+    assert code == 0, err
+    assert _sources(ws)[str(tmp_path / "b")] == {"b.txt", "c.txt"}
+    assert set(_bm25(ws, "bananas grapes")) == {"b.txt", "c.txt"}
+    assert_consistent(store_state(ws))
+
+    (tmp_path / "b" / "b.txt").unlink()
+    (tmp_path / "b" / "c.txt").unlink()
+    Indexer(ws).run(tmp_path / "b")
+    code, out, err = run_wb(capsys, monkeypatch, "index", "--remove", str(tmp_path / "b"), "-w", str(ws.root))
+    assert code == 0, err
+    assert _sources(ws) == {str(tmp_path / "a"): {"a.txt"}}
+
+
 def _cut_run_at(monkeypatch, step: str, ws, corpus) -> None:
     """`wb index` of ``corpus`` cut off (Ctrl-C, a kill) as it enters ``Indexer.<step>``; the step is
     put back afterwards."""

@@ -328,7 +328,7 @@ class Indexer:
         # (a skipped folder, e.g. a symlink loop or a nested workspace, is not a file)
         summary.files_seen = len({d.path for d in docs}
                                  | {_file_of(s.path) for s in summary.skipped if not Path(s.path).is_dir()})
-        if not docs and covering is None and Path(source) not in indexed:
+        if not docs and covering is None and Path(source) not in indexed and not self._donor_indexes(source):
             _refuse_empty(root, summary.skipped, summary.not_read)  # a new root that yields nothing: say why, write nothing
 
         self.workspace.ensure()
@@ -374,6 +374,7 @@ class Indexer:
                 if todo:
                     self._index_docs(todo, known, source, manifest, lance, tantivy_store, bundle, summary)
                 self._settle(manifest, lance, tantivy_store, summary, changed=bool(removed or todo or covered))
+                manifest.add_root(source)  # indexed until `wb index --remove`, also while it holds nothing
                 manifest.reindexed(source)
                 if todo or removed or source in unfinished:
                     unfinished.pop(source, None)
@@ -424,6 +425,7 @@ class Indexer:
                 self._recover(manifest, lance, tantivy_store)
                 removed = list(manifest.hashes(source))
                 _delete_docs(removed, source, manifest, lance, tantivy_store)
+                manifest.drop_roots([source])
                 summary.docs_removed = len(removed)
                 self._settle(manifest, lance, tantivy_store, summary, changed=True)
         summary.note = _join(f"removed the indexed folder {source}", summary.note)
@@ -464,11 +466,17 @@ class Indexer:
         summary.total_chunks = manifest.count_chunks()
 
     def _indexed_roots(self) -> list[Path]:
-        """The roots whose documents the manifest holds (none before the first index)."""
+        """The roots the manifest records, also those that hold no document now (none before the
+        first index)."""
         if not self.workspace.manifest_path.exists():
             return []
         with Manifest(self.workspace.manifest_path) as manifest:
             return [Path(s) for s, *_ in manifest.sources()]
+
+    def _donor_indexes(self, source: str) -> bool:
+        """Whether the donor (a variant's parent, a staged rebuild's live index) has ``source`` as an
+        indexed root: a root of its that holds nothing now is kept, not refused as a new empty one."""
+        return self.donor is not None and Path(source) in Indexer(self.donor)._indexed_roots()
 
 
     def _take_over(self, manifest: Manifest, source: str, covered: list[str], docs: list[SourceDocument],
@@ -484,6 +492,8 @@ class Indexer:
         stale = [d for d in records if new.get(d) != records[d]]
         if stale:
             _delete_docs(stale, source, manifest, lance, tantivy_store)
+        manifest.add_root(source)
+        manifest.drop_roots(covered)
         return len(records)
 
     # -- steps ------------------------------------------------------------------

@@ -78,6 +78,8 @@ class Manifest:
     def _open(self) -> None:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
+        had_roots = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'roots'").fetchone() is not None
         self.db.executescript(
             """
             CREATE TABLE IF NOT EXISTS docs (
@@ -87,8 +89,11 @@ class Manifest:
             CREATE INDEX IF NOT EXISTS docs_source ON docs(source);
             CREATE TABLE IF NOT EXISTS pending (doc_id TEXT PRIMARY KEY);
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS roots (source TEXT PRIMARY KEY);
             """
         )
+        if not had_roots:  # a manifest written before roots had their own table: its roots are its docs'
+            self.db.execute("INSERT OR IGNORE INTO roots SELECT DISTINCT source FROM docs")
 
     def close(self) -> None:
         self.db.close()
@@ -131,10 +136,26 @@ class Manifest:
         return self.db.execute("SELECT COALESCE(SUM(n_chunks), 0) FROM docs").fetchone()[0]
 
     def sources(self) -> list[tuple[str, int, int, float]]:
-        """(source root, documents, chunks, last indexed time) per indexed root."""
+        """(source root, documents, chunks, last indexed time) per indexed root. A root is indexed
+        from its first run until :meth:`drop_roots` (``wb index --remove``, a parent taking it over, a
+        rebuild's :meth:`reset`), also while it holds no document (a folder emptied for a while)."""
         return self.db.execute(
-            "SELECT source, COUNT(*), SUM(n_chunks), MAX(indexed_at) FROM docs GROUP BY source ORDER BY source"
+            """SELECT r.source, COUNT(d.doc_id), COALESCE(SUM(d.n_chunks), 0), COALESCE(MAX(d.indexed_at), 0)
+               FROM (SELECT source FROM roots UNION SELECT DISTINCT source FROM docs) AS r
+               LEFT JOIN docs AS d ON d.source = r.source GROUP BY r.source ORDER BY r.source"""
         ).fetchall()
+
+    def add_root(self, source: str) -> None:
+        """Record ``source`` as an indexed root (kept while it holds no document)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT OR IGNORE INTO roots(source) VALUES (?)", (source,))
+
+    def drop_roots(self, sources: list[str]) -> None:
+        """``sources`` are no longer indexed roots (their documents are gone or moved to another root)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM roots WHERE source = ?", [(s,) for s in sources])
 
     # intent log -----------------------------------------------------------------
     def pending(self) -> list[str]:
@@ -156,6 +177,8 @@ class Manifest:
                 "INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(r.doc_id, r.content_hash, r.path, r.title, r.n_chunks, source, now) for r in written],
             )
+            if written:
+                self.db.execute("INSERT OR IGNORE INTO roots(source) VALUES (?)", (source,))
             self.db.execute("DELETE FROM pending")
 
     def abandon(self, doc_ids: list[str]) -> None:
@@ -172,6 +195,7 @@ class Manifest:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM docs")
             self.db.execute("DELETE FROM pending")
+            self.db.execute("DELETE FROM roots")
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                             (REINDEX_KEY, json.dumps(sorted(reindex))))
 
