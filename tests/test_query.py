@@ -412,7 +412,16 @@ def test_asking_for_more_results_than_the_fusion_depth_keeps_the_fused_top(small
         shallow = searcher.search("iterator functions", pipeline="dense+sparse+bm25", k=3, unit=unit).results
         deep = searcher.search("iterator functions", pipeline="dense+sparse+bm25", k=30, unit=unit).results
         assert len(deep) > 8  # far deeper than 4 chunks a mode
-        assert [(h.chunk_id, h.score) for h in deep[:3]] == [(h.chunk_id, h.score) for h in shallow]
+        # and each hit says the same of the modes (chunk, per-mode scores and ranks: only of the lists
+        # as fused; they were read from the deeper lists); two encodings of one query differ by float
+        # noise (threaded matmuls), hence approx
+        for pipeline, a, b in [("dense+sparse+bm25", shallow, deep[:3])] + [
+                (p, searcher.search("lazy iterator", pipeline=p, k=3, unit=unit).results,
+                 searcher.search("lazy iterator", pipeline=p, k=40, unit=unit).results[:3])
+                for p in ("hybrid", "dense+colbert")]:
+            assert [(h.chunk_id, h.ranks, set(h.scores)) for h in b] == [(h.chunk_id, h.ranks, set(h.scores)) for h in a]
+            for x, y in zip(a, b):
+                assert y.scores == pytest.approx(x.scores, rel=1e-4), pipeline
         q = searcher.encode_queries(["iterator functions"], set(modes))[0]
         lists = searcher.run_modes(q, modes, 4)  # exactly what a shallow query fuses
         runs = {m: {k: s for k, (s, _r) in searcher._by_unit(rows, sc, unit).items()} for m, (rows, sc) in lists.items()}
@@ -421,6 +430,29 @@ def test_asking_for_more_results_than_the_fusion_depth_keeps_the_fused_top(small
         # every document the shallow query fuses above 0, with its shallow score; the rest score 0
         assert head == pytest.approx({key: v for key, v in fused.items() if v > 0})
         assert all(h.score == 0 for h in deep[len(head):])
+
+
+def test_a_mode_at_weight_0_keeps_its_documents_as_candidates_and_all_at_0_is_refused(small_workspace):
+    """A fused mode of weight 0 scores its documents 0 (as ranx fuses them), so they still fill -k;
+    a fused pipeline whose modes all weigh 0 is refused in one line (it answered nothing, exit 0)."""
+    from workbench.errors import UsageError
+    from workbench.search.searcher import Searcher
+
+    from workbench.search.fusion import fuse
+
+    runs = {"dense": {"a": 0.9, "b": 0.5, "c": 0.1}, "bm25": {"d": 7.0, "a": 3.0}}
+    for method in ("weighted", "rrf"):
+        fused = fuse(runs, {"dense": 1.0, "bm25": 0.0}, method)
+        assert set(fused) == {"a", "b", "c", "d"} and fused["d"] == 0
+        assert fused == fuse({"dense": runs["dense"]}, {"dense": 1.0}, method) | {"d": 0.0}
+    ws, _ = small_workspace
+    cfg = ws.config()
+    weights = {**cfg.fusion.weights, "bm25": 0.0}
+    searcher = Searcher(ws, config=replace(cfg, fusion=replace(cfg.fusion, weights=weights)))
+    searcher.config = replace(cfg, fusion=replace(cfg.fusion, weights={**weights, "dense": 0.0}))
+    with pytest.raises(UsageError, match="every mode of pipeline dense\\+bm25 has weight 0"):
+        searcher.search("shutil rmtree", pipeline="dense+bm25", k=5)
+    assert searcher.search("shutil rmtree", pipeline="dense", k=5).results  # a mode alone is not fused
 
 
 def test_complete_fusion_scores_every_candidate_in_every_mode(small_workspace):

@@ -35,7 +35,9 @@ def weighted_sum(runs: Mapping[str, Mapping[str, float]], weights: Mapping[str, 
     fused: dict[str, float] = {}
     for mode, scores in runs.items():
         w = float(weights.get(mode, 1.0))
-        if w == 0.0:
+        if w == 0.0:  # its documents are candidates still, scored 0 by it (as ranx fuses them)
+            for key in scores:
+                fused.setdefault(key, 0.0)
             continue
         n = head.get(mode) if head else None
         top = dict(list(scores.items())[:n]) if n is not None and n < len(scores) else scores
@@ -53,6 +55,8 @@ def reciprocal_rank(runs: Mapping[str, Mapping[str, float]], weights: Mapping[st
     for mode, scores in runs.items():
         w = float(weights.get(mode, 1.0))
         if w == 0.0:
+            for key in scores:
+                fused.setdefault(key, 0.0)
             continue
         n = head.get(mode) if head else None
         ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -494,6 +494,10 @@ class Searcher:
         if unit not in ("doc", "chunk"):
             raise UsageError("unit must be 'doc' or 'chunk'")
         pipe = parse_pipeline(pipeline)
+        weights = self.config.fusion.weights
+        if len(pipe.modes) > 1 and all(float(weights.get(m, 1.0)) == 0.0 for m in pipe.modes):
+            raise UsageError(f"every mode of pipeline {pipe.name} has weight 0 in wb.toml's [fusion.weights]: "
+                             "give one of them a positive weight, or query one mode alone")
         instr = resolve_instruction(instruction)
         # model work at query time runs on the idle cores only (see device.query_threads); bm25 alone
         # imports no torch
@@ -551,6 +555,7 @@ class Searcher:
             lists = self.run_modes(q, pipe.modes, depth)
             per_mode = {m: self._by_unit(rows, scores, unit) for m, (rows, scores) in lists.items()}
         t0 = time.perf_counter()
+        head = None
         if len(per_mode) == 1:
             (mode, entries), = per_mode.items()
             fused = {key: s for key, (s, _row) in entries.items()}
@@ -563,15 +568,21 @@ class Searcher:
             fused = fuse(runs, fusion.weights, fusion.method, fusion.rrf_k, head)
         q.timings["fusion"] = (time.perf_counter() - t0) * 1000
         ranks = {m: {key: r for r, key in enumerate(e, start=1)} for m, e in per_mode.items()}
+        # what a hit says of each mode (its score, rank and chunk) comes from the lists as fused: the
+        # head of each when the lists run deeper, so `-k 40` shows `-k 3`'s top as `-k 3` does; a
+        # document in no head falls back to the deeper lists
+        fused_part = ({m: dict.fromkeys(list(e)[: head[m]]) for m, e in per_mode.items()} if head is not None
+                      else per_mode)
+
+        def shown_modes(key: str) -> list[str]:
+            return ([m for m in per_mode if key in fused_part[m]]
+                    or [m for m in per_mode if key in per_mode[m]])
+
         # equal fused scores keep the modes' own order (a bm25-only tie stays in bm25's order), then ids
         best_rank = {key: min(r[key] for r in ranks.values() if key in r) for key in fused}
         ranking = sorted(fused.items(), key=lambda kv: (-kv[1], best_rank[kv[0]], kv[0]))
-        best_row: dict[str, int] = {}
-        for m in per_mode.values():
-            for key, (score, row) in m.items():
-                prev = best_row.get(key)
-                if prev is None:
-                    best_row[key] = row
+        modes_of = {key: shown_modes(key) for key in fused}
+        best_row = {key: per_mode[modes[0]][key][1] for key, modes in modes_of.items()}
         if pipe.rerank:
             ranking = self._rerank(q, ranking, best_row, depth_for_rerank, unit, lists)
         hits = []
@@ -586,8 +597,8 @@ class Searcher:
                     path=cat.paths[row],
                     title=cat.titles[row],
                     score=float(score),
-                    scores={m: per_mode[m][key][0] for m in per_mode if key in per_mode[m]},
-                    ranks={m: ranks[m][key] for m in per_mode if key in ranks[m]},
+                    scores={m: per_mode[m][key][0] for m in modes_of.get(key) or per_mode if key in per_mode[m]},
+                    ranks={m: ranks[m][key] for m in modes_of.get(key) or per_mode if key in ranks[m]},
                     snippet=make_snippet(cat.texts[row], q.text),
                 )
             )
