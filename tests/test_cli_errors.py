@@ -462,6 +462,10 @@ def test_a_workspace_that_is_a_file_is_one_line(tmp_path):
                      (tmp_path / "afile" / "sub", f"is inside {tmp_path / 'afile'}, which is a file")):
         for args in (("index", str(tmp_path / "docs")), ("query", "x")):
             assert says in one_line_error(wb(*args, "-w", str(ws)))
+    # a folder that cannot be made (here under /proc, where nothing can be created; read-only or no
+    # permission alike): an "internal error: FileNotFoundError" before
+    assert "cannot create the workspace /proc/nonexistent/ws" in one_line_error(
+        wb("index", str(tmp_path / "docs"), "-w", "/proc/nonexistent/ws"))
 
 
 def test_paths_and_model_names_with_brackets_are_printed_as_written(tmp_path):

@@ -420,3 +420,26 @@ def test_removing_a_beir_corpus_keeps_the_documents_another_corpus_shares(tmp_pa
     assert _sources(ws) == {str((tmp_path / "bB").resolve()): {"X", "bB-1"}}
     assert summary.docs_removed == 2 and summary.docs_indexed == 1 and "shared with" in summary.note
     assert_consistent(store_state(ws))
+
+
+def test_the_workspace_itself_or_another_workspace_is_not_a_folder_of_documents(tmp_path, capsys, monkeypatch):
+    """`wb index WS -w WS` read the workspace's own run logs as documents (a wb.toml below the root
+    was skipped, the root's own was not); now one line, exit 2, nothing written."""
+    require_models()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# a\n\nnotes\n")
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(tmp_path / "docs")
+    (ws.runs_dir / "x").mkdir(parents=True)
+    (ws.runs_dir / "x" / "log.txt").write_text("training log loss 0.5\n")
+    other = Workspace(tmp_path / "other")
+    other.ensure()
+    (other.root / "notes.txt").write_text("a note beside another workspace's wb.toml\n")
+    before = store_state(ws)
+    for root, says in [(ws.root, "is the workspace"), (ws.runs_dir / "x", "is inside the workspace"),
+                       (other.root, "is a wb workspace (it holds wb.toml)")]:
+        code, out, err = run_wb(capsys, monkeypatch, "index", str(root), "-w", str(ws.root))
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, (root, err)
+    assert store_state(ws) == before
+    assert _sources(ws) == {str(tmp_path / "docs"): {"a.md"}}

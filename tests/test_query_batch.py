@@ -126,6 +126,31 @@ def test_an_id_a_trec_line_cannot_carry_is_refused_before_any_model_loads(tmp_pa
     assert "the query id 'a b' holds whitespace" in proc.stderr
 
 
+def test_a_document_id_a_trec_line_cannot_carry_is_refused_before_any_line(tmp_path, capsys, monkeypatch):
+    """A BEIR `_id` with a space: --trec is refused before the first run line (it failed at the
+    query whose hits held it, leaving a cut-off run file behind), whichever queries are asked."""
+    from tiny_models import run_wb
+
+    from conftest import require_models
+
+    require_models()
+    corpus = tmp_path / "beir" / "corpus.jsonl"
+    corpus.parent.mkdir()
+    corpus.write_text('{"_id": "d1", "title": "", "text": "whales are large mammals"}\n'
+                      '{"_id": "d8 with space", "title": "", "text": "eels are long fish"}\n')
+    ws = tmp_path / "ws"
+    code, _out, err = run_wb(capsys, monkeypatch, "index", str(corpus.parent), "-w", str(ws))
+    assert code == 0, err
+    queries = tmp_path / "q.txt"
+    queries.write_text("whales\neels\n")
+    code, out, err = run_wb(capsys, monkeypatch, "query", "--queries", str(queries), "-p", "bm25", "--trec",
+                            "-k", "1", "-w", str(ws))
+    assert code == 2 and out == "" and "'d8 with space'" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run_wb(capsys, monkeypatch, "query", "--queries", str(queries), "-p", "bm25", "--json",
+                            "-k", "1", "-w", str(ws))
+    assert code == 0 and "d8 with space" in out
+
+
 def test_human_output_to_a_reader_that_leaves_ends_quietly_too(small_workspace):
     ws, _ = small_workspace
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli.main", "query", "remove a directory", "-k", "30",

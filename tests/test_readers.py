@@ -204,14 +204,17 @@ def test_skip_reasons_for_bad_files(tmp_path: Path) -> None:
     latin1 = _write(tmp_path / "latin1.txt", "café déjà vu".encode("latin-1"))
     big = _write(tmp_path / "big.md", "x" * 2000)
     ok = _write(tmp_path / "ok.txt", "fine")
+    wordless = _write(tmp_path / "zw.txt", "\u200b\u200b --- !!\n")  # it was indexed as its title, "zw"
+    digits = _write(tmp_path / "n.txt", "\u200b 42")
     docs, skips = _run(tmp_path, max_file_bytes=1000)
-    assert list(docs) == ["ok.txt"]
+    assert list(docs) == ["n.txt", "ok.txt"]
     assert skips[str(empty)] == "empty"
     assert skips[str(blank)] == "empty"
     assert skips[str(binary)] == "binary"
     assert skips[str(latin1)] == "invalid UTF-8"
     assert skips[str(big)] == "too large (2.0 KB > 1.0 KB limit)"
-    assert len(skips) == 5
+    assert skips[str(wordless)] == "no words to index"
+    assert len(skips) == 6 and str(digits) not in skips
     assert str(ok) not in skips
 
 

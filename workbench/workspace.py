@@ -60,10 +60,14 @@ class Workspace:
         return self.manifest_path.exists()
 
     def ensure(self) -> None:
-        """Create the folder and a default ``wb.toml`` if absent."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        if not self.config_path.exists():
-            self.config_path.write_text(DEFAULT_TOML)
+        """Create the folder and a default ``wb.toml`` if absent; a folder that cannot be made or
+        written (read-only, a file in the way, no permission) is a one-line WorkspaceError."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not self.config_path.exists():
+                self.config_path.write_text(DEFAULT_TOML)
+        except OSError as exc:
+            raise WorkspaceError(f"cannot create the workspace {self.root}: {exc.strerror or exc}") from None
 
     def config(self) -> WorkspaceConfig:
         return load_config(self.config_path)

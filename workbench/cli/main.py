@@ -419,6 +419,8 @@ def query_cmd(
 
         return [Comparison(left, right, labels) for left, right in zip(*answers)]
 
+    if trec:  # refused before the first line is written, not when a hit happens to carry such an id
+        _refuse_untrec_ids(sides, unit)
     try:
         if batch is None:
             _write_answers([("1", answer([text])[0])], json_out, trec, batch=False)
@@ -499,6 +501,18 @@ def _side_labels(pipe, other, model: list[str] | None, compare: list[str] | None
 
 
 QUERY_BATCH = 32  # queries encoded together by `wb query --queries`, and answers written at once
+
+
+def _refuse_untrec_ids(sides, unit: str) -> None:
+    """UsageError when an index answering ``--trec`` holds a document (``unit`` chunk: chunk) id with
+    whitespace, which a TREC run line cannot carry (BEIR ``_id``s may hold spaces)."""
+    for side_searcher, _pipe, _notes in sides:
+        catalog = side_searcher.catalog
+        ids = catalog.chunk_ids if unit == "chunk" else catalog.doc_ids
+        bad = next((ident for ident in dict.fromkeys(ids) if len(str(ident).split()) != 1), None)
+        if bad is not None:
+            raise UsageError(f"the index holds a document id with whitespace ({bad!r}), which a TREC run line "
+                             "cannot carry: use --json")
 
 
 def _write_answers(answers, json_out: bool, trec: bool, batch: bool) -> None:

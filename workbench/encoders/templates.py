@@ -86,8 +86,8 @@ def resolve_instruction(value: str | None) -> str:
     if not value:
         return ""
     text = value.strip()
-    if text in INSTRUCTION_PRESETS:
-        return INSTRUCTION_PRESETS[text]
+    if text.rstrip(":").strip() in INSTRUCTION_PRESETS:  # `--instruction scifact:` names the preset too
+        return INSTRUCTION_PRESETS[text.rstrip(":").strip()]
     if not text.rstrip(":").strip():
         raise UsageError("the instruction is empty")
     if len(text.rstrip(":").split()) == 1:

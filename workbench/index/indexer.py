@@ -234,6 +234,7 @@ class Indexer:
         started = time.perf_counter()
         if not root.exists():
             raise InputError(f"no such file or folder: {root}")
+        _refuse_a_workspace(root.resolve(), self.workspace.root)
         indexed = self._indexed_roots()
         asked = str(_covering_root(indexed, root.resolve(), self.config.index.exclude) or root.resolve())
         others = [str(r) for r in indexed] + self._roots_to_reindex()
@@ -310,6 +311,7 @@ class Indexer:
         if root.is_file():  # a file reached through a symlink is indexed (and named) as its target, every run
             root = root.resolve()
         asked = root.resolve()
+        _refuse_a_workspace(asked, self.workspace.root)
         indexed = self._indexed_roots()
         covering = _covering_root(indexed, asked, self.config.index.exclude)
         note = ""
@@ -756,6 +758,21 @@ def _delete_docs(doc_ids: list[str], source: str, manifest: Manifest, lance, tan
     tantivy_store.delete_docs(doc_ids)
     tantivy_store.commit()
     manifest.finish(source, [], doc_ids)
+
+
+def _refuse_a_workspace(root: Path, workspace_root: Path) -> None:
+    """InputError for a root that is the workspace indexed into, lies inside it, or is a wb workspace
+    itself (a folder holding ``wb.toml``): its index, runs and logs are not documents (a subfolder
+    that is a workspace is skipped by the walk; the root itself was read)."""
+    from workbench.ingest.readers import WORKSPACE_MARKER
+
+    ws = Path(workspace_root).resolve()
+    if root == ws or ws in root.parents:
+        raise InputError(f"{root} is {'inside ' if root != ws else ''}the workspace {ws}: its index, runs and "
+                         "logs are not documents; give the folder of your documents")
+    if root.is_dir() and (root / WORKSPACE_MARKER).is_file():
+        raise InputError(f"{root} is a wb workspace (it holds {WORKSPACE_MARKER}): its index, runs and logs are "
+                         "not documents; give the folder of your documents")
 
 
 def _refuse_empty(root: Path, skipped: list[SkippedFile], not_read: dict[str, int] | None = None) -> None:

@@ -56,7 +56,8 @@ the stem for ``.txt``). ``text`` is:
 
 Skip reasons (``SkippedFile.reason``)
 -------------------------------------
-``"empty"`` (0 bytes, or only whitespace after extraction), ``"binary"`` (NUL byte in
+``"empty"`` (0 bytes, or only whitespace after extraction), ``"no words to index"`` (no
+letter or digit: zero-width characters, punctuation), ``"binary"`` (NUL byte in
 the first 8 KiB of a text-type file without a UTF-16 BOM), ``"invalid UTF-8"`` (for
 HTML: also not its declared charset, said), ``"unreadable: <strerror>"``,
 ``"too large (<size> > <limit> limit)"``, ``"unparseable PDF: <reason>"``,
@@ -518,6 +519,8 @@ def _read_file(path: Path, doc_id: str, size: int, max_file_bytes: int) -> _Item
             title = stem
     if not text.strip():
         return SkippedFile(spath, "empty")
+    if not any(ch.isalnum() for ch in text):  # zero-width spaces, only punctuation: it would be indexed as
+        return SkippedFile(spath, "no words to index")  # its title alone, which is the file's name
     return SourceDocument(doc_id=doc_id, path=spath, title=title, text=text, content_hash=content_hash(title, text))
 
 
