@@ -56,6 +56,12 @@ class Workspace:
     def runs_dir(self) -> Path:
         return self.root / "runs"
 
+    @property
+    def eval_corpus_dir(self) -> Path:
+        """Where ``wb eval`` writes a dataset's corpus as BEIR jsonl when its own file is not one
+        (documents of the workspace's own making: the one folder inside it that may be indexed)."""
+        return self.root / "eval-corpus"
+
     def exists(self) -> bool:
         return self.manifest_path.exists()
 

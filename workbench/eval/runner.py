@@ -141,7 +141,7 @@ def index_dataset(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, 
     copied instead of encoded. Returns the IndexSummary."""
     from workbench.index.indexer import Indexer
 
-    copy_folder = ws.root / "eval-corpus"
+    copy_folder = ws.eval_corpus_dir
     check_foreign_documents(dataset, ws, [dataset.corpus_path, copy_folder / "corpus.jsonl"])
     corpus = beir_corpus_for_index(dataset, copy_folder)
     ws.ensure()

@@ -84,16 +84,14 @@ class _Query:
         ideal = sorted((float(v) for v in relevant.values() if v > 0), reverse=True)[:10]
         self.idcg = float(np.sum(np.array(ideal) / np.log2(np.arange(2, len(ideal) + 2)))) if ideal else 0.0
 
-    def ndcg10(self, fused: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """nDCG@10 of each column of ``fused`` (n x C), ties broken by id as ``fuse`` sorts them; a
-        candidate that only zero-weighted modes of a column (``weights``, C x modes) retrieved is
-        not in that column's ranking (``fuse`` skips those modes)."""
+    def ndcg10(self, fused: np.ndarray) -> np.ndarray:
+        """nDCG@10 of each column of ``fused`` (n x C), ties broken by id as ``fuse`` sorts them.
+        Every candidate is in every column's ranking: one that only zero-weighted modes of a column
+        retrieved is scored 0 there, as ``fuse`` scores it."""
         if self.idcg == 0 or fused.shape[0] == 0:
             return np.zeros(fused.shape[1])
-        ranked = (~np.isinf(self.rank)).astype(float) @ (weights != 0).T > 0
-        fused = np.where(ranked, fused, -np.inf)
         order = np.argsort(-fused, axis=0, kind="stable")[:10]
-        gains = self.rel[order] * np.take_along_axis(ranked, order, axis=0)
+        gains = self.rel[order]
         discounts = 1.0 / np.log2(np.arange(2, order.shape[0] + 2))
         return (gains * discounts[:, None]).sum(axis=0) / self.idcg
 
@@ -103,7 +101,7 @@ def scan(queries: list[_Query], method: str, weights: np.ndarray, rrf_k: int = 6
     total = np.zeros(len(weights))
     for q in queries:
         basis = q.norm if method == "weighted" else np.where(np.isinf(q.rank), 0.0, 1.0 / (rrf_k + q.rank))
-        total += q.ndcg10(basis @ weights.T, weights)
+        total += q.ndcg10(basis @ weights.T)
     return total / max(1, len(queries))
 
 

@@ -763,10 +763,15 @@ def _delete_docs(doc_ids: list[str], source: str, manifest: Manifest, lance, tan
 def _refuse_a_workspace(root: Path, workspace_root: Path) -> None:
     """InputError for a root that is the workspace indexed into, lies inside it, or is a wb workspace
     itself (a folder holding ``wb.toml``): its index, runs and logs are not documents (a subfolder
-    that is a workspace is skipped by the walk; the root itself was read)."""
+    that is a workspace is skipped by the walk; the root itself was read). The workspace's own
+    eval corpus (``wb eval`` converts a dataset into it) is documents and is let through."""
     from workbench.ingest.readers import WORKSPACE_MARKER
+    from workbench.workspace import Workspace
 
     ws = Path(workspace_root).resolve()
+    own_corpus = Workspace(ws).eval_corpus_dir
+    if root == own_corpus or own_corpus in root.parents:
+        return
     if root == ws or ws in root.parents:
         raise InputError(f"{root} is {'inside ' if root != ws else ''}the workspace {ws}: its index, runs and "
                          "logs are not documents; give the folder of your documents")
