@@ -882,3 +882,31 @@ def test_a_pid_reused_by_another_process_is_neither_running_nor_signalled(tmp_pa
     finally:
         other.kill()
         other.wait()
+
+
+def test_weight_decay_reaches_weight_matrices_only_and_keeps_each_groups_lr(tmp_path):
+    """AdamW groups: a trainer's groups keep their learning rates; within each, biases and LayerNorm
+    scales are not decayed (decaying a LayerNorm gain shrinks activations), matrices are."""
+    import torch
+    from transformers import AutoModel
+
+    from trainers.loop import decay_groups
+
+    require_models()
+    model = AutoModel.from_pretrained(tiny_bert(tmp_path / "tiny"))
+    body = list(model.encoder.parameters())
+    head = list(model.pooler.parameters())
+    groups = decay_groups([{"params": body, "lr": 1e-5}, {"params": head, "lr": 1e-3}], 2e-5, 0.1)
+    optimizer = torch.optim.AdamW(groups)
+    decay_of = {id(p): (g["weight_decay"], g["lr"]) for g in optimizer.param_groups for p in g["params"]}
+    assert len(decay_of) == len(body) + len(head)  # every parameter in exactly one group
+    for name, p in model.named_parameters():
+        if not name.startswith(("encoder.", "pooler.")):
+            continue
+        wd, lr = decay_of[id(p)]
+        assert lr == (1e-5 if name.startswith("encoder.") else 1e-3), name
+        no_decay = name.endswith(".bias") or "LayerNorm" in name
+        assert wd == (0.0 if no_decay else 0.1), name
+    # a flat list is one group at the default lr
+    flat = decay_groups(body, 2e-5, 0.1)
+    assert {g["lr"] for g in flat} == {2e-5} and sum(len(g["params"]) for g in flat) == len(body)

@@ -10,7 +10,8 @@ for all of them:
 * one *step* is one optimizer step: ``grad_accum`` micro-batches of ``batch_size`` examples
   from :class:`~trainers.data.TaskBatchSampler`; the random draws of micro-batch ``m`` of step
   ``s`` come from ``Random(f"{seed}|{s}|{m}")``, so a resumed run makes the same draws;
-* AdamW over the trainable parameters, linear schedule with warmup, accelerate (mixed precision);
+* AdamW over the trainable parameters (no weight decay on biases and norms: ``decay_groups``),
+  linear schedule with warmup, accelerate (mixed precision);
 * a checkpoint every ``save_every`` steps (``accelerator.save_state`` then ``sampler.json`` written
   last; the newest ``KEEP_CHECKPOINTS`` are kept);
 * a stop (the run's ``stop`` file, SIGTERM, or a first Ctrl-C) checkpoints and ends ``stopped``;
@@ -48,7 +49,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from workbench.errors import UsageError, WbError
+from workbench.errors import TrainingError, UsageError, WbError
 
 from .runs import FINISH, RunFolder
 
@@ -143,6 +144,27 @@ class StopFlag:
         self.why = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
         if signum == signal.SIGINT:
             print("stopping after this step (Ctrl-C again to abort without a checkpoint)", file=sys.stderr, flush=True)
+
+
+def decay_groups(groups: list, lr: float, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups with weight decay on weight matrices only: each of ``groups`` (a
+    trainer's ``param_groups``: parameters, or dicts with ``params`` and their own ``lr``) is split
+    into its parameters of two or more dimensions (decayed by ``weight_decay``) and its biases and
+    norm scales (one dimension: not decayed, as BERT's and most fine-tuning recipes leave them, since
+    pulling a LayerNorm gain towards 0 shrinks the activations rather than regularising). Every
+    group's ``lr`` is kept (``lr`` where it has none); empty groups are left out. The split depends
+    only on the groups given, so a resumed run rebuilds the same groups in the same order."""
+    if groups and not isinstance(groups[0], dict):  # a flat list of parameters is one group
+        groups = [{"params": groups}]
+    out: list[dict] = []
+    for group in groups:
+        params = list(group["params"])
+        rate = group.get("lr", lr)
+        matrices = [p for p in params if p.ndim >= 2]
+        vectors = [p for p in params if p.ndim < 2]
+        out += [{"params": ps, "lr": rate, "weight_decay": wd}
+                for ps, wd in ((matrices, weight_decay), (vectors, 0.0)) if ps]
+    return out
 
 
 def failure_line(exc: BaseException) -> str:
@@ -301,7 +323,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
 
     model = trainer.build()
     described = trainer.describe()
-    optimizer = torch.optim.AdamW(trainer.param_groups(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(decay_groups(trainer.param_groups(model), cfg.lr, cfg.weight_decay))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     # the scheduler is not prepared (a prepared one steps once per process per step); it is only
     # registered so that checkpoints hold it
@@ -318,7 +340,11 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
     if resume and checkpoint is None:
         log("no complete checkpoint to resume from: starting from step 0")
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
+        try:
+            accelerator.load_state(str(checkpoint))
+        except ValueError as exc:  # torch: "loaded state dict has a different number of parameter groups"
+            raise TrainingError(f"cannot resume from {checkpoint}: its optimizer state does not fit this "
+                                f"version's parameter groups ({exc}); start a new run") from None
         state = json.loads((checkpoint / "sampler.json").read_text())
         sampler.load_state_dict(state["sampler"])
         step, last_loss = int(state["step"]), state.get("loss")
