@@ -910,3 +910,43 @@ def test_weight_decay_reaches_weight_matrices_only_and_keeps_each_groups_lr(tmp_
     # a flat list is one group at the default lr
     flat = decay_groups(body, 2e-5, 0.1)
     assert {g["lr"] for g in flat} == {2e-5} and sum(len(g["params"]) for g in flat) == len(body)
+
+
+def test_a_stop_before_the_first_step_of_a_resume_keeps_the_checkpoint_it_resumed_from(tiny, tmp_path):
+    """A stop that lands while a resume loads must not delete and rewrite the checkpoint just
+    loaded (a kill during that rewrite left the run with no complete checkpoint: back to step 0)."""
+    from trainers.loop import run_training, trainer_for
+
+    base, data = tiny
+    run = _new(tmp_path, "rs", base, data, max_steps=8, save_every=100)
+    assert run_training(run, trainer_for(run), on_step=lambda s, r: s == 3 and r.stop_path.touch())["state"] == "stopped"
+    marker = run.checkpoints / "step-3" / "sampler.json"
+    before = marker.stat().st_ino, marker.stat().st_mtime_ns
+    trainer = trainer_for(run)
+    build = trainer.build
+
+    def build_then_stopped():
+        model = build()
+        run.stop_path.touch()  # `wb runs stop` while the resumed run loads
+        return model
+
+    trainer.build = build_then_stopped
+    status = run_training(run, trainer, resume=True)
+    assert status["state"] == "stopped" and status["step"] == 3
+    assert (marker.stat().st_ino, marker.stat().st_mtime_ns) == before
+    assert run.latest_checkpoint().name == "step-3"
+
+
+def test_an_event_written_after_a_line_a_kill_cut_short_is_kept(tmp_path):
+    """events.jsonl: a kill mid-write leaves a line without its newline; the next event starts a new
+    line, so only the cut line is lost."""
+    from trainers.config import EmbedderConfig
+    from trainers.runs import new_run
+
+    run = new_run(tmp_path, "cut", EmbedderConfig(data="d.jsonl", base="b", name="cut").to_json())
+    run.append_event({"event": "step", "step": 1, "loss": 1.0})
+    with open(run.events_path, "a") as f:
+        f.write('{"event": "step", "step": 2, "lo')  # killed here
+    run.append_event({"event": "resumed", "step": 1})
+    run.append_event({"event": "step", "step": 2, "loss": 0.5})
+    assert [(e["event"], e["step"]) for e in run.events()] == [("step", 1), ("resumed", 1), ("step", 2)]

@@ -368,7 +368,10 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
 
     stream = batches()
 
-    saved: dict[int, Path] = {}  # step -> its checkpoint written by this process (a stop right after a save reuses it)
+    # step -> its complete checkpoint (a stop right after a save reuses it); the one resumed from is
+    # the state at its step, so a stop before the first step never deletes and rewrites it (a kill
+    # during that rewrite lost the run's only checkpoint)
+    saved: dict[int, Path] = {step: checkpoint} if checkpoint is not None else {}
 
     def save_checkpoint(at_step: int, loss_value) -> Path:
         if at_step in saved:

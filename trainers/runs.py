@@ -122,8 +122,11 @@ class RunFolder:
         return seq if isinstance(seq, int) else 0
 
     def append_event(self, event: dict) -> None:
-        with open(self.events_path, "a") as f:
-            f.write(json.dumps(event) + "\n")
+        """Append ``event`` as one JSON line; after a line a kill cut short (no newline at the end)
+        it starts a new line, so the cut line alone is lost, never the event written after it."""
+        with open(self.events_path, "a+b") as f:
+            cut = f.seek(0, os.SEEK_END) > 0 and f.seek(-1, os.SEEK_END) >= 0 and f.read(1) != b"\n"
+            f.write((("\n" if cut else "") + json.dumps(event) + "\n").encode())
             f.flush()
 
     def events(self) -> list[dict]:
