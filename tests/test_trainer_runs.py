@@ -882,3 +882,32 @@ def test_a_pid_reused_by_another_process_is_neither_running_nor_signalled(tmp_pa
     finally:
         other.kill()
         other.wait()
+
+
+def test_runs_stop_wait_0_asks_and_returns_and_an_unknown_run_is_said_at_once(tmp_path, capsys, monkeypatch):
+    """`--wait 0` asks the run to stop and returns 0 at once (it said "did not stop within 0 s", exit 1);
+    a run without a readable status.json (no process to wait on) is said unknown at once, not waited
+    on for a minute; both leave the stop file for a run that still trains."""
+    import subprocess
+    import sys
+
+    from tui_fake import fake_run
+
+    ws = tmp_path / "ws"
+    ignores_term = subprocess.Popen([sys.executable, "-c",
+                                     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
+    try:
+        run = fake_run(ws, "live", "running", steps=3, pid=ignores_term.pid)
+        code, out, err = run_wb(capsys, monkeypatch, "runs", "stop", "live", "--wait", "0", "-w", str(ws))
+        assert code == 0, err
+        assert "run live: stop asked" in out and run.stop_path.exists()
+        lost = fake_run(ws, "lost", "running", steps=3)
+        lost.status_path.unlink()
+        started = time.monotonic()
+        code, out, err = run_wb(capsys, monkeypatch, "runs", "stop", "lost", "-w", str(ws))
+        assert code == 0, err
+        assert "run lost is in an unknown state" in out and lost.stop_path.exists()
+        assert time.monotonic() - started < 30  # the default wait is 60 s
+    finally:
+        ignores_term.kill()
+        ignores_term.wait()

@@ -1461,7 +1461,7 @@ def runs_list(
 def runs_stop(
     name: Annotated[str, typer.Argument(help="The run to stop.")],
     wait: Annotated[Optional[float], typer.Option(
-        "--wait", help="Seconds to wait for it to checkpoint and stop (default: 60, or two of its steps when they are longer).")] = None,
+        "--wait", help="Seconds to wait for it to checkpoint and stop (default: 60, or two of its steps when they are longer; 0: ask and return at once).")] = None,
     finish: Annotated[bool, typer.Option(
         "--finish", help="Early stop: save the model as it is at the end of this step and end the run finished (no resume); on a stopped run, the model of its last checkpoint.")] = False,
     workspace: WorkspaceOpt = None,
@@ -1485,6 +1485,14 @@ def runs_stop(
                    else f"run {name} is {state} already")
         return
     run.request_stop(finish=finish)
+    if status.get("state") == "unknown":  # no status.json: no process to wait on (the stop file stays)
+        typer.echo(f"run {name} is in an unknown state (no readable {run.status_path.name}): stop asked in case "
+                   f"it still trains; `wb runs` shows its state")
+        return
+    if wait == 0:
+        typer.echo(f"run {name}: stop asked (it {'finishes' if finish else 'checkpoints and stops'} at the end of "
+                   f"its current step); `wb runs` shows when it has")
+        return
     if wait is None:
         wait = run.stop_wait_seconds()
     final = run.wait_terminal(wait)
