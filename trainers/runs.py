@@ -300,9 +300,11 @@ def failed_before_training(run: RunFolder) -> bool:
             and not run.model_dir.exists())
 
 
-def new_run(workspace_root: Path, name: str, config_json: str) -> RunFolder:
-    """A new run folder ``runs/NAME`` in state ``queued``. A name already taken is refused, except by a
-    run that failed before training (:func:`failed_before_training`), which is replaced."""
+def new_run(workspace_root: Path, name: str, config_json: str,
+            taken: str = "pick another --out, or --resume {name}") -> RunFolder:
+    """A new run folder ``runs/NAME`` in state ``queued``, created atomically (the name is reserved
+    before any work starts). A name already taken is refused (UsageError ending in ``taken``), except
+    by a run that failed before training (:func:`failed_before_training`), which is replaced."""
     run = RunFolder(runs_dir(workspace_root) / name)
     run.path.parent.mkdir(parents=True, exist_ok=True)
     # one creator at a time: two `wb train --out NAME` started together must not both take the name
@@ -311,7 +313,7 @@ def new_run(workspace_root: Path, name: str, config_json: str) -> RunFolder:
         if run.exists() and failed_before_training(run):
             shutil.rmtree(run.path)
         if run.exists():
-            raise UsageError(f"a run named '{name}' exists already: pick another --out, or --resume {name}")
+            raise UsageError(f"a run named '{name}' exists already: {taken.format(name=name)}")
         run.path.mkdir(parents=True, exist_ok=True)
         write_whole(run.config_path, config_json)  # the run's existence marker: whole or absent
         # the creating process's pid: killed before training begins, the run reads as died (its name free)
