@@ -769,9 +769,11 @@ def test_runs_says_where_a_died_run_resumes(tmp_path, capsys, monkeypatch):
     (died.checkpoints / "step-40" / "sampler.json").write_text("{}")
     fake_run(tmp_path, "fresh-kill", "died", steps=3, total=400)  # killed before its first checkpoint
     fake_run(tmp_path, "paused", "stopped", steps=12, total=400)
+    fake_run(tmp_path, "my run's", "died", steps=3, total=400)  # the command printed is one to paste
     code, out, err = run_wb(capsys, monkeypatch, "runs", "-w", str(tmp_path))
     assert code == 0, err
     assert "`wb train resume killed` continues from step 40 (its last checkpoint)" in out
+    assert "`wb train resume 'my run'\"'\"'s'` continues from step 0" in out
     assert "`wb train resume fresh-kill` continues from step 0 (no checkpoint yet)" in out
     assert "resume paused" not in out  # a stop checkpoints where it stops
 

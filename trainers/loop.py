@@ -39,6 +39,7 @@ import math
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import sys
@@ -498,7 +499,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         run.write_status(state="stopped", step=step, total_steps=total, loss=last_loss, pid=None)
         run.append_event({"event": "stopped", "step": step, "why": stop.why, "checkpoint": folder.name,
                           "time": time.time()})
-        log(f"stopped at step {step} ({stop.why}); resume with `wb train resume {run.name}`")
+        log(f"stopped at step {step} ({stop.why}); resume with `wb train resume {shlex.quote(run.name)}`")
         return run.status()
 
     accelerator.wait_for_everyone()
@@ -584,7 +585,7 @@ def train_run(run: RunFolder, resume: bool = False, *, on_step=None, finish_now:
     # a stop at step 0 checkpoints the untrained base: finishing would make it the run's model
     if finish_now and (not resume or checkpoint is None or checkpoint.name == "step-0"):
         raise UsageError(f"run {run.name} has no checkpoint to take its model from (no step trained): resume it "
-                         f"with `wb train resume {run.name}` instead")
+                         f"with `wb train resume {shlex.quote(run.name)}` instead")
     from .runs import training_lock
 
     with training_lock(run):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -796,7 +797,6 @@ def _resolve_base(base: str, ws) -> str:
 
 def _spawn_run(run, resume: bool) -> int:
     """Start ``python -m trainers.cli run RUN_DIR`` in its own session; its output goes to the run log."""
-    import shlex
     import subprocess
 
     env = dict(os.environ)
@@ -884,7 +884,7 @@ def _run_training(run, resume: bool, detach: bool, finish_now: bool = False) -> 
         typer.echo(run.name)
         _err_console().print(_plain(f"run {run.name} {'resumed' if resume else 'started'} in the background "
                              f"(pid {pid}); log {run.log_path}; "
-                             f"`wb runs` to watch, `wb runs stop {run.name}` to stop", style="dim"), highlight=False)
+                             f"`wb runs` to watch, `wb runs stop {shlex.quote(run.name)}` to stop", style="dim"), highlight=False)
         return
     from workbench.errors import TrainingError
     from trainers.loop import train_run
@@ -902,7 +902,7 @@ def _run_training(run, resume: bool, detach: bool, finish_now: bool = False) -> 
         raise TrainingError(f"run {run.name} failed: {type(exc).__name__}: {exc} (details in {run.status_path})") from exc
     state = status.get("state")
     if state == "stopped":
-        typer.echo(f"run {run.name} stopped at step {status.get('step')}: `wb train resume {run.name}` continues it")
+        typer.echo(f"run {run.name} stopped at step {status.get('step')}: `wb train resume {shlex.quote(run.name)}` continues it")
         stops = [e for e in run.events() if e.get("event") == "stopped"]
         if stops and stops[-1].get("why") == "Ctrl-C":
             raise typer.Exit(130)  # interrupted here (a `wb runs stop` from elsewhere ends 0)
@@ -1022,7 +1022,7 @@ def _train_cmd(config_cls, given: dict, *, config: Optional[str], detach: bool, 
             trainer = None
         if trainer and trainer != config_cls.TRAINER:
             raise UsageError(f"run '{resume}' is trained by `wb train {trainer}`, not `wb train {config_cls.TRAINER}`: "
-                             f"`wb train resume {resume}` continues it")
+                             f"`wb train resume {shlex.quote(resume)}` continues it")
         return train_resume_cmd(resume, detach=detach, workspace=workspace)
     from trainers.config import read_toml
 
@@ -1395,7 +1395,7 @@ def train_resume_cmd(
     run = get_run(ws.root, name)
     state = run.status().get("state")
     if state == "running":
-        raise UsageError(f"run '{name}' is running (pid {run.status().get('pid')}): `wb runs stop {name}` first")
+        raise UsageError(f"run '{name}' is running (pid {run.status().get('pid')}): `wb runs stop {shlex.quote(name)}` first")
     if state == "finished":
         raise UsageError(f"run '{name}' has finished: its model is in {run.model_dir}")
     if state == "unknown" and run.model_dir.is_dir():  # status.json lost: the model says it finished
@@ -1453,7 +1453,7 @@ def runs_list(
             checkpoint = run.latest_checkpoint()
             at = int(checkpoint.name.split("-")[1]) if checkpoint else 0
             if at != (s.get("step") or 0):
-                typer.echo(f"  `wb train resume {run.name}` continues from step {at} "
+                typer.echo(f"  `wb train resume {shlex.quote(run.name)}` continues from step {at} "
                            f"({'its last checkpoint' if checkpoint else 'no checkpoint yet'})")
 
 
@@ -1503,7 +1503,7 @@ def runs_stop(
     from workbench.errors import TrainingError
 
     raise TrainingError(f"run {name} did not stop within {wait:.0f} s (asked to: it stops at the end of its current step; "
-                        f"`wb runs stop {name} --wait SECONDS` waits longer)")
+                        f"`wb runs stop {shlex.quote(name)} --wait SECONDS` waits longer)")
 
 
 @runs_app.command("soup", short_help="Average several fine-tuned models into one finished run (a model soup).")
