@@ -913,3 +913,47 @@ def test_runs_stop_wait_0_asks_and_returns_and_an_unknown_run_is_said_at_once(tm
     finally:
         ignores_term.kill()
         ignores_term.wait()
+
+
+def test_a_closed_terminal_stops_a_foreground_run_with_a_checkpoint_and_never_kills_it(tiny, tmp_path):
+    """SIGHUP (the terminal closed) is a stop like SIGTERM: the run checkpoints and ends stopped (it
+    died at once, losing the steps since its last checkpoint); and the console tee meeting the closed
+    terminal (EIO) stops echoing instead of failing the run."""
+    import errno
+    import signal
+
+    from trainers.embedder import train_embedder
+    from workbench.cli.main import _Tee
+
+    base, data = tiny
+    run = _new(tmp_path, "hup", base, data, max_steps=6)
+
+    def hang_up_at_3(step, _run):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGHUP)
+
+    unhandled = []  # a SIGHUP the run did not handle lands here (not the test session's death)
+    previous = signal.signal(signal.SIGHUP, lambda *_: unhandled.append(1))
+    try:
+        status = train_embedder(run, on_step=hang_up_at_3)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert not unhandled and status["state"] == "stopped" and status["step"] == 3
+    assert run.latest_checkpoint().name == "step-3"
+    assert [e["why"] for e in run.events() if e["event"] == "stopped"] == ["SIGHUP (terminal closed)"]
+
+    class ClosedTerminal:
+        def write(self, text):
+            raise OSError(errno.EIO, "Input/output error")
+
+        flush = write
+
+        def fileno(self):
+            raise ValueError("no descriptor")
+
+    tee = _Tee(ClosedTerminal(), tmp_path / "log.txt")
+    tee.write("step 1\n")
+    tee.flush()
+    tee.write("step 2\n")
+    tee.file.close()
+    assert (tmp_path / "log.txt").read_text() == "step 1\nstep 2\n" and not tee.echo

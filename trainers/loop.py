@@ -115,6 +115,12 @@ class Trainer:
 
 
 class StopFlag:
+    """Turns SIGTERM (`wb runs stop`), SIGHUP (the terminal closed) and a first SIGINT (Ctrl-C) into a
+    stop request: the run checkpoints at the end of its step and ends ``stopped``. A second SIGINT
+    raises KeyboardInterrupt (abort without a checkpoint)."""
+
+    SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP (terminal closed)", signal.SIGINT: "Ctrl-C"}
+
     def __init__(self) -> None:
         self.requested = False
         self.why = ""
@@ -123,7 +129,7 @@ class StopFlag:
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in self.SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except (ValueError, OSError):
@@ -141,7 +147,7 @@ class StopFlag:
         if signum == signal.SIGINT and self.requested:
             raise KeyboardInterrupt  # a second Ctrl-C: give up at once
         self.requested = True
-        self.why = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        self.why = self.SIGNALS.get(signum, f"signal {signum}")
         if signum == signal.SIGINT:
             print("stopping after this step (Ctrl-C again to abort without a checkpoint)", file=sys.stderr, flush=True)
 

@@ -833,7 +833,8 @@ def _spawn_run(run, resume: bool) -> int:
 
 class _Tee:
     """stdout written to ``path`` too (``echo=False``: to ``path`` only). A console that goes away
-    (`wb train ... | head`) ends the echo, never the run: the log file keeps every line."""
+    (`wb train ... | head`: EPIPE; a closed terminal: EIO) ends the echo, never the run: the log file
+    keeps every line."""
 
     def __init__(self, stream, path: Path, echo: bool = True) -> None:
         self.stream, self.file, self.echo = stream, open(path, "a", encoding="utf-8"), echo
@@ -843,8 +844,8 @@ class _Tee:
         if self.echo:
             try:
                 self.stream.write(text)
-            except BrokenPipeError:
-                self._reader_left()
+            except OSError as exc:
+                self._reader_left(exc)
         return len(text)
 
     def flush(self) -> None:
@@ -852,14 +853,22 @@ class _Tee:
         if self.echo:
             try:
                 self.stream.flush()
-            except BrokenPipeError:
-                self._reader_left()
+            except OSError as exc:
+                self._reader_left(exc)
 
-    def _reader_left(self) -> None:
+    def _reader_left(self, exc: OSError) -> None:
+        """Stop echoing when the console is gone (EPIPE, EIO); any other OSError is raised."""
+        import errno
+
         from workbench.cli.output import quiet_stream
 
+        if exc.errno not in (errno.EPIPE, errno.EIO):
+            raise exc
         self.echo = False
-        quiet_stream(self.stream)  # later writes (the summary) too
+        try:
+            quiet_stream(self.stream)  # later writes (the summary) too
+        except (OSError, ValueError):  # no file descriptor to point elsewhere
+            pass
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
