@@ -957,3 +957,37 @@ def test_a_closed_terminal_stops_a_foreground_run_with_a_checkpoint_and_never_ki
     tee.write("step 2\n")
     tee.file.close()
     assert (tmp_path / "log.txt").read_text() == "step 1\nstep 2\n" and not tee.echo
+
+
+def test_a_resume_that_fails_before_training_leaves_the_run_as_it_was(tiny, tmp_path, capsys, monkeypatch):
+    """A stopped run whose resume cannot start (its base model gone; a launcher that is not there)
+    stays stopped, with the reason as its last resume's (it became "failed", or "died" when the
+    launcher had marked it running); once the base is back it resumes and finishes."""
+    from trainers.embedder import train_embedder
+    from trainers.loop import train_run
+
+    base, data = tiny
+    own_base = tmp_path / "base"
+    shutil.copytree(base, own_base)
+    run = _new(tmp_path, "back", own_base, data, max_steps=4)
+
+    def stop_at_2(step, r):
+        if step == 2:
+            r.stop_path.touch()
+
+    assert train_embedder(run, on_step=stop_at_2)["state"] == "stopped"
+    own_base.rename(tmp_path / "gone")
+    with pytest.raises(Exception):
+        train_run(run, resume=True)
+    status = run.status()
+    assert status["state"] == "stopped" and status["step"] == 2 and not status.get("resume_of")
+    assert status["resume_error"] and run.events()[-1]["event"] == "resume_failed"
+    monkeypatch.setenv("WB_TRAIN_LAUNCHER", "no-such-launcher")
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "resume", "back", "--detach", "-w", str(tmp_path))
+    assert code == 1 and "could not start no-such-launcher" in err
+    assert run.status()["state"] == "stopped" and "no-such-launcher" in run.status()["resume_error"]
+    code, out, _err = run_wb(capsys, monkeypatch, "runs", "-w", str(tmp_path))
+    assert "back" in out and "stopped" in out and "its last resume failed: could not start no-such-launcher" in out
+    (tmp_path / "gone").rename(own_base)
+    status = train_run(run, resume=True)
+    assert status["state"] == "finished" and not status.get("resume_error")

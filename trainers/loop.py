@@ -124,6 +124,7 @@ class StopFlag:
     def __init__(self) -> None:
         self.requested = False
         self.why = ""
+        self.began = False  # set once the model, optimizer and checkpoint are loaded: the run trains
         self._previous: dict[int, object] = {}
 
     def install(self) -> None:
@@ -255,6 +256,9 @@ def run_training(
         raise
     except BaseException as exc:
         message = failure_line(exc)
+        if resume and not stop.began:  # a resume that never got going: the run is as it was
+            restore_before_resume(run, message)
+            raise
         # the user's data or options (WbError): the one line says it all; else the traceback's end
         error = message if isinstance(exc, WbError) else "\n".join(traceback.format_exc().splitlines()[-20:])
         run.write_status(state="failed", error=error, message=message, pid=None)
@@ -266,6 +270,18 @@ def run_training(
             import torch
 
             torch.set_flush_denormal(False)
+
+
+def restore_before_resume(run: RunFolder, why: str) -> None:
+    """A resume of ``run`` failed before it trained (a base model gone, a bad config, a launcher that
+    would not start): put back the state, error and message the run had before
+    (:meth:`RunFolder.resume_snapshot`, saved when the resume began), with ``resume_error`` saying why, and log a
+    ``resume_failed`` event. The run stays what it was (stopped, died, failed), resumable again."""
+    before = run.resume_snapshot()
+    # no pid: a run that said running (a died one) reads as died again, never as a live process
+    run.write_status(state=before.get("state", "stopped"), error=before.get("error"), message=before.get("message"),
+                     pid=None, resume_of=None, resume_error=why)
+    run.append_event({"event": "resume_failed", "time": time.time(), "error": why})
 
 
 def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_step, finish_now: bool = False) -> dict:
@@ -333,7 +349,8 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         run.append_event({"event": "resumed", "step": step, "checkpoint": checkpoint.name, "time": time.time()})
         log(f"resumed from {checkpoint.name}")
     run.write_status(state="running", pid=os.getpid(), step=step, total_steps=total, loss=last_loss,
-                     best_metric=best, **described)
+                     best_metric=best, resume_of=None, resume_error=None, **described)
+    stop.began = True
     if step == 0:
         run.append_event({"event": "started", "total_steps": total, "examples": len(examples),
                           "batches_per_epoch": per_epoch, **described,
@@ -595,12 +612,17 @@ def train_run(run: RunFolder, resume: bool = False, *, on_step=None, finish_now:
     from .runs import training_lock
 
     with training_lock(run):
+        if resume:  # what the run was, put back if this resume fails before it trains
+            run.write_status(resume_of=run.resume_snapshot())
         stop = StopFlag()  # before the trainer's imports (seconds): a `wb runs stop` meanwhile is a stop, not a kill
         stop.install()
         try:
             trainer = trainer_for(run)
         except BaseException as exc:
             stop.restore()
-            run.write_status(state="failed", error=failure_line(exc), message=failure_line(exc), pid=None)
+            if resume:
+                restore_before_resume(run, failure_line(exc))
+            else:
+                run.write_status(state="failed", error=failure_line(exc), message=failure_line(exc), pid=None)
             raise
         return run_training(run, trainer, resume, on_step=on_step, finish_now=finish_now, stop=stop)

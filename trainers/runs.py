@@ -117,6 +117,15 @@ class RunFolder:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def resume_snapshot(self) -> dict:
+        """What a resume that fails before training puts back: the ``resume_of`` its launcher saved,
+        else the state, error and message status.json holds (its state as written: a died run's is
+        ``running``, read as died again once no pid is recorded)."""
+        raw = self._raw_status()
+        if isinstance(raw.get("resume_of"), dict):
+            return raw["resume_of"]
+        return {key: raw.get(key) for key in ("state", "error", "message")}
+
     def status_seq(self) -> int:
         """How many times status.json has been written (its ``seq``; 0 when there is none)."""
         seq = self._raw_status().get("seq")

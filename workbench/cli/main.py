@@ -810,10 +810,16 @@ def _spawn_run(run, resume: bool) -> int:
     cmd = launcher + ["-m", "trainers.cli", "run", str(run.path)] + (["--resume"] if resume else [])
     from workbench.errors import TrainingError
 
-    def failed(why: str, hint: str = "") -> TrainingError:  # before training: the run's name is free again
-        run.write_status(state="failed", error=why, message=why, pid=None)
+    def failed(why: str, hint: str = "") -> TrainingError:
+        if resume:  # the run stays what it was (stopped, died, ...)
+            from trainers.loop import restore_before_resume
+
+            restore_before_resume(run, why)
+        else:  # before training: the run's name is free again
+            run.write_status(state="failed", error=why, message=why, pid=None)
         return TrainingError(f"run {run.name}: {why}{hint}")
 
+    resume_of = run.resume_snapshot() if resume else None
     before = run.status_seq()
     try:
         log = open(run.log_path, "a")
@@ -827,7 +833,9 @@ def _spawn_run(run, resume: bool) -> int:
         hint = " (check $WB_TRAIN_LAUNCHER)" if os.environ.get("WB_TRAIN_LAUNCHER", "").strip() else ""
         raise failed(f"could not start {launcher[0]}: {exc.strerror or exc}", hint) from None
     # the run writes its own state as it starts: a failure it wrote already is never overwritten
-    run.write_status(unless_changed_since=before, state="running", pid=proc.pid)
+    # (a resume keeps what the run was in resume_of: a child that fails before training puts it back)
+    run.write_status(unless_changed_since=before, state="running", pid=proc.pid,
+                     **({"resume_of": resume_of} if resume else {}))
     return proc.pid
 
 
@@ -1455,6 +1463,9 @@ def runs_list(
         typer.echo(f"{run.name:<24} {s.get('state', '?'):<9} {step:>11} {_fmt_metric(loss):>8}  {best}")
         if s.get("state") == "finished" and s.get("early"):
             typer.echo(f"  finished early (asked to): the model of step {s.get('model_step', s.get('step'))}")
+        if s.get("resume_error") and s.get("state") != "running":
+            reason = " ".join(str(s["resume_error"]).split())
+            typer.echo(f"  its last resume failed: {reason[:140]}{'…' if len(reason) > 140 else ''}")
         if s.get("state") == "failed" and s.get("message"):
             reason = " ".join(str(s["message"]).split())
             typer.echo(f"  {reason[:160]}{'…' if len(reason) > 160 else ''}")
