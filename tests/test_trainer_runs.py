@@ -903,6 +903,10 @@ def test_runs_stop_wait_0_asks_and_returns_and_an_unknown_run_is_said_at_once(tm
         code, out, err = run_wb(capsys, monkeypatch, "runs", "stop", "live", "--wait", "0", "-w", str(ws))
         assert code == 0, err
         assert "run live: stop asked" in out and run.stop_path.exists()
+        code, out, _err = run_wb(capsys, monkeypatch, "runs", "--json", "-w", str(ws))
+        listed = json.loads(out.splitlines()[0])
+        assert listed["name"] == "live" and listed["pid"] == ignores_term.pid
+        assert not {"seq", "pid_start", "resume_of"} & set(listed)  # the run folder's own bookkeeping
         lost = fake_run(ws, "lost", "running", steps=3)
         lost.status_path.unlink()
         started = time.monotonic()

@@ -1421,6 +1421,11 @@ def train_resume_cmd(
     _run_training(run, resume=True, detach=detach)
 
 
+# status.json keys that only the run folder's own writers read (lock counter, pid identity, what a
+# failed resume puts back): not part of `wb runs --json`
+_STATUS_BOOKKEEPING = ("seq", "pid_start", "resume_of")
+
+
 def _fmt_metric(value) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
 
@@ -1442,8 +1447,9 @@ def runs_list(
         raise WorkspaceError(f"no workspace at {ws.root}")
     runs = list_runs(ws.root)
     if json_out:
-        for run in runs:  # a key the run does not have (yet) is left out, never null
-            print(json.dumps({"name": run.name, **{k: v for k, v in run.status().items() if v is not None}}))
+        for run in runs:  # a key the run does not have (yet) is left out, never null; bookkeeping too
+            print(json.dumps({"name": run.name, **{k: v for k, v in run.status().items()
+                                                    if v is not None and k not in _STATUS_BOOKKEEPING}}))
         return
     if not runs:
         typer.echo(f"no training runs in {ws.root / 'runs'}")
