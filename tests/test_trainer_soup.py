@@ -48,6 +48,9 @@ def test_soup_is_the_mean_of_its_ingredients_and_serves(two_runs, capsys, monkey
     code, out, err = run_wb(capsys, monkeypatch, "runs", "soup", "s", "a", "runs/b", "-w", str(ws))
     assert code == 0, err
     assert "soup of a ×0.5 + b ×0.5" in out
+    # runs/NAME/model (the run's model folder, as a path) names the run as runs/NAME does
+    code, out, err = run_wb(capsys, monkeypatch, "runs", "soup", "s-path", "runs/a/model", "runs/b", "-w", str(ws))
+    assert code == 0 and "soup of a ×0.5 + b ×0.5" in out, err
     a, b, s = (_weights(ws / "runs" / n / "model") for n in ("a", "b", "s"))
     assert s.keys() == a.keys()
     moved = 0

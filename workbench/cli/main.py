@@ -1535,7 +1535,7 @@ def runs_stop(
 @runs_app.command("soup", short_help="Average several fine-tuned models into one finished run (a model soup).")
 def runs_soup(
     name: Annotated[str, typer.Argument(help="Name of the new run that holds the averaged model.")],
-    models: Annotated[list[str], typer.Argument(help="Two or more finished runs (NAME or runs/NAME) or model folders, fine-tuned from one starting point.")],
+    models: Annotated[list[str], typer.Argument(help="Two or more finished runs or model folders, fine-tuned from one starting point: runs/NAME (or runs/NAME/model) is always the run; a bare NAME is the folder of that name when one exists, else the run NAME.")],
     weights: Annotated[Optional[str], typer.Option("--weights", help="Comma-separated weight per model (normalised; default uniform).")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
