@@ -489,3 +489,22 @@ def test_paths_and_model_names_with_brackets_are_printed_as_written(tmp_path):
     printed = io.StringIO()
     Console(file=printed, width=200).print(cli._plain("skipped /c/a[/b]c/[bold]y.txt: empty", style="dim"))
     assert "skipped /c/a[/b]c/[bold]y.txt: empty" in printed.getvalue()
+
+
+def test_a_run_name_no_folder_can_have_or_a_run_folder_that_cannot_be_made_is_one_line(tmp_path):
+    """A run name of 300 bytes (ENAMETOOLONG) or with a newline, and a workspace whose runs/ cannot
+    be made (here a file in the way; read-only is the same OSError), are one line, exit 2: they were
+    `wb: internal error: OSError` (and the newline made a run whose `wb runs` line broke in two)."""
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n' * 4)
+    ws = tmp_path / "ws"
+    train = ["train", "reranker", "--data", str(data), "--base", "dense", "--max-steps", "1", "--out"]
+    assert "300 bytes, at most 255" in one_line_error(wb(*train, "a" * 300, workspace=ws))
+    assert "control characters" in one_line_error(wb(*train, "two\nlines", workspace=ws))
+    for command in (["runs", "stop"], ["train", "resume"]):
+        assert "no run named 'aaaa" in one_line_error(wb(*command, "a" * 300, workspace=ws))
+    ws.mkdir()
+    (ws / "runs").write_text("")  # not a folder: runs/NAME cannot be made
+    require_models()
+    says = one_line_error(wb(*train, "ok", workspace=ws))
+    assert f"cannot create the run folder {ws / 'runs' / 'ok'}" in says

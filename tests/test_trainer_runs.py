@@ -769,9 +769,11 @@ def test_runs_says_where_a_died_run_resumes(tmp_path, capsys, monkeypatch):
     (died.checkpoints / "step-40" / "sampler.json").write_text("{}")
     fake_run(tmp_path, "fresh-kill", "died", steps=3, total=400)  # killed before its first checkpoint
     fake_run(tmp_path, "paused", "stopped", steps=12, total=400)
+    fake_run(tmp_path, "my run's", "died", steps=3, total=400)  # the command printed is one to paste
     code, out, err = run_wb(capsys, monkeypatch, "runs", "-w", str(tmp_path))
     assert code == 0, err
     assert "`wb train resume killed` continues from step 40 (its last checkpoint)" in out
+    assert "`wb train resume 'my run'\"'\"'s'` continues from step 0" in out
     assert "`wb train resume fresh-kill` continues from step 0 (no checkpoint yet)" in out
     assert "resume paused" not in out  # a stop checkpoints where it stops
 
@@ -950,3 +952,114 @@ def test_an_event_written_after_a_line_a_kill_cut_short_is_kept(tmp_path):
     run.append_event({"event": "resumed", "step": 1})
     run.append_event({"event": "step", "step": 2, "loss": 0.5})
     assert [(e["event"], e["step"]) for e in run.events()] == [("step", 1), ("resumed", 1), ("step", 2)]
+
+
+def test_runs_stop_wait_0_asks_and_returns_and_an_unknown_run_is_said_at_once(tmp_path, capsys, monkeypatch):
+    """`--wait 0` asks the run to stop and returns 0 at once (it said "did not stop within 0 s", exit 1);
+    a run without a readable status.json (no process to wait on) is said unknown at once, not waited
+    on for a minute; both leave the stop file for a run that still trains."""
+    import subprocess
+    import sys
+
+    from tui_fake import fake_run
+
+    ws = tmp_path / "ws"
+    ignores_term = subprocess.Popen([sys.executable, "-c",
+                                     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
+    try:
+        run = fake_run(ws, "live", "running", steps=3, pid=ignores_term.pid)
+        code, out, err = run_wb(capsys, monkeypatch, "runs", "stop", "live", "--wait", "0", "-w", str(ws))
+        assert code == 0, err
+        assert "run live: stop asked" in out and run.stop_path.exists()
+        code, out, _err = run_wb(capsys, monkeypatch, "runs", "--json", "-w", str(ws))
+        listed = json.loads(out.splitlines()[0])
+        assert listed["name"] == "live" and listed["pid"] == ignores_term.pid
+        assert not {"seq", "pid_start", "resume_of"} & set(listed)  # the run folder's own bookkeeping
+        lost = fake_run(ws, "lost", "running", steps=3)
+        lost.status_path.unlink()
+        started = time.monotonic()
+        code, out, err = run_wb(capsys, monkeypatch, "runs", "stop", "lost", "-w", str(ws))
+        assert code == 0, err
+        assert "run lost is in an unknown state" in out and lost.stop_path.exists()
+        assert time.monotonic() - started < 30  # the default wait is 60 s
+    finally:
+        ignores_term.kill()
+        ignores_term.wait()
+
+
+def test_a_closed_terminal_stops_a_foreground_run_with_a_checkpoint_and_never_kills_it(tiny, tmp_path):
+    """SIGHUP (the terminal closed) is a stop like SIGTERM: the run checkpoints and ends stopped (it
+    died at once, losing the steps since its last checkpoint); and the console tee meeting the closed
+    terminal (EIO) stops echoing instead of failing the run."""
+    import errno
+    import signal
+
+    from trainers.embedder import train_embedder
+    from workbench.cli.main import _Tee
+
+    base, data = tiny
+    run = _new(tmp_path, "hup", base, data, max_steps=6)
+
+    def hang_up_at_3(step, _run):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGHUP)
+
+    unhandled = []  # a SIGHUP the run did not handle lands here (not the test session's death)
+    previous = signal.signal(signal.SIGHUP, lambda *_: unhandled.append(1))
+    try:
+        status = train_embedder(run, on_step=hang_up_at_3)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert not unhandled and status["state"] == "stopped" and status["step"] == 3
+    assert run.latest_checkpoint().name == "step-3"
+    assert [e["why"] for e in run.events() if e["event"] == "stopped"] == ["SIGHUP (terminal closed)"]
+
+    class ClosedTerminal:
+        def write(self, text):
+            raise OSError(errno.EIO, "Input/output error")
+
+        flush = write
+
+        def fileno(self):
+            raise ValueError("no descriptor")
+
+    tee = _Tee(ClosedTerminal(), tmp_path / "log.txt")
+    tee.write("step 1\n")
+    tee.flush()
+    tee.write("step 2\n")
+    tee.file.close()
+    assert (tmp_path / "log.txt").read_text() == "step 1\nstep 2\n" and not tee.echo
+
+
+def test_a_resume_that_fails_before_training_leaves_the_run_as_it_was(tiny, tmp_path, capsys, monkeypatch):
+    """A stopped run whose resume cannot start (its base model gone; a launcher that is not there)
+    stays stopped, with the reason as its last resume's (it became "failed", or "died" when the
+    launcher had marked it running); once the base is back it resumes and finishes."""
+    from trainers.embedder import train_embedder
+    from trainers.loop import train_run
+
+    base, data = tiny
+    own_base = tmp_path / "base"
+    shutil.copytree(base, own_base)
+    run = _new(tmp_path, "back", own_base, data, max_steps=4)
+
+    def stop_at_2(step, r):
+        if step == 2:
+            r.stop_path.touch()
+
+    assert train_embedder(run, on_step=stop_at_2)["state"] == "stopped"
+    own_base.rename(tmp_path / "gone")
+    with pytest.raises(Exception):
+        train_run(run, resume=True)
+    status = run.status()
+    assert status["state"] == "stopped" and status["step"] == 2 and not status.get("resume_of")
+    assert status["resume_error"] and run.events()[-1]["event"] == "resume_failed"
+    monkeypatch.setenv("WB_TRAIN_LAUNCHER", "no-such-launcher")
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "resume", "back", "--detach", "-w", str(tmp_path))
+    assert code == 1 and "could not start no-such-launcher" in err
+    assert run.status()["state"] == "stopped" and "no-such-launcher" in run.status()["resume_error"]
+    code, out, _err = run_wb(capsys, monkeypatch, "runs", "-w", str(tmp_path))
+    assert "back" in out and "stopped" in out and "its last resume failed: could not start no-such-launcher" in out
+    (tmp_path / "gone").rename(own_base)
+    status = train_run(run, resume=True)
+    assert status["state"] == "finished" and not status.get("resume_error")

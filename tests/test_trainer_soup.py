@@ -48,6 +48,9 @@ def test_soup_is_the_mean_of_its_ingredients_and_serves(two_runs, capsys, monkey
     code, out, err = run_wb(capsys, monkeypatch, "runs", "soup", "s", "a", "runs/b", "-w", str(ws))
     assert code == 0, err
     assert "soup of a ×0.5 + b ×0.5" in out
+    # runs/NAME/model (the run's model folder, as a path) names the run as runs/NAME does
+    code, out, err = run_wb(capsys, monkeypatch, "runs", "soup", "s-path", "runs/a/model", "runs/b", "-w", str(ws))
+    assert code == 0 and "soup of a ×0.5 + b ×0.5" in out, err
     a, b, s = (_weights(ws / "runs" / n / "model") for n in ("a", "b", "s"))
     assert s.keys() == a.keys()
     moved = 0
@@ -132,3 +135,30 @@ def test_soup_refuses_what_cannot_be_averaged(two_runs, tmp_path, capsys, monkey
     assert code == 2 and ("hold different tensors" in err or "shape" in err), err
     for name in ("one", "k1", "k2", "k3", "k4", "k5", "k6", "k7"):
         assert not (ws / "runs" / name).exists(), name
+
+
+def test_a_soups_name_is_taken_before_it_averages(two_runs, monkeypatch):
+    """Two `wb runs soup NAME ...` at once: the one that starts second is refused at once, and the
+    first one's run is never removed (the second averaged too, then removed the first's folder)."""
+    from trainers import soup
+    from workbench.errors import UsageError
+
+    ws = two_runs
+    ingredients = [ws / "runs" / "a" / "model", ws / "runs" / "b" / "model"]
+    real, refused = soup.make_soup, []
+
+    def average_while_another_soup_starts(folders, out, weights=None):
+        if not refused:  # the other command, started while this one averages
+            refused.append("")
+            try:
+                soup.soup_run(ws, "race", ingredients)
+            except UsageError as exc:
+                refused[0] = str(exc)
+        return real(folders, out, weights)
+
+    monkeypatch.setattr(soup, "make_soup", average_while_another_soup_starts)
+    soup.soup_run(ws, "race", ingredients)
+    assert "a run named 'race' exists already: pick another name for the soup" in refused[0]
+    run_dir = ws / "runs" / "race"
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    assert (run_dir / "model" / "model.safetensors").exists()

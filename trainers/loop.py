@@ -40,6 +40,7 @@ import math
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import sys
@@ -115,15 +116,22 @@ class Trainer:
 
 
 class StopFlag:
+    """Turns SIGTERM (`wb runs stop`), SIGHUP (the terminal closed) and a first SIGINT (Ctrl-C) into a
+    stop request: the run checkpoints at the end of its step and ends ``stopped``. A second SIGINT
+    raises KeyboardInterrupt (abort without a checkpoint)."""
+
+    SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP (terminal closed)", signal.SIGINT: "Ctrl-C"}
+
     def __init__(self) -> None:
         self.requested = False
         self.why = ""
+        self.began = False  # set once the model, optimizer and checkpoint are loaded: the run trains
         self._previous: dict[int, object] = {}
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in self.SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except (ValueError, OSError):
@@ -141,7 +149,7 @@ class StopFlag:
         if signum == signal.SIGINT and self.requested:
             raise KeyboardInterrupt  # a second Ctrl-C: give up at once
         self.requested = True
-        self.why = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        self.why = self.SIGNALS.get(signum, f"signal {signum}")
         if signum == signal.SIGINT:
             print("stopping after this step (Ctrl-C again to abort without a checkpoint)", file=sys.stderr, flush=True)
 
@@ -270,6 +278,9 @@ def run_training(
         raise
     except BaseException as exc:
         message = failure_line(exc)
+        if resume and not stop.began:  # a resume that never got going: the run is as it was
+            restore_before_resume(run, message)
+            raise
         # the user's data or options (WbError): the one line says it all; else the traceback's end
         error = message if isinstance(exc, WbError) else "\n".join(traceback.format_exc().splitlines()[-20:])
         run.write_status(state="failed", error=error, message=message, pid=None)
@@ -281,6 +292,18 @@ def run_training(
             import torch
 
             torch.set_flush_denormal(False)
+
+
+def restore_before_resume(run: RunFolder, why: str) -> None:
+    """A resume of ``run`` failed before it trained (a base model gone, a bad config, a launcher that
+    would not start): put back the state, error and message the run had before
+    (:meth:`RunFolder.resume_snapshot`, saved when the resume began), with ``resume_error`` saying why, and log a
+    ``resume_failed`` event. The run stays what it was (stopped, died, failed), resumable again."""
+    before = run.resume_snapshot()
+    # no pid: a run that said running (a died one) reads as died again, never as a live process
+    run.write_status(state=before.get("state", "stopped"), error=before.get("error"), message=before.get("message"),
+                     pid=None, resume_of=None, resume_error=why)
+    run.append_event({"event": "resume_failed", "time": time.time(), "error": why})
 
 
 def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_step, finish_now: bool = False) -> dict:
@@ -352,7 +375,8 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         run.append_event({"event": "resumed", "step": step, "checkpoint": checkpoint.name, "time": time.time()})
         log(f"resumed from {checkpoint.name}")
     run.write_status(state="running", pid=os.getpid(), step=step, total_steps=total, loss=last_loss,
-                     best_metric=best, **described)
+                     best_metric=best, resume_of=None, resume_error=None, **described)
+    stop.began = True
     if step == 0:
         run.append_event({"event": "started", "total_steps": total, "examples": len(examples),
                           "batches_per_epoch": per_epoch, **described,
@@ -527,7 +551,7 @@ def _train(run: RunFolder, trainer: Trainer, resume: bool, stop: StopFlag, on_st
         run.write_status(state="stopped", step=step, total_steps=total, loss=last_loss, pid=None)
         run.append_event({"event": "stopped", "step": step, "why": stop.why, "checkpoint": folder.name,
                           "time": time.time()})
-        log(f"stopped at step {step} ({stop.why}); resume with `wb train resume {run.name}`")
+        log(f"stopped at step {step} ({stop.why}); resume with `wb train resume {shlex.quote(run.name)}`")
         return run.status()
 
     accelerator.wait_for_everyone()
@@ -613,16 +637,21 @@ def train_run(run: RunFolder, resume: bool = False, *, on_step=None, finish_now:
     # a stop at step 0 checkpoints the untrained base: finishing would make it the run's model
     if finish_now and (not resume or checkpoint is None or checkpoint.name == "step-0"):
         raise UsageError(f"run {run.name} has no checkpoint to take its model from (no step trained): resume it "
-                         f"with `wb train resume {run.name}` instead")
+                         f"with `wb train resume {shlex.quote(run.name)}` instead")
     from .runs import training_lock
 
     with training_lock(run):
+        if resume:  # what the run was, put back if this resume fails before it trains
+            run.write_status(resume_of=run.resume_snapshot())
         stop = StopFlag()  # before the trainer's imports (seconds): a `wb runs stop` meanwhile is a stop, not a kill
         stop.install()
         try:
             trainer = trainer_for(run)
         except BaseException as exc:
             stop.restore()
-            run.write_status(state="failed", error=failure_line(exc), message=failure_line(exc), pid=None)
+            if resume:
+                restore_before_resume(run, failure_line(exc))
+            else:
+                run.write_status(state="failed", error=failure_line(exc), message=failure_line(exc), pid=None)
             raise
         return run_training(run, trainer, resume, on_step=on_step, finish_now=finish_now, stop=stop)

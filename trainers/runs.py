@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import time
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from workbench.errors import UsageError
+from workbench.errors import UsageError, WorkspaceError
 from workbench.files import write_whole
 
 TERMINAL = ("finished", "stopped", "failed", "died")
@@ -115,6 +116,15 @@ class RunFolder:
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
+
+    def resume_snapshot(self) -> dict:
+        """What a resume that fails before training puts back: the ``resume_of`` its launcher saved,
+        else the state, error and message status.json holds (its state as written: a died run's is
+        ``running``, read as died again once no pid is recorded)."""
+        raw = self._raw_status()
+        if isinstance(raw.get("resume_of"), dict):
+            return raw["resume_of"]
+        return {key: raw.get(key) for key in ("state", "error", "message")}
 
     def status_seq(self) -> int:
         """How many times status.json has been written (its ``seq``; 0 when there is none)."""
@@ -245,7 +255,7 @@ def training_lock(run: "RunFolder") -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise UsageError(f"run {run.name} is being trained by another process right now: "
-                             f"`wb runs` shows it, `wb runs stop {run.name}` stops it") from None
+                             f"`wb runs` shows it, `wb runs stop {shlex.quote(run.name)}` stops it") from None
         yield
     finally:
         fh.close()
@@ -264,18 +274,33 @@ def list_runs(workspace_root: Path) -> list[RunFolder]:
 
 
 def get_run(workspace_root: Path, name: str) -> RunFolder:
+    """The run ``runs/NAME``; UsageError when there is none (a name no folder can have included)."""
     run = RunFolder(runs_dir(workspace_root) / name)
-    if not run.exists():
-        raise UsageError(f"no run named '{name}' in {runs_dir(workspace_root)}")
+    try:
+        found = bool(name) and "/" not in name and run.exists()
+    except OSError:  # a name too long for a file name
+        found = False
+    if not found:
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise UsageError(f"no run named {shown!r} in {runs_dir(workspace_root)}")
     return run
 
 
+NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
+
+
 def check_run_name(name: str) -> str:
-    """``name`` when it can be a run's folder under ``runs/`` (no path separator, not hidden), else
-    :class:`UsageError`."""
+    """``name`` when it can be a run's folder under ``runs/`` (no path separator or control character,
+    not hidden, at most :data:`NAME_MAX` bytes), else :class:`UsageError` (one line: a newline in the
+    name is shown escaped)."""
     if not name or "/" in name or "\\" in name or name.startswith((".", "-")) or name != name.strip():
         # (a leading "-" reads as an option: `wb runs stop --help` could never name it)
-        raise UsageError(f"bad run name '{name}': use a plain folder name (not starting with '.' or '-')")
+        raise UsageError(f"bad run name {name!r}: use a plain folder name (not starting with '.' or '-')")
+    if not name.isprintable():  # a newline or other control character would cut `wb runs` lines and logs
+        raise UsageError(f"bad run name {name!r}: control characters (newline, tab, ...) are not allowed")
+    if len(os.fsencode(name)) > NAME_MAX:
+        raise UsageError(f"bad run name '{name[:40]}...': {len(os.fsencode(name))} bytes, at most {NAME_MAX} "
+                         "make a folder name")
     return name
 
 
@@ -303,22 +328,27 @@ def failed_before_training(run: RunFolder) -> bool:
             and not run.model_dir.exists())
 
 
-def new_run(workspace_root: Path, name: str, config_json: str) -> RunFolder:
-    """A new run folder ``runs/NAME`` in state ``queued``. A name already taken is refused, except by a
-    run that failed before training (:func:`failed_before_training`), which is replaced."""
-    run = RunFolder(runs_dir(workspace_root) / name)
-    run.path.parent.mkdir(parents=True, exist_ok=True)
-    # one creator at a time: two `wb train --out NAME` started together must not both take the name
-    with open(run.path.parent / ".new-run.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if run.exists() and failed_before_training(run):
-            shutil.rmtree(run.path)
-        if run.exists():
-            raise UsageError(f"a run named '{name}' exists already: pick another --out, or --resume {name}")
-        run.path.mkdir(parents=True, exist_ok=True)
-        write_whole(run.config_path, config_json)  # the run's existence marker: whole or absent
-        # the creating process's pid: killed before training begins, the run reads as died (its name free)
-        run.write_status(state="queued", step=0, total_steps=None, pid=os.getpid())
+def new_run(workspace_root: Path, name: str, config_json: str,
+            taken: str = "pick another --out, or --resume {name}") -> RunFolder:
+    """A new run folder ``runs/NAME`` in state ``queued``, created atomically (the name is reserved
+    before any work starts). A name already taken is refused (UsageError ending in ``taken``), except
+    by a run that failed before training (:func:`failed_before_training`), which is replaced."""
+    run = RunFolder(runs_dir(workspace_root) / check_run_name(name))
+    try:
+        run.path.parent.mkdir(parents=True, exist_ok=True)
+        # one creator at a time: two `wb train --out NAME` started together must not both take the name
+        with open(run.path.parent / ".new-run.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if run.exists() and failed_before_training(run):
+                shutil.rmtree(run.path)
+            if run.exists():
+                raise UsageError(f"a run named '{name}' exists already: {taken.format(name=shlex.quote(name))}")
+            run.path.mkdir(parents=True, exist_ok=True)
+            write_whole(run.config_path, config_json)  # the run's existence marker: whole or absent
+            # the creating process's pid: killed before training begins, the run reads as died (its name free)
+            run.write_status(state="queued", step=0, total_steps=None, pid=os.getpid())
+    except OSError as exc:  # a read-only workspace, no room, runs/ that is a file
+        raise WorkspaceError(f"cannot create the run folder {run.path}: {exc.strerror or exc}") from None
     return run
 
 

@@ -209,25 +209,30 @@ def ingredient_trainer(folders: list[Path]) -> str | None:
 
 def soup_run(workspace_root: Path, name: str, folders: list[Path], weights: list[float] | None = None) -> SoupSummary:
     """A finished run ``runs/<name>`` whose ``model/`` is the soup of ``folders``: usable as
-    ``--model ROLE=runs/<name>`` like any trained run. Nothing is left behind when it fails."""
-    from trainers.runs import RunFolder, check_run_name, new_run, runs_dir
+    ``--model ROLE=runs/<name>`` like any trained run. The name is reserved (a ``queued`` run) before
+    the averaging starts, so of two soups (or a soup and a `wb train`) given one name, one is refused
+    at once; nothing is left behind when it fails."""
+    from trainers.runs import check_run_name, new_run, runs_dir
 
-    run = RunFolder(runs_dir(Path(workspace_root)) / check_run_name(name))
-    if run.path.exists():
-        raise UsageError(f"'{run.path}' exists already: pick another name for the soup")
+    run_path = runs_dir(Path(workspace_root)) / check_run_name(name)
+    if run_path.exists() and not (run_path / "config.json").exists():  # not a run: never taken over
+        raise UsageError(f"'{run_path}' exists already: pick another name for the soup")
+    folders = [Path(f) for f in folders]
+    check_ingredients(folders)  # a mistake is said before the name is taken
+    config = {"trainer": "soup", "name": name, "ingredients": [str(f) for f in folders],
+              "weights": normalised_weights(len(folders), weights)}
+    made_by = ingredient_trainer(folders)
+    if made_by:
+        config["ingredient_trainer"] = made_by  # the soup serves in the role its ingredients' trainer fills
+    run = new_run(Path(workspace_root), name, json.dumps(config, indent=2),
+                  taken="pick another name for the soup")
     try:
         summary = make_soup(folders, run.model_dir, weights)
-        config = {"trainer": "soup", "name": name, "ingredients": list(summary.ingredients),
-                  "weights": list(summary.weights)}
-        made_by = ingredient_trainer(folders)
-        if made_by:
-            config["ingredient_trainer"] = made_by  # the soup serves in the role its ingredients' trainer fills
-        new_run(Path(workspace_root), name, json.dumps(config, indent=2))
     except BaseException:
-        shutil.rmtree(run.path, ignore_errors=True)
+        shutil.rmtree(run.path, ignore_errors=True)  # this process made the folder: the name is free again
         raise
     kind = _kind(run.model_dir)
     run.append_event({"event": "finished", "soup": config})
-    run.write_status(state="finished", step=0, total_steps=0, model=str(run.model_dir),
+    run.write_status(state="finished", step=0, total_steps=0, model=str(run.model_dir), pid=None,
                      **({"kind": kind} if kind else {}))
     return summary

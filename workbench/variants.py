@@ -69,6 +69,8 @@ def resolve_model_overrides(ws: Workspace, overrides: dict[str, str]) -> dict[st
             cut = re.fullmatch(r"(.+)@(\d+)", run_name)
             if cut and not (ws.runs_dir / run_name).exists():
                 run_name, suffix = cut.group(1), f"@{cut.group(2)}"
+            if run_name.endswith("/model"):  # runs/NAME/model: the run's model folder, named as a path
+                run_name = run_name[: -len("/model")]
             model_dir = ws.runs_dir / run_name / "model"
             if not model_dir.is_dir():
                 if (ws.runs_dir / run_name / "config.json").exists():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -796,7 +797,6 @@ def _resolve_base(base: str, ws) -> str:
 
 def _spawn_run(run, resume: bool) -> int:
     """Start ``python -m trainers.cli run RUN_DIR`` in its own session; its output goes to the run log."""
-    import shlex
     import subprocess
 
     env = dict(os.environ)
@@ -810,10 +810,16 @@ def _spawn_run(run, resume: bool) -> int:
     cmd = launcher + ["-m", "trainers.cli", "run", str(run.path)] + (["--resume"] if resume else [])
     from workbench.errors import TrainingError
 
-    def failed(why: str, hint: str = "") -> TrainingError:  # before training: the run's name is free again
-        run.write_status(state="failed", error=why, message=why, pid=None)
+    def failed(why: str, hint: str = "") -> TrainingError:
+        if resume:  # the run stays what it was (stopped, died, ...)
+            from trainers.loop import restore_before_resume
+
+            restore_before_resume(run, why)
+        else:  # before training: the run's name is free again
+            run.write_status(state="failed", error=why, message=why, pid=None)
         return TrainingError(f"run {run.name}: {why}{hint}")
 
+    resume_of = run.resume_snapshot() if resume else None
     before = run.status_seq()
     try:
         log = open(run.log_path, "a")
@@ -827,13 +833,16 @@ def _spawn_run(run, resume: bool) -> int:
         hint = " (check $WB_TRAIN_LAUNCHER)" if os.environ.get("WB_TRAIN_LAUNCHER", "").strip() else ""
         raise failed(f"could not start {launcher[0]}: {exc.strerror or exc}", hint) from None
     # the run writes its own state as it starts: a failure it wrote already is never overwritten
-    run.write_status(unless_changed_since=before, state="running", pid=proc.pid)
+    # (a resume keeps what the run was in resume_of: a child that fails before training puts it back)
+    run.write_status(unless_changed_since=before, state="running", pid=proc.pid,
+                     **({"resume_of": resume_of} if resume else {}))
     return proc.pid
 
 
 class _Tee:
     """stdout written to ``path`` too (``echo=False``: to ``path`` only). A console that goes away
-    (`wb train ... | head`) ends the echo, never the run: the log file keeps every line."""
+    (`wb train ... | head`: EPIPE; a closed terminal: EIO) ends the echo, never the run: the log file
+    keeps every line."""
 
     def __init__(self, stream, path: Path, echo: bool = True) -> None:
         self.stream, self.file, self.echo = stream, open(path, "a", encoding="utf-8"), echo
@@ -843,8 +852,8 @@ class _Tee:
         if self.echo:
             try:
                 self.stream.write(text)
-            except BrokenPipeError:
-                self._reader_left()
+            except OSError as exc:
+                self._reader_left(exc)
         return len(text)
 
     def flush(self) -> None:
@@ -852,14 +861,22 @@ class _Tee:
         if self.echo:
             try:
                 self.stream.flush()
-            except BrokenPipeError:
-                self._reader_left()
+            except OSError as exc:
+                self._reader_left(exc)
 
-    def _reader_left(self) -> None:
+    def _reader_left(self, exc: OSError) -> None:
+        """Stop echoing when the console is gone (EPIPE, EIO); any other OSError is raised."""
+        import errno
+
         from workbench.cli.output import quiet_stream
 
+        if exc.errno not in (errno.EPIPE, errno.EIO):
+            raise exc
         self.echo = False
-        quiet_stream(self.stream)  # later writes (the summary) too
+        try:
+            quiet_stream(self.stream)  # later writes (the summary) too
+        except (OSError, ValueError):  # no file descriptor to point elsewhere
+            pass
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
@@ -884,7 +901,7 @@ def _run_training(run, resume: bool, detach: bool, finish_now: bool = False) -> 
         typer.echo(run.name)
         _err_console().print(_plain(f"run {run.name} {'resumed' if resume else 'started'} in the background "
                              f"(pid {pid}); log {run.log_path}; "
-                             f"`wb runs` to watch, `wb runs stop {run.name}` to stop", style="dim"), highlight=False)
+                             f"`wb runs` to watch, `wb runs stop {shlex.quote(run.name)}` to stop", style="dim"), highlight=False)
         return
     from workbench.errors import TrainingError
     from trainers.loop import train_run
@@ -902,7 +919,7 @@ def _run_training(run, resume: bool, detach: bool, finish_now: bool = False) -> 
         raise TrainingError(f"run {run.name} failed: {type(exc).__name__}: {exc} (details in {run.status_path})") from exc
     state = status.get("state")
     if state == "stopped":
-        typer.echo(f"run {run.name} stopped at step {status.get('step')}: `wb train resume {run.name}` continues it")
+        typer.echo(f"run {run.name} stopped at step {status.get('step')}: `wb train resume {shlex.quote(run.name)}` continues it")
         stops = [e for e in run.events() if e.get("event") == "stopped"]
         if stops and stops[-1].get("why") == "Ctrl-C":
             raise typer.Exit(130)  # interrupted here (a `wb runs stop` from elsewhere ends 0)
@@ -1022,7 +1039,7 @@ def _train_cmd(config_cls, given: dict, *, config: Optional[str], detach: bool, 
             trainer = None
         if trainer and trainer != config_cls.TRAINER:
             raise UsageError(f"run '{resume}' is trained by `wb train {trainer}`, not `wb train {config_cls.TRAINER}`: "
-                             f"`wb train resume {resume}` continues it")
+                             f"`wb train resume {shlex.quote(resume)}` continues it")
         return train_resume_cmd(resume, detach=detach, workspace=workspace)
     from trainers.config import read_toml
 
@@ -1395,13 +1412,18 @@ def train_resume_cmd(
     run = get_run(ws.root, name)
     state = run.status().get("state")
     if state == "running":
-        raise UsageError(f"run '{name}' is running (pid {run.status().get('pid')}): `wb runs stop {name}` first")
+        raise UsageError(f"run '{name}' is running (pid {run.status().get('pid')}): `wb runs stop {shlex.quote(name)}` first")
     if state == "finished":
         raise UsageError(f"run '{name}' has finished: its model is in {run.model_dir}")
     if state == "unknown" and run.model_dir.is_dir():  # status.json lost: the model says it finished
         raise UsageError(f"run '{name}' has no readable status.json but a saved model ({run.model_dir}): resuming "
                          f"would train it again over that model; train a new run with another --out instead")
     _run_training(run, resume=True, detach=detach)
+
+
+# status.json keys that only the run folder's own writers read (lock counter, pid identity, what a
+# failed resume puts back): not part of `wb runs --json`
+_STATUS_BOOKKEEPING = ("seq", "pid_start", "resume_of")
 
 
 def _fmt_metric(value) -> str:
@@ -1425,8 +1447,9 @@ def runs_list(
         raise WorkspaceError(f"no workspace at {ws.root}")
     runs = list_runs(ws.root)
     if json_out:
-        for run in runs:  # a key the run does not have (yet) is left out, never null
-            print(json.dumps({"name": run.name, **{k: v for k, v in run.status().items() if v is not None}}))
+        for run in runs:  # a key the run does not have (yet) is left out, never null; bookkeeping too
+            print(json.dumps({"name": run.name, **{k: v for k, v in run.status().items()
+                                                    if v is not None and k not in _STATUS_BOOKKEEPING}}))
         return
     if not runs:
         typer.echo(f"no training runs in {ws.root / 'runs'}")
@@ -1446,6 +1469,9 @@ def runs_list(
         typer.echo(f"{run.name:<24} {s.get('state', '?'):<9} {step:>11} {_fmt_metric(loss):>8}  {best}")
         if s.get("state") == "finished" and s.get("early"):
             typer.echo(f"  finished early (asked to): the model of step {s.get('model_step', s.get('step'))}")
+        if s.get("resume_error") and s.get("state") != "running":
+            reason = " ".join(str(s["resume_error"]).split())
+            typer.echo(f"  its last resume failed: {reason[:140]}{'…' if len(reason) > 140 else ''}")
         if s.get("state") == "failed" and s.get("message"):
             reason = " ".join(str(s["message"]).split())
             typer.echo(f"  {reason[:160]}{'…' if len(reason) > 160 else ''}")
@@ -1453,7 +1479,7 @@ def runs_list(
             checkpoint = run.latest_checkpoint()
             at = int(checkpoint.name.split("-")[1]) if checkpoint else 0
             if at != (s.get("step") or 0):
-                typer.echo(f"  `wb train resume {run.name}` continues from step {at} "
+                typer.echo(f"  `wb train resume {shlex.quote(run.name)}` continues from step {at} "
                            f"({'its last checkpoint' if checkpoint else 'no checkpoint yet'})")
 
 
@@ -1461,7 +1487,7 @@ def runs_list(
 def runs_stop(
     name: Annotated[str, typer.Argument(help="The run to stop.")],
     wait: Annotated[Optional[float], typer.Option(
-        "--wait", help="Seconds to wait for it to checkpoint and stop (default: 60, or two of its steps when they are longer).")] = None,
+        "--wait", help="Seconds to wait for it to checkpoint and stop (default: 60, or two of its steps when they are longer; 0: ask and return at once).")] = None,
     finish: Annotated[bool, typer.Option(
         "--finish", help="Early stop: save the model as it is at the end of this step and end the run finished (no resume); on a stopped run, the model of its last checkpoint.")] = False,
     workspace: WorkspaceOpt = None,
@@ -1485,6 +1511,14 @@ def runs_stop(
                    else f"run {name} is {state} already")
         return
     run.request_stop(finish=finish)
+    if status.get("state") == "unknown":  # no status.json: no process to wait on (the stop file stays)
+        typer.echo(f"run {name} is in an unknown state (no readable {run.status_path.name}): stop asked in case "
+                   f"it still trains; `wb runs` shows its state")
+        return
+    if wait == 0:
+        typer.echo(f"run {name}: stop asked (it {'finishes' if finish else 'checkpoints and stops'} at the end of "
+                   f"its current step); `wb runs` shows when it has")
+        return
     if wait is None:
         wait = run.stop_wait_seconds()
     final = run.wait_terminal(wait)
@@ -1495,13 +1529,13 @@ def runs_stop(
     from workbench.errors import TrainingError
 
     raise TrainingError(f"run {name} did not stop within {wait:.0f} s (asked to: it stops at the end of its current step; "
-                        f"`wb runs stop {name} --wait SECONDS` waits longer)")
+                        f"`wb runs stop {shlex.quote(name)} --wait SECONDS` waits longer)")
 
 
 @runs_app.command("soup", short_help="Average several fine-tuned models into one finished run (a model soup).")
 def runs_soup(
     name: Annotated[str, typer.Argument(help="Name of the new run that holds the averaged model.")],
-    models: Annotated[list[str], typer.Argument(help="Two or more finished runs (NAME or runs/NAME) or model folders, fine-tuned from one starting point.")],
+    models: Annotated[list[str], typer.Argument(help="Two or more finished runs or model folders, fine-tuned from one starting point: runs/NAME (or runs/NAME/model) is always the run; a bare NAME is the folder of that name when one exists, else the run NAME.")],
     weights: Annotated[Optional[str], typer.Option("--weights", help="Comma-separated weight per model (normalised; default uniform).")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
