@@ -269,6 +269,21 @@ def test_kill_between_store_writes_is_repaired(fresh):
     assert sorted(after["lance_keys"]) == sorted(before["lance_keys"])
 
 
+def test_a_run_killed_right_after_a_rebuild_forgot_the_documents_recreates_the_stores(fresh):
+    """A rebuild in place (a variant's model change, an empty workspace) forgets every document, then
+    recreates the stores: a kill in between, then a run with the old settings again, must not take
+    the old stores' rows for an empty index (it added every chunk a second time)."""
+    ws, corpus = fresh
+    Indexer(ws).run(corpus)
+    before = store_state(ws)
+    with Manifest(ws.manifest_path) as manifest:  # the rebuild's first write; killed right after
+        manifest.reset(reindex=[s for s, *_ in manifest.sources()])
+    Indexer(ws).run(corpus)
+    after = store_state(ws)
+    assert_consistent(after)
+    assert sorted(after["lance_keys"]) == sorted(before["lance_keys"])
+
+
 def test_second_writer_is_refused(fresh):
     from workbench.errors import WorkspaceError
 

@@ -190,9 +190,14 @@ class Manifest:
 
     def reset(self, reindex: list[str] = ()) -> None:
         """Forget every document (the stores are being rebuilt from scratch). ``reindex``: the roots
-        that were indexed, recorded in the same transaction as :meth:`roots_to_reindex`."""
+        that were indexed, recorded in the same transaction as :meth:`roots_to_reindex`. The
+        recorded settings and read snapshot are forgotten with them, and recorded again once the
+        stores are recreated: a run killed in between finds no settings and recreates the stores
+        (with the old settings kept it took the old stores' rows for an empty index and added every
+        chunk a second time)."""
         with self.db:
             self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM meta WHERE key IN ('settings', 'snapshot_version')")
             self.db.execute("DELETE FROM docs")
             self.db.execute("DELETE FROM pending")
             self.db.execute("DELETE FROM roots")
