@@ -1063,3 +1063,41 @@ def test_a_resume_that_fails_before_training_leaves_the_run_as_it_was(tiny, tmp_
     (tmp_path / "gone").rename(own_base)
     status = train_run(run, resume=True)
     assert status["state"] == "finished" and not status.get("resume_error")
+
+
+def test_runs_remove_deletes_a_run_and_frees_its_name_but_never_one_in_use(tiny, tmp_path, capsys, monkeypatch):
+    """`wb runs remove`: a finished or stopped run goes (folder, listing) and its name can be trained
+    again; a queued/running run and a run whose model wb.toml serves are refused in one line, before
+    any run named with them is deleted."""
+    from trainers.embedder import train_embedder
+    from workbench.workspace import Workspace
+
+    base, data = tiny
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    done = _new(ws.root, "done", base, data, max_steps=2)
+    assert train_embedder(done)["state"] == "finished"
+    served = _new(ws.root, "served", base, data, max_steps=2)
+    assert train_embedder(served)["state"] == "finished"
+    stopped = _new(ws.root, "stopped", base, data, max_steps=6)
+    assert train_embedder(stopped, on_step=lambda s, r: s == 2 and r.stop_path.touch())["state"] == "stopped"
+    queued = _new(ws.root, "queued", base, data)  # its creator (this process) is alive: it is about to train
+    ws.config_path.write_text(ws.config_path.read_text().replace('reranker = "maxsim"', 'reranker = "runs/served"'))
+
+    code, _out, err = run_wb(capsys, monkeypatch, "runs", "remove", "done", "served", "-w", str(ws.root))
+    assert code == 2 and "reranker model" in err and err.count("\n") == 1
+    code, _out, err = run_wb(capsys, monkeypatch, "runs", "remove", "done", "queued", "-w", str(ws.root))
+    assert code == 2 and "queued" in err and "wb runs stop queued" in err
+    code, _out, err = run_wb(capsys, monkeypatch, "runs", "remove", "nope", "-w", str(ws.root))
+    assert code == 2 and "no run named 'nope'" in err
+    assert done.path.exists()  # nothing was deleted by a refused command
+
+    code, out, err = run_wb(capsys, monkeypatch, "runs", "remove", "done", "stopped", "-w", str(ws.root))
+    assert code == 0, err
+    assert out.splitlines() == ["removed run done", "removed run stopped"]
+    assert not done.path.exists() and not stopped.path.exists()
+    assert sorted(p.name for p in ws.runs_dir.iterdir() if not p.name.startswith(".")) == ["queued", "served"]
+    code, out, _err = run_wb(capsys, monkeypatch, "runs", "-w", str(ws.root), "--json")
+    assert sorted(json.loads(line)["name"] for line in out.splitlines()) == ["queued", "served"]
+    again = _new(ws.root, "done", base, data, max_steps=2)  # the name is free again
+    assert train_embedder(again)["state"] == "finished"

@@ -266,10 +266,11 @@ def runs_dir(workspace_root: Path) -> Path:
 
 
 def list_runs(workspace_root: Path) -> list[RunFolder]:
+    """The runs of a workspace, oldest first (a hidden folder, e.g. one being removed, is none)."""
     folder = runs_dir(workspace_root)
     if not folder.exists():
         return []
-    runs = [RunFolder(p) for p in folder.iterdir() if (p / "config.json").exists()]
+    runs = [RunFolder(p) for p in folder.iterdir() if not p.name.startswith(".") and (p / "config.json").exists()]
     return sorted(runs, key=lambda r: r.config_path.stat().st_mtime)
 
 
@@ -349,6 +350,41 @@ def new_run(workspace_root: Path, name: str, config_json: str,
             run.write_status(state="queued", step=0, total_steps=None, pid=os.getpid())
     except OSError as exc:  # a read-only workspace, no room, runs/ that is a file
         raise WorkspaceError(f"cannot create the run folder {run.path}: {exc.strerror or exc}") from None
+    return run
+
+
+REMOVED_PREFIX = ".removed-"  # a run being deleted is renamed to this first: gone from `wb runs` at once
+
+
+def remove_run(workspace_root: Path, name: str) -> RunFolder:
+    """Delete the run ``runs/NAME`` (config, logs, checkpoints, model) and free its name.
+
+    Refused (UsageError) while a process trains it or it is queued with its creator alive: stop it
+    first. Under the lock of :func:`new_run`, so no run of the same name is created meanwhile. The
+    folder is first renamed to a hidden ``.removed-PID-TIME`` (one atomic step: a kill leaves the
+    run either whole or gone from ``wb runs``), then deleted; a hidden folder a killed removal left
+    is deleted by the next one. Returns the run as it was (its path no longer exists)."""
+    run = get_run(workspace_root, name)
+    parent = run.path.parent
+    try:
+        with open(parent / ".new-run.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = run.status().get("state")
+            with open(run.path / ".train.lock", "a") as train:
+                try:
+                    fcntl.flock(train, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    busy = state in ("running", "queued")  # a launcher between creating and training it
+                except BlockingIOError:
+                    busy = True
+                if busy:
+                    raise UsageError(f"run {name} is {state if state in ('running', 'queued') else 'being trained'}: "
+                                     f"`wb runs stop {shlex.quote(name)}` stops it, then remove it")
+                hidden = parent / f"{REMOVED_PREFIX}{os.getpid()}-{time.time_ns()}"
+                os.rename(run.path, hidden)
+        for left in [hidden, *parent.glob(f"{REMOVED_PREFIX}*")]:
+            shutil.rmtree(left, ignore_errors=True)
+    except OSError as exc:  # a read-only workspace
+        raise WorkspaceError(f"cannot remove the run folder {run.path}: {exc.strerror or exc}") from None
     return run
 
 

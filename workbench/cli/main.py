@@ -781,7 +781,7 @@ def _eval_output(result, data, per_query: bool, top: int | None, run_dir: str | 
 # ---------------------------------------------------------------------------------------------
 train_app = typer.Typer(help="Fine-tune models; each run is a folder under <workspace>/runs/NAME.")
 app.add_typer(train_app, name="train")
-runs_app = typer.Typer(help="List training runs; `wb runs stop NAME` stops one, `wb runs soup NAME A B` averages finished ones.", invoke_without_command=True)
+runs_app = typer.Typer(help="List training runs; `wb runs stop NAME` stops one, `wb runs soup NAME A B` averages finished ones, `wb runs remove NAME` deletes one.", invoke_without_command=True)
 app.add_typer(runs_app, name="runs")
 
 
@@ -1530,6 +1530,52 @@ def runs_stop(
 
     raise TrainingError(f"run {name} did not stop within {wait:.0f} s (asked to: it stops at the end of its current step; "
                         f"`wb runs stop {shlex.quote(name)} --wait SECONDS` waits longer)")
+
+
+def _roles_served_by(ws, run_path: Path) -> list[str]:
+    """The roles of the workspace's wb.toml whose model lies in ``run_path`` (``runs/NAME``,
+    ``runs/NAME@L``, or a folder path inside the run)."""
+    import re
+
+    models = ws.config().models
+    roles = []
+    for role in ("dense", "colbert", "sparse", "reranker"):
+        value = str(getattr(models, role))
+        if value.startswith("runs/"):
+            target = ws.runs_dir / re.sub(r"@\d+$", "", value[5:]).strip("/")
+        else:
+            target = Path(re.sub(r"@\d+$", "", value)).expanduser()
+            if not target.is_absolute() or not target.exists():
+                continue
+        target = target.resolve()
+        if target == run_path or run_path in target.parents:
+            roles.append(role)
+    return roles
+
+
+@runs_app.command("remove", short_help="Delete a run that is not training: its folder, checkpoints and model; its name is free again.")
+def runs_remove(
+    names: Annotated[list[str], typer.Argument(help="The runs to delete.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Delete runs (their config, logs, checkpoints and model) and free their names. A run that is
+    training (stop it first) or whose model the workspace's wb.toml serves is refused, before any
+    run named is deleted. Variant indexes built with a run's model are left as they are."""
+    from trainers.runs import get_run, remove_run
+
+    ws = _workspace(workspace)
+    for name in names:
+        run = get_run(ws.root, name)
+        state = run.status().get("state")
+        if state in ("running", "queued"):  # said for every run before any is deleted (remove_run checks again)
+            raise UsageError(f"run {name} is {state}: `wb runs stop {shlex.quote(name)}` stops it, then remove it")
+        roles = _roles_served_by(ws, run.path.resolve())
+        if roles:
+            raise UsageError(f"run {name} is the {' and '.join(roles)} model of {ws.config_path}: "
+                             "point that role at another model first")
+    for name in dict.fromkeys(names):
+        remove_run(ws.root, name)
+        typer.echo(f"removed run {name}")
 
 
 @runs_app.command("soup", short_help="Average several fine-tuned models into one finished run (a model soup).")
