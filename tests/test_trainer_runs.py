@@ -1082,7 +1082,8 @@ def test_runs_remove_deletes_a_run_and_frees_its_name_but_never_one_in_use(tiny,
     stopped = _new(ws.root, "stopped", base, data, max_steps=6)
     assert train_embedder(stopped, on_step=lambda s, r: s == 2 and r.stop_path.touch())["state"] == "stopped"
     _new(ws.root, "queued", base, data)  # its creator (this process) is alive: it is about to train
-    ws.config_path.write_text(ws.config_path.read_text().replace('reranker = "maxsim"', 'reranker = "runs/served"'))
+    ws.config_path.write_text(ws.config_path.read_text().replace('reranker = "maxsim"',
+                                                                  f'reranker = "{served.model_dir}"'))
 
     code, _out, err = run_wb(capsys, monkeypatch, "runs", "remove", "done", "served", "-w", str(ws.root))
     assert code == 2 and "reranker model" in err and err.count("\n") == 1

@@ -128,6 +128,12 @@ def test_unknown_or_unfinished_runs_are_one_line_errors(ws_with_run, capsys, mon
     (ws.runs_dir / "half" / "config.json").write_text("{}")
     code, _, err = wb(capsys, monkeypatch, "query", "x", "-w", str(ws.root), "--model", "dense=runs/half")
     assert code == 2 and "not finished" in err and len(err.strip().splitlines()) == 1
+    # @L is a layer-wise reranker's cutoff layer: in another role it is refused before anything is
+    # built (it asked for a variant index, then failed inside the encoder)
+    for value in ("dense=runs/ft@3", f"colbert={ws.runs_dir / 'ft' / 'model'}@2"):
+        code, _, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", value)
+        assert code == 2 and "is for a layer-wise reranker only" in err and len(err.strip().splitlines()) == 1, err
+    assert not (ws.root / "variants").exists()
 
 
 def test_eval_compare_puts_base_and_fine_tune_in_one_table(ws_with_run, tmp_path, capsys, monkeypatch):

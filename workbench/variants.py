@@ -69,6 +69,7 @@ def resolve_model_overrides(ws: Workspace, overrides: dict[str, str]) -> dict[st
             cut = re.fullmatch(r"(.+)@(\d+)", run_name)
             if cut and not (ws.runs_dir / run_name).exists():
                 run_name, suffix = cut.group(1), f"@{cut.group(2)}"
+                _cutoff_only_for_rerankers(role, name)
             if run_name.endswith("/model"):  # runs/NAME/model: the run's model folder, named as a path
                 run_name = run_name[: -len("/model")]
             model_dir = ws.runs_dir / run_name / "model"
@@ -85,7 +86,17 @@ def resolve_model_overrides(ws: Workspace, overrides: dict[str, str]) -> dict[st
             out[role] = str(model_dir.resolve()) + suffix
         elif Path(name).expanduser().is_dir():  # a folder, however it is spelled, is one model (one variant)
             out[role] = str(Path(name).expanduser().resolve())
+        elif re.fullmatch(r"(.+)@\d+", name) and Path(name.rsplit("@", 1)[0]).expanduser().is_dir():
+            _cutoff_only_for_rerankers(role, name)
     return out
+
+
+def _cutoff_only_for_rerankers(role: str, name: str) -> None:
+    """UsageError for ``@L`` (a layer-wise reranker's cutoff layer) in another role than reranker
+    (it asked for an index with it, then failed inside the encoder)."""
+    if role != "reranker":
+        raise UsageError(f"{role}={name}: @{name.rsplit('@', 1)[1]} (a cutoff layer) is for a layer-wise reranker "
+                         f"only (--model reranker=NAME@L); give the {role} model without it")
 
 
 def index_models(models: ModelsConfig) -> ModelsConfig:

@@ -1533,23 +1533,18 @@ def runs_stop(
 
 
 def _roles_served_by(ws, run_path: Path) -> list[str]:
-    """The roles of the workspace's wb.toml whose model lies in ``run_path`` (``runs/NAME``,
-    ``runs/NAME@L``, or a folder path inside the run)."""
+    """The roles of the workspace's wb.toml whose model folder (``FOLDER@L`` for a layer-wise
+    reranker's cutoff) lies in ``run_path``."""
     import re
 
     models = ws.config().models
     roles = []
     for role in ("dense", "colbert", "sparse", "reranker"):
-        value = str(getattr(models, role))
-        if value.startswith("runs/"):
-            target = ws.runs_dir / re.sub(r"@\d+$", "", value[5:]).strip("/")
-        else:
-            target = Path(re.sub(r"@\d+$", "", value)).expanduser()
-            if not target.is_absolute() or not target.exists():
-                continue
-        target = target.resolve()
-        if target == run_path or run_path in target.parents:
-            roles.append(role)
+        target = Path(re.sub(r"@\d+$", "", str(getattr(models, role)))).expanduser()
+        if target.is_dir():
+            target = target.resolve()
+            if target == run_path or run_path in target.parents:
+                roles.append(role)
     return roles
 
 
