@@ -284,6 +284,39 @@ def test_a_run_killed_right_after_a_rebuild_forgot_the_documents_recreates_the_s
     assert sorted(after["lance_keys"]) == sorted(before["lance_keys"])
 
 
+def test_a_query_after_a_kill_leaves_out_the_cut_off_batch_in_every_mode(fresh):
+    """Killed after LanceDB took a batch and before Tantivy did: a query then rebuilds its snapshot
+    from LanceDB and must leave that unfinished batch out (dense and ColBERT found the documents
+    BM25 and sparse could not); the next `wb index` indexes them and they are found."""
+    from workbench.search.searcher import Searcher
+
+    ws, corpus = fresh
+    Indexer(ws).run(corpus)
+    new = copy_small_corpus(corpus, ["functools/lru_cache.md", "heapq/overview.md"])
+    assert new == corpus
+    killer = (
+        "import os, sys\n"
+        "from workbench.store.tantivy_store import TantivyChunkStore\n"
+        "TantivyChunkStore.add = lambda *a, **k: os._exit(9)\n"
+        "from workbench.index.indexer import Indexer\n"
+        "from workbench.workspace import Workspace\n"
+        "from pathlib import Path\n"
+        "Indexer(Workspace(Path(sys.argv[1]))).run(Path(sys.argv[2]))\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", killer, str(ws.root), str(corpus)], capture_output=True)
+    assert killed.returncode == 9, killed.stderr.decode()[-500:]
+    with Manifest(ws.manifest_path) as manifest:
+        unfinished = set(manifest.pending())
+    assert unfinished == {"functools/lru_cache.md", "heapq/overview.md"}
+    searcher = Searcher(ws)
+    for pipeline in ("dense", "colbert", "hybrid"):
+        found = {h.doc_id for h in searcher.search("cache results of a function call", pipeline=pipeline, k=10).results}
+        assert found and not found & unfinished, (pipeline, found)
+    Indexer(ws).run(corpus)
+    found = [h.doc_id for h in Searcher(ws).search("least recently used cache decorator", pipeline="hybrid", k=3).results]
+    assert "functools/lru_cache.md" in found
+
+
 def test_second_writer_is_refused(fresh):
     from workbench.errors import WorkspaceError
 

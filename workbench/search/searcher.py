@@ -190,7 +190,11 @@ class Searcher:
                 from workbench.store.manifest import Manifest
 
                 version = self.lance.table.version
-                snapshot.build(folder, self.lance.table, version)
+                # a cut-off run's unfinished batch is left out, as Tantivy answers may lack it (the
+                # next `wb index` deletes it first)
+                with Manifest(self.workspace.manifest_path) as manifest:
+                    unfinished_docs = manifest.pending() if self._cut_off else []
+                snapshot.build(folder, self.lance.table, version, unfinished_docs)
                 # a `wb index` that published a newer version meanwhile keeps its pointer
                 with Manifest(self.workspace.manifest_path) as manifest:
                     held = manifest.raise_meta("snapshot_version", version)

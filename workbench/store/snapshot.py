@@ -107,8 +107,13 @@ class Snapshot:
     sparse: SparseMatrix | None = None  # rows in the same order; None in a snapshot written before it had one
 
 
-def build(folder: Path, table, version: int) -> Path:
-    """Write the snapshot of ``table`` at ``version`` (bounded memory); returns its folder."""
+def build(folder: Path, table, version: int, exclude_docs: list[str] = ()) -> Path:
+    """Write the snapshot of ``table`` at ``version`` (bounded memory); returns its folder.
+
+    ``exclude_docs``: documents whose rows are left out: a cut-off run's unfinished batch (the
+    manifest's pending documents), which the next ``wb index`` deletes before anything else. Such
+    rows exist at ``version`` only if that run wrote them, so that run's recovery makes a newer
+    version, and a snapshot without them is never taken for the complete one."""
     import shutil
 
     import pyarrow as pa
@@ -129,10 +134,14 @@ def build(folder: Path, table, version: int) -> Path:
     sparse_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     dim = None
     with open(tmp / "tokens.bin", "wb") as out:
-        reader = (
-            table.search().select(CATALOG_COLUMNS + ["vector", "colbert", "sparse_ids", "sparse_weights"])
-            .limit(None).to_batches(1024)
-        )
+        query = table.search().select(CATALOG_COLUMNS + ["vector", "colbert", "sparse_ids", "sparse_weights"])
+        if exclude_docs:
+            from workbench.store.lance_store import _sql_list
+
+            ids = sorted(exclude_docs)
+            query = query.where(" AND ".join(f"doc_id NOT IN ({_sql_list(ids[i : i + 500])})"
+                                             for i in range(0, len(ids), 500)))
+        reader = query.limit(None).to_batches(1024)
         for batch in reader:
             batch = pa.Table.from_batches([batch])
             col = batch.column("colbert").combine_chunks()
