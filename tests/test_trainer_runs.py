@@ -1102,3 +1102,36 @@ def test_runs_remove_deletes_a_run_and_frees_its_name_but_never_one_in_use(tiny,
     assert sorted(json.loads(line)["name"] for line in out.splitlines()) == ["queued", "served"]
     again = _new(ws.root, "done", base, data, max_steps=2)  # the name is free again
     assert train_embedder(again)["state"] == "finished"
+
+
+@pytest.mark.parametrize("recipe", ["cropping", "ict"])
+def test_unsupervised_pairs_are_drawn_again_each_step_from_their_passage(tiny, tmp_path, recipe):
+    """--data unsupervised: an example is its passage, drawn again at every step from the step's seeded
+    rng (fresh crops or another cloze sentence each epoch, as Contriever and ORQA draw them; the same
+    pair on a resume); a run trains to the end on them."""
+    import random
+
+    from trainers.config import EmbedderConfig
+    from trainers.embedder import EmbedderTrainer, train_embedder
+    from trainers.runs import new_run
+
+    base, _data = tiny
+    topics = ["harbour ships cargo cranes tides", "violin concert orchestra music hall",
+              "glacier ice mountain snow valley", "bakery bread flour oven morning"]
+    texts = [". ".join(f"Sentence {j} about {t} number {j} with words" for j in range(6)) + "." for t in topics * 3]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": t}) + "\n" for i, t in enumerate(texts)))
+    settings = dict(data="unsupervised", corpus=str(corpus), unsupervised=recipe, base=str(base), batch_size=4,
+                    epochs=2, lr=1e-3, warmup_ratio=0.0, save_every=100)
+    trainer = EmbedderTrainer(EmbedderConfig(name="u", **settings))
+    examples = trainer.examples()
+    ex = examples[0]
+    drawn = [trainer.redraw(ex, random.Random(f"0|{step}|0")) for step in range(6)]
+    assert trainer.redraw(ex, random.Random("0|3|0")) == drawn[3]  # a resume draws the same pair
+    assert len({(d.query, d.positives[0]) for d in drawn}) > 1  # new pairs as steps go
+    source = texts[0]
+    for d in drawn:
+        assert d.query in source and all(w in source.split() for w in d.positives[0].split())
+        assert d.task == ex.task and d.instruction == ex.instruction
+    run = new_run(tmp_path, "u", EmbedderConfig(name="u", **settings).to_json())
+    assert train_embedder(run)["state"] == "finished"

@@ -24,6 +24,7 @@ by ``temperature``; ``loss = "kl"`` trains on the distillation term alone.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -53,16 +54,37 @@ def _read_passages(corpus: str | None) -> list[str]:
 
 
 def _examples(cfg: EmbedderConfig):
+    """``(examples, redraw)``: ``redraw(example, rng)`` gives an unsupervised example drawn again
+    from its passage (fresh crops, another cloze sentence: every epoch sees new pairs, as Contriever
+    and ORQA draw them); None for labelled data."""
     from .data import independent_cropping, inverse_cloze, read_datasets
+    from .data.unsupervised import cloze_candidates, cloze_pair, crop_pair, split_sentences
 
-    if cfg.data == "unsupervised":
-        passages = _read_passages(cfg.corpus)
-        if cfg.unsupervised == "ict":
-            return inverse_cloze(passages, seed=cfg.seed, instruction=cfg.instruction)
-        if cfg.unsupervised != "cropping":
-            raise UsageError(f"unsupervised must be 'cropping' or 'ict', not {cfg.unsupervised!r}")
-        return independent_cropping(passages, seed=cfg.seed, instruction=cfg.instruction)
-    return read_datasets(cfg.data, split=cfg.split, instruction=cfg.instruction or None)
+    if cfg.data != "unsupervised":
+        return read_datasets(cfg.data, split=cfg.split, instruction=cfg.instruction or None), None
+    if cfg.unsupervised not in ("cropping", "ict"):
+        raise UsageError(f"unsupervised must be 'cropping' or 'ict', not {cfg.unsupervised!r}")
+    passages = _read_passages(cfg.corpus)
+    sources: list[int] = []
+    if cfg.unsupervised == "ict":
+        examples = inverse_cloze(passages, seed=cfg.seed, instruction=cfg.instruction, sources=sources)
+        split = {i: split_sentences(passages[i]) for i in set(sources)}
+        long_enough = {i: cloze_candidates(sents) for i, sents in split.items()}
+
+        def draw(i: int, rng: random.Random) -> tuple[str, str]:
+            return cloze_pair(split[i], long_enough[i], rng)
+    else:
+        examples = independent_cropping(passages, seed=cfg.seed, instruction=cfg.instruction, sources=sources)
+        words = {i: passages[i].split() for i in set(sources)}
+
+        def draw(i: int, rng: random.Random) -> tuple[str, str]:
+            return crop_pair(words[i], rng)
+    source_of = {id(ex): i for ex, i in zip(examples, sources)}
+
+    def redraw(ex, rng: random.Random):
+        query, positive = draw(source_of[id(ex)], rng)
+        return replace(ex, query=query, positives=(positive,))
+    return examples, redraw
 
 
 def _templates(cfg: EmbedderConfig, kind: str):
@@ -108,6 +130,7 @@ class EmbedderTrainer(Trainer):
 
     def __init__(self, cfg: EmbedderConfig) -> None:
         super().__init__(cfg)
+        self.redraw = None  # set by examples(): unsupervised pairs are drawn again every step
         key = loss_key(cfg.loss)
         # loss "kl": distillation only; distill_weight > 0: contrastive + w * KL
         self.distill_only = key == "kl"
@@ -120,7 +143,7 @@ class EmbedderTrainer(Trainer):
                              "set negatives_per_query >= 1")
 
     def examples(self):
-        examples = _examples(self.cfg)
+        examples, self.redraw = _examples(self.cfg)
         if self.distill_weight > 0:
             lacking = sum(1 for ex in examples if not ex.negatives or ex.positive_scores is None
                           or ex.negative_scores is None)
@@ -159,6 +182,8 @@ class EmbedderTrainer(Trainer):
 
         cfg, templates, tokenizer = self.cfg, self.templates, self.tokenizer
         pooling, normalize = self.pooling, self.normalize
+        if self.redraw is not None:  # unsupervised: this step's own crops (or cloze sentences)
+            exs = [self.redraw(ex, rng) for ex in exs]
         queries = [templates.render_query(ex.query, ex.instruction) for ex in exs]
         n_neg = cfg.negatives_per_query
         use_neg = n_neg > 0 and all(ex.negatives for ex in exs)

@@ -23,7 +23,7 @@ from workbench.errors import InputError, UsageError
 
 from .example import TrainingExample
 
-__all__ = ["independent_cropping", "inverse_cloze", "split_sentences"]
+__all__ = ["cloze_candidates", "cloze_pair", "crop_pair", "independent_cropping", "inverse_cloze", "split_sentences"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 
@@ -65,6 +65,7 @@ def independent_cropping(
     *,
     task: str = "independent-cropping",
     instruction: str = "",
+    sources: list[int] | None = None,
 ) -> list[TrainingExample]:
     """Contriever's independent cropping: two random spans of one passage as (query, positive).
 
@@ -79,6 +80,8 @@ def independent_cropping(
         n: how many examples; None = one per usable passage, in corpus order.
         seed: the same seed and passages always give the same examples.
         min_words / max_words: span length bounds, in words.
+        sources: when given, the index of each example's passage is appended to it (so that a
+            trainer can draw the example again: :func:`crop_pair`).
 
     Raises:
         UsageError: bad bounds or n. InputError: no passage has ``min_words`` words.
@@ -96,16 +99,22 @@ def independent_cropping(
     rng = random.Random(seed)
     examples = []
     for index in _order(eligible, n, rng):
-        w = words[index]
-        spans = []
-        for _ in range(2):
-            length = rng.randint(min_words, min(max_words, len(w)))
-            start = rng.randint(0, len(w) - length)
-            spans.append(" ".join(w[start : start + length]))
-        examples.append(
-            TrainingExample(query=spans[0], positives=(spans[1],), instruction=instruction, task=task)
-        )
+        query, positive = crop_pair(words[index], rng, min_words, max_words)
+        examples.append(TrainingExample(query=query, positives=(positive,), instruction=instruction, task=task))
+        if sources is not None:
+            sources.append(index)
     return examples
+
+
+def crop_pair(words: list[str], rng: random.Random, min_words: int = 8, max_words: int = 64) -> tuple[str, str]:
+    """One draw of :func:`independent_cropping` from a passage's words (at least ``min_words``):
+    (query span, positive span). A trainer calls it again each step for fresh crops every epoch."""
+    spans = []
+    for _ in range(2):
+        length = rng.randint(min_words, min(max_words, len(words)))
+        start = rng.randint(0, len(words) - length)
+        spans.append(" ".join(words[start : start + length]))
+    return spans[0], spans[1]
 
 
 def inverse_cloze(
@@ -118,6 +127,7 @@ def inverse_cloze(
     keep_query_prob: float = 0.0,
     task: str = "inverse-cloze",
     instruction: str = "",
+    sources: list[int] | None = None,
 ) -> list[TrainingExample]:
     """Inverse Cloze Task: a random sentence as the query, the rest of its passage as the positive.
 
@@ -131,6 +141,8 @@ def inverse_cloze(
         passages: the raw passages.
         n: how many examples; None = one per usable passage, in corpus order.
         seed: the same seed and passages always give the same examples.
+        sources: when given, the index of each example's passage is appended to it (see
+            :func:`cloze_pair`).
 
     Raises:
         UsageError: bad arguments. InputError: no usable passage.
@@ -141,9 +153,7 @@ def inverse_cloze(
         raise UsageError(f"keep_query_prob must be in [0, 1], got {keep_query_prob}")
     texts = _as_list(passages)
     sentences = [split_sentences(t) for t in texts]
-    candidates = [
-        [j for j, s in enumerate(sents) if len(s.split()) >= min_query_words] for sents in sentences
-    ]
+    candidates = [cloze_candidates(sents, min_query_words) for sents in sentences]
     eligible = [
         i for i, sents in enumerate(sentences) if len(sents) >= min_sentences and candidates[i]
     ]
@@ -155,11 +165,22 @@ def inverse_cloze(
     rng = random.Random(seed)
     examples = []
     for index in _order(eligible, n, rng):
-        sents = sentences[index]
-        pick = rng.choice(candidates[index])
-        keep = rng.random() < keep_query_prob
-        context = " ".join(s for j, s in enumerate(sents) if keep or j != pick)
-        examples.append(
-            TrainingExample(query=sents[pick], positives=(context,), instruction=instruction, task=task)
-        )
+        query, context = cloze_pair(sentences[index], candidates[index], rng, keep_query_prob)
+        examples.append(TrainingExample(query=query, positives=(context,), instruction=instruction, task=task))
+        if sources is not None:
+            sources.append(index)
     return examples
+
+
+def cloze_candidates(sentences: list[str], min_query_words: int = 3) -> list[int]:
+    """The indices of the sentences long enough (``min_query_words`` words) to be a cloze query."""
+    return [j for j, s in enumerate(sentences) if len(s.split()) >= min_query_words]
+
+
+def cloze_pair(sentences: list[str], candidates: list[int], rng: random.Random,
+               keep_query_prob: float = 0.0) -> tuple[str, str]:
+    """One draw of :func:`inverse_cloze` from a passage's sentences (``candidates``: the indices of
+    those long enough to be a query): (query sentence, the rest of the passage)."""
+    pick = rng.choice(candidates)
+    keep = rng.random() < keep_query_prob
+    return sentences[pick], " ".join(s for j, s in enumerate(sentences) if keep or j != pick)
