@@ -2189,6 +2189,31 @@ async def test_the_evaluate_table_fits_80x24_and_leaves_the_per_query_rows():
         assert app.focused.id == "eval-run"
 
 
+async def test_the_evaluate_table_keeps_a_wide_w_l_t_whole_and_refits_on_resize():
+    """Hundreds of queries make W/L/T wider than its old fixed 8 columns; p under .001 reads p<.001;
+    shrinking the terminal after the report came fits the table again (W/L/T and time stay shown)."""
+    import copy
+
+    report = copy.deepcopy(EVAL_REPORT)
+    report["pipelines"][1].update(name="hybrid+rerank@minilm-ft", wins=123, losses=145, ties=32)
+    report["pipelines"][1]["p_value"]["ndcg@10"] = 0.0002
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(140, 30)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("evaluate")
+        app.evaluate.show_report(report)
+        await settle(pilot)
+        table = app.query_one("#eval-table")
+        assert str(table.get_cell("hybrid+rerank@minilm-ft", "wlt")).strip() == "123/145/32"
+        cell = str(table.get_cell("hybrid+rerank@minilm-ft", "ndcg@10"))
+        assert "p<.001" in cell and "p=0.000" not in cell
+        assert "p=0.200" in str(table.get_cell("hybrid+rerank@minilm-ft", "mrr@10"))
+        await pilot.resize_terminal(80, 30)
+        await settle(pilot)
+        assert table.virtual_size.width <= table.scrollable_content_region.width  # nothing cut at the right
+        assert str(table.get_cell("hybrid+rerank@minilm-ft", "wlt")).strip() == "123/145/32"
+
+
 async def test_an_instruction_gives_way_to_the_query_on_a_one_line_encoder_input():
     app = WbApp(FakeEngine.root, engine=FakeEngine())
     async with app.run_test(size=(80, 24)) as pilot:
