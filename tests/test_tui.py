@@ -169,6 +169,130 @@ class GatedEngine:
         return self._engine.index(root, folder, progress)
 
 
+class PausingEngine:
+    """The real engine, except that an indexing run pauses at its first encoding step until ``gate``
+    is set (``reached`` says it got there); ``ended`` is set when the run ended, ``error`` what ended it."""
+
+    def __init__(self, engine) -> None:
+        import threading
+
+        self._engine = engine
+        self.reached, self.gate, self.ended = threading.Event(), threading.Event(), threading.Event()
+        self.error: BaseException | None = None
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def index(self, root, folder, progress):
+        def paused(phase, done, total):
+            if phase == "encoding" and not self.reached.is_set():
+                self.reached.set()
+                assert self.gate.wait(60)
+            progress(phase, done, total)
+
+        try:
+            return self._engine.index(root, folder, paused)
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            self.ended.set()
+
+
+def indexed_and_new_folder(tmp_path):
+    """A workspace with one folder indexed, and a second folder not indexed yet."""
+    from conftest import copy_small_corpus
+    from workbench.index.indexer import Indexer
+    from workbench.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(copy_small_corpus(tmp_path / "a", ["time/sleep.md"]))
+    return ws, copy_small_corpus(tmp_path / "b", ["shutil/rmtree.md", "heapq/overview.md"])
+
+
+async def test_s_stops_indexing_and_the_corpus_note_says_the_run_was_cut_off(tmp_path, tui_engine):
+    """s stops the run before its next batch, as Ctrl-C stops `wb index`: the index stays consistent
+    (the earlier folder answers), the stop is said once, and the Corpus note says what is missing."""
+    from workbench.tui.engine import IndexingStopped
+
+    ws, new = indexed_and_new_folder(tmp_path)
+    engine = PausingEngine(tui_engine)
+    app = WbApp(str(ws.root), engine=engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        await open_corpus_tab(pilot)
+        assert not app.corpus.check_action("stop_index", ())  # offered while a run goes only
+        app.corpus.start_index([str(new)])
+        await wait_until(pilot, engine.reached.is_set, what="the first encoding step")
+        app.query_one("#documents").focus()
+        await pilot.pause()
+        assert "s" in app.screen.active_bindings
+        await pilot.press("s")
+        engine.gate.set()
+        await settle(pilot)
+        assert isinstance(engine.error, IndexingStopped)
+        assert "stopped" in str(app.query_one("#index-phase").render())
+        note = app.query_one("#corpus-note")
+        assert note.display and "was cut off before its end" in " ".join(str(note.render()).split())
+        assert [m for m, _ in seen if "stopped" in m] and not [m for m, sev in seen if sev == "error"]
+        assert len([m for m, sev in seen if sev != "information"]) == 1
+        assert app.corpus.info.docs == 1 and not app.corpus.check_action("stop_index", ())
+        hits = tui_engine.search(ws.root, "sleep for a while", pipeline="bm25")
+        assert hits.results[0].doc_id == "time/sleep.md"
+
+
+async def test_quitting_while_indexing_stops_the_run(tmp_path, tui_engine):
+    """The app closing stops its indexing run at the next step (a stop, not a crash of the run)."""
+    from workbench.tui.engine import IndexingStopped
+
+    ws, new = indexed_and_new_folder(tmp_path)
+    engine = PausingEngine(tui_engine)
+    app = WbApp(str(ws.root), engine=engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_corpus_tab(pilot)
+        app.corpus.start_index([str(new)])
+        await wait_until(pilot, engine.reached.is_set, what="the first encoding step")
+        app.exit()
+    engine.gate.set()
+    assert engine.ended.wait(60)
+    assert isinstance(engine.error, IndexingStopped)
+    info = tui_engine.info(ws.root)
+    assert info.docs == 1 and "was cut off" in info.unfinished
+
+
+async def test_a_failed_first_index_is_said_once(tmp_path, tui_engine):
+    (tmp_path / "empty").mkdir()
+    app = WbApp(str(tmp_path / "ws"), engine=tui_engine, warm=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        seen = record_notifications(app)
+        app.corpus.start_index([str(tmp_path / "empty")])
+        await settle(pilot)
+        assert [m for m, _ in seen] == [f"nothing to index in {tmp_path / 'empty'}: no readable .txt .md .rst .html "
+                                        ".pdf file or BEIR corpus.jsonl"]
+
+
+async def test_a_run_that_ends_after_a_workspace_switch_names_its_workspace(tmp_path, tui_engine):
+    from conftest import copy_small_corpus
+
+    corpus = copy_small_corpus(tmp_path / "corpus", ["time/sleep.md"])
+    engine = GatedEngine(tui_engine)
+    app = WbApp(str(tmp_path / "ws-a"), engine=engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_corpus_tab(pilot)
+        seen = record_notifications(app)
+        app.corpus.start_index([str(corpus)])
+        await pilot.pause()
+        app.set_workspace(str(tmp_path / "ws-b"))
+        await pilot.pause()
+        engine.gate.set()
+        await settle(pilot)
+        line = str(app.query_one("#index-rate").render())
+        assert line.startswith("in workspace ") and "/ws-a: indexed 1 doc" in line
+        assert any(m.startswith("in workspace ") and "/ws-a: indexed 1 documents" in m for m, _ in seen)
+
+
 def test_the_engine_sees_an_index_changed_by_another_wb_index(tmp_path, tui_engine):
     """`wb index` in another terminal (a new document, then a settings rebuild swapped in): the
     TUI's next search answers from the new index, with the encoders it had loaded."""
@@ -2085,7 +2209,7 @@ async def test_switching_workspace_clears_the_corpus_screens_last_indexing(tmp_p
         skipped = SimpleNamespace(path="/demo/corpus/big.bin", reason="binary")
         summary = SimpleNamespace(line=lambda: "indexed 3 docs", skipped=[skipped], rebuilt="", docs_indexed=3,
                                   chunks_written=5, docs_unchanged=0)
-        corpus._finished([summary])
+        corpus._finished([summary], str(app.workspace_root))
         await settle(pilot)
         assert app.query_one("#index-progress").display and app.query_one("#skipped").display
         app.set_workspace(str(tmp_path / "other"))
@@ -2101,6 +2225,13 @@ async def test_switching_workspace_clears_the_corpus_screens_last_indexing(tmp_p
         app.set_workspace(str(tmp_path / "notes.txt"))
         await settle(pilot)
         assert app.workspace_root == before and any("is a file: give a folder" in m for m in seen)
+        # typed in the box: refused, and the box shows the workspace that stays open again
+        box = app.query_one("#workspace-path")
+        box.focus()
+        box.value = str(tmp_path / "notes.txt")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.workspace_root == before and box.value == str(before)
 
 
 def test_the_run_log_keeps_the_newest_lines_that_fit_when_long_ones_wrap():

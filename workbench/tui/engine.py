@@ -41,6 +41,15 @@ class EngineError(WbError):
     """An unexpected library failure, reported as one line."""
 
 
+class IndexingStopped(KeyboardInterrupt):
+    """Raised from an indexing run's progress callback to stop it, as Ctrl-C stops `wb index`: the
+    Indexer lets it through (it is no ``Exception``), every batch written so far is kept, and the
+    run stays marked as cut off in the manifest, so the next run of the folder continues it."""
+
+
+STOPPABLE_PHASES = ("reading files", "loading models", "chunking", "encoding")  # said before a batch is written
+
+
 @dataclass
 class SourceInfo:
     root: str
@@ -66,6 +75,7 @@ class CorpusInfo:
     error: str = ""  # e.g. a wb.toml that does not parse
     note: str = ""  # the index answers with other settings than wb.toml's: why (rebuild.state_note)
     pending: list[str] = field(default_factory=list)  # folders a settings rebuild has still to index
+    unfinished: str = ""  # an indexing run running now or cut off (stopped, killed): what is missing
 
 
 @dataclass
@@ -124,6 +134,7 @@ class Engine:
         if not info.exists:
             return info
         try:
+            from workbench.index.unfinished import UNFINISHED_RUN, unfinished_note
             from workbench.store.manifest import Manifest
 
             with Manifest(ws.manifest_path) as manifest:
@@ -132,6 +143,8 @@ class Engine:
                 info.sources = [SourceInfo(s, int(d), int(c or 0), float(t or 0)) for s, d, c, t in manifest.sources()]
                 info.pending = manifest.roots_to_reindex()
                 recorded = manifest.get_meta("settings")
+                unfinished = manifest.get_meta(UNFINISHED_RUN)
+            info.unfinished = unfinished_note(ws, unfinished)
             if recorded is not None and not info.error:  # what the index that answers was built with
                 self._describe_index(ws, cfg, recorded, info)
         except Exception as exc:  # a locked or damaged manifest: show it, do not crash
@@ -286,7 +299,9 @@ class Engine:
 
     # -- indexing --------------------------------------------------------------------
     def index(self, root, folder: str | Path, progress: Callable[[str, int, int], None]):
-        """Index ``folder`` into ``root`` (creating the workspace); returns the IndexSummary."""
+        """Index ``folder`` into ``root`` (creating the workspace); returns the IndexSummary.
+        ``progress`` may raise :class:`IndexingStopped` (in a :data:`STOPPABLE_PHASES` phase) to stop
+        the run: it propagates, the index left consistent as after Ctrl-C in `wb index`."""
         from workbench.errors import InputError
         from workbench.index.indexer import Indexer
 
