@@ -485,6 +485,26 @@ async def test_errors_are_notifications_never_crashes(tmp_path, tui_engine):
         assert app.is_running
 
 
+async def test_a_query_retries_a_workspace_that_failed_to_open(tmp_path, tui_engine):
+    """The workspace had no index when the app opened it; once `wb index` has run elsewhere, Enter
+    on a query opens it again and answers (it stayed 'no index' until a restart)."""
+    from conftest import copy_small_corpus
+    from workbench.index.indexer import Indexer
+    from workbench.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    app = WbApp(str(ws.root), engine=tui_engine, warm=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("search")
+        await run_query(pilot, "sleep for a while")
+        assert "no index" in str(app.query_one("#left-detail").render())
+        ws.ensure()
+        Indexer(ws).run(copy_small_corpus(tmp_path / "corpus", ["time/sleep.md"]))  # as `wb index` would
+        await run_query(pilot, "sleep for a while")
+        assert app.workspace_ready and app.search.left.hits[0].doc_id == "time/sleep.md"
+
+
 async def test_a_missing_model_in_wb_toml_is_said_and_the_index_keeps_answering(small_workspace, tmp_path, tui_engine):
     """wb.toml names a model that is not there (a typo): the Corpus screen says so and that the
     index answers with the models that built it; Search answers (as `wb query` does)."""

@@ -137,8 +137,16 @@ class SearchPane(Vertical):
 
     @on(Input.Submitted, "#query")
     def _query_submitted(self, event: Input.Submitted) -> None:
-        """Enter runs the query and leaves the box for the results (the screen keys work again; / returns)."""
-        self.request_search(immediate=True)
+        """Enter runs the query and leaves the box for the results (the screen keys work again; / returns).
+        A workspace that could not be opened is tried again first (it may have been fixed meanwhile:
+        `wb index` run elsewhere, wb.toml mended); the query runs once it is open."""
+        if self.app.workspace_problem and not self.app.workspace_ready:
+            if self._timer is not None:  # the typing's pending search: the reopening runs it
+                self._timer.stop()
+                self._timer = None
+            self.app.open_workspace(rerun=True)
+        else:
+            self.request_search(immediate=True)
         self.app.save_state()
         self.left.table.focus()
 
