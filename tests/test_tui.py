@@ -261,6 +261,27 @@ async def test_quitting_while_indexing_stops_the_run(tmp_path, tui_engine):
     assert info.docs == 1 and "was cut off" in info.unfinished
 
 
+async def test_f5_refreshes_a_corpus_screen_that_wb_index_changed_elsewhere(tmp_path, tui_engine):
+    """`wb index` in another terminal: the Corpus screen offers F5 in its footer, which shows the new
+    folder and documents."""
+    from textual.widgets._footer import FooterKey
+
+    from conftest import copy_small_corpus
+    from workbench.index.indexer import Indexer
+
+    ws, new = indexed_and_new_folder(tmp_path)
+    app = WbApp(str(ws.root), engine=tui_engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_corpus_tab(pilot)
+        app.query_one("#documents").focus()
+        await wait_until(pilot, lambda: "f5" in [k.key for k in app.screen.query(FooterKey)], what="F5 in the footer")
+        assert app.query_one("#sources").row_count == 1
+        Indexer(ws).run(new)  # as `wb index` would
+        await pilot.press("f5")
+        await settle(pilot)
+        assert app.query_one("#sources").row_count == 2 and app.query_one("#documents").row_count == 3
+
+
 async def test_a_failed_first_index_is_said_once(tmp_path, tui_engine):
     (tmp_path / "empty").mkdir()
     app = WbApp(str(tmp_path / "ws"), engine=tui_engine, warm=False)

@@ -32,7 +32,7 @@ class CorpusPane(Vertical):
         Binding("w", "edit_workspace", "Workspace", tooltip="Open another workspace"),
         Binding("e", "reindex", "Re-index", tooltip="Re-index every folder of the workspace (incremental)"),
         Binding("s", "stop_index", "Stop", tooltip="Stop the indexing run (the documents it wrote are kept)"),
-        Binding("f5", "reload", "Reload", show=False, tooltip="Reload the workspace information"),
+        Binding("f5", "reload", "Refresh", tooltip="Read the workspace again (after `wb index` ran elsewhere)"),
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -207,6 +207,7 @@ class CorpusPane(Vertical):
         self.query_one("#workspace-path", Input).focus()
 
     def action_reload(self) -> None:
+        """Read the workspace again: folders, documents and notes (`wb index` may have run elsewhere)."""
         self.app.open_workspace()
 
     def action_reindex(self) -> None:
