@@ -282,6 +282,36 @@ async def test_f5_refreshes_a_corpus_screen_that_wb_index_changed_elsewhere(tmp_
         assert app.query_one("#sources").row_count == 2 and app.query_one("#documents").row_count == 3
 
 
+async def test_a_folder_gone_from_disk_is_marked_missing_and_x_removes_it(tmp_path, tui_engine):
+    from textual.widgets._footer import FooterKey
+
+    from workbench.index.indexer import Indexer
+
+    ws, new = indexed_and_new_folder(tmp_path)
+    Indexer(ws).run(new)
+    shutil.rmtree(tmp_path / "a")  # the first folder is gone (moved, deleted, unmounted)
+    app = WbApp(str(ws.root), engine=tui_engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        await open_corpus_tab(pilot)
+        table = app.query_one("#sources")
+        cells = {str(table.get_row_at(i)[0]).split()[0] for i in range(table.row_count)}
+        assert "missing" in cells and "missing" in table.border_title
+        await wait_until(pilot, lambda: "x" in [k.key for k in app.screen.query(FooterKey)], what="x in the footer")
+        gone = next(i for i, s in enumerate(app.corpus.info.sources) if s.missing)
+        table.focus()
+        table.move_cursor(row=1 - gone)  # the folder still there: x only points at the missing one
+        await pilot.press("x")
+        await settle(pilot)
+        assert table.row_count == 2 and table.cursor_row == gone
+        await pilot.press("x")
+        await settle(pilot)
+        assert [s.root for s in app.corpus.info.sources] == [str(new.resolve())]
+        assert app.query_one("#documents").row_count == 2 and app.corpus.info.docs == 2
+        assert any("removed" in m and "(1 documents)" in m for m, _ in seen)
+        assert "x" not in app.screen.active_bindings or not app.corpus.check_action("remove_missing", ())
+
+
 async def test_a_failed_first_index_is_said_once(tmp_path, tui_engine):
     (tmp_path / "empty").mkdir()
     app = WbApp(str(tmp_path / "ws"), engine=tui_engine, warm=False)

@@ -32,12 +32,16 @@ class CorpusPane(Vertical):
         Binding("w", "edit_workspace", "Workspace", tooltip="Open another workspace"),
         Binding("e", "reindex", "Re-index", tooltip="Re-index every folder of the workspace (incremental)"),
         Binding("s", "stop_index", "Stop", tooltip="Stop the indexing run (the documents it wrote are kept)"),
+        Binding("x", "remove_missing", "Remove missing",
+                tooltip="Remove the indexed folder selected, gone from disk, from the index (wb index --remove)"),
         Binding("f5", "reload", "Refresh", tooltip="Read the workspace again (after `wb index` ran elsewhere)"),
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop_index" and not self.indexing:
             return False  # offered while a run goes only
+        if action == "remove_missing" and not (self.info and any(s.missing for s in self.info.sources)):
+            return False  # offered while an indexed folder is gone from disk
         return not hides_typed_key(self, action)  # in a text box the key is typed: not offered
 
     def __init__(self) -> None:
@@ -162,9 +166,17 @@ class CorpusPane(Vertical):
         table.add_column(f"{'docs':>6}", key="docs", width=6)
         table.add_column(f"{'chunks':>7}", key="chunks", width=7)
         table.add_column("indexed", key="indexed", width=10)
+        pal = Palette.of(self.app)
         for s in self.info.sources if self.info else []:
-            table.add_row(short_path(s.root, folder_w), f"{s.docs:>6,}", f"{s.chunks:>7,}", self._when(s.indexed_at),
-                          key=s.root)
+            if s.missing:  # said first: a narrow column cuts the path's start, never the mark
+                folder = Text("missing ", style=f"bold {pal.down}")
+                folder.append(short_path(s.root, folder_w - 8), style=pal.down)
+            else:
+                folder = short_path(s.root, folder_w)
+            table.add_row(folder, f"{s.docs:>6,}", f"{s.chunks:>7,}", self._when(s.indexed_at), key=s.root)
+        gone = sum(s.missing for s in self.info.sources) if self.info else 0
+        table.border_title = f"indexed folders ({gone} missing: x removes one)" if gone else "indexed folders"
+        self.refresh_bindings()  # x is offered while a folder is missing
 
     @staticmethod
     def _when(t: float) -> str:
@@ -209,6 +221,45 @@ class CorpusPane(Vertical):
     def action_reload(self) -> None:
         """Read the workspace again: folders, documents and notes (`wb index` may have run elsewhere)."""
         self.app.open_workspace()
+
+    def action_remove_missing(self) -> None:
+        """Remove the selected indexed folder from the index when it is gone from disk (as `wb index
+        --remove` does); with another folder selected, the cursor goes to the first missing one."""
+        if self.info is None or self.indexing:
+            return
+        table = self.query_one("#sources", DataTable)
+        sources = self.info.sources
+        row = table.cursor_row
+        if not (0 <= row < len(sources)) or not sources[row].missing:
+            first = next((i for i, s in enumerate(sources) if s.missing), None)
+            if first is not None:
+                table.move_cursor(row=first)
+                table.focus()
+                self.app.notify("x again removes this missing folder from the index", timeout=4)
+            return
+        folder = sources[row].root
+        self.query_one("#index-progress").display = True
+        self.query_one("#index-bar").display = False
+        self.query_one("#index-phase", Static).update(Text(f"removing {short_path(folder, 50)}", style="bold"))
+        self.query_one("#index-rate", Static).update("")
+        self._remove_worker(str(self.app.workspace_root), folder)
+
+    @work(thread=True, exclusive=True, group="index", name="remove folder")
+    def _remove_worker(self, root: str, folder: str) -> None:
+        try:
+            summary = self.app.engine.remove(root, folder)
+        except WbError as exc:
+            self.app.call_from_thread(self._failed, str(exc), root)
+            return
+        self.app.call_from_thread(self._removed, root, summary)
+
+    def _removed(self, root: str, summary) -> None:
+        """A missing folder left the index: said, and the workspace read again."""
+        message = f"{self._elsewhere(root)}removed {summary.root} from the index ({summary.docs_removed} documents)"
+        self.query_one("#index-phase", Static).update(Text("removed", style="bold"))
+        self.query_one("#index-rate", Static).update(Text(message, style="dim"))
+        self.app.notify(message, title="index updated", timeout=6)
+        self.app.index_changed()
 
     def action_reindex(self) -> None:
         if self.info is None or not self.info.sources:

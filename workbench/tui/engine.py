@@ -56,6 +56,7 @@ class SourceInfo:
     docs: int
     chunks: int
     indexed_at: float
+    missing: bool = False  # the folder is gone from disk (moved, deleted, an unmounted drive)
 
 
 @dataclass
@@ -140,7 +141,8 @@ class Engine:
             with Manifest(ws.manifest_path) as manifest:
                 info.docs = manifest.count_docs()
                 info.chunks = manifest.count_chunks()
-                info.sources = [SourceInfo(s, int(d), int(c or 0), float(t or 0)) for s, d, c, t in manifest.sources()]
+                info.sources = [SourceInfo(s, int(d), int(c or 0), float(t or 0), not Path(s).exists())
+                                for s, d, c, t in manifest.sources()]
                 info.pending = manifest.roots_to_reindex()
                 recorded = manifest.get_meta("settings")
                 unfinished = manifest.get_meta(UNFINISHED_RUN)
@@ -312,6 +314,20 @@ class Engine:
         try:
             ws.ensure()
             summary = Indexer(ws, ws.config(), progress=progress, device=self.device).run(path)
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        finally:
+            self.invalidate(root)
+        return summary
+
+    def remove(self, root, folder: str):
+        """Drop the indexed folder ``folder`` (gone from disk, say) from ``root`` and its model
+        variants, as `wb index --remove` does; returns the IndexSummary."""
+        from workbench.variants import remove_root
+
+        ws = self.workspace(root)
+        try:
+            summary, _variants = remove_root(ws, Path(folder))
         except Exception as exc:
             raise _wrap(exc) from exc
         finally:
