@@ -1117,6 +1117,36 @@ async def test_an_80_column_launch_form_shows_every_schedule_box(tmp_path, monke
             assert region.width >= 5 and area.x <= region.x and region.right <= area.right, box
 
 
+async def test_a_height_only_resize_redraws_no_table():
+    """A terminal made taller or shorter: the tables whose columns follow the width are not drawn
+    again (the results do not flicker, the documents' and per-query cursors stay put)."""
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "remove a directory")
+        app.search.set_k(10)  # else a taller table asks for more hits, and shows them
+        await settle(pilot)
+        redraws = []
+        for column in app.search.columns:
+            column.redraw = lambda c=column, draw=column.redraw: (redraws.append(c.side), draw())
+        await pilot.resize_terminal(100, 34)
+        await settle(pilot)
+        assert not redraws
+        await pilot.resize_terminal(110, 34)  # a new width: the results fit it
+        await settle(pilot)
+        assert sorted(redraws) == ["left", "right"]
+        for tab, table, row in (("corpus", "#documents", 3), ("evaluate", "#per-query", 2)):
+            app.action_show_tab(tab)
+            if tab == "evaluate":
+                app.evaluate.show_report(EVAL_REPORT)
+            await settle(pilot)
+            app.query_one(table).focus()
+            app.query_one(table).move_cursor(row=row)
+            await pilot.resize_terminal(110, 30 if tab == "corpus" else 36)
+            await settle(pilot)
+            assert app.query_one(table).cursor_row == row, tab
+
+
 async def test_an_80x24_search_shows_most_of_the_results(tmp_path):
     app = WbApp(FakeEngine.root, engine=FakeEngine())
     async with app.run_test(size=(80, 24)) as pilot:

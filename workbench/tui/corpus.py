@@ -50,6 +50,7 @@ class CorpusPane(Vertical):
         self._documents: list = []
         self._enc_t0: float | None = None
         self._enc_done0 = 0
+        self._width = 0  # the width the tables were last fitted to (on_resize)
         self._stop = threading.Event()  # set by s (or the app closing): the indexing run stops before its next batch
 
     def compose(self) -> ComposeResult:
@@ -205,7 +206,12 @@ class CorpusPane(Vertical):
             table.add_row(*cells)
         table.border_title = f"documents ({len(rows):,})" if rows else "documents"
 
-    def on_resize(self) -> None:
+    def on_resize(self, event) -> None:
+        """The tables' columns follow the width: drawn again when it changed (a height-only resize
+        would reset the cursors for nothing)."""
+        if event.size.width == self._width:
+            return
+        self._width = event.size.width
         if self._documents:
             self._render_documents()
         if self.info is not None:
