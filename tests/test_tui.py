@@ -312,6 +312,22 @@ async def test_a_folder_gone_from_disk_is_marked_missing_and_x_removes_it(tmp_pa
         assert "x" not in app.screen.active_bindings or not app.corpus.check_action("remove_missing", ())
 
 
+async def test_a_cut_documents_list_says_how_many_it_shows_of_all(small_workspace, tui_engine, monkeypatch):
+    """The documents list holds the first documents only (5,000): its title says so, and which."""
+    ws, _ = small_workspace
+    documents = tui_engine.documents
+    monkeypatch.setattr(tui_engine, "documents", lambda root, limit=2: documents(root, limit))
+    app = WbApp(str(ws.root), engine=tui_engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_corpus_tab(pilot)
+        table = app.query_one("#documents")
+        total = app.corpus.info.docs
+        assert total > 2 and table.row_count == 2
+        assert table.border_title == f"documents (first 2 of {total:,})"
+        every = documents(ws.root, 10_000)
+        assert [str(table.get_row_at(i)[0]) for i in range(2)] == [r.doc_id for r in every[:2]]
+
+
 async def test_a_failed_first_index_is_said_once(tmp_path, tui_engine):
     (tmp_path / "empty").mkdir()
     app = WbApp(str(tmp_path / "ws"), engine=tui_engine, warm=False)

@@ -204,7 +204,7 @@ class CorpusPane(Vertical):
                 cells.append(Text(short(r.title, width - id_w - 10), style="dim"))
             cells.append(f"{r.chunks:>6}")
             table.add_row(*cells)
-        table.border_title = f"documents ({len(rows):,})" if rows else "documents"
+        table.border_title = documents_title(len(rows), self.info.docs if self.info else 0)
 
     def on_resize(self, event) -> None:
         """The tables' columns follow the width: drawn again when it changed (a height-only resize
@@ -483,6 +483,15 @@ class CorpusPane(Vertical):
         self.app.notify(f"{self._elsewhere(root)}indexed {docs} documents ({chunks} chunks), {unchanged} unchanged, "
                         f"{len(skipped_files)} skipped", title="index updated", timeout=6)
         self.app.index_changed()
+
+
+def documents_title(shown: int, total: int) -> str:
+    """The documents list's title: how many it lists, and of how many when it lists the first only."""
+    if not shown:
+        return "documents"
+    if total > shown:
+        return f"documents (first {shown:,} of {total:,})"
+    return f"documents ({shown:,})"
 
 
 def summary_line(summaries: list) -> str:

@@ -259,6 +259,7 @@ class Engine:
             raise _wrap(exc) from exc
 
     def documents(self, root, limit: int = 5000) -> list[DocumentRow]:
+        """The index's documents by id (each with its chunk count): the first ``limit`` of them."""
         searcher, lock = self._using(root)
         try:
             with lock:  # the catalog loads lazily: never twice at once with a search of this index
@@ -269,12 +270,10 @@ class Engine:
         for doc_id, title in zip(cat.doc_ids, cat.titles):
             row = rows.get(doc_id)
             if row is None:
-                if len(rows) >= limit:
-                    continue
                 rows[doc_id] = DocumentRow(doc_id, title, 1)
             else:
                 row.chunks += 1
-        return sorted(rows.values(), key=lambda r: r.doc_id)
+        return sorted(rows.values(), key=lambda r: r.doc_id)[:limit]  # the first by id, as the list reads
 
     def preview(self, root, query: str, chunk_id: str, instruction: str | None) -> Preview:
         from workbench.search import explain
