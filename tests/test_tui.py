@@ -2551,6 +2551,31 @@ async def test_an_instruction_set_from_elsewhere_keeps_your_own_and_i_opens_the_
         assert app.state.instruction_value == "find the passage that answers this question"
 
 
+async def test_an_evaluated_querys_own_instruction_keeps_yours(tui_state):
+    """An evaluation run with a free-text instruction: opening one of its queries searches with that
+    instruction, and the instruction you had typed is kept (custom… brings it back; the state file
+    keeps it) instead of being replaced for good."""
+    from textual.widgets import Select
+
+    report = {**EVAL_REPORT, "instruction": "Given a claim, find the evidence"}
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.search.set_instruction("my own instruction")
+        await settle(pilot)
+        await _open_row(pilot, report, row=1)
+        assert [c.result.instruction for c in app.search.columns] == ["Given a claim, find the evidence"] * 2
+        picker = app.query_one("#instruction", Select)
+        picker.value = "none"
+        await settle(pilot)
+        picker.value = "custom"  # custom… brings your own text back
+        await settle(pilot)
+        assert app.query_one("#instruction-text").value == "my own instruction"
+        await _open_row(pilot, report, row=0)
+        assert app.search.left.result.instruction == "Given a claim, find the evidence"
+    assert json.loads(tui_state.read_text())["custom_instruction"] == "my own instruction"
+
+
 async def test_a_query_opened_from_evaluate_marks_its_relevant_documents(tmp_path):
     """Enter on a per-query row: Search marks the hits the dataset's qrels judge relevant (✓) and
     counts them per column; another query typed drops the marks."""

@@ -77,6 +77,9 @@ class WbApp(App):
         self.workspace_problem = ""
         self.models_ready = False
         self._first_open = True
+        # your own free-text instruction while an evaluated query's takes its place in Search
+        # (SearchPane.set_instruction with keep_own): custom… brings it back, the state file keeps it
+        self.own_instruction: str | None = None
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -128,7 +131,18 @@ class WbApp(App):
         self.sub_title = f"{shown} · {status}" if status else shown
 
     def save_state(self) -> None:
-        self.state.save(self.state_path)
+        """Write the state file; your own free-text instruction is saved even while an evaluated
+        query's shows in its place (``own_instruction``)."""
+        own = self.own_instruction
+        if own is None:
+            self.state.save(self.state_path)
+            return
+        shown = self.state.custom_instruction
+        self.state.custom_instruction = own
+        try:
+            self.state.save(self.state_path)
+        finally:
+            self.state.custom_instruction = shown
 
     # -- workspace ---------------------------------------------------------------------
     def set_workspace(self, path: str) -> None:
@@ -402,7 +416,7 @@ class WbApp(App):
             search.set_models(left=(None, "base models"), right=right_models, run=False)
         elif any(c.root or c.model_label or c.models for c in search.columns):
             search.set_models(run=False)
-        search.set_instruction(instruction, run=False)
+        search.set_instruction(instruction, run=False, keep_own=True)  # yours is kept, not replaced
         search.set_relevant(query, relevant or {})
         search.set_query(query)
         self.call_after_refresh(search.left.table.focus)
