@@ -38,8 +38,8 @@ class CorpusPane(Vertical):
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "stop_index" and not self.indexing:
-            return False  # offered while a run goes only
+        if action == "stop_index" and not any(w.name == "index" and not w.is_finished for w in self.workers):
+            return False  # offered while an indexing run goes only (a removal is not stopped)
         if action == "remove_missing" and not (self.info and any(s.missing for s in self.info.sources)):
             return False  # offered while an indexed folder is gone from disk
         return not hides_typed_key(self, action)  # in a text box the key is typed: not offered
@@ -344,7 +344,7 @@ class CorpusPane(Vertical):
 
     def action_stop_index(self) -> None:
         """Stop the indexing run before its next batch (as Ctrl-C stops `wb index`)."""
-        if not self.indexing or self._stop.is_set():
+        if not self.check_action("stop_index", ()) or self._stop.is_set():
             return
         self._stop.set()
         self.query_one("#index-phase", Static).update(Text("stopping after the current batch…", style="bold"))
