@@ -266,7 +266,6 @@ async def test_f5_refreshes_a_corpus_screen_that_wb_index_changed_elsewhere(tmp_
     folder and documents."""
     from textual.widgets._footer import FooterKey
 
-    from conftest import copy_small_corpus
     from workbench.index.indexer import Indexer
 
     ws, new = indexed_and_new_folder(tmp_path)
