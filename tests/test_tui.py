@@ -169,6 +169,196 @@ class GatedEngine:
         return self._engine.index(root, folder, progress)
 
 
+class PausingEngine:
+    """The real engine, except that an indexing run pauses at its first encoding step until ``gate``
+    is set (``reached`` says it got there); ``ended`` is set when the run ended, ``error`` what ended it."""
+
+    def __init__(self, engine) -> None:
+        import threading
+
+        self._engine = engine
+        self.reached, self.gate, self.ended = threading.Event(), threading.Event(), threading.Event()
+        self.error: BaseException | None = None
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def index(self, root, folder, progress):
+        def paused(phase, done, total):
+            if phase == "encoding" and not self.reached.is_set():
+                self.reached.set()
+                assert self.gate.wait(60)
+            progress(phase, done, total)
+
+        try:
+            return self._engine.index(root, folder, paused)
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            self.ended.set()
+
+
+def indexed_and_new_folder(tmp_path):
+    """A workspace with one folder indexed, and a second folder not indexed yet."""
+    from conftest import copy_small_corpus
+    from workbench.index.indexer import Indexer
+    from workbench.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(copy_small_corpus(tmp_path / "a", ["time/sleep.md"]))
+    return ws, copy_small_corpus(tmp_path / "b", ["shutil/rmtree.md", "heapq/overview.md"])
+
+
+async def test_s_stops_indexing_and_the_corpus_note_says_the_run_was_cut_off(tmp_path, tui_engine):
+    """s stops the run before its next batch, as Ctrl-C stops `wb index`: the index stays consistent
+    (the earlier folder answers), the stop is said once, and the Corpus note says what is missing."""
+    from workbench.tui.engine import IndexingStopped
+
+    ws, new = indexed_and_new_folder(tmp_path)
+    engine = PausingEngine(tui_engine)
+    app = WbApp(str(ws.root), engine=engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        await open_corpus_tab(pilot)
+        assert not app.corpus.check_action("stop_index", ())  # offered while a run goes only
+        app.corpus.start_index([str(new)])
+        await wait_until(pilot, engine.reached.is_set, what="the first encoding step")
+        app.query_one("#documents").focus()
+        await pilot.pause()
+        assert "s" in app.screen.active_bindings
+        await pilot.press("s")
+        engine.gate.set()
+        await settle(pilot)
+        assert isinstance(engine.error, IndexingStopped)
+        assert "stopped" in str(app.query_one("#index-phase").render())
+        note = app.query_one("#corpus-note")
+        assert note.display and "was cut off before its end" in " ".join(str(note.render()).split())
+        assert [m for m, _ in seen if "stopped" in m] and not [m for m, sev in seen if sev == "error"]
+        assert len([m for m, sev in seen if sev != "information"]) == 1
+        assert app.corpus.info.docs == 1 and not app.corpus.check_action("stop_index", ())
+        hits = tui_engine.search(ws.root, "sleep for a while", pipeline="bm25")
+        assert hits.results[0].doc_id == "time/sleep.md"
+
+
+async def test_quitting_while_indexing_stops_the_run(tmp_path, tui_engine):
+    """The app closing stops its indexing run at the next step (a stop, not a crash of the run)."""
+    from workbench.tui.engine import IndexingStopped
+
+    ws, new = indexed_and_new_folder(tmp_path)
+    engine = PausingEngine(tui_engine)
+    app = WbApp(str(ws.root), engine=engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_corpus_tab(pilot)
+        app.corpus.start_index([str(new)])
+        await wait_until(pilot, engine.reached.is_set, what="the first encoding step")
+        app.exit()
+    engine.gate.set()
+    assert engine.ended.wait(60)
+    assert isinstance(engine.error, IndexingStopped)
+    info = tui_engine.info(ws.root)
+    assert info.docs == 1 and "was cut off" in info.unfinished
+
+
+async def test_f5_refreshes_a_corpus_screen_that_wb_index_changed_elsewhere(tmp_path, tui_engine):
+    """`wb index` in another terminal: the Corpus screen offers F5 in its footer, which shows the new
+    folder and documents."""
+    from textual.widgets._footer import FooterKey
+
+    from workbench.index.indexer import Indexer
+
+    ws, new = indexed_and_new_folder(tmp_path)
+    app = WbApp(str(ws.root), engine=tui_engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_corpus_tab(pilot)
+        app.query_one("#documents").focus()
+        await wait_until(pilot, lambda: "f5" in [k.key for k in app.screen.query(FooterKey)], what="F5 in the footer")
+        assert app.query_one("#sources").row_count == 1
+        Indexer(ws).run(new)  # as `wb index` would
+        await pilot.press("f5")
+        await settle(pilot)
+        assert app.query_one("#sources").row_count == 2 and app.query_one("#documents").row_count == 3
+
+
+async def test_a_folder_gone_from_disk_is_marked_missing_and_x_removes_it(tmp_path, tui_engine):
+    from textual.widgets._footer import FooterKey
+
+    from workbench.index.indexer import Indexer
+
+    ws, new = indexed_and_new_folder(tmp_path)
+    Indexer(ws).run(new)
+    shutil.rmtree(tmp_path / "a")  # the first folder is gone (moved, deleted, unmounted)
+    app = WbApp(str(ws.root), engine=tui_engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        await open_corpus_tab(pilot)
+        table = app.query_one("#sources")
+        cells = {str(table.get_row_at(i)[0]).split()[0] for i in range(table.row_count)}
+        assert "missing" in cells and "missing" in table.border_title
+        await wait_until(pilot, lambda: "x" in [k.key for k in app.screen.query(FooterKey)], what="x in the footer")
+        gone = next(i for i, s in enumerate(app.corpus.info.sources) if s.missing)
+        table.focus()
+        table.move_cursor(row=1 - gone)  # the folder still there: x only points at the missing one
+        await pilot.press("x")
+        await settle(pilot)
+        assert table.row_count == 2 and table.cursor_row == gone
+        await pilot.press("x")
+        await settle(pilot)
+        assert [s.root for s in app.corpus.info.sources] == [str(new.resolve())]
+        assert app.query_one("#documents").row_count == 2 and app.corpus.info.docs == 2
+        assert any("removed" in m and "(1 documents)" in m for m, _ in seen)
+        assert "x" not in app.screen.active_bindings or not app.corpus.check_action("remove_missing", ())
+
+
+async def test_a_cut_documents_list_says_how_many_it_shows_of_all(small_workspace, tui_engine, monkeypatch):
+    """The documents list holds the first documents only (5,000): its title says so, and which."""
+    ws, _ = small_workspace
+    documents = tui_engine.documents
+    monkeypatch.setattr(tui_engine, "documents", lambda root, limit=2: documents(root, limit))
+    app = WbApp(str(ws.root), engine=tui_engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_corpus_tab(pilot)
+        table = app.query_one("#documents")
+        total = app.corpus.info.docs
+        assert total > 2 and table.row_count == 2
+        assert table.border_title == f"documents (first 2 of {total:,})"
+        every = documents(ws.root, 10_000)
+        assert [str(table.get_row_at(i)[0]) for i in range(2)] == [r.doc_id for r in every[:2]]
+
+
+async def test_a_failed_first_index_is_said_once(tmp_path, tui_engine):
+    (tmp_path / "empty").mkdir()
+    app = WbApp(str(tmp_path / "ws"), engine=tui_engine, warm=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        seen = record_notifications(app)
+        app.corpus.start_index([str(tmp_path / "empty")])
+        await settle(pilot)
+        assert [m for m, _ in seen] == [f"nothing to index in {tmp_path / 'empty'}: no readable .txt .md .rst .html "
+                                        ".pdf file or BEIR corpus.jsonl"]
+
+
+async def test_a_run_that_ends_after_a_workspace_switch_names_its_workspace(tmp_path, tui_engine):
+    from conftest import copy_small_corpus
+
+    corpus = copy_small_corpus(tmp_path / "corpus", ["time/sleep.md"])
+    engine = GatedEngine(tui_engine)
+    app = WbApp(str(tmp_path / "ws-a"), engine=engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_corpus_tab(pilot)
+        seen = record_notifications(app)
+        app.corpus.start_index([str(corpus)])
+        await pilot.pause()
+        app.set_workspace(str(tmp_path / "ws-b"))
+        await pilot.pause()
+        engine.gate.set()
+        await settle(pilot)
+        line = str(app.query_one("#index-rate").render())
+        assert line.startswith("in workspace ") and "/ws-a: indexed 1 doc" in line
+        assert any(m.startswith("in workspace ") and "/ws-a: indexed 1 documents" in m for m, _ in seen)
+
+
 def test_the_engine_sees_an_index_changed_by_another_wb_index(tmp_path, tui_engine):
     """`wb index` in another terminal (a new document, then a settings rebuild swapped in): the
     TUI's next search answers from the new index, with the encoders it had loaded."""
@@ -359,6 +549,26 @@ async def test_errors_are_notifications_never_crashes(tmp_path, tui_engine):
         assert any(sev == "error" for m, sev in seen if m not in ("no such file or folder: " + str(tmp_path / "nope"),))
         assert "failed" in str(app.query_one("#eval-status").render())
         assert app.is_running
+
+
+async def test_a_query_retries_a_workspace_that_failed_to_open(tmp_path, tui_engine):
+    """The workspace had no index when the app opened it; once `wb index` has run elsewhere, Enter
+    on a query opens it again and answers (it stayed 'no index' until a restart)."""
+    from conftest import copy_small_corpus
+    from workbench.index.indexer import Indexer
+    from workbench.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    app = WbApp(str(ws.root), engine=tui_engine, warm=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("search")
+        await run_query(pilot, "sleep for a while")
+        assert "no index" in str(app.query_one("#left-detail").render())
+        ws.ensure()
+        Indexer(ws).run(copy_small_corpus(tmp_path / "corpus", ["time/sleep.md"]))  # as `wb index` would
+        await run_query(pilot, "sleep for a while")
+        assert app.workspace_ready and app.search.left.hits[0].doc_id == "time/sleep.md"
 
 
 async def test_a_missing_model_in_wb_toml_is_said_and_the_index_keeps_answering(small_workspace, tmp_path, tui_engine):
@@ -920,6 +1130,36 @@ async def test_an_80_column_launch_form_shows_every_schedule_box(tmp_path, monke
         for box in ("#launch-epochs", "#launch-batch-size", "#launch-lr", "#launch-max-steps"):
             region = form.query_one(box).region
             assert region.width >= 5 and area.x <= region.x and region.right <= area.right, box
+
+
+async def test_a_height_only_resize_redraws_no_table():
+    """A terminal made taller or shorter: the tables whose columns follow the width are not drawn
+    again (the results do not flicker, the documents' and per-query cursors stay put)."""
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "remove a directory")
+        app.search.set_k(10)  # else a taller table asks for more hits, and shows them
+        await settle(pilot)
+        redraws = []
+        for column in app.search.columns:
+            column.redraw = lambda c=column, draw=column.redraw: (redraws.append(c.side), draw())
+        await pilot.resize_terminal(100, 34)
+        await settle(pilot)
+        assert not redraws
+        await pilot.resize_terminal(110, 34)  # a new width: the results fit it
+        await settle(pilot)
+        assert sorted(redraws) == ["left", "right"]
+        for tab, table, row in (("corpus", "#documents", 3), ("evaluate", "#per-query", 2)):
+            app.action_show_tab(tab)
+            if tab == "evaluate":
+                app.evaluate.show_report(EVAL_REPORT)
+            await settle(pilot)
+            app.query_one(table).focus()
+            app.query_one(table).move_cursor(row=row)
+            await pilot.resize_terminal(110, 30 if tab == "corpus" else 36)
+            await settle(pilot)
+            assert app.query_one(table).cursor_row == row, tab
 
 
 async def test_an_80x24_search_shows_most_of_the_results(tmp_path):
@@ -2085,7 +2325,7 @@ async def test_switching_workspace_clears_the_corpus_screens_last_indexing(tmp_p
         skipped = SimpleNamespace(path="/demo/corpus/big.bin", reason="binary")
         summary = SimpleNamespace(line=lambda: "indexed 3 docs", skipped=[skipped], rebuilt="", docs_indexed=3,
                                   chunks_written=5, docs_unchanged=0)
-        corpus._finished([summary])
+        corpus._finished([summary], str(app.workspace_root))
         await settle(pilot)
         assert app.query_one("#index-progress").display and app.query_one("#skipped").display
         app.set_workspace(str(tmp_path / "other"))
@@ -2101,6 +2341,13 @@ async def test_switching_workspace_clears_the_corpus_screens_last_indexing(tmp_p
         app.set_workspace(str(tmp_path / "notes.txt"))
         await settle(pilot)
         assert app.workspace_root == before and any("is a file: give a folder" in m for m in seen)
+        # typed in the box: refused, and the box shows the workspace that stays open again
+        box = app.query_one("#workspace-path")
+        box.focus()
+        box.value = str(tmp_path / "notes.txt")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.workspace_root == before and box.value == str(before)
 
 
 def test_the_run_log_keeps_the_newest_lines_that_fit_when_long_ones_wrap():
@@ -2187,6 +2434,31 @@ async def test_the_evaluate_table_fits_80x24_and_leaves_the_per_query_rows():
         assert app.focused.id == "eval-compare"
         await pilot.press("tab")
         assert app.focused.id == "eval-run"
+
+
+async def test_the_evaluate_table_keeps_a_wide_w_l_t_whole_and_refits_on_resize():
+    """Hundreds of queries make W/L/T wider than its old fixed 8 columns; p under .001 reads p<.001;
+    shrinking the terminal after the report came fits the table again (W/L/T and time stay shown)."""
+    import copy
+
+    report = copy.deepcopy(EVAL_REPORT)
+    report["pipelines"][1].update(name="hybrid+rerank@minilm-ft", wins=123, losses=145, ties=32)
+    report["pipelines"][1]["p_value"]["ndcg@10"] = 0.0002
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(140, 30)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("evaluate")
+        app.evaluate.show_report(report)
+        await settle(pilot)
+        table = app.query_one("#eval-table")
+        assert str(table.get_cell("hybrid+rerank@minilm-ft", "wlt")).strip() == "123/145/32"
+        cell = str(table.get_cell("hybrid+rerank@minilm-ft", "ndcg@10"))
+        assert "p<.001" in cell and "p=0.000" not in cell
+        assert "p=0.200" in str(table.get_cell("hybrid+rerank@minilm-ft", "mrr@10"))
+        await pilot.resize_terminal(80, 30)
+        await settle(pilot)
+        assert table.virtual_size.width <= table.scrollable_content_region.width  # nothing cut at the right
+        assert str(table.get_cell("hybrid+rerank@minilm-ft", "wlt")).strip() == "123/145/32"
 
 
 async def test_an_instruction_gives_way_to_the_query_on_a_one_line_encoder_input():
@@ -2276,6 +2548,31 @@ async def test_an_instruction_set_from_elsewhere_keeps_your_own_and_i_opens_the_
         await settle(pilot)
         assert app.query_one("#instruction-text").value == "find the passage that answers this question"
         assert app.state.instruction_value == "find the passage that answers this question"
+
+
+async def test_an_evaluated_querys_own_instruction_keeps_yours(tui_state):
+    """An evaluation run with a free-text instruction: opening one of its queries searches with that
+    instruction, and the instruction you had typed is kept (custom… brings it back; the state file
+    keeps it) instead of being replaced for good."""
+    from textual.widgets import Select
+
+    report = {**EVAL_REPORT, "instruction": "Given a claim, find the evidence"}
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.search.set_instruction("my own instruction")
+        await settle(pilot)
+        await _open_row(pilot, report, row=1)
+        assert [c.result.instruction for c in app.search.columns] == ["Given a claim, find the evidence"] * 2
+        picker = app.query_one("#instruction", Select)
+        picker.value = "none"
+        await settle(pilot)
+        picker.value = "custom"  # custom… brings your own text back
+        await settle(pilot)
+        assert app.query_one("#instruction-text").value == "my own instruction"
+        await _open_row(pilot, report, row=0)
+        assert app.search.left.result.instruction == "Given a claim, find the evidence"
+    assert json.loads(tui_state.read_text())["custom_instruction"] == "my own instruction"
 
 
 async def test_a_query_opened_from_evaluate_marks_its_relevant_documents(tmp_path):

@@ -170,6 +170,24 @@ def is_variant(ws: Workspace) -> bool:
     return ws.root.parent.name == "variants"
 
 
+def remove_root(ws: Workspace, root: Path, progress: Callable[[str, int, int], None] | None = None):
+    """``wb index --remove ROOT``: drop the indexed folder ``root`` (which need not exist any more)
+    from ``ws`` and from every model variant of it. Returns the IndexSummary and, per variant that
+    had indexed it, ``{"variant": name, "docs_removed": n}``; InputError when ``ws`` never indexed it."""
+    from workbench.errors import InputError
+    from workbench.index.indexer import Indexer
+
+    summary = Indexer(ws, progress=progress).remove(root)
+    done = []
+    for variant in variant_workspaces(ws):
+        try:
+            part = Indexer(variant, variant.config()).remove(Path(summary.root))
+        except InputError:  # this variant never indexed that folder
+            continue
+        done.append({"variant": variant.root.name, "docs_removed": part.docs_removed})
+    return summary, done
+
+
 def variant_workspaces(ws: Workspace) -> list[Workspace]:
     """The variants of ``ws`` that hold an index (``<ws>/variants/<label>-<hash>/``)."""
     return [Workspace(m.parent) for m in sorted((ws.root / "variants").glob("*/manifest.sqlite"))]

@@ -214,9 +214,7 @@ def _rebuild_due(ws) -> bool:
 def _remove_root(ws, root: Path, json_out: bool, progress_json: bool = False) -> None:
     """``wb index --remove PATH``: the root's documents leave the workspace and every variant of it
     (``--progress-json``: the phases, then the summary as ``{"phase": "done", ...}``, as an index run)."""
-    from workbench.errors import InputError
-    from workbench.index.indexer import Indexer
-    from workbench.variants import variant_workspaces
+    from workbench.variants import remove_root
 
     ws.require()
 
@@ -224,14 +222,7 @@ def _remove_root(ws, root: Path, json_out: bool, progress_json: bool = False) ->
         if progress_json:
             print(json.dumps({"phase": phase, "done": done, "total": total}), flush=True)
 
-    summary = Indexer(ws, progress=progress).remove(root)
-    variants = []
-    for variant in variant_workspaces(ws):
-        try:
-            done = Indexer(variant, variant.config()).remove(Path(summary.root))
-        except InputError:  # this variant never indexed that folder
-            continue
-        variants.append({"variant": variant.root.name, "docs_removed": done.docs_removed})
+    summary, variants = remove_root(ws, root, progress)
     if json_out or progress_json:
         print(json.dumps({**({"phase": "done"} if progress_json else {}), **summary.to_json(), "variants": variants}))
         return

@@ -77,6 +77,9 @@ class WbApp(App):
         self.workspace_problem = ""
         self.models_ready = False
         self._first_open = True
+        # your own free-text instruction while an evaluated query's takes its place in Search
+        # (SearchPane.set_instruction with keep_own): custom… brings it back, the state file keeps it
+        self.own_instruction: str | None = None
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -128,7 +131,18 @@ class WbApp(App):
         self.sub_title = f"{shown} · {status}" if status else shown
 
     def save_state(self) -> None:
-        self.state.save(self.state_path)
+        """Write the state file; your own free-text instruction is saved even while an evaluated
+        query's shows in its place (``own_instruction``)."""
+        own = self.own_instruction
+        if own is None:
+            self.state.save(self.state_path)
+            return
+        shown = self.state.custom_instruction
+        self.state.custom_instruction = own
+        try:
+            self.state.save(self.state_path)
+        finally:
+            self.state.custom_instruction = shown
 
     # -- workspace ---------------------------------------------------------------------
     def set_workspace(self, path: str) -> None:
@@ -140,6 +154,7 @@ class WbApp(App):
             root = Workspace.resolve(path).root
         except WbError as exc:
             self.notify(str(exc), title="workspace", severity="error", timeout=8)
+            self.corpus.show_workspace_root(typed_over=True)  # the box shows the workspace that stays open, not the refused path
             return
         if root == self.workspace_root:
             self.open_workspace()
@@ -154,20 +169,23 @@ class WbApp(App):
         self.query_one(RunsPane).refresh_runs()
         self.open_workspace()
 
-    def index_changed(self) -> None:
+    def index_changed(self, quiet: bool = False) -> None:
         """The index of the current workspace changed: reopen it and rerun the query (a column on a
-        fine-tune's variant index first brings that index up to date)."""
+        fine-tune's variant index first brings that index up to date). ``quiet``: the indexing run
+        failed or was stopped and has said so: a workspace that cannot open yet is not said again."""
         self.search.refresh_variants()
-        self.open_workspace(rerun=True)
+        self.open_workspace(rerun=True, quiet=quiet)
 
-    def open_workspace(self, rerun: bool = False) -> None:
+    def open_workspace(self, rerun: bool = False, quiet: bool = False) -> None:
+        """Open the current workspace in the background (``quiet``: a problem shows in the subtitle
+        and the Search columns, with no notification)."""
         self.searcher_ready = self.workspace_ready = self.models_ready = False
         self.workspace_problem = ""
         self._update_subtitle()
-        self._open_worker(str(self.workspace_root), rerun)
+        self._open_worker(str(self.workspace_root), rerun, quiet)
 
     @work(thread=True, exclusive=True, group="open", name="open workspace")
-    def _open_worker(self, root: str, rerun: bool) -> None:
+    def _open_worker(self, root: str, rerun: bool, quiet: bool = False) -> None:
         from textual.worker import get_current_worker
 
         worker = get_current_worker()
@@ -175,19 +193,19 @@ class WbApp(App):
         try:
             info = engine.info(root)
         except WbError as exc:
-            self.call_from_thread(self._open_failed, root, str(exc))
+            self.call_from_thread(self._open_failed, root, str(exc), quiet=quiet)
             return
         if worker.is_cancelled:
             return
         self.call_from_thread(self.corpus.show_info, info)
         if not info.exists:
             self.call_from_thread(self._open_failed, root,
-                                  f"no index in workspace {root}: add a folder on the Corpus screen (1)", True)
+                                  f"no index in workspace {root}: add a folder on the Corpus screen (1)", True, quiet)
             return
         try:
             engine.searcher(root)
         except WbError as exc:
-            self.call_from_thread(self._open_failed, root, str(exc))
+            self.call_from_thread(self._open_failed, root, str(exc), quiet=quiet)
             return
         if worker.is_cancelled:
             return
@@ -209,14 +227,15 @@ class WbApp(App):
         if not worker.is_cancelled:
             self.call_from_thread(self._models_ready, root, seconds)
 
-    def _open_failed(self, root: str, message: str, missing: bool = False) -> None:
+    def _open_failed(self, root: str, message: str, missing: bool = False, quiet: bool = False) -> None:
         if root != str(self.workspace_root):
             return
         self.workspace_ready = False
         self.workspace_problem = message
         self._update_subtitle()
-        self.notify(message, title="no index" if missing else "workspace", severity="warning" if missing else "error",
-                    timeout=10)
+        if not quiet:
+            self.notify(message, title="no index" if missing else "workspace",
+                        severity="warning" if missing else "error", timeout=10)
         if missing and self._first_open and self.state.tab == "search":
             self.action_show_tab("corpus")
         self._first_open = False
@@ -397,7 +416,7 @@ class WbApp(App):
             search.set_models(left=(None, "base models"), right=right_models, run=False)
         elif any(c.root or c.model_label or c.models for c in search.columns):
             search.set_models(run=False)
-        search.set_instruction(instruction, run=False)
+        search.set_instruction(instruction, run=False, keep_own=True)  # yours is kept, not replaced
         search.set_relevant(query, relevant or {})
         search.set_query(query)
         self.call_after_refresh(search.left.table.focus)

@@ -7,6 +7,7 @@ previous index keeps working meanwhile; when it finishes the app reopens the ind
 
 from __future__ import annotations
 
+import threading
 import time
 
 from rich.text import Text
@@ -19,6 +20,7 @@ from textual.widgets.data_table import CellDoesNotExist
 
 from workbench.errors import WbError
 from workbench.tui.common import Palette, ago, hides_typed_key, short, short_path
+from workbench.tui.engine import STOPPABLE_PHASES, IndexingStopped
 
 AGE_TICK_S = 30.0  # how often the "indexed 3 min ago" ages are redrawn
 ROLE_NAMES = {"dense": "dense", "colbert": "colbert", "sparse": "sparse", "reranker": "reranker"}
@@ -29,10 +31,17 @@ class CorpusPane(Vertical):
         Binding("a", "add_folder", "Add folder", tooltip="Type a folder to index"),
         Binding("w", "edit_workspace", "Workspace", tooltip="Open another workspace"),
         Binding("e", "reindex", "Re-index", tooltip="Re-index every folder of the workspace (incremental)"),
-        Binding("f5", "reload", "Reload", show=False, tooltip="Reload the workspace information"),
+        Binding("s", "stop_index", "Stop", tooltip="Stop the indexing run (the documents it wrote are kept)"),
+        Binding("x", "remove_missing", "Remove missing",
+                tooltip="Remove the indexed folder selected, gone from disk, from the index (wb index --remove)"),
+        Binding("f5", "reload", "Refresh", tooltip="Read the workspace again (after `wb index` ran elsewhere)"),
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop_index" and not any(w.name == "index" and not w.is_finished for w in self.workers):
+            return False  # offered while an indexing run goes only (a removal is not stopped)
+        if action == "remove_missing" and not (self.info and any(s.missing for s in self.info.sources)):
+            return False  # offered while an indexed folder is gone from disk
         return not hides_typed_key(self, action)  # in a text box the key is typed: not offered
 
     def __init__(self) -> None:
@@ -41,6 +50,8 @@ class CorpusPane(Vertical):
         self._documents: list = []
         self._enc_t0: float | None = None
         self._enc_done0 = 0
+        self._width = 0  # the width the tables were last fitted to (on_resize)
+        self._stop = threading.Event()  # set by s (or the app closing): the indexing run stops before its next batch
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="ws-row", classes="form-row"):
@@ -100,10 +111,12 @@ class CorpusPane(Vertical):
         note = Text()
         for folder in info.pending:
             note.append(f"not indexed again yet: {folder} (`wb index` finishes it)\n", style=f"bold {pal.down}")
+        if info.unfinished:
+            note.append(info.unfinished + ("\n" if info.note else ""), style=f"bold {pal.down}")
         if info.note:
             note.append(info.note, style=f"bold {pal.accent}")
         self.query_one("#corpus-note", Static).update(note)
-        self.query_one("#corpus-note").display = bool(info.note or info.pending)
+        self.query_one("#corpus-note").display = bool(info.note or info.pending or info.unfinished)
         self._render_sources()
         if not info.exists:
             self.show_documents([])
@@ -154,9 +167,17 @@ class CorpusPane(Vertical):
         table.add_column(f"{'docs':>6}", key="docs", width=6)
         table.add_column(f"{'chunks':>7}", key="chunks", width=7)
         table.add_column("indexed", key="indexed", width=10)
+        pal = Palette.of(self.app)
         for s in self.info.sources if self.info else []:
-            table.add_row(short_path(s.root, folder_w), f"{s.docs:>6,}", f"{s.chunks:>7,}", self._when(s.indexed_at),
-                          key=s.root)
+            if s.missing:  # said first: a narrow column cuts the path's start, never the mark
+                folder = Text("missing ", style=f"bold {pal.down}")
+                folder.append(short_path(s.root, folder_w - 8), style=pal.down)
+            else:
+                folder = short_path(s.root, folder_w)
+            table.add_row(folder, f"{s.docs:>6,}", f"{s.chunks:>7,}", self._when(s.indexed_at), key=s.root)
+        gone = sum(s.missing for s in self.info.sources) if self.info else 0
+        table.border_title = f"indexed folders ({gone} missing: x removes one)" if gone else "indexed folders"
+        self.refresh_bindings()  # x is offered while a folder is missing
 
     @staticmethod
     def _when(t: float) -> str:
@@ -183,9 +204,14 @@ class CorpusPane(Vertical):
                 cells.append(Text(short(r.title, width - id_w - 10), style="dim"))
             cells.append(f"{r.chunks:>6}")
             table.add_row(*cells)
-        table.border_title = f"documents ({len(rows):,})" if rows else "documents"
+        table.border_title = documents_title(len(rows), self.info.docs if self.info else 0)
 
-    def on_resize(self) -> None:
+    def on_resize(self, event) -> None:
+        """The tables' columns follow the width: drawn again when it changed (a height-only resize
+        would reset the cursors for nothing)."""
+        if event.size.width == self._width:
+            return
+        self._width = event.size.width
         if self._documents:
             self._render_documents()
         if self.info is not None:
@@ -199,7 +225,47 @@ class CorpusPane(Vertical):
         self.query_one("#workspace-path", Input).focus()
 
     def action_reload(self) -> None:
+        """Read the workspace again: folders, documents and notes (`wb index` may have run elsewhere)."""
         self.app.open_workspace()
+
+    def action_remove_missing(self) -> None:
+        """Remove the selected indexed folder from the index when it is gone from disk (as `wb index
+        --remove` does); with another folder selected, the cursor goes to the first missing one."""
+        if self.info is None or self.indexing:
+            return
+        table = self.query_one("#sources", DataTable)
+        sources = self.info.sources
+        row = table.cursor_row
+        if not (0 <= row < len(sources)) or not sources[row].missing:
+            first = next((i for i, s in enumerate(sources) if s.missing), None)
+            if first is not None:
+                table.move_cursor(row=first)
+                table.focus()
+                self.app.notify("x again removes this missing folder from the index", timeout=4)
+            return
+        folder = sources[row].root
+        self.query_one("#index-progress").display = True
+        self.query_one("#index-bar").display = False
+        self.query_one("#index-phase", Static).update(Text(f"removing {short_path(folder, 50)}", style="bold"))
+        self.query_one("#index-rate", Static).update("")
+        self._remove_worker(str(self.app.workspace_root), folder)
+
+    @work(thread=True, exclusive=True, group="index", name="remove folder")
+    def _remove_worker(self, root: str, folder: str) -> None:
+        try:
+            summary = self.app.engine.remove(root, folder)
+        except WbError as exc:
+            self.app.call_from_thread(self._failed, str(exc), root)
+            return
+        self.app.call_from_thread(self._removed, root, summary)
+
+    def _removed(self, root: str, summary) -> None:
+        """A missing folder left the index: said, and the workspace read again."""
+        message = f"{self._elsewhere(root)}removed {summary.root} from the index ({summary.docs_removed} documents)"
+        self.query_one("#index-phase", Static).update(Text("removed", style="bold"))
+        self.query_one("#index-rate", Static).update(Text(message, style="dim"))
+        self.app.notify(message, title="index updated", timeout=6)
+        self.app.index_changed()
 
     def action_reindex(self) -> None:
         if self.info is None or not self.info.sources:
@@ -230,12 +296,17 @@ class CorpusPane(Vertical):
         """Focus the documents table (after Enter in the workspace or add-folder box)."""
         self.query_one("#documents", DataTable).focus()
 
+    def show_workspace_root(self, typed_over: bool = False) -> None:
+        """The workspace box shows the open workspace unless the user is typing in it
+        (``typed_over``: also then, e.g. when the path typed there was refused)."""
+        box = self.query_one("#workspace-path", Input)
+        if typed_over or not box.has_focus:
+            box.value = str(self.app.workspace_root)
+
     def workspace_changed(self) -> None:
         """Another workspace was opened: drop what belonged to the previous one (the last indexing
         run's summary and skipped files; a run still going keeps its progress shown)."""
-        box = self.query_one("#workspace-path", Input)
-        if not box.has_focus:
-            box.value = str(self.app.workspace_root)
+        self.show_workspace_root()
         if self.indexing:
             return
         self.query_one("#index-progress").display = False
@@ -267,15 +338,30 @@ class CorpusPane(Vertical):
         self.query_one("#skipped").display = False
         self.query_one("#index-rate", Static).update("")
         self.query_one("#index-bar", ProgressBar).update(total=None, progress=0)
+        self._stop.clear()
         self._index_worker(str(self.app.workspace_root), [str(p) for p in paths])
+        self.refresh_bindings()  # s (stop) is offered now
+
+    def action_stop_index(self) -> None:
+        """Stop the indexing run before its next batch (as Ctrl-C stops `wb index`)."""
+        if not self.check_action("stop_index", ()) or self._stop.is_set():
+            return
+        self._stop.set()
+        self.query_one("#index-phase", Static).update(Text("stopping after the current batch…", style="bold"))
+
+    def on_unmount(self) -> None:
+        self._stop.set()  # the app is closing: a run stops at its next batch instead of holding the exit
 
     @work(thread=True, exclusive=True, group="index", name="index")
     def _index_worker(self, root: str, folders: list[str]) -> None:
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
         engine = self.app.engine
         try:
             reason = engine.rebuild_reason(root)
         except WbError as exc:
-            self.app.call_from_thread(self._failed, str(exc))
+            self.app.call_from_thread(self._failed, str(exc), root)
             return
         if reason:  # said first: every folder is encoded again, and the old index answers meanwhile
             self.app.call_from_thread(self.app.notify, f"{reason} beside the old one, which answers queries "
@@ -284,13 +370,17 @@ class CorpusPane(Vertical):
 
         def progress(phase: str, done: int, total: int) -> None:
             nonlocal shown
+            if self._stop.is_set() or worker.is_cancelled:  # s, or the app closing
+                if phase in STOPPABLE_PHASES:
+                    raise IndexingStopped
+                return  # writing: it ends the step it is in first
             if reason and phase == "encoding" and not shown:  # the Corpus note: "being rebuilt"
                 shown = True
                 try:
                     info = engine.info(root)
                 except WbError:
                     info = None
-                if info is not None:
+                if info is not None and root == str(self.app.workspace_root):
                     self.app.call_from_thread(self.show_info, info)
             self.app.call_from_thread(self._progress, phase, done, total)
 
@@ -299,12 +389,16 @@ class CorpusPane(Vertical):
             self.app.call_from_thread(self._starting, folder)
             try:
                 summaries.append(engine.index(root, folder, progress))
+            except IndexingStopped:
+                if self.app.is_running:  # else the app has closed: nothing left to show it on
+                    self.app.call_from_thread(self._stopped, root, folder)
+                return
             except WbError as exc:
-                self.app.call_from_thread(self._failed, str(exc))
+                self.app.call_from_thread(self._failed, str(exc), root)
                 return
             if summaries[-1].rebuilt:
                 break  # a settings rebuild indexes every folder of the workspace in its one run
-        self.app.call_from_thread(self._finished, summaries)
+        self.app.call_from_thread(self._finished, summaries, root)
 
     def _starting(self, folder: str) -> None:
         self._enc_t0 = None
@@ -334,21 +428,46 @@ class CorpusPane(Vertical):
         if rate_line:
             self.query_one("#index-rate", Static).update(Text(rate_line, style="dim"))
 
-    def _failed(self, message: str) -> None:
+    def on_worker_state_changed(self, event) -> None:
+        if event.worker.group == "index" and event.worker.is_finished:
+            self.refresh_bindings()  # s (stop) is no longer offered
+
+    def _elsewhere(self, root: str) -> str:
+        """``"in workspace ROOT: "`` when the run indexed into another workspace than the one open
+        now (the user switched while it ran), else ""."""
+        return "" if root == str(self.app.workspace_root) else f"in workspace {short_path(root, 50)}: "
+
+    def _stop_bar(self, full: bool) -> None:
+        """A determinate bar, full or empty (an indeterminate one would keep animating)."""
         bar = self.query_one("#index-bar", ProgressBar)
-        bar.update(total=1, progress=0)  # an indeterminate bar would keep animating
-        bar.display = False
+        bar.update(total=1, progress=1 if full else 0)
+        if not full:
+            bar.display = False
+
+    def _failed(self, message: str, root: str) -> None:
+        """The run failed: said here and in one notification (reopening the index says nothing more)."""
+        self._stop_bar(full=False)
+        message = self._elsewhere(root) + message
         self.query_one("#index-phase", Static).update(Text("indexing failed", style="bold"))
         self.query_one("#index-rate", Static).update(Text(message))
         self.app.notify(message, title="indexing failed", severity="error", timeout=10)
-        self.app.index_changed()
+        self.app.index_changed(quiet=True)
 
-    def _finished(self, summaries: list) -> None:
-        bar = self.query_one("#index-bar", ProgressBar)
-        bar.update(total=1, progress=1)
+    def _stopped(self, root: str, folder: str) -> None:
+        """The run was stopped (s): what it wrote is kept; the corpus note says what is missing."""
+        self._stop_bar(full=False)
+        message = (f"{self._elsewhere(root)}indexing of {short_path(folder, 50)} stopped: the documents written "
+                   "so far are kept; indexing the folder again continues it")
+        self.query_one("#index-phase", Static).update(Text("stopped", style="bold"))
+        self.query_one("#index-rate", Static).update(Text(message))
+        self.app.notify(message, title="indexing stopped", severity="warning", timeout=8)
+        self.app.index_changed(quiet=True)
+
+    def _finished(self, summaries: list, root: str) -> None:
+        self._stop_bar(full=True)
         self.query_one("#index-phase", Static).update(Text("done", style="bold"))
         skipped_files = [f for s in summaries for f in s.skipped]
-        self.query_one("#index-rate", Static).update(Text(summary_line(summaries), style="dim"))
+        self.query_one("#index-rate", Static).update(Text(self._elsewhere(root) + summary_line(summaries), style="dim"))
         skipped = self.query_one("#skipped", DataTable)
         skipped.clear()
         for f in skipped_files[:2000]:
@@ -361,9 +480,18 @@ class CorpusPane(Vertical):
         docs = sum(s.docs_indexed for s in summaries)
         chunks = sum(s.chunks_written for s in summaries)
         unchanged = sum(s.docs_unchanged for s in summaries)
-        self.app.notify(f"indexed {docs} documents ({chunks} chunks), {unchanged} unchanged, "
+        self.app.notify(f"{self._elsewhere(root)}indexed {docs} documents ({chunks} chunks), {unchanged} unchanged, "
                         f"{len(skipped_files)} skipped", title="index updated", timeout=6)
         self.app.index_changed()
+
+
+def documents_title(shown: int, total: int) -> str:
+    """The documents list's title: how many it lists, and of how many when it lists the first only."""
+    if not shown:
+        return "documents"
+    if total > shown:
+        return f"documents (first {shown:,} of {total:,})"
+    return f"documents ({shown:,})"
 
 
 def summary_line(summaries: list) -> str:

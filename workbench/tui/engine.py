@@ -41,12 +41,22 @@ class EngineError(WbError):
     """An unexpected library failure, reported as one line."""
 
 
+class IndexingStopped(KeyboardInterrupt):
+    """Raised from an indexing run's progress callback to stop it, as Ctrl-C stops `wb index`: the
+    Indexer lets it through (it is no ``Exception``), every batch written so far is kept, and the
+    run stays marked as cut off in the manifest, so the next run of the folder continues it."""
+
+
+STOPPABLE_PHASES = ("reading files", "loading models", "chunking", "encoding")  # said before a batch is written
+
+
 @dataclass
 class SourceInfo:
     root: str
     docs: int
     chunks: int
     indexed_at: float
+    missing: bool = False  # the folder is gone from disk (moved, deleted, an unmounted drive)
 
 
 @dataclass
@@ -66,6 +76,7 @@ class CorpusInfo:
     error: str = ""  # e.g. a wb.toml that does not parse
     note: str = ""  # the index answers with other settings than wb.toml's: why (rebuild.state_note)
     pending: list[str] = field(default_factory=list)  # folders a settings rebuild has still to index
+    unfinished: str = ""  # an indexing run running now or cut off (stopped, killed): what is missing
 
 
 @dataclass
@@ -124,14 +135,18 @@ class Engine:
         if not info.exists:
             return info
         try:
+            from workbench.index.unfinished import UNFINISHED_RUN, unfinished_note
             from workbench.store.manifest import Manifest
 
             with Manifest(ws.manifest_path) as manifest:
                 info.docs = manifest.count_docs()
                 info.chunks = manifest.count_chunks()
-                info.sources = [SourceInfo(s, int(d), int(c or 0), float(t or 0)) for s, d, c, t in manifest.sources()]
+                info.sources = [SourceInfo(s, int(d), int(c or 0), float(t or 0), not Path(s).exists())
+                                for s, d, c, t in manifest.sources()]
                 info.pending = manifest.roots_to_reindex()
                 recorded = manifest.get_meta("settings")
+                unfinished = manifest.get_meta(UNFINISHED_RUN)
+            info.unfinished = unfinished_note(ws, unfinished)
             if recorded is not None and not info.error:  # what the index that answers was built with
                 self._describe_index(ws, cfg, recorded, info)
         except Exception as exc:  # a locked or damaged manifest: show it, do not crash
@@ -244,6 +259,7 @@ class Engine:
             raise _wrap(exc) from exc
 
     def documents(self, root, limit: int = 5000) -> list[DocumentRow]:
+        """The index's documents by id (each with its chunk count): the first ``limit`` of them."""
         searcher, lock = self._using(root)
         try:
             with lock:  # the catalog loads lazily: never twice at once with a search of this index
@@ -254,12 +270,10 @@ class Engine:
         for doc_id, title in zip(cat.doc_ids, cat.titles):
             row = rows.get(doc_id)
             if row is None:
-                if len(rows) >= limit:
-                    continue
                 rows[doc_id] = DocumentRow(doc_id, title, 1)
             else:
                 row.chunks += 1
-        return sorted(rows.values(), key=lambda r: r.doc_id)
+        return sorted(rows.values(), key=lambda r: r.doc_id)[:limit]  # the first by id, as the list reads
 
     def preview(self, root, query: str, chunk_id: str, instruction: str | None) -> Preview:
         from workbench.search import explain
@@ -286,7 +300,9 @@ class Engine:
 
     # -- indexing --------------------------------------------------------------------
     def index(self, root, folder: str | Path, progress: Callable[[str, int, int], None]):
-        """Index ``folder`` into ``root`` (creating the workspace); returns the IndexSummary."""
+        """Index ``folder`` into ``root`` (creating the workspace); returns the IndexSummary.
+        ``progress`` may raise :class:`IndexingStopped` (in a :data:`STOPPABLE_PHASES` phase) to stop
+        the run: it propagates, the index left consistent as after Ctrl-C in `wb index`."""
         from workbench.errors import InputError
         from workbench.index.indexer import Indexer
 
@@ -297,6 +313,20 @@ class Engine:
         try:
             ws.ensure()
             summary = Indexer(ws, ws.config(), progress=progress, device=self.device).run(path)
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        finally:
+            self.invalidate(root)
+        return summary
+
+    def remove(self, root, folder: str):
+        """Drop the indexed folder ``folder`` (gone from disk, say) from ``root`` and its model
+        variants, as `wb index --remove` does; returns the IndexSummary."""
+        from workbench.variants import remove_root
+
+        ws = self.workspace(root)
+        try:
+            summary, _variants = remove_root(ws, Path(folder))
         except Exception as exc:
             raise _wrap(exc) from exc
         finally:

@@ -42,6 +42,16 @@ def significance(p: float | None) -> str:
     return "**" if p < 0.01 else "*" if p < 0.05 else ""
 
 
+def p_label(p: float) -> str:
+    """A p-value as the table shows it: ``p=0.004``; one under .001 reads ``p<.001`` (never ``p=0.000``)."""
+    return "p<.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def wlt_label(p: dict) -> str:
+    """A pipeline's wins/losses/ties against the baseline, e.g. ``123/45/32``."""
+    return f"{p.get('wins', 0)}/{p.get('losses', 0)}/{p.get('ties', 0)}"
+
+
 def eval_command(dataset: str, pipelines: str, workspace: str | None, compare: list[str] | None = None) -> list[str]:
     """``compare``: ``ROLE=NAME`` items (``wb eval --compare``): every pipeline again with those models."""
     cmd = [sys.executable, "-m", "workbench.cli.main", "eval", dataset, "--pipeline", pipelines, "--json",
@@ -82,6 +92,7 @@ class EvalPane(Vertical):
         self._sort = 0
         self._proc = None
         self._rows: list[dict] = []
+        self._width = 0  # the width the tables were last fitted to (on_resize)
 
     def compose(self) -> ComposeResult:
         state = self.app.state
@@ -327,13 +338,15 @@ class EvalPane(Vertical):
         # "baseline" line left to the note below and the stars; otherwise three (value; Δ; p)
         short_screen = self.screen.has_class("-short")
         # the whole system name where the screen has room (`hybrid@minilm-ft` is the row that matters)
-        spare = (self.size.width or 100) - 12 * len(metrics) - 8 - 6 - 3
+        # W/L/T as wide as its widest value (hundreds of queries: "123/145/32" is 10 characters)
+        wlt_width = 1 + max([7] + [len(wlt_label(p)) for p in pipelines if str(p.get("name")) != report.get("baseline")])
+        spare = (self.size.width or 100) - 12 * len(metrics) - wlt_width - 6 - 4  # 4: the table's border and padding
         longest = max((len(str(p.get("name", "?"))) for p in pipelines), default=14)
-        name_width = max(14, min(longest + 1, spare))
+        name_width = max(10, min(max(14, longest + 1), spare))  # W/L/T and time before a name's end
         table.add_column(" pipeline", key="pipeline", width=name_width)
         for m in metrics:
             table.add_column(f"{METRIC_LABELS.get(m, m):>9}   ", key=m, width=12)
-        table.add_column(f"{'W/L/T':>8}", key="wlt", width=8)
+        table.add_column("W/L/T".rjust(wlt_width), key="wlt", width=wlt_width)
         table.add_column(f"{'time':>6}", key="time", width=6)
         baseline = report.get("baseline")
         for p in pipelines:
@@ -358,13 +371,13 @@ class EvalPane(Vertical):
                     cell.append(f"\n{d:>+9.4f}", style=colour)
                     cell.append(f"{stars:<2} ", style=f"bold {colour}")
                     if pv is not None and not short_screen:
-                        cell.append(f"\n{'p=' + format(pv, '.3f'):>9}   ", style="dim")
+                        cell.append(f"\n{p_label(pv):>9}   ", style="dim")
                         lines = 3
                 cells.append(cell)
             if is_base:
                 cells.append(Text(""))
             else:
-                cells.append(Text(f"{p.get('wins', 0)}/{p.get('losses', 0)}/{p.get('ties', 0)}".rjust(8)))
+                cells.append(Text(wlt_label(p).rjust(wlt_width)))
             secs = p.get("seconds")
             cells.append(Text("" if secs is None else f"{secs:.1f}s".rjust(6), style="dim"))
             table.add_row(*cells, height=lines, key=name)
@@ -452,8 +465,15 @@ class EvalPane(Vertical):
             self.app.notify(f"relevant documents not marked: {exc}", severity="warning", timeout=6)
             return {}
 
-    def on_resize(self) -> None:
-        if self._per_query:
+    def on_resize(self, event) -> None:
+        """Fit both tables to the new width (the names' column gives or takes the room); a resize
+        that keeps the width changes nothing here, so nothing is drawn again."""
+        if event.size.width == self._width:
+            return
+        self._width = event.size.width
+        if self.report:
+            self.show_report(self.report, self.compare)  # renders the per-query rows too
+        elif self._per_query:
             self._render_per_query()
 
 

@@ -54,6 +54,7 @@ class ResultColumn(Vertical):
         self.side = side
         self.pipeline = pipeline if known_pipeline(pipeline) else "hybrid"
         self.compare = compare
+        self._width = 0  # the width the table was last fitted to (on_resize)
         self.root: str | None = None  # a workspace of its own (a fine-tune's variant index); None: the app's
         self.models: dict[str, str] = {}  # role overrides the engine applies (e.g. reranker=runs/NAME)
         self.model_label = ""  # shown in the header when set, e.g. "dense · ft:NAME"
@@ -301,8 +302,12 @@ class ResultColumn(Vertical):
             text.append(f" (was {hit.rank})", style="dim")  # its rank in the left column
         box.update(text)
 
-    def on_resize(self) -> None:
-        self.redraw()
+    def on_resize(self, event) -> None:
+        """The table's columns follow the width: drawn again when it changed (a height-only resize
+        would only make the rows flicker)."""
+        if event.size.width != self._width:
+            self._width = event.size.width
+            self.redraw()
 
     def reserve_rows(self, rows: int) -> None:
         """Give the detail ``rows`` more lines (the other column's dropped list takes as many: the two

@@ -137,8 +137,16 @@ class SearchPane(Vertical):
 
     @on(Input.Submitted, "#query")
     def _query_submitted(self, event: Input.Submitted) -> None:
-        """Enter runs the query and leaves the box for the results (the screen keys work again; / returns)."""
-        self.request_search(immediate=True)
+        """Enter runs the query and leaves the box for the results (the screen keys work again; / returns).
+        A workspace that could not be opened is tried again first (it may have been fixed meanwhile:
+        `wb index` run elsewhere, wb.toml mended); the query runs once it is open."""
+        if self.app.workspace_problem and not self.app.workspace_ready:
+            if self._timer is not None:  # the typing's pending search: the reopening runs it
+                self._timer.stop()
+                self._timer = None
+            self.app.open_workspace(rerun=True)
+        else:
+            self.request_search(immediate=True)
         self.app.save_state()
         self.left.table.focus()
 
@@ -149,6 +157,7 @@ class SearchPane(Vertical):
         if value == state.instruction:
             return
         state.instruction = value
+        self._restore_own_instruction()
         box = self.query_one("#instruction-text", Input)
         with box.prevent(Input.Changed):  # custom…: the free text typed before, kept meanwhile
             box.value = state.custom_instruction if value == "custom" else ""
@@ -161,6 +170,7 @@ class SearchPane(Vertical):
     def _instruction_typed(self, event: Input.Changed) -> None:
         state = self.app.state
         state.custom_instruction = event.value
+        self.app.own_instruction = None  # edited: the text in the box is yours now
         typed = bool(event.value.strip())
         # typing makes it a custom instruction; clearing the box leaves none (and the picker says so)
         wanted = "custom" if typed else "none" if state.instruction == "custom" else state.instruction
@@ -298,12 +308,23 @@ class SearchPane(Vertical):
         if run:
             self.request_search(immediate=True)
 
-    def set_instruction(self, value: str | None, *, run: bool = True) -> None:
+    def _restore_own_instruction(self) -> None:
+        """Your own free text back in the custom slot (an evaluated query's had taken it)."""
+        if self.app.own_instruction is not None:
+            self.app.state.custom_instruction, self.app.own_instruction = self.app.own_instruction, None
+
+    def set_instruction(self, value: str | None, *, run: bool = True, keep_own: bool = False) -> None:
         """A preset name, free text, or None / "" / "none" for no instruction (applied at once: the
         next query uses it). A preset or none keeps the free text typed before (``custom…`` in the
-        picker brings it back)."""
+        picker brings it back). ``keep_own``: free text that is not yours (an evaluated query's) keeps
+        yours too, in the app's ``own_instruction``, until another instruction is picked."""
         state = self.app.state
         value = (value or "").strip()
+        if value not in ("", "none") and value not in INSTRUCTION_PRESETS and keep_own:
+            if self.app.own_instruction is None and state.custom_instruction.strip() and state.custom_instruction != value:
+                self.app.own_instruction = state.custom_instruction
+        elif not keep_own or value in ("", "none") or value in INSTRUCTION_PRESETS:
+            self._restore_own_instruction()
         if value in ("", "none"):
             name, custom = "none", state.custom_instruction
         elif value in INSTRUCTION_PRESETS:
