@@ -281,6 +281,27 @@ async def test_f5_refreshes_a_corpus_screen_that_wb_index_changed_elsewhere(tmp_
         assert app.query_one("#sources").row_count == 2 and app.query_one("#documents").row_count == 3
 
 
+async def test_the_corpus_screen_follows_a_wb_index_run_elsewhere_by_itself(tmp_path, tui_engine, monkeypatch):
+    """Without F5: the Corpus screen's timer notices that the index changed (another terminal's
+    `wb index`) and reads the workspace again; an unchanged index is not read again."""
+    import workbench.tui.corpus as corpus_screen
+    from workbench.index.indexer import Indexer
+
+    monkeypatch.setattr(corpus_screen, "AGE_TICK_S", 0.2)
+    ws, new = indexed_and_new_folder(tmp_path)
+    app = WbApp(str(ws.root), engine=tui_engine, warm=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_corpus_tab(pilot)
+        await wait_until(pilot, lambda: app.corpus.info is not None and app.corpus.info.exists, what="the corpus info")
+        first = app.corpus.info
+        await pilot.pause(0.6)
+        assert app.corpus.info is first  # nothing changed: not read again
+        Indexer(ws).run(new)  # as `wb index` would
+        await wait_until(pilot, lambda: app.query_one("#sources").row_count == 2, what="the new folder")
+        await settle(pilot)
+        assert app.query_one("#documents").row_count == 3
+
+
 async def test_a_folder_gone_from_disk_is_marked_missing_and_x_removes_it(tmp_path, tui_engine):
     from textual.widgets._footer import FooterKey
 

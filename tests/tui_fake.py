@@ -62,6 +62,9 @@ class FakeEngine:
         self.searches: list[tuple[str, str, str, str | None, dict]] = []  # (root, query, pipeline, instruction, models)
         self.lock = threading.Lock()
 
+    def index_changed(self, info) -> bool:
+        return False  # nothing indexes the demo workspace behind the app's back
+
     def info(self, root):
         info = CorpusInfo(root=str(root), exists=self.indexed)
         info.models = {

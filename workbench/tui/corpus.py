@@ -22,7 +22,7 @@ from workbench.errors import WbError
 from workbench.tui.common import Palette, ago, hides_typed_key, short, short_path
 from workbench.tui.engine import STOPPABLE_PHASES, IndexingStopped
 
-AGE_TICK_S = 30.0  # how often the "indexed 3 min ago" ages are redrawn
+AGE_TICK_S = 30.0  # how often the "indexed 3 min ago" ages are redrawn (and an index changed elsewhere read again)
 ROLE_NAMES = {"dense": "dense", "colbert": "colbert", "sparse": "sparse", "reranker": "reranker"}
 
 
@@ -146,8 +146,12 @@ class CorpusPane(Vertical):
         self.query_one("#corpus-stats").border_title = "index"
 
     def _tick_ages(self) -> None:
-        """Ages ("3 min ago") follow the clock while the app runs; the folders' cursor stays put."""
+        """Ages ("3 min ago") follow the clock while the app runs; the folders' cursor stays put. An
+        index that `wb index` changed elsewhere meanwhile is read again (as F5 does)."""
         info = self.info
+        if info is not None and not self.indexing and self.app.engine.index_changed(info):
+            self.app.open_workspace(quiet=True)
+            return
         if info is None or not info.exists:
             return
         self._render_stats()

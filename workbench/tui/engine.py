@@ -77,6 +77,7 @@ class CorpusInfo:
     note: str = ""  # the index answers with other settings than wb.toml's: why (rebuild.state_note)
     pending: list[str] = field(default_factory=list)  # folders a settings rebuild has still to index
     unfinished: str = ""  # an indexing run running now or cut off (stopped, killed): what is missing
+    stamp: tuple | None = None  # the index's stamp when read (_index_stamp): Engine.index_changed compares it
 
 
 @dataclass
@@ -134,6 +135,7 @@ class Engine:
             info.error = str(exc)
         if not info.exists:
             return info
+        info.stamp = _index_stamp(ws)
         try:
             from workbench.index.unfinished import UNFINISHED_RUN, unfinished_note
             from workbench.store.manifest import Manifest
@@ -154,6 +156,12 @@ class Engine:
         if info.sources:
             info.last_indexed = max(s.indexed_at for s in info.sources)
         return info
+
+    def index_changed(self, info: CorpusInfo) -> bool:
+        """Whether ``info``'s workspace was indexed (or its index rebuilt, removed) since ``info``
+        was read: `wb index` ran elsewhere. A stat and one SQLite read: cheap on a timer."""
+        ws = self.workspace(info.root)
+        return (_index_stamp(ws) if ws.exists() else None) != info.stamp
 
     @staticmethod
     def _describe_index(ws, cfg, recorded: dict, info: CorpusInfo) -> None:
