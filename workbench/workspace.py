@@ -9,7 +9,7 @@ import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from workbench.config import DEFAULT_TOML, WorkspaceConfig, load_config
@@ -76,7 +76,25 @@ class Workspace:
             raise WorkspaceError(f"cannot create the workspace {self.root}: {exc.strerror or exc}") from None
 
     def config(self) -> WorkspaceConfig:
-        return load_config(self.config_path)
+        """``wb.toml`` as typed settings; a model role written ``runs/NAME`` (``runs/NAME@L``) is this
+        workspace's run, as ``--model ROLE=runs/NAME`` reads it: its model folder, made absolute,
+        when the run has one (else the value is left, and loading it says what is wrong)."""
+        config = load_config(self.config_path)
+        models = config.models
+        found = {}
+        for role in ("dense", "colbert", "sparse", "reranker"):
+            value = getattr(models, role)
+            if not value.startswith("runs/"):
+                continue
+            whole = value[len("runs/"):].strip("/")
+            name, at, layer = whole.rpartition("@")
+            if not (at and layer.isdigit()) or (self.runs_dir / whole).is_dir():  # a run named x@3 is that run
+                name, layer = whole, ""
+            name = name.removesuffix("/model")
+            folder = self.runs_dir / name / "model"
+            if name and "/" not in name and folder.is_dir():
+                found[role] = str(folder.resolve()) + (f"@{layer}" if layer else "")
+        return replace(config, models=replace(models, **found)) if found else config
 
     def require(self) -> None:
         """Raise a one-line WorkspaceError unless the workspace holds an index."""
