@@ -1981,6 +1981,37 @@ async def test_resume_and_evaluate_keys(tmp_path):
         assert cmd[cmd.index("--compare") + 1] == compare[0] and "-w" not in cmd
 
 
+async def test_d_twice_deletes_the_selected_run_through_wb_runs_remove(tmp_path):
+    """d once only asks (nothing deleted); d again on the same run runs `wb runs remove` (the real
+    command): the run folder goes and the list follows; a running run is refused before asking."""
+    import os
+
+    from tui_fake import fake_run
+
+    ws = tmp_path / "ws"
+    fake_run(ws, "live", "running", steps=3, total=10, pid=os.getpid())
+    time.sleep(0.02)
+    fake_run(ws, "old", "stopped", steps=5, total=10)
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(120, 36)) as pilot:
+        seen = record_notifications(app)
+        await open_runs(pilot)
+        assert app.runs.selected == "old"
+        await pilot.press("d")
+        await pilot.pause()
+        assert any("d again deletes run old" in m for m, _ in seen)
+        assert (ws / "runs" / "old").exists()
+        await pilot.press("d")
+        await wait_until(pilot, lambda: not (ws / "runs" / "old").exists(), what="the run deleted", timeout=60)
+        await wait_until(pilot, lambda: [r.name for r in app.runs.rows] == ["live"], what="the list without it")
+        assert any("run old deleted" in m for m, _ in seen)
+        app.runs.selected = "live"
+        await pilot.press("d", "d")
+        await pilot.pause()
+        assert any("run live is running: s stops it first" in m for m, _ in seen)
+        assert (ws / "runs" / "live").exists()
+
+
 @pytest.mark.slow
 async def test_compare_builds_the_variant_and_searches_both_columns(small_workspace, tmp_path, tui_engine):
     """c on a finished run whose model is a copy of the base: its index is built beside the

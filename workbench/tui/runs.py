@@ -16,7 +16,8 @@ the right (``dense=``, ``colbert=``, ``sparse=runs/NAME``: the fine-tune's varia
 first in a worker when it is missing or older than the workspace; ``reranker=runs/NAME``: no new
 index, ``hybrid`` on the left and ``hybrid+rerank`` with the run's reranker on the right), and
 ``e`` fills the Evaluate form to compare base and fine-tune (``wb eval --compare ROLE=runs/NAME``
-with the trainer's pipelines, e.g. ``hybrid,hybrid+rerank`` for a reranker).
+with the trainer's pipelines, e.g. ``hybrid,hybrid+rerank`` for a reranker), and ``d`` pressed
+twice on one run deletes it (``wb runs remove NAME``).
 
 Commands run through ``RunsPane.spawner`` (``argv -> (exit code, stdout, stderr)``), which tests
 replace to check the argv without training.
@@ -287,6 +288,9 @@ def _model_name(value: str) -> str:
     return short_model_name(value) if value else "?"
 
 
+REMOVE_CONFIRM_S = 5.0  # a second d within this deletes the run the first one named
+
+
 # ---------------------------------------------------------------------------------------------
 # The pane
 # ---------------------------------------------------------------------------------------------
@@ -303,6 +307,8 @@ class RunsPane(Vertical):
                         "a reranker: hybrid vs hybrid+rerank); indexes the workspace with it first when needed"),
         Binding("e", "evaluate", "Evaluate",
                 tooltip="Fill the Evaluate form: base vs the finished run's model (wb eval --compare)"),
+        Binding("d", "remove", "Delete",
+                tooltip="Delete the selected run, pressed twice: its folder, checkpoints and model (wb runs remove)"),
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -323,6 +329,7 @@ class RunsPane(Vertical):
         self._root_seen: Path | None = None
         self._watched: dict[str, str] = {}  # runs seen queued or running: name -> that state
         self.form_draft: FormDraft | None = None  # what the last form held when it closed without a run
+        self._remove_armed: tuple[str, float] | None = None  # (run, when d was pressed once): a second d deletes it
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="runs-head"):
@@ -787,6 +794,32 @@ class RunsPane(Vertical):
             return
         self._watched[name] = "queued"
         self.app.notify(f"run {name} resumed in the background", timeout=5)
+        self.refresh_runs()
+
+    def action_remove(self) -> None:
+        """``d`` twice within ``REMOVE_CONFIRM_S`` on one run: ``wb runs remove NAME`` (which refuses a
+        run that trains or that wb.toml serves, in its one-line error)."""
+        row = self._need()
+        if row is None:
+            return
+        if row.state in ("running", "queued"):
+            self.app.notify(f"run {row.name} is {row.state}: s stops it first", severity="warning")
+            return
+        armed, self._remove_armed = self._remove_armed, None
+        if armed is None or armed[0] != row.name or time.monotonic() - armed[1] > REMOVE_CONFIRM_S:
+            self._remove_armed = (row.name, time.monotonic())
+            self.app.notify(f"d again deletes run {row.name}: its checkpoints and model too", severity="warning",
+                            timeout=REMOVE_CONFIRM_S)
+            return
+        self._remove_worker(wb_command("runs", "remove", row.name, "-w", str(self.root)), row.name)
+
+    @work(group="remove", name="remove run")
+    async def _remove_worker(self, argv: list[str], name: str) -> None:
+        rc, _out, err = await self.spawner(argv)
+        if rc != 0:
+            self.app.notify(error_line(rc, err), title=f"cannot delete {name}", severity="error", timeout=10)
+            return
+        self.app.notify(f"run {name} deleted", timeout=4)
         self.refresh_runs()
 
     # -- actions: compare with the base ------------------------------------------------
