@@ -1135,3 +1135,32 @@ def test_unsupervised_pairs_are_drawn_again_each_step_from_their_passage(tiny, t
         assert d.task == ex.task and d.instruction == ex.instruction
     run = new_run(tmp_path, "u", EmbedderConfig(name="u", **settings).to_json())
     assert train_embedder(run)["state"] == "finished"
+
+
+def test_two_detached_resumes_started_together_start_one_run(tiny, tmp_path):
+    """Two `wb train resume NAME --detach` that both passed the state check (started in one instant):
+    the launch is claimed, so the second is refused in one line instead of starting a second child
+    (which the training lock refused after its launcher had said "resumed")."""
+    from trainers.embedder import train_embedder
+    from trainers.runs import TERMINAL
+    from workbench.cli.main import _spawn_run
+    from workbench.errors import UsageError
+
+    base, data = tiny
+    ws = tmp_path / "ws"
+    run = _new(ws, "twice", base, data, max_steps=100_000, save_every=100_000)
+    assert train_embedder(run, on_step=lambda s, r: s == 2 and r.stop_path.touch())["state"] == "stopped"
+    first = _spawn_run(run, resume=True)
+    try:
+        with pytest.raises(UsageError, match="run twice is running already"):
+            _spawn_run(run, resume=True)  # as the second command, past its own check
+        assert run.status()["pid"] == first
+    finally:  # stopped once it trains (a SIGTERM during its imports would kill it: died)
+        deadline = time.monotonic() + 120
+        while not any(e["event"] == "step" and e["step"] > 2 for e in run.events()) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        run.request_stop()
+        deadline = time.monotonic() + 120
+        while run.status().get("state") not in TERMINAL and time.monotonic() < deadline:
+            time.sleep(0.5)
+    assert run.status()["state"] == "stopped"

@@ -353,6 +353,21 @@ def new_run(workspace_root: Path, name: str, config_json: str,
     return run
 
 
+@contextmanager
+def launch_claim(run: RunFolder) -> Iterator[None]:
+    """Held while a launcher checks that ``run`` is not training and starts it (``wb train resume
+    --detach``): the runs folder's creation lock, so a second launcher of the same run waits, then
+    finds it running and is refused (UsageError) instead of starting a second child that the
+    training lock refuses after its launcher said "resumed"."""
+    with open(run.path.parent / ".new-run.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = run.status().get("state")
+        if state in ("running", "queued"):
+            raise UsageError(f"run {run.name} is {state} already: `wb runs` shows it, "
+                             f"`wb runs stop {shlex.quote(run.name)}` stops it")
+        yield
+
+
 REMOVED_PREFIX = ".removed-"  # a run being deleted is renamed to this first: gone from `wb runs` at once
 
 

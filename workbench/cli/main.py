@@ -787,7 +787,17 @@ def _resolve_base(base: str, ws) -> str:
 
 
 def _spawn_run(run, resume: bool) -> int:
-    """Start ``python -m trainers.cli run RUN_DIR`` in its own session; its output goes to the run log."""
+    """Start ``python -m trainers.cli run RUN_DIR`` in its own session; its output goes to the run log.
+    A resume is started under ``launch_claim``: of two started at once, the second is refused."""
+    if resume:
+        from trainers.runs import launch_claim
+
+        with launch_claim(run):
+            return _spawn_child(run, resume)
+    return _spawn_child(run, resume)
+
+
+def _spawn_child(run, resume: bool) -> int:
     import subprocess
 
     env = dict(os.environ)
