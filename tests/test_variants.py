@@ -255,7 +255,7 @@ def test_a_fine_tuned_dense_model_is_named_as_its_run_in_every_label(tmp_path):
 def test_wb_toml_names_a_run_as_the_model_option_does(ws_with_run, capsys, monkeypatch):
     """`dense = "runs/ft"` in wb.toml is the workspace's run ft (its model folder), as --model
     dense=runs/ft is, wherever wb runs from; a run without a model is left for the loader to refuse;
-    `wb runs remove` refuses the run wb.toml serves."""
+    `wb runs remove` refuses the run wb.toml serves; `./` and `../` paths are the workspace's."""
     ws, _corpus = ws_with_run
     text = ws.config_path.read_text()
     ws.config_path.write_text(text.replace('dense = "all-MiniLM-L6-v2"', 'dense = "runs/ft"')
@@ -266,3 +266,9 @@ def test_wb_toml_names_a_run_as_the_model_option_does(ws_with_run, capsys, monke
     assert models.reranker == "runs/nope@2"
     code, _out, err = wb(capsys, monkeypatch, "runs", "remove", "ft", "-w", str(ws.root))
     assert code == 2 and "is the dense model of" in err
+    # a relative path in wb.toml is the workspace folder's, from any current directory
+    ws.config_path.write_text(text.replace('dense = "all-MiniLM-L6-v2"', 'dense = "./runs/ft/model"')
+                              .replace('reranker = "maxsim"', 'reranker = "../ws/runs/ft/model@2"'))
+    models = ws.config().models
+    assert models.dense == str((ws.runs_dir / "ft" / "model").resolve())
+    assert models.reranker == str((ws.runs_dir / "ft" / "model").resolve()) + "@2"

@@ -78,12 +78,18 @@ class Workspace:
     def config(self) -> WorkspaceConfig:
         """``wb.toml`` as typed settings; a model role written ``runs/NAME`` (``runs/NAME@L``) is this
         workspace's run, as ``--model ROLE=runs/NAME`` reads it: its model folder, made absolute,
-        when the run has one (else the value is left, and loading it says what is wrong)."""
+        when the run has one (else the value is left, and loading it says what is wrong). A role
+        written as a relative path (``./`` or ``../`` first) is relative to the workspace folder, where
+        wb.toml is, whatever the current directory (it was the current directory's: an index built
+        from one folder was "built with other models" from another)."""
         config = load_config(self.config_path)
         models = config.models
         found = {}
         for role in ("dense", "colbert", "sparse", "reranker"):
             value = getattr(models, role)
+            if value.startswith(("./", "../")):
+                found[role] = str((self.root / value).resolve())  # a FOLDER@L keeps its suffix: no folder ends in @L
+                continue
             if not value.startswith("runs/"):
                 continue
             whole = value[len("runs/"):].strip("/")
