@@ -2004,7 +2004,7 @@ async def test_d_twice_deletes_the_selected_run_through_wb_runs_remove(tmp_path)
         await pilot.press("d")
         await wait_until(pilot, lambda: not (ws / "runs" / "old").exists(), what="the run deleted", timeout=60)
         await wait_until(pilot, lambda: [r.name for r in app.runs.rows] == ["live"], what="the list without it")
-        assert any("run old deleted" in m for m, _ in seen)
+        await wait_until(pilot, lambda: any("run old deleted" in m for m, _ in seen), what="the command's end")
         app.runs.selected = "live"
         await pilot.press("d", "d")
         await pilot.pause()

@@ -774,36 +774,29 @@ class RunsPane(Vertical):
             self.app.call_from_thread(self.app.notify, f"run {name} did not stop within {wait:.0f} s (it stops at "
                                                        "the end of its current step)", severity="warning")
 
-    def action_resume(self) -> None:
+    def _idle_row(self) -> RunRow | None:
+        """The selected run when it is not queued or training (else said, and None)."""
         row = self._need()
-        if row is None:
-            return
-        if row.state in ("running", "queued"):
+        if row is not None and row.state in ("running", "queued"):
             self.app.notify(f"run {row.name} is {row.state}: s stops it first", severity="warning")
+            return None
+        return row
+
+    def action_resume(self) -> None:
+        row = self._idle_row()
+        if row is None:
             return
         if row.state == "finished":
             self.app.notify(f"run {row.name} has finished: its model is in runs/{row.name}/model", timeout=5)
             return
-        self._resume_worker(wb_command("train", "resume", row.name, "--detach", "-w", str(self.root)), row.name)
-
-    @work(group="resume", name="resume run")
-    async def _resume_worker(self, argv: list[str], name: str) -> None:
-        rc, _out, err = await self.spawner(argv)
-        if rc != 0:
-            self.app.notify(error_line(rc, err), title=f"cannot resume {name}", severity="error", timeout=10)
-            return
-        self._watched[name] = "queued"
-        self.app.notify(f"run {name} resumed in the background", timeout=5)
-        self.refresh_runs()
+        self._command_worker(wb_command("train", "resume", row.name, "--detach", "-w", str(self.root)), row.name,
+                             "resume", f"run {row.name} resumed in the background")
 
     def action_remove(self) -> None:
         """``d`` twice within ``REMOVE_CONFIRM_S`` on one run: ``wb runs remove NAME`` (which refuses a
         run that trains or that wb.toml serves, in its one-line error)."""
-        row = self._need()
+        row = self._idle_row()
         if row is None:
-            return
-        if row.state in ("running", "queued"):
-            self.app.notify(f"run {row.name} is {row.state}: s stops it first", severity="warning")
             return
         armed, self._remove_armed = self._remove_armed, None
         if armed is None or armed[0] != row.name or time.monotonic() - armed[1] > REMOVE_CONFIRM_S:
@@ -811,15 +804,20 @@ class RunsPane(Vertical):
             self.app.notify(f"d again deletes run {row.name}: its checkpoints and model too", severity="warning",
                             timeout=REMOVE_CONFIRM_S)
             return
-        self._remove_worker(wb_command("runs", "remove", row.name, "-w", str(self.root)), row.name)
+        self._command_worker(wb_command("runs", "remove", row.name, "-w", str(self.root)), row.name,
+                             "delete", f"run {row.name} deleted")
 
-    @work(group="remove", name="remove run")
-    async def _remove_worker(self, argv: list[str], name: str) -> None:
+    @work(group="run-command", name="run command")
+    async def _command_worker(self, argv: list[str], name: str, verb: str, done: str) -> None:
+        """Run a `wb` command on run ``name``: its one-line error (titled ``cannot VERB NAME``) or
+        ``done``; a resumed run is followed from queued on."""
         rc, _out, err = await self.spawner(argv)
         if rc != 0:
-            self.app.notify(error_line(rc, err), title=f"cannot delete {name}", severity="error", timeout=10)
+            self.app.notify(error_line(rc, err), title=f"cannot {verb} {name}", severity="error", timeout=10)
             return
-        self.app.notify(f"run {name} deleted", timeout=4)
+        if verb == "resume":
+            self._watched[name] = "queued"
+        self.app.notify(done, timeout=5)
         self.refresh_runs()
 
     # -- actions: compare with the base ------------------------------------------------
