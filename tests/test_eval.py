@@ -651,3 +651,64 @@ def test_bare_run_files_written_by_run_dir_get_labels_not_refused(tmp_path):
     assert sources[1].path == (Path("runs2/bm25.trec")).absolute()
     with pytest.raises(UsageError, match="'bm25' is a pipeline's name"):  # a NAME given by hand stays strict
         parse_run_options(["bm25=runs1/bm25.trec"])
+
+
+def _tiny_beir(root: Path, docs: dict[str, str], queries: dict[str, str], qrels: str, split: str = "test") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n" for d, t in docs.items()))
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
+    (root / "qrels").mkdir(exist_ok=True)
+    (root / "qrels" / f"{split}.tsv").write_text(qrels)
+    return root
+
+
+def test_a_pair_judged_twice_takes_its_last_grade_and_only_a_header_like_first_line_is_skipped(tmp_path):
+    """qrels as BEIR's loader and pytrec_eval read them: `q1 d1 2` then `q1 d1 0` is not relevant (the
+    highest grade was kept), in `wb eval` and in the TUI's judgement marks alike; a first line that
+    is a row with a bad grade is an error, not a header that silently drops q1's judgement."""
+    from workbench.errors import InputError
+    from workbench.eval.dataset import judgements, load_dataset
+
+    docs = {"d1": "alpha text", "d2": "beta text", "d3": "gamma text"}
+    queries = {"q1": "alpha", "q2": "beta"}
+    root = _tiny_beir(tmp_path / "dup", docs, queries, "query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td3\t1\n"
+                      "q2\td2\t1\nq1\td1\t0\nq2\td3\t0\nq2\td3\t2\n")
+    data = load_dataset(root, "test")
+    assert data.qrels == {"q1": {"d3": 1}, "q2": {"d2": 1, "d3": 2}}
+    assert judgements(root, "test", "q1") == {"d3": 1} and judgements(root, "test", "q2") == {"d2": 1, "d3": 2}
+    bad = _tiny_beir(tmp_path / "bad", docs, queries, "q1\td1\trelevant\nq2\td2\t1\n")
+    with pytest.raises(InputError, match=r"test.tsv:1: score 'relevant' is not a whole number"):
+        load_dataset(bad, "test")
+    plain = _tiny_beir(tmp_path / "plain", docs, queries, "qid\tdocid\trel\nq1\td1\t1\nq2\td2\t1\n")
+    assert load_dataset(plain, "test").qrels == {"q1": {"d1": 1}, "q2": {"d2": 1}}
+
+
+def test_a_run_files_document_outside_the_corpus_counts_as_not_relevant(tmp_path, capsys, monkeypatch):
+    """As documented (and said in the notes): a run that lists a judged document the corpus lacks gets
+    no credit for it, since no pipeline could retrieve it; it keeps its rank."""
+    docs = {"d1": "alpha text", "d2": "beta text", "d3": "gamma text"}
+    root = _tiny_beir(tmp_path / "out", docs, {"q1": "alpha", "q2": "beta"},
+                      "q1\tdX\t1\nq1\td1\t1\nq2\td2\t1\n")
+    run = tmp_path / "a.trec"
+    run.write_text("q1 Q0 dX 1 2 x\nq1 Q0 d1 2 1 x\nq2 Q0 d2 1 1 x\n")
+    monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "cache"))
+    code, out, err = wb(capsys, monkeypatch, "eval", str(root), "-p", "", "--run", f"a={run}", "--json")
+    assert code == 0, err
+    got = json.loads(out)["pipelines"][0]["metrics"]
+    q1 = reference_metrics(["\x00outside", "d1"], {"dX", "d1"})  # dX retrieved but not relevant, still owed
+    q2 = reference_metrics(["d2"], {"d2"})
+    for m in METRICS:
+        assert got[m] == pytest.approx((q1[m] + q2[m]) / 2, abs=1e-6), m
+    assert got["ndcg@10"] < 1.0
+
+
+def test_tune_survives_a_mode_that_retrieves_nothing_for_every_query(tmp_path, capsys, monkeypatch):
+    """--tune where BM25 finds no word of any query: it scores 0 there and tuning goes on (ranx cannot
+    build a run whose queries are all empty: it was an internal error)."""
+    docs = {f"d{i}": f"apple banana cherry orchard number {i}" for i in range(6)}
+    root = _tiny_beir(tmp_path / "oov", docs, {"q1": "zebra xylophone", "q2": "quokka"},
+                      "q1\td1\t1\nq2\td2\t1\n", split="train")
+    monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "cache"))
+    code, out, err = wb(capsys, monkeypatch, "eval", str(root), "--tune", "-p", "dense+bm25", "--json")
+    assert code == 0, err
+    assert "internal error" not in err

@@ -20,7 +20,8 @@ Rules (every violation is an ``InputError``, exit 2, with one line naming the fi
   examples; documents absent from the corpus are a note and count as relevant documents never
   retrieved (as trec_eval and BEIR count them), unless the corpus holds none of the relevant ones
   (then it is refused: the wrong corpus);
-- relevance grades are whole numbers; nDCG takes them as gains, the other metrics count > 0;
+- relevance grades are whole numbers; nDCG takes them as gains, the other metrics count > 0; a
+  (query, document) pair judged twice takes its last grade (as BEIR's loader and pytrec_eval do);
 - a query id given twice in the queries file is refused; a UTF-8 BOM is ignored;
 - a split with no judgements, or none relevant, is refused.
 
@@ -133,14 +134,6 @@ def _grade(text) -> int:
     return int(value)
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except (ValueError, OverflowError):
-        return False
-    return True
-
-
 def _qrels_tsv(path: Path) -> list[tuple[str, str, int]]:
     rows: list[tuple[str, str, int]] = []
     try:
@@ -156,9 +149,10 @@ def _qrels_tsv(path: Path) -> list[tuple[str, str, int]]:
         # BEIR's tab-separated columns; TREC qrels files are often space-separated
         line = line.strip()  # a stray tab or space at either end is no column
         parts = line.split("\t") if "\t" in line else line.split()
-        # only the first line may be a header: one whose last column is no number ("score") and
-        # none of whose columns is one (`1<TAB>31715818<TAB>yes` is a row with a bad score)
-        if first and not _is_number(parts[-1].strip()) and not any(_is_number(p.strip()) for p in parts):
+        # only the first line may be a header, and only one that reads as one: no digit anywhere and
+        # a column named as headers name them (`query-id corpus-id score`); `q1 d1 relevant` is a
+        # row with a bad score, not a header to skip with its judgement
+        if first and _is_header(parts):
             first = False
             continue
         first = False
@@ -174,6 +168,26 @@ def _qrels_tsv(path: Path) -> list[tuple[str, str, int]]:
                              "(relevance grades are 0, 1, 2, ...)") from None
         rows.append((parts[0].strip(), parts[1].strip(), score))
     return rows
+
+
+HEADER_WORDS = frozenset({"query-id", "queryid", "qid", "query", "topic", "corpus-id", "corpusid", "doc-id", "docid",
+                          "doc", "document", "score", "relevance", "rel", "label", "grade", "iter", "iteration"})
+
+
+def _is_header(parts: list[str]) -> bool:
+    """Whether a qrels file's first line is a header row (BEIR's ``query-id corpus-id score``)."""
+    columns = [p.strip().lower().replace("_", "-") for p in parts]
+    return not any(ch.isdigit() for c in columns for ch in c) and any(c in HEADER_WORDS for c in columns)
+
+
+def graded_judgements(rows: list[tuple[str, str, int]]) -> dict[str, dict[str, int]]:
+    """``{query id: {doc id: grade}}`` of qrels rows, in file order; a pair judged twice takes its
+    last grade, as BEIR's loader and pytrec_eval/ranx dictionaries read it (``q1 d1 2`` then
+    ``q1 d1 0``: not relevant)."""
+    graded: dict[str, dict[str, int]] = {}
+    for qid, doc, score in rows:
+        graded.setdefault(qid, {})[doc] = score
+    return graded
 
 
 def _qrels_jsonl(path: Path) -> list[tuple[str, str, int]]:
@@ -224,7 +238,7 @@ def judgements(path: str | Path, split: str, query_id: str) -> dict[str, int]:
     if not qrels_path.is_file():
         raise InputError(f"dataset {root} has no {split} qrels")
     rows = _qrels_tsv(qrels_path) if fmt == "beir" else _qrels_jsonl(qrels_path)
-    return {doc: grade for qid, doc, grade in rows if qid == query_id and grade > 0}
+    return {doc: grade for doc, grade in graded_judgements(rows).get(query_id, {}).items() if grade > 0}
 
 
 def load_dataset(path: str | Path, split: str = "test") -> EvalDataset:
@@ -259,7 +273,8 @@ def load_dataset(path: str | Path, split: str = "test") -> EvalDataset:
     if unknown_queries:
         raise InputError(f"{qrels_path} names {len(unknown_queries)} quer{'y' if len(unknown_queries) == 1 else 'ies'} "
                          f"not in {queries_path.name} ({_examples(unknown_queries)})")
-    relevant_docs = {d for _q, d, s in rows if s > 0}
+    judged = graded_judgements(rows)  # judged query ids in file order; a pair judged twice: its last grade
+    relevant_docs = {d for docs in judged.values() for d, g in docs.items() if g > 0}
     if relevant_docs and relevant_docs <= set(unknown_docs):
         raise InputError(f"{corpus.name} holds none of the {len(relevant_docs)} documents {qrels_path.name} judges "
                          f"relevant ({_examples(sorted(relevant_docs))}): is it this dataset's corpus?")
@@ -271,12 +286,7 @@ def load_dataset(path: str | Path, split: str = "test") -> EvalDataset:
                      + (f"{len(missing)} of them relevant, counted as relevant documents never retrieved"
                         if missing else "none of them relevant, so no metric changes"))
 
-    qrels: dict[str, dict[str, int]] = {}
-    judged: dict[str, None] = {}  # judged query ids, in file order
-    for qid, doc, score in rows:
-        judged.setdefault(qid, None)
-        if score > 0:
-            qrels.setdefault(qid, {})[doc] = max(score, qrels.get(qid, {}).get(doc, 0))
+    qrels = {q: relevant for q, docs in judged.items() if (relevant := {d: g for d, g in docs.items() if g > 0})}
     if not qrels:
         raise InputError(f"split '{split}' is empty: no judgement in {qrels_path} has a score above 0")
     order = [q for q in judged if q in qrels]

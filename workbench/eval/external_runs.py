@@ -28,6 +28,7 @@ from pathlib import Path
 from workbench.errors import InputError, UsageError
 
 _NAME = re.compile(r"^[^\s,@=]+$")
+OUTSIDE_CORPUS = "\x00wb:outside:"  # prefixed to a run's document that is not in the corpus (no judgement names it)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,10 @@ def read_run(source: RunSource, evaluated: list[str], depth: int, corpus_ids: fr
         if qid in rows:
             ranked = sorted(rows[qid], key=lambda r: (r[0], r[1]))[:depth]
             run[qid] = {doc: -neg_score for neg_score, _rank, doc in ranked}
+    listed = {doc for ranked in run.values() for doc in ranked}
+    if corpus_ids:  # a document outside the corpus keeps its rank and matches no judgement: not relevant
+        run = {qid: {(doc if doc in corpus_ids else OUTSIDE_CORPUS + doc): score for doc, score in ranked.items()}
+               for qid, ranked in run.items()}
     notes = []
     missing = len(wanted) - len(run)
     if missing:
@@ -154,13 +159,12 @@ def read_run(source: RunSource, evaluated: list[str], depth: int, corpus_ids: fr
         notes.append(f"run {source.label}: {len(others)} quer{'y' if len(others) == 1 else 'ies'} of "
                      f"{source.path.name} {'is' if len(others) == 1 else 'are'} not among the evaluated ones (ignored)")
     if corpus_ids:
-        docs = {doc for ranked in run.values() for doc in ranked}
-        outside = len(docs - corpus_ids)
-        if outside == len(docs):
-            notes.append(f"run {source.label}: none of its {len(docs)} documents is in the corpus (another id "
+        outside = len(listed - corpus_ids)
+        if outside == len(listed):
+            notes.append(f"run {source.label}: none of its {len(listed)} documents is in the corpus (another id "
                          "scheme? chunk ids?), so it scores 0")
         elif outside:
-            notes.append(f"run {source.label}: {outside} of its {len(docs)} documents {'is' if outside == 1 else 'are'} "
+            notes.append(f"run {source.label}: {outside} of its {len(listed)} documents {'is' if outside == 1 else 'are'} "
                          "not in the corpus "
                          "(they count as not relevant)")
     return ExternalRun(source.label, source.path, run, notes)

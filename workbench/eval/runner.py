@@ -238,6 +238,13 @@ def rank_scores(ranking: dict[str, float]) -> dict[str, float]:
 NO_RESULT = "\x00wb:no-result"  # stands in for an empty ranking in ranx runs (never a document id)
 
 
+def ranx_run_dict(dataset: EvalDataset, run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``run`` as ranx takes it: every evaluated query present, scored by rank (``rank_scores``); a
+    query with no result holds one id no judgement names (every metric 0, as for an empty list:
+    ranx cannot build a run whose queries all retrieved nothing)."""
+    return {q: rank_scores(run.get(q, {})) or {NO_RESULT: 0.0} for q in dataset.qrels}
+
+
 def score_systems(dataset: EvalDataset, results: list[SystemResult]) -> None:
     """Fill metrics, per-query values, deltas, p-values and wins/losses/ties (ranx)."""
     from ranx import Qrels, Run, compare
@@ -245,10 +252,7 @@ def score_systems(dataset: EvalDataset, results: list[SystemResult]) -> None:
     qrels = Qrels({q: dict(d) for q, d in dataset.qrels.items()})
     runs = []
     for r in results:
-        # every evaluated query present, scored by rank (see rank_scores)
-        # a query with no result at all holds one id no judgement names: every metric 0, as for
-        # an empty list (ranx cannot build a run whose queries all retrieved nothing)
-        runs.append(Run({q: rank_scores(r.run.get(q, {})) or {NO_RESULT: 0.0} for q in dataset.qrels}, name=r.label))
+        runs.append(Run(ranx_run_dict(dataset, r.run), name=r.label))
     import warnings
 
     with warnings.catch_warnings():  # identical per-query values give scipy a 0/0: p is nan, handled below

@@ -32,7 +32,7 @@ import numpy as np
 
 from workbench.config import MODES, FusionConfig, WorkspaceConfig
 from workbench.eval.dataset import EvalDataset
-from workbench.eval.runner import rank_scores
+from workbench.eval.runner import ranx_run_dict
 from workbench.workspace import Workspace
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
@@ -110,7 +110,7 @@ def _ranx_ndcg(dataset: EvalDataset, run: dict[str, dict[str, float]]) -> float:
     from ranx import Qrels, Run, evaluate
 
     qrels = Qrels({q: dict(d) for q, d in dataset.qrels.items()})
-    return float(evaluate(qrels, Run({q: rank_scores(run.get(q, {})) for q in dataset.qrels}), "ndcg@10"))
+    return float(evaluate(qrels, Run(ranx_run_dict(dataset, run)), "ndcg@10"))
 
 
 def _ranx_metrics(dataset: EvalDataset, run: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -119,7 +119,7 @@ def _ranx_metrics(dataset: EvalDataset, run: dict[str, dict[str, float]]) -> dic
     from workbench.eval.runner import METRICS
 
     qrels = Qrels({q: dict(d) for q, d in dataset.qrels.items()})
-    out = evaluate(qrels, Run({q: rank_scores(run.get(q, {})) for q in dataset.qrels}), list(METRICS))
+    out = evaluate(qrels, Run(ranx_run_dict(dataset, run)), list(METRICS))
     return {m: round(float(v), 6) for m, v in out.items()}
 
 
