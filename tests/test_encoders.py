@@ -80,7 +80,9 @@ def test_a_sentence_transformers_6_folder_pools_and_truncates_as_sentence_transf
     path = str(_st_folder(tmp_path / "st_cls", {"pooling_mode": "cls"}))
     ref = SentenceTransformer(path, device="cpu")
     assert ref.max_seq_length == 16
-    expected = ref.encode(TEXTS)
+    # no Normalize module, similarity cosine (the default): served as unit vectors, so that the exact
+    # scan and LanceDB's cosine index rank alike (it ranked by raw dot products below 200,000 rows)
+    expected = ref.encode(TEXTS, normalize_embeddings=True)
     np.testing.assert_allclose(DenseEncoder(path).encode(TEXTS).dense, expected, atol=1e-5)
     np.testing.assert_allclose(NumpyDenseEncoder.load(path).encode(TEXTS).dense, expected, atol=1e-4)
 
@@ -90,16 +92,22 @@ def test_a_sentence_transformers_6_folder_pools_and_truncates_as_sentence_transf
     ({"pooling_mode_mean_sqrt_len_tokens": True}, [], "its pooling (mean_sqrt_len_tokens) is not one wb runs"),
     ({"pooling_mode": "mean"}, [{"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}],
      "its sentence-transformers modules include Dense, which wb does not run"),
+    ({"pooling_mode": "mean"}, [], "its similarity is the dot product of unnormalised vectors"),
 ])
 def test_a_folder_needing_what_wb_does_not_run_is_refused_in_one_line(tmp_path, pooling, extra, says):
     """Max pooling, sqrt-length mean, a Dense projection: served as plain mean pooling before,
-    vectors unlike the model's (or of another width) without a word."""
+    vectors unlike the model's (or of another width) without a word; a dot-product model without
+    Normalize: wb ranks by cosine, so it would rank otherwise than it was trained to."""
     require_models()
+    import json
+
     from workbench.encoders.dense import DenseEncoder
     from workbench.encoders.numpy_bert import NumpyDenseEncoder
     from workbench.errors import ModelError
 
     path = str(_st_folder(tmp_path / "st", pooling, extra))
+    if says.startswith("its similarity"):
+        (tmp_path / "st" / "config_sentence_transformers.json").write_text(json.dumps({"similarity_fn_name": "dot"}))
     for load in (DenseEncoder, NumpyDenseEncoder.load):
         with pytest.raises(ModelError, match=re.escape(says)):
             load(path)

@@ -64,7 +64,19 @@ def read_layout(path: str, default_max_length: int = 512) -> ModelLayout:
         if others and not problem:  # a Dense projection, ...: vectors would differ from the model's
             problem = (f"its sentence-transformers modules include {', '.join(others)}, which wb does not run "
                        f"(it runs {', '.join(sorted(_MODULES_RUN))})")
-        normalize = "Normalize" in kinds
+        # wb ranks dense vectors by cosine (the exact scan over unit vectors and LanceDB's index
+        # alike): a model whose similarity is cosine (sentence-transformers' default) is served
+        # normalised whether or not it has a Normalize module (without one, the exact scan ranked by
+        # raw dot products and LanceDB by cosine: two orders for one model); a dot-product model
+        # without Normalize would rank otherwise than it was trained to, so it is refused
+        similarity = str(read_json(folder / "config_sentence_transformers.json").get("similarity_fn_name")
+                         or "cosine").lower()
+        if similarity not in ("cosine", "dot", "dot_product") and not problem:
+            problem = f"its similarity ({similarity}) is not one wb ranks by (cosine)"
+        elif similarity != "cosine" and "Normalize" not in kinds and not problem:
+            problem = ("its similarity is the dot product of unnormalised vectors; wb ranks dense vectors by "
+                       "cosine (a dot-product model would rank differently here)")
+        normalize = True
         # the sequence limit: sentence_bert_config's, else the tokenizer's (sentence-transformers 6
         # keeps it there), never past the model's positions
         tok_limit = read_json(folder / "tokenizer_config.json").get("model_max_length")
