@@ -272,3 +272,16 @@ def test_wb_toml_names_a_run_as_the_model_option_does(ws_with_run, capsys, monke
     models = ws.config().models
     assert models.dense == str((ws.runs_dir / "ft" / "model").resolve())
     assert models.reranker == str((ws.runs_dir / "ft" / "model").resolve()) + "@2"
+
+
+def test_a_variant_of_a_workspace_without_its_own_index_is_refused_before_anything_is_written(
+        ws_with_run, tmp_path, capsys, monkeypatch):
+    """`wb index DIR -w NEW --model dense=...` on a workspace with no index: only the variant was
+    built, and every query then said "no index: run wb index PATH first"; now one line says what to
+    do and nothing is left behind."""
+    ws, corpus = ws_with_run
+    fresh = tmp_path / "fresh"
+    code, out, err = wb(capsys, monkeypatch, "index", str(corpus), "-w", str(fresh), "--model",
+                        f"dense={ws.runs_dir / 'ft' / 'model'}")
+    assert code == 2 and "has no index of its own yet" in err and len(err.strip().splitlines()) == 1, err
+    assert not fresh.exists()

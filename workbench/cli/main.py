@@ -186,6 +186,10 @@ def index_cmd(
     ws.ensure()
     try:
         serve = serving(ws, _parse_model_overrides(model))
+        if serve.is_variant and not ws.exists():  # a variant sits beside an index that is not there
+            raise UsageError(f"workspace {ws.root} has no index of its own yet: index it first (`wb index PATH -w "
+                             f"{shlex.quote(str(ws.root))}`, with the models of its wb.toml), then --model builds "
+                             "a variant beside it; or name the models in its wb.toml [models]")
         if serve.is_variant:
             write_variant_config(serve)
         target, cfg = serve.workspace, serve.config
