@@ -93,6 +93,7 @@ def test_a_sentence_transformers_6_folder_pools_and_truncates_as_sentence_transf
     ({"pooling_mode": "mean"}, [{"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}],
      "its sentence-transformers modules include Dense, which wb does not run"),
     ({"pooling_mode": "mean"}, [], "its similarity is the dot product of unnormalised vectors"),
+    ({"pooling_mode": "mean"}, [], "its Transformer module is in the subfolder 0_Transformer/"),
 ])
 def test_a_folder_needing_what_wb_does_not_run_is_refused_in_one_line(tmp_path, pooling, extra, says):
     """Max pooling, sqrt-length mean, a Dense projection: served as plain mean pooling before,
@@ -108,6 +109,15 @@ def test_a_folder_needing_what_wb_does_not_run_is_refused_in_one_line(tmp_path, 
     path = str(_st_folder(tmp_path / "st", pooling, extra))
     if says.startswith("its similarity"):
         (tmp_path / "st" / "config_sentence_transformers.json").write_text(json.dumps({"similarity_fn_name": "dot"}))
+    if says.startswith("its Transformer module"):  # sentence-transformers < 2: the model in 0_Transformer/
+        inner = tmp_path / "st" / "0_Transformer"
+        inner.mkdir()
+        for item in list((tmp_path / "st").iterdir()):
+            if item.is_file() and item.name not in ("modules.json", "sentence_bert_config.json"):
+                item.rename(inner / item.name)
+        modules = json.loads((tmp_path / "st" / "modules.json").read_text())
+        modules[0]["path"] = "0_Transformer"
+        (tmp_path / "st" / "modules.json").write_text(json.dumps(modules))
     for load in (DenseEncoder, NumpyDenseEncoder.load):
         with pytest.raises(ModelError, match=re.escape(says)):
             load(path)

@@ -77,6 +77,11 @@ def read_layout(path: str, default_max_length: int = 512) -> ModelLayout:
             problem = ("its similarity is the dot product of unnormalised vectors; wb ranks dense vectors by "
                        "cosine (a dot-product model would rank differently here)")
         normalize = True
+        transformer_dir = next((m.get("path") for m in modules
+                                if str(m.get("type", "")).endswith("Transformer") and m.get("path")), None)
+        if transformer_dir and not (folder / "config.json").is_file() and not problem:  # sentence-transformers < 2's layout
+            problem = (f"its Transformer module is in the subfolder {transformer_dir}/, which wb does not read: "
+                       f"give that subfolder itself (it holds the model and its tokenizer)")
         # the sequence limit: sentence_bert_config's, else the tokenizer's (sentence-transformers 6
         # keeps it there), never past the model's positions
         tok_limit = read_json(folder / "tokenizer_config.json").get("model_max_length")
