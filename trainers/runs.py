@@ -329,6 +329,15 @@ def failed_before_training(run: RunFolder) -> bool:
             and not run.model_dir.exists())
 
 
+@contextmanager
+def _runs_lock(folder: Path) -> Iterator[None]:
+    """The runs folder's lock (``.new-run.lock``): held to create, start or remove a run, so that two
+    commands never both take one name or both start one run."""
+    with open(folder / ".new-run.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def new_run(workspace_root: Path, name: str, config_json: str,
             taken: str = "pick another --out, or --resume {name}") -> RunFolder:
     """A new run folder ``runs/NAME`` in state ``queued``, created atomically (the name is reserved
@@ -338,8 +347,7 @@ def new_run(workspace_root: Path, name: str, config_json: str,
     try:
         run.path.parent.mkdir(parents=True, exist_ok=True)
         # one creator at a time: two `wb train --out NAME` started together must not both take the name
-        with open(run.path.parent / ".new-run.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with _runs_lock(run.path.parent):
             if run.exists() and failed_before_training(run):
                 shutil.rmtree(run.path)
             if run.exists():
@@ -359,8 +367,7 @@ def launch_claim(run: RunFolder) -> Iterator[None]:
     --detach``): the runs folder's creation lock, so a second launcher of the same run waits, then
     finds it running and is refused (UsageError) instead of starting a second child that the
     training lock refuses after its launcher said "resumed"."""
-    with open(run.path.parent / ".new-run.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _runs_lock(run.path.parent):
         state = run.status().get("state")
         if state in ("running", "queued"):
             raise UsageError(f"run {run.name} is {state} already: `wb runs` shows it, "
@@ -382,8 +389,7 @@ def remove_run(workspace_root: Path, name: str) -> RunFolder:
     run = get_run(workspace_root, name)
     parent = run.path.parent
     try:
-        with open(parent / ".new-run.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with _runs_lock(parent):
             state = run.status().get("state")
             with open(run.path / ".train.lock", "a") as train:
                 try:
