@@ -307,7 +307,7 @@ class RunsPane(Vertical):
                         "a reranker: hybrid vs hybrid+rerank); indexes the workspace with it first when needed"),
         Binding("e", "evaluate", "Evaluate",
                 tooltip="Fill the Evaluate form: base vs the finished run's model (wb eval --compare)"),
-        Binding("d", "remove", "Delete",
+        Binding("d", "remove", "Delete", show=False,  # listed by ?, not in the footer: it must fit 80 columns
                 tooltip="Delete the selected run, pressed twice: its folder, checkpoints and model (wb runs remove)"),
     ]
 
