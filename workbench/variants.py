@@ -64,14 +64,11 @@ def resolve_model_overrides(ws: Workspace, overrides: dict[str, str]) -> dict[st
     name the same model, so the same variant index)."""
     out = dict(overrides)
     for role, name in overrides.items():
-        if name.startswith("runs/") and len(name) > 5:
-            run_name, suffix = name[5:].strip("/"), ""
-            cut = re.fullmatch(r"(.+)@(\d+)", run_name)
-            if cut and not (ws.runs_dir / run_name).exists():
-                run_name, suffix = cut.group(1), f"@{cut.group(2)}"
+        reference = ws.run_reference(name)
+        if reference is not None:
+            run_name, suffix = reference
+            if suffix:
                 _cutoff_only_for_rerankers(role, name)
-            if run_name.endswith("/model"):  # runs/NAME/model: the run's model folder, named as a path
-                run_name = run_name[: -len("/model")]
             model_dir = ws.runs_dir / run_name / "model"
             if not model_dir.is_dir():
                 if (ws.runs_dir / run_name / "config.json").exists():

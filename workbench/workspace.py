@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -90,17 +91,27 @@ class Workspace:
             if value.startswith(("./", "../")):
                 found[role] = str((self.root / value).resolve())  # a FOLDER@L keeps its suffix: no folder ends in @L
                 continue
-            if not value.startswith("runs/"):
+            reference = self.run_reference(value)
+            if reference is None:
                 continue
-            whole = value[len("runs/"):].strip("/")
-            name, at, layer = whole.rpartition("@")
-            if not (at and layer.isdigit()) or (self.runs_dir / whole).is_dir():  # a run named x@3 is that run
-                name, layer = whole, ""
-            name = name.removesuffix("/model")
+            name, suffix = reference
             folder = self.runs_dir / name / "model"
             if name and "/" not in name and folder.is_dir():
-                found[role] = str(folder.resolve()) + (f"@{layer}" if layer else "")
+                found[role] = str(folder.resolve()) + suffix
         return replace(config, models=replace(models, **found)) if found else config
+
+    def run_reference(self, value: str) -> tuple[str, str] | None:
+        """``(run name, cutoff suffix)`` of a model value naming one of this workspace's runs:
+        ``runs/NAME`` and ``runs/NAME/model`` -> ``(NAME, "")``, ``runs/NAME@L`` (a layer-wise
+        reranker served at layer L) -> ``(NAME, "@L")`` unless a run is named ``NAME@L``; None for a
+        value that names no run. Whether the run exists is the caller's to check."""
+        if not value.startswith("runs/") or len(value) <= len("runs/"):
+            return None
+        name, suffix = value[len("runs/"):].strip("/"), ""
+        cut = re.fullmatch(r"(.+)@(\d+)", name)
+        if cut and not (self.runs_dir / name).exists():
+            name, suffix = cut.group(1), f"@{cut.group(2)}"
+        return name.removesuffix("/model"), suffix
 
     def require(self) -> None:
         """Raise a one-line WorkspaceError unless the workspace holds an index."""

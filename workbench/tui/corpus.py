@@ -450,21 +450,21 @@ class CorpusPane(Vertical):
 
     def _failed(self, message: str, root: str) -> None:
         """The run failed: said here and in one notification (reopening the index says nothing more)."""
-        self._stop_bar(full=False)
-        message = self._elsewhere(root) + message
-        self.query_one("#index-phase", Static).update(Text("indexing failed", style="bold"))
-        self.query_one("#index-rate", Static).update(Text(message))
-        self.app.notify(message, title="indexing failed", severity="error", timeout=10)
-        self.app.index_changed(quiet=True)
+        self._ended("indexing failed", self._elsewhere(root) + message, "error", 10)
 
     def _stopped(self, root: str, folder: str) -> None:
         """The run was stopped (s): what it wrote is kept; the corpus note says what is missing."""
+        self._ended("stopped", f"{self._elsewhere(root)}indexing of {short_path(folder, 50)} stopped: the documents "
+                    "written so far are kept; indexing the folder again continues it", "warning", 8)
+
+    def _ended(self, phase: str, message: str, severity: str, timeout: float) -> None:
+        """A run that did not finish: its phase and message under the bar, one notification, and
+        the workspace read again quietly."""
         self._stop_bar(full=False)
-        message = (f"{self._elsewhere(root)}indexing of {short_path(folder, 50)} stopped: the documents written "
-                   "so far are kept; indexing the folder again continues it")
-        self.query_one("#index-phase", Static).update(Text("stopped", style="bold"))
+        self.query_one("#index-phase", Static).update(Text(phase, style="bold"))
         self.query_one("#index-rate", Static).update(Text(message))
-        self.app.notify(message, title="indexing stopped", severity="warning", timeout=8)
+        title = phase if phase.startswith("indexing") else f"indexing {phase}"
+        self.app.notify(message, title=title, severity=severity, timeout=timeout)
         self.app.index_changed(quiet=True)
 
     def _finished(self, summaries: list, root: str) -> None:
