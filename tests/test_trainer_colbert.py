@@ -160,3 +160,28 @@ def test_projection_init(tiny, init):
             ColbertTrainer(ColbertConfig(data=str(data), base=str(base), name="p", dim=16, projection_init="identity")).build()
     with pytest.raises(UsageError, match="projection_init"):
         ColbertTrainer(ColbertConfig(data=str(data), base=str(base), name="p", dim=16, projection_init="random")).build()
+
+
+def test_markers_that_are_one_token_in_a_byte_level_vocabulary_are_refused():
+    """BERT vocabularies give [unused0]/[unused1]; a byte-level BPE cuts "[Q]" and "[D]" to the same
+    first token "[", which would mark queries and documents alike: refused, naming what to set; two
+    markers with different first tokens work."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from trainers.colbert import marker_ids
+    from workbench.errors import UsageError
+    from workbench.models.cache import resolve_model_path
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(["a question about cats", "a document about dogs"] * 10,
+                            trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    byte_level = PreTrainedTokenizerFast(tokenizer_object=bpe)
+    with pytest.raises(UsageError, match="query_marker and document_marker"):
+        marker_ids(byte_level, "[Q] ", "[D] ")
+    q, d = marker_ids(byte_level, "Q ", "D ")
+    assert q != d and byte_level.convert_ids_to_tokens([q, d]) == ["Q", "D"]
+    bert = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+    assert marker_ids(bert, "[Q] ", "[D] ") == (bert.convert_tokens_to_ids("[unused0]"),
+                                                bert.convert_tokens_to_ids("[unused1]"))

@@ -301,3 +301,33 @@ def test_colbert_head_starts_at_the_zero_shot_maxsim(tiny):
     assert torch.allclose(q @ d.T, zero_shot[0, :5] @ zero_shot[1, :10].T, atol=1e-5)
     # and the sparse head starts alive (bias 0.5): at least 2 of the query's 3 terms weigh > 0
     assert (enc.sparse[0] > 0).sum() >= 2
+
+
+def test_a_joint_model_serves_bare_texts_as_it_trained(tiny, tmp_path):
+    """The joint trainer reads bare queries and passages: a base with e5-style prompts in its
+    sentence-transformers config must not lend them to the saved model (its dense mode was served
+    "query: ..." / "passage: ..." it never saw)."""
+    import shutil
+
+    from trainers.loop import train_run
+    from trainers.runs import new_run
+    from workbench.encoders.layout import read_layout
+    from workbench.encoders.templates import templates_for
+
+    base, data = tiny
+    prompted = tmp_path / "prompted"
+    shutil.copytree(base, prompted)
+    (prompted / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (prompted / "1_Pooling").mkdir()
+    (prompted / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+    (prompted / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"query": "query: ", "document": "passage: "}}))
+    assert templates_for(str(prompted), "encoder", str(prompted)).render_query("q", "") == "query: q"
+    run = new_run(tmp_path / "ws", "j", _config(prompted, data, "j", max_steps=1).to_json())
+    assert train_run(run)["state"] == "finished"
+    served = templates_for("runs/j", read_layout(str(run.model_dir)).kind, str(run.model_dir))
+    assert served.render_query("what is x", "") == "what is x"
+    assert served.render_document("a passage") == "a passage"

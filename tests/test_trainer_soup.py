@@ -108,10 +108,14 @@ def test_soup_refuses_what_cannot_be_averaged(two_runs, tmp_path, capsys, monkey
     meta = json.loads((other / "wb_model.json").read_text())
     (other / "wb_model.json").write_text(json.dumps({**meta, "kind": "colbert"}))
     wider = tiny_bert(tmp_path / "wider", layers=3)
+    longer = tmp_path / "longer"  # same weights, served at another length: the soup would serve a's
+    shutil.copytree(ws / "runs" / "b" / "model", longer)
+    (longer / "wb_model.json").write_text(json.dumps({**meta, "max_length": 128}))
 
     cases = [
         (["one", "a"], "at least two"),
         (["k1", "a", str(other)], "one kind"),
+        (["k9", "a", str(longer)], "served with max_length = 128"),
         (["k2", "a", "runs/nope"], "no run named 'nope'"),
         (["k6", "a", "nope"], "'nope' is neither a run"),
         (["k7", "a", "runs/a"], "is named twice"),
@@ -133,8 +137,14 @@ def test_soup_refuses_what_cannot_be_averaged(two_runs, tmp_path, capsys, monkey
     BertForSequenceClassification.from_pretrained(str(wider), num_labels=1).save_pretrained(str(wider))
     code, _out, err = run_wb(capsys, monkeypatch, "runs", "soup", "k5", "a", str(wider), "-w", str(ws))
     assert code == 2 and ("hold different tensors" in err or "shape" in err), err
-    for name in ("one", "k1", "k2", "k3", "k4", "k5", "k6", "k7"):
+    for name in ("one", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k9"):
         assert not (ws / "runs" / name).exists(), name
+    # another base, served alike (a fine-tune averaged with where it started, WiSE-FT): a soup
+    rebased = tmp_path / "rebased"
+    shutil.copytree(ws / "runs" / "b" / "model", rebased)
+    (rebased / "wb_model.json").write_text(json.dumps({**meta, "base": "runs/a"}))
+    code, _out, err = run_wb(capsys, monkeypatch, "runs", "soup", "wise", "a", str(rebased), "-w", str(ws))
+    assert code == 0, err
 
 
 def test_a_soups_name_is_taken_before_it_averages(two_runs, monkeypatch):

@@ -100,3 +100,23 @@ def test_a_base_without_a_masked_lm_head_is_said(tiny, tmp_path, capsys, monkeyp
                             "--out", "sp-mlm", "--max-steps", "1", "--batch-size", "4", "-w", str(ws))
     assert code == 0, err
     assert "masked-LM head" not in out
+
+
+def test_step_metrics_describe_the_whole_step_under_grad_accum(tiny, tmp_path):
+    """With two micro-batches a step, the logged terms are the step's means, as its loss is: the
+    event's own ranking loss and FLOPS terms add up to its loss (they described the last micro-batch)."""
+    from trainers.config import SpladeConfig
+    from trainers.loop import train_run
+    from trainers.runs import new_run
+
+    base, data = tiny
+    cfg = SpladeConfig(data=str(data), base=str(base), name="acc", batch_size=2, grad_accum=2, max_steps=4,
+                       lr=5e-3, warmup_ratio=0.0, save_every=100, passage_max_length=64, lambda_q=0.3,
+                       lambda_d=0.1, flops_warmup_ratio=0.0)
+    run = new_run(tmp_path, "acc", cfg.to_json())
+    assert train_run(run)["state"] == "finished"
+    steps = [e for e in run.events() if e["event"] == "step"]
+    assert len(steps) == 4
+    for e in steps:
+        total = e["ranking_loss"] + 0.3 * e["flops_q"] + 0.1 * e["flops_d"]
+        assert total == pytest.approx(e["loss"], rel=1e-4, abs=1e-5)

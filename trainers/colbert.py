@@ -84,6 +84,29 @@ def ColbertModel(encoder, dim: int):  # noqa: N802 - a factory returning an nn.M
     return _Colbert()
 
 
+def marker_ids(tokenizer, query_marker: str, document_marker: str) -> tuple[int, int]:
+    """The query and document marker token ids: ``[unused0]`` / ``[unused1]`` where the vocabulary has
+    them (BERT), else the first token of ``query_marker`` / ``document_marker``. Two markers that come
+    out as one token (a byte-level vocabulary cuts "[Q]" and "[D]" to the same "[") would let the model
+    tell queries from documents by nothing: :class:`UsageError`, naming the config keys to set."""
+    vocab = tokenizer.get_vocab()
+
+    def first_token(preferred: str, text: str) -> int:
+        if preferred in vocab:
+            return int(vocab[preferred])
+        ids = tokenizer(text.strip(), add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ModelError(f"cannot make a marker token from {text!r}")
+        return int(ids[0])
+
+    q, d = first_token("[unused0]", query_marker), first_token("[unused1]", document_marker)
+    if q == d:
+        token = tokenizer.convert_ids_to_tokens(q)
+        raise UsageError(f"the query marker {query_marker.strip()!r} and the document marker {document_marker.strip()!r} "
+                         f"both begin with the token {token!r} in this vocabulary: set query_marker and "
+                         "document_marker to texts whose first tokens differ (e.g. \" Q\" and \" D\")")
+    return q, d
+
 class ColbertTrainer(Trainer):
     """ColBERT's parts of the loop (see the module docstring)."""
 
@@ -151,9 +174,7 @@ class ColbertTrainer(Trainer):
             raise ModelError("the ColBERT trainer needs a BERT-like encoder base, not a decoder")
         if cfg.gradient_checkpointing:
             encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        vocab = self.tokenizer.get_vocab()
-        self.q_marker, self.d_marker = self._marker(vocab, "[unused0]", cfg.query_marker), self._marker(
-            vocab, "[unused1]", cfg.document_marker)
+        self.q_marker, self.d_marker = marker_ids(self.tokenizer, cfg.query_marker, cfg.document_marker)
         limit = int(getattr(encoder.config, "max_position_embeddings", 512) or 512)
         self.q_len = min(cfg.query_max_length, limit)
         self.d_len = min(cfg.passage_max_length, limit)
@@ -177,14 +198,6 @@ class ColbertTrainer(Trainer):
         elif cfg.projection_init != "orthogonal":
             raise UsageError(f"projection_init must be 'orthogonal', 'pca' or 'identity', not {cfg.projection_init!r}")
         return model
-
-    def _marker(self, vocab: dict, preferred: str, text: str) -> int:
-        if preferred in vocab:
-            return int(vocab[preferred])
-        ids = self.tokenizer(text.strip(), add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise ModelError(f"cannot make a marker token from {text!r}")
-        return int(ids[0])
 
     def describe(self) -> dict:
         return {"kind": "colbert", "dim": self.cfg.dim}

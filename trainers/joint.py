@@ -150,7 +150,6 @@ class JointTrainer(Trainer):
             raise UsageError(f"pooling must be auto, mean or cls, not {cfg.pooling!r}")
         self.mode_weights = {"dense": cfg.dense_weight, "sparse": cfg.sparse_weight, "colbert": cfg.colbert_weight}
         self.ensemble = {"dense": cfg.ensemble_dense, "sparse": cfg.ensemble_sparse, "colbert": cfg.ensemble_colbert}
-        self._last: dict = {}
         self._eval: dict = {}
 
     def examples(self):
@@ -264,13 +263,11 @@ class JointTrainer(Trainer):
             head = accelerator.unwrap_model(model).sparse_linear
             with torch.no_grad():
                 head.bias.clamp_(min=max(cfg.sparse_bias_init, GUARD_MARGIN))
-        self._last = {"q_nnz": q_nnz, "d_nnz": d_nnz, "sparse_guard": int(guard),
-                      **{f"{m}_loss": float(ce[m].detach()) for m in MODES},
-                      **{f"kl_{m}": float(kl[m].detach()) for m in kl}}
+        # sparse_guard: the share of the step's micro-batches the guard lifted
+        self.record_metrics({"q_nnz": q_nnz, "d_nnz": d_nnz, "sparse_guard": int(guard),
+                             **{f"{m}_loss": float(ce[m].detach()) for m in MODES},
+                             **{f"kl_{m}": float(kl[m].detach()) for m in kl}})
         return loss, int(q.mask.sum() + d.mask.sum())
-
-    def step_metrics(self) -> dict:
-        return dict(self._last)
 
     def eval_details(self) -> dict:
         return dict(self._eval)
@@ -321,6 +318,7 @@ class JointTrainer(Trainer):
         import torch
 
         from workbench.encoders.joint import COLBERT_HEAD, JOINT_KIND, SPARSE_HEAD
+        from workbench.encoders.templates import PLAIN
 
         from .backbone import save_final as save_encoder
 
@@ -334,4 +332,7 @@ class JointTrainer(Trainer):
                 "colbert_dim": self.colbert_dim, "special_ids": self.special_ids, "vocab_size": self.vocab_size,
                 "query_max_length": self.q_len, "passage_max_length": self.d_len, "temperature": self.cfg.temperature,
                 "ensemble": dict(self.ensemble),
+                # it trained on bare texts, whatever prompts the base's sentence-transformers config has
+                "templates": {"query": PLAIN.query, "document": PLAIN.document,
+                              "instruction_format": PLAIN.instruction_format},
             }, indent=2))

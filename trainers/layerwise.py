@@ -159,8 +159,6 @@ class LayerwiseTrainer(RerankerTrainer):
             raise UsageError(f"cutoff_keep must be in (0, 1], not {cfg.cutoff_keep}")
         self.kl_fn = KLDistillationLoss(temperature=cfg.distill_temperature, teacher_temperature=cfg.distill_temperature)
         self.requested_layers = parse_layers(cfg.layers)
-        self._layer_losses: list[list[float]] = []
-        self._losses_step = -1
         self._eval_by_step: dict[int, dict[int, float]] = {}  # step (1-based) -> per-layer MRR evaluated there
 
     def build(self):
@@ -240,16 +238,8 @@ class LayerwiseTrainer(RerankerTrainer):
         scores = scores.float().reshape(len(exs), width, -1)
         mask = torch.tensor(masks, dtype=torch.bool, device=scores.device)
         total, per_layer = layerwise_loss(scores, mask, self.loss_fn, self.kl_fn, self.cfg.distill_weight)
-        if self._losses_step != self.current_step:
-            self._losses_step, self._layer_losses = self.current_step, []
-        self._layer_losses.append([float(x.detach()) for x in per_layer])
+        self.record_metrics({f"loss_layer{l}": float(x.detach()) for l, x in zip(self.layers, per_layer)})
         return total, int(batch["attention_mask"].sum())
-
-    def step_metrics(self) -> dict:
-        if not self._layer_losses:
-            return {}
-        n = len(self._layer_losses)
-        return {f"loss_layer{l}": sum(row[k] for row in self._layer_losses) / n for k, l in enumerate(self.layers)}
 
     def score_layers(self, model, pairs: list[tuple[str, str]], device, batch_pairs: int = 32) -> list[list[float]]:
         """Per pair, the scores at every scored layer (``self.layers`` order)."""

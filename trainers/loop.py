@@ -76,6 +76,8 @@ class Trainer:
         self.current_step = 0  # set by the loop before each compute_loss (0-based optimizer step)
         self.total_steps = 0
         self.model_step = 0  # set by the loop before save_final: the step (1-based) whose weights it saves
+        self._micro_metrics: list[dict] = []  # this step's micro-batches' extra metrics (record_metrics)
+        self._micro_step = -1
 
     def examples(self) -> Sequence:
         """The training examples (``TrainingExample`` s; a ``report`` attribute is logged)."""
@@ -102,9 +104,22 @@ class Trainer:
         """The metric on ``cfg.eval_data`` (None: skipped)."""
         return None
 
+    def record_metrics(self, metrics: dict) -> None:
+        """Note one micro-batch's extra metrics (called from ``compute_loss``). The ``step`` event gets
+        each one's mean over the step's micro-batches (the default ``step_metrics``), as ``loss`` is,
+        so under ``grad_accum`` > 1 the fields describe the whole step and add up like its loss."""
+        if self._micro_step != self.current_step:
+            self._micro_step, self._micro_metrics = self.current_step, []
+        self._micro_metrics.append(dict(metrics))
+
     def step_metrics(self) -> dict:
-        """Extra fields of the ``step`` event (e.g. SPLADE's average non-zero terms)."""
-        return {}
+        """Extra fields of the ``step`` event (e.g. SPLADE's average non-zero terms): by default the
+        means of what ``record_metrics`` noted during the current step."""
+        if self._micro_step != self.current_step or not self._micro_metrics:
+            return {}
+        keys = dict.fromkeys(k for row in self._micro_metrics for k in row)
+        return {k: sum(row[k] for row in self._micro_metrics if k in row)
+                / sum(1 for row in self._micro_metrics if k in row) for k in keys}
 
     def eval_details(self) -> dict:
         """Extra fields of the ``eval`` event, read right after ``evaluate`` (e.g. per-mode metrics)."""

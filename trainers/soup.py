@@ -8,12 +8,17 @@ one model. ``wb runs soup OUT A B ...`` makes one from finished runs.
 Contract of :func:`make_soup`:
 - every ingredient is a model folder of the same kind (``wb_model.json``'s ``kind``) with the same
   weight files (``*.safetensors`` and ``*.pt`` state dicts at its top level), the same tensor names
-  and shapes; otherwise :class:`~workbench.errors.UsageError` names the first difference;
+  and shapes, and the same serving settings (every ``wb_model.json`` field but the descriptive ones in
+  :data:`DESCRIPTIVE_FIELDS`, and ``wb_colbert.json``: prompts, answer tokens, templates, markers,
+  lengths, pooling); otherwise :class:`~workbench.errors.UsageError` names the first difference. The
+  ``base`` may differ: a fine-tune averaged with the model it started from (WiSE-FT) is a soup too;
 - floating-point tensors are averaged with ``weights`` (normalised to sum to 1); other tensors
   (integer buffers such as position ids) must be equal and are copied;
 - everything else (config, tokenizer) is copied from the first ingredient; a LoRA ``adapter/`` folder
   is not (the merged weights at the top level are what is averaged); ``wb_model.json`` gains
-  ``"soup": {"ingredients": [...], "weights": [...]}``;
+  ``"soup": {"ingredients": [...], "weights": [...]}``; a layer-wise reranker's per-layer eval figures
+  (they measured one ingredient) are dropped, and its ``default_cutoff`` kept only where every
+  ingredient chose that layer (else the last layer serves: no early exit was measured for the soup);
 - the folder is written whole or not at all (:func:`trainers.runs.staged_folder`).
 Averaging models that did not start from one point (two independently initialised heads) gives a
 poor model: nothing here can detect that, so the folder records the ingredients for the user to judge.
@@ -30,6 +35,11 @@ from pathlib import Path
 from workbench.errors import UsageError
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt")
+SERVING_FILES = ("wb_model.json", "wb_colbert.json")  # JSON settings the served model is built from
+# wb_model.json fields that describe how an ingredient was made, not how it is served
+DESCRIPTIVE_FIELDS = frozenset({"base", "soup", "loss", "group_size", "lora", "lora_r", "distill_weight",
+                                "distill_temperature", "temperature", "heads_from", "eval_mrr_by_layer",
+                                "default_cutoff", "query_augmentation"})
 SKIPPED = ("adapter",)  # a peft adapter is one ingredient's, not the soup's
 
 
@@ -132,7 +142,29 @@ def check_ingredients(folders: list[Path]) -> list[str]:
                              f"'{kind or 'plain'}': only models of one kind can be averaged")
         if _weight_files(folder) != files:
             raise UsageError(f"{folder} has weight files {_weight_files(folder)}, {folders[0]} has {files}")
+    for name in SERVING_FILES:
+        first = _serving_settings(folders[0] / name)
+        for folder in folders[1:]:
+            other = _serving_settings(folder / name)
+            differing = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
+            if differing:
+                key = differing[0]
+                raise UsageError(f"{folder} is served with {key} = {json.dumps(other.get(key))} and {folders[0]} "
+                                 f"with {json.dumps(first.get(key))} ({name}): only models served alike can be averaged")
     return files
+
+
+def _serving_settings(path: Path) -> dict:
+    """The fields of a settings file that decide how its model is served ({} when it has none)."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise UsageError(f"{path} is not readable JSON") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} is not a JSON object")
+    return {k: v for k, v in data.items() if k not in DESCRIPTIVE_FIELDS}
 
 
 def make_soup(folders: list[Path], out: Path, weights: list[float] | None = None) -> SoupSummary:
@@ -183,6 +215,12 @@ def make_soup(folders: list[Path], out: Path, weights: list[float] | None = None
         meta_path = tmp / "wb_model.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         meta["soup"] = {"ingredients": [str(f) for f in folders], "weights": mix}
+        if "eval_mrr_by_layer" in meta:  # a layer-wise reranker: its figures measured the first ingredient
+            meta["eval_mrr_by_layer"] = None
+            cutoffs = {json.dumps(json.loads((f / "wb_model.json").read_text()).get("default_cutoff"))
+                       for f in folders}
+            if len(cutoffs) > 1 and isinstance(meta.get("layers"), list) and meta["layers"]:
+                meta["default_cutoff"] = meta["layers"][-1]
         meta_path.write_text(json.dumps(meta, indent=2))
     return SoupSummary(out=Path(out), ingredients=tuple(str(f) for f in folders), weights=tuple(mix),
                        tensors=tensors, parameters=parameters)

@@ -53,7 +53,6 @@ class SpladeTrainer(Trainer):
         super().__init__(cfg)
         if cfg.lambda_q < 0 or cfg.lambda_d < 0:
             raise UsageError("lambda_q and lambda_d must be >= 0")
-        self._last: dict = {}
 
     def examples(self):
         from .data import read_datasets
@@ -126,17 +125,14 @@ class SpladeTrainer(Trainer):
         ranking = self.contrastive(scores / cfg.temperature, target)
         flops_q, flops_d = self.flops(q), self.flops(d)
         loss = ranking + self._lambda(cfg.lambda_q) * flops_q + self._lambda(cfg.lambda_d) * flops_d
-        self._last = {
+        self.record_metrics({
             "q_nnz": float((q > 0).sum(dim=1).float().mean()),
             "d_nnz": float((d > 0).sum(dim=1).float().mean()),
             "flops_q": float(flops_q.detach()),
             "flops_d": float(flops_d.detach()),
             "ranking_loss": float(ranking.detach()),
-        }
+        })
         return loss, q_tok + d_tok
-
-    def step_metrics(self) -> dict:
-        return dict(self._last)
 
     def evaluate(self, model, device) -> float | None:
         try:
