@@ -467,6 +467,41 @@ def test_converted_weights_get_the_umask_modes(empty_cache, tmp_path, monkeypatc
         "config.json": 0o644, "model.safetensors": 0o644, "tokenizer.json": 0o644}
 
 
+# -- what `wb models` says about each role --------------------------------------------------------
+
+
+def test_labels_say_zero_shot_and_trained_only_where_true(tmp_path):
+    from workbench.config import ModelsConfig
+    from workbench.models.registry import model_labels
+
+    labels = model_labels(ModelsConfig(reranker="smollm2-135m-instruct", colbert="all-MiniLM-L6-v2"))
+    assert labels["reranker"] == "smollm2-135m-instruct yes/no (zero-shot)"  # the same weights as `llm`
+    assert "trained" not in labels["colbert"]  # a plain dense model is no trained ColBERT
+    trained = tmp_path / "runs" / "cb" / "model"
+    trained.mkdir(parents=True)
+    (trained / "wb_colbert.json").write_text("{}")
+    assert model_labels(ModelsConfig(colbert=str(trained)))["colbert"] == "runs/cb (trained ColBERT)"
+
+
+def test_a_folder_without_a_model_is_not_usable(tmp_path, empty_cache):
+    from workbench.config import ModelsConfig
+    from workbench.models.registry import resolve_role
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelError, match=r"cannot fill the dense role: the folder holds no model \(no config.json\)"):
+        resolve_role("dense", ModelsConfig(dense=str(empty)))
+    (empty / "config.json").write_text('{"architectures": ["BertModel"]}')
+    with pytest.raises(ModelError, match="cannot fill the reranker role: the folder has no weights file"):
+        resolve_role("reranker", ModelsConfig(reranker=str(empty)))
+
+
+def test_a_run_that_is_not_there_is_named_as_a_run(empty_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match=r"no finished run 'nope' in this workspace .*`wb runs` lists them"):
+        resolve_model_path("runs/nope")
+
+
 def test_an_index_whose_builtin_model_is_damaged_says_to_reinstall_it(empty_cache, tmp_path, monkeypatch):
     """An index records the built-in's folder; with a file of it gone, queries said the model had
     "changed on disk" and to index again, which then failed too: now they say to reinstall it (the

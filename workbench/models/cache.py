@@ -232,6 +232,8 @@ def resolve_model_path(name_or_path: str, cache: Path | None = None) -> str:
       directory; write ``./name`` for the folder);
     * an existing local folder -> its absolute path;
     * something written as a path (``/``, ``./``, ``../``, ``~`` first) that is no folder -> ``ModelError``;
+    * ``runs/NAME`` that is still unresolved (``Workspace.config`` makes a finished run's model folder
+      absolute) and no cached Hugging Face id -> ``ModelError`` saying there is no such finished run;
     * anything else -> returned unchanged, taken as a Hugging Face id; with the hub offline
       (``HF_HUB_OFFLINE=1``, as `wb` runs) an id missing from the Hugging Face cache -> ``ModelError``
       naming the built-ins, instead of the hub client's connection error.
@@ -253,6 +255,10 @@ def resolve_model_path(name_or_path: str, cache: Path | None = None) -> str:
         return name_or_path  # a layer-wise reranker served at cutoff layer L (``FOLDER@L``): its loader reads it
     if name_or_path.startswith(("/", "./", "../", "~")) or local.is_file():
         raise ModelError(f"no such model folder: {name_or_path}")
+    if name_or_path.startswith("runs/") and len(name_or_path) > len("runs/") and not _in_hf_cache(name_or_path):
+        run = name_or_path[len("runs/"):].strip("/").removesuffix("/model")
+        raise ModelError(f"no finished run '{run}' in this workspace ({name_or_path} names the model of a run "
+                         "the workspace's `wb train` finished; `wb runs` lists them)")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") and not _in_hf_cache(name_or_path):
         raise ModelError(f"no built-in model, local folder or cached Hugging Face model named '{name_or_path}' "
                          f"(built-ins: {', '.join(BUILTIN_MODELS)}; the hub is offline; see `wb models`)")
