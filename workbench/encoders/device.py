@@ -238,7 +238,59 @@ def auto_tokenizer(path, what: str):
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load {what} '{path}': {str(exc).splitlines()[0]}") from exc
+        from workbench.models.cache import repair_hint
+
+        raise ModelError(f"cannot load {what} '{path}': {str(exc).splitlines()[0]}{repair_hint(path)}") from exc
+
+
+def load_pretrained(auto_class, path, what: str, **kwargs):
+    """``auto_class.from_pretrained(path, **kwargs)`` (no remote code) that refuses a checkpoint
+    lacking weights the model needs, instead of serving them randomly initialised (transformers only
+    warns). Every failure is one ModelError line, ``cannot load {what} '{path}': ...``: the loader's
+    own error, or ``missing weights: KEY, KEY, ... (N in all)`` (:func:`missing_weights`), with the
+    hint to reinstall when ``path`` is a built-in model's folder in the model cache."""
+    from workbench.errors import ModelError, first_line
+    from workbench.models.cache import repair_hint
+
+    quiet_transformers()
+    try:
+        model, info = auto_class.from_pretrained(path, output_loading_info=True, trust_remote_code=False, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - OSError, ValueError, safetensors' own error: one line
+        raise ModelError(f"cannot load {what} '{path}': {first_line(exc)}{repair_hint(path)}") from exc
+    missing = missing_weights(model, info)
+    if missing:
+        shown = ", ".join(missing[:3]) + (f", ... ({len(missing)} in all)" if len(missing) > 3 else "")
+        raise ModelError(f"cannot load {what} '{path}': missing weights: {shown}; the checkpoint is "
+                         f"incomplete{repair_hint(path)}")
+    return model
+
+
+MISSING_OK = ("pooler.",)  # modules wb never runs: a checkpoint may leave them out (BERT's pooler)
+
+
+def missing_weights(model, loading_info: dict) -> list[str]:
+    """The parameters of ``model`` that its checkpoint did not hold (``loading_info``, what
+    ``from_pretrained(..., output_loading_info=True)`` returns), sorted, less those legitimately
+    absent: buffers (``position_ids``, rotary frequencies: computed, not loaded), a module in
+    ``MISSING_OK`` at any depth (``bert.pooler.dense.weight``), and a weight tied to another that
+    the checkpoint did hold (an MLM decoder tied to the word embeddings)."""
+    missing = set(loading_info.get("missing_keys") or ())
+    if not missing:
+        return []
+    params = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    tied = getattr(model, "all_tied_weights_keys", None) or getattr(model, "_tied_weights_keys", None) or {}
+    if not isinstance(tied, dict):  # older transformers: a list of tied names, sources unknown
+        tied = {name: None for name in tied}
+    out = []
+    for key in sorted(missing):
+        if key not in params:
+            continue
+        if any(key.startswith(ok) or f".{ok}" in key for ok in MISSING_OK):
+            continue
+        if key in tied and tied[key] not in missing:
+            continue
+        out.append(key)
+    return out
 
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.encoders.device import pick_device, pick_dtype, quiet_transformers, require_tokenizer
+from workbench.encoders.device import load_pretrained, pick_device, pick_dtype, quiet_transformers, require_tokenizer
 from workbench.encoders.rerankers import default_batch_tokens, score_pair_batches, tokenize_pairs
 from workbench.errors import ModelError, first_line
 
@@ -213,9 +213,9 @@ class LayerwiseReranker:
         require_tokenizer(path, "layer-wise reranker")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-            encoder = AutoModel.from_pretrained(path, dtype=self.dtype, trust_remote_code=False)
         except Exception as exc:  # noqa: BLE001 - every loader failure becomes one line
             raise ModelError(f"cannot load layer-wise reranker '{path}': {first_line(exc)}") from exc
+        encoder = load_pretrained(AutoModel, path, "layer-wise reranker", dtype=self.dtype)
         self.layers_run = len(truncate_layers(encoder, cutoff))
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # unused: the head reads the [CLS] state

@@ -10,7 +10,8 @@ rebuilds the tokenizer ``AutoTokenizer`` would give (transformers 5 ``BertTokeni
 Contract: both return None whenever the folder is not something they reproduce exactly (another
 ``model_type``, relative position embeddings, another activation, a decoder, sharded or missing
 weights, missing keys, added tokens or tokenizer options we do not replicate); callers then load
-through transformers as before. Outputs equal transformers' (fp32: within 1e-5, tested in
+through transformers as before (``device.load_pretrained``, which refuses a checkpoint missing
+weights in one line rather than initialising them at random). Outputs equal transformers' (fp32: within 1e-5, tested in
 tests/test_lean_bert.py). Inference only: no dropout, no gradients. ``WB_LEAN=0`` disables it.
 """
 

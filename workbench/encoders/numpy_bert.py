@@ -10,7 +10,8 @@ Contract: ``NumpyDenseEncoder.load`` (optionally with a ColBERT projection head)
 ``NumpyColbertEncoder.load`` (a trained ColBERT folder), ``NumpyJointEncoder.load`` (a joint folder)
 and ``NumpySparseEncoder.load`` return None for anything this module does not reproduce (what
 ``bert_files.lean_config`` refuses, no safetensors file, a missing tensor, a head ``tensor_files``
-cannot read, a decoder); the caller then uses the torch encoders. bf16 weights are widened to fp32
+cannot read, a decoder); the caller then uses the torch encoders (which refuse a checkpoint missing
+weights: ``device.load_pretrained``). bf16 weights are widened to fp32
 (exact; the torch dense encoder does the same where it computes in fp32). Outputs equal the torch encoders' in fp32 up to
 summation order (pooled vectors within 1e-5, SPLADE weights within 2e-5: tested in
 tests/test_numpy_bert.py). Each text runs alone (queries are few and short): no padding, no

