@@ -578,6 +578,12 @@ def test_mine_pseudo_titles_from_a_folder_the_workspace_indexes(small_workspace,
     titles = {title for title, _text in corpus_documents(corpus).values()}
     assert len(rows) >= 10 and {r["query"] for r in rows} <= titles
     assert all(r["pos"][0] not in r["neg"] for r in rows)
+    # the text of a Markdown file keeps its `# Title` line: the positive (the query's own document)
+    # and the negatives are written without it
+    for r in rows:
+        assert f"# {r['query']}" not in r["pos"][0]
+        for text in r["pos"] + r["neg"]:
+            assert not any(line.startswith("# ") and line[2:].strip() in titles for line in text.splitlines())
     assert sum(bool(r["neg"]) for r in rows) > len(rows) // 2  # a short BM25 list can leave one without
 
 

@@ -5,15 +5,22 @@ has titles and abstracts. Two kinds, each a query cut out of one document, whose
 document *without* the cut-out words (so the pair is not solved by copying):
 
 ``titles``
-    query = the document's title; positive = its text alone. Negatives are written without their
-    titles too, so that "has a title" says nothing about relevance. Documents without a title or
-    whose text is empty are skipped.
+    query = the document's title; positive = its text alone, without the line that shows the
+    title (``strip_title``: a Markdown ``# Title`` or setext heading, a reStructuredText title with
+    its adornment, or a first line that is the title, as an HTML ``<h1>`` or a PDF's first line
+    is). Negatives are written the same way, so that "has a title" says nothing about relevance.
+    Skipped: documents without a title (a file's name is not one: the caller passes ``""`` for a
+    title that only falls back to it), documents whose text is empty once the title line is
+    removed, and every document whose title another document shares (compared without case and
+    extra white space): one such query would be the other's negative.
 ``conclusions``
     query = the last sentence of the text (in scientific abstracts usually the conclusion, the
-    sentence closest to a claim), with a leading ``Conclusion(s):`` / ``Interpretation:`` label
-    removed; positive = title + the text without that sentence; negatives are whole documents.
-    Used when the text has at least four sentences and the last one has 8 to 45 words (the
-    inverse cloze task of Lee et al. 2019, restricted to the closing sentence).
+    sentence closest to a claim), with a leading label removed: ``Conclusion(s)``,
+    ``Interpretation(s)`` or ``Significance`` (or two joined by ``/``) followed by ``:`` or ``.``,
+    or written in capitals (``CONCLUSIONS We found ...``); a sentence that merely begins with one of
+    those words keeps it. Positive = title + the text without that sentence; negatives are whole
+    documents. Used when the text has at least four sentences and the last one has 8 to 45 words
+    (the inverse cloze task of Lee et al. 2019, restricted to the closing sentence).
 
 Sentences are split at ``.``, ``!`` or ``?`` followed by white space and a capital letter.
 """
@@ -21,16 +28,24 @@ Sentences are split at ``.``, ``!`` or ``?`` followed by white space and a capit
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
 
 from workbench.errors import UsageError
 
-__all__ = ["KINDS", "PseudoQuery", "check_kind", "make_pseudo_queries", "negative_text", "split_sentences"]
+__all__ = ["KINDS", "SKIP_NO_CONCLUSION", "SKIP_SHARED_TITLE", "SKIP_UNTITLED", "PseudoQuery", "check_kind",
+           "make_pseudo_queries", "negative_text", "split_sentences", "strip_title"]
 
 KINDS = ("titles", "conclusions")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
-_LABEL = re.compile(r"^(conclusions?|interpretation|significance)\s*[:.]?\s*", re.IGNORECASE)
+_LABEL_WORD = r"(?:conclusions?|interpretations?|significance)"
+_CAPS_WORD = r"(?:CONCLUSIONS?|INTERPRETATIONS?|SIGNIFICANCE)"
+# a label needs its ":" or "." ("Significance of these findings ..." is a sentence), unless in capitals
+_LABEL = re.compile(rf"^(?:(?i:{_LABEL_WORD}(?:\s*/\s*{_LABEL_WORD})?)\s*[:.]"
+                    rf"|{_CAPS_WORD}(?:\s*/\s*{_CAPS_WORD})?(?=\s))\s*")
+_ATX_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+_ADORNMENT = re.compile(r"""^[ \t]*([=\-~^"'`*+#:._])\1+[ \t]*$""")
 MIN_SENTENCES = 4
 QUERY_WORDS = (8, 45)
 
@@ -52,10 +67,46 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_END.split(text) if s] if text else []
 
 
+def _same_title(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+def strip_title(title: str, text: str) -> str:
+    """``text`` (stripped) without the first line that shows ``title``: an ATX heading (``# Title``,
+    any level) or an underlined line (setext ``===``/``---``, a reStructuredText adornment, with its
+    overline) whose words are the title's, or a first non-blank line that is the title. Compared
+    without case and extra white space; other mentions of the title's words are kept."""
+    if not title.strip():
+        return text.strip()
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    for i, line in enumerate(lines):
+        if not line.strip() or _ADORNMENT.match(line):
+            continue
+        heading = _ATX_HEADING.match(line)
+        underlined = i + 1 < len(lines) and _ADORNMENT.match(lines[i + 1]) is not None
+        if heading and _same_title(heading.group(1), title):
+            drop = {i}
+        elif (underlined or i == first) and _same_title(line, title):
+            drop = {i, i + 1} if underlined else {i}
+            if underlined and i > 0 and _ADORNMENT.match(lines[i - 1]):
+                drop.add(i - 1)  # an over-and-underlined title
+        else:
+            continue
+        after = max(drop) + 1
+        if after < len(lines) and not lines[after].strip() and (min(drop) == 0 or not lines[min(drop) - 1].strip()):
+            drop.add(after)  # the blank line that set the heading apart goes with it
+        return "\n".join(line for j, line in enumerate(lines) if j not in drop).strip()
+    return text.strip()
+
+
 def _title_query(doc_id: str, title: str, text: str) -> PseudoQuery | None:
-    if not title.strip() or not text.strip():
+    if not title.strip():
         return None
-    return PseudoQuery(f"t:{doc_id}", title.strip(), doc_id, text.strip())
+    positive = strip_title(title, text)
+    if not positive:
+        return None
+    return PseudoQuery(f"t:{doc_id}", title.strip(), doc_id, positive)
 
 
 def _conclusion_query(doc_id: str, title: str, text: str) -> PseudoQuery | None:
@@ -75,15 +126,45 @@ def check_kind(kind: str) -> None:
         raise UsageError(f"unknown --pseudo kind '{kind}': use one of {', '.join(KINDS)}")
 
 
-def make_pseudo_queries(kind: str, documents: Iterable[tuple[str, str, str]]) -> list[PseudoQuery]:
+SKIP_UNTITLED = "without a title of their own (a file name is none) or any text besides it"
+SKIP_SHARED_TITLE = "sharing their title with another document"
+SKIP_NO_CONCLUSION = "without 4 sentences, the last of 8 to 45 words"
+
+
+def make_pseudo_queries(kind: str, documents: Iterable[tuple[str, str, str]],
+                        skipped: Counter | None = None) -> list[PseudoQuery]:
     """Pseudo-queries of ``kind`` for ``(doc_id, title, text)`` documents, in document order;
-    documents the kind cannot use are skipped (module docstring). UsageError for an unknown kind."""
+    documents the kind cannot use are skipped (module docstring), each counted in ``skipped`` (when
+    given) under its reason: ``SKIP_UNTITLED`` (no title, or no text once it is removed),
+    ``SKIP_SHARED_TITLE`` (titles), ``SKIP_NO_CONCLUSION`` (conclusions). UsageError for an
+    unknown kind."""
     check_kind(kind)
-    make = {"titles": _title_query, "conclusions": _conclusion_query}[kind]
-    return [q for q in (make(*doc) for doc in documents) if q is not None]
+    counts = skipped if skipped is not None else Counter()
+    if kind == "conclusions":
+        made = []
+        for doc in documents:
+            q = _conclusion_query(*doc)
+            if q is None:
+                counts[SKIP_NO_CONCLUSION] += 1
+            else:
+                made.append(q)
+        return made
+    titled = []
+    for doc in documents:
+        q = _title_query(*doc)
+        if q is None:
+            counts[SKIP_UNTITLED] += 1
+        else:
+            titled.append(q)
+    # a title shared by several documents: each one's query would have the others as negatives
+    seen = Counter(" ".join(q.text.split()).casefold() for q in titled)
+    made = [q for q in titled if seen[" ".join(q.text.split()).casefold()] == 1]
+    if len(made) < len(titled):
+        counts[SKIP_SHARED_TITLE] += len(titled) - len(made)
+    return made
 
 
 def negative_text(kind: str, title: str, text: str) -> str:
-    """How a negative document is written for ``kind``: ``titles`` drops the title (as from the
-    positive), ``conclusions`` keeps title + text."""
-    return text.strip() if kind == "titles" else f"{title} {text}".strip()
+    """How a negative document is written for ``kind``: ``titles`` drops the title line
+    (``strip_title``, as from the positive), ``conclusions`` keeps title + text."""
+    return strip_title(title, text) if kind == "titles" else f"{title} {text}".strip()

@@ -1619,15 +1619,16 @@ def runs_soup(
 def mine_cmd(
     data: Annotated[str, typer.Option("--data", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv); with --pseudo also a folder of documents the workspace indexes.")],
     out: Annotated[str, typer.Option("--out", help="FlagEmbedding jsonl to write ('-': stdout, the summary on stderr).")],
-    split: Annotated[str, typer.Option("--split", help="Qrels split whose queries are mined.")] = "train",
+    split: Annotated[Optional[str], typer.Option("--split", help="Qrels split whose queries are mined (default: train); not with --pseudo, which reads none.")] = None,
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="Pipeline that retrieves the candidates.")] = "dense",
     rank_range: Annotated[str, typer.Option("--range", help="Ranks START-END the negatives are drawn from.")] = "10-100",
     negatives: Annotated[int, typer.Option("--negatives", help="Negatives per query.")] = 7,
-    margin: Annotated[float, typer.Option("--margin", help="Drop candidates scoring >= MARGIN x the lowest retrieved positive.")] = 0.95,
+    margin: Annotated[float, typer.Option("--margin", help="Drop candidates scoring >= MARGIN x the lowest retrieved positive (one scoring exactly 0, the bottom of a min-max fused list, sets no threshold).")] = 0.95,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="Also write teacher scores (pos_scores/neg_scores) from a reranker: 'reranker' (the configured one), runs/NAME, a folder or name.")] = None,
     first_stage_scores: Annotated[bool, typer.Option("--first-stage-scores", help="Also write the pipeline's own scores (pos_scores/neg_scores, min-max over the top END), the prior of `wb train reranker --residual`.")] = False,
-    pseudo: Annotated[Optional[str], typer.Option("--pseudo", help="Make the queries from the corpus instead of reading a split: 'titles' (title -> its text) or 'conclusions' (last sentence -> the rest); the positive never contains the query itself (its words may recur in the text).")] = None,
+    pseudo: Annotated[Optional[str], typer.Option("--pseudo", help="Make the queries from the corpus instead of reading a split: 'titles' (title -> its text, without the title's heading line; a file's name is no title, and a title two documents share is dropped) or 'conclusions' (last sentence -> the rest); the positive never contains the query itself (its words may recur in the text).")] = None,
+    instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help="Preset name or free text (as wb query -i): the candidates are retrieved with it, and it is written as each row's prompt.")] = None,
     workspace: WorkspaceOpt = None,
     model: ModelOpt = None,
 ) -> None:
@@ -1635,6 +1636,7 @@ def mine_cmd(
     workspace's index (no corpus re-encoding)."""
     from workbench.mine import mine_negatives, parse_range
 
+    _refuse_undecodable(instruction, "the instruction")
     lo_hi = parse_range(rank_range)
     ws = _workspace(workspace)
     ws.require()
@@ -1646,11 +1648,41 @@ def mine_cmd(
         _err_console().print(_plain("mining the test split: a model trained on these examples has seen the "
                              "queries it would be measured on (train on train, report on test)", style="yellow"),
                              highlight=False)
-    with _progress_bar() as progress:
+    # SIGTERM / SIGHUP become an exception, so that mine_negatives removes its OUT.partial
+    with _progress_bar() as progress, _termination_raises():
         summary = mine_negatives(ws, data, out, split=split, pipeline=pipeline, rank_range=lo_hi,
                                  negatives=negatives, margin=margin, seed=seed, config=cfg, teacher=teacher,
-                                 pseudo=pseudo, first_stage_scores=first_stage_scores, progress=progress)
-    typer.echo(summary.line(), err=out == "-")
+                                 pseudo=pseudo, first_stage_scores=first_stage_scores, progress=progress,
+                                 instruction=instruction)
+    typer.echo(summary.line(), err=summary.rows_on_stdout)
+
+
+@contextlib.contextmanager
+def _termination_raises():
+    """Within the block, SIGTERM and SIGHUP raise SystemExit(128 + signal) after ``wb: terminated``
+    on stderr (the exit status a shell gives a process the signal killed), so that ``finally`` and
+    ``except BaseException`` clean-ups run; the previous handlers come back after it. In a thread
+    other than the main one it does nothing (Python lets only the main thread set handlers)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum, frame):
+        print("wb: terminated", file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            previous[sig] = signal.signal(sig, handle)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

@@ -154,11 +154,13 @@ def reads(root: Path, path: Path, exclude: tuple[str, ...] = ()) -> bool:
     return path.is_dir() or _is_candidate_name(path.name) or (not path.exists() and not path.suffix)
 
 
-def corpus_documents(path: Path | str) -> dict[str, tuple[str, str]]:
+def corpus_documents(path: Path | str, *, file_name_titles: bool = True) -> dict[str, tuple[str, str]]:
     """doc_id -> ``(title, text)`` of a BEIR corpus (file or folder), for training and mining.
 
     Reads through ``iter_sources``; a malformed row is an InputError naming it (training data must
-    not be silently thinned), while empty rows are skipped.
+    not be silently thinned), while empty rows are skipped. With ``file_name_titles=False`` a file's
+    title that is its file name (the stem the reader falls back to: a ``.txt`` file, a Markdown file
+    without a heading) is given as ``""``; a BEIR row's title is always its own.
     """
     out: dict[str, tuple[str, str]] = {}
     for item in iter_sources(path):
@@ -166,7 +168,10 @@ def corpus_documents(path: Path | str) -> dict[str, tuple[str, str]]:
             if item.reason.startswith(("malformed", "missing")):
                 raise InputError(f"{item.path}: {item.reason}")
             continue
-        out[item.doc_id] = (item.title, item.text)
+        title = item.title
+        if not file_name_titles and not item.path.endswith(".jsonl") and title == Path(item.path).stem:
+            title = ""
+        out[item.doc_id] = (title, item.text)
     return out
 
 
