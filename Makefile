@@ -35,8 +35,9 @@ test: models
 test-all: models
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
+# make bench [WS=ws-scifact] [SMALL=1]: every CPU benchmark (SMALL=1: smallest sizes, a smoke pass)
 bench: models
-	$(BIN)/python bench/run_all.py $(if $(WS),-w $(WS),)
+	$(BIN)/python bench/run_all.py $(if $(WS),-w $(WS),) $(if $(SMALL),--small,)
 
 clean:
 	rm -rf $(VENV) $(DEMO_WS) .pytest_cache

@@ -9,7 +9,10 @@ Variants (environment of the `wb query` process):
 - numpy: the default now (encoders/numpy_bert.py, products in numpy, torch never imported).
 Each run is a fresh process, as a user's first query is; the variants take turns in rotating order
 so that load on the machine falls on all alike. The floor is a process that only imports torch.
-Results must be identical between the variants (same documents, same scores to 1e-4).
+Results must be identical between the variants (same documents, same scores to 1e-4): every variant
+runs with ``WB_DTYPE=--dtype`` (default float32, the numpy backend's precision: like with like; on
+a CPU with native bf16 the torch paths would otherwise run bf16 and score ~3e-3 apart). When the
+results differ the ratios are marked invalid (``identical_results: false``) and the run exits 1.
 
     flock /work/heavy.lock python bench/bench_cold_query.py -w WORKSPACE_WITH_SCIFACT [--runs 6]
 """
@@ -84,8 +87,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=6, help="runs per variant")
     ap.add_argument("--query", default=QUERY)
     ap.add_argument("--pipeline", default="hybrid")
+    ap.add_argument("--dtype", default="float32",
+                    help="WB_DTYPE of every variant (default float32, as the numpy backend; '' = each picks its own)")
     args = ap.parse_args()
     ws = str(Path(args.workspace).resolve())
+    os.environ["WB_DTYPE"] = args.dtype
+    if not args.dtype:
+        del os.environ["WB_DTYPE"]
 
     for extra in VARIANTS.values():  # page cache warm for every variant
         run_once(ws, args.query, args.pipeline, extra)
@@ -113,6 +121,7 @@ def main() -> None:
         "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in load_after],
                          "per_run_1min": [round(r["load1"], 2) for name in VARIANTS for r in runs[name]]},
         "variants": {name: dict(VARIANTS[name]) for name in VARIANTS},
+        "wb_dtype": args.dtype or "each variant's own (pick_dtype)",
         **summary,
         "ratio_new_over_old": new["median_s"] / old["median_s"],
         "ratio_numpy_over_lean_torch": new["median_s"] / summary["lean"]["median_s"],
@@ -121,7 +130,10 @@ def main() -> None:
         "identical_results": all(same_hits(runs["before"][0]["hits"], r["hits"]) for rs in runs.values() for r in rs),
         "goal_cold_seconds": 3,
     }
+    result["ratios_valid"] = result["identical_results"]
     write_result("cold_query", result)
+    if not result["identical_results"]:
+        raise SystemExit("bench_cold_query: the variants' results differ (identical_results false): ratios invalid")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ does), else ``wb eval``'s cache workspace for the dataset.
     python bench/bench_layerwise.py RUN_OR_MODEL_DIR [-w WS] [--data ../shared/eval/scifact]
         [--split test] [--rerank-depth 50] [--max-queries N] [--write-default] [--out FILE]
 
-Result: ``bench/results/layerwise_scifact.json`` (``{"layers": {L: {"ndcg@10", "ms_per_query",
-"pairs_per_s", ...}}, "chosen_cutoff": L, ...}``).
+Result: ``bench/results/layerwise_scifact.json`` (in ``$WB_BENCH_RESULTS`` when set; ``--out``
+overrides): ``{"layers": {L: {"ndcg@10", "ms_per_query", "pairs_per_s", ...}}, "chosen_cutoff": L, ...}``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SCIFACT, machine  # noqa: E402
+from common import RESULTS, SCIFACT, machine  # noqa: E402
 
 
 def model_folder(path: str) -> Path:
@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-queries", type=int, default=None)
     ap.add_argument("--keep", type=float, default=0.98, help="share of the full model's nDCG@10 the cutoff keeps")
     ap.add_argument("--write-default", action="store_true", help="store the chosen cutoff in the run's wb_model.json")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "layerwise_scifact.json"))
+    ap.add_argument("--out", default=str(RESULTS / "layerwise_scifact.json"),
+                    help="result file (default: $WB_BENCH_RESULTS or bench/results, layerwise_scifact.json)")
     args = ap.parse_args(argv)
 
     from workbench.errors import WbError

@@ -1,7 +1,8 @@
 """Reranking speed: our ``CrossEncoderReranker`` against sentence-transformers' ``CrossEncoder.predict``.
 
-Same model, same (query, passage) pairs, same ``max_length``, one process, runs alternated round
-by round (ours, then each baseline setting, then again), each in its best settings:
+Same model, same (query, passage) pairs, same ``max_length``, one process, every system once a
+round, the order rotating and flipping round by round (``common.timed_rounds``), each in its best
+settings:
 
 * ours: length-sorted, token-budgeted batches; bf16 on CUDA and on CPUs with native bf16
   (``pick_dtype``; ``WB_DTYPE`` overrides), float32 head;
@@ -35,13 +36,15 @@ import random
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SCIFACT, write_result  # noqa: E402
+from common import SCIFACT, baseline_dtypes, fastest, paired_ratio, param_dtype, timed_rounds, write_result  # noqa: E402
+
+
+MIN_SPEARMAN = 0.99
 
 
 def scifact_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -84,15 +87,10 @@ def minilm_cross_encoder(dest: Path) -> str:
 
     src = resolve_model_path("all-MiniLM-L6-v2")
     torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=1)
+    model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=1, dtype=torch.float32)
     model.save_pretrained(dest)
     AutoTokenizer.from_pretrained(src).save_pretrained(dest)
     return str(dest)
-
-
-def paired_ratio(theirs: list[float], ours: list[float]) -> float:
-    """Median over rounds of their time / our time (> 1: ours is faster)."""
-    return statistics.median(a / b for a, b in zip(theirs, ours))
 
 
 def spearman(a, b) -> float:
@@ -118,7 +116,7 @@ def main() -> None:
     import torch
     from sentence_transformers import CrossEncoder
 
-    from workbench.encoders.device import cpu_has_bf16, pick_device
+    from workbench.encoders.device import pick_device
     from workbench.encoders.rerankers import CrossEncoderReranker
 
     device = pick_device(args.device)
@@ -129,14 +127,14 @@ def main() -> None:
     systems: dict[str, object] = {}
     ours = CrossEncoderReranker(model_path, device=str(device), max_length=args.max_length)
     systems["ours"] = ours.score_pairs
-    st_dtypes = {"float32": torch.float32}  # first: sentence-transformers' default (the checkpoint's dtype)
-    if device.type == "cuda":
-        st_dtypes.update(float16=torch.float16, bfloat16=torch.bfloat16)
-    elif cpu_has_bf16():
-        st_dtypes["bfloat16"] = torch.bfloat16
+    st_dtypes = baseline_dtypes(device)  # first: float32, sentence-transformers' default
+    st_param_dtypes = {}
     for label, dtype in st_dtypes.items():
         st = CrossEncoder(model_path, device=str(device), max_length=args.max_length,
                           activation_fn=torch.nn.Identity(), model_kwargs={"dtype": dtype})
+        if next(st.parameters()).dtype != dtype:  # a version that ignores model_kwargs' dtype
+            st.to(dtype)
+        st_param_dtypes[f"st_{label}"] = param_dtype(st)
         systems[f"st_{label}"] = (lambda model: lambda p: model.predict(p, batch_size=32, show_progress_bar=False))(st)
     layerwise_info = None
     if args.layerwise:
@@ -154,17 +152,9 @@ def main() -> None:
     scores: dict[str, np.ndarray] = {}
     for name, fn in systems.items():  # warm-up (kernels, allocator), not timed
         fn(pairs[:32])
-    times: dict[str, list[float]] = {name: [] for name in systems}
-    for _ in range(args.rounds):
-        for name, fn in systems.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            values = fn(pairs)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - t0)
-            scores[name] = np.asarray(values, dtype=np.float32).reshape(-1)
+    timed = {name: (lambda name, fn: lambda: scores.__setitem__(
+        name, np.asarray(fn(pairs), dtype=np.float32).reshape(-1)))(name, fn) for name, fn in systems.items()}
+    times = timed_rounds(timed, args.rounds, torch.cuda.synchronize if device.type == "cuda" else None)
 
     rows = {}
     for name, secs in times.items():
@@ -172,7 +162,7 @@ def main() -> None:
         rows[name] = {"pairs_per_s": len(pairs) / statistics.median(secs), "best_pairs_per_s": len(pairs) / best,
                       "seconds": [round(s, 4) for s in secs]}
     st_names = [n for n in rows if n.startswith("st_")]
-    best_st = max(st_names, key=lambda n: rows[n]["pairs_per_s"])
+    best_st = fastest(times, st_names)
     reference = scores["st_float32"] if "st_float32" in scores else scores[best_st]
     agreement = {name: {"max_abs_diff_vs_reference": float(np.max(np.abs(scores[name] - reference))),
                         "spearman_vs_reference": spearman(scores[name], reference)}
@@ -187,12 +177,16 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "mean_pair_tokens": float(np.mean([len(x) for x in ours.tokenize(pairs)[0]])),
         "systems": rows,
+        "st_dtypes": st_param_dtypes,
+        "order": "every system once a round, the order rotating and flipping round by round",
         "best_sentence_transformers": best_st,
         # per round (adjacent runs share the machine's load): time of sentence-transformers / ours
         "ratio_ours_vs_best_st": paired_ratio(times[best_st], times["ours"]),
         "ratio_ours_vs_st_default": paired_ratio(times[st_names[0]], times["ours"]),
         "ratio_per_round_vs_best_st": [round(a / b, 3) for a, b in zip(times[best_st], times["ours"])],
         "agreement": agreement,
+        # ours against the float32 reference: the same ranking (speed is not bought with other scores)
+        "outputs_agree": agreement["ours"]["spearman_vs_reference"] >= MIN_SPEARMAN,
         "reference": "st_float32" if "st_float32" in scores else best_st,
     }
     if layerwise_info:
@@ -200,6 +194,8 @@ def main() -> None:
         result["layerwise"] = layerwise_info
     write_result("rerank_speed", result)
     tmp.cleanup()
+    if not result["outputs_agree"]:
+        raise SystemExit(f"bench_rerank: our scores rank unlike the reference's (Spearman < {MIN_SPEARMAN})")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,51 @@ def machine() -> dict:
         pass
     return {"cpus": os.cpu_count(), "cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpu_native_bf16": cpu_has_bf16(), "gpu": gpu, "python": platform.python_version(),
-            "torch": torch.__version__}
+            "torch": torch.__version__, "transformers": _version("transformers"),
+            "sentence_transformers": _version("sentence-transformers")}
+
+
+def _version(dist: str) -> str | None:
+    """The installed version of ``dist`` (the baselines' implementation), None when absent."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def baseline_dtypes(device) -> dict:
+    """The dtypes a sentence-transformers baseline is measured in on ``device``: float32 (its default,
+    the checkpoint's dtype when that is float32) first, then bf16 on CUDA and on CPUs with native
+    bf16, and fp16 on CUDA. A headline ratio is against the fastest of them (like with like whatever
+    dtype our side picked)."""
+    import torch
+
+    from workbench.encoders.device import cpu_has_bf16
+
+    dtypes = {"float32": torch.float32}
+    if device.type == "cuda":
+        dtypes.update(float16=torch.float16, bfloat16=torch.bfloat16)
+    elif cpu_has_bf16():
+        dtypes["bfloat16"] = torch.bfloat16
+    return dtypes
+
+
+def sentence_transformer(path: str, dtype, device=None, **kwargs):
+    """``SentenceTransformer(path)`` with its weights in ``dtype`` whatever the checkpoint stores
+    (transformers 5 loads a checkpoint's own dtype: the GPU check carries MiniLM as fp16)."""
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(path, device=None if device is None else str(device),
+                             model_kwargs={"dtype": dtype}, **kwargs)
+    if next(st.parameters()).dtype != dtype:
+        st.to(dtype)
+    return st
+
+
+def param_dtype(model) -> str:
+    return str(next(model.parameters()).dtype).replace("torch.", "")
 
 
 def scifact_texts(limit: int | None = None) -> list[str]:
@@ -96,3 +140,38 @@ def rerank_eval_setup(args):
     overrides = runner.resolve_run_names(args.workspace, {"reranker": args.reranker})
     ws, cfg = runner.resolve_workspace_and_config(data, args.workspace, overrides)
     return data, ws, cfg
+
+
+def timed_rounds(systems: dict, rounds: int, sync=None) -> dict[str, list[float]]:
+    """Time every ``systems[name]()`` once a round for ``rounds`` rounds; the order rotates and
+    flips round by round (A B C, C B A rotated, ...) so that neither a slow start nor a load change
+    on a shared machine falls on one side. Returns ``{name: [seconds per round]}``; warm-up is the
+    caller's (untimed, before)."""
+    names = list(systems)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        k = (r // 2) % len(names)
+        order = names[k:] + names[:k]
+        for name in order if r % 2 == 0 else order[::-1]:
+            if sync:
+                sync()
+            start = time.perf_counter()
+            systems[name]()
+            if sync:
+                sync()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def paired_ratio(theirs: list[float], ours: list[float]) -> float:
+    """Median over rounds of their time / our time in the same round (> 1: ours is faster)."""
+    import statistics
+
+    return statistics.median(a / b for a, b in zip(theirs, ours))
+
+
+def fastest(times: dict[str, list[float]], names) -> str:
+    """The name among ``names`` with the lowest median time."""
+    import statistics
+
+    return min(names, key=lambda n: statistics.median(times[n]))

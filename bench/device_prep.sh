@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build .device/ (git-ignored through .git/info/exclude): what the GPU checks need on a machine
+# Build .device/ (git-ignored through the repository's info/exclude, a worktree's too): what the GPU checks need on a machine
 # whose image has torch, transformers, sentence-transformers, peft and accelerate but no wb models,
 # no SciFact and no `datasets`. Everything must fit the device tool's 64 MiB per call together
 # with the tracked tree (~3 MB):
@@ -13,7 +13,9 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 D=.device
 SCIFACT=${WB_SCIFACT:-../shared/eval/scifact}
-grep -qx "/.device/" .git/info/exclude 2>/dev/null || echo "/.device/" >> .git/info/exclude
+EXCLUDE="$(git rev-parse --git-common-dir)/info/exclude"  # .git is a file in a worktree
+mkdir -p "$(dirname "$EXCLUDE")"
+grep -qx "/.device/" "$EXCLUDE" 2>/dev/null || echo "/.device/" >> "$EXCLUDE"
 rm -rf "$D"
 mkdir -p "$D/models" "$D/scifact/qrels" "$D/whl" "$D/smollm2-tok"
 
