@@ -575,8 +575,7 @@ class Indexer:
             manifest.abandon(pending)
 
     def _index_docs(self, todo, known, source, manifest, lance, tantivy_store, bundle, summary) -> None:
-        s = bundle.settings
-        chunker = Chunker(bundle.chunk_tokenizer, ChunkingSettings(s.chunk_tokens, s.chunk_overlap))
+        chunker = Chunker(bundle.chunk_tokenizer, chunking_settings(bundle.settings))
         self.progress("chunking", 0, len(todo))
         per_doc = chunker.chunk_many(todo)
         self.progress("chunking", len(todo), len(todo))
@@ -701,6 +700,20 @@ class Indexer:
         if any(t is None for t in tokens) or any(v is None for v in sparse):
             raise IndexingError("internal error: a chunk got no ColBERT or sparse vector")
         return dense, tokens, sparse
+
+
+def chunking_settings(settings: IndexSettings) -> ChunkingSettings:
+    """How an index with ``settings`` cuts chunks: ``chunk_tokens`` windows counting all that the dense
+    encoder is fed for a chunk (``_vectors``): the document template rendered around it, the special
+    tokens, and the EOS a decoder dense model appends (``DenseEncoder.tokenize``)."""
+    from workbench.encoders.layout import read_layout
+
+    try:
+        decoder = read_layout(settings.dense_path).kind == "causal-lm"  # DenseEncoder.is_decoder, nothing loaded
+    except Exception:  # a hub id or an odd folder: loading the encoder says what is wrong
+        decoder = False
+    return ChunkingSettings(settings.chunk_tokens, settings.chunk_overlap,
+                            document_template=settings.templates.document, appends_eos=decoder)
 
 
 def _window_problem(settings: IndexSettings) -> str:
