@@ -235,6 +235,11 @@ def test_a_new_folder_or_file_with_nothing_to_index_says_why(tmp_path):
     (tmp_path / "blob.txt").write_bytes(b"\x00\x01\x02binary")
     says = one_line_error(wb("index", str(tmp_path / "blob.txt"), workspace=tmp_path / "ws"))
     assert says == f"wb: error: cannot index {tmp_path / 'blob.txt'}: binary"
+    bad = tmp_path / "bad.jsonl"  # a single .jsonl corpus none of whose rows can be read: the first bad line
+    bad.write_text('not json\n\n{"_id": "a"}\n{"text": "no id"}\n')
+    says = one_line_error(wb("index", str(bad), workspace=tmp_path / "ws"))
+    assert says == (f"wb: error: cannot index {bad}: no row of it can be indexed (3 rows skipped), the first at "
+                    f"{bad}:1: malformed JSON: Expecting value at column 1")
     assert not (tmp_path / "ws").exists()  # nothing was indexed, and the new workspace is not left behind
 
 

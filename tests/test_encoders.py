@@ -230,7 +230,7 @@ def test_chunks_point_into_their_document_and_overlap():
         for c in chunks:
             assert doc.text[c.char_start : c.char_end] == c.text
             n = len(tok(f"{c.title} {c.text}")["input_ids"])
-            assert n <= 64 + 2, (doc.doc_id, n)  # window budget holds (re-tokenising may merge at edges)
+            assert n <= 64, (doc.doc_id, n)  # the window holds, special tokens included
         for a, b in zip(chunks, chunks[1:]):
             assert b.char_start < a.char_end  # consecutive windows overlap
         assert chunks[-1].char_end == len(doc.text.rstrip()) or chunks[-1].char_end <= len(doc.text)
@@ -272,8 +272,80 @@ def test_a_long_title_is_cut_so_every_window_keeps_its_own_text():
     assert len({c.text for c in chunks}) == len(chunks) > 1
     for c in chunks:
         n = len(tok(chunk_input_text(c))["input_ids"])
-        assert n <= 64 + 2, n  # title and text fit the window, so no encoder truncates the text away
+        assert n <= 64, n  # title ("…" included) and text fit the window, so no encoder truncates the text away
         assert c.title.endswith("…") and len(tok(c.title.rstrip("…"), add_special_tokens=False)["input_ids"]) == 16
+
+
+@pytest.mark.parametrize("template", ["{text}", "passage: {text}"])
+def test_no_chunk_is_longer_than_what_the_dense_encoder_feeds_the_model(template):
+    """Chunks at the model's own length (MiniLM: 256) of a long-title document and a plain one:
+    what DenseEncoder.tokenize feeds the model for a chunk, with the document template (E5's
+    "passage: ") and the cut title's "…", is the whole input, untruncated, at most the model's
+    length. (The "…" and the template's words were not counted: the last word piece of every full
+    window was cut off by the encoder.)"""
+    require_models()
+    from types import SimpleNamespace
+
+    from workbench.encoders.dense import DenseEncoder
+    from workbench.encoders.templates import PromptTemplates
+    from workbench.index.indexer import chunking_settings
+    from workbench.ingest.chunking import Chunker, chunk_input_text
+    from workbench.models.cache import resolve_model_path
+    from workbench.types import SourceDocument
+
+    encoder = DenseEncoder(resolve_model_path("all-MiniLM-L6-v2"))
+    assert encoder.max_length == 256
+    # the index settings' fields the indexer's chunker is built from (chunk_tokens at the model's length)
+    settings = SimpleNamespace(dense_path=encoder.path, chunk_tokens=256, chunk_overlap=32,
+                               templates=PromptTemplates(document=template))
+    chunker = Chunker(encoder.tokenizer, chunking_settings(settings))
+    title = " ".join(f"term{i}" for i in range(80))  # an 80-word <title>: cut to 64 tokens plus "…"
+    text = " ".join(f"word{i}" for i in range(2000))
+    docs = [SourceDocument("long", "d.html", title, text, "h"), SourceDocument("plain", "p.txt", "p", text, "h")]
+    per_doc = chunker.chunk_many(docs)
+    assert per_doc[0][0].title.endswith("…")
+    for chunks in per_doc:
+        assert len(chunks) > 5
+        rendered = [settings.templates.render_document(chunk_input_text(c)) for c in chunks]
+        full = encoder.tokenizer(rendered, add_special_tokens=True)["input_ids"]
+        fed = encoder.tokenize(rendered)
+        for c, whole, ids in zip(chunks, full, fed):
+            assert len(whole) <= encoder.max_length, (c.chunk_id, len(whole))
+            assert list(ids) == list(whole), c.chunk_id  # nothing cut off: the chunk's last word reaches the model
+    # the windows still use the room they have
+    assert max(len(x) for x in encoder.tokenizer([settings.templates.render_document(chunk_input_text(c))
+                                                   for c in per_doc[1]])["input_ids"]) >= 250
+
+
+def test_a_decoder_dense_models_eos_and_byte_level_pieces_fit_the_window():
+    """A decoder dense model (SmolLM2: byte-level BPE, no special tokens of its own) gets an EOS
+    appended by DenseEncoder.tokenize, and a CJK or emoji character split across two byte-level
+    tokens re-tokenizes longer than its window: both are counted, no chunk's input exceeds it."""
+    from workbench.models.cache import is_installed, resolve_model_path
+
+    if not is_installed("smollm2-135m-instruct"):
+        pytest.skip("smollm2-135m-instruct is not installed (`wb models install`)")
+    from transformers import AutoTokenizer
+
+    from workbench.encoders.dense import DenseEncoder
+    from workbench.ingest.chunking import Chunker, ChunkingSettings, chunk_input_text
+    from workbench.types import SourceDocument
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path("smollm2-135m-instruct"))
+    encoder = object.__new__(DenseEncoder)  # its tokenize() as is, without loading the weights
+    encoder._lean_tokenizer, encoder._tokenizer, encoder.is_decoder, encoder.max_length = None, tok, True, 64
+    chunker = Chunker(tok, ChunkingSettings(64, 8, document_template="{text}", appends_eos=True))
+    rng = np.random.default_rng(0)
+    alphabet = list("日本語の文章を検索する") + ["😀", "🎉", "é", "ß", "word", "Ünïcödé"]
+    docs = [SourceDocument(f"d{i}", f"d{i}.txt", "標題 " * (i % 3),
+                           " ".join("".join(rng.choice(alphabet, size=rng.integers(1, 6))) for _ in range(400)), "h")
+            for i in range(12)]
+    for chunks in chunker.chunk_many(docs):
+        assert chunks
+        for c in chunks:
+            whole = tok(chunk_input_text(c), add_special_tokens=True)["input_ids"] + [tok.eos_token_id]
+            assert len(whole) <= 64, (c.chunk_id, len(whole))
+            assert encoder.tokenize([chunk_input_text(c)])[0] == whole, c.chunk_id
 
 
 def test_a_title_only_document_is_one_title_chunk_and_a_wordless_one_none():

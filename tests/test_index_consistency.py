@@ -332,7 +332,9 @@ def test_second_writer_is_refused(fresh):
 def test_title_only_rows_are_findable_and_wordless_ones_are_skipped_by_kind(tmp_path):
     """A BEIR row with a title and no text is one title chunk every mode can find; a document the
     tokenizer reads no word in is skipped ("no words to index"), not counted as indexed with 0
-    chunks; the summary counts skip reasons by kind, however many ids they name."""
+    chunks; the summary counts skip reasons by kind, however many ids they name. An _id given
+    again keeps its last row (as BEIR's loader does); an _id no store can encode (a lone surrogate:
+    it crashed the whole run) or holding a tab skips its row, the rest is indexed."""
     import json
 
     from workbench.search.searcher import Searcher
@@ -344,17 +346,23 @@ def test_title_only_rows_are_findable_and_wordless_ones_are_skipped_by_kind(tmp_
             {"_id": "d2", "title": "Tuning a xylophone", "text": ""},
             {"_id": "d3", "title": "", "text": "\x01\x02\u200b"}]
     rows += [{"_id": "d1", "text": f"duplicate {i}"} for i in range(5)]
-    (corpus / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows += [{"_id": "t\tab", "text": "a tab in the id"}]
+    lines = [json.dumps(r) for r in rows] + ['{"_id": "bad\\ud800", "text": "surrogate id"}']
+    (corpus / "corpus.jsonl").write_text("".join(line + "\n" for line in lines))
     ws = Workspace(tmp_path / "ws")
     summary = Indexer(ws).run(corpus)
     assert summary.docs_indexed == 2 and summary.files_seen == 1
-    assert "skipped: 5 duplicate _id, 1 no words to index;" in summary.line()
+    assert summary.line().startswith("1 file read; indexed 2 docs (2 chunks), ")
+    assert ("skipped: 1 _id holds a control character, 1 _id is not valid Unicode, 5 duplicate _id, "
+            "1 no words to index;") in summary.line()
     searcher = Searcher(ws)
     for pipeline in ("bm25", "dense", "sparse"):
         top = searcher.search("xylophone", pipeline=pipeline).results
         assert top and top[0].doc_id == "d2", pipeline
     assert_consistent(store_state(ws))
     assert store_state(ws)["manifest_docs"] == {"d1", "d2"}
+    top = searcher.search("duplicate", pipeline="bm25").results
+    assert top and top[0].doc_id == "d1" and "duplicate 4" in top[0].snippet  # d1's last row is the one indexed
 
 
 def test_a_file_reached_through_a_symlink_keeps_one_id_across_runs(tmp_path):

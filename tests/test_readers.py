@@ -407,14 +407,15 @@ def test_beir_folder_reads_only_corpus_and_keeps_ids(tmp_path: Path) -> None:
     items = list(iter_sources(tmp_path))
     docs = [i for i in items if isinstance(i, SourceDocument)]
     skips = {i.path: i.reason for i in items if isinstance(i, SkippedFile)}
-    assert [d.doc_id for d in docs] == ["doc-1", "0042", "7"]
+    assert [d.doc_id for d in docs] == ["0042", "doc-1", "7"]  # in line order: doc-1's last row is line 7
     assert all(d.path == str(corpus) for d in docs)
-    assert docs[1].title == "" and docs[1].text == "no title field"
-    assert docs[0].content_hash == content_hash("One", "first text")
+    assert docs[0].title == "" and docs[0].text == "no title field"
+    # an _id given twice keeps its last row, as BEIR's GenericDataLoader does (qrels were judged on it)
+    assert docs[1].content_hash == content_hash("dup", "again")
+    assert skips[f"{corpus}:1"] == "duplicate _id doc-1 (line 7 replaces it)"
     assert skips[f"{corpus}:3"].startswith("malformed JSON: ")
     assert skips[f"{corpus}:4"] == "missing _id"
     assert skips[f"{corpus}:5"] == "missing text"
-    assert skips[f"{corpus}:7"] == "duplicate _id doc-1"
     assert skips[f"{corpus}:8"] == "empty"
     assert skips[f"{corpus}:10"].startswith("malformed JSON: expected an object")
     assert len(skips) == 6  # the blank line 6 is ignored
@@ -513,3 +514,79 @@ def test_a_row_cut_short_is_reported_at_its_end_column(tmp_path: Path) -> None:
     corpus = _write(tmp_path / "corpus.jsonl", json.dumps({"_id": "d1", "text": "a"}) + "\n" + row + "\n")
     skips = {i.path: i.reason for i in iter_sources(corpus) if isinstance(i, SkippedFile)}
     assert skips == {f"{corpus}:2": f"malformed JSON: Expecting ',' delimiter at column {len(row) + 1}"}
+
+
+# --------------------------------------------------------------------------- review fixes (fix-ingest)
+
+
+def test_a_beir_id_that_cannot_name_a_document_skips_its_row_and_the_rest_is_read(tmp_path: Path) -> None:
+    """A lone surrogate escape in an _id (no store can encode it) crashed the whole run; an _id
+    with a tab, newline or carriage return would split TREC and TSV lines, as a file name would."""
+    corpus = _write(tmp_path / "corpus.jsonl", "\n".join([
+        json.dumps({"_id": "ok1", "text": "hello world"}),
+        '{"_id": "bad\\ud800", "text": "surrogate id"}',
+        json.dumps({"_id": "m\tn", "text": "tab id"}),
+        json.dumps({"_id": "m\nn", "text": "newline id"}),
+        json.dumps({"_id": "m\rn", "text": "carriage return id"}),
+        json.dumps({"_id": "ok2", "text": "still read"}),
+    ]) + "\n")
+    docs, skips = _run(corpus)
+    assert list(docs) == ["ok1", "ok2"]
+    assert skips[f"{corpus}:2"] == "_id is not valid Unicode (a lone surrogate)"
+    for line, shown in ((3, "m\\tn"), (4, "m\\nn"), (5, "m\\rn")):
+        assert skips[f"{corpus}:{line}"].startswith(f"_id holds a control character ({shown}): "), skips
+    assert len(skips) == 4
+    from workbench.ingest.readers import corpus_documents
+
+    with pytest.raises(InputError, match=r"corpus.jsonl:2: _id is not valid Unicode"):
+        corpus_documents(corpus)  # training data is never silently thinned
+
+
+def test_a_symlink_to_a_parent_of_the_indexed_folder_is_a_loop_and_nothing_beside_it_is_read(tmp_path: Path) -> None:
+    root = tmp_path / "notes" / "docs"
+    _write(root / "a.txt", "a")
+    _write(tmp_path / "notes" / "other" / "secret.txt", "secret")
+    _write(tmp_path / "outside.txt", "outside")
+    os.symlink("..", root / "up")  # the folder holding the indexed one
+    os.symlink(str(tmp_path), root / "top")  # an ancestor further up (as a link to ~ or / would be)
+    docs, skips = _run(root)
+    assert list(docs) == ["a.txt"]
+    assert skips == {str(root / "top"): "symlink loop", str(root / "up"): "symlink loop"}
+    assert count_candidate_files(root) == 3
+
+
+def test_utf32_with_a_bom_is_read_and_nuls_anywhere_are_binary(tmp_path: Path) -> None:
+    _write(tmp_path / "le.txt", "hello utf32 world".encode("utf-32"))  # FF FE 00 00: was read as UTF-16
+    _write(tmp_path / "be.md", b"\x00\x00\xfe\xff" + "# Big\nendian body".encode("utf-32-be"))
+    _write(tmp_path / "late.txt", b"x" * 20_000 + b"\x00tail")  # past the first 8 KiB
+    _write(tmp_path / "fake16.txt", b"\xff\xfe" + b"a\x00\x00\x00b\x00")  # a BOM, then NUL characters
+    docs, skips = _run(tmp_path)
+    assert docs["le.txt"].text == "hello utf32 world"
+    assert docs["be.md"].title == "Big" and docs["be.md"].text == "# Big\nendian body"
+    assert skips == {str(tmp_path / "late.txt"): "binary", str(tmp_path / "fake16.txt"): "binary"}
+
+
+def test_an_html_title_never_comes_from_svg_math_or_template(tmp_path: Path) -> None:
+    _write(tmp_path / "icon.html", "<html><body><svg><title>svg icon title</title></svg>"
+                                   "<h1>Real Heading</h1><p>body text</p></body></html>")
+    _write(tmp_path / "math.html", "<html><body><math><title>formula</title></math>"
+                                   "<template><title>tpl</title></template><p>x</p></body></html>")
+    _write(tmp_path / "head.html", "<html><head><title>Page</title></head><body><svg><title>icon</title></svg>"
+                                   "<h1>H</h1><p>x</p></body></html>")
+    docs, _ = _run(tmp_path)
+    assert docs["icon.html"].title == "Real Heading"
+    assert docs["math.html"].title == "math"  # no page title and no <h1>: the stem
+    assert docs["head.html"].title == "Page"
+
+
+@pytest.mark.parametrize("indicator", [">", "|", ">-", "|-", "|+", ">2", "> # folded"])
+def test_a_front_matter_block_scalar_title_is_joined(tmp_path: Path, indicator: str) -> None:
+    path = _write(tmp_path / "h.md", f"---\ntitle: {indicator}\n  Folded\n  title\nauthor: me\n---\nbody\n")
+    docs, _ = _run(path)
+    assert docs["h.md"].title == "Folded title"
+
+
+def test_an_empty_front_matter_block_scalar_falls_back_to_the_heading(tmp_path: Path) -> None:
+    path = _write(tmp_path / "h.md", "---\ntitle: >\nauthor: me\n---\n# Heading\nbody\n")
+    docs, _ = _run(path)
+    assert docs["h.md"].title == "Heading"

@@ -158,8 +158,8 @@ def test_going_back_to_the_old_settings_discards_the_staged_rebuild(staged):
     _set(ws, "chunk_tokens", str(_recorded(ws)["chunk_tokens"]))
     summary = Indexer(ws).run(a)
     assert summary.rebuilt == "" and summary.docs_unchanged == 2 and summary.docs_indexed == 0
-    assert summary.line().startswith("discarded the rebuild that was cut off: wb.toml is back to this index's "
-                                     "settings; indexed 0 docs")
+    assert summary.line().startswith("2 files read; discarded the rebuild that was cut off: wb.toml is back to "
+                                     "this index's settings; indexed 0 docs")
     assert not (ws.root / rebuild.STAGING).exists() and store_state(ws) == before
 
 

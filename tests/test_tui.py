@@ -2551,13 +2551,14 @@ def test_several_folders_indexed_read_as_one_line():
     from workbench.index.indexer import IndexSummary
     from workbench.tui.corpus import summary_line
 
-    a = IndexSummary(root="/a", docs_indexed=3, chunks_written=7, docs_unchanged=1, seconds=1.0,
+    a = IndexSummary(root="/a", files_seen=4, docs_indexed=3, chunks_written=7, docs_unchanged=1, seconds=1.0,
                      total_docs=4, total_chunks=9)
-    b = IndexSummary(root="/b", docs_indexed=2, chunks_written=5, docs_removed=1, seconds=2.0,
+    b = IndexSummary(root="/b", files_seen=3, docs_indexed=2, chunks_written=5, docs_removed=1, seconds=2.0,
                      total_docs=6, total_chunks=14)
     assert summary_line([a]) == a.line()
     line = summary_line([a, b])
-    assert "\n" not in line and line.startswith("2 folders: indexed 5 docs (12 chunks), 1 unchanged, 1 removed")
+    assert "\n" not in line and line.startswith("2 folders: 7 files read; indexed 5 docs (12 chunks), 1 unchanged, "
+                                                 "1 removed")
     assert "workspace holds 6 docs / 14 chunks" in line
 
 

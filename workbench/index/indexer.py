@@ -68,8 +68,9 @@ class IndexSummary:
     note: str = ""  # how the roots changed: a covering root refreshed instead, indexed roots taken over
 
     def add_written(self, part: "IndexSummary") -> None:
-        """Count in what another root's run of the same call wrote (its documents, chunks and skipped
-        files); the workspace's totals become that run's, the later one."""
+        """Count in what another root's run of the same call read and wrote (its files, documents,
+        chunks and skipped files); the workspace's totals become that run's, the later one."""
+        self.files_seen += part.files_seen
         self.docs_indexed += part.docs_indexed
         self.chunks_written += part.chunks_written
         self.skipped += part.skipped
@@ -101,6 +102,10 @@ class IndexSummary:
         return f"not read (types wb does not read): {', '.join(parts)}{more}"
 
     def line(self) -> str:
+        """The human summary (README, `wb index`): ``"<N> files read; [note; ]indexed <d> docs (<c>
+        chunks[; modes reused from ...]), <u> unchanged, <r> removed, skipped: <n> <kind>, ...[; not
+        read ...]; workspace holds <D> docs / <C> chunks; <s> s"``. Files, not documents: a BEIR
+        ``corpus.jsonl`` is one file of many documents, and a duplicate ``_id`` is one skip."""
         reasons: dict[str, int] = {}
         for s in self.skipped:
             key = reason_kind(s.reason)
@@ -114,7 +119,7 @@ class IndexSummary:
         note = f"{self.note}; " if self.note else ""
         not_read = f"; {self.not_read_text()}" if self.not_read else ""
         return (
-            f"{note}indexed {plural(self.docs_indexed, 'doc')} ({plural(self.chunks_written, 'chunk')}{reused}), "
+            f"{plural(self.files_seen, 'file')} read; {note}indexed {plural(self.docs_indexed, 'doc')} ({plural(self.chunks_written, 'chunk')}{reused}), "
             f"{self.docs_unchanged} unchanged, {self.docs_removed} removed, skipped: {skipped}{not_read}; workspace holds "
             f"{plural(self.total_docs, 'doc')} / {plural(self.total_chunks, 'chunk')}; {self.seconds:.1f} s"
         )
@@ -269,7 +274,6 @@ class Indexer:
                 else:
                     summary.note = _join(summary.note, f"re-indexed {left} ({part.docs_indexed} docs) with the new settings")
                 summary.add_written(part)
-                summary.files_seen += part.files_seen
                 summary.docs_unchanged += part.docs_unchanged  # indexed by an earlier, cut-off run of this rebuild
                 summary.reused += part.reused
                 summary.reused_modes = [m for m in ("dense", "colbert", "sparse")
@@ -575,8 +579,7 @@ class Indexer:
             manifest.abandon(pending)
 
     def _index_docs(self, todo, known, source, manifest, lance, tantivy_store, bundle, summary) -> None:
-        s = bundle.settings
-        chunker = Chunker(bundle.chunk_tokenizer, ChunkingSettings(s.chunk_tokens, s.chunk_overlap))
+        chunker = Chunker(bundle.chunk_tokenizer, chunking_settings(bundle.settings))
         self.progress("chunking", 0, len(todo))
         per_doc = chunker.chunk_many(todo)
         self.progress("chunking", len(todo), len(todo))
@@ -703,6 +706,20 @@ class Indexer:
         return dense, tokens, sparse
 
 
+def chunking_settings(settings: IndexSettings) -> ChunkingSettings:
+    """How an index with ``settings`` cuts chunks: ``chunk_tokens`` windows counting all that the dense
+    encoder is fed for a chunk (``_vectors``): the document template rendered around it, the special
+    tokens, and the EOS a decoder dense model appends (``DenseEncoder.tokenize``)."""
+    from workbench.encoders.layout import read_layout
+
+    try:
+        decoder = read_layout(settings.dense_path).kind == "causal-lm"  # DenseEncoder.is_decoder, nothing loaded
+    except Exception:  # a hub id or an odd folder: loading the encoder says what is wrong
+        decoder = False
+    return ChunkingSettings(settings.chunk_tokens, settings.chunk_overlap,
+                            document_template=settings.templates.document, appends_eos=decoder)
+
+
 def _window_problem(settings: IndexSettings) -> str:
     """What is wrong when a chunk is longer than the dense model reads ("" when nothing): the rest of
     every chunk would be left out of dense, ColBERT and sparse (bm25 alone would see it)."""
@@ -781,11 +798,16 @@ def _refuse_a_workspace(root: Path, workspace_root: Path) -> None:
 
 
 def _refuse_empty(root: Path, skipped: list[SkippedFile], not_read: dict[str, int] | None = None) -> None:
-    """InputError for a new root with no document: the file's skip reason, or what a folder lacks
-    (and what it holds instead: skipped files, files of other types)."""
+    """InputError for a new root with no document: the file's skip reason (for a ``.jsonl`` corpus
+    whose every row is skipped: how many, and the first one's ``path:line`` and reason), or what a
+    folder lacks (and what it holds instead: skipped files, files of other types)."""
     from workbench.ingest.readers import printable_path
 
     if root.is_file():
+        if skipped and skipped[0].path != str(root):  # rows of a .jsonl corpus: name the first bad line
+            raise InputError(f"cannot index {printable_path(str(root))}: no row of it can be indexed "
+                             f"({plural(len(skipped), 'row')} skipped), the first at "
+                             f"{printable_path(skipped[0].path)}: {skipped[0].reason}")
         reason = skipped[0].reason if skipped else "not a supported file"
         raise InputError(f"cannot index {printable_path(str(root))}: {reason}")
     why = ""

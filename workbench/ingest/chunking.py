@@ -5,6 +5,13 @@ The title is not part of the chunk text; encoders see ``chunk_input_text(chunk)`
 and the window leaves room for the title's tokens (a title is cut to a quarter of the window).
 Windows start and end on word boundaries (never between two pieces of one word), unless a word
 has more than ``_MOST_WORD_PIECES`` pieces.
+
+The window is what the dense encoder is fed, counted whole: ``ChunkingSettings.document_template``
+rendered around ``chunk_input_text(chunk)``, the tokenizer's special tokens, and an EOS the encoder
+appends itself (``appends_eos``, a decoder model). Every chunk's input is tokenized again to check
+it: where a window re-tokenizes longer than planned (byte-level BPE splitting a character across
+two tokens, pieces merging at the title's edge), that document is cut again with a smaller window,
+so no chunk is ever longer than ``max_tokens`` and no encoder truncates its end away.
 """
 
 from __future__ import annotations
@@ -16,10 +23,19 @@ from workbench.types import Chunk, SourceDocument
 
 @dataclass(frozen=True)
 class ChunkingSettings:
-    """Window size in model tokens (special and title tokens included) and the overlap between windows."""
+    """Window size in model tokens and the overlap between windows. The window counts everything the
+    dense encoder is fed for a chunk: the special tokens, the title's, the ``document_template``'s
+    (``str.format`` over ``{text}``, e.g. ``"passage: {text}"``), and the EOS a decoder encoder
+    appends (``appends_eos``)."""
 
     max_tokens: int = 256
     overlap: int = 32
+    document_template: str = "{text}"
+    appends_eos: bool = False
+
+    def render(self, text: str) -> str:
+        """``text`` as the dense encoder is given it (the document template applied)."""
+        return self.document_template.format(text=text)
 
 
 def chunk_input_text(chunk: Chunk) -> str:
@@ -40,30 +56,60 @@ class Chunker:
             raise ValueError("overlap must be less than half of max_tokens")
         self.tokenizer = tokenizer
         self.settings = settings
-        self._special = tokenizer.num_special_tokens_to_add(pair=False)
+        # tokens of the input around the title and text: special tokens, the template's words, an EOS
+        self._frame = self.input_tokens([""])[0]
+
+    def input_tokens(self, texts: list[str]) -> list[int]:
+        """How many tokens the dense encoder is fed for each of ``texts`` (``chunk_input_text``
+        values), untruncated: the template rendered around it, special tokens, the appended EOS."""
+        rendered = [self.settings.render(t) for t in texts]
+        ids = self.tokenizer(rendered, add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(x) + int(self.settings.appends_eos) for x in ids]
 
     def chunk_many(self, docs: list[SourceDocument]) -> list[list[Chunk]]:
         """Chunks of each document, in order. A document whose text has no tokens but whose title
         has some yields one chunk of its title alone (a title-only BEIR row stays findable); one
         with neither yields no chunks. A title longer than a quarter of the window is cut (in the
-        chunks only) so the text always keeps most of the window."""
+        chunks only, ending in "…") so the text always keeps most of the window. Every chunk's
+        ``input_tokens`` is at most ``max_tokens`` (a document whose windows re-tokenize longer is
+        cut again with a window shrunk by the excess)."""
         if not docs:
             return []
         enc = self.tokenizer(
             [d.text for d in docs], add_special_tokens=False, return_offsets_mapping=True, truncation=False
-        )
+        )["offset_mapping"]
         titles = self.tokenizer(
             [d.title for d in docs], add_special_tokens=False, return_offsets_mapping=True, truncation=False
         )["offset_mapping"]
-        return [self._windows(doc, enc["offset_mapping"][i], titles[i]) for i, doc in enumerate(docs)]
+        out = [self._windows(doc, enc[i], titles[i]) for i, doc in enumerate(docs)]
+        shrink = [0] * len(docs)
+        todo = list(range(len(docs)))
+        for _ in range(8):  # each round cuts again only the documents with a window over the limit
+            over = [(i, excess) for i, excess in zip(todo, self._excess([out[i] for i in todo])) if excess > 0]
+            if not over:
+                break
+            for i, excess in over:
+                shrink[i] += excess
+                out[i] = self._windows(docs[i], enc[i], titles[i], shrink=shrink[i])
+            todo = [i for i, _ in over]
+        return out
+
+    def _excess(self, per_doc: list[list[Chunk]]) -> list[int]:
+        """For each document's chunks: how many tokens its longest input is over ``max_tokens`` (0 when
+        every chunk fits)."""
+        flat = [chunk_input_text(c) for chunks in per_doc for c in chunks]
+        counts = iter(self.input_tokens(flat)) if flat else iter(())
+        limit = self.settings.max_tokens
+        return [max([0] + [next(counts) - limit for _ in chunks]) for chunks in per_doc]
 
     def _windows(self, doc: SourceDocument, offsets: list[tuple[int, int]],
-                 title_offsets: list[tuple[int, int]]) -> list[Chunk]:
+                 title_offsets: list[tuple[int, int]], shrink: int = 0) -> list[Chunk]:
         title, title_len = doc.title, len(title_offsets)
         title_cap = max(1, self.settings.max_tokens // 4)
-        if title_len > title_cap:
-            title, title_len = doc.title[: title_offsets[title_cap - 1][1]].rstrip() + "…", title_cap
-        budget = max(1, self.settings.max_tokens - self._special - title_len)
+        if title_len > title_cap:  # the "…" is counted: it is a token of its own in most vocabularies
+            title = doc.title[: title_offsets[title_cap - 1][1]].rstrip() + "…"
+            title_len = len(self.tokenizer(title, add_special_tokens=False)["input_ids"])
+        budget = max(1, self.settings.max_tokens - self._frame - title_len - shrink)
         n = len(offsets)
         text = doc.text
         if n == 0:

@@ -27,8 +27,10 @@ What ``root`` can be
   Symlinks to files are followed (the document keeps the link's path), and a file the
   walk reaches again (through a link, or a hard link) is ``"already read as <rel>"``, the
   name met first in sorted order; symlinks to
-  folders are followed unless they lead back to a folder on the current path
-  (``"symlink loop"``) or to a folder already walked (``"already read as <rel>"``).
+  folders are followed unless they lead back to a folder on the current path, the indexed
+  folder's own parents included (``"symlink loop"``: a link to ``..``, ``/`` or ``~`` contains the
+  indexed folder, and nothing outside it is read through one), or to a folder already walked
+  (``"already read as <rel>"``).
 * a single supported file: read on its own, ``doc_id`` is its file name. A single
   file ending in ``.jsonl`` (whatever its name) is read as a BEIR corpus; a single
   file of another type yields ``SkippedFile(path, "unsupported file type .ext")``.
@@ -37,13 +39,14 @@ Records
 -------
 For files: ``doc_id`` is the path relative to ``root`` in posix form; ``path`` is the
 absolute path (symlinks not resolved); ``title`` is the first Markdown level-1
-heading (``# X``, a setext ``X\\n===`` heading, or a front-matter ``title:``), the
-reStructuredText title (a line underlined with ``=``, ``-``, ``~``, ...), the HTML
-``<title>`` or first ``<h1>``, or the PDF metadata title, else the file stem (always
+heading (``# X``, a setext ``X\\n===`` heading, or a front-matter ``title:``, a YAML block
+scalar's lines joined), the reStructuredText title (a line underlined with ``=``, ``-``,
+``~``, ...), the HTML ``<title>`` (never one inside ``<svg>``, ``<math>`` or ``<template>``) or
+first ``<h1>``, or the PDF metadata title, else the file stem (always
 the stem for ``.txt``). ``text`` is:
 
 * ``.txt .md .markdown .rst``: the file's text exactly as decoded (strict UTF-8, a
-  leading BOM dropped, or UTF-16 with its BOM; line endings untouched; a Markdown file's
+  leading BOM dropped, or UTF-32 or UTF-16 with its BOM; line endings untouched; a Markdown file's
   YAML front matter turned into spaces), so character offsets point into it (an HTML file that is not UTF-8 is read in the charset its
   ``<meta>`` declares);
 * HTML: the visible text of the main content (``<main>``, else ``[role=main]``, else
@@ -57,16 +60,18 @@ the stem for ``.txt``). ``text`` is:
 Skip reasons (``SkippedFile.reason``)
 -------------------------------------
 ``"empty"`` (0 bytes, or only whitespace after extraction), ``"no words to index"`` (no
-letter or digit: zero-width characters, punctuation), ``"binary"`` (NUL byte in
-the first 8 KiB of a text-type file without a UTF-16 BOM), ``"invalid UTF-8"`` (for
+letter or digit: zero-width characters, punctuation), ``"binary"`` (a NUL byte anywhere in a
+text-type file without a UTF-32 or UTF-16 BOM, or a NUL character in its UTF-16/32 text), ``"invalid UTF-8"`` (for
 HTML: also not its declared charset, said), ``"unreadable: <strerror>"``,
 ``"too large (<size> > <limit> limit)"``, ``"unparseable PDF: <reason>"``,
 ``"no text in PDF"``, ``"symlink loop"``, ``"broken symlink"``, ``"not a regular
 file"``, ``"already read as <rel>"``, a name that is not valid UTF-8 or holds a control
 character (a folder so named is skipped whole; the path shown escapes such characters). For BEIR rows the path is ``"<corpus path>:<line>"``
 and the reasons are ``"malformed JSON: <msg>"``, ``"missing _id"``, ``"missing
-text"``, ``"duplicate _id <id>"``, ``"invalid UTF-8"`` and ``"empty"`` (empty title
-and empty text; a row with a title and empty text is kept).
+text"``, ``"_id is not valid Unicode (...)"``, ``"_id holds a control character (...)"``,
+``"duplicate _id <id> (line N replaces it)"`` (on the earlier row: the last row of an ``_id``
+is kept, as BEIR's loader keeps it), ``"invalid UTF-8"`` and ``"empty"`` (empty title and
+empty text; a row with a title and empty text is kept).
 """
 
 from __future__ import annotations
@@ -101,7 +106,6 @@ PDF_SUFFIXES = frozenset({".pdf"})
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
 BEIR_CORPUS_NAME = "corpus.jsonl"
 
-_BINARY_SNIFF_BYTES = 8192
 _Item = SourceDocument | SkippedFile
 
 
@@ -157,15 +161,16 @@ def reads(root: Path, path: Path, exclude: tuple[str, ...] = ()) -> bool:
 def corpus_documents(path: Path | str, *, file_name_titles: bool = True) -> dict[str, tuple[str, str]]:
     """doc_id -> ``(title, text)`` of a BEIR corpus (file or folder), for training and mining.
 
-    Reads through ``iter_sources``; a malformed row is an InputError naming it (training data must
-    not be silently thinned), while empty rows are skipped. With ``file_name_titles=False`` a file's
+    Reads through ``iter_sources``; a malformed row or one whose ``_id`` cannot name a document is
+    an InputError naming it (training data must not be silently thinned), while empty rows are
+    skipped (and an ``_id`` given twice keeps its last row). With ``file_name_titles=False`` a file's
     title that is its file name (the stem the reader falls back to: a ``.txt`` file, a Markdown file
     without a heading) is given as ``""``; a BEIR row's title is always its own.
     """
     out: dict[str, tuple[str, str]] = {}
     for item in iter_sources(path):
         if isinstance(item, SkippedFile):
-            if item.reason.startswith(("malformed", "missing")):
+            if item.reason.startswith(("malformed", "missing", "_id ")):
                 raise InputError(f"{item.path}: {item.reason}")
             continue
         title = item.title
@@ -284,8 +289,11 @@ def _walk(root: Path, exclude: tuple[str, ...] = ()) -> Iterator[tuple[str, str,
     """
     visited: dict[str, str] = {}
     read_files: dict[tuple[int, int], str] = {}  # (device, inode) -> rel: one file reached twice (a symlink) is read once
+    # The root's own parents count as "on the current path": a link to one of them (``..``, ``/``, ``~``)
+    # contains the root, so following it would walk everything beside and above the indexed folder.
+    outer = frozenset(str(p) for p in Path(os.path.realpath(root)).parents)
     # Stack items: ("dir", path, rel, ancestors) or a finished tuple to yield.
-    stack: list[tuple[Any, ...]] = [("dir", str(root), "", frozenset())]
+    stack: list[tuple[Any, ...]] = [("dir", str(root), "", outer)]
     while stack:
         item = stack.pop()
         if item[0] == "doc":
@@ -461,16 +469,23 @@ def _too_large(size: int, limit: int) -> str:
 _CHARSET_RE = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 
 
+_UTF32_BOMS = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")  # checked before UTF-16's: FF FE starts both
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def _decode(data: bytes, suffix: str) -> tuple[str | None, str]:
-    """The text of a file's bytes, or None and the skip reason: UTF-16 with a byte-order mark;
-    else ``"binary"`` for a NUL byte early on; UTF-8 (a BOM dropped); an HTML file that is not
-    UTF-8 in the charset its ``<meta>`` declares."""
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        try:
-            return data.decode("utf-16"), ""
-        except UnicodeDecodeError:
-            return None, "invalid UTF-16"
-    if b"\x00" in data[:_BINARY_SNIFF_BYTES]:
+    """The text of a file's bytes, or None and the skip reason: UTF-32, else UTF-16, with a
+    byte-order mark; else ``"binary"`` for a NUL byte anywhere in the file (a NUL character in the
+    decoded UTF-16/32 text too: a binary file that happens to start like a BOM); UTF-8 (a BOM
+    dropped); an HTML file that is not UTF-8 in the charset its ``<meta>`` declares."""
+    for boms, codec in ((_UTF32_BOMS, "utf-32"), (_UTF16_BOMS, "utf-16")):
+        if data[: len(boms[0])] in boms:
+            try:
+                text = data.decode(codec)
+            except UnicodeDecodeError:
+                return None, f"invalid {codec.upper()}"
+            return (None, "binary") if "\x00" in text else (text, "")
+    if b"\x00" in data:  # the whole file, not a first block: a NUL in the middle of a log is binary too
         return None, "binary"
     try:
         return data.decode("utf-8-sig"), ""
@@ -535,12 +550,14 @@ _FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _ATX_H1_RE = re.compile(r"^ {0,3}#[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _SETEXT_H1_RE = re.compile(r"^ {0,3}=+[ \t]*$")
 _FRONT_TITLE_RE = re.compile(r"""^title:[ \t]*(.*?)[ \t]*$""")
+_BLOCK_SCALAR_RE = re.compile(r"""^[>|](?:[+-]?[1-9]?|[1-9][+-])(?:[ \t]+#.*)?$""")  # > | >- |+ >2 ... (a comment after)
 _RST_ADORN_RE = re.compile(r"""^([=\-~^"'`*+#:._])\1+[ \t]*$""")
 _TITLE_SCAN_LINES = 2000
 
 
 def _markdown_title(text: str) -> str | None:
-    """Front-matter ``title:``, else the first level-1 heading (ATX ``# X`` or setext ``X\\n===``).
+    """Front-matter ``title:`` (a block scalar, ``title: >`` or ``|`` and indented lines, joined
+    into one line), else the first level-1 heading (ATX ``# X`` or setext ``X\\n===``).
 
     Headings inside fenced code blocks are ignored; only the first 2000 lines are scanned.
     """
@@ -549,9 +566,14 @@ def _markdown_title(text: str) -> str | None:
     if lines and lines[0].strip() == "---":
         for i in range(1, len(lines)):
             if lines[i].strip() in ("---", "..."):
-                for fm in lines[1:i]:
+                block = lines[1:i]
+                for k, fm in enumerate(block):
                     m = _FRONT_TITLE_RE.match(fm)
-                    if m and m.group(1).strip("\"' "):
+                    if m and _BLOCK_SCALAR_RE.match(m.group(1)):
+                        joined = _block_scalar(block[k + 1:])
+                        if joined:
+                            return joined
+                    elif m and m.group(1).strip("\"' "):
                         return m.group(1).strip().strip("\"'").strip()
                 start = i + 1
                 break
@@ -575,6 +597,18 @@ def _markdown_title(text: str) -> str | None:
             return prev.strip()
         prev = line
     return None
+
+
+def _block_scalar(lines: list[str]) -> str:
+    """The text of a YAML block scalar (``title: >`` or ``title: |`` and the indented lines after it)
+    as a one-line title: its lines joined with single spaces (a title has no line breaks, folded or
+    literal); ``""`` when no indented line follows."""
+    parts: list[str] = []
+    for line in lines:
+        if line.strip() and not line[:1].isspace():  # the next key: the block ended
+            break
+        parts.append(line.strip())
+    return " ".join(" ".join(parts).split())
 
 
 def _blank_front_matter(text: str) -> str:
@@ -657,8 +691,9 @@ def _extract_html(raw: str) -> tuple[str, str]:
         articles = soup.find_all("article", limit=2)
         container = articles[0] if len(articles) == 1 else (soup.body or soup)
     title = ""
-    if soup.title is not None:
-        title = _collapse(soup.title.get_text())
+    head_title = _document_title(soup)
+    if head_title is not None:
+        title = _collapse(head_title.get_text())
     if not title:
         h1 = container.find("h1") or soup.find("h1")
         if h1 is not None:
@@ -668,6 +703,18 @@ def _extract_html(raw: str) -> tuple[str, str]:
     for tag in container.find_all(attrs={"hidden": True}):
         tag.decompose()
     return title, _visible_text(container)
+
+
+_FOREIGN_TITLE_PARENTS = frozenset({"svg", "math", "template"})
+
+
+def _document_title(soup: Any) -> Any:
+    """The document's ``<title>`` element, or None: the first one that is not inside ``<svg>``,
+    ``<math>`` or ``<template>`` (an inline icon's ``<svg><title>`` names the icon, not the page)."""
+    for tag in soup.find_all("title"):
+        if not any(parent.name in _FOREIGN_TITLE_PARENTS for parent in tag.parents):
+            return tag
+    return None
 
 
 def _visible_text(container: Any) -> str:
@@ -814,28 +861,50 @@ def _clean(s: str) -> str:
 
 
 def _read_beir(corpus: Path, *, id_prefix: str) -> Iterator[_Item]:
-    """Stream a BEIR ``corpus.jsonl``: one ``{"_id", "title"?, "text"}`` object per line.
+    """Read a BEIR ``corpus.jsonl``: one ``{"_id", "title"?, "text"}`` object per line.
 
     ``doc_id`` is ``_id`` (an integer ``_id`` becomes its decimal string), prefixed with
-    ``id_prefix + "/"`` when the corpus sits below the walked root. Blank lines are ignored.
+    ``id_prefix + "/"`` when the corpus sits below the walked root. Blank lines are ignored. An
+    ``_id`` that is not valid Unicode (a lone surrogate escape, ``"\\ud800"``) or holds a control
+    character (a tab or line break would split TREC and TSV lines) skips its row. An ``_id`` given
+    twice keeps its last row, as BEIR's own loader does (the qrels were judged against it): the
+    earlier row is skipped as ``"duplicate _id <id> (line N replaces it)"``. Items come in line
+    order once the whole file is read.
     """
+    yield from _beir_rows(corpus, id_prefix)
+
+
+def _id_problem(raw_id: str) -> str | None:
+    """Why a BEIR ``_id`` cannot name a document, or None (``_name_problem``'s rule for file names)."""
+    try:
+        raw_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return "_id is not valid Unicode (a lone surrogate)"
+    if any(_breaks_lines(c) for c in raw_id):
+        return (f"_id holds a control character ({printable_path(raw_id)}): a tab or line break would split "
+                "TREC and TSV lines")
+    return None
+
+
+def _beir_rows(corpus: Path, id_prefix: str) -> list[_Item]:
+    """``_read_beir``'s items, as a list (a later row with an ``_id`` seen replaces the earlier)."""
     spath = str(corpus)
-    seen: set[str] = set()
+    items: list[_Item] = []
+    at: dict[str, tuple[int, int]] = {}  # _id -> (its item's index, its line)
     try:
         fh = open(corpus, "rb")
     except OSError as exc:
-        yield SkippedFile(spath, _unreadable(exc))
-        return
+        return [SkippedFile(spath, _unreadable(exc))]
     with fh:
         lineno = 0
         while True:
             try:
                 line = fh.readline()
             except OSError as exc:
-                yield SkippedFile(spath, _unreadable(exc))
-                return
+                items.append(SkippedFile(spath, _unreadable(exc)))
+                return items
             if not line:
-                return
+                return items
             lineno += 1
             if not line.strip():
                 continue
@@ -843,49 +912,53 @@ def _read_beir(corpus: Path, *, id_prefix: str) -> Iterator[_Item]:
             try:
                 row = json.loads(line.rstrip(b"\r\n"))  # an error at the line's end gets its column, not 1
             except UnicodeDecodeError:
-                yield SkippedFile(where, "invalid UTF-8")
+                items.append(SkippedFile(where, "invalid UTF-8"))
                 continue
             except json.JSONDecodeError as exc:
-                yield SkippedFile(where, f"malformed JSON: {exc.msg} at column {exc.colno}")
+                items.append(SkippedFile(where, f"malformed JSON: {exc.msg} at column {exc.colno}"))
                 continue
             except ValueError as exc:
-                yield SkippedFile(where, f"malformed JSON: {_short(exc)}")
+                items.append(SkippedFile(where, f"malformed JSON: {_short(exc)}"))
                 continue
             if not isinstance(row, dict):
-                yield SkippedFile(where, f"malformed JSON: expected an object, got {type(row).__name__}")
+                items.append(SkippedFile(where, f"malformed JSON: expected an object, got {type(row).__name__}"))
                 continue
             raw_id = row.get("_id")
             if raw_id is None or raw_id == "":
-                yield SkippedFile(where, "missing _id")
+                items.append(SkippedFile(where, "missing _id"))
                 continue
             if isinstance(raw_id, int) and not isinstance(raw_id, bool):
                 raw_id = str(raw_id)
             if not isinstance(raw_id, str):
-                yield SkippedFile(where, "malformed JSON: _id is not a string")
+                items.append(SkippedFile(where, "malformed JSON: _id is not a string"))
+                continue
+            problem = _id_problem(raw_id)
+            if problem:
+                items.append(SkippedFile(where, problem))
                 continue
             text = row.get("text")
             if text is None:
-                yield SkippedFile(where, "missing text")
+                items.append(SkippedFile(where, "missing text"))
                 continue
             title = row.get("title")
             if title is None:
                 title = ""
             if not isinstance(text, str) or not isinstance(title, str):
                 field = "text" if not isinstance(text, str) else "title"
-                yield SkippedFile(where, f"malformed JSON: {field} is not a string")
+                items.append(SkippedFile(where, f"malformed JSON: {field} is not a string"))
                 continue
-            if raw_id in seen:
-                yield SkippedFile(where, f"duplicate _id {raw_id}")
-                continue
-            seen.add(raw_id)
+            if raw_id in at:  # the later row wins, as in BEIR's loader
+                index, first = at[raw_id]
+                items[index] = SkippedFile(f"{spath}:{first}", f"duplicate _id {raw_id} (line {lineno} replaces it)")
+            at[raw_id] = (len(items), lineno)
             if not text.strip() and not title.strip():
-                yield SkippedFile(where, "empty")
+                items.append(SkippedFile(where, "empty"))
                 continue
             text, title = _clean(text), _clean(title)
             doc_id = f"{id_prefix}/{raw_id}" if id_prefix else raw_id
-            yield SourceDocument(
+            items.append(SourceDocument(
                 doc_id=doc_id, path=spath, title=title, text=text, content_hash=content_hash(title, text)
-            )
+            ))
 
 
 def _count_lines(path: Path) -> int:
