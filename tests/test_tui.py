@@ -376,7 +376,7 @@ async def test_a_run_that_ends_after_a_workspace_switch_names_its_workspace(tmp_
         engine.gate.set()
         await settle(pilot)
         line = str(app.query_one("#index-rate").render())
-        assert line.startswith("in workspace ") and "/ws-a: indexed 1 doc" in line
+        assert line.startswith("in workspace ") and "/ws-a: 1 file read; indexed 1 doc" in line
         assert any(m.startswith("in workspace ") and "/ws-a: indexed 1 documents" in m for m, _ in seen)
 
 
