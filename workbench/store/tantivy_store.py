@@ -3,6 +3,10 @@
 Contract:
 - one Tantivy document per chunk with ``chunk_key`` (fast i64), ``doc_id`` (raw, for deletes),
   ``bm25`` (en_stem text) and ``sparse`` (bit-plane tokens, see ``sparse_quant``);
+- ``sparse_planes`` in the folder records how many bit planes the stored documents may use, written
+  (durably) before any document needing more is added, so it is never smaller than what a committed
+  document needs; a crash may leave it larger (extra clauses match nothing: harmless). No file
+  (an index written before the count was recorded, levels clipped to 8 bits) reads as 8 planes;
 - one writer at a time (the workspace lock guarantees it); ``commit`` makes a batch durable, and a
   killed writer loses only uncommitted documents;
 - searches return (chunk_keys, scores) arrays, best first;
@@ -12,6 +16,8 @@ Contract:
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from functools import cache
 from pathlib import Path
@@ -20,6 +26,8 @@ import numpy as np
 
 from workbench.errors import IndexingError, WorkspaceError
 from workbench.store.sparse_quant import BITS, bitplane_clauses, bitplane_tokens
+
+PLANES_FILE = "sparse_planes"
 
 _QUERY_SYNTAX = re.compile(r'[+\-&|!(){}\[\]^"~*?:\\/<>=\']')
 
@@ -75,6 +83,36 @@ class TantivyChunkStore:
             self._index = tantivy.Index(_schema(), path=str(self.folder), reuse=True)
         return self._index
 
+    def sparse_planes(self) -> int:
+        """The bit planes a sparse query must cover: the recorded count, ``BITS`` when none is."""
+        try:
+            planes = int(json.loads((self.folder / PLANES_FILE).read_text())["planes"])
+        except FileNotFoundError:
+            return BITS
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise WorkspaceError(f"unreadable {self.folder / PLANES_FILE}: {exc}; run `wb index` again "
+                                 "after deleting the Tantivy folder") from exc
+        return max(planes, BITS)
+
+    def _record_planes(self, planes: int) -> None:
+        """Durably raise the recorded plane count to ``planes`` (write, fsync, rename, fsync folder)."""
+        if planes <= self.sparse_planes():
+            return
+        tmp = self.folder / (PLANES_FILE + ".tmp")
+        try:
+            with open(tmp, "w") as f:
+                f.write(json.dumps({"planes": planes}))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.folder / PLANES_FILE)
+            fd = os.open(self.folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise IndexingError(f"could not record the sparse bit-plane count: {exc}") from exc
+
     def exists(self) -> bool:
         """Whether the folder holds a Tantivy index (one that may still be empty)."""
         return (self.folder / "meta.json").exists()
@@ -105,15 +143,19 @@ class TantivyChunkStore:
         return self._writer
 
     def add(self, keys: list[int], doc_ids: list[str], texts: list[str], sparse: list[tuple]) -> None:
-        """Queue chunk documents; ``sparse[i]`` is (ids, weights) arrays. Call ``commit`` after."""
+        """Queue chunk documents; ``sparse[i]`` is (ids, weights) arrays. Call ``commit`` after.
+
+        The batch's largest bit-plane count is recorded before any of its documents is queued."""
         import tantivy
 
-        for key, doc_id, text, (ids, weights) in zip(keys, doc_ids, texts, sparse):
+        encoded = [bitplane_tokens(ids, weights, self.sparse_step) for ids, weights in sparse]
+        self._record_planes(max((planes for _, planes in encoded), default=0))
+        for key, doc_id, text, (tokens, _) in zip(keys, doc_ids, texts, encoded):
             doc = tantivy.Document()
             doc.add_integer("chunk_key", key)
             doc.add_text("doc_id", doc_id)
             doc.add_text("bm25", text)
-            doc.add_text("sparse", bitplane_tokens(ids, weights, self.sparse_step))
+            doc.add_text("sparse", tokens)
             try:
                 self.writer.add_document(doc)
             except (OSError, ValueError, RuntimeError) as exc:
@@ -146,8 +188,8 @@ class TantivyChunkStore:
             pass
 
     # reading -----------------------------------------------------------------
-    def _run(self, query, k: int) -> tuple[np.ndarray, np.ndarray]:
-        searcher = self.index.searcher()
+    def _run(self, query, k: int, searcher=None) -> tuple[np.ndarray, np.ndarray]:
+        searcher = searcher if searcher is not None else self.index.searcher()
         # never more than the index holds: Tantivy allocates the limit up front (-k 2**31 aborted)
         limit = max(1, min(int(k), searcher.num_docs))
         hits = searcher.search(query, limit=limit, count=False).hits
@@ -168,10 +210,15 @@ class TantivyChunkStore:
         return self._run(query, k)
 
     def sparse_search(self, ids: np.ndarray, weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k by the quantized sparse dot product (exact up to the quantization step)."""
+        """Top-k by the quantized sparse dot product: within ``0.5 * sparse_step * sum(w_q > 0)`` of
+        the float dot product for any finite document weight (see ``sparse_quant``). Ordinary weights
+        (levels < 256) cost 8 clauses a query term; more only in an index that stored larger levels."""
         import tantivy
 
-        clauses = bitplane_clauses(ids, weights, self.sparse_step, BITS)
+        # the searcher first, then the count: every document it sees was committed after its planes
+        # were recorded, so the count read now covers them all
+        searcher = self.index.searcher()
+        clauses = bitplane_clauses(ids, weights, self.sparse_step, self.sparse_planes())
         if not clauses:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         schema = self.index.schema
@@ -182,4 +229,4 @@ class TantivyChunkStore:
             )
             for token, score in clauses
         ]
-        return self._run(tantivy.Query.boolean_query(subqueries), k)
+        return self._run(tantivy.Query.boolean_query(subqueries), k, searcher)
