@@ -1,11 +1,13 @@
 """An in-memory snapshot of the chunk table's small columns, for one Lance version.
 
-Rows are addressed by position ("catalog rows"); ``row_of`` maps chunk keys to them.
+Rows are addressed by position ("catalog rows"); ``row_of`` maps chunk keys to them and
+``rows_of_doc`` a document id to all its rows (built on first use, once per catalog).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -26,6 +28,14 @@ class Catalog:
     @property
     def size(self) -> int:
         return len(self.chunk_ids)
+
+    @cached_property
+    def rows_of_doc(self) -> dict[str, list[int]]:
+        """Every catalog row of each document, in row order (one pass over ``doc_ids``, on first use)."""
+        out: dict[str, list[int]] = {}
+        for row, doc_id in enumerate(self.doc_ids):
+            out.setdefault(doc_id, []).append(row)
+        return out
 
     @classmethod
     def from_arrow(cls, table) -> "Catalog":

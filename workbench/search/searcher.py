@@ -597,7 +597,7 @@ class Searcher:
         modes_of = {key: shown_modes(key) for key in fused}
         best_row = {key: per_mode[modes[0]][key][1] for key, modes in modes_of.items()}
         if pipe.rerank:
-            ranking = self._rerank(q, ranking, best_row, depth_for_rerank, unit, lists)
+            ranking = self._rerank(q, ranking, best_row, depth_for_rerank, unit)
         hits = []
         cat = self.catalog
         for rank, (key, score) in enumerate(ranking[:k], start=1):
@@ -628,7 +628,7 @@ class Searcher:
         )
 
     # -- reranking --------------------------------------------------------------------
-    def _rerank(self, q, ranking, best_row, depth, unit, lists):
+    def _rerank(self, q, ranking, best_row, depth, unit):
         t0 = time.perf_counter()
         head = ranking[:depth]
         tail = ranking[depth:]
@@ -639,13 +639,11 @@ class Searcher:
             if q.tokens is None:
                 raise AssertionError("a MaxSim rerank needs the query's token vectors: encode for _encoded_modes(pipe)")
             cat = self.catalog
-            # score every chunk of the head documents that any mode retrieved
-            rows_by_key: dict[str, set[int]] = {key: {best_row[key]} for key, _ in head}
-            for rows, _scores in lists.values():
-                for row in rows.tolist():
-                    key = cat.doc_ids[row] if unit == "doc" else cat.chunk_ids[row]
-                    if key in rows_by_key:
-                        rows_by_key[key].add(row)
+            # a document is its best chunk: score every chunk of each head document (not only those
+            # the first stage retrieved, which would make the score depend on the pipeline); a
+            # cross-encoder below reads only the first stage's best chunk (README: `chunk_id`)
+            rows_by_key = ({key: cat.rows_of_doc[cat.doc_ids[best_row[key]]] for key, _ in head} if unit == "doc"
+                           else {key: [best_row[key]] for key, _ in head})
             flat_rows = np.array(sorted({r for rs in rows_by_key.values() for r in rs}), dtype=np.int64)
             scores = dict(zip(flat_rows.tolist(), self.maxsim_rows(q.tokens, flat_rows).tolist()))
             rerank_scores = {key: max(scores[r] for r in rows) for key, rows in rows_by_key.items()}
