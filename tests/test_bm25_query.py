@@ -85,3 +85,14 @@ def test_query_syntax_and_bare_punctuation_are_harmless(sample_store):
     assert _search(sample_store, "...") == {}
     assert _search(sample_store, "") == {}
     assert _search(sample_store, 'heapq.heappush(heap, "item")')
+
+
+def test_a_repeated_query_word_counts_once(sample_store):
+    """As README says: a word repeated (in any case) counts once, no query-term frequency; two
+    words of one stem (`heap heaps`) count each, as two different words do."""
+    one = _search(sample_store, "heap")
+    assert one
+    got = _search(sample_store, "heap Heap HEAP heap")
+    assert got.keys() == one.keys() and all(abs(got[k] - one[k]) < 1e-5 for k in one)
+    stems = _search(sample_store, "heap heaps")
+    assert stems.keys() == one.keys() and all(abs(stems[k] - 2 * one[k]) < 1e-4 for k in one)
