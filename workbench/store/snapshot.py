@@ -7,7 +7,8 @@ over 100 ms. After each indexing run the table is written once into
 
 - ``catalog.arrow``: chunk metadata (Arrow IPC, memory-mapped);
 - ``dense.npy``: the dense vectors, float32 [N, D];
-- ``tokens.bin`` + ``tokens.npz``: the ColBERT token vectors as one bf16 matrix (raw int16 bits),
+- ``tokens.bin`` + ``tokens.npz``: the ColBERT token vectors (LanceDB's fp16, rounded to bf16: see
+  :mod:`workbench.search.maxsim`) as one bf16 matrix (raw int16 bits),
   with each chunk's key, first row and length;
 - ``sparse.npz``: the learned-sparse vectors (CSR), for scoring any candidate exactly in that mode
   (``[fusion] complete``; Tantivy only ranks its own top-N).
