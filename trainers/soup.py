@@ -95,15 +95,20 @@ def _save(state: dict, path: Path) -> None:
 
 def _kind(folder: Path) -> str | None:
     meta = folder / "wb_model.json"
-    if not meta.exists():
-        return None
+    return _settings(meta).get("kind") if meta.exists() else None
+
+
+def _settings(path: Path) -> dict:
+    """A JSON settings file's object ({} when the file does not exist); UsageError when unreadable."""
+    if not path.exists():
+        return {}
     try:
-        data = json.loads(meta.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
-        raise UsageError(f"{meta} is not readable JSON") from None
+        raise UsageError(f"{path} is not readable JSON") from None
     if not isinstance(data, dict):
-        raise UsageError(f"{meta} is not a JSON object")
-    return data.get("kind")
+        raise UsageError(f"{path} is not a JSON object")
+    return data
 
 
 def normalised_weights(count: int, weights: list[float] | None) -> list[float]:
@@ -156,15 +161,7 @@ def check_ingredients(folders: list[Path]) -> list[str]:
 
 def _serving_settings(path: Path) -> dict:
     """The fields of a settings file that decide how its model is served ({} when it has none)."""
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise UsageError(f"{path} is not readable JSON") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path} is not a JSON object")
-    return {k: v for k, v in data.items() if k not in DESCRIPTIVE_FIELDS}
+    return {k: v for k, v in _settings(path).items() if k not in DESCRIPTIVE_FIELDS}
 
 
 def make_soup(folders: list[Path], out: Path, weights: list[float] | None = None) -> SoupSummary:

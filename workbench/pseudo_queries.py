@@ -141,21 +141,8 @@ def make_pseudo_queries(kind: str, documents: Iterable[tuple[str, str, str]],
     check_kind(kind)
     counts = skipped if skipped is not None else Counter()
     if kind == "conclusions":
-        made = []
-        for doc in documents:
-            q = _conclusion_query(*doc)
-            if q is None:
-                counts[SKIP_NO_CONCLUSION] += 1
-            else:
-                made.append(q)
-        return made
-    titled = []
-    for doc in documents:
-        q = _title_query(*doc)
-        if q is None:
-            counts[SKIP_UNTITLED] += 1
-        else:
-            titled.append(q)
+        return _made(documents, _conclusion_query, SKIP_NO_CONCLUSION, counts)
+    titled = _made(documents, _title_query, SKIP_UNTITLED, counts)
     # a title shared by several documents: each one's query would have the others as negatives
     seen = Counter(" ".join(q.text.split()).casefold() for q in titled)
     made = [q for q in titled if seen[" ".join(q.text.split()).casefold()] == 1]
@@ -168,3 +155,15 @@ def negative_text(kind: str, title: str, text: str) -> str:
     """How a negative document is written for ``kind``: ``titles`` drops the title line
     (``strip_title``, as from the positive), ``conclusions`` keeps title + text."""
     return strip_title(title, text) if kind == "titles" else f"{title} {text}".strip()
+
+
+def _made(documents, make, reason: str, counts: Counter) -> list[PseudoQuery]:
+    """``make(doc_id, title, text)`` for each document, in order; each None counted under ``reason``."""
+    made = []
+    for doc in documents:
+        q = make(*doc)
+        if q is None:
+            counts[reason] += 1
+        else:
+            made.append(q)
+    return made
