@@ -17,7 +17,6 @@ Contract:
 from __future__ import annotations
 
 import json
-import os
 import re
 from functools import cache
 from pathlib import Path
@@ -98,18 +97,10 @@ class TantivyChunkStore:
         """Durably raise the recorded plane count to ``planes`` (write, fsync, rename, fsync folder)."""
         if planes <= self.sparse_planes():
             return
-        tmp = self.folder / (PLANES_FILE + ".tmp")
+        from workbench.files import write_whole
+
         try:
-            with open(tmp, "w") as f:
-                f.write(json.dumps({"planes": planes}))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.folder / PLANES_FILE)
-            fd = os.open(self.folder, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_whole(self.folder / PLANES_FILE, json.dumps({"planes": planes}), durable=True)
         except OSError as exc:
             raise IndexingError(f"could not record the sparse bit-plane count: {exc}") from exc
 
