@@ -593,3 +593,44 @@ def test_equal_scores_keep_the_modes_own_order(tmp_path):
         hits = searcher.search("apples orchard", pipeline=pipeline, k=2).results
         assert hits[0].score == pytest.approx(hits[1].score, abs=1e-6), pipeline
         assert [h.ranks[pipeline] for h in hits] == [1, 2], (pipeline, [(h.doc_id, h.ranks) for h in hits])
+
+
+def test_best_first_equals_a_full_sort_by_score_then_position():
+    """Brute force: every depth's answer is the full (-score, position) sort cut at that depth, so a
+    deeper answer begins with a shallower one, ties included."""
+    from workbench.search.searcher import best_first
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        scores = rng.integers(0, 4, size=n).astype(np.float32)  # many ties
+        full = sorted(range(n), key=lambda i: (-scores[i], i))
+        for depth in (1, 2, 5, n - 1, n, n + 3):
+            assert best_first(scores, depth).tolist() == full[:max(depth, 0)]
+
+
+def test_a_deeper_k_begins_with_the_shallower_answer_when_documents_tie(tmp_path):
+    """Duplicate files score exactly the same in every mode; `-k 20` still begins with `-k 3`'s
+    documents, scores and per-mode ranks, for every pipeline and unit."""
+    from workbench.index.indexer import Indexer
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    corpus = tmp_path / "corpus"
+    text = "# Orchards\n\nApples and pears grow in the orchard behind the mill.\n"
+    corpus.mkdir()
+    for i, crop in enumerate(("wheat", "barley", "rye", "oats", "maize", "millet")):  # copies between others
+        (corpus / f"{i}-apples.md").write_text(text)
+        (corpus / f"{i}-mill.md").write_text(f"# Mills\n\nThe mill grinds {crop} into flour for the bakery.\n")
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    cfg = ws.config()  # shallow lists (depth 2) cut through the ties; -k 20 reads the whole index
+    searcher = Searcher(ws, config=replace(cfg, fusion=replace(cfg.fusion, depth=2),
+                                           rerank=replace(cfg.rerank, depth=2)))
+    for pipeline in ("bm25", "dense", "sparse", "colbert", "hybrid", "hybrid+rerank"):
+        for unit in ("doc", "chunk"):
+            shallow = searcher.search("apples orchard mill", pipeline=pipeline, k=3, unit=unit).results
+            deep = searcher.search("apples orchard mill", pipeline=pipeline, k=20, unit=unit).results
+            assert [(h.doc_id, h.score, h.ranks) for h in deep[:3]] == \
+                [(h.doc_id, h.score, h.ranks) for h in shallow], (pipeline, unit)

@@ -56,6 +56,9 @@ def test_beir_queries_on_stdin_give_a_trec_run(small_workspace):
         assert scores == sorted(scores, reverse=True)
         alone = json.loads(wb("query", text, "--json", "-k", "3", "-p", "bm25", workspace=ws.root).stdout)
         assert [f[2] for f in mine] == [h["doc_id"] for h in alone["results"]]
+        # the score column is the score itself, not rounded: trec_eval and ranx sort by it, and
+        # a rounding that made two scores equal would let them reorder the run by document id
+        assert scores == [h["score"] for h in alone["results"]]
 
 
 def _env(root) -> dict:
@@ -116,6 +119,16 @@ def test_query_files_as_people_write_them(tmp_path):
     text.write_bytes("\ufeff{x for x in y} set comprehension\n\nitertools.groupby\n".encode())
     assert [(q.query_id, q.text) for q in read_queries(str(text))] == [
         ("1", "{x for x in y} set comprehension"), ("3", "itertools.groupby")]
+    # JSON strings may hold a raw U+2028 or U+0085 (json.dumps(ensure_ascii=False) writes them so) and
+    # a line of text a form feed: none of them ends a line, so rows and line-number ids stay whole
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text(json.dumps({"_id": "a", "text": "groupby\u2028iterator\x85"}, ensure_ascii=False)
+                   + "\n" + json.dumps({"_id": "b", "text": "csv"}) + "\n", encoding="utf-8")
+    assert [(q.query_id, q.text) for q in read_queries(str(raw))] == [("a", "groupby\u2028iterator\x85"), ("b", "csv")]
+    feed = tmp_path / "feed.txt"
+    feed.write_text("groupby\x0cmore\r\nsecond\n", encoding="utf-8")
+    assert [q.query_id for q in read_queries(str(feed))] == ["1", "2"]
+    assert read_queries(str(feed))[1].text == "second"
 
 
 def test_an_id_a_trec_line_cannot_carry_is_refused_before_any_model_loads(tmp_path):

@@ -526,7 +526,7 @@ def _write_answers(answers, json_out: bool, trec: bool, batch: bool) -> None:
                 if len(ident.split()) != 1:
                     raise UsageError(f"the document id {ident!r} holds whitespace, which a TREC run line "
                                      "cannot carry: use --json")
-                sys.stdout.write(f"{qid} Q0 {ident} {hit.rank} {hit.score:.6f} {tag}\n")
+                sys.stdout.write(f"{qid} Q0 {ident} {hit.rank} {float(hit.score)!r} {tag}\n")
     else:
         from workbench.cli.output import make_console, render_comparison, render_result
         from workbench.search.compare import Comparison

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.errors import InputError
-from workbench.text import plural
+from workbench.text import file_lines, plural
 
 EXAMPLES = 3
 
@@ -137,7 +137,7 @@ def _grade(text) -> int:
 def _qrels_tsv(path: Path) -> list[tuple[str, str, int]]:
     rows: list[tuple[str, str, int]] = []
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        lines = file_lines(path.read_text(encoding="utf-8-sig"))
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.errors import InputError, UsageError
+from workbench.text import file_lines
 
 _NAME = re.compile(r"^[^\s,@=]+$")
 OUTSIDE_CORPUS = "\x00wb:outside:"  # prefixed to a run's document that is not in the corpus (no judgement names it)
@@ -114,7 +115,7 @@ def read_run(source: RunSource, evaluated: list[str], depth: int, corpus_ids: fr
     rows: dict[str, list[tuple[float, float, str]]] = {}
     first_line: dict[tuple[str, str], int] = {}
     others: set[str] = set()
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(file_lines(text), start=1):
         fields = line.split()
         if not fields:
             continue

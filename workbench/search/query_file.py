@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import InputError
+from workbench.text import file_lines
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def _is_json_object(line: str) -> bool:
 def read_queries(source: str) -> list[QueryLine]:
     """Every query of ``source`` in file order (contract: module docstring)."""
     text, name = _read_text(source)
-    lines = text.splitlines()
+    lines = file_lines(text)
     first = next((line for line in lines if line.strip()), "")
     if (first.lstrip().startswith("{") and _is_json_object(first)) or name.lower().endswith(".jsonl"):
         rows = _jsonl_rows(lines, name)  # (a .jsonl whose first line is broken says so, not read as text)

@@ -32,6 +32,25 @@ from workbench.types import Hit
 from workbench.workspace import Workspace
 
 
+def best_first(scores: np.ndarray, depth: int) -> np.ndarray:
+    """The positions of the ``depth`` best ``scores``, best first, equal scores in position order.
+
+    Contract: the answer at one depth is a prefix of the answer at any greater depth, even when
+    scores tie (duplicate documents do): ties at the cut keep the lowest positions, so ``-k 500``
+    begins with ``-k 10``'s rows in the same order, and fusion's tie-break by rank sees one order."""
+    n = len(scores)
+    depth = min(depth, n)
+    if depth <= 0:
+        return np.empty(0, dtype=np.int64)
+    if depth < n:
+        cut = -np.partition(-scores, depth - 1)[depth - 1]
+        pool = np.flatnonzero(scores >= cut)  # every row tied with the cut, in position order
+    else:
+        pool = np.arange(n)
+    order = np.lexsort((pool, -scores[pool]))[:depth]
+    return pool[order].astype(np.int64)
+
+
 @dataclass
 class EncodedQuery:
     text: str
@@ -332,10 +351,8 @@ class Searcher:
             keys, sims = self.lance.dense_search(q.dense, depth)
             return self._rows(keys), sims
         sims = self._dense_scores(q)
-        depth = min(depth, len(sims))
-        top = np.argpartition(-sims, depth - 1)[:depth] if depth < len(sims) else np.arange(len(sims))
-        top = top[np.argsort(-sims[top], kind="stable")]
-        return top.astype(np.int64), sims[top]
+        top = best_first(sims, depth)
+        return top, sims[top]
 
     def _mode_bm25(self, q: EncodedQuery, depth: int):
         keys, scores = self.tantivy.bm25_search(q.text, depth)
@@ -355,15 +372,15 @@ class Searcher:
 
                 scores_tm = maxsim_tensor(torch.from_numpy(q.tokens), matrix.full_tensor(), matrix.lengths)
             scores = scores_tm[mapping]
-            top = np.argsort(-scores)[:depth]
-            return top.astype(np.int64), scores[top]
+            top = best_first(scores, depth)
+            return top, scores[top]
         if candidates is None or len(candidates) == 0:
             dense_rows, _ = self._mode_dense(q, self.config.index.colbert_candidates)
             bm25_rows, _ = self._mode_bm25(q, depth)
             candidates = np.concatenate([dense_rows, bm25_rows[bm25_rows >= 0]])
         candidates = np.unique(candidates[candidates >= 0])
         scores = self.maxsim_rows(q.tokens, candidates)
-        order = np.argsort(-scores)[:depth]
+        order = best_first(scores, depth)  # candidates are sorted: equal scores keep row order
         return candidates[order], scores[order]
 
     def run_modes(self, q: EncodedQuery, modes: tuple[str, ...], depth: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
