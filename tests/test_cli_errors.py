@@ -136,6 +136,7 @@ def test_a_mistyped_model_in_wb_toml_leaves_the_index_answering_and_says_so(smal
     (["", "-p", "bm25"], "the query is empty"),
     (["x", "-p", "hybrid+rerank", "--rerank-depth", "0"], "--rerank-depth must be at least 1"),
     (["x", "-p", "dense", "--instruction", "scifcat"], "unknown instruction preset 'scifcat'"),
+    (["x", "-p", "dense", "-i", ""], "the instruction is empty"),  # as -i "  " is
     (["x", "--rerank-depth", "0"], "--rerank-depth must be at least 1"),  # not "ignored for hybrid" first
     (["x", "--compare", "foo=bar"], "unknown model role 'foo'"),  # not "hybrid runs no foo model"
     (["x", "-m", "dense= "], "--model takes ROLE=NAME, not 'dense= '"),

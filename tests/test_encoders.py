@@ -360,7 +360,8 @@ def test_a_title_only_document_is_one_title_chunk_and_a_wordless_one_none():
 
 @pytest.mark.parametrize("value,expected", [(None, ""), ("scifact", "Given a scientific claim"), ("Find code:", "Find code"),
                                             (" scifact ", "Given a scientific claim"),
-                                            ("scifact:", "Given a scientific claim")])
+                                            ("scifact:", "Given a scientific claim"),
+                                            ("SciFact", "Given a scientific claim"), ("NONE", "")])
 def test_instruction_presets_and_free_text(value, expected):
     from workbench.encoders.templates import resolve_instruction
 

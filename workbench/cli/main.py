@@ -15,6 +15,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
+from workbench.encoders.templates import INSTRUCTION_PRESETS
 from workbench.errors import UsageError, WbError, WorkspaceError
 
 app = typer.Typer(
@@ -303,7 +304,7 @@ def query_cmd(
     text: Annotated[Optional[str], typer.Argument(help="The query text (or --queries FILE for many).")] = None,
     pipeline: Annotated[str, typer.Option("--pipeline", "-p", help="dense, colbert, sparse, bm25, hybrid, or modes joined by + (dense+bm25); optionally +rerank. Two joined by a comma (hybrid,hybrid+rerank) are compared side by side, the first the baseline.")] = "hybrid",
     k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
-    instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help="Preset name or free text, applied to the query only.")] = None,
+    instruction: Annotated[Optional[str], typer.Option("--instruction", "-i", help=f"Preset name ({', '.join(INSTRUCTION_PRESETS)}; any case) or free text, applied to the query only.")] = None,
     fusion: Annotated[Optional[str], typer.Option("--fusion", help="rrf or weighted (default from wb.toml).")] = None,
     rerank_depth: Annotated[Optional[int], typer.Option("--rerank-depth", help="How many first-stage results +rerank pipelines rerank (default from wb.toml).")] = None,
     rerank_interpolation: Annotated[Optional[float], typer.Option("--rerank-interpolation", help="final = (1-a) * reranker + a * first stage, a in [0, 1] (default from wb.toml).")] = None,
@@ -326,6 +327,7 @@ def query_cmd(
         raise UsageError("the query is empty")
     _refuse_undecodable(text, "the query")
     _refuse_undecodable(instruction, "the instruction")
+    _refuse_empty_instruction(instruction)
     from workbench.search.pipelines import parse_pipelines
 
     pipes = parse_pipelines(pipeline)
@@ -436,6 +438,13 @@ def query_cmd(
 
         quiet_stream(sys.stdout)
         raise typer.Exit(READER_LEFT)
+
+
+def _refuse_empty_instruction(value: str | None) -> None:
+    """``-i ""`` is refused as ``-i "  "`` is (resolve_instruction takes "" as no instruction, for
+    callers that hold one as a string): an empty shell variable is a mistake to say, not to hide."""
+    if value is not None and not value.strip():
+        raise UsageError("the instruction is empty (leave -i out, or give -i none, for no instruction)")
 
 
 def _refuse_undecodable(value: str | None, what: str) -> None:
@@ -1637,6 +1646,7 @@ def mine_cmd(
     from workbench.mine import mine_negatives, parse_range
 
     _refuse_undecodable(instruction, "the instruction")
+    _refuse_empty_instruction(instruction)
     lo_hi = parse_range(rank_range)
     ws = _workspace(workspace)
     ws.require()

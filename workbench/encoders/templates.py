@@ -78,7 +78,7 @@ LLM_EMBEDDER = PromptTemplates(
 def resolve_instruction(value: str | None) -> str:
     """Turn ``--instruction`` (a preset name, free text, or None) into the instruction text.
 
-    A value that names a preset gives the preset's text; any other value of two or more words is
+    A value that names a preset (in any case) gives the preset's text; any other value of two or more words is
     used verbatim. A single word that is not a preset is refused (UsageError): it is a mistyped
     preset far more often than an instruction. A trailing colon is dropped (templates add their own
     separator).
@@ -86,8 +86,9 @@ def resolve_instruction(value: str | None) -> str:
     if not value:
         return ""
     text = value.strip()
-    if text.rstrip(":").strip() in INSTRUCTION_PRESETS:  # `--instruction scifact:` names the preset too
-        return INSTRUCTION_PRESETS[text.rstrip(":").strip()]
+    name = text.rstrip(":").strip().lower()  # `-i SciFact:` names the preset too
+    if name in INSTRUCTION_PRESETS:
+        return INSTRUCTION_PRESETS[name]
     if not text.rstrip(":").strip():
         raise UsageError("the instruction is empty")
     if len(text.rstrip(":").split()) == 1:
