@@ -404,8 +404,10 @@ def test_beir_folder_gives_all_positives_per_query(tmp_path):
 
 def test_beir_errors(tmp_path):
     root = make_beir(tmp_path / "beir")
-    with pytest.raises(InputError, match=r"qrels/dev\.tsv not found \(splits present: test, train"):
+    with pytest.raises(InputError, match=r"qrels/dev\.tsv not found \(splits present: test, train") as info:
         read_examples(root, split="dev")
+    # `wb train` has no --split flag: the hint names the run.toml key it has
+    assert "--split" not in str(info.value) and 'split = "NAME" in the run.toml given to --config' in str(info.value)
     (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\n")
     with pytest.raises(InputError, match=r"train\.tsv:2: qrels rows need 3 columns"):
         read_examples(root)

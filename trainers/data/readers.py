@@ -712,7 +712,8 @@ def _read_beir(reader: _Reader, split: str, task: str, instruction: str) -> Iter
             raise InputError(f"{folder} is not a complete BEIR folder: {needed.name} is missing")
     if not qrels.exists():
         found = sorted(p.stem for p in (folder / "qrels").glob("*.tsv")) if (folder / "qrels").is_dir() else []
-        hint = f" (splits present: {', '.join(found)}; choose one with --split)" if found else ""
+        hint = (f" (splits present: {', '.join(found)}; choose one with split = \"NAME\" in the run.toml "
+                "given to --config, or in the dataset's [[data]] table)" if found else "")
         raise InputError(f"{folder}: qrels/{split}.tsv not found{hint}")
 
     # 1. qrels (small): query -> [(doc, score)], in file order.
