@@ -499,6 +499,12 @@ def test_several_datasets_keep_their_own_task_instruction_and_split(tmp_path):
     twin = write_jsonl(again / "nli.jsonl", [{"query": "t", "pos": ["p"]}])
     twins = read_datasets([str(nli), str(twin)])  # one file name twice: two tasks, not one
     assert [e.task for e in twins] == ["nli"] * 5 + ["nli-2"]
+    typed = write_jsonl(tmp_path / "a.jsonl", [{"query": "a1", "pos": ["p"], "type": "x"},
+                                               {"query": "a2", "pos": ["p"], "type": "y"}])
+    later = write_jsonl(tmp_path / "b.jsonl", [{"query": "b1", "pos": ["p"], "type": "x"},
+                                               {"query": "b2", "pos": ["p"], "type": "z"}])
+    # only the clashing task of the later file is renamed: z was not taken
+    assert [e.task for e in read_datasets([str(typed), str(later)])] == ["x", "y", "x-2", "z"]
     one = read_datasets(str(nli))  # one dataset: exactly read_examples
     assert [e.query for e in one] == [e.query for e in read_examples(nli)] and one.report.kept == 5
 

@@ -83,6 +83,15 @@ class DatasetsReport:
         return "\n".join(lines)
 
 
+def _apart(part: list, taken: set[str], number: int) -> list:
+    """``part``'s examples, those whose default task an earlier dataset already took renamed
+    ``TASK-number`` (two files of one name, a/train.jsonl and b/train.jsonl, are kept apart, not
+    merged into one task); its other tasks keep their names."""
+    if not any(ex.task in taken for ex in part):
+        return part
+    return [replace(ex, task=f"{ex.task}-{number}") if ex.task in taken else ex for ex in part]
+
+
 def read_datasets(data: str | list, *, split: str = "train", instruction: str | None = None) -> ExampleList:
     """Every example of every dataset of ``data`` (see :func:`dataset_specs`), in order.
 
@@ -101,10 +110,8 @@ def read_datasets(data: str | list, *, split: str = "train", instruction: str | 
         part = read_examples(spec.path, split=spec.split or split, task=spec.task,
                              instruction=spec.instruction or instruction)
         reports.append(part.report)
-        taken = {ex.task for ex in examples}
-        if spec.task is None and any(ex.task in taken for ex in part):
-            # two files of one name (a/train.jsonl, b/train.jsonl): kept apart, not merged into one task
-            part = [replace(ex, task=f"{ex.task}-{number}") for ex in part]
+        if spec.task is None:
+            part = _apart(part, {ex.task for ex in examples}, number)
         examples.extend(part)
     tasks: dict[str, int] = {}
     for example in examples:
