@@ -799,3 +799,18 @@ def test_a_task_whose_batches_hold_one_example_and_no_negatives_is_said(capsys):
     assert capsys.readouterr().out == ""
     _warn_without_negatives(cfg, tiny)
     assert "1 example at batch size 4 and no hard negatives" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("qrels", ["q1\td1\t1\n", "q1 d1 1\n", "q1 0 d1 1\n", "query-id\tcorpus-id\tscore\nq1\td1\t1\n"])
+def test_the_eval_overlap_check_reads_queries_and_qrels_as_wb_eval_does(tmp_path, qrels):
+    """Space-separated or TREC qrels and a BOM'd queries.jsonl: the queries `wb eval` asks, so the
+    "evaluation queries are training queries too" warning sees them."""
+    from trainers.data.eval_data import eval_queries
+
+    root = tmp_path / "beir"
+    (root / "qrels").mkdir(parents=True)
+    write_jsonl(root / "corpus.jsonl", [{"_id": "d1", "text": "doc one"}, {"_id": "d2", "text": "doc two"}])
+    (root / "queries.jsonl").write_text('\ufeff{"_id": "q1", "text": "what is x"}\n{"_id": "q2", "text": "unjudged"}\n',
+                                        encoding="utf-8")
+    (root / "qrels" / "test.tsv").write_text(qrels)
+    assert eval_queries(str(root), "beir", "test") == {"what is x"}

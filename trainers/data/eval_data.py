@@ -44,25 +44,14 @@ def check_eval_data(path: str | None, fmt: str, split: str = "test") -> None:
 
 
 def eval_queries(path: str, fmt: str, split: str = "test") -> set[str]:
-    """The query texts ``path`` evaluates on (checked eval data): a BEIR folder's judged queries of
-    ``split``, or a groups file's queries."""
-    import csv
-    import json
-
+    """The query texts ``path`` evaluates on (checked eval data): a BEIR folder's evaluated queries
+    of ``split``, read as `wb eval` reads them (``workbench.eval.dataset``: tab, space or TREC qrels,
+    a UTF-8 BOM), or a groups file's queries."""
     if fmt == "beir":
-        _corpus, queries_path, qrels_path = beir_files(path, split)
-        with open(qrels_path, encoding="utf-8", newline="") as fh:
-            judged = {row[0] for row in csv.reader(fh, delimiter="\t") if row}
-        texts = set()
-        with open(queries_path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(row, dict) and str(row.get("_id")) in judged:
-                    texts.add(str(row.get("text", "")))
-        return texts
+        from workbench.eval.dataset import load_dataset
+
+        beir_files(path, split)  # the missing files named as a run's eval data
+        return set(load_dataset(path, split).queries.values())
     from .readers import read_examples
 
     return {ex.query for ex in read_examples(path)}
