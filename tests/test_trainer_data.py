@@ -275,6 +275,28 @@ def test_sentence_transformers_jsonl_triplets(tmp_path):
     assert examples.report.columns["query"] == "anchor"
 
 
+def test_sentence_transformers_jsonl_reads_every_rows_keys_by_name(tmp_path):
+    """A label or negative that only later rows carry counts: a label-0 pair is skipped, not trained
+    as a positive, and a later row's negative is kept; a row lacking the first row's label is malformed."""
+    path = write_jsonl(tmp_path / "mixed.jsonl", [
+        {"sentence1": "a1", "sentence2": "p1"},
+        {"sentence1": "a2", "sentence2": "unrelated", "label": 0},
+        {"sentence1": "a3", "sentence2": "p3", "negative": "n3"},
+        {"sentence2": "p4", "sentence1": "a4", "label": 1},  # keys in another order: still by name
+    ])
+    examples = read_examples(path)
+    assert [(e.query, e.positives, e.negatives) for e in examples] == [
+        ("a1", ("p1",), ()), ("a3", ("p3",), ("n3",)), ("a4", ("p4",), ())]
+    assert examples.report.skipped == {"label <= 0 (not a positive pair)": 1}
+    assert examples.report.columns["label"] is None  # the first row's columns
+    labelled = write_jsonl(tmp_path / "labelled.jsonl", [
+        {"sentence1": "a1", "sentence2": "p1", "label": 1},
+        {"sentence1": "a2", "sentence2": "p2"},
+    ])
+    with pytest.raises(InputError, match=r"labelled\.jsonl:2: missing field 'label'"):
+        read_examples(labelled)
+
+
 def test_sentence_transformers_csv_with_header_and_several_negatives(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text(

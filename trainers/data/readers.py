@@ -15,7 +15,9 @@ Supported formats (``format=`` names in brackets):
   ``(query, positive, negative...)`` or ``(sentence1, sentence2[, label|score])``. Rows with a
   label/score column are kept as positive pairs when the label is > 0 and skipped otherwise.
   Unknown column names are read by position (query, positive, negatives...), as
-  sentence-transformers does; a ``label``/``score`` column is always found by name.
+  sentence-transformers does; a ``label``/``score`` column is always found by name. In JSON Lines
+  every row's keys are read by name (a ``label`` or ``negative`` only later rows carry counts;
+  a row without the first row's label is malformed).
 * Tevatron JSON Lines [``tevatron``]: ``{"query_id", "query", "positive_passages": [{docid, title,
   text}], "negative_passages": [...]}``.
 
@@ -38,7 +40,7 @@ import gzip
 import json
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -567,11 +569,29 @@ class _Reader:
         self.report.skip(reason, f"{self.path}:{lineno}", malformed=False)
 
 
+def _row_columns(obj: dict, seen: dict[tuple[str, ...], _Columns], first: _Columns | None) -> _Columns:
+    """The roles of a sentence-transformers JSON row's keys, found in that row by name (a ``label``
+    or ``negative`` only later rows carry counts there); ``seen`` caches them by key tuple. A row
+    without the label column of the ``first`` row keeps looking for it there (so it is refused as
+    missing, not taken for an unlabelled pair)."""
+    keys = tuple(obj)
+    cols = seen.get(keys)
+    if cols is None:
+        cols = _st_columns(list(keys), keys=True)
+        if cols is None:
+            raise _Malformed("needs at least two text columns")
+        seen[keys] = cols
+    if cols.label is None and first is not None and first.label is not None:
+        cols = replace(cols, label=first.label)
+    return cols
+
+
 def _read_json_format(
     reader: _Reader, fmt: str, task: str | None, default_task: str, instruction: str
 ) -> Iterator[TrainingExample]:
     report = reader.report
-    cols: _Columns | None = None
+    first: _Columns | None = None  # a sentence-transformers file's first row's columns
+    seen: dict[tuple[str, ...], _Columns] = {}  # columns by a row's keys
     for lineno, obj in _json_objects(reader.path):
         report.read += 1
         if isinstance(obj, _Malformed):
@@ -583,10 +603,9 @@ def _read_json_format(
             elif fmt == "tevatron":
                 example = _tevatron_example(obj, task or default_task, instruction)
             else:
-                if cols is None:
-                    cols = _st_columns(list(obj.keys()), keys=True)
-                    if cols is None:
-                        raise _Malformed("needs at least two text columns")
+                cols = _row_columns(obj, seen, first)
+                if first is None:
+                    first = cols
                     report.columns = cols.describe()
                 example = _st_example(obj, cols, task or default_task, instruction)
         except _Malformed as problem:
