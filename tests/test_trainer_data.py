@@ -112,11 +112,31 @@ def test_a_negative_equal_to_a_positive_of_its_row_is_dropped_with_its_score(tmp
     examples = read_examples(path)
     assert examples[0].negatives == ("n1", "n2") and examples[0].negative_scores == (0.3, 0.1)
     assert examples[0].positives == ("p", "p2") and examples[1].negatives == ("n",)
-    assert examples.report.warnings == {"hard negatives equal to a positive of their row dropped": 1}
-    assert "hard negatives equal to a positive of their row dropped (1)" in examples.report.summary()
+    assert examples.report.warnings == {"hard negatives equal to a positive of their query dropped": 1}
+    assert "hard negatives equal to a positive of their query dropped (1)" in examples.report.summary()
     st = tmp_path / "triplets.csv"
     st.write_text("anchor,positive,negative\nq,same passage,same passage\nq2,p,n\n")
     assert [e.negatives for e in read_examples(st)] == [(), ("n",)]
+
+
+def test_a_negative_that_is_a_positive_of_the_same_query_in_another_row_is_dropped(tmp_path):
+    """Rows of one query (sentence-transformers pairs/triplets, FlagEmbedding): one row's negative
+    may be another row's labelled positive; dropped with its score, in the same warning. Another
+    task's query of the same text keeps it."""
+    st = tmp_path / "samequery.tsv"
+    st.write_text("query\tpositive\tnegative\nwhat is x\tx is one thing\tx is another thing\n"
+                  "what is x\tx is another thing\tx is one thing\nwhat is y\ty\tx is one thing\n")
+    examples = read_examples(st)
+    assert [e.negatives for e in examples] == [(), (), ("x is one thing",)]
+    assert examples.report.warnings == {"hard negatives equal to a positive of their query dropped": 2}
+    path = write_jsonl(tmp_path / "bge.jsonl", [
+        {"query": "q", "pos": ["a"], "neg": ["b", "n"], "neg_scores": [0.5, 0.1], "type": "t1"},
+        {"query": "q", "pos": ["b"], "neg": ["n"], "type": "t1"},
+        {"query": "q", "pos": ["c"], "neg": ["a"], "type": "t2"},  # another task: its own query
+    ])
+    examples = read_examples(path)
+    assert examples[0].negatives == ("n",) and examples[0].negative_scores == (0.1,)
+    assert examples[1].negatives == ("n",) and examples[2].negatives == ("a",)
 
 
 def test_malformed_row_names_file_line_and_reason(tmp_path):

@@ -73,6 +73,7 @@ _FORMAT_ALIASES = {
 _QUERY_COLUMNS = ("anchor", "query", "sentence1", "question", "text1", "sentence_a")
 _POSITIVE_COLUMNS = ("positive", "sentence2", "answer", "document", "passage", "text2", "sentence_b")
 _LABEL_COLUMNS = ("label", "score")
+_NEGATIVE_IS_POSITIVE = "hard negatives equal to a positive of their query dropped"
 _SNIFF_LINES = 50
 _DELIMITED = (".tsv", ".csv")
 
@@ -857,19 +858,39 @@ def iter_examples(
         yield _without_positive_negatives(example, report)
 
 
-def _without_positive_negatives(example: TrainingExample, report: ReadReport) -> TrainingExample:
-    """``example`` less the hard negatives that equal one of its own positives (with their scores),
-    counted in ``report``: such a negative is the target itself, so the loss could not fall below
-    log 2 and would push the query away from a passage it is pulled to."""
-    if not any(n in example.positives for n in example.negatives):
+def _without_positive_negatives(example: TrainingExample, report: ReadReport,
+                                positives: Iterable[str] | None = None) -> TrainingExample:
+    """``example`` less the hard negatives that equal a positive (with their scores), counted in
+    ``report``: such a negative is the target itself, so the loss could not fall below log 2 and
+    would push the query away from a passage it is pulled to. ``positives``: every positive of the
+    example's query (default: its own row's)."""
+    own = set(example.positives if positives is None else positives)
+    if not any(n in own for n in example.negatives):
         return example
-    from dataclasses import replace
-
-    keep = [i for i, n in enumerate(example.negatives) if n not in example.positives]
-    report.warn("hard negatives equal to a positive of their row dropped")
+    keep = [i for i, n in enumerate(example.negatives) if n not in own]
+    report.warn(_NEGATIVE_IS_POSITIVE)
     scores = example.negative_scores
     return replace(example, negatives=tuple(example.negatives[i] for i in keep),
                    negative_scores=None if scores is None else tuple(scores[i] for i in keep))
+
+
+def _without_query_positive_negatives(examples: list[TrainingExample], report: ReadReport) -> None:
+    """Drop, in place, hard negatives that are a positive of the same query (its text, within its
+    task) in another row: sentence-transformers pairs and FlagEmbedding files give one query several
+    rows, and one row's negative may be another row's labelled positive."""
+    rows: dict[tuple[str, str], int] = {}
+    for ex in examples:
+        key = (ex.task, ex.query)
+        rows[key] = rows.get(key, 0) + 1
+    positives: dict[tuple[str, str], set[str]] = {key: set() for key, n in rows.items() if n > 1}
+    if not positives:
+        return
+    for ex in examples:
+        if (ex.task, ex.query) in positives:
+            positives[(ex.task, ex.query)].update(ex.positives)
+    for i, ex in enumerate(examples):
+        if ex.negatives and (ex.task, ex.query) in positives:
+            examples[i] = _without_positive_negatives(ex, report, positives[(ex.task, ex.query)])
 
 
 def read_examples(
@@ -894,7 +915,9 @@ def read_examples(
         header: CSV/TSV only: False when the file has no header row (columns by position).
 
     Returns:
-        An :class:`ExampleList` (a list) whose ``.report`` holds the counts.
+        An :class:`ExampleList` (a list) whose ``.report`` holds the counts. A hard negative that
+        is a positive of the same query (same text, same task, in any row) is dropped and counted
+        in the report's warnings (:func:`iter_examples` streams, so it sees each row's own only).
 
     Raises:
         InputError: a missing path, an unknown format, a malformed row (naming the file,
@@ -914,6 +937,7 @@ def read_examples(
         ),
         report,
     )
+    _without_query_positive_negatives(examples, report)
     if not examples:
         if report.skipped:
             why = f"read {report.read} records, all skipped: {report.describe_skips()}"
