@@ -634,6 +634,24 @@ def test_temperature_upsamples_small_tasks_with_fresh_passes():
         assert len(set(batch)) == len(batch)  # never the same example twice in a batch
 
 
+@pytest.mark.parametrize("avoid_duplicates", [True, False])
+@pytest.mark.parametrize("sampling", ["uniform", "temperature"])
+def test_a_small_task_repeated_over_passes_gets_full_batches(sampling, avoid_duplicates):
+    """Passes follow one another as one stream: not one short batch at the end of every pass
+    (2-example batches: one in-batch negative, and 4x the weight per example in the batch mean)."""
+    examples = make_examples({"big": 100, "small": 10})
+    sampler = TaskBatchSampler(examples, 8, sampling=sampling, temperature=4.0, seed=0,
+                               avoid_duplicates=avoid_duplicates)
+    for epoch in range(3):
+        small = [b for b in sampler.epoch_batches(epoch) if examples[b[0]].task == "small"]
+        assert len(small) > 2  # several passes over the 10 examples
+        assert all(len(b) == 8 for b in small), [len(b) for b in small]
+        assert all(len(set(b)) == len(b) for b in small)  # never one example twice in a batch
+    tiny = make_examples({"big": 100, "tiny": 3})  # smaller than a batch: as full as it can be
+    batches = TaskBatchSampler(tiny, 8, sampling="uniform", seed=0).epoch_batches(0)
+    assert {len(b) for b in batches if tiny[b[0]].task == "tiny"} == {3}
+
+
 def test_state_dict_resumes_exactly_where_it_stopped():
     examples = make_examples({"a": 50, "b": 23, "c": 9})
     kwargs = dict(sampling="temperature", temperature=3.0, seed=7)

@@ -15,8 +15,10 @@ How an epoch is built (all of it a pure function of ``seed``, ``epoch`` and the 
    n_t^(1/T) (``temperature``) or n_t (``proportional`` with an explicit length); the batches
    left over by the whole parts go to tasks by systematic sampling (one uniform draw, the tasks
    whose cumulative fractional parts it crosses), so each task gets one of them with probability
-   its fractional part and the expected count is exactly p_t · M. A task that needs more batches than one pass starts a new pass (new shuffle); a
-   task that needs fewer leaves the rest of its pass unseen this epoch.
+   its fractional part and the expected count is exactly p_t · M. A task that needs more batches
+   than one pass goes on with new passes (each a new shuffle) as one stream: a pass's short last
+   batch is not handed out but leads the next pass, so its batches stay full (not one short batch
+   a pass); a task that needs fewer leaves the rest of its pass unseen this epoch.
 3. The task of each batch is a seeded shuffle of those counts.
 
 Duplicates: two examples in one batch where a positive of one is a positive or a hard
@@ -132,50 +134,101 @@ class TaskBatchSampler:
         return {t: w / total for t, w in zip(self.tasks, weights)}
 
     def _chunk(self, order: list[int]) -> list[list[int]]:
-        size = self.batch_size
-        if not self.avoid_duplicates:
-            batches = [order[i : i + size] for i in range(0, len(order), size)]
-        else:
-            examples = self.examples
-            remaining = dict.fromkeys(order)
-            batches = []
-            while remaining:
-                batch: list[int] = []
-                positives: set[str] = set()
-                texts: set[str] = set()
-                queries: set[str] = set()
-                for idx in remaining:
-                    ex = examples[idx]
-                    if ex.query in queries or any(p in texts for p in ex.positives) or any(
-                        t in positives for t in (*ex.positives, *ex.negatives)
-                    ):
-                        continue
-                    batch.append(idx)
-                    queries.add(ex.query)
-                    positives.update(ex.positives)
-                    texts.update(ex.positives)
-                    texts.update(ex.negatives)
-                    if len(batch) == size:
-                        break
-                if len(batch) < size and len(batch) < len(remaining):
-                    chosen = set(batch)  # no clash-free example left: top up rather than go short
-                    for idx in remaining:
-                        if idx not in chosen:
-                            batch.append(idx)
-                            if len(batch) == size:
-                                break
-                    self.stats["batches_with_duplicates"] += 1
-                for idx in batch:
-                    del remaining[idx]
-                batches.append(batch)
+        """``order`` cut into batches (:meth:`_cut`), the last short one dropped with ``drop_last``."""
+        batches = self._cut(order)
         if self.drop_last:
-            batches = [b for b in batches if len(b) == size]
+            batches = [b for b in batches if len(b) == self.batch_size]
         return batches
 
-    def _pass(self, task: str, epoch: int, number: int) -> list[list[int]]:
+    def _cut(self, order: list[int]) -> list[list[int]]:
+        """``order`` cut into batches of ``batch_size`` (clash-avoiding when ``avoid_duplicates``).
+        ``order`` may hold an example more than once (a pass's leftovers before the next pass): a
+        batch never holds it twice, so then more than the last batch may be short."""
+        size = self.batch_size
+        if self.avoid_duplicates:
+            return self._clash_free_batches(order, texts=True)
+        if len(set(order)) == len(order):
+            return [order[i : i + size] for i in range(0, len(order), size)]
+        return self._clash_free_batches(order, texts=False)
+
+    def _clash_free_batches(self, order: list[int], *, texts: bool) -> list[list[int]]:
+        """Batches filled greedily in ``order``, skipping an example already in the batch and, with
+        ``texts``, one that clashes with it (see the module docstring); topped up with clashing
+        ones, never with an example already in it."""
+        size, examples = self.batch_size, self.examples
+        remaining = dict.fromkeys(range(len(order)))  # positions in order: an example may recur
+        batches = []
+        while remaining:
+            taken: list[int] = []  # positions
+            members: set[int] = set()
+            positives: set[str] = set()
+            seen: set[str] = set()  # positives and negatives of the batch
+            queries: set[str] = set()
+            for pos in remaining:
+                idx = order[pos]
+                if idx in members:
+                    continue
+                ex = examples[idx]
+                if texts and (ex.query in queries or any(p in seen for p in ex.positives) or any(
+                    t in positives for t in (*ex.positives, *ex.negatives)
+                )):
+                    continue
+                taken.append(pos)
+                members.add(idx)
+                if texts:
+                    queries.add(ex.query)
+                    positives.update(ex.positives)
+                    seen.update(ex.positives)
+                    seen.update(ex.negatives)
+                if len(taken) == size:
+                    break
+            if len(taken) < size and len(taken) < len(remaining):
+                chosen = set(taken)  # no clash-free example left: top up rather than go short
+                topped = False
+                for pos in remaining:
+                    if pos not in chosen and order[pos] not in members:
+                        taken.append(pos)
+                        members.add(order[pos])
+                        topped = True
+                        if len(taken) == size:
+                            break
+                if topped:
+                    self.stats["batches_with_duplicates"] += 1
+            for pos in taken:
+                del remaining[pos]
+            batches.append([order[pos] for pos in taken])
+        return batches
+
+    def _shuffled(self, task: str, epoch: int, number: int) -> list[int]:
         order = list(self._by_task[task])
         random.Random(f"{self.seed}|{epoch}|{task}|{number}").shuffle(order)
-        return self._chunk(order)
+        return order
+
+    def _pass(self, task: str, epoch: int, number: int) -> list[list[int]]:
+        return self._chunk(self._shuffled(task, epoch, number))
+
+    def _stream(self, task: str, epoch: int, count: int, first: list[list[int]]) -> list[list[int]]:
+        """``count`` batches of ``task``: the first ones of its first pass when it has enough. Else
+        passes (each a new shuffle) follow one another as one stream: a pass's short last batch is
+        not handed out but goes ahead of the next pass's examples, so every batch is full (a task
+        smaller than a batch: one short batch a pass, as full as it can be)."""
+        if count <= len(first) or not first:
+            return first[:count]
+        size = self.batch_size
+        if len(self._by_task[task]) < size:
+            stream, number = list(first), 1
+            while len(stream) < count:
+                stream.extend(self._pass(task, epoch, number))
+                number += 1
+            return stream[:count]
+        stream, carry, number = [], [], 0
+        while len(stream) < count:
+            batches = self._cut(carry + self._shuffled(task, epoch, number))
+            number += 1
+            full = next((j for j, b in enumerate(batches) if len(b) < size), len(batches))
+            stream.extend(batches[:full])
+            carry = [i for b in batches[full:] for i in b]
+        return stream[:count]
 
     def _counts(self, first_passes: dict[str, list[list[int]]], rng: random.Random) -> dict[str, int]:
         if self.sampling == "proportional" and self.batches_per_epoch is None:
@@ -209,14 +262,7 @@ class TaskBatchSampler:
         first = {t: self._pass(t, epoch, 0) for t in self.tasks}
         rng = random.Random(f"{self.seed}|{epoch}|schedule")
         counts = self._counts(first, rng)
-        streams: dict[str, list[list[int]]] = {}
-        for task, count in counts.items():
-            stream = list(first[task])
-            number = 1
-            while len(stream) < count and first[task]:
-                stream.extend(self._pass(task, epoch, number))
-                number += 1
-            streams[task] = stream[:count]
+        streams = {task: self._stream(task, epoch, count, first[task]) for task, count in counts.items()}
         sequence = [t for t in self.tasks for _ in range(len(streams[t]))]
         rng.shuffle(sequence)
         cursor = dict.fromkeys(self.tasks, 0)
