@@ -95,6 +95,54 @@ def test_a_model_trained_with_another_pooling_than_its_st_base_serves_that_pooli
     assert json.loads((out / "wb_model.json").read_text())["pooling"] == pooling
 
 
+def test_last_token_pooling_on_an_encoder_trains_and_is_served_alike(tiny, tmp_path):
+    """`pooling = "last"` on a BERT base (no EOS token): the run trains (no TypeError after it
+    started), pooling the encoder's own last token ([SEP]) as DenseEncoder serves the saved model."""
+    import torch
+
+    from trainers.backbone import encode, load_backbone
+    from trainers.embedder import train_embedder
+    from workbench.encoders.dense import DenseEncoder
+
+    base, data = tiny
+    run = _new(tmp_path, "last", base, data, max_steps=1, pooling="last")
+    assert train_embedder(run)["state"] == "finished"
+    texts = ["a passage about cats", "chess openings"]
+    model, tokenizer, pooling, normalize, _kind = load_backbone(str(run.model_dir))
+    assert pooling == "last" and tokenizer.eos_token_id is None
+    model.eval()
+    with torch.no_grad():
+        trained = encode(model, tokenizer, texts, 64, pooling, normalize).numpy()
+        first = encode(model, tokenizer, texts, 64, "cls", normalize).numpy()  # another token
+    served = DenseEncoder(str(run.model_dir), device="cpu")  # (bf16 on a bf16-capable CPU)
+    assert served.layout.pooling == "last"
+    cosines = (served.encode(texts).dense * trained).sum(axis=1)
+    assert cosines.min() > 0.999 and (first * trained).sum(axis=1).max() < 0.99
+
+
+def test_last_pooling_appends_eos_for_decoders_only(tiny, tmp_path):
+    """As DenseEncoder.tokenize serves them: a decoder's inputs end with EOS, an encoder's with its
+    own last token."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from trainers.backbone import load_backbone, tokenize
+    from workbench.models.cache import is_installed, resolve_model_path
+
+    _model, bert_tok, _p, _n, kind = load_backbone(str(tiny[0]), "last")
+    ids = tokenize(bert_tok, ["cats"], 16, "last")["input_ids"][0].tolist()
+    assert kind == "encoder" and ids[-1] == bert_tok.sep_token_id and ids.count(bert_tok.sep_token_id) == 1
+    if not is_installed("smollm2-135m-instruct"):
+        pytest.skip("smollm2-135m-instruct is not installed: its tokenizer is needed")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("smollm2-135m-instruct"))
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1)).save_pretrained(tmp_path / "llm")
+    tokenizer.save_pretrained(tmp_path / "llm")
+    _model, llm_tok, pooling, _n, kind = load_backbone(str(tmp_path / "llm"))
+    assert (kind, pooling) == ("decoder", "last")
+    ids = tokenize(llm_tok, ["cats"], 16, pooling)["input_ids"][0].tolist()
+    assert ids == llm_tok(["cats"])["input_ids"][0] + [llm_tok.eos_token_id]
+
+
 def test_a_runs_query_template_is_served_with_its_model(tiny, tmp_path):
     """run.toml's query_template is how the queries trained: the index settings of a workspace
     serving the model use it (a model without one keeps the defaults)."""

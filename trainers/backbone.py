@@ -1,7 +1,8 @@
 """The trainable encoder: load a base model (encoder or decoder LLM), pool with gradients, save.
 
 * Encoders (BERT-like): mean or CLS pooling (``auto``: what the base's sentence-transformers
-  files say, else mean).
+  files say, else mean); ``last`` pools the encoder's own last token ([SEP]), no EOS appended,
+  as :class:`workbench.encoders.dense.DenseEncoder` serves it.
 * Decoder LLMs (``*ForCausalLM`` bases): loaded as the bare transformer (no LM head), EOS
   appended to every input, pad = EOS, last-token pooling (as :class:`workbench.encoders.dense.DenseEncoder`).
 * LoRA: peft ``LoraConfig(target_modules="all-linear", task_type=FEATURE_EXTRACTION)``.
@@ -96,6 +97,9 @@ def load_backbone(
     layout = read_layout(base) if Path(base).is_dir() else None
     if layout is not None:
         layout.check("base model")
+    # EOS appended to every input for decoders only, as DenseEncoder serves them; an encoder with
+    # last-token pooling pools its own last token ([SEP] for BERT), as served too
+    tokenizer._wb_append_eos = decoder  # type: ignore[attr-defined]
     if decoder:
         if tokenizer.eos_token_id is None:
             raise ModelError(f"decoder base '{base}' has no EOS token: cannot pool the last token")
@@ -152,8 +156,10 @@ def padded(ids: list[list[int]], pad_id: int, extra: list[list[int]] | None = No
 
 
 def tokenize(tokenizer, texts: list[str], max_length: int, pooling: str) -> dict:
-    """Padded ``input_ids`` / ``attention_mask`` tensors (right padding; EOS appended for last pooling)."""
-    if pooling == "last":
+    """Padded ``input_ids`` / ``attention_mask`` tensors (right padding). With last pooling, EOS is
+    appended for a decoder's tokenizer (as :func:`load_backbone` marks it; serving appends it for
+    decoders only), not for an encoder's, whose own last token ([SEP]) is pooled as served."""
+    if pooling == "last" and getattr(tokenizer, "_wb_append_eos", True):
         enc = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=max(1, max_length - 1))
         eos = tokenizer.eos_token_id
         ids = [list(x) + [eos] for x in enc["input_ids"]]
