@@ -792,6 +792,10 @@ def test_a_mistyped_loss_is_refused_with_the_options_not_at_the_first_step():
     from workbench.errors import UsageError
 
     assert set(LOSS_NAMES["retrieval"]) == set(LOSSES)
+    from trainers.config import MULTI_POSITIVE_LOSSES
+    from trainers.losses import MULTI_POSITIVE
+
+    assert set(MULTI_POSITIVE_LOSSES) == set(MULTI_POSITIVE)  # distillation is refused with these before a run
     assert set(LOSS_NAMES["rerank"]) == set(RERANK_LOSSES) | set(aliases)
     base = {"data": "train.jsonl", "base": "dense", "name": "r"}
     for cls, good in ((EmbedderConfig, "Sum-Marg-LH"), (RerankerConfig, "ranknet"), (LayerwiseConfig, "listwise"),

@@ -865,6 +865,59 @@ def test_a_run_whose_creator_died_before_training_is_died_and_frees_its_name(tmp
     assert json.loads(again.config_path.read_text()) == {"second": True}
 
 
+@pytest.mark.parametrize("toml, extra, says", [
+    ('pooling = "max"\n', [], "training option pooling must be one of auto, mean, cls, last, not 'max'"),
+    ('unsupervised = "bert"\n', ["--data", "unsupervised", "--corpus", "CORPUS"],
+     "training option unsupervised must be 'cropping' or 'ict', not 'bert'"),
+    ("", ["--data", "unsupervised"], "--data unsupervised needs --corpus"),
+    ("", ["--data", "unsupervised", "--corpus", "CORPUS", "--distill", "0.5"], "--data unsupervised has none"),
+    ("", ["--distill", "0.5", "--loss", "jointlh"], "distillation goes with the infonce loss"),
+    ("", ["--distill", "0.5", "--negatives", "0"], "set negatives_per_query (--negatives) >= 1"),
+    ("", ["--loss", "kl"], "distillation needs teacher scores (pos_scores and neg_scores)"),
+    ('data = ["unsupervised", "DATA"]\n', [], "cannot be one of several datasets"),
+])
+def test_options_a_run_would_fail_on_are_refused_before_it_exists(tiny, tmp_path, capsys, monkeypatch,
+                                                                   toml, extra, says):
+    """Found only inside the run, these made a detached run say it started and then fail (its name
+    taken), and left a failed run folder behind a foreground mistake: now one line, exit 2, no folder."""
+    base, data = tiny
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "d1", "text": "a passage about cats and how they sleep"}\n')
+    config = tmp_path / "run.toml"
+    config.write_text(toml.replace("DATA", str(data)))
+    given = ["--data", str(data)] if "--data" not in extra and "data =" not in toml else []
+    args = [a.replace("CORPUS", str(corpus)) for a in extra]
+    for detach in (["--detach"], []):
+        code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "-w", str(tmp_path / "ws"), *given, *args,
+                                 "--base", str(base), "--out", "r", "--max-steps", "1", "--config", str(config),
+                                 *detach)
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "ws" / "runs" / "r").exists()
+
+
+def test_the_check_before_a_run_keeps_no_example_for_the_run_to_come(tiny, tmp_path):
+    """`wb train` reads every row before the run folder exists; a foreground run then reads the data
+    again, so what the check keeps must not be the examples (2x the data in memory for the whole
+    run): only the query texts, and only when the overlap warning needs them."""
+    import gc
+
+    from trainers.config import EmbedderConfig
+    from trainers.data import TrainingExample
+    from workbench.cli.main import _checked_training_queries
+
+    def alive() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is TrainingExample)
+
+    base, data = tiny
+    before = alive()
+    cfg = EmbedderConfig(data=str(data), base=str(base), name="r")
+    assert _checked_training_queries(cfg) == set() and alive() == before
+    cfg = EmbedderConfig(data=str(data), base=str(base), name="r", eval_data=str(tmp_path))
+    queries = _checked_training_queries(cfg)
+    assert len(queries) == 24 and all(isinstance(q, str) for q in queries) and alive() == before
+
+
 def test_eval_data_that_asks_training_queries_is_said(tiny, tmp_path, capsys, monkeypatch):
     """Held-out groups cut from the training file itself: the run trains (it is the user's call)
     and says its in-training figure will be optimistic; truly held-out groups say nothing."""

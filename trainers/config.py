@@ -33,6 +33,11 @@ LOSS_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: the losses that score every positive of an example (trainers.losses.MULTI_POSITIVE, tested to agree)
+MULTI_POSITIVE_LOSSES = ("jointlh", "summarglh", "lsepair", "rand1lh")
+UNSUPERVISED_MODES = ("cropping", "ict")
+
+
 def loss_key(name: str) -> str:
     """A loss name as the registries key it: ``Sum-Marg_LH`` -> ``summarglh``."""
     return name.strip().lower().replace("-", "").replace("_", "")
@@ -159,6 +164,14 @@ class RunConfig:
 
         check_eval_data(getattr(self, "eval_data", None), self.EVAL_FORMAT, getattr(self, "eval_split", "test"))
 
+    def check_options(self) -> None:
+        """UsageError, one line, for options this trainer would refuse only once running (checked
+        before the run folder exists, so a detached run never "starts" and then fails on them)."""
+
+    def check_examples(self, examples) -> None:
+        """UsageError for training examples (read before the run folder exists) this run cannot
+        train on."""
+
     def to_json(self) -> str:
         """The run's config.json: ``{"trainer": TRAINER, <every field>}``."""
         return json.dumps({"trainer": self.TRAINER, **asdict(self)}, indent=2)
@@ -226,6 +239,46 @@ class EmbedderConfig(RunConfig):
             if problem:
                 raise UsageError(f"training option {option_name('query_template')} {problem}")
         return cfg
+
+    def distill_weight_used(self) -> float:
+        """The KL weight the run trains with: ``loss = "kl"`` distills only (weight 1 unless set)."""
+        if loss_key(self.loss) == "kl" and self.distill_weight <= 0:
+            return 1.0
+        return self.distill_weight
+
+    def check_options(self) -> None:
+        """The pooling, the unsupervised mode and corpus, and distillation's loss and negatives
+        (see :meth:`RunConfig.check_options`)."""
+        from trainers.backbone import POOLINGS
+
+        if self.pooling not in POOLINGS:
+            raise UsageError(f"training option pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
+        distill = self.distill_weight_used() > 0
+        if self.data == "unsupervised":
+            if self.unsupervised not in UNSUPERVISED_MODES:
+                raise UsageError(f"training option unsupervised must be 'cropping' or 'ict', not {self.unsupervised!r}")
+            if not self.corpus:
+                raise UsageError("--data unsupervised needs --corpus (corpus in a run.toml): a BEIR corpus.jsonl "
+                                 "or its folder")
+            if distill:
+                raise UsageError("distillation needs the teacher scores of labelled rows (`wb mine --teacher`); "
+                                 "--data unsupervised has none")
+        if distill and loss_key(self.loss) in MULTI_POSITIVE_LOSSES:
+            raise UsageError(f"distillation goes with the infonce loss (one positive a query), not with '{self.loss}'")
+        if distill and self.negatives_per_query < 1:
+            raise UsageError("distillation scores a query's positive against its hard negatives: "
+                             "set negatives_per_query (--negatives) >= 1")
+
+    def check_examples(self, examples) -> None:
+        """Distillation needs teacher scores and negatives in every row."""
+        if self.distill_weight_used() <= 0:
+            return
+        lacking = sum(1 for ex in examples if not ex.negatives or ex.positive_scores is None
+                      or ex.negative_scores is None)
+        if lacking:
+            raise UsageError(f"distillation needs teacher scores (pos_scores and neg_scores) and negatives in "
+                             f"every row; {lacking} of {len(examples)} examples lack them: write them with "
+                             "`wb mine --teacher reranker` (or runs/NAME of a trained reranker)")
 
 
 @dataclass

@@ -1127,18 +1127,27 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
     cfg.check_eval_data()  # a wrong --eval-data fails now, not after the training it would end
     if getattr(cfg, "eval_every", 0) and not getattr(cfg, "eval_data", None):  # new runs (an old one resumes)
         raise UsageError("--eval-every (eval_every) needs --eval-data (eval_data): there is nothing to evaluate on")
-    if not any(spec.path in literal for spec in dataset_specs(cfg.data)):
-        from trainers.data import read_datasets
-
-        # every row read now (a malformed line, no usable example: one line, before any run folder
-        # exists), not after a detached run said it started; the run reads them again
-        examples = read_datasets(cfg.data, split=getattr(cfg, "split", "train"))
-        _warn_eval_overlap(cfg, {ex.query for ex in examples})
+    cfg.check_options()  # what the trainer would refuse once running (pooling, distillation, ...)
+    if cfg.data not in literal:  # a list holding 'unsupervised' is refused by read_datasets
+        _warn_eval_overlap(cfg, _checked_training_queries(cfg))
     from trainers.runs import new_run
 
     ws.root.mkdir(parents=True, exist_ok=True)
     run = new_run(ws.root, name, cfg.to_json())
     _run_training(run, resume=False, detach=detach)
+
+
+def _checked_training_queries(cfg) -> set[str]:
+    """Every row of the run's data read and checked now (a malformed line, no usable example, rows
+    without the teacher scores distillation needs: one line, before any run folder exists), not
+    after a detached run said it started. Only the query texts (when eval data asks for the overlap
+    warning) outlive the call: a foreground run reads the data again, so holding the examples would
+    double the data in memory for the whole run."""
+    from trainers.data import read_datasets
+
+    examples = read_datasets(cfg.data, split=getattr(cfg, "split", "train"))
+    cfg.check_examples(examples)
+    return {ex.query for ex in examples} if getattr(cfg, "eval_data", None) else set()
 
 
 def _warn_eval_overlap(cfg, train_queries: set[str]) -> None:
