@@ -188,6 +188,17 @@ def test_resume_after_stop_reproduces_the_loss_curve(tiny, tmp_path):
         assert [e[key] for e in _steps(b)] == pytest.approx([e[key] for e in _steps(a)], rel=1e-4, abs=1e-6)
 
 
+def test_a_pooling_the_joint_trainer_refuses_is_said_before_the_run_exists(tiny, tmp_path, capsys, monkeypatch):
+    """Not a detached run that says it started and then fails: one line, exit 2, no run folder."""
+    base, data = tiny
+    config = tmp_path / "run.toml"
+    config.write_text('pooling = "last"\n')
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "joint", "--data", str(data), "--base", str(base),
+                             "--out", "j0", "--config", str(config), "--detach", "-w", str(tmp_path / "ws"))
+    assert code == 2 and "training option pooling must be auto, mean or cls, not 'last'" in err, err
+    assert not (tmp_path / "ws" / "runs" / "j0").exists()
+
+
 def test_cli_train_index_and_query_a_joint_variant(tiny, tmp_path, capsys, monkeypatch):
     from trainers.config import JointConfig
     from trainers.joint import JointTrainer

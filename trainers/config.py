@@ -542,6 +542,11 @@ class JointConfig(RunConfig):
     keep_best: bool = False  # with eval data: the model kept is the best-evaluated one, not the last
     task_sampling: str = "proportional"
 
+    def check_options(self) -> None:
+        """The dense pooling (see :meth:`RunConfig.check_options`)."""
+        if self.pooling not in ("auto", "mean", "cls"):
+            raise UsageError(f"training option pooling must be auto, mean or cls, not {self.pooling!r}")
+
 
 def read_toml(path: str | Path) -> dict:
     """Options from a run.toml: flat keys, or under ``[train]`` (then keys outside it, such as
