@@ -692,7 +692,8 @@ def test_a_run_files_document_outside_the_corpus_counts_as_not_relevant(tmp_path
     run = tmp_path / "a.trec"
     run.write_text("q1 Q0 dX 1 2 x\nq1 Q0 d1 2 1 x\nq2 Q0 d2 1 1 x\n")
     monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "cache"))
-    code, out, err = wb(capsys, monkeypatch, "eval", str(root), "-p", "", "--run", f"a={run}", "--json")
+    code, out, err = wb(capsys, monkeypatch, "eval", str(root), "-p", "", "--run", f"a={run}", "--json",
+                        "--run-dir", str(tmp_path / "written"))
     assert code == 0, err
     got = json.loads(out)["pipelines"][0]["metrics"]
     q1 = reference_metrics(["\x00outside", "d1"], {"dX", "d1"})  # dX retrieved but not relevant, still owed
@@ -700,6 +701,9 @@ def test_a_run_files_document_outside_the_corpus_counts_as_not_relevant(tmp_path
     for m in METRICS:
         assert got[m] == pytest.approx((q1[m] + q2[m]) / 2, abs=1e-6), m
     assert got["ndcg@10"] < 1.0
+    # --run-dir writes the run with the file's own ids (the marking is for scoring only)
+    written = (tmp_path / "written" / "a.trec").read_text()
+    assert written == "q1 Q0 dX 1 2 a\nq1 Q0 d1 2 1 a\nq2 Q0 d2 1 1 a\n"
 
 
 def test_tune_survives_a_mode_that_retrieves_nothing_for_every_query(tmp_path, capsys, monkeypatch):

@@ -41,7 +41,7 @@ from pathlib import Path
 from workbench.config import ModelsConfig, WorkspaceConfig
 from workbench.errors import UsageError
 from workbench.eval.dataset import EvalDataset, beir_corpus_for_index
-from workbench.eval.external_runs import RunSource, read_run
+from workbench.eval.external_runs import RunSource, judged_ids, read_run
 from workbench.text import plural
 from workbench.variants import index_models, short_model_name, variant_label, variant_workspace
 from workbench.workspace import Workspace
@@ -241,8 +241,9 @@ NO_RESULT = "\x00wb:no-result"  # stands in for an empty ranking in ranx runs (n
 def ranx_run_dict(dataset: EvalDataset, run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """``run`` as ranx takes it: every evaluated query present, scored by rank (``rank_scores``); a
     query with no result holds one id no judgement names (every metric 0, as for an empty list:
-    ranx cannot build a run whose queries all retrieved nothing)."""
-    return {q: rank_scores(run.get(q, {})) or {NO_RESULT: 0.0} for q in dataset.qrels}
+    ranx cannot build a run whose queries all retrieved nothing); a document outside the corpus
+    (a ``--run`` file's) counts as not relevant (``judged_ids``)."""
+    return {q: judged_ids(rank_scores(run.get(q, {})), dataset.corpus_ids) or {NO_RESULT: 0.0} for q in dataset.qrels}
 
 
 def score_systems(dataset: EvalDataset, results: list[SystemResult]) -> None:
