@@ -431,8 +431,10 @@ def test_tune_fuses_only_the_modes_of_the_given_pipeline(first_run, dataset, cap
     assert outcome["pipeline"] == "dense+bm25"
     weights = outcome["chosen"]["fusion"]["weights"]
     assert weights["colbert"] == 0 and weights["sparse"] == 0 and weights["dense"] + weights["bm25"] > 0
-    assert set(outcome["train"]["single_modes_ndcg@10"]) == {"dense", "bm25"}
-    assert outcome["train"]["hybrid_check_matches_scan"]
+    # the figures are labelled by the split tuned on, not "train" whatever the split
+    assert outcome["split"] == "test" and "train" not in outcome
+    assert set(outcome["tuning"]["single_modes_ndcg@10"]) == {"dense", "bm25"}
+    assert outcome["tuning"]["hybrid_check_matches_scan"]
     assert outcome["chosen"]["rerank"] == {}
     code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "--tune", "--split", "test",
                         "-p", "dense,bm25", "--json")
@@ -444,9 +446,27 @@ def test_tune_fuses_only_the_modes_of_the_given_pipeline(first_run, dataset, cap
 
     snippet = out[out.index("[fusion]"):]
     assert "nothing was saved" in out and "test nDCG@10" in out
+    figures = out[:out.index("#")]  # the lines above the snippet name the pipeline tuned, not hybrid
+    assert "reference (dense+bm25)" in figures and "hybrid" not in figures
     parsed = parse_config(snippet)
     assert parsed.fusion.weights == {m: float(w) for m, w in weights.items()}
     assert parsed.fusion.method == outcome["chosen"]["fusion"]["method"]
+
+
+def test_tune_summary_names_the_split_and_pipeline_tuned():
+    """A rerank tuned over ``dense+bm25`` on test is compared with ``dense+bm25`` alone, on test
+    (it said "hybrid alone" whatever the pipeline)."""
+    from workbench.eval.tune import summary
+
+    rerank = {"best": {"depth": 20, "interpolation": 0.5, "ndcg@10": 0.9324}, "first_stage_ndcg@10": 0.9124}
+    outcome = {"dataset": "d", "split": "test", "queries": 10, "pipeline": "dense+bm25",
+               "chosen": {"fusion": {"method": "weighted", "depth": 100, "rrf_k": 60,
+                                     "weights": {"dense": 1.0, "colbert": 0.0, "sparse": 0.0, "bm25": 0.25}}},
+               "tuning": {"hybrid_checked": {"ndcg@10": 0.9124}, "fusion_reference_ndcg@10": {"configured": 0.9},
+                          "single_modes_ndcg@10": {"dense": 0.85, "bm25": 0.79}, "rerank": {"maxsim": rerank}}}
+    text = summary(outcome)
+    assert "rerank (maxsim): depth=20 interpolation=0.5 test nDCG@10 93.24 (dense+bm25 alone 91.24)" in text
+    assert "reference (dense+bm25) configured: 90.00" in text and "train" not in text
 
 
 def test_tune_snippet_marks_the_modes_it_did_not_tune():
@@ -456,7 +476,7 @@ def test_tune_snippet_marks_the_modes_it_did_not_tune():
 
     outcome = {"chosen": {"fusion": {"method": "weighted", "depth": 100, "rrf_k": 60,
                                      "weights": {"dense": 0.6, "colbert": 0.0, "sparse": 0.0, "bm25": 0.4}}},
-               "train": {"single_modes_ndcg@10": {"dense": 0.6, "bm25": 0.66}, "rerank": {}}}
+               "tuning": {"single_modes_ndcg@10": {"dense": 0.6, "bm25": 0.66}, "rerank": {}}}
     lines = dict(line.split(" = ", 1) for line in toml_snippet(outcome).splitlines() if " = " in line)
     assert lines["dense"] == "0.6" and lines["bm25"] == "0.4"
     assert lines["colbert"].startswith("0  # not tuned") and lines["sparse"].startswith("0  # not tuned")
