@@ -453,6 +453,41 @@ def test_tune_fuses_only_the_modes_of_the_given_pipeline(first_run, dataset, cap
     assert parsed.fusion.method == outcome["chosen"]["fusion"]["method"]
 
 
+def test_a_hand_edited_eval_cache_wb_toml_is_replaced_and_said(first_run, dataset, capsys, monkeypatch):
+    """The eval cache evaluates the built-in defaults: its wb.toml, edited by hand, is rewritten by the
+    next `wb eval` without -w, and a note says so (and where settings stick); a wb.toml wb eval
+    wrote itself is rewritten silently."""
+    from workbench.config import DEFAULT_TOML
+
+    (_code, out, _err), _ = first_run[0]
+    monkeypatch.setenv("WB_EVAL_CACHE", str(first_run[1]))
+    config_path = Path(json.loads(out)["workspace"]) / "wb.toml"
+    assert config_path.read_text() == DEFAULT_TOML
+    config_path.write_text(DEFAULT_TOML.replace("[fusion]", "[fusion]\n# tuned by hand", 1))
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25", "--json")
+    assert code == 0, err
+    said = [n for n in json.loads(out)["notes"] if str(config_path) in n]
+    assert len(said) == 1 and "replaced" in said[0] and "pass -w" in said[0]
+    assert config_path.read_text() == DEFAULT_TOML
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25", "--json")
+    assert code == 0, err
+    assert not [n for n in json.loads(out)["notes"] if str(config_path) in n]
+
+
+def test_tune_says_where_its_settings_stick():
+    """Tuned in the eval cache, the snippet points at a workspace of one's own and -w (the cache's
+    wb.toml is rewritten on every run); tuned with -w, at that workspace's wb.toml."""
+    from workbench.eval.tune import toml_snippet
+
+    outcome = {"chosen": {"fusion": {"method": "weighted", "depth": 100, "rrf_k": 60,
+                                     "weights": {"dense": 1.0, "colbert": 2.0, "sparse": 1.0, "bm25": 1.0}}},
+               "tuning": {"single_modes_ndcg@10": {}, "rerank": {}}}
+    cache = toml_snippet(outcome).splitlines()
+    assert "evaluate with -w WS" in cache[0] and "rewrites it" in cache[1] and cache[2] == "[fusion]"
+    own = toml_snippet(outcome, Path("/data/ws/wb.toml")).splitlines()
+    assert own[0] == "# nothing was saved; to use these settings, put them in /data/ws/wb.toml:"
+
+
 def test_tune_summary_names_the_split_and_pipeline_tuned():
     """A rerank tuned over ``dense+bm25`` on test is compared with ``dense+bm25`` alone, on test
     (it said "hybrid alone" whatever the pipeline)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -342,9 +343,9 @@ def tune_rerank(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, re
             "queries": len(dataset.query_ids), "seconds_scoring_top": round(scoring.seconds, 1), "top": scoring.top}
 
 
-def summary(outcome: dict) -> str:
+def summary(outcome: dict, config_path: Path | None = None) -> str:
     """The human summary: figures labelled by the split and the pipeline actually tuned, then the
-    settings as wb.toml lines (``toml_snippet``)."""
+    settings as wb.toml lines (``toml_snippet``; ``config_path``: the ``-w`` workspace's wb.toml)."""
     t = outcome["tuning"]
     f = outcome["chosen"]["fusion"]
     split, pipeline = outcome["split"], outcome["pipeline"]
@@ -360,14 +361,19 @@ def summary(outcome: dict) -> str:
         b = v["best"]
         lines.append(f"rerank ({r}): depth={b['depth']} interpolation={b['interpolation']} "
                      f"{split} nDCG@10 {100 * b['ndcg@10']:.2f} ({pipeline} alone {100 * v['first_stage_ndcg@10']:.2f})")
-    return "\n".join(lines) + "\n" + toml_snippet(outcome)
+    return "\n".join(lines) + "\n" + toml_snippet(outcome, config_path)
 
 
-def toml_snippet(outcome: dict) -> str:
-    """The chosen settings as wb.toml lines to paste (``--tune`` writes nothing itself); a mode the
-    tuning left out (``-p`` with fewer modes) has weight 0, as in the tuned pipeline."""
+def toml_snippet(outcome: dict, config_path: Path | None = None) -> str:
+    """The chosen settings as wb.toml lines to paste (``--tune`` writes nothing itself) and where:
+    ``config_path`` (the ``-w`` workspace's wb.toml), or, tuned in the eval cache (None), a
+    workspace's own wb.toml evaluated with ``-w`` (the cache's wb.toml is rewritten on every run).
+    A mode the tuning left out (``-p`` with fewer modes) has weight 0, as in the tuned pipeline."""
     f = outcome["chosen"]["fusion"]
-    lines = ["# nothing was saved; to use these settings, put them in the workspace's wb.toml:",
+    where = (f"put them in {config_path}:" if config_path else
+             "put them in a workspace's wb.toml and evaluate with -w WS\n"
+             "# (not in the eval cache's wb.toml: wb eval without -w rewrites it to the defaults):")
+    lines = [f"# nothing was saved; to use these settings, {where}",
              "[fusion]", f'method = "{f["method"]}"', f"depth = {f['depth']}", f"rrf_k = {f['rrf_k']}",
              "[fusion.weights]"]
     tuned = set(outcome.get("tuning", {}).get("single_modes_ndcg@10", {})) or set(f["weights"])
