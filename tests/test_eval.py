@@ -431,8 +431,10 @@ def test_tune_fuses_only_the_modes_of_the_given_pipeline(first_run, dataset, cap
     assert outcome["pipeline"] == "dense+bm25"
     weights = outcome["chosen"]["fusion"]["weights"]
     assert weights["colbert"] == 0 and weights["sparse"] == 0 and weights["dense"] + weights["bm25"] > 0
-    assert set(outcome["train"]["single_modes_ndcg@10"]) == {"dense", "bm25"}
-    assert outcome["train"]["hybrid_check_matches_scan"]
+    # the figures are labelled by the split tuned on, not "train" whatever the split
+    assert outcome["split"] == "test" and "train" not in outcome
+    assert set(outcome["tuning"]["single_modes_ndcg@10"]) == {"dense", "bm25"}
+    assert outcome["tuning"]["hybrid_check_matches_scan"]
     assert outcome["chosen"]["rerank"] == {}
     code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "--tune", "--split", "test",
                         "-p", "dense,bm25", "--json")
@@ -444,9 +446,62 @@ def test_tune_fuses_only_the_modes_of_the_given_pipeline(first_run, dataset, cap
 
     snippet = out[out.index("[fusion]"):]
     assert "nothing was saved" in out and "test nDCG@10" in out
+    figures = out[:out.index("#")]  # the lines above the snippet name the pipeline tuned, not hybrid
+    assert "reference (dense+bm25)" in figures and "hybrid" not in figures
     parsed = parse_config(snippet)
     assert parsed.fusion.weights == {m: float(w) for m, w in weights.items()}
     assert parsed.fusion.method == outcome["chosen"]["fusion"]["method"]
+
+
+def test_a_hand_edited_eval_cache_wb_toml_is_replaced_and_said(first_run, dataset, capsys, monkeypatch):
+    """The eval cache evaluates the built-in defaults: its wb.toml, edited by hand, is rewritten by the
+    next `wb eval` without -w, and a note says so (and where settings stick); a wb.toml wb eval
+    wrote itself is rewritten silently."""
+    from workbench.config import DEFAULT_TOML
+
+    (_code, out, _err), _ = first_run[0]
+    monkeypatch.setenv("WB_EVAL_CACHE", str(first_run[1]))
+    config_path = Path(json.loads(out)["workspace"]) / "wb.toml"
+    assert config_path.read_text() == DEFAULT_TOML
+    config_path.write_text(DEFAULT_TOML.replace("[fusion]", "[fusion]\n# tuned by hand", 1))
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25", "--json")
+    assert code == 0, err
+    said = [n for n in json.loads(out)["notes"] if str(config_path) in n]
+    assert len(said) == 1 and "replaced" in said[0] and "pass -w" in said[0]
+    assert config_path.read_text() == DEFAULT_TOML
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25", "--json")
+    assert code == 0, err
+    assert not [n for n in json.loads(out)["notes"] if str(config_path) in n]
+
+
+def test_tune_says_where_its_settings_stick():
+    """Tuned in the eval cache, the snippet points at a workspace of one's own and -w (the cache's
+    wb.toml is rewritten on every run); tuned with -w, at that workspace's wb.toml."""
+    from workbench.eval.tune import toml_snippet
+
+    outcome = {"chosen": {"fusion": {"method": "weighted", "depth": 100, "rrf_k": 60,
+                                     "weights": {"dense": 1.0, "colbert": 2.0, "sparse": 1.0, "bm25": 1.0}}},
+               "tuning": {"single_modes_ndcg@10": {}, "rerank": {}}}
+    cache = toml_snippet(outcome).splitlines()
+    assert "evaluate with -w WS" in cache[0] and "rewrites it" in cache[1] and cache[2] == "[fusion]"
+    own = toml_snippet(outcome, Path("/data/ws/wb.toml")).splitlines()
+    assert own[0] == "# nothing was saved; to use these settings, put them in /data/ws/wb.toml:"
+
+
+def test_tune_summary_names_the_split_and_pipeline_tuned():
+    """A rerank tuned over ``dense+bm25`` on test is compared with ``dense+bm25`` alone, on test
+    (it said "hybrid alone" whatever the pipeline)."""
+    from workbench.eval.tune import summary
+
+    rerank = {"best": {"depth": 20, "interpolation": 0.5, "ndcg@10": 0.9324}, "first_stage_ndcg@10": 0.9124}
+    outcome = {"dataset": "d", "split": "test", "queries": 10, "pipeline": "dense+bm25",
+               "chosen": {"fusion": {"method": "weighted", "depth": 100, "rrf_k": 60,
+                                     "weights": {"dense": 1.0, "colbert": 0.0, "sparse": 0.0, "bm25": 0.25}}},
+               "tuning": {"hybrid_checked": {"ndcg@10": 0.9124}, "fusion_reference_ndcg@10": {"configured": 0.9},
+                          "single_modes_ndcg@10": {"dense": 0.85, "bm25": 0.79}, "rerank": {"maxsim": rerank}}}
+    text = summary(outcome)
+    assert "rerank (maxsim): depth=20 interpolation=0.5 test nDCG@10 93.24 (dense+bm25 alone 91.24)" in text
+    assert "reference (dense+bm25) configured: 90.00" in text and "train" not in text
 
 
 def test_tune_snippet_marks_the_modes_it_did_not_tune():
@@ -456,7 +511,7 @@ def test_tune_snippet_marks_the_modes_it_did_not_tune():
 
     outcome = {"chosen": {"fusion": {"method": "weighted", "depth": 100, "rrf_k": 60,
                                      "weights": {"dense": 0.6, "colbert": 0.0, "sparse": 0.0, "bm25": 0.4}}},
-               "train": {"single_modes_ndcg@10": {"dense": 0.6, "bm25": 0.66}, "rerank": {}}}
+               "tuning": {"single_modes_ndcg@10": {"dense": 0.6, "bm25": 0.66}, "rerank": {}}}
     lines = dict(line.split(" = ", 1) for line in toml_snippet(outcome).splitlines() if " = " in line)
     assert lines["dense"] == "0.6" and lines["bm25"] == "0.4"
     assert lines["colbert"].startswith("0  # not tuned") and lines["sparse"].startswith("0  # not tuned")
@@ -692,7 +747,8 @@ def test_a_run_files_document_outside_the_corpus_counts_as_not_relevant(tmp_path
     run = tmp_path / "a.trec"
     run.write_text("q1 Q0 dX 1 2 x\nq1 Q0 d1 2 1 x\nq2 Q0 d2 1 1 x\n")
     monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "cache"))
-    code, out, err = wb(capsys, monkeypatch, "eval", str(root), "-p", "", "--run", f"a={run}", "--json")
+    code, out, err = wb(capsys, monkeypatch, "eval", str(root), "-p", "", "--run", f"a={run}", "--json",
+                        "--run-dir", str(tmp_path / "written"))
     assert code == 0, err
     got = json.loads(out)["pipelines"][0]["metrics"]
     q1 = reference_metrics(["\x00outside", "d1"], {"dX", "d1"})  # dX retrieved but not relevant, still owed
@@ -700,6 +756,9 @@ def test_a_run_files_document_outside_the_corpus_counts_as_not_relevant(tmp_path
     for m in METRICS:
         assert got[m] == pytest.approx((q1[m] + q2[m]) / 2, abs=1e-6), m
     assert got["ndcg@10"] < 1.0
+    # --run-dir writes the run with the file's own ids (the marking is for scoring only)
+    written = (tmp_path / "written" / "a.trec").read_text()
+    assert written == "q1 Q0 dX 1 2 a\nq1 Q0 d1 2 1 a\nq2 Q0 d2 1 1 a\n"
 
 
 def test_tune_survives_a_mode_that_retrieves_nothing_for_every_query(tmp_path, capsys, monkeypatch):

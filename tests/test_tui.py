@@ -1290,8 +1290,9 @@ async def test_evaluate_runs_the_real_wb_eval(tmp_path, monkeypatch, tui_engine)
     queries = {"q1": ("remove a directory and everything in it", docs[0]),
                "q2": ("pause the program for a few seconds", docs[1])}
     (data / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, (t, _) in queries.items()))
-    (data / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, (_, d) in queries.items()))
+    (data / "qrels" / "test.tsv").write_text(  # one judged document the corpus lacks: a note of the report
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, (_, d) in queries.items())
+        + "q1\tnot-in-the-corpus\t1\n")
     app = WbApp(str(tmp_path / "ws"), engine=tui_engine, warm=False)
     async with app.run_test(size=(120, 36)) as pilot:
         seen = record_notifications(app)
@@ -1306,6 +1307,14 @@ async def test_evaluate_runs_the_real_wb_eval(tmp_path, monkeypatch, tui_engine)
         assert report and [p["name"] for p in report["pipelines"]] == ["bm25", "hybrid"]
         assert app.query_one("#eval-table").row_count == 2
         assert "done" in str(app.query_one("#eval-status").render())
+        # the report's notes are shown under the table, as `wb eval` prints them
+        assert any("not in corpus.jsonl ('not-in-the-corpus')" in n for n in report["notes"])
+        notes = app.query_one("#eval-notes")
+        assert notes.display and notes.region.height >= 1
+        assert all(f"note {n}" in str(notes.render()) for n in report["notes"])
+        app.evaluate.show_report(None)  # cleared with the report
+        await settle(pilot)
+        assert not app.query_one("#eval-notes").display
 
 
 @pytest.mark.parametrize("size", [(100, 30), (200, 60)])
@@ -2490,6 +2499,24 @@ async def test_the_evaluate_table_fits_80x24_and_leaves_the_per_query_rows():
         assert app.focused.id == "eval-compare"
         await pilot.press("tab")
         assert app.focused.id == "eval-run"
+
+
+async def test_the_evaluate_notes_show_under_the_table_and_keep_three_per_query_rows_at_80x24():
+    """The report's notes (what `wb eval` prints under its table) are shown under the note line; on
+    an 80x24 screen they take at most two lines and the per-query table keeps three rows."""
+    report = dict(EVAL_REPORT, notes=["test.tsv judges 1 document(s) not in corpus.jsonl ('dX'); 1 of them "
+                                      "relevant, counted as relevant documents never retrieved",
+                                      "2 judged queries have no relevant document and are not evaluated"])
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("evaluate")
+        app.evaluate.show_report(report)
+        await settle(pilot)
+        notes = app.query_one("#eval-notes")
+        assert notes.display and 1 <= notes.region.height <= 2
+        assert str(notes.render()).startswith("note test.tsv judges 1 document(s) not in corpus.jsonl")
+        assert app.query_one("#per-query").scrollable_content_region.height - 1 >= 3
 
 
 async def test_the_evaluate_table_keeps_a_wide_w_l_t_whole_and_refits_on_resize():

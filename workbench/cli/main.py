@@ -732,10 +732,15 @@ def eval_cmd(
         result.wall_seconds = _time.perf_counter() - started
         _eval_output(result, data, per_query, top, run_dir, json_out, progress)
         return
-    ws, cfg = runner.resolve_workspace_and_config(data, workspace, overrides)
+    rewritten: list[str] = []  # an eval-cache wb.toml edited by hand, replaced
+    ws, cfg = runner.resolve_workspace_and_config(data, workspace, overrides, notes=rewritten)
+    said += rewritten
     cfg = _with_interpolation(cfg, rerank_interpolation)
     if tune:
         from workbench.eval import tune as tuning
+
+        for note in rewritten:
+            progress({"phase": "note", "done": 0, "total": 0, "message": note})
 
         depths = tuning.RERANK_DEPTHS
         if rerank_depth is not None:  # --tune --rerank-depth N: only rerank depths up to N (slow rerankers)
@@ -749,7 +754,7 @@ def eval_cmd(
         if json_out:
             sys.stdout.write(json.dumps(outcome, ensure_ascii=False) + "\n")
         else:
-            typer.echo(tuning.summary(outcome))
+            typer.echo(tuning.summary(outcome, ws.config_path if workspace else None))
         return
     other = cfg.with_models(compare_overrides) if compare_overrides else None
     systems = runner.make_systems([p.name for p in pipes], cfg, rerank_depth, compare=other)

@@ -32,6 +32,15 @@ _NAME = re.compile(r"^[^\s,@=]+$")
 OUTSIDE_CORPUS = "\x00wb:outside:"  # prefixed to a run's document that is not in the corpus (no judgement names it)
 
 
+def judged_ids(ranking: dict[str, float], corpus_ids: frozenset[str]) -> dict[str, float]:
+    """``ranking`` as it is scored: a document outside ``corpus_ids`` (when known) keeps its rank
+    and score under an id no judgement names (not relevant). Only for scoring: a run keeps the
+    file's own ids (what ``--run-dir`` writes and the report shows)."""
+    if not corpus_ids:
+        return ranking
+    return {(doc if doc in corpus_ids else OUTSIDE_CORPUS + doc): score for doc, score in ranking.items()}
+
+
 @dataclass(frozen=True)
 class RunSource:
     """One ``--run`` option: the report's label for it and the file."""
@@ -143,10 +152,7 @@ def read_run(source: RunSource, evaluated: list[str], depth: int, corpus_ids: fr
         if qid in rows:
             ranked = sorted(rows[qid], key=lambda r: (r[0], r[1]))[:depth]
             run[qid] = {doc: -neg_score for neg_score, _rank, doc in ranked}
-    listed = {doc for ranked in run.values() for doc in ranked}
-    if corpus_ids:  # a document outside the corpus keeps its rank and matches no judgement: not relevant
-        run = {qid: {(doc if doc in corpus_ids else OUTSIDE_CORPUS + doc): score for doc, score in ranked.items()}
-               for qid, ranked in run.items()}
+    listed = {doc for ranked in run.values() for doc in ranked}  # the file's own ids (scored: ``judged_ids``)
     notes = []
     missing = len(wanted) - len(run)
     if missing:

@@ -41,7 +41,7 @@ from pathlib import Path
 from workbench.config import ModelsConfig, WorkspaceConfig
 from workbench.errors import UsageError
 from workbench.eval.dataset import EvalDataset, beir_corpus_for_index
-from workbench.eval.external_runs import RunSource, read_run
+from workbench.eval.external_runs import RunSource, judged_ids, read_run
 from workbench.text import plural
 from workbench.variants import index_models, short_model_name, variant_label, variant_workspace
 from workbench.workspace import Workspace
@@ -241,8 +241,9 @@ NO_RESULT = "\x00wb:no-result"  # stands in for an empty ranking in ranx runs (n
 def ranx_run_dict(dataset: EvalDataset, run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """``run`` as ranx takes it: every evaluated query present, scored by rank (``rank_scores``); a
     query with no result holds one id no judgement names (every metric 0, as for an empty list:
-    ranx cannot build a run whose queries all retrieved nothing)."""
-    return {q: rank_scores(run.get(q, {})) or {NO_RESULT: 0.0} for q in dataset.qrels}
+    ranx cannot build a run whose queries all retrieved nothing); a document outside the corpus
+    (a ``--run`` file's) counts as not relevant (``judged_ids``)."""
+    return {q: judged_ids(rank_scores(run.get(q, {})), dataset.corpus_ids) or {NO_RESULT: 0.0} for q in dataset.qrels}
 
 
 def score_systems(dataset: EvalDataset, results: list[SystemResult]) -> None:
@@ -391,7 +392,9 @@ def evaluate(
     for models, members in groups.items():
         if workspace is None:
             ws, donor = default_workspace(dataset, models), None
-            _write_cache_config(ws, members[0].config)
+            rewritten = _write_cache_config(ws, members[0].config)
+            if rewritten:
+                result.notes.append(rewritten)
         else:
             ws, donor = workspace_for(workspace, members[0].config)
         result.workspaces.append(str(ws.root))
@@ -442,28 +445,56 @@ def with_overrides(config: WorkspaceConfig, overrides: dict[str, str]) -> Worksp
     return config.with_models(overrides) if overrides else config
 
 
-def resolve_workspace_and_config(dataset: EvalDataset, workspace: str | None, overrides: dict[str, str]):
+def resolve_workspace_and_config(dataset: EvalDataset, workspace: str | None, overrides: dict[str, str],
+                                 notes: list[str] | None = None):
     """``-w`` given: that workspace and its wb.toml. Otherwise the eval cache with the current
-    built-in defaults (its wb.toml is rewritten from them, so ``wb query -w`` there agrees).
+    built-in defaults (its wb.toml is rewritten from them, so ``wb query -w`` there agrees; a
+    wb.toml edited by hand there is replaced, and said in ``notes`` when given).
     ``runs/NAME`` in ``overrides`` must already be resolved (:func:`resolve_run_names`)."""
     if workspace:
         ws = Workspace.resolve(workspace)
         return ws, with_overrides(ws.config(), overrides)
     config = with_overrides(WorkspaceConfig(), overrides)
     ws = default_workspace(dataset, config.models)
-    _write_cache_config(ws, config)
+    note = _write_cache_config(ws, config)
+    if note and notes is not None:
+        notes.append(note)
     return ws, config
 
 
-def _write_cache_config(ws: Workspace, config: WorkspaceConfig) -> None:
+CACHE_HEADER = "eval cache workspace, written by wb eval"
+
+
+def _write_cache_config(ws: Workspace, config: WorkspaceConfig) -> str | None:
     """An eval-cache workspace's wb.toml states the config it is evaluated with (the built-in
-    defaults text when the models are the defaults), so ``wb query -w`` there agrees."""
+    defaults text when the models are the defaults), so ``wb query -w`` there agrees. Returns a
+    note when it replaced a wb.toml that wb eval did not write (edited by hand: settings there
+    never count), else None."""
     from workbench.config import DEFAULT_TOML, render_config
 
-    text = DEFAULT_TOML if config == WorkspaceConfig() else render_config(config, "eval cache workspace, written by wb eval")
+    text = DEFAULT_TOML if config == WorkspaceConfig() else render_config(config, CACHE_HEADER)
     ws.root.mkdir(parents=True, exist_ok=True)
-    if not ws.config_path.exists() or ws.config_path.read_text() != text:
-        from workbench.files import write_whole
+    old = ws.config_path.read_text(encoding="utf-8", errors="replace") if ws.config_path.exists() else None
+    if old == text:
+        return None
+    from workbench.files import write_whole
 
-        write_whole(ws.config_path, text)
+    write_whole(ws.config_path, text)
+    if old is None or _written_by_eval(old):
+        return None
+    return (f"{ws.config_path} held settings wb eval did not write: replaced, as on every wb eval without -w "
+            "(the eval cache evaluates the built-in defaults and --model); put settings of your own in a "
+            "workspace's wb.toml and pass -w")
 
+
+def _written_by_eval(text: str) -> bool:
+    """Whether ``text`` is a wb.toml as :func:`_write_cache_config` writes one (for some config)."""
+    from workbench.config import DEFAULT_TOML, parse_config, render_config
+    from workbench.errors import WbError
+
+    if text == DEFAULT_TOML:
+        return True
+    try:
+        return text == render_config(parse_config(text), CACHE_HEADER)
+    except WbError:
+        return False

@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -227,7 +228,7 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
     chosen = replace(config.fusion, method=best["method"], normalization="min-max", depth=best["depth"], rrf_k=rrf_k,
                      weights=dict(best["weights"]))
 
-    # reference points on train: the current config's fusion and untuned settings
+    # reference points on the split: the current config's fusion (of these modes) and untuned settings
     reference = {}
     for name, fusion in (
         ("configured", config.fusion),
@@ -265,7 +266,7 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
             "rerank": {r: {"depth": v["best"]["depth"], "interpolation": v["best"]["interpolation"]}
                        for r, v in reranks.items()},
         },
-        "train": {
+        "tuning": {  # figures on the split tuned on ("split"; train unless --split says otherwise)
             "single_modes_ndcg@10": {m: round(v, 6) for m, v in singles.items()},
             "fusion_reference_ndcg@10": reference,
             "fusion_top": rescored,
@@ -342,38 +343,44 @@ def tune_rerank(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, re
             "queries": len(dataset.query_ids), "seconds_scoring_top": round(scoring.seconds, 1), "top": scoring.top}
 
 
-def summary(outcome: dict) -> str:
-    c = outcome["chosen"]
-    t = outcome["train"]
-    f = c["fusion"]
-    split = outcome["split"]
+def summary(outcome: dict, config_path: Path | None = None) -> str:
+    """The human summary: figures labelled by the split and the pipeline actually tuned, then the
+    settings as wb.toml lines (``toml_snippet``; ``config_path``: the ``-w`` workspace's wb.toml)."""
+    t = outcome["tuning"]
+    f = outcome["chosen"]["fusion"]
+    split, pipeline = outcome["split"], outcome["pipeline"]
     lines = [
         f"tuned on {outcome['dataset']} {split} ({outcome['queries']} queries)",
         f"fusion: method={f['method']} depth={f['depth']} rrf_k={f['rrf_k']} weights={f['weights']}",
-        f"  {split} nDCG@10 {100 * t['hybrid_checked']['ndcg@10']:.2f} ({outcome.get('pipeline', 'hybrid')}, "
+        f"  {split} nDCG@10 {100 * t['hybrid_checked']['ndcg@10']:.2f} ({pipeline}, "
         "checked through the searcher); "
-        f"reference {', '.join(f'{k}: {100 * v:.2f}' for k, v in t['fusion_reference_ndcg@10'].items())}",
+        f"reference ({pipeline}) {', '.join(f'{k}: {100 * v:.2f}' for k, v in t['fusion_reference_ndcg@10'].items())}",
         f"  single modes: {', '.join(f'{k} {100 * v:.2f}' for k, v in t['single_modes_ndcg@10'].items())}",
     ]
     for r, v in t["rerank"].items():
         b = v["best"]
         lines.append(f"rerank ({r}): depth={b['depth']} interpolation={b['interpolation']} "
-                     f"{split} nDCG@10 {100 * b['ndcg@10']:.2f} (hybrid alone {100 * v['first_stage_ndcg@10']:.2f})")
-    return "\n".join(lines) + "\n" + toml_snippet(outcome)
+                     f"{split} nDCG@10 {100 * b['ndcg@10']:.2f} ({pipeline} alone {100 * v['first_stage_ndcg@10']:.2f})")
+    return "\n".join(lines) + "\n" + toml_snippet(outcome, config_path)
 
 
-def toml_snippet(outcome: dict) -> str:
-    """The chosen settings as wb.toml lines to paste (``--tune`` writes nothing itself); a mode the
-    tuning left out (``-p`` with fewer modes) has weight 0, as in the tuned pipeline."""
+def toml_snippet(outcome: dict, config_path: Path | None = None) -> str:
+    """The chosen settings as wb.toml lines to paste (``--tune`` writes nothing itself) and where:
+    ``config_path`` (the ``-w`` workspace's wb.toml), or, tuned in the eval cache (None), a
+    workspace's own wb.toml evaluated with ``-w`` (the cache's wb.toml is rewritten on every run).
+    A mode the tuning left out (``-p`` with fewer modes) has weight 0, as in the tuned pipeline."""
     f = outcome["chosen"]["fusion"]
-    lines = ["# nothing was saved; to use these settings, put them in the workspace's wb.toml:",
+    where = (f"put them in {config_path}:" if config_path else
+             "put them in a workspace's wb.toml and evaluate with -w WS\n"
+             "# (not in the eval cache's wb.toml: wb eval without -w rewrites it to the defaults):")
+    lines = [f"# nothing was saved; to use these settings, {where}",
              "[fusion]", f'method = "{f["method"]}"', f"depth = {f['depth']}", f"rrf_k = {f['rrf_k']}",
              "[fusion.weights]"]
-    tuned = set(outcome.get("train", {}).get("single_modes_ndcg@10", {})) or set(f["weights"])
+    tuned = set(outcome.get("tuning", {}).get("single_modes_ndcg@10", {})) or set(f["weights"])
     for mode, w in f["weights"].items():
         left_out = "  # not tuned: 0 makes hybrid the pipeline tuned; drop the line to keep it in hybrid"
         lines.append(f"{mode} = {float(w):g}" + (left_out if mode not in tuned else ""))
-    for r, v in outcome["train"]["rerank"].items():
+    for r, v in outcome["tuning"]["rerank"].items():
         b = v["best"]
         lines += [f"[rerank]  # for reranker = {r!r}", f"depth = {b['depth']}", f"interpolation = {b['interpolation']:g}"]
         break  # one [rerank] table: the first reranker tuned

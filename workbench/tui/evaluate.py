@@ -116,6 +116,7 @@ class EvalPane(Vertical):
             yield ProgressBar(id="eval-bar", show_eta=False)
         yield DataTable(id="eval-table", cursor_type="none", cell_padding=0)  # cells space themselves: 80 columns fit
         yield Static("", id="eval-note")
+        yield Static("", id="eval-notes")  # the report's notes, shown only when it has some
         yield DataTable(id="per-query", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
@@ -325,6 +326,7 @@ class EvalPane(Vertical):
         note = self.query_one("#eval-note", Static)
         if not report:
             note.update("")
+            self._show_notes(None)
             self._per_query = []
             self._render_per_query()
             return
@@ -393,8 +395,24 @@ class EvalPane(Vertical):
         if workspace:
             parts.append(f"workspace {workspace}")
         note.update(Text(" · ".join(parts), style="dim"))
+        self._show_notes(report.get("notes"))
         self._per_query = [q for q in (report.get("per_query") or []) if isinstance(q, dict)]
         self._render_per_query()
+
+    def _show_notes(self, notes) -> None:
+        """The report's ``notes`` under the note line, one a line, as `wb eval` prints them under its
+        table (documents the corpus lacks, judged queries not evaluated, a depth under 100, a run
+        file's gaps: what changes how the figures read); hidden when there are none."""
+        box = self.query_one("#eval-notes", Static)
+        lines = [str(n) for n in notes or []]
+        text = Text()
+        for i, line in enumerate(lines):
+            text.append("\n" if i else "")
+            text.append("note ", style="bold")
+            text.append(line)
+        box.update(text)
+        box.display = bool(lines)
+        self.query_one("#eval-note", Static).set_class(bool(lines), "-with-notes")
 
     def _render_per_query(self) -> None:
         pal = Palette.of(self.app)
