@@ -197,7 +197,7 @@ def test_tune_with_other_models_tunes_their_variant_and_leaves_the_base_index_al
     variants = list((eval_ws / "variants").iterdir())
     assert len(variants) == 1 and outcome["workspace"] == str(variants[0])
     assert state() == before
-    assert outcome["train"]["hybrid_check_matches_scan"]
+    assert outcome["tuning"]["hybrid_check_matches_scan"]
 
 
 def test_remove_drops_a_deleted_folder_from_the_index_and_its_variants(ws_with_run, tmp_path, capsys, monkeypatch):
