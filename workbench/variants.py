@@ -14,7 +14,9 @@ Contract:
 - :func:`build_variant` indexes the parent's roots (or given ones) into the variant, incrementally,
   with the parent as donor: the modes whose model the overrides leave unchanged are copied from the
   parent's index, not encoded (``index.reuse``).
-- :func:`is_stale` says whether the parent's documents changed since the variant was indexed.
+- :func:`is_stale` says whether the parent's documents differ from the variant's (never while the
+  variant is being written or after its run was cut off: it is partial, not out of date);
+  :func:`staleness` says which is older.
 """
 
 from __future__ import annotations
@@ -162,6 +164,17 @@ def require_variant(ws: Workspace, serve: Serving, asked: str, index_flags: str 
                              f"(re-encodes the workspace's documents with that model)")
 
 
+def model_flags(variant: Workspace) -> str:
+    """The ``--model ROLE=NAME`` flags that build ``variant`` (``<parent>/variants/NAME/``): the index
+    roles its wb.toml names otherwise than its parent's (``--model ROLE=NAME`` when none does now)."""
+    import shlex
+
+    mine, theirs = variant.config().models, Workspace(variant.root.parent.parent).config().models
+    flags = [f"--model {shlex.quote(f'{role}={getattr(mine, role)}')}" for role in INDEX_ROLES
+             if getattr(mine, role) != getattr(theirs, role)]
+    return " ".join(flags) or "--model ROLE=NAME"
+
+
 def is_variant(ws: Workspace) -> bool:
     """Whether ``ws`` is a model variant of another workspace (``<parent>/variants/<label>-<hash>/``)."""
     return ws.root.parent.name == "variants"
@@ -244,10 +257,26 @@ def build_variant(ws: Workspace, serve: Serving, roots: list[Path] | None = None
 
 
 def is_stale(ws: Workspace, serve: Serving) -> bool:
-    """True when the parent's documents differ from the variant's (someone re-indexed the parent)."""
+    """True when the parent's documents differ from those of the variant's last finished run (see
+    :func:`staleness`)."""
+    return bool(staleness(ws, serve))
+
+
+def staleness(ws: Workspace, serve: Serving) -> str:
+    """How the variant's documents stand against the parent's: "" when they are the same, or when the
+    variant is being written or its last run was cut off (the unfinished note says so; a partial
+    variant is not out of date); "older" when the parent indexed a document after the variant's
+    last one; else "differs" (the files changed and only the variant was indexed again, or the
+    parent only dropped documents)."""
+    from workbench.index.unfinished import UNFINISHED_RUN
     from workbench.store.manifest import Manifest
 
     if not serve.is_variant or not serve.workspace.exists() or not ws.exists():
-        return False
+        return ""
+    if serve.workspace.being_written():
+        return ""
     with Manifest(ws.manifest_path) as a, Manifest(serve.workspace.manifest_path) as b:
-        return a.hashes() != b.hashes()
+        if b.get_meta(UNFINISHED_RUN) or a.hashes() == b.hashes():
+            return ""
+        latest = [max((row[3] for row in m.sources()), default=0.0) for m in (a, b)]
+    return "older" if latest[0] > latest[1] else "differs"

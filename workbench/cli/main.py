@@ -72,7 +72,7 @@ def _serving(ws, overrides: dict[str, str], flags_hint: str = "", asked: str = "
     ``wb index`` to run gets ``flags_hint`` and the indexed roles' ``--model`` flags). What the user
     should know about that index (a rebuild not finished, a variant older than the workspace's
     documents) is printed on stderr and kept in ``serve.notes`` (``wb query --json``'s note)."""
-    from workbench.variants import is_stale, require_variant, roots_to_reindex, serving
+    from workbench.variants import require_variant, roots_to_reindex, serving, staleness
 
     serve = serving(ws, overrides)
     notes = []
@@ -85,9 +85,14 @@ def _serving(ws, overrides: dict[str, str], flags_hint: str = "", asked: str = "
         flags = " ".join(f"--model {r}={n}" for r, n in overrides.items() if r != "reranker")
         index_flags = (flags_hint + " " + flags).strip()
         require_variant(ws, serve, asked or index_flags, index_flags)
-        if is_stale(ws, serve):
+        lag = staleness(ws, serve)
+        if lag == "older":
             notes.append(f"the {serve.label} index is older than the workspace's documents: "
                          f"`wb index {flags}` brings it up to date")
+        elif lag:
+            notes.append(f"the {serve.label} index differs from the workspace's documents (indexed at another "
+                         f"time than the workspace's own index): `wb index` and `wb index {flags}` bring both "
+                         "up to date")
     for note in notes:
         _err_console().print(_plain(f"{note}", style="yellow"), highlight=False)
     from dataclasses import replace
@@ -277,8 +282,11 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
             _err_console().print(_plain("the rebuild is kept, and the old index answers meanwhile: `wb index` "
                                  "continues it", style="yellow"), highlight=False)
         else:
+            from workbench.index.unfinished import resume_command
+
+            again = resume_command(ws, str(root_path))  # a variant's run: `wb index --model ...`
             _err_console().print(_plain(f"indexing cut off: every document written so far is kept (queries say the "
-                                 f"index is partial); `wb index {root_path}` continues it", style="yellow"), highlight=False)
+                                 f"index is partial); {again} continues it", style="yellow"), highlight=False)
         raise
     if summary.rebuilt:
         _err_console().print(_plain(f"{summary.rebuilt}", style="yellow"))
