@@ -439,3 +439,18 @@ def test_a_file_reached_through_a_symlink_keeps_one_id_across_runs(tmp_path):
     assert first.docs_indexed == 1 and refresh.docs_unchanged == 1 and again.docs_unchanged == 1
     assert refresh.docs_removed == again.docs_removed == 0
     assert store_state(ws)["manifest_docs"] == {"real.txt"}
+
+
+def test_a_query_while_wb_index_runs_says_answers_may_mix_old_and_new(fresh):
+    """While a run writes, dense and ColBERT answer from the last published snapshot (a removed file
+    still comes back there, not in BM25): the note said only that unreached documents are missing."""
+    from workbench.index.unfinished import UNFINISHED_RUN
+    from workbench.search.searcher import Searcher
+
+    ws, corpus = fresh
+    Indexer(ws).run(corpus)
+    with Manifest(ws.manifest_path) as manifest:
+        manifest.set_meta(UNFINISHED_RUN, {str(corpus.resolve()): 1})
+    with ws.write_lock():  # the run under way
+        note = Searcher(ws).serving_note
+    assert "is running" in note and "mix the old and the new state" in note

@@ -164,3 +164,20 @@ def test_a_local_folder_named_like_a_builtin_gets_a_distinct_label(parent, tmp_p
     serve = variants.serving(ws, {"dense": str(model)})
     assert serve.is_variant and serve.label == "dense=ft/all-MiniLM-L6-v2"
     assert variants.serving(ws, {"dense": "runs/ft"}).label == "dense=ft"  # a run keeps its name
+
+
+def test_a_cut_off_variant_still_needs_an_index_run_one_being_written_does_not(parent, capsys, monkeypatch):
+    """The TUI builds a variant that needs it: a cut-off one (continued), never one being written."""
+    from workbench import variants
+
+    ws, _ = parent
+    _cut_off_variant_build(ws, monkeypatch, after_batches=1)
+    code, _, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", "dense=runs/ft")
+    assert code == 130, err
+    monkeypatch.undo()
+    serve = variants.serving(ws, {"dense": "runs/ft"})
+    assert not variants.is_stale(ws, serve) and variants.needs_index(ws, serve)
+    with serve.workspace.write_lock():
+        assert not variants.needs_index(ws, serve)
+    variants.build_variant(ws, serve)
+    assert not variants.needs_index(ws, serve)

@@ -357,6 +357,20 @@ def is_stale(ws: Workspace, serve: Serving) -> bool:
     return bool(staleness(ws, serve))
 
 
+def needs_index(ws: Workspace, serve: Serving) -> bool:
+    """Whether `wb index --model ...` has work on the variant now: it is stale (:func:`is_stale`) or
+    its last run was cut off (not one being written: that run does it)."""
+    from workbench.index.unfinished import UNFINISHED_RUN
+    from workbench.store.manifest import Manifest
+
+    if is_stale(ws, serve):
+        return True
+    if not serve.is_variant or not serve.workspace.exists() or serve.workspace.being_written():
+        return False
+    with Manifest(serve.workspace.manifest_path) as manifest:
+        return bool(manifest.get_meta(UNFINISHED_RUN))
+
+
 def staleness(ws: Workspace, serve: Serving) -> str:
     """How the variant's documents stand against the parent's: "" when they are the same, or when the
     variant is being written or its last run was cut off (the unfinished note says so; a partial

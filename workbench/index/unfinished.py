@@ -21,7 +21,9 @@ def unfinished_note(workspace, unfinished: dict | None) -> str:
     first = sorted(unfinished)[0]
     root = first + (f" (and {len(unfinished) - 1} more folders)" if len(unfinished) > 1 else "")
     if workspace.being_written():
-        return f"`wb index` of {root} is running: documents it has not reached yet are missing"
+        return (f"`wb index` of {root} is running: documents it has not reached yet are missing, and until it "
+                "ends dense and ColBERT may answer with documents it removed or edited as they were (BM25 and "
+                "sparse already see them gone or new): answers can mix the old and the new state")
     again = resume_command(workspace, first if len(unfinished) == 1 else None)
     return (f"the indexing run of {root} was cut off before its end: documents it had not reached are missing "
             f"(an edited one answers as it was, or from some modes not at all); {again} continues it")
