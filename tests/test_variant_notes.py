@@ -130,6 +130,7 @@ def test_a_query_side_setting_keeps_the_variant_and_superseded_folders_are_named
     legacy = live.root.with_name("dense-ft-0badc0de")
     shutil.copytree(live.root, legacy)
     (legacy / variants.VARIANT_FILE).unlink()
+    (live.root / variants.VARIANT_FILE).unlink()  # as `wb eval --compare` writes a variant: its wb.toml tells
     code, _, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root))
     assert code == 0 and "1 model variant no --model reaches any more" in err and legacy.name in err, err
     code, out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--prune-variants", "--json")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from workbench.config import ModelsConfig, WorkspaceConfig, check_role, render_config
-from workbench.errors import UsageError, WorkspaceError
+from workbench.errors import UsageError, WbError, WorkspaceError
 from workbench.workspace import Workspace
 
 INDEX_ROLES = ("dense", "colbert", "sparse")
@@ -181,22 +181,30 @@ def serving(ws: Workspace, overrides: dict[str, str]) -> Serving:
     return Serving(vws, config, True, variant_label(base.models, config.models))
 
 
+def _recorded_overrides(variant: Workspace, base: ModelsConfig) -> dict[str, str]:
+    """The overrides ``variant`` was keyed on: its ``variant.json``, else (a variant ``wb eval``
+    wrote) the index roles and document template its wb.toml sets otherwise than ``base``."""
+    try:
+        return dict(json.loads((variant.root / VARIANT_FILE).read_text())["overrides"])
+    except FileNotFoundError:
+        return variant_overrides(base, variant.config().models)
+
+
 def orphaned_variants(ws: Workspace) -> list[Workspace]:
-    """The variant folders of ``ws`` that no ``--model`` reaches any more: one whose recorded
-    overrides (``variant.json``, written by :func:`write_variant_config`) now name the parent's own
-    models or lead to another folder, and one written before overrides were recorded (its folder was
-    named by a hash of every setting). Never one being written."""
+    """The variant folders of ``ws`` that no ``--model`` reaches any more: their overrides (see
+    :func:`_recorded_overrides`) now name the parent's own models or lead to another folder (one
+    named by a hash of every setting, as folders were before, does). Never one being written."""
     base = ws.config()
     out = []
     for folder in sorted(p for p in (ws.root / "variants").glob("*") if p.is_dir()):
         variant = Workspace(folder)
         try:
-            recorded = json.loads((folder / VARIANT_FILE).read_text())["overrides"]
+            recorded = _recorded_overrides(variant, base.models)
             models = base.with_models({k: v for k, v in recorded.items() if k in INDEX_ROLES}).models
             models = replace(models, dense_document_template=recorded.get("dense_document_template",
                                                                            models.dense_document_template))
             reachable = bool(variant_overrides(base.models, models)) and variant_workspace(ws, models).root == folder
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, UsageError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, WbError):
             reachable = False
         if not reachable and not variant.being_written():
             out.append(variant)
@@ -207,8 +215,6 @@ def prune_variants(ws: Workspace) -> list[Path]:
     """Remove :func:`orphaned_variants` (each under its write lock: one a `wb index` has just begun
     writing is kept). Returns the folders removed."""
     import shutil
-
-    from workbench.errors import WbError
 
     removed = []
     for variant in orphaned_variants(ws):
