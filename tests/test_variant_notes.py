@@ -182,3 +182,20 @@ def test_a_cut_off_variant_still_needs_an_index_run_one_being_written_does_not(p
         assert not variants.needs_index(ws, serve)
     variants.build_variant(ws, serve)
     assert not variants.needs_index(ws, serve)
+
+
+def test_a_variant_folder_named_the_old_way_is_taken_over_not_encoded_again(parent, capsys, monkeypatch):
+    """Folders were keyed on every setting: after the key changed, `wb index --model` would encode
+    the whole variant again beside the old folder. It renames the old folder and updates it."""
+    from workbench import variants
+
+    ws, _ = parent
+    serve = variants.serving(ws, {"dense": "runs/ft"})
+    variants.build_variant(ws, serve)
+    legacy = serve.workspace.root.with_name("dense-ft-0badc0de")
+    serve.workspace.root.rename(legacy)
+    (legacy / variants.VARIANT_FILE).unlink()
+    code, out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
+    assert code == 0 and "took over the variant folder dense-ft-0badc0de" in err, err
+    assert [f["docs_indexed"] for f in json.loads(out)["folders"]] == [0]  # nothing encoded again
+    assert not legacy.exists() and serve.workspace.exists() and variants.orphaned_variants(ws) == []

@@ -211,6 +211,29 @@ def orphaned_variants(ws: Workspace) -> list[Workspace]:
     return out
 
 
+def adopt_orphan(ws: Workspace, serve: Serving) -> Path | None:
+    """Before a variant is first built: an orphaned folder of ``ws`` keyed on the same overrides (a
+    folder named as before the key left out query-side settings) is renamed to the variant's folder
+    (under its write lock), so `wb index --model` updates it instead of encoding everything. Returns
+    the folder adopted, None when there was none."""
+    import os
+
+    if not serve.is_variant or serve.workspace.root.exists():
+        return None
+    base = ws.config().models
+    wanted = variant_overrides(base, serve.config.models)
+    for orphan in orphaned_variants(ws):
+        try:
+            if _recorded_overrides(orphan, base) != wanted:
+                continue
+            with orphan.write_lock():
+                os.replace(orphan.root, serve.workspace.root)
+        except (OSError, ValueError, KeyError, TypeError, WbError):
+            continue
+        return orphan.root
+    return None
+
+
 def prune_variants(ws: Workspace) -> list[Path]:
     """Remove :func:`orphaned_variants` (each under its write lock: one a `wb index` has just begun
     writing is kept). Returns the folders removed."""
@@ -353,6 +376,7 @@ def build_variant(ws: Workspace, serve: Serving, roots: list[Path] | None = None
     missing = [str(r) for r in roots if not r.exists()]
     if missing:
         raise WorkspaceError(f"indexed folder no longer exists: {missing[0]}")
+    adopt_orphan(ws, serve)
     write_variant_config(serve)
     return [Indexer(serve.workspace, serve.config, progress=progress, device=device, donor=ws).run(r) for r in roots]
 

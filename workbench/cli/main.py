@@ -164,7 +164,7 @@ def index_cmd(
     With --model ROLE=NAME the documents go into a model variant beside the workspace's own index
     (so base and fine-tuned models stay comparable); without PATH, every indexed folder is refreshed."""
     from workbench.errors import InputError
-    from workbench.variants import parent_roots, serving, variant_root, write_variant_config
+    from workbench.variants import adopt_orphan, parent_roots, serving, variant_root, write_variant_config
 
     if path is not None and not path.strip():  # `wb index "$DOCS"` with DOCS unset: not the current folder
         raise UsageError("PATH is empty (an unset shell variable?): give a folder, or no PATH to refresh "
@@ -208,6 +208,11 @@ def index_cmd(
                     _err_console().print(_plain(f"{roots[0]} is inside the indexed folder {covering}: "
                                                 "re-encoding that folder", style="yellow"), highlight=False)
                 roots = [covering]
+            adopted = adopt_orphan(ws, serve)
+            if adopted is not None:
+                _err_console().print(_plain(f"took over the variant folder {adopted.name} (the same models, named "
+                                            f"otherwise before): {serve.workspace.root.name}", style="yellow"),
+                                     highlight=False)
             write_variant_config(serve)
         target, cfg = serve.workspace, serve.config
         donor = ws if serve.is_variant else None  # unchanged modes are copied from the parent's index
