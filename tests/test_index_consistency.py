@@ -109,6 +109,67 @@ def test_a_tantivy_index_deleted_or_emptied_by_hand_is_rebuilt_from_lance_withou
     assert "Tantivy" not in Indexer(ws).run(corpus).note  # an intact index is left alone
 
 
+def _bm25_scores(ws: Workspace, queries: list[str]) -> list[dict[int, float]]:
+    """Every chunk's BM25 score for each query, by chunk key (tie order is the index's, not compared)."""
+    tv = TantivyChunkStore(ws.tantivy_dir, 0.02)
+    out = []
+    for q in queries:
+        keys, scores = tv.bm25_search(q, 100_000)
+        out.append(dict(zip(keys.tolist(), scores.tolist())))
+    return out
+
+
+def test_bm25_after_edits_and_deletes_equals_a_fresh_build(tmp_path):
+    """Deleted chunks stayed in Tantivy's old segment (never merged), counted in BM25's document
+    frequencies and average length: an updated index ranked otherwise than a fresh build of the same
+    folder, for good. Now a run that deleted anything rewrites the index, over several cycles."""
+    require_models()
+    corpus = copy_small_corpus(tmp_path / "corpus", ["itertools/groupby.md", "shutil/rmtree.md", "time/sleep.md",
+                                                     "heapq/overview.md", "functools/lru_cache.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    queries = ["groupby consecutive keys", "remove a directory tree", "sleep seconds", "heap queue push pop",
+               "cache decorator"]
+    edits = [
+        lambda: (corpus / "time" / "sleep.md").write_text("# time — sleep\n\nSleep pauses the thread for seconds.\n"),
+        lambda: (corpus / "shutil" / "rmtree.md").unlink(),
+        lambda: (corpus / "heapq" / "overview.md").write_text("# heapq\n\nA heap queue: push and pop the smallest.\n"),
+    ]
+    for cycle, edit in enumerate(edits):
+        edit()
+        Indexer(ws).run(corpus)
+        fresh = Workspace(tmp_path / f"fresh{cycle}")
+        fresh.ensure()
+        Indexer(fresh).run(corpus)
+        got, want = _bm25_scores(ws, queries), _bm25_scores(fresh, queries)
+        for g, w in zip(got, want):
+            assert g.keys() == w.keys()
+            np.testing.assert_allclose([g[k] for k in w], list(w.values()), rtol=1e-6)
+        assert TantivyChunkStore(ws.tantivy_dir, 0.02).deleted_docs() == 0
+        assert_consistent(store_state(ws))
+
+
+def test_a_rewrite_cut_off_before_its_commit_leaves_the_old_index_whole(fresh):
+    """The rewrite deletes everything and adds the table's rows in one commit: failing half way,
+    nothing of it is committed (no empty or half-full index), and the next run completes it."""
+    ws, corpus = fresh
+    Indexer(ws).run(corpus)
+    tv = TantivyChunkStore(ws.tantivy_dir, 0.02)
+    before = tv.num_docs()
+
+    def failing():
+        yield [1], ["x"], ["some text"], [(np.zeros(0, np.int32), np.zeros(0, np.float32))]
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        tv.rewrite(failing())
+    tv.commit()  # a later commit by the same store commits nothing of the rewrite
+    again = TantivyChunkStore(ws.tantivy_dir, 0.02)
+    assert again.num_docs() == before
+    assert_consistent(store_state(ws))
+
+
 def test_changed_file_is_reencoded_and_deleted_file_disappears(fresh):
     from workbench.search.searcher import Searcher
 
@@ -378,3 +439,18 @@ def test_a_file_reached_through_a_symlink_keeps_one_id_across_runs(tmp_path):
     assert first.docs_indexed == 1 and refresh.docs_unchanged == 1 and again.docs_unchanged == 1
     assert refresh.docs_removed == again.docs_removed == 0
     assert store_state(ws)["manifest_docs"] == {"real.txt"}
+
+
+def test_a_query_while_wb_index_runs_says_answers_may_mix_old_and_new(fresh):
+    """While a run writes, dense and ColBERT answer from the last published snapshot (a removed file
+    still comes back there, not in BM25): the note said only that unreached documents are missing."""
+    from workbench.index.unfinished import UNFINISHED_RUN
+    from workbench.search.searcher import Searcher
+
+    ws, corpus = fresh
+    Indexer(ws).run(corpus)
+    with Manifest(ws.manifest_path) as manifest:
+        manifest.set_meta(UNFINISHED_RUN, {str(corpus.resolve()): 1})
+    with ws.write_lock():  # the run under way
+        note = Searcher(ws).serving_note
+    assert "is running" in note and "mix the old and the new state" in note

@@ -14,22 +14,26 @@ Contract:
 - :func:`build_variant` indexes the parent's roots (or given ones) into the variant, incrementally,
   with the parent as donor: the modes whose model the overrides leave unchanged are copied from the
   parent's index, not encoded (``index.reuse``).
-- :func:`is_stale` says whether the parent's documents changed since the variant was indexed.
+- :func:`is_stale` says whether the parent's documents differ from the variant's (never while the
+  variant is being written or after its run was cut off: it is partial, not out of date);
+  :func:`staleness` says which is older.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from workbench.config import ModelsConfig, WorkspaceConfig, check_role, render_config
-from workbench.errors import UsageError, WorkspaceError
+from workbench.errors import UsageError, WbError, WorkspaceError
 from workbench.workspace import Workspace
 
 INDEX_ROLES = ("dense", "colbert", "sparse")
+VARIANT_FILE = "variant.json"  # in a variant's folder: {"overrides": what its folder is keyed on}
 
 
 def parse_model_overrides(values: list[str] | None, flag: str = "--model") -> dict[str, str]:
@@ -61,7 +65,8 @@ def resolve_model_overrides(ws: Workspace, overrides: dict[str, str]) -> dict[st
     """``ROLE=runs/NAME`` -> the absolute ``<workspace>/runs/NAME/model`` folder of a finished run;
     ``runs/NAME@L`` (a layer-wise reranker served at layer L) -> ``<...>/model@L``; other values
     unchanged, except that a local folder is made absolute (``wssf/runs/ft1/model`` and ``runs/ft1``
-    name the same model, so the same variant index)."""
+    name the same model, so the same variant index), and a built-in model's install folder is that
+    built-in's name (the workspace's own model given by its path is no variant)."""
     out = dict(overrides)
     for role, name in overrides.items():
         reference = ws.run_reference(name)
@@ -82,7 +87,10 @@ def resolve_model_overrides(ws: Workspace, overrides: dict[str, str]) -> dict[st
                 raise UsageError(f"no run named '{run_name}' in {ws.runs_dir}")
             out[role] = str(model_dir.resolve()) + suffix
         elif Path(name).expanduser().is_dir():  # a folder, however it is spelled, is one model (one variant)
-            out[role] = str(Path(name).expanduser().resolve())
+            from workbench.models.cache import builtin_name_at
+
+            folder = str(Path(name).expanduser().resolve())
+            out[role] = builtin_name_at(folder) or folder  # a built-in's install folder is that built-in
         elif re.fullmatch(r"(.+)@\d+", name) and Path(name.rsplit("@", 1)[0]).expanduser().is_dir():
             _cutoff_only_for_rerankers(role, name)
     return out
@@ -121,8 +129,21 @@ def short_model_name(value: str) -> str:
     return path.name or value
 
 
+def _distinct_name(value: str, base_value: str) -> str:
+    """``short_model_name(value)``, with its parent folder's name before it (``ft/all-MiniLM-L6-v2``)
+    when that would read as a built-in model or as the base's model though ``value`` is another."""
+    from workbench.models.cache import BUILTIN_MODELS
+
+    name = short_model_name(value)
+    if value != name and (name in BUILTIN_MODELS or name == short_model_name(base_value)):
+        parent = Path(value).parent.name
+        return f"{parent}/{name}" if parent else value
+    return name
+
+
 def variant_label(base: ModelsConfig, models: ModelsConfig) -> str:
-    parts = [f"{role}={short_model_name(getattr(models, role))}" for role in INDEX_ROLES
+    """The roles ``models`` changes against ``base``, as ``dense=NAME,sparse=NAME`` (see ``_distinct_name``)."""
+    parts = [f"{role}={_distinct_name(getattr(models, role), getattr(base, role))}" for role in INDEX_ROLES
              if getattr(models, role) != getattr(base, role)]
     for key in ("dense_query_template", "dense_document_template"):
         if getattr(models, key) != getattr(base, key):
@@ -130,9 +151,21 @@ def variant_label(base: ModelsConfig, models: ModelsConfig) -> str:
     return ",".join(parts)
 
 
+def variant_overrides(base: ModelsConfig, models: ModelsConfig) -> dict[str, str]:
+    """What a variant's stored vectors depend on beyond its parent's: the index roles (and the
+    document template) ``models`` sets otherwise than ``base``. Query-side settings and the roles it
+    leaves to the parent are not in it: changing them in the parent's wb.toml keeps the variant's
+    folder (a role it follows is re-encoded there, in place, by its next `wb index --model`)."""
+    keys = INDEX_ROLES + ("dense_document_template",)
+    return {k: getattr(models, k) for k in keys if getattr(models, k) != getattr(base, k)}
+
+
 def variant_workspace(ws: Workspace, models: ModelsConfig) -> Workspace:
-    key = hashlib.sha1(repr(index_models(models)).encode()).hexdigest()[:8]
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", variant_label(ws.config().models, models)).strip("-")[:60]
+    """The folder of the variant of ``ws`` serving ``models``: ``variants/<label>-<hash>``, the hash
+    of :func:`variant_overrides` only."""
+    base = ws.config().models
+    key = hashlib.sha1(repr(sorted(variant_overrides(base, models).items())).encode()).hexdigest()[:8]
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", variant_label(base, models)).strip("-")[:60]
     return Workspace(ws.root / "variants" / f"{slug or 'variant'}-{key}")
 
 
@@ -148,6 +181,75 @@ def serving(ws: Workspace, overrides: dict[str, str]) -> Serving:
     return Serving(vws, config, True, variant_label(base.models, config.models))
 
 
+def _recorded_overrides(variant: Workspace, base: ModelsConfig) -> dict[str, str]:
+    """The overrides ``variant`` was keyed on: its ``variant.json``, else (a variant ``wb eval``
+    wrote) the index roles and document template its wb.toml sets otherwise than ``base``."""
+    try:
+        return dict(json.loads((variant.root / VARIANT_FILE).read_text())["overrides"])
+    except FileNotFoundError:
+        return variant_overrides(base, variant.config().models)
+
+
+def orphaned_variants(ws: Workspace) -> list[Workspace]:
+    """The variant folders of ``ws`` that no ``--model`` reaches any more: their overrides (see
+    :func:`_recorded_overrides`) now name the parent's own models or lead to another folder (one
+    named by a hash of every setting, as folders were before, does). Never one being written."""
+    base = ws.config()
+    out = []
+    for folder in sorted(p for p in (ws.root / "variants").glob("*") if p.is_dir()):
+        variant = Workspace(folder)
+        try:
+            recorded = _recorded_overrides(variant, base.models)
+            models = base.with_models({k: v for k, v in recorded.items() if k in INDEX_ROLES}).models
+            models = replace(models, dense_document_template=recorded.get("dense_document_template",
+                                                                           models.dense_document_template))
+            reachable = bool(variant_overrides(base.models, models)) and variant_workspace(ws, models).root == folder
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, WbError):
+            reachable = False
+        if not reachable and not variant.being_written():
+            out.append(variant)
+    return out
+
+
+def adopt_orphan(ws: Workspace, serve: Serving) -> Path | None:
+    """Before a variant is first built: an orphaned folder of ``ws`` keyed on the same overrides (a
+    folder named as before the key left out query-side settings) is renamed to the variant's folder
+    (under its write lock), so `wb index --model` updates it instead of encoding everything. Returns
+    the folder adopted, None when there was none."""
+    import os
+
+    if not serve.is_variant or serve.workspace.root.exists():
+        return None
+    base = ws.config().models
+    wanted = variant_overrides(base, serve.config.models)
+    for orphan in orphaned_variants(ws):
+        try:
+            if _recorded_overrides(orphan, base) != wanted:
+                continue
+            with orphan.write_lock():
+                os.replace(orphan.root, serve.workspace.root)
+        except (OSError, ValueError, KeyError, TypeError, WbError):
+            continue
+        return orphan.root
+    return None
+
+
+def prune_variants(ws: Workspace) -> list[Path]:
+    """Remove :func:`orphaned_variants` (each under its write lock: one a `wb index` has just begun
+    writing is kept). Returns the folders removed."""
+    import shutil
+
+    removed = []
+    for variant in orphaned_variants(ws):
+        try:
+            with variant.write_lock():
+                shutil.rmtree(variant.root)
+        except (OSError, WbError):
+            continue
+        removed.append(variant.root)
+    return removed
+
+
 def require_variant(ws: Workspace, serve: Serving, asked: str, index_flags: str | None = None) -> None:
     """One-line error when the variant has not been indexed yet: ModelError when one of its models
     cannot be had at all (indexing would not help), else WorkspaceError naming ``asked`` (the flags
@@ -160,6 +262,17 @@ def require_variant(ws: Workspace, serve: Serving, asked: str, index_flags: str 
         flags = index_flags or asked
         raise WorkspaceError(f"no index for {asked} yet: run `wb index {flags}` first "
                              f"(re-encodes the workspace's documents with that model)")
+
+
+def model_flags(variant: Workspace) -> str:
+    """The ``--model ROLE=NAME`` flags that build ``variant`` (``<parent>/variants/NAME/``): the index
+    roles its wb.toml names otherwise than its parent's (``--model ROLE=NAME`` when none does now)."""
+    import shlex
+
+    mine, theirs = variant.config().models, Workspace(variant.root.parent.parent).config().models
+    flags = [f"--model {shlex.quote(f'{role}={getattr(mine, role)}')}" for role in INDEX_ROLES
+             if getattr(mine, role) != getattr(theirs, role)]
+    return " ".join(flags) or "--model ROLE=NAME"
 
 
 def is_variant(ws: Workspace) -> bool:
@@ -200,10 +313,15 @@ def write_variant_config(serve: Serving) -> None:
     serve.workspace.root.mkdir(parents=True, exist_ok=True)
     text = render_config(serve.config, f"model variant of {serve.workspace.root.parent.parent} ({serve.label});\n"
                                        "written by wb; the parent's wb.toml plus the --model overrides")
-    if not serve.workspace.config_path.exists() or serve.workspace.config_path.read_text() != text:
-        from workbench.files import write_whole
+    from workbench.files import write_whole
 
+    if not serve.workspace.config_path.exists() or serve.workspace.config_path.read_text() != text:
         write_whole(serve.workspace.config_path, text)
+    base = Workspace(serve.workspace.root.parent.parent).config().models
+    record = json.dumps({"overrides": variant_overrides(base, serve.config.models)}, sort_keys=True)
+    marker = serve.workspace.root / VARIANT_FILE
+    if not marker.exists() or marker.read_text() != record:
+        write_whole(marker, record)
 
 
 def parent_roots(ws: Workspace) -> list[Path]:
@@ -218,6 +336,25 @@ def parent_roots(ws: Workspace) -> list[Path]:
     with Manifest(ws.manifest_path) as manifest:
         roots = [row[0] for row in manifest.sources()]
         return [Path(r) for r in sorted(set(roots) | set(manifest.roots_to_reindex()) | set(staged_roots(ws)))]
+
+
+def variant_root(ws: Workspace, path: Path) -> Path:
+    """The root of the parent ``ws`` that `wb index PATH --model ...` indexes into a variant: PATH
+    when the parent indexes it, else the parent's root whose walk reads PATH (as `wb index PATH`
+    refreshes the covering root), so the variant's documents keep the parent's ids. InputError for a
+    PATH the parent does not index (the variant could never hold the parent's documents)."""
+    from workbench.errors import InputError
+    from workbench.index.indexer import _covering_root
+
+    asked = Path(path).expanduser().resolve()
+    roots = parent_roots(ws)
+    if asked in roots:
+        return asked
+    covering = _covering_root(roots, asked, ws.config().index.exclude)
+    if covering is None:
+        raise InputError(f"{path} is not indexed by workspace {ws.root}: a variant re-encodes the workspace's own "
+                         f"documents (index it there first: `wb index {path}`, then `wb index --model ...`)")
+    return covering
 
 
 def roots_to_reindex(ws: Workspace) -> list[str]:
@@ -239,15 +376,46 @@ def build_variant(ws: Workspace, serve: Serving, roots: list[Path] | None = None
     missing = [str(r) for r in roots if not r.exists()]
     if missing:
         raise WorkspaceError(f"indexed folder no longer exists: {missing[0]}")
+    adopt_orphan(ws, serve)
     write_variant_config(serve)
     return [Indexer(serve.workspace, serve.config, progress=progress, device=device, donor=ws).run(r) for r in roots]
 
 
 def is_stale(ws: Workspace, serve: Serving) -> bool:
-    """True when the parent's documents differ from the variant's (someone re-indexed the parent)."""
+    """True when the parent's documents differ from those of the variant's last finished run (see
+    :func:`staleness`)."""
+    return bool(staleness(ws, serve))
+
+
+def needs_index(ws: Workspace, serve: Serving) -> bool:
+    """Whether `wb index --model ...` has work on the variant now: it is stale (:func:`is_stale`) or
+    its last run was cut off (not one being written: that run does it)."""
+    from workbench.index.unfinished import UNFINISHED_RUN
+    from workbench.store.manifest import Manifest
+
+    if is_stale(ws, serve):
+        return True
+    if not serve.is_variant or not serve.workspace.exists() or serve.workspace.being_written():
+        return False
+    with Manifest(serve.workspace.manifest_path) as manifest:
+        return bool(manifest.get_meta(UNFINISHED_RUN))
+
+
+def staleness(ws: Workspace, serve: Serving) -> str:
+    """How the variant's documents stand against the parent's: "" when they are the same, or when the
+    variant is being written or its last run was cut off (the unfinished note says so; a partial
+    variant is not out of date); "older" when the parent indexed a document after the variant's
+    last one; else "differs" (the files changed and only the variant was indexed again, or the
+    parent only dropped documents)."""
+    from workbench.index.unfinished import UNFINISHED_RUN
     from workbench.store.manifest import Manifest
 
     if not serve.is_variant or not serve.workspace.exists() or not ws.exists():
-        return False
+        return ""
+    if serve.workspace.being_written():
+        return ""
     with Manifest(ws.manifest_path) as a, Manifest(serve.workspace.manifest_path) as b:
-        return a.hashes() != b.hashes()
+        if b.get_meta(UNFINISHED_RUN) or a.hashes() == b.hashes():
+            return ""
+        latest = [max((row[3] for row in m.sources()), default=0.0) for m in (a, b)]
+    return "older" if latest[0] > latest[1] else "differs"

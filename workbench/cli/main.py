@@ -72,7 +72,7 @@ def _serving(ws, overrides: dict[str, str], flags_hint: str = "", asked: str = "
     ``wb index`` to run gets ``flags_hint`` and the indexed roles' ``--model`` flags). What the user
     should know about that index (a rebuild not finished, a variant older than the workspace's
     documents) is printed on stderr and kept in ``serve.notes`` (``wb query --json``'s note)."""
-    from workbench.variants import is_stale, require_variant, roots_to_reindex, serving
+    from workbench.variants import require_variant, roots_to_reindex, serving, staleness
 
     serve = serving(ws, overrides)
     notes = []
@@ -85,9 +85,14 @@ def _serving(ws, overrides: dict[str, str], flags_hint: str = "", asked: str = "
         flags = " ".join(f"--model {r}={n}" for r, n in overrides.items() if r != "reranker")
         index_flags = (flags_hint + " " + flags).strip()
         require_variant(ws, serve, asked or index_flags, index_flags)
-        if is_stale(ws, serve):
+        lag = staleness(ws, serve)
+        if lag == "older":
             notes.append(f"the {serve.label} index is older than the workspace's documents: "
                          f"`wb index {flags}` brings it up to date")
+        elif lag:
+            notes.append(f"the {serve.label} index differs from the workspace's documents (indexed at another "
+                         f"time than the workspace's own index): `wb index` and `wb index {flags}` bring both "
+                         "up to date")
     for note in notes:
         _err_console().print(_plain(f"{note}", style="yellow"), highlight=False)
     from dataclasses import replace
@@ -152,18 +157,23 @@ def index_cmd(
     progress_json: Annotated[bool, typer.Option("--progress-json", help="Progress as JSON lines on stdout.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object (without PATH: {\"folders\": \\[one summary a folder]}).")] = False,
     remove: Annotated[bool, typer.Option("--remove", help="Drop the indexed folder PATH (it need not exist any more) from the index and its model variants.")] = False,
+    prune_variants: Annotated[bool, typer.Option("--prune-variants", help="Remove the model variants no --model reaches any more (their models, or the parent's, changed since) and index nothing.")] = False,
 ) -> None:
     """Index PATH into the workspace (incremental: unchanged documents are not re-encoded).
 
     With --model ROLE=NAME the documents go into a model variant beside the workspace's own index
     (so base and fine-tuned models stay comparable); without PATH, every indexed folder is refreshed."""
     from workbench.errors import InputError
-    from workbench.variants import parent_roots, serving, write_variant_config
+    from workbench.variants import adopt_orphan, parent_roots, serving, variant_root, write_variant_config
 
     if path is not None and not path.strip():  # `wb index "$DOCS"` with DOCS unset: not the current folder
         raise UsageError("PATH is empty (an unset shell variable?): give a folder, or no PATH to refresh "
                          "every folder the workspace indexes")
     ws = _workspace(workspace)
+    if prune_variants:
+        if path is not None or model or remove:
+            raise UsageError("--prune-variants takes no PATH, --model or --remove")
+        return _prune_variants(ws, json_out)
     if remove:
         if path is None or model:
             raise UsageError("--remove takes the indexed folder as PATH and no --model (variants follow their parent)")
@@ -192,6 +202,17 @@ def index_cmd(
                              f"{shlex.quote(str(ws.root))}`, with the models of its wb.toml), then --model builds "
                              "a variant beside it; or name the models in its wb.toml [models]")
         if serve.is_variant:
+            if path is not None:  # the parent's root covering PATH: the variant keeps the parent's document ids
+                covering = variant_root(ws, roots[0])
+                if covering != roots[0].expanduser().resolve():
+                    _err_console().print(_plain(f"{roots[0]} is inside the indexed folder {covering}: "
+                                                "re-encoding that folder", style="yellow"), highlight=False)
+                roots = [covering]
+            adopted = adopt_orphan(ws, serve)
+            if adopted is not None:
+                _err_console().print(_plain(f"took over the variant folder {adopted.name} (the same models, named "
+                                            f"otherwise before): {serve.workspace.root.name}", style="yellow"),
+                                     highlight=False)
             write_variant_config(serve)
         target, cfg = serve.workspace, serve.config
         donor = ws if serve.is_variant else None  # unchanged modes are copied from the parent's index
@@ -206,6 +227,31 @@ def index_cmd(
         raise
     if collected is not None:  # every folder refreshed: one JSON object, as --json promises
         print(json.dumps({"folders": collected}))
+    _say_orphaned_variants(ws)
+
+
+def _say_orphaned_variants(ws) -> None:
+    """One stderr line naming the variant folders no ``--model`` reaches any more (disk they hold for nothing)."""
+    from workbench.variants import orphaned_variants
+
+    orphans = orphaned_variants(ws)
+    if orphans:
+        names = ", ".join(v.root.name for v in orphans)
+        _err_console().print(_plain(f"{len(orphans)} model variant{'s' if len(orphans) > 1 else ''} no --model reaches "
+                                    f"any more (their models or the workspace's changed since): {names}; "
+                                    "`wb index --prune-variants` removes them", style="yellow"), highlight=False)
+
+
+def _prune_variants(ws, json_out: bool) -> None:
+    """``wb index --prune-variants``: remove the orphaned variant folders and say which."""
+    from workbench.variants import prune_variants
+
+    removed = prune_variants(ws)
+    if json_out:
+        print(json.dumps({"removed": [str(p) for p in removed]}))
+        return
+    typer.echo(f"removed {len(removed)} model variant{'' if len(removed) == 1 else 's'}"
+               + (f": {', '.join(p.name for p in removed)}" if removed else ""))
 
 
 def _rebuild_due(ws) -> bool:
@@ -277,8 +323,11 @@ def _index_one(ws, cfg, root_path: Path, progress_json: bool, json_out: bool, do
             _err_console().print(_plain("the rebuild is kept, and the old index answers meanwhile: `wb index` "
                                  "continues it", style="yellow"), highlight=False)
         else:
+            from workbench.index.unfinished import resume_command
+
+            again = resume_command(ws, str(root_path))  # a variant's run: `wb index --model ...`
             _err_console().print(_plain(f"indexing cut off: every document written so far is kept (queries say the "
-                                 f"index is partial); `wb index {root_path}` continues it", style="yellow"), highlight=False)
+                                 f"index is partial); {again} continues it", style="yellow"), highlight=False)
         raise
     if summary.rebuilt:
         _err_console().print(_plain(f"{summary.rebuilt}", style="yellow"))

@@ -466,6 +466,7 @@ class Indexer:
         if changed:
             self.progress("compacting", 0, 0)
             summary.note = _join(summary.note, lance.compact() or "")
+            self._purge_tantivy_deletes(manifest, lance, tantivy_store)
             tantivy_store.garbage_collect()
         self._publish_snapshot(manifest, lance)
         summary.total_docs = manifest.count_docs()
@@ -544,7 +545,6 @@ class Indexer:
             return ""
         if tantivy_store.exists() and tantivy_store.num_docs():
             return ""
-        from workbench.ingest.chunking import input_text
         from workbench.store.tantivy_store import TantivyChunkStore
 
         total = manifest.count_chunks()
@@ -552,22 +552,37 @@ class Indexer:
         shutil.rmtree(beside, ignore_errors=True)
         fresh = TantivyChunkStore(beside, tantivy_store.sparse_step)
         fresh.create_if_missing()
-        self.progress("rebuilding the Tantivy index", 0, total)
+        done = fresh.rewrite(self._tantivy_rows(lance, total, "rebuilding the Tantivy index"))
+        fresh.close()
+        shutil.rmtree(tantivy_store.folder, ignore_errors=True)
+        os.replace(beside, tantivy_store.folder)
+        tantivy_store.close()  # reopened on first use, on the folder now in place
+        return f"the Tantivy index was missing or empty: rebuilt it from the LanceDB table ({done} chunks, nothing encoded)"
+
+    def _tantivy_rows(self, lance, total: int, step: str):
+        """The table's chunks as ``TantivyChunkStore.add`` arguments, a batch at a time (stored text
+        and sparse weights, nothing encoded), progress said as ``step``."""
+        from workbench.ingest.chunking import input_text
+
+        self.progress(step, 0, total)
         done = 0
         for batch in lance.iter_columns(["chunk_key", "doc_id", "title", "text", "sparse_ids", "sparse_weights"]):
             cols = batch.to_pydict()
             texts = [input_text(t, x) for t, x in zip(cols["title"], cols["text"])]
             sparse = [(np.asarray(i, np.int32), np.asarray(w, np.float32))
                       for i, w in zip(cols["sparse_ids"], cols["sparse_weights"])]
-            fresh.add(cols["chunk_key"], cols["doc_id"], texts, sparse)
+            yield cols["chunk_key"], cols["doc_id"], texts, sparse
             done += batch.num_rows
-            self.progress("rebuilding the Tantivy index", done, total)
-        fresh.commit()
-        fresh.close()
-        shutil.rmtree(tantivy_store.folder, ignore_errors=True)
-        os.replace(beside, tantivy_store.folder)
-        tantivy_store.close()  # reopened on first use, on the folder now in place
-        return f"the Tantivy index was missing or empty: rebuilt it from the LanceDB table ({done} chunks, nothing encoded)"
+            self.progress(step, done, total)
+
+    def _purge_tantivy_deletes(self, manifest, lance, tantivy_store) -> None:
+        """Deleted chunks still counted in Tantivy's segments (BM25's document frequencies and
+        average length) are dropped by rewriting the index from the table in one commit, so BM25
+        scores equal a fresh build's. Tantivy-py exposes no merge call, and its merge policy leaves
+        a segment with deletions alone; a kill before the commit leaves the old index whole."""
+        if not tantivy_store.exists() or not tantivy_store.deleted_docs():
+            return
+        tantivy_store.rewrite(self._tantivy_rows(lance, manifest.count_chunks(), "rewriting the BM25 index"))
 
     def _recover(self, manifest, lance, tantivy_store) -> None:
         """Undo a killed run's partial batch: delete its documents everywhere."""

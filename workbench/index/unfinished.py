@@ -21,14 +21,28 @@ def unfinished_note(workspace, unfinished: dict | None) -> str:
     first = sorted(unfinished)[0]
     root = first + (f" (and {len(unfinished) - 1} more folders)" if len(unfinished) > 1 else "")
     if workspace.being_written():
-        return f"`wb index` of {root} is running: documents it has not reached yet are missing"
-    again = f"`wb index {first}`" if len(unfinished) == 1 else "`wb index`"
+        return (f"`wb index` of {root} is running: documents it has not reached yet are missing, and until it "
+                "ends dense and ColBERT may answer with documents it removed or edited as they were (BM25 and "
+                "sparse already see them gone or new): answers can mix the old and the new state")
+    again = resume_command(workspace, first if len(unfinished) == 1 else None)
     return (f"the indexing run of {root} was cut off before its end: documents it had not reached are missing "
             f"(an edited one answers as it was, or from some modes not at all); {again} continues it")
 
 
-def cut_off_note(unfinished: dict) -> str:
+def cut_off_note(unfinished: dict, workspace=None) -> str:
     """Why a workspace holds no documents although indexing began and no writer holds it now: its
     first run was cut off before writing any."""
     first = sorted(unfinished)[0]
-    return f"the first indexing run of {first} was cut off before it wrote a document: `wb index {first}` continues it"
+    again = resume_command(workspace, first) if workspace is not None else f"`wb index {first}`"
+    return f"the first indexing run of {first} was cut off before it wrote a document: {again} continues it"
+
+
+def resume_command(workspace, root: str | None) -> str:
+    """The `wb index` (in backquotes) that continues a run of ``root`` (None: of every root) in
+    ``workspace``: for a model variant (``<parent>/variants/NAME/``) the parent's `wb index --model
+    ROLE=NAME ...` with the variant's models, since `wb index ROOT` indexes the parent."""
+    if workspace.root.parent.name == "variants":
+        from workbench.variants import model_flags
+
+        return f"`wb index {model_flags(workspace)}`"
+    return f"`wb index {root}`" if root else "`wb index`"

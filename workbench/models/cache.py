@@ -203,6 +203,11 @@ def _builtin_in_cache(path: str | os.PathLike | None) -> str | None:
         return None
 
 
+def builtin_name_at(path: str | os.PathLike | None) -> str | None:
+    """The built-in model's name when ``path`` is its install folder (``<model cache>/<name>``), else None."""
+    return _builtin_in_cache(path)
+
+
 def builtin_install_problem(path: str | os.PathLike | None) -> tuple[str, str] | None:
     """``(name, problem)`` when ``path`` is a built-in model's folder in the model cache and that
     install is not whole (``install_problem``), else None. An index records the folder, not the

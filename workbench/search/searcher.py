@@ -21,7 +21,7 @@ from workbench.config import WorkspaceConfig
 from workbench.encoders.device import numpy_query_threads, query_thread_limit
 from workbench.encoders.templates import resolve_instruction
 from workbench.errors import ModelError, UsageError, WorkspaceError
-from workbench.index.unfinished import UNFINISHED_RUN, cut_off_note, unfinished_note
+from workbench.index.unfinished import UNFINISHED_RUN, cut_off_note, resume_command, unfinished_note
 from workbench.index.settings import settings_from_config, settings_from_dict
 from workbench.models.registry import fingerprint, model_labels
 from workbench.search.fusion import fuse, interpolate
@@ -144,14 +144,16 @@ class Searcher:
             unfinished = manifest.get_meta(UNFINISHED_RUN)
         if recorded is None or n_docs == 0:
             if unfinished and not pending and not workspace.being_written():
-                raise WorkspaceError(f"workspace {workspace.root} holds no documents yet: {cut_off_note(unfinished)}")
+                raise WorkspaceError(f"workspace {workspace.root} holds no documents yet: "
+                                     f"{cut_off_note(unfinished, workspace)}")
             if pending and not workspace.being_written():
                 raise WorkspaceError(f"workspace {workspace.root} holds no documents: a rebuild after a settings "
                                      "change was interrupted; `wb index` finishes it")
             if workspace.being_written():
                 raise WorkspaceError(f"workspace {workspace.root} is being indexed and holds no documents yet: "
                                      "query again when `wb index` has finished")
-            raise WorkspaceError(f"workspace {workspace.root} is empty: run `wb index PATH` first")
+            again = resume_command(workspace, "PATH")
+            raise WorkspaceError(f"workspace {workspace.root} is empty: run {again} first")
         self.settings = settings_from_dict(recorded)
         self.serving_note = ""  # why the index answers with other settings than wb.toml's ("": it does not)
         served = self.config.models

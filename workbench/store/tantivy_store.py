@@ -9,6 +9,9 @@ Contract:
   (an index written before the count was recorded, levels clipped to 8 bits) reads as 8 planes;
 - one writer at a time (the workspace lock guarantees it); ``commit`` makes a batch durable, and a
   killed writer loses only uncommitted documents;
+- a deleted document stays in its segment (and in BM25's document counts and average length) until
+  the segment is rewritten: ``deleted_docs`` says how many there are, ``rewrite`` replaces every
+  document in one commit (the old segments drop out whole), so the statistics equal a fresh build's;
 - searches return (chunk_keys, scores) arrays, best first;
 - a BM25 query is a disjunction of its terms: a token the tokenizer splits (``itertools.groupby``,
   ``snake_case``, ``x2.5``) counts as its separate terms, never as a phrase.
@@ -169,6 +172,36 @@ class TantivyChunkStore:
                 raise IndexingError(f"Tantivy commit failed: {exc}") from exc
             self._writer = None
             self.index.reload()
+
+    def deleted_docs(self) -> int:
+        """How many deleted documents the committed segments still hold (they count in BM25's
+        statistics); an unreadable ``meta.json`` counts as one, so the caller rewrites."""
+        try:
+            segments = json.loads((self.folder / "meta.json").read_text())["segments"]
+            return sum(int((seg.get("deletes") or {}).get("num_deleted_docs", 0)) for seg in segments)
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return 1
+
+    def rewrite(self, batches) -> int:
+        """Replace every document by those of ``batches`` (``add``'s arguments as tuples) in one
+        commit: a kill before it leaves the old index whole, after it the new one. Returns how many
+        documents were written."""
+        try:
+            self.writer.delete_all_documents()
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise IndexingError(f"Tantivy rewrite failed: {exc}") from exc
+        written = 0
+        try:
+            for keys, doc_ids, texts, sparse in batches:
+                self.add(keys, doc_ids, texts, sparse)
+                written += len(keys)
+        except BaseException:
+            self._writer = None  # dropped uncommitted: the delete-all never reaches the index
+            raise
+        self.commit()
+        return written
 
     def garbage_collect(self) -> None:
         try:

@@ -363,8 +363,8 @@ class Engine:
         try:
             serve = variants.serving(ws, overrides)
             built = serve.workspace.exists()
-            # stale: the parent's documents changed, or the model was trained again under its name
-            stale = built and (variants.is_stale(ws, serve) or bool(Indexer(serve.workspace, serve.config).rebuild_reason()))
+            # stale: the parent's documents changed, its run was cut off, or the model was trained again under its name
+            stale = built and (variants.needs_index(ws, serve) or bool(Indexer(serve.workspace, serve.config).rebuild_reason()))
         except Exception as exc:
             raise _wrap(exc) from exc
         return VariantInfo(str(serve.workspace.root), serve.label, serve.is_variant, built, stale)
