@@ -4,8 +4,11 @@ One *step* is one optimizer step (``grad_accum`` micro-batches of ``batch_size``
 from :class:`~trainers.data.TaskBatchSampler`). Per micro-batch: the queries (instruction rendered
 with the query template), one positive per example (drawn at random) and, when every example of the
 batch has hard negatives, ``negatives_per_query`` of them each (drawn without replacement, with
-replacement when an example has fewer). If any example of a batch has no hard negative, the whole
-batch trains on in-batch negatives only, so the ``[B, N, d]`` shape stays consistent. The random
+replacement when an example has fewer); an example without hard negatives brings none and the
+others keep theirs (the loss takes a mask of the real ones). A candidate passage equal to one of a
+query's own positives (another example's positive or hard negative with the same text, rows of one
+query) is masked out of its negatives; under data parallel the passages' text ids are gathered with
+them, so this holds across ranks, and every rank runs the same collectives. The random
 draws come from ``Random(f"{seed}|{step}|{micro}")``: a resumed run makes the same draws.
 
 The run protocol (status, events, checkpoints, stop, exact resume, eval hook) is
@@ -113,8 +116,42 @@ def load_beir_eval(folder: str, split: str) -> tuple[dict[str, str], dict[str, s
 # ------------------------------------------------------------------------------ training
 
 
-def _pick_negatives(ex, n: int, rng: random.Random) -> list[str]:
-    return [ex.negatives[i] for i in _pick_negative_indices(ex, n, rng)]
+def _draw_negatives(exs, n: int, rng: random.Random) -> list[list[int]]:
+    """Per example, the indices of the hard negatives it brings to this micro-batch: ``n`` of its
+    own when it has any, none when it has none (the others keep theirs)."""
+    return [_pick_negative_indices(ex, n, rng) if n > 0 and ex.negatives else [] for ex in exs]
+
+
+def _own_ids(exs, queries: list[str]):
+    """``[B, K]`` long: the :func:`~trainers.losses.text_id` s of each example's positives, pooled
+    over the examples of the batch that ask the same (rendered) query, padded with -1. A candidate
+    with one of these ids is one of the query's own positives: never its negative."""
+    import torch
+
+    from .losses import text_id
+
+    pooled: dict[str, set[int]] = {}
+    for ex, query in zip(exs, queries):
+        pooled.setdefault(query, set()).update(text_id(t) for t in ex.positives)
+    rows = [sorted(pooled[query]) for query in queries]
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def _padded_negatives(flat, ids, neg_idx: list[list[int]], n: int):
+    """``(negatives [B, n, d] | None, mask [B, n] | None, ids [B, n] | None)`` from the micro-batch's
+    hard negatives ``flat [M, d]`` (example by example, ``len(neg_idx[i])`` each, 0 or n): padded
+    slots are zeros, id -1, mask False. None when no example brought any."""
+    import torch
+
+    if not flat.shape[0]:
+        return None, None, None
+    b = len(neg_idx)
+    mask = torch.tensor([[k < len(js) for k in range(n)] for js in neg_idx], dtype=torch.bool, device=flat.device)
+    slots = torch.nonzero(mask.reshape(-1)).squeeze(1)
+    negatives = flat.new_zeros((b * n, flat.shape[1])).index_copy(0, slots, flat).reshape(b, n, -1)
+    padded_ids = torch.full((b * n,), -1, dtype=torch.long, device=flat.device).index_copy(0, slots, ids)
+    return negatives, mask, padded_ids.reshape(b, n)
 
 
 def _pick_negative_indices(ex, n: int, rng: random.Random) -> list[int]:
@@ -176,8 +213,6 @@ class EmbedderTrainer(Trainer):
         return {"kind": self.kind, "pooling": self.pooling}
 
     def compute_loss(self, model, exs, rng, device, accelerator):
-        import torch
-
         from .backbone import encode
 
         cfg, templates, tokenizer = self.cfg, self.templates, self.tokenizer
@@ -185,61 +220,77 @@ class EmbedderTrainer(Trainer):
         if self.redraw is not None:  # unsupervised: this step's own crops (or cloze sentences)
             exs = [self.redraw(ex, rng) for ex in exs]
         queries = [templates.render_query(ex.query, ex.instruction) for ex in exs]
-        n_neg = cfg.negatives_per_query
-        use_neg = n_neg > 0 and all(ex.negatives for ex in exs)
         if self.multi:
-            passages, owner = [], []
-            for i, ex in enumerate(exs):
-                passages.extend(ex.positives)
-                owner.extend([i] * len(ex.positives))
-            if use_neg:
-                for ex in exs:
-                    passages.extend(_pick_negatives(ex, n_neg, rng))
+            passages = [text for ex in exs for text in ex.positives]
+            pos_idx = None
         else:
             pos_idx = [rng.randrange(len(ex.positives)) for ex in exs]  # the draws of rng.choice
             passages = [ex.positives[i] for ex, i in zip(exs, pos_idx)]
-            neg_idx = []
-            if use_neg:
-                for ex in exs:
-                    neg_idx.append(_pick_negative_indices(ex, n_neg, rng))
-                    passages.extend(ex.negatives[j] for j in neg_idx[-1])
+        neg_idx = _draw_negatives(exs, cfg.negatives_per_query, rng)
+        passages.extend(ex.negatives[j] for ex, js in zip(exs, neg_idx) for j in js)
         with accelerator.autocast():
             q, q_tok = encode(model, tokenizer, queries, cfg.query_max_length, pooling, normalize,
                               device=device, return_tokens=True)
             d, d_tok = encode(model, tokenizer, passages, cfg.passage_max_length, pooling, normalize,
                               device=device, return_tokens=True)
         q, d = q.float(), d.float()
+        own = _own_ids(exs, queries).to(q.device)
         if self.multi:
-            qn = torch.nn.functional.normalize(q, dim=-1)
-            dn = torch.nn.functional.normalize(d, dim=-1)
-            scores = qn @ dn.T / cfg.temperature
-            mask = torch.zeros_like(scores, dtype=torch.bool)
-            for j, i in enumerate(owner):
-                mask[i, j] = True
-            if hasattr(self.loss_fn, "sample_positives"):  # rand1lh: its draws come from the step's rng,
-                # which the loop restores on resume (the loss's own generator is not checkpointed)
-                draws = torch.Generator(device="cpu").manual_seed(rng.getrandbits(63))
-                loss = self.loss_fn(scores, mask, generator=draws)
-            else:
-                loss = self.loss_fn(scores, mask)
+            loss = self._multi_positive_loss(q, d, exs, passages, own, rng)
         else:
-            b = len(exs)
-            negatives = d[b:].reshape(b, n_neg, -1) if use_neg else None
-            if self.distill_only:
-                loss = q.new_zeros(())
-            else:
-                loss = self.loss_fn(q, d[:b], negatives, gather_across_devices=cfg.cross_device_negatives)
-            if self.kl_fn is not None:
-                # student: cosine of each query with its own positive and hard negatives; teacher: the
-                # mined scores of the same passages
-                qn = torch.nn.functional.normalize(q, dim=-1)
-                cand = torch.cat([d[:b].unsqueeze(1), negatives], dim=1)
-                student = torch.einsum("bd,bcd->bc", qn, torch.nn.functional.normalize(cand, dim=-1))
-                teacher = torch.tensor([[ex.positive_scores[i]] + [ex.negative_scores[j] for j in js]
-                                        for ex, i, js in zip(exs, pos_idx, neg_idx)],
-                                       dtype=student.dtype, device=student.device)
-                loss = loss + self.distill_weight * self.kl_fn(student, teacher)
+            loss = self._infonce_loss(q, d, exs, passages, pos_idx, neg_idx, own)
         return loss, q_tok + d_tok
+
+    def _multi_positive_loss(self, q, d, exs, passages, own, rng):
+        """The multi-positive loss over every passage of the micro-batch: mask = the example's own
+        positives; a passage equal to one of its positives elsewhere is no negative (-inf)."""
+        import torch
+
+        from .losses import mask_false_negatives, text_id
+
+        qn = torch.nn.functional.normalize(q, dim=-1)
+        dn = torch.nn.functional.normalize(d, dim=-1)
+        scores = qn @ dn.T / self.cfg.temperature
+        mask = torch.zeros_like(scores, dtype=torch.bool)
+        column = 0
+        for i, ex in enumerate(exs):
+            mask[i, column : column + len(ex.positives)] = True
+            column += len(ex.positives)
+        ids = torch.tensor([text_id(t) for t in passages], dtype=torch.long, device=q.device)
+        scores = mask_false_negatives(scores, mask, ids, own)
+        if hasattr(self.loss_fn, "sample_positives"):  # rand1lh: its draws come from the step's rng,
+            # which the loop restores on resume (the loss's own generator is not checkpointed)
+            draws = torch.Generator(device="cpu").manual_seed(rng.getrandbits(63))
+            return self.loss_fn(scores, mask, generator=draws)
+        return self.loss_fn(scores, mask)
+
+    def _infonce_loss(self, q, d, exs, passages, pos_idx, neg_idx, own):
+        """InfoNCE (and the distillation term): each query's drawn positive against every positive
+        and every hard negative there is (each example brings its own, however many), false
+        negatives masked; ``negatives`` padded to ``[B, N, d]`` with a mask of the real ones."""
+        import torch
+
+        from .losses import text_id
+
+        cfg, b = self.cfg, len(exs)
+        ids = torch.tensor([text_id(t) for t in passages], dtype=torch.long, device=q.device)
+        negatives, neg_mask, neg_ids = _padded_negatives(d[b:], ids[b:], neg_idx, cfg.negatives_per_query)
+        if self.distill_only:
+            loss = q.new_zeros(())
+        else:
+            loss = self.loss_fn(q, d[:b], negatives, negative_mask=neg_mask, positive_ids=ids[:b],
+                                negative_ids=neg_ids, own_ids=own, gather_across_devices=cfg.cross_device_negatives)
+        if self.kl_fn is not None:  # every row has its negatives (checked in examples())
+            # student: cosine of each query with its own positive and hard negatives; teacher: the
+            # mined scores of the same passages
+            qn = torch.nn.functional.normalize(q, dim=-1)
+            cand = torch.cat([d[:b].unsqueeze(1), negatives], dim=1)
+            student = torch.einsum("bd,bcd->bc", qn, torch.nn.functional.normalize(cand, dim=-1))
+            teacher = torch.tensor([[ex.positive_scores[i]] + [ex.negative_scores[j] for j in js]
+                                    for ex, i, js in zip(exs, pos_idx, neg_idx)],
+                                   dtype=student.dtype, device=student.device)
+            loss = loss + self.distill_weight * self.kl_fn(student, teacher)
+        return loss
 
     def evaluate(self, model, device):
         return _evaluate(model, self.tokenizer, self.cfg, self.templates, self.pooling, self.normalize, device)
