@@ -98,6 +98,30 @@ def _templates(cfg: EmbedderConfig, kind: str):
     return PromptTemplates(query=cfg.query_template)
 
 
+def _eval_instruction(cfg: EmbedderConfig, examples) -> str:
+    """The instruction the eval queries get: the one the training queries were rendered with. When
+    every example carries the same one (the rows' ``prompt``, a dataset's or the run's instruction),
+    that one; with several, the instruction of the task named as the eval folder when it has one,
+    else the run's own when examples use it, else the most common; said in the run's log then."""
+    counts: dict[str, int] = {}
+    for ex in examples:
+        counts[ex.instruction] = counts.get(ex.instruction, 0) + 1
+    if len(counts) <= 1:
+        return next(iter(counts), cfg.instruction)
+    name = Path(cfg.eval_data).name if cfg.eval_data else ""
+    by_task = {ex.instruction for ex in examples if ex.task == name}
+    if len(by_task) == 1:
+        chosen, why = by_task.pop(), f"that of task {name}, named as the eval data"
+    elif cfg.instruction in counts:
+        chosen, why = cfg.instruction, "the run's instruction"
+    else:
+        chosen = max(counts, key=lambda text: counts[text])
+        why = f"the most common, {counts[chosen]} of {len(examples)} examples"
+    if cfg.eval_data:
+        _log(f"the training examples carry {len(counts)} instructions; eval queries use {chosen!r} ({why})")
+    return chosen
+
+
 def load_beir_eval(folder: str, split: str) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
     """(corpus id -> title + text, query id -> text, qrels) of a BEIR folder, its evaluated queries
     only: read and checked exactly as `wb eval` reads it (``workbench.eval.dataset``: TREC qrels, BOMs,
@@ -167,6 +191,7 @@ class EmbedderTrainer(Trainer):
 
     def __init__(self, cfg: EmbedderConfig) -> None:
         super().__init__(cfg)
+        self.eval_instruction = cfg.instruction  # set from the training data by examples()
         self.redraw = None  # set by examples(): unsupervised pairs are drawn again every step
         key = loss_key(cfg.loss)
         # loss "kl": distillation only; distill_weight > 0: contrastive + w * KL
@@ -181,6 +206,7 @@ class EmbedderTrainer(Trainer):
 
     def examples(self):
         examples, self.redraw = _examples(self.cfg)
+        self.eval_instruction = _eval_instruction(self.cfg, examples)
         if self.distill_weight > 0:
             lacking = sum(1 for ex in examples if not ex.negatives or ex.positive_scores is None
                           or ex.negative_scores is None)
@@ -231,8 +257,8 @@ class EmbedderTrainer(Trainer):
         with accelerator.autocast():
             q, q_tok = encode(model, tokenizer, queries, cfg.query_max_length, pooling, normalize,
                               device=device, return_tokens=True)
-            d, d_tok = encode(model, tokenizer, passages, cfg.passage_max_length, pooling, normalize,
-                              device=device, return_tokens=True)
+            d, d_tok = encode(model, tokenizer, [templates.render_document(t) for t in passages],
+                              cfg.passage_max_length, pooling, normalize, device=device, return_tokens=True)
         q, d = q.float(), d.float()
         own = _own_ids(exs, queries).to(q.device)
         if self.multi:
@@ -293,7 +319,8 @@ class EmbedderTrainer(Trainer):
         return loss
 
     def evaluate(self, model, device):
-        return _evaluate(model, self.tokenizer, self.cfg, self.templates, self.pooling, self.normalize, device)
+        return _evaluate(model, self.tokenizer, self.cfg, self.templates, self.pooling, self.normalize, device,
+                         instruction=self.eval_instruction)
 
     def save_final(self, model, out_dir):
         from .backbone import save_final
@@ -314,8 +341,11 @@ def train_embedder(
     return train_run(run, resume, on_step=on_step)
 
 
-def _evaluate(model, tokenizer, cfg: EmbedderConfig, templates, pooling, normalize, device) -> float | None:
-    """nDCG@10 of exact cosine top-100 on ``cfg.eval_data`` (None when ranx is not installed)."""
+def _evaluate(model, tokenizer, cfg: EmbedderConfig, templates, pooling, normalize, device, *,
+              instruction: str | None = None) -> float | None:
+    """nDCG@10 of exact cosine top-100 on ``cfg.eval_data`` (None when ranx is not installed): queries
+    rendered with ``instruction`` (default ``cfg.instruction``; the trainer passes the one its training
+    data used, :func:`_eval_instruction`), documents with the document template."""
     try:
         from ranx import Qrels, Run, evaluate
     except ImportError:
@@ -339,9 +369,10 @@ def _evaluate(model, tokenizer, cfg: EmbedderConfig, templates, pooling, normali
                        for i in range(0, len(texts), 64)]
                 return torch.nn.functional.normalize(torch.cat(out), dim=-1)
 
-            d = enc([corpus[i] for i in doc_ids], cfg.passage_max_length)
+            d = enc([templates.render_document(corpus[i]) for i in doc_ids], cfg.passage_max_length)
             qids = list(queries)
-            q = enc([templates.render_query(queries[i], cfg.instruction) for i in qids], cfg.query_max_length)
+            instruction = cfg.instruction if instruction is None else instruction
+            q = enc([templates.render_query(queries[i], instruction) for i in qids], cfg.query_max_length)
             scores = q @ d.T
             top = torch.topk(scores, k=min(100, len(doc_ids)), dim=1)
     finally:
