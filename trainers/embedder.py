@@ -91,11 +91,18 @@ def _examples(cfg: EmbedderConfig):
 
 
 def _templates(cfg: EmbedderConfig, kind: str):
-    from workbench.encoders.templates import LLM_EMBEDDER, PLAIN, PromptTemplates
+    """The templates the run trains, evaluates and records with: ``auto`` -> those serving uses for
+    the base (:func:`~workbench.encoders.templates.templates_for`: a previous run's recorded
+    templates, the base's sentence-transformers prompts such as e5's ``query: ``/``passage: ``, an
+    e5 name, LLM style for decoders, else plain); a custom ``query_template`` replaces the query
+    side only (passages keep the base's document template)."""
+    from workbench.encoders.templates import PromptTemplates, templates_for
 
+    path = cfg.base if Path(cfg.base).is_dir() else None
+    served = templates_for(cfg.base, "causal-lm" if kind == "decoder" else "encoder", path)
     if cfg.query_template == "auto":
-        return LLM_EMBEDDER if kind == "decoder" else PLAIN
-    return PromptTemplates(query=cfg.query_template)
+        return served
+    return PromptTemplates(query=cfg.query_template, document=served.document)
 
 
 def _eval_instruction(cfg: EmbedderConfig, examples) -> str:
