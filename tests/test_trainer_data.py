@@ -95,11 +95,28 @@ def test_flagembedding_jsonl(tmp_path):
     assert examples[1].positives == ("p1", "p2") and examples[1].negatives == ()
     scored = examples[2]
     assert scored.positive_scores == (0.9,) and scored.negative_scores == (0.2, 0.1)
-    assert scored.instruction == "Represent this query: " and scored.task == "retrieval"
+    assert scored.instruction == "Represent this query" and scored.task == "retrieval"  # the template adds ": "
     assert examples[0].instruction == "Default instruction: " and examples[0].task == "bge"
     report = examples.report
     assert (report.format, report.read, report.kept, report.skipped) == ("flagembedding", 4, 4, {})
     assert read_examples(path, task="mine")[2].task == "mine"  # the argument wins
+
+
+def test_a_row_prompt_in_flagembeddings_convention_trains_as_the_same_instruction_is_served(tmp_path):
+    """BGE's query instruction as FlagEmbedding rows carry it (trailing ": "): the training query is
+    written exactly as `wb query -i` with that text writes it, once with its separator."""
+    from workbench.encoders.templates import LLM_EMBEDDER, PLAIN, resolve_instruction
+
+    bge = "Represent this sentence for searching relevant passages: "
+    path = write_jsonl(tmp_path / "bge.jsonl", [{"query": "what is x", "pos": ["x is y"], "prompt": bge},
+                                                {"query": "what is z", "pos": ["z is w"], "prompt": "  :  "}])
+    first, second = read_examples(path, instruction="fallback")
+    for templates in (PLAIN, LLM_EMBEDDER):
+        served = templates.render_query("what is x", resolve_instruction(bge))
+        assert templates.render_query(first.query, first.instruction) == served
+    assert PLAIN.render_query(first.query, first.instruction) == (
+        "Represent this sentence for searching relevant passages: what is x")
+    assert second.instruction == "fallback"  # a prompt of nothing but a colon is no prompt
 
 
 def test_a_negative_equal_to_a_positive_of_its_row_is_dropped_with_its_score(tmp_path):
@@ -530,7 +547,7 @@ def test_several_datasets_keep_their_own_task_instruction_and_split(tmp_path):
         split="train", instruction="Run default: ")
     assert [e.task for e in examples] == ["nli"] * 5 + ["answers"] * 3 + ["beir"]
     assert {e.instruction for e in examples[:5]} == {"Run default: "}  # the run's, for rows without a prompt
-    assert {e.instruction for e in examples[5:8]} == {"Own prompt: "}  # a row's prompt wins
+    assert {e.instruction for e in examples[5:8]} == {"Own prompt"}  # a row's prompt wins (its ": " is the template's)
     assert examples[8].query == "second" and examples[8].instruction == "Find: "  # the dataset's split
     summary = examples.report.summary()
     assert "nli.jsonl: flagembedding: read 5, kept 5" in summary and "tasks: nli (5), answers (3), beir (1)" in summary

@@ -9,6 +9,7 @@ the other rank's passages to every query's candidates (a strictly larger first l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -27,18 +28,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(run_dir: Path) -> subprocess.CompletedProcess:
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (read from /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _torchrun(run_dir: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), "-m", "trainers.cli", "run", str(run_dir)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        workers = _descendants(proc.pid)  # torchrun starts its workers in sessions of their own
         os.killpg(proc.pid, signal.SIGKILL)  # torchrun's workers too: nothing may outlive the test
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         out, err = proc.communicate()
-        pytest.fail(f"torchrun did not finish in 300 s: {err[-2000:]}")
+        pytest.fail(f"torchrun did not finish in {timeout} s: {err[-2000:]}")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
@@ -69,6 +90,25 @@ def test_two_ranks_train_one_run(tiny, tmp_path):  # noqa: F811
     assert proc.returncode == 0, proc.stderr[-3000:]
     # without gathering, rank 0's first step is exactly the single process's first step
     assert _losses(local)[0] == pytest.approx(_losses(single)[0], abs=1e-5)
+
+
+@pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it
+def test_ranks_whose_batches_differ_in_hard_negatives_train_together(tiny, tmp_path):  # noqa: F811
+    """One row of 24 without hard negatives (as `wb mine` writes some): in the step where one rank's
+    batch holds it and the other's does not, both still gather the same tensors, so the run
+    finishes (it used to hang: one rank gathered negatives, the other did not)."""
+    import json
+
+    base, data = tiny
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    rows[0]["neg"] = []
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    run = _new(tmp_path / "m", "mixed", base, mixed, max_steps=0, epochs=1.0, batch_size=4, negatives_per_query=1)
+    proc = _torchrun(run.path, timeout=90)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert run.status()["state"] == "finished"
+    assert [e["step"] for e in run.events() if e["event"] == "step"] == [1, 2, 3]
 
 
 @pytest.mark.slow  # heavy (12-42 s on a 2-core AVX2 machine): `make test-all` and .ci/run run it

@@ -24,6 +24,8 @@ from trainers.losses import (
     Rand1LHLoss,
     SumMargLHLoss,
     build_loss,
+    mask_false_negatives,
+    text_id,
 )
 from workbench.errors import TrainingError, UsageError
 
@@ -254,6 +256,95 @@ def test_rand1lh_state_dict_resumes_the_draws():
     assert resumed.sample_positives(mask).tolist() == expected
 
 
+# ----------------------------------------------------------------- own negatives, false negatives
+
+
+def np_infonce(q, candidates, targets, excluded, tau):
+    """Brute force: mean over queries of -log softmax(cosine / tau) at the target, the candidates
+    in ``excluded[i]`` left out of query i's softmax."""
+    unit = lambda m: m / np.linalg.norm(m, axis=-1, keepdims=True)  # noqa: E731
+    logits = unit(np.asarray(q, dtype=np.float64)) @ unit(np.asarray(candidates, dtype=np.float64)).T / tau
+    total = 0.0
+    for i, row in enumerate(logits):
+        kept = [c for c in range(len(row)) if c not in excluded[i]]
+        total += -(row[targets[i]] - math.log(sum(math.exp(row[c]) for c in kept)))
+    return total / len(logits)
+
+
+def _ids(texts):
+    return torch.tensor([text_id(x) if x else -1 for x in texts], dtype=torch.long)
+
+
+def test_infonce_each_query_keeps_its_own_negatives_and_false_negatives_are_masked():
+    """Query 0 brings 2 hard negatives, query 1 one (a padded slot), query 2 none; query 2's positive
+    text is query 0's positive, and query 1's hard negative is query 0's positive too."""
+    torch.manual_seed(0)
+    d = 5
+    q, p, negs = (torch.randn(*shape, dtype=torch.float64) for shape in ((3, d), (3, d), (3, 2, d)))
+    neg_mask = t([[True, True], [True, False], [False, False]], torch.bool)
+    p_texts, neg_texts = ["a", "b", "a"], [["n0", "n1"], ["a", ""], ["", ""]]
+    own = torch.tensor([[text_id("a")], [text_id("b")], [text_id("a")]])
+    got = InfoNCELoss(temperature=0.1)(q, p, negs, negative_mask=neg_mask, positive_ids=_ids(p_texts),
+                                       negative_ids=_ids(sum(neg_texts, [])).reshape(3, 2), own_ids=own)
+    real = [negs[0, 0], negs[0, 1], negs[1, 0]]  # candidate columns: p0 p1 p2 n00 n01 n10
+    candidates = torch.cat([p, torch.stack(real)])
+    # query 0: p2 ("a") and n10 ("a") are its own passage; query 2: p0 and n10; query 1: nothing
+    expected = np_infonce(q, candidates, [0, 1, 2], [{2, 5}, set(), {0, 5}], 0.1)
+    assert got.item() == pytest.approx(expected, rel=1e-9)
+    # without ids nothing is masked; without a mask every slot is a candidate
+    plain = InfoNCELoss(temperature=0.1)(q, p, negs, negative_mask=neg_mask)
+    assert plain.item() == pytest.approx(np_infonce(q, candidates, [0, 1, 2], [set()] * 3, 0.1), rel=1e-9)
+
+
+def test_identical_positives_have_a_zero_loss_floor_with_perfect_embeddings():
+    """Two queries whose positive is the same text, embedded exactly as that text: the loss tends to
+    0 as it should (log 2 when the twin column counted as a negative)."""
+    e = F.normalize(torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), dim=-1)
+    ids = _ids(["shared", "shared", "other"])
+    own = ids.unsqueeze(1)
+    loss = InfoNCELoss(temperature=0.01)(e, e, positive_ids=ids, own_ids=own)
+    assert loss.item() < 1e-6
+    assert InfoNCELoss(temperature=0.01)(e, e).item() > 0.4  # the unmasked floor: 2/3 * log 2
+    scores = e @ e.T / 0.01
+    mask = torch.eye(3, dtype=torch.bool)
+    for name in MULTI_POSITIVE:
+        assert build_loss(name)(mask_false_negatives(scores, mask, ids, own), mask).item() < 1e-6, name
+
+
+@pytest.mark.parametrize("name", MULTI_POSITIVE)
+def test_masked_false_negatives_leave_the_multi_positive_losses_as_brute_force_computes_them(name):
+    """Random scores; candidates 4 and 5 repeat passages 0 and 2: each is dropped from the rows whose
+    positive it repeats (and only there), and the loss is the hand formula over what remains."""
+    torch.manual_seed(2)
+    texts = ["x", "y", "z", "w", "x", "z"]
+    scores = torch.randn(3, 6, dtype=torch.float64)
+    mask = t([[True, True, False, False, False, False], [False, False, True, False, False, False],
+              [False, False, False, True, False, False]], torch.bool)
+    own = torch.tensor([[text_id("x"), text_id("y")], [text_id("z"), -1], [text_id("w"), -1]])
+    masked = mask_false_negatives(scores, mask, _ids(texts), own)
+    dropped = [{4}, {5}, set()]
+    assert torch.isinf(masked).sum().item() == 2
+    got = build_loss(name)(masked, mask) if name != "rand1lh" else Rand1LHLoss(seed=1)(masked, mask)
+    picks = Rand1LHLoss(seed=1).sample_positives(mask).tolist()
+    total = 0.0
+    for i in range(3):
+        row = scores[i].tolist()
+        cols = [c for c in range(6) if c not in dropped[i]]
+        pos = [c for c in cols if mask[i, c]]
+        neg = [c for c in cols if not mask[i, c]]
+        lse_all = math.log(sum(math.exp(row[c]) for c in cols))
+        if name == "jointlh":
+            total += sum(lse_all - row[c] for c in pos) / len(pos)
+        elif name == "summarglh":
+            total += lse_all - math.log(sum(math.exp(row[c]) for c in pos))
+        elif name == "lsepair":
+            total += math.log(1 + sum(math.exp(row[n] - row[c]) for c in pos for n in neg))
+        else:
+            kept = neg + [picks[i]]
+            total += math.log(sum(math.exp(row[c]) for c in kept)) - row[picks[i]]
+    assert got.item() == pytest.approx(total / 3, rel=1e-9)
+
+
 # ----------------------------------------------------------------- cross-device gathering
 
 
@@ -309,6 +400,81 @@ def test_infonce_gathers_across_two_processes_with_uneven_batches():
         assert torch.allclose(gq, qa.grad[sl], atol=1e-5)
         assert torch.allclose(gp, pa.grad[sl], atol=1e-5)
         assert torch.allclose(gn, na.grad[sl], atol=1e-5)
+
+
+def _uneven_negatives_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    from datetime import timedelta
+
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    data = torch.load(os.path.join(out_dir, "data.pt"))
+    mine = data["ranks"][rank]
+    q = mine["q"].clone().requires_grad_()
+    p = mine["p"].clone().requires_grad_()
+    n = mine["n"].clone().requires_grad_() if mine["n"] is not None else None
+    loss = InfoNCELoss(temperature=0.1)(q, p, n, negative_mask=mine["mask"], positive_ids=mine["p_ids"],
+                                        negative_ids=mine["n_ids"], own_ids=mine["own"], gather_across_devices=True)
+    loss.backward()
+    result = {"loss": loss.item(), "gq": q.grad.clone(), "gp": p.grad.clone()}
+    if n is not None:
+        result["gn"] = n.grad.clone()
+    torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
+def _spawn_two(worker, out_dir: str, seconds: float = 120) -> None:
+    """Run ``worker`` on two gloo ranks; fail (never hang) when they do not finish in ``seconds``."""
+    import time
+
+    ctx = torch.multiprocessing.spawn(worker, args=(2, os.path.join(out_dir, "init"), out_dir), nprocs=2,
+                                      join=False)
+    deadline = time.monotonic() + seconds
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for proc in ctx.processes:
+                proc.kill()
+            pytest.fail(f"the two ranks did not finish in {seconds} s (a collective one rank skipped)")
+
+
+def test_ranks_with_and_without_hard_negatives_gather_alike_and_mask_false_negatives_across_ranks():
+    """Rank 0: 2 queries with 2 hard-negative slots (one padded); rank 1: 2 queries and no hard
+    negatives at all (None), one of whose positives is rank 0's query 0's positive text. Both ranks
+    finish (no hang), each loss is the single-process brute force over the union batch with that
+    clash masked, and the summed gradient is the union batch's gradient."""
+    torch.manual_seed(3)
+    d = 6
+    q, p, n = torch.randn(4, d), torch.randn(4, d), torch.randn(2, 2, d)
+    p_texts = ["a", "b", "c", "a"]
+    ids = _ids(p_texts)
+    own = ids.unsqueeze(1)
+    mask = t([[True, True], [True, False]], torch.bool)
+    n_ids = _ids(["n0", "n1", "n2", ""]).reshape(2, 2)
+    ranks = [dict(q=q[:2], p=p[:2], n=n, mask=mask, p_ids=ids[:2], n_ids=n_ids, own=own[:2]),
+             dict(q=q[2:], p=p[2:], n=None, mask=None, p_ids=ids[2:], n_ids=None, own=own[2:])]
+    with tempfile.TemporaryDirectory() as out_dir:
+        torch.save({"ranks": ranks}, os.path.join(out_dir, "data.pt"))
+        _spawn_two(_uneven_negatives_worker, out_dir)
+        results = [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(2)]
+
+    # union batch: columns p0 p1 p2 p3 n00 n01 n10; p0 and p3 are one text ("a")
+    candidates = torch.cat([p, n[0], n[1, :1]])
+    excluded = [{3}, set(), set(), {0}]
+    for rank, sl in enumerate([slice(0, 2), slice(2, 4)]):
+        targets = list(range(4))[sl]
+        expected = np_infonce(q[sl], candidates, targets, excluded[sl], 0.1)
+        assert results[rank]["loss"] == pytest.approx(expected, rel=1e-5)
+    qa, pa, na = (x.clone().requires_grad_() for x in (q, p, n))
+    logits = F.normalize(qa, dim=-1) @ F.normalize(torch.cat([pa, na[0], na[1, :1]]), dim=-1).T / 0.1
+    logits = logits.masked_fill(t([[c in e for c in range(7)] for e in excluded], torch.bool), float("-inf"))
+    total = F.cross_entropy(logits[:2], torch.arange(2)) + F.cross_entropy(logits[2:], torch.arange(2, 4))
+    total.backward()
+    assert torch.allclose(results[0]["gq"], qa.grad[:2], atol=1e-5)
+    assert torch.allclose(results[1]["gq"], qa.grad[2:], atol=1e-5)
+    assert torch.allclose(results[0]["gp"], pa.grad[:2], atol=1e-5)
+    assert torch.allclose(results[1]["gp"], pa.grad[2:], atol=1e-5)
+    assert torch.allclose(results[0]["gn"], na.grad, atol=1e-5)
 
 
 def test_gather_flag_without_distributed_is_a_no_op():

@@ -4,8 +4,11 @@ One *step* is one optimizer step (``grad_accum`` micro-batches of ``batch_size``
 from :class:`~trainers.data.TaskBatchSampler`). Per micro-batch: the queries (instruction rendered
 with the query template), one positive per example (drawn at random) and, when every example of the
 batch has hard negatives, ``negatives_per_query`` of them each (drawn without replacement, with
-replacement when an example has fewer). If any example of a batch has no hard negative, the whole
-batch trains on in-batch negatives only, so the ``[B, N, d]`` shape stays consistent. The random
+replacement when an example has fewer); an example without hard negatives brings none and the
+others keep theirs (the loss takes a mask of the real ones). A candidate passage equal to one of a
+query's own positives (another example's positive or hard negative with the same text, rows of one
+query) is masked out of its negatives; under data parallel the passages' text ids are gathered with
+them, so this holds across ranks, and every rank runs the same collectives. The random
 draws come from ``Random(f"{seed}|{step}|{micro}")``: a resumed run makes the same draws.
 
 The run protocol (status, events, checkpoints, stop, exact resume, eval hook) is
@@ -88,11 +91,42 @@ def _examples(cfg: EmbedderConfig):
 
 
 def _templates(cfg: EmbedderConfig, kind: str):
-    from workbench.encoders.templates import LLM_EMBEDDER, PLAIN, PromptTemplates
+    """The templates the run trains, evaluates and records with: ``auto`` -> those serving uses for
+    the base (:func:`~workbench.encoders.templates.templates_for`: a previous run's recorded
+    templates, the base's sentence-transformers prompts such as e5's ``query: ``/``passage: ``, an
+    e5 name, LLM style for decoders, else plain); a custom ``query_template`` replaces the query
+    side only (passages keep the base's document template)."""
+    from workbench.encoders.templates import PromptTemplates, templates_for
 
+    path = cfg.base if Path(cfg.base).is_dir() else None
+    served = templates_for(cfg.base, "causal-lm" if kind == "decoder" else "encoder", path)
     if cfg.query_template == "auto":
-        return LLM_EMBEDDER if kind == "decoder" else PLAIN
-    return PromptTemplates(query=cfg.query_template)
+        return served
+    return PromptTemplates(query=cfg.query_template, document=served.document)
+
+
+def _eval_instruction(cfg: EmbedderConfig, examples) -> str:
+    """The instruction the eval queries get: the one the training queries were rendered with. When
+    every example carries the same one (the rows' ``prompt``, a dataset's or the run's instruction),
+    that one; with several, the instruction of the task named as the eval folder when it has one,
+    else the run's own when examples use it, else the most common; said in the run's log then."""
+    counts: dict[str, int] = {}
+    for ex in examples:
+        counts[ex.instruction] = counts.get(ex.instruction, 0) + 1
+    if len(counts) <= 1:
+        return next(iter(counts), cfg.instruction)
+    name = Path(cfg.eval_data).name if cfg.eval_data else ""
+    by_task = {ex.instruction for ex in examples if ex.task == name}
+    if len(by_task) == 1:
+        chosen, why = by_task.pop(), f"that of task {name}, named as the eval data"
+    elif cfg.instruction in counts:
+        chosen, why = cfg.instruction, "the run's instruction"
+    else:
+        chosen = max(counts, key=lambda text: counts[text])
+        why = f"the most common, {counts[chosen]} of {len(examples)} examples"
+    if cfg.eval_data:
+        _log(f"the training examples carry {len(counts)} instructions; eval queries use {chosen!r} ({why})")
+    return chosen
 
 
 def load_beir_eval(folder: str, split: str) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
@@ -113,8 +147,42 @@ def load_beir_eval(folder: str, split: str) -> tuple[dict[str, str], dict[str, s
 # ------------------------------------------------------------------------------ training
 
 
-def _pick_negatives(ex, n: int, rng: random.Random) -> list[str]:
-    return [ex.negatives[i] for i in _pick_negative_indices(ex, n, rng)]
+def _draw_negatives(exs, n: int, rng: random.Random) -> list[list[int]]:
+    """Per example, the indices of the hard negatives it brings to this micro-batch: ``n`` of its
+    own when it has any, none when it has none (the others keep theirs)."""
+    return [_pick_negative_indices(ex, n, rng) if n > 0 and ex.negatives else [] for ex in exs]
+
+
+def _own_ids(exs, queries: list[str]):
+    """``[B, K]`` long: the :func:`~trainers.losses.text_id` s of each example's positives, pooled
+    over the examples of the batch that ask the same (rendered) query, padded with -1. A candidate
+    with one of these ids is one of the query's own positives: never its negative."""
+    import torch
+
+    from .losses import text_id
+
+    pooled: dict[str, set[int]] = {}
+    for ex, query in zip(exs, queries):
+        pooled.setdefault(query, set()).update(text_id(t) for t in ex.positives)
+    rows = [sorted(pooled[query]) for query in queries]
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def _padded_negatives(flat, ids, neg_idx: list[list[int]], n: int):
+    """``(negatives [B, n, d] | None, mask [B, n] | None, ids [B, n] | None)`` from the micro-batch's
+    hard negatives ``flat [M, d]`` (example by example, ``len(neg_idx[i])`` each, 0 or n): padded
+    slots are zeros, id -1, mask False. None when no example brought any."""
+    import torch
+
+    if not flat.shape[0]:
+        return None, None, None
+    b = len(neg_idx)
+    mask = torch.tensor([[k < len(js) for k in range(n)] for js in neg_idx], dtype=torch.bool, device=flat.device)
+    slots = torch.nonzero(mask.reshape(-1)).squeeze(1)
+    negatives = flat.new_zeros((b * n, flat.shape[1])).index_copy(0, slots, flat).reshape(b, n, -1)
+    padded_ids = torch.full((b * n,), -1, dtype=torch.long, device=flat.device).index_copy(0, slots, ids)
+    return negatives, mask, padded_ids.reshape(b, n)
 
 
 def _pick_negative_indices(ex, n: int, rng: random.Random) -> list[int]:
@@ -130,6 +198,7 @@ class EmbedderTrainer(Trainer):
 
     def __init__(self, cfg: EmbedderConfig) -> None:
         super().__init__(cfg)
+        self.eval_instruction = cfg.instruction  # set from the training data by examples()
         self.redraw = None  # set by examples(): unsupervised pairs are drawn again every step
         key = loss_key(cfg.loss)
         # loss "kl": distillation only; distill_weight > 0: contrastive + w * KL
@@ -144,6 +213,7 @@ class EmbedderTrainer(Trainer):
 
     def examples(self):
         examples, self.redraw = _examples(self.cfg)
+        self.eval_instruction = _eval_instruction(self.cfg, examples)
         if self.distill_weight > 0:
             lacking = sum(1 for ex in examples if not ex.negatives or ex.positive_scores is None
                           or ex.negative_scores is None)
@@ -176,8 +246,6 @@ class EmbedderTrainer(Trainer):
         return {"kind": self.kind, "pooling": self.pooling}
 
     def compute_loss(self, model, exs, rng, device, accelerator):
-        import torch
-
         from .backbone import encode
 
         cfg, templates, tokenizer = self.cfg, self.templates, self.tokenizer
@@ -185,64 +253,81 @@ class EmbedderTrainer(Trainer):
         if self.redraw is not None:  # unsupervised: this step's own crops (or cloze sentences)
             exs = [self.redraw(ex, rng) for ex in exs]
         queries = [templates.render_query(ex.query, ex.instruction) for ex in exs]
-        n_neg = cfg.negatives_per_query
-        use_neg = n_neg > 0 and all(ex.negatives for ex in exs)
         if self.multi:
-            passages, owner = [], []
-            for i, ex in enumerate(exs):
-                passages.extend(ex.positives)
-                owner.extend([i] * len(ex.positives))
-            if use_neg:
-                for ex in exs:
-                    passages.extend(_pick_negatives(ex, n_neg, rng))
+            passages = [text for ex in exs for text in ex.positives]
+            pos_idx = None
         else:
             pos_idx = [rng.randrange(len(ex.positives)) for ex in exs]  # the draws of rng.choice
             passages = [ex.positives[i] for ex, i in zip(exs, pos_idx)]
-            neg_idx = []
-            if use_neg:
-                for ex in exs:
-                    neg_idx.append(_pick_negative_indices(ex, n_neg, rng))
-                    passages.extend(ex.negatives[j] for j in neg_idx[-1])
+        neg_idx = _draw_negatives(exs, cfg.negatives_per_query, rng)
+        passages.extend(ex.negatives[j] for ex, js in zip(exs, neg_idx) for j in js)
         with accelerator.autocast():
             q, q_tok = encode(model, tokenizer, queries, cfg.query_max_length, pooling, normalize,
                               device=device, return_tokens=True)
-            d, d_tok = encode(model, tokenizer, passages, cfg.passage_max_length, pooling, normalize,
-                              device=device, return_tokens=True)
+            d, d_tok = encode(model, tokenizer, [templates.render_document(t) for t in passages],
+                              cfg.passage_max_length, pooling, normalize, device=device, return_tokens=True)
         q, d = q.float(), d.float()
+        own = _own_ids(exs, queries).to(q.device)
         if self.multi:
-            qn = torch.nn.functional.normalize(q, dim=-1)
-            dn = torch.nn.functional.normalize(d, dim=-1)
-            scores = qn @ dn.T / cfg.temperature
-            mask = torch.zeros_like(scores, dtype=torch.bool)
-            for j, i in enumerate(owner):
-                mask[i, j] = True
-            if hasattr(self.loss_fn, "sample_positives"):  # rand1lh: its draws come from the step's rng,
-                # which the loop restores on resume (the loss's own generator is not checkpointed)
-                draws = torch.Generator(device="cpu").manual_seed(rng.getrandbits(63))
-                loss = self.loss_fn(scores, mask, generator=draws)
-            else:
-                loss = self.loss_fn(scores, mask)
+            loss = self._multi_positive_loss(q, d, exs, passages, own, rng)
         else:
-            b = len(exs)
-            negatives = d[b:].reshape(b, n_neg, -1) if use_neg else None
-            if self.distill_only:
-                loss = q.new_zeros(())
-            else:
-                loss = self.loss_fn(q, d[:b], negatives, gather_across_devices=cfg.cross_device_negatives)
-            if self.kl_fn is not None:
-                # student: cosine of each query with its own positive and hard negatives; teacher: the
-                # mined scores of the same passages
-                qn = torch.nn.functional.normalize(q, dim=-1)
-                cand = torch.cat([d[:b].unsqueeze(1), negatives], dim=1)
-                student = torch.einsum("bd,bcd->bc", qn, torch.nn.functional.normalize(cand, dim=-1))
-                teacher = torch.tensor([[ex.positive_scores[i]] + [ex.negative_scores[j] for j in js]
-                                        for ex, i, js in zip(exs, pos_idx, neg_idx)],
-                                       dtype=student.dtype, device=student.device)
-                loss = loss + self.distill_weight * self.kl_fn(student, teacher)
+            loss = self._infonce_loss(q, d, exs, passages, pos_idx, neg_idx, own)
         return loss, q_tok + d_tok
 
+    def _multi_positive_loss(self, q, d, exs, passages, own, rng):
+        """The multi-positive loss over every passage of the micro-batch: mask = the example's own
+        positives; a passage equal to one of its positives elsewhere is no negative (-inf)."""
+        import torch
+
+        from .losses import mask_false_negatives, text_id
+
+        qn = torch.nn.functional.normalize(q, dim=-1)
+        dn = torch.nn.functional.normalize(d, dim=-1)
+        scores = qn @ dn.T / self.cfg.temperature
+        mask = torch.zeros_like(scores, dtype=torch.bool)
+        column = 0
+        for i, ex in enumerate(exs):
+            mask[i, column : column + len(ex.positives)] = True
+            column += len(ex.positives)
+        ids = torch.tensor([text_id(t) for t in passages], dtype=torch.long, device=q.device)
+        scores = mask_false_negatives(scores, mask, ids, own)
+        if hasattr(self.loss_fn, "sample_positives"):  # rand1lh: its draws come from the step's rng,
+            # which the loop restores on resume (the loss's own generator is not checkpointed)
+            draws = torch.Generator(device="cpu").manual_seed(rng.getrandbits(63))
+            return self.loss_fn(scores, mask, generator=draws)
+        return self.loss_fn(scores, mask)
+
+    def _infonce_loss(self, q, d, exs, passages, pos_idx, neg_idx, own):
+        """InfoNCE (and the distillation term): each query's drawn positive against every positive
+        and every hard negative there is (each example brings its own, however many), false
+        negatives masked; ``negatives`` padded to ``[B, N, d]`` with a mask of the real ones."""
+        import torch
+
+        from .losses import text_id
+
+        cfg, b = self.cfg, len(exs)
+        ids = torch.tensor([text_id(t) for t in passages], dtype=torch.long, device=q.device)
+        negatives, neg_mask, neg_ids = _padded_negatives(d[b:], ids[b:], neg_idx, cfg.negatives_per_query)
+        if self.distill_only:
+            loss = q.new_zeros(())
+        else:
+            loss = self.loss_fn(q, d[:b], negatives, negative_mask=neg_mask, positive_ids=ids[:b],
+                                negative_ids=neg_ids, own_ids=own, gather_across_devices=cfg.cross_device_negatives)
+        if self.kl_fn is not None:  # every row has its negatives (checked in examples())
+            # student: cosine of each query with its own positive and hard negatives; teacher: the
+            # mined scores of the same passages
+            qn = torch.nn.functional.normalize(q, dim=-1)
+            cand = torch.cat([d[:b].unsqueeze(1), negatives], dim=1)
+            student = torch.einsum("bd,bcd->bc", qn, torch.nn.functional.normalize(cand, dim=-1))
+            teacher = torch.tensor([[ex.positive_scores[i]] + [ex.negative_scores[j] for j in js]
+                                    for ex, i, js in zip(exs, pos_idx, neg_idx)],
+                                   dtype=student.dtype, device=student.device)
+            loss = loss + self.distill_weight * self.kl_fn(student, teacher)
+        return loss
+
     def evaluate(self, model, device):
-        return _evaluate(model, self.tokenizer, self.cfg, self.templates, self.pooling, self.normalize, device)
+        return _evaluate(model, self.tokenizer, self.cfg, self.templates, self.pooling, self.normalize, device,
+                         instruction=self.eval_instruction)
 
     def save_final(self, model, out_dir):
         from .backbone import save_final
@@ -263,8 +348,11 @@ def train_embedder(
     return train_run(run, resume, on_step=on_step)
 
 
-def _evaluate(model, tokenizer, cfg: EmbedderConfig, templates, pooling, normalize, device) -> float | None:
-    """nDCG@10 of exact cosine top-100 on ``cfg.eval_data`` (None when ranx is not installed)."""
+def _evaluate(model, tokenizer, cfg: EmbedderConfig, templates, pooling, normalize, device, *,
+              instruction: str | None = None) -> float | None:
+    """nDCG@10 of exact cosine top-100 on ``cfg.eval_data`` (None when ranx is not installed): queries
+    rendered with ``instruction`` (default ``cfg.instruction``; the trainer passes the one its training
+    data used, :func:`_eval_instruction`), documents with the document template."""
     try:
         from ranx import Qrels, Run, evaluate
     except ImportError:
@@ -288,9 +376,10 @@ def _evaluate(model, tokenizer, cfg: EmbedderConfig, templates, pooling, normali
                        for i in range(0, len(texts), 64)]
                 return torch.nn.functional.normalize(torch.cat(out), dim=-1)
 
-            d = enc([corpus[i] for i in doc_ids], cfg.passage_max_length)
+            d = enc([templates.render_document(corpus[i]) for i in doc_ids], cfg.passage_max_length)
             qids = list(queries)
-            q = enc([templates.render_query(queries[i], cfg.instruction) for i in qids], cfg.query_max_length)
+            instruction = cfg.instruction if instruction is None else instruction
+            q = enc([templates.render_query(queries[i], instruction) for i in qids], cfg.query_max_length)
             scores = q @ d.T
             top = torch.topk(scores, k=min(100, len(doc_ids)), dim=1)
     finally:

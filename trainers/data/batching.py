@@ -28,7 +28,10 @@ negative (the loss pushes the query away from a passage that is relevant to it).
 greedily in shuffled order, skipping examples that would clash with what the batch already
 holds; skipped ones wait for the next batch. When no clash-free example is left to fill a
 batch, it is topped up with clashing ones rather than left short, so batches keep their size
-and the clash is only where it cannot be avoided (``stats["batches_with_duplicates"]``).
+and the clash is only where it cannot be avoided (``stats["batches_with_duplicates"]``). The
+embedder's loss masks such a clash anyway (a candidate equal to one of the query's positives is
+no negative, also across ranks, which this sampler cannot see); keeping clashes apart keeps the
+batch's negatives useful rather than masked.
 
 With ``drop_last`` a task's last short batch is dropped, and a task with fewer than
 ``batch_size`` examples is left out entirely (an error if that leaves nothing).

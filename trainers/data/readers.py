@@ -29,7 +29,10 @@ is always an error that says why.
 
 ``task``: the ``task=`` argument when given, else the row's ``type`` (FlagEmbedding), else the
 file's stem (``msmarco.jsonl`` -> ``msmarco``) or the BEIR folder's name.
-``instruction``: the row's ``prompt`` when it has a non-empty one, else ``instruction=``.
+``instruction``: the row's ``prompt`` when it has a non-empty one, else ``instruction=``. A
+prompt is normalised as a typed ``--instruction`` is (``resolve_instruction``): stripped, a
+trailing colon dropped, since every template adds its own separator (FlagEmbedding's rows carry
+``"...passages: "``, which would otherwise train as ``"...passages: : query"``).
 """
 
 from __future__ import annotations
@@ -304,6 +307,11 @@ def _build(**kwargs: Any) -> TrainingExample:
 # --------------------------------------------------------------------------- row parsers
 
 
+def _row_prompt(prompt: str | None) -> str:
+    """A row's ``prompt`` as an instruction: stripped, a trailing colon dropped ("" for none)."""
+    return (prompt or "").strip().rstrip(":").rstrip()
+
+
 def _flag_example(obj: dict, task: str | None, default_task: str, instruction: str) -> TrainingExample:
     query = _req_str(obj, "query")
     pos = _str_list(obj, "pos", required=True)
@@ -314,7 +322,7 @@ def _flag_example(obj: dict, task: str | None, default_task: str, instruction: s
         raise _Malformed("'pos_scores' and 'pos' differ in length", f"{len(pos_scores)} vs {len(pos)}")
     if neg_scores is not None and len(neg_scores) != len(neg):
         raise _Malformed("'neg_scores' and 'neg' differ in length", f"{len(neg_scores)} vs {len(neg)}")
-    prompt = _opt_str(obj, "prompt")
+    prompt = _row_prompt(_opt_str(obj, "prompt"))
     row_type = _opt_str(obj, "type")
     return _build(
         query=query,
@@ -322,7 +330,7 @@ def _flag_example(obj: dict, task: str | None, default_task: str, instruction: s
         negatives=neg,
         positive_scores=pos_scores,
         negative_scores=neg_scores,
-        instruction=prompt if prompt and prompt.strip() else instruction,
+        instruction=prompt or instruction,
         task=task or (row_type.strip() if row_type and row_type.strip() else default_task),
         query_id=_query_id(obj, "query_id"),
     )

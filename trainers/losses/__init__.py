@@ -25,7 +25,7 @@ from typing import Any
 from trainers.config import loss_key
 from workbench.errors import UsageError
 
-from ._base import RetrievalLoss, check_scores_and_mask
+from ._base import RetrievalLoss, check_scores_and_mask, mask_false_negatives, text_id
 from .infonce import InfoNCELoss, gather_rows
 from .flops import FlopsRegularizer
 from .joint_lh import JointLHLoss
@@ -101,4 +101,6 @@ __all__ = [
     "build_loss",
     "check_scores_and_mask",
     "gather_rows",
+    "mask_false_negatives",
+    "text_id",
 ]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import hashlib
+
 import torch
 from torch import Tensor, nn
 
 from workbench.errors import TrainingError
 
-__all__ = ["RetrievalLoss", "check_scores_and_mask"]
+__all__ = ["RetrievalLoss", "check_scores_and_mask", "false_negatives", "mask_false_negatives", "text_id"]
 
 
 class RetrievalLoss(nn.Module):
@@ -49,3 +51,27 @@ def check_scores_and_mask(scores: Tensor, positive_mask: Tensor, loss: str) -> T
         rows = torch.nonzero(~has_positive).flatten().tolist()[:5]
         raise TrainingError(f"{loss}: every query needs at least one positive; rows without one: {rows}")
     return mask
+
+
+def text_id(text: str) -> int:
+    """A stable 63-bit id of a passage text (blake2b, the same in every process and run), for
+    telling equal passages apart from different ones across ranks; always >= 0 (-1 pads)."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big") >> 1
+
+
+def false_negatives(candidate_ids: Tensor, own_ids: Tensor) -> Tensor:
+    """``[B, C]`` bool: True where candidate ``c`` (``candidate_ids [C]``, :func:`text_id` s) is one
+    of query ``i``'s own positives (``own_ids [B, K]``, padded with -1, which no candidate id
+    equals). The caller unmarks the columns that are the query's targets."""
+    own = own_ids.to(candidate_ids.device)
+    hits = candidate_ids.unsqueeze(0).unsqueeze(2) == own.unsqueeze(1)  # [B, C, K]
+    return hits.any(dim=2) & (candidate_ids >= 0).unsqueeze(0)
+
+
+def mask_false_negatives(scores: Tensor, positive_mask: Tensor, candidate_ids: Tensor, own_ids: Tensor) -> Tensor:
+    """``scores`` with every false negative at ``-inf``: a candidate that is not one of the query's
+    positive columns (``positive_mask``) but whose passage is one of the query's positives (the same
+    text as another example's positive or hard negative). Such a column then counts neither as a
+    negative nor as a positive in any multi-positive loss (they all accept ``-inf`` candidates)."""
+    clash = false_negatives(candidate_ids, own_ids) & ~positive_mask.bool()
+    return scores.masked_fill(clash, float("-inf"))

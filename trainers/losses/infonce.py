@@ -10,7 +10,7 @@ from torch import Tensor
 
 from workbench.errors import TrainingError, UsageError
 
-from ._base import RetrievalLoss
+from ._base import RetrievalLoss, false_negatives
 
 __all__ = ["InfoNCELoss", "gather_rows"]
 
@@ -28,8 +28,9 @@ def _distributed() -> bool:
 def gather_rows(tensor: Tensor, *, with_grad: bool = True) -> tuple[Tensor, int]:
     """All-gather ``tensor`` along dim 0 from every rank; return (gathered, offset of this rank).
 
-    Ranks may hold different numbers of rows (a short last batch): rows are padded to the
-    largest count for the collective and the padding is cut off again. ``with_grad=True``
+    Ranks may hold different numbers of rows (a short last batch, a batch with fewer hard
+    negatives, none at all): rows are padded to the largest count for the collective and the
+    padding is cut off again; when every rank holds 0 rows only the counts are exchanged. ``with_grad=True``
     backpropagates into every rank's rows (``torch.distributed.nn.functional.all_gather``,
     as sentence-transformers' ``all_gather_with_grad``), so the summed gradient is that of
     the global loss; ``with_grad=False`` keeps the gradient of the local rows only (the
@@ -46,6 +47,8 @@ def gather_rows(tensor: Tensor, *, with_grad: bool = True) -> tuple[Tensor, int]
     dist.all_gather(sizes_t, size)
     sizes = [int(s.item()) for s in sizes_t]
     largest = max(sizes)
+    if largest == 0:  # every rank knows it: all skip the gather alike
+        return tensor, 0
     padded = tensor
     if tensor.shape[0] < largest:
         pad = tensor.new_zeros((largest - tensor.shape[0], *tensor.shape[1:]))
@@ -82,12 +85,21 @@ class InfoNCELoss(RetrievalLoss):
 
     i.e. a cross entropy whose target is the query's own positive.
 
+    ``negative_mask`` ``[B, N]`` (True = real) lets each query bring its own number of hard
+    negatives: padded slots are no candidates. ``positive_ids [B]``, ``negative_ids [B, N]``
+    (stable ids of the passage texts, e.g. :func:`~trainers.losses._base.text_id`) and
+    ``own_ids [B, K]`` (the ids of each query's positives, padded with -1) mask false negatives:
+    a candidate other than query i's target whose id is in ``own_ids[i]`` (the same passage as
+    its positive, brought by another example) is set to ``-inf``, so it is no negative.
+
     ``gather_across_devices=True`` with ``torch.distributed`` initialised gathers the
-    positives and negatives of every rank (see :func:`gather_rows`; ``gather_with_grad``
-    picks whether gradients flow to the other ranks' rows), uses them as extra candidates
-    and offsets the targets by this rank's row offset (rank·B when batches are equal). The
-    loss is then the mean over this rank's queries. Without distributed it is a no-op.
-    Every rank must pass ``negatives`` consistently (all or none) when gathering.
+    positives and the real negatives of every rank, and their ids (see :func:`gather_rows`;
+    ``gather_with_grad`` picks whether gradients flow to the other ranks' rows), uses them as
+    extra candidates and offsets the targets by this rank's row offset (rank·B when batches
+    are equal). The loss is then the mean over this rank's queries. Without distributed it is a
+    no-op. The negatives are gathered whether or not this rank has any (0 rows when
+    ``negatives`` is None), so ranks whose batches differ in hard negatives run the same
+    collectives; every rank must pass ids alike (all or none).
 
     Source: van den Oord et al. 2018 (InfoNCE); DPR (Karpukhin et al. 2020) for in-batch
     negatives; FlagEmbedding's default temperature 0.02.
@@ -118,32 +130,68 @@ class InfoNCELoss(RetrievalLoss):
         p: Tensor,
         negatives: Tensor | None = None,
         *,
+        negative_mask: Tensor | None = None,
+        positive_ids: Tensor | None = None,
+        negative_ids: Tensor | None = None,
+        own_ids: Tensor | None = None,
         gather_across_devices: bool = False,
     ) -> Tensor:
-        if q.dim() != 2 or p.shape != q.shape:
-            raise TrainingError(
-                f"infonce: q and p must both be [batch, dim], got {tuple(q.shape)} and {tuple(p.shape)}"
-            )
-        dim = q.shape[1]
-        if negatives is not None and (
-            negatives.dim() != 3 or negatives.shape[0] != q.shape[0] or negatives.shape[2] != dim
-        ):
-            raise TrainingError(
-                f"infonce: negatives must be [batch, n, dim] = [{q.shape[0]}, n, {dim}], "
-                f"got {tuple(negatives.shape)}"
-            )
+        _check_shapes(q, p, negatives, negative_mask)
         if self.similarity == "cosine":
             q = F.normalize(q, dim=-1)
             p = F.normalize(p, dim=-1)
             if negatives is not None:
                 negatives = F.normalize(negatives, dim=-1)
-        flat_negatives = negatives.reshape(-1, dim) if negatives is not None else None
+        with_ids = own_ids is not None
+        flat_negatives, flat_ids = _real_negatives(p, negatives, negative_mask, negative_ids if with_ids else None)
         offset = 0
         if gather_across_devices and _distributed():
             p, offset = gather_rows(p, with_grad=self.gather_with_grad)
-            if flat_negatives is not None:
-                flat_negatives, _ = gather_rows(flat_negatives, with_grad=self.gather_with_grad)
-        candidates = p if flat_negatives is None else torch.cat([p, flat_negatives], dim=0)
+            flat_negatives, _ = gather_rows(flat_negatives, with_grad=self.gather_with_grad)
+            if with_ids:
+                positive_ids, _ = gather_rows(positive_ids.to(q.device), with_grad=False)
+                flat_ids, _ = gather_rows(flat_ids, with_grad=False)
+        candidates = torch.cat([p, flat_negatives], dim=0)
         logits = q @ candidates.T / self.temperature
         target = torch.arange(q.shape[0], device=q.device) + offset
+        if with_ids:
+            clash = false_negatives(torch.cat([positive_ids.to(q.device), flat_ids]), own_ids)
+            clash[torch.arange(q.shape[0], device=q.device), target] = False
+            logits = logits.masked_fill(clash, float("-inf"))
         return F.cross_entropy(logits, target)
+
+
+def _check_shapes(q: Tensor, p: Tensor, negatives: Tensor | None, negative_mask: Tensor | None) -> None:
+    if q.dim() != 2 or p.shape != q.shape:
+        raise TrainingError(
+            f"infonce: q and p must both be [batch, dim], got {tuple(q.shape)} and {tuple(p.shape)}"
+        )
+    dim = q.shape[1]
+    if negatives is not None and (
+        negatives.dim() != 3 or negatives.shape[0] != q.shape[0] or negatives.shape[2] != dim
+    ):
+        raise TrainingError(
+            f"infonce: negatives must be [batch, n, dim] = [{q.shape[0]}, n, {dim}], "
+            f"got {tuple(negatives.shape)}"
+        )
+    if negative_mask is not None and (negatives is None or negative_mask.shape != negatives.shape[:2]):
+        raise TrainingError(f"infonce: negative_mask must be [batch, n] like the negatives, got "
+                            f"{tuple(negative_mask.shape)}")
+
+
+def _real_negatives(p: Tensor, negatives: Tensor | None, negative_mask: Tensor | None,
+                    negative_ids: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``([M, d], [M])``: the real hard negatives (padded slots dropped), flattened, and their ids
+    (-1 where none were given). ``M = 0`` without negatives: then an empty slice of ``p``, which
+    stays in the autograd graph, so this rank runs the gather's backward collective as the ranks
+    with negatives do."""
+    dim = p.shape[1]
+    if negatives is None:
+        return p[:0], torch.zeros(0, dtype=torch.long, device=p.device)
+    flat = negatives.reshape(-1, dim)
+    ids = (negative_ids.reshape(-1).to(p.device) if negative_ids is not None
+           else torch.full((flat.shape[0],), -1, dtype=torch.long, device=p.device))
+    if negative_mask is not None:
+        keep = negative_mask.reshape(-1).to(p.device).bool()
+        flat, ids = flat[keep], ids[keep]
+    return flat, ids
