@@ -207,20 +207,12 @@ class EmbedderTrainer(Trainer):
         if self.distill_weight < 0:
             raise UsageError(f"distill_weight must be >= 0, not {cfg.distill_weight}")
         self.loss_key = "infonce" if self.distill_only else key
-        if self.distill_weight > 0 and cfg.negatives_per_query < 1:
-            raise UsageError("distillation scores a query's positive against its hard negatives: "
-                             "set negatives_per_query >= 1")
+        cfg.check_options()  # as `wb train` checks before the run exists (a run started from the API too)
 
     def examples(self):
         examples, self.redraw = _examples(self.cfg)
         self.eval_instruction = _eval_instruction(self.cfg, examples)
-        if self.distill_weight > 0:
-            lacking = sum(1 for ex in examples if not ex.negatives or ex.positive_scores is None
-                          or ex.negative_scores is None)
-            if lacking:
-                raise UsageError(f"distillation needs teacher scores (pos_scores and neg_scores) and negatives in "
-                                 f"every row; {lacking} of {len(examples)} examples lack them: write them with "
-                                 "`wb mine --teacher reranker` (or runs/NAME of a trained reranker)")
+        self.cfg.check_examples(examples)
         return examples
 
     def build(self):
@@ -228,10 +220,7 @@ class EmbedderTrainer(Trainer):
         from .losses import MULTI_POSITIVE, build_loss
 
         cfg = self.cfg
-        self.multi = self.loss_key in MULTI_POSITIVE
-        if self.distill_weight > 0 and self.multi:
-            raise UsageError("distillation goes with the infonce loss (one positive a query), not with "
-                             f"'{cfg.loss}'")
+        self.multi = self.loss_key in MULTI_POSITIVE  # distillation with one: refused by check_options
         self.kl_fn = (build_loss("kl", temperature=cfg.temperature, teacher_temperature=cfg.teacher_temperature)
                       if self.distill_weight > 0 else None)
         self.loss_fn = (build_loss(self.loss_key) if self.multi
