@@ -213,6 +213,63 @@ def test_sparse_equals_plain_splade(candidate_dtype, monkeypatch):
         assert np.array_equal(a.ids, b.ids) and np.array_equal(a.weights, b.weights)
 
 
+@pytest.mark.parametrize("lean", ["1", "0"])
+def test_a_bf16_stored_splade_checkpoint_runs_in_float32(tmp_path, lean, monkeypatch):
+    """A SPLADE checkpoint uploaded in bf16 is encoded in float32 (its weights widened), as numpy does
+    and as an fp32 checkpoint is: the same terms and weights, not bf16-rounded ones (lean BERT and
+    the transformers path alike)."""
+    require_models()
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from workbench.encoders.numpy_bert import NumpySparseEncoder
+    from workbench.encoders.sparse import SparseEncoder
+    from workbench.models.cache import resolve_model_path
+
+    src = resolve_model_path("splade-tiny")
+    folder = tmp_path / "splade-bf16"
+    shutil.copytree(src, folder)
+    state = load_file(str(folder / "model.safetensors"))
+    save_file({k: v.to(torch.bfloat16) for k, v in state.items()}, str(folder / "model.safetensors"),
+              metadata={"format": "pt"})
+    monkeypatch.setenv("WB_DTYPE", "float32")
+    ref = NumpySparseEncoder.load(str(folder)).encode(TEXTS)  # numpy widens bf16 tensors to float32
+    monkeypatch.setenv("WB_LEAN", lean)
+    encoder = SparseEncoder(str(folder), device="cpu")
+    assert encoder._decoder_weight.dtype == torch.float32
+    ours = encoder.encode(TEXTS)
+    for a, b in zip(ours, ref):
+        assert a.ids.tolist() == b.ids.tolist()
+        np.testing.assert_allclose(a.weights, b.weights, atol=1e-4)
+
+
+@pytest.mark.parametrize("value, name", [("float32", "float32"), ("fp32", "float32"), ("BF16", "bfloat16"),
+                                         ("bfloat16", "bfloat16"), ("fp16", "float16"), (" ", None)])
+def test_wb_dtype_takes_the_dtype_names_and_their_short_forms(value, name, monkeypatch):
+    import torch
+
+    from workbench.encoders.device import pick_dtype
+
+    monkeypatch.setenv("WB_DTYPE", value)
+    if name is not None:
+        assert pick_dtype(torch.device("cpu")) == getattr(torch, name)
+    else:
+        assert pick_dtype(torch.device("cpu")) in (torch.float32, torch.bfloat16)
+
+
+@pytest.mark.parametrize("value", ["float64", "int8", "fp8", "torch.float32"])
+def test_any_other_wb_dtype_is_one_line_exit_2(value, monkeypatch, capsys):
+    from tiny_models import run_wb
+
+    monkeypatch.setenv("WB_DTYPE", value)
+    code, out, err = run_wb(capsys, monkeypatch, "models")
+    assert code == 2 and out == ""
+    assert err.strip() == (f"wb: error: WB_DTYPE={value!r} is not a dtype wb runs in; "
+                           "use one of float32, fp32, bfloat16, bf16, float16, fp16")
+
+
 def test_chunks_point_into_their_document_and_overlap():
     require_models()
     from transformers import AutoTokenizer

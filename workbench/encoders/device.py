@@ -38,12 +38,31 @@ def pick_device(requested: str | None = None):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+               "float16": "float16", "fp16": "float16"}  # what WB_DTYPE accepts -> torch's name
+
+
+def forced_dtype_name() -> str | None:
+    """torch's name of the dtype ``WB_DTYPE`` forces (``float32``, ``bfloat16``, ``float16``; the
+    aliases ``fp32``, ``bf16``, ``fp16`` too, any case), None when unset or blank; any other value is
+    one UsageError line naming the accepted ones."""
+    value = os.environ.get("WB_DTYPE", "").strip()
+    if not value:
+        return None
+    name = DTYPE_NAMES.get(value.lower())
+    if name is None:
+        from workbench.errors import UsageError
+
+        raise UsageError(f"WB_DTYPE={value!r} is not a dtype wb runs in; use one of {', '.join(DTYPE_NAMES)}")
+    return name
+
+
 def pick_dtype(device):
     """The dtype for matmuls on ``device``: bf16 on CUDA and on CPUs with native bf16, else float32
-    (``WB_DTYPE`` overrides)."""
+    (``WB_DTYPE`` overrides: :func:`forced_dtype_name`)."""
     import torch
 
-    forced = os.environ.get("WB_DTYPE")
+    forced = forced_dtype_name()
     if forced:
         return getattr(torch, forced)
     if device.type == "cuda" or cpu_has_bf16():
