@@ -27,6 +27,7 @@ import numpy as np
 
 from workbench.encoders.batching import length_sorted_batches, pad_batch
 from workbench.encoders.device import batch_token_budget
+from workbench.encoders.layout import position_limit
 from workbench.errors import ModelError
 
 __all__ = ["ColbertEncoder", "ColbertIds", "augment_query", "colbert_ids", "is_colbert_folder", "COLBERT_META", "COLBERT_HEAD"]
@@ -111,7 +112,7 @@ class ColbertEncoder(ColbertIds):
         if self.dim != int(self.meta["dim"]):
             raise ModelError(f"'{path}': projection has {self.dim} outputs, {COLBERT_META} says {self.meta['dim']}")
         self.max_batch_tokens = max_batch_tokens or batch_token_budget(self.device)
-        limit = int(getattr(self.encoder.model.config, "max_position_embeddings", 512) or 512)
+        limit = position_limit(self.encoder.model.config, 512)
         self.query_max_length = min(int(self.meta["query_max_length"]), limit)
         self.document_max_length = min(int(self.meta["document_max_length"]), limit)
         self.augment = bool(self.meta.get("query_augmentation", False))

@@ -44,13 +44,27 @@ def read_json(path: Path, kind: type = dict):
     return data if isinstance(data, kind) else kind()
 
 
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")  # position ids start at pad_token_id + 1
+
+
+def position_limit(config, default: int) -> int:
+    """The most tokens a model reads: ``max_position_embeddings`` (``default`` when the config,
+    a ``config.json`` dict or a transformers config, has none), less the ``pad_token_id + 1``
+    positions a RoBERTa-style model never uses (its ids start past the padding id: 514 -> 512)."""
+    get = config.get if isinstance(config, dict) else (lambda key: getattr(config, key, None))
+    limit = int(get("max_position_embeddings") or default)
+    if get("model_type") in OFFSET_POSITIONS and get("max_position_embeddings"):
+        limit -= int(get("pad_token_id") if get("pad_token_id") is not None else 1) + 1
+    return limit
+
+
 def read_layout(path: str, default_max_length: int = 512) -> ModelLayout:
     """Inspect ``path`` (a local folder; a hub id gives a plain ``encoder`` guess)."""
     folder = Path(path)
     config = read_json(folder / "config.json")
     archs = tuple(config.get("architectures") or ())
     arch_text = " ".join(archs)
-    max_pos = int(config.get("max_position_embeddings") or default_max_length)
+    max_pos = position_limit(config, default_max_length)
     modules = read_json(folder / "modules.json", list)
     if modules:
         st_cfg = read_json(folder / "sentence_bert_config.json")
