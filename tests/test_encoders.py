@@ -317,6 +317,34 @@ def test_a_roberta_style_model_reads_512_tokens_not_its_514_positions(tmp_path):
     assert np.isfinite(dense.encode([long_text]).dense).all()
 
 
+def test_do_lower_case_in_sentence_bert_config_lowercases_as_sentence_transformers(tmp_path, monkeypatch):
+    """A folder whose sentence_bert_config.json sets do_lower_case, with a cased tokenizer: both
+    backends lowercase the text before tokenizing, as sentence-transformers does (same vectors)."""
+    require_models()
+    import json
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    from workbench.encoders.dense import DenseEncoder
+    from workbench.encoders.numpy_bert import NumpyDenseEncoder
+    from workbench.models.cache import resolve_model_path
+
+    monkeypatch.setenv("WB_DTYPE", "float32")
+    folder = tmp_path / "minilm-cased"
+    shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), folder)
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 256, "do_lower_case": True}))
+    for name, edit in (("tokenizer_config.json", lambda c: c.update(do_lower_case=False)),
+                       ("tokenizer.json", lambda c: c["normalizer"].update(lowercase=False))):
+        config = json.loads((folder / name).read_text())
+        edit(config)
+        (folder / name).write_text(json.dumps(config))
+    texts = ["Vitamin C Deficiency Causes Scurvy", "BRCA1 Mutations and Breast Cancer", "ÉCOLE Normale"]
+    ref = SentenceTransformer(str(folder), device="cpu").encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(DenseEncoder(str(folder), device="cpu").encode(texts).dense, ref, atol=1e-5)
+    np.testing.assert_allclose(NumpyDenseEncoder.load(str(folder)).encode(texts).dense, ref, atol=1e-5)
+
+
 def test_chunks_point_into_their_document_and_overlap():
     require_models()
     from transformers import AutoTokenizer
@@ -432,12 +460,14 @@ def test_a_decoder_dense_models_eos_and_byte_level_pieces_fit_the_window():
     from transformers import AutoTokenizer
 
     from workbench.encoders.dense import DenseEncoder
+    from workbench.encoders.layout import read_layout
     from workbench.ingest.chunking import Chunker, ChunkingSettings, chunk_input_text
     from workbench.types import SourceDocument
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path("smollm2-135m-instruct"))
     encoder = object.__new__(DenseEncoder)  # its tokenize() as is, without loading the weights
     encoder._lean_tokenizer, encoder._tokenizer, encoder.is_decoder, encoder.max_length = None, tok, True, 64
+    encoder.layout = read_layout(resolve_model_path("smollm2-135m-instruct"))
     chunker = Chunker(tok, ChunkingSettings(64, 8, document_template="{text}", appends_eos=True))
     rng = np.random.default_rng(0)
     alphabet = list("日本語の文章を検索する") + ["😀", "🎉", "é", "ß", "word", "Ünïcödé"]

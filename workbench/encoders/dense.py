@@ -98,7 +98,9 @@ class DenseEncoder:
         self._tokenizer = tok
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Token ids per text, truncated to ``max_length`` (with EOS for decoders)."""
+        """Token ids per text, truncated to ``max_length`` (with EOS for decoders); lowercased first
+        when the folder says so (``ModelLayout.lowercase``)."""
+        texts = self.layout.prepare(texts)
         if self._lean_tokenizer is not None:
             return self._lean_tokenizer.ids(texts)
         if self.is_decoder:

@@ -16,6 +16,8 @@ class ModelLayout:
 
     ``kind`` is one of ``sentence-transformers``, ``mlm``, ``causal-lm``, ``cross-encoder``,
     ``encoder`` (a plain Hugging Face encoder). ``pooling`` is ``mean``, ``cls`` or ``last``.
+    ``lowercase``: texts are lowercased (``str.lower``) before tokenizing, as sentence-transformers
+    does when ``sentence_bert_config.json`` sets ``do_lower_case`` (whatever the tokenizer does).
     """
 
     path: str
@@ -25,6 +27,11 @@ class ModelLayout:
     max_length: int
     architectures: tuple[str, ...]
     problem: str = ""  # why wb cannot run this folder as sentence-transformers does ("" when it can)
+    lowercase: bool = False
+
+    def prepare(self, texts: list[str]) -> list[str]:
+        """``texts`` as the tokenizer gets them: lowercased when ``lowercase``, else as they are."""
+        return [t.lower() for t in texts] if self.lowercase else texts
 
     def check(self, what: str) -> None:
         """ModelError (one line) when the folder needs what wb does not run (``problem``)."""
@@ -102,7 +109,8 @@ def read_layout(path: str, default_max_length: int = 512) -> ModelLayout:
         limit = st_cfg.get("max_seq_length") or (tok_limit if isinstance(tok_limit, int) and tok_limit < 1_000_000
                                                  else None)
         max_length = min(int(limit or default_max_length), max_pos)
-        return ModelLayout(path, "sentence-transformers", pooling, normalize, max_length, archs, problem)
+        return ModelLayout(path, "sentence-transformers", pooling, normalize, max_length, archs, problem,
+                           lowercase=st_cfg.get("do_lower_case") is True)
     if "ForCausalLM" in arch_text:
         return ModelLayout(path, "causal-lm", "last", True, min(max_pos, default_max_length), archs)
     if "ForMaskedLM" in arch_text:
