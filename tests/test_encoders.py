@@ -537,3 +537,26 @@ def test_a_sentence_transformers_config_s_prompts_are_the_templates(tmp_path):
     assert t.render_document("a text {with braces}") == "search_document: a text {with braces}"
     (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": {}}))
     assert templates_for("embedder", "sentence-transformers", str(folder)) == PLAIN
+
+
+def test_an_instruction_replaces_the_task_an_st_query_prompt_already_names(tmp_path):
+    """A Qwen3-Embedding-style query prompt ("Instruct: TASK\nQuery:") holds a task: without -i the
+    query is that prompt + text (as sentence-transformers renders it); -i's instruction takes the
+    task's place, one instruction, not two (also after the index settings' round trip)."""
+    import json
+
+    from workbench.encoders.templates import PromptTemplates, resolve_instruction, templates_for
+
+    builtin = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
+    folder = tmp_path / "qwen3-like"
+    folder.mkdir()
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": {"query": builtin, "document": ""}, "default_prompt_name": None}))
+    t = templates_for("qwen3-like", "sentence-transformers", str(folder))
+    stored = PromptTemplates(t.query, t.document, t.instruction_format)  # what the index settings keep
+    for templates in (t, stored):
+        assert templates.render_query("Vitamin C prevents scurvy") == builtin + "Vitamin C prevents scurvy"
+        assert templates.render_query("Vitamin C prevents scurvy", resolve_instruction("scifact")) == (
+            "Instruct: Given a scientific claim, retrieve documents that support or refute the claim\n"
+            "Query:Vitamin C prevents scurvy")
+        assert templates.render_document("a {text}") == "a {text}"
