@@ -256,9 +256,9 @@ class NumpyDenseEncoder:
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         return self._lean_tokenizer.ids([t.lower() for t in texts] if self.lowercase else texts)
 
-    def encode(self, texts: list[str], *, tokens: bool = False, max_batch: int = 256):
+    def encode(self, texts: list[str], *, tokens: bool = False, max_batch: int = 256, queries: bool = False):
         """As ``DenseEncoder.encode``: pooled vectors [n, dim] float32 and, with ``tokens``, each
-        text's L2-normalised token vectors as float16."""
+        text's L2-normalised token vectors as float16 (``queries`` changes nothing: always float32)."""
         from workbench.encoders.dense import DenseOutput
 
         dense = np.zeros((len(texts), self.dim), dtype=np.float32)
