@@ -3,10 +3,11 @@
 On CPUs with AVX512-BF16 or AMX, bf16 matmuls run 2-3x faster than fp32 and the pooled
 embeddings keep a cosine of >= 0.9998 to fp32 ones (measured: MiniLM min 0.99988 over odd texts,
 the empty one lowest, 0.99992 over 300 SciFact queries; SmolLM2-135M as a last-token embedder
-0.9994). Queries of BERT models are encoded in fp32 all the same (``DenseEncoder.query_model``). Elsewhere bf16 GEMMs are emulated and far
-slower than fp32 (an AVX2-only AMD EPYC here: a 2048² bf16 matmul at 0.3 GFLOPS against 105 in
-fp32; SPLADE's projection tile 43x slower, a MaxSim candidate block 2.3x), so every bf16 matmul
-on the CPU goes through ``pick_dtype``. ``WB_DTYPE=float32`` forces full precision.
+0.9994); queries of BERT models are encoded in fp32 all the same (``DenseEncoder.query_model``).
+Elsewhere bf16 GEMMs are emulated and far slower than fp32 (an AVX2-only AMD EPYC here: a 2048²
+bf16 matmul at 0.3 GFLOPS against 105 in fp32; SPLADE's projection tile 43x slower, a MaxSim
+candidate block 2.3x), so every bf16 matmul on the CPU goes through ``pick_dtype``.
+``WB_DTYPE=float32`` (or ``bfloat16``, ``float16``; ``fp32``, ``bf16``, ``fp16``) forces a dtype.
 """
 
 from __future__ import annotations
