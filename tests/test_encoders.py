@@ -213,6 +213,138 @@ def test_sparse_equals_plain_splade(candidate_dtype, monkeypatch):
         assert np.array_equal(a.ids, b.ids) and np.array_equal(a.weights, b.weights)
 
 
+@pytest.mark.parametrize("lean", ["1", "0"])
+def test_a_bf16_stored_splade_checkpoint_runs_in_float32(tmp_path, lean, monkeypatch):
+    """A SPLADE checkpoint uploaded in bf16 is encoded in float32 (its weights widened), as numpy does
+    and as an fp32 checkpoint is: the same terms and weights, not bf16-rounded ones (lean BERT and
+    the transformers path alike)."""
+    require_models()
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from workbench.encoders.numpy_bert import NumpySparseEncoder
+    from workbench.encoders.sparse import SparseEncoder
+    from workbench.models.cache import resolve_model_path
+
+    src = resolve_model_path("splade-tiny")
+    folder = tmp_path / "splade-bf16"
+    shutil.copytree(src, folder)
+    state = load_file(str(folder / "model.safetensors"))
+    save_file({k: v.to(torch.bfloat16) for k, v in state.items()}, str(folder / "model.safetensors"),
+              metadata={"format": "pt"})
+    monkeypatch.setenv("WB_DTYPE", "float32")
+    ref = NumpySparseEncoder.load(str(folder)).encode(TEXTS)  # numpy widens bf16 tensors to float32
+    monkeypatch.setenv("WB_LEAN", lean)
+    encoder = SparseEncoder(str(folder), device="cpu")
+    assert encoder._decoder_weight.dtype == torch.float32
+    ours = encoder.encode(TEXTS)
+    for a, b in zip(ours, ref):
+        assert a.ids.tolist() == b.ids.tolist()
+        np.testing.assert_allclose(a.weights, b.weights, atol=1e-4)
+
+
+@pytest.mark.parametrize("value, name", [("float32", "float32"), ("fp32", "float32"), ("BF16", "bfloat16"),
+                                         ("bfloat16", "bfloat16"), ("fp16", "float16"), (" ", None)])
+def test_wb_dtype_takes_the_dtype_names_and_their_short_forms(value, name, monkeypatch):
+    import torch
+
+    from workbench.encoders.device import pick_dtype
+
+    monkeypatch.setenv("WB_DTYPE", value)
+    if name is not None:
+        assert pick_dtype(torch.device("cpu")) == getattr(torch, name)
+    else:
+        assert pick_dtype(torch.device("cpu")) in (torch.float32, torch.bfloat16)
+
+
+@pytest.mark.parametrize("value", ["float64", "int8", "fp8", "torch.float32"])
+def test_any_other_wb_dtype_is_one_line_exit_2(value, monkeypatch, capsys):
+    from tiny_models import run_wb
+
+    monkeypatch.setenv("WB_DTYPE", value)
+    code, out, err = run_wb(capsys, monkeypatch, "models")
+    assert code == 2 and out == ""
+    assert err.strip() == (f"wb: error: WB_DTYPE={value!r} is not a dtype wb runs in; "
+                           "use one of float32, fp32, bfloat16, bf16, float16, fp16")
+
+
+def _tiny_roberta(dest, *, masked_lm: bool):
+    """A random 1-layer, 32-wide RoBERTa (514 positions, pad id 1, as roberta-base) with a word-level
+    tokenizer of "w0".."w99" saved into ``dest``."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaForMaskedLM, RobertaModel
+
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, **{f"w{i}": 5 + i for i in range(100)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", mask_token="<mask>", cls_token="<s>", sep_token="</s>")
+    config = RobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=514, pad_token_id=1)
+    torch.manual_seed(0)
+    (RobertaForMaskedLM if masked_lm else RobertaModel)(config).save_pretrained(dest)
+    fast.save_pretrained(dest)
+    return dest
+
+
+def test_a_roberta_style_model_reads_512_tokens_not_its_514_positions(tmp_path):
+    """RoBERTa's position ids start at pad_token_id + 1, so of max_position_embeddings=514 only 512
+    serve tokens: a longer text asked for is cut there (SPLADE from an MLM, a dense
+    sentence-transformers folder), not an index error past the position table."""
+    import json
+
+    from workbench.encoders.dense import DenseEncoder
+    from workbench.encoders.layout import read_layout
+    from workbench.encoders.sparse import SparseEncoder
+
+    long_text = " ".join(f"w{i % 100}" for i in range(700))
+    mlm = _tiny_roberta(tmp_path / "mlm", masked_lm=True)
+    sparse = SparseEncoder(str(mlm), device="cpu", max_length=1024)  # what the bundle asks for 1024-token chunks
+    assert sparse.max_length == 512
+    assert len(sparse.encode([long_text])[0].ids) > 0
+    st = _tiny_roberta(tmp_path / "st", masked_lm=False)
+    (st / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (st / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 1024}))
+    assert read_layout(str(st)).max_length == 512
+    dense = DenseEncoder(str(st), device="cpu")
+    assert dense.max_length == 512
+    assert np.isfinite(dense.encode([long_text]).dense).all()
+
+
+def test_do_lower_case_in_sentence_bert_config_lowercases_as_sentence_transformers(tmp_path, monkeypatch):
+    """A folder whose sentence_bert_config.json sets do_lower_case, with a cased tokenizer: both
+    backends lowercase the text before tokenizing, as sentence-transformers does (same vectors)."""
+    require_models()
+    import json
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    from workbench.encoders.dense import DenseEncoder
+    from workbench.encoders.numpy_bert import NumpyDenseEncoder
+    from workbench.models.cache import resolve_model_path
+
+    monkeypatch.setenv("WB_DTYPE", "float32")
+    folder = tmp_path / "minilm-cased"
+    shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), folder)
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 256, "do_lower_case": True}))
+    for name, edit in (("tokenizer_config.json", lambda c: c.update(do_lower_case=False)),
+                       ("tokenizer.json", lambda c: c["normalizer"].update(lowercase=False))):
+        config = json.loads((folder / name).read_text())
+        edit(config)
+        (folder / name).write_text(json.dumps(config))
+    texts = ["Vitamin C Deficiency Causes Scurvy", "BRCA1 Mutations and Breast Cancer", "ÉCOLE Normale"]
+    ref = SentenceTransformer(str(folder), device="cpu").encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(DenseEncoder(str(folder), device="cpu").encode(texts).dense, ref, atol=1e-5)
+    np.testing.assert_allclose(NumpyDenseEncoder.load(str(folder)).encode(texts).dense, ref, atol=1e-5)
+
+
 def test_chunks_point_into_their_document_and_overlap():
     require_models()
     from transformers import AutoTokenizer
@@ -328,12 +460,14 @@ def test_a_decoder_dense_models_eos_and_byte_level_pieces_fit_the_window():
     from transformers import AutoTokenizer
 
     from workbench.encoders.dense import DenseEncoder
+    from workbench.encoders.layout import read_layout
     from workbench.ingest.chunking import Chunker, ChunkingSettings, chunk_input_text
     from workbench.types import SourceDocument
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path("smollm2-135m-instruct"))
     encoder = object.__new__(DenseEncoder)  # its tokenize() as is, without loading the weights
     encoder._lean_tokenizer, encoder._tokenizer, encoder.is_decoder, encoder.max_length = None, tok, True, 64
+    encoder.layout = read_layout(resolve_model_path("smollm2-135m-instruct"))
     chunker = Chunker(tok, ChunkingSettings(64, 8, document_template="{text}", appends_eos=True))
     rng = np.random.default_rng(0)
     alphabet = list("日本語の文章を検索する") + ["😀", "🎉", "é", "ß", "word", "Ünïcödé"]
@@ -403,3 +537,26 @@ def test_a_sentence_transformers_config_s_prompts_are_the_templates(tmp_path):
     assert t.render_document("a text {with braces}") == "search_document: a text {with braces}"
     (folder / "config_sentence_transformers.json").write_text(json.dumps({"prompts": {}}))
     assert templates_for("embedder", "sentence-transformers", str(folder)) == PLAIN
+
+
+def test_an_instruction_replaces_the_task_an_st_query_prompt_already_names(tmp_path):
+    """A Qwen3-Embedding-style query prompt ("Instruct: TASK\nQuery:") holds a task: without -i the
+    query is that prompt + text (as sentence-transformers renders it); -i's instruction takes the
+    task's place, one instruction, not two (also after the index settings' round trip)."""
+    import json
+
+    from workbench.encoders.templates import PromptTemplates, resolve_instruction, templates_for
+
+    builtin = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
+    folder = tmp_path / "qwen3-like"
+    folder.mkdir()
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": {"query": builtin, "document": ""}, "default_prompt_name": None}))
+    t = templates_for("qwen3-like", "sentence-transformers", str(folder))
+    stored = PromptTemplates(t.query, t.document, t.instruction_format)  # what the index settings keep
+    for templates in (t, stored):
+        assert templates.render_query("Vitamin C prevents scurvy") == builtin + "Vitamin C prevents scurvy"
+        assert templates.render_query("Vitamin C prevents scurvy", resolve_instruction("scifact")) == (
+            "Instruct: Given a scientific claim, retrieve documents that support or refute the claim\n"
+            "Query:Vitamin C prevents scurvy")
+        assert templates.render_document("a {text}") == "a {text}"

@@ -609,9 +609,12 @@ def test_best_first_equals_a_full_sort_by_score_then_position():
             assert best_first(scores, depth).tolist() == full[:max(depth, 0)]
 
 
-def test_a_deeper_k_begins_with_the_shallower_answer_when_documents_tie(tmp_path):
+def test_a_deeper_k_begins_with_the_shallower_answer_when_documents_tie(tmp_path, monkeypatch):
     """Duplicate files score exactly the same in every mode; `-k 20` still begins with `-k 3`'s
-    documents, scores and per-mode ranks, for every pipeline and unit."""
+    documents, scores and per-mode ranks, for every pipeline and unit. (Queries on one thread: an
+    fp32 query forward sums in an order that depends on the thread count ``query_threads`` picks
+    from the load, ~1e-7 apart, and the scores are compared exactly here.)"""
+    monkeypatch.setenv("WB_QUERY_THREADS", "1")
     from workbench.index.indexer import Indexer
     from workbench.search.searcher import Searcher
     from workbench.workspace import Workspace

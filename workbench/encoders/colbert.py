@@ -20,6 +20,7 @@ projection-only head applied to the dense model's tokens (``colbert_head.pt`` al
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from workbench.encoders.batching import length_sorted_batches, pad_batch
 from workbench.encoders.device import batch_token_budget
+from workbench.encoders.layout import position_limit
 from workbench.errors import ModelError
 
 __all__ = ["ColbertEncoder", "ColbertIds", "augment_query", "colbert_ids", "is_colbert_folder", "COLBERT_META", "COLBERT_HEAD"]
@@ -106,12 +108,13 @@ class ColbertEncoder(ColbertIds):
         weight = state["weight"]
         self.projection = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
         self.projection.load_state_dict({"weight": weight})
+        self.query_projection = copy.deepcopy(self.projection).to(self.device).eval()  # float32: queries
         self.projection = self.projection.to(self.device, self.dtype).eval()
         self.dim = int(weight.shape[0])
         if self.dim != int(self.meta["dim"]):
             raise ModelError(f"'{path}': projection has {self.dim} outputs, {COLBERT_META} says {self.meta['dim']}")
         self.max_batch_tokens = max_batch_tokens or batch_token_budget(self.device)
-        limit = int(getattr(self.encoder.model.config, "max_position_embeddings", 512) or 512)
+        limit = position_limit(self.encoder.model.config, 512)
         self.query_max_length = min(int(self.meta["query_max_length"]), limit)
         self.document_max_length = min(int(self.meta["document_max_length"]), limit)
         self.augment = bool(self.meta.get("query_augmentation", False))
@@ -122,12 +125,14 @@ class ColbertEncoder(ColbertIds):
             raise ModelError(f"{COLBERT_META} in '{path}' asks for query augmentation without mask_token_id")
 
     def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
-        return self._encode(self.query_ids(texts))
+        """Through the encoder's float32 ``query_model`` (as the numpy backend), with a float32
+        projection, whatever dtype documents run in."""
+        return self._encode(self.query_ids(texts), queries=True)
 
     def encode_documents(self, texts: list[str]) -> list[np.ndarray]:
         return self._encode(self.document_ids(texts))
 
-    def _encode(self, ids: list[list[int]], max_batch: int = 256) -> list[np.ndarray]:
+    def _encode(self, ids: list[list[int]], max_batch: int = 256, queries: bool = False) -> list[np.ndarray]:
         """[n_tokens, dim] float16 L2-normalised vectors per input, input order."""
         import torch
 
@@ -136,13 +141,17 @@ class ColbertEncoder(ColbertIds):
             return []
         pad_id = self.pad_id
         lengths = [len(x) for x in ids]
-        model = self.encoder.model
+        model, projection, dtype = self.encoder.model, self.projection, self.dtype
+        if queries:
+            model = self.encoder.query_model()[0]
+            if model is not self.encoder.model:
+                projection, dtype = self.query_projection, torch.float32
         with torch.inference_mode():
             for batch in length_sorted_batches(lengths, max_tokens=self.max_batch_tokens, max_batch=max_batch):
                 padded, padded_mask, _ = pad_batch(ids, batch, pad_id)
                 input_ids, mask = torch.from_numpy(padded), torch.from_numpy(padded_mask)
                 hidden = model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
-                tok = self.projection(hidden.to(self.dtype))
+                tok = projection(hidden.to(dtype))
                 tok = torch.nn.functional.normalize(tok.float(), dim=-1).to(torch.float16).cpu().numpy()
                 for row, i in enumerate(batch):
                     out[i] = tok[row, : lengths[i]]

@@ -227,7 +227,9 @@ class _DenseView:
     def __getattr__(self, name):
         return getattr(self._joint.base, name)
 
-    def encode(self, texts: list[str], *, tokens: bool = False, max_batch: int = 256):
+    def encode(self, texts: list[str], *, tokens: bool = False, max_batch: int = 256, queries: bool = False):
+        """``queries`` changes nothing here: a joint folder's queries run in the documents' dtype
+        (one forward pass serves all three roles)."""
         from workbench.encoders.dense import DenseOutput
 
         out = self._joint.encode(texts, hidden_tokens=tokens, max_batch=max_batch)

@@ -16,6 +16,8 @@ class ModelLayout:
 
     ``kind`` is one of ``sentence-transformers``, ``mlm``, ``causal-lm``, ``cross-encoder``,
     ``encoder`` (a plain Hugging Face encoder). ``pooling`` is ``mean``, ``cls`` or ``last``.
+    ``lowercase``: texts are lowercased (``str.lower``) before tokenizing, as sentence-transformers
+    does when ``sentence_bert_config.json`` sets ``do_lower_case`` (whatever the tokenizer does).
     """
 
     path: str
@@ -25,6 +27,11 @@ class ModelLayout:
     max_length: int
     architectures: tuple[str, ...]
     problem: str = ""  # why wb cannot run this folder as sentence-transformers does ("" when it can)
+    lowercase: bool = False
+
+    def prepare(self, texts: list[str]) -> list[str]:
+        """``texts`` as the tokenizer gets them: lowercased when ``lowercase``, else as they are."""
+        return [t.lower() for t in texts] if self.lowercase else texts
 
     def check(self, what: str) -> None:
         """ModelError (one line) when the folder needs what wb does not run (``problem``)."""
@@ -44,13 +51,27 @@ def read_json(path: Path, kind: type = dict):
     return data if isinstance(data, kind) else kind()
 
 
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")  # position ids start at pad_token_id + 1
+
+
+def position_limit(config, default: int) -> int:
+    """The most tokens a model reads: ``max_position_embeddings`` (``default`` when the config,
+    a ``config.json`` dict or a transformers config, has none), less the ``pad_token_id + 1``
+    positions a RoBERTa-style model never uses (its ids start past the padding id: 514 -> 512)."""
+    get = config.get if isinstance(config, dict) else (lambda key: getattr(config, key, None))
+    limit = int(get("max_position_embeddings") or default)
+    if get("model_type") in OFFSET_POSITIONS and get("max_position_embeddings"):
+        limit -= int(get("pad_token_id") if get("pad_token_id") is not None else 1) + 1
+    return limit
+
+
 def read_layout(path: str, default_max_length: int = 512) -> ModelLayout:
     """Inspect ``path`` (a local folder; a hub id gives a plain ``encoder`` guess)."""
     folder = Path(path)
     config = read_json(folder / "config.json")
     archs = tuple(config.get("architectures") or ())
     arch_text = " ".join(archs)
-    max_pos = int(config.get("max_position_embeddings") or default_max_length)
+    max_pos = position_limit(config, default_max_length)
     modules = read_json(folder / "modules.json", list)
     if modules:
         st_cfg = read_json(folder / "sentence_bert_config.json")
@@ -88,7 +109,8 @@ def read_layout(path: str, default_max_length: int = 512) -> ModelLayout:
         limit = st_cfg.get("max_seq_length") or (tok_limit if isinstance(tok_limit, int) and tok_limit < 1_000_000
                                                  else None)
         max_length = min(int(limit or default_max_length), max_pos)
-        return ModelLayout(path, "sentence-transformers", pooling, normalize, max_length, archs, problem)
+        return ModelLayout(path, "sentence-transformers", pooling, normalize, max_length, archs, problem,
+                           lowercase=st_cfg.get("do_lower_case") is True)
     if "ForCausalLM" in arch_text:
         return ModelLayout(path, "causal-lm", "last", True, min(max_pos, default_max_length), archs)
     if "ForMaskedLM" in arch_text:

@@ -274,7 +274,8 @@ def _read_weights(folder: Path) -> dict | None:
 def load_lean_bert(path: str | os.PathLike, *, mlm: bool = False, dtype=None, device=None):
     """A ``LeanBertModel`` (or ``LeanBertForMaskedLM`` with ``mlm``) in eval mode, or None.
 
-    ``dtype`` None keeps the checkpoint's dtype (what transformers 5 does without ``dtype``).
+    ``dtype`` None keeps the checkpoint's dtype (transformers 5.x without ``dtype`` may not: it loaded
+    a bf16 checkpoint in float32), so the encoders pass theirs.
     """
     folder = Path(path)
     cfg = servable_config(folder, mlm)

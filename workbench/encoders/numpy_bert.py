@@ -203,9 +203,10 @@ class NumpyDenseEncoder:
     (zero-shot) or, with ``colbert_head``, their normalised projection."""
 
     def __init__(self, path: str, bert: NumpyBert, tokenizer, pooling: str, normalize: bool, max_length: int,
-                 projection: tuple[np.ndarray, np.ndarray | None] | None = None) -> None:
+                 projection: tuple[np.ndarray, np.ndarray | None] | None = None, *, lowercase: bool = False) -> None:
         self.path = path
         self.bert = bert
+        self.lowercase = lowercase  # sentence_bert_config's do_lower_case (ModelLayout.lowercase)
         self._lean_tokenizer = tokenizer
         self._tokenizer = None
         self.pooling = pooling
@@ -239,7 +240,8 @@ class NumpyDenseEncoder:
             projection = _projection(colbert_head, int(loaded[0].hidden_size))
             if projection is None:
                 return None
-        return cls(path, loaded[2], tokenizer, layout.pooling, layout.normalize, length, projection)
+        return cls(path, loaded[2], tokenizer, layout.pooling, layout.normalize, length, projection,
+                   lowercase=layout.lowercase)
 
     @property
     def tokenizer(self):
@@ -252,11 +254,11 @@ class NumpyDenseEncoder:
         return self._tokenizer
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
-        return self._lean_tokenizer.ids(texts)
+        return self._lean_tokenizer.ids([t.lower() for t in texts] if self.lowercase else texts)
 
-    def encode(self, texts: list[str], *, tokens: bool = False, max_batch: int = 256):
+    def encode(self, texts: list[str], *, tokens: bool = False, max_batch: int = 256, queries: bool = False):
         """As ``DenseEncoder.encode``: pooled vectors [n, dim] float32 and, with ``tokens``, each
-        text's L2-normalised token vectors as float16."""
+        text's L2-normalised token vectors as float16 (``queries`` changes nothing: always float32)."""
         from workbench.encoders.dense import DenseOutput
 
         dense = np.zeros((len(texts), self.dim), dtype=np.float32)

@@ -20,6 +20,7 @@ import numpy as np
 
 from workbench.encoders.batching import length_sorted_batches, pad_batch
 from workbench.encoders.device import auto_tokenizer, batch_token_budget, load_pretrained, pick_device, pick_dtype
+from workbench.encoders.layout import position_limit
 from workbench.errors import ModelError
 
 
@@ -58,18 +59,21 @@ class SparseEncoder:
         self.device = pick_device(device)
         self._tokenizer = None
         self._lean_tokenizer = None
-        # BERT masked-LM checkpoints run without importing transformers (lean_bert.py; WB_LEAN=0 disables)
-        self.model = load_lean_bert(path, mlm=True, device=self.device)
+        # BERT masked-LM checkpoints run without importing transformers (lean_bert.py; WB_LEAN=0 disables).
+        # The encoder and the exact scores run in float32 whatever dtype the checkpoint is stored in
+        # (a bf16 upload too): only the candidate projection below is low precision.
+        self.model = load_lean_bert(path, mlm=True, dtype=torch.float32, device=self.device)
         if self.model is not None:  # never past the model's positions (a chunk is cut there, as by truncation)
-            max_length = min(max_length, int(getattr(self.model.config, "max_position_embeddings", max_length)))
+            max_length = min(max_length, position_limit(self.model.config, max_length))
             self._lean_tokenizer = load_lean_tokenizer(path, max_length)
         if self.model is None or self._lean_tokenizer is None:
             self._load_tokenizer()
         if self.model is None:  # not a BERT lean_bert reproduces, or a tensor missing: transformers says which
             from transformers import AutoModelForMaskedLM
 
-            self.model = load_pretrained(AutoModelForMaskedLM, path, "sparse model").to(self.device).eval()
-        self.max_length = min(max_length, int(getattr(self.model.config, "max_position_embeddings", max_length)))
+            self.model = load_pretrained(AutoModelForMaskedLM, path, "sparse model",
+                                         dtype=torch.float32).to(self.device).eval()
+        self.max_length = min(max_length, position_limit(self.model.config, max_length))
         self.min_weight = min_weight
         self.max_batch_tokens = max_batch_tokens or batch_token_budget(self.device)
         self.rows_per_slice = rows_per_slice

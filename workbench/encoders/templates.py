@@ -7,6 +7,7 @@ index was built with (recorded in the index settings).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from workbench.errors import UsageError
@@ -36,11 +37,29 @@ class PromptTemplates:
     instruction_format: str = "{instruction}: "
 
     def render_query(self, text: str, instruction: str = "") -> str:
+        """The query as the model reads it. A query template that already holds a task (a
+        sentence-transformers prompt ``Instruct: TASK\nQuery:``, as Qwen3-Embedding's) takes a
+        given ``instruction`` in place of TASK: one task, not the built-in one plus the user's."""
+        task = _builtin_task(self.query)
+        if instruction and task is not None:
+            head, cue = task
+            return f"{head}{instruction}{cue}{text}"
         rendered = self.instruction_format.format(instruction=instruction) if instruction else ""
         return self.query.format(instruction=rendered, text=text)
 
     def render_document(self, text: str) -> str:
         return self.document.format(text=text)
+
+
+_BUILTIN_TASK = re.compile(r"\A(Instruct:[ \t]*)[^{}]+?(\n[^\n{}]*)\{instruction\}\{text\}\Z", re.S)
+
+
+def _builtin_task(query_template: str) -> tuple[str, str] | None:
+    """(``"Instruct: "``, the cue after the task, ``"\nQuery:"``) when ``query_template`` is a
+    sentence-transformers prompt that names its own task (``Instruct: TASK\nQuery:{instruction}{text}``),
+    else None."""
+    match = _BUILTIN_TASK.match(query_template)
+    return (match.group(1), match.group(2)) if match else None
 
 
 def template_fields(template: str) -> set[str]:

@@ -95,9 +95,9 @@ def one_shot_backend(pipe: Pipeline, reranker: str, many: bool = False) -> str:
     importing torch (1.4-1.8 s of 2.5 on the 2-core machine), unless a model reranker will import it
     anyway (then torch serves the whole query: its thread pool and numpy's BLAS must not both spin).
     ``many`` (a file of queries, `wb query --queries`): torch, the backend `wb eval` answers with, so
-    that a run written there reads back as eval's own (on a CPU with native bf16, torch encodes in
-    bf16 and numpy in fp32: near-ties can order differently). ``WB_QUERY_BACKEND=torch|numpy``
-    decides instead."""
+    that a run written there reads back as eval's own (both encode queries in fp32; on a CPU with
+    native bf16 torch's MaxSim multiplies in bf16: near-ties can order differently).
+    ``WB_QUERY_BACKEND=torch|numpy`` decides instead."""
     forced = os.environ.get("WB_QUERY_BACKEND", "").strip().lower()
     if forced in ("torch", "numpy"):
         return forced
@@ -122,8 +122,9 @@ class Searcher:
         ``backend``: ``"torch"`` (default: batched encoding, bf16 where the hardware has it) or
         ``"numpy"`` for a one-shot query: encoders (where ``numpy_bert`` reproduces the models), dense
         products and MaxSim run in numpy, so a query of the default models never imports torch
-        (importing it is most of a cold ``wb query``). Same results up to fp32 summation order. A
-        cross-encoder reranker still runs in torch."""
+        (importing it is most of a cold ``wb query``). Same results up to fp32 summation order (queries
+        are encoded in fp32 by both; where the CPU multiplies bf16 natively, torch's MaxSim does so in
+        bf16: ``search/maxsim.py``). A cross-encoder reranker still runs in torch."""
         if backend not in ("torch", "numpy"):
             raise UsageError(f"unknown query backend '{backend}' (torch or numpy)")
         self.backend = backend
@@ -311,7 +312,7 @@ class Searcher:
             t0 = time.perf_counter()
             rendered = [self.settings.templates.render_query(t, instruction) for t in texts]
             trained = self.bundle.colbert if "colbert" in modes else None  # a trained ColBERT: own encoder
-            enc = self.bundle.dense.encode(rendered, tokens="colbert" in modes and trained is None)
+            enc = self.bundle.dense.encode(rendered, tokens="colbert" in modes and trained is None, queries=True)
             ms = (time.perf_counter() - t0) * 1000 / max(1, len(texts))
             for i, q in enumerate(out):
                 q.dense = enc.dense[i]
