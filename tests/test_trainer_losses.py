@@ -421,7 +421,10 @@ def _uneven_negatives_worker(rank: int, world: int, init_file: str, out_dir: str
         result["gn"] = n.grad.clone()
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
     torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+    # what this test asserts is on disk now; leave without gloo's C++ teardown, which aborted
+    # ("terminate called without an active exception") once in a loaded full-suite run and
+    # never alone (the torchrun runs of tests/test_trainer_ddp.py cover a real run's exit)
+    os._exit(0)
 
 
 def _spawn_two(worker, out_dir: str, seconds: float = 120) -> None:
