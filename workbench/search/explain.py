@@ -226,8 +226,9 @@ def colbert_matches(searcher, query: str, chunk_id: str, instruction: str | None
         instr = resolve_instruction(instruction)
         rendered_q = templates.render_query(query, instr)
         rendered_d = templates.render_document(doc_input)
-        out = dense.encode([rendered_q, rendered_d], tokens=True)
-        q_tok, d_tok = out.tokens[0].astype(np.float32), out.tokens[1].astype(np.float32)
+        # the query as the searcher encodes it (fp32: queries=True), the chunk as the index did
+        q_tok = dense.encode([rendered_q], tokens=True, queries=True).tokens[0].astype(np.float32)
+        d_tok = dense.encode([rendered_d], tokens=True).tokens[0].astype(np.float32)
         q_ids, d_ids = dense.tokenize([rendered_q, rendered_d])
         tokenizer = dense.tokenizer
         q_offs = _offsets(tokenizer, rendered_q, len(q_ids))
