@@ -1994,6 +1994,40 @@ async def test_resume_and_evaluate_keys(tmp_path):
         assert cmd[cmd.index("--compare") + 1] == compare[0] and "-w" not in cmd
 
 
+async def test_evaluate_runs_with_the_workspace_s_models_as_its_base(tmp_path, monkeypatch):
+    """The Evaluate screen evaluates the models this workspace serves: each role its wb.toml sets
+    to another model than the default goes to wb eval as --model (a run made its model folder);
+    default roles are left to wb eval, and the compare box stays --compare."""
+    from tui_fake import fake_run
+    from workbench.tui import evaluate
+
+    ws = tmp_path / "ws"
+    fake_run(ws, "done", "finished", steps=10, total=10)
+    (ws / "runs" / "done" / "model").mkdir()
+    (ws / "wb.toml").write_text('[models]\ndense = "runs/done"\nsparse = "splade-tiny"\n')
+    commands, real = [], evaluate.eval_command
+
+    def capture(dataset, pipelines, workspace, compare=None, models=None):  # the command, not run
+        commands.append(real(dataset, pipelines, workspace, compare, models=models))
+        return [sys.executable, "-c", "raise SystemExit(1)"]
+
+    monkeypatch.setattr(evaluate, "eval_command", capture)
+    (tmp_path / "beir").mkdir()
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("evaluate")
+        app.query_one("#dataset").value = str(tmp_path / "beir")
+        app.query_one("#eval-pipelines").value = "dense,hybrid"
+        app.query_one("#eval-compare").value = "reranker=maxsim"
+        app.evaluate.action_run()
+        await settle(pilot)
+    [cmd] = commands
+    models = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--model"]
+    assert models == [f"dense={(ws / 'runs' / 'done' / 'model').resolve()}"]  # sparse is the default
+    assert cmd[cmd.index("--compare") + 1] == "reranker=maxsim"
+
+
 async def test_d_twice_deletes_the_selected_run_through_wb_runs_remove(tmp_path):
     """d once only asks (nothing deleted); d again on the same run runs `wb runs remove` (the real
     command): the run folder goes and the list follows; a running run is refused before asking."""
@@ -2252,7 +2286,7 @@ async def test_a_reranker_compare_eval_row_reranks_with_the_compared_model(tmp_p
                              "baseline": 0.2, "value": 0.8, "delta": 0.6}]}
     commands = []
 
-    def fake_eval_command(dataset, pipelines, workspace, compare=None):  # prints the report, as wb eval --json
+    def fake_eval_command(dataset, pipelines, workspace, compare=None, models=None):  # prints the report, as wb eval --json
         commands.append(compare)
         return [sys.executable, "-c", f"print({json.dumps(json.dumps(report))})"]
 

@@ -52,10 +52,14 @@ def wlt_label(p: dict) -> str:
     return f"{p.get('wins', 0)}/{p.get('losses', 0)}/{p.get('ties', 0)}"
 
 
-def eval_command(dataset: str, pipelines: str, workspace: str | None, compare: list[str] | None = None) -> list[str]:
-    """``compare``: ``ROLE=NAME`` items (``wb eval --compare``): every pipeline again with those models."""
+def eval_command(dataset: str, pipelines: str, workspace: str | None, compare: list[str] | None = None,
+                 models: list[str] | None = None) -> list[str]:
+    """``compare``: ``ROLE=NAME`` items (``wb eval --compare``): every pipeline again with those models;
+    ``models``: ``ROLE=NAME`` items (``wb eval --model``): the base models, where not the defaults."""
     cmd = [sys.executable, "-m", "workbench.cli.main", "eval", dataset, "--pipeline", pipelines, "--json",
            "--per-query", "--top", str(PER_QUERY_TOP)]
+    for item in models or []:
+        cmd += ["--model", item]
     for item in compare or []:
         cmd += ["--compare", item]
     if workspace:
@@ -186,7 +190,8 @@ class EvalPane(Vertical):
         self.app.state.eval_dataset = dataset
         self.app.state.eval_pipelines = pipelines
         self.app.save_state()
-        cmd = eval_command(str(Path(dataset).expanduser()), ",".join(names), None, compare)
+        cmd = eval_command(str(Path(dataset).expanduser()), ",".join(names), None, compare,
+                           models=self._workspace_models())
         self.query_one("#eval-progress").display = True
         self.query_one("#eval-bar", ProgressBar).update(total=None, progress=0)
         self.query_one("#eval-status", Static).update(Text("starting wb eval…", style="italic"))
@@ -197,6 +202,22 @@ class EvalPane(Vertical):
         self.query_one("#eval-run", Button).disabled = True
         self._eval_worker(cmd, dict(item.split("=", 1) for item in compare))
         return True
+
+    def _workspace_models(self) -> list[str]:
+        """The roles this workspace's ``wb.toml`` sets to other models than the defaults, as
+        ``--model`` values (run folders made absolute), so the evaluation's base is the models the
+        Search screen serves, not wb eval's defaults; none when the settings cannot be read (the
+        Search screen says why)."""
+        from workbench.config import ModelsConfig
+        from workbench.workspace import Workspace
+
+        try:
+            models = Workspace(Path(self.app.workspace_root)).config().models
+        except WbError:
+            return []
+        defaults = ModelsConfig()
+        return [f"{role}={getattr(models, role)}" for role in ("dense", "colbert", "sparse", "reranker")
+                if getattr(models, role) != getattr(defaults, role)]
 
     def _compare_models(self) -> list[str]:
         """The compare box as ``--compare`` values; ``runs/NAME`` becomes that run's model folder in the
