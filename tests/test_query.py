@@ -637,3 +637,30 @@ def test_a_deeper_k_begins_with_the_shallower_answer_when_documents_tie(tmp_path
             deep = searcher.search("apples orchard mill", pipeline=pipeline, k=20, unit=unit).results
             assert [(h.doc_id, h.score, h.ranks) for h in deep[:3]] == \
                 [(h.doc_id, h.score, h.ranks) for h in shallow], (pipeline, unit)
+
+
+def test_a_rerank_keeps_the_first_stage_order_of_documents_it_scores_the_same(tmp_path):
+    """Two copies of one text tie in every mode and under the MaxSim reranker: P+rerank lists them
+    in P's order (dense: z.md, indexed first, before a.md), so a comparison of the two pipelines
+    marks no rank change between them; they were ordered by id."""
+    from workbench.index.indexer import Indexer
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    text = "# Apples\n\nApples and pears grow in the orchard behind the mill.\n"
+    for folder, name in (("first", "z.md"), ("second", "a.md")):  # z.md is indexed before a.md
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_text(text)
+    (tmp_path / "second" / "mill.md").write_text("# Mills\n\nThe mill grinds wheat into flour.\n")
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(tmp_path / "first")
+    Indexer(ws).run(tmp_path / "second")
+    searcher = Searcher(ws)
+    for pipeline in ("dense", "hybrid"):
+        first = [h.doc_id for h in searcher.search("apples orchard", pipeline=pipeline, k=2).results]
+        reranked = searcher.search("apples orchard", pipeline=pipeline + "+rerank", k=2).results
+        assert reranked[0].score == pytest.approx(reranked[1].score, abs=1e-6)
+        assert [h.doc_id for h in reranked] == first, pipeline
+    assert first == ["a.md", "z.md"]  # hybrid's ties: best rank in any mode, then id
+    assert [h.doc_id for h in searcher.search("apples orchard", pipeline="dense", k=2).results] == ["z.md", "a.md"]

@@ -154,7 +154,7 @@ def replay_rerank(first: dict[str, dict[str, float]], rerank_scores: dict[str, d
         items = list(ranking.items())
         head, tail = items[:depth], items[depth:]
         final = interpolate(dict(head), rerank_scores[qid], a)
-        out[qid] = dict(sorted(final.items(), key=lambda kv: (-kv[1], kv[0])) + tail)
+        out[qid] = dict(sorted(final.items(), key=lambda kv: -kv[1]) + tail)  # ties: first-stage order
     return out
 
 

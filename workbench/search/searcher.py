@@ -678,7 +678,7 @@ class Searcher:
             rerank_scores = {key: float(v) for (key, _), v in zip(head, values)}
         final = interpolate(dict(head), rerank_scores, self.config.rerank.interpolation)
         q.timings["rerank"] = (time.perf_counter() - t0) * 1000
-        reranked = sorted(final.items(), key=lambda kv: (-kv[1], kv[0]))
+        reranked = sorted(final.items(), key=lambda kv: -kv[1])  # stable: ties keep the first stage's order
         # keep the tail below the reranked head on the same (descending) scale
         floor = min(final.values()) if final else 0.0
         tail = [(key, floor - (i + 1) * 1e-6) for i, (key, _) in enumerate(tail)]
