@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.encoders.device import load_pretrained, pick_device, pick_dtype, quiet_transformers, require_tokenizer
+from workbench.encoders.layout import position_limit
 from workbench.encoders.rerankers import default_batch_tokens, score_pair_batches, tokenize_pairs
 from workbench.errors import ModelError, first_line
 
@@ -224,10 +225,7 @@ class LayerwiseReranker:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
-        max_pos = int(getattr(encoder.config, "max_position_embeddings", None) or meta.max_length)
-        if getattr(encoder.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-            max_pos -= 2
-        self.max_length = int(min(max_length or meta.max_length, max_pos))
+        self.max_length = int(min(max_length or meta.max_length, position_limit(encoder.config, meta.max_length)))
         self.batch_tokens = int(batch_tokens) if batch_tokens else default_batch_tokens(self.device)
         self.max_batch = int(max_batch)
         self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
