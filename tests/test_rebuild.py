@@ -289,7 +289,10 @@ def test_the_note_of_a_variant_whose_settings_changed_names_the_command_that_reb
     parent, variant = Workspace(tmp_path / "ws"), Workspace(tmp_path / "ws" / "variants" / "dense-ft-1a2b")
     assert state_note(parent, ["chunk_tokens"]).endswith("`wb index` rebuilds it")
     note = state_note(variant, ["chunk_tokens"])
-    assert "`wb index --model ROLE=NAME` with this variant's models rebuilds it" in note
+    assert "`wb index --model ROLE=NAME` rebuilds it" in note  # no models recorded: the flags' form
+    variant.root.mkdir(parents=True)
+    (variant.root / "variant.json").write_text('{"overrides": {"dense": "/m/ft"}}')  # what it was built for
+    assert state_note(variant, ["sparse_name"]).endswith("`wb index --model dense=/m/ft` rebuilds it")
     assert state_note(variant, []) == ""
 
 

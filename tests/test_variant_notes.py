@@ -6,6 +6,7 @@ are named and pruned); a built-in by its install folder is the built-in; labels 
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 
 from tiny_models import run_wb as wb
@@ -199,3 +200,42 @@ def test_a_variant_folder_named_the_old_way_is_taken_over_not_encoded_again(pare
     assert code == 0 and "took over the variant folder dense-ft-0badc0de" in err, err
     assert [f["docs_indexed"] for f in json.loads(out)["folders"]] == [0]  # nothing encoded again
     assert not legacy.exists() and serve.workspace.exists() and variants.orphaned_variants(ws) == []
+
+
+def test_a_role_the_parent_changed_under_a_variant_is_rebuilt_by_the_variants_own_command(parent, tmp_path, capsys,
+                                                                                          monkeypatch):
+    """The parent's wb.toml changed a role the variant leaves to it (sparse): the hints said
+    `wb index PATH` (`wb mine/tune --model` refused with it) or `--model ROLE=NAME`, not the variant's flags."""
+    import os
+    import time
+
+    from workbench import variants
+    from workbench.errors import WorkspaceError
+    from workbench.models.cache import resolve_model_path
+    from workbench.search.searcher import Searcher
+
+    ws, _ = parent
+    serve = variants.serving(ws, {"dense": "runs/ft"})
+    variants.build_variant(ws, serve)
+    sparse = tmp_path / "sparse-copy"  # the same weights under another fingerprint: another sparse model
+    shutil.copytree(resolve_model_path("splade-tiny"), sparse, copy_function=shutil.copyfile)
+    stamp = time.time() - 7200
+    for f in sparse.rglob("*"):
+        os.utime(f, (stamp, stamp))
+    ws.config_path.write_text(ws.config_path.read_text().replace('sparse = "splade-tiny"', f'sparse = "{sparse}"', 1))
+    flags = variants.model_flags(serve.workspace)
+    assert flags.startswith("--model dense=") and "sparse" not in flags, flags  # the variant's own role only
+    code, out, err = wb(capsys, monkeypatch, "query", "sleep", "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
+    assert code == 0, err  # answers with the models that built it, and says how to catch up
+    note = json.loads(out)["note"]
+    assert f"`wb index {flags}` rebuilds it" in note and "ROLE=NAME" not in note, note
+    serve = variants.serving(ws, {"dense": "runs/ft"})
+    try:  # what `wb mine --model` and `wb tune` open: they refuse, naming the same command
+        Searcher(serve.workspace, config=serve.config)
+        raise AssertionError("an index built with another sparse model was opened without a word")
+    except WorkspaceError as exc:
+        assert f"re-run `wb index {flags}`" in str(exc) and "PATH" not in str(exc), exc
+    code, _, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), *shlex.split(flags))
+    assert code == 0 and "rebuilding" in err, err  # the command named rebuilds the variant in place
+    code, out, err = wb(capsys, monkeypatch, "query", "sleep", "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
+    assert code == 0 and "note" not in json.loads(out) and variants.variant_workspaces(ws) == [serve.workspace], err

@@ -285,3 +285,49 @@ def test_a_variant_of_a_workspace_without_its_own_index_is_refused_before_anythi
                         f"dense={ws.runs_dir / 'ft' / 'model'}")
     assert code == 2 and "has no index of its own yet" in err and len(err.strip().splitlines()) == 1, err
     assert not fresh.exists()
+
+
+def test_remove_refuses_while_a_variant_is_written_and_removes_what_a_variant_kept(ws_with_run, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """`wb index --remove` removed PATH from the parent, then raised at a variant another `wb index`
+    was writing: the parent without PATH, the variant with it, and no command left that removes it."""
+    from workbench import variants
+    from workbench.index.indexer import Indexer
+    from workbench.store.manifest import Manifest
+
+    ws, _ = ws_with_run
+    extra = copy_small_corpus(tmp_path / "extra", ["random/functions-for-sequences.md", "tempfile/temporarydirectory.md"])
+    code, _out, err = wb(capsys, monkeypatch, "index", str(extra), "-w", str(ws.root))
+    assert code == 0, err
+    code, _out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", "dense=runs/ft")
+    assert code == 0, err
+    [variant] = variants.variant_workspaces(ws)
+
+    def roots(w):
+        with Manifest(w.manifest_path) as manifest:
+            return {row[0] for row in manifest.sources()}
+
+    with variant.write_lock():  # as a `wb index --model dense=runs/ft` under way holds it
+        code, _out, err = wb(capsys, monkeypatch, "index", "--remove", str(extra), "-w", str(ws.root))
+    assert code == 2 and variant.root.name in err and "nothing removed" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert str(extra.resolve()) in roots(ws) and str(extra.resolve()) in roots(variant)  # neither touched
+
+    Indexer(ws).remove(extra)  # a removal that left the variant holding it (its lock taken meanwhile)
+    code, out, err = wb(capsys, monkeypatch, "index", "--remove", str(extra), "-w", str(ws.root), "--json")
+    assert code == 0, err  # the command a left-over variant is named with removes it from there
+    report = json.loads(out)
+    assert report["docs_removed"] == 0 and [v["docs_removed"] for v in report["variants"]] == [2]
+    assert str(extra.resolve()) not in roots(variant)
+    code, _out, err = wb(capsys, monkeypatch, "index", "--remove", str(extra), "-w", str(ws.root))
+    assert code == 2 and "is not an indexed folder" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_variant_left_holding_a_removed_folder_is_named_with_the_command():
+    from workbench.variants import removal_left_note
+
+    assert removal_left_note("/d/extra", [{"variant": "dense-ft-1", "docs_removed": 2}]) == ""
+    line = removal_left_note("/d/extra", [{"variant": "dense-ft-1", "docs_removed": 0,
+                                           "still_holds": "another `wb index` is writing workspace /w"}])
+    assert "dense-ft-1 still holds /d/extra" in line and "`wb index --remove /d/extra`" in line
+    assert "\n" not in line

@@ -266,12 +266,15 @@ def require_variant(ws: Workspace, serve: Serving, asked: str, index_flags: str 
 
 def model_flags(variant: Workspace) -> str:
     """The ``--model ROLE=NAME`` flags that build ``variant`` (``<parent>/variants/NAME/``): the index
-    roles its wb.toml names otherwise than its parent's (``--model ROLE=NAME`` when none does now)."""
+    roles it was keyed on (:func:`_recorded_overrides`: not the roles it leaves to its parent, whose
+    wb.toml may have changed them since; ``--model ROLE=NAME`` when none is known)."""
     import shlex
 
-    mine, theirs = variant.config().models, Workspace(variant.root.parent.parent).config().models
-    flags = [f"--model {shlex.quote(f'{role}={getattr(mine, role)}')}" for role in INDEX_ROLES
-             if getattr(mine, role) != getattr(theirs, role)]
+    try:
+        recorded = _recorded_overrides(variant, Workspace(variant.root.parent.parent).config().models)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, WbError):
+        recorded = {}
+    flags = [f"--model {shlex.quote(f'{role}={recorded[role]}')}" for role in INDEX_ROLES if role in recorded]
     return " ".join(flags) or "--model ROLE=NAME"
 
 
@@ -283,19 +286,65 @@ def is_variant(ws: Workspace) -> bool:
 def remove_root(ws: Workspace, root: Path, progress: Callable[[str, int, int], None] | None = None):
     """``wb index --remove ROOT``: drop the indexed folder ``root`` (which need not exist any more)
     from ``ws`` and from every model variant of it. Returns the IndexSummary and, per variant that
-    had indexed it, ``{"variant": name, "docs_removed": n}``; InputError when ``ws`` never indexed it."""
+    had indexed it, ``{"variant": name, "docs_removed": n}``, with ``"still_holds": why`` (and 0
+    removed) for one that kept it (another `wb index` began writing it meanwhile: the others are
+    still done; :func:`removal_left_note` says so).
+    Nothing is removed while a variant is being written (WorkspaceError naming it). When ``ws`` no
+    longer indexes ``root`` but a variant does (a removal that left it there), only the variants
+    lose it; InputError when neither does."""
     from workbench.errors import InputError
     from workbench.index.indexer import Indexer
 
-    summary = Indexer(ws, progress=progress).remove(root)
+    _refuse_busy_variants(ws, root)
+    try:
+        summary, gone = Indexer(ws, progress=progress).remove(root), None
+    except InputError as exc:  # the parent dropped it before: a variant may still hold it
+        summary, gone = _parent_totals(ws, root), exc
     done = []
     for variant in variant_workspaces(ws):
         try:
             part = Indexer(variant, variant.config()).remove(Path(summary.root))
         except InputError:  # this variant never indexed that folder
             continue
+        except WorkspaceError as exc:  # e.g. another `wb index` took its lock after the check: said, not raised
+            done.append({"variant": variant.root.name, "docs_removed": 0, "still_holds": str(exc)})
+            continue
         done.append({"variant": variant.root.name, "docs_removed": part.docs_removed})
+    if gone is not None and not done:
+        raise gone
     return summary, done
+
+
+def _refuse_busy_variants(ws: Workspace, root: Path) -> None:
+    """WorkspaceError (one line, nothing removed yet) when another `wb index` writes a variant of ``ws``."""
+    busy = [v.root.name for v in variant_workspaces(ws) if v.being_written()]
+    if busy:
+        raise WorkspaceError(f"another `wb index` is writing the model variant {busy[0]} of {ws.root}: nothing "
+                             f"removed; run `wb index --remove {root}` again when it has finished")
+
+
+def _parent_totals(ws: Workspace, root: Path):
+    """The IndexSummary of a removal of ``root`` from ``ws`` that no longer indexes it: nothing
+    removed there, the workspace's totals, a note that only its variants held it."""
+    from workbench.index.indexer import IndexSummary
+    from workbench.store.manifest import Manifest
+
+    source = str(Path(root).expanduser().resolve())
+    with Manifest(ws.manifest_path) as manifest:
+        docs, chunks = manifest.count_docs(), manifest.count_chunks()
+    return IndexSummary(root=source, total_docs=docs, total_chunks=chunks,
+                        note=f"the workspace no longer indexes {source}: removed from its model variants")
+
+
+def removal_left_note(root: str, variants: list[dict]) -> str:
+    """One line naming the variant a `wb index --remove` left ``root`` in (and why: its lock was
+    taken by another `wb index` meanwhile) and the command that removes it; "" when none was left."""
+    left = [v for v in variants if v.get("still_holds")]
+    if not left:
+        return ""
+    more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
+    return (f"the model variant {left[0]['variant']}{more} still holds {root} ({left[0]['still_holds']}): "
+            f"`wb index --remove {root}` removes it from there")
 
 
 def variant_workspaces(ws: Workspace) -> list[Workspace]:

@@ -72,14 +72,16 @@ def _serving(ws, overrides: dict[str, str], flags_hint: str = "", asked: str = "
     ``wb index`` to run gets ``flags_hint`` and the indexed roles' ``--model`` flags). What the user
     should know about that index (a rebuild not finished, a variant older than the workspace's
     documents) is printed on stderr and kept in ``serve.notes`` (``wb query --json``'s note)."""
+    from workbench.index.unfinished import resume_command
     from workbench.variants import require_variant, roots_to_reindex, serving, staleness
 
     serve = serving(ws, overrides)
     notes = []
     pending = roots_to_reindex(serve.workspace)
-    if pending:
+    if pending:  # a variant's is finished by its own `wb index --model ...`
         notes.append(f"a settings change rebuilt this index and {', '.join(pending)} "
-                     f"{'is' if len(pending) == 1 else 'are'} not indexed again yet: `wb index` finishes it")
+                     f"{'is' if len(pending) == 1 else 'are'} not indexed again yet: "
+                     f"{resume_command(serve.workspace, None)} finishes it")
     if serve.is_variant:
         # the reranker is no part of an index: `wb index --model reranker=...` would build nothing
         flags = " ".join(f"--model {r}={n}" for r, n in overrides.items() if r != "reranker")
@@ -264,8 +266,10 @@ def _rebuild_due(ws) -> bool:
 
 def _remove_root(ws, root: Path, json_out: bool, progress_json: bool = False) -> None:
     """``wb index --remove PATH``: the root's documents leave the workspace and every variant of it
-    (``--progress-json``: the phases, then the summary as ``{"phase": "done", ...}``, as an index run)."""
-    from workbench.variants import remove_root
+    (``--progress-json``: the phases, then the summary as ``{"phase": "done", ...}``, as an index run);
+    refused before anything is removed while a variant is being written, and a variant that still
+    holds PATH afterwards is named on stderr (see ``variants.remove_root``)."""
+    from workbench.variants import removal_left_note, remove_root
 
     ws.require()
 
@@ -274,6 +278,9 @@ def _remove_root(ws, root: Path, json_out: bool, progress_json: bool = False) ->
             print(json.dumps({"phase": phase, "done": done, "total": total}), flush=True)
 
     summary, variants = remove_root(ws, root, progress)
+    left = removal_left_note(summary.root, variants)
+    if left:  # a variant another `wb index` began writing meanwhile keeps the folder: never silently
+        _err_console().print(_plain(left, style="yellow"), highlight=False)
     if json_out or progress_json:
         print(json.dumps({**({"phase": "done"} if progress_json else {}), **summary.to_json(), "variants": variants}))
         return
@@ -282,7 +289,8 @@ def _remove_root(ws, root: Path, json_out: bool, progress_json: bool = False) ->
     typer.echo(f"removed {plural(summary.docs_removed, 'doc')} of {summary.root}; workspace holds "
                f"{plural(summary.total_docs, 'doc')} / {plural(summary.total_chunks, 'chunk')}")
     for v in variants:
-        typer.echo(f"  and {v['docs_removed']} from the variant {v['variant']}")
+        if not v.get("still_holds"):
+            typer.echo(f"  and {v['docs_removed']} from the variant {v['variant']}")
 
 
 def _drop_if_untouched(ws) -> None:

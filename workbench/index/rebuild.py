@@ -97,19 +97,19 @@ def state_note(ws: Workspace, diffs: list[str]) -> str:
     none begun yet. Said by `wb query` and the TUI, which keep answering from the old index."""
     if not diffs:
         return ""
+    from workbench.index.unfinished import resume_command
+
     models = [d for d in diffs if d not in CHUNK_SETTINGS]
     answers = "the old index answers meanwhile" + (", with the models that built it" if models else "")
+    command = resume_command(ws, None)  # a variant's: `wb index --model ...` with its own models
     if in_progress(ws):
         if ws.being_written():
             return f"this index is being rebuilt with the changed settings ({staged_docs(ws)} documents so far): {answers}"
         missing = [r for r in staged_roots(ws) if not Path(r).exists()]
         if missing:
             return (f"a rebuild of this index with the changed settings waits for {missing[0]}, which is missing "
-                    f"(restore it and run `wb index`, or `wb index --remove {missing[0]}`): {answers}")
-        return f"a rebuild of this index with the changed settings was cut off (`wb index` finishes it): {answers}"
-    from workbench.variants import is_variant
-
-    command = "`wb index --model ROLE=NAME` with this variant's models" if is_variant(ws) else "`wb index`"
+                    f"(restore it and run {command}, or `wb index --remove {missing[0]}`): {answers}")
+        return f"a rebuild of this index with the changed settings was cut off ({command} finishes it): {answers}"
     return (f"wb.toml changed this index's settings ({described(diffs)}) and no rebuild has begun: "
             f"{answers}; {command} rebuilds it")
 

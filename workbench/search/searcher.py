@@ -171,10 +171,12 @@ class Searcher:
                 diffs = ["models"]
                 self.serving_note = rebuild.unusable_models_note(exc)
             models = [d for d in diffs if d not in rebuild.CHUNK_SETTINGS]
-            if models and not serve_stale:
-                under_way = " (a rebuild with them is staged: `wb index` finishes it)" if rebuild.in_progress(workspace) else ""
+            if models and not serve_stale:  # a variant's hints name its own `wb index --model ...`
+                again = resume_command(workspace, None)
+                under_way = f" (a rebuild with them is staged: {again} finishes it)" if rebuild.in_progress(workspace) else ""
                 raise WorkspaceError(f"workspace {workspace.root} was built with other models "
-                                     f"({rebuild.described(models)} differ){under_way}: re-run `wb index PATH`")
+                                     f"({rebuild.described(models)} differ){under_way}: re-run "
+                                     f"{resume_command(workspace, 'PATH')}")
             if models:  # the old index can answer only while the models that built it are still there
                 _require_building_models(workspace, self.settings)
             self.serving_note = self.serving_note or rebuild.state_note(workspace, diffs)
