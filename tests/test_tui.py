@@ -1994,6 +1994,17 @@ async def test_resume_and_evaluate_keys(tmp_path):
         assert cmd[cmd.index("--compare") + 1] == compare[0] and "-w" not in cmd
 
 
+async def run_evaluate_form(pilot, app, dataset, pipelines: str, compare: str) -> None:
+    """Fill the Evaluate form as a user types it and press Run."""
+    await settle(pilot)
+    app.action_show_tab("evaluate")
+    app.query_one("#dataset").value = str(dataset)
+    app.query_one("#eval-pipelines").value = pipelines
+    app.query_one("#eval-compare").value = compare
+    app.evaluate.action_run()
+    await settle(pilot)
+
+
 async def test_evaluate_runs_with_the_workspace_s_models_as_its_base(tmp_path, monkeypatch):
     """The Evaluate screen evaluates the models this workspace serves: each role its wb.toml sets
     to another model than the default goes to wb eval as --model (a run made its model folder);
@@ -2015,13 +2026,7 @@ async def test_evaluate_runs_with_the_workspace_s_models_as_its_base(tmp_path, m
     (tmp_path / "beir").mkdir()
     app = WbApp(str(ws), engine=FakeEngine())
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(pilot)
-        app.action_show_tab("evaluate")
-        app.query_one("#dataset").value = str(tmp_path / "beir")
-        app.query_one("#eval-pipelines").value = "dense,hybrid"
-        app.query_one("#eval-compare").value = "reranker=maxsim"
-        app.evaluate.action_run()
-        await settle(pilot)
+        await run_evaluate_form(pilot, app, tmp_path / "beir", "dense,hybrid", "reranker=maxsim")
     [cmd] = commands
     models = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--model"]
     assert models == [f"dense={(ws / 'runs' / 'done' / 'model').resolve()}"]  # sparse is the default
@@ -2294,13 +2299,7 @@ async def test_a_reranker_compare_eval_row_reranks_with_the_compared_model(tmp_p
     (tmp_path / "beir").mkdir()
     async with app.run_test(size=(120, 36)) as pilot:
         seen = record_notifications(app)
-        await settle(pilot)
-        app.action_show_tab("evaluate")
-        app.query_one("#dataset").value = str(tmp_path / "beir")
-        app.query_one("#eval-pipelines").value = "hybrid,hybrid+rerank"
-        app.query_one("#eval-compare").value = "reranker=/ws/runs/ft-2/model"
-        app.evaluate.action_run()
-        await settle(pilot)
+        await run_evaluate_form(pilot, app, tmp_path / "beir", "hybrid,hybrid+rerank", "reranker=/ws/runs/ft-2/model")
         app.query_one("#eval-compare").value = ""  # edited after the run: the report keeps its models
         assert commands == [["reranker=/ws/runs/ft-2/model"]] and app.evaluate.report == report
         table = app.query_one("#per-query")
