@@ -2512,13 +2512,18 @@ async def test_a_text_box_footer_offers_its_own_keys_not_the_letters_it_types():
         assert "escape" not in [k.key for k in app.screen.query(FooterKey)]
 
 
+async def show_evaluate_report(pilot, app, report: dict) -> None:
+    """Open Evaluate and show ``report`` as a finished `wb eval` would."""
+    await settle(pilot)
+    app.action_show_tab("evaluate")
+    app.evaluate.show_report(report)
+    await settle(pilot)
+
+
 async def test_the_evaluate_table_fits_80x24_and_leaves_the_per_query_rows():
     app = WbApp(FakeEngine.root, engine=FakeEngine())
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        app.action_show_tab("evaluate")
-        app.evaluate.show_report(EVAL_REPORT)
-        await settle(pilot)
+        await show_evaluate_report(pilot, app, EVAL_REPORT)
         table = app.query_one("#eval-table")
         assert table.virtual_size.width <= table.scrollable_content_region.width  # W/L/T and time shown
         assert table.virtual_size.height <= table.scrollable_content_region.height  # every pipeline
@@ -2542,10 +2547,7 @@ async def test_the_evaluate_notes_show_under_the_table_and_keep_three_per_query_
                                       "2 judged queries have no relevant document and are not evaluated"])
     app = WbApp(FakeEngine.root, engine=FakeEngine())
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        app.action_show_tab("evaluate")
-        app.evaluate.show_report(report)
-        await settle(pilot)
+        await show_evaluate_report(pilot, app, report)
         notes = app.query_one("#eval-notes")
         assert notes.display and 1 <= notes.region.height <= 2
         assert str(notes.render()).startswith("note test.tsv judges 1 document(s) not in corpus.jsonl")
