@@ -500,8 +500,14 @@ def test_tune_summary_names_the_split_and_pipeline_tuned():
                "tuning": {"hybrid_checked": {"ndcg@10": 0.9124}, "fusion_reference_ndcg@10": {"configured": 0.9},
                           "single_modes_ndcg@10": {"dense": 0.85, "bm25": 0.79}, "rerank": {"maxsim": rerank}}}
     text = summary(outcome)
-    assert "rerank (maxsim): depth=20 interpolation=0.5 test nDCG@10 93.24 (dense+bm25 alone 91.24)" in text
+    assert "rerank (maxsim): depth=20 interpolation=0.5 test nDCG@10 93.24 (dense+bm25 alone 91.24)\n" in text
     assert "reference (dense+bm25) configured: 90.00" in text and "train" not in text
+    assert "no better" not in text
+    # a reranker whose best setting only ties the first stage is said to be no help, not recommended bare
+    rerank["best"]["ndcg@10"] = rerank["first_stage_ndcg@10"]
+    text = summary(outcome)
+    assert "(dense+bm25 alone 91.24): no better than dense+bm25 alone, leave +rerank out" in text
+    assert "[rerank]  # for reranker = 'maxsim' (it ranks no better than the first stage alone" in text
 
 
 def test_tune_snippet_marks_the_modes_it_did_not_tune():

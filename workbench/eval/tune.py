@@ -360,7 +360,8 @@ def summary(outcome: dict, config_path: Path | None = None) -> str:
     for r, v in t["rerank"].items():
         b = v["best"]
         lines.append(f"rerank ({r}): depth={b['depth']} interpolation={b['interpolation']} "
-                     f"{split} nDCG@10 {100 * b['ndcg@10']:.2f} ({pipeline} alone {100 * v['first_stage_ndcg@10']:.2f})")
+                     f"{split} nDCG@10 {100 * b['ndcg@10']:.2f} ({pipeline} alone {100 * v['first_stage_ndcg@10']:.2f})"
+                     + ("" if _rerank_helps(v) else f": no better than {pipeline} alone, leave +rerank out"))
     return "\n".join(lines) + "\n" + toml_snippet(outcome, config_path)
 
 
@@ -382,6 +383,13 @@ def toml_snippet(outcome: dict, config_path: Path | None = None) -> str:
         lines.append(f"{mode} = {float(w):g}" + (left_out if mode not in tuned else ""))
     for r, v in outcome["tuning"]["rerank"].items():
         b = v["best"]
-        lines += [f"[rerank]  # for reranker = {r!r}", f"depth = {b['depth']}", f"interpolation = {b['interpolation']:g}"]
+        helps = "" if _rerank_helps(v) else " (it ranks no better than the first stage alone on this split)"
+        lines += [f"[rerank]  # for reranker = {r!r}{helps}", f"depth = {b['depth']}",
+                  f"interpolation = {b['interpolation']:g}"]
         break  # one [rerank] table: the first reranker tuned
     return "\n".join(lines)
+
+
+def _rerank_helps(tuned: dict) -> bool:
+    """Whether a reranker's best setting (``tune_rerank``'s answer) beats its first stage alone."""
+    return tuned["best"]["ndcg@10"] > tuned["first_stage_ndcg@10"]
