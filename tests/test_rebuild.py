@@ -290,6 +290,8 @@ def test_the_note_of_a_variant_whose_settings_changed_names_the_command_that_reb
     assert state_note(parent, ["chunk_tokens"]).endswith("`wb index` rebuilds it")
     note = state_note(variant, ["chunk_tokens"])
     assert "`wb index --model ROLE=NAME` rebuilds it" in note  # no models recorded: the flags' form
+    assert note.startswith("the workspace's wb.toml changed this model variant's settings (")
+    assert state_note(parent, ["chunk_tokens"]).startswith("wb.toml changed this index's settings (")
     variant.root.mkdir(parents=True)
     (variant.root / "variant.json").write_text('{"overrides": {"dense": "/m/ft"}}')  # what it was built for
     assert state_note(variant, ["sparse_name"]).endswith("`wb index --model dense=/m/ft` rebuilds it")

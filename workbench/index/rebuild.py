@@ -110,8 +110,11 @@ def state_note(ws: Workspace, diffs: list[str]) -> str:
             return (f"a rebuild of this index with the changed settings waits for {missing[0]}, which is missing "
                     f"(restore it and run {command}, or `wb index --remove {missing[0]}`): {answers}")
         return f"a rebuild of this index with the changed settings was cut off ({command} finishes it): {answers}"
-    return (f"wb.toml changed this index's settings ({described(diffs)}) and no rebuild has begun: "
-            f"{answers}; {command} rebuilds it")
+    from workbench.variants import is_variant
+
+    changed = ("the workspace's wb.toml changed this model variant's settings" if is_variant(ws)
+               else "wb.toml changed this index's settings")  # a variant's settings are its parent's + --model
+    return f"{changed} ({described(diffs)}) and no rebuild has begun: {answers}; {command} rebuilds it"
 
 
 def stage(ws: Workspace, roots: list[str], config: WorkspaceConfig) -> Workspace:
