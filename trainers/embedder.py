@@ -169,6 +169,15 @@ def _own_ids(exs, queries: list[str]):
     return torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
+def _passage_ids(passages: list[str], device):
+    """``[P]`` long: the :func:`~trainers.losses.text_id` of each passage of the micro-batch."""
+    import torch
+
+    from .losses import text_id
+
+    return torch.tensor([text_id(t) for t in passages], dtype=torch.long, device=device)
+
+
 def _padded_negatives(flat, ids, neg_idx: list[list[int]], n: int):
     """``(negatives [B, n, d] | None, mask [B, n] | None, ids [B, n] | None)`` from the micro-batch's
     hard negatives ``flat [M, d]`` (example by example, ``len(neg_idx[i])`` each, 0 or n): padded
@@ -257,18 +266,19 @@ class EmbedderTrainer(Trainer):
                               cfg.passage_max_length, pooling, normalize, device=device, return_tokens=True)
         q, d = q.float(), d.float()
         own = _own_ids(exs, queries).to(q.device)
+        ids = _passage_ids(passages, q.device)
         if self.multi:
-            loss = self._multi_positive_loss(q, d, exs, passages, own, rng)
+            loss = self._multi_positive_loss(q, d, exs, ids, own, rng)
         else:
-            loss = self._infonce_loss(q, d, exs, passages, pos_idx, neg_idx, own)
+            loss = self._infonce_loss(q, d, exs, ids, pos_idx, neg_idx, own)
         return loss, q_tok + d_tok
 
-    def _multi_positive_loss(self, q, d, exs, passages, own, rng):
+    def _multi_positive_loss(self, q, d, exs, ids, own, rng):
         """The multi-positive loss over every passage of the micro-batch: mask = the example's own
         positives; a passage equal to one of its positives elsewhere is no negative (-inf)."""
         import torch
 
-        from .losses import mask_false_negatives, text_id
+        from .losses import mask_false_negatives
 
         qn = torch.nn.functional.normalize(q, dim=-1)
         dn = torch.nn.functional.normalize(d, dim=-1)
@@ -278,7 +288,6 @@ class EmbedderTrainer(Trainer):
         for i, ex in enumerate(exs):
             mask[i, column : column + len(ex.positives)] = True
             column += len(ex.positives)
-        ids = torch.tensor([text_id(t) for t in passages], dtype=torch.long, device=q.device)
         scores = mask_false_negatives(scores, mask, ids, own)
         if hasattr(self.loss_fn, "sample_positives"):  # rand1lh: its draws come from the step's rng,
             # which the loop restores on resume (the loss's own generator is not checkpointed)
@@ -286,16 +295,13 @@ class EmbedderTrainer(Trainer):
             return self.loss_fn(scores, mask, generator=draws)
         return self.loss_fn(scores, mask)
 
-    def _infonce_loss(self, q, d, exs, passages, pos_idx, neg_idx, own):
+    def _infonce_loss(self, q, d, exs, ids, pos_idx, neg_idx, own):
         """InfoNCE (and the distillation term): each query's drawn positive against every positive
         and every hard negative there is (each example brings its own, however many), false
         negatives masked; ``negatives`` padded to ``[B, N, d]`` with a mask of the real ones."""
         import torch
 
-        from .losses import text_id
-
         cfg, b = self.cfg, len(exs)
-        ids = torch.tensor([text_id(t) for t in passages], dtype=torch.long, device=q.device)
         negatives, neg_mask, neg_ids = _padded_negatives(d[b:], ids[b:], neg_idx, cfg.negatives_per_query)
         if self.distill_only:
             loss = q.new_zeros(())

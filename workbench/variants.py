@@ -271,7 +271,7 @@ def model_flags(variant: Workspace) -> str:
     import shlex
 
     try:
-        recorded = _recorded_overrides(variant, Workspace(variant.root.parent.parent).config().models)
+        recorded = _recorded_overrides(variant, parent_workspace(variant).config().models)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, WbError):
         recorded = {}
     flags = [f"--model {shlex.quote(f'{role}={recorded[role]}')}" for role in INDEX_ROLES if role in recorded]
@@ -281,6 +281,11 @@ def model_flags(variant: Workspace) -> str:
 def is_variant(ws: Workspace) -> bool:
     """Whether ``ws`` is a model variant of another workspace (``<parent>/variants/<label>-<hash>/``)."""
     return ws.root.parent.name == "variants"
+
+
+def parent_workspace(variant: Workspace) -> Workspace:
+    """The workspace a variant (``<parent>/variants/<label>-<hash>/``) belongs to."""
+    return Workspace(variant.root.parent.parent)
 
 
 def remove_root(ws: Workspace, root: Path, progress: Callable[[str, int, int], None] | None = None):
@@ -360,13 +365,13 @@ def write_variant_config(serve: Serving) -> None:
     for role in ("dense", "colbert", "sparse"):
         resolve_role(role, serve.config.models)
     serve.workspace.root.mkdir(parents=True, exist_ok=True)
-    text = render_config(serve.config, f"model variant of {serve.workspace.root.parent.parent} ({serve.label});\n"
+    text = render_config(serve.config, f"model variant of {parent_workspace(serve.workspace).root} ({serve.label});\n"
                                        "written by wb; the parent's wb.toml plus the --model overrides")
     from workbench.files import write_whole
 
     if not serve.workspace.config_path.exists() or serve.workspace.config_path.read_text() != text:
         write_whole(serve.workspace.config_path, text)
-    base = Workspace(serve.workspace.root.parent.parent).config().models
+    base = parent_workspace(serve.workspace).config().models
     record = json.dumps({"overrides": variant_overrides(base, serve.config.models)}, sort_keys=True)
     marker = serve.workspace.root / VARIANT_FILE
     if not marker.exists() or marker.read_text() != record:

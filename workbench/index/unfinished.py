@@ -41,8 +41,8 @@ def resume_command(workspace, root: str | None) -> str:
     """The `wb index` (in backquotes) that continues a run of ``root`` (None: of every root) in
     ``workspace``: for a model variant (``<parent>/variants/NAME/``) the parent's `wb index --model
     ROLE=NAME ...` with the variant's models, since `wb index ROOT` indexes the parent."""
-    if workspace.root.parent.name == "variants":
-        from workbench.variants import model_flags
+    from workbench.variants import is_variant, model_flags
 
+    if is_variant(workspace):
         return f"`wb index {model_flags(workspace)}`"
     return f"`wb index {root}`" if root else "`wb index`"
