@@ -159,7 +159,10 @@ def test_dense_variant_copies_sparse_from_the_parent(parent, monkeypatch):
             a = reused_s.search(q, pipeline=pipeline).results
             b = plain_s.search(q, pipeline=pipeline).results
             assert [h.doc_id for h in a] == [h.doc_id for h in b], (q, pipeline)
-            assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-3)
+            # documents are encoded in bf16 where the CPU has native bf16 (device.pick_dtype), and two
+            # builds need not give bit-identical bf16 outputs: a ColBERT MaxSim sum over a few query
+            # tokens moved by 7.5e-4 relative on CI. Ranks must not move at all.
+            assert [h.score for h in a] == pytest.approx([h.score for h in b], rel=3e-3, abs=1e-3)
 
 
 def test_document_edited_after_the_parent_is_encoded_not_reused(parent, monkeypatch):
