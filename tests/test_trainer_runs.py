@@ -1271,3 +1271,18 @@ def test_two_detached_resumes_started_together_start_one_run(tiny, tmp_path):
         while run.status().get("state") not in TERMINAL and time.monotonic() < deadline:
             time.sleep(0.5)
     assert run.status()["state"] == "stopped"
+
+
+def test_lora_with_gradient_checkpointing_prints_no_library_deprecation(tiny):
+    """peft reads ``model.is_gradient_checkpointing``, which transformers deprecates with a
+    FutureWarning: every LoRA run with gradient checkpointing printed it, a line its user can do
+    nothing about. Loading the backbone must raise no warning at all."""
+    import warnings
+
+    from trainers.backbone import load_backbone
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, *_ = load_backbone(str(tiny[0]), "mean", lora=True, gradient_checkpointing=True)
+    assert any("lora" in name for name, _ in model.named_parameters())
+    assert [str(w.message) for w in caught] == []

@@ -124,11 +124,11 @@ def load_backbone(
     # remember where the model came from (save_final needs the base's architectures)
     model._wb_base_architectures = list(getattr(hf_config, "architectures", None) or [])  # type: ignore[attr-defined]
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
     if lora:
-        from peft import LoraConfig, TaskType, get_peft_model
+        from peft import LoraConfig, TaskType
 
         peft_config = LoraConfig(
             task_type=TaskType.FEATURE_EXTRACTION,
@@ -138,9 +138,33 @@ def load_backbone(
             target_modules="all-linear",
         )
         archs = model._wb_base_architectures  # type: ignore[attr-defined]
-        model = get_peft_model(model, peft_config)
+        model = with_lora(model, peft_config)
         model._wb_base_architectures = archs  # type: ignore[attr-defined]
     return model, tokenizer, chosen, normalize, kind
+
+
+def enable_checkpointing(model) -> None:
+    """Activation (gradient) checkpointing on ``model``, non-reentrant: transformers 5.2x names it
+    ``activation_checkpointing_enable`` and deprecates the old name with a FutureWarning on every
+    run; older releases have only ``gradient_checkpointing_enable``."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def with_lora(model, peft_config):
+    """``peft.get_peft_model(model, peft_config)`` without the FutureWarning transformers raises when
+    peft reads ``model.is_gradient_checkpointing`` (peft's own deprecated call, a line on stderr
+    of every LoRA run with gradient checkpointing that its user can do nothing about)."""
+    import warnings
+
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, peft_config)
 
 
 def padded(ids: list[list[int]], pad_id: int, extra: list[list[int]] | None = None):

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from workbench.errors import ModelError, UsageError
 
-from .backbone import fast_attention, padded
+from .backbone import enable_checkpointing, fast_attention, padded
 from .config import ColbertConfig
 from .loop import Trainer, log
 from .runs import staged_folder
@@ -173,7 +173,7 @@ class ColbertTrainer(Trainer):
         if getattr(encoder.config, "is_decoder", False) or "ForCausalLM" in " ".join(encoder.config.architectures or ()):
             raise ModelError("the ColBERT trainer needs a BERT-like encoder base, not a decoder")
         if cfg.gradient_checkpointing:
-            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(encoder)
         self.q_marker, self.d_marker = marker_ids(self.tokenizer, cfg.query_marker, cfg.document_marker)
         limit = int(getattr(encoder.config, "max_position_embeddings", 512) or 512)
         self.q_len = min(cfg.query_max_length, limit)

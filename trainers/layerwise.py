@@ -52,7 +52,7 @@ from pathlib import Path
 
 from workbench.errors import ModelError, UsageError
 
-from .backbone import fast_attention
+from .backbone import enable_checkpointing, fast_attention
 from .config import LayerwiseConfig
 from .loop import log
 from .reranker import RerankerTrainer, build_groups, eval_groups, group_mrr
@@ -197,7 +197,7 @@ class LayerwiseTrainer(RerankerTrainer):
             for param in pooler.parameters():
                 param.requires_grad_(False)
         if cfg.gradient_checkpointing:
-            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(encoder)
         limit = getattr(encoder.config, "max_position_embeddings", None) or cfg.max_length
         if getattr(encoder.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
             limit -= 2

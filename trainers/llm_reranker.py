@@ -43,7 +43,7 @@ from pathlib import Path
 from workbench.encoders.yesno_prompt import LLM_RERANKER_KIND, YesNoPrompt
 from workbench.errors import ModelError, UsageError
 
-from .backbone import padded
+from .backbone import enable_checkpointing, padded, with_lora
 from .config import LlmRerankerConfig
 from .reranker import RerankerTrainer, build_groups, negative_pool
 from .runs import staged_folder
@@ -132,12 +132,12 @@ class LlmRerankerTrainer(RerankerTrainer):
         self.pad_id = int((pad if pad is not None else self.tokenizer.eos_token_id) or 0)  # as served
         self.base_architectures = list(getattr(hf_config, "architectures", None) or [])
         if cfg.gradient_checkpointing:
-            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(lm)
             lm.config.use_cache = False
         if cfg.lora:
-            from peft import LoraConfig, TaskType, get_peft_model
+            from peft import LoraConfig, TaskType
 
-            lm = get_peft_model(lm, LoraConfig(
+            lm = with_lora(lm, LoraConfig(
                 task_type=TaskType.CAUSAL_LM, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                 lora_dropout=cfg.lora_dropout, target_modules="all-linear",
             ))

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from workbench.errors import InputError, ModelError, UsageError
 
-from .backbone import fast_attention, padded
+from .backbone import enable_checkpointing, fast_attention, padded
 from .config import RerankerConfig
 from .loop import Trainer, log
 from .runs import staged_folder
@@ -193,7 +193,7 @@ class RerankerTrainer(Trainer):
         if getattr(model.config, "pad_token_id", None) is None:
             model.config.pad_token_id = self.tokenizer.pad_token_id
         if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(model)
         limit = getattr(model.config, "max_position_embeddings", None) or cfg.max_length
         if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
             limit -= 2

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from workbench.errors import ModelError, UsageError
 
-from .backbone import fast_attention, padded
+from .backbone import enable_checkpointing, fast_attention, padded
 from .config import SpladeConfig
 from .loop import Trainer, log
 from .runs import staged_folder
@@ -79,7 +79,7 @@ class SpladeTrainer(Trainer):
                 "the vocabulary weights are learnt from scratch; a masked-LM checkpoint (splade-tiny, a BERT "
                 "with its MLM head) starts from real term weights")
         if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(model)
         limit = int(getattr(model.config, "max_position_embeddings", 512) or 512)
         self.q_len, self.d_len = min(cfg.query_max_length, limit), min(cfg.passage_max_length, limit)
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
