@@ -342,3 +342,33 @@ def test_a_joint_model_serves_bare_texts_as_it_trained(tiny, tmp_path):
     served = templates_for("runs/j", read_layout(str(run.model_dir)).kind, str(run.model_dir))
     assert served.render_query("what is x", "") == "what is x"
     assert served.render_document("a passage") == "a passage"
+
+
+def test_joint_queries_run_in_float32_where_documents_run_in_bf16(tiny, tmp_path, monkeypatch):
+    """As every other query encoder: with documents in bf16 (forced here; the default on a CPU with
+    native bf16 and on CUDA), a joint model's queries (dense, ColBERT and sparse roles) are encoded in
+    float32, what the numpy backend (`wb query`) gives, so `wb query` and `wb eval`/the TUI rank alike.
+    Before, joint queries ran in the documents' bf16."""
+    from trainers.loop import train_run
+    from trainers.runs import new_run
+    from workbench.encoders.joint import JointEncoder
+    from workbench.encoders.numpy_bert import NumpyJointEncoder
+
+    base, data = tiny
+    run = new_run(tmp_path / "ws", "j", _config(base, data, "j", max_steps=1).to_json())
+    assert train_run(run)["state"] == "finished"
+    monkeypatch.setenv("WB_DTYPE", "bfloat16")
+    joint, reference = JointEncoder(str(run.model_dir)), NumpyJointEncoder.load(str(run.model_dir))
+    assert reference is not None
+    texts = ["cats purr when content", "chess openings and endgames", "a much longer query about the " * 5]
+    want = reference.encode(texts)
+    views = joint.dense_view(), joint.colbert_view(), joint.sparse_view()
+    dense = views[0].encode(texts, queries=True).dense
+    np.testing.assert_allclose(dense, want.dense, atol=1e-5, rtol=0)
+    for got, expected in zip(views[1].encode_queries(texts), want.colbert):
+        np.testing.assert_allclose(got.astype(np.float32), expected.astype(np.float32), atol=2e-3, rtol=0)
+    for got, expected in zip(views[2].encode(texts, queries=True), want.sparse):
+        assert np.array_equal(got.ids, expected.ids)
+        np.testing.assert_allclose(got.weights, expected.weights, atol=1e-4, rtol=0)
+    # documents keep bf16 (and the memo does not hand the query vectors to a document call)
+    assert np.abs(views[0].encode(texts).dense - want.dense).max() > 1e-4

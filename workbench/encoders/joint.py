@@ -23,8 +23,10 @@ template of its own) and last-layer states ``h_1..h_L``:
 
 The heads run in float32 over the encoder's states. The same functions (:func:`token_weights`,
 :func:`sparse_matrix`, :func:`colbert_vectors`) build the trainer's vectors, so what is served is
-what was trained. :class:`JointEncoder` computes all three for a list of texts in one pass and keeps
-the last list's result, so the indexer / searcher asking the dense, ColBERT and sparse roles in turn
+what was trained. Queries (``queries=True``: the searcher's dense, ColBERT and sparse query calls) run
+through the encoder's ``DenseEncoder.query_model``, float32 for a BERT checkpoint even where documents
+run in bf16, as every other query encoder does. :class:`JointEncoder` computes all three for a list of
+texts in one pass and keeps the last list's result, so the indexer / searcher asking the dense, ColBERT and sparse roles in turn
 for the same texts runs the encoder once (:meth:`JointEncoder.dense_view`, ``colbert_view``,
 ``sparse_view`` expose it with the interfaces of ``DenseEncoder``, ``ColbertEncoder`` and
 ``SparseEncoder``). BERT checkpoints load through ``lean_bert`` (no transformers import at query
@@ -131,7 +133,7 @@ class JointEncoder:
         self.special_ids = [int(i) for i in meta.get("special_ids", [])]
         self.vocab_size = int(meta.get("vocab_size") or self.base.model.config.vocab_size)
         self.max_batch_tokens = self.base.max_batch_tokens
-        self._memo: tuple | None = None  # (texts, with_hidden, JointOutput) of the last call
+        self._memo: tuple | None = None  # (texts, queries, with_hidden, JointOutput) of the last call
         self._id_to_token = None
 
     def _head(self, name: str, torch):
@@ -157,8 +159,10 @@ class JointEncoder:
             self._id_to_token = {i: t for t, i in vocab.items()}
         return self._id_to_token.get(int(term_id), f"[{term_id}]")
 
-    def encode(self, texts: list[str], *, hidden_tokens: bool = False, max_batch: int = 256) -> JointOutput:
-        """All outputs for ``texts`` (input order); the same list asked again is not re-encoded."""
+    def encode(self, texts: list[str], *, hidden_tokens: bool = False, max_batch: int = 256,
+               queries: bool = False) -> JointOutput:
+        """All outputs for ``texts`` (input order); the same list asked again (as queries again, or as
+        documents again) is not re-encoded. ``queries``: through the encoder's ``query_model``."""
         import torch
 
         from workbench.encoders.batching import length_sorted_batches, pad_batch
@@ -166,8 +170,8 @@ class JointEncoder:
 
         texts = list(texts)
         memo = self._memo
-        if memo is not None and memo[0] == texts and (memo[1] or not hidden_tokens):
-            return memo[2]
+        if memo is not None and memo[0] == texts and memo[1] == queries and (memo[2] or not hidden_tokens):
+            return memo[3]
         n = len(texts)
         dense = np.zeros((n, self.base.dim), dtype=np.float32)
         colbert: list = [None] * n
@@ -178,7 +182,7 @@ class JointEncoder:
             lean = getattr(self.base, "_lean_tokenizer", None)
             pad_id = (lean.pad_token_id if lean is not None else self.base.tokenizer.pad_token_id) or 0
             lengths = [len(x) for x in ids]
-            model = self.base.model
+            model = self.base.query_model()[0] if queries else self.base.model
             with torch.inference_mode():
                 for batch in length_sorted_batches(lengths, max_tokens=self.max_batch_tokens, max_batch=max_batch):
                     padded, padded_mask, _ = pad_batch(ids, batch, pad_id)
@@ -202,7 +206,7 @@ class JointEncoder:
                         if raw is not None:
                             hidden_out[i] = raw[row, : lengths[i]]
         out = JointOutput(dense, colbert, sparse, hidden_out)
-        self._memo = (texts, hidden_tokens, out)
+        self._memo = (texts, queries, hidden_tokens, out)
         return out
 
     # -- the three roles' interfaces ------------------------------------------------------------------
@@ -228,11 +232,10 @@ class _DenseView:
         return getattr(self._joint.base, name)
 
     def encode(self, texts: list[str], *, tokens: bool = False, max_batch: int = 256, queries: bool = False):
-        """``queries`` changes nothing here: a joint folder's queries run in the documents' dtype
-        (one forward pass serves all three roles)."""
+        """As ``DenseEncoder.encode``; ``queries`` run through the encoder's ``query_model``."""
         from workbench.encoders.dense import DenseOutput
 
-        out = self._joint.encode(texts, hidden_tokens=tokens, max_batch=max_batch)
+        out = self._joint.encode(texts, hidden_tokens=tokens, max_batch=max_batch, queries=queries)
         return DenseOutput(out.dense, out.hidden_tokens if tokens else None)
 
 
@@ -245,7 +248,7 @@ class _ColbertView:
         self.path = joint.path
 
     def encode_queries(self, texts: list[str]) -> list[np.ndarray]:
-        return self._joint.encode(texts).colbert
+        return self._joint.encode(texts, queries=True).colbert
 
     def encode_documents(self, texts: list[str]) -> list[np.ndarray]:
         return self._joint.encode(texts).colbert
@@ -266,5 +269,5 @@ class _SparseView:
     def term(self, term_id: int) -> str:
         return self._joint.term(term_id)
 
-    def encode(self, texts: list[str], *, max_batch: int = 256) -> list:
-        return self._joint.encode(texts, max_batch=max_batch).sparse
+    def encode(self, texts: list[str], *, max_batch: int = 256, queries: bool = False) -> list:
+        return self._joint.encode(texts, max_batch=max_batch, queries=queries).sparse

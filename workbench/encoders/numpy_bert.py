@@ -372,7 +372,8 @@ class NumpySparseEncoder(_VocabTerms):
             self._tokenizer = auto_tokenizer(self.path, "sparse model")
         return self._tokenizer
 
-    def encode(self, texts: list[str], *, max_batch: int = 256):
+    def encode(self, texts: list[str], *, max_batch: int = 256, queries: bool = False):
+        """As ``SparseEncoder.encode`` (float32 always, so ``queries`` changes nothing)."""
         from workbench.encoders.sparse import SparseVector
 
         out = []
@@ -425,8 +426,10 @@ class NumpyJointEncoder(_VocabTerms):
     def tokenizer(self):
         return self.base.tokenizer
 
-    def encode(self, texts: list[str], *, hidden_tokens: bool = False, max_batch: int = 256):
-        """All outputs for ``texts`` (input order); the same list asked again is not re-encoded."""
+    def encode(self, texts: list[str], *, hidden_tokens: bool = False, max_batch: int = 256,
+               queries: bool = False):
+        """All outputs for ``texts`` (input order); the same list asked again is not re-encoded.
+        Float32 always, so ``queries`` changes nothing (``JointEncoder.encode``'s interface)."""
         from workbench.encoders.joint import JointOutput
         from workbench.encoders.sparse import SparseVector
 

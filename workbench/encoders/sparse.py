@@ -112,7 +112,9 @@ class SparseEncoder:
             self._id_to_token = {i: t for t, i in vocab.items()}
         return self._id_to_token.get(int(term_id), f"[{term_id}]")
 
-    def encode(self, texts: list[str], *, max_batch: int = 256) -> list[SparseVector]:
+    def encode(self, texts: list[str], *, max_batch: int = 256, queries: bool = False) -> list[SparseVector]:
+        """The sparse vectors of ``texts`` (input order). ``queries`` changes nothing here (the
+        encoder always runs in float32); it is the interface the joint model's sparse role shares."""
         import torch
 
         out: list[SparseVector | None] = [None] * len(texts)

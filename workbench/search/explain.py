@@ -149,12 +149,10 @@ def sparse_explanation(searcher, query: str, chunk_id: str | None = None) -> Spa
     """The query's SPLADE terms, and (given a chunk) each term's weight in that chunk."""
     sparse = searcher.bundle.sparse
     literal = {_piece(t).lower() for t in sparse.tokenizer.tokenize(query)}
-    texts = [query]
+    q = sparse.encode([query], queries=True)[0]  # as the searcher encodes it
+    doc = {}
     if chunk_id is not None:
-        texts.append(_chunk_input(searcher.catalog, catalog_row(searcher.catalog, chunk_id)))
-    vecs = sparse.encode(texts)
-    doc = vecs[1].as_dict() if len(vecs) > 1 else {}
-    q = vecs[0]
+        doc = sparse.encode([_chunk_input(searcher.catalog, catalog_row(searcher.catalog, chunk_id))])[0].as_dict()
     terms = []
     for tid, w in sorted(zip(q.ids.tolist(), q.weights.tolist()), key=lambda kv: -kv[1]):
         name = sparse.term(tid)

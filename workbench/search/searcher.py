@@ -330,7 +330,7 @@ class Searcher:
         if "sparse" in modes:
             self._timed_load("load_sparse", lambda: self.bundle.sparse, out)
             t0 = time.perf_counter()
-            vecs = self.bundle.sparse.encode(texts)
+            vecs = self.bundle.sparse.encode(texts, queries=True)
             ms = (time.perf_counter() - t0) * 1000 / max(1, len(texts))
             for q, v in zip(out, vecs):
                 q.sparse_ids, q.sparse_weights = v.ids, v.weights
