@@ -342,7 +342,7 @@ def test_a_cut_off_run_is_said_by_queries_until_the_next_run_finishes_it(tmp_pat
 
     _cut_run_at(monkeypatch, "_index_docs", ws, corpus)
     note = Searcher(ws).serving_note
-    assert f"the indexing run of {corpus} was cut off" in note and f"`wb index {corpus}` continues it" in note
+    assert f"the indexing run of {corpus} was cut off" in note and f"`wb index {corpus}{ws.flag}` continues it" in note
     code, out, err = run_wb(capsys, monkeypatch, "query", "sleep", "-w", str(ws.root), "-p", "bm25", "--json")
     assert code == 0 and "was cut off" in json.loads(out)["note"]
 
@@ -387,7 +387,7 @@ def test_a_first_run_cut_off_before_any_document_says_so(tmp_path, monkeypatch):
 
     _cut_run_at(monkeypatch, "_index_docs", ws, corpus)
     with pytest.raises(WorkspaceError, match=f"the first indexing run of {corpus} was cut off before it wrote a "
-                                            f"document: `wb index {corpus}` continues it"):
+                                            f"document: `wb index {corpus}{ws.flag}` continues it"):
         Searcher(ws)
 
 

@@ -287,14 +287,14 @@ def test_the_note_of_a_variant_whose_settings_changed_names_the_command_that_reb
     from workbench.workspace import Workspace
 
     parent, variant = Workspace(tmp_path / "ws"), Workspace(tmp_path / "ws" / "variants" / "dense-ft-1a2b")
-    assert state_note(parent, ["chunk_tokens"]).endswith("`wb index` rebuilds it")
+    assert state_note(parent, ["chunk_tokens"]).endswith(f"`wb index{parent.flag}` rebuilds it")
     note = state_note(variant, ["chunk_tokens"])
-    assert "`wb index --model ROLE=NAME` rebuilds it" in note  # no models recorded: the flags' form
+    assert f"`wb index --model ROLE=NAME{parent.flag}` rebuilds it" in note  # no models recorded: the flags' form
     assert note.startswith("the workspace's wb.toml changed this model variant's settings (")
     assert state_note(parent, ["chunk_tokens"]).startswith("wb.toml changed this index's settings (")
     variant.root.mkdir(parents=True)
     (variant.root / "variant.json").write_text('{"overrides": {"dense": "/m/ft"}}')  # what it was built for
-    assert state_note(variant, ["sparse_name"]).endswith("`wb index --model dense=/m/ft` rebuilds it")
+    assert state_note(variant, ["sparse_name"]).endswith(f"`wb index --model dense=/m/ft{parent.flag}` rebuilds it")
     assert state_note(variant, []) == ""
 
 
@@ -318,3 +318,22 @@ def test_a_query_template_change_encodes_queries_anew_and_never_the_documents(tm
     assert _recorded(ws)["query_template"] == "query: {instruction}{text}"
     assert not (ws.root / rebuild.STAGING).exists()
     assert len(_dense_ids(ws, "remove a directory tree")) == len(before)
+
+
+def test_command_hints_name_the_workspace_unless_it_is_the_default_one(tmp_path, monkeypatch):
+    """A hint copied as printed must act on the workspace it is about: `-w ROOT` (quoted) unless ROOT
+    is what a bare command resolves to ($WB_WORKSPACE, else ./.wb); a variant's hints name its parent."""
+    from workbench.index.rebuild import state_note
+    from workbench.workspace import Workspace
+
+    parent = Workspace(tmp_path / "my ws")
+    variant = Workspace(parent.root / "variants" / "dense-ft-1a2b")
+    monkeypatch.delenv("WB_WORKSPACE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    quoted = f" -w '{parent.root}'"
+    assert parent.flag == quoted and Workspace(tmp_path / ".wb").flag == ""
+    assert state_note(parent, ["chunk_tokens"]).endswith(f"`wb index{quoted}` rebuilds it")
+    assert state_note(variant, ["chunk_tokens"]).endswith(f"`wb index --model ROLE=NAME{quoted}` rebuilds it")
+    monkeypatch.setenv("WB_WORKSPACE", str(parent.root))
+    assert state_note(parent, ["chunk_tokens"]).endswith("`wb index` rebuilds it")
+    assert state_note(variant, ["chunk_tokens"]).endswith("`wb index --model ROLE=NAME` rebuilds it")

@@ -228,13 +228,13 @@ def test_a_role_the_parent_changed_under_a_variant_is_rebuilt_by_the_variants_ow
     code, out, err = wb(capsys, monkeypatch, "query", "sleep", "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
     assert code == 0, err  # answers with the models that built it, and says how to catch up
     note = json.loads(out)["note"]
-    assert f"`wb index {flags}` rebuilds it" in note and "ROLE=NAME" not in note, note
+    assert f"`wb index {flags}{ws.flag}` rebuilds it" in note and "ROLE=NAME" not in note, note
     serve = variants.serving(ws, {"dense": "runs/ft"})
     try:  # what `wb mine --model` and `wb tune` open: they refuse, naming the same command
         Searcher(serve.workspace, config=serve.config)
         raise AssertionError("an index built with another sparse model was opened without a word")
     except WorkspaceError as exc:
-        assert f"re-run `wb index {flags}`" in str(exc) and "PATH" not in str(exc), exc
+        assert f"re-run `wb index {flags}{ws.flag}`" in str(exc) and "PATH" not in str(exc), exc
     code, _, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), *shlex.split(flags))
     assert code == 0 and "rebuilding" in err, err  # the command named rebuilds the variant in place
     code, out, err = wb(capsys, monkeypatch, "query", "sleep", "-w", str(ws.root), "--model", "dense=runs/ft", "--json")

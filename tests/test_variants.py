@@ -331,3 +331,29 @@ def test_a_variant_left_holding_a_removed_folder_is_named_with_the_command():
                                            "still_holds": "another `wb index` is writing workspace /w"}])
     assert "dense-ft-1 still holds /d/extra" in line and "`wb index --remove /d/extra`" in line
     assert "\n" not in line
+
+
+def test_remove_drops_a_folder_from_a_variant_that_indexed_it_before_its_parent_took_it_over(
+        ws_with_run, tmp_path, capsys, monkeypatch):
+    """A variant built while the parent indexed ``corpus/sub``; the parent then indexed ``corpus``
+    (taking ``sub`` over). `wb index --remove corpus` must empty the variant too: it dropped
+    nothing from it and reported ``"variants": []`` (the variant still answered with every document)."""
+    ws, corpus = ws_with_run
+    outer = tmp_path / "outer"
+    sub = copy_small_corpus(outer / "sub", ["random/functions-for-sequences.md", "tempfile/temporarydirectory.md"])
+    code, _out, err = wb(capsys, monkeypatch, "index", str(sub), "-w", str(ws.root))
+    assert code == 0, err
+    code, _out, err = wb(capsys, monkeypatch, "index", "-w", str(ws.root), "--model", "dense=runs/ft")
+    assert code == 0, err
+    code, out, err = wb(capsys, monkeypatch, "index", str(outer), "-w", str(ws.root))
+    assert code == 0 and "took over" in out + err, (out, err)
+    code, out, err = wb(capsys, monkeypatch, "index", "--remove", str(outer), "-w", str(ws.root), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["docs_removed"] == 2 and [v["docs_removed"] for v in report["variants"]] == [2]
+    code, out, err = wb(capsys, monkeypatch, "query", "temporary directory", "-p", "bm25", "-k", "20",
+                        "-w", str(ws.root), "--model", "dense=runs/ft", "--json")
+    assert code == 0, err
+    found = {hit["doc_id"] for hit in json.loads(out)["results"]}
+    assert found and not found & {"functions-for-sequences.md", "temporarydirectory.md",
+                                  "sub/functions-for-sequences.md", "sub/temporarydirectory.md"}

@@ -260,7 +260,7 @@ def require_variant(ws: Workspace, serve: Serving, asked: str, index_flags: str 
         for role in ("dense", "colbert", "sparse"):
             resolve_role(role, serve.config.models)
         flags = index_flags or asked
-        raise WorkspaceError(f"no index for {asked} yet: run `wb index {flags}` first "
+        raise WorkspaceError(f"no index for {asked} yet: run `wb index {flags}{ws.flag}` first "
                              f"(re-encodes the workspace's documents with that model)")
 
 
@@ -307,17 +307,27 @@ def remove_root(ws: Workspace, root: Path, progress: Callable[[str, int, int], N
         summary, gone = _parent_totals(ws, root), exc
     done = []
     for variant in variant_workspaces(ws):
+        held = roots_within(parent_roots(variant), Path(summary.root))
+        if not held:  # this variant never indexed that folder
+            continue
+        removed = 0
         try:
-            part = Indexer(variant, variant.config()).remove(Path(summary.root))
-        except InputError:  # this variant never indexed that folder
-            continue
+            for held_root in held:
+                removed += Indexer(variant, variant.config()).remove(held_root).docs_removed
         except WorkspaceError as exc:  # e.g. another `wb index` took its lock after the check: said, not raised
-            done.append({"variant": variant.root.name, "docs_removed": 0, "still_holds": str(exc)})
+            done.append({"variant": variant.root.name, "docs_removed": removed, "still_holds": str(exc)})
             continue
-        done.append({"variant": variant.root.name, "docs_removed": part.docs_removed})
+        done.append({"variant": variant.root.name, "docs_removed": removed})
     if gone is not None and not done:
         raise gone
     return summary, done
+
+
+def roots_within(roots: list[Path], root: Path) -> list[Path]:
+    """The ``roots`` that are ``root`` or lie inside it: what removing ``root`` removes from an index
+    (a variant may still hold a subfolder its parent has since taken over into ``root``)."""
+    prefix = str(root).rstrip("/") + "/"
+    return [r for r in roots if r == root or str(r).startswith(prefix)]
 
 
 def _refuse_busy_variants(ws: Workspace, root: Path) -> None:
@@ -325,7 +335,7 @@ def _refuse_busy_variants(ws: Workspace, root: Path) -> None:
     busy = [v.root.name for v in variant_workspaces(ws) if v.being_written()]
     if busy:
         raise WorkspaceError(f"another `wb index` is writing the model variant {busy[0]} of {ws.root}: nothing "
-                             f"removed; run `wb index --remove {root}` again when it has finished")
+                             f"removed; run `wb index --remove {root}{ws.flag}` again when it has finished")
 
 
 def _parent_totals(ws: Workspace, root: Path):
@@ -341,15 +351,16 @@ def _parent_totals(ws: Workspace, root: Path):
                         note=f"the workspace no longer indexes {source}: removed from its model variants")
 
 
-def removal_left_note(root: str, variants: list[dict]) -> str:
+def removal_left_note(root: str, variants: list[dict], workspace_flag: str = "") -> str:
     """One line naming the variant a `wb index --remove` left ``root`` in (and why: its lock was
-    taken by another `wb index` meanwhile) and the command that removes it; "" when none was left."""
+    taken by another `wb index` meanwhile) and the command that removes it (``workspace_flag``:
+    the parent's ``Workspace.flag``); "" when none was left."""
     left = [v for v in variants if v.get("still_holds")]
     if not left:
         return ""
     more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
     return (f"the model variant {left[0]['variant']}{more} still holds {root} ({left[0]['still_holds']}): "
-            f"`wb index --remove {root}` removes it from there")
+            f"`wb index --remove {root}{workspace_flag}` removes it from there")
 
 
 def variant_workspaces(ws: Workspace) -> list[Workspace]:

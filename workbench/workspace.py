@@ -34,6 +34,19 @@ class Workspace:
         return cls(root)
 
     @property
+    def flag(self) -> str:
+        """`` -w ROOT`` (shell-quoted) for a command hint naming this workspace, "" when ROOT is the
+        one a bare command resolves to (``$WB_WORKSPACE``, else ``./.wb``): a hint copied as printed
+        must act on this workspace, not on the default one."""
+        import shlex
+
+        try:
+            default = Workspace.resolve(None).root
+        except UsageError:
+            default = None
+        return "" if self.root == default else f" -w {shlex.quote(str(self.root))}"
+
+    @property
     def config_path(self) -> Path:
         return self.root / "wb.toml"
 
@@ -116,7 +129,7 @@ class Workspace:
     def require(self) -> None:
         """Raise a one-line WorkspaceError unless the workspace holds an index."""
         if not self.exists():
-            raise WorkspaceError(f"no index in workspace {self.root}: run `wb index PATH` first")
+            raise WorkspaceError(f"no index in workspace {self.root}: run `wb index PATH{self.flag}` first")
 
     def being_written(self) -> bool:
         """Whether a writer (`wb index`) holds the write lock now: a non-blocking shared lock is tried

@@ -90,10 +90,10 @@ def _serving(ws, overrides: dict[str, str], flags_hint: str = "", asked: str = "
         lag = staleness(ws, serve)
         if lag == "older":
             notes.append(f"the {serve.label} index is older than the workspace's documents: "
-                         f"`wb index {flags}` brings it up to date")
+                         f"`wb index {flags}{ws.flag}` brings it up to date")
         elif lag:
             notes.append(f"the {serve.label} index differs from the workspace's documents (indexed at another "
-                         f"time than the workspace's own index): `wb index` and `wb index {flags}` bring both "
+                         f"time than the workspace's own index): `wb index{ws.flag}` and `wb index {flags}{ws.flag}` bring both "
                          "up to date")
     for note in notes:
         _err_console().print(_plain(f"{note}", style="yellow"), highlight=False)
@@ -187,10 +187,10 @@ def index_cmd(
     else:
         roots = parent_roots(ws)
         if not roots:
-            raise UsageError(f"workspace {ws.root} indexes no folder yet: give a PATH (`wb index PATH`)")
+            raise UsageError(f"workspace {ws.root} indexes no folder yet: give a PATH (`wb index PATH{ws.flag}`)")
         gone = [r for r in roots if not r.exists()]
         if gone and (model or not _rebuild_due(ws)):  # a settings rebuild says what it waits for
-            raise InputError(f"indexed folder no longer exists: {gone[0]} (drop it: `wb index --remove {gone[0]}`, "
+            raise InputError(f"indexed folder no longer exists: {gone[0]} (drop it: `wb index --remove {gone[0]}{ws.flag}`, "
                              "or index the others by name)")
         roots = [r for r in roots if r.exists()]
         if not roots:
@@ -278,7 +278,7 @@ def _remove_root(ws, root: Path, json_out: bool, progress_json: bool = False) ->
             print(json.dumps({"phase": phase, "done": done, "total": total}), flush=True)
 
     summary, variants = remove_root(ws, root, progress)
-    left = removal_left_note(summary.root, variants)
+    left = removal_left_note(summary.root, variants, ws.flag)
     if left:  # a variant another `wb index` began writing meanwhile keeps the folder: never silently
         _err_console().print(_plain(left, style="yellow"), highlight=False)
     if json_out or progress_json:
@@ -973,6 +973,13 @@ def _tee_stdout(path: Path, echo: bool = True):
         tee.file.close()
 
 
+def _run_flag(run) -> str:
+    """``Workspace.flag`` of the workspace holding ``run`` (``<ws>/runs/NAME``), for command hints."""
+    from workbench.workspace import Workspace
+
+    return Workspace(run.path.parent.parent).flag
+
+
 def _run_training(run, resume: bool, detach: bool, finish_now: bool = False) -> None:
     """Train ``run`` in the foreground (its log teed into log.txt) or detached; ``finish_now``: see
     ``trainers.loop.run_training`` (foreground only)."""
@@ -981,7 +988,7 @@ def _run_training(run, resume: bool, detach: bool, finish_now: bool = False) -> 
         typer.echo(run.name)
         _err_console().print(_plain(f"run {run.name} {'resumed' if resume else 'started'} in the background "
                              f"(pid {pid}); log {run.log_path}; "
-                             f"`wb runs` to watch, `wb runs stop {shlex.quote(run.name)}` to stop", style="dim"), highlight=False)
+                             f"`wb runs{_run_flag(run)}` to watch, `wb runs stop {shlex.quote(run.name)}{_run_flag(run)}` to stop", style="dim"), highlight=False)
         return
     from workbench.errors import TrainingError
     from trainers.loop import train_run
@@ -999,7 +1006,7 @@ def _run_training(run, resume: bool, detach: bool, finish_now: bool = False) -> 
         raise TrainingError(f"run {run.name} failed: {type(exc).__name__}: {exc} (details in {run.status_path})") from exc
     state = status.get("state")
     if state == "stopped":
-        typer.echo(f"run {run.name} stopped at step {status.get('step')}: `wb train resume {shlex.quote(run.name)}` continues it")
+        typer.echo(f"run {run.name} stopped at step {status.get('step')}: `wb train resume {shlex.quote(run.name)}{_run_flag(run)}` continues it")
         stops = [e for e in run.events() if e.get("event") == "stopped"]
         if stops and stops[-1].get("why") == "Ctrl-C":
             raise typer.Exit(130)  # interrupted here (a `wb runs stop` from elsewhere ends 0)
@@ -1119,7 +1126,7 @@ def _train_cmd(config_cls, given: dict, *, config: Optional[str], detach: bool, 
             trainer = None
         if trainer and trainer != config_cls.TRAINER:
             raise UsageError(f"run '{resume}' is trained by `wb train {trainer}`, not `wb train {config_cls.TRAINER}`: "
-                             f"`wb train resume {shlex.quote(resume)}` continues it")
+                             f"`wb train resume {shlex.quote(resume)}{_workspace(workspace).flag}` continues it")
         return train_resume_cmd(resume, detach=detach, workspace=workspace)
     from trainers.config import read_toml
 
@@ -1501,7 +1508,7 @@ def train_resume_cmd(
     run = get_run(ws.root, name)
     state = run.status().get("state")
     if state == "running":
-        raise UsageError(f"run '{name}' is running (pid {run.status().get('pid')}): `wb runs stop {shlex.quote(name)}` first")
+        raise UsageError(f"run '{name}' is running (pid {run.status().get('pid')}): `wb runs stop {shlex.quote(name)}{ws.flag}` first")
     if state == "finished":
         raise UsageError(f"run '{name}' has finished: its model is in {run.model_dir}")
     if state == "unknown" and run.model_dir.is_dir():  # status.json lost: the model says it finished
@@ -1568,7 +1575,7 @@ def runs_list(
             checkpoint = run.latest_checkpoint()
             at = int(checkpoint.name.split("-")[1]) if checkpoint else 0
             if at != (s.get("step") or 0):
-                typer.echo(f"  `wb train resume {shlex.quote(run.name)}` continues from step {at} "
+                typer.echo(f"  `wb train resume {shlex.quote(run.name)}{_run_flag(run)}` continues from step {at} "
                            f"({'its last checkpoint' if checkpoint else 'no checkpoint yet'})")
 
 
@@ -1618,7 +1625,7 @@ def runs_stop(
     from workbench.errors import TrainingError
 
     raise TrainingError(f"run {name} did not stop within {wait:.0f} s (asked to: it stops at the end of its current step; "
-                        f"`wb runs stop {shlex.quote(name)} --wait SECONDS` waits longer)")
+                        f"`wb runs stop {shlex.quote(name)}{ws.flag} --wait SECONDS` waits longer)")
 
 
 def _roles_served_by(ws, run_path: Path) -> list[str]:
@@ -1652,7 +1659,7 @@ def runs_remove(
         run = get_run(ws.root, name)
         state = run.status().get("state")
         if state in ("running", "queued"):  # said for every run before any is deleted (remove_run checks again)
-            raise UsageError(f"run {name} is {state}: `wb runs stop {shlex.quote(name)}` stops it, then remove it")
+            raise UsageError(f"run {name} is {state}: `wb runs stop {shlex.quote(name)}{ws.flag}` stops it, then remove it")
         roles = _roles_served_by(ws, run.path.resolve())
         if roles:
             raise UsageError(f"run {name} is the {' and '.join(roles)} model of {ws.config_path}: "

@@ -37,7 +37,7 @@ import pyarrow as pa
 from workbench.config import IndexConfig, WorkspaceConfig
 from workbench.errors import IndexingError, InputError, UsageError
 from workbench.index.settings import IndexSettings, settings_from_config, settings_from_dict
-from workbench.index.unfinished import UNFINISHED_RUN
+from workbench.index.unfinished import UNFINISHED_RUN, hint_flag, resume_command
 from workbench.ingest.chunking import Chunker, ChunkingSettings, chunk_input_text
 from workbench.store.keys import chunk_key
 from workbench.store.manifest import DocRecord, Manifest, read_roots_to_reindex
@@ -205,7 +205,8 @@ class Indexer:
             other = Path(left)
             if not other.exists():  # an unmounted drive, a moved folder: kept to re-index, said loudly
                 summary.note = _join(summary.note, f"{other} is missing, so its documents are out of the rebuilt "
-                                                   f"index: restore it and run `wb index`, or `wb index --remove {other}`")
+                                                   f"index: restore it and run {resume_command(self.workspace, None)}, or "
+                                                   f"`wb index --remove {other}{hint_flag(self.workspace)}`")
                 continue
             try:
                 extra = self._run_root(other)
@@ -282,7 +283,8 @@ class Indexer:
                 gone = ", ".join(missing)
                 summary.note = _join(summary.note, f"{gone} {'is' if len(missing) == 1 else 'are'} missing: the rebuild "
                                                    "waits for it (the old index answers meanwhile, with every folder); "
-                                                   f"restore it and run `wb index`, or `wb index --remove {missing[0]}`")
+                                                   f"restore it and run {resume_command(self.workspace, None)}, or "
+                                                   f"`wb index --remove {missing[0]}{hint_flag(self.workspace)}`")
                 summary.rebuilt = reason.replace("rebuilding the index", "the rebuild is not finished")
                 summary.total_docs, summary.total_chunks = self._live_totals()
             else:

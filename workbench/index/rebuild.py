@@ -97,7 +97,7 @@ def state_note(ws: Workspace, diffs: list[str]) -> str:
     none begun yet. Said by `wb query` and the TUI, which keep answering from the old index."""
     if not diffs:
         return ""
-    from workbench.index.unfinished import resume_command
+    from workbench.index.unfinished import hint_flag, resume_command
 
     models = [d for d in diffs if d not in CHUNK_SETTINGS]
     answers = "the old index answers meanwhile" + (", with the models that built it" if models else "")
@@ -108,7 +108,7 @@ def state_note(ws: Workspace, diffs: list[str]) -> str:
         missing = [r for r in staged_roots(ws) if not Path(r).exists()]
         if missing:
             return (f"a rebuild of this index with the changed settings waits for {missing[0]}, which is missing "
-                    f"(restore it and run {command}, or `wb index --remove {missing[0]}`): {answers}")
+                    f"(restore it and run {command}, or `wb index --remove {missing[0]}{hint_flag(ws)}`): {answers}")
         return f"a rebuild of this index with the changed settings was cut off ({command} finishes it): {answers}"
     from workbench.variants import is_variant
 

@@ -37,12 +37,21 @@ def cut_off_note(unfinished: dict, workspace=None) -> str:
     return f"the first indexing run of {first} was cut off before it wrote a document: {again} continues it"
 
 
+def hint_flag(workspace) -> str:
+    """The ``-w`` a `wb index` hint about ``workspace`` needs (``Workspace.flag``): a model variant's
+    commands run on its parent workspace, so the parent's."""
+    from workbench.variants import is_variant, parent_workspace
+
+    return parent_workspace(workspace).flag if is_variant(workspace) else workspace.flag
+
+
 def resume_command(workspace, root: str | None) -> str:
     """The `wb index` (in backquotes) that continues a run of ``root`` (None: of every root) in
-    ``workspace``: for a model variant (``<parent>/variants/NAME/``) the parent's `wb index --model
+    ``workspace`` (with ``-w`` where it is not the default one): for a model variant (``<parent>/variants/NAME/``) the parent's `wb index --model
     ROLE=NAME ...` with the variant's models, since `wb index ROOT` indexes the parent."""
     from workbench.variants import is_variant, model_flags
 
+    flag = hint_flag(workspace)
     if is_variant(workspace):
-        return f"`wb index {model_flags(workspace)}`"
-    return f"`wb index {root}`" if root else "`wb index`"
+        return f"`wb index {model_flags(workspace)}{flag}`"
+    return f"`wb index {root}{flag}`" if root else f"`wb index{flag}`"
