@@ -1,7 +1,8 @@
 """Layer-wise reranker runs on a tiny random 4-layer BERT with the real MiniLM tokenizer: the loss by
 hand, training lowers every layer's loss, early-exit serving equals a full forward's layer-L state
-through head L and runs only L layers, exact resume, and the CLI (`wb train layerwise`, `wb query
--p hybrid+rerank --model reranker=FOLDER@L`)."""
+through head L and runs only L layers (also for ModernBERT, whose final norm follows the last
+layer), exact resume, and the CLI (`wb train layerwise`, `wb query -p hybrid+rerank --model
+reranker=FOLDER@L`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_models
-from tiny_models import run_wb, tiny_bert, topic_groups
+from tiny_models import run_wb, tiny_bert, tiny_modernbert, topic_groups
 
 pytest.importorskip("accelerate")
 
@@ -100,6 +101,20 @@ def trained(tiny, tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="module")
+def trained_modernbert(tiny, tmp_path_factory):
+    """A finished 3-step run (heads at layers 2, 3, 4) on a random 4-layer ModernBERT, which applies
+    ``final_norm`` after its last layer: cut to fewer layers, its ``last_hidden_state`` is normed."""
+    from trainers.loop import train_run
+
+    _, data = tiny
+    root = tmp_path_factory.mktemp("lw_modernbert")
+    base = tiny_modernbert(root / "base", layers=N_LAYERS)
+    run = _new(root, "lw-mb", base, data, max_steps=3)
+    assert train_run(run)["state"] == "finished"
+    return run
+
+
 def test_training_lowers_the_loss_at_every_layer(trained):
     steps = _steps(trained)
     assert len(steps) == 14
@@ -149,18 +164,20 @@ def _reference_scores(model_dir: Path, pairs, layer: int) -> list[float]:
 
 
 @pytest.mark.parametrize("cutoff", [2, 3, 4])
-def test_served_scores_equal_the_full_forward_at_that_layer(trained, monkeypatch, cutoff):
+@pytest.mark.parametrize("arch, layer_class", [("bert", "BertLayer"), ("modernbert", "ModernBertEncoderLayer")])
+def test_served_scores_equal_the_full_forward_at_that_layer(request, monkeypatch, arch, layer_class, cutoff):
     import torch
 
     from workbench.encoders.layerwise import LayerwiseReranker
 
+    trained = request.getfixturevalue("trained" if arch == "bert" else "trained_modernbert")
     monkeypatch.setenv("WB_DTYPE", "float32")
     reranker = LayerwiseReranker(str(trained.model_dir), device="cpu", cutoff=cutoff)
     assert reranker.layers_run == cutoff and reranker.name.endswith(f"@{cutoff}")
     ran = []
 
     def count(module, _args, _out):
-        if type(module).__name__ == "BertLayer":
+        if type(module).__name__ == layer_class:
             ran.append(module)
 
     handle = torch.nn.modules.module.register_module_forward_hook(count)
@@ -227,6 +244,23 @@ def test_a_cross_encoder_base_starts_every_head_as_its_classifier(tiny, tmp_path
     for cutoff in (2, 3, 4):
         served = LayerwiseReranker(str(run.model_dir), device="cpu", cutoff=cutoff).score_pairs(PAIRS)
         assert served.tolist() == pytest.approx(heads[cutoff](states[cutoff][:, 0]).tolist(), abs=1e-4)
+
+
+def test_a_base_whose_layers_cannot_be_found_is_refused_before_training(tiny, monkeypatch):
+    """Early exit cuts the layer list and reads the last kept layer's output: an encoder whose layers
+    are not at a known place is refused when the model is built, not when it is served."""
+    import workbench.encoders.layerwise as layerwise
+    from trainers.config import LayerwiseConfig
+    from trainers.layerwise import LayerwiseTrainer
+    from workbench.errors import ModelError
+
+    base, data = tiny
+    trainer = LayerwiseTrainer(LayerwiseConfig(data=str(data), base=str(base), name="x", max_length=64))
+    model = trainer.build()
+    assert len(model.layer_list) == N_LAYERS and "layer_list" not in dict(model.named_children())
+    monkeypatch.setattr(layerwise, "_LAYER_PATHS", ("nowhere",))
+    with pytest.raises(ModelError, match="cannot find the 4 transformer layers of BertModel"):
+        trainer.build()
 
 
 def test_load_reranker_dispatch_and_cutoff_errors(trained, monkeypatch):

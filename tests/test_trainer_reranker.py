@@ -1,5 +1,6 @@
 """Cross-encoder reranker runs on a tiny random BERT: trains, serves through load_reranker, resumes,
-and the CLI (`wb train reranker`, `wb query -p ...+rerank --model reranker=...`)."""
+which parameters form the new head (BERT, DistilBERT, ModernBERT), and the CLI (`wb train
+reranker`, `wb query -p ...+rerank --model reranker=...`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_models
-from tiny_models import run_wb, tiny_bert, topic_groups
+from tiny_models import run_wb, tiny_bert, tiny_modernbert, topic_groups
 
 pytest.importorskip("accelerate")
 
@@ -205,3 +206,55 @@ def test_residual_training_ranks_logit_plus_the_first_stage_score(tiny, tmp_path
     code, _out, err = run_wb(capsys, monkeypatch, "train", "reranker", "--data", str(logits), "--base", str(base),
                              "--out", "res2", "--residual", "2", "-w", str(tmp_path / "ws"))
     assert code == 2 and "[0, 1]" in err and "7.5" in err and len(err.strip().splitlines()) == 1
+
+
+def _tiny_distilbert(dest: Path) -> Path:
+    """A random 1-layer, 32-wide DistilBertModel with the MiniLM tokenizer (no token type ids)."""
+    import torch
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+
+    from workbench.models.cache import resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"),
+                                        model_input_names=["input_ids", "attention_mask"])
+    torch.manual_seed(0)
+    DistilBertModel(DistilBertConfig(vocab_size=tok.vocab_size, dim=32, n_layers=1, n_heads=2, hidden_dim=64,
+                                     max_position_embeddings=128)).save_pretrained(dest)
+    tok.save_pretrained(dest)
+    return dest
+
+
+@pytest.mark.parametrize("arch, new_head", [
+    ("bert", {"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight", "classifier.bias"}),
+    ("distilbert", {"pre_classifier.weight", "pre_classifier.bias", "classifier.weight", "classifier.bias"}),
+    ("modernbert", {"head.dense.weight", "head.norm.weight", "classifier.weight", "classifier.bias"}),
+])
+def test_every_layer_of_a_new_head_trains_with_head_lr(tiny, tmp_path, arch, new_head):
+    """From a plain encoder, every freshly initialised layer of the classifier (DistilBERT's
+    pre_classifier, ModernBERT's head.dense and head.norm, BERT's pooler) trains with head_lr and the
+    encoder with lr; from a cross-encoder (its head trained) the whole model trains with lr."""
+    from trainers.config import RerankerConfig
+    from trainers.reranker import RerankerTrainer
+
+    base, data = tiny
+    if arch == "distilbert":
+        base = _tiny_distilbert(tmp_path / "base")
+    elif arch == "modernbert":
+        base = tiny_modernbert(tmp_path / "base")
+    trainer = RerankerTrainer(RerankerConfig(data=str(data), base=str(base), name="x", lr=2e-5, head_lr=1e-3))
+    model = trainer.build()
+    assert trainer.kind == "encoder+new head"
+    names = {id(p): n for n, p in model.named_parameters()}
+    body, head = trainer.param_groups(model)
+    assert (body["lr"], head["lr"]) == (2e-5, 1e-3)
+    assert {names[id(p)] for p in head["params"]} == new_head
+    assert len(body["params"]) + len(head["params"]) == len(names)
+
+    cross = tmp_path / "cross"  # the same model saved as a cross-encoder: fine-tuned further as a whole
+    model.save_pretrained(str(cross))
+    trainer.tokenizer.save_pretrained(str(cross))
+    again = RerankerTrainer(RerankerConfig(data=str(data), base=str(cross), name="y", lr=2e-5, head_lr=1e-3))
+    reloaded = again.build()
+    assert again.kind == "cross-encoder" and type(reloaded) is type(model)
+    groups = again.param_groups(reloaded)
+    assert all(not isinstance(g, dict) for g in groups) and len(groups) == len(list(reloaded.parameters()))

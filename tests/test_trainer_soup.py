@@ -108,14 +108,16 @@ def test_soup_refuses_what_cannot_be_averaged(two_runs, tmp_path, capsys, monkey
     meta = json.loads((other / "wb_model.json").read_text())
     (other / "wb_model.json").write_text(json.dumps({**meta, "kind": "colbert"}))
     wider = tiny_bert(tmp_path / "wider", layers=3)
-    longer = tmp_path / "longer"  # same weights, served at another length: the soup would serve a's
-    shutil.copytree(ws / "runs" / "b" / "model", longer)
-    (longer / "wb_model.json").write_text(json.dumps({**meta, "max_length": 128}))
+    # layer-wise rerankers serve at their saved max_length: one served at another length is refused
+    layerwise, longer = tmp_path / "layerwise", tmp_path / "longer"
+    for folder, length in ((layerwise, 64), (longer, 128)):
+        shutil.copytree(ws / "runs" / "b" / "model", folder)
+        (folder / "wb_model.json").write_text(json.dumps({**meta, "kind": "layerwise-reranker", "max_length": length}))
 
     cases = [
         (["one", "a"], "at least two"),
         (["k1", "a", str(other)], "one kind"),
-        (["k9", "a", str(longer)], "served with max_length = 128"),
+        (["k9", str(layerwise), str(longer)], "served with max_length = 128"),
         (["k2", "a", "runs/nope"], "no run named 'nope'"),
         (["k6", "a", "nope"], "'nope' is neither a run"),
         (["k7", "a", "runs/a"], "is named twice"),
@@ -145,6 +147,28 @@ def test_soup_refuses_what_cannot_be_averaged(two_runs, tmp_path, capsys, monkey
     (rebased / "wb_model.json").write_text(json.dumps({**meta, "base": "runs/a"}))
     code, _out, err = run_wb(capsys, monkeypatch, "runs", "soup", "wise", "a", str(rebased), "-w", str(ws))
     assert code == 0, err
+
+
+def test_cross_encoders_differing_in_training_only_settings_soup(two_runs, tmp_path, capsys, monkeypatch):
+    """A cross-encoder is served at 512 tokens from its weights alone: runs trained with another
+    ``residual`` weight or ``max_length`` average (as model soups mean to); a field of wb_model.json
+    the soup does not know still has to agree."""
+    import shutil
+
+    ws = two_runs
+    meta = json.loads((ws / "runs" / "a" / "model" / "wb_model.json").read_text())
+    assert meta["kind"] == "cross-encoder" and meta["residual"] == 0.0 and meta["max_length"] == 64
+    tuned = tmp_path / "tuned"
+    shutil.copytree(ws / "runs" / "b" / "model", tuned)
+    (tuned / "wb_model.json").write_text(json.dumps({**meta, "residual": 0.5, "max_length": 128}))
+    code, out, err = run_wb(capsys, monkeypatch, "runs", "soup", "tuned-soup", "a", str(tuned), "-w", str(ws))
+    assert code == 0 and "soup of a ×0.5 + tuned ×0.5" in out, err
+    assert (ws / "runs" / "tuned-soup" / "model" / "model.safetensors").exists()
+
+    (tuned / "wb_model.json").write_text(json.dumps({**meta, "prompt": "x"}))
+    code, _out, err = run_wb(capsys, monkeypatch, "runs", "soup", "unknown-soup", "a", str(tuned), "-w", str(ws))
+    assert code == 2 and 'served with prompt = "x"' in err, err
+    assert not (ws / "runs" / "unknown-soup").exists()
 
 
 def test_a_soups_name_is_taken_before_it_averages(two_runs, monkeypatch):

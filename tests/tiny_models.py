@@ -1,5 +1,5 @@
-"""Shared builders for the trainer tests: a tiny random BERT with a real tokenizer, a tiny FlagEmbedding
-jsonl of topic groups, and ``run_wb`` (the ``wb`` console entry point in-process).
+"""Shared builders for the trainer tests: a tiny random BERT (or ModernBERT) with a real tokenizer, a
+tiny FlagEmbedding jsonl of topic groups, and ``run_wb`` (the ``wb`` console entry point in-process).
 
 Imported by the tests as ``conftest`` is (``from tiny_models import tiny_bert``); the builders are plain
 functions so each test module keeps its own module-scoped fixture and its own sizes and seeds.
@@ -43,6 +43,27 @@ def tiny_bert(dest: Path, *, layers: int = 2, tokenizer: str = "all-MiniLM-L6-v2
     config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
     (BertForMaskedLM if masked_lm else BertModel)(config).save_pretrained(dest)
+    tok.save_pretrained(dest)
+    return dest
+
+
+def tiny_modernbert(dest: Path, *, layers: int = 2, tokenizer: str = "all-MiniLM-L6-v2", seed: int = 0) -> Path:
+    """Save a random ``layers``-layer, 32-wide ModernBertModel (2 heads, 64 intermediate, 128 positions,
+    global attention in every layer, weights drawn with std 0.2 so that its ``final_norm`` visibly
+    changes the states) with the installed model ``tokenizer``'s tokenizer, set to give no token
+    type ids as ModernBERT's own does, into ``dest``. Reproducible as :func:`tiny_bert`."""
+    import torch
+    from transformers import AutoTokenizer, ModernBertConfig, ModernBertModel
+
+    from workbench.models.cache import resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer),
+                                        model_input_names=["input_ids", "attention_mask"])
+    torch.manual_seed(seed)
+    config = ModernBertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=layers,
+                              num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                              pad_token_id=tok.pad_token_id, global_attn_every_n_layers=1, initializer_range=0.2)
+    ModernBertModel(config).save_pretrained(dest)
     tok.save_pretrained(dest)
     return dest
 

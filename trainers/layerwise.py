@@ -4,7 +4,10 @@ Model (:func:`LayerwiseModel`): a BERT-like encoder (``AutoModel``; the workspac
 by default) and one linear head ``hidden -> 1`` per scored layer ``l`` (``cfg.layers``, 1-based:
 the state after ``l`` transformer layers; default every layer from 2 to the last), applied to
 that layer's ``[CLS]`` state: :math:`s^{(l)} = w_l \cdot h_l[\mathrm{CLS}] + b_l` with
-``h_l = hidden_states[l]`` (``hidden_states[0]`` is the embedding output). When the base is a
+``h_l = hidden_states[l]`` (``hidden_states[0]`` is the embedding output), read as the serving
+:class:`~workbench.encoders.layerwise.LayerwiseReranker` reads it from an encoder cut after layer
+``l`` (:func:`workbench.encoders.layerwise.cls_states`; a base whose layers it cannot find is
+refused here, not when served). When the base is a
 trained cross-encoder (a one-logit ``*ForSequenceClassification``, e.g. ``runs/NAME`` of ``wb
 train reranker``), every head is instead its classifier, pooler included,
 :math:`s^{(l)} = w_l \cdot \tanh(P_l h_l[\mathrm{CLS}] + p_l) + b_l`, started as a copy of it: the
@@ -114,6 +117,8 @@ def LayerwiseModel(encoder, layers: list[int], init_head=None):  # noqa: N802 - 
 
     import torch
 
+    from workbench.encoders.layerwise import cls_states, find_layer_list
+
     class _PooledHead(torch.nn.Module):
         def __init__(self, pool, out) -> None:
             super().__init__()
@@ -128,6 +133,10 @@ def LayerwiseModel(encoder, layers: list[int], init_head=None):  # noqa: N802 - 
             self.encoder = encoder
             self.layers = list(layers)
             self.pooled = init_head is not None
+            self.n_layers = int(encoder.config.num_hidden_layers)
+            # a tuple, not a registered submodule (its layers are the encoder's); ModelError for an
+            # encoder whose layers cannot be found, so such a base is refused before training
+            self.layer_list = tuple(find_layer_list(encoder)[2])
             hidden = int(encoder.config.hidden_size)
             self.heads = torch.nn.ModuleDict({
                 str(l): _PooledHead(*init_head) if init_head is not None else torch.nn.Linear(hidden, 1)
@@ -137,8 +146,8 @@ def LayerwiseModel(encoder, layers: list[int], init_head=None):  # noqa: N802 - 
             inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
             if token_type_ids is not None:
                 inputs["token_type_ids"] = token_type_ids
-            states = self.encoder(**inputs, output_hidden_states=True).hidden_states
-            return torch.cat([self.heads[str(l)](states[l][:, 0]).float() for l in self.layers], dim=1)
+            states = cls_states(self.encoder, self.layer_list, inputs, self.layers, self.n_layers)
+            return torch.cat([self.heads[str(l)](cls).float() for l, cls in zip(self.layers, states)], dim=1)
 
     return _Layerwise()
 

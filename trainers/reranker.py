@@ -15,7 +15,8 @@ is padding, masked out of the loss. One left with no negative at all (alone in i
 draws one of the data's other positives (``negative_pool``). The draws come from the loop's per-step ``Random``, so a
 resumed run makes the same ones.
 
-A new head (the base is a plain encoder) trains with ``head_lr`` (1e-3), the encoder with ``lr``.
+A new head (the base is a plain encoder: every layer of the classifier outside the encoder, and
+the pooler, :func:`head_parameters`) trains with ``head_lr`` (1e-3), the encoder with ``lr``.
 
 Losses (``trainers.losses``): ``listwise`` (softmax cross entropy over the group, the default),
 ``pairwise`` (RankNet), ``pointwise`` (binary cross entropy).
@@ -50,7 +51,8 @@ from .config import RerankerConfig
 from .loop import Trainer, log
 from .runs import staged_folder
 
-__all__ = ["Groups", "RerankerTrainer", "build_groups", "eval_groups", "group_mrr", "negative_pool"]
+__all__ = ["Groups", "RerankerTrainer", "build_groups", "eval_groups", "group_mrr", "head_parameters",
+           "negative_pool"]
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,23 @@ def group_mrr(scores, spans: list[tuple[int, int, int]]) -> float:
     return total / len(spans)
 
 
+def head_parameters(model) -> list:
+    """The trainable parameters of a ``*ForSequenceClassification`` model's head: every one outside
+    its encoder (``model.base_model``: BERT's ``classifier``, DistilBERT's ``pre_classifier`` +
+    ``classifier``, ModernBERT's ``head`` + ``classifier``, RoBERTa's ``classifier.dense`` +
+    ``out_proj``, a decoder's ``score``), plus the encoder's ``pooler`` (BERT's tanh dense over
+    [CLS], which only the head reads). ModelError when there is none (the model's encoder cannot be
+    told from it)."""
+    encoder = model.base_model
+    pooler = getattr(encoder, "pooler", None)
+    pooled = {id(p) for p in pooler.parameters()} if pooler is not None else set()
+    inside = {id(p) for p in encoder.parameters()} - pooled
+    head = [p for p in model.parameters() if p.requires_grad and id(p) not in inside]
+    if not head:
+        raise ModelError(f"cannot tell the classification head of {type(model).__name__} from its encoder")
+    return head
+
+
 class RerankerTrainer(Trainer):
     """The cross-encoder's parts of the loop (see the module docstring)."""
 
@@ -206,16 +225,16 @@ class RerankerTrainer(Trainer):
         return {"kind": self.kind, "loss_name": self.loss_fn.name, "group_size": self.cfg.group_size}
 
     def param_groups(self, model) -> list:
-        """A new head (classifier + pooler) trains with ``head_lr``, the encoder with ``lr``: the head
-        starts with tiny random weights, and at an encoder's learning rate its logits stay near 0
-        (the loss sits at log(group size)) for hundreds of steps."""
+        """A new head (:func:`head_parameters`) trains with ``head_lr``, the encoder with ``lr``: the
+        head starts with tiny random weights, and at an encoder's learning rate its logits stay near
+        0 (the loss sits at log(group size)) for hundreds of steps. A cross-encoder base (its head
+        trained already) trains whole with ``lr``."""
         if self.kind == "cross-encoder":
             return [p for p in model.parameters() if p.requires_grad]
-        head, body = [], []
-        for name, param in model.named_parameters():
-            if param.requires_grad:
-                (head if name.split(".")[0] in ("classifier", "score") or ".pooler." in f".{name}" else body).append(param)
-        return [{"params": body, "lr": self.cfg.lr}, {"params": head, "lr": self.cfg.head_lr}]
+        head = {id(p) for p in head_parameters(model)}
+        trained = [p for p in model.parameters() if p.requires_grad]
+        return [{"params": [p for p in trained if id(p) not in head], "lr": self.cfg.lr},
+                {"params": [p for p in trained if id(p) in head], "lr": self.cfg.head_lr}]
 
     def _batch(self, pairs: list[tuple[str, str]], device):
         from workbench.encoders.rerankers import tokenize_pairs

@@ -10,7 +10,8 @@ Contract of :func:`make_soup`:
   weight files (``*.safetensors`` and ``*.pt`` state dicts at its top level), the same tensor names
   and shapes, and the same serving settings (every ``wb_model.json`` field but the descriptive ones in
   :data:`DESCRIPTIVE_FIELDS`, and ``wb_colbert.json``: prompts, answer tokens, templates, markers,
-  lengths, pooling); otherwise :class:`~workbench.errors.UsageError` names the first difference. The
+  lengths, pooling; a field the kind's server ignores, :data:`DESCRIPTIVE_BY_KIND`, may differ);
+  otherwise :class:`~workbench.errors.UsageError` names the first difference. The
   ``base`` may differ: a fine-tune averaged with the model it started from (WiSE-FT) is a soup too;
 - floating-point tensors are averaged with ``weights`` (normalised to sum to 1); other tensors
   (integer buffers such as position ids) must be equal and are copied;
@@ -39,7 +40,11 @@ SERVING_FILES = ("wb_model.json", "wb_colbert.json")  # JSON settings the served
 # wb_model.json fields that describe how an ingredient was made, not how it is served
 DESCRIPTIVE_FIELDS = frozenset({"base", "soup", "loss", "group_size", "lora", "lora_r", "distill_weight",
                                 "distill_temperature", "temperature", "heads_from", "eval_mrr_by_layer",
-                                "default_cutoff", "query_augmentation"})
+                                "default_cutoff", "query_augmentation", "residual"})
+# further wb_model.json fields that one kind's server does not read: a cross-encoder serves at 512
+# tokens whatever length it trained at (CrossEncoderReranker reads no wb_model.json); the
+# layer-wise and LLM rerankers serve at their saved max_length, so for them it stays a serving field
+DESCRIPTIVE_BY_KIND = {"cross-encoder": frozenset({"max_length"})}
 SKIPPED = ("adapter",)  # a peft adapter is one ingredient's, not the soup's
 
 
@@ -148,9 +153,9 @@ def check_ingredients(folders: list[Path]) -> list[str]:
         if _weight_files(folder) != files:
             raise UsageError(f"{folder} has weight files {_weight_files(folder)}, {folders[0]} has {files}")
     for name in SERVING_FILES:
-        first = _serving_settings(folders[0] / name)
+        first = _serving_settings(folders[0] / name, kind)
         for folder in folders[1:]:
-            other = _serving_settings(folder / name)
+            other = _serving_settings(folder / name, kind)
             differing = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))
             if differing:
                 key = differing[0]
@@ -159,9 +164,11 @@ def check_ingredients(folders: list[Path]) -> list[str]:
     return files
 
 
-def _serving_settings(path: Path) -> dict:
-    """The fields of a settings file that decide how its model is served ({} when it has none)."""
-    return {k: v for k, v in _settings(path).items() if k not in DESCRIPTIVE_FIELDS}
+def _serving_settings(path: Path, kind: str | None) -> dict:
+    """The fields of a settings file that decide how its model, of ``kind``, is served ({} when it has
+    none): all but :data:`DESCRIPTIVE_FIELDS` and the kind's :data:`DESCRIPTIVE_BY_KIND`."""
+    ignored = DESCRIPTIVE_FIELDS | DESCRIPTIVE_BY_KIND.get(kind or "", frozenset())
+    return {k: v for k, v in _settings(path).items() if k not in ignored}
 
 
 def make_soup(folders: list[Path], out: Path, weights: list[float] | None = None) -> SoupSummary:

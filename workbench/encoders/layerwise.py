@@ -5,7 +5,8 @@ A layer-wise reranker run (``wb train layerwise``, :mod:`trainers.layerwise`) sa
 * the fine-tuned encoder (Hugging Face layout: config, weights, tokenizer),
 * ``layerwise_heads.safetensors``: one head per scored layer ``l``, tensors ``"{l}.weight"``
   ``[1, hidden]`` and ``"{l}.bias"`` ``[1]`` (float32), applied to the ``[CLS]`` state after ``l``
-  transformer layers (``hidden_states[l][:, 0]``; ``hidden_states[0]`` is the embedding output);
+  transformer layers (a full forward's ``hidden_states[l][:, 0]``; ``hidden_states[0]`` is the
+  embedding output; :func:`cls_states`);
   a pooled head (trained from a cross-encoder base, whose pooler + classifier it started as) also
   has ``"{l}.pool.weight"`` ``[hidden, hidden]`` and ``"{l}.pool.bias"``, applied first with tanh,
 * ``wb_model.json`` ``{"kind": "layerwise-reranker", "layers": [...], "default_cutoff": L,
@@ -15,7 +16,9 @@ Serving at cutoff ``L`` keeps only the first ``L`` layers of the encoder (the la
 so the later layers never run and latency drops with ``L``) and scores each pair with head ``L``:
 ``score = w_L · h_L[CLS] + b_L`` (pooled: ``w_L · tanh(P_L h_L[CLS] + p_L) + b_L``). The score
 therefore equals what a full forward with ``output_hidden_states=True`` gives at layer ``L``
-through head ``L`` (tested).
+through head ``L`` (tested, for BERT and for ModernBERT, whose final norm follows the last layer
+only): the state is read from layer ``L``'s own output, not from the cut encoder's
+``last_hidden_state`` (:func:`cls_states`).
 
 Choosing the cutoff: the run's ``default_cutoff`` unless one is given; ``--model
 reranker=runs/NAME@L`` (or a folder path ``.../model@L``, also in ``wb.toml``'s
@@ -122,6 +125,44 @@ def find_layer_list(encoder):
                      "to cut them for early exit")
 
 
+def cls_states(encoder, layer_list, inputs: dict, layers, n_layers: int) -> list:
+    """The [CLS] state ``[N, hidden]`` after each of ``layers`` (1-based) transformer layers, in
+    ``layers`` order, from one forward of ``encoder`` on ``inputs``: what its full forward gives as
+    ``hidden_states[l][:, 0]``, whether or not the layers after ``l`` were cut away.
+
+    For ``l < n_layers`` (the uncut encoder's layer count) that is the output of ``layer_list[l - 1]``
+    itself, read by a forward hook: a cut encoder's own ``hidden_states[l]`` would be its
+    ``last_hidden_state``, which some encoders pass through a final norm (ModernBERT's
+    ``final_norm``) that the full forward applies only after its last layer. For ``l == n_layers``
+    it is ``last_hidden_state`` (after that norm, as the full forward gives it). Both the trainer
+    (:func:`trainers.layerwise.LayerwiseModel`) and :class:`LayerwiseReranker` score through this,
+    so the served score at a cutoff is the trained head's. ModelError when a hooked layer's output
+    is not ``[N, tokens, hidden]`` (an encoder that unpads its batch cannot be read this way).
+    """
+    captured: dict[int, object] = {}
+    batch = int(inputs["input_ids"].shape[0])
+
+    def capture(layer: int):
+        def hook(module, _args, output):
+            states = output[0] if isinstance(output, tuple) else output
+            if getattr(states, "ndim", 0) != 3 or int(states.shape[0]) != batch:
+                raise ModelError(f"layer {layer} of {type(encoder).__name__} ({type(module).__name__}) returns "
+                                 f"states of shape {tuple(getattr(states, 'shape', ()))}, not [batch, tokens, hidden]: "
+                                 "it cannot be read for early exit")
+            captured[layer] = states[:, 0]
+        return hook
+
+    handles = [layer_list[l - 1].register_forward_hook(capture(l)) for l in layers if l < n_layers]
+    try:
+        output = encoder(**inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if n_layers in layers:
+        captured[n_layers] = output.last_hidden_state[:, 0]
+    return [captured[l] for l in layers]
+
+
 def truncate_layers(encoder, keep: int):
     """Keep only the first ``keep`` transformer layers of ``encoder`` (in place); return the new list."""
     import torch
@@ -217,7 +258,9 @@ class LayerwiseReranker:
         except Exception as exc:  # noqa: BLE001 - every loader failure becomes one line
             raise ModelError(f"cannot load layer-wise reranker '{path}': {first_line(exc)}") from exc
         encoder = load_pretrained(AutoModel, path, "layer-wise reranker", dtype=self.dtype)
-        self.layers_run = len(truncate_layers(encoder, cutoff))
+        self._n_layers = int(encoder.config.num_hidden_layers)  # the uncut encoder's
+        self._layer_list = truncate_layers(encoder, cutoff)
+        self.layers_run = len(self._layer_list)
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # unused: the head reads the [CLS] state
         self.model = encoder.to(self.device).eval()
@@ -242,8 +285,8 @@ class LayerwiseReranker:
         """float32 [len(pairs)], input order."""
 
         def forward(inputs):
-            states = self.model(**inputs, output_hidden_states=True).hidden_states
-            return self._head(states[self.cutoff][:, 0])
+            (states,) = cls_states(self.model, self._layer_list, inputs, [self.cutoff], self._n_layers)
+            return self._head(states)
 
         return score_pair_batches(self, pairs, forward)
 
@@ -254,6 +297,7 @@ __all__ = [
     "LayerHead",
     "LayerwiseMeta",
     "LayerwiseReranker",
+    "cls_states",
     "find_layer_list",
     "is_layerwise",
     "load_heads",
