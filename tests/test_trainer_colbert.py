@@ -185,3 +185,18 @@ def test_markers_that_are_one_token_in_a_byte_level_vocabulary_are_refused():
     bert = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
     assert marker_ids(bert, "[Q] ", "[D] ") == (bert.convert_tokens_to_ids("[unused0]"),
                                                 bert.convert_tokens_to_ids("[unused1]"))
+
+
+def test_a_positive_two_rows_share_is_no_negative_of_either(tiny):
+    """Two examples of a batch with one positive text (several queries per passage, a clash the
+    sampler cannot always avoid): the duplicate column is masked, as the embedder masks it. Before,
+    it counted as a negative of its own query: the loss could never go below log 2."""
+    import math
+
+    from tiny_models import shared_positive_loss
+    from trainers.colbert import ColbertTrainer
+    from trainers.config import ColbertConfig
+
+    base, data = tiny
+    cfg = ColbertConfig(data=str(data), base=str(base), name="n", dim=16, negatives_per_query=0)
+    assert shared_positive_loss(ColbertTrainer(cfg)) < math.log(2) / 10

@@ -372,3 +372,34 @@ def test_joint_queries_run_in_float32_where_documents_run_in_bf16(tiny, tmp_path
         np.testing.assert_allclose(got.weights, expected.weights, atol=1e-4, rtol=0)
     # documents keep bf16 (and the memo does not hand the query vectors to a document call)
     assert np.abs(views[0].encode(texts).dense - want.dense).max() > 1e-4
+
+
+@pytest.mark.parametrize("distill_weight", [0.0, 1.0])
+def test_a_positive_two_rows_share_is_no_negative_of_either(tiny, distill_weight):
+    """Two examples of a batch with one positive text: the duplicate column is masked in every mode's
+    InfoNCE and in the self-distillation (neither the ensemble nor a mode puts mass on it). Before,
+    each mode's loss was log 2 at best."""
+    from tiny_models import shared_positive_loss
+    from trainers.joint import JointTrainer
+
+    base, data = tiny
+    trainer = JointTrainer(_config(base, data, "n", negatives_per_query=0, distill_weight=distill_weight,
+                                   sparse_min_terms=0.0))  # no collapse-guard penalty on a random head
+    assert shared_positive_loss(trainer) < math.log(2) / 10
+
+
+def test_self_distillation_leaves_masked_columns_out_of_teacher_and_student():
+    """A false-negative column (``candidate_mask`` False) carries no mass in the ensemble teacher nor in
+    the modes: the KL equals the KL over the other columns alone, however high the column scores."""
+    from trainers.joint import MODES, self_distillation
+
+    torch.manual_seed(0)
+    scores = {m: torch.randn(2, 4, dtype=torch.float64) for m in MODES}
+    teacher = torch.randn(2, 4, dtype=torch.float64)
+    teacher[:, 1] = scores["dense"][:, 1] = 50.0  # the duplicate of each row's positive
+    keep = torch.tensor([[True, False, True, True]] * 2)
+    got = self_distillation(scores, teacher, 0.5, keep)
+    cols = [0, 2, 3]
+    want = self_distillation({m: s[:, cols] for m, s in scores.items()}, teacher[:, cols], 0.5)
+    for m in MODES:
+        assert float(got[m]) == pytest.approx(float(want[m]), abs=1e-9)

@@ -120,3 +120,17 @@ def test_step_metrics_describe_the_whole_step_under_grad_accum(tiny, tmp_path):
     for e in steps:
         total = e["ranking_loss"] + 0.3 * e["flops_q"] + 0.1 * e["flops_d"]
         assert total == pytest.approx(e["loss"], rel=1e-4, abs=1e-5)
+
+
+def test_a_positive_two_rows_share_is_no_negative_of_either(tiny):
+    """Two examples of a batch with one positive text: the duplicate column is masked, as the
+    embedder masks it (the loss left is the FLOPS term). Before, the ranking loss was log 2 at best."""
+    import math
+
+    from tiny_models import shared_positive_loss
+    from trainers.config import SpladeConfig
+    from trainers.splade import SpladeTrainer
+
+    base, data = tiny
+    cfg = SpladeConfig(data=str(data), base=str(base), name="n", negatives_per_query=0)
+    assert shared_positive_loss(SpladeTrainer(cfg)) < math.log(2) / 10

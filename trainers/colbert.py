@@ -20,6 +20,9 @@ Loss, per micro-batch of B examples (one positive drawn per example, plus
 ``S [B, B + B·N]`` of every query against every positive and hard negative of the batch,
 divided by ``temperature``, and a softmax cross entropy whose target is the query's own positive
 (:class:`~trainers.losses.JointLHLoss` with a one-hot mask: InfoNCE over a score matrix).
+A candidate whose text is one of the query's own positives (another example's positive or hard
+negative, pooled over the rows of the same query) is no negative: its column is masked
+(:func:`~trainers.losses.one_positive_targets`, as the embedder masks it).
 With ``kl_weight > 0`` and teacher scores in the data (``pos_scores`` / ``neg_scores``), add
 ``kl_weight`` x :class:`~trainers.losses.KLDistillationLoss` between the student's and the
 teacher's scores over each query's own group (positive + its negatives).
@@ -225,6 +228,8 @@ class ColbertTrainer(Trainer):
     def compute_loss(self, model, exs, rng: random.Random, device, accelerator):
         import torch
 
+        from .losses import one_positive_targets
+
         cfg = self.cfg
         n_neg = cfg.negatives_per_query
         use_neg = n_neg > 0 and all(ex.negatives for ex in exs)
@@ -242,9 +247,9 @@ class ColbertTrainer(Trainer):
             d, d_mask = self.encode(model, passages, False, device)
         scores = maxsim_matrix(q.float(), q_mask, d.float(), d_mask)  # [B, B + B*N]
         b = len(exs)
-        target = torch.zeros_like(scores, dtype=torch.bool)
-        target[torch.arange(b), torch.arange(b)] = True
-        loss = self.contrastive(scores / cfg.temperature, target)
+        target, clash = one_positive_targets(passages, [ex.positives for ex in exs], [ex.query for ex in exs],
+                                             scores.device)
+        loss = self.contrastive((scores / cfg.temperature).masked_fill(clash, float("-inf")), target)
         if self.kl is not None and use_neg:
             own = [[i] + [b + i * n_neg + j for j in range(n_neg)] for i in range(b)]
             student = torch.stack([scores[i, cols] for i, cols in enumerate(own)])
