@@ -147,12 +147,6 @@ def load_beir_eval(folder: str, split: str) -> tuple[dict[str, str], dict[str, s
 # ------------------------------------------------------------------------------ training
 
 
-def _draw_negatives(exs, n: int, rng: random.Random) -> list[list[int]]:
-    """Per example, the indices of the hard negatives it brings to this micro-batch: ``n`` of its
-    own when it has any, none when it has none (the others keep theirs)."""
-    return [_pick_negative_indices(ex, n, rng) if n > 0 and ex.negatives else [] for ex in exs]
-
-
 def _padded_negatives(flat, ids, neg_idx: list[list[int]], n: int):
     """``(negatives [B, n, d] | None, mask [B, n] | None, ids [B, n] | None)`` from the micro-batch's
     hard negatives ``flat [M, d]`` (example by example, ``len(neg_idx[i])`` each, 0 or n): padded
@@ -167,14 +161,6 @@ def _padded_negatives(flat, ids, neg_idx: list[list[int]], n: int):
     negatives = flat.new_zeros((b * n, flat.shape[1])).index_copy(0, slots, flat).reshape(b, n, -1)
     padded_ids = torch.full((b * n,), -1, dtype=torch.long, device=flat.device).index_copy(0, slots, ids)
     return negatives, mask, padded_ids.reshape(b, n)
-
-
-def _pick_negative_indices(ex, n: int, rng: random.Random) -> list[int]:
-    """``n`` negative indices, without replacement when there are enough (the same draws as
-    sampling the texts themselves, so runs made before this helper replay identically)."""
-    if len(ex.negatives) >= n:
-        return rng.sample(range(len(ex.negatives)), n)
-    return rng.choices(range(len(ex.negatives)), k=n)
 
 
 class EmbedderTrainer(Trainer):
@@ -220,6 +206,7 @@ class EmbedderTrainer(Trainer):
 
     def compute_loss(self, model, exs, rng, device, accelerator):
         from .backbone import encode
+        from .data.batching import draw_negatives
         from .losses import own_ids, text_ids
 
         cfg, templates, tokenizer = self.cfg, self.templates, self.tokenizer
@@ -233,7 +220,7 @@ class EmbedderTrainer(Trainer):
         else:
             pos_idx = [rng.randrange(len(ex.positives)) for ex in exs]  # the draws of rng.choice
             passages = [ex.positives[i] for ex, i in zip(exs, pos_idx)]
-        neg_idx = _draw_negatives(exs, cfg.negatives_per_query, rng)
+        neg_idx = draw_negatives(exs, cfg.negatives_per_query, rng)
         passages.extend(ex.negatives[j] for ex, js in zip(exs, neg_idx) for j in js)
         with accelerator.autocast():
             q, q_tok = encode(model, tokenizer, queries, cfg.query_max_length, pooling, normalize,
