@@ -327,11 +327,12 @@ class JointTrainer(Trainer):
         from workbench.encoders.joint import COLBERT_HEAD, JOINT_KIND, SPARSE_HEAD
         from workbench.encoders.templates import PLAIN
 
-        from .backbone import save_final as save_encoder
+        from .backbone import save_final as save_encoder, set_served_length
 
         with staged_folder(out_dir) as tmp:
             save_encoder(model.encoder, self.tokenizer, self.cfg.base, tmp, pooling=self.pooling,
                          normalize=self.normalize, kind="encoder", max_length=self.d_len)
+            set_served_length(tmp, self.d_len)  # a sentence-transformers base's own length otherwise
             for name, layer in ((SPARSE_HEAD, model.sparse_linear), (COLBERT_HEAD, model.colbert_linear)):
                 torch.save({k: v.detach().float().cpu().contiguous() for k, v in layer.state_dict().items()}, tmp / name)
             (tmp / "wb_model.json").write_text(json.dumps({

@@ -171,5 +171,7 @@ class SpladeTrainer(Trainer):
         with staged_folder(out_dir) as tmp:
             model.save_pretrained(str(tmp), safe_serialization=True)
             self.tokenizer.save_pretrained(str(tmp))
+            # the lengths it trained at; serving cuts queries at query_max_length (workbench.encoders.sparse)
             (tmp / "wb_model.json").write_text(json.dumps({"kind": "splade", "base": str(self.cfg.base),
-                                                            "max_length": self.d_len}, indent=2))
+                                                            "max_length": self.d_len, "query_max_length": self.q_len,
+                                                            "passage_max_length": self.d_len}, indent=2))
