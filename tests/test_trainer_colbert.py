@@ -185,3 +185,63 @@ def test_markers_that_are_one_token_in_a_byte_level_vocabulary_are_refused():
     bert = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
     assert marker_ids(bert, "[Q] ", "[D] ") == (bert.convert_tokens_to_ids("[unused0]"),
                                                 bert.convert_tokens_to_ids("[unused1]"))
+
+
+def test_a_positive_two_rows_share_is_no_negative_of_either(tiny):
+    """Two examples of a batch with one positive text (several queries per passage, a clash the
+    sampler cannot always avoid): the duplicate column is masked, as the embedder masks it. Before,
+    it counted as a negative of its own query: the loss could never go below log 2."""
+    import math
+
+    from tiny_models import shared_positive_loss
+    from trainers.colbert import ColbertTrainer
+    from trainers.config import ColbertConfig
+
+    base, data = tiny
+    cfg = ColbertConfig(data=str(data), base=str(base), name="n", dim=16, negatives_per_query=0)
+    assert shared_positive_loss(ColbertTrainer(cfg)) < math.log(2) / 10
+
+
+def test_an_example_without_negatives_keeps_the_others_distillation(tiny):
+    """kl_weight > 0: example 0 (a negative, teacher scores 5 / -5) keeps its KL term when the other
+    example of its batch has no hard negative; the KL is its alone. Before, one negative-less example
+    dropped the KL (and the hard negatives) of the whole batch, silently."""
+    from tiny_models import loss_once
+    from trainers.colbert import ColbertTrainer
+    from trainers.config import ColbertConfig
+    from trainers.data.example import TrainingExample
+
+    base, data = tiny
+    exs = [TrainingExample(query="cats question", positives=("the answer: cats",), negatives=("rivers",),
+                           positive_scores=(5.0,), negative_scores=(-5.0,)),
+           TrainingExample(query="stars question", positives=("stars answer",), negatives=(),
+                           positive_scores=(5.0,), negative_scores=())]
+
+    def kl_term(batch):
+        def loss(weight):
+            cfg = ColbertConfig(data=str(data), base=str(base), name="n", dim=8, kl_weight=weight)
+            return loss_once(ColbertTrainer(cfg), batch)
+        return (loss(100.0) - loss(0.0)) / 100.0
+
+    alone = kl_term(exs[:1])
+    assert alone > 1e-3
+    assert kl_term(exs) == pytest.approx(alone, rel=1e-3)
+
+
+def test_distillation_without_negatives_is_refused_before_the_run_exists(tiny, tmp_path, capsys, monkeypatch):
+    """kl_weight > 0 with negatives_per_query = 0: each group is the positive alone, the KL is 0 and
+    kl_weight does nothing; one line, exit 2, no run folder (and the trainer refuses it too)."""
+    from trainers.colbert import ColbertTrainer
+    from trainers.config import ColbertConfig
+    from workbench.errors import UsageError
+
+    base, data = tiny
+    config = tmp_path / "run.toml"
+    config.write_text("kl_weight = 1.0\nnegatives_per_query = 0\n")
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "colbert", "--data", str(data), "--base", str(base),
+                             "--out", "c0", "--config", str(config), "--detach", "-w", str(tmp_path / "ws"))
+    assert code == 2 and "set negatives_per_query (--negatives) >= 1" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "ws" / "runs" / "c0").exists()
+    with pytest.raises(UsageError):
+        ColbertTrainer(ColbertConfig(data=str(data), base=str(base), name="n", kl_weight=1.0, negatives_per_query=0))

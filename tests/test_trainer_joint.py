@@ -372,3 +372,84 @@ def test_joint_queries_run_in_float32_where_documents_run_in_bf16(tiny, tmp_path
         np.testing.assert_allclose(got.weights, expected.weights, atol=1e-4, rtol=0)
     # documents keep bf16 (and the memo does not hand the query vectors to a document call)
     assert np.abs(views[0].encode(texts).dense - want.dense).max() > 1e-4
+
+
+@pytest.mark.parametrize("distill_weight", [0.0, 1.0])
+def test_a_positive_two_rows_share_is_no_negative_of_either(tiny, distill_weight):
+    """Two examples of a batch with one positive text: the duplicate column is masked in every mode's
+    InfoNCE and in the self-distillation (neither the ensemble nor a mode puts mass on it). Before,
+    each mode's loss was log 2 at best."""
+    from tiny_models import shared_positive_loss
+    from trainers.joint import JointTrainer
+
+    base, data = tiny
+    trainer = JointTrainer(_config(base, data, "n", negatives_per_query=0, distill_weight=distill_weight,
+                                   sparse_min_terms=0.0))  # no collapse-guard penalty on a random head
+    assert shared_positive_loss(trainer) < math.log(2) / 10
+
+
+def test_self_distillation_leaves_masked_columns_out_of_teacher_and_student():
+    """A false-negative column (``candidate_mask`` False) carries no mass in the ensemble teacher nor in
+    the modes: the KL equals the KL over the other columns alone, however high the column scores."""
+    from trainers.joint import MODES, self_distillation
+
+    torch.manual_seed(0)
+    scores = {m: torch.randn(2, 4, dtype=torch.float64) for m in MODES}
+    teacher = torch.randn(2, 4, dtype=torch.float64)
+    teacher[:, 1] = scores["dense"][:, 1] = 50.0  # the duplicate of each row's positive
+    keep = torch.tensor([[True, False, True, True]] * 2)
+    got = self_distillation(scores, teacher, 0.5, keep)
+    cols = [0, 2, 3]
+    want = self_distillation({m: s[:, cols] for m, s in scores.items()}, teacher[:, cols], 0.5)
+    for m in MODES:
+        assert float(got[m]) == pytest.approx(float(want[m]), abs=1e-9)
+
+
+def test_served_lengths_are_the_trained_ones(tiny, tmp_path, monkeypatch):
+    """A joint run over a sentence-transformers base (max_seq_length 256) trained at query length 8 and
+    passage length 16: the folder serves 16 (its sentence_bert_config), and JointEncoder and
+    NumpyJointEncoder give a long query the trainer's vectors of it cut at 8 tokens, a long document
+    the trainer's at 16. Before, both were read at the base's 256."""
+    import shutil
+
+    from trainers.loop import train_run
+    from trainers.runs import new_run
+    from trainers.joint import JointTrainer
+    from workbench.encoders.joint import JointEncoder
+    from workbench.encoders.layout import read_layout
+    from workbench.encoders.numpy_bert import NumpyJointEncoder
+
+    base, data = tiny
+    st_base = tmp_path / "st"
+    shutil.copytree(base, st_base)
+    (st_base / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (st_base / "1_Pooling").mkdir()
+    (st_base / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+    (st_base / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 256, "do_lower_case": False}))
+    lengths = dict(query_max_length=8, passage_max_length=16)
+    run = new_run(tmp_path / "ws", "j", _config(st_base, data, "j", max_steps=1, **lengths).to_json())
+    assert train_run(run)["state"] == "finished"
+    folder = str(run.model_dir)
+    assert read_layout(folder).max_length == 16
+
+    text = " ".join(TOPICS * 5)  # 30 words: longer than either length
+    trainer = JointTrainer(_config(folder, data, "x", **lengths))
+    model = trainer.build().eval()
+    with torch.no_grad():
+        want = {True: trainer.encode(model, [text], 8, "cpu"), False: trainer.encode(model, [text], 16, "cpu")}
+    monkeypatch.setenv("WB_DTYPE", "float32")
+    for enc in (JointEncoder(folder, device="cpu"), NumpyJointEncoder.load(folder)):
+        for queries, expected in want.items():
+            got = enc.encode([text], queries=queries)
+            name = f"{type(enc).__name__} queries={queries}"
+            np.testing.assert_allclose(got.dense[0], expected.dense[0].numpy(), atol=1e-5, rtol=0, err_msg=name)
+            assert got.colbert[0].shape[0] == int(expected.mask.sum()), name
+            np.testing.assert_allclose(got.colbert[0].astype(np.float32), expected.colbert[0].numpy(),
+                                       atol=2e-3, rtol=0, err_msg=name)
+            terms = expected.sparse[0].numpy()
+            assert np.array_equal(got.sparse[0].ids, np.flatnonzero(terms > 0)), name
+            np.testing.assert_allclose(got.sparse[0].weights, terms[got.sparse[0].ids], atol=1e-5, rtol=0,
+                                       err_msg=name)

@@ -120,3 +120,51 @@ def test_step_metrics_describe_the_whole_step_under_grad_accum(tiny, tmp_path):
     for e in steps:
         total = e["ranking_loss"] + 0.3 * e["flops_q"] + 0.1 * e["flops_d"]
         assert total == pytest.approx(e["loss"], rel=1e-4, abs=1e-5)
+
+
+def test_a_positive_two_rows_share_is_no_negative_of_either(tiny):
+    """Two examples of a batch with one positive text: the duplicate column is masked, as the
+    embedder masks it (the loss left is the FLOPS term). Before, the ranking loss was log 2 at best."""
+    import math
+
+    from tiny_models import shared_positive_loss
+    from trainers.config import SpladeConfig
+    from trainers.splade import SpladeTrainer
+
+    base, data = tiny
+    cfg = SpladeConfig(data=str(data), base=str(base), name="n", negatives_per_query=0)
+    assert shared_positive_loss(SpladeTrainer(cfg)) < math.log(2) / 10
+
+
+def test_served_queries_are_cut_at_the_trained_query_length(tiny, tmp_path):
+    """A query longer than query_max_length: SparseEncoder and NumpySparseEncoder (at the bundle's
+    document length, 256) serve the trainer's own vector of it, cut where the trainer cut it; a
+    document is read whole. Before, queries were read at the document length: another vector."""
+    from trainers.config import SpladeConfig
+    from trainers.loop import train_run
+    from trainers.runs import new_run
+    from trainers.splade import SpladeTrainer
+    from workbench.encoders.numpy_bert import NumpySparseEncoder
+    from workbench.encoders.sparse import SparseEncoder
+
+    base, data = tiny
+    cfg = SpladeConfig(data=str(data), base=str(base), name="sp", batch_size=4, max_steps=1, save_every=100,
+                       query_max_length=6, passage_max_length=12)
+    run = new_run(tmp_path, "sp", cfg.to_json())
+    assert train_run(run)["state"] == "finished"
+    meta = json.loads((run.model_dir / "wb_model.json").read_text())
+    assert (meta["query_max_length"], meta["passage_max_length"]) == (6, 12)
+    query = "a long question about cats rivers engines bread stars and chess"
+    trainer = SpladeTrainer(SpladeConfig(data=str(data), base=str(run.model_dir), name="x", query_max_length=6))
+    model = trainer.build().eval()
+    with torch.no_grad():
+        want, _ = trainer.encode(model, [query], trainer.q_len, "cpu")
+        whole, _ = trainer.encode(model, [query], 256, "cpu")
+    want, whole = want[0].numpy(), whole[0].numpy()
+    for enc in (SparseEncoder(str(run.model_dir), device="cpu", max_length=256),
+                NumpySparseEncoder.load(str(run.model_dir), max_length=256)):
+        got = enc.encode([query], queries=True)[0]
+        assert np.array_equal(got.ids, np.flatnonzero(want > 0)), type(enc).__name__
+        np.testing.assert_allclose(got.weights, want[got.ids], atol=1e-4, rtol=0)
+        doc = enc.encode([query])[0]
+        assert np.array_equal(doc.ids, np.flatnonzero(whole > 0)), type(enc).__name__

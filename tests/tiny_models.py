@@ -89,3 +89,35 @@ def topic_groups(path: Path, n: int = 24, negatives: int = 3, *, phrasing: str =
                 raise ValueError(f"unknown phrasing {phrasing!r}")
             fh.write(json.dumps({"query": query, "pos": [pos], "neg": neg, "prompt": ""}) + "\n")
     return path
+
+
+def loss_once(trainer, exs, *, seed: int = 0) -> float:
+    """``trainer.compute_loss`` on the micro-batch ``exs`` with a model built now (after
+    ``torch.manual_seed(seed)``: the same fresh heads each call), in eval mode, float32, one process,
+    no gradient."""
+    import contextlib
+    import random
+    from types import SimpleNamespace
+
+    import torch
+
+    torch.manual_seed(seed)
+    model = trainer.build().eval()
+    trainer.current_step, trainer.total_steps = 0, 10
+    # one process, no autocast (an Accelerator could not be made after a run of the module made one)
+    accelerator = SimpleNamespace(autocast=contextlib.nullcontext, num_processes=1, unwrap_model=lambda m: m)
+    with torch.no_grad():
+        loss, _ = trainer.compute_loss(model, exs, random.Random(0), "cpu", accelerator)
+    return float(loss)
+
+
+def shared_positive_loss(trainer) -> float:
+    """:func:`loss_once` on a micro-batch of two examples that share their one positive and bring no
+    hard negatives: each row's only other candidate is its own positive again, so a trainer that
+    masks in-batch false negatives gives (about) 0, one that counts the duplicate as a negative at
+    least log 2."""
+    from trainers.data.example import TrainingExample
+
+    shared = "the answer: cats and dogs"
+    return loss_once(trainer, [TrainingExample(query="cats question", positives=(shared,), negatives=()),
+                               TrainingExample(query="dogs question", positives=(shared,), negatives=())])

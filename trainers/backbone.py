@@ -252,6 +252,22 @@ def _write_st_files(out: Path, dim: int, pooling: str, normalize: bool, max_leng
     )
 
 
+def set_served_length(folder: str | Path, max_length: int) -> None:
+    """Make a sentence-transformers folder serve ``max_length`` tokens: its
+    ``sentence_bert_config.json`` ``max_seq_length`` (a base's copied file keeps the base's, e.g.
+    MiniLM's 256, whatever length the run trained at); other keys kept."""
+    path = Path(folder) / "sentence_bert_config.json"
+    try:
+        cfg = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        cfg = {}
+    if not isinstance(cfg, dict):
+        cfg = {}
+    cfg["max_seq_length"] = int(max_length)
+    cfg.setdefault("do_lower_case", False)
+    path.write_text(json.dumps(cfg, indent=2))
+
+
 def save_final(model, tokenizer, base: str, out_dir: str | Path, *, pooling: str = "mean",
                normalize: bool = True, kind: str = "encoder", max_length: int = 512, templates=None) -> Path:
     """Save the trained model in a folder the workbench can use (see the module docstring).

@@ -16,13 +16,19 @@ a document is MaxSim: :math:`s(q, d) = \\sum_{i \\in q} \\max_{j \\in d} q_i \\c
 Inputs are built with :mod:`workbench.encoders.colbert` (``colbert_ids``), the serving code.
 
 Loss, per micro-batch of B examples (one positive drawn per example, plus
-``negatives_per_query`` hard negatives each when every example has some): the score matrix
-``S [B, B + B·N]`` of every query against every positive and hard negative of the batch,
+``negatives_per_query`` hard negatives from each example that has some; one without brings none and
+the others keep theirs): the score matrix ``S`` of every query against every positive and hard
+negative of the batch,
 divided by ``temperature``, and a softmax cross entropy whose target is the query's own positive
 (:class:`~trainers.losses.JointLHLoss` with a one-hot mask: InfoNCE over a score matrix).
+A candidate whose text is one of the query's own positives (another example's positive or hard
+negative, pooled over the rows of the same query) is no negative: its column is masked
+(:func:`~trainers.losses.one_positive_targets`, as the embedder masks it).
 With ``kl_weight > 0`` and teacher scores in the data (``pos_scores`` / ``neg_scores``), add
 ``kl_weight`` x :class:`~trainers.losses.KLDistillationLoss` between the student's and the
-teacher's scores over each query's own group (positive + its negatives).
+teacher's scores over each query's own group (positive + its negatives), averaged over the
+examples that brought negatives (each ``step`` event logs it as ``kl``); ``kl_weight > 0`` with
+``negatives_per_query = 0`` (groups of the positive alone: a KL of 0) is refused before the run.
 
 The projection (a fresh layer) trains with ``head_lr``, the encoder with ``lr``.
 
@@ -116,13 +122,13 @@ class ColbertTrainer(Trainer):
             raise UsageError(f"dim must be positive, not {cfg.dim}")
         if cfg.loss.strip().lower() not in ("infonce", "contrastive"):
             raise UsageError(f"the ColBERT trainer's loss is 'infonce' (+ kl_weight for distillation), not {cfg.loss!r}")
+        cfg.check_options()  # as `wb train` checks before the run exists (a run started from the API too)
 
     def examples(self):
         from .data import read_datasets
 
         examples = read_datasets(self.cfg.data, split=self.cfg.split, instruction=None)
-        if self.cfg.kl_weight > 0 and not all(ex.has_scores for ex in examples):
-            raise UsageError("kl_weight > 0 needs teacher scores (pos_scores / neg_scores) on every example")
+        self.cfg.check_examples(examples)
         self._examples = examples
         return examples
 
@@ -223,36 +229,45 @@ class ColbertTrainer(Trainer):
         return model(input_ids, mask), mask
 
     def compute_loss(self, model, exs, rng: random.Random, device, accelerator):
-        import torch
+        from .data.batching import draw_negatives
+        from .losses import one_positive_targets
 
         cfg = self.cfg
-        n_neg = cfg.negatives_per_query
-        use_neg = n_neg > 0 and all(ex.negatives for ex in exs)
         pos_idx = [rng.randrange(len(ex.positives)) for ex in exs]
+        neg_idx = draw_negatives(exs, cfg.negatives_per_query, rng)
         passages = [ex.positives[i] for ex, i in zip(exs, pos_idx)]
-        neg_idx: list[list[int]] = []
-        if use_neg:
-            for ex in exs:
-                k = len(ex.negatives)
-                picks = rng.sample(range(k), n_neg) if k >= n_neg else rng.choices(range(k), k=n_neg)
-                neg_idx.append(picks)
-                passages.extend(ex.negatives[j] for j in picks)
+        passages.extend(ex.negatives[j] for ex, js in zip(exs, neg_idx) for j in js)
         with accelerator.autocast():
             q, q_mask = self.encode(model, [ex.query for ex in exs], True, device)
             d, d_mask = self.encode(model, passages, False, device)
-        scores = maxsim_matrix(q.float(), q_mask, d.float(), d_mask)  # [B, B + B*N]
-        b = len(exs)
-        target = torch.zeros_like(scores, dtype=torch.bool)
-        target[torch.arange(b), torch.arange(b)] = True
-        loss = self.contrastive(scores / cfg.temperature, target)
-        if self.kl is not None and use_neg:
-            own = [[i] + [b + i * n_neg + j for j in range(n_neg)] for i in range(b)]
-            student = torch.stack([scores[i, cols] for i, cols in enumerate(own)])
-            teacher = torch.tensor(
-                [[ex.positive_scores[pi]] + [ex.negative_scores[j] for j in picks]
-                 for ex, pi, picks in zip(exs, pos_idx, neg_idx)], dtype=student.dtype, device=student.device)
-            loss = loss + cfg.kl_weight * self.kl(student, teacher)
+        scores = maxsim_matrix(q.float(), q_mask, d.float(), d_mask)  # [B, B + the hard negatives]
+        target, clash = one_positive_targets(passages, [ex.positives for ex in exs], [ex.query for ex in exs],
+                                             scores.device)
+        loss = self.contrastive((scores / cfg.temperature).masked_fill(clash, float("-inf")), target)
+        if self.kl is not None:
+            kl = self._distillation(scores, exs, pos_idx, neg_idx)
+            self.record_metrics({"kl": float(kl.detach())})
+            loss = loss + cfg.kl_weight * kl
         return loss, int(q_mask.sum() + d_mask.sum())
+
+    def _distillation(self, scores, exs, pos_idx: list[int], neg_idx: list[list[int]]):
+        """KL(teacher || student) over each example's own group (its positive's column and its hard
+        negatives' columns of ``scores``), averaged over the examples that brought negatives (one
+        without has nothing to distil: it leaves the mean, the others keep their term); 0 when none
+        did."""
+        import torch
+
+        b = len(exs)
+        starts = [b + sum(len(js) for js in neg_idx[:i]) for i in range(b)]
+        rows = [i for i in range(b) if neg_idx[i]]  # each with exactly negatives_per_query of them
+        if not rows:
+            return scores.new_zeros(())
+        cols = torch.tensor([[i] + [starts[i] + k for k in range(len(neg_idx[i]))] for i in rows],
+                            device=scores.device)
+        student = scores[torch.tensor(rows, device=scores.device)].gather(1, cols)
+        teacher = torch.tensor([[exs[i].positive_scores[pos_idx[i]]] + [exs[i].negative_scores[j] for j in neg_idx[i]]
+                                for i in rows], dtype=student.dtype, device=student.device)
+        return self.kl(student, teacher)
 
     def evaluate(self, model, device) -> float | None:
         try:

@@ -418,6 +418,17 @@ class ColbertConfig(RunConfig):
     keep_best: bool = False  # with eval data: the model kept is the best-evaluated one, not the last
     task_sampling: str = "proportional"
 
+    def check_options(self) -> None:
+        """Distillation needs hard negatives to rank (see :meth:`RunConfig.check_options`)."""
+        if self.kl_weight > 0 and self.negatives_per_query < 1:
+            raise UsageError("kl_weight > 0 distills the teacher's ranking of a query's positive and hard negatives: "
+                             "set negatives_per_query (--negatives) >= 1")
+
+    def check_examples(self, examples) -> None:
+        """Distillation needs the teacher scores of every row."""
+        if self.kl_weight > 0 and not all(ex.has_scores for ex in examples):
+            raise UsageError("kl_weight > 0 needs teacher scores (pos_scores / neg_scores) on every example")
+
 
 @dataclass
 class SpladeConfig(RunConfig):

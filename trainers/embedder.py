@@ -147,37 +147,6 @@ def load_beir_eval(folder: str, split: str) -> tuple[dict[str, str], dict[str, s
 # ------------------------------------------------------------------------------ training
 
 
-def _draw_negatives(exs, n: int, rng: random.Random) -> list[list[int]]:
-    """Per example, the indices of the hard negatives it brings to this micro-batch: ``n`` of its
-    own when it has any, none when it has none (the others keep theirs)."""
-    return [_pick_negative_indices(ex, n, rng) if n > 0 and ex.negatives else [] for ex in exs]
-
-
-def _own_ids(exs, queries: list[str]):
-    """``[B, K]`` long: the :func:`~trainers.losses.text_id` s of each example's positives, pooled
-    over the examples of the batch that ask the same (rendered) query, padded with -1. A candidate
-    with one of these ids is one of the query's own positives: never its negative."""
-    import torch
-
-    from .losses import text_id
-
-    pooled: dict[str, set[int]] = {}
-    for ex, query in zip(exs, queries):
-        pooled.setdefault(query, set()).update(text_id(t) for t in ex.positives)
-    rows = [sorted(pooled[query]) for query in queries]
-    width = max(len(r) for r in rows)
-    return torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long)
-
-
-def _passage_ids(passages: list[str], device):
-    """``[P]`` long: the :func:`~trainers.losses.text_id` of each passage of the micro-batch."""
-    import torch
-
-    from .losses import text_id
-
-    return torch.tensor([text_id(t) for t in passages], dtype=torch.long, device=device)
-
-
 def _padded_negatives(flat, ids, neg_idx: list[list[int]], n: int):
     """``(negatives [B, n, d] | None, mask [B, n] | None, ids [B, n] | None)`` from the micro-batch's
     hard negatives ``flat [M, d]`` (example by example, ``len(neg_idx[i])`` each, 0 or n): padded
@@ -192,14 +161,6 @@ def _padded_negatives(flat, ids, neg_idx: list[list[int]], n: int):
     negatives = flat.new_zeros((b * n, flat.shape[1])).index_copy(0, slots, flat).reshape(b, n, -1)
     padded_ids = torch.full((b * n,), -1, dtype=torch.long, device=flat.device).index_copy(0, slots, ids)
     return negatives, mask, padded_ids.reshape(b, n)
-
-
-def _pick_negative_indices(ex, n: int, rng: random.Random) -> list[int]:
-    """``n`` negative indices, without replacement when there are enough (the same draws as
-    sampling the texts themselves, so runs made before this helper replay identically)."""
-    if len(ex.negatives) >= n:
-        return rng.sample(range(len(ex.negatives)), n)
-    return rng.choices(range(len(ex.negatives)), k=n)
 
 
 class EmbedderTrainer(Trainer):
@@ -245,6 +206,8 @@ class EmbedderTrainer(Trainer):
 
     def compute_loss(self, model, exs, rng, device, accelerator):
         from .backbone import encode
+        from .data.batching import draw_negatives
+        from .losses import own_ids, text_ids
 
         cfg, templates, tokenizer = self.cfg, self.templates, self.tokenizer
         pooling, normalize = self.pooling, self.normalize
@@ -257,7 +220,7 @@ class EmbedderTrainer(Trainer):
         else:
             pos_idx = [rng.randrange(len(ex.positives)) for ex in exs]  # the draws of rng.choice
             passages = [ex.positives[i] for ex, i in zip(exs, pos_idx)]
-        neg_idx = _draw_negatives(exs, cfg.negatives_per_query, rng)
+        neg_idx = draw_negatives(exs, cfg.negatives_per_query, rng)
         passages.extend(ex.negatives[j] for ex, js in zip(exs, neg_idx) for j in js)
         with accelerator.autocast():
             q, q_tok = encode(model, tokenizer, queries, cfg.query_max_length, pooling, normalize,
@@ -265,8 +228,8 @@ class EmbedderTrainer(Trainer):
             d, d_tok = encode(model, tokenizer, [templates.render_document(t) for t in passages],
                               cfg.passage_max_length, pooling, normalize, device=device, return_tokens=True)
         q, d = q.float(), d.float()
-        own = _own_ids(exs, queries).to(q.device)
-        ids = _passage_ids(passages, q.device)
+        own = own_ids([ex.positives for ex in exs], queries).to(q.device)
+        ids = text_ids(passages, q.device)
         if self.multi:
             loss = self._multi_positive_loss(q, d, exs, ids, own, rng)
         else:

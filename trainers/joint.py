@@ -35,6 +35,10 @@ of the batch, ``S_m [B, B + B·N]``; with τ = ``temperature``, k = (a, b, c) = 
 (e = ``ensemble_dense/sparse/colbert``, BGE-M3's 1 / 0.3 / 1: self-distillation from the ensemble
 into each mode, :func:`self_distillation`).
 
+A candidate whose text is one of the query's own positives (another example's positive or hard
+negative) is no negative: its column is left out of every CE_m (``-inf``) and of both softmaxes of
+every KL_m (``candidate_mask``), :func:`~trainers.losses.one_positive_targets`.
+
 Sparse-collapse guard. The known failure: the relu head goes dead (every pre-activation < 0), its
 weights are all 0, the sparse scores are all 0, and no gradient ever reaches the head again. Two
 parts: (1) the head's bias starts at ``sparse_bias_init`` (0.5: every token starts with a positive
@@ -79,13 +83,14 @@ def ensemble_scores(scores: dict, weights: dict):
     return sum(float(weights[m]) * scores[m] for m in MODES)
 
 
-def self_distillation(scores: dict, teacher, temperature: float) -> dict:
+def self_distillation(scores: dict, teacher, temperature: float, candidate_mask=None) -> dict:
     """Per mode m: ``KL(softmax(teacher/τ) || softmax(scores[m]/τ))``, averaged over the queries
-    (rows); the teacher is detached (no gradient flows into the ensemble)."""
+    (rows); the teacher is detached (no gradient flows into the ensemble). ``candidate_mask``
+    (``[B, C]`` bool, False at a row's false negatives) leaves those columns out of both softmaxes."""
     from .losses import KLDistillationLoss
 
     kl = KLDistillationLoss(temperature=temperature, teacher_temperature=temperature)
-    return {m: kl(scores[m], teacher.detach()) for m in MODES}
+    return {m: kl(scores[m], teacher.detach(), candidate_mask) for m in MODES}
 
 
 def JointModel(encoder, *, colbert_dim: int, pooling: str, normalize: bool, special_ids: list[int],  # noqa: N802
@@ -226,6 +231,8 @@ class JointTrainer(Trainer):
     def compute_loss(self, model, exs, rng: random.Random, device, accelerator):
         import torch
 
+        from .losses import one_positive_targets
+
         cfg = self.cfg
         n_neg = cfg.negatives_per_query
         use_neg = n_neg > 0 and all(ex.negatives for ex in exs)
@@ -239,14 +246,14 @@ class JointTrainer(Trainer):
             q = self.encode(model, [ex.query for ex in exs], self.q_len, device)
             d = self.encode(model, passages, self.d_len, device)
         scores = self.scores(q, d)  # [B, B + B*N] each
-        b = len(exs)
-        target = torch.zeros_like(scores["dense"], dtype=torch.bool)
-        target[torch.arange(b), torch.arange(b)] = True
-        ce = {m: self.contrastive(scores[m] / cfg.temperature, target) for m in MODES}
+        target, clash = one_positive_targets(passages, [ex.positives for ex in exs], [ex.query for ex in exs],
+                                             scores["dense"].device)
+        ce = {m: self.contrastive((scores[m] / cfg.temperature).masked_fill(clash, float("-inf")), target)
+              for m in MODES}
         loss = sum(self.mode_weights[m] * ce[m] for m in MODES)
         kl = {}
         if cfg.distill_weight > 0:
-            kl = self_distillation(scores, ensemble_scores(scores, self.ensemble), cfg.temperature)
+            kl = self_distillation(scores, ensemble_scores(scores, self.ensemble), cfg.temperature, ~clash)
             loss = loss + cfg.distill_weight * sum(self.mode_weights[m] * kl[m] for m in MODES)
         q_nnz = float((q.sparse > 0).sum(dim=1).float().mean())
         d_nnz = float((d.sparse > 0).sum(dim=1).float().mean())
@@ -320,11 +327,12 @@ class JointTrainer(Trainer):
         from workbench.encoders.joint import COLBERT_HEAD, JOINT_KIND, SPARSE_HEAD
         from workbench.encoders.templates import PLAIN
 
-        from .backbone import save_final as save_encoder
+        from .backbone import save_final as save_encoder, set_served_length
 
         with staged_folder(out_dir) as tmp:
             save_encoder(model.encoder, self.tokenizer, self.cfg.base, tmp, pooling=self.pooling,
                          normalize=self.normalize, kind="encoder", max_length=self.d_len)
+            set_served_length(tmp, self.d_len)  # a sentence-transformers base's own length otherwise
             for name, layer in ((SPARSE_HEAD, model.sparse_linear), (COLBERT_HEAD, model.colbert_linear)):
                 torch.save({k: v.detach().float().cpu().contiguous() for k, v in layer.state_dict().items()}, tmp / name)
             (tmp / "wb_model.json").write_text(json.dumps({

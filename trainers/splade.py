@@ -11,8 +11,9 @@ Loss per micro-batch of B examples (one positive each, ``negatives_per_query`` h
 when every example has some): the dot products ``S [B, B + B·N]`` of every query with every
 positive and hard negative of the batch, divided by ``temperature``, and a softmax cross entropy
 whose target is the query's own positive (:class:`~trainers.losses.JointLHLoss` with a one-hot
-mask), plus FLOPS regularisation (:class:`~trainers.losses.FlopsRegularizer`) on the queries'
-and the documents' vectors separately: ``λq(t)·FLOPS(Q) + λd(t)·FLOPS(D)``, each λ growing
+mask; a candidate whose text is one of the query's own positives is masked out, as the
+embedder masks it: :func:`~trainers.losses.one_positive_targets`), plus FLOPS regularisation
+(:class:`~trainers.losses.FlopsRegularizer`) on the queries' and the documents' vectors separately: ``λq(t)·FLOPS(Q) + λd(t)·FLOPS(D)``, each λ growing
 quadratically from 0 to its value over the first ``flops_warmup_ratio`` of the steps (as SPLADE).
 Every ``step`` event reports the average non-zero terms of the batch's queries and documents
 (``q_nnz``, ``d_nnz``) and the FLOPS terms.
@@ -104,7 +105,7 @@ class SpladeTrainer(Trainer):
         return value * min(1.0, (self.current_step + 1) / warm) ** 2
 
     def compute_loss(self, model, exs, rng: random.Random, device, accelerator):
-        import torch
+        from .losses import one_positive_targets
 
         cfg = self.cfg
         n_neg = cfg.negatives_per_query
@@ -119,10 +120,9 @@ class SpladeTrainer(Trainer):
             d, d_tok = self.encode(model, passages, self.d_len, device)
         q, d = q.float(), d.float()
         scores = q @ d.T
-        b = len(exs)
-        target = torch.zeros_like(scores, dtype=torch.bool)
-        target[torch.arange(b), torch.arange(b)] = True
-        ranking = self.contrastive(scores / cfg.temperature, target)
+        target, clash = one_positive_targets(passages, [ex.positives for ex in exs], [ex.query for ex in exs],
+                                             scores.device)
+        ranking = self.contrastive((scores / cfg.temperature).masked_fill(clash, float("-inf")), target)
         flops_q, flops_d = self.flops(q), self.flops(d)
         loss = ranking + self._lambda(cfg.lambda_q) * flops_q + self._lambda(cfg.lambda_d) * flops_d
         self.record_metrics({
@@ -171,5 +171,7 @@ class SpladeTrainer(Trainer):
         with staged_folder(out_dir) as tmp:
             model.save_pretrained(str(tmp), safe_serialization=True)
             self.tokenizer.save_pretrained(str(tmp))
+            # the lengths it trained at; serving cuts queries at query_max_length (workbench.encoders.sparse)
             (tmp / "wb_model.json").write_text(json.dumps({"kind": "splade", "base": str(self.cfg.base),
-                                                            "max_length": self.d_len}, indent=2))
+                                                            "max_length": self.d_len, "query_max_length": self.q_len,
+                                                            "passage_max_length": self.d_len}, indent=2))

@@ -340,3 +340,17 @@ class TaskBatchSampler:
         if epoch < 0 or position < 0:
             raise TrainingError(f"cannot resume the batch sampler: negative epoch/position in {state!r}")
         self.epoch, self.position = epoch, position
+
+
+def draw_negatives(exs, n: int, rng: random.Random) -> list[list[int]]:
+    """Per example, the indices of the hard negatives it brings to a micro-batch: ``n`` of its own
+    when it has any (without replacement when it has enough, else with), none when it has none (the
+    others keep theirs). The draws of ``rng.sample`` / ``rng.choices`` over the indices, the same as
+    sampling the texts themselves, so runs made before this helper replay identically."""
+    return [_pick_negative_indices(ex, n, rng) if n > 0 and ex.negatives else [] for ex in exs]
+
+
+def _pick_negative_indices(ex, n: int, rng: random.Random) -> list[int]:
+    if len(ex.negatives) >= n:
+        return rng.sample(range(len(ex.negatives)), n)
+    return rng.choices(range(len(ex.negatives)), k=n)

@@ -25,7 +25,8 @@ from typing import Any
 from trainers.config import loss_key
 from workbench.errors import UsageError
 
-from ._base import RetrievalLoss, check_scores_and_mask, mask_false_negatives, text_id
+from ._base import (RetrievalLoss, check_scores_and_mask, false_negative_mask, mask_false_negatives,
+                    one_positive_targets, own_ids, text_id, text_ids)
 from .infonce import InfoNCELoss, gather_rows
 from .flops import FlopsRegularizer
 from .joint_lh import JointLHLoss
@@ -100,7 +101,11 @@ __all__ = [
     "SumMargLHLoss",
     "build_loss",
     "check_scores_and_mask",
+    "false_negative_mask",
     "gather_rows",
     "mask_false_negatives",
+    "one_positive_targets",
+    "own_ids",
     "text_id",
+    "text_ids",
 ]

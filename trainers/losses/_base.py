@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import hashlib
 
@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from workbench.errors import TrainingError
 
-__all__ = ["RetrievalLoss", "check_scores_and_mask", "false_negatives", "mask_false_negatives", "text_id"]
+__all__ = ["RetrievalLoss", "check_scores_and_mask", "false_negative_mask", "false_negatives", "mask_false_negatives",
+           "one_positive_targets", "own_ids", "text_id", "text_ids"]
 
 
 class RetrievalLoss(nn.Module):
@@ -59,6 +60,24 @@ def text_id(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big") >> 1
 
 
+def text_ids(texts: Sequence[str], device=None) -> Tensor:
+    """``[P]`` long: the :func:`text_id` of each text (the candidate passages of a micro-batch)."""
+    return torch.tensor([text_id(t) for t in texts], dtype=torch.long, device=device)
+
+
+def own_ids(positives: Sequence[Sequence[str]], queries: Sequence[str]) -> Tensor:
+    """``[B, K]`` long: the :func:`text_id` s of each row's positives (``positives[i]``), pooled over
+    the rows that ask the same query (``queries[i]``: rows of one query with different positives),
+    padded with -1. A candidate with one of these ids is one of the row's own positives: never its
+    negative."""
+    pooled: dict[str, set[int]] = {}
+    for texts, query in zip(positives, queries):
+        pooled.setdefault(query, set()).update(text_id(t) for t in texts)
+    rows = [sorted(pooled[query]) for query in queries]
+    width = max((len(r) for r in rows), default=0)
+    return torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long).reshape(len(rows), width)
+
+
 def false_negatives(candidate_ids: Tensor, own_ids: Tensor) -> Tensor:
     """``[B, C]`` bool: True where candidate ``c`` (``candidate_ids [C]``, :func:`text_id` s) is one
     of query ``i``'s own positives (``own_ids [B, K]``, padded with -1, which no candidate id
@@ -68,10 +87,29 @@ def false_negatives(candidate_ids: Tensor, own_ids: Tensor) -> Tensor:
     return hits.any(dim=2) & (candidate_ids >= 0).unsqueeze(0)
 
 
+def false_negative_mask(positive_mask: Tensor, candidate_ids: Tensor, own_ids: Tensor) -> Tensor:
+    """``[B, C]`` bool: the false negatives of each row, candidates that are not one of its positive
+    columns (``positive_mask``) but whose passage is one of its positives (the same text as another
+    example's positive or hard negative, :func:`false_negatives`)."""
+    return false_negatives(candidate_ids, own_ids) & ~positive_mask.bool()
+
+
 def mask_false_negatives(scores: Tensor, positive_mask: Tensor, candidate_ids: Tensor, own_ids: Tensor) -> Tensor:
-    """``scores`` with every false negative at ``-inf``: a candidate that is not one of the query's
-    positive columns (``positive_mask``) but whose passage is one of the query's positives (the same
-    text as another example's positive or hard negative). Such a column then counts neither as a
-    negative nor as a positive in any multi-positive loss (they all accept ``-inf`` candidates)."""
-    clash = false_negatives(candidate_ids, own_ids) & ~positive_mask.bool()
-    return scores.masked_fill(clash, float("-inf"))
+    """``scores`` with every false negative (:func:`false_negative_mask`) at ``-inf``. Such a column
+    then counts neither as a negative nor as a positive in any multi-positive loss (they all accept
+    ``-inf`` candidates)."""
+    return scores.masked_fill(false_negative_mask(positive_mask, candidate_ids, own_ids), float("-inf"))
+
+
+def one_positive_targets(passages: Sequence[str], positives: Sequence[Sequence[str]], queries: Sequence[str],
+                         device=None) -> tuple[Tensor, Tensor]:
+    """``(target, clash)``, both ``[B, C]`` bool, of a micro-batch of B rows scored against the
+    candidate texts ``passages`` (C of them: row i's drawn positive at column i, then the hard
+    negatives): ``target`` is the one-hot of column i; ``clash`` marks row i's false negatives
+    (:func:`false_negative_mask`: another column whose text is one of ``positives[i]``, pooled over
+    the rows of the same query). A loss leaves the clash columns out (``-inf`` scores, or a
+    ``candidate_mask`` of ``~clash``)."""
+    b = len(queries)
+    target = torch.zeros((b, len(passages)), dtype=torch.bool, device=device)
+    target[torch.arange(b), torch.arange(b)] = True
+    return target, false_negative_mask(target, text_ids(passages, device), own_ids(positives, queries).to(device))

@@ -97,16 +97,29 @@ def _token_text(value) -> str | None:
 
 
 class LeanTokenizer:
-    """``ids(texts)`` equals ``AutoTokenizer(path)(texts, truncation=True, max_length=...)["input_ids"]``."""
+    """``ids(texts)`` equals ``AutoTokenizer(path)(texts, truncation=True, max_length=...)["input_ids"]``;
+    ``ids(texts, n)`` the same at ``max_length=n`` (a copy truncating there, made once)."""
 
     def __init__(self, tokenizer, specials: dict[str, str], max_length: int) -> None:
         self._tok = tokenizer
         self.max_length = max_length
         self.pad_token = specials["pad_token"]
         self.pad_token_id = tokenizer.token_to_id(self.pad_token)
+        self._at_length = {int(max_length): tokenizer}
 
-    def ids(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=True)]
+    def ids(self, texts: list[str], max_length: int | None = None) -> list[list[int]]:
+        return [e.ids for e in self._truncating(max_length).encode_batch(list(texts), add_special_tokens=True)]
+
+    def _truncating(self, max_length: int | None):
+        """The tokenizer that truncates at ``max_length`` (default: the one it was loaded with)."""
+        n = int(max_length or self.max_length)
+        if n not in self._at_length:
+            import copy
+
+            tok = copy.deepcopy(self._tok)
+            tok.enable_truncation(n, stride=0, strategy="longest_first", direction=self._tok.truncation["direction"])
+            self._at_length[n] = tok
+        return self._at_length[n]
 
     def get_vocab(self) -> dict[str, int]:
         return self._tok.get_vocab(with_added_tokens=True)

@@ -137,7 +137,8 @@ class EncoderBundle:
             from workbench.encoders.sparse import SparseEncoder
 
             joint = self._joint(self.settings.sparse_path)
-            # it reads a whole chunk (as many tokens as the dense model: chunk_tokens), at least 256
+            # it reads a whole chunk (as many tokens as the dense model: chunk_tokens), at least 256;
+            # queries at the length a SPLADE run trained them at (workbench.encoders.sparse)
             length = max(256, self.settings.chunk_tokens)
             if joint is None and self.numpy_queries:
                 from workbench.encoders.numpy_bert import NumpySparseEncoder

@@ -107,17 +107,18 @@ class DenseEncoder:
             tok.pad_token = tok.eos_token
         self._tokenizer = tok
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Token ids per text, truncated to ``max_length`` (with EOS for decoders); lowercased first
-        when the folder says so (``ModelLayout.lowercase``)."""
+    def tokenize(self, texts: list[str], max_length: int | None = None) -> list[list[int]]:
+        """Token ids per text, truncated to ``max_length`` (default: the encoder's ``max_length``; with
+        EOS for decoders); lowercased first when the folder says so (``ModelLayout.lowercase``)."""
         texts = self.layout.prepare(texts)
+        length = int(max_length or self.max_length)
         if self._lean_tokenizer is not None:
-            return self._lean_tokenizer.ids(texts)
+            return self._lean_tokenizer.ids(texts, length)
         if self.is_decoder:
-            enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_length - 1)
+            enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=length - 1)
             eos = self.tokenizer.eos_token_id
             return [ids + [eos] for ids in enc["input_ids"]]
-        enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.max_length)
+        enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=length)
         return list(enc["input_ids"])
 
     def query_model(self):

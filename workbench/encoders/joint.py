@@ -21,6 +21,10 @@ template of its own) and last-layer states ``h_1..h_L``:
 * ColBERT: ``c_i = normalize(colbert_linear(h_i))`` for every token (float16 ``[L, dim]``), scored
   with MaxSim ``sum_i max_j q_i . d_j``.
 
+Lengths: queries (``queries=True``) are cut at ``wb_model.json``'s ``query_max_length``, documents at
+its ``passage_max_length``, the lengths the trainer read them at (:func:`served_lengths`; a folder
+without them: the encoder's own max length for both).
+
 The heads run in float32 over the encoder's states. The same functions (:func:`token_weights`,
 :func:`sparse_matrix`, :func:`colbert_vectors`) build the trainer's vectors, so what is served is
 what was trained. Queries (``queries=True``: the searcher's dense, ColBERT and sparse query calls) run
@@ -44,7 +48,7 @@ from workbench.errors import ModelError
 
 __all__ = [
     "JOINT_KIND", "SPARSE_HEAD", "COLBERT_HEAD", "JointEncoder", "JointOutput", "colbert_vectors",
-    "is_joint_folder", "read_joint_meta", "sparse_matrix", "token_weights",
+    "is_joint_folder", "read_joint_meta", "served_lengths", "sparse_matrix", "token_weights",
 ]
 
 JOINT_KIND = "joint"
@@ -64,6 +68,13 @@ def read_joint_meta(path: str | Path | None) -> dict | None:
 
 def is_joint_folder(path: str | Path | None) -> bool:
     return read_joint_meta(path) is not None
+
+
+def served_lengths(meta: dict, default: int) -> tuple[int, int]:
+    """``(query, passage)`` max lengths in tokens a joint folder is served at: ``meta``'s (its
+    ``wb_model.json``) ``query_max_length`` / ``passage_max_length``, what it trained with (the trainer
+    caps them at the encoder's positions), ``default`` for one it lacks."""
+    return int(meta.get("query_max_length") or default), int(meta.get("passage_max_length") or default)
 
 
 # -- the head functions shared by the trainer and the server --------------------------------------
@@ -117,10 +128,15 @@ class JointEncoder:
         meta = read_joint_meta(path)
         if meta is None:
             raise ModelError(f"'{path}' is not a joint model folder (wb_model.json kind 'joint')")
+        from workbench.encoders.layout import read_layout
+
         self.path = str(path)
         self.meta = meta
-        # the encoder, its tokenizer, pooling and normalisation (lean BERT when possible)
-        self.base = DenseEncoder(self.path, device=device, max_batch_tokens=max_batch_tokens)
+        self.query_max_length, self.passage_max_length = served_lengths(meta, read_layout(self.path).max_length)
+        # the encoder, its tokenizer, pooling and normalisation (lean BERT when possible), documents'
+        # length
+        self.base = DenseEncoder(self.path, device=device, max_length=self.passage_max_length,
+                                 max_batch_tokens=max_batch_tokens)
         self.device = self.base.device
         self.sparse_linear = self._head(SPARSE_HEAD, torch)
         self.colbert_linear = self._head(COLBERT_HEAD, torch)
@@ -162,7 +178,8 @@ class JointEncoder:
     def encode(self, texts: list[str], *, hidden_tokens: bool = False, max_batch: int = 256,
                queries: bool = False) -> JointOutput:
         """All outputs for ``texts`` (input order); the same list asked again (as queries again, or as
-        documents again) is not re-encoded. ``queries``: through the encoder's ``query_model``."""
+        documents again) is not re-encoded. ``queries``: cut at ``query_max_length`` and through the
+        encoder's ``query_model``; documents at ``passage_max_length``."""
         import torch
 
         from workbench.encoders.batching import length_sorted_batches, pad_batch
@@ -178,7 +195,7 @@ class JointEncoder:
         sparse: list = [None] * n
         hidden_out: list | None = [None] * n if hidden_tokens else None
         if n:
-            ids = self.base.tokenize(texts)
+            ids = self.base.tokenize(texts, self.query_max_length if queries else None)
             lean = getattr(self.base, "_lean_tokenizer", None)
             pad_id = (lean.pad_token_id if lean is not None else self.base.tokenizer.pad_token_id) or 0
             lengths = [len(x) for x in ids]

@@ -253,8 +253,9 @@ class NumpyDenseEncoder:
             self._tokenizer = auto_tokenizer(self.path, "dense model")
         return self._tokenizer
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        return self._lean_tokenizer.ids([t.lower() for t in texts] if self.lowercase else texts)
+    def tokenize(self, texts: list[str], max_length: int | None = None) -> list[list[int]]:
+        """As ``DenseEncoder.tokenize``: truncated to ``max_length`` (default: the encoder's)."""
+        return self._lean_tokenizer.ids([t.lower() for t in texts] if self.lowercase else texts, max_length)
 
     def encode(self, texts: list[str], *, tokens: bool = False, max_batch: int = 256, queries: bool = False):
         """As ``DenseEncoder.encode``: pooled vectors [n, dim] float32 and, with ``tokens``, each
@@ -329,7 +330,8 @@ class NumpySparseEncoder(_VocabTerms):
     """``SparseEncoder``'s query API (``encode``, ``term``) for a BERT masked-LM SPLADE model: for each
     text ``w[v] = log1p(relu(max_t logit[t, v]))``, terms with ``w > min_weight``, all in fp32."""
 
-    def __init__(self, path: str, bert: NumpyBert, state: dict, tokenizer, min_weight: float) -> None:
+    def __init__(self, path: str, bert: NumpyBert, state: dict, tokenizer, min_weight: float,
+                 query_max_length: int | None = None) -> None:
         cfg = bert.config
         h = cfg.hidden_size
         p = "cls.predictions."
@@ -337,6 +339,8 @@ class NumpySparseEncoder(_VocabTerms):
         self.bert = bert
         self._lean_tokenizer = tokenizer
         self._tokenizer = None
+        self.max_length = tokenizer.max_length
+        self.query_max_length = query_max_length or tokenizer.max_length  # as SparseEncoder's
         self.min_weight = min_weight
         self.vocab_size = int(cfg.vocab_size)
         self.transform_w = _take(state, p + "transform.dense.weight", (h, h)).T
@@ -354,12 +358,16 @@ class NumpySparseEncoder(_VocabTerms):
         loaded = _load_bert(path, mlm=True)
         if loaded is None:
             return None
+        from workbench.encoders.sparse import trained_query_length
+
         cfg, state, bert = loaded
-        tokenizer = load_lean_tokenizer(path, min(max_length, int(cfg.max_position_embeddings)))
+        limit = int(cfg.max_position_embeddings)
+        tokenizer = load_lean_tokenizer(path, min(max_length, limit))
         if tokenizer is None:
             return None
+        query_length = trained_query_length(path)
         try:
-            return cls(path, bert, state, tokenizer, min_weight)
+            return cls(path, bert, state, tokenizer, min_weight, query_length and min(query_length, limit))
         except _Missing:
             return None
 
@@ -373,11 +381,12 @@ class NumpySparseEncoder(_VocabTerms):
         return self._tokenizer
 
     def encode(self, texts: list[str], *, max_batch: int = 256, queries: bool = False):
-        """As ``SparseEncoder.encode`` (float32 always, so ``queries`` changes nothing)."""
+        """As ``SparseEncoder.encode``: documents cut at ``max_length``, ``queries`` at
+        ``query_max_length`` (float32 always)."""
         from workbench.encoders.sparse import SparseVector
 
         out = []
-        for ids in self._lean_tokenizer.ids(texts):
+        for ids in self._lean_tokenizer.ids(texts, self.query_max_length if queries else None):
             hidden = self.bert.forward(ids)
             states = layer_norm(gelu(hidden @ self.transform_w + self.transform_b), *self.transform_ln, self.eps)
             logits = (states @ self.decoder_w.T).max(axis=0) + self.decoder_b
@@ -393,10 +402,12 @@ class NumpyJointEncoder(_VocabTerms):
     weight head, 0 at special tokens, max over a term's occurrences) and the ColBERT vectors; its
     ``dense_view`` / ``colbert_view`` / ``sparse_view`` are joint.py's, over this encoder."""
 
-    def __init__(self, path: str, base: NumpyDenseEncoder, meta: dict, sparse_head, colbert_head) -> None:
+    def __init__(self, path: str, base: NumpyDenseEncoder, meta: dict, sparse_head, colbert_head,
+                 query_max_length: int) -> None:
         self.path = path
         self.meta = meta
-        self.base = base
+        self.base = base  # documents' length: passage_max_length
+        self.query_max_length, self.passage_max_length = query_max_length, base.max_length
         self._lean_tokenizer = base._lean_tokenizer
         self.sparse_w, self.sparse_b = sparse_head
         self.colbert_head = colbert_head
@@ -409,10 +420,14 @@ class NumpyJointEncoder(_VocabTerms):
     def load(cls, path: str) -> NumpyJointEncoder | None:
         """The numpy encoder for a joint folder, or None where the torch ``JointEncoder`` must serve
         it (including a folder it refuses: it gives the error)."""
-        from workbench.encoders.joint import COLBERT_HEAD, SPARSE_HEAD, read_joint_meta
+        from workbench.encoders.joint import COLBERT_HEAD, SPARSE_HEAD, read_joint_meta, served_lengths
+        from workbench.encoders.layout import read_layout
 
         meta = read_joint_meta(path)
-        base = NumpyDenseEncoder.load(path) if meta is not None else None
+        if meta is None:
+            return None
+        query_length, passage_length = served_lengths(meta, read_layout(path).max_length)
+        base = NumpyDenseEncoder.load(path, max_length=passage_length)
         if base is None:
             return None
         sparse = _projection(Path(path) / SPARSE_HEAD, base.dim)
@@ -420,7 +435,8 @@ class NumpyJointEncoder(_VocabTerms):
         if sparse is None or colbert is None or sparse[0].shape[0] != 1:
             return None
         zero = np.zeros(1, dtype=np.float32)
-        return cls(path, base, meta, (sparse[0], zero if sparse[1] is None else sparse[1]), colbert)
+        return cls(path, base, meta, (sparse[0], zero if sparse[1] is None else sparse[1]), colbert,
+                   min(query_length, int(base.bert.config.max_position_embeddings)))
 
     @property
     def tokenizer(self):
@@ -428,19 +444,20 @@ class NumpyJointEncoder(_VocabTerms):
 
     def encode(self, texts: list[str], *, hidden_tokens: bool = False, max_batch: int = 256,
                queries: bool = False):
-        """All outputs for ``texts`` (input order); the same list asked again is not re-encoded.
-        Float32 always, so ``queries`` changes nothing (``JointEncoder.encode``'s interface)."""
+        """All outputs for ``texts`` (input order); the same list asked again in the same role is not
+        re-encoded. As ``JointEncoder.encode``: ``queries`` are cut at ``query_max_length``, documents
+        at ``passage_max_length`` (float32 always)."""
         from workbench.encoders.joint import JointOutput
         from workbench.encoders.sparse import SparseVector
 
         texts = list(texts)
         memo = self._memo
-        if memo is not None and memo[0] == texts and (memo[1] or not hidden_tokens):
-            return memo[2]
+        if memo is not None and memo[0] == texts and memo[1] == queries and (memo[2] or not hidden_tokens):
+            return memo[3]
         base = self.base
         dense = np.zeros((len(texts), base.dim), dtype=np.float32)
         colbert, sparse, hidden_out = [], [], [] if hidden_tokens else None
-        for i, ids in enumerate(base.tokenize(texts)):
+        for i, ids in enumerate(base.tokenize(texts, self.query_max_length if queries else None)):
             hidden = base.bert.forward(ids)
             dense[i] = base.pooled(hidden)
             colbert.append(_token_vectors(hidden, self.colbert_head))
@@ -454,7 +471,7 @@ class NumpyJointEncoder(_VocabTerms):
             if hidden_out is not None:
                 hidden_out.append(_unit_rows(hidden).astype(np.float16))
         out = JointOutput(dense, colbert, sparse, hidden_out)
-        self._memo = (texts, hidden_tokens, out)
+        self._memo = (texts, queries, hidden_tokens, out)
         return out
 
     def dense_view(self):

@@ -10,6 +10,13 @@ length-sorted (little padding), the non-padding token states are gathered into o
 projected in blocks of rows by slices of vocabulary columns (a tile that stays in cache) in bf16
 (float32 on a CPU without native bf16, see ``device.pick_dtype``), and reduced per text at once;
 the terms that can be positive are then scored exactly in fp32. No [B, L, V] tensor exists.
+
+Lengths: documents are read up to ``max_length`` tokens (the bundle passes ``max(256, chunk_tokens)``:
+a whole chunk, even past the length a SPLADE run trained its passages at, since a cut would leave the
+chunk's tail out of the index). Queries (``encode(..., queries=True)``) are cut at the length the
+model trained its queries at: a SPLADE run folder's ``wb_model.json`` ``query_max_length``
+(:func:`trained_query_length`); a model without one (a pretrained SPLADE, a run saved before the
+key existed) reads queries at ``max_length`` too, as before.
 """
 
 from __future__ import annotations
@@ -22,6 +29,18 @@ from workbench.encoders.batching import length_sorted_batches, pad_batch
 from workbench.encoders.device import auto_tokenizer, batch_token_budget, load_pretrained, pick_device, pick_dtype
 from workbench.encoders.layout import position_limit
 from workbench.errors import ModelError
+
+
+def trained_query_length(path: str) -> int | None:
+    """The query length a SPLADE run folder trained at (``wb_model.json`` ``query_max_length``), or
+    None for any other model (never raises)."""
+    from pathlib import Path
+
+    from workbench.encoders.layout import read_json
+
+    meta = read_json(Path(path) / "wb_model.json")
+    length = meta.get("query_max_length") if meta.get("kind") == "splade" else None
+    return int(length) if isinstance(length, int) and length > 0 else None
 
 
 @dataclass
@@ -74,6 +93,8 @@ class SparseEncoder:
             self.model = load_pretrained(AutoModelForMaskedLM, path, "sparse model",
                                          dtype=torch.float32).to(self.device).eval()
         self.max_length = min(max_length, position_limit(self.model.config, max_length))
+        query_length = trained_query_length(path) or self.max_length
+        self.query_max_length = min(query_length, position_limit(self.model.config, query_length))
         self.min_weight = min_weight
         self.max_batch_tokens = max_batch_tokens or batch_token_budget(self.device)
         self.rows_per_slice = rows_per_slice
@@ -113,18 +134,19 @@ class SparseEncoder:
         return self._id_to_token.get(int(term_id), f"[{term_id}]")
 
     def encode(self, texts: list[str], *, max_batch: int = 256, queries: bool = False) -> list[SparseVector]:
-        """The sparse vectors of ``texts`` (input order). ``queries`` changes nothing here (the
-        encoder always runs in float32); it is the interface the joint model's sparse role shares."""
+        """The sparse vectors of ``texts`` (input order), documents cut at ``max_length``, ``queries``
+        at ``query_max_length`` (the module docstring; the encoder always runs in float32)."""
         import torch
 
         out: list[SparseVector | None] = [None] * len(texts)
         if not texts:
             return []
         lean_tok = self._lean_tokenizer
+        length = self.query_max_length if queries else self.max_length
         if lean_tok is not None:
-            ids, pad_id = lean_tok.ids(texts), lean_tok.pad_token_id or 0
+            ids, pad_id = lean_tok.ids(texts, length), lean_tok.pad_token_id or 0
         else:
-            ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+            ids = self.tokenizer(texts, truncation=True, max_length=length)["input_ids"]
             pad_id = self.tokenizer.pad_token_id or 0
         lengths = [len(x) for x in ids]
         with torch.inference_mode():

@@ -227,7 +227,9 @@ def colbert_matches(searcher, query: str, chunk_id: str, instruction: str | None
         # the query as the searcher encodes it (fp32: queries=True), the chunk as the index did
         q_tok = dense.encode([rendered_q], tokens=True, queries=True).tokens[0].astype(np.float32)
         d_tok = dense.encode([rendered_d], tokens=True).tokens[0].astype(np.float32)
-        q_ids, d_ids = dense.tokenize([rendered_q, rendered_d])
+        # the ids of those vectors: a joint model's dense view cuts queries at its query length
+        q_ids = dense.tokenize([rendered_q], len(q_tok))[0]
+        d_ids = dense.tokenize([rendered_d], len(d_tok))[0]
         tokenizer = dense.tokenizer
         q_offs = _offsets(tokenizer, rendered_q, len(q_ids))
         d_offs = _offsets(tokenizer, rendered_d, len(d_ids))
