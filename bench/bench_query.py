@@ -87,8 +87,8 @@ def exactness(searcher, queries: list[str]) -> dict:
 
 def scorer_ratio(searcher, queries: list[str]) -> dict:
     """The ColBERT candidate stage against what it replaced, in the same process, alternating per
-    query: ``Searcher.maxsim_rows`` (on CPUs without native bf16: ``maxsim_chunks``, blocks of whole
-    chunks widened into a reused buffer; with native bf16 it is the padded scorer itself) vs the
+    query: ``Searcher.maxsim_rows`` (``maxsim_chunks`` on every CPU: blocks of whole chunks widened
+    to fp32 into a reused buffer, exact) vs the
     padded ``CandidateScorer`` and vs the ragged gather into a new tensor + ``maxsim_tensor``, on each
     query's hybrid candidates (and on those widened by the dense top-300)."""
     import torch

@@ -7,7 +7,7 @@ on the train split: ``wb eval DATASET --tune``).
 Command line::
 
     wb eval DATASET [--split test] [--pipeline bm25,dense,hybrid] [--depth 100] [-w WS]
-                    [--model ROLE=NAME ...] [--per-query [N]] [--json] [--run-dir DIR]
+                    [--model ROLE=NAME ...] [--per-query] [--top N] [--json] [--run-dir DIR]
 
 The dataset's corpus is indexed into its own workspace (``-w``, else
 ``$WB_EVAL_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/wb/eval``, folder ``<dataset>-<sha1(corpus path)[:8]>``); the

@@ -38,6 +38,29 @@ def cpu_matmul_dtype():
     return pick_dtype(torch.device("cpu"))
 
 
+def bf16_maxsim_error(query_tokens: np.ndarray) -> float:
+    """A bound on |MaxSim in bf16 products - exact MaxSim| for ``query_tokens`` [nq, d] against any
+    document of unit-norm tokens (every token matrix wb stores is L2-normalised, then rounded to
+    bf16/fp16: norm <= 1 + 2^-8). Per query token i, rounding the query to bf16 moves each
+    similarity by <= 2^-9 |q_i| |d| and rounding the product's output by <= 2^-9 |q_i| |d|; a max
+    over the document's tokens moves by no more than its largest term, the sum adds the tokens'
+    bounds: 2^-8 (1 + 2^-8) sum_i |q_i|, widened by 1% for the fp32 accumulations."""
+    norms = np.linalg.norm(np.asarray(query_tokens, dtype=np.float32), axis=1)
+    return float(norms.sum()) * 2.0 ** -8 * (1 + 2.0 ** -8) * 1.01
+
+
+def rows_that_can_rank(approx: np.ndarray, depth: int, error: float) -> np.ndarray:
+    """The rows (ascending) of ``approx`` scores, each within ``error`` of its exact score, that can
+    be among the exact top ``depth``: those at least the approximate depth-th best less 2 x error.
+    (If the exact top ``depth`` all score >= t, some ``depth`` rows have approx >= a_k, so exact
+    t >= a_k - error, and each of them has approx >= t - error >= a_k - 2 error.)"""
+    n = len(approx)
+    if n <= depth:
+        return np.arange(n, dtype=np.int64)
+    kth = float(np.partition(approx, n - depth)[n - depth])
+    return np.flatnonzero(approx >= kth - 2 * error).astype(np.int64)
+
+
 def _widened(bits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """bf16 bit patterns (int16) as the same values in float32: the 16 bits moved up (exact, ~6x
     faster than torch's ``.float()``); into ``out`` (int32, as large) when given."""
@@ -183,9 +206,10 @@ class CandidateScorer:
     scores. Against gathering into one ragged ``[T, d]`` tensor and reducing segments with numpy's
     reduceat, the reduction is a plain strided max; the reused buffer skips page faults on tens of
     MB per query. Calls on one instance are serialised by a lock (the buffer is shared). Where the
-    rows are widened to fp32 (no native bf16), :func:`maxsim_chunks` is faster (no padding) and
-    ``Searcher.maxsim_rows`` uses it; this class serves CPUs that multiply bf16 natively, and its
-    widening path stays as bench_query's baseline for that choice on the others.
+    rows are widened to fp32 (no native bf16), :func:`maxsim_chunks` is faster (no padding). Queries
+    no longer use this class: ``Searcher.maxsim_rows`` scores exactly in fp32 everywhere (a bf16
+    product rounds the query and each similarity, and was no faster on an avx512_bf16 CPU); it
+    stays as bench_query's baseline for that choice.
     """
 
     def __init__(self, bits: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:

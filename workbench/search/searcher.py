@@ -25,7 +25,8 @@ from workbench.index.unfinished import UNFINISHED_RUN, cut_off_note, resume_comm
 from workbench.index.settings import settings_from_config, settings_from_dict
 from workbench.models.registry import fingerprint, model_labels
 from workbench.search.fusion import fuse, interpolate
-from workbench.search.maxsim import CandidateScorer, cpu_matmul_dtype, maxsim_bits, maxsim_chunks, maxsim_tensor
+from workbench.search.maxsim import (bf16_maxsim_error, cpu_matmul_dtype, maxsim_bits, maxsim_chunks, maxsim_tensor,
+                                      rows_that_can_rank)
 from workbench.search.pipelines import Pipeline, parse_pipeline
 from workbench.search.results import QueryResult, make_snippet
 from workbench.types import Hit
@@ -193,7 +194,6 @@ class Searcher:
         self.tantivy = TantivyChunkStore(workspace.tantivy_dir, self.settings.sparse_step)
         self._catalog = None
         self._all_tokens = None
-        self._scorer: CandidateScorer | None = None
         self._reranker = None
         self._snapshot = None
         self._dense_view = None  # (the snapshot it views, its dense matrix as a torch tensor)
@@ -290,9 +290,14 @@ class Searcher:
         return int(self.catalog.token_counts.sum()) <= self.config.index.colbert_exact_max_tokens
 
     def maxsim_rows(self, query_tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Exact MaxSim of a query against the given catalog rows: ``maxsim_chunks`` where the stored
-        bf16 is widened to fp32 (the numpy backend; CPUs without native bf16), else the bf16
-        ``CandidateScorer``."""
+        """Exact MaxSim of a float32 query against the given catalog rows (``maxsim_chunks``: the
+        stored bf16 widened to fp32, products and sums in fp32), on every backend and CPU, so the
+        torch backend (TUI, `wb eval`, `wb query --queries`) scores as `wb query` does. (A bf16
+        product, ``CandidateScorer``, rounds the query and each similarity: scores off by up to
+        ~5e-3, 2 of 16 queries ordered their ColBERT top 10 otherwise; and on an avx512_bf16 CPU it
+        was no faster on candidate sets: 9.9 vs 12.5 ms at 150 chunks of 50-255 tokens, 28.5 vs 29.0
+        at 400, 177 vs 146 at 1,500, 2 threads; ``bench/bench_query.py``'s scorer ratio measures it
+        on a workspace.)"""
         matrix, mapping = self.tokens
         chunk_rows = mapping[np.asarray(rows, dtype=np.int64)]
         chunks = (matrix.bits, matrix.starts[chunk_rows], matrix.lengths[chunk_rows])
@@ -300,11 +305,8 @@ class Searcher:
             return maxsim_chunks(query_tokens, *chunks)
         import torch
 
-        if cpu_matmul_dtype() != torch.bfloat16:  # numpy's BLAS is on one thread here: a pool of torch's count
-            return maxsim_chunks(query_tokens, *chunks, threads=torch.get_num_threads())
-        if self._scorer is None:
-            self._scorer = CandidateScorer(matrix.bits, matrix.starts, matrix.lengths)
-        return self._scorer.score(torch.from_numpy(query_tokens), chunk_rows, threads=torch.get_num_threads())
+        # numpy's BLAS is on one thread here: a pool of torch's count
+        return maxsim_chunks(query_tokens, *chunks, threads=torch.get_num_threads())
 
     # -- encoding ---------------------------------------------------------------------
     def encode_queries(self, texts: list[str], modes: set[str], instruction: str = "") -> list[EncodedQuery]:
@@ -372,11 +374,17 @@ class Searcher:
             matrix, mapping = self.tokens
             if self.backend == "numpy":
                 scores_tm = maxsim_bits(q.tokens, matrix.bits, matrix.lengths, threads=numpy_query_threads())
+                scores = scores_tm[mapping]
             else:
                 import torch
 
                 scores_tm = maxsim_tensor(torch.from_numpy(q.tokens), matrix.full_tensor(), matrix.lengths)
-            scores = scores_tm[mapping]
+                scores = scores_tm[mapping]
+                if cpu_matmul_dtype() == torch.bfloat16:  # bf16 products: rescore what can reach the top exactly
+                    near = rows_that_can_rank(scores, depth, bf16_maxsim_error(q.tokens))
+                    exact = self.maxsim_rows(q.tokens, near)
+                    top = best_first(exact, depth)  # near is ascending: equal scores keep row order
+                    return near[top], exact[top]
             top = best_first(scores, depth)
             return top, scores[top]
         if candidates is None or len(candidates) == 0:
