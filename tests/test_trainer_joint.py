@@ -453,3 +453,15 @@ def test_served_lengths_are_the_trained_ones(tiny, tmp_path, monkeypatch):
             assert np.array_equal(got.sparse[0].ids, np.flatnonzero(terms > 0)), name
             np.testing.assert_allclose(got.sparse[0].weights, terms[got.sparse[0].ids], atol=1e-5, rtol=0,
                                        err_msg=name)
+
+
+def test_an_example_without_hard_negatives_leaves_the_others_theirs(tiny):
+    """As in every other trainer: one example of a micro-batch without hard negatives no longer
+    drops the hard negatives of the whole batch."""
+    from tiny_models import passages_of_a_mixed_batch
+    from trainers.joint import JointTrainer
+
+    base, data = tiny
+    trainer = JointTrainer(_config(base, data, "n", negatives_per_query=1))
+    assert passages_of_a_mixed_batch(trainer) == ["cats question", "dogs question", "cats purr", "dogs bark",
+                                                  "NEG chess"]

@@ -136,6 +136,19 @@ def test_a_positive_two_rows_share_is_no_negative_of_either(tiny):
     assert shared_positive_loss(SpladeTrainer(cfg)) < math.log(2) / 10
 
 
+def test_an_example_without_hard_negatives_leaves_the_others_theirs(tiny):
+    """One example of a micro-batch without hard negatives: the others still bring theirs (it
+    dropped every hard negative of the batch: 5% of rows without any left most batches without)."""
+    from tiny_models import passages_of_a_mixed_batch
+    from trainers.config import SpladeConfig
+    from trainers.splade import SpladeTrainer
+
+    base, data = tiny
+    cfg = SpladeConfig(data=str(data), base=str(base), name="n", negatives_per_query=1)
+    assert passages_of_a_mixed_batch(SpladeTrainer(cfg)) == ["cats question", "dogs question",
+                                                             "cats purr", "dogs bark", "NEG chess"]
+
+
 def test_served_queries_are_cut_at_the_trained_query_length(tiny, tmp_path):
     """A query longer than query_max_length: SparseEncoder and NumpySparseEncoder (at the bundle's
     document length, 256) serve the trainer's own vector of it, cut where the trainer cut it; a

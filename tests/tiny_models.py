@@ -121,3 +121,21 @@ def shared_positive_loss(trainer) -> float:
     shared = "the answer: cats and dogs"
     return loss_once(trainer, [TrainingExample(query="cats question", positives=(shared,), negatives=()),
                                TrainingExample(query="dogs question", positives=(shared,), negatives=())])
+
+
+def passages_of_a_mixed_batch(trainer) -> list[str]:
+    """The texts ``trainer.encode`` is given (queries, then passages) by :func:`loss_once` on a
+    micro-batch whose first example brings a hard negative and whose second brings none."""
+    from trainers.data.example import TrainingExample
+
+    seen: list[str] = []
+    encode = trainer.encode
+
+    def recording(model, texts, *args, **kwargs):
+        seen.extend(texts)
+        return encode(model, texts, *args, **kwargs)
+
+    trainer.encode = recording
+    loss_once(trainer, [TrainingExample(query="cats question", positives=("cats purr",), negatives=("NEG chess",)),
+                        TrainingExample(query="dogs question", positives=("dogs bark",), negatives=())])
+    return seen

@@ -231,21 +231,18 @@ class JointTrainer(Trainer):
     def compute_loss(self, model, exs, rng: random.Random, device, accelerator):
         import torch
 
+        from .data.batching import draw_negatives
         from .losses import one_positive_targets
 
         cfg = self.cfg
-        n_neg = cfg.negatives_per_query
-        use_neg = n_neg > 0 and all(ex.negatives for ex in exs)
         passages = [ex.positives[rng.randrange(len(ex.positives))] for ex in exs]
-        if use_neg:
-            for ex in exs:
-                k = len(ex.negatives)
-                picks = rng.sample(range(k), n_neg) if k >= n_neg else rng.choices(range(k), k=n_neg)
-                passages.extend(ex.negatives[j] for j in picks)
+        # each example brings its own hard negatives (one without any leaves the others theirs)
+        neg_idx = draw_negatives(exs, cfg.negatives_per_query, rng)
+        passages.extend(ex.negatives[j] for ex, js in zip(exs, neg_idx) for j in js)
         with accelerator.autocast():
             q = self.encode(model, [ex.query for ex in exs], self.q_len, device)
             d = self.encode(model, passages, self.d_len, device)
-        scores = self.scores(q, d)  # [B, B + B*N] each
+        scores = self.scores(q, d)  # [B, B + the hard negatives] each
         target, clash = one_positive_targets(passages, [ex.positives for ex in exs], [ex.query for ex in exs],
                                              scores["dense"].device)
         ce = {m: self.contrastive((scores[m] / cfg.temperature).masked_fill(clash, float("-inf")), target)

@@ -105,16 +105,14 @@ class SpladeTrainer(Trainer):
         return value * min(1.0, (self.current_step + 1) / warm) ** 2
 
     def compute_loss(self, model, exs, rng: random.Random, device, accelerator):
+        from .data.batching import draw_negatives
         from .losses import one_positive_targets
 
         cfg = self.cfg
-        n_neg = cfg.negatives_per_query
-        use_neg = n_neg > 0 and all(ex.negatives for ex in exs)
         passages = [rng.choice(list(ex.positives)) for ex in exs]
-        if use_neg:
-            for ex in exs:
-                negs = list(ex.negatives)
-                passages.extend(rng.sample(negs, n_neg) if len(negs) >= n_neg else rng.choices(negs, k=n_neg))
+        # each example brings its own hard negatives (one without any leaves the others theirs)
+        neg_idx = draw_negatives(exs, cfg.negatives_per_query, rng)
+        passages.extend(ex.negatives[j] for ex, js in zip(exs, neg_idx) for j in js)
         with accelerator.autocast():
             q, q_tok = self.encode(model, [ex.query for ex in exs], self.q_len, device)
             d, d_tok = self.encode(model, passages, self.d_len, device)
