@@ -846,6 +846,32 @@ async def test_q_quits_only_when_pressed_twice(tui_state, tmp_path):
         assert not app.is_running
 
 
+def shown_toasts(app) -> list[str]:
+    """The text of the notifications on screen (as rendered: a markup error would raise here)."""
+    from textual.widgets._toast import Toast
+
+    return [str(toast.render()) for toast in app.screen.query(Toast)]
+
+
+async def test_notifications_show_paths_as_typed(tui_state, tmp_path):
+    """A path in a notification is literal text, never markup: ``[/x]`` crashed the app as the
+    toast was drawn, and ``[draft]`` vanished from it."""
+    app = fake_app(tmp_path)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await settle(pilot)
+        app.corpus.start_index([str(tmp_path / "nope" / "[/x]y")])
+        app.corpus.start_index([str(tmp_path / "[draft] notes")])
+        await pilot.pause()
+        await pilot.pause()
+        assert app.is_running
+        shown = " ".join(shown_toasts(app))
+        assert f"no such file or folder: {tmp_path / 'nope' / '[/x]y'}" in shown
+        assert f"no such file or folder: {tmp_path / '[draft] notes'}" in shown
+        await pilot.press("ctrl+c")  # Textual's own hint keeps its markup
+        await pilot.pause()
+        assert any("Press ctrl+q to quit the app" in t for t in shown_toasts(app))
+
+
 def remember_workspace(state_file: Path, workspace: Path) -> None:
     TuiState(workspace=str(workspace)).save(state_file)
 
