@@ -14,12 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.text import Text
 
 pytest.importorskip("textual")  # the GPU image has no textual: these tests do not apply there
 
 from tui_fake import FakeEngine, run_query, settle, wait_until
 from workbench.search import explain
 from workbench.tui.app import WbApp
+from workbench.tui.engine import DocumentRow, SourceInfo
 from workbench.search.compare import movements
 from workbench.tui.preview import PreviewScreen
 from workbench.tui.state import TuiState
@@ -509,7 +511,7 @@ async def test_corpus_screen_indexes_a_folder_in_the_background(tmp_path, tui_en
         skipped = app.query_one("#skipped")
         assert skipped.display and skipped.row_count == 1  # the binary file, with its reason
         path, reason = skipped.get_row_at(0)
-        assert "blob.txt" in str(path) and reason == "binary"
+        assert "blob.txt" in str(path) and str(reason) == "binary"
         assert any("indexed 3 documents" in m for m, _ in seen)
         await run_query(pilot, "sleep for a few seconds")
         assert app.search.left.hits[0].doc_id == "time/sleep.md"
@@ -870,6 +872,62 @@ async def test_notifications_show_paths_as_typed(tui_state, tmp_path):
         await pilot.press("ctrl+c")  # Textual's own hint keeps its markup
         await pilot.pause()
         assert any("Press ctrl+q to quit the app" in t for t in shown_toasts(app))
+
+
+class NamedDocsEngine(FakeEngine):
+    """The fake engine over documents and a folder whose names read as markup, and ids that a
+    narrow column cuts alike."""
+
+    IDS = ["a[/b]c.md", "[draft] notes.md", "functools/partial-objects.md", "functools/partial.md",
+           "functools/partialmethod.md", "itertools/combinations-with-replacement.md", "itertools/combinations.md"]
+    FOLDER = "/demo/My Docs [work]"
+
+    def info(self, root):
+        info = super().info(root)
+        info.sources = [SourceInfo(self.FOLDER, len(self.IDS), 9, info.last_indexed)]
+        return info
+
+    def documents(self, root, limit: int = 5000):
+        return [DocumentRow(doc_id, doc_id, 1) for doc_id in sorted(self.IDS)]
+
+
+def column_texts(table, column: int = 0) -> list[str]:
+    return [str(table.get_row_at(i)[column]) for i in range(table.row_count)]
+
+
+async def test_corpus_tables_show_ids_and_paths_as_typed(tmp_path):
+    """Document ids, folders and skipped files are literal text in the Corpus tables: ``a[/b]c.md``
+    crashed the app (a markup closing tag), ``[draft]`` vanished from ``[draft] notes.md``."""
+    from workbench.index.indexer import IndexSummary
+    from workbench.types import SkippedFile
+
+    app = WbApp(FakeEngine.root, engine=NamedDocsEngine())
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_corpus_tab(pilot)
+        assert app.is_running
+        documents = app.query_one("#documents")
+        assert set(column_texts(documents)) == set(NamedDocsEngine.IDS)
+        assert column_texts(app.query_one("#sources")) == [NamedDocsEngine.FOLDER]
+        summary = IndexSummary(root="/demo", skipped=[SkippedFile("/demo/[/x]y.bin", "binary [/b]")])
+        app.corpus._finished([summary], str(app.workspace_root))
+        await settle(pilot)
+        assert app.is_running
+        assert app.query_one("#skipped").get_row_at(0) == [Text("/demo/[/x]y.bin"), Text("binary [/b]")]
+        assert "[/x]" in app.query_one("#skipped").render_line(1).text  # as drawn
+
+
+async def test_a_narrow_documents_list_keeps_different_ids_apart(tmp_path):
+    """At 80 columns the ids that a cut at their end would show alike (``functools/partial…``)
+    give up their middle instead: every row reads differently."""
+    app = WbApp(FakeEngine.root, engine=NamedDocsEngine())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_corpus_tab(pilot)
+        shown = column_texts(app.query_one("#documents"))
+        width = app.query_one("#documents").columns["doc"].width
+        assert width < len("functools/partial-objects.md")  # the ids are cut
+        assert len(set(shown)) == len(shown) == len(NamedDocsEngine.IDS)
+        assert all(len(s) <= width for s in shown)
+        assert all(s.endswith(".md") for s in shown)  # the end, which tells them apart, is kept
 
 
 def remember_workspace(state_file: Path, workspace: Path) -> None:

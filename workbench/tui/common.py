@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from workbench.config import MODES
@@ -136,6 +137,19 @@ def cut_middle(text: str, width: int) -> str:
         return text
     head = (width - 1) // 2
     return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def cut_apart(texts: list[str], widths: list[int], ends: list[str] | None = None) -> list[str]:
+    """Each of ``texts`` cut to its width (``short``), then its end (a chunk number) appended. Texts
+    the cut makes identical give up their middle instead (``cut_middle``), so different rows stay
+    apart: ``multiprocessing — Introduction`` and ``— Pool`` are not both ``multiprocessing…``, nor
+    ``functools/partial.md`` and ``functools/partialmethod.md`` both ``functools/partial…``."""
+    texts = [" ".join(t.split()) for t in texts]
+    ends = ends or [""] * len(texts)
+    cut = [short(t, w) + e for t, w, e in zip(texts, widths, ends)]
+    count = Counter(cut)
+    return [cut_middle(t, w) + e if count[c] > 1 and len(t) > w else c
+            for t, w, e, c in zip(texts, widths, ends, cut)]
 
 
 def short_path(path: str, width: int) -> str:
