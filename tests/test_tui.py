@@ -1124,6 +1124,38 @@ async def test_keys_typed_right_after_slash_go_into_the_query_box():
         assert app.query_one("#query").value == "zebra/"
 
 
+async def test_slash_over_the_preview_or_help_leaves_the_hidden_query_box_alone():
+    """/ on the preview or the help screen does nothing: it focused the query box hidden under it,
+    the next keys rewrote the query, and Esc no longer closed the screen."""
+    from workbench.tui.help import HelpScreen
+
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "directory")
+        app.search.left.table.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, PreviewScreen)
+        await pilot.press("slash", "h", "e", "a", "p")
+        await settle(pilot)
+        assert isinstance(app.screen, PreviewScreen) and app.query_one("#query").value == "directory"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, PreviewScreen)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("slash", "z")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen) and app.query_one("#query").value == "directory"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("slash")  # on the Search screen itself / still focuses the box
+        assert app.focused is app.query_one("#query")
+
+
 async def test_keys_switch_screens_and_swap():
     app = WbApp(FakeEngine.root, engine=FakeEngine())
     async with app.run_test(size=(100, 30)) as pilot:

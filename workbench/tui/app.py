@@ -345,8 +345,10 @@ class WbApp(App):
         self.call_after_refresh(focus)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "type_query":  # "/" typed inside a text box is a character, and only Search has the box
-            return self.state.tab == "search" and not isinstance(self.focused, (Input, Select))
+        if action == "type_query":  # "/" typed inside a text box is a character, and only Search has the box;
+            # over a screen on top (preview, help) the box is hidden: it would take the keys meant for that screen
+            return (self.state.tab == "search" and len(self.screen_stack) == 1
+                    and not isinstance(self.focused, (Input, Select)))
         if action == "leave_input":
             return isinstance(self.focused, Input)
         return True
