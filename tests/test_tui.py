@@ -1156,6 +1156,26 @@ async def test_slash_over_the_preview_or_help_leaves_the_hidden_query_box_alone(
         assert app.focused is app.query_one("#query")
 
 
+async def test_the_right_columns_dropped_line_leaves_the_number_of_hits_as_it_is():
+    """k follows the table's height, but not the right column's "dropped" line: it went from 18 to
+    17 hits when a pipeline switch or a swap brought that line in."""
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "directory")
+        await pilot.press("escape")
+        left, right = app.search.left, app.search.right
+        ks, dropped = set(), set()
+        for key in ("l", "r", "x", "x", "l"):  # the dropped line comes and goes
+            await pilot.press(key)
+            await settle(pilot)
+            await pilot.pause()
+            ks |= {app.search.effective_k(), left.shown_key[4], right.shown_key[4]}
+            dropped.add(right.dropped_rows)
+        assert dropped == {0, 1}
+        assert len(ks) == 1 and ks.pop() > 10
+
+
 async def test_keys_switch_screens_and_swap():
     app = WbApp(FakeEngine.root, engine=FakeEngine())
     async with app.run_test(size=(100, 30)) as pilot:

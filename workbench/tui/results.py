@@ -313,6 +313,15 @@ class ResultColumn(Vertical):
             self.query_one(f"#{self.side}-detail", Static).styles.height = DETAIL_ROWS + rows
 
     @property
+    def hit_rows(self) -> int:
+        """The rows the table has for hits, the lines lent to the detail for the other column's
+        dropped list (``reserve_rows``) counted in: the same whether that list shows or not."""
+        if not self.is_mounted:
+            return 0
+        lent = self.query_one(f"#{self.side}-detail", Static).outer_size.height - DETAIL_ROWS
+        return self.table.size.height - 1 + max(0, lent)
+
+    @property
     def dropped_rows(self) -> int:
         """Lines the dropped list takes (0 when hidden)."""
         return DROPPED_ROWS if self.compare and self.result is not None and self.dropped else 0

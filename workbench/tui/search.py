@@ -384,11 +384,11 @@ class SearchPane(Vertical):
 
     # -- running queries ---------------------------------------------------------------
     def effective_k(self) -> int:
-        """The k chosen with +/-, else as many as the result table shows (10 to 50)."""
+        """The k chosen with +/-, else as many as the result table shows (10 to 50) without the right
+        column's dropped line: k stays as it is when that line comes or goes (a swap)."""
         if self.app.state.k is not None:
             return self.app.state.k
-        rows = self.left.table.size.height - 1 if self.left.is_mounted else 0
-        return max(10, min(50, rows))
+        return max(10, min(50, self.left.hit_rows))
 
     def wanted_key(self, column: ResultColumn) -> tuple:
         s = self.app.state
