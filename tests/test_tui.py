@@ -1176,6 +1176,36 @@ async def test_the_right_columns_dropped_line_leaves_the_number_of_hits_as_it_is
         assert len(ks) == 1 and ks.pop() > 10
 
 
+async def test_an_unusable_instruction_fails_only_the_columns_that_read_it_and_is_said_once(tmp_path):
+    """An unknown preset (a single word, here one that reads as a markup tag) fails the dense
+    column, said in one notification; the bm25 column, which gets the bare query, is searched. It
+    failed both columns, with one identical error each, and its toast crashed the app."""
+    engine = FakeEngine()
+    app = WbApp(FakeEngine.root, engine=engine)
+    async with app.run_test(size=(120, 36), notifications=True) as pilot:
+        seen = record_notifications(app)
+        await settle(pilot)
+        app.search.set_pipelines("dense", "bm25")
+        await run_query(pilot, "directory")
+        engine.searches.clear()
+        app.search.set_instruction("[/INST]")
+        await settle(pilot)
+        left, right = app.search.left, app.search.right
+        assert "query failed" in str(app.query_one("#left-status").render())
+        assert right.shown_key[2] == "[/INST]" and right.result.pipeline == "bm25" and not right.busy
+        assert [(p, i) for _r, _q, p, i, _m in engine.searches] == [("bm25", None)]
+        errors = [m for m, sev in seen if sev == "error"]
+        assert len(errors) == 1 and errors[0].startswith("unknown instruction preset '[/INST]'")
+        app.search.request_search(immediate=True)  # the same instruction again: not said again
+        await settle(pilot)
+        assert len([m for m, sev in seen if sev == "error"]) == 1
+        await pilot.pause()
+        assert app.is_running and any("'[/INST]'" in t for t in shown_toasts(app))
+        app.search.set_instruction("find the function that does it")  # usable: both columns answer
+        await settle(pilot)
+        assert left.shown_key[2] == right.shown_key[2] == "find the function that does it"
+
+
 async def test_keys_switch_screens_and_swap():
     app = WbApp(FakeEngine.root, engine=FakeEngine())
     async with app.run_test(size=(100, 30)) as pilot:

@@ -139,6 +139,19 @@ def cut_middle(text: str, width: int) -> str:
     return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
+def reads_instruction(pipeline: str) -> bool:
+    """Whether ``pipeline`` may read the instruction: dense and ColBERT encode it, and so may its
+    reranker (the MaxSim one does); BM25 and sparse alone get the bare query."""
+    from workbench.errors import WbError
+    from workbench.search.pipelines import parse_pipeline
+
+    try:
+        pipe = parse_pipeline(pipeline)
+    except WbError:
+        return True
+    return pipe.rerank or bool({"dense", "colbert"} & set(pipe.modes))
+
+
 def cut_apart(texts: list[str], widths: list[int], ends: list[str] | None = None) -> list[str]:
     """Each of ``texts`` cut to its width (``short``), then its end (a chunk number) appended. Texts
     the cut makes identical give up their middle instead (``cut_middle``), so different rows stay
