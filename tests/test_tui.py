@@ -409,6 +409,57 @@ def test_the_engine_sees_an_index_changed_by_another_wb_index(tmp_path, tui_engi
     assert tui_engine.search(ws.root, "remove a directory tree", pipeline="bm25").results[0].doc_id == "shutil/rmtree.md"
 
 
+def test_the_engine_answers_as_wb_query_while_a_run_goes_and_after_it_was_cut_off(tmp_path, tui_engine, monkeypatch):
+    """A `wb index` elsewhere that has written documents but not published its snapshot (still
+    running, or cut off): the next search answers from what it wrote and says what is missing, as
+    `wb query` does. The cached Searcher answered without them and said nothing."""
+    from conftest import SAMPLE, copy_small_corpus
+    from workbench.index.indexer import Indexer
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    corpus = copy_small_corpus(tmp_path / "corpus", ["itertools/groupby.md", "shutil/rmtree.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    query = "pause the program for a few seconds"
+    first = tui_engine.search(ws.root, query, pipeline="bm25")
+    assert first.note == "" and "time/sleep.md" not in [h.doc_id for h in first.results]
+    (corpus / "time").mkdir()
+    shutil.copy(SAMPLE / "time" / "sleep.md", corpus / "time" / "sleep.md")
+
+    def killed(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:  # cut off (a kill) after writing, before publishing
+        patched.setattr(Indexer, "_publish_snapshot", killed)
+        with pytest.raises(KeyboardInterrupt):
+            Indexer(ws).run(corpus)
+    for pipeline in ("bm25", "dense"):
+        hits = tui_engine.search(ws.root, query, pipeline=pipeline)
+        fresh = Searcher(ws, serve_stale=True).search(query, pipeline=pipeline)  # as `wb query` opens it
+        assert [h.doc_id for h in hits.results] == [h.doc_id for h in fresh.results]
+        assert "time/sleep.md" in [h.doc_id for h in hits.results]
+        assert "was cut off before its end" in hits.note and hits.note == fresh.note
+    with ws.write_lock():  # a `wb index` running now
+        assert "is running" in tui_engine.search(ws.root, query, pipeline="bm25").note
+    assert "was cut off" in tui_engine.search(ws.root, query, pipeline="bm25").note
+    Indexer(ws).run(corpus)  # the next run ends it
+    assert tui_engine.search(ws.root, query, pipeline="bm25").note == ""
+
+
+def test_the_index_stamp_costs_well_under_a_millisecond(small_workspace):
+    """The stamp is read before every query."""
+    from workbench.tui.engine import _index_stamp
+
+    ws, _ = small_workspace
+    assert _index_stamp(ws) is not None
+    t0 = time.perf_counter()
+    for _ in range(200):
+        _index_stamp(ws)
+    assert (time.perf_counter() - t0) / 200 < 0.005  # ~0.4 ms here; generous for a loaded machine
+
+
 async def open_corpus_tab(pilot) -> None:
     """The app opened (its workspace read), then the Corpus tab shown."""
     await settle(pilot)
