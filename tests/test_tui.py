@@ -930,7 +930,8 @@ class NamedDocsEngine(FakeEngine):
     narrow column cuts alike."""
 
     IDS = ["a[/b]c.md", "[draft] notes.md", "functools/partial-objects.md", "functools/partial.md",
-           "functools/partialmethod.md", "itertools/combinations-with-replacement.md", "itertools/combinations.md"]
+           "functools/partialmethod.md", "functools/singledispatch.md", "functools/singledispatchmethod.md",
+           "itertools/combinations-with-replacement.md", "itertools/combinations.md"]
     FOLDER = "/demo/My Docs [work]"
 
     def info(self, root):
@@ -978,7 +979,8 @@ async def test_a_narrow_documents_list_keeps_different_ids_apart(tmp_path):
         assert width < len("functools/partial-objects.md")  # the ids are cut
         assert len(set(shown)) == len(shown) == len(NamedDocsEngine.IDS)
         assert all(len(s) <= width for s in shown)
-        assert all(s.endswith(".md") for s in shown)  # the end, which tells them apart, is kept
+        alike = [s for s, doc_id in zip(shown, sorted(NamedDocsEngine.IDS)) if doc_id.startswith("functools/")]
+        assert all(s.endswith(".md") for s in alike)  # their end, which tells them apart, is kept
 
 
 def remember_workspace(state_file: Path, workspace: Path) -> None:
