@@ -14,12 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.text import Text
 
 pytest.importorskip("textual")  # the GPU image has no textual: these tests do not apply there
 
 from tui_fake import FakeEngine, run_query, settle, wait_until
 from workbench.search import explain
 from workbench.tui.app import WbApp
+from workbench.tui.engine import DocumentRow, SourceInfo
 from workbench.search.compare import movements
 from workbench.tui.preview import PreviewScreen
 from workbench.tui.state import TuiState
@@ -407,6 +409,57 @@ def test_the_engine_sees_an_index_changed_by_another_wb_index(tmp_path, tui_engi
     assert tui_engine.search(ws.root, "remove a directory tree", pipeline="bm25").results[0].doc_id == "shutil/rmtree.md"
 
 
+def test_the_engine_answers_as_wb_query_while_a_run_goes_and_after_it_was_cut_off(tmp_path, tui_engine, monkeypatch):
+    """A `wb index` elsewhere that has written documents but not published its snapshot (still
+    running, or cut off): the next search answers from what it wrote and says what is missing, as
+    `wb query` does. The cached Searcher answered without them and said nothing."""
+    from conftest import SAMPLE, copy_small_corpus
+    from workbench.index.indexer import Indexer
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    corpus = copy_small_corpus(tmp_path / "corpus", ["itertools/groupby.md", "shutil/rmtree.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    query = "pause the program for a few seconds"
+    first = tui_engine.search(ws.root, query, pipeline="bm25")
+    assert first.note == "" and "time/sleep.md" not in [h.doc_id for h in first.results]
+    (corpus / "time").mkdir()
+    shutil.copy(SAMPLE / "time" / "sleep.md", corpus / "time" / "sleep.md")
+
+    def killed(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:  # cut off (a kill) after writing, before publishing
+        patched.setattr(Indexer, "_publish_snapshot", killed)
+        with pytest.raises(KeyboardInterrupt):
+            Indexer(ws).run(corpus)
+    for pipeline in ("bm25", "dense"):
+        hits = tui_engine.search(ws.root, query, pipeline=pipeline)
+        fresh = Searcher(ws, serve_stale=True).search(query, pipeline=pipeline)  # as `wb query` opens it
+        assert [h.doc_id for h in hits.results] == [h.doc_id for h in fresh.results]
+        assert "time/sleep.md" in [h.doc_id for h in hits.results]
+        assert "was cut off before its end" in hits.note and hits.note == fresh.note
+    with ws.write_lock():  # a `wb index` running now
+        assert "is running" in tui_engine.search(ws.root, query, pipeline="bm25").note
+    assert "was cut off" in tui_engine.search(ws.root, query, pipeline="bm25").note
+    Indexer(ws).run(corpus)  # the next run ends it
+    assert tui_engine.search(ws.root, query, pipeline="bm25").note == ""
+
+
+def test_the_index_stamp_costs_well_under_a_millisecond(small_workspace):
+    """The stamp is read before every query."""
+    from workbench.tui.engine import _index_stamp
+
+    ws, _ = small_workspace
+    assert _index_stamp(ws) is not None
+    t0 = time.perf_counter()
+    for _ in range(200):
+        _index_stamp(ws)
+    assert (time.perf_counter() - t0) / 200 < 0.005  # ~0.4 ms here; generous for a loaded machine
+
+
 async def open_corpus_tab(pilot) -> None:
     """The app opened (its workspace read), then the Corpus tab shown."""
     await settle(pilot)
@@ -509,7 +562,7 @@ async def test_corpus_screen_indexes_a_folder_in_the_background(tmp_path, tui_en
         skipped = app.query_one("#skipped")
         assert skipped.display and skipped.row_count == 1  # the binary file, with its reason
         path, reason = skipped.get_row_at(0)
-        assert "blob.txt" in str(path) and reason == "binary"
+        assert "blob.txt" in str(path) and str(reason) == "binary"
         assert any("indexed 3 documents" in m for m, _ in seen)
         await run_query(pilot, "sleep for a few seconds")
         assert app.search.left.hits[0].doc_id == "time/sleep.md"
@@ -808,8 +861,9 @@ async def test_plus_and_minus_change_the_results_per_column_and_say_so(tui_state
     async with app.run_test(size=(100, 30)) as pilot:
         await with_results_table(pilot)
         seen = record_notifications(app)
-        k = app.search.effective_k()  # as many as the table shows, until + or - is pressed
-        assert app.state.k is None and k == max(10, min(50, app.search.left.table.size.height - 1))
+        k = app.search.effective_k()  # as many as the table shows (its line lent to the dropped list counted in),
+        rows = app.search.left.table.size.height - 1 + app.search.right.dropped_rows  # until + or - is pressed
+        assert app.state.k is None and k == max(10, min(50, rows))
         await pilot.press("minus")
         await settle(pilot)
         fewer = (k - 1) // 10 * 10 or 5  # the step below: 5, 10, 20, 30, ...
@@ -844,6 +898,90 @@ async def test_q_quits_only_when_pressed_twice(tui_state, tmp_path):
         await pilot.press("q")
         await pilot.pause()
         assert not app.is_running
+
+
+def shown_toasts(app) -> list[str]:
+    """The text of the notifications on screen (as rendered: a markup error would raise here)."""
+    from textual.widgets._toast import Toast
+
+    return [str(toast.render()) for toast in app.screen.query(Toast)]
+
+
+async def test_notifications_show_paths_as_typed(tui_state, tmp_path):
+    """A path in a notification is literal text, never markup: ``[/x]`` crashed the app as the
+    toast was drawn, and ``[draft]`` vanished from it."""
+    app = fake_app(tmp_path)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await settle(pilot)
+        app.corpus.start_index([str(tmp_path / "nope" / "[/x]y")])
+        app.corpus.start_index([str(tmp_path / "[draft] notes")])
+        await pilot.pause()
+        await pilot.pause()
+        assert app.is_running
+        shown = " ".join(shown_toasts(app))
+        assert f"no such file or folder: {tmp_path / 'nope' / '[/x]y'}" in shown
+        assert f"no such file or folder: {tmp_path / '[draft] notes'}" in shown
+        await pilot.press("ctrl+c")  # Textual's own hint keeps its markup
+        await pilot.pause()
+        assert any("Press ctrl+q to quit the app" in t for t in shown_toasts(app))
+
+
+class NamedDocsEngine(FakeEngine):
+    """The fake engine over documents and a folder whose names read as markup, and ids that a
+    narrow column cuts alike."""
+
+    IDS = ["a[/b]c.md", "[draft] notes.md", "functools/partial-objects.md", "functools/partial.md",
+           "functools/partialmethod.md", "functools/singledispatch.md", "functools/singledispatchmethod.md",
+           "itertools/combinations-with-replacement.md", "itertools/combinations.md"]
+    FOLDER = "/demo/My Docs [work]"
+
+    def info(self, root):
+        info = super().info(root)
+        info.sources = [SourceInfo(self.FOLDER, len(self.IDS), 9, info.last_indexed)]
+        return info
+
+    def documents(self, root, limit: int = 5000):
+        return [DocumentRow(doc_id, doc_id, 1) for doc_id in sorted(self.IDS)]
+
+
+def column_texts(table, column: int = 0) -> list[str]:
+    return [str(table.get_row_at(i)[column]) for i in range(table.row_count)]
+
+
+async def test_corpus_tables_show_ids_and_paths_as_typed(tmp_path):
+    """Document ids, folders and skipped files are literal text in the Corpus tables: ``a[/b]c.md``
+    crashed the app (a markup closing tag), ``[draft]`` vanished from ``[draft] notes.md``."""
+    from workbench.index.indexer import IndexSummary
+    from workbench.types import SkippedFile
+
+    app = WbApp(FakeEngine.root, engine=NamedDocsEngine())
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_corpus_tab(pilot)
+        assert app.is_running
+        documents = app.query_one("#documents")
+        assert set(column_texts(documents)) == set(NamedDocsEngine.IDS)
+        assert column_texts(app.query_one("#sources")) == [NamedDocsEngine.FOLDER]
+        summary = IndexSummary(root="/demo", skipped=[SkippedFile("/demo/[/x]y.bin", "binary [/b]")])
+        app.corpus._finished([summary], str(app.workspace_root))
+        await settle(pilot)
+        assert app.is_running
+        assert app.query_one("#skipped").get_row_at(0) == [Text("/demo/[/x]y.bin"), Text("binary [/b]")]
+        assert "[/x]" in app.query_one("#skipped").render_line(1).text  # as drawn
+
+
+async def test_a_narrow_documents_list_keeps_different_ids_apart(tmp_path):
+    """At 80 columns the ids that a cut at their end would show alike (``functools/partial…``)
+    give up their middle instead: every row reads differently."""
+    app = WbApp(FakeEngine.root, engine=NamedDocsEngine())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_corpus_tab(pilot)
+        shown = column_texts(app.query_one("#documents"))
+        width = app.query_one("#documents").columns["doc"].width
+        assert width < len("functools/partial-objects.md")  # the ids are cut
+        assert len(set(shown)) == len(shown) == len(NamedDocsEngine.IDS)
+        assert all(len(s) <= width for s in shown)
+        alike = [s for s, doc_id in zip(shown, sorted(NamedDocsEngine.IDS)) if doc_id.startswith("functools/")]
+        assert all(s.endswith(".md") for s in alike)  # their end, which tells them apart, is kept
 
 
 def remember_workspace(state_file: Path, workspace: Path) -> None:
@@ -1038,6 +1176,88 @@ async def test_keys_typed_right_after_slash_go_into_the_query_box():
         assert app.query_one("#query").value == "zebra" and app.search.right.pipeline == right
         await pilot.press("slash")  # inside the box "/" is a character
         assert app.query_one("#query").value == "zebra/"
+
+
+async def test_slash_over_the_preview_or_help_leaves_the_hidden_query_box_alone():
+    """/ on the preview or the help screen does nothing: it focused the query box hidden under it,
+    the next keys rewrote the query, and Esc no longer closed the screen."""
+    from workbench.tui.help import HelpScreen
+
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "directory")
+        app.search.left.table.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, PreviewScreen)
+        await pilot.press("slash", "h", "e", "a", "p")
+        await settle(pilot)
+        assert isinstance(app.screen, PreviewScreen) and app.query_one("#query").value == "directory"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, PreviewScreen)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("slash", "z")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen) and app.query_one("#query").value == "directory"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("slash")  # on the Search screen itself / still focuses the box
+        assert app.focused is app.query_one("#query")
+
+
+async def test_the_right_columns_dropped_line_leaves_the_number_of_hits_as_it_is():
+    """k follows the table's height, but not the right column's "dropped" line: it went from 18 to
+    17 hits when a pipeline switch or a swap brought that line in."""
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await run_query(pilot, "directory")
+        await pilot.press("escape")
+        left, right = app.search.left, app.search.right
+        ks, dropped = set(), set()
+        for key in ("l", "r", "x", "x", "l"):  # the dropped line comes and goes
+            await pilot.press(key)
+            await settle(pilot)
+            await pilot.pause()
+            ks |= {app.search.effective_k(), left.shown_key[4], right.shown_key[4]}
+            dropped.add(right.dropped_rows)
+        assert dropped == {0, 1}
+        assert len(ks) == 1 and ks.pop() > 10
+
+
+async def test_an_unusable_instruction_fails_only_the_columns_that_read_it_and_is_said_once(tmp_path):
+    """An unknown preset (a single word, here one that reads as a markup tag) fails the dense
+    column, said in one notification; the bm25 column, which gets the bare query, is searched. It
+    failed both columns, with one identical error each, and its toast crashed the app."""
+    engine = FakeEngine()
+    app = WbApp(FakeEngine.root, engine=engine)
+    async with app.run_test(size=(120, 36), notifications=True) as pilot:
+        seen = record_notifications(app)
+        await settle(pilot)
+        app.search.set_pipelines("dense", "bm25")
+        await run_query(pilot, "directory")
+        engine.searches.clear()
+        app.search.set_instruction("[/INST]")
+        await settle(pilot)
+        left, right = app.search.left, app.search.right
+        assert "query failed" in str(app.query_one("#left-status").render())
+        assert right.shown_key[2] == "[/INST]" and right.result.pipeline == "bm25" and not right.busy
+        assert [(p, i) for _r, _q, p, i, _m in engine.searches] == [("bm25", None)]
+        errors = [m for m, sev in seen if sev == "error"]
+        assert len(errors) == 1 and errors[0].startswith("unknown instruction preset '[/INST]'")
+        app.search.request_search(immediate=True)  # the same instruction again: not said again
+        await settle(pilot)
+        assert len([m for m, sev in seen if sev == "error"]) == 1
+        await pilot.pause()
+        assert app.is_running and any("'[/INST]'" in t for t in shown_toasts(app))
+        app.search.set_instruction("find the function that does it")  # usable: both columns answer
+        await settle(pilot)
+        assert left.shown_key[2] == right.shown_key[2] == "find the function that does it"
 
 
 async def test_keys_switch_screens_and_swap():

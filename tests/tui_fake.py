@@ -101,6 +101,9 @@ class FakeEngine:
         return PLAIN.render_query(text, resolve_instruction(instruction))
 
     def search(self, root, text, *, pipeline, k=10, instruction=None, unit="doc", models=None):
+        from workbench.encoders.templates import resolve_instruction
+
+        resolve_instruction(instruction)  # an unknown preset is refused, as the Searcher refuses it
         with self.lock:
             self.calls.append((text, pipeline))
             self.searches.append((str(root), text, pipeline, instruction, dict(models or {})))

@@ -29,17 +29,30 @@ def peek(manifest_path: Path, key: str):
     read with a plain connection: unlike :class:`Manifest` it never switches the journal mode, so a
     reader leaves the file as it found it (a staged rebuild's manifest, checkpointed for its swap).
     (None, 0) when the file or its tables do not exist yet."""
+    values, docs = _peek(manifest_path, (key,), count_docs=True)
+    return values.get(key), docs
+
+
+def peek_meta(manifest_path: Path, *keys: str) -> dict:
+    """The values of meta ``keys`` that are set, read as :func:`peek` reads (no document count: a
+    few hundred microseconds whatever the index's size); {} when the file or its tables do not
+    exist yet."""
+    return _peek(manifest_path, keys, count_docs=False)[0]
+
+
+def _peek(manifest_path: Path, keys: tuple[str, ...], count_docs: bool) -> tuple[dict, int]:
     if not Path(manifest_path).exists():
-        return None, 0
+        return {}, 0
     db = sqlite3.connect(str(manifest_path), timeout=30)
     try:
-        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        docs = db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
+        rows = db.execute(f"SELECT key, value FROM meta WHERE key IN ({', '.join('?' * len(keys))})",
+                          keys).fetchall()
+        docs = db.execute("SELECT COUNT(*) FROM docs").fetchone()[0] if count_docs else 0
     except sqlite3.OperationalError:  # created a moment ago, tables not there yet
-        return None, 0
+        return {}, 0
     finally:
         db.close()
-    return (json.loads(row[0]) if row else None), docs
+    return {key: json.loads(value) for key, value in rows}, docs
 
 
 def read_roots_to_reindex(manifest_path: Path) -> list[str]:

@@ -12,12 +12,14 @@ exists here, else the remembered one if its folder still exists, else ``./.wb``
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.widgets import Button, DataTable, Header, Input, Select, TabbedContent, TabPane
 
 from workbench.errors import WbError
@@ -80,6 +82,17 @@ class WbApp(App):
         # your own free-text instruction while an evaluated query's takes its place in Search
         # (SearchPane.set_instruction with keep_own): custom… brings it back, the state file keeps it
         self.own_instruction: str | None = None
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool | None = None) -> None:
+        """Show a notification whose ``message`` is literal text unless ``markup=True`` is passed: wb's
+        notifications quote paths, instructions and errors as typed (Textual parsed them as markup,
+        where ``[/x]`` in a path crashed the toast and ``[draft]`` vanished from it). Textual's own
+        notifications (its ctrl+c hint, a saved screenshot) are written in markup and keep it.
+        (``Widget.notify`` passes ``markup=True``: wb's widgets call ``self.app.notify``.)"""
+        if markup is None:
+            markup = sys._getframe(1).f_globals.get("__name__", "").startswith("textual.")
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -332,8 +345,10 @@ class WbApp(App):
         self.call_after_refresh(focus)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "type_query":  # "/" typed inside a text box is a character, and only Search has the box
-            return self.state.tab == "search" and not isinstance(self.focused, (Input, Select))
+        if action == "type_query":  # "/" typed inside a text box is a character, and only Search has the box;
+            # over a screen on top (preview, help) the box is hidden: it would take the keys meant for that screen
+            return (self.state.tab == "search" and len(self.screen_stack) == 1
+                    and not isinstance(self.focused, (Input, Select)))
         if action == "leave_input":
             return isinstance(self.focused, Input)
         return True
@@ -458,8 +473,6 @@ class _NativeStderrToLog:
         self.active = False
 
     def __enter__(self):
-        import sys
-
         try:
             if not os.isatty(2):
                 return self
@@ -477,8 +490,6 @@ class _NativeStderrToLog:
         return self
 
     def __exit__(self, *exc) -> None:
-        import sys
-
         if not self.active:
             return
         try:
@@ -504,6 +515,4 @@ def run_app(workspace: str | None = None) -> None:
     with _NativeStderrToLog(native_log_path()):
         app.run()
     if app.return_code:
-        import sys
-
         print(f"wb: the workbench stopped with an error (native log: {native_log_path()})", file=sys.stderr)

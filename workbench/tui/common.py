@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from workbench.config import MODES
@@ -138,6 +139,40 @@ def cut_middle(text: str, width: int) -> str:
     return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
+def reads_instruction(pipeline: str) -> bool:
+    """Whether ``pipeline`` may read the instruction: dense and ColBERT encode it, and so may its
+    reranker (the MaxSim one does); BM25 and sparse alone get the bare query."""
+    from workbench.errors import WbError
+    from workbench.search.pipelines import parse_pipeline
+
+    try:
+        pipe = parse_pipeline(pipeline)
+    except WbError:
+        return True
+    return pipe.rerank or bool({"dense", "colbert"} & set(pipe.modes))
+
+
+def cut_start(text: str, width: int) -> str:
+    """``text`` in ``width`` characters, its start given up (``…rtialmethod.md``)."""
+    return text if len(text) <= width else "…" + text[len(text) - (width - 1):]
+
+
+def cut_apart(texts: list[str], widths: list[int], ends: list[str] | None = None) -> list[str]:
+    """Each of ``texts`` cut to its width (``short``), then its end (a chunk number) appended. Texts
+    the cut makes identical give up their middle instead (``cut_middle``), and those still alike
+    their start (``cut_start``), so different rows stay apart: ``multiprocessing — Introduction`` and
+    ``— Pool`` are not both ``multiprocessing…``, nor ``functools/partial.md`` and
+    ``functools/partialmethod.md`` both ``functools/partial…``."""
+    texts = [" ".join(t.split()) for t in texts]
+    ends = ends or [""] * len(texts)
+    shown = [short(t, w) + e for t, w, e in zip(texts, widths, ends)]
+    for cut in (cut_middle, cut_start):
+        count = Counter(shown)
+        shown = [cut(t, w) + e if count[s] > 1 and len(t) > w else s
+                 for t, w, e, s in zip(texts, widths, ends, shown)]
+    return shown
+
+
 def short_path(path: str, width: int) -> str:
     """Keep a path's end (its most telling part), cut at a folder boundary where one fits:
     ``…/corpus/shutil/rmtree.md``, then the bare last name (``python-docs``), then its end."""
@@ -150,7 +185,7 @@ def short_path(path: str, width: int) -> str:
             return tail
     if len(parts[-1]) <= width:
         return parts[-1]
-    return "…" + path[-(width - 1):]
+    return cut_start(path, width)
 
 
 def hides_typed_key(node, action: str) -> bool:

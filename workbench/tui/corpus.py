@@ -19,7 +19,7 @@ from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 from textual.widgets.data_table import CellDoesNotExist
 
 from workbench.errors import WbError
-from workbench.tui.common import Palette, ago, hides_typed_key, short, short_path
+from workbench.tui.common import Palette, ago, cut_apart, hides_typed_key, short, short_path
 from workbench.tui.engine import STOPPABLE_PHASES, IndexingStopped
 
 AGE_TICK_S = 30.0  # how often the "indexed 3 min ago" ages are redrawn (and an index changed elsewhere read again)
@@ -177,7 +177,7 @@ class CorpusPane(Vertical):
                 folder = Text("missing ", style=f"bold {pal.down}")
                 folder.append(short_path(s.root, folder_w - 8), style=pal.down)
             else:
-                folder = short_path(s.root, folder_w)
+                folder = Text(short_path(s.root, folder_w))  # a Text: a str cell is read as markup
             table.add_row(folder, f"{s.docs:>6,}", f"{s.chunks:>7,}", self._when(s.indexed_at), key=s.root)
         gone = sum(s.missing for s in self.info.sources) if self.info else 0
         table.border_title = f"indexed folders ({gone} missing: x removes one)" if gone else "indexed folders"
@@ -202,8 +202,9 @@ class CorpusPane(Vertical):
         if wide:
             table.add_column("title", key="title", width=max(10, width - id_w - 10))
         table.add_column("chunks", key="chunks", width=6)
-        for r in rows:
-            cells = [short(r.doc_id, id_w)]
+        ids = cut_apart([r.doc_id for r in rows], [id_w] * len(rows))  # ids cut alike keep their ends apart
+        for r, shown in zip(rows, ids):
+            cells = [Text(shown)]  # a Text: a str cell is read as markup (``[draft] notes.md``)
             if wide:
                 cells.append(Text(short(r.title, width - id_w - 10), style="dim"))
             cells.append(f"{r.chunks:>6}")
@@ -475,7 +476,7 @@ class CorpusPane(Vertical):
         skipped = self.query_one("#skipped", DataTable)
         skipped.clear()
         for f in skipped_files[:2000]:
-            skipped.add_row(short_path(f.path, 48), f.reason)
+            skipped.add_row(Text(short_path(f.path, 48)), Text(f.reason))
         skipped.display = bool(skipped_files)
         skipped.border_title = f"skipped files ({len(skipped_files)})"
         for s in summaries:

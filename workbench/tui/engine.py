@@ -5,8 +5,9 @@ use its models (lazy model loading is not thread-safe). Indexing runs without th
 queries keep answering from the previous index while a folder is indexed; ``invalidate`` drops the
 cached Searcher once the index has changed (its encoders are handed to the new one when the
 models are the same, so nothing is loaded twice). A change made elsewhere (`wb index` in another
-terminal, a rebuild swapped in) is noticed at the next call: the cached Searcher is reopened when
-the manifest or its snapshot version differs from the one it opened.
+terminal, each batch it commits, its end or its being cut off, a rebuild swapped in) is noticed at
+the next call: the cached Searcher is reopened when the index's stamp (``_index_stamp``) differs
+from the one it opened, so a query answers, and says what is missing, as `wb query` would.
 
 Every method raises only ``WbError`` (other exceptions are wrapped), so the UI shows ``str(exc)``.
 Tests substitute an object with the same methods (see ``tests/test_tui.py``).
@@ -14,6 +15,7 @@ Tests substitute an object with the same methods (see ``tests/test_tui.py``).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,17 +26,35 @@ from workbench.errors import WbError
 
 
 def _index_stamp(ws) -> tuple | None:
-    """What changes whenever ``ws``'s index does: the manifest file (a rebuild swaps in another) and
-    the snapshot version it records (every indexing run publishes one). None when unreadable."""
-    import os
+    """What changes whenever what a query of ``ws`` answers, or its note, does: the manifest file (a
+    rebuild swaps in another), the snapshot version it records (every indexing run publishes one),
+    its size and time and its write-ahead log's (every batch a run commits, before it publishes),
+    the unfinished-run mark, and whether a writer holds the workspace (the note: running, or cut
+    off). A few stats and one small SQLite read (well under a millisecond): it runs before every
+    query. None when unreadable."""
     import sqlite3
 
-    from workbench.store.manifest import peek
+    from workbench.index.unfinished import UNFINISHED_RUN
+    from workbench.store.manifest import peek_meta
 
     try:
-        return os.stat(ws.manifest_path).st_ino, peek(ws.manifest_path, "snapshot_version")[0]
+        meta = peek_meta(ws.manifest_path, "snapshot_version", UNFINISHED_RUN)  # read first: its close may
+        main = os.stat(ws.manifest_path)                                       # checkpoint the log
+        log = _file_stamp(Path(f"{ws.manifest_path}-wal"))
+        return (main.st_ino, main.st_size, main.st_mtime_ns, log, meta.get("snapshot_version"),
+                meta.get(UNFINISHED_RUN), ws.being_written())
     except (OSError, sqlite3.Error):
         return None
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """(size, time) of a file holding something; None when it is missing or empty (SQLite's log of a
+    manifest that every connection has left, or that a reader has just opened)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns) if st.st_size else None
 
 
 class EngineError(WbError):

@@ -12,7 +12,8 @@ from textual.message import Message
 from textual.widgets import DataTable, Select, Static
 
 from workbench.config import MODES
-from workbench.tui.common import MODE_SHORT, PIPELINES, Palette, cut_middle, fmt_score, known_pipeline, mode_line, short
+from workbench.tui.common import (MODE_SHORT, PIPELINES, Palette, cut_apart, fmt_score, known_pipeline, mode_line,
+                                  short)
 
 DETAIL_ROWS = 4  # the selected hit's detail: its frame line, the per-mode ranks, the snippet
 DROPPED_ROWS = 1  # the right column's "dropped:" line, when there is one
@@ -260,12 +261,8 @@ class ResultColumn(Vertical):
         and ``— Pool`` both ``multiprocessing…``) give up their middle instead, so rows stay apart."""
         chunks = self.result is not None and self.result.unit == "chunk"
         numbers = [f" {_chunk_number(h)}" if chunks else "" for h in self.hits]
-        names = [" ".join((h.title or h.doc_id).split()) for h in self.hits]
         widths = [max(4, title_w - 1 - len(n)) for n in numbers]
-        cut = [short(name, w) + n for name, w, n in zip(names, widths, numbers)]
-        clashes = {c for c in cut if cut.count(c) > 1}
-        return [cut_middle(name, w) + n if c in clashes and len(name) > w else c
-                for name, w, n, c in zip(names, widths, numbers, cut)]
+        return cut_apart([h.title or h.doc_id for h in self.hits], widths, numbers)
 
     def _render_detail(self) -> None:
         detail = self.query_one(f"#{self.side}-detail", Static)
@@ -314,6 +311,15 @@ class ResultColumn(Vertical):
         tables keep the same height, row beside row)."""
         if self.is_mounted:
             self.query_one(f"#{self.side}-detail", Static).styles.height = DETAIL_ROWS + rows
+
+    @property
+    def hit_rows(self) -> int:
+        """The rows the table has for hits, the lines lent to the detail for the other column's
+        dropped list (``reserve_rows``) counted in: the same whether that list shows or not."""
+        if not self.is_mounted:
+            return 0
+        lent = self.query_one(f"#{self.side}-detail", Static).outer_size.height - DETAIL_ROWS
+        return self.table.size.height - 1 + max(0, lent)
 
     @property
     def dropped_rows(self) -> int:

@@ -20,7 +20,7 @@ from textual.worker import get_current_worker
 from workbench.encoders.templates import INSTRUCTION_PRESETS, PLAIN, resolve_instruction
 from workbench.errors import WbError
 from workbench.search.compare import movements
-from workbench.tui.common import PIPELINES, cut_middle, hides_typed_key, known_pipeline
+from workbench.tui.common import PIPELINES, cut_middle, hides_typed_key, known_pipeline, reads_instruction
 from workbench.tui.results import ResultColumn
 
 DEBOUNCE_S = 0.45
@@ -46,6 +46,7 @@ class SearchPane(Vertical):
         super().__init__(id="search-pane")
         self._timer: Timer | None = None
         self._said_note = ""  # the last index note notified (see _deliver)
+        self._said_instruction = ""  # the last instruction error notified (see _instruction_refused)
         self._refreshing: set[str] = set()  # sides whose variant index is being brought up to date
 
     # -- layout ------------------------------------------------------------------------
@@ -384,11 +385,11 @@ class SearchPane(Vertical):
 
     # -- running queries ---------------------------------------------------------------
     def effective_k(self) -> int:
-        """The k chosen with +/-, else as many as the result table shows (10 to 50)."""
+        """The k chosen with +/-, else as many as the result table shows (10 to 50) without the right
+        column's dropped line: k stays as it is when that line comes or goes (a swap)."""
         if self.app.state.k is not None:
             return self.app.state.k
-        rows = self.left.table.size.height - 1 if self.left.is_mounted else 0
-        return max(10, min(50, rows))
+        return max(10, min(50, self.left.hit_rows))
 
     def wanted_key(self, column: ResultColumn) -> tuple:
         s = self.app.state
@@ -429,12 +430,45 @@ class SearchPane(Vertical):
         if not jobs:
             return
         self.app.save_state()
+        problem = self._instruction_problem()
+        if problem:
+            jobs = self._instruction_refused(jobs, problem)
+        else:
+            self._said_instruction = ""  # a usable one: an unusable one after it is said again
         for side, _ in jobs:
             (self.left if side == "left" else self.right).set_busy(True, loading=not self.app.models_ready)
-        self._query_worker(jobs)
+        if jobs:
+            self._query_worker(jobs, instructed=not problem)
+
+    def _instruction_problem(self) -> str:
+        """Why the instruction cannot be used ("" when it can: none, a preset, free text of two or
+        more words); the encoder-input line says it as it is typed."""
+        try:
+            resolve_instruction(self.app.state.instruction_value)
+        except WbError as exc:
+            return str(exc)
+        return ""
+
+    def _instruction_refused(self, jobs: list[tuple[str, tuple]], problem: str) -> list[tuple[str, tuple]]:
+        """The instruction cannot be used (``problem``): the columns whose pipeline reads it fail,
+        said in one notification (not one per column, nor again for the same instruction); the jobs
+        of the others (bm25, sparse), which search without it, are returned."""
+        readers = [side for side, key in jobs if reads_instruction(key[3])]
+        if not readers:
+            return jobs
+        self.workers.cancel_group(self, "query")  # an answer to the previous instruction on its way
+        for side in readers:
+            (self.left if side == "left" else self.right).set_failed()
+        self._update_movement()
+        if problem != self._said_instruction:
+            self._said_instruction = problem
+            self.app.notify(problem, title="instruction", severity="error", timeout=8)
+        return [(side, key) for side, key in jobs if side not in readers]
 
     @work(thread=True, exclusive=True, group="query", name="query")
-    def _query_worker(self, jobs: list[tuple[str, tuple]]) -> None:
+    def _query_worker(self, jobs: list[tuple[str, tuple]], instructed: bool = True) -> None:
+        """Search each job's column; ``instructed=False``: without the instruction (it cannot be
+        used, and these columns' pipelines do not read it)."""
         worker = get_current_worker()
         engine = self.app.engine
         for side, key in jobs:
@@ -443,8 +477,8 @@ class SearchPane(Vertical):
             root, text, instruction, pipeline, k, unit, models = key
             extra = {"models": dict(models)} if models else {}  # role overrides (engines without them: none)
             try:
-                result = engine.search(root, text, pipeline=pipeline, k=k, instruction=instruction or None, unit=unit,
-                                       **extra)
+                result = engine.search(root, text, pipeline=pipeline, k=k, unit=unit,
+                                       instruction=(instruction or None) if instructed else None, **extra)
             except WbError as exc:  # this side only: the other column is still searched
                 if not worker.is_cancelled:
                     self.app.call_from_thread(self._failed, side, str(exc), worker)
