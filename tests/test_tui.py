@@ -500,7 +500,7 @@ async def test_an_edited_wb_toml_is_said_and_the_index_keeps_answering(tmp_path,
         await run_query(pilot, "remove a directory")
         assert "shutil/rmtree.md" in [h.doc_id for h in app.search.left.hits]
         notes = [m for m, sev in seen if "no rebuild has begun" in m]
-        assert len(notes) == 1 and ("`wb index` rebuilds it" in notes[0])
+        assert len(notes) == 1 and (f"`wb index{ws.flag}` rebuilds it" in notes[0])
 
 
 @pytest.mark.slow
@@ -2969,3 +2969,24 @@ def test_an_event_tail_rereads_a_run_folder_replaced_under_its_name(tmp_path):
     replaced.write_text("".join(json.dumps({"event": "step", "step": s, "loss": 0.5}) + "\n" for s in (1, 2, 3, 4)))
     replaced.replace(path)
     assert tail.poll() and tail.steps == [1, 2, 3, 4] and tail.loss == [0.5] * 4
+
+
+async def test_per_query_rows_show_a_querys_brackets_as_typed():
+    """A query's own brackets are text, not markup: `[/INST]` crashed the Evaluate screen's
+    per-query table (DataTable reads a plain str cell as markup) and `[draft]` vanished."""
+    import copy
+
+    report = copy.deepcopy(EVAL_REPORT)
+    report["per_query"][0]["query"] = "[/INST] remove a directory"
+    report["per_query"][1]["query"] = "[draft] sleep a while"
+    app = WbApp(FakeEngine.root, engine=FakeEngine())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        app.action_show_tab("evaluate")
+        app.evaluate.show_report(report)
+        await pilot.pause()
+        await pilot.pause()
+        per_query = app.query_one("#per-query")
+        shown = [str(per_query.get_row_at(i)[2]) for i in range(per_query.row_count)]
+        assert "[/INST] remove a directory" in shown and "[draft] sleep a while" in shown
+        app.save_screenshot("/dev/null")  # rendering the table must not raise

@@ -465,10 +465,10 @@ class EvalPane(Vertical):
         for i, q in enumerate(self._rows):
             delta = d(q)
             colour = pal.up if delta > 0 else pal.down if delta < 0 else "dim"
-            table.add_row(
-                short(str(q.get("pipeline", "")), name_width),
-                short(str(q.get("query_id", "")), 8),
-                short(str(q.get("query", "")), width),
+            table.add_row(  # Text: a query's own brackets ("[/INST]") are no markup
+                Text(short(str(q.get("pipeline", "")), name_width)),
+                Text(short(str(q.get("query_id", "")), 8)),
+                Text(short(str(q.get("query", "")), width)),
                 Text(_num(q.get("baseline")).rjust(6), style="dim"),
                 Text(_num(q.get("value")).rjust(6)),
                 Text(f"{delta:+.3f}".rjust(7), style=colour),
