@@ -428,7 +428,9 @@ def test_asking_for_more_results_than_the_fusion_depth_keeps_the_fused_top(small
         fused = fuse(runs, cfg.fusion.weights, method, cfg.fusion.rrf_k)
         head = {h.doc_id if unit == "doc" else h.chunk_id: h.score for h in deep if h.score > 0}
         # every document the shallow query fuses above 0, with its shallow score; the rest score 0
-        assert head == pytest.approx({key: v for key, v in fused.items() if v > 0})
+        # (the query is encoded again here: min-max over near scores turns its float noise, ~1e-7,
+        # into relative differences up to ~1e-6 (6e-7 seen on a loaded machine), hence rel=1e-5)
+        assert head == pytest.approx({key: v for key, v in fused.items() if v > 0}, rel=1e-5, abs=1e-6)
         assert all(h.score == 0 for h in deep[len(head):])
 
 

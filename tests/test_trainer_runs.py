@@ -817,6 +817,7 @@ def test_a_run_that_cannot_learn_says_so(tiny, tmp_path, capsys, monkeypatch):
 def test_runs_says_where_a_died_run_resumes(tmp_path, capsys, monkeypatch):
     """A killed run's step counts past its last checkpoint: `wb runs` says where resume starts."""
     from tui_fake import fake_run
+    from workbench.workspace import Workspace
 
     died = fake_run(tmp_path, "killed", "died", steps=42, total=400)
     (died.checkpoints / "step-40").mkdir(parents=True)
@@ -826,9 +827,10 @@ def test_runs_says_where_a_died_run_resumes(tmp_path, capsys, monkeypatch):
     fake_run(tmp_path, "my run's", "died", steps=3, total=400)  # the command printed is one to paste
     code, out, err = run_wb(capsys, monkeypatch, "runs", "-w", str(tmp_path))
     assert code == 0, err
-    assert "`wb train resume killed` continues from step 40 (its last checkpoint)" in out
-    assert "`wb train resume 'my run'\"'\"'s'` continues from step 0" in out
-    assert "`wb train resume fresh-kill` continues from step 0 (no checkpoint yet)" in out
+    flag = Workspace(tmp_path).flag  # ` -w TMP`: a pasted command resumes the run of this workspace
+    assert flag and f"`wb train resume killed{flag}` continues from step 40 (its last checkpoint)" in out
+    assert f"`wb train resume 'my run'\"'\"'s'{flag}` continues from step 0" in out
+    assert f"`wb train resume fresh-kill{flag}` continues from step 0 (no checkpoint yet)" in out
     assert "resume paused" not in out  # a stop checkpoints where it stops
 
 
