@@ -203,7 +203,8 @@ def test_a_settings_rebuild_indexes_the_other_folders_again(tmp_path, monkeypatc
     assert store_state(ws) == before and "json/encoders-and-decoders.md" in _bm25(ws, "JSONEncoder")
     code, _out, err = run_wb(capsys, monkeypatch, "query", "rmtree", "-w", str(ws.root), "--pipeline", "bm25")
     assert code == 0 and (f"a rebuild of this index with the changed settings waits for {c}, which is missing "
-                          f"(restore it and run `wb index`, or `wb index --remove {c}`)") in " ".join(err.split())
+                          f"(restore it and run `wb index{ws.flag}`, or `wb index --remove {c}{ws.flag}`)") in \
+        " ".join(err.split())
     # back: the next run finishes the rebuild with it (the other folders are not encoded again)
     shutil.move(tmp_path / "c-away", c)
     summary = Indexer(ws).run(a)
@@ -239,7 +240,7 @@ def test_a_settings_rebuild_indexes_the_other_folders_again(tmp_path, monkeypatc
     assert store_state(ws) == before and set(_sources(ws)) == {str(a), str(b)}
     monkeypatch.setattr(Indexer, "_run_root", real)
     code, out, err = run_wb(capsys, monkeypatch, "query", "rmtree", "-w", str(ws.root), "--pipeline", "bm25", "--json")
-    assert code == 0 and "cut off (`wb index` finishes it): the old index answers meanwhile" in err
+    assert code == 0 and f"cut off (`wb index{ws.flag}` finishes it): the old index answers meanwhile" in err
     assert "shutil/rmtree.md" in [h["doc_id"] for h in json.loads(out)["results"]]
     code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws.root))
     assert code == 0, err
