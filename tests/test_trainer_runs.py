@@ -777,9 +777,9 @@ def test_a_stop_right_after_a_periodic_checkpoint_reuses_it(tiny, tmp_path):
 
 
 def test_data_that_is_no_training_data_is_refused_before_the_run_exists(tmp_path, capsys, monkeypatch):
-    """A BEIR queries.jsonl, a plain folder of documents, a malformed row past the first lines or a
-    row without its positives given as --data: one line, exit 2, and no run folder (a detached run
-    used to say it started, then failed)."""
+    """A BEIR queries.jsonl, a plain folder of documents, a malformed row past the first lines, a
+    row without its positives or one whose text is a lone surrogate escape given as --data: one
+    line, exit 2, and no run folder (a detached run used to say it started, then failed)."""
     require_models()
     queries = tmp_path / "queries.jsonl"
     queries.write_text('{"_id": "1", "text": "a query"}\n')
@@ -790,8 +790,11 @@ def test_data_that_is_no_training_data_is_refused_before_the_run_exists(tmp_path
     late.write_text('{"query": "q", "pos": ["p"]}\n{"query": "q2", "pos": ["p2"\n')
     nopos = tmp_path / "nopos.jsonl"
     nopos.write_text('{"query": "q", "neg": ["n"]}\n')
+    surrogate = tmp_path / "surrogate.jsonl"  # valid JSON, but "\ud800" is no text a tokenizer takes
+    surrogate.write_text('{"query": "q", "pos": ["p"]}\n{"query": "\\ud800 q2", "pos": ["p2"]}\n')
     for data, says in ((queries, "cannot tell the format"), (docs, "not a BEIR dataset"),
-                       (late, "late.jsonl:2: invalid JSON"), (nopos, "nopos.jsonl:1: missing field 'pos'")):
+                       (late, "late.jsonl:2: invalid JSON"), (nopos, "nopos.jsonl:1: missing field 'pos'"),
+                       (surrogate, "surrogate.jsonl:2: text is not valid Unicode (a lone surrogate)")):
         code, out, err = run_wb(capsys, monkeypatch, "train", "embedder", "-w", str(tmp_path / "ws"), "--data",
                                 str(data), "--base", "dense", "--out", "e1", "--max-steps", "1", "--detach")
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1
@@ -877,6 +880,8 @@ def test_a_run_whose_creator_died_before_training_is_died_and_frees_its_name(tmp
     ("", ["--distill", "0.5", "--negatives", "0"], "set negatives_per_query (--negatives) >= 1"),
     ("", ["--loss", "kl"], "distillation needs teacher scores (pos_scores and neg_scores)"),
     ('data = ["unsupervised", "DATA"]\n', [], "cannot be one of several datasets"),
+    ("", ["--data", "unsupervised", "--corpus", "EMPTY"], "no corpus for unsupervised training"),
+    ("", ["--data", "unsupervised", "--corpus", "SHORT"], "no passage has at least 8 words"),
 ])
 def test_options_a_run_would_fail_on_are_refused_before_it_exists(tiny, tmp_path, capsys, monkeypatch,
                                                                    toml, extra, says):
@@ -888,13 +893,131 @@ def test_options_a_run_would_fail_on_are_refused_before_it_exists(tiny, tmp_path
     config = tmp_path / "run.toml"
     config.write_text(toml.replace("DATA", str(data)))
     given = ["--data", str(data)] if "--data" not in extra and "data =" not in toml else []
-    args = [a.replace("CORPUS", str(corpus)) for a in extra]
+    (tmp_path / "empty").mkdir()  # a folder without corpus.jsonl
+    short = tmp_path / "short.jsonl"
+    short.write_text('{"_id": "d1", "text": "too short"}\n')
+    args = [a.replace("CORPUS", str(corpus)).replace("EMPTY", str(tmp_path / "empty")).replace("SHORT", str(short))
+            for a in extra]
     for detach in (["--detach"], []):
         code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "-w", str(tmp_path / "ws"), *given, *args,
                                  "--base", str(base), "--out", "r", "--max-steps", "1", "--config", str(config),
                                  *detach)
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "ws" / "runs" / "r").exists()
+
+
+@pytest.mark.parametrize("kind", ["embedder", "colbert", "splade", "joint", "layerwise", "reranker", "llm-reranker"])
+def test_a_base_that_is_no_model_for_the_trainer_is_refused_before_the_run_exists(tiny, tmp_path, capsys,
+                                                                                   monkeypatch, kind):
+    """A folder that is no model (every trainer), one with no tokenizer (the message was cut off
+    at "from one of: "), a file, and for the LLM reranker an encoder: found inside the trainer,
+    these left a failed run behind (or a detached run that said it started): now one line, exit 2,
+    no run folder, from config.json alone."""
+    base, data = tiny
+    (tmp_path / "empty").mkdir()
+    no_tokenizer = tmp_path / "no-tokenizer"
+    no_tokenizer.mkdir()
+    shutil.copy(base / "config.json", no_tokenizer)
+    cases = [(tmp_path / "empty", "the folder has no config.json (it is not a model folder)"),
+             (no_tokenizer, "the folder has no tokenizer"), (base / "config.json", "is a file, not a model folder")]
+    if kind == "llm-reranker":
+        cases.append((base, "is not a causal LM (BertModel): the LLM reranker needs a *ForCausalLM model"))
+    for folder, says in cases:
+        for detach in (["--detach"], []):
+            code, _out, err = run_wb(capsys, monkeypatch, "train", kind, "--data", str(data), "--base", str(folder),
+                                     "--out", "r", "--max-steps", "1", "-w", str(tmp_path / "ws"), *detach)
+            assert code == 2 and says in err and len(err.strip().splitlines()) == 1, (folder, err)
+            assert not (tmp_path / "ws" / "runs" / "r").exists()
+
+
+def test_a_base_refused_once_the_run_exists_leaves_no_run_but_a_trained_run_stays(tiny, tmp_path, capsys,
+                                                                                    monkeypatch):
+    """A base whose config.json and tokenizer pass the checks but whose weights are missing fails
+    only inside the run: a foreground run refused so (exit 2, no step) leaves no folder; a run that
+    trained a step and then failed keeps its folder."""
+    from trainers.runs import discard_unstarted
+
+    base, data = tiny
+    weightless = tmp_path / "weightless"
+    shutil.copytree(base, weightless, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(weightless),
+                             "--out", "w", "--max-steps", "1", "-w", str(tmp_path / "ws"))
+    assert code == 2 and "cannot load base model" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "ws" / "runs" / "w").exists()
+    run = _new(tmp_path, "trained", base, data, max_steps=1)
+    from trainers.embedder import train_embedder
+
+    assert train_embedder(run)["state"] == "finished"
+    run.write_status(state="failed", error="later", message="later")
+    assert not discard_unstarted(run) and run.exists()
+
+
+def test_a_residual_reranker_on_data_without_first_stage_scores_is_refused_before_the_run_exists(
+        tiny, tmp_path, capsys, monkeypatch):
+    base, data = tiny
+    for detach in (["--detach"], []):
+        code, _out, err = run_wb(capsys, monkeypatch, "train", "reranker", "--data", str(data), "--base", str(base),
+                                 "--residual", "1", "--out", "r", "--max-steps", "1", "-w", str(tmp_path / "ws"),
+                                 *detach)
+        assert code == 2 and "--residual needs every example's first-stage scores" in err, err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "ws" / "runs" / "r").exists()
+
+
+@pytest.mark.parametrize("launcher, says", [
+    ("'unbalanced", "$WB_TRAIN_LAUNCHER is not a valid command line (No closing quotation)"),
+    ("/nonexistent/launcher --flag", "could not start /nonexistent/launcher: no such program (check $WB_TRAIN_LAUNCHER)"),
+])
+def test_a_launcher_that_cannot_start_a_detached_run_is_refused_before_it_exists(tiny, tmp_path, capsys, monkeypatch,
+                                                                                 launcher, says):
+    """An unbalanced quote was an internal error that left a run "died"; a missing program a failed
+    run and exit 1: both are one line, exit 2, and no run folder."""
+    base, data = tiny
+    monkeypatch.setenv("WB_TRAIN_LAUNCHER", launcher)
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(base),
+                             "--out", "l", "--max-steps", "1", "-w", str(tmp_path / "ws"), "--detach")
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "ws" / "runs" / "l").exists()
+
+
+@pytest.mark.parametrize("toml, extra, says", [
+    ('base = ""\n', [], "--base is required"),  # was read as the run.toml's own folder
+    ("", ["--config", ""], "--config is empty"),  # was read as no --config
+    ("", ["--instruction", ""], "the instruction is empty (leave --instruction out"),  # `wb query -i ""` is refused too
+])
+def test_empty_values_are_refused_as_an_empty_option_is(tiny, tmp_path, capsys, monkeypatch, toml, extra, says):
+    base, data = tiny
+    config = tmp_path / "run.toml"
+    config.write_text(f'data = "{data}"\n' + toml)
+    given = extra if "--config" in extra else ["--config", str(config), *extra]
+    base_args = [] if "base =" in toml else ["--base", str(base)]
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", *base_args, *given, "--data", str(data),
+                             "--out", "e", "--max-steps", "1", "-w", str(tmp_path / "ws"))
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "ws" / "runs" / "e").exists()
+
+
+def test_resuming_a_run_whose_config_is_damaged_is_one_line(tiny, tmp_path, capsys, monkeypatch):
+    """Malformed JSON or a JSON array in config.json: exit 2 naming the file (was exit 1 and
+    "JSONDecodeError"); the run stays as it was."""
+    base, data = tiny
+    run = _new(tmp_path, "c", base, data)
+    run.write_status(state="stopped", pid=None)
+    for text, says in (("{nope", "config.json is not valid JSON"), ("[]", "config.json is not a JSON object")):
+        run.config_path.write_text(text)
+        code, _out, err = run_wb(capsys, monkeypatch, "train", "resume", "c", "-w", str(tmp_path))
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+        assert run.status()["state"] == "stopped"
+
+
+def test_a_loader_message_announcing_its_lines_is_given_whole():
+    """transformers' "Couldn't instantiate the backend tokenizer from one of:" was all a user saw."""
+    from workbench.errors import first_line
+
+    error = ValueError("Couldn't instantiate the backend tokenizer from one of: \n(1) a `tokenizers` file, \n"
+                       "(2) a slow tokenizer instance to convert")
+    assert first_line(error) == ("Couldn't instantiate the backend tokenizer from one of: (1) a `tokenizers` file, "
+                                 "(2) a slow tokenizer instance to convert")
+    assert first_line(OSError("no file\nmore detail")) == "no file" and first_line(ValueError()) == "ValueError"
 
 
 def test_the_check_before_a_run_keeps_no_example_for_the_run_to_come(tiny, tmp_path):
@@ -1165,7 +1288,7 @@ def test_a_resume_that_fails_before_training_leaves_the_run_as_it_was(tiny, tmp_
     assert status["resume_error"] and run.events()[-1]["event"] == "resume_failed"
     monkeypatch.setenv("WB_TRAIN_LAUNCHER", "no-such-launcher")
     code, _out, err = run_wb(capsys, monkeypatch, "train", "resume", "back", "--detach", "-w", str(tmp_path))
-    assert code == 1 and "could not start no-such-launcher" in err
+    assert code == 2 and "could not start no-such-launcher" in err and len(err.strip().splitlines()) == 1
     assert run.status()["state"] == "stopped" and "no-such-launcher" in run.status()["resume_error"]
     code, out, _err = run_wb(capsys, monkeypatch, "runs", "-w", str(tmp_path))
     assert "back" in out and "stopped" in out and "its last resume failed: could not start no-such-launcher" in out

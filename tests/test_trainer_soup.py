@@ -99,6 +99,35 @@ def test_soup_is_the_mean_of_its_ingredients_and_serves(two_runs, capsys, monkey
         assert config["ingredient_trainer"] == "reranker", name
 
 
+def test_damaged_ingredients_and_weights_that_overflow_are_one_line(two_runs, tmp_path, capsys, monkeypatch):
+    """A corrupt weight file, a run whose config.json is no JSON object (both were internal errors,
+    exit 1) and weights whose sum overflows (1e308 twice: every scaled weight became 0, an all-zero
+    model, exit 0): one line, exit 2, no soup left. Huge and tiny weights that sum finitely keep
+    their ratio."""
+    import shutil
+
+    from trainers.soup import normalised_weights
+
+    ws = two_runs
+    junk = tmp_path / "junk"
+    shutil.copytree(ws / "runs" / "a" / "model", junk)
+    (junk / "model.safetensors").write_text("junk\n")
+    damaged = ws / "runs" / "listed"
+    shutil.copytree(ws / "runs" / "b", damaged)
+    (damaged / "config.json").write_text("[]\n")
+    try:
+        for args, says in ((["j1", "a", str(junk)], f"cannot read {junk / 'model.safetensors'}: "),
+                           (["j2", "a", "runs/listed/model"], "config.json is not a JSON object (found list)"),
+                           (["j3", "a", "b", "--weights", "1e308,1e308"], "soup weights must have a finite sum")):
+            code, _out, err = run_wb(capsys, monkeypatch, "runs", "soup", *args, "-w", str(ws))
+            assert code == 2 and says in err and len(err.strip().splitlines()) == 1, (args, err)
+            assert not (ws / "runs" / args[0]).exists()
+    finally:
+        shutil.rmtree(damaged)
+    assert normalised_weights(2, [1e308, 5e307]) == pytest.approx([2 / 3, 1 / 3])
+    assert normalised_weights(2, [1e-320, 3e-320]) == pytest.approx([0.25, 0.75], rel=1e-3)
+
+
 def test_soup_refuses_what_cannot_be_averaged(two_runs, tmp_path, capsys, monkeypatch):
     import shutil
 

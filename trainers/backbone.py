@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from workbench.encoders.layout import read_layout
-from workbench.errors import ModelError, UsageError
+from workbench.errors import ModelError, UsageError, first_line
 
 from .runs import staged_folder
 
-__all__ = ["encode", "fast_attention", "is_decoder_config", "load_backbone", "save_final", "tokenize"]
+__all__ = ["base_config", "encode", "fast_attention", "is_decoder_config", "load_backbone", "save_final", "tokenize"]
 
 POOLINGS = ("auto", "mean", "cls", "last")
 _ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
@@ -44,6 +44,32 @@ _ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_trans
 def is_decoder_config(config: Any) -> bool:
     archs = " ".join(getattr(config, "architectures", None) or ())
     return "ForCausalLM" in archs or bool(getattr(config, "is_decoder", False) and "Bert" not in archs)
+
+
+def base_config(base: str, models: str = "MODEL_MAPPING", what: str = "model"):
+    """``base``'s transformers config, read as a trainer reads it but without its weights (config.json
+    and, for a local folder, the presence of a tokenizer file: cheap enough to check before a run
+    folder exists). ``models`` names the transformers mapping of the Auto class the trainer loads the
+    base with (``MODEL_FOR_MASKED_LM_MAPPING`` for AutoModelForMaskedLM), ``what`` what that class
+    makes ("masked-LM model"). ModelError, one line, for a folder with no config.json, a config
+    transformers cannot read, a folder with no tokenizer, or a model type that class cannot build."""
+    import transformers
+    from transformers import AutoConfig
+
+    from workbench.encoders.device import require_tokenizer
+
+    folder = Path(base)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        raise ModelError(f"cannot load base model '{base}': the folder has no config.json (it is not a model folder)")
+    try:
+        hf_config = AutoConfig.from_pretrained(base, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load base model '{base}': {first_line(exc)}") from exc
+    require_tokenizer(base, "base model")
+    if type(hf_config) not in getattr(transformers, models):
+        raise ModelError(f"cannot load base model '{base}' as a {what}: transformers has none for its model type "
+                         f"'{hf_config.model_type}'")
+    return hf_config
 
 
 def fast_attention(source) -> dict[str, float]:
@@ -84,14 +110,14 @@ def load_backbone(
     """
     if pooling not in POOLINGS:
         raise UsageError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer
 
+    hf_config = base_config(base)
     try:
-        hf_config = AutoConfig.from_pretrained(base, trust_remote_code=False)
         tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
         model = AutoModel.from_pretrained(base, dtype="float32", **fast_attention(hf_config), trust_remote_code=False)
     except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load base model '{base}': {str(exc).splitlines()[0]}") from exc
+        raise ModelError(f"cannot load base model '{base}': {first_line(exc)}") from exc
     decoder = is_decoder_config(hf_config)
     kind = "decoder" if decoder else "encoder"
     layout = read_layout(base) if Path(base).is_dir() else None

@@ -45,7 +45,7 @@ import json
 import random
 from pathlib import Path
 
-from workbench.errors import ModelError, UsageError
+from workbench.errors import ModelError, UsageError, first_line
 
 from .backbone import enable_checkpointing, fast_attention, padded
 from .config import ColbertConfig
@@ -171,13 +171,12 @@ class ColbertTrainer(Trainer):
         from .losses import JointLHLoss, KLDistillationLoss
 
         cfg = self.cfg
+        hf_config = cfg.check_base()  # a decoder base too
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(cfg.base, trust_remote_code=False)
-            encoder = AutoModel.from_pretrained(cfg.base, dtype="float32", **fast_attention(cfg.base), trust_remote_code=False)
+            encoder = AutoModel.from_pretrained(cfg.base, dtype="float32", **fast_attention(hf_config), trust_remote_code=False)
         except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
-        if getattr(encoder.config, "is_decoder", False) or "ForCausalLM" in " ".join(encoder.config.architectures or ()):
-            raise ModelError("the ColBERT trainer needs a BERT-like encoder base, not a decoder")
+            raise ModelError(f"cannot load base model '{cfg.base}': {first_line(exc)}") from exc
         if cfg.gradient_checkpointing:
             enable_checkpointing(encoder)
         self.q_marker, self.d_marker = marker_ids(self.tokenizer, cfg.query_marker, cfg.document_marker)

@@ -21,7 +21,7 @@ from workbench.encoders.yesno_prompt import (
 )
 from trainers.data.batching import SAMPLING
 from workbench.config import type_mismatch
-from workbench.errors import UsageError
+from workbench.errors import InputError, ModelError, UsageError
 
 
 #: the loss names each kind of trainer accepts (checked before a run folder exists, so a detached
@@ -156,6 +156,10 @@ class RunConfig:
     TRAINER: ClassVar[str]
     #: what eval_data must be (trainers.data.eval_data): a BEIR folder, or held-out groups for rerankers
     EVAL_FORMAT: ClassVar[str] = "beir"
+    #: the transformers mapping of the Auto class the trainer loads its base with, and what it makes
+    BASE_MODELS: ClassVar[tuple[str, str]] = ("MODEL_MAPPING", "model")
+    #: a decoder base is refused (the trainer pools or scores an encoder's token states)
+    ENCODER_ONLY: ClassVar[bool] = False
 
     def check_eval_data(self) -> None:
         """InputError when ``eval_data`` is set but is not this trainer's eval format (checked before
@@ -171,6 +175,36 @@ class RunConfig:
     def check_examples(self, examples) -> None:
         """UsageError for training examples (read before the run folder exists) this run cannot
         train on."""
+
+    def read_examples(self):
+        """The run's training examples as :meth:`check_examples` checks them before the run folder
+        exists (InputError, one line, for data that cannot be read); the trainer reads them again,
+        with their instructions."""
+        from trainers.data import read_datasets
+
+        return read_datasets(self.data, split=getattr(self, "split", "train"))
+
+    def check_base(self):
+        """The base's transformers config, read without its weights (``trainers.backbone.base_config``),
+        once its kind is checked (:meth:`base_problem`): ModelError, one line, for a base this trainer
+        cannot load. `wb train` checks it before the run folder exists; the trainer's ``build`` too."""
+        from trainers.backbone import base_config
+        from workbench.models.cache import resolve_model_path
+
+        hf_config = base_config(resolve_model_path(str(self.base)), *self.BASE_MODELS)
+        problem = self.base_problem(hf_config)
+        if problem:
+            raise ModelError(f"base '{self.base}' {problem}")
+        return hf_config
+
+    def base_problem(self, hf_config) -> str | None:
+        """Why a base of config ``hf_config`` cannot train here (said after "base 'NAME'"), or None:
+        a decoder when :attr:`ENCODER_ONLY`."""
+        from trainers.backbone import is_decoder_config
+
+        if self.ENCODER_ONLY and is_decoder_config(hf_config):
+            return f"is a decoder: the {self.TRAINER} trainer needs a BERT-like encoder base"
+        return None
 
     def to_json(self) -> str:
         """The run's config.json: ``{"trainer": TRAINER, <every field>}``."""
@@ -269,6 +303,15 @@ class EmbedderConfig(RunConfig):
             raise UsageError("distillation scores a query's positive against its hard negatives: "
                              "set negatives_per_query (--negatives) >= 1")
 
+    def read_examples(self):
+        """``--data unsupervised``: the pairs drawn from ``corpus`` (``trainers.embedder``), else the
+        labelled data (see :meth:`RunConfig.read_examples`)."""
+        if self.data != "unsupervised":
+            return super().read_examples()
+        from trainers.embedder import embedder_examples
+
+        return embedder_examples(self)[0]
+
     def check_examples(self, examples) -> None:
         """Distillation needs teacher scores and negatives in every row."""
         if self.distill_weight_used() <= 0:
@@ -288,6 +331,7 @@ class RerankerConfig(RunConfig):
     TRAINER: ClassVar[str] = "reranker"
     LOSS_KIND: ClassVar[str] = "rerank"
     EVAL_FORMAT: ClassVar[str] = "groups"
+    BASE_MODELS: ClassVar[tuple[str, str]] = ("MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING", "sequence classifier")
 
     data: str | list  # FlagEmbedding jsonl (as `wb mine` writes) | BEIR folder | sentence-transformers file
     base: str  # resolved model folder or Hugging Face id (a BERT-like encoder or a cross-encoder)
@@ -323,6 +367,27 @@ class RerankerConfig(RunConfig):
             raise UsageError(f"residual must be >= 0 (0 = off), not {cfg.residual}")
         return cfg
 
+    def base_problem(self, hf_config) -> str | None:
+        """A classifier base must give one logit (see :meth:`RunConfig.base_problem`)."""
+        archs = " ".join(getattr(hf_config, "architectures", None) or ())
+        if "ForSequenceClassification" in archs and int(getattr(hf_config, "num_labels", 1)) != 1:
+            return (f"is a classifier with {hf_config.num_labels} labels: the reranker trainer needs one logit "
+                    "(num_labels=1) or a plain encoder")
+        return None
+
+    def check_examples(self, examples) -> None:
+        """``residual`` reads every example's first-stage scores, min-max scaled into [0, 1]."""
+        if not self.residual:
+            return
+        if not all(ex.has_scores for ex in examples):
+            raise InputError(f"--residual needs every example's first-stage scores (pos_scores/neg_scores): "
+                             f"mine {self.data} with `wb mine --first-stage-scores`")
+        outside = [s for ex in examples for s in (*ex.positive_scores, *(ex.negative_scores or ())) if not 0 <= s <= 1]
+        if outside:  # e.g. a reranker's logits from `wb mine --teacher`
+            raise InputError(f"--residual reads pos_scores/neg_scores as min-max first-stage scores in [0, 1], but "
+                             f"{self.data} has {len(outside)} outside it (e.g. {outside[0]:g}): mine it with "
+                             "`wb mine --first-stage-scores`")
+
 
 @dataclass
 class LlmRerankerConfig(RunConfig):
@@ -331,6 +396,7 @@ class LlmRerankerConfig(RunConfig):
     TRAINER: ClassVar[str] = "llm-reranker"
     LOSS_KIND: ClassVar[str] = "rerank"
     EVAL_FORMAT: ClassVar[str] = "groups"
+    BASE_MODELS: ClassVar[tuple[str, str]] = ("MODEL_FOR_CAUSAL_LM_MAPPING", "causal LM")
 
     data: str | list  # FlagEmbedding jsonl (as `wb mine` writes) | BEIR folder | sentence-transformers file
     base: str  # a *ForCausalLM folder or HF id (the built-in smollm2-135m-instruct by default)
@@ -375,12 +441,22 @@ class LlmRerankerConfig(RunConfig):
         cfg.answers = (answers[0], answers[1])
         return cfg
 
+    def base_problem(self, hf_config) -> str | None:
+        """The base must be a causal LM (see :meth:`RunConfig.base_problem`)."""
+        from trainers.backbone import is_decoder_config
+
+        if not is_decoder_config(hf_config):
+            archs = ", ".join(getattr(hf_config, "architectures", None) or ()) or "no architecture"
+            return f"is not a causal LM ({archs}): the LLM reranker needs a *ForCausalLM model"
+        return None
+
 
 @dataclass
 class ColbertConfig(RunConfig):
     """Training a ColBERT head (encoder + linear projection, MaxSim) with a contrastive loss."""
 
     TRAINER: ClassVar[str] = "colbert"
+    ENCODER_ONLY: ClassVar[bool] = True
     LOSS_KIND: ClassVar[str] = "colbert"
 
     data: str | list
@@ -435,6 +511,7 @@ class SpladeConfig(RunConfig):
     """Fine-tuning a SPLADE model (masked-LM head, log1p(relu), max pooling) with FLOPS regularisation."""
 
     TRAINER: ClassVar[str] = "splade"
+    BASE_MODELS: ClassVar[tuple[str, str]] = ("MODEL_FOR_MASKED_LM_MAPPING", "masked-LM model")
 
     data: str | list
     base: str  # a *ForMaskedLM folder or id (the workspace's sparse model by default)
@@ -474,6 +551,7 @@ class LayerwiseConfig(RunConfig):
     TRAINER: ClassVar[str] = "layerwise"
     LOSS_KIND: ClassVar[str] = "rerank"
     EVAL_FORMAT: ClassVar[str] = "groups"
+    ENCODER_ONLY: ClassVar[bool] = True
 
     data: str | list  # as RerankerConfig
     base: str  # a BERT-like encoder (AutoModel); the workspace's dense model by default
@@ -513,6 +591,7 @@ class JointConfig(RunConfig):
     from their ensemble (trainers/joint.py)."""
 
     TRAINER: ClassVar[str] = "joint"
+    ENCODER_ONLY: ClassVar[bool] = True
 
     data: str | list
     base: str  # a BERT-like encoder (the workspace's dense model by default) or a joint run's folder

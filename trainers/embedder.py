@@ -37,7 +37,7 @@ from .config import EmbedderConfig, loss_key
 from .loop import KEEP_CHECKPOINTS, Trainer, log as _log, train_run
 from .runs import RunFolder
 
-__all__ = ["EmbedderTrainer", "train_embedder", "load_beir_eval", "KEEP_CHECKPOINTS"]
+__all__ = ["EmbedderTrainer", "embedder_examples", "train_embedder", "load_beir_eval", "KEEP_CHECKPOINTS"]
 
 
 # ------------------------------------------------------------------------------ data
@@ -56,7 +56,7 @@ def _read_passages(corpus: str | None) -> list[str]:
     return [text for text in corpus_passages(path).values() if text]
 
 
-def _examples(cfg: EmbedderConfig):
+def embedder_examples(cfg: EmbedderConfig):
     """``(examples, redraw)``: ``redraw(example, rng)`` gives an unsupervised example drawn again
     from its passage (fresh crops, another cloze sentence: every epoch sees new pairs, as Contriever
     and ORQA draw them); None for labelled data."""
@@ -180,7 +180,7 @@ class EmbedderTrainer(Trainer):
         cfg.check_options()  # as `wb train` checks before the run exists (a run started from the API too)
 
     def examples(self):
-        examples, self.redraw = _examples(self.cfg)
+        examples, self.redraw = embedder_examples(self.cfg)
         self.eval_instruction = _eval_instruction(self.cfg, examples)
         self.cfg.check_examples(examples)
         return examples

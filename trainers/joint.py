@@ -66,7 +66,7 @@ import json
 import random
 from pathlib import Path
 
-from workbench.errors import ModelError, UsageError
+from workbench.errors import UsageError
 
 from .config import JointConfig
 from .loop import Trainer, log
@@ -171,10 +171,9 @@ class JointTrainer(Trainer):
         from .losses import JointLHLoss
 
         cfg = self.cfg
-        encoder, tokenizer, pooling, normalize, kind = load_backbone(
+        cfg.check_base()  # a decoder base
+        encoder, tokenizer, pooling, normalize, _kind = load_backbone(
             cfg.base, cfg.pooling, gradient_checkpointing=cfg.gradient_checkpointing)
-        if kind != "encoder":
-            raise ModelError("the joint trainer needs a BERT-like encoder base, not a decoder")
         self.tokenizer, self.pooling, self.normalize = tokenizer, pooling, normalize
         hidden = int(encoder.config.hidden_size)
         prior = read_joint_meta(cfg.base)  # continuing a joint run: its heads too

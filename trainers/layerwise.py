@@ -53,7 +53,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from workbench.errors import ModelError, UsageError
+from workbench.errors import ModelError, UsageError, first_line
 
 from .backbone import enable_checkpointing, fast_attention
 from .config import LayerwiseConfig
@@ -171,13 +171,13 @@ class LayerwiseTrainer(RerankerTrainer):
         self._eval_by_step: dict[int, dict[int, float]] = {}  # step (1-based) -> per-layer MRR evaluated there
 
     def build(self):
-        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
         cfg = self.cfg
         init_head = None
+        hf_config = cfg.check_base()  # a decoder base too
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(cfg.base, trust_remote_code=False)
-            hf_config = AutoConfig.from_pretrained(cfg.base, trust_remote_code=False)
             archs = " ".join(getattr(hf_config, "architectures", None) or ())
             if "ForSequenceClassification" in archs and int(getattr(hf_config, "num_labels", 1)) == 1:
                 classifier = AutoModelForSequenceClassification.from_pretrained(
@@ -187,9 +187,7 @@ class LayerwiseTrainer(RerankerTrainer):
             else:
                 encoder = AutoModel.from_pretrained(cfg.base, dtype="float32", **fast_attention(hf_config), trust_remote_code=False)
         except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
-        if getattr(encoder.config, "is_decoder", False) or "ForCausalLM" in archs:
-            raise ModelError("the layer-wise reranker trainer needs a BERT-like encoder base, not a decoder")
+            raise ModelError(f"cannot load base model '{cfg.base}': {first_line(exc)}") from exc
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         n_layers = int(encoder.config.num_hidden_layers)

@@ -41,7 +41,7 @@ import json
 from pathlib import Path
 
 from workbench.encoders.yesno_prompt import LLM_RERANKER_KIND, YesNoPrompt
-from workbench.errors import ModelError, UsageError
+from workbench.errors import ModelError, UsageError, first_line
 
 from .backbone import enable_checkpointing, padded, with_lora
 from .config import LlmRerankerConfig
@@ -104,24 +104,18 @@ class LlmRerankerTrainer(RerankerTrainer):
         return examples
 
     def build(self):
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from workbench.models.cache import resolve_model_path
 
-        from .backbone import is_decoder_config
-
         cfg = self.cfg
         base = resolve_model_path(str(cfg.base))
+        hf_config = cfg.check_base()  # a causal LM
         try:
-            hf_config = AutoConfig.from_pretrained(base, trust_remote_code=False)
-            if not is_decoder_config(hf_config):
-                archs = ", ".join(getattr(hf_config, "architectures", None) or ()) or "no architecture"
-                raise ModelError(f"base '{cfg.base}' is not a causal LM ({archs}): "
-                                 "the LLM reranker needs a *ForCausalLM model")
             self.tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
             lm = AutoModelForCausalLM.from_pretrained(base, dtype="float32", trust_remote_code=False)
         except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
+            raise ModelError(f"cannot load base model '{cfg.base}': {first_line(exc)}") from exc
         self.prompt = YesNoPrompt(self.tokenizer, instruction=cfg.instruction, question=cfg.question,
                                   answers=tuple(cfg.answers), max_length=cfg.max_length, name=str(cfg.base))
         fixed = self.prompt.fixed_tokens()

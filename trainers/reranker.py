@@ -44,7 +44,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.errors import InputError, ModelError, UsageError
+from workbench.errors import InputError, ModelError, UsageError, first_line
 
 from .backbone import enable_checkpointing, fast_attention, padded
 from .config import RerankerConfig
@@ -180,33 +180,22 @@ class RerankerTrainer(Trainer):
         from .data import read_datasets
 
         examples = read_datasets(self.cfg.data, split=self.cfg.split, instruction=self.cfg.instruction or None)
-        if self.residual:
-            if not all(ex.has_scores for ex in examples):
-                raise InputError(f"--residual needs every example's first-stage scores (pos_scores/neg_scores): "
-                                 f"mine {self.cfg.data} with `wb mine --first-stage-scores`")
-            outside = [s for ex in examples for s in (*ex.positive_scores, *(ex.negative_scores or ())) if not 0 <= s <= 1]
-            if outside:  # e.g. a reranker's logits from `wb mine --teacher`
-                raise InputError(f"--residual reads pos_scores/neg_scores as min-max first-stage scores in [0, 1], but "
-                                 f"{self.cfg.data} has {len(outside)} outside it (e.g. {outside[0]:g}): mine it with "
-                                 "`wb mine --first-stage-scores`")
+        self.cfg.check_examples(examples)  # --residual's first-stage scores
         self.fallback_negatives = negative_pool(examples)
         return examples
 
     def build(self):
-        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         cfg = self.cfg
+        hf_config = cfg.check_base()  # a classifier with more than one label too
+        archs = " ".join(getattr(hf_config, "architectures", None) or ())
         try:
-            hf_config = AutoConfig.from_pretrained(cfg.base, trust_remote_code=False)
             self.tokenizer = AutoTokenizer.from_pretrained(cfg.base, trust_remote_code=False)
-            archs = " ".join(getattr(hf_config, "architectures", None) or ())
-            if "ForSequenceClassification" in archs and int(getattr(hf_config, "num_labels", 1)) != 1:
-                raise ModelError(f"base '{cfg.base}' is a classifier with {hf_config.num_labels} labels: "
-                                 "the reranker trainer needs one logit (num_labels=1) or a plain encoder")
             model = AutoModelForSequenceClassification.from_pretrained(
                 cfg.base, num_labels=1, dtype="float32", **fast_attention(hf_config), trust_remote_code=False)
         except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load base model '{cfg.base}': {str(exc).splitlines()[0]}") from exc
+            raise ModelError(f"cannot load base model '{cfg.base}': {first_line(exc)}") from exc
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         if getattr(model.config, "pad_token_id", None) is None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from workbench.errors import UsageError, WorkspaceError
+from workbench.errors import InputError, UsageError, WorkspaceError
 from workbench.files import write_whole
 
 TERMINAL = ("finished", "stopped", "failed", "died")
@@ -78,7 +78,17 @@ class RunFolder:
         return self.config_path.exists()
 
     def read_config(self) -> dict:
-        return json.loads(self.config_path.read_text())
+        """The run's config.json; InputError, one line naming the file, when it cannot be read or
+        is not a JSON object (a damaged run, refused as bad input, not a crash)."""
+        try:
+            config = json.loads(self.config_path.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read {self.config_path}: {getattr(exc, 'strerror', None) or exc}") from None
+        except ValueError as exc:
+            raise InputError(f"{self.config_path} is not valid JSON ({exc})") from None
+        if not isinstance(config, dict):
+            raise InputError(f"{self.config_path} is not a JSON object (found {type(config).__name__})")
+        return config
 
     def status(self) -> dict:
         data = self._raw_status()
@@ -336,6 +346,23 @@ def _runs_lock(folder: Path) -> Iterator[None]:
     with open(folder / ".new-run.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def discard_unstarted(run: RunFolder) -> bool:
+    """Remove ``run``'s folder when the run failed before training (:func:`failed_before_training`):
+    a refusal found only once the folder existed (the launcher, the base's weights) leaves no run
+    behind, as one found before does. A run that trained a step or saved anything is kept. Under the
+    lock of :func:`new_run`; True when the folder went."""
+    try:
+        with _runs_lock(run.path.parent):
+            if not (run.exists() and failed_before_training(run)):
+                return False
+            hidden = run.path.parent / f"{REMOVED_PREFIX}{os.getpid()}-{time.time_ns()}"
+            os.rename(run.path, hidden)  # gone from `wb runs` at once, as remove_run does
+        shutil.rmtree(hidden, ignore_errors=True)
+    except OSError:  # a read-only workspace: the failed run stays, its name free all the same
+        return False
+    return True
 
 
 def new_run(workspace_root: Path, name: str, config_json: str,

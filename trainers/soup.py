@@ -33,7 +33,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.errors import UsageError
+from workbench.errors import InputError, UsageError, first_line
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt")
 SERVING_FILES = ("wb_model.json", "wb_colbert.json")  # JSON settings the served model is built from
@@ -75,13 +75,18 @@ def _weight_files(folder: Path) -> list[str]:
 
 
 def _load(path: Path) -> dict:
+    """The tensors of a weight file; InputError, one line, for one that cannot be read (truncated,
+    not a safetensors file, not a torch state dict)."""
     import torch
 
-    if path.name.endswith(".safetensors"):
-        from safetensors.torch import load_file
+    try:
+        if path.name.endswith(".safetensors"):
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, UnpicklingError, EOFError, OSError...: one line
+        raise InputError(f"cannot read {path}: {first_line(exc)}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UsageError(f"{path} is not a state dict of tensors: it cannot be averaged")
     return state
@@ -117,17 +122,24 @@ def _settings(path: Path) -> dict:
 
 
 def normalised_weights(count: int, weights: list[float] | None) -> list[float]:
-    """``weights`` scaled to sum to 1 (uniform when None); one per ingredient, none negative."""
+    """``weights`` scaled to sum to 1 (uniform when None); one per ingredient, each finite and >= 0,
+    not all 0, their sum finite (1e308 twice would sum to inf and every scaled weight to 0: an
+    all-zero model). Scaled in float64 by the largest first, so a tiny or huge but finite set keeps
+    its ratios."""
     if weights is None:
         return [1.0 / count] * count
     if len(weights) != count:
         raise UsageError(f"{len(weights)} weights for {count} models: give one weight per model")
     if not all(math.isfinite(w) for w in weights):
         raise UsageError(f"soup weights must be finite numbers, not {weights}")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
+    if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
         raise UsageError(f"soup weights must be >= 0 and not all 0, not {weights}")
-    total = sum(weights)
-    return [w / total for w in weights]
+    if not math.isfinite(sum(weights)):
+        raise UsageError(f"soup weights must have a finite sum, not {weights}: give their ratios (e.g. 1,1)")
+    largest = max(weights)
+    scaled = [float(w) / largest for w in weights]  # in [0, 1]: their sum cannot overflow
+    total = math.fsum(scaled)
+    return [w / total for w in scaled]
 
 
 def check_ingredients(folders: list[Path]) -> list[str]:
@@ -240,10 +252,7 @@ def ingredient_trainer(folders: list[Path]) -> str | None:
         run = RunFolder(folder.parent)
         if folder.name != "model" or not run.exists():
             return None
-        try:
-            config = run.read_config()
-        except ValueError:
-            return None
+        config = run.read_config()  # a damaged config.json: InputError, one line
         trainer = config.get("trainer")
         trainers.add(config.get("ingredient_trainer") if trainer == "soup" else trainer)
     return trainers.pop() if len(trainers) == 1 else None

@@ -29,7 +29,7 @@ import json
 import random
 from pathlib import Path
 
-from workbench.errors import ModelError, UsageError
+from workbench.errors import ModelError, UsageError, first_line
 
 from .backbone import enable_checkpointing, fast_attention, padded
 from .config import SpladeConfig
@@ -66,12 +66,13 @@ class SpladeTrainer(Trainer):
         from .losses import FlopsRegularizer, JointLHLoss
 
         cfg = self.cfg
+        hf_config = cfg.check_base()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(cfg.base, trust_remote_code=False)
             model, loading = AutoModelForMaskedLM.from_pretrained(cfg.base, dtype="float32", output_loading_info=True,
-                                                                  **fast_attention(cfg.base), trust_remote_code=False)
+                                                                  **fast_attention(hf_config), trust_remote_code=False)
         except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load masked-LM base '{cfg.base}': {str(exc).splitlines()[0]}") from exc
+            raise ModelError(f"cannot load masked-LM base '{cfg.base}': {first_line(exc)}") from exc
         head = [k for k in loading.get("missing_keys", ()) if k.startswith(("cls.", "lm_head", "vocab_"))]
         if head:  # e.g. a sentence-transformers bi-encoder: trainable, but said (the head starts random)
             from .loop import log

@@ -63,9 +63,14 @@ class TrainingError(WbError):
 
 def first_line(exc: BaseException) -> str:
     """The first line of ``exc``'s message (its class name when it has none): what a loader's
-    error becomes inside one ModelError line."""
+    error becomes inside one ModelError line. A first line that ends in a colon only announces
+    the lines below it (transformers' "Couldn't instantiate the backend tokenizer from one of:"):
+    then the whole message is given, its lines joined into one."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines) if lines[0].endswith(":") else lines[0]
 
 
 __all__ = [

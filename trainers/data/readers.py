@@ -42,6 +42,7 @@ import csv
 import gzip
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -78,6 +79,7 @@ _POSITIVE_COLUMNS = ("positive", "sentence2", "answer", "document", "passage", "
 _LABEL_COLUMNS = ("label", "score")
 _NEGATIVE_IS_POSITIVE = "hard negatives equal to a positive of their query dropped"
 _SNIFF_LINES = 50
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _DELIMITED = (".tsv", ".csv")
 
 
@@ -191,7 +193,22 @@ def _lines(path: Path) -> Iterator[tuple[int, str | _Malformed]]:
             raise InputError(f"cannot read {path}: {exc}") from exc
 
 
+def _lone_surrogate(value: Any) -> bool:
+    """Whether a string in the JSON value ``value`` holds a lone surrogate (``"\\ud800"``: valid JSON,
+    but no Unicode text; no tokenizer or UTF-8 writer takes it)."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_lone_surrogate(v) for v in value)
+    return False
+
+
 def _json_objects(path: Path) -> Iterator[tuple[int, dict | _Malformed]]:
+    """(line number, object) for every non-blank line; a line that is no JSON object, or whose text
+    is not valid Unicode (a lone surrogate escape, refused as the corpus reader refuses it in an
+    ``_id``), as _Malformed."""
     for lineno, text in _lines(path):
         if isinstance(text, _Malformed):
             yield lineno, text
@@ -205,6 +222,9 @@ def _json_objects(path: Path) -> Iterator[tuple[int, dict | _Malformed]]:
             continue
         if not isinstance(obj, dict):
             yield lineno, _Malformed("not a JSON object", f"found {type(obj).__name__}")
+            continue
+        if "\\u" in text and _lone_surrogate(obj):  # only an escape makes one: json.loads of UTF-8 cannot
+            yield lineno, _Malformed("text is not valid Unicode (a lone surrogate)")
             continue
         yield lineno, obj
 

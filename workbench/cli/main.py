@@ -497,11 +497,12 @@ def query_cmd(
         raise typer.Exit(READER_LEFT)
 
 
-def _refuse_empty_instruction(value: str | None) -> None:
+def _refuse_empty_instruction(value: str | None, flag: str = "-i") -> None:
     """``-i ""`` is refused as ``-i "  "`` is (resolve_instruction takes "" as no instruction, for
-    callers that hold one as a string): an empty shell variable is a mistake to say, not to hide."""
+    callers that hold one as a string): an empty shell variable is a mistake to say, not to hide.
+    ``flag``: the option's name in the message (`wb train embedder --instruction`)."""
     if value is not None and not value.strip():
-        raise UsageError("the instruction is empty (leave -i out, or give -i none, for no instruction)")
+        raise UsageError(f"the instruction is empty (leave {flag} out, or give {flag} none, for no instruction)")
 
 
 def _refuse_undecodable(value: str | None, what: str) -> None:
@@ -876,7 +877,32 @@ def _spawn_run(run, resume: bool) -> int:
     return _spawn_child(run, resume)
 
 
+def _launcher_command() -> list[str]:
+    """What starts a detached run's module: ``$WB_TRAIN_LAUNCHER`` (e.g. "accelerate launch
+    --num_processes 8" or "torchrun --nproc_per_node 8": the same module data-parallel) with its
+    program found now (the run starts in its own folder, where a relative path would name nothing),
+    else this Python (one process). UsageError, one line, for a value that is no command line
+    (an unbalanced quote) or whose program is not there: `wb train --detach` asks before the run
+    folder exists."""
+    import shutil
+
+    value = os.environ.get("WB_TRAIN_LAUNCHER", "")
+    try:
+        launcher = shlex.split(value)
+    except ValueError as exc:
+        raise UsageError(f"$WB_TRAIN_LAUNCHER is not a valid command line ({exc}): {value!r}") from None
+    if not launcher:
+        return [sys.executable]
+    program = shutil.which(launcher[0])
+    if program is None:
+        raise UsageError(f"could not start {launcher[0]}: no such program (check $WB_TRAIN_LAUNCHER)")
+    return [os.path.abspath(program), *launcher[1:]]
+
+
 def _spawn_child(run, resume: bool) -> int:
+    """Start the run's child process (see :func:`_spawn_run`). When it cannot start, a resumed run
+    stays what it was (the reason recorded) and a new one, which never started, is removed: the
+    error (TrainingError; UsageError for the launcher) says why."""
     import subprocess
 
     env = dict(os.environ)
@@ -884,21 +910,25 @@ def _spawn_child(run, resume: bool) -> int:
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     for key, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
         env.setdefault(key, value)
-    # $WB_TRAIN_LAUNCHER (e.g. "accelerate launch --num_processes 8" or "torchrun --nproc_per_node 8")
-    # runs the same module data-parallel; default: one process
-    launcher = shlex.split(os.environ.get("WB_TRAIN_LAUNCHER", "")) or [sys.executable]
-    cmd = launcher + ["-m", "trainers.cli", "run", str(run.path)] + (["--resume"] if resume else [])
     from workbench.errors import TrainingError
 
-    def failed(why: str, hint: str = "") -> TrainingError:
+    def failed(why: str, error: type[WbError] = TrainingError) -> WbError:
         if resume:  # the run stays what it was (stopped, died, ...)
             from trainers.loop import restore_before_resume
 
             restore_before_resume(run, why)
-        else:  # before training: the run's name is free again
-            run.write_status(state="failed", error=why, message=why, pid=None)
-        return TrainingError(f"run {run.name}: {why}{hint}")
+        else:  # it never started: its folder goes, the name is free again
+            from trainers.runs import discard_unstarted
 
+            run.write_status(state="failed", error=why, message=why, pid=None)
+            discard_unstarted(run)
+        return error(f"run {run.name}: {why}")
+
+    try:
+        launcher = _launcher_command()
+    except UsageError as exc:
+        raise failed(str(exc), UsageError) from None
+    cmd = launcher + ["-m", "trainers.cli", "run", str(run.path)] + (["--resume"] if resume else [])
     resume_of = run.resume_snapshot() if resume else None
     before = run.status_seq()
     try:
@@ -909,9 +939,11 @@ def _spawn_child(run, resume: bool) -> int:
         with log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, env=env, cwd=str(run.path))
-    except OSError as exc:  # a launcher that is not there
-        hint = " (check $WB_TRAIN_LAUNCHER)" if os.environ.get("WB_TRAIN_LAUNCHER", "").strip() else ""
-        raise failed(f"could not start {launcher[0]}: {exc.strerror or exc}", hint) from None
+    except OSError as exc:  # a launcher that cannot be run (not executable, gone since it was found)
+        launched = os.environ.get("WB_TRAIN_LAUNCHER", "").strip()
+        hint = " (check $WB_TRAIN_LAUNCHER)" if launched else ""
+        raise failed(f"could not start {launcher[0]}: {exc.strerror or exc}{hint}",
+                     UsageError if launched else TrainingError) from None
     # the run writes its own state as it starts: a failure it wrote already is never overwritten
     # (a resume keeps what the run was in resume_of: a child that fails before training puts it back)
     run.write_status(unless_changed_since=before, state="running", pid=proc.pid,
@@ -982,7 +1014,8 @@ def _run_flag(run) -> str:
 
 def _run_training(run, resume: bool, detach: bool, finish_now: bool = False) -> None:
     """Train ``run`` in the foreground (its log teed into log.txt) or detached; ``finish_now``: see
-    ``trainers.loop.run_training`` (foreground only)."""
+    ``trainers.loop.run_training`` (foreground only). A new run refused before its first step (bad
+    input the checks before its folder could not see: exit 2) leaves no folder behind."""
     if detach:
         pid = _spawn_run(run, resume)
         typer.echo(run.name)
@@ -998,7 +1031,11 @@ def _run_training(run, resume: bool, detach: bool, finish_now: bool = False) -> 
         # says only its outcome here (its resume reads the data again: those lines go to the log)
         with _tee_stdout(run.log_path, echo=not finish_now):
             status = train_run(run, resume=resume, finish_now=finish_now)
-    except WbError:
+    except WbError as exc:
+        if not resume and exc.exit_code == 2:
+            from trainers.runs import discard_unstarted
+
+            discard_unstarted(run)  # only a run that trained no step and saved nothing
         raise
     except KeyboardInterrupt:
         raise
@@ -1084,6 +1121,8 @@ def train_embedder_cmd(
     """Fine-tune a bi-encoder (encoder or decoder LLM, optionally LoRA) with a contrastive loss."""
     from trainers.config import EmbedderConfig
 
+    _refuse_empty_instruction(instruction, "--instruction")
+
     def resolve(values: dict) -> None:
         from workbench.encoders.templates import resolve_instruction
 
@@ -1113,6 +1152,8 @@ def _train_cmd(config_cls, given: dict, *, config: Optional[str], detach: bool, 
     resume NAME`). Else the options are --config's (a run.toml, any ``config_cls`` key) overlaid with
     ``given``, the command line's (None: not given); ``adjust(values, ws)`` then sets the trainer's own
     defaults, and :func:`_start_run` validates, writes the run folder and trains."""
+    if config is not None and not config.strip():
+        raise UsageError("--config is empty: give a run.toml file, or leave --config out")
     if resume:
         ignored = [k for k, v in given.items() if v is not None] + (["config"] if config else [])
         if ignored:
@@ -1122,7 +1163,7 @@ def _train_cmd(config_cls, given: dict, *, config: Optional[str], detach: bool, 
 
         try:
             trainer = get_run(_workspace(workspace).root, resume).read_config().get("trainer")
-        except (OSError, ValueError):  # no readable config.json: `wb train resume` says what is wrong
+        except WbError:  # no readable config.json: `wb train resume` says what is wrong
             trainer = None
         if trainer and trainer != config_cls.TRAINER:
             raise UsageError(f"run '{resume}' is trained by `wb train {trainer}`, not `wb train {config_cls.TRAINER}`: "
@@ -1141,7 +1182,7 @@ def _train_cmd(config_cls, given: dict, *, config: Optional[str], detach: bool, 
                 values[key] = with_paths(values[key], lambda p: p if p in literal or Path(p).expanduser().is_absolute()
                                          else os.path.normpath(here / p))
         base = values.get("base")  # a name, a HF id, runs/NAME (the workspace's) or a folder beside the file
-        if isinstance(base, str) and not base.startswith("runs/") and (here / base).exists():
+        if isinstance(base, str) and base and not base.startswith("runs/") and (here / base).exists():
             values["base"] = os.path.normpath(here / base)
     if given.get("data"):  # --data given once: a path; several times: a multi-task list
         given = {**given, "data": given["data"][0] if len(given["data"]) == 1 else list(given["data"])}
@@ -1197,8 +1238,10 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
     if getattr(cfg, "eval_every", 0) and not getattr(cfg, "eval_data", None):  # new runs (an old one resumes)
         raise UsageError("--eval-every (eval_every) needs --eval-data (eval_data): there is nothing to evaluate on")
     cfg.check_options()  # what the trainer would refuse once running (pooling, distillation, ...)
-    if cfg.data not in literal:  # a list holding 'unsupervised' is refused by read_datasets
-        _warn_eval_overlap(cfg, _checked_training_queries(cfg))
+    if detach:
+        _launcher_command()  # a $WB_TRAIN_LAUNCHER that cannot start the run
+    _warn_eval_overlap(cfg, _checked_training_queries(cfg))
+    cfg.check_base()  # a folder that is no model, a base of the wrong kind: config.json only, no weights
     from trainers.runs import new_run
 
     ws.root.mkdir(parents=True, exist_ok=True)
@@ -1208,13 +1251,12 @@ def _start_run(ws, config_cls, values: dict, path_keys: tuple[str, ...], detach:
 
 def _checked_training_queries(cfg) -> set[str]:
     """Every row of the run's data read and checked now (a malformed line, no usable example, rows
-    without the teacher scores distillation needs: one line, before any run folder exists), not
-    after a detached run said it started. Only the query texts (when eval data asks for the overlap
-    warning) outlive the call: a foreground run reads the data again, so holding the examples would
-    double the data in memory for the whole run."""
-    from trainers.data import read_datasets
-
-    examples = read_datasets(cfg.data, split=getattr(cfg, "split", "train"))
+    without the teacher scores distillation or --residual needs, an unsupervised corpus with no
+    usable passage: one line, before any run folder exists), not after a detached run said it
+    started. Only the query texts (when eval data asks for the overlap warning) outlive the call: a
+    foreground run reads the data again, so holding the examples would double the data in memory
+    for the whole run."""
+    examples = cfg.read_examples()
     cfg.check_examples(examples)
     return {ex.query for ex in examples} if getattr(cfg, "eval_data", None) else set()
 

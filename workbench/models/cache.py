@@ -236,7 +236,8 @@ def resolve_model_path(name_or_path: str, cache: Path | None = None) -> str:
       to run ``wb models install`` (built-in names win over a same-named folder in the working
       directory; write ``./name`` for the folder);
     * an existing local folder -> its absolute path;
-    * something written as a path (``/``, ``./``, ``../``, ``~`` first) that is no folder -> ``ModelError``;
+    * a file -> ``ModelError`` saying so; something written as a path (``/``, ``./``, ``../``, ``~``
+      first) that does not exist -> ``ModelError``;
     * ``runs/NAME`` that is still unresolved (``Workspace.config`` makes a finished run's model folder
       absolute) and no cached Hugging Face id -> ``ModelError`` saying there is no such finished run;
     * anything else -> returned unchanged, taken as a Hugging Face id; with the hub offline
@@ -258,7 +259,9 @@ def resolve_model_path(name_or_path: str, cache: Path | None = None) -> str:
     folder, at, layer = name_or_path.rpartition("@")
     if at and layer.isdigit() and Path(folder).expanduser().is_dir():
         return name_or_path  # a layer-wise reranker served at cutoff layer L (``FOLDER@L``): its loader reads it
-    if name_or_path.startswith(("/", "./", "../", "~")) or local.is_file():
+    if local.is_file():
+        raise ModelError(f"{name_or_path} is a file, not a model folder: give the folder that holds its config.json")
+    if name_or_path.startswith(("/", "./", "../", "~")):
         raise ModelError(f"no such model folder: {name_or_path}")
     if name_or_path.startswith("runs/") and len(name_or_path) > len("runs/") and not _in_hf_cache(name_or_path):
         run = name_or_path[len("runs/"):].strip("/").removesuffix("/model")

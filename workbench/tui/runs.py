@@ -385,9 +385,9 @@ class RunsPane(Vertical):
             return cached[1]
         try:
             config = run.read_config()
-        except (OSError, ValueError):
+        except WbError:  # a damaged config.json: the run is listed without it
             config = {}
-        self._configs[run.name] = (mtime, config if isinstance(config, dict) else {})
+        self._configs[run.name] = (mtime, config)
         return self._configs[run.name][1]
 
     def run_folder(self, name: str) -> RunFolder:
