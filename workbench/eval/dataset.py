@@ -61,6 +61,11 @@ class EvalDataset:
     def query_ids(self) -> list[str]:
         return list(self.queries)
 
+    @property
+    def input_files(self) -> tuple[Path, Path, Path]:
+        """The files the dataset is read from: corpus, the split's queries and qrels."""
+        return self.corpus_path, _split_files(self.root, self.format, self.split)[0], self.qrels_path
+
 
 def _examples(items) -> str:
     items = list(items)
