@@ -754,6 +754,10 @@ def eval_cmd(
         spaced = next((i for i in (*data.queries, *sorted(data.corpus_ids)) if len(i.split()) != 1), None)
         if spaced is not None:
             raise UsageError(f"--run-dir: the id {spaced!r} holds whitespace, which a TREC run line cannot carry")
+        from workbench.eval.report import check_run_dir, run_file_names
+
+        # a folder that cannot be written is said now, not after the evaluation (its results lost)
+        check_run_dir(Path(run_dir), run_file_names([p.name for p in pipes] + [s.label for s in run_sources]).values())
     err = _err_console()
     due = _each_tenth()  # a line at each tenth of a counted phase (a long encoding shows it moves)
 
