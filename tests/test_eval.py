@@ -804,3 +804,21 @@ def test_an_eval_cache_that_is_a_file_is_one_line(dataset, tmp_path, capsys, mon
     code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25")
     assert code == 2 and err.strip() == (f"wb: error: the eval cache {tmp_path / 'file.txt'} is a file: "
                                          "set WB_EVAL_CACHE to a folder"), err
+
+
+def test_a_lone_surrogate_in_beir_queries_is_replaced_in_eval_and_mine(tmp_path, capsys, monkeypatch):
+    """queries.jsonl with `"\\ud800"` in a text was an internal UnicodeEncodeError in `wb eval` and
+    `wb mine` (bm25): the text is read as the corpus reader reads one (U+FFFD)."""
+    monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "cache"))
+    root = make_dataset(tmp_path / "surr", split="train")
+    lines = (root / "queries.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    (root / "queries.jsonl").write_text("\n".join([json.dumps(first).replace(first["text"], "\\ud800 " + first["text"]),
+                                                   *lines[1:]]) + "\n")
+    code, out, err = wb(capsys, monkeypatch, "eval", str(root), "-p", "bm25", "--split", "train", "--json")
+    assert code == 0 and json.loads(out)["queries"] == len(QUERIES), err
+    ws = tmp_path / "ws"
+    assert wb(capsys, monkeypatch, "index", str(root / "corpus.jsonl"), "-w", str(ws))[0] == 0
+    code, out, err = wb(capsys, monkeypatch, "mine", "--data", str(root), "-w", str(ws), "-p", "bm25",
+                        "--range", "2-10", "--out", str(tmp_path / "hn.jsonl"))
+    assert code == 0 and "\ufffd itertools.groupby" in (tmp_path / "hn.jsonl").read_text(encoding="utf-8"), err
