@@ -514,3 +514,24 @@ def test_a_run_name_no_folder_can_have_or_a_run_folder_that_cannot_be_made_is_on
     require_models()
     says = one_line_error(wb(*train, "ok", workspace=ws))
     assert f"cannot create the run folder {ws / 'runs' / 'ok'}" in says
+
+
+def test_a_damaged_workspace_says_what_is_wrong_in_one_line(small_workspace, tmp_path, capsys, monkeypatch):
+    """A folder where manifest.sqlite should be, or a file where the snapshot folder should be, was an
+    internal OperationalError / FileExistsError: one line naming the part that is wrong, exit 2."""
+    from tiny_models import run_wb
+
+    (tmp_path / "ws_m" / "manifest.sqlite").mkdir(parents=True)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("whales are large mammals\n")
+    for args in (["query", "x"], ["index", str(tmp_path / "docs")]):
+        code, out, err = run_wb(capsys, monkeypatch, *args, "-w", str(tmp_path / "ws_m"))
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"wb: error: the workspace's manifest {tmp_path / 'ws_m' / 'manifest.sqlite'} is a folder"), err
+    ws, _ = small_workspace
+    shutil.copytree(ws.root, tmp_path / "ws_s")
+    shutil.rmtree(tmp_path / "ws_s" / "snapshot")
+    (tmp_path / "ws_s" / "snapshot").write_text("junk")
+    code, out, err = run_wb(capsys, monkeypatch, "query", "list", "-p", "hybrid", "-w", str(tmp_path / "ws_s"))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"wb: error: the workspace's snapshot {tmp_path / 'ws_s' / 'snapshot'} is a file"), err
