@@ -74,6 +74,8 @@ def test_help_has_a_short_flag_and_version_prints_the_package_version():
     ('[models]\ndense_query_template = "query: {instr}{text}"\n',  # was a KeyError at every query
      "[models] dense_query_template names {instr}: it may use {instruction}, {text} only"),
     ('[models]\nsparse = ""\n', "[models] sparse is empty"),  # it named the current folder
+    # every fused score was inf (no order) and --json wrote Infinity
+    ("[fusion.weights]\ndense = 1e308\n", "[fusion.weights] dense must be at most 1e+06, not 1e+308"),
 ])
 def test_a_wrong_value_in_wb_toml_names_the_key(small_workspace, tmp_path, toml, says):
     ws, _ = small_workspace
@@ -535,3 +537,14 @@ def test_a_damaged_workspace_says_what_is_wrong_in_one_line(small_workspace, tmp
     code, out, err = run_wb(capsys, monkeypatch, "query", "list", "-p", "hybrid", "-w", str(tmp_path / "ws_s"))
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert err.startswith(f"wb: error: the workspace's snapshot {tmp_path / 'ws_s' / 'snapshot'} is a file"), err
+
+
+def test_json_output_never_carries_nan_or_infinity():
+    """`--json` wrote `"score": Infinity` (no RFC 8259 JSON): a number that is not finite is one error."""
+    from workbench.cli.output import json_line
+    from workbench.errors import WbError
+
+    assert json_line({"score": 1.5, "q": "caf\u00e9"}) == '{"score": 1.5, "q": "caf\u00e9"}\n'
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(WbError, match="not a finite number"):
+            json_line({"results": [{"score": bad}]})

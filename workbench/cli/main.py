@@ -580,10 +580,12 @@ def _refuse_untrec_ids(sides, unit: str) -> None:
 def _write_answers(answers, json_out: bool, trec: bool, batch: bool) -> None:
     """Write (query id, QueryResult or Comparison) pairs to stdout: JSON (``batch``: a line each with
     its ``query_id``), TREC run lines (results only), or the console rendering."""
+    from workbench.cli.output import json_line
+
     if json_out:
         for qid, result in answers:
             row = {"query_id": qid, **result.to_json()} if batch else result.to_json()
-            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(row))
     elif trec:
         for qid, result in answers:
             tag = "wb-" + result.pipeline.replace(" ", "")
@@ -812,8 +814,10 @@ def eval_cmd(
         outcome = tuning.tune(data, ws, cfg, progress=progress,
                               rerankers=(cfg.models.reranker,) if tune_rerank else (),
                               rerank_depths=depths, modes=tune_modes)
+        from workbench.cli.output import json_line
+
         if json_out:
-            sys.stdout.write(json.dumps(outcome, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(outcome))
         else:
             typer.echo(tuning.summary(outcome, ws.config_path if workspace else None))
         return
@@ -838,12 +842,13 @@ def _eval_output(result, data, per_query: bool, top: int | None, run_dir: str | 
 
         for path in write_run_files(result, Path(run_dir)):
             progress({"phase": f"wrote {path}", "done": 1, "total": 1, "message": f"wrote {path}"})
+    from workbench.cli.output import json_line
     from workbench.eval import report
 
     if json_out:
         for note in report.notes(result):  # the table prints them under itself
             progress({"phase": "note", "done": 0, "total": 0, "message": note})
-        sys.stdout.write(json.dumps(report.to_json(result, changes), ensure_ascii=False) + "\n")
+        sys.stdout.write(json_line(report.to_json(result, changes)))
     else:
         from workbench.cli.output import make_console
 
