@@ -548,3 +548,21 @@ def test_json_output_never_carries_nan_or_infinity():
     for bad in (float("inf"), float("nan")):
         with pytest.raises(WbError, match="not a finite number"):
             json_line({"results": [{"score": bad}]})
+
+
+@pytest.mark.parametrize("var,value,says", [
+    ("WB_QUERY_THREADS", "abc", "WB_QUERY_THREADS='abc' is not a thread count"),
+    ("WB_QUERY_THREADS", "-1", "WB_QUERY_THREADS='-1' is not a thread count"),
+    ("WB_QUERY_BACKEND", "junk", "WB_QUERY_BACKEND='junk' is not a query backend; use one of torch, numpy"),
+    ("WB_DTYPE", "junk", "WB_DTYPE='junk' is not a dtype wb runs in"),
+])
+def test_a_bad_query_setting_in_the_environment_is_one_line_not_ignored(tmp_path, capsys, monkeypatch, var, value,
+                                                                         says):
+    """WB_QUERY_THREADS=abc and WB_QUERY_BACKEND=junk were silently ignored (auto was used), while a bad
+    WB_DTYPE was refused: all three are one line before anything runs."""
+    from tiny_models import run_wb
+
+    monkeypatch.setenv(var, value)
+    code, out, err = run_wb(capsys, monkeypatch, "query", "x", "-p", "bm25", "-w", str(tmp_path / "ws"))
+    assert code == 2 and out == "" and err.startswith(f"wb: error: {says}"), err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "ws").exists()

@@ -1866,9 +1866,9 @@ def main() -> None:
     try:
         # standalone_mode=False: typer raises usage errors instead of printing its own box, and
         # returns the exit code of typer.Exit (130 for Ctrl-C) instead of calling sys.exit.
-        from workbench.encoders.device import forced_dtype_name
+        from workbench.encoders.device import check_environment
 
-        forced_dtype_name()  # a bad WB_DTYPE is one line before anything runs, not a traceback mid-load
+        check_environment()  # a bad WB_DTYPE, WB_QUERY_THREADS, WB_QUERY_BACKEND: one line before anything runs
         command = typer.main.get_command(app)
         if {"--help", "-h"} & set(sys.argv[1:]):
             from workbench.cli.help_text import polish_help
