@@ -10,7 +10,6 @@ Contract:
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
