@@ -566,3 +566,34 @@ def test_a_bad_query_setting_in_the_environment_is_one_line_not_ignored(tmp_path
     code, out, err = run_wb(capsys, monkeypatch, "query", "x", "-p", "bm25", "-w", str(tmp_path / "ws"))
     assert code == 2 and out == "" and err.startswith(f"wb: error: {says}"), err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "ws").exists()
+
+
+def test_a_failed_first_index_leaves_nothing_that_looks_like_an_index(tmp_path, capsys, monkeypatch):
+    """A first `wb index` (or `wb index --model`) whose model cannot load left empty stores (a variant:
+    a folder `--prune-variants` kept, and queries described with contradictory lines): a failed first
+    build leaves none, and `--prune-variants` removes an unbuilt variant one left before."""
+    from tiny_models import run_wb, tiny_bert
+
+    import workbench.variants
+
+    require_models()
+    bad = tiny_bert(tmp_path / "bad")
+    (bad / "model.safetensors").write_text("junk")  # found only once the stores are made
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("whales are large mammals that live in the sea\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "wb.toml").write_text(f'[models]\ndense = "{bad}"\n')
+    code, _out, err = run_wb(capsys, monkeypatch, "index", str(tmp_path / "docs"), "-w", str(ws))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert not {"lance", "tantivy", "snapshot", "manifest.sqlite"} & {p.name for p in ws.iterdir()}
+    (ws / "wb.toml").unlink()
+    assert run_wb(capsys, monkeypatch, "index", str(tmp_path / "docs"), "-w", str(ws))[0] == 0
+    code, _out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws), "-m", f"dense={bad}")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert not [p for p in (ws / "variants").glob("*")]
+    monkeypatch.setattr(workbench.variants, "remove_unbuilt", lambda *a, **k: None)  # as wb did before
+    assert run_wb(capsys, monkeypatch, "index", "-w", str(ws), "-m", f"dense={bad}")[0] == 2
+    assert len(list((ws / "variants").glob("*"))) == 1
+    code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws), "--prune-variants")
+    assert code == 0 and out.startswith("removed 1 model variant") and not list((ws / "variants").glob("*")), out + err

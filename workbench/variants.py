@@ -234,13 +234,63 @@ def adopt_orphan(ws: Workspace, serve: Serving) -> Path | None:
     return None
 
 
+def holds_no_documents(ws: Workspace) -> bool:
+    """Whether ``ws`` (a workspace or a variant) has no index to show: no manifest, or one that records
+    no document (what a first ``wb index`` that failed before its first commit leaves). A manifest
+    that cannot be read is not judged here (False): opening it says what is wrong."""
+    from workbench.store.manifest import Manifest
+
+    if not ws.manifest_path.is_file():
+        return True
+    try:
+        with Manifest(ws.manifest_path) as manifest:
+            return manifest.count_docs() == 0
+    except WbError:
+        return False
+
+
+def unbuilt_variants(ws: Workspace) -> list[Workspace]:
+    """The variant folders of ``ws`` that hold no document (:func:`holds_no_documents`), never one
+    being written: left by a ``wb index --model`` that failed before its first commit."""
+    folders = sorted(p for p in (ws.root / "variants").glob("*") if p.is_dir())
+    return [v for v in map(Workspace, folders) if holds_no_documents(v) and not v.being_written()]
+
+
+STORE_NAMES = ("lance", "tantivy", "snapshot", "manifest.sqlite", "manifest.sqlite-wal", "manifest.sqlite-shm")
+
+
+def remove_unbuilt(ws: Workspace, variant: bool) -> None:
+    """After a failed first ``wb index`` of ``ws``: when it holds no document, remove what the run
+    wrote, so nothing is left that looks like an index (a variant: its whole folder; a workspace:
+    its stores and manifest, its wb.toml kept). Under its write lock: one another writer holds now
+    is kept. Best effort: a failure here never hides the run's own error."""
+    import shutil
+
+    stores = [p for p in (ws.root / n for n in STORE_NAMES) if p.exists() or p.is_symlink()]
+    try:
+        if not (ws.root.is_dir() and (variant or stores) and holds_no_documents(ws)):
+            return
+        with ws.write_lock():
+            if variant:
+                shutil.rmtree(ws.root)
+                return
+            for path in stores:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+    except (OSError, WbError):
+        pass
+
+
 def prune_variants(ws: Workspace) -> list[Path]:
-    """Remove :func:`orphaned_variants` (each under its write lock: one a `wb index` has just begun
-    writing is kept). Returns the folders removed."""
+    """Remove :func:`orphaned_variants` and :func:`unbuilt_variants` (each under its write lock: one a
+    `wb index` has just begun writing is kept). Returns the folders removed."""
     import shutil
 
     removed = []
-    for variant in orphaned_variants(ws):
+    candidates = {v.root: v for v in [*orphaned_variants(ws), *unbuilt_variants(ws)]}
+    for variant in candidates.values():
         try:
             with variant.write_lock():
                 shutil.rmtree(variant.root)

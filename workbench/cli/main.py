@@ -166,7 +166,8 @@ def index_cmd(
     With --model ROLE=NAME the documents go into a model variant beside the workspace's own index
     (so base and fine-tuned models stay comparable); without PATH, every indexed folder is refreshed."""
     from workbench.errors import InputError
-    from workbench.variants import adopt_orphan, parent_roots, serving, variant_root, write_variant_config
+    from workbench.variants import (adopt_orphan, parent_roots, remove_unbuilt, serving, variant_root,
+                                    write_variant_config)
 
     if path is not None and not path.strip():  # `wb index "$DOCS"` with DOCS unset: not the current folder
         raise UsageError("PATH is empty (an unset shell variable?): give a folder, or no PATH to refresh "
@@ -196,6 +197,7 @@ def index_cmd(
         if not roots:
             raise InputError(f"none of the indexed folders exists any more: {', '.join(map(str, gone))}")
     fresh = not ws.root.exists()
+    first_build = None
     ws.ensure()
     try:
         serve = serving(ws, _parse_model_overrides(model))
@@ -217,6 +219,7 @@ def index_cmd(
                                      highlight=False)
             write_variant_config(serve)
         target, cfg = serve.workspace, serve.config
+        first_build = target if not target.exists() else None  # what a failure of it must not leave
         donor = ws if serve.is_variant else None  # unchanged modes are copied from the parent's index
         # --progress-json ends each folder with its summary line ("phase": "done"): no second object
         collected: list[dict] | None = [] if json_out and path is None and not progress_json else None
@@ -224,6 +227,8 @@ def index_cmd(
             if _index_one(target, cfg, root_path, progress_json, json_out, donor, collected).rebuilt:
                 break  # a settings rebuild indexes every folder of the workspace in its one run
     except BaseException:
+        if first_build is not None:  # a failed first build leaves no empty stores that look like an index
+            remove_unbuilt(first_build, variant=first_build != ws)
         if fresh:  # a new workspace a refused first run wrote nothing into is not left behind
             _drop_if_untouched(ws)
         raise
