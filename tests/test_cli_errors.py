@@ -595,5 +595,7 @@ def test_a_failed_first_index_leaves_nothing_that_looks_like_an_index(tmp_path, 
     monkeypatch.setattr(workbench.variants, "remove_unbuilt", lambda *a, **k: None)  # as wb did before
     assert run_wb(capsys, monkeypatch, "index", "-w", str(ws), "-m", f"dense={bad}")[0] == 2
     assert len(list((ws / "variants").glob("*"))) == 1
+    code, out, err = run_wb(capsys, monkeypatch, "query", "whales", "-w", str(ws), "-m", f"dense={bad}", "-p", "dense")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is empty" in err, err  # not "older" first
     code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws), "--prune-variants")
     assert code == 0 and out.startswith("removed 1 model variant") and not list((ws / "variants").glob("*")), out + err

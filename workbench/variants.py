@@ -518,8 +518,8 @@ def needs_index(ws: Workspace, serve: Serving) -> bool:
 
 def staleness(ws: Workspace, serve: Serving) -> str:
     """How the variant's documents stand against the parent's: "" when they are the same, or when the
-    variant is being written or its last run was cut off (the unfinished note says so; a partial
-    variant is not out of date); "older" when the parent indexed a document after the variant's
+    variant is being written, its last run was cut off (the unfinished note says so; a partial
+    variant is not out of date) or it holds no document; "older" when the parent indexed a document after the variant's
     last one; else "differs" (the files changed and only the variant was indexed again, or the
     parent only dropped documents)."""
     from workbench.index.unfinished import UNFINISHED_RUN
@@ -530,7 +530,7 @@ def staleness(ws: Workspace, serve: Serving) -> str:
     if serve.workspace.being_written():
         return ""
     with Manifest(ws.manifest_path) as a, Manifest(serve.workspace.manifest_path) as b:
-        if b.get_meta(UNFINISHED_RUN) or a.hashes() == b.hashes():
-            return ""
+        if b.get_meta(UNFINISHED_RUN) or not b.count_docs() or a.hashes() == b.hashes():
+            return ""  # (a variant with no document is not out of date: opening it says it is empty)
         latest = [max((row[3] for row in m.sources()), default=0.0) for m in (a, b)]
     return "older" if latest[0] > latest[1] else "differs"
