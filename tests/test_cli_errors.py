@@ -74,6 +74,8 @@ def test_help_has_a_short_flag_and_version_prints_the_package_version():
     ('[models]\ndense_query_template = "query: {instr}{text}"\n',  # was a KeyError at every query
      "[models] dense_query_template names {instr}: it may use {instruction}, {text} only"),
     ('[models]\nsparse = ""\n', "[models] sparse is empty"),  # it named the current folder
+    # every fused score was inf (no order) and --json wrote Infinity
+    ("[fusion.weights]\ndense = 1e308\n", "[fusion.weights] dense must be at most 1e+06, not 1e+308"),
 ])
 def test_a_wrong_value_in_wb_toml_names_the_key(small_workspace, tmp_path, toml, says):
     ws, _ = small_workspace
@@ -512,3 +514,86 @@ def test_a_run_name_no_folder_can_have_or_a_run_folder_that_cannot_be_made_is_on
     require_models()
     says = one_line_error(wb(*train, "ok", workspace=ws))
     assert f"cannot create the run folder {ws / 'runs' / 'ok'}" in says
+
+
+def test_a_damaged_workspace_says_what_is_wrong_in_one_line(small_workspace, tmp_path, capsys, monkeypatch):
+    """A folder where manifest.sqlite should be, or a file where the snapshot folder should be, was an
+    internal OperationalError / FileExistsError: one line naming the part that is wrong, exit 2."""
+    from tiny_models import run_wb
+
+    (tmp_path / "ws_m" / "manifest.sqlite").mkdir(parents=True)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("whales are large mammals\n")
+    for args in (["query", "x"], ["index", str(tmp_path / "docs")]):
+        code, out, err = run_wb(capsys, monkeypatch, *args, "-w", str(tmp_path / "ws_m"))
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"wb: error: the workspace's manifest {tmp_path / 'ws_m' / 'manifest.sqlite'} is a folder"), err
+    ws, _ = small_workspace
+    shutil.copytree(ws.root, tmp_path / "ws_s")
+    shutil.rmtree(tmp_path / "ws_s" / "snapshot")
+    (tmp_path / "ws_s" / "snapshot").write_text("junk")
+    code, out, err = run_wb(capsys, monkeypatch, "query", "list", "-p", "hybrid", "-w", str(tmp_path / "ws_s"))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"wb: error: the workspace's snapshot {tmp_path / 'ws_s' / 'snapshot'} is a file"), err
+
+
+def test_json_output_never_carries_nan_or_infinity():
+    """`--json` wrote `"score": Infinity` (no RFC 8259 JSON): a number that is not finite is one error."""
+    from workbench.cli.output import json_line
+    from workbench.errors import WbError
+
+    assert json_line({"score": 1.5, "q": "caf\u00e9"}) == '{"score": 1.5, "q": "caf\u00e9"}\n'
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(WbError, match="not a finite number"):
+            json_line({"results": [{"score": bad}]})
+
+
+@pytest.mark.parametrize("var,value,says", [
+    ("WB_QUERY_THREADS", "abc", "WB_QUERY_THREADS='abc' is not a thread count"),
+    ("WB_QUERY_THREADS", "-1", "WB_QUERY_THREADS='-1' is not a thread count"),
+    ("WB_QUERY_BACKEND", "junk", "WB_QUERY_BACKEND='junk' is not a query backend; use one of torch, numpy"),
+    ("WB_DTYPE", "junk", "WB_DTYPE='junk' is not a dtype wb runs in"),
+])
+def test_a_bad_query_setting_in_the_environment_is_one_line_not_ignored(tmp_path, capsys, monkeypatch, var, value,
+                                                                         says):
+    """WB_QUERY_THREADS=abc and WB_QUERY_BACKEND=junk were silently ignored (auto was used), while a bad
+    WB_DTYPE was refused: all three are one line before anything runs."""
+    from tiny_models import run_wb
+
+    monkeypatch.setenv(var, value)
+    code, out, err = run_wb(capsys, monkeypatch, "query", "x", "-p", "bm25", "-w", str(tmp_path / "ws"))
+    assert code == 2 and out == "" and err.startswith(f"wb: error: {says}"), err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "ws").exists()
+
+
+def test_a_failed_first_index_leaves_nothing_that_looks_like_an_index(tmp_path, capsys, monkeypatch):
+    """A first `wb index` (or `wb index --model`) whose model cannot load left empty stores (a variant:
+    a folder `--prune-variants` kept, and queries described with contradictory lines): a failed first
+    build leaves none, and `--prune-variants` removes an unbuilt variant one left before."""
+    from tiny_models import run_wb, tiny_bert
+
+    import workbench.variants
+
+    require_models()
+    bad = tiny_bert(tmp_path / "bad")
+    (bad / "model.safetensors").write_text("junk")  # found only once the stores are made
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("whales are large mammals that live in the sea\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "wb.toml").write_text(f'[models]\ndense = "{bad}"\n')
+    code, _out, err = run_wb(capsys, monkeypatch, "index", str(tmp_path / "docs"), "-w", str(ws))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert not {"lance", "tantivy", "snapshot", "manifest.sqlite"} & {p.name for p in ws.iterdir()}
+    (ws / "wb.toml").unlink()
+    assert run_wb(capsys, monkeypatch, "index", str(tmp_path / "docs"), "-w", str(ws))[0] == 0
+    code, _out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws), "-m", f"dense={bad}")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert not [p for p in (ws / "variants").glob("*")]
+    monkeypatch.setattr(workbench.variants, "remove_unbuilt", lambda *a, **k: None)  # as wb did before
+    assert run_wb(capsys, monkeypatch, "index", "-w", str(ws), "-m", f"dense={bad}")[0] == 2
+    assert len(list((ws / "variants").glob("*"))) == 1
+    code, out, err = run_wb(capsys, monkeypatch, "query", "whales", "-w", str(ws), "-m", f"dense={bad}", "-p", "dense")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is empty" in err, err  # not "older" first
+    code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws), "--prune-variants")
+    assert code == 0 and out.startswith("removed 1 model variant") and not list((ws / "variants").glob("*")), out + err

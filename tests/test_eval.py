@@ -777,3 +777,48 @@ def test_tune_survives_a_mode_that_retrieves_nothing_for_every_query(tmp_path, c
     code, out, err = wb(capsys, monkeypatch, "eval", str(root), "--tune", "-p", "dense+bm25", "--json")
     assert code == 0, err
     assert "internal error" not in err
+
+
+@pytest.mark.parametrize("where,says", [
+    ("/proc/nope", "cannot write /proc/nope"),
+    ("FILE/sub", "cannot write FILE/sub (Not a directory)"),
+    ("DIR", "cannot write DIR/bm25.trec (a folder has the run file's name)"),
+])
+def test_a_run_dir_that_cannot_be_written_is_refused_before_the_evaluation(dataset, tmp_path, capsys, monkeypatch,
+                                                                           where, says):
+    """`--run-dir /proc/nope` (or under a file, or with bm25.trec a folder) failed only when the run
+    files were written, after the whole evaluation, with an internal error and no results: now one
+    line before anything is indexed, and no folder is left."""
+    monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "FILE").write_text("x")
+    (tmp_path / "DIR" / "bm25.trec").mkdir(parents=True)
+    where, says = (x.replace("FILE", str(tmp_path / "FILE")).replace("DIR", str(tmp_path / "DIR")) for x in (where, says))
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25", "--run-dir", where)
+    assert code == 2 and out == "" and err.startswith(f"wb: error: --run-dir {where}: {says}"), err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "cache").exists()
+
+
+def test_an_eval_cache_that_is_a_file_is_one_line(dataset, tmp_path, capsys, monkeypatch):
+    (tmp_path / "file.txt").write_text("x")
+    monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "file.txt"))
+    code, out, err = wb(capsys, monkeypatch, "eval", str(dataset), "-p", "bm25")
+    assert code == 2 and err.strip() == (f"wb: error: the eval cache {tmp_path / 'file.txt'} is a file: "
+                                         "set WB_EVAL_CACHE to a folder"), err
+
+
+def test_a_lone_surrogate_in_beir_queries_is_replaced_in_eval_and_mine(tmp_path, capsys, monkeypatch):
+    """queries.jsonl with `"\\ud800"` in a text was an internal UnicodeEncodeError in `wb eval` and
+    `wb mine` (bm25): the text is read as the corpus reader reads one (U+FFFD)."""
+    monkeypatch.setenv("WB_EVAL_CACHE", str(tmp_path / "cache"))
+    root = make_dataset(tmp_path / "surr", split="train")
+    lines = (root / "queries.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    (root / "queries.jsonl").write_text("\n".join([json.dumps(first).replace(first["text"], "\\ud800 " + first["text"]),
+                                                   *lines[1:]]) + "\n")
+    code, out, err = wb(capsys, monkeypatch, "eval", str(root), "-p", "bm25", "--split", "train", "--json")
+    assert code == 0 and json.loads(out)["queries"] == len(QUERIES), err
+    ws = tmp_path / "ws"
+    assert wb(capsys, monkeypatch, "index", str(root / "corpus.jsonl"), "-w", str(ws))[0] == 0
+    code, out, err = wb(capsys, monkeypatch, "mine", "--data", str(root), "-w", str(ws), "-p", "bm25",
+                        "--range", "2-10", "--out", str(tmp_path / "hn.jsonl"))
+    assert code == 0 and "\ufffd itertools.groupby" in (tmp_path / "hn.jsonl").read_text(encoding="utf-8"), err

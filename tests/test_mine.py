@@ -315,3 +315,23 @@ def test_split_with_pseudo_is_refused_by_the_cli(mined_data, tmp_path, capsys, m
                             "--split", "train")
     assert code == 2 and "--pseudo" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_an_out_that_is_an_input_or_inside_a_workspace_is_refused_before_anything_is_written(
+        mined_data, tmp_path, capsys, monkeypatch):
+    """`--out beir/corpus.jsonl` replaced the dataset it mined, `--out WS/manifest.sqlite` the
+    workspace: every file the run reads (a symlink to one too) and every file inside a workspace is
+    refused before the search, and nothing is written."""
+    from workbench.search.searcher import Searcher
+
+    dataset, ws = mined_data
+    monkeypatch.setattr(Searcher, "search_many", lambda *a, **k: pytest.fail("searched before --out was checked"))
+    (tmp_path / "link.jsonl").symlink_to(dataset / "queries.jsonl")
+    before = {p: p.read_bytes() for p in [*dataset.rglob("*"), ws.manifest_path, ws.config_path] if p.is_file()}
+    for out, says in ((dataset / "corpus.jsonl", "is read by this run"), (tmp_path / "link.jsonl", "is read by this run"),
+                      (dataset / "qrels" / "train.tsv", "is read by this run"),
+                      (ws.manifest_path, "is inside the workspace"), (ws.root / "runs" / "hn.jsonl", "is inside the workspace")):
+        code, _out, err = _mine(capsys, monkeypatch, mined_data, out)
+        assert code == 2 and err.startswith(f"wb: error: --out {out} {says}") and len(err.splitlines()) == 1, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert not list(dataset.rglob("*.partial")) and not (ws.root / "runs" / "hn.jsonl").exists()

@@ -234,3 +234,25 @@ def test_every_command_meets_a_reader_that_left_with_exit_141(tmp_path, args):
     finally:
         os.close(write_end)
     assert proc.returncode == 141 and proc.stderr == ""
+
+
+def test_a_lone_surrogate_in_a_query_file_is_replaced_or_named_by_line(tmp_path, capsys, monkeypatch):
+    """`{"text": "\\ud800 whales"}` was an internal UnicodeEncodeError in the bm25 search: its text is
+    replaced as the corpus reader replaces it (U+FFFD), and an id no run file could carry is refused
+    naming file:line."""
+    from tiny_models import run_wb
+
+    corpus = tmp_path / "beir" / "corpus.jsonl"
+    corpus.parent.mkdir()
+    corpus.write_text('{"_id": "d1", "title": "", "text": "whales are large mammals"}\n')
+    ws = tmp_path / "ws"
+    assert run_wb(capsys, monkeypatch, "index", str(corpus.parent), "-w", str(ws))[0] == 0
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"_id": "a", "text": "\\ud800 whales"}\n')
+    code, out, err = run_wb(capsys, monkeypatch, "query", "--queries", str(queries), "-p", "bm25", "--json",
+                            "-w", str(ws))
+    assert code == 0 and '"d1"' in out and "\ufffd whales" in out, err
+    queries.write_text('{"_id": "a", "text": "whales"}\n{"_id": "\\ud800", "text": "whales"}\n')
+    code, out, err = run_wb(capsys, monkeypatch, "query", "--queries", str(queries), "-p", "bm25", "-w", str(ws))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert f"wb: error: {queries}:2: query id '\\ud800' is not valid Unicode (a lone surrogate)" in err, err

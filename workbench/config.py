@@ -147,6 +147,7 @@ def type_mismatch(value, annotation: str) -> str | None:
 
 
 # (section, key) -> (lowest allowed value, highest or None): values outside are refused in one line
+MAX_FUSION_WEIGHT = 1e6  # weights are relative; a bound keeps a weighted sum of scores finite
 _RANGES = {
     ("index", "chunk_tokens"): (16, None), ("index", "chunk_overlap"): (0, None),
     ("index", "sparse_step"): (1e-6, None), ("index", "colbert_exact_max_tokens"): (0, None),
@@ -205,6 +206,9 @@ def parse_config(text: str) -> WorkspaceConfig:
             raise UsageError(f"wb.toml: unknown mode '{mode}' in [fusion.weights] (modes: {', '.join(MODES)})")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise UsageError(f"wb.toml: [fusion.weights] {mode} must be a number >= 0, not {value!r}")
+        if value > MAX_FUSION_WEIGHT:  # a sum of 1e308-weighted scores is inf: every fused score, no order
+            raise UsageError(f"wb.toml: [fusion.weights] {mode} must be at most {MAX_FUSION_WEIGHT:g}, not {value!r} "
+                             "(weights are relative: 2 and 1 fuse as 2000 and 1000 do)")
         weights[mode] = float(value)
     if not any(weights.values()):
         raise UsageError("wb.toml: [fusion.weights] are all 0: at least one mode needs a positive weight")

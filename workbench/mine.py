@@ -217,6 +217,8 @@ def mine_negatives(
         raise UsageError(f"--out {out} is a folder: give the jsonl file to write (e.g. {out_path / 'hn.jsonl'})")
     lo, hi = rank_range
     source = _mine_source(data, split or "train", pseudo)  # the data is checked before any file is made
+    if not to_stdout:
+        _refuse_an_out_that_is_read(out, data, source, workspace)
     output = _Output(out)  # before any search: an --out that cannot be written fails at once
     try:
         summary = _mine(workspace, source, output, pipeline=pipeline, lo=lo, hi=hi, negatives=negatives,
@@ -229,6 +231,30 @@ def mine_negatives(
     summary.out = "stdout" if to_stdout else str(out)
     summary.rows_on_stdout = output.on_stdout
     return summary
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _refuse_an_out_that_is_read(out: str | Path, data: str | Path, source: MineSource, workspace) -> None:
+    """UsageError, before any file is made, for an ``out`` the run would destroy: one of the files
+    it reads (the dataset's corpus, queries or qrels; a file inside a folder of documents it reads),
+    or a file inside a wb workspace (``workspace``'s folder, or any folder above ``out`` holding
+    ``wb.toml``: its manifest, stores, runs). Paths are compared with symlinks resolved."""
+    from workbench.ingest.readers import WORKSPACE_MARKER
+
+    target = Path(os.path.realpath(out))
+    for read in source.inputs:
+        if _inside(target, Path(os.path.realpath(read))):
+            raise UsageError(f"--out {out} is read by this run ({read}, of --data {data}): writing it would destroy "
+                             "the data; give another file")
+    roots = [Path(os.path.realpath(workspace.root))]
+    roots += [folder for folder in target.parents if (folder / WORKSPACE_MARKER).is_file()]
+    for root in roots:
+        if _inside(target, root):
+            raise UsageError(f"--out {out} is inside the workspace {root}: it would write over the workspace's "
+                             "index, runs or settings; give a file outside it")
 
 
 def _mine(workspace, source: MineSource, output: _Output, *, pipeline, lo, hi, negatives, margin, seed, config,
@@ -320,12 +346,14 @@ class MineTarget:
 @dataclass(frozen=True)
 class MineSource:
     """What a mining run reads: its queries, the corpus file, doc id -> the text written for it as a
-    negative (None: not in the corpus), and notes for the summary (documents that gave no query)."""
+    negative (None: not in the corpus), notes for the summary (documents that gave no query), and
+    the files and folders it reads (``inputs``: never an ``--out``)."""
 
     targets: list[MineTarget]
     corpus_path: Path
     negative_text: Callable[[str], str | None]
     notes: tuple[str, ...] = ()
+    inputs: tuple[Path, ...] = ()
 
 
 def _mine_source(data: str | Path, split: str, pseudo: str | None) -> MineSource:
@@ -342,7 +370,7 @@ def _mine_source(data: str | Path, split: str, pseudo: str | None) -> MineSource
         for qid, text in dataset.queries.items():
             positives = frozenset(d for d, s in dataset.qrels[qid].items() if s > 0)
             targets.append(MineTarget(qid, text, positives, tuple((d, passages[d]) for d in positives if passages.get(d))))
-        return MineSource(targets, corpus_path, passages.get)
+        return MineSource(targets, corpus_path, passages.get, inputs=dataset.input_files)
     from collections import Counter
 
     from workbench.pseudo_queries import check_kind, make_pseudo_queries, negative_text
@@ -362,4 +390,4 @@ def _mine_source(data: str | Path, split: str, pseudo: str | None) -> MineSource
     negs = {d: negative_text(pseudo, t, x) for d, (t, x) in docs.items()}
     targets = [MineTarget(q.query_id, q.text, frozenset({q.doc_id}), ((q.doc_id, q.positive),)) for q in made]
     notes = (f"{sum(skipped.values())} of {len(docs)} documents gave no query: {why}",) if skipped else ()
-    return MineSource(targets, corpus_path, negs.get, notes)
+    return MineSource(targets, corpus_path, negs.get, notes, inputs=(corpus_path,))

@@ -234,13 +234,63 @@ def adopt_orphan(ws: Workspace, serve: Serving) -> Path | None:
     return None
 
 
+def holds_no_documents(ws: Workspace) -> bool:
+    """Whether ``ws`` (a workspace or a variant) has no index to show: no manifest, or one that records
+    no document (what a first ``wb index`` that failed before its first commit leaves). A manifest
+    that cannot be read is not judged here (False): opening it says what is wrong."""
+    from workbench.store.manifest import Manifest
+
+    if not ws.manifest_path.is_file():
+        return True
+    try:
+        with Manifest(ws.manifest_path) as manifest:
+            return manifest.count_docs() == 0
+    except WbError:
+        return False
+
+
+def unbuilt_variants(ws: Workspace) -> list[Workspace]:
+    """The variant folders of ``ws`` that hold no document (:func:`holds_no_documents`), never one
+    being written: left by a ``wb index --model`` that failed before its first commit."""
+    folders = sorted(p for p in (ws.root / "variants").glob("*") if p.is_dir())
+    return [v for v in map(Workspace, folders) if holds_no_documents(v) and not v.being_written()]
+
+
+STORE_NAMES = ("lance", "tantivy", "snapshot", "manifest.sqlite", "manifest.sqlite-wal", "manifest.sqlite-shm")
+
+
+def remove_unbuilt(ws: Workspace, variant: bool) -> None:
+    """After a failed first ``wb index`` of ``ws``: when it holds no document, remove what the run
+    wrote, so nothing is left that looks like an index (a variant: its whole folder; a workspace:
+    its stores and manifest, its wb.toml kept). Under its write lock: one another writer holds now
+    is kept. Best effort: a failure here never hides the run's own error."""
+    import shutil
+
+    stores = [p for p in (ws.root / n for n in STORE_NAMES) if p.exists() or p.is_symlink()]
+    try:
+        if not (ws.root.is_dir() and (variant or stores) and holds_no_documents(ws)):
+            return
+        with ws.write_lock():
+            if variant:
+                shutil.rmtree(ws.root)
+                return
+            for path in stores:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+    except (OSError, WbError):
+        pass
+
+
 def prune_variants(ws: Workspace) -> list[Path]:
-    """Remove :func:`orphaned_variants` (each under its write lock: one a `wb index` has just begun
-    writing is kept). Returns the folders removed."""
+    """Remove :func:`orphaned_variants` and :func:`unbuilt_variants` (each under its write lock: one a
+    `wb index` has just begun writing is kept). Returns the folders removed."""
     import shutil
 
     removed = []
-    for variant in orphaned_variants(ws):
+    candidates = {v.root: v for v in [*orphaned_variants(ws), *unbuilt_variants(ws)]}
+    for variant in candidates.values():
         try:
             with variant.write_lock():
                 shutil.rmtree(variant.root)
@@ -468,8 +518,8 @@ def needs_index(ws: Workspace, serve: Serving) -> bool:
 
 def staleness(ws: Workspace, serve: Serving) -> str:
     """How the variant's documents stand against the parent's: "" when they are the same, or when the
-    variant is being written or its last run was cut off (the unfinished note says so; a partial
-    variant is not out of date); "older" when the parent indexed a document after the variant's
+    variant is being written, its last run was cut off (the unfinished note says so; a partial
+    variant is not out of date) or it holds no document; "older" when the parent indexed a document after the variant's
     last one; else "differs" (the files changed and only the variant was indexed again, or the
     parent only dropped documents)."""
     from workbench.index.unfinished import UNFINISHED_RUN
@@ -480,7 +530,7 @@ def staleness(ws: Workspace, serve: Serving) -> str:
     if serve.workspace.being_written():
         return ""
     with Manifest(ws.manifest_path) as a, Manifest(serve.workspace.manifest_path) as b:
-        if b.get_meta(UNFINISHED_RUN) or a.hashes() == b.hashes():
-            return ""
+        if b.get_meta(UNFINISHED_RUN) or not b.count_docs() or a.hashes() == b.hashes():
+            return ""  # (a variant with no document is not out of date: opening it says it is empty)
         latest = [max((row[3] for row in m.sources()), default=0.0) for m in (a, b)]
     return "older" if latest[0] > latest[1] else "differs"

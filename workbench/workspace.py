@@ -17,6 +17,17 @@ from workbench.config import DEFAULT_TOML, WorkspaceConfig, load_config
 from workbench.errors import UsageError, WorkspaceError
 
 
+def not_a_folder(path: Path) -> str | None:
+    """Why ``path`` (absolute) can never be a folder: "is a file", or "is inside F, which is a file"
+    (the nearest part of it that exists is no folder); None when it is or can be made one."""
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            if folder.is_dir():
+                return None
+            return "is a file" if folder == path else f"is inside {folder}, which is a file"
+    return None
+
+
 @dataclass(frozen=True)
 class Workspace:
     root: Path
@@ -25,12 +36,9 @@ class Workspace:
     def resolve(cls, path: str | Path | None = None) -> "Workspace":
         chosen = path or os.environ.get("WB_WORKSPACE") or ".wb"
         root = Path(chosen).expanduser().absolute()
-        for folder in (root, *root.parents):  # the nearest part that exists must be a folder
-            if folder.exists() or folder.is_symlink():
-                if not folder.is_dir():
-                    where = "is a file" if folder == root else f"is inside {folder}, which is a file"
-                    raise UsageError(f"the workspace {root} {where}: give a folder")
-                break
+        where = not_a_folder(root)
+        if where:
+            raise UsageError(f"the workspace {root} {where}: give a folder")
         return cls(root)
 
     @property

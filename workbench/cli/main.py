@@ -166,7 +166,8 @@ def index_cmd(
     With --model ROLE=NAME the documents go into a model variant beside the workspace's own index
     (so base and fine-tuned models stay comparable); without PATH, every indexed folder is refreshed."""
     from workbench.errors import InputError
-    from workbench.variants import adopt_orphan, parent_roots, serving, variant_root, write_variant_config
+    from workbench.variants import (adopt_orphan, parent_roots, remove_unbuilt, serving, variant_root,
+                                    write_variant_config)
 
     if path is not None and not path.strip():  # `wb index "$DOCS"` with DOCS unset: not the current folder
         raise UsageError("PATH is empty (an unset shell variable?): give a folder, or no PATH to refresh "
@@ -196,6 +197,7 @@ def index_cmd(
         if not roots:
             raise InputError(f"none of the indexed folders exists any more: {', '.join(map(str, gone))}")
     fresh = not ws.root.exists()
+    first_build = None
     ws.ensure()
     try:
         serve = serving(ws, _parse_model_overrides(model))
@@ -217,6 +219,7 @@ def index_cmd(
                                      highlight=False)
             write_variant_config(serve)
         target, cfg = serve.workspace, serve.config
+        first_build = target if not target.exists() else None  # what a failure of it must not leave
         donor = ws if serve.is_variant else None  # unchanged modes are copied from the parent's index
         # --progress-json ends each folder with its summary line ("phase": "done"): no second object
         collected: list[dict] | None = [] if json_out and path is None and not progress_json else None
@@ -224,6 +227,8 @@ def index_cmd(
             if _index_one(target, cfg, root_path, progress_json, json_out, donor, collected).rebuilt:
                 break  # a settings rebuild indexes every folder of the workspace in its one run
     except BaseException:
+        if first_build is not None:  # a failed first build leaves no empty stores that look like an index
+            remove_unbuilt(first_build, variant=first_build != ws)
         if fresh:  # a new workspace a refused first run wrote nothing into is not left behind
             _drop_if_untouched(ws)
         raise
@@ -581,10 +586,12 @@ def _refuse_untrec_ids(sides, unit: str) -> None:
 def _write_answers(answers, json_out: bool, trec: bool, batch: bool) -> None:
     """Write (query id, QueryResult or Comparison) pairs to stdout: JSON (``batch``: a line each with
     its ``query_id``), TREC run lines (results only), or the console rendering."""
+    from workbench.cli.output import json_line
+
     if json_out:
         for qid, result in answers:
             row = {"query_id": qid, **result.to_json()} if batch else result.to_json()
-            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(row))
     elif trec:
         for qid, result in answers:
             tag = "wb-" + result.pipeline.replace(" ", "")
@@ -755,6 +762,10 @@ def eval_cmd(
         spaced = next((i for i in (*data.queries, *sorted(data.corpus_ids)) if len(i.split()) != 1), None)
         if spaced is not None:
             raise UsageError(f"--run-dir: the id {spaced!r} holds whitespace, which a TREC run line cannot carry")
+        from workbench.eval.report import check_run_dir, run_file_names
+
+        # a folder that cannot be written is said now, not after the evaluation (its results lost)
+        check_run_dir(Path(run_dir), run_file_names([p.name for p in pipes] + [s.label for s in run_sources]).values())
     err = _err_console()
     due = _each_tenth()  # a line at each tenth of a counted phase (a long encoding shows it moves)
 
@@ -809,8 +820,10 @@ def eval_cmd(
         outcome = tuning.tune(data, ws, cfg, progress=progress,
                               rerankers=(cfg.models.reranker,) if tune_rerank else (),
                               rerank_depths=depths, modes=tune_modes)
+        from workbench.cli.output import json_line
+
         if json_out:
-            sys.stdout.write(json.dumps(outcome, ensure_ascii=False) + "\n")
+            sys.stdout.write(json_line(outcome))
         else:
             typer.echo(tuning.summary(outcome, ws.config_path if workspace else None))
         return
@@ -835,12 +848,13 @@ def _eval_output(result, data, per_query: bool, top: int | None, run_dir: str | 
 
         for path in write_run_files(result, Path(run_dir)):
             progress({"phase": f"wrote {path}", "done": 1, "total": 1, "message": f"wrote {path}"})
+    from workbench.cli.output import json_line
     from workbench.eval import report
 
     if json_out:
         for note in report.notes(result):  # the table prints them under itself
             progress({"phase": "note", "done": 0, "total": 0, "message": note})
-        sys.stdout.write(json.dumps(report.to_json(result, changes), ensure_ascii=False) + "\n")
+        sys.stdout.write(json_line(report.to_json(result, changes)))
     else:
         from workbench.cli.output import make_console
 
@@ -1899,9 +1913,9 @@ def main() -> None:
     try:
         # standalone_mode=False: typer raises usage errors instead of printing its own box, and
         # returns the exit code of typer.Exit (130 for Ctrl-C) instead of calling sys.exit.
-        from workbench.encoders.device import forced_dtype_name
+        from workbench.encoders.device import check_environment
 
-        forced_dtype_name()  # a bad WB_DTYPE is one line before anything runs, not a traceback mid-load
+        check_environment()  # a bad WB_DTYPE, WB_QUERY_THREADS, WB_QUERY_BACKEND: one line before anything runs
         command = typer.main.get_command(app)
         if {"--help", "-h"} & set(sys.argv[1:]):
             from workbench.cli.help_text import polish_help

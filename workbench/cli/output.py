@@ -13,6 +13,20 @@ READER_LEFT = 141  # 128 + SIGPIPE: the status a shell reports for a command a c
 PIPED_WIDTH = 200  # columns when stdout/stderr is not a terminal (rich's default, 80, breaks lines for grep)
 
 
+def json_line(obj) -> str:
+    """``obj`` as one line of strict JSON (RFC 8259: no NaN or Infinity, which strict parsers refuse),
+    newline included; a number that is not finite is a WbError instead of invalid output."""
+    import json
+
+    from workbench.errors import WbError
+
+    try:
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n"
+    except ValueError:
+        raise WbError("a score is not a finite number (NaN or infinity), which JSON cannot carry: check the "
+                      "[fusion.weights] and models of wb.toml") from None
+
+
 def quiet_stream(stream) -> None:
     """Point ``stream``'s file descriptor at /dev/null: a reader that left (`wb ... | head`) gets
     nothing more, and the interpreter's last flush cannot fail again."""

@@ -85,6 +85,44 @@ def batch_token_budget(device) -> int:
     return 16_384 if pick_dtype(device) != torch.float32 or device.type == "cuda" else 4_096
 
 
+def forced_query_threads() -> int | None:
+    """The thread count ``WB_QUERY_THREADS`` forces (0: torch's default), None when unset or blank;
+    any other value (``abc``, ``-1``) is one UsageError line, as a bad ``WB_DTYPE`` is."""
+    value = os.environ.get("WB_QUERY_THREADS", "").strip()
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()):
+        from workbench.errors import UsageError
+
+        raise UsageError(f"WB_QUERY_THREADS={value!r} is not a thread count: give a whole number, or 0 for "
+                         "torch's default")
+    return int(value)
+
+
+QUERY_BACKENDS = ("torch", "numpy")  # what WB_QUERY_BACKEND accepts
+
+
+def forced_query_backend() -> str | None:
+    """The query backend ``WB_QUERY_BACKEND`` forces (``torch`` or ``numpy``, any case), None when
+    unset or blank; any other value is one UsageError line naming the accepted ones."""
+    value = os.environ.get("WB_QUERY_BACKEND", "").strip()
+    if not value:
+        return None
+    if value.lower() not in QUERY_BACKENDS:
+        from workbench.errors import UsageError
+
+        raise UsageError(f"WB_QUERY_BACKEND={value!r} is not a query backend; use one of {', '.join(QUERY_BACKENDS)}")
+    return value.lower()
+
+
+def check_environment() -> None:
+    """Refuse a bad ``WB_DTYPE``, ``WB_QUERY_THREADS`` or ``WB_QUERY_BACKEND`` in one UsageError line,
+    before anything runs (not a traceback mid-load, nor a value silently ignored)."""
+    forced_dtype_name()
+    forced_query_threads()
+    forced_query_backend()
+
+
 def query_threads() -> int | None:
     """Intra-op CPU threads for query-time work, or None to keep torch's default.
 
@@ -95,9 +133,9 @@ def query_threads() -> int | None:
     :func:`own_query_load`), at least one. ``WB_QUERY_THREADS=N`` forces N; ``WB_QUERY_THREADS=0``
     keeps torch's default.
     """
-    forced = os.environ.get("WB_QUERY_THREADS", "").strip()
-    if forced.isdigit():
-        return int(forced) or None
+    forced = forced_query_threads()
+    if forced is not None:
+        return forced or None
     try:
         load = os.getloadavg()[0]
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -228,7 +266,7 @@ def query_thread_limit(active: bool = True, backend: str = "torch"):
         _torch_blocks["depth"] += 1
         before = _torch_blocks["baseline"]
     wanted = query_threads()
-    forced = bool(os.environ.get("WB_QUERY_THREADS", "").strip())
+    forced = forced_query_threads() is not None
     change = not (wanted is None or wanted == before or (wanted > before and not forced))
     if change:
         torch.set_num_threads(wanted)

@@ -61,6 +61,11 @@ class EvalDataset:
     def query_ids(self) -> list[str]:
         return list(self.queries)
 
+    @property
+    def input_files(self) -> tuple[Path, Path, Path]:
+        """The files the dataset is read from: corpus, the split's queries and qrels."""
+        return self.corpus_path, _split_files(self.root, self.format, self.split)[0], self.qrels_path
+
 
 def _examples(items) -> str:
     items = list(items)
@@ -84,8 +89,12 @@ def _read_jsonl(path: Path, id_fields: tuple[str, ...], what: str, need_text: bo
 def jsonl_rows(lines, source: str, id_fields: tuple[str, ...], what: str, need_text: bool, first_line: int = 1):
     """Yield (id, row) for each non-blank line of ``lines`` (JSON objects; the first is line
     ``first_line`` of ``source``, which names them in errors). The id is the first of ``id_fields`` a
-    row has; a malformed line, a line that is not an object, a missing id or (``need_text``) a
-    missing string "text" is an InputError naming the line."""
+    row has; a malformed line, a line that is not an object, a missing id, an id that is not valid
+    Unicode (a lone surrogate escape, ``"\\ud800"``: it could name nothing in a run file) or
+    (``need_text``) a missing string "text" is an InputError naming the line. Lone surrogates in
+    "text" and "title" are replaced by U+FFFD, as the corpus reader replaces them."""
+    from workbench.ingest.readers import without_lone_surrogates
+
     for number, line in enumerate(lines, start=first_line):
         if not line.strip():
             continue
@@ -98,6 +107,11 @@ def jsonl_rows(lines, source: str, id_fields: tuple[str, ...], what: str, need_t
         raw = next((row[f] for f in id_fields if row.get(f) not in (None, "")), None)
         if raw is None:
             raise InputError(f"{source}:{number}: {what} has no {' or '.join(repr(f) for f in id_fields)}")
+        if isinstance(raw, str) and without_lone_surrogates(raw) != raw:
+            raise InputError(f"{source}:{number}: {what} id {raw!r} is not valid Unicode (a lone surrogate)")
+        for key in ("text", "title"):
+            if isinstance(row.get(key), str):
+                row[key] = without_lone_surrogates(row[key])
         if need_text and not isinstance(row.get("text"), str):
             raise InputError(f"{source}:{number}: {what} {raw!r} has no \"text\"")
         yield str(raw), row

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from workbench.errors import UsageError
 from workbench.eval.runner import METRICS, WIN_METRIC, EvalResult
 
 LABELS = {"ndcg@10": "nDCG@10", "mrr@10": "MRR@10", "recall@100": "R@100", "map@100": "MAP@100"}
@@ -172,8 +173,6 @@ def run_file_name(label: str) -> str:
 def run_file_names(labels: list[str]) -> dict[str, str]:
     """{label: its run file's name}; UsageError when two labels would share one file (``a:b`` and
     ``a_b``: the second would write over the first)."""
-    from workbench.errors import UsageError
-
     names: dict[str, str] = {}
     for label in labels:
         name = run_file_name(label)
@@ -183,6 +182,36 @@ def run_file_names(labels: list[str]) -> dict[str, str]:
                              "rename one (--run NAME=FILE)")
         names[label] = name
     return names
+
+
+def _cannot_write(folder: Path, exc: OSError) -> UsageError:
+    return UsageError(f"--run-dir {folder}: cannot write {exc.filename or folder} ({exc.strerror or exc})")
+
+
+def check_run_dir(folder: Path, names) -> None:
+    """UsageError, before the evaluation whose results it would lose at the end, for a ``--run-dir``
+    whose run files ``names`` cannot be written: a folder that cannot be made (under /proc, under a
+    file, no permission), that cannot be written, or a run file's name taken by a folder. The
+    folders it makes to find out are removed again: a refusal leaves nothing behind."""
+    import os
+
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, os.strerror(13), str(folder))
+        taken = next((folder / n for n in names if (folder / n).is_dir()), None)
+        if taken is not None:
+            raise IsADirectoryError(21, "a folder has the run file's name", str(taken))
+    except OSError as exc:
+        raise _cannot_write(folder, exc) from None
+    finally:
+        for path in made:
+            try:
+                path.rmdir()
+            except OSError:
+                pass
 
 
 def write_run_files(result: EvalResult, folder: Path) -> list[Path]:
@@ -195,14 +224,17 @@ def write_run_files(result: EvalResult, folder: Path) -> list[Path]:
 
     folder = Path(folder)
     names = run_file_names([r.label for r in result.systems])  # checked before any file is written
-    folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for r in result.systems:
-        tag = re.sub(r"\s+", "_", r.label)
-        path = folder / names[r.label]
-        with open(path, "w", encoding="utf-8") as fh:
-            for qid in result.dataset.qrels:
-                for rank, (doc, score) in enumerate(rank_scores(r.run.get(qid, {})).items(), start=1):
-                    fh.write(f"{qid} Q0 {doc} {rank} {score:g} {tag}\n")
-        paths.append(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for r in result.systems:
+            tag = re.sub(r"\s+", "_", r.label)
+            path = folder / names[r.label]
+            with open(path, "w", encoding="utf-8") as fh:
+                for qid in result.dataset.qrels:
+                    for rank, (doc, score) in enumerate(rank_scores(r.run.get(qid, {})).items(), start=1):
+                        fh.write(f"{qid} Q0 {doc} {rank} {score:g} {tag}\n")
+            paths.append(path)
+    except OSError as exc:  # (check_run_dir said what it could before the evaluation)
+        raise _cannot_write(folder, exc) from None
     return paths

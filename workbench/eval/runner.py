@@ -101,8 +101,17 @@ class EvalResult:
 
 # -- workspaces and indexing ------------------------------------------------------------
 def cache_root() -> Path:
+    """The eval cache: ``$WB_EVAL_CACHE``, else ``$XDG_CACHE_HOME/wb/eval`` (``~/.cache/wb/eval``); one
+    that is a file, or lies inside one, is a UsageError naming the variable."""
+    from workbench.workspace import not_a_folder
+
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(os.environ.get("WB_EVAL_CACHE") or Path(cache) / "wb" / "eval").expanduser()
+    root = Path(os.environ.get("WB_EVAL_CACHE") or Path(cache) / "wb" / "eval").expanduser()
+    where = not_a_folder(root.absolute())
+    if where:
+        var = "WB_EVAL_CACHE" if os.environ.get("WB_EVAL_CACHE") else "XDG_CACHE_HOME"
+        raise UsageError(f"the eval cache {root} {where}: set {var} to a folder")
+    return root
 
 
 def default_workspace(dataset: EvalDataset, models: ModelsConfig) -> Workspace:

@@ -851,8 +851,9 @@ def _read_pdf(path: Path, doc_id: str, max_file_bytes: int) -> _Item:
 _SURROGATES_RE = re.compile("[\ud800-\udfff]")
 
 
-def _clean(s: str) -> str:
-    """Replace lone surrogates (possible in JSON ``\\ud800`` escapes) so the text encodes as UTF-8."""
+def without_lone_surrogates(s: str) -> str:
+    """Replace lone surrogates (possible in JSON ``\\ud800`` escapes) by U+FFFD so the text encodes as
+    UTF-8: what every JSON-lines reader does with a document's or a query's text."""
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
@@ -954,7 +955,7 @@ def _beir_rows(corpus: Path, id_prefix: str) -> list[_Item]:
             if not text.strip() and not title.strip():
                 items.append(SkippedFile(where, "empty"))
                 continue
-            text, title = _clean(text), _clean(title)
+            text, title = without_lone_surrogates(text), without_lone_surrogates(title)
             doc_id = f"{id_prefix}/{raw_id}" if id_prefix else raw_id
             items.append(SourceDocument(
                 doc_id=doc_id, path=spath, title=title, text=text, content_hash=content_hash(title, text)

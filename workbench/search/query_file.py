@@ -18,7 +18,8 @@ so an answer can be traced back to its line. Blank lines are skipped.
 dropped. An ``InputError`` names the file (and line) for: an unreadable file, text that is not
 UTF-8, a malformed JSON line, a query without text or with blank text, an id given twice, a TSV
 line without the text column, a plain text line holding a tab (a TSV's columns would be searched
-as one query), or a source without a query.
+as one query), a JSON id that is a lone surrogate escape (``"\\ud800"``), or a source without a
+query. A lone surrogate in a JSON query's text is replaced by U+FFFD, as the corpus reader does.
 """
 
 from __future__ import annotations

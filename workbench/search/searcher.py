@@ -10,7 +10,6 @@ Contract:
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,10 +98,9 @@ def one_shot_backend(pipe: Pipeline, reranker: str, many: bool = False) -> str:
     that a run written there reads back as eval's own (both encode queries in fp32; on a CPU with
     native bf16 torch's MaxSim multiplies in bf16: near-ties can order differently).
     ``WB_QUERY_BACKEND=torch|numpy`` decides instead."""
-    forced = os.environ.get("WB_QUERY_BACKEND", "").strip().lower()
-    if forced in ("torch", "numpy"):
-        return forced
-    return "torch" if many or (pipe.rerank and reranker != "maxsim") else "numpy"
+    from workbench.encoders.device import forced_query_backend
+
+    return forced_query_backend() or ("torch" if many or (pipe.rerank and reranker != "maxsim") else "numpy")
 
 
 class Searcher:

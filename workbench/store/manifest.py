@@ -76,8 +76,16 @@ class Manifest:
     """A small SQLite database in the workspace (``manifest.sqlite``)."""
 
     def __init__(self, path: Path) -> None:
+        """Open (or create) the manifest; one that cannot be opened (a folder in its place, locked,
+        no permission, not a database) is a one-line WorkspaceError naming it."""
         self.path = path
-        self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+        if Path(path).is_dir():  # sqlite3 says only "unable to open database file"
+            raise WorkspaceError(f"the workspace's manifest {path} is a folder, not a SQLite file: the workspace is "
+                                 "damaged; index into a new workspace")
+        try:
+            self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+        except sqlite3.Error as exc:
+            raise WorkspaceError(f"cannot open the workspace's manifest {path}: {exc}") from exc
         try:
             self._open()
         except sqlite3.OperationalError as exc:  # locked, a disk error, no permission: the file may be fine

@@ -108,6 +108,17 @@ class Snapshot:
     sparse: SparseMatrix | None = None  # rows in the same order; None in a snapshot written before it had one
 
 
+def _make_folder(folder: Path) -> None:
+    """Make the snapshot folder; a file in its place, or one that cannot be made, is a WorkspaceError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise WorkspaceError(f"the workspace's snapshot {folder} is a file, not a folder: remove it (the next "
+                             "query rebuilds the snapshot from the index)") from None
+    except OSError as exc:
+        raise WorkspaceError(f"cannot write the workspace's snapshot {folder}: {exc.strerror or exc}") from None
+
+
 def build(folder: Path, table, version: int, exclude_docs: list[str] = ()) -> Path:
     """Write the snapshot of ``table`` at ``version`` (bounded memory); returns its folder.
 
@@ -121,7 +132,7 @@ def build(folder: Path, table, version: int, exclude_docs: list[str] = ()) -> Pa
     import pyarrow.feather as feather
     import torch
 
-    folder.mkdir(parents=True, exist_ok=True)
+    _make_folder(folder)
     final = folder / f"v{version}"
     if (final / "tokens.npz").exists():
         return final
