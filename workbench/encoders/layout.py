@@ -80,6 +80,10 @@ def read_layout(path: str, default_max_length: int = 512) -> ModelLayout:
         )
         pool_cfg = read_json(folder / pooling_dir / "config.json") if pooling_dir else {}
         pooling, problem = _pooling(pool_cfg)
+        if pool_cfg.get("include_prompt") is False and not problem:
+            # sentence-transformers leaves the prompt's tokens out of the pooling: wb pools them in
+            problem = ("its pooling excludes the prompt's tokens (include_prompt: false), which wb does not run "
+                       "(it pools every token)")
         kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
         others = [k for k in kinds if k not in _MODULES_RUN]
         if others and not problem:  # a Dense projection, ...: vectors would differ from the model's
@@ -125,13 +129,15 @@ _MODULES_RUN = {"Transformer", "Pooling", "Normalize"}  # sentence-transformers 
 
 def _pooling(pool_cfg: dict) -> tuple[str, str]:
     """(pooling wb runs, problem) from a sentence-transformers Pooling config: the ``pooling_mode``
-    string of sentence-transformers 5+ or the ``pooling_mode_*`` flags of older ones (no config:
-    mean). Modes wb does not run (max, mean_sqrt_len_tokens, weightedmean, several at once) are the
-    problem, not silently mean."""
+    string (or list of strings, several modes concatenated) of sentence-transformers 5+ or the
+    ``pooling_mode_*`` flags of older ones (no config: mean). Modes wb does not run (max,
+    mean_sqrt_len_tokens, weightedmean, several at once) are the problem, not silently mean."""
     names = {"cls": "cls", "cls_token": "cls", "lasttoken": "last", "mean": "mean", "mean_tokens": "mean"}
     mode = pool_cfg.get("pooling_mode")
     if isinstance(mode, str):
         modes = [mode]
+    elif isinstance(mode, list):
+        modes = [str(m) for m in mode]
     else:
         modes = [key[len("pooling_mode_"):] for key, on in pool_cfg.items()
                  if key.startswith("pooling_mode_") and on is True]
