@@ -521,3 +521,44 @@ def test_an_index_whose_builtin_model_is_damaged_says_to_reinstall_it(empty_cach
     with pytest.raises(ModelError, match=r"the sparse model this index was built with, the built-in splade-tiny, "
                                          r"is damaged \(missing model.safetensors\): run `wb models install splade-tiny`"):
         _require_building_models(None, settings)
+
+
+def test_a_colbert_folder_written_with_a_tilde_is_checked_for_changes(tmp_path, monkeypatch):
+    """wb.toml keeps `colbert = "~/cb"` as written: the check took it for the zero-shot stand-in (no
+    such folder without expanding ``~``), so a retrained head answered against the old documents."""
+    from types import SimpleNamespace
+
+    from workbench.errors import WorkspaceError
+    from workbench.models.registry import fingerprint
+    from workbench.search.searcher import _require_building_models
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "cb").mkdir()
+    (tmp_path / "cb" / "colbert_head.pt").write_bytes(b"x" * 10)
+    settings = SimpleNamespace(dense_path=None, dense_fingerprint=None, colbert_name="~/cb",
+                               colbert_fingerprint=fingerprint(str(tmp_path / "cb")), sparse_path=None,
+                               sparse_fingerprint=None)
+    _require_building_models(None, settings)
+    (tmp_path / "cb" / "colbert_head.pt").write_bytes(b"y" * 20)
+    workspace = SimpleNamespace(root=tmp_path / "ws")
+    with pytest.raises(WorkspaceError, match="the colbert model this index was built with has changed on disk"):
+        _require_building_models(workspace, settings)
+
+
+def test_labels_say_trained_for_folders_written_with_a_tilde(tmp_path, monkeypatch):
+    """`~/runs/ft/model` lost its "(trained dense)", `~/cb` its "(trained ColBERT)": the files the
+    labels read were looked for under a literal ``~``."""
+    import json
+
+    from workbench.config import ModelsConfig
+    from workbench.models.registry import model_labels
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "runs" / "ft" / "model").mkdir(parents=True)
+    (tmp_path / "runs" / "ft" / "config.json").write_text(json.dumps({"trainer": "embedder"}))
+    (tmp_path / "cb").mkdir()
+    (tmp_path / "cb" / "wb_colbert.json").write_text("{}")
+    labels = model_labels(ModelsConfig(dense="~/runs/ft/model", colbert="~/cb", reranker="maxsim"))
+    assert labels["dense"] == "runs/ft (trained dense)"
+    assert labels["colbert"] == "~/cb (trained ColBERT)"
+    assert labels["reranker"] == "maxsim over ~/cb (trained ColBERT)"

@@ -141,7 +141,7 @@ def _colbert_label(name: str, path: str | None) -> str:
     joint = _joint_label(name, path)
     if joint:
         return joint
-    for folder in {p for p in (path, name) if p}:
+    for folder in {_local(p) for p in (path, name) if p}:
         if is_colbert_folder(folder) or (Path(folder) / COLBERT_HEAD).is_file():
             return f"{_short(name)} (trained ColBERT)"
     return _short(name)
@@ -152,7 +152,7 @@ def _joint_label(name: str, path: str | None) -> str | None:
     with dense, sparse and ColBERT heads), else None."""
     from workbench.encoders.joint import is_joint_folder
 
-    return f"{_short(name)} (trained joint)" if is_joint_folder(path) or is_joint_folder(name) else None
+    return f"{_short(name)} (trained joint)" if is_joint_folder(path) or is_joint_folder(_local(name)) else None
 
 
 def _reranker_label(name: str) -> str:
@@ -161,7 +161,7 @@ def _reranker_label(name: str) -> str:
     from workbench.encoders.yesno_prompt import read_llm_reranker_meta
 
     label = _short(name)
-    if read_llm_reranker_meta(name):
+    if read_llm_reranker_meta(_local(name)):
         return f"{label} (trained LLM yes/no)"
     return _trained_label(name) or label
 
@@ -179,7 +179,7 @@ def _trained_label(name: str) -> str | None:
     if short == name or not short.startswith("runs/"):
         return None
     try:
-        config = json.loads((Path(name).parent / "config.json").read_text())
+        config = json.loads((Path(_local(name)).parent / "config.json").read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(config, dict):
@@ -194,6 +194,12 @@ def _trained_label(name: str) -> str | None:
         return f"{short} (trained {kind})"
     noun = f"{kind}s" if kind in ("cross-encoder", "ColBERT") else f"{kind} models"  # never "denses"
     return f"{short} (soup of trained {noun})"
+
+
+def _local(name: str) -> str:
+    """``name`` with a leading ``~`` expanded (wb.toml keeps ``"~/runs/x/model"`` as written), so
+    that the files a label reads are found; other names unchanged."""
+    return os.path.expanduser(name) if name.startswith("~") else name
 
 
 def _short(value: str) -> str:

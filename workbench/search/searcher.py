@@ -70,6 +70,7 @@ def _require_building_models(workspace: Workspace, settings) -> None:
     for role, path, recorded in (("dense", settings.dense_path, settings.dense_fingerprint),
                                  ("colbert", settings.colbert_name, settings.colbert_fingerprint),
                                  ("sparse", settings.sparse_path, settings.sparse_fingerprint)):
+        path = str(Path(path).expanduser()) if path else path  # wb.toml keeps `colbert = "~/cb"` as written
         if not path or not Path(path).is_dir() and role == "colbert":
             continue  # the zero-shot ColBERT stand-in is the dense model's
         if fingerprint(path) == recorded:
