@@ -562,3 +562,32 @@ def test_labels_say_trained_for_folders_written_with_a_tilde(tmp_path, monkeypat
     assert labels["dense"] == "runs/ft (trained dense)"
     assert labels["colbert"] == "~/cb (trained ColBERT)"
     assert labels["reranker"] == "maxsim over ~/cb (trained ColBERT)"
+
+
+def test_an_index_answers_after_the_model_cache_moves(tmp_path, monkeypatch):
+    """The same built-ins installed at another WB_MODEL_CACHE (the same fingerprints), the old
+    folder gone: queries loaded the recorded old folder and failed with the hub client's repo-id
+    error; a built-in is now found by its name in the cache of now."""
+    import shutil
+
+    from conftest import copy_small_corpus, require_models
+    from workbench.index.indexer import Indexer
+    from workbench.models.cache import builtin_model_path
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    require_models()
+    old, new = tmp_path / "cache-old", tmp_path / "cache-new"
+    for name in ("all-MiniLM-L6-v2", "splade-tiny"):  # copies keep the file times: the same fingerprints
+        shutil.copytree(builtin_model_path(name), old / name)
+    monkeypatch.setenv("WB_MODEL_CACHE", str(old))
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(copy_small_corpus(tmp_path / "corpus", ["itertools/groupby.md", "shutil/rmtree.md"]))
+    shutil.copytree(old, new)
+    shutil.rmtree(old)
+    monkeypatch.setenv("WB_MODEL_CACHE", str(new))
+    searcher = Searcher(ws)
+    assert searcher.serving_note == ""
+    for pipeline in ("dense", "sparse"):
+        assert searcher.search("remove a directory tree", pipeline=pipeline, k=2).results

@@ -62,6 +62,26 @@ class IndexSettings:
 
         return replace(self, **{k: getattr(other, k) for k in QUERY_SIDE})
 
+    def with_builtins_located(self) -> "IndexSettings":
+        """These settings loading each built-in dense or sparse model (recorded by its name) from its
+        folder in the model cache of now, when that holds the very model (the same fingerprint): an
+        index records the folder it was built from, and a moved ``WB_MODEL_CACHE`` (the same
+        built-ins installed elsewhere, the old folder gone) must not send the load there. Anything
+        else keeps its recorded path (a changed or missing model is the change check's to say)."""
+        from dataclasses import replace
+
+        from workbench.models.cache import BUILTIN_MODELS, builtin_model_path
+
+        moved = {}
+        for role in ("dense", "sparse"):
+            name, path = getattr(self, f"{role}_name"), getattr(self, f"{role}_path")
+            if name not in BUILTIN_MODELS:
+                continue
+            here = str(builtin_model_path(name))
+            if here != path and fingerprint(here) == getattr(self, f"{role}_fingerprint"):
+                moved[f"{role}_path"] = here
+        return replace(self, **moved) if moved else self
+
 
 QUERY_SIDE = ("query_template", "instruction_format")  # how a query is encoded: no document depends on it
 

@@ -155,7 +155,7 @@ class Searcher:
                                      "query again when `wb index` has finished")
             again = resume_command(workspace, "PATH")
             raise WorkspaceError(f"workspace {workspace.root} is empty: run {again} first")
-        self.settings = settings_from_dict(recorded)
+        self.settings = settings_from_dict(recorded).with_builtins_located()  # a moved model cache
         self.serving_note = ""  # why the index answers with other settings than wb.toml's ("": it does not)
         served = self.config.models
         if check_models:
