@@ -272,6 +272,26 @@ def test_a_model_folder_fingerprint_reads_any_file_name_and_changes_with_its_fil
     assert fingerprint(str(folder)) != first
 
 
+def test_a_linked_subfolder_counts_in_the_fingerprint_and_a_link_loop_ends(tmp_path):
+    """``1_Pooling -> ../pools/p1``: the walk did not follow links, so a pooling change there (which
+    the model reads) left the fingerprint as it was: CLS query vectors against mean-pooled documents."""
+    import os
+
+    from workbench.models.registry import fingerprint
+
+    folder, pool = tmp_path / "model", tmp_path / "pools" / "p1"
+    folder.mkdir()
+    pool.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (pool / "config.json").write_text('{"pooling_mode": "mean"}')
+    os.symlink("../pools/p1", folder / "1_Pooling")
+    os.symlink("..", pool / "up")  # a loop: model/1_Pooling/up/... is pools/
+    os.symlink(".", folder / "self")
+    first = fingerprint(str(folder))
+    (pool / "config.json").write_text('{"pooling_mode": "cls", "x": 1}')
+    assert fingerprint(str(folder)) != first
+
+
 @pytest.mark.parametrize("ingredient,label", [("embedder", "soup of trained dense models"),
                                               ("reranker", "soup of trained cross-encoders"),
                                               (None, "trained cross-encoder")])

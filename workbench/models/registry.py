@@ -222,14 +222,19 @@ def fingerprint(path: str | None) -> str:
     Files with a hidden name are left out, as are entries that cannot be read; names that are not
     UTF-8 count by their bytes. The walk stops after ``FINGERPRINT_MAX_FILES`` files (a model folder
     holds a few dozen; a folder named by mistake, e.g. ``/``, must not be walked whole). The files
-    are hashed in path order (by parts), so recorded fingerprints stay valid."""
+    are hashed in path order (by parts), so recorded fingerprints stay valid. Linked subfolders are
+    walked (``1_Pooling -> ../pools/p1``: the model reads them), each real folder once (a link
+    back up is no loop)."""
     if path is None:
         return "none"
     folder = Path(path)
     if not folder.is_dir():
         return f"id:{path}"
     entries: list[tuple[tuple[str, ...], str]] = []
-    for root, dirs, files in os.walk(folder, onerror=lambda _exc: None):
+    seen: set[tuple[int, int]] = set()
+    _first_visit(str(folder), seen)
+    for root, dirs, files in os.walk(folder, onerror=lambda _exc: None, followlinks=True):
+        dirs[:] = [d for d in dirs if _first_visit(os.path.join(root, d), seen)]
         rel_root = Path(root).relative_to(folder)
         for name in files:
             if name.startswith("."):
@@ -252,3 +257,17 @@ def fingerprint(path: str | None) -> str:
 
 
 FINGERPRINT_MAX_FILES = 10_000
+
+
+def _first_visit(path: str, seen: set[tuple[int, int]]) -> bool:
+    """True the first time the real folder at ``path`` (a link resolved) is met, recording it in
+    ``seen``; False when met before or unreadable (the walk skips it)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
