@@ -208,8 +208,8 @@ class CandidateScorer:
     MB per query. Calls on one instance are serialised by a lock (the buffer is shared). Where the
     rows are widened to fp32 (no native bf16), :func:`maxsim_chunks` is faster (no padding). Queries
     no longer use this class: ``Searcher.maxsim_rows`` scores exactly in fp32 everywhere (a bf16
-    product rounds the query and each similarity, and was no faster on an avx512_bf16 CPU); it
-    stays as bench_query's baseline for that choice.
+    product rounds the query and each similarity, for 0.8-1.0x of the fp32 time on an avx512_bf16
+    CPU); it stays as the benchmarks' baseline for that choice.
     """
 
     def __init__(self, bits: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:

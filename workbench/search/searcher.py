@@ -299,10 +299,9 @@ class Searcher:
         stored bf16 widened to fp32, products and sums in fp32), on every backend and CPU, so the
         torch backend (TUI, `wb eval`, `wb query --queries`) scores as `wb query` does. (A bf16
         product, ``CandidateScorer``, rounds the query and each similarity: scores off by up to
-        ~5e-3, 2 of 16 queries ordered their ColBERT top 10 otherwise; and on an avx512_bf16 CPU it
-        was no faster on candidate sets: 9.9 vs 12.5 ms at 150 chunks of 50-255 tokens, 28.5 vs 29.0
-        at 400, 177 vs 146 at 1,500, 2 threads; ``bench/bench_query.py``'s scorer ratio measures it
-        on a workspace.)"""
+        ~5e-3, 2 of 16 queries ordered their ColBERT top 10 otherwise. The price on an avx512_bf16
+        CPU, 2 threads, chunks of 50-255 tokens: 0.98x / 1.29x / 1.09x the bf16 time at 150 / 400 /
+        1,500 chunks (13.1 / 30.8 / 100 ms; ``bench/bench_maxsim_candidates.py``).)"""
         matrix, mapping = self.tokens
         chunk_rows = mapping[np.asarray(rows, dtype=np.int64)]
         chunks = (matrix.bits, matrix.starts[chunk_rows], matrix.lengths[chunk_rows])
