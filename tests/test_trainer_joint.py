@@ -81,6 +81,20 @@ def tiny(tmp_path_factory):
     return base, data
 
 
+def _as_sentence_transformers(base, dest):
+    """A copy of the tiny base at ``dest`` in sentence-transformers layout (modules.json, mean pooling)."""
+    import shutil
+
+    shutil.copytree(base, dest)
+    (dest / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (dest / "1_Pooling").mkdir()
+    (dest / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+    return dest
+
+
 def _config(base, data, name, **kw):
     from trainers.config import JointConfig
 
@@ -318,7 +332,6 @@ def test_a_joint_model_serves_bare_texts_as_it_trained(tiny, tmp_path):
     """The joint trainer reads bare queries and passages: a base with e5-style prompts in its
     sentence-transformers config must not lend them to the saved model (its dense mode was served
     "query: ..." / "passage: ..." it never saw)."""
-    import shutil
 
     from trainers.loop import train_run
     from trainers.runs import new_run
@@ -326,14 +339,7 @@ def test_a_joint_model_serves_bare_texts_as_it_trained(tiny, tmp_path):
     from workbench.encoders.templates import templates_for
 
     base, data = tiny
-    prompted = tmp_path / "prompted"
-    shutil.copytree(base, prompted)
-    (prompted / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
-    (prompted / "1_Pooling").mkdir()
-    (prompted / "1_Pooling" / "config.json").write_text(
-        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+    prompted = _as_sentence_transformers(base, tmp_path / "prompted")
     (prompted / "config_sentence_transformers.json").write_text(
         json.dumps({"prompts": {"query": "query: ", "document": "passage: "}}))
     assert templates_for(str(prompted), "encoder", str(prompted)).render_query("q", "") == "query: q"
@@ -410,7 +416,6 @@ def test_served_lengths_are_the_trained_ones(tiny, tmp_path, monkeypatch):
     passage length 16: the folder serves 16 (its sentence_bert_config), and JointEncoder and
     NumpyJointEncoder give a long query the trainer's vectors of it cut at 8 tokens, a long document
     the trainer's at 16. Before, both were read at the base's 256."""
-    import shutil
 
     from trainers.loop import train_run
     from trainers.runs import new_run
@@ -420,14 +425,7 @@ def test_served_lengths_are_the_trained_ones(tiny, tmp_path, monkeypatch):
     from workbench.encoders.numpy_bert import NumpyJointEncoder
 
     base, data = tiny
-    st_base = tmp_path / "st"
-    shutil.copytree(base, st_base)
-    (st_base / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
-    (st_base / "1_Pooling").mkdir()
-    (st_base / "1_Pooling" / "config.json").write_text(
-        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+    st_base = _as_sentence_transformers(base, tmp_path / "st")
     (st_base / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 256, "do_lower_case": False}))
     lengths = dict(query_max_length=8, passage_max_length=16)
     run = new_run(tmp_path / "ws", "j", _config(st_base, data, "j", max_steps=1, **lengths).to_json())
