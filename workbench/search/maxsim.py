@@ -61,6 +61,15 @@ def rows_that_can_rank(approx: np.ndarray, depth: int, error: float) -> np.ndarr
     return np.flatnonzero(approx >= kth - 2 * error).astype(np.int64)
 
 
+def rescored_contenders(query_tokens: np.ndarray, approx: np.ndarray, depth: int, exact_scores):
+    """``(rows, scores)``: the rows of ``approx`` (scores from bf16 products) that can be among the
+    exact top ``depth`` (:func:`rows_that_can_rank` by :func:`bf16_maxsim_error`), ascending, with
+    their exact scores from ``exact_scores(rows) -> float32 [len(rows)]``: the exact top ``depth`` is
+    the best of these."""
+    near = rows_that_can_rank(approx, depth, bf16_maxsim_error(query_tokens))
+    return near, exact_scores(near)
+
+
 def _widened(bits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """bf16 bit patterns (int16) as the same values in float32: the 16 bits moved up (exact, ~6x
     faster than torch's ``.float()``); into ``out`` (int32, as large) when given."""

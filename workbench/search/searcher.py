@@ -24,8 +24,8 @@ from workbench.index.unfinished import UNFINISHED_RUN, cut_off_note, resume_comm
 from workbench.index.settings import settings_from_config, settings_from_dict
 from workbench.models.registry import fingerprint, model_labels
 from workbench.search.fusion import fuse, interpolate
-from workbench.search.maxsim import (bf16_maxsim_error, cpu_matmul_dtype, maxsim_bits, maxsim_chunks, maxsim_tensor,
-                                      rows_that_can_rank)
+from workbench.search.maxsim import (cpu_matmul_dtype, maxsim_bits, maxsim_chunks, maxsim_tensor,
+                                      rescored_contenders)
 from workbench.search.pipelines import Pipeline, parse_pipeline
 from workbench.search.results import QueryResult, make_snippet
 from workbench.types import Hit
@@ -385,8 +385,8 @@ class Searcher:
                 scores_tm = maxsim_tensor(torch.from_numpy(q.tokens), matrix.full_tensor(), matrix.lengths)
                 scores = scores_tm[mapping]
                 if cpu_matmul_dtype() == torch.bfloat16:  # bf16 products: rescore what can reach the top exactly
-                    near = rows_that_can_rank(scores, depth, bf16_maxsim_error(q.tokens))
-                    exact = self.maxsim_rows(q.tokens, near)
+                    near, exact = rescored_contenders(q.tokens, scores, depth,
+                                                      lambda rows: self.maxsim_rows(q.tokens, rows))
                     top = best_first(exact, depth)  # near is ascending: equal scores keep row order
                     return near[top], exact[top]
             top = best_first(scores, depth)
