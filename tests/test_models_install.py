@@ -644,6 +644,14 @@ def test_an_index_whose_builtin_changed_in_place_says_to_force_a_reinstall(tmp_p
     # and `wb models` says it too (it listed the built-in as installed)
     line = next(x for x in _models_listing(tmp_path) if x.strip().startswith("splade-tiny"))
     assert " changed " in line and "`wb models install --force splade-tiny`" in line, line
+    # and a plain `wb models install` (which skips it as installed) says so too, not just "already-installed"
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli.main", "models", "install", "splade-tiny"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "already-installed" in proc.stdout and "`wb models install --force splade-tiny`" in proc.stdout, proc.stdout
 
 
 def _models_listing(tmp_path) -> list[str]:

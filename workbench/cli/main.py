@@ -661,8 +661,13 @@ def models_install(
     from workbench.models.install import install_models
 
     reports = install_models(names or None, progress=lambda msg: typer.echo(msg, err=True), force=force)
+    from workbench.models.cache import builtin_changed_in_place
+
     for r in reports:
-        typer.echo(f"{r.name}: {r.status} ({r.seconds:.1f} s) -> {r.path}")
+        note = ""
+        if r.status == "already-installed" and builtin_changed_in_place(r.path):  # whole, yet a file written since
+            note = f"  [files changed since it was installed: run `wb models install --force {r.name}`]"
+        typer.echo(f"{r.name}: {r.status} ({r.seconds:.1f} s) -> {r.path}{note}")
 
 
 # ---------------------------------------------------------------------------------------------
