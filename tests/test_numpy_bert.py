@@ -266,6 +266,35 @@ def test_numpy_queries_set_blas_threads_and_leave_torch_alone(monkeypatch):
     assert blas_threads() == blas_before
 
 
+def test_blas_loaded_after_the_first_query_is_limited_too():
+    """A BLAS library loaded after the first query block (scipy brings its own OpenBLAS) kept its
+    threads: the library view was taken once. A fresh process, so that scipy is not loaded yet."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("scipy")
+    script = """
+import os, numpy as np
+from threadpoolctl import threadpool_info
+from workbench.encoders import device
+os.environ["WB_QUERY_THREADS"] = "1"
+np.ones((4, 4)) @ np.ones((4, 4))
+with device.query_thread_limit(backend="numpy"):
+    pass
+before = len([p for p in threadpool_info() if p["user_api"] == "blas"])
+import scipy.linalg
+after = len([p for p in threadpool_info() if p["user_api"] == "blas"])
+with device.query_thread_limit(backend="numpy"):
+    print(before, after, sorted(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    before, after, threads = proc.stdout.split(" ", 2)
+    if int(after) <= int(before):
+        pytest.skip("scipy shares numpy's BLAS here")
+    assert threads.strip() == str([1] * int(after))
+
+
 def test_explanations_agree_between_backends(small_workspace):
     """The numpy encoders are drop-ins for the torch ones wherever the engine reads an encoder:
     the TUI's explanations (SPLADE terms, MaxSim token matches) come out the same."""

@@ -197,13 +197,23 @@ def _count_own_load(start: float, end: float, threads: int) -> None:
         _own_load["at"] = end
 
 
-@functools.cache
+_blas_seen: dict = {"modules": -1, "controller": None}
+
+
 def _blas_controller():
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - a dependency; without it BLAS keeps its threads
-        return None
-    return ThreadpoolController()
+    """threadpoolctl's view of the loaded BLAS / OpenMP libraries, scanned again whenever modules
+    were imported since the last scan (a library is only loaded by an import: scipy brings its own
+    OpenBLAS, which a view taken before it left at its threads). None without threadpoolctl."""
+    import sys
+
+    if _blas_seen["modules"] != len(sys.modules):
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - a dependency; without it BLAS keeps its threads
+            return None
+        _blas_seen["controller"] = ThreadpoolController()
+        _blas_seen["modules"] = len(sys.modules)
+    return _blas_seen["controller"]
 
 
 def blas_threads(n: int | None):
