@@ -694,6 +694,28 @@ def test_mine_with_a_teacher_writes_its_scores_and_distillation_trains_on_them(t
     assert code == 2 and "teacher scores" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # heavy (25 s on a 2-core AVX2 machine: an index): `make test-all` and .ci/run run it
+def test_mine_refuses_a_teacher_that_scores_nan_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    """A teacher reranker giving NaN (a broken or overflowing model) wrote `NaN` into the JSONL,
+    which no JSON reader (nor `wb train`) reads back; now one line names the query and no file is left."""
+    import torch
+    from test_tui import tiny_bert as tiny_cross_encoder
+    from transformers import AutoModelForSequenceClassification
+
+    dataset, ws = indexed_tinydocs(tmp_path)
+    teacher = tiny_cross_encoder(tmp_path / "nan-ce", head=True)
+    model = AutoModelForSequenceClassification.from_pretrained(teacher)
+    with torch.no_grad():
+        model.classifier.bias.fill_(float("nan"))
+    model.save_pretrained(teacher)
+    out = tmp_path / "mined.jsonl"
+    code, _stdout, err = run_wb(capsys, monkeypatch, "mine", "--data", str(dataset), "-w", str(ws.root), "-p", "bm25",
+                                "--out", str(out), "--range", "1-6", "--negatives", "2", "--teacher", str(teacher))
+    assert code != 0 and "Traceback" not in err
+    assert "the teacher reranker scored a candidate of query" in err and "nan" in err
+    assert not out.exists() and not list(tmp_path.glob("mined.jsonl*"))
+
+
 def test_mine_first_stage_scores_are_the_pipelines_own_min_max_over_the_retrieved_top(tmp_path, capsys, monkeypatch):
     """`wb mine --first-stage-scores` writes each candidate's pipeline score, min-max normalised over
     the query's retrieved top END (what a reranker's interpolation sees; a positive not retrieved: 0),

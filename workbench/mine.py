@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import random
 import stat
@@ -56,7 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workbench.errors import InputError, UsageError
+from workbench.errors import InputError, ModelError, UsageError
 
 __all__ = ["MineSource", "MineSummary", "MineTarget", "margin_threshold", "mine_negatives", "parse_range"]
 
@@ -315,7 +316,11 @@ def _mine(workspace, source: MineSource, output: _Output, *, pipeline, lo, hi, n
             summary.without_negatives += 1
         row = {"query": target.query, "pos": [text for _, text in pos_pairs], "neg": neg, "prompt": prompt}
         if scorer is not None:
-            scores = scorer.score(target.query, row["pos"] + neg)
+            scores = [float(x) for x in scorer.score(target.query, row["pos"] + neg)]
+            if not all(math.isfinite(x) for x in scores):  # JSON has no NaN: the file would not read back
+                raise ModelError(f"the teacher reranker scored a candidate of query {target.query_id} as "
+                                 f"{next(x for x in scores if not math.isfinite(x))}: it cannot teach (nothing "
+                                 f"was written)")
             row["pos_scores"] = [round(float(x), 5) for x in scores[: len(row["pos"])]]
             row["neg_scores"] = [round(float(x), 5) for x in scores[len(row["pos"]):]]
         elif first_stage_scores:
