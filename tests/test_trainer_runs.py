@@ -897,6 +897,7 @@ def test_a_run_whose_creator_died_before_training_is_died_and_frees_its_name(tmp
     ('unsupervised = "bert"\n', ["--data", "unsupervised", "--corpus", "CORPUS"],
      "training option unsupervised must be 'cropping' or 'ict', not 'bert'"),
     ("", ["--data", "unsupervised"], "--data unsupervised needs --corpus"),
+    ("", ["--corpus", "CORPUS"], "--corpus is the passages of --data unsupervised"),
     ("", ["--data", "unsupervised", "--corpus", "CORPUS", "--distill", "0.5"], "--data unsupervised has none"),
     ("", ["--distill", "0.5", "--loss", "jointlh"], "distillation goes with the infonce loss"),
     ("", ["--distill", "0.5", "--negatives", "0"], "set negatives_per_query (--negatives) >= 1"),

@@ -297,6 +297,9 @@ class EmbedderConfig(RunConfig):
             if distill:
                 raise UsageError("distillation needs the teacher scores of labelled rows (`wb mine --teacher`); "
                                  "--data unsupervised has none")
+        elif self.corpus:  # it would be ignored: a run that trains on something else than asked
+            raise UsageError("--corpus is the passages of --data unsupervised; with labelled --data it is not read "
+                             "(leave it out, or use --data unsupervised)")
         if distill and loss_key(self.loss) in MULTI_POSITIVE_LOSSES:
             raise UsageError(f"distillation goes with the infonce loss (one positive a query), not with '{self.loss}'")
         if distill and self.negatives_per_query < 1:
