@@ -9,6 +9,7 @@ downloaded at most once per machine.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -514,6 +515,16 @@ def test_a_folder_without_a_model_is_not_usable(tmp_path, empty_cache):
     (empty / "config.json").write_text('{"architectures": ["BertModel"]}')
     with pytest.raises(ModelError, match="cannot fill the reranker role: the folder has no weights file"):
         resolve_role("reranker", ModelsConfig(reranker=str(empty)))
+    # a LoRA adapter (a run's model/adapter/, or one saved by peft elsewhere) is named as such
+    adapter = empty / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    with pytest.raises(ModelError, match=rf"it is a LoRA adapter, not a model; the merged model is its parent folder "
+                                         rf"{re.escape(str(empty))}$"):
+        resolve_role("dense", ModelsConfig(dense=str(adapter)))
+    (empty / "config.json").unlink()
+    with pytest.raises(ModelError, match=r"it is a LoRA adapter, not a model; merge it into its base"):
+        resolve_role("dense", ModelsConfig(dense=str(adapter)))
 
 
 def test_a_run_that_is_not_there_is_named_as_a_run(empty_cache, monkeypatch):

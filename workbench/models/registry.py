@@ -95,6 +95,12 @@ def check_model_files(role: str, name: str, path: str) -> None:
         return
     shown = _short(name)
     if not (folder / "config.json").is_file():
+        if (folder / "adapter_config.json").is_file():  # peft's LoRA adapter: weights to add to a base
+            merged = folder.parent if (folder.parent / "config.json").is_file() else None
+            raise ModelError(f"{shown} cannot fill the {role} role: it is a LoRA adapter, not a model; "
+                             + (f"the merged model is its parent folder {_short(str(merged))}" if merged else
+                                "merge it into its base (peft's merge_and_unload, then save_pretrained) and give "
+                                "that folder"))
         raise ModelError(f"{shown} cannot fill the {role} role: the folder holds no model (no config.json)")
     if not any((folder / weights).is_file() for weights in WEIGHT_FILES):
         raise ModelError(f"{shown} cannot fill the {role} role: the folder has no weights file "
