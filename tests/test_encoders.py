@@ -278,12 +278,13 @@ def test_any_other_wb_dtype_is_one_line_exit_2(value, monkeypatch, capsys):
                            "use one of float32, fp32, bfloat16, bf16, float16, fp16")
 
 
-def _tiny_roberta(dest, *, masked_lm: bool):
-    """A random 1-layer, 32-wide RoBERTa (514 positions, pad id 1, as roberta-base) with a word-level
-    tokenizer of "w0".."w99" saved into ``dest``."""
+def _tiny_roberta(dest, *, masked_lm: bool, family: str = "roberta"):
+    """A random 1-layer, 32-wide RoBERTa (or MPNet: ``family="mpnet"``; 514 positions, pad id 1, as
+    roberta-base and mpnet-base) with a word-level tokenizer of "w0".."w99" saved into ``dest``."""
     import torch
+    import transformers
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaForMaskedLM, RobertaModel
+    from transformers import PreTrainedTokenizerFast
 
     vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, **{f"w{i}": 5 + i for i in range(100)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -291,17 +292,20 @@ def _tiny_roberta(dest, *, masked_lm: bool):
     tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                                    unk_token="<unk>", mask_token="<mask>", cls_token="<s>", sep_token="</s>")
-    config = RobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=514, pad_token_id=1)
+    prefix = {"roberta": "Roberta", "mpnet": "MPNet"}[family]
+    config = getattr(transformers, f"{prefix}Config")(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=514, pad_token_id=1)
     torch.manual_seed(0)
-    (RobertaForMaskedLM if masked_lm else RobertaModel)(config).save_pretrained(dest)
+    getattr(transformers, f"{prefix}ForMaskedLM" if masked_lm else f"{prefix}Model")(config).save_pretrained(dest)
     fast.save_pretrained(dest)
     return dest
 
 
-def test_a_roberta_style_model_reads_512_tokens_not_its_514_positions(tmp_path):
-    """RoBERTa's position ids start at pad_token_id + 1, so of max_position_embeddings=514 only 512
-    serve tokens: a longer text asked for is cut there (SPLADE from an MLM, a dense
+@pytest.mark.parametrize("family", ["roberta", "mpnet"])
+def test_a_roberta_style_model_reads_512_tokens_not_its_514_positions(tmp_path, family):
+    """RoBERTa's (and MPNet's) position ids start at pad_token_id + 1, so of max_position_embeddings=514
+    only 512 serve tokens: a longer text asked for is cut there (SPLADE from an MLM, a dense
     sentence-transformers folder), not an index error past the position table."""
     import json
 
@@ -310,11 +314,11 @@ def test_a_roberta_style_model_reads_512_tokens_not_its_514_positions(tmp_path):
     from workbench.encoders.sparse import SparseEncoder
 
     long_text = " ".join(f"w{i % 100}" for i in range(700))
-    mlm = _tiny_roberta(tmp_path / "mlm", masked_lm=True)
+    mlm = _tiny_roberta(tmp_path / "mlm", masked_lm=True, family=family)
     sparse = SparseEncoder(str(mlm), device="cpu", max_length=1024)  # what the bundle asks for 1024-token chunks
     assert sparse.max_length == 512
     assert len(sparse.encode([long_text])[0].ids) > 0
-    st = _tiny_roberta(tmp_path / "st", masked_lm=False)
+    st = _tiny_roberta(tmp_path / "st", masked_lm=False, family=family)
     (st / "modules.json").write_text(json.dumps([
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))

@@ -30,7 +30,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from workbench.encoders.layout import read_layout
+from workbench.encoders.layout import position_limit, read_layout
 from workbench.errors import ModelError, UsageError, first_line
 
 from .runs import staged_folder
@@ -239,9 +239,9 @@ def encode(model, tokenizer, texts: list[str], max_length: int, pooling: str, no
     """
     import torch.nn.functional as F
 
-    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    if isinstance(limit, int) and limit > 0:
-        max_length = min(max_length, limit)
+    config = getattr(model, "config", None)
+    if isinstance(getattr(config, "max_position_embeddings", None), int):
+        max_length = min(max_length, position_limit(config, max_length))
     batch = tokenize(tokenizer, texts, max_length, pooling)
     if device is None:
         device = next(model.parameters()).device

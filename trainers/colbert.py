@@ -45,6 +45,7 @@ import json
 import random
 from pathlib import Path
 
+from workbench.encoders.layout import position_limit
 from workbench.errors import ModelError, UsageError, first_line
 
 from .backbone import enable_checkpointing, fast_attention, padded
@@ -180,7 +181,7 @@ class ColbertTrainer(Trainer):
         if cfg.gradient_checkpointing:
             enable_checkpointing(encoder)
         self.q_marker, self.d_marker = marker_ids(self.tokenizer, cfg.query_marker, cfg.document_marker)
-        limit = int(getattr(encoder.config, "max_position_embeddings", 512) or 512)
+        limit = position_limit(encoder.config, 512)
         self.q_len = min(cfg.query_max_length, limit)
         self.d_len = min(cfg.passage_max_length, limit)
         self.pad_id = int(self.tokenizer.pad_token_id or 0)

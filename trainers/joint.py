@@ -66,6 +66,7 @@ import json
 import random
 from pathlib import Path
 
+from workbench.encoders.layout import position_limit
 from workbench.errors import UsageError
 
 from .config import JointConfig
@@ -178,7 +179,7 @@ class JointTrainer(Trainer):
         hidden = int(encoder.config.hidden_size)
         prior = read_joint_meta(cfg.base)  # continuing a joint run: its heads too
         dim = cfg.colbert_dim or (int(prior["colbert_dim"]) if prior else hidden)
-        limit = int(getattr(encoder.config, "max_position_embeddings", 512) or 512)
+        limit = position_limit(encoder.config, 512)
         self.q_len, self.d_len = min(cfg.query_max_length, limit), min(cfg.passage_max_length, limit)
         self.vocab_size = int(encoder.config.vocab_size)
         self.special_ids = sorted(int(i) for i in tokenizer.all_special_ids if i is not None)

@@ -205,10 +205,9 @@ class LayerwiseTrainer(RerankerTrainer):
                 param.requires_grad_(False)
         if cfg.gradient_checkpointing:
             enable_checkpointing(encoder)
-        limit = getattr(encoder.config, "max_position_embeddings", None) or cfg.max_length
-        if getattr(encoder.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-            limit -= 2
-        self.max_length = int(min(cfg.max_length, limit))
+        from workbench.encoders.layout import position_limit
+
+        self.max_length = int(min(cfg.max_length, position_limit(encoder.config, cfg.max_length)))
         self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
         self.kind = "layerwise-reranker"
         self.head_init = "cross-encoder" if init_head is not None else "new"

@@ -202,10 +202,9 @@ class RerankerTrainer(Trainer):
             model.config.pad_token_id = self.tokenizer.pad_token_id
         if cfg.gradient_checkpointing:
             enable_checkpointing(model)
-        limit = getattr(model.config, "max_position_embeddings", None) or cfg.max_length
-        if getattr(model.config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
-            limit -= 2
-        self.max_length = int(min(cfg.max_length, limit))
+        from workbench.encoders.layout import position_limit
+
+        self.max_length = int(min(cfg.max_length, position_limit(model.config, cfg.max_length)))
         self.uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
         self.kind = "cross-encoder" if "ForSequenceClassification" in archs else "encoder+new head"
         return model

@@ -29,6 +29,7 @@ import json
 import random
 from pathlib import Path
 
+from workbench.encoders.layout import position_limit
 from workbench.errors import ModelError, UsageError, first_line
 
 from .backbone import enable_checkpointing, fast_attention, padded
@@ -82,7 +83,7 @@ class SpladeTrainer(Trainer):
                 "with its MLM head) starts from real term weights")
         if cfg.gradient_checkpointing:
             enable_checkpointing(model)
-        limit = int(getattr(model.config, "max_position_embeddings", 512) or 512)
+        limit = position_limit(model.config, 512)
         self.q_len, self.d_len = min(cfg.query_max_length, limit), min(cfg.passage_max_length, limit)
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.contrastive = JointLHLoss()

@@ -51,7 +51,9 @@ def read_json(path: Path, kind: type = dict):
     return data if isinstance(data, kind) else kind()
 
 
-OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert")  # position ids start at pad_token_id + 1
+# position ids start at pad_token_id + 1 (transformers' create_position_ids_from_input_ids)
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "data2vec-text", "ibert",
+                    "roberta-prelayernorm", "xlm-roberta-xl", "xmod")
 
 
 def position_limit(config, default: int) -> int:

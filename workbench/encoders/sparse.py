@@ -215,7 +215,7 @@ def _split_mlm(model):
 
     Supports BERT-style (``model.bert`` + ``cls.predictions.transform``), DistilBERT
     (``distilbert`` + ``vocab_transform/activation/vocab_layer_norm``) and RoBERTa-style
-    (``roberta`` + ``lm_head.dense/layer_norm``) layouts.
+    (``roberta`` or ``mpnet`` + ``lm_head.dense/layer_norm``) layouts.
     """
     import torch
 
@@ -225,7 +225,8 @@ def _split_mlm(model):
         act = torch.nn.GELU()
         seq = torch.nn.Sequential(model.vocab_transform, act, model.vocab_layer_norm)
         return model.distilbert, seq
-    if hasattr(model, "roberta") and hasattr(model, "lm_head"):
+    base = getattr(model, "roberta", None) or getattr(model, "mpnet", None)  # MPNet's head is RoBERTa's
+    if base is not None and hasattr(model, "lm_head"):
         seq = torch.nn.Sequential(model.lm_head.dense, torch.nn.GELU(), model.lm_head.layer_norm)
-        return model.roberta, seq
+        return base, seq
     raise ModelError(f"unsupported masked-LM layout for SPLADE: {type(model).__name__}")
