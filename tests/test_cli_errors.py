@@ -589,11 +589,11 @@ def test_a_failed_first_index_leaves_nothing_that_looks_like_an_index(tmp_path, 
     assert run_wb(capsys, monkeypatch, "index", str(tmp_path / "docs"), "-w", str(ws))[0] == 0
     code, _out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws), "-m", f"dense={bad}")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert not [p for p in (ws / "variants").glob("*")]
+    assert not (ws / "variants").exists()  # nor an empty variants/ folder
     monkeypatch.setattr(workbench.variants, "remove_unbuilt", lambda *a, **k: None)  # as wb did before
     assert run_wb(capsys, monkeypatch, "index", "-w", str(ws), "-m", f"dense={bad}")[0] == 2
     assert len(list((ws / "variants").glob("*"))) == 1
     code, out, err = run_wb(capsys, monkeypatch, "query", "whales", "-w", str(ws), "-m", f"dense={bad}", "-p", "dense")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "is empty" in err, err  # not "older" first
     code, out, err = run_wb(capsys, monkeypatch, "index", "-w", str(ws), "--prune-variants")
-    assert code == 0 and out.startswith("removed 1 model variant") and not list((ws / "variants").glob("*")), out + err
+    assert code == 0 and out.startswith("removed 1 model variant") and not (ws / "variants").exists(), out + err

@@ -273,6 +273,7 @@ def remove_unbuilt(ws: Workspace, variant: bool) -> None:
         with ws.write_lock():
             if variant:
                 shutil.rmtree(ws.root)
+                _remove_if_empty(ws.root.parent)
                 return
             for path in stores:
                 if path.is_dir() and not path.is_symlink():
@@ -297,7 +298,18 @@ def prune_variants(ws: Workspace) -> list[Path]:
         except (OSError, WbError):
             continue
         removed.append(variant.root)
+    if removed:
+        _remove_if_empty(ws.root / "variants")
     return removed
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` (``<workspace>/variants``) when it holds nothing any more; a folder another
+    process has just put a variant into stays (rmdir refuses a non-empty folder)."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def require_variant(ws: Workspace, serve: Serving, asked: str, index_flags: str | None = None) -> None:
