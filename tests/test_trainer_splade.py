@@ -181,3 +181,10 @@ def test_served_queries_are_cut_at_the_trained_query_length(tiny, tmp_path):
         np.testing.assert_allclose(got.weights, want[got.ids], atol=1e-4, rtol=0)
         doc = enc.encode([query])[0]
         assert np.array_equal(doc.ids, np.flatnonzero(whole > 0)), type(enc).__name__
+    # a run saved before wb_model.json recorded the length: its run folder's config.json says it
+    meta.pop("query_max_length")
+    (run.model_dir / "wb_model.json").write_text(json.dumps(meta))
+    for enc in (SparseEncoder(str(run.model_dir), device="cpu", max_length=256),
+                NumpySparseEncoder.load(str(run.model_dir), max_length=256)):
+        got = enc.encode([query], queries=True)[0]
+        assert np.array_equal(got.ids, np.flatnonzero(want > 0)), type(enc).__name__

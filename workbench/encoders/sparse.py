@@ -15,8 +15,8 @@ Lengths: documents are read up to ``max_length`` tokens (the bundle passes ``max
 a whole chunk, even past the length a SPLADE run trained its passages at, since a cut would leave the
 chunk's tail out of the index). Queries (``encode(..., queries=True)``) are cut at the length the
 model trained its queries at: a SPLADE run folder's ``wb_model.json`` ``query_max_length``
-(:func:`trained_query_length`); a model without one (a pretrained SPLADE, a run saved before the
-key existed) reads queries at ``max_length`` too, as before.
+(:func:`trained_query_length`; for a run saved before that key existed, its run folder's
+``config.json``); any other model (a pretrained SPLADE) reads queries at ``max_length`` too.
 """
 
 from __future__ import annotations
@@ -39,7 +39,12 @@ def trained_query_length(path: str) -> int | None:
     from workbench.encoders.layout import read_json
 
     meta = read_json(Path(path) / "wb_model.json")
-    length = meta.get("query_max_length") if meta.get("kind") == "splade" else None
+    if meta.get("kind") != "splade":
+        return None
+    length = meta.get("query_max_length")
+    if length is None:  # a run saved before the key existed: its run folder's config holds the setting
+        run = read_json(Path(path).parent / "config.json")
+        length = run.get("query_max_length") if run.get("trainer") == "splade" else None
     return int(length) if isinstance(length, int) and length > 0 else None
 
 
