@@ -178,6 +178,44 @@ def test_fusion_equals_ranx():
     ours_rrf = reciprocal_rank(runs, {"a": 1.0, "b": 1.0}, k=60)
     for doc, value in rrf.to_dict()["q"].items():
         assert ours_rrf[doc] == pytest.approx(value, abs=1e-9)
+    # tied scores (BM25 ties; duplicate files tie in every mode), listed best first as the searcher
+    # lists them, not in id order: RRF ranked ties by id, so the fused scores contradicted the ranks
+    tied = {"a": {"z1": 2.0, "d2": 1.0, "c3": 1.0, "b4": 0.5}, "b": {"c3": 4.0, "b4": 4.0, "z1": 3.0, "d2": 1.0}}
+    rrf = fuse([Run({"q": tied["a"]}), Run({"q": tied["b"]})], norm=None, method="rrf", params={"k": 60})
+    ours_rrf = reciprocal_rank(tied, {"a": 1.0, "b": 1.0}, k=60)
+    assert ours_rrf == pytest.approx(rrf.to_dict()["q"], abs=1e-12)
+    assert ours_rrf["d2"] == pytest.approx(1 / 62 + 1 / 64) and ours_rrf["c3"] == pytest.approx(1 / 63 + 1 / 61)
+
+
+def test_rrf_keeps_duplicate_documents_in_index_order_with_the_scores_their_ranks_give(tmp_path):
+    """Two identical documents tie in every mode and every list holds them in index order (zdup
+    first); RRF ranked ties by id, so adup, second in every list, got the first rank's 1/61s. Now
+    each hit's score is sum_m w_m / (60 + the rank it shows in m), and zdup leads."""
+    from conftest import require_models
+
+    require_models()
+    from workbench.index.indexer import Indexer
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    text = "heapq.nsmallest(n, iterable) returns the n smallest elements of a dataset, using a heap."
+    docs = [("zdup", text), ("adup", text), ("b1", "shutil.rmtree deletes a directory tree."),
+            ("c1", "time.sleep suspends the calling thread for a number of seconds."),
+            ("d1", "functools.lru_cache memoizes a function's results by its arguments.")]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": i, "title": "", "text": t}) + "\n" for i, t in docs))
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    cfg = ws.config()
+    searcher = Searcher(ws, config=replace(cfg, fusion=replace(cfg.fusion, method="rrf")))
+    for pipeline in ("bm25", "hybrid", "sparse+bm25"):
+        hits = searcher.search("heapq nsmallest", pipeline=pipeline, k=5).results
+        assert [h.doc_id for h in hits[:2]] == ["zdup", "adup"], pipeline
+        if "+" in pipeline or pipeline == "hybrid":
+            for hit in hits:
+                want = sum(cfg.fusion.weights[m] / (60 + r) for m, r in hit.ranks.items())
+                assert hit.score == pytest.approx(want, rel=1e-9), (pipeline, hit.doc_id, hit.ranks)
 
 
 def test_json_schema_is_pinned(small_workspace):

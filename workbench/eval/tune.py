@@ -76,7 +76,7 @@ class _Query:
             lo, hi = min(scores.values()), max(scores.values())
             for k, v in scores.items():
                 self.norm[pos[k], j] = 1.0 if hi == lo else (v - lo) / (hi - lo)
-            ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+            ordered = sorted(scores.items(), key=lambda kv: -kv[1])  # ties in the list's order, as fuse ranks them
             for r, (k, _v) in enumerate(ordered, start=1):
                 self.rank[pos[k], j] = r
         # graded gains as ranx's ndcg takes them (gain = the qrels grade, 0 for a grade <= 0), so
@@ -194,7 +194,7 @@ def tune(dataset: EvalDataset, ws: Workspace, config: WorkspaceConfig, *, progre
 
     # single modes as fused (their own lists; ColBERT here re-scores the other modes' candidates)
     singles = {
-        m: _ranx_ndcg(dataset, {q: dict(sorted(lists.get(m, {}).items(), key=lambda kv: (-kv[1], kv[0])))
+        m: _ranx_ndcg(dataset, {q: dict(sorted(lists.get(m, {}).items(), key=lambda kv: -kv[1]))
                                 for q, lists in zip(qids, per_depth[DEPTHS[0]])})
         for m in modes
     }

@@ -49,7 +49,8 @@ def weighted_sum(runs: Mapping[str, Mapping[str, float]], weights: Mapping[str, 
 
 def reciprocal_rank(runs: Mapping[str, Mapping[str, float]], weights: Mapping[str, float], k: int = 60,
                     head: Mapping[str, int] | None = None) -> dict[str, float]:
-    """sum_m w_m / (k + rank_m), rank 1-based by descending score (ties broken by id order); with
+    """sum_m w_m / (k + rank_m), rank 1-based by descending score, equal scores in the run's own
+    order (the searcher's best-first lists: the ranks its hits show; ranx ranks ties so too); with
     ``head`` (mode -> n) ranks past a run's n-th contribute 0 (see ``weighted_sum``)."""
     fused: dict[str, float] = {}
     for mode, scores in runs.items():
@@ -59,7 +60,7 @@ def reciprocal_rank(runs: Mapping[str, Mapping[str, float]], weights: Mapping[st
                 fused.setdefault(key, 0.0)
             continue
         n = head.get(mode) if head else None
-        ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        ordered = sorted(scores.items(), key=lambda kv: -kv[1])  # stable: ties keep the run's order
         for rank, (key, _score) in enumerate(ordered, start=1):
             fused[key] = fused.get(key, 0.0) + (w / (k + rank) if n is None or rank <= n else 0.0)
     return fused
