@@ -450,7 +450,7 @@ def test_cli_foreground_then_runs_lists_it_and_model_override(tiny, tmp_path, ca
                              "--out", "cli1", "-w", str(ws))
     assert code == 2 and "exists already" in err
     # --model dense=runs/NAME resolves to the run's model folder
-    from workbench.cli.main import _run_model_overrides
+    from workbench.cli.common import _run_model_overrides
     from workbench.errors import UsageError
     from workbench.workspace import Workspace
 
