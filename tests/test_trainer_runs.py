@@ -1250,7 +1250,7 @@ def test_a_closed_terminal_stops_a_foreground_run_with_a_checkpoint_and_never_ki
     import signal
 
     from trainers.embedder import train_embedder
-    from workbench.cli.main import _Tee
+    from workbench.cli.run_launch import _Tee
 
     base, data = tiny
     run = _new(tmp_path, "hup", base, data, max_steps=6)
@@ -1398,7 +1398,7 @@ def test_two_detached_resumes_started_together_start_one_run(tiny, tmp_path):
     (which the training lock refused after its launcher had said "resumed")."""
     from trainers.embedder import train_embedder
     from trainers.runs import TERMINAL
-    from workbench.cli.main import _spawn_run
+    from workbench.cli.run_launch import _spawn_run
     from workbench.errors import UsageError
 
     base, data = tiny
