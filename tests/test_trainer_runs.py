@@ -1051,7 +1051,7 @@ def test_the_check_before_a_run_keeps_no_example_for_the_run_to_come(tiny, tmp_p
 
     from trainers.config import EmbedderConfig
     from trainers.data import TrainingExample
-    from workbench.cli.main import _checked_training_queries
+    from workbench.cli.train_cmd import _checked_training_queries
 
     def alive() -> int:
         gc.collect()
