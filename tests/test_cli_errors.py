@@ -481,7 +481,7 @@ def test_paths_and_model_names_with_brackets_are_printed_as_written(tmp_path):
 
     from rich.console import Console
 
-    from workbench.cli import main as cli
+    from workbench.cli import common as cli
     from workbench.cli.output import render_result
     from workbench.search.results import QueryResult
     from workbench.types import Hit

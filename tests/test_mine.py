@@ -129,7 +129,7 @@ def test_split_with_pseudo_is_refused_in_one_line(tmp_path):
 
 
 def test_termination_raises_runs_clean_ups_and_restores_the_handler(capsys):
-    from workbench.cli.main import _termination_raises
+    from workbench.cli.common import _termination_raises
 
     before = signal.getsignal(signal.SIGTERM)
     cleaned = []

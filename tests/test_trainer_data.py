@@ -856,7 +856,8 @@ def test_a_run_toml_that_is_a_folder_and_the_toml_only_options_are_said_as_such(
     code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--config", str(tmp_path), "-w", str(tmp_path))
     assert code == 2 and "is a folder: give a run.toml file" in err
     # option_name names a flag only where `wb train` has one
-    flags = set(re.findall(r"(--[a-z0-9-]+)", (Path(c.__file__).parents[1] / "workbench/cli/main.py").read_text()))
+    cli = Path(c.__file__).parents[1] / "workbench/cli"
+    flags = set(re.findall(r"(--[a-z0-9-]+)", "".join(p.read_text() for p in sorted(cli.glob("*.py")))))
     without = {f.name for cls in (c.EmbedderConfig, c.RerankerConfig, c.LlmRerankerConfig, c.ColbertConfig,
                                   c.SpladeConfig, c.LayerwiseConfig, c.JointConfig) for f in fields(cls)
                if c.FLAG_OF_FIELD.get(f.name, "--" + f.name.replace("_", "-")) not in flags}

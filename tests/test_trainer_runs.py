@@ -450,7 +450,7 @@ def test_cli_foreground_then_runs_lists_it_and_model_override(tiny, tmp_path, ca
                              "--out", "cli1", "-w", str(ws))
     assert code == 2 and "exists already" in err
     # --model dense=runs/NAME resolves to the run's model folder
-    from workbench.cli.main import _run_model_overrides
+    from workbench.cli.common import _run_model_overrides
     from workbench.errors import UsageError
     from workbench.workspace import Workspace
 
@@ -1051,7 +1051,7 @@ def test_the_check_before_a_run_keeps_no_example_for_the_run_to_come(tiny, tmp_p
 
     from trainers.config import EmbedderConfig
     from trainers.data import TrainingExample
-    from workbench.cli.main import _checked_training_queries
+    from workbench.cli.train_cmd import _checked_training_queries
 
     def alive() -> int:
         gc.collect()
@@ -1250,7 +1250,7 @@ def test_a_closed_terminal_stops_a_foreground_run_with_a_checkpoint_and_never_ki
     import signal
 
     from trainers.embedder import train_embedder
-    from workbench.cli.main import _Tee
+    from workbench.cli.run_launch import _Tee
 
     base, data = tiny
     run = _new(tmp_path, "hup", base, data, max_steps=6)
@@ -1398,7 +1398,7 @@ def test_two_detached_resumes_started_together_start_one_run(tiny, tmp_path):
     (which the training lock refused after its launcher had said "resumed")."""
     from trainers.embedder import train_embedder
     from trainers.runs import TERMINAL
-    from workbench.cli.main import _spawn_run
+    from workbench.cli.run_launch import _spawn_run
     from workbench.errors import UsageError
 
     base, data = tiny
