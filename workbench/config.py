@@ -79,7 +79,11 @@ class IndexConfig:
     # top 50 74.97 / 109 / 14.8; top 30 74.83 / 65 / 9.9; top 10 74.74 / 21 / 4.5 (R@100 95.1-95.4)
     hybrid_colbert_depth: int = 50
     hybrid_colbert_extra: int = 0
+    # above this many chunks `wb index` builds LanceDB's ANN index on the dense vectors and dense
+    # retrieval runs through it (IVF-HNSW over 8-bit vectors; its dense_ann_refine x depth best
+    # candidates rescored exact): measured in bench/bench_dense_ann.py against the exact scan
     dense_exact_max_rows: int = 200_000
+    dense_ann_refine: int = 2
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,8 @@ _RANGES = {
     ("index", "sparse_step"): (1e-6, None), ("index", "colbert_exact_max_tokens"): (0, None),
     ("index", "colbert_candidates"): (1, None), ("index", "hybrid_colbert_extra"): (0, None),
     ("index", "hybrid_colbert_depth"): (0, None),
-    ("index", "dense_exact_max_rows"): (0, None), ("index", "max_file_mb"): (1e-6, None),
+    ("index", "dense_exact_max_rows"): (0, None), ("index", "dense_ann_refine"): (1, 100),
+    ("index", "max_file_mb"): (1e-6, None),
     ("fusion", "depth"): (1, None), ("fusion", "rrf_k"): (1, None),
     ("rerank", "depth"): (1, None), ("rerank", "interpolation"): (0.0, 1.0),
 }

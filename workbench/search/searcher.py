@@ -196,6 +196,7 @@ class Searcher:
         self._cut_off = bool(unfinished) and not workspace.being_written()
         self.bundle = EncoderBundle(self.settings, device=device, numpy_queries=backend == "numpy")
         self._lance = None
+        self._ann_for = None  # (snapshot, whether dense retrieval uses the ANN index): _dense_ann
         self.tantivy = TantivyChunkStore(workspace.tantivy_dir, self.settings.sparse_step)
         self._catalog = None
         self._all_tokens = None
@@ -356,11 +357,24 @@ class Searcher:
         row_of = self.catalog.row_of
         return np.array([row_of.get(int(k), -1) for k in keys], dtype=np.int64)
 
+    def _dense_ann(self) -> bool:
+        """True when dense retrieval goes through LanceDB's ANN index: the index holds more than
+        ``[index] dense_exact_max_rows`` chunks and `wb index` has built the index (until it has, an
+        index that grew past the limit is scanned exactly). Asked once per snapshot version."""
+        snap = self.snapshot
+        if self._ann_for is None or self._ann_for[0] is not snap:
+            ann = (self.catalog.size > self.config.index.dense_exact_max_rows
+                   and self.lance.dense_index_rows() is not None)
+            self._ann_for = (snap, ann)
+        return self._ann_for[1]
+
     def _mode_dense(self, q: EncodedQuery, depth: int):
-        """Exact cosine over the snapshot's vectors; LanceDB's index above ``dense_exact_max_rows``."""
-        if self.catalog.size > self.config.index.dense_exact_max_rows:
-            keys, sims = self.lance.dense_search(q.dense, depth)
-            return self._rows(keys), sims
+        """Exact cosine over the snapshot's vectors; LanceDB's ANN index where ``_dense_ann``."""
+        if self._dense_ann():
+            keys, sims = self.lance.dense_search(q.dense, depth, self.config.index.dense_ann_refine)
+            rows = self._rows(keys)
+            known = rows >= 0  # a row an index run is adding now is not in this snapshot yet
+            return rows[known], sims[known].astype(np.float32)
         sims = self._dense_scores(q)
         top = best_first(sims, depth)
         return top, sims[top]

@@ -4,7 +4,8 @@ Contract:
 - one row per chunk, keyed by ``chunk_key`` (see ``keys.chunk_key``) and grouped by ``doc_id``;
 - ``add`` appends a batch atomically (a killed ``add`` leaves the previous version);
 - ``delete_docs`` removes every row of the given documents;
-- ``compact`` merges small fragments and removes old versions and orphan temp files.
+- ``compact`` merges small fragments and removes old versions and orphan temp files (and brings
+  rows added since into the ANN index, when the table has one: ``build_dense_index``).
 """
 
 from __future__ import annotations
@@ -104,18 +105,55 @@ class LanceChunkStore:
         """All rows, only ``columns``."""
         return self.table.search().select(columns).limit(None).to_arrow()
 
-    def dense_search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k rows by cosine similarity: (chunk_keys, similarities)."""
-        res = (
+    def dense_search(self, query: np.ndarray, k: int, refine_factor: int = 2) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows by cosine similarity: (chunk_keys, similarities), best first.
+
+        Through the table's ANN index (:meth:`build_dense_index`) when it has one: its
+        ``refine_factor`` x k best candidates by the quantized vectors are rescored with the stored
+        fp32 vectors, so the similarities are exact and only the candidate set approximates (recall
+        against the exact scan: ``bench/bench_dense_ann.py``); rows added since the index was built
+        or updated are scanned exactly. Without an index, a flat scan of every row."""
+        search = (
             self.table.search(query.astype(np.float32), vector_column_name="vector")
             .distance_type("cosine")
             .select(["chunk_key", "_distance"])
             .limit(k)
-            .to_arrow()
         )
+        if refine_factor > 1:
+            search = search.refine_factor(int(refine_factor))
+        res = search.to_arrow()
         keys = res.column("chunk_key").to_numpy()
         sims = 1.0 - res.column("_distance").to_numpy()
         return keys, sims
+
+    def dense_index_rows(self) -> tuple[int, int] | None:
+        """``(indexed rows, unindexed rows)`` of the ANN index on ``vector``; None without one."""
+        try:
+            for index in self.table.list_indices():
+                if list(index.columns) == ["vector"]:
+                    stats = self.table.index_stats(index.name)
+                    return int(stats.num_indexed_rows), int(stats.num_unindexed_rows)
+        except WorkspaceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - lance raises OSError/RuntimeError/ValueError
+            raise WorkspaceError(f"LanceDB could not list its indexes: {exc}") from exc
+        return None
+
+    def build_dense_index(self) -> int:
+        """Build (or rebuild) the ANN index on ``vector``: IVF with an HNSW graph of scalar-quantized
+        (8-bit) vectors per partition, cosine; one partition per 100,000 rows. One LanceDB commit: a
+        killed build leaves the table as it was, without the index (queries then scan exactly).
+        Rows added later are indexed by :meth:`compact` (LanceDB's optimize). Returns the rows."""
+        from lancedb.index import IvfHnswSq
+
+        rows = int(self.table.count_rows())
+        try:
+            self.table.create_index("vector", config=IvfHnswSq(distance_type="cosine",
+                                                               num_partitions=max(1, rows // 100_000)),
+                                    replace=True)
+        except Exception as exc:  # noqa: BLE001 - lance raises OSError/RuntimeError/ValueError
+            raise IndexingError(f"LanceDB could not build its vector index: {exc}") from exc
+        return rows
 
     def compact(self) -> str | None:
         """Merge fragments, drop old versions and remove orphan temp files from killed writes.
