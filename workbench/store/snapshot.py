@@ -119,6 +119,9 @@ def _make_folder(folder: Path) -> None:
         raise WorkspaceError(f"cannot write the workspace's snapshot {folder}: {exc.strerror or exc}") from None
 
 
+SNAPSHOT_BATCH_ROWS = 128
+
+
 def build(folder: Path, table, version: int, exclude_docs: list[str] = ()) -> Path:
     """Write the snapshot of ``table`` at ``version`` (bounded memory); returns its folder.
 
@@ -153,7 +156,11 @@ def build(folder: Path, table, version: int, exclude_docs: list[str] = ()) -> Pa
             ids = sorted(exclude_docs)
             query = query.where(" AND ".join(f"doc_id NOT IN ({_sql_list(ids[i : i + 500])})"
                                              for i in range(0, len(ids), 500)))
-        reader = query.limit(None).to_batches(1024)
+        # batches of SNAPSHOT_BATCH_ROWS: a chunk's token vectors are ~100-200 KB, each batch held
+        # a few times over (LanceDB's fp16, a copy, the bf16 written): the demo index's 1,161 chunks
+        # peaked at +999 MB in 1,024-row batches, +651 MB in 128-row ones (the rest is LanceDB's
+        # read-ahead: reading the token column alone, in any batch size, takes ~290 MB there)
+        reader = query.limit(None).to_batches(SNAPSHOT_BATCH_ROWS)
         for batch in reader:
             batch = pa.Table.from_batches([batch])
             col = batch.column("colbert").combine_chunks()
@@ -161,9 +168,8 @@ def build(folder: Path, table, version: int, exclude_docs: list[str] = ()) -> Pa
             dim = inner.type.list_size
             flat = inner.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
             offs = col.offsets.to_numpy()
-            flat = flat[offs[0] : offs[-1]]
-            bf = torch.from_numpy(np.array(flat, dtype=np.float16)).to(torch.bfloat16)
-            out.write(bf.view(torch.int16).numpy().tobytes())
+            flat = np.array(flat[offs[0] : offs[-1]], dtype=np.float16)  # a writable copy for torch
+            out.write(torch.from_numpy(flat).to(torch.bfloat16).view(torch.int16).numpy().data)
             keys.append(batch.column("chunk_key").to_numpy())
             lengths.append(np.diff(offs).astype(np.int64))
             vec = batch.column("vector").combine_chunks()
