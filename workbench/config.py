@@ -81,7 +81,7 @@ class IndexConfig:
     hybrid_colbert_extra: int = 0
     # above this many chunks `wb index` builds LanceDB's ANN index on the dense vectors and dense
     # retrieval runs through it (IVF-HNSW over 8-bit vectors; its dense_ann_refine x depth best
-    # candidates rescored exact): measured in bench/bench_dense_ann.py against the exact scan
+    # candidates rescored exactly from the snapshot): bench/bench_dense_ann.py against the exact scan
     dense_exact_max_rows: int = 200_000
     dense_ann_refine: int = 2
 

@@ -370,11 +370,15 @@ class Searcher:
 
     def _mode_dense(self, q: EncodedQuery, depth: int):
         """Exact cosine over the snapshot's vectors; LanceDB's ANN index where ``_dense_ann``."""
-        if self._dense_ann():
-            keys, sims = self.lance.dense_search(q.dense, depth, self.config.index.dense_ann_refine)
+        if self._dense_ann():  # the index's best dense_ann_refine x depth, rescored exactly
+            keys, _approximate = self.lance.dense_search(q.dense, depth * self.config.index.dense_ann_refine)
             rows = self._rows(keys)
-            known = rows >= 0  # a row an index run is adding now is not in this snapshot yet
-            return rows[known], sims[known].astype(np.float32)
+            # sorted (equal scores in row order, as the exact scan ranks them); a row an index run
+            # is adding now is not in this snapshot yet
+            rows = np.unique(rows[rows >= 0])
+            sims = self._dense_scores(q, rows)
+            top = best_first(sims, depth)
+            return rows[top], sims[top]
         sims = self._dense_scores(q)
         top = best_first(sims, depth)
         return top, sims[top]

@@ -105,23 +105,22 @@ class LanceChunkStore:
         """All rows, only ``columns``."""
         return self.table.search().select(columns).limit(None).to_arrow()
 
-    def dense_search(self, query: np.ndarray, k: int, refine_factor: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    def dense_search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows by cosine similarity: (chunk_keys, similarities), best first.
 
-        Through the table's ANN index (:meth:`build_dense_index`) when it has one: its
-        ``refine_factor`` x k best candidates by the quantized vectors are rescored with the stored
-        fp32 vectors, so the similarities are exact and only the candidate set approximates (recall
-        against the exact scan: ``bench/bench_dense_ann.py``); rows added since the index was built
-        or updated are scanned exactly. Without an index, a flat scan of every row."""
-        search = (
+        Through the table's ANN index (:meth:`build_dense_index`) when it has one: then the rows
+        approximate the exact top k (recall: ``bench/bench_dense_ann.py``) and the similarities are
+        the index's own (from quantized residuals: an order, not the cosines); the searcher rescores
+        the rows from its snapshot. Rows added
+        since the index was built or updated are scanned exactly. Without an index, a flat scan of
+        every row, exact."""
+        res = (
             self.table.search(query.astype(np.float32), vector_column_name="vector")
             .distance_type("cosine")
             .select(["chunk_key", "_distance"])
             .limit(k)
+            .to_arrow()
         )
-        if refine_factor > 1:
-            search = search.refine_factor(int(refine_factor))
-        res = search.to_arrow()
         keys = res.column("chunk_key").to_numpy()
         sims = 1.0 - res.column("_distance").to_numpy()
         return keys, sims
