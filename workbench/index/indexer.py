@@ -478,10 +478,11 @@ class Indexer:
         Deleted docs left in Tantivy are purged on every settle (a ``meta.json`` read when none)."""
         if changed or manifest.get_meta(UNSETTLED):
             self.progress("compacting", 0, 0)
-            summary.note = _join(summary.note, lance.compact() or "")
+            failed = lance.compact()
+            summary.note = _join(summary.note, failed or "")
             self._purge_tantivy_deletes(manifest, lance, tantivy_store)
             tantivy_store.garbage_collect()
-            manifest.set_meta(UNSETTLED, None)
+            manifest.set_meta(UNSETTLED, True if failed else None)  # a failed compaction: the next run tries again
         else:
             self._purge_tantivy_deletes(manifest, lance, tantivy_store)
         self._publish_snapshot(manifest, lance)
