@@ -475,3 +475,74 @@ def test_the_snapshot_is_the_same_whatever_its_read_batches(small_workspace, tmp
     for name in ("tokens.bin", "tokens.npz", "dense.npy", "sparse.npz"):
         assert filecmp.cmp(whole / name, small / name, shallow=False), name
     assert feather.read_table(whole / "catalog.arrow").equals(feather.read_table(small / "catalog.arrow"))
+
+
+SETTLE_KILLER = """
+import os, signal, sys
+from pathlib import Path
+from workbench.index.indexer import Indexer
+from workbench.workspace import Workspace
+
+def progress(phase, done, total):  # the moment `wb index --progress-json` prints {"phase": "compacting"}
+    if phase == "compacting":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+ws, action, root = Workspace(Path(sys.argv[1])), sys.argv[2], Path(sys.argv[3])
+indexer = Indexer(ws, progress=progress)
+indexer.remove(root) if action == "remove" else indexer.run(root)
+"""
+
+
+def _kill_at_settle(ws: Workspace, action: str, root: Path) -> None:
+    killed = subprocess.run([sys.executable, "-c", SETTLE_KILLER, str(ws.root), action, str(root)],
+                            capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-500:]
+
+
+def _lance_layout(ws: Workspace) -> tuple[int, int]:
+    """(fragments, versions) of the LanceDB table: (1, 1) once compacted and cleaned up."""
+    table = LanceChunkStore(ws.lance_dir).table
+    return table.stats()["fragment_stats"]["num_fragments"], len(table.list_versions())
+
+
+def test_a_run_or_removal_killed_in_its_settle_is_settled_by_the_next_run(tmp_path):
+    """SIGKILL as a run (an edit) or a `--remove` starts its settle (LanceDB compaction, the purge of
+    Tantivy's deleted docs, garbage collection): the next run had nothing left to write, so it settled
+    nothing and cleared the unfinished mark: BM25 kept counting the deleted chunks (scores ~12% off
+    a fresh build's, for good) and LanceDB stayed uncompacted. Now the next run of any root settles."""
+    require_models()
+    corpus = copy_small_corpus(tmp_path / "corpus", ["itertools/groupby.md", "shutil/rmtree.md", "time/sleep.md",
+                                                     "heapq/overview.md"])
+    other = copy_small_corpus(tmp_path / "other", ["functools/lru_cache.md"])
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    Indexer(ws).run(corpus)
+    Indexer(ws).run(other)
+    queries = ["groupby consecutive keys", "remove a directory tree", "sleep seconds", "heap queue push pop"]
+
+    def settled_like(fresh: Workspace) -> None:
+        assert TantivyChunkStore(ws.tantivy_dir, 0.02).deleted_docs() == 0
+        got, want = _bm25_scores(ws, queries), _bm25_scores(fresh, queries)
+        for g, w in zip(got, want):
+            assert g.keys() == w.keys()
+            np.testing.assert_allclose([g[k] for k in w], list(w.values()), rtol=1e-6)
+        assert _lance_layout(ws) == (1, 1)
+        assert_consistent(store_state(ws))
+
+    (corpus / "time" / "sleep.md").write_text("# time — sleep\n\nSleep pauses the thread for seconds.\n")
+    _kill_at_settle(ws, "run", corpus)
+    assert TantivyChunkStore(ws.tantivy_dir, 0.02).deleted_docs() > 0  # the purge was cut off
+    summary = Indexer(ws).run(corpus)
+    assert summary.docs_indexed == 0 and "continued the run that was cut off" in summary.note
+    fresh = Workspace(tmp_path / "fresh")
+    fresh.ensure()
+    Indexer(fresh).run(corpus)
+    Indexer(fresh).run(other)
+    settled_like(fresh)
+
+    _kill_at_settle(ws, "remove", other)  # the removal is complete in the manifest, its settle is not
+    assert TantivyChunkStore(ws.tantivy_dir, 0.02).deleted_docs() > 0
+    summary = Indexer(ws).run(corpus)  # another root's run, with nothing to write
+    assert summary.docs_indexed == summary.docs_removed == 0
+    Indexer(fresh).remove(other)  # not cut off: its settle rewrites BM25 as a fresh build of corpus would be
+    settled_like(fresh)

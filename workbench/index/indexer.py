@@ -45,6 +45,12 @@ from workbench.text import plural
 from workbench.types import Chunk, SkippedFile, SourceDocument
 from workbench.workspace import Workspace
 
+# manifest meta: set (committed) before a run or a removal first writes to the stores, cleared once its
+# settle (LanceDB compaction, the Tantivy purge of deleted docs, garbage collection) has ended, so the
+# next run of any root completes a settle that a kill cut off (it had nothing left to write, so it
+# would otherwise settle nothing: BM25 kept counting the deleted chunks, LanceDB stayed uncompacted)
+UNSETTLED = "unsettled"
+
 
 @dataclass
 class IndexSummary:
@@ -361,6 +367,7 @@ class Indexer:
                 summary.note = _join(summary.note, refilled)
                 self._recover(manifest, lance, tantivy_store)
                 if covered:
+                    manifest.set_meta(UNSETTLED, True)
                     taken = self._take_over(manifest, source, covered, docs, lance, tantivy_store)
                     many = "s" if len(covered) > 1 else ""
                     took = f"took over the indexed folder{many} {', '.join(covered)} ({plural(taken, 'doc')})"
@@ -376,6 +383,7 @@ class Indexer:
                 summary.docs_unchanged = len(docs) - len(todo)
                 if todo or removed:  # marked until the run ends: a query meanwhile, or after a kill, says it is partial
                     manifest.set_meta(UNFINISHED_RUN, {**unfinished, source: len(todo)})
+                    manifest.set_meta(UNSETTLED, True)
                 if removed:
                     _delete_docs(removed, source, manifest, lance, tantivy_store)
                     summary.docs_removed = len(removed)
@@ -432,6 +440,7 @@ class Indexer:
                 summary.note = self._refill_missing_tantivy(manifest, lance, tantivy_store)
                 self._recover(manifest, lance, tantivy_store)
                 removed = list(manifest.hashes(source))
+                manifest.set_meta(UNSETTLED, True)
                 _delete_docs(removed, source, manifest, lance, tantivy_store)
                 manifest.drop_roots([source])
                 summary.docs_removed = len(removed)
@@ -463,13 +472,19 @@ class Indexer:
                                                    f"{other} indexed again as that corpus's")
 
     def _settle(self, manifest, lance, tantivy_store, summary: IndexSummary, *, changed: bool) -> None:
-        """The end of every write: compaction and garbage collection when something ``changed``, the
-        read snapshot published, the workspace's totals in ``summary``."""
-        if changed:
+        """The end of every write: compaction, the purge of Tantivy's deleted docs and garbage
+        collection when something ``changed`` or an earlier write was cut off before its settle
+        ended (``UNSETTLED``), the read snapshot published, the workspace's totals in ``summary``.
+        Deleted docs left in Tantivy are purged on every settle (a ``meta.json`` read when none)."""
+        if changed or manifest.get_meta(UNSETTLED):
             self.progress("compacting", 0, 0)
-            summary.note = _join(summary.note, lance.compact() or "")
+            failed = lance.compact()
+            summary.note = _join(summary.note, failed or "")
             self._purge_tantivy_deletes(manifest, lance, tantivy_store)
             tantivy_store.garbage_collect()
+            manifest.set_meta(UNSETTLED, True if failed else None)  # a failed compaction: the next run tries again
+        else:
+            self._purge_tantivy_deletes(manifest, lance, tantivy_store)
         self._publish_snapshot(manifest, lance)
         summary.total_docs = manifest.count_docs()
         summary.total_chunks = manifest.count_chunks()
@@ -590,6 +605,7 @@ class Indexer:
         """Undo a killed run's partial batch: delete its documents everywhere."""
         pending = manifest.pending()
         if pending:
+            manifest.set_meta(UNSETTLED, True)
             lance.delete_docs(pending)
             tantivy_store.delete_docs(pending)
             tantivy_store.commit()

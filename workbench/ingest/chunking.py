@@ -48,6 +48,9 @@ def input_text(title: str, text: str) -> str:
     return f"{title} {text}".strip() if title else text
 
 
+GROUP_DOCS = 256  # documents ``Chunker.chunk_many`` tokenizes in one call
+
+
 class Chunker:
     """Token-window chunker bound to one (fast) tokenizer."""
 
@@ -66,21 +69,29 @@ class Chunker:
         ids = self.tokenizer(rendered, add_special_tokens=True, truncation=False)["input_ids"]
         return [len(x) + int(self.settings.appends_eos) for x in ids]
 
-    def chunk_many(self, docs: list[SourceDocument]) -> list[list[Chunk]]:
+    def chunk_many(self, docs: list[SourceDocument], group: int = GROUP_DOCS) -> list[list[Chunk]]:
         """Chunks of each document, in order. A document whose text has no tokens but whose title
         has some yields one chunk of its title alone (a title-only BEIR row stays findable); one
         with neither yields no chunks. A title longer than a quarter of the window is cut (in the
         chunks only, ending in "…") so the text always keeps most of the window. Every chunk's
         ``input_tokens`` is at most ``max_tokens`` (a document whose windows re-tokenize longer is
-        cut again with a window shrunk by the excess)."""
+        cut again with a window shrunk by the excess).
+
+        Tokenized ``group`` documents at a time: a document's chunks depend on it alone, so they
+        are the same whatever the grouping, and memory holds one group's tokens and offsets (about
+        125 KB a SciFact abstract) besides the chunks, not the whole corpus's."""
+        out: list[list[Chunk]] = []
+        step = max(1, group)
+        for start in range(0, len(docs), step):
+            out.extend(self._chunk_group(docs[start:start + step]))
+        return out
+
+    def _chunk_group(self, docs: list[SourceDocument]) -> list[list[Chunk]]:
+        """``chunk_many`` of ``docs`` tokenized in one call each for the texts and the titles."""
         if not docs:
             return []
-        enc = self.tokenizer(
-            [d.text for d in docs], add_special_tokens=False, return_offsets_mapping=True, truncation=False
-        )["offset_mapping"]
-        titles = self.tokenizer(
-            [d.title for d in docs], add_special_tokens=False, return_offsets_mapping=True, truncation=False
-        )["offset_mapping"]
+        enc = self._offsets([d.text for d in docs])
+        titles = self._offsets([d.title for d in docs])
         out = [self._windows(doc, enc[i], titles[i]) for i, doc in enumerate(docs)]
         shrink = [0] * len(docs)
         todo = list(range(len(docs)))
@@ -93,6 +104,11 @@ class Chunker:
                 out[i] = self._windows(docs[i], enc[i], titles[i], shrink=shrink[i])
             todo = [i for i, _ in over]
         return out
+
+    def _offsets(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """Each text's tokens as character spans, no special tokens (only the offsets are asked for)."""
+        return self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
+                              return_attention_mask=False, return_token_type_ids=False)["offset_mapping"]
 
     def _excess(self, per_doc: list[list[Chunk]]) -> list[int]:
         """For each document's chunks: how many tokens its longest input is over ``max_tokens`` (0 when
