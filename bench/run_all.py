@@ -2,8 +2,8 @@
 
     python bench/run_all.py [-w SCIFACT_WORKSPACE] [--demo-ws .wb-demo] [--small] [--only encode,rerank]
 
-Without a workspace: bench_encode, bench_index, bench_rerank, bench_rebuild, bench_maxsim_candidates
-and bench_train (only when ``datasets`` imports: the sentence-transformers trainer needs it). With ``-w`` (a workspace
+Without a workspace: bench_encode, bench_index, bench_rerank, bench_rebuild, bench_maxsim_candidates,
+bench_dense_ann and bench_train (only when ``datasets`` imports: the sentence-transformers trainer needs it). With ``-w`` (a workspace
 indexed with SciFact): also bench_query, bench_cold_query and bench_query_batch. bench_maxsim_exact
 runs on ``--demo-ws`` (the `make demo` index its figures come from; default ``.wb-demo`` when it
 exists), else on ``-w``. ``--small``: the smallest sizes of each (a smoke pass: minutes, not an
@@ -38,6 +38,7 @@ BENCHES = {
     "query_batch": ("ws", [], ["--singles", "2"]),
     "maxsim_exact": ("demo", [], ["--queries", "2"]),
     "maxsim_candidates": (None, [], ["--chunks", "300", "--rounds", "2"]),
+    "dense_ann": (None, [], ["--rows", "5000", "--queries", "5"]),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 DIM = 48
 
@@ -78,3 +79,47 @@ def test_without_an_index_the_search_is_a_flat_exact_scan(tmp_path):
     exact = np.argsort(-(x @ x[7]), kind="stable")[:10]
     assert keys.tolist() == exact.tolist()
     np.testing.assert_allclose(sims, (x @ x[7])[exact], atol=1e-5)
+
+
+def test_wb_index_builds_the_ann_index_past_the_limit_and_dense_answers_equal_the_exact_scan(tmp_path):
+    """`wb index` of more chunks than ``[index] dense_exact_max_rows`` builds the index (a note says
+    so), the next runs keep it up to date, and dense retrieval through it (the candidates rescored
+    exactly) answers as the exact scan: ids and scores, before and after an edit and an addition."""
+    from dataclasses import replace
+
+    from conftest import copy_small_corpus, require_models
+
+    from workbench.index.indexer import Indexer
+    from workbench.search.searcher import Searcher
+    from workbench.store.lance_store import LanceChunkStore
+    from workbench.workspace import Workspace
+
+    require_models()
+    corpus = copy_small_corpus(tmp_path / "corpus")
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    ws.config_path.write_text(ws.config_path.read_text().replace("[index]\n", "[index]\ndense_exact_max_rows = 3\n", 1))
+    summary = Indexer(ws).run(corpus)
+    assert "built the dense ANN index over" in summary.note, summary.note
+    lance = LanceChunkStore(ws.lance_dir)
+    assert lance.dense_index_rows() == (summary.total_chunks, 0)
+
+    def same_as_exact() -> None:
+        ann = Searcher(ws)
+        cfg = ws.config()
+        exact = Searcher(ws, config=replace(cfg, index=replace(cfg.index, dense_exact_max_rows=10**9)))
+        assert ann._dense_ann() and not exact._dense_ann()
+        for query in ("group consecutive items", "remove a directory tree", "sleep for a while"):
+            a = ann.search(query, pipeline="dense", k=5, unit="chunk").results
+            b = exact.search(query, pipeline="dense", k=5, unit="chunk").results
+            assert [h.chunk_id for h in a] == [h.chunk_id for h in b]
+            assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-6)
+
+    same_as_exact()
+    edited = next(p for p in sorted(corpus.rglob("*.md")))
+    edited.write_text(edited.read_text() + "\n\nTo pause a program, call time.sleep with the seconds to wait.\n")
+    (corpus / "extra.md").write_text("# Waiting\n\nSleeping for a while: the program pauses for some seconds.\n")
+    summary = Indexer(ws).run(corpus)
+    assert "built the dense ANN index" not in summary.note  # kept, and brought up to date by compaction
+    assert lance.dense_index_rows() == (summary.total_chunks, 0)
+    same_as_exact()

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from workbench.config import IndexConfig, WorkspaceConfig
-from workbench.errors import IndexingError, InputError, UsageError
+from workbench.errors import IndexingError, InputError, UsageError, WorkspaceError
 from workbench.index.settings import IndexSettings, settings_from_config, settings_from_dict
 from workbench.index.unfinished import UNFINISHED_RUN, hint_flag, resume_command
 from workbench.ingest.chunking import Chunker, ChunkingSettings, chunk_input_text
@@ -485,9 +485,31 @@ class Indexer:
             manifest.set_meta(UNSETTLED, True if failed else None)  # a failed compaction: the next run tries again
         else:
             self._purge_tantivy_deletes(manifest, lance, tantivy_store)
+        self._ensure_dense_index(manifest, lance, summary)
         self._publish_snapshot(manifest, lance)
         summary.total_docs = manifest.count_docs()
         summary.total_chunks = manifest.count_chunks()
+
+    def _ensure_dense_index(self, manifest, lance, summary: IndexSummary) -> None:
+        """LanceDB's ANN index on the dense vectors, built once the index holds more than ``[index]
+        dense_exact_max_rows`` chunks (dense retrieval then runs through it: ``Searcher._dense_ann``);
+        compaction brings later rows into it. Checked on every settle, so a build that was cut off
+        (one LanceDB commit: the table is left without the index) or a lowered limit is built by the
+        next run. Best effort: a failed build is a note; dense retrieval then scans exactly."""
+        if manifest.count_chunks() <= self.config.index.dense_exact_max_rows:
+            return
+        start = time.perf_counter()
+        try:
+            if lance.dense_index_rows() is not None:
+                return
+            self.progress("dense index", 0, 0)
+            rows = lance.build_dense_index()
+        except (IndexingError, WorkspaceError) as exc:
+            summary.note = _join(summary.note, f"{exc}; dense retrieval scans every chunk exactly until a "
+                                               f"later `wb index` builds it")
+            return
+        summary.note = _join(summary.note, f"built the dense ANN index over {rows:,} chunks in "
+                                           f"{time.perf_counter() - start:.0f} s (past [index] dense_exact_max_rows)")
 
     def _indexed_roots(self) -> list[Path]:
         """The roots the manifest records, also those that hold no document now (none before the
