@@ -6,10 +6,12 @@ the matrix times the query, then ``best_first``), and against LanceDB's flat sca
 retrieval ran above the limit before the index existed), in one process on one table.
 
     python bench/bench_dense_ann.py [--rows 300000] [--dim 384] [--queries 50] [--depth 100]
+    python bench/bench_dense_ann.py -w WS_WITH_SCIFACT [--queries 300]
 
 The vectors are synthetic: unit vectors drawn around 1,000 random centres (clustered, as text
 embeddings are; uniformly random vectors are the hardest case for any ANN index), the queries drawn
-the same way. Latency is the median per query; ``*_ratio`` is that mode's time / the exact scan's
+the same way. With ``-w``: the workspace's own dense vectors (its read snapshot) and SciFact's test
+queries encoded by its dense model (recall on real embeddings; result ``dense_ann_real``). Latency is the median per query; ``*_ratio`` is that mode's time / the exact scan's
 (< 1: faster). Recall is against the exact scan's top ``depth`` (and top 10): the share of its ids
 the mode returns.
 """
@@ -48,6 +50,20 @@ def _table(x: np.ndarray, start: int):
     }, schema=chunk_schema(dim, 8))
 
 
+def _real(workspace: str, limit: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The workspace's dense matrix (its read snapshot) and SciFact's first ``limit`` test queries
+    as its dense model encodes them (unit vectors)."""
+    from bench_query import test_queries
+
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    searcher = Searcher(Workspace(Path(workspace)))
+    x = np.ascontiguousarray(searcher.snapshot.dense, dtype=np.float32)
+    encoded = searcher.encode_queries(test_queries(limit), {"dense"})
+    return x, [np.asarray(q.dense, dtype=np.float32) for q in encoded]
+
+
 def _clustered(rng, n: int, dim: int, centres: np.ndarray) -> np.ndarray:
     x = centres[rng.integers(0, len(centres), n)] + 0.7 * rng.standard_normal((n, dim)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -73,15 +89,20 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--depth", type=int, default=100, help="results per query ([fusion] depth)")
+    ap.add_argument("-w", "--workspace", default=None, help="a workspace indexed with SciFact: its real vectors")
     args = ap.parse_args()
 
     from workbench.search.searcher import best_first
     from workbench.store.lance_store import LanceChunkStore
 
-    rng = np.random.default_rng(0)
-    centres = rng.standard_normal((1000, args.dim)).astype(np.float32)
-    x = _clustered(rng, args.rows, args.dim, centres)
-    queries = list(_clustered(rng, args.queries, args.dim, centres))
+    if args.workspace:
+        x, queries = _real(args.workspace, args.queries)
+        args.rows, args.dim = x.shape
+    else:
+        rng = np.random.default_rng(0)
+        centres = rng.standard_normal((1000, args.dim)).astype(np.float32)
+        x = _clustered(rng, args.rows, args.dim, centres)
+        queries = list(_clustered(rng, args.queries, args.dim, centres))
 
     def exact(q):
         return best_first(x @ q, args.depth)
@@ -107,7 +128,8 @@ def main() -> None:
                 "p50_ms": round(ms, 2), "ratio_vs_exact": round(ms / exact_ms, 3),
                 f"recall@{args.depth}": round(_recall(got, truth, args.depth), 4),
                 "recall@10": round(_recall(got, truth, 10), 4)}
-    write_result("dense_ann", {
+    write_result("dense_ann_real" if args.workspace else "dense_ann", {
+        "vectors": f"{args.workspace}'s snapshot, SciFact test queries" if args.workspace else "synthetic, clustered",
         "rows": args.rows, "dim": args.dim, "queries": args.queries, "depth": args.depth,
         "exact_scan_p50_ms": round(exact_ms, 2),
         "lancedb_flat": {"p50_ms": round(flat_ms, 2), "ratio_vs_exact": round(flat_ms / exact_ms, 3),
