@@ -2144,6 +2144,93 @@ async def test_compare_and_evaluate_use_the_role_the_trainer_fills(tmp_path, tra
         assert app.query_one("#eval-compare").value == ", ".join(f"{r}=runs/ft" for r in role.split("+"))
 
 
+def frame(column) -> str:
+    """The column frame's models label, as shown."""
+    title = column._border_title  # (border_title is console markup)
+    return title.plain.strip() if title is not None else ""
+
+
+@pytest.mark.parametrize("trainer", ["reranker", "embedder"])
+async def test_swap_after_a_compare_moves_whole_columns(tmp_path, trainer):
+    """x after Runs c swaps whole columns: each pipeline goes with its models (the variant index or
+    the reranker override) and its label. It swapped only the pipelines, so the "reranker · ft:NAME"
+    column ran plain hybrid (no reranker), and for an embedder (hybrid on both sides) x did nothing."""
+    from tui_fake import fake_run
+
+    ws = tmp_path / "ws"
+    fake_run(ws, "ft", "finished", steps=10, total=10, trainer=trainer)
+    (ws / "runs" / "ft" / "model").mkdir()
+    engine = VariantFakeEngine(tmp_path / "variant")
+    app = WbApp(str(ws), engine=engine)
+    async with app.run_test(size=(120, 36)) as pilot:
+        app.search.set_query(QUERY, run=False)
+        await open_runs(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        search = app.search
+        left, right = search.left, search.right
+        before = [(c.pipeline, c.root, c.models, frame(c)) for c in (left, right)]
+        role = "reranker" if trainer == "reranker" else "dense"
+        assert f"{role} · ft:ft" in before[1][3]
+        left.table.focus()
+        await pilot.press("x")
+        await settle(pilot)
+        after = [(c.pipeline, c.root, c.models, frame(c)) for c in (left, right)]
+        assert after == before[::-1]
+        assert (app.state.left_pipeline, app.state.right_pipeline) == (before[1][0], before[0][0])
+        if trainer == "reranker":
+            assert (left.pipeline, left.models) == ("hybrid+rerank", {"reranker": "runs/ft"})
+            assert (right.pipeline, right.models) == ("hybrid", {})
+            assert frame(right) == "base models"
+        else:  # the fine-tune's variant index moved left (and is still refreshed on a re-index)
+            assert left.root == str(tmp_path / "variant") and right.root is None
+            assert left.variant is not None and right.variant is None
+            assert frame(left) == "dense · ft:ft" and frame(right) == "dense · base"
+        # each column was searched on its new models: the shown results say so
+        assert left.shown_key[0] == (left.root or str(ws)) and left.shown_key[3] == left.pipeline
+        assert dict(left.shown_key[6]) == left.models and dict(right.shown_key[6]) == right.models
+        for column in (left, right):
+            assert (column.root or str(ws), QUERY, column.pipeline, None, column.models) in engine.searches
+        await pilot.press("x")  # and back
+        await settle(pilot)
+        assert [(c.pipeline, c.root, c.models, frame(c)) for c in (left, right)] == before
+
+
+async def test_a_pipeline_that_runs_no_fine_tune_does_not_claim_it(tmp_path):
+    """r (or l, or the picker) putting the fine-tune's column on a pipeline that runs none of its
+    models: the frame says it is unused (it claimed "reranker · ft:NAME" over plain hybrid) and a
+    warning says so as `wb query --compare` refuses it; the base column's frame drops its role."""
+    from tui_fake import fake_run
+
+    ws = tmp_path / "ws"
+    fake_run(ws, "ft", "finished", steps=10, total=10, trainer="reranker")
+    (ws / "runs" / "ft" / "model").mkdir()
+    app = WbApp(str(ws), engine=VariantFakeEngine(tmp_path / "variant"))
+    async with app.run_test(size=(120, 36)) as pilot:
+        app.search.set_query(QUERY, run=False)
+        await open_runs(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        seen = record_notifications(app)
+        left, right = app.search.left, app.search.right
+        assert frame(right) == "reranker · ft:ft" and frame(left) == "base models"
+        left.table.focus()
+        await pilot.press("r")  # hybrid+rerank -> dense: no reranker
+        await settle(pilot)
+        assert right.pipeline == "dense"
+        assert "unused" in frame(right) and "dense runs no reranker" in frame(right), frame(right)
+        warnings = [m for m, sev in seen if sev == "warning"]
+        assert len(warnings) == 1 and "changes nothing for dense, which runs no reranker model" in warnings[0]
+        assert "dense+rerank" in warnings[0]  # the pipeline that would run it
+        right.set_pipeline("dense+rerank")
+        await settle(pilot)
+        assert frame(right) == "reranker · ft:ft"
+        await pilot.press("l")  # the base column onto hybrid+rerank: now it runs the base reranker
+        await settle(pilot)
+        assert left.pipeline == "hybrid+rerank" and frame(left) == "reranker · base"
+        assert len([m for m, sev in seen if sev == "warning"]) == 1  # the base column is never warned about
+
+
 async def test_compare_a_trained_reranker_in_search(small_workspace, tmp_path, tui_engine):
     """c on a finished reranker run (a random one-logit cross-encoder): no variant index is built;
     the right column is hybrid+rerank reranked by that model, exactly as the Searcher serves

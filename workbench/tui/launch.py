@@ -41,7 +41,7 @@ from textual.widgets import Button, Checkbox, Input, Select, Static
 
 from trainers.runs import check_run_name, runs_dir
 from workbench.errors import UsageError, WbError
-from workbench.tui.common import Palette
+from workbench.tui.common import MODE_OF_ROLE, Palette, pipeline_uses
 from workbench.tui.footer import WbFooter
 
 Spawner = Callable[[list[str]], Awaitable[tuple[int, str, str]]]
@@ -417,20 +417,6 @@ def train_command(spec: TrainerSpec, values: dict, name: str, workspace: str) ->
 def compare_overrides(spec: TrainerSpec, name: str) -> dict[str, str]:
     """``{role: "runs/NAME"}`` for each role the run's model fills (``--model`` / ``--compare``)."""
     return {role: f"runs/{name}" for role in spec.roles}
-
-
-MODE_OF_ROLE = {"dense": "dense", "colbert": "colbert", "sparse": "sparse"}
-
-
-def pipeline_uses(pipeline: str, roles: tuple[str, ...]) -> bool:
-    """Whether ``pipeline`` runs a model of one of ``roles`` (``reranker``: a ``+rerank`` pipeline)."""
-    from workbench.search.pipelines import parse_pipeline
-
-    try:
-        p = parse_pipeline(pipeline)
-    except WbError:
-        return False
-    return any((role == "reranker" and p.rerank) or MODE_OF_ROLE.get(role) in p.modes for role in roles)
 
 
 def compare_pipelines(spec: TrainerSpec, current: str) -> tuple[str, str]:

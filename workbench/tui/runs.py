@@ -51,7 +51,6 @@ from workbench.tui.launch import (  # noqa: F401  (spawn, error_line, suggest_na
     compare_overrides,
     compare_pipelines,
     error_line,
-    pipeline_uses,
     spawn,
     suggest_name,
     trainer_spec,
@@ -893,13 +892,12 @@ class RunsPane(Vertical):
         left, right = compare_pipelines(spec, search.left.pipeline)
         search.set_pipelines(left, right)
         roles = "+".join(spec.roles)
-        uses = pipeline_uses(left, spec.roles)
-        base_label = f"{roles} · base" if uses else "base models"
-        if variant_root is not None:
-            right_side = (variant_root, f"{roles} · ft:{name}")
-        else:
-            right_side = (None, f"{roles} · ft:{name}", compare_overrides(spec, name))
-        search.set_models(left=(None, base_label), right=right_side, run=False)
+        # each label names the roles only while its column's pipeline runs one of them (l, r, x
+        # change the pipelines): "base models" then, and the fine-tune's label says it is unused
+        base_side = (None, f"{roles} · base", None, spec.roles, "base models")
+        right_side = (variant_root, f"{roles} · ft:{name}",
+                      None if variant_root is not None else compare_overrides(spec, name), spec.roles)
+        search.set_models(left=base_side, right=right_side, run=False)
         if variant_root is not None:  # kept up to date when the workspace is re-indexed (SearchScreen.refresh_variants)
             search.right.variant = (root, compare_overrides(spec, name))
         search.request_search(immediate=True)
