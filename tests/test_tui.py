@@ -2231,6 +2231,83 @@ async def test_a_pipeline_that_runs_no_fine_tune_does_not_claim_it(tmp_path):
         assert len([m for m, sev in seen if sev == "warning"]) == 1  # the base column is never warned about
 
 
+class SlowVariantEngine(VariantFakeEngine):
+    """A variant index that is missing, and whose build waits until the test lets it end."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        import threading
+
+        self.release = threading.Event()
+
+    def variant(self, root, overrides):
+        from workbench.tui.engine import VariantInfo
+
+        self.variant_calls.append(("variant", dict(overrides)))
+        built = self.release.is_set()
+        return VariantInfo(str(self.variant_root), "x", True, built, False)
+
+    def build_variant(self, root, overrides, progress):
+        self.variant_calls.append(("build", dict(overrides)))
+        self.release.wait(60)
+        return str(self.variant_root)
+
+
+@pytest.mark.parametrize("meanwhile", ["form", "tab"])
+async def test_a_variant_built_in_the_background_never_takes_the_screen(tmp_path, meanwhile):
+    """The end of c's background variant build switched to Search, popping the launch form the
+    user had opened meanwhile (their typing went on into the query box), or leaving the tab they
+    had gone to. It now says the index is ready (c shows it) and leaves the screen alone; c then
+    shows the comparison at once."""
+    from tui_fake import fake_run
+
+    from workbench.tui.launch import LaunchScreen
+
+    ws = tmp_path / "ws"
+    fake_run(ws, "ft", "finished", steps=10, total=10)
+    (ws / "runs" / "ft" / "model").mkdir()
+    engine = SlowVariantEngine(tmp_path / "variant")
+    app = WbApp(str(ws), engine=engine)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_runs(pilot)
+        seen = record_notifications(app)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: any(w.name == "variant index" and not w.is_finished for w in app.workers),
+                         what="the variant build")
+        if meanwhile == "form":
+            await pilot.press("n")
+            await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen), what="the form")
+            await pilot.press(*"/data/a")
+        else:
+            app.set_focus(None)
+            await pilot.press("1")
+            await pilot.pause()
+            assert app.state.tab == "corpus"
+        engine.release.set()
+        await settle(pilot)  # the build's worker has ended
+        await pilot.press(*"xyz")
+        await pilot.pause()
+        assert app.search.left.model_label == "" and app.search.right.model_label == ""
+        assert app.query_one("#query").value == ""
+        if meanwhile == "form":
+            assert isinstance(app.screen, LaunchScreen) and app.state.tab == "runs"
+            assert app.screen.query_one("#launch-data").value == "/data/axyz"
+            await pilot.press("escape")
+            await pilot.pause()
+        else:
+            assert len(app.screen_stack) == 1 and app.state.tab == "corpus"
+            app.set_focus(None)
+            await pilot.press("4")
+            await pilot.pause()
+        message = next(m for m, _ in seen if "index of ft is ready" in m)
+        assert "c on ft in Runs" in message
+        app.query_one("#runs-table").focus()
+        await pilot.press("c")  # built now: straight to the comparison
+        await settle(pilot)
+        assert app.state.tab == "search" and frame(app.search.right) == "dense · ft:ft"
+        assert [call for call, _ in engine.variant_calls].count("build") == 1
+
+
 async def test_compare_a_trained_reranker_in_search(small_workspace, tmp_path, tui_engine):
     """c on a finished reranker run (a random one-logit cross-encoder): no variant index is built;
     the right column is hybrid+rerank reranked by that model, exactly as the Searcher serves

@@ -881,6 +881,13 @@ class RunsPane(Vertical):
         self._hide_progress()
         if root != str(self.root):
             return  # the workspace changed meanwhile
+        app = self.app
+        if len(app.screen_stack) > 1 or app.state.tab != "runs":
+            # the user went on meanwhile (a form, the help, another tab): the screen is not taken
+            # from them; the index is built, so c on the run shows the comparison at once
+            app.notify(f"the index of {name} is ready: c on {name} in Runs (4) compares it with the base models",
+                       title="fine-tune indexed", timeout=10)
+            return
         self._show_compare(root, name, spec, variant_root)
 
     def _show_compare(self, root: str, name: str, spec: TrainerSpec, variant_root: str | None) -> None:
