@@ -1120,6 +1120,49 @@ async def test_help_lists_every_key():
         assert not isinstance(app.screen, HelpScreen)
 
 
+async def test_help_says_what_the_table_keys_do(tmp_path):
+    """Each key the help lists for tables does what its line says on a row table (Runs): the help
+    said Home/End move the cursor, but Textual's DataTable scrolls sideways with them (ctrl+home and
+    ctrl+end go to the first and last row), so Home then c acted on the run selected before."""
+    from tui_fake import fake_run
+
+    from workbench.tui.help import WIDGET_KEYS
+
+    rows = dict(dict(WIDGET_KEYS)["Tables and lists"])
+    names = {"↑": "up", "↓": "down", "PgUp": "pageup", "PgDn": "pagedown", "Home": "home", "End": "end"}
+    ws = tmp_path / "ws"
+    for name in ("a", "b", "c", "d", "e"):
+        fake_run(ws, name, "finished", steps=3, total=3, t0=1_700_000_000.0)
+        time.sleep(0.02)  # listed newest first: e d c b a
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_runs(pilot)
+        table = app.query_one("#runs-table")
+
+        async def press_from(row: int, key: str) -> int:
+            table.move_cursor(row=row, animate=False)
+            await pilot.pause()
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.runs.selected == app.runs.rows[table.cursor_row].name  # what c, e, s act on
+            return table.cursor_row
+
+        checked = set()
+        for keys, what in rows.items():
+            if keys == "enter":
+                continue
+            for key in (names.get(k, k) for k in keys.replace(" / ", " ").split()):
+                moved = await press_from(2, key)
+                if "cursor stays" in what:
+                    assert moved == 2, (key, what)
+                elif "first / last row" in what:
+                    assert moved == (0 if "home" in key else 4), (key, what)
+                else:  # "move the cursor"
+                    assert moved != 2, (key, what)
+                checked.add(key)
+        assert {"ctrl+home", "ctrl+end", "home", "end"} <= checked
+
+
 async def run_palette(pilot, text: str) -> None:
     """Open the command palette, type ``text`` and run the first command offered."""
     await pilot.press("ctrl+p")
