@@ -2827,6 +2827,71 @@ async def test_launch_form_max_steps_and_an_error_that_goes_once_fixed(tmp_path)
         assert "--max-steps" not in form.command()  # empty: from the epochs (the trainer's default)
 
 
+async def test_launch_form_and_wb_train_refuse_absurd_step_counts(tmp_path, capsys, monkeypatch):
+    """max steps 99999999999999999999999 (a typo) was accepted by the form and by `wb train`: the run
+    warmed its lr up over those steps (lr 6e-27) and learnt nothing. Both refuse it now, in one line,
+    at the same bound (trainers.config's)."""
+    from tiny_models import run_wb
+
+    MOST_STEPS = 10**9  # trainers.config.MOST_STEPS
+    huge = "99999999999999999999999"
+    ws = tmp_path / "ws"
+    (tmp_path / "train.jsonl").write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n')
+    app = WbApp(str(ws), engine=FakeEngine())
+    spawned = []
+
+    async def spawner(argv):
+        spawned.append(argv)
+        return 1, "", "wb: error: not run by this test"
+
+    async with app.run_test(size=(120, 44)) as pilot:
+        app.runs.spawner = spawner
+        form = await open_launch_form(pilot)
+        form.query_one("#launch-trainer").value = "reranker"
+        await settle(pilot)
+        form.query_one("#launch-data").value = str(tmp_path / "train.jsonl")
+        form.query_one("#launch-max-steps").value = huge
+        await pilot.click("#launch-go")
+        await settle(pilot)
+        assert spawned == []  # refused by the form, not by the command's error line
+        assert form.error == f"max steps: {huge} is too large (at most {MOST_STEPS})", form.error
+        form.query_one("#launch-max-steps").value = str(MOST_STEPS)
+        await pilot.pause()
+        assert form.error == ""
+        form.query_one("#launch-epochs").value = "1e30"
+        await pilot.click("#launch-go")
+        await settle(pilot)
+        assert spawned == []
+        assert form.error.startswith("epochs: 1e30 is too large"), form.error
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "reranker", "--data", str(tmp_path / "train.jsonl"),
+                             "--base", "dense", "--out", "x", "--max-steps", huge, "-w", str(ws))
+    assert code == 2 and f"max_steps (--max-steps) must be at most {MOST_STEPS}" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (ws / "runs" / "x").exists()
+
+
+def test_the_step_column_never_shows_a_cut_number():
+    """The Runs table's step column (9 wide) cut 12/99999999999999999999999 to a plausible 12/999999:
+    numbers that do not fit are written with their magnitude (12/1e23), never cut."""
+    from workbench.tui.runs import COLUMNS, step_cell
+
+    width = next(w for _, key, w in COLUMNS if key == "step")
+    cases = {(12, 99999999999999999999999): "12/1e23", (12, 100): "12/100", (0, None): "0/?",
+             (123456, 1234567): "123k/1.2M", (999, 1_000_000_000): "999/1G", (15000, 20000): "15000/20k"}
+    for (step, total), shown in cases.items():
+        assert step_cell(step, total, width) == shown and len(shown) <= width
+
+
+async def test_runs_table_step_cell_keeps_the_magnitude(tmp_path):
+    from tui_fake import fake_run
+
+    ws = tmp_path / "ws"
+    fake_run(ws, "typo", "running", steps=12, total=99999999999999999999999)
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_runs(pilot)
+        assert app.query_one("#runs-table").get_cell("typo", "step").plain == "12/1e23"
+
+
 async def test_switching_workspace_clears_the_corpus_screens_last_indexing(tmp_path):
     """A failed indexing run stops its bar; another workspace shows nothing of the previous
     workspace's last indexing run (summary line, skipped files)."""

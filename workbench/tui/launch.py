@@ -39,6 +39,7 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Select, Static
 
+from trainers.config import option_highest
 from trainers.runs import check_run_name, runs_dir
 from workbench.errors import UsageError, WbError
 from workbench.tui.common import MODE_OF_ROLE, Palette, pipeline_uses
@@ -385,6 +386,10 @@ def check_values(spec: TrainerSpec, raw: dict[str, str | bool]) -> dict[str, str
                 raise UsageError(f"{f.label}: '{text}' is not a finite number")
             if number < f.least or (kind is float and f.strict and number <= f.least):
                 raise UsageError(f"{f.label}: {text} is too small")
+            highest = option_highest(f.config_key or f.key)  # the bound `wb train` refuses beyond
+            if highest is not None and (number > highest[0] or (number == highest[0] and not highest[1])):
+                raise UsageError(f"{f.label}: {text} is too large ({'at most' if highest[1] else 'less than'} "
+                                 f"{highest[0]})")
         elif f.kind == "choice" and f.choices and text not in f.choices:
             raise UsageError(f"{f.label}: '{text}' is not one of {', '.join(f.choices)}")
         out[f.key] = text

@@ -473,8 +473,8 @@ class RunsPane(Vertical):
         s = r.status
         colour = {"running": f"bold {pal.primary}", "finished": f"bold {pal.up}", "stopped": pal.warning,
                   "failed": f"bold {pal.down}", "died": f"bold {pal.down}"}.get(r.state, "dim")
-        step = f"{s.get('step') or 0}/{s.get('total_steps') or '?'}"
         w = {key: width for _, key, width in COLUMNS}
+        step = step_cell(s.get("step") or 0, s.get("total_steps"), w["step"])
         return {
             "name": Text(short(r.name, w["name"])),
             "state": Text(r.state, style=colour),
@@ -928,6 +928,38 @@ class RunsPane(Vertical):
                                                compare_overrides(spec, row.name).items()))
         app.call_after_refresh(lambda: app.query_one("#eval-run" if dataset or app.state.eval_dataset
                                                      else "#dataset").focus())
+
+
+def compact_count(n: int) -> str:
+    """``n`` in at most 4 characters with an explicit magnitude, never a cut number: ``9999``,
+    ``12k``, ``1.2M``, ``3G``, then ``1e23``."""
+    if n < 10_000:
+        return str(n)
+    for scale, suffix in ((10**3, "k"), (10**6, "M"), (10**9, "G")):
+        value = n / scale
+        text = f"{value:.1f}".rstrip("0").rstrip(".") if value < 9.95 else f"{value:.0f}"
+        if float(text) < 1000:
+            return text + suffix
+    mantissa, exponent = f"{n:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def step_cell(step, total, width: int) -> str:
+    """``step/total`` for the Runs table's step column; numbers too long for ``width`` are written
+    compactly (``12/1e23``, ``123k/1.2M``), never cut: a cut total looks like another total."""
+    def number(value) -> int | None:
+        try:
+            return int(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+
+    done, whole = number(step) or 0, number(total) if total else None
+    full = f"{done}/{whole if whole is not None else '?'}"
+    if len(full) <= width:
+        return full
+    shown_total = compact_count(whole) if whole is not None else "?"
+    text = f"{done}/{shown_total}"
+    return text if len(text) <= width else f"{compact_count(done)}/{shown_total}"
 
 
 def _duration(seconds: float) -> str:
