@@ -1120,6 +1120,49 @@ async def test_help_lists_every_key():
         assert not isinstance(app.screen, HelpScreen)
 
 
+async def test_help_says_what_the_table_keys_do(tmp_path):
+    """Each key the help lists for tables does what its line says on a row table (Runs): the help
+    said Home/End move the cursor, but Textual's DataTable scrolls sideways with them (ctrl+home and
+    ctrl+end go to the first and last row), so Home then c acted on the run selected before."""
+    from tui_fake import fake_run
+
+    from workbench.tui.help import WIDGET_KEYS
+
+    rows = dict(dict(WIDGET_KEYS)["Tables and lists"])
+    names = {"↑": "up", "↓": "down", "PgUp": "pageup", "PgDn": "pagedown", "Home": "home", "End": "end"}
+    ws = tmp_path / "ws"
+    for name in ("a", "b", "c", "d", "e"):
+        fake_run(ws, name, "finished", steps=3, total=3, t0=1_700_000_000.0)
+        time.sleep(0.02)  # listed newest first: e d c b a
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_runs(pilot)
+        table = app.query_one("#runs-table")
+
+        async def press_from(row: int, key: str) -> int:
+            table.move_cursor(row=row, animate=False)
+            await pilot.pause()
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.runs.selected == app.runs.rows[table.cursor_row].name  # what c, e, s act on
+            return table.cursor_row
+
+        checked = set()
+        for keys, what in rows.items():
+            if keys == "enter":
+                continue
+            for key in (names.get(k, k) for k in keys.replace(" / ", " ").split()):
+                moved = await press_from(2, key)
+                if "cursor stays" in what:
+                    assert moved == 2, (key, what)
+                elif "first / last row" in what:
+                    assert moved == (0 if "home" in key else 4), (key, what)
+                else:  # "move the cursor"
+                    assert moved != 2, (key, what)
+                checked.add(key)
+        assert {"ctrl+home", "ctrl+end", "home", "end"} <= checked
+
+
 async def run_palette(pilot, text: str) -> None:
     """Open the command palette, type ``text`` and run the first command offered."""
     await pilot.press("ctrl+p")
@@ -2144,6 +2187,170 @@ async def test_compare_and_evaluate_use_the_role_the_trainer_fills(tmp_path, tra
         assert app.query_one("#eval-compare").value == ", ".join(f"{r}=runs/ft" for r in role.split("+"))
 
 
+def frame(column) -> str:
+    """The column frame's models label, as shown."""
+    title = column._border_title  # (border_title is console markup)
+    return title.plain.strip() if title is not None else ""
+
+
+@pytest.mark.parametrize("trainer", ["reranker", "embedder"])
+async def test_swap_after_a_compare_moves_whole_columns(tmp_path, trainer):
+    """x after Runs c swaps whole columns: each pipeline goes with its models (the variant index or
+    the reranker override) and its label. It swapped only the pipelines, so the "reranker · ft:NAME"
+    column ran plain hybrid (no reranker), and for an embedder (hybrid on both sides) x did nothing."""
+    from tui_fake import fake_run
+
+    ws = tmp_path / "ws"
+    fake_run(ws, "ft", "finished", steps=10, total=10, trainer=trainer)
+    (ws / "runs" / "ft" / "model").mkdir()
+    engine = VariantFakeEngine(tmp_path / "variant")
+    app = WbApp(str(ws), engine=engine)
+    async with app.run_test(size=(120, 36)) as pilot:
+        app.search.set_query(QUERY, run=False)
+        await open_runs(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        search = app.search
+        left, right = search.left, search.right
+        before = [(c.pipeline, c.root, c.models, frame(c)) for c in (left, right)]
+        role = "reranker" if trainer == "reranker" else "dense"
+        assert f"{role} · ft:ft" in before[1][3]
+        left.table.focus()
+        await pilot.press("x")
+        await settle(pilot)
+        after = [(c.pipeline, c.root, c.models, frame(c)) for c in (left, right)]
+        assert after == before[::-1]
+        assert (app.state.left_pipeline, app.state.right_pipeline) == (before[1][0], before[0][0])
+        if trainer == "reranker":
+            assert (left.pipeline, left.models) == ("hybrid+rerank", {"reranker": "runs/ft"})
+            assert (right.pipeline, right.models) == ("hybrid", {})
+            assert frame(right) == "base models"
+        else:  # the fine-tune's variant index moved left (and is still refreshed on a re-index)
+            assert left.root == str(tmp_path / "variant") and right.root is None
+            assert left.variant is not None and right.variant is None
+            assert frame(left) == "dense · ft:ft" and frame(right) == "dense · base"
+        # each column was searched on its new models: the shown results say so
+        assert left.shown_key[0] == (left.root or str(ws)) and left.shown_key[3] == left.pipeline
+        assert dict(left.shown_key[6]) == left.models and dict(right.shown_key[6]) == right.models
+        for column in (left, right):
+            assert (column.root or str(ws), QUERY, column.pipeline, None, column.models) in engine.searches
+        await pilot.press("x")  # and back
+        await settle(pilot)
+        assert [(c.pipeline, c.root, c.models, frame(c)) for c in (left, right)] == before
+
+
+async def test_a_pipeline_that_runs_no_fine_tune_does_not_claim_it(tmp_path):
+    """r (or l, or the picker) putting the fine-tune's column on a pipeline that runs none of its
+    models: the frame says it is unused (it claimed "reranker · ft:NAME" over plain hybrid) and a
+    warning says so as `wb query --compare` refuses it; the base column's frame drops its role."""
+    from tui_fake import fake_run
+
+    ws = tmp_path / "ws"
+    fake_run(ws, "ft", "finished", steps=10, total=10, trainer="reranker")
+    (ws / "runs" / "ft" / "model").mkdir()
+    app = WbApp(str(ws), engine=VariantFakeEngine(tmp_path / "variant"))
+    async with app.run_test(size=(120, 36)) as pilot:
+        app.search.set_query(QUERY, run=False)
+        await open_runs(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        seen = record_notifications(app)
+        left, right = app.search.left, app.search.right
+        assert frame(right) == "reranker · ft:ft" and frame(left) == "base models"
+        left.table.focus()
+        await pilot.press("r")  # hybrid+rerank -> dense: no reranker
+        await settle(pilot)
+        assert right.pipeline == "dense"
+        assert "unused" in frame(right) and "dense runs no reranker" in frame(right), frame(right)
+        warnings = [m for m, sev in seen if sev == "warning"]
+        assert len(warnings) == 1 and "changes nothing for dense, which runs no reranker model" in warnings[0]
+        assert "dense+rerank" in warnings[0]  # the pipeline that would run it
+        right.set_pipeline("dense+rerank")
+        await settle(pilot)
+        assert frame(right) == "reranker · ft:ft"
+        await pilot.press("l")  # the base column onto hybrid+rerank: now it runs the base reranker
+        await settle(pilot)
+        assert left.pipeline == "hybrid+rerank" and frame(left) == "reranker · base"
+        assert len([m for m, sev in seen if sev == "warning"]) == 1  # the base column is never warned about
+
+
+class SlowVariantEngine(VariantFakeEngine):
+    """A variant index that is missing, and whose build waits until the test lets it end."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        import threading
+
+        self.release = threading.Event()
+
+    def variant(self, root, overrides):
+        from workbench.tui.engine import VariantInfo
+
+        self.variant_calls.append(("variant", dict(overrides)))
+        built = self.release.is_set()
+        return VariantInfo(str(self.variant_root), "x", True, built, False)
+
+    def build_variant(self, root, overrides, progress):
+        self.variant_calls.append(("build", dict(overrides)))
+        self.release.wait(60)
+        return str(self.variant_root)
+
+
+@pytest.mark.parametrize("meanwhile", ["form", "tab"])
+async def test_a_variant_built_in_the_background_never_takes_the_screen(tmp_path, meanwhile):
+    """The end of c's background variant build switched to Search, popping the launch form the
+    user had opened meanwhile (their typing went on into the query box), or leaving the tab they
+    had gone to. It now says the index is ready (c shows it) and leaves the screen alone; c then
+    shows the comparison at once."""
+    from tui_fake import fake_run
+
+    from workbench.tui.launch import LaunchScreen
+
+    ws = tmp_path / "ws"
+    fake_run(ws, "ft", "finished", steps=10, total=10)
+    (ws / "runs" / "ft" / "model").mkdir()
+    engine = SlowVariantEngine(tmp_path / "variant")
+    app = WbApp(str(ws), engine=engine)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_runs(pilot)
+        seen = record_notifications(app)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: any(w.name == "variant index" and not w.is_finished for w in app.workers),
+                         what="the variant build")
+        if meanwhile == "form":
+            await pilot.press("n")
+            await wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen), what="the form")
+            await pilot.press(*"/data/a")
+        else:
+            app.set_focus(None)
+            await pilot.press("1")
+            await pilot.pause()
+            assert app.state.tab == "corpus"
+        engine.release.set()
+        await settle(pilot)  # the build's worker has ended
+        await pilot.press(*"xyz")
+        await pilot.pause()
+        assert app.search.left.model_label == "" and app.search.right.model_label == ""
+        assert app.query_one("#query").value == ""
+        if meanwhile == "form":
+            assert isinstance(app.screen, LaunchScreen) and app.state.tab == "runs"
+            assert app.screen.query_one("#launch-data").value == "/data/axyz"
+            await pilot.press("escape")
+            await pilot.pause()
+        else:
+            assert len(app.screen_stack) == 1 and app.state.tab == "corpus"
+            app.set_focus(None)
+            await pilot.press("4")
+            await pilot.pause()
+        message = next(m for m, _ in seen if "index of ft is ready" in m)
+        assert "c on ft in Runs" in message
+        app.query_one("#runs-table").focus()
+        await pilot.press("c")  # built now: straight to the comparison
+        await settle(pilot)
+        assert app.state.tab == "search" and frame(app.search.right) == "dense · ft:ft"
+        assert [call for call, _ in engine.variant_calls].count("build") == 1
+
+
 async def test_compare_a_trained_reranker_in_search(small_workspace, tmp_path, tui_engine):
     """c on a finished reranker run (a random one-logit cross-encoder): no variant index is built;
     the right column is hybrid+rerank reranked by that model, exactly as the Searcher serves
@@ -2618,6 +2825,71 @@ async def test_launch_form_max_steps_and_an_error_that_goes_once_fixed(tmp_path)
         assert argv[argv.index("--max-steps") + 1] == "50"
         form.query_one("#launch-max-steps").value = ""
         assert "--max-steps" not in form.command()  # empty: from the epochs (the trainer's default)
+
+
+async def test_launch_form_and_wb_train_refuse_absurd_step_counts(tmp_path, capsys, monkeypatch):
+    """max steps 99999999999999999999999 (a typo) was accepted by the form and by `wb train`: the run
+    warmed its lr up over those steps (lr 6e-27) and learnt nothing. Both refuse it now, in one line,
+    at the same bound (trainers.config's)."""
+    from tiny_models import run_wb
+
+    MOST_STEPS = 10**9  # trainers.config.MOST_STEPS
+    huge = "99999999999999999999999"
+    ws = tmp_path / "ws"
+    (tmp_path / "train.jsonl").write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n')
+    app = WbApp(str(ws), engine=FakeEngine())
+    spawned = []
+
+    async def spawner(argv):
+        spawned.append(argv)
+        return 1, "", "wb: error: not run by this test"
+
+    async with app.run_test(size=(120, 44)) as pilot:
+        app.runs.spawner = spawner
+        form = await open_launch_form(pilot)
+        form.query_one("#launch-trainer").value = "reranker"
+        await settle(pilot)
+        form.query_one("#launch-data").value = str(tmp_path / "train.jsonl")
+        form.query_one("#launch-max-steps").value = huge
+        await pilot.click("#launch-go")
+        await settle(pilot)
+        assert spawned == []  # refused by the form, not by the command's error line
+        assert form.error == f"max steps: {huge} is too large (at most {MOST_STEPS})", form.error
+        form.query_one("#launch-max-steps").value = str(MOST_STEPS)
+        await pilot.pause()
+        assert form.error == ""
+        form.query_one("#launch-epochs").value = "1e30"
+        await pilot.click("#launch-go")
+        await settle(pilot)
+        assert spawned == []
+        assert form.error.startswith("epochs: 1e30 is too large"), form.error
+    code, _out, err = run_wb(capsys, monkeypatch, "train", "reranker", "--data", str(tmp_path / "train.jsonl"),
+                             "--base", "dense", "--out", "x", "--max-steps", huge, "-w", str(ws))
+    assert code == 2 and f"max_steps (--max-steps) must be at most {MOST_STEPS}" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (ws / "runs" / "x").exists()
+
+
+def test_the_step_column_never_shows_a_cut_number():
+    """The Runs table's step column (9 wide) cut 12/99999999999999999999999 to a plausible 12/999999:
+    numbers that do not fit are written with their magnitude (12/1e23), never cut."""
+    from workbench.tui.runs import COLUMNS, step_cell
+
+    width = next(w for _, key, w in COLUMNS if key == "step")
+    cases = {(12, 99999999999999999999999): "12/1e23", (12, 100): "12/100", (0, None): "0/?",
+             (123456, 1234567): "123k/1.2M", (999, 1_000_000_000): "999/1G", (15000, 20000): "15000/20k"}
+    for (step, total), shown in cases.items():
+        assert step_cell(step, total, width) == shown and len(shown) <= width
+
+
+async def test_runs_table_step_cell_keeps_the_magnitude(tmp_path):
+    from tui_fake import fake_run
+
+    ws = tmp_path / "ws"
+    fake_run(ws, "typo", "running", steps=12, total=99999999999999999999999)
+    app = WbApp(str(ws), engine=FakeEngine())
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_runs(pilot)
+        assert app.query_one("#runs-table").get_cell("typo", "step").plain == "12/1e23"
 
 
 async def test_switching_workspace_clears_the_corpus_screens_last_indexing(tmp_path):

@@ -97,11 +97,23 @@ _LOWEST = {
     "sparse_guard_weight": (0.0, True), "dense_weight": (0.0, True), "sparse_weight": (0.0, True),
     "colbert_weight": (0.0, True),
 }
+#: the most optimizer steps a run (and a step interval) may name: a billion is beyond any run, and a
+#: typo's 10**23 would start a run that warms its lr up over those steps and learns nothing
+MOST_STEPS = 10**9
+MOST_EPOCHS = 10**6
 # option -> (highest, inclusive?): a value above is refused too
 _HIGHEST = {
     "seed": (2**32 - 1, True), "lora_dropout": (1.0, False), "warmup_ratio": (1.0, True),
     "flops_warmup_ratio": (1.0, True), "cutoff_keep": (1.0, True),
+    "max_steps": (MOST_STEPS, True), "eval_every": (MOST_STEPS, True), "save_every": (MOST_STEPS, True),
+    "log_every": (MOST_STEPS, True), "epochs": (MOST_EPOCHS, True),
 }
+
+
+def option_highest(key: str) -> tuple[float, bool] | None:
+    """``(highest, inclusive?)`` of option ``key`` (a config field), None when it has no upper bound:
+    the launch form checks its boxes against the bounds `wb train` refuses."""
+    return _HIGHEST.get(key)
 
 
 PRECISIONS = ("auto", "no", "bf16", "fp16")

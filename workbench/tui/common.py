@@ -30,6 +30,21 @@ def known_pipeline(name: str | None) -> bool:
     return True
 
 
+MODE_OF_ROLE = {"dense": "dense", "colbert": "colbert", "sparse": "sparse"}
+
+
+def pipeline_uses(pipeline: str, roles: tuple[str, ...]) -> bool:
+    """Whether ``pipeline`` runs a model of one of ``roles`` (``reranker``: a ``+rerank`` pipeline)."""
+    from workbench.errors import WbError
+    from workbench.search.pipelines import parse_pipeline
+
+    try:
+        p = parse_pipeline(pipeline)
+    except WbError:
+        return False
+    return any((role == "reranker" and p.rerank) or MODE_OF_ROLE.get(role) in p.modes for role in roles)
+
+
 @dataclass(frozen=True)
 class Palette:
     """Concrete colours for Rich text, taken from the current theme's readable text colours.

@@ -19,8 +19,12 @@ WIDGET_KEYS = [
         ("ctrl+p", "command palette: switch screen, pipeline, instruction, theme…"),
         ("ctrl+q", "quit"),
     ]),
+    # Textual's DataTable: ctrl+home/ctrl+end go to the first/last row, home/end scroll sideways
+    # (tests/test_tui.py drives each key listed here on the Runs table)
     ("Tables and lists", [
-        ("↑ ↓ PgUp PgDn Home End", "move the cursor"),
+        ("↑ ↓ PgUp PgDn", "move the cursor"),
+        ("ctrl+home / ctrl+end", "first / last row of a table (in a picker's list: home / end)"),
+        ("home / end", "a table: scroll to its left / right edge (the cursor stays)"),
         ("enter", "open: a result's preview; an evaluated query in Search"),
     ]),
     ("Pickers", [

@@ -39,9 +39,10 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Select, Static
 
+from trainers.config import option_highest
 from trainers.runs import check_run_name, runs_dir
 from workbench.errors import UsageError, WbError
-from workbench.tui.common import Palette
+from workbench.tui.common import MODE_OF_ROLE, Palette, pipeline_uses
 from workbench.tui.footer import WbFooter
 
 Spawner = Callable[[list[str]], Awaitable[tuple[int, str, str]]]
@@ -385,6 +386,10 @@ def check_values(spec: TrainerSpec, raw: dict[str, str | bool]) -> dict[str, str
                 raise UsageError(f"{f.label}: '{text}' is not a finite number")
             if number < f.least or (kind is float and f.strict and number <= f.least):
                 raise UsageError(f"{f.label}: {text} is too small")
+            highest = option_highest(f.config_key or f.key)  # the bound `wb train` refuses beyond
+            if highest is not None and (number > highest[0] or (number == highest[0] and not highest[1])):
+                raise UsageError(f"{f.label}: {text} is too large ({'at most' if highest[1] else 'less than'} "
+                                 f"{highest[0]})")
         elif f.kind == "choice" and f.choices and text not in f.choices:
             raise UsageError(f"{f.label}: '{text}' is not one of {', '.join(f.choices)}")
         out[f.key] = text
@@ -417,20 +422,6 @@ def train_command(spec: TrainerSpec, values: dict, name: str, workspace: str) ->
 def compare_overrides(spec: TrainerSpec, name: str) -> dict[str, str]:
     """``{role: "runs/NAME"}`` for each role the run's model fills (``--model`` / ``--compare``)."""
     return {role: f"runs/{name}" for role in spec.roles}
-
-
-MODE_OF_ROLE = {"dense": "dense", "colbert": "colbert", "sparse": "sparse"}
-
-
-def pipeline_uses(pipeline: str, roles: tuple[str, ...]) -> bool:
-    """Whether ``pipeline`` runs a model of one of ``roles`` (``reranker``: a ``+rerank`` pipeline)."""
-    from workbench.search.pipelines import parse_pipeline
-
-    try:
-        p = parse_pipeline(pipeline)
-    except WbError:
-        return False
-    return any((role == "reranker" and p.rerank) or MODE_OF_ROLE.get(role) in p.modes for role in roles)
 
 
 def compare_pipelines(spec: TrainerSpec, current: str) -> tuple[str, str]:

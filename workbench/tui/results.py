@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Select, Static
 
 from workbench.config import MODES
 from workbench.tui.common import (MODE_SHORT, PIPELINES, Palette, cut_apart, fmt_score, known_pipeline, mode_line,
-                                  short)
+                                  pipeline_uses, short)
 
 DETAIL_ROWS = 4  # the selected hit's detail: its frame line, the per-mode ranks, the snippet
 DROPPED_ROWS = 1  # the right column's "dropped:" line, when there is one
@@ -59,6 +59,8 @@ class ResultColumn(Vertical):
         self.root: str | None = None  # a workspace of its own (a fine-tune's variant index); None: the app's
         self.models: dict[str, str] = {}  # role overrides the engine applies (e.g. reranker=runs/NAME)
         self.model_label = ""  # shown in the header when set, e.g. "dense · ft:NAME"
+        self.claims: tuple[str, ...] = ()  # the roles model_label names (shown only while the pipeline runs one)
+        self.idle_label: str | None = None  # the label while the pipeline runs none of them (None: "… unused")
         self.variant: tuple[str, dict[str, str]] | None = None  # (workspace, overrides) ``root`` is the variant of
         self.result = None  # QueryResult shown
         self.shown_key: tuple | None = None  # (workspace, query, instruction, pipeline, k, unit, models) shown
@@ -97,12 +99,19 @@ class ResultColumn(Vertical):
         """The pipeline menu: :data:`PIPELINES`, and ``pipeline`` after them when it is another fusion."""
         return [(p, p) for p in PIPELINES + ([] if pipeline in PIPELINES else [pipeline])]
 
-    def set_pipeline(self, pipeline: str) -> None:
+    def set_pipeline(self, pipeline: str, quiet: bool = False) -> None:
         """Change the pipeline (as if picked); posts PipelineChanged. A fusion the menu does not offer
-        (``dense+bm25``) is added to it."""
+        (``dense+bm25``) is added to it. ``quiet``: at once and without PipelineChanged (the caller
+        saves the state and searches)."""
         select = self.query_one(Select)
         if pipeline not in PIPELINES and pipeline not in [value for _label, value in select._options]:
             select.set_options(self._menu(pipeline))
+        if quiet:
+            with select.prevent(Select.Changed):
+                select.value = pipeline
+            self.pipeline = pipeline
+            self._render_model()
+            return
         select.value = pipeline
 
     @on(Select.Changed)
@@ -111,22 +120,60 @@ class ResultColumn(Vertical):
         value = str(event.value)
         if value != self.pipeline:
             self.pipeline = value
+            self._render_model()  # the label's claim depends on the pipeline
             self.post_message(self.PipelineChanged(self, value))
 
-    def set_models(self, root: str | None, label: str = "", models: dict[str, str] | None = None) -> None:
+    def set_models(self, root: str | None, label: str = "", models: dict[str, str] | None = None,
+                   claims: tuple[str, ...] = (), idle: str | None = None) -> None:
         """Answer from workspace ``root`` (None: the app's workspace) with the role overrides ``models``
         (models no index depends on, e.g. ``{"reranker": "runs/NAME"}``), labelled ``label``. Forgets
-        ``variant`` (set it after this call when ``root`` is a fine-tune's variant index)."""
+        ``variant`` (set it after this call when ``root`` is a fine-tune's variant index).
+
+        ``claims``: the model roles ``label`` speaks of (``("reranker",)`` for ``reranker · ft:NAME``);
+        while the column's pipeline runs none of them the frame says ``idle`` instead (None: the
+        label marked unused), as ``wb query --compare`` refuses models a pipeline does not run."""
         self.variant = None
         self.root = root
         self.models = dict(models or {})
         self.model_label = label
+        self.claims = tuple(claims)
+        self.idle_label = idle
         self._render_model()
+
+    def model_state(self) -> tuple:
+        """Everything that says which models the column runs and how it is labelled (``swap``
+        exchanges it between the columns; ``restore_models`` puts it back)."""
+        return (self.root, self.models, self.model_label, self.claims, self.idle_label, self.variant)
+
+    def restore_models(self, state: tuple) -> None:
+        root, models, label, claims, idle, variant = state
+        self.set_models(root, label, models, claims, idle)
+        self.variant = variant
+
+    @property
+    def idle_claim(self) -> bool:
+        """The label names models (``claims``) the column's pipeline does not run."""
+        return bool(self.claims) and not pipeline_uses(self.pipeline, self.claims)
+
+    @property
+    def overridden(self) -> bool:
+        """The column runs other models than the workspace's own (a variant index or role overrides)."""
+        return bool(self.root or self.models)
+
+    @property
+    def shown_label(self) -> str:
+        """The frame's label: ``model_label``, unless it names models the pipeline does not run."""
+        if not self.idle_claim:
+            return self.model_label
+        if self.idle_label is not None:
+            return self.idle_label
+        return f"{self.model_label} unused: {self.pipeline} runs no {'/'.join(self.claims)}"
 
     def _render_model(self) -> None:
         """The models label goes in the column's frame: the header row keeps the pipeline menu and
         the hit count whole, and an 80-column terminal still shows the label (the frame's width)."""
-        self.border_title = Text(f" {self.model_label} ", style="bold") if self.model_label else None
+        label = self.shown_label
+        self.border_title = Text(f" {label} ", style="bold") if label else None
 
     def set_busy(self, busy: bool, loading: bool = False) -> None:
         """While busy the hits shown are the previous query's: dimmed, and no movement is marked."""

@@ -51,7 +51,6 @@ from workbench.tui.launch import (  # noqa: F401  (spawn, error_line, suggest_na
     compare_overrides,
     compare_pipelines,
     error_line,
-    pipeline_uses,
     spawn,
     suggest_name,
     trainer_spec,
@@ -474,8 +473,8 @@ class RunsPane(Vertical):
         s = r.status
         colour = {"running": f"bold {pal.primary}", "finished": f"bold {pal.up}", "stopped": pal.warning,
                   "failed": f"bold {pal.down}", "died": f"bold {pal.down}"}.get(r.state, "dim")
-        step = f"{s.get('step') or 0}/{s.get('total_steps') or '?'}"
         w = {key: width for _, key, width in COLUMNS}
+        step = step_cell(s.get("step") or 0, s.get("total_steps"), w["step"])
         return {
             "name": Text(short(r.name, w["name"])),
             "state": Text(r.state, style=colour),
@@ -882,6 +881,13 @@ class RunsPane(Vertical):
         self._hide_progress()
         if root != str(self.root):
             return  # the workspace changed meanwhile
+        app = self.app
+        if len(app.screen_stack) > 1 or app.state.tab != "runs":
+            # the user went on meanwhile (a form, the help, another tab): the screen is not taken
+            # from them; the index is built, so c on the run shows the comparison at once
+            app.notify(f"the index of {name} is ready: c on {name} in Runs (4) compares it with the base models",
+                       title="fine-tune indexed", timeout=10)
+            return
         self._show_compare(root, name, spec, variant_root)
 
     def _show_compare(self, root: str, name: str, spec: TrainerSpec, variant_root: str | None) -> None:
@@ -893,13 +899,12 @@ class RunsPane(Vertical):
         left, right = compare_pipelines(spec, search.left.pipeline)
         search.set_pipelines(left, right)
         roles = "+".join(spec.roles)
-        uses = pipeline_uses(left, spec.roles)
-        base_label = f"{roles} · base" if uses else "base models"
-        if variant_root is not None:
-            right_side = (variant_root, f"{roles} · ft:{name}")
-        else:
-            right_side = (None, f"{roles} · ft:{name}", compare_overrides(spec, name))
-        search.set_models(left=(None, base_label), right=right_side, run=False)
+        # each label names the roles only while its column's pipeline runs one of them (l, r, x
+        # change the pipelines): "base models" then, and the fine-tune's label says it is unused
+        base_side = (None, f"{roles} · base", None, spec.roles, "base models")
+        right_side = (variant_root, f"{roles} · ft:{name}",
+                      None if variant_root is not None else compare_overrides(spec, name), spec.roles)
+        search.set_models(left=base_side, right=right_side, run=False)
         if variant_root is not None:  # kept up to date when the workspace is re-indexed (SearchScreen.refresh_variants)
             search.right.variant = (root, compare_overrides(spec, name))
         search.request_search(immediate=True)
@@ -923,6 +928,38 @@ class RunsPane(Vertical):
                                                compare_overrides(spec, row.name).items()))
         app.call_after_refresh(lambda: app.query_one("#eval-run" if dataset or app.state.eval_dataset
                                                      else "#dataset").focus())
+
+
+def compact_count(n: int) -> str:
+    """``n`` in at most 4 characters with an explicit magnitude, never a cut number: ``9999``,
+    ``12k``, ``1.2M``, ``3G``, then ``1e23``."""
+    if n < 10_000:
+        return str(n)
+    for scale, suffix in ((10**3, "k"), (10**6, "M"), (10**9, "G")):
+        value = n / scale
+        text = f"{value:.1f}".rstrip("0").rstrip(".") if value < 9.95 else f"{value:.0f}"
+        if float(text) < 1000:
+            return text + suffix
+    mantissa, exponent = f"{n:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def step_cell(step, total, width: int) -> str:
+    """``step/total`` for the Runs table's step column; numbers too long for ``width`` are written
+    compactly (``12/1e23``, ``123k/1.2M``), never cut: a cut total looks like another total."""
+    def number(value) -> int | None:
+        try:
+            return int(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+
+    done, whole = number(step) or 0, number(total) if total else None
+    full = f"{done}/{whole if whole is not None else '?'}"
+    if len(full) <= width:
+        return full
+    shown_total = compact_count(whole) if whole is not None else "?"
+    text = f"{done}/{shown_total}"
+    return text if len(text) <= width else f"{compact_count(done)}/{shown_total}"
 
 
 def _duration(seconds: float) -> str:

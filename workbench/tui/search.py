@@ -33,7 +33,7 @@ class SearchPane(Vertical):
         Binding("down", "focus_results", "Results", show=False),
         Binding("l", "cycle('left')", "Left pipe", tooltip="Next pipeline in the left column"),
         Binding("r", "cycle('right')", "Right pipe", tooltip="Next pipeline in the right column"),
-        Binding("x", "swap", "Swap", tooltip="Swap the two pipelines"),
+        Binding("x", "swap", "Swap", tooltip="Swap the columns, each with its models (base, fine-tune)"),
         Binding("i", "focus_instruction", "Instruction", tooltip="Open the instruction picker (presets, custom…)"),
         Binding("u", "toggle_unit", "Doc/chunk", tooltip="Rank documents or chunks"),
         Binding("plus", "more", "More hits", show=False, tooltip="More results per column (5, 10, 20, ... 100)"),
@@ -197,7 +197,21 @@ class SearchPane(Vertical):
         else:
             state.right_pipeline = event.pipeline
         self.app.save_state()
+        self._say_idle_models(event.column)
         self.request_search(immediate=True)
+
+    def _say_idle_models(self, column: ResultColumn) -> None:
+        """A column on other models (a fine-tune) whose new pipeline runs none of them: said, as
+        ``wb query --compare`` refuses it (its frame says so too, while the pipeline stays)."""
+        if not (column.overridden and column.idle_claim):
+            return
+        roles = "/".join(column.claims)
+        pipeline = column.pipeline
+        hint = f"{pipeline}+rerank" if "reranker" in column.claims and not pipeline.endswith("+rerank") else "hybrid"
+        key = "l" if column.side == "left" else "r"
+        self.app.notify(f"{column.model_label} changes nothing for {pipeline}, which runs no {roles} model: "
+                        f"{key} picks another pipeline (one that does: {hint})", title="models unused",
+                        severity="warning", timeout=8)
 
     @on(ResultColumn.Open)
     def _open(self, event: ResultColumn.Open) -> None:
@@ -257,8 +271,23 @@ class SearchPane(Vertical):
             self.app.notify("both columns use the workspace's own models", timeout=3)
 
     def action_swap(self) -> None:
-        a, b = self.left.pipeline, self.right.pipeline
-        self.set_pipelines(b, a)
+        """``x``: the two columns change places whole: each one's pipeline goes with its models (the
+        workspace or a fine-tune's variant index, role overrides) and its label, so a fine-tune's
+        column still runs the fine-tune after the swap (the right column's marks then compare the
+        base against it)."""
+        if self._refreshing:  # the variant's worker is bound to its side until it ends
+            self.app.notify("the fine-tune's index is being brought up to date: x swaps once it is", timeout=4)
+            return
+        left, right = self.left, self.right
+        a, b = left.model_state(), right.model_state()
+        pipelines = (right.pipeline, left.pipeline)
+        for column, models, pipeline in ((left, b, pipelines[0]), (right, a, pipelines[1])):
+            column.set_pipeline(pipeline, quiet=True)  # set with the models: no search of a half-swapped column
+            column.restore_models(models)
+        state = self.app.state
+        state.left_pipeline, state.right_pipeline = pipelines
+        self.app.save_state()
+        self.request_search(immediate=True)
 
     def action_toggle_unit(self) -> None:
         state = self.app.state
