@@ -3262,3 +3262,38 @@ async def test_per_query_rows_show_a_querys_brackets_as_typed():
         shown = [str(per_query.get_row_at(i)[2]) for i in range(per_query.row_count)]
         assert "[/INST] remove a directory" in shown and "[draft] sleep a while" in shown
         app.save_screenshot("/dev/null")  # rendering the table must not raise
+
+
+async def test_a_colbert_fine_tune_on_a_maxsim_rerank_pipeline_is_in_use(tmp_path):
+    """The MaxSim reranker reads the ColBERT model: a ColBERT fine-tune's column on bm25+rerank
+    runs it (as `wb query --compare` counts it), so its frame keeps its label and no warning says
+    it is unused; with a model reranker in wb.toml the same column runs no ColBERT model."""
+    from tui_fake import fake_run
+
+    ws = tmp_path / "ws"
+    fake_run(ws, "cb", "finished", steps=10, total=10, trainer="colbert")
+    (ws / "runs" / "cb" / "model").mkdir()
+    app = WbApp(str(ws), engine=VariantFakeEngine(tmp_path / "variant"))
+    async with app.run_test(size=(120, 36)) as pilot:
+        app.search.set_query(QUERY, run=False)
+        await open_runs(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        seen = record_notifications(app)
+        right = app.search.right
+        label = frame(right)
+        assert "cb" in label and "unused" not in label, label
+        right.set_pipeline("bm25+rerank")
+        await settle(pilot)
+        assert frame(right) == label and not [m for m, sev in seen if sev == "warning"]
+        right.set_pipeline("bm25")
+        await settle(pilot)
+        assert "unused" in frame(right)
+        from workbench.workspace import Workspace
+
+        config = Workspace(Path(right.root or ws)).config_path  # the fine-tune's variant index's
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text('[models]\nreranker = "llm"\n')
+        right.set_pipeline("bm25+rerank")
+        await settle(pilot)
+        assert "unused" in frame(right), frame(right)

@@ -33,8 +33,10 @@ def known_pipeline(name: str | None) -> bool:
 MODE_OF_ROLE = {"dense": "dense", "colbert": "colbert", "sparse": "sparse"}
 
 
-def pipeline_uses(pipeline: str, roles: tuple[str, ...]) -> bool:
-    """Whether ``pipeline`` runs a model of one of ``roles`` (``reranker``: a ``+rerank`` pipeline)."""
+def pipeline_uses(pipeline: str, roles: tuple[str, ...], reranker: str = "") -> bool:
+    """Whether ``pipeline`` runs a model of one of ``roles`` (``reranker``: a ``+rerank`` pipeline;
+    ``colbert`` also a ``+rerank`` one when ``reranker``, the reranker in effect, is the MaxSim
+    reranker, which reads the ColBERT model: ``Pipeline.model_roles``)."""
     from workbench.errors import WbError
     from workbench.search.pipelines import parse_pipeline
 
@@ -42,7 +44,7 @@ def pipeline_uses(pipeline: str, roles: tuple[str, ...]) -> bool:
         p = parse_pipeline(pipeline)
     except WbError:
         return False
-    return any((role == "reranker" and p.rerank) or MODE_OF_ROLE.get(role) in p.modes for role in roles)
+    return bool(set(roles) & p.model_roles(reranker))
 
 
 @dataclass(frozen=True)

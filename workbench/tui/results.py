@@ -3,6 +3,8 @@ per-mode detail, and (in the right column) movement against the left column and 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -153,7 +155,23 @@ class ResultColumn(Vertical):
     @property
     def idle_claim(self) -> bool:
         """The label names models (``claims``) the column's pipeline does not run."""
-        return bool(self.claims) and not pipeline_uses(self.pipeline, self.claims)
+        return bool(self.claims) and not pipeline_uses(self.pipeline, self.claims, self._reranker_in_effect())
+
+    def _reranker_in_effect(self) -> str:
+        """The reranker this column's ``+rerank`` runs: its override, else its workspace's (``""``
+        when that cannot be read: then only the roles the pipeline names count)."""
+        if self.models.get("reranker"):
+            return self.models["reranker"]
+        root = self.root or getattr(self.app, "workspace_root", None)
+        if not root:
+            return ""
+        from workbench.errors import WbError
+        from workbench.workspace import Workspace
+
+        try:
+            return Workspace(Path(root)).config().models.reranker
+        except (WbError, OSError):
+            return ""
 
     @property
     def overridden(self) -> bool:
