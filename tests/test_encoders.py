@@ -87,14 +87,81 @@ def test_a_sentence_transformers_6_folder_pools_and_truncates_as_sentence_transf
     np.testing.assert_allclose(NumpyDenseEncoder.load(path).encode(TEXTS).dense, expected, atol=1e-4)
 
 
+def test_a_model_that_leaves_its_prompt_out_of_pooling_pools_as_sentence_transformers(tmp_path, monkeypatch):
+    """INSTRUCTOR-style folders (Pooling ``include_prompt: false``): the instruction's tokens are left
+    out of the mean, as ``SentenceTransformer.encode(text, prompt=...)`` does (wb refused them:
+    pooled in, the cosine to the model's vectors was 0.89); without a prompt nothing is left out; the
+    numpy backend declines them (torch serves), and the embedder trainer refuses them as a base."""
+    require_models()
+    monkeypatch.setenv("WB_DTYPE", "float32")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    from workbench.encoders.dense import DenseEncoder
+    from workbench.encoders.numpy_bert import NumpyDenseEncoder
+    from workbench.encoders.templates import PromptTemplates
+
+    path = str(_st_folder(tmp_path / "st", {"pooling_mode": "mean", "include_prompt": False},
+                          seq_limit_in_tokenizer=False))
+    ref = SentenceTransformer(path, device="cpu")
+    ours = DenseEncoder(path)
+    templates = PromptTemplates()
+    short = ["Return consecutive keys and groups.", "Delete a directory tree.", "A short one."]
+    for instruction in ("Represent the query for retrieving code", ""):
+        prompt = templates.query_prompt(instruction)
+        rendered = [templates.render_query(t, instruction) for t in short]
+        expected = ref.encode(short, prompt=prompt or None, normalize_embeddings=True)
+        got = ours.encode(rendered, queries=True, prompt=prompt).dense
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        if prompt:  # and it matters: pooled in, the vectors are others
+            pooled_in = ours.encode(rendered, queries=True).dense
+            assert np.min(np.sum(pooled_in * expected, axis=1)) < 0.999
+    assert NumpyDenseEncoder.load(path) is None
+
+    from trainers.config import EmbedderConfig
+    from workbench.errors import ModelError
+
+    with pytest.raises(ModelError, match=r"leaves its prompt's tokens out of its pooling \(include_prompt: false\)"):
+        EmbedderConfig(data="unsupervised", base=path, name="x", corpus="c.jsonl").check_base()
+
+
+def test_queries_with_an_instruction_reach_a_prompt_excluding_model_with_their_prompt(tmp_path, monkeypatch):
+    """Through the engine (`wb index` + a query with an instruction, the torch backend): the query
+    vector is sentence-transformers' with the rendered instruction as its prompt."""
+    require_models()
+    monkeypatch.setenv("WB_DTYPE", "float32")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    from workbench.index.indexer import Indexer
+    from workbench.search.searcher import Searcher
+    from workbench.workspace import Workspace
+
+    path = str(_st_folder(tmp_path / "st", {"pooling_mode": "mean", "include_prompt": False},
+                          seq_limit_in_tokenizer=False))
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "a", "text": "groupby makes groups of consecutive keys"}\n'
+                      '{"_id": "b", "text": "rmtree deletes a directory tree"}\n')
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure()
+    text = ws.config_path.read_text().replace('dense = "all-MiniLM-L6-v2"', f'dense = "{path}"', 1)
+    ws.config_path.write_text(text.replace("chunk_tokens = 256", "chunk_tokens = 100", 1))  # the tiny model reads 128
+    Indexer(ws).run(corpus)
+    searcher = Searcher(ws)
+    instruction = "Represent the query for retrieving code"
+    [q] = searcher.encode_queries(["delete a folder"], {"dense"}, instruction)
+    prompt = searcher.settings.templates.query_prompt(instruction)
+    assert prompt.startswith(instruction)
+    expected = SentenceTransformer(path, device="cpu").encode(["delete a folder"], prompt=prompt, normalize_embeddings=True)[0]
+    np.testing.assert_allclose(q.dense, expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("pooling,extra,says", [
     ({"pooling_mode": "max"}, [], "its pooling (max) is not one wb runs"),
     ({"pooling_mode_mean_sqrt_len_tokens": True}, [], "its pooling (mean_sqrt_len_tokens) is not one wb runs"),
     # sentence-transformers 5/6 writes several modes as a list (vectors concatenated): was served as mean
     ({"pooling_mode": ["cls", "max"]}, [], "its pooling (cls + max) is not one wb runs"),
     ({"pooling_mode": ["mean"]}, [], None),
-    # INSTRUCTOR-style: the prompt's tokens are left out of the pooling; wb pooled them in (cosine 0.89)
-    ({"pooling_mode": "mean", "include_prompt": False}, [], "its pooling excludes the prompt's tokens (include_prompt: false)"),
     ({"pooling_mode": "mean"}, [{"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}],
      "its sentence-transformers modules include Dense, which wb does not run"),
     ({"pooling_mode": "mean"}, [], "its similarity is the dot product of unnormalised vectors"),

@@ -292,6 +292,21 @@ class EmbedderConfig(RunConfig):
             return 1.0
         return self.distill_weight
 
+    def check_base(self):
+        """:meth:`RunConfig.check_base`, and a base whose pooling leaves its prompt's tokens out
+        (sentence-transformers ``include_prompt: false``) refused: this trainer pools every token,
+        so the model it saved would not pool as its base did (serving such a base runs: it is
+        training it that is not built)."""
+        hf_config = super().check_base()
+        from workbench.encoders.layout import read_layout
+        from workbench.models.cache import resolve_model_path
+
+        path = resolve_model_path(str(self.base))
+        if Path(path).is_dir() and read_layout(path).exclude_prompt:
+            raise ModelError(f"base '{self.base}' leaves its prompt's tokens out of its pooling (include_prompt: "
+                             f"false); the embedder trainer pools every token, so it cannot train it as it serves")
+        return hf_config
+
     def check_options(self) -> None:
         """The pooling, the unsupervised mode and corpus, and distillation's loss and negatives
         (see :meth:`RunConfig.check_options`)."""

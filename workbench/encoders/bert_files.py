@@ -105,6 +105,8 @@ class LeanTokenizer:
         self.max_length = max_length
         self.pad_token = specials["pad_token"]
         self.pad_token_id = tokenizer.token_to_id(self.pad_token)
+        # the ids of the named special tokens ([CLS], [SEP], [PAD], ...), as transformers' all_special_ids
+        self.special_ids = {i for i in (tokenizer.token_to_id(t) for t in specials.values()) if i is not None}
         self._at_length = {int(max_length): tokenizer}
 
     def ids(self, texts: list[str], max_length: int | None = None) -> list[list[int]]:

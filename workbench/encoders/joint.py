@@ -248,8 +248,10 @@ class _DenseView:
     def __getattr__(self, name):
         return getattr(self._joint.base, name)
 
-    def encode(self, texts: list[str], *, tokens: bool = False, max_batch: int = 256, queries: bool = False):
-        """As ``DenseEncoder.encode``; ``queries`` run through the encoder's ``query_model``."""
+    def encode(self, texts: list[str], *, tokens: bool = False, max_batch: int = 256, queries: bool = False,
+               prompt: str = ""):
+        """As ``DenseEncoder.encode``; ``queries`` run through the encoder's ``query_model``; a joint
+        model pools every token (``prompt`` changes nothing)."""
         from workbench.encoders.dense import DenseOutput
 
         out = self._joint.encode(texts, hidden_tokens=tokens, max_batch=max_batch, queries=queries)

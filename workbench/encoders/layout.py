@@ -28,6 +28,9 @@ class ModelLayout:
     architectures: tuple[str, ...]
     problem: str = ""  # why wb cannot run this folder as sentence-transformers does ("" when it can)
     lowercase: bool = False
+    # sentence-transformers' Pooling ``include_prompt: false``: the prompt's tokens (a query's
+    # instruction prefix) are left out of mean pooling (``DenseEncoder.encode(prompt=...)``)
+    exclude_prompt: bool = False
 
     def prepare(self, texts: list[str]) -> list[str]:
         """``texts`` as the tokenizer gets them: lowercased when ``lowercase``, else as they are."""
@@ -82,10 +85,6 @@ def read_layout(path: str, default_max_length: int = 512) -> ModelLayout:
         )
         pool_cfg = read_json(folder / pooling_dir / "config.json") if pooling_dir else {}
         pooling, problem = _pooling(pool_cfg)
-        if pool_cfg.get("include_prompt") is False and not problem:
-            # sentence-transformers leaves the prompt's tokens out of the pooling: wb pools them in
-            problem = ("its pooling excludes the prompt's tokens (include_prompt: false), which wb does not run "
-                       "(it pools every token)")
         kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
         others = [k for k in kinds if k not in _MODULES_RUN]
         if others and not problem:  # a Dense projection, ...: vectors would differ from the model's
@@ -116,7 +115,8 @@ def read_layout(path: str, default_max_length: int = 512) -> ModelLayout:
                                                  else None)
         max_length = min(int(limit or default_max_length), max_pos)
         return ModelLayout(path, "sentence-transformers", pooling, normalize, max_length, archs, problem,
-                           lowercase=st_cfg.get("do_lower_case") is True)
+                           lowercase=st_cfg.get("do_lower_case") is True,
+                           exclude_prompt=pool_cfg.get("include_prompt") is False)
     if "ForCausalLM" in arch_text:
         return ModelLayout(path, "causal-lm", "last", True, min(max_pos, default_max_length), archs)
     if "ForMaskedLM" in arch_text:

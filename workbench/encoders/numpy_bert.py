@@ -225,8 +225,8 @@ class NumpyDenseEncoder:
 
         layout = read_layout(path)
         layout.check("dense model")
-        if layout.kind == "causal-lm" or layout.pooling not in ("mean", "cls"):
-            return None
+        if layout.kind == "causal-lm" or layout.pooling not in ("mean", "cls") or layout.exclude_prompt:
+            return None  # (include_prompt: false: the torch encoder leaves the prompt out of its pooling)
         loaded = _load_bert(path, mlm=False)
         if loaded is None:
             return None
@@ -257,9 +257,11 @@ class NumpyDenseEncoder:
         """As ``DenseEncoder.tokenize``: truncated to ``max_length`` (default: the encoder's)."""
         return self._lean_tokenizer.ids([t.lower() for t in texts] if self.lowercase else texts, max_length)
 
-    def encode(self, texts: list[str], *, tokens: bool = False, max_batch: int = 256, queries: bool = False):
+    def encode(self, texts: list[str], *, tokens: bool = False, max_batch: int = 256, queries: bool = False,
+               prompt: str = ""):
         """As ``DenseEncoder.encode``: pooled vectors [n, dim] float32 and, with ``tokens``, each
-        text's L2-normalised token vectors as float16 (``queries`` changes nothing: always float32)."""
+        text's L2-normalised token vectors as float16 (``queries`` changes nothing: always float32;
+        ``prompt`` neither: ``load`` declines a model that leaves its prompt out of pooling)."""
         from workbench.encoders.dense import DenseOutput
 
         dense = np.zeros((len(texts), self.dim), dtype=np.float32)

@@ -50,6 +50,22 @@ class PromptTemplates:
     def render_document(self, text: str) -> str:
         return self.document.format(text=text)
 
+    def query_prompt(self, instruction: str = "") -> str:
+        """What every query rendered with ``instruction`` begins with before its text (the rendered
+        instruction, a template's fixed head): the prompt a model with ``include_prompt: false``
+        leaves out of its pooling. "" when the template does not end with ``{text}``."""
+        return _head(self.render_query("\0", instruction))
+
+    def document_prompt(self) -> str:
+        """As ``query_prompt``, for documents."""
+        return _head(self.render_document("\0"))
+
+
+def _head(rendered: str) -> str:
+    """The part of a text rendered around a NUL placeholder before it, when the placeholder ends it."""
+    head, mark, tail = rendered.rpartition("\0")
+    return head if mark and not tail else ""
+
 
 _BUILTIN_TASK = re.compile(r"\A(Instruct:[ \t]*)[^{}]+?(\n[^\n{}]*)\{instruction\}\{text\}\Z", re.S)
 

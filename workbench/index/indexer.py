@@ -728,7 +728,7 @@ class Indexer:
         if pass_rows:
             templates = bundle.settings.templates
             out = bundle.dense.encode([templates.render_document(texts[i]) for i in pass_rows],
-                                      tokens=not trained and bool(need["colbert"]))
+                                      tokens=not trained and bool(need["colbert"]), prompt=templates.document_prompt())
             dense = np.zeros((n, out.dense.shape[1]), dtype=np.float32)
             dense[pass_rows] = out.dense
             if out.tokens is not None:

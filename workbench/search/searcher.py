@@ -321,7 +321,8 @@ class Searcher:
             t0 = time.perf_counter()
             rendered = [self.settings.templates.render_query(t, instruction) for t in texts]
             trained = self.bundle.colbert if "colbert" in modes else None  # a trained ColBERT: own encoder
-            enc = self.bundle.dense.encode(rendered, tokens="colbert" in modes and trained is None, queries=True)
+            enc = self.bundle.dense.encode(rendered, tokens="colbert" in modes and trained is None, queries=True,
+                                           prompt=self.settings.templates.query_prompt(instruction))
             ms = (time.perf_counter() - t0) * 1000 / max(1, len(texts))
             for i, q in enumerate(out):
                 q.dense = enc.dense[i]
