@@ -4,6 +4,7 @@ in tmux (skipped when tmux is missing)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -2239,21 +2240,29 @@ async def test_swap_after_a_compare_moves_whole_columns(tmp_path, trainer):
         assert [(c.pipeline, c.root, c.models, frame(c)) for c in (left, right)] == before
 
 
-async def test_a_pipeline_that_runs_no_fine_tune_does_not_claim_it(tmp_path):
-    """r (or l, or the picker) putting the fine-tune's column on a pipeline that runs none of its
-    models: the frame says it is unused (it claimed "reranker · ft:NAME" over plain hybrid) and a
-    warning says so as `wb query --compare` refuses it; the base column's frame drops its role."""
+@contextlib.asynccontextmanager
+async def comparing_a_fine_tune(tmp_path, name: str, trainer: str):
+    """The app (a fake variant engine) showing the Search comparison Runs `c` opens for a finished
+    ``trainer`` run ``name``: yields ``(app, pilot, workspace)``."""
     from tui_fake import fake_run
 
     ws = tmp_path / "ws"
-    fake_run(ws, "ft", "finished", steps=10, total=10, trainer="reranker")
-    (ws / "runs" / "ft" / "model").mkdir()
+    fake_run(ws, name, "finished", steps=10, total=10, trainer=trainer)
+    (ws / "runs" / name / "model").mkdir()
     app = WbApp(str(ws), engine=VariantFakeEngine(tmp_path / "variant"))
     async with app.run_test(size=(120, 36)) as pilot:
         app.search.set_query(QUERY, run=False)
         await open_runs(pilot)
         await pilot.press("c")
         await settle(pilot)
+        yield app, pilot, ws
+
+
+async def test_a_pipeline_that_runs_no_fine_tune_does_not_claim_it(tmp_path):
+    """r (or l, or the picker) putting the fine-tune's column on a pipeline that runs none of its
+    models: the frame says it is unused (it claimed "reranker · ft:NAME" over plain hybrid) and a
+    warning says so as `wb query --compare` refuses it; the base column's frame drops its role."""
+    async with comparing_a_fine_tune(tmp_path, "ft", "reranker") as (app, pilot, _ws):
         seen = record_notifications(app)
         left, right = app.search.left, app.search.right
         assert frame(right) == "reranker · ft:ft" and frame(left) == "base models"
@@ -3268,17 +3277,7 @@ async def test_a_colbert_fine_tune_on_a_maxsim_rerank_pipeline_is_in_use(tmp_pat
     """The MaxSim reranker reads the ColBERT model: a ColBERT fine-tune's column on bm25+rerank
     runs it (as `wb query --compare` counts it), so its frame keeps its label and no warning says
     it is unused; with a model reranker in wb.toml the same column runs no ColBERT model."""
-    from tui_fake import fake_run
-
-    ws = tmp_path / "ws"
-    fake_run(ws, "cb", "finished", steps=10, total=10, trainer="colbert")
-    (ws / "runs" / "cb" / "model").mkdir()
-    app = WbApp(str(ws), engine=VariantFakeEngine(tmp_path / "variant"))
-    async with app.run_test(size=(120, 36)) as pilot:
-        app.search.set_query(QUERY, run=False)
-        await open_runs(pilot)
-        await pilot.press("c")
-        await settle(pilot)
+    async with comparing_a_fine_tune(tmp_path, "cb", "colbert") as (app, pilot, ws):
         seen = record_notifications(app)
         right = app.search.right
         label = frame(right)
