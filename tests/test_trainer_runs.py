@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import require_models
-from tiny_models import run_wb, tiny_bert, topic_groups
+from tiny_models import run_wb, tiny_bert, topic_beir, topic_groups
 
 pytest.importorskip("accelerate")
 pytest.importorskip("peft")
@@ -347,19 +347,6 @@ def test_finish_on_a_stopped_run_saves_its_checkpoint_model(tiny, tmp_path, caps
     assert code == 2 and "no step trained" in err and not fresh.model_dir.exists()
 
 
-def _topic_beir(folder: Path) -> Path:
-    """A BEIR folder (test split) of topic_groups' passages: query i about topic t -> its passage."""
-    from tiny_models import TOPICS
-
-    (folder / "qrels").mkdir(parents=True)
-    (folder / "corpus.jsonl").write_text("".join(json.dumps(
-        {"_id": f"d{i}", "title": "", "text": f"a passage about {TOPICS[i % 6]} number {i}"}) + "\n" for i in range(12)))
-    (folder / "queries.jsonl").write_text("".join(json.dumps(
-        {"_id": f"q{i}", "text": f"question {i} about {TOPICS[i % 6]}"}) + "\n" for i in range(12)))
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(12)))
-    return folder
-
-
 def test_keep_best_saves_the_best_evaluated_step_not_the_last(tiny, tmp_path):
     """keep_best: the run's model is the weights of the step with the best eval metric, so
     re-evaluating the saved model gives that metric, not the last evaluation's."""
@@ -368,7 +355,7 @@ def test_keep_best_saves_the_best_evaluated_step_not_the_last(tiny, tmp_path):
     from workbench.errors import UsageError
 
     base, data = tiny
-    beir = _topic_beir(tmp_path / "beir")
+    beir = topic_beir(tmp_path / "beir")
     run = _new(tmp_path, "best", base, data, max_steps=8, lr=2e-2, eval_data=str(beir), eval_every=1, keep_best=True)
     status = train_embedder(run)
     evals = {e["step"]: e["ndcg@10"] for e in run.events() if e["event"] == "eval" and not e.get("base")}
@@ -393,7 +380,7 @@ def test_wrong_eval_data_is_refused_before_training_and_a_failing_eval_never_cos
 
     base, data = tiny
     ws = tmp_path / "ws"
-    beir = _topic_beir(tmp_path / "beir")
+    beir = topic_beir(tmp_path / "beir")
     code, _out, err = run_wb(capsys, monkeypatch, "train", "embedder", "--data", str(data), "--base", str(base),
                              "--out", "e1", "--eval-data", str(data), "-w", str(ws))
     assert code == 2 and "is not a BEIR folder with a test split" in err and not (ws / "runs" / "e1").exists()

@@ -139,3 +139,14 @@ def passages_of_a_mixed_batch(trainer) -> list[str]:
     loss_once(trainer, [TrainingExample(query="cats question", positives=("cats purr",), negatives=("NEG chess",)),
                         TrainingExample(query="dogs question", positives=("dogs bark",), negatives=())])
     return seen
+
+
+def topic_beir(folder: Path) -> Path:
+    """A BEIR folder (test split) of topic_groups' passages: query i about topic t -> its passage."""
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(
+        {"_id": f"d{i}", "title": "", "text": f"a passage about {TOPICS[i % 6]} number {i}"}) + "\n" for i in range(12)))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(
+        {"_id": f"q{i}", "text": f"question {i} about {TOPICS[i % 6]}"}) + "\n" for i in range(12)))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(12)))
+    return folder

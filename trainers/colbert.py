@@ -50,6 +50,7 @@ from workbench.errors import ModelError, UsageError, first_line
 
 from .backbone import enable_checkpointing, fast_attention, padded
 from .config import ColbertConfig
+from .eval_set import inference
 from .loop import Trainer, log
 from .runs import staged_folder
 
@@ -146,21 +147,16 @@ class ColbertTrainer(Trainer):
         hidden = int(model.encoder.config.hidden_size)
         moment = torch.zeros((hidden, hidden), dtype=torch.float64)
         count = 0
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                for start in range(0, len(exs), 16):
-                    part = exs[start : start + 16]
-                    for texts, query in (([ex.query for ex in part], True), ([ex.positives[0] for ex in part], False)):
-                        ids = self._ids(texts, self.q_marker if query else self.d_marker, self.q_len if query else self.d_len)
-                        input_ids, mask = self._batch(ids, torch.device("cpu"))
-                        states = model.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                        rows = torch.nn.functional.normalize(states[mask.bool()].double(), dim=-1)
-                        moment += rows.T @ rows
-                        count += rows.shape[0]
-        finally:
-            model.train(was_training)
+        with inference(model):
+            for start in range(0, len(exs), 16):
+                part = exs[start : start + 16]
+                for texts, query in (([ex.query for ex in part], True), ([ex.positives[0] for ex in part], False)):
+                    ids = self._ids(texts, self.q_marker if query else self.d_marker, self.q_len if query else self.d_len)
+                    input_ids, mask = self._batch(ids, torch.device("cpu"))
+                    states = model.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                    rows = torch.nn.functional.normalize(states[mask.bool()].double(), dim=-1)
+                    moment += rows.T @ rows
+                    count += rows.shape[0]
         _values, vectors = torch.linalg.eigh(moment / max(1, count))  # ascending
         top = vectors[:, -self.cfg.dim :].flip(1).T.contiguous()  # [dim, hidden], orthonormal rows
         model.projection.weight.data.copy_(top.to(model.projection.weight.dtype))
@@ -270,36 +266,21 @@ class ColbertTrainer(Trainer):
         return self.kl(student, teacher)
 
     def evaluate(self, model, device) -> float | None:
-        try:
-            from ranx import Qrels, Run, evaluate
-        except ImportError:
-            log("eval skipped: ranx is not installed")
-            return None
         import torch
 
-        from .embedder import load_beir_eval
+        from .eval_set import load_eval_set, ndcg_at_10
 
-        corpus, queries, qrels = load_beir_eval(self.cfg.eval_data, self.cfg.eval_split)
-        if not queries:
+        data = load_eval_set(self.cfg.eval_data, self.cfg.eval_split)
+        if data is None:
             return None
-        doc_ids = list(corpus)
-        was_training = model.training
-        model.eval()
-        run: dict[str, dict[str, float]] = {}
-        try:
-            with torch.no_grad():
-                qids = list(queries)
-                q, q_mask = self.encode(model, [queries[i] for i in qids], True, device)
-                scores = torch.zeros((len(qids), len(doc_ids)))
-                for s in range(0, len(doc_ids), 32):
-                    d, d_mask = self.encode(model, [corpus[i] for i in doc_ids[s : s + 32]], False, device)
-                    scores[:, s : s + d.shape[0]] = maxsim_matrix(q, q_mask, d, d_mask).cpu()
-                top = torch.topk(scores, k=min(100, len(doc_ids)), dim=1)
-        finally:
-            model.train(was_training)
-        for qid, vals, idx in zip(qids, top.values, top.indices):
-            run[qid] = {doc_ids[j]: float(v) for v, j in zip(vals.tolist(), idx.tolist())}
-        value = float(evaluate(Qrels(qrels), Run(run), "ndcg@10"))
+        queries, documents = data.query_texts(), data.documents()
+        with inference(model):
+            q, q_mask = self.encode(model, queries, True, device)
+            scores = torch.zeros((len(queries), len(documents)))
+            for s in range(0, len(documents), 32):
+                d, d_mask = self.encode(model, documents[s : s + 32], False, device)
+                scores[:, s : s + d.shape[0]] = maxsim_matrix(q, q_mask, d, d_mask).cpu()
+            value = ndcg_at_10(scores, data)
         log(f"eval ndcg@10 {value:.4f}")
         return value
 

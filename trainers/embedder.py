@@ -37,7 +37,7 @@ from .config import EmbedderConfig, loss_key
 from .loop import KEEP_CHECKPOINTS, Trainer, log as _log, train_run
 from .runs import RunFolder
 
-__all__ = ["EmbedderTrainer", "embedder_examples", "train_embedder", "load_beir_eval", "KEEP_CHECKPOINTS"]
+__all__ = ["EmbedderTrainer", "embedder_examples", "train_embedder", "KEEP_CHECKPOINTS"]
 
 
 # ------------------------------------------------------------------------------ data
@@ -127,21 +127,6 @@ def _eval_instruction(cfg: EmbedderConfig, examples) -> str:
     if cfg.eval_data:
         _log(f"the training examples carry {len(counts)} instructions; eval queries use {chosen!r} ({why})")
     return chosen
-
-
-def load_beir_eval(folder: str, split: str) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, int]]]:
-    """(corpus id -> title + text, query id -> text, qrels) of a BEIR folder, its evaluated queries
-    only: read and checked exactly as `wb eval` reads it (``workbench.eval.dataset``: TREC qrels, BOMs,
-    graded relevance, documents the corpus lacks), so an in-training figure uses the same judgements."""
-    from workbench.eval.dataset import load_dataset
-    from workbench.ingest.readers import corpus_passages
-
-    from .data.eval_data import beir_files
-
-    beir_files(folder, split)  # the missing files named as a run's eval data
-    data = load_dataset(folder, split)
-    corpus = corpus_passages(data.corpus_path)
-    return corpus, dict(data.queries), {q: dict(r) for q, r in data.qrels.items()}
 
 
 # ------------------------------------------------------------------------------ training
@@ -308,42 +293,28 @@ def train_embedder(
 
 def _evaluate(model, tokenizer, cfg: EmbedderConfig, templates, pooling, normalize, device, *,
               instruction: str | None = None) -> float | None:
-    """nDCG@10 of exact cosine top-100 on ``cfg.eval_data`` (None when ranx is not installed): queries
-    rendered with ``instruction`` (default ``cfg.instruction``; the trainer passes the one its training
-    data used, :func:`_eval_instruction`), documents with the document template."""
-    try:
-        from ranx import Qrels, Run, evaluate
-    except ImportError:
-        _log("eval skipped: ranx is not installed")
-        return None
+    """nDCG@10 of exact cosine top-100 on ``cfg.eval_data`` (None when it cannot be evaluated:
+    :func:`~trainers.eval_set.load_eval_set`): queries rendered with ``instruction`` (default
+    ``cfg.instruction``; the trainer passes the one its training data used, :func:`_eval_instruction`),
+    documents with the document template."""
     import torch
 
     from .backbone import encode
+    from .eval_set import inference, load_eval_set, ndcg_at_10
 
-    corpus, queries, qrels = load_beir_eval(cfg.eval_data, cfg.eval_split)
-    if not queries:
-        _log(f"eval skipped: no judged queries in {cfg.eval_data} ({cfg.eval_split})")
+    data = load_eval_set(cfg.eval_data, cfg.eval_split)
+    if data is None:
         return None
-    doc_ids = list(corpus)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            def enc(texts, max_length):
-                out = [encode(model, tokenizer, texts[i : i + 64], max_length, pooling, normalize, device=device).float()
-                       for i in range(0, len(texts), 64)]
-                return torch.nn.functional.normalize(torch.cat(out), dim=-1)
 
-            d = enc([templates.render_document(corpus[i]) for i in doc_ids], cfg.passage_max_length)
-            qids = list(queries)
-            instruction = cfg.instruction if instruction is None else instruction
-            q = enc([templates.render_query(queries[i], instruction) for i in qids], cfg.query_max_length)
-            scores = q @ d.T
-            top = torch.topk(scores, k=min(100, len(doc_ids)), dim=1)
-    finally:
-        model.train(was_training)
-    run = {qid: {doc_ids[j]: float(s) for s, j in zip(vals.tolist(), idx.tolist())}
-           for qid, vals, idx in zip(qids, top.values, top.indices)}
-    value = float(evaluate(Qrels(qrels), Run(run), "ndcg@10"))
+    def enc(texts, max_length):
+        out = [encode(model, tokenizer, texts[i : i + 64], max_length, pooling, normalize, device=device).float()
+               for i in range(0, len(texts), 64)]
+        return torch.nn.functional.normalize(torch.cat(out), dim=-1)
+
+    instruction = cfg.instruction if instruction is None else instruction
+    with inference(model):
+        d = enc([templates.render_document(text) for text in data.documents()], cfg.passage_max_length)
+        q = enc([templates.render_query(text, instruction) for text in data.query_texts()], cfg.query_max_length)
+        value = ndcg_at_10(q @ d.T, data)
     _log(f"eval ndcg@10 {value:.4f}")
     return value

@@ -277,43 +277,27 @@ class JointTrainer(Trainer):
         return dict(self._eval)
 
     def evaluate(self, model, device) -> float | None:
-        try:
-            from ranx import Qrels, Run, evaluate
-        except ImportError:
-            log("eval skipped: ranx is not installed")
-            return None
         import torch
 
-        from .embedder import load_beir_eval
+        from .eval_set import inference, load_eval_set, ndcg_at_10
 
-        corpus, queries, qrels = load_beir_eval(self.cfg.eval_data, self.cfg.eval_split)
-        if not queries:
+        data = load_eval_set(self.cfg.eval_data, self.cfg.eval_split)
+        if data is None:
             return None
-        doc_ids, qids = list(corpus), list(queries)
-        was_training = model.training
-        model.eval()
-        all_scores = {m: torch.zeros((len(qids), len(doc_ids))) for m in MODES}
-        try:
-            with torch.no_grad():
-                q_parts = [self.encode(model, [queries[i] for i in qids[s : s + 16]], self.q_len, device)
-                           for s in range(0, len(qids), 16)]
-                for s in range(0, len(doc_ids), 32):
-                    d = self.encode(model, [corpus[i] for i in doc_ids[s : s + 32]], self.d_len, device)
-                    row = 0
-                    for q in q_parts:
-                        part = self.scores(q, d)
-                        for m in MODES:
-                            all_scores[m][row : row + q.dense.shape[0], s : s + d.dense.shape[0]] = part[m].cpu()
-                        row += q.dense.shape[0]
-        finally:
-            model.train(was_training)
+        queries, documents = data.query_texts(), data.documents()
+        all_scores = {m: torch.zeros((len(queries), len(documents))) for m in MODES}
+        with inference(model):
+            q_parts = [self.encode(model, queries[s : s + 16], self.q_len, device) for s in range(0, len(queries), 16)]
+            for s in range(0, len(documents), 32):
+                d = self.encode(model, documents[s : s + 32], self.d_len, device)
+                row = 0
+                for q in q_parts:
+                    part = self.scores(q, d)
+                    for m in MODES:
+                        all_scores[m][row : row + q.dense.shape[0], s : s + d.dense.shape[0]] = part[m].cpu()
+                    row += q.dense.shape[0]
         all_scores["fused"] = ensemble_scores(all_scores, self.ensemble)
-        results = {}
-        for name, matrix in all_scores.items():
-            top = torch.topk(matrix, k=min(100, len(doc_ids)), dim=1)
-            run = {qid: {doc_ids[j]: float(v) for v, j in zip(vals.tolist(), idx.tolist())}
-                   for qid, vals, idx in zip(qids, top.values, top.indices)}
-            results[name] = float(evaluate(Qrels(qrels), Run(run), "ndcg@10"))
+        results = {name: ndcg_at_10(matrix, data) for name, matrix in all_scores.items()}
         self._eval = {f"ndcg@10_{name}": value for name, value in results.items()}
         log("eval ndcg@10 " + ", ".join(f"{name} {value:.4f}" for name, value in results.items()))
         return results["fused"]

@@ -57,6 +57,7 @@ from workbench.errors import ModelError, UsageError, first_line
 
 from .backbone import enable_checkpointing, fast_attention
 from .config import LayerwiseConfig
+from .eval_set import inference
 from .loop import log
 from .reranker import RerankerTrainer, build_groups, eval_groups, group_mrr
 from .runs import staged_folder
@@ -249,17 +250,10 @@ class LayerwiseTrainer(RerankerTrainer):
 
     def score_layers(self, model, pairs: list[tuple[str, str]], device, batch_pairs: int = 32) -> list[list[float]]:
         """Per pair, the scores at every scored layer (``self.layers`` order)."""
-        import torch
-
         out: list[list[float]] = []
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                for i in range(0, len(pairs), batch_pairs):
-                    out.extend(model(**self._batch(pairs[i : i + batch_pairs], device)).float().tolist())
-        finally:
-            model.train(was_training)
+        with inference(model):
+            for i in range(0, len(pairs), batch_pairs):
+                out.extend(model(**self._batch(pairs[i : i + batch_pairs], device)).float().tolist())
         return out
 
     def layer_mrr(self, model, device) -> dict[int, float] | None:

@@ -45,6 +45,7 @@ from workbench.errors import ModelError, UsageError, first_line
 
 from .backbone import enable_checkpointing, padded, with_lora
 from .config import LlmRerankerConfig
+from .eval_set import inference
 from .reranker import RerankerTrainer, build_groups, negative_pool
 from .runs import staged_folder
 
@@ -174,17 +175,10 @@ class LlmRerankerTrainer(RerankerTrainer):
 
     def score_pairs(self, model, pairs: list[tuple[str, str]], device, batch_pairs: int = 16) -> list[float]:
         """The trained score of each pair (eval mode, no gradient), in input order."""
-        import torch
-
         out: list[float] = []
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                for i in range(0, len(pairs), batch_pairs):
-                    out.extend(model(**self._batch(pairs[i : i + batch_pairs], device)).float().tolist())
-        finally:
-            model.train(was_training)
+        with inference(model):
+            for i in range(0, len(pairs), batch_pairs):
+                out.extend(model(**self._batch(pairs[i : i + batch_pairs], device)).float().tolist())
         return out
 
     def save_final(self, model, out_dir: Path) -> None:

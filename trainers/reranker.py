@@ -48,6 +48,7 @@ from workbench.errors import InputError, ModelError, UsageError, first_line
 
 from .backbone import enable_checkpointing, fast_attention, padded
 from .config import RerankerConfig
+from .eval_set import inference
 from .loop import Trainer, log
 from .runs import staged_folder
 
@@ -250,18 +251,12 @@ class RerankerTrainer(Trainer):
         return self.loss_fn(scores, mask), int(batch["attention_mask"].sum())
 
     def score_pairs(self, model, pairs: list[tuple[str, str]], device, batch_pairs: int = 32) -> list[float]:
-        import torch
 
         out: list[float] = []
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                for i in range(0, len(pairs), batch_pairs):
-                    logits = model(**self._batch(pairs[i : i + batch_pairs], device)).logits
-                    out.extend(logits.float()[:, 0].tolist())
-        finally:
-            model.train(was_training)
+        with inference(model):
+            for i in range(0, len(pairs), batch_pairs):
+                logits = model(**self._batch(pairs[i : i + batch_pairs], device)).logits
+                out.extend(logits.float()[:, 0].tolist())
         return out
 
     def evaluate(self, model, device) -> float | None:

@@ -135,35 +135,22 @@ class SpladeTrainer(Trainer):
         return loss, q_tok + d_tok
 
     def evaluate(self, model, device) -> float | None:
-        try:
-            from ranx import Qrels, Run, evaluate
-        except ImportError:
-            log("eval skipped: ranx is not installed")
-            return None
         import torch
 
-        from .embedder import load_beir_eval
+        from .eval_set import inference, load_eval_set, ndcg_at_10
 
-        corpus, queries, qrels = load_beir_eval(self.cfg.eval_data, self.cfg.eval_split)
-        if not queries:
+        data = load_eval_set(self.cfg.eval_data, self.cfg.eval_split)
+        if data is None:
             return None
-        doc_ids, qids = list(corpus), list(queries)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                q = torch.cat([self.encode(model, [queries[i] for i in qids[s : s + 64]], self.q_len, device)[0].cpu()
-                               for s in range(0, len(qids), 64)])
-                scores = torch.zeros((len(qids), len(doc_ids)))
-                for s in range(0, len(doc_ids), 32):
-                    d, _ = self.encode(model, [corpus[i] for i in doc_ids[s : s + 32]], self.d_len, device)
-                    scores[:, s : s + d.shape[0]] = q @ d.cpu().T
-                top = torch.topk(scores, k=min(100, len(doc_ids)), dim=1)
-        finally:
-            model.train(was_training)
-        run = {qid: {doc_ids[j]: float(v) for v, j in zip(vals.tolist(), idx.tolist())}
-               for qid, vals, idx in zip(qids, top.values, top.indices)}
-        value = float(evaluate(Qrels(qrels), Run(run), "ndcg@10"))
+        queries, documents = data.query_texts(), data.documents()
+        with inference(model):
+            q = torch.cat([self.encode(model, queries[s : s + 64], self.q_len, device)[0].cpu()
+                           for s in range(0, len(queries), 64)])
+            scores = torch.zeros((len(queries), len(documents)))
+            for s in range(0, len(documents), 32):
+                d, _ = self.encode(model, documents[s : s + 32], self.d_len, device)
+                scores[:, s : s + d.shape[0]] = q @ d.cpu().T
+            value = ndcg_at_10(scores, data)
         log(f"eval ndcg@10 {value:.4f}")
         return value
 
