@@ -1867,7 +1867,7 @@ def test_an_eval_compare_row_opens_its_own_pipeline_on_the_base_models_on_the_le
         {"name": "bm25@ft", "baseline": "bm25"}, {"name": "hybrid@ft", "baseline": "hybrid"}]}
     target = search_target(report, "hybrid@ft", {"reranker": "/runs/ft/model"})
     assert (target.left, target.right, target.problem) == ("hybrid", "hybrid", "")
-    assert target.right_models == (None, "reranker · ft", {"reranker": "/runs/ft/model"})
+    assert target.right_models == (None, "reranker · ft", {"reranker": "/runs/ft/model"}, ("reranker",))
     assert (search_target(report, "hybrid").left, search_target(report, "hybrid").right) == ("bm25", "hybrid")
     old = {"baseline": "bm25", "workspace": "/ws", "pipelines": [{"name": "bm25"}, {"name": "dense@ft"}]}
     assert search_target(old, "dense@ft").left == "bm25"  # a report from before per-row baselines
@@ -2747,6 +2747,16 @@ async def test_a_reranker_compare_eval_row_reranks_with_the_compared_model(tmp_p
         assert (search.left.pipeline, search.right.pipeline) == ("hybrid", "hybrid+rerank")
         assert search.right.root == "/demo/eval-base" and search.right.models == {"reranker": "/ws/runs/ft-2/model"}
         assert ("hybrid+rerank", {"reranker": "/ws/runs/ft-2/model"}) in engine.overrides
+        # the columns claim the compared role, as after Runs c: on a pipeline without a reranker the
+        # compared model's column says it is unused, the base column drops the role from its name
+        assert frame(search.right) == "reranker · ft-2" and frame(search.left) == "evaluation's index"
+        search.left.set_pipeline("hybrid+rerank")
+        await settle(pilot)
+        assert frame(search.left) == "reranker · base"
+        search.right.set_pipeline("dense")
+        await settle(pilot)
+        assert "unused" in frame(search.right) and "dense runs no reranker" in frame(search.right), frame(search.right)
+        assert any("changes nothing for dense" in m and sev == "warning" for m, sev in seen), seen
 
         # the same report without the --compare models (not run from this screen): a clear warning
         app.search.set_models(run=False)

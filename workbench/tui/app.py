@@ -403,7 +403,7 @@ class WbApp(App):
         """Open ``query`` in Search, with the given pipelines when they are known ones (and in
         ``workspace``, the one an evaluation indexed its dataset into, when given), the instruction
         ``instruction`` (None: none, as ``wb eval`` searches), and the right column on ``right_models``
-        (``(root or None, label[, {role: model}])``: a ``--compare`` system's models; None: both
+        (``(root or None, label[, {role: model}[, claimed roles]])``: a ``--compare`` system's models; None: both
         columns on the workspace's own models). ``relevant`` ({doc id: grade}, the query's qrels):
         the hits Search marks as relevant while this query is shown.
 
@@ -419,16 +419,22 @@ class WbApp(App):
         self.action_show_tab("search")
         search = self.search
         search.set_pipelines(left, right)
+        claims = tuple(right_models[3]) if right_models is not None and len(right_models) > 3 else ()
+
+        def base_side(root: str | None, idle: str) -> tuple:
+            """The left column: the base of the compared roles (named while its pipeline runs one)."""
+            return (root, f"{'+'.join(claims)} · base", None, claims, idle) if claims else (root, idle)
+
         if visiting:
-            base = (visiting, "evaluation's index")
+            base = base_side(visiting, "evaluation's index")
             if right_models is None:
-                right_models = base
+                right_models = (visiting, "evaluation's index")
             elif right_models[0] is None:  # other role models over the same (evaluation's) index
                 right_models = (visiting, *right_models[1:])
             search.set_models(left=base, right=right_models, run=False)
             self.notify("Search shows the evaluation's index (b: back to this workspace's)", timeout=6)
         elif right_models is not None:
-            search.set_models(left=(None, "base models"), right=right_models, run=False)
+            search.set_models(left=base_side(None, "base models"), right=right_models, run=False)
         elif any(c.root or c.model_label or c.models for c in search.columns):
             search.set_models(run=False)
         search.set_instruction(instruction, run=False, keep_own=True)  # yours is kept, not replaced

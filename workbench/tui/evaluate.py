@@ -553,7 +553,9 @@ def search_target(report: dict, system: str, compare: dict[str, str] | None = No
     base models; else the report's first pipeline) on the left in the base workspace, that
     pipeline on the right with the compared models (their own index, the report's second workspace,
     when they change what is indexed; else ``compare``'s role overrides on the same index), and the
-    instruction the evaluation used (``wb eval`` uses none unless the report names one)."""
+    instruction the evaluation used (``wb eval`` uses none unless the report names one). The right
+    models' label claims the compared roles (``ResultsColumn.set_models``), so a pipeline that runs
+    none of them is marked unused, as after Runs ``c``."""
     from workbench.tui.common import known_pipeline
     from workbench.variants import INDEX_ROLES
 
@@ -573,10 +575,11 @@ def search_target(report: dict, system: str, compare: dict[str, str] | None = No
     compare = dict(compare or {})
     others = {role: model for role, model in compare.items() if role not in INDEX_ROLES}
     shown = f"{'+'.join(compare)} · {label}" if compare else label  # e.g. "dense · ft-1"
+    claims = tuple(compare)  # the label speaks of these roles: "unused" on a pipeline that runs none
     if len(workspaces) >= 2:  # the compared models have an index of their own (its wb.toml names them)
-        target.right_models = (workspaces[1], shown, others)
+        target.right_models = (workspaces[1], shown, others, claims)
     elif len(workspaces) == 1 and compare and not any(role in INDEX_ROLES for role in compare):
-        target.right_models = (None, shown, compare)  # e.g. a reranker: the same index, other role models
+        target.right_models = (None, shown, compare, claims)  # e.g. a reranker: the same index, other role models
     else:
         target.problem = (f"{system}: this report does not say which models '{label}' stands for (run the "
                           "evaluation again from this screen to open its rows in Search)")
