@@ -115,7 +115,7 @@ def main() -> None:
             store.add(_table(x[start:start + 50_000], start))
         flat_ms, flat = _timed(lambda q: store.dense_search(q, args.depth)[0], queries[: max(5, len(queries) // 5)])
         t0 = time.perf_counter()
-        store.build_dense_index()
+        store.build_dense_index(max(1, args.rows // 100_000))  # wb index's [index] dense_ann_partition_rows
         build_s = time.perf_counter() - t0
         def ann(q, refine):
             keys = np.unique(store.dense_search(q, args.depth * refine)[0])  # key i is row i here

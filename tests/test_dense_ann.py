@@ -41,7 +41,7 @@ def test_ann_search_finds_the_exact_top_with_exact_scores_and_follows_adds_and_d
     store.create(DIM, 8)
     store.add(_rows(x[:2500], 0))
     assert store.dense_index_rows() is None
-    assert store.build_dense_index() == 2500
+    assert store.build_dense_index(1) == 2500
     assert store.dense_index_rows() == (2500, 0)
     store.add(_rows(x[2500:], 2500))  # rows after the build: searched unindexed until compact
     assert store.dense_index_rows() == (2500, 500)
@@ -123,3 +123,21 @@ def test_wb_index_builds_the_ann_index_past_the_limit_and_dense_answers_equal_th
     assert "built the dense ANN index" not in summary.note  # kept, and brought up to date by compaction
     assert lance.dense_index_rows() == (summary.total_chunks, 0)
     same_as_exact()
+
+
+    # the table now calls for twice the partitions the index was trained with: the next run retrains
+    # it on the whole table (LanceDB's compaction only folds rows into the trained partitions)
+    from workbench.store.manifest import Manifest
+
+    with Manifest(ws.manifest_path) as manifest:
+        assert manifest.get_meta("dense_index_partitions") == 1
+    ws.config_path.write_text(ws.config_path.read_text().replace(
+        "[index]\n", f"[index]\ndense_ann_partition_rows = {summary.total_chunks // 2}\n", 1))
+    summary = Indexer(ws).run(corpus)
+    assert "retrained the dense ANN index over" in summary.note and "(2 partitions, was 1)" in summary.note, summary.note
+    with Manifest(ws.manifest_path) as manifest:
+        assert manifest.get_meta("dense_index_partitions") == 2
+    assert lance.dense_index_rows() == (summary.total_chunks, 0)
+    same_as_exact()
+    summary = Indexer(ws).run(corpus)  # 2 of 2 wanted: kept
+    assert "dense ANN index" not in summary.note, summary.note

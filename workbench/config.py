@@ -84,6 +84,9 @@ class IndexConfig:
     # candidates rescored exactly from the snapshot): bench/bench_dense_ann.py against the exact scan
     dense_exact_max_rows: int = 200_000
     dense_ann_refine: int = 2
+    # one IVF partition per this many chunks; `wb index` retrains the index (LanceDB folds later rows
+    # into the partitions it was trained with) once the table calls for twice its partitions
+    dense_ann_partition_rows: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ _RANGES = {
     ("index", "sparse_step"): (1e-6, None), ("index", "colbert_exact_max_tokens"): (0, None),
     ("index", "colbert_candidates"): (1, None), ("index", "hybrid_colbert_extra"): (0, None),
     ("index", "hybrid_colbert_depth"): (0, None),
-    ("index", "dense_exact_max_rows"): (0, None), ("index", "dense_ann_refine"): (1, 100),
+    ("index", "dense_exact_max_rows"): (0, None), ("index", "dense_ann_refine"): (1, 100), ("index", "dense_ann_partition_rows"): (1, None),
     ("index", "max_file_mb"): (1e-6, None),
     ("fusion", "depth"): (1, None), ("fusion", "rrf_k"): (1, None),
     ("rerank", "depth"): (1, None), ("rerank", "interpolation"): (0.0, 1.0),

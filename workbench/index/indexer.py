@@ -50,6 +50,8 @@ from workbench.workspace import Workspace
 # next run of any root completes a settle that a kill cut off (it had nothing left to write, so it
 # would otherwise settle nothing: BM25 kept counting the deleted chunks, LanceDB stayed uncompacted)
 UNSETTLED = "unsettled"
+# the IVF partitions the dense ANN index was last trained with (Indexer._ensure_dense_index)
+DENSE_INDEX_PARTITIONS = "dense_index_partitions"
 
 
 @dataclass
@@ -492,24 +494,36 @@ class Indexer:
 
     def _ensure_dense_index(self, manifest, lance, summary: IndexSummary) -> None:
         """LanceDB's ANN index on the dense vectors, built once the index holds more than ``[index]
-        dense_exact_max_rows`` chunks (dense retrieval then runs through it: ``Searcher._dense_ann``);
-        compaction brings later rows into it. Checked on every settle, so a build that was cut off
-        (one LanceDB commit: the table is left without the index) or a lowered limit is built by the
-        next run. Best effort: a failed build is a note; dense retrieval then scans exactly."""
-        if manifest.count_chunks() <= self.config.index.dense_exact_max_rows:
+        dense_exact_max_rows`` chunks (dense retrieval then runs through it: ``Searcher._dense_ann``)
+        with one partition per ``dense_ann_partition_rows``; compaction folds later rows into its
+        partitions, and once the table calls for twice the partitions it was trained with (recorded
+        in the manifest, ``DENSE_INDEX_PARTITIONS``) it is trained again on the whole table. Checked
+        on every settle, so a build that was cut off (one LanceDB commit: the table is left as it
+        was) or a lowered limit is built by the next run. Best effort: a failed build is a note;
+        dense retrieval then scans exactly (or goes on through the index it would have replaced)."""
+        chunks = manifest.count_chunks()
+        if chunks <= self.config.index.dense_exact_max_rows:
             return
+        wanted = max(1, chunks // self.config.index.dense_ann_partition_rows)
         start = time.perf_counter()
+        built, trained = False, int(manifest.get_meta(DENSE_INDEX_PARTITIONS) or 1)
         try:
-            if lance.dense_index_rows() is not None:
+            built = lance.dense_index_rows() is not None
+            if built and wanted < 2 * trained:
                 return
             self.progress("dense index", 0, 0)
-            rows = lance.build_dense_index()
+            rows = lance.build_dense_index(wanted)
         except (IndexingError, WorkspaceError) as exc:
             summary.note = _join(summary.note, f"{exc}; dense retrieval scans every chunk exactly until a "
-                                               f"later `wb index` builds it")
+                                               f"later `wb index` builds it" if not built else
+                                               f"{exc}; dense retrieval goes on through the index trained on "
+                                               f"{trained} partition(s) until a later `wb index` retrains it")
             return
-        summary.note = _join(summary.note, f"built the dense ANN index over {rows:,} chunks in "
-                                           f"{time.perf_counter() - start:.0f} s (past [index] dense_exact_max_rows)")
+        manifest.set_meta(DENSE_INDEX_PARTITIONS, wanted)  # after the build: a cut-off one is redone
+        what = (f"retrained the dense ANN index over {rows:,} chunks ({wanted} partitions, was {trained})" if built
+                else f"built the dense ANN index over {rows:,} chunks ({plural(wanted, 'partition')})")
+        summary.note = _join(summary.note, f"{what} in {time.perf_counter() - start:.0f} s "
+                                           f"(past [index] dense_exact_max_rows)")
 
     def _indexed_roots(self) -> list[Path]:
         """The roots the manifest records, also those that hold no document now (none before the

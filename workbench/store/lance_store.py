@@ -138,17 +138,17 @@ class LanceChunkStore:
             raise WorkspaceError(f"LanceDB could not list its indexes: {exc}") from exc
         return None
 
-    def build_dense_index(self) -> int:
-        """Build (or rebuild) the ANN index on ``vector``: IVF with an HNSW graph of scalar-quantized
-        (8-bit) vectors per partition, cosine; one partition per 100,000 rows. One LanceDB commit: a
-        killed build leaves the table as it was, without the index (queries then scan exactly).
-        Rows added later are indexed by :meth:`compact` (LanceDB's optimize). Returns the rows."""
+    def build_dense_index(self, partitions: int) -> int:
+        """Build (or rebuild) the ANN index on ``vector``: IVF of ``partitions`` partitions with an
+        HNSW graph of scalar-quantized (8-bit) vectors in each, cosine. One LanceDB commit: a killed
+        build leaves the table as it was (without the index, or with the one it replaces). Rows added
+        later are folded into these partitions by :meth:`compact` (LanceDB's optimize; it does not
+        retrain them). Returns the rows."""
         from lancedb.index import IvfHnswSq
 
         rows = int(self.table.count_rows())
         try:
-            self.table.create_index("vector", config=IvfHnswSq(distance_type="cosine",
-                                                               num_partitions=max(1, rows // 100_000)),
+            self.table.create_index("vector", config=IvfHnswSq(distance_type="cosine", num_partitions=partitions),
                                     replace=True)
         except Exception as exc:  # noqa: BLE001 - lance raises OSError/RuntimeError/ValueError
             raise IndexingError(f"LanceDB could not build its vector index: {exc}") from exc
