@@ -552,8 +552,7 @@ class Indexer:
         if manifest.get_meta("snapshot_version") == version and (folder / f"v{version}").exists():
             return
         self.progress("snapshot", 0, 0)
-        snapshot.build(folder, lance.table, version)
-        manifest.set_meta("snapshot_version", version)
+        snapshot.build(folder, lance.table, version, record=lambda: manifest.set_meta("snapshot_version", version))
 
     def _prepare(self, manifest, lance, tantivy_store, settings: IndexSettings, bundle) -> str:
         """Create the stores, or rebuild them if the recorded settings differ. Returns why it rebuilt."""

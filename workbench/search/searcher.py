@@ -144,7 +144,7 @@ class Searcher:
         self.workspace = workspace
         self.config = config or workspace.config()
         with Manifest(workspace.manifest_path) as manifest:
-            recorded = manifest.get_meta("settings")
+            recorded = self._recorded_settings = manifest.get_meta("settings")
             n_docs = manifest.count_docs()
             self._snapshot_version = manifest.get_meta("snapshot_version")
             pending = manifest.roots_to_reindex()
@@ -222,7 +222,7 @@ class Searcher:
             from workbench.store import snapshot
 
             folder = self.workspace.snapshot_dir
-            snap = snapshot.load(folder, self._snapshot_version) if self._snapshot_version is not None else None
+            snap = self._load_published(snapshot, folder)
             if snap is not None and self._cut_off and self.lance.table.version != self._snapshot_version:
                 snap = None  # the cut-off run wrote past the published snapshot
             if snap is None:  # an index written before snapshots, or a run killed before publishing
@@ -233,10 +233,14 @@ class Searcher:
                 # next `wb index` deletes it first)
                 with Manifest(self.workspace.manifest_path) as manifest:
                     unfinished_docs = manifest.pending() if self._cut_off else []
-                snapshot.build(folder, self.lance.table, version, unfinished_docs)
-                # a `wb index` that published a newer version meanwhile keeps its pointer
-                with Manifest(self.workspace.manifest_path) as manifest:
-                    held = manifest.raise_meta("snapshot_version", version)
+                held = version
+
+                def record() -> None:  # a `wb index` that published a newer version meanwhile keeps its pointer
+                    nonlocal held
+                    with Manifest(self.workspace.manifest_path) as manifest:
+                        held = manifest.raise_meta("snapshot_version", version)
+
+                snapshot.build(folder, self.lance.table, version, unfinished_docs, record=record)
                 snap = snapshot.load(folder, held) if held != version else None
                 snap = snap or snapshot.load(folder, version)
                 if snap is None:
@@ -246,6 +250,28 @@ class Searcher:
                                          "run the query again")
             self._snapshot = snap
         return self._snapshot
+
+    def _load_published(self, snapshot, folder: Path):
+        """The published snapshot, memory-mapped; None if there is none (``snapshot`` builds it). A
+        `wb index` that published a newer one since this Searcher opened removes the one it recorded,
+        also while it is being read: the manifest's newer one is read instead, if built with the same
+        settings (else WorkspaceError: run the query again)."""
+        from workbench.store.manifest import Manifest
+
+        for _ in range(5):  # a new publication each time round: runs finishing as fast as this reads
+            if self._snapshot_version is None:
+                return None
+            snap = snapshot.load(folder, self._snapshot_version)
+            if snap is not None:
+                return snap
+            with Manifest(self.workspace.manifest_path) as manifest:
+                newer, settings = manifest.get_meta("snapshot_version"), manifest.get_meta("settings")
+            if newer is None or newer == self._snapshot_version:
+                return None  # missing (an index written before snapshots, a run killed before publishing)
+            if settings != self._recorded_settings:  # a settings rebuild swapped in: other models
+                break
+            self._snapshot_version = newer
+        raise WorkspaceError(f"the index of {self.workspace.root} changed while it was read: run the query again")
 
     def _dense_tensor(self):
         """The snapshot's dense matrix as a torch view (no copy): query-time products go through
