@@ -384,28 +384,50 @@ class Searcher:
         row_of = self.catalog.row_of
         return np.array([row_of.get(int(k), -1) for k in keys], dtype=np.int64)
 
-    def _dense_ann(self) -> bool:
-        """True when dense retrieval goes through LanceDB's ANN index: the index holds more than
-        ``[index] dense_exact_max_rows`` chunks and `wb index` has built the index (until it has, an
-        index that grew past the limit is scanned exactly). Asked once per snapshot version."""
+    def _ann_store(self):
+        """LanceDB's table at the snapshot's version when dense retrieval goes through its ANN index,
+        else None (the exact scan): the index holds more than ``[index] dense_exact_max_rows`` chunks
+        and `wb index` had built the index by that version (until it has, an index that grew past the
+        limit is scanned exactly). The table is read as it was when the snapshot was published, so the
+        candidates are the snapshot's rows whatever a `wb index` run writes meanwhile. Opened once per
+        snapshot version; a version LanceDB cannot open or list the indexes of (cleaned up since, its
+        files damaged) is scanned exactly."""
         snap = self.snapshot
         if self._ann_for is None or self._ann_for[0] is not snap:
-            ann = (self.catalog.size > self.config.index.dense_exact_max_rows
-                   and self.lance.dense_index_rows() is not None)
-            self._ann_for = (snap, ann)
+            store = None
+            if self.catalog.size > self.config.index.dense_exact_max_rows:
+                pinned = self.lance.at_version(snap.version)
+                try:
+                    store = pinned if pinned.dense_index_rows() is not None else None
+                except WorkspaceError:
+                    store = None
+            self._ann_for = (snap, store)
         return self._ann_for[1]
+
+    def _dense_ann(self) -> bool:
+        """True when dense retrieval goes through LanceDB's ANN index (``_ann_store``)."""
+        return self._ann_store() is not None
 
     def _mode_dense(self, q: EncodedQuery, depth: int):
         """Exact cosine over the snapshot's vectors; LanceDB's ANN index where ``_dense_ann``."""
-        if self._dense_ann():  # the index's best dense_ann_refine x depth, rescored exactly
-            keys, _approximate = self.lance.dense_search(q.dense, depth * self.config.index.dense_ann_refine)
-            rows = self._rows(keys)
-            # sorted (equal scores in row order, as the exact scan ranks them); a row an index run
-            # is adding now is not in this snapshot yet
-            rows = np.unique(rows[rows >= 0])
-            sims = self._dense_scores(q, rows)
-            top = best_first(sims, depth)
-            return rows[top], sims[top]
+        store = self._ann_store()
+        if store is not None:  # the index's best dense_ann_refine x depth, rescored exactly
+            try:
+                keys, _approximate = store.dense_search(q.dense, depth * self.config.index.dense_ann_refine)
+            except WorkspaceError:  # its files removed meanwhile (a newer snapshot was published)
+                self._ann_for = (self._ann_for[0], None)  # this snapshot is scanned exactly from now on
+                keys = None
+            if keys is not None:
+                rows = self._rows(keys)
+                # sorted (equal scores in row order, as the exact scan ranks them); a row the snapshot
+                # lacks (a cut-off run's unfinished batch, left out of its snapshot) is dropped
+                rows = np.unique(rows[rows >= 0])
+                # fewer than depth left: rows the snapshot lacks took candidates, and one of its own
+                # rows may be missing; the exact scan answers (the same list, at the exact scan's cost)
+                if len(rows) >= min(depth, self.catalog.size):
+                    sims = self._dense_scores(q, rows)
+                    top = best_first(sims, depth)
+                    return rows[top], sims[top]
         sims = self._dense_scores(q)
         top = best_first(sims, depth)
         return top, sims[top]
