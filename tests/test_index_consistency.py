@@ -546,3 +546,29 @@ def test_a_run_or_removal_killed_in_its_settle_is_settled_by_the_next_run(tmp_pa
     assert summary.docs_indexed == summary.docs_removed == 0
     Indexer(fresh).remove(other)  # not cut off: its settle rewrites BM25 as a fresh build of corpus would be
     settled_like(fresh)
+
+
+def test_a_snapshot_removed_while_a_query_loads_it_gives_way_to_the_newer_one(fresh, tmp_path):
+    """A `wb index` publishes a newer snapshot and removes the one a Searcher opened on while that
+    Searcher memory-maps it (its tokens.npz still there, tokens.bin already gone): the query failed
+    with FileNotFoundError; it now reads the snapshot the manifest names, as a fresh Searcher does."""
+    import shutil
+
+    from workbench.search.searcher import Searcher
+
+    ws, corpus = fresh
+    Indexer(ws).run(corpus)
+    searcher = Searcher(ws)  # the snapshot is loaded at its first query
+    with Manifest(ws.manifest_path) as manifest:
+        old = ws.snapshot_dir / f"v{manifest.get_meta('snapshot_version')}"
+    shutil.copy(old / "tokens.npz", tmp_path / "tokens.npz")
+    (corpus / "extra.md").write_text("# Trees\n\nTo delete a folder with everything in it, walk it bottom up.\n")
+    Indexer(ws).run(corpus)
+    assert not old.exists()
+    old.mkdir()  # the older folder half removed, as the publisher's rmtree leaves it for a moment
+    shutil.copy(tmp_path / "tokens.npz", old / "tokens.npz")
+    for pipeline in ("dense", "colbert", "hybrid"):
+        got = searcher.search("remove a directory tree", pipeline=pipeline, k=5).results
+        want = Searcher(ws).search("remove a directory tree", pipeline=pipeline, k=5).results
+        assert [(h.doc_id, round(h.score, 5)) for h in got] == [(h.doc_id, round(h.score, 5)) for h in want]
+    assert "extra.md" in {h.doc_id for h in searcher.search("delete a folder walk bottom up", pipeline="dense", k=5).results}

@@ -478,9 +478,12 @@ class Indexer:
         collection when something ``changed`` or an earlier write was cut off before its settle
         ended (``UNSETTLED``), the read snapshot published, the workspace's totals in ``summary``.
         Deleted docs left in Tantivy are purged on every settle (a ``meta.json`` read when none)."""
-        if changed or manifest.get_meta(UNSETTLED):
+        compacted = changed or manifest.get_meta(UNSETTLED)
+        if compacted:
             self.progress("compacting", 0, 0)
-            failed = lance.compact()
+            # the published snapshot's version stays until the next is published: queries meanwhile
+            # search its ANN index (Searcher._ann_store), which a cleanup of it would pull from under them
+            failed = lance.compact(keep=manifest.get_meta("snapshot_version"))
             summary.note = _join(summary.note, failed or "")
             self._purge_tantivy_deletes(manifest, lance, tantivy_store)
             tantivy_store.garbage_collect()
@@ -489,6 +492,11 @@ class Indexer:
             self._purge_tantivy_deletes(manifest, lance, tantivy_store)
         self._ensure_dense_index(manifest, lance, summary)
         self._publish_snapshot(manifest, lance)
+        if compacted:  # the versions before the one just published (a query still on one scans exactly)
+            failed = lance.cleanup()
+            if failed:
+                summary.note = _join(summary.note, failed)
+                manifest.set_meta(UNSETTLED, True)
         summary.total_docs = manifest.count_docs()
         summary.total_chunks = manifest.count_chunks()
 
@@ -566,8 +574,7 @@ class Indexer:
         if manifest.get_meta("snapshot_version") == version and (folder / f"v{version}").exists():
             return
         self.progress("snapshot", 0, 0)
-        snapshot.build(folder, lance.table, version)
-        manifest.set_meta("snapshot_version", version)
+        snapshot.build(folder, lance.table, version, record=lambda: manifest.set_meta("snapshot_version", version))
 
     def _prepare(self, manifest, lance, tantivy_store, settings: IndexSettings, bundle) -> str:
         """Create the stores, or rebuild them if the recorded settings differ. Returns why it rebuilt."""

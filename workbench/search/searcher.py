@@ -144,7 +144,7 @@ class Searcher:
         self.workspace = workspace
         self.config = config or workspace.config()
         with Manifest(workspace.manifest_path) as manifest:
-            recorded = manifest.get_meta("settings")
+            recorded = self._recorded_settings = manifest.get_meta("settings")
             n_docs = manifest.count_docs()
             self._snapshot_version = manifest.get_meta("snapshot_version")
             pending = manifest.roots_to_reindex()
@@ -222,7 +222,7 @@ class Searcher:
             from workbench.store import snapshot
 
             folder = self.workspace.snapshot_dir
-            snap = snapshot.load(folder, self._snapshot_version) if self._snapshot_version is not None else None
+            snap = self._load_published(snapshot, folder)
             if snap is not None and self._cut_off and self.lance.table.version != self._snapshot_version:
                 snap = None  # the cut-off run wrote past the published snapshot
             if snap is None:  # an index written before snapshots, or a run killed before publishing
@@ -233,10 +233,14 @@ class Searcher:
                 # next `wb index` deletes it first)
                 with Manifest(self.workspace.manifest_path) as manifest:
                     unfinished_docs = manifest.pending() if self._cut_off else []
-                snapshot.build(folder, self.lance.table, version, unfinished_docs)
-                # a `wb index` that published a newer version meanwhile keeps its pointer
-                with Manifest(self.workspace.manifest_path) as manifest:
-                    held = manifest.raise_meta("snapshot_version", version)
+                held = version
+
+                def record() -> None:  # a `wb index` that published a newer version meanwhile keeps its pointer
+                    nonlocal held
+                    with Manifest(self.workspace.manifest_path) as manifest:
+                        held = manifest.raise_meta("snapshot_version", version)
+
+                snapshot.build(folder, self.lance.table, version, unfinished_docs, record=record)
                 snap = snapshot.load(folder, held) if held != version else None
                 snap = snap or snapshot.load(folder, version)
                 if snap is None:
@@ -246,6 +250,28 @@ class Searcher:
                                          "run the query again")
             self._snapshot = snap
         return self._snapshot
+
+    def _load_published(self, snapshot, folder: Path):
+        """The published snapshot, memory-mapped; None if there is none (``snapshot`` builds it). A
+        `wb index` that published a newer one since this Searcher opened removes the one it recorded,
+        also while it is being read: the manifest's newer one is read instead, if built with the same
+        settings (else WorkspaceError: run the query again)."""
+        from workbench.store.manifest import Manifest
+
+        for _ in range(5):  # a new publication each time round: runs finishing as fast as this reads
+            if self._snapshot_version is None:
+                return None
+            snap = snapshot.load(folder, self._snapshot_version)
+            if snap is not None:
+                return snap
+            with Manifest(self.workspace.manifest_path) as manifest:
+                newer, settings = manifest.get_meta("snapshot_version"), manifest.get_meta("settings")
+            if newer is None or newer == self._snapshot_version:
+                return None  # missing (an index written before snapshots, a run killed before publishing)
+            if settings != self._recorded_settings:  # a settings rebuild swapped in: other models
+                break
+            self._snapshot_version = newer
+        raise WorkspaceError(f"the index of {self.workspace.root} changed while it was read: run the query again")
 
     def _dense_tensor(self):
         """The snapshot's dense matrix as a torch view (no copy): query-time products go through
@@ -358,28 +384,50 @@ class Searcher:
         row_of = self.catalog.row_of
         return np.array([row_of.get(int(k), -1) for k in keys], dtype=np.int64)
 
-    def _dense_ann(self) -> bool:
-        """True when dense retrieval goes through LanceDB's ANN index: the index holds more than
-        ``[index] dense_exact_max_rows`` chunks and `wb index` has built the index (until it has, an
-        index that grew past the limit is scanned exactly). Asked once per snapshot version."""
+    def _ann_store(self):
+        """LanceDB's table at the snapshot's version when dense retrieval goes through its ANN index,
+        else None (the exact scan): the index holds more than ``[index] dense_exact_max_rows`` chunks
+        and `wb index` had built the index by that version (until it has, an index that grew past the
+        limit is scanned exactly). The table is read as it was when the snapshot was published, so the
+        candidates are the snapshot's rows whatever a `wb index` run writes meanwhile. Opened once per
+        snapshot version; a version LanceDB cannot open or list the indexes of (cleaned up since, its
+        files damaged) is scanned exactly."""
         snap = self.snapshot
         if self._ann_for is None or self._ann_for[0] is not snap:
-            ann = (self.catalog.size > self.config.index.dense_exact_max_rows
-                   and self.lance.dense_index_rows() is not None)
-            self._ann_for = (snap, ann)
+            store = None
+            if self.catalog.size > self.config.index.dense_exact_max_rows:
+                pinned = self.lance.at_version(snap.version)
+                try:
+                    store = pinned if pinned.dense_index_rows() is not None else None
+                except WorkspaceError:
+                    store = None
+            self._ann_for = (snap, store)
         return self._ann_for[1]
+
+    def _dense_ann(self) -> bool:
+        """True when dense retrieval goes through LanceDB's ANN index (``_ann_store``)."""
+        return self._ann_store() is not None
 
     def _mode_dense(self, q: EncodedQuery, depth: int):
         """Exact cosine over the snapshot's vectors; LanceDB's ANN index where ``_dense_ann``."""
-        if self._dense_ann():  # the index's best dense_ann_refine x depth, rescored exactly
-            keys, _approximate = self.lance.dense_search(q.dense, depth * self.config.index.dense_ann_refine)
-            rows = self._rows(keys)
-            # sorted (equal scores in row order, as the exact scan ranks them); a row an index run
-            # is adding now is not in this snapshot yet
-            rows = np.unique(rows[rows >= 0])
-            sims = self._dense_scores(q, rows)
-            top = best_first(sims, depth)
-            return rows[top], sims[top]
+        store = self._ann_store()
+        if store is not None:  # the index's best dense_ann_refine x depth, rescored exactly
+            try:
+                keys, _approximate = store.dense_search(q.dense, depth * self.config.index.dense_ann_refine)
+            except WorkspaceError:  # its files removed meanwhile (a newer snapshot was published)
+                self._ann_for = (self._ann_for[0], None)  # this snapshot is scanned exactly from now on
+                keys = None
+            if keys is not None:
+                rows = self._rows(keys)
+                # sorted (equal scores in row order, as the exact scan ranks them); a row the snapshot
+                # lacks (a cut-off run's unfinished batch, left out of its snapshot) is dropped
+                rows = np.unique(rows[rows >= 0])
+                # fewer than depth left: rows the snapshot lacks took candidates, and one of its own
+                # rows may be missing; the exact scan answers (the same list, at the exact scan's cost)
+                if len(rows) >= min(depth, self.catalog.size):
+                    sims = self._dense_scores(q, rows)
+                    top = best_first(sims, depth)
+                    return rows[top], sims[top]
         sims = self._dense_scores(q)
         top = best_first(sims, depth)
         return top, sims[top]

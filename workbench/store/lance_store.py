@@ -5,12 +5,15 @@ Contract:
 - ``add`` appends a batch atomically (a killed ``add`` leaves the previous version);
 - ``delete_docs`` removes every row of the given documents;
 - ``compact`` merges small fragments and removes old versions and orphan temp files (and brings
-  rows added since into the ANN index, when the table has one: ``build_dense_index``).
+  rows added since into the ANN index, when the table has one: ``build_dense_index``), keeping the
+  version the published read snapshot was built from (queries search that version's ANN index:
+  ``at_version``) until ``cleanup`` after the next snapshot is published.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -53,16 +56,34 @@ def _sql_list(values: list[str]) -> str:
 class LanceChunkStore:
     """The ``chunks`` table in a LanceDB folder."""
 
-    def __init__(self, folder: Path) -> None:
-        import lancedb
-
+    def __init__(self, folder: Path, *, version: int | None = None, db=None) -> None:
+        """``version``: a read-only view of the table as it was at that version (``at_version``);
+        None: the table's newest version, re-read at every call (another process writes it)."""
         self.folder = folder
-        self.db = lancedb.connect(str(folder), read_consistency_interval=timedelta(0))
+        if db is None:
+            import lancedb
+
+            db = lancedb.connect(str(folder), read_consistency_interval=timedelta(0))
+        self.db = db
+        self.version = version
         self._table = None
+
+    def at_version(self, version: int) -> "LanceChunkStore":
+        """The table as it was at ``version`` (a published read snapshot's): its rows and ANN index
+        then, whatever a run writes meanwhile. Opened on first use (well under a millisecond);
+        WorkspaceError there if that version is gone (cleaned up after a newer snapshot was published)."""
+        return LanceChunkStore(self.folder, version=version, db=self.db)
 
     @property
     def table(self):
         if self._table is None:
+            if self.version is not None:
+                try:
+                    self._table = self.db.open_table(TABLE, version=self.version)
+                except Exception as exc:  # noqa: BLE001 - ValueError (cleaned up), OSError/RuntimeError
+                    raise WorkspaceError(f"LanceDB no longer holds version {self.version} of its table: "
+                                         f"{str(exc).strip()[:200]}") from exc
+                return self._table
             try:
                 self._table = self.db.open_table(TABLE)
             except (FileNotFoundError, ValueError) as exc:
@@ -113,14 +134,20 @@ class LanceChunkStore:
         the index's own (from quantized residuals: an order, not the cosines); the searcher rescores
         the rows from its snapshot. Rows added
         since the index was built or updated are scanned exactly. Without an index, a flat scan of
-        every row, exact."""
-        res = (
-            self.table.search(query.astype(np.float32), vector_column_name="vector")
-            .distance_type("cosine")
-            .select(["chunk_key", "_distance"])
-            .limit(k)
-            .to_arrow()
-        )
+        every row, exact. WorkspaceError when LanceDB fails (files of the version it reads removed by
+        a cleanup meanwhile): the searcher then scans its snapshot exactly."""
+        try:
+            res = (
+                self.table.search(query.astype(np.float32), vector_column_name="vector")
+                .distance_type("cosine")
+                .select(["chunk_key", "_distance"])
+                .limit(k)
+                .to_arrow()
+            )
+        except WorkspaceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - lance raises OSError/RuntimeError/ValueError
+            raise WorkspaceError(f"LanceDB could not search its vector index: {str(exc).strip()[:200]}") from exc
         keys = res.column("chunk_key").to_numpy()
         sims = 1.0 - res.column("_distance").to_numpy()
         return keys, sims
@@ -154,29 +181,55 @@ class LanceChunkStore:
             raise IndexingError(f"LanceDB could not build its vector index: {exc}") from exc
         return rows
 
-    def compact(self) -> str | None:
+    def compact(self, keep: int | None = None) -> str | None:
         """Merge fragments, drop old versions and remove orphan temp files from killed writes.
 
-        Best effort (the data stays correct without it): a failure (a full disk, say) is returned as
-        one line for the caller to report, since the old versions it would drop stay on disk."""
+        ``keep``: a version whose files stay (with every newer one): the published read snapshot's,
+        whose ANN index queries search until the next snapshot is published (``cleanup`` then drops
+        it). Best effort (the data stays correct without it): a failure (a full disk, say) is
+        returned as one line for the caller to report, since the old versions it would drop stay on disk."""
         if not self.exists():
             return None
-        import warnings
-
-        failure = None
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self.table.optimize(cleanup_older_than=timedelta(0))
-        except Exception as exc:  # noqa: BLE001 - reported, never fatal
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            failure = f"LanceDB compaction failed, old versions stay on disk until the next index run: {first[:200]}"
+        failure = self._optimize(self._age_of(keep), "LanceDB compaction failed")
         for tmp in (self.folder / f"{TABLE}.lance" / "data").glob(".tmp*"):
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink(missing_ok=True)
         return failure
+
+    def cleanup(self) -> str | None:
+        """Drop every version but the newest (after ``compact(keep=...)`` and the new read snapshot's
+        publication: the kept version's files go). Compacts nothing that ``compact`` left, so the
+        version stays the published one. Best effort, as ``compact``."""
+        if not self.exists():
+            return None
+        return self._optimize(timedelta(0), "LanceDB cleanup failed")
+
+    def _age_of(self, version: int | None) -> timedelta:
+        """How old a cleanup may let versions get and still keep ``version`` (0: keep only the
+        newest; also for a version that is gone), with a minute to spare for the time it takes."""
+        if version is None:
+            return timedelta(0)
+        try:
+            stamps = [v["timestamp"] for v in self.table.list_versions() if v["version"] == version]
+        except Exception:  # noqa: BLE001 - then the cleanup keeps the newest version only
+            return timedelta(0)
+        if not stamps:
+            return timedelta(0)
+        return timedelta(seconds=max(0.0, time.time() - stamps[0].timestamp()) + 60)
+
+    def _optimize(self, older_than: timedelta, what: str) -> str | None:
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.table.optimize(cleanup_older_than=older_than)
+        except Exception as exc:  # noqa: BLE001 - reported, never fatal
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return f"{what}, old versions stay on disk until the next index run: {first[:200]}"
+        return None
 
 
 def split_multivectors(column) -> list[np.ndarray]:

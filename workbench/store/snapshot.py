@@ -122,8 +122,12 @@ def _make_folder(folder: Path) -> None:
 SNAPSHOT_BATCH_ROWS = 128
 
 
-def build(folder: Path, table, version: int, exclude_docs: list[str] = ()) -> Path:
+def build(folder: Path, table, version: int, exclude_docs: list[str] = (), record=None) -> Path:
     """Write the snapshot of ``table`` at ``version`` (bounded memory); returns its folder.
+
+    ``record``: called once the snapshot is in place, before the older ones are removed (the
+    publisher records the version in the manifest there, so a reader that finds its snapshot gone
+    finds the newer one named).
 
     ``exclude_docs``: documents whose rows are left out: a cut-off run's unfinished batch (the
     manifest's pending documents), which the next ``wb index`` deletes before anything else. Such
@@ -138,6 +142,8 @@ def build(folder: Path, table, version: int, exclude_docs: list[str] = ()) -> Pa
     _make_folder(folder)
     final = folder / f"v{version}"
     if (final / "tokens.npz").exists():
+        if record is not None:
+            record()
         return final
     tmp = folder / f"tmp-v{version}-{os.getpid()}-{threading.get_ident()}"  # one per builder, threads too
     shutil.rmtree(tmp, ignore_errors=True)
@@ -197,6 +203,8 @@ def build(folder: Path, table, version: int, exclude_docs: list[str] = ()) -> Pa
             os.fsync(handle.fileno())
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
+    if record is not None:
+        record()
     for old in folder.iterdir():
         newer = re.fullmatch(r"v(\d+)", old.name) is not None and int(old.name[1:]) > version  # published meanwhile
         if old.name != final.name and not newer and not _building_elsewhere(old.name):
@@ -272,10 +280,18 @@ def add_sparse(folder: Path, version: int, table) -> None:
 
 
 def load(folder: Path, version: int) -> Snapshot | None:
-    """Memory-map the snapshot of ``version``; None if it does not exist."""
+    """Memory-map the snapshot of ``version``; None if it does not exist, also when its folder goes
+    while it is read (a `wb index` that published a newer one removes it: the manifest then names
+    the newer one). Once mapped, the files stay readable after their removal."""
+    try:
+        return _load(folder / f"v{version}", version)
+    except FileNotFoundError:
+        return None
+
+
+def _load(path: Path, version: int) -> Snapshot | None:
     import pyarrow.feather as feather
 
-    path = folder / f"v{version}"
     if not (path / "tokens.npz").exists():
         return None
     idx = np.load(path / "tokens.npz")
